@@ -1,0 +1,34 @@
+# tagpr — see README.md. `make demo` and `make test` fetch what they need (setup) and cache it in .cache/.
+GO      ?= go
+BIN     := bin/tagpr
+GOFLAGS ?=
+export GOFLAGS
+
+.PHONY: all build setup demo test bench fmt vet fuzz
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/tagpr
+
+# Internal: fetch and verify every pinned artifact (ONNX Runtime from npm, tokenizers) into .cache/.
+setup: build
+	./$(BIN) setup
+
+demo: setup
+	./$(BIN) demo
+
+vet:
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$'))" || { gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$'); echo "gofmt needed"; exit 1; }
+
+test: setup vet
+	$(GO) test -count=1 -timeout 30m ./...
+
+# Benchmarks: every figure as `bench: NAME VALUE UNIT`, and bench.json.
+bench: setup
+	$(GO) test -run '^$$' -bench . -benchtime 1x -count 1 -timeout 60m ./... > .cache/bench.raw || { cat .cache/bench.raw; exit 1; }
+	$(GO) run ./cmd/benchreport -in .cache/bench.raw -out bench.json
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzReadModel -fuzztime 60s ./onnx/ir

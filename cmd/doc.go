@@ -1,0 +1,2 @@
+// Package cmd holds tagpr's executables; cmd/tagpr is the `tagpr` command.
+package cmd

@@ -1,0 +1,188 @@
+package ort
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+
+	ortgo "github.com/yalue/onnxruntime_go"
+
+	"github.com/tagpr/tagpr/onnx/lock"
+)
+
+// EnvLibraryPath is the environment variable a user sets to use their own
+// ONNX Runtime build (for example one with the CUDA provider).
+const EnvLibraryPath = "ONNXRUNTIME_SHARED_LIBRARY_PATH"
+
+// LibrarySource says how the runtime library was found.
+type LibrarySource string
+
+const (
+	FromConfig LibrarySource = "flag/config"
+	FromEnv    LibrarySource = "env " + EnvLibraryPath
+	FromLock   LibrarySource = lock.FileName + " cache"
+)
+
+// ErrLibraryMissing is wrapped by every "no library found" error.
+var ErrLibraryMissing = errors.New("ONNX Runtime library not found")
+
+const fixHint = "run `make setup` (or `tagpr setup`) to fetch the pinned ONNX Runtime 1.30 into .cache/, " +
+	"or set " + EnvLibraryPath + " / the runtime.library config key to a libonnxruntime.so of version >= " + MinVersion
+
+// Discover finds the runtime library in the order: explicit path (flag or
+// config) → $ONNXRUNTIME_SHARED_LIBRARY_PATH → the models.lock cache found
+// from the working directory upwards. A library from the lock cache is
+// verified against its pin.
+func Discover(explicit string) (string, LibrarySource, error) {
+	if explicit != "" {
+		return checkFile(explicit, FromConfig)
+	}
+	if p := os.Getenv(EnvLibraryPath); p != "" {
+		return checkFile(p, FromEnv)
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		return "", "", err
+	}
+	return FromLockFile(wd)
+}
+
+// FromLockFile returns the pinned runtime library for this platform from the
+// models.lock nearest to dir, verified.
+func FromLockFile(dir string) (string, LibrarySource, error) {
+	lf, err := lock.Find(dir)
+	if err != nil {
+		return "", "", fmt.Errorf("%w: no flag/config path, %s unset, and %v; %s", ErrLibraryMissing, EnvLibraryPath, err, fixHint)
+	}
+	f, err := lock.Load(lf)
+	if err != nil {
+		return "", "", err
+	}
+	for _, e := range f.Entries {
+		if e.Kind != lock.Runtime || !lock.ForThisPlatform(e) {
+			continue
+		}
+		p := f.Abs(e)
+		if _, err := os.Stat(p); err != nil {
+			return "", "", fmt.Errorf("%w: %s pins %s at %s, which is not there; %s", ErrLibraryMissing, lf, e.Name, p, fixHint)
+		}
+		if err := f.Verify(e); err != nil {
+			return "", "", fmt.Errorf("runtime library: %w", err)
+		}
+		return p, FromLock, nil
+	}
+	return "", "", fmt.Errorf("%w: %s pins no runtime for %s/%s; %s", ErrLibraryMissing, lf, runtime.GOOS, runtime.GOARCH, fixHint)
+}
+
+func checkFile(p string, src LibrarySource) (string, LibrarySource, error) {
+	if _, err := os.Stat(p); err != nil {
+		return "", "", fmt.Errorf("%w: %s from %s: %v; %s", ErrLibraryMissing, p, src, err, fixHint)
+	}
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return "", "", err
+	}
+	return abs, src, nil
+}
+
+var env struct {
+	sync.Mutex
+	path    string
+	version string
+	err     error
+	done    bool
+}
+
+// Init loads the runtime library (found with Discover(explicit)) and creates
+// the process-wide environment. Later calls return the first call's result;
+// an explicit path that differs from the loaded one is an error.
+func Init(explicit string) error {
+	env.Lock()
+	defer env.Unlock()
+	if env.done {
+		if env.err == nil && explicit != "" {
+			if abs, _ := filepath.Abs(explicit); abs != env.path {
+				return fmt.Errorf("ONNX Runtime already initialized from %s; cannot switch to %s in one process", env.path, explicit)
+			}
+		}
+		return env.err
+	}
+	env.done = true
+	env.err = initOnce(explicit)
+	return env.err
+}
+
+func initOnce(explicit string) error {
+	path, src, err := Discover(explicit)
+	if err != nil {
+		return err
+	}
+	v, err := ProbeVersion(path)
+	if err != nil {
+		return fmt.Errorf("%w (found via %s); %s", err, src, fixHint)
+	}
+	if !versionAtLeast(v, MinVersion) {
+		return fmt.Errorf("ONNX Runtime %s at %s (via %s) is too old: tagpr needs >= %s (C API 24); %s", v, path, src, MinVersion, fixHint)
+	}
+	ortgo.SetSharedLibraryPath(path)
+	if err := ortgo.InitializeEnvironment(ortgo.WithLogLevelError()); err != nil {
+		return fmt.Errorf("initialize ONNX Runtime %s from %s: %w", v, path, err)
+	}
+	env.path, env.version = path, v
+	return nil
+}
+
+// MustInit is for tests and benchmarks: it initializes or panics with the fix.
+func MustInit() {
+	if err := Init(""); err != nil {
+		panic(err)
+	}
+}
+
+// Version is the loaded runtime's version ("" before Init).
+func Version() string {
+	env.Lock()
+	defer env.Unlock()
+	return env.version
+}
+
+// LibraryPath is the loaded runtime library's path ("" before Init).
+func LibraryPath() string {
+	env.Lock()
+	defer env.Unlock()
+	return env.path
+}
+
+// Providers lists the execution providers this runtime can use. CPU is always
+// there; CUDA is listed only when the library accepts the CUDA provider.
+func Providers() []string {
+	out := []string{"cpu"}
+	if cudaAvailable() == nil {
+		out = append(out, "cuda")
+	}
+	return out
+}
+
+func cudaAvailable() error {
+	so, err := ortgo.NewSessionOptions()
+	if err != nil {
+		return err
+	}
+	defer so.Destroy()
+	return appendCUDA(so, 0)
+}
+
+func appendCUDA(so *ortgo.SessionOptions, device int) error {
+	opts, err := ortgo.NewCUDAProviderOptions()
+	if err != nil {
+		return err
+	}
+	defer opts.Destroy()
+	if err := opts.Update(map[string]string{"device_id": fmt.Sprint(device)}); err != nil {
+		return err
+	}
+	return so.AppendExecutionProviderCUDA(opts)
+}
