@@ -229,8 +229,10 @@ func (f *File) Pin(name string, kind Kind, source, path string) (Entry, error) {
 		return Entry{}, err
 	}
 	stored := path
-	if abs, err := filepath.Abs(path); err == nil {
-		if rel, err := filepath.Rel(f.Dir(), abs); err == nil && !strings.HasPrefix(rel, "..") {
+	abs, err := filepath.Abs(path)
+	lockDir, err2 := filepath.Abs(f.Dir())
+	if err == nil && err2 == nil {
+		if rel, err := filepath.Rel(lockDir, abs); err == nil && !strings.HasPrefix(rel, "..") {
 			stored = filepath.ToSlash(rel)
 		} else {
 			stored = abs

@@ -1,0 +1,107 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+var tagprBin string
+
+// TestMain builds the real binary once; the tests run it as a user would.
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "tagpr-cli-")
+	if err != nil {
+		panic(err)
+	}
+	tagprBin = filepath.Join(dir, "tagpr")
+	if out, err := exec.Command("go", "build", "-o", tagprBin, ".").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build tagpr: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// runTagpr runs the binary in dir with extra environment and returns stdout, stderr.
+func runTagpr(t *testing.T, dir string, env []string, args ...string) (string, string, error) {
+	t.Helper()
+	cmd := exec.Command(tagprBin, args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), env...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	return out.String(), errb.String(), err
+}
+
+func TestVersionReportsRuntime(t *testing.T) {
+	out, stderr, err := runTagpr(t, ".", nil, "version")
+	if err != nil {
+		t.Fatalf("tagpr version: %v\n%s", err, stderr)
+	}
+	for _, want := range []string{"tagpr " + version, "onnxruntime 1.30.0", "execution providers: cpu"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("version output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestConfigPrecedence(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "tagpr.yaml")
+	os.WriteFile(cfg, []byte("runtime:\n  threads: 2\n  provider: cpu\nlog:\n  format: text\n"), 0o644)
+	out, stderr, err := runTagpr(t, dir, []string{"TAGPR_RUNTIME_THREADS=3"}, "--config", cfg, "--log-format", "json", "config", "print")
+	if err != nil {
+		t.Fatalf("config print: %v\n%s", err, stderr)
+	}
+	// env (3) beats the file (2); the flag (json) beats the file (text).
+	for _, want := range []string{"threads: \"3\"", "format: json", "provider: cpu", cfg} {
+		if !strings.Contains(out, want) {
+			t.Errorf("config print lacks %q:\n%s", want, out)
+		}
+	}
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(bad, []byte("runtime: [unclosed"), 0o644)
+	if _, stderr, err := runTagpr(t, dir, nil, "--config", bad, "config", "print"); err == nil || !strings.Contains(stderr, bad) {
+		t.Fatalf("broken config: err %v, stderr %q; want an error naming %s", err, stderr, bad)
+	}
+}
+
+func TestModelsLockAndVerify(t *testing.T) {
+	dir := t.TempDir()
+	art := filepath.Join(dir, "m.onnx")
+	os.WriteFile(art, []byte("weights"), 0o644)
+	if _, stderr, err := runTagpr(t, dir, nil, "models", "lock", "--kind", "model", "m.onnx"); err != nil {
+		t.Fatalf("models lock: %v\n%s", err, stderr)
+	}
+	lockText, _ := os.ReadFile(filepath.Join(dir, "models.lock"))
+	if !strings.Contains(string(lockText), `path = "m.onnx"`) {
+		t.Fatalf("models.lock:\n%s", lockText)
+	}
+	if out, stderr, err := runTagpr(t, dir, nil, "models", "verify"); err != nil || !strings.Contains(out, "ok   m.onnx") {
+		t.Fatalf("verify intact: %v\n%s%s", err, out, stderr)
+	}
+	os.WriteFile(art, []byte("tampered"), 0o644)
+	out, _, err := runTagpr(t, dir, nil, "models", "verify")
+	if err == nil || !strings.Contains(out, "FAIL m.onnx") || !strings.Contains(out, art) {
+		t.Fatalf("verify tampered: err %v\n%s", err, out)
+	}
+}
+
+func TestRuntimeFlagAndEnvRefuseMissingLibrary(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "libonnxruntime.so.1")
+	_, stderr, err := runTagpr(t, ".", nil, "--runtime-library", missing, "version")
+	if err == nil || !strings.Contains(stderr, missing) || !strings.Contains(stderr, "make setup") {
+		t.Fatalf("--runtime-library to a missing file: err %v, stderr %q", err, stderr)
+	}
+	_, stderr, err = runTagpr(t, ".", []string{"ONNXRUNTIME_SHARED_LIBRARY_PATH=" + missing}, "version")
+	if err == nil || !strings.Contains(stderr, missing) {
+		t.Fatalf("env to a missing file: err %v, stderr %q", err, stderr)
+	}
+}

@@ -1,0 +1,161 @@
+package ort
+
+import (
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/tagpr/tagpr/onnx/lock"
+)
+
+// fakeRuntime compiles a shared library that exports OrtGetApiBase and
+// reports the given version, standing in for an old ONNX Runtime build.
+func fakeRuntime(t *testing.T, version string) string {
+	t.Helper()
+	dir := t.TempDir()
+	src := filepath.Join(dir, "fake.c")
+	code := `#include <stddef.h>
+#include <stdint.h>
+static const char *ver(void) { return "` + version + `"; }
+static const void *api(uint32_t v) { (void)v; return NULL; }
+static struct { const void *(*a)(uint32_t); const char *(*v)(void); } base = { api, ver };
+const void *OrtGetApiBase(void) { return &base; }
+`
+	if err := os.WriteFile(src, []byte(code), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	lib := filepath.Join(dir, "libonnxruntime.so.1")
+	out, err := exec.Command("cc", "-shared", "-fPIC", "-o", lib, src).CombinedOutput()
+	if err != nil {
+		t.Fatalf("compile fake runtime (needs a C compiler, as cgo does): %v\n%s", err, out)
+	}
+	return lib
+}
+
+func TestTooOldRuntimeRefused(t *testing.T) {
+	lib := fakeRuntime(t, "1.20.1")
+	v, err := ProbeVersion(lib)
+	if err != nil || v != "1.20.1" {
+		t.Fatalf("ProbeVersion = %q, %v", v, err)
+	}
+	err = initOnce(lib)
+	if err == nil {
+		t.Fatal("a 1.20 runtime was accepted")
+	}
+	for _, want := range []string{"1.20.1", "too old", MinVersion, lib, "make setup"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("refusal %q does not mention %q", err, want)
+		}
+	}
+}
+
+func TestMissingRuntimeRefusedWithFix(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "nope.so")
+	err := initOnce(missing)
+	if !errors.Is(err, ErrLibraryMissing) || !strings.Contains(err.Error(), missing) || !strings.Contains(err.Error(), EnvLibraryPath) {
+		t.Fatalf("got %v; want ErrLibraryMissing naming %s and the env var", err, missing)
+	}
+	// A file that is not a shared library at all.
+	junk := filepath.Join(t.TempDir(), "junk.so")
+	os.WriteFile(junk, []byte("not an ELF file"), 0o644)
+	if err := initOnce(junk); err == nil || !strings.Contains(err.Error(), junk) {
+		t.Fatalf("junk library: got %v", err)
+	}
+	// No models.lock anywhere above the directory.
+	if _, _, err := FromLockFile(t.TempDir()); !errors.Is(err, ErrLibraryMissing) {
+		t.Fatalf("FromLockFile without a lock: %v", err)
+	}
+}
+
+func TestDiscoveryOrder(t *testing.T) {
+	explicit := fakeRuntime(t, "1.30.0")
+	fromEnv := fakeRuntime(t, "1.30.0")
+	t.Setenv(EnvLibraryPath, fromEnv)
+	p, src, err := Discover(explicit)
+	if err != nil || p != explicit || src != FromConfig {
+		t.Fatalf("explicit: %s %s %v", p, src, err)
+	}
+	p, src, err = Discover("")
+	if err != nil || p != fromEnv || src != FromEnv {
+		t.Fatalf("env: %s %s %v", p, src, err)
+	}
+	t.Setenv(EnvLibraryPath, "")
+	p, src, err = Discover("")
+	if err != nil || src != FromLock || !strings.HasSuffix(p, "libonnxruntime.so.1") {
+		t.Fatalf("lock cache: %s %s %v (run `make setup` first)", p, src, err)
+	}
+}
+
+func TestLockedRuntimeMismatchRefused(t *testing.T) {
+	dir := t.TempDir()
+	lib := filepath.Join(dir, ".cache", "ort", "libonnxruntime.so.1")
+	os.MkdirAll(filepath.Dir(lib), 0o755)
+	os.WriteFile(lib, []byte("pinned bytes"), 0o755)
+	f := &lock.File{Path: filepath.Join(dir, lock.FileName)}
+	if _, err := f.Pin(thisPlatformRuntimeName(t), lock.Runtime, "", lib); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Save(); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := FromLockFile(dir); err != nil {
+		t.Fatalf("intact pinned library refused: %v", err)
+	}
+	os.WriteFile(lib, []byte("swapped bytes"), 0o755)
+	_, _, err := FromLockFile(dir)
+	var mm *lock.MismatchError
+	if !errors.As(err, &mm) || !strings.Contains(err.Error(), lib) {
+		t.Fatalf("swapped library: got %v, want a mismatch naming %s", err, lib)
+	}
+}
+
+func thisPlatformRuntimeName(t *testing.T) string {
+	for _, n := range []string{"onnxruntime-linux-x64", "onnxruntime-linux-arm64"} {
+		if lock.ForThisPlatform(lock.Entry{Name: n, Kind: lock.Runtime}) {
+			return n
+		}
+	}
+	t.Fatal("no runtime entry name for this platform")
+	return ""
+}
+
+func TestVersionCompare(t *testing.T) {
+	for _, c := range []struct {
+		v    string
+		want bool
+	}{{"1.30.0", true}, {"1.24.0", true}, {"1.23.2", false}, {"2.0.0", true}, {"1.9.0", false}, {"1.24.0-dev", true}} {
+		if got := versionAtLeast(c.v, MinVersion); got != c.want {
+			t.Errorf("versionAtLeast(%s) = %v", c.v, got)
+		}
+	}
+}
+
+func TestInitLoadsPinnedRuntime(t *testing.T) {
+	if err := Init(""); err != nil {
+		t.Fatalf("Init: %v", err)
+	}
+	if !versionAtLeast(Version(), "1.30.0") {
+		t.Fatalf("loaded version %q, want the pinned 1.30", Version())
+	}
+	if ps := Providers(); len(ps) == 0 || ps[0] != "cpu" {
+		t.Fatalf("providers %v", ps)
+	}
+	if _, err := NewTensor([]int64{}, []float32{1}); err == nil {
+		t.Fatal("rank-0 tensor accepted")
+	}
+	if _, err := NewSession([]byte("\x08\x07garbage"), "junk", Options{}); err == nil || !strings.Contains(err.Error(), "junk") {
+		t.Fatalf("garbage model: %v", err)
+	}
+	if _, err := NewSession(nil, "empty", Options{}); err == nil {
+		t.Fatal("empty model accepted")
+	}
+	if _, err := sessionOptions(Options{Provider: "tpu"}); err == nil || !strings.Contains(err.Error(), "tpu") {
+		t.Fatalf("unknown provider: %v", err)
+	}
+	if _, err := sessionOptions(Options{Provider: "cuda"}); err == nil || !strings.Contains(err.Error(), "cuda") {
+		t.Fatalf("cuda on the CPU-only runtime: %v", err)
+	}
+}
