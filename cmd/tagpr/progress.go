@@ -1,0 +1,101 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/spf13/viper"
+)
+
+// progress shows long work: a redrawn bar on a terminal, structured log lines
+// (at most one every few seconds, plus the last) otherwise. Library code never
+// prints; it reports through callbacks that the CLI points at one of these.
+type progress struct {
+	mu       sync.Mutex
+	w        io.Writer
+	label    string
+	total    int
+	done     int
+	start    time.Time
+	lastLog  time.Time
+	terminal bool
+	logger   *slog.Logger
+}
+
+// newProgress writes to stderr; the log format comes from log.format (auto|text|json).
+func newProgress(label string, total int) *progress {
+	p := &progress{w: os.Stderr, label: label, total: total, start: time.Now()}
+	switch viper.GetString("log.format") {
+	case "json":
+		p.logger = slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	case "text":
+		p.logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	default:
+		if isTerminal(os.Stderr) {
+			p.terminal = true
+		} else {
+			p.logger = slog.New(slog.NewJSONHandler(os.Stderr, nil))
+		}
+	}
+	return p
+}
+
+func isTerminal(f *os.File) bool {
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// Step records n more units done; attrs are key/value pairs shown with it (loss=…).
+func (p *progress) Step(n int, attrs ...any) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.done += n
+	now := time.Now()
+	if p.terminal {
+		p.draw(attrs)
+		return
+	}
+	if now.Sub(p.lastLog) < 3*time.Second && p.done < p.total {
+		return
+	}
+	p.lastLog = now
+	args := append([]any{"done", p.done, "total", p.total, "elapsed_s", now.Sub(p.start).Seconds()}, attrs...)
+	p.logger.Info(p.label, args...)
+}
+
+func (p *progress) draw(attrs []any) {
+	const width = 30
+	frac := 0.0
+	if p.total > 0 {
+		frac = float64(p.done) / float64(p.total)
+	}
+	filled := int(frac * width)
+	if filled > width {
+		filled = width
+	}
+	var kv strings.Builder
+	for i := 0; i+1 < len(attrs); i += 2 {
+		fmt.Fprintf(&kv, " %v=%v", attrs[i], attrs[i+1])
+	}
+	elapsed := time.Since(p.start)
+	eta := ""
+	if p.done > 0 && p.total > p.done {
+		eta = fmt.Sprintf(" eta %s", (time.Duration(float64(elapsed) / float64(p.done) * float64(p.total-p.done))).Round(time.Second))
+	}
+	fmt.Fprintf(p.w, "\r%s [%s%s] %d/%d %s%s%s\033[K", p.label, strings.Repeat("=", filled), strings.Repeat(" ", width-filled),
+		p.done, p.total, elapsed.Round(time.Second), eta, kv.String())
+}
+
+// Finish ends the bar's line.
+func (p *progress) Finish() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.terminal {
+		fmt.Fprintln(p.w)
+	}
+}
