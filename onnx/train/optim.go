@@ -1,0 +1,211 @@
+package train
+
+import (
+	"fmt"
+	"math"
+)
+
+// AdamW is Adam with decoupled weight decay (Loshchilov & Hutter): the decay
+// multiplies the weight by (1 − lr·wd) and is not folded into the moments.
+// Its state (moments and step count) is part of a checkpoint, so a resumed run
+// continues bit for bit.
+type AdamW struct {
+	Beta1, Beta2 float64
+	Eps          float64
+	WeightDecay  float64
+	// Step is the number of updates applied so far (bias correction uses it).
+	Step int
+	M, V [][]float32
+}
+
+// NewAdamW makes the optimizer for params of the given sizes with the usual
+// defaults (β1 0.9, β2 0.999, ε 1e-8) and the given weight decay.
+func NewAdamW(sizes []int, weightDecay float64) *AdamW {
+	o := &AdamW{Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, WeightDecay: weightDecay}
+	o.M = make([][]float32, len(sizes))
+	o.V = make([][]float32, len(sizes))
+	for i, n := range sizes {
+		o.M[i] = make([]float32, n)
+		o.V[i] = make([]float32, n)
+	}
+	return o
+}
+
+// Update applies one step with learning rate lr to weights in place. decay[i]
+// says whether weight decay applies to param i (norm gains and biases usually
+// do not decay); nil means all decay.
+func (o *AdamW) Update(weights, grads [][]float32, lr float64, decay []bool) error {
+	if len(weights) != len(o.M) || len(grads) != len(o.M) {
+		return fmt.Errorf("adamw: %d weights and %d grads for %d params", len(weights), len(grads), len(o.M))
+	}
+	o.Step++
+	bc1 := 1 - math.Pow(o.Beta1, float64(o.Step))
+	bc2 := 1 - math.Pow(o.Beta2, float64(o.Step))
+	b1, b2 := float32(o.Beta1), float32(o.Beta2)
+	stepSize := float32(lr / bc1)
+	invSqrtBC2 := float32(1 / math.Sqrt(bc2))
+	eps := float32(o.Eps)
+	for i, w := range weights {
+		g, m, v := grads[i], o.M[i], o.V[i]
+		if len(w) != len(m) || len(g) != len(m) {
+			return fmt.Errorf("adamw: param %d has %d weights and %d grads, want %d", i, len(w), len(g), len(m))
+		}
+		shrink := float32(1)
+		if decay == nil || decay[i] {
+			shrink = float32(1 - lr*o.WeightDecay)
+		}
+		for j := range w {
+			gj := g[j]
+			m[j] = b1*m[j] + (1-b1)*gj
+			v[j] = b2*v[j] + (1-b2)*gj*gj
+			denom := float32(math.Sqrt(float64(v[j])))*invSqrtBC2 + eps
+			w[j] = w[j]*shrink - stepSize*m[j]/denom
+		}
+	}
+	return nil
+}
+
+// GlobalNorm is the L2 norm over all gradients together, summed in float64.
+func GlobalNorm(grads [][]float32) float64 {
+	var s float64
+	for _, g := range grads {
+		for _, x := range g {
+			s += float64(x) * float64(x)
+		}
+	}
+	return math.Sqrt(s)
+}
+
+// ClipGlobalNorm scales all gradients in place so their global norm is at
+// most maxNorm, and returns the norm before clipping. maxNorm ≤ 0 disables
+// clipping.
+func ClipGlobalNorm(grads [][]float32, maxNorm float64) float64 {
+	norm := GlobalNorm(grads)
+	if maxNorm <= 0 || norm <= maxNorm || math.IsNaN(norm) || math.IsInf(norm, 0) {
+		return norm
+	}
+	scale := float32(maxNorm / (norm + 1e-6))
+	for _, g := range grads {
+		for j := range g {
+			g[j] *= scale
+		}
+	}
+	return norm
+}
+
+// NonFinite returns the index of the first gradient holding a NaN or ±Inf,
+// or -1 when all are finite.
+func NonFinite(grads [][]float32) int {
+	for i, g := range grads {
+		for _, x := range g {
+			if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+				return i
+			}
+		}
+	}
+	return -1
+}
+
+// Schedule gives the learning rate at a step: linear warmup from 0 to Peak
+// over Warmup steps, then a decay to Peak·MinRatio at Total steps.
+type Schedule struct {
+	Peak     float64
+	Warmup   int
+	Total    int
+	Decay    string // "cosine" (default), "linear" or "constant"
+	MinRatio float64
+}
+
+// LR is the learning rate for update number step (0-based).
+func (s Schedule) LR(step int) float64 {
+	if s.Warmup > 0 && step < s.Warmup {
+		return s.Peak * float64(step+1) / float64(s.Warmup)
+	}
+	if s.Total <= s.Warmup || s.Decay == "constant" {
+		return s.Peak
+	}
+	p := float64(step-s.Warmup) / float64(s.Total-s.Warmup)
+	p = math.Min(math.Max(p, 0), 1)
+	var f float64
+	switch s.Decay {
+	case "linear":
+		f = 1 - p
+	default:
+		f = 0.5 * (1 + math.Cos(math.Pi*p))
+	}
+	return s.Peak * (s.MinRatio + (1-s.MinRatio)*f)
+}
+
+// Validate reports a schedule that cannot be used.
+func (s Schedule) Validate() error {
+	switch s.Decay {
+	case "", "cosine", "linear", "constant":
+	default:
+		return fmt.Errorf("schedule: unknown decay %q (want cosine, linear or constant)", s.Decay)
+	}
+	if s.Peak <= 0 || math.IsNaN(s.Peak) || math.IsInf(s.Peak, 0) {
+		return fmt.Errorf("schedule: learning rate %v must be positive", s.Peak)
+	}
+	if s.Warmup < 0 || s.Total < 0 {
+		return fmt.Errorf("schedule: negative warmup %d or total %d", s.Warmup, s.Total)
+	}
+	if s.MinRatio < 0 || s.MinRatio > 1 {
+		return fmt.Errorf("schedule: min ratio %v outside [0,1]", s.MinRatio)
+	}
+	return nil
+}
+
+// Accumulator sums gradients over micro-batches; Mean divides by their count.
+type Accumulator struct {
+	Sum   [][]float32
+	Count int
+}
+
+// NewAccumulator makes zeroed sums for params of the given sizes.
+func NewAccumulator(sizes []int) *Accumulator {
+	a := &Accumulator{Sum: make([][]float32, len(sizes))}
+	for i, n := range sizes {
+		a.Sum[i] = make([]float32, n)
+	}
+	return a
+}
+
+// Add adds one micro-batch's gradients.
+func (a *Accumulator) Add(grads [][]float32) error {
+	if len(grads) != len(a.Sum) {
+		return fmt.Errorf("accumulate: %d grads for %d params", len(grads), len(a.Sum))
+	}
+	for i, g := range grads {
+		s := a.Sum[i]
+		if len(g) != len(s) {
+			return fmt.Errorf("accumulate: param %d has %d grads, want %d", i, len(g), len(s))
+		}
+		for j, x := range g {
+			s[j] += x
+		}
+	}
+	a.Count++
+	return nil
+}
+
+// Mean turns the sums into the mean gradient in place and returns them;
+// call Reset before the next accumulation.
+func (a *Accumulator) Mean() [][]float32 {
+	if a.Count > 1 {
+		inv := 1 / float32(a.Count)
+		for _, s := range a.Sum {
+			for j := range s {
+				s[j] *= inv
+			}
+		}
+	}
+	return a.Sum
+}
+
+// Reset zeroes the sums.
+func (a *Accumulator) Reset() {
+	for _, s := range a.Sum {
+		clear(s)
+	}
+	a.Count = 0
+}
