@@ -1,7 +1,11 @@
 package pipeline
 
 import (
+	"encoding/json"
 	"math"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -52,5 +56,37 @@ func TestRelativeImprovementInvertsErrorMetrics(t *testing.T) {
 	gen, _ := GenerationMetrics(pairs([]string{"the cat is on a mat"}, []string{"The cat sat on the mat!"}))
 	if !near(gen[0].Value, 2.0/3) || !near(gen[1].Value, 2.0/3) {
 		t.Fatalf("generation metrics %+v", gen)
+	}
+}
+
+func TestReportWritesReadableFiles(t *testing.T) {
+	r := &Report{Title: "demo", Model: "m.onnx", Dataset: "synth", Tasks: []TaskResult{{
+		Task: "synth_rating", Split: "dev", Examples: 3,
+		Model: []Metric{{Name: "mae", Value: 0.5, Lower: true}}, Base: []Metric{{Name: "mae", Value: 1, Lower: true}},
+		Samples: []Sample{{ID: "x1", Completion: "<think>…</think><answer>4</answer>", Answer: "4", Gold: "5", Reward: 0.75}},
+	}}}
+	if err := r.Finalize(); err != nil {
+		t.Fatal(err)
+	}
+	if r.MeanRelI == nil || !near(*r.MeanRelI, 0.5) {
+		t.Fatalf("mean relative improvement %v, want 0.5", r.MeanRelI)
+	}
+	dir := t.TempDir()
+	if err := r.Write(dir); err != nil {
+		t.Fatal(err)
+	}
+	md, err := os.ReadFile(filepath.Join(dir, "report.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"| synth_rating | dev | 3 | mae ↓ | 0.5000 | 1.0000 |", "mean: +50.0%", "**x1**"} {
+		if !strings.Contains(string(md), want) {
+			t.Errorf("report.md lacks %q:\n%s", want, md)
+		}
+	}
+	var back Report
+	js, _ := os.ReadFile(filepath.Join(dir, "report.json"))
+	if err := json.Unmarshal(js, &back); err != nil || len(back.Tasks) != 1 {
+		t.Fatalf("report.json does not read back: %v", err)
 	}
 }
