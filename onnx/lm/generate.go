@@ -1,0 +1,523 @@
+package lm
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"time"
+
+	"github.com/tagpr/tagpr/onnx/ort"
+)
+
+// GenerateOptions control one batched generation call.
+type GenerateOptions struct {
+	// MaxNewTokens bounds every completion (required, > 0).
+	MaxNewTokens int
+	// NumGenerations is the number of completions per prompt (a GRPO group);
+	// 0 means 1.
+	NumGenerations int
+	Sampling
+	// Seed makes sampling reproducible: each completion draws from its own
+	// stream, fixed by Seed and its (prompt, sample) position.
+	Seed uint64
+	// EOS ends a completion (the EOS token is kept, with its log-prob).
+	// nil: the model's generation_config.json / config.json ids.
+	EOS []int64
+	// IgnoreEOS generates MaxNewTokens whatever comes (benchmarks).
+	IgnoreEOS bool
+	// Pad is the token fed for left padding and to finished rows; nil: the
+	// model's pad_token_id, else its first EOS id, else 0. Its value never
+	// reaches the model's output: padded positions are masked out.
+	Pad *int64
+	// StopStrings end a completion when its decoded text contains one;
+	// Detokenize (required with StopStrings) turns ids into text. Only the
+	// completion's last len(longest stop)+8 tokens are decoded each step.
+	StopStrings []string
+	Detokenize  func(ids []int64) string
+	// NoLogProbs skips the per-token log-probabilities (saves a pass over
+	// the vocabulary per token).
+	NoLogProbs bool
+	// PrefillChunk caps the prompt columns per prefill run, which bounds the
+	// prefill logits buffer (batch × chunk × vocab); 0 picks a chunk so
+	// that buffer stays under 64 Mi floats.
+	PrefillChunk int
+}
+
+// FinishReason says why a completion ended.
+type FinishReason string
+
+const (
+	FinishEOS    FinishReason = "eos"
+	FinishStop   FinishReason = "stop"
+	FinishLength FinishReason = "length"
+)
+
+// Completion is one generated continuation.
+type Completion struct {
+	Prompt, Sample int // which prompt, and which of its NumGenerations
+	Tokens         []int64
+	// LogProbs[i] is log softmax(logits)[Tokens[i]] of the raw model
+	// distribution (temperature 1, no top-k/top-p), nil with NoLogProbs.
+	LogProbs []float32
+	Finish   FinishReason
+	Stop     string // the stop string matched, with FinishStop
+}
+
+// Stats time one generation call. Prefill and Decode are wall times of the
+// two phases (including sampling and bookkeeping); the ORT fields are the
+// time spent inside session runs alone, so Decode/DecodeORT is the
+// engine's overhead factor.
+type Stats struct {
+	Sequences       int
+	PromptTokens    int // real prompt tokens, without padding
+	PaddedPrompt    int // prompt columns after left padding
+	GeneratedTokens int
+	PrefillRuns     int
+	DecodeSteps     int
+	Prefill         time.Duration
+	Decode          time.Duration
+	PrefillORT      time.Duration
+	DecodeORT       time.Duration
+}
+
+// Generate completes every prompt NumGenerations times in one batch:
+// left-padded prefill, then one decode run per new token over the KV cache.
+// Completions come prompt-major: index p*NumGenerations + g.
+func (m *Model) Generate(ctx context.Context, prompts [][]int64, o GenerateOptions) ([]Completion, Stats, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var st Stats
+	if err := m.checkGenerate(prompts, &o); err != nil {
+		return nil, st, err
+	}
+	G := o.NumGenerations
+	B := len(prompts) * G
+	T0 := 0
+	for _, p := range prompts {
+		T0 = max(T0, len(p))
+	}
+	pad := *o.Pad
+	g, err := m.newGen(B, T0+o.MaxNewTokens-1)
+	if err != nil {
+		return nil, st, err
+	}
+	defer g.release()
+
+	// Rows are prompt-major; each row's left padding is fixed for the run.
+	comps := make([]Completion, B)
+	rngs := make([]*rand.Rand, B)
+	for r := range comps {
+		p, s := r/G, r%G
+		comps[r] = Completion{Prompt: p, Sample: s, Tokens: make([]int64, 0, o.MaxNewTokens)}
+		if !o.NoLogProbs {
+			comps[r].LogProbs = make([]float32, 0, o.MaxNewTokens)
+		}
+		if !o.Greedy() {
+			rngs[r] = rowRNG(o.Seed, p, s)
+		}
+		g.pad[r] = T0 - len(prompts[p])
+		st.PromptTokens += len(prompts[p])
+	}
+	st.Sequences, st.PaddedPrompt = B, T0
+
+	// Prefill in column chunks; only the last column's logits are used.
+	chunk := o.PrefillChunk
+	if chunk <= 0 {
+		chunk = max(1, (64<<20)/(B*m.Layout.Vocab))
+	}
+	start := time.Now()
+	var logits []float32
+	var lastT int
+	for c0 := 0; c0 < T0; c0 += chunk {
+		T := min(chunk, T0-c0)
+		ids := g.ids(T)
+		for r := 0; r < B; r++ {
+			p := prompts[r/G]
+			for t := 0; t < T; t++ {
+				j := c0 + t - g.pad[r]
+				if j < 0 {
+					ids[r*T+t] = pad
+				} else {
+					ids[r*T+t] = p[j]
+				}
+			}
+		}
+		if logits, err = g.forward(ctx, T, &st.PrefillORT); err != nil {
+			return nil, st, err
+		}
+		lastT = T
+		st.PrefillRuns++
+	}
+	st.Prefill = time.Since(start)
+
+	start = time.Now()
+	eos := map[int64]bool{}
+	if !o.IgnoreEOS {
+		for _, id := range o.EOS {
+			eos[id] = true
+		}
+	}
+	stopWin := 0
+	for _, s := range o.StopStrings {
+		stopWin = max(stopWin, len(s)+8)
+	}
+	var pk picker
+	V := m.Layout.Vocab
+	done, active := make([]bool, B), B
+	for step := 0; ; step++ {
+		for r := 0; r < B; r++ {
+			if done[r] {
+				continue
+			}
+			row := logits[(r*lastT+lastT-1)*V : (r*lastT+lastT)*V]
+			tok, lp := pk.pick(row, o.Sampling, rngs[r], !o.NoLogProbs)
+			c := &comps[r]
+			c.Tokens = append(c.Tokens, int64(tok))
+			if !o.NoLogProbs {
+				c.LogProbs = append(c.LogProbs, float32(lp))
+			}
+			st.GeneratedTokens++
+			switch {
+			case eos[int64(tok)]:
+				c.Finish = FinishEOS
+			case stopWin > 0 && matchStop(c, o.StopStrings, o.Detokenize, stopWin):
+				c.Finish = FinishStop
+			case len(c.Tokens) >= o.MaxNewTokens:
+				c.Finish = FinishLength
+			}
+			if c.Finish != "" {
+				done[r] = true
+				active--
+			}
+		}
+		if active == 0 {
+			break
+		}
+		ids := g.ids(1)
+		for r := 0; r < B; r++ {
+			if done[r] {
+				ids[r] = pad
+			} else {
+				ids[r] = comps[r].Tokens[len(comps[r].Tokens)-1]
+			}
+		}
+		if logits, err = g.forward(ctx, 1, &st.DecodeORT); err != nil {
+			return nil, st, err
+		}
+		lastT = 1
+		st.DecodeSteps++
+	}
+	st.Decode = time.Since(start)
+	return comps, st, nil
+}
+
+// matchStop decodes the completion's tail and looks for a stop string.
+func matchStop(c *Completion, stops []string, detok func([]int64) string, win int) bool {
+	tail := c.Tokens[max(0, len(c.Tokens)-win):]
+	text := detok(tail)
+	for _, s := range stops {
+		if s != "" && strings.Contains(text, s) {
+			c.Stop = s
+			return true
+		}
+	}
+	return false
+}
+
+func (m *Model) checkGenerate(prompts [][]int64, o *GenerateOptions) error {
+	fail := func(format string, a ...any) error {
+		return fmt.Errorf("generate with %s: "+format, append([]any{m.label}, a...)...)
+	}
+	if m.Layout.Float != "float32" {
+		return fail("generation runs float32 models; this one has %s logits and cache (float64 builds are for gradient checks)", m.Layout.Float)
+	}
+	if m.Layout.Vocab <= 0 {
+		return fail("vocab size unknown: dim 2 of %q is symbolic and no config.json gives vocab_size", Logits)
+	}
+	if len(prompts) == 0 {
+		return fail("no prompts")
+	}
+	if o.MaxNewTokens <= 0 {
+		return fail("max_new_tokens is %d, want > 0", o.MaxNewTokens)
+	}
+	if o.NumGenerations < 0 {
+		return fail("num_generations is %d, want >= 1", o.NumGenerations)
+	}
+	if o.NumGenerations == 0 {
+		o.NumGenerations = 1
+	}
+	if err := o.Sampling.validate(); err != nil {
+		return fail("%v", err)
+	}
+	if len(o.StopStrings) > 0 && o.Detokenize == nil {
+		return fail("stop strings %q need a Detokenize callback", o.StopStrings)
+	}
+	if o.EOS == nil {
+		o.EOS = m.DefaultEOS()
+	}
+	if o.Pad == nil {
+		p := m.DefaultPad()
+		o.Pad = &p
+	}
+	V := int64(m.Layout.Vocab)
+	if *o.Pad < 0 || *o.Pad >= V {
+		return fail("pad token %d outside the vocab [0, %d)", *o.Pad, V)
+	}
+	longest := 0
+	for i, p := range prompts {
+		if len(p) == 0 {
+			return fail("prompt %d is empty (a causal LM needs at least one token, e.g. BOS)", i)
+		}
+		for j, id := range p {
+			if id < 0 || id >= V {
+				return fail("prompt %d token %d: id %d outside the model's vocab [0, %d)", i, j, id, V)
+			}
+		}
+		longest = max(longest, len(p))
+	}
+	if c := m.Config; c != nil {
+		maxPos := c.MaxPositions
+		if maxPos == 0 {
+			maxPos = c.NPositions
+		}
+		if maxPos > 0 && longest+o.MaxNewTokens > maxPos {
+			return fail("longest prompt %d + max_new_tokens %d exceeds the model's %d positions (config.json)", longest, o.MaxNewTokens, maxPos)
+		}
+	}
+	for _, name := range m.Layout.Extra {
+		if m.bound[name] == nil {
+			return fail("input %q is not part of the causal-LM layout; bind it with Model.Bind before generating", name)
+		}
+	}
+	return nil
+}
+
+// Forward runs the whole left-padded batch in one pass with an empty cache
+// and returns the logits [B, T, V] (T the longest prompt) with each row's
+// left padding. It is the reference incremental decoding is checked
+// against, and a plain scorer.
+func (m *Model) Forward(ctx context.Context, seqs [][]int64, pad int64) (logits []float32, padLen []int, err error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.Layout.Float != "float32" {
+		return nil, nil, fmt.Errorf("forward with %s: float32 models only (this one is %s)", m.label, m.Layout.Float)
+	}
+	T := 0
+	for i, s := range seqs {
+		if len(s) == 0 {
+			return nil, nil, fmt.Errorf("forward with %s: sequence %d is empty", m.label, i)
+		}
+		T = max(T, len(s))
+	}
+	if len(seqs) == 0 {
+		return nil, nil, fmt.Errorf("forward with %s: no sequences", m.label)
+	}
+	for _, name := range m.Layout.Extra {
+		if m.bound[name] == nil {
+			return nil, nil, fmt.Errorf("forward with %s: input %q must be bound with Model.Bind", m.label, name)
+		}
+	}
+	g, err := m.newGen(len(seqs), T)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer g.release()
+	ids := g.ids(T)
+	for r, s := range seqs {
+		g.pad[r] = T - len(s)
+		for t := 0; t < T; t++ {
+			if j := t - g.pad[r]; j < 0 {
+				ids[r*T+t] = pad
+			} else {
+				ids[r*T+t] = s[j]
+			}
+		}
+	}
+	var d time.Duration
+	out, err := g.forward(ctx, T, &d)
+	if err != nil {
+		return nil, nil, err
+	}
+	return append([]float32(nil), out...), append([]int(nil), g.pad...), nil
+}
+
+// workspace holds generation buffers across calls so that repeated rollouts
+// reuse memory instead of allocating hundreds of megabytes each time.
+type workspace struct {
+	kv     [2][][]float32 // ping-pong × (layer*2 + 0 key / 1 value)
+	logits []float32
+	ids    []int64
+	pos    []int64
+	mask   []int64
+}
+
+func grow[T any](s []T, n int) []T {
+	if cap(s) < n {
+		return make([]T, n)
+	}
+	return s[:n]
+}
+
+// gen is the state of one batched run: the cache lives in two ping-pong
+// buffer sets; step s reads the past from one and ORT writes the present
+// straight into the other, so no cache tensor is ever copied by Go.
+type gen struct {
+	m          *Model
+	B, H, D, V int
+	maxLen     int   // the most cache positions a run will write
+	P          int   // current past length
+	cur        int   // ping-pong set holding the past
+	pad        []int // left padding per row
+	past       []*ort.Tensor[float32]
+	in, out    []ort.Value
+}
+
+func (m *Model) newGen(B, maxLen int) (*gen, error) {
+	lay := m.Layout
+	g := &gen{m: m, B: B, H: lay.KVHeads, D: lay.HeadDim, V: lay.Vocab, maxLen: maxLen,
+		pad: make([]int, B), in: make([]ort.Value, m.slot.nIn), out: make([]ort.Value, m.slot.nOut)}
+	n := B * g.H * maxLen * g.D
+	for s := 0; s < 2; s++ {
+		m.ws.kv[s] = grow(m.ws.kv[s], 2*lay.Layers)
+		for i := range m.ws.kv[s] {
+			m.ws.kv[s][i] = grow(m.ws.kv[s][i], n)
+		}
+	}
+	for name, v := range m.bound {
+		for i, info := range m.sess.Inputs() {
+			if info.Name == name {
+				g.in[i] = v
+			}
+		}
+	}
+	// An empty past ([B,H,0,D]) is the first step.
+	g.past = make([]*ort.Tensor[float32], 2*lay.Layers)
+	for i := range g.past {
+		t, err := ort.NewTensor([]int64{int64(B), int64(g.H), 0, int64(g.D)}, []float32{})
+		if err != nil {
+			g.release()
+			return nil, fmt.Errorf("generate with %s: %w", m.label, err)
+		}
+		g.past[i] = t
+	}
+	return g, nil
+}
+
+// ids returns the input-id buffer for a run of T columns.
+func (g *gen) ids(T int) []int64 {
+	g.m.ws.ids = grow(g.m.ws.ids, g.B*T)
+	return g.m.ws.ids
+}
+
+// forward runs T new columns (already in the ids buffer) over the current
+// past and returns the logits [B,T,V]; ortTime accumulates the session run.
+func (g *gen) forward(ctx context.Context, T int, ortTime *time.Duration) ([]float32, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	m, ws, s := g.m, &g.m.ws, &g.m.slot
+	B, S := g.B, g.P+T
+	if S > g.maxLen {
+		return nil, fmt.Errorf("generate with %s: internal: %d cache positions exceed the %d allocated", m.label, S, g.maxLen)
+	}
+	ws.mask = grow(ws.mask, B*S)
+	ws.pos = grow(ws.pos, B*T)
+	for r := 0; r < B; r++ {
+		p := g.pad[r]
+		row := ws.mask[r*S : (r+1)*S]
+		for j := range row {
+			if j < p {
+				row[j] = 0
+			} else {
+				row[j] = 1
+			}
+		}
+		for t := 0; t < T; t++ {
+			if j := g.P + t - p; j >= 0 {
+				ws.pos[r*T+t] = int64(j)
+			} else {
+				ws.pos[r*T+t] = 1 // what Hugging Face feeds padded positions; they are masked anyway
+			}
+		}
+	}
+	ws.logits = grow(ws.logits, B*T*g.V)
+
+	var made []ort.Value
+	defer func() {
+		for _, v := range made {
+			v.Destroy()
+		}
+	}()
+	mk := func(shape []int64, data any) (ort.Value, error) {
+		var v ort.Value
+		var err error
+		switch d := data.(type) {
+		case []int64:
+			v, err = ort.NewTensor(shape, d)
+		case []float32:
+			v, err = ort.NewTensor(shape, d)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("generate with %s: %w", m.label, err)
+		}
+		made = append(made, v)
+		return v, nil
+	}
+	b, h, d := int64(B), int64(g.H), int64(g.D)
+	var err error
+	if g.in[s.ids], err = mk([]int64{b, int64(T)}, ws.ids[:B*T]); err != nil {
+		return nil, err
+	}
+	if g.in[s.mask], err = mk([]int64{b, int64(S)}, ws.mask); err != nil {
+		return nil, err
+	}
+	if s.pos >= 0 {
+		if g.in[s.pos], err = mk([]int64{b, int64(T)}, ws.pos); err != nil {
+			return nil, err
+		}
+	}
+	if g.out[s.logits], err = mk([]int64{b, int64(T), int64(g.V)}, ws.logits); err != nil {
+		return nil, err
+	}
+	next := 1 - g.cur
+	pres := make([]*ort.Tensor[float32], len(g.past))
+	n := B * g.H * S * g.D
+	for i := range pres {
+		t, err := ort.NewTensor([]int64{b, h, int64(S), d}, ws.kv[next][i][:n])
+		if err != nil {
+			for _, p := range pres[:i] {
+				p.Destroy()
+			}
+			return nil, fmt.Errorf("generate with %s: %w", m.label, err)
+		}
+		pres[i] = t
+	}
+	for l := range s.pastK {
+		g.in[s.pastK[l]], g.in[s.pastV[l]] = g.past[2*l], g.past[2*l+1]
+		g.out[s.presK[l]], g.out[s.presV[l]] = pres[2*l], pres[2*l+1]
+	}
+	t0 := time.Now()
+	err = m.sess.RunOrdered(g.in, g.out)
+	*ortTime += time.Since(t0)
+	if err != nil {
+		for _, p := range pres {
+			p.Destroy()
+		}
+		return nil, err
+	}
+	for _, p := range g.past {
+		p.Destroy()
+	}
+	g.past, g.cur, g.P = pres, next, S
+	return ws.logits, nil
+}
+
+func (g *gen) release() {
+	for _, p := range g.past {
+		if p != nil {
+			p.Destroy()
+		}
+	}
+	g.past = nil
+}

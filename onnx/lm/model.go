@@ -1,0 +1,241 @@
+package lm
+
+import (
+	"fmt"
+	"sync"
+
+	ortgo "github.com/yalue/onnxruntime_go"
+
+	"github.com/tagpr/tagpr/onnx/ort"
+)
+
+// LoadOptions configure how a model is opened for generation.
+type LoadOptions struct {
+	Session ort.Options
+	// TokenizerVocab, when > 0, refuses a model with fewer logits.
+	TokenizerVocab int
+	// Config and Generation override the config.json and
+	// generation_config.json found beside the model file.
+	Config     *HFConfig
+	Generation *GenerationConfig
+}
+
+// Model is a causal LM session ready to generate. It is safe for concurrent
+// use; calls that run the session take turns.
+type Model struct {
+	label  string
+	sess   *ort.Session
+	Layout Layout
+	// Config and Generation are config.json and generation_config.json
+	// (nil when absent).
+	Config     *HFConfig
+	Generation *GenerationConfig
+
+	inputs map[string]ort.IOInfo
+	slot   slots
+
+	mu    sync.Mutex
+	bound map[string]ort.Value
+	ws    workspace
+}
+
+// slots are the positions of each role in the session's run order.
+type slots struct {
+	ids, mask, pos int // pos is -1 without position_ids
+	pastK, pastV   []int
+	logits         int
+	presK, presV   []int
+	nIn, nOut      int
+}
+
+// Load opens a model file, or a folder holding model.onnx or
+// onnx/model.onnx, checks its layout, and reads config.json and
+// generation_config.json beside it.
+func Load(path string, opts LoadOptions) (*Model, error) {
+	file, err := ResolveModelPath(path)
+	if err != nil {
+		return nil, err
+	}
+	hc, gc, err := findConfigs(file)
+	if err != nil {
+		return nil, err
+	}
+	if opts.Config == nil {
+		opts.Config = hc
+	}
+	if opts.Generation == nil {
+		opts.Generation = gc
+	}
+	if err := ort.Init(""); err != nil {
+		return nil, err
+	}
+	ins, outs, err := ortgo.GetInputOutputInfo(file)
+	if err != nil {
+		return nil, fmt.Errorf("load model %s: %w", file, err)
+	}
+	return open(file, ins, outs, opts, func(o ort.Options) (*ort.Session, error) {
+		return ort.NewSessionFromFile(file, o)
+	})
+}
+
+// LoadBytes is Load for a model held in memory (for example one just built
+// or edited); label names it in errors.
+func LoadBytes(model []byte, label string, opts LoadOptions) (*Model, error) {
+	if len(model) == 0 {
+		return nil, fmt.Errorf("load model %s: empty model bytes", label)
+	}
+	if err := ort.Init(""); err != nil {
+		return nil, err
+	}
+	ins, outs, err := ortgo.GetInputOutputInfoWithONNXData(model)
+	if err != nil {
+		return nil, fmt.Errorf("load model %s: %w", label, err)
+	}
+	return open(label, ins, outs, opts, func(o ort.Options) (*ort.Session, error) {
+		return ort.NewSession(model, label, o)
+	})
+}
+
+func open(label string, ins, outs []ort.IOInfo, opts LoadOptions, newSess func(ort.Options) (*ort.Session, error)) (*Model, error) {
+	lay, err := ReadLayout(label, ins, outs, CheckOptions{TokenizerVocab: opts.TokenizerVocab, Config: opts.Config})
+	if err != nil {
+		return nil, err
+	}
+	if err := lay.complete(label); err != nil {
+		return nil, err
+	}
+	// The session returns only logits and the cache, in a fixed order, so
+	// every output can be a pre-allocated Go tensor.
+	so := opts.Session
+	so.Outputs = []string{Logits}
+	for i := 0; i < lay.Layers; i++ {
+		so.Outputs = append(so.Outputs, PresentKey(i), PresentValue(i))
+	}
+	sess, err := newSess(so)
+	if err != nil {
+		return nil, err
+	}
+	m := &Model{label: label, sess: sess, Layout: lay, Config: opts.Config, Generation: opts.Generation,
+		inputs: byName(ins), bound: map[string]ort.Value{}}
+	m.slot = slotsOf(sess, lay)
+	return m, nil
+}
+
+func slotsOf(sess *ort.Session, lay Layout) slots {
+	in, out := map[string]int{}, map[string]int{}
+	for i, v := range sess.Inputs() {
+		in[v.Name] = i
+	}
+	for i, v := range sess.Outputs() {
+		out[v.Name] = i
+	}
+	s := slots{ids: in[InputIDs], mask: in[AttentionMask], pos: -1, logits: out[Logits],
+		nIn: len(sess.Inputs()), nOut: len(sess.Outputs())}
+	if p, ok := in[PositionIDs]; ok {
+		s.pos = p
+	}
+	for i := 0; i < lay.Layers; i++ {
+		s.pastK = append(s.pastK, in[PastKey(i)])
+		s.pastV = append(s.pastV, in[PastValue(i)])
+		s.presK = append(s.presK, out[PresentKey(i)])
+		s.presV = append(s.presV, out[PresentValue(i)])
+	}
+	return s
+}
+
+// Label is the model's path or name.
+func (m *Model) Label() string { return m.label }
+
+// Session is the underlying session (for runs outside generation).
+func (m *Model) Session() *ort.Session { return m.sess }
+
+// Bind feeds an input outside the causal-LM layout (such as a weight the
+// graph takes as an input) on every run. The tensor is used in place: a
+// trainer that updates its data between calls changes what the next
+// generation computes, with no copy and no reload.
+func (m *Model) Bind(name string, v ort.Value) error {
+	info, ok := m.inputs[name]
+	if !ok {
+		return fmt.Errorf("model %s: bind %q: no such input", m.label, name)
+	}
+	if !m.isExtra(name) {
+		return fmt.Errorf("model %s: bind %q: generation feeds this input itself", m.label, name)
+	}
+	if v == nil {
+		return fmt.Errorf("model %s: bind %q: nil value", m.label, name)
+	}
+	if dt := ortgo.TensorElementDataType(v.DataType()); dt != info.DataType {
+		return fmt.Errorf("model %s: bind %q: element type %s, want %s", m.label, name, typeName(dt), typeName(info.DataType))
+	}
+	shape := v.GetShape()
+	if len(shape) != len(info.Dimensions) {
+		return fmt.Errorf("model %s: bind %q: shape %v, want %v", m.label, name, shape, info.Dimensions)
+	}
+	for d, want := range info.Dimensions {
+		if want >= 0 && shape[d] != want {
+			return fmt.Errorf("model %s: bind %q: shape %v, want %v", m.label, name, shape, info.Dimensions)
+		}
+	}
+	m.mu.Lock()
+	m.bound[name] = v
+	m.mu.Unlock()
+	return nil
+}
+
+func (m *Model) isExtra(name string) bool {
+	for _, e := range m.Layout.Extra {
+		if e == name {
+			return true
+		}
+	}
+	return false
+}
+
+// Close releases the session and the generation buffers. Bound tensors
+// belong to the caller and are not destroyed.
+func (m *Model) Close() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.ws = workspace{}
+	return m.sess.Destroy()
+}
+
+// DefaultEOS is the end-of-sequence ids from generation_config.json, else
+// config.json.
+func (m *Model) DefaultEOS() []int64 {
+	if m.Generation != nil && len(m.Generation.EOSTokenID) > 0 {
+		return m.Generation.EOSTokenID
+	}
+	if m.Config != nil {
+		return m.Config.EOSTokenID
+	}
+	return nil
+}
+
+// DefaultPad is pad_token_id, else the first EOS id, else 0.
+func (m *Model) DefaultPad() int64 {
+	for _, ids := range []TokenIDs{m.genPad(), m.cfgPad()} {
+		if len(ids) > 0 {
+			return ids[0]
+		}
+	}
+	if eos := m.DefaultEOS(); len(eos) > 0 {
+		return eos[0]
+	}
+	return 0
+}
+
+func (m *Model) genPad() TokenIDs {
+	if m.Generation == nil {
+		return nil
+	}
+	return m.Generation.PadTokenID
+}
+
+func (m *Model) cfgPad() TokenIDs {
+	if m.Config == nil {
+		return nil
+	}
+	return m.Config.PadTokenID
+}
+
