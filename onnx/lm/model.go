@@ -238,4 +238,3 @@ func (m *Model) cfgPad() TokenIDs {
 	}
 	return m.Config.PadTokenID
 }
-
