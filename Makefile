@@ -32,3 +32,8 @@ bench: setup
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzReadModel -fuzztime 60s ./onnx/ir
+
+# Regenerate onnx/onnxpb/onnx.pb.go from onnx.proto (needs protoc and protoc-gen-go v1.36.12; the result is committed).
+.PHONY: proto
+proto:
+	cd onnx/onnxpb && PATH="$$PATH:$$($(GO) env GOPATH)/bin" protoc --go_out=. --go_opt=paths=source_relative onnx.proto
