@@ -1,0 +1,187 @@
+package tokenize
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"unicode/utf8"
+)
+
+// decoder turns model tokens (strings) back into text pieces, like HF's
+// decode_chain; the pieces are concatenated.
+type decoder interface {
+	decodeChain(tokens []string) []string
+}
+
+type byteLevelDecoder struct{}
+
+func (byteLevelDecoder) decodeChain(tokens []string) []string {
+	var buf []byte
+	for _, t := range tokens {
+		buf = appendByteLevelDecoded(buf, t)
+	}
+	return []string{lossyString(buf)}
+}
+
+// lossyString is String::from_utf8_lossy: each invalid sequence becomes U+FFFD.
+func lossyString(b []byte) string {
+	if utf8.Valid(b) {
+		return string(b)
+	}
+	var sb strings.Builder
+	for len(b) > 0 {
+		r, size := utf8.DecodeRune(b)
+		if r == utf8.RuneError && size <= 1 {
+			sb.WriteRune(utf8.RuneError)
+		} else {
+			sb.Write(b[:size])
+		}
+		b = b[size:]
+	}
+	return sb.String()
+}
+
+type wordPieceDecoder struct {
+	prefix  string
+	cleanup bool
+}
+
+func (w wordPieceDecoder) decodeChain(tokens []string) []string {
+	out := make([]string, len(tokens))
+	for i, t := range tokens {
+		if i > 0 {
+			if rest, ok := strings.CutPrefix(t, w.prefix); ok {
+				t = rest
+			} else {
+				t = " " + t
+			}
+		}
+		if w.cleanup {
+			t = cleanupTokenization(t)
+		}
+		out[i] = t
+	}
+	return out
+}
+
+var cleanupReplacer = strings.NewReplacer(" .", ".", " ?", "?", " !", "!", " ,", ",", " ' ", "'",
+	" n't", "n't", " 'm", "'m", " 's", "'s", " 've", "'ve", " 're", "'re")
+
+func cleanupTokenization(s string) string { return cleanupReplacer.Replace(s) }
+
+type sequenceDecoder []decoder
+
+func (q sequenceDecoder) decodeChain(tokens []string) []string {
+	for _, d := range q {
+		tokens = d.decodeChain(tokens)
+	}
+	return tokens
+}
+
+type fuseDecoder struct{}
+
+func (fuseDecoder) decodeChain(tokens []string) []string {
+	return []string{strings.Join(tokens, "")}
+}
+
+type stripDecoder struct {
+	content     string
+	start, stop int
+}
+
+func (s stripDecoder) decodeChain(tokens []string) []string {
+	out := make([]string, len(tokens))
+	for i, t := range tokens {
+		for n := 0; n < s.start && strings.HasPrefix(t, s.content); n++ {
+			t = t[len(s.content):]
+		}
+		for n := 0; n < s.stop && strings.HasSuffix(t, s.content); n++ {
+			t = t[:len(t)-len(s.content)]
+		}
+		out[i] = t
+	}
+	return out
+}
+
+type replaceDecoder struct{ from, to string }
+
+func (r replaceDecoder) decodeChain(tokens []string) []string {
+	out := make([]string, len(tokens))
+	for i, t := range tokens {
+		out[i] = strings.ReplaceAll(t, r.from, r.to)
+	}
+	return out
+}
+
+func parseDecoder(raw json.RawMessage) (decoder, error) {
+	typ, err := typeOf(raw)
+	if err != nil {
+		return nil, err
+	}
+	switch typ {
+	case "":
+		return nil, nil
+	case "ByteLevel":
+		return byteLevelDecoder{}, nil
+	case "WordPiece":
+		var j struct {
+			Prefix  *string `json:"prefix"`
+			Cleanup *bool   `json:"cleanup"`
+		}
+		if err := strictUnmarshal(raw, &j); err != nil {
+			return nil, fmt.Errorf("WordPiece: %w", err)
+		}
+		w := wordPieceDecoder{prefix: "##", cleanup: true}
+		if j.Prefix != nil {
+			w.prefix = *j.Prefix
+		}
+		if j.Cleanup != nil {
+			w.cleanup = *j.Cleanup
+		}
+		return w, nil
+	case "Fuse":
+		return fuseDecoder{}, nil
+	case "Strip":
+		var j struct {
+			Content string `json:"content"`
+			Start   int    `json:"start"`
+			Stop    int    `json:"stop"`
+		}
+		if err := strictUnmarshal(raw, &j); err != nil {
+			return nil, fmt.Errorf("Strip: %w", err)
+		}
+		return stripDecoder{j.Content, j.Start, j.Stop}, nil
+	case "Replace":
+		var j struct {
+			Pattern patternJSON `json:"pattern"`
+			Content string      `json:"content"`
+		}
+		if err := strictUnmarshal(raw, &j); err != nil {
+			return nil, fmt.Errorf("Replace: %w", err)
+		}
+		if j.Pattern.String == nil {
+			return nil, fmt.Errorf("Replace: only String patterns are supported in decoders")
+		}
+		return replaceDecoder{*j.Pattern.String, j.Content}, nil
+	case "Sequence":
+		var j struct {
+			Decoders []json.RawMessage `json:"decoders"`
+		}
+		if err := strictUnmarshal(raw, &j); err != nil {
+			return nil, fmt.Errorf("Sequence: %w", err)
+		}
+		var q sequenceDecoder
+		for i, r := range j.Decoders {
+			d, err := parseDecoder(r)
+			if err != nil {
+				return nil, fmt.Errorf("Sequence[%d]: %w", i, err)
+			}
+			if d != nil {
+				q = append(q, d)
+			}
+		}
+		return q, nil
+	default:
+		return nil, fmt.Errorf("unsupported decoder type %q (supported: ByteLevel, WordPiece, Fuse, Strip, Replace, Sequence)", typ)
+	}
+}

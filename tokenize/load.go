@@ -1,0 +1,148 @@
+package tokenize
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// fileJSON is the subset of a Hugging Face tokenizer.json that tagpr reads.
+// Components stay raw until their "type" is known, so an unsupported one is
+// reported by name instead of being half-parsed.
+type fileJSON struct {
+	Version       string           `json:"version"`
+	AddedTokens   []addedTokenJSON `json:"added_tokens"`
+	Normalizer    json.RawMessage  `json:"normalizer"`
+	PreTokenizer  json.RawMessage  `json:"pre_tokenizer"`
+	PostProcessor json.RawMessage  `json:"post_processor"`
+	Decoder       json.RawMessage  `json:"decoder"`
+	Model         json.RawMessage  `json:"model"`
+}
+
+type addedTokenJSON struct {
+	ID         int    `json:"id"`
+	Content    string `json:"content"`
+	SingleWord bool   `json:"single_word"`
+	LStrip     bool   `json:"lstrip"`
+	RStrip     bool   `json:"rstrip"`
+	Normalized bool   `json:"normalized"`
+	Special    bool   `json:"special"`
+}
+
+// component is the common head of every pipeline component object.
+type component struct {
+	Type string `json:"type"`
+}
+
+// maxVocab bounds ids so that a corrupt file cannot make us allocate
+// gigabytes for an id table.
+const maxVocab = 1 << 24
+
+// Load reads a tokenizer.json and, when a tokenizer_config.json lies beside
+// it, that too (chat template, bos/eos/pad tokens).
+func Load(path string) (*Tokenizer, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("load tokenizer %s: %w", path, err)
+	}
+	var cfgRaw []byte
+	cfgPath := filepath.Join(filepath.Dir(path), "tokenizer_config.json")
+	if b, err := os.ReadFile(cfgPath); err == nil {
+		cfgRaw = b
+	}
+	t, err := Parse(raw, cfgRaw)
+	if err != nil {
+		return nil, fmt.Errorf("load tokenizer %s: %w", path, err)
+	}
+	t.path = path
+	return t, nil
+}
+
+// Parse builds a tokenizer from the bytes of a tokenizer.json and an optional
+// tokenizer_config.json (nil when absent).
+func Parse(tokenizerJSON, configJSON []byte) (*Tokenizer, error) {
+	var f fileJSON
+	if err := json.Unmarshal(tokenizerJSON, &f); err != nil {
+		return nil, fmt.Errorf("tokenizer.json: %w", err)
+	}
+	t := &Tokenizer{}
+	var err error
+	if t.model, err = parseModel(f.Model); err != nil {
+		return nil, fmt.Errorf("tokenizer.json: model: %w", err)
+	}
+	if t.normalizer, err = parseNormalizer(f.Normalizer); err != nil {
+		return nil, fmt.Errorf("tokenizer.json: normalizer: %w", err)
+	}
+	if t.pre, err = parsePreTokenizer(f.PreTokenizer); err != nil {
+		return nil, fmt.Errorf("tokenizer.json: pre_tokenizer: %w", err)
+	}
+	if t.post, err = parsePostProcessor(f.PostProcessor); err != nil {
+		return nil, fmt.Errorf("tokenizer.json: post_processor: %w", err)
+	}
+	if t.decoder, err = parseDecoder(f.Decoder); err != nil {
+		return nil, fmt.Errorf("tokenizer.json: decoder: %w", err)
+	}
+	if err := t.checkPipeline(); err != nil {
+		return nil, fmt.Errorf("tokenizer.json: %w", err)
+	}
+	if err := t.initVocab(f.AddedTokens); err != nil {
+		return nil, fmt.Errorf("tokenizer.json: %w", err)
+	}
+	if err := t.post.resolve(t); err != nil {
+		return nil, fmt.Errorf("tokenizer.json: post_processor: %w", err)
+	}
+	if configJSON != nil {
+		if t.config, err = parseConfig(configJSON); err != nil {
+			return nil, fmt.Errorf("tokenizer_config.json: %w", err)
+		}
+	} else {
+		t.config = &Config{}
+	}
+	return t, nil
+}
+
+// checkPipeline rejects combinations tagpr cannot run exactly.
+func (t *Tokenizer) checkPipeline() error {
+	byteLevel := t.pre != nil && t.pre.byteLevel()
+	switch m := t.model.(type) {
+	case *bpeModel:
+		if !byteLevel {
+			return fmt.Errorf("model BPE without a ByteLevel pre_tokenizer (character-level BPE) is not supported")
+		}
+		if err := m.initByteLevel(); err != nil {
+			return fmt.Errorf("model: %w", err)
+		}
+	case *wordPieceModel:
+		if byteLevel {
+			return fmt.Errorf("model WordPiece with a ByteLevel pre_tokenizer is not supported")
+		}
+	}
+	t.byteLevel = byteLevel
+	return nil
+}
+
+// typeOf reads the "type" of a component; null or absent components give "".
+func typeOf(raw json.RawMessage) (string, error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || bytes.Equal(raw, []byte("null")) {
+		return "", nil
+	}
+	var c component
+	if err := json.Unmarshal(raw, &c); err != nil {
+		return "", err
+	}
+	if c.Type == "" {
+		return "", fmt.Errorf("component has no \"type\"")
+	}
+	return c.Type, nil
+}
+
+// strictUnmarshal decodes a component's fields.
+func strictUnmarshal(raw json.RawMessage, v any) error {
+	if err := json.Unmarshal(raw, v); err != nil {
+		return err
+	}
+	return nil
+}

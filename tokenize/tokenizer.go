@@ -1,0 +1,232 @@
+package tokenize
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Tokenizer is a loaded tokenizer.json pipeline: added tokens → normalizer →
+// pre-tokenizer → model, and back through the decoder. Encoding and decoding
+// are safe for concurrent use; AddTokens is not (register tokens first).
+type Tokenizer struct {
+	path       string
+	normalizer normalizer
+	pre        preTokenizer
+	model      model
+	post       *postProcessor
+	decoder    decoder
+	byteLevel  bool
+	config     *Config
+
+	vocab     map[string]int // model and added tokens
+	idToToken []string
+	hasID     []bool
+	added     []*AddedToken
+	addedByID map[int]*AddedToken
+	addedIdx  *addedIndex
+}
+
+// Encoding is the result of EncodeFull.
+type Encoding struct {
+	IDs []int
+	// Offsets are byte ranges [start, end) in the input text; special tokens
+	// added by the post-processor have (0, 0).
+	Offsets [][2]int
+	// Special marks ids that are added tokens flagged special, or were added
+	// by the post-processor.
+	Special []bool
+}
+
+// Path is the file the tokenizer was loaded from ("" when parsed from bytes).
+func (t *Tokenizer) Path() string { return t.path }
+
+// Config is the tokenizer_config.json content (empty when there was none).
+func (t *Tokenizer) Config() *Config { return t.config }
+
+// VocabSize is one more than the largest id: the embedding rows a model needs.
+func (t *Tokenizer) VocabSize() int { return len(t.idToToken) }
+
+// TokenID returns the id of a token string (model or added).
+func (t *Tokenizer) TokenID(tok string) (int, bool) {
+	id, ok := t.vocab[tok]
+	return id, ok
+}
+
+// Token returns the token string of an id.
+func (t *Tokenizer) Token(id int) (string, bool) {
+	if id < 0 || id >= len(t.idToToken) || !t.hasID[id] {
+		return "", false
+	}
+	return t.idToToken[id], true
+}
+
+// AddedTokens lists the added tokens (file's and registered ones).
+func (t *Tokenizer) AddedTokens() []AddedToken {
+	out := make([]AddedToken, len(t.added))
+	for i, a := range t.added {
+		out[i] = *a
+	}
+	return out
+}
+
+// ModelType is "BPE" or "WordPiece".
+func (t *Tokenizer) ModelType() string { return t.model.typeName() }
+
+// Encode returns the ids of text. Added and special tokens written in the
+// text are recognised (as HF does by default); no special tokens are added
+// around it.
+func (t *Tokenizer) Encode(text string) []int {
+	ids, _ := t.encode(text, false, make([]int, 0, len(text)/3+4))
+	return ids
+}
+
+// AppendEncode is Encode appending to dst.
+func (t *Tokenizer) AppendEncode(dst []int, text string) []int {
+	ids, _ := t.encode(text, false, dst)
+	return ids
+}
+
+// EncodeFull returns ids, offsets and the special mask; with addSpecial the
+// post-processor's tokens (e.g. [CLS] … [SEP]) wrap the text.
+func (t *Tokenizer) EncodeFull(text string, addSpecial bool) Encoding {
+	ids, offs := t.encode(text, true, nil)
+	e := Encoding{IDs: ids, Offsets: offs, Special: make([]bool, len(ids))}
+	for i, id := range ids {
+		if a := t.addedByID[id]; a != nil && a.Special {
+			e.Special[i] = true
+		}
+	}
+	if addSpecial && t.post != nil && len(t.post.prefix)+len(t.post.suffix) > 0 {
+		n := len(t.post.prefix) + len(ids) + len(t.post.suffix)
+		out := Encoding{IDs: make([]int, 0, n), Offsets: make([][2]int, 0, n), Special: make([]bool, 0, n)}
+		for _, id := range t.post.prefix {
+			out.IDs, out.Offsets, out.Special = append(out.IDs, id), append(out.Offsets, [2]int{}), append(out.Special, true)
+		}
+		out.IDs = append(out.IDs, e.IDs...)
+		out.Offsets = append(out.Offsets, e.Offsets...)
+		out.Special = append(out.Special, e.Special...)
+		for _, id := range t.post.suffix {
+			out.IDs, out.Offsets, out.Special = append(out.IDs, id), append(out.Offsets, [2]int{}), append(out.Special, true)
+		}
+		return out
+	}
+	return e
+}
+
+// SpecialPrefix and SpecialSuffix are the ids the post-processor puts around
+// a single sequence.
+func (t *Tokenizer) SpecialPrefix() []int { return append([]int(nil), t.post.prefix...) }
+
+// SpecialSuffix: see SpecialPrefix.
+func (t *Tokenizer) SpecialSuffix() []int { return append([]int(nil), t.post.suffix...) }
+
+func (t *Tokenizer) encode(text string, withOffsets bool, ids []int) ([]int, [][2]int) {
+	var offs [][2]int
+	var lens []int
+	if withOffsets {
+		lens = make([]int, 0, 16)
+	}
+	var secBuf [16]section
+	sections := t.addedIdx.split(secBuf[:0], text)
+	var pieceBuf [64]piece
+	for _, sec := range sections {
+		if sec.added != nil {
+			ids = append(ids, sec.added.ID)
+			if withOffsets {
+				offs = append(offs, [2]int{sec.start, sec.end})
+			}
+			continue
+		}
+		raw := text[sec.start:sec.end]
+		normed, spans := raw, []span(nil)
+		if t.normalizer != nil {
+			normed, spans = t.normalizer.normalize(raw, withOffsets)
+		}
+		if normed == "" {
+			continue
+		}
+		pieces := pieceBuf[:0]
+		whole := piece{s: normed}
+		if t.pre != nil {
+			pieces = t.pre.split(pieces, whole)
+		} else {
+			pieces = append(pieces, whole)
+		}
+		for _, p := range pieces {
+			if !withOffsets {
+				ids, _ = t.model.encodeWord(ids, nil, p.s)
+				continue
+			}
+			lens = lens[:0]
+			n0 := len(ids)
+			ids, lens = t.model.encodeWord(ids, lens, p.s)
+			pos := 0
+			for k := n0; k < len(ids); k++ {
+				a, b := pos, pos+lens[k-n0]
+				pos = b
+				na := p.off + max(a-p.added, 0)
+				nb := p.off + max(b-p.added, 0)
+				offs = append(offs, mapSpan(spans, na, nb, len(normed), sec.start))
+			}
+		}
+	}
+	return ids, offs
+}
+
+// mapSpan maps a normalized byte range to the original text.
+func mapSpan(spans []span, a, b, n, base int) [2]int {
+	if spans == nil {
+		return [2]int{base + a, base + b}
+	}
+	if a >= n {
+		a = n - 1
+	}
+	if b <= a {
+		return [2]int{base + int(spans[a].start), base + int(spans[a].start)}
+	}
+	if b > n {
+		b = n
+	}
+	return [2]int{base + int(spans[a].start), base + int(spans[b-1].end)}
+}
+
+// Decode turns ids back into text; with skipSpecial, special added tokens
+// are left out. Added tokens are emitted verbatim, runs of model tokens go
+// through the decoder.
+func (t *Tokenizer) Decode(ids []int, skipSpecial bool) (string, error) {
+	var sb strings.Builder
+	var run []string
+	flush := func() {
+		if len(run) == 0 {
+			return
+		}
+		var parts []string
+		if t.decoder != nil {
+			parts = t.decoder.decodeChain(run)
+		} else {
+			parts = run
+		}
+		for _, p := range parts {
+			sb.WriteString(p)
+		}
+		run = run[:0]
+	}
+	for _, id := range ids {
+		if id < 0 || id >= len(t.idToToken) || !t.hasID[id] {
+			return "", fmt.Errorf("decode: id %d not in vocabulary of %d", id, len(t.idToToken))
+		}
+		if a := t.addedByID[id]; a != nil {
+			if a.Special && skipSpecial {
+				continue
+			}
+			if _, inModel := t.model.modelVocab()[a.Content]; !inModel {
+				flush()
+				sb.WriteString(a.Content)
+				continue
+			}
+		}
+		run = append(run, t.idToToken[id])
+	}
+	flush()
+	return sb.String(), nil
+}
