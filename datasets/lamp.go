@@ -1,0 +1,632 @@
+package datasets
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"unicode/utf8"
+
+	"github.com/google/renameio/v2"
+)
+
+// ImportOptions describe one LaMP import: a questions file (and, except for
+// LaMP's test split, its outputs file) of one task and split, to one Arrow IPC or
+// Parquet file.
+type ImportOptions struct {
+	Task      *Task
+	Questions string // {split}_questions.json
+	Outputs   string // {split}_outputs.json; "" when golds are withheld
+	Split     string // train, dev or test
+	Scheme    string // "user" or "time": which of LaMP's split schemes the files come from
+	Out       string // .arrow or .parquet
+	BatchRows int    // rows per record batch (default DefaultBatchRows)
+}
+
+// ImportStats summarise an import.
+type ImportStats struct {
+	Examples int64
+	Bytes    int64 // size of the questions file
+}
+
+// ImportLaMP streams a LaMP questions file into Arrow, joining golds by id. The
+// questions file is decoded one question at a time, so memory is bounded by one
+// question plus one record batch whatever the file size; golds (small) are held
+// in a map. On any error nothing is left at opts.Out.
+func ImportLaMP(opts ImportOptions) (ImportStats, error) {
+	var st ImportStats
+	if opts.Task == nil {
+		return st, errors.New("import: no task")
+	}
+	if opts.Scheme == "" {
+		opts.Scheme = "user"
+	}
+	var golds map[string]gold
+	if opts.Outputs != "" {
+		var err error
+		if golds, err = ReadOutputs(opts.Outputs, opts.Task); err != nil {
+			return st, err
+		}
+	}
+	w, err := CreateExamples(opts.Out, opts.Task)
+	if err != nil {
+		return st, err
+	}
+	if opts.BatchRows > 0 {
+		w.MaxRows = opts.BatchRows
+	}
+	joined := 0
+	n, size, err := ScanQuestions(opts.Questions, opts.Task, func(e *Example) error {
+		e.Split, e.Scheme = opts.Split, opts.Scheme
+		if golds != nil {
+			g, ok := golds[e.ID]
+			if !ok {
+				return fmt.Errorf("no gold output in %s", opts.Outputs)
+			}
+			e.Output, e.HasOutput, e.Chain = g.output, true, g.chain
+			joined++
+		}
+		return w.Write(e)
+	})
+	st.Examples, st.Bytes = n, size
+	if err == nil && golds != nil && joined != len(golds) {
+		err = fmt.Errorf("import: %s has %d golds whose id is not a question in %s (e.g. %q)",
+			opts.Outputs, len(golds)-joined, opts.Questions, unmatched(golds, opts.Questions, opts.Task))
+	}
+	if err != nil {
+		w.Abort()
+		return st, err
+	}
+	return st, w.Commit()
+}
+
+// unmatched names one gold id with no question (rescans ids only; error path).
+func unmatched(golds map[string]gold, questions string, t *Task) string {
+	seen := map[string]bool{}
+	ScanQuestions(questions, t, func(e *Example) error { seen[e.ID] = true; return nil })
+	ids := make([]string, 0)
+	for id := range golds {
+		if !seen[id] {
+			ids = append(ids, id)
+		}
+	}
+	sort.Strings(ids)
+	if len(ids) == 0 {
+		return ""
+	}
+	return ids[0]
+}
+
+// questionJSON is one element of a questions file; fields are decoded raw so
+// type errors name the field and non-string ids survive the round trip.
+type questionJSON struct {
+	ID      json.RawMessage              `json:"id"`
+	Input   json.RawMessage              `json:"input"`
+	Profile []map[string]json.RawMessage `json:"profile"`
+}
+
+// ScanQuestions decodes a questions file element by element (a token-level walk
+// of the outer list), calling fn for each example (Split/Scheme/Output unset).
+// An error from fn or from decoding names the file and the record (index, id).
+// It returns the number of questions and the file size.
+func ScanQuestions(path string, t *Task, fn func(*Example) error) (int64, int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, 0, fmt.Errorf("read questions: %w", err)
+	}
+	defer f.Close()
+	var size int64
+	if fi, err := f.Stat(); err == nil {
+		size = fi.Size()
+	}
+	dec := json.NewDecoder(bufio.NewReaderSize(f, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := expectDelim(dec, '['); err != nil {
+		return 0, size, fmt.Errorf("read questions %s: want a JSON list of questions: %w", path, err)
+	}
+	var (
+		n    int64
+		q    questionJSON
+		e    Example
+		prev string
+	)
+	for dec.More() {
+		q = questionJSON{}
+		if err := dec.Decode(&q); err != nil {
+			return n, size, fmt.Errorf("read questions %s: record %d (after id %q, byte %d): %w", path, n, prev, dec.InputOffset(), jsonErr(err))
+		}
+		if err := q.toExample(t, &e); err != nil {
+			return n, size, fmt.Errorf("read questions %s: record %d (id %q): %w", path, n, e.ID, err)
+		}
+		if err := fn(&e); err != nil {
+			return n, size, fmt.Errorf("read questions %s: record %d (id %q): %w", path, n, e.ID, err)
+		}
+		prev = e.ID
+		n++
+	}
+	if err := expectDelim(dec, ']'); err != nil {
+		return n, size, fmt.Errorf("read questions %s: after record %d (id %q): %w", path, n, prev, err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return n, size, fmt.Errorf("read questions %s: data after the closing ]", path)
+	}
+	return n, size, nil
+}
+
+func jsonErr(err error) error {
+	if err == io.EOF || err == io.ErrUnexpectedEOF {
+		return errors.New("unexpected end of file (truncated JSON?)")
+	}
+	return err
+}
+
+func expectDelim(dec *json.Decoder, d json.Delim) error {
+	tok, err := dec.Token()
+	if err != nil {
+		return jsonErr(err)
+	}
+	if tok != d {
+		return fmt.Errorf("got %v, want %q", tok, string(d))
+	}
+	return nil
+}
+
+// rawText turns a raw JSON value into text. Strings are unquoted; numbers and
+// booleans become their literal text with keep=true (the raw value must be kept
+// in extra to restore the type); null is absent; objects and arrays are errors.
+func rawText(raw json.RawMessage, name string) (s string, present, keep bool, err error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return "", false, false, nil
+	}
+	switch raw[0] {
+	case '"':
+		body := raw[1 : len(raw)-1]
+		if bytes.IndexByte(body, '\\') < 0 && utf8.Valid(body) {
+			return string(body), true, false, nil
+		}
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return "", false, false, fmt.Errorf("%s: %w", name, err)
+		}
+		return s, true, false, nil
+	case '{', '[':
+		return "", false, false, fmt.Errorf("%s: want a string, got a JSON %s", name, map[byte]string{'{': "object", '[': "list"}[raw[0]])
+	}
+	return string(raw), true, true, nil
+}
+
+func (q *questionJSON) toExample(t *Task, e *Example) error {
+	*e = Example{Task: t.Name}
+	var extra map[string]json.RawMessage
+	id, ok, keep, err := rawText(q.ID, "id")
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return errors.New("missing field id")
+	}
+	e.ID = id
+	if keep {
+		extra = map[string]json.RawMessage{"id": q.ID}
+	}
+	in, ok, keep, err := rawText(q.Input, "input")
+	if err != nil {
+		return err
+	}
+	if !ok || keep {
+		return errors.New("field input: missing or not a string")
+	}
+	e.Input = in
+	if q.Profile == nil {
+		return errors.New("missing field profile")
+	}
+	e.Profile = make([]ProfileItem, len(q.Profile))
+	for i, m := range q.Profile {
+		if err := profileItem(t, m, &e.Profile[i]); err != nil {
+			return fmt.Errorf("profile[%d]: %w", i, err)
+		}
+	}
+	if extra != nil {
+		e.Extra = mustJSON(extra)
+	}
+	return nil
+}
+
+func profileItem(t *Task, m map[string]json.RawMessage, p *ProfileItem) error {
+	if m == nil {
+		return errors.New("want an object, got null")
+	}
+	var kept map[string]json.RawMessage
+	keepRaw := func(k string) {
+		if kept == nil {
+			kept = map[string]json.RawMessage{}
+		}
+		kept[k] = m[k]
+	}
+	id, ok, keep, err := rawText(m["id"], "id")
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return errors.New("missing field id")
+	}
+	p.ID = id
+	if keep {
+		keepRaw("id")
+	}
+	p.Fields = make([]string, len(t.ProfileFields))
+	for k, f := range t.ProfileFields {
+		v, ok, keep, err := rawText(m[f], f)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return fmt.Errorf("missing field %s (task %s profiles have %v)", f, t.Name, t.ProfileFields)
+		}
+		p.Fields[k] = v
+		if keep {
+			keepRaw(f)
+		}
+	}
+	if raw, has := m["date"]; has {
+		d, ok, keep, err := rawText(raw, "date")
+		if err != nil {
+			return err
+		}
+		p.Date, p.HasDate = d, ok
+		if keep || !ok {
+			keepRaw("date")
+		}
+	}
+	for k := range m {
+		if k == "id" || k == "date" || t.FieldIndex(k) >= 0 {
+			continue
+		}
+		keepRaw(k)
+	}
+	if kept != nil {
+		p.Extra = mustJSON(kept)
+	}
+	return nil
+}
+
+func mustJSON(m map[string]json.RawMessage) string {
+	b, err := json.Marshal(m)
+	if err != nil {
+		panic(err) // raw values came from a successful decode
+	}
+	return string(b)
+}
+
+type gold struct{ output, chain string }
+
+// ReadOutputs reads a LaMP outputs file ({"task": …, "golds": [{id, output}]});
+// each gold may also carry tagpr's "chain" (the synthetic benchmark's gold chain).
+func ReadOutputs(path string, t *Task) (map[string]gold, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("read outputs: %w", err)
+	}
+	defer f.Close()
+	dec := json.NewDecoder(bufio.NewReaderSize(f, 1<<16))
+	dec.DisallowUnknownFields()
+	fail := func(format string, args ...any) error {
+		return fmt.Errorf("read outputs %s: %s", path, fmt.Sprintf(format, args...))
+	}
+	if err := expectDelim(dec, '{'); err != nil {
+		return nil, fail("want an object: %v", err)
+	}
+	golds := map[string]gold{}
+	sawGolds := false
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, fail("%v", jsonErr(err))
+		}
+		switch tok {
+		case "task":
+			var name string
+			if err := dec.Decode(&name); err != nil {
+				return nil, fail("task: %v", jsonErr(err))
+			}
+			if name != t.OutputsName && name != t.Name {
+				return nil, fail("task is %q, want %q", name, t.OutputsName)
+			}
+		case "golds":
+			sawGolds = true
+			if err := expectDelim(dec, '['); err != nil {
+				return nil, fail("golds: want a list: %v", err)
+			}
+			var prev string
+			for i := 0; dec.More(); i++ {
+				var g struct {
+					ID     json.RawMessage `json:"id"`
+					Output json.RawMessage `json:"output"`
+					Chain  *string         `json:"chain"`
+				}
+				if err := dec.Decode(&g); err != nil {
+					return nil, fail("gold %d (after id %q): %v", i, prev, jsonErr(err))
+				}
+				id, ok, _, err := rawText(g.ID, "id")
+				if err != nil || !ok {
+					return nil, fail("gold %d: id missing or not text (%v)", i, err)
+				}
+				out, ok, keep, err := rawText(g.Output, "output")
+				if err != nil || !ok || keep {
+					return nil, fail("gold %d (id %q): output missing or not a string", i, id)
+				}
+				if _, dup := golds[id]; dup {
+					return nil, fail("gold %d: duplicate id %q", i, id)
+				}
+				gd := gold{output: out}
+				if g.Chain != nil {
+					gd.chain = *g.Chain
+				}
+				golds[id] = gd
+				prev = id
+			}
+			if err := expectDelim(dec, ']'); err != nil {
+				return nil, fail("golds: %v", err)
+			}
+		default:
+			return nil, fail("unknown key %v (want task, golds)", tok)
+		}
+	}
+	if err := expectDelim(dec, '}'); err != nil {
+		return nil, fail("%v", err)
+	}
+	if !sawGolds {
+		return nil, fail("no golds list")
+	}
+	return golds, nil
+}
+
+// jsonWriter writes JSON text without HTML escaping (chains contain <think>).
+type jsonWriter struct {
+	w   *bufio.Writer
+	buf bytes.Buffer
+	enc *json.Encoder
+	err error
+}
+
+func newJSONWriter(w io.Writer) *jsonWriter {
+	j := &jsonWriter{w: bufio.NewWriterSize(w, 1<<20)}
+	j.enc = json.NewEncoder(&j.buf)
+	j.enc.SetEscapeHTML(false)
+	return j
+}
+
+func (j *jsonWriter) raw(s string) {
+	if j.err == nil {
+		_, j.err = j.w.WriteString(s)
+	}
+}
+
+func (j *jsonWriter) str(s string) {
+	j.buf.Reset()
+	if err := j.enc.Encode(s); err != nil && j.err == nil {
+		j.err = err
+	}
+	b := j.buf.Bytes()
+	if j.err == nil {
+		_, j.err = j.w.Write(b[:len(b)-1])
+	}
+}
+
+// value writes a key's raw JSON from extra when present, else the string.
+func (j *jsonWriter) value(extra map[string]json.RawMessage, key, s string) {
+	if raw, ok := extra[key]; ok {
+		j.raw(string(raw))
+		return
+	}
+	j.str(s)
+}
+
+func parseExtra(s string) (map[string]json.RawMessage, error) {
+	if s == "" {
+		return nil, nil
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(s), &m); err != nil {
+		return nil, fmt.Errorf("extra is not a JSON object: %w", err)
+	}
+	return m, nil
+}
+
+// writeQuestion writes one example in LaMP's questions format.
+func (j *jsonWriter) writeQuestion(t *Task, e *Example) error {
+	extra, err := parseExtra(e.Extra)
+	if err != nil {
+		return err
+	}
+	j.raw(`{"id": `)
+	j.value(extra, "id", e.ID)
+	j.raw(`, "input": `)
+	j.str(e.Input)
+	j.raw(`, "profile": [`)
+	for i := range e.Profile {
+		p := &e.Profile[i]
+		pe, err := parseExtra(p.Extra)
+		if err != nil {
+			return fmt.Errorf("profile[%d]: %w", i, err)
+		}
+		if i > 0 {
+			j.raw(", ")
+		}
+		j.raw(`{"id": `)
+		j.value(pe, "id", p.ID)
+		for k, f := range t.ProfileFields {
+			j.raw(", ")
+			j.str(f)
+			j.raw(": ")
+			j.value(pe, f, p.Fields[k])
+		}
+		if p.HasDate || pe["date"] != nil {
+			j.raw(`, "date": `)
+			j.value(pe, "date", p.Date)
+		}
+		keys := make([]string, 0, len(pe))
+		for k := range pe {
+			if k != "id" && k != "date" && t.FieldIndex(k) < 0 {
+				keys = append(keys, k)
+			}
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			j.raw(", ")
+			j.str(k)
+			j.raw(": ")
+			j.raw(string(pe[k]))
+		}
+		j.raw("}")
+	}
+	j.raw("]}")
+	return j.err
+}
+
+// ExportLaMP writes an examples file back in LaMP's format: the questions file
+// and, when the examples carry golds, the outputs file ("" skips it).
+func ExportLaMP(examples, questionsOut, outputsOut string) error {
+	r, err := OpenReader(examples, ReadOptions{})
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	if r.Kind() != KindExample {
+		return fmt.Errorf("export %s: holds %s rows, not lamp_example", examples, r.Kind())
+	}
+	t := r.Task()
+	qf, err := createPending(questionsOut)
+	if err != nil {
+		return fmt.Errorf("export %s: %w", questionsOut, err)
+	}
+	defer qf.Cleanup()
+	qw := newJSONWriter(qf)
+	var of *renameio.PendingFile
+	var ow *jsonWriter
+	if outputsOut != "" {
+		if of, err = createPending(outputsOut); err != nil {
+			return fmt.Errorf("export %s: %w", outputsOut, err)
+		}
+		defer of.Cleanup()
+		ow = newJSONWriter(of)
+		ow.raw(`{"task": `)
+		ow.str(t.OutputsName)
+		ow.raw(`, "golds": [`)
+	}
+	qw.raw("[")
+	n, golds := 0, 0
+	for r.Next() {
+		rows, err := DecodeExamples(r.Batch(), r.BatchFirst())
+		if err != nil {
+			return fmt.Errorf("export %s: %w", examples, err)
+		}
+		for i := range rows {
+			e := &rows[i]
+			if n > 0 {
+				qw.raw(",\n")
+			} else {
+				qw.raw("\n")
+			}
+			if err := qw.writeQuestion(t, e); err != nil {
+				return fmt.Errorf("export %s: record %d (id %q): %w", examples, n, e.ID, err)
+			}
+			n++
+			if ow == nil || !e.HasOutput {
+				continue
+			}
+			if golds > 0 {
+				ow.raw(",\n")
+			} else {
+				ow.raw("\n")
+			}
+			extra, _ := parseExtra(e.Extra)
+			ow.raw(`{"id": `)
+			ow.value(extra, "id", e.ID)
+			ow.raw(`, "output": `)
+			ow.str(e.Output)
+			if e.Chain != "" {
+				ow.raw(`, "chain": `)
+				ow.str(e.Chain)
+			}
+			ow.raw("}")
+			golds++
+		}
+	}
+	if err := r.Err(); err != nil {
+		return err
+	}
+	qw.raw("\n]\n")
+	if err := finishJSON(qw, qf, questionsOut); err != nil {
+		return err
+	}
+	if ow != nil {
+		ow.raw("\n]}\n")
+		return finishJSON(ow, of, outputsOut)
+	}
+	return nil
+}
+
+func finishJSON(j *jsonWriter, pf *renameio.PendingFile, path string) error {
+	if j.err == nil {
+		j.err = j.w.Flush()
+	}
+	if j.err == nil {
+		j.err = pf.CloseAtomicallyReplace()
+	}
+	if j.err != nil {
+		return fmt.Errorf("export %s: %w", path, j.err)
+	}
+	return nil
+}
+
+// ExportPredictions writes a predictions file in LaMP's outputs format
+// ({"task": "LaMP_N", "golds": [{"id", "output"}]}), the shape LaMP's evaluator reads.
+func ExportPredictions(predictions string, t *Task, out string) error {
+	r, err := OpenReader(predictions, ReadOptions{})
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	if r.Kind() != KindPrediction {
+		return fmt.Errorf("export %s: holds %s rows, not prediction", predictions, r.Kind())
+	}
+	pf, err := createPending(out)
+	if err != nil {
+		return fmt.Errorf("export %s: %w", out, err)
+	}
+	defer pf.Cleanup()
+	w := newJSONWriter(pf)
+	w.raw(`{"task": `)
+	w.str(t.OutputsName)
+	w.raw(`, "golds": [`)
+	n := 0
+	for r.Next() {
+		rows, err := DecodePredictions(r.Batch(), r.BatchFirst())
+		if err != nil {
+			return fmt.Errorf("export %s: %w", predictions, err)
+		}
+		for _, p := range rows {
+			if p.Task != "" && p.Task != t.Name && p.Task != t.OutputsName {
+				return fmt.Errorf("export %s: record %d (id %q) is task %s, not %s", predictions, n, p.ID, p.Task, t.Name)
+			}
+			if n > 0 {
+				w.raw(",")
+			}
+			w.raw("\n{\"id\": ")
+			w.str(p.ID)
+			w.raw(`, "output": `)
+			w.str(p.Prediction)
+			w.raw("}")
+			n++
+		}
+	}
+	if err := r.Err(); err != nil {
+		return err
+	}
+	w.raw("\n]}\n")
+	return finishJSON(w, pf, out)
+}

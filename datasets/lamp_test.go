@@ -1,0 +1,191 @@
+package datasets
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// fixtureTasks are the LaMP fixtures: scheme/task directories under testdata/lamp.
+func fixtureTasks(t *testing.T) []string {
+	var out []string
+	for _, scheme := range []string{"user", "time"} {
+		ents, err := os.ReadDir(filepath.Join("testdata", "lamp", scheme))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range ents {
+			out = append(out, scheme+"/"+e.Name())
+		}
+	}
+	if len(out) < 12 {
+		t.Fatalf("found %d LaMP fixtures, want every task in both schemes", len(out))
+	}
+	return out
+}
+
+func readJSONValue(t *testing.T, path string) any {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	dec := json.NewDecoder(f)
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return v
+}
+
+func importFixture(t *testing.T, fixture, out string) (*Task, string) {
+	t.Helper()
+	scheme, name, _ := strings.Cut(fixture, "/")
+	task, err := ParseTask(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join("testdata", "lamp", fixture)
+	st, err := ImportLaMP(ImportOptions{Task: task, Questions: filepath.Join(dir, "dev_questions.json"),
+		Outputs: filepath.Join(dir, "dev_outputs.json"), Split: "dev", Scheme: scheme, Out: out, BatchRows: 2})
+	if err != nil {
+		t.Fatalf("import %s: %v", fixture, err)
+	}
+	if st.Examples != 3 {
+		t.Fatalf("import %s: %d examples, want 3", fixture, st.Examples)
+	}
+	return task, dir
+}
+
+// LaMP JSON → Arrow (IPC and Parquet) → LaMP JSON gives the same JSON values.
+func TestLaMPRoundTrip(t *testing.T) {
+	tmp := t.TempDir()
+	for _, fx := range fixtureTasks(t) {
+		for _, ext := range []string{".arrow", ".parquet"} {
+			out := filepath.Join(tmp, strings.ReplaceAll(fx, "/", "_")+ext)
+			task, dir := importFixture(t, fx, out)
+			rows, gotTask, err := ReadExamples(out, ReadOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if gotTask != task || len(rows) != 3 || !rows[0].HasOutput || rows[0].Split != "dev" {
+				t.Fatalf("%s%s: task %v, %d rows, first %+v", fx, ext, gotTask, len(rows), rows[0])
+			}
+			q, o := filepath.Join(tmp, "q.json"), filepath.Join(tmp, "o.json")
+			if err := ExportLaMP(out, q, o); err != nil {
+				t.Fatal(err)
+			}
+			for _, pair := range [][2]string{{q, "dev_questions.json"}, {o, "dev_outputs.json"}} {
+				got, want := readJSONValue(t, pair[0]), readJSONValue(t, filepath.Join(dir, pair[1]))
+				if !reflect.DeepEqual(got, want) {
+					gb, _ := json.Marshal(got)
+					wb, _ := json.Marshal(want)
+					t.Fatalf("%s%s %s differs after the round trip:\n got %s\nwant %s", fx, ext, pair[1], gb, wb)
+				}
+			}
+		}
+	}
+}
+
+func TestParseTask(t *testing.T) {
+	for in, want := range map[string]string{"1": "LaMP_1", "2": "LaMP_2M", "2M": "LaMP_2M", "2n": "LaMP_2N",
+		"LaMP_2": "LaMP_2M", "LaMP_2N": "LaMP_2N", "lamp_7": "LaMP_7", "synth_tag": "synth_tag"} {
+		got, err := ParseTask(in)
+		if err != nil || got.Name != want {
+			t.Errorf("ParseTask(%q) = %v, %v; want %s", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"8", "2X", "", "synth_x"} {
+		if _, err := ParseTask(bad); err == nil {
+			t.Errorf("ParseTask(%q) accepted", bad)
+		}
+	}
+}
+
+func writeFile(t *testing.T, path, text string) string {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// Malformed input names the file and the record, and leaves no output file.
+func TestImportMalformed(t *testing.T) {
+	tmp := t.TempDir()
+	task, _ := ParseTask("7")
+	good := `{"id": "1", "input": "Paraphrase: a", "profile": [{"id": "p", "text": "t"}]}`
+	outputs := writeFile(t, filepath.Join(tmp, "outputs.json"), `{"task": "LaMP_7", "golds": [{"id": "1", "output": "x"}, {"id": "2", "output": "y"}]}`)
+	cases := []struct {
+		name, questions, outputs string
+		want                     []string
+	}{
+		{"truncated", `[` + good + `, {"id": "2", "input": "Para`, "", []string{"record 1", `after id "1"`, "truncated"}},
+		{"missing field", `[` + good + `, {"id": "2", "profile": []}]`, "", []string{"record 1", `id "2"`, "input"}},
+		{"missing profile field", `[` + good + `, {"id": "2", "input": "a", "profile": [{"id": "p"}]}]`, "", []string{"record 1", `id "2"`, "profile[0]", "missing field text"}},
+		{"wrong type", `[` + good + `, {"id": "2", "input": "a", "profile": [{"id": "p", "text": {"a": 1}}]}]`, "", []string{"record 1", `id "2"`, "text", "object"}},
+		{"wrong profile type", `[` + good + `, {"id": "2", "input": "a", "profile": "none"}]`, "", []string{"record 1", "profile"}},
+		{"not a list", `{"id": "1"}`, "", []string{"want a JSON list"}},
+		{"unknown field", `[{"id": "1", "input": "a", "profile": [], "oops": 1}]`, "", []string{"record 0", "oops"}},
+		{"gold missing", `[` + good + `, {"id": "3", "input": "a", "profile": []}]`, outputs, []string{"record 1", `id "3"`, "no gold"}},
+		{"gold without question", `[` + good + `]`, outputs, []string{"golds whose id is not a question", `"2"`}},
+		{"trailing data", `[` + good + `] x`, "", []string{"after the closing"}},
+	}
+	for _, c := range cases {
+		q := writeFile(t, filepath.Join(tmp, "questions.json"), c.questions)
+		out := filepath.Join(tmp, "out.arrow")
+		_, err := ImportLaMP(ImportOptions{Task: task, Questions: q, Outputs: c.outputs, Split: "dev", Out: out})
+		if err == nil {
+			t.Errorf("%s: no error", c.name)
+			continue
+		}
+		for _, w := range append(c.want) {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%s: error %q does not mention %q", c.name, err, w)
+			}
+		}
+		if c.name != "gold without question" && !strings.Contains(err.Error(), q) {
+			t.Errorf("%s: error %q does not name the file", c.name, err)
+		}
+		if _, serr := os.Stat(out); !os.IsNotExist(serr) {
+			t.Errorf("%s: output file left behind", c.name)
+		}
+		if ents, _ := filepath.Glob(filepath.Join(tmp, ".out.arrow*")); len(ents) > 0 {
+			t.Errorf("%s: temp files left behind: %v", c.name, ents)
+		}
+	}
+	q := writeFile(t, filepath.Join(tmp, "questions.json"), `[`+good+`]`)
+	bad := writeFile(t, filepath.Join(tmp, "bad_outputs.json"), `{"task": "LaMP_5", "golds": []}`)
+	if _, err := ImportLaMP(ImportOptions{Task: task, Questions: q, Outputs: bad, Out: filepath.Join(tmp, "o.arrow")}); err == nil || !strings.Contains(err.Error(), "LaMP_5") || !strings.Contains(err.Error(), bad) {
+		t.Errorf("outputs of another task: %v", err)
+	}
+}
+
+// Truncated Arrow/Parquet files and files of another schema version are refused by name.
+func TestReadMalformedFiles(t *testing.T) {
+	tmp := t.TempDir()
+	for _, ext := range []string{".arrow", ".parquet"} {
+		out := filepath.Join(tmp, "x"+ext)
+		importFixture(t, "user/LaMP_4", out)
+		data, err := os.ReadFile(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, cut := range []int{len(data) / 2, len(data) - 3, 7} {
+			trunc := writeFile(t, filepath.Join(tmp, "trunc"+ext), string(data[:cut]))
+			_, _, err := ReadExamples(trunc, ReadOptions{})
+			if err == nil || !strings.Contains(err.Error(), trunc) {
+				t.Errorf("%s cut at %d of %d: error %v does not name the file", ext, cut, len(data), err)
+			}
+		}
+	}
+	empty := writeFile(t, filepath.Join(tmp, "empty.arrow"), "")
+	if _, _, err := ReadExamples(empty, ReadOptions{}); err == nil || !strings.Contains(err.Error(), "empty") {
+		t.Errorf("empty file: %v", err)
+	}
+}

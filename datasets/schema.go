@@ -1,0 +1,217 @@
+package datasets
+
+import (
+	"fmt"
+	"strconv"
+
+	"github.com/apache/arrow-go/v18/arrow"
+)
+
+// SchemaVersion is the version of every schema in this file. A file written with
+// another version is refused with an error rather than read wrongly; bump it when
+// a column is added, removed, renamed or changes type.
+const SchemaVersion = 1
+
+// Arrow schema metadata keys stamped on every file tagpr writes.
+const (
+	MetaKind    = "tagpr.schema"         // which schema: one of the Kind values
+	MetaVersion = "tagpr.schema_version" // SchemaVersion as decimal text
+	MetaTask    = "tagpr.lamp.task"      // lamp_example only: Task.Name, which decides the profile fields
+)
+
+// Kind names one of tagpr's schemas.
+type Kind string
+
+// The schemas. SCHEMAS.md documents every column.
+const (
+	KindExample    Kind = "lamp_example"
+	KindChain      Kind = "tagged_chain"
+	KindRollout    Kind = "rollout"
+	KindPrediction Kind = "prediction"
+)
+
+func metadata(kind Kind, extra ...string) arrow.Metadata {
+	keys := []string{MetaKind, MetaVersion}
+	vals := []string{string(kind), strconv.Itoa(SchemaVersion)}
+	for i := 0; i+1 < len(extra); i += 2 {
+		keys = append(keys, extra[i])
+		vals = append(vals, extra[i+1])
+	}
+	return arrow.NewMetadata(keys, vals)
+}
+
+func str(name string, nullable bool) arrow.Field {
+	return arrow.Field{Name: name, Type: arrow.BinaryTypes.String, Nullable: nullable}
+}
+
+func listOf(name string, elem arrow.DataType) arrow.Field {
+	return arrow.Field{Name: name, Type: arrow.ListOf(elem), Nullable: false}
+}
+
+// namedValues is list<struct{name, value}>: rewards and metrics, open-ended by design.
+var namedValueType = arrow.StructOf(str("name", false), arrow.Field{Name: "value", Type: arrow.PrimitiveTypes.Float64})
+
+// ExampleSchema is the LaMP example schema for a task. The profile struct holds
+// id, the task's own fields in Task.ProfileFields order, an optional date, and
+// extra (a JSON object of any fields the task does not name, or of fields whose
+// JSON type was not a string, so export restores them exactly).
+func ExampleSchema(t *Task) *arrow.Schema {
+	item := []arrow.Field{str("id", false)}
+	for _, f := range t.ProfileFields {
+		item = append(item, str(f, false))
+	}
+	item = append(item, str("date", true), str("extra", true))
+	return arrow.NewSchema([]arrow.Field{
+		str("id", false),
+		str("task", false),
+		str("split", false),
+		str("scheme", false),
+		str("input", false),
+		listOf("profile", arrow.StructOf(item...)),
+		str("output", true),
+		str("user", true),
+		str("chain", true),
+		str("extra", true),
+	}, &[]arrow.Metadata{metadata(KindExample, MetaTask, t.Name)}[0])
+}
+
+// ChainSchema is the tagged-chain schema: one row per (example, teacher sample).
+var ChainSchema = arrow.NewSchema([]arrow.Field{
+	str("id", false),
+	listOf("prompt", arrow.StructOf(str("role", false), str("content", false))),
+	str("chain", false),
+	listOf("spans", arrow.StructOf(
+		str("tag", false), str("text", false),
+		arrow.Field{Name: "start", Type: arrow.PrimitiveTypes.Int32},
+		arrow.Field{Name: "end", Type: arrow.PrimitiveTypes.Int32})),
+	str("answer", false),
+	str("gold", true),
+	str("teacher", false),
+	listOf("verdicts", arrow.StructOf(
+		str("name", false),
+		arrow.Field{Name: "pass", Type: arrow.FixedWidthTypes.Boolean},
+		str("detail", true))),
+	{Name: "keep", Type: arrow.FixedWidthTypes.Boolean},
+}, &[]arrow.Metadata{metadata(KindChain)}[0])
+
+// RolloutSchema is one sampled completion of an RL step.
+var RolloutSchema = arrow.NewSchema([]arrow.Field{
+	str("prompt_id", false),
+	{Name: "group_index", Type: arrow.PrimitiveTypes.Int32},
+	str("completion", false),
+	listOf("token_ids", arrow.PrimitiveTypes.Int32),
+	listOf("logprobs", arrow.PrimitiveTypes.Float32),
+	listOf("rewards", namedValueType),
+	{Name: "reward", Type: arrow.PrimitiveTypes.Float64},
+	{Name: "advantage", Type: arrow.PrimitiveTypes.Float64},
+	str("stage", false),
+	{Name: "step", Type: arrow.PrimitiveTypes.Int64},
+}, &[]arrow.Metadata{metadata(KindRollout)}[0])
+
+// PredictionSchema is one model answer to one example, with its scores.
+var PredictionSchema = arrow.NewSchema([]arrow.Field{
+	str("id", false),
+	str("task", false),
+	str("model", false),
+	str("completion", false),
+	str("prediction", false),
+	str("gold", true),
+	listOf("metrics", namedValueType),
+}, &[]arrow.Metadata{metadata(KindPrediction)}[0])
+
+// checkSchema verifies that a file's schema is tagpr's kind at this version and
+// that its columns have the expected layout. It returns the file's task for
+// lamp_example files.
+func checkSchema(got *arrow.Schema) (Kind, *Task, error) {
+	md := got.Metadata()
+	kind, ok := metaValue(md, MetaKind)
+	if !ok {
+		return "", nil, fmt.Errorf("not a tagpr dataset: schema metadata has no %q key", MetaKind)
+	}
+	ver, _ := metaValue(md, MetaVersion)
+	if ver != strconv.Itoa(SchemaVersion) {
+		return "", nil, fmt.Errorf("%s schema version %q: this tagpr reads version %d", kind, ver, SchemaVersion)
+	}
+	var want *arrow.Schema
+	var task *Task
+	switch Kind(kind) {
+	case KindExample:
+		name, _ := metaValue(md, MetaTask)
+		t, err := ParseTask(name)
+		if err != nil {
+			return "", nil, fmt.Errorf("lamp_example metadata %s: %w", MetaTask, err)
+		}
+		task, want = t, ExampleSchema(t)
+	case KindChain:
+		want = ChainSchema
+	case KindRollout:
+		want = RolloutSchema
+	case KindPrediction:
+		want = PredictionSchema
+	default:
+		return "", nil, fmt.Errorf("unknown tagpr schema %q", kind)
+	}
+	if err := sameColumns(got, want); err != nil {
+		return "", nil, fmt.Errorf("%s v%d: %w", kind, SchemaVersion, err)
+	}
+	return Kind(kind), task, nil
+}
+
+func metaValue(md arrow.Metadata, key string) (string, bool) {
+	i := md.FindKey(key)
+	if i < 0 {
+		return "", false
+	}
+	return md.Values()[i], true
+}
+
+// sameColumns compares column names and types, ignoring nullability and list
+// element names (pyarrow and Parquet name list items differently).
+func sameColumns(got, want *arrow.Schema) error {
+	if got.NumFields() != want.NumFields() {
+		return fmt.Errorf("%d columns, want %d (%s)", got.NumFields(), want.NumFields(), fieldNames(want))
+	}
+	for i, w := range want.Fields() {
+		g := got.Field(i)
+		if g.Name != w.Name {
+			return fmt.Errorf("column %d is %q, want %q", i, g.Name, w.Name)
+		}
+		if !sameLayout(g.Type, w.Type) {
+			return fmt.Errorf("column %q has type %s, want %s", g.Name, g.Type, w.Type)
+		}
+	}
+	return nil
+}
+
+func sameLayout(a, b arrow.DataType) bool {
+	if a.ID() != b.ID() {
+		return false
+	}
+	switch at := a.(type) {
+	case *arrow.ListType:
+		return sameLayout(at.Elem(), b.(*arrow.ListType).Elem())
+	case *arrow.StructType:
+		bt := b.(*arrow.StructType)
+		if at.NumFields() != bt.NumFields() {
+			return false
+		}
+		for i := range at.Fields() {
+			if at.Field(i).Name != bt.Field(i).Name || !sameLayout(at.Field(i).Type, bt.Field(i).Type) {
+				return false
+			}
+		}
+		return true
+	}
+	return arrow.TypeEqual(a, b)
+}
+
+func fieldNames(s *arrow.Schema) string {
+	out := ""
+	for i, f := range s.Fields() {
+		if i > 0 {
+			out += ", "
+		}
+		out += f.Name
+	}
+	return out
+}
