@@ -144,7 +144,7 @@ func TestImportMalformed(t *testing.T) {
 			t.Errorf("%s: no error", c.name)
 			continue
 		}
-		for _, w := range append(c.want) {
+		for _, w := range c.want {
 			if !strings.Contains(err.Error(), w) {
 				t.Errorf("%s: error %q does not mention %q", c.name, err, w)
 			}

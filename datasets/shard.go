@@ -23,7 +23,7 @@ func ParseShard(s string) (Shard, error) {
 	i, err1 := strconv.Atoi(a)
 	n, err2 := strconv.Atoi(b)
 	sh := Shard{Index: i, Count: n}
-	if !ok || err1 != nil || err2 != nil {
+	if !ok || err1 != nil || err2 != nil || n < 1 {
 		return Shard{}, fmt.Errorf("shard %q: want i/N, e.g. 0/4", s)
 	}
 	return sh, sh.validate()
