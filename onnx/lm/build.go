@@ -443,7 +443,14 @@ func (b *builder) mlp(p, x string) string {
 	}
 	gate := b.linear(p+"gate_proj", x, d, f, false, c.InitStd)
 	up := b.linear(p+"up_proj", x, d, f, false, c.InitStd)
-	silu := b.op("Mul", gate, g.Op("Sigmoid", []string{gate}))
+	var silu string
+	if b.dt == ir.Double {
+		// ORT fuses x·sigmoid(x) into com.microsoft QuickGelu, which has no
+		// double kernel; this form computes the same and is left alone.
+		silu = b.op("Mul", gate, b.op("Reciprocal", b.op("Add", b.op("Exp", b.op("Neg", gate)), b.scalar("one", 1))))
+	} else {
+		silu = b.op("Mul", gate, g.Op("Sigmoid", []string{gate}))
+	}
 	return b.linear(p+"down_proj", b.op("Mul", silu, up), f, d, false, c.InitStd)
 }
 

@@ -85,7 +85,7 @@ func ReadLayout(label string, inputs, outputs []ort.IOInfo, opts CheckOptions) (
 	case ortgo.TensorElementDataTypeDouble:
 		lay.Float, float = "float64", lg.DataType
 	default:
-		return fail("output %q has element type %s, want float32 (or float64)", Logits, lg.DataType)
+		return fail("output %q has element type %s, want float32 (or float64)", Logits, typeName(lg.DataType))
 	}
 	if err := want(lg, "output", float, 3); err != nil {
 		return fail("%v", err)
