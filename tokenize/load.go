@@ -67,7 +67,7 @@ func Parse(tokenizerJSON, configJSON []byte) (*Tokenizer, error) {
 	if err := json.Unmarshal(tokenizerJSON, &f); err != nil {
 		return nil, fmt.Errorf("tokenizer.json: %w", err)
 	}
-	t := &Tokenizer{}
+	t := &Tokenizer{raw: tokenizerJSON}
 	var err error
 	if t.model, err = parseModel(f.Model); err != nil {
 		return nil, fmt.Errorf("tokenizer.json: model: %w", err)

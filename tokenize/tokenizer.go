@@ -1,8 +1,11 @@
 package tokenize
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
+
+	"github.com/google/renameio/v2"
 )
 
 // Tokenizer is a loaded tokenizer.json pipeline: added tokens → normalizer →
@@ -10,6 +13,7 @@ import (
 // are safe for concurrent use; AddTokens is not (register tokens first).
 type Tokenizer struct {
 	path       string
+	raw        []byte // the tokenizer.json, for Save
 	normalizer normalizer
 	pre        preTokenizer
 	model      model
@@ -229,4 +233,29 @@ func (t *Tokenizer) Decode(ids []int, skipSpecial bool) (string, error) {
 	}
 	flush()
 	return sb.String(), nil
+}
+
+// MarshalJSON writes the tokenizer.json this tokenizer was built from, with
+// added_tokens replaced by the current list (so registered tag tokens are
+// kept).
+func (t *Tokenizer) MarshalJSON() ([]byte, error) {
+	var doc map[string]json.RawMessage
+	if err := json.Unmarshal(t.raw, &doc); err != nil {
+		return nil, err
+	}
+	list := make([]addedTokenJSON, len(t.added))
+	for i, a := range t.added {
+		list[i] = addedTokenJSON{ID: a.ID, Content: a.Content, SingleWord: a.SingleWord, LStrip: a.LStrip,
+			RStrip: a.RStrip, Normalized: a.Normalized, Special: a.Special}
+	}
+	b, err := json.Marshal(list)
+	if err != nil {
+		return nil, err
+	}
+	doc["added_tokens"] = b
+	return json.Marshal(doc)
+}
+
+func writeFileAtomic(path string, b []byte) error {
+	return renameio.WriteFile(path, b, 0o644)
 }

@@ -1,0 +1,107 @@
+package tokenize_test
+
+import (
+	"fmt"
+	"runtime"
+	"sync"
+	"testing"
+
+	"golang.org/x/text/unicode/norm"
+)
+
+// TestParity compares tagpr's ids with the JS reference's, recorded by
+// `go run ./tokenize/internal/record` on the 5.2 MB generated corpus, for
+// the Qwen3 and Llama-3 files, the BERT WordPiece file and a tokenizer
+// trained by tagpr. Byte-level tokenizers must also round-trip.
+func TestParity(t *testing.T) {
+	for _, name := range []string{"qwen3", "llama3", "bert", "trained"} {
+		t.Run(name, func(t *testing.T) {
+			tok := pinnedTokenizer(t, name)
+			fx := readFixture(t, name)
+			docs := parityCorpus()
+			if len(fx.Docs) != len(docs) {
+				t.Fatalf("fixture has %d documents, corpus %d", len(fx.Docs), len(docs))
+			}
+			var mu sync.Mutex
+			var failures []string
+			bytes, ids := 0, 0
+			var wg sync.WaitGroup
+			next := make(chan int)
+			for w := 0; w < runtime.GOMAXPROCS(0); w++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := range next {
+						if msg := checkDoc(tok, name, i, docs[i], fx.Docs[i]); msg != "" {
+							mu.Lock()
+							failures = append(failures, msg)
+							mu.Unlock()
+						}
+					}
+				}()
+			}
+			for i := range docs {
+				bytes += len(docs[i])
+				ids += fx.Docs[i].N
+				next <- i
+			}
+			close(next)
+			wg.Wait()
+			for i, f := range failures {
+				if i == 5 {
+					t.Errorf("... and %d more documents differ", len(failures)-5)
+					break
+				}
+				t.Error(f)
+			}
+			if len(failures) == 0 {
+				t.Logf("%s: %d documents, %d bytes, %d ids identical to %s", name, len(docs), bytes, ids, fx.Reference)
+			}
+		})
+	}
+}
+
+func checkDoc(tok interface {
+	Encode(string) []int
+	Decode([]int, bool) (string, error)
+	ModelType() string
+}, name string, i int, text string, want fixtureDoc) string {
+	if sha(text) != want.TextSHA256 {
+		return fmt.Sprintf("doc %d: generated text differs from the recorded corpus (generator changed without re-recording)", i)
+	}
+	got := tok.Encode(text)
+	if len(got) != want.N || idsSHA(got) != want.IDsSHA256 {
+		msg := fmt.Sprintf("doc %d: %d ids, reference %d", i, len(got), want.N)
+		if want.IDs != nil {
+			for k := 0; k < len(got) && k < len(want.IDs); k++ {
+				if got[k] != want.IDs[k] {
+					lo, hi := max(k-3, 0), min(k+5, len(got), len(want.IDs))
+					msg += fmt.Sprintf("; first difference at id %d: got %v, reference %v", k, got[lo:hi], want.IDs[lo:hi])
+					break
+				}
+			}
+		} else {
+			msg += " (no full ids recorded for this document; rerun scripts/tokenize/reference.js encode on it)"
+		}
+		return msg
+	}
+	if tok.ModelType() == "BPE" {
+		back, err := tok.Decode(got, false)
+		if err != nil {
+			return fmt.Sprintf("doc %d: decode: %v", i, err)
+		}
+		wantText := text
+		if name != "llama3" { // Qwen3 and trained tokenizers normalize to NFC
+			wantText = norm.NFC.String(text)
+		}
+		if back != wantText {
+			k := 0
+			for k < len(back) && k < len(wantText) && back[k] == wantText[k] {
+				k++
+			}
+			return fmt.Sprintf("doc %d: decode(encode(x)) != x from byte %d: %q vs %q", i, k,
+				back[k:min(k+20, len(back))], wantText[k:min(k+20, len(wantText))])
+		}
+	}
+	return ""
+}
