@@ -79,14 +79,14 @@ func (g *Graph) fail(err error) {
 // Unique returns prefix itself when no value has that name yet, else
 // prefix_N with the smallest unused N; the name is reserved.
 func (g *Graph) Unique(prefix string) string {
-	return unique(g.values, g.next, prefix)
+	return unique(g.values, g.next, prefix, prefix)
 }
 
 func (g *Graph) uniqueNode(prefix string) string {
-	return unique(g.nodes, g.next, "node:"+prefix)[len("node:"):]
+	return unique(g.nodes, g.next, prefix, "node:"+prefix)
 }
 
-func unique(used map[string]bool, next map[string]int, prefix string) string {
+func unique(used map[string]bool, next map[string]int, prefix, counter string) string {
 	if prefix == "" {
 		prefix = "v"
 	}
@@ -95,8 +95,8 @@ func unique(used map[string]bool, next map[string]int, prefix string) string {
 		return prefix
 	}
 	for {
-		next[prefix]++
-		n := prefix + "_" + strconv.Itoa(next[prefix])
+		next[counter]++
+		n := prefix + "_" + strconv.Itoa(next[counter])
 		if !used[n] {
 			used[n] = true
 			return n
@@ -113,11 +113,34 @@ func (g *Graph) claim(name, what string) {
 		g.fail(fmt.Errorf("%s with an empty name", what))
 		return
 	}
-	if g.values[name] {
-		g.fail(fmt.Errorf("%s %q: the name is already used by another value", what, name))
+	if g.values[name] && g.produced(name) {
+		g.fail(fmt.Errorf("%s %q: a value of that name already exists", what, name))
 		return
 	}
 	g.values[name] = true
+}
+
+// produced reports whether a graph input, initializer or node defines name
+// (names merely referenced, e.g. by consumers of a replaced node, are free).
+func (g *Graph) produced(name string) bool {
+	for _, v := range g.Proto.Input {
+		if v.GetName() == name {
+			return true
+		}
+	}
+	for _, t := range g.Proto.Initializer {
+		if t.GetName() == name {
+			return true
+		}
+	}
+	for _, n := range g.Proto.Node {
+		for _, o := range n.Output {
+			if o == name {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // Input declares a graph input. dims are ints (fixed sizes) or strings
@@ -208,7 +231,8 @@ func suffix(i, n int) string {
 func (g *Graph) Const(prefix string, t *onnxpb.TensorProto) string {
 	out := g.Unique(prefix)
 	t.Name = ""
-	g.AddNode(&onnxpb.NodeProto{OpType: "Constant", Output: []string{out}, Attribute: []Attribute{AttrTensor("value", t)}})
+	n := &onnxpb.NodeProto{OpType: "Constant", Name: g.uniqueNode(prefix), Output: []string{out}, Attribute: []Attribute{AttrTensor("value", t)}}
+	g.Proto.Node = append(g.Proto.Node, n)
 	return out
 }
 

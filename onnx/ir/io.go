@@ -144,7 +144,7 @@ func externalize(m *onnxpb.ModelProto, location string, threshold int) ([]byte, 
 		off := len(buf)
 		buf = append(buf, raw...)
 		t.RawData, t.FloatData, t.DoubleData, t.Int32Data, t.Int64Data, t.Uint64Data = nil, nil, nil, nil, nil, nil
-		t.DataLocation = onnxpb.TensorProto_EXTERNAL
+		t.DataLocation = onnxpb.TensorProto_EXTERNAL.Enum()
 		t.ExternalData = []*onnxpb.StringStringEntryProto{
 			{Key: "location", Value: location},
 			{Key: "offset", Value: strconv.Itoa(off)},
@@ -175,7 +175,7 @@ func LoadExternalData(m *onnxpb.ModelProto, dir string) error {
 		}
 		t.RawData = raw
 		t.ExternalData = nil
-		t.DataLocation = onnxpb.TensorProto_DEFAULT
+		t.DataLocation = nil
 		return nil
 	})
 }

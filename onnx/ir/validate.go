@@ -140,7 +140,8 @@ func (v *validator) graph(g *onnxpb.GraphProto, outer map[string]bool, scope str
 			}
 		}
 	}
-	if cyc := findCycle(g); cyc != "" {
+	cyc := findCycle(g)
+	if cyc != "" {
 		v.add(fmt.Sprintf("%s: cycle: %s", scope, cyc))
 	}
 
@@ -170,7 +171,7 @@ func (v *validator) graph(g *onnxpb.GraphProto, outer map[string]bool, scope str
 				continue
 			}
 			if j, ok := producer[in]; ok {
-				if j >= i {
+				if j >= i && cyc == "" {
 					v.add(fmt.Sprintf("%s: %s input %q is produced by later %s: nodes are not in topological order (Graph.TopoSort)", scope, label, in, nodeLabel(g.Node[j], j)))
 				}
 				continue
@@ -400,7 +401,14 @@ func topoOrder(g *onnxpb.GraphProto) (order []int, cycle []int) {
 	for l, r := 0, len(cycle)-1; l < r; l, r = l+1, r-1 {
 		cycle[l], cycle[r] = cycle[r], cycle[l]
 	}
-	return nil, cycle
+	// Start at the earliest node so the message does not depend on the walk.
+	low := 0
+	for k := range cycle {
+		if cycle[k] < cycle[low] {
+			low = k
+		}
+	}
+	return nil, append(cycle[low:], cycle[:low]...)
 }
 
 // findCycle describes a cycle among g's nodes ("" when there is none).

@@ -8,9 +8,14 @@
 // Presence: ONNX's schema is proto2. Where a proto2 writer (onnx's Python
 // helpers, PyTorch's exporter) sets a field to its zero value explicitly and
 // the difference matters for reading or for byte-stable round trips, the
-// field is declared `optional` here (attribute values, opset domains). Repeated
-// fields that ONNX declares unpacked are declared `[packed = false]` so that a
-// model read and re-written keeps its bytes.
+// field is declared `optional` here: attribute values, opset domains, and
+// TensorProto raw_data (PyTorch writes empty tensors with an empty raw_data)
+// and data_location (onnx sets DEFAULT explicitly after loading external
+// data). TensorProto.name stays a plain string for convenience: a tensor
+// whose name is set explicitly to "" (onnx.helper.make_tensor("", ...)) is
+// the one known case that re-marshals 2 bytes shorter, with the same meaning.
+// Repeated fields that ONNX declares unpacked are declared `[packed = false]`
+// so that a model read and re-written keeps its bytes.
 //
 // Regenerate with `make proto` (needs protoc and protoc-gen-go v1.36.12).
 
@@ -1542,9 +1547,9 @@ type TensorProto struct {
 	Int64Data    []int64                   `protobuf:"varint,7,rep,packed,name=int64_data,json=int64Data,proto3" json:"int64_data,omitempty"`
 	Name         string                    `protobuf:"bytes,8,opt,name=name,proto3" json:"name,omitempty"`
 	DocString    string                    `protobuf:"bytes,12,opt,name=doc_string,json=docString,proto3" json:"doc_string,omitempty"`
-	RawData      []byte                    `protobuf:"bytes,9,opt,name=raw_data,json=rawData,proto3" json:"raw_data,omitempty"`
+	RawData      []byte                    `protobuf:"bytes,9,opt,name=raw_data,json=rawData,proto3,oneof" json:"raw_data,omitempty"`
 	ExternalData []*StringStringEntryProto `protobuf:"bytes,13,rep,name=external_data,json=externalData,proto3" json:"external_data,omitempty"`
-	DataLocation TensorProto_DataLocation  `protobuf:"varint,14,opt,name=data_location,json=dataLocation,proto3,enum=tagpr.onnxpb.TensorProto_DataLocation" json:"data_location,omitempty"`
+	DataLocation *TensorProto_DataLocation `protobuf:"varint,14,opt,name=data_location,json=dataLocation,proto3,enum=tagpr.onnxpb.TensorProto_DataLocation,oneof" json:"data_location,omitempty"`
 	// DOUBLE, COMPLEX128.
 	DoubleData []float64 `protobuf:"fixed64,10,rep,packed,name=double_data,json=doubleData,proto3" json:"double_data,omitempty"`
 	// UINT32, UINT64.
@@ -1662,8 +1667,8 @@ func (x *TensorProto) GetExternalData() []*StringStringEntryProto {
 }
 
 func (x *TensorProto) GetDataLocation() TensorProto_DataLocation {
-	if x != nil {
-		return x.DataLocation
+	if x != nil && x.DataLocation != nil {
+		return *x.DataLocation
 	}
 	return TensorProto_DEFAULT
 }
@@ -2600,7 +2605,7 @@ const file_onnx_proto_rawDesc = "" +
 	"\x04type\x18\x02 \x01(\v2\x17.tagpr.onnxpb.TypeProtoR\x04type\x12\x1d\n" +
 	"\n" +
 	"doc_string\x18\x03 \x01(\tR\tdocString\x12K\n" +
-	"\x0emetadata_props\x18\x04 \x03(\v2$.tagpr.onnxpb.StringStringEntryProtoR\rmetadataProps\"\x99\t\n" +
+	"\x0emetadata_props\x18\x04 \x03(\v2$.tagpr.onnxpb.StringStringEntryProtoR\rmetadataProps\"\xc2\t\n" +
 	"\vTensorProto\x12\x16\n" +
 	"\x04dims\x18\x01 \x03(\x03B\x02\x10\x00R\x04dims\x12?\n" +
 	"\tdata_type\x18\x02 \x01(\x0e2\".tagpr.onnxpb.TensorProto.DataTypeR\bdataType\x12;\n" +
@@ -2615,10 +2620,10 @@ const file_onnx_proto_rawDesc = "" +
 	"int64_data\x18\a \x03(\x03B\x02\x10\x01R\tint64Data\x12\x12\n" +
 	"\x04name\x18\b \x01(\tR\x04name\x12\x1d\n" +
 	"\n" +
-	"doc_string\x18\f \x01(\tR\tdocString\x12\x19\n" +
-	"\braw_data\x18\t \x01(\fR\arawData\x12I\n" +
-	"\rexternal_data\x18\r \x03(\v2$.tagpr.onnxpb.StringStringEntryProtoR\fexternalData\x12K\n" +
-	"\rdata_location\x18\x0e \x01(\x0e2&.tagpr.onnxpb.TensorProto.DataLocationR\fdataLocation\x12#\n" +
+	"doc_string\x18\f \x01(\tR\tdocString\x12\x1e\n" +
+	"\braw_data\x18\t \x01(\fH\x00R\arawData\x88\x01\x01\x12I\n" +
+	"\rexternal_data\x18\r \x03(\v2$.tagpr.onnxpb.StringStringEntryProtoR\fexternalData\x12P\n" +
+	"\rdata_location\x18\x0e \x01(\x0e2&.tagpr.onnxpb.TensorProto.DataLocationH\x01R\fdataLocation\x88\x01\x01\x12#\n" +
 	"\vdouble_data\x18\n" +
 	" \x03(\x01B\x02\x10\x01R\n" +
 	"doubleData\x12#\n" +
@@ -2672,7 +2677,9 @@ const file_onnx_proto_rawDesc = "" +
 	"FLOAT6E3M2\x10\x1c\")\n" +
 	"\fDataLocation\x12\v\n" +
 	"\aDEFAULT\x10\x00\x12\f\n" +
-	"\bEXTERNAL\x10\x01\"\x93\x01\n" +
+	"\bEXTERNAL\x10\x01B\v\n" +
+	"\t_raw_dataB\x10\n" +
+	"\x0e_data_location\"\x93\x01\n" +
 	"\x11SparseTensorProto\x121\n" +
 	"\x06values\x18\x01 \x01(\v2\x19.tagpr.onnxpb.TensorProtoR\x06values\x123\n" +
 	"\aindices\x18\x02 \x01(\v2\x19.tagpr.onnxpb.TensorProtoR\aindices\x12\x16\n" +
@@ -2856,6 +2863,7 @@ func file_onnx_proto_init() {
 		(*SimpleShardedDimProto_DimParam)(nil),
 	}
 	file_onnx_proto_msgTypes[13].OneofWrappers = []any{}
+	file_onnx_proto_msgTypes[15].OneofWrappers = []any{}
 	file_onnx_proto_msgTypes[18].OneofWrappers = []any{
 		(*TypeProto_TensorType)(nil),
 		(*TypeProto_SequenceType)(nil),
