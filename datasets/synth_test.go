@@ -1,0 +1,185 @@
+package datasets
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"unicode"
+)
+
+var defaultTaxonomy = []string{"understand_task", "recall_history", "identify_patterns", "infer_preference",
+	"analyze_input", "match_preference", "draft", "verify", "conclude"}
+
+func TestSynthDeterministic(t *testing.T) {
+	cfg := DefaultSynthConfig()
+	cfg.Users = 30
+	dirs := []string{t.TempDir(), t.TempDir()}
+	for _, dir := range dirs {
+		d, err := Synth(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := d.Write(dir); err != nil {
+			t.Fatal(err)
+		}
+	}
+	files, _ := filepath.Glob(filepath.Join(dirs[0], "*", "*"))
+	if len(files) != 3*3*4 {
+		t.Fatalf("wrote %d files, want 36: %v", len(files), files)
+	}
+	for _, f := range files {
+		a, _ := os.ReadFile(f)
+		b, err := os.ReadFile(filepath.Join(dirs[1], strings.TrimPrefix(f, dirs[0])))
+		if err != nil || !bytes.Equal(a, b) {
+			t.Fatalf("%s differs between two runs with the same seed", f)
+		}
+	}
+	// The files read back as what was generated, in both Arrow and LaMP JSON.
+	d, _ := Synth(cfg)
+	set := d.Set(SynthRate, "dev")
+	rows, task, err := ReadExamples(filepath.Join(dirs[0], SynthRate, "dev.arrow"), ReadOptions{})
+	if err != nil || task.Name != SynthRate || normalize(rows) != normalize(set.Examples) {
+		t.Fatalf("dev.arrow does not hold the generated rows: %v", err)
+	}
+	tmp := filepath.Join(t.TempDir(), "re.arrow")
+	if _, err := ImportLaMP(ImportOptions{Task: task, Questions: filepath.Join(dirs[0], SynthRate, "dev_questions.json"),
+		Outputs: filepath.Join(dirs[0], SynthRate, "dev_outputs.json"), Split: "dev", Scheme: "synth", Out: tmp}); err != nil {
+		t.Fatal(err)
+	}
+	re, _, err := ReadExamples(tmp, ReadOptions{})
+	for i := range re {
+		re[i].User = set.Examples[i].User // LaMP JSON carries no user key
+	}
+	if err != nil || normalize(re) != normalize(set.Examples) {
+		t.Fatalf("LaMP JSON does not hold the generated rows: %v", err)
+	}
+	cfg.Seed = 2
+	other, _ := Synth(cfg)
+	if normalize(other.Sets[0].Examples) == normalize(d.Sets[0].Examples) {
+		t.Fatal("another seed gave the same data")
+	}
+}
+
+func TestSynthSplitsAndChains(t *testing.T) {
+	d, err := Synth(DefaultSynthConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, task := range []string{SynthTag, SynthRate, SynthGen} {
+		users := map[string]string{}
+		for _, split := range Splits {
+			set := d.Set(task, split)
+			if set == nil || len(set.Examples) == 0 {
+				t.Fatalf("%s %s is empty", task, split)
+			}
+			for i, e := range set.Examples {
+				if prev, ok := users[e.User]; ok && prev != split {
+					t.Fatalf("%s: user %s is in %s and %s", task, e.User, prev, split)
+				}
+				users[e.User] = split
+				c := set.Chains[i]
+				if c.ID != e.ID || c.Chain != e.Chain || !strings.HasSuffix(e.Chain, "</think>\n<answer>"+e.Output+"</answer>") {
+					t.Fatalf("%s: chain of %s does not end in its answer: %q", task, e.ID, e.Chain)
+				}
+				last := -1
+				for _, s := range c.Spans {
+					k := indexOf(defaultTaxonomy, s.Tag)
+					if k <= last {
+						t.Fatalf("%s: tag %s out of taxonomy order in %q", task, s.Tag, e.Chain)
+					}
+					last = k
+					if e.Chain[s.Start:s.End] != s.Text {
+						t.Fatalf("span offsets wrong in %s", e.ID)
+					}
+				}
+				if c.Spans[len(c.Spans)-1].Tag != "conclude" || len(c.Spans) < 5 {
+					t.Fatalf("%s: chain %q lacks steps", task, e.Chain)
+				}
+			}
+		}
+	}
+}
+
+func indexOf(xs []string, x string) int {
+	for i, v := range xs {
+		if v == x {
+			return i
+		}
+	}
+	return -1
+}
+
+// The profile is worth a lot: the best profile-blind rule is capped far below a
+// simple rule that reads the profile. The numbers are logged; SCHEMAS.md quotes them.
+func TestSynthProfileGap(t *testing.T) {
+	cfg := DefaultSynthConfig()
+	cfg.Users = 3000 // 300 test users: a stable estimate
+	d, err := Synth(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, task := range []string{SynthTag, SynthRate, SynthGen} {
+		train, test := d.Set(task, "train"), d.Set(task, "test")
+		blind, err := BlindBaseline(train, test)
+		if err != nil {
+			t.Fatal(err)
+		}
+		reader := ProfileBaseline(test)
+		t.Logf("%s test (%d examples): profile-blind %s %.3f (MAE %.3f), profile-reading %s %.3f (MAE %.3f)",
+			task, len(test.Examples), blind.Metric, blind.Value, blind.MAE, reader.Metric, reader.Value, reader.MAE)
+		if reader.Value < 0.97 {
+			t.Errorf("%s: the profile-reading rule scores %.3f; the profile should decide the answer", task, reader.Value)
+		}
+		if blind.Value > reader.Value-0.3 {
+			t.Errorf("%s: the profile-blind rule scores %.3f, too close to %.3f", task, blind.Value, reader.Value)
+		}
+	}
+}
+
+// Size of the benchmark for a tiny model: vocabulary and prompt length.
+func TestSynthIsSmall(t *testing.T) {
+	d, _ := Synth(DefaultSynthConfig())
+	vocab := map[string]bool{}
+	maxWords := 0
+	for _, s := range d.Sets {
+		for _, e := range s.Examples {
+			n := 0
+			for _, text := range append([]string{e.Input, e.Chain}, profileTexts(&e)...) {
+				for _, w := range strings.FieldsFunc(text, func(r rune) bool { return !unicode.IsLetter(r) && r != '_' }) {
+					vocab[w] = true // letters only: digits and punctuation are a tokenizer's base alphabet
+				}
+				n += len(strings.Fields(text))
+			}
+			maxWords = max(maxWords, n)
+		}
+	}
+	t.Logf("vocabulary %d words (letters and _ only); longest example (input+profile+chain) %d words", len(vocab), maxWords)
+	if len(vocab) > 200 || maxWords > 400 {
+		t.Fatalf("benchmark too big for a tiny model: %d words, %d per example", len(vocab), maxWords)
+	}
+}
+
+func profileTexts(e *Example) []string {
+	var out []string
+	for _, p := range e.Profile {
+		out = append(out, p.Fields...)
+		out = append(out, p.Date)
+	}
+	return out
+}
+
+// BenchmarkSynthBaselines reports the gap as bench figures (accuracy / ROUGE-L).
+func BenchmarkSynthBaselines(b *testing.B) {
+	var d *SynthData
+	for i := 0; i < b.N; i++ {
+		d, _ = Synth(DefaultSynthConfig())
+	}
+	for _, task := range []string{SynthTag, SynthRate, SynthGen} {
+		blind, _ := BlindBaseline(d.Set(task, "train"), d.Set(task, "test"))
+		reader := ProfileBaseline(d.Set(task, "test"))
+		b.ReportMetric(blind.Value, task+"_blind_"+blind.Metric)
+		b.ReportMetric(reader.Value, task+"_profile_"+reader.Metric)
+	}
+}
