@@ -1,0 +1,285 @@
+package train
+
+import (
+	"fmt"
+
+	"github.com/tagpr/tagpr/onnx/ir"
+	"github.com/tagpr/tagpr/onnx/onnxpb"
+)
+
+func init() {
+	reshapeBack := func(c *gctx, n *onnxpb.NodeProto, gy []string, need []bool) ([]string, error) {
+		return []string{c.reshape(gy[0], c.shape(n.Input[0]))}, nil
+	}
+	for _, op := range []string{"Reshape", "Flatten", "Squeeze", "Unsqueeze"} {
+		rules[op] = reshapeBack
+	}
+	rules["Transpose"] = func(c *gctx, n *onnxpb.NodeProto, gy []string, need []bool) ([]string, error) {
+		rank := len(c.shape(n.Input[0]))
+		perm := ir.AttrIntsOf(n, "perm")
+		if perm == nil {
+			for i := rank - 1; i >= 0; i-- {
+				perm = append(perm, int64(i))
+			}
+		}
+		inv := make([]int64, rank)
+		for i, p := range perm {
+			inv[p] = int64(i)
+		}
+		return []string{c.transpose(gy[0], inv)}, nil
+	}
+	rules["Expand"] = func(c *gctx, n *onnxpb.NodeProto, gy []string, need []bool) ([]string, error) {
+		return []string{c.unbroadcast(gy[0], c.shape(n.Output[0]), c.shape(n.Input[0]))}, nil
+	}
+	rules["Concat"] = func(c *gctx, n *onnxpb.NodeProto, gy []string, need []bool) ([]string, error) {
+		so := c.shape(n.Output[0])
+		axis := normAxis(ir.AttrIntOf(n, "axis", 0), len(so))
+		sizes := make([]int64, len(n.Input))
+		for i, in := range n.Input {
+			sizes[i] = c.shape(in)[axis]
+		}
+		parts := c.e.opN("Split", []string{gy[0], c.e.ints(sizes...)}, len(sizes), ir.AttrInt("axis", axis))
+		out := make([]string, len(n.Input))
+		for i := range out {
+			if need[i] {
+				out[i] = parts[i]
+			}
+		}
+		return out, nil
+	}
+	rules["Split"] = func(c *gctx, n *onnxpb.NodeProto, gy []string, need []bool) ([]string, error) {
+		sx := c.shape(n.Input[0])
+		axis := normAxis(ir.AttrIntOf(n, "axis", 0), len(sx))
+		parts := make([]string, len(n.Output))
+		for i, o := range n.Output {
+			parts[i] = gy[i]
+			if parts[i] == "" {
+				parts[i] = c.fill(c.elem(o), c.shape(o), 0)
+			}
+		}
+		return []string{c.op("Concat", parts, ir.AttrInt("axis", axis))}, nil
+	}
+	rules["Slice"] = sliceGrad
+	rules["Tile"] = func(c *gctx, n *onnxpb.NodeProto, gy []string, need []bool) ([]string, error) {
+		sx := c.shape(n.Input[0])
+		reps, err := c.constInts(n.Input[1])
+		if err != nil {
+			return nil, err
+		}
+		// [r0·s0, r1·s1, …] → [r0, s0, r1, s1, …], summed over the r axes.
+		var inter, axes []int64
+		for i, s := range sx {
+			inter = append(inter, reps[i], s)
+			axes = append(axes, int64(2*i))
+		}
+		return []string{c.reshape(c.reduceSum(c.reshape(gy[0], inter), axes, false), sx)}, nil
+	}
+	rules["Gather"] = func(c *gctx, n *onnxpb.NodeProto, gy []string, need []bool) ([]string, error) {
+		data, idx := n.Input[0], n.Input[1]
+		sd, si := c.shape(data), c.shape(idx)
+		a := normAxis(ir.AttrIntOf(n, "axis", 0), len(sd))
+		ri := int64(len(si))
+		g := gy[0]
+		// Move the index dims to the front: gy → [si…, sd[:a]…, sd[a+1:]…].
+		if a > 0 {
+			var perm []int64
+			for k := int64(0); k < ri; k++ {
+				perm = append(perm, a+k)
+			}
+			for k := int64(0); k < a; k++ {
+				perm = append(perm, k)
+			}
+			for k := a + ri; k < int64(len(sd))-1+ri; k++ {
+				perm = append(perm, k)
+			}
+			g = c.transpose(g, perm)
+		}
+		target := append([]int64{sd[a]}, sd[:a]...)
+		target = append(target, sd[a+1:]...)
+		ind := c.normIndices(idx, sd[a])
+		ind = c.reshape(ind, append(append([]int64{}, si...), 1))
+		zeros := c.fill(c.elem(data), target, 0)
+		sc := c.op("ScatterND", []string{zeros, ind, g}, ir.AttrString("reduction", "add"))
+		if a > 0 {
+			var perm []int64
+			for k := int64(1); k <= a; k++ {
+				perm = append(perm, k)
+			}
+			perm = append(perm, 0)
+			for k := a + 1; k < int64(len(sd)); k++ {
+				perm = append(perm, k)
+			}
+			sc = c.transpose(sc, perm)
+		}
+		return []string{sc, ""}, nil
+	}
+	rules["GatherElements"] = func(c *gctx, n *onnxpb.NodeProto, gy []string, need []bool) ([]string, error) {
+		data, idx := n.Input[0], n.Input[1]
+		sd := c.shape(data)
+		a := normAxis(ir.AttrIntOf(n, "axis", 0), len(sd))
+		ind := c.normIndices(idx, sd[a])
+		zeros := c.fill(c.elem(data), sd, 0)
+		return []string{c.op("ScatterElements", []string{zeros, ind, gy[0]}, ir.AttrInt("axis", a), ir.AttrString("reduction", "add")), ""}, nil
+	}
+	rules["Trilu"] = func(c *gctx, n *onnxpb.NodeProto, gy []string, need []bool) ([]string, error) {
+		ins := []string{gy[0]}
+		if k := input(n, 1); k != "" {
+			ins = append(ins, k)
+		}
+		return []string{c.op("Trilu", ins, ir.AttrInt("upper", ir.AttrIntOf(n, "upper", 1)))}, nil
+	}
+	rules["CumSum"] = func(c *gctx, n *onnxpb.NodeProto, gy []string, need []bool) ([]string, error) {
+		return []string{c.op("CumSum", []string{gy[0], n.Input[1]},
+			ir.AttrInt("exclusive", ir.AttrIntOf(n, "exclusive", 0)),
+			ir.AttrInt("reverse", 1-ir.AttrIntOf(n, "reverse", 0)))}, nil
+	}
+	rules["Pad"] = func(c *gctx, n *onnxpb.NodeProto, gy []string, need []bool) ([]string, error) {
+		if mode := ir.AttrStringOf(n, "mode", "constant"); mode != "constant" {
+			return nil, fmt.Errorf("Pad mode %q is not supported (constant only)", mode)
+		}
+		sx := c.shape(n.Input[0])
+		pads, err := c.constInts(n.Input[1])
+		if err != nil {
+			return nil, err
+		}
+		axes := make([]int64, len(sx))
+		for i := range axes {
+			axes[i] = int64(i)
+		}
+		if a := input(n, 3); a != "" {
+			if axes, err = c.constInts(a); err != nil {
+				return nil, err
+			}
+		}
+		var starts, ends, sl []int64
+		for i, ax := range axes {
+			ax = normAxis(ax, len(sx))
+			starts = append(starts, pads[i])
+			ends = append(ends, pads[i]+sx[ax])
+			sl = append(sl, ax)
+		}
+		return []string{c.op("Slice", []string{gy[0], c.e.ints(starts...), c.e.ints(ends...), c.e.ints(sl...)})}, nil
+	}
+}
+
+// normIndices maps negative gather indices into [0, dim).
+func (c *gctx) normIndices(idx string, dim int64) string {
+	dt := c.elem(idx)
+	z := c.scalarInt(dt, 0)
+	return c.op("Where", []string{c.op("Less", []string{idx, z}), c.add(idx, c.scalarInt(dt, dim)), idx})
+}
+
+func (c *gctx) scalarInt(dt ir.DataType, v int64) string {
+	if dt == ir.Int32 {
+		return c.e.init("grad/c", ir.Scalar("", int32(v)))
+	}
+	return c.scalar(ir.Int64, float64(v))
+}
+
+// sliceGrad scatters the output gradient back into zeros of the input shape:
+// step-1 axes with Concat of zero blocks, other steps with ScatterElements.
+func sliceGrad(c *gctx, n *onnxpb.NodeProto, gy []string, need []bool) ([]string, error) {
+	sx := c.shape(n.Input[0])
+	starts, err := c.constInts(n.Input[1])
+	if err != nil {
+		return nil, err
+	}
+	ends, err := c.constInts(n.Input[2])
+	if err != nil {
+		return nil, err
+	}
+	axes := make([]int64, len(starts))
+	for i := range axes {
+		axes[i] = int64(i)
+	}
+	if a := input(n, 3); a != "" {
+		if axes, err = c.constInts(a); err != nil {
+			return nil, err
+		}
+	}
+	steps := make([]int64, len(starts))
+	for i := range steps {
+		steps[i] = 1
+	}
+	if s := input(n, 4); s != "" {
+		if steps, err = c.constInts(s); err != nil {
+			return nil, err
+		}
+	}
+	dt := c.elem(n.Input[0])
+	g := gy[0]
+	cur := append([]int64{}, c.shape(n.Output[0])...)
+	for i, ax := range axes {
+		ax = normAxis(ax, len(sx))
+		dim := sx[ax]
+		idx := sliceIndices(starts[i], ends[i], steps[i], dim)
+		if int64(len(idx)) != cur[ax] {
+			return nil, fmt.Errorf("slice of axis %d selects %d elements, output has %d", ax, len(idx), cur[ax])
+		}
+		full := append([]int64{}, cur...)
+		full[ax] = dim
+		if int64(len(idx)) == dim && (len(idx) == 0 || idx[0] == 0) && steps[i] == 1 {
+			continue
+		}
+		if steps[i] == 1 && len(idx) > 0 {
+			before, after := idx[0], dim-idx[len(idx)-1]-1
+			parts := []string{}
+			if before > 0 {
+				s := append([]int64{}, cur...)
+				s[ax] = before
+				parts = append(parts, c.fill(dt, s, 0))
+			}
+			parts = append(parts, g)
+			if after > 0 {
+				s := append([]int64{}, cur...)
+				s[ax] = after
+				parts = append(parts, c.fill(dt, s, 0))
+			}
+			g = c.op("Concat", parts, ir.AttrInt("axis", ax))
+		} else if len(idx) == 0 {
+			g = c.fill(dt, full, 0)
+		} else {
+			bs := make([]int64, len(cur))
+			for k := range bs {
+				bs[k] = 1
+			}
+			bs[ax] = int64(len(idx))
+			ind := c.op("Expand", []string{c.e.init("grad/idx", ir.Tensor("", bs, idx)), c.e.ints(cur...)})
+			g = c.op("ScatterElements", []string{c.fill(dt, full, 0), ind, g}, ir.AttrInt("axis", ax))
+		}
+		cur = full
+	}
+	return []string{g}, nil
+}
+
+// sliceIndices lists the positions ONNX Slice selects along one axis.
+func sliceIndices(start, end, step, dim int64) []int64 {
+	clamp := func(v, lo, hi int64) int64 {
+		if v < lo {
+			return lo
+		}
+		if v > hi {
+			return hi
+		}
+		return v
+	}
+	if start < 0 {
+		start += dim
+	}
+	if end < 0 {
+		end += dim
+	}
+	var out []int64
+	if step > 0 {
+		start, end = clamp(start, 0, dim), clamp(end, 0, dim)
+		for i := start; i < end; i += step {
+			out = append(out, i)
+		}
+	} else if step < 0 {
+		start, end = clamp(start, 0, dim-1), clamp(end, -1, dim-1)
+		for i := start; i > end; i += step {
+			out = append(out, i)
+		}
+	}
+	return out
+}

@@ -1,0 +1,333 @@
+package train
+
+import (
+	"fmt"
+	"sort"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/tagpr/tagpr/onnx/ir"
+	"github.com/tagpr/tagpr/onnx/onnxpb"
+	"github.com/tagpr/tagpr/onnx/ort"
+)
+
+// ValueType is a value's element type and fixed shape.
+type ValueType struct {
+	Elem  ir.DataType
+	Shape []int64
+}
+
+// Specialized is a model fixed to one set of input shapes: every value has a
+// known type and shape, and shape-only subgraphs are folded to initializers.
+type Specialized struct {
+	Model *onnxpb.ModelProto
+	Types map[string]ValueType
+}
+
+// maxFold bounds the elements of a folded value, so a large static tensor
+// (a big precomputed mask) stays a computation instead of bloating the model.
+const maxFold = 1 << 22
+
+// Specialize fixes the graph inputs to the given shapes (every non-initializer
+// input needs one), runs the model once in ORT with every intermediate's shape
+// and every static value exposed as outputs, and folds static values
+// (computed only from shapes, constants and non-float initializers) into
+// initializers. Inputs with zero elements (an empty KV cache) become empty
+// initializers. Float initializers with more than one element are never
+// folded through, so they stay selectable as trainable weights.
+func Specialize(m *onnxpb.ModelProto, shapes map[string][]int64) (*Specialized, error) {
+	m = proto.Clone(m).(*onnxpb.ModelProto)
+	g := m.GetGraph()
+	if g == nil {
+		return nil, fmt.Errorf("specialize: model has no graph")
+	}
+	if v := ir.OpsetOf(m, ""); v < 13 {
+		return nil, fmt.Errorf("specialize: model imports ai.onnx opset %d; training graphs need opset >= 13", v)
+	}
+	types := map[string]ValueType{}
+	inits := map[string]*onnxpb.TensorProto{}
+	for _, t := range g.Initializer {
+		inits[t.GetName()] = t
+		types[t.GetName()] = ValueType{t.GetDataType(), append([]int64{}, t.GetDims()...)}
+	}
+	// Fix the inputs; empty ones become initializers.
+	var ins []*onnxpb.ValueInfoProto
+	for _, vi := range g.Input {
+		name := vi.GetName()
+		if _, isInit := inits[name]; isInit {
+			continue
+		}
+		elem, dims, _, ok := ir.ShapeOf(vi)
+		if elem == ir.Undefined {
+			return nil, fmt.Errorf("specialize: input %q is not a tensor", name)
+		}
+		want, given := shapes[name]
+		if !given {
+			return nil, fmt.Errorf("specialize: no shape given for input %q (declared %v)", name, dims)
+		}
+		if ok && len(dims) != len(want) {
+			return nil, fmt.Errorf("specialize: input %q given shape %v, but it is declared with rank %d (%v)", name, want, len(dims), dims)
+		}
+		for i, d := range dims {
+			if ok && d >= 0 && d != want[i] {
+				return nil, fmt.Errorf("specialize: input %q given shape %v, but dim %d is fixed to %d", name, want, i, d)
+			}
+		}
+		types[name] = ValueType{elem, append([]int64{}, want...)}
+		if ir.NumElements(want) == 0 {
+			t := &onnxpb.TensorProto{Name: name, DataType: elem, Dims: append([]int64{}, want...), RawData: []byte{}}
+			g.Initializer = append(g.Initializer, t)
+			inits[name] = t
+			continue
+		}
+		if err := setDims(vi, elem, want); err != nil {
+			return nil, fmt.Errorf("specialize: input %q: %w", name, err)
+		}
+		ins = append(ins, vi)
+	}
+	for name := range shapes {
+		if _, ok := types[name]; !ok {
+			return nil, fmt.Errorf("specialize: shape given for %q, which is not a graph input", name)
+		}
+	}
+	g.Input = ins
+	g.ValueInfo = nil
+	if err := topoSort(g); err != nil {
+		return nil, fmt.Errorf("specialize: %w", err)
+	}
+
+	static := map[string]bool{}
+	for name, t := range inits {
+		if !isFloat(t.GetDataType()) || ir.NumElements(t.GetDims()) <= 1 {
+			static[name] = true
+		}
+	}
+	for _, n := range g.Node {
+		if isStatic(n, static) {
+			for _, o := range n.Output {
+				static[o] = true
+			}
+		}
+	}
+
+	// The probe: the original outputs plus, per node output, its shape and
+	// either its whole value (static) or one element (to learn its type).
+	probe := proto.Clone(m).(*onnxpb.ModelProto)
+	pe := newEditor(probe.Graph)
+	pe.prefix = "spec/"
+	probe.Graph.Output = nil
+	flat, zero, one := pe.ints(-1), pe.ints(0), pe.ints(1)
+	type probed struct{ shape, value, first string }
+	probes := map[string]probed{}
+	var order []string
+	for _, n := range g.Node {
+		for _, o := range n.Output {
+			if o == "" {
+				continue
+			}
+			p := probed{shape: pe.op("Shape", []string{o})}
+			vi, _ := ir.ValueInfo(p.shape, ir.Int64, "")
+			probe.Graph.Output = append(probe.Graph.Output, vi)
+			r := pe.op("Reshape", []string{o, flat})
+			if static[o] {
+				p.value = r
+				probe.Graph.Output = append(probe.Graph.Output, &onnxpb.ValueInfoProto{Name: r})
+			} else {
+				p.first = pe.op("Slice", []string{r, zero, one})
+				probe.Graph.Output = append(probe.Graph.Output, &onnxpb.ValueInfoProto{Name: p.first})
+			}
+			probes[o] = p
+			order = append(order, o)
+		}
+	}
+	if isDoubleModel(probe.Graph) {
+		if err := decomposeForDouble(probe.Graph); err != nil {
+			return nil, fmt.Errorf("specialize: %w", err)
+		}
+	}
+	if len(probe.Graph.Input) == 0 {
+		// onnxruntime_go cannot run a model without inputs: add an unused one.
+		vi, _ := ir.ValueInfo(pe.fresh("spec/unused"), ir.Float, 1)
+		probe.Graph.Input = append(probe.Graph.Input, vi)
+		types[vi.GetName()] = ValueType{ir.Float, []int64{1}}
+		defer delete(types, vi.GetName())
+	}
+	bytes, err := ir.Marshal(probe)
+	if err != nil {
+		return nil, fmt.Errorf("specialize: %w", err)
+	}
+	sess, err := ort.NewSession(bytes, "specialization probe", ort.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("specialize: %w", err)
+	}
+	defer sess.Destroy()
+	outElem := map[string]ir.DataType{}
+	for _, o := range sess.Outputs() {
+		outElem[o.Name] = ir.DataType(o.DataType)
+	}
+	feeds := map[string]ort.Value{}
+	for _, vi := range probe.Graph.Input {
+		t := types[vi.GetName()]
+		v, err := zeroTensor(t.Elem, t.Shape)
+		if err != nil {
+			return nil, fmt.Errorf("specialize: input %q: %w", vi.GetName(), err)
+		}
+		defer v.Destroy()
+		feeds[vi.GetName()] = v
+	}
+	res, err := sess.Run(feeds, nil)
+	if err != nil {
+		return nil, fmt.Errorf("specialize: probe run: %w", err)
+	}
+	defer res.Destroy()
+
+	folded := map[string]*onnxpb.TensorProto{}
+	for _, o := range order {
+		p := probes[o]
+		shape, err := ort.Data[int64](p.shape, res.Get(p.shape))
+		if err != nil {
+			return nil, fmt.Errorf("specialize: shape of %q: %w", o, err)
+		}
+		shape = append([]int64{}, shape...)
+		if p.value != "" {
+			t, err := valueToTensor(res.Get(p.value), shape)
+			if err != nil {
+				return nil, fmt.Errorf("specialize: value of %q: %w", o, err)
+			}
+			types[o] = ValueType{t.GetDataType(), shape}
+			if ir.NumElements(shape) <= maxFold {
+				t.Name = o
+				folded[o] = t
+			}
+		} else {
+			types[o] = ValueType{outElem[p.first], shape}
+		}
+	}
+
+	// Replace folded producers by initializers, then drop what is unused.
+	nodes := g.Node[:0]
+	for _, n := range g.Node {
+		all := true
+		for _, o := range n.Output {
+			if o != "" && folded[o] == nil {
+				all = false
+			}
+		}
+		if all && len(n.Output) > 0 {
+			for _, o := range n.Output {
+				if o != "" {
+					g.Initializer = append(g.Initializer, folded[o])
+				}
+			}
+			continue
+		}
+		nodes = append(nodes, n)
+	}
+	g.Node = nodes
+	for _, vi := range g.Output {
+		t, ok := types[vi.GetName()]
+		if !ok {
+			return nil, fmt.Errorf("specialize: output %q is produced by nothing", vi.GetName())
+		}
+		if err := setDims(vi, t.Elem, t.Shape); err != nil {
+			return nil, fmt.Errorf("specialize: output %q: %w", vi.GetName(), err)
+		}
+	}
+	prune(g, true)
+	annotate(g, types)
+	return &Specialized{Model: m, Types: types}, nil
+}
+
+// annotate writes every node output's static type into the graph's value_info.
+func annotate(g *onnxpb.GraphProto, types map[string]ValueType) {
+	isIO := map[string]bool{}
+	for _, v := range g.Input {
+		isIO[v.GetName()] = true
+	}
+	for _, v := range g.Output {
+		isIO[v.GetName()] = true
+	}
+	var names []string
+	for _, n := range g.Node {
+		for _, o := range n.Output {
+			if t, ok := types[o]; ok && o != "" && !isIO[o] && t.Elem != ir.Undefined {
+				names = append(names, o)
+			}
+		}
+	}
+	sort.Strings(names)
+	g.ValueInfo = nil
+	for _, name := range names {
+		t := types[name]
+		vi, err := ir.ValueInfo(name, t.Elem, ir.Dims(t.Shape)...)
+		if err == nil {
+			g.ValueInfo = append(g.ValueInfo, vi)
+		}
+	}
+}
+
+// isStatic says whether a node's outputs are fixed once the input shapes are.
+func isStatic(n *onnxpb.NodeProto, static map[string]bool) bool {
+	if n.GetDomain() != "" && n.GetDomain() != "ai.onnx" {
+		return false
+	}
+	switch n.GetOpType() {
+	case "Shape", "Size":
+		return true
+	case "Constant":
+		return true
+	case "RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial", "Bernoulli",
+		"If", "Loop", "Scan", "Dropout":
+		return false
+	}
+	for _, in := range n.Input {
+		if in != "" && !static[in] {
+			return false
+		}
+	}
+	return len(n.Input) > 0
+}
+
+func zeroTensor(elem ir.DataType, shape []int64) (ort.Value, error) {
+	n := ir.NumElements(shape)
+	switch elem {
+	case ir.Float:
+		return ort.NewTensor(shape, make([]float32, n))
+	case ir.Double:
+		return ort.NewTensor(shape, make([]float64, n))
+	case ir.Int64:
+		return ort.NewTensor(shape, make([]int64, n))
+	case ir.Int32:
+		return ort.NewTensor(shape, make([]int32, n))
+	case ir.Bool:
+		return ort.NewTensor(shape, make([]bool, n))
+	case ir.Uint8:
+		return ort.NewTensor(shape, make([]uint8, n))
+	case ir.Int8:
+		return ort.NewTensor(shape, make([]int8, n))
+	}
+	return nil, fmt.Errorf("element type %s cannot be fed from Go", elem)
+}
+
+// valueToTensor copies an ORT output into a TensorProto of the given shape.
+func valueToTensor(v ort.Value, shape []int64) (*onnxpb.TensorProto, error) {
+	switch t := v.(type) {
+	case *ort.Tensor[float32]:
+		return ir.Tensor("", shape, t.GetData()), nil
+	case *ort.Tensor[float64]:
+		return ir.Tensor("", shape, t.GetData()), nil
+	case *ort.Tensor[int64]:
+		return ir.Tensor("", shape, t.GetData()), nil
+	case *ort.Tensor[int32]:
+		return ir.Tensor("", shape, t.GetData()), nil
+	case *ort.Tensor[bool]:
+		return ir.Tensor("", shape, t.GetData()), nil
+	case *ort.Tensor[uint8]:
+		return ir.Tensor("", shape, t.GetData()), nil
+	case *ort.Tensor[int8]:
+		return ir.Tensor("", shape, t.GetData()), nil
+	case nil:
+		return nil, fmt.Errorf("missing from the probe run")
+	}
+	return nil, fmt.Errorf("unsupported element type %T", v)
+}
