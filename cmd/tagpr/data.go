@@ -1,0 +1,250 @@
+package main
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tagpr/tagpr/datasets"
+)
+
+func init() {
+	dataCmd := &cobra.Command{Use: "data", Short: "Datasets in Arrow: LaMP import/export, shards, merge, the synthetic benchmark"}
+	dataCmd.AddCommand(importLaMPCmd(), exportLaMPCmd(), exportPredictionsCmd(), mergeCmd(), shardCmd(), infoCmd(), synthCmd())
+	rootCmd.AddCommand(dataCmd)
+}
+
+func importLaMPCmd() *cobra.Command {
+	var o datasets.ImportOptions
+	var task string
+	c := &cobra.Command{
+		Use:   "import-lamp",
+		Short: "Import a LaMP questions file (and its outputs file) into Arrow IPC (.arrow) or Parquet (.parquet)",
+		Long: `Streams a LaMP {split}_questions.json into one Arrow or Parquet file, joining the golds of
+{split}_outputs.json by id. Tasks: 1, 2M (movie tagging; "2" means 2M), 2N (the original news
+categorization), 3, 4, 5, 6, 7. --scheme records which of LaMP's splits the files come from
+(user-based or time-based).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			t, err := datasets.ParseTask(task)
+			if err != nil {
+				return err
+			}
+			o.Task = t
+			st, err := datasets.ImportLaMP(o)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "imported %d %s %s examples (%d bytes of questions) to %s\n", st.Examples, t.Name, o.Split, st.Bytes, o.Out)
+			return nil
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&task, "task", "", "LaMP task: 1, 2M, 2N, 3, 4, 5, 6 or 7")
+	f.StringVar(&o.Questions, "questions", "", "questions file ({split}_questions.json)")
+	f.StringVar(&o.Outputs, "outputs", "", "outputs file ({split}_outputs.json); omit for the test split")
+	f.StringVar(&o.Split, "split", "dev", "split name: train, dev or test")
+	f.StringVar(&o.Scheme, "scheme", "user", "LaMP split scheme: user or time")
+	f.StringVar(&o.Out, "out", "", "output file: .arrow (Arrow IPC) or .parquet")
+	f.IntVar(&o.BatchRows, "batch-rows", datasets.DefaultBatchRows, "rows per record batch")
+	for _, r := range []string{"task", "questions", "out"} {
+		c.MarkFlagRequired(r)
+	}
+	return c
+}
+
+func exportLaMPCmd() *cobra.Command {
+	var in, questions, outputs string
+	c := &cobra.Command{
+		Use:   "export-lamp",
+		Short: "Write an examples file back as LaMP questions (and outputs) JSON",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return datasets.ExportLaMP(in, questions, outputs)
+		},
+	}
+	c.Flags().StringVar(&in, "in", "", "examples file (.arrow or .parquet)")
+	c.Flags().StringVar(&questions, "questions", "", "questions JSON to write")
+	c.Flags().StringVar(&outputs, "outputs", "", "outputs JSON to write (golds); empty: skip")
+	c.MarkFlagRequired("in")
+	c.MarkFlagRequired("questions")
+	return c
+}
+
+func exportPredictionsCmd() *cobra.Command {
+	var in, task, out string
+	c := &cobra.Command{
+		Use:   "export-predictions",
+		Short: `Write a predictions file in LaMP's outputs format ({"task": "LaMP_N", "golds": [...]})`,
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			t, err := datasets.ParseTask(task)
+			if err != nil {
+				return err
+			}
+			return datasets.ExportPredictions(in, t, out)
+		},
+	}
+	c.Flags().StringVar(&in, "in", "", "predictions file (.arrow or .parquet)")
+	c.Flags().StringVar(&task, "task", "", "task of the predictions")
+	c.Flags().StringVar(&out, "out", "", "outputs JSON to write")
+	for _, r := range []string{"in", "task", "out"} {
+		c.MarkFlagRequired(r)
+	}
+	return c
+}
+
+func mergeCmd() *cobra.Command {
+	var out string
+	c := &cobra.Command{
+		Use:   "merge --out PATH SHARD...",
+		Short: "Concatenate per-shard outputs of one schema into one file",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			n, err := datasets.Merge(out, args)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "merged %d files, %d rows, into %s\n", len(args), n, out)
+			return nil
+		},
+	}
+	c.Flags().StringVar(&out, "out", "", "merged file (.arrow or .parquet)")
+	c.MarkFlagRequired("out")
+	return c
+}
+
+func shardCmd() *cobra.Command {
+	var in, out, shard string
+	var batch int
+	c := &cobra.Command{
+		Use:   "shard --in PATH --shard i/N --out PATH",
+		Short: "Copy one stable shard (by hash of the row id) of a file",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			sh, err := datasets.ParseShard(shard)
+			if err != nil {
+				return err
+			}
+			r, err := datasets.OpenReader(in, datasets.ReadOptions{BatchRows: batch, Shard: sh})
+			if err != nil {
+				return err
+			}
+			defer r.Close()
+			w, err := datasets.CreateBatchWriter(out, r.Schema())
+			if err != nil {
+				return err
+			}
+			rows := int64(0)
+			for r.Next() {
+				if err := w.Write(r.Batch()); err != nil {
+					w.Abort()
+					return err
+				}
+				rows += r.Batch().NumRows()
+			}
+			if err := r.Err(); err != nil {
+				w.Abort()
+				return err
+			}
+			if err := w.Commit(); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "shard %s: %d rows to %s\n", sh, rows, out)
+			return nil
+		},
+	}
+	c.Flags().StringVar(&in, "in", "", "input file")
+	c.Flags().StringVar(&out, "out", "", "output file (.arrow or .parquet)")
+	c.Flags().StringVar(&shard, "shard", "", "shard i/N (0-based)")
+	c.Flags().IntVar(&batch, "batch-rows", datasets.DefaultBatchRows, "rows per record batch")
+	for _, r := range []string{"in", "out", "shard"} {
+		c.MarkFlagRequired(r)
+	}
+	return c
+}
+
+func infoCmd() *cobra.Command {
+	var shard string
+	var batch int
+	c := &cobra.Command{
+		Use:   "info PATH...",
+		Short: "Print a file's schema kind, task, rows and batches (of a shard with --shard)",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			sh, err := datasets.ParseShard(shard)
+			if err != nil {
+				return err
+			}
+			for _, p := range args {
+				r, err := datasets.OpenReader(p, datasets.ReadOptions{BatchRows: batch, Shard: sh})
+				if err != nil {
+					return err
+				}
+				rows, batches := int64(0), 0
+				for r.Next() {
+					rows += r.Batch().NumRows()
+					batches++
+				}
+				err = r.Err()
+				task := ""
+				if r.Task() != nil {
+					task = " task " + r.Task().Name
+				}
+				r.Close()
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "%s: %s v%d%s, shard %s: %d rows in %d batches of ≤%d\n", p, r.Kind(), datasets.SchemaVersion, task, sh, rows, batches, batch)
+			}
+			return nil
+		},
+	}
+	c.Flags().StringVar(&shard, "shard", "", "count only shard i/N")
+	c.Flags().IntVar(&batch, "batch-rows", datasets.DefaultBatchRows, "rows per record batch")
+	return c
+}
+
+func synthCmd() *cobra.Command {
+	cfg := datasets.DefaultSynthConfig()
+	var out, tasks string
+	c := &cobra.Command{
+		Use:   "synth --out DIR",
+		Short: "Write the built-in synthetic personalization benchmark (deterministic from --seed)",
+		Long: `Writes, for each task (synth_tag: tag a movie as this user would; synth_rate: the score this user
+gives a review; synth_gen: a post title in this user's style), DIR/TASK/{train,dev,test}.arrow with gold
+tagged chains, {split}_chains.arrow, and LaMP-format {split}_questions.json / {split}_outputs.json.
+Users are split disjointly. Each user's latent preferences decide the answers and show only in the profile.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if tasks != "" {
+				cfg.Tasks = strings.Split(tasks, ",")
+			}
+			d, err := datasets.Synth(cfg)
+			if err != nil {
+				return err
+			}
+			if err := d.Write(out); err != nil {
+				return err
+			}
+			for _, s := range d.Sets {
+				fmt.Fprintf(cmd.OutOrStdout(), "%s: %d examples\n", filepath.Join(out, s.Task.Name, s.Split+".arrow"), len(s.Examples))
+			}
+			return nil
+		},
+	}
+	f := c.Flags()
+	f.Uint64Var(&cfg.Seed, "seed", cfg.Seed, "random seed")
+	f.IntVar(&cfg.Users, "users", cfg.Users, "number of users")
+	f.IntVar(&cfg.QueriesPerUser, "queries", cfg.QueriesPerUser, "questions per user and task")
+	f.IntVar(&cfg.ProfileMin, "profile-min", cfg.ProfileMin, "fewest profile items per user and task")
+	f.IntVar(&cfg.ProfileMax, "profile-max", cfg.ProfileMax, "most profile items per user and task")
+	f.Float64Var(&cfg.DevFrac, "dev", cfg.DevFrac, "fraction of users in dev")
+	f.Float64Var(&cfg.TestFrac, "test", cfg.TestFrac, "fraction of users in test")
+	f.StringVar(&tasks, "tasks", "", "comma-separated subset of synth_tag,synth_rate,synth_gen (default all)")
+	f.StringVar(&out, "out", "", "output directory")
+	c.MarkFlagRequired("out")
+	return c
+}
