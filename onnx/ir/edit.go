@@ -195,8 +195,8 @@ func renameIn(g *onnxpb.GraphProto, old, new string, top bool) {
 
 // AddOutput exposes an existing value (e.g. an intermediate) as a graph
 // output. Its type comes from the graph's declarations when known;
-// otherwise elem is used with unknown dims (pass Undefined to let the
-// runtime infer the type).
+// otherwise elem is used with unknown dims. With Undefined the output has
+// no type and ONNX Runtime infers it (it does, for tensors).
 func (g *Graph) AddOutput(value string, elem DataType) error {
 	if !g.values[value] {
 		return fmt.Errorf("add output %q: graph %q has no such value", value, g.Proto.GetName())
@@ -255,6 +255,80 @@ func (g *Graph) TopoSort() error {
 	}
 	g.Proto.Node = nodes
 	return nil
+}
+
+// Prune removes nodes whose outputs nobody reads (not a graph output, not
+// an input of a kept node or of a kept node's subgraphs), then initializers
+// nobody reads. It returns how many nodes and initializers it removed.
+func (g *Graph) Prune() (nodes, initializers int) {
+	live := map[string]bool{}
+	for _, o := range g.Proto.Output {
+		live[o.GetName()] = true
+	}
+	keep := make([]bool, len(g.Proto.Node))
+	for i := len(g.Proto.Node) - 1; i >= 0; i-- {
+		n := g.Proto.Node[i]
+		for _, o := range n.Output {
+			if live[o] {
+				keep[i] = true
+				break
+			}
+		}
+		if !keep[i] {
+			continue
+		}
+		for _, in := range n.Input {
+			live[in] = true
+		}
+		for _, a := range n.Attribute {
+			for _, sg := range subgraphs(a) {
+				for name := range freeValues(sg) {
+					live[name] = true
+				}
+			}
+		}
+	}
+	kept := g.Proto.Node[:0]
+	for i, n := range g.Proto.Node {
+		if keep[i] {
+			kept = append(kept, n)
+		} else {
+			nodes++
+		}
+	}
+	for i := len(kept); i < len(g.Proto.Node); i++ {
+		g.Proto.Node[i] = nil
+	}
+	g.Proto.Node = kept
+	inits := g.Proto.Initializer[:0]
+	for _, t := range g.Proto.Initializer {
+		if live[t.GetName()] {
+			inits = append(inits, t)
+		} else {
+			initializers++
+		}
+	}
+	g.Proto.Initializer = inits
+	return nodes, initializers
+}
+
+// InputNames lists the graph's inputs in order.
+func (g *Graph) InputNames() []string { return valueNames(g.Proto.Input) }
+
+// OutputNames lists the graph's outputs in order.
+func (g *Graph) OutputNames() []string { return valueNames(g.Proto.Output) }
+
+func valueNames(vs []*onnxpb.ValueInfoProto) []string {
+	out := make([]string, len(vs))
+	for i, v := range vs {
+		out[i] = v.GetName()
+	}
+	return out
+}
+
+// Clone returns a deep copy of m.
+func Clone(m *onnxpb.ModelProto) *onnxpb.ModelProto {
+	return proto.Clone(m).(*onnxpb.ModelProto)
 }
 
 func cloneType(t *onnxpb.TypeProto) *onnxpb.TypeProto {

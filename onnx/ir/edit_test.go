@@ -388,3 +388,40 @@ func TestCastFloat64Exact(t *testing.T) {
 		}
 	}
 }
+
+func TestPruneAndOpsetCheck(t *testing.T) {
+	g := ir.NewGraph("prune")
+	x := g.Input("x", ir.Float, 4)
+	w := g.Initializer("w", ir.Vector("", float32(1), 2, 3, 4))
+	g.Initializer("unused", ir.Vector("", float32(9)))
+	dead := g.Op("Neg", []string{x})
+	g.Op("Abs", []string{dead})
+	y := g.Node("Mul", []string{x, w}, []string{"y"})[0]
+	g.Output(y, ir.Float, 4)
+	m := ir.MustModel(g, 0)
+	orig := ir.Clone(m)
+	if nodes, inits := g.Prune(); nodes != 2 || inits != 1 {
+		t.Fatalf("Prune removed %d nodes, %d initializers; want 2, 1", nodes, inits)
+	}
+	if len(m.Graph.Node) != 1 || m.Graph.Node[0].OpType != "Mul" || len(orig.Graph.Node) != 3 {
+		t.Fatalf("after Prune: %d nodes (clone has %d)", len(m.Graph.Node), len(orig.Graph.Node))
+	}
+	if err := ir.Validate(m); err != nil {
+		t.Fatal(err)
+	}
+	if in := g.InputNames(); len(in) != 1 || in[0] != "x" {
+		t.Fatal(in)
+	}
+
+	g2 := ir.NewGraph("rms")
+	x2 := g2.Input("x", ir.Float, 2, 4)
+	s := g2.Initializer("scale", ir.Vector("", float32(1), 1, 1, 1))
+	g2.Node("RMSNormalization", []string{x2, s}, []string{"y"}, ir.AttrInt("axis", -1))
+	g2.Output("y", ir.Float, 2, 4)
+	if err := ir.Validate(ir.MustModel(g2, 21)); err == nil || !strings.Contains(err.Error(), `node "RMSNormalization" (RMSNormalization) needs ai.onnx opset >= 23, the model imports 21`) {
+		t.Fatalf("opset 21: %v", err)
+	}
+	if err := ir.Validate(ir.MustModel(g2, 23)); err != nil {
+		t.Fatal(err)
+	}
+}

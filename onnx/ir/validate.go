@@ -22,6 +22,14 @@ var requiredAttrs = map[string][]string{
 	"Einsum": {"equation"},
 }
 
+// minOpset is the first ai.onnx opset of ops a builder is likely to reach
+// for that are newer than the opsets many exports use.
+var minOpset = map[string]int64{
+	"RMSNormalization": 23, "RotaryEmbedding": 23, "Attention": 23,
+	"Gelu": 20, "GroupNormalization": 18, "LayerNormalization": 17,
+	"Trilu": 14, "SoftmaxCrossEntropyLoss": 12, "NegativeLogLikelihoodLoss": 12, "Einsum": 12,
+}
+
 // constantValueAttrs are Constant's alternative value attributes; exactly one must be set.
 var constantValueAttrs = map[string]bool{
 	"value": true, "value_float": true, "value_floats": true, "value_int": true, "value_ints": true,
@@ -233,6 +241,9 @@ func (v *validator) attrs(n *onnxpb.NodeProto, label, scope string) {
 	}
 	if canonicalDomain(n.GetDomain()) != "" {
 		return
+	}
+	if need, have := minOpset[n.GetOpType()], v.opsets[""]; need > 0 && have > 0 && have < need {
+		v.add(fmt.Sprintf("%s: %s needs ai.onnx opset >= %d, the model imports %d", scope, label, need, have))
 	}
 	for _, req := range requiredAttrs[n.GetOpType()] {
 		if !seen[req] {
