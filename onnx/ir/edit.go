@@ -59,6 +59,46 @@ func readsValue(n *onnxpb.NodeProto, value string) bool {
 	return false
 }
 
+// ProducerMap maps every node output to its node, for passes that ask many
+// times (Producer scans the graph on each call).
+func (g *Graph) ProducerMap() map[string]*onnxpb.NodeProto {
+	m := map[string]*onnxpb.NodeProto{}
+	for _, n := range g.Proto.Node {
+		for _, o := range n.Output {
+			if o != "" {
+				m[o] = n
+			}
+		}
+	}
+	return m
+}
+
+// ConsumerMap maps every value to the nodes that read it (directly or from
+// their subgraphs), in graph order; a node reading a value twice is listed once.
+func (g *Graph) ConsumerMap() map[string][]*onnxpb.NodeProto {
+	m := map[string][]*onnxpb.NodeProto{}
+	for _, n := range g.Proto.Node {
+		seen := map[string]bool{}
+		use := func(v string) {
+			if v != "" && !seen[v] {
+				seen[v] = true
+				m[v] = append(m[v], n)
+			}
+		}
+		for _, in := range n.Input {
+			use(in)
+		}
+		for _, a := range n.Attribute {
+			for _, sg := range subgraphs(a) {
+				for v := range freeValues(sg) {
+					use(v)
+				}
+			}
+		}
+	}
+	return m
+}
+
 // InitializerByName returns the initializer of that name, or nil.
 func (g *Graph) InitializerByName(name string) *onnxpb.TensorProto {
 	for _, t := range g.Proto.Initializer {
@@ -83,11 +123,15 @@ func (g *Graph) ValueInfoOf(value string) *onnxpb.ValueInfoProto {
 }
 
 // RemoveNode removes n from the graph; it reports whether n was there. Its
-// outputs' names stay reserved.
+// outputs may then be produced by another node.
 func (g *Graph) RemoveNode(n *onnxpb.NodeProto) bool {
 	for i, x := range g.Proto.Node {
 		if x == n {
 			g.Proto.Node = append(g.Proto.Node[:i], g.Proto.Node[i+1:]...)
+			for _, o := range n.Output {
+				delete(g.defs, o)
+			}
+			delete(g.nodes, n.GetName())
 			return true
 		}
 	}
@@ -109,6 +153,9 @@ func (g *Graph) ReplaceNode(old *onnxpb.NodeProto, nodes ...*onnxpb.NodeProto) e
 		return fmt.Errorf("replace %s: not in graph %q", nodeLabel(old, -1), g.Proto.GetName())
 	}
 	delete(g.nodes, old.GetName())
+	for _, o := range old.Output {
+		delete(g.defs, o)
+	}
 	tail := append([]*onnxpb.NodeProto{}, g.Proto.Node[idx+1:]...)
 	g.Proto.Node = g.Proto.Node[:idx]
 	for _, n := range nodes {
@@ -137,6 +184,10 @@ func (g *Graph) RenameValue(old, new string) error {
 	renameIn(g.Proto, old, new, true)
 	delete(g.values, old)
 	g.values[new] = true
+	if g.defs[old] {
+		delete(g.defs, old)
+		g.defs[new] = true
+	}
 	return nil
 }
 

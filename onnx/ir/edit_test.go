@@ -425,3 +425,59 @@ func TestPruneAndOpsetCheck(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestProducerConsumerMaps(t *testing.T) {
+	m, err := ir.Load("testdata/python_model.onnx")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := ir.WrapGraph(m.Graph)
+	prod, cons := g.ProducerMap(), g.ConsumerMap()
+	for _, n := range m.Graph.Node {
+		for _, o := range n.Output {
+			if prod[o] != n || g.Producer(o) != n {
+				t.Fatalf("producer of %s", o)
+			}
+			want := g.Consumers(o)
+			if len(cons[o]) != len(want) {
+				t.Fatalf("consumers of %s: map %d, scan %d", o, len(cons[o]), len(want))
+			}
+			for i := range want {
+				if cons[o][i] != want[i] {
+					t.Fatalf("consumers of %s differ", o)
+				}
+			}
+		}
+	}
+	// r² in Einsum reads r twice but is one consumer.
+	if n := len(cons["r"]); n != 3 {
+		t.Fatalf("r has %d consumers, want 3", n)
+	}
+}
+
+// A big chain builds, validates, sorts and round-trips quickly (no quadratic passes).
+func TestLargeGraph(t *testing.T) {
+	g := ir.NewGraph("chain")
+	v := g.Input("x", ir.Float, "n")
+	for i := 0; i < 20000; i++ {
+		v = g.Op("Neg", []string{v})
+	}
+	g.Output(v, ir.Float, "n")
+	m := ir.MustModel(g, 0)
+	if err := ir.Validate(m); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.TopoSort(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := ir.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ir.Read(b, "chain"); err != nil {
+		t.Fatal(err)
+	}
+	if len(g.ConsumerMap()) != 20000 {
+		t.Fatal("consumer map size")
+	}
+}

@@ -19,7 +19,8 @@ import (
 type Graph struct {
 	Proto *onnxpb.GraphProto
 
-	values map[string]bool // value names: inputs, initializers, node outputs, graph outputs
+	values map[string]bool // value names in use: defined, declared, referenced or reserved
+	defs   map[string]bool // values defined: graph inputs, initializers, node outputs
 	nodes  map[string]bool // node names
 	next   map[string]int  // next suffix per prefix
 	err    error
@@ -40,29 +41,32 @@ func WrapGraph(gp *onnxpb.GraphProto) *Graph {
 
 // Rescan re-reads the names in use from Proto after direct edits.
 func (g *Graph) Rescan() {
-	g.values, g.nodes = map[string]bool{}, map[string]bool{}
+	g.values, g.nodes, g.defs = map[string]bool{}, map[string]bool{}, map[string]bool{}
 	if g.next == nil {
 		g.next = map[string]int{}
 	}
 	gp := g.Proto
-	for _, v := range gp.Input {
-		g.values[v.GetName()] = true
-	}
 	for _, v := range gp.Output {
 		g.values[v.GetName()] = true
 	}
 	for _, v := range gp.ValueInfo {
 		g.values[v.GetName()] = true
 	}
+	for _, v := range gp.Input {
+		g.values[v.GetName()], g.defs[v.GetName()] = true, true
+	}
 	for _, t := range gp.Initializer {
-		g.values[t.GetName()] = true
+		g.values[t.GetName()], g.defs[t.GetName()] = true, true
 	}
 	for _, n := range gp.Node {
 		if n.GetName() != "" {
 			g.nodes[n.GetName()] = true
 		}
+		for _, in := range n.Input {
+			g.values[in] = true
+		}
 		for _, o := range n.Output {
-			g.values[o] = true
+			g.values[o], g.defs[o] = true, true
 		}
 	}
 }
@@ -113,11 +117,12 @@ func (g *Graph) claim(name, what string) {
 		g.fail(fmt.Errorf("%s with an empty name", what))
 		return
 	}
-	if g.values[name] && g.produced(name) {
+	// defs can be stale after direct edits of Proto: confirm before failing.
+	if g.defs[name] && g.produced(name) {
 		g.fail(fmt.Errorf("%s %q: a value of that name already exists", what, name))
 		return
 	}
-	g.values[name] = true
+	g.values[name], g.defs[name] = true, true
 }
 
 // produced reports whether a graph input, initializer or node defines name
@@ -231,6 +236,7 @@ func suffix(i, n int) string {
 func (g *Graph) Const(prefix string, t *onnxpb.TensorProto) string {
 	out := g.Unique(prefix)
 	t.Name = ""
+	g.defs[out] = true
 	n := &onnxpb.NodeProto{OpType: "Constant", Name: g.uniqueNode(prefix), Output: []string{out}, Attribute: []Attribute{AttrTensor("value", t)}}
 	g.Proto.Node = append(g.Proto.Node, n)
 	return out
