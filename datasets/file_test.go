@@ -219,3 +219,23 @@ func TestShardsAndMerge(t *testing.T) {
 		}
 	}
 }
+
+// TestWriteSamples writes the sample rows for scripts/datasets/crosscheck.py when
+// TAGPR_WRITE_SAMPLES names a directory; otherwise it checks they write cleanly.
+func TestWriteSamples(t *testing.T) {
+	dir := os.Getenv("TAGPR_WRITE_SAMPLES")
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	for _, ext := range []string{".arrow", ".parquet"} {
+		if err := writeRows(filepath.Join(dir, "chains"+ext), sampleChains(), CreateChains); err != nil {
+			t.Fatal(err)
+		}
+		if err := writeRows(filepath.Join(dir, "rollouts"+ext), sampleRollouts(), CreateRollouts); err != nil {
+			t.Fatal(err)
+		}
+		if err := writeRows(filepath.Join(dir, "predictions"+ext), samplePredictions(), CreatePredictions); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
