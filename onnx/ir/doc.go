@@ -4,7 +4,8 @@
 //   - I/O: Read (bytes), Load (a file, with its external data), Marshal
 //     (deterministic bytes), Write (atomic; optionally moves large
 //     initializers into model.onnx.data).
-//   - Building: NewGraph, Graph.Input/Output/Initializer/Node/Op/Const, the
+//   - Building: NewGraph, Graph.Input/Output/Initializer/Node/Op/Const,
+//     Graph.Subgraph (If/Loop bodies), the
 //     Attr* helpers, NewModel. Builder mistakes are collected in Graph.Err
 //     and reported by NewModel, so model code reads like the network.
 //   - Tensors: Tensor/Scalar/Vector from Go slices; Float32s, Float64s,

@@ -123,6 +123,9 @@ func TestValidateNamesTheNode(t *testing.T) {
 		{"initializer size", func(g *ir.Graph) {
 			g.Proto.Initializer = append(g.Proto.Initializer, ir.Tensor("w", []int64{2, 2}, []float32{1, 2, 3}))
 		}, []string{`tensor "w": raw_data has 12 bytes, dims [2 2] of FLOAT need 16`}},
+		{"untyped input", func(g *ir.Graph) {
+			g.Proto.Input[0].Type = nil
+		}, []string{`graph input "x" has no type`}},
 		{"out of order", func(g *ir.Graph) {
 			g.Proto.Node[0], g.Proto.Node[1] = g.Proto.Node[1], g.Proto.Node[0]
 		}, []string{`node "Neg" (Neg) input "a" is produced by later node "Relu" (Relu)`, "topological order"}},
@@ -479,5 +482,59 @@ func TestLargeGraph(t *testing.T) {
 	}
 	if len(g.ConsumerMap()) != 20000 {
 		t.Fatal("consumer map size")
+	}
+}
+
+// An If built with Subgraph reads the outer x in both branches and runs in ORT.
+func TestSubgraphIf(t *testing.T) {
+	initORT(t)
+	g := ir.NewGraph("if")
+	x := g.Input("x", ir.Float, 2)
+	cond := g.Input("cond", ir.Bool, 1)
+	then := g.Subgraph("then")
+	a := then.Op("Neg", []string{x})
+	then.Output(a, ir.Float, 2)
+	els := g.Subgraph("else")
+	b := els.Op("Neg", []string{els.Op("Neg", []string{x})})
+	els.Output(b, ir.Float, 2)
+	if a == b {
+		t.Fatalf("branch outputs share the name %q", a)
+	}
+	g.Node("If", []string{cond}, []string{"y"}, ir.AttrGraph("then_branch", then.Proto), ir.AttrGraph("else_branch", els.Proto))
+	g.Output("y", ir.Float, 2)
+	m := ir.MustModel(g, 0)
+	if err := ir.Validate(m); err != nil {
+		t.Fatal(err)
+	}
+	data, _ := ir.Marshal(m)
+	sess, err := ort.NewSession(data, "if", ort.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Destroy()
+	xt, _ := ort.NewTensor([]int64{2}, []float32{1, -2})
+	defer xt.Destroy()
+	for _, c := range []bool{true, false} {
+		ct, _ := ort.NewTensor([]int64{1}, []bool{c})
+		out, err := sess.Run(map[string]ort.Value{"x": xt, "cond": ct}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		y, _ := ort.Data[float32]("y", out.Get("y"))
+		want := []float32{1, -2}
+		if c {
+			want = []float32{-1, 2}
+		}
+		if y[0] != want[0] || y[1] != want[1] {
+			t.Fatalf("cond %v: y = %v, want %v", c, y, want)
+		}
+		out.Destroy()
+		ct.Destroy()
+	}
+	// A mistake inside a branch reaches the parent.
+	bad := g.Subgraph("bad")
+	bad.Input("oops", ir.Float, "n", 1.5)
+	if g.Err() == nil || !strings.Contains(g.Err().Error(), `graph "bad"`) {
+		t.Fatalf("parent Err: %v", g.Err())
 	}
 }

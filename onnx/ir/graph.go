@@ -24,6 +24,7 @@ type Graph struct {
 	nodes  map[string]bool // node names
 	next   map[string]int  // next suffix per prefix
 	err    error
+	parent *Graph // for subgraphs: mistakes are reported to the parent too
 }
 
 // NewGraph starts an empty graph.
@@ -77,6 +78,22 @@ func (g *Graph) Err() error { return g.err }
 func (g *Graph) fail(err error) {
 	if g.err == nil {
 		g.err = fmt.Errorf("graph %q: %w", g.Proto.GetName(), err)
+		if g.parent != nil {
+			g.parent.fail(g.err)
+		}
+	}
+}
+
+// Subgraph starts a graph for a control-flow attribute (If branches,
+// Loop/Scan bodies; attach it with AttrGraph(name, sub.Proto)). Value and
+// node names it generates are unique across the parent too, it may read the
+// parent's values by name, and its builder mistakes show in the parent's Err.
+func (g *Graph) Subgraph(name string) *Graph {
+	return &Graph{
+		Proto:  &onnxpb.GraphProto{Name: name},
+		values: g.values, nodes: g.nodes, next: g.next,
+		defs:   map[string]bool{},
+		parent: g,
 	}
 }
 

@@ -64,7 +64,15 @@ func Validate(m *onnxpb.ModelProto) error {
 	for _, f := range m.GetFunctions() {
 		v.functions[f.GetDomain()+"\x00"+f.GetName()] = true
 	}
-	v.graph(m.GetGraph(), nil, "graph "+quote(m.GetGraph().GetName()))
+	scope := "graph " + quote(m.GetGraph().GetName())
+	for _, in := range m.GetGraph().GetInput() {
+		if in.GetType() == nil {
+			v.add(fmt.Sprintf("%s: graph input %q has no type", scope, in.GetName()))
+		} else if tt := in.GetType().GetTensorType(); tt != nil && tt.GetElemType() == Undefined {
+			v.add(fmt.Sprintf("%s: graph input %q has element type UNDEFINED", scope, in.GetName()))
+		}
+	}
+	v.graph(m.GetGraph(), nil, scope)
 	return v.err()
 }
 
