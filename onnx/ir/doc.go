@@ -5,9 +5,9 @@
 //     (deterministic bytes), Write (atomic; optionally moves large
 //     initializers into model.onnx.data).
 //   - Building: NewGraph, Graph.Input/Output/Initializer/Node/Op/Const,
-//     Graph.Subgraph (If/Loop bodies), the
-//     Attr* helpers, NewModel. Builder mistakes are collected in Graph.Err
-//     and reported by NewModel, so model code reads like the network.
+//     Graph.Subgraph (If/Loop bodies), the Attr* helpers, NewModel. Builder
+//     mistakes are collected in Graph.Err and reported by NewModel, so model
+//     code reads like the network.
 //   - Tensors: Tensor/Scalar/Vector from Go slices; Float32s, Float64s,
 //     Int64s, Int32s, Bools read raw_data or the typed fields (float16 and
 //     bfloat16 too).
