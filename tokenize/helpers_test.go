@@ -60,7 +60,7 @@ func pinnedTokenizer(t testing.TB, name string) *tokenize.Tokenizer {
 		if err := json.Unmarshal(raw, &vocab); err != nil {
 			t.Fatal(err)
 		}
-		tj, berr := corpus.BertTokenizerJSON(vocab)
+		tj, berr := corpus.BertTokenizerJSON(corpus.BertVocabFromMarked(vocab))
 		if berr != nil {
 			t.Fatal(berr)
 		}

