@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/tagpr/tagpr/onnx/ort"
@@ -162,16 +164,16 @@ func (m *Model) Generate(ctx context.Context, prompts [][]int64, o GenerateOptio
 	for _, s := range o.StopStrings {
 		stopWin = max(stopWin, len(s)+8)
 	}
-	var pk picker
 	V := m.Layout.Vocab
 	done, active := make([]bool, B), B
+	pp := newParallelPicker(B)
 	for step := 0; ; step++ {
+		pp.pick(logits, lastT, V, done, o.Sampling, rngs, !o.NoLogProbs)
 		for r := 0; r < B; r++ {
 			if done[r] {
 				continue
 			}
-			row := logits[(r*lastT+lastT-1)*V : (r*lastT+lastT)*V]
-			tok, lp := pk.pick(row, o.Sampling, rngs[r], !o.NoLogProbs)
+			tok, lp := pp.tok[r], pp.lp[r]
 			c := &comps[r]
 			c.Tokens = append(c.Tokens, int64(tok))
 			if !o.NoLogProbs {
@@ -210,6 +212,47 @@ func (m *Model) Generate(ctx context.Context, prompts [][]int64, o GenerateOptio
 	}
 	st.Decode = time.Since(start)
 	return comps, st, nil
+}
+
+// parallelPicker picks the next token of every active row, spreading the
+// rows over the cores: between two session runs the CPU is otherwise idle,
+// and a log-softmax over the vocabulary per row is the engine's main cost.
+type parallelPicker struct {
+	tok     []int
+	lp      []float64
+	pickers []picker
+}
+
+func newParallelPicker(B int) *parallelPicker {
+	w := max(1, min(runtime.GOMAXPROCS(0), B))
+	return &parallelPicker{tok: make([]int, B), lp: make([]float64, B), pickers: make([]picker, w)}
+}
+
+func (pp *parallelPicker) pick(logits []float32, T, V int, done []bool, s Sampling, rngs []*rand.Rand, withLP bool) {
+	B := len(done)
+	rows := func(w, from, to int) {
+		for r := from; r < to; r++ {
+			if !done[r] {
+				row := logits[(r*T+T-1)*V : (r*T+T)*V]
+				pp.tok[r], pp.lp[r] = pp.pickers[w].pick(row, s, rngs[r], withLP)
+			}
+		}
+	}
+	W := len(pp.pickers)
+	if W == 1 || B*V < 1<<15 {
+		rows(0, 0, B)
+		return
+	}
+	var wg sync.WaitGroup
+	for w := 0; w < W; w++ {
+		from, to := w*B/W, (w+1)*B/W
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rows(w, from, to)
+		}()
+	}
+	wg.Wait()
 }
 
 // matchStop decodes the completion's tail and looks for a stop string.

@@ -135,3 +135,31 @@ func TestSamplingValidate(t *testing.T) {
 		}
 	}
 }
+
+func TestExpNeg(t *testing.T) {
+	var worst float64
+	for x := 0.0; x > -700; x -= 0.0137 {
+		want := math.Exp(x)
+		got := expNeg(x)
+		if want > 0 {
+			worst = math.Max(worst, math.Abs(got-want)/want)
+		}
+	}
+	if worst > 1e-14 {
+		t.Fatalf("expNeg relative error %.3e", worst)
+	}
+	if expNeg(-800) != 0 || expNeg(math.NaN()) != 0 {
+		t.Fatal("expNeg of very negative / NaN input")
+	}
+}
+
+func BenchmarkLogSoftmaxRow(b *testing.B) {
+	logits := make([]float32, 8192)
+	for i := range logits {
+		logits[i] = float32(math.Sin(float64(i)) * 4)
+	}
+	var pk picker
+	for i := 0; i < b.N; i++ {
+		pk.pick(logits, Sampling{}, nil, true)
+	}
+}
