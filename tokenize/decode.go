@@ -91,6 +91,9 @@ type stripDecoder struct {
 
 func (s stripDecoder) decodeChain(tokens []string) []string {
 	out := make([]string, len(tokens))
+	if s.content == "" {
+		return append(out[:0], tokens...)
+	}
 	for i, t := range tokens {
 		for n := 0; n < s.start && strings.HasPrefix(t, s.content); n++ {
 			t = t[len(s.content):]

@@ -1,0 +1,84 @@
+package tokenize_test
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/tagpr/tagpr/tokenize"
+)
+
+const tinyWordPiece = `{"added_tokens":[{"id":0,"content":"[UNK]","special":true},{"id":1,"content":"[CLS]","special":true},{"id":2,"content":"[SEP]","special":true}],
+"normalizer":{"type":"BertNormalizer","lowercase":true},"pre_tokenizer":{"type":"BertPreTokenizer"},
+"post_processor":{"type":"BertProcessing","sep":["[SEP]",2],"cls":["[CLS]",1]},
+"decoder":{"type":"WordPiece","prefix":"##"},
+"model":{"type":"WordPiece","unk_token":"[UNK]","vocab":{"[UNK]":0,"[CLS]":1,"[SEP]":2,"hello":3,"##lo":4,"hel":5,",":6}}}`
+
+const tinyBPE = `{"added_tokens":[{"id":5,"content":"<s>","special":true}],
+"pre_tokenizer":{"type":"ByteLevel","add_prefix_space":true,"use_regex":true},
+"decoder":{"type":"Sequence","decoders":[{"type":"ByteLevel"},{"type":"Strip","content":" ","start":1,"stop":0}]},
+"post_processor":{"type":"TemplateProcessing","single":[{"SpecialToken":{"id":"<s>"}},{"Sequence":{"id":"A"}}],"special_tokens":{"<s>":{"id":"<s>","ids":[5],"tokens":["<s>"]}}},
+"model":{"type":"BPE","vocab":{"a":0,"b":1,"ab":2,"Ġ":3,"Ġab":4},"merges":["a b","Ġ ab"]}}`
+
+// FuzzLoadTokenizer feeds mutated tokenizer.json files to the loader: it
+// must return a tokenizer or an error, never panic, and a tokenizer it
+// returns must encode and decode without panicking.
+func FuzzLoadTokenizer(f *testing.F) {
+	trained, err := os.ReadFile(filepath.Join("testdata", "trained", "tokenizer.json"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(trained)
+	f.Add([]byte(tinyWordPiece))
+	f.Add([]byte(tinyBPE))
+	f.Add([]byte(`{"model":{"type":"BPE","vocab":{},"merges":[]}}`))
+	f.Add([]byte(`{"model":{"type":"WordPiece","unk_token":"x","vocab":{"x":99999999}}}`))
+	f.Add([]byte(`{"normalizer":{"type":"Sequence","normalizers":[{"type":"Replace","pattern":{"Regex":"a*"},"content":"b"}]}}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		tok, err := tokenize.Parse(data, data)
+		if err != nil {
+			return
+		}
+		for _, s := range []string{"", "hello, world", "ab ab<s>ab", "Ünïcödé 東京 👍🏽\r\n\t 123"} {
+			ids := tok.EncodeFull(s, true).IDs
+			if _, err := tok.Decode(ids, false); err != nil {
+				t.Fatalf("decode of its own ids %v: %v", ids, err)
+			}
+		}
+	})
+}
+
+func TestTinyTokenizers(t *testing.T) {
+	wp, err := tokenize.Parse([]byte(tinyWordPiece), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := wp.EncodeFull("Hello, HELLO hel", true).IDs; !equalInts(got, []int{1, 3, 6, 3, 5, 2}) {
+		t.Errorf("wordpiece ids %v", got)
+	}
+	if got := wp.Encode("hello hellolo xyz"); !equalInts(got, []int{3, 3, 4, 0}) {
+		t.Errorf("wordpiece continuation/unk ids %v", got)
+	}
+	bpe, err := tokenize.Parse([]byte(tinyBPE), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := bpe.EncodeFull("ab", true).IDs; !equalInts(got, []int{5, 4}) {
+		t.Errorf("bpe ids %v (prefix space, Ġ+ab merge, template <s>)", got)
+	}
+	if got, _ := bpe.Decode([]int{4, 2}, false); got != "abab" {
+		t.Errorf("bpe decode %q (ByteLevel then Strip one leading space)", got)
+	}
+}
+
+func equalInts(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
