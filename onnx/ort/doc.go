@@ -4,5 +4,6 @@
 // and named-input runs over Go-owned tensors without copies.
 //
 // It knows nothing of TagPR and must not import any tagpr package except
-// onnx/lock (to find the pinned runtime library).
+// onnx/lock (to find the pinned runtime library) and onnx/onnxpb (to read a
+// model's signature without a throw-away session).
 package ort

@@ -64,14 +64,15 @@ func newSession(path string, data []byte, label string, opts Options) (*Session,
 		return nil, fmt.Errorf("load model %s: %w", label, err)
 	}
 	defer so.Destroy()
-	var ins, outs []IOInfo
 	if path != "" {
-		ins, outs, err = ortgo.GetInputOutputInfoWithOptions(path, so)
-	} else {
-		ins, outs, err = ortgo.GetInputOutputInfoWithONNXData(data)
+		// The graph proto is in the file; external weights are left to ORT.
+		if data, err = os.ReadFile(path); err != nil {
+			return nil, fmt.Errorf("load model %s: %w", label, err)
+		}
 	}
+	ins, outs, err := modelIO(data, label)
 	if err != nil {
-		return nil, fmt.Errorf("load model %s: %w", label, err)
+		return nil, err
 	}
 	if len(opts.Outputs) > 0 {
 		outs, err = selectOutputs(label, outs, opts.Outputs)
@@ -85,6 +86,11 @@ func newSession(path string, data []byte, label string, opts Options) (*Session,
 		sess, err = ortgo.NewDynamicAdvancedSession(path, inNames, outNames, so)
 	} else {
 		sess, err = ortgo.NewDynamicAdvancedSessionWithONNXData(data, inNames, outNames, so)
+	}
+	if err == nil && (len(inNames) == 0 || len(outNames) == 0) {
+		// onnxruntime_go cannot run a session without inputs or outputs.
+		sess.Destroy()
+		err = fmt.Errorf("the graph declares %d inputs and %d outputs; tagpr needs at least one of each", len(inNames), len(outNames))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("load model %s: %w", label, err)
