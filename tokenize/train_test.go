@@ -2,8 +2,10 @@ package tokenize_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -96,4 +98,39 @@ func BenchmarkTrain(b *testing.B) {
 	}
 	b.ReportMetric(secs, "s/train")
 	b.ReportMetric(float64(size)/1e6/secs, "MB/s")
+}
+
+// The trainer learns exactly what Hugging Face's BpeTrainer learns:
+// testdata/trained/hf_tokenizer.json was trained by tokenizers 0.22.1
+// (scripts/tokenize/hf_train.py) on the same corpus with the same pipeline.
+func TestTrainMatchesHuggingFace(t *testing.T) {
+	type modelJSON struct {
+		Model struct {
+			Vocab  map[string]int `json:"vocab"`
+			Merges [][2]string    `json:"merges"`
+		} `json:"model"`
+	}
+	read := func(name string) modelJSON {
+		raw, err := os.ReadFile(filepath.Join("testdata", "trained", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m modelJSON
+		if err := json.Unmarshal(raw, &m); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		return m
+	}
+	hf, ours := read("hf_tokenizer.json"), read("tokenizer.json")
+	if !reflect.DeepEqual(hf.Model.Vocab, ours.Model.Vocab) {
+		t.Errorf("vocabularies differ (%d vs %d tokens)", len(hf.Model.Vocab), len(ours.Model.Vocab))
+	}
+	if len(hf.Model.Merges) != len(ours.Model.Merges) {
+		t.Fatalf("%d merges, HF %d", len(ours.Model.Merges), len(hf.Model.Merges))
+	}
+	for i := range hf.Model.Merges {
+		if hf.Model.Merges[i] != ours.Model.Merges[i] {
+			t.Fatalf("merge %d: %q, HF %q", i, ours.Model.Merges[i], hf.Model.Merges[i])
+		}
+	}
 }

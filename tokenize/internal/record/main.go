@@ -23,7 +23,15 @@ import (
 
 func main() {
 	only := flag.String("only", "", "record just this tokenizer (qwen3, llama3, bert, trained)")
+	corpusOut := flag.String("corpus-out", "", "only write the trainer's corpus as JSON to this file (for scripts/tokenize/hf_train.py)")
 	flag.Parse()
+	if *corpusOut != "" {
+		if err := writeCorpus(*corpusOut, trainCorpus()); err != nil {
+			fmt.Fprintln(os.Stderr, "record:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(*only); err != nil {
 		fmt.Fprintln(os.Stderr, "record:", err)
 		os.Exit(1)
@@ -92,7 +100,7 @@ func run(only string) error {
 			return err
 		}
 		tok, err := tokenize.Train(tokenize.TrainOptions{
-			Corpus:        corpus.Docs(48, 16<<10),
+			Corpus:        trainCorpus(),
 			VocabSize:     2048,
 			SpecialTokens: []string{"<|endoftext|>", "<|im_start|>", "<|im_end|>"},
 		})
@@ -123,6 +131,9 @@ func run(only string) error {
 	}
 	return nil
 }
+
+// trainCorpus is what testdata/trained/tokenizer.json is trained on.
+func trainCorpus() []string { return corpus.Docs(48, 16<<10) }
 
 func writeCorpus(path string, docs []string) error {
 	b, err := json.Marshal(map[string]any{"version": corpus.Version, "docs": docs})
