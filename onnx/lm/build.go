@@ -180,8 +180,19 @@ func Build(cfg Config) (*onnxpb.ModelProto, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
+	return buildWith(c, nil)
+}
+
+// buildWith builds with the given weights (by initializer name, in the
+// builder's layout) instead of random ones; the tests load Hugging Face
+// checkpoints this way to show the graphs compute the same functions.
+func buildWith(c Config, given map[string][]float64) (*onnxpb.ModelProto, error) {
 	b := newBuilder(c)
+	b.given = given
 	b.model()
+	if b.err != nil {
+		return nil, fmt.Errorf("build %s model: %w", c.Arch, b.err)
+	}
 	m, err := ir.NewModel(b.g, 0)
 	if err != nil {
 		return nil, fmt.Errorf("build %s model: %w", c.Arch, err)
@@ -200,8 +211,10 @@ type builder struct {
 	c    Config
 	g    *ir.Graph
 	dt   ir.DataType
-	rng  *rand.Rand
-	nrep int
+	rng   *rand.Rand
+	nrep  int
+	given map[string][]float64
+	err   error
 }
 
 func newBuilder(c Config) *builder {
@@ -230,7 +243,22 @@ func (b *builder) normal(name string, std float64, dims ...int64) string {
 	for i := range data {
 		data[i] = b.rng.NormFloat64() * std
 	}
-	return b.weight(name, dims, data)
+	return b.weight(name, dims, b.override(name, data))
+}
+
+// override swaps in a given weight of the right size.
+func (b *builder) override(name string, data []float64) []float64 {
+	w, ok := b.given[name]
+	if !ok {
+		return data
+	}
+	if len(w) != len(data) && b.err == nil {
+		b.err = fmt.Errorf("weight %q: given %d values, the model needs %d", name, len(w), len(data))
+	}
+	if len(w) != len(data) {
+		return data
+	}
+	return w
 }
 
 func (b *builder) fill(name string, v float64, dims ...int64) string {
@@ -238,7 +266,7 @@ func (b *builder) fill(name string, v float64, dims ...int64) string {
 	for i := range data {
 		data[i] = v
 	}
-	return b.weight(name, dims, data)
+	return b.weight(name, dims, b.override(name, data))
 }
 
 // scalar is a rank-0 constant of the model's float type.
