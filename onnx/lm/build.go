@@ -208,9 +208,9 @@ func buildWith(c Config, given map[string][]float64) (*onnxpb.ModelProto, error)
 
 // builder writes one model graph.
 type builder struct {
-	c    Config
-	g    *ir.Graph
-	dt   ir.DataType
+	c     Config
+	g     *ir.Graph
+	dt    ir.DataType
 	rng   *rand.Rand
 	nrep  int
 	given map[string][]float64
