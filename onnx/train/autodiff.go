@@ -24,6 +24,8 @@ type TrainingGraph struct {
 	Params  []string          // trainable weights, in input order
 	Grads   map[string]string // weight → gradient output
 	Outputs []string          // kept forward outputs besides the loss
+	// Initial holds each weight's value as it was in the model.
+	Initial map[string]*onnxpb.TensorProto
 }
 
 // minTrainOpset is the opset the training graph imports at least: 17 brings
@@ -123,7 +125,12 @@ func Differentiate(sp *Specialized, loss string, params []string, keep []string)
 
 	e := newEditor(g)
 	e.prefix = "grad/"
-	c := &gctx{e: e, types: types, consts: consts, opset: opset, scalars: map[scalarKey]string{}}
+	c := &gctx{e: e, types: types, consts: consts, opset: opset, scalars: map[scalarKey]string{}, consumers: map[string][]*onnxpb.NodeProto{}}
+	for _, n := range g.Node {
+		for _, in := range n.Input {
+			c.consumers[in] = append(c.consumers[in], n)
+		}
+	}
 	contrib := map[string][]string{}
 	contrib[loss] = []string{c.fill(lt.Elem, lt.Shape, 1)}
 	fwd := append([]*onnxpb.NodeProto{}, g.Node...)
@@ -168,7 +175,10 @@ func Differentiate(sp *Specialized, loss string, params []string, keep []string)
 		}
 	}
 
-	tg := &TrainingGraph{Model: m, Types: types, Loss: loss, Params: params, Grads: map[string]string{}}
+	tg := &TrainingGraph{Model: m, Types: types, Loss: loss, Params: params, Grads: map[string]string{}, Initial: map[string]*onnxpb.TensorProto{}}
+	for _, p := range params {
+		tg.Initial[p] = inits[p]
+	}
 	var outs []*onnxpb.ValueInfoProto
 	addOut := func(name, value string) error {
 		t := types[value]
@@ -243,6 +253,19 @@ type gctx struct {
 	opset   int64
 	node    *onnxpb.NodeProto
 	scalars map[scalarKey]string
+	// consumers of each forward value (rules look for IsNaN guards).
+	consumers map[string][]*onnxpb.NodeProto
+}
+
+// nanGuarded reports whether the forward graph tests v with IsNaN: exporters
+// write Where(IsNaN(softmax), 0, softmax) for fully masked attention rows.
+func (c *gctx) nanGuarded(v string) bool {
+	for _, n := range c.consumers[v] {
+		if n.GetOpType() == "IsNaN" {
+			return true
+		}
+	}
+	return false
 }
 
 type scalarKey struct {

@@ -46,7 +46,7 @@ func gradCheck(t *testing.T, m *onnxpb.ModelProto, loss string, params []string,
 	if err != nil {
 		t.Fatal(err)
 	}
-	sess, err := ort.NewSession(b, "gradcheck", ort.Options{IntraOpThreads: 1})
+	sess, err := ort.NewSession(b, "gradcheck", ort.Options{IntraOpThreads: 1, OptLevel: gradCheckOpt})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,6 +71,9 @@ func gradCheck(t *testing.T, m *onnxpb.ModelProto, loss string, params []string,
 		in[p] = v
 	}
 	for n, f := range feeds {
+		if ir.NumElements(f.shape) == 0 {
+			continue // Specialize folded it into the graph
+		}
 		v, err := f.value()
 		if err != nil {
 			t.Fatal(err)
@@ -121,13 +124,11 @@ func gradCheck(t *testing.T, m *onnxpb.ModelProto, loss string, params []string,
 		}
 		for _, i := range idx {
 			w := d[i]
-			h := 1e-5 * math.Max(1, math.Abs(w))
-			d[i] = w + h
-			lp, _ := run()
-			d[i] = w - h
-			lm, _ := run()
+			// Fourth-order central difference: truncation error O(h⁴).
+			h := fdStep * math.Max(1, math.Abs(w))
+			at := func(x float64) float64 { d[i] = x; l, _ := run(); return l }
+			fd := (8*(at(w+h)-at(w-h)) - (at(w+2*h) - at(w-2*h))) / (12 * h)
 			d[i] = w
-			fd := (lp - lm) / (2 * h)
 			a := an[p][i]
 			denom := math.Max(math.Max(math.Abs(a), math.Abs(fd)), 1e-3*scale)
 			e := math.Abs(a-fd) / denom
@@ -141,6 +142,13 @@ func gradCheck(t *testing.T, m *onnxpb.ModelProto, loss string, params []string,
 	}
 	return worst
 }
+
+// fdStep is the finite-difference step (relative to max(1, |w|)).
+var fdStep = 1e-4
+
+// gradCheckOpt is the ORT optimization level of gradient checks: "all"
+// fuses subgraphs into kernels that lose ~1e-7 of precision in double.
+var gradCheckOpt = "basic"
 
 func shapeOrOne(d []int64) []int64 {
 	if len(d) == 0 {

@@ -161,10 +161,6 @@ func Specialize(m *onnxpb.ModelProto, shapes map[string][]int64) (*Specialized, 
 		return nil, fmt.Errorf("specialize: %w", err)
 	}
 	defer sess.Destroy()
-	outElem := map[string]ir.DataType{}
-	for _, o := range sess.Outputs() {
-		outElem[o.Name] = ir.DataType(o.DataType)
-	}
 	feeds := map[string]ort.Value{}
 	for _, vi := range probe.Graph.Input {
 		t := types[vi.GetName()]
@@ -200,7 +196,11 @@ func Specialize(m *onnxpb.ModelProto, shapes map[string][]int64) (*Specialized, 
 				folded[o] = t
 			}
 		} else {
-			types[o] = ValueType{outElem[p.first], shape}
+			elem, err := elemOf(res.Get(p.first))
+			if err != nil {
+				return nil, fmt.Errorf("specialize: type of %q: %w", o, err)
+			}
+			types[o] = ValueType{elem, shape}
 		}
 	}
 
@@ -330,4 +330,27 @@ func valueToTensor(v ort.Value, shape []int64) (*onnxpb.TensorProto, error) {
 		return nil, fmt.Errorf("missing from the probe run")
 	}
 	return nil, fmt.Errorf("unsupported element type %T", v)
+}
+
+// elemOf is the element type of an ORT-allocated output.
+func elemOf(v ort.Value) (ir.DataType, error) {
+	switch v.(type) {
+	case *ort.Tensor[float32]:
+		return ir.Float, nil
+	case *ort.Tensor[float64]:
+		return ir.Double, nil
+	case *ort.Tensor[int64]:
+		return ir.Int64, nil
+	case *ort.Tensor[int32]:
+		return ir.Int32, nil
+	case *ort.Tensor[bool]:
+		return ir.Bool, nil
+	case *ort.Tensor[uint8]:
+		return ir.Uint8, nil
+	case *ort.Tensor[int8]:
+		return ir.Int8, nil
+	case nil:
+		return ir.Undefined, fmt.Errorf("missing from the probe run")
+	}
+	return ir.Undefined, fmt.Errorf("unsupported element type %T", v)
 }

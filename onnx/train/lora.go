@@ -1,0 +1,223 @@
+package train
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"regexp"
+	"strings"
+
+	"github.com/tagpr/tagpr/onnx/ir"
+	"github.com/tagpr/tagpr/onnx/onnxpb"
+)
+
+// MatchName reports whether name matches any pattern. A pattern is a regular
+// expression when it starts with "re:", else a glob where * matches any run
+// of characters (dots and slashes included) and ? one character.
+func MatchName(name string, patterns []string) bool {
+	for _, p := range patterns {
+		if re, ok := strings.CutPrefix(p, "re:"); ok {
+			if m, err := regexp.MatchString(re, name); err == nil && m {
+				return true
+			}
+			continue
+		}
+		if globMatch(p, name) {
+			return true
+		}
+	}
+	return false
+}
+
+func globMatch(p, s string) bool {
+	var b strings.Builder
+	b.WriteString("^")
+	for _, r := range p {
+		switch r {
+		case '*':
+			b.WriteString(".*")
+		case '?':
+			b.WriteString(".")
+		default:
+			b.WriteString(regexp.QuoteMeta(string(r)))
+		}
+	}
+	b.WriteString("$")
+	ok, _ := regexp.MatchString(b.String(), s)
+	return ok
+}
+
+// LoRA configures low-rank adapters on MatMul/Gemm weights.
+type LoRA struct {
+	Rank    int
+	Alpha   float64  // scale = Alpha/Rank (default Alpha = Rank·2, PEFT's common 2× setting is not assumed: 0 means Alpha = Rank)
+	Targets []string // weight-name patterns (MatchName); empty: every 2-D MatMul/Gemm weight
+	Seed    uint64
+}
+
+// Adapter is one injected low-rank pair: the layer computes
+// x·W + Scale·(x·A)·B, A [in,r] random, B [r,out] zero at start.
+type Adapter struct {
+	Weight string // the adapted (frozen) weight
+	A, B   string // adapter initializers
+	Scale  float64
+	// WeightTransposed: W is stored [out,in] (Gemm transB=1), so the merge
+	// adds (A·B)ᵀ.
+	WeightTransposed bool
+}
+
+// AddLoRA injects adapters into m (an inference model, before specialization)
+// on every float 2-D weight that matches the targets and is read only as
+// the second input of MatMul or Gemm (with transA=0). A weight shared by
+// several such nodes shares one adapter, so merging stays exact.
+func AddLoRA(m *onnxpb.ModelProto, cfg LoRA) ([]Adapter, error) {
+	if cfg.Rank <= 0 {
+		return nil, fmt.Errorf("lora: rank %d must be positive", cfg.Rank)
+	}
+	if cfg.Alpha == 0 {
+		cfg.Alpha = float64(cfg.Rank)
+	}
+	g := m.GetGraph()
+	if g == nil {
+		return nil, fmt.Errorf("lora: model has no graph")
+	}
+	inits := map[string]*onnxpb.TensorProto{}
+	for _, t := range g.Initializer {
+		inits[t.GetName()] = t
+	}
+	type use struct {
+		n      *onnxpb.NodeProto
+		transB bool
+	}
+	uses := map[string][]use{}
+	bad := map[string]bool{}
+	for _, n := range g.Node {
+		for i, in := range nodeInputs(n) {
+			if inits[in] == nil {
+				continue
+			}
+			isMM := n.GetOpType() == "MatMul" && i == 1 && (n.GetDomain() == "" || n.GetDomain() == "ai.onnx")
+			isGemm := n.GetOpType() == "Gemm" && i == 1 && ir.AttrIntOf(n, "transA", 0) == 0
+			if !isMM && !isGemm {
+				bad[in] = true
+				continue
+			}
+			uses[in] = append(uses[in], use{n, isGemm && ir.AttrIntOf(n, "transB", 0) == 1})
+		}
+	}
+	for _, vi := range g.Output {
+		bad[vi.GetName()] = true
+	}
+	e := newEditor(g)
+	e.prefix = "lora/"
+	rng := rand.New(rand.NewPCG(cfg.Seed, 0x10a))
+	var adapters []Adapter
+	for _, t := range g.Initializer {
+		name := t.GetName()
+		if bad[name] || len(uses[name]) == 0 || len(t.GetDims()) != 2 || t.GetDataType() != ir.Float && t.GetDataType() != ir.Double {
+			continue
+		}
+		if len(cfg.Targets) > 0 && !MatchName(name, cfg.Targets) {
+			continue
+		}
+		tb := uses[name][0].transB
+		same := true
+		for _, u := range uses[name] {
+			same = same && u.transB == tb
+		}
+		if !same {
+			continue
+		}
+		in, out := t.GetDims()[0], t.GetDims()[1]
+		if tb {
+			in, out = out, in
+		}
+		r := int64(cfg.Rank)
+		bound := 1 / math.Sqrt(float64(in)) // PEFT's kaiming-uniform(a=√5) bound
+		av := make([]float64, in*r)
+		for i := range av {
+			av[i] = (2*rng.Float64() - 1) * bound
+		}
+		ad := Adapter{Weight: name, Scale: cfg.Alpha / float64(cfg.Rank), WeightTransposed: tb}
+		ad.A = e.init(name+".lora_A", typedTensor(t.GetDataType(), []int64{in, r}, av))
+		ad.B = e.init(name+".lora_B", typedTensor(t.GetDataType(), []int64{r, out}, make([]float64, r*out)))
+		scale := e.init(name+".lora_scale", typedTensor(t.GetDataType(), nil, []float64{ad.Scale}))
+		for _, u := range uses[name] {
+			x := u.n.Input[0]
+			y := u.n.Output[0]
+			base := e.fresh(y + ".base")
+			u.n.Output[0] = base
+			d := e.op("MatMul", []string{e.op("MatMul", []string{x, ad.A}), ad.B})
+			k := scale
+			if u.n.GetOpType() == "Gemm" {
+				if a := float64(ir.AttrFloatOf(u.n, "alpha", 1)); a != 1 {
+					k = e.op("Mul", []string{scale, e.init("lora/alpha", typedTensor(t.GetDataType(), nil, []float64{a}))})
+				}
+			}
+			g.Node = append(g.Node, &onnxpb.NodeProto{Name: e.fresh("lora/add"), OpType: "Add",
+				Input: []string{base, e.op("Mul", []string{d, k})}, Output: []string{y}})
+		}
+		adapters = append(adapters, ad)
+	}
+	if len(adapters) == 0 {
+		return nil, fmt.Errorf("lora: no MatMul/Gemm weight matches %v", cfg.Targets)
+	}
+	if err := topoSort(g); err != nil {
+		return nil, fmt.Errorf("lora: %w", err)
+	}
+	return adapters, nil
+}
+
+func typedTensor(dt ir.DataType, dims []int64, v []float64) *onnxpb.TensorProto {
+	if dt == ir.Double {
+		return ir.Tensor("", dims, v)
+	}
+	f := make([]float32, len(v))
+	for i, x := range v {
+		f[i] = float32(x)
+	}
+	return ir.Tensor("", dims, f)
+}
+
+// AdapterParams lists the adapters' A and B names (the weights to train).
+func AdapterParams(ads []Adapter) []string {
+	var out []string
+	for _, a := range ads {
+		out = append(out, a.A, a.B)
+	}
+	return out
+}
+
+// Merge returns W + Scale·A·B (transposed for [out,in] weights), computed in
+// float64 and rounded once.
+func (a Adapter) Merge(w []float32, wShape []int64, av, bv []float32) ([]float32, error) {
+	if len(wShape) != 2 {
+		return nil, fmt.Errorf("lora merge %s: weight shape %v is not 2-D", a.Weight, wShape)
+	}
+	in, out := wShape[0], wShape[1]
+	if a.WeightTransposed {
+		in, out = out, in
+	}
+	if int64(len(w)) != in*out || len(av) == 0 || int64(len(av))%in != 0 {
+		return nil, fmt.Errorf("lora merge %s: sizes do not match (W %v, A %d, B %d)", a.Weight, wShape, len(av), len(bv))
+	}
+	r := int64(len(av)) / in
+	if int64(len(bv)) != r*out {
+		return nil, fmt.Errorf("lora merge %s: B has %d values, want %d", a.Weight, len(bv), r*out)
+	}
+	res := make([]float32, len(w))
+	for i := int64(0); i < in; i++ {
+		for j := int64(0); j < out; j++ {
+			s := 0.0
+			for k := int64(0); k < r; k++ {
+				s += float64(av[i*r+k]) * float64(bv[k*out+j])
+			}
+			idx := i*out + j
+			if a.WeightTransposed {
+				idx = j*in + i
+			}
+			res[idx] = float32(float64(w[idx]) + a.Scale*s)
+		}
+	}
+	return res, nil
+}

@@ -1,0 +1,227 @@
+package train
+
+import (
+	"fmt"
+	"math"
+	"strings"
+
+	"github.com/tagpr/tagpr/onnx/ir"
+	"github.com/tagpr/tagpr/onnx/ort"
+)
+
+// TrainerOptions are the optimizer and loop settings.
+type TrainerOptions struct {
+	Schedule    Schedule
+	WeightDecay float64
+	ClipNorm    float64 // global-norm clipping; 0 disables
+	// NoDecay reports weights exempt from weight decay; nil exempts rank-1
+	// weights (biases, norm gains).
+	NoDecay func(p *Param) bool
+	Session ort.Options
+}
+
+// Trainer runs a float32 training graph: weights live in Go (Params), are
+// fed to ORT without copies, and AdamW updates them in place.
+type Trainer struct {
+	Graph  *TrainingGraph
+	Params []*Param
+	Opt    *AdamW
+	Sched  Schedule
+	Clip   float64
+	// Steps counts calls to Step (applied or skipped); the schedule follows it.
+	Steps int
+
+	sess   *ort.Session
+	paramT map[string]ort.Value
+	grads  [][]float32
+	gradT  map[string]ort.Value
+	acc    *Accumulator
+	decay  []bool
+}
+
+// StepResult reports one optimizer step.
+type StepResult struct {
+	Loss     float64 // mean over the micro-batches
+	GradNorm float64 // before clipping
+	LR       float64
+	Skipped  bool   // no update: a gradient was not finite
+	Reason   string // why it was skipped
+	// Outputs holds each kept output of the last micro-batch (copied).
+	Outputs map[string][]float32
+}
+
+// NewTrainer opens a session on the training graph and takes the weights'
+// initial values from it.
+func NewTrainer(tg *TrainingGraph, o TrainerOptions) (*Trainer, error) {
+	if err := o.Schedule.Validate(); err != nil {
+		return nil, fmt.Errorf("new trainer: %w", err)
+	}
+	t := &Trainer{Graph: tg, Sched: o.Schedule, Clip: o.ClipNorm, paramT: map[string]ort.Value{}, gradT: map[string]ort.Value{}}
+	sizes := make([]int, len(tg.Params))
+	for i, name := range tg.Params {
+		init := tg.Initial[name]
+		data, err := ir.Float32s(init)
+		if err != nil || init.GetDataType() != ir.Float {
+			return nil, fmt.Errorf("new trainer: weight %q must be float32 (%s): %v", name, init.GetDataType(), err)
+		}
+		shape := append([]int64{}, init.GetDims()...)
+		p := &Param{Name: name, Shape: shape, Data: data}
+		p.Decay = len(shape) > 1
+		if o.NoDecay != nil {
+			p.Decay = !o.NoDecay(p)
+		}
+		t.Params = append(t.Params, p)
+		sizes[i] = len(data)
+		t.decay = append(t.decay, p.Decay)
+	}
+	t.Opt = NewAdamW(sizes, o.WeightDecay)
+	t.acc = NewAccumulator(sizes)
+	b, err := ir.Marshal(tg.Model)
+	if err != nil {
+		return nil, fmt.Errorf("new trainer: %w", err)
+	}
+	t.sess, err = ort.NewSession(b, "training graph", o.Session)
+	if err != nil {
+		return nil, fmt.Errorf("new trainer: %w", err)
+	}
+	for _, p := range t.Params {
+		v, err := ort.NewTensor(shapeOrOne(p.Shape), p.Data)
+		if err != nil {
+			t.Close()
+			return nil, fmt.Errorf("new trainer: weight %q: %w", p.Name, err)
+		}
+		t.paramT[p.Name] = v
+		g := make([]float32, len(p.Data))
+		gv, err := ort.NewTensor(shapeOrOne(p.Shape), g)
+		if err != nil {
+			t.Close()
+			return nil, fmt.Errorf("new trainer: gradient of %q: %w", p.Name, err)
+		}
+		t.grads = append(t.grads, g)
+		t.gradT[tg.Grads[p.Name]] = gv
+	}
+	return t, nil
+}
+
+// Close releases the session and tensors (the Go weight slices stay valid).
+func (t *Trainer) Close() {
+	if t.sess != nil {
+		t.sess.Destroy()
+		t.sess = nil
+	}
+	for _, v := range t.paramT {
+		v.Destroy()
+	}
+	for _, v := range t.gradT {
+		v.Destroy()
+	}
+	t.paramT, t.gradT = map[string]ort.Value{}, map[string]ort.Value{}
+}
+
+// ParamTensors returns the weight tensors by name, for other sessions (the
+// generation engine) that take the same weights as inputs.
+func (t *Trainer) ParamTensors() map[string]ort.Value { return t.paramT }
+
+// Grads are the last computed gradients, in Params order.
+func (t *Trainer) Grads() [][]float32 { return t.grads }
+
+// Compute runs forward and backward on one batch (the data inputs by name):
+// the gradients land in Grads(); it returns the loss and copies of the kept
+// outputs.
+func (t *Trainer) Compute(batch map[string]ort.Value) (float64, map[string][]float32, error) {
+	in := make(map[string]ort.Value, len(batch)+len(t.paramT))
+	for k, v := range batch {
+		if _, clash := t.paramT[k]; clash {
+			return 0, nil, fmt.Errorf("train: batch input %q is a trainable weight", k)
+		}
+		in[k] = v
+	}
+	for k, v := range t.paramT {
+		in[k] = v
+	}
+	res, err := t.sess.Run(in, t.gradT)
+	if err != nil {
+		return 0, nil, fmt.Errorf("train: %w", err)
+	}
+	defer res.Destroy()
+	l, err := ort.Data[float32](t.Graph.Loss, res.Get(t.Graph.Loss))
+	if err != nil {
+		return 0, nil, fmt.Errorf("train: %w", err)
+	}
+	outs := map[string][]float32{}
+	for _, k := range t.Graph.Outputs {
+		d, err := ort.Data[float32](k, res.Get(k))
+		if err == nil {
+			outs[k] = append([]float32{}, d...)
+		}
+	}
+	return float64(l[0]), outs, nil
+}
+
+// Step computes gradients over the micro-batches, averages them, and — unless
+// a loss or gradient is not finite — clips them and applies one AdamW update.
+// A skipped step leaves weights and moments untouched.
+func (t *Trainer) Step(micro ...map[string]ort.Value) (StepResult, error) {
+	if len(micro) == 0 {
+		return StepResult{}, fmt.Errorf("train step: no batch")
+	}
+	var r StepResult
+	r.LR = t.Sched.LR(t.Steps)
+	t.Steps++
+	t.acc.Reset()
+	for _, b := range micro {
+		l, outs, err := t.Compute(b)
+		if err != nil {
+			return r, err
+		}
+		r.Loss += l / float64(len(micro))
+		r.Outputs = outs
+		if err := t.acc.Add(t.grads); err != nil {
+			return r, err
+		}
+	}
+	g := t.acc.Mean()
+	if math.IsNaN(r.Loss) || math.IsInf(r.Loss, 0) {
+		r.Skipped, r.Reason = true, fmt.Sprintf("loss is %v", r.Loss)
+		return r, nil
+	}
+	if i := NonFinite(g); i >= 0 {
+		r.Skipped, r.Reason = true, fmt.Sprintf("gradient of %s is not finite", t.Params[i].Name)
+		return r, nil
+	}
+	r.GradNorm = ClipGlobalNorm(g, t.Clip)
+	w := make([][]float32, len(t.Params))
+	for i, p := range t.Params {
+		w[i] = p.Data
+	}
+	if err := t.Opt.Update(w, g, r.LR, t.decay); err != nil {
+		return r, err
+	}
+	return r, nil
+}
+
+// ParamByName returns the weight of that name, or nil.
+func (t *Trainer) ParamByName(name string) *Param {
+	for _, p := range t.Params {
+		if p.Name == name {
+			return p
+		}
+	}
+	return nil
+}
+
+// SelectParams returns the float initializers of a specialized model whose
+// names match any of the patterns (see MatchName); no patterns selects every
+// float initializer with more than one element.
+func SelectParams(sp *Specialized, patterns []string) []string {
+	var out []string
+	for _, t := range sp.Model.Graph.Initializer {
+		if !isFloat(t.GetDataType()) || ir.NumElements(t.GetDims()) <= 1 || strings.HasPrefix(t.GetName(), lossPrefix) {
+			continue
+		}
+		if len(patterns) == 0 || MatchName(t.GetName(), patterns) {
+			out = append(out, t.GetName())
+		}
+	}
+	return out
+}
