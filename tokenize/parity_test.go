@@ -70,20 +70,8 @@ func checkDoc(tok interface {
 		return fmt.Sprintf("doc %d: generated text differs from the recorded corpus (generator changed without re-recording)", i)
 	}
 	got := tok.Encode(text)
-	if len(got) != want.N || idsSHA(got) != want.IDsSHA256 {
-		msg := fmt.Sprintf("doc %d: %d ids, reference %d", i, len(got), want.N)
-		if want.IDs != nil {
-			for k := 0; k < len(got) && k < len(want.IDs); k++ {
-				if got[k] != want.IDs[k] {
-					lo, hi := max(k-3, 0), min(k+5, len(got), len(want.IDs))
-					msg += fmt.Sprintf("; first difference at id %d: got %v, reference %v", k, got[lo:hi], want.IDs[lo:hi])
-					break
-				}
-			}
-		} else {
-			msg += " (no full ids recorded for this document; rerun scripts/tokenize/reference.js encode on it)"
-		}
-		return msg
+	if msg := compareIDs(got, want); msg != "" {
+		return fmt.Sprintf("doc %d: %s", i, msg)
 	}
 	if tok.ModelType() == "BPE" {
 		back, err := tok.Decode(got, false)
@@ -104,4 +92,22 @@ func checkDoc(tok interface {
 		}
 	}
 	return ""
+}
+
+// compareIDs checks ids against a recorded document; "" when identical.
+func compareIDs(got []int, want fixtureDoc) string {
+	if len(got) == want.N && idsSHA(got) == want.IDsSHA256 {
+		return ""
+	}
+	msg := fmt.Sprintf("%d ids, reference %d", len(got), want.N)
+	if want.IDs == nil {
+		return msg + " (no full ids recorded for this document; run scripts/tokenize/reference.js encode on it)"
+	}
+	for k := 0; k < len(got) && k < len(want.IDs); k++ {
+		if got[k] != want.IDs[k] {
+			lo, hi := max(k-3, 0), min(k+5, len(got), len(want.IDs))
+			return msg + fmt.Sprintf("; first difference at id %d: got %v, reference %v", k, got[lo:hi], want.IDs[lo:hi])
+		}
+	}
+	return msg
 }
