@@ -262,6 +262,34 @@ func TestBuiltinGenerateLogProbsAndReproducibility(t *testing.T) {
 				t.Error("seeds 11 and 12 drew the same completions")
 			}
 
+			// With EOS ids that end some completions early (dropping their
+			// rows from the batch), the others are unchanged.
+			o.Seed, o.IgnoreEOS, o.EOS = 11, false, nil
+			isEOS := map[int64]bool{}
+			for i := 0; i < 6; i++ {
+				o.EOS = append(o.EOS, a[i].Tokens[1+i%3])
+				isEOS[a[i].Tokens[1+i%3]] = true
+			}
+			e, st2, err := m.Generate(context.Background(), testPrompts, o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st2.Compactions == 0 {
+				t.Error("no finished rows were dropped")
+			}
+			for i := range a {
+				n, why := len(a[i].Tokens), FinishLength
+				for j, tok := range a[i].Tokens {
+					if isEOS[tok] {
+						n, why = j+1, FinishEOS
+						break
+					}
+				}
+				if !equalIDs(e[i].Tokens, a[i].Tokens[:n]) || e[i].Finish != why {
+					t.Errorf("completion %d with EOS %v: %v (%s), want %v (%s)", i, o.EOS, e[i].Tokens, e[i].Finish, a[i].Tokens[:n], why)
+				}
+			}
+
 			// Log-probs against log-softmax of one full forward of prompt+completion.
 			seqs := make([][]int64, len(a))
 			for i, cp := range a {
@@ -328,10 +356,13 @@ func TestBuiltinGreedyAndStopping(t *testing.T) {
 			eos := ref[0].Tokens[2]
 			stop := textOf(ref[1].Tokens[4:6])
 			detok := func(ids []int64) string { return textOf(ids) }
-			got, _, err := m.Generate(ctx, testPrompts, GenerateOptions{MaxNewTokens: 10, EOS: []int64{eos},
+			got, st, err := m.Generate(ctx, testPrompts, GenerateOptions{MaxNewTokens: 10, EOS: []int64{eos},
 				StopStrings: []string{stop}, Detokenize: detok})
 			if err != nil {
 				t.Fatal(err)
+			}
+			if st.Compactions == 0 {
+				t.Error("finished rows were never dropped from the batch")
 			}
 			want := func(r int) (int, FinishReason) {
 				n, why := 10, FinishLength

@@ -77,6 +77,8 @@ type Stats struct {
 	GeneratedTokens int
 	PrefillRuns     int
 	DecodeSteps     int
+	RowSteps        int // batch rows summed over decode steps (finished rows are dropped)
+	Compactions     int // times finished rows were dropped from the cache
 	Prefill         time.Duration
 	Decode          time.Duration
 	PrefillORT      time.Duration
@@ -165,16 +167,23 @@ func (m *Model) Generate(ctx context.Context, prompts [][]int64, o GenerateOptio
 		stopWin = max(stopWin, len(s)+8)
 	}
 	V := m.Layout.Vocab
+	// The batch shrinks as sequences finish: row[r] is the completion in
+	// batch row r, and finished rows are dropped from the cache (see
+	// compact) once enough of them pile up.
+	row := make([]int, B)
+	for r := range row {
+		row[r] = r
+	}
 	done, active := make([]bool, B), B
 	pp := newParallelPicker(B)
 	for step := 0; ; step++ {
 		pp.pick(logits, lastT, V, done, o.Sampling, rngs, !o.NoLogProbs)
-		for r := 0; r < B; r++ {
+		for r := range row {
 			if done[r] {
 				continue
 			}
 			tok, lp := pp.tok[r], pp.lp[r]
-			c := &comps[r]
+			c := &comps[row[r]]
 			c.Tokens = append(c.Tokens, int64(tok))
 			if !o.NoLogProbs {
 				c.LogProbs = append(c.LogProbs, float32(lp))
@@ -196,12 +205,29 @@ func (m *Model) Generate(ctx context.Context, prompts [][]int64, o GenerateOptio
 		if active == 0 {
 			break
 		}
+		if active <= len(row)*3/4 {
+			keep := make([]int, 0, active)
+			for r := range row {
+				if !done[r] {
+					keep = append(keep, r)
+				}
+			}
+			if err := g.compact(keep); err != nil {
+				return nil, st, err
+			}
+			for j, r := range keep {
+				row[j], rngs[j], done[j] = row[r], rngs[r], false
+			}
+			row, rngs, done = row[:active], rngs[:active], done[:active]
+			st.Compactions++
+		}
 		ids := g.ids(1)
-		for r := 0; r < B; r++ {
+		for r := range row {
 			if done[r] {
 				ids[r] = pad
 			} else {
-				ids[r] = comps[r].Tokens[len(comps[r].Tokens)-1]
+				c := &comps[row[r]]
+				ids[r] = c.Tokens[len(c.Tokens)-1]
 			}
 		}
 		if logits, err = g.forward(ctx, 1, &st.DecodeORT); err != nil {
@@ -209,6 +235,7 @@ func (m *Model) Generate(ctx context.Context, prompts [][]int64, o GenerateOptio
 		}
 		lastT = 1
 		st.DecodeSteps++
+		st.RowSteps += len(row)
 	}
 	st.Decode = time.Since(start)
 	return comps, st, nil
@@ -554,6 +581,36 @@ func (g *gen) forward(ctx context.Context, T int, ortTime *time.Duration) ([]flo
 	}
 	g.past, g.cur, g.P = pres, next, S
 	return ws.logits, nil
+}
+
+// compact keeps only the batch rows in keep (ascending) in the cache: each
+// kept row's block moves down in place within the current buffers, and the
+// past tensors are re-made with the smaller batch. Later runs then skip the
+// finished sequences entirely.
+func (g *gen) compact(keep []int) error {
+	blk := g.H * g.P * g.D
+	for i, t := range g.past {
+		buf := g.m.ws.kv[g.cur][i]
+		for j, r := range keep {
+			if r != j {
+				copy(buf[j*blk:(j+1)*blk], buf[r*blk:(r+1)*blk])
+			}
+		}
+		t.Destroy()
+		g.past[i] = nil
+	}
+	for j, r := range keep {
+		g.pad[j] = g.pad[r]
+	}
+	g.B, g.pad = len(keep), g.pad[:len(keep)]
+	for i := range g.past {
+		t, err := ort.NewTensor([]int64{int64(g.B), int64(g.H), int64(g.P), int64(g.D)}, g.m.ws.kv[g.cur][i][:g.B*blk])
+		if err != nil {
+			return fmt.Errorf("generate with %s: %w", g.m.label, err)
+		}
+		g.past[i] = t
+	}
+	return nil
 }
 
 func (g *gen) release() {
