@@ -16,17 +16,17 @@ import (
 
 // Names of the inputs and extra outputs the loss blocks add.
 const (
-	LossMaskInput       = "loss_mask"       // [B,T] float: 1 where token t is a target
-	AdvantagesInput     = "advantages"      // [B] float
-	OldLogprobsInput    = "old_logprobs"    // [B,T] float: log π_old(token t)
-	RefLogprobsInput    = "ref_logprobs"    // [B,T] float: log π_ref(token t)
-	ChosenInput         = "chosen_index"    // [P] int64
-	RejectedInput       = "rejected_index"  // [P] int64
-	TargetInput         = "target"          // MSE target, shape of the prediction
-	TokenLogprobsOutput = "token_logprobs"  // [B,T-1]: log π(token t+1 | ≤ t)
-	PolicyKLOutput      = "policy_kl"       // [1]: masked mean KL k3 to the reference
-	ClipFractionOutput  = "clip_fraction"   // [1]: masked fraction of clipped ratios
-	PairAccuracyOutput  = "pair_accuracy"   // [1]: fraction of pairs ranked right
+	LossMaskInput       = "loss_mask"      // [B,T] float: 1 where token t is a target
+	AdvantagesInput     = "advantages"     // [B] float
+	OldLogprobsInput    = "old_logprobs"   // [B,T] float: log π_old(token t)
+	RefLogprobsInput    = "ref_logprobs"   // [B,T] float: log π_ref(token t)
+	ChosenInput         = "chosen_index"   // [P] int64
+	RejectedInput       = "rejected_index" // [P] int64
+	TargetInput         = "target"         // MSE target, shape of the prediction
+	TokenLogprobsOutput = "token_logprobs" // [B,T-1]: log π(token t+1 | ≤ t)
+	PolicyKLOutput      = "policy_kl"      // [1]: masked mean KL k3 to the reference
+	ClipFractionOutput  = "clip_fraction"  // [1]: masked fraction of clipped ratios
+	PairAccuracyOutput  = "pair_accuracy"  // [1]: fraction of pairs ranked right
 	lossPrefix          = "loss/"
 )
 
