@@ -1,14 +1,49 @@
 // Package lm owns tagpr's causal language models in ONNX: the built-in model
-// family (GPT-2 and Llama/Qwen style graphs, built with onnx/ir), model
-// inspection and validation against the Optimum text-generation-with-past
-// layout, and batched KV-cache generation over an onnx/ort session.
+// family, model inspection and validation, and batched KV-cache generation
+// over an onnx/ort session.
 //
-// The IO layout (SPEC "Model conventions"): inputs input_ids [B,T] int64,
-// attention_mask [B,P+T] int64, optional position_ids [B,T] int64 and
+// # Layout
+//
+// Every model follows the Optimum text-generation-with-past layout (SPEC
+// "Model conventions"): inputs input_ids [B,T] int64, attention_mask
+// [B,P+T] int64, optional position_ids [B,T] int64 and
 // past_key_values.{i}.key|value [B,Hkv,P,D]; outputs logits [B,T,V] and
-// present.{i}.key|value [B,Hkv,P+T,D]. A past of length 0 is the first step.
+// present.{i}.key|value [B,Hkv,P+T,D]. A past of length 0 is the first
+// step. ReadLayout checks a model against it and names the input or output
+// and what was expected when it does not fit; Inspect reports a model file
+// without running it (`tagpr model info`).
 //
-// Generation knows nothing of tokenizers: stop strings are checked through a
-// caller-supplied detokenize callback. It imports only onnx/ort, onnx/ir,
-// onnx/onnxpb and onnx/lock from tagpr.
+// # Built-in models
+//
+// Build / WriteModelDir make GPT-2 style (LayerNorm, tanh GELU, learned
+// positions, multi-head attention) and Llama/Qwen style (RMSNorm, SwiGLU,
+// rotary positions, grouped KV heads) graphs from a Config, with seeded
+// weights as initializers, the causal and padding masks computed in the
+// graph, and config.json / generation_config.json as Hugging Face writes
+// them (`tagpr model init`). Loaded with a Hugging Face checkpoint's
+// weights they reproduce its logits (see hf_equivalence_test.go). They use a
+// small set of standard ops (MatMul, Add, Mul, Div, Sqrt, Tanh, Sigmoid,
+// Softmax, LayerNormalization, ReduceMean, Gather, Reshape, Transpose,
+// Concat, Slice, Unsqueeze, Where, Cast and the shape ops of the mask), so
+// autodiff has few rules to know. Config.DType "float64" builds the same
+// model in double precision for finite-difference checks.
+//
+// # Generation
+//
+// Model.Generate runs a left-padded batch: prefill (in column chunks that
+// bound the logits buffer), then one session run per token. The cache lives
+// in two Go buffer sets that ORT reads and writes in turn, so no cache
+// tensor is copied by Go; finished sequences are dropped from the batch.
+// Greedy or sampled (temperature, top-k, top-p; reproducible per seed and
+// per (prompt, sample)), NumGenerations completions per prompt, stops on EOS
+// ids, stop strings (through a caller's Detokenize: this package knows no
+// tokenizer) and MaxNewTokens, each sequence on its own, and returns each
+// token's log-probability under the model. Stats split wall time from the
+// time inside session runs.
+//
+// Weights a trainer owns are fed as inputs: LoadWithWeightInputs turns the
+// chosen initializers into graph inputs bound to Go tensors; updating
+// Weight.Data in place changes the next generation, with no copy or reload.
+//
+// lm imports only onnx/ort, onnx/ir and onnx/onnxpb from tagpr.
 package lm

@@ -152,14 +152,3 @@ func TestExpNeg(t *testing.T) {
 		t.Fatal("expNeg of very negative / NaN input")
 	}
 }
-
-func BenchmarkLogSoftmaxRow(b *testing.B) {
-	logits := make([]float32, 8192)
-	for i := range logits {
-		logits[i] = float32(math.Sin(float64(i)) * 4)
-	}
-	var pk picker
-	for i := 0; i < b.N; i++ {
-		pk.pick(logits, Sampling{}, nil, true)
-	}
-}
