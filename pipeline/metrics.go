@@ -149,3 +149,20 @@ func SortedLabels(pairs []Pair) []string {
 	sort.Strings(out)
 	return out
 }
+
+// TaskMetrics computes a task's LaMP metrics: accuracy and macro-F1 over the
+// task's labels (classification), MAE and RMSE (rating), ROUGE-1/L (generation).
+func TaskMetrics(kind rewardmodel.TaskKind, labels []string, pairs []Pair) ([]Metric, error) {
+	switch kind {
+	case rewardmodel.Classification:
+		if len(labels) == 0 {
+			labels = SortedLabels(pairs)
+		}
+		return ClassificationMetrics(pairs, labels)
+	case rewardmodel.Rating:
+		return RatingMetrics(pairs)
+	case rewardmodel.Generation:
+		return GenerationMetrics(pairs)
+	}
+	return nil, fmt.Errorf("metrics: unknown task kind %q", kind)
+}

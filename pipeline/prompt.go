@@ -1,0 +1,111 @@
+package pipeline
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/tagpr/tagpr/datasets"
+	"github.com/tagpr/tagpr/rewardmodel"
+	"github.com/tagpr/tagpr/tokenize"
+)
+
+// PromptOptions choose how a prompt is built from an example.
+type PromptOptions struct {
+	TopK      int    // profile items retrieved before truncation (0: all)
+	Retrieval string // "bm25" (default) or "recency"
+	// MaxTokens is the prompt budget; profile items are dropped from the
+	// least relevant end until the prompt fits (0: no budget).
+	MaxTokens int
+}
+
+// Validate refuses unknown retrieval methods and negative sizes.
+func (o PromptOptions) Validate() error {
+	switch o.Retrieval {
+	case "", "bm25", "recency":
+	default:
+		return fmt.Errorf("prompt retrieval %q: want bm25 or recency", o.Retrieval)
+	}
+	if o.TopK < 0 || o.MaxTokens < 0 {
+		return fmt.Errorf("prompt top_k %d / max_tokens %d: want >= 0", o.TopK, o.MaxTokens)
+	}
+	return nil
+}
+
+// Parts lays an example out as prompt parts: the instruction (task, tag
+// format, label set), the retrieved profile items most relevant first, the
+// input and, for training, the gold chain as the answer.
+func Parts(t *datasets.Task, ex *datasets.Example, tx rewardmodel.Taxonomy, o PromptOptions, withAnswer bool) tokenize.PromptParts {
+	k := o.TopK
+	if k <= 0 || k > len(ex.Profile) {
+		k = len(ex.Profile)
+	}
+	var order []int
+	if o.Retrieval == "recency" {
+		order = datasets.TopKRecent(ex, k)
+	} else {
+		order = datasets.TopKBM25(t, ex, k)
+	}
+	profile := make([]string, len(order))
+	for i, idx := range order {
+		profile[i] = profileItemText(t, &ex.Profile[idx])
+	}
+	p := tokenize.PromptParts{Instruction: Instruction(t, tx), Profile: profile, Input: ex.Input}
+	if withAnswer {
+		p.Answer = ex.Chain
+		if p.Answer == "" {
+			p.Answer = "<answer>" + ex.Output + "</answer>"
+		}
+	}
+	return p
+}
+
+func profileItemText(t *datasets.Task, it *datasets.ProfileItem) string {
+	parts := make([]string, 0, len(it.Fields)+1)
+	for i, v := range it.Fields {
+		name := fmt.Sprintf("field%d", i)
+		if i < len(t.ProfileFields) {
+			name = t.ProfileFields[i]
+		}
+		parts = append(parts, name+": "+v)
+	}
+	if it.HasDate {
+		parts = append(parts, "date: "+it.Date)
+	}
+	return strings.Join(parts, "; ")
+}
+
+// Instruction tells the model the task, the reasoning format and the label set.
+func Instruction(t *datasets.Task, tx rewardmodel.Taxonomy) string {
+	var b strings.Builder
+	b.WriteString("Read the user's history, infer what this user prefers, and answer as this user would. ")
+	b.WriteString("Reason inside <think>…</think>, one step per tag (")
+	for i, tag := range tx {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(tag.Name)
+	}
+	b.WriteString("), then give only the final answer inside <answer>…</answer>.")
+	switch t.Kind {
+	case datasets.Classification:
+		if len(t.Labels) > 0 {
+			b.WriteString(" The answer is one of: " + strings.Join(t.Labels, ", ") + ".")
+		}
+	case datasets.Rating:
+		b.WriteString(" The answer is one number from 1 to 5.")
+	case datasets.Generation:
+		b.WriteString(" The answer is one short text.")
+	}
+	return b.String()
+}
+
+// RewardKind maps a dataset task to its reward.
+func RewardKind(t *datasets.Task) rewardmodel.TaskKind {
+	switch t.Kind {
+	case datasets.Rating:
+		return rewardmodel.Rating
+	case datasets.Generation:
+		return rewardmodel.Generation
+	}
+	return rewardmodel.Classification
+}
