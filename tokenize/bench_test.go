@@ -102,8 +102,29 @@ func BenchmarkEncode(b *testing.B) {
 			b.ReportMetric(batch, "MB/s_batch")
 			b.ReportMetric(ref, "MB/s_js_ref")
 			b.ReportMetric(single/ref, "x_vs_ref")
+			b.ReportMetric(sugarmeMBps(b, tok, docs[:16], 2*time.Second), "MB/s_sugarme_pipeline")
 			b.ReportMetric(batch/ref, "x_batch_vs_ref")
-			fmt.Printf("bench: tokenize/%s/threads %d count\n", name, runtime.GOMAXPROCS(0))
+			fmt.Printf("bench: tokenize_encode_%s_threads %d count\n", name, runtime.GOMAXPROCS(0))
 		})
 	}
+}
+
+// sugarmeMBps measures the same components inside sugarme/tokenizer's
+// pipeline (SugarmePipeline), single-threaded.
+func sugarmeMBps(b *testing.B, tok *tokenize.Tokenizer, docs []string, minDur time.Duration) float64 {
+	p := tok.SugarmePipeline()
+	bytes, total := 0, 0
+	for _, d := range docs {
+		bytes += len(d)
+	}
+	start := time.Now()
+	for time.Since(start) < minDur {
+		for _, d := range docs {
+			if _, err := p.Encode(d); err != nil {
+				b.Fatal(err)
+			}
+		}
+		total += bytes
+	}
+	return float64(total) / 1e6 / time.Since(start).Seconds()
 }

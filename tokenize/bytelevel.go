@@ -1,9 +1,6 @@
 package tokenize
 
-import (
-	"strings"
-	"unicode/utf8"
-)
+import "strings"
 
 // byteToRune is GPT-2's bytes_to_unicode table: printable bytes stand for
 // themselves, the rest are shifted to U+0100 and up so that every byte has a
@@ -50,17 +47,4 @@ func byteLevelDecode(tok string) (string, bool) {
 		buf = append(buf, byte(runeToByte[r]))
 	}
 	return string(buf), true
-}
-
-// appendByteLevelDecoded appends the raw bytes of a byte-level token;
-// characters outside the alphabet are kept as their UTF-8.
-func appendByteLevelDecoded(dst []byte, tok string) []byte {
-	for _, r := range tok {
-		if r >= 0 && int(r) < len(runeToByte) && runeToByte[r] >= 0 {
-			dst = append(dst, byte(runeToByte[r]))
-		} else {
-			dst = utf8.AppendRune(dst, r)
-		}
-	}
-	return dst
 }

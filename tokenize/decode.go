@@ -18,7 +18,11 @@ type byteLevelDecoder struct{}
 func (byteLevelDecoder) decodeChain(tokens []string) []string {
 	var buf []byte
 	for _, t := range tokens {
-		buf = appendByteLevelDecoded(buf, t)
+		if raw, ok := byteLevelDecode(t); ok {
+			buf = append(buf, raw...)
+		} else { // not byte-level (e.g. an added token): its own UTF-8, as HF
+			buf = append(buf, t...)
+		}
 	}
 	return []string{lossyString(buf)}
 }

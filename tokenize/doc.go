@@ -4,4 +4,34 @@
 // padding, truncation and masks, and a byte-level BPE trainer.
 //
 // It must not import onnx/, rewardmodel/ or pipeline/.
+//
+// Supported files: byte-level BPE (GPT-2, Llama-3, Qwen2/3 families) and
+// WordPiece (BERT family). Anything else is refused at load with an error
+// naming the component ("pre_tokenizer: unsupported pre_tokenizer type
+// \"Metaspace\"").
+//
+//	tok, err := tokenize.Load("tokenizer.json") // reads tokenizer_config.json beside it
+//	ids := tok.Encode(text)                     // special tokens in text are recognised, none added
+//	enc := tok.EncodeFull(text, true)           // + offsets, special mask, post-processor tokens
+//	text, err := tok.Decode(ids, skipSpecial)
+//	all := tok.EncodeBatch(texts)               // all cores
+//	chat, err := tok.EncodeChat(msgs, addGenerationPrompt) // ids + AssistantMask for SFT
+//	p, err := tok.EncodePrompt(parts, tokenize.DefaultPromptLayout, maxTokens) // drops profile items only
+//	batch, err := tok.Pad(seqs, masks, tokenize.PadOptions{Side: tokenize.PadLeft, PadID: -1})
+//	tagIDs, vocabSize := tok.RegisterTags(taxonomy) // resize the embedding to vocabSize
+//	trained, err := tokenize.Train(tokenize.TrainOptions{Corpus: docs, VocabSize: 4096})
+//	err = trained.Save("tokenizer.json")
+//
+// Encode runs tagpr's components directly; SugarmePipeline runs the same
+// components inside sugarme/tokenizer's pipeline through its interfaces.
+// Parity with the JS reference (@lenml/tokenizers, a port of transformers.js)
+// is checked on a 5.2 MB generated multilingual corpus (testdata/, recorded
+// by `go run ./tokenize/internal/record`).
+//
+// Known, deliberate differences from the JS reference, none of which occur
+// in the parity corpus: \s follows Unicode White_Space as Rust's regex does
+// (JS also counts U+FEFF and not U+0085); (?i) contractions also accept
+// U+017F as Rust does; lowercasing is per character as Rust does (JS lowers
+// a final capital sigma to ς); BertNormalizer spaces out CJK ideographs
+// beyond the BMP (JS iterates UTF-16 units and misses them).
 package tokenize

@@ -60,6 +60,27 @@ func Load(path string) (*Tokenizer, error) {
 	return t, nil
 }
 
+// LoadWithConfig reads a tokenizer.json and the tokenizer_config.json at
+// configPath ("" for none), wherever it lies.
+func LoadWithConfig(path, configPath string) (*Tokenizer, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("load tokenizer %s: %w", path, err)
+	}
+	var cfgRaw []byte
+	if configPath != "" {
+		if cfgRaw, err = os.ReadFile(configPath); err != nil {
+			return nil, fmt.Errorf("load tokenizer config %s: %w", configPath, err)
+		}
+	}
+	t, err := Parse(raw, cfgRaw)
+	if err != nil {
+		return nil, fmt.Errorf("load tokenizer %s: %w", path, err)
+	}
+	t.path = path
+	return t, nil
+}
+
 // Parse builds a tokenizer from the bytes of a tokenizer.json and an optional
 // tokenizer_config.json (nil when absent).
 func Parse(tokenizerJSON, configJSON []byte) (*Tokenizer, error) {

@@ -196,44 +196,23 @@ func mapSpan(spans []span, a, b, n, base int) [2]int {
 }
 
 // Decode turns ids back into text; with skipSpecial, special added tokens
-// are left out. Added tokens are emitted verbatim, runs of model tokens go
+// are left out. As in HF tokenizers, every token (added ones included) goes
 // through the decoder.
 func (t *Tokenizer) Decode(ids []int, skipSpecial bool) (string, error) {
-	var sb strings.Builder
-	var run []string
-	flush := func() {
-		if len(run) == 0 {
-			return
-		}
-		var parts []string
-		if t.decoder != nil {
-			parts = t.decoder.decodeChain(run)
-		} else {
-			parts = run
-		}
-		for _, p := range parts {
-			sb.WriteString(p)
-		}
-		run = run[:0]
-	}
+	toks := make([]string, 0, len(ids))
 	for _, id := range ids {
 		if id < 0 || id >= len(t.idToToken) || !t.hasID[id] {
 			return "", fmt.Errorf("decode: id %d not in vocabulary of %d", id, len(t.idToToken))
 		}
-		if a := t.addedByID[id]; a != nil {
-			if a.Special && skipSpecial {
-				continue
-			}
-			if _, inModel := t.model.modelVocab()[a.Content]; !inModel {
-				flush()
-				sb.WriteString(a.Content)
-				continue
-			}
+		if a := t.addedByID[id]; a != nil && a.Special && skipSpecial {
+			continue
 		}
-		run = append(run, t.idToToken[id])
+		toks = append(toks, t.idToToken[id])
 	}
-	flush()
-	return sb.String(), nil
+	if t.decoder == nil {
+		return strings.Join(toks, ""), nil
+	}
+	return strings.Join(t.decoder.decodeChain(toks), ""), nil
 }
 
 // MarshalJSON writes the tokenizer.json this tokenizer was built from, with
