@@ -3,6 +3,8 @@ package train
 import (
 	"fmt"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/tagpr/tagpr/onnx/ir"
 	"github.com/tagpr/tagpr/onnx/onnxpb"
 )
@@ -246,4 +248,8 @@ func (e *editor) init(prefix string, t *onnxpb.TensorProto) string {
 // ints adds a rank-1 int64 initializer (shapes, axes).
 func (e *editor) ints(v ...int64) string {
 	return e.init(e.prefix+"const", ir.Vector("", v...))
+}
+
+func cloneModel(m *onnxpb.ModelProto) *onnxpb.ModelProto {
+	return proto.Clone(m).(*onnxpb.ModelProto)
 }

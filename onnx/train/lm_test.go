@@ -1,0 +1,256 @@
+package train
+
+import (
+	"context"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/tagpr/tagpr/onnx/ir"
+	"github.com/tagpr/tagpr/onnx/lm"
+	"github.com/tagpr/tagpr/onnx/onnxpb"
+	"github.com/tagpr/tagpr/onnx/ort"
+)
+
+func tinyConfig(arch lm.Arch, dtype string) lm.Config {
+	c := lm.Config{Arch: arch, Layers: 2, DModel: 16, Heads: 4, Vocab: 32, MaxPositions: 32, DType: dtype, Seed: 5, InitStd: 0.2}
+	if arch == lm.Llama {
+		c.KVHeads = 2
+	}
+	return c
+}
+
+// floatWeights lists a model's float initializers with more than one element.
+func floatWeights(m *onnxpb.ModelProto) []string {
+	var out []string
+	for _, t := range m.Graph.Initializer {
+		if isFloat(t.GetDataType()) && ir.NumElements(t.GetDims()) > 1 {
+			out = append(out, t.GetName())
+		}
+	}
+	return out
+}
+
+func lmFeeds(t *testing.T, m *onnxpb.ModelProto, b *LMBatch) map[string]feed {
+	shapes, err := LMShapes(m, b.B, b.T)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]feed{}
+	lm := make([]float64, len(b.LossMask))
+	for i, x := range b.LossMask {
+		lm[i] = float64(x)
+	}
+	for name, s := range shapes {
+		switch name {
+		case "input_ids":
+			out[name] = feed{shape: s, i64: b.IDs}
+		case "attention_mask":
+			out[name] = feed{shape: s, i64: b.Mask}
+		case "position_ids":
+			out[name] = feed{shape: s, i64: b.Positions()}
+		case LossMaskInput:
+			out[name] = feed{shape: s, f64: lm}
+		default:
+			out[name] = feed{shape: s, f64: []float64{}}
+		}
+	}
+	return out
+}
+
+func randomRows(seed uint64, n, minLen, maxLen, vocab int) [][]int64 {
+	rng := rand.New(rand.NewPCG(seed, 9))
+	rows := make([][]int64, n)
+	for i := range rows {
+		l := minLen + rng.IntN(maxLen-minLen+1)
+		for range l {
+			rows[i] = append(rows[i], 3+rng.Int64N(int64(vocab-3)))
+		}
+	}
+	return rows
+}
+
+// TestBuiltinFiniteDifferences: whole built-in GPT-2 and Llama graphs in float64.
+func TestBuiltinFiniteDifferences(t *testing.T) {
+	for _, arch := range []lm.Arch{lm.GPT2, lm.Llama} {
+		t.Run(string(arch), func(t *testing.T) {
+			m, err := lm.Build(tinyConfig(arch, "float64"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			params := floatWeights(m)
+			loss, err := AddNextTokenLoss(m, NextTokenLoss{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			b := NewLMBatch(randomRows(1, 2, 4, 7, 32), 7, 0, []int{0, 2})
+			worst := gradCheck(t, m, loss, params, lmFeeds(t, m, b), 3)
+			t.Logf("%d weights, max rel err %.3g", len(params), worst)
+		})
+	}
+}
+
+// TestMemorize: a built-in model learns a small text set by heart.
+func TestMemorize(t *testing.T) {
+	cfg := tinyConfig(lm.GPT2, "float32")
+	cfg.DModel, cfg.InitStd = 32, 0.02
+	m, err := lm.Build(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := randomRows(2, 4, 12, 12, 32)
+	tg, _, err := BuildLMTraining(m, LMTraining{Batch: 4, SeqLen: 12})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := NewTrainer(tg, TrainerOptions{Schedule: Schedule{Peak: 1e-2, Warmup: 10, Total: 200, MinRatio: 0.1}, ClipNorm: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	data := &LMDataset{Rows: rows, SeqLen: 12, Graph: tg}
+	in, rel, err := data.Batch([]int{0, 1, 2, 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rel()
+	var first, last float64
+	for s := 0; s < 200; s++ {
+		r, err := tr.Step(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Skipped {
+			t.Fatalf("step %d skipped: %s", s, r.Reason)
+		}
+		if s == 0 {
+			first = r.Loss
+		}
+		last = r.Loss
+	}
+	t.Logf("loss %.4f → %.4f", first, last)
+	if last > 0.05 {
+		t.Fatalf("loss after 200 steps %.4f, want < 0.05 (from %.4f)", last, first)
+	}
+}
+
+// TestLoRA: only adapters train, the loss falls, and the merged export
+// gives the training graph's logits.
+func TestLoRA(t *testing.T) {
+	cfg := tinyConfig(lm.Llama, "float32")
+	cfg.DModel, cfg.InitStd = 32, 0.05
+	m, err := lm.Build(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := randomRows(3, 4, 10, 10, 32)
+	tg, ads, err := BuildLMTraining(m, LMTraining{Batch: 4, SeqLen: 10, LoRA: &LoRA{Rank: 4, Alpha: 8, Targets: []string{"*"}, Seed: 1}, Keep: []string{"logits"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range tg.Params {
+		if !contains(p, "lora_") {
+			t.Fatalf("non-adapter weight %s is trainable", p)
+		}
+	}
+	t.Logf("%d adapters", len(ads))
+	tr, err := NewTrainer(tg, TrainerOptions{Schedule: Schedule{Peak: 1e-2, Warmup: 5, Total: 80}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	data := &LMDataset{Rows: rows, SeqLen: 10, Graph: tg}
+	in, rel, err := data.Batch([]int{0, 1, 2, 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rel()
+	var first, last float64
+	for s := 0; s < 80; s++ {
+		r, err := tr.Step(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s == 0 {
+			first = r.Loss
+		}
+		last = r.Loss
+	}
+	t.Logf("LoRA loss %.4f → %.4f", first, last)
+	if last > 0.7*first {
+		t.Fatalf("LoRA loss fell only from %.4f to %.4f", first, last)
+	}
+	_, outs, err := tr.Compute(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := outs["logits"]
+	exp, err := ExportModel(m, tr.Weights(), ads)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := ir.Marshal(exp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := ort.NewSession(b, "exported", ort.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Destroy()
+	feeds := map[string]ort.Value{}
+	batch := NewLMBatch(rows, 10, 0, nil)
+	shapes, _ := LMShapes(exp, 4, 10)
+	for name, sh := range shapes {
+		var v ort.Value
+		switch name {
+		case "input_ids":
+			v, err = ort.NewTensor(sh, batch.IDs)
+		case "attention_mask":
+			v, err = ort.NewTensor(sh, batch.Mask)
+		case "position_ids":
+			v, err = ort.NewTensor(sh, batch.Positions())
+		default:
+			v, err = ort.NewTensor(sh, []float32{})
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer v.Destroy()
+		feeds[name] = v
+	}
+	res, err := s.Run(feeds, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Destroy()
+	got, err := ort.Data[float32]("logits", res.Get("logits"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	maxd, maxv := 0.0, 0.0
+	for i := range want {
+		maxd = math.Max(maxd, math.Abs(float64(got[i]-want[i])))
+		maxv = math.Max(maxv, math.Abs(float64(want[i])))
+	}
+	t.Logf("exported vs training logits: max |Δ| %.3g (max |logit| %.3g)", maxd, maxv)
+	if maxd > 1e-4*math.Max(1, maxv) {
+		t.Fatalf("merged export differs from the training graph: max |Δ| %.3g", maxd)
+	}
+	// The base weights themselves did not move.
+	base := map[string]bool{}
+	for _, a := range ads {
+		base[a.Weight] = true
+	}
+	for _, it := range exp.Graph.Initializer {
+		if base[it.GetName()] {
+			continue
+		}
+		for _, o := range m.Graph.Initializer {
+			if o.GetName() == it.GetName() && string(o.GetRawData()) != string(it.GetRawData()) {
+				t.Fatalf("weight %s changed without an adapter", it.GetName())
+			}
+		}
+	}
+	_ = context.Background
+}

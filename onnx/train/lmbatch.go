@@ -1,0 +1,225 @@
+package train
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/tagpr/tagpr/onnx/ir"
+	"github.com/tagpr/tagpr/onnx/onnxpb"
+	"github.com/tagpr/tagpr/onnx/ort"
+)
+
+// LMBatch is a causal-LM training batch in the Optimum layout: B rows of T
+// tokens, left- or right-padded, with an empty KV cache.
+type LMBatch struct {
+	B, T     int64
+	IDs      []int64   // [B,T]
+	Mask     []int64   // [B,T] attention mask: 1 for real tokens
+	LossMask []float32 // [B,T] 1 where token t is a prediction target
+}
+
+// NewLMBatch packs token rows (right-padded with pad to length T; longer
+// rows are cut) into a batch; every real token after the first of its row
+// is a target unless promptLen[i] says the first promptLen[i] tokens are a
+// prompt (nil: no prompts).
+func NewLMBatch(rows [][]int64, T int, pad int64, promptLen []int) *LMBatch {
+	b := &LMBatch{B: int64(len(rows)), T: int64(T)}
+	n := len(rows) * T
+	b.IDs, b.Mask, b.LossMask = make([]int64, n), make([]int64, n), make([]float32, n)
+	for i, r := range rows {
+		for t := 0; t < T; t++ {
+			k := i*T + t
+			if t >= len(r) {
+				b.IDs[k] = pad
+				continue
+			}
+			b.IDs[k], b.Mask[k] = r[t], 1
+			p := 0
+			if promptLen != nil {
+				p = promptLen[i]
+			}
+			if t >= 1 && t >= p {
+				b.LossMask[k] = 1
+			}
+		}
+	}
+	return b
+}
+
+// Positions are HF's: cumsum(mask) − 1, with 1 at padded positions.
+func (b *LMBatch) Positions() []int64 {
+	pos := make([]int64, len(b.Mask))
+	for i := int64(0); i < b.B; i++ {
+		c := int64(0)
+		for t := int64(0); t < b.T; t++ {
+			k := i*b.T + t
+			c += b.Mask[k]
+			if b.Mask[k] == 0 {
+				pos[k] = 1
+			} else {
+				pos[k] = c - 1
+			}
+		}
+	}
+	return pos
+}
+
+// Tokens is the number of target tokens.
+func (b *LMBatch) Tokens() int {
+	n := 0
+	for _, w := range b.LossMask {
+		if w != 0 {
+			n++
+		}
+	}
+	return n
+}
+
+// LMShapes gives the input shapes of a causal LM (with loss inputs) for a
+// batch of B×T tokens and an empty past, for Specialize.
+func LMShapes(m *onnxpb.ModelProto, B, T int64) (map[string][]int64, error) {
+	out := map[string][]int64{}
+	for _, vi := range m.GetGraph().GetInput() {
+		name := vi.GetName()
+		_, dims, _, _ := ir.ShapeOf(vi)
+		switch {
+		case name == "input_ids" || name == "attention_mask" || name == "position_ids" || name == LossMaskInput ||
+			name == OldLogprobsInput || name == RefLogprobsInput:
+			out[name] = []int64{B, T}
+		case name == AdvantagesInput:
+			out[name] = []int64{B}
+		case strings.HasPrefix(name, "past_key_values."):
+			if len(dims) != 4 || dims[1] < 0 || dims[3] < 0 {
+				return nil, fmt.Errorf("lm shapes: input %q is declared %v; want [batch, kv_heads, past, head_dim] with fixed heads and head_dim", name, dims)
+			}
+			out[name] = []int64{B, dims[1], 0, dims[3]}
+		default:
+			isInit := false
+			for _, t := range m.Graph.Initializer {
+				isInit = isInit || t.GetName() == name
+			}
+			if !isInit {
+				return nil, fmt.Errorf("lm shapes: input %q is not part of the causal-LM layout", name)
+			}
+		}
+	}
+	return out, nil
+}
+
+// Values makes the batch's tensors for a training graph's data inputs
+// (input_ids, attention_mask, position_ids, loss_mask); destroy them after use.
+func (b *LMBatch) Values(tg *TrainingGraph) (map[string]ort.Value, error) {
+	out := map[string]ort.Value{}
+	shape := []int64{b.B, b.T}
+	fail := func(err error) (map[string]ort.Value, error) {
+		for _, v := range out {
+			v.Destroy()
+		}
+		return nil, err
+	}
+	for _, vi := range tg.Model.Graph.Input {
+		var v ort.Value
+		var err error
+		switch vi.GetName() {
+		case "input_ids":
+			v, err = ort.NewTensor(shape, b.IDs)
+		case "attention_mask":
+			v, err = ort.NewTensor(shape, b.Mask)
+		case "position_ids":
+			v, err = ort.NewTensor(shape, b.Positions())
+		case LossMaskInput:
+			v, err = ort.NewTensor(shape, b.LossMask)
+		default:
+			continue
+		}
+		if err != nil {
+			return fail(fmt.Errorf("lm batch: %s: %w", vi.GetName(), err))
+		}
+		out[vi.GetName()] = v
+	}
+	return out, nil
+}
+
+// LMDataset serves token rows as LMBatches.
+type LMDataset struct {
+	Rows      [][]int64
+	PromptLen []int // optional: tokens of each row that are prompt (not targets)
+	SeqLen    int
+	Pad       int64
+	Graph     *TrainingGraph
+}
+
+func (d *LMDataset) Len() int { return len(d.Rows) }
+
+func (d *LMDataset) Batch(idx []int) (map[string]ort.Value, func(), error) {
+	rows := make([][]int64, len(idx))
+	var prompts []int
+	if d.PromptLen != nil {
+		prompts = make([]int, len(idx))
+	}
+	for i, k := range idx {
+		if k < 0 || k >= len(d.Rows) {
+			return nil, nil, fmt.Errorf("lm dataset: example %d of %d", k, len(d.Rows))
+		}
+		rows[i] = d.Rows[k]
+		if prompts != nil {
+			prompts[i] = d.PromptLen[k]
+		}
+	}
+	v, err := NewLMBatch(rows, d.SeqLen, d.Pad, prompts).Values(d.Graph)
+	if err != nil {
+		return nil, nil, err
+	}
+	return v, func() {
+		for _, x := range v {
+			x.Destroy()
+		}
+	}, nil
+}
+
+// LMTraining configures BuildLMTraining.
+type LMTraining struct {
+	Batch, SeqLen int64
+	// Trainable weight-name patterns (MatchName); empty: all weights. Ignored with LoRA.
+	Trainable []string
+	LoRA      *LoRA
+	Keep      []string // forward outputs to keep (e.g. "logits")
+}
+
+// BuildLMTraining derives the SFT training graph of a causal LM (Optimum
+// layout): optional LoRA, the masked next-token loss, specialization to
+// Batch×SeqLen with an empty past, and the backward pass. m is not changed.
+func BuildLMTraining(m *onnxpb.ModelProto, o LMTraining) (*TrainingGraph, []Adapter, error) {
+	m = cloneModel(m)
+	var adapters []Adapter
+	if o.LoRA != nil {
+		var err error
+		if adapters, err = AddLoRA(m, *o.LoRA); err != nil {
+			return nil, nil, err
+		}
+	}
+	loss, err := AddNextTokenLoss(m, NextTokenLoss{})
+	if err != nil {
+		return nil, nil, err
+	}
+	shapes, err := LMShapes(m, o.Batch, o.SeqLen)
+	if err != nil {
+		return nil, nil, err
+	}
+	sp, err := Specialize(m, shapes)
+	if err != nil {
+		return nil, nil, err
+	}
+	params := AdapterParams(adapters)
+	if o.LoRA == nil {
+		params = SelectParams(sp, o.Trainable)
+	}
+	if len(params) == 0 {
+		return nil, nil, fmt.Errorf("build training graph: no trainable weight matches %v", o.Trainable)
+	}
+	tg, err := Differentiate(sp, loss, params, o.Keep)
+	if err != nil {
+		return nil, nil, err
+	}
+	return tg, adapters, nil
+}
