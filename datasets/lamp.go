@@ -101,14 +101,6 @@ func unmatched(golds map[string]gold, questions string, t *Task) string {
 	return ids[0]
 }
 
-// questionJSON is one element of a questions file; fields are decoded raw so
-// type errors name the field and non-string ids survive the round trip.
-type questionJSON struct {
-	ID      json.RawMessage              `json:"id"`
-	Input   json.RawMessage              `json:"input"`
-	Profile []map[string]json.RawMessage `json:"profile"`
-}
-
 // ScanQuestions decodes a questions file element by element (a token-level walk
 // of the outer list), calling fn for each example (Split/Scheme/Output unset).
 // An error from fn or from decoding names the file and the record (index, id).
@@ -130,16 +122,15 @@ func ScanQuestions(path string, t *Task, fn func(*Example) error) (int64, int64,
 	}
 	var (
 		n    int64
-		q    questionJSON
 		e    Example
 		prev string
 	)
 	for dec.More() {
-		q = questionJSON{}
-		if err := dec.Decode(&q); err != nil {
+		var raw json.RawMessage // fresh each time: parsed strings alias it
+		if err := dec.Decode(&raw); err != nil {
 			return n, size, fmt.Errorf("read questions %s: record %d (after id %q, byte %d): %w", path, n, prev, dec.InputOffset(), jsonErr(err))
 		}
-		if err := q.toExample(t, &e); err != nil {
+		if err := parseQuestion(raw, t, &e); err != nil {
 			return n, size, fmt.Errorf("read questions %s: record %d (id %q): %w", path, n, e.ID, err)
 		}
 		if err := fn(&e); err != nil {
@@ -196,109 +187,6 @@ func rawText(raw json.RawMessage, name string) (s string, present, keep bool, er
 		return "", false, false, fmt.Errorf("%s: want a string, got a JSON %s", name, map[byte]string{'{': "object", '[': "list"}[raw[0]])
 	}
 	return string(raw), true, true, nil
-}
-
-func (q *questionJSON) toExample(t *Task, e *Example) error {
-	*e = Example{Task: t.Name}
-	var extra map[string]json.RawMessage
-	id, ok, keep, err := rawText(q.ID, "id")
-	if err != nil {
-		return err
-	}
-	if !ok {
-		return errors.New("missing field id")
-	}
-	e.ID = id
-	if keep {
-		extra = map[string]json.RawMessage{"id": q.ID}
-	}
-	in, ok, keep, err := rawText(q.Input, "input")
-	if err != nil {
-		return err
-	}
-	if !ok || keep {
-		return errors.New("field input: missing or not a string")
-	}
-	e.Input = in
-	if q.Profile == nil {
-		return errors.New("missing field profile")
-	}
-	e.Profile = make([]ProfileItem, len(q.Profile))
-	for i, m := range q.Profile {
-		if err := profileItem(t, m, &e.Profile[i]); err != nil {
-			return fmt.Errorf("profile[%d]: %w", i, err)
-		}
-	}
-	if extra != nil {
-		e.Extra = mustJSON(extra)
-	}
-	return nil
-}
-
-func profileItem(t *Task, m map[string]json.RawMessage, p *ProfileItem) error {
-	if m == nil {
-		return errors.New("want an object, got null")
-	}
-	var kept map[string]json.RawMessage
-	keepRaw := func(k string) {
-		if kept == nil {
-			kept = map[string]json.RawMessage{}
-		}
-		kept[k] = m[k]
-	}
-	id, ok, keep, err := rawText(m["id"], "id")
-	if err != nil {
-		return err
-	}
-	if !ok {
-		return errors.New("missing field id")
-	}
-	p.ID = id
-	if keep {
-		keepRaw("id")
-	}
-	p.Fields = make([]string, len(t.ProfileFields))
-	for k, f := range t.ProfileFields {
-		v, ok, keep, err := rawText(m[f], f)
-		if err != nil {
-			return err
-		}
-		if !ok {
-			return fmt.Errorf("missing field %s (task %s profiles have %v)", f, t.Name, t.ProfileFields)
-		}
-		p.Fields[k] = v
-		if keep {
-			keepRaw(f)
-		}
-	}
-	if raw, has := m["date"]; has {
-		d, ok, keep, err := rawText(raw, "date")
-		if err != nil {
-			return err
-		}
-		p.Date, p.HasDate = d, ok
-		if keep || !ok {
-			keepRaw("date")
-		}
-	}
-	for k := range m {
-		if k == "id" || k == "date" || t.FieldIndex(k) >= 0 {
-			continue
-		}
-		keepRaw(k)
-	}
-	if kept != nil {
-		p.Extra = mustJSON(kept)
-	}
-	return nil
-}
-
-func mustJSON(m map[string]json.RawMessage) string {
-	b, err := json.Marshal(m)
-	if err != nil {
-		panic(err) // raw values came from a successful decode
-	}
-	return string(b)
 }
 
 type gold struct{ output, chain string }

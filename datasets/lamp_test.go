@@ -189,3 +189,33 @@ func TestReadMalformedFiles(t *testing.T) {
 		t.Errorf("empty file: %v", err)
 	}
 }
+
+// The fast string decoder agrees with encoding/json on every escape form.
+func TestAliasTextMatchesEncodingJSON(t *testing.T) {
+	for _, raw := range []string{`"plain"`, `""`, `"a\"b\\c\/d"`, `"\b\f\n\r\t"`, `"caf\u00e9 \u00E9"`, `"\ud83d\ude00!"`,
+		`"lone \ud800 x"`, `"lone end \udc00"`, `"\ud800\u0041"`, `"tab\tnl\n"`, "\"bad \xff utf8\"", `"été ok"`} {
+		var want string
+		if err := json.Unmarshal([]byte(raw), &want); err != nil {
+			t.Fatalf("%s: %v", raw, err)
+		}
+		got, ok, keep, err := aliasText([]byte(raw), "f")
+		if err != nil || !ok || keep || got != want {
+			t.Errorf("%s: got %q (%v %v %v), encoding/json %q", raw, got, ok, keep, err, want)
+		}
+	}
+}
+
+func FuzzAliasText(f *testing.F) {
+	f.Add(`a\"b`)
+	f.Add(`\ud83d\ude00`)
+	f.Fuzz(func(t *testing.T, body string) {
+		raw := []byte(`"` + body + `"`)
+		var want string
+		if json.Unmarshal(raw, &want) != nil {
+			return
+		}
+		if got, _, _, err := aliasText(raw, "f"); err != nil || got != want {
+			t.Fatalf("%q: got %q, %v; want %q", raw, got, err, want)
+		}
+	})
+}
