@@ -251,7 +251,8 @@ func structField(col arrow.Array, j int) arrow.Array {
 func DecodeExamples(rec arrow.RecordBatch, first int) ([]Example, error) {
 	out := make([]Example, rec.NumRows())
 	pcol := rec.Column(5)
-	nf := pcol.(*array.List).ListValues().(*array.Struct).NumField()
+	itemType := pcol.(*array.List).ListValues().(*array.Struct).DataType().(*arrow.StructType)
+	nf := itemType.NumFields()
 	for i := range out {
 		at := rowErr{row: first + i}
 		if !rec.Column(0).IsNull(i) {
@@ -273,7 +274,7 @@ func DecodeExamples(rec arrow.RecordBatch, first int) ([]Example, error) {
 			}
 			p.Fields = make([]string, nf-3)
 			for k := range p.Fields {
-				if p.Fields[k], err = reqStr(structField(pcol, 1+k), j, fmt.Sprintf("profile[%d] field %d", j-s, k+1), at); err != nil {
+				if p.Fields[k], err = reqStr(structField(pcol, 1+k), j, fmt.Sprintf("profile[%d].%s", j-s, itemType.Field(1+k).Name), at); err != nil {
 					return nil, err
 				}
 			}

@@ -671,3 +671,22 @@ func RougeL(pred, ref string) float64 {
 	prec, rec := lcs/float64(len(p)), lcs/float64(len(r))
 	return 2 * prec * rec / (prec + rec)
 }
+
+// Texts lists every text of a split across tasks (inputs, profile texts,
+// outputs, chains): the corpus a tokenizer for the benchmark is trained on.
+func (d *SynthData) Texts(split string) []string {
+	var out []string
+	for _, s := range d.Sets {
+		if s.Split != split {
+			continue
+		}
+		for _, e := range s.Examples {
+			out = append(out, e.Input, e.Output, e.Chain)
+			for _, p := range e.Profile {
+				out = append(out, p.Fields...)
+				out = append(out, p.Date)
+			}
+		}
+	}
+	return out
+}
