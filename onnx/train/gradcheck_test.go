@@ -150,13 +150,6 @@ var fdStep = 1e-4
 // fuses subgraphs into kernels that lose ~1e-7 of precision in double.
 var gradCheckOpt = "basic"
 
-func shapeOrOne(d []int64) []int64 {
-	if len(d) == 0 {
-		return []int64{1}
-	}
-	return d
-}
-
 // opBench builds one-op float64 graphs for gradient checks.
 type opBench struct {
 	g      *ir.Graph

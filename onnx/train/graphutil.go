@@ -253,3 +253,11 @@ func (e *editor) ints(v ...int64) string {
 func cloneModel(m *onnxpb.ModelProto) *onnxpb.ModelProto {
 	return proto.Clone(m).(*onnxpb.ModelProto)
 }
+
+// shapeOrOne gives a rank-0 shape as [1]: onnxruntime_go cannot carry rank 0.
+func shapeOrOne(d []int64) []int64 {
+	if len(d) == 0 {
+		return []int64{1}
+	}
+	return d
+}
