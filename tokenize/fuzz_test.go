@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/tagpr/tagpr/tokenize"
 )
@@ -81,4 +82,34 @@ func equalInts(a, b []int) bool {
 		}
 	}
 	return true
+}
+
+// FuzzEncode runs arbitrary (also invalid UTF-8) text through the real
+// tokenizers with offsets: no panic, offsets inside the text and ordered,
+// and byte-level tokenizers give the text back for valid UTF-8 input.
+func FuzzEncode(f *testing.F) {
+	for _, s := range []string{"Hello, World! it's 12345", "e\u0301 Ä\u0308 \xff\xfe<|im_end|>", "[CLS]東京 👍🏽\r\n\t", "\x00\u0085\ufeff ſ'S"} {
+		f.Add(s)
+	}
+	names := []string{"qwen3", "llama3", "bert", "trained"}
+	for _, n := range names {
+		pinnedTokenizer(f, n)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		for _, n := range names {
+			tok := pinnedTokenizer(t, n)
+			e := tok.EncodeFull(s, true)
+			for _, o := range e.Offsets {
+				if o[0] < 0 || o[1] < o[0] || o[1] > len(s) {
+					t.Fatalf("%s: offsets %v outside %q", n, o, s)
+				}
+			}
+			if n == "llama3" && utf8.ValidString(s) {
+				back, err := tok.Decode(tok.Encode(s), false)
+				if err != nil || back != s {
+					t.Fatalf("llama3 round trip of %q: %q %v", s, back, err)
+				}
+			}
+		}
+	})
 }

@@ -47,6 +47,15 @@ func (a *alignedBuilder) addRune(r rune, from span) {
 	}
 }
 
+// addIdentity copies s[from:to] unchanged, each character aligned with itself.
+func (a *alignedBuilder) addIdentity(s string, from, to int) {
+	for i := from; i < to; {
+		_, size := utf8.DecodeRuneInString(s[i:to])
+		a.add(s[i:i+size], span{int32(i), int32(i + size)})
+		i += size
+	}
+}
+
 func (a *alignedBuilder) result() (string, []span) {
 	if !a.align {
 		return string(a.b), nil
@@ -110,10 +119,25 @@ func (u unicodeNorm) normalize(s string, align bool) (string, []span) {
 	var it norm.Iter
 	it.InitString(u.form, s)
 	a := alignedBuilder{align: true, b: make([]byte, 0, len(s))}
+	var inBuf [8]span
 	for !it.Done() {
 		start := it.Pos()
 		seg := it.Next()
-		a.add(string(seg), span{int32(start), int32(it.Pos())})
+		// Within a segment, output character j comes from input character j
+		// (the last one when the output is longer): a composed character
+		// aligns with its first source character and the marks folded into it
+		// align with nothing, as in HF's NormalizedString.
+		in := inBuf[:0]
+		for i := start; i < it.Pos(); {
+			_, size := utf8.DecodeRuneInString(s[i:it.Pos()])
+			in = append(in, span{int32(i), int32(i + size)})
+			i += size
+		}
+		j := 0
+		for _, r := range string(seg) {
+			a.addRune(r, in[min(j, len(in)-1)])
+			j++
+		}
 	}
 	return a.result()
 }
@@ -218,15 +242,11 @@ func (r replaceNorm) normalize(s string, align bool) (string, []span) {
 	a := alignedBuilder{align: align, b: make([]byte, 0, len(s))}
 	prev := 0
 	for _, m := range matches {
-		for i, c := range s[prev:m[0]] {
-			a.addRune(c, span{int32(prev + i), int32(prev + i + utf8.RuneLen(c))})
-		}
+		a.addIdentity(s, prev, m[0])
 		a.add(r.content, span{int32(m[0]), int32(m[1])})
 		prev = m[1]
 	}
-	for i, c := range s[prev:] {
-		a.addRune(c, span{int32(prev + i), int32(prev + i + utf8.RuneLen(c))})
-	}
+	a.addIdentity(s, prev, len(s))
 	return a.result()
 }
 

@@ -281,7 +281,8 @@ func (f funcMatcher) find(s string, emit func(a, b int)) {
 	for i, r := range s {
 		if f.in(r) {
 			if f.single {
-				emit(i, i+utf8.RuneLen(r))
+				_, size := utf8.DecodeRuneInString(s[i:])
+				emit(i, i+size)
 				continue
 			}
 			if start < 0 {
@@ -323,7 +324,8 @@ func (bertPre) split(dst []piece, p piece) []piece {
 				dst = append(dst, p.sub(start, i))
 				start = -1
 			}
-			dst = append(dst, p.sub(i, i+utf8.RuneLen(r)))
+			_, size := utf8.DecodeRuneInString(p.s[i:])
+			dst = append(dst, p.sub(i, i+size))
 		default:
 			if start < 0 {
 				start = i

@@ -24,7 +24,16 @@ import (
 func main() {
 	only := flag.String("only", "", "record just this tokenizer (qwen3, llama3, bert, trained)")
 	corpusOut := flag.String("corpus-out", "", "only write the trainer's corpus as JSON to this file (for scripts/tokenize/hf_train.py)")
+	parityOut := flag.String("parity-corpus-out", "", "only write the parity corpus as JSON to this file")
+	bertOut := flag.String("bert-out", "", "only write the BERT tokenizer.json and tokenizer_config.json into this directory")
 	flag.Parse()
+	if *parityOut != "" || *bertOut != "" {
+		if err := writeExtras(*parityOut, *bertOut); err != nil {
+			fmt.Fprintln(os.Stderr, "record:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *corpusOut != "" {
 		if err := writeCorpus(*corpusOut, trainCorpus()); err != nil {
 			fmt.Fprintln(os.Stderr, "record:", err)
@@ -166,4 +175,28 @@ func writeBert(f *lock.File, dir string) (string, string, error) {
 		return "", "", err
 	}
 	return tp, cp, os.WriteFile(cp, corpus.BertTokenizerConfigJSON(), 0o644)
+}
+
+func writeExtras(parityOut, bertOut string) error {
+	if parityOut != "" {
+		if err := writeCorpus(parityOut, corpus.Parity()); err != nil {
+			return err
+		}
+	}
+	if bertOut == "" {
+		return nil
+	}
+	lp, err := lock.Find(".")
+	if err != nil {
+		return err
+	}
+	f, err := lock.Load(lp)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(bertOut, 0o755); err != nil {
+		return err
+	}
+	_, _, err = writeBert(f, bertOut)
+	return err
 }
