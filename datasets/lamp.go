@@ -45,6 +45,12 @@ func ImportLaMP(opts ImportOptions) (ImportStats, error) {
 	if opts.Scheme == "" {
 		opts.Scheme = "user"
 	}
+	if opts.Scheme != "user" && opts.Scheme != "time" && opts.Scheme != "synth" {
+		return st, fmt.Errorf("import: scheme %q: want user or time (LaMP's split schemes) or synth", opts.Scheme)
+	}
+	if opts.Split == "" {
+		return st, errors.New("import: no split name (train, dev or test)")
+	}
 	var golds map[string]gold
 	if opts.Outputs != "" {
 		var err error

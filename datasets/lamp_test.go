@@ -7,6 +7,9 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
 )
 
 // fixtureTasks are the LaMP fixtures: scheme/task directories under testdata/lamp.
@@ -218,4 +221,49 @@ func FuzzAliasText(f *testing.F) {
 			t.Fatalf("%q: got %q, %v; want %q", raw, got, err, want)
 		}
 	})
+}
+
+// A stream cut between record batches fails at the batch, naming file and position.
+func TestTruncatedStream(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("testdata", "pyarrow", "user_LaMP_3.stream.arrow"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := writeFile(t, filepath.Join(t.TempDir(), "cut.arrow"), string(data[:len(data)*3/4]))
+	_, _, err = ReadExamples(path, ReadOptions{BatchRows: 1})
+	if err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "record batch") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+// A null in a required column (possible in files other tools write) names the record.
+func TestNullInRequiredColumn(t *testing.T) {
+	task, _ := ParseTask("7")
+	base := ExampleSchema(task)
+	fields := base.Fields()
+	fields[4].Nullable = true // input
+	md := base.Metadata()
+	schema := arrow.NewSchema(fields, &md)
+	path := filepath.Join(t.TempDir(), "nulls.parquet")
+	w, err := newWriter(path, schema, func(b *array.RecordBuilder, e *Example) {
+		appendExample(b, e)
+		if e.ID == "2" {
+			sb := b.Field(4).(*array.StringBuilder)
+			sb.Resize(sb.Len() - 1)
+			sb.AppendNull()
+		}
+	}, exampleSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"1", "2"} {
+		w.Write(&Example{ID: id, Task: task.Name, Split: "dev", Scheme: "user", Input: "x"})
+	}
+	if err := w.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = ReadExamples(path, ReadOptions{})
+	if err == nil || !strings.Contains(err.Error(), `record 1 (id "2"): input is null`) || !strings.Contains(err.Error(), path) {
+		t.Fatalf("got %v", err)
+	}
 }
