@@ -164,7 +164,7 @@ func TestImportMalformed(t *testing.T) {
 	}
 	q := writeFile(t, filepath.Join(tmp, "questions.json"), `[`+good+`]`)
 	bad := writeFile(t, filepath.Join(tmp, "bad_outputs.json"), `{"task": "LaMP_5", "golds": []}`)
-	if _, err := ImportLaMP(ImportOptions{Task: task, Questions: q, Outputs: bad, Out: filepath.Join(tmp, "o.arrow")}); err == nil || !strings.Contains(err.Error(), "LaMP_5") || !strings.Contains(err.Error(), bad) {
+	if _, err := ImportLaMP(ImportOptions{Task: task, Questions: q, Outputs: bad, Split: "dev", Out: filepath.Join(tmp, "o.arrow")}); err == nil || !strings.Contains(err.Error(), "LaMP_5") || !strings.Contains(err.Error(), bad) {
 		t.Errorf("outputs of another task: %v", err)
 	}
 }
@@ -265,5 +265,17 @@ func TestNullInRequiredColumn(t *testing.T) {
 	_, _, err = ReadExamples(path, ReadOptions{})
 	if err == nil || !strings.Contains(err.Error(), `record 1 (id "2"): input is null`) || !strings.Contains(err.Error(), path) {
 		t.Fatalf("got %v", err)
+	}
+}
+
+func TestImportOptionsChecked(t *testing.T) {
+	task, _ := ParseTask("7")
+	q := filepath.Join("testdata", "lamp", "user", "LaMP_7", "dev_questions.json")
+	for _, o := range []ImportOptions{{Task: task, Questions: q, Split: "dev", Scheme: "users", Out: "x.arrow"},
+		{Task: task, Questions: q, Out: "x.arrow"}, {Questions: q, Split: "dev", Out: "x.arrow"},
+		{Task: task, Questions: q, Split: "dev", Out: filepath.Join(t.TempDir(), "x.csv")}} {
+		if _, err := ImportLaMP(o); err == nil {
+			t.Errorf("accepted %+v", o)
+		}
 	}
 }
