@@ -34,7 +34,7 @@ type SynthConfig struct {
 
 // DefaultSynthConfig is the size `make demo` trains on.
 func DefaultSynthConfig() SynthConfig {
-	return SynthConfig{Seed: 1, Users: 600, QueriesPerUser: 4, ProfileMin: 6, ProfileMax: 10,
+	return SynthConfig{Seed: 1, Users: 600, QueriesPerUser: 4, ProfileMin: 4, ProfileMax: 6,
 		Tasks: []string{SynthTag, SynthRate, SynthGen}, DevFrac: 0.1, TestFrac: 0.1}
 }
 
