@@ -77,24 +77,18 @@ func profileItemText(t *datasets.Task, it *datasets.ProfileItem) string {
 // Instruction tells the model the task, the reasoning format and the label set.
 func Instruction(t *datasets.Task, tx rewardmodel.Taxonomy) string {
 	var b strings.Builder
-	b.WriteString("Read the user's history, infer what this user prefers, and answer as this user would. ")
-	b.WriteString("Reason inside <think>…</think>, one step per tag (")
-	for i, tag := range tx {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		b.WriteString(tag.Name)
-	}
-	b.WriteString("), then give only the final answer inside <answer>…</answer>.")
+	// Short on purpose: it is repeated in every prompt, and the tag names
+	// themselves are learnt from the chains (each is one token).
+	b.WriteString("Answer as this user would: reason from their history in tagged steps inside <think>, then give the answer inside <answer>.")
 	switch t.Kind {
 	case datasets.Classification:
 		if len(t.Labels) > 0 {
-			b.WriteString(" The answer is one of: " + strings.Join(t.Labels, ", ") + ".")
+			b.WriteString(" Labels: " + strings.Join(t.Labels, ", ") + ".")
 		}
 	case datasets.Rating:
-		b.WriteString(" The answer is one number from 1 to 5.")
+		b.WriteString(" Answer 1 to 5.")
 	case datasets.Generation:
-		b.WriteString(" The answer is one short text.")
+		b.WriteString(" Answer with a short text.")
 	}
 	return b.String()
 }

@@ -99,3 +99,13 @@ func (p *progress) Finish() {
 		fmt.Fprintln(p.w)
 	}
 }
+
+// logLine reports one event of long work in the configured log format.
+func logLine(stage, detail string) {
+	p := newProgress(stage, 0)
+	if p.terminal {
+		fmt.Fprintf(os.Stderr, "%s: %s\n", stage, detail)
+		return
+	}
+	p.logger.Info(detail, "stage", stage)
+}

@@ -1,0 +1,322 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/google/renameio/v2"
+
+	"github.com/tagpr/tagpr/datasets"
+	"github.com/tagpr/tagpr/onnx/ir"
+	"github.com/tagpr/tagpr/onnx/lm"
+	"github.com/tagpr/tagpr/onnx/train"
+	"github.com/tagpr/tagpr/rewardmodel"
+	"github.com/tagpr/tagpr/tokenize"
+)
+
+// Chat tokens of the demo's own tokenizer (ChatML, the default format).
+const (
+	padToken       = "<|endoftext|>"
+	turnStartToken = "<|im_start|>"
+	turnEndToken   = "<|im_end|>"
+)
+
+// DemoConfig is the built-in default job: synthetic data → tokenizer →
+// small model → SFT on gold tagged chains → evaluation of base and SFT
+// models → report.
+type DemoConfig struct {
+	Dir    string
+	Synth  datasets.SynthConfig
+	Vocab  int // tokenizer vocabulary before the tag tokens
+	Model  lm.Config
+	SFT    SFTConfig
+	Prompt PromptOptions
+	Eval   EvalOptions
+}
+
+// DefaultDemoConfig sizes the demo to finish in minutes on two CPU cores.
+func DefaultDemoConfig(dir string) DemoConfig {
+	synth := datasets.DefaultSynthConfig()
+	synth.Users = 200
+	return DemoConfig{
+		Dir:    dir,
+		Synth:  synth,
+		Vocab:  1024,
+		Model:  lm.Config{Arch: lm.Llama, Layers: 4, DModel: 128, Heads: 4, KVHeads: 2, MaxPositions: 512, Seed: 7},
+		SFT:    SFTConfig{Steps: 250, Batch: 8, SeqLen: 320, LR: 3e-3, Warmup: 20, WeightDecay: 0.01, Clip: 1, CheckpointEvery: 50, Seed: 11},
+		Prompt: PromptOptions{TopK: 4, MaxTokens: 320},
+		Eval:   EvalOptions{Examples: 48, Batch: 16, MaxNewTokens: 140},
+	}
+}
+
+// Hooks let the caller show progress; any may be nil.
+type Hooks struct {
+	Stage   func(name, detail string)
+	SFTStep func(train.StepLog, int) // the step and the total
+}
+
+func (h Hooks) stage(name, format string, a ...any) {
+	if h.Stage != nil {
+		h.Stage(name, fmt.Sprintf(format, a...))
+	}
+}
+
+// RunDemo runs (or resumes) the demo in cfg.Dir and returns its report,
+// also written to cfg.Dir/report.{md,json}. Every stage's output appears
+// atomically, so a rerun after Ctrl-C skips what is done and resumes SFT from
+// its last checkpoint.
+func RunDemo(ctx context.Context, cfg DemoConfig, h Hooks) (*Report, error) {
+	tx := rewardmodel.DefaultTaxonomy()
+	data, err := datasets.Synth(cfg.Synth)
+	if err != nil {
+		return nil, err
+	}
+	dataDir := filepath.Join(cfg.Dir, "data")
+	if !exists(filepath.Join(dataDir, datasets.SynthGen, "test_outputs.json")) {
+		h.stage("data", "writing the synthetic benchmark to %s", dataDir)
+		if err := data.Write(dataDir); err != nil {
+			return nil, err
+		}
+	}
+	tok, err := demoTokenizer(cfg, data, tx, h)
+	if err != nil {
+		return nil, err
+	}
+	baseDir, err := demoBaseModel(cfg, tok, h)
+	if err != nil {
+		return nil, err
+	}
+	sftDir := filepath.Join(cfg.Dir, "sft")
+	sftStart := time.Now()
+	sftRes, err := demoSFT(ctx, cfg, data, tok, tx, baseDir, sftDir, h)
+	if err != nil {
+		return nil, err
+	}
+	rep := &Report{Title: "tagpr demo: synthetic personalization benchmark", Created: time.Now(),
+		Model: filepath.Join(sftDir, "model.onnx"), Dataset: dataDir}
+	if sftRes != nil {
+		rep.Stages = append(rep.Stages, StageSummary{Name: "sft", Steps: sftRes.Steps, Seconds: time.Since(sftStart).Seconds(),
+			Final: map[string]float64{"loss": sftRes.FinalLoss}})
+	}
+	base, err := openPolicy(baseDir, tok, "base")
+	if err != nil {
+		return nil, err
+	}
+	defer base.Model.Close()
+	sft, err := openPolicy(sftDir, tok, "sft")
+	if err != nil {
+		return nil, err
+	}
+	defer sft.Model.Close()
+	eo := cfg.Eval
+	eo.Prompt = cfg.Prompt
+	for _, task := range cfg.Synth.Tasks {
+		set := data.Set(task, "dev")
+		h.stage("eval", "%s: base and sft models on %d dev examples", task, min(eo.Examples, len(set.Examples)))
+		be, err := Evaluate(ctx, base, set.Task, "dev", set.Examples, tx, eo)
+		if err != nil {
+			return nil, err
+		}
+		se, err := Evaluate(ctx, sft, set.Task, "dev", set.Examples, tx, eo)
+		if err != nil {
+			return nil, err
+		}
+		r := se.Result
+		r.Base = be.Result.Model
+		rep.Tasks = append(rep.Tasks, r)
+		if err := writePredictions(filepath.Join(cfg.Dir, "predictions", task+"_dev.arrow"), append(be.Predictions, se.Predictions...)); err != nil {
+			return nil, err
+		}
+		blind, err := datasets.BlindBaseline(data.Set(task, "train"), set)
+		if err != nil {
+			return nil, err
+		}
+		prof := datasets.ProfileBaseline(set)
+		rep.Notes = append(rep.Notes, fmt.Sprintf("%s: rule baselines on all of dev: profile-blind %s %.3f, profile-reading %s %.3f (how much the profile is worth on this task)",
+			task, blind.Metric, blind.Value, prof.Metric, prof.Value))
+	}
+	rep.Notes = append(rep.Notes, "base = the same architecture at its random initialization, before SFT; PRMU and the RL stages are not part of this demo yet")
+	if err := rep.Finalize(); err != nil {
+		return nil, err
+	}
+	if err := rep.Write(cfg.Dir); err != nil {
+		return nil, err
+	}
+	return rep, nil
+}
+
+func exists(p string) bool { _, err := os.Stat(p); return err == nil }
+
+// demoTokenizer trains a byte-level BPE on the training split's prompts and
+// chains, then registers the tag tokens so every tag is one id.
+func demoTokenizer(cfg DemoConfig, data *datasets.SynthData, tx rewardmodel.Taxonomy, h Hooks) (*tokenize.Tokenizer, error) {
+	path := filepath.Join(cfg.Dir, "tokenizer", "tokenizer.json")
+	if exists(path) {
+		return tokenize.Load(path)
+	}
+	var corpus []string
+	for _, task := range cfg.Synth.Tasks {
+		set := data.Set(task, "train")
+		for i := range set.Examples {
+			p := Parts(set.Task, &set.Examples[i], tx, cfg.Prompt, true)
+			corpus = append(corpus, p.Instruction, p.Input, p.Answer)
+			corpus = append(corpus, p.Profile...)
+		}
+	}
+	h.stage("tokenizer", "training a %d-token byte-level BPE on %d texts", cfg.Vocab, len(corpus))
+	tok, err := tokenize.Train(tokenize.TrainOptions{Corpus: corpus, VocabSize: cfg.Vocab, SpecialTokens: []string{padToken, turnStartToken, turnEndToken}})
+	if err != nil {
+		return nil, fmt.Errorf("demo tokenizer: %w", err)
+	}
+	names := make([]string, len(tx))
+	for i, t := range tx {
+		names[i] = t.Name
+	}
+	tok.RegisterTags(names)
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, err
+	}
+	if err := tok.Save(path); err != nil {
+		return nil, err
+	}
+	return tokenize.Load(path)
+}
+
+func tokenID(tok *tokenize.Tokenizer, s string) (int64, error) {
+	id, ok := tok.TokenID(s)
+	if !ok {
+		return 0, fmt.Errorf("tokenizer %s has no %s token", tok.Path(), s)
+	}
+	return int64(id), nil
+}
+
+// demoBaseModel builds the randomly initialized model sized to the tokenizer.
+func demoBaseModel(cfg DemoConfig, tok *tokenize.Tokenizer, h Hooks) (string, error) {
+	dir := filepath.Join(cfg.Dir, "base")
+	if exists(filepath.Join(dir, "model.onnx")) {
+		return dir, nil
+	}
+	mc := cfg.Model
+	mc.Vocab = tok.VocabSize()
+	eos, err := tokenID(tok, turnEndToken)
+	if err != nil {
+		return "", err
+	}
+	pad, err := tokenID(tok, padToken)
+	if err != nil {
+		return "", err
+	}
+	mc.EOS, mc.BOS, mc.Pad = eos, eos, &pad
+	h.stage("model", "building a %s model: %d layers, d_model %d, vocab %d, %d parameters", mc.Arch, mc.Layers, mc.DModel, mc.Vocab, mc.Defaults().Params())
+	if _, err := lm.WriteModelDir(mc, dir, false); err != nil {
+		return "", err
+	}
+	return dir, nil
+}
+
+// demoSFT fine-tunes the base model on the gold chains and exports the result
+// to sftDir; nil result means it was already done.
+func demoSFT(ctx context.Context, cfg DemoConfig, data *datasets.SynthData, tok *tokenize.Tokenizer, tx rewardmodel.Taxonomy, baseDir, sftDir string, h Hooks) (*SFTResult, error) {
+	if exists(filepath.Join(sftDir, "model.onnx")) {
+		return nil, nil
+	}
+	var seqs []Sequence
+	for _, task := range cfg.Synth.Tasks {
+		set := data.Set(task, "train")
+		for i := range set.Examples {
+			s, err := EncodeSFT(tok, set.Task, &set.Examples[i], tx, cfg.Prompt, cfg.SFT.SeqLen)
+			if err != nil {
+				return nil, err
+			}
+			seqs = append(seqs, s)
+		}
+	}
+	base, err := ir.Load(filepath.Join(baseDir, "model.onnx"))
+	if err != nil {
+		return nil, err
+	}
+	pad, err := tokenID(tok, padToken)
+	if err != nil {
+		return nil, err
+	}
+	h.stage("sft", "%d steps of %d×%d tokens on %d gold tagged chains", cfg.SFT.Steps, cfg.SFT.Batch, cfg.SFT.SeqLen, len(seqs))
+	var onStep func(train.StepLog)
+	if h.SFTStep != nil {
+		onStep = func(l train.StepLog) { h.SFTStep(l, cfg.SFT.Steps) }
+	}
+	res, err := TrainSFT(ctx, base, seqs, pad, cfg.SFT, filepath.Join(sftDir, "checkpoints"), onStep)
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range []string{"config.json", "generation_config.json"} {
+		if err := copyFile(filepath.Join(baseDir, f), filepath.Join(sftDir, f)); err != nil {
+			return nil, err
+		}
+	}
+	// The model file comes last: its presence marks the stage done.
+	if err := train.Export(filepath.Join(sftDir, "model.onnx"), base, res.Weights, nil); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// EncodeSFT encodes one example as prompt + gold chain within maxLen
+// tokens; profile items are dropped to fit, never the answer.
+func EncodeSFT(tok *tokenize.Tokenizer, task *datasets.Task, ex *datasets.Example, tx rewardmodel.Taxonomy, o PromptOptions, maxLen int) (Sequence, error) {
+	enc, err := tok.EncodePrompt(Parts(task, ex, tx, o, true), tokenize.DefaultPromptLayout, maxLen)
+	if err != nil {
+		return Sequence{}, fmt.Errorf("encode %s for SFT: %w", ex.ID, err)
+	}
+	prompt := len(enc.IDs)
+	for i, m := range enc.AssistantMask {
+		if m {
+			prompt = i
+			break
+		}
+	}
+	return Sequence{IDs: toInt64(enc.IDs), PromptLen: prompt}, nil
+}
+
+func openPolicy(dir string, tok *tokenize.Tokenizer, name string) (Policy, error) {
+	m, err := lm.Load(dir, lm.LoadOptions{})
+	if err != nil {
+		return Policy{}, err
+	}
+	eos, err := tokenID(tok, turnEndToken)
+	if err != nil {
+		m.Close()
+		return Policy{}, err
+	}
+	return Policy{Model: m, Tok: tok, Name: name, EOS: []int64{eos}}, nil
+}
+
+func writePredictions(path string, preds []datasets.Prediction) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	w, err := datasets.CreatePredictions(path)
+	if err != nil {
+		return err
+	}
+	for i := range preds {
+		if err := w.Write(&preds[i]); err != nil {
+			w.Abort()
+			return err
+		}
+	}
+	return w.Commit()
+}
+
+func copyFile(src, dst string) error {
+	b, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	if err := renameio.WriteFile(dst, b, 0o644); err != nil {
+		return fmt.Errorf("copy %s: %w", src, err)
+	}
+	return nil
+}

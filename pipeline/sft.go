@@ -1,0 +1,97 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/tagpr/tagpr/onnx/onnxpb"
+	"github.com/tagpr/tagpr/onnx/train"
+)
+
+// Sequence is one SFT example: prompt followed by the target, as token ids.
+type Sequence struct {
+	IDs       []int64
+	PromptLen int // the first PromptLen tokens are context, not targets
+}
+
+// SFTConfig sizes supervised fine-tuning.
+type SFTConfig struct {
+	Steps           int     `mapstructure:"steps"`
+	Batch           int     `mapstructure:"batch"`
+	SeqLen          int     `mapstructure:"seq_len"`
+	LR              float64 `mapstructure:"lr"`
+	Warmup          int     `mapstructure:"warmup"`
+	WeightDecay     float64 `mapstructure:"weight_decay"`
+	Clip            float64 `mapstructure:"clip"`
+	CheckpointEvery int     `mapstructure:"checkpoint_every"`
+	Seed            uint64  `mapstructure:"seed"`
+}
+
+// Validate refuses sizes that cannot train.
+func (c SFTConfig) Validate() error {
+	switch {
+	case c.Steps < 1 || c.Batch < 1 || c.SeqLen < 2:
+		return fmt.Errorf("sft: steps %d, batch %d, seq_len %d: want steps ≥ 1, batch ≥ 1, seq_len ≥ 2", c.Steps, c.Batch, c.SeqLen)
+	case c.LR <= 0:
+		return fmt.Errorf("sft: lr %v: want > 0", c.LR)
+	case c.CheckpointEvery < 0 || c.Warmup < 0:
+		return fmt.Errorf("sft: checkpoint_every %d, warmup %d: want ≥ 0", c.CheckpointEvery, c.Warmup)
+	}
+	return nil
+}
+
+// SFTResult is what a finished SFT stage leaves.
+type SFTResult struct {
+	Weights   map[string][]float32 // the trained weights, by initializer name
+	Steps     int
+	FinalLoss float64
+	Seconds   float64
+}
+
+// TrainSFT fine-tunes every float weight of model on data with masked
+// next-token cross-entropy (prompt tokens are not targets), through
+// onnx/train's loop: checkpoints and the step log (train_log.jsonl) go to
+// dir, a rerun resumes bit for bit, and cancelling ctx leaves a checkpoint
+// and returns ctx.Err().
+func TrainSFT(ctx context.Context, model *onnxpb.ModelProto, data []Sequence, pad int64, cfg SFTConfig, dir string, onStep func(train.StepLog)) (*SFTResult, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if len(data) == 0 {
+		return nil, errors.New("sft: no training sequences")
+	}
+	tg, _, err := train.BuildLMTraining(model, train.LMTraining{Batch: int64(cfg.Batch), SeqLen: int64(cfg.SeqLen)})
+	if err != nil {
+		return nil, fmt.Errorf("sft: %w", err)
+	}
+	tr, err := train.NewTrainer(tg, train.TrainerOptions{
+		Schedule:    train.Schedule{Peak: cfg.LR, Warmup: cfg.Warmup, Total: cfg.Steps, MinRatio: 0.1},
+		WeightDecay: cfg.WeightDecay, ClipNorm: cfg.Clip,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sft: %w", err)
+	}
+	defer tr.Close()
+	ds := &train.LMDataset{SeqLen: cfg.SeqLen, Pad: pad, Graph: tg}
+	for _, s := range data {
+		ds.Rows = append(ds.Rows, s.IDs)
+		ds.PromptLen = append(ds.PromptLen, s.PromptLen)
+	}
+	res := &SFTResult{}
+	start := time.Now()
+	loop := &train.Loop{Trainer: tr, Data: ds, BatchSize: cfg.Batch, Steps: cfg.Steps, Dir: dir,
+		CheckpointEvery: cfg.CheckpointEvery, Seed: cfg.Seed, OnStep: func(l train.StepLog) {
+			res.FinalLoss = l.Loss
+			if onStep != nil {
+				onStep(l)
+			}
+		}}
+	st, err := loop.Run(ctx)
+	if err != nil {
+		return nil, err
+	}
+	res.Steps, res.Seconds, res.Weights = st.Step, time.Since(start).Seconds(), tr.Weights()
+	return res, nil
+}
