@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"sync"
 	"unicode"
 	"unicode/utf8"
 
@@ -256,9 +257,15 @@ func (q sequencePre) byteLevel() bool {
 	return false
 }
 
+// pieceBufs recycles the intermediate piece lists of sequencePre: encoding
+// then allocates almost nothing per document, which keeps the GC (and its
+// scans of the large vocabulary maps) quiet.
+var pieceBufs = sync.Pool{New: func() any { b := make([]piece, 0, 256); return &b }}
+
 func (q sequencePre) split(dst []piece, p piece) []piece {
-	cur := []piece{p}
-	var next []piece
+	curP, nextP := pieceBufs.Get().(*[]piece), pieceBufs.Get().(*[]piece)
+	cur := append((*curP)[:0], p)
+	next := (*nextP)[:0]
 	for _, step := range q {
 		next = next[:0]
 		for _, c := range cur {
@@ -266,7 +273,11 @@ func (q sequencePre) split(dst []piece, p piece) []piece {
 		}
 		cur, next = next, cur
 	}
-	return append(dst, cur...)
+	dst = append(dst, cur...)
+	*curP, *nextP = cur[:0], next[:0]
+	pieceBufs.Put(curP)
+	pieceBufs.Put(nextP)
+	return dst
 }
 
 // funcMatcher classifies runes: a run of runes for which in() holds is one

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/google/renameio/v2"
 )
@@ -133,7 +134,8 @@ func (t *Tokenizer) encode(text string, withOffsets bool, ids []int) ([]int, [][
 	}
 	var secBuf [16]section
 	sections := t.addedIdx.split(secBuf[:0], text)
-	var pieceBuf [64]piece
+	piecesP := encodeBufs.Get().(*[]piece)
+	defer func() { encodeBufs.Put(piecesP) }()
 	for _, sec := range sections {
 		if sec.added != nil {
 			ids = append(ids, sec.added.ID)
@@ -150,13 +152,14 @@ func (t *Tokenizer) encode(text string, withOffsets bool, ids []int) ([]int, [][
 		if normed == "" {
 			continue
 		}
-		pieces := pieceBuf[:0]
+		pieces := (*piecesP)[:0]
 		whole := piece{s: normed}
 		if t.pre != nil {
 			pieces = t.pre.split(pieces, whole)
 		} else {
 			pieces = append(pieces, whole)
 		}
+		*piecesP = pieces[:0]
 		for _, p := range pieces {
 			if !withOffsets {
 				ids, _ = t.model.encodeWord(ids, nil, p.s)
@@ -177,6 +180,8 @@ func (t *Tokenizer) encode(text string, withOffsets bool, ids []int) ([]int, [][
 	}
 	return ids, offs
 }
+
+var encodeBufs = sync.Pool{New: func() any { b := make([]piece, 0, 256); return &b }}
 
 // mapSpan maps a normalized byte range to the original text.
 func mapSpan(spans []span, a, b, n, base int) [2]int {
