@@ -106,3 +106,57 @@ func TestQueryAndRetrieval(t *testing.T) {
 		t.Errorf("recency top-3 = %v, want [3 0 1] (dates compare as numbers; undated last)", got)
 	}
 }
+
+func TestSelectProfile(t *testing.T) {
+	task, _ := ParseTask("7")
+	e := Example{Input: "Paraphrase: red apples", Profile: []ProfileItem{
+		{ID: "a", Fields: []string{"green pears"}, Date: "2020-01-02", HasDate: true},
+		{ID: "b", Fields: []string{"red apples here"}, Date: "2019-01-01", HasDate: true},
+		{ID: "c", Fields: []string{"blue sky"}, Date: "2021-05-05", HasDate: true},
+		{ID: "d", Fields: []string{"yellow sun"}, Date: "2018-05-05", HasDate: true},
+	}}
+	got, err := SelectProfile(task, &e, 1, ByBM25)
+	if err != nil || len(got) != 1 || got[0].ID != "b" {
+		t.Fatalf("bm25: %+v %v", got, err)
+	}
+	got, _ = SelectProfile(task, &e, 2, ByRecency)
+	if len(got) != 2 || got[0].ID != "c" || got[1].ID != "a" {
+		t.Fatalf("recency: %+v", got)
+	}
+	if got, _ := SelectProfile(task, &e, 0, ByBM25); len(got) != 4 {
+		t.Fatal("k=0 should keep the whole profile")
+	}
+	if _, err := SelectProfile(task, &e, 2, "random"); err == nil {
+		t.Fatal("unknown retrieval accepted")
+	}
+}
+
+func TestExportPredictions(t *testing.T) {
+	tmp := t.TempDir()
+	preds := filepath.Join(tmp, "preds.parquet")
+	if err := writeRows(preds, samplePredictions(), CreatePredictions); err != nil {
+		t.Fatal(err)
+	}
+	task, _ := ParseTask("3")
+	out := filepath.Join(tmp, "dev_outputs.json")
+	if err := ExportPredictions(preds, task, out); err != nil {
+		t.Fatal(err)
+	}
+	got := readJSONValue(t, out)
+	var want any
+	json.Unmarshal([]byte(`{"task": "LaMP_3", "golds": [{"id": "100", "output": "4"}, {"id": "101", "output": ""}]}`), &want)
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("got %v", got)
+	}
+	// LaMP's outputs reader takes it back: the shape is LaMP's own.
+	if golds, err := ReadOutputs(out, task); err != nil || golds["100"].output != "4" {
+		t.Fatalf("read back: %v %v", golds, err)
+	}
+	other, _ := ParseTask("5")
+	if err := ExportPredictions(preds, other, filepath.Join(tmp, "x.json")); err == nil || !strings.Contains(err.Error(), "LaMP_3") {
+		t.Fatalf("predictions of another task: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(tmp, "x.json")); !os.IsNotExist(err) {
+		t.Fatal("failed export left a file")
+	}
+}

@@ -1,6 +1,7 @@
 package datasets
 
 import (
+	"fmt"
 	"math"
 	"sort"
 	"strconv"
@@ -120,4 +121,34 @@ func lessKey(a, b []int) bool {
 		}
 	}
 	return len(a) < len(b)
+}
+
+// Retrieval names how a prompt picks profile items.
+type Retrieval string
+
+const (
+	ByBM25    Retrieval = "bm25"    // most similar to the task's query first
+	ByRecency Retrieval = "recency" // newest first
+)
+
+// SelectProfile returns the k profile items a prompt should show (all of them
+// when k ≤ 0 or k ≥ the profile size, in profile order).
+func SelectProfile(t *Task, e *Example, k int, by Retrieval) ([]ProfileItem, error) {
+	if k <= 0 || k >= len(e.Profile) {
+		return e.Profile, nil
+	}
+	var idx []int
+	switch by {
+	case ByBM25:
+		idx = TopKBM25(t, e, k)
+	case ByRecency:
+		idx = TopKRecent(e, k)
+	default:
+		return nil, fmt.Errorf("retrieval %q: want bm25 or recency", by)
+	}
+	out := make([]ProfileItem, len(idx))
+	for i, j := range idx {
+		out[i] = e.Profile[j]
+	}
+	return out, nil
 }
