@@ -155,6 +155,10 @@ func TestShardsAndMerge(t *testing.T) {
 			t.Fatal(err)
 		}
 		all := ids(t, path, ReadOptions{BatchRows: 10})
+		byID := map[string]string{}
+		for _, e := range set.Examples {
+			byID[e.ID] = normalize(e)
+		}
 		if len(all) != len(set.Examples) {
 			t.Fatalf("read %d rows, wrote %d", len(all), len(set.Examples))
 		}
@@ -178,9 +182,14 @@ func TestShardsAndMerge(t *testing.T) {
 			union = append(union, a...)
 			// write the shard, as a worker would, then merge the outputs
 			part := filepath.Join(tmp, fmt.Sprintf("part%d%s", i, ext))
-			rows, _, err := ReadExamples(path, ReadOptions{Shard: Shard{i, n}})
+			rows, _, err := ReadExamples(path, ReadOptions{Shard: Shard{i, n}, BatchRows: 3})
 			if err != nil {
 				t.Fatal(err)
+			}
+			for _, e := range rows { // whole rows survive slicing and re-cutting, not just ids
+				if normalize(e) != byID[e.ID] {
+					t.Fatalf("shard row %s differs from the written row", e.ID)
+				}
 			}
 			if err := writeRows(part, rows, func(p string) (*Writer[Example], error) { return CreateExamples(p, set.Task) }); err != nil {
 				t.Fatal(err)
