@@ -51,7 +51,7 @@ func ImportLaMP(opts ImportOptions) (ImportStats, error) {
 	if opts.Split == "" {
 		return st, errors.New("import: no split name (train, dev or test)")
 	}
-	var golds map[string]gold
+	var golds map[string]Gold
 	if opts.Outputs != "" {
 		var err error
 		if golds, err = ReadOutputs(opts.Outputs, opts.Task); err != nil {
@@ -73,7 +73,7 @@ func ImportLaMP(opts ImportOptions) (ImportStats, error) {
 			if !ok {
 				return fmt.Errorf("no gold output in %s", opts.Outputs)
 			}
-			e.Output, e.HasOutput, e.Chain = g.output, true, g.chain
+			e.Output, e.HasOutput, e.Chain = g.Output, true, g.Chain
 			joined++
 		}
 		return w.Write(e)
@@ -91,7 +91,7 @@ func ImportLaMP(opts ImportOptions) (ImportStats, error) {
 }
 
 // unmatched names one gold id with no question (rescans ids only; error path).
-func unmatched(golds map[string]gold, questions string, t *Task) string {
+func unmatched(golds map[string]Gold, questions string, t *Task) string {
 	seen := map[string]bool{}
 	ScanQuestions(questions, t, func(e *Example) error { seen[e.ID] = true; return nil })
 	ids := make([]string, 0)
@@ -195,11 +195,12 @@ func rawText(raw json.RawMessage, name string) (s string, present, keep bool, er
 	return string(raw), true, true, nil
 }
 
-type gold struct{ output, chain string }
+// Gold is one gold answer of an outputs file.
+type Gold struct{ Output, Chain string }
 
 // ReadOutputs reads a LaMP outputs file ({"task": …, "golds": [{id, output}]});
 // each gold may also carry tagpr's "chain" (the synthetic benchmark's gold chain).
-func ReadOutputs(path string, t *Task) (map[string]gold, error) {
+func ReadOutputs(path string, t *Task) (map[string]Gold, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("read outputs: %w", err)
@@ -213,7 +214,7 @@ func ReadOutputs(path string, t *Task) (map[string]gold, error) {
 	if err := expectDelim(dec, '{'); err != nil {
 		return nil, fail("want an object: %v", err)
 	}
-	golds := map[string]gold{}
+	golds := map[string]Gold{}
 	sawGolds := false
 	for dec.More() {
 		tok, err := dec.Token()
@@ -255,9 +256,9 @@ func ReadOutputs(path string, t *Task) (map[string]gold, error) {
 				if _, dup := golds[id]; dup {
 					return nil, fail("gold %d: duplicate id %q", i, id)
 				}
-				gd := gold{output: out}
+				gd := Gold{Output: out}
 				if g.Chain != nil {
-					gd.chain = *g.Chain
+					gd.Chain = *g.Chain
 				}
 				golds[id] = gd
 				prev = id

@@ -149,7 +149,7 @@ func TestExportPredictions(t *testing.T) {
 		t.Fatalf("got %v", got)
 	}
 	// LaMP's outputs reader takes it back: the shape is LaMP's own.
-	if golds, err := ReadOutputs(out, task); err != nil || golds["100"].output != "4" {
+	if golds, err := ReadOutputs(out, task); err != nil || golds["100"].Output != "4" {
 		t.Fatalf("read back: %v %v", golds, err)
 	}
 	other, _ := ParseTask("5")
