@@ -2,6 +2,7 @@ package lm
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"strconv"
 	"strings"
@@ -220,7 +221,19 @@ func TestBuiltinGenerateLogProbsAndReproducibility(t *testing.T) {
 	for name, c := range testConfigs() {
 		t.Run(name, func(t *testing.T) {
 			m := buildModel(t, c)
-			o := GenerateOptions{MaxNewTokens: 12, NumGenerations: 3, Sampling: Sampling{Temperature: 0.9, TopK: 40, TopP: 0.95}, Seed: 11, IgnoreEOS: true}
+			for _, s := range []Sampling{{Temperature: 0.9, TopK: 40, TopP: 0.95}, {Temperature: 1}} {
+				checkSampling(t, m, s)
+			}
+		})
+	}
+}
+
+// checkSampling: reproducible per seed, distinct across samples and seeds,
+// per-sequence EOS, and log-probs equal to a full forward's log-softmax.
+func checkSampling(t *testing.T, m *Model, s Sampling) {
+	t.Run(fmt.Sprintf("T=%v,k=%d,p=%v", s.Temperature, s.TopK, s.TopP), func(t *testing.T) {
+		{
+			o := GenerateOptions{MaxNewTokens: 12, NumGenerations: 3, Sampling: s, Seed: 11, IgnoreEOS: true}
 			a, st, err := m.Generate(context.Background(), testPrompts, o)
 			if err != nil {
 				t.Fatal(err)
@@ -308,8 +321,8 @@ func TestBuiltinGenerateLogProbsAndReproducibility(t *testing.T) {
 			if worst > 1e-4 {
 				t.Errorf("generation log-probs differ from the full forward's log-softmax by %.3e (> 1e-4)", worst)
 			}
-		})
-	}
+		}
+	})
 }
 
 func equalIDs(a, b []int64) bool {

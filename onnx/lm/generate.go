@@ -3,6 +3,7 @@ package lm
 import (
 	"context"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"runtime"
 	"strings"
@@ -83,6 +84,10 @@ type Stats struct {
 	Decode          time.Duration
 	PrefillORT      time.Duration
 	DecodeORT       time.Duration
+	// Head is the time in the decode head (argmax, softmax, log-softmax
+	// over the vocabulary; see head.go), part of Decode and Prefill but not
+	// of the ORT fields, which time the model alone.
+	Head time.Duration
 }
 
 // Generate completes every prompt NumGenerations times in one batch:
@@ -175,14 +180,28 @@ func (m *Model) Generate(ctx context.Context, prompts [][]int64, o GenerateOptio
 		row[r] = r
 	}
 	done, active := make([]bool, B), B
-	pp := newParallelPicker(B)
+	rp := newRowPicker(B)
+	h, err := m.headFor(headKind{sample: !o.Greedy(), tempered: !o.Greedy() && o.Temperature != 1, logProbs: !o.NoLogProbs})
+	if err != nil {
+		return nil, st, err
+	}
+	invT := float32(1)
+	if !o.Greedy() {
+		invT = float32(1 / o.Temperature)
+	}
 	for step := 0; ; step++ {
-		pp.pick(logits, lastT, V, done, o.Sampling, rngs, !o.NoLogProbs)
+		last := m.lastLogits(logits, len(row), lastT)
+		t0 := time.Now()
+		if err := h.run(last, len(row), invT); err != nil {
+			return nil, st, err
+		}
+		st.Head += time.Since(t0)
+		rp.pick(h, last, V, done, o.Sampling, rngs, !o.NoLogProbs)
 		for r := range row {
 			if done[r] {
 				continue
 			}
-			tok, lp := pp.tok[r], pp.lp[r]
+			tok, lp := rp.tok[r], rp.lp[r]
 			c := &comps[row[r]]
 			c.Tokens = append(c.Tokens, int64(tok))
 			if !o.NoLogProbs {
@@ -241,32 +260,48 @@ func (m *Model) Generate(ctx context.Context, prompts [][]int64, o GenerateOptio
 	return comps, st, nil
 }
 
-// parallelPicker picks the next token of every active row, spreading the
-// rows over the cores: between two session runs the CPU is otherwise idle,
-// and a log-softmax over the vocabulary per row is the engine's main cost.
-type parallelPicker struct {
+// rowPicker turns a head run into each active row's token and log-prob.
+// Greedy rows take the head's argmax; sampled rows draw from its
+// probabilities, spread over the cores (between two session runs the CPU is
+// otherwise idle).
+type rowPicker struct {
 	tok     []int
 	lp      []float64
 	pickers []picker
 }
 
-func newParallelPicker(B int) *parallelPicker {
+func newRowPicker(B int) *rowPicker {
 	w := max(1, min(runtime.GOMAXPROCS(0), B))
-	return &parallelPicker{tok: make([]int, B), lp: make([]float64, B), pickers: make([]picker, w)}
+	return &rowPicker{tok: make([]int, B), lp: make([]float64, B), pickers: make([]picker, w)}
 }
 
-func (pp *parallelPicker) pick(logits []float32, T, V int, done []bool, s Sampling, rngs []*rand.Rand, withLP bool) {
+// pick fills tok and lp for the rows not done; last is the [B,V] logits the
+// head ran on.
+func (rp *rowPicker) pick(h *head, last []float32, V int, done []bool, s Sampling, rngs []*rand.Rand, withLP bool) {
 	B := len(done)
 	rows := func(w, from, to int) {
 		for r := from; r < to; r++ {
-			if !done[r] {
-				row := logits[(r*T+T-1)*V : (r*T+T)*V]
-				pp.tok[r], pp.lp[r] = pp.pickers[w].pick(row, s, rngs[r], withLP)
+			if done[r] {
+				continue
+			}
+			var tok int
+			if s.Greedy() {
+				tok = int(h.token[r])
+			} else {
+				tok = rp.pickers[w].sample(h.probs[r*V:(r+1)*V], float64(h.sums[r]), s, rngs[r])
+			}
+			rp.tok[r] = tok
+			switch {
+			case !withLP:
+			case h.kind.rawLogProbs():
+				rp.lp[r] = float64(h.logp[r*V+tok])
+			default: // untempered sampling: probs is the model's distribution
+				rp.lp[r] = math.Log(float64(h.probs[r*V+tok]) / float64(h.sums[r]))
 			}
 		}
 	}
-	W := len(pp.pickers)
-	if W == 1 || B*V < 1<<15 {
+	W := len(rp.pickers)
+	if s.Greedy() || W == 1 || B*V < 1<<15 {
 		rows(0, 0, B)
 		return
 	}
@@ -280,6 +315,20 @@ func (pp *parallelPicker) pick(logits []float32, T, V int, done []bool, s Sampli
 		}()
 	}
 	wg.Wait()
+}
+
+// lastLogits returns the logits of each row's last column as a contiguous
+// [B,V] buffer: the run's own output when it had one column, else a copy.
+func (m *Model) lastLogits(logits []float32, B, T int) []float32 {
+	V := m.Layout.Vocab
+	if T == 1 {
+		return logits[:B*V]
+	}
+	m.ws.last = grow(m.ws.last, B*V)
+	for r := 0; r < B; r++ {
+		copy(m.ws.last[r*V:(r+1)*V], logits[(r*T+T-1)*V:(r*T+T)*V])
+	}
+	return m.ws.last
 }
 
 // matchStop decodes the completion's tail and looks for a stop string.
@@ -417,6 +466,7 @@ func (m *Model) Forward(ctx context.Context, seqs [][]int64, pad int64) (logits 
 type workspace struct {
 	kv     [2][][]float32 // ping-pong × (layer*2 + 0 key / 1 value)
 	logits []float32
+	last   []float32 // last-column logits after a multi-column run
 	ids    []int64
 	pos    []int64
 	mask   []int64

@@ -34,9 +34,11 @@ type Model struct {
 	inputs map[string]ort.IOInfo
 	slot   slots
 
-	mu    sync.Mutex
-	bound map[string]ort.Value
-	ws    workspace
+	mu       sync.Mutex
+	bound    map[string]ort.Value
+	ws       workspace
+	heads    map[headKind]*head
+	sessOpts ort.Options // for the decode heads
 }
 
 // slots are the positions of each role in the session's run order.
@@ -115,8 +117,10 @@ func open(label string, ins, outs []ort.IOInfo, opts LoadOptions, newSess func(o
 	if err != nil {
 		return nil, err
 	}
+	ho := opts.Session
+	ho.Outputs = nil
 	m := &Model{label: label, sess: sess, Layout: lay, Config: opts.Config, Generation: opts.Generation,
-		inputs: byName(ins), bound: map[string]ort.Value{}}
+		inputs: byName(ins), bound: map[string]ort.Value{}, sessOpts: ho}
 	m.slot = slotsOf(sess, lay)
 	return m, nil
 }
@@ -197,6 +201,10 @@ func (m *Model) Close() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.ws = workspace{}
+	for _, h := range m.heads {
+		h.close()
+	}
+	m.heads = nil
 	return m.sess.Destroy()
 }
 

@@ -54,113 +54,66 @@ type picker struct {
 	cands []candidate
 }
 
-// pick chooses the next token from one row of logits. It returns the token
-// and, when withLogProb, the log-softmax of the raw logits (temperature 1,
-// unfiltered) at that token — the model's own log-probability, which is what
-// policy-gradient methods need.
-func (p *picker) pick(logits []float32, s Sampling, rng *rand.Rand, withLogProb bool) (int, float64) {
-	best, mx := argmax(logits)
-	tok := best
-	if !s.Greedy() {
-		tok = p.sample(logits, mx, s, rng)
-	}
-	if !withLogProb {
-		return tok, 0
-	}
-	return tok, float64(logits[tok]) - mx - math.Log(sumExp(logits, mx))
-}
-
-// argmax returns the first index of the largest logit and its value.
-func argmax(logits []float32) (int, float64) {
-	best, mx := 0, logits[0]
-	for i, v := range logits {
-		if v > mx {
-			best, mx = i, v
-		}
-	}
-	return best, float64(mx)
-}
-
-func sumExp(logits []float32, mx float64) float64 {
-	// Four accumulators let the CPU overlap the independent exps.
-	var z0, z1, z2, z3 float64
-	n := len(logits) &^ 3
-	for i := 0; i < n; i += 4 {
-		z0 += expNeg(float64(logits[i]) - mx)
-		z1 += expNeg(float64(logits[i+1]) - mx)
-		z2 += expNeg(float64(logits[i+2]) - mx)
-		z3 += expNeg(float64(logits[i+3]) - mx)
-	}
-	for _, v := range logits[n:] {
-		z0 += expNeg(float64(v) - mx)
-	}
-	return z0 + z1 + z2 + z3
-}
-
-// expNeg is e^x for x <= 0 (a logit minus the row's max), to ~1e-15
-// relative error, several times faster than math.Exp: it skips the special
-// cases math.Exp handles and that cannot occur here. The log-softmax pass
-// runs it once per vocabulary entry per generated token.
-func expNeg(x float64) float64 {
-	if x < -700 || x != x {
-		return 0
-	}
-	const (
-		log2e = 1.44269504088896338700e+00
-		ln2hi = 6.93147180369123816490e-01
-		ln2lo = 1.90821492927058770002e-10
-	)
-	k := float64(int64(x*log2e - 0.5)) // round(x·log2 e) for x <= 0, without math.Floor's call
-	r := (x - k*ln2hi) - k*ln2lo       // |r| <= ln2/2
-	// e^r by its Taylor series to r^11 (truncation < 1e-16 for |r| <= 0.35).
-	p := 1 + r*(1+r*(1.0/2+r*(1.0/6+r*(1.0/24+r*(1.0/120+r*(1.0/720+r*(1.0/5040+r*(1.0/40320+r*(1.0/362880+r*(1.0/3628800+r*(1.0/39916800)))))))))))
-	return p * math.Float64frombits(uint64(int64(k)+1023)<<52)
-}
-
-func (p *picker) sample(logits []float32, mx float64, s Sampling, rng *rand.Rand) int {
-	invT := 1 / s.Temperature
-	c := p.cands[:0]
-	if s.TopK > 0 && s.TopK < len(logits) {
-		c = topK(c, logits, s.TopK)
-		for i := range c {
-			c[i].w = expNeg((float64(logits[c[i].id]) - mx) * invT)
-		}
-	} else {
-		for i, v := range logits {
-			c = append(c, candidate{int32(i), expNeg((float64(v) - mx) * invT)})
-		}
-	}
+// sample draws a token from one row of probabilities (the decode head's
+// softmax of logits/temperature), applying top-k, then top-p over the
+// renormalized top-k, as Hugging Face orders its processors.
+// total is the row's sum (1 up to rounding), which the plain draw scans
+// against; the filtered draws renormalize their own candidates.
+func (p *picker) sample(probs []float32, total float64, s Sampling, rng *rand.Rand) int {
+	var c []candidate
 	var z float64
-	for _, x := range c {
-		z += x.w
+	switch {
+	case s.TopK > 0 && s.TopK < len(probs):
+		c = topK(p.cands[:0], probs, s.TopK)
+		for _, x := range c {
+			z += x.w
+		}
+	case s.TopP > 0 && s.TopP < 1:
+		// Only tokens above a small probability can be in the nucleus:
+		// dropping everything below t loses at most len·t = (1-p)/2 of the
+		// mass, so the rest still reaches p. This keeps the sort short.
+		t := float32(0.5 * (1 - s.TopP) / float64(len(probs)))
+		c = p.cands[:0]
+		var z0, z1 float64
+		n := len(probs) &^ 1
+		for i := 0; i < n; i += 2 {
+			a, b := probs[i], probs[i+1]
+			z0 += float64(a)
+			z1 += float64(b)
+			if a >= t {
+				c = append(c, candidate{int32(i), float64(a)})
+			}
+			if b >= t {
+				c = append(c, candidate{int32(i + 1), float64(b)})
+			}
+		}
+		if n < len(probs) {
+			z0 += float64(probs[n])
+			if probs[n] >= t {
+				c = append(c, candidate{int32(n), float64(probs[n])})
+			}
+		}
+		z = z0 + z1
+		sort.Slice(c, func(i, j int) bool {
+			if c[i].w != c[j].w {
+				return c[i].w > c[j].w
+			}
+			return c[i].id < c[j].id
+		})
+	default:
+		return scan(probs, rng.Float64()*total)
 	}
 	if s.TopP > 0 && s.TopP < 1 {
-		// Only tokens above a small weight can be in the nucleus: dropping
-		// everything below t loses at most len(c)·t = (1-p)/2 of the mass,
-		// so the rest still reaches p. This keeps the sort short.
-		t := 0.5 * (1 - s.TopP) * z / float64(len(c))
-		kept := c[:0]
-		for _, x := range c {
-			if x.w >= t {
-				kept = append(kept, x)
-			}
-		}
-		sort.Slice(kept, func(i, j int) bool {
-			if kept[i].w != kept[j].w {
-				return kept[i].w > kept[j].w
-			}
-			return kept[i].id < kept[j].id
-		})
 		target, cum := s.TopP*z, 0.0
-		n := len(kept)
-		for i, x := range kept {
+		n := len(c)
+		for i, x := range c {
 			cum += x.w
 			if cum >= target {
 				n = i + 1
 				break
 			}
 		}
-		c, z = kept[:n], cum
+		c, z = c[:n], cum
 	}
 	p.cands = c
 	u := rng.Float64() * z
@@ -173,8 +126,23 @@ func (p *picker) sample(logits []float32, mx float64, s Sampling, rng *rand.Rand
 	return int(c[len(c)-1].id) // rounding left u at ~0
 }
 
-// topK returns the k largest logits (ties: lower id first) in c's storage,
-// using a min-heap on (logit, -id).
+// scan returns the first index where the running sum passes u.
+func scan(probs []float32, u float64) int {
+	last := 0
+	for i, x := range probs {
+		u -= float64(x)
+		if u < 0 {
+			return i
+		}
+		if x > 0 {
+			last = i
+		}
+	}
+	return last // rounding left u at ~0: the last token with mass
+}
+
+// topK returns the k largest values (ties: lower id first) in c's storage,
+// using a min-heap on (value, -id), sorted from the largest.
 func topK(c []candidate, logits []float32, k int) []candidate {
 	// less: a is a worse candidate than b.
 	less := func(a, b candidate) bool {

@@ -22,19 +22,6 @@ func softmax(logits []float32, temp float64) []float64 {
 	return p
 }
 
-func TestPickGreedyAndLogProb(t *testing.T) {
-	logits := []float32{0.5, 2, -1, 2, 0}
-	var pk picker
-	tok, lp := pk.pick(logits, Sampling{}, nil, true)
-	if tok != 1 {
-		t.Fatalf("greedy picked %d, want 1 (first of the tied maxima)", tok)
-	}
-	want := math.Log(softmax(logits, 1)[1])
-	if math.Abs(lp-want) > 1e-12 {
-		t.Fatalf("log-prob %v, want %v", lp, want)
-	}
-}
-
 func TestSampleMatchesDistribution(t *testing.T) {
 	logits := []float32{1, 0, -0.5, 2, 0.3, -3}
 	const n = 200000
@@ -44,6 +31,8 @@ func TestSampleMatchesDistribution(t *testing.T) {
 		want []float64
 	}{
 		{"temperature", Sampling{Temperature: 0.7}, softmax(logits, 0.7)},
+		{"plain", Sampling{Temperature: 1}, softmax(logits, 1)},
+		{"temperature top-k", Sampling{Temperature: 2, TopK: 2}, renorm(softmax(logits, 2), []int{3, 0})},
 		{"top-k", Sampling{Temperature: 1, TopK: 3}, renorm(softmax(logits, 1), []int{3, 0, 4})},
 		// Sorted probs at T=1: id3 .564, id0 .207, id4 .103 … p=0.75 keeps {3,0}, p=0.8 {3,0,4}.
 		{"top-p", Sampling{Temperature: 1, TopP: 0.75}, renorm(softmax(logits, 1), []int{3, 0})},
@@ -53,13 +42,10 @@ func TestSampleMatchesDistribution(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			rng := rowRNG(42, 0, 0)
 			var pk picker
+			probs := f32s(softmax(logits, tc.s.Temperature))
 			counts := make([]float64, len(logits))
 			for i := 0; i < n; i++ {
-				tok, lp := pk.pick(logits, tc.s, rng, true)
-				counts[tok]++
-				if want := math.Log(softmax(logits, 1)[tok]); math.Abs(lp-want) > 1e-9 {
-					t.Fatalf("log-prob of %d = %v, want the raw model's %v", tok, lp, want)
-				}
+				counts[pk.sample(probs, sum(probs), tc.s, rng)]++
 			}
 			for i, c := range counts {
 				f := c / n
@@ -90,12 +76,13 @@ func TestSampleReproducible(t *testing.T) {
 	for i := range logits {
 		logits[i] = float32(math.Sin(float64(i)))
 	}
+	probs := f32s(softmax(logits, 1.3))
 	draw := func(seed uint64, prompt, sample int) []int {
 		rng := rowRNG(seed, prompt, sample)
 		var pk picker
 		out := make([]int, 50)
 		for i := range out {
-			out[i], _ = pk.pick(logits, Sampling{Temperature: 1.3, TopK: 100, TopP: 0.9}, rng, false)
+			out[i] = pk.sample(probs, sum(probs), Sampling{Temperature: 1.3, TopK: 100, TopP: 0.9}, rng)
 		}
 		return out
 	}
@@ -136,19 +123,89 @@ func TestSamplingValidate(t *testing.T) {
 	}
 }
 
-func TestExpNeg(t *testing.T) {
-	var worst float64
-	for x := 0.0; x > -700; x -= 0.0137 {
-		want := math.Exp(x)
-		got := expNeg(x)
-		if want > 0 {
-			worst = math.Max(worst, math.Abs(got-want)/want)
+func f32s(v []float64) []float32 {
+	out := make([]float32, len(v))
+	for i, x := range v {
+		out[i] = float32(x)
+	}
+	return out
+}
+
+// The decode head computes what the Go reference computes.
+func TestDecodeHead(t *testing.T) {
+	const B, V = 3, 50000
+	logits := make([]float32, B*V)
+	for i := range logits {
+		logits[i] = float32(math.Sin(float64(i)*0.37) * 6)
+	}
+	logits[V+777] = 9 // a clear winner in row 1
+	m := &Model{label: "head test", Layout: Layout{Vocab: V}}
+	defer func() {
+		for _, h := range m.heads {
+			h.close()
+		}
+	}()
+	for _, k := range []headKind{{}, {logProbs: true}, {sample: true, tempered: true, logProbs: true}, {sample: true}} {
+		h, err := m.headFor(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := h.run(logits, B, 0.5); err != nil {
+			t.Fatal(err)
+		}
+		for r := 0; r < B; r++ {
+			row := logits[r*V : (r+1)*V]
+			if !k.sample {
+				if want, _ := argmax(row); int(h.token[r]) != want {
+					t.Errorf("%+v row %d: argmax %d, want %d", k, r, h.token[r], want)
+				}
+			} else {
+				temp := 1.0
+				if k.tempered {
+					temp = 2
+				}
+				want := softmax(row, temp)
+				for v := range want {
+					if d := math.Abs(float64(h.probs[r*V+v]) - want[v]); d > 1e-6 {
+						t.Fatalf("%+v row %d token %d: prob %v, want %v", k, r, v, h.probs[r*V+v], want[v])
+					}
+				}
+			}
+			if k.rawLogProbs() {
+				p := softmax(row, 1)
+				for v := range p {
+					if d := math.Abs(float64(h.logp[r*V+v]) - math.Log(p[v])); d > 2e-5 {
+						t.Fatalf("%+v row %d token %d: log-prob %v, want %v", k, r, v, h.logp[r*V+v], math.Log(p[v]))
+					}
+				}
+			}
 		}
 	}
-	if worst > 1e-14 {
-		t.Fatalf("expNeg relative error %.3e", worst)
+}
+
+// sum adds a row with four accumulators (independent adds overlap).
+func sum(v []float32) float64 {
+	var a, b, c, d float64
+	n := len(v) &^ 3
+	for i := 0; i < n; i += 4 {
+		a += float64(v[i])
+		b += float64(v[i+1])
+		c += float64(v[i+2])
+		d += float64(v[i+3])
 	}
-	if expNeg(-800) != 0 || expNeg(math.NaN()) != 0 {
-		t.Fatal("expNeg of very negative / NaN input")
+	for _, x := range v[n:] {
+		a += float64(x)
 	}
+	return a + b + c + d
+}
+
+// argmax returns the first index of the largest value (the reference for the head's ArgMax).
+func argmax(v []float32) (int, float64) {
+	best, mx := 0, v[0]
+	for i, x := range v {
+		if x > mx {
+			best, mx = i, x
+		}
+	}
+	return best, float64(mx)
 }

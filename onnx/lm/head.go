@@ -1,0 +1,208 @@
+package lm
+
+import (
+	"fmt"
+
+	"github.com/tagpr/tagpr/onnx/ir"
+	"github.com/tagpr/tagpr/onnx/onnxpb"
+	"github.com/tagpr/tagpr/onnx/ort"
+)
+
+// The decode head is a small second session run on each step's last-position
+// logits [B,V]. It does the per-token work that is linear in the vocabulary
+// — argmax, the softmax with temperature, the log-sum-exp for log-probs — in
+// ORT's vectorized kernels instead of scalar Go: with a real tokenizer's
+// vocabulary (Qwen3: 151,669) that work costs more than the model itself
+// when done in Go.
+const (
+	headLogits  = "logits"
+	headInvTemp = "inv_temperature"
+	headToken   = "argmax"
+	headProbs   = "probs"
+	headLogP    = "log_probs"
+	headSum     = "probs_sum"
+)
+
+// headKind is which outputs a head computes.
+type headKind struct {
+	sample   bool // probs = softmax(logits · inv_temperature) and their row sums; else argmax
+	tempered bool // sampling at a temperature other than 1
+	logProbs bool // log-softmax of the raw logits (read from probs when sampling untempered)
+}
+
+// rawLogProbs reports whether the head outputs the log-softmax: greedy and
+// tempered sampling need it; untempered sampling reads log(probs), which is
+// the same distribution, one vocabulary pass cheaper.
+func (k headKind) rawLogProbs() bool { return k.logProbs && (!k.sample || k.tempered) }
+
+// head is one compiled decode head with its output buffers.
+type head struct {
+	kind headKind
+	sess *ort.Session
+	// slots in run order
+	inLogits, inTemp   int
+	outToken, outProbs int
+	outLogP, outSum    int
+	in, out            []ort.Value
+	token              []int64
+	probs, logp, sums  []float32
+	invTemp            []float32
+	invTempT           *ort.Tensor[float32]
+	label              string
+	vocab              int
+}
+
+func buildHead(k headKind, vocab int) (*onnxpb.ModelProto, error) {
+	g := ir.NewGraph("tagpr_decode_head")
+	g.Input(headLogits, ir.Float, "batch", vocab)
+	if k.sample {
+		x := headLogits
+		if k.tempered {
+			g.Input(headInvTemp, ir.Float, 1)
+			x = g.Op("Mul", []string{headLogits, headInvTemp})
+		}
+		g.Node("Softmax", []string{x}, []string{headProbs}, ir.AttrInt("axis", 1))
+		g.Output(headProbs, ir.Float, "batch", vocab)
+		// The exact row sum lets Go draw with one partial pass.
+		axes := g.AddNode(&onnxpb.NodeProto{OpType: "Constant", Output: []string{""},
+			Attribute: []ir.Attribute{ir.AttrTensor("value", ir.Vector("", int64(1)))}}).Output[0]
+		g.Node("ReduceSum", []string{headProbs, axes}, []string{headSum}, ir.AttrInt("keepdims", 1))
+		g.Output(headSum, ir.Float, "batch", 1)
+	} else {
+		g.Node("ArgMax", []string{headLogits}, []string{headToken}, ir.AttrInt("axis", 1), ir.AttrInt("keepdims", 1))
+		g.Output(headToken, ir.Int64, "batch", 1)
+	}
+	if k.rawLogProbs() {
+		// LogSoftmax runs vectorized; ReduceLogSumExp is ~7x slower in ORT
+		// 1.30 and sums less accurately.
+		g.Node("LogSoftmax", []string{headLogits}, []string{headLogP}, ir.AttrInt("axis", 1))
+		g.Output(headLogP, ir.Float, "batch", vocab)
+	}
+	return ir.NewModel(g, 0)
+}
+
+// headFor returns the model's head of that kind, building it on first use.
+func (m *Model) headFor(k headKind) (*head, error) {
+	if h := m.heads[k]; h != nil {
+		return h, nil
+	}
+	pm, err := buildHead(k, m.Layout.Vocab)
+	if err != nil {
+		return nil, fmt.Errorf("decode head for %s: %w", m.label, err)
+	}
+	b, err := ir.Marshal(pm)
+	if err != nil {
+		return nil, fmt.Errorf("decode head for %s: %w", m.label, err)
+	}
+	label := m.label + " decode head"
+	sess, err := ort.NewSession(b, label, m.sessOpts)
+	if err != nil {
+		return nil, err
+	}
+	h := &head{kind: k, sess: sess, label: label, vocab: m.Layout.Vocab,
+		inTemp: -1, outToken: -1, outProbs: -1, outLogP: -1, outSum: -1,
+		in: make([]ort.Value, len(sess.Inputs())), out: make([]ort.Value, len(sess.Outputs()))}
+	for i, v := range sess.Inputs() {
+		switch v.Name {
+		case headLogits:
+			h.inLogits = i
+		case headInvTemp:
+			h.inTemp = i
+		}
+	}
+	for i, v := range sess.Outputs() {
+		switch v.Name {
+		case headToken:
+			h.outToken = i
+		case headProbs:
+			h.outProbs = i
+		case headLogP:
+			h.outLogP = i
+		case headSum:
+			h.outSum = i
+		}
+	}
+	if h.inTemp >= 0 {
+		h.invTemp = []float32{1}
+		if h.invTempT, err = ort.NewTensor([]int64{1}, h.invTemp); err != nil {
+			sess.Destroy()
+			return nil, fmt.Errorf("%s: %w", label, err)
+		}
+		h.in[h.inTemp] = h.invTempT
+	}
+	if m.heads == nil {
+		m.heads = map[headKind]*head{}
+	}
+	m.heads[k] = h
+	return h, nil
+}
+
+// run computes the head over rows [B,V] of logits (a contiguous buffer).
+func (h *head) run(logits []float32, B int, invTemp float32) error {
+	V := h.vocab
+	var made []ort.Value
+	defer func() {
+		for _, v := range made {
+			v.Destroy()
+		}
+	}()
+	mk := func(slot int, shape []int64, data any) error {
+		var v ort.Value
+		var err error
+		switch d := data.(type) {
+		case []float32:
+			v, err = ort.NewTensor(shape, d)
+		case []int64:
+			v, err = ort.NewTensor(shape, d)
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", h.label, err)
+		}
+		made = append(made, v)
+		if slot >= 0 {
+			h.out[slot] = v
+		}
+		return nil
+	}
+	lg, err := ort.NewTensor([]int64{int64(B), int64(V)}, logits[:B*V])
+	if err != nil {
+		return fmt.Errorf("%s: %w", h.label, err)
+	}
+	made = append(made, lg)
+	h.in[h.inLogits] = lg
+	if h.inTemp >= 0 {
+		h.invTemp[0] = invTemp
+	}
+	if h.outToken >= 0 {
+		h.token = grow(h.token, B)
+		if err := mk(h.outToken, []int64{int64(B), 1}, h.token); err != nil {
+			return err
+		}
+	}
+	if h.outProbs >= 0 {
+		h.probs = grow(h.probs, B*V)
+		if err := mk(h.outProbs, []int64{int64(B), int64(V)}, h.probs); err != nil {
+			return err
+		}
+	}
+	if h.outSum >= 0 {
+		h.sums = grow(h.sums, B)
+		if err := mk(h.outSum, []int64{int64(B), 1}, h.sums); err != nil {
+			return err
+		}
+	}
+	if h.outLogP >= 0 {
+		h.logp = grow(h.logp, B*V)
+		if err := mk(h.outLogP, []int64{int64(B), int64(V)}, h.logp); err != nil {
+			return err
+		}
+	}
+	return h.sess.RunOrdered(h.in, h.out)
+}
+
+func (h *head) close() {
+	if h.invTempT != nil {
+		h.invTempT.Destroy()
+	}
+	h.sess.Destroy()
+}
