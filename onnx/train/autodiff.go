@@ -125,7 +125,7 @@ func Differentiate(sp *Specialized, loss string, params []string, keep []string)
 
 	e := newEditor(g)
 	e.prefix = "grad/"
-	c := &gctx{e: e, types: types, consts: consts, opset: opset, scalars: map[scalarKey]string{}, consumers: map[string][]*onnxpb.NodeProto{}}
+	c := &gctx{e: e, types: types, consts: consts, opset: opset, scalars: map[scalarKey]string{}, consumers: map[string][]*onnxpb.NodeProto{}, sparse: map[string]sparseGrad{}}
 	for _, n := range g.Node {
 		for _, in := range n.Input {
 			c.consumers[in] = append(c.consumers[in], n)
@@ -255,6 +255,14 @@ type gctx struct {
 	scalars map[scalarKey]string
 	// consumers of each forward value (rules look for IsNaN guards).
 	consumers map[string][]*onnxpb.NodeProto
+	// sparse marks gradients that are a scatter of updates into zeros.
+	sparse map[string]sparseGrad
+}
+
+// sparseGrad describes ScatterElements(zeros, indices, updates, axis).
+type sparseGrad struct {
+	indices, updates string
+	axis             int64
 }
 
 // nanGuarded reports whether the forward graph tests v with IsNaN: exporters

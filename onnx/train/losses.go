@@ -108,13 +108,17 @@ func (b *lossBuilder) toLoss(v, name string) (string, error) {
 	return b.output(name, b.op("Reshape", []string{v, b.ints(1)}), 1)
 }
 
-// tokenLogprobs returns log π(ids[:,t+1] | ≤ t), shape [B,T-1].
+// tokenLogprobs returns log π(ids[:,t+1] | ≤ t), shape [B,T-1]. The
+// log-softmax runs over all T positions (the last one gathers a dummy
+// target) so the [B,T,V] logits are never sliced or copied.
 func (b *lossBuilder) tokenLogprobs(logits, ids string) string {
 	big := int64(math.MaxInt64)
-	shifted := b.op("Slice", []string{logits, b.ints(0), b.ints(-1), b.ints(1)})
-	lp := b.op("LogSoftmax", []string{shifted}, ir.AttrInt("axis", -1))
-	tgt := b.op("Unsqueeze", []string{b.op("Slice", []string{ids, b.ints(1), b.ints(big), b.ints(1)}), b.ints(-1)})
-	return b.op("Squeeze", []string{b.op("GatherElements", []string{lp, tgt}, ir.AttrInt("axis", -1)), b.ints(-1)})
+	next := b.op("Slice", []string{ids, b.ints(1), b.ints(big), b.ints(1)})
+	dummy := b.op("Mul", []string{b.op("Slice", []string{ids, b.ints(0), b.ints(1), b.ints(1)}), b.init(lossPrefix+"i", ir.Scalar("", int64(0)))})
+	tgt := b.op("Unsqueeze", []string{b.op("Concat", []string{next, dummy}, ir.AttrInt("axis", 1)), b.ints(-1)})
+	lp := b.op("LogSoftmax", []string{logits}, ir.AttrInt("axis", -1))
+	picked := b.op("Squeeze", []string{b.op("GatherElements", []string{lp, tgt}, ir.AttrInt("axis", -1)), b.ints(-1)})
+	return b.op("Slice", []string{picked, b.ints(0), b.ints(-1), b.ints(1)})
 }
 
 func (b *lossBuilder) targets(v string) string {

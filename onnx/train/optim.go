@@ -46,12 +46,14 @@ func (o *AdamW) Update(weights, grads [][]float32, lr float64, decay []bool) err
 	invSqrtBC2 := float32(1 / math.Sqrt(bc2))
 	eps := float32(o.Eps)
 	for i, w := range weights {
-		g, m, v := grads[i], o.M[i], o.V[i]
-		if len(w) != len(m) || len(g) != len(m) {
-			return fmt.Errorf("adamw: param %d has %d weights and %d grads, want %d", i, len(w), len(g), len(m))
+		if len(w) != len(o.M[i]) || len(grads[i]) != len(o.M[i]) {
+			return fmt.Errorf("adamw: param %d has %d weights and %d grads, want %d", i, len(w), len(grads[i]), len(o.M[i]))
 		}
+	}
+	forChunks(chunksOf(lensOf(weights)), func(_ int, c chunk) {
+		w, g, m, v := weights[c.p][c.lo:c.hi], grads[c.p][c.lo:c.hi], o.M[c.p][c.lo:c.hi], o.V[c.p][c.lo:c.hi]
 		shrink := float32(1)
-		if decay == nil || decay[i] {
+		if decay == nil || decay[c.p] {
 			shrink = float32(1 - lr*o.WeightDecay)
 		}
 		for j := range w {
@@ -61,17 +63,26 @@ func (o *AdamW) Update(weights, grads [][]float32, lr float64, decay []bool) err
 			denom := float32(math.Sqrt(float64(v[j])))*invSqrtBC2 + eps
 			w[j] = w[j]*shrink - stepSize*m[j]/denom
 		}
-	}
+	})
 	return nil
 }
 
-// GlobalNorm is the L2 norm over all gradients together, summed in float64.
+// GlobalNorm is the L2 norm over all gradients together, summed in float64
+// (per fixed chunk, then in order, so it is the same on every run). It is
+// NaN or +Inf exactly when some gradient is not finite.
 func GlobalNorm(grads [][]float32) float64 {
-	var s float64
-	for _, g := range grads {
-		for _, x := range g {
+	cs := chunksOf(lensOf(grads))
+	part := make([]float64, len(cs))
+	forChunks(cs, func(i int, c chunk) {
+		s := 0.0
+		for _, x := range grads[c.p][c.lo:c.hi] {
 			s += float64(x) * float64(x)
 		}
+		part[i] = s
+	})
+	s := 0.0
+	for _, p := range part {
+		s += p
 	}
 	return math.Sqrt(s)
 }
@@ -81,16 +92,21 @@ func GlobalNorm(grads [][]float32) float64 {
 // clipping.
 func ClipGlobalNorm(grads [][]float32, maxNorm float64) float64 {
 	norm := GlobalNorm(grads)
+	clipTo(grads, norm, maxNorm)
+	return norm
+}
+
+func clipTo(grads [][]float32, norm, maxNorm float64) {
 	if maxNorm <= 0 || norm <= maxNorm || math.IsNaN(norm) || math.IsInf(norm, 0) {
-		return norm
+		return
 	}
 	scale := float32(maxNorm / (norm + 1e-6))
-	for _, g := range grads {
+	forChunks(chunksOf(lensOf(grads)), func(_ int, c chunk) {
+		g := grads[c.p][c.lo:c.hi]
 		for j := range g {
 			g[j] *= scale
 		}
-	}
-	return norm
+	})
 }
 
 // NonFinite returns the index of the first gradient holding a NaN or ±Inf,
@@ -176,14 +192,16 @@ func (a *Accumulator) Add(grads [][]float32) error {
 		return fmt.Errorf("accumulate: %d grads for %d params", len(grads), len(a.Sum))
 	}
 	for i, g := range grads {
-		s := a.Sum[i]
-		if len(g) != len(s) {
-			return fmt.Errorf("accumulate: param %d has %d grads, want %d", i, len(g), len(s))
-		}
-		for j, x := range g {
-			s[j] += x
+		if len(g) != len(a.Sum[i]) {
+			return fmt.Errorf("accumulate: param %d has %d grads, want %d", i, len(g), len(a.Sum[i]))
 		}
 	}
+	forChunks(chunksOf(lensOf(grads)), func(_ int, c chunk) {
+		s := a.Sum[c.p][c.lo:c.hi]
+		for j, x := range grads[c.p][c.lo:c.hi] {
+			s[j] += x
+		}
+	})
 	a.Count++
 	return nil
 }

@@ -102,6 +102,14 @@ func init() {
 	rules["LogSoftmax"] = func(c *gctx, n *onnxpb.NodeProto, gy []string, need []bool) ([]string, error) {
 		y := n.Output[0]
 		axis := normAxis(ir.AttrIntOf(n, "axis", -1), len(c.shape(y)))
+		if sg, ok := c.sparse[gy[0]]; ok && sg.axis == axis {
+			// The gradient is a scatter into zeros (the log-probs were only
+			// gathered, as in a cross-entropy): scatter-add onto −softmax·Σg
+			// directly instead of materializing the zeros and subtracting.
+			s := c.reduceSum(sg.updates, []int64{axis}, true)
+			base := c.mul(c.op("Exp", []string{y}), c.neg(s))
+			return []string{c.op("ScatterElements", []string{base, sg.indices, sg.updates}, ir.AttrInt("axis", axis), ir.AttrString("reduction", "add"))}, nil
+		}
 		s := c.reduceSum(gy[0], []int64{axis}, true)
 		return []string{c.sub(gy[0], c.mul(c.op("Exp", []string{y}), s))}, nil
 	}

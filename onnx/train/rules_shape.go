@@ -119,7 +119,9 @@ func init() {
 		a := normAxis(ir.AttrIntOf(n, "axis", 0), len(sd))
 		ind := c.normIndices(idx, sd[a])
 		zeros := c.fill(c.elem(data), sd, 0)
-		return []string{c.op("ScatterElements", []string{zeros, ind, gy[0]}, ir.AttrInt("axis", a), ir.AttrString("reduction", "add")), ""}, nil
+		g := c.op("ScatterElements", []string{zeros, ind, gy[0]}, ir.AttrInt("axis", a), ir.AttrString("reduction", "add"))
+		c.sparse[g] = sparseGrad{indices: ind, updates: gy[0], axis: a}
+		return []string{g, ""}, nil
 	}
 	rules["Trilu"] = func(c *gctx, n *onnxpb.NodeProto, gy []string, need []bool) ([]string, error) {
 		ins := []string{gy[0]}

@@ -168,7 +168,10 @@ func (t *Trainer) Step(micro ...map[string]ort.Value) (StepResult, error) {
 	var r StepResult
 	r.LR = t.Sched.LR(t.Steps)
 	t.Steps++
-	t.acc.Reset()
+	g := t.grads
+	if len(micro) > 1 {
+		t.acc.Reset()
+	}
 	for _, b := range micro {
 		l, outs, err := t.Compute(b)
 		if err != nil {
@@ -176,20 +179,25 @@ func (t *Trainer) Step(micro ...map[string]ort.Value) (StepResult, error) {
 		}
 		r.Loss += l / float64(len(micro))
 		r.Outputs = outs
-		if err := t.acc.Add(t.grads); err != nil {
-			return r, err
+		if len(micro) > 1 {
+			if err := t.acc.Add(t.grads); err != nil {
+				return r, err
+			}
 		}
 	}
-	g := t.acc.Mean()
+	if len(micro) > 1 {
+		g = t.acc.Mean()
+	}
 	if math.IsNaN(r.Loss) || math.IsInf(r.Loss, 0) {
 		r.Skipped, r.Reason = true, fmt.Sprintf("loss is %v", r.Loss)
 		return r, nil
 	}
-	if i := NonFinite(g); i >= 0 {
-		r.Skipped, r.Reason = true, fmt.Sprintf("gradient of %s is not finite", t.Params[i].Name)
+	r.GradNorm = GlobalNorm(g)
+	if math.IsNaN(r.GradNorm) || math.IsInf(r.GradNorm, 0) {
+		r.Skipped, r.Reason = true, fmt.Sprintf("gradient of %s is not finite", t.Params[max(NonFinite(g), 0)].Name)
 		return r, nil
 	}
-	r.GradNorm = ClipGlobalNorm(g, t.Clip)
+	clipTo(g, r.GradNorm, t.Clip)
 	w := make([][]float32, len(t.Params))
 	for i, p := range t.Params {
 		w[i] = p.Data

@@ -1,0 +1,361 @@
+package train
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tagpr/tagpr/onnx/ir"
+	"github.com/tagpr/tagpr/onnx/lm"
+	"github.com/tagpr/tagpr/onnx/onnxpb"
+	"github.com/tagpr/tagpr/onnx/ort"
+)
+
+// benchConfig is a ~10M-parameter built-in Llama.
+func benchConfig() lm.Config {
+	return lm.Config{Arch: lm.Llama, Layers: 8, DModel: 256, Heads: 8, KVHeads: 8, Vocab: 8000, MaxPositions: 512, Seed: 1}
+}
+
+const benchB, benchT = 8, 256
+
+// matmulFlops counts 2·M·N·K over a graph's MatMul and Gemm nodes.
+func matmulFlops(g *onnxpb.GraphProto, types map[string]ValueType) float64 {
+	f := 0.0
+	for _, n := range g.Node {
+		if n.GetOpType() != "MatMul" && n.GetOpType() != "Gemm" {
+			continue
+		}
+		a, y := types[n.Input[0]].Shape, types[n.Output[0]].Shape
+		if len(a) == 0 || len(y) == 0 {
+			continue
+		}
+		k := a[len(a)-1]
+		if n.GetOpType() == "Gemm" && ir.AttrIntOf(n, "transA", 0) == 1 {
+			k = a[0]
+		}
+		f += 2 * float64(ir.NumElements(y)) * float64(k)
+	}
+	return f
+}
+
+// forwardOnly is the specialized model with only the loss as output.
+func forwardOnly(sp *Specialized, loss string) ([]byte, error) {
+	m := cloneModel(sp.Model)
+	var keep []*onnxpb.ValueInfoProto
+	for _, o := range m.Graph.Output {
+		if o.GetName() == loss {
+			keep = append(keep, o)
+		}
+	}
+	m.Graph.Output = keep
+	prune(m.Graph, true)
+	return ir.Marshal(m)
+}
+
+func median(d []time.Duration) time.Duration {
+	s := append([]time.Duration{}, d...)
+	for i := range s {
+		for j := i + 1; j < len(s); j++ {
+			if s[j] < s[i] {
+				s[i], s[j] = s[j], s[i]
+			}
+		}
+	}
+	return s[len(s)/2]
+}
+
+func timeIt(n int, f func() error) (time.Duration, error) {
+	var ds []time.Duration
+	for i := 0; i < n; i++ {
+		start := time.Now()
+		if err := f(); err != nil {
+			return 0, err
+		}
+		ds = append(ds, time.Since(start))
+	}
+	return median(ds), nil
+}
+
+// BenchmarkTrainStep: a ~10M-parameter built-in Llama at batch×seq 8×256:
+// training tokens/s, time(fwd+bwd)/time(fwd), achieved GFLOP/s against a
+// plain ORT MatMul in the same run, peak RSS against 16 bytes/param +
+// activations (in a child process), and PyTorch eager when available.
+func BenchmarkTrainStep(b *testing.B) {
+	cfg := benchConfig()
+	m, err := lm.Build(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	nParams := cfg.Params()
+	mm := cloneModel(m)
+	loss, err := AddNextTokenLoss(mm, NextTokenLoss{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	shapes, err := LMShapes(mm, benchB, benchT)
+	if err != nil {
+		b.Fatal(err)
+	}
+	sp, err := Specialize(mm, shapes)
+	if err != nil {
+		b.Fatal(err)
+	}
+	tg, err := Differentiate(sp, loss, SelectParams(sp, nil), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	tr, err := NewTrainer(tg, TrainerOptions{Schedule: Schedule{Peak: 1e-4}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer tr.Close()
+	fwdBytes, err := forwardOnly(sp, loss)
+	if err != nil {
+		b.Fatal(err)
+	}
+	fwd, err := ort.NewSession(fwdBytes, "forward", ort.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer fwd.Destroy()
+	rows := randomRows(1, benchB, benchT, benchT, cfg.Vocab)
+	batch := NewLMBatch(rows, benchT, 0, nil)
+	in, err := batch.Values(tg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() {
+		for _, v := range in {
+			v.Destroy()
+		}
+	}()
+	runFwd := func() error {
+		res, err := fwd.Run(in, nil)
+		if err == nil {
+			res.Destroy()
+		}
+		return err
+	}
+	runFwdBwd := func() error { _, _, err := tr.Compute(in); return err }
+	runStep := func() error { _, err := tr.Step(in); return err }
+	// Warm up each.
+	for _, f := range []func() error{runFwd, runFwdBwd, runStep} {
+		if err := f(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	const reps = 3
+	b.ResetTimer()
+	var tFwd, tFB, tStep time.Duration
+	for i := 0; i < b.N; i++ {
+		if tFwd, err = timeIt(reps, runFwd); err != nil {
+			b.Fatal(err)
+		}
+		if tFB, err = timeIt(reps, runFwdBwd); err != nil {
+			b.Fatal(err)
+		}
+		if tStep, err = timeIt(reps, runStep); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	mmGflops, err := matmulBaseline()
+	if err != nil {
+		b.Fatal(err)
+	}
+	flops := 3 * matmulFlops(sp.Model.Graph, sp.Types)
+	gflops := flops / tFB.Seconds() / 1e9
+	tokens := float64(benchB * benchT)
+	b.ReportMetric(tokens/tStep.Seconds(), "train_tokens/s")
+	b.ReportMetric(tFB.Seconds()/tFwd.Seconds(), "fwdbwd_over_fwd")
+	b.ReportMetric(gflops, "train_GFLOP/s")
+	b.ReportMetric(mmGflops, "matmul_GFLOP/s")
+	b.ReportMetric(gflops/mmGflops, "gflops_frac_of_matmul")
+	b.ReportMetric(float64(nParams)/1e6, "Mparams")
+	b.ReportMetric(float64(tStep.Milliseconds()), "step_ms")
+	b.ReportMetric(float64((tStep - tFB).Milliseconds()), "optimizer_ms")
+	if rss, budget, err := measureRSS(); err != nil {
+		b.Logf("peak RSS not measured: %v", err)
+	} else {
+		b.ReportMetric(float64(rss)/(1<<20), "peak_rss_MB")
+		b.ReportMetric(float64(rss)/float64(budget), "rss_over_16Bparam_plus_act")
+	}
+	if peer, err := torchPeer(cfg); err != nil {
+		fmt.Printf("bench: note: no PyTorch peer (%v)\n", err)
+	} else {
+		b.ReportMetric(peer/tStep.Seconds(), "speed_vs_torch")
+	}
+}
+
+// matmulBaseline is ORT's GFLOP/s on one [2048,256]×[256,2048] float32 MatMul.
+func matmulBaseline() (float64, error) {
+	const M, K, N = 2048, 256, 2048
+	g := ir.NewGraph("mm")
+	a := g.Input("a", ir.Float, M, K)
+	w := g.Input("w", ir.Float, K, N)
+	y := g.Op("MatMul", []string{a, w})
+	g.Output(y, ir.Float, M, N)
+	bts, err := ir.Marshal(ir.MustModel(g, 18))
+	if err != nil {
+		return 0, err
+	}
+	s, err := ort.NewSession(bts, "matmul baseline", ort.Options{})
+	if err != nil {
+		return 0, err
+	}
+	defer s.Destroy()
+	av, _ := ort.NewTensor([]int64{M, K}, make([]float32, M*K))
+	wv, _ := ort.NewTensor([]int64{K, N}, make([]float32, K*N))
+	yv, _ := ort.NewTensor([]int64{M, N}, make([]float32, M*N))
+	defer av.Destroy()
+	defer wv.Destroy()
+	defer yv.Destroy()
+	in := map[string]ort.Value{"a": av, "w": wv}
+	out := map[string]ort.Value{y: yv}
+	run := func() error { _, err := s.Run(in, out); return err }
+	if err := run(); err != nil {
+		return 0, err
+	}
+	t, err := timeIt(7, run)
+	if err != nil {
+		return 0, err
+	}
+	return 2 * M * K * N / t.Seconds() / 1e9, nil
+}
+
+// rssChildEnv makes the test binary run training steps and report its RSS.
+const rssChildEnv = "TAGPR_TRAIN_RSS_CHILD"
+
+// measureRSS runs the benchmark's training in a fresh process and returns
+// its peak RSS above the runtime's baseline, and 16 bytes/param plus every
+// forward activation (the budget).
+func measureRSS() (int64, int64, error) {
+	cmd := exec.Command(os.Args[0], "-test.run=^$", "-test.bench=^$")
+	cmd.Env = append(os.Environ(), rssChildEnv+"=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return 0, 0, fmt.Errorf("%v: %s", err, out)
+	}
+	var rss, budget int64
+	for _, line := range strings.Split(string(out), "\n") {
+		if v, ok := strings.CutPrefix(line, "rss "); ok {
+			f := strings.Fields(v)
+			rss, _ = strconv.ParseInt(f[0], 10, 64)
+			budget, _ = strconv.ParseInt(f[1], 10, 64)
+		}
+	}
+	if rss == 0 {
+		return 0, 0, fmt.Errorf("child printed no rss line: %s", out)
+	}
+	return rss, budget, nil
+}
+
+// procStatus reads a "Vm…: N kB" line of /proc/self/status in bytes
+// (VmHWM is this process's peak RSS, reset by exec unlike getrusage's).
+func procStatus(key string) int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, key+":"); ok {
+			f := strings.Fields(v)
+			n, _ := strconv.ParseInt(f[0], 10, 64)
+			return n * 1024
+		}
+	}
+	return 0
+}
+
+// rssChild trains 3 steps and prints "rss PEAK_ABOVE_BASELINE BUDGET".
+func rssChild() error {
+	base := procStatus("VmRSS")
+	cfg := benchConfig()
+	m, err := lm.Build(cfg)
+	if err != nil {
+		return err
+	}
+	tg, _, err := BuildLMTraining(m, LMTraining{Batch: benchB, SeqLen: benchT})
+	if err != nil {
+		return err
+	}
+	m = nil
+	act := int64(0)
+	isOut := map[string]bool{}
+	for _, n := range tg.Model.Graph.Node {
+		if strings.HasPrefix(n.GetName(), "grad/") {
+			continue
+		}
+		for _, o := range n.Output {
+			isOut[o] = true
+		}
+	}
+	for v := range isOut {
+		t := tg.Types[v]
+		if sz := ir.ElemSize(t.Elem); sz > 0 {
+			act += ir.NumElements(t.Shape) * int64(sz)
+		}
+	}
+	tr, err := NewTrainer(tg, TrainerOptions{Schedule: Schedule{Peak: 1e-4}})
+	if err != nil {
+		return err
+	}
+	in, err := NewLMBatch(randomRows(1, benchB, benchT, benchT, cfg.Vocab), benchT, 0, nil).Values(tg)
+	if err != nil {
+		return err
+	}
+	for range 3 {
+		if _, err := tr.Step(in); err != nil {
+			return err
+		}
+	}
+	fmt.Printf("rss %d %d\n", procStatus("VmHWM")-base, 16*cfg.Params()+act)
+	return nil
+}
+
+// torchPeer times PyTorch eager on the same model and batch with
+// scripts/bench/torch_train_peer.py when python3 has torch; it returns the
+// peer's seconds per training step.
+func torchPeer(cfg lm.Config) (float64, error) {
+	script, err := filepath.Abs("../../scripts/bench/torch_train_peer.py")
+	if err != nil {
+		return 0, err
+	}
+	if _, err := os.Stat(script); err != nil {
+		return 0, err
+	}
+	dir, err := os.MkdirTemp("", "tagpr-peer")
+	if err != nil {
+		return 0, err
+	}
+	defer os.RemoveAll(dir)
+	if _, err := lm.WriteModelDir(cfg, dir, false); err != nil {
+		return 0, err
+	}
+	cmd := exec.Command("python3", script, "--config", dir, "--batch", strconv.Itoa(benchB), "--seq", strconv.Itoa(benchT), "--steps", "3", "--threads", strconv.Itoa(numCPU()))
+	out, err := cmd.Output()
+	if err != nil {
+		if ee, ok := err.(*exec.ExitError); ok && ee.ExitCode() == 3 {
+			return 0, fmt.Errorf("python3 has no torch/transformers")
+		}
+		return 0, err
+	}
+	var r struct {
+		StepMS float64 `json:"step_ms"`
+	}
+	if err := jsonUnmarshal(out, &r); err != nil || r.StepMS <= 0 {
+		return 0, fmt.Errorf("peer output %q: %v", out, err)
+	}
+	return r.StepMS / 1000, nil
+}
+
+func numCPU() int { return runtime.NumCPU() }
+
+func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
