@@ -261,8 +261,8 @@ func (m *Model) Generate(ctx context.Context, prompts [][]int64, o GenerateOptio
 }
 
 // rowPicker turns a head run into each active row's token and log-prob.
-// Greedy rows take the head's argmax; sampled rows draw from its
-// probabilities, spread over the cores (between two session runs the CPU is
+// Greedy rows find the head's row max; sampled rows draw from its
+// probabilities; rows are spread over the cores (between two session runs the CPU is
 // otherwise idle).
 type rowPicker struct {
 	tok     []int
@@ -286,7 +286,7 @@ func (rp *rowPicker) pick(h *head, last []float32, V int, done []bool, s Samplin
 			}
 			var tok int
 			if s.Greedy() {
-				tok = int(h.token[r])
+				tok = argmaxAt(last[r*V:(r+1)*V], h.mx[r])
 			} else {
 				tok = rp.pickers[w].sample(h.probs[r*V:(r+1)*V], float64(h.sums[r]), s, rngs[r])
 			}
@@ -301,7 +301,7 @@ func (rp *rowPicker) pick(h *head, last []float32, V int, done []bool, s Samplin
 		}
 	}
 	W := len(rp.pickers)
-	if s.Greedy() || W == 1 || B*V < 1<<15 {
+	if W == 1 || B*V < 1<<15 {
 		rows(0, 0, B)
 		return
 	}

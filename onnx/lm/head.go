@@ -17,7 +17,7 @@ import (
 const (
 	headLogits  = "logits"
 	headInvTemp = "inv_temperature"
-	headToken   = "argmax"
+	headMax     = "row_max"
 	headProbs   = "probs"
 	headLogP    = "log_probs"
 	headSum     = "probs_sum"
@@ -25,7 +25,7 @@ const (
 
 // headKind is which outputs a head computes.
 type headKind struct {
-	sample   bool // probs = softmax(logits · inv_temperature) and their row sums; else argmax
+	sample   bool // probs = softmax(logits · inv_temperature) and their row sums; else the row max
 	tempered bool // sampling at a temperature other than 1
 	logProbs bool // log-softmax of the raw logits (read from probs when sampling untempered)
 }
@@ -40,16 +40,16 @@ type head struct {
 	kind headKind
 	sess *ort.Session
 	// slots in run order
-	inLogits, inTemp   int
-	outToken, outProbs int
-	outLogP, outSum    int
-	in, out            []ort.Value
-	token              []int64
-	probs, logp, sums  []float32
-	invTemp            []float32
-	invTempT           *ort.Tensor[float32]
-	label              string
-	vocab              int
+	inLogits, inTemp  int
+	outMax, outProbs  int
+	outLogP, outSum   int
+	in, out           []ort.Value
+	probs, logp, sums []float32
+	mx                []float32
+	invTemp           []float32
+	invTempT          *ort.Tensor[float32]
+	label             string
+	vocab             int
 }
 
 func buildHead(k headKind, vocab int) (*onnxpb.ModelProto, error) {
@@ -69,8 +69,12 @@ func buildHead(k headKind, vocab int) (*onnxpb.ModelProto, error) {
 		g.Node("ReduceSum", []string{headProbs, axes}, []string{headSum}, ir.AttrInt("keepdims", 1))
 		g.Output(headSum, ir.Float, "batch", 1)
 	} else {
-		g.Node("ArgMax", []string{headLogits}, []string{headToken}, ir.AttrInt("axis", 1), ir.AttrInt("keepdims", 1))
-		g.Output(headToken, ir.Int64, "batch", 1)
+		// ReduceMax runs vectorized and threaded, ~5x faster than ArgMax in
+		// ORT 1.30; Go then finds the first position holding the max.
+		axes := g.AddNode(&onnxpb.NodeProto{OpType: "Constant", Output: []string{""},
+			Attribute: []ir.Attribute{ir.AttrTensor("value", ir.Vector("", int64(1)))}}).Output[0]
+		g.Node("ReduceMax", []string{headLogits, axes}, []string{headMax}, ir.AttrInt("keepdims", 1))
+		g.Output(headMax, ir.Float, "batch", 1)
 	}
 	if k.rawLogProbs() {
 		// LogSoftmax runs vectorized; ReduceLogSumExp is ~7x slower in ORT
@@ -100,7 +104,7 @@ func (m *Model) headFor(k headKind) (*head, error) {
 		return nil, err
 	}
 	h := &head{kind: k, sess: sess, label: label, vocab: m.Layout.Vocab,
-		inTemp: -1, outToken: -1, outProbs: -1, outLogP: -1, outSum: -1,
+		inTemp: -1, outMax: -1, outProbs: -1, outLogP: -1, outSum: -1,
 		in: make([]ort.Value, len(sess.Inputs())), out: make([]ort.Value, len(sess.Outputs()))}
 	for i, v := range sess.Inputs() {
 		switch v.Name {
@@ -112,8 +116,8 @@ func (m *Model) headFor(k headKind) (*head, error) {
 	}
 	for i, v := range sess.Outputs() {
 		switch v.Name {
-		case headToken:
-			h.outToken = i
+		case headMax:
+			h.outMax = i
 		case headProbs:
 			h.outProbs = i
 		case headLogP:
@@ -173,9 +177,9 @@ func (h *head) run(logits []float32, B int, invTemp float32) error {
 	if h.inTemp >= 0 {
 		h.invTemp[0] = invTemp
 	}
-	if h.outToken >= 0 {
-		h.token = grow(h.token, B)
-		if err := mk(h.outToken, []int64{int64(B), 1}, h.token); err != nil {
+	if h.outMax >= 0 {
+		h.mx = grow(h.mx, B)
+		if err := mk(h.outMax, []int64{int64(B), 1}, h.mx); err != nil {
 			return err
 		}
 	}
@@ -205,4 +209,23 @@ func (h *head) close() {
 		h.invTempT.Destroy()
 	}
 	h.sess.Destroy()
+}
+
+// argmaxAt returns the first position of row holding mx (the row's max as
+// the head computed it), scanning only as far as that position.
+func argmaxAt(row []float32, mx float32) int {
+	for i, v := range row {
+		if v == mx {
+			return i
+		}
+	}
+	// Not found only when the row holds NaN; take the first of the largest
+	// non-NaN values.
+	best := 0
+	for i, v := range row {
+		if v > row[best] || row[best] != row[best] {
+			best = i
+		}
+	}
+	return best
 }

@@ -156,8 +156,8 @@ func TestDecodeHead(t *testing.T) {
 		for r := 0; r < B; r++ {
 			row := logits[r*V : (r+1)*V]
 			if !k.sample {
-				if want, _ := argmax(row); int(h.token[r]) != want {
-					t.Errorf("%+v row %d: argmax %d, want %d", k, r, h.token[r], want)
+				if want, _ := argmax(row); argmaxAt(row, h.mx[r]) != want {
+					t.Errorf("%+v row %d: argmax %d, want %d", k, r, argmaxAt(row, h.mx[r]), want)
 				}
 			} else {
 				temp := 1.0
@@ -208,4 +208,17 @@ func argmax(v []float32) (int, float64) {
 		}
 	}
 	return best, float64(mx)
+}
+
+func TestArgmaxAt(t *testing.T) {
+	nan := float32(math.NaN())
+	for _, tc := range []struct {
+		row  []float32
+		mx   float32
+		want int
+	}{{[]float32{1, 3, 2, 3}, 3, 1}, {[]float32{1, nan, 3, 2}, nan, 2}, {[]float32{nan, 1}, nan, 1}} {
+		if got := argmaxAt(tc.row, tc.mx); got != tc.want {
+			t.Errorf("argmaxAt(%v, %v) = %d, want %d", tc.row, tc.mx, got, tc.want)
+		}
+	}
 }
