@@ -84,12 +84,13 @@ func batchMBps(tok *tokenize.Tokenizer, docs []string, minDur time.Duration) flo
 	return float64(total) / 1e6 / time.Since(start).Seconds()
 }
 
-// BenchmarkEncode reports encode MB/s for Qwen3 and Llama-3: tagpr single
+// BenchmarkEncode reports encode MB/s for Qwen3, Llama-3 (hand-written
+// split) and GPT-4o (split regex through regexp2): tagpr single
 // threaded, tagpr batched on all cores, and the JS reference (node,
 // single-threaded) on the same documents in the same run, with the ratios.
 func BenchmarkEncode(b *testing.B) {
 	docs := benchCorpus()
-	for _, name := range []string{"qwen3", "llama3"} {
+	for _, name := range []string{"qwen3", "llama3", "gpt4o"} {
 		b.Run(name, func(b *testing.B) {
 			tok := pinnedTokenizer(b, name)
 			ref := jsReferenceMBps(b, pinnedPath(b, name+"-tokenizer"), pinnedPath(b, name+"-tokenizer-config"), docs)

@@ -84,7 +84,7 @@ func run(only string) error {
 	}
 	type target struct{ name, tokenizer, config string }
 	var targets []target
-	for _, n := range []string{"qwen3", "llama3"} {
+	for _, n := range []string{"qwen3", "llama3", "gpt4o", "claude"} {
 		tj, err := pinned(f, n+"-tokenizer")
 		if err != nil {
 			return err
