@@ -47,7 +47,7 @@ func DefaultDemoConfig(dir string) DemoConfig {
 		Vocab:  1024,
 		Model:  lm.Config{Arch: lm.Llama, Layers: 4, DModel: 128, Heads: 4, KVHeads: 2, MaxPositions: 512, Seed: 7},
 		SFT:    SFTConfig{Steps: 250, Batch: 8, SeqLen: 320, LR: 3e-3, Warmup: 20, WeightDecay: 0.01, Clip: 1, CheckpointEvery: 50, Seed: 11},
-		Prompt: PromptOptions{TopK: 4, MaxTokens: 320},
+		Prompt: PromptOptions{MaxTokens: 320}, // the whole profile: gold chains count over all of it
 		Eval:   EvalOptions{Examples: 48, Batch: 16, MaxNewTokens: 140},
 	}
 }

@@ -110,7 +110,7 @@ func Evaluate(ctx context.Context, p Policy, task *datasets.Task, split string, 
 	if err != nil {
 		return nil, fmt.Errorf("evaluate %s: %w", task.Name, err)
 	}
-	ev.Result.Model = append(metrics, Metric{Name: "r_tag", Value: ev.MeanTag}, Metric{Name: "format", Value: ev.MeanFormat})
+	ev.Result.Model = append(metrics, Metric{Name: "r_tag", Value: ev.MeanTag, Diagnostic: true}, Metric{Name: "format", Value: ev.MeanFormat, Diagnostic: true})
 	ev.Elapsed = time.Since(start)
 	return ev, nil
 }

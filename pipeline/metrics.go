@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"sort"
@@ -9,11 +10,14 @@ import (
 	"github.com/tagpr/tagpr/rewardmodel"
 )
 
-// Metric is one named evaluation figure; Lower marks error metrics (MAE, RMSE).
+// Metric is one named evaluation figure; Lower marks error metrics (MAE,
+// RMSE); Diagnostic marks figures shown for insight (tag reward, format
+// rate) that are not task metrics and stay out of the relative improvement.
 type Metric struct {
-	Name  string  `json:"name"`
-	Value float64 `json:"value"`
-	Lower bool    `json:"lower_is_better,omitempty"`
+	Name       string  `json:"name"`
+	Value      float64 `json:"value"`
+	Lower      bool    `json:"lower_is_better,omitempty"`
+	Diagnostic bool    `json:"diagnostic,omitempty"`
 }
 
 // Pair is one prediction with its gold output.
@@ -103,6 +107,9 @@ func GenerationMetrics(pairs []Pair) ([]Metric, error) {
 	return []Metric{{Name: "rouge1", Value: r1 / n}, {Name: "rougeL", Value: rl / n}}, nil
 }
 
+// ErrNoBaseline says every task metric of the base is 0, so no ratio exists.
+var ErrNoBaseline = errors.New("relative improvement: no task metric with a non-zero base")
+
 // RelativeImprovement compares a model with the base model on one task: the
 // mean over the task's metrics of (m − base)/|base|, with the sign flipped for
 // error metrics so that positive is always better. Metrics whose base is 0
@@ -114,6 +121,9 @@ func RelativeImprovement(model, base []Metric) (float64, error) {
 	}
 	sum, n := 0.0, 0
 	for _, m := range model {
+		if m.Diagnostic {
+			continue
+		}
 		b, ok := baseBy[m.Name]
 		if !ok {
 			return 0, fmt.Errorf("relative improvement: base has no %s", m.Name)
@@ -129,7 +139,7 @@ func RelativeImprovement(model, base []Metric) (float64, error) {
 		n++
 	}
 	if n == 0 {
-		return 0, fmt.Errorf("relative improvement: no metric with a non-zero base")
+		return 0, ErrNoBaseline
 	}
 	return sum / float64(n), nil
 }

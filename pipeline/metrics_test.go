@@ -48,7 +48,7 @@ func TestRatingUnparseableCountsAsFartherExtreme(t *testing.T) {
 
 func TestRelativeImprovementInvertsErrorMetrics(t *testing.T) {
 	base := []Metric{{Name: "mae", Value: 1.0, Lower: true}, {Name: "rmse", Value: 2.0, Lower: true}}
-	model := []Metric{{Name: "mae", Value: 0.5, Lower: true}, {Name: "rmse", Value: 2.5, Lower: true}}
+	model := []Metric{{Name: "mae", Value: 0.5, Lower: true}, {Name: "rmse", Value: 2.5, Lower: true}, {Name: "format", Value: 1, Diagnostic: true}}
 	got, err := RelativeImprovement(model, base)
 	if err != nil || !near(got, (0.5+(-0.25))/2) {
 		t.Fatalf("got %v %v, want 0.125", got, err)

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -64,6 +65,9 @@ func (r *Report) Finalize() error {
 			continue
 		}
 		ri, err := RelativeImprovement(t.Model, t.Base)
+		if errors.Is(err, ErrNoBaseline) {
+			continue // shown as "—": a base scoring 0 everywhere gives no ratio
+		}
 		if err != nil {
 			return fmt.Errorf("task %s: %w", t.Task, err)
 		}
@@ -105,13 +109,17 @@ func (r *Report) Markdown() string {
 			if m.Lower {
 				arrow = "↓"
 			}
+			if m.Diagnostic {
+				arrow += " (diagnostic)"
+			}
 			fmt.Fprintf(&b, "| %s | %s | %d | %s %s | %.4f | %s |\n", t.Task, t.Split, t.Examples, m.Name, arrow, m.Value, bs)
 		}
 	}
 	b.WriteString("\n")
 	if r.MeanRelI != nil {
 		b.WriteString("Relative improvement over the base model, per task: the mean over the task's metrics of " +
-			"(model − base)/|base|, sign flipped for error metrics (↓), so positive is better; then averaged over tasks.\n\n")
+			"(model − base)/|base|, sign flipped for error metrics (↓), so positive is better; diagnostic figures and metrics whose base is 0 " +
+			"are left out; then averaged over tasks.\n\n")
 		for _, t := range r.Tasks {
 			if t.RelImprovement != nil {
 				fmt.Fprintf(&b, "- %s: %+.1f%%\n", t.Task, 100**t.RelImprovement)
