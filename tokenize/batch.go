@@ -152,3 +152,43 @@ func (t *Tokenizer) Pad(seqs [][]int, masks [][]bool, opts PadOptions) (*Batch, 
 
 // Row returns the ids of row i, padding included.
 func (b *Batch) Row(i int) []int64 { return b.IDs[i*b.Len : (i+1)*b.Len] }
+
+// DecodeBatch decodes rows of ids on all cores.
+func (t *Tokenizer) DecodeBatch(rows [][]int, skipSpecial bool) ([]string, error) {
+	out := make([]string, len(rows))
+	errs := make([]error, len(rows))
+	parallelFor(len(rows), func(i int) { out[i], errs[i] = t.Decode(rows[i], skipSpecial) })
+	for i, err := range errs {
+		if err != nil {
+			return nil, fmt.Errorf("row %d: %w", i, err)
+		}
+	}
+	return out, nil
+}
+
+// EncodePrompts is EncodePrompt for many prompts on all cores.
+func (t *Tokenizer) EncodePrompts(parts []PromptParts, layout PromptLayout, maxTokens int) ([]Prompt, error) {
+	out := make([]Prompt, len(parts))
+	errs := make([]error, len(parts))
+	parallelFor(len(parts), func(i int) { out[i], errs[i] = t.EncodePrompt(parts[i], layout, maxTokens) })
+	for i, err := range errs {
+		if err != nil {
+			return nil, fmt.Errorf("prompt %d: %w", i, err)
+		}
+	}
+	return out, nil
+}
+
+// StopTokens are the ids that end generation: the config's eos token, the
+// chat format's end-of-turn token and <|endoftext|>, those the vocabulary has.
+func (t *Tokenizer) StopTokens() []int {
+	var ids []int
+	seen := map[int]bool{}
+	for _, s := range []string{t.config.EOS, t.ChatFormat().EndOfTurn, "<|endoftext|>", "<|end_of_text|>"} {
+		if id, ok := t.vocab[s]; ok && s != "" && !seen[id] {
+			seen[id] = true
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}

@@ -5,7 +5,8 @@
 //
 // It must not import onnx/, rewardmodel/ or pipeline/.
 //
-// Supported files: byte-level BPE (GPT-2, Llama-3, Qwen2/3 families) and
+// Supported files: byte-level BPE (GPT-2, Llama-3, Qwen2/3 families; any
+// Split regex, through regexp2 when no hand-written scanner matches it) and
 // WordPiece (BERT family). Anything else is refused at load with an error
 // naming the component ("pre_tokenizer: unsupported pre_tokenizer type
 // \"Metaspace\"").
@@ -14,7 +15,8 @@
 //	ids := tok.Encode(text)                     // special tokens in text are recognised, none added
 //	enc := tok.EncodeFull(text, true)           // + offsets, special mask, post-processor tokens
 //	text, err := tok.Decode(ids, skipSpecial)
-//	all := tok.EncodeBatch(texts)               // all cores
+//	all := tok.EncodeBatch(texts)               // all cores; DecodeBatch, EncodePrompts too
+//	stop := tok.StopTokens()                    // eos, end-of-turn, <|endoftext|>
 //	chat, err := tok.EncodeChat(msgs, addGenerationPrompt) // ids + AssistantMask for SFT
 //	p, err := tok.EncodePrompt(parts, tokenize.DefaultPromptLayout, maxTokens) // drops profile items only
 //	batch, err := tok.Pad(seqs, masks, tokenize.PadOptions{Side: tokenize.PadLeft, PadID: -1})
@@ -25,8 +27,10 @@
 // Encode runs tagpr's components directly; SugarmePipeline runs the same
 // components inside sugarme/tokenizer's pipeline through its interfaces.
 // Parity with the JS reference (@lenml/tokenizers, a port of transformers.js)
-// is checked on a 5.2 MB generated multilingual corpus (testdata/, recorded
-// by `go run ./tokenize/internal/record`).
+// is checked on a 5.2 MB generated multilingual corpus for Qwen3, Llama-3,
+// GPT-4o, Claude, BERT and a tagpr-trained file (testdata/, recorded by
+// `go run ./tokenize/internal/record`); offsets are checked against HF
+// tokenizers (scripts/tokenize/hf_offsets.py).
 //
 // Known, deliberate differences from the JS reference, none of which occur
 // in the parity corpus: \s follows Unicode White_Space as Rust's regex does

@@ -305,3 +305,32 @@ func TestBrokenFilesNameComponent(t *testing.T) {
 		t.Errorf("load error %v should name the file and the model", err)
 	}
 }
+
+func TestStopTokensAndBatchHelpers(t *testing.T) {
+	qwen := pinnedTokenizer(t, "qwen3")
+	imEnd, _ := qwen.TokenID("<|im_end|>")
+	eot, _ := qwen.TokenID("<|endoftext|>")
+	if got := qwen.StopTokens(); !reflect.DeepEqual(got, []int{imEnd, eot}) {
+		t.Errorf("qwen3 stop tokens %v, want [%d %d]", got, imEnd, eot)
+	}
+	llama := pinnedTokenizer(t, "llama3")
+	eotID, _ := llama.TokenID("<|eot_id|>")
+	endText, _ := llama.TokenID("<|end_of_text|>")
+	if got := llama.StopTokens(); !reflect.DeepEqual(got, []int{endText, eotID}) {
+		t.Errorf("llama3 stop tokens %v, want [%d %d]", got, endText, eotID)
+	}
+	texts := []string{"one", "two 東京", "<|im_start|>three"}
+	rows := qwen.EncodeBatch(texts)
+	back, err := qwen.DecodeBatch(rows, false)
+	if err != nil || !reflect.DeepEqual(back, texts) {
+		t.Errorf("batch round trip %q %v", back, err)
+	}
+	if _, err := qwen.DecodeBatch([][]int{{1}, {-5}}, false); err == nil || !strings.Contains(err.Error(), "row 1") {
+		t.Errorf("bad id error %v", err)
+	}
+	ps, err := qwen.EncodePrompts([]tokenize.PromptParts{{Instruction: "a", Input: "b"}, {Instruction: "c", Input: "d", Profile: []string{"x"}}},
+		tokenize.DefaultPromptLayout, 0)
+	if err != nil || len(ps) != 2 || ps[1].ProfileKept != 1 {
+		t.Errorf("EncodePrompts: %+v %v", ps, err)
+	}
+}
