@@ -112,6 +112,7 @@ func reportDecode(b *testing.B, st Stats, batch int) {
 	b.ReportMetric(float64(st.PromptTokens)/st.Prefill.Seconds(), "prefill_tok/s")
 	b.ReportMetric(st.Decode.Seconds()*1e3/float64(st.DecodeSteps), "ms/step")
 	b.ReportMetric(st.Head.Seconds()*1e3/float64(st.DecodeSteps+1), "head_ms/step")
+	b.ReportMetric(st.Pick.Seconds()*1e3/float64(st.DecodeSteps+1), "pick_ms/step")
 	b.ReportMetric(st.Decode.Seconds()/st.DecodeORT.Seconds(), "x_engine_vs_ort")
 }
 

@@ -88,6 +88,8 @@ type Stats struct {
 	// over the vocabulary; see head.go), part of Decode and Prefill but not
 	// of the ORT fields, which time the model alone.
 	Head time.Duration
+	// Pick is the Go side of choosing tokens (argmax position, sampling).
+	Pick time.Duration
 }
 
 // Generate completes every prompt NumGenerations times in one batch:
@@ -195,8 +197,10 @@ func (m *Model) Generate(ctx context.Context, prompts [][]int64, o GenerateOptio
 		if err := h.run(last, len(row), invT); err != nil {
 			return nil, st, err
 		}
-		st.Head += time.Since(t0)
+		t1 := time.Now()
+		st.Head += t1.Sub(t0)
 		rp.pick(h, last, V, done, o.Sampling, rngs, !o.NoLogProbs)
+		st.Pick += time.Since(t1)
 		for r := range row {
 			if done[r] {
 				continue

@@ -126,10 +126,31 @@ func (p *picker) sample(probs []float32, total float64, s Sampling, rng *rand.Ra
 	return int(c[len(c)-1].id) // rounding left u at ~0
 }
 
-// scan returns the first index where the running sum passes u.
+// scan returns the first index where the running sum passes u. It skips
+// whole blocks by their sums (independent adds run in parallel in the CPU;
+// a running sum is one long dependency chain) and walks only the block
+// that holds u.
 func scan(probs []float32, u float64) int {
-	last := 0
-	for i, x := range probs {
+	const blk = 64
+	i := 0
+	for ; i+blk <= len(probs); i += blk {
+		b := probs[i : i+blk : i+blk]
+		var s0, s1, s2, s3 float32
+		for j := 0; j < blk; j += 4 {
+			s0 += b[j]
+			s1 += b[j+1]
+			s2 += b[j+2]
+			s3 += b[j+3]
+		}
+		bs := float64(s0 + s1 + s2 + s3)
+		if u < bs {
+			break
+		}
+		u -= bs
+	}
+	last := i
+	for ; i < len(probs); i++ {
+		x := probs[i]
 		u -= float64(x)
 		if u < 0 {
 			return i
@@ -138,7 +159,11 @@ func scan(probs []float32, u float64) int {
 			last = i
 		}
 	}
-	return last // rounding left u at ~0: the last token with mass
+	// Rounding left u at ~0 past the end: the last token with mass.
+	for last > 0 && probs[last] == 0 {
+		last--
+	}
+	return last
 }
 
 // topK returns the k largest values (ties: lower id first) in c's storage,

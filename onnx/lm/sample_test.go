@@ -222,3 +222,42 @@ func TestArgmaxAt(t *testing.T) {
 		}
 	}
 }
+
+// scan agrees with a plain running sum (up to float rounding at block edges).
+func TestScanBlocked(t *testing.T) {
+	rng := rowRNG(3, 0, 0)
+	probs := make([]float32, 1000)
+	var z float64
+	for i := range probs {
+		if i%7 != 0 {
+			probs[i] = rng.Float32()
+		}
+		z += float64(probs[i])
+	}
+	for k := 0; k < 2000; k++ {
+		u := rng.Float64() * z
+		want, acc := -1, u
+		for i, x := range probs {
+			acc -= float64(x)
+			if acc < 0 {
+				want = i
+				break
+			}
+		}
+		got := scan(probs, u)
+		if got != want && math.Abs(u-prefix(probs, want)) > 1e-4 && math.Abs(u-prefix(probs, want+1)) > 1e-4 {
+			t.Fatalf("scan(u=%v) = %d, want %d", u, got, want)
+		}
+	}
+	if got := scan(probs, z*2); probs[got] == 0 || got < 990 {
+		t.Fatalf("u past the total: %d", got)
+	}
+}
+
+func prefix(p []float32, n int) float64 {
+	var s float64
+	for _, x := range p[:n] {
+		s += float64(x)
+	}
+	return s
+}
