@@ -1,6 +1,7 @@
 package tokenize
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 )
@@ -93,4 +94,34 @@ func parseConfig(raw []byte) (*Config, error) {
 		c.ModelMaxLength = int(*j.ModelMaxLength)
 	}
 	return c, nil
+}
+
+// chatMLJinja is the ChatML chat_template written for trained tokenizers,
+// so HF tokenizers and transformers.js render what RenderChat renders.
+const chatMLJinja = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+
+// SaveConfig writes a tokenizer_config.json with the bos/eos/pad/unk tokens
+// and chat template of Config (atomically).
+func (t *Tokenizer) SaveConfig(path string) error {
+	doc := map[string]any{"tokenizer_class": "PreTrainedTokenizerFast", "clean_up_tokenization_spaces": false}
+	for k, v := range map[string]string{"bos_token": t.config.BOS, "eos_token": t.config.EOS, "pad_token": t.config.PAD,
+		"unk_token": t.config.UNK, "chat_template": t.config.ChatTemplate, "padding_side": t.config.PaddingSide} {
+		if v != "" {
+			doc[k] = v
+		}
+	}
+	if t.config.ModelMaxLength > 0 {
+		doc["model_max_length"] = t.config.ModelMaxLength
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(doc); err != nil {
+		return fmt.Errorf("save tokenizer config %s: %w", path, err)
+	}
+	if err := writeFileAtomic(path, buf.Bytes()); err != nil {
+		return fmt.Errorf("save tokenizer config %s: %w", path, err)
+	}
+	return nil
 }

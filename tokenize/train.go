@@ -101,6 +101,7 @@ func Train(opts TrainOptions) (*Tokenizer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("train: the trained tokenizer does not load: %w", err)
 	}
+	t.config = trainedConfig(opts.SpecialTokens)
 	return t, nil
 }
 
@@ -361,4 +362,28 @@ func (t *Tokenizer) Save(path string) error {
 		return fmt.Errorf("save tokenizer %s: %w", path, err)
 	}
 	return nil
+}
+
+// trainedConfig gives a trained tokenizer ChatML and the usual roles of its
+// special tokens: eos <|im_end|> (else <|endoftext|>), pad <|endoftext|>
+// (else the first special token).
+func trainedConfig(specials []string) *Config {
+	has := map[string]bool{}
+	for _, s := range specials {
+		has[s] = true
+	}
+	c := &Config{ChatTemplate: chatMLJinja}
+	for _, s := range []string{"<|im_end|>", "<|endoftext|>"} {
+		if has[s] {
+			c.EOS = s
+			break
+		}
+	}
+	switch {
+	case has["<|endoftext|>"]:
+		c.PAD = "<|endoftext|>"
+	case len(specials) > 0:
+		c.PAD = specials[0]
+	}
+	return c
 }

@@ -134,3 +134,34 @@ func TestTrainMatchesHuggingFace(t *testing.T) {
 		}
 	}
 }
+
+// A trained tokenizer comes with a ChatML tokenizer_config.json: the JS
+// reference renders and encodes a conversation with it (apply_chat_template,
+// tokenize: true) exactly as EncodeChat does.
+func TestTrainedChatMatchesReference(t *testing.T) {
+	tok := pinnedTokenizer(t, "trained")
+	if tok.ChatFormat().Name != "chatml" || tok.Config().EOS != "<|im_end|>" || tok.Config().PAD != "<|endoftext|>" {
+		t.Fatalf("trained config: %+v", tok.Config())
+	}
+	msgs := []tokenize.Message{
+		{Role: "system", Content: "You are helpful."},
+		{Role: "user", Content: " Hi there\n"},
+		{Role: "assistant", Content: "<think>\n<recall_history>liked robots</recall_history>\n</think>\n<answer>sci-fi</answer>"},
+		{Role: "user", Content: "Rate it: 4.5 ★"},
+	}
+	// Recorded with @lenml/tokenizers 3.7.2 from testdata/trained.
+	js := []int{1, 85, 91, 297, 429, 201, 59, 306, 718, 223, 274, 78, 82, 72, 87, 78, 16, 2, 201, 1, 1332, 201, 625, 75, 802, 201, 2, 201,
+		1, 488, 85, 75, 297, 431, 86, 201, 30, 884, 32, 201, 30, 277, 503, 417, 65, 627, 32, 374, 77, 71, 70, 223, 84, 81, 68, 365, 85, 30,
+		17, 277, 503, 417, 65, 627, 32, 201, 30, 17, 884, 32, 201, 30, 1330, 32, 85, 69, 75, 15, 72, 75, 30, 17, 1330, 32, 2, 201, 1, 1332,
+		201, 52, 360, 71, 223, 315, 28, 223, 22, 16, 23, 408, 249, 230, 2, 201, 1, 488, 85, 75, 297, 431, 86, 201}
+	enc, err := tok.EncodeChat(msgs, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(enc.IDs, js) {
+		t.Errorf("EncodeChat ids differ from the reference:\n got %v\nwant %v", enc.IDs, js)
+	}
+	if got := tok.StopTokens(); !reflect.DeepEqual(got, []int{2, 0}) {
+		t.Errorf("stop tokens %v, want [2 0]", got)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -72,7 +73,7 @@ func init() {
 	var specials []string
 	trainCmd := &cobra.Command{
 		Use:   "train",
-		Short: "Train a byte-level BPE tokenizer on a text corpus and write its tokenizer.json",
+		Short: "Train a byte-level BPE tokenizer on a text corpus and write its tokenizer.json (and tokenizer_config.json beside it)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if corpusPath == "" || outPath == "" {
@@ -89,6 +90,9 @@ func init() {
 				return fmt.Errorf("tokenizer train on %s: %w", corpusPath, err)
 			}
 			if err := tok.Save(outPath); err != nil {
+				return err
+			}
+			if err := tok.SaveConfig(filepath.Join(filepath.Dir(outPath), "tokenizer_config.json")); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "trained %d tokens on %s in %.1fs -> %s\n",

@@ -119,6 +119,9 @@ func run(only string) error {
 		if err := tok.Save(filepath.Join(trainedDir, "tokenizer.json")); err != nil {
 			return err
 		}
+		if err := tok.SaveConfig(filepath.Join(trainedDir, "tokenizer_config.json")); err != nil {
+			return err
+		}
 	}
 	targets = append(targets, target{"trained", filepath.Join(trainedDir, "tokenizer.json"), ""})
 
