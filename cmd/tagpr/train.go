@@ -1,0 +1,491 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/ipc"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/apache/arrow-go/v18/parquet/file"
+	"github.com/apache/arrow-go/v18/parquet/pqarrow"
+	"github.com/spf13/cobra"
+
+	"github.com/tagpr/tagpr/onnx/ir"
+	"github.com/tagpr/tagpr/onnx/lm"
+	"github.com/tagpr/tagpr/onnx/train"
+	"github.com/tagpr/tagpr/tokenize"
+)
+
+func init() {
+	trainCmd := &cobra.Command{Use: "train", Short: "Fine-tune ONNX models on a stock ONNX Runtime (derived training graphs)"}
+	trainCmd.AddCommand(trainLMCmd())
+	rootCmd.AddCommand(trainCmd)
+}
+
+// trainLMOptions are the flags of `tagpr train lm`.
+type trainLMOptions struct {
+	Model, Data, Out, Tokenizer, Column string
+	Steps, Batch, SeqLen, Accum         int
+	CheckpointEvery, Warmup             int
+	LR, WeightDecay, Clip               float64
+	Schedule                            string
+	LoRARank                            int
+	LoRAAlpha                           float64
+	LoRATargets, Trainable              []string
+	Seed                                uint64
+}
+
+func trainLMCmd() *cobra.Command {
+	var o trainLMOptions
+	cmd := &cobra.Command{
+		Use:   "lm --model DIR --data FILE --steps N --out DIR",
+		Short: "Causal-LM fine-tuning (next-token loss) on a text set; leaves a checkpoint and model.onnx in --out",
+		Long: `Fine-tunes a causal LM in the Optimum layout (a folder with model.onnx, or the file) on a data set
+with a text column: Arrow IPC (.arrow/.ipc/.feather), Parquet (.parquet) or JSON lines (.jsonl, one
+object per line). Texts are tokenized with tokenizer.json next to the model (or --tokenizer); a column
+"input_ids" (list of ints) is used as is instead. Each text is cut into windows of --seq-len tokens.
+
+The loss per step goes to OUT/checkpoint/train_log.jsonl; checkpoints (safetensors weights and AdamW
+moments, run state) to OUT/checkpoint/. Ctrl-C stops after the current step and saves a checkpoint;
+rerunning the same command resumes bit for bit. At the end OUT/model.onnx is the trained model (LoRA
+merged), with config.json and tokenizer files copied beside it.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runTrainLM(cmd.Context(), cmd, o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.Model, "model", "", "model folder (model.onnx, config.json, tokenizer.json) or .onnx file")
+	f.StringVar(&o.Data, "data", "", "training data: .arrow, .ipc, .feather, .parquet or .jsonl")
+	f.StringVar(&o.Out, "out", "", "output folder for checkpoints, the log and the exported model.onnx")
+	f.StringVar(&o.Tokenizer, "tokenizer", "", "tokenizer.json (default: beside the model)")
+	f.StringVar(&o.Column, "text-column", "text", "name of the text column")
+	f.IntVar(&o.Steps, "steps", 100, "optimizer steps")
+	f.IntVar(&o.Batch, "batch", 8, "sequences per micro-batch")
+	f.IntVar(&o.SeqLen, "seq-len", 256, "tokens per sequence")
+	f.IntVar(&o.Accum, "accum", 1, "micro-batches per step (gradient accumulation)")
+	f.IntVar(&o.CheckpointEvery, "checkpoint-every", 50, "steps between checkpoints (and at the end / on Ctrl-C)")
+	f.IntVar(&o.Warmup, "warmup", -1, "warmup steps (-1: 5% of --steps)")
+	f.Float64Var(&o.LR, "lr", 3e-4, "peak learning rate")
+	f.Float64Var(&o.WeightDecay, "weight-decay", 0, "AdamW decoupled weight decay (not on 1-D weights)")
+	f.Float64Var(&o.Clip, "clip", 1, "global gradient-norm clipping (0: off)")
+	f.StringVar(&o.Schedule, "schedule", "cosine", "decay after warmup: cosine, linear or constant")
+	f.IntVar(&o.LoRARank, "lora-rank", 0, "train LoRA adapters of this rank instead of all weights (0: full fine-tuning)")
+	f.Float64Var(&o.LoRAAlpha, "lora-alpha", 0, "LoRA alpha (scale alpha/rank; default 2·rank)")
+	f.StringSliceVar(&o.LoRATargets, "lora-targets", nil, "weight-name patterns for LoRA (glob, or re:REGEXP; default: all MatMul/Gemm weights)")
+	f.StringSliceVar(&o.Trainable, "trainable", nil, "weight-name patterns to train without LoRA (default: all)")
+	f.Uint64Var(&o.Seed, "seed", 1, "seed for data order and LoRA init")
+	return cmd
+}
+
+func (o trainLMOptions) validate() error {
+	switch {
+	case o.Model == "" || o.Data == "" || o.Out == "":
+		return errors.New("train lm: --model, --data and --out are required")
+	case o.Steps <= 0 || o.Batch <= 0 || o.SeqLen < 2 || o.Accum <= 0:
+		return fmt.Errorf("train lm: --steps %d, --batch %d, --accum %d must be positive and --seq-len %d at least 2", o.Steps, o.Batch, o.Accum, o.SeqLen)
+	case o.LoRARank < 0:
+		return fmt.Errorf("train lm: --lora-rank %d is negative", o.LoRARank)
+	}
+	return nil
+}
+
+func runTrainLM(ctx context.Context, cmd *cobra.Command, o trainLMOptions) error {
+	if err := o.validate(); err != nil {
+		return err
+	}
+	if err := initRuntime(); err != nil {
+		return err
+	}
+	modelPath, err := lm.ResolveModelPath(o.Model)
+	if err != nil {
+		return err
+	}
+	modelDir := filepath.Dir(modelPath)
+	m, err := ir.Load(modelPath)
+	if err != nil {
+		return err
+	}
+	hc, _ := lm.ReadHFConfig(filepath.Join(modelDir, "config.json"))
+	rows, err := loadTrainingRows(o, modelDir, hc)
+	if err != nil {
+		return err
+	}
+	pad := int64(0)
+	if hc != nil && len(hc.PadTokenID) > 0 {
+		pad = hc.PadTokenID[0]
+	}
+	spec := train.LMTraining{Batch: int64(o.Batch), SeqLen: int64(o.SeqLen), Trainable: o.Trainable}
+	if o.LoRARank > 0 {
+		alpha := o.LoRAAlpha
+		if alpha == 0 {
+			alpha = 2 * float64(o.LoRARank)
+		}
+		spec.LoRA = &train.LoRA{Rank: o.LoRARank, Alpha: alpha, Targets: o.LoRATargets, Seed: o.Seed}
+	}
+	tg, adapters, err := train.BuildLMTraining(m, spec)
+	if err != nil {
+		return fmt.Errorf("train lm %s: %w", modelPath, err)
+	}
+	warm := o.Warmup
+	if warm < 0 {
+		warm = o.Steps / 20
+	}
+	opts := train.TrainerOptions{
+		Schedule:    train.Schedule{Peak: o.LR, Warmup: warm, Total: o.Steps, Decay: o.Schedule},
+		WeightDecay: o.WeightDecay, ClipNorm: o.Clip, Session: sessionOptions(),
+	}
+	tr, err := train.NewTrainer(tg, opts)
+	if err != nil {
+		return fmt.Errorf("train lm %s: %w", modelPath, err)
+	}
+	defer tr.Close()
+
+	ckDir := filepath.Join(o.Out, "checkpoint")
+	if err := checkRunIdentity(ckDir, o, modelPath); err != nil {
+		return err
+	}
+	bar := newProgress("train", o.Steps)
+	loop := &train.Loop{
+		Trainer: tr, Data: &train.LMDataset{Rows: rows, SeqLen: o.SeqLen, Pad: pad, Graph: tg},
+		BatchSize: o.Batch, Accum: o.Accum, Steps: o.Steps, Dir: ckDir, CheckpointEvery: o.CheckpointEvery, Seed: o.Seed,
+		OnStep: func(s train.StepLog) {
+			attrs := []any{"loss", strconv.FormatFloat(s.Loss, 'f', 4, 64), "lr", strconv.FormatFloat(s.LR, 'g', 3, 64)}
+			if s.Skipped {
+				attrs = append(attrs, "skipped", s.Reason)
+			}
+			bar.Step(1, attrs...)
+		},
+	}
+	if st, err := train.LoadCheckpoint(ckDir, tr.Params, nil); err == nil && st.Step > 0 {
+		fmt.Fprintf(cmd.ErrOrStderr(), "resuming from step %d in %s\n", st.Step, ckDir)
+		bar.done = st.Step
+	}
+	st, err := loop.Run(ctx)
+	bar.Finish()
+	if err != nil {
+		if errors.Is(err, context.Canceled) {
+			fmt.Fprintf(cmd.ErrOrStderr(), "stopped after step %d; checkpoint in %s\n", st.Step, ckDir)
+		}
+		return err
+	}
+	out := filepath.Join(o.Out, "model.onnx")
+	if err := train.Export(out, m, tr.Weights(), adapters); err != nil {
+		return err
+	}
+	for _, name := range []string{"config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"} {
+		if err := copyIfExists(filepath.Join(modelDir, name), filepath.Join(o.Out, name)); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "trained %d steps on %d sequences (%d trainable tensors); log %s; model %s\n",
+		st.Step, len(rows), len(tr.Params), filepath.Join(ckDir, train.LogFile), out)
+	return nil
+}
+
+// runIdentity is what a resumed run must share with the run that made the checkpoint.
+type runIdentity struct {
+	Model     string   `json:"model"`
+	ModelSize int64    `json:"model_size"`
+	Data      string   `json:"data"`
+	DataSize  int64    `json:"data_size"`
+	Batch     int      `json:"batch"`
+	SeqLen    int      `json:"seq_len"`
+	Accum     int      `json:"accum"`
+	LoRARank  int      `json:"lora_rank"`
+	Targets   []string `json:"lora_targets,omitempty"`
+	Trainable []string `json:"trainable,omitempty"`
+	Seed      uint64   `json:"seed"`
+}
+
+// checkRunIdentity writes OUT/checkpoint/run.json on a first run and refuses
+// to resume a checkpoint made from another model, data set or batch layout.
+func checkRunIdentity(ckDir string, o trainLMOptions, modelPath string) error {
+	id := runIdentity{Model: absPath(modelPath), Data: absPath(o.Data), Batch: o.Batch, SeqLen: o.SeqLen, Accum: o.Accum,
+		LoRARank: o.LoRARank, Targets: o.LoRATargets, Trainable: o.Trainable, Seed: o.Seed}
+	if st, err := os.Stat(modelPath); err == nil {
+		id.ModelSize = st.Size()
+	}
+	if st, err := os.Stat(o.Data); err == nil {
+		id.DataSize = st.Size()
+	}
+	want, _ := json.MarshalIndent(id, "", "  ")
+	p := filepath.Join(ckDir, "run.json")
+	have, err := os.ReadFile(p)
+	if err == nil {
+		if !bytes.Equal(bytes.TrimSpace(have), bytes.TrimSpace(want)) {
+			return fmt.Errorf("train lm: %s was made by a run with other settings:\n%s\nthis run:\n%s\nuse another --out (or delete %s) to start over", p, have, want, ckDir)
+		}
+		return nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("train lm: %w", err)
+	}
+	if err := os.MkdirAll(ckDir, 0o755); err != nil {
+		return fmt.Errorf("train lm: %w", err)
+	}
+	return os.WriteFile(p, append(want, '\n'), 0o644)
+}
+
+func absPath(p string) string {
+	if a, err := filepath.Abs(p); err == nil {
+		return a
+	}
+	return p
+}
+
+func copyIfExists(src, dst string) error {
+	b, err := os.ReadFile(src)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(dst, b, 0o644)
+}
+
+// loadTrainingRows reads the data set and turns it into token windows of
+// at most seq-len tokens (each text ends with EOS when the config names one).
+func loadTrainingRows(o trainLMOptions, modelDir string, hc *lm.HFConfig) ([][]int64, error) {
+	texts, ids, err := readTextColumn(o.Data, o.Column)
+	if err != nil {
+		return nil, err
+	}
+	if texts != nil {
+		tokPath := o.Tokenizer
+		if tokPath == "" {
+			tokPath = filepath.Join(modelDir, "tokenizer.json")
+		}
+		tok, err := tokenize.Load(tokPath)
+		if err != nil {
+			return nil, fmt.Errorf("train lm: tokenizer for %d texts of %s: %w (or give an input_ids column)", len(texts), o.Data, err)
+		}
+		for _, t := range texts {
+			enc := tok.Encode(t)
+			row := make([]int64, len(enc))
+			for i, x := range enc {
+				row[i] = int64(x)
+			}
+			ids = append(ids, row)
+		}
+	}
+	var eos int64 = -1
+	if hc != nil && hc.EOSTokenID != nil && len(hc.EOSTokenID) > 0 {
+		eos = hc.EOSTokenID[0]
+	}
+	var rows [][]int64
+	for _, r := range ids {
+		if eos >= 0 && (len(r) == 0 || r[len(r)-1] != eos) {
+			r = append(r, eos)
+		}
+		for start := 0; start < len(r); start += o.SeqLen {
+			end := min(start+o.SeqLen, len(r))
+			if end-start >= 2 {
+				rows = append(rows, r[start:end])
+			}
+		}
+	}
+	if len(rows) == 0 {
+		return nil, fmt.Errorf("train lm: %s holds no text of 2 tokens or more", o.Data)
+	}
+	return rows, nil
+}
+
+// readTextColumn reads a string column (texts) or, when the file has one, an
+// "input_ids" list column (pre-tokenized rows).
+func readTextColumn(path, column string) ([]string, [][]int64, error) {
+	switch strings.ToLower(filepath.Ext(path)) {
+	case ".jsonl", ".json", ".ndjson":
+		return readJSONL(path, column)
+	case ".arrow", ".ipc", ".feather", ".parquet", ".pq":
+		return readArrowColumn(path, column)
+	}
+	return nil, nil, fmt.Errorf("read %s: unknown extension (want .arrow, .ipc, .feather, .parquet or .jsonl)", path)
+}
+
+func readJSONL(path, column string) ([]string, [][]int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	defer f.Close()
+	var texts []string
+	var ids [][]int64
+	r := bufio.NewReaderSize(f, 1<<20)
+	for line := 1; ; line++ {
+		b, err := r.ReadBytes('\n')
+		if len(bytes.TrimSpace(b)) > 0 {
+			var obj map[string]json.RawMessage
+			if e := json.Unmarshal(b, &obj); e != nil {
+				return nil, nil, fmt.Errorf("read %s: line %d: not a JSON object: %v", path, line, e)
+			}
+			if raw, ok := obj["input_ids"]; ok {
+				var row []int64
+				if e := json.Unmarshal(raw, &row); e != nil {
+					return nil, nil, fmt.Errorf("read %s: line %d: input_ids: %v", path, line, e)
+				}
+				ids = append(ids, row)
+			} else if raw, ok := obj[column]; ok {
+				var s string
+				if e := json.Unmarshal(raw, &s); e != nil {
+					return nil, nil, fmt.Errorf("read %s: line %d: %q is not a string: %v", path, line, column, e)
+				}
+				texts = append(texts, s)
+			} else {
+				return nil, nil, fmt.Errorf("read %s: line %d: no %q (or input_ids) field", path, line, column)
+			}
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("read %s: %w", path, err)
+		}
+	}
+	if texts != nil && ids != nil {
+		return nil, nil, fmt.Errorf("read %s: mixes %q and input_ids lines", path, column)
+	}
+	if texts == nil && ids == nil {
+		return nil, nil, fmt.Errorf("read %s: no rows", path)
+	}
+	return texts, ids, nil
+}
+
+func readArrowColumn(path, column string) ([]string, [][]int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	defer f.Close()
+	var recs []arrow.RecordBatch
+	var schema *arrow.Schema
+	head := make([]byte, 6)
+	n, _ := io.ReadFull(f, head)
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return nil, nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	switch {
+	case n >= 4 && string(head[:4]) == "PAR1":
+		pr, err := file.NewParquetReader(f)
+		if err != nil {
+			return nil, nil, fmt.Errorf("read %s: parquet (truncated or damaged?): %w", path, err)
+		}
+		defer pr.Close()
+		fr, err := pqarrow.NewFileReader(pr, pqarrow.ArrowReadProperties{BatchSize: 4096}, memory.DefaultAllocator)
+		if err != nil {
+			return nil, nil, fmt.Errorf("read %s: parquet: %w", path, err)
+		}
+		rr, err := fr.GetRecordReader(context.Background(), nil, nil)
+		if err != nil {
+			return nil, nil, fmt.Errorf("read %s: parquet: %w", path, err)
+		}
+		defer rr.Release()
+		schema = rr.Schema()
+		for rr.Next() {
+			rec := rr.RecordBatch()
+			rec.Retain()
+			recs = append(recs, rec)
+		}
+		if err := rr.Err(); err != nil && !errors.Is(err, io.EOF) {
+			return nil, nil, fmt.Errorf("read %s: parquet: %w", path, err)
+		}
+	case n == 6 && string(head) == "ARROW1":
+		r, err := ipc.NewFileReader(f)
+		if err != nil {
+			return nil, nil, fmt.Errorf("read %s: arrow ipc file (truncated or damaged?): %w", path, err)
+		}
+		defer r.Close()
+		schema = r.Schema()
+		for i := 0; i < r.NumRecords(); i++ {
+			rec, err := r.RecordBatch(i)
+			if err != nil {
+				return nil, nil, fmt.Errorf("read %s: batch %d: %w", path, i, err)
+			}
+			rec.Retain()
+			recs = append(recs, rec)
+		}
+	default:
+		r, err := ipc.NewReader(f)
+		if err != nil {
+			return nil, nil, fmt.Errorf("read %s: neither Parquet nor Arrow IPC: %w", path, err)
+		}
+		defer r.Release()
+		schema = r.Schema()
+		for r.Next() {
+			rec := r.RecordBatch()
+			rec.Retain()
+			recs = append(recs, rec)
+		}
+		if err := r.Err(); err != nil {
+			return nil, nil, fmt.Errorf("read %s: arrow stream: %w", path, err)
+		}
+	}
+	defer func() {
+		for _, r := range recs {
+			r.Release()
+		}
+	}()
+	name := column
+	if idx := schema.FieldIndices("input_ids"); len(idx) > 0 {
+		name = "input_ids"
+	}
+	idx := schema.FieldIndices(name)
+	if len(idx) == 0 {
+		return nil, nil, fmt.Errorf("read %s: no column %q (or input_ids); columns: %v", path, column, schema)
+	}
+	var texts []string
+	var ids [][]int64
+	for _, rec := range recs {
+		switch col := rec.Column(idx[0]).(type) {
+		case *array.String:
+			for i := 0; i < col.Len(); i++ {
+				if col.IsValid(i) {
+					texts = append(texts, col.Value(i))
+				}
+			}
+		case *array.LargeString:
+			for i := 0; i < col.Len(); i++ {
+				if col.IsValid(i) {
+					texts = append(texts, col.Value(i))
+				}
+			}
+		case array.ListLike:
+			for i := 0; i < col.Len(); i++ {
+				if !col.IsValid(i) {
+					continue
+				}
+				s, e := col.ValueOffsets(i)
+				row := make([]int64, 0, e-s)
+				for k := s; k < e; k++ {
+					switch v := col.ListValues().(type) {
+					case *array.Int64:
+						row = append(row, v.Value(int(k)))
+					case *array.Int32:
+						row = append(row, int64(v.Value(int(k))))
+					default:
+						return nil, nil, fmt.Errorf("read %s: column %q holds lists of %s, want int32/int64", path, name, v.DataType())
+					}
+				}
+				ids = append(ids, row)
+			}
+		default:
+			return nil, nil, fmt.Errorf("read %s: column %q is %s, want a string or a list of ints", path, name, col.DataType())
+		}
+	}
+	if texts == nil && ids == nil {
+		return nil, nil, fmt.Errorf("read %s: no rows", path)
+	}
+	return texts, ids, nil
+}

@@ -1,0 +1,224 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/ipc"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/apache/arrow-go/v18/parquet/pqarrow"
+)
+
+var trainWords = strings.Fields("the quick brown fox jumps over a lazy dog while seven tired cats watch from the old red barn")
+
+func trainTexts(n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		var w []string
+		for k := 0; k < 10; k++ {
+			w = append(w, trainWords[(i*7+k*k*3+k)%len(trainWords)])
+		}
+		out[i] = strings.Join(w, " ")
+	}
+	return out
+}
+
+// trainModelDir makes a tokenizer and a matching built-in model with the binary.
+func trainModelDir(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	corpus := filepath.Join(dir, "corpus.txt")
+	os.WriteFile(corpus, []byte(strings.Join(trainTexts(40), "\n")+"\n"), 0o644)
+	model := filepath.Join(dir, "model")
+	os.MkdirAll(model, 0o755)
+	if _, stderr, err := runTagpr(t, ".", nil, "tokenizer", "train", "--corpus", corpus, "--vocab-size", "300", "--out", filepath.Join(model, "tokenizer.json")); err != nil {
+		t.Fatalf("tokenizer train: %v\n%s", err, stderr)
+	}
+	if _, stderr, err := runTagpr(t, ".", nil, "model", "init", "--arch", "gpt2", "--layers", "2", "--d-model", "32", "--heads", "4",
+		"--vocab", "300", "--eos-token-id", "0", "--max-positions", "64", "--out", model, "--force"); err != nil {
+		t.Fatalf("model init: %v\n%s", err, stderr)
+	}
+	return model
+}
+
+func writeJSONL(t *testing.T, path string, rows []map[string]any) {
+	t.Helper()
+	var b strings.Builder
+	for _, r := range rows {
+		js, _ := json.Marshal(r)
+		b.Write(js)
+		b.WriteByte('\n')
+	}
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func readLog(t *testing.T, path string) []map[string]any {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out []map[string]any
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var m map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			t.Fatalf("log line %q: %v", sc.Text(), err)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+func TestTrainLMTextJSONL(t *testing.T) {
+	model := trainModelDir(t)
+	data := filepath.Join(t.TempDir(), "train.jsonl")
+	var rows []map[string]any
+	for _, s := range trainTexts(8) {
+		rows = append(rows, map[string]any{"text": s})
+	}
+	writeJSONL(t, data, rows)
+	out := filepath.Join(t.TempDir(), "run")
+	stdout, stderr, err := runTagpr(t, ".", nil, "train", "lm", "--model", model, "--data", data, "--steps", "40",
+		"--out", out, "--batch", "4", "--seq-len", "16", "--lr", "5e-3", "--checkpoint-every", "10")
+	if err != nil {
+		t.Fatalf("train lm: %v\n%s", err, stderr)
+	}
+	if !strings.Contains(stdout, "trained 40 steps") {
+		t.Fatalf("output: %s", stdout)
+	}
+	for _, f := range []string{"model.onnx", "tokenizer.json", "config.json", "checkpoint/LATEST", "checkpoint/step-00000040/weights.safetensors", "checkpoint/step-00000040/optimizer.safetensors"} {
+		if _, err := os.Stat(filepath.Join(out, f)); err != nil {
+			t.Errorf("missing %s: %v", f, err)
+		}
+	}
+	log := readLog(t, filepath.Join(out, "checkpoint", "train_log.jsonl"))
+	if len(log) != 40 {
+		t.Fatalf("log has %d steps, want 40", len(log))
+	}
+	first, last := log[0]["loss"].(float64), log[39]["loss"].(float64)
+	if last > 0.6*first {
+		t.Fatalf("loss fell only from %.3f to %.3f", first, last)
+	}
+	// The exported model loads as a causal LM.
+	if _, stderr, err := runTagpr(t, ".", nil, "model", "info", out); err != nil {
+		t.Fatalf("model info on the export: %v\n%s", err, stderr)
+	}
+}
+
+func TestTrainLMLoRAParquetAndArrow(t *testing.T) {
+	model := trainModelDir(t)
+	dir := t.TempDir()
+	texts := trainTexts(8)
+	schema := arrow.NewSchema([]arrow.Field{{Name: "text", Type: arrow.BinaryTypes.String}}, nil)
+	bld := array.NewRecordBuilder(memory.DefaultAllocator, schema)
+	bld.Field(0).(*array.StringBuilder).AppendValues(texts, nil)
+	rec := bld.NewRecordBatch()
+	defer rec.Release()
+	arrowPath := filepath.Join(dir, "train.arrow")
+	f, _ := os.Create(arrowPath)
+	w, err := ipc.NewFileWriter(f, ipc.WithSchema(schema))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write(rec)
+	w.Close()
+	f.Close()
+	pqPath := filepath.Join(dir, "train.parquet")
+	pf, _ := os.Create(pqPath)
+	tbl := array.NewTableFromRecords(schema, []arrow.RecordBatch{rec})
+	if err := pqarrow.WriteTable(tbl, pf, 64, nil, pqarrow.DefaultWriterProps()); err != nil {
+		t.Fatal(err)
+	}
+	pf.Close()
+	for _, data := range []string{arrowPath, pqPath} {
+		out := filepath.Join(dir, filepath.Base(data)+".out")
+		stdout, stderr, err := runTagpr(t, ".", nil, "train", "lm", "--model", model, "--data", data, "--steps", "30",
+			"--out", out, "--batch", "4", "--seq-len", "16", "--lr", "1e-2", "--lora-rank", "4")
+		if err != nil {
+			t.Fatalf("train lm --lora-rank on %s: %v\n%s", data, err, stderr)
+		}
+		log := readLog(t, filepath.Join(out, "checkpoint", "train_log.jsonl"))
+		if first, last := log[0]["loss"].(float64), log[len(log)-1]["loss"].(float64); last >= first {
+			t.Fatalf("%s: LoRA loss did not fall: %.3f → %.3f\n%s", data, first, last, stdout)
+		}
+	}
+}
+
+func TestTrainLMInterruptAndResume(t *testing.T) {
+	model := trainModelDir(t)
+	data := filepath.Join(t.TempDir(), "ids.jsonl")
+	var rows []map[string]any
+	for i := 0; i < 8; i++ {
+		rows = append(rows, map[string]any{"input_ids": []int{5 + i, 40, 41 + i, 42, 43, 44, 45 + i}})
+	}
+	writeJSONL(t, data, rows)
+	out := filepath.Join(t.TempDir(), "run")
+	args := []string{"train", "lm", "--model", model, "--data", data, "--steps", "100000", "--out", out, "--batch", "2", "--seq-len", "8", "--checkpoint-every", "100000"}
+	cmd := exec.Command(tagprBin, args...)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	logPath := filepath.Join(out, "checkpoint", "train_log.jsonl")
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if st, err := os.Stat(logPath); err == nil && st.Size() > 0 {
+			break
+		}
+	}
+	cmd.Process.Signal(syscall.SIGINT)
+	err := cmd.Wait()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 130 {
+		t.Fatalf("interrupted run: %v, want exit status 130", err)
+	}
+	latest, err := os.ReadFile(filepath.Join(out, "checkpoint", "LATEST"))
+	if err != nil {
+		t.Fatalf("no checkpoint after Ctrl-C: %v", err)
+	}
+	var done int
+	fmt.Sscanf(strings.TrimSpace(string(latest)), "step-%d", &done)
+	if done == 0 || len(readLog(t, logPath)) != done {
+		t.Fatalf("checkpoint %s, log %d lines", latest, len(readLog(t, logPath)))
+	}
+	args[7] = fmt.Sprint(done + 5) // --steps: five more
+	_, stderr, err := runTagpr(t, ".", nil, args...)
+	if err != nil || !strings.Contains(stderr, fmt.Sprintf("resuming from step %d", done)) {
+		t.Fatalf("rerun: %v\n%s", err, stderr)
+	}
+	if n := len(readLog(t, logPath)); n != done+5 {
+		t.Fatalf("log has %d steps after resuming, want %d", n, done+5)
+	}
+}
+
+func TestTrainLMBadInput(t *testing.T) {
+	model := trainModelDir(t)
+	dir := t.TempDir()
+	broken := filepath.Join(dir, "broken.jsonl")
+	os.WriteFile(broken, []byte("{\"text\": \"ok\"}\n{not json\n"), 0o644)
+	nocol := filepath.Join(dir, "nocol.jsonl")
+	writeJSONL(t, nocol, []map[string]any{{"body": "x"}})
+	csv := filepath.Join(dir, "data.csv")
+	os.WriteFile(csv, []byte("text\nhello\n"), 0o644)
+	for path, want := range map[string]string{broken: "line 2", nocol: `no "text"`, csv: "unknown extension"} {
+		out := filepath.Join(dir, "out-"+filepath.Base(path))
+		_, stderr, err := runTagpr(t, ".", nil, "train", "lm", "--model", model, "--data", path, "--steps", "2", "--out", out)
+		if err == nil || !strings.Contains(stderr, path) || !strings.Contains(stderr, want) {
+			t.Errorf("%s: err %v, stderr %q; want an error naming the file and %q", path, err, stderr, want)
+		}
+		if _, err := os.Stat(filepath.Join(out, "model.onnx")); err == nil {
+			t.Errorf("%s: a model was written despite the error", path)
+		}
+	}
+}
