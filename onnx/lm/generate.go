@@ -5,9 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"runtime"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/tagpr/tagpr/onnx/ort"
@@ -264,61 +262,43 @@ func (m *Model) Generate(ctx context.Context, prompts [][]int64, o GenerateOptio
 	return comps, st, nil
 }
 
-// rowPicker turns a head run into each active row's token and log-prob.
-// Greedy rows find the head's row max; sampled rows draw from its
-// probabilities; rows are spread over the cores (between two session runs the CPU is
-// otherwise idle).
+// rowPicker turns a head run into each active row's token and log-prob:
+// greedy rows find the head's row max, sampled rows draw from its
+// probabilities. It runs on the calling goroutine: right after a session
+// run ORT's pool threads still spin on the cores, and goroutines spread over
+// them measured slower than one.
 type rowPicker struct {
-	tok     []int
-	lp      []float64
-	pickers []picker
+	tok    []int
+	lp     []float64
+	picker picker
 }
 
 func newRowPicker(B int) *rowPicker {
-	w := max(1, min(runtime.GOMAXPROCS(0), B))
-	return &rowPicker{tok: make([]int, B), lp: make([]float64, B), pickers: make([]picker, w)}
+	return &rowPicker{tok: make([]int, B), lp: make([]float64, B)}
 }
 
 // pick fills tok and lp for the rows not done; last is the [B,V] logits the
 // head ran on.
 func (rp *rowPicker) pick(h *head, last []float32, V int, done []bool, s Sampling, rngs []*rand.Rand, withLP bool) {
-	B := len(done)
-	rows := func(w, from, to int) {
-		for r := from; r < to; r++ {
-			if done[r] {
-				continue
-			}
-			var tok int
-			if s.Greedy() {
-				tok = argmaxAt(last[r*V:(r+1)*V], h.mx[r])
-			} else {
-				tok = rp.pickers[w].sample(h.probs[r*V:(r+1)*V], float64(h.sums[r]), s, rngs[r])
-			}
-			rp.tok[r] = tok
-			switch {
-			case !withLP:
-			case h.kind.rawLogProbs():
-				rp.lp[r] = float64(h.logp[r*V+tok])
-			default: // untempered sampling: probs is the model's distribution
-				rp.lp[r] = math.Log(float64(h.probs[r*V+tok]) / float64(h.sums[r]))
-			}
+	for r := range done {
+		if done[r] {
+			continue
+		}
+		var tok int
+		if s.Greedy() {
+			tok = argmaxAt(last[r*V:(r+1)*V], h.mx[r])
+		} else {
+			tok = rp.picker.sample(h.probs[r*V:(r+1)*V], float64(h.sums[r]), s, rngs[r])
+		}
+		rp.tok[r] = tok
+		switch {
+		case !withLP:
+		case h.kind.rawLogProbs():
+			rp.lp[r] = float64(h.logp[r*V+tok])
+		default: // untempered sampling: probs is the model's distribution
+			rp.lp[r] = math.Log(float64(h.probs[r*V+tok]) / float64(h.sums[r]))
 		}
 	}
-	W := len(rp.pickers)
-	if W == 1 || B*V < 1<<15 {
-		rows(0, 0, B)
-		return
-	}
-	var wg sync.WaitGroup
-	for w := 0; w < W; w++ {
-		from, to := w*B/W, (w+1)*B/W
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rows(w, from, to)
-		}()
-	}
-	wg.Wait()
 }
 
 // lastLogits returns the logits of each row's last column as a contiguous
