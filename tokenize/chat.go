@@ -26,6 +26,35 @@ type ChatFormat struct {
 	// EndOfTurn is the token that closes an assistant turn; it is part of
 	// the assistant mask so the model learns to stop.
 	EndOfTurn string
+	// AssistantBody, when set, rewrites assistant content given whether the
+	// turn comes after the last user message and whether it is the last one
+	// (Qwen3 moves reasoning into a normalised <think> block there).
+	AssistantBody func(content string, afterLastQuery, last bool) string
+}
+
+// Qwen3Chat is ChatML as Qwen3's template writes it: assistant turns after
+// the last user message get their reasoning in a "<think>\n…\n</think>\n\n"
+// block (an empty one for the final turn), earlier ones lose it.
+var Qwen3Chat = ChatFormat{
+	Name:       "qwen3",
+	Turn:       ChatML.Turn,
+	Generation: ChatML.Generation,
+	EndOfTurn:  ChatML.EndOfTurn,
+	AssistantBody: func(content string, afterLastQuery, last bool) string {
+		reasoning := ""
+		if i := strings.LastIndex(content, "</think>"); i >= 0 {
+			before := strings.TrimRight(content[:strings.Index(content, "</think>")], "\n")
+			if j := strings.LastIndex(before, "<think>"); j >= 0 {
+				before = before[j+len("<think>"):]
+			}
+			reasoning = strings.TrimLeft(before, "\n")
+			content = strings.TrimLeft(content[i+len("</think>"):], "\n")
+		}
+		if afterLastQuery && (last || reasoning != "") {
+			return "<think>\n" + strings.Trim(reasoning, "\n") + "\n</think>\n\n" + strings.TrimLeft(content, "\n")
+		}
+		return content
+	},
 }
 
 // ChatML is the default format (Qwen2/3 and most small models):
@@ -57,6 +86,8 @@ func (t *Tokenizer) ChatFormat() ChatFormat {
 	switch {
 	case strings.Contains(tpl, "<|start_header_id|>") && strings.Contains(tpl, "<|eot_id|>"):
 		return Llama3Chat
+	case strings.Contains(tpl, "<|im_start|>") && strings.Contains(tpl, "reasoning_content"):
+		return Qwen3Chat
 	default:
 		return ChatML
 	}
@@ -69,13 +100,24 @@ func (t *Tokenizer) RenderChat(msgs []Message, addGenerationPrompt bool) (string
 	var sb strings.Builder
 	var spans [][2]int
 	sb.WriteString(f.BOS)
+	lastQuery := len(msgs) - 1
+	for i := len(msgs) - 1; i >= 0; i-- {
+		if msgs[i].Role == "user" {
+			lastQuery = i
+			break
+		}
+	}
 	for i, m := range msgs {
 		switch m.Role {
 		case "system", "user", "assistant":
 		default:
 			return "", nil, fmt.Errorf("chat: message %d has role %q, want system, user or assistant", i, m.Role)
 		}
-		before, body, after := f.Turn(m.Role, m.Content)
+		content := m.Content
+		if m.Role == "assistant" && f.AssistantBody != nil {
+			content = f.AssistantBody(content, i > lastQuery, i == len(msgs)-1)
+		}
+		before, body, after := f.Turn(m.Role, content)
 		sb.WriteString(before)
 		start := sb.Len()
 		sb.WriteString(body)

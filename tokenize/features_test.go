@@ -35,20 +35,38 @@ func TestChatTemplates(t *testing.T) {
 	if text != llama3JS {
 		t.Errorf("llama3 chat:\n got %q\nwant %q", text, llama3JS)
 	}
-	// Qwen3 declares a ChatML template; without reasoning content it renders
-	// plain ChatML turns.
+	// Qwen3's template (ChatML plus <think> handling), rendered by Python's
+	// jinja2 the way transformers does (sandboxed, trim_blocks, lstrip_blocks).
 	qwen := pinnedTokenizer(t, "qwen3")
-	if got := qwen.ChatFormat().Name; got != "chatml" {
+	if got := qwen.ChatFormat().Name; got != "qwen3" {
 		t.Fatalf("qwen3 chat format %q", got)
 	}
-	text, _, err = qwen.RenderChat(msgs, true)
-	if err != nil {
-		t.Fatal(err)
+	m := func(role, content string) tokenize.Message { return tokenize.Message{Role: role, Content: content} }
+	qwenCases := []struct {
+		msgs []tokenize.Message
+		gen  bool
+		want string
+	}{
+		{msgs, true, "<|im_start|>system\nYou are helpful.<|im_end|>\n<|im_start|>user\n Hi there\n<|im_end|>\n<|im_start|>assistant\nHello! How can I help?<|im_end|>\n<|im_start|>user\nRate it<|im_end|>\n<|im_start|>assistant\n"},
+		{[]tokenize.Message{m("user", "Which tag?"), m("assistant", "<think>\n<recall_history>space films</recall_history>\n</think>\n<answer>sci-fi</answer>")}, false,
+			"<|im_start|>user\nWhich tag?<|im_end|>\n<|im_start|>assistant\n<think>\n<recall_history>space films</recall_history>\n</think>\n\n<answer>sci-fi</answer><|im_end|>\n"},
+		{[]tokenize.Message{m("user", "Q1"), m("assistant", "<think>r1</think>A1"), m("user", "Q2"), m("assistant", "plain answer")}, false,
+			"<|im_start|>user\nQ1<|im_end|>\n<|im_start|>assistant\nA1<|im_end|>\n<|im_start|>user\nQ2<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\nplain answer<|im_end|>\n"},
+		{[]tokenize.Message{m("system", "S"), m("user", "Q1"), m("assistant", "\n\n<think>\n\nr1\n\n</think>\n\nA1"), m("assistant", "A2")}, false,
+			"<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nQ1<|im_end|>\n<|im_start|>assistant\n<think>\nr1\n</think>\n\nA1<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\nA2<|im_end|>\n"},
 	}
-	want := "<|im_start|>system\nYou are helpful.<|im_end|>\n<|im_start|>user\n Hi there\n<|im_end|>\n" +
-		"<|im_start|>assistant\nHello! How can I help?<|im_end|>\n<|im_start|>user\nRate it<|im_end|>\n<|im_start|>assistant\n"
-	if text != want {
-		t.Errorf("qwen3 chat:\n got %q\nwant %q", text, want)
+	for i, c := range qwenCases {
+		text, _, err = qwen.RenderChat(c.msgs, c.gen)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if text != c.want {
+			t.Errorf("qwen3 chat %d:\n got %q\nwant %q", i, text, c.want)
+		}
+	}
+	// A tokenizer without a chat template gets plain ChatML.
+	if got := pinnedTokenizer(t, "claude").ChatFormat().Name; got != "chatml" {
+		t.Errorf("no template: format %q, want chatml", got)
 	}
 	if _, _, err := qwen.RenderChat([]tokenize.Message{{Role: "robot", Content: "x"}}, false); err == nil {
 		t.Error("unknown role accepted")
@@ -79,7 +97,12 @@ func TestAssistantMask(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := msgs[1].Content + tok.ChatFormat().EndOfTurn
+		f := tok.ChatFormat()
+		want := msgs[1].Content
+		if f.AssistantBody != nil {
+			want = f.AssistantBody(want, true, true)
+		}
+		want += f.EndOfTurn
 		if got != want {
 			t.Errorf("%s: assistant mask covers %q, want %q", name, got, want)
 		}
