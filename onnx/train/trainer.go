@@ -3,9 +3,11 @@ package train
 import (
 	"fmt"
 	"math"
+	"regexp"
 	"strings"
 
 	"github.com/tagpr/tagpr/onnx/ir"
+	"github.com/tagpr/tagpr/onnx/onnxpb"
 	"github.com/tagpr/tagpr/onnx/ort"
 )
 
@@ -18,6 +20,10 @@ type TrainerOptions struct {
 	// weights (biases, norm gains).
 	NoDecay func(p *Param) bool
 	Session ort.Options
+	// Weights, when set, are the storage to train in place (by weight name),
+	// e.g. the Data of a generation engine's weight inputs, so rollouts see
+	// every update without a copy. Weights not listed are copied from the graph.
+	Weights map[string][]float32
 }
 
 // Trainer runs a float32 training graph: weights live in Go (Params), are
@@ -60,9 +66,18 @@ func NewTrainer(tg *TrainingGraph, o TrainerOptions) (*Trainer, error) {
 	sizes := make([]int, len(tg.Params))
 	for i, name := range tg.Params {
 		init := tg.Initial[name]
+		if init == nil {
+			return nil, fmt.Errorf("new trainer: the training graph has no initial value for weight %q", name)
+		}
 		data, err := ir.Float32s(init)
 		if err != nil || init.GetDataType() != ir.Float {
 			return nil, fmt.Errorf("new trainer: weight %q must be float32 (%s): %v", name, init.GetDataType(), err)
+		}
+		if shared, ok := o.Weights[name]; ok {
+			if len(shared) != len(data) {
+				return nil, fmt.Errorf("new trainer: shared storage for weight %q has %d values, want %d", name, len(shared), len(data))
+			}
+			data = shared
 		}
 		shape := append([]int64{}, init.GetDims()...)
 		p := &Param{Name: name, Shape: shape, Data: data}
@@ -219,16 +234,61 @@ func (t *Trainer) ParamByName(name string) *Param {
 }
 
 // SelectParams returns the float initializers of a specialized model whose
-// names match any of the patterns (see MatchName); no patterns selects every
-// float initializer with more than one element.
+// names match any of the patterns (see MatchName). With no patterns it
+// selects every float initializer with more than one element except rotary
+// position tables: those that feed Cos or Sin (frequencies) and those named
+// like rotary/rope/inv_freq tables (precomputed cos/sin caches).
 func SelectParams(sp *Specialized, patterns []string) []string {
+	var tables map[string]bool
+	if len(patterns) == 0 {
+		tables = trigTables(sp.Model.Graph)
+	}
 	var out []string
 	for _, t := range sp.Model.Graph.Initializer {
-		if !isFloat(t.GetDataType()) || ir.NumElements(t.GetDims()) <= 1 || strings.HasPrefix(t.GetName(), lossPrefix) {
+		if !isFloat(t.GetDataType()) || ir.NumElements(t.GetDims()) <= 1 || strings.HasPrefix(t.GetName(), lossPrefix) ||
+			tables[t.GetName()] || (len(patterns) == 0 && rotaryName.MatchString(t.GetName())) {
 			continue
 		}
 		if len(patterns) == 0 || MatchName(t.GetName(), patterns) {
 			out = append(out, t.GetName())
+		}
+	}
+	return out
+}
+
+var rotaryName = regexp.MustCompile(`(?i)rotary|rope|inv_freq|cos_cached|sin_cached`)
+
+// trigTables lists the initializers from which a Cos or Sin node's input is
+// computed: rotary embeddings' frequencies, never trained.
+func trigTables(g *onnxpb.GraphProto) map[string]bool {
+	producer := map[string]*onnxpb.NodeProto{}
+	for _, n := range g.Node {
+		for _, o := range n.Output {
+			producer[o] = n
+		}
+	}
+	out := map[string]bool{}
+	seen := map[string]bool{}
+	var walk func(v string)
+	walk = func(v string) {
+		if seen[v] {
+			return
+		}
+		seen[v] = true
+		p, ok := producer[v]
+		if !ok {
+			out[v] = true
+			return
+		}
+		for _, in := range p.Input {
+			walk(in)
+		}
+	}
+	for _, n := range g.Node {
+		if n.GetOpType() == "Cos" || n.GetOpType() == "Sin" {
+			for _, in := range n.Input {
+				walk(in)
+			}
 		}
 	}
 	return out
