@@ -1,0 +1,65 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// tagpr model init → info → generate, as a user runs them.
+func TestModelInitInfoGenerate(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "tiny")
+	out, stderr, err := runTagpr(t, ".", nil, "model", "init", "--arch", "llama", "--layers", "2", "--d-model", "64",
+		"--heads", "4", "--kv-heads", "2", "--vocab", "300", "--eos-token-id", "2", "--seed", "7", "--out", dir)
+	if err != nil {
+		t.Fatalf("model init: %v\n%s", err, stderr)
+	}
+	if !strings.Contains(out, "model.onnx") {
+		t.Errorf("init output: %s", out)
+	}
+	for _, f := range []string{"model.onnx", "config.json", "generation_config.json"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Errorf("init did not write %s", f)
+		}
+	}
+	if _, stderr, err := runTagpr(t, ".", nil, "model", "init", "--out", dir); err == nil || !strings.Contains(stderr, "--force") {
+		t.Errorf("init over an existing model: %v %s", err, stderr)
+	}
+
+	out, stderr, err = runTagpr(t, ".", nil, "model", "info", dir)
+	if err != nil {
+		t.Fatalf("model info: %v\n%s", err, stderr)
+	}
+	for _, want := range []string{"ir version   10", "ai.onnx 23", "layers     2", "4 query, 2 kv (head_dim 16)", "vocab      300", "past_key_values.1.value", "present.1.key"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("info lacks %q:\n%s", want, out)
+		}
+	}
+	if _, stderr, err := runTagpr(t, ".", nil, "model", "info", "--tokenizer-vocab", "1000", dir); err == nil || !strings.Contains(stderr, `"logits" has vocab 300`) {
+		t.Errorf("info with a bigger tokenizer: %v %s", err, stderr)
+	}
+
+	out, stderr, err = runTagpr(t, ".", nil, "model", "generate", dir, "--ids", "1,5,9;1,7", "--max-new-tokens", "5",
+		"--temperature", "1", "--num-generations", "2", "--seed", "3", "--ignore-eos", "--json")
+	if err != nil {
+		t.Fatalf("model generate: %v\n%s", err, stderr)
+	}
+	var res struct {
+		Completions []struct {
+			Prompt, Sample int
+			Tokens         []int64
+			LogProbs       []float32
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatalf("generate --json: %v\n%s", err, out)
+	}
+	if len(res.Completions) != 4 || len(res.Completions[3].Tokens) != 5 || len(res.Completions[3].LogProbs) != 5 {
+		t.Errorf("completions: %+v", res.Completions)
+	}
+	if _, stderr, err := runTagpr(t, ".", nil, "model", "generate", dir, "--ids", "1,x"); err == nil || !strings.Contains(stderr, `"x" is not a token id`) {
+		t.Errorf("bad ids: %v %s", err, stderr)
+	}
+}
