@@ -3,6 +3,7 @@ package tokenize_test
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"unicode/utf8"
 
@@ -112,4 +113,18 @@ func FuzzEncode(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestModelWithoutType(t *testing.T) {
+	untyped := `{"model":{"unk_token":"[UNK]","continuing_subword_prefix":"##","vocab":{"[UNK]":0,"hello":1,"##lo":2}}}`
+	tok, err := tokenize.Parse([]byte(untyped), nil)
+	if err != nil || tok.ModelType() != "WordPiece" {
+		t.Fatalf("untyped WordPiece: %v", err)
+	}
+	if got := tok.Encode("hellolo"); !equalInts(got, []int{1, 2}) {
+		t.Errorf("ids %v", got)
+	}
+	if _, err := tokenize.Parse([]byte(`{"model":{"vocab":{"a":0}}}`), nil); err == nil || !strings.Contains(err.Error(), "model") {
+		t.Errorf("unrecognisable model: %v", err)
+	}
 }

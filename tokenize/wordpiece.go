@@ -117,6 +117,17 @@ func (m *wordPieceModel) encodeWord(ids, lens []int, piece string) ([]int, []int
 
 func parseModel(raw json.RawMessage) (model, error) {
 	typ, err := typeOf(raw)
+	if err != nil && strings.Contains(err.Error(), "no \"type\"") {
+		// Files from early tokenizers releases omit the model type.
+		var probe map[string]json.RawMessage
+		if json.Unmarshal(raw, &probe) == nil {
+			if _, ok := probe["merges"]; ok {
+				typ, err = "BPE", nil
+			} else if _, ok := probe["continuing_subword_prefix"]; ok {
+				typ, err = "WordPiece", nil
+			}
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
