@@ -50,7 +50,7 @@ type bpeModel struct {
 
 func parseBPE(raw json.RawMessage) (*bpeModel, error) {
 	var j bpeJSON
-	if err := strictUnmarshal(raw, &j); err != nil {
+	if err := decodeComponent(raw, &j); err != nil {
 		return nil, fmt.Errorf("BPE: %w", err)
 	}
 	if j.Dropout != nil && *j.Dropout != 0 {

@@ -135,7 +135,7 @@ func parseDecoder(raw json.RawMessage) (decoder, error) {
 			Prefix  *string `json:"prefix"`
 			Cleanup *bool   `json:"cleanup"`
 		}
-		if err := strictUnmarshal(raw, &j); err != nil {
+		if err := decodeComponent(raw, &j); err != nil {
 			return nil, fmt.Errorf("WordPiece: %w", err)
 		}
 		w := wordPieceDecoder{prefix: "##", cleanup: true}
@@ -154,7 +154,7 @@ func parseDecoder(raw json.RawMessage) (decoder, error) {
 			Start   int    `json:"start"`
 			Stop    int    `json:"stop"`
 		}
-		if err := strictUnmarshal(raw, &j); err != nil {
+		if err := decodeComponent(raw, &j); err != nil {
 			return nil, fmt.Errorf("Strip: %w", err)
 		}
 		return stripDecoder{j.Content, j.Start, j.Stop}, nil
@@ -163,7 +163,7 @@ func parseDecoder(raw json.RawMessage) (decoder, error) {
 			Pattern patternJSON `json:"pattern"`
 			Content string      `json:"content"`
 		}
-		if err := strictUnmarshal(raw, &j); err != nil {
+		if err := decodeComponent(raw, &j); err != nil {
 			return nil, fmt.Errorf("Replace: %w", err)
 		}
 		if j.Pattern.String == nil {
@@ -174,7 +174,7 @@ func parseDecoder(raw json.RawMessage) (decoder, error) {
 		var j struct {
 			Decoders []json.RawMessage `json:"decoders"`
 		}
-		if err := strictUnmarshal(raw, &j); err != nil {
+		if err := decodeComponent(raw, &j); err != nil {
 			return nil, fmt.Errorf("Sequence: %w", err)
 		}
 		var q sequenceDecoder

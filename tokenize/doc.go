@@ -37,5 +37,8 @@
 // (JS also counts U+FEFF and not U+0085); (?i) contractions also accept
 // U+017F as Rust does; lowercasing is per character as Rust does (JS lowers
 // a final capital sigma to ς); BertNormalizer spaces out CJK ideographs
-// beyond the BMP (JS iterates UTF-16 units and misses them).
+// beyond the BMP (JS iterates UTF-16 units and misses them). Like the JS
+// reference, added tokens are found in the raw text; HF matches those flagged
+// "normalized" after normalization, which differs only when the normalizer
+// rewrites them.
 package tokenize

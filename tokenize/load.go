@@ -160,10 +160,8 @@ func typeOf(raw json.RawMessage) (string, error) {
 	return c.Type, nil
 }
 
-// strictUnmarshal decodes a component's fields.
-func strictUnmarshal(raw json.RawMessage, v any) error {
-	if err := json.Unmarshal(raw, v); err != nil {
-		return err
-	}
-	return nil
+// decodeComponent decodes a component's fields (unknown fields are allowed:
+// files carry options tagpr does not need, such as trim_offsets).
+func decodeComponent(raw json.RawMessage, v any) error {
+	return json.Unmarshal(raw, v)
 }

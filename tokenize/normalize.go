@@ -352,7 +352,7 @@ func parseNormalizer(raw json.RawMessage) (normalizer, error) {
 			Left  bool `json:"strip_left"`
 			Right bool `json:"strip_right"`
 		}
-		if err := strictUnmarshal(raw, &j); err != nil {
+		if err := decodeComponent(raw, &j); err != nil {
 			return nil, fmt.Errorf("Strip: %w", err)
 		}
 		return stripNorm{j.Left, j.Right}, nil
@@ -360,7 +360,7 @@ func parseNormalizer(raw json.RawMessage) (normalizer, error) {
 		var j struct {
 			Prepend string `json:"prepend"`
 		}
-		if err := strictUnmarshal(raw, &j); err != nil {
+		if err := decodeComponent(raw, &j); err != nil {
 			return nil, fmt.Errorf("Prepend: %w", err)
 		}
 		return prependNorm{j.Prepend}, nil
@@ -369,7 +369,7 @@ func parseNormalizer(raw json.RawMessage) (normalizer, error) {
 			Pattern patternJSON `json:"pattern"`
 			Content string      `json:"content"`
 		}
-		if err := strictUnmarshal(raw, &j); err != nil {
+		if err := decodeComponent(raw, &j); err != nil {
 			return nil, fmt.Errorf("Replace: %w", err)
 		}
 		r := replaceNorm{content: j.Content}
@@ -391,7 +391,7 @@ func parseNormalizer(raw json.RawMessage) (normalizer, error) {
 			StripAccents *bool `json:"strip_accents"`
 			Lowercase    *bool `json:"lowercase"`
 		}
-		if err := strictUnmarshal(raw, &j); err != nil {
+		if err := decodeComponent(raw, &j); err != nil {
 			return nil, fmt.Errorf("BertNormalizer: %w", err)
 		}
 		or := func(p *bool, d bool) bool {
@@ -407,7 +407,7 @@ func parseNormalizer(raw json.RawMessage) (normalizer, error) {
 		var j struct {
 			Normalizers []json.RawMessage `json:"normalizers"`
 		}
-		if err := strictUnmarshal(raw, &j); err != nil {
+		if err := decodeComponent(raw, &j); err != nil {
 			return nil, fmt.Errorf("Sequence: %w", err)
 		}
 		var q sequenceNorm

@@ -66,7 +66,7 @@ func parsePostProcessor(raw json.RawMessage) (*postProcessor, error) {
 			Sep []json.RawMessage `json:"sep"`
 			Cls []json.RawMessage `json:"cls"`
 		}
-		if err := strictUnmarshal(raw, &j); err != nil {
+		if err := decodeComponent(raw, &j); err != nil {
 			return nil, fmt.Errorf("%s: %w", typ, err)
 		}
 		tok := func(pair []json.RawMessage, name string) (string, error) {
@@ -94,7 +94,7 @@ func parsePostProcessor(raw json.RawMessage) (*postProcessor, error) {
 				Tokens []string `json:"tokens"`
 			} `json:"special_tokens"`
 		}
-		if err := strictUnmarshal(raw, &j); err != nil {
+		if err := decodeComponent(raw, &j); err != nil {
 			return nil, fmt.Errorf("TemplateProcessing: %w", err)
 		}
 		p := &postProcessor{}
@@ -129,7 +129,7 @@ func parsePostProcessor(raw json.RawMessage) (*postProcessor, error) {
 		var j struct {
 			Processors []json.RawMessage `json:"processors"`
 		}
-		if err := strictUnmarshal(raw, &j); err != nil {
+		if err := decodeComponent(raw, &j); err != nil {
 			return nil, fmt.Errorf("Sequence: %w", err)
 		}
 		out := &postProcessor{}

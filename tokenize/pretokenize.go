@@ -402,7 +402,7 @@ func parsePreTokenizer(raw json.RawMessage) (preTokenizer, error) {
 			AddPrefixSpace *bool `json:"add_prefix_space"`
 			UseRegex       *bool `json:"use_regex"`
 		}
-		if err := strictUnmarshal(raw, &j); err != nil {
+		if err := decodeComponent(raw, &j); err != nil {
 			return nil, fmt.Errorf("ByteLevel: %w", err)
 		}
 		b := byteLevelPre{addPrefixSpace: true, useRegex: true}
@@ -419,7 +419,7 @@ func parsePreTokenizer(raw json.RawMessage) (preTokenizer, error) {
 			Behavior string      `json:"behavior"`
 			Invert   bool        `json:"invert"`
 		}
-		if err := strictUnmarshal(raw, &j); err != nil {
+		if err := decodeComponent(raw, &j); err != nil {
 			return nil, fmt.Errorf("Split: %w", err)
 		}
 		sp := splitPre{invert: j.Invert}
@@ -457,7 +457,7 @@ func parsePreTokenizer(raw json.RawMessage) (preTokenizer, error) {
 		var j struct {
 			Individual bool `json:"individual_digits"`
 		}
-		if err := strictUnmarshal(raw, &j); err != nil {
+		if err := decodeComponent(raw, &j); err != nil {
 			return nil, fmt.Errorf("Digits: %w", err)
 		}
 		return splitPre{m: funcMatcher{in: unicode.IsDigit, single: j.Individual}, behavior: isolated}, nil
@@ -465,7 +465,7 @@ func parsePreTokenizer(raw json.RawMessage) (preTokenizer, error) {
 		var j struct {
 			Behavior string `json:"behavior"`
 		}
-		if err := strictUnmarshal(raw, &j); err != nil {
+		if err := decodeComponent(raw, &j); err != nil {
 			return nil, fmt.Errorf("Punctuation: %w", err)
 		}
 		b, err := parseBehavior(j.Behavior)
@@ -477,7 +477,7 @@ func parsePreTokenizer(raw json.RawMessage) (preTokenizer, error) {
 		var j struct {
 			PreTokenizers []json.RawMessage `json:"pretokenizers"`
 		}
-		if err := strictUnmarshal(raw, &j); err != nil {
+		if err := decodeComponent(raw, &j); err != nil {
 			return nil, fmt.Errorf("Sequence: %w", err)
 		}
 		var q sequencePre

@@ -26,7 +26,7 @@ type wordPieceModel struct {
 
 func parseWordPiece(raw json.RawMessage) (*wordPieceModel, error) {
 	var j wordPieceJSON
-	if err := strictUnmarshal(raw, &j); err != nil {
+	if err := decodeComponent(raw, &j); err != nil {
 		return nil, fmt.Errorf("WordPiece: %w", err)
 	}
 	if len(j.Vocab) == 0 {
