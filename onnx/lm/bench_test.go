@@ -107,6 +107,36 @@ func BenchmarkGenerate(b *testing.B) {
 	}
 }
 
+// BenchmarkRollout: a GRPO-style rollout — 4 prompts of 256 tokens, 8
+// samples each (temperature 1, log-probs), 64 new tokens; each prompt is
+// prefilled once for its group. rollout_tok/s counts generated tokens over
+// the whole call.
+func BenchmarkRollout(b *testing.B) {
+	_, _, path := benchModelDir(b, benchConfig())
+	m, err := Load(path, LoadOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer m.Close()
+	prompts := benchPrompts(4, 256)
+	o := GenerateOptions{MaxNewTokens: 64, NumGenerations: 8, Sampling: Sampling{Temperature: 1}, Seed: 1, IgnoreEOS: true}
+	run := func() Stats {
+		_, st, err := m.Generate(context.Background(), prompts, o)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return st
+	}
+	run()
+	var st Stats
+	for i := 0; i < b.N; i++ {
+		st = bestStats(3, run)
+	}
+	b.ReportMetric(float64(st.GeneratedTokens)/(st.Prefill+st.Decode).Seconds(), "rollout_tok/s")
+	b.ReportMetric(st.Prefill.Seconds()*1e3, "prefill_ms")
+	b.ReportMetric(st.Decode.Seconds()/st.DecodeORT.Seconds(), "x_engine_vs_ort")
+}
+
 func reportDecode(b *testing.B, st Stats, batch int) {
 	b.ReportMetric(float64(batch*st.DecodeSteps)/st.Decode.Seconds(), "decode_tok/s")
 	b.ReportMetric(float64(st.PromptTokens)/st.Prefill.Seconds(), "prefill_tok/s")

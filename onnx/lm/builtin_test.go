@@ -67,7 +67,7 @@ func incremental(t *testing.T, m *Model, prompts, conts [][]int64, chunk int) []
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	g, err := m.newGen(B, T0+N)
+	g, err := m.newGen(B, B, T0+N)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -364,6 +364,21 @@ func TestBuiltinGreedyAndStopping(t *testing.T) {
 					t.Fatalf("row %d: finish %q, log-probs %v; want length and none", r, ref[r].Finish, ref[r].LogProbs)
 				}
 			}
+			// A group shares its prompt's prefill: greedy samples of a
+			// group equal the prompt's own greedy completion.
+			grp, _, err := m.Generate(ctx, testPrompts, GenerateOptions{MaxNewTokens: 10, IgnoreEOS: true, NumGenerations: 3})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, c := range grp {
+				if !equalIDs(c.Tokens, ref[i/3].Tokens) {
+					t.Errorf("group row %d (prompt %d): %v, want %v", i, i/3, c.Tokens, ref[i/3].Tokens)
+				}
+				if d := maxDiff(c.LogProbs, grp[i/3*3].LogProbs); d > 1e-5 {
+					t.Errorf("group row %d: log-probs differ from its group's first by %.2e", i, d)
+				}
+			}
+
 			// Row 0 ends at its 3rd token (made EOS); row 1 at a stop string
 			// spanning its 5th and 6th tokens; row 2 runs to the length limit.
 			eos := ref[0].Tokens[2]

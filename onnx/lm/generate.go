@@ -91,8 +91,10 @@ type Stats struct {
 }
 
 // Generate completes every prompt NumGenerations times in one batch:
-// left-padded prefill, then one decode run per new token over the KV cache.
-// Completions come prompt-major: index p*NumGenerations + g.
+// left-padded prefill of each prompt once, its cache copied to the rows of
+// its group, then one decode run per new token over the KV cache, finished
+// rows dropped as they pile up. Completions come prompt-major: index
+// p*NumGenerations + g.
 func (m *Model) Generate(ctx context.Context, prompts [][]int64, o GenerateOptions) ([]Completion, Stats, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -101,13 +103,15 @@ func (m *Model) Generate(ctx context.Context, prompts [][]int64, o GenerateOptio
 		return nil, st, err
 	}
 	G := o.NumGenerations
-	B := len(prompts) * G
+	Bp, B := len(prompts), len(prompts)*G
 	T0 := 0
 	for _, p := range prompts {
 		T0 = max(T0, len(p))
 	}
 	pad := *o.Pad
-	g, err := m.newGen(B, T0+o.MaxNewTokens-1)
+	// Each prompt is prefilled once; its cache is then copied to its G
+	// sample rows (a group shares its prompt).
+	g, err := m.newGen(Bp, B, T0+o.MaxNewTokens-1)
 	if err != nil {
 		return nil, st, err
 	}
@@ -125,15 +129,17 @@ func (m *Model) Generate(ctx context.Context, prompts [][]int64, o GenerateOptio
 		if !o.Greedy() {
 			rngs[r] = rowRNG(o.Seed, p, s)
 		}
-		g.pad[r] = T0 - len(prompts[p])
-		st.PromptTokens += len(prompts[p])
+	}
+	for p, pr := range prompts {
+		g.pad[p] = T0 - len(pr)
+		st.PromptTokens += len(pr)
 	}
 	st.Sequences, st.PaddedPrompt = B, T0
 
 	// Prefill in column chunks; only the last column's logits are used.
 	chunk := o.PrefillChunk
 	if chunk <= 0 {
-		chunk = max(1, (64<<20)/(B*m.Layout.Vocab))
+		chunk = max(1, (64<<20)/(Bp*m.Layout.Vocab))
 	}
 	start := time.Now()
 	var logits []float32
@@ -141,8 +147,7 @@ func (m *Model) Generate(ctx context.Context, prompts [][]int64, o GenerateOptio
 	for c0 := 0; c0 < T0; c0 += chunk {
 		T := min(chunk, T0-c0)
 		ids := g.ids(T)
-		for r := 0; r < B; r++ {
-			p := prompts[r/G]
+		for r, p := range prompts {
 			for t := 0; t < T; t++ {
 				j := c0 + t - g.pad[r]
 				if j < 0 {
@@ -157,6 +162,12 @@ func (m *Model) Generate(ctx context.Context, prompts [][]int64, o GenerateOptio
 		}
 		lastT = T
 		st.PrefillRuns++
+	}
+	if G > 1 {
+		if err := g.expand(G); err != nil {
+			return nil, st, err
+		}
+		logits, lastT = m.expandLast(logits, Bp, lastT, G), 1
 	}
 	st.Prefill = time.Since(start)
 
@@ -421,7 +432,7 @@ func (m *Model) Forward(ctx context.Context, seqs [][]int64, pad int64) (logits 
 			return nil, nil, fmt.Errorf("forward with %s: input %q must be bound with Model.Bind", m.label, name)
 		}
 	}
-	g, err := m.newGen(len(seqs), T)
+	g, err := m.newGen(len(seqs), len(seqs), T)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -477,11 +488,14 @@ type gen struct {
 	in, out    []ort.Value
 }
 
-func (m *Model) newGen(B, maxLen int) (*gen, error) {
+// newGen starts a run of B rows whose buffers hold up to capRows rows (see
+// expand) and maxLen cache positions.
+func (m *Model) newGen(B, capRows, maxLen int) (*gen, error) {
 	lay := m.Layout
 	g := &gen{m: m, B: B, H: lay.KVHeads, D: lay.HeadDim, V: lay.Vocab, maxLen: maxLen,
-		pad: make([]int, B), in: make([]ort.Value, m.slot.nIn), out: make([]ort.Value, m.slot.nOut)}
-	n := B * g.H * maxLen * g.D
+		pad: make([]int, capRows), in: make([]ort.Value, m.slot.nIn), out: make([]ort.Value, m.slot.nOut)}
+	g.pad = g.pad[:B]
+	n := capRows * g.H * maxLen * g.D
 	for s := 0; s < 2; s++ {
 		m.ws.kv[s] = grow(m.ws.kv[s], 2*lay.Layers)
 		for i := range m.ws.kv[s] {
@@ -615,6 +629,56 @@ func (g *gen) forward(ctx context.Context, T int, ortTime *time.Duration) ([]flo
 	}
 	g.past, g.cur, g.P = pres, next, S
 	return ws.logits, nil
+}
+
+// expand repeats every row G times in place (row p becomes rows
+// p·G … p·G+G-1), in the cache and the padding. Rows move only to higher
+// positions, so walking from the last row down never overwrites a row
+// before it is copied.
+func (g *gen) expand(G int) error {
+	blk := g.H * g.P * g.D
+	B := g.B * G
+	for i, t := range g.past {
+		buf := g.m.ws.kv[g.cur][i]
+		for p := g.B - 1; p >= 0; p-- {
+			for k := G - 1; k >= 0; k-- {
+				if r := p*G + k; r != p {
+					copy(buf[r*blk:(r+1)*blk], buf[p*blk:(p+1)*blk])
+				}
+			}
+		}
+		t.Destroy()
+		g.past[i] = nil
+	}
+	g.pad = g.pad[:B]
+	for p := g.B - 1; p >= 0; p-- {
+		for k := G - 1; k >= 0; k-- {
+			g.pad[p*G+k] = g.pad[p]
+		}
+	}
+	g.B = B
+	for i := range g.past {
+		t, err := ort.NewTensor([]int64{int64(B), int64(g.H), int64(g.P), int64(g.D)}, g.m.ws.kv[g.cur][i][:B*blk])
+		if err != nil {
+			return fmt.Errorf("generate with %s: %w", g.m.label, err)
+		}
+		g.past[i] = t
+	}
+	return nil
+}
+
+// expandLast returns the last-column logits of Bp rows repeated G times
+// each, as a [Bp·G, V] buffer.
+func (m *Model) expandLast(logits []float32, Bp, T, G int) []float32 {
+	V := m.Layout.Vocab
+	m.ws.last = grow(m.ws.last, Bp*G*V)
+	for p := Bp - 1; p >= 0; p-- {
+		src := logits[(p*T+T-1)*V : (p*T+T)*V] // ws.logits: never overlaps ws.last
+		for k := G - 1; k >= 0; k-- {
+			copy(m.ws.last[(p*G+k)*V:(p*G+k+1)*V], src)
+		}
+	}
+	return m.ws.last
 }
 
 // compact keeps only the batch rows in keep (ascending) in the cache: each
