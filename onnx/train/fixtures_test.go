@@ -244,3 +244,81 @@ func TestFixtureFiniteDifferences(t *testing.T) {
 		})
 	}
 }
+
+// TestFixtureLoRAExport: LoRA on an exported GPT-2 (Conv1D weights used by
+// Gemm) and Llama (transposed MatMul weights); the merged export gives the
+// training graph's logits.
+func TestFixtureLoRAExport(t *testing.T) {
+	for _, name := range []string{"gpt2", "llama"} {
+		t.Run(name, func(t *testing.T) {
+			f := loadFixture(t, name)
+			tg, ads, err := BuildLMTraining(f.model, LMTraining{Batch: 2, SeqLen: 7, LoRA: &LoRA{Rank: 2, Alpha: 4, Seed: 3}, Keep: []string{"logits"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			gemm := 0
+			for _, n := range f.model.Graph.Node {
+				for _, a := range ads {
+					if n.GetOpType() == "Gemm" && len(n.Input) > 1 && n.Input[1] == a.Weight {
+						gemm++
+					}
+				}
+			}
+			tr, err := NewTrainer(tg, TrainerOptions{Schedule: Schedule{Peak: 2e-2}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tr.Close()
+			fs := f.feeds(false)
+			in := toValues(t, fs)
+			var first, last float64
+			for s := 0; s < 15; s++ {
+				r, err := tr.Step(in)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if s == 0 {
+					first = r.Loss
+				}
+				last = r.Loss
+			}
+			_, outs, err := tr.Compute(in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			exp, err := ExportModel(f.model, tr.Weights(), ads)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := ir.Marshal(exp)
+			s, err := ort.NewSession(b, "export", ort.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Destroy()
+			feeds := toValues(t, fs)
+			delete(feeds, LossMaskInput)
+			for _, vi := range exp.Graph.Input {
+				if n := vi.GetName(); len(n) > 15 && n[:15] == "past_key_values" {
+					v, _ := ort.NewTensor(fs[n].shape, []float32{})
+					defer v.Destroy()
+					feeds[n] = v
+				}
+			}
+			res, err := s.Run(feeds, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer res.Destroy()
+			got, _ := ort.Data[float32]("logits", res.Get("logits"))
+			maxd := 0.0
+			for i, w := range outs["logits"] {
+				maxd = math.Max(maxd, math.Abs(float64(got[i]-w)))
+			}
+			t.Logf("%d adapters (%d on Gemm); loss %.3f → %.3f; export vs training logits max |Δ| %.3g", len(ads), gemm, first, last, maxd)
+			if last >= first || maxd > 1e-4 {
+				t.Fatalf("loss %.3f → %.3f, logits differ by %.3g", first, last, maxd)
+			}
+		})
+	}
+}
