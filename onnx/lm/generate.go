@@ -82,9 +82,9 @@ type Stats struct {
 	Decode          time.Duration
 	PrefillORT      time.Duration
 	DecodeORT       time.Duration
-	// Head is the time in the decode head (argmax, softmax, log-softmax
-	// over the vocabulary; see head.go), part of Decode and Prefill but not
-	// of the ORT fields, which time the model alone.
+	// Head is the time in the decode head (row max, softmax, log-softmax
+	// over the vocabulary; see head.go), part of Decode but not of the ORT
+	// fields, which time the model alone.
 	Head time.Duration
 	// Pick is the Go side of choosing tokens (argmax position, sampling).
 	Pick time.Duration
