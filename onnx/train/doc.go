@@ -1,14 +1,52 @@
 // Package train derives training graphs from inference graphs and runs them
-// on a stock ONNX Runtime: specialization to fixed shapes, reverse-mode
-// autodiff emitting standard ONNX ops only, loss blocks (masked next-token
-// cross-entropy, GRPO-family policy loss, Bradley–Terry, MSE), trainable
-// selection and LoRA adapters, the AdamW optimizer and loop pieces (global-norm
-// clipping, warmup schedules, gradient accumulation, non-finite skipping),
-// safetensors checkpoints with resumable run state, and export of a plain ONNX
-// model with the trained (and LoRA-merged) weights.
+// on a stock ONNX Runtime (any build, CPU or CUDA) as ordinary inference
+// sessions: specialization to fixed shapes, reverse-mode autodiff emitting
+// standard ONNX ops only, loss blocks, trainable selection and LoRA, the
+// AdamW optimizer and loop pieces, safetensors checkpoints with resumable run
+// state, and export of a plain ONNX model with the trained weights.
 //
-// Weights are owned by Go as []float32 slices; ORT reads them in place as
-// graph inputs and the optimizer updates them in place.
+// It owns specialization, autodiff, losses, LoRA, optimizer, checkpoints and
+// export, and imports only onnx/ort, onnx/ir, onnx/onnxpb, onnx/lock and
+// onnx/lm from tagpr.
 //
-// It imports only onnx/ort, onnx/ir, onnx/onnxpb, onnx/lock and onnx/lm.
+// The pipeline, step by step:
+//
+//	m, _ := ir.Load("model.onnx")                      // an inference graph
+//	ads, _ := train.AddLoRA(m, train.LoRA{Rank: 8})   // optional
+//	loss, _ := train.AddNextTokenLoss(m, train.NextTokenLoss{}) // or AddPolicyLoss, AddPairwiseLoss, AddMSELoss
+//	sp, _ := train.Specialize(m, shapes)              // fixed shapes, shape subgraphs folded
+//	tg, _ := train.Differentiate(sp, loss, train.SelectParams(sp, patterns), keep)
+//	tr, _ := train.NewTrainer(tg, train.TrainerOptions{Schedule: train.Schedule{Peak: 3e-4, Warmup: 10, Total: 1000}})
+//	res, _ := tr.Step(batch)                          // forward+backward in ORT, AdamW in Go
+//	train.Export("out.onnx", m0, tr.Weights(), ads)   // trained initializers, LoRA merged
+//
+// BuildLMTraining does the first four for a causal LM in the Optimum layout;
+// Loop adds shuffled epochs, gradient accumulation, checkpoints every N steps
+// and bit-for-bit resume (weights, AdamW moments, generator state and data
+// cursor); `tagpr train lm` is its command-line front.
+//
+// Specialize runs the model once in ORT with every intermediate's shape (and
+// every value computed only from shapes and constants) exposed as outputs,
+// then folds those values into initializers. Inputs of zero elements (an
+// empty KV cache) become empty initializers.
+//
+// Differentiate walks the graph backwards from the [1]-shaped loss with one
+// gradient rule per op (rules_*.go): broadcasting is undone with ReduceSum +
+// Reshape over static shapes, fan-out is summed, paths through shapes, masks
+// and indices are cut. An op without a rule on a weight's path is an error
+// naming the op and node. Trainable weights become graph inputs (fed from Go
+// without copies); gradients are outputs named GradPrefix+weight.
+//
+// Weights are owned by Go as []float32 slices (Trainer.Params); ORT reads them
+// in place and the optimizer updates them in place. TrainerOptions.Weights
+// lets the trainer use another owner's storage, e.g. the generation engine's
+// weight inputs (lm.OpenWithWeightInputs), so rollouts always see the current
+// policy. A step whose loss or gradient is not finite is skipped and
+// reported; weights never become NaN.
+//
+// Correctness oracle: finite differences in float64 through ORT. CastFloat64
+// casts a model to double and replaces the ops ORT lacks double kernels for
+// (Erf by an everywhere-convergent series, Gelu, Softplus); checks run with
+// ORT's "basic" optimization level, since the fused kernels of "all" lose
+// ~1e-7 of precision in double.
 package train
