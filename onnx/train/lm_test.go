@@ -327,3 +327,86 @@ func TestWeightsSharedWithGeneration(t *testing.T) {
 	}
 	t.Logf("logits moved by up to %.3g; generation vs training graph %.3g", moved, diff)
 }
+
+// TestPolicyTraining: GRPO steps raise the completion log-probs of the row
+// with a positive advantage and lower those of the negative one; the token
+// scorer agrees with the training graph's log-probs.
+func TestPolicyTraining(t *testing.T) {
+	cfg := tinyConfig(lm.Llama, "float32")
+	cfg.InitStd = 0.05
+	m, err := lm.Build(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const B, T = 2, 8
+	rows := randomRows(8, B, T, T, 32)
+	batch := NewLMBatch(rows, T, 0, []int{3, 3}) // 3 prompt tokens, 5 completion tokens
+	sc, err := NewTokenScorer(m, B, T, ort.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	lp0, err := sc.Logprobs(batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	aligned := make([]float32, B*T) // entry t: log-prob of token t
+	for b := 0; b < B; b++ {
+		for t := 1; t < T; t++ {
+			aligned[b*T+t] = lp0[b*(T-1)+t-1]
+		}
+	}
+	batch.OldLogprobs, batch.RefLogprobs = aligned, aligned
+	batch.Advantages = []float32{1, -1}
+	tg, _, err := BuildLMTraining(m, LMTraining{Batch: B, SeqLen: T, Keep: []string{TokenLogprobsOutput},
+		Policy: &PolicyLoss{LossType: "dapo", Epsilon: 0.2, EpsilonHigh: 0.28, Beta: 0.01}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := NewTrainer(tg, TrainerOptions{Schedule: Schedule{Peak: 3e-3}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	in, err := batch.Values(tg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		for _, v := range in {
+			v.Destroy()
+		}
+	}()
+	var res StepResult
+	for s := 0; s < 10; s++ {
+		if res, err = tr.Step(in); err != nil {
+			t.Fatal(err)
+		}
+		if s == 0 {
+			for i, x := range res.Outputs[TokenLogprobsOutput] {
+				if math.Abs(float64(x-lp0[i])) > 1e-5 {
+					t.Fatalf("training graph log-prob %d = %v, scorer %v", i, x, lp0[i])
+				}
+			}
+		}
+	}
+	_, outs, err := tr.Compute(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := outs[TokenLogprobsOutput]
+	delta := func(b int) float64 {
+		d := 0.0
+		for t := 3; t < T; t++ {
+			d += float64(now[b*(T-1)+t-1] - lp0[b*(T-1)+t-1])
+		}
+		return d
+	}
+	t.Logf("completion log-prob change: row A=+1 %+.3f, row A=-1 %+.3f", delta(0), delta(1))
+	if delta(0) <= 0 || delta(1) >= 0 {
+		t.Fatalf("policy steps moved log-probs the wrong way: %+.3f (A=+1), %+.3f (A=-1)", delta(0), delta(1))
+	}
+	if _, err := (&LMBatch{B: B, T: T, IDs: batch.IDs, Mask: batch.Mask, LossMask: batch.LossMask}).Values(tg); err == nil {
+		t.Fatal("policy batch without advantages accepted")
+	}
+}

@@ -16,6 +16,9 @@ type LMBatch struct {
 	IDs      []int64   // [B,T]
 	Mask     []int64   // [B,T] attention mask: 1 for real tokens
 	LossMask []float32 // [B,T] 1 where token t is a prediction target
+	// For policy losses (AddPolicyLoss), laid out [B,T] like IDs (entry t
+	// is about token t) and [B] for Advantages.
+	Advantages, OldLogprobs, RefLogprobs []float32
 }
 
 // NewLMBatch packs token rows (right-padded with pad to length T; longer
@@ -107,8 +110,14 @@ func LMShapes(m *onnxpb.ModelProto, B, T int64) (map[string][]int64, error) {
 }
 
 // Values makes the batch's tensors for a training graph's data inputs
-// (input_ids, attention_mask, position_ids, loss_mask); destroy them after use.
+// (input_ids, attention_mask, position_ids and the loss inputs); destroy
+// them after use.
 func (b *LMBatch) Values(tg *TrainingGraph) (map[string]ort.Value, error) {
+	return b.ValuesFor(tg.Model.Graph)
+}
+
+// ValuesFor is Values for any graph in the causal-LM layout.
+func (b *LMBatch) ValuesFor(g *onnxpb.GraphProto) (map[string]ort.Value, error) {
 	out := map[string]ort.Value{}
 	shape := []int64{b.B, b.T}
 	fail := func(err error) (map[string]ort.Value, error) {
@@ -117,7 +126,13 @@ func (b *LMBatch) Values(tg *TrainingGraph) (map[string]ort.Value, error) {
 		}
 		return nil, err
 	}
-	for _, vi := range tg.Model.Graph.Input {
+	floats := func(name string, d []float32, shape []int64) (ort.Value, error) {
+		if int64(len(d)) != ir.NumElements(shape) {
+			return nil, fmt.Errorf("the graph needs %s %v, the batch has %d values", name, shape, len(d))
+		}
+		return ort.NewTensor(shape, d)
+	}
+	for _, vi := range g.Input {
 		var v ort.Value
 		var err error
 		switch vi.GetName() {
@@ -128,7 +143,13 @@ func (b *LMBatch) Values(tg *TrainingGraph) (map[string]ort.Value, error) {
 		case "position_ids":
 			v, err = ort.NewTensor(shape, b.Positions())
 		case LossMaskInput:
-			v, err = ort.NewTensor(shape, b.LossMask)
+			v, err = floats(LossMaskInput, b.LossMask, shape)
+		case AdvantagesInput:
+			v, err = floats(AdvantagesInput, b.Advantages, []int64{b.B})
+		case OldLogprobsInput:
+			v, err = floats(OldLogprobsInput, b.OldLogprobs, shape)
+		case RefLogprobsInput:
+			v, err = floats(RefLogprobsInput, b.RefLogprobs, shape)
 		default:
 			continue
 		}
@@ -183,7 +204,10 @@ type LMTraining struct {
 	// Trainable weight-name patterns (MatchName); empty: all weights. Ignored with LoRA.
 	Trainable []string
 	LoRA      *LoRA
-	Keep      []string // forward outputs to keep (e.g. "logits")
+	Keep      []string // forward outputs to keep (e.g. "logits", TokenLogprobsOutput)
+	// Policy, when set, trains with the GRPO-family loss instead of the
+	// next-token cross-entropy (batches then carry advantages and log-probs).
+	Policy *PolicyLoss
 }
 
 // BuildLMTraining derives the SFT training graph of a causal LM (Optimum
@@ -198,7 +222,13 @@ func BuildLMTraining(m *onnxpb.ModelProto, o LMTraining) (*TrainingGraph, []Adap
 			return nil, nil, err
 		}
 	}
-	loss, err := AddNextTokenLoss(m, NextTokenLoss{})
+	var loss string
+	var err error
+	if o.Policy != nil {
+		loss, err = AddPolicyLoss(m, *o.Policy)
+	} else {
+		loss, err = AddNextTokenLoss(m, NextTokenLoss{})
+	}
 	if err != nil {
 		return nil, nil, err
 	}
@@ -223,3 +253,75 @@ func BuildLMTraining(m *onnxpb.ModelProto, o LMTraining) (*TrainingGraph, []Adap
 	}
 	return tg, adapters, nil
 }
+
+// TokenScorer computes per-token log-probabilities of a causal LM (the
+// reference or old policy of an RL step) with a forward-only graph.
+type TokenScorer struct {
+	B, T  int64
+	graph *onnxpb.GraphProto
+	sess  *ort.Session
+}
+
+// NewTokenScorer specializes m (not changed) to B×T batches with an empty
+// past and keeps only the TokenLogprobsOutput.
+func NewTokenScorer(m *onnxpb.ModelProto, B, T int64, opts ort.Options) (*TokenScorer, error) {
+	m = cloneModel(m)
+	if _, err := AddNextTokenLoss(m, NextTokenLoss{}); err != nil {
+		return nil, err
+	}
+	shapes, err := LMShapes(m, B, T)
+	if err != nil {
+		return nil, err
+	}
+	sp, err := Specialize(m, shapes)
+	if err != nil {
+		return nil, err
+	}
+	g := sp.Model.Graph
+	var keep []*onnxpb.ValueInfoProto
+	for _, o := range g.Output {
+		if o.GetName() == TokenLogprobsOutput {
+			keep = append(keep, o)
+		}
+	}
+	g.Output = keep
+	prune(g, false)
+	b, err := ir.Marshal(sp.Model)
+	if err != nil {
+		return nil, fmt.Errorf("token scorer: %w", err)
+	}
+	s, err := ort.NewSession(b, "token scorer", opts)
+	if err != nil {
+		return nil, fmt.Errorf("token scorer: %w", err)
+	}
+	return &TokenScorer{B: B, T: T, graph: g, sess: s}, nil
+}
+
+// Logprobs returns log π(token t+1 | ≤ t) for each row, [B,T-1] row-major.
+func (s *TokenScorer) Logprobs(b *LMBatch) ([]float32, error) {
+	if b.B != s.B || b.T != s.T {
+		return nil, fmt.Errorf("token scorer: batch %d×%d, scorer made for %d×%d", b.B, b.T, s.B, s.T)
+	}
+	in, err := b.ValuesFor(s.graph)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		for _, v := range in {
+			v.Destroy()
+		}
+	}()
+	res, err := s.sess.Run(in, nil)
+	if err != nil {
+		return nil, fmt.Errorf("token scorer: %w", err)
+	}
+	defer res.Destroy()
+	d, err := ort.Data[float32](TokenLogprobsOutput, res.Get(TokenLogprobsOutput))
+	if err != nil {
+		return nil, fmt.Errorf("token scorer: %w", err)
+	}
+	return append([]float32{}, d...), nil
+}
+
+// Close releases the session.
+func (s *TokenScorer) Close() { s.sess.Destroy() }

@@ -50,7 +50,7 @@ func globMatch(p, s string) bool {
 // LoRA configures low-rank adapters on MatMul/Gemm weights.
 type LoRA struct {
 	Rank    int
-	Alpha   float64  // scale = Alpha/Rank (default Alpha = Rank·2, PEFT's common 2× setting is not assumed: 0 means Alpha = Rank)
+	Alpha   float64  // the adapter output is scaled by Alpha/Rank; 0 means Alpha = Rank
 	Targets []string // weight-name patterns (MatchName); empty: every 2-D MatMul/Gemm weight
 	Seed    uint64
 }
