@@ -92,3 +92,19 @@ func TestSafetensorsRejectsCorruptFiles(t *testing.T) {
 		}
 	}
 }
+
+// FuzzReadSafetensors: any bytes give tensors or an error, never a panic.
+func FuzzReadSafetensors(f *testing.F) {
+	good, _ := os.ReadFile("testdata/python.safetensors")
+	f.Add(good)
+	f.Add([]byte{})
+	f.Add(append(binary.LittleEndian.AppendUint64(nil, 2), []byte("{}")...))
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, b []byte) {
+		p := filepath.Join(dir, "f.safetensors")
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		ReadSafetensors(p)
+	})
+}
