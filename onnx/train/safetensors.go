@@ -231,12 +231,15 @@ func ReadSafetensors(path string) (map[string]STensor, map[string]string, error)
 		if es == 0 {
 			return fail("tensor %q: unknown dtype %q", name, e.DType)
 		}
-		n := int64(1)
+		n, empty := int64(1), false
+		for _, d := range e.Shape {
+			empty = empty || d == 0
+		}
 		for _, d := range e.Shape {
 			if d < 0 {
 				return fail("tensor %q: negative dim in shape %v", name, e.Shape)
 			}
-			if d > 0 && n > dataLen/d {
+			if !empty && n > dataLen/d {
 				return fail("tensor %q: shape %v holds more values than the file", name, e.Shape)
 			}
 			n *= d

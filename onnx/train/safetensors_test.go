@@ -15,6 +15,7 @@ func TestSafetensorsRoundTrip(t *testing.T) {
 		"d":    {Shape: []int64{3}, F64: []float64{0.1, 0.2, 0.3}},
 		"ids":  {Shape: []int64{1, 2}, I64: []int64{-1, 1 << 40}},
 		"zero": {Shape: []int64{0, 4}, F32: []float32{}},
+		"none": {Shape: []int64{5, 0}, F64: []float64{}},
 	}
 	if err := WriteSafetensors(p, in, map[string]string{"k": "v"}); err != nil {
 		t.Fatal(err)
