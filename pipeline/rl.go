@@ -20,6 +20,7 @@ import (
 	"github.com/tagpr/tagpr/onnx/ir"
 	"github.com/tagpr/tagpr/onnx/lm"
 	"github.com/tagpr/tagpr/onnx/onnxpb"
+	"github.com/tagpr/tagpr/onnx/ort"
 	"github.com/tagpr/tagpr/onnx/train"
 )
 
@@ -113,7 +114,7 @@ type rlRun struct {
 	B, T   int
 	tr     *train.Trainer
 	gen    *lm.Model
-	ref    *tokenScorer
+	ref    *train.TokenScorer
 	scorer RLScorer
 	decay  []bool
 }
@@ -175,8 +176,8 @@ func newRLRun(st RLStage, pol RLPolicy, T int, scorer RLScorer) (*rlRun, error) 
 		}
 	}
 	if st.Beta > 0 {
-		if r.ref, err = newTokenScorer(pol.Model, r.B, T, "reference model of "+st.Name); err != nil {
-			return fail(err)
+		if r.ref, err = train.NewTokenScorer(pol.Model, int64(r.B), int64(T), ort.Options{}); err != nil {
+			return fail(fmt.Errorf("reference model: %w", err))
 		}
 	}
 	return r, nil
@@ -392,7 +393,7 @@ func (r *rlRun) step(ctx context.Context, stepNo int, batch []*RLPrompt) (RLStep
 		return sl, nil, err
 	}
 	if r.ref != nil {
-		if err := r.ref.fill(b, b.RefLogprobs); err != nil {
+		if err := b.fillReference(r.ref); err != nil {
 			return sl, nil, err
 		}
 	}
@@ -425,11 +426,15 @@ func (r *rlRun) step(ctx context.Context, stepNo int, batch []*RLPrompt) (RLStep
 // and moments untouched.
 func (r *rlRun) train(b *rlBatch, sl *RLStepLog) error {
 	tr := r.tr
-	in, release, err := b.values(tr.Graph.Model.Graph)
+	in, err := b.Values(tr.Graph)
 	if err != nil {
 		return err
 	}
-	defer release()
+	defer func() {
+		for _, v := range in {
+			v.Destroy()
+		}
+	}()
 	w := make([][]float32, len(tr.Params))
 	for i, p := range tr.Params {
 		w[i] = p.Data

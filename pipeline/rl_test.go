@@ -2,15 +2,21 @@ package pipeline
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
+	"github.com/tagpr/tagpr/onnx/ir"
 	"github.com/tagpr/tagpr/onnx/lm"
 	"github.com/tagpr/tagpr/onnx/onnxpb"
 	"github.com/tagpr/tagpr/onnx/ort"
+	"github.com/tagpr/tagpr/onnx/train"
+	"github.com/tagpr/tagpr/rewardmodel"
 )
 
 func mustORT(t testing.TB) {
@@ -123,5 +129,339 @@ func TestRLRaisesVerifiableReward(t *testing.T) {
 	}
 	if *logs[len(logs)-1].KL <= 1e-4 {
 		t.Errorf("final KL %v: the policy moved, the KL to the start should be > 0", *logs[len(logs)-1].KL)
+	}
+}
+
+func TestAdvantages(t *testing.T) {
+	r := []float64{1, 0, 0, 1, 2, 2, 2, 2} // two groups of 4; the second has zero std
+	s := math.Sqrt(1.0 / 3)                // unbiased std of {1,0,0,1}
+	cases := map[string][]float64{
+		ScaleGroup: {0.5 / (s + 1e-4), -0.5 / (s + 1e-4), -0.5 / (s + 1e-4), 0.5 / (s + 1e-4), 0, 0, 0, 0},
+		ScaleNone:  {0.5, -0.5, -0.5, 0.5, 0, 0, 0, 0},
+	}
+	bs := stdUnbiased(r)
+	cases[ScaleBatch] = []float64{0.5 / (bs + 1e-4), -0.5 / (bs + 1e-4), -0.5 / (bs + 1e-4), 0.5 / (bs + 1e-4), 0, 0, 0, 0}
+	for scale, want := range cases {
+		adv, zero, err := Advantages(r, 4, scale)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if zero != 0.5 {
+			t.Errorf("%s: zero-std fraction %v, want 0.5", scale, zero)
+		}
+		for i := range want {
+			if math.Abs(adv[i]-want[i]) > 1e-12 {
+				t.Errorf("%s: advantage %d = %v, want %v", scale, i, adv[i], want[i])
+			}
+		}
+	}
+	// torch.std([0,1,2,3,4,5,6,7]) = 2.449489742783178
+	if got := stdUnbiased([]float64{0, 1, 2, 3, 4, 5, 6, 7}); math.Abs(got-2.449489742783178) > 1e-12 {
+		t.Errorf("unbiased std %v", got)
+	}
+	for _, bad := range []struct {
+		r     []float64
+		g     int
+		scale string
+	}{{r, 3, ScaleGroup}, {r, 1, ScaleGroup}, {r, 4, "std"}} {
+		if _, _, err := Advantages(bad.r, bad.g, bad.scale); err == nil {
+			t.Errorf("Advantages(%d rewards, G=%d, %q) accepted", len(bad.r), bad.g, bad.scale)
+		}
+	}
+}
+
+func TestRLBatchLayout(t *testing.T) {
+	prompts := [][]int64{{5, 6, 7}, {8}}
+	comps := []lm.Completion{
+		{Tokens: []int64{9, 1}, LogProbs: []float32{-0.5, -0.25}, Finish: lm.FinishEOS},
+		{Tokens: []int64{10, 11, 12}, LogProbs: []float32{-1, -2, -3}, Finish: lm.FinishLength},
+		{Tokens: []int64{13}, LogProbs: []float32{-4}, Finish: lm.FinishEOS},
+		{Tokens: []int64{14, 15, 16}, LogProbs: []float32{-5, -6, -7}, Finish: lm.FinishLength},
+	}
+	adv := []float64{1, -1, 0.5, -0.5}
+	for _, maskTrunc := range []bool{false, true} {
+		b, err := buildRLBatch(prompts, comps, adv, 2, 7, 0, maskTrunc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantIDs := []int64{5, 6, 7, 9, 1, 0, 0, 5, 6, 7, 10, 11, 12, 0, 8, 13, 0, 0, 0, 0, 0, 8, 14, 15, 16, 0, 0, 0}
+		wantMask := []int64{1, 1, 1, 1, 1, 0, 0, 1, 1, 1, 1, 1, 1, 0, 1, 1, 0, 0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0}
+		wantLoss := []float32{0, 0, 0, 1, 1, 0, 0, 0, 0, 0, 1, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1, 1, 1, 0, 0, 0}
+		wantOld := []float32{0, 0, 0, -0.5, -0.25, 0, 0, 0, 0, 0, -1, -2, -3, 0, 0, -4, 0, 0, 0, 0, 0, 0, -5, -6, -7, 0, 0, 0}
+		if maskTrunc {
+			for _, r := range []int{1, 3} {
+				clear(wantLoss[r*7 : (r+1)*7])
+			}
+		}
+		for i := range wantIDs {
+			if b.IDs[i] != wantIDs[i] || b.Mask[i] != wantMask[i] || b.LossMask[i] != wantLoss[i] || b.OldLogprobs[i] != wantOld[i] {
+				t.Fatalf("mask_truncated=%v: position %d (row %d, t %d): id %d mask %d loss %v old %v; want %d %d %v %v",
+					maskTrunc, i, i/7, i%7, b.IDs[i], b.Mask[i], b.LossMask[i], b.OldLogprobs[i], wantIDs[i], wantMask[i], wantLoss[i], wantOld[i])
+			}
+		}
+		if b.Advantages[1] != -1 || !b.Truncated[1] || b.Truncated[0] {
+			t.Fatalf("advantages %v truncated %v", b.Advantages, b.Truncated)
+		}
+	}
+	if _, err := buildRLBatch(prompts, comps, adv, 2, 5, 0, false); err == nil || !strings.Contains(err.Error(), "exceed the batch length 5") {
+		t.Fatalf("overlong row: %v", err)
+	}
+	noLP := append([]lm.Completion{}, comps...)
+	noLP[2].LogProbs = nil
+	if _, err := buildRLBatch(prompts, noLP, adv, 2, 7, 0, false); err == nil {
+		t.Fatal("completion without log-probs accepted")
+	}
+}
+
+// TestRLBatchMatchesGeneration: the old log-probs the batch carries (from
+// sampling with the KV cache) sit where a full forward pass over the batch
+// computes the same tokens' log-probs.
+func TestRLBatchMatchesGeneration(t *testing.T) {
+	mustORT(t)
+	m := tinyRLModel(t)
+	gen, err := lm.LoadBytes(mustMarshal(t, m), "tiny", lm.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gen.Close()
+	ps := tinyRLPrompts(3)
+	ids := [][]int64{ps[0].IDs, ps[1].IDs, ps[2].IDs}
+	pad := int64(rlPad)
+	comps, _, err := gen.Generate(context.Background(), ids, lm.GenerateOptions{MaxNewTokens: 6, NumGenerations: 2,
+		Sampling: lm.Sampling{Temperature: 1}, Seed: 1, EOS: []int64{rlEOS}, Pad: &pad})
+	if err != nil {
+		t.Fatal(err)
+	}
+	T := 6 + 6
+	b, err := buildRLBatch(ids, comps, make([]float64, 6), 2, T, rlPad, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc, err := train.NewTokenScorer(m, 6, int64(T), ort.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	if err := b.fillReference(sc); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for i, w := range b.LossMask {
+		if w == 0 {
+			continue
+		}
+		n++
+		if d := math.Abs(float64(b.RefLogprobs[i] - b.OldLogprobs[i])); d > 1e-4 {
+			t.Fatalf("row %d token %d: forward log-prob %v, generation %v", i/T, i%T, b.RefLogprobs[i], b.OldLogprobs[i])
+		}
+	}
+	if n < 6 {
+		t.Fatalf("only %d completion tokens", n)
+	}
+}
+
+func mustMarshal(t testing.TB, m *onnxpb.ModelProto) []byte {
+	t.Helper()
+	b, err := ir.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// cancellingReward cancels the run while scoring step `at` (mid-step, before
+// any update) and reports the cancellation.
+type cancellingReward struct {
+	targetReward
+	calls, at int
+	cancel    context.CancelFunc
+}
+
+func (c *cancellingReward) Score(ctx context.Context, s []RLSample) ([]RLScore, error) {
+	c.calls++
+	if c.calls == c.at {
+		c.cancel()
+		return nil, ctx.Err()
+	}
+	return c.targetReward.Score(ctx, s)
+}
+
+// TestRLResumeIsBitIdentical: a stage interrupted between steps, then again
+// in the middle of a step, and resumed each time, ends with the same
+// weights, log and rollouts as an uninterrupted run.
+func TestRLResumeIsBitIdentical(t *testing.T) {
+	mustORT(t)
+	st := tinyRLStage()
+	st.Steps, st.CheckpointEvery, st.NumIterations = 7, 2, 2
+	prompts := tinyRLPrompts(6) // 4 per step: epochs roll over mid-run
+	ref := t.TempDir()
+	want, err := TrainRL(context.Background(), st, tinyRLPolicy(t), prompts, targetReward{}, ref, RLHooks{})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	_, err = TrainRL(ctx, st, tinyRLPolicy(t), prompts, targetReward{}, dir, RLHooks{Step: func(l RLStepLog, _ int) {
+		if l.Step == 3 {
+			cancel() // Ctrl-C between steps 3 and 4
+		}
+	}})
+	if err != context.Canceled {
+		t.Fatalf("first run: %v, want context.Canceled", err)
+	}
+	ctx, cancel = context.WithCancel(context.Background())
+	var resumed []int
+	// Resumed at step 4; cancelled while scoring step 5.
+	_, err = TrainRL(ctx, st, tinyRLPolicy(t), prompts, &cancellingReward{at: 2, cancel: cancel}, dir, RLHooks{Step: func(l RLStepLog, _ int) { resumed = append(resumed, l.Step) }})
+	if err != context.Canceled {
+		t.Fatalf("second run: %v, want context.Canceled", err)
+	}
+	if len(resumed) != 1 || resumed[0] != 4 {
+		t.Fatalf("second run did steps %v, want [4]", resumed)
+	}
+	resumed = nil
+	got, err := TrainRL(context.Background(), st, tinyRLPolicy(t), prompts, targetReward{}, dir, RLHooks{Step: func(l RLStepLog, _ int) { resumed = append(resumed, l.Step) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resumed) != 3 || resumed[0] != 5 {
+		t.Fatalf("third run did steps %v, want [5 6 7]", resumed)
+	}
+	for name, w := range want.Weights {
+		g := got.Weights[name]
+		for i := range w {
+			if math.Float32bits(w[i]) != math.Float32bits(g[i]) {
+				t.Fatalf("weight %s[%d]: resumed %v, uninterrupted %v", name, i, g[i], w[i])
+			}
+		}
+	}
+	wl, _ := readRLLog(filepath.Join(ref, rlCheckpointDir, RLLogFile))
+	gl, _ := readRLLog(filepath.Join(dir, rlCheckpointDir, RLLogFile))
+	if len(wl) != 7 || len(gl) != 7 {
+		t.Fatalf("logs have %d and %d lines, want 7", len(wl), len(gl))
+	}
+	for i := range wl {
+		wl[i].Seconds, gl[i].Seconds = RLTimes{}, RLTimes{}
+		a, _ := json.Marshal(wl[i])
+		b, _ := json.Marshal(gl[i])
+		if string(a) != string(b) {
+			t.Fatalf("log step %d differs:\n%s\n%s", i+1, a, b)
+		}
+	}
+	wr, err := ReadRolloutDir(filepath.Join(ref, rlRolloutDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gr, err := ReadRolloutDir(filepath.Join(dir, rlRolloutDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(wr) != 7*st.batchRows() || !reflect.DeepEqual(wr, gr) {
+		t.Fatalf("rollouts: %d rows uninterrupted, %d resumed (equal: %v)", len(wr), len(gr), reflect.DeepEqual(wr, gr))
+	}
+	if wr[0].Stage != st.Name || wr[0].Step != 1 || len(wr[0].Rewards) != 1 || len(wr[0].LogProbs) != len(wr[0].TokenIDs) {
+		t.Fatalf("rollout row %+v", wr[0])
+	}
+
+	// A changed config does not resume silently.
+	changed := st
+	changed.Steps, changed.LR = 9, 5e-3
+	if _, err := TrainRL(context.Background(), changed, tinyRLPolicy(t), prompts, targetReward{}, ref, RLHooks{}); err == nil || !strings.Contains(err.Error(), "another stage config") {
+		t.Fatalf("changed config: %v", err)
+	}
+}
+
+type fixedPRMU struct{ got [][]string }
+
+func (f *fixedPRMU) Score(_ context.Context, profiles [][]string, responses []string) ([]float64, error) {
+	out := make([]float64, len(responses))
+	for i, r := range responses {
+		f.got = append(f.got, append([]string{r}, profiles[i]...))
+		out[i] = math.Log(3) // sigmoid → 0.75
+	}
+	return out, nil
+}
+
+func TestTagPRReward(t *testing.T) {
+	tx := rewardmodel.DefaultTaxonomy()
+	good := "<think>\n<recall_history>the user tagged romance</recall_history>\n<infer_preference>romance</infer_preference>\n<conclude>romance</conclude>\n</think>\n<answer>romance</answer>"
+	p := &RLPrompt{ID: "q", Kind: rewardmodel.Classification, Gold: "romance", Profile: []string{"tag: romance"}}
+	samples := []RLSample{{Prompt: p, Text: good}, {Prompt: p, Text: "romance"}}
+	check := rewardmodel.CheckTags(good, tx)
+	tag := check.Reward()
+
+	g := &TagPRReward{Mode: RewardGuided, Weights: rewardmodel.DefaultWeights(), Taxonomy: tx}
+	s, err := g.Score(context.Background(), samples)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(g.Describe(), "PRMU absent") || len(g.Components()) != 3 {
+		t.Fatalf("describe %q components %v", g.Describe(), g.Components())
+	}
+	if math.Abs(s[0].Reward-(1+0.3*tag)) > 1e-12 || s[0].Parts[0] != 1 || s[0].Parts[1] != 1 {
+		t.Fatalf("guided without PRMU: %+v (tag %v)", s[0], tag)
+	}
+	if s[1].Parts[0] != 0 || s[1].Parts[1] != 0 {
+		t.Fatalf("an answer outside <answer> scored %+v", s[1])
+	}
+
+	prmu := &fixedPRMU{}
+	g.PRMU = prmu
+	s, err = g.Score(context.Background(), samples)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(g.Components()) != 4 || math.Abs(s[0].Reward-(1+0.3*tag+0.5*0.75)) > 1e-12 || math.Abs(s[0].Parts[3]-0.75) > 1e-12 || s[1].Parts[3] != 0 {
+		t.Fatalf("guided with PRMU: %+v %+v", s[0], s[1])
+	}
+	if len(prmu.got) != 1 || prmu.got[0][0] != "romance" || prmu.got[0][1] != "tag: romance" {
+		t.Fatalf("PRMU was asked %v; want only the parseable answer with its user's profile", prmu.got)
+	}
+
+	e := &TagPRReward{Mode: RewardExploratory, Taxonomy: tx, PRMU: prmu}
+	s, err = e.Score(context.Background(), samples)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s[0].Reward != 1 || s[1].Reward != 0 || len(e.Components()) != 3 {
+		t.Fatalf("exploratory: %+v %+v %v", s[0], s[1], e.Components())
+	}
+}
+
+func TestRLStageValidate(t *testing.T) {
+	ok := tinyRLStage().WithDefaults()
+	if err := ok.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if ok.LossType != "dapo" || ok.ScaleRewards != ScaleGroup || ok.Epsilon != 0.2 || ok.EpsilonHigh != 0.2 || ok.NumIterations != 1 || ok.Temperature != 1 {
+		t.Fatalf("defaults %+v", ok)
+	}
+	for knob, edit := range map[string]func(*RLStage){
+		"reward":          func(s *RLStage) { s.Reward = "greedy" },
+		"num_generations": func(s *RLStage) { s.NumGenerations = 1 },
+		"loss_type":       func(s *RLStage) { s.LossType = "ppo" },
+		"scale_rewards":   func(s *RLStage) { s.ScaleRewards = "std" },
+		"beta":            func(s *RLStage) { s.Beta = -1 },
+		"temperature":     func(s *RLStage) { s.Temperature = -1 },
+		"lr":              func(s *RLStage) { s.LR = 0 },
+		"top_p":           func(s *RLStage) { s.TopP = 2 },
+		"alpha":           func(s *RLStage) { s.Reward, s.Weights.Alpha = RewardGuided, -1 },
+	} {
+		s := ok
+		edit(&s)
+		err := s.Validate()
+		if err == nil || !strings.Contains(err.Error(), knob) || !strings.Contains(err.Error(), `"target"`) {
+			t.Errorf("%s: %v", knob, err)
+		}
+	}
+	p := &RLPipeline{Stages: []RLStage{ok, ok}}
+	if err := p.Validate(); err == nil || !strings.Contains(err.Error(), "twice") {
+		t.Errorf("duplicate stage names: %v", err)
+	}
+	bad := ok
+	bad.Name = "../x"
+	if err := (&RLPipeline{Stages: []RLStage{bad}}).Validate(); err == nil {
+		t.Error("path-like stage name accepted")
 	}
 }
