@@ -254,7 +254,12 @@ func ReadSafetensors(path string) (map[string]STensor, map[string]string, error)
 		entries[name] = e
 		spans = append(spans, span{b, en})
 	}
-	sort.Slice(spans, func(i, j int) bool { return spans[i].b < spans[j].b })
+	sort.Slice(spans, func(i, j int) bool {
+		if spans[i].b != spans[j].b {
+			return spans[i].b < spans[j].b
+		}
+		return spans[i].e < spans[j].e // empty tensors before the one starting there
+	})
 	var at int64
 	for _, s := range spans {
 		if s.b != at {
