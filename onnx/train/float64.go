@@ -10,7 +10,7 @@ import (
 
 // CastFloat64 turns a float32 model into float64 for gradient checks
 // (ir.CastFloat64), then replaces the ops ONNX Runtime has no double kernel
-// for — Erf, Gelu, Softplus — by equivalent subgraphs of double-capable ops.
+// for — Erf, Gelu, Softplus, LeakyRelu — by equivalent subgraphs of double-capable ops.
 // Casting those through float32 instead would ruin a finite-difference check.
 func CastFloat64(m *onnxpb.ModelProto) error {
 	if err := ir.CastFloat64(m); err != nil {
@@ -53,6 +53,12 @@ func decomposeForDouble(g *onnxpb.GraphProto) error {
 			onePlus := e.op("Add", []string{inner, dscalar(1)})
 			g.Node = append(g.Node, &onnxpb.NodeProto{Name: e.fresh("f64/gelu"), OpType: "Mul",
 				Input: []string{e.op("Mul", []string{x, half}), onePlus}, Output: []string{n.Output[0]}})
+		case "LeakyRelu":
+			x := n.Input[0]
+			alpha := float64(ir.AttrFloatOf(n, "alpha", 0.01))
+			pos := e.op("Greater", []string{x, dscalar(0)})
+			g.Node = append(g.Node, &onnxpb.NodeProto{Name: e.fresh("f64/leakyrelu"), OpType: "Where",
+				Input: []string{pos, x, e.op("Mul", []string{x, dscalar(alpha)})}, Output: []string{n.Output[0]}})
 		case "Softplus":
 			ex := e.op("Exp", []string{n.Input[0]})
 			g.Node = append(g.Node, &onnxpb.NodeProto{Name: e.fresh("f64/softplus"), OpType: "Log",

@@ -1,6 +1,7 @@
 package train
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/tagpr/tagpr/onnx/ir"
@@ -160,6 +161,15 @@ var opChecks = map[string]func(b *opBench) string{
 		return b.op("Gelu", []string{b.param(-3, 3, 3, 4)}, ir.AttrString("approximate", "tanh"))
 	},
 	"Softplus": func(b *opBench) string { return b.op("Softplus", []string{b.param(-3, 3, 3, 4)}) },
+	"LeakyRelu": func(b *opBench) string {
+		return b.op("LeakyRelu", []string{b.param(-2, 2, 3, 4)}, ir.AttrFloat("alpha", 0.1))
+	},
+	"ReduceMin": func(b *opBench) string {
+		return b.op("ReduceMin", []string{b.param(-1, 1, 2, 3, 4), b.ints(0)}, ir.AttrInt("keepdims", 1))
+	},
+	"ReduceSumSquare": func(b *opBench) string {
+		return b.op("ReduceSumSquare", []string{b.param(-1, 1, 2, 3, 4), b.ints(1, 2)}, ir.AttrInt("keepdims", 0))
+	},
 	"Clip": func(b *opBench) string {
 		return b.op("Clip", []string{b.param(-2, 2, 3, 4), b.scalarD(-1), b.scalarD(1)})
 	},
@@ -182,6 +192,22 @@ func TestGradientRules(t *testing.T) {
 			y := build(b)
 			b.check(t, y)
 		})
+	}
+}
+
+// TestEveryRuleHasACheck: each gradient rule has a finite-difference check
+// (a case named after its op, possibly with a suffix).
+func TestEveryRuleHasACheck(t *testing.T) {
+	for op := range rules {
+		found := false
+		for name := range opChecks {
+			if strings.HasPrefix(name, op) {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("gradient rule %s has no finite-difference check in opChecks", op)
+		}
 	}
 }
 
