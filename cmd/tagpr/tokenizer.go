@@ -38,7 +38,7 @@ func init() {
 			return printJSON(cmd.OutOrStdout(), ids)
 		},
 	}
-	encodeCmd.Flags().StringVar(&tokPath, "tokenizer", "", "tokenizer.json (tokenizer_config.json beside it is read too)")
+	encodeCmd.Flags().StringVar(&tokPath, "tokenizer", "", "tokenizer.json (tokenizer_config.json beside it is read too) or a models.lock entry name")
 	encodeCmd.Flags().BoolVar(&special, "special", false, "add the tokenizer's special tokens around the text")
 
 	decodeCmd := &cobra.Command{
@@ -65,7 +65,7 @@ func init() {
 			return err
 		},
 	}
-	decodeCmd.Flags().StringVar(&tokPath, "tokenizer", "", "tokenizer.json")
+	decodeCmd.Flags().StringVar(&tokPath, "tokenizer", "", "tokenizer.json or a models.lock entry name")
 	decodeCmd.Flags().BoolVar(&skipSpecial, "skip-special", false, "leave special tokens out")
 
 	var corpusPath, outPath string
@@ -110,9 +110,21 @@ func init() {
 	rootCmd.AddCommand(tokCmd)
 }
 
+// loadTokenizer loads a tokenizer.json by path or, when no such file exists,
+// by its models.lock entry name (e.g. qwen3-tokenizer), verified.
 func loadTokenizer(path string) (*tokenize.Tokenizer, error) {
 	if path == "" {
 		return nil, fmt.Errorf("--tokenizer is required")
+	}
+	if _, err := os.Stat(path); err != nil {
+		if f, lerr := openLock(false); lerr == nil {
+			if e, ok := f.Lookup(path); ok {
+				if err := f.Verify(e); err != nil {
+					return nil, fmt.Errorf("tokenizer %s: %w (run `tagpr setup`)", path, err)
+				}
+				path = f.Abs(e)
+			}
+		}
 	}
 	return tokenize.Load(path)
 }

@@ -58,6 +58,12 @@ func TestTokenizerCommands(t *testing.T) {
 		t.Errorf("qwen3 ids %s, reference %s", stdout, want)
 	}
 
+	// By models.lock entry name, from the repository.
+	stdout, stderr, err = runTagpr(t, ".", nil, "tokenizer", "encode", "--tokenizer", "llama3-tokenizer", "Hello world")
+	if err != nil || stdout != "[9906,1917]\n" {
+		t.Errorf("encode by lock name: %q %v %s", stdout, err, stderr)
+	}
+
 	broken := filepath.Join(dir, "broken.json")
 	os.WriteFile(broken, []byte(`{"model":{"type":"Unigram","vocab":[]}}`), 0o644)
 	_, stderr, err = runTagpr(t, dir, nil, "tokenizer", "encode", "--tokenizer", broken, "x")
