@@ -595,6 +595,14 @@ func (g *gen) forward(ctx context.Context, T int, ortTime *time.Duration) ([]flo
 			return nil, err
 		}
 	}
+	if s.branch >= 0 {
+		v, err := ort.NewTensor([]int64{1}, []bool{g.P > 0})
+		if err != nil {
+			return nil, fmt.Errorf("generate with %s: %w", m.label, err)
+		}
+		made = append(made, v)
+		g.in[s.branch] = v
+	}
 	if g.out[s.logits], err = mk([]int64{b, int64(T), int64(g.V)}, ws.logits); err != nil {
 		return nil, err
 	}

@@ -179,7 +179,11 @@ func (in *Info) Summary() string {
 		return b.String()
 	}
 	l := in.Layout
-	fmt.Fprintf(&b, "causal LM    yes (%s, position_ids %s)\n", l.Float, yesNo(l.HasPositionIDs))
+	fmt.Fprintf(&b, "causal LM    yes (%s, position_ids %s", l.Float, yesNo(l.HasPositionIDs))
+	if l.HasCacheBranch {
+		b.WriteString(", Optimum merged decoder")
+	}
+	b.WriteString(")\n")
 	fmt.Fprintf(&b, "  layers     %d\n", l.Layers)
 	fmt.Fprintf(&b, "  heads      %s query, %s kv (head_dim %s)\n", orUnknown(in.Heads), orUnknown(l.KVHeads), orUnknown(l.HeadDim))
 	fmt.Fprintf(&b, "  d_model    %s\n", orUnknown(in.DModel))

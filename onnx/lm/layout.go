@@ -16,7 +16,10 @@ const (
 	InputIDs      = "input_ids"
 	AttentionMask = "attention_mask"
 	PositionIDs   = "position_ids"
-	Logits        = "logits"
+	// UseCacheBranch is the switch of Optimum's merged decoders
+	// (decoder_model_merged.onnx): false on the first step, true after.
+	UseCacheBranch = "use_cache_branch"
+	Logits         = "logits"
 )
 
 // PastKey and friends name the per-layer cache inputs and outputs.
@@ -32,6 +35,9 @@ type Layout struct {
 	HeadDim        int // likewise
 	Vocab          int // likewise
 	HasPositionIDs bool
+	// HasCacheBranch: the model is an Optimum merged decoder with a
+	// use_cache_branch bool [1] input, which generation feeds.
+	HasCacheBranch bool
 	// Float is the element type of logits and the cache: "float32" or "float64".
 	Float string
 	// Extra lists inputs outside the layout (for example weights fed as
@@ -73,6 +79,12 @@ func ReadLayout(label string, inputs, outputs []ort.IOInfo, opts CheckOptions) (
 			return fail("%v", err)
 		}
 		lay.HasPositionIDs = true
+	}
+	if in, ok := ins[UseCacheBranch]; ok {
+		if err := want(in, "input", ortgo.TensorElementDataTypeBool, 1); err != nil {
+			return fail("%v", err)
+		}
+		lay.HasCacheBranch = true
 	}
 	lg, ok := outs[Logits]
 	if !ok {
@@ -135,7 +147,7 @@ func ReadLayout(label string, inputs, outputs []ort.IOInfo, opts CheckOptions) (
 		return fail("output %q has no matching input %q", PresentKey(lay.Layers), PastKey(lay.Layers))
 	}
 
-	known := map[string]bool{InputIDs: true, AttentionMask: true, PositionIDs: true}
+	known := map[string]bool{InputIDs: true, AttentionMask: true, PositionIDs: true, UseCacheBranch: true}
 	for i := 0; i < lay.Layers; i++ {
 		known[PastKey(i)], known[PastValue(i)] = true, true
 	}

@@ -10,6 +10,7 @@ import (
 	ortgo "github.com/yalue/onnxruntime_go"
 
 	"github.com/tagpr/tagpr/onnx/ir"
+	"github.com/tagpr/tagpr/onnx/onnxpb"
 	"github.com/tagpr/tagpr/onnx/ort"
 )
 
@@ -241,4 +242,56 @@ func abs(x float64) float64 {
 		return -x
 	}
 	return x
+}
+
+// An Optimum merged decoder's use_cache_branch is fed false on the first
+// step and true after: here a wrong value would move 1000 onto token 5.
+func TestUseCacheBranchFed(t *testing.T) {
+	c := testConfigs()["llama"]
+	pm, err := Build(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := ir.WrapGraph(pm.Graph)
+	for _, n := range pm.Graph.Node {
+		for i, o := range n.Output {
+			if o == Logits {
+				n.Output[i] = "logits_raw"
+			}
+		}
+	}
+	g.Rescan()
+	g.Input(UseCacheBranch, ir.Bool, 1)
+	past := g.Op("Shape", []string{PastKey(0)}, ir.AttrInt("start", 2), ir.AttrInt("end", 3))
+	hasPast := g.Op("Greater", []string{past, g.AddNode(&onnxpb.NodeProto{OpType: "Constant", Output: []string{""},
+		Attribute: []ir.Attribute{ir.AttrTensor("value", ir.Vector("", int64(0)))}}).Output[0]})
+	wrong := g.Op("Cast", []string{g.Op("Xor", []string{hasPast, UseCacheBranch})}, ir.AttrInt("to", int64(ir.Float)))
+	hot := make([]float32, c.Vocab)
+	hot[5] = 1000
+	bump := g.Op("Mul", []string{wrong, g.Initializer("bump", ir.Vector("", hot...))})
+	g.Node("Add", []string{"logits_raw", bump}, []string{Logits})
+	b, err := ir.Marshal(pm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := LoadBytes(b, "merged-style", LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if !m.Layout.HasCacheBranch || len(m.Layout.Extra) != 0 {
+		t.Fatalf("layout %+v", m.Layout)
+	}
+	checkCacheMatchesFull(t, m, testPrompts)
+	comps, _, err := m.Generate(context.Background(), testPrompts, GenerateOptions{MaxNewTokens: 4, IgnoreEOS: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range comps {
+		for _, tok := range c.Tokens {
+			if tok == 5 {
+				t.Fatalf("token 5 generated: use_cache_branch was fed wrong (%v)", c.Tokens)
+			}
+		}
+	}
 }

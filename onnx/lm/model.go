@@ -44,6 +44,7 @@ type Model struct {
 // slots are the positions of each role in the session's run order.
 type slots struct {
 	ids, mask, pos int // pos is -1 without position_ids
+	branch         int // use_cache_branch, or -1
 	pastK, pastV   []int
 	logits         int
 	presK, presV   []int
@@ -133,10 +134,13 @@ func slotsOf(sess *ort.Session, lay Layout) slots {
 	for i, v := range sess.Outputs() {
 		out[v.Name] = i
 	}
-	s := slots{ids: in[InputIDs], mask: in[AttentionMask], pos: -1, logits: out[Logits],
+	s := slots{ids: in[InputIDs], mask: in[AttentionMask], pos: -1, branch: -1, logits: out[Logits],
 		nIn: len(sess.Inputs()), nOut: len(sess.Outputs())}
 	if p, ok := in[PositionIDs]; ok {
 		s.pos = p
+	}
+	if p, ok := in[UseCacheBranch]; ok {
+		s.branch = p
 	}
 	for i := 0; i < lay.Layers; i++ {
 		s.pastK = append(s.pastK, in[PastKey(i)])
