@@ -41,7 +41,12 @@ const minTrainOpset = 17
 // indices are cut. A node on the path from a weight to the loss whose op has
 // no rule is an error naming the op and node.
 func Differentiate(sp *Specialized, loss string, params []string, keep []string) (*TrainingGraph, error) {
-	m := proto.Clone(sp.Model).(*onnxpb.ModelProto)
+	return differentiate(&Specialized{Model: proto.Clone(sp.Model).(*onnxpb.ModelProto), Types: sp.Types}, loss, params, keep)
+}
+
+// differentiate is Differentiate changing sp.Model in place.
+func differentiate(sp *Specialized, loss string, params []string, keep []string) (*TrainingGraph, error) {
+	m := sp.Model
 	g := m.Graph
 	types := make(map[string]ValueType, len(sp.Types))
 	for k, v := range sp.Types {

@@ -236,7 +236,7 @@ func BuildLMTraining(m *onnxpb.ModelProto, o LMTraining) (*TrainingGraph, []Adap
 	if err != nil {
 		return nil, nil, err
 	}
-	sp, err := Specialize(m, shapes)
+	sp, err := specialize(m, shapes) // m is already this function's copy
 	if err != nil {
 		return nil, nil, err
 	}
@@ -247,7 +247,7 @@ func BuildLMTraining(m *onnxpb.ModelProto, o LMTraining) (*TrainingGraph, []Adap
 	if len(params) == 0 {
 		return nil, nil, fmt.Errorf("build training graph: no trainable weight matches %v", o.Trainable)
 	}
-	tg, err := Differentiate(sp, loss, params, o.Keep)
+	tg, err := differentiate(sp, loss, params, o.Keep)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -273,7 +273,7 @@ func NewTokenScorer(m *onnxpb.ModelProto, B, T int64, opts ort.Options) (*TokenS
 	if err != nil {
 		return nil, err
 	}
-	sp, err := Specialize(m, shapes)
+	sp, err := specialize(m, shapes)
 	if err != nil {
 		return nil, err
 	}

@@ -36,7 +36,15 @@ const maxFold = 1 << 22
 // initializers. Float initializers with more than one element are never
 // folded through, so they stay selectable as trainable weights.
 func Specialize(m *onnxpb.ModelProto, shapes map[string][]int64) (*Specialized, error) {
-	m = proto.Clone(m).(*onnxpb.ModelProto)
+	if m.GetGraph() == nil {
+		return nil, fmt.Errorf("specialize: model has no graph")
+	}
+	return specialize(proto.Clone(m).(*onnxpb.ModelProto), shapes)
+}
+
+// specialize is Specialize changing m in place (callers that own a copy
+// save one copy of the weights).
+func specialize(m *onnxpb.ModelProto, shapes map[string][]int64) (*Specialized, error) {
 	g := m.GetGraph()
 	if g == nil {
 		return nil, fmt.Errorf("specialize: model has no graph")
@@ -112,7 +120,11 @@ func Specialize(m *onnxpb.ModelProto, shapes map[string][]int64) (*Specialized, 
 
 	// The probe: the original outputs plus, per node output, its shape and
 	// either its whole value (static) or one element (to learn its type).
-	probe := proto.Clone(m).(*onnxpb.ModelProto)
+	// It shares m's nodes and tensors (read only) instead of copying the weights.
+	probe := &onnxpb.ModelProto{IrVersion: m.IrVersion, OpsetImport: m.OpsetImport, Functions: m.Functions,
+		Graph: &onnxpb.GraphProto{Name: g.GetName(), Node: append([]*onnxpb.NodeProto{}, g.Node...),
+			Initializer: append([]*onnxpb.TensorProto{}, g.Initializer...), SparseInitializer: g.SparseInitializer,
+			Input: append([]*onnxpb.ValueInfoProto{}, g.Input...)}}
 	pe := newEditor(probe.Graph)
 	pe.prefix = "spec/"
 	probe.Graph.Output = nil
