@@ -30,8 +30,15 @@ bench: setup
 	$(GO) test -run '^$$' -bench . -benchtime 1x -count 1 -timeout 60m ./... > .cache/bench.raw || { cat .cache/bench.raw; exit 1; }
 	$(GO) run ./cmd/benchreport -in .cache/bench.raw -out bench.json
 
+# Each fuzz target for FUZZTIME (go test fuzzes one target per run).
+FUZZTIME ?= 60s
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzReadModel -fuzztime 60s ./onnx/ir
+	$(GO) test -run '^$$' -fuzz '^FuzzReadModel$$' -fuzztime $(FUZZTIME) ./onnx/ir
+	$(GO) test -run '^$$' -fuzz '^FuzzLoadTokenizer$$' -fuzztime $(FUZZTIME) ./tokenize
+	$(GO) test -run '^$$' -fuzz '^FuzzEncode$$' -fuzztime $(FUZZTIME) ./tokenize
+	$(GO) test -run '^$$' -fuzz '^FuzzFastSplit$$' -fuzztime $(FUZZTIME) ./tokenize
+	$(GO) test -run '^$$' -fuzz '^FuzzReadSafetensors$$' -fuzztime $(FUZZTIME) ./onnx/train
+	$(GO) test -run '^$$' -fuzz '^FuzzAliasText$$' -fuzztime $(FUZZTIME) ./datasets
 
 # Regenerate onnx/onnxpb/onnx.pb.go from onnx.proto (needs protoc and protoc-gen-go v1.36.12; the result is committed).
 .PHONY: proto
