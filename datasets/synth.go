@@ -464,20 +464,14 @@ func writeRows[T any](path string, rows []T, create func(string) (*Writer[T], er
 
 // --- baselines: what the profile is worth ---
 
-// Score is one baseline's result on one split.
-type Score struct {
-	Metric string  // accuracy (tag, rate) or rougeL_f (gen)
-	Value  float64 //
-	MAE    float64 // rate only
-}
-
 // BlindBaseline is the best profile-blind rule: it learns from train the most
 // frequent answer given everything the input shows (the two candidate tags; the
 // review's tone; the post's nouns and verb with the most common style), and
-// never looks at the profile.
-func BlindBaseline(train, eval *SynthSet) (Score, error) {
+// never looks at the profile. It returns one prediction per eval example;
+// scoring them is the evaluator's business (pipeline's task metrics).
+func BlindBaseline(train, eval *SynthSet) ([]string, error) {
 	if train.Task != eval.Task {
-		return Score{}, errors.New("baseline: train and eval tasks differ")
+		return nil, errors.New("baseline: train and eval tasks differ")
 	}
 	switch train.Task.Name {
 	case SynthTag:
@@ -485,7 +479,7 @@ func BlindBaseline(train, eval *SynthSet) (Score, error) {
 		for _, e := range train.Examples {
 			freq[e.Output]++
 		}
-		return scoreWith(eval, func(e *Example) string {
+		return predictWith(eval, func(e *Example) string {
 			a, b := inputTags(e.Input)
 			if freq[synthTags[b].name] > freq[synthTags[a].name] {
 				return synthTags[b].name
@@ -501,7 +495,7 @@ func BlindBaseline(train, eval *SynthSet) (Score, error) {
 			}
 			byTone[t][e.Output]++
 		}
-		return scoreWith(eval, func(e *Example) string { return argmax(byTone[reviewTone(e.Input)], "3") }), nil
+		return predictWith(eval, func(e *Example) string { return argmax(byTone[reviewTone(e.Input)], "3") }), nil
 	case SynthGen:
 		op, cl, rev := map[string]int{}, map[string]int{}, map[string]int{}
 		for _, e := range train.Examples {
@@ -513,21 +507,21 @@ func BlindBaseline(train, eval *SynthSet) (Score, error) {
 		}
 		style := synthUser{opener: slices.Index(genOpeners, argmax(op, "")), closer: slices.Index(genClosers, argmax(cl, "")),
 			reverse: argmax(rev, "false") == "true"}
-		return scoreWith(eval, func(e *Example) string {
+		return predictWith(eval, func(e *Example) string {
 			_, n1, v, n2 := parsePost(e.Input)
 			return style.title(n1, v, n2)
 		}), nil
 	}
-	return Score{}, fmt.Errorf("baseline: %s is not a synthetic task", train.Task.Name)
+	return nil, fmt.Errorf("baseline: %s is not a synthetic task", train.Task.Name)
 }
 
 // ProfileBaseline is a simple rule that reads the profile: the candidate tag
 // the user chose most often; the base score that explains the past scores; the
-// opener, closer and noun order of the past titles.
-func ProfileBaseline(eval *SynthSet) Score {
+// opener, closer and noun order of the past titles. One prediction per example.
+func ProfileBaseline(eval *SynthSet) ([]string, error) {
 	switch eval.Task.Name {
 	case SynthTag:
-		return scoreWith(eval, func(e *Example) string {
+		return predictWith(eval, func(e *Example) string {
 			a, b := inputTags(e.Input)
 			counts := map[string]int{}
 			for _, p := range e.Profile {
@@ -537,9 +531,9 @@ func ProfileBaseline(eval *SynthSet) Score {
 				return synthTags[b].name
 			}
 			return synthTags[a].name
-		})
+		}), nil
 	case SynthRate:
-		return scoreWith(eval, func(e *Example) string {
+		return predictWith(eval, func(e *Example) string {
 			best, bestFit := 3, -1
 			for base := 1; base <= 5; base++ {
 				fit := 0
@@ -553,9 +547,9 @@ func ProfileBaseline(eval *SynthSet) Score {
 				}
 			}
 			return strconv.Itoa(clampScore(best + reviewTone(e.Input)))
-		})
+		}), nil
 	case SynthGen:
-		return scoreWith(eval, func(e *Example) string {
+		return predictWith(eval, func(e *Example) string {
 			op, cl, rev := map[string]int{}, map[string]int{}, map[string]int{}
 			for _, p := range e.Profile {
 				w := strings.Fields(p.Fields[1])
@@ -568,39 +562,17 @@ func ProfileBaseline(eval *SynthSet) Score {
 				reverse: argmax(rev, "false") == "true"}
 			_, n1, v, n2 := parsePost(e.Input)
 			return style.title(n1, v, n2)
-		})
+		}), nil
 	}
-	return Score{}
+	return nil, fmt.Errorf("baseline: %s is not a synthetic task", eval.Task.Name)
 }
 
-func scoreWith(set *SynthSet, predict func(*Example) string) Score {
-	var sum, abs float64
+func predictWith(set *SynthSet, predict func(*Example) string) []string {
+	out := make([]string, len(set.Examples))
 	for i := range set.Examples {
-		e := &set.Examples[i]
-		p := predict(e)
-		switch set.Task.Kind {
-		case Generation:
-			sum += RougeL(p, e.Output)
-		default:
-			if p == e.Output {
-				sum++
-			}
-			if set.Task.Kind == Rating {
-				pv, _ := strconv.Atoi(p)
-				gv, _ := strconv.Atoi(e.Output)
-				abs += float64(max(pv-gv, gv-pv))
-			}
-		}
+		out[i] = predict(&set.Examples[i])
 	}
-	n := float64(len(set.Examples))
-	s := Score{Metric: "accuracy", Value: sum / n}
-	if set.Task.Kind == Generation {
-		s.Metric = "rougeL_f"
-	}
-	if set.Task.Kind == Rating {
-		s.MAE = abs / n
-	}
-	return s
+	return out
 }
 
 func argmax(m map[string]int, dflt string) string {
@@ -645,31 +617,6 @@ func parsePost(s string) (when, n1, verb, n2 string) {
 	}
 	k := len(w)
 	return strings.Join(w[:k-6], " "), w[k-5], w[k-4], w[k-1]
-}
-
-// RougeL is the ROUGE-L F1 of two texts over lower-cased whitespace tokens.
-func RougeL(pred, ref string) float64 {
-	p, r := strings.Fields(strings.ToLower(pred)), strings.Fields(strings.ToLower(ref))
-	if len(p) == 0 || len(r) == 0 {
-		return 0
-	}
-	prev, cur := make([]int, len(r)+1), make([]int, len(r)+1)
-	for i := range p {
-		for j := range r {
-			if p[i] == r[j] {
-				cur[j+1] = prev[j] + 1
-			} else {
-				cur[j+1] = max(prev[j+1], cur[j])
-			}
-		}
-		prev, cur = cur, prev
-	}
-	lcs := float64(prev[len(r)])
-	if lcs == 0 {
-		return 0
-	}
-	prec, rec := lcs/float64(len(p)), lcs/float64(len(r))
-	return 2 * prec * rec / (prec + rec)
 }
 
 // Texts lists every text of a split across tasks (inputs, profile texts,

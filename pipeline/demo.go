@@ -130,13 +130,11 @@ func RunDemo(ctx context.Context, cfg DemoConfig, h Hooks) (*Report, error) {
 		if err := writePredictions(filepath.Join(cfg.Dir, "predictions", task+"_dev.arrow"), append(be.Predictions, se.Predictions...)); err != nil {
 			return nil, err
 		}
-		blind, err := datasets.BlindBaseline(data.Set(task, "train"), set)
+		note, err := baselineNote(data.Set(task, "train"), set)
 		if err != nil {
 			return nil, err
 		}
-		prof := datasets.ProfileBaseline(set)
-		rep.Notes = append(rep.Notes, fmt.Sprintf("%s: rule baselines on all of dev: profile-blind %s %.3f, profile-reading %s %.3f (how much the profile is worth on this task)",
-			task, blind.Metric, blind.Value, prof.Metric, prof.Value))
+		rep.Notes = append(rep.Notes, note)
 	}
 	rep.Notes = append(rep.Notes, "base = the same architecture at its random initialization, before SFT; PRMU and the RL stages are not part of this demo yet")
 	if err := rep.Finalize(); err != nil {

@@ -1,0 +1,83 @@
+package pipeline
+
+import (
+	"testing"
+
+	"github.com/tagpr/tagpr/datasets"
+)
+
+// baselineMetrics scores the synthetic benchmark's rule baselines with the
+// task's LaMP metrics.
+func baselineMetrics(t testing.TB, d *datasets.SynthData, task string) (blind, reader []Metric) {
+	train, test := d.Set(task, "train"), d.Set(task, "test")
+	bp, err := datasets.BlindBaseline(train, test)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rp, err := datasets.ProfileBaseline(test)
+	if err != nil {
+		t.Fatal(err)
+	}
+	score := func(preds []string) []Metric {
+		pairs := make([]Pair, len(preds))
+		for i, e := range test.Examples {
+			pairs[i] = Pair{ID: e.ID, Prediction: preds[i], Gold: e.Output}
+		}
+		m, err := TaskMetrics(RewardKind(test.Task), test.Task.Labels, pairs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	return score(bp), score(rp)
+}
+
+// The profile is worth a lot on the built-in benchmark: the best
+// profile-blind rule is capped far below a simple rule that reads it.
+func TestSynthProfileGap(t *testing.T) {
+	cfg := datasets.DefaultSynthConfig()
+	cfg.Users = 3000 // 300 test users: a stable estimate
+	d, err := datasets.Synth(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, task := range []string{datasets.SynthTag, datasets.SynthRate, datasets.SynthGen} {
+		blind, reader := baselineMetrics(t, d, task)
+		t.Logf("%s test: profile-blind %s; profile-reading %s", task, formatMetrics(blind), formatMetrics(reader))
+		ri, err := RelativeImprovement(reader, blind)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Reading the profile must beat ignoring it by a wide margin on every metric.
+		if ri < 0.5 {
+			t.Errorf("%s: reading the profile improves on the blind rule by only %.0f%%", task, 100*ri)
+		}
+		for i := range reader {
+			better := reader[i].Value > blind[i].Value
+			if reader[i].Lower {
+				better = reader[i].Value < blind[i].Value
+			}
+			if !better {
+				t.Errorf("%s %s: profile-reading %.3f is not better than blind %.3f", task, reader[i].Name, reader[i].Value, blind[i].Value)
+			}
+		}
+	}
+}
+
+// BenchmarkSynthBaselines reports the gap as bench figures.
+func BenchmarkSynthBaselines(b *testing.B) {
+	var d *datasets.SynthData
+	var err error
+	for i := 0; i < b.N; i++ {
+		if d, err = datasets.Synth(datasets.DefaultSynthConfig()); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for _, task := range []string{datasets.SynthTag, datasets.SynthRate, datasets.SynthGen} {
+		blind, reader := baselineMetrics(b, d, task)
+		for i := range blind {
+			b.ReportMetric(blind[i].Value, task+"_blind_"+blind[i].Name)
+			b.ReportMetric(reader[i].Value, task+"_profile_"+reader[i].Name)
+		}
+	}
+}
