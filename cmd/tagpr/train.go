@@ -300,6 +300,21 @@ func loadTrainingRows(o trainLMOptions, modelDir string, hc *lm.HFConfig) ([][]i
 	if len(rows) == 0 {
 		return nil, fmt.Errorf("train lm: %s holds no text of 2 tokens or more", o.Data)
 	}
+	if hc != nil {
+		if maxPos := max(hc.MaxPositions, hc.NPositions); maxPos > 0 && o.SeqLen > maxPos {
+			return nil, fmt.Errorf("train lm: --seq-len %d is longer than the model's %d positions (%s)", o.SeqLen, maxPos, filepath.Join(modelDir, "config.json"))
+		}
+		if hc.VocabSize > 0 {
+			for i, r := range rows {
+				for _, id := range r {
+					if id < 0 || id >= int64(hc.VocabSize) {
+						return nil, fmt.Errorf("train lm: token id %d (sequence %d of %s) is outside the model's vocab of %d (%s): tokenizer and model do not match",
+							id, i, o.Data, hc.VocabSize, filepath.Join(modelDir, "config.json"))
+					}
+				}
+			}
+		}
+	}
 	return rows, nil
 }
 

@@ -211,9 +211,11 @@ func TestTrainLMBadInput(t *testing.T) {
 	writeJSONL(t, nocol, []map[string]any{{"body": "x"}})
 	csv := filepath.Join(dir, "data.csv")
 	os.WriteFile(csv, []byte("text\nhello\n"), 0o644)
-	for path, want := range map[string]string{broken: "line 2", nocol: `no "text"`, csv: "unknown extension"} {
+	bigID := filepath.Join(dir, "bigid.jsonl")
+	writeJSONL(t, bigID, []map[string]any{{"input_ids": []int{1, 2, 5000}}})
+	for path, want := range map[string]string{broken: "line 2", nocol: `no "text"`, csv: "unknown extension", bigID: "outside the model's vocab"} {
 		out := filepath.Join(dir, "out-"+filepath.Base(path))
-		_, stderr, err := runTagpr(t, ".", nil, "train", "lm", "--model", model, "--data", path, "--steps", "2", "--out", out)
+		_, stderr, err := runTagpr(t, ".", nil, "train", "lm", "--model", model, "--data", path, "--steps", "2", "--out", out, "--seq-len", "16")
 		if err == nil || !strings.Contains(stderr, path) || !strings.Contains(stderr, want) {
 			t.Errorf("%s: err %v, stderr %q; want an error naming the file and %q", path, err, stderr, want)
 		}
