@@ -10,7 +10,7 @@ import (
 
 // CastFloat64 turns a float32 model into float64 for gradient checks
 // (ir.CastFloat64), then replaces the ops ONNX Runtime has no double kernel
-// for — Erf, Gelu, Softplus, LeakyRelu — by equivalent subgraphs of double-capable ops.
+// for — Erf, Gelu, Softplus, LeakyRelu, Mean — by equivalent subgraphs of double-capable ops.
 // Casting those through float32 instead would ruin a finite-difference check.
 func CastFloat64(m *onnxpb.ModelProto) error {
 	if err := ir.CastFloat64(m); err != nil {
@@ -53,6 +53,10 @@ func decomposeForDouble(g *onnxpb.GraphProto) error {
 			onePlus := e.op("Add", []string{inner, dscalar(1)})
 			g.Node = append(g.Node, &onnxpb.NodeProto{Name: e.fresh("f64/gelu"), OpType: "Mul",
 				Input: []string{e.op("Mul", []string{x, half}), onePlus}, Output: []string{n.Output[0]}})
+		case "Mean":
+			sum := e.op("Sum", n.Input)
+			g.Node = append(g.Node, &onnxpb.NodeProto{Name: e.fresh("f64/mean"), OpType: "Mul",
+				Input: []string{sum, dscalar(1 / float64(len(n.Input)))}, Output: []string{n.Output[0]}})
 		case "LeakyRelu":
 			x := n.Input[0]
 			alpha := float64(ir.AttrFloatOf(n, "alpha", 0.01))

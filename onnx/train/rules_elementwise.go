@@ -26,6 +26,17 @@ func init() {
 		}
 		return out, nil
 	}
+	rules["Mean"] = func(c *gctx, n *onnxpb.NodeProto, gy []string, need []bool) ([]string, error) {
+		so := c.shape(n.Output[0])
+		g := c.mul(gy[0], c.scalar(c.elem(n.Output[0]), 1/float64(len(n.Input))))
+		out := make([]string, len(n.Input))
+		for i, in := range n.Input {
+			if need[i] {
+				out[i] = c.unbroadcast(g, so, c.shape(in))
+			}
+		}
+		return out, nil
+	}
 	rules["Sub"] = func(c *gctx, n *onnxpb.NodeProto, gy []string, need []bool) ([]string, error) {
 		so := c.shape(n.Output[0])
 		out := []string{"", ""}

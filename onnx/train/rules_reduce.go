@@ -72,6 +72,12 @@ func init() {
 				return []string{c.op("Expand", []string{c.mul(g, c.scalar(dt, 1/float64(count))), c.e.ints(sx...)})}, nil
 			case "sumsquare":
 				return []string{c.mul(c.op("Expand", []string{g, c.e.ints(sx...)}), c.mul(x, c.scalar(dt, 2)))}, nil
+			case "l2":
+				y := c.reshape(n.Output[0], ks)
+				return []string{c.mul(g, c.div(x, y))}, nil
+			case "logsumexp":
+				y := c.reshape(n.Output[0], ks)
+				return []string{c.mul(g, c.op("Exp", []string{c.sub(x, y)}))}, nil
 			case "max":
 				// Ties share the gradient equally.
 				y := c.reshape(n.Output[0], ks)
@@ -87,6 +93,8 @@ func init() {
 	rules["ReduceMax"] = reduce("max")
 	rules["ReduceMin"] = reduce("max")
 	rules["ReduceSumSquare"] = reduce("sumsquare")
+	rules["ReduceL2"] = reduce("l2")
+	rules["ReduceLogSumExp"] = reduce("logsumexp")
 
 	rules["Softmax"] = func(c *gctx, n *onnxpb.NodeProto, gy []string, need []bool) ([]string, error) {
 		y := n.Output[0]

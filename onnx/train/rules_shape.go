@@ -123,6 +123,14 @@ func init() {
 		c.sparse[g] = sparseGrad{indices: ind, updates: gy[0], axis: a}
 		return []string{g, ""}, nil
 	}
+	rules["GatherND"] = func(c *gctx, n *onnxpb.NodeProto, gy []string, need []bool) ([]string, error) {
+		if bd := ir.AttrIntOf(n, "batch_dims", 0); bd != 0 {
+			return nil, fmt.Errorf("GatherND with batch_dims=%d is not supported (0 only)", bd)
+		}
+		data := n.Input[0]
+		zeros := c.fill(c.elem(data), c.shape(data), 0)
+		return []string{c.op("ScatterND", []string{zeros, n.Input[1], gy[0]}, ir.AttrString("reduction", "add")), ""}, nil
+	}
 	rules["Trilu"] = func(c *gctx, n *onnxpb.NodeProto, gy []string, need []bool) ([]string, error) {
 		ins := []string{gy[0]}
 		if k := input(n, 1); k != "" {

@@ -167,6 +167,18 @@ var opChecks = map[string]func(b *opBench) string{
 	"ReduceMin": func(b *opBench) string {
 		return b.op("ReduceMin", []string{b.param(-1, 1, 2, 3, 4), b.ints(0)}, ir.AttrInt("keepdims", 1))
 	},
+	"ReduceL2": func(b *opBench) string {
+		return b.op("ReduceL2", []string{b.param(-1, 1, 2, 3, 4), b.ints(-1)})
+	},
+	"ReduceLogSumExp": func(b *opBench) string {
+		return b.op("ReduceLogSumExp", []string{b.param(-1, 1, 2, 3, 4), b.ints(1)}, ir.AttrInt("keepdims", 0))
+	},
+	"GatherND": func(b *opBench) string {
+		return b.op("GatherND", []string{b.param(-1, 1, 3, 4, 2), b.intTensor([]int64{3, 2}, []int64{0, 1, 2, 3, 0, 1})})
+	},
+	"Mean": func(b *opBench) string {
+		return b.op("Mean", []string{b.param(-1, 1, 2, 3), b.param(-1, 1, 3)})
+	},
 	"ReduceSumSquare": func(b *opBench) string {
 		return b.op("ReduceSumSquare", []string{b.param(-1, 1, 2, 3, 4), b.ints(1, 2)}, ir.AttrInt("keepdims", 0))
 	},
