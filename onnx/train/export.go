@@ -68,13 +68,23 @@ func ExportModel(m *onnxpb.ModelProto, weights map[string][]float32, adapters []
 	return out, nil
 }
 
-// Export writes ExportModel's result to path atomically.
+// Export writes ExportModel's result to path atomically (weights over 1 GiB
+// in total go to an external data file beside it).
 func Export(path string, m *onnxpb.ModelProto, weights map[string][]float32, adapters []Adapter) error {
 	out, err := ExportModel(m, weights, adapters)
 	if err != nil {
 		return err
 	}
-	if err := ir.Write(out, path, ir.WriteOptions{}); err != nil {
+	// Past protobuf's 2 GiB limit the weights go to model.onnx.data beside it.
+	var opts ir.WriteOptions
+	size := 0
+	for _, t := range out.GetGraph().GetInitializer() {
+		size += len(t.GetRawData())
+	}
+	if size > 1<<30 {
+		opts.ExternalDataThreshold = 1024
+	}
+	if err := ir.Write(out, path, opts); err != nil {
 		return fmt.Errorf("export: %w", err)
 	}
 	return nil
