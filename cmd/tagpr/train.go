@@ -133,6 +133,7 @@ func runTrainLM(ctx context.Context, cmd *cobra.Command, o trainLMOptions) error
 			alpha = 2 * float64(o.LoRARank)
 		}
 		spec.LoRA = &train.LoRA{Rank: o.LoRARank, Alpha: alpha, Targets: o.LoRATargets, Seed: o.Seed}
+		spec.FrozenAsInputs = true // the frozen base stays in Go memory, out of the graph's protobuf
 	}
 	tg, adapters, err := train.BuildLMTraining(m, spec)
 	if err != nil {

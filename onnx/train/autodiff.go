@@ -24,8 +24,43 @@ type TrainingGraph struct {
 	Params  []string          // trainable weights, in input order
 	Grads   map[string]string // weight → gradient output
 	Outputs []string          // kept forward outputs besides the loss
-	// Initial holds each weight's value as it was in the model.
+	// Initial holds each weight's value as it was in the model (trainable
+	// and frozen).
 	Initial map[string]*onnxpb.TensorProto
+	// Frozen weights are graph inputs too (see FreezeToInputs) but get no
+	// gradient.
+	Frozen []string
+}
+
+// frozenMinElems is the size from which FreezeToInputs moves a weight.
+const frozenMinElems = 256
+
+// FreezeToInputs turns the remaining float initializers of at least 256
+// elements (the frozen weights, e.g. under LoRA) into graph inputs fed from
+// Go. The training graph then stays small (no 2 GiB protobuf limit) and the
+// frozen weights can share storage with a generation engine.
+func (tg *TrainingGraph) FreezeToInputs() error {
+	g := tg.Model.Graph
+	rest := g.Initializer[:0]
+	var moved []*onnxpb.TensorProto
+	for _, t := range g.Initializer {
+		if isFloat(t.GetDataType()) && ir.NumElements(t.GetDims()) >= frozenMinElems {
+			moved = append(moved, t)
+			continue
+		}
+		rest = append(rest, t)
+	}
+	g.Initializer = rest
+	for _, t := range moved {
+		vi, err := ir.ValueInfo(t.GetName(), t.GetDataType(), ir.Dims(t.GetDims())...)
+		if err != nil {
+			return fmt.Errorf("freeze %q: %w", t.GetName(), err)
+		}
+		g.Input = append(g.Input, vi)
+		tg.Initial[t.GetName()] = t
+		tg.Frozen = append(tg.Frozen, t.GetName())
+	}
+	return nil
 }
 
 // minTrainOpset is the opset the training graph imports at least: 17 brings

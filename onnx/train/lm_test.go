@@ -154,6 +154,19 @@ func TestLoRA(t *testing.T) {
 		}
 	}
 	t.Logf("%d adapters", len(ads))
+	// The same with the frozen weights fed from Go: same loss.
+	tgF, _, err := BuildLMTraining(m, LMTraining{Batch: 4, SeqLen: 10, LoRA: &LoRA{Rank: 4, Alpha: 8, Targets: []string{"*"}, Seed: 1}, FrozenAsInputs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tgF.Frozen) == 0 {
+		t.Fatal("no frozen weight became an input")
+	}
+	trF, err := NewTrainer(tgF, TrainerOptions{Schedule: Schedule{Peak: 1e-2}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer trF.Close()
 	tr, err := NewTrainer(tg, TrainerOptions{Schedule: Schedule{Peak: 1e-2, Warmup: 5, Total: 80}})
 	if err != nil {
 		t.Fatal(err)
@@ -165,6 +178,17 @@ func TestLoRA(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer rel()
+	lF, _, err := trF.Compute(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l0, _, err := tr.Compute(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if math.Abs(lF-l0) > 1e-5*math.Abs(l0) {
+		t.Fatalf("loss with frozen weights as inputs %v, baked in %v", lF, l0)
+	}
 	var first, last float64
 	for s := 0; s < 80; s++ {
 		r, err := tr.Step(in)

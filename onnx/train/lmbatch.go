@@ -205,6 +205,9 @@ type LMTraining struct {
 	Trainable []string
 	LoRA      *LoRA
 	Keep      []string // forward outputs to keep (e.g. "logits", TokenLogprobsOutput)
+	// FrozenAsInputs feeds the frozen weights from Go too (TrainingGraph.FreezeToInputs):
+	// for LoRA on models past protobuf's 2 GiB, or to share them with generation.
+	FrozenAsInputs bool
 	// Policy, when set, trains with the GRPO-family loss instead of the
 	// next-token cross-entropy (batches then carry advantages and log-probs).
 	Policy *PolicyLoss
@@ -250,6 +253,11 @@ func BuildLMTraining(m *onnxpb.ModelProto, o LMTraining) (*TrainingGraph, []Adap
 	tg, err := differentiate(sp, loss, params, o.Keep)
 	if err != nil {
 		return nil, nil, err
+	}
+	if o.FrozenAsInputs {
+		if err := tg.FreezeToInputs(); err != nil {
+			return nil, nil, fmt.Errorf("build training graph: %w", err)
+		}
 	}
 	return tg, adapters, nil
 }

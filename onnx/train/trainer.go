@@ -39,10 +39,12 @@ type Trainer struct {
 
 	sess   *ort.Session
 	paramT map[string]ort.Value
-	grads  [][]float32
-	gradT  map[string]ort.Value
-	acc    *Accumulator
-	decay  []bool
+	// frozenT feeds frozen weights that are graph inputs (FreezeToInputs).
+	frozenT map[string]ort.Value
+	grads   [][]float32
+	gradT   map[string]ort.Value
+	acc     *Accumulator
+	decay   []bool
 }
 
 // StepResult reports one optimizer step.
@@ -62,7 +64,7 @@ func NewTrainer(tg *TrainingGraph, o TrainerOptions) (*Trainer, error) {
 	if err := o.Schedule.Validate(); err != nil {
 		return nil, fmt.Errorf("new trainer: %w", err)
 	}
-	t := &Trainer{Graph: tg, Sched: o.Schedule, Clip: o.ClipNorm, paramT: map[string]ort.Value{}, gradT: map[string]ort.Value{}}
+	t := &Trainer{Graph: tg, Sched: o.Schedule, Clip: o.ClipNorm, paramT: map[string]ort.Value{}, gradT: map[string]ort.Value{}, frozenT: map[string]ort.Value{}}
 	sizes := make([]int, len(tg.Params))
 	for i, name := range tg.Params {
 		init := tg.Initial[name]
@@ -99,6 +101,23 @@ func NewTrainer(tg *TrainingGraph, o TrainerOptions) (*Trainer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("new trainer: %w", err)
 	}
+	for _, name := range tg.Frozen {
+		init := tg.Initial[name]
+		data, err := ir.Float32s(init)
+		if err != nil || init.GetDataType() != ir.Float {
+			t.Close()
+			return nil, fmt.Errorf("new trainer: frozen weight %q must be float32 (%s): %v", name, init.GetDataType(), err)
+		}
+		if shared, ok := o.Weights[name]; ok && len(shared) == len(data) {
+			data = shared
+		}
+		v, err := ort.NewTensor(shapeOrOne(init.GetDims()), data)
+		if err != nil {
+			t.Close()
+			return nil, fmt.Errorf("new trainer: frozen weight %q: %w", name, err)
+		}
+		t.frozenT[name] = v
+	}
 	for _, p := range t.Params {
 		v, err := ort.NewTensor(shapeOrOne(p.Shape), p.Data)
 		if err != nil {
@@ -130,7 +149,10 @@ func (t *Trainer) Close() {
 	for _, v := range t.gradT {
 		v.Destroy()
 	}
-	t.paramT, t.gradT = map[string]ort.Value{}, map[string]ort.Value{}
+	for _, v := range t.frozenT {
+		v.Destroy()
+	}
+	t.paramT, t.gradT, t.frozenT = map[string]ort.Value{}, map[string]ort.Value{}, map[string]ort.Value{}
 }
 
 // ParamTensors returns the weight tensors by name, for other sessions (the
@@ -144,14 +166,19 @@ func (t *Trainer) Grads() [][]float32 { return t.grads }
 // the gradients land in Grads(); it returns the loss and copies of the kept
 // outputs.
 func (t *Trainer) Compute(batch map[string]ort.Value) (float64, map[string][]float32, error) {
-	in := make(map[string]ort.Value, len(batch)+len(t.paramT))
+	in := make(map[string]ort.Value, len(batch)+len(t.paramT)+len(t.frozenT))
 	for k, v := range batch {
-		if _, clash := t.paramT[k]; clash {
-			return 0, nil, fmt.Errorf("train: batch input %q is a trainable weight", k)
+		_, isParam := t.paramT[k]
+		_, isFrozen := t.frozenT[k]
+		if isParam || isFrozen {
+			return 0, nil, fmt.Errorf("train: batch input %q is a weight", k)
 		}
 		in[k] = v
 	}
 	for k, v := range t.paramT {
+		in[k] = v
+	}
+	for k, v := range t.frozenT {
 		in[k] = v
 	}
 	res, err := t.sess.Run(in, t.gradT)
