@@ -113,11 +113,17 @@ func runTrainLM(ctx context.Context, cmd *cobra.Command, o trainLMOptions) error
 		return err
 	}
 	modelDir := filepath.Dir(modelPath)
+	if filepath.Base(modelDir) == "onnx" && !fileExists(filepath.Join(modelDir, "config.json")) {
+		modelDir = filepath.Dir(modelDir) // transformers.js layout: DIR/onnx/model.onnx, config beside onnx/
+	}
 	m, err := ir.Load(modelPath)
 	if err != nil {
 		return err
 	}
-	hc, _ := lm.ReadHFConfig(filepath.Join(modelDir, "config.json"))
+	hc, err := lm.ReadHFConfig(filepath.Join(modelDir, "config.json"))
+	if err != nil {
+		return err
+	}
 	rows, err := loadTrainingRows(o, modelDir, hc)
 	if err != nil {
 		return err
@@ -244,6 +250,11 @@ func absPath(p string) string {
 		return a
 	}
 	return p
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
 }
 
 func copyIfExists(src, dst string) error {
