@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/google/renameio/v2"
@@ -25,14 +26,15 @@ const (
 )
 
 // DemoConfig is the built-in default job: synthetic data → tokenizer →
-// small model → SFT on gold tagged chains → evaluation of base and SFT
-// models → report.
+// small model → SFT on gold tagged chains → RL stages → evaluation of the
+// base, SFT and RL models → report.
 type DemoConfig struct {
 	Dir    string
 	Synth  datasets.SynthConfig
 	Vocab  int // tokenizer vocabulary before the tag tokens
 	Model  lm.Config
 	SFT    SFTConfig
+	RL     []RLStage // run in order after SFT on the training split's prompts; none: no RL
 	Prompt PromptOptions
 	Eval   EvalOptions
 }
@@ -47,15 +49,30 @@ func DefaultDemoConfig(dir string) DemoConfig {
 		Vocab:  1024,
 		Model:  lm.Config{Arch: lm.Llama, Layers: 4, DModel: 128, Heads: 4, KVHeads: 2, MaxPositions: 512, Seed: 7},
 		SFT:    SFTConfig{Steps: 250, Batch: 8, SeqLen: 320, LR: 3e-3, Warmup: 20, WeightDecay: 0.01, Clip: 1, CheckpointEvery: 50, Seed: 11},
+		RL:     DefaultDemoRL(),
 		Prompt: PromptOptions{MaxTokens: 320}, // the whole profile: gold chains count over all of it
 		Eval:   EvalOptions{Examples: 48, Batch: 16, MaxNewTokens: 140},
 	}
+}
+
+// DefaultDemoRL is the demo's RL: a short guided stage (task, tag and, when
+// there is one, PRMU reward; PRMU is not built yet), then an exploratory one
+// (task reward only).
+func DefaultDemoRL() []RLStage {
+	guided := RLStage{Name: "guided", Reward: RewardGuided, Weights: rewardmodel.DefaultWeights(),
+		Steps: 12, PromptsPerStep: 4, NumGenerations: 4, MaxPromptLength: 320, MaxCompletionLength: 128,
+		Temperature: 1, Beta: 0.04, Epsilon: 0.2, LossType: "dapo", ScaleRewards: ScaleGroup, NumIterations: 1,
+		LR: 5e-5, Warmup: 2, Clip: 1, CheckpointEvery: 4, Seed: 21}
+	exploratory := guided
+	exploratory.Name, exploratory.Reward, exploratory.Weights, exploratory.Seed = "exploratory", RewardExploratory, rewardmodel.Weights{}, 22
+	return []RLStage{guided, exploratory}
 }
 
 // Hooks let the caller show progress; any may be nil.
 type Hooks struct {
 	Stage   func(name, detail string)
 	SFTStep func(train.StepLog, int) // the step and the total
+	RLStep  func(RLStepLog, int)     // the step (its Stage names the stage) and the stage's total
 }
 
 func (h Hooks) stage(name, format string, a ...any) {
@@ -101,33 +118,54 @@ func RunDemo(ctx context.Context, cfg DemoConfig, h Hooks) (*Report, error) {
 		rep.Stages = append(rep.Stages, StageSummary{Name: "sft", Steps: sftRes.Steps, Seconds: time.Since(sftStart).Seconds(),
 			Final: map[string]float64{"loss": sftRes.FinalLoss}})
 	}
-	base, err := openPolicy(baseDir, tok, "base")
+	rl, err := demoRL(ctx, cfg, data, tok, tx, sftDir, h)
 	if err != nil {
 		return nil, err
 	}
-	defer base.Model.Close()
-	sft, err := openPolicy(sftDir, tok, "sft")
-	if err != nil {
-		return nil, err
+	finalDir := rl.Final()
+	for _, s := range rl.summaries {
+		rep.Stages = append(rep.Stages, StageSummary{Name: "rl " + s.Stage, Steps: s.Steps, Seconds: s.Seconds, Final: s.final()})
+		rep.Notes = append(rep.Notes, rlNote(s))
 	}
-	defer sft.Model.Close()
+	models := []string{"base", "sft"}
+	dirs := map[string]string{"base": baseDir, "sft": sftDir}
+	if len(cfg.RL) > 0 {
+		models = append(models, "rl")
+		dirs["rl"] = finalDir
+		rep.Model = filepath.Join(finalDir, "model.onnx")
+	}
+	policies := map[string]Policy{}
+	for _, name := range models {
+		p, err := openPolicy(dirs[name], tok, name)
+		if err != nil {
+			return nil, err
+		}
+		defer p.Model.Close()
+		policies[name] = p
+	}
+	final := models[len(models)-1]
 	eo := cfg.Eval
 	eo.Prompt = cfg.Prompt
 	for _, task := range cfg.Synth.Tasks {
 		set := data.Set(task, "dev")
-		h.stage("eval", "%s: base and sft models on %d dev examples", task, min(eo.Examples, len(set.Examples)))
-		be, err := Evaluate(ctx, base, set.Task, "dev", set.Examples, tx, eo)
-		if err != nil {
-			return nil, err
+		h.stage("eval", "%s: %s models on %d dev examples", task, strings.Join(models, ", "), min(eo.Examples, len(set.Examples)))
+		evals := map[string]*Evaluation{}
+		var preds []datasets.Prediction
+		for _, name := range models {
+			ev, err := Evaluate(ctx, policies[name], set.Task, "dev", set.Examples, tx, eo)
+			if err != nil {
+				return nil, err
+			}
+			evals[name] = ev
+			preds = append(preds, ev.Predictions...)
 		}
-		se, err := Evaluate(ctx, sft, set.Task, "dev", set.Examples, tx, eo)
-		if err != nil {
-			return nil, err
-		}
-		r := se.Result
-		r.Base = be.Result.Model
+		r := evals[final].Result
+		r.Base = evals["base"].Result.Model
 		rep.Tasks = append(rep.Tasks, r)
-		if err := writePredictions(filepath.Join(cfg.Dir, "predictions", task+"_dev.arrow"), append(be.Predictions, se.Predictions...)); err != nil {
+		if final != "sft" {
+			rep.Notes = append(rep.Notes, compareNote(task, evals["sft"].Result.Model, r.Model))
+		}
+		if err := writePredictions(filepath.Join(cfg.Dir, "predictions", task+"_dev.arrow"), preds); err != nil {
 			return nil, err
 		}
 		note, err := baselineNote(data.Set(task, "train"), set)
@@ -136,7 +174,11 @@ func RunDemo(ctx context.Context, cfg DemoConfig, h Hooks) (*Report, error) {
 		}
 		rep.Notes = append(rep.Notes, note)
 	}
-	rep.Notes = append(rep.Notes, "base = the same architecture at its random initialization, before SFT; PRMU and the RL stages are not part of this demo yet")
+	note := "base = the same architecture at its random initialization, before SFT"
+	if final == "rl" {
+		note += "; model = after SFT and the RL stages (" + strings.Join(stageNames(cfg.RL), " → ") + "); PRMU is not built yet, so the guided reward runs without its γ·R_PRMU term"
+	}
+	rep.Notes = append(rep.Notes, note)
 	if err := rep.Finalize(); err != nil {
 		return nil, err
 	}
@@ -317,4 +359,99 @@ func copyFile(src, dst string) error {
 		return fmt.Errorf("copy %s: %w", src, err)
 	}
 	return nil
+}
+
+// demoRLRun is the demo's RL pipeline and the summaries of its stages.
+type demoRLRun struct {
+	*RLPipeline
+	summaries []RLSummary
+}
+
+// demoRL runs the RL stages from the SFT model on the training split's
+// prompts (all tasks mixed), each stage in cfg.Dir/rl/<name>.
+func demoRL(ctx context.Context, cfg DemoConfig, data *datasets.SynthData, tok *tokenize.Tokenizer, tx rewardmodel.Taxonomy, sftDir string, h Hooks) (*demoRLRun, error) {
+	eos, err := tokenID(tok, turnEndToken)
+	if err != nil {
+		return nil, err
+	}
+	pad, err := tokenID(tok, padToken)
+	if err != nil {
+		return nil, err
+	}
+	p := &RLPipeline{Stages: cfg.RL, Start: sftDir, Dir: filepath.Join(cfg.Dir, "rl"), EOS: []int64{eos}, Pad: pad,
+		Detokenize: func(ids []int64) (string, error) { return tok.Decode(toInt(ids), true) },
+		Prompts: func(st RLStage) ([]RLPrompt, error) {
+			o := cfg.Prompt
+			o.MaxTokens = st.MaxPromptLength
+			var out []RLPrompt
+			for _, task := range cfg.Synth.Tasks {
+				set := data.Set(task, "train")
+				for i := range set.Examples {
+					p, err := EncodeRLPrompt(tok, set.Task, &set.Examples[i], tx, o)
+					if err != nil {
+						return nil, err
+					}
+					out = append(out, p)
+				}
+			}
+			return out, nil
+		},
+		Scorer: func(st RLStage) (RLScorer, error) {
+			return &TagPRReward{Mode: st.Reward, Weights: st.Weights, Taxonomy: tx}, nil
+		},
+		Hooks: RLHooks{Log: func(stage, msg string) { h.stage("rl "+stage, "%s", msg) }, Step: h.RLStep},
+	}
+	if len(cfg.RL) > 0 {
+		h.stage("rl", "stages %s from the SFT model, in %s", strings.Join(stageNames(cfg.RL), " → "), p.Dir)
+	}
+	sums, err := p.Run(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &demoRLRun{RLPipeline: p, summaries: sums}, nil
+}
+
+// EncodeRLPrompt encodes an example as an RL prompt (generation prompt
+// within o.MaxTokens) with its gold and profile texts for the rewards.
+func EncodeRLPrompt(tok *tokenize.Tokenizer, task *datasets.Task, ex *datasets.Example, tx rewardmodel.Taxonomy, o PromptOptions) (RLPrompt, error) {
+	parts := Parts(task, ex, tx, o, false)
+	enc, err := tok.EncodePrompt(parts, tokenize.DefaultPromptLayout, o.MaxTokens)
+	if err != nil {
+		return RLPrompt{}, fmt.Errorf("encode %s for RL: %w", ex.ID, err)
+	}
+	return RLPrompt{ID: ex.ID, IDs: toInt64(enc.IDs), Kind: RewardKind(task), Gold: ex.Output, Profile: parts.Profile}, nil
+}
+
+func stageNames(st []RLStage) []string {
+	out := make([]string, len(st))
+	for i, s := range st {
+		out[i] = s.Name
+	}
+	return out
+}
+
+// rlNote is a stage's reward curve and time split for the report.
+func rlNote(s RLSummary) string {
+	curve := make([]string, len(s.Curve))
+	for i, v := range s.Curve {
+		curve[i] = fmt.Sprintf("%.3f", v)
+	}
+	t := s.Time
+	return fmt.Sprintf("rl %s (%s): mean training reward over the stage, in %d runs of steps: %s; time: generate %.0fs, score %.0fs, reference %.0fs, forward-backward %.0fs, optimizer %.0fs",
+		s.Stage, s.Scorer, len(s.Curve), strings.Join(curve, " → "), t.Generate, t.Score, t.Reference, t.ForwardBackward, t.Optimizer)
+}
+
+// compareNote lists the SFT and final models' metrics side by side.
+func compareNote(task string, sft, final []Metric) string {
+	by := map[string]float64{}
+	for _, m := range sft {
+		by[m.Name] = m.Value
+	}
+	parts := make([]string, 0, len(final))
+	for _, m := range final {
+		if v, ok := by[m.Name]; ok {
+			parts = append(parts, fmt.Sprintf("%s %.4f → %.4f", m.Name, v, m.Value))
+		}
+	}
+	return fmt.Sprintf("%s, sft → rl: %s", task, strings.Join(parts, ", "))
 }

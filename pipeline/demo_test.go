@@ -2,8 +2,10 @@ package pipeline
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -21,12 +23,17 @@ func tinyDemo(dir string) DemoConfig {
 	cfg.Model = lm.Config{Arch: lm.Llama, Layers: 1, DModel: 32, Heads: 2, KVHeads: 1, MaxPositions: 512, Seed: 3}
 	cfg.SFT = SFTConfig{Steps: 6, Batch: 2, SeqLen: 320, LR: 3e-3, Warmup: 1, Clip: 1, CheckpointEvery: 2, Seed: 5}
 	cfg.Eval = EvalOptions{Examples: 3, Batch: 3, MaxNewTokens: 24}
+	for i := range cfg.RL {
+		cfg.RL[i].Steps, cfg.RL[i].PromptsPerStep, cfg.RL[i].NumGenerations = 3, 2, 2
+		cfg.RL[i].MaxCompletionLength, cfg.RL[i].CheckpointEvery = 16, 1
+	}
 	return cfg
 }
 
 // TestDemoEndToEndAndResume runs the whole built-in job small: an
-// interrupted SFT resumes, finished stages are not redone, and the report,
-// predictions and exported model are real files that load again.
+// interrupted SFT and an interrupted RL stage resume, finished stages are not
+// redone, and the report, predictions and exported models are real files
+// that load again.
 func TestDemoEndToEndAndResume(t *testing.T) {
 	if err := ort.Init(""); err != nil {
 		t.Fatal(err)
@@ -47,17 +54,36 @@ func TestDemoEndToEndAndResume(t *testing.T) {
 	}
 	tokBefore, _ := os.ReadFile(filepath.Join(dir, "tokenizer", "tokenizer.json"))
 	var resumedAt int
-	rep, err := RunDemo(context.Background(), cfg, Hooks{SFTStep: func(l train.StepLog, total int) {
+	ctx, cancel = context.WithCancel(context.Background())
+	_, err := RunDemo(ctx, cfg, Hooks{SFTStep: func(l train.StepLog, total int) {
 		if resumedAt == 0 {
 			resumedAt = l.Step
 		}
+	}, RLStep: func(l RLStepLog, total int) {
+		if l.Stage == "guided" && l.Step == 2 {
+			cancel() // Ctrl-C in the middle of the first RL stage
+		}
 	}})
-	if err != nil {
-		t.Fatal(err)
+	if err != context.Canceled {
+		t.Fatalf("run interrupted in RL: got %v, want context.Canceled", err)
 	}
 	// Cancelled after step 3, the loop checkpoints step 3: the rerun's first step is 4.
 	if resumedAt != 4 {
 		t.Fatalf("the rerun's first SFT step is %d, want 4 (resumed from the checkpoint left at cancel)", resumedAt)
+	}
+	if !exists(filepath.Join(dir, "sft", "model.onnx")) || exists(filepath.Join(dir, "rl", "guided", "model.onnx")) {
+		t.Fatal("after an interrupted RL stage: want the SFT model and no guided model")
+	}
+	var rlSteps []string
+	rep, err := RunDemo(context.Background(), cfg, Hooks{
+		SFTStep: func(l train.StepLog, total int) { t.Errorf("finished SFT redid step %d", l.Step) },
+		RLStep:  func(l RLStepLog, total int) { rlSteps = append(rlSteps, fmt.Sprintf("%s%d", l.Stage, l.Step)) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(rlSteps, " "); got != "guided3 exploratory1 exploratory2 exploratory3" {
+		t.Fatalf("RL steps of the rerun: %s; want guided resumed at 3, then the exploratory stage", got)
 	}
 	tokAfter, _ := os.ReadFile(filepath.Join(dir, "tokenizer", "tokenizer.json"))
 	if string(tokBefore) != string(tokAfter) {
@@ -76,12 +102,33 @@ func TestDemoEndToEndAndResume(t *testing.T) {
 		t.Fatalf("report.md: %v\n%s", err, md)
 	}
 	preds, err := datasets.ReadPredictions(filepath.Join(dir, "predictions", datasets.SynthTag+"_dev.arrow"), datasets.ReadOptions{})
-	if err != nil || len(preds) != 6 {
+	if err != nil || len(preds) != 9 { // base, sft, rl × 3 examples
 		t.Fatalf("predictions: %d rows, %v", len(preds), err)
 	}
-	m, err := lm.Load(filepath.Join(dir, "sft"), lm.LoadOptions{})
-	if err != nil {
-		t.Fatalf("exported SFT model does not load: %v", err)
+	for _, d := range []string{"sft", "rl/guided", "rl/exploratory"} {
+		m, err := lm.Load(filepath.Join(dir, d), lm.LoadOptions{})
+		if err != nil {
+			t.Fatalf("exported %s model does not load: %v", d, err)
+		}
+		m.Close()
 	}
-	m.Close()
+	if rep.Model != filepath.Join(dir, "rl", "exploratory", "model.onnx") || !strings.Contains(string(md), "rl guided") || !strings.Contains(string(md), "sft → rl") {
+		t.Fatalf("report model %s; report.md:\n%s", rep.Model, md)
+	}
+	rolls, err := ReadRolloutDir(filepath.Join(dir, "rl", "guided", rlRolloutDir))
+	if err != nil || len(rolls) != 3*4 || rolls[0].Completion == "" {
+		t.Fatalf("guided rollouts: %d rows, %v", len(rolls), err)
+	}
+
+	// A rerun of a finished demo trains nothing and reports the RL stages from their summaries.
+	rep2, err := RunDemo(context.Background(), cfg, Hooks{
+		SFTStep: func(l train.StepLog, total int) { t.Errorf("finished SFT redid step %d", l.Step) },
+		RLStep:  func(l RLStepLog, total int) { t.Errorf("finished RL stage %s redid step %d", l.Stage, l.Step) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep2.Stages) != 2 || rep2.Stages[0].Name != "rl guided" || !reflect.DeepEqual(rep2.Stages, rep.Stages) {
+		t.Fatalf("rerun report stages %+v, want the RL stages as first reported %+v", rep2.Stages, rep.Stages)
+	}
 }
