@@ -113,7 +113,7 @@ func runTrainLM(ctx context.Context, cmd *cobra.Command, o trainLMOptions) error
 		return err
 	}
 	modelDir := filepath.Dir(modelPath)
-	if filepath.Base(modelDir) == "onnx" && !fileExists(filepath.Join(modelDir, "config.json")) {
+	if filepath.Base(modelDir) == "onnx" && !trainFileExists(filepath.Join(modelDir, "config.json")) {
 		modelDir = filepath.Dir(modelDir) // transformers.js layout: DIR/onnx/model.onnx, config beside onnx/
 	}
 	m, err := ir.Load(modelPath)
@@ -192,7 +192,7 @@ func runTrainLM(ctx context.Context, cmd *cobra.Command, o trainLMOptions) error
 		return err
 	}
 	for _, name := range []string{"config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"} {
-		if err := copyIfExists(filepath.Join(modelDir, name), filepath.Join(o.Out, name)); err != nil {
+		if err := trainCopyIfExists(filepath.Join(modelDir, name), filepath.Join(o.Out, name)); err != nil {
 			return err
 		}
 	}
@@ -219,7 +219,7 @@ type runIdentity struct {
 // checkRunIdentity writes OUT/checkpoint/run.json on a first run and refuses
 // to resume a checkpoint made from another model, data set or batch layout.
 func checkRunIdentity(ckDir string, o trainLMOptions, modelPath string) error {
-	id := runIdentity{Model: absPath(modelPath), Data: absPath(o.Data), Batch: o.Batch, SeqLen: o.SeqLen, Accum: o.Accum,
+	id := runIdentity{Model: trainAbsPath(modelPath), Data: trainAbsPath(o.Data), Batch: o.Batch, SeqLen: o.SeqLen, Accum: o.Accum,
 		LoRARank: o.LoRARank, Targets: o.LoRATargets, Trainable: o.Trainable, Seed: o.Seed}
 	if st, err := os.Stat(modelPath); err == nil {
 		id.ModelSize = st.Size()
@@ -245,19 +245,19 @@ func checkRunIdentity(ckDir string, o trainLMOptions, modelPath string) error {
 	return os.WriteFile(p, append(want, '\n'), 0o644)
 }
 
-func absPath(p string) string {
+func trainAbsPath(p string) string {
 	if a, err := filepath.Abs(p); err == nil {
 		return a
 	}
 	return p
 }
 
-func fileExists(p string) bool {
+func trainFileExists(p string) bool {
 	_, err := os.Stat(p)
 	return err == nil
 }
 
-func copyIfExists(src, dst string) error {
+func trainCopyIfExists(src, dst string) error {
 	b, err := os.ReadFile(src)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
@@ -271,7 +271,7 @@ func copyIfExists(src, dst string) error {
 // loadTrainingRows reads the data set and turns it into token windows of
 // at most seq-len tokens (each text ends with EOS when the config names one).
 func loadTrainingRows(o trainLMOptions, modelDir string, hc *lm.HFConfig) ([][]int64, error) {
-	texts, ids, err := readTextColumn(o.Data, o.Column)
+	texts, ids, err := readTrainTexts(o.Data, o.Column)
 	if err != nil {
 		return nil, err
 	}
@@ -330,19 +330,19 @@ func loadTrainingRows(o trainLMOptions, modelDir string, hc *lm.HFConfig) ([][]i
 	return rows, nil
 }
 
-// readTextColumn reads a string column (texts) or, when the file has one, an
+// readTrainTexts reads a string column (texts) or, when the file has one, an
 // "input_ids" list column (pre-tokenized rows).
-func readTextColumn(path, column string) ([]string, [][]int64, error) {
+func readTrainTexts(path, column string) ([]string, [][]int64, error) {
 	switch strings.ToLower(filepath.Ext(path)) {
 	case ".jsonl", ".json", ".ndjson":
-		return readJSONL(path, column)
+		return readTrainJSONL(path, column)
 	case ".arrow", ".ipc", ".feather", ".parquet", ".pq":
-		return readArrowColumn(path, column)
+		return readTrainArrowColumn(path, column)
 	}
 	return nil, nil, fmt.Errorf("read %s: unknown extension (want .arrow, .ipc, .feather, .parquet or .jsonl)", path)
 }
 
-func readJSONL(path, column string) ([]string, [][]int64, error) {
+func readTrainJSONL(path, column string) ([]string, [][]int64, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, nil, fmt.Errorf("read %s: %w", path, err)
@@ -390,7 +390,7 @@ func readJSONL(path, column string) ([]string, [][]int64, error) {
 	return texts, ids, nil
 }
 
-func readArrowColumn(path, column string) ([]string, [][]int64, error) {
+func readTrainArrowColumn(path, column string) ([]string, [][]int64, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, nil, fmt.Errorf("read %s: %w", path, err)

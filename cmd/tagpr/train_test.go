@@ -51,7 +51,7 @@ func trainModelDir(t *testing.T) string {
 	return model
 }
 
-func writeJSONL(t *testing.T, path string, rows []map[string]any) {
+func writeTrainJSONL(t *testing.T, path string, rows []map[string]any) {
 	t.Helper()
 	var b strings.Builder
 	for _, r := range rows {
@@ -64,7 +64,7 @@ func writeJSONL(t *testing.T, path string, rows []map[string]any) {
 	}
 }
 
-func readLog(t *testing.T, path string) []map[string]any {
+func readTrainLog(t *testing.T, path string) []map[string]any {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
@@ -90,7 +90,7 @@ func TestTrainLMTextJSONL(t *testing.T) {
 	for _, s := range trainTexts(8) {
 		rows = append(rows, map[string]any{"text": s})
 	}
-	writeJSONL(t, data, rows)
+	writeTrainJSONL(t, data, rows)
 	out := filepath.Join(t.TempDir(), "run")
 	stdout, stderr, err := runTagpr(t, ".", nil, "train", "lm", "--model", model, "--data", data, "--steps", "40",
 		"--out", out, "--batch", "4", "--seq-len", "16", "--lr", "5e-3", "--checkpoint-every", "10")
@@ -105,7 +105,7 @@ func TestTrainLMTextJSONL(t *testing.T) {
 			t.Errorf("missing %s: %v", f, err)
 		}
 	}
-	log := readLog(t, filepath.Join(out, "checkpoint", "train_log.jsonl"))
+	log := readTrainLog(t, filepath.Join(out, "checkpoint", "train_log.jsonl"))
 	if len(log) != 40 {
 		t.Fatalf("log has %d steps, want 40", len(log))
 	}
@@ -151,7 +151,7 @@ func TestTrainLMLoRAParquetAndArrow(t *testing.T) {
 		if err != nil {
 			t.Fatalf("train lm --lora-rank on %s: %v\n%s", data, err, stderr)
 		}
-		log := readLog(t, filepath.Join(out, "checkpoint", "train_log.jsonl"))
+		log := readTrainLog(t, filepath.Join(out, "checkpoint", "train_log.jsonl"))
 		if first, last := log[0]["loss"].(float64), log[len(log)-1]["loss"].(float64); last >= first {
 			t.Fatalf("%s: LoRA loss did not fall: %.3f → %.3f\n%s", data, first, last, stdout)
 		}
@@ -165,7 +165,7 @@ func TestTrainLMInterruptAndResume(t *testing.T) {
 	for i := 0; i < 8; i++ {
 		rows = append(rows, map[string]any{"input_ids": []int{5 + i, 40, 41 + i, 42, 43, 44, 45 + i}})
 	}
-	writeJSONL(t, data, rows)
+	writeTrainJSONL(t, data, rows)
 	out := filepath.Join(t.TempDir(), "run")
 	args := []string{"train", "lm", "--model", model, "--data", data, "--steps", "100000", "--out", out, "--batch", "2", "--seq-len", "8", "--checkpoint-every", "100000"}
 	cmd := exec.Command(tagprBin, args...)
@@ -189,15 +189,15 @@ func TestTrainLMInterruptAndResume(t *testing.T) {
 	}
 	var done int
 	fmt.Sscanf(strings.TrimSpace(string(latest)), "step-%d", &done)
-	if done == 0 || len(readLog(t, logPath)) != done {
-		t.Fatalf("checkpoint %s, log %d lines", latest, len(readLog(t, logPath)))
+	if done == 0 || len(readTrainLog(t, logPath)) != done {
+		t.Fatalf("checkpoint %s, log %d lines", latest, len(readTrainLog(t, logPath)))
 	}
 	args[7] = fmt.Sprint(done + 5) // --steps: five more
 	_, stderr, err := runTagpr(t, ".", nil, args...)
 	if err != nil || !strings.Contains(stderr, fmt.Sprintf("resuming from step %d", done)) {
 		t.Fatalf("rerun: %v\n%s", err, stderr)
 	}
-	if n := len(readLog(t, logPath)); n != done+5 {
+	if n := len(readTrainLog(t, logPath)); n != done+5 {
 		t.Fatalf("log has %d steps after resuming, want %d", n, done+5)
 	}
 }
@@ -208,11 +208,11 @@ func TestTrainLMBadInput(t *testing.T) {
 	broken := filepath.Join(dir, "broken.jsonl")
 	os.WriteFile(broken, []byte("{\"text\": \"ok\"}\n{not json\n"), 0o644)
 	nocol := filepath.Join(dir, "nocol.jsonl")
-	writeJSONL(t, nocol, []map[string]any{{"body": "x"}})
+	writeTrainJSONL(t, nocol, []map[string]any{{"body": "x"}})
 	csv := filepath.Join(dir, "data.csv")
 	os.WriteFile(csv, []byte("text\nhello\n"), 0o644)
 	bigID := filepath.Join(dir, "bigid.jsonl")
-	writeJSONL(t, bigID, []map[string]any{{"input_ids": []int{1, 2, 5000}}})
+	writeTrainJSONL(t, bigID, []map[string]any{{"input_ids": []int{1, 2, 5000}}})
 	for path, want := range map[string]string{broken: "line 2", nocol: `no "text"`, csv: "unknown extension", bigID: "outside the model's vocab"} {
 		out := filepath.Join(dir, "out-"+filepath.Base(path))
 		_, stderr, err := runTagpr(t, ".", nil, "train", "lm", "--model", model, "--data", path, "--steps", "2", "--out", out, "--seq-len", "16")
