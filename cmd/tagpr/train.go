@@ -201,8 +201,8 @@ func runTrainLM(ctx context.Context, cmd *cobra.Command, o trainLMOptions) error
 	return nil
 }
 
-// runIdentity is what a resumed run must share with the run that made the checkpoint.
-type runIdentity struct {
+// trainRunIdentity is what a resumed run must share with the run that made the checkpoint.
+type trainRunIdentity struct {
 	Model     string   `json:"model"`
 	ModelSize int64    `json:"model_size"`
 	Data      string   `json:"data"`
@@ -219,7 +219,7 @@ type runIdentity struct {
 // checkRunIdentity writes OUT/checkpoint/run.json on a first run and refuses
 // to resume a checkpoint made from another model, data set or batch layout.
 func checkRunIdentity(ckDir string, o trainLMOptions, modelPath string) error {
-	id := runIdentity{Model: trainAbsPath(modelPath), Data: trainAbsPath(o.Data), Batch: o.Batch, SeqLen: o.SeqLen, Accum: o.Accum,
+	id := trainRunIdentity{Model: trainAbsPath(modelPath), Data: trainAbsPath(o.Data), Batch: o.Batch, SeqLen: o.SeqLen, Accum: o.Accum,
 		LoRARank: o.LoRARank, Targets: o.LoRATargets, Trainable: o.Trainable, Seed: o.Seed}
 	if st, err := os.Stat(modelPath); err == nil {
 		id.ModelSize = st.Size()
