@@ -2,8 +2,6 @@ package train
 
 import (
 	"fmt"
-	"math"
-	"sort"
 
 	"google.golang.org/protobuf/proto"
 
@@ -97,7 +95,6 @@ func differentiate(sp *Specialized, loss string, params []string, keep []string)
 	if v := ir.OpsetOf(m, ""); v < minTrainOpset {
 		ir.SetOpset(m, "", minTrainOpset)
 	}
-	opset := ir.OpsetOf(m, "")
 
 	// Weights: initializers → inputs.
 	inits := map[string]*onnxpb.TensorProto{}
@@ -165,7 +162,7 @@ func differentiate(sp *Specialized, loss string, params []string, keep []string)
 
 	e := newEditor(g)
 	e.prefix = "grad/"
-	c := &gctx{e: e, types: types, consts: consts, opset: opset, scalars: map[scalarKey]string{}, consumers: map[string][]*onnxpb.NodeProto{}, sparse: map[string]sparseGrad{}}
+	c := &gctx{e: e, types: types, consts: consts, scalars: map[scalarKey]string{}, consumers: map[string][]*onnxpb.NodeProto{}, sparse: map[string]sparseGrad{}}
 	for _, n := range g.Node {
 		for _, in := range n.Input {
 			c.consumers[in] = append(c.consumers[in], n)
@@ -290,7 +287,6 @@ type gctx struct {
 	e       *editor
 	types   map[string]ValueType
 	consts  map[string]*onnxpb.TensorProto
-	opset   int64
 	node    *onnxpb.NodeProto
 	scalars map[scalarKey]string
 	// consumers of each forward value (rules look for IsNaN guards).
@@ -441,8 +437,6 @@ func normAxis(a int64, rank int) int64 {
 	return a
 }
 
-func numelOf(s []int64) int64 { return ir.NumElements(s) }
-
 // cast converts v to elem when it differs.
 func (c *gctx) castTo(v string, from, to ir.DataType) string {
 	if from == to {
@@ -450,6 +444,3 @@ func (c *gctx) castTo(v string, from, to ir.DataType) string {
 	}
 	return c.op("Cast", []string{v}, ir.AttrInt("to", int64(to)))
 }
-
-var _ = math.Pi
-var _ = sort.Ints
