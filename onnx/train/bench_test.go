@@ -339,8 +339,8 @@ func rssChild() error {
 }
 
 // torchPeer times PyTorch eager on the same model and batch with
-// scripts/bench/torch_train_peer.py when python3 has torch; it returns the
-// peer's seconds per training step.
+// scripts/bench/torch_train_peer.py when python3 (or $TAGPR_TORCH_PYTHON)
+// has torch; it returns the peer's seconds per training step.
 func torchPeer(cfg lm.Config) (float64, error) {
 	script, err := filepath.Abs("../../scripts/bench/torch_train_peer.py")
 	if err != nil {
@@ -357,7 +357,11 @@ func torchPeer(cfg lm.Config) (float64, error) {
 	if _, err := lm.WriteModelDir(cfg, dir, false); err != nil {
 		return 0, err
 	}
-	cmd := exec.Command("python3", script, "--config", dir, "--batch", strconv.Itoa(benchB), "--seq", strconv.Itoa(benchT), "--steps", "3", "--threads", strconv.Itoa(numCPU()))
+	python := os.Getenv("TAGPR_TORCH_PYTHON") // a Python with torch and transformers
+	if python == "" {
+		python = "python3"
+	}
+	cmd := exec.Command(python, script, "--config", dir, "--batch", strconv.Itoa(benchB), "--seq", strconv.Itoa(benchT), "--steps", "3", "--threads", strconv.Itoa(numCPU()))
 	out, err := cmd.Output()
 	if err != nil {
 		if ee, ok := err.(*exec.ExitError); ok && ee.ExitCode() == 3 {
