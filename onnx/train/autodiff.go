@@ -303,13 +303,22 @@ type sparseGrad struct {
 
 // nanGuarded reports whether the forward graph tests v with IsNaN: exporters
 // write Where(IsNaN(softmax), 0, softmax) for fully masked attention rows.
-func (c *gctx) nanGuarded(v string) bool {
+// clean is that Where's output when it has exactly this form ("" otherwise).
+func (c *gctx) nanGuarded(v string) (guarded bool, clean string) {
 	for _, n := range c.consumers[v] {
-		if n.GetOpType() == "IsNaN" {
-			return true
+		if n.GetOpType() != "IsNaN" {
+			continue
+		}
+		guarded = true
+		for _, w := range c.consumers[n.Output[0]] {
+			if w.GetOpType() == "Where" && len(w.Input) == 3 && w.Input[0] == n.Output[0] && w.Input[2] == v {
+				if z, ok := c.constScalar(w.Input[1]); ok && z == 0 && equalShape(c.shape(w.Output[0]), c.shape(v)) {
+					clean = w.Output[0]
+				}
+			}
 		}
 	}
-	return false
+	return guarded, clean
 }
 
 type scalarKey struct {

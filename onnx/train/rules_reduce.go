@@ -99,9 +99,11 @@ func init() {
 	rules["Softmax"] = func(c *gctx, n *onnxpb.NodeProto, gy []string, need []bool) ([]string, error) {
 		y := n.Output[0]
 		axis := normAxis(ir.AttrIntOf(n, "axis", -1), len(c.shape(y)))
-		if c.nanGuarded(y) {
-			// Rows the forward replaced by 0 are NaN here; zero them so the
-			// gradient (0 there anyway) does not turn into NaN.
+		if guarded, clean := c.nanGuarded(y); clean != "" {
+			// Rows the forward replaced by 0 are NaN in y; use the forward's
+			// cleaned copy so the gradient (0 there anyway) stays finite.
+			y = clean
+		} else if guarded {
 			y = c.op("Where", []string{c.op("IsNaN", []string{y}), c.scalar(c.elem(y), 0), y})
 		}
 		s := c.reduceSum(c.mul(gy[0], y), []int64{axis}, true)
