@@ -33,6 +33,9 @@ type StepLog struct {
 	Skipped  bool    `json:"skipped,omitempty"`
 	Reason   string  `json:"reason,omitempty"`
 	Seconds  float64 `json:"seconds"`
+	// FwdBwd and Optim split Seconds: ORT forward+backward, Go optimizer.
+	FwdBwd float64 `json:"fwd_bwd_s"`
+	Optim  float64 `json:"optim_s"`
 }
 
 // Loop drives a Trainer over a Dataset: shuffled epochs from a seeded
@@ -135,7 +138,8 @@ func (l *Loop) Run(ctx context.Context) (RunState, error) {
 		}
 		st.Step++
 		sl := StepLog{Step: st.Step, Epoch: st.Epoch, Loss: res.Loss, LR: res.LR, GradNorm: res.GradNorm,
-			Skipped: res.Skipped, Reason: res.Reason, Seconds: time.Since(start).Seconds()}
+			Skipped: res.Skipped, Reason: res.Reason, Seconds: time.Since(start).Seconds(),
+			FwdBwd: res.ForwardBackward.Seconds(), Optim: res.Optimizer.Seconds()}
 		js, _ := json.Marshal(sl)
 		if _, err := logf.Write(append(js, '\n')); err != nil {
 			return st, fmt.Errorf("train loop: log: %w", err)

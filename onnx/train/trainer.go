@@ -5,6 +5,7 @@ import (
 	"math"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/tagpr/tagpr/onnx/ir"
 	"github.com/tagpr/tagpr/onnx/onnxpb"
@@ -56,6 +57,8 @@ type StepResult struct {
 	Reason   string // why it was skipped
 	// Outputs holds each kept output of the last micro-batch (copied).
 	Outputs map[string][]float32
+	// ForwardBackward and Optimizer split the step's time (for logs).
+	ForwardBackward, Optimizer time.Duration
 }
 
 // NewTrainer opens a session on the training graph and takes the weights'
@@ -203,14 +206,15 @@ func (t *Trainer) Compute(batch map[string]ort.Value) (float64, map[string][]flo
 // Step computes gradients over the micro-batches, averages them, and — unless
 // a loss or gradient is not finite — clips them and applies one AdamW update.
 // A skipped step leaves weights and moments untouched.
-func (t *Trainer) Step(micro ...map[string]ort.Value) (StepResult, error) {
+func (t *Trainer) Step(micro ...map[string]ort.Value) (r StepResult, err error) {
 	if len(micro) == 0 {
 		return StepResult{}, fmt.Errorf("train step: no batch")
 	}
-	var r StepResult
 	r.LR = t.Sched.LR(t.Steps)
 	t.Steps++
 	g := t.grads
+	start := time.Now()
+	defer func() { r.Optimizer = time.Since(start) - r.ForwardBackward }()
 	if len(micro) > 1 {
 		t.acc.Reset()
 	}
@@ -227,6 +231,7 @@ func (t *Trainer) Step(micro ...map[string]ort.Value) (StepResult, error) {
 			}
 		}
 	}
+	r.ForwardBackward = time.Since(start)
 	if len(micro) > 1 {
 		g = t.acc.Mean()
 	}
