@@ -267,29 +267,38 @@ func vsTransformersJS(b *testing.B, cfg Config) {
 		report()
 		return
 	}
-	cmd := exec.Command("node", script, peer, root, name, strconv.Itoa(batch), strconv.Itoa(promptLen), strconv.Itoa(newTokens), "5")
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	start := time.Now()
-	if err := cmd.Run(); err != nil {
-		fmt.Printf("lm: transformers.js run failed (%v) after %v: %s\n", err, time.Since(start).Round(time.Millisecond), lastLines(errb.String(), 5))
-		report()
-		return
-	}
-	var res struct {
+	type peerResult struct {
 		PrefillMS float64   `json:"prefill_ms"`
 		DecodeMS  float64   `json:"decode_ms_per_step"`
 		IDs       [][]int64 `json:"ids"`
 	}
-	if err := json.Unmarshal(lastLine(out.Bytes()), &res); err != nil {
-		fmt.Printf("lm: transformers.js output unreadable: %v: %s\n", err, out.String())
-		report()
-		return
-	}
-	// Measure tagpr again after the peer, keeping the better of the two
-	// rounds, so load that came and went during one side does not decide.
-	if st2 := bestStats(5, run); st2.Decode+st2.Prefill < st.Decode+st.Prefill {
-		st = st2
+	// Two rounds, tagpr and the peer in turn, keeping each side's best:
+	// load that comes and goes on a shared machine then hits both alike.
+	var res *peerResult
+	for round := 0; round < 2; round++ {
+		if round > 0 {
+			if st2 := bestStats(5, run); st2.Decode+st2.Prefill < st.Decode+st.Prefill {
+				st = st2
+			}
+		}
+		cmd := exec.Command("node", script, peer, root, name, strconv.Itoa(batch), strconv.Itoa(promptLen), strconv.Itoa(newTokens), "5")
+		var out, errb bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		start := time.Now()
+		if err := cmd.Run(); err != nil {
+			fmt.Printf("lm: transformers.js run failed (%v) after %v: %s\n", err, time.Since(start).Round(time.Millisecond), lastLines(errb.String(), 5))
+			report()
+			return
+		}
+		var r peerResult
+		if err := json.Unmarshal(lastLine(out.Bytes()), &r); err != nil {
+			fmt.Printf("lm: transformers.js output unreadable: %v: %s\n", err, out.String())
+			report()
+			return
+		}
+		if res == nil || r.DecodeMS < res.DecodeMS {
+			res = &r
+		}
 	}
 	ours := st.Decode.Seconds() * 1e3 / float64(st.DecodeSteps)
 	report()
