@@ -31,6 +31,8 @@ type Info struct {
 	Nodes     int              `json:"nodes"`
 	// Params counts the elements of float initializers (the weights),
 	// leaving out the built-in rotary tables; ParamBytes is their storage.
+	// A weight stored twice (an exporter's transposed copy of a tied
+	// embedding) counts twice; values in Constant nodes do not count.
 	Params     int64 `json:"params"`
 	ParamBytes int64 `json:"param_bytes"`
 	// DModel is the width of the input_ids embedding table, when the graph

@@ -212,6 +212,15 @@ func (m *Model) Close() error {
 	return m.sess.Destroy()
 }
 
+// ReleaseBuffers drops the cache and logits buffers kept between
+// Generate calls (they are sized by the largest call so far), for example
+// before a memory-hungry training step. The next call allocates afresh.
+func (m *Model) ReleaseBuffers() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.ws = workspace{}
+}
+
 // DefaultEOS is the end-of-sequence ids from generation_config.json, else
 // config.json.
 func (m *Model) DefaultEOS() []int64 {
