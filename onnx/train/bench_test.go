@@ -94,6 +94,7 @@ func BenchmarkTrainStep(b *testing.B) {
 		b.Fatal(err)
 	}
 	nParams := cfg.Params()
+	deriveStart := time.Now()
 	mm := cloneModel(m)
 	loss, err := AddNextTokenLoss(mm, NextTokenLoss{})
 	if err != nil {
@@ -111,6 +112,7 @@ func BenchmarkTrainStep(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	derive := time.Since(deriveStart)
 	tr, err := NewTrainer(tg, TrainerOptions{Schedule: Schedule{Peak: 1e-4}})
 	if err != nil {
 		b.Fatal(err)
@@ -188,6 +190,7 @@ func BenchmarkTrainStep(b *testing.B) {
 	b.ReportMetric(mmGflops, "matmul_GFLOP/s")
 	b.ReportMetric(gflops/mmGflops, "gflops_frac_of_matmul")
 	b.ReportMetric(float64(nParams)/1e6, "Mparams")
+	b.ReportMetric(derive.Seconds(), "derive_s") // specialize + differentiate
 	b.ReportMetric(float64(tStep.Milliseconds()), "step_ms")
 	// The optimizer part (norm, clip, AdamW over every weight), timed alone.
 	w := make([][]float32, len(tr.Params))
