@@ -90,7 +90,7 @@ func incremental(t *testing.T, m *Model, prompts, conts [][]int64, chunk int) []
 				}
 			}
 		}
-		lg, err := g.forward(context.Background(), T, &dur)
+		lg, _, err := g.forward(context.Background(), T, T, &dur)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -107,7 +107,7 @@ func incremental(t *testing.T, m *Model, prompts, conts [][]int64, chunk int) []
 		for r := range prompts {
 			ids[r] = conts[r][s]
 		}
-		lg, err := g.forward(context.Background(), 1, &dur)
+		lg, _, err := g.forward(context.Background(), 1, 1, &dur)
 		if err != nil {
 			t.Fatal(err)
 		}

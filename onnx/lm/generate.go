@@ -139,7 +139,10 @@ func (m *Model) Generate(ctx context.Context, prompts [][]int64, o GenerateOptio
 	// Prefill in column chunks; only the last column's logits are used.
 	chunk := o.PrefillChunk
 	if chunk <= 0 {
-		chunk = max(1, (64<<20)/(Bp*m.Layout.Vocab))
+		chunk = T0 // with logits_to_keep only the last column's logits exist
+		if !m.Layout.HasLogitsToKeep {
+			chunk = max(1, (64<<20)/(Bp*m.Layout.Vocab))
+		}
 	}
 	start := time.Now()
 	var logits []float32
@@ -157,10 +160,9 @@ func (m *Model) Generate(ctx context.Context, prompts [][]int64, o GenerateOptio
 				}
 			}
 		}
-		if logits, err = g.forward(ctx, T, &st.PrefillORT); err != nil {
+		if logits, lastT, err = g.forward(ctx, T, 1, &st.PrefillORT); err != nil {
 			return nil, st, err
 		}
-		lastT = T
 		st.PrefillRuns++
 	}
 	if G > 1 {
@@ -262,10 +264,9 @@ func (m *Model) Generate(ctx context.Context, prompts [][]int64, o GenerateOptio
 				ids[r] = c.Tokens[len(c.Tokens)-1]
 			}
 		}
-		if logits, err = g.forward(ctx, 1, &st.DecodeORT); err != nil {
+		if logits, lastT, err = g.forward(ctx, 1, 1, &st.DecodeORT); err != nil {
 			return nil, st, err
 		}
-		lastT = 1
 		st.DecodeSteps++
 		st.RowSteps += len(row)
 	}
@@ -449,7 +450,7 @@ func (m *Model) Forward(ctx context.Context, seqs [][]int64, pad int64) (logits 
 		}
 	}
 	var d time.Duration
-	out, err := g.forward(ctx, T, &d)
+	out, _, err := g.forward(ctx, T, T, &d)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -462,6 +463,7 @@ type workspace struct {
 	kv     [2][][]float32 // ping-pong × (layer*2 + 0 key / 1 value)
 	logits []float32
 	last   []float32 // last-column logits after a multi-column run
+	keep   []int64   // logits_to_keep (its own allocation: cgo refuses memory holding Go pointers)
 	ids    []int64
 	pos    []int64
 	mask   []int64
@@ -529,15 +531,17 @@ func (g *gen) ids(T int) []int64 {
 }
 
 // forward runs T new columns (already in the ids buffer) over the current
-// past and returns the logits [B,T,V]; ortTime accumulates the session run.
-func (g *gen) forward(ctx context.Context, T int, ortTime *time.Duration) ([]float32, error) {
+// past and returns the logits of the last K of them, [B,K,V], with K =
+// min(keep, T) when the model takes logits_to_keep and T otherwise;
+// ortTime accumulates the session run.
+func (g *gen) forward(ctx context.Context, T, keep int, ortTime *time.Duration) ([]float32, int, error) {
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	m, ws, s := g.m, &g.m.ws, &g.m.slot
 	B, S := g.B, g.P+T
 	if S > g.maxLen {
-		return nil, fmt.Errorf("generate with %s: internal: %d cache positions exceed the %d allocated", m.label, S, g.maxLen)
+		return nil, 0, fmt.Errorf("generate with %s: internal: %d cache positions exceed the %d allocated", m.label, S, g.maxLen)
 	}
 	ws.mask = grow(ws.mask, B*S)
 	ws.pos = grow(ws.pos, B*T)
@@ -559,7 +563,11 @@ func (g *gen) forward(ctx context.Context, T int, ortTime *time.Duration) ([]flo
 			}
 		}
 	}
-	ws.logits = grow(ws.logits, B*T*g.V)
+	K := T
+	if s.keep >= 0 {
+		K = min(max(keep, 1), T)
+	}
+	ws.logits = grow(ws.logits, B*K*g.V)
 
 	var made []ort.Value
 	defer func() {
@@ -585,26 +593,33 @@ func (g *gen) forward(ctx context.Context, T int, ortTime *time.Duration) ([]flo
 	b, h, d := int64(B), int64(g.H), int64(g.D)
 	var err error
 	if g.in[s.ids], err = mk([]int64{b, int64(T)}, ws.ids[:B*T]); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	if g.in[s.mask], err = mk([]int64{b, int64(S)}, ws.mask); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	if s.pos >= 0 {
 		if g.in[s.pos], err = mk([]int64{b, int64(T)}, ws.pos); err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 	}
 	if s.branch >= 0 {
 		v, err := ort.NewTensor([]int64{1}, []bool{g.P > 0})
 		if err != nil {
-			return nil, fmt.Errorf("generate with %s: %w", m.label, err)
+			return nil, 0, fmt.Errorf("generate with %s: %w", m.label, err)
 		}
 		made = append(made, v)
 		g.in[s.branch] = v
 	}
-	if g.out[s.logits], err = mk([]int64{b, int64(T), int64(g.V)}, ws.logits); err != nil {
-		return nil, err
+	if s.keep >= 0 {
+		ws.keep = grow(ws.keep, 1)
+		ws.keep[0] = int64(K)
+		if g.in[s.keep], err = mk([]int64{1}, ws.keep); err != nil {
+			return nil, 0, err
+		}
+	}
+	if g.out[s.logits], err = mk([]int64{b, int64(K), int64(g.V)}, ws.logits); err != nil {
+		return nil, 0, err
 	}
 	next := 1 - g.cur
 	pres := make([]*ort.Tensor[float32], len(g.past))
@@ -615,7 +630,7 @@ func (g *gen) forward(ctx context.Context, T int, ortTime *time.Duration) ([]flo
 			for _, p := range pres[:i] {
 				p.Destroy()
 			}
-			return nil, fmt.Errorf("generate with %s: %w", m.label, err)
+			return nil, 0, fmt.Errorf("generate with %s: %w", m.label, err)
 		}
 		pres[i] = t
 	}
@@ -630,13 +645,13 @@ func (g *gen) forward(ctx context.Context, T int, ortTime *time.Duration) ([]flo
 		for _, p := range pres {
 			p.Destroy()
 		}
-		return nil, err
+		return nil, 0, err
 	}
 	for _, p := range g.past {
 		p.Destroy()
 	}
 	g.past, g.cur, g.P = pres, next, S
-	return ws.logits, nil
+	return ws.logits, K, nil
 }
 
 // expand repeats every row G times in place (row p becomes rows

@@ -38,6 +38,9 @@ type Layout struct {
 	// HasCacheBranch: the model is an Optimum merged decoder with a
 	// use_cache_branch bool [1] input, which generation feeds.
 	HasCacheBranch bool
+	// HasLogitsToKeep: the graph takes logits_to_keep int64 [1] (see
+	// keep.go), which generation feeds.
+	HasLogitsToKeep bool
 	// Float is the element type of logits and the cache: "float32" or "float64".
 	Float string
 	// Extra lists inputs outside the layout (for example weights fed as
@@ -85,6 +88,12 @@ func ReadLayout(label string, inputs, outputs []ort.IOInfo, opts CheckOptions) (
 			return fail("%v", err)
 		}
 		lay.HasCacheBranch = true
+	}
+	if in, ok := ins[LogitsToKeep]; ok {
+		if err := want(in, "input", ortgo.TensorElementDataTypeInt64, 1); err != nil {
+			return fail("%v", err)
+		}
+		lay.HasLogitsToKeep = true
 	}
 	lg, ok := outs[Logits]
 	if !ok {
@@ -147,7 +156,7 @@ func ReadLayout(label string, inputs, outputs []ort.IOInfo, opts CheckOptions) (
 		return fail("output %q has no matching input %q", PresentKey(lay.Layers), PastKey(lay.Layers))
 	}
 
-	known := map[string]bool{InputIDs: true, AttentionMask: true, PositionIDs: true, UseCacheBranch: true}
+	known := map[string]bool{InputIDs: true, AttentionMask: true, PositionIDs: true, UseCacheBranch: true, LogitsToKeep: true}
 	for i := 0; i < lay.Layers; i++ {
 		known[PastKey(i)], known[PastValue(i)] = true, true
 	}

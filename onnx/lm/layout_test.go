@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	ortgo "github.com/yalue/onnxruntime_go"
 
@@ -293,5 +294,52 @@ func TestUseCacheBranchFed(t *testing.T) {
 				t.Fatalf("token 5 generated: use_cache_branch was fed wrong (%v)", c.Tokens)
 			}
 		}
+	}
+}
+
+// logits_to_keep is added only where the logits come from a MatMul of the
+// hidden states, and cuts the logits to the last k positions.
+func TestLogitsToKeep(t *testing.T) {
+	c := testConfigs()["gpt2"]
+	pm, err := Build(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !addLogitsToKeep(pm) || addLogitsToKeep(pm) {
+		t.Fatal("want the edit applied once")
+	}
+	if err := ir.Validate(pm); err != nil {
+		t.Fatalf("edited graph invalid: %v", err)
+	}
+	// A model whose logits come from another op is left alone.
+	g := ir.NewGraph("not_matmul")
+	g.Input("x", ir.Float, "b", "t", 4)
+	g.Node("Relu", []string{"x"}, []string{Logits})
+	g.Output(Logits, ir.Float, "b", "t", 4)
+	other, err := ir.NewModel(g, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if addLogitsToKeep(other) {
+		t.Error("edited a graph without a MatMul head")
+	}
+	// Generation keeps one position; Forward keeps all (the other tests
+	// compare the two); the session's logits really are cut.
+	m := buildModel(t, c)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	gen, err := m.newGen(1, 1, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gen.release()
+	copy(gen.ids(5), []int64{1, 2, 3, 4, 5})
+	var d time.Duration
+	lg, K, err := gen.forward(context.Background(), 5, 2, &d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if K != 2 || len(lg) < 2*c.Vocab {
+		t.Fatalf("kept %d positions", K)
 	}
 }

@@ -2,10 +2,12 @@ package lm
 
 import (
 	"fmt"
+	"os"
 	"sync"
 
 	ortgo "github.com/yalue/onnxruntime_go"
 
+	"github.com/tagpr/tagpr/onnx/ir"
 	"github.com/tagpr/tagpr/onnx/ort"
 )
 
@@ -45,6 +47,7 @@ type Model struct {
 type slots struct {
 	ids, mask, pos int // pos is -1 without position_ids
 	branch         int // use_cache_branch, or -1
+	keep           int // logits_to_keep, or -1
 	pastK, pastV   []int
 	logits         int
 	presK, presV   []int
@@ -72,6 +75,20 @@ func Load(path string, opts LoadOptions) (*Model, error) {
 	if err := ort.Init(""); err != nil {
 		return nil, err
 	}
+	// Models of a reasonable size are edited in memory to take
+	// logits_to_keep (see keep.go); others load as they are.
+	if st, err := os.Stat(file); err == nil && st.Size() < maxEditBytes {
+		pm, err := ir.Load(file)
+		if err != nil {
+			return nil, err
+		}
+		if addLogitsToKeep(pm) {
+			b, err := ir.Marshal(pm)
+			if err == nil {
+				return LoadBytes(b, file, opts)
+			}
+		}
+	}
 	ins, outs, err := ortgo.GetInputOutputInfo(file)
 	if err != nil {
 		return nil, fmt.Errorf("load model %s: %w", file, err)
@@ -89,6 +106,11 @@ func LoadBytes(model []byte, label string, opts LoadOptions) (*Model, error) {
 	}
 	if err := ort.Init(""); err != nil {
 		return nil, err
+	}
+	if pm, err := ir.Read(model, label); err == nil && len(model) < maxEditBytes && addLogitsToKeep(pm) {
+		if b, err := ir.Marshal(pm); err == nil {
+			model = b
+		}
 	}
 	ins, outs, err := ortgo.GetInputOutputInfoWithONNXData(model)
 	if err != nil {
@@ -134,13 +156,16 @@ func slotsOf(sess *ort.Session, lay Layout) slots {
 	for i, v := range sess.Outputs() {
 		out[v.Name] = i
 	}
-	s := slots{ids: in[InputIDs], mask: in[AttentionMask], pos: -1, branch: -1, logits: out[Logits],
+	s := slots{ids: in[InputIDs], mask: in[AttentionMask], pos: -1, branch: -1, keep: -1, logits: out[Logits],
 		nIn: len(sess.Inputs()), nOut: len(sess.Outputs())}
 	if p, ok := in[PositionIDs]; ok {
 		s.pos = p
 	}
 	if p, ok := in[UseCacheBranch]; ok {
 		s.branch = p
+	}
+	if p, ok := in[LogitsToKeep]; ok {
+		s.keep = p
 	}
 	for i := 0; i < lay.Layers; i++ {
 		s.pastK = append(s.pastK, in[PastKey(i)])

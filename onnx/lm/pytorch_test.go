@@ -59,7 +59,7 @@ func TestPyTorchFixtures(t *testing.T) {
 	for _, name := range []string{"gpt2", "llama"} {
 		t.Run(name, func(t *testing.T) {
 			m, ref, prompts := loadFixture(t, name)
-			if m.Layout.Layers != 2 || m.Layout.Vocab != 96 {
+			if m.Layout.Layers != 2 || m.Layout.Vocab != 96 || !m.Layout.HasLogitsToKeep {
 				t.Fatalf("layout %+v", m.Layout)
 			}
 			ctx := context.Background()

@@ -31,7 +31,7 @@ func TestWeightsAsInputsUpdateInPlace(t *testing.T) {
 			w.Tensor.Destroy()
 		}
 	}()
-	if len(m.Layout.Extra) != len(names) {
+	if len(m.Layout.Extra) != len(names) || !m.Layout.HasLogitsToKeep {
 		t.Fatalf("layout extra inputs %v, want the %d weights", m.Layout.Extra, len(names))
 	}
 	ctx := context.Background()
