@@ -55,6 +55,8 @@ func trainLMCmd() *cobra.Command {
 with a text column: Arrow IPC (.arrow/.ipc/.feather), Parquet (.parquet) or JSON lines (.jsonl, one
 object per line). Texts are tokenized with tokenizer.json next to the model (or --tokenizer); a column
 "input_ids" (list of ints) is used as is instead. Each text is cut into windows of --seq-len tokens.
+With a "prompt" column beside the text (or "completion") column, each row is prompt + completion, cut
+to --seq-len, and only the completion tokens are trained on (SFT).
 
 The loss per step goes to OUT/checkpoint/train_log.jsonl; checkpoints (safetensors weights and AdamW
 moments, run state) to OUT/checkpoint/. Ctrl-C stops after the current step and saves a checkpoint;
@@ -124,7 +126,7 @@ func runTrainLM(ctx context.Context, cmd *cobra.Command, o trainLMOptions) error
 	if err != nil {
 		return err
 	}
-	rows, err := loadTrainingRows(o, modelDir, hc)
+	rows, promptLen, err := loadTrainingRows(o, modelDir, hc)
 	if err != nil {
 		return err
 	}
@@ -165,7 +167,7 @@ func runTrainLM(ctx context.Context, cmd *cobra.Command, o trainLMOptions) error
 	}
 	bar := newProgress("train", o.Steps)
 	loop := &train.Loop{
-		Trainer: tr, Data: &train.LMDataset{Rows: rows, SeqLen: o.SeqLen, Pad: pad, Graph: tg},
+		Trainer: tr, Data: &train.LMDataset{Rows: rows, PromptLen: promptLen, SeqLen: o.SeqLen, Pad: pad, Graph: tg},
 		BatchSize: o.Batch, Accum: o.Accum, Steps: o.Steps, Dir: ckDir, CheckpointEvery: o.CheckpointEvery, Seed: o.Seed,
 		OnStep: func(s train.StepLog) {
 			attrs := []any{"loss", strconv.FormatFloat(s.Loss, 'f', 4, 64), "lr", strconv.FormatFloat(s.LR, 'g', 3, 64)}
@@ -268,39 +270,60 @@ func trainCopyIfExists(src, dst string) error {
 	return os.WriteFile(dst, b, 0o644)
 }
 
-// loadTrainingRows reads the data set and turns it into token windows of
-// at most seq-len tokens (each text ends with EOS when the config names one).
-func loadTrainingRows(o trainLMOptions, modelDir string, hc *lm.HFConfig) ([][]int64, error) {
-	texts, ids, err := readTrainTexts(o.Data, o.Column)
+// loadTrainingRows reads the data set and turns it into token rows of at
+// most seq-len tokens (each text ends with EOS when the config names one).
+// Plain texts are cut into windows; prompt/completion rows are truncated
+// and their prompt tokens are not targets (promptLen, nil without prompts).
+func loadTrainingRows(o trainLMOptions, modelDir string, hc *lm.HFConfig) (rows [][]int64, promptLen []int, err error) {
+	d, err := readTrainTexts(o.Data, o.Column)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	if texts != nil {
+	ids := d.ids
+	var prompts [][]int64
+	if d.texts != nil {
 		tokPath := o.Tokenizer
 		if tokPath == "" {
 			tokPath = filepath.Join(modelDir, "tokenizer.json")
 		}
 		tok, err := tokenize.Load(tokPath)
 		if err != nil {
-			return nil, fmt.Errorf("train lm: tokenizer for %d texts of %s: %w (or give an input_ids column)", len(texts), o.Data, err)
+			return nil, nil, fmt.Errorf("train lm: tokenizer for %d texts of %s: %w (or give an input_ids column)", len(d.texts), o.Data, err)
 		}
-		for _, t := range texts {
-			enc := tok.Encode(t)
-			row := make([]int64, len(enc))
-			for i, x := range enc {
+		enc := func(s string) []int64 {
+			e := tok.Encode(s)
+			row := make([]int64, len(e))
+			for i, x := range e {
 				row[i] = int64(x)
 			}
-			ids = append(ids, row)
+			return row
+		}
+		for i, t := range d.texts {
+			ids = append(ids, enc(t))
+			if d.prompts != nil {
+				prompts = append(prompts, enc(d.prompts[i]))
+			}
 		}
 	}
 	var eos int64 = -1
-	if hc != nil && hc.EOSTokenID != nil && len(hc.EOSTokenID) > 0 {
+	if hc != nil && len(hc.EOSTokenID) > 0 {
 		eos = hc.EOSTokenID[0]
 	}
-	var rows [][]int64
-	for _, r := range ids {
+	skipped := 0
+	for i, r := range ids {
 		if eos >= 0 && (len(r) == 0 || r[len(r)-1] != eos) {
 			r = append(r, eos)
+		}
+		if prompts != nil {
+			p := prompts[i]
+			row := append(append([]int64{}, p...), r...)
+			if len(p) >= min(len(row), o.SeqLen) {
+				skipped++ // the prompt fills the window: nothing to learn
+				continue
+			}
+			rows = append(rows, row[:min(len(row), o.SeqLen)])
+			promptLen = append(promptLen, len(p))
+			continue
 		}
 		for start := 0; start < len(r); start += o.SeqLen {
 			end := min(start+o.SeqLen, len(r))
@@ -310,90 +333,129 @@ func loadTrainingRows(o trainLMOptions, modelDir string, hc *lm.HFConfig) ([][]i
 		}
 	}
 	if len(rows) == 0 {
-		return nil, fmt.Errorf("train lm: %s holds no text of 2 tokens or more", o.Data)
+		if skipped > 0 {
+			return nil, nil, fmt.Errorf("train lm: every prompt of %s is at least --seq-len %d tokens long", o.Data, o.SeqLen)
+		}
+		return nil, nil, fmt.Errorf("train lm: %s holds no text of 2 tokens or more", o.Data)
 	}
 	if hc != nil {
 		if maxPos := max(hc.MaxPositions, hc.NPositions); maxPos > 0 && o.SeqLen > maxPos {
-			return nil, fmt.Errorf("train lm: --seq-len %d is longer than the model's %d positions (%s)", o.SeqLen, maxPos, filepath.Join(modelDir, "config.json"))
+			return nil, nil, fmt.Errorf("train lm: --seq-len %d is longer than the model's %d positions (%s)", o.SeqLen, maxPos, filepath.Join(modelDir, "config.json"))
 		}
 		if hc.VocabSize > 0 {
 			for i, r := range rows {
 				for _, id := range r {
 					if id < 0 || id >= int64(hc.VocabSize) {
-						return nil, fmt.Errorf("train lm: token id %d (sequence %d of %s) is outside the model's vocab of %d (%s): tokenizer and model do not match",
+						return nil, nil, fmt.Errorf("train lm: token id %d (sequence %d of %s) is outside the model's vocab of %d (%s): tokenizer and model do not match",
 							id, i, o.Data, hc.VocabSize, filepath.Join(modelDir, "config.json"))
 					}
 				}
 			}
 		}
 	}
-	return rows, nil
+	return rows, promptLen, nil
 }
 
-// readTrainTexts reads a string column (texts) or, when the file has one, an
-// "input_ids" list column (pre-tokenized rows).
-func readTrainTexts(path, column string) ([]string, [][]int64, error) {
+// trainData is a data set's rows: texts (with optional prompts) or
+// pre-tokenized ids.
+type trainData struct {
+	texts, prompts []string
+	ids            [][]int64
+}
+
+// readTrainTexts reads a text column (with a "prompt" column beside it when
+// there is one; the text column then defaults to "completion" if "text" is
+// absent) or, when the file has one, an "input_ids" list column.
+func readTrainTexts(path, column string) (trainData, error) {
 	switch strings.ToLower(filepath.Ext(path)) {
 	case ".jsonl", ".json", ".ndjson":
 		return readTrainJSONL(path, column)
 	case ".arrow", ".ipc", ".feather", ".parquet", ".pq":
 		return readTrainArrowColumn(path, column)
 	}
-	return nil, nil, fmt.Errorf("read %s: unknown extension (want .arrow, .ipc, .feather, .parquet or .jsonl)", path)
+	return trainData{}, fmt.Errorf("read %s: unknown extension (want .arrow, .ipc, .feather, .parquet or .jsonl)", path)
 }
 
-func readTrainJSONL(path, column string) ([]string, [][]int64, error) {
+func readTrainJSONL(path, column string) (trainData, error) {
+	var d trainData
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, nil, fmt.Errorf("read %s: %w", path, err)
+		return d, fmt.Errorf("read %s: %w", path, err)
 	}
 	defer f.Close()
-	var texts []string
-	var ids [][]int64
 	r := bufio.NewReaderSize(f, 1<<20)
+	str := func(line int, obj map[string]json.RawMessage, key string) (string, error) {
+		var s string
+		if e := json.Unmarshal(obj[key], &s); e != nil {
+			return "", fmt.Errorf("read %s: line %d: %q is not a string: %v", path, line, key, e)
+		}
+		return s, nil
+	}
+	withPrompt := -1 // unknown until the first row
 	for line := 1; ; line++ {
 		b, err := r.ReadBytes('\n')
 		if len(bytes.TrimSpace(b)) > 0 {
 			var obj map[string]json.RawMessage
 			if e := json.Unmarshal(b, &obj); e != nil {
-				return nil, nil, fmt.Errorf("read %s: line %d: not a JSON object: %v", path, line, e)
+				return d, fmt.Errorf("read %s: line %d: not a JSON object: %v", path, line, e)
 			}
+			col := column
+			if _, ok := obj[col]; !ok && col == "text" {
+				if _, ok := obj["completion"]; ok {
+					col = "completion"
+				}
+			}
+			_, hasPrompt := obj["prompt"]
 			if raw, ok := obj["input_ids"]; ok {
 				var row []int64
 				if e := json.Unmarshal(raw, &row); e != nil {
-					return nil, nil, fmt.Errorf("read %s: line %d: input_ids: %v", path, line, e)
+					return d, fmt.Errorf("read %s: line %d: input_ids: %v", path, line, e)
 				}
-				ids = append(ids, row)
-			} else if raw, ok := obj[column]; ok {
-				var s string
-				if e := json.Unmarshal(raw, &s); e != nil {
-					return nil, nil, fmt.Errorf("read %s: line %d: %q is not a string: %v", path, line, column, e)
+				d.ids = append(d.ids, row)
+			} else if _, ok := obj[col]; ok {
+				s, e := str(line, obj, col)
+				if e != nil {
+					return d, e
 				}
-				texts = append(texts, s)
+				d.texts = append(d.texts, s)
+				if withPrompt < 0 {
+					withPrompt = map[bool]int{false: 0, true: 1}[hasPrompt]
+				}
+				if hasPrompt != (withPrompt == 1) {
+					return d, fmt.Errorf("read %s: line %d: some rows have a \"prompt\" and some do not", path, line)
+				}
+				if hasPrompt {
+					p, e := str(line, obj, "prompt")
+					if e != nil {
+						return d, e
+					}
+					d.prompts = append(d.prompts, p)
+				}
 			} else {
-				return nil, nil, fmt.Errorf("read %s: line %d: no %q (or input_ids) field", path, line, column)
+				return d, fmt.Errorf("read %s: line %d: no %q (or input_ids) field", path, line, column)
 			}
 		}
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
-			return nil, nil, fmt.Errorf("read %s: %w", path, err)
+			return d, fmt.Errorf("read %s: %w", path, err)
 		}
 	}
-	if texts != nil && ids != nil {
-		return nil, nil, fmt.Errorf("read %s: mixes %q and input_ids lines", path, column)
+	if d.texts != nil && d.ids != nil {
+		return d, fmt.Errorf("read %s: mixes %q and input_ids lines", path, column)
 	}
-	if texts == nil && ids == nil {
-		return nil, nil, fmt.Errorf("read %s: no rows", path)
+	if d.texts == nil && d.ids == nil {
+		return d, fmt.Errorf("read %s: no rows", path)
 	}
-	return texts, ids, nil
+	return d, nil
 }
 
-func readTrainArrowColumn(path, column string) ([]string, [][]int64, error) {
+func readTrainArrowColumn(path, column string) (trainData, error) {
+	var d trainData
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, nil, fmt.Errorf("read %s: %w", path, err)
+		return d, fmt.Errorf("read %s: %w", path, err)
 	}
 	defer f.Close()
 	var recs []arrow.RecordBatch
@@ -401,22 +463,22 @@ func readTrainArrowColumn(path, column string) ([]string, [][]int64, error) {
 	head := make([]byte, 6)
 	n, _ := io.ReadFull(f, head)
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return nil, nil, fmt.Errorf("read %s: %w", path, err)
+		return d, fmt.Errorf("read %s: %w", path, err)
 	}
 	switch {
 	case n >= 4 && string(head[:4]) == "PAR1":
 		pr, err := file.NewParquetReader(f)
 		if err != nil {
-			return nil, nil, fmt.Errorf("read %s: parquet (truncated or damaged?): %w", path, err)
+			return d, fmt.Errorf("read %s: parquet (truncated or damaged?): %w", path, err)
 		}
 		defer pr.Close()
 		fr, err := pqarrow.NewFileReader(pr, pqarrow.ArrowReadProperties{BatchSize: 4096}, memory.DefaultAllocator)
 		if err != nil {
-			return nil, nil, fmt.Errorf("read %s: parquet: %w", path, err)
+			return d, fmt.Errorf("read %s: parquet: %w", path, err)
 		}
 		rr, err := fr.GetRecordReader(context.Background(), nil, nil)
 		if err != nil {
-			return nil, nil, fmt.Errorf("read %s: parquet: %w", path, err)
+			return d, fmt.Errorf("read %s: parquet: %w", path, err)
 		}
 		defer rr.Release()
 		schema = rr.Schema()
@@ -426,19 +488,19 @@ func readTrainArrowColumn(path, column string) ([]string, [][]int64, error) {
 			recs = append(recs, rec)
 		}
 		if err := rr.Err(); err != nil && !errors.Is(err, io.EOF) {
-			return nil, nil, fmt.Errorf("read %s: parquet: %w", path, err)
+			return d, fmt.Errorf("read %s: parquet: %w", path, err)
 		}
 	case n == 6 && string(head) == "ARROW1":
 		r, err := ipc.NewFileReader(f)
 		if err != nil {
-			return nil, nil, fmt.Errorf("read %s: arrow ipc file (truncated or damaged?): %w", path, err)
+			return d, fmt.Errorf("read %s: arrow ipc file (truncated or damaged?): %w", path, err)
 		}
 		defer r.Close()
 		schema = r.Schema()
 		for i := 0; i < r.NumRecords(); i++ {
 			rec, err := r.RecordBatch(i)
 			if err != nil {
-				return nil, nil, fmt.Errorf("read %s: batch %d: %w", path, i, err)
+				return d, fmt.Errorf("read %s: batch %d: %w", path, i, err)
 			}
 			rec.Retain()
 			recs = append(recs, rec)
@@ -446,7 +508,7 @@ func readTrainArrowColumn(path, column string) ([]string, [][]int64, error) {
 	default:
 		r, err := ipc.NewReader(f)
 		if err != nil {
-			return nil, nil, fmt.Errorf("read %s: neither Parquet nor Arrow IPC: %w", path, err)
+			return d, fmt.Errorf("read %s: neither Parquet nor Arrow IPC: %w", path, err)
 		}
 		defer r.Release()
 		schema = r.Schema()
@@ -456,7 +518,7 @@ func readTrainArrowColumn(path, column string) ([]string, [][]int64, error) {
 			recs = append(recs, rec)
 		}
 		if err := r.Err(); err != nil {
-			return nil, nil, fmt.Errorf("read %s: arrow stream: %w", path, err)
+			return d, fmt.Errorf("read %s: arrow stream: %w", path, err)
 		}
 	}
 	defer func() {
@@ -467,52 +529,68 @@ func readTrainArrowColumn(path, column string) ([]string, [][]int64, error) {
 	name := column
 	if idx := schema.FieldIndices("input_ids"); len(idx) > 0 {
 		name = "input_ids"
+	} else if len(schema.FieldIndices(name)) == 0 && name == "text" && len(schema.FieldIndices("completion")) > 0 {
+		name = "completion"
 	}
 	idx := schema.FieldIndices(name)
 	if len(idx) == 0 {
-		return nil, nil, fmt.Errorf("read %s: no column %q (or input_ids); columns: %v", path, column, schema)
+		return d, fmt.Errorf("read %s: no column %q (or input_ids); columns: %v", path, column, schema)
 	}
-	var texts []string
-	var ids [][]int64
-	for _, rec := range recs {
-		switch col := rec.Column(idx[0]).(type) {
+	promptIdx := schema.FieldIndices("prompt")
+	strs := func(col arrow.Array, name string) ([]string, error) {
+		var out []string
+		switch c := col.(type) {
 		case *array.String:
-			for i := 0; i < col.Len(); i++ {
-				if col.IsValid(i) {
-					texts = append(texts, col.Value(i))
-				}
+			for i := 0; i < c.Len(); i++ {
+				out = append(out, c.Value(i)) // a null reads as ""
 			}
 		case *array.LargeString:
-			for i := 0; i < col.Len(); i++ {
-				if col.IsValid(i) {
-					texts = append(texts, col.Value(i))
-				}
+			for i := 0; i < c.Len(); i++ {
+				out = append(out, c.Value(i))
 			}
-		case array.ListLike:
-			for i := 0; i < col.Len(); i++ {
-				if !col.IsValid(i) {
+		default:
+			return nil, fmt.Errorf("read %s: column %q is %s, want a string", path, name, col.DataType())
+		}
+		return out, nil
+	}
+	for _, rec := range recs {
+		col := rec.Column(idx[0])
+		if l, ok := col.(array.ListLike); ok && name == "input_ids" {
+			for i := 0; i < l.Len(); i++ {
+				if !l.IsValid(i) {
 					continue
 				}
-				s, e := col.ValueOffsets(i)
+				s, e := l.ValueOffsets(i)
 				row := make([]int64, 0, e-s)
 				for k := s; k < e; k++ {
-					switch v := col.ListValues().(type) {
+					switch v := l.ListValues().(type) {
 					case *array.Int64:
 						row = append(row, v.Value(int(k)))
 					case *array.Int32:
 						row = append(row, int64(v.Value(int(k))))
 					default:
-						return nil, nil, fmt.Errorf("read %s: column %q holds lists of %s, want int32/int64", path, name, v.DataType())
+						return d, fmt.Errorf("read %s: column %q holds lists of %s, want int32/int64", path, name, v.DataType())
 					}
 				}
-				ids = append(ids, row)
+				d.ids = append(d.ids, row)
 			}
-		default:
-			return nil, nil, fmt.Errorf("read %s: column %q is %s, want a string or a list of ints", path, name, col.DataType())
+			continue
+		}
+		texts, err := strs(col, name)
+		if err != nil {
+			return d, err
+		}
+		d.texts = append(d.texts, texts...)
+		if len(promptIdx) > 0 {
+			ps, err := strs(rec.Column(promptIdx[0]), "prompt")
+			if err != nil {
+				return d, err
+			}
+			d.prompts = append(d.prompts, ps...)
 		}
 	}
-	if texts == nil && ids == nil {
-		return nil, nil, fmt.Errorf("read %s: no rows", path)
+	if d.texts == nil && d.ids == nil {
+		return d, fmt.Errorf("read %s: no rows", path)
 	}
-	return texts, ids, nil
+	return d, nil
 }

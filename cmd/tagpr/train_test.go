@@ -224,3 +224,48 @@ func TestTrainLMBadInput(t *testing.T) {
 		}
 	}
 }
+
+// TestTrainLMPromptCompletion: with prompt/completion rows only completions
+// are targets; the exported model then completes each prompt as trained.
+func TestTrainLMPromptCompletion(t *testing.T) {
+	model := trainModelDir(t)
+	data := filepath.Join(t.TempDir(), "sft.jsonl")
+	pairs := [][2]string{{"the quick brown", " fox jumps over"}, {"seven tired", " cats watch from"}, {"a lazy", " dog while the"}, {"old red", " barn the quick"}}
+	var rows []map[string]any
+	for _, p := range pairs {
+		rows = append(rows, map[string]any{"prompt": p[0], "completion": p[1]})
+	}
+	writeTrainJSONL(t, data, rows)
+	out := filepath.Join(t.TempDir(), "run")
+	if _, stderr, err := runTagpr(t, ".", nil, "train", "lm", "--model", model, "--data", data, "--steps", "120",
+		"--out", out, "--batch", "4", "--seq-len", "16", "--lr", "1e-2"); err != nil {
+		t.Fatalf("train lm: %v\n%s", err, stderr)
+	}
+	tok := filepath.Join(model, "tokenizer.json")
+	for _, p := range pairs[:2] {
+		ids, stderr, err := runTagpr(t, ".", nil, "tokenizer", "encode", "--tokenizer", tok, p[0])
+		if err != nil {
+			t.Fatalf("encode: %v\n%s", err, stderr)
+		}
+		ids = strings.Trim(strings.TrimSpace(ids), "[]")
+		gen, stderr, err := runTagpr(t, ".", nil, "model", "generate", out, "--ids", ids, "--max-new-tokens", "16", "--json")
+		if err != nil {
+			t.Fatalf("generate: %v\n%s", err, stderr)
+		}
+		var res struct{ Completions []struct{ Tokens []int64 } }
+		if err := json.Unmarshal([]byte(gen), &res); err != nil || len(res.Completions) == 0 {
+			t.Fatalf("generate output %q: %v", gen, err)
+		}
+		var strs []string
+		for _, id := range res.Completions[0].Tokens {
+			strs = append(strs, fmt.Sprint(id))
+		}
+		text, stderr, err := runTagpr(t, ".", nil, "tokenizer", "decode", "--tokenizer", tok, strings.Join(strs, ","))
+		if err != nil {
+			t.Fatalf("decode: %v\n%s", err, stderr)
+		}
+		if !strings.HasPrefix(text, p[1]) {
+			t.Errorf("prompt %q completed as %q, want %q", p[0], text, p[1])
+		}
+	}
+}
