@@ -30,10 +30,15 @@
 //
 // # Generation
 //
-// Model.Generate runs a left-padded batch: prefill (in column chunks that
-// bound the logits buffer), then one session run per token. The cache lives
-// in two Go buffer sets that ORT reads and writes in turn, so no cache
-// tensor is copied by Go; finished sequences are dropped from the batch.
+// Model.Generate runs a left-padded batch: each prompt is prefilled once
+// (its cache then copied to the rows of its NumGenerations group), then one
+// session run per token. The cache lives in two Go buffer sets that ORT
+// reads and writes in turn, so no cache tensor is copied by Go; finished
+// sequences are dropped from the batch. Loading adds a logits_to_keep input
+// to the graph (keep.go) so that only the last position is projected onto
+// the vocabulary, and a small second session, the decode head (head.go),
+// does the per-token work over the vocabulary (row max, softmax,
+// log-softmax) in ORT's vectorized kernels.
 // Greedy or sampled (temperature, top-k, top-p; reproducible per seed and
 // per (prompt, sample)), NumGenerations completions per prompt, stops on EOS
 // ids, stop strings (through a caller's Detokenize: this package knows no
