@@ -146,6 +146,15 @@ var opChecks = map[string]func(b *opBench) string{
 	"EinsumEllipsis": func(b *opBench) string {
 		return b.op("Einsum", []string{b.param(-1, 1, 2, 3, 4), b.param(-1, 1, 2, 5, 4)}, ir.AttrString("equation", "...ij,...kj->...ik"))
 	},
+	"EinsumImplicit": func(b *opBench) string {
+		return b.op("Einsum", []string{b.param(-1, 1, 3, 4), b.param(-1, 1, 4, 2)}, ir.AttrString("equation", "ij,jk"))
+	},
+	"GatherAxis1Matrix": func(b *opBench) string {
+		return b.op("Gather", []string{b.param(-1, 1, 2, 5, 3), b.intTensor([]int64{2, 3}, []int64{0, 4, 4, 1, 3, 2})}, ir.AttrInt("axis", 1))
+	},
+	"MatMulDot": func(b *opBench) string {
+		return b.op("Unsqueeze", []string{b.op("MatMul", []string{b.param(-1, 1, 4), b.param(-1, 1, 4)}), b.ints(0)})
+	},
 	"Tile": func(b *opBench) string { return b.op("Tile", []string{b.param(-1, 1, 2, 3), b.ints(2, 2)}) },
 	"Max":  func(b *opBench) string { return b.op("Max", []string{b.param(-1, 1, 2, 3), b.param(-1, 1, 3)}) },
 	"Min":  func(b *opBench) string { return b.op("Min", []string{b.param(-1, 1, 2, 3), b.param(-1, 1, 3)}) },
