@@ -122,13 +122,45 @@ func differentiate(sp *Specialized, loss string, params []string, keep []string)
 		}
 	}
 	g.Initializer = rest
+	// A rank-0 weight is fed as [1] (onnxruntime_go has no rank-0 tensors)
+	// and reshaped to a scalar inside the graph.
+	scalarOf := map[string]string{}
 	for _, p := range params {
 		t := inits[p]
-		vi, err := ir.ValueInfo(p, t.GetDataType(), ir.Dims(t.GetDims())...)
+		dims := t.GetDims()
+		if len(dims) == 0 {
+			dims = []int64{1}
+			scalarOf[p] = p + "/scalar"
+		}
+		vi, err := ir.ValueInfo(p, t.GetDataType(), ir.Dims(dims)...)
 		if err != nil {
 			return nil, fmt.Errorf("differentiate: weight %q: %w", p, err)
 		}
 		g.Input = append(g.Input, vi)
+	}
+	if len(scalarOf) > 0 {
+		for _, n := range g.Node {
+			for i, in := range n.Input {
+				if s, ok := scalarOf[in]; ok {
+					n.Input[i] = s
+				}
+			}
+		}
+		for _, o := range g.Output {
+			if _, ok := scalarOf[o.GetName()]; ok {
+				return nil, fmt.Errorf("differentiate: weight %q is also a graph output", o.GetName())
+			}
+		}
+		var front []*onnxpb.NodeProto
+		empty := &onnxpb.TensorProto{Name: "grad/scalar_shape", DataType: ir.Int64, Dims: []int64{0}, RawData: []byte{}}
+		g.Initializer = append(g.Initializer, empty)
+		for _, p := range params {
+			if s, ok := scalarOf[p]; ok {
+				front = append(front, &onnxpb.NodeProto{Name: s, OpType: "Reshape", Input: []string{p, empty.GetName()}, Output: []string{s}})
+				types[s] = ValueType{inits[p].GetDataType(), nil}
+			}
+		}
+		g.Node = append(front, g.Node...)
 	}
 	consts := map[string]*onnxpb.TensorProto{}
 	for _, t := range g.Initializer {
@@ -139,6 +171,9 @@ func differentiate(sp *Specialized, loss string, params []string, keep []string)
 	needs := map[string]bool{}
 	for _, p := range params {
 		needs[p] = true
+		if s, ok := scalarOf[p]; ok {
+			needs[s] = true
+		}
 	}
 	for _, n := range g.Node {
 		if cutOps[n.GetOpType()] {
@@ -247,9 +282,15 @@ func differentiate(sp *Specialized, loss string, params []string, keep []string)
 	for _, p := range params {
 		t := types[p]
 		var gp string
-		if len(contrib[p]) > 0 {
+		if s, ok := scalarOf[p]; ok && len(contrib[s]) > 0 {
+			t.Shape = []int64{1}
+			gp = c.reshape(c.sum(contrib[s]), t.Shape)
+		} else if len(contrib[p]) > 0 {
 			gp = c.sum(contrib[p])
 		} else {
+			if len(t.Shape) == 0 {
+				t.Shape = []int64{1}
+			}
 			gp = c.fill(t.Elem, t.Shape, 0) // the loss does not depend on p
 		}
 		name := e.fresh(GradPrefix + p)

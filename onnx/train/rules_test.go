@@ -1,6 +1,8 @@
 package train
 
 import (
+	"fmt"
+	"math/rand/v2"
 	"strings"
 	"testing"
 
@@ -155,6 +157,10 @@ var opChecks = map[string]func(b *opBench) string{
 	"MatMulDot": func(b *opBench) string {
 		return b.op("Unsqueeze", []string{b.op("MatMul", []string{b.param(-1, 1, 4), b.param(-1, 1, 4)}), b.ints(0)})
 	},
+	"MulScalarWeight": func(b *opBench) string {
+		// A rank-0 weight (a learned scale) and a [1] one (a bias).
+		return b.op("Add", []string{b.op("Mul", []string{b.param(-1, 1, 2, 3), b.param(0.5, 2)}), b.param(-1, 1, 1)})
+	},
 	"Tile": func(b *opBench) string { return b.op("Tile", []string{b.param(-1, 1, 2, 3), b.ints(2, 2)}) },
 	"Max":  func(b *opBench) string { return b.op("Max", []string{b.param(-1, 1, 2, 3), b.param(-1, 1, 3)}) },
 	"Min":  func(b *opBench) string { return b.op("Min", []string{b.param(-1, 1, 2, 3), b.param(-1, 1, 3)}) },
@@ -257,4 +263,47 @@ func contains(s, sub string) bool {
 		}
 	}
 	return false
+}
+
+// TestGradientRulesRandomBroadcasts: binary ops and batched MatMul on
+// random shapes whose operands broadcast against each other.
+func TestGradientRulesRandomBroadcasts(t *testing.T) {
+	rng := rand.New(rand.NewPCG(17, 4))
+	randShape := func() ([]int64, []int64) {
+		rank := 1 + rng.IntN(4)
+		a := make([]int64, rank)
+		for i := range a {
+			a[i] = int64(1 + rng.IntN(4))
+		}
+		b := append([]int64{}, a[rng.IntN(rank):]...) // drop leading dims
+		for i := range b {
+			if rng.IntN(3) == 0 {
+				b[i] = 1
+			}
+		}
+		if rng.IntN(2) == 0 {
+			return b, a
+		}
+		return a, b
+	}
+	for trial := 0; trial < 12; trial++ {
+		for _, op := range []string{"Add", "Sub", "Mul", "Div", "MatMul"} {
+			sa, sb := randShape()
+			if op == "MatMul" {
+				// [..., M, K] × [..., K, N] with broadcast batch dims.
+				M, K, N := int64(1+rng.IntN(3)), int64(1+rng.IntN(3)), int64(1+rng.IntN(3))
+				sa = append(append([]int64{}, sa...), M, K)
+				sb = append(append([]int64{}, sb...), K, N)
+			}
+			t.Run(fmt.Sprintf("%s%v%v", op, sa, sb), func(t *testing.T) {
+				b := newOpBench(uint64(trial))
+				lo := -1.0
+				if op == "Div" {
+					lo = 0.5
+				}
+				y := b.op(op, []string{b.param(-1, 1, sa...), b.param(lo, 2, sb...)})
+				b.check(t, y)
+			})
+		}
+	}
 }

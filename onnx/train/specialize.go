@@ -33,8 +33,8 @@ const maxFold = 1 << 22
 // and every static value exposed as outputs, and folds static values
 // (computed only from shapes, constants and non-float initializers) into
 // initializers. Inputs with zero elements (an empty KV cache) become empty
-// initializers. Float initializers with more than one element are never
-// folded through, so they stay selectable as trainable weights.
+// initializers. Nothing computed from a float initializer is folded into a
+// float constant, so every weight (scalars too) stays selectable for training.
 func Specialize(m *onnxpb.ModelProto, shapes map[string][]int64) (*Specialized, error) {
 	if m.GetGraph() == nil {
 		return nil, fmt.Errorf("specialize: model has no graph")
@@ -110,10 +110,25 @@ func specialize(m *onnxpb.ModelProto, shapes map[string][]int64) (*Specialized, 
 			static[name] = true
 		}
 	}
+	// pure: static and computed without any float initializer, so folding
+	// it cannot bake in a weight (a trainable scalar stays an initializer).
+	pure := map[string]bool{}
+	for name, t := range inits {
+		pure[name] = !isFloat(t.GetDataType())
+	}
 	for _, n := range g.Node {
 		if isStatic(n, static) {
+			p := true
+			switch n.GetOpType() {
+			case "Shape", "Size", "Constant":
+			default:
+				for _, in := range n.Input {
+					p = p && (in == "" || pure[in])
+				}
+			}
 			for _, o := range n.Output {
 				static[o] = true
+				pure[o] = p
 			}
 		}
 	}
@@ -203,7 +218,7 @@ func specialize(m *onnxpb.ModelProto, shapes map[string][]int64) (*Specialized, 
 				return nil, fmt.Errorf("specialize: value of %q: %w", o, err)
 			}
 			types[o] = ValueType{t.GetDataType(), shape}
-			if ir.NumElements(shape) <= maxFold {
+			if ir.NumElements(shape) <= maxFold && (!isFloat(t.GetDataType()) || pure[o]) {
 				t.Name = o
 				folded[o] = t
 			}

@@ -266,8 +266,9 @@ func (t *Trainer) ParamByName(name string) *Param {
 }
 
 // SelectParams returns the float initializers of a specialized model whose
-// names match any of the patterns (see MatchName). With no patterns it
-// selects every float initializer with more than one element except rotary
+// names match any of the patterns (see MatchName), scalars included. With no
+// patterns it selects every float initializer with more than one element
+// (scalar initializers are exporters' constants: eps, scales) except rotary
 // position tables: those that feed Cos or Sin (frequencies) and those named
 // like rotary/rope/inv_freq tables (precomputed cos/sin caches).
 func SelectParams(sp *Specialized, patterns []string) []string {
@@ -277,7 +278,7 @@ func SelectParams(sp *Specialized, patterns []string) []string {
 	}
 	var out []string
 	for _, t := range sp.Model.Graph.Initializer {
-		if !isFloat(t.GetDataType()) || ir.NumElements(t.GetDims()) <= 1 || strings.HasPrefix(t.GetName(), lossPrefix) ||
+		if !isFloat(t.GetDataType()) || (len(patterns) == 0 && ir.NumElements(t.GetDims()) <= 1) || strings.HasPrefix(t.GetName(), lossPrefix) ||
 			tables[t.GetName()] || (len(patterns) == 0 && rotaryName.MatchString(t.GetName())) {
 			continue
 		}
