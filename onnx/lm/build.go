@@ -399,9 +399,17 @@ func (b *builder) norm(prefix, x string) string {
 		bi := b.fill(prefix+".bias", 0, d)
 		return g.Op("LayerNormalization", []string{x, w, bi}, ir.AttrInt("axis", -1), ir.AttrFloat("epsilon", float32(c.NormEps)))
 	}
-	// RMSNorm, decomposed as Hugging Face exports it (ORT fuses the pattern).
+	// RMSNorm, decomposed as Hugging Face exports it: Pow(x, 2) → ReduceMean
+	// → Add eps → Sqrt → Div → Mul weight. ORT fuses exactly this pattern
+	// into SimplifiedLayerNormalization (x·x in place of Pow is not fused).
+	// In float64 that fused kernel is off by ~1e-3 in ORT 1.30, so the
+	// double build squares with Mul, which ORT leaves alone.
 	w := b.fill(prefix+".weight", 1, d)
-	ms := g.Op("ReduceMean", []string{b.op("Mul", x, x), b.ints("axes", -1)}, ir.AttrInt("keepdims", 1))
+	sq := b.op("Pow", x, b.scalar("two", 2))
+	if b.dt == ir.Double {
+		sq = b.op("Mul", x, x)
+	}
+	ms := g.Op("ReduceMean", []string{sq, b.ints("axes", -1)}, ir.AttrInt("keepdims", 1))
 	rms := b.op("Sqrt", b.op("Add", ms, b.scalar("eps", c.NormEps)))
 	return b.op("Mul", b.op("Div", x, rms), w)
 }

@@ -22,7 +22,7 @@
 // graph, and config.json / generation_config.json as Hugging Face writes
 // them (`tagpr model init`). Loaded with a Hugging Face checkpoint's
 // weights they reproduce its logits (see hf_equivalence_test.go). They use a
-// small set of standard ops (MatMul, Add, Mul, Div, Sqrt, Tanh, Sigmoid,
+// small set of standard ops (MatMul, Add, Mul, Div, Pow, Sqrt, Tanh, Sigmoid,
 // Softmax, LayerNormalization, ReduceMean, Gather, Reshape, Transpose,
 // Concat, Slice, Unsqueeze, Where, Cast and the shape ops of the mask), so
 // autodiff has few rules to know. Config.DType "float64" builds the same
