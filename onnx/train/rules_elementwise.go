@@ -83,8 +83,13 @@ func init() {
 	// is its input); dropout masks are not supported.
 	rules["Dropout"] = func(c *gctx, n *onnxpb.NodeProto, gy []string, need []bool) ([]string, error) {
 		if tm := input(n, 2); tm != "" {
-			v, err := c.constInts(tm)
-			if err != nil || len(v) != 1 || v[0] != 0 {
+			t, ok := c.consts[tm]
+			var v []bool
+			var err error
+			if ok {
+				v, err = ir.Bools(t)
+			}
+			if !ok || err != nil || len(v) != 1 || v[0] {
 				return nil, fmt.Errorf("Dropout in training mode is not supported (training_mode must be a constant false)")
 			}
 		}

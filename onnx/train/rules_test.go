@@ -142,6 +142,9 @@ var opChecks = map[string]func(b *opBench) string{
 	},
 	"Identity": func(b *opBench) string { return b.op("Identity", []string{b.param(-1, 1, 2, 3)}) },
 	"Dropout":  func(b *opBench) string { return b.op("Dropout", []string{b.param(-1, 1, 2, 3)}) },
+	"DropoutEval": func(b *opBench) string {
+		return b.op("Dropout", []string{b.param(-1, 1, 2, 3), b.scalarD(0.1), b.g.Initializer("tm", ir.Scalar("", false))})
+	},
 	"Einsum": func(b *opBench) string {
 		return b.op("Einsum", []string{b.param(-1, 1, 2, 3, 4), b.param(-1, 1, 4, 5)}, ir.AttrString("equation", "bij,jk->bik"))
 	},
