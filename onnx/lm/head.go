@@ -10,10 +10,10 @@ import (
 
 // The decode head is a small second session run on each step's last-position
 // logits [B,V]. It does the per-token work that is linear in the vocabulary
-// — argmax, the softmax with temperature, the log-sum-exp for log-probs — in
-// ORT's vectorized kernels instead of scalar Go: with a real tokenizer's
-// vocabulary (Qwen3: 151,669) that work costs more than the model itself
-// when done in Go.
+// — the row max for greedy, the softmax with temperature, the log-softmax
+// for log-probs — in ORT's vectorized kernels instead of scalar Go: with a
+// real tokenizer's vocabulary (Qwen3: 151,669) that work cost 2-10x the
+// model's own step when done in Go.
 const (
 	headLogits  = "logits"
 	headInvTemp = "inv_temperature"
