@@ -97,7 +97,14 @@ func TrainRL(ctx context.Context, st RLStage, pol RLPolicy, prompts []RLPrompt, 
 		}
 		longest = max(longest, len(prompts[i].IDs))
 	}
-	run, err := newRLRun(st, pol, longest+st.MaxCompletionLength, scorer)
+	T := longest + st.MaxCompletionLength
+	if c := pol.Load.Config; c != nil {
+		if maxPos := max(c.MaxPositions, c.NPositions); maxPos > 0 && T > maxPos {
+			return nil, fmt.Errorf("rl stage %q: longest prompt %d + max_completion_length %d exceeds the model's %d positions",
+				st.Name, longest, st.MaxCompletionLength, maxPos)
+		}
+	}
+	run, err := newRLRun(st, pol, T, scorer)
 	if err != nil {
 		return nil, err
 	}

@@ -455,6 +455,13 @@ func TestRLStageValidate(t *testing.T) {
 			t.Errorf("%s: %v", knob, err)
 		}
 	}
+	pol := RLPolicy{Model: tinyRLModel(t), EOS: []int64{rlEOS}, Load: lm.LoadOptions{Config: &lm.HFConfig{MaxPositions: 10}}}
+	if _, err := TrainRL(context.Background(), ok, pol, tinyRLPrompts(4), targetReward{}, t.TempDir(), RLHooks{}); err == nil || !strings.Contains(err.Error(), "exceeds the model's 10 positions") {
+		t.Errorf("prompt + completion past the model's positions: %v", err)
+	}
+	if _, err := TrainRL(context.Background(), ok, tinyRLPolicy(t), []RLPrompt{{ID: "empty"}}, targetReward{}, t.TempDir(), RLHooks{}); err == nil || !strings.Contains(err.Error(), `"empty" is empty`) {
+		t.Errorf("empty prompt: %v", err)
+	}
 	p := &RLPipeline{Stages: []RLStage{ok, ok}}
 	if err := p.Validate(); err == nil || !strings.Contains(err.Error(), "twice") {
 		t.Errorf("duplicate stage names: %v", err)
