@@ -270,3 +270,32 @@ func TestTrainLMPromptCompletion(t *testing.T) {
 		}
 	}
 }
+
+// TestTrainLMOnPyTorchExport: full fine-tuning of an Optimum-exported GPT-2
+// (pre-tokenized data; the export has no tokenizer.json).
+func TestTrainLMOnPyTorchExport(t *testing.T) {
+	model, err := filepath.Abs("../../onnx/testdata/pytorch/gpt2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := filepath.Join(t.TempDir(), "ids.jsonl")
+	var rows []map[string]any
+	for i := 0; i < 4; i++ {
+		rows = append(rows, map[string]any{"input_ids": []int{1, 10 + i, 20 + i, 30, 40 + i, 50, 60 + i}})
+	}
+	writeTrainJSONL(t, data, rows)
+	out := filepath.Join(t.TempDir(), "run")
+	if _, stderr, err := runTagpr(t, ".", nil, "train", "lm", "--model", model, "--data", data, "--steps", "30",
+		"--out", out, "--batch", "4", "--seq-len", "8", "--lr", "5e-3"); err != nil {
+		t.Fatalf("train lm on the PyTorch export: %v\n%s", err, stderr)
+	}
+	log := readTrainLog(t, filepath.Join(out, "checkpoint", "train_log.jsonl"))
+	first, last := log[0]["loss"].(float64), log[len(log)-1]["loss"].(float64)
+	t.Logf("loss %.3f → %.3f", first, last)
+	if last > 0.5*first {
+		t.Fatalf("loss fell only from %.3f to %.3f", first, last)
+	}
+	if _, stderr, err := runTagpr(t, ".", nil, "model", "info", out); err != nil {
+		t.Fatalf("model info on the export: %v\n%s", err, stderr)
+	}
+}
