@@ -3,6 +3,7 @@ package ort
 import (
 	"fmt"
 	"os"
+	"sort"
 	"strings"
 
 	ortgo "github.com/yalue/onnxruntime_go"
@@ -27,6 +28,16 @@ type Options struct {
 	CUDADevice     int
 	// Outputs restricts which outputs a run returns; empty means all.
 	Outputs []string
+	// NoMemArena turns ORT's CPU memory arena off: lower peak memory for
+	// graphs whose intermediate sizes vary, at some allocation cost.
+	NoMemArena bool
+	// ProfilePrefix, when set, makes ORT write a JSON profile of every run
+	// to files starting with this prefix.
+	ProfilePrefix string
+	// ConfigEntries are ORT session config entries, e.g.
+	// "session.intra_op.allow_spinning": "0" so idle pool threads do not
+	// spin and starve Go goroutines between runs.
+	ConfigEntries map[string]string
 }
 
 // Session is a loaded model with named inputs and outputs.
@@ -115,6 +126,21 @@ func sessionOptions(o Options) (*ortgo.SessionOptions, error) {
 			return fail(err)
 		}
 	}
+	if o.NoMemArena {
+		if err := so.SetCpuMemArena(false); err != nil {
+			return fail(err)
+		}
+	}
+	if o.ProfilePrefix != "" {
+		if err := so.EnableProfiling(o.ProfilePrefix); err != nil {
+			return fail(fmt.Errorf("enable profiling to %s: %w", o.ProfilePrefix, err))
+		}
+	}
+	for _, k := range sortedKeys(o.ConfigEntries) {
+		if err := so.AddSessionConfigEntry(k, o.ConfigEntries[k]); err != nil {
+			return fail(fmt.Errorf("session config entry %s=%q: %w", k, o.ConfigEntries[k], err))
+		}
+	}
 	lvl, err := optLevel(o.OptLevel)
 	if err != nil {
 		return fail(err)
@@ -133,6 +159,15 @@ func sessionOptions(o Options) (*ortgo.SessionOptions, error) {
 		return fail(fmt.Errorf("unknown execution provider %q (want cpu or cuda)", o.Provider))
 	}
 	return so, nil
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }
 
 func optLevel(s string) (ortgo.GraphOptimizationLevel, error) {
