@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -470,5 +471,48 @@ func TestRLStageValidate(t *testing.T) {
 	bad.Name = "../x"
 	if err := (&RLPipeline{Stages: []RLStage{bad}}).Validate(); err == nil {
 		t.Error("path-like stage name accepted")
+	}
+}
+
+// TestRLBrokenFiles: a log line cut by a crash is dropped on resume; a
+// broken line before the end, or a broken stage summary, is an error naming
+// the file.
+func TestRLBrokenFiles(t *testing.T) {
+	mustORT(t)
+	st := tinyRLStage()
+	st.Steps, st.CheckpointEvery = 2, 1
+	dir := t.TempDir()
+	if _, err := TrainRL(context.Background(), st, tinyRLPolicy(t), tinyRLPrompts(4), targetReward{}, dir, RLHooks{}); err != nil {
+		t.Fatal(err)
+	}
+	logPath := filepath.Join(dir, rlCheckpointDir, RLLogFile)
+	good, err := os.ReadFile(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.SplitAfter(string(good), "\n")
+	// Cut mid-write: the partial third line goes, the two whole ones stay.
+	if err := os.WriteFile(logPath, []byte(lines[0]+lines[1]+`{"stage":"target","st`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := trimRLLog(logPath, 2); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(logPath); string(got) != string(good) {
+		t.Fatalf("after trimming a cut line:\n%s\nwant\n%s", got, good)
+	}
+	if err := os.WriteFile(logPath, []byte(lines[0]+"garbage\n"+lines[1]), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := readRLLog(logPath); err == nil || !strings.Contains(err.Error(), logPath) || !strings.Contains(err.Error(), "line 2") {
+		t.Fatalf("broken middle line: %v", err)
+	}
+
+	sum := filepath.Join(dir, rlSummaryFile)
+	if err := os.WriteFile(sum, []byte(`{"stage": 3}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := readSummary(sum); err == nil || !strings.Contains(err.Error(), sum) {
+		t.Fatalf("broken summary: %v", err)
 	}
 }

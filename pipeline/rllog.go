@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -77,7 +78,9 @@ type RLStepLog struct {
 	Seconds         RLTimes         `json:"seconds"`
 }
 
-// readRLLog reads a stage log; a missing file is an empty log.
+// readRLLog reads a stage log; a missing file is an empty log. A broken
+// last line (a crash while writing it) is dropped; a broken line before it is
+// an error.
 func readRLLog(path string) ([]RLStepLog, error) {
 	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
@@ -90,10 +93,15 @@ func readRLLog(path string) ([]RLStepLog, error) {
 	var out []RLStepLog
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	var broken error
 	for line := 1; sc.Scan(); line++ {
+		if broken != nil {
+			return nil, broken
+		}
 		var l RLStepLog
 		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
-			return nil, fmt.Errorf("read rl log %s: line %d: %w", path, line, err)
+			broken = fmt.Errorf("read rl log %s: line %d: %w", path, line, err)
+			continue
 		}
 		out = append(out, l)
 	}
@@ -110,8 +118,9 @@ func trimRLLog(path string, step int) error {
 	if err != nil {
 		return err
 	}
+	raw, _ := os.ReadFile(path)
 	var keep []byte
-	dropped := false
+	dropped := len(logs) != bytes.Count(raw, []byte("\n")) || (len(raw) > 0 && raw[len(raw)-1] != '\n')
 	for _, l := range logs {
 		if l.Step > step {
 			dropped = true
