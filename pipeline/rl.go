@@ -70,8 +70,10 @@ const (
 // NumIterations clipped policy-gradient updates on one [B,T] batch
 // (B = prompts × G, T = longest prompt + MaxCompletionLength).
 //
-// Log-probabilities (old, reference, current) are all under the model's
-// untempered distribution; Temperature, TopK and TopP shape sampling only.
+// Temperature τ defines the policy as softmax(logits/τ), as in TRL: the
+// completions are sampled from it and the old, reference and current
+// log-probabilities are all under it (the exported model is the plain one).
+// TopK and TopP only restrict sampling.
 //
 // In dir it keeps checkpoints/ (weights, AdamW moments, prompt-sampler state),
 // checkpoints/rl_log.jsonl (one RLStepLog per step) and rollouts/ (Arrow
@@ -132,7 +134,11 @@ func newRLRun(st RLStage, pol RLPolicy, T int, scorer RLScorer) (*rlRun, error) 
 		r.close()
 		return nil, fmt.Errorf("rl stage %q: %w", st.Name, err)
 	}
-	m := proto.Clone(pol.Model).(*onnxpb.ModelProto)
+	policy, err := temperedModel(pol.Model, st.Temperature)
+	if err != nil {
+		return fail(err)
+	}
+	m := proto.Clone(policy).(*onnxpb.ModelProto)
 	loss, err := train.AddPolicyLoss(m, train.PolicyLoss{Epsilon: st.Epsilon, EpsilonHigh: st.EpsilonHigh, Beta: st.Beta,
 		LossType: st.LossType, MaxCompletionLength: st.MaxCompletionLength})
 	if err != nil {
@@ -168,7 +174,7 @@ func newRLRun(st RLStage, pol RLPolicy, T int, scorer RLScorer) (*rlRun, error) 
 		r.decay = append(r.decay, p.Decay)
 	}
 	var ws []lm.Weight
-	r.gen, ws, err = lm.OpenWithWeightInputs(proto.Clone(pol.Model).(*onnxpb.ModelProto), "rl policy "+st.Name, params, pol.Load)
+	r.gen, ws, err = lm.OpenWithWeightInputs(proto.Clone(policy).(*onnxpb.ModelProto), "rl policy "+st.Name, params, pol.Load)
 	if err != nil {
 		return fail(err)
 	}
@@ -183,11 +189,42 @@ func newRLRun(st RLStage, pol RLPolicy, T int, scorer RLScorer) (*rlRun, error) 
 		}
 	}
 	if st.Beta > 0 {
-		if r.ref, err = train.NewTokenScorer(pol.Model, int64(r.B), int64(T), ort.Options{}); err != nil {
+		if r.ref, err = train.NewTokenScorer(policy, int64(r.B), int64(T), ort.Options{}); err != nil {
 			return fail(fmt.Errorf("reference model: %w", err))
 		}
 	}
 	return r, nil
+}
+
+// temperedModel returns m (τ = 1) or a copy whose logits output is the
+// model's logits times 1/τ, so that every graph built from it — training,
+// reference, generation — works on the tempered policy.
+func temperedModel(m *onnxpb.ModelProto, tau float64) (*onnxpb.ModelProto, error) {
+	if tau == 1 {
+		return m, nil
+	}
+	m = proto.Clone(m).(*onnxpb.ModelProto)
+	g := m.GetGraph()
+	const raw, scale = "rl/untempered_logits", "rl/inverse_temperature"
+	found := false
+	for _, n := range g.GetNode() {
+		for i, o := range n.Output {
+			if o == lm.Logits {
+				n.Output[i], found = raw, true
+			}
+		}
+		for i, in := range n.Input {
+			if in == lm.Logits {
+				n.Input[i] = raw
+			}
+		}
+	}
+	if !found {
+		return nil, fmt.Errorf("temperature %g: no node computes the %q output", tau, lm.Logits)
+	}
+	g.Initializer = append(g.Initializer, ir.Scalar(scale, float32(1/tau)))
+	g.Node = append(g.Node, &onnxpb.NodeProto{Name: "rl/temperature", OpType: "Mul", Input: []string{raw, scale}, Output: []string{lm.Logits}})
+	return m, nil
 }
 
 func (r *rlRun) close() {
@@ -336,8 +373,10 @@ func (r *rlRun) step(ctx context.Context, stepNo int, batch []*RLPrompt) (RLStep
 		ids[i] = p.IDs
 	}
 	pad := r.pol.Pad
+	// The generation model divides its logits by τ itself (temperedModel):
+	// sampling at 1 draws from the policy and reports its log-probs.
 	comps, _, err := r.gen.Generate(ctx, ids, lm.GenerateOptions{MaxNewTokens: st.MaxCompletionLength, NumGenerations: G,
-		Sampling: lm.Sampling{Temperature: st.Temperature, TopK: st.TopK, TopP: st.TopP},
+		Sampling: lm.Sampling{Temperature: 1, TopK: st.TopK, TopP: st.TopP},
 		Seed:     stepSeed(st.Seed, stepNo), EOS: r.pol.EOS, Pad: &pad})
 	if err != nil {
 		return sl, nil, err

@@ -216,48 +216,61 @@ func TestRLBatchLayout(t *testing.T) {
 
 // TestRLBatchMatchesGeneration: the old log-probs the batch carries (from
 // sampling with the KV cache) sit where a full forward pass over the batch
-// computes the same tokens' log-probs.
+// computes the same tokens' log-probs, with and without a temperature.
 func TestRLBatchMatchesGeneration(t *testing.T) {
 	mustORT(t)
-	m := tinyRLModel(t)
-	gen, err := lm.LoadBytes(mustMarshal(t, m), "tiny", lm.LoadOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer gen.Close()
-	ps := tinyRLPrompts(3)
-	ids := [][]int64{ps[0].IDs, ps[1].IDs, ps[2].IDs}
-	pad := int64(rlPad)
-	comps, _, err := gen.Generate(context.Background(), ids, lm.GenerateOptions{MaxNewTokens: 6, NumGenerations: 2,
-		Sampling: lm.Sampling{Temperature: 1}, Seed: 1, EOS: []int64{rlEOS}, Pad: &pad})
-	if err != nil {
-		t.Fatal(err)
-	}
-	T := 6 + 6
-	b, err := buildRLBatch(ids, comps, make([]float64, 6), 2, T, rlPad, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sc, err := train.NewTokenScorer(m, 6, int64(T), ort.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sc.Close()
-	if err := b.fillReference(sc); err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	for i, w := range b.LossMask {
-		if w == 0 {
-			continue
+	for _, tau := range []float64{1, 0.7} {
+		m, err := temperedModel(tinyRLModel(t), tau)
+		if err != nil {
+			t.Fatal(err)
 		}
-		n++
-		if d := math.Abs(float64(b.RefLogprobs[i] - b.OldLogprobs[i])); d > 1e-4 {
-			t.Fatalf("row %d token %d: forward log-prob %v, generation %v", i/T, i%T, b.RefLogprobs[i], b.OldLogprobs[i])
+		gen, err := lm.LoadBytes(mustMarshal(t, m), "tiny", lm.LoadOptions{})
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
-	if n < 6 {
-		t.Fatalf("only %d completion tokens", n)
+		defer gen.Close()
+		ps := tinyRLPrompts(3)
+		ids := [][]int64{ps[0].IDs, ps[1].IDs, ps[2].IDs}
+		pad := int64(rlPad)
+		comps, _, err := gen.Generate(context.Background(), ids, lm.GenerateOptions{MaxNewTokens: 6, NumGenerations: 2,
+			Sampling: lm.Sampling{Temperature: 1}, Seed: 1, EOS: []int64{rlEOS}, Pad: &pad})
+		if err != nil {
+			t.Fatal(err)
+		}
+		T := 6 + 6
+		b, err := buildRLBatch(ids, comps, make([]float64, 6), 2, T, rlPad, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		scored := func(model *onnxpb.ModelProto) []float32 {
+			sc, err := train.NewTokenScorer(model, 6, int64(T), ort.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sc.Close()
+			if err := b.fillReference(sc); err != nil {
+				t.Fatal(err)
+			}
+			return append([]float32(nil), b.RefLogprobs...)
+		}
+		fwd, plain := scored(m), scored(tinyRLModel(t))
+		n, moved := 0, 0.0
+		for i, w := range b.LossMask {
+			if w == 0 {
+				continue
+			}
+			n++
+			if d := math.Abs(float64(fwd[i] - b.OldLogprobs[i])); d > 1e-4 {
+				t.Fatalf("τ=%g row %d token %d: forward log-prob %v, generation %v", tau, i/T, i%T, fwd[i], b.OldLogprobs[i])
+			}
+			moved = math.Max(moved, math.Abs(float64(plain[i]-fwd[i])))
+		}
+		if n < 6 {
+			t.Fatalf("only %d completion tokens", n)
+		}
+		if (tau == 1) != (moved == 0) {
+			t.Fatalf("τ=%g: the untempered model's log-probs differ by up to %v from the policy's", tau, moved)
+		}
 	}
 }
 
@@ -515,4 +528,46 @@ func TestRLBrokenFiles(t *testing.T) {
 	if _, err := readSummary(sum); err == nil || !strings.Contains(err.Error(), sum) {
 		t.Fatalf("broken summary: %v", err)
 	}
+}
+
+// TestRLPipelineWithTemperature: a tempered stage starts on-policy (nothing
+// clipped, no KL before the first update) and exports the plain model.
+func TestRLPipelineWithTemperature(t *testing.T) {
+	mustORT(t)
+	dir := t.TempDir()
+	start := filepath.Join(dir, "start")
+	if _, err := lm.WriteModelDir(lm.Config{Arch: lm.Llama, Layers: 2, DModel: 32, Heads: 4, KVHeads: 2, Vocab: rlVocab, MaxPositions: 64, Seed: 9}, start, false); err != nil {
+		t.Fatal(err)
+	}
+	st := tinyRLStage()
+	st.Name, st.Steps, st.Temperature, st.CheckpointEvery = "hot", 3, 0.7, 0
+	var logs []RLStepLog
+	p := &RLPipeline{Stages: []RLStage{st}, Start: start, Dir: filepath.Join(dir, "rl"), EOS: []int64{rlEOS}, Pad: rlPad,
+		Prompts: func(RLStage) ([]RLPrompt, error) { return tinyRLPrompts(8), nil },
+		Scorer:  func(RLStage) (RLScorer, error) { return targetReward{}, nil },
+		Hooks:   RLHooks{Step: func(l RLStepLog, _ int) { logs = append(logs, l) }}}
+	sums, err := p.Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sums) != 1 || sums[0].Steps != 3 || len(logs) != 3 {
+		t.Fatalf("summaries %+v, %d step logs", sums, len(logs))
+	}
+	if logs[0].ClipFraction != 0 || logs[0].KL == nil || math.Abs(*logs[0].KL) > 1e-6 {
+		t.Fatalf("step 1 of a tempered stage: clip fraction %v, KL %v; want 0 and ≈ 0", logs[0].ClipFraction, *logs[0].KL)
+	}
+	out, err := ir.Load(filepath.Join(p.Final(), "model.onnx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range out.Graph.Node {
+		if strings.HasPrefix(n.GetName(), "rl/") {
+			t.Fatalf("the exported model carries the stage's node %s", n.GetName())
+		}
+	}
+	m, err := lm.Load(p.Final(), lm.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Close()
 }

@@ -38,7 +38,7 @@ type RLStage struct {
 	// training batch is [PromptsPerStep·G, longest prompt + MaxCompletionLength].
 	MaxPromptLength     int     `mapstructure:"max_prompt_length" json:"max_prompt_length"`
 	MaxCompletionLength int     `mapstructure:"max_completion_length" json:"max_completion_length"`
-	Temperature         float64 `mapstructure:"temperature" json:"temperature"` // sampling only; 0 → 1
+	Temperature         float64 `mapstructure:"temperature" json:"temperature"` // the policy is softmax(logits/τ); 0 → 1
 	TopK                int     `mapstructure:"top_k" json:"top_k"`
 	TopP                float64 `mapstructure:"top_p" json:"top_p"`
 
