@@ -457,6 +457,8 @@ def measure(a):
         # The fastest samples: the best estimate of an unloaded machine.
         "step_ms_min": min(step_t) * 1e3,
         "fwd_ms_min": min(infer_t) * 1e3,
+        "fwd_bwd_ms_min": min(fwdbwd_t) * 1e3,
+        "fwd_bwd_over_fwd_min": min(fwdbwd_t) / min(infer_t),
         "params": params,
         "torch": torch.__version__,
         "transformers": transformers.__version__,
