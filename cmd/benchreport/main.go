@@ -47,10 +47,18 @@ func run(in, out string) error {
 			pkg = p[strings.LastIndex(p, "/")+1:]
 			continue
 		}
-		if strings.HasPrefix(line, "bench: ") { // figures a benchmark prints itself
+		if strings.HasPrefix(line, "note: ") { // why a figure is missing (e.g. no peer installed)
 			fmt.Println(line)
+			continue
+		}
+		if strings.HasPrefix(line, "bench: ") { // figures a benchmark prints itself
 			f := strings.Fields(line)
-			if len(f) == 4 {
+			if len(f) != 4 {
+				fmt.Fprintf(os.Stderr, "benchreport: ignoring malformed line %q (want bench: NAME VALUE UNIT)\n", line)
+				continue
+			}
+			fmt.Println(line)
+			{
 				v, _ := strconv.ParseFloat(f[2], 64)
 				figs = append(figs, figure{f[1], v, f[3]})
 			}

@@ -212,7 +212,7 @@ func BenchmarkTrainStep(b *testing.B) {
 		b.ReportMetric(float64(rss)/float64(budget), "rss_over_16Bparam_plus_act")
 	}
 	if peer, err := torchPeer(cfg); err != nil {
-		fmt.Printf("bench: note: no PyTorch peer (%v)\n", err)
+		fmt.Printf("note: no PyTorch peer for the training benchmark (%v); set TAGPR_TORCH_PYTHON to a Python with torch and transformers\n", err)
 	} else {
 		b.ReportMetric(peer/tStep.Seconds(), "speed_vs_torch")
 	}
