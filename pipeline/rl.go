@@ -33,8 +33,13 @@ type RLPolicy struct {
 	// Detokenize turns completion ids into text for the scorer; nil leaves
 	// RLSample.Text empty.
 	Detokenize func(ids []int64) (string, error)
-	// Load configures the generation session (config.json limits).
+	// Load configures the generation model (config.json limits); its
+	// Session options are replaced by Session.
 	Load lm.LoadOptions
+	// Session configures every ORT session of the stage: training,
+	// generation and reference. Unless its ConfigEntries say otherwise, pool
+	// threads do not spin after a run (see quietSessions).
+	Session ort.Options
 }
 
 // RLHooks report progress; any may be nil.
@@ -129,6 +134,7 @@ type rlRun struct {
 }
 
 func newRLRun(st RLStage, pol RLPolicy, T int, scorer RLScorer) (*rlRun, error) {
+	pol.Session = quietSessions(pol.Session)
 	r := &rlRun{st: st, pol: pol, B: st.batchRows(), T: T, scorer: scorer}
 	fail := func(err error) (*rlRun, error) {
 		r.close()
@@ -165,7 +171,7 @@ func newRLRun(st RLStage, pol RLPolicy, T int, scorer RLScorer) (*rlRun, error) 
 	}
 	r.tr, err = train.NewTrainer(tg, train.TrainerOptions{
 		Schedule:    train.Schedule{Peak: st.LR, Warmup: st.Warmup, Total: st.Steps * st.NumIterations, MinRatio: 0.1},
-		WeightDecay: st.WeightDecay, ClipNorm: st.Clip,
+		WeightDecay: st.WeightDecay, ClipNorm: st.Clip, Session: pol.Session,
 	})
 	if err != nil {
 		return fail(err)
@@ -174,7 +180,9 @@ func newRLRun(st RLStage, pol RLPolicy, T int, scorer RLScorer) (*rlRun, error) 
 		r.decay = append(r.decay, p.Decay)
 	}
 	var ws []lm.Weight
-	r.gen, ws, err = lm.OpenWithWeightInputs(proto.Clone(policy).(*onnxpb.ModelProto), "rl policy "+st.Name, params, pol.Load)
+	lo := pol.Load
+	lo.Session = pol.Session
+	r.gen, ws, err = lm.OpenWithWeightInputs(proto.Clone(policy).(*onnxpb.ModelProto), "rl policy "+st.Name, params, lo)
 	if err != nil {
 		return fail(err)
 	}
@@ -189,11 +197,29 @@ func newRLRun(st RLStage, pol RLPolicy, T int, scorer RLScorer) (*rlRun, error) 
 		}
 	}
 	if st.Beta > 0 {
-		if r.ref, err = train.NewTokenScorer(policy, int64(r.B), int64(T), ort.Options{}); err != nil {
+		if r.ref, err = train.NewTokenScorer(policy, int64(r.B), int64(T), pol.Session); err != nil {
 			return fail(fmt.Errorf("reference model: %w", err))
 		}
 	}
 	return r, nil
+}
+
+// spinKey is ORT's switch for intra-op pool threads that busy-wait after a run.
+const spinKey = "session.intra_op.allow_spinning"
+
+// quietSessions turns spinning off unless o sets it: an RL step runs three
+// sessions in turn, and the pool of the one that just ran, spinning, starves
+// the next (BenchmarkRLStep: steps 1.5× faster on two busy cores).
+func quietSessions(o ort.Options) ort.Options {
+	if _, set := o.ConfigEntries[spinKey]; set {
+		return o
+	}
+	entries := map[string]string{spinKey: "0"}
+	for k, v := range o.ConfigEntries {
+		entries[k] = v
+	}
+	o.ConfigEntries = entries
+	return o
 }
 
 // temperedModel returns m (τ = 1) or a copy whose logits output is the
