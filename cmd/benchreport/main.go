@@ -57,11 +57,13 @@ func run(in, out string) error {
 				fmt.Fprintf(os.Stderr, "benchreport: ignoring malformed line %q (want bench: NAME VALUE UNIT)\n", line)
 				continue
 			}
-			fmt.Println(line)
-			{
-				v, _ := strconv.ParseFloat(f[2], 64)
-				figs = append(figs, figure{f[1], v, f[3]})
+			v, err := strconv.ParseFloat(f[2], 64)
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "benchreport: ignoring %q: value %q is not a number\n", line, f[2])
+				continue
 			}
+			fmt.Println(line)
+			figs = append(figs, figure{f[1], v, f[3]})
 			continue
 		}
 		if !strings.HasPrefix(line, "Benchmark") {
