@@ -60,9 +60,9 @@ func DefaultDemoConfig(dir string) DemoConfig {
 // (task reward only).
 func DefaultDemoRL() []RLStage {
 	guided := RLStage{Name: "guided", Reward: RewardGuided, Weights: rewardmodel.DefaultWeights(),
-		Steps: 20, PromptsPerStep: 4, NumGenerations: 4, MaxPromptLength: 320, MaxCompletionLength: 128,
+		Steps: 30, PromptsPerStep: 4, NumGenerations: 4, MaxPromptLength: 320, MaxCompletionLength: 128,
 		Temperature: 1, Beta: 0.04, Epsilon: 0.2, LossType: "dapo", ScaleRewards: ScaleGroup, NumIterations: 1,
-		LR: 1e-4, Warmup: 2, Clip: 1, CheckpointEvery: 5, Seed: 21}
+		LR: 1e-4, Warmup: 2, Clip: 1, CheckpointEvery: 10, Seed: 21}
 	exploratory := guided
 	exploratory.Name, exploratory.Reward, exploratory.Weights, exploratory.Seed = "exploratory", RewardExploratory, rewardmodel.Weights{}, 22
 	return []RLStage{guided, exploratory}
