@@ -571,3 +571,24 @@ func TestRLPipelineWithTemperature(t *testing.T) {
 	}
 	m.Close()
 }
+
+// TestRLLossTypesLearn: every loss aggregation and reward scaling pushes the
+// verifiable reward the right way.
+func TestRLLossTypesLearn(t *testing.T) {
+	mustORT(t)
+	for _, c := range []struct{ loss, scale string }{{"grpo", ScaleGroup}, {"dr_grpo", ScaleNone}, {"dapo", ScaleBatch}} {
+		st := tinyRLStage()
+		st.Steps, st.LossType, st.ScaleRewards, st.CheckpointEvery = 20, c.loss, c.scale, 0
+		var rewards []float64
+		_, err := TrainRL(context.Background(), st, tinyRLPolicy(t), tinyRLPrompts(16), targetReward{}, t.TempDir(),
+			RLHooks{Step: func(l RLStepLog, _ int) { rewards = append(rewards, l.Reward.Mean) }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		first, last := meanOf(rewards[:5]), meanOf(rewards[15:])
+		t.Logf("%s, scale_rewards %s: mean reward %.3f → %.3f", c.loss, c.scale, first, last)
+		if last < first+0.2 {
+			t.Errorf("%s, scale_rewards %s: mean reward %.3f → %.3f, want up by ≥ 0.2", c.loss, c.scale, first, last)
+		}
+	}
+}
