@@ -112,7 +112,7 @@ func TestDemoEndToEndAndResume(t *testing.T) {
 		}
 		m.Close()
 	}
-	if rep.Model != filepath.Join(dir, "rl", "exploratory", "model.onnx") || !strings.Contains(string(md), "rl guided") || !strings.Contains(string(md), "sft → rl") {
+	if rep.Model != filepath.Join(dir, "rl", "exploratory", "model.onnx") || !strings.Contains(string(md), "rl guided") || !strings.Contains(string(md), "| base | sft | rl |") {
 		t.Fatalf("report model %s; report.md:\n%s", rep.Model, md)
 	}
 	rolls, err := ReadRolloutDir(filepath.Join(dir, "rl", "guided", rlRolloutDir))

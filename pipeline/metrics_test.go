@@ -63,7 +63,8 @@ func TestReportWritesReadableFiles(t *testing.T) {
 	r := &Report{Title: "demo", Model: "m.onnx", Dataset: "synth", Tasks: []TaskResult{{
 		Task: "synth_rating", Split: "dev", Examples: 3,
 		Model: []Metric{{Name: "mae", Value: 0.5, Lower: true}}, Base: []Metric{{Name: "mae", Value: 1, Lower: true}},
-		Samples: []Sample{{ID: "x1", Completion: "<think>…</think><answer>4</answer>", Answer: "4", Gold: "5", Reward: 0.75}},
+		Intermediate: []ModelMetrics{{Name: "sft", Metrics: []Metric{{Name: "mae", Value: 0.75, Lower: true}}}},
+		Samples:      []Sample{{ID: "x1", Completion: "<think>…</think><answer>4</answer>", Answer: "4", Gold: "5", Reward: 0.75}},
 	}}}
 	if err := r.Finalize(); err != nil {
 		t.Fatal(err)
@@ -79,7 +80,7 @@ func TestReportWritesReadableFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"| synth_rating | dev | 3 | mae ↓ | 0.5000 | 1.0000 |", "mean: +50.0%", "**x1**"} {
+	for _, want := range []string{"| base | sft | model |", "| synth_rating | dev | 3 | mae ↓ | 1.0000 | 0.7500 | **0.5000** |", "mean: +50.0%", "**x1**"} {
 		if !strings.Contains(string(md), want) {
 			t.Errorf("report.md lacks %q:\n%s", want, md)
 		}

@@ -21,9 +21,18 @@ type TaskResult struct {
 	Examples int      `json:"examples"`
 	Model    []Metric `json:"model"`
 	Base     []Metric `json:"base,omitempty"`
+	// Intermediate are models between base and final (e.g. SFT before RL),
+	// in training order, shown as columns between base and model.
+	Intermediate []ModelMetrics `json:"intermediate,omitempty"`
 	// RelImprovement is RelativeImprovement(Model, Base); nil without a base.
 	RelImprovement *float64 `json:"relative_improvement,omitempty"`
 	Samples        []Sample `json:"samples,omitempty"`
+}
+
+// ModelMetrics are one named model's metrics on a task.
+type ModelMetrics struct {
+	Name    string   `json:"name"`
+	Metrics []Metric `json:"metrics"`
 }
 
 // Sample is one shown example: what was asked, what came back, the gold.
@@ -46,14 +55,16 @@ type StageSummary struct {
 
 // Report is what a run tells the people who read its results.
 type Report struct {
-	Title    string         `json:"title"`
-	Created  time.Time      `json:"created"`
-	Model    string         `json:"model"`
-	Dataset  string         `json:"dataset"`
-	Stages   []StageSummary `json:"stages,omitempty"`
-	Tasks    []TaskResult   `json:"tasks"`
-	Notes    []string       `json:"notes,omitempty"`
-	MeanRelI *float64       `json:"mean_relative_improvement,omitempty"`
+	Title   string    `json:"title"`
+	Created time.Time `json:"created"`
+	Model   string    `json:"model"`
+	// ModelName heads the final model's column (default "model").
+	ModelName string         `json:"model_name,omitempty"`
+	Dataset   string         `json:"dataset"`
+	Stages    []StageSummary `json:"stages,omitempty"`
+	Tasks     []TaskResult   `json:"tasks"`
+	Notes     []string       `json:"notes,omitempty"`
+	MeanRelI  *float64       `json:"mean_relative_improvement,omitempty"`
 }
 
 // Finalize computes per-task relative improvements and their mean.
@@ -94,17 +105,34 @@ func (r *Report) Markdown() string {
 		}
 		b.WriteString("\n")
 	}
-	b.WriteString("## Evaluation\n\n| task | split | n | metric | model | base |\n|---|---|---:|---|---:|---:|\n")
+	var mid []string // intermediate model names, from the first task that has them
 	for _, t := range r.Tasks {
-		base := map[string]float64{}
-		for _, m := range t.Base {
-			base[m.Name] = m.Value
+		if len(t.Intermediate) > 0 {
+			for _, m := range t.Intermediate {
+				mid = append(mid, m.Name)
+			}
+			break
+		}
+	}
+	b.WriteString("## Evaluation\n\n| task | split | n | metric | base |")
+	for _, n := range mid {
+		b.WriteString(" " + n + " |")
+	}
+	final := r.ModelName
+	if final == "" {
+		final = "model"
+	}
+	b.WriteString(" " + final + " |\n|---|---|---:|---|---:|" + strings.Repeat("---:|", len(mid)) + "---:|\n")
+	for _, t := range r.Tasks {
+		cols := []map[string]float64{byName(t.Base)}
+		for i := range mid {
+			var ms []Metric
+			if i < len(t.Intermediate) {
+				ms = t.Intermediate[i].Metrics
+			}
+			cols = append(cols, byName(ms))
 		}
 		for _, m := range t.Model {
-			bs := "—"
-			if v, ok := base[m.Name]; ok {
-				bs = fmt.Sprintf("%.4f", v)
-			}
 			arrow := "↑"
 			if m.Lower {
 				arrow = "↓"
@@ -112,7 +140,15 @@ func (r *Report) Markdown() string {
 			if m.Diagnostic {
 				arrow += " (diagnostic)"
 			}
-			fmt.Fprintf(&b, "| %s | %s | %d | %s %s | %.4f | %s |\n", t.Task, t.Split, t.Examples, m.Name, arrow, m.Value, bs)
+			fmt.Fprintf(&b, "| %s | %s | %d | %s %s |", t.Task, t.Split, t.Examples, m.Name, arrow)
+			for _, c := range cols {
+				if v, ok := c[m.Name]; ok {
+					fmt.Fprintf(&b, " %.4f |", v)
+				} else {
+					b.WriteString(" — |")
+				}
+			}
+			fmt.Fprintf(&b, " **%.4f** |\n", m.Value)
 		}
 	}
 	b.WriteString("\n")
@@ -143,6 +179,14 @@ func (r *Report) Markdown() string {
 		}
 	}
 	return b.String()
+}
+
+func byName(ms []Metric) map[string]float64 {
+	out := make(map[string]float64, len(ms))
+	for _, m := range ms {
+		out[m.Name] = m.Value
+	}
+	return out
 }
 
 func formatKV(m map[string]float64) string {
