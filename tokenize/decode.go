@@ -171,23 +171,11 @@ func parseDecoder(raw json.RawMessage) (decoder, error) {
 		}
 		return replaceDecoder{*j.Pattern.String, j.Content}, nil
 	case "Sequence":
-		var j struct {
-			Decoders []json.RawMessage `json:"decoders"`
+		q, err := parseSequence(raw, "decoders", parseDecoder)
+		if err != nil {
+			return nil, err
 		}
-		if err := decodeComponent(raw, &j); err != nil {
-			return nil, fmt.Errorf("Sequence: %w", err)
-		}
-		var q sequenceDecoder
-		for i, r := range j.Decoders {
-			d, err := parseDecoder(r)
-			if err != nil {
-				return nil, fmt.Errorf("Sequence[%d]: %w", i, err)
-			}
-			if d != nil {
-				q = append(q, d)
-			}
-		}
-		return q, nil
+		return sequenceDecoder(q), nil
 	default:
 		return nil, fmt.Errorf("unsupported decoder type %q (supported: ByteLevel, WordPiece, Fuse, Strip, Replace, Sequence)", typ)
 	}

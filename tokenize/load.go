@@ -165,3 +165,29 @@ func typeOf(raw json.RawMessage) (string, error) {
 func decodeComponent(raw json.RawMessage, v any) error {
 	return json.Unmarshal(raw, v)
 }
+
+// parseSequence reads a Sequence component: the list under key, each element
+// parsed by parse; elements that parse to nil (no-ops) are dropped.
+func parseSequence[T any](raw json.RawMessage, key string, parse func(json.RawMessage) (T, error)) ([]T, error) {
+	var j map[string]json.RawMessage
+	if err := decodeComponent(raw, &j); err != nil {
+		return nil, fmt.Errorf("Sequence: %w", err)
+	}
+	var items []json.RawMessage
+	if list, ok := j[key]; ok {
+		if err := decodeComponent(list, &items); err != nil {
+			return nil, fmt.Errorf("Sequence: %s: %w", key, err)
+		}
+	}
+	var q []T
+	for i, r := range items {
+		x, err := parse(r)
+		if err != nil {
+			return nil, fmt.Errorf("Sequence[%d]: %w", i, err)
+		}
+		if any(x) != nil { // T is an interface: nil means a no-op component
+			q = append(q, x)
+		}
+	}
+	return q, nil
+}

@@ -404,23 +404,11 @@ func parseNormalizer(raw json.RawMessage) (normalizer, error) {
 		b.stripAccents = or(j.StripAccents, b.lowercase)
 		return b, nil
 	case "Sequence":
-		var j struct {
-			Normalizers []json.RawMessage `json:"normalizers"`
+		q, err := parseSequence(raw, "normalizers", parseNormalizer)
+		if err != nil {
+			return nil, err
 		}
-		if err := decodeComponent(raw, &j); err != nil {
-			return nil, fmt.Errorf("Sequence: %w", err)
-		}
-		var q sequenceNorm
-		for i, r := range j.Normalizers {
-			n, err := parseNormalizer(r)
-			if err != nil {
-				return nil, fmt.Errorf("Sequence[%d]: %w", i, err)
-			}
-			if n != nil {
-				q = append(q, n)
-			}
-		}
-		return q, nil
+		return sequenceNorm(q), nil
 	default:
 		return nil, fmt.Errorf("unsupported normalizer type %q (supported: NFC, NFD, NFKC, NFKD, Lowercase, StripAccents, Strip, Prepend, Replace, BertNormalizer, Sequence)", typ)
 	}

@@ -474,26 +474,14 @@ func parsePreTokenizer(raw json.RawMessage) (preTokenizer, error) {
 		}
 		return splitPre{m: funcMatcher{in: isBertPunct, single: true}, behavior: b}, nil
 	case "Sequence":
-		var j struct {
-			PreTokenizers []json.RawMessage `json:"pretokenizers"`
-		}
-		if err := decodeComponent(raw, &j); err != nil {
-			return nil, fmt.Errorf("Sequence: %w", err)
-		}
-		var q sequencePre
-		for i, r := range j.PreTokenizers {
-			p, err := parsePreTokenizer(r)
-			if err != nil {
-				return nil, fmt.Errorf("Sequence[%d]: %w", i, err)
-			}
-			if p != nil {
-				q = append(q, p)
-			}
+		q, err := parseSequence(raw, "pretokenizers", parsePreTokenizer)
+		if err != nil {
+			return nil, err
 		}
 		if len(q) == 1 {
 			return q[0], nil
 		}
-		return q, nil
+		return sequencePre(q), nil
 	default:
 		return nil, fmt.Errorf("unsupported pre_tokenizer type %q (supported: ByteLevel, Split, BertPreTokenizer, Whitespace, WhitespaceSplit, Digits, Punctuation, Sequence)", typ)
 	}
