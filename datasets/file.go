@@ -582,3 +582,23 @@ func createPending(path string) (*renameio.PendingFile, error) {
 type noClose struct{ w io.Writer }
 
 func (n noClose) Write(p []byte) (int, error) { return n.w.Write(p) }
+
+// WriteRows writes every row to a new file at path (its directory is
+// created) with the given constructor, e.g. CreatePredictions; the file
+// appears complete or not at all.
+func WriteRows[T any](path string, rows []T, create func(string) (*Writer[T], error)) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	w, err := create(path)
+	if err != nil {
+		return err
+	}
+	for i := range rows {
+		if err := w.Write(&rows[i]); err != nil {
+			w.Abort()
+			return err
+		}
+	}
+	return w.Commit()
+}

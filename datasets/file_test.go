@@ -43,7 +43,7 @@ func TestRowKindsRoundTrip(t *testing.T) {
 	tmp := t.TempDir()
 	for _, ext := range []string{".arrow", ".parquet"} {
 		p := filepath.Join(tmp, "chains"+ext)
-		if err := writeRows(p, sampleChains(), CreateChains); err != nil {
+		if err := WriteRows(p, sampleChains(), CreateChains); err != nil {
 			t.Fatal(err)
 		}
 		chains, err := ReadChains(p, ReadOptions{})
@@ -54,7 +54,7 @@ func TestRowKindsRoundTrip(t *testing.T) {
 			t.Fatalf("span offsets wrong: %+v", s)
 		}
 		p = filepath.Join(tmp, "rollouts"+ext)
-		if err := writeRows(p, sampleRollouts(), CreateRollouts); err != nil {
+		if err := WriteRows(p, sampleRollouts(), CreateRollouts); err != nil {
 			t.Fatal(err)
 		}
 		rolls, err := ReadRollouts(p, ReadOptions{})
@@ -62,7 +62,7 @@ func TestRowKindsRoundTrip(t *testing.T) {
 			t.Fatalf("rollouts%s: %v\n got %+v\nwant %+v", ext, err, rolls, sampleRollouts())
 		}
 		p = filepath.Join(tmp, "preds"+ext)
-		if err := writeRows(p, samplePredictions(), CreatePredictions); err != nil {
+		if err := WriteRows(p, samplePredictions(), CreatePredictions); err != nil {
 			t.Fatal(err)
 		}
 		preds, err := ReadPredictions(p, ReadOptions{})
@@ -191,7 +191,7 @@ func TestShardsAndMerge(t *testing.T) {
 					t.Fatalf("shard row %s differs from the written row", e.ID)
 				}
 			}
-			if err := writeRows(part, rows, func(p string) (*Writer[Example], error) { return CreateExamples(p, set.Task) }); err != nil {
+			if err := WriteRows(part, rows, func(p string) (*Writer[Example], error) { return CreateExamples(p, set.Task) }); err != nil {
 				t.Fatal(err)
 			}
 			parts = append(parts, part)
@@ -237,13 +237,13 @@ func TestWriteSamples(t *testing.T) {
 		dir = t.TempDir()
 	}
 	for _, ext := range []string{".arrow", ".parquet"} {
-		if err := writeRows(filepath.Join(dir, "chains"+ext), sampleChains(), CreateChains); err != nil {
+		if err := WriteRows(filepath.Join(dir, "chains"+ext), sampleChains(), CreateChains); err != nil {
 			t.Fatal(err)
 		}
-		if err := writeRows(filepath.Join(dir, "rollouts"+ext), sampleRollouts(), CreateRollouts); err != nil {
+		if err := WriteRows(filepath.Join(dir, "rollouts"+ext), sampleRollouts(), CreateRollouts); err != nil {
 			t.Fatal(err)
 		}
-		if err := writeRows(filepath.Join(dir, "predictions"+ext), samplePredictions(), CreatePredictions); err != nil {
+		if err := WriteRows(filepath.Join(dir, "predictions"+ext), samplePredictions(), CreatePredictions); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -134,7 +134,7 @@ func TestSelectProfile(t *testing.T) {
 func TestExportPredictions(t *testing.T) {
 	tmp := t.TempDir()
 	preds := filepath.Join(tmp, "preds.parquet")
-	if err := writeRows(preds, samplePredictions(), CreatePredictions); err != nil {
+	if err := WriteRows(preds, samplePredictions(), CreatePredictions); err != nil {
 		t.Fatal(err)
 	}
 	task, _ := ParseTask("3")

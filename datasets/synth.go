@@ -435,10 +435,10 @@ func (d *SynthData) Write(dir string) error {
 			return fmt.Errorf("synth: %w", err)
 		}
 		arrowPath := filepath.Join(base, s.Split+".arrow")
-		if err := writeRows(arrowPath, s.Examples, func(p string) (*Writer[Example], error) { return CreateExamples(p, s.Task) }); err != nil {
+		if err := WriteRows(arrowPath, s.Examples, func(p string) (*Writer[Example], error) { return CreateExamples(p, s.Task) }); err != nil {
 			return err
 		}
-		if err := writeRows(filepath.Join(base, s.Split+"_chains.arrow"), s.Chains, CreateChains); err != nil {
+		if err := WriteRows(filepath.Join(base, s.Split+"_chains.arrow"), s.Chains, CreateChains); err != nil {
 			return err
 		}
 		if err := ExportLaMP(arrowPath, filepath.Join(base, s.Split+"_questions.json"), filepath.Join(base, s.Split+"_outputs.json")); err != nil {
@@ -448,19 +448,6 @@ func (d *SynthData) Write(dir string) error {
 	return nil
 }
 
-func writeRows[T any](path string, rows []T, create func(string) (*Writer[T], error)) error {
-	w, err := create(path)
-	if err != nil {
-		return err
-	}
-	for i := range rows {
-		if err := w.Write(&rows[i]); err != nil {
-			w.Abort()
-			return err
-		}
-	}
-	return w.Commit()
-}
 
 // --- baselines: what the profile is worth ---
 

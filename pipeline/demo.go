@@ -169,7 +169,7 @@ func RunDemo(ctx context.Context, cfg DemoConfig, h Hooks) (*Report, error) {
 			r.Intermediate = append(r.Intermediate, ModelMetrics{Name: name, Metrics: evals[name].Result.Model})
 		}
 		rep.Tasks = append(rep.Tasks, r)
-		if err := writePredictions(filepath.Join(cfg.Dir, "predictions", task+"_dev.arrow"), preds); err != nil {
+		if err := datasets.WriteRows(filepath.Join(cfg.Dir, "predictions", task+"_dev.arrow"), preds, datasets.CreatePredictions); err != nil {
 			return nil, err
 		}
 		note, err := baselineNote(data.Set(task, "train"), set)
@@ -337,22 +337,6 @@ func openPolicy(dir string, tok *tokenize.Tokenizer, name string) (Policy, error
 	return Policy{Model: m, Tok: tok, Name: name, EOS: []int64{eos}}, nil
 }
 
-func writePredictions(path string, preds []datasets.Prediction) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
-	w, err := datasets.CreatePredictions(path)
-	if err != nil {
-		return err
-	}
-	for i := range preds {
-		if err := w.Write(&preds[i]); err != nil {
-			w.Abort()
-			return err
-		}
-	}
-	return w.Commit()
-}
 
 func copyFile(src, dst string) error {
 	b, err := os.ReadFile(src)

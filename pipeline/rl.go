@@ -321,7 +321,7 @@ func (r *rlRun) loop(ctx context.Context, prompts []RLPrompt, dir string, h RLHo
 		if len(pending) > 0 {
 			// Rollouts land before the checkpoint that covers them; a crash in
 			// between leaves a segment past the checkpoint, dropped on resume.
-			if err := writeRollouts(rolloutSegment(rollDir, segFrom, rs.Step), pending); err != nil {
+			if err := datasets.WriteRows(rolloutSegment(rollDir, segFrom, rs.Step), pending, datasets.CreateRollouts); err != nil {
 				return err
 			}
 			pending, segFrom = nil, rs.Step+1

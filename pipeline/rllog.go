@@ -245,22 +245,6 @@ func dropRolloutsAfter(dir string, step int) error {
 }
 
 // writeRollouts writes rows atomically as one segment file.
-func writeRollouts(path string, rows []datasets.Rollout) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return fmt.Errorf("rollouts: %w", err)
-	}
-	w, err := datasets.CreateRollouts(path)
-	if err != nil {
-		return err
-	}
-	for i := range rows {
-		if err := w.Write(&rows[i]); err != nil {
-			w.Abort()
-			return err
-		}
-	}
-	return w.Commit()
-}
 
 // ReadRolloutDir reads every rollout segment of a stage, in step order.
 func ReadRolloutDir(dir string) ([]datasets.Rollout, error) {
