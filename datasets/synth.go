@@ -448,7 +448,6 @@ func (d *SynthData) Write(dir string) error {
 	return nil
 }
 
-
 // --- baselines: what the profile is worth ---
 
 // BlindBaseline is the best profile-blind rule: it learns from train the most

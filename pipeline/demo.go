@@ -337,7 +337,6 @@ func openPolicy(dir string, tok *tokenize.Tokenizer, name string) (Policy, error
 	return Policy{Model: m, Tok: tok, Name: name, EOS: []int64{eos}}, nil
 }
 
-
 func copyFile(src, dst string) error {
 	b, err := os.ReadFile(src)
 	if err != nil {
