@@ -2,6 +2,7 @@ package train
 
 import (
 	"fmt"
+	"slices"
 
 	"google.golang.org/protobuf/proto"
 
@@ -353,7 +354,7 @@ func (c *gctx) nanGuarded(v string) (guarded bool, clean string) {
 		guarded = true
 		for _, w := range c.consumers[n.Output[0]] {
 			if w.GetOpType() == "Where" && len(w.Input) == 3 && w.Input[0] == n.Output[0] && w.Input[2] == v {
-				if z, ok := c.constScalar(w.Input[1]); ok && z == 0 && equalShape(c.shape(w.Output[0]), c.shape(v)) {
+				if z, ok := c.constScalar(w.Input[1]); ok && z == 0 && slices.Equal(c.shape(w.Output[0]), c.shape(v)) {
 					clean = w.Output[0]
 				}
 			}
@@ -447,7 +448,7 @@ func (c *gctx) reduceSum(v string, axes []int64, keep bool) string {
 // unbroadcast sums g (of shape from) down to shape to, undoing numpy
 // broadcasting.
 func (c *gctx) unbroadcast(g string, from, to []int64) string {
-	if equalShape(from, to) {
+	if slices.Equal(from, to) {
 		return g
 	}
 	k := len(from) - len(to)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -171,21 +172,9 @@ func copyInto(path, key string, p *Param, t STensor, dst []float32) error {
 	if t.F32 == nil {
 		return fmt.Errorf("load checkpoint %s: tensor %q missing or not float32", path, key)
 	}
-	if !equalShape(t.Shape, p.Shape) || len(t.F32) != len(dst) {
+	if !slices.Equal(t.Shape, p.Shape) || len(t.F32) != len(dst) {
 		return fmt.Errorf("load checkpoint %s: tensor %q has shape %v, want %v", path, key, t.Shape, p.Shape)
 	}
 	copy(dst, t.F32)
 	return nil
-}
-
-func equalShape(a, b []int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }

@@ -2,6 +2,7 @@ package train
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/tagpr/tagpr/onnx/ir"
 	"github.com/tagpr/tagpr/onnx/onnxpb"
@@ -60,7 +61,7 @@ func init() {
 				ga = c.unbroadcast(ga, full, sa2)
 			}
 			out[0] = c.reshape(ga, sa)
-			if equalShape(sa, sa2) {
+			if slices.Equal(sa, sa2) {
 				out[0] = ga
 			}
 		}
@@ -74,7 +75,7 @@ func init() {
 				// Σ over every row: Aᵀ·G with A and G flattened to 2-D.
 				a2 := c.reshape(A, []int64{-1, K})
 				g2 := c.reshape(g, []int64{-1, N})
-				if len(sa2) > 2 && !equalShape(sa2[:len(sa2)-2], so2[:len(so2)-2]) {
+				if len(sa2) > 2 && !slices.Equal(sa2[:len(sa2)-2], so2[:len(so2)-2]) {
 					a2 = c.reshape(c.op("Expand", []string{A, c.e.ints(append(append([]int64{}, so2[:len(so2)-2]...), sa2[len(sa2)-2:]...)...)}), []int64{-1, K})
 				}
 				gb = c.op("Gemm", []string{a2, g2}, ir.AttrInt("transA", 1))
@@ -84,7 +85,7 @@ func init() {
 				gb = c.unbroadcast(gb, full, sb2)
 			}
 			out[1] = gb
-			if !equalShape(sb, sb2) {
+			if !slices.Equal(sb, sb2) {
 				out[1] = c.reshape(gb, sb)
 			}
 		}

@@ -12,6 +12,7 @@ import (
 	"unsafe"
 
 	"github.com/google/renameio/v2"
+	"github.com/tagpr/tagpr/onnx/ir"
 )
 
 // STensor is one tensor of a safetensors file. Exactly one of F32, F64 or I64
@@ -303,7 +304,7 @@ func ReadSafetensors(path string) (map[string]STensor, map[string]string, error)
 		case "F16":
 			t.F32 = make([]float32, n)
 			for i := range n {
-				t.F32[i] = halfToFloat(binary.LittleEndian.Uint16(b[i*2:]))
+				t.F32[i] = ir.HalfToFloat32(binary.LittleEndian.Uint16(b[i*2:]))
 			}
 		case "BF16":
 			t.F32 = make([]float32, n)
@@ -316,23 +317,4 @@ func ReadSafetensors(path string) (map[string]STensor, map[string]string, error)
 		out[name] = t
 	}
 	return out, meta, nil
-}
-
-func halfToFloat(h uint16) float32 {
-	sign := uint32(h>>15) << 31
-	exp := uint32(h>>10) & 0x1f
-	frac := uint32(h) & 0x3ff
-	switch {
-	case exp == 0 && frac == 0:
-		return math.Float32frombits(sign)
-	case exp == 0: // subnormal
-		f := float32(frac) / 1024 / 16384
-		if sign != 0 {
-			return -f
-		}
-		return f
-	case exp == 31:
-		return math.Float32frombits(sign | 0x7f800000 | frac<<13)
-	}
-	return math.Float32frombits(sign | (exp+112)<<23 | frac<<13)
 }
