@@ -33,6 +33,9 @@ categorization), 3, 4, 5, 6, 7. --scheme records which of LaMP's splits the file
 				return err
 			}
 			o.Task = t
+			if err := checkPinned(o.Questions, o.Outputs); err != nil {
+				return err
+			}
 			st, err := datasets.ImportLaMP(o)
 			if err != nil {
 				return err
@@ -128,6 +131,9 @@ func shardCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if err := checkPinned(in); err != nil {
+				return err
+			}
 			r, err := datasets.OpenReader(in, datasets.ReadOptions{BatchRows: batch, Shard: sh})
 			if err != nil {
 				return err
@@ -179,6 +185,9 @@ func infoCmd() *cobra.Command {
 				return err
 			}
 			for _, p := range args {
+				if err := checkPinned(p); err != nil {
+					return err
+				}
 				r, err := datasets.OpenReader(p, datasets.ReadOptions{BatchRows: batch, Shard: sh})
 				if err != nil {
 					return err

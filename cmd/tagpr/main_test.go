@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/tagpr/tagpr/onnx/ort"
 )
 
 var tagprBin string
@@ -103,5 +105,35 @@ func TestRuntimeFlagAndEnvRefuseMissingLibrary(t *testing.T) {
 	_, stderr, err = runTagpr(t, ".", []string{"ONNXRUNTIME_SHARED_LIBRARY_PATH=" + missing}, "version")
 	if err == nil || !strings.Contains(stderr, missing) {
 		t.Fatalf("env to a missing file: err %v, stderr %q", err, stderr)
+	}
+}
+
+// A pinned model whose bytes change is refused wherever it is loaded.
+func TestPinnedModelMismatchRefusedOnLoad(t *testing.T) {
+	dir := t.TempDir()
+	if _, stderr, err := runTagpr(t, dir, nil, "model", "init", "--layers", "1", "--d-model", "32", "--vocab", "64", "--out", "m"); err != nil {
+		t.Fatalf("model init: %v\n%s", err, stderr)
+	}
+	if _, stderr, err := runTagpr(t, dir, nil, "models", "lock", "--kind", "model", "--name", "tiny", "m/model.onnx"); err != nil {
+		t.Fatalf("models lock: %v\n%s", err, stderr)
+	}
+	if out, stderr, err := runTagpr(t, dir, nil, "model", "info", "m"); err != nil {
+		t.Fatalf("model info of the intact pinned model: %v\n%s%s", err, out, stderr)
+	}
+	model := filepath.Join(dir, "m", "model.onnx")
+	b, _ := os.ReadFile(model)
+	b[len(b)-1] ^= 1 // flip one bit of the last weight
+	os.WriteFile(model, b, 0o644)
+	// The temp dir's models.lock pins no runtime: point at the repo's.
+	lib, _, err := ort.FromLockFile(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := []string{ort.EnvLibraryPath + "=" + lib}
+	for _, args := range [][]string{{"model", "info", "m"}, {"model", "generate", "m", "--ids", "1,2"}} {
+		_, stderr, err := runTagpr(t, dir, env, args...)
+		if err == nil || !strings.Contains(stderr, "pinned artifact tiny") || !strings.Contains(stderr, "expected sha256") {
+			t.Fatalf("%v on a tampered pinned model: err %v, stderr %q", args, err, stderr)
+		}
 	}
 }

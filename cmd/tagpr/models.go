@@ -111,3 +111,17 @@ func openLock(create bool) (*lock.File, error) {
 	}
 	return lock.Load(p)
 }
+
+// checkPinned refuses input files whose models.lock pin does not match
+// their content (files that are not pinned pass).
+func checkPinned(paths ...string) error {
+	for _, p := range paths {
+		if p == "" {
+			continue
+		}
+		if err := lock.VerifyIfPinned(p); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -125,6 +125,8 @@ func loadTokenizer(path string) (*tokenize.Tokenizer, error) {
 				path = f.Abs(e)
 			}
 		}
+	} else if err := checkPinned(path); err != nil {
+		return nil, err
 	}
 	return tokenize.Load(path)
 }

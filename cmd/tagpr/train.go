@@ -118,6 +118,9 @@ func runTrainLM(ctx context.Context, cmd *cobra.Command, o trainLMOptions) error
 	if filepath.Base(modelDir) == "onnx" && !trainFileExists(filepath.Join(modelDir, "config.json")) {
 		modelDir = filepath.Dir(modelDir) // transformers.js layout: DIR/onnx/model.onnx, config beside onnx/
 	}
+	if err := checkPinned(modelPath, o.Data); err != nil {
+		return err
+	}
 	m, err := ir.Load(modelPath)
 	if err != nil {
 		return err
@@ -285,6 +288,9 @@ func loadTrainingRows(o trainLMOptions, modelDir string, hc *lm.HFConfig) (rows 
 		tokPath := o.Tokenizer
 		if tokPath == "" {
 			tokPath = filepath.Join(modelDir, "tokenizer.json")
+		}
+		if err := checkPinned(tokPath); err != nil {
+			return nil, nil, err
 		}
 		tok, err := tokenize.Load(tokPath)
 		if err != nil {

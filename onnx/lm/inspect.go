@@ -9,6 +9,7 @@ import (
 	ortgo "github.com/yalue/onnxruntime_go"
 
 	"github.com/tagpr/tagpr/onnx/ir"
+	"github.com/tagpr/tagpr/onnx/lock"
 	"github.com/tagpr/tagpr/onnx/onnxpb"
 	"github.com/tagpr/tagpr/onnx/ort"
 )
@@ -53,6 +54,9 @@ type Info struct {
 func Inspect(path string, opts CheckOptions) (*Info, error) {
 	file, err := ResolveModelPath(path)
 	if err != nil {
+		return nil, err
+	}
+	if err := lock.VerifyIfPinned(file); err != nil {
 		return nil, err
 	}
 	data, err := os.ReadFile(file)

@@ -8,6 +8,7 @@ import (
 	ortgo "github.com/yalue/onnxruntime_go"
 
 	"github.com/tagpr/tagpr/onnx/ir"
+	"github.com/tagpr/tagpr/onnx/lock"
 	"github.com/tagpr/tagpr/onnx/ort"
 )
 
@@ -60,6 +61,9 @@ type slots struct {
 func Load(path string, opts LoadOptions) (*Model, error) {
 	file, err := ResolveModelPath(path)
 	if err != nil {
+		return nil, err
+	}
+	if err := lock.VerifyIfPinned(file); err != nil {
 		return nil, err
 	}
 	hc, gc, err := findConfigs(file)

@@ -270,3 +270,32 @@ func (f *File) Save() error {
 	}
 	return nil
 }
+
+// VerifyIfPinned checks a file against every models.lock that pins it: the
+// one found from the working directory and the one found from the file's own
+// directory. A file pinned nowhere passes; a pinned file whose content
+// differs is refused with a MismatchError naming both hashes.
+func VerifyIfPinned(path string) error {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return err
+	}
+	seen := map[string]bool{}
+	for _, from := range []string{".", filepath.Dir(abs)} {
+		lf, err := Find(from)
+		if err != nil || seen[lf] {
+			continue
+		}
+		seen[lf] = true
+		f, err := Load(lf)
+		if err != nil {
+			return err
+		}
+		if e, ok := f.ForPath(abs); ok {
+			if err := f.Verify(e); err != nil {
+				return fmt.Errorf("pinned artifact %s (%s in %s): %w", e.Name, e.Kind, lf, err)
+			}
+		}
+	}
+	return nil
+}

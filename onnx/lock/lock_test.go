@@ -127,3 +127,30 @@ func TestParseNPMSource(t *testing.T) {
 		t.Fatal("npm source without #path accepted")
 	}
 }
+
+func TestVerifyIfPinned(t *testing.T) {
+	dir := t.TempDir()
+	art := filepath.Join(dir, "sub", "model.onnx")
+	writeFile(t, art, "weights v1")
+	loose := filepath.Join(dir, "sub", "other.onnx")
+	writeFile(t, loose, "not pinned")
+	f := &File{Path: filepath.Join(dir, FileName)}
+	if _, err := f.Pin("m", Model, "", art); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Save(); err != nil {
+		t.Fatal(err)
+	}
+	if err := VerifyIfPinned(art); err != nil {
+		t.Fatalf("intact pinned file refused: %v", err)
+	}
+	if err := VerifyIfPinned(loose); err != nil {
+		t.Fatalf("unpinned file refused: %v", err)
+	}
+	writeFile(t, art, "weights v2")
+	err := VerifyIfPinned(art)
+	var mm *MismatchError
+	if !errors.As(err, &mm) || !strings.Contains(err.Error(), art) || !strings.Contains(err.Error(), `pinned artifact m`) {
+		t.Fatalf("tampered pinned file: %v", err)
+	}
+}

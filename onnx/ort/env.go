@@ -34,8 +34,9 @@ const fixHint = "run `make setup` (or `tagpr setup`) to fetch the pinned ONNX Ru
 
 // Discover finds the runtime library in the order: explicit path (flag or
 // config) → $ONNXRUNTIME_SHARED_LIBRARY_PATH → the models.lock cache found
-// from the working directory upwards. A library from the lock cache is
-// verified against its pin.
+// from the working directory upwards → the one found from the executable's
+// directory upwards (so bin/tagpr works from any directory). A library from
+// a lock cache is verified against its pin.
 func Discover(explicit string) (string, LibrarySource, error) {
 	if explicit != "" {
 		return checkFile(explicit, FromConfig)
@@ -47,7 +48,17 @@ func Discover(explicit string) (string, LibrarySource, error) {
 	if err != nil {
 		return "", "", err
 	}
-	return FromLockFile(wd)
+	p, src, err := FromLockFile(wd)
+	if errors.Is(err, ErrLibraryMissing) {
+		// Run from elsewhere (another project with its own models.lock, or
+		// none): the checkout the binary was built in has the pinned runtime.
+		if exe, eerr := os.Executable(); eerr == nil {
+			if p2, src2, err2 := FromLockFile(filepath.Dir(exe)); err2 == nil {
+				return p2, src2, nil
+			}
+		}
+	}
+	return p, src, err
 }
 
 // FromLockFile returns the pinned runtime library for this platform from the
