@@ -137,3 +137,28 @@ func TestPinnedModelMismatchRefusedOnLoad(t *testing.T) {
 		}
 	}
 }
+
+func TestEvalCommand(t *testing.T) {
+	dir := t.TempDir()
+	golds, _ := filepath.Abs("../../datasets/testdata/lamp/user/LaMP_3/dev_outputs.json")
+	preds := filepath.Join(dir, "p.json")
+	os.WriteFile(preds, []byte(`{"task":"LaMP_3","golds":[{"id":"100","output":"1"},{"id":"101","output":"2"},{"id":"102","output":"4"}]}`), 0o644)
+	base := filepath.Join(dir, "b.json")
+	os.WriteFile(base, []byte(`{"task":"LaMP_3","golds":[{"id":"100","output":"3"},{"id":"101","output":"3"},{"id":"102","output":"3"}]}`), 0o644)
+	out, stderr, err := runTagpr(t, dir, nil, "eval", "--task", "3", "--golds", golds, "--predictions", preds, "--base", base, "--out", "rep")
+	if err != nil {
+		t.Fatalf("eval: %v\n%s", err, stderr)
+	}
+	// golds 1, 2, 3: model errors 0, 0, 1 (MAE 1/3); base errors 2, 1, 0 (MAE 1).
+	for _, want := range []string{"| LaMP_3 | eval | 3 | mae ↓ | 1.0000 | **0.3333** |", "LaMP_3: +"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("eval output lacks %q:\n%s", want, out)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "rep", "report.json")); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := runTagpr(t, dir, nil, "eval", "--task", "3", "--golds", golds); err == nil {
+		t.Fatal("eval without --predictions succeeded")
+	}
+}
