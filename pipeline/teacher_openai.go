@@ -1,0 +1,270 @@
+package pipeline
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tagpr/tagpr/datasets"
+)
+
+// OpenAIConfig points at any OpenAI-compatible chat-completions endpoint.
+type OpenAIConfig struct {
+	BaseURL   string // e.g. https://api.openai.com/v1; "/chat/completions" is appended
+	Model     string
+	APIKeyEnv string // name of the environment variable holding the key; "" = send no key (local servers)
+
+	Temperature float64
+	MaxTokens   int // 0: the server's default
+
+	Timeout     time.Duration // per request (default 120s)
+	MaxRetries  int           // retries after a 429, a 5xx or a transport error (default 4; <0: none)
+	Backoff     time.Duration // first retry delay, doubled each retry (default 1s)
+	MaxBackoff  time.Duration // cap on one delay, Retry-After included (default 60s)
+	Concurrency int           // requests in flight (default 4)
+}
+
+func (c OpenAIConfig) withDefaults() OpenAIConfig {
+	if c.Timeout <= 0 {
+		c.Timeout = 120 * time.Second
+	}
+	if c.MaxRetries == 0 {
+		c.MaxRetries = 4
+	}
+	if c.MaxRetries < 0 {
+		c.MaxRetries = 0
+	}
+	if c.Backoff <= 0 {
+		c.Backoff = time.Second
+	}
+	if c.MaxBackoff <= 0 {
+		c.MaxBackoff = 60 * time.Second
+	}
+	if c.Concurrency <= 0 {
+		c.Concurrency = 4
+	}
+	return c
+}
+
+// OpenAITeacher is a chat-completions client with retries and bounded
+// concurrency.
+type OpenAITeacher struct {
+	cfg      OpenAIConfig
+	endpoint string
+	key      string
+	client   *http.Client
+}
+
+// NewOpenAITeacher checks the config and reads the API key from its
+// environment variable (an empty or unset variable, when one is named, is an
+// error: a run should not discover it after the first request).
+func NewOpenAITeacher(cfg OpenAIConfig) (*OpenAITeacher, error) {
+	cfg = cfg.withDefaults()
+	base := strings.TrimRight(cfg.BaseURL, "/")
+	if !strings.HasPrefix(base, "http://") && !strings.HasPrefix(base, "https://") {
+		return nil, fmt.Errorf("openai teacher: base URL %q: want http:// or https://", cfg.BaseURL)
+	}
+	if cfg.Model == "" {
+		return nil, errors.New("openai teacher: no model named")
+	}
+	t := &OpenAITeacher{cfg: cfg, endpoint: base + "/chat/completions", client: &http.Client{Timeout: cfg.Timeout}}
+	if cfg.APIKeyEnv != "" {
+		t.key = os.Getenv(cfg.APIKeyEnv)
+		if t.key == "" {
+			return nil, fmt.Errorf("openai teacher: environment variable %s (the API key) is empty or unset", cfg.APIKeyEnv)
+		}
+	}
+	return t, nil
+}
+
+// Name is "openai:MODEL@BASEURL".
+func (t *OpenAITeacher) Name() string {
+	return "openai:" + t.cfg.Model + "@" + strings.TrimSuffix(t.endpoint, "/chat/completions")
+}
+
+// Complete sends one request per prompt, at most Concurrency at a time. The
+// first request that fails for good cancels the rest and is returned.
+func (t *OpenAITeacher) Complete(ctx context.Context, prompts [][]datasets.Message) ([]string, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	out := make([]string, len(prompts))
+	errs := make([]error, len(prompts))
+	sem := make(chan struct{}, t.cfg.Concurrency)
+	var wg sync.WaitGroup
+	for i := range prompts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				errs[i] = ctx.Err()
+				return
+			}
+			defer func() { <-sem }()
+			out[i], errs[i] = t.completeOne(ctx, prompts[i])
+			if errs[i] != nil {
+				cancel()
+			}
+		}()
+	}
+	wg.Wait()
+	// Report the root cause, not the cancellations it triggered.
+	var first error
+	for _, err := range errs {
+		if err != nil && !errors.Is(err, context.Canceled) {
+			return nil, err
+		}
+		if err != nil && first == nil {
+			first = err
+		}
+	}
+	if first != nil {
+		return nil, fmt.Errorf("teacher %s: %w", t.endpoint, first)
+	}
+	return out, nil
+}
+
+type chatRequest struct {
+	Model       string        `json:"model"`
+	Messages    []chatMessage `json:"messages"`
+	Temperature float64       `json:"temperature"`
+	MaxTokens   int           `json:"max_tokens,omitempty"`
+}
+
+type chatMessage struct {
+	Role    string `json:"role"`
+	Content string `json:"content"`
+}
+
+type chatResponse struct {
+	Choices []struct {
+		Message chatMessage `json:"message"`
+	} `json:"choices"`
+}
+
+// statusError is an HTTP failure; retryable for 429 and 5xx.
+type statusError struct {
+	endpoint   string
+	status     int
+	body       string
+	retryAfter time.Duration
+}
+
+func (e *statusError) Error() string {
+	return fmt.Sprintf("teacher POST %s: HTTP %d: %s", e.endpoint, e.status, e.body)
+}
+
+func (e *statusError) retryable() bool {
+	return e.status == http.StatusTooManyRequests || e.status >= 500
+}
+
+func (t *OpenAITeacher) completeOne(ctx context.Context, msgs []datasets.Message) (string, error) {
+	req := chatRequest{Model: t.cfg.Model, Temperature: t.cfg.Temperature, MaxTokens: t.cfg.MaxTokens}
+	for _, m := range msgs {
+		req.Messages = append(req.Messages, chatMessage{Role: m.Role, Content: m.Content})
+	}
+	body, err := json.Marshal(req)
+	if err != nil {
+		return "", fmt.Errorf("teacher %s: encode request: %w", t.endpoint, err)
+	}
+	delay := t.cfg.Backoff
+	for attempt := 0; ; attempt++ {
+		text, err := t.post(ctx, body)
+		if err == nil {
+			return text, nil
+		}
+		var se *statusError
+		retry := false
+		wait := delay
+		switch {
+		case ctx.Err() != nil:
+			return "", err
+		case errors.As(err, &se):
+			retry = se.retryable()
+			if se.retryAfter > 0 {
+				wait = se.retryAfter
+			}
+		default:
+			// Transport failures (refused, reset, timed out) are worth another try;
+			// a malformed response is not: the server would answer the same.
+			retry = isTransport(err)
+		}
+		if !retry || attempt >= t.cfg.MaxRetries {
+			if retry {
+				return "", fmt.Errorf("%w (gave up after %d retries)", err, attempt)
+			}
+			return "", err
+		}
+		select {
+		case <-time.After(min(wait, t.cfg.MaxBackoff)):
+		case <-ctx.Done():
+			return "", fmt.Errorf("teacher %s: %w (while backing off after: %v)", t.endpoint, ctx.Err(), err)
+		}
+		delay *= 2
+	}
+}
+
+// transportError marks failures below HTTP (connection, timeout).
+type transportError struct{ err error }
+
+func (e transportError) Error() string { return e.err.Error() }
+func (e transportError) Unwrap() error { return e.err }
+
+func isTransport(err error) bool {
+	var te transportError
+	return errors.As(err, &te)
+}
+
+func (t *OpenAITeacher) post(ctx context.Context, body []byte) (string, error) {
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, t.endpoint, bytes.NewReader(body))
+	if err != nil {
+		return "", fmt.Errorf("teacher %s: %w", t.endpoint, err)
+	}
+	hreq.Header.Set("Content-Type", "application/json")
+	if t.key != "" {
+		hreq.Header.Set("Authorization", "Bearer "+t.key)
+	}
+	resp, err := t.client.Do(hreq)
+	if err != nil {
+		return "", transportError{fmt.Errorf("teacher POST %s: %w", t.endpoint, err)}
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return "", transportError{fmt.Errorf("teacher POST %s: read response: %w", t.endpoint, err)}
+	}
+	if resp.StatusCode != http.StatusOK {
+		se := &statusError{endpoint: t.endpoint, status: resp.StatusCode, body: snippet(raw)}
+		if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s > 0 {
+			se.retryAfter = time.Duration(s) * time.Second
+		}
+		return "", se
+	}
+	var cr chatResponse
+	if err := json.Unmarshal(raw, &cr); err != nil {
+		return "", fmt.Errorf("teacher POST %s: malformed response JSON (%v): %s", t.endpoint, err, snippet(raw))
+	}
+	if len(cr.Choices) == 0 {
+		return "", fmt.Errorf("teacher POST %s: response has no choices: %s", t.endpoint, snippet(raw))
+	}
+	return cr.Choices[0].Message.Content, nil
+}
+
+// snippet keeps error messages readable when a server answers with a page.
+func snippet(b []byte) string {
+	s := strings.TrimSpace(string(b))
+	if len(s) > 200 {
+		s = s[:200] + "…"
+	}
+	return s
+}

@@ -1,0 +1,205 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tagpr/tagpr/datasets"
+)
+
+// chatReply writes an OpenAI chat-completions response with one choice.
+func chatReply(w http.ResponseWriter, content string) {
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(map[string]any{
+		"id": "chatcmpl-test", "object": "chat.completion", "model": "fake",
+		"choices": []map[string]any{{"index": 0, "finish_reason": "stop",
+			"message": map[string]string{"role": "assistant", "content": content}}},
+	})
+}
+
+// readChat decodes a chat-completions request.
+func readChat(t *testing.T, r *http.Request) chatRequest {
+	t.Helper()
+	var req chatRequest
+	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+		t.Errorf("server: bad request body: %v", err)
+	}
+	return req
+}
+
+func testTeacher(t *testing.T, url string, mod func(*OpenAIConfig)) *OpenAITeacher {
+	t.Helper()
+	cfg := OpenAIConfig{BaseURL: url + "/v1", Model: "fake", Backoff: time.Millisecond, MaxBackoff: 20 * time.Millisecond, Timeout: 5 * time.Second}
+	if mod != nil {
+		mod(&cfg)
+	}
+	tc, err := NewOpenAITeacher(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tc
+}
+
+func onePrompt(s string) [][]datasets.Message { return [][]datasets.Message{{{Role: "user", Content: s}}} }
+
+func TestOpenAITeacherSendsRequestAndRetries429(t *testing.T) {
+	var hits atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := hits.Add(1)
+		if r.URL.Path != "/v1/chat/completions" || r.Method != http.MethodPost {
+			t.Errorf("server: %s %s", r.Method, r.URL.Path)
+		}
+		if got := r.Header.Get("Authorization"); got != "Bearer sk-test" {
+			t.Errorf("server: Authorization %q", got)
+		}
+		req := readChat(t, r)
+		if req.Model != "fake" || len(req.Messages) != 2 || req.Messages[0].Role != "system" || req.Messages[1].Content != "hello" || req.MaxTokens != 77 {
+			t.Errorf("server: request %+v", req)
+		}
+		if n == 1 {
+			w.Header().Set("Retry-After", "30") // capped by MaxBackoff
+			http.Error(w, `{"error":{"message":"rate limited"}}`, http.StatusTooManyRequests)
+			return
+		}
+		chatReply(w, "hi there")
+	}))
+	defer srv.Close()
+	t.Setenv("TAGPR_TEST_KEY", "sk-test")
+	tc := testTeacher(t, srv.URL, func(c *OpenAIConfig) { c.APIKeyEnv = "TAGPR_TEST_KEY"; c.MaxTokens = 77 })
+	start := time.Now()
+	out, err := tc.Complete(context.Background(), [][]datasets.Message{{{Role: "system", Content: "be brief"}, {Role: "user", Content: "hello"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out) != 1 || out[0] != "hi there" || hits.Load() != 2 {
+		t.Fatalf("got %q after %d requests, want \"hi there\" after 2", out, hits.Load())
+	}
+	if time.Since(start) > 5*time.Second {
+		t.Fatal("Retry-After was not capped by MaxBackoff")
+	}
+	if want := "openai:fake@" + srv.URL + "/v1"; tc.Name() != want {
+		t.Fatalf("name %q, want %q", tc.Name(), want)
+	}
+}
+
+func TestOpenAITeacherErrors(t *testing.T) {
+	cases := []struct {
+		name     string
+		handler  func(w http.ResponseWriter, r *http.Request)
+		wantHits int32
+		wantErr  []string
+	}{
+		{"500 retried then given up", func(w http.ResponseWriter, r *http.Request) {
+			http.Error(w, "upstream exploded", http.StatusInternalServerError)
+		}, 3, []string{"HTTP 500", "upstream exploded", "gave up after 2 retries"}},
+		{"400 not retried", func(w http.ResponseWriter, r *http.Request) {
+			http.Error(w, `{"error":"bad model"}`, http.StatusBadRequest)
+		}, 1, []string{"HTTP 400", "bad model"}},
+		{"malformed JSON not retried", func(w http.ResponseWriter, r *http.Request) {
+			w.Write([]byte(`{"choices": [{"message": {"content": "unterminated`))
+		}, 1, []string{"malformed response JSON"}},
+		{"no choices", func(w http.ResponseWriter, r *http.Request) {
+			w.Write([]byte(`{"choices": []}`))
+		}, 1, []string{"no choices"}},
+		{"timeout retried then given up", func(w http.ResponseWriter, r *http.Request) {
+			select {
+			case <-r.Context().Done():
+			case <-time.After(3 * time.Second):
+			}
+		}, 3, []string{"Timeout", "gave up after 2 retries"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var hits atomic.Int32
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				hits.Add(1)
+				tc.handler(w, r)
+			}))
+			defer srv.Close()
+			teacher := testTeacher(t, srv.URL, func(c *OpenAIConfig) { c.MaxRetries = 2; c.Timeout = 100 * time.Millisecond })
+			_, err := teacher.Complete(context.Background(), onePrompt("x"))
+			if err == nil {
+				t.Fatal("no error")
+			}
+			msg := err.Error()
+			for _, w := range append(tc.wantErr, srv.URL+"/v1/chat/completions") {
+				if !strings.Contains(msg, w) {
+					t.Errorf("error %q does not mention %q", msg, w)
+				}
+			}
+			if hits.Load() != tc.wantHits {
+				t.Errorf("%d requests, want %d", hits.Load(), tc.wantHits)
+			}
+		})
+	}
+}
+
+func TestOpenAITeacherBoundsConcurrencyAndKeepsOrder(t *testing.T) {
+	var mu sync.Mutex
+	inFlight, most := 0, 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		inFlight++
+		most = max(most, inFlight)
+		mu.Unlock()
+		req := readChat(t, r)
+		time.Sleep(10 * time.Millisecond)
+		mu.Lock()
+		inFlight--
+		mu.Unlock()
+		chatReply(w, "echo "+req.Messages[0].Content)
+	}))
+	defer srv.Close()
+	teacher := testTeacher(t, srv.URL, func(c *OpenAIConfig) { c.Concurrency = 3 })
+	var prompts [][]datasets.Message
+	for i := range 12 {
+		prompts = append(prompts, onePrompt(fmt.Sprint(i))...)
+	}
+	out, err := teacher.Complete(context.Background(), prompts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, o := range out {
+		if o != fmt.Sprintf("echo %d", i) {
+			t.Fatalf("completion %d is %q", i, o)
+		}
+	}
+	if most > 3 || most < 1 {
+		t.Fatalf("%d requests in flight at once, limit 3", most)
+	}
+}
+
+func TestOpenAITeacherConfigErrors(t *testing.T) {
+	t.Setenv("TAGPR_EMPTY_KEY", "")
+	for _, c := range []struct {
+		cfg  OpenAIConfig
+		want string
+	}{
+		{OpenAIConfig{BaseURL: "localhost:8080", Model: "m"}, "want http:// or https://"},
+		{OpenAIConfig{BaseURL: "http://x/v1"}, "no model"},
+		{OpenAIConfig{BaseURL: "http://x/v1", Model: "m", APIKeyEnv: "TAGPR_EMPTY_KEY"}, "TAGPR_EMPTY_KEY"},
+	} {
+		if _, err := NewOpenAITeacher(c.cfg); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%+v: error %v, want one mentioning %q", c.cfg, err, c.want)
+		}
+	}
+}
+
+func TestOpenAITeacherConnectionRefused(t *testing.T) {
+	srv := httptest.NewServer(http.NotFoundHandler())
+	url := srv.URL
+	srv.Close() // nothing listens there now
+	teacher := testTeacher(t, url, func(c *OpenAIConfig) { c.MaxRetries = 1 })
+	_, err := teacher.Complete(context.Background(), onePrompt("x"))
+	if err == nil || !strings.Contains(err.Error(), url) || !strings.Contains(err.Error(), "gave up after 1 retries") {
+		t.Fatalf("error %v", err)
+	}
+}
