@@ -1,0 +1,182 @@
+package rewardmodel
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+
+	"github.com/tagpr/tagpr/onnx/ir"
+	"github.com/tagpr/tagpr/onnx/onnxpb"
+)
+
+// PRMU (Personalization Reward Model with User embeddings) scores how well a
+// response fits a user known only by the texts of their profile items. The
+// graph, float32 throughout:
+//
+//	text encoder  enc(ids, mask) = tanh(W_enc·meanpool(embed[ids], mask) + b_enc)
+//	user          u = tanh(W_user·mean_k enc(profile item k) + b_user)
+//	response      r = tanh(W_resp·enc(response) + b_resp)
+//	fusion        score = w_out·tanh(W_fuse·[u, r, u⊙r] + b_fuse) + b_out
+//
+// One encoder reads profile items and responses, so a word of a response
+// lands where the same word of the profile does. A bag of tokens suffices
+// for what PRMU has to see (which labels, words and styles a user uses) and
+// keeps scoring cheap next to the policy.
+
+// Names of the PRMU graph's inputs and output. Masks are 1 for a real token,
+// 0 for padding; a profile item whose tokens are all padding is not counted.
+const (
+	PRMUProfileIDs   = "profile_ids"   // [B,K,L] int64: K profile items of L tokens
+	PRMUProfileMask  = "profile_mask"  // [B,K,L] float32
+	PRMUResponseIDs  = "response_ids"  // [B,R] int64
+	PRMUResponseMask = "response_mask" // [B,R] float32
+	PRMUScoreOutput  = "score"         // [B] float32: the raw score (a logit)
+)
+
+// prmuWeightPrefix starts every PRMU weight's name (the trainer selects them by it).
+const prmuWeightPrefix = "prmu."
+
+// PRMUConfig sizes a PRMU and how much of each text it reads. Zero fields
+// take the defaults of Defaults.
+type PRMUConfig struct {
+	Vocab             int     `json:"vocab"`               // embedding rows: the tokenizer's vocab size
+	Embed             int     `json:"embed"`               // token embedding width (default 64)
+	Hidden            int     `json:"hidden"`              // encoder, user and fusion width (default 64)
+	MaxItems          int     `json:"max_items"`           // profile items read per user, the first ones (default 8)
+	MaxItemTokens     int     `json:"max_item_tokens"`     // tokens read per profile item (default 48)
+	MaxResponseTokens int     `json:"max_response_tokens"` // tokens read per response (default 48)
+	Seed              uint64  `json:"seed"`                // weight initialization
+	EmbedStd          float64 `json:"embed_std"`           // embedding init scale (default 0.5)
+}
+
+// Defaults fills zero fields.
+func (c PRMUConfig) Defaults() PRMUConfig {
+	def := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	def(&c.Embed, 64)
+	def(&c.Hidden, 64)
+	def(&c.MaxItems, 8)
+	def(&c.MaxItemTokens, 48)
+	def(&c.MaxResponseTokens, 48)
+	if c.EmbedStd == 0 {
+		c.EmbedStd = 0.5
+	}
+	return c
+}
+
+// Validate refuses sizes that cannot make a model.
+func (c PRMUConfig) Validate() error {
+	for _, f := range []struct {
+		name string
+		v    int
+	}{{"vocab", c.Vocab}, {"embed", c.Embed}, {"hidden", c.Hidden}, {"max_items", c.MaxItems},
+		{"max_item_tokens", c.MaxItemTokens}, {"max_response_tokens", c.MaxResponseTokens}} {
+		if f.v <= 0 {
+			return fmt.Errorf("prmu config: %s is %d, want > 0", f.name, f.v)
+		}
+	}
+	if !(c.EmbedStd > 0) || math.IsInf(c.EmbedStd, 0) {
+		return fmt.Errorf("prmu config: embed_std %v, want a finite value > 0", c.EmbedStd)
+	}
+	return nil
+}
+
+// BuildPRMU makes the PRMU inference graph with seeded random weights.
+// Batch, item and token dims are symbolic.
+func BuildPRMU(cfg PRMUConfig) (*onnxpb.ModelProto, error) {
+	c := cfg.Defaults()
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	b := &prmuBuilder{g: ir.NewGraph("tagpr_prmu"), rng: rand.New(rand.NewPCG(c.Seed, 0x70726d75))}
+	g := b.g
+	g.Input(PRMUProfileIDs, ir.Int64, "batch", "items", "item_tokens")
+	g.Input(PRMUProfileMask, ir.Float, "batch", "items", "item_tokens")
+	g.Input(PRMUResponseIDs, ir.Int64, "batch", "response_tokens")
+	g.Input(PRMUResponseMask, ir.Float, "batch", "response_tokens")
+
+	E, H := int64(c.Embed), int64(c.Hidden)
+	b.embed = b.normal(prmuWeightPrefix+"embed", c.EmbedStd, int64(c.Vocab), E)
+	b.encW = b.normal(prmuWeightPrefix+"enc.weight", 1/math.Sqrt(float64(E)), E, H)
+	b.encB = b.zeros(prmuWeightPrefix+"enc.bias", H)
+
+	items := b.encode(PRMUProfileIDs, PRMUProfileMask)                                       // [B,K,H]
+	present := b.op("Min", b.sum(PRMUProfileMask, -1, false), b.one())                       // [B,K]: 1 for an item with tokens
+	u := b.maskedMean(items, b.op("Unsqueeze", present, b.ints(-1)), 1)                      // [B,H]
+	u = b.dense(prmuWeightPrefix+"user", u, H, H)                                            // [B,H]
+	r := b.dense(prmuWeightPrefix+"resp", b.encode(PRMUResponseIDs, PRMUResponseMask), H, H) // [B,H]
+	z := g.Op("Concat", []string{u, r, b.op("Mul", u, r)}, ir.AttrInt("axis", -1))           // [B,3H]
+	f := b.dense(prmuWeightPrefix+"fuse", z, 3*H, H)
+	out := b.op("Add", b.op("MatMul", f, b.normal(prmuWeightPrefix+"out.weight", 1/math.Sqrt(float64(H)), H, 1)),
+		b.zeros(prmuWeightPrefix+"out.bias", 1))
+	g.Node("Reshape", []string{out, b.ints(-1)}, []string{PRMUScoreOutput})
+	g.Output(PRMUScoreOutput, ir.Float, "batch")
+
+	m, err := ir.NewModel(g, 0)
+	if err != nil {
+		return nil, fmt.Errorf("build prmu: %w", err)
+	}
+	m.DocString = fmt.Sprintf("tagpr PRMU: vocab %d, embed %d, hidden %d, seed %d", c.Vocab, c.Embed, c.Hidden, c.Seed)
+	if err := ir.Validate(m); err != nil {
+		return nil, fmt.Errorf("build prmu: %w", err)
+	}
+	return m, nil
+}
+
+type prmuBuilder struct {
+	g                 *ir.Graph
+	rng               *rand.Rand
+	embed, encW, encB string
+}
+
+func (b *prmuBuilder) op(op string, in ...string) string { return b.g.Op(op, in) }
+
+func (b *prmuBuilder) ints(v ...int64) string {
+	return b.g.Const("prmu_c", ir.Vector("", v...))
+}
+
+func (b *prmuBuilder) one() string { return b.g.Const("prmu_c", ir.Scalar("", float32(1))) }
+
+func (b *prmuBuilder) normal(name string, std float64, dims ...int64) string {
+	data := make([]float32, ir.NumElements(dims))
+	for i := range data {
+		data[i] = float32(b.rng.NormFloat64() * std)
+	}
+	return b.g.Initializer(name, ir.Tensor(name, dims, data))
+}
+
+func (b *prmuBuilder) zeros(name string, dims ...int64) string {
+	return b.g.Initializer(name, ir.Tensor(name, dims, make([]float32, ir.NumElements(dims))))
+}
+
+// sum is ReduceSum over one axis.
+func (b *prmuBuilder) sum(x string, axis int64, keep bool) string {
+	k := int64(0)
+	if keep {
+		k = 1
+	}
+	return b.g.Op("ReduceSum", []string{x, b.ints(axis)}, ir.AttrInt("keepdims", k))
+}
+
+// maskedMean averages x over axis where w (broadcast to x) is 1; an empty
+// row averages to 0 rather than NaN.
+func (b *prmuBuilder) maskedMean(x, w string, axis int64) string {
+	return b.op("Div", b.sum(b.op("Mul", x, w), axis, false), b.op("Max", b.sum(w, axis, false), b.one()))
+}
+
+// encode is the shared text encoder: mean of the token embeddings under the
+// mask, then a tanh layer. ids [...,L] → [...,H].
+func (b *prmuBuilder) encode(ids, mask string) string {
+	e := b.g.Op("Gather", []string{b.embed, ids}, ir.AttrInt("axis", 0))
+	pooled := b.maskedMean(e, b.op("Unsqueeze", mask, b.ints(-1)), -2)
+	return b.op("Tanh", b.op("Add", b.op("MatMul", pooled, b.encW), b.encB))
+}
+
+// dense is tanh(x·W + b) with W stored [in, out].
+func (b *prmuBuilder) dense(name, x string, in, out int64) string {
+	w := b.normal(name+".weight", 1/math.Sqrt(float64(in)), in, out)
+	return b.op("Tanh", b.op("Add", b.op("MatMul", x, w), b.zeros(name+".bias", out)))
+}

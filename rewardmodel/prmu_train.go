@@ -1,0 +1,373 @@
+package rewardmodel
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/tagpr/tagpr/datasets"
+	"github.com/tagpr/tagpr/onnx/onnxpb"
+	"github.com/tagpr/tagpr/onnx/ort"
+	"github.com/tagpr/tagpr/onnx/train"
+	"github.com/tagpr/tagpr/tokenize"
+)
+
+// PRMUPair is one Bradley–Terry comparison: for the user with this profile,
+// Chosen should score above Rejected.
+type PRMUPair struct {
+	Profile  []string // profile item texts, most relevant first
+	Chosen   string
+	Rejected string
+}
+
+// ProfileItemText writes a profile item as "field: value; …; date: D", the
+// way prompts show it (pipeline's prompt layout uses the same form).
+func ProfileItemText(t *datasets.Task, it *datasets.ProfileItem) string {
+	parts := make([]string, 0, len(it.Fields)+1)
+	for i, v := range it.Fields {
+		name := fmt.Sprintf("field%d", i)
+		if i < len(t.ProfileFields) {
+			name = t.ProfileFields[i]
+		}
+		parts = append(parts, name+": "+v)
+	}
+	if it.HasDate {
+		parts = append(parts, "date: "+it.Date)
+	}
+	return strings.Join(parts, "; ")
+}
+
+// prmuCandidates bounds the other users' examples searched for a similar input.
+const prmuCandidates = 32
+
+// PRMUPairs makes one pair per example with a gold output: the gold is
+// chosen over, for tasks with a label set, another label drawn at random,
+// else the output another user gave for the most similar input (BM25 among
+// up to 32 drawn examples of other users). Profiles keep the topK items
+// most relevant to the input by BM25 (topK <= 0: all). Deterministic in seed.
+func PRMUPairs(t *datasets.Task, examples []datasets.Example, topK int, seed uint64) ([]PRMUPair, error) {
+	r := rand.New(rand.NewPCG(seed, 0x70616972))
+	var pairs []PRMUPair
+	for i := range examples {
+		e := &examples[i]
+		if !e.HasOutput || len(e.Profile) == 0 {
+			continue
+		}
+		var rejected string
+		if len(t.Labels) > 1 {
+			for rejected = e.Output; rejected == e.Output; {
+				rejected = t.Labels[r.IntN(len(t.Labels))]
+			}
+		} else {
+			rejected = otherUsersOutput(e, examples, r)
+			if rejected == "" {
+				continue
+			}
+		}
+		k := topK
+		if k <= 0 || k > len(e.Profile) {
+			k = len(e.Profile)
+		}
+		var prof []string
+		for _, idx := range datasets.TopKBM25(t, e, k) {
+			prof = append(prof, ProfileItemText(t, &e.Profile[idx]))
+		}
+		pairs = append(pairs, PRMUPair{Profile: prof, Chosen: e.Output, Rejected: rejected})
+	}
+	if len(pairs) == 0 {
+		return nil, fmt.Errorf("prmu pairs: none of %d %s examples gives a pair (gold outputs and profiles needed)", len(examples), t.Name)
+	}
+	return pairs, nil
+}
+
+// otherUsersOutput is another user's output for an input like e's, "" when
+// no other user's differing output turns up.
+func otherUsersOutput(e *datasets.Example, examples []datasets.Example, r *rand.Rand) string {
+	var cands []*datasets.Example
+	var docs []string
+	for range prmuCandidates * 4 {
+		o := &examples[r.IntN(len(examples))]
+		if o.HasOutput && o.Output != e.Output && (o.User != e.User || e.User == "") && o.ID != e.ID {
+			cands = append(cands, o)
+			docs = append(docs, o.Input)
+			if len(cands) == prmuCandidates {
+				break
+			}
+		}
+	}
+	if len(cands) == 0 {
+		return ""
+	}
+	scores := datasets.BM25Scores(e.Input, docs)
+	best := 0
+	for i, s := range scores {
+		if s > scores[best] {
+			best = i
+		}
+	}
+	return cands[best].Output
+}
+
+// SynthPRMUPairs makes the pairs of every task of one split of the
+// synthetic benchmark.
+func SynthPRMUPairs(d *datasets.SynthData, split string, seed uint64) ([]PRMUPair, error) {
+	var all []PRMUPair
+	for i, task := range d.Config.Tasks {
+		set := d.Set(task, split)
+		if set == nil {
+			return nil, fmt.Errorf("prmu pairs: the benchmark has no %s %s set", task, split)
+		}
+		p, err := PRMUPairs(set.Task, set.Examples, 0, seed+uint64(i))
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, p...)
+	}
+	return all, nil
+}
+
+// TrainPRMUTokenizer learns a small byte-level BPE on the pairs' texts,
+// tokenized as PRMU reads them.
+func TrainPRMUTokenizer(pairs []PRMUPair, vocabSize int) (*tokenize.Tokenizer, error) {
+	seen := map[string]bool{}
+	var corpus []string
+	add := func(s string) {
+		if !seen[s] {
+			seen[s] = true
+			corpus = append(corpus, prmuText(s))
+		}
+	}
+	for _, p := range pairs {
+		for _, it := range p.Profile {
+			add(it)
+		}
+		add(p.Chosen)
+		add(p.Rejected)
+	}
+	tok, err := tokenize.Train(tokenize.TrainOptions{Corpus: corpus, VocabSize: vocabSize, SpecialTokens: []string{"<|endoftext|>"}})
+	if err != nil {
+		return nil, fmt.Errorf("prmu tokenizer: %w", err)
+	}
+	return tok, nil
+}
+
+// PRMUTrainOptions configure TrainPRMU.
+type PRMUTrainOptions struct {
+	Steps        int     // optimizer steps (default 300)
+	PairsPerStep int     // pairs per step (default 32)
+	LR           float64 // peak AdamW learning rate (default 3e-3), cosine decay after 10 warmup steps
+	Seed         uint64  // pair order
+	// Log, when set, sees every step's loss and training pair accuracy.
+	Log func(step int, loss, pairAccuracy float64)
+}
+
+func (o PRMUTrainOptions) defaults() PRMUTrainOptions {
+	if o.Steps == 0 {
+		o.Steps = 300
+	}
+	if o.PairsPerStep == 0 {
+		o.PairsPerStep = 32
+	}
+	if o.LR == 0 {
+		o.LR = 3e-3
+	}
+	return o
+}
+
+// PRMUTrainResult sums up a training run.
+type PRMUTrainResult struct {
+	Losses     []float64 // per step
+	Accuracies []float64 // training pair accuracy per step
+	Skipped    int       // steps without an update (non-finite gradient)
+	Duration   time.Duration
+}
+
+// TrainPRMU builds a PRMU of cfg (Vocab defaults to the tokenizer's) and
+// trains it Bradley–Terry on the pairs: −log σ(s(chosen) − s(rejected)),
+// AdamW in Go, forward and backward in ORT. Each step feeds PairsPerStep
+// pairs as 2·PairsPerStep rows: chosen responses first, then rejected ones.
+func TrainPRMU(ctx context.Context, cfg PRMUConfig, tok *tokenize.Tokenizer, pairs []PRMUPair, o PRMUTrainOptions) (*PRMU, PRMUTrainResult, error) {
+	start := time.Now()
+	var res PRMUTrainResult
+	o = o.defaults()
+	if o.Steps < 0 || o.PairsPerStep < 0 || !(o.LR > 0) {
+		return nil, res, fmt.Errorf("train prmu: steps %d, pairs per step %d, lr %v: want positive values", o.Steps, o.PairsPerStep, o.LR)
+	}
+	if len(pairs) == 0 {
+		return nil, res, fmt.Errorf("train prmu: no pairs")
+	}
+	if tok == nil {
+		return nil, res, fmt.Errorf("train prmu: no tokenizer")
+	}
+	if cfg.Vocab == 0 {
+		cfg.Vocab = tok.VocabSize()
+	}
+	cfg = cfg.Defaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, res, fmt.Errorf("train prmu: %w", err)
+	}
+	m, err := BuildPRMU(cfg)
+	if err != nil {
+		return nil, res, fmt.Errorf("train prmu: %w", err)
+	}
+
+	// Tokenize once; pad every step to the longest texts of all pairs.
+	enc := &prmuEncoder{tok: tok, seen: map[string][]int{}}
+	profs := make([][][]int, len(pairs))
+	chosen := make([][]int, len(pairs))
+	rejected := make([][]int, len(pairs))
+	K, L, R := 1, 1, 1
+	for i, p := range pairs {
+		if len(p.Profile) == 0 {
+			return nil, res, fmt.Errorf("train prmu: pair %d has an empty profile", i)
+		}
+		for _, it := range p.Profile[:min(len(p.Profile), cfg.MaxItems)] {
+			ids := enc.encode(it, cfg.MaxItemTokens)
+			profs[i] = append(profs[i], ids)
+			L = max(L, len(ids))
+		}
+		K = max(K, len(profs[i]))
+		chosen[i] = enc.encode(p.Chosen, cfg.MaxResponseTokens)
+		rejected[i] = enc.encode(p.Rejected, cfg.MaxResponseTokens)
+		R = max(R, len(chosen[i]), len(rejected[i]))
+	}
+
+	P := min(o.PairsPerStep, len(pairs))
+	tr, err := prmuTrainer(m, cfg, P, K, L, R, o)
+	if err != nil {
+		return nil, res, fmt.Errorf("train prmu: %w", err)
+	}
+	defer tr.Close()
+
+	batch := newPRMUBatch(make([][][]int, 2*P), make([][]int, 2*P), K, L, R)
+	in, release, err := batch.values()
+	if err != nil {
+		return nil, res, fmt.Errorf("train prmu: %w", err)
+	}
+	defer release()
+	ci, ri := make([]int64, P), make([]int64, P)
+	for j := range P {
+		ci[j], ri[j] = int64(j), int64(P+j)
+	}
+	civ, err := ort.NewTensor([]int64{int64(P)}, ci)
+	if err != nil {
+		return nil, res, fmt.Errorf("train prmu: %w", err)
+	}
+	defer civ.Destroy()
+	riv, err := ort.NewTensor([]int64{int64(P)}, ri)
+	if err != nil {
+		return nil, res, fmt.Errorf("train prmu: %w", err)
+	}
+	defer riv.Destroy()
+	in[train.ChosenInput], in[train.RejectedInput] = civ, riv
+
+	rng := rand.New(rand.NewPCG(o.Seed, 0x73746570))
+	order := rng.Perm(len(pairs))
+	cursor := 0
+	stepProfs, stepResps := make([][][]int, 2*P), make([][]int, 2*P)
+	for step := range o.Steps {
+		if err := ctx.Err(); err != nil {
+			return nil, res, fmt.Errorf("train prmu: step %d: %w", step, err)
+		}
+		for j := range P {
+			if cursor == len(order) {
+				order, cursor = rng.Perm(len(pairs)), 0
+			}
+			i := order[cursor]
+			cursor++
+			stepProfs[j], stepProfs[P+j] = profs[i], profs[i]
+			stepResps[j], stepResps[P+j] = chosen[i], rejected[i]
+		}
+		batch.fill(stepProfs, stepResps)
+		r, err := tr.Step(in)
+		if err != nil {
+			return nil, res, fmt.Errorf("train prmu: step %d: %w", step, err)
+		}
+		if r.Skipped {
+			res.Skipped++
+		}
+		acc := math.NaN()
+		if a := r.Outputs[train.PairAccuracyOutput]; len(a) == 1 {
+			acc = float64(a[0])
+		}
+		res.Losses = append(res.Losses, r.Loss)
+		res.Accuracies = append(res.Accuracies, acc)
+		if o.Log != nil {
+			o.Log(step, r.Loss, acc)
+		}
+	}
+	trained, err := train.ExportModel(m, tr.Weights(), nil)
+	if err != nil {
+		return nil, res, fmt.Errorf("train prmu: %w", err)
+	}
+	p, err := NewPRMU(cfg, tok, trained)
+	if err != nil {
+		return nil, res, fmt.Errorf("train prmu: %w", err)
+	}
+	res.Duration = time.Since(start)
+	p.Info = PRMUTrainInfo{Steps: o.Steps, Pairs: len(pairs), Seed: o.Seed, TrainSeconds: res.Duration.Seconds()}
+	if n := len(res.Losses); n > 0 {
+		p.Info.FinalLoss = res.Losses[n-1]
+	}
+	return p, res, nil
+}
+
+// prmuTrainer derives the Bradley–Terry training graph of m for P pairs
+// padded to K items of L tokens and R response tokens.
+func prmuTrainer(m *onnxpb.ModelProto, cfg PRMUConfig, P, K, L, R int, o PRMUTrainOptions) (*train.Trainer, error) {
+	lm := proto.Clone(m).(*onnxpb.ModelProto)
+	loss, err := train.AddPairwiseLoss(lm, PRMUScoreOutput)
+	if err != nil {
+		return nil, err
+	}
+	B := int64(2 * P)
+	shapes := map[string][]int64{
+		PRMUProfileIDs: {B, int64(K), int64(L)}, PRMUProfileMask: {B, int64(K), int64(L)},
+		PRMUResponseIDs: {B, int64(R)}, PRMUResponseMask: {B, int64(R)},
+		train.ChosenInput: {int64(P)}, train.RejectedInput: {int64(P)},
+	}
+	sp, err := train.Specialize(lm, shapes)
+	if err != nil {
+		return nil, err
+	}
+	params := train.SelectParams(sp, []string{prmuWeightPrefix + "*"})
+	tg, err := train.Differentiate(sp, loss, params, []string{train.PairAccuracyOutput})
+	if err != nil {
+		return nil, err
+	}
+	return train.NewTrainer(tg, train.TrainerOptions{
+		Schedule:    train.Schedule{Peak: o.LR, Warmup: min(10, o.Steps), Total: o.Steps, MinRatio: 0.1},
+		WeightDecay: 0.01,
+		ClipNorm:    1,
+	})
+}
+
+// PairAccuracy is the fraction of pairs whose chosen response the model
+// scores strictly above the rejected one.
+func (p *PRMU) PairAccuracy(ctx context.Context, pairs []PRMUPair) (float64, error) {
+	if len(pairs) == 0 {
+		return 0, fmt.Errorf("pair accuracy: no pairs")
+	}
+	profiles := make([][]string, 0, 2*len(pairs))
+	responses := make([]string, 0, 2*len(pairs))
+	for _, q := range pairs {
+		profiles = append(profiles, q.Profile, q.Profile)
+		responses = append(responses, q.Chosen, q.Rejected)
+	}
+	s, err := p.Score(ctx, profiles, responses)
+	if err != nil {
+		return 0, fmt.Errorf("pair accuracy: %w", err)
+	}
+	right := 0
+	for i := range pairs {
+		if s[2*i] > s[2*i+1] {
+			right++
+		}
+	}
+	return float64(right) / float64(len(pairs)), nil
+}
