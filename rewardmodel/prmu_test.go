@@ -2,6 +2,10 @@ package rewardmodel
 
 import (
 	"context"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
@@ -85,3 +89,212 @@ func meanOf(v []float64) float64 {
 	}
 	return s / float64(len(v))
 }
+
+// The score depends on whose profile it reads: with every dev user's tag
+// profile swapped for another user's, the gold tag is no longer preferred.
+func TestPRMUReadsTheProfile(t *testing.T) {
+	p, _, data := sharedPRMU(t)
+	set := data.Set(datasets.SynthTag, "dev")
+	pairs, err := PRMUPairs(set.Task, set.Examples, 0, 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	swapped := make([]PRMUPair, len(pairs))
+	q := datasets.DefaultSynthConfig().QueriesPerUser // consecutive examples share a user
+	for i := range pairs {
+		swapped[i] = pairs[i]
+		swapped[i].Profile = pairs[(i+q)%len(pairs)].Profile
+	}
+	own, err := p.PairAccuracy(context.Background(), pairs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := p.PairAccuracy(context.Background(), swapped)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("synth_tag dev pair accuracy: own profile %.3f, another user's %.3f", own, other)
+	if other > 0.75 || own-other < 0.2 {
+		t.Fatalf("pair accuracy with another user's profile %.3f vs own %.3f: the score ignores the profile", other, own)
+	}
+}
+
+// A row's score does not depend on the rows batched with it (padding is
+// masked), nor on chunking past the scoring batch size.
+func TestPRMUScoreIsPerRow(t *testing.T) {
+	p, _, data := sharedPRMU(t)
+	set := data.Set(datasets.SynthGen, "dev")
+	pairs, err := PRMUPairs(set.Task, set.Examples, 0, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var profiles [][]string
+	var responses []string
+	for len(responses) < prmuScoreBatch+40 {
+		for _, q := range pairs {
+			profiles = append(profiles, q.Profile[:1+len(responses)%len(q.Profile)])
+			responses = append(responses, q.Chosen+strings.Repeat(" indeed", len(responses)%5))
+		}
+	}
+	// An empty response is a response: it scores, it does not fail.
+	profiles, responses = append(profiles, pairs[0].Profile), append(responses, "")
+	all, err := p.Score(context.Background(), profiles, responses)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, i := range []int{0, 1, 7, prmuScoreBatch + 3, len(responses) - 1} {
+		one, err := p.Score(context.Background(), profiles[i:i+1], responses[i:i+1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if math.Abs(one[0]-all[i]) > 1e-5 {
+			t.Fatalf("row %d scores %v alone, %v in a batch", i, one[0], all[i])
+		}
+	}
+}
+
+func TestPRMUSaveLoadRoundTrip(t *testing.T) {
+	p, _, data := sharedPRMU(t)
+	set := data.Set(datasets.SynthTag, "test")
+	pairs, err := PRMUPairs(set.Task, set.Examples, 0, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	profiles, responses := [][]string{}, []string{}
+	for _, q := range pairs[:20] {
+		profiles, responses = append(profiles, q.Profile, q.Profile), append(responses, q.Chosen, q.Rejected)
+	}
+	want, err := p.Score(context.Background(), profiles, responses)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "prmu")
+	if err := p.Save(dir); err != nil {
+		t.Fatal(err)
+	}
+	q, err := LoadPRMU(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	got, err := q.Score(context.Background(), profiles, responses)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("score %d: %v after load, %v before", i, got[i], want[i])
+		}
+	}
+	if q.Config != p.Config || q.Info != p.Info {
+		t.Fatalf("config %+v / info %+v after load, %+v / %+v before", q.Config, q.Info, p.Config, p.Info)
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 3 {
+		t.Fatalf("saved %d files, want model.onnx, tokenizer.json and prmu.json only (no temp files)", len(entries))
+	}
+}
+
+// Broken directories fail to load with an error naming the file; nothing panics.
+func TestPRMULoadRefusesBrokenFiles(t *testing.T) {
+	p, _, _ := sharedPRMU(t)
+	good := filepath.Join(t.TempDir(), "good")
+	if err := p.Save(good); err != nil {
+		t.Fatal(err)
+	}
+	read := func(name string) string {
+		b, err := os.ReadFile(filepath.Join(good, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	cfg := read(PRMUConfigFile)
+	cases := []struct {
+		name, file, content, want string
+	}{
+		{"missing config", PRMUConfigFile, "", PRMUConfigFile},
+		{"config not json", PRMUConfigFile, "{", PRMUConfigFile},
+		{"wrong format", PRMUConfigFile, strings.Replace(cfg, prmuFormat, "other/9", 1), "format"},
+		{"unknown field", PRMUConfigFile, strings.Replace(cfg, `"format"`, `"colour": 1, "format"`, 1), "colour"},
+		{"negative size", PRMUConfigFile, strings.Replace(cfg, `"hidden": 64`, `"hidden": -1`, 1), "hidden"},
+		{"vocab mismatch", PRMUConfigFile, strings.Replace(cfg, `"embed": 64`, `"embed": 32`, 1), "embedding table"},
+		{"tokenizer broken", PRMUTokenizerFile, `{"model": 3}`, PRMUTokenizerFile},
+		{"model truncated", PRMUModelFile, read(PRMUModelFile)[:100], PRMUModelFile},
+		{"model missing", PRMUModelFile, "", PRMUModelFile},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			for _, f := range []string{PRMUConfigFile, PRMUTokenizerFile, PRMUModelFile} {
+				if f == c.file && c.content == "" {
+					continue
+				}
+				content := read(f)
+				if f == c.file {
+					content = c.content
+				}
+				if err := os.WriteFile(filepath.Join(dir, f), []byte(content), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			q, err := LoadPRMU(dir)
+			if err == nil {
+				q.Close()
+				t.Fatal("loaded")
+			}
+			if !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("error %q does not mention %q", err, c.want)
+			}
+		})
+	}
+}
+
+func TestPRMUScoreRefusesMalformedInput(t *testing.T) {
+	p, _, _ := sharedPRMU(t)
+	ctx := context.Background()
+	if _, err := p.Score(ctx, [][]string{{"tag: comedy"}}, []string{"comedy", "drama"}); err == nil || !strings.Contains(err.Error(), "1 profiles for 2 responses") {
+		t.Fatalf("mismatched lengths: %v", err)
+	}
+	if _, err := p.Score(ctx, [][]string{{"tag: comedy"}, {}}, []string{"comedy", "drama"}); err == nil || !strings.Contains(err.Error(), "response 1 has an empty profile") {
+		t.Fatalf("empty profile: %v", err)
+	}
+	if s, err := p.Score(ctx, nil, nil); err != nil || len(s) != 0 {
+		t.Fatalf("no responses: %v %v", s, err)
+	}
+	done, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := p.Score(done, [][]string{{"tag: comedy"}}, []string{"comedy"}); err == nil {
+		t.Fatal("scored under a cancelled context")
+	}
+	if _, err := p.PairAccuracy(ctx, nil); err == nil {
+		t.Fatal("accuracy of no pairs")
+	}
+	if _, _, err := TrainPRMU(ctx, PRMUConfig{}, p.Tokenizer(), nil, PRMUTrainOptions{}); err == nil {
+		t.Fatal("trained on no pairs")
+	}
+	bad := []PRMUPair{{Profile: nil, Chosen: "a", Rejected: "b"}}
+	if _, _, err := TrainPRMU(ctx, PRMUConfig{}, p.Tokenizer(), bad, PRMUTrainOptions{}); err == nil || !strings.Contains(err.Error(), "pair 0 has an empty profile") {
+		t.Fatalf("pair without profile: %v", err)
+	}
+	if _, _, err := TrainPRMU(ctx, PRMUConfig{Hidden: -2}, p.Tokenizer(), []PRMUPair{{Profile: []string{"x"}, Chosen: "a", Rejected: "b"}}, PRMUTrainOptions{}); err == nil || !strings.Contains(err.Error(), "hidden") {
+		t.Fatalf("bad config: %v", err)
+	}
+	if _, err := NewPRMU(PRMUConfig{Vocab: 10}, p.Tokenizer(), p.Model()); err == nil || !strings.Contains(err.Error(), "tokenizer has") {
+		t.Fatalf("tokenizer larger than the embedding: %v", err)
+	}
+	closed, err := NewPRMU(p.Config, p.Tokenizer(), p.Model())
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed.Close()
+	if _, err := closed.Score(ctx, [][]string{{"x"}}, []string{"y"}); err == nil {
+		t.Fatal("a closed model scored")
+	}
+}
+
+// PRMU satisfies pipeline.PRMUScorer (pipeline imports rewardmodel, so the
+// interface is restated here).
+var _ interface {
+	Score(ctx context.Context, profiles [][]string, responses []string) ([]float64, error)
+} = (*PRMU)(nil)
