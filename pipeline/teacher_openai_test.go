@@ -48,7 +48,9 @@ func testTeacher(t *testing.T, url string, mod func(*OpenAIConfig)) *OpenAITeach
 	return tc
 }
 
-func onePrompt(s string) [][]datasets.Message { return [][]datasets.Message{{{Role: "user", Content: s}}} }
+func onePrompt(s string) [][]datasets.Message {
+	return [][]datasets.Message{{{Role: "user", Content: s}}}
+}
 
 func TestOpenAITeacherSendsRequestAndRetries429(t *testing.T) {
 	var hits atomic.Int32

@@ -1,0 +1,436 @@
+package pipeline
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"unicode"
+
+	"github.com/tagpr/tagpr/datasets"
+	"github.com/tagpr/tagpr/rewardmodel"
+	"github.com/tagpr/tagpr/tokenize"
+)
+
+// ChainFilter bounds what a kept chain may look like.
+type ChainFilter struct {
+	// MinReward is the task reward an answer needs to count as correct:
+	// default 1 (exact) for classification and rating, GenerationMinReward
+	// for generation tasks.
+	MinReward           float64
+	GenerationMinReward float64 // default 0.5 (ROUGE-L F1)
+	MinSteps, MaxSteps  int     // tagged steps (defaults 2 and 16)
+	MaxChars            int     // whole chain in bytes (default 6000)
+}
+
+func (f ChainFilter) withDefaults() ChainFilter {
+	if f.GenerationMinReward <= 0 {
+		f.GenerationMinReward = 0.5
+	}
+	if f.MinSteps <= 0 {
+		f.MinSteps = 2
+	}
+	if f.MaxSteps <= 0 {
+		f.MaxSteps = 16
+	}
+	if f.MaxChars <= 0 {
+		f.MaxChars = 6000
+	}
+	return f
+}
+
+func (f ChainFilter) threshold(kind rewardmodel.TaskKind) float64 {
+	if f.MinReward > 0 {
+		return f.MinReward
+	}
+	if kind == rewardmodel.Generation {
+		return f.GenerationMinReward
+	}
+	return 1
+}
+
+// ChainsConfig is one run of the chains stage.
+type ChainsConfig struct {
+	Examples string // lamp_example file (Arrow IPC or Parquet)
+	Out      string // tagged_chain file written at the end; work in progress lives in Out + ".parts"
+	Teacher  Teacher
+	// Labeller tags free-form chains (default: RuleLabeller over Taxonomy).
+	Labeller Labeller
+	Taxonomy rewardmodel.Taxonomy // default rewardmodel.DefaultTaxonomy()
+	Prompt   PromptOptions
+	// System, when set, is sent as a system message before each prompt
+	// (e.g. to ask a general-purpose teacher for free-form steps).
+	System  string
+	Samples int // teacher samples per example (default 1)
+	Batch   int // examples per teacher batch and per part file (default 32)
+	Shard   datasets.Shard
+	Filter  ChainFilter
+}
+
+// ChainsStats counts one run.
+type ChainsStats struct {
+	Skipped int // examples already in part files from an earlier run
+	Done    int // examples sent to the teacher in this run
+	Rows    int // rows in Out (all runs)
+	Kept    int // rows in Out with keep=true
+}
+
+// Verdict names, in the order every row carries them.
+const (
+	VerdictAnswer    = "answer_correct"
+	VerdictTags      = "tags_valid"
+	VerdictLength    = "length"
+	VerdictDuplicate = "not_duplicate"
+)
+
+// GenerateChains streams the examples of one shard in batches, asks the
+// teacher for chains, labels free-form ones, filters them and writes every
+// row, kept or rejected. Each batch lands atomically as a part file in
+// Out.parts, so a killed run resumes where it stopped (examples with rows in
+// a part file are skipped); at the end the parts are merged into Out.
+func GenerateChains(ctx context.Context, cfg ChainsConfig) (ChainsStats, error) {
+	var st ChainsStats
+	if cfg.Teacher == nil {
+		return st, errors.New("chains: no teacher")
+	}
+	if cfg.Examples == "" || cfg.Out == "" {
+		return st, errors.New("chains: examples and out files are required")
+	}
+	if cfg.Taxonomy == nil {
+		cfg.Taxonomy = rewardmodel.DefaultTaxonomy()
+	}
+	if err := cfg.Taxonomy.Validate(); err != nil {
+		return st, fmt.Errorf("chains: %w", err)
+	}
+	if err := cfg.Prompt.Validate(); err != nil {
+		return st, fmt.Errorf("chains: %w", err)
+	}
+	if cfg.Labeller == nil {
+		cfg.Labeller = RuleLabeller{Taxonomy: cfg.Taxonomy}
+	}
+	if cfg.Samples <= 0 {
+		cfg.Samples = 1
+	}
+	if cfg.Batch <= 0 {
+		cfg.Batch = 32
+	}
+	cfg.Filter = cfg.Filter.withDefaults()
+
+	parts := newPartDir(cfg.Out + ".parts")
+	prev, err := parts.scan()
+	if err != nil {
+		return st, err
+	}
+	st.Rows, st.Kept = prev.rows, prev.kept
+	r, err := datasets.OpenReader(cfg.Examples, datasets.ReadOptions{BatchRows: cfg.Batch, Shard: cfg.Shard})
+	if err != nil {
+		return st, fmt.Errorf("chains: %w", err)
+	}
+	defer r.Close()
+	if r.Kind() != datasets.KindExample {
+		return st, fmt.Errorf("chains: %s holds %s rows, want %s", cfg.Examples, r.Kind(), datasets.KindExample)
+	}
+	g := &chainGen{cfg: cfg, task: r.Task(), kind: RewardKind(r.Task()), seen: prev.seen}
+	for r.Next() {
+		exs, err := datasets.DecodeExamples(r.Batch(), r.BatchFirst())
+		if err != nil {
+			return st, fmt.Errorf("chains: read %s: %w", cfg.Examples, err)
+		}
+		todo := exs[:0]
+		for _, e := range exs {
+			if prev.done[e.ID] {
+				st.Skipped++
+			} else {
+				todo = append(todo, e)
+			}
+		}
+		if len(todo) == 0 {
+			continue
+		}
+		rows, err := g.batch(ctx, todo)
+		if err != nil {
+			return st, err
+		}
+		if err := parts.write(prev.next, rows); err != nil {
+			return st, err
+		}
+		prev.next++
+		st.Done += len(todo)
+		st.Rows += len(rows)
+		for _, row := range rows {
+			if row.Keep {
+				st.Kept++
+			}
+		}
+	}
+	if err := r.Err(); err != nil {
+		return st, fmt.Errorf("chains: %w", err)
+	}
+	return st, parts.merge(cfg.Out)
+}
+
+// chainGen turns examples into chain rows.
+type chainGen struct {
+	cfg  ChainsConfig
+	task *datasets.Task
+	kind rewardmodel.TaskKind
+	seen map[string]string // normalized-chain hash → id of the first kept chain with it
+}
+
+// candidate is one teacher sample on its way to a row.
+type candidate struct {
+	ex      *datasets.Example
+	prompt  []datasets.Message
+	text    string // the teacher's raw output
+	free    FreeChain
+	tagged  bool   // the teacher already wrote tags
+	problem string // labelling failure
+}
+
+func (g *chainGen) prompt(ex *datasets.Example) []datasets.Message {
+	p := Parts(g.task, ex, g.cfg.Taxonomy, g.cfg.Prompt, false)
+	p.System = g.cfg.System
+	var msgs []datasets.Message
+	for _, m := range tokenize.DefaultPromptLayout.Messages(p, len(p.Profile)) {
+		msgs = append(msgs, datasets.Message{Role: m.Role, Content: m.Content})
+	}
+	return msgs
+}
+
+func (g *chainGen) batch(ctx context.Context, exs []datasets.Example) ([]datasets.Chain, error) {
+	var cands []*candidate
+	var prompts [][]datasets.Message
+	for i := range exs {
+		p := g.prompt(&exs[i])
+		for range g.cfg.Samples {
+			cands = append(cands, &candidate{ex: &exs[i], prompt: p})
+			prompts = append(prompts, p)
+		}
+	}
+	texts, err := g.cfg.Teacher.Complete(ctx, prompts)
+	if err != nil {
+		return nil, fmt.Errorf("chains: teacher %s: %w", g.cfg.Teacher.Name(), err)
+	}
+	if len(texts) != len(prompts) {
+		return nil, fmt.Errorf("chains: teacher %s returned %d completions for %d prompts", g.cfg.Teacher.Name(), len(texts), len(prompts))
+	}
+	var toLabel [][]string
+	var labelled []*candidate
+	for i, c := range cands {
+		c.text = texts[i]
+		if carriesTags(c.text, g.cfg.Taxonomy) {
+			c.tagged = true
+			continue
+		}
+		c.free = ParseFreeChain(c.text)
+		if len(c.free.Steps) == 0 {
+			c.problem = "no reasoning steps in the teacher's output"
+			continue
+		}
+		toLabel = append(toLabel, c.free.Steps)
+		labelled = append(labelled, c)
+	}
+	if len(toLabel) > 0 {
+		labels, err := g.cfg.Labeller.Label(ctx, toLabel)
+		if err != nil {
+			return nil, fmt.Errorf("chains: labeller %s: %w", g.cfg.Labeller.Name(), err)
+		}
+		for i, c := range labelled {
+			if labels[i].Problem != "" {
+				c.problem = labels[i].Problem
+				continue
+			}
+			c.text = AssembleChain(labels[i].Tags, c.free.Steps, c.free.Answer)
+		}
+	}
+	rows := make([]datasets.Chain, len(cands))
+	for i, c := range cands {
+		rows[i] = g.row(c)
+	}
+	return rows, nil
+}
+
+// carriesTags: the teacher wrote SPEC's format itself (a <think> or any
+// taxonomy tag), so its chain is validated as is, not relabelled.
+func carriesTags(text string, tx rewardmodel.Taxonomy) bool {
+	if strings.Contains(text, "<think>") {
+		return true
+	}
+	for _, t := range tx {
+		if strings.Contains(text, "<"+t.Name+">") {
+			return true
+		}
+	}
+	return false
+}
+
+// row filters one candidate and records it with its verdicts.
+func (g *chainGen) row(c *candidate) datasets.Chain {
+	labeller := "given"
+	if !c.tagged {
+		labeller = g.cfg.Labeller.Name()
+	}
+	row := datasets.Chain{ID: c.ex.ID, Prompt: c.prompt, Chain: c.text, Gold: c.ex.Output, HasGold: c.ex.HasOutput,
+		Teacher: g.cfg.Teacher.Name() + "; labeller=" + labeller}
+	check := rewardmodel.CheckTags(c.text, g.cfg.Taxonomy)
+	if c.problem == "" {
+		row.Answer = check.Answer
+		for _, s := range check.Spans {
+			row.Spans = append(row.Spans, datasets.Span{Tag: s.Tag, Text: c.text[s.Start:s.End], Start: int32(s.Start), End: int32(s.End)})
+		}
+	} else {
+		row.Answer = c.free.Answer
+	}
+
+	verdict := func(name string, pass bool, detail string) {
+		row.Verdicts = append(row.Verdicts, datasets.Verdict{Name: name, Pass: pass, Detail: detail, HasDetail: detail != ""})
+	}
+	// Answer.
+	threshold := g.cfg.Filter.threshold(g.kind)
+	switch {
+	case !c.ex.HasOutput:
+		verdict(VerdictAnswer, false, "no gold output to check against")
+	case c.tagged && !check.OneAnswer || !c.tagged && !c.free.HasAnswer:
+		verdict(VerdictAnswer, false, "no answer found")
+	default:
+		rw := rewardmodel.TaskReward(g.kind, row.Answer, c.ex.Output)
+		verdict(VerdictAnswer, rw >= threshold, fmt.Sprintf("r_task %.3f, need %.3f", rw, threshold))
+	}
+	// Tags.
+	switch {
+	case c.problem != "":
+		verdict(VerdictTags, false, c.problem)
+	case check.Reward() < 1:
+		verdict(VerdictTags, false, strings.Join(check.Problems, "; "))
+	default:
+		verdict(VerdictTags, true, "")
+	}
+	// Length.
+	f := g.cfg.Filter
+	n := len(row.Spans)
+	lengthOK := n >= f.MinSteps && n <= f.MaxSteps && len(row.Chain) <= f.MaxChars
+	verdict(VerdictLength, lengthOK, fmt.Sprintf("%d steps in [%d, %d], %d bytes ≤ %d", n, f.MinSteps, f.MaxSteps, len(row.Chain), f.MaxChars))
+	// Duplicates: against every chain kept so far (this run and earlier ones).
+	others := true
+	for _, v := range row.Verdicts {
+		others = others && v.Pass
+	}
+	h := chainHash(row.Chain)
+	first, dup := g.seen[h]
+	if dup {
+		verdict(VerdictDuplicate, false, "same text as the kept chain of "+first)
+	} else {
+		verdict(VerdictDuplicate, true, "")
+	}
+	row.Keep = others && !dup
+	if row.Keep {
+		g.seen[h] = row.ID
+	}
+	return row
+}
+
+// chainHash is the hash of a chain's text lower-cased, with punctuation
+// dropped and whitespace runs made one space, so trivially different copies
+// collide. Tag brackets count as text: a different labelling is a
+// different chain.
+func chainHash(s string) string {
+	var b strings.Builder
+	space := false
+	for _, r := range strings.ToLower(s) {
+		switch {
+		case unicode.IsSpace(r):
+			space = true
+		case unicode.IsLetter(r) || unicode.IsDigit(r) || strings.ContainsRune("<>/_", r):
+			if space && b.Len() > 0 {
+				b.WriteByte(' ')
+			}
+			space = false
+			b.WriteRune(r)
+		}
+	}
+	sum := sha256.Sum256([]byte(b.String()))
+	return fmt.Sprintf("%x", sum[:16])
+}
+
+// partDir holds a run's part files: part-NNNNNN.arrow, each written atomically.
+type partDir struct{ dir string }
+
+func newPartDir(dir string) partDir { return partDir{dir: dir} }
+
+func (p partDir) files() ([]string, error) {
+	files, err := filepath.Glob(filepath.Join(p.dir, "part-*.arrow"))
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(files)
+	return files, nil
+}
+
+// resumeState is what the part files of earlier runs tell a new one.
+type resumeState struct {
+	done       map[string]bool   // example ids with rows
+	seen       map[string]string // hashes of kept chains, so duplicates stay duplicates across restarts
+	next       int               // the next part number
+	rows, kept int
+}
+
+// scan reads the part files of earlier runs.
+func (p partDir) scan() (resumeState, error) {
+	st := resumeState{done: map[string]bool{}, seen: map[string]string{}}
+	files, err := p.files()
+	if err != nil {
+		return st, fmt.Errorf("chains: %w", err)
+	}
+	for _, f := range files {
+		rows, err := datasets.ReadChains(f, datasets.ReadOptions{})
+		if err != nil {
+			return st, fmt.Errorf("chains: resume from %s: %w", p.dir, err)
+		}
+		for _, r := range rows {
+			st.done[r.ID] = true
+			st.rows++
+			if r.Keep {
+				st.kept++
+				if h := chainHash(r.Chain); st.seen[h] == "" {
+					st.seen[h] = r.ID
+				}
+			}
+		}
+		num := strings.TrimSuffix(strings.TrimPrefix(filepath.Base(f), "part-"), ".arrow")
+		if n, err := strconv.Atoi(num); err == nil && n >= st.next {
+			st.next = n + 1
+		}
+	}
+	return st, nil
+}
+
+func (p partDir) write(n int, rows []datasets.Chain) error {
+	path := filepath.Join(p.dir, fmt.Sprintf("part-%06d.arrow", n))
+	if err := datasets.WriteRows(path, rows, datasets.CreateChains); err != nil {
+		return fmt.Errorf("chains: %w", err)
+	}
+	return nil
+}
+
+// merge streams every part, in order, into out (which appears atomically).
+func (p partDir) merge(out string) error {
+	files, err := p.files()
+	if err != nil {
+		return fmt.Errorf("chains: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+		return fmt.Errorf("chains: %w", err)
+	}
+	if len(files) == 0 {
+		return datasets.WriteRows(out, []datasets.Chain(nil), datasets.CreateChains)
+	}
+	if _, err := datasets.Merge(out, files); err != nil {
+		return fmt.Errorf("chains: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,346 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/tagpr/tagpr/datasets"
+)
+
+// chainExamples writes a tiny synthetic synth_tag train split: 8 examples,
+// users u00000 (gold "mystery") and u00003 (gold "scifi"), 4 each.
+func chainExamples(t *testing.T, dir string) (string, []datasets.Example) {
+	t.Helper()
+	d, err := datasets.Synth(datasets.SynthConfig{Seed: 7, Users: 4, QueriesPerUser: 4, ProfileMin: 3, ProfileMax: 4,
+		Tasks: []string{datasets.SynthTag}, DevFrac: 0.25, TestFrac: 0.25})
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := d.Set(datasets.SynthTag, "train")
+	if len(set.Examples) != 8 {
+		t.Fatalf("synthetic split has %d examples, the test is written for 8", len(set.Examples))
+	}
+	path := filepath.Join(dir, "train.arrow")
+	if err := datasets.WriteRows(path, set.Examples, func(p string) (*datasets.Writer[datasets.Example], error) {
+		return datasets.CreateExamples(p, set.Task)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return path, set.Examples
+}
+
+// goodFree is a free-form chain the rule labeller tags understand_task,
+// recall_history, infer_preference, analyze_input, conclude.
+func goodFree(tag string) string {
+	return fmt.Sprintf("We need to pick the tag this user gives the movie.\n\nIn the user's history, most past movies are tagged %[1]s.\n\n"+
+		"So the user prefers %[1]s.\n\nThis movie has some %[1]s cues.\n\n%[1]s is the best choice.\n\nAnswer: %[1]s\n", tag)
+}
+
+// teacherScript is what the fake teacher answers for each example, by index.
+func teacherScript(exs []datasets.Example) []string {
+	return []string{
+		0: goodFree("mystery"), // kept
+		1: goodFree("mystery"), // the same text: a duplicate of 0
+		2: goodFree("action"),  // wrong answer
+		3: "We need to pick a tag.\n\nThe profile shows mystery.\n\nHard to say.", // no answer, no infer_preference
+		4: exs[4].Chain, // already tagged, correct: kept
+		5: strings.Replace(exs[5].Chain, "<recall_history>"+between(exs[5].Chain, "<recall_history>", "</recall_history>")+"</recall_history>\n", "", 1), // required tag missing
+		6: "So the user prefers scifi.\n\nScifi.\n\nAnswer: scifi", // too short and no recall_history
+		7: strings.Replace(exs[4].Chain, "the user favours scifi", "The user  favours SCIFI!", 1), // 4's chain again, but for case and punctuation
+	}
+}
+
+func between(s, a, b string) string {
+	i := strings.Index(s, a) + len(a)
+	return s[i : i+strings.Index(s[i:], b)]
+}
+
+// fakeChatServer answers chat-completions requests from the script, finding
+// the example by its input in the prompt; fail(i) makes example i's request a 400.
+func fakeChatServer(t *testing.T, exs []datasets.Example, script []string, fail func(int) bool, hits *atomic.Int32) *httptest.Server {
+	return httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		req := readChat(t, r)
+		user := req.Messages[len(req.Messages)-1].Content
+		for i, e := range exs {
+			if strings.Contains(user, e.Input) {
+				if fail != nil && fail(i) {
+					http.Error(w, "quota exceeded", http.StatusBadRequest)
+					return
+				}
+				chatReply(w, script[i])
+				return
+			}
+		}
+		t.Errorf("server: prompt matches no example:\n%s", user)
+		http.Error(w, "unknown prompt", http.StatusBadRequest)
+	}))
+}
+
+type wantRow struct {
+	pass [4]bool // answer_correct, tags_valid, length, not_duplicate
+	keep bool
+	lab  string
+}
+
+var wantChainRows = []wantRow{
+	{[4]bool{true, true, true, true}, true, "rule"},
+	{[4]bool{true, true, true, false}, false, "rule"},
+	{[4]bool{false, true, true, true}, false, "rule"},
+	{[4]bool{false, false, true, true}, false, "rule"},
+	{[4]bool{true, true, true, true}, true, "given"},
+	{[4]bool{true, false, true, true}, false, "given"},
+	{[4]bool{true, false, false, true}, false, "rule"},
+	{[4]bool{true, true, true, false}, false, "given"},
+}
+
+func checkChainRows(t *testing.T, path string, exs []datasets.Example, teacher string) []datasets.Chain {
+	t.Helper()
+	rows, err := datasets.ReadChains(path, datasets.ReadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != len(exs) {
+		t.Fatalf("%d rows, want %d", len(rows), len(exs))
+	}
+	for i, r := range rows {
+		w := wantChainRows[i]
+		if r.ID != exs[i].ID || r.Gold != exs[i].Output || !r.HasGold {
+			t.Errorf("row %d: id %s gold %q, want %s %q", i, r.ID, r.Gold, exs[i].ID, exs[i].Output)
+		}
+		var got [4]bool
+		names := make([]string, len(r.Verdicts))
+		for k, v := range r.Verdicts {
+			names[k] = v.Name
+			if k < 4 {
+				got[k] = v.Pass
+			}
+		}
+		if want := []string{VerdictAnswer, VerdictTags, VerdictLength, VerdictDuplicate}; !reflect.DeepEqual(names, want) {
+			t.Fatalf("row %d: verdicts %q, want %q", i, names, want)
+		}
+		if got != w.pass || r.Keep != w.keep {
+			t.Errorf("row %d: verdicts %v keep %v, want %v keep %v (%+v)\n%s", i, got, r.Keep, w.pass, w.keep, r.Verdicts, r.Chain)
+		}
+		if wantT := teacher + "; labeller=" + w.lab; r.Teacher != wantT {
+			t.Errorf("row %d: teacher %q, want %q", i, r.Teacher, wantT)
+		}
+		if len(r.Prompt) != 1 || r.Prompt[0].Role != "user" || !strings.Contains(r.Prompt[0].Content, exs[i].Input) || !strings.Contains(r.Prompt[0].Content, "User profile:") {
+			t.Errorf("row %d: prompt %+v", i, r.Prompt)
+		}
+		for _, s := range r.Spans {
+			if r.Chain[s.Start:s.End] != s.Text {
+				t.Errorf("row %d: span %s [%d,%d) is %q in the chain, text %q", i, s.Tag, s.Start, s.End, r.Chain[s.Start:s.End], s.Text)
+			}
+		}
+	}
+	// The details say why.
+	detail := func(i, k int) string { return rows[i].Verdicts[k].Detail }
+	for _, c := range []struct {
+		row, verdict int
+		want         string
+	}{
+		{1, 3, "same text as the kept chain of " + exs[0].ID},
+		{7, 3, "same text as the kept chain of " + exs[4].ID},
+		{2, 0, "r_task 0.000, need 1.000"},
+		{3, 0, "no answer found"},
+		{3, 1, "required tag <infer_preference> missing"},
+		{5, 1, "required tag <recall_history> missing"},
+		{6, 2, "2 steps in [3, 16]"},
+	} {
+		if !strings.Contains(detail(c.row, c.verdict), c.want) {
+			t.Errorf("row %d verdict %d detail %q, want it to mention %q", c.row, c.verdict, detail(c.row, c.verdict), c.want)
+		}
+	}
+	return rows
+}
+
+func chainsConfig(examples, out string, teacher Teacher) ChainsConfig {
+	return ChainsConfig{Examples: examples, Out: out, Teacher: teacher, Batch: 3, Filter: ChainFilter{MinSteps: 3}}
+}
+
+func TestGenerateChainsEndToEnd(t *testing.T) {
+	dir := t.TempDir()
+	examples, exs := chainExamples(t, dir)
+	var hits atomic.Int32
+	srv := fakeChatServer(t, exs, teacherScript(exs), nil, &hits)
+	defer srv.Close()
+	teacher := testTeacher(t, srv.URL, nil)
+	out := filepath.Join(dir, "chains.arrow")
+	st, err := GenerateChains(context.Background(), chainsConfig(examples, out, teacher))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st != (ChainsStats{Done: 8, Rows: 8, Kept: 2}) || hits.Load() != 8 {
+		t.Fatalf("stats %+v after %d requests", st, hits.Load())
+	}
+	rows := checkChainRows(t, out, exs, teacher.Name())
+	wantChain := "<think>\n" +
+		"<understand_task>We need to pick the tag this user gives the movie.</understand_task>\n" +
+		"<recall_history>In the user's history, most past movies are tagged mystery.</recall_history>\n" +
+		"<infer_preference>So the user prefers mystery.</infer_preference>\n" +
+		"<analyze_input>This movie has some mystery cues.</analyze_input>\n" +
+		"<conclude>mystery is the best choice.</conclude>\n" +
+		"</think>\n<answer>mystery</answer>"
+	if rows[0].Chain != wantChain || rows[0].Answer != "mystery" || len(rows[0].Spans) != 5 {
+		t.Fatalf("row 0 chain:\n%s\nwant:\n%s", rows[0].Chain, wantChain)
+	}
+	if rows[4].Chain != exs[4].Chain {
+		t.Fatalf("a tagged teacher chain was rewritten:\n%s", rows[4].Chain)
+	}
+	parts, _ := filepath.Glob(out + ".parts/part-*.arrow")
+	if len(parts) != 3 {
+		t.Fatalf("part files %q, want 3 (batches of 3)", parts)
+	}
+
+	// A second run has nothing to do and writes the same file.
+	hits.Store(0)
+	before, _ := os.ReadFile(out)
+	st, err = GenerateChains(context.Background(), chainsConfig(examples, out, teacher))
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, _ := os.ReadFile(out)
+	if st != (ChainsStats{Skipped: 8, Rows: 8, Kept: 2}) || hits.Load() != 0 || string(before) != string(after) {
+		t.Fatalf("rerun: stats %+v, %d requests, file changed: %v", st, hits.Load(), string(before) != string(after))
+	}
+}
+
+func TestGenerateChainsResumesAfterFailure(t *testing.T) {
+	dir := t.TempDir()
+	examples, exs := chainExamples(t, dir)
+	out := filepath.Join(dir, "out", "chains.arrow")
+	var hits atomic.Int32
+	// The teacher fails from the second batch on: the first batch's part
+	// survives, the output file does not appear.
+	broken := fakeChatServer(t, exs, teacherScript(exs), func(i int) bool { return i >= 3 }, &hits)
+	_, err := GenerateChains(context.Background(), chainsConfig(examples, out, testTeacher(t, broken.URL, nil)))
+	broken.Close()
+	if err == nil || !strings.Contains(err.Error(), "HTTP 400") || !strings.Contains(err.Error(), broken.URL) {
+		t.Fatalf("error %v, want the teacher's HTTP 400 naming the endpoint", err)
+	}
+	if _, err := os.Stat(out); !os.IsNotExist(err) {
+		t.Fatalf("a failed run left %s (%v)", out, err)
+	}
+	if parts, _ := filepath.Glob(out + ".parts/*"); len(parts) != 1 {
+		t.Fatalf("after the failure the parts dir holds %q, want one part file and no temp files", parts)
+	}
+
+	hits.Store(0)
+	srv := fakeChatServer(t, exs, teacherScript(exs), nil, &hits)
+	defer srv.Close()
+	teacher := testTeacher(t, srv.URL, nil)
+	st, err := GenerateChains(context.Background(), chainsConfig(examples, out, teacher))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st != (ChainsStats{Skipped: 3, Done: 5, Rows: 8, Kept: 2}) || hits.Load() != 5 {
+		t.Fatalf("resume: stats %+v after %d requests, want 5 new examples", st, hits.Load())
+	}
+	// Part 0 was written by the broken endpoint's teacher name; the rows
+	// are otherwise exactly those of an uninterrupted run.
+	rows, err := datasets.ReadChains(out, datasets.ReadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range rows {
+		rows[i].Teacher = strings.Replace(rows[i].Teacher, broken.URL, srv.URL, 1)
+	}
+	fixed := filepath.Join(dir, "fixed.arrow")
+	if err := datasets.WriteRows(fixed, rows, datasets.CreateChains); err != nil {
+		t.Fatal(err)
+	}
+	checkChainRows(t, fixed, exs, teacher.Name())
+}
+
+func TestGenerateChainsShards(t *testing.T) {
+	dir := t.TempDir()
+	examples, exs := chainExamples(t, dir)
+	var hits atomic.Int32
+	srv := fakeChatServer(t, exs, teacherScript(exs), nil, &hits)
+	defer srv.Close()
+	var ids []string
+	for i := range 2 {
+		cfg := chainsConfig(examples, filepath.Join(dir, fmt.Sprintf("chains-%d.arrow", i)), testTeacher(t, srv.URL, nil))
+		cfg.Shard = datasets.Shard{Index: i, Count: 2}
+		if _, err := GenerateChains(context.Background(), cfg); err != nil {
+			t.Fatal(err)
+		}
+		rows, err := datasets.ReadChains(cfg.Out, datasets.ReadOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range rows {
+			if !cfg.Shard.Contains(r.ID) {
+				t.Errorf("shard %d holds %s", i, r.ID)
+			}
+			ids = append(ids, r.ID)
+		}
+	}
+	var want []string
+	for _, e := range exs {
+		want = append(want, e.ID)
+	}
+	sort.Strings(ids)
+	sort.Strings(want)
+	if !reflect.DeepEqual(ids, want) {
+		t.Fatalf("shards hold %q, want each example once: %q", ids, want)
+	}
+}
+
+func TestGenerateChainsBadInput(t *testing.T) {
+	dir := t.TempDir()
+	examples, _ := chainExamples(t, dir)
+	chainsFile := filepath.Join(dir, "some_chains.arrow")
+	if err := datasets.WriteRows(chainsFile, []datasets.Chain{{ID: "x", Chain: "c", Teacher: "t"}}, datasets.CreateChains); err != nil {
+		t.Fatal(err)
+	}
+	garbage := filepath.Join(dir, "garbage.arrow")
+	os.WriteFile(garbage, []byte("ARROW1 but not really"), 0o644)
+	teacher := &scriptedTeacher{reply: func([]datasets.Message) string { return "x" }}
+	for _, c := range []struct {
+		cfg  ChainsConfig
+		want string
+	}{
+		{chainsConfig(chainsFile, filepath.Join(dir, "o1.arrow"), teacher), "holds tagged_chain rows"},
+		{chainsConfig(garbage, filepath.Join(dir, "o2.arrow"), teacher), garbage},
+		{chainsConfig(filepath.Join(dir, "missing.arrow"), filepath.Join(dir, "o3.arrow"), teacher), "missing.arrow"},
+		{chainsConfig(examples, filepath.Join(dir, "o4.arrow"), nil), "no teacher"},
+	} {
+		_, err := GenerateChains(context.Background(), c.cfg)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: error %v, want one mentioning %q", c.cfg.Examples, err, c.want)
+		}
+		if _, err := os.Stat(c.cfg.Out); !os.IsNotExist(err) {
+			t.Errorf("%s: output written despite the error", c.cfg.Examples)
+		}
+	}
+	// A broken part file from elsewhere is an error naming it, not a silent restart.
+	out := filepath.Join(dir, "o5.arrow")
+	os.MkdirAll(out+".parts", 0o755)
+	os.WriteFile(filepath.Join(out+".parts", "part-000000.arrow"), []byte("junk"), 0o644)
+	if _, err := GenerateChains(context.Background(), chainsConfig(examples, out, teacher)); err == nil || !strings.Contains(err.Error(), "part-000000.arrow") {
+		t.Errorf("broken part file: error %v", err)
+	}
+	// A teacher that answers too few completions is caught.
+	short := shortTeacher{}
+	if _, err := GenerateChains(context.Background(), chainsConfig(examples, filepath.Join(dir, "o6.arrow"), short)); err == nil || !strings.Contains(err.Error(), "returned 0 completions for 3 prompts") {
+		t.Errorf("short teacher: error %v", err)
+	}
+}
+
+type shortTeacher struct{}
+
+func (shortTeacher) Name() string { return "short" }
+func (shortTeacher) Complete(context.Context, [][]datasets.Message) ([]string, error) {
+	return nil, nil
+}
