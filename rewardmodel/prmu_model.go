@@ -58,7 +58,7 @@ type prmuFile struct {
 }
 
 // NewPRMU opens a session on a PRMU graph (as BuildPRMU makes it) with its tokenizer.
-func NewPRMU(cfg PRMUConfig, tok *tokenize.Tokenizer, m *onnxpb.ModelProto) (*PRMU, error) {
+func NewPRMU(cfg PRMUConfig, tok *tokenize.Tokenizer, m *onnxpb.ModelProto, opts ort.Options) (*PRMU, error) {
 	cfg = cfg.Defaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -76,7 +76,7 @@ func NewPRMU(cfg PRMUConfig, tok *tokenize.Tokenizer, m *onnxpb.ModelProto) (*PR
 	if err != nil {
 		return nil, fmt.Errorf("prmu: %w", err)
 	}
-	sess, err := ort.NewSession(b, "prmu", ort.Options{})
+	sess, err := ort.NewSession(b, "prmu", opts)
 	if err != nil {
 		return nil, fmt.Errorf("prmu: %w", err)
 	}
@@ -317,7 +317,7 @@ func (p *PRMU) Save(dir string) error {
 }
 
 // LoadPRMU opens a directory written by Save.
-func LoadPRMU(dir string) (*PRMU, error) {
+func LoadPRMU(dir string, opts ort.Options) (*PRMU, error) {
 	path := filepath.Join(dir, PRMUConfigFile)
 	raw, err := os.ReadFile(path)
 	if err != nil {
@@ -344,7 +344,7 @@ func LoadPRMU(dir string) (*PRMU, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load prmu: %w", err)
 	}
-	p, err := NewPRMU(f.Config, tok, m)
+	p, err := NewPRMU(f.Config, tok, m, opts)
 	if err != nil {
 		return nil, fmt.Errorf("load prmu %s: %w", dir, err)
 	}

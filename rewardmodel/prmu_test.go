@@ -172,7 +172,7 @@ func TestPRMUSaveLoadRoundTrip(t *testing.T) {
 	if err := p.Save(dir); err != nil {
 		t.Fatal(err)
 	}
-	q, err := LoadPRMU(dir)
+	q, err := LoadPRMU(dir, ort.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -238,7 +238,7 @@ func TestPRMULoadRefusesBrokenFiles(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			q, err := LoadPRMU(dir)
+			q, err := LoadPRMU(dir, ort.Options{})
 			if err == nil {
 				q.Close()
 				t.Fatal("loaded")
@@ -280,10 +280,10 @@ func TestPRMUScoreRefusesMalformedInput(t *testing.T) {
 	if _, _, err := TrainPRMU(ctx, PRMUConfig{Hidden: -2}, p.Tokenizer(), []PRMUPair{{Profile: []string{"x"}, Chosen: "a", Rejected: "b"}}, PRMUTrainOptions{}); err == nil || !strings.Contains(err.Error(), "hidden") {
 		t.Fatalf("bad config: %v", err)
 	}
-	if _, err := NewPRMU(PRMUConfig{Vocab: 10}, p.Tokenizer(), p.Model()); err == nil || !strings.Contains(err.Error(), "tokenizer has") {
+	if _, err := NewPRMU(PRMUConfig{Vocab: 10}, p.Tokenizer(), p.Model(), ort.Options{}); err == nil || !strings.Contains(err.Error(), "tokenizer has") {
 		t.Fatalf("tokenizer larger than the embedding: %v", err)
 	}
-	closed, err := NewPRMU(p.Config, p.Tokenizer(), p.Model())
+	closed, err := NewPRMU(p.Config, p.Tokenizer(), p.Model(), ort.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

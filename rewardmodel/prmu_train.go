@@ -158,10 +158,11 @@ func TrainPRMUTokenizer(pairs []PRMUPair, vocabSize int) (*tokenize.Tokenizer, e
 
 // PRMUTrainOptions configure TrainPRMU.
 type PRMUTrainOptions struct {
-	Steps        int     // optimizer steps (default 300)
-	PairsPerStep int     // pairs per step (default 32)
-	LR           float64 // peak AdamW learning rate (default 3e-3), cosine decay after 10 warmup steps
-	Seed         uint64  // pair order
+	Steps        int         // optimizer steps (default 300)
+	PairsPerStep int         // pairs per step (default 32)
+	LR           float64     // peak AdamW learning rate (default 3e-3), cosine decay after 10 warmup steps
+	Seed         uint64      // pair order
+	Session      ort.Options // for the training and the scoring session
 	// Log, when set, sees every step's loss and training pair accuracy.
 	Log func(step int, loss, pairAccuracy float64)
 }
@@ -305,7 +306,7 @@ func TrainPRMU(ctx context.Context, cfg PRMUConfig, tok *tokenize.Tokenizer, pai
 	if err != nil {
 		return nil, res, fmt.Errorf("train prmu: %w", err)
 	}
-	p, err := NewPRMU(cfg, tok, trained)
+	p, err := NewPRMU(cfg, tok, trained, o.Session)
 	if err != nil {
 		return nil, res, fmt.Errorf("train prmu: %w", err)
 	}
@@ -344,6 +345,7 @@ func prmuTrainer(m *onnxpb.ModelProto, cfg PRMUConfig, P, K, L, R int, o PRMUTra
 		Schedule:    train.Schedule{Peak: o.LR, Warmup: min(10, o.Steps), Total: o.Steps, MinRatio: 0.1},
 		WeightDecay: 0.01,
 		ClipNorm:    1,
+		Session:     o.Session,
 	})
 }
 

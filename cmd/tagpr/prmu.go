@@ -1,0 +1,180 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tagpr/tagpr/datasets"
+	"github.com/tagpr/tagpr/rewardmodel"
+)
+
+func init() {
+	prmuCmd := &cobra.Command{Use: "prmu", Short: "Personalization reward model with user embeddings: train and score"}
+	prmuCmd.AddCommand(prmuTrainCmd(), prmuScoreCmd())
+	rootCmd.AddCommand(prmuCmd)
+}
+
+func prmuTrainCmd() *cobra.Command {
+	var out string
+	var users, vocab int
+	var cfg rewardmodel.PRMUConfig
+	var o rewardmodel.PRMUTrainOptions
+	c := &cobra.Command{
+		Use:   "train --out DIR",
+		Short: "Train a PRMU on the synthetic benchmark (the demo's data) and save it to DIR",
+		Long: "Builds the synthetic benchmark (the demo's size and seed), makes Bradley–Terry pairs from its train users " +
+			"(the gold output over another label, or over another user's output for a similar input), trains a small BPE " +
+			"tokenizer and the PRMU on them, reports the pair accuracy on the dev users, and writes DIR/model.onnx, " +
+			"DIR/tokenizer.json and DIR/prmu.json.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := initRuntime(); err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			sc := datasets.DefaultSynthConfig()
+			if users > 0 {
+				sc.Users = users
+			}
+			data, err := datasets.Synth(sc)
+			if err != nil {
+				return err
+			}
+			pairs, err := rewardmodel.SynthPRMUPairs(data, "train", o.Seed)
+			if err != nil {
+				return err
+			}
+			tok, err := rewardmodel.TrainPRMUTokenizer(pairs, vocab)
+			if err != nil {
+				return err
+			}
+			cfg.Seed = o.Seed
+			o.Session = sessionOptions()
+			bar := newProgress("prmu train", max(o.Steps, 1))
+			o.Log = func(step int, loss, acc float64) {
+				bar.Step(1, "loss", fmt.Sprintf("%.4f", loss), "pair_acc", fmt.Sprintf("%.2f", acc))
+			}
+			p, res, err := rewardmodel.TrainPRMU(ctx, cfg, tok, pairs, o)
+			bar.Finish()
+			if err != nil {
+				return err
+			}
+			defer p.Close()
+			w := cmd.OutOrStdout()
+			fmt.Fprintf(w, "trained on %d pairs, %d steps in %.1fs, final loss %.4f\n", len(pairs), len(res.Losses), res.Duration.Seconds(), p.Info.FinalLoss)
+			var all []rewardmodel.PRMUPair
+			for i, task := range sc.Tasks {
+				set := data.Set(task, "dev")
+				dev, err := rewardmodel.PRMUPairs(set.Task, set.Examples, 0, o.Seed+uint64(i))
+				if err != nil {
+					return err
+				}
+				acc, err := p.PairAccuracy(ctx, dev)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(w, "%s dev pair accuracy %.3f (%d pairs)\n", task, acc, len(dev))
+				all = append(all, dev...)
+			}
+			if p.Info.DevAccuracy, err = p.PairAccuracy(ctx, all); err != nil {
+				return err
+			}
+			p.Info.DevPairs = len(all)
+			if err := p.Save(out); err != nil {
+				return err
+			}
+			fmt.Fprintf(w, "dev pair accuracy %.3f (%d pairs); saved %s\n", p.Info.DevAccuracy, len(all), out)
+			return nil
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&out, "out", "", "directory to write the model, tokenizer and prmu.json to")
+	f.IntVar(&o.Steps, "steps", 1000, "optimizer steps")
+	f.IntVar(&o.PairsPerStep, "pairs-per-step", 32, "pairs per step")
+	f.Float64Var(&o.LR, "lr", 3e-3, "peak learning rate")
+	f.Uint64Var(&o.Seed, "seed", 1, "seed of the weights and the pair order")
+	f.IntVar(&users, "users", 0, "synthetic users (0: the demo's)")
+	f.IntVar(&vocab, "vocab", 512, "tokenizer vocab size")
+	f.IntVar(&cfg.Embed, "embed", 64, "token embedding width")
+	f.IntVar(&cfg.Hidden, "hidden", 64, "encoder and fusion width")
+	f.IntVar(&cfg.MaxItems, "max-items", 8, "profile items read per user")
+	c.MarkFlagRequired("out")
+	return c
+}
+
+func prmuScoreCmd() *cobra.Command {
+	var model, profileFile string
+	var responses []string
+	c := &cobra.Command{
+		Use:   "score --model DIR --profile-file F --response TEXT...",
+		Short: "Score responses for the user whose profile is in F",
+		Long: "F holds the user's profile items, most relevant first: a JSON list of strings, or else one item per " +
+			"non-empty line. Prints each response's raw score and R_PRMU = sigmoid(score).",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(responses) == 0 {
+				return fmt.Errorf("give at least one --response")
+			}
+			profile, err := readProfileFile(profileFile)
+			if err != nil {
+				return err
+			}
+			if err := initRuntime(); err != nil {
+				return err
+			}
+			p, err := rewardmodel.LoadPRMU(model, sessionOptions())
+			if err != nil {
+				return err
+			}
+			defer p.Close()
+			profiles := make([][]string, len(responses))
+			for i := range profiles {
+				profiles[i] = profile
+			}
+			scores, err := p.Score(cmd.Context(), profiles, responses)
+			if err != nil {
+				return err
+			}
+			for i, s := range scores {
+				fmt.Fprintf(cmd.OutOrStdout(), "score %.6f r_prmu %.6f response %q\n", s, rewardmodel.PRMUProbability(s), responses[i])
+			}
+			return nil
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&model, "model", "", "PRMU directory (from prmu train)")
+	f.StringVar(&profileFile, "profile-file", "", "the user's profile items: a JSON list of strings or one item per line")
+	f.StringArrayVar(&responses, "response", nil, "a response to score (repeatable)")
+	c.MarkFlagRequired("model")
+	c.MarkFlagRequired("profile-file")
+	return c
+}
+
+// readProfileFile reads profile items: a JSON list of strings, or else one
+// item per non-empty line.
+func readProfileFile(path string) ([]string, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read profile: %w", err)
+	}
+	var items []string
+	if trimmed := strings.TrimSpace(string(raw)); strings.HasPrefix(trimmed, "[") {
+		if err := json.Unmarshal(raw, &items); err != nil {
+			return nil, fmt.Errorf("read profile %s: want a JSON list of strings: %w", path, err)
+		}
+	} else {
+		for _, line := range strings.Split(string(raw), "\n") {
+			if line = strings.TrimSpace(line); line != "" {
+				items = append(items, line)
+			}
+		}
+	}
+	if len(items) == 0 {
+		return nil, fmt.Errorf("read profile %s: no profile items", path)
+	}
+	return items, nil
+}

@@ -1,0 +1,68 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+func TestPRMUTrainAndScore(t *testing.T) {
+	dir := t.TempDir()
+	model := filepath.Join(dir, "prmu")
+	out, stderr, err := runTagpr(t, ".", nil, "--log-format", "json", "prmu", "train", "--out", model, "--steps", "300", "--users", "200")
+	if err != nil {
+		t.Fatalf("prmu train: %v\n%s", err, stderr)
+	}
+	m := regexp.MustCompile(`synth_tag dev pair accuracy ([0-9.]+)`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("prmu train printed no synth_tag accuracy:\n%s", out)
+	}
+	if acc, _ := strconv.ParseFloat(m[1], 64); acc < 0.8 {
+		t.Fatalf("synth_tag dev pair accuracy %v after training:\n%s", acc, out)
+	}
+	for _, f := range []string{"model.onnx", "tokenizer.json", "prmu.json"} {
+		if _, err := os.Stat(filepath.Join(model, f)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A user who tags nearly everything comedy prefers comedy to horror.
+	prof := filepath.Join(dir, "profile.json")
+	os.WriteFile(prof, []byte(`["description: a film about jokes and ghosts in a village; tag: comedy",
+		"description: a film about pranks and love in the city; tag: comedy",
+		"description: a film about laughs and robots in a school; tag: comedy",
+		"description: a film about clues and tears in the city; tag: drama"]`), 0o644)
+	out, stderr, err = runTagpr(t, ".", nil, "prmu", "score", "--model", model, "--profile-file", prof, "--response", "comedy", "--response", "horror")
+	if err != nil {
+		t.Fatalf("prmu score: %v\n%s", err, stderr)
+	}
+	scores := regexp.MustCompile(`score (-?[0-9.]+) r_prmu`).FindAllStringSubmatch(out, -1)
+	if len(scores) != 2 {
+		t.Fatalf("prmu score output:\n%s", out)
+	}
+	comedy, _ := strconv.ParseFloat(scores[0][1], 64)
+	horror, _ := strconv.ParseFloat(scores[1][1], 64)
+	if comedy <= horror {
+		t.Fatalf("comedy %v <= horror %v for a comedy fan:\n%s", comedy, horror, out)
+	}
+
+	empty := filepath.Join(dir, "empty.txt")
+	os.WriteFile(empty, []byte("\n\n"), 0o644)
+	broken := filepath.Join(dir, "broken.json")
+	os.WriteFile(broken, []byte(`["unclosed`), 0o644)
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--model", model, "--profile-file", empty, "--response", "x"}, "no profile items"},
+		{[]string{"--model", model, "--profile-file", broken, "--response", "x"}, broken},
+		{[]string{"--model", dir, "--profile-file", prof, "--response", "x"}, "prmu.json"},
+		{[]string{"--model", model, "--profile-file", prof}, "--response"},
+	} {
+		if _, stderr, err := runTagpr(t, ".", nil, append([]string{"prmu", "score"}, c.args...)...); err == nil || !strings.Contains(stderr, c.want) {
+			t.Errorf("prmu score %v: err %v, stderr %q; want an error mentioning %q", c.args, err, stderr, c.want)
+		}
+	}
+}
