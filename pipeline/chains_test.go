@@ -47,15 +47,22 @@ func goodFree(tag string) string {
 
 // teacherScript is what the fake teacher answers for each example, by index.
 func teacherScript(exs []datasets.Example) []string {
+	noRecall := strings.Replace(exs[5].Chain, "<recall_history>"+between(exs[5].Chain, "<recall_history>", "</recall_history>")+"</recall_history>\n", "", 1)
 	return []string{
-		0: goodFree("mystery"), // kept
-		1: goodFree("mystery"), // the same text: a duplicate of 0
-		2: goodFree("action"),  // wrong answer
-		3: "We need to pick a tag.\n\nThe profile shows mystery.\n\nHard to say.", // no answer, no infer_preference
-		4: exs[4].Chain, // already tagged, correct: kept
-		5: strings.Replace(exs[5].Chain, "<recall_history>"+between(exs[5].Chain, "<recall_history>", "</recall_history>")+"</recall_history>\n", "", 1), // required tag missing
-		6: "So the user prefers scifi.\n\nScifi.\n\nAnswer: scifi", // too short and no recall_history
-		7: strings.Replace(exs[4].Chain, "the user favours scifi", "The user  favours SCIFI!", 1), // 4's chain again, but for case and punctuation
+		// 0 is kept; 1 is the same text, a duplicate; 2 has the wrong answer.
+		0: goodFree("mystery"),
+		1: goodFree("mystery"),
+		2: goodFree("action"),
+		// No answer, and no step the rules call infer_preference.
+		3: "We need to pick a tag.\n\nThe profile shows mystery.\n\nHard to say.",
+		// Already tagged and correct: kept as written.
+		4: exs[4].Chain,
+		// Tagged, but a required tag is missing.
+		5: noRecall,
+		// Too short, and no recall_history.
+		6: "So the user prefers scifi.\n\nScifi.\n\nAnswer: scifi",
+		// 4's chain again, but for case, spacing and punctuation.
+		7: strings.Replace(exs[4].Chain, "the user favours scifi", "The user  favours SCIFI!", 1),
 	}
 }
 
