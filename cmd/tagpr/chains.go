@@ -1,0 +1,170 @@
+package main
+
+import (
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tagpr/tagpr/datasets"
+	"github.com/tagpr/tagpr/onnx/lm"
+	"github.com/tagpr/tagpr/pipeline"
+	"github.com/tagpr/tagpr/rewardmodel"
+)
+
+func init() {
+	chainsCmd := &cobra.Command{Use: "chains", Short: "Stage 1: tagged reasoning chains from a teacher"}
+	chainsCmd.AddCommand(chainsGenerateCmd())
+	rootCmd.AddCommand(chainsCmd)
+}
+
+type chainsFlags struct {
+	examples, out, teacher, labeller, shard, system, retrieval string
+	samples, batch, topKProfile                                int
+	// openai
+	baseURL, model, apiKeyEnv string
+	concurrency, retries      int
+	timeout                   time.Duration
+	// shared sampling
+	temperature, topP float64
+	maxTokens, topK   int
+	// local
+	policy, tokenizer string
+	seed              uint64
+	// filter
+	filter pipeline.ChainFilter
+}
+
+func chainsGenerateCmd() *cobra.Command {
+	var o chainsFlags
+	c := &cobra.Command{
+		Use:   "generate",
+		Short: "Ask a teacher for reasoning chains, tag them, filter them, and write every row to Arrow",
+		Long: `Streams an examples file (lamp_example, .arrow or .parquet) in batches, asks the teacher for a
+chain per example (--samples per example), validates chains that already carry tags, splits free-form
+ones into steps and labels each step (--labeller rule: keyword/position rules; teacher: the teacher
+labels them), then filters: answer correct (exact for classification and rating, ROUGE-L >=
+--generation-min-reward for generation), tags valid, length bounds, duplicates. Kept and rejected
+rows both land in --out (tagged_chain schema) with their verdicts and provenance.
+
+Each batch is written atomically to OUT.parts/part-NNNNNN.arrow: an interrupted run resumes where it
+stopped when started again with the same --out. With --shard i/N only that shard's examples are done;
+give each shard its own --out and join them with ` + "`tagpr data merge`" + `.
+
+The OpenAI teacher reads its key from the environment variable named by --api-key-env.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg := pipeline.ChainsConfig{Examples: o.examples, Out: o.out, Samples: o.samples, Batch: o.batch, Taxonomy: rewardmodel.DefaultTaxonomy(),
+				System: o.system, Filter: o.filter, Prompt: pipeline.PromptOptions{TopK: o.topKProfile, Retrieval: o.retrieval}}
+			sh, err := datasets.ParseShard(o.shard)
+			if err != nil {
+				return err
+			}
+			cfg.Shard = sh
+			if err := checkPinned(o.examples); err != nil {
+				return err
+			}
+			switch o.teacher {
+			case "openai":
+				if o.baseURL == "" || o.model == "" {
+					return fmt.Errorf("--teacher openai needs --base-url and --model")
+				}
+				t, err := pipeline.NewOpenAITeacher(pipeline.OpenAIConfig{BaseURL: o.baseURL, Model: o.model, APIKeyEnv: o.apiKeyEnv,
+					Temperature: o.temperature, MaxTokens: o.maxTokens, Timeout: o.timeout, MaxRetries: o.retries, Concurrency: o.concurrency})
+				if err != nil {
+					return err
+				}
+				cfg.Teacher = t
+			case "local":
+				t, closeFn, err := localTeacher(o)
+				if err != nil {
+					return err
+				}
+				defer closeFn()
+				cfg.Teacher = t
+			default:
+				return fmt.Errorf("--teacher %q: want openai or local", o.teacher)
+			}
+			switch o.labeller {
+			case "rule":
+			case "teacher":
+				cfg.Labeller = pipeline.TeacherLabeller{Teacher: cfg.Teacher, Taxonomy: cfg.Taxonomy}
+			default:
+				return fmt.Errorf("--labeller %q: want rule or teacher", o.labeller)
+			}
+			st, err := pipeline.GenerateChains(cmd.Context(), cfg)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "chains: %d examples done now, %d done before; %s holds %d rows, %d kept (teacher %s)\n",
+				st.Done, st.Skipped, o.out, st.Rows, st.Kept, cfg.Teacher.Name())
+			return nil
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&o.examples, "examples", "", "examples file (lamp_example schema, .arrow or .parquet)")
+	f.StringVar(&o.out, "out", "", "tagged_chain file to write (.arrow or .parquet); parts go to OUT.parts")
+	f.StringVar(&o.teacher, "teacher", "openai", "teacher: openai (any OpenAI-compatible chat endpoint) or local (an ONNX policy)")
+	f.StringVar(&o.labeller, "labeller", "rule", "labeller for free-form chains: rule or teacher")
+	f.StringVar(&o.shard, "shard", "", "only this shard of the examples, i/N")
+	f.StringVar(&o.system, "system", "", "system message sent before each prompt")
+	f.IntVar(&o.samples, "samples", 1, "teacher samples per example")
+	f.IntVar(&o.batch, "batch", 32, "examples per teacher batch (and per part file)")
+	f.IntVar(&o.topKProfile, "profile-k", 8, "profile items in each prompt (most relevant first; 0: all)")
+	f.StringVar(&o.retrieval, "retrieval", "bm25", "profile retrieval: bm25 or recency")
+	f.StringVar(&o.baseURL, "base-url", "", "openai: base URL, e.g. https://api.openai.com/v1")
+	f.StringVar(&o.model, "model", "", "openai: model name")
+	f.StringVar(&o.apiKeyEnv, "api-key-env", "OPENAI_API_KEY", "openai: environment variable holding the API key (\"\": send none)")
+	f.IntVar(&o.concurrency, "concurrency", 4, "openai: requests in flight")
+	f.IntVar(&o.retries, "retries", 4, "openai: retries after a 429, a 5xx or a network error (backoff doubles from 1s)")
+	f.DurationVar(&o.timeout, "timeout", 2*time.Minute, "openai: timeout per request")
+	f.Float64Var(&o.temperature, "temperature", 0.7, "sampling temperature (0: greedy)")
+	f.IntVar(&o.maxTokens, "max-tokens", 512, "completion budget in tokens")
+	f.IntVar(&o.topK, "top-k", 0, "local: top-k sampling (0: off)")
+	f.Float64Var(&o.topP, "top-p", 0, "local: nucleus sampling (0: off)")
+	f.StringVar(&o.policy, "policy", "", "local: model directory (model.onnx, config.json)")
+	f.StringVar(&o.tokenizer, "tokenizer", "", "local: tokenizer.json (default: POLICY/tokenizer.json)")
+	f.Uint64Var(&o.seed, "seed", 1, "local: sampling seed")
+	f.Float64Var(&o.filter.MinReward, "min-reward", 0, "task reward an answer needs (0: exact for classification/rating)")
+	f.Float64Var(&o.filter.GenerationMinReward, "generation-min-reward", 0.5, "ROUGE-L F1 a generation answer needs")
+	f.IntVar(&o.filter.MinSteps, "min-steps", 2, "fewest tagged steps kept")
+	f.IntVar(&o.filter.MaxSteps, "max-steps", 16, "most tagged steps kept")
+	f.IntVar(&o.filter.MaxChars, "max-chars", 6000, "longest chain kept, in bytes")
+	c.MarkFlagRequired("examples")
+	c.MarkFlagRequired("out")
+	return c
+}
+
+// localTeacher opens --policy with its tokenizer; closeFn releases the model.
+func localTeacher(o chainsFlags) (*pipeline.LocalTeacher, func(), error) {
+	if o.policy == "" {
+		return nil, nil, fmt.Errorf("--teacher local needs --policy DIR")
+	}
+	if err := initRuntime(); err != nil {
+		return nil, nil, err
+	}
+	tokPath := o.tokenizer
+	if tokPath == "" {
+		tokPath = filepath.Join(o.policy, "tokenizer.json")
+	}
+	tok, err := loadTokenizer(tokPath)
+	if err != nil {
+		return nil, nil, fmt.Errorf("local teacher: %w", err)
+	}
+	m, err := lm.Load(o.policy, lm.LoadOptions{Session: sessionOptions()})
+	if err != nil {
+		return nil, nil, fmt.Errorf("local teacher: %w", err)
+	}
+	// End a completion at the model's EOS ids and, for chat-tuned
+	// tokenizers, at the end-of-turn token.
+	eos := append([]int64(nil), m.DefaultEOS()...)
+	for _, s := range []string{"<|im_end|>", "<|eot_id|>", "<end_of_turn>"} {
+		if id, ok := tok.TokenID(s); ok {
+			eos = append(eos, int64(id))
+		}
+	}
+	t := &pipeline.LocalTeacher{Policy: pipeline.Policy{Model: m, Tok: tok, Name: o.policy, EOS: eos},
+		Sampling: lm.Sampling{Temperature: o.temperature, TopK: o.topK, TopP: o.topP}, MaxNewTokens: o.maxTokens, Seed: o.seed}
+	return t, func() { m.Close() }, nil
+}
