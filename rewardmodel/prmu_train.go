@@ -114,21 +114,84 @@ func otherUsersOutput(e *datasets.Example, examples []datasets.Example, r *rand.
 }
 
 // SynthPRMUPairs makes the pairs of every task of one split of the
-// synthetic benchmark.
-func SynthPRMUPairs(d *datasets.SynthData, split string, seed uint64) ([]PRMUPair, error) {
+// synthetic benchmark, each profile cut to its topK items most relevant to
+// the input (topK <= 0: all), as prompts show them.
+func SynthPRMUPairs(d *datasets.SynthData, split string, topK int, seed uint64) ([]PRMUPair, error) {
 	var all []PRMUPair
 	for i, task := range d.Config.Tasks {
-		set := d.Set(task, split)
-		if set == nil {
-			return nil, fmt.Errorf("prmu pairs: the benchmark has no %s %s set", task, split)
-		}
-		p, err := PRMUPairs(set.Task, set.Examples, 0, seed+uint64(i))
+		p, err := synthTaskPairs(d, task, split, topK, seed+uint64(i))
 		if err != nil {
 			return nil, err
 		}
 		all = append(all, p...)
 	}
 	return all, nil
+}
+
+func synthTaskPairs(d *datasets.SynthData, task, split string, topK int, seed uint64) ([]PRMUPair, error) {
+	set := d.Set(task, split)
+	if set == nil {
+		return nil, fmt.Errorf("prmu pairs: the benchmark has no %s %s set", task, split)
+	}
+	return PRMUPairs(set.Task, set.Examples, topK, seed)
+}
+
+// SynthPRMUOptions configure TrainSynthPRMU.
+type SynthPRMUOptions struct {
+	Config PRMUConfig
+	Train  PRMUTrainOptions
+	Vocab  int // tokenizer vocab size (default 512)
+	TopK   int // profile items per pair, as the prompts' top_k (0: all)
+}
+
+// TaskAccuracy is a PRMU's pair accuracy on one task's pairs.
+type TaskAccuracy struct {
+	Task     string
+	Pairs    int
+	Accuracy float64
+}
+
+// TrainSynthPRMU trains a tokenizer and a PRMU on the synthetic benchmark's
+// train users and measures the pair accuracy on its dev users, per task
+// (recorded overall in the model's Info). The model is not saved.
+func TrainSynthPRMU(ctx context.Context, d *datasets.SynthData, o SynthPRMUOptions) (*PRMU, PRMUTrainResult, []TaskAccuracy, error) {
+	if o.Vocab == 0 {
+		o.Vocab = 512
+	}
+	pairs, err := SynthPRMUPairs(d, "train", o.TopK, o.Train.Seed)
+	if err != nil {
+		return nil, PRMUTrainResult{}, nil, err
+	}
+	tok, err := TrainPRMUTokenizer(pairs, o.Vocab)
+	if err != nil {
+		return nil, PRMUTrainResult{}, nil, err
+	}
+	p, res, err := TrainPRMU(ctx, o.Config, tok, pairs, o.Train)
+	if err != nil {
+		return nil, res, nil, err
+	}
+	var accs []TaskAccuracy
+	var all []PRMUPair
+	for i, task := range d.Config.Tasks {
+		dev, err := synthTaskPairs(d, task, "dev", o.TopK, o.Train.Seed+uint64(i))
+		if err == nil {
+			var acc float64
+			if acc, err = p.PairAccuracy(ctx, dev); err == nil {
+				accs = append(accs, TaskAccuracy{Task: task, Pairs: len(dev), Accuracy: acc})
+				all = append(all, dev...)
+			}
+		}
+		if err != nil {
+			p.Close()
+			return nil, res, nil, fmt.Errorf("prmu dev accuracy: %w", err)
+		}
+	}
+	if p.Info.DevAccuracy, err = p.PairAccuracy(ctx, all); err != nil {
+		p.Close()
+		return nil, res, nil, fmt.Errorf("prmu dev accuracy: %w", err)
+	}
+	p.Info.DevPairs = len(all)
+	return p, res, accs, nil
 }
 
 // TrainPRMUTokenizer learns a small byte-level BPE on the pairs' texts,

@@ -20,9 +20,8 @@ func init() {
 
 func prmuTrainCmd() *cobra.Command {
 	var out string
-	var users, vocab int
-	var cfg rewardmodel.PRMUConfig
-	var o rewardmodel.PRMUTrainOptions
+	var users int
+	var o rewardmodel.SynthPRMUOptions
 	c := &cobra.Command{
 		Use:   "train --out DIR",
 		Short: "Train a PRMU on the synthetic benchmark (the demo's data) and save it to DIR",
@@ -44,64 +43,42 @@ func prmuTrainCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			pairs, err := rewardmodel.SynthPRMUPairs(data, "train", o.Seed)
-			if err != nil {
-				return err
-			}
-			tok, err := rewardmodel.TrainPRMUTokenizer(pairs, vocab)
-			if err != nil {
-				return err
-			}
-			cfg.Seed = o.Seed
-			o.Session = sessionOptions()
-			bar := newProgress("prmu train", max(o.Steps, 1))
-			o.Log = func(step int, loss, acc float64) {
+			o.Config.Seed = o.Train.Seed
+			o.Train.Session = sessionOptions()
+			bar := newProgress("prmu train", max(o.Train.Steps, 1))
+			o.Train.Log = func(step int, loss, acc float64) {
 				bar.Step(1, "loss", fmt.Sprintf("%.4f", loss), "pair_acc", fmt.Sprintf("%.2f", acc))
 			}
-			p, res, err := rewardmodel.TrainPRMU(ctx, cfg, tok, pairs, o)
+			p, res, accs, err := rewardmodel.TrainSynthPRMU(ctx, data, o)
 			bar.Finish()
 			if err != nil {
 				return err
 			}
 			defer p.Close()
 			w := cmd.OutOrStdout()
-			fmt.Fprintf(w, "trained on %d pairs, %d steps in %.1fs, final loss %.4f\n", len(pairs), len(res.Losses), res.Duration.Seconds(), p.Info.FinalLoss)
-			var all []rewardmodel.PRMUPair
-			for i, task := range sc.Tasks {
-				set := data.Set(task, "dev")
-				dev, err := rewardmodel.PRMUPairs(set.Task, set.Examples, 0, o.Seed+uint64(i))
-				if err != nil {
-					return err
-				}
-				acc, err := p.PairAccuracy(ctx, dev)
-				if err != nil {
-					return err
-				}
-				fmt.Fprintf(w, "%s dev pair accuracy %.3f (%d pairs)\n", task, acc, len(dev))
-				all = append(all, dev...)
+			fmt.Fprintf(w, "trained on %d pairs, %d steps in %.1fs, final loss %.4f\n", p.Info.Pairs, len(res.Losses), res.Duration.Seconds(), p.Info.FinalLoss)
+			for _, a := range accs {
+				fmt.Fprintf(w, "%s dev pair accuracy %.3f (%d pairs)\n", a.Task, a.Accuracy, a.Pairs)
 			}
-			if p.Info.DevAccuracy, err = p.PairAccuracy(ctx, all); err != nil {
-				return err
-			}
-			p.Info.DevPairs = len(all)
 			if err := p.Save(out); err != nil {
 				return err
 			}
-			fmt.Fprintf(w, "dev pair accuracy %.3f (%d pairs); saved %s\n", p.Info.DevAccuracy, len(all), out)
+			fmt.Fprintf(w, "dev pair accuracy %.3f (%d pairs); saved %s\n", p.Info.DevAccuracy, p.Info.DevPairs, out)
 			return nil
 		},
 	}
 	f := c.Flags()
 	f.StringVar(&out, "out", "", "directory to write the model, tokenizer and prmu.json to")
-	f.IntVar(&o.Steps, "steps", 1000, "optimizer steps")
-	f.IntVar(&o.PairsPerStep, "pairs-per-step", 32, "pairs per step")
-	f.Float64Var(&o.LR, "lr", 3e-3, "peak learning rate")
-	f.Uint64Var(&o.Seed, "seed", 1, "seed of the weights and the pair order")
+	f.IntVar(&o.Train.Steps, "steps", 1000, "optimizer steps")
+	f.IntVar(&o.Train.PairsPerStep, "pairs-per-step", 32, "pairs per step")
+	f.Float64Var(&o.Train.LR, "lr", 3e-3, "peak learning rate")
+	f.Uint64Var(&o.Train.Seed, "seed", 1, "seed of the weights, the pairs and their order")
 	f.IntVar(&users, "users", 0, "synthetic users (0: the demo's)")
-	f.IntVar(&vocab, "vocab", 512, "tokenizer vocab size")
-	f.IntVar(&cfg.Embed, "embed", 64, "token embedding width")
-	f.IntVar(&cfg.Hidden, "hidden", 64, "encoder and fusion width")
-	f.IntVar(&cfg.MaxItems, "max-items", 8, "profile items read per user")
+	f.IntVar(&o.TopK, "top-k", 0, "profile items per pair, most relevant to the input first (0: all)")
+	f.IntVar(&o.Vocab, "vocab", 512, "tokenizer vocab size")
+	f.IntVar(&o.Config.Embed, "embed", 64, "token embedding width")
+	f.IntVar(&o.Config.Hidden, "hidden", 64, "encoder and fusion width")
+	f.IntVar(&o.Config.MaxItems, "max-items", 8, "profile items read per user")
 	c.MarkFlagRequired("out")
 	return c
 }
