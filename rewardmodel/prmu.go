@@ -14,9 +14,14 @@ import (
 // graph, float32 throughout:
 //
 //	text encoder  enc(ids, mask) = tanh(W_enc·meanpool(embed[ids], mask) + b_enc)
-//	user          u = tanh(W_user·mean_k enc(profile item k) + b_user)
+//	user          u = tanh(W_user·pool_k enc(profile item k) + b_user)
 //	response      r = tanh(W_resp·enc(response) + b_resp)
 //	fusion        score = w_out·tanh(W_fuse·[u, r, u⊙r] + b_fuse) + b_out
+//
+// pool is the mean over the items (default) or, with Pool "attention", a
+// softmax-weighted sum with weights w_att·tanh(W_att·enc(item) + b_att), so
+// a user's telling items can count more than the rest; padding items get
+// no weight either way.
 //
 // One encoder reads profile items and responses, so a word of a response
 // lands where the same word of the profile does. A bag of tokens suffices
@@ -33,6 +38,12 @@ const (
 	PRMUScoreOutput  = "score"         // [B] float32: the raw score (a logit)
 )
 
+// Profile pooling modes (PRMUConfig.Pool).
+const (
+	PoolMean      = "mean"
+	PoolAttention = "attention"
+)
+
 // prmuWeightPrefix starts every PRMU weight's name (the trainer selects them by it).
 const prmuWeightPrefix = "prmu."
 
@@ -45,6 +56,7 @@ type PRMUConfig struct {
 	MaxItems          int     `json:"max_items"`           // profile items read per user, the first ones (default 8)
 	MaxItemTokens     int     `json:"max_item_tokens"`     // tokens read per profile item (default 48)
 	MaxResponseTokens int     `json:"max_response_tokens"` // tokens read per response (default 48)
+	Pool              string  `json:"pool"`                // profile pooling: "mean" (default) or "attention"
 	Seed              uint64  `json:"seed"`                // weight initialization
 	EmbedStd          float64 `json:"embed_std"`           // embedding init scale (default 0.5)
 }
@@ -64,6 +76,9 @@ func (c PRMUConfig) Defaults() PRMUConfig {
 	if c.EmbedStd == 0 {
 		c.EmbedStd = 0.5
 	}
+	if c.Pool == "" {
+		c.Pool = PoolMean
+	}
 	return c
 }
 
@@ -77,6 +92,9 @@ func (c PRMUConfig) Validate() error {
 		if f.v <= 0 {
 			return fmt.Errorf("prmu config: %s is %d, want > 0", f.name, f.v)
 		}
+	}
+	if c.Pool != PoolMean && c.Pool != PoolAttention {
+		return fmt.Errorf("prmu config: pool %q, want %q or %q", c.Pool, PoolMean, PoolAttention)
 	}
 	if !(c.EmbedStd > 0) || math.IsInf(c.EmbedStd, 0) {
 		return fmt.Errorf("prmu config: embed_std %v, want a finite value > 0", c.EmbedStd)
@@ -103,9 +121,14 @@ func BuildPRMU(cfg PRMUConfig) (*onnxpb.ModelProto, error) {
 	b.encW = b.normal(prmuWeightPrefix+"enc.weight", 1/math.Sqrt(float64(E)), E, H)
 	b.encB = b.zeros(prmuWeightPrefix+"enc.bias", H)
 
-	items := b.encode(PRMUProfileIDs, PRMUProfileMask)                                       // [B,K,H]
-	present := b.op("Min", b.sum(PRMUProfileMask, -1, false), b.one())                       // [B,K]: 1 for an item with tokens
-	u := b.maskedMean(items, b.op("Unsqueeze", present, b.ints(-1)), 1)                      // [B,H]
+	items := b.encode(PRMUProfileIDs, PRMUProfileMask)                 // [B,K,H]
+	present := b.op("Min", b.sum(PRMUProfileMask, -1, false), b.one()) // [B,K]: 1 for an item with tokens
+	var u string
+	if c.Pool == PoolAttention {
+		u = b.attentionPool(items, present, H) // [B,H]
+	} else {
+		u = b.maskedMean(items, b.op("Unsqueeze", present, b.ints(-1)), 1) // [B,H]
+	}
 	u = b.dense(prmuWeightPrefix+"user", u, H, H)                                            // [B,H]
 	r := b.dense(prmuWeightPrefix+"resp", b.encode(PRMUResponseIDs, PRMUResponseMask), H, H) // [B,H]
 	z := g.Op("Concat", []string{u, r, b.op("Mul", u, r)}, ir.AttrInt("axis", -1))           // [B,3H]
@@ -119,7 +142,7 @@ func BuildPRMU(cfg PRMUConfig) (*onnxpb.ModelProto, error) {
 	if err != nil {
 		return nil, fmt.Errorf("build prmu: %w", err)
 	}
-	m.DocString = fmt.Sprintf("tagpr PRMU: vocab %d, embed %d, hidden %d, seed %d", c.Vocab, c.Embed, c.Hidden, c.Seed)
+	m.DocString = fmt.Sprintf("tagpr PRMU: vocab %d, embed %d, hidden %d, %s pooling, seed %d", c.Vocab, c.Embed, c.Hidden, c.Pool, c.Seed)
 	if err := ir.Validate(m); err != nil {
 		return nil, fmt.Errorf("build prmu: %w", err)
 	}
@@ -173,6 +196,18 @@ func (b *prmuBuilder) encode(ids, mask string) string {
 	e := b.g.Op("Gather", []string{b.embed, ids}, ir.AttrInt("axis", 0))
 	pooled := b.maskedMean(e, b.op("Unsqueeze", mask, b.ints(-1)), -2)
 	return b.op("Tanh", b.op("Add", b.op("MatMul", pooled, b.encW), b.encB))
+}
+
+// attentionPool is Σ_k softmax_k(w·tanh(W·h_k + b))·h_k over the present
+// items: absent items' logits are pushed down by 1e4, so their weight is 0
+// (exp underflows) without a NaN when a row has no item at all.
+func (b *prmuBuilder) attentionPool(items, present string, H int64) string {
+	a := b.dense(prmuWeightPrefix+"attn", items, H, H)                                                 // [B,K,H]
+	logit := b.op("MatMul", a, b.normal(prmuWeightPrefix+"attn.query", 1/math.Sqrt(float64(H)), H, 1)) // [B,K,1]
+	logit = b.op("Squeeze", logit, b.ints(-1))                                                         // [B,K]
+	off := b.op("Mul", b.op("Sub", present, b.one()), b.g.Const("prmu_c", ir.Scalar("", float32(1e4))))
+	w := b.g.Op("Softmax", []string{b.op("Add", logit, off)}, ir.AttrInt("axis", -1))
+	return b.sum(b.op("Mul", items, b.op("Unsqueeze", w, b.ints(-1))), 1, false)
 }
 
 // dense is tanh(x·W + b) with W stored [in, out].

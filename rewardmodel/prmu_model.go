@@ -133,8 +133,14 @@ func (p *PRMU) Model() *onnxpb.ModelProto { return p.model }
 
 // prmuText is how every text is tokenized: trimmed, with one leading space,
 // so a word encodes the same at the start of a response as inside a profile
-// item (byte-level BPE tells " crime" from "crime").
-func prmuText(s string) string { return " " + strings.TrimSpace(s) }
+// item (byte-level BPE tells " crime" from "crime"). A blank text has no
+// tokens: a blank profile item is not counted.
+func prmuText(s string) string {
+	if s = strings.TrimSpace(s); s == "" {
+		return ""
+	}
+	return " " + s
+}
 
 // encoder tokenizes texts for one call, once per distinct text (the G
 // completions of a prompt share its profile).

@@ -136,6 +136,41 @@ func TestPRMUScoreIsPerRow(t *testing.T) {
 		if math.Abs(one[0]-all[i]) > 1e-5 {
 			t.Fatalf("row %d scores %v alone, %v in a batch", i, one[0], all[i])
 		}
+		// A blank profile item is padding: it changes nothing.
+		blank, err := p.Score(context.Background(), [][]string{append([]string{" "}, profiles[i]...)}, responses[i:i+1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if math.Abs(blank[0]-all[i]) > 1e-5 {
+			t.Fatalf("row %d scores %v with a blank profile item, %v without", i, blank[0], all[i])
+		}
+	}
+}
+
+// Attention pooling trains as well as the mean on the tag task, and ignores
+// blank items too.
+func TestPRMUAttentionPooling(t *testing.T) {
+	_, _, data := sharedPRMU(t)
+	p, res, accs, err := TrainSynthPRMU(context.Background(), data,
+		SynthPRMUOptions{Config: PRMUConfig{Seed: 2, Pool: PoolAttention}, Train: PRMUTrainOptions{Steps: 600, Seed: 2}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	t.Logf("attention pooling: %d steps in %v, dev pair accuracy %+v", len(res.Losses), res.Duration.Round(1e6), accs)
+	if accs[0].Task != datasets.SynthTag || accs[0].Accuracy < 0.9 {
+		t.Fatalf("attention pooling: dev accuracies %+v, want synth_tag >= 0.9", accs)
+	}
+	prof := []string{"description: a film about jokes and ghosts in a village; tag: comedy", "description: a film about clues and tears in the city; tag: drama"}
+	s, err := p.Score(context.Background(), [][]string{prof, append(prof, "", "  ")}, []string{"comedy", "comedy"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if math.Abs(s[0]-s[1]) > 1e-5 {
+		t.Fatalf("blank items changed the attention-pooled score: %v vs %v", s[0], s[1])
+	}
+	if _, err := BuildPRMU(PRMUConfig{Vocab: 10, Pool: "max"}); err == nil || !strings.Contains(err.Error(), "pool") {
+		t.Fatalf("unknown pooling: %v", err)
 	}
 }
 

@@ -79,6 +79,7 @@ func prmuTrainCmd() *cobra.Command {
 	f.IntVar(&o.Config.Embed, "embed", 64, "token embedding width")
 	f.IntVar(&o.Config.Hidden, "hidden", 64, "encoder and fusion width")
 	f.IntVar(&o.Config.MaxItems, "max-items", 8, "profile items read per user")
+	f.StringVar(&o.Config.Pool, "pool", rewardmodel.PoolMean, "profile pooling: mean or attention")
 	c.MarkFlagRequired("out")
 	return c
 }
