@@ -214,7 +214,7 @@ func (g *chainGen) batch(ctx context.Context, exs []datasets.Example) ([]dataset
 	}
 	texts, err := g.cfg.Teacher.Complete(ctx, prompts)
 	if err != nil {
-		return nil, fmt.Errorf("chains: teacher %s: %w", g.cfg.Teacher.Name(), err)
+		return nil, fmt.Errorf("chains: %w", err) // teachers name themselves in their errors
 	}
 	if len(texts) != len(prompts) {
 		return nil, fmt.Errorf("chains: teacher %s returned %d completions for %d prompts", g.cfg.Teacher.Name(), len(texts), len(prompts))
@@ -240,9 +240,16 @@ func (g *chainGen) batch(ctx context.Context, exs []datasets.Example) ([]dataset
 		if err != nil {
 			return nil, fmt.Errorf("chains: labeller %s: %w", g.cfg.Labeller.Name(), err)
 		}
+		if len(labels) != len(toLabel) {
+			return nil, fmt.Errorf("chains: labeller %s returned %d labellings for %d chains", g.cfg.Labeller.Name(), len(labels), len(toLabel))
+		}
 		for i, c := range labelled {
 			if labels[i].Problem != "" {
 				c.problem = labels[i].Problem
+				continue
+			}
+			if len(labels[i].Tags) != len(c.free.Steps) {
+				c.problem = fmt.Sprintf("labeller %s gave %d tags for %d steps", g.cfg.Labeller.Name(), len(labels[i].Tags), len(c.free.Steps))
 				continue
 			}
 			c.text = AssembleChain(labels[i].Tags, c.free.Steps, c.free.Answer)

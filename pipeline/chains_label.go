@@ -257,6 +257,9 @@ func (l TeacherLabeller) Label(ctx context.Context, chains [][]string) ([]Labels
 	if err != nil {
 		return nil, fmt.Errorf("label steps: %w", err)
 	}
+	if len(replies) != len(prompts) {
+		return nil, fmt.Errorf("label steps: teacher %s returned %d replies for %d prompts", l.Teacher.Name(), len(replies), len(prompts))
+	}
 	out := make([]Labels, len(chains))
 	for i, r := range replies {
 		out[i] = l.ParseLabels(r, len(chains[i]))

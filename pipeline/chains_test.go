@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/tagpr/tagpr/datasets"
+	"github.com/tagpr/tagpr/rewardmodel"
 )
 
 // chainExamples writes a tiny synthetic synth_tag train split: 8 examples,
@@ -350,4 +351,81 @@ type shortTeacher struct{}
 func (shortTeacher) Name() string { return "short" }
 func (shortTeacher) Complete(context.Context, [][]datasets.Message) ([]string, error) {
 	return nil, nil
+}
+
+// TestGenerateChainsTeacherLabellerAndGenerationThreshold: a generation task
+// (ROUGE-L against the default 0.5 threshold) with steps labelled by the
+// teacher itself.
+func TestGenerateChainsTeacherLabellerAndGenerationThreshold(t *testing.T) {
+	dir := t.TempDir()
+	d, err := datasets.Synth(datasets.SynthConfig{Seed: 3, Users: 4, QueriesPerUser: 3, ProfileMin: 3, ProfileMax: 3,
+		Tasks: []string{datasets.SynthGen}, DevFrac: 0.25, TestFrac: 0.25})
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := d.Set(datasets.SynthGen, "train")
+	exs := set.Examples[:3]
+	examples := filepath.Join(dir, "gen.arrow")
+	if err := datasets.WriteRows(examples, exs, func(p string) (*datasets.Writer[datasets.Example], error) {
+		return datasets.CreateExamples(p, set.Task)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	words := strings.Fields(exs[1].Output)
+	answers := []string{
+		exs[0].Output,              // exact: r_task 1
+		words[0],                   // one word of several: ROUGE-L F1 < 0.5
+		exs[2].Output + " indeed!", // close: ROUGE-L F1 ≥ 0.5
+	}
+	teacher := &scriptedTeacher{reply: func(p []datasets.Message) string {
+		c := p[len(p)-1].Content
+		if strings.HasPrefix(c, "Label each") {
+			if strings.Contains(c, "3. ") {
+				return "1: recall_history\n2: infer_preference\n3: conclude"
+			}
+			return "1: recall_history" // one tag for two steps: unusable
+		}
+		for i, e := range exs {
+			if strings.Contains(c, e.Input) {
+				if i == 2 {
+					return "Past titles are short.\n\nThe user likes questions.\n\nAnswer: " + answers[i] // two steps
+				}
+				return "Past titles are short.\n\nThe user likes questions.\n\nA candidate title.\n\nAnswer: " + answers[i]
+			}
+		}
+		t.Errorf("prompt matches no example:\n%s", c)
+		return ""
+	}}
+	out := filepath.Join(dir, "chains.arrow")
+	cfg := ChainsConfig{Examples: examples, Out: out, Teacher: teacher, Batch: 8,
+		Labeller: TeacherLabeller{Teacher: teacher, Taxonomy: rewardmodel.DefaultTaxonomy()}}
+	if _, err := GenerateChains(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := datasets.ReadChains(out, datasets.ReadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 3 {
+		t.Fatalf("%d rows", len(rows))
+	}
+	wantAnswer := []bool{true, false, true}
+	for i, r := range rows {
+		v := r.Verdicts[0]
+		if v.Pass != wantAnswer[i] || !strings.Contains(v.Detail, "need 0.500") {
+			t.Errorf("row %d (answer %q, gold %q): %+v", i, r.Answer, r.Gold, v)
+		}
+		if !strings.HasSuffix(r.Teacher, "; labeller=teacher:scripted") {
+			t.Errorf("row %d: teacher %q", i, r.Teacher)
+		}
+	}
+	if !rows[0].Keep || rows[1].Keep || rows[2].Keep {
+		t.Errorf("keep %v %v %v, want true false false", rows[0].Keep, rows[1].Keep, rows[2].Keep)
+	}
+	if tags := rows[0].Spans; len(tags) != 3 || tags[0].Tag != "recall_history" || tags[2].Tag != "conclude" {
+		t.Errorf("row 0 spans %+v", tags)
+	}
+	if v := rows[2].Verdicts[1]; v.Pass || !strings.Contains(v.Detail, "step 2 of 2 has no tag") {
+		t.Errorf("row 2 tags verdict %+v", v)
+	}
 }
