@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -112,6 +113,7 @@ func TestOpenAITeacherErrors(t *testing.T) {
 			w.Write([]byte(`{"choices": []}`))
 		}, 1, []string{"no choices"}},
 		{"timeout retried then given up", func(w http.ResponseWriter, r *http.Request) {
+			io.Copy(io.Discard, r.Body) // the server notices a closed connection only once the body is read
 			select {
 			case <-r.Context().Done():
 			case <-time.After(3 * time.Second):
