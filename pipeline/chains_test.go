@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -428,4 +429,47 @@ func TestGenerateChainsTeacherLabellerAndGenerationThreshold(t *testing.T) {
 	if v := rows[2].Verdicts[1]; v.Pass || !strings.Contains(v.Detail, "step 2 of 2 has no tag") {
 		t.Errorf("row 2 tags verdict %+v", v)
 	}
+}
+
+// cancellingTeacher answers its first batch, then the run is interrupted.
+type cancellingTeacher struct {
+	scriptedTeacher
+	cancel context.CancelFunc
+}
+
+func (c *cancellingTeacher) Complete(ctx context.Context, prompts [][]datasets.Message) ([]string, error) {
+	if c.calls == 1 {
+		c.cancel()
+		return nil, ctx.Err()
+	}
+	return c.scriptedTeacher.Complete(ctx, prompts)
+}
+
+func TestGenerateChainsInterrupted(t *testing.T) {
+	dir := t.TempDir()
+	examples, exs := chainExamples(t, dir)
+	script := teacherScript(exs)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	teacher := &cancellingTeacher{cancel: cancel, scriptedTeacher: scriptedTeacher{reply: func(p []datasets.Message) string {
+		for i, e := range exs {
+			if strings.Contains(p[0].Content, e.Input) {
+				return script[i]
+			}
+		}
+		return ""
+	}}}
+	out := filepath.Join(dir, "chains.arrow")
+	_, err := GenerateChains(ctx, chainsConfig(examples, out, teacher))
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("error %v, want context.Canceled", err)
+	}
+	if _, err := os.Stat(out); !os.IsNotExist(err) {
+		t.Fatal("an interrupted run wrote its output file")
+	}
+	st, err := GenerateChains(context.Background(), chainsConfig(examples, out, &scriptedTeacher{reply: teacher.reply}))
+	if err != nil || st.Skipped != 3 || st.Done != 5 {
+		t.Fatalf("resume after interrupt: %+v, %v", st, err)
+	}
+	checkChainRows(t, out, exs, "scripted")
 }
