@@ -186,7 +186,7 @@ type chainGen struct {
 type candidate struct {
 	ex      *datasets.Example
 	prompt  []datasets.Message
-	text    string // the teacher's raw output
+	text    string // the teacher's output; for a labelled free-form chain, the assembled chain
 	free    FreeChain
 	tagged  bool   // the teacher already wrote tags
 	problem string // labelling failure
