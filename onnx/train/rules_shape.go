@@ -96,10 +96,23 @@ func init() {
 		}
 		target := append([]int64{sd[a]}, sd[:a]...)
 		target = append(target, sd[a+1:]...)
-		ind := c.normIndices(idx, sd[a])
-		ind = c.reshape(ind, append(append([]int64{}, si...), 1))
-		zeros := c.fill(c.elem(data), target, 0)
-		sc := c.op("ScatterND", []string{zeros, ind, g}, ir.AttrString("reduction", "add"))
+		// Scatter-add the rows [N, R] (N looked-up indices, R elements each)
+		// into zeros [sd[a], R] with ScatterElements: ORT's multithreaded
+		// ScatterND with reduction=add races on repeated indices (every
+		// embedding gradient has them) and loses updates; ScatterElements
+		// runs sequentially and is exact.
+		nIdx, rest := int64(1), int64(1)
+		for _, d := range si {
+			nIdx *= d
+		}
+		for _, d := range target[1:] {
+			rest *= d
+		}
+		ind := c.reshape(c.normIndices(idx, sd[a]), []int64{nIdx, 1})
+		ind = c.op("Expand", []string{ind, c.e.ints(nIdx, rest)})
+		zeros := c.fill(c.elem(data), []int64{sd[a], rest}, 0)
+		sc := c.op("ScatterElements", []string{zeros, ind, c.reshape(g, []int64{nIdx, rest})}, ir.AttrInt("axis", 0), ir.AttrString("reduction", "add"))
+		sc = c.reshape(sc, target)
 		if a > 0 {
 			var perm []int64
 			for k := int64(1); k <= a; k++ {
@@ -127,9 +140,53 @@ func init() {
 		if bd := ir.AttrIntOf(n, "batch_dims", 0); bd != 0 {
 			return nil, fmt.Errorf("GatherND with batch_dims=%d is not supported (0 only)", bd)
 		}
-		data := n.Input[0]
-		zeros := c.fill(c.elem(data), c.shape(data), 0)
-		return []string{c.op("ScatterND", []string{zeros, n.Input[1], gy[0]}, ir.AttrString("reduction", "add")), ""}, nil
+		// As for Gather: linearize the K indexed dims and scatter-add rows
+		// with ScatterElements (ScatterND's add races across threads).
+		data, idx := n.Input[0], n.Input[1]
+		sd, si := c.shape(data), c.shape(idx)
+		k := si[len(si)-1]
+		rows, rest, nIdx := int64(1), int64(1), int64(1)
+		strides := make([]int64, k)
+		for d := k - 1; d >= 0; d-- {
+			strides[d] = rows
+			rows *= sd[d]
+		}
+		for _, d := range sd[k:] {
+			rest *= d
+		}
+		for _, d := range si[:len(si)-1] {
+			nIdx *= d
+		}
+		dt := c.elem(idx)
+		var str string
+		if dt == ir.Int32 {
+			s32 := make([]int32, k)
+			for i, v := range strides {
+				s32[i] = int32(v)
+			}
+			str = c.e.init("grad/strides", ir.Tensor("", []int64{k}, s32))
+		} else {
+			str = c.e.ints(strides...)
+		}
+		// Negative indices count from the end of their own dim.
+		dims := make([]int64, k)
+		copy(dims, sd[:k])
+		var dimT string
+		if dt == ir.Int32 {
+			d32 := make([]int32, k)
+			for i, v := range dims {
+				d32[i] = int32(v)
+			}
+			dimT = c.e.init("grad/dims", ir.Tensor("", []int64{k}, d32))
+		} else {
+			dimT = c.e.ints(dims...)
+		}
+		pos := c.op("Where", []string{c.op("Less", []string{idx, c.scalarInt(dt, 0)}), c.add(idx, dimT), idx})
+		lin := c.op("ReduceSum", []string{c.mul(pos, str), c.e.ints(-1)}, ir.AttrInt("keepdims", 0))
+		ind := c.op("Expand", []string{c.reshape(lin, []int64{nIdx, 1}), c.e.ints(nIdx, rest)})
+		zeros := c.fill(c.elem(data), []int64{rows, rest}, 0)
+		sc := c.op("ScatterElements", []string{zeros, ind, c.reshape(gy[0], []int64{nIdx, rest})}, ir.AttrInt("axis", 0), ir.AttrString("reduction", "add"))
+		return []string{c.reshape(sc, sd), ""}, nil
 	}
 	rules["Trilu"] = func(c *gctx, n *onnxpb.NodeProto, gy []string, need []bool) ([]string, error) {
 		ins := []string{gy[0]}

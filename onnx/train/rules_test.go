@@ -194,6 +194,9 @@ var opChecks = map[string]func(b *opBench) string{
 	"GatherND": func(b *opBench) string {
 		return b.op("GatherND", []string{b.param(-1, 1, 3, 4, 2), b.intTensor([]int64{3, 2}, []int64{0, 1, 2, 3, 0, 1})})
 	},
+	"GatherNDNegativeFull": func(b *opBench) string { // every dim indexed, negative indices, repeats
+		return b.op("GatherND", []string{b.param(-1, 1, 3, 4), b.intTensor([]int64{2, 2, 2}, []int64{-1, 0, 2, -4, 0, 1, 0, 1})})
+	},
 	"Mean": func(b *opBench) string {
 		return b.op("Mean", []string{b.param(-1, 1, 2, 3), b.param(-1, 1, 3)})
 	},
