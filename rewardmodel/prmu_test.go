@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -319,3 +320,51 @@ func TestPRMUScoreRefusesMalformedInput(t *testing.T) {
 var _ interface {
 	Score(ctx context.Context, profiles [][]string, responses []string) ([]float64, error)
 } = (*PRMU)(nil)
+
+func TestPRMUPairs(t *testing.T) {
+	data, err := datasets.Synth(datasets.SynthConfig{Seed: 3, Users: 30, QueriesPerUser: 3, ProfileMin: 4, ProfileMax: 6, DevFrac: 0.2, TestFrac: 0.2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, task := range data.Config.Tasks {
+		set := data.Set(task, "train")
+		pairs, err := PRMUPairs(set.Task, set.Examples, 3, 9)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(pairs) != len(set.Examples) {
+			t.Fatalf("%s: %d pairs for %d examples", task, len(pairs), len(set.Examples))
+		}
+		// Same seed, same negatives (labels are drawn; the profile's top 3 can
+		// vary at BM25 ties: datasets.BM25Scores sums idf in map order, so
+		// equal scores differ in the last bit).
+		again, _ := PRMUPairs(set.Task, set.Examples, 3, 9)
+		for i := range pairs {
+			if set.Task.Labels != nil && (pairs[i].Chosen != again[i].Chosen || pairs[i].Rejected != again[i].Rejected) {
+				t.Fatalf("%s pair %d: %+v, then %+v", task, i, pairs[i], again[i])
+			}
+		}
+		users := map[string]string{} // output → a user who gave it
+		for _, e := range set.Examples {
+			users[e.Output] = e.User
+		}
+		for i, p := range pairs {
+			e := set.Examples[i]
+			if p.Chosen != e.Output || p.Rejected == p.Chosen || len(p.Profile) != 3 {
+				t.Fatalf("%s pair %d: %+v for gold %q", task, i, p, e.Output)
+			}
+			if !strings.HasPrefix(p.Profile[0], set.Task.ProfileFields[0]+": ") || !strings.Contains(p.Profile[0], "; date: ") {
+				t.Fatalf("%s profile item %q is not in the prompts' form", task, p.Profile[0])
+			}
+			if set.Task.Labels == nil && users[p.Rejected] == e.User {
+				t.Fatalf("%s pair %d: the rejected title %q is the same user's", task, i, p.Rejected)
+			}
+			if set.Task.Labels != nil && !slices.Contains(set.Task.Labels, p.Rejected) {
+				t.Fatalf("%s pair %d: rejected %q is not a label", task, i, p.Rejected)
+			}
+		}
+	}
+	if _, err := PRMUPairs(data.Sets[0].Task, nil, 0, 1); err == nil {
+		t.Fatal("pairs from no examples")
+	}
+}
