@@ -13,7 +13,7 @@ import (
 // response fits a user known only by the texts of their profile items. The
 // graph, float32 throughout:
 //
-//	text encoder  enc(ids, mask) = tanh(W_enc·meanpool(embed[ids], mask) + b_enc)
+//	text encoder  enc(text) = tanh(W_enc·mean(embed[token] for its tokens) + b_enc)
 //	user          u = tanh(W_user·pool_k enc(profile item k) + b_user)
 //	response      r = tanh(W_resp·enc(response) + b_resp)
 //	fusion        score = w_out·tanh(W_fuse·[u, r, u⊙r] + b_fuse) + b_out
@@ -28,14 +28,15 @@ import (
 // for what PRMU has to see (which labels, words and styles a user uses) and
 // keeps scoring cheap next to the policy.
 
-// Names of the PRMU graph's inputs and output. Masks are 1 for a real token,
-// 0 for padding; a profile item whose tokens are all padding is not counted.
+// Names of the PRMU graph's inputs and output. Texts come in as bags of
+// tokens: a row holds each vocab entry's share of the text's tokens (it sums
+// to 1), so the mean of the token embeddings is one MatMul, whose gradient
+// is a MatMul too (a Gather's is a scatter-add, several times slower in ORT).
+// A profile row of zeros is no item: it is not counted.
 const (
-	PRMUProfileIDs   = "profile_ids"   // [B,K,L] int64: K profile items of L tokens
-	PRMUProfileMask  = "profile_mask"  // [B,K,L] float32
-	PRMUResponseIDs  = "response_ids"  // [B,R] int64
-	PRMUResponseMask = "response_mask" // [B,R] float32
-	PRMUScoreOutput  = "score"         // [B] float32: the raw score (a logit)
+	PRMUProfileBOW  = "profile_bow"  // [B,K,V] float32: K profile items
+	PRMUResponseBOW = "response_bow" // [B,V] float32
+	PRMUScoreOutput = "score"        // [B] float32: the raw score (a logit)
 )
 
 // Profile pooling modes (PRMUConfig.Pool).
@@ -111,27 +112,27 @@ func BuildPRMU(cfg PRMUConfig) (*onnxpb.ModelProto, error) {
 	}
 	b := &prmuBuilder{g: ir.NewGraph("tagpr_prmu"), rng: rand.New(rand.NewPCG(c.Seed, 0x70726d75))}
 	g := b.g
-	g.Input(PRMUProfileIDs, ir.Int64, "batch", "items", "item_tokens")
-	g.Input(PRMUProfileMask, ir.Float, "batch", "items", "item_tokens")
-	g.Input(PRMUResponseIDs, ir.Int64, "batch", "response_tokens")
-	g.Input(PRMUResponseMask, ir.Float, "batch", "response_tokens")
+	g.Input(PRMUProfileBOW, ir.Float, "batch", "items", c.Vocab)
+	g.Input(PRMUResponseBOW, ir.Float, "batch", c.Vocab)
 
 	E, H := int64(c.Embed), int64(c.Hidden)
 	b.embed = b.normal(prmuWeightPrefix+"embed", c.EmbedStd, int64(c.Vocab), E)
 	b.encW = b.normal(prmuWeightPrefix+"enc.weight", 1/math.Sqrt(float64(E)), E, H)
 	b.encB = b.zeros(prmuWeightPrefix+"enc.bias", H)
 
-	items := b.encode(PRMUProfileIDs, PRMUProfileMask)                 // [B,K,H]
-	present := b.op("Min", b.sum(PRMUProfileMask, -1, false), b.one()) // [B,K]: 1 for an item with tokens
+	items := b.encode(PRMUProfileBOW) // [B,K,H]
+	// 1 for an item with tokens (its row sums to ~1), 0 for none.
+	big := b.g.Const("prmu_c", ir.Scalar("", float32(1e6)))
+	present := b.op("Min", b.op("Mul", b.sum(PRMUProfileBOW, -1, false), big), b.one()) // [B,K]
 	var u string
 	if c.Pool == PoolAttention {
 		u = b.attentionPool(items, present, H) // [B,H]
 	} else {
 		u = b.maskedMean(items, b.op("Unsqueeze", present, b.ints(-1)), 1) // [B,H]
 	}
-	u = b.dense(prmuWeightPrefix+"user", u, H, H)                                            // [B,H]
-	r := b.dense(prmuWeightPrefix+"resp", b.encode(PRMUResponseIDs, PRMUResponseMask), H, H) // [B,H]
-	z := g.Op("Concat", []string{u, r, b.op("Mul", u, r)}, ir.AttrInt("axis", -1))           // [B,3H]
+	u = b.dense(prmuWeightPrefix+"user", u, H, H)                                  // [B,H]
+	r := b.dense(prmuWeightPrefix+"resp", b.encode(PRMUResponseBOW), H, H)         // [B,H]
+	z := g.Op("Concat", []string{u, r, b.op("Mul", u, r)}, ir.AttrInt("axis", -1)) // [B,3H]
 	f := b.dense(prmuWeightPrefix+"fuse", z, 3*H, H)
 	out := b.op("Add", b.op("MatMul", f, b.normal(prmuWeightPrefix+"out.weight", 1/math.Sqrt(float64(H)), H, 1)),
 		b.zeros(prmuWeightPrefix+"out.bias", 1))
@@ -190,11 +191,10 @@ func (b *prmuBuilder) maskedMean(x, w string, axis int64) string {
 	return b.op("Div", b.sum(b.op("Mul", x, w), axis, false), b.op("Max", b.sum(w, axis, false), b.one()))
 }
 
-// encode is the shared text encoder: mean of the token embeddings under the
-// mask, then a tanh layer. ids [...,L] → [...,H].
-func (b *prmuBuilder) encode(ids, mask string) string {
-	e := b.g.Op("Gather", []string{b.embed, ids}, ir.AttrInt("axis", 0))
-	pooled := b.maskedMean(e, b.op("Unsqueeze", mask, b.ints(-1)), -2)
+// encode is the shared text encoder: the mean token embedding (the bag
+// times the table), then a tanh layer. bow [...,V] → [...,H].
+func (b *prmuBuilder) encode(bow string) string {
+	pooled := b.op("MatMul", bow, b.embed)
 	return b.op("Tanh", b.op("Add", b.op("MatMul", pooled, b.encW), b.encB))
 }
 

@@ -3,7 +3,6 @@ package rewardmodel
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -94,7 +93,7 @@ func checkPRMUGraph(m *onnxpb.ModelProto, cfg PRMUConfig) error {
 	for _, vi := range g.Input {
 		have[vi.GetName()] = true
 	}
-	for _, name := range []string{PRMUProfileIDs, PRMUProfileMask, PRMUResponseIDs, PRMUResponseMask} {
+	for _, name := range []string{PRMUProfileBOW, PRMUResponseBOW} {
 		if !have[name] {
 			return fmt.Errorf("prmu model: no input %q", name)
 		}
@@ -158,68 +157,62 @@ func (e *prmuEncoder) encode(s string, maxTokens int) []int {
 	return ids[:min(len(ids), maxTokens)]
 }
 
-// prmuBatch holds the padded inputs of B rows.
+// prmuBatch holds the bag-of-tokens inputs of B rows of K items.
 type prmuBatch struct {
-	B, K, L, R         int
-	profIDs, respIDs   []int64
-	profMask, respMask []float32
+	B, K, V    int
+	prof, resp []float32
 }
 
-// newPRMUBatch lays rows out padded to K items of L tokens and R response
-// tokens. Profiles are cut to their first K items, texts to their first tokens.
-func newPRMUBatch(profiles [][][]int, responses [][]int, K, L, R int) *prmuBatch {
-	B := len(responses)
-	b := &prmuBatch{B: B, K: K, L: L, R: R,
-		profIDs: make([]int64, B*K*L), profMask: make([]float32, B*K*L),
-		respIDs: make([]int64, B*R), respMask: make([]float32, B*R)}
-	b.fill(profiles, responses)
-	return b
+func newPRMUBatch(B, K, V int) *prmuBatch {
+	return &prmuBatch{B: B, K: K, V: V, prof: make([]float32, B*K*V), resp: make([]float32, B*V)}
 }
 
-// fill refills the batch in place (tensors made by values see the change).
-func (b *prmuBatch) fill(profiles [][][]int, responses [][]int) {
-	clear(b.profIDs)
-	clear(b.profMask)
-	clear(b.respIDs)
-	clear(b.respMask)
+// fill writes the rows' bags in place (tensors made by values see the
+// change). Profiles past K items are cut; texts come already cut.
+func (b *prmuBatch) fill(profiles [][][]int, responses [][]int) error {
+	clear(b.prof)
+	clear(b.resp)
 	for i := range responses {
 		for k, item := range profiles[i][:min(len(profiles[i]), b.K)] {
-			base := (i*b.K + k) * b.L
-			for t, id := range item[:min(len(item), b.L)] {
-				b.profIDs[base+t], b.profMask[base+t] = int64(id), 1
+			if err := b.bag(b.prof[(i*b.K+k)*b.V:][:b.V], item); err != nil {
+				return err
 			}
 		}
-		for t, id := range responses[i][:min(len(responses[i]), b.R)] {
-			b.respIDs[i*b.R+t], b.respMask[i*b.R+t] = int64(id), 1
+		if err := b.bag(b.resp[i*b.V:][:b.V], responses[i]); err != nil {
+			return err
 		}
 	}
+	return nil
+}
+
+// bag adds each token's share of ids to row.
+func (b *prmuBatch) bag(row []float32, ids []int) error {
+	w := 1 / float32(len(ids))
+	for _, id := range ids {
+		if id < 0 || id >= b.V {
+			return fmt.Errorf("token id %d outside the model's vocab [0, %d)", id, b.V)
+		}
+		row[id] += w
+	}
+	return nil
 }
 
 // values wraps the batch's slices as tensors (no copies).
 func (b *prmuBatch) values() (map[string]ort.Value, func(), error) {
-	var made []ort.Value
-	release := func() {
-		for _, v := range made {
-			v.Destroy()
-		}
-	}
-	add := func(v ort.Value, err error) error {
-		if err == nil {
-			made = append(made, v)
-		}
-		return err
-	}
-	pShape, rShape := []int64{int64(b.B), int64(b.K), int64(b.L)}, []int64{int64(b.B), int64(b.R)}
-	pi, e1 := ort.NewTensor(pShape, b.profIDs)
-	pm, e2 := ort.NewTensor(pShape, b.profMask)
-	ri, e3 := ort.NewTensor(rShape, b.respIDs)
-	rm, e4 := ort.NewTensor(rShape, b.respMask)
-	err := errors.Join(add(pi, e1), add(pm, e2), add(ri, e3), add(rm, e4))
+	prof, err := ort.NewTensor([]int64{int64(b.B), int64(b.K), int64(b.V)}, b.prof)
 	if err != nil {
-		release()
 		return nil, nil, fmt.Errorf("prmu inputs: %w", err)
 	}
-	return map[string]ort.Value{PRMUProfileIDs: pi, PRMUProfileMask: pm, PRMUResponseIDs: ri, PRMUResponseMask: rm}, release, nil
+	resp, err := ort.NewTensor([]int64{int64(b.B), int64(b.V)}, b.resp)
+	if err != nil {
+		prof.Destroy()
+		return nil, nil, fmt.Errorf("prmu inputs: %w", err)
+	}
+	release := func() {
+		prof.Destroy()
+		resp.Destroy()
+	}
+	return map[string]ort.Value{PRMUProfileBOW: prof, PRMUResponseBOW: resp}, release, nil
 }
 
 // Score returns the raw score (a logit; R_PRMU = sigmoid of it) of each
@@ -254,24 +247,24 @@ func (p *PRMU) Score(ctx context.Context, profiles [][]string, responses []strin
 	return out, nil
 }
 
-// scoreChunk pads one chunk only as far as its longest texts need.
+// scoreChunk scores up to prmuScoreBatch rows, padded to the most items of any.
 func (p *PRMU) scoreChunk(enc *prmuEncoder, profiles [][]string, responses []string) ([]float64, error) {
 	c := p.Config
-	K, L, R := 1, 1, 1
+	K := 1
 	profIDs := make([][][]int, len(responses))
 	respIDs := make([][]int, len(responses))
 	for i := range responses {
 		items := profiles[i][:min(len(profiles[i]), c.MaxItems)]
 		K = max(K, len(items))
 		for _, it := range items {
-			ids := enc.encode(it, c.MaxItemTokens)
-			L = max(L, len(ids))
-			profIDs[i] = append(profIDs[i], ids)
+			profIDs[i] = append(profIDs[i], enc.encode(it, c.MaxItemTokens))
 		}
 		respIDs[i] = enc.encode(responses[i], c.MaxResponseTokens)
-		R = max(R, len(respIDs[i]))
 	}
-	b := newPRMUBatch(profIDs, respIDs, K, L, R)
+	b := newPRMUBatch(len(responses), K, c.Vocab)
+	if err := b.fill(profIDs, respIDs); err != nil {
+		return nil, err
+	}
 	in, release, err := b.values()
 	if err != nil {
 		return nil, err

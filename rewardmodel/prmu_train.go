@@ -280,35 +280,32 @@ func TrainPRMU(ctx context.Context, cfg PRMUConfig, tok *tokenize.Tokenizer, pai
 		return nil, res, fmt.Errorf("train prmu: %w", err)
 	}
 
-	// Tokenize once; pad every step to the longest texts of all pairs.
+	// Tokenize once; every step has as many items as the longest profile.
 	enc := &prmuEncoder{tok: tok, seen: map[string][]int{}}
 	profs := make([][][]int, len(pairs))
 	chosen := make([][]int, len(pairs))
 	rejected := make([][]int, len(pairs))
-	K, L, R := 1, 1, 1
+	K := 1
 	for i, p := range pairs {
 		if len(p.Profile) == 0 {
 			return nil, res, fmt.Errorf("train prmu: pair %d has an empty profile", i)
 		}
 		for _, it := range p.Profile[:min(len(p.Profile), cfg.MaxItems)] {
-			ids := enc.encode(it, cfg.MaxItemTokens)
-			profs[i] = append(profs[i], ids)
-			L = max(L, len(ids))
+			profs[i] = append(profs[i], enc.encode(it, cfg.MaxItemTokens))
 		}
 		K = max(K, len(profs[i]))
 		chosen[i] = enc.encode(p.Chosen, cfg.MaxResponseTokens)
 		rejected[i] = enc.encode(p.Rejected, cfg.MaxResponseTokens)
-		R = max(R, len(chosen[i]), len(rejected[i]))
 	}
 
 	P := min(o.PairsPerStep, len(pairs))
-	tr, err := prmuTrainer(m, cfg, P, K, L, R, o)
+	tr, err := prmuTrainer(m, cfg, P, K, o)
 	if err != nil {
 		return nil, res, fmt.Errorf("train prmu: %w", err)
 	}
 	defer tr.Close()
 
-	batch := newPRMUBatch(make([][][]int, 2*P), make([][]int, 2*P), K, L, R)
+	batch := newPRMUBatch(2*P, K, cfg.Vocab)
 	in, release, err := batch.values()
 	if err != nil {
 		return nil, res, fmt.Errorf("train prmu: %w", err)
@@ -347,7 +344,9 @@ func TrainPRMU(ctx context.Context, cfg PRMUConfig, tok *tokenize.Tokenizer, pai
 			stepProfs[j], stepProfs[P+j] = profs[i], profs[i]
 			stepResps[j], stepResps[P+j] = chosen[i], rejected[i]
 		}
-		batch.fill(stepProfs, stepResps)
+		if err := batch.fill(stepProfs, stepResps); err != nil {
+			return nil, res, fmt.Errorf("train prmu: step %d: %w", step, err)
+		}
 		r, err := tr.Step(in)
 		if err != nil {
 			return nil, res, fmt.Errorf("train prmu: step %d: %w", step, err)
@@ -382,8 +381,8 @@ func TrainPRMU(ctx context.Context, cfg PRMUConfig, tok *tokenize.Tokenizer, pai
 }
 
 // prmuTrainer derives the Bradley–Terry training graph of m for P pairs
-// padded to K items of L tokens and R response tokens.
-func prmuTrainer(m *onnxpb.ModelProto, cfg PRMUConfig, P, K, L, R int, o PRMUTrainOptions) (*train.Trainer, error) {
+// (2P rows) of K profile items.
+func prmuTrainer(m *onnxpb.ModelProto, cfg PRMUConfig, P, K int, o PRMUTrainOptions) (*train.Trainer, error) {
 	lm := proto.Clone(m).(*onnxpb.ModelProto)
 	loss, err := train.AddPairwiseLoss(lm, PRMUScoreOutput)
 	if err != nil {
@@ -391,8 +390,7 @@ func prmuTrainer(m *onnxpb.ModelProto, cfg PRMUConfig, P, K, L, R int, o PRMUTra
 	}
 	B := int64(2 * P)
 	shapes := map[string][]int64{
-		PRMUProfileIDs: {B, int64(K), int64(L)}, PRMUProfileMask: {B, int64(K), int64(L)},
-		PRMUResponseIDs: {B, int64(R)}, PRMUResponseMask: {B, int64(R)},
+		PRMUProfileBOW: {B, int64(K), int64(cfg.Vocab)}, PRMUResponseBOW: {B, int64(cfg.Vocab)},
 		train.ChosenInput: {int64(P)}, train.RejectedInput: {int64(P)},
 	}
 	sp, err := train.Specialize(lm, shapes)
