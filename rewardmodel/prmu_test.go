@@ -372,3 +372,27 @@ func TestPRMUPairs(t *testing.T) {
 		t.Fatal("pairs from no examples")
 	}
 }
+
+func TestPolicySamplePairs(t *testing.T) {
+	prof := []string{"tag: comedy"}
+	pairs, err := PolicySamplePairs(prof, "comedy", []string{"drama", "comedy", " drama ", "horror", "action"}, []float64{0, 1, 0, 0.2, 0.9}, 0.5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rejected []string
+	for _, p := range pairs {
+		if p.Chosen != "comedy" || len(p.Profile) != 1 {
+			t.Fatalf("pair %+v", p)
+		}
+		rejected = append(rejected, p.Rejected)
+	}
+	if !slices.Equal(rejected, []string{"drama", "horror"}) {
+		t.Fatalf("rejected %q, want the low-scoring distinct answers drama, horror", rejected)
+	}
+	if _, err := PolicySamplePairs(prof, "x", []string{"a"}, nil, 1); err == nil {
+		t.Fatal("mismatched rewards accepted")
+	}
+	if _, err := PolicySamplePairs(nil, "x", nil, nil, 1); err == nil {
+		t.Fatal("empty profile accepted")
+	}
+}

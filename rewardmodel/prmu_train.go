@@ -85,6 +85,28 @@ func PRMUPairs(t *datasets.Task, examples []datasets.Example, topK int, seed uin
 	return pairs, nil
 }
 
+// PolicySamplePairs makes the pairs of one prompt's policy samples (SPEC's
+// "gold ≻ a low-scoring policy sample"): the gold output is chosen over each
+// distinct sample answer whose task reward is below maxReward. samples and
+// rewards run in parallel.
+func PolicySamplePairs(profile []string, gold string, samples []string, rewards []float64, maxReward float64) ([]PRMUPair, error) {
+	if len(samples) != len(rewards) {
+		return nil, fmt.Errorf("policy sample pairs: %d samples, %d rewards", len(samples), len(rewards))
+	}
+	if len(profile) == 0 {
+		return nil, fmt.Errorf("policy sample pairs: empty profile")
+	}
+	var pairs []PRMUPair
+	seen := map[string]bool{strings.TrimSpace(gold): true}
+	for i, s := range samples {
+		if key := strings.TrimSpace(s); rewards[i] < maxReward && !seen[key] {
+			seen[key] = true
+			pairs = append(pairs, PRMUPair{Profile: profile, Chosen: gold, Rejected: s})
+		}
+	}
+	return pairs, nil
+}
+
 // otherUsersOutput is another user's output for an input like e's, "" when
 // no other user's differing output turns up.
 func otherUsersOutput(e *datasets.Example, examples []datasets.Example, r *rand.Rand) string {
