@@ -141,7 +141,7 @@ func prmuText(s string) string {
 	return " " + s
 }
 
-// encoder tokenizes texts for one call, once per distinct text (the G
+// prmuEncoder tokenizes texts for one call, once per distinct text (the G
 // completions of a prompt share its profile).
 type prmuEncoder struct {
 	tok  *tokenize.Tokenizer
