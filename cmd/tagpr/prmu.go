@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -102,6 +103,10 @@ func prmuScoreCmd() *cobra.Command {
 				return err
 			}
 			if err := initRuntime(); err != nil {
+				return err
+			}
+			if err := checkPinned(filepath.Join(model, rewardmodel.PRMUModelFile), filepath.Join(model, rewardmodel.PRMUTokenizerFile),
+				filepath.Join(model, rewardmodel.PRMUConfigFile)); err != nil {
 				return err
 			}
 			p, err := rewardmodel.LoadPRMU(model, sessionOptions())

@@ -65,4 +65,18 @@ func TestPRMUTrainAndScore(t *testing.T) {
 			t.Errorf("prmu score %v: err %v, stderr %q; want an error mentioning %q", c.args, err, stderr, c.want)
 		}
 	}
+
+	// A pinned PRMU whose weights changed is refused.
+	if _, stderr, err := runTagpr(t, dir, nil, "models", "lock", "--kind", "model", "--name", "prmu", "prmu/model.onnx"); err != nil {
+		t.Fatalf("models lock: %v\n%s", err, stderr)
+	}
+	if _, stderr, err := runTagpr(t, ".", nil, "prmu", "score", "--model", model, "--profile-file", prof, "--response", "comedy"); err != nil {
+		t.Fatalf("prmu score of the intact pinned model: %v\n%s", err, stderr)
+	}
+	b, _ := os.ReadFile(filepath.Join(model, "model.onnx"))
+	b[len(b)-1] ^= 1
+	os.WriteFile(filepath.Join(model, "model.onnx"), b, 0o644)
+	if _, stderr, err := runTagpr(t, ".", nil, "prmu", "score", "--model", model, "--profile-file", prof, "--response", "comedy"); err == nil || !strings.Contains(stderr, "pinned artifact prmu") {
+		t.Fatalf("prmu score of a tampered pinned model: err %v, stderr %q", err, stderr)
+	}
 }
