@@ -26,23 +26,32 @@ func BM25Scores(query string, docs []string) []float64 {
 	}
 	tf := make([]map[string]int, n)
 	df := map[string]int{}
+	// Words in first-seen order: sums over the vocabulary run in this order
+	// (as rank_bm25's insertion-ordered dicts do), never in Go's random map
+	// order, whose rounding differences reorder near-tied documents from one
+	// process to the next.
+	var vocab []string
 	total := 0
 	for i, d := range docs {
 		words := strings.Fields(d)
 		total += len(words)
 		tf[i] = make(map[string]int, len(words))
 		for _, w := range words {
+			if tf[i][w] == 0 {
+				if df[w] == 0 {
+					vocab = append(vocab, w)
+				}
+				df[w]++
+			}
 			tf[i][w]++
-		}
-		for w := range tf[i] {
-			df[w]++
 		}
 	}
 	avgdl := float64(total) / float64(n)
 	idf := make(map[string]float64, len(df))
 	sum := 0.0
 	var negative []string
-	for w, c := range df {
+	for _, w := range vocab {
+		c := df[w]
 		v := math.Log(float64(n)-float64(c)+0.5) - math.Log(float64(c)+0.5)
 		idf[w] = v
 		sum += v
