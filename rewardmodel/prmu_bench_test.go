@@ -20,7 +20,7 @@ func BenchmarkPRMU(b *testing.B) {
 		b.Fatal(err)
 	}
 	const steps = 100
-	p, res, _, err := TrainSynthPRMU(ctx, data, SynthPRMUOptions{Train: PRMUTrainOptions{Steps: steps, PairsPerStep: 32, Seed: 1}})
+	p, res, _, err := TrainSynthPRMU(ctx, data, PRMURecipe{Train: PRMUTrainOptions{Steps: steps, PairsPerStep: 32, Seed: 1}})
 	if err != nil {
 		b.Fatal(err)
 	}

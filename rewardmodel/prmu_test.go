@@ -40,7 +40,7 @@ func sharedPRMU(t *testing.T) (*PRMU, PRMUTrainResult, *datasets.SynthData) {
 			return
 		}
 		s.p, s.res, s.dev, s.err = TrainSynthPRMU(context.Background(), s.data,
-			SynthPRMUOptions{Config: PRMUConfig{Seed: 1}, Train: PRMUTrainOptions{Steps: 1000, Seed: 1, Session: quietSession}})
+			PRMURecipe{Config: PRMUConfig{Seed: 1}, Train: PRMUTrainOptions{Steps: 1000, Seed: 1, Session: quietSession}})
 	})
 	if s.err != nil {
 		t.Fatal(s.err)
@@ -157,7 +157,7 @@ func TestPRMUScoreIsPerRow(t *testing.T) {
 func TestPRMUAttentionPooling(t *testing.T) {
 	_, _, data := sharedPRMU(t)
 	p, res, accs, err := TrainSynthPRMU(context.Background(), data,
-		SynthPRMUOptions{Config: PRMUConfig{Seed: 2, Pool: PoolAttention}, Train: PRMUTrainOptions{Steps: 400, Seed: 2, Session: quietSession}})
+		PRMURecipe{Config: PRMUConfig{Seed: 2, Pool: PoolAttention}, Train: PRMUTrainOptions{Steps: 400, Seed: 2, Session: quietSession}})
 	if err != nil {
 		t.Fatal(err)
 	}

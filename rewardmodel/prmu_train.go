@@ -135,13 +135,31 @@ func otherUsersOutput(e *datasets.Example, examples []datasets.Example, r *rand.
 	return cands[best].Output
 }
 
-// SynthPRMUPairs makes the pairs of every task of one split of the
-// synthetic benchmark, each profile cut to its topK items most relevant to
-// the input (topK <= 0: all), as prompts show them.
-func SynthPRMUPairs(d *datasets.SynthData, split string, topK int, seed uint64) ([]PRMUPair, error) {
+// ExampleSet is one task's examples (a split of a LaMP task or of the
+// synthetic benchmark).
+type ExampleSet struct {
+	Task     *datasets.Task
+	Examples []datasets.Example
+}
+
+// SynthSets returns every task's examples of one split of the synthetic benchmark.
+func SynthSets(d *datasets.SynthData, split string) ([]ExampleSet, error) {
+	var out []ExampleSet
+	for _, task := range d.Config.Tasks {
+		set := d.Set(task, split)
+		if set == nil {
+			return nil, fmt.Errorf("prmu: the benchmark has no %s %s set", task, split)
+		}
+		out = append(out, ExampleSet{Task: set.Task, Examples: set.Examples})
+	}
+	return out, nil
+}
+
+// SetPairs makes the pairs of several sets (PRMUPairs with seed+i for set i).
+func SetPairs(sets []ExampleSet, topK int, seed uint64) ([]PRMUPair, error) {
 	var all []PRMUPair
-	for i, task := range d.Config.Tasks {
-		p, err := synthTaskPairs(d, task, split, topK, seed+uint64(i))
+	for i, s := range sets {
+		p, err := PRMUPairs(s.Task, s.Examples, topK, seed+uint64(i))
 		if err != nil {
 			return nil, err
 		}
@@ -150,16 +168,19 @@ func SynthPRMUPairs(d *datasets.SynthData, split string, topK int, seed uint64) 
 	return all, nil
 }
 
-func synthTaskPairs(d *datasets.SynthData, task, split string, topK int, seed uint64) ([]PRMUPair, error) {
-	set := d.Set(task, split)
-	if set == nil {
-		return nil, fmt.Errorf("prmu pairs: the benchmark has no %s %s set", task, split)
+// SynthPRMUPairs makes the pairs of every task of one split of the
+// synthetic benchmark, each profile cut to its topK items most relevant to
+// the input (topK <= 0: all), as prompts show them.
+func SynthPRMUPairs(d *datasets.SynthData, split string, topK int, seed uint64) ([]PRMUPair, error) {
+	sets, err := SynthSets(d, split)
+	if err != nil {
+		return nil, err
 	}
-	return PRMUPairs(set.Task, set.Examples, topK, seed)
+	return SetPairs(sets, topK, seed)
 }
 
-// SynthPRMUOptions configure TrainSynthPRMU.
-type SynthPRMUOptions struct {
+// PRMURecipe is how TrainPRMUOnSets makes a PRMU.
+type PRMURecipe struct {
 	Config PRMUConfig
 	Train  PRMUTrainOptions
 	Vocab  int // tokenizer vocab size (default 512)
@@ -173,33 +194,33 @@ type TaskAccuracy struct {
 	Accuracy float64
 }
 
-// TrainSynthPRMU trains a tokenizer and a PRMU on the synthetic benchmark's
-// train users and measures the pair accuracy on its dev users, per task
-// (recorded overall in the model's Info). The model is not saved.
-func TrainSynthPRMU(ctx context.Context, d *datasets.SynthData, o SynthPRMUOptions) (*PRMU, PRMUTrainResult, []TaskAccuracy, error) {
-	if o.Vocab == 0 {
-		o.Vocab = 512
+// TrainPRMUOnSets trains a tokenizer and a PRMU on the pairs of the train
+// sets and measures the pair accuracy on each dev set (the overall figure
+// goes to the model's Info). The model is not saved.
+func TrainPRMUOnSets(ctx context.Context, trainSets, devSets []ExampleSet, r PRMURecipe) (*PRMU, PRMUTrainResult, []TaskAccuracy, error) {
+	if r.Vocab == 0 {
+		r.Vocab = 512
 	}
-	pairs, err := SynthPRMUPairs(d, "train", o.TopK, o.Train.Seed)
+	pairs, err := SetPairs(trainSets, r.TopK, r.Train.Seed)
 	if err != nil {
 		return nil, PRMUTrainResult{}, nil, err
 	}
-	tok, err := TrainPRMUTokenizer(pairs, o.Vocab)
+	tok, err := TrainPRMUTokenizer(pairs, r.Vocab)
 	if err != nil {
 		return nil, PRMUTrainResult{}, nil, err
 	}
-	p, res, err := TrainPRMU(ctx, o.Config, tok, pairs, o.Train)
+	p, res, err := TrainPRMU(ctx, r.Config, tok, pairs, r.Train)
 	if err != nil {
 		return nil, res, nil, err
 	}
 	var accs []TaskAccuracy
 	var all []PRMUPair
-	for i, task := range d.Config.Tasks {
-		dev, err := synthTaskPairs(d, task, "dev", o.TopK, o.Train.Seed+uint64(i))
+	for i, s := range devSets {
+		dev, err := PRMUPairs(s.Task, s.Examples, r.TopK, r.Train.Seed+uint64(i))
 		if err == nil {
 			var acc float64
 			if acc, err = p.PairAccuracy(ctx, dev); err == nil {
-				accs = append(accs, TaskAccuracy{Task: task, Pairs: len(dev), Accuracy: acc})
+				accs = append(accs, TaskAccuracy{Task: s.Task.Name, Pairs: len(dev), Accuracy: acc})
 				all = append(all, dev...)
 			}
 		}
@@ -208,12 +229,28 @@ func TrainSynthPRMU(ctx context.Context, d *datasets.SynthData, o SynthPRMUOptio
 			return nil, res, nil, fmt.Errorf("prmu dev accuracy: %w", err)
 		}
 	}
-	if p.Info.DevAccuracy, err = p.PairAccuracy(ctx, all); err != nil {
-		p.Close()
-		return nil, res, nil, fmt.Errorf("prmu dev accuracy: %w", err)
+	if len(all) > 0 {
+		if p.Info.DevAccuracy, err = p.PairAccuracy(ctx, all); err != nil {
+			p.Close()
+			return nil, res, nil, fmt.Errorf("prmu dev accuracy: %w", err)
+		}
+		p.Info.DevPairs = len(all)
 	}
-	p.Info.DevPairs = len(all)
 	return p, res, accs, nil
+}
+
+// TrainSynthPRMU is TrainPRMUOnSets on the synthetic benchmark: trained on
+// its train users, measured on its dev users.
+func TrainSynthPRMU(ctx context.Context, d *datasets.SynthData, r PRMURecipe) (*PRMU, PRMUTrainResult, []TaskAccuracy, error) {
+	trainSets, err := SynthSets(d, "train")
+	if err != nil {
+		return nil, PRMUTrainResult{}, nil, err
+	}
+	devSets, err := SynthSets(d, "dev")
+	if err != nil {
+		return nil, PRMUTrainResult{}, nil, err
+	}
+	return TrainPRMUOnSets(ctx, trainSets, devSets, r)
 }
 
 // TrainPRMUTokenizer learns a small byte-level BPE on the pairs' texts,

@@ -22,25 +22,22 @@ func init() {
 func prmuTrainCmd() *cobra.Command {
 	var out string
 	var users int
-	var o rewardmodel.SynthPRMUOptions
+	var trainFiles, devFiles []string
+	var o rewardmodel.PRMURecipe
 	c := &cobra.Command{
 		Use:   "train --out DIR",
-		Short: "Train a PRMU on the synthetic benchmark (the demo's data) and save it to DIR",
-		Long: "Builds the synthetic benchmark (the demo's size and seed), makes Bradley–Terry pairs from its train users " +
-			"(the gold output over another label, or over another user's output for a similar input), trains a small BPE " +
-			"tokenizer and the PRMU on them, reports the pair accuracy on the dev users, and writes DIR/model.onnx, " +
-			"DIR/tokenizer.json and DIR/prmu.json.",
+		Short: "Train a PRMU on example files or the synthetic benchmark and save it to DIR",
+		Long: "Makes Bradley–Terry pairs from the --train example files (default: the synthetic benchmark's train users, " +
+			"at the demo's size and seed): the gold output over another label, or over another user's output for a similar " +
+			"input. Trains a small BPE tokenizer and the PRMU on them, reports the pair accuracy on the --dev files (default: " +
+			"the benchmark's dev users), and writes DIR/model.onnx, DIR/tokenizer.json and DIR/prmu.json.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := initRuntime(); err != nil {
 				return err
 			}
 			ctx := cmd.Context()
-			sc := datasets.DefaultSynthConfig()
-			if users > 0 {
-				sc.Users = users
-			}
-			data, err := datasets.Synth(sc)
+			trainSets, devSets, err := prmuSets(users, trainFiles, devFiles)
 			if err != nil {
 				return err
 			}
@@ -50,7 +47,7 @@ func prmuTrainCmd() *cobra.Command {
 			o.Train.Log = func(step int, loss, acc float64) {
 				bar.Step(1, "loss", fmt.Sprintf("%.4f", loss), "pair_acc", fmt.Sprintf("%.2f", acc))
 			}
-			p, res, accs, err := rewardmodel.TrainSynthPRMU(ctx, data, o)
+			p, res, accs, err := rewardmodel.TrainPRMUOnSets(ctx, trainSets, devSets, o)
 			bar.Finish()
 			if err != nil {
 				return err
@@ -64,7 +61,10 @@ func prmuTrainCmd() *cobra.Command {
 			if err := p.Save(out); err != nil {
 				return err
 			}
-			fmt.Fprintf(w, "dev pair accuracy %.3f (%d pairs); saved %s\n", p.Info.DevAccuracy, p.Info.DevPairs, out)
+			if p.Info.DevPairs > 0 {
+				fmt.Fprintf(w, "dev pair accuracy %.3f (%d pairs)\n", p.Info.DevAccuracy, p.Info.DevPairs)
+			}
+			fmt.Fprintf(w, "saved %s\n", out)
 			return nil
 		},
 	}
@@ -75,6 +75,8 @@ func prmuTrainCmd() *cobra.Command {
 	f.Float64Var(&o.Train.LR, "lr", 3e-3, "peak learning rate")
 	f.Uint64Var(&o.Train.Seed, "seed", 1, "seed of the weights, the pairs and their order")
 	f.IntVar(&users, "users", 0, "synthetic users (0: the demo's)")
+	f.StringArrayVar(&trainFiles, "train", nil, "examples file (.arrow or .parquet, e.g. from data import-lamp) to train on (repeatable)")
+	f.StringArrayVar(&devFiles, "dev", nil, "examples file to measure the pair accuracy on (repeatable)")
 	f.IntVar(&o.TopK, "top-k", 0, "profile items per pair, most relevant to the input first (0: all)")
 	f.IntVar(&o.Vocab, "vocab", 512, "tokenizer vocab size")
 	f.IntVar(&o.Config.Embed, "embed", 64, "token embedding width")
@@ -83,6 +85,48 @@ func prmuTrainCmd() *cobra.Command {
 	f.StringVar(&o.Config.Pool, "pool", rewardmodel.PoolMean, "profile pooling: mean or attention")
 	c.MarkFlagRequired("out")
 	return c
+}
+
+// prmuSets reads the example files, or, with no --train file, builds the
+// synthetic benchmark and takes its train and dev users.
+func prmuSets(users int, trainFiles, devFiles []string) (train, dev []rewardmodel.ExampleSet, err error) {
+	if len(trainFiles) == 0 {
+		if len(devFiles) > 0 {
+			return nil, nil, fmt.Errorf("--dev needs --train files")
+		}
+		sc := datasets.DefaultSynthConfig()
+		if users > 0 {
+			sc.Users = users
+		}
+		data, err := datasets.Synth(sc)
+		if err != nil {
+			return nil, nil, err
+		}
+		if train, err = rewardmodel.SynthSets(data, "train"); err != nil {
+			return nil, nil, err
+		}
+		dev, err = rewardmodel.SynthSets(data, "dev")
+		return train, dev, err
+	}
+	read := func(paths []string) ([]rewardmodel.ExampleSet, error) {
+		var sets []rewardmodel.ExampleSet
+		for _, p := range paths {
+			if err := checkPinned(p); err != nil {
+				return nil, err
+			}
+			ex, task, err := datasets.ReadExamples(p, datasets.ReadOptions{})
+			if err != nil {
+				return nil, err
+			}
+			sets = append(sets, rewardmodel.ExampleSet{Task: task, Examples: ex})
+		}
+		return sets, nil
+	}
+	if train, err = read(trainFiles); err != nil {
+		return nil, nil, err
+	}
+	dev, err = read(devFiles)
+	return train, dev, err
 }
 
 func prmuScoreCmd() *cobra.Command {

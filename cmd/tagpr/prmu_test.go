@@ -79,4 +79,28 @@ func TestPRMUTrainAndScore(t *testing.T) {
 	if _, stderr, err := runTagpr(t, ".", nil, "prmu", "score", "--model", model, "--profile-file", prof, "--response", "comedy"); err == nil || !strings.Contains(stderr, "pinned artifact prmu") {
 		t.Fatalf("prmu score of a tampered pinned model: err %v, stderr %q", err, stderr)
 	}
+
+}
+
+func TestPRMUTrainOnExampleFiles(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	if _, stderr, err := runTagpr(t, ".", nil, "data", "synth", "--users", "120", "--tasks", "synth_tag,synth_gen", "--out", data); err != nil {
+		t.Fatalf("data synth: %v\n%s", err, stderr)
+	}
+	out, stderr, err := runTagpr(t, ".", nil, "--log-format", "json", "prmu", "train", "--out", filepath.Join(dir, "prmu"), "--steps", "300",
+		"--train", filepath.Join(data, "synth_tag", "train.arrow"), "--train", filepath.Join(data, "synth_gen", "train.arrow"),
+		"--dev", filepath.Join(data, "synth_tag", "dev.arrow"))
+	if err != nil {
+		t.Fatalf("prmu train on files: %v\n%s", err, stderr)
+	}
+	if !strings.Contains(out, "synth_tag dev pair accuracy") || strings.Contains(out, "synth_gen dev") || !strings.Contains(out, "saved ") {
+		t.Fatalf("prmu train on files printed:\n%s", out)
+	}
+	if _, stderr, err := runTagpr(t, ".", nil, "prmu", "train", "--out", filepath.Join(dir, "x"), "--train", filepath.Join(dir, "missing.arrow")); err == nil || !strings.Contains(stderr, "missing.arrow") {
+		t.Fatalf("missing train file: err %v, stderr %q", err, stderr)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "x")); !os.IsNotExist(err) {
+		t.Fatalf("a failed training left %s behind", filepath.Join(dir, "x"))
+	}
 }
