@@ -13,6 +13,7 @@ import (
 	"github.com/tagpr/tagpr/datasets"
 	"github.com/tagpr/tagpr/onnx/ir"
 	"github.com/tagpr/tagpr/onnx/lm"
+	"github.com/tagpr/tagpr/onnx/ort"
 	"github.com/tagpr/tagpr/onnx/train"
 	"github.com/tagpr/tagpr/rewardmodel"
 	"github.com/tagpr/tagpr/tokenize"
@@ -58,9 +59,9 @@ func DefaultDemoConfig(dir string) DemoConfig {
 	}
 }
 
-// DefaultDemoRL is the demo's RL: a short guided stage (task, tag and, when
-// there is one, PRMU reward; PRMU is not built yet), then an exploratory one
-// (task reward only).
+// DefaultDemoRL is the demo's RL: a short guided stage (task, tag and PRMU
+// rewards; the demo trains its PRMU first), then an exploratory one (task
+// reward only).
 func DefaultDemoRL() []RLStage {
 	guided := RLStage{Name: "guided", Reward: RewardGuided, Weights: rewardmodel.DefaultWeights(),
 		Steps: 30, PromptsPerStep: 4, NumGenerations: 4, MaxPromptLength: 320, MaxCompletionLength: 144,
@@ -121,7 +122,15 @@ func RunDemo(ctx context.Context, cfg DemoConfig, h Hooks) (*Report, error) {
 		rep.Stages = append(rep.Stages, StageSummary{Name: "sft", Steps: sftRes.Steps, Seconds: time.Since(sftStart).Seconds(),
 			Final: map[string]float64{"loss": sftRes.FinalLoss}})
 	}
-	rl, err := demoRL(ctx, cfg, data, tok, tx, sftDir, h)
+	prmu, prmuStage, err := demoPRMU(ctx, cfg, data, h)
+	if err != nil {
+		return nil, err
+	}
+	defer prmu.Close()
+	if prmuStage != nil {
+		rep.Stages = append(rep.Stages, *prmuStage)
+	}
+	rl, err := demoRL(ctx, cfg, data, tok, tx, sftDir, prmu, h)
 	if err != nil {
 		return nil, err
 	}
@@ -180,7 +189,7 @@ func RunDemo(ctx context.Context, cfg DemoConfig, h Hooks) (*Report, error) {
 	}
 	note := "base = the same architecture at its random initialization, before SFT"
 	if final == "rl" {
-		note += "; model = after SFT and the RL stages (" + strings.Join(stageNames(cfg.RL), " → ") + "); PRMU is not built yet, so the guided reward runs without its γ·R_PRMU term"
+		note += "; model = after SFT and the RL stages (" + strings.Join(stageNames(cfg.RL), " → ") + "); the guided stage adds γ·R_PRMU from the PRMU in prmu/ (trained Bradley–Terry on the training users)"
 	}
 	rep.Notes = append(rep.Notes, note)
 	if err := rep.Finalize(); err != nil {
@@ -348,6 +357,36 @@ func copyFile(src, dst string) error {
 	return nil
 }
 
+// demoPRMU loads the reward model from cfg.Dir/prmu, or trains it on the
+// training users' pairs (seconds) and saves it there. The stage summary is
+// nil when it was loaded.
+func demoPRMU(ctx context.Context, cfg DemoConfig, data *datasets.SynthData, h Hooks) (*rewardmodel.PRMU, *StageSummary, error) {
+	dir := filepath.Join(cfg.Dir, "prmu")
+	// One pool thread that does not spin: PRMU scores between generations.
+	opts := ort.Options{IntraOpThreads: 1, ConfigEntries: map[string]string{"session.intra_op.allow_spinning": "0"}}
+	if exists(filepath.Join(dir, rewardmodel.PRMUConfigFile)) {
+		p, err := rewardmodel.LoadPRMU(dir, opts)
+		return p, nil, err
+	}
+	h.stage("prmu", "training the reward model on the training users' pairs")
+	start := time.Now()
+	p, res, accs, err := rewardmodel.TrainSynthPRMU(ctx, data, rewardmodel.PRMURecipe{TopK: cfg.Prompt.TopK,
+		Config: rewardmodel.PRMUConfig{Seed: 31}, Train: rewardmodel.PRMUTrainOptions{Steps: 1000, Seed: 31, Session: opts}})
+	if err != nil {
+		return nil, nil, err
+	}
+	final := map[string]float64{"loss": p.Info.FinalLoss, "dev_pair_accuracy": p.Info.DevAccuracy}
+	for _, a := range accs {
+		h.stage("prmu", "%s dev pair accuracy %.3f (%d pairs)", a.Task, a.Accuracy, a.Pairs)
+		final["dev_pair_accuracy_"+a.Task] = a.Accuracy
+	}
+	if err := p.Save(dir); err != nil {
+		p.Close()
+		return nil, nil, err
+	}
+	return p, &StageSummary{Name: "prmu", Steps: len(res.Losses), Seconds: time.Since(start).Seconds(), Final: final}, nil
+}
+
 // demoRLRun is the demo's RL pipeline and the summaries of its stages.
 type demoRLRun struct {
 	*RLPipeline
@@ -356,7 +395,7 @@ type demoRLRun struct {
 
 // demoRL runs the RL stages from the SFT model on the training split's
 // prompts (all tasks mixed), each stage in cfg.Dir/rl/<name>.
-func demoRL(ctx context.Context, cfg DemoConfig, data *datasets.SynthData, tok *tokenize.Tokenizer, tx rewardmodel.Taxonomy, sftDir string, h Hooks) (*demoRLRun, error) {
+func demoRL(ctx context.Context, cfg DemoConfig, data *datasets.SynthData, tok *tokenize.Tokenizer, tx rewardmodel.Taxonomy, sftDir string, prmu PRMUScorer, h Hooks) (*demoRLRun, error) {
 	eos, err := tokenID(tok, turnEndToken)
 	if err != nil {
 		return nil, err
@@ -384,7 +423,7 @@ func demoRL(ctx context.Context, cfg DemoConfig, data *datasets.SynthData, tok *
 			return out, nil
 		},
 		Scorer: func(st RLStage) (RLScorer, error) {
-			return &TagPRReward{Mode: st.Reward, Weights: st.Weights, Taxonomy: tx}, nil
+			return &TagPRReward{Mode: st.Reward, Weights: st.Weights, Taxonomy: tx, PRMU: prmu}, nil
 		},
 		Hooks: RLHooks{Log: func(stage, msg string) { h.stage("rl "+stage, "%s", msg) }, Step: h.RLStep},
 	}

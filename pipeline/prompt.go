@@ -47,7 +47,7 @@ func Parts(t *datasets.Task, ex *datasets.Example, tx rewardmodel.Taxonomy, o Pr
 	}
 	profile := make([]string, len(order))
 	for i, idx := range order {
-		profile[i] = profileItemText(t, &ex.Profile[idx])
+		profile[i] = rewardmodel.ProfileItemText(t, &ex.Profile[idx]) // one format for prompts and PRMU
 	}
 	p := tokenize.PromptParts{Instruction: Instruction(t, tx), Profile: profile, Input: ex.Input}
 	if withAnswer {
@@ -57,21 +57,6 @@ func Parts(t *datasets.Task, ex *datasets.Example, tx rewardmodel.Taxonomy, o Pr
 		}
 	}
 	return p
-}
-
-func profileItemText(t *datasets.Task, it *datasets.ProfileItem) string {
-	parts := make([]string, 0, len(it.Fields)+1)
-	for i, v := range it.Fields {
-		name := fmt.Sprintf("field%d", i)
-		if i < len(t.ProfileFields) {
-			name = t.ProfileFields[i]
-		}
-		parts = append(parts, name+": "+v)
-	}
-	if it.HasDate {
-		parts = append(parts, "date: "+it.Date)
-	}
-	return strings.Join(parts, "; ")
 }
 
 // Instruction tells the model the task, the reasoning format and the label set.
