@@ -1,7 +1,10 @@
 package ort
 
 import (
+	ortgo "github.com/yalue/onnxruntime_go"
+
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -176,5 +179,42 @@ func TestSessionOptionsApply(t *testing.T) {
 	}
 	if _, err := sessionOptions(Options{OptLevel: "fastest"}); err == nil || !strings.Contains(err.Error(), "fastest") {
 		t.Fatalf("unknown optimization level: %v", err)
+	}
+}
+
+// The signature scan agrees with ORT's own listing on the PyTorch exports
+// (inputs, outputs, dtypes and symbolic dims), from bytes and from the file.
+func TestModelSignatureMatchesORT(t *testing.T) {
+	if err := Init(""); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"gpt2", "llama"} {
+		path := filepath.Join("..", "testdata", "pytorch", name, "model.onnx")
+		wantIn, wantOut, err := ortgo.GetInputOutputInfo(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fromFile, fromFileOut, err := modelFileIO(path, path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, _ := os.ReadFile(path)
+		fromBytes, fromBytesOut, err := modelIO(data, path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, got := range [][2][]IOInfo{{fromFile, fromFileOut}, {fromBytes, fromBytesOut}} {
+			if fmt.Sprint(got[0]) != fmt.Sprint(wantIn) || fmt.Sprint(got[1]) != fmt.Sprint(wantOut) {
+				t.Fatalf("%s: signature\n%v\n%v\nORT says\n%v\n%v", name, got[0], got[1], wantIn, wantOut)
+			}
+		}
+	}
+	if _, _, err := modelIO([]byte{0x3a, 0xff}, "cut"); err == nil || !strings.Contains(err.Error(), "cut") {
+		t.Fatalf("truncated model: %v", err)
+	}
+	empty := filepath.Join(t.TempDir(), "empty.onnx")
+	os.WriteFile(empty, nil, 0o644)
+	if _, err := NewSessionFromFile(empty, Options{}); err == nil {
+		t.Fatal("empty model file accepted")
 	}
 }

@@ -75,13 +75,12 @@ func newSession(path string, data []byte, label string, opts Options) (*Session,
 		return nil, fmt.Errorf("load model %s: %w", label, err)
 	}
 	defer so.Destroy()
+	var ins, outs []IOInfo
 	if path != "" {
-		// The graph proto is in the file; external weights are left to ORT.
-		if data, err = os.ReadFile(path); err != nil {
-			return nil, fmt.Errorf("load model %s: %w", label, err)
-		}
+		ins, outs, err = modelFileIO(path, label)
+	} else {
+		ins, outs, err = modelIO(data, label)
 	}
-	ins, outs, err := modelIO(data, label)
 	if err != nil {
 		return nil, err
 	}
