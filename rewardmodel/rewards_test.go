@@ -70,7 +70,9 @@ func TestCheckTagsCountsEachBrokenConstraint(t *testing.T) {
 		{"two answers", goodChain + "\n<answer>drama</answer>", 0.8, "exactly one <answer>"},
 		{"answer inside think", strings.Replace(goodChain, "</think>\n<answer>crime</answer>", "<answer>crime</answer></think>", 1), 0.6, "<answer> inside <think>"},
 		{"unclosed", strings.Replace(goodChain, "</conclude>", "", 1), 0.8, "never closed"},
-		{"no think", "<answer>crime</answer>", 0.4, "<think>"},
+		{"no think", "<answer>crime</answer>", 0, "<think>"},
+		{"garbage", "ab cd ef", 0, "no step tags"},
+		{"empty think", "<think>\n</think>\n<answer>crime</answer>", 0.4, "no step tags"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -78,16 +78,18 @@ type Span struct {
 // Each constraint is met or not; R_tag is the fraction met.
 type TagCheck struct {
 	WellFormed    bool // every tag closed, properly nested, inside one <think>…</think>
-	KnownTags     bool // only taxonomy tags inside <think>
+	KnownTags     bool // at least one step tag, and only taxonomy tags, inside <think>
 	RequiredTags  bool // every required tag present
-	RequiredOrder bool // required tags appear in taxonomy order
+	RequiredOrder bool // at least one required tag, and required tags in taxonomy order
 	OneAnswer     bool // exactly one <answer>…</answer>, after </think>
 	Spans         []Span
 	Answer        string
 	Problems      []string // human-readable reasons for each unmet constraint
 }
 
-// Reward is R_tag ∈ [0,1].
+// Reward is R_tag ∈ [0,1]. A text with no tags meets none of the
+// constraints: "only known tags" and "required tags in order" count only
+// when there are tags to judge, so the reward never pays for their absence.
 func (c TagCheck) Reward() float64 {
 	met := 0
 	for _, ok := range []bool{c.WellFormed, c.KnownTags, c.RequiredTags, c.RequiredOrder, c.OneAnswer} {
@@ -161,6 +163,13 @@ func CheckTags(completion string, tx Taxonomy) TagCheck {
 	if open != "" {
 		c.WellFormed = false
 		problem("<%s> never closed", open)
+	}
+	if len(present) == 0 && c.KnownTags {
+		c.KnownTags = false
+		problem("no step tags")
+	}
+	if len(seenOrder) == 0 {
+		c.RequiredOrder = false
 	}
 	c.RequiredTags = true
 	for _, t := range tx {
