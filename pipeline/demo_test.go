@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -118,6 +119,23 @@ func TestDemoEndToEndAndResume(t *testing.T) {
 	rolls, err := ReadRolloutDir(filepath.Join(dir, "rl", "guided", rlRolloutDir))
 	if err != nil || len(rolls) != 3*4 || rolls[0].Completion == "" {
 		t.Fatalf("guided rollouts: %d rows, %v", len(rolls), err)
+	}
+	// Every step logs the guided reward's terms with their shares.
+	logs, err := readRLLog(filepath.Join(dir, "rl", "guided", rlCheckpointDir, RLLogFile))
+	if err != nil || len(logs) != 3 {
+		t.Fatalf("guided log: %d steps, %v", len(logs), err)
+	}
+	for _, l := range logs {
+		signal := 0.0
+		for _, k := range []string{TermTask, TermTag, TermPRMU} {
+			if _, ok := l.Terms[k]; !ok {
+				t.Fatalf("step %d logs no %s term: %+v", l.Step, k, l.Terms)
+			}
+			signal += l.Terms[k].Signal
+		}
+		if l.ZeroStdFraction < 1 && math.Abs(signal-1) > 1e-9 {
+			t.Fatalf("step %d: term signals sum to %v, want 1", l.Step, signal)
+		}
 	}
 
 	// A rerun of a finished demo trains nothing and reports the RL stages from their summaries.

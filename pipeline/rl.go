@@ -451,6 +451,11 @@ func (r *rlRun) step(ctx context.Context, stepNo int, batch []*RLPrompt) (RLStep
 	for k, n := range names {
 		sl.Rewards[n] = statOf(parts[k])
 	}
+	if ts, ok := r.scorer.(RLTermScorer); ok {
+		if sl.Terms, err = stepTerms(ts.TermNames(), scores, rewards, G); err != nil {
+			return sl, nil, err
+		}
+	}
 	adv, zeroStd, err := Advantages(rewards, G, st.ScaleRewards)
 	if err != nil {
 		return sl, nil, err

@@ -441,6 +441,56 @@ func TestTagPRReward(t *testing.T) {
 	if s[0].Reward != 1 || s[1].Reward != 0 || len(e.Components()) != 3 {
 		t.Fatalf("exploratory: %+v %+v %v", s[0], s[1], e.Components())
 	}
+	if !reflect.DeepEqual(e.TermNames(), []string{TermTask}) || s[0].Terms[0] != 1 {
+		t.Fatalf("exploratory terms %v: %+v", e.TermNames(), s[0])
+	}
+	// Guided: the weighted terms add up to the reward.
+	s, err = g.Score(context.Background(), samples)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(g.TermNames(), []string{TermTask, TermTag, TermPRMU}) {
+		t.Fatalf("guided terms %v", g.TermNames())
+	}
+	if want := []float64{1, 0.3 * tag, 0.5 * 0.75}; len(s[0].Terms) != 3 || math.Abs(s[0].Terms[1]-want[1]) > 1e-12 || math.Abs(s[0].Terms[2]-want[2]) > 1e-12 || s[0].Terms[0] != 1 {
+		t.Fatalf("guided terms %v, want %v", s[0].Terms, want)
+	}
+}
+
+// Each term's share of the mean reward and of the within-group variance
+// (the learning signal): a term equal across a group adds no signal.
+func TestTermStats(t *testing.T) {
+	// Two groups of two. Group 1: only the task term differs; group 2: only the tag term.
+	task := []float64{1, 0, 1, 1}
+	tag := []float64{0.3, 0.3, 0, 0.5}
+	var scores []RLScore
+	var rewards []float64
+	for i := range task {
+		scores = append(scores, RLScore{Reward: task[i] + tag[i], Terms: []float64{task[i], tag[i]}})
+		rewards = append(rewards, task[i]+tag[i])
+	}
+	got, err := stepTerms([]string{"task", "tag"}, scores, rewards, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Within-group variance: group 1 0.5, group 2 0.125; cov with task 0.5 and 0; with tag 0 and 0.125.
+	want := map[string]RLTermStat{
+		"task": {Mean: 0.75, Std: math.Sqrt(0.1875), Share: 0.75 / 1.025, Signal: 0.8},
+		"tag":  {Mean: 0.275, Std: statOf(tag).Std, Share: 0.275 / 1.025, Signal: 0.2},
+	}
+	for k, w := range want {
+		g := got[k]
+		if math.Abs(g.Mean-w.Mean) > 1e-12 || math.Abs(g.Std-w.Std) > 1e-12 || math.Abs(g.Share-w.Share) > 1e-12 || math.Abs(g.Signal-w.Signal) > 1e-12 {
+			t.Errorf("%s: %+v, want %+v", k, g, w)
+		}
+	}
+	scores[1].Terms[0] = 0.5
+	if _, err := stepTerms([]string{"task", "tag"}, scores, rewards, 2); err == nil || !strings.Contains(err.Error(), "sum to") {
+		t.Fatalf("terms that do not add up to the reward: %v", err)
+	}
+	if _, err := stepTerms([]string{"task"}, scores, rewards, 2); err == nil {
+		t.Fatal("a score with the wrong number of terms was accepted")
+	}
 }
 
 func TestRLStageValidate(t *testing.T) {

@@ -39,6 +39,50 @@ func statOf(x []float64) Stat {
 	return Stat{Mean: m, Std: math.Sqrt(s / float64(len(x)))}
 }
 
+// RLTermStat is one reward term over a step's completions.
+type RLTermStat struct {
+	Mean float64 `json:"mean"`
+	Std  float64 `json:"std"`
+	// Share is the term's part of the mean reward (mean term / mean reward).
+	Share float64 `json:"share"`
+	// Signal is the term's part of the within-group reward variance, which
+	// is what the advantages are made of: Σ_groups cov(term, reward) /
+	// Σ_groups var(reward). The terms' signals sum to 1; a term that is
+	// equal across a group's completions adds nothing, however large.
+	Signal float64 `json:"signal"`
+}
+
+// termStats computes each term's RLTermStat; terms[k][i] is term k of
+// completion i, and rewards come group-major, G per prompt.
+func termStats(names []string, terms [][]float64, rewards []float64, G int) map[string]RLTermStat {
+	out := make(map[string]RLTermStat, len(names))
+	mean := meanOf(rewards)
+	var variance float64
+	covs := make([]float64, len(names))
+	for g := 0; g+G <= len(rewards); g += G {
+		rm := meanOf(rewards[g : g+G])
+		for i := g; i < g+G; i++ {
+			d := rewards[i] - rm
+			variance += d * d
+			for k := range names {
+				covs[k] += terms[k][i] * d
+			}
+		}
+	}
+	for k, n := range names {
+		s := statOf(terms[k])
+		ts := RLTermStat{Mean: s.Mean, Std: s.Std}
+		if mean != 0 {
+			ts.Share = s.Mean / mean
+		}
+		if variance > 0 {
+			ts.Signal = covs[k] / variance
+		}
+		out[n] = ts
+	}
+	return out
+}
+
 // LengthStat summarizes completion lengths in tokens.
 type LengthStat struct {
 	Mean float64 `json:"mean"`
@@ -60,22 +104,24 @@ type RLTimes struct {
 // norm are means over the step's applied updates (num_iterations of them,
 // less any skipped for a non-finite loss or gradient).
 type RLStepLog struct {
-	Stage           string          `json:"stage"`
-	Step            int             `json:"step"`
-	Epoch           int             `json:"epoch"`
-	Reward          Stat            `json:"reward"`
-	Rewards         map[string]Stat `json:"rewards"` // each component
-	ZeroStdFraction float64         `json:"frac_reward_zero_std"`
-	Advantage       Stat            `json:"advantage"`
-	KL              *float64        `json:"kl,omitempty"` // only with beta > 0
-	ClipFraction    float64         `json:"clip_fraction"`
-	Loss            float64         `json:"loss"`
-	GradNorm        float64         `json:"grad_norm"`
-	LR              float64         `json:"lr"`
-	Skipped         int             `json:"skipped,omitempty"`
-	Length          LengthStat      `json:"completion_length"`
-	Truncated       float64         `json:"truncated_fraction"` // ended by max_completion_length
-	Seconds         RLTimes         `json:"seconds"`
+	Stage   string          `json:"stage"`
+	Step    int             `json:"step"`
+	Epoch   int             `json:"epoch"`
+	Reward  Stat            `json:"reward"`
+	Rewards map[string]Stat `json:"rewards"` // each component
+	// Terms are the addends of the reward (an RLTermScorer's), with their shares.
+	Terms           map[string]RLTermStat `json:"reward_terms,omitempty"`
+	ZeroStdFraction float64               `json:"frac_reward_zero_std"`
+	Advantage       Stat                  `json:"advantage"`
+	KL              *float64              `json:"kl,omitempty"` // only with beta > 0
+	ClipFraction    float64               `json:"clip_fraction"`
+	Loss            float64               `json:"loss"`
+	GradNorm        float64               `json:"grad_norm"`
+	LR              float64               `json:"lr"`
+	Skipped         int                   `json:"skipped,omitempty"`
+	Length          LengthStat            `json:"completion_length"`
+	Truncated       float64               `json:"truncated_fraction"` // ended by max_completion_length
+	Seconds         RLTimes               `json:"seconds"`
 }
 
 // readRLLog reads a stage log; a missing file is an empty log. A broken
@@ -192,6 +238,10 @@ func windowMeans(w []RLStepLog) map[string]float64 {
 		for k, v := range l.Rewards {
 			m[k] += v.Mean / n
 		}
+		for k, v := range l.Terms {
+			m["share_"+k] += v.Share / n
+			m["signal_"+k] += v.Signal / n
+		}
 		if l.KL != nil {
 			m["kl"] += *l.KL / n
 		}
@@ -206,9 +256,10 @@ func windowMeans(w []RLStepLog) map[string]float64 {
 func (s RLSummary) final() map[string]float64 {
 	out := map[string]float64{"reward_start": s.Start["reward"], "reward_end": s.End["reward"]}
 	for k, v := range s.End {
-		switch k {
-		case "reward", "clip_fraction", "frac_reward_zero_std":
-		case "completion_length":
+		switch {
+		case strings.HasPrefix(k, "share_") || strings.HasPrefix(k, "signal_"): // in the stage's note
+		case k == "reward" || k == "clip_fraction" || k == "frac_reward_zero_std":
+		case k == "completion_length":
 			out["len_end"] = v
 		default:
 			out[k+"_end"] = v
@@ -262,4 +313,60 @@ func ReadRolloutDir(dir string) ([]datasets.Rollout, error) {
 		out = append(out, rows...)
 	}
 	return out, nil
+}
+
+// stepTerms checks that every score carries its terms and that they add up
+// to its reward, then computes their stats.
+func stepTerms(names []string, scores []RLScore, rewards []float64, G int) (map[string]RLTermStat, error) {
+	terms := make([][]float64, len(names))
+	for i, s := range scores {
+		if len(s.Terms) != len(names) {
+			return nil, fmt.Errorf("scorer gave completion %d %d reward terms, want %d (%v)", i, len(s.Terms), len(names), names)
+		}
+		sum := 0.0
+		for k, v := range s.Terms {
+			terms[k] = append(terms[k], v)
+			sum += v
+		}
+		if math.Abs(sum-s.Reward) > 1e-9*max(1, math.Abs(s.Reward)) {
+			return nil, fmt.Errorf("scorer's reward terms of completion %d sum to %v, its reward is %v", i, sum, s.Reward)
+		}
+	}
+	return termStats(names, terms, rewards, G), nil
+}
+
+// termNote says how each reward term's share of the mean reward and of the
+// learning signal moved from the first to the last quarter of the stage;
+// "" when the scorer has no terms.
+func (s RLSummary) termNote() string {
+	var names []string
+	for k := range s.End {
+		if n, ok := strings.CutPrefix(k, "share_"); ok {
+			names = append(names, n)
+		}
+	}
+	if len(names) == 0 {
+		return ""
+	}
+	sort.Strings(names)
+	parts := make([]string, len(names))
+	for i, n := range names {
+		parts[i] = fmt.Sprintf("%s %.2f/%.2f → %.2f/%.2f", n, s.Start["share_"+n], s.Start["signal_"+n], s.End["share_"+n], s.End["signal_"+n])
+	}
+	return "reward terms, share of the mean reward / of the learning signal (within-group variance), first → last quarter: " + strings.Join(parts, ", ")
+}
+
+// FormatTermSignals is a step's terms' signal shares in one short string
+// ("task 0.81 tag 0.12 prmu 0.07"), for progress lines.
+func FormatTermSignals(terms map[string]RLTermStat) string {
+	names := make([]string, 0, len(terms))
+	for k := range terms {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	parts := make([]string, len(names))
+	for i, n := range names {
+		parts[i] = fmt.Sprintf("%s %.2f", n, terms[n].Signal)
+	}
+	return strings.Join(parts, " ")
 }

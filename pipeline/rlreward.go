@@ -31,6 +31,18 @@ type RLSample struct {
 type RLScore struct {
 	Reward float64
 	Parts  []float64
+	// Terms, from an RLTermScorer, split Reward into the addends named by
+	// its TermNames (they sum to Reward).
+	Terms []float64
+}
+
+// RLTermScorer is a scorer whose reward is a sum of named terms (weighted
+// components). The step log then shows each term's mean, std, share of the
+// mean reward and share of the learning signal (RLTermStat), so a user sees
+// which component drives learning.
+type RLTermScorer interface {
+	RLScorer
+	TermNames() []string
 }
 
 // RLScorer gives each completion of a step its reward. Components names the
@@ -56,6 +68,13 @@ const (
 	CompPRMU   = "r_prmu"
 )
 
+// Names of TagPRReward's reward terms (each weighted component).
+const (
+	TermTask = "task" // α·R_task·format (exploratory: R_task·format)
+	TermTag  = "tag"  // β·R_tag
+	TermPRMU = "prmu" // γ·R_PRMU
+)
+
 // TagPRReward is SPEC's reward: guided R = α·R_task·format + β·R_tag +
 // γ·R_PRMU, exploratory R = R_task·format. Without a PRMU scorer the γ term
 // is left out (and Describe says so). R_task, format and R_tag are logged in
@@ -76,6 +95,20 @@ func (r *TagPRReward) Components() []string {
 		c = append(c, CompPRMU)
 	}
 	return c
+}
+
+// TermNames implements RLTermScorer: the addends of the reward, weights
+// included (guided: α·R_task·format, β·R_tag and γ·R_PRMU when a PRMU is
+// used; exploratory: R_task·format alone).
+func (r *TagPRReward) TermNames() []string {
+	if r.Mode != RewardGuided {
+		return []string{TermTask}
+	}
+	t := []string{TermTask, TermTag}
+	if r.usesPRMU() {
+		t = append(t, TermPRMU)
+	}
+	return t
 }
 
 // Describe implements RLScorer.
@@ -135,8 +168,13 @@ func (r *TagPRReward) Score(ctx context.Context, samples []RLSample) ([]RLScore,
 				w.Gamma = 0
 			}
 			out[i].Reward = rewardmodel.Guided(c, w)
+			out[i].Terms = []float64{w.Alpha * c.Task * c.Format, w.Beta * c.Tag}
+			if r.usesPRMU() {
+				out[i].Terms = append(out[i].Terms, w.Gamma*c.PRMU)
+			}
 		} else {
 			out[i].Reward = rewardmodel.Exploratory(c)
+			out[i].Terms = []float64{out[i].Reward}
 		}
 	}
 	return out, nil

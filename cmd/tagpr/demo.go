@@ -63,6 +63,9 @@ func init() {
 					if l.KL != nil {
 						attrs = append(attrs, "kl", fmt.Sprintf("%.4f", *l.KL))
 					}
+					if len(l.Terms) > 0 {
+						attrs = append(attrs, "signal", pipeline.FormatTermSignals(l.Terms))
+					}
 					b.Step(1, attrs...)
 					if l.Step == total {
 						b.Finish()
