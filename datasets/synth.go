@@ -186,7 +186,7 @@ func Synth(cfg SynthConfig) (*SynthData, error) {
 			for q := 0; q < cfg.QueriesPerUser; q++ {
 				e := Example{ID: fmt.Sprintf("%s-%s-%d", t.Name, u.key, q), Task: t.Name, Split: set.Split,
 					Scheme: "synth", Profile: profile, HasOutput: true, User: u.key}
-				e.Input, e.Output, e.Chain = synthQuery(t.Name, u, profile, r)
+				e.Input, e.Output, e.Chain = synthQuery(t, u, profile, r)
 				set.Examples = append(set.Examples, e)
 				set.Chains = append(set.Chains, chainRow(&e))
 			}
@@ -196,10 +196,6 @@ func Synth(cfg SynthConfig) (*SynthData, error) {
 		}
 	}
 	return d, nil
-}
-
-func date(day int) string {
-	return fmt.Sprintf("2024-%02d-%02d", 1+day/28%12, 1+day%28)
 }
 
 func synthProfile(task string, u *synthUser, r *rand.Rand, n int) []ProfileItem {
@@ -229,12 +225,11 @@ func strictMode(items []ProfileItem, top int) bool {
 
 func drawProfile(task string, u *synthUser, r *rand.Rand, n int) []ProfileItem {
 	items := make([]ProfileItem, n)
-	day := r.IntN(28)
+	// No dates: like LaMP-2 and LaMP-3 profiles, and digits cost a token
+	// each (a date was 11 of a profile item's ~25 tokens).
 	for i := range items {
-		day += 1 + r.IntN(9)
 		p := &items[i]
 		p.ID = fmt.Sprintf("%s-p%d", u.key, i)
-		p.Date, p.HasDate = date(day), true
 		switch task {
 		case SynthTag:
 			// Most past movies feature the favourite, so it stands out.
@@ -298,9 +293,20 @@ func (u *synthUser) title(n1, verb, n2 string) string {
 }
 
 // synthQuery draws one question for the user and writes its gold and chain.
-func synthQuery(task string, u *synthUser, profile []ProfileItem, r *rand.Rand) (input, output, chain string) {
+// The chain recalls profile items in the order a prompt shows them when it
+// ranks the whole profile by BM25 against the input (the default retrieval),
+// so "the first items" of a chain are the first items the model reads.
+func synthQuery(t *Task, u *synthUser, profile []ProfileItem, r *rand.Rand) (input, output, chain string) {
 	var steps [][2]string
-	switch task {
+	shown := func(input string) []ProfileItem {
+		order := TopKBM25(t, &Example{Input: input, Profile: profile}, len(profile))
+		out := make([]ProfileItem, len(order))
+		for i, k := range order {
+			out[i] = profile[k]
+		}
+		return out
+	}
+	switch t.Name {
 	case SynthTag:
 		// The favourite is always a candidate: reading the profile decides it.
 		a, b := twoTags(r, u.rank[0], true)
@@ -321,7 +327,7 @@ func synthQuery(task string, u *synthUser, profile []ProfileItem, r *rand.Rand) 
 		input = "What score from 1 to 5 does this user give the review? review: " + text
 		output = strconv.Itoa(clampScore(u.base + tone))
 		var recall []string
-		for _, p := range profile[:min(3, len(profile))] {
+		for _, p := range shown(input)[:3] {
 			recall = append(recall, fmt.Sprintf("tone %+d gave %s", reviewTone(p.Fields[0]), p.Fields[1]))
 		}
 		steps = [][2]string{
@@ -340,9 +346,10 @@ func synthQuery(task string, u *synthUser, profile []ProfileItem, r *rand.Rand) 
 		if u.reverse {
 			order = "swaps the two nouns"
 		}
+		first := shown(input)
 		steps = [][2]string{
 			{"understand_task", "write a title for the post in the user's style"},
-			{"recall_history", "past titles: " + profile[0].Fields[1] + "; " + profile[1].Fields[1]},
+			{"recall_history", "past titles: " + first[0].Fields[1] + "; " + first[1].Fields[1]},
 			{"identify_patterns", fmt.Sprintf("titles start with %s, end with %s, and the user %s", genOpeners[u.opener], genClosers[u.closer], order)},
 			{"infer_preference", fmt.Sprintf("style %s %s", genOpeners[u.opener], genClosers[u.closer])},
 			{"analyze_input", fmt.Sprintf("the post is about the %s and the %s, verb %s", n1, n2, verb)},
@@ -351,12 +358,15 @@ func synthQuery(task string, u *synthUser, profile []ProfileItem, r *rand.Rand) 
 			{"conclude", output},
 		}
 	}
+	// A space opens every step and the answer: a word then gets the same
+	// token as in the prompt (byte-level BPE words carry their leading space),
+	// so copying from the profile is copying a token.
 	var b strings.Builder
 	b.WriteString("<think>\n")
 	for _, s := range steps {
-		fmt.Fprintf(&b, "<%s>%s</%s>\n", s[0], s[1], s[0])
+		fmt.Fprintf(&b, "<%s> %s</%s>\n", s[0], s[1], s[0])
 	}
-	fmt.Fprintf(&b, "</think>\n<answer>%s</answer>", output)
+	fmt.Fprintf(&b, "</think>\n<answer> %s</answer>", output)
 	return input, output, b.String()
 }
 

@@ -2,6 +2,7 @@ package datasets
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -80,7 +81,7 @@ func TestSynthSplitsAndChains(t *testing.T) {
 				}
 				users[e.User] = split
 				c := set.Chains[i]
-				if c.ID != e.ID || c.Chain != e.Chain || !strings.HasSuffix(e.Chain, "</think>\n<answer>"+e.Output+"</answer>") {
+				if c.ID != e.ID || c.Chain != e.Chain || !strings.HasSuffix(e.Chain, "</think>\n<answer> "+e.Output+"</answer>") {
 					t.Fatalf("%s: chain of %s does not end in its answer: %q", task, e.ID, e.Chain)
 				}
 				last := -1
@@ -96,6 +97,10 @@ func TestSynthSplitsAndChains(t *testing.T) {
 				}
 				if c.Spans[len(c.Spans)-1].Tag != "conclude" || len(c.Spans) < 5 {
 					t.Fatalf("%s: chain %q lacks steps", task, e.Chain)
+				}
+				// The chain concludes what it answers.
+				if concl := strings.TrimSpace(c.Spans[len(c.Spans)-1].Text); !strings.HasSuffix(concl, e.Output) {
+					t.Fatalf("%s: chain concludes %q but answers %q", e.ID, concl, e.Output)
 				}
 			}
 		}
@@ -183,4 +188,41 @@ func profileTexts(e *Example) []string {
 		out = append(out, p.Date)
 	}
 	return out
+}
+
+// Chains cite profile items in the order a BM25-ranked prompt shows them,
+// so "the first items" of a chain are the first items the model reads.
+func TestSynthChainsRecallShownOrder(t *testing.T) {
+	cfg := DefaultSynthConfig()
+	cfg.Users = 40
+	d, err := Synth(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reordered := 0
+	for _, task := range []string{SynthRate, SynthGen} {
+		set := d.Set(task, "train")
+		for _, e := range set.Examples {
+			order := TopKBM25(set.Task, &e, len(e.Profile))
+			if order[0] != 0 || order[1] != 1 {
+				reordered++
+			}
+			var recall string
+			for _, s := range ParseChainSpans(e.Chain) {
+				if s.Tag == "recall_history" {
+					recall = s.Text
+				}
+			}
+			first := e.Profile[order[0]].Fields[1]
+			if task == SynthRate {
+				first = fmt.Sprintf("tone %+d gave %s", reviewTone(e.Profile[order[0]].Fields[0]), first)
+			}
+			if !strings.Contains(recall, first) {
+				t.Fatalf("%s recalls %q; the prompt's first item is %q", e.ID, recall, first)
+			}
+		}
+	}
+	if reordered == 0 {
+		t.Fatal("BM25 never reordered a profile: the test checks nothing")
+	}
 }
