@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 
@@ -141,9 +142,15 @@ func RunDemo(ctx context.Context, cfg DemoConfig, h Hooks) (*Report, error) {
 	}
 	models := []string{"base", "sft"}
 	dirs := map[string]string{"base": baseDir, "sft": sftDir}
-	if len(cfg.RL) > 0 {
-		models = append(models, "rl")
-		dirs["rl"] = finalDir
+	// Every RL stage's model is evaluated: each stage must be seen to add to
+	// the one before it.
+	for _, st := range cfg.RL {
+		name := st.Name
+		if dirs[name] != "" {
+			name = "rl " + name
+		}
+		models = append(models, name)
+		dirs[name] = rl.StageDir(st.Name)
 		rep.Model = filepath.Join(finalDir, "model.onnx")
 	}
 	policies := map[string]Policy{}
@@ -188,8 +195,8 @@ func RunDemo(ctx context.Context, cfg DemoConfig, h Hooks) (*Report, error) {
 		rep.Notes = append(rep.Notes, note)
 	}
 	note := "base = the same architecture at its random initialization, before SFT"
-	if final == "rl" {
-		note += "; model = after SFT and the RL stages (" + strings.Join(stageNames(cfg.RL), " → ") + "); the guided stage adds γ·R_PRMU from the PRMU in prmu/ (trained Bradley–Terry on the training users)"
+	if len(cfg.RL) > 0 {
+		note += "; " + strings.Join(stageNames(cfg.RL), ", ") + " = after SFT and the RL stages up to that one (" + strings.Join(stageNames(cfg.RL), " → ") + "); the guided stage adds γ·R_PRMU from the PRMU in prmu/ (trained Bradley–Terry on the training users)"
 	}
 	rep.Notes = append(rep.Notes, note)
 	if err := rep.Finalize(); err != nil {
@@ -214,9 +221,7 @@ func demoTokenizer(cfg DemoConfig, data *datasets.SynthData, tx rewardmodel.Taxo
 	for _, task := range cfg.Synth.Tasks {
 		set := data.Set(task, "train")
 		for i := range set.Examples {
-			p := Parts(set.Task, &set.Examples[i], tx, cfg.Prompt, true)
-			corpus = append(corpus, p.Instruction, p.Input, p.Answer)
-			corpus = append(corpus, p.Profile...)
+			corpus = append(corpus, tokenizerTexts(Parts(set.Task, &set.Examples[i], tx, cfg.Prompt, true))...)
 		}
 	}
 	h.stage("tokenizer", "training a %d-token byte-level BPE on %d texts", cfg.Vocab, len(corpus))
@@ -237,6 +242,21 @@ func demoTokenizer(cfg DemoConfig, data *datasets.SynthData, tx rewardmodel.Taxo
 	}
 	return tokenize.Load(path)
 }
+
+// tokenizerTexts renders an example as the model reads it (chat turns and
+// layout headers included) and cuts it at the chat and tag tokens, which
+// join the vocabulary whole: BPE then learns the words as they appear between
+// those tokens ("user", "Input:") instead of glued to a '>'.
+func tokenizerTexts(p tokenize.PromptParts) []string {
+	var b strings.Builder
+	for _, m := range tokenize.DefaultPromptLayout.Messages(p, len(p.Profile)) {
+		before, body, after := tokenize.ChatML.Turn(m.Role, m.Content)
+		b.WriteString(before + body + after)
+	}
+	return addedToken.Split(b.String(), -1)
+}
+
+var addedToken = regexp.MustCompile(`<\|[a-z_]+\|>|</?[a-z_]+>`)
 
 func tokenID(tok *tokenize.Tokenizer, s string) (int64, error) {
 	id, ok := tok.TokenID(s)

@@ -103,7 +103,7 @@ func TestDemoEndToEndAndResume(t *testing.T) {
 		t.Fatalf("report.md: %v\n%s", err, md)
 	}
 	preds, err := datasets.ReadPredictions(filepath.Join(dir, "predictions", datasets.SynthTag+"_dev.arrow"), datasets.ReadOptions{})
-	if err != nil || len(preds) != 9 { // base, sft, rl × 3 examples
+	if err != nil || len(preds) != 12 { // base, sft, guided, exploratory × 3 examples
 		t.Fatalf("predictions: %d rows, %v", len(preds), err)
 	}
 	for _, d := range []string{"sft", "rl/guided", "rl/exploratory"} {
@@ -113,7 +113,7 @@ func TestDemoEndToEndAndResume(t *testing.T) {
 		}
 		m.Close()
 	}
-	if rep.Model != filepath.Join(dir, "rl", "exploratory", "model.onnx") || !strings.Contains(string(md), "rl guided") || !strings.Contains(string(md), "| base | sft | rl |") {
+	if rep.Model != filepath.Join(dir, "rl", "exploratory", "model.onnx") || !strings.Contains(string(md), "rl guided") || !strings.Contains(string(md), "| base | sft | guided | exploratory |") {
 		t.Fatalf("report model %s; report.md:\n%s", rep.Model, md)
 	}
 	rolls, err := ReadRolloutDir(filepath.Join(dir, "rl", "guided", rlRolloutDir))
