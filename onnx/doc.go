@@ -4,6 +4,7 @@
 //	onnx/ort      the runtime: library discovery, environment, sessions, tensors
 //	onnx/onnxpb   ModelProto and friends, generated from our own onnx.proto
 //	onnx/ir       read, edit, build, validate and write ONNX graphs
+//	onnx/safetensors  safetensors files: mapped reading, streamed writing
 //	onnx/lm       causal-LM builder and KV-cache generation
 //	onnx/train    training graphs: autodiff, losses, LoRA, optimizer, checkpoints
 //

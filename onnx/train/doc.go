@@ -6,8 +6,8 @@
 // state, and export of a plain ONNX model with the trained weights.
 //
 // It owns specialization, autodiff, losses, LoRA, optimizer, checkpoints and
-// export, and imports only onnx/ort, onnx/ir, onnx/onnxpb, onnx/lock and
-// onnx/lm from tagpr.
+// export, and imports only onnx/ort, onnx/ir, onnx/onnxpb, onnx/lock,
+// onnx/safetensors and onnx/lm from tagpr.
 //
 // The pipeline, step by step:
 //
