@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/tagpr/tagpr/onnx/ir"
+	"github.com/tagpr/tagpr/onnx/onnxpb"
 )
 
 // readSafetensors reads a float32 safetensors file (the fixtures' params).
@@ -67,6 +68,24 @@ func f64(w []float32) []float64 {
 		r[i] = float64(v)
 	}
 	return r
+}
+
+// givenWeights is a WeightSource of float32 tensors already in the builder's layout.
+type givenWeights map[string][]float64
+
+func (g givenWeights) Weight(name string, dims []int64, _ bool) (*onnxpb.TensorProto, error) {
+	w, ok := g[name]
+	if !ok {
+		return nil, fmt.Errorf("no weight %q", name)
+	}
+	if int64(len(w)) != ir.NumElements(dims) {
+		return nil, fmt.Errorf("weight %q: %d values for dims %v", name, len(w), dims)
+	}
+	f := make([]float32, len(w))
+	for i, v := range w {
+		f[i] = float32(v)
+	}
+	return ir.Tensor(name, dims, f), nil
 }
 
 // hfWeights maps a Hugging Face checkpoint onto the builder's names.
@@ -136,7 +155,7 @@ func TestBuiltinMatchesHuggingFace(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			dir := filepath.Join("..", "testdata", "pytorch", name)
 			p, sh := readSafetensors(t, filepath.Join(dir, "params.safetensors"))
-			pm, err := buildWith(c.Defaults(), hfWeights(t, c.Arch, p, sh, c.Defaults()))
+			pm, err := BuildFrom(c, givenWeights(hfWeights(t, c.Arch, p, sh, c.Defaults())))
 			if err != nil {
 				t.Fatal(err)
 			}
