@@ -249,13 +249,15 @@ func BuildFrom(cfg Config, src WeightSource) (*onnxpb.ModelProto, error) {
 
 // builder writes one model graph.
 type builder struct {
-	c     Config
-	g     *ir.Graph
-	dt    ir.DataType
-	rng   *rand.Rand
-	nrep  int
-	src   WeightSource
-	err   error
+	c    Config
+	g    *ir.Graph
+	dt   ir.DataType
+	rng  *rand.Rand
+	nrep int
+	src  WeightSource
+	err  error
+	// nodeNames are the node names given by named.
+	nodeNames map[string]bool
 }
 
 func newBuilder(c Config) *builder {
@@ -264,7 +266,7 @@ func newBuilder(c Config) *builder {
 		dt = ir.Double
 	}
 	return &builder{c: c, g: ir.NewGraph("tagpr_" + string(c.Arch)), dt: dt,
-		rng: rand.New(rand.NewPCG(c.Seed, 0x7461677072)), nrep: c.Heads / c.KVHeads}
+		rng: rand.New(rand.NewPCG(c.Seed, 0x7461677072)), nrep: c.Heads / c.KVHeads, nodeNames: map[string]bool{}}
 }
 
 // weight adds an initializer of the model's float type.
@@ -334,6 +336,11 @@ func (b *builder) namedTo(module, op string, in []string, out string, attrs ...i
 		parts = append(parts, seg)
 	}
 	name := "/" + strings.Join(append(parts, op), "/")
+	// Repeats get _1, _2… as exporters number them.
+	for i := 1; b.nodeNames[name]; i++ {
+		name = fmt.Sprintf("/%s/%s_%d", strings.Join(parts, "/"), op, i)
+	}
+	b.nodeNames[name] = true
 	n := b.g.AddNode(&onnxpb.NodeProto{Name: name, OpType: op, Input: in, Output: []string{out}, Attribute: attrs})
 	return n.Output[0]
 }
@@ -453,7 +460,7 @@ func (b *builder) rotary() *rotary {
 	ct := b.weight("model.rotary.cos", []int64{int64(c.MaxPositions), int64(D)}, cos)
 	st := b.weight("model.rotary.sin_signed", []int64{int64(c.MaxPositions), int64(D)}, sin)
 	cg := b.named("model.rotary_emb", "Gather", []string{ct, PositionIDs}, ir.AttrInt("axis", 0)) // [B,T,D]
-	sg := b.named("model.rotary_emb", "Gather_1", []string{st, PositionIDs}, ir.AttrInt("axis", 0))
+	sg := b.named("model.rotary_emb", "Gather", []string{st, PositionIDs}, ir.AttrInt("axis", 0))
 	q := b.ints("axes", 1, 2) // → [B,1,1,T,D] for 5-D queries
 	k := b.ints("axes", 1)    // → [B,1,T,D] for keys
 	return &rotary{cosQ: b.op("Unsqueeze", cg, q), sinQ: b.op("Unsqueeze", sg, q),
