@@ -15,8 +15,8 @@ import (
 )
 
 func init() {
-	modelCmd := &cobra.Command{Use: "model", Short: "Causal LMs: inspect an ONNX model, build a built-in one, generate"}
-	modelCmd.AddCommand(modelInfoCmd(), modelInitCmd(), modelGenerateCmd())
+	modelCmd := &cobra.Command{Use: "model", Short: "Causal LMs: inspect an ONNX model, build a built-in one, generate, import and export Hugging Face checkpoints"}
+	modelCmd.AddCommand(modelInfoCmd(), modelInitCmd(), modelGenerateCmd(), modelImportHFCmd(), modelExportHFCmd())
 	rootCmd.AddCommand(modelCmd)
 }
 

@@ -32,7 +32,8 @@ var harmlessKeys = setOf("_name_or_path", "add_cross_attention", "architectures"
 	"num_hidden_layers", "num_attention_heads", "num_key_value_heads", "head_dim", "hidden_act",
 	"max_position_embeddings", "rms_norm_eps", "rope_theta", "rope_scaling", "rope_parameters", "tie_word_embeddings",
 	"attention_bias", "mlp_bias", "sliding_window", "use_sliding_window", "max_window_layers", "layer_types",
-	"embd_pdrop", "resid_pdrop", "attn_pdrop", "dropout")
+	"embd_pdrop", "resid_pdrop", "attn_pdrop", "dropout",
+	"tagpr_builtin") // the built-in model's own sizes, written beside its config
 
 func setOf(s ...string) map[string]bool {
 	m := map[string]bool{}

@@ -612,10 +612,22 @@ func HFConfigFor(cfg Config) map[string]any {
 		return m
 	}
 	m["architectures"] = []string{"LlamaForCausalLM"}
+	switch {
+	case c.QKNorm:
+		// transformers' Qwen3: q/k norms; biases on q/k/v/o together or none.
+		m["model_type"], m["architectures"] = "qwen3", []string{"Qwen3ForCausalLM"}
+	case c.AttentionBias && !c.OutputBias:
+		// transformers' Llama puts attention_bias on o_proj too; Qwen2 has
+		// q/k/v biases only, as this model.
+		m["model_type"], m["architectures"] = "qwen2", []string{"Qwen2ForCausalLM"}
+	}
+	if c.SlidingWindow > 0 {
+		m["model_type"], m["architectures"], m["sliding_window"] = "mistral", []string{"MistralForCausalLM"}, c.SlidingWindow
+	}
 	m["hidden_size"], m["num_attention_heads"], m["num_key_value_heads"] = c.DModel, c.Heads, c.KVHeads
 	m["num_hidden_layers"], m["head_dim"], m["intermediate_size"] = c.Layers, c.HeadDim, c.FFN
 	m["max_position_embeddings"], m["rms_norm_eps"], m["rope_theta"] = c.MaxPositions, c.NormEps, c.RopeTheta
-	m["hidden_act"], m["attention_bias"], m["mlp_bias"] = "silu", c.AttentionBias, false
+	m["hidden_act"], m["attention_bias"], m["mlp_bias"] = "silu", c.AttentionBias, c.MLPBias
 	return m
 }
 

@@ -1,0 +1,88 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"path/filepath"
+	"strings"
+
+	"github.com/tagpr/tagpr/onnx/hf"
+	"github.com/tagpr/tagpr/onnx/lm"
+	"github.com/tagpr/tagpr/onnx/onnxpb"
+	"github.com/tagpr/tagpr/onnx/train"
+)
+
+// nameWeights gives the model's weights their Hugging Face names before
+// training (so patterns, checkpoints and logs use them, and a tied head
+// trains as one tensor with its embedding) and says when some have none.
+func nameWeights(w io.Writer, m *onnxpb.ModelProto, modelPath string) error {
+	names, err := lm.NameWeights(m)
+	if err != nil {
+		return fmt.Errorf("train lm %s: %w", modelPath, err)
+	}
+	if len(names.Unnamed) > 0 {
+		fmt.Fprintf(w, "note: %d weights of %s have no Hugging Face name (their nodes carry no module path): they keep their ONNX names and no Hugging Face checkpoint is written\n", len(names.Unnamed), modelPath)
+	}
+	for alias, to := range names.Tied {
+		fmt.Fprintf(w, "%s is tied to %s: one weight\n", alias, to)
+	}
+	return nil
+}
+
+// describeSelection prints what each --trainable or --lora-targets
+// pattern matched.
+func describeSelection(w io.Writer, flag string, sel []train.PatternMatch) {
+	for _, s := range sel {
+		all := append(append([]string{}, s.Modules...), s.Params...)
+		list := strings.Join(all, ", ")
+		if len(all) > 8 {
+			list = strings.Join(all[:8], ", ") + ", …"
+		}
+		fmt.Fprintf(w, "%s %s → %d: %s\n", flag, s.Pattern, len(all), list)
+	}
+}
+
+// writeTrainedModel writes dir/model.onnx (the inference model m with the
+// trained weights, adapters merged) with the base model's config and
+// tokenizer files, and, when its weights have Hugging Face names, the same
+// model as a transformers checkpoint (model.safetensors, config.json…)
+// beside it and a LoRA run's adapters in PEFT's format in dir/adapter.
+func writeTrainedModel(w io.Writer, dir, modelDir string, m *onnxpb.ModelProto, weights map[string][]float32, adapters []train.Adapter) (string, error) {
+	out := filepath.Join(dir, "model.onnx")
+	exp, err := train.ExportModel(m, weights, adapters)
+	if err != nil {
+		return "", err
+	}
+	if err := train.WriteModel(out, exp); err != nil {
+		return "", err
+	}
+	if err := trainCopyIfExists(filepath.Join(modelDir, "config.json"), filepath.Join(dir, "config.json")); err != nil {
+		return "", err
+	}
+	if _, err := hf.CopySideFiles(modelDir, dir); err != nil {
+		return "", err
+	}
+	if _, _, err := hf.Exportable(exp, modelDir); err != nil {
+		fmt.Fprintf(w, "no Hugging Face checkpoint written: %v\n", err)
+		return out, nil
+	}
+	res, err := hf.Export(exp, dir, hf.ExportOptions{From: modelDir})
+	if err != nil {
+		return "", err
+	}
+	msg := fmt.Sprintf("Hugging Face checkpoint: %s (%d tensors)", filepath.Join(dir, "model.safetensors"), res.Tensors)
+	if len(adapters) > 0 {
+		hc, _ := lm.ReadHFConfig(filepath.Join(modelDir, "config.json"))
+		mt := ""
+		if hc != nil {
+			mt = hc.ModelType
+		}
+		ad := filepath.Join(dir, "adapter")
+		if err := hf.ExportAdapters(ad, m, adapters, weights, hf.AdapterOptions{Base: trainAbsPath(modelDir), ModelType: mt}); err != nil {
+			return "", err
+		}
+		msg += fmt.Sprintf("; PEFT adapter: %s", ad)
+	}
+	fmt.Fprintln(w, msg)
+	return out, nil
+}
