@@ -306,6 +306,7 @@ func convert(w io.Writer, f *safetensors.File, name string, e safetensors.Entry,
 			if _, err := w.Write(safetensors.LEBytes(buf[:n])); err != nil {
 				return fail(err)
 			}
+			f.ReleaseRange(name, start*es, (start+n)*es)
 		}
 		return nil
 	}

@@ -261,3 +261,36 @@ func TestImportRefuses(t *testing.T) {
 		t.Errorf("extra layer: %v", err)
 	}
 }
+
+// A random Qwen2-shaped checkpoint imports and runs (the benchmark's
+// generator at a small size, in every stored dtype).
+func TestRandomCheckpointImports(t *testing.T) {
+	for _, dt := range []string{"BF16", "F16", "F32"} {
+		rc := RandomCheckpoint{Layers: 2, Hidden: 32, Heads: 4, KVHeads: 2, Intermediate: 48, Vocab: 64, MaxPositions: 32, Tied: dt != "F32", DType: dt, Seed: 3}
+		dir, out := t.TempDir(), t.TempDir()
+		if err := rc.Write(dir); err != nil {
+			t.Fatal(err)
+		}
+		res, err := Import(dir, out, ImportOptions{ExternalData: "always"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Params != rc.Params() {
+			t.Errorf("%s: imported %d parameters, wrote %d", dt, res.Params, rc.Params())
+		}
+		m, err := lm.Load(out, lm.LoadOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		lg, _, err := m.Forward(context.Background(), [][]int64{{1, 2, 3}}, 0)
+		m.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range lg {
+			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+				t.Fatalf("%s: logit %v", dt, v)
+			}
+		}
+	}
+}

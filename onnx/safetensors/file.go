@@ -114,6 +114,14 @@ func (f *File) Float32s(name string) ([]float32, error) {
 // the tensor again is still valid (the pages come back from the file).
 func (f *File) Release(name string) {
 	if e, ok := f.entries[name]; ok {
-		release(f.data, f.start+e.DataOffsets[0], f.start+e.DataOffsets[1])
+		f.ReleaseRange(name, 0, e.Size())
+	}
+}
+
+// ReleaseRange is Release for bytes [from, to) of a tensor's data.
+func (f *File) ReleaseRange(name string, from, to int64) {
+	if e, ok := f.entries[name]; ok {
+		from, to = max(from, 0), min(to, e.Size())
+		release(f.data, f.start+e.DataOffsets[0]+from, f.start+e.DataOffsets[0]+to)
 	}
 }
