@@ -7,6 +7,7 @@
 //	onnx/safetensors  safetensors files: mapped reading, streamed writing
 //	onnx/lm       causal-LM builder and KV-cache generation
 //	onnx/train    training graphs: autodiff, losses, LoRA, optimizer, checkpoints
+//	onnx/hf       Hugging Face checkpoints: import (no Python), export, PEFT adapters
 //
 // Nothing under onnx/ knows of TagPR, tokenizers, datasets or rewards, and
 // nothing under onnx/ imports a tagpr package outside onnx/.
