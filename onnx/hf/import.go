@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -212,7 +213,7 @@ func (s *checkpointSource) Weight(name string, dims []int64, transposed bool) (*
 	if transposed {
 		want[0], want[1] = want[1], want[0]
 	}
-	if !sameShape(e.Shape, want) {
+	if !slices.Equal(e.Shape, want) {
 		return nil, fmt.Errorf("tensor %q (%s) has shape %v; config.json implies %v", name, filepath.Base(f.Path), e.Shape, want)
 	}
 	switch e.DType {
@@ -330,16 +331,4 @@ func convert(w io.Writer, f *safetensors.File, name string, e safetensors.Entry,
 		}
 	}
 	return nil
-}
-
-func sameShape(a, b []int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }

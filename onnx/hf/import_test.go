@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -90,23 +91,11 @@ func checkAgainstPyTorch(t *testing.T, model string, ref *reference) float64 {
 		t.Fatal(err)
 	}
 	for r, c := range comps {
-		if !equalIDs(c.Tokens, ref.Greedy.TorchNewIDs[r]) {
+		if !slices.Equal(c.Tokens, ref.Greedy.TorchNewIDs[r]) {
 			t.Errorf("%s row %d: greedy %v, PyTorch %v", model, r, c.Tokens, ref.Greedy.TorchNewIDs[r])
 		}
 	}
 	return worst
-}
-
-func equalIDs(a, b []int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // Every fixture checkpoint (Qwen2 tied in BF16, Qwen3 untied in F32 and

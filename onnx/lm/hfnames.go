@@ -3,6 +3,7 @@ package lm
 import (
 	"bytes"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -256,7 +257,7 @@ func (n *HFNames) tieHead(inits map[string]*onnxpb.TensorProto, g *onnxpb.GraphP
 		return
 	}
 	h, e := n.Params[head], n.Params[emb]
-	if !equalDims(h.Shape, e.Shape) || !sameValues(inits[e.Init], inits[h.Init], h.Transposed != e.Transposed) {
+	if !slices.Equal(h.Shape, e.Shape) || !sameValues(inits[e.Init], inits[h.Init], h.Transposed != e.Transposed) {
 		return
 	}
 	n.Tied[h.Name] = e.Name
@@ -331,7 +332,7 @@ func sameValues(a, b *onnxpb.TensorProto, transposed bool) bool {
 		if len(ad) != 2 || len(bd) != 2 || ad[0] != bd[1] || ad[1] != bd[0] {
 			return false
 		}
-	} else if !equalDims(ad, bd) {
+	} else if !slices.Equal(ad, bd) {
 		return false
 	}
 	ar, err1 := ir.RawBytes(a)
@@ -351,18 +352,6 @@ func sameValues(a, b *onnxpb.TensorProto, transposed bool) bool {
 			if !bytes.Equal(x, y) {
 				return false
 			}
-		}
-	}
-	return true
-}
-
-func equalDims(a, b []int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
 		}
 	}
 	return true

@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -70,7 +71,7 @@ func TestHFNamesOfOptimumExports(t *testing.T) {
 				t.Fatalf("parameters from the graph:\n%v\nPyTorch's:\n%v", got, want)
 			}
 			for _, p := range names.Params {
-				if !equalDims(p.Shape, shapes[p.Name]) {
+				if !slices.Equal(p.Shape, shapes[p.Name]) {
 					t.Errorf("%s: shape %v, PyTorch %v", p.Name, p.Shape, shapes[p.Name])
 				}
 				v := checkpointValue(t, m, p)
