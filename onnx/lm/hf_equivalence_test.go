@@ -169,19 +169,7 @@ func TestBuiltinMatchesHuggingFace(t *testing.T) {
 			}
 			defer m.Close()
 			_, ref, prompts := loadFixture(t, name)
-			lg, pad, err := m.Forward(context.Background(), prompts, 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			T, V := len(ref.Batch.InputIDs[0]), 96
-			var worst float64
-			for r := range prompts {
-				for j := pad[r]; j < T; j++ {
-					for v := 0; v < V; v++ {
-						worst = math.Max(worst, math.Abs(float64(lg[(r*T+j)*V+v]-ref.Logits.Torch[r][j][v])))
-					}
-				}
-			}
+			worst := forwardDiff(t, m, ref, prompts)
 			t.Logf("max |built-in - PyTorch| logits = %.2e", worst)
 			if worst > 1e-4 {
 				t.Errorf("built-in %s with the PyTorch weights differs from PyTorch by %.3e", name, worst)

@@ -1,8 +1,6 @@
 package lm
 
 import (
-	"context"
-	"math"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -136,19 +134,7 @@ func TestNameWeightsKeepsTheFunction(t *testing.T) {
 			}
 			defer lm.Close()
 			_, ref, prompts := loadFixture(t, name)
-			lg, pad, err := lm.Forward(context.Background(), prompts, 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			T, V := len(ref.Batch.InputIDs[0]), 96
-			var worst float64
-			for r := range prompts {
-				for j := pad[r]; j < T; j++ {
-					for v := 0; v < V; v++ {
-						worst = math.Max(worst, math.Abs(float64(lg[(r*T+j)*V+v]-ref.Logits.Torch[r][j][v])))
-					}
-				}
-			}
+			worst := forwardDiff(t, lm, ref, prompts)
 			if worst > 1e-5 {
 				t.Errorf("renamed %s differs from PyTorch by %.3g", name, worst)
 			}
