@@ -119,7 +119,8 @@ func (c *EmbeddingCache) Save() error {
 	return c.SaveAs(c.path)
 }
 
-// SaveAs writes the cache to path atomically, whatever its state.
+// SaveAs writes the cache to path atomically, whatever its state, and makes
+// path the cache's file.
 func (c *EmbeddingCache) SaveAs(path string) error {
 	w, err := datasets.CreateEmbeddings(path, c.Encoder)
 	if err != nil {
@@ -139,8 +140,6 @@ func (c *EmbeddingCache) SaveAs(path string) error {
 	if err := w.Commit(); err != nil {
 		return fmt.Errorf("embedding cache: %w", err)
 	}
-	if path == c.path {
-		c.dirty = false
-	}
+	c.path, c.dirty = path, false
 	return nil
 }

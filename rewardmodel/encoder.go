@@ -303,10 +303,10 @@ func poolEncoder(m *onnxpb.ModelProto, pooling string) (*onnxpb.ModelProto, erro
 	if pooling == EncoderPoolCLS {
 		emb = g.Op("Gather", []string{h, g.Const("pool_c", ir.Scalar("", int64(0)))}, ir.AttrInt("axis", 1))
 	} else {
-		mask := g.Op("Cast", []string{encoderMask}, ir.AttrInt("to", int64(ir.Float)))          // [N,T]
-		w := g.Op("Unsqueeze", []string{mask, g.ConstInt64s("pool_c", -1)})                     // [N,T,1]
+		mask := g.Op("Cast", []string{encoderMask}, ir.AttrInt("to", int64(ir.Float)))                                         // [N,T]
+		w := g.Op("Unsqueeze", []string{mask, g.ConstInt64s("pool_c", -1)})                                                    // [N,T,1]
 		sum := g.Op("ReduceSum", []string{g.Op("Mul", []string{h, w}), g.ConstInt64s("pool_c", 1)}, ir.AttrInt("keepdims", 0)) // [N,D]
-		count := g.Op("ReduceSum", []string{w, g.ConstInt64s("pool_c", 1)}, ir.AttrInt("keepdims", 0))                          // [N,1]
+		count := g.Op("ReduceSum", []string{w, g.ConstInt64s("pool_c", 1)}, ir.AttrInt("keepdims", 0))                         // [N,1]
 		emb = g.Op("Div", []string{sum, g.Op("Max", []string{count, g.Const("pool_c", ir.Scalar("", float32(1e-9)))})})
 	}
 	g.Node("Identity", []string{emb}, []string{EncoderOutput})
@@ -388,33 +388,24 @@ func (b *encoderBatch) set(i int, ids []int, pad int) error {
 
 // values wraps the batch as the graph's inputs (no copies).
 func (b *encoderBatch) values(typeIDs bool) (map[string]ort.Value, func(), error) {
+	in := inputSet{}
+	err := b.addTo(in, typeIDs)
+	return in.done(err)
+}
+
+// addTo adds the batch's inputs to in.
+func (b *encoderBatch) addTo(in inputSet, typeIDs bool) error {
 	shape := []int64{int64(b.N), int64(b.T)}
-	in := map[string]ort.Value{}
-	release := func() {
-		for _, v := range in {
-			v.Destroy()
-		}
+	if err := addInput(in, encoderIDs, shape, b.ids); err != nil {
+		return err
 	}
-	add := func(name string, data []int64) error {
-		v, err := ort.NewTensor(shape, data)
-		if err != nil {
-			return fmt.Errorf("encoder inputs: %w", err)
-		}
-		in[name] = v
-		return nil
+	if err := addInput(in, encoderMask, shape, b.mask); err != nil {
+		return err
 	}
-	err := add(encoderIDs, b.ids)
-	if err == nil {
-		err = add(encoderMask, b.mask)
+	if typeIDs {
+		return addInput(in, encoderTypeIDs, shape, b.tt)
 	}
-	if err == nil && typeIDs {
-		err = add(encoderTypeIDs, b.tt)
-	}
-	if err != nil {
-		release()
-		return nil, nil, err
-	}
-	return in, release, nil
+	return nil
 }
 
 // Encode returns the pooled embedding of each text, all in one ORT run

@@ -137,7 +137,9 @@ func TestTextEncoderRefusesBadInput(t *testing.T) {
 		{"unknown pooling", nil, EncoderOptions{Pooling: "max"}, []string{`pooling "max"`}},
 		{"too many tokens", nil, EncoderOptions{MaxTokens: 500}, []string{"max tokens 500", "1 to 48"}},
 		{"no tokenizer", func(dir string) { os.Remove(filepath.Join(dir, encoderTokenizerFile)) }, EncoderOptions{}, []string{encoderTokenizerFile}},
-		{"broken tokenizer", func(dir string) { os.WriteFile(filepath.Join(dir, encoderTokenizerFile), []byte(`{"model": 3}`), 0o644) }, EncoderOptions{}, []string{encoderTokenizerFile}},
+		{"broken tokenizer", func(dir string) {
+			os.WriteFile(filepath.Join(dir, encoderTokenizerFile), []byte(`{"model": 3}`), 0o644)
+		}, EncoderOptions{}, []string{encoderTokenizerFile}},
 		{"truncated model", func(dir string) {
 			b, _ := os.ReadFile(filepath.Join(dir, EncoderModelFile))
 			os.WriteFile(filepath.Join(dir, EncoderModelFile), b[:1000], 0o644)

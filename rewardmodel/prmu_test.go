@@ -245,7 +245,7 @@ func TestPRMULoadRefusesBrokenFiles(t *testing.T) {
 		{"wrong format", PRMUConfigFile, strings.Replace(cfg, prmuFormat, "other/9", 1), "format"},
 		{"unknown field", PRMUConfigFile, strings.Replace(cfg, `"format"`, `"colour": 1, "format"`, 1), "colour"},
 		{"negative size", PRMUConfigFile, strings.Replace(cfg, `"hidden": 64`, `"hidden": -1`, 1), "hidden"},
-		{"vocab mismatch", PRMUConfigFile, strings.Replace(cfg, `"embed": 64`, `"embed": 32`, 1), "embedding table"},
+		{"vocab mismatch", PRMUConfigFile, strings.Replace(cfg, `"embed": 64`, `"embed": 32`, 1), "prmu.embed"},
 		{"tokenizer broken", PRMUTokenizerFile, `{"model": 3}`, PRMUTokenizerFile},
 		{"model truncated", PRMUModelFile, read(PRMUModelFile)[:100], PRMUModelFile},
 		{"model missing", PRMUModelFile, "", PRMUModelFile},
