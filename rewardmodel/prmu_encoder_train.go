@@ -55,12 +55,16 @@ func trainEncoderPRMU(ctx context.Context, cfg PRMUConfig, enc *TextEncoder, cac
 		return nil, fmt.Errorf("no text encoder (the config's encoder and a loaded TextEncoder are both needed)")
 	}
 	cfg = cfg.Defaults()
-	e := *cfg.Encoder
-	e.Pooling, e.MaxTokens, e.Dim = enc.Pooling, enc.MaxTokens, enc.Dim
-	cfg.Encoder = &e
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	e := *cfg.Encoder
+	if (e.Pooling != "" && e.Pooling != enc.Pooling) || (e.MaxTokens != 0 && e.MaxTokens != enc.MaxTokens) {
+		return nil, fmt.Errorf("the config's encoder pools by %q over %d tokens, the loaded encoder by %q over %d: load it with the config's settings",
+			e.Pooling, e.MaxTokens, enc.Pooling, enc.MaxTokens)
+	}
+	e.Pooling, e.MaxTokens, e.Dim = enc.Pooling, enc.MaxTokens, enc.Dim
+	cfg.Encoder = &e
 	head, err := BuildPRMU(cfg)
 	if err != nil {
 		return nil, err

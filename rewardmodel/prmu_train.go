@@ -24,6 +24,7 @@ type PRMUPair struct {
 	Profile  []string // profile item texts, most relevant first
 	Chosen   string
 	Rejected string
+	User     string // whose profile it is, when known (SwapProfiles needs it)
 }
 
 // ProfileItemText writes a profile item as "field: value; …; date: D", the
@@ -78,7 +79,7 @@ func PRMUPairs(t *datasets.Task, examples []datasets.Example, topK int, seed uin
 		for _, idx := range datasets.TopKBM25(t, e, k) {
 			prof = append(prof, ProfileItemText(t, &e.Profile[idx]))
 		}
-		pairs = append(pairs, PRMUPair{Profile: prof, Chosen: e.Output, Rejected: rejected})
+		pairs = append(pairs, PRMUPair{Profile: prof, Chosen: e.Output, Rejected: rejected, User: e.User})
 	}
 	if len(pairs) == 0 {
 		return nil, fmt.Errorf("prmu pairs: none of %d %s examples gives a pair (gold outputs and profiles needed)", len(examples), t.Name)
