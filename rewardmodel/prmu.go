@@ -95,6 +95,9 @@ type PRMUEncoder struct {
 	Tuning    string  `json:"tuning"`               // TuneFrozen (default) or TuneLoRA
 	LoRARank  int     `json:"lora_rank,omitempty"`  // adapter rank (default 4)
 	LoRAAlpha float64 `json:"lora_alpha,omitempty"` // adapters scale by alpha/rank (default alpha = rank)
+	// LoRASteps are the steps of joint adapter and head training that
+	// follow the frozen-encoder steps (default 100).
+	LoRASteps int `json:"lora_steps,omitempty"`
 	// Dim and SHA256 are set by training: the embedding width and the
 	// identity of the encoder the head was trained with (LoadPRMU refuses
 	// another).
@@ -121,6 +124,9 @@ func (c PRMUConfig) Defaults() PRMUConfig {
 		}
 		if e.Tuning == TuneLoRA && e.LoRARank == 0 {
 			e.LoRARank = 4
+		}
+		if e.Tuning == TuneLoRA && e.LoRASteps == 0 {
+			e.LoRASteps = 100
 		}
 		c.Encoder = &e
 		return c
@@ -174,6 +180,8 @@ func (e *PRMUEncoder) validate() error {
 		return fmt.Errorf("prmu config: encoder.max_tokens %d, encoder.dim %d: want values >= 0", e.MaxTokens, e.Dim)
 	case e.Tuning == TuneLoRA && e.LoRARank <= 0:
 		return fmt.Errorf("prmu config: encoder.lora_rank %d, want > 0", e.LoRARank)
+	case e.LoRASteps < 0:
+		return fmt.Errorf("prmu config: encoder.lora_steps %d, want >= 0", e.LoRASteps)
 	case math.IsNaN(e.LoRAAlpha) || math.IsInf(e.LoRAAlpha, 0) || e.LoRAAlpha < 0:
 		return fmt.Errorf("prmu config: encoder.lora_alpha %v, want a finite value >= 0", e.LoRAAlpha)
 	}

@@ -41,7 +41,8 @@ type SwapAccuracy struct {
 // PRMUComparison is one PRMU recipe's result on the dev sets.
 type PRMUComparison struct {
 	Name         string
-	Steps        int
+	Steps        int // head steps
+	LoRASteps    int // then joint encoder LoRA and head steps
 	TrainSeconds float64
 	Tasks        []SwapAccuracy
 }
@@ -63,7 +64,7 @@ func ComparePRMUs(ctx context.Context, trainSets, devSets []ExampleSet, recipes 
 		if err != nil {
 			return nil, fmt.Errorf("compare %s: %w", nr.Name, err)
 		}
-		c := PRMUComparison{Name: nr.Name, Steps: len(res.Losses), TrainSeconds: res.Duration.Seconds()}
+		c := PRMUComparison{Name: nr.Name, Steps: p.Info.Steps, LoRASteps: p.Info.LoRASteps, TrainSeconds: res.Duration.Seconds()}
 		for i, s := range devSets {
 			var a SwapAccuracy
 			if a, err = swapAccuracy(ctx, p, s, r.TopK, r.Train.Seed+uint64(i)); err != nil {
@@ -118,7 +119,11 @@ func WriteComparison(w io.Writer, rows []PRMUComparison) error {
 	}
 	b.WriteString("\n" + sep + "\n")
 	for _, r := range rows {
-		fmt.Fprintf(&b, "| %s | %d | %.1f |", r.Name, r.Steps, r.TrainSeconds)
+		steps := fmt.Sprint(r.Steps)
+		if r.LoRASteps > 0 {
+			steps += fmt.Sprintf(" + %d LoRA", r.LoRASteps)
+		}
+		fmt.Fprintf(&b, "| %s | %s | %.1f |", r.Name, steps, r.TrainSeconds)
 		for _, t := range r.Tasks {
 			fmt.Fprintf(&b, " %.3f / %.3f (%d) |", t.Own, t.Swapped, t.Pairs)
 		}

@@ -49,16 +49,16 @@ func sharedEncoderPRMUs(t *testing.T) (frozen, lora *PRMU) {
 		if s.pairs, s.err = SynthPRMUPairs(s.data, "train", 4, 1); s.err != nil {
 			return
 		}
-		train := func(tuning string, steps int) (*PRMU, PRMUTrainResult, error) {
+		train := func(tuning string, loraSteps int) (*PRMU, PRMUTrainResult, error) {
 			enc, err := LoadTextEncoder(encoderFixture, EncoderOptions{Session: quietSession})
 			if err != nil {
 				return nil, PRMUTrainResult{}, err
 			}
-			cfg := PRMUConfig{Seed: 1, Hidden: 32, Encoder: &PRMUEncoder{Dir: encoderFixture, Tuning: tuning}}
+			cfg := PRMUConfig{Seed: 1, Hidden: 32, Encoder: &PRMUEncoder{Dir: encoderFixture, Tuning: tuning, LoRASteps: loraSteps}}
 			return TrainEncoderPRMU(context.Background(), cfg, enc, nil, s.pairs,
-				PRMUTrainOptions{Steps: steps, PairsPerStep: 16, LR: 1e-2, Seed: 1, Session: quietSession})
+				PRMUTrainOptions{Steps: 300, PairsPerStep: 16, LR: 1e-2, Seed: 1, Session: quietSession})
 		}
-		if s.frozen, _, s.err = train(TuneFrozen, 300); s.err != nil {
+		if s.frozen, _, s.err = train(TuneFrozen, 0); s.err != nil {
 			return
 		}
 		s.lora, s.loraRes, s.err = train(TuneLoRA, 12)
@@ -216,8 +216,9 @@ func TestEncoderPRMUCache(t *testing.T) {
 func TestEncoderPRMULoRA(t *testing.T) {
 	frozen, lora := sharedEncoderPRMUs(t)
 	res := encoderPRMUs.loraRes
-	t.Logf("LoRA: %d steps in %v, loss %.4f → %.4f", len(res.Losses), res.Duration.Round(1e6), res.Losses[0], res.Losses[len(res.Losses)-1])
-	if res.Skipped > 0 || len(res.Losses) != 12 {
+	t.Logf("LoRA: %d head steps then %d LoRA steps in %v, loss %.4f → %.4f → %.4f", lora.Info.Steps, lora.Info.LoRASteps, res.Duration.Round(1e6),
+		res.Losses[0], res.Losses[299], res.Losses[len(res.Losses)-1])
+	if res.Skipped > 0 || len(res.Losses) != 300+12 || lora.Info.LoRASteps != 12 {
 		t.Fatalf("LoRA training: %d steps, %d skipped", len(res.Losses), res.Skipped)
 	}
 	if lora.Config.Encoder.Tuning != TuneLoRA || lora.Encoder().SHA256 == frozen.Encoder().SHA256 || lora.Config.Encoder.SHA256 != lora.Encoder().SHA256 {

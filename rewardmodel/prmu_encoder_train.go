@@ -24,15 +24,17 @@ const (
 // Bradley–Terry pairs and with the same steps as TrainPRMU. The PRMU takes
 // enc over (it is closed when training fails).
 //
-// Frozen (cfg.Encoder.Tuning "frozen"): every distinct text of the pairs is
-// embedded once, through cache (nil: a new one in memory; it becomes the
-// PRMU's), and only the head trains on the cached embeddings.
+// Every distinct text of the pairs is embedded once by the encoder as
+// exported, through cache (nil: a new one in memory; it becomes the PRMU's),
+// and the head trains o.Steps steps on the cached embeddings. That is all
+// of a frozen encoder's training (cfg.Encoder.Tuning "frozen").
 //
-// LoRA: the encoder with adapters on its MatMul weights and the head form
-// one training graph (train.AddLoRA, Specialize, Differentiate, as for the
-// policy); each step encodes its distinct texts in one run and trains the
-// adapters and the head. The returned PRMU reads a new encoder, the adapters
-// merged into its weights, so its SHA256 differs from enc's.
+// LoRA then adds cfg.Encoder.LoRASteps steps in which the encoder, with
+// adapters on its MatMul weights, and the head form one training graph
+// (train.AddLoRA, Specialize, Differentiate, as for the policy): each step
+// encodes its distinct texts in one run and trains the adapters and the
+// head together. The returned PRMU reads a new encoder, the adapters merged
+// into its weights (so its SHA256 differs from enc's), with a new cache.
 func TrainEncoderPRMU(ctx context.Context, cfg PRMUConfig, enc *TextEncoder, cache *EmbeddingCache, pairs []PRMUPair, o PRMUTrainOptions) (*PRMU, PRMUTrainResult, error) {
 	start := time.Now()
 	var res PRMUTrainResult
@@ -43,6 +45,9 @@ func TrainEncoderPRMU(ctx context.Context, cfg PRMUConfig, enc *TextEncoder, cac
 	}
 	o, _ = o.check(pairs)
 	res.finish(p, o, len(pairs), start)
+	if p.Config.Encoder.Tuning == TuneLoRA {
+		p.Info.LoRASteps = p.Config.Encoder.LoRASteps
+	}
 	return p, res, nil
 }
 
@@ -69,38 +74,46 @@ func trainEncoderPRMU(ctx context.Context, cfg PRMUConfig, enc *TextEncoder, cac
 	if err != nil {
 		return nil, err
 	}
+	// The head learns on cached embeddings of the encoder as exported: all
+	// of a frozen PRMU's training, and a LoRA PRMU's warm start (cheap: no
+	// encoder run per step).
 	P := min(o.PairsPerStep, len(pairs))
-	if cfg.Encoder.Tuning == TuneFrozen {
-		if cache == nil {
-			cache = NewEmbeddingCache(enc, "")
-		}
-		feed, err := newFrozenFeed(ctx, enc, cache, cfg, pairs, P)
-		if err != nil {
-			return nil, err
-		}
-		defer feed.close()
-		weights, err := runPRMUTraining(ctx, head, feed, []string{prmuWeightPrefix + "*"}, len(pairs), o, res)
-		if err != nil {
-			return nil, err
-		}
-		trained, err := train.ExportModel(head, weights, nil)
-		if err != nil {
-			return nil, err
-		}
+	if cache == nil {
+		cache = NewEmbeddingCache(enc, "")
+	}
+	feed, err := newFrozenFeed(ctx, enc, cache, cfg, pairs, P)
+	if err != nil {
+		return nil, err
+	}
+	weights, err := runPRMUTraining(ctx, head, feed, []string{prmuWeightPrefix + "*"}, len(pairs), o, res)
+	feed.close()
+	if err != nil {
+		return nil, err
+	}
+	trained, err := train.ExportModel(head, weights, nil)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Encoder.Tuning == TuneFrozen || cfg.Encoder.LoRASteps == 0 {
 		return NewEncoderPRMU(cfg, enc, cache, trained, o.Session)
 	}
 
+	// LoRA: adapters on the encoder and the warm head train together.
 	m, adapters, err := loraPRMUModel(enc, cfg)
 	if err != nil {
 		return nil, err
 	}
-	feed, err := newLoRAFeed(enc, cfg, pairs, P)
+	if m, err = train.ExportModel(m, weights, nil); err != nil {
+		return nil, err
+	}
+	lfeed, err := newLoRAFeed(enc, cfg, pairs, P)
 	if err != nil {
 		return nil, err
 	}
-	defer feed.close()
-	weights, err := runPRMUTraining(ctx, m, feed, append([]string{prmuWeightPrefix + "*"}, train.AdapterParams(adapters)...), len(pairs), o, res)
-	if err != nil {
+	defer lfeed.close()
+	lo := o
+	lo.Steps, lo.Seed = cfg.Encoder.LoRASteps, o.Seed+1
+	if weights, err = runPRMUTraining(ctx, m, lfeed, append([]string{prmuWeightPrefix + "*"}, train.AdapterParams(adapters)...), len(pairs), lo, res); err != nil {
 		return nil, err
 	}
 	headW, adapterW := map[string][]float32{}, map[string][]float32{}
@@ -111,8 +124,7 @@ func trainEncoderPRMU(ctx context.Context, cfg PRMUConfig, enc *TextEncoder, cac
 			adapterW[name] = w
 		}
 	}
-	trained, err := train.ExportModel(head, headW, nil)
-	if err != nil {
+	if trained, err = train.ExportModel(head, headW, nil); err != nil {
 		return nil, err
 	}
 	tunedExport, err := train.ExportModel(enc.export, adapterW, adapters)

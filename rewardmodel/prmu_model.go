@@ -56,6 +56,7 @@ type PRMU struct {
 // PRMUTrainInfo is what prmu.json records about training.
 type PRMUTrainInfo struct {
 	Steps        int     `json:"steps,omitempty"`
+	LoRASteps    int     `json:"lora_steps,omitempty"` // joint encoder LoRA and head steps after Steps
 	Pairs        int     `json:"pairs,omitempty"`
 	Seed         uint64  `json:"seed,omitempty"`
 	FinalLoss    float64 `json:"final_loss,omitempty"`

@@ -187,8 +187,9 @@ type PRMURecipe struct {
 	Train  PRMUTrainOptions
 	Vocab  int // bag: tokenizer vocab size (default 512)
 	TopK   int // profile items per pair, as the prompts' top_k (0: all)
-	// EmbeddingCache is a frozen encoder's cache file, read and extended
-	// ("": in memory; the saved PRMU keeps its own copy either way).
+	// EmbeddingCache is a cache file of the encoder's embeddings (as
+	// exported), read and extended ("": in memory; a saved frozen PRMU keeps
+	// its own copy either way).
 	EmbeddingCache string
 }
 
@@ -259,7 +260,7 @@ func (r PRMURecipe) train(ctx context.Context, pairs []PRMUPair) (*PRMU, PRMUTra
 		return nil, PRMUTrainResult{}, fmt.Errorf("train prmu: %w", err)
 	}
 	var cache *EmbeddingCache
-	if r.EmbeddingCache != "" && ec.Tuning == TuneFrozen {
+	if r.EmbeddingCache != "" {
 		if cache, err = OpenEmbeddingCache(enc, r.EmbeddingCache); err != nil {
 			enc.Close()
 			return nil, PRMUTrainResult{}, fmt.Errorf("train prmu: %w", err)
