@@ -71,7 +71,8 @@ func textKey(s string) [sha256.Size]byte { return sha256.Sum256([]byte(s)) }
 
 // Embed returns each text's embedding: cached ones from the cache, the rest
 // computed by enc (distinct texts once, in runs of at most batch texts) and
-// added to it.
+// added to it. Runs are cut from the end, so the last batch texts to encode
+// share one run (callers put a step's responses last).
 func (c *EmbeddingCache) Embed(ctx context.Context, enc *TextEncoder, texts []string, batch int) ([][]float32, error) {
 	if enc.SHA256 != c.Encoder {
 		return nil, fmt.Errorf("embedding cache: it holds encoder %.12s's embeddings, not %.12s's", c.Encoder, enc.SHA256)
@@ -88,8 +89,8 @@ func (c *EmbeddingCache) Embed(ctx context.Context, enc *TextEncoder, texts []st
 			miss = append(miss, s)
 		}
 	}
-	for start := 0; start < len(miss); start += batch {
-		part := miss[start:min(start+batch, len(miss))]
+	for end := len(miss); end > 0; end -= batch {
+		part := miss[max(0, end-batch):end]
 		vecs, err := enc.Encode(ctx, part)
 		if err != nil {
 			return nil, err

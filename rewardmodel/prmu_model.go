@@ -379,10 +379,11 @@ func (p *PRMU) runHead(in map[string]ort.Value, n int) ([]float64, error) {
 	return out, nil
 }
 
-// embedRows looks up (or encodes, in as few encoder runs as the cache
-// allows: one for a step's responses) the embedding of every text the rows
+// embedRows looks up (or encodes) the embedding of every text the rows
 // read: each profile's first maxItems items (a blank item is nil: no item)
-// and each response. Texts are read trimmed.
+// and each response, texts trimmed. The responses go last, so new ones share
+// one encoder run (up to encoderRunTexts of them), with new items when they
+// fit.
 func embedRows(ctx context.Context, enc *TextEncoder, cache *EmbeddingCache, maxItems int, profiles [][]string, responses []string) (items [][][]float32, resp [][]float32, err error) {
 	var texts []string
 	for i := range responses {
@@ -391,13 +392,16 @@ func embedRows(ctx context.Context, enc *TextEncoder, cache *EmbeddingCache, max
 				texts = append(texts, it)
 			}
 		}
-		texts = append(texts, strings.TrimSpace(responses[i]))
+	}
+	nItems := len(texts)
+	for _, r := range responses {
+		texts = append(texts, strings.TrimSpace(r))
 	}
 	vecs, err := cache.Embed(ctx, enc, texts, encoderRunTexts)
 	if err != nil {
 		return nil, nil, err
 	}
-	items, resp = make([][][]float32, len(responses)), make([][]float32, len(responses))
+	items, resp = make([][][]float32, len(responses)), vecs[nItems:]
 	k := 0
 	for i := range responses {
 		for _, it := range profiles[i][:min(len(profiles[i]), maxItems)] {
@@ -407,7 +411,6 @@ func embedRows(ctx context.Context, enc *TextEncoder, cache *EmbeddingCache, max
 			}
 			items[i] = append(items[i], v)
 		}
-		resp[i], k = vecs[k], k+1
 	}
 	return items, resp, nil
 }

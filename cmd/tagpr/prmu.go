@@ -252,7 +252,7 @@ func prmuCompareCmd() *cobra.Command {
 				{Name: "LoRA-tuned encoder", Recipe: recipe(rewardmodel.TuneLoRA)},
 			}
 			rows, err := rewardmodel.ComparePRMUs(cmd.Context(), trainSets, devSets, recipes, func(c rewardmodel.PRMUComparison) {
-				logLine("prmu compare", fmt.Sprintf("%s: %d steps in %.1fs", c.Name, c.Steps, c.TrainSeconds))
+				logLine("prmu compare", fmt.Sprintf("%s: %d + %d LoRA steps in %.1fs", c.Name, c.Steps, c.LoRASteps, c.TrainSeconds))
 			})
 			bar.Finish()
 			if err != nil {
