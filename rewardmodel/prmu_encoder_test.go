@@ -165,15 +165,7 @@ func TestEncoderPRMUCache(t *testing.T) {
 	if err := p2.Save(dir); err != nil {
 		t.Fatal(err)
 	}
-	q, err := LoadPRMU(dir, quietSession)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer q.Close()
-	got, err := q.Score(ctx, profiles, responses)
-	if err != nil {
-		t.Fatal(err)
-	}
+	q, got := reloadScores(t, dir, profiles, responses)
 	if st := q.Encoder().Stats(); st.Runs != 0 || !slices.Equal(got, first) {
 		t.Fatalf("after load: %+v encoder runs, scores equal %v; want no run and equal scores", st, slices.Equal(got, first))
 	}
@@ -263,15 +255,7 @@ func TestEncoderPRMULoRA(t *testing.T) {
 		t.Fatalf("saved tuned encoder has %d nodes / %d initializers, the export %d / %d: adapters must be merged",
 			len(m.Graph.Node), len(m.Graph.Initializer), len(orig.Graph.Node), len(orig.Graph.Initializer))
 	}
-	q, err := LoadPRMU(dir, quietSession)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer q.Close()
-	got, err := q.Score(ctx, profiles, responses)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, got := reloadScores(t, dir, profiles, responses)
 	for i := range want {
 		if math.Abs(got[i]-want[i]) > 1e-6 {
 			t.Fatalf("score %d: %v after load, %v before", i, got[i], want[i])
@@ -384,6 +368,21 @@ func TestEncoderPRMULoadRefuses(t *testing.T) {
 			}
 		})
 	}
+}
+
+// reloadScores loads the PRMU saved in dir and scores the rows with it.
+func reloadScores(t *testing.T, dir string, profiles [][]string, responses []string) (*PRMU, []float64) {
+	t.Helper()
+	q, err := LoadPRMU(dir, quietSession)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(q.Close)
+	got, err := q.Score(context.Background(), profiles, responses)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return q, got
 }
 
 func editFile(dir, name, old, new string) {

@@ -216,8 +216,9 @@ func prmuCompareCmd() *cobra.Command {
 		Use:   "compare --encoder DIR",
 		Short: "Train PRMUs with each text encoder on the synthetic benchmark and print their dev accuracy table",
 		Long: "Trains three PRMUs on the benchmark's train users — the built-in bag of tokens, the --encoder frozen, and " +
-			"the --encoder tuned with LoRA (the frozen recipe, then --lora-steps of adapters and head together) — and prints, per task, the dev pair accuracy with each user's own profile and " +
-			"with another user's (the profile-swap test: a PRMU that reads profiles drops toward chance), as a Markdown table.",
+			"the --encoder tuned with LoRA (the frozen recipe, then --lora-steps of adapters and head together) — and " +
+			"prints, per task, the dev pair accuracy with each user's own profile and with another user's (the " +
+			"profile-swap test: a PRMU that reads profiles drops toward chance), as a Markdown table.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if enc.Dir == "" {
