@@ -285,6 +285,21 @@ func TestEncoderPRMUScoring(t *testing.T) {
 			}
 		}
 	}
+	// Attention pooling over encoder embeddings trains too, frozen and
+	// through LoRA, and ignores blank items.
+	for _, tuning := range []string{TuneFrozen, TuneLoRA} {
+		cfg := PRMUConfig{Seed: 3, Hidden: 16, Pool: PoolAttention, Encoder: &PRMUEncoder{Dir: encoderFixture, Tuning: tuning, LoRASteps: 2}}
+		p, res, err := TrainEncoderPRMU(ctx, cfg, loadFixtureEncoder(t, EncoderOptions{}), nil, encoderPRMUs.pairs, PRMUTrainOptions{Steps: 20, PairsPerStep: 8, Seed: 3, Session: quietSession})
+		if err != nil {
+			t.Fatalf("%s attention pooling: %v", tuning, err)
+		}
+		defer p.Close()
+		prof := encoderPRMUs.pairs[0].Profile
+		s, err := p.Score(ctx, [][]string{prof, append(append([]string{}, prof...), "", " ")}, []string{"comedy", "comedy"})
+		if err != nil || res.Skipped > 0 || math.Abs(s[0]-s[1]) > 1e-5 {
+			t.Fatalf("%s attention pooling: scores %v (%v), %d steps skipped", tuning, s, err, res.Skipped)
+		}
+	}
 	if _, err := NewPRMU(frozen.Config, nil, frozen.Model(), ort.Options{}); err == nil || !strings.Contains(err.Error(), "NewEncoderPRMU") {
 		t.Fatalf("NewPRMU with an encoder config: %v", err)
 	}
