@@ -11,6 +11,7 @@ import (
 	"github.com/google/renameio/v2"
 
 	"github.com/tagpr/tagpr/datasets"
+	"github.com/tagpr/tagpr/onnx/hf"
 	"github.com/tagpr/tagpr/onnx/ir"
 	"github.com/tagpr/tagpr/onnx/lm"
 	"github.com/tagpr/tagpr/onnx/ort"
@@ -310,7 +311,7 @@ func demoSFT(ctx context.Context, cfg DemoConfig, data *datasets.SynthData, tok 
 		}
 	}
 	// The model file comes last: its presence marks the stage done.
-	if err := train.Export(filepath.Join(sftDir, "model.onnx"), base, res.Weights, nil); err != nil {
+	if _, err := hf.WriteTrained(filepath.Join(sftDir, "model.onnx"), base, res.Weights, nil, baseDir); err != nil {
 		return nil, err
 	}
 	return res, nil

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/tagpr/tagpr/datasets"
+	"github.com/tagpr/tagpr/onnx/hf"
 	"github.com/tagpr/tagpr/onnx/ir"
 	"github.com/tagpr/tagpr/onnx/lm"
 	"github.com/tagpr/tagpr/onnx/onnxpb"
@@ -670,7 +671,7 @@ func (p *RLPipeline) runStage(ctx context.Context, st RLStage, from, dir string)
 		}
 	}
 	// The model file comes last: its presence marks the stage done.
-	if err := train.Export(filepath.Join(dir, "model.onnx"), start, res.Weights, nil); err != nil {
+	if _, err := hf.WriteTrained(filepath.Join(dir, "model.onnx"), start, res.Weights, nil, from); err != nil {
 		return RLSummary{}, err
 	}
 	return res.Summary, nil

@@ -44,44 +44,24 @@ func describeSelection(w io.Writer, flag string, sel []train.PatternMatch) {
 
 // writeTrainedModel writes dir/model.onnx (the inference model m with the
 // trained weights, adapters merged) with the base model's config and
-// tokenizer files, and, when its weights have Hugging Face names, the same
-// model as a transformers checkpoint (model.safetensors, config.json…)
-// beside it and a LoRA run's adapters in PEFT's format in dir/adapter.
+// tokenizer files and, when its weights have Hugging Face names, the same
+// model as a transformers checkpoint beside it (hf.WriteTrained).
 func writeTrainedModel(w io.Writer, dir, modelDir string, m *onnxpb.ModelProto, weights map[string][]float32, adapters []train.Adapter) (string, error) {
 	out := filepath.Join(dir, "model.onnx")
-	exp, err := train.ExportModel(m, weights, adapters)
-	if err != nil {
-		return "", err
-	}
-	if err := train.WriteModel(out, exp); err != nil {
-		return "", err
-	}
 	if err := trainCopyIfExists(filepath.Join(modelDir, "config.json"), filepath.Join(dir, "config.json")); err != nil {
 		return "", err
 	}
-	if _, err := hf.CopySideFiles(modelDir, dir); err != nil {
-		return "", err
-	}
-	if _, _, err := hf.Exportable(exp, modelDir); err != nil {
-		fmt.Fprintf(w, "no Hugging Face checkpoint written: %v\n", err)
-		return out, nil
-	}
-	res, err := hf.Export(exp, dir, hf.ExportOptions{From: modelDir})
+	res, err := hf.WriteTrained(out, m, weights, adapters, modelDir)
 	if err != nil {
 		return "", err
 	}
-	msg := fmt.Sprintf("Hugging Face checkpoint: %s (%d tensors)", filepath.Join(dir, "model.safetensors"), res.Tensors)
-	if len(adapters) > 0 {
-		hc, _ := lm.ReadHFConfig(filepath.Join(modelDir, "config.json"))
-		mt := ""
-		if hc != nil {
-			mt = hc.ModelType
-		}
-		ad := filepath.Join(dir, "adapter")
-		if err := hf.ExportAdapters(ad, m, adapters, weights, hf.AdapterOptions{Base: trainAbsPath(modelDir), ModelType: mt}); err != nil {
-			return "", err
-		}
-		msg += fmt.Sprintf("; PEFT adapter: %s", ad)
+	if res.Checkpoint == nil {
+		fmt.Fprintf(w, "no Hugging Face checkpoint written: %s\n", res.Skipped)
+		return out, nil
+	}
+	msg := fmt.Sprintf("Hugging Face checkpoint: %s (%d tensors)", filepath.Join(dir, "model.safetensors"), res.Checkpoint.Tensors)
+	if res.Adapter != "" {
+		msg += "; PEFT adapter: " + res.Adapter
 	}
 	fmt.Fprintln(w, msg)
 	return out, nil

@@ -15,6 +15,7 @@ import (
 	"github.com/tagpr/tagpr/onnx/lm"
 	"github.com/tagpr/tagpr/onnx/onnxpb"
 	"github.com/tagpr/tagpr/onnx/safetensors"
+	"github.com/tagpr/tagpr/onnx/train"
 )
 
 // ExportOptions configure Export.
@@ -164,4 +165,56 @@ func transposeInto(raw []byte, dims []int64, es int) func(io.Writer) error {
 		}
 		return nil
 	}
+}
+
+// Trained is what WriteTrained wrote besides model.onnx.
+type Trained struct {
+	Checkpoint *Exported // nil when none was written
+	Skipped    string    // why not
+	Adapter    string    // the PEFT adapter folder of a LoRA run
+}
+
+// WriteTrained writes a training run's result into the folder of path:
+// the inference model m with the trained weights (adapters merged) as a
+// transformers checkpoint — model.safetensors, config.json,
+// generation_config.json, tokenizer files from the base model's folder
+// from — plus a LoRA run's adapters in PEFT's format in adapter/, and
+// then path itself (model.onnx, last: its presence means the rest is
+// there). Weights without Hugging Face names, or a base without
+// config.json, skip the checkpoint and say why.
+func WriteTrained(path string, m *onnxpb.ModelProto, weights map[string][]float32, adapters []train.Adapter, from string) (*Trained, error) {
+	exp, err := train.ExportModel(m, weights, adapters)
+	if err != nil {
+		return nil, err
+	}
+	dir := filepath.Dir(path)
+	res := &Trained{}
+	if _, _, err := Exportable(exp, from); err != nil {
+		res.Skipped = err.Error()
+		if _, err := CopySideFiles(from, dir); err != nil {
+			return nil, err
+		}
+	} else {
+		if res.Checkpoint, err = Export(exp, dir, ExportOptions{From: from}); err != nil {
+			return nil, err
+		}
+		if len(adapters) > 0 {
+			hc, _ := lm.ReadHFConfig(filepath.Join(from, "config.json"))
+			o := AdapterOptions{Base: from}
+			if abs, err := filepath.Abs(from); err == nil {
+				o.Base = abs
+			}
+			if hc != nil {
+				o.ModelType = hc.ModelType
+			}
+			res.Adapter = filepath.Join(dir, "adapter")
+			if err := ExportAdapters(res.Adapter, m, adapters, weights, o); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if err := train.WriteModel(path, exp); err != nil {
+		return nil, err
+	}
+	return res, nil
 }

@@ -215,3 +215,36 @@ func TestExportAdapters(t *testing.T) {
 	names, _ := lm.MapHFNames(base)
 	t.Logf("adapters on %d of %d parameters; PEFT merge matches the export within %.2g", len(ads), len(names.Params), worst)
 }
+
+// WriteTrained writes the checkpoint beside model.onnx when it can, and
+// says why not when the base model has no config.json.
+func TestWriteTrained(t *testing.T) {
+	src := filepath.Join(fixtures, "qwen3-tied")
+	base := t.TempDir()
+	if _, err := Import(src, base, ImportOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	m, err := ir.Load(filepath.Join(base, "model.onnx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "model.onnx")
+	res, err := WriteTrained(out, m, nil, nil, base)
+	if err != nil || res.Checkpoint == nil {
+		t.Fatalf("%v %+v", err, res)
+	}
+	for _, f := range []string{"model.onnx", "model.safetensors", "config.json", "generation_config.json"} {
+		if _, err := os.Stat(filepath.Join(filepath.Dir(out), f)); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+	os.Remove(filepath.Join(base, "config.json"))
+	out = filepath.Join(t.TempDir(), "model.onnx")
+	res, err = WriteTrained(out, m, nil, nil, base)
+	if err != nil || res.Checkpoint != nil || !strings.Contains(res.Skipped, "config.json") {
+		t.Fatalf("without config.json: %v %+v", err, res)
+	}
+	if _, err := os.Stat(out); err != nil {
+		t.Errorf("model.onnx not written: %v", err)
+	}
+}
