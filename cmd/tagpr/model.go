@@ -137,7 +137,8 @@ func modelGenerateCmd() *cobra.Command {
 		Short: "Generate with the KV-cache engine from text, chat messages or token ids (greedy unless --temperature > 0)",
 		Long: "PATH is a model folder (or .onnx file); text prompts need its tokenizer.json (or --tokenizer).\n" +
 			"--prompt encodes text as is; --chat renders one user message (after --system) with the tokenizer's chat\n" +
-			"template and the assistant's generation prompt, as `tagpr serve` does. Each flag may repeat: one prompt each.\n" +
+			"template and the assistant's generation prompt, as `tagpr serve` does. Each flag may repeat: one prompt each,\n" +
+			"numbered --ids first, then --prompt, then --chat.\n" +
 			"Prints each completion's text (token ids when there is no tokenizer); timings go to stderr.\n\n" +
 			"--json prints {\"completions\": [{\"prompt\", \"sample\", \"text\", \"token_ids\", \"logprobs\" (natural log of\n" +
 			"each token's probability), \"finish_reason\" (eos | stop | length), \"stop\" (the stop string matched)}],\n" +
