@@ -294,8 +294,8 @@ func (b *Batcher) check(ctx context.Context, r Request) (*job, error) {
 		}
 	}
 	bound := len(r.Prompt) + r.MaxNewTokens
-	if max := b.MaxPositions(); bound > max {
-		return nil, fail("prompt %d + max_new_tokens %d exceeds the %d positions a sequence may take", len(r.Prompt), r.MaxNewTokens, max)
+	if limit := b.MaxPositions(); bound > limit {
+		return nil, fail("prompt %d + max_new_tokens %d exceeds the %d positions a sequence may take", len(r.Prompt), r.MaxNewTokens, limit)
 	}
 	if r.N*bound > b.capPos {
 		return nil, fail("n %d × (prompt %d + max_new_tokens %d) cache positions exceed the cache budget of %d", r.N, len(r.Prompt), r.MaxNewTokens, b.capPos)

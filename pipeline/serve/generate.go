@@ -204,11 +204,22 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, p *plan) {
 			}
 		}
 	}
-	defer func() { s.met.observe(&s.met.e2e, time.Since(start)) }()
 	var e *apiError
 	if failure != nil {
 		e = s.generationError(r, failure)
 	}
+	defer func() {
+		took := time.Since(start)
+		s.met.observe(&s.met.e2e, took)
+		u := out.usage(choices)
+		attrs := []any{"path", r.URL.Path, "stream", p.stream, "n", p.n, "prompt_tokens", u.PromptTokens,
+			"completion_tokens", u.CompletionTokens, "ms", took.Milliseconds()}
+		if e != nil {
+			s.o.Logger.Warn("request failed", append(attrs, "status", e.Status, "error", e.Message)...)
+			return
+		}
+		s.o.Logger.Info("request", attrs...)
+	}()
 	if p.stream {
 		out.endStream(choices, e)
 		return
