@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -13,39 +12,16 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/tagpr/tagpr/onnx/lock"
 )
 
-// qwenModelDir is a one-layer built-in model with the pinned Qwen3
-// tokenizer beside it: a folder `tagpr serve` and `model generate` take.
+// qwenModelDir is a one-layer built-in model with the Qwen3 vocabulary;
+// the commands take the pinned tokenizer by its models.lock name.
 func qwenModelDir(t *testing.T) string {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "qwen-tiny")
 	if _, stderr, err := runTagpr(t, ".", nil, "model", "init", "--arch", "llama", "--layers", "1", "--d-model", "32", "--heads", "2",
 		"--kv-heads", "1", "--vocab", "151669", "--eos-token-id", "151643", "--seed", "3", "--init-std", "0.05", "--out", dir); err != nil {
 		t.Fatalf("model init: %v\n%s", err, stderr)
-	}
-	lp, err := lock.Find(".")
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := lock.Load(lp)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for name, file := range map[string]string{"qwen3-tokenizer": "tokenizer.json", "qwen3-tokenizer-config": "tokenizer_config.json"} {
-		e, ok := f.Lookup(name)
-		if !ok {
-			t.Fatalf("models.lock has no %s", name)
-		}
-		b, err := os.ReadFile(f.Abs(e))
-		if err != nil {
-			t.Fatalf("%s: %v (run `make setup`)", name, err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, file), b, 0o644); err != nil {
-			t.Fatal(err)
-		}
 	}
 	return dir
 }
@@ -54,7 +30,7 @@ func qwenModelDir(t *testing.T) string {
 // with the same greedy text, and exits 0 on SIGTERM.
 func TestServeMatchesModelGenerate(t *testing.T) {
 	dir := qwenModelDir(t)
-	out, stderr, err := runTagpr(t, ".", nil, "model", "generate", dir, "--chat", "Hello there", "--max-new-tokens", "12", "--json")
+	out, stderr, err := runTagpr(t, ".", nil, "model", "generate", dir, "--tokenizer", "qwen3-tokenizer", "--chat", "Hello there", "--max-new-tokens", "12", "--json")
 	if err != nil {
 		t.Fatalf("model generate --chat: %v\n%s", err, stderr)
 	}
@@ -68,13 +44,13 @@ func TestServeMatchesModelGenerate(t *testing.T) {
 		t.Fatalf("generate --json: %v\n%s", err, out)
 	}
 	text := res.Completions[0].Text
-	plain, stderr, err := runTagpr(t, ".", nil, "model", "generate", dir, "--chat", "Hello there", "--prompt", "Once upon", "--max-new-tokens", "12")
+	plain, stderr, err := runTagpr(t, ".", nil, "model", "generate", dir, "--tokenizer", "qwen3-tokenizer", "--chat", "Hello there", "--prompt", "Once upon", "--max-new-tokens", "12")
 	// Prompts are numbered --ids, then --prompt, then --chat.
 	if err != nil || !strings.HasPrefix(plain, "--- prompt 0, sample 0 (") || !strings.HasSuffix(plain, ") ---\n"+text+"\n") {
 		t.Errorf("plain output of two prompts (%v %s):\n%s\nwant the chat's text %q last", err, stderr, plain, text)
 	}
 
-	cmd := exec.Command(tagprBin, "serve", "--model", dir, "--port", "0")
+	cmd := exec.Command(tagprBin, "serve", "--model", dir, "--tokenizer", "qwen3-tokenizer", "--port", "0")
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

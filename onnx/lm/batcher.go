@@ -517,10 +517,17 @@ func (b *Batcher) step(ctx context.Context) {
 		b.failRows(err)
 		return
 	}
-	keep := b.rows[:0:0]
+	b.dropRows(b.accept)
+	b.c.decodeNanos.Add(int64(time.Since(start)))
+}
+
+// dropRows removes the rows leave reports true for, and re-lays the cache
+// out without them.
+func (b *Batcher) dropRows(leave func(*seqRow) bool) {
+	var keep []*seqRow
 	var srcs []rowSrc
 	for r, row := range b.rows {
-		if !b.accept(row) {
+		if !leave(row) {
 			keep = append(keep, row)
 			srcs = append(srcs, rowSrc{g: b.run, row: r})
 		}
@@ -531,7 +538,6 @@ func (b *Batcher) step(ctx context.Context) {
 			b.failRows(err)
 		}
 	}
-	b.c.decodeNanos.Add(int64(time.Since(start)))
 }
 
 // pick chooses each row's next token from logits [len(rows), V] (under
@@ -627,22 +633,13 @@ func (b *Batcher) accept(r *seqRow) bool {
 
 // dropCanceled removes the rows of requests whose context ended.
 func (b *Batcher) dropCanceled() {
-	var keep []*seqRow
-	var srcs []rowSrc
-	for r, row := range b.rows {
+	b.dropRows(func(row *seqRow) bool {
 		if err := row.j.ctx.Err(); err != nil {
 			b.cancel(row.j, err)
-			continue
+			return true
 		}
-		keep = append(keep, row)
-		srcs = append(srcs, rowSrc{g: b.run, row: r})
-	}
-	if len(keep) < len(b.rows) {
-		b.rows = keep
-		if err := b.relayout(srcs); err != nil {
-			b.failRows(err)
-		}
-	}
+		return false
+	})
 }
 
 // cancel ends a request whose context ended (once; its other rows are

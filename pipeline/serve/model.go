@@ -83,18 +83,18 @@ func (m *Model) EncodeChat(msgs []tokenize.Message) ([]int64, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	return toInt64(enc.IDs), enc.Text, nil
+	return tokenize.Int64s(enc.IDs), enc.Text, nil
 }
 
 // EncodeText encodes plain text as a completion prompt, with the special
 // tokens the tokenizer's post-processor adds (Llama-3's BOS).
 func (m *Model) EncodeText(text string) []int64 {
-	return toInt64(m.Tok.EncodeFull(text, true).IDs)
+	return tokenize.Int64s(m.Tok.EncodeFull(text, true).IDs)
 }
 
 // Decode is the text of ids without special tokens.
 func (m *Model) Decode(ids []int64) string {
-	s, err := m.Tok.Decode(toInt(ids), true)
+	s, err := m.Tok.Decode(tokenize.Ints(ids), true)
 	if err != nil {
 		return "" // ids come from a model whose vocab covers the tokenizer's: never out of range
 	}
@@ -144,20 +144,4 @@ func (m *Model) completionText(ids []int64, finish lm.FinishReason, stops []stri
 		sb.WriteString(t.add(id, f))
 	}
 	return sb.String()
-}
-
-func toInt64(ids []int) []int64 {
-	out := make([]int64, len(ids))
-	for i, v := range ids {
-		out[i] = int64(v)
-	}
-	return out
-}
-
-func toInt(ids []int64) []int {
-	out := make([]int, len(ids))
-	for i, v := range ids {
-		out[i] = int(v)
-	}
-	return out
 }

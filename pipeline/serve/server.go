@@ -402,13 +402,24 @@ func (s *Server) lengths(p *plan, tmpl lm.Request, maxParam string) *apiError {
 
 func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 	var req chatRequest
-	release, e := s.admit(w, r, &req)
+	s.serveGeneration(w, r, &req, func() (*plan, *apiError) { return s.planChat(&req) })
+}
+
+func (s *Server) handleCompletions(w http.ResponseWriter, r *http.Request) {
+	var req completionRequest
+	s.serveGeneration(w, r, &req, func() (*plan, *apiError) { return s.planCompletion(&req) })
+}
+
+// serveGeneration admits a request (reading its body into req), plans it
+// and answers it.
+func (s *Server) serveGeneration(w http.ResponseWriter, r *http.Request, req any, planFn func() (*plan, *apiError)) {
+	release, e := s.admit(w, r, req)
 	if e != nil {
 		s.fail(w, e)
 		return
 	}
 	defer release()
-	p, e := s.planChat(&req)
+	p, e := planFn()
 	if e != nil {
 		s.fail(w, e)
 		return
@@ -470,22 +481,6 @@ func (s *Server) planChat(req *chatRequest) (*plan, *apiError) {
 		return nil, e
 	}
 	return p, nil
-}
-
-func (s *Server) handleCompletions(w http.ResponseWriter, r *http.Request) {
-	var req completionRequest
-	release, e := s.admit(w, r, &req)
-	if e != nil {
-		s.fail(w, e)
-		return
-	}
-	defer release()
-	p, e := s.planCompletion(&req)
-	if e != nil {
-		s.fail(w, e)
-		return
-	}
-	s.generate(w, r, p)
 }
 
 func (s *Server) planCompletion(req *completionRequest) (*plan, *apiError) {
