@@ -147,11 +147,13 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, drain time.Duration
 // Handler routes the API.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
+	// route registers a handler counted under endpoint in the metrics;
+	// another method than method ("": any) gets 405.
 	route := func(pattern, endpoint, method string, h func(http.ResponseWriter, *http.Request)) {
 		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 			rec := &recorder{ResponseWriter: w, code: 200}
 			defer func() { s.met.request(endpoint, rec.code) }()
-			if r.Method != method {
+			if method != "" && r.Method != method {
 				rec.Header().Set("Allow", method)
 				s.fail(rec, newError(405, "invalid_request_error", "method_not_allowed", "", "%s %s: use %s", r.Method, r.URL.Path, method))
 				return
@@ -165,7 +167,7 @@ func (s *Server) Handler() http.Handler {
 	route("/v1/models/{id}", "models", http.MethodGet, s.handleModel)
 	route("/health", "health", http.MethodGet, s.handleHealth)
 	route("/metrics", "metrics", http.MethodGet, s.handleMetrics)
-	route("/", "other", http.MethodGet, func(w http.ResponseWriter, r *http.Request) {
+	route("/", "other", "", func(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, newError(404, "invalid_request_error", "not_found", "", "no route %s; the API is /v1/chat/completions, /v1/completions, /v1/models, /health, /metrics", r.URL.Path))
 	})
 	return mux

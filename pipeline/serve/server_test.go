@@ -435,6 +435,8 @@ func TestLimitsRefused(t *testing.T) {
 	json.NewDecoder(resp.Body).Decode(&got)
 	resp.Body.Close()
 	checkError(t, "GET on a POST route", resp.StatusCode, got, 405, "use POST")
+	code, body = post(t, ts.base+"/v1/embeddings", map[string]any{"model": m.Name})
+	checkError(t, "an unknown route", code, body, 404, "no route /v1/embeddings")
 
 	// One request in flight (a long stream): the next gets 429.
 	b, _ := json.Marshal(chatBody(m, "Go on.", map[string]any{"max_tokens": 4000, "ignore_eos": true, "stream": true}))
