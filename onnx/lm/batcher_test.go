@@ -42,21 +42,18 @@ func TestBatcherJoinsRunningBatch(t *testing.T) {
 			reqs := make([]Request, len(batcherPrompts))
 			for i, p := range batcherPrompts {
 				reqs[i] = Request{Prompt: p, MaxNewTokens: 6 + 3*i, IgnoreEOS: i%2 == 0, LogProbs: true}
+				if i == 0 {
+					reqs[i].MaxNewTokens = 40
+				}
 				if i%3 == 1 {
 					reqs[i].Sampling, reqs[i].Seed, reqs[i].N = Sampling{Temperature: 0.8, TopP: 0.9}, uint64(i), 2
 				}
 			}
-			// The first request runs alone until the model is released; the
-			// others queue meanwhile and join its batch at one step.
-			first, err := b.Submit(ctx, reqs[0])
-			if err != nil {
-				t.Fatal(err)
-			}
-			read, err := first.Recv(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
+			// The first request is admitted alone and waits for the model;
+			// the others queue meanwhile and join its running batch at the
+			// step after its prefill.
 			m.mu.Lock()
+			first := holdAdmitted(t, b, reqs[0])
 			streams := []*Stream{first}
 			for _, r := range reqs[1:] {
 				s, err := b.Submit(ctx, r)
@@ -75,9 +72,6 @@ func TestBatcherJoinsRunningBatch(t *testing.T) {
 				r := reqs[i]
 				want := alone(t, m, r.Prompt, GenerateOptions{MaxNewTokens: r.MaxNewTokens, NumGenerations: r.N,
 					Sampling: r.Sampling, Seed: r.Seed, IgnoreEOS: r.IgnoreEOS})
-				if i == 0 { // its first tokens were read above
-					want[0].Tokens, want[0].LogProbs = want[0].Tokens[len(read):], want[0].LogProbs[len(read):]
-				}
 				for k := range want {
 					if !equalIDs(got[k].Tokens, want[k].Tokens) || got[k].Finish != want[k].Finish {
 						t.Errorf("request %d sample %d: batched %v (%s), alone %v (%s)", i, k, got[k].Tokens, got[k].Finish, want[k].Tokens, want[k].Finish)
@@ -235,16 +229,10 @@ func TestBatcherRefusalsAndShutdown(t *testing.T) {
 			t.Errorf("%+v: error %v, want one naming %q", c.r, err, c.want)
 		}
 	}
-	// Hold the model so nothing is admitted: one request queues, the next
-	// is refused.
-	running, err := b.Submit(ctx, Request{Prompt: []int64{1, 2}, MaxNewTokens: 20, IgnoreEOS: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := running.Recv(ctx); err != nil {
-		t.Fatal(err)
-	}
+	// Hold the model while a first request is being admitted: one more
+	// request queues, the next is refused.
 	m.mu.Lock()
+	running := holdAdmitted(t, b, Request{Prompt: []int64{1, 2}, MaxNewTokens: 20, IgnoreEOS: true})
 	queued, err := b.Submit(ctx, Request{Prompt: []int64{1, 3}, MaxNewTokens: 5, IgnoreEOS: true})
 	if err != nil {
 		m.mu.Unlock()
@@ -269,4 +257,20 @@ func TestBatcherRefusalsAndShutdown(t *testing.T) {
 	if _, err := b.Submit(ctx, Request{Prompt: []int64{1}, MaxNewTokens: 2}); !errors.Is(err, ErrBatcherClosed) {
 		t.Errorf("submit after shutdown: %v", err)
 	}
+}
+
+// holdAdmitted submits r while the test holds m.mu and returns once the
+// batcher has taken it from the queue (it then waits for the model in its
+// prefill, so whatever is submitted next queues behind it).
+func holdAdmitted(t *testing.T, b *Batcher, r Request) *Stream {
+	t.Helper()
+	s, err := b.Submit(context.Background(), r)
+	if err != nil {
+		b.m.mu.Unlock()
+		t.Fatal(err)
+	}
+	for s.Started().IsZero() {
+		time.Sleep(time.Millisecond)
+	}
+	return s
 }

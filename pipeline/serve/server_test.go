@@ -392,8 +392,7 @@ func rawPost(t *testing.T, url string, body []byte) (int, http.Header, map[strin
 // Every limit is refused with the OpenAI error shape and its status.
 func TestLimitsRefused(t *testing.T) {
 	m := openModel(t, randomDir)
-	ts := startServer(t, m, Options{MaxBodyBytes: 64 << 10, MaxConcurrent: 1, RequestTimeout: 300 * time.Millisecond,
-		Batcher: lm.BatcherOptions{MaxRows: 4}})
+	ts := startServer(t, m, Options{MaxBodyBytes: 64 << 10, MaxConcurrent: 1, Batcher: lm.BatcherOptions{MaxRows: 4}})
 	chat := ts.base + "/v1/chat/completions"
 
 	code, _, body := rawPost(t, chat, []byte(`{"model":"x","messages":[{"role":"user","content":"`+strings.Repeat("a", 70000)+`"}]}`))
@@ -452,15 +451,19 @@ func TestLimitsRefused(t *testing.T) {
 	if hdr.Get("Retry-After") == "" {
 		t.Error("429 without Retry-After")
 	}
-	// The stream runs into the 300 ms request timeout: an error event.
-	evs := sseEvents(t, resp.Body)
+	cancel()
 	resp.Body.Close()
-	last := evs[len(evs)-1]
-	if str(field(last, "error", "code")) != "timeout" {
+
+	// Past --request-timeout: a stream ends with an error event, a whole
+	// answer gets 504.
+	slow := startServer(t, m, Options{RequestTimeout: 300 * time.Millisecond})
+	long := chatBody(m, "Go on.", map[string]any{"max_tokens": 4000, "ignore_eos": true})
+	evs := postStream(t, slow.base+"/v1/chat/completions", long)
+	if last := evs[len(evs)-1]; str(field(last, "error", "code")) != "timeout" {
 		t.Errorf("a stream past --request-timeout ends with %v, want a timeout error event", last)
 	}
-	// A whole answer past the timeout: 504.
-	code, body = post(t, chat, chatBody(m, "Go on.", map[string]any{"max_tokens": 4000, "ignore_eos": true}))
+	delete(long, "stream")
+	code, body = post(t, slow.base+"/v1/chat/completions", long)
 	checkError(t, "request past the timeout", code, body, 504, "longer than 300ms")
 
 	// While shutting down: 503, and /health says so.
