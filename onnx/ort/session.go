@@ -70,6 +70,9 @@ func newSession(path string, data []byte, label string, opts Options) (*Session,
 	if err := Init(""); err != nil {
 		return nil, err
 	}
+	if err := checkRuntime(label, opts); err != nil {
+		return nil, err
+	}
 	so, err := sessionOptions(opts)
 	if err != nil {
 		return nil, fmt.Errorf("load model %s: %w", label, err)
@@ -106,6 +109,7 @@ func newSession(path string, data []byte, label string, opts Options) (*Session,
 		return nil, fmt.Errorf("load model %s: %w", label, err)
 	}
 	s := &Session{label: label, sess: sess, inputs: ins, outputs: outs, inIdx: index(ins), outIdx: index(outs)}
+	recordSession(label, opts)
 	return s, nil
 }
 
@@ -150,9 +154,13 @@ func sessionOptions(o Options) (*ortgo.SessionOptions, error) {
 	switch strings.ToLower(o.Provider) {
 	case "", "cpu":
 	case "cuda":
+		if Declared().Provider != "cuda" {
+			// Without Start the CUDA libraries were never preloaded: say how.
+			return fail(fmt.Errorf("execution provider cuda requested but the runtime was not started for it " +
+				"(run with --provider cuda, or call ort.Start with Provider \"cuda\" before creating sessions)"))
+		}
 		if err := appendCUDA(so, o.CUDADevice); err != nil {
-			return fail(fmt.Errorf("execution provider cuda requested but not available in %s: %v "+
-				"(the npm-pinned runtime is CPU-only; set %s to an ONNX Runtime build with CUDA)", LibraryPath(), err, EnvLibraryPath))
+			return fail(fmt.Errorf("execution provider cuda not available in %s: %v", LibraryPath(), err))
 		}
 	default:
 		return fail(fmt.Errorf("unknown execution provider %q (want cpu or cuda)", o.Provider))
