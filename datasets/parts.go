@@ -344,3 +344,39 @@ func ParseShardFlag(s string) (Shard, error) {
 	}
 	return sh, nil
 }
+
+// AssembleFile assembles the parts beside out (out.parts/) in the order of
+// input, for stages whose rows need nothing decided at assembly: prediction
+// and lamp_example parts. Tagged-chain parts are refused: their duplicates
+// verdict is decided while assembling, by the chains stage's own merge.
+func AssembleFile(out, input string) (int64, error) {
+	parts := PartsFor(out, Shard{})
+	groups, err := parts.Groups()
+	if err != nil {
+		return 0, err
+	}
+	if len(groups) == 0 {
+		return 0, fmt.Errorf("assemble %s: no part files in %s", out, parts.Dir)
+	}
+	r, err := OpenReader(groups[0][0], ReadOptions{})
+	if err != nil {
+		return 0, err
+	}
+	kind, task := r.Kind(), r.Task()
+	r.Close()
+	order, err := ReadInputOrder(input)
+	if err != nil {
+		return 0, err
+	}
+	switch kind {
+	case KindPrediction:
+		return Assemble(parts, out, order, func(f string) ([]Prediction, error) { return ReadPredictions(f, ReadOptions{}) },
+			func(p *Prediction) string { return p.ID }, CreatePredictions, nil)
+	case KindExample:
+		return Assemble(parts, out, order, func(f string) ([]Example, error) { ex, _, err := ReadExamples(f, ReadOptions{}); return ex, err },
+			func(e *Example) string { return e.ID }, func(p string) (*Writer[Example], error) { return CreateExamples(p, task) }, nil)
+	case KindChain:
+		return 0, fmt.Errorf("assemble %s: tagged_chain parts are assembled by the chains stage's merge (`tagpr chains merge`), which decides duplicates across shards", out)
+	}
+	return 0, fmt.Errorf("assemble %s: %s parts are not assembled by input order (only prediction and lamp_example)", out, kind)
+}
