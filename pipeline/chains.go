@@ -120,48 +120,17 @@ func GenerateChains(ctx context.Context, cfg ChainsConfig) (ChainsStats, error) 
 	}
 	cfg.Filter = cfg.Filter.withDefaults()
 
-	parts := datasets.PartsFor(cfg.Out, cfg.Shard)
-	done, err := parts.DoneIDs()
+	fo := FanOut[datasets.Example, datasets.Chain]{Name: "chains", In: cfg.Examples, Out: cfg.Out, Kind: datasets.KindExample,
+		Shard: cfg.Shard, Batch: cfg.Batch, Decode: datasets.DecodeExamples, ID: func(e *datasets.Example) string { return e.ID },
+		Create: datasets.CreateChains,
+		Work: func(ctx context.Context, task *datasets.Task, exs []datasets.Example) ([]datasets.Chain, error) {
+			g := &chainGen{cfg: cfg, task: task, kind: RewardKind(task)}
+			return g.batch(ctx, exs)
+		}}
+	fs, err := fo.Run(ctx)
+	st.Skipped, st.Done, st.Rows = fs.Skipped, fs.Done, fs.Rows
 	if err != nil {
-		return st, fmt.Errorf("chains: %w", err)
-	}
-	r, err := datasets.OpenReader(cfg.Examples, datasets.ReadOptions{BatchRows: cfg.Batch, Shard: cfg.Shard})
-	if err != nil {
-		return st, fmt.Errorf("chains: %w", err)
-	}
-	defer r.Close()
-	if r.Kind() != datasets.KindExample {
-		return st, fmt.Errorf("chains: %s holds %s rows, want %s", cfg.Examples, r.Kind(), datasets.KindExample)
-	}
-	g := &chainGen{cfg: cfg, task: r.Task(), kind: RewardKind(r.Task())}
-	for r.Next() {
-		exs, err := datasets.DecodeExamples(r.Batch(), r.BatchFirst())
-		if err != nil {
-			return st, fmt.Errorf("chains: read %s: %w", cfg.Examples, err)
-		}
-		todo := exs[:0]
-		for _, e := range exs {
-			if done[e.ID] {
-				st.Skipped++
-			} else {
-				todo = append(todo, e)
-			}
-		}
-		if len(todo) == 0 {
-			continue
-		}
-		rows, err := g.batch(ctx, todo)
-		if err != nil {
-			return st, err
-		}
-		if err := datasets.WritePart(parts, rows, datasets.CreateChains); err != nil {
-			return st, fmt.Errorf("chains: %w", err)
-		}
-		st.Done += len(todo)
-		st.Rows += len(rows)
-	}
-	if err := r.Err(); err != nil {
-		return st, fmt.Errorf("chains: %w", err)
+		return st, err
 	}
 	if cfg.Shard.Count > 1 {
 		return st, nil
