@@ -67,10 +67,6 @@ var cudaLibs = []cudaLib{
 // CUDA execution provider; a build without it is CPU-only.
 const CUDAProviderLibrary = "libonnxruntime_providers_cuda.so"
 
-// EnvCUDALibraries lists extra folders (colon-separated) to search for the
-// CUDA libraries before Python's site-packages and the system's.
-const EnvCUDALibraries = "TAGPR_CUDA_LIBRARIES"
-
 // CUDAStatus is what this machine offers the CUDA provider.
 type CUDAStatus struct {
 	Driver        string            // "" when libcuda.so.1 loaded
@@ -110,15 +106,12 @@ func (s CUDAStatus) Describe() string {
 
 // cudaSearchDirs are the folders searched for the CUDA libraries, in order:
 // the ORT library's own folder (where `tagpr setup --gpu` extracts them),
-// the folders in extra and $TAGPR_CUDA_LIBRARIES, then the nvidia-* Python
+// the folders in extra (Runtime.CUDALibraries), then the nvidia-* Python
 // packages of every site-packages found. The system's own paths come last,
 // by loading the bare soname.
 func cudaSearchDirs(ortLib string, extra []string) []string {
 	dirs := []string{filepath.Dir(ortLib)}
 	dirs = append(dirs, extra...)
-	if env := os.Getenv(EnvCUDALibraries); env != "" {
-		dirs = append(dirs, filepath.SplitList(env)...)
-	}
 	for _, sp := range sitePackages() {
 		for _, sub := range []string{"cu13/lib", "cudnn/lib", "cublas/lib", "cuda_runtime/lib", "curand/lib"} {
 			dirs = append(dirs, filepath.Join(sp, "nvidia", sub))

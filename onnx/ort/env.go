@@ -187,7 +187,9 @@ func appendCUDA(so *ortgo.SessionOptions, device int) error {
 		return err
 	}
 	defer opts.Destroy()
-	if err := opts.Update(map[string]string{"device_id": fmt.Sprint(device)}); err != nil {
+	// TF32 off: MatMuls in true fp32, so CUDA matches the CPU to fp32
+	// precision (ORT's CUDA provider turns TF32 on by default on Ampere+).
+	if err := opts.Update(map[string]string{"device_id": fmt.Sprint(device), "use_tf32": "0"}); err != nil {
 		return err
 	}
 	return so.AppendExecutionProviderCUDA(opts)
