@@ -21,8 +21,11 @@ static const char *tagpr_api_init(const char *path) {
 	return NULL;
 }
 
-// tagpr_status turns an OrtStatus into a malloc'ed message (NULL: success).
-static char *tagpr_status(OrtStatus *st) {
+// The two below are shared with the other files' C code (device.go).
+const OrtApi *tagpr_api_get(void) { return tagpr_api; }
+
+// tagpr_status_msg turns an OrtStatus into a malloc'ed message (NULL: success).
+char *tagpr_status_msg(OrtStatus *st) {
 	if (!st) return NULL;
 	const char *msg = tagpr_api->GetErrorMessage(st);
 	char *out = strdup(msg ? msg : "unknown ONNX Runtime error");
@@ -31,7 +34,7 @@ static char *tagpr_status(OrtStatus *st) {
 }
 
 static char *tagpr_providers(char ***names, int *n) {
-	return tagpr_status(tagpr_api->GetAvailableProviders(names, n));
+	return tagpr_status_msg(tagpr_api->GetAvailableProviders(names, n));
 }
 
 static void tagpr_release_providers(char **names, int n) {

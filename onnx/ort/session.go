@@ -5,6 +5,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"unsafe"
 
 	ortgo "github.com/yalue/onnxruntime_go"
 )
@@ -48,6 +49,9 @@ type Session struct {
 	outputs []IOInfo
 	inIdx   map[string]int
 	outIdx  map[string]int
+	// allocs are ORT allocators for device memory (device.go), by device:
+	// they must live as long as the tensors they allocated, so until Destroy.
+	allocs map[Device]unsafe.Pointer
 }
 
 // NewSessionFromFile loads an ONNX model file (external data is resolved next to it).
@@ -235,6 +239,7 @@ func (s *Session) Destroy() error {
 	if s == nil || s.sess == nil {
 		return nil
 	}
+	s.releaseAllocators()
 	err := s.sess.Destroy()
 	s.sess = nil
 	return err
