@@ -35,7 +35,7 @@ func init() {
 	pf := rootCmd.PersistentFlags()
 	pf.StringVar(&cfgFile, "config", "", "config file (YAML, TOML or JSON); TAGPR_* environment variables override it, flags override both")
 	pf.String("runtime-library", "", "path to libonnxruntime.so (default: $"+ort.EnvLibraryPath+", then the models.lock cache)")
-	pf.String("provider", "cpu", "execution provider: cpu or cuda (cuda: run `tagpr setup --gpu` once; fails at start naming what is missing)")
+	pf.String("provider", "cpu", "execution provider: cpu or cuda (cuda needs the GPU runtime: make setup-gpu; it fails at start naming what is missing)")
 	pf.Int("device", 0, "CUDA device ordinal (with --provider cuda)")
 	pf.Int("threads", 0, "intra-op threads per session (0: one per core)")
 	pf.String("log-format", "auto", "log format: auto (text on a terminal, JSON otherwise), text or json")
