@@ -431,6 +431,9 @@ func (r *rlRun) step(ctx context.Context, stepNo int, batch []*RLPrompt) (RLStep
 	if err != nil {
 		return sl, nil, err
 	}
+	if t, ok := r.scorer.(prmuTimed); ok {
+		sl.Seconds.PRMU = t.PRMUSeconds()
+	}
 	names := r.scorer.Components()
 	if len(scores) != len(samples) {
 		return sl, nil, fmt.Errorf("scorer gave %d scores for %d completions", len(scores), len(samples))
@@ -570,6 +573,7 @@ type RLPipeline struct {
 	Pad        int64
 	Detokenize func(ids []int64) (string, error)
 	Hooks      RLHooks
+	Session    ort.Options // every stage's sessions (RLPolicy.Session)
 }
 
 // Validate refuses empty, duplicate or path-unsafe stage names.
@@ -648,7 +652,7 @@ func (p *RLPipeline) runStage(ctx context.Context, st RLStage, from, dir string)
 	if err != nil {
 		return RLSummary{}, fmt.Errorf("rl stage %q: reward: %w", st.Name, err)
 	}
-	res, err := TrainRL(ctx, st, RLPolicy{Model: start, EOS: p.EOS, Pad: p.Pad, Detokenize: p.Detokenize, Load: lo}, prompts, scorer, dir, p.Hooks)
+	res, err := TrainRL(ctx, st, RLPolicy{Model: start, EOS: p.EOS, Pad: p.Pad, Detokenize: p.Detokenize, Load: lo, Session: p.Session}, prompts, scorer, dir, p.Hooks)
 	if err != nil {
 		return RLSummary{}, err
 	}
