@@ -8,6 +8,7 @@
 //	onnx/lm       causal-LM builder and KV-cache generation
 //	onnx/train    training graphs: autodiff, losses, LoRA, optimizer, checkpoints
 //	onnx/hf       Hugging Face checkpoints: import (no Python), export, PEFT adapters
+//	onnx/probe    one fixed workload (logits, greedy ids, gradients, throughput) to compare providers
 //
 // Nothing under onnx/ knows of TagPR, tokenizers, datasets or rewards, and
 // nothing under onnx/ imports a tagpr package outside onnx/.
