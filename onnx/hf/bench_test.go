@@ -31,9 +31,10 @@ func TestMain(m *testing.M) {
 // BenchmarkImportHF: import-hf of a random Qwen2.5-0.5B-shaped checkpoint
 // in BF16 (generated here, never committed), in a child process: wall and
 // CPU seconds and peak resident memory, against the checkpoint's size and
-// a plain copy of its file (the baseline: the same bytes read and
-// written). The import writes twice the bytes it reads (float32), so on a
-// slow disk the wall time is the disk's.
+// a plain copy of its file synced to disk, as the import's files are (the
+// baseline: the same bytes read and written). The import writes twice the
+// bytes it reads (float32) and converts each value; cpu_seconds is its
+// own work, seconds what a loaded machine made of it.
 func BenchmarkImportHF(b *testing.B) {
 	dir := b.TempDir()
 	src, out := filepath.Join(dir, "ckpt"), filepath.Join(dir, "onnx")
@@ -93,6 +94,10 @@ func copyFile(src, dst string) error {
 		return err
 	}
 	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	if err := out.Sync(); err != nil { // the import syncs its files too (renameio)
 		out.Close()
 		return err
 	}
