@@ -18,7 +18,9 @@ import (
 func nameWeights(w io.Writer, m *onnxpb.ModelProto, modelPath string) error {
 	names, err := lm.NameWeights(m)
 	if err != nil {
-		return fmt.Errorf("train lm %s: %w", modelPath, err)
+		// NameWeights leaves the graph as it was: train it under its own names.
+		fmt.Fprintf(w, "note: the weights of %s keep their ONNX names (%v)\n", modelPath, err)
+		return nil
 	}
 	if len(names.Unnamed) > 0 {
 		fmt.Fprintf(w, "note: %d weights of %s have no Hugging Face name (their nodes carry no module path): they keep their ONNX names and no Hugging Face checkpoint is written\n", len(names.Unnamed), modelPath)

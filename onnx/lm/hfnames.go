@@ -368,7 +368,8 @@ func isFloatType(dt ir.DataType) bool {
 // is replaced by the parameter itself (through a Transpose where the copy
 // was transposed), so a tied lm head and its embedding train as one
 // tensor. Layouts stay as they are (see HFParam.Transposed). Weights used
-// by unnamed nodes keep their names. It returns the names of the result.
+// by unnamed nodes keep their names. It returns the names of the result;
+// on an error m is left as it was.
 func NameWeights(m *onnxpb.ModelProto) (*HFNames, error) {
 	names, err := MapHFNames(m)
 	if err != nil {
