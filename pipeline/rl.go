@@ -130,7 +130,6 @@ type rlRun struct {
 	gen    *lm.Model
 	ref    *train.TokenScorer
 	scorer RLScorer
-	decay  []bool
 }
 
 func newRLRun(st RLStage, pol RLPolicy, T int, scorer RLScorer) (*rlRun, error) {
@@ -175,9 +174,6 @@ func newRLRun(st RLStage, pol RLPolicy, T int, scorer RLScorer) (*rlRun, error) 
 	})
 	if err != nil {
 		return fail(err)
-	}
-	for _, p := range r.tr.Params {
-		r.decay = append(r.decay, p.Decay)
 	}
 	var ws []lm.Weight
 	lo := pol.Load
@@ -492,10 +488,9 @@ func (r *rlRun) step(ctx context.Context, stepNo int, batch []*RLPrompt) (RLStep
 	return sl, rows, nil
 }
 
-// train applies NumIterations updates on b. The forward-backward pass and
-// the optimizer are timed apart, so this is Trainer.Step opened up: an
-// update whose loss or gradient is not finite is skipped, leaving weights
-// and moments untouched.
+// train applies NumIterations updates on b through Trainer.Step: an update
+// whose loss or gradient is not finite is skipped, leaving weights and
+// moments untouched, and too many in a row stop the stage.
 func (r *rlRun) train(b *rlBatch, sl *RLStepLog) error {
 	tr := r.tr
 	in, err := b.Values(tr.Graph)
@@ -507,39 +502,27 @@ func (r *rlRun) train(b *rlBatch, sl *RLStepLog) error {
 			v.Destroy()
 		}
 	}()
-	w := make([][]float32, len(tr.Params))
-	for i, p := range tr.Params {
-		w[i] = p.Data
-	}
 	var kl float64
 	applied := 0
 	for it := 0; it < r.st.NumIterations; it++ {
-		lr := tr.Sched.LR(tr.Steps)
-		tr.Steps++
-		t := time.Now()
-		loss, outs, err := tr.Compute(in)
+		res, err := tr.Step(in)
 		if err != nil {
 			return err
 		}
-		t1 := time.Now()
-		sl.Seconds.ForwardBackward += t1.Sub(t).Seconds()
-		norm := train.ClipGlobalNorm(tr.Grads(), r.st.Clip)
-		if math.IsNaN(loss) || math.IsInf(loss, 0) || math.IsNaN(norm) || math.IsInf(norm, 0) {
+		sl.Seconds.ForwardBackward += res.ForwardBackward.Seconds()
+		if res.Skipped {
 			sl.Skipped++
 			continue
 		}
-		if err := tr.Opt.Update(w, tr.Grads(), lr, r.decay); err != nil {
-			return err
-		}
-		sl.Seconds.Optimizer += time.Since(t1).Seconds()
+		sl.Seconds.Optimizer += res.Optimizer.Seconds()
 		applied++
-		sl.Loss += loss
-		sl.GradNorm += norm
-		sl.LR = lr
-		if v := outs[train.ClipFractionOutput]; len(v) == 1 {
+		sl.Loss += res.Loss
+		sl.GradNorm += res.GradNorm
+		sl.LR = res.LR
+		if v := res.Outputs[train.ClipFractionOutput]; len(v) == 1 {
 			sl.ClipFraction += float64(v[0])
 		}
-		if v := outs[train.PolicyKLOutput]; len(v) == 1 {
+		if v := res.Outputs[train.PolicyKLOutput]; len(v) == 1 {
 			kl += float64(v[0])
 		}
 	}

@@ -2,6 +2,7 @@ package train
 
 import (
 	"fmt"
+	"math"
 	"strings"
 
 	"github.com/tagpr/tagpr/onnx/ir"
@@ -217,6 +218,9 @@ type LMTraining struct {
 // layout): optional LoRA, the masked next-token loss, specialization to
 // Batch×SeqLen with an empty past, and the backward pass. m is not changed.
 func BuildLMTraining(m *onnxpb.ModelProto, o LMTraining) (*TrainingGraph, []Adapter, error) {
+	if err := ValidatePatterns(o.Trainable); err != nil {
+		return nil, nil, fmt.Errorf("build training graph: trainable: %w", err)
+	}
 	m = cloneModel(m)
 	var adapters []Adapter
 	if o.LoRA != nil {
@@ -253,6 +257,9 @@ func BuildLMTraining(m *onnxpb.ModelProto, o LMTraining) (*TrainingGraph, []Adap
 	tg, err := differentiate(sp, loss, params, o.Keep)
 	if err != nil {
 		return nil, nil, err
+	}
+	if logits := sp.Types["logits"].Shape; o.Policy == nil && len(logits) == 3 && logits[2] > 1 {
+		tg.ChanceLoss = math.Log(float64(logits[2]))
 	}
 	if o.FrozenAsInputs {
 		if err := tg.FreezeToInputs(); err != nil {

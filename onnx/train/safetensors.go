@@ -91,7 +91,8 @@ type stEntry struct {
 }
 
 // WriteSafetensors writes tensors (and optional string metadata) to path in
-// the safetensors format, atomically: a temp file renamed into place.
+// the safetensors format, atomically: a temp file renamed into place. A NaN
+// or ±Inf in a float tensor is refused: a checkpoint never holds one.
 func WriteSafetensors(path string, tensors map[string]STensor, meta map[string]string) error {
 	names := make([]string, 0, len(tensors))
 	for n := range tensors {
@@ -101,6 +102,18 @@ func WriteSafetensors(path string, tensors map[string]STensor, meta map[string]s
 		names = append(names, n)
 	}
 	sort.Strings(names)
+	for _, n := range names {
+		t := tensors[n]
+		i, v := NonFiniteValue(t.F32), 0.0
+		if i >= 0 {
+			v = float64(t.F32[i])
+		} else if i = NonFiniteValue(t.F64); i >= 0 {
+			v = t.F64[i]
+		}
+		if i >= 0 {
+			return fmt.Errorf("write %s: tensor %q holds %v at index %d: refusing to save non-finite values", path, n, v, i)
+		}
+	}
 	header := map[string]any{}
 	if len(meta) > 0 {
 		header["__metadata__"] = meta
