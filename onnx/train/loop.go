@@ -71,6 +71,9 @@ type Loop struct {
 	CheckpointEvery int // steps; 0: only at the end
 	Keep            int // checkpoints kept (default 2)
 	Seed            uint64
+	// Settings, when set, are recorded in Dir (run.json) by a fresh run and
+	// must match on resume (a *SettingsMismatchError otherwise).
+	Settings RunSettings
 	// OnStep is called after every step (progress bars, tests).
 	OnStep func(StepLog)
 }
@@ -80,7 +83,8 @@ const LogFile = "train_log.jsonl"
 
 // Run trains until Steps are done or ctx is cancelled; either way it leaves
 // a checkpoint of the last completed step. It resumes from Dir's newest
-// checkpoint when there is one.
+// checkpoint when there is one (with the same Settings). It holds Dir's run
+// lock (LockRunDir) while it runs.
 func (l *Loop) Run(ctx context.Context) (RunState, error) {
 	if l.Accum <= 0 {
 		l.Accum = 1
@@ -88,8 +92,15 @@ func (l *Loop) Run(ctx context.Context) (RunState, error) {
 	if l.BatchSize <= 0 || l.Data.Len() == 0 {
 		return RunState{}, fmt.Errorf("train loop: batch size %d over %d examples", l.BatchSize, l.Data.Len())
 	}
-	if err := os.MkdirAll(l.Dir, 0o755); err != nil {
+	lk, err := LockRunDir(l.Dir)
+	if err != nil {
 		return RunState{}, fmt.Errorf("train loop: %w", err)
+	}
+	defer lk.Unlock()
+	if l.Settings != nil {
+		if err := l.checkSettings(); err != nil {
+			return RunState{}, err
+		}
 	}
 	t := l.Trainer
 	pcg := rand.NewPCG(l.Seed, 0x7a9)
@@ -179,6 +190,15 @@ func (l *Loop) Run(ctx context.Context) (RunState, error) {
 		}
 	}
 	return st, save()
+}
+
+// checkSettings records l.Settings for a fresh run and compares them on a
+// resumed one.
+func (l *Loop) checkSettings() error {
+	if _, err := LatestCheckpoint(l.Dir); errors.Is(err, ErrNoCheckpoint) {
+		return l.Settings.Record(l.Dir)
+	}
+	return l.Settings.Check(l.Dir)
 }
 
 // trimLog drops log lines of steps after the resumed checkpoint (they were
