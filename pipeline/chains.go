@@ -13,6 +13,7 @@ import (
 	"unicode"
 
 	"github.com/tagpr/tagpr/datasets"
+	"github.com/tagpr/tagpr/onnx/train"
 	"github.com/tagpr/tagpr/rewardmodel"
 	"github.com/tagpr/tagpr/tokenize"
 )
@@ -122,6 +123,11 @@ func GenerateChains(ctx context.Context, cfg ChainsConfig) (ChainsStats, error) 
 	cfg.Filter = cfg.Filter.withDefaults()
 
 	parts := newPartDir(cfg.Out + ".parts")
+	lk, err := train.LockRunDir(parts.dir) // one writer per output
+	if err != nil {
+		return st, fmt.Errorf("chains: %w", err)
+	}
+	defer lk.Unlock()
 	prev, err := parts.scan()
 	if err != nil {
 		return st, err

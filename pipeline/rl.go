@@ -3,6 +3,8 @@ package pipeline
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -65,7 +67,6 @@ const (
 	rlCheckpointDir = "checkpoints"
 	rlRolloutDir    = "rollouts"
 	rlSummaryFile   = "summary.json"
-	rlConfigKey     = "rl_stage" // RunState.Extra key holding the stage config
 )
 
 // TrainRL runs one GRPO-family stage from pol.Model. Per step it samples
@@ -111,11 +112,21 @@ func TrainRL(ctx context.Context, st RLStage, pol RLPolicy, prompts []RLPrompt, 
 				st.Name, longest, st.MaxCompletionLength, maxPos)
 		}
 	}
+	lk, err := train.LockRunDir(dir) // one writer per stage folder
+	if err != nil {
+		return nil, fmt.Errorf("rl stage %q: %w", st.Name, err)
+	}
+	defer lk.Unlock()
+	settings, err := rlSettings(st, pol.Model, prompts, scorer)
+	if err != nil {
+		return nil, err
+	}
 	run, err := newRLRun(st, pol, T, scorer)
 	if err != nil {
 		return nil, err
 	}
 	defer run.close()
+	run.settings = settings
 	h.log(st.Name, "%s; batch %d×%d (%d prompts × %d completions), %d steps", scorer.Describe(), run.B, run.T, st.PromptsPerStep, st.NumGenerations, st.Steps)
 	return run.loop(ctx, prompts, dir, h)
 }
@@ -130,6 +141,28 @@ type rlRun struct {
 	gen    *lm.Model
 	ref    *train.TokenScorer
 	scorer RLScorer
+	// settings decide the stage's result; a resume must have the same.
+	settings train.RunSettings
+}
+
+// rlSettings are the stage config (but its checkpoint interval), the
+// starting model, the prompts and the scorer, by content.
+func rlSettings(st RLStage, model *onnxpb.ModelProto, prompts []RLPrompt, scorer RLScorer) (train.RunSettings, error) {
+	s, err := train.SettingsOf(st, "checkpoint_every")
+	if err != nil {
+		return nil, fmt.Errorf("rl stage %q: %w", st.Name, err)
+	}
+	if s["model_sha256"], err = train.ModelSHA256(model); err != nil {
+		return nil, fmt.Errorf("rl stage %q: %w", st.Name, err)
+	}
+	js, err := json.Marshal(prompts)
+	if err != nil {
+		return nil, fmt.Errorf("rl stage %q: prompts: %w", st.Name, err)
+	}
+	sum := sha256.Sum256(js)
+	s["prompts_sha256"] = hex.EncodeToString(sum[:])
+	s["scorer"] = scorer.Describe()
+	return s, nil
 }
 
 func newRLRun(st RLStage, pol RLPolicy, T int, scorer RLScorer) (*rlRun, error) {
@@ -272,23 +305,18 @@ func (r *rlRun) loop(ctx context.Context, prompts []RLPrompt, dir string, h RLHo
 	if err := os.MkdirAll(ckDir, 0o755); err != nil {
 		return nil, fmt.Errorf("rl stage %q: %w", st.Name, err)
 	}
-	cfgJSON, err := json.Marshal(st)
-	if err != nil {
-		return nil, fmt.Errorf("rl stage %q: %w", st.Name, err)
+	if err := r.settings.CheckOrRecord(ckDir); err != nil {
+		return nil, fmt.Errorf("rl stage %q: %w; remove %s to start the stage over", st.Name, err, dir)
 	}
 	pcg := rand.NewPCG(st.Seed, 0x7a9)
 	rs, err := train.LoadCheckpoint(ckDir, tr.Params, tr.Opt)
 	switch {
 	case errors.Is(err, train.ErrNoCheckpoint):
-		rs = train.RunState{Stage: st.Name, Extra: map[string]string{rlConfigKey: string(cfgJSON)}}
+		rs = train.RunState{Stage: st.Name}
 		rs.RNG, _ = pcg.MarshalBinary()
 	case err != nil:
 		return nil, fmt.Errorf("rl stage %q: %w", st.Name, err)
 	default:
-		if got := rs.Extra[rlConfigKey]; got != string(cfgJSON) {
-			return nil, fmt.Errorf("rl stage %q: the checkpoint in %s was made with another stage config (%s, now %s); remove %s to start the stage over",
-				st.Name, ckDir, got, cfgJSON, dir)
-		}
 		if err := pcg.UnmarshalBinary(rs.RNG); err != nil {
 			return nil, fmt.Errorf("rl stage %q: checkpoint in %s: sampler state: %w", st.Name, ckDir, err)
 		}

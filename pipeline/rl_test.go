@@ -381,8 +381,17 @@ func TestRLResumeIsBitIdentical(t *testing.T) {
 	// A changed config does not resume silently.
 	changed := st
 	changed.Steps, changed.LR = 9, 5e-3
-	if _, err := TrainRL(context.Background(), changed, tinyRLPolicy(t), prompts, targetReward{}, ref, RLHooks{}); err == nil || !strings.Contains(err.Error(), "another stage config") {
-		t.Fatalf("changed config: %v", err)
+	_, err = TrainRL(context.Background(), changed, tinyRLPolicy(t), prompts, targetReward{}, ref, RLHooks{})
+	for _, want := range []string{`lr was "0.01", now "0.005"`, `steps was "7", now "9"`, "remove " + ref} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("changed config: %v; want it to say %q", err, want)
+		}
+	}
+	// The checkpoint interval is not a result setting: it may change.
+	interval := st
+	interval.CheckpointEvery++
+	if _, err := TrainRL(context.Background(), interval, tinyRLPolicy(t), prompts, targetReward{}, ref, RLHooks{}); err != nil {
+		t.Fatalf("changed checkpoint_every: %v", err)
 	}
 }
 

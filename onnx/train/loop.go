@@ -98,7 +98,7 @@ func (l *Loop) Run(ctx context.Context) (RunState, error) {
 	}
 	defer lk.Unlock()
 	if l.Settings != nil {
-		if err := l.checkSettings(); err != nil {
+		if err := l.Settings.CheckOrRecord(l.Dir); err != nil {
 			return RunState{}, err
 		}
 	}
@@ -190,15 +190,6 @@ func (l *Loop) Run(ctx context.Context) (RunState, error) {
 		}
 	}
 	return st, save()
-}
-
-// checkSettings records l.Settings for a fresh run and compares them on a
-// resumed one.
-func (l *Loop) checkSettings() error {
-	if _, err := LatestCheckpoint(l.Dir); errors.Is(err, ErrNoCheckpoint) {
-		return l.Settings.Record(l.Dir)
-	}
-	return l.Settings.Check(l.Dir)
 }
 
 // trimLog drops log lines of steps after the resumed checkpoint (they were

@@ -165,6 +165,16 @@ func (s RunSettings) Check(dir string) error {
 	return &SettingsMismatchError{File: p, Diffs: diffs}
 }
 
+// CheckOrRecord is what a resumable run does on start: with a checkpoint in
+// dir (LatestCheckpoint) it Checks s against the recorded settings; without
+// one there is nothing to resume, and s is recorded.
+func (s RunSettings) CheckOrRecord(dir string) error {
+	if _, err := LatestCheckpoint(dir); errors.Is(err, ErrNoCheckpoint) {
+		return s.Record(dir)
+	}
+	return s.Check(dir)
+}
+
 // ModelSHA256 is the hex sha256 of a model's deterministic serialization.
 func ModelSHA256(m *onnxpb.ModelProto) (string, error) {
 	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
