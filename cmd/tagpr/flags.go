@@ -51,6 +51,16 @@ func within(flag string, v, lo, hi float64) flagCheck {
 
 func finiteFloat(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
 
+// refuseExisting refuses an output that exists unless force.
+func refuseExisting(path string, force bool) error {
+	if _, err := os.Stat(path); err == nil && !force {
+		return fmt.Errorf("%s exists; pass --force to overwrite it", path)
+	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
 // prepareOutput refuses an output file that exists unless force, and
 // creates its parent folders (an output into a missing folder is not an
 // error).
@@ -58,9 +68,7 @@ func prepareOutput(path string, force bool) error {
 	if path == "" {
 		return nil
 	}
-	if _, err := os.Stat(path); err == nil && !force {
-		return fmt.Errorf("%s exists; pass --force to overwrite it", path)
-	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err := refuseExisting(path, force); err != nil {
 		return err
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {

@@ -41,12 +41,7 @@ func prmuTrainCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			lk, err := train.LockRunDir(out) // one writer per output folder
-			if err != nil {
-				return fmt.Errorf("prmu train: %w", err)
-			}
-			defer lk.Unlock()
-			if err := prepareOutput(filepath.Join(out, rewardmodel.PRMUConfigFile), force); err != nil {
+			if err := refuseExisting(filepath.Join(out, rewardmodel.PRMUConfigFile), force); err != nil {
 				return fmt.Errorf("prmu train: %w", err)
 			}
 			if err := initRuntime(); err != nil {
@@ -57,6 +52,11 @@ func prmuTrainCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			lk, err := train.LockRunDir(out) // one writer per output folder, from here to the saved model
+			if err != nil {
+				return fmt.Errorf("prmu train: %w", err)
+			}
+			defer lk.Unlock()
 			o.Config.Seed = o.Train.Seed
 			o.Train.Session = sessionOptions()
 			bar := newProgress("prmu train", max(o.Train.Steps, 1))

@@ -59,7 +59,7 @@ func (e *DivergedError) Error() string {
 	if e.Applied == 0 {
 		return msg + ": the loss is not finite from the start, before any update: the model, its settings (e.g. LoRA alpha) or the data produce non-finite values"
 	}
-	msg += fmt.Sprintf(" after %d applied updates: training diverged; the learning rate %g is likely too high", e.Applied, e.Peak)
+	msg += fmt.Sprintf(" after %d applied update(s): training diverged; the learning rate %g is likely too high", e.Applied, e.Peak)
 	if e.Clip == 0 {
 		msg += " (and gradient clipping is off)"
 	}
@@ -116,6 +116,10 @@ func (t *Trainer) applied(loss float64) string {
 		return ""
 	}
 	g.warned = true
+	if mean > 1.5*g.chance {
+		return fmt.Sprintf("the loss (%.4g over the last %d steps) is far above the uniform-guess level %.4g after warmup: training diverged (learning rate %g too high?)",
+			mean, chanceWindow, g.chance, t.Sched.Peak)
+	}
 	return fmt.Sprintf("the loss (%.4g over the last %d steps) has stayed at the uniform-guess level %.4g since warmup ended: the model is not learning (learning rate %g too high or too low?)",
 		mean, chanceWindow, g.chance, t.Sched.Peak)
 }
