@@ -57,7 +57,8 @@
 // that is not finite from the start); an update that would make a weight
 // non-finite is an error; WriteSafetensors and Export refuse NaN and ±Inf,
 // so no checkpoint or export ever holds one. A next-token loss that stays at
-// the uniform-guess level ln V after warmup is reported (StepResult.Warning).
+// (or above) the uniform-guess level ln V after warmup is reported
+// (StepResult.Warning).
 //
 // Correctness oracle: finite differences in float64 through ORT. CastFloat64
 // casts a model to double and replaces the ops ORT lacks double kernels for
