@@ -342,3 +342,24 @@ func readLogSteps(t *testing.T, path string) []int {
 	}
 	return steps
 }
+
+// TestPinnedModelConfigVerified: a model's config.json pinned beside it is
+// verified whenever the model loads, like the model file.
+func TestPinnedModelConfigVerified(t *testing.T) {
+	dir := t.TempDir()
+	if _, stderr, err := runTagpr(t, dir, nil, "model", "init", "--layers", "1", "--d-model", "32", "--vocab", "64", "--out", "m"); err != nil {
+		t.Fatalf("model init: %v\n%s", err, stderr)
+	}
+	if _, stderr, err := runTagpr(t, dir, nil, "models", "lock", "--kind", "model", "m/model.onnx", "m/config.json"); err != nil {
+		t.Fatalf("models lock: %v\n%s", err, stderr)
+	}
+	if _, stderr, err := runTagpr(t, dir, nil, "model", "info", "m"); err != nil {
+		t.Fatalf("model info with intact pins: %v\n%s", err, stderr)
+	}
+	cfg := filepath.Join(dir, "m", "config.json")
+	b, _ := os.ReadFile(cfg)
+	os.WriteFile(cfg, append(b, ' '), 0o644)
+	if _, stderr, err := runTagpr(t, dir, nil, "model", "info", "m"); err == nil || !strings.Contains(stderr, "config.json") || !strings.Contains(stderr, "expected sha256") {
+		t.Fatalf("model info with an altered pinned config.json: err %v, stderr %q", err, stderr)
+	}
+}

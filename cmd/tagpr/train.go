@@ -147,7 +147,7 @@ func runTrainLM(ctx context.Context, cmd *cobra.Command, o trainLMOptions) error
 	if filepath.Base(modelDir) == "onnx" && !trainFileExists(filepath.Join(modelDir, "config.json")) {
 		modelDir = filepath.Dir(modelDir) // transformers.js layout: DIR/onnx/model.onnx, config beside onnx/
 	}
-	if err := checkPinned(modelPath, o.Data); err != nil {
+	if err := checkPinned(append(lm.Files(modelPath), o.Data)...); err != nil {
 		return err
 	}
 	m, err := ir.Load(modelPath)
@@ -265,8 +265,9 @@ func trainLMSettings(o trainLMOptions, modelPath, modelDir string, spec train.LM
 		s.Set("lora_rank", spec.LoRA.Rank).Set("lora_alpha", spec.LoRA.Alpha).Set("lora_targets", spec.LoRA.Targets)
 	}
 	inputs := map[string]string{"model_sha256": modelPath, "data_sha256": o.Data}
-	if ext := modelPath + ".data"; trainFileExists(ext) {
-		inputs["model_data_sha256"] = ext
+	for _, f := range lm.Files(modelPath)[1:] { // external data, config.json, generation_config.json
+		name := strings.NewReplacer(".onnx.data", "_data", ".onnx_data", "_data", ".json", "").Replace(filepath.Base(f))
+		inputs[name+"_sha256"] = f
 	}
 	if tok := trainTokenizerPath(o, modelDir); trainFileExists(tok) {
 		for i, f := range tokenize.Files(tok) {
