@@ -470,6 +470,9 @@ func TestRLStageValidate(t *testing.T) {
 		"lr":              func(s *RLStage) { s.LR = 0 },
 		"top_p":           func(s *RLStage) { s.TopP = 2 },
 		"alpha":           func(s *RLStage) { s.Reward, s.Weights.Alpha = RewardGuided, -1 },
+		"weight_decay":    func(s *RLStage) { s.WeightDecay = math.Inf(1) },
+		"clip":            func(s *RLStage) { s.Clip = math.NaN() },
+		"lr ":             func(s *RLStage) { s.LR = math.NaN() },
 	} {
 		s := ok
 		edit(&s)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/tagpr/tagpr/onnx/onnxpb"
@@ -34,10 +35,12 @@ func (c SFTConfig) Validate() error {
 	switch {
 	case c.Steps < 1 || c.Batch < 1 || c.SeqLen < 2:
 		return fmt.Errorf("sft: steps %d, batch %d, seq_len %d: want steps ≥ 1, batch ≥ 1, seq_len ≥ 2", c.Steps, c.Batch, c.SeqLen)
-	case c.LR <= 0:
-		return fmt.Errorf("sft: lr %v: want > 0", c.LR)
+	case !(c.LR > 0) || math.IsInf(c.LR, 0):
+		return fmt.Errorf("sft: lr %v: want a finite value > 0", c.LR)
 	case c.CheckpointEvery < 0 || c.Warmup < 0:
 		return fmt.Errorf("sft: checkpoint_every %d, warmup %d: want ≥ 0", c.CheckpointEvery, c.Warmup)
+	case !(c.WeightDecay >= 0) || !(c.Clip >= 0) || math.IsInf(c.WeightDecay, 0) || math.IsInf(c.Clip, 0):
+		return fmt.Errorf("sft: weight_decay %v, clip %v: want finite values ≥ 0", c.WeightDecay, c.Clip)
 	}
 	return nil
 }
