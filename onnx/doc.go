@@ -6,6 +6,7 @@
 //	onnx/ir       read, edit, build, validate and write ONNX graphs
 //	onnx/lm       causal-LM builder and KV-cache generation
 //	onnx/train    training graphs: autodiff, losses, LoRA, optimizer, checkpoints
+//	onnx/probe    one fixed workload (logits, greedy ids, gradients, throughput) to compare providers
 //
 // Nothing under onnx/ knows of TagPR, tokenizers, datasets or rewards, and
 // nothing under onnx/ imports a tagpr package outside onnx/.

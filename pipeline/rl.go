@@ -584,6 +584,7 @@ type RLPipeline struct {
 	Pad        int64
 	Detokenize func(ids []int64) (string, error)
 	Hooks      RLHooks
+	Session    ort.Options // every stage's sessions (RLPolicy.Session)
 }
 
 // Validate refuses empty, duplicate or path-unsafe stage names.
@@ -662,7 +663,7 @@ func (p *RLPipeline) runStage(ctx context.Context, st RLStage, from, dir string)
 	if err != nil {
 		return RLSummary{}, fmt.Errorf("rl stage %q: reward: %w", st.Name, err)
 	}
-	res, err := TrainRL(ctx, st, RLPolicy{Model: start, EOS: p.EOS, Pad: p.Pad, Detokenize: p.Detokenize, Load: lo}, prompts, scorer, dir, p.Hooks)
+	res, err := TrainRL(ctx, st, RLPolicy{Model: start, EOS: p.EOS, Pad: p.Pad, Detokenize: p.Detokenize, Load: lo, Session: p.Session}, prompts, scorer, dir, p.Hooks)
 	if err != nil {
 		return RLSummary{}, err
 	}

@@ -15,7 +15,7 @@ import (
 
 func init() {
 	modelCmd := &cobra.Command{Use: "model", Short: "Causal LMs: inspect an ONNX model, build a built-in one, generate"}
-	modelCmd.AddCommand(modelInfoCmd(), modelInitCmd(), modelGenerateCmd())
+	modelCmd.AddCommand(modelInfoCmd(), modelInitCmd(), modelGenerateCmd(), modelProbeCmd(), modelProbeCompareCmd())
 	rootCmd.AddCommand(modelCmd)
 }
 

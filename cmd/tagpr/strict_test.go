@@ -137,9 +137,10 @@ func startHolder(t *testing.T, model, data, out string) *exec.Cmd {
 
 // TestOneWriterPerRunFolder: while one `tagpr train lm` writes to a folder
 // (issue: two runs 0.3 s apart on one --out both exit 0), a second train lm,
-// a chains run whose parts folder it is, a PRMU training and a demo there
-// are refused, each naming the first process's PID. SIGKILL of the first
-// frees the folder at once.
+// a PRMU training and a demo there are refused, each naming the first
+// process's PID; so is a second chains worker for the same shard of an
+// output while the first waits on its teacher. SIGKILL of the first frees
+// the folder at once.
 func TestOneWriterPerRunFolder(t *testing.T) {
 	model, data := trainModelDir(t), trainTextData(t, 8)
 	dir := t.TempDir()
@@ -150,29 +151,43 @@ func TestOneWriterPerRunFolder(t *testing.T) {
 	if err == nil || !strings.Contains(stderr, pid) || !strings.Contains(stderr, out) {
 		t.Fatalf("second train lm: err %v, stderr %q; want a refusal naming %s", err, stderr, pid)
 	}
+	for _, args := range [][]string{{"prmu", "train", "--out", out, "--steps", "1", "--users", "10"}, {"demo", "--dir", out}} {
+		if _, stderr, err := runTagpr(t, ".", nil, args...); err == nil || !strings.Contains(stderr, pid) {
+			t.Errorf("%s while the folder is held: err %v, stderr %q; want a refusal naming %s", args[0], err, stderr, pid)
+		}
+	}
 
-	// The same lock guards every command's output folder: the holder's
-	// folder as chains' parts folder, PRMU's --out and the demo's --dir.
+	// Chains workers share OUT.parts/ by design, one per shard.
 	synth := filepath.Join(dir, "synth")
 	if _, stderr, err := runTagpr(t, ".", nil, "data", "synth", "--users", "10", "--tasks", "synth_tag", "--out", synth); err != nil {
 		t.Fatalf("data synth: %v\n%s", err, stderr)
 	}
-	chainsOut := filepath.Join(dir, "chains.arrow")
-	chainsHolder := startHolder(t, model, data, chainsOut+".parts")
-	for _, args := range [][]string{
-		{"chains", "generate", "--examples", filepath.Join(synth, "synth_tag", "train.arrow"), "--out", chainsOut,
-			"--base-url", "http://127.0.0.1:1/v1", "--model", "m", "--api-key-env", ""},
-		{"prmu", "train", "--out", out, "--steps", "1", "--users", "10"},
-		{"demo", "--dir", out},
-	} {
-		_, stderr, err := runTagpr(t, ".", nil, args...)
-		want := pid
-		if args[0] == "chains" {
-			want = fmt.Sprintf("pid %d", chainsHolder.Process.Pid)
+	asked, release := make(chan struct{}, 1), make(chan struct{})
+	teacher := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case asked <- struct{}{}:
+		default:
 		}
-		if err == nil || !strings.Contains(stderr, want) {
-			t.Errorf("%s while the folder is held: err %v, stderr %q; want a refusal naming %s", args[0], err, stderr, want)
-		}
+		<-release // the first worker waits here, holding its shard
+		http.Error(w, "bye", http.StatusServiceUnavailable)
+	}))
+	defer teacher.Close()
+	defer close(release)
+	chains := []string{"chains", "generate", "--examples", filepath.Join(synth, "synth_tag", "train.arrow"), "--out", filepath.Join(dir, "chains.arrow"),
+		"--base-url", teacher.URL + "/v1", "--model", "m", "--api-key-env", "", "--retries", "0", "--batch", "1", "--concurrency", "1"}
+	first := exec.Command(tagprBin, chains...)
+	if err := first.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { first.Process.Kill(); first.Wait() }()
+	select {
+	case <-asked:
+	case <-time.After(60 * time.Second):
+		t.Fatal("the first chains worker sent no request in 60s")
+	}
+	_, stderr, err = runTagpr(t, ".", nil, chains...)
+	if want := fmt.Sprintf("pid %d", first.Process.Pid); err == nil || !strings.Contains(stderr, want) || !strings.Contains(stderr, "shard all") {
+		t.Errorf("second chains worker on the same shard: err %v, stderr %q; want a refusal naming %s", err, stderr, want)
 	}
 
 	holder.Process.Kill() // SIGKILL: no chance to clean up

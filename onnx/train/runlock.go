@@ -23,14 +23,18 @@ type RunLock struct {
 
 // LockedError is LockRunDir's error when another process writes to the folder.
 type LockedError struct {
-	Dir string
-	PID int // the holder's process id; 0 if it could not be read
+	Dir  string
+	Part string // LockRunPart's part; "" for the whole folder
+	PID  int    // the holder's process id; 0 if it could not be read
 }
 
 func (e *LockedError) Error() string {
 	holder := "another process"
 	if e.PID > 0 {
 		holder = fmt.Sprintf("another tagpr process (pid %d)", e.PID)
+	}
+	if e.Part != "" {
+		return fmt.Sprintf("%s (%s) is in use by %s: one writer per part; wait for it to end or write elsewhere", e.Dir, e.Part, holder)
 	}
 	return fmt.Sprintf("%s is in use by %s: one writer per run folder; wait for it to end or write elsewhere", e.Dir, holder)
 }
@@ -53,32 +57,55 @@ var (
 // refused with a *LockedError naming it. Within one process the lock is
 // shared: nested calls for the same folder succeed and the last Unlock
 // releases it.
-func LockRunDir(dir string) (*RunLock, error) {
+func LockRunDir(dir string) (*RunLock, error) { return lockIn(dir, "") }
+
+// LockRunPart takes the lock of one part of a folder that several processes
+// share by design, each writing its own files (the shards of a fan-out
+// stage in OUT.parts/): dir/.tagpr-PART.lock, with LockRunDir's semantics.
+// part names the writer ("shard 2/8"); characters unsafe in a file name
+// become '-'.
+func LockRunPart(dir, part string) (*RunLock, error) {
+	if part == "" {
+		return nil, fmt.Errorf("lock run folder %s: empty part name", dir)
+	}
+	return lockIn(dir, part)
+}
+
+func lockIn(dir, part string) (*RunLock, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("lock run folder: %w", err)
 	}
-	key, err := filepath.Abs(dir)
+	abs, err := filepath.Abs(dir)
 	if err == nil {
-		key, err = filepath.EvalSymlinks(key)
+		abs, err = filepath.EvalSymlinks(abs)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("lock run folder %s: %w", dir, err)
 	}
+	name := LockFile
+	if part != "" {
+		name = ".tagpr-" + strings.Map(func(r rune) rune {
+			if r == '/' || r == '\\' || r == ' ' || r < 0x20 {
+				return '-'
+			}
+			return r
+		}, part) + ".lock"
+	}
+	key := filepath.Join(abs, name)
 	heldMu.Lock()
 	defer heldMu.Unlock()
 	if h := held[key]; h != nil {
 		h.refs++
 		return &RunLock{key: key}, nil
 	}
-	path := filepath.Join(key, LockFile)
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	f, err := os.OpenFile(key, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("lock run folder %s: %w", dir, err)
 	}
 	if err := flock(f, syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		f.Close()
 		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, &LockedError{Dir: dir, PID: holderPID(path)}
+			return nil, &LockedError{Dir: dir, Part: part, PID: holderPID(key)}
 		}
 		return nil, fmt.Errorf("lock run folder %s: %w", dir, err)
 	}

@@ -108,3 +108,32 @@ func TestRunLockNestedInOneProcess(t *testing.T) {
 	b.Unlock()
 	startLockHolder(t, dir) // another process can take it now
 }
+
+// TestRunLockParts: parts of one folder lock apart (each its own file, named
+// after the part) and apart from the whole folder's lock.
+func TestRunLockParts(t *testing.T) {
+	dir := t.TempDir()
+	whole, err := LockRunDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer whole.Unlock()
+	a, err := LockRunPart(dir, "shard 2/8")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Unlock()
+	b, err := LockRunPart(dir, "shard 3/8")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Unlock()
+	for _, f := range []string{LockFile, ".tagpr-shard-2-8.lock", ".tagpr-shard-3-8.lock"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Errorf("lock file %s: %v", f, err)
+		}
+	}
+	if _, err := LockRunPart(dir, ""); err == nil {
+		t.Error("empty part name accepted")
+	}
+}
