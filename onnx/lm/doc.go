@@ -46,6 +46,22 @@
 // token's log-probability under the model. Stats split wall time from the
 // time inside session runs.
 //
+// # Continuous batching
+//
+// A Batcher serves many independent requests from one Model (`tagpr
+// serve`): one goroutine runs decode steps over the batch of running
+// sequences; a request submitted meanwhile is prefilled (with any others
+// that arrived) and joins before the next step, a sequence that finishes
+// leaves at once, and the cache buffers are reused by whoever comes next.
+// Rows keep one common cache length, right-aligned by left padding: a
+// longer joining prompt pads the running rows, and when the longest row
+// leaves the common padding is dropped (relayout copies the cache into the
+// idle ping-pong set). A request joins only when the batch could hold every
+// row at its full length within the cache budget, so steps never allocate.
+// Tokens stream to each request as they are picked, with the same greedy
+// picks, samples per seed and log-probs as Generate gives the prompt alone;
+// a request whose context ends leaves the batch at the next step.
+//
 // Weights a trainer owns are fed as inputs: LoadWithWeightInputs turns the
 // chosen initializers into graph inputs bound to Go tensors; updating
 // Weight.Data in place changes the next generation, with no copy or reload.
