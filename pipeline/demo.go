@@ -94,6 +94,11 @@ func (h Hooks) stage(name, format string, a ...any) {
 // atomically, so a rerun after Ctrl-C skips what is done and resumes SFT from
 // its last checkpoint.
 func RunDemo(ctx context.Context, cfg DemoConfig, h Hooks) (*Report, error) {
+	lk, err := train.LockRunDir(cfg.Dir) // one demo per folder
+	if err != nil {
+		return nil, fmt.Errorf("demo: %w", err)
+	}
+	defer lk.Unlock()
 	tx := rewardmodel.DefaultTaxonomy()
 	data, err := datasets.Synth(cfg.Synth)
 	if err != nil {
@@ -371,14 +376,23 @@ func demoPRMU(ctx context.Context, cfg DemoConfig, data *datasets.SynthData, h H
 	// One pool thread that does not spin: PRMU scores between generations.
 	opts := cfg.Session
 	opts.IntraOpThreads, opts.ConfigEntries = 1, map[string]string{"session.intra_op.allow_spinning": "0"}
+	recipe := rewardmodel.PRMURecipe{TopK: cfg.Prompt.TopK,
+		Config: rewardmodel.PRMUConfig{Seed: 31}, Train: rewardmodel.PRMUTrainOptions{Steps: 1000, Seed: 31, Session: opts}}
+	settings, err := recipe.Settings()
+	if err != nil {
+		return nil, nil, err
+	}
+	settings.Set("data", fmt.Sprintf("%+v", cfg.Synth))
 	if exists(filepath.Join(dir, rewardmodel.PRMUConfigFile)) {
+		if err := settings.Check(dir); err != nil {
+			return nil, nil, fmt.Errorf("prmu: %w; remove %s to train it again", err, dir)
+		}
 		p, err := rewardmodel.LoadPRMU(dir, opts)
 		return p, nil, err
 	}
 	h.stage("prmu", "training the reward model on the training users' pairs")
 	start := time.Now()
-	p, res, accs, err := rewardmodel.TrainSynthPRMU(ctx, data, rewardmodel.PRMURecipe{TopK: cfg.Prompt.TopK,
-		Config: rewardmodel.PRMUConfig{Seed: 31}, Train: rewardmodel.PRMUTrainOptions{Steps: 1000, Seed: 31, Session: opts}})
+	p, res, accs, err := rewardmodel.TrainSynthPRMU(ctx, data, recipe)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -387,7 +401,11 @@ func demoPRMU(ctx context.Context, cfg DemoConfig, data *datasets.SynthData, h H
 		h.stage("prmu", "%s dev pair accuracy %.3f (%d pairs)", a.Task, a.Accuracy, a.Pairs)
 		final["dev_pair_accuracy_"+a.Task] = a.Accuracy
 	}
-	if err := p.Save(dir); err != nil {
+	if err := settings.Record(dir); err != nil {
+		p.Close()
+		return nil, nil, err
+	}
+	if err := p.Save(dir); err != nil { // prmu.json last: its presence marks the stage done
 		p.Close()
 		return nil, nil, err
 	}

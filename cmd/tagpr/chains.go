@@ -58,6 +58,9 @@ shards: the same bytes as one unsharded run.
 The OpenAI teacher reads its key from the environment variable named by --api-key-env.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := o.validate(); err != nil {
+				return err
+			}
 			cfg := pipeline.ChainsConfig{Examples: o.examples, Out: o.out, Samples: o.samples, Batch: o.batch, Taxonomy: rewardmodel.DefaultTaxonomy(),
 				System: o.system, Filter: o.filter, Prompt: pipeline.PromptOptions{TopK: o.topKProfile, Retrieval: o.retrieval}}
 			sh, err := datasets.ParseShardFlag(o.shard)
@@ -73,8 +76,12 @@ The OpenAI teacher reads its key from the environment variable named by --api-ke
 				if o.baseURL == "" || o.model == "" {
 					return fmt.Errorf("--teacher openai needs --base-url and --model")
 				}
+				retries := o.retries
+				if retries == 0 {
+					retries = -1 // OpenAIConfig's 0 means its default; --retries 0 means none
+				}
 				t, err := pipeline.NewOpenAITeacher(pipeline.OpenAIConfig{BaseURL: o.baseURL, Model: o.model, APIKeyEnv: o.apiKeyEnv,
-					Temperature: o.temperature, MaxTokens: o.maxTokens, Timeout: o.timeout, MaxRetries: o.retries, Concurrency: o.concurrency})
+					Temperature: o.temperature, MaxTokens: o.maxTokens, Timeout: o.timeout, MaxRetries: retries, Concurrency: o.concurrency})
 				if err != nil {
 					return err
 				}
@@ -125,7 +132,7 @@ The OpenAI teacher reads its key from the environment variable named by --api-ke
 	f.StringVar(&o.model, "model", "", "openai: model name")
 	f.StringVar(&o.apiKeyEnv, "api-key-env", "OPENAI_API_KEY", "openai: environment variable holding the API key (\"\": send none)")
 	f.IntVar(&o.concurrency, "concurrency", 4, "openai: requests in flight")
-	f.IntVar(&o.retries, "retries", 4, "openai: retries after a 429, a 5xx or a network error (backoff doubles from 1s)")
+	f.IntVar(&o.retries, "retries", 4, "openai: retries after a 429, a 5xx or a network error (backoff doubles from 1s; 0: one request only)")
 	f.DurationVar(&o.timeout, "timeout", 2*time.Minute, "openai: timeout per request")
 	f.Float64Var(&o.temperature, "temperature", 0.7, "sampling temperature (0: greedy)")
 	f.IntVar(&o.maxTokens, "max-tokens", 512, "completion budget in tokens")
@@ -142,6 +149,20 @@ The OpenAI teacher reads its key from the environment variable named by --api-ke
 	c.MarkFlagRequired("examples")
 	c.MarkFlagRequired("out")
 	return c
+}
+
+// validate range-checks the flags (the pipeline would take a zero for its
+// default silently).
+func (o chainsFlags) validate() error {
+	return checkFlags("chains generate",
+		atLeast("--samples", o.samples, 1), atLeast("--batch", o.batch, 1), atLeast("--profile-k", o.topKProfile, 0),
+		atLeast("--concurrency", o.concurrency, 1), atLeast("--retries", o.retries, 0),
+		flagCheck{"--timeout", o.timeout, o.timeout > 0, "a duration > 0"},
+		nonNegative("--temperature", o.temperature), atLeast("--max-tokens", o.maxTokens, 1),
+		atLeast("--top-k", o.topK, 0), within("--top-p", o.topP, 0, 1),
+		within("--min-reward", o.filter.MinReward, 0, 1), within("--generation-min-reward", o.filter.GenerationMinReward, 0, 1),
+		atLeast("--min-steps", o.filter.MinSteps, 1), atLeast("--max-steps", o.filter.MaxSteps, max(o.filter.MinSteps, 1)),
+		atLeast("--max-chars", o.filter.MaxChars, 1))
 }
 
 func chainsMergeCmd() *cobra.Command {

@@ -4,11 +4,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/tagpr/tagpr/datasets"
+	"github.com/tagpr/tagpr/onnx/train"
 	"github.com/tagpr/tagpr/rewardmodel"
 )
 
@@ -23,6 +25,7 @@ func prmuTrainCmd() *cobra.Command {
 	var users int
 	var trainFiles, devFiles []string
 	var o rewardmodel.PRMURecipe
+	var force bool
 	var enc rewardmodel.PRMUEncoder
 	c := &cobra.Command{
 		Use:   "train --out DIR",
@@ -36,6 +39,15 @@ func prmuTrainCmd() *cobra.Command {
 			"with LoRA (--encoder-tuning lora); DIR/encoder/ gets a copy, tuned weights merged.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			err := checkFlags("prmu train", atLeast("--steps", o.Train.Steps, 1), atLeast("--pairs-per-step", o.Train.PairsPerStep, 1),
+				positive("--lr", o.Train.LR), atLeast("--users", users, 0), atLeast("--top-k", o.TopK, 0),
+				atLeast("--embed", o.Config.Embed, 1), atLeast("--hidden", o.Config.Hidden, 1), atLeast("--max-items", o.Config.MaxItems, 1))
+			if err != nil {
+				return err
+			}
+			if err := refuseExisting(filepath.Join(out, rewardmodel.PRMUConfigFile), force); err != nil {
+				return fmt.Errorf("prmu train: %w", err)
+			}
 			if err := initRuntime(); err != nil {
 				return err
 			}
@@ -44,6 +56,11 @@ func prmuTrainCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			lk, err := train.LockRunDir(out) // one writer per output folder, from here to the saved model
+			if err != nil {
+				return fmt.Errorf("prmu train: %w", err)
+			}
+			defer lk.Unlock()
 			if enc.Dir != "" {
 				o.Config.Encoder = &enc
 			}
@@ -89,6 +106,7 @@ func prmuTrainCmd() *cobra.Command {
 	f.IntVar(&o.Config.Hidden, "hidden", 64, "encoder and fusion width")
 	f.IntVar(&o.Config.MaxItems, "max-items", 8, "profile items read per user")
 	f.StringVar(&o.Config.Pool, "pool", rewardmodel.PoolMean, "profile pooling: mean or attention")
+	f.BoolVar(&force, "force", false, "overwrite a PRMU already in --out")
 	encoderFlags(c, &enc, &o)
 	c.MarkFlagRequired("out")
 	return c

@@ -63,6 +63,9 @@ func loadConfig(cmd *cobra.Command) error {
 			return fmt.Errorf("read config %s: %w", cfgFile, err)
 		}
 	}
+	if n := viper.GetInt("runtime.threads"); n < 0 {
+		return fmt.Errorf("--threads (runtime.threads) %d: want ≥ 0 (0: one per core)", n)
+	}
 	return nil
 }
 

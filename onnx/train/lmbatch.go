@@ -2,6 +2,7 @@ package train
 
 import (
 	"fmt"
+	"math"
 	"strings"
 
 	"github.com/tagpr/tagpr/onnx/ir"
@@ -218,6 +219,9 @@ type LMTraining struct {
 // layout): optional LoRA, the masked next-token loss, specialization to
 // Batch×SeqLen with an empty past, and the backward pass. m is not changed.
 func BuildLMTraining(m *onnxpb.ModelProto, o LMTraining) (*TrainingGraph, []Adapter, error) {
+	if err := ValidatePatterns(o.Trainable); err != nil {
+		return nil, nil, fmt.Errorf("build training graph: trainable: %w", err)
+	}
 	m = cloneModel(m)
 	var adapters []Adapter
 	var selected []PatternMatch
@@ -262,6 +266,9 @@ func BuildLMTraining(m *onnxpb.ModelProto, o LMTraining) (*TrainingGraph, []Adap
 		return nil, nil, err
 	}
 	tg.Selected = selected
+	if logits := sp.Types["logits"].Shape; o.Policy == nil && len(logits) == 3 && logits[2] > 1 {
+		tg.ChanceLoss = math.Log(float64(logits[2]))
+	}
 	if o.FrozenAsInputs {
 		if err := tg.FreezeToInputs(); err != nil {
 			return nil, nil, fmt.Errorf("build training graph: %w", err)
