@@ -118,8 +118,13 @@ var (
 		word string
 		tone int
 	}{{"great", 1}, {"fine", 0}, {"poor", -1}}
-	genNouns = []string{"mayor", "team", "river", "school", "market", "bridge", "festival", "museum", "storm",
-		"train", "library", "garden", "concert", "park", "hospital", "farm", "station", "stadium", "harbor", "castle"}
+	// A post's two nouns come from different lists (who acts, where), so
+	// "the first noun" and "the second noun" are also "the actor" and "the
+	// place": a small model finds each by what it is, not only by where it
+	// is (with one list it never learned to tell them apart and copied
+	// neither).
+	genActors = []string{"mayor", "team", "school", "market", "festival", "museum", "storm", "train", "library", "concert"}
+	genPlaces = []string{"river", "bridge", "garden", "park", "hospital", "farm", "station", "stadium", "harbor", "castle"}
 	genVerbs   = []string{"opened", "closed", "changed", "moved", "won", "helped"}
 	genWhen    = []string{"today", "yesterday", "this week", "last night"}
 	genOpeners = []string{"wow", "breaking", "update", "hey", "look", "so"}
@@ -279,9 +284,7 @@ func review(r *rand.Rand) (string, int) {
 func clampScore(s int) int { return min(5, max(1, s)) }
 
 func post(r *rand.Rand) (text, n1, verb, n2 string) {
-	i := r.IntN(len(genNouns))
-	j := (i + 1 + r.IntN(len(genNouns)-1)) % len(genNouns)
-	n1, n2, verb = genNouns[i], genNouns[j], genVerbs[r.IntN(len(genVerbs))]
+	n1, n2, verb = genActors[r.IntN(len(genActors))], genPlaces[r.IntN(len(genPlaces))], genVerbs[r.IntN(len(genVerbs))]
 	return fmt.Sprintf("%s the %s %s near the %s", genWhen[r.IntN(len(genWhen))], n1, verb, n2), n1, verb, n2
 }
 
@@ -346,13 +349,15 @@ func synthQuery(t *Task, u *synthUser, profile []ProfileItem, r *rand.Rand) (inp
 		if u.reverse {
 			order = "swaps the two nouns"
 		}
-		first := shown(input)
+		// The post is quoted whole: copying a span token by token is what a
+		// small transformer learns first (an induction head), and the draft
+		// then picks its words from the quote just above.
 		steps = [][2]string{
 			{"understand_task", "write a title for the post in the user's style"},
-			{"recall_history", "past titles: " + first[0].Fields[1] + "; " + first[1].Fields[1]},
-			{"identify_patterns", fmt.Sprintf("titles start with %s, end with %s, and the user %s", genOpeners[u.opener], genClosers[u.closer], order)},
+			{"recall_history", fmt.Sprintf("past titles start with %s and end with %s", genOpeners[u.opener], genClosers[u.closer])},
+			{"identify_patterns", "the user " + order},
 			{"infer_preference", fmt.Sprintf("style %s %s", genOpeners[u.opener], genClosers[u.closer])},
-			{"analyze_input", fmt.Sprintf("the post is about the %s and the %s, verb %s", n1, n2, verb)},
+			{"analyze_input", "this post: " + text},
 			{"draft", output},
 			{"verify", "the draft follows the user's style"},
 			{"conclude", output},
