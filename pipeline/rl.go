@@ -193,7 +193,10 @@ func newRLRun(st RLStage, pol RLPolicy, T int, scorer RLScorer) (*rlRun, error) 
 	}
 	// The model's own weights, not its rotary tables (fixed functions of
 	// position): the same names the generation session takes as inputs.
-	params := lm.TrainableNames(pol.Model)
+	params, err := stageParams(st, pol.Model)
+	if err != nil {
+		return fail(err)
+	}
 	keep := []string{train.ClipFractionOutput}
 	if st.Beta > 0 {
 		keep = append(keep, train.PolicyKLOutput)
@@ -232,6 +235,25 @@ func newRLRun(st RLStage, pol RLPolicy, T int, scorer RLScorer) (*rlRun, error) 
 		}
 	}
 	return r, nil
+}
+
+// stageParams are the weights a stage updates: the model's own weights
+// (not its rotary tables), those matching st.Trainable when it is set.
+func stageParams(st RLStage, m *onnxpb.ModelProto) ([]string, error) {
+	all := lm.TrainableNames(m)
+	if len(st.Trainable) == 0 {
+		return all, nil
+	}
+	var out []string
+	for _, n := range all {
+		if train.MatchName(n, st.Trainable) {
+			out = append(out, n)
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("trainable %q matches none of the model's weights (%s, …)", st.Trainable, strings.Join(all[:min(4, len(all))], ", "))
+	}
+	return out, nil
 }
 
 // spinKey is ORT's switch for intra-op pool threads that busy-wait after a run.

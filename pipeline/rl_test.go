@@ -654,3 +654,41 @@ func TestRLLossTypesLearn(t *testing.T) {
 		}
 	}
 }
+
+// A stage with trainable patterns updates only the matching weights; the
+// others keep their starting values (they stay constants of the graphs).
+func TestRLTrainableSubset(t *testing.T) {
+	mustORT(t)
+	st := tinyRLStage()
+	st.Steps, st.Trainable = 4, []string{"lm_head.*", "re:^model\\.layers\\.1\\..*"}
+	pol := tinyRLPolicy(t)
+	res, err := TrainRL(context.Background(), st, pol, tinyRLPrompts(8), targetReward{}, t.TempDir(), RLHooks{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := map[string][]float32{}
+	for _, init := range pol.Model.GetGraph().GetInitializer() {
+		if v, err := ir.Float32s(init); err == nil {
+			start[init.GetName()] = v
+		}
+	}
+	changed := 0
+	for name, w := range res.Weights {
+		if !train.MatchName(name, st.Trainable) {
+			t.Fatalf("weight %s was trained; trainable %v", name, st.Trainable)
+		}
+		if len(start[name]) != len(w) {
+			t.Fatalf("weight %s: %d values, the model has %d", name, len(w), len(start[name]))
+		}
+		if !reflect.DeepEqual(w, start[name]) {
+			changed++
+		}
+	}
+	if len(res.Weights) == 0 || changed == 0 {
+		t.Fatalf("%d trainable weights, %d changed", len(res.Weights), changed)
+	}
+	st.Trainable = []string{"nothing.*"}
+	if _, err := TrainRL(context.Background(), st, pol, tinyRLPrompts(8), targetReward{}, t.TempDir(), RLHooks{}); err == nil || !strings.Contains(err.Error(), "matches none") {
+		t.Fatalf("a pattern matching no weight: %v", err)
+	}
+}

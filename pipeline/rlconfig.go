@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/tagpr/tagpr/onnx/train"
 	"github.com/tagpr/tagpr/rewardmodel"
 )
 
@@ -49,6 +50,11 @@ type RLStage struct {
 	ScaleRewards             string  `mapstructure:"scale_rewards" json:"scale_rewards"`
 	NumIterations            int     `mapstructure:"num_iterations" json:"num_iterations"` // updates per generated batch; 0 → 1
 	MaskTruncatedCompletions bool    `mapstructure:"mask_truncated_completions" json:"mask_truncated_completions"`
+
+	// Trainable restricts the update to the weights whose names match one of
+	// these patterns (train.MatchName: globs, or "re:" regular expressions);
+	// empty: every weight. The rest stay as the stage started.
+	Trainable []string `mapstructure:"trainable" json:"trainable,omitempty"`
 
 	LR              float64 `mapstructure:"lr" json:"lr"`
 	Warmup          int     `mapstructure:"warmup" json:"warmup"`
@@ -119,6 +125,9 @@ func (s RLStage) Validate() error {
 		return fail("lr %v: want > 0", s.LR)
 	case s.Warmup < 0 || s.CheckpointEvery < 0 || !(s.WeightDecay >= 0) || !(s.Clip >= 0) || !finite(s.WeightDecay) || !finite(s.Clip):
 		return fail("warmup %d, checkpoint_every %d, weight_decay %v, clip %v: want ≥ 0 (and finite)", s.Warmup, s.CheckpointEvery, s.WeightDecay, s.Clip)
+	}
+	if err := train.ValidatePatterns(s.Trainable); err != nil {
+		return fail("trainable: %v", err)
 	}
 	if s.Reward == RewardGuided {
 		if err := s.Weights.Validate(); err != nil {
