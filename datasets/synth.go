@@ -123,8 +123,8 @@ var (
 	// place": a small model finds each by what it is, not only by where it
 	// is (with one list it never learned to tell them apart and copied
 	// neither).
-	genActors = []string{"mayor", "team", "school", "market", "festival", "museum", "storm", "train", "library", "concert"}
-	genPlaces = []string{"river", "bridge", "garden", "park", "hospital", "farm", "station", "stadium", "harbor", "castle"}
+	genActors  = []string{"mayor", "team", "school", "market", "festival", "museum", "storm", "train", "library", "concert"}
+	genPlaces  = []string{"river", "bridge", "garden", "park", "hospital", "farm", "station", "stadium", "harbor", "castle"}
 	genVerbs   = []string{"opened", "closed", "changed", "moved", "won", "helped"}
 	genWhen    = []string{"today", "yesterday", "this week", "last night"}
 	genOpeners = []string{"wow", "breaking", "update", "hey", "look", "so"}
