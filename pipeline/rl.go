@@ -140,7 +140,7 @@ func newRLRun(st RLStage, pol RLPolicy, T int, scorer RLScorer) (*rlRun, error) 
 		r.close()
 		return nil, fmt.Errorf("rl stage %q: %w", st.Name, err)
 	}
-	policy, err := temperedModel(pol.Model, st.Temperature)
+	policy, err := lm.WithTemperature(pol.Model, st.Temperature)
 	if err != nil {
 		return fail(err)
 	}
@@ -220,37 +220,6 @@ func quietSessions(o ort.Options) ort.Options {
 	}
 	o.ConfigEntries = entries
 	return o
-}
-
-// temperedModel returns m (τ = 1) or a copy whose logits output is the
-// model's logits times 1/τ, so that every graph built from it — training,
-// reference, generation — works on the tempered policy.
-func temperedModel(m *onnxpb.ModelProto, tau float64) (*onnxpb.ModelProto, error) {
-	if tau == 1 {
-		return m, nil
-	}
-	m = proto.Clone(m).(*onnxpb.ModelProto)
-	g := m.GetGraph()
-	const raw, scale = "rl/untempered_logits", "rl/inverse_temperature"
-	found := false
-	for _, n := range g.GetNode() {
-		for i, o := range n.Output {
-			if o == lm.Logits {
-				n.Output[i], found = raw, true
-			}
-		}
-		for i, in := range n.Input {
-			if in == lm.Logits {
-				n.Input[i] = raw
-			}
-		}
-	}
-	if !found {
-		return nil, fmt.Errorf("temperature %g: no node computes the %q output", tau, lm.Logits)
-	}
-	g.Initializer = append(g.Initializer, ir.Scalar(scale, float32(1/tau)))
-	g.Node = append(g.Node, &onnxpb.NodeProto{Name: "rl/temperature", OpType: "Mul", Input: []string{raw, scale}, Output: []string{lm.Logits}})
-	return m, nil
 }
 
 func (r *rlRun) close() {
@@ -399,7 +368,7 @@ func (r *rlRun) step(ctx context.Context, stepNo int, batch []*RLPrompt) (RLStep
 		ids[i] = p.IDs
 	}
 	pad := r.pol.Pad
-	// The generation model divides its logits by τ itself (temperedModel):
+	// The generation model divides its logits by τ itself (lm.WithTemperature):
 	// sampling at 1 draws from the policy and reports its log-probs.
 	comps, _, err := r.gen.Generate(ctx, ids, lm.GenerateOptions{MaxNewTokens: st.MaxCompletionLength, NumGenerations: G,
 		Sampling: lm.Sampling{Temperature: 1, TopK: st.TopK, TopP: st.TopP},

@@ -220,7 +220,7 @@ func TestRLBatchLayout(t *testing.T) {
 func TestRLBatchMatchesGeneration(t *testing.T) {
 	mustORT(t)
 	for _, tau := range []float64{1, 0.7} {
-		m, err := temperedModel(tinyRLModel(t), tau)
+		m, err := lm.WithTemperature(tinyRLModel(t), tau)
 		if err != nil {
 			t.Fatal(err)
 		}
