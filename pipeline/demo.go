@@ -330,7 +330,7 @@ func EncodeSFT(tok *tokenize.Tokenizer, task *datasets.Task, ex *datasets.Exampl
 			break
 		}
 	}
-	return Sequence{IDs: toInt64(enc.IDs), PromptLen: prompt}, nil
+	return Sequence{IDs: enc.IDs, PromptLen: prompt}, nil
 }
 
 func openPolicy(dir string, tok *tokenize.Tokenizer, name string) (Policy, error) {
@@ -338,12 +338,7 @@ func openPolicy(dir string, tok *tokenize.Tokenizer, name string) (Policy, error
 	if err != nil {
 		return Policy{}, err
 	}
-	eos, err := tokenID(tok, turnEndToken)
-	if err != nil {
-		m.Close()
-		return Policy{}, err
-	}
-	return Policy{Model: m, Tok: tok, Name: name, EOS: []int64{eos}}, nil
+	return Policy{Model: m, Tok: tok, Name: name, EOS: tok.StopTokens(m.DefaultEOS()...)}, nil
 }
 
 func copyFile(src, dst string) error {
@@ -396,16 +391,20 @@ type demoRLRun struct {
 // demoRL runs the RL stages from the SFT model on the training split's
 // prompts (all tasks mixed), each stage in cfg.Dir/rl/<name>.
 func demoRL(ctx context.Context, cfg DemoConfig, data *datasets.SynthData, tok *tokenize.Tokenizer, tx rewardmodel.Taxonomy, sftDir string, prmu PRMUScorer, h Hooks) (*demoRLRun, error) {
-	eos, err := tokenID(tok, turnEndToken)
+	var modelEOS []int64
+	gen, err := lm.ReadGenerationConfig(filepath.Join(sftDir, "generation_config.json"))
 	if err != nil {
 		return nil, err
+	}
+	if gen != nil {
+		modelEOS = gen.EOSTokenID
 	}
 	pad, err := tokenID(tok, padToken)
 	if err != nil {
 		return nil, err
 	}
-	p := &RLPipeline{Stages: cfg.RL, Start: sftDir, Dir: filepath.Join(cfg.Dir, "rl"), EOS: []int64{eos}, Pad: pad,
-		Detokenize: func(ids []int64) (string, error) { return tok.Decode(toInt(ids), true) },
+	p := &RLPipeline{Stages: cfg.RL, Start: sftDir, Dir: filepath.Join(cfg.Dir, "rl"), EOS: tok.StopTokens(modelEOS...), Pad: pad,
+		Detokenize: func(ids []int64) (string, error) { return tok.Decode(ids, true) },
 		Prompts: func(st RLStage) ([]RLPrompt, error) {
 			o := cfg.Prompt
 			o.MaxTokens = st.MaxPromptLength
@@ -445,7 +444,7 @@ func EncodeRLPrompt(tok *tokenize.Tokenizer, task *datasets.Task, ex *datasets.E
 	if err != nil {
 		return RLPrompt{}, fmt.Errorf("encode %s for RL: %w", ex.ID, err)
 	}
-	return RLPrompt{ID: ex.ID, IDs: toInt64(enc.IDs), Kind: RewardKind(task), Gold: ex.Output, Profile: parts.Profile}, nil
+	return RLPrompt{ID: ex.ID, IDs: enc.IDs, Kind: RewardKind(task), Gold: ex.Output, Profile: parts.Profile}, nil
 }
 
 func stageNames(st []RLStage) []string {

@@ -73,7 +73,7 @@ func Evaluate(ctx context.Context, p Policy, task *datasets.Task, split string, 
 			if err != nil {
 				return nil, fmt.Errorf("evaluate %s: prompt %s: %w", task.Name, examples[i].ID, err)
 			}
-			prompts = append(prompts, toInt64(enc.IDs))
+			prompts = append(prompts, enc.IDs)
 		}
 		comps, st, err := p.Model.Generate(ctx, prompts, lm.GenerateOptions{MaxNewTokens: o.MaxNewTokens, EOS: p.EOS, NoLogProbs: true})
 		if err != nil {
@@ -82,7 +82,7 @@ func Evaluate(ctx context.Context, p Policy, task *datasets.Task, split string, 
 		ev.Tokens += st.GeneratedTokens
 		for j, c := range comps {
 			ex := &examples[lo+j]
-			text, err := p.Tok.Decode(toInt(c.Tokens), true)
+			text, err := p.Tok.Decode(c.Tokens, true)
 			if err != nil {
 				return nil, fmt.Errorf("evaluate %s: decode %s: %w", task.Name, ex.ID, err)
 			}
@@ -113,20 +113,4 @@ func Evaluate(ctx context.Context, p Policy, task *datasets.Task, split string, 
 	ev.Result.Model = append(metrics, Metric{Name: "r_tag", Value: ev.MeanTag, Diagnostic: true}, Metric{Name: "format", Value: ev.MeanFormat, Diagnostic: true})
 	ev.Elapsed = time.Since(start)
 	return ev, nil
-}
-
-func toInt64(ids []int) []int64 {
-	out := make([]int64, len(ids))
-	for i, v := range ids {
-		out[i] = int64(v)
-	}
-	return out
-}
-
-func toInt(ids []int64) []int {
-	out := make([]int, len(ids))
-	for i, v := range ids {
-		out[i] = int(v)
-	}
-	return out
 }

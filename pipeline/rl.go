@@ -447,16 +447,12 @@ func (r *rlRun) step(ctx context.Context, stepNo int, batch []*RLPrompt) (RLStep
 
 	rows := make([]datasets.Rollout, len(comps))
 	for i, c := range comps {
-		tok := make([]int32, len(c.Tokens))
-		for j, v := range c.Tokens {
-			tok[j] = int32(v)
-		}
 		nv := make([]datasets.NamedValue, len(names))
 		for k, n := range names {
 			nv[k] = datasets.NamedValue{Name: n, Value: scores[i].Parts[k]}
 		}
 		rows[i] = datasets.Rollout{PromptID: batch[i/G].ID, GroupIndex: int32(c.Sample), Completion: samples[i].Text,
-			TokenIDs: tok, LogProbs: c.LogProbs, Rewards: nv, Reward: rewards[i], Advantage: adv[i], Stage: st.Name, Step: int64(stepNo)}
+			TokenIDs: c.Tokens, LogProbs: c.LogProbs, Rewards: nv, Reward: rewards[i], Advantage: adv[i], Stage: st.Name, Step: int64(stepNo)}
 	}
 	return sl, rows, nil
 }

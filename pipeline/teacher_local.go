@@ -45,7 +45,7 @@ func (t *LocalTeacher) Complete(ctx context.Context, prompts [][]datasets.Messag
 		if t.MaxPromptTokens > 0 && len(enc.IDs) > t.MaxPromptTokens {
 			return nil, fmt.Errorf("local teacher %s: prompt %d has %d tokens, limit %d", t.Policy.Name, i, len(enc.IDs), t.MaxPromptTokens)
 		}
-		ids[i] = toInt64(enc.IDs)
+		ids[i] = enc.IDs
 	}
 	maxNew := t.MaxNewTokens
 	if maxNew <= 0 {
@@ -58,7 +58,7 @@ func (t *LocalTeacher) Complete(ctx context.Context, prompts [][]datasets.Messag
 	}
 	out := make([]string, len(prompts))
 	for _, c := range comps {
-		text, err := t.Policy.Tok.Decode(toInt(c.Tokens), true)
+		text, err := t.Policy.Tok.Decode(c.Tokens, true)
 		if err != nil {
 			return nil, fmt.Errorf("local teacher %s: decode completion %d: %w", t.Policy.Name, c.Prompt, err)
 		}

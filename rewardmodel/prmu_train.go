@@ -340,10 +340,10 @@ func TrainPRMU(ctx context.Context, cfg PRMUConfig, tok *tokenize.Tokenizer, pai
 	}
 
 	// Tokenize once; every step has as many items as the longest profile.
-	enc := &prmuEncoder{tok: tok, seen: map[string][]int{}}
-	profs := make([][][]int, len(pairs))
-	chosen := make([][]int, len(pairs))
-	rejected := make([][]int, len(pairs))
+	enc := &prmuEncoder{tok: tok, seen: map[string][]int64{}}
+	profs := make([][][]int64, len(pairs))
+	chosen := make([][]int64, len(pairs))
+	rejected := make([][]int64, len(pairs))
 	K := 1
 	for i, p := range pairs {
 		if len(p.Profile) == 0 {
@@ -389,7 +389,7 @@ func TrainPRMU(ctx context.Context, cfg PRMUConfig, tok *tokenize.Tokenizer, pai
 	rng := rand.New(rand.NewPCG(o.Seed, 0x73746570))
 	order := rng.Perm(len(pairs))
 	cursor := 0
-	stepProfs, stepResps := make([][][]int, 2*P), make([][]int, 2*P)
+	stepProfs, stepResps := make([][][]int64, 2*P), make([][]int64, 2*P)
 	for step := range o.Steps {
 		if err := ctx.Err(); err != nil {
 			return nil, res, fmt.Errorf("train prmu: step %d: %w", step, err)
