@@ -13,6 +13,7 @@ import (
 	"unicode"
 
 	"github.com/tagpr/tagpr/datasets"
+	"github.com/tagpr/tagpr/onnx/train"
 	"github.com/tagpr/tagpr/rewardmodel"
 	"github.com/tagpr/tagpr/tokenize"
 )
@@ -70,6 +71,9 @@ type ChainsConfig struct {
 	Batch   int // examples per teacher batch and per part file (default 32)
 	Shard   datasets.Shard
 	Filter  ChainFilter
+	// Progress hears of every batch (Task "chains", Step the examples done
+	// including earlier runs', Metrics rows and kept).
+	Progress train.ProgressFunc
 }
 
 // ChainsStats counts one run.
@@ -167,6 +171,8 @@ func GenerateChains(ctx context.Context, cfg ChainsConfig) (ChainsStats, error) 
 				st.Kept++
 			}
 		}
+		cfg.Progress.Report(train.Progress{Task: "chains", Step: st.Done + st.Skipped,
+			Metrics: map[string]float64{"rows": float64(st.Rows), "kept": float64(st.Kept)}})
 	}
 	if err := r.Err(); err != nil {
 		return st, fmt.Errorf("chains: %w", err)

@@ -15,6 +15,7 @@ import (
 	"github.com/tagpr/tagpr/onnx/lm"
 	"github.com/tagpr/tagpr/onnx/ort"
 	"github.com/tagpr/tagpr/onnx/train"
+	"github.com/tagpr/tagpr/pipeline/grpo"
 	"github.com/tagpr/tagpr/rewardmodel"
 	"github.com/tagpr/tagpr/tokenize"
 )
@@ -63,33 +64,26 @@ func DefaultDemoConfig(dir string) DemoConfig {
 // rewards; the demo trains its PRMU first), then an exploratory one (task
 // reward only).
 func DefaultDemoRL() []RLStage {
+	noCorrection := false
 	guided := RLStage{Name: "guided", Reward: RewardGuided, Weights: rewardmodel.DefaultWeights(),
 		Steps: 30, PromptsPerStep: 4, NumGenerations: 4, MaxPromptLength: 320, MaxCompletionLength: 144,
-		Temperature: 1, Beta: 0.04, Epsilon: 0.2, LossType: "dapo", ScaleRewards: ScaleGroup, NumIterations: 1,
-		LR: 1e-4, Warmup: 2, Clip: 1, CheckpointEvery: 10, Seed: 21}
+		Temperature: 1, Beta: 0.04, Epsilon: 0.2, LossType: "dapo", ScaleRewards: grpo.ScaleGroup, NumIterations: 1,
+		UseBiasCorrectionKL: &noCorrection, LR: 1e-4, Warmup: 2, Clip: 1, CheckpointEvery: 10, Seed: 21}
 	exploratory := guided
 	exploratory.Name, exploratory.Reward, exploratory.Weights, exploratory.Seed = "exploratory", RewardExploratory, rewardmodel.Weights{}, 22
 	return []RLStage{guided, exploratory}
 }
 
-// Hooks let the caller show progress; any may be nil.
-type Hooks struct {
-	Stage   func(name, detail string)
-	SFTStep func(train.StepLog, int) // the step and the total
-	RLStep  func(RLStepLog, int)     // the step (its Stage names the stage) and the stage's total
+// note reports a stage's one-line message.
+func note(h train.ProgressFunc, task, format string, a ...any) {
+	h.Report(train.Progress{Task: task, Note: fmt.Sprintf(format, a...)})
 }
 
-func (h Hooks) stage(name, format string, a ...any) {
-	if h.Stage != nil {
-		h.Stage(name, fmt.Sprintf(format, a...))
-	}
-}
-
-// RunDemo runs (or resumes) the demo in cfg.Dir and returns its report,
-// also written to cfg.Dir/report.{md,json}. Every stage's output appears
+// RunDemo runs (or resumes) the demo in cfg.Dir, reporting progress to h,
+// and returns its report, also written to cfg.Dir/report.{md,json}. Every stage's output appears
 // atomically, so a rerun after Ctrl-C skips what is done and resumes SFT from
 // its last checkpoint.
-func RunDemo(ctx context.Context, cfg DemoConfig, h Hooks) (*Report, error) {
+func RunDemo(ctx context.Context, cfg DemoConfig, h train.ProgressFunc) (*Report, error) {
 	tx := rewardmodel.DefaultTaxonomy()
 	data, err := datasets.Synth(cfg.Synth)
 	if err != nil {
@@ -97,7 +91,7 @@ func RunDemo(ctx context.Context, cfg DemoConfig, h Hooks) (*Report, error) {
 	}
 	dataDir := filepath.Join(cfg.Dir, "data")
 	if !exists(filepath.Join(dataDir, datasets.SynthGen, "test_outputs.json")) {
-		h.stage("data", "writing the synthetic benchmark to %s", dataDir)
+		note(h, "data", "writing the synthetic benchmark to %s", dataDir)
 		if err := data.Write(dataDir); err != nil {
 			return nil, err
 		}
@@ -161,7 +155,7 @@ func RunDemo(ctx context.Context, cfg DemoConfig, h Hooks) (*Report, error) {
 	eo.Prompt = cfg.Prompt
 	for _, task := range cfg.Synth.Tasks {
 		set := data.Set(task, "dev")
-		h.stage("eval", "%s: %s models on %d dev examples", task, strings.Join(models, ", "), min(eo.Examples, len(set.Examples)))
+		note(h, "eval", "%s: %s models on %d dev examples", task, strings.Join(models, ", "), min(eo.Examples, len(set.Examples)))
 		evals := map[string]*Evaluation{}
 		var preds []datasets.Prediction
 		for _, name := range models {
@@ -205,7 +199,7 @@ func exists(p string) bool { _, err := os.Stat(p); return err == nil }
 
 // demoTokenizer trains a byte-level BPE on the training split's prompts and
 // chains, then registers the tag tokens so every tag is one id.
-func demoTokenizer(cfg DemoConfig, data *datasets.SynthData, tx rewardmodel.Taxonomy, h Hooks) (*tokenize.Tokenizer, error) {
+func demoTokenizer(cfg DemoConfig, data *datasets.SynthData, tx rewardmodel.Taxonomy, h train.ProgressFunc) (*tokenize.Tokenizer, error) {
 	path := filepath.Join(cfg.Dir, "tokenizer", "tokenizer.json")
 	if exists(path) {
 		return tokenize.Load(path)
@@ -219,7 +213,7 @@ func demoTokenizer(cfg DemoConfig, data *datasets.SynthData, tx rewardmodel.Taxo
 			corpus = append(corpus, p.Profile...)
 		}
 	}
-	h.stage("tokenizer", "training a %d-token byte-level BPE on %d texts", cfg.Vocab, len(corpus))
+	note(h, "tokenizer", "training a %d-token byte-level BPE on %d texts", cfg.Vocab, len(corpus))
 	tok, err := tokenize.Train(tokenize.TrainOptions{Corpus: corpus, VocabSize: cfg.Vocab, SpecialTokens: []string{padToken, turnStartToken, turnEndToken}})
 	if err != nil {
 		return nil, fmt.Errorf("demo tokenizer: %w", err)
@@ -247,7 +241,7 @@ func tokenID(tok *tokenize.Tokenizer, s string) (int64, error) {
 }
 
 // demoBaseModel builds the randomly initialized model sized to the tokenizer.
-func demoBaseModel(cfg DemoConfig, tok *tokenize.Tokenizer, h Hooks) (string, error) {
+func demoBaseModel(cfg DemoConfig, tok *tokenize.Tokenizer, h train.ProgressFunc) (string, error) {
 	dir := filepath.Join(cfg.Dir, "base")
 	if exists(filepath.Join(dir, "model.onnx")) {
 		return dir, nil
@@ -263,7 +257,7 @@ func demoBaseModel(cfg DemoConfig, tok *tokenize.Tokenizer, h Hooks) (string, er
 		return "", err
 	}
 	mc.EOS, mc.BOS, mc.Pad = eos, eos, &pad
-	h.stage("model", "building a %s model: %d layers, d_model %d, vocab %d, %d parameters", mc.Arch, mc.Layers, mc.DModel, mc.Vocab, mc.Defaults().Params())
+	note(h, "model", "building a %s model: %d layers, d_model %d, vocab %d, %d parameters", mc.Arch, mc.Layers, mc.DModel, mc.Vocab, mc.Defaults().Params())
 	if _, err := lm.WriteModelDir(mc, dir, false); err != nil {
 		return "", err
 	}
@@ -272,7 +266,7 @@ func demoBaseModel(cfg DemoConfig, tok *tokenize.Tokenizer, h Hooks) (string, er
 
 // demoSFT fine-tunes the base model on the gold chains and exports the result
 // to sftDir; nil result means it was already done.
-func demoSFT(ctx context.Context, cfg DemoConfig, data *datasets.SynthData, tok *tokenize.Tokenizer, tx rewardmodel.Taxonomy, baseDir, sftDir string, h Hooks) (*SFTResult, error) {
+func demoSFT(ctx context.Context, cfg DemoConfig, data *datasets.SynthData, tok *tokenize.Tokenizer, tx rewardmodel.Taxonomy, baseDir, sftDir string, h train.ProgressFunc) (*SFTResult, error) {
 	if exists(filepath.Join(sftDir, "model.onnx")) {
 		return nil, nil
 	}
@@ -295,12 +289,8 @@ func demoSFT(ctx context.Context, cfg DemoConfig, data *datasets.SynthData, tok 
 	if err != nil {
 		return nil, err
 	}
-	h.stage("sft", "%d steps of %d×%d tokens on %d gold tagged chains", cfg.SFT.Steps, cfg.SFT.Batch, cfg.SFT.SeqLen, len(seqs))
-	var onStep func(train.StepLog)
-	if h.SFTStep != nil {
-		onStep = func(l train.StepLog) { h.SFTStep(l, cfg.SFT.Steps) }
-	}
-	res, err := TrainSFT(ctx, base, seqs, pad, cfg.SFT, filepath.Join(sftDir, "checkpoints"), onStep)
+	note(h, "sft", "%d steps of %d×%d tokens on %d gold tagged chains", cfg.SFT.Steps, cfg.SFT.Batch, cfg.SFT.SeqLen, len(seqs))
+	res, err := TrainSFT(ctx, base, seqs, pad, cfg.SFT, filepath.Join(sftDir, "checkpoints"), h)
 	if err != nil {
 		return nil, err
 	}
@@ -355,7 +345,7 @@ func copyFile(src, dst string) error {
 // demoPRMU loads the reward model from cfg.Dir/prmu, or trains it on the
 // training users' pairs (seconds) and saves it there. The stage summary is
 // nil when it was loaded.
-func demoPRMU(ctx context.Context, cfg DemoConfig, data *datasets.SynthData, h Hooks) (*rewardmodel.PRMU, *StageSummary, error) {
+func demoPRMU(ctx context.Context, cfg DemoConfig, data *datasets.SynthData, h train.ProgressFunc) (*rewardmodel.PRMU, *StageSummary, error) {
 	dir := filepath.Join(cfg.Dir, "prmu")
 	// One pool thread that does not spin: PRMU scores between generations.
 	opts := ort.Options{IntraOpThreads: 1, ConfigEntries: map[string]string{"session.intra_op.allow_spinning": "0"}}
@@ -363,7 +353,7 @@ func demoPRMU(ctx context.Context, cfg DemoConfig, data *datasets.SynthData, h H
 		p, err := rewardmodel.LoadPRMU(dir, opts)
 		return p, nil, err
 	}
-	h.stage("prmu", "training the reward model on the training users' pairs")
+	note(h, "prmu", "training the reward model on the training users' pairs")
 	start := time.Now()
 	p, res, accs, err := rewardmodel.TrainSynthPRMU(ctx, data, rewardmodel.PRMURecipe{TopK: cfg.Prompt.TopK,
 		Config: rewardmodel.PRMUConfig{Seed: 31}, Train: rewardmodel.PRMUTrainOptions{Steps: 1000, Seed: 31, Session: opts}})
@@ -372,7 +362,7 @@ func demoPRMU(ctx context.Context, cfg DemoConfig, data *datasets.SynthData, h H
 	}
 	final := map[string]float64{"loss": p.Info.FinalLoss, "dev_pair_accuracy": p.Info.DevAccuracy}
 	for _, a := range accs {
-		h.stage("prmu", "%s dev pair accuracy %.3f (%d pairs)", a.Task, a.Accuracy, a.Pairs)
+		note(h, "prmu", "%s dev pair accuracy %.3f (%d pairs)", a.Task, a.Accuracy, a.Pairs)
 		final["dev_pair_accuracy_"+a.Task] = a.Accuracy
 	}
 	if err := p.Save(dir); err != nil {
@@ -390,7 +380,7 @@ type demoRLRun struct {
 
 // demoRL runs the RL stages from the SFT model on the training split's
 // prompts (all tasks mixed), each stage in cfg.Dir/rl/<name>.
-func demoRL(ctx context.Context, cfg DemoConfig, data *datasets.SynthData, tok *tokenize.Tokenizer, tx rewardmodel.Taxonomy, sftDir string, prmu PRMUScorer, h Hooks) (*demoRLRun, error) {
+func demoRL(ctx context.Context, cfg DemoConfig, data *datasets.SynthData, tok *tokenize.Tokenizer, tx rewardmodel.Taxonomy, sftDir string, prmu PRMUScorer, h train.ProgressFunc) (*demoRLRun, error) {
 	var modelEOS []int64
 	gen, err := lm.ReadGenerationConfig(filepath.Join(sftDir, "generation_config.json"))
 	if err != nil {
@@ -421,13 +411,11 @@ func demoRL(ctx context.Context, cfg DemoConfig, data *datasets.SynthData, tok *
 			}
 			return out, nil
 		},
-		Scorer: func(st RLStage) (RLScorer, error) {
-			return &TagPRReward{Mode: st.Reward, Weights: st.Weights, Taxonomy: tx, PRMU: prmu}, nil
-		},
-		Hooks: RLHooks{Log: func(stage, msg string) { h.stage("rl "+stage, "%s", msg) }, Step: h.RLStep},
+		Rewards:  func(RLStage) (Rewards, error) { return TagPRRewards(tx, prmu), nil },
+		Progress: h,
 	}
 	if len(cfg.RL) > 0 {
-		h.stage("rl", "stages %s from the SFT model, in %s", strings.Join(stageNames(cfg.RL), " → "), p.Dir)
+		note(h, "rl", "stages %s from the SFT model, in %s", strings.Join(stageNames(cfg.RL), " → "), p.Dir)
 	}
 	sums, err := p.Run(ctx)
 	if err != nil {

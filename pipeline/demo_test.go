@@ -41,11 +41,19 @@ func TestDemoEndToEndAndResume(t *testing.T) {
 	dir := t.TempDir()
 	cfg := tinyDemo(dir)
 	ctx, cancel := context.WithCancel(context.Background())
-	hooks := Hooks{SFTStep: func(l train.StepLog, total int) {
-		if l.Step == 3 {
+	// steps calls f with every step a run reports.
+	steps := func(f func(task string, step int)) train.ProgressFunc {
+		return func(p train.Progress) {
+			if p.Note == "" {
+				f(p.Task, p.Step)
+			}
+		}
+	}
+	hooks := steps(func(task string, step int) {
+		if task == "sft" && step == 3 {
 			cancel() // Ctrl-C in the middle of SFT
 		}
-	}}
+	})
 	if _, err := RunDemo(ctx, cfg, hooks); err != context.Canceled {
 		t.Fatalf("interrupted run: got %v, want context.Canceled", err)
 	}
@@ -55,15 +63,14 @@ func TestDemoEndToEndAndResume(t *testing.T) {
 	tokBefore, _ := os.ReadFile(filepath.Join(dir, "tokenizer", "tokenizer.json"))
 	var resumedAt int
 	ctx, cancel = context.WithCancel(context.Background())
-	_, err := RunDemo(ctx, cfg, Hooks{SFTStep: func(l train.StepLog, total int) {
-		if resumedAt == 0 {
-			resumedAt = l.Step
+	_, err := RunDemo(ctx, cfg, steps(func(task string, step int) {
+		if task == "sft" && resumedAt == 0 {
+			resumedAt = step
 		}
-	}, RLStep: func(l RLStepLog, total int) {
-		if l.Stage == "guided" && l.Step == 2 {
+		if task == "rl guided" && step == 2 {
 			cancel() // Ctrl-C in the middle of the first RL stage
 		}
-	}})
+	}))
 	if err != context.Canceled {
 		t.Fatalf("run interrupted in RL: got %v, want context.Canceled", err)
 	}
@@ -75,10 +82,14 @@ func TestDemoEndToEndAndResume(t *testing.T) {
 		t.Fatal("after an interrupted RL stage: want the SFT model and no guided model")
 	}
 	var rlSteps []string
-	rep, err := RunDemo(context.Background(), cfg, Hooks{
-		SFTStep: func(l train.StepLog, total int) { t.Errorf("finished SFT redid step %d", l.Step) },
-		RLStep:  func(l RLStepLog, total int) { rlSteps = append(rlSteps, fmt.Sprintf("%s%d", l.Stage, l.Step)) },
-	})
+	rep, err := RunDemo(context.Background(), cfg, steps(func(task string, step int) {
+		if task == "sft" {
+			t.Errorf("finished SFT redid step %d", step)
+		}
+		if stage, ok := strings.CutPrefix(task, "rl "); ok {
+			rlSteps = append(rlSteps, fmt.Sprintf("%s%d", stage, step))
+		}
+	}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,10 +132,11 @@ func TestDemoEndToEndAndResume(t *testing.T) {
 	}
 
 	// A rerun of a finished demo trains nothing and reports the RL stages from their summaries.
-	rep2, err := RunDemo(context.Background(), cfg, Hooks{
-		SFTStep: func(l train.StepLog, total int) { t.Errorf("finished SFT redid step %d", l.Step) },
-		RLStep:  func(l RLStepLog, total int) { t.Errorf("finished RL stage %s redid step %d", l.Stage, l.Step) },
-	})
+	rep2, err := RunDemo(context.Background(), cfg, steps(func(task string, step int) {
+		if task == "sft" || strings.HasPrefix(task, "rl ") {
+			t.Errorf("finished stage %s redid step %d", task, step)
+		}
+	}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -55,7 +55,7 @@ type SFTResult struct {
 // onnx/train's loop: checkpoints and the step log (train_log.jsonl) go to
 // dir, a rerun resumes bit for bit, and cancelling ctx leaves a checkpoint
 // and returns ctx.Err().
-func TrainSFT(ctx context.Context, model *onnxpb.ModelProto, data []Sequence, pad int64, cfg SFTConfig, dir string, onStep func(train.StepLog)) (*SFTResult, error) {
+func TrainSFT(ctx context.Context, model *onnxpb.ModelProto, data []Sequence, pad int64, cfg SFTConfig, dir string, progress train.ProgressFunc) (*SFTResult, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -82,11 +82,11 @@ func TrainSFT(ctx context.Context, model *onnxpb.ModelProto, data []Sequence, pa
 	res := &SFTResult{}
 	start := time.Now()
 	loop := &train.Loop{Trainer: tr, Data: ds, BatchSize: cfg.Batch, Steps: cfg.Steps, Dir: dir,
-		CheckpointEvery: cfg.CheckpointEvery, Seed: cfg.Seed, OnStep: func(l train.StepLog) {
-			res.FinalLoss = l.Loss
-			if onStep != nil {
-				onStep(l)
+		CheckpointEvery: cfg.CheckpointEvery, Seed: cfg.Seed, Stage: "sft", Progress: func(p train.Progress) {
+			if p.Metrics != nil {
+				res.FinalLoss = p.Metrics["loss"]
 			}
+			progress.Report(p)
 		}}
 	st, err := loop.Run(ctx)
 	if err != nil {

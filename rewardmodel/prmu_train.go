@@ -285,8 +285,13 @@ type PRMUTrainOptions struct {
 	LR           float64     // peak AdamW learning rate (default 3e-3), cosine decay after 10 warmup steps
 	Seed         uint64      // pair order
 	Session      ort.Options // for the training and the scoring session
-	// Log, when set, sees every step's loss and training pair accuracy.
-	Log func(step int, loss, pairAccuracy float64)
+	// Dir, when set, keeps checkpoints and the step log: a rerun resumes
+	// (onnx/train's Loop). "" keeps nothing.
+	Dir             string
+	CheckpointEvery int // steps; 0: at the end and when stopped
+	// Progress hears of every step (Task "prmu"; Metrics loss and
+	// pair_accuracy, the training pairs').
+	Progress train.ProgressFunc
 }
 
 func (o PRMUTrainOptions) defaults() PRMUTrainOptions {
@@ -386,42 +391,26 @@ func TrainPRMU(ctx context.Context, cfg PRMUConfig, tok *tokenize.Tokenizer, pai
 	defer riv.Destroy()
 	in[train.ChosenInput], in[train.RejectedInput] = civ, riv
 
-	rng := rand.New(rand.NewPCG(o.Seed, 0x73746570))
-	order := rng.Perm(len(pairs))
-	cursor := 0
-	stepProfs, stepResps := make([][][]int64, 2*P), make([][]int64, 2*P)
-	for step := range o.Steps {
-		if err := ctx.Err(); err != nil {
-			return nil, res, fmt.Errorf("train prmu: step %d: %w", step, err)
-		}
-		for j := range P {
-			if cursor == len(order) {
-				order, cursor = rng.Perm(len(pairs)), 0
+	data := &prmuPairData{profs: profs, chosen: chosen, rejected: rejected, batch: batch, in: in,
+		stepProfs: make([][][]int64, 2*P), stepResps: make([][]int64, 2*P)}
+	// The stream keeps the pair order PRMUs were trained with before the loop.
+	loop := &train.Loop{Trainer: tr, Data: data, BatchSize: P, Steps: o.Steps, Dir: o.Dir, CheckpointEvery: o.CheckpointEvery,
+		Seed: o.Seed, Stream: 0x73746570, Stage: "prmu", Progress: func(p train.Progress) {
+			if p.Note == "" {
+				res.Losses = append(res.Losses, p.Metrics["loss"])
+				acc, ok := p.Metrics[train.PairAccuracyOutput]
+				if !ok {
+					acc = math.NaN()
+				}
+				res.Accuracies = append(res.Accuracies, acc)
+				if p.Metrics["skipped"] == 1 {
+					res.Skipped++
+				}
 			}
-			i := order[cursor]
-			cursor++
-			stepProfs[j], stepProfs[P+j] = profs[i], profs[i]
-			stepResps[j], stepResps[P+j] = chosen[i], rejected[i]
-		}
-		if err := batch.fill(stepProfs, stepResps); err != nil {
-			return nil, res, fmt.Errorf("train prmu: step %d: %w", step, err)
-		}
-		r, err := tr.Step(in)
-		if err != nil {
-			return nil, res, fmt.Errorf("train prmu: step %d: %w", step, err)
-		}
-		if r.Skipped {
-			res.Skipped++
-		}
-		acc := math.NaN()
-		if a := r.Outputs[train.PairAccuracyOutput]; len(a) == 1 {
-			acc = float64(a[0])
-		}
-		res.Losses = append(res.Losses, r.Loss)
-		res.Accuracies = append(res.Accuracies, acc)
-		if o.Log != nil {
-			o.Log(step, r.Loss, acc)
-		}
+			o.Progress.Report(p)
+		}}
+	if _, err := loop.Run(ctx); err != nil {
+		return nil, res, fmt.Errorf("train prmu: %w", err)
 	}
 	trained, err := train.ExportModel(m, tr.Weights(), nil)
 	if err != nil {
@@ -437,6 +426,31 @@ func TrainPRMU(ctx context.Context, cfg PRMUConfig, tok *tokenize.Tokenizer, pai
 		p.Info.FinalLoss = res.Losses[n-1]
 	}
 	return p, res, nil
+}
+
+// prmuPairData serves pairs to the training loop: P pairs fill the
+// reused batch as 2P rows, chosen responses first, then rejected ones.
+type prmuPairData struct {
+	profs            [][][]int64
+	chosen, rejected [][]int64
+	batch            *prmuBatch
+	in               map[string]ort.Value
+	stepProfs        [][][]int64
+	stepResps        [][]int64
+}
+
+func (d *prmuPairData) Len() int { return len(d.profs) }
+
+func (d *prmuPairData) Batch(idx []int) (map[string]ort.Value, func(), error) {
+	P := len(idx)
+	for j, i := range idx {
+		d.stepProfs[j], d.stepProfs[P+j] = d.profs[i], d.profs[i]
+		d.stepResps[j], d.stepResps[P+j] = d.chosen[i], d.rejected[i]
+	}
+	if err := d.batch.fill(d.stepProfs, d.stepResps); err != nil {
+		return nil, nil, err
+	}
+	return d.in, func() {}, nil
 }
 
 // prmuTrainer derives the Bradley–Terry training graph of m for P pairs

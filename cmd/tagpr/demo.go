@@ -6,7 +6,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/tagpr/tagpr/onnx/train"
 	"github.com/tagpr/tagpr/pipeline"
 )
 
@@ -38,38 +37,7 @@ func init() {
 					cfg.RL[i].Steps = rlSteps
 				}
 			}
-			var bar *progress
-			rlBars := map[string]*progress{}
-			hooks := pipeline.Hooks{
-				Stage: func(name, detail string) { logLine(name, detail) },
-				SFTStep: func(l train.StepLog, total int) {
-					if bar == nil {
-						bar = newProgress("sft", total)
-						bar.done = l.Step - 1
-					}
-					bar.Step(1, "loss", fmt.Sprintf("%.4f", l.Loss), "lr", fmt.Sprintf("%.2g", l.LR))
-					if l.Step == total {
-						bar.Finish()
-					}
-				},
-				RLStep: func(l pipeline.RLStepLog, total int) {
-					b := rlBars[l.Stage]
-					if b == nil {
-						b = newProgress("rl "+l.Stage, total)
-						b.done = l.Step - 1
-						rlBars[l.Stage] = b
-					}
-					attrs := []any{"reward", fmt.Sprintf("%.3f", l.Reward.Mean), "len", fmt.Sprintf("%.0f", l.Length.Mean)}
-					if l.KL != nil {
-						attrs = append(attrs, "kl", fmt.Sprintf("%.4f", *l.KL))
-					}
-					b.Step(1, attrs...)
-					if l.Step == total {
-						b.Finish()
-					}
-				},
-			}
-			rep, err := pipeline.RunDemo(cmd.Context(), cfg, hooks)
+			rep, err := pipeline.RunDemo(cmd.Context(), cfg, reporter("loss", "learning_rate", "reward", "completions/mean_length", "kl"))
 			if err != nil {
 				return err
 			}
