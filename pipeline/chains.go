@@ -268,7 +268,7 @@ func (g *chainGen) batch(ctx context.Context, exs []datasets.Example) ([]dataset
 	return rows, nil
 }
 
-// carriesTags: the teacher wrote SPEC's format itself (a <think> or any
+// carriesTags: the teacher wrote the tagged-chain format (docs/formats.md) itself (a <think> or any
 // taxonomy tag), so its chain is validated as is, not relabelled.
 func carriesTags(text string, tx rewardmodel.Taxonomy) bool {
 	if strings.Contains(text, "<think>") {

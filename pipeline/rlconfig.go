@@ -143,9 +143,9 @@ type NamedWeight struct {
 // RewardWeights are the stage's weights over named rewards, in summing
 // order (task, format, tag, prmu, then others by name): Rewards when set,
 // else the preset's. guided is task α, format 0, tag β, prmu γ; exploratory
-// task 1, format 0, tag 0 (zero weights are computed and logged, not summed
-// in). task is already 0 when the format fails, so α·task is SPEC's
-// α·R_task·format.
+// task 1, format 0, tag 0 (a reward of weight 0 is computed and logged and
+// adds nothing). task is already 0 when the format fails, so α·task is the
+// recipe's α·R_task·format (docs/rewards.md).
 func (s RLStage) RewardWeights() []NamedWeight {
 	var out []NamedWeight
 	switch {
