@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -18,6 +17,7 @@ import (
 	"github.com/tagpr/tagpr/onnx/ort"
 	"github.com/tagpr/tagpr/onnx/train"
 	"github.com/tagpr/tagpr/pipeline/grpo"
+	"github.com/tagpr/tagpr/pipeline/grpo/grpotest"
 	"github.com/tagpr/tagpr/rewardmodel"
 )
 
@@ -28,49 +28,26 @@ func mustORT(t testing.TB) {
 	}
 }
 
-// Tiny verifiable task: the reward is the fraction of completion tokens equal
-// to rlTarget (pipeline/grpo's tests train on it; here it drives the stage
-// plumbing).
+// The tiny verifiable task of grpotest (pipeline/grpo's tests train on it;
+// here it drives the stage plumbing).
 const (
-	rlVocab  = 32
-	rlTarget = 7
-	rlEOS    = 1
-	rlPad    = 0
+	rlEOS = grpotest.EOS
+	rlPad = grpotest.Pad
 )
 
-func tinyRLModel(t testing.TB) *onnxpb.ModelProto {
-	t.Helper()
-	m, err := lm.Build(lm.Config{Arch: lm.Llama, Layers: 2, DModel: 32, Heads: 4, KVHeads: 2, Vocab: rlVocab, MaxPositions: 64, Seed: 9})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m
-}
+func tinyRLModel(t testing.TB) *onnxpb.ModelProto { return grpotest.Model(t) }
 
 func tinyRLPrompts(n int) []RLPrompt {
-	rng := rand.New(rand.NewPCG(4, 2))
 	out := make([]RLPrompt, n)
-	for i := range out {
-		ids := make([]int64, 3+rng.IntN(4))
-		for j := range ids {
-			ids[j] = 2 + rng.Int64N(rlVocab-2)
-		}
+	for i, ids := range grpotest.Prompts(n) {
 		out[i] = RLPrompt{ID: fmt.Sprintf("p%02d", i), IDs: ids}
 	}
 	return out
 }
 
-// targetRewards offer one reward: the share of rlTarget tokens.
+// targetRewards offer one reward: the share of the target token.
 func targetRewards() Rewards {
-	return Rewards{"target_frac": grpo.Func("target_frac", func(s grpo.Sample) float64 {
-		hit := 0
-		for _, id := range s.Tokens {
-			if id == rlTarget {
-				hit++
-			}
-		}
-		return float64(hit) / float64(max(1, len(s.Tokens)))
-	})}
+	return Rewards{"target_frac": grpo.Func("target_frac", func(s grpo.Sample) float64 { return grpotest.TargetShare(s.Tokens) })}
 }
 
 func tinyRLStage() RLStage {
@@ -352,7 +329,7 @@ func TestRLPipelineWithTemperature(t *testing.T) {
 	mustORT(t)
 	dir := t.TempDir()
 	start := filepath.Join(dir, "start")
-	if _, err := lm.WriteModelDir(lm.Config{Arch: lm.Llama, Layers: 2, DModel: 32, Heads: 4, KVHeads: 2, Vocab: rlVocab, MaxPositions: 64, Seed: 9}, start, false); err != nil {
+	if _, err := lm.WriteModelDir(grpotest.Config, start, false); err != nil {
 		t.Fatal(err)
 	}
 	st := tinyRLStage()

@@ -2,13 +2,12 @@ package grpo
 
 import (
 	"fmt"
-	"math/rand/v2"
 	"testing"
 
 	"github.com/tagpr/tagpr/onnx/ir"
-	"github.com/tagpr/tagpr/onnx/lm"
 	"github.com/tagpr/tagpr/onnx/onnxpb"
 	"github.com/tagpr/tagpr/onnx/ort"
+	"github.com/tagpr/tagpr/pipeline/grpo/grpotest"
 )
 
 func init() {
@@ -18,48 +17,23 @@ func init() {
 	}
 }
 
-// Tiny verifiable task: the reward is the fraction of completion tokens equal
-// to target. A random-init model emits it with probability ≈ 1/vocab.
+// The tiny verifiable task of grpotest.
 const (
-	vocab  = 32
-	target = 7
-	eos    = 1
-	pad    = 0
+	eos = grpotest.EOS
+	pad = grpotest.Pad
 )
 
-func tinyModel(t testing.TB) *onnxpb.ModelProto {
-	t.Helper()
-	m, err := lm.Build(lm.Config{Arch: lm.Llama, Layers: 2, DModel: 32, Heads: 4, KVHeads: 2, Vocab: vocab, MaxPositions: 64, Seed: 9})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m
-}
+var targetShare = Func("target_share", func(s Sample) float64 { return grpotest.TargetShare(s.Tokens) })
+
+func tinyModel(t testing.TB) *onnxpb.ModelProto { return grpotest.Model(t) }
 
 func tinyPrompts(n int) []Prompt {
-	rng := rand.New(rand.NewPCG(4, 2))
 	out := make([]Prompt, n)
-	for i := range out {
-		ids := make([]int64, 3+rng.IntN(4))
-		for j := range ids {
-			ids[j] = 2 + rng.Int64N(vocab-2)
-		}
+	for i, ids := range grpotest.Prompts(n) {
 		out[i] = Prompt{ID: fmt.Sprintf("p%02d", i), IDs: ids}
 	}
 	return out
 }
-
-// targetShare scores a completion by its share of target tokens (EOS
-// included in the length, so stopping early is no trick).
-var targetShare = Func("target_share", func(s Sample) float64 {
-	hit := 0
-	for _, id := range s.Tokens {
-		if id == target {
-			hit++
-		}
-	}
-	return float64(hit) / float64(max(1, len(s.Tokens)))
-})
 
 func tinyConfig(dir string) Config {
 	off := false
