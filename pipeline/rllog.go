@@ -42,12 +42,7 @@ func summarize(st RLStage, scorer string, logs []RLStepLog) RLSummary {
 	s := RLSummary{Stage: st.Name, Reward: st.Reward, Scorer: scorer, Steps: len(logs)}
 	for _, l := range logs {
 		s.Seconds += l.Seconds.Total
-		s.Time.Generate += l.Seconds.Generate
-		s.Time.Score += l.Seconds.Score
-		s.Time.Reference += l.Seconds.Reference
-		s.Time.ForwardBackward += l.Seconds.ForwardBackward
-		s.Time.Optimizer += l.Seconds.Optimizer
-		s.Time.Total += l.Seconds.Total
+		s.Time.Add(l.Seconds)
 	}
 	q := max(1, len(logs)/4)
 	if len(logs) > 0 {

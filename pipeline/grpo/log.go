@@ -38,6 +38,25 @@ type Times struct {
 	ForwardBackward float64 `json:"forward_backward"`
 	Optimizer       float64 `json:"optimizer"` // clipping and AdamW
 	Total           float64 `json:"total"`
+	// Rewards splits Score: each reward's own time (a reward model's share
+	// of the step, say), by name.
+	Rewards map[string]float64 `json:"rewards,omitempty"`
+}
+
+// Add sums o into t.
+func (t *Times) Add(o Times) {
+	t.Generate += o.Generate
+	t.Score += o.Score
+	t.Reference += o.Reference
+	t.ForwardBackward += o.ForwardBackward
+	t.Optimizer += o.Optimizer
+	t.Total += o.Total
+	for k, v := range o.Rewards {
+		if t.Rewards == nil {
+			t.Rewards = map[string]float64{}
+		}
+		t.Rewards[k] += v
+	}
 }
 
 // StepLog is one line of LogFile. Loss, KL, clip ratios and gradient norm

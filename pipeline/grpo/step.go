@@ -58,7 +58,7 @@ func (t *Trainer) step(ctx context.Context, at train.RunState, idx []int) (any, 
 		}
 	}
 	sl.Length.Mean = meanOf(lens)
-	perReward, rewards, err := t.score(ctx, samples)
+	perReward, rewards, err := t.score(ctx, samples, &sl.Seconds)
 	if err != nil {
 		return nil, err
 	}
@@ -108,11 +108,15 @@ func (t *Trainer) step(ctx context.Context, at train.RunState, idx []int) (any, 
 
 // score runs every reward on the samples and sums them with their weights:
 // perReward[k][i] is reward k of sample i, total[i] = Σ_k weight_k·perReward[k][i].
-func (t *Trainer) score(ctx context.Context, samples []Sample) (perReward [][]float64, total []float64, err error) {
+// Each reward's time goes to times.Rewards.
+func (t *Trainer) score(ctx context.Context, samples []Sample, times *Times) (perReward [][]float64, total []float64, err error) {
 	perReward = make([][]float64, len(t.rewards))
 	total = make([]float64, len(samples))
+	times.Rewards = make(map[string]float64, len(t.rewards))
 	for k, r := range t.rewards {
+		start := time.Now()
 		v, err := r.Score(ctx, samples)
+		times.Rewards[r.Name()] += time.Since(start).Seconds()
 		if err != nil {
 			return nil, nil, fmt.Errorf("reward %s: %w", r.Name(), err)
 		}
