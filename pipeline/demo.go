@@ -11,6 +11,7 @@ import (
 	"github.com/google/renameio/v2"
 
 	"github.com/tagpr/tagpr/datasets"
+	"github.com/tagpr/tagpr/onnx/hf"
 	"github.com/tagpr/tagpr/onnx/ir"
 	"github.com/tagpr/tagpr/onnx/lm"
 	"github.com/tagpr/tagpr/onnx/ort"
@@ -39,6 +40,9 @@ type DemoConfig struct {
 	RL     []RLStage // run in order after SFT on the training split's prompts; none: no RL
 	Prompt PromptOptions
 	Eval   EvalOptions
+	// Session is the runtime every session of the demo runs on (provider,
+	// device, threads: ort.Runtime.Options()).
+	Session ort.Options
 }
 
 // DefaultDemoConfig sizes the demo to finish in minutes on two CPU cores.
@@ -84,6 +88,11 @@ func note(h train.ProgressFunc, task, format string, a ...any) {
 // atomically, so a rerun after Ctrl-C skips what is done and resumes SFT from
 // its last checkpoint.
 func RunDemo(ctx context.Context, cfg DemoConfig, h train.ProgressFunc) (*Report, error) {
+	lk, err := train.LockRunDir(cfg.Dir) // one demo per folder
+	if err != nil {
+		return nil, fmt.Errorf("demo: %w", err)
+	}
+	defer lk.Unlock()
 	tx := rewardmodel.DefaultTaxonomy()
 	data, err := datasets.Synth(cfg.Synth)
 	if err != nil {
@@ -142,7 +151,7 @@ func RunDemo(ctx context.Context, cfg DemoConfig, h train.ProgressFunc) (*Report
 	}
 	policies := map[string]Policy{}
 	for _, name := range models {
-		p, err := openPolicy(dirs[name], tok, name)
+		p, err := openPolicy(dirs[name], tok, name, cfg.Session)
 		if err != nil {
 			return nil, err
 		}
@@ -290,7 +299,9 @@ func demoSFT(ctx context.Context, cfg DemoConfig, data *datasets.SynthData, tok 
 		return nil, err
 	}
 	note(h, "sft", "%d steps of %d×%d tokens on %d gold tagged chains", cfg.SFT.Steps, cfg.SFT.Batch, cfg.SFT.SeqLen, len(seqs))
-	res, err := TrainSFT(ctx, base, seqs, pad, cfg.SFT, filepath.Join(sftDir, "checkpoints"), h)
+	sc := cfg.SFT
+	sc.Session = cfg.Session
+	res, err := TrainSFT(ctx, base, seqs, pad, sc, filepath.Join(sftDir, "checkpoints"), h)
 	if err != nil {
 		return nil, err
 	}
@@ -300,7 +311,7 @@ func demoSFT(ctx context.Context, cfg DemoConfig, data *datasets.SynthData, tok 
 		}
 	}
 	// The model file comes last: its presence marks the stage done.
-	if err := train.Export(filepath.Join(sftDir, "model.onnx"), base, res.Weights, nil); err != nil {
+	if _, err := hf.WriteTrained(filepath.Join(sftDir, "model.onnx"), base, res.Weights, nil, baseDir); err != nil {
 		return nil, err
 	}
 	return res, nil
@@ -323,8 +334,8 @@ func EncodeSFT(tok *tokenize.Tokenizer, task *datasets.Task, ex *datasets.Exampl
 	return Sequence{IDs: enc.IDs, PromptLen: prompt}, nil
 }
 
-func openPolicy(dir string, tok *tokenize.Tokenizer, name string) (Policy, error) {
-	m, err := lm.Load(dir, lm.LoadOptions{})
+func openPolicy(dir string, tok *tokenize.Tokenizer, name string, so ort.Options) (Policy, error) {
+	m, err := lm.Load(dir, lm.LoadOptions{Session: so})
 	if err != nil {
 		return Policy{}, err
 	}
@@ -348,15 +359,25 @@ func copyFile(src, dst string) error {
 func demoPRMU(ctx context.Context, cfg DemoConfig, data *datasets.SynthData, h train.ProgressFunc) (*rewardmodel.PRMU, *StageSummary, error) {
 	dir := filepath.Join(cfg.Dir, "prmu")
 	// One pool thread that does not spin: PRMU scores between generations.
-	opts := ort.Options{IntraOpThreads: 1, ConfigEntries: map[string]string{"session.intra_op.allow_spinning": "0"}}
+	opts := cfg.Session
+	opts.IntraOpThreads, opts.ConfigEntries = 1, map[string]string{"session.intra_op.allow_spinning": "0"}
+	recipe := rewardmodel.PRMURecipe{TopK: cfg.Prompt.TopK,
+		Config: rewardmodel.PRMUConfig{Seed: 31}, Train: rewardmodel.PRMUTrainOptions{Steps: 1000, Seed: 31, Session: opts}}
+	settings, err := recipe.Settings()
+	if err != nil {
+		return nil, nil, err
+	}
+	settings.Set("data", fmt.Sprintf("%+v", cfg.Synth))
 	if exists(filepath.Join(dir, rewardmodel.PRMUConfigFile)) {
+		if err := settings.Check(dir); err != nil {
+			return nil, nil, fmt.Errorf("prmu: %w; remove %s to train it again", err, dir)
+		}
 		p, err := rewardmodel.LoadPRMU(dir, opts)
 		return p, nil, err
 	}
 	note(h, "prmu", "training the reward model on the training users' pairs")
 	start := time.Now()
-	p, res, accs, err := rewardmodel.TrainSynthPRMU(ctx, data, rewardmodel.PRMURecipe{TopK: cfg.Prompt.TopK,
-		Config: rewardmodel.PRMUConfig{Seed: 31}, Train: rewardmodel.PRMUTrainOptions{Steps: 1000, Seed: 31, Session: opts}})
+	p, res, accs, err := rewardmodel.TrainSynthPRMU(ctx, data, recipe)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -365,7 +386,11 @@ func demoPRMU(ctx context.Context, cfg DemoConfig, data *datasets.SynthData, h t
 		note(h, "prmu", "%s dev pair accuracy %.3f (%d pairs)", a.Task, a.Accuracy, a.Pairs)
 		final["dev_pair_accuracy_"+a.Task] = a.Accuracy
 	}
-	if err := p.Save(dir); err != nil {
+	if err := settings.Record(dir); err != nil {
+		p.Close()
+		return nil, nil, err
+	}
+	if err := p.Save(dir); err != nil { // prmu.json last: its presence marks the stage done
 		p.Close()
 		return nil, nil, err
 	}
@@ -393,7 +418,7 @@ func demoRL(ctx context.Context, cfg DemoConfig, data *datasets.SynthData, tok *
 	if err != nil {
 		return nil, err
 	}
-	p := &RLPipeline{Stages: cfg.RL, Start: sftDir, Dir: filepath.Join(cfg.Dir, "rl"), EOS: tok.StopTokens(modelEOS...), Pad: pad,
+	p := &RLPipeline{Stages: cfg.RL, Start: sftDir, Session: cfg.Session, Dir: filepath.Join(cfg.Dir, "rl"), EOS: tok.StopTokens(modelEOS...), Pad: pad,
 		Detokenize: func(ids []int64) (string, error) { return tok.Decode(ids, true) },
 		Prompts: func(st RLStage) ([]RLPrompt, error) {
 			o := cfg.Prompt

@@ -60,6 +60,13 @@ func TestDemoEndToEndAndResume(t *testing.T) {
 	if exists(filepath.Join(dir, "sft", "model.onnx")) {
 		t.Fatal("an interrupted SFT exported a model")
 	}
+	// Resuming the SFT checkpoint with another learning rate is refused, naming it.
+	changed := cfg
+	changed.SFT.LR = 1e-3
+	if _, err := RunDemo(context.Background(), changed, nil); err == nil || !strings.Contains(err.Error(), `lr was "0.003", now "0.001"`) ||
+		!strings.Contains(err.Error(), "remove "+filepath.Join(dir, "sft", "checkpoints")) {
+		t.Fatalf("resume with another SFT lr: %v", err)
+	}
 	tokBefore, _ := os.ReadFile(filepath.Join(dir, "tokenizer", "tokenizer.json"))
 	var resumedAt int
 	ctx, cancel = context.WithCancel(context.Background())
@@ -142,5 +149,11 @@ func TestDemoEndToEndAndResume(t *testing.T) {
 	}
 	if len(rep2.Stages) != 2 || rep2.Stages[0].Name != "rl guided" || !reflect.DeepEqual(rep2.Stages, rep.Stages) {
 		t.Fatalf("rerun report stages %+v, want the RL stages as first reported %+v", rep2.Stages, rep.Stages)
+	}
+	// The saved PRMU is reused only under its own recipe.
+	changed = cfg
+	changed.Prompt.TopK = cfg.Prompt.TopK + 3
+	if _, err := RunDemo(context.Background(), changed, nil); err == nil || !strings.Contains(err.Error(), "top_k was") || !strings.Contains(err.Error(), "remove "+filepath.Join(dir, "prmu")) {
+		t.Fatalf("reuse of the PRMU under another recipe: %v", err)
 	}
 }

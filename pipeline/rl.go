@@ -3,7 +3,10 @@ package pipeline
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -12,6 +15,7 @@ import (
 	"github.com/google/renameio/v2"
 
 	"github.com/tagpr/tagpr/datasets"
+	"github.com/tagpr/tagpr/onnx/hf"
 	"github.com/tagpr/tagpr/onnx/ir"
 	"github.com/tagpr/tagpr/onnx/lm"
 	"github.com/tagpr/tagpr/onnx/onnxpb"
@@ -66,6 +70,15 @@ func TrainRL(ctx context.Context, st RLStage, pol RLPolicy, prompts []RLPrompt, 
 	if err != nil {
 		return nil, err
 	}
+	lk, err := train.LockRunDir(dir) // one writer per stage folder
+	if err != nil {
+		return nil, fmt.Errorf("rl stage %q: %w", st.Name, err)
+	}
+	defer lk.Unlock()
+	settings, err := rlSettings(st, prompts, sr.about)
+	if err != nil {
+		return nil, err
+	}
 	cfg := st.GRPO()
 	cfg.RewardWeights, cfg.OutputDir = sr.weights, dir
 	gp := make([]grpo.Prompt, len(prompts))
@@ -77,7 +90,7 @@ func TrainRL(ctx context.Context, st RLStage, pol RLPolicy, prompts []RLPrompt, 
 		ro.names = append(ro.names, r.Name())
 	}
 	t, err := grpo.New(pol.Model, sr.rewards, gp, cfg, grpo.Options{EOS: pol.EOS, Pad: pol.Pad, Detokenize: pol.Detokenize,
-		Load: pol.Load, Session: pol.Session, Name: st.Name, Progress: rlProgress(progress, st.Name),
+		Load: pol.Load, Session: pol.Session, Name: st.Name, Progress: rlProgress(progress, st.Name), Settings: settings,
 		Callbacks: grpo.Callbacks{OnStart: ro.start, OnStep: ro.add, OnSave: ro.flush}})
 	if err != nil {
 		return nil, fmt.Errorf("rl stage %q: %w", st.Name, err)
@@ -85,10 +98,33 @@ func TrainRL(ctx context.Context, st RLStage, pol RLPolicy, prompts []RLPrompt, 
 	defer t.Close()
 	progress.Report(train.Progress{Task: "rl " + st.Name, Note: sr.about})
 	res, err := t.Train(ctx)
+	var mm *train.SettingsMismatchError
+	if errors.As(err, &mm) {
+		return nil, fmt.Errorf("rl stage %q: %w; remove %s to start the stage over", st.Name, err, dir)
+	}
 	if err != nil {
 		return nil, err
 	}
 	return &RLResult{Weights: res.Weights, Summary: summarize(st, sr.about, res.Logs)}, nil
+}
+
+// rlSettings are what decide a stage's result besides what grpo records
+// itself (its config, model and prompt ids): the stage config but its
+// checkpoint interval, the prompts with what the rewards read, and how the
+// reward is made.
+func rlSettings(st RLStage, prompts []RLPrompt, reward string) (train.RunSettings, error) {
+	s, err := train.SettingsOf(st, "checkpoint_every")
+	if err != nil {
+		return nil, fmt.Errorf("rl stage %q: %w", st.Name, err)
+	}
+	js, err := json.Marshal(prompts)
+	if err != nil {
+		return nil, fmt.Errorf("rl stage %q: prompts: %w", st.Name, err)
+	}
+	sum := sha256.Sum256(js)
+	s["prompts_sha256"] = hex.EncodeToString(sum[:])
+	s["scorer"] = reward
+	return s, nil
 }
 
 // rlProgress names a stage's reports "rl NAME".
@@ -158,6 +194,7 @@ type RLPipeline struct {
 	Pad        int64
 	Detokenize func(ids []int64) (string, error)
 	Progress   train.ProgressFunc
+	Session    ort.Options // every stage's sessions (RLPolicy.Session)
 }
 
 // Validate refuses empty, duplicate or path-unsafe stage names.
@@ -236,7 +273,7 @@ func (p *RLPipeline) runStage(ctx context.Context, st RLStage, from, dir string)
 	if err != nil {
 		return RLSummary{}, fmt.Errorf("rl stage %q: reward: %w", st.Name, err)
 	}
-	res, err := TrainRL(ctx, st, RLPolicy{Model: start, EOS: p.EOS, Pad: p.Pad, Detokenize: p.Detokenize, Load: lo}, prompts, rewards, dir, p.Progress)
+	res, err := TrainRL(ctx, st, RLPolicy{Model: start, EOS: p.EOS, Pad: p.Pad, Detokenize: p.Detokenize, Load: lo, Session: p.Session}, prompts, rewards, dir, p.Progress)
 	if err != nil {
 		return RLSummary{}, err
 	}
@@ -255,7 +292,7 @@ func (p *RLPipeline) runStage(ctx context.Context, st RLStage, from, dir string)
 		}
 	}
 	// The model file comes last: its presence marks the stage done.
-	if err := train.Export(filepath.Join(dir, "model.onnx"), start, res.Weights, nil); err != nil {
+	if _, err := hf.WriteTrained(filepath.Join(dir, "model.onnx"), start, res.Weights, nil, from); err != nil {
 		return RLSummary{}, err
 	}
 	return res.Summary, nil

@@ -16,7 +16,7 @@ import (
 
 func init() {
 	prmuCmd := &cobra.Command{Use: "prmu", Short: "Personalization reward model with user embeddings: train and score"}
-	prmuCmd.AddCommand(prmuTrainCmd(), prmuScoreCmd(), prmuCompareCmd())
+	prmuCmd.AddCommand(prmuTrainCmd(), prmuScoreCmd(), prmuScorePredictionsCmd(), prmuCompareCmd())
 	rootCmd.AddCommand(prmuCmd)
 }
 
@@ -25,6 +25,7 @@ func prmuTrainCmd() *cobra.Command {
 	var users int
 	var trainFiles, devFiles []string
 	var o rewardmodel.PRMURecipe
+	var force bool
 	var enc rewardmodel.PRMUEncoder
 	c := &cobra.Command{
 		Use:   "train --out DIR",
@@ -38,6 +39,15 @@ func prmuTrainCmd() *cobra.Command {
 			"with LoRA (--encoder-tuning lora); DIR/encoder/ gets a copy, tuned weights merged.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			err := checkFlags("prmu train", atLeast("--steps", o.Train.Steps, 1), atLeast("--pairs-per-step", o.Train.PairsPerStep, 1),
+				positive("--lr", o.Train.LR), atLeast("--users", users, 0), atLeast("--top-k", o.TopK, 0),
+				atLeast("--embed", o.Config.Embed, 1), atLeast("--hidden", o.Config.Hidden, 1), atLeast("--max-items", o.Config.MaxItems, 1))
+			if err != nil {
+				return err
+			}
+			if err := refuseExisting(filepath.Join(out, rewardmodel.PRMUConfigFile), force); err != nil {
+				return fmt.Errorf("prmu train: %w", err)
+			}
 			if err := initRuntime(); err != nil {
 				return err
 			}
@@ -46,6 +56,11 @@ func prmuTrainCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			lk, err := train.LockRunDir(out) // one writer per output folder, from here to the saved model
+			if err != nil {
+				return fmt.Errorf("prmu train: %w", err)
+			}
+			defer lk.Unlock()
 			if enc.Dir != "" {
 				o.Config.Encoder = &enc
 			}
@@ -87,6 +102,7 @@ func prmuTrainCmd() *cobra.Command {
 	f.IntVar(&o.Config.Hidden, "hidden", 64, "encoder and fusion width")
 	f.IntVar(&o.Config.MaxItems, "max-items", 8, "profile items read per user")
 	f.StringVar(&o.Config.Pool, "pool", rewardmodel.PoolMean, "profile pooling: mean or attention")
+	f.BoolVar(&force, "force", false, "overwrite a PRMU already in --out")
 	encoderFlags(c, &enc, &o)
 	c.MarkFlagRequired("out")
 	return c
@@ -163,14 +179,7 @@ func prmuScoreCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := initRuntime(); err != nil {
-				return err
-			}
-			if err := checkPinned(filepath.Join(model, rewardmodel.PRMUModelFile), filepath.Join(model, rewardmodel.PRMUTokenizerFile),
-				filepath.Join(model, rewardmodel.PRMUConfigFile)); err != nil {
-				return err
-			}
-			p, err := rewardmodel.LoadPRMU(model, sessionOptions())
+			p, err := openPRMU(model)
 			if err != nil {
 				return err
 			}

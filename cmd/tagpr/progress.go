@@ -137,6 +137,9 @@ func reporter(show ...string) train.ProgressFunc {
 			}
 		}
 		b.Step(1, attrs...)
+		if p.Warning != "" {
+			logLine(p.Task, fmt.Sprintf("warning: step %d: %s", p.Step, p.Warning))
+		}
 		if p.Total > 0 && p.Step == p.Total {
 			b.Finish()
 		}

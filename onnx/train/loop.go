@@ -7,11 +7,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"slices"
+	"strings"
 	"time"
 
 	"github.com/google/renameio/v2"
@@ -35,6 +34,7 @@ type StepLog struct {
 	GradNorm float64 `json:"grad_norm"`
 	Skipped  bool    `json:"skipped,omitempty"`
 	Reason   string  `json:"reason,omitempty"`
+	Warning  string  `json:"warning,omitempty"` // e.g. a loss stuck at the uniform-guess level
 	Seconds  float64 `json:"seconds"`
 	// FwdBwd and Optim split Seconds: ORT forward+backward, Go optimizer.
 	FwdBwd float64 `json:"fwd_bwd_s"`
@@ -42,6 +42,24 @@ type StepLog struct {
 	// Outputs are the graph's kept one-value outputs of the step's last
 	// micro-batch (a pairwise loss's pair_accuracy…).
 	Outputs map[string]float64 `json:"outputs,omitempty"`
+}
+
+// MarshalJSON writes a non-finite loss or gradient norm (a skipped step) as
+// null: JSON has no NaN, and encoding/json would refuse the whole line.
+func (s StepLog) MarshalJSON() ([]byte, error) {
+	type plain StepLog
+	return json.Marshal(struct {
+		plain
+		Loss     *float64 `json:"loss"`
+		GradNorm *float64 `json:"grad_norm"`
+	}{plain(s), finiteOrNull(s.Loss), finiteOrNull(s.GradNorm)})
+}
+
+func finiteOrNull(x float64) *float64 {
+	if !finite(x) {
+		return nil
+	}
+	return &x
 }
 
 // Metrics implements Metered (Hugging Face Trainer names).
@@ -62,6 +80,8 @@ func (s StepLog) Metrics() map[string]float64 {
 // the step being made (1-based), at.Epoch and at.Cursor where the draw
 // left the data. A StepFunc that fails because ctx was cancelled must not
 // have changed the weights: the loop then checkpoints the last whole step.
+// One that fails with a record (a run that diverged) has its step logged,
+// and nothing of it is saved.
 type StepFunc func(ctx context.Context, at RunState, examples []int) (record any, err error)
 
 // Hooks add a job's own work to a Loop's life cycle; any may be nil.
@@ -107,11 +127,11 @@ type Loop struct {
 	// updates it makes (the learning-rate schedule's clock; default 1).
 	Step           StepFunc
 	UpdatesPerStep int
-	// Stage names the job in its checkpoints. Identity is kept in every
-	// checkpoint; a checkpoint that holds other values for its keys was
-	// made by another job and is refused (ErrOtherRun) instead of resumed.
-	Stage    string
-	Identity map[string]string
+	// Stage names the job in its checkpoints and progress reports.
+	Stage string
+	// Settings, when set, are recorded in Dir (run.json) by a fresh run and
+	// must match on resume (a *SettingsMismatchError otherwise).
+	Settings RunSettings
 	Hooks    Hooks
 	// Progress hears of every step (Task is Stage, Metrics the record's
 	// when it is Metered) and of a resume (a Note).
@@ -121,13 +141,10 @@ type Loop struct {
 // LogFile is the default step log beside the checkpoints.
 const LogFile = "train_log.jsonl"
 
-// ErrOtherRun: the checkpoint directory belongs to a run with another
-// configuration.
-var ErrOtherRun = errors.New("checkpoint made by another run")
-
 // Run trains until Steps are done or ctx is cancelled; either way it leaves
 // a checkpoint of the last completed step. It resumes from Dir's newest
-// checkpoint when there is one.
+// checkpoint when there is one (with the same Settings). It holds Dir's run
+// lock (LockRunDir) while it runs.
 func (l *Loop) Run(ctx context.Context) (RunState, error) {
 	if l.Accum <= 0 {
 		l.Accum = 1
@@ -156,15 +173,21 @@ func (l *Loop) Run(ctx context.Context) (RunState, error) {
 	var st RunState
 	var resumed bool
 	if persist {
-		if err := os.MkdirAll(l.Dir, 0o755); err != nil {
+		lk, err := LockRunDir(l.Dir)
+		if err != nil {
 			return RunState{}, fmt.Errorf("train loop: %w", err)
 		}
-		var err error
+		defer lk.Unlock()
+		if l.Settings != nil {
+			if err := l.Settings.CheckOrRecord(l.Dir); err != nil {
+				return RunState{}, err
+			}
+		}
 		if st, resumed, err = l.restore(pcg); err != nil {
 			return st, err
 		}
 	} else {
-		st = RunState{Stage: l.Stage, Extra: maps.Clone(l.Identity)}
+		st = RunState{Stage: l.Stage}
 	}
 	// saved is the step of the newest checkpoint on disk (-1: none yet).
 	saved := -1
@@ -237,12 +260,12 @@ func (l *Loop) Run(ctx context.Context) (RunState, error) {
 			next.Cursor++
 		}
 		next.Step++
-		rec, err := step(ctx, next, idx)
-		if err != nil {
+		rec, stepErr := step(ctx, next, idx)
+		if stepErr != nil && rec == nil {
 			if ctx.Err() != nil {
 				return stopped()
 			}
-			return st, fmt.Errorf("train loop: step %d: %w", next.Step, err)
+			return st, fmt.Errorf("train loop: step %d: %w", next.Step, stepErr)
 		}
 		st = next
 		if logf != nil {
@@ -258,7 +281,16 @@ func (l *Loop) Run(ctx context.Context) (RunState, error) {
 		if m, ok := rec.(Metered); ok {
 			p.Metrics = m.Metrics()
 		}
+		if sl, ok := rec.(StepLog); ok {
+			p.Warning = sl.Warning
+			if sl.Skipped {
+				p.Warning = strings.TrimPrefix(p.Warning+"; skipped: "+sl.Reason, "; ")
+			}
+		}
 		l.Progress.Report(p)
+		if stepErr != nil { // a step that failed after changing weights: logged, not saved
+			return st, fmt.Errorf("train loop: step %d: %w", st.Step, stepErr)
+		}
 		if l.CheckpointEvery > 0 && st.Step%l.CheckpointEvery == 0 && st.Step < l.Steps {
 			if err := save(); err != nil {
 				return st, err
@@ -269,23 +301,17 @@ func (l *Loop) Run(ctx context.Context) (RunState, error) {
 }
 
 // restore loads the newest checkpoint into the trainer and pcg (resumed),
-// or starts a fresh run state; a checkpoint of another identity is refused.
+// or starts a fresh run state.
 func (l *Loop) restore(pcg *rand.PCG) (st RunState, resumed bool, err error) {
 	t := l.Trainer
 	st, err = LoadCheckpoint(l.Dir, t.Params, t.Opt)
 	switch {
 	case errors.Is(err, ErrNoCheckpoint):
-		st = RunState{Stage: l.Stage, Extra: maps.Clone(l.Identity)}
+		st = RunState{Stage: l.Stage}
 		st.RNG, _ = pcg.MarshalBinary()
 		return st, false, nil
 	case err != nil:
 		return st, false, err
-	}
-	for _, k := range slices.Sorted(maps.Keys(l.Identity)) {
-		if got, want := st.Extra[k], l.Identity[k]; got != want {
-			return st, false, fmt.Errorf("%w: the checkpoint in %s was made with another %s (%s, now %s); remove %s to start over",
-				ErrOtherRun, l.Dir, k, got, want, l.Dir)
-		}
 	}
 	if err := pcg.UnmarshalBinary(st.RNG); err != nil {
 		return st, false, fmt.Errorf("train loop: checkpoint in %s: generator state: %w", l.Dir, err)
@@ -315,11 +341,11 @@ func (l *Loop) defaultStep(_ context.Context, at RunState, idx []int) (any, erro
 		releases = append(releases, rel)
 	}
 	res, err := l.Trainer.Step(micro...)
-	if err != nil {
+	if err != nil && !res.Skipped {
 		return nil, err
 	}
 	sl := StepLog{Step: at.Step, Epoch: at.Epoch, Loss: res.Loss, LR: res.LR, GradNorm: res.GradNorm,
-		Skipped: res.Skipped, Reason: res.Reason, Seconds: time.Since(start).Seconds(),
+		Skipped: res.Skipped, Reason: res.Reason, Warning: res.Warning, Seconds: time.Since(start).Seconds(),
 		FwdBwd: res.ForwardBackward.Seconds(), Optim: res.Optimizer.Seconds()}
 	for k, v := range res.Outputs {
 		if len(v) == 1 {
@@ -329,7 +355,7 @@ func (l *Loop) defaultStep(_ context.Context, at RunState, idx []int) (any, erro
 			sl.Outputs[k] = float64(v[0])
 		}
 	}
-	return sl, nil
+	return sl, err // err: too many skipped steps in a row (logged, not saved)
 }
 
 // TrimLog keeps the lines of a JSONL step log whose "step" is ≤ step (the

@@ -14,6 +14,9 @@ type Progress struct {
 	// Note is a one-line message ("resuming after step 40 of 250"), set on
 	// reports that are not a step.
 	Note string
+	// Warning, on a step's report, is what the step revealed that does not
+	// stop the run (a skipped update and why, a loss stuck at chance level).
+	Warning string
 }
 
 // ProgressFunc receives reports; nil ignores them.

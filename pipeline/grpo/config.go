@@ -1,9 +1,11 @@
 package grpo
 
 import (
-	"encoding/json"
 	"fmt"
 	"math"
+
+	"github.com/tagpr/tagpr/onnx/onnxpb"
+	"github.com/tagpr/tagpr/onnx/train"
 )
 
 // Values of Config.LossType.
@@ -162,17 +164,31 @@ func (c Config) Validate() error {
 // batchRows is B of the fixed training shape.
 func (c Config) batchRows() int { return c.PromptsPerStep * c.NumGenerations }
 
-// identity is what a checkpoint must have been made with to be resumed:
-// the config (less where it is written) and the rewards' names.
-func (c Config) identity(rewards []Reward) (string, error) {
-	c.OutputDir = ""
+// settings decide a run's result: a resume must have the same (the
+// checkpoint interval and where the run is written may change). extra are
+// the caller's; the run's own take precedence.
+func (c Config) settings(model *onnxpb.ModelProto, rewards []Reward, prompts []Prompt, extra train.RunSettings) (train.RunSettings, error) {
+	s, err := train.SettingsOf(c, "output_dir", "save_steps")
+	if err != nil {
+		return nil, err
+	}
+	if s["model_sha256"], err = train.ModelSHA256(model); err != nil {
+		return nil, err
+	}
 	names := make([]string, len(rewards))
 	for i, r := range rewards {
 		names[i] = r.Name()
 	}
-	b, err := json.Marshal(struct {
-		Config  Config   `json:"config"`
-		Rewards []string `json:"rewards"`
-	}{c, names})
-	return string(b), err
+	s.Set("rewards", names)
+	ids := make([][]int64, len(prompts))
+	for i := range prompts {
+		ids[i] = prompts[i].IDs
+	}
+	s["prompt_ids_sha256"] = train.DataSHA256(ids, nil)
+	for k, v := range extra {
+		if _, own := s[k]; !own {
+			s[k] = v
+		}
+	}
+	return s, nil
 }

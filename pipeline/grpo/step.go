@@ -135,10 +135,9 @@ func (t *Trainer) score(ctx context.Context, samples []Sample, times *Times) (pe
 	return perReward, total, nil
 }
 
-// update applies NumIterations updates on b. The forward-backward pass and
-// the optimizer are timed apart, so this is train.Trainer.Step opened up:
-// an update whose loss or gradient is not finite is skipped, leaving
-// weights and moments untouched.
+// update applies NumIterations updates on b through train.Trainer.Step:
+// an update whose loss or gradient is not finite is skipped, leaving weights
+// and moments untouched, and too many in a row stop the run.
 func (t *Trainer) update(b *batch, sl *StepLog) error {
 	tr := t.tr
 	in, err := b.Values(tr.Graph)
@@ -150,38 +149,26 @@ func (t *Trainer) update(b *batch, sl *StepLog) error {
 			v.Destroy()
 		}
 	}()
-	w := make([][]float32, len(tr.Params))
-	for i, p := range tr.Params {
-		w[i] = p.Data
-	}
 	var kl float64
 	applied := 0
 	for it := 0; it < t.cfg.NumIterations; it++ {
-		lr := tr.Sched.LR(tr.Steps)
-		tr.Steps++
-		start := time.Now()
-		loss, outs, err := tr.Compute(in)
+		res, err := tr.Step(in)
 		if err != nil {
 			return err
 		}
-		computed := time.Now()
-		sl.Seconds.ForwardBackward += computed.Sub(start).Seconds()
-		norm := train.ClipGlobalNorm(tr.Grads(), t.cfg.MaxGradNorm)
-		if math.IsNaN(loss) || math.IsInf(loss, 0) || math.IsNaN(norm) || math.IsInf(norm, 0) {
+		sl.Seconds.ForwardBackward += res.ForwardBackward.Seconds()
+		if res.Skipped {
 			sl.Skipped++
 			continue
 		}
-		if err := tr.Opt.Update(w, tr.Grads(), lr, t.decay); err != nil {
-			return err
-		}
-		sl.Seconds.Optimizer += time.Since(computed).Seconds()
+		sl.Seconds.Optimizer += res.Optimizer.Seconds()
 		applied++
-		sl.Loss += loss
-		sl.GradNorm += norm
-		sl.LR = lr
+		sl.Loss += res.Loss
+		sl.GradNorm += res.GradNorm
+		sl.LR = res.LR
 		for name, dst := range map[string]*float64{train.ClipLowOutput: &sl.ClipLow, train.ClipHighOutput: &sl.ClipHigh,
 			train.ClipRegionOutput: &sl.ClipRegion, train.PolicyKLOutput: &kl} {
-			if v := outs[name]; len(v) == 1 {
+			if v := res.Outputs[name]; len(v) == 1 {
 				*dst += float64(v[0])
 			}
 		}

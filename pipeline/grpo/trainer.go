@@ -33,6 +33,12 @@ type Options struct {
 	Name      string
 	Progress  train.ProgressFunc
 	Callbacks Callbacks
+	// Settings are a caller's own settings that decide the result (what
+	// its rewards read, say), recorded with the run's (the config but its
+	// output_dir and save_steps, the rewards' names, the model and the
+	// prompt ids): a resume with other ones is refused with a
+	// *train.SettingsMismatchError.
+	Settings train.RunSettings
 }
 
 // Callbacks let a caller keep its own per-step outputs in step with the
@@ -67,9 +73,6 @@ type Result struct {
 // CheckpointDir is where Train keeps checkpoints and LogFile, under OutputDir.
 const CheckpointDir = "checkpoints"
 
-// identityKey holds Config.identity in a checkpoint's run state.
-const identityKey = "grpo"
-
 // Trainer is TRL's GRPOTrainer for an ONNX causal LM on ONNX Runtime: per
 // step it samples PromptsPerStep prompts, generates NumGenerations
 // completions of each with the current weights (the generation session
@@ -78,16 +81,16 @@ const identityKey = "grpo"
 // policy-gradient updates on one [B,T] batch (B = prompts × G, T = longest
 // prompt + MaxCompletionLength) through onnx/train's Loop.
 type Trainer struct {
-	cfg     Config
-	opt     Options
-	rewards []Reward
-	weights []float64
-	prompts []Prompt
-	B, T    int
-	tr      *train.Trainer
-	gen     *lm.Model
-	ref     *train.TokenScorer
-	decay   []bool
+	cfg      Config
+	opt      Options
+	rewards  []Reward
+	weights  []float64
+	prompts  []Prompt
+	settings train.RunSettings
+	B, T     int
+	tr       *train.Trainer
+	gen      *lm.Model
+	ref      *train.TokenScorer
 }
 
 // New prepares a run of model (its frozen KL reference too): it builds and
@@ -137,7 +140,11 @@ func New(model *onnxpb.ModelProto, rewards []Reward, prompts []Prompt, cfg Confi
 		}
 	}
 	o.Session = quietSessions(o.Session)
-	t := &Trainer{cfg: cfg, opt: o, rewards: rewards, weights: weights, prompts: prompts, B: cfg.batchRows(), T: T}
+	settings, err := cfg.settings(model, rewards, prompts, o.Settings)
+	if err != nil {
+		return fail(err)
+	}
+	t := &Trainer{cfg: cfg, opt: o, rewards: rewards, weights: weights, prompts: prompts, settings: settings, B: cfg.batchRows(), T: T}
 	if err := t.open(model); err != nil {
 		t.Close()
 		return fail(err)
@@ -184,13 +191,10 @@ func (t *Trainer) open(model *onnxpb.ModelProto) error {
 	if err != nil {
 		return err
 	}
-	for _, p := range t.tr.Params {
-		t.decay = append(t.decay, p.Decay)
-	}
 	lo := o.Load
 	lo.Session = o.Session
 	var ws []lm.Weight
-	t.gen, ws, err = lm.OpenWithWeightInputs(proto.Clone(policy).(*onnxpb.ModelProto), "grpo policy "+o.Name, params, lo)
+	t.gen, ws, err = lm.OpenWithWeightInputs(proto.Clone(policy).(*onnxpb.ModelProto), "rl policy "+o.Name, params, lo)
 	if err != nil {
 		return err
 	}
@@ -263,15 +267,11 @@ func (t *Trainer) Train(ctx context.Context) (*Result, error) {
 	if cfg.OutputDir == "" {
 		return nil, fmt.Errorf("grpo %s: output_dir is empty", o.Name)
 	}
-	id, err := cfg.identity(t.rewards)
-	if err != nil {
-		return nil, fmt.Errorf("grpo %s: %w", o.Name, err)
-	}
 	dir := filepath.Join(cfg.OutputDir, CheckpointDir)
 	o.Progress.Report(train.Progress{Task: o.Name, Total: cfg.Steps, Note: t.Describe()})
 	loop := &train.Loop{Trainer: t.tr, Examples: len(t.prompts), BatchSize: cfg.PromptsPerStep, Steps: cfg.Steps,
 		Dir: dir, CheckpointEvery: cfg.SaveSteps, Seed: cfg.Seed, LogFile: LogFile,
-		UpdatesPerStep: cfg.NumIterations, Stage: o.Name, Identity: map[string]string{identityKey: id},
+		UpdatesPerStep: cfg.NumIterations, Stage: o.Name, Settings: t.settings,
 		Progress: o.Progress,
 		Step:     t.step,
 		Hooks: train.Hooks{

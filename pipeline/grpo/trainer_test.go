@@ -275,7 +275,7 @@ func TestResumeIsBitIdentical(t *testing.T) {
 
 	// A changed config does not resume silently.
 	cfg.LearningRate = 5e-3
-	if err := trainOnce(context.Background(), targetShare); err == nil || !strings.Contains(err.Error(), "another grpo") {
+	if err := trainOnce(context.Background(), targetShare); err == nil || !strings.Contains(err.Error(), `learning_rate was "0.01", now "0.005"`) {
 		t.Fatalf("changed config: %v", err)
 	}
 }
