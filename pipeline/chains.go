@@ -22,10 +22,15 @@ type ChainFilter struct {
 	// MinReward is the task reward an answer needs to count as correct:
 	// default 1 (exact) for classification and rating, GenerationMinReward
 	// for generation tasks.
-	MinReward           float64
-	GenerationMinReward float64 // default 0.5 (ROUGE-L F1)
-	MinSteps, MaxSteps  int     // tagged steps (defaults 2 and 16)
-	MaxChars            int     // whole chain in bytes (default 6000)
+	MinReward           float64 `mapstructure:"min_reward"`
+	GenerationMinReward float64 `mapstructure:"generation_min_reward"` // default 0.5 (ROUGE-L F1)
+	MinSteps            int     `mapstructure:"min_steps"`             // tagged steps (default 2)
+	MaxSteps            int     `mapstructure:"max_steps"`             // (default 16)
+	MaxChars            int     `mapstructure:"max_chars"`             // whole chain in bytes (default 6000)
+	// KeepDuplicates keeps chains whose text an earlier kept chain has
+	// (different examples may share one right reasoning, as the synthetic
+	// benchmark's gold chains do); their verdict still names the first.
+	KeepDuplicates bool `mapstructure:"keep_duplicates"`
 }
 
 func (f ChainFilter) withDefaults() ChainFilter {
@@ -194,6 +199,9 @@ type candidate struct {
 
 func (g *chainGen) prompt(ex *datasets.Example) []datasets.Message {
 	p := Parts(g.task, ex, g.cfg.Taxonomy, g.cfg.Prompt, false)
+	// The policy learns the tag names from its chains; the teacher must be
+	// told them, or it invents its own and nothing is kept.
+	p.Instruction += "\n\n" + TagGuide(g.cfg.Taxonomy)
 	p.System = g.cfg.System
 	var msgs []datasets.Message
 	for _, m := range tokenize.DefaultPromptLayout.Messages(p, len(p.Profile)) {
@@ -329,13 +337,17 @@ func (g *chainGen) row(c *candidate) datasets.Chain {
 	}
 	h := chainHash(row.Chain)
 	first, dup := g.seen[h]
-	if dup {
+	switch {
+	case dup && f.KeepDuplicates:
+		verdict(VerdictDuplicate, true, "same text as the kept chain of "+first+"; kept (keep_duplicates)")
+		dup = false
+	case dup:
 		verdict(VerdictDuplicate, false, "same text as the kept chain of "+first)
-	} else {
+	default:
 		verdict(VerdictDuplicate, true, "")
 	}
 	row.Keep = others && !dup
-	if row.Keep {
+	if row.Keep && g.seen[h] == "" {
 		g.seen[h] = row.ID
 	}
 	return row
