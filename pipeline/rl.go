@@ -570,6 +570,8 @@ type RLPipeline struct {
 	Pad        int64
 	Detokenize func(ids []int64) (string, error)
 	Hooks      RLHooks
+	// Session configures every ORT session of every stage (RLPolicy.Session).
+	Session ort.Options
 }
 
 // Validate refuses empty, duplicate or path-unsafe stage names.
@@ -648,7 +650,7 @@ func (p *RLPipeline) runStage(ctx context.Context, st RLStage, from, dir string)
 	if err != nil {
 		return RLSummary{}, fmt.Errorf("rl stage %q: reward: %w", st.Name, err)
 	}
-	res, err := TrainRL(ctx, st, RLPolicy{Model: start, EOS: p.EOS, Pad: p.Pad, Detokenize: p.Detokenize, Load: lo}, prompts, scorer, dir, p.Hooks)
+	res, err := TrainRL(ctx, st, RLPolicy{Model: start, EOS: p.EOS, Pad: p.Pad, Detokenize: p.Detokenize, Load: lo, Session: p.Session}, prompts, scorer, dir, p.Hooks)
 	if err != nil {
 		return RLSummary{}, err
 	}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/tagpr/tagpr/onnx/onnxpb"
+	"github.com/tagpr/tagpr/onnx/ort"
 	"github.com/tagpr/tagpr/onnx/train"
 )
 
@@ -27,6 +28,8 @@ type SFTConfig struct {
 	Clip            float64 `mapstructure:"clip"`
 	CheckpointEvery int     `mapstructure:"checkpoint_every"`
 	Seed            uint64  `mapstructure:"seed"`
+	// Session configures the trainer's ORT session (provider, threads).
+	Session ort.Options `mapstructure:"-"`
 }
 
 // Validate refuses sizes that cannot train.
@@ -68,7 +71,7 @@ func TrainSFT(ctx context.Context, model *onnxpb.ModelProto, data []Sequence, pa
 	}
 	tr, err := train.NewTrainer(tg, train.TrainerOptions{
 		Schedule:    train.Schedule{Peak: cfg.LR, Warmup: cfg.Warmup, Total: cfg.Steps, MinRatio: 0.1},
-		WeightDecay: cfg.WeightDecay, ClipNorm: cfg.Clip,
+		WeightDecay: cfg.WeightDecay, ClipNorm: cfg.Clip, Session: cfg.Session,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("sft: %w", err)

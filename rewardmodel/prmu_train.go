@@ -185,6 +185,8 @@ type PRMURecipe struct {
 	Train  PRMUTrainOptions
 	Vocab  int // tokenizer vocab size (default 512)
 	TopK   int // profile items per pair, as the prompts' top_k (0: all)
+	// Extra pairs are trained on besides the sets' (e.g. PolicySamplePairs).
+	Extra []PRMUPair
 }
 
 // TaskAccuracy is a PRMU's pair accuracy on one task's pairs.
@@ -205,6 +207,7 @@ func TrainPRMUOnSets(ctx context.Context, trainSets, devSets []ExampleSet, r PRM
 	if err != nil {
 		return nil, PRMUTrainResult{}, nil, err
 	}
+	pairs = append(pairs, r.Extra...)
 	tok, err := TrainPRMUTokenizer(pairs, r.Vocab)
 	if err != nil {
 		return nil, PRMUTrainResult{}, nil, err
