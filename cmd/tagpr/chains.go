@@ -14,7 +14,16 @@ import (
 )
 
 func init() {
-	chainsCmd := &cobra.Command{Use: "chains", Short: "Stage 1: tagged reasoning chains from a teacher"}
+	var o stageFlags
+	chainsCmd := &cobra.Command{
+		Use:   "chains [-c FILE]",
+		Short: "Stage 1: tagged reasoning chains from a teacher (the config's chains stage; generate: one examples file)",
+		Long: "Asks the config's teacher for a tagged chain per training example of every task, labels and filters them, and writes\n" +
+			"OUT/chains/TASK.parquet. `tagpr chains generate` does the same for one examples file, configured by flags.\n\n" + runLong,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error { return runStages(cmd, o, pipeline.StageChains) },
+	}
+	addStageFlags(chainsCmd, &o, "out")
 	chainsCmd.AddCommand(chainsGenerateCmd())
 	rootCmd.AddCommand(chainsCmd)
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tagpr/tagpr/datasets"
+	"github.com/tagpr/tagpr/pipeline"
 	"github.com/tagpr/tagpr/rewardmodel"
 )
 
@@ -24,15 +25,20 @@ func prmuTrainCmd() *cobra.Command {
 	var users int
 	var trainFiles, devFiles []string
 	var o rewardmodel.PRMURecipe
+	var stage stageFlags
 	c := &cobra.Command{
-		Use:   "train --out DIR",
-		Short: "Train a PRMU on example files or the synthetic benchmark and save it to DIR",
-		Long: "Makes Bradley–Terry pairs from the --train example files (default: the synthetic benchmark's train users, " +
+		Use:   "train [-c FILE] | train --out DIR",
+		Short: "Train a PRMU: the config's prmu stage, or (with --out) on example files or the synthetic benchmark, saved to DIR",
+		Long: "Without --out: runs the config's prmu stage in its run folder (OUT/prmu).\n\n" +
+			"With --out: makes Bradley–Terry pairs from the --train example files (default: the synthetic benchmark's train users, " +
 			"at the demo's size and seed): the gold output over another label, or over another user's output for a similar " +
 			"input. Trains a small BPE tokenizer and the PRMU on them, reports the pair accuracy on the --dev files (default: " +
 			"the benchmark's dev users), and writes DIR/model.onnx, DIR/tokenizer.json and DIR/prmu.json.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if out == "" {
+				return runStages(cmd, stage, pipeline.StagePRMU)
+			}
 			if err := initRuntime(); err != nil {
 				return err
 			}
@@ -83,7 +89,7 @@ func prmuTrainCmd() *cobra.Command {
 	f.IntVar(&o.Config.Hidden, "hidden", 64, "encoder and fusion width")
 	f.IntVar(&o.Config.MaxItems, "max-items", 8, "profile items read per user")
 	f.StringVar(&o.Config.Pool, "pool", rewardmodel.PoolMean, "profile pooling: mean or attention")
-	c.MarkFlagRequired("out")
+	addStageFlags(c, &stage, "")
 	return c
 }
 

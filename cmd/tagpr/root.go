@@ -6,11 +6,9 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
-	"github.com/spf13/viper"
 
 	"github.com/tagpr/tagpr/onnx/ort"
 )
@@ -32,45 +30,25 @@ var rootCmd = &cobra.Command{
 
 func init() {
 	pf := rootCmd.PersistentFlags()
-	pf.StringVar(&cfgFile, "config", "", "config file (YAML, TOML or JSON); TAGPR_* environment variables override it, flags override both")
+	pf.StringVarP(&cfgFile, "config", "c", "", "run config (YAML, TOML or JSON; default: the built-in configs/demo.yaml); TAGPR_* variables override it, flags override both")
 	pf.String("runtime-library", "", "path to libonnxruntime.so (default: $"+ort.EnvLibraryPath+", then the models.lock cache)")
-	pf.String("provider", "cpu", "execution provider: cpu or cuda")
-	pf.Int("threads", 0, "intra-op threads per session (0: one per core)")
+	pf.String("provider", "cpu", "execution provider of every ORT session: cpu or cuda")
+	pf.Int("threads", 0, "intra-op threads per ORT session (0: one per core)")
 	pf.String("log-format", "auto", "log format: auto (text on a terminal, JSON otherwise), text or json")
-	bindFlag("runtime.library", "runtime-library")
-	bindFlag("runtime.provider", "provider")
-	bindFlag("runtime.threads", "threads")
-	bindFlag("log.format", "log-format")
-}
-
-// bindFlag ties a persistent flag to a config key; viper resolves flag > env > file > default.
-func bindFlag(key, flag string) {
-	if err := viper.BindPFlag(key, rootCmd.PersistentFlags().Lookup(flag)); err != nil {
-		panic(fmt.Sprintf("bind %s to --%s: %v", key, flag, err))
-	}
-}
-
-func loadConfig(cmd *cobra.Command) error {
-	viper.SetEnvPrefix("TAGPR")
-	viper.SetEnvKeyReplacer(strings.NewReplacer(".", "_", "-", "_"))
-	viper.AutomaticEnv()
-	if cfgFile != "" {
-		viper.SetConfigFile(cfgFile)
-		if err := viper.ReadInConfig(); err != nil {
-			return fmt.Errorf("read config %s: %w", cfgFile, err)
-		}
-	}
-	return nil
+	flagSetsKey(pf, "runtime-library", "runtime.library")
+	flagSetsKey(pf, "provider", "runtime.provider")
+	flagSetsKey(pf, "threads", "runtime.threads")
+	flagSetsKey(pf, "log-format", "log.format")
 }
 
 // initRuntime loads ONNX Runtime as configured.
 func initRuntime() error {
-	return ort.Init(viper.GetString("runtime.library"))
+	return ort.Init(runCfg.Runtime.Library)
 }
 
 // sessionOptions are the configured per-session runtime options.
 func sessionOptions() ort.Options {
-	return ort.Options{Provider: viper.GetString("runtime.provider"), IntraOpThreads: viper.GetInt("runtime.threads")}
+	return runCfg.Runtime.Session()
 }
 
 func main() {
