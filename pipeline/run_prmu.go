@@ -45,9 +45,10 @@ func (r *runEnv) trainPRMU(ctx context.Context) error {
 		}
 	}
 	var extra []rewardmodel.PRMUPair
+	sampled := 0
 	if p.PolicySamples > 0 {
 		var err error
-		if extra, err = r.policySamplePairs(ctx, p.PolicySamples, seed); err != nil {
+		if extra, sampled, err = r.policySamplePairs(ctx, p.PolicySamples, seed); err != nil {
 			return err
 		}
 	}
@@ -65,7 +66,7 @@ func (r *runEnv) trainPRMU(ctx context.Context) error {
 		return err
 	}
 	defer model.Close()
-	final := map[string]float64{"loss": model.Info.FinalLoss, "dev_pair_accuracy": model.Info.DevAccuracy, "policy_sample_pairs": float64(len(extra))}
+	final := map[string]float64{"loss": model.Info.FinalLoss, "dev_pair_accuracy": model.Info.DevAccuracy, "policy_samples": float64(sampled), "policy_sample_pairs": float64(len(extra))}
 	for _, a := range accs {
 		r.h.stage(StagePRMU, "%s dev pair accuracy %.3f (%d pairs)", a.Task, a.Accuracy, a.Pairs)
 		final["dev_pair_accuracy_"+a.Task] = a.Accuracy
@@ -77,16 +78,19 @@ func (r *runEnv) trainPRMU(ctx context.Context) error {
 }
 
 // policySamplePairs samples n completions per training example from the SFT
-// model and pairs the gold over each answer whose task reward is below 1.
-func (r *runEnv) policySamplePairs(ctx context.Context, n int, seed uint64) ([]rewardmodel.PRMUPair, error) {
+// model and pairs the gold over each answer whose task reward is below 1
+// (completions without an answer give none: PRMU reads answers). It also
+// returns how many completions were sampled.
+func (r *runEnv) policySamplePairs(ctx context.Context, n int, seed uint64) ([]rewardmodel.PRMUPair, int, error) {
 	pol, err := r.openModel(ModelSFT)
 	if err != nil {
-		return nil, fmt.Errorf("prmu policy samples: %w", err)
+		return nil, 0, fmt.Errorf("prmu policy samples: %w", err)
 	}
 	defer pol.Model.Close()
 	o := r.prompt
 	maxNew := r.cfg.Stages.Predict.MaxNewTokens
 	var pairs []rewardmodel.PRMUPair
+	sampled := 0
 	for _, td := range r.data.Tasks {
 		exs := td.Splits["train"]
 		r.h.stage(StagePRMU, "%s: sampling %d completions for each of %d training examples from the SFT model", td.Task.Name, n, len(exs))
@@ -99,21 +103,22 @@ func (r *runEnv) policySamplePairs(ctx context.Context, n int, seed uint64) ([]r
 			for i := lo; i < hi; i++ {
 				p, err := EncodeRLPrompt(r.tok, td.Task, &exs[i], r.tx, o)
 				if err != nil {
-					return nil, err
+					return nil, 0, err
 				}
 				prompts, ids = append(prompts, p), append(ids, p.IDs)
 			}
 			comps, _, err := pol.Model.Generate(ctx, ids, lm.GenerateOptions{MaxNewTokens: maxNew, NumGenerations: n,
 				Sampling: lm.Sampling{Temperature: 1}, Seed: stepSeed(seed, lo), EOS: r.eos, NoLogProbs: true})
 			if err != nil {
-				return nil, fmt.Errorf("prmu policy samples: %w", err)
+				return nil, 0, fmt.Errorf("prmu policy samples: %w", err)
 			}
+			sampled += len(comps)
 			answers := make([][]string, len(prompts))
 			rewards := make([][]float64, len(prompts))
 			for _, c := range comps {
 				text, err := r.tok.Decode(toInt(c.Tokens), true)
 				if err != nil {
-					return nil, err
+					return nil, 0, err
 				}
 				ans, ok := rewardmodel.ExtractAnswer(text)
 				if !ok || ans == "" {
@@ -128,13 +133,13 @@ func (r *runEnv) policySamplePairs(ctx context.Context, n int, seed uint64) ([]r
 				}
 				ps, err := rewardmodel.PolicySamplePairs(p.Profile, p.Gold, answers[i], rewards[i], 1)
 				if err != nil {
-					return nil, err
+					return nil, 0, err
 				}
 				pairs = append(pairs, ps...)
 			}
 		}
 	}
-	return pairs, nil
+	return pairs, sampled, nil
 }
 
 // loadPRMU opens the trained reward model for the RL stages (nil when the

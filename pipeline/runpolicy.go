@@ -20,7 +20,7 @@ const (
 
 // Files that travel with every model folder the run writes, so each is a
 // self-contained export (tagpr predict --model DIR, or Hugging Face).
-var modelSideFiles = []string{"config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"}
+var modelSideFiles = []string{"config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja"}
 
 // chatFormatNamed maps tokenizer.chat_template to a format; nil for auto.
 func chatFormatNamed(name string) (*tokenize.ChatFormat, error) {
