@@ -5,15 +5,18 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash/crc32"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/tagpr/tagpr/datasets"
 	"github.com/tagpr/tagpr/onnx/ort"
@@ -140,7 +143,7 @@ teacher:
   max_retries: 0
 stages:
   chains: {samples: 1, batch: 4}
-  sft: {steps: 4, batch: 2, seq_len: 512, lr: 0.003, warmup: 1, checkpoint_every: 2, seed: 3}
+  sft: {steps: 4, batch: 2, seq_len: 640, lr: 0.003, warmup: 1, checkpoint_every: 2, seed: 3}
   prmu: {steps: 12, pairs_per_step: 8, vocab: 300, threads: 1, policy_samples: 1, seed: 4}
   rl:
     - {name: guided, reward: guided, steps: 2, prompts_per_step: 2, num_generations: 2, max_prompt_length: 384,
@@ -182,7 +185,9 @@ func TestRunLaMPEndToEnd(t *testing.T) {
 	out := filepath.Join(dir, "run")
 	cfg := writeConfig(t, dir, "lamp.yaml", lampConfig(t, out, teacher.URL))
 	env := runtimeEnv(t)
+	start := time.Now()
 	stdout, stderr, err := runTagpr(t, dir, env, "run", "-c", cfg)
+	whole := time.Since(start)
 	if err != nil {
 		t.Fatalf("tagpr run: %v\n%s\n%s", err, stdout, stderr)
 	}
@@ -207,6 +212,74 @@ func TestRunLaMPEndToEnd(t *testing.T) {
 	if tables(stdout2) != tables(stdout) {
 		t.Errorf("the rerun's report differs:\n%s\nfirst:\n%s", tables(stdout2), tables(stdout))
 	}
+
+	// The same run killed with SIGKILL at random moments, then rerun, ends
+	// with the same weights, predictions and metrics, and its report lists
+	// every stage.
+	killed := filepath.Join(dir, "killed")
+	kcfg := writeConfig(t, dir, "killed.yaml", lampConfig(t, killed, teacher.URL))
+	// Kill moments spread over the uninterrupted run's length, in
+	// increasing order: each rerun resumes, so they land in later stages.
+	rng := rand.New(rand.NewPCG(7, 9))
+	moments := make([]time.Duration, 4)
+	for i := range moments {
+		moments[i] = 300*time.Millisecond + time.Duration(rng.Int64N(int64(whole)))
+	}
+	slices.Sort(moments)
+	kills := 0
+	for i, wait := range moments {
+		cmd := exec.Command(tagprBin, "run", "-c", kcfg, "--log-format", "json")
+		cmd.Dir, cmd.Env = dir, append(os.Environ(), env...)
+		var errb bytes.Buffer
+		cmd.Stderr = &errb
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("run %d ended by itself with %v:\n%s", i, err, errb.String())
+			}
+		case <-time.After(wait):
+			cmd.Process.Kill() // SIGKILL: no cleanup runs
+			<-done
+			kills++
+			t.Logf("killed run %d after %v: %s", i, wait, lastStage(errb.String()))
+		}
+	}
+	if kills < 2 {
+		t.Fatalf("only %d runs were killed before the run finished; the test wants several", kills)
+	}
+	kout, kerr, err := runTagpr(t, dir, env, "run", "-c", kcfg)
+	if err != nil {
+		t.Fatalf("rerun after the kills: %v\n%s", err, kerr)
+	}
+	checkLaMPRun(t, killed, kout)
+	for _, f := range []string{"sft/model.onnx", "prmu/model.onnx", "rl/guided/model.onnx", "rl/exploratory/model.onnx",
+		"eval/LaMP_2M_dev.json", "eval/LaMP_3_dev.json", "eval/LaMP_4_dev.json", "predictions/rl/LaMP_4_test.json", "predictions/sft/LaMP_3_dev.parquet"} {
+		a, errA := os.ReadFile(filepath.Join(out, f))
+		b, errB := os.ReadFile(filepath.Join(killed, f))
+		if errA != nil || errB != nil || !bytes.Equal(a, b) {
+			t.Errorf("%s differs between the uninterrupted run and the killed and resumed one (%v, %v)", f, errA, errB)
+		}
+	}
+	if tables(kout) != tables(stdout) {
+		t.Errorf("the killed run's report differs:\n%s\nuninterrupted:\n%s", tables(kout), tables(stdout))
+	}
+}
+
+// lastStage is the stage of the last JSON log line a run wrote.
+func lastStage(stderr string) string {
+	lines := strings.Split(strings.TrimSpace(stderr), "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		var l struct{ Msg, Stage string }
+		if json.Unmarshal([]byte(lines[i]), &l) == nil && l.Msg != "" {
+			return strings.TrimSpace(l.Stage + " " + l.Msg)
+		}
+	}
+	return "(nothing logged)"
 }
 
 // tables keeps a report's training and evaluation tables without timings.
@@ -277,15 +350,3 @@ func checkLaMPRun(t *testing.T, out, stdout string) {
 		}
 	}
 }
-
-// sortedKeys lists a map's keys in order (for stable messages).
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
-
-var _ = bytes.Equal
