@@ -26,12 +26,15 @@ func addStageFlags(c *cobra.Command, o *stageFlags, outFlag string) {
 // runStages runs the loaded config's stages (only: just these) and prints
 // the report when one was made.
 func runStages(cmd *cobra.Command, o stageFlags, only ...string) error {
-	if err := initRuntime(); err != nil {
-		return err
-	}
 	cfg := runCfg
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("config %s: %w", cfgSource, err)
+	}
 	if o.fastDevRun {
 		cfg = cfg.FastDevRun()
+	}
+	if err := initRuntime(); err != nil {
+		return err
 	}
 	rep, err := pipeline.Run(cmd.Context(), cfg, pipeline.RunOptions{Only: only, Hooks: progressHooks()})
 	if err != nil {
