@@ -146,7 +146,7 @@ func openRun(cfg RunConfig, h Hooks) (*runEnv, error) {
 	r := &runEnv{cfg: cfg, h: h, sess: cfg.Runtime.Session(), prompt: cfg.Retrieval.promptOptions()}
 	var err error
 	if r.tx, err = LoadTaxonomy(cfg.Taxonomy); err != nil {
-		return nil, fmt.Errorf("taxonomy: %w", err)
+		return nil, err
 	}
 	if cfg.Taxonomy != "" {
 		if err := lock.VerifyIfPinned(cfg.Taxonomy); err != nil {
