@@ -14,7 +14,7 @@ import (
 
 // LMRowsOptions turn a text set into training rows.
 type LMRowsOptions struct {
-	Source string             // the data file, for messages
+	Source string              // the data file, for messages
 	Tok    *tokenize.Tokenizer // needed unless the set is pre-tokenized
 	SeqLen int
 	// EOS, when ≥ 0, ends every text and completion (chats end with the

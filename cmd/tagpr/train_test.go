@@ -314,7 +314,7 @@ func TestTrainLMOnChainsFile(t *testing.T) {
 	var rows []datasets.Chain
 	for i := 0; i < 5; i++ {
 		rows = append(rows, datasets.Chain{ID: fmt.Sprint(i), Prompt: []datasets.Message{{Role: "user", Content: fmt.Sprintf("Which tag does movie %d relate to?", i)}},
-			Chain: fmt.Sprintf("<think>\n<recall_history>The user tagged comedy %d times.</recall_history>\n</think>\n<answer>comedy</answer>", i),
+			Chain:  fmt.Sprintf("<think>\n<recall_history>The user tagged comedy %d times.</recall_history>\n</think>\n<answer>comedy</answer>", i),
 			Answer: "comedy", Teacher: "test", Keep: i != 2})
 	}
 	if err := datasets.WriteRows(data, rows, datasets.CreateChains); err != nil {
