@@ -3,9 +3,7 @@ package datasets
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -14,10 +12,6 @@ import (
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
-	"github.com/apache/arrow-go/v18/arrow/ipc"
-	"github.com/apache/arrow-go/v18/arrow/memory"
-	"github.com/apache/arrow-go/v18/parquet/file"
-	"github.com/apache/arrow-go/v18/parquet/pqarrow"
 )
 
 // TextSet is a language-modelling training set: plain texts, texts with
@@ -161,68 +155,21 @@ func readTextColumn(path, column string) (TextSet, error) {
 		return d, fmt.Errorf("read %s: %w", path, err)
 	}
 	defer f.Close()
-	var recs []arrow.RecordBatch
-	var schema *arrow.Schema
-	head := make([]byte, 6)
-	n, _ := io.ReadFull(f, head)
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
+	src, schema, err := openSource(f, 4096)
+	if err != nil {
 		return d, fmt.Errorf("read %s: %w", path, err)
 	}
-	switch {
-	case n >= 4 && string(head[:4]) == "PAR1":
-		pr, err := file.NewParquetReader(f)
+	defer src.close()
+	var recs []arrow.RecordBatch
+	for {
+		rec, err := src.next()
 		if err != nil {
-			return d, fmt.Errorf("read %s: parquet (truncated or damaged?): %w", path, err)
+			return d, fmt.Errorf("read %s: record batch %d: %w", path, len(recs), err)
 		}
-		defer pr.Close()
-		fr, err := pqarrow.NewFileReader(pr, pqarrow.ArrowReadProperties{BatchSize: 4096}, memory.DefaultAllocator)
-		if err != nil {
-			return d, fmt.Errorf("read %s: parquet: %w", path, err)
+		if rec == nil {
+			break
 		}
-		rr, err := fr.GetRecordReader(context.Background(), nil, nil)
-		if err != nil {
-			return d, fmt.Errorf("read %s: parquet: %w", path, err)
-		}
-		defer rr.Release()
-		schema = rr.Schema()
-		for rr.Next() {
-			rec := rr.RecordBatch()
-			rec.Retain()
-			recs = append(recs, rec)
-		}
-		if err := rr.Err(); err != nil && !errors.Is(err, io.EOF) {
-			return d, fmt.Errorf("read %s: parquet: %w", path, err)
-		}
-	case n == 6 && string(head) == "ARROW1":
-		r, err := ipc.NewFileReader(f)
-		if err != nil {
-			return d, fmt.Errorf("read %s: arrow ipc file (truncated or damaged?): %w", path, err)
-		}
-		defer r.Close()
-		schema = r.Schema()
-		for i := 0; i < r.NumRecords(); i++ {
-			rec, err := r.RecordBatch(i)
-			if err != nil {
-				return d, fmt.Errorf("read %s: batch %d: %w", path, i, err)
-			}
-			rec.Retain()
-			recs = append(recs, rec)
-		}
-	default:
-		r, err := ipc.NewReader(f)
-		if err != nil {
-			return d, fmt.Errorf("read %s: neither Parquet nor Arrow IPC: %w", path, err)
-		}
-		defer r.Release()
-		schema = r.Schema()
-		for r.Next() {
-			rec := r.RecordBatch()
-			rec.Retain()
-			recs = append(recs, rec)
-		}
-		if err := r.Err(); err != nil {
-			return d, fmt.Errorf("read %s: arrow stream: %w", path, err)
-		}
+		recs = append(recs, rec)
 	}
 	defer func() {
 		for _, r := range recs {
