@@ -10,7 +10,6 @@ import (
 	"github.com/tagpr/tagpr/datasets"
 	"github.com/tagpr/tagpr/onnx/lm"
 	"github.com/tagpr/tagpr/pipeline"
-	"github.com/tagpr/tagpr/rewardmodel"
 )
 
 func init() {
@@ -19,7 +18,7 @@ func init() {
 		Use:   "chains [-c FILE]",
 		Short: "Stage 1: tagged reasoning chains from a teacher (the config's chains stage; generate: one examples file)",
 		Long: "Asks the config's teacher for a tagged chain per training example of every task, labels and filters them, and writes\n" +
-			"OUT/chains/TASK.parquet. `tagpr chains generate` does the same for one examples file, configured by flags.\n\n" + runLong,
+			"OUT/chains/TASK.parquet. `tagpr chains generate` does the same for one examples file, configured by flags (the taxonomy is the config's).\n\n" + runLong,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error { return runStages(cmd, o, pipeline.StageChains) },
 	}
@@ -64,7 +63,11 @@ give each shard its own --out and join them with ` + "`tagpr data merge`" + `.
 The OpenAI teacher reads its key from the environment variable named by --api-key-env.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg := pipeline.ChainsConfig{Examples: o.examples, Out: o.out, Samples: o.samples, Batch: o.batch, Taxonomy: rewardmodel.DefaultTaxonomy(),
+			tx, err := pipeline.LoadTaxonomy(runCfg.Taxonomy)
+			if err != nil {
+				return err
+			}
+			cfg := pipeline.ChainsConfig{Examples: o.examples, Out: o.out, Samples: o.samples, Batch: o.batch, Taxonomy: tx,
 				System: o.system, Filter: o.filter, Prompt: pipeline.PromptOptions{TopK: o.topKProfile, Retrieval: o.retrieval}}
 			sh, err := datasets.ParseShard(o.shard)
 			if err != nil {
