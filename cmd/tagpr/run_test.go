@@ -483,3 +483,40 @@ func TestRunConfigErrors(t *testing.T) {
 		}
 	}
 }
+
+// The shipped configs: demo.yaml is what runs without -c, and it runs end
+// to end (as --fast-dev-run) from a folder that is not the repository;
+// lamp.example.yaml is well formed down to its first missing input.
+func TestShippedConfigs(t *testing.T) {
+	dir := t.TempDir()
+	env := runtimeEnv(t)
+	file, _ := filepath.Abs("../../configs/demo.yaml")
+	fromFile, stderr, err := runTagpr(t, dir, env, "config", "print", "-c", file)
+	if err != nil {
+		t.Fatalf("config print demo.yaml: %v\n%s", err, stderr)
+	}
+	builtIn, stderr, err := runTagpr(t, dir, env, "config", "print")
+	if err != nil {
+		t.Fatalf("config print: %v\n%s", err, stderr)
+	}
+	body := func(s string) string { return s[strings.Index(s, "\n")+1:] }
+	if body(fromFile) != body(builtIn) || !strings.Contains(builtIn, "# config file: configs/demo.yaml (built in)") {
+		t.Fatalf("the built-in config differs from configs/demo.yaml:\n%s\n%s", fromFile, builtIn)
+	}
+	example, _ := filepath.Abs("../../configs/lamp.example.yaml")
+	if _, stderr, err := runTagpr(t, dir, env, "run", "-c", example); err == nil || !strings.Contains(stderr, "data.lamp_dir: "+filepath.Join(dir, "data", "LaMP")) {
+		t.Fatalf("lamp.example.yaml: want it refused only for its missing data folder: %v\n%s", err, stderr)
+	}
+	out, stderr, err := runTagpr(t, dir, env, "demo", "--fast-dev-run", "--dir", "d")
+	if err != nil {
+		t.Fatalf("demo --fast-dev-run: %v\n%s", err, stderr)
+	}
+	for _, want := range []string{"| sft | 2 |", "| rl exploratory | 1 |", "| synth_rate | dev | 2 | mae ↓ |", "| base | sft | rl |"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("demo --fast-dev-run report lacks %q:\n%s", want, out)
+		}
+	}
+	if !fileExists(filepath.Join(dir, "d", "fast_dev_run", "report.md")) {
+		t.Error("no report in d/fast_dev_run")
+	}
+}
