@@ -146,20 +146,12 @@ func (r *runEnv) openTeacher() (Teacher, func(), error) {
 		if err != nil {
 			return nil, nil, fmt.Errorf("teacher.dir: %w", err)
 		}
-		m, err := lm.Load(t.Dir, lm.LoadOptions{Session: r.sess, TokenizerVocab: tok.VocabSize()})
+		lt, err := OpenLocalTeacher(t.Dir, tok, r.sess, lm.Sampling{Temperature: t.Temperature, TopK: t.TopK, TopP: t.TopP}, t.MaxTokens,
+			r.cfg.stageSeed(t.Seed, 101))
 		if err != nil {
 			return nil, nil, fmt.Errorf("teacher.dir: %w", err)
 		}
-		eos := append([]int64(nil), m.DefaultEOS()...)
-		for _, id := range tok.StopTokens() {
-			if !containsID(eos, int64(id)) {
-				eos = append(eos, int64(id))
-			}
-		}
-		lt := &LocalTeacher{Policy: Policy{Model: m, Tok: tok, Name: t.Dir, EOS: eos},
-			Sampling: lm.Sampling{Temperature: t.Temperature, TopK: t.TopK, TopP: t.TopP}, MaxNewTokens: t.MaxTokens,
-			Seed: r.cfg.stageSeed(t.Seed, 101)}
-		return lt, func() { m.Close() }, nil
+		return lt, func() { lt.Close() }, nil
 	}
 	return nil, nil, fmt.Errorf("teacher.kind %q has no endpoint", t.Kind)
 }

@@ -49,10 +49,29 @@ func configValue(v reflect.Value) any {
 	return v.Interface()
 }
 
-// addStructFields adds v's fields under their mapstructure names; squashed
-// structs add theirs to m, fields tagged "-" are left out.
+// addStructFields adds v's fields under their key names; squashed structs
+// add theirs to m.
 func addStructFields(v reflect.Value, m map[string]any) {
-	t := v.Type()
+	for _, f := range configFields(v.Type()) {
+		if f.squash {
+			addStructFields(v.Field(f.index), m)
+		} else {
+			m[f.name] = configValue(v.Field(f.index))
+		}
+	}
+}
+
+// configField is a struct field under its config key name (the
+// mapstructure tag); squash fields lend theirs to the parent.
+type configField struct {
+	index  int
+	name   string
+	squash bool
+}
+
+// configFields lists t's exported fields, leaving out those tagged "-".
+func configFields(t reflect.Type) []configField {
+	var out []configField
 	for i := 0; i < t.NumField(); i++ {
 		f := t.Field(i)
 		if !f.IsExported() {
@@ -62,15 +81,12 @@ func addStructFields(v reflect.Value, m map[string]any) {
 		if name == "-" {
 			continue
 		}
-		if opts == "squash" {
-			addStructFields(v.Field(i), m)
-			continue
-		}
 		if name == "" {
 			name = strings.ToLower(f.Name)
 		}
-		m[name] = configValue(v.Field(i))
+		out = append(out, configField{index: i, name: name, squash: opts == "squash"})
 	}
+	return out
 }
 
 // ConfigKey is one settable leaf of the config and its Go type.
@@ -85,24 +101,13 @@ func ConfigKeys(c any) []ConfigKey {
 	var out []ConfigKey
 	var walk func(prefix string, t reflect.Type)
 	walk = func(prefix string, t reflect.Type) {
-		for i := 0; i < t.NumField(); i++ {
-			f := t.Field(i)
-			if !f.IsExported() {
-				continue
-			}
-			name, opts, _ := strings.Cut(f.Tag.Get("mapstructure"), ",")
-			if name == "-" {
-				continue
-			}
-			ft := f.Type
-			if opts == "squash" {
+		for _, f := range configFields(t) {
+			ft := t.Field(f.index).Type
+			if f.squash {
 				walk(prefix, ft)
 				continue
 			}
-			if name == "" {
-				name = strings.ToLower(f.Name)
-			}
-			key := prefix + name
+			key := prefix + f.name
 			if ft.Kind() == reflect.Pointer {
 				ft = ft.Elem()
 			}

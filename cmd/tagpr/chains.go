@@ -164,19 +164,9 @@ func localTeacher(o chainsFlags) (*pipeline.LocalTeacher, func(), error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("local teacher: %w", err)
 	}
-	m, err := lm.Load(o.policy, lm.LoadOptions{Session: sessionOptions()})
+	t, err := pipeline.OpenLocalTeacher(o.policy, tok, sessionOptions(), lm.Sampling{Temperature: o.temperature, TopK: o.topK, TopP: o.topP}, o.maxTokens, o.seed)
 	if err != nil {
-		return nil, nil, fmt.Errorf("local teacher: %w", err)
+		return nil, nil, err
 	}
-	// End a completion at the model's EOS ids and, for chat-tuned
-	// tokenizers, at the end-of-turn token.
-	eos := append([]int64(nil), m.DefaultEOS()...)
-	for _, s := range []string{"<|im_end|>", "<|eot_id|>", "<end_of_turn>"} {
-		if id, ok := tok.TokenID(s); ok {
-			eos = append(eos, int64(id))
-		}
-	}
-	t := &pipeline.LocalTeacher{Policy: pipeline.Policy{Model: m, Tok: tok, Name: o.policy, EOS: eos},
-		Sampling: lm.Sampling{Temperature: o.temperature, TopK: o.topK, TopP: o.topP}, MaxNewTokens: o.maxTokens, Seed: o.seed}
-	return t, func() { m.Close() }, nil
+	return t, func() { t.Close() }, nil
 }
