@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/tagpr/tagpr/datasets"
+	"github.com/tagpr/tagpr/rewardmodel"
 )
 
 // evalFile holds one task and split's scores of every predicted model.
@@ -115,7 +116,7 @@ func (r *runEnv) report() (*Report, error) {
 			rep.Notes = append(rep.Notes, note)
 		}
 	}
-	rep.Notes = append(rep.Notes, r.modelsNote(models))
+	rep.Notes = append(rep.Notes, r.modelsNote(models), taxonomyNote(r.tx, r.cfg.Taxonomy))
 	if err := rep.Finalize(); err != nil {
 		return nil, err
 	}
@@ -153,4 +154,19 @@ func (r *runEnv) modelsNote(models []string) string {
 		}
 	}
 	return strings.Join(parts, "; ")
+}
+
+// taxonomyNote names the tags chains, R_tag and r_tag were checked against.
+func taxonomyNote(tx rewardmodel.Taxonomy, file string) string {
+	if file == "" {
+		file = "the built-in default"
+	}
+	var tags, required []string
+	for _, t := range tx {
+		tags = append(tags, t.Name)
+		if t.Required {
+			required = append(required, t.Name)
+		}
+	}
+	return fmt.Sprintf("tag taxonomy (%s): %s; required, in order: %s", file, strings.Join(tags, ", "), strings.Join(required, " → "))
 }

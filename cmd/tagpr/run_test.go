@@ -128,7 +128,12 @@ func lampConfig(t *testing.T, out, teacherURL string) string {
 	t.Helper()
 	lamp, _ := filepath.Abs(lampDownload)
 	policy, _ := filepath.Abs(policyFixture)
+	taxonomy := filepath.Join(filepath.Dir(out), "tags.yaml")
+	if err := os.WriteFile(taxonomy, []byte(lampTaxonomy), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	return fmt.Sprintf(`out: %s
+taxonomy: %s
 runtime: {threads: 1}
 policy: {dir: %s}
 data:
@@ -152,8 +157,16 @@ stages:
        max_completion_length: 24, lr: 0.0001, checkpoint_every: 1, seed: 6}
   predict: {models: [base, sft, rl], splits: [dev, test], batch: 4, max_new_tokens: 24}
   report: {title: "tagpr on LaMP (fixture)"}
-`, out, policy, lamp, teacherURL)
+`, out, taxonomy, policy, lamp, teacherURL)
 }
+
+// lampTaxonomy is the users' own tag taxonomy: the teacher prompt, the chain
+// filter, R_tag and the report use these names, not the built-in ones.
+const lampTaxonomy = `- {name: restate, description: restate what the task asks}
+- {name: recall, description: recall the user's relevant history, required: true, order: 1}
+- {name: infer, description: infer what this user prefers, required: true, order: 2}
+- {name: decide, description: give the decision, required: true, order: 3}
+`
 
 // runtimeEnv points a run in a temp folder (no models.lock) at the
 // repository's pinned ONNX Runtime.
@@ -193,7 +206,7 @@ func TestRunLaMPEndToEnd(t *testing.T) {
 	}
 	checkLaMPRun(t, out, stdout)
 	// The teacher was told the taxonomy's tag names, and asked once per training example.
-	for _, tag := range []string{"recall_history", "infer_preference", "conclude", "verify"} {
+	for _, tag := range []string{"restate", "recall", "infer", "decide"} {
 		if !teacher.tags[tag] {
 			t.Errorf("the teacher prompts never named <%s>: %v", tag, teacher.tags)
 		}
@@ -409,7 +422,8 @@ func checkLaMPRun(t *testing.T, out, stdout string) {
 		t.Errorf("PRMU sampled %v completions from the SFT model, want 18: %v", prmu.Final["policy_samples"], prmu.Final)
 	}
 	for _, want := range []string{"| chains |", "| sft | 4 |", "| prmu | 12 |", "| rl guided | 2 |", "| rl exploratory | 2 |",
-		"| LaMP_2M | dev | 3 | accuracy ↑ |", "| LaMP_3 | dev | 3 | mae ↓ |", "| LaMP_4 | dev | 3 | rougeL ↑ |", "| base | sft | rl |"} {
+		"| LaMP_2M | dev | 3 | accuracy ↑ |", "| LaMP_3 | dev | 3 | mae ↓ |", "| LaMP_4 | dev | 3 | rougeL ↑ |", "| base | sft | rl |",
+		"restate, recall, infer, decide; required, in order: recall → infer → decide"} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("report lacks %q:\n%s", want, stdout)
 		}
@@ -455,7 +469,8 @@ func TestRunConfigErrors(t *testing.T) {
 		{"missing policy", func(s string) string {
 			return strings.Replace(s, "policy: {dir: ", "policy: {dir: "+filepath.Join(dir, "nomodel")+"} #", 1)
 		}, nil, []string{"policy.dir", "nomodel"}},
-		{"missing taxonomy", func(s string) string { return s + "taxonomy: " + filepath.Join(dir, "tags.yaml") + "\n" }, nil, []string{"taxonomy", "tags.yaml"}},
+		{"missing taxonomy", func(s string) string { return strings.Replace(s, "tags.yaml", "missing-tags.yaml", 1) }, nil, []string{"taxonomy", "missing-tags.yaml"}},
+		{"duplicate key", func(s string) string { return s + "taxonomy: \"\"\n" }, nil, []string{"lamp.yaml", `"taxonomy" already defined`}},
 		{"unknown task", func(s string) string { return strings.Replace(s, "tasks: [2, 3, 4]", "tasks: [2, 9]", 1) }, nil, []string{"data.tasks[1]", `"9"`}},
 		{"api key unset", func(s string) string {
 			return strings.Replace(s, `api_key_env: ""`, "api_key_env: TAGPR_TEST_UNSET_KEY", 1)
