@@ -28,6 +28,7 @@ const (
 	KindChain      Kind = "tagged_chain"
 	KindRollout    Kind = "rollout"
 	KindPrediction Kind = "prediction"
+	KindEmbedding  Kind = "text_embedding"
 )
 
 func metadata(kind Kind, extra ...string) arrow.Metadata {
@@ -148,6 +149,8 @@ func checkSchema(got *arrow.Schema) (Kind, *Task, error) {
 		want = RolloutSchema
 	case KindPrediction:
 		want = PredictionSchema
+	case KindEmbedding:
+		want = EmbeddingSchema
 	default:
 		return "", nil, fmt.Errorf("unknown tagpr schema %q", kind)
 	}

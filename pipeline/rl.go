@@ -431,6 +431,9 @@ func (r *rlRun) step(ctx context.Context, stepNo int, batch []*RLPrompt) (RLStep
 	if err != nil {
 		return sl, nil, err
 	}
+	if t, ok := r.scorer.(prmuTimed); ok {
+		sl.Seconds.PRMU = t.PRMUSeconds()
+	}
 	names := r.scorer.Components()
 	if len(scores) != len(samples) {
 		return sl, nil, fmt.Errorf("scorer gave %d scores for %d completions", len(scores), len(samples))

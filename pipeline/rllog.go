@@ -54,6 +54,8 @@ type RLTimes struct {
 	ForwardBackward float64 `json:"forward_backward"`
 	Optimizer       float64 `json:"optimizer"` // clipping and AdamW
 	Total           float64 `json:"total"`
+	// PRMU is the part of Score spent in PRMU (the step's answers in one call).
+	PRMU float64 `json:"prmu,omitempty"`
 }
 
 // RLStepLog is one line of RLLogFile. Loss, KL, clip fraction and gradient
@@ -163,6 +165,7 @@ func summarize(st RLStage, scorer string, logs []RLStepLog) RLSummary {
 		s.Seconds += l.Seconds.Total
 		s.Time.Generate += l.Seconds.Generate
 		s.Time.Score += l.Seconds.Score
+		s.Time.PRMU += l.Seconds.PRMU
 		s.Time.Reference += l.Seconds.Reference
 		s.Time.ForwardBackward += l.Seconds.ForwardBackward
 		s.Time.Optimizer += l.Seconds.Optimizer

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"time"
 
 	"github.com/tagpr/tagpr/onnx/lm"
 	"github.com/tagpr/tagpr/rewardmodel"
@@ -65,7 +66,17 @@ type TagPRReward struct {
 	Weights  rewardmodel.Weights
 	Taxonomy rewardmodel.Taxonomy
 	PRMU     PRMUScorer // optional, guided only
+
+	prmuSeconds float64 // the last Score's time in PRMU
 }
+
+// prmuTimed is a scorer that reports the time its last Score spent in PRMU
+// (logged as part of the step's score time).
+type prmuTimed interface{ PRMUSeconds() float64 }
+
+// PRMUSeconds is the time the last Score spent in PRMU: all the step's
+// answers go to it in one call.
+func (r *TagPRReward) PRMUSeconds() float64 { return r.prmuSeconds }
 
 func (r *TagPRReward) usesPRMU() bool { return r.Mode == RewardGuided && r.PRMU != nil }
 
@@ -109,8 +120,11 @@ func (r *TagPRReward) Score(ctx context.Context, samples []RLSample) ([]RLScore,
 			}
 		}
 	}
+	r.prmuSeconds = 0
 	if len(asked) > 0 {
+		t := time.Now()
 		scores, err := r.PRMU.Score(ctx, profiles, answers)
+		r.prmuSeconds = time.Since(t).Seconds()
 		if err != nil {
 			return nil, fmt.Errorf("prmu: %w", err)
 		}

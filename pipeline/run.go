@@ -206,6 +206,11 @@ func (r *runEnv) checkPolicyFiles() error {
 			return err
 		}
 	}
+	if e := c.Stages.PRMU.Encoder; e != nil && !c.Stages.PRMU.Skip {
+		if _, err := lm.ResolveModelPath(e.Dir); err != nil {
+			return fmt.Errorf("stages.prmu.encoder.dir: %w", err)
+		}
+	}
 	if !c.Stages.Chains.Skip && c.Teacher.Kind == TeacherLocal {
 		if _, err := lm.ResolveModelPath(c.Teacher.Dir); err != nil {
 			return fmt.Errorf("teacher.dir: %w", err)

@@ -56,7 +56,7 @@ func (r *runEnv) trainPRMU(ctx context.Context) error {
 	start := time.Now()
 	opts := r.prmuSession()
 	recipe := rewardmodel.PRMURecipe{TopK: r.cfg.Retrieval.TopK, Vocab: p.Vocab, Extra: extra,
-		Config: rewardmodel.PRMUConfig{Embed: p.Embed, Hidden: p.Hidden, MaxItems: p.MaxItems, Pool: p.Pool, Seed: seed},
+		Config: rewardmodel.PRMUConfig{Embed: p.Embed, Hidden: p.Hidden, MaxItems: p.MaxItems, Pool: p.Pool, Seed: seed, Encoder: p.Encoder.encoder()},
 		Train:  rewardmodel.PRMUTrainOptions{Steps: p.Steps, PairsPerStep: p.PairsPerStep, LR: p.LR, Seed: seed, Session: opts}}
 	if r.h.PRMUStep != nil {
 		recipe.Train.Log = func(step int, loss, acc float64) { r.h.PRMUStep(step, p.Steps, loss, acc) }

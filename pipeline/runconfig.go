@@ -229,6 +229,27 @@ type PRMUStage struct {
 	// example from the SFT model and adds gold ≻ sample pairs for the
 	// samples whose task reward is below 1.
 	PolicySamples int `mapstructure:"policy_samples"`
+	// Encoder, when set, reads texts with an exported sentence encoder
+	// instead of the bag of tokens (rewardmodel.PRMUEncoder).
+	Encoder *PRMUEncoderConfig `mapstructure:"encoder"`
+}
+
+// PRMUEncoderConfig is a sentence encoder exported with optimum-cli export
+// onnx --task feature-extraction, frozen or tuned with LoRA.
+type PRMUEncoderConfig struct {
+	Dir       string `mapstructure:"dir"`
+	Pooling   string `mapstructure:"pooling"`    // mean or cls ("": the export's 1_Pooling/config.json)
+	MaxTokens int    `mapstructure:"max_tokens"` // per text (0: 128 or the model's limit)
+	Tuning    string `mapstructure:"tuning"`     // frozen or lora
+	LoRARank  int    `mapstructure:"lora_rank"`
+	LoRASteps int    `mapstructure:"lora_steps"`
+}
+
+func (e *PRMUEncoderConfig) encoder() *rewardmodel.PRMUEncoder {
+	if e == nil {
+		return nil
+	}
+	return &rewardmodel.PRMUEncoder{Dir: e.Dir, Pooling: e.Pooling, MaxTokens: e.MaxTokens, Tuning: e.Tuning, LoRARank: e.LoRARank, LoRASteps: e.LoRASteps}
 }
 
 // Model names of the predict and eval stages.
@@ -367,7 +388,10 @@ func (c *RunConfig) Validate() error {
 		if p.PolicySamples > 0 && c.Stages.SFT.Skip {
 			bad("stages.prmu.policy_samples", "samples come from the SFT model, and stages.sft.skip is true")
 		}
-		if err := (rewardmodel.PRMUConfig{Vocab: p.Vocab, Embed: p.Embed, Hidden: p.Hidden, MaxItems: p.MaxItems, Pool: p.Pool}).Defaults().Validate(); err != nil {
+		if p.Encoder != nil && p.Encoder.Dir == "" {
+			bad("stages.prmu.encoder.dir", "required with stages.prmu.encoder (an optimum-cli export onnx --task feature-extraction folder)")
+		}
+		if err := (rewardmodel.PRMUConfig{Vocab: p.Vocab, Embed: p.Embed, Hidden: p.Hidden, MaxItems: p.MaxItems, Pool: p.Pool, Encoder: p.Encoder.encoder()}).Defaults().Validate(); err != nil {
 			bad("stages.prmu", "%v", err)
 		}
 	}
@@ -598,6 +622,9 @@ func (c *RunConfig) Resolve(base string) {
 		abs(&c.Data.Imports[i].Test)
 	}
 	abs(&c.Teacher.Dir)
+	if c.Stages.PRMU.Encoder != nil {
+		abs(&c.Stages.PRMU.Encoder.Dir)
+	}
 }
 
 // stageSeed is a stage's seed: its own, else derived from the run's.

@@ -91,11 +91,14 @@ func TestPRMUReadsTheProfile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	swapped := make([]PRMUPair, len(pairs))
-	q := datasets.DefaultSynthConfig().QueriesPerUser // consecutive examples share a user
+	swapped, err := SwapProfiles(pairs)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for i := range pairs {
-		swapped[i] = pairs[i]
-		swapped[i].Profile = pairs[(i+q)%len(pairs)].Profile
+		if swapped[i].User == pairs[i].User || slices.Equal(swapped[i].Profile, pairs[i].Profile) {
+			t.Fatalf("pair %d kept user %s's profile", i, pairs[i].User)
+		}
 	}
 	own, err := p.PairAccuracy(context.Background(), pairs)
 	if err != nil {
@@ -245,7 +248,7 @@ func TestPRMULoadRefusesBrokenFiles(t *testing.T) {
 		{"wrong format", PRMUConfigFile, strings.Replace(cfg, prmuFormat, "other/9", 1), "format"},
 		{"unknown field", PRMUConfigFile, strings.Replace(cfg, `"format"`, `"colour": 1, "format"`, 1), "colour"},
 		{"negative size", PRMUConfigFile, strings.Replace(cfg, `"hidden": 64`, `"hidden": -1`, 1), "hidden"},
-		{"vocab mismatch", PRMUConfigFile, strings.Replace(cfg, `"embed": 64`, `"embed": 32`, 1), "embedding table"},
+		{"vocab mismatch", PRMUConfigFile, strings.Replace(cfg, `"embed": 64`, `"embed": 32`, 1), "prmu.embed"},
 		{"tokenizer broken", PRMUTokenizerFile, `{"model": 3}`, PRMUTokenizerFile},
 		{"model truncated", PRMUModelFile, read(PRMUModelFile)[:100], PRMUModelFile},
 		{"model missing", PRMUModelFile, "", PRMUModelFile},
@@ -280,23 +283,7 @@ func TestPRMULoadRefusesBrokenFiles(t *testing.T) {
 func TestPRMUScoreRefusesMalformedInput(t *testing.T) {
 	p, _, _ := sharedPRMU(t)
 	ctx := context.Background()
-	if _, err := p.Score(ctx, [][]string{{"tag: comedy"}}, []string{"comedy", "drama"}); err == nil || !strings.Contains(err.Error(), "1 profiles for 2 responses") {
-		t.Fatalf("mismatched lengths: %v", err)
-	}
-	if _, err := p.Score(ctx, [][]string{{"tag: comedy"}, {}}, []string{"comedy", "drama"}); err == nil || !strings.Contains(err.Error(), "response 1 has an empty profile") {
-		t.Fatalf("empty profile: %v", err)
-	}
-	if s, err := p.Score(ctx, nil, nil); err != nil || len(s) != 0 {
-		t.Fatalf("no responses: %v %v", s, err)
-	}
-	done, cancel := context.WithCancel(ctx)
-	cancel()
-	if _, err := p.Score(done, [][]string{{"tag: comedy"}}, []string{"comedy"}); err == nil {
-		t.Fatal("scored under a cancelled context")
-	}
-	if _, err := p.PairAccuracy(ctx, nil); err == nil {
-		t.Fatal("accuracy of no pairs")
-	}
+	checkScoreRefusals(t, p)
 	if _, _, err := TrainPRMU(ctx, PRMUConfig{}, p.Tokenizer(), nil, PRMUTrainOptions{}); err == nil {
 		t.Fatal("trained on no pairs")
 	}
@@ -317,6 +304,29 @@ func TestPRMUScoreRefusesMalformedInput(t *testing.T) {
 	closed.Close()
 	if _, err := closed.Score(ctx, [][]string{{"x"}}, []string{"y"}); err == nil {
 		t.Fatal("a closed model scored")
+	}
+}
+
+// checkScoreRefusals: Score and PairAccuracy refuse what every PRMU refuses.
+func checkScoreRefusals(t *testing.T, p *PRMU) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := p.Score(ctx, [][]string{{"tag: comedy"}}, []string{"comedy", "drama"}); err == nil || !strings.Contains(err.Error(), "1 profiles for 2 responses") {
+		t.Fatalf("mismatched lengths: %v", err)
+	}
+	if _, err := p.Score(ctx, [][]string{{"tag: comedy"}, {}}, []string{"comedy", "drama"}); err == nil || !strings.Contains(err.Error(), "response 1 has an empty profile") {
+		t.Fatalf("empty profile: %v", err)
+	}
+	if s, err := p.Score(ctx, nil, nil); err != nil || len(s) != 0 {
+		t.Fatalf("no responses: %v %v", s, err)
+	}
+	done, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := p.Score(done, [][]string{{"tag: comedy"}}, []string{"comedy"}); err == nil {
+		t.Fatal("scored under a cancelled context")
+	}
+	if _, err := p.PairAccuracy(ctx, nil); err == nil {
+		t.Fatal("accuracy of no pairs")
 	}
 }
 

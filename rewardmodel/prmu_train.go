@@ -3,6 +3,7 @@ package rewardmodel
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"strings"
@@ -23,6 +24,7 @@ type PRMUPair struct {
 	Profile  []string // profile item texts, most relevant first
 	Chosen   string
 	Rejected string
+	User     string // whose profile it is, when known (SwapProfiles needs it)
 }
 
 // ProfileItemText writes a profile item as "field: value; …; date: D", the
@@ -77,7 +79,7 @@ func PRMUPairs(t *datasets.Task, examples []datasets.Example, topK int, seed uin
 		for _, idx := range datasets.TopKBM25(t, e, k) {
 			prof = append(prof, ProfileItemText(t, &e.Profile[idx]))
 		}
-		pairs = append(pairs, PRMUPair{Profile: prof, Chosen: e.Output, Rejected: rejected})
+		pairs = append(pairs, PRMUPair{Profile: prof, Chosen: e.Output, Rejected: rejected, User: e.User})
 	}
 	if len(pairs) == 0 {
 		return nil, fmt.Errorf("prmu pairs: none of %d %s examples gives a pair (gold outputs and profiles needed)", len(examples), t.Name)
@@ -181,10 +183,14 @@ func SynthPRMUPairs(d *datasets.SynthData, split string, topK int, seed uint64) 
 
 // PRMURecipe is how TrainPRMUOnSets makes a PRMU.
 type PRMURecipe struct {
-	Config PRMUConfig
+	Config PRMUConfig // Config.Encoder chooses a text encoder over the bag of tokens
 	Train  PRMUTrainOptions
-	Vocab  int // tokenizer vocab size (default 512)
+	Vocab  int // bag: tokenizer vocab size (default 512)
 	TopK   int // profile items per pair, as the prompts' top_k (0: all)
+	// EmbeddingCache is a cache file of the encoder's embeddings (as
+	// exported), read and extended ("": in memory; a saved frozen PRMU keeps
+	// its own copy either way).
+	EmbeddingCache string
 	// Extra pairs are trained on besides the sets' (e.g. PolicySamplePairs).
 	Extra []PRMUPair
 }
@@ -196,23 +202,17 @@ type TaskAccuracy struct {
 	Accuracy float64
 }
 
-// TrainPRMUOnSets trains a tokenizer and a PRMU on the pairs of the train
-// sets and measures the pair accuracy on each dev set (the overall figure
-// goes to the model's Info). The model is not saved.
+// TrainPRMUOnSets trains a PRMU on the pairs of the train sets — with a
+// tokenizer learned on them, or with the text encoder Config.Encoder names —
+// and measures the pair accuracy on each dev set (the overall figure goes to
+// the model's Info). The model is not saved.
 func TrainPRMUOnSets(ctx context.Context, trainSets, devSets []ExampleSet, r PRMURecipe) (*PRMU, PRMUTrainResult, []TaskAccuracy, error) {
-	if r.Vocab == 0 {
-		r.Vocab = 512
-	}
 	pairs, err := SetPairs(trainSets, r.TopK, r.Train.Seed)
 	if err != nil {
 		return nil, PRMUTrainResult{}, nil, err
 	}
 	pairs = append(pairs, r.Extra...)
-	tok, err := TrainPRMUTokenizer(pairs, r.Vocab)
-	if err != nil {
-		return nil, PRMUTrainResult{}, nil, err
-	}
-	p, res, err := TrainPRMU(ctx, r.Config, tok, pairs, r.Train)
+	p, res, err := r.train(ctx, pairs)
 	if err != nil {
 		return nil, res, nil, err
 	}
@@ -240,6 +240,43 @@ func TrainPRMUOnSets(ctx context.Context, trainSets, devSets []ExampleSet, r PRM
 		p.Info.DevPairs = len(all)
 	}
 	return p, res, accs, nil
+}
+
+// train makes the recipe's PRMU from the pairs.
+func (r PRMURecipe) train(ctx context.Context, pairs []PRMUPair) (*PRMU, PRMUTrainResult, error) {
+	if r.Config.Encoder == nil {
+		if r.Vocab == 0 {
+			r.Vocab = 512
+		}
+		tok, err := TrainPRMUTokenizer(pairs, r.Vocab)
+		if err != nil {
+			return nil, PRMUTrainResult{}, err
+		}
+		return TrainPRMU(ctx, r.Config, tok, pairs, r.Train)
+	}
+	ec := r.Config.Defaults().Encoder
+	if err := ec.validate(); err != nil {
+		return nil, PRMUTrainResult{}, err
+	}
+	enc, err := LoadTextEncoder(ec.Dir, EncoderOptions{Pooling: ec.Pooling, MaxTokens: ec.MaxTokens, Session: r.Train.Session})
+	if err != nil {
+		return nil, PRMUTrainResult{}, fmt.Errorf("train prmu: %w", err)
+	}
+	var cache *EmbeddingCache
+	if r.EmbeddingCache != "" {
+		if cache, err = OpenEmbeddingCache(enc, r.EmbeddingCache); err != nil {
+			enc.Close()
+			return nil, PRMUTrainResult{}, fmt.Errorf("train prmu: %w", err)
+		}
+	}
+	p, res, err := TrainEncoderPRMU(ctx, r.Config, enc, cache, pairs, r.Train)
+	if err == nil && cache != nil {
+		if err = cache.Save(); err != nil {
+			p.Close()
+			p = nil
+		}
+	}
+	return p, res, err
 }
 
 // TrainSynthPRMU is TrainPRMUOnSets on the synthetic benchmark: trained on
@@ -313,22 +350,23 @@ type PRMUTrainResult struct {
 	Duration   time.Duration
 }
 
-// TrainPRMU builds a PRMU of cfg (Vocab defaults to the tokenizer's) and
-// trains it Bradley–Terry on the pairs: −log σ(s(chosen) − s(rejected)),
-// AdamW in Go, forward and backward in ORT. Each step feeds PairsPerStep
-// pairs as 2·PairsPerStep rows: chosen responses first, then rejected ones.
+// TrainPRMU builds a bag-of-tokens PRMU of cfg (Vocab defaults to the
+// tokenizer's) and trains it Bradley–Terry on the pairs: −log σ(s(chosen) −
+// s(rejected)), AdamW in Go, forward and backward in ORT. Each step feeds
+// PairsPerStep pairs as 2·PairsPerStep rows: chosen responses first, then
+// rejected ones. TrainEncoderPRMU does the same with a text encoder.
 func TrainPRMU(ctx context.Context, cfg PRMUConfig, tok *tokenize.Tokenizer, pairs []PRMUPair, o PRMUTrainOptions) (*PRMU, PRMUTrainResult, error) {
 	start := time.Now()
 	var res PRMUTrainResult
-	o = o.defaults()
-	if o.Steps < 0 || o.PairsPerStep < 0 || !(o.LR > 0) {
-		return nil, res, fmt.Errorf("train prmu: steps %d, pairs per step %d, lr %v: want positive values", o.Steps, o.PairsPerStep, o.LR)
-	}
-	if len(pairs) == 0 {
-		return nil, res, fmt.Errorf("train prmu: no pairs")
+	o, err := o.check(pairs)
+	if err != nil {
+		return nil, res, err
 	}
 	if tok == nil {
 		return nil, res, fmt.Errorf("train prmu: no tokenizer")
+	}
+	if cfg.Encoder != nil {
+		return nil, res, fmt.Errorf("train prmu: the config names a text encoder: train it with TrainEncoderPRMU")
 	}
 	if cfg.Vocab == 0 {
 		cfg.Vocab = tok.VocabSize()
@@ -341,77 +379,130 @@ func TrainPRMU(ctx context.Context, cfg PRMUConfig, tok *tokenize.Tokenizer, pai
 	if err != nil {
 		return nil, res, fmt.Errorf("train prmu: %w", err)
 	}
-
-	// Tokenize once; every step has as many items as the longest profile.
-	enc := &prmuEncoder{tok: tok, seen: map[string][]int{}}
-	profs := make([][][]int, len(pairs))
-	chosen := make([][]int, len(pairs))
-	rejected := make([][]int, len(pairs))
-	K := 1
-	for i, p := range pairs {
-		if len(p.Profile) == 0 {
-			return nil, res, fmt.Errorf("train prmu: pair %d has an empty profile", i)
-		}
-		for _, it := range p.Profile[:min(len(p.Profile), cfg.MaxItems)] {
-			profs[i] = append(profs[i], enc.encode(it, cfg.MaxItemTokens))
-		}
-		K = max(K, len(profs[i]))
-		chosen[i] = enc.encode(p.Chosen, cfg.MaxResponseTokens)
-		rejected[i] = enc.encode(p.Rejected, cfg.MaxResponseTokens)
-	}
-
-	P := min(o.PairsPerStep, len(pairs))
-	tr, err := prmuTrainer(m, cfg, P, K, o)
+	feed, err := newBagFeed(tok, cfg, pairs, min(o.PairsPerStep, len(pairs)))
 	if err != nil {
 		return nil, res, fmt.Errorf("train prmu: %w", err)
+	}
+	defer feed.close()
+	weights, err := runPRMUTraining(ctx, m, feed, []string{prmuWeightPrefix + "*"}, len(pairs), o, &res)
+	if err != nil {
+		return nil, res, fmt.Errorf("train prmu: %w", err)
+	}
+	trained, err := train.ExportModel(m, weights, nil)
+	if err != nil {
+		return nil, res, fmt.Errorf("train prmu: %w", err)
+	}
+	p, err := NewPRMU(cfg, tok, trained, o.Session)
+	if err != nil {
+		return nil, res, fmt.Errorf("train prmu: %w", err)
+	}
+	res.finish(p, o, len(pairs), start)
+	return p, res, nil
+}
+
+// check fills the defaults and refuses settings and pairs that cannot train.
+func (o PRMUTrainOptions) check(pairs []PRMUPair) (PRMUTrainOptions, error) {
+	o = o.defaults()
+	if o.Steps < 0 || o.PairsPerStep < 0 || !(o.LR > 0) || math.IsInf(o.LR, 0) {
+		return o, fmt.Errorf("train prmu: steps %d, pairs per step %d, lr %v: want positive values", o.Steps, o.PairsPerStep, o.LR)
+	}
+	if len(pairs) == 0 {
+		return o, fmt.Errorf("train prmu: no pairs")
+	}
+	for i, p := range pairs {
+		if len(p.Profile) == 0 {
+			return o, fmt.Errorf("train prmu: pair %d has an empty profile", i)
+		}
+	}
+	return o, nil
+}
+
+// finish records the run in the model's Info.
+func (res *PRMUTrainResult) finish(p *PRMU, o PRMUTrainOptions, pairs int, start time.Time) {
+	res.Duration = time.Since(start)
+	p.Info = PRMUTrainInfo{Steps: o.Steps, Pairs: pairs, Seed: o.Seed, TrainSeconds: res.Duration.Seconds()}
+	if n := len(res.Losses); n > 0 {
+		p.Info.FinalLoss = res.Losses[n-1]
+	}
+}
+
+// prmuFeed lays out the inputs of one training step: pair j's chosen
+// response is row j, its rejected one row P+j, both with pair j's profile.
+// The inputs are the same tensors every step; fill rewrites their data.
+type prmuFeed interface {
+	// shapes are the step inputs' fixed shapes (for Specialize).
+	shapes() map[string][]int64
+	inputs() map[string]ort.Value
+	fill(pairs []int) error
+	close()
+}
+
+// runPRMUTraining derives the Bradley–Terry training graph of m for the
+// feed's shapes, trains the weights matching params for o.Steps steps of
+// pairs drawn in shuffled epochs, and returns the trained weights by name.
+func runPRMUTraining(ctx context.Context, m *onnxpb.ModelProto, feed prmuFeed, params []string, nPairs int, o PRMUTrainOptions, res *PRMUTrainResult) (map[string][]float32, error) {
+	P := min(o.PairsPerStep, nPairs)
+	lm := proto.Clone(m).(*onnxpb.ModelProto)
+	loss, err := train.AddPairwiseLoss(lm, PRMUScoreOutput)
+	if err != nil {
+		return nil, err
+	}
+	shapes := feed.shapes()
+	shapes[train.ChosenInput], shapes[train.RejectedInput] = []int64{int64(P)}, []int64{int64(P)}
+	sp, err := train.Specialize(lm, shapes)
+	if err != nil {
+		return nil, err
+	}
+	tg, err := train.Differentiate(sp, loss, train.SelectParams(sp, params), []string{train.PairAccuracyOutput})
+	if err != nil {
+		return nil, err
+	}
+	tr, err := train.NewTrainer(tg, train.TrainerOptions{
+		Schedule:    train.Schedule{Peak: o.LR, Warmup: min(10, o.Steps), Total: o.Steps, MinRatio: 0.1},
+		WeightDecay: 0.01,
+		ClipNorm:    1,
+		Session:     o.Session,
+	})
+	if err != nil {
+		return nil, err
 	}
 	defer tr.Close()
 
-	batch := newPRMUBatch(2*P, K, cfg.Vocab)
-	in, release, err := batch.values()
-	if err != nil {
-		return nil, res, fmt.Errorf("train prmu: %w", err)
-	}
-	defer release()
+	in := maps.Clone(feed.inputs())
 	ci, ri := make([]int64, P), make([]int64, P)
 	for j := range P {
 		ci[j], ri[j] = int64(j), int64(P+j)
 	}
-	civ, err := ort.NewTensor([]int64{int64(P)}, ci)
-	if err != nil {
-		return nil, res, fmt.Errorf("train prmu: %w", err)
+	for name, idx := range map[string][]int64{train.ChosenInput: ci, train.RejectedInput: ri} {
+		v, err := ort.NewTensor([]int64{int64(P)}, idx)
+		if err != nil {
+			return nil, err
+		}
+		defer v.Destroy()
+		in[name] = v
 	}
-	defer civ.Destroy()
-	riv, err := ort.NewTensor([]int64{int64(P)}, ri)
-	if err != nil {
-		return nil, res, fmt.Errorf("train prmu: %w", err)
-	}
-	defer riv.Destroy()
-	in[train.ChosenInput], in[train.RejectedInput] = civ, riv
 
 	rng := rand.New(rand.NewPCG(o.Seed, 0x73746570))
-	order := rng.Perm(len(pairs))
+	order := rng.Perm(nPairs)
 	cursor := 0
-	stepProfs, stepResps := make([][][]int, 2*P), make([][]int, 2*P)
-	for step := range o.Steps {
+	step := make([]int, P)
+	for s := range o.Steps {
 		if err := ctx.Err(); err != nil {
-			return nil, res, fmt.Errorf("train prmu: step %d: %w", step, err)
+			return nil, fmt.Errorf("step %d: %w", s, err)
 		}
-		for j := range P {
+		for j := range step {
 			if cursor == len(order) {
-				order, cursor = rng.Perm(len(pairs)), 0
+				order, cursor = rng.Perm(nPairs), 0
 			}
-			i := order[cursor]
+			step[j] = order[cursor]
 			cursor++
-			stepProfs[j], stepProfs[P+j] = profs[i], profs[i]
-			stepResps[j], stepResps[P+j] = chosen[i], rejected[i]
 		}
-		if err := batch.fill(stepProfs, stepResps); err != nil {
-			return nil, res, fmt.Errorf("train prmu: step %d: %w", step, err)
+		if err := feed.fill(step); err != nil {
+			return nil, fmt.Errorf("step %d: %w", s, err)
 		}
 		r, err := tr.Step(in)
 		if err != nil {
-			return nil, res, fmt.Errorf("train prmu: step %d: %w", step, err)
+			return nil, fmt.Errorf("step %d: %w", s, err)
 		}
 		if r.Skipped {
 			res.Skipped++
@@ -423,54 +514,61 @@ func TrainPRMU(ctx context.Context, cfg PRMUConfig, tok *tokenize.Tokenizer, pai
 		res.Losses = append(res.Losses, r.Loss)
 		res.Accuracies = append(res.Accuracies, acc)
 		if o.Log != nil {
-			o.Log(step, r.Loss, acc)
+			o.Log(s, r.Loss, acc)
 		}
 	}
-	trained, err := train.ExportModel(m, tr.Weights(), nil)
-	if err != nil {
-		return nil, res, fmt.Errorf("train prmu: %w", err)
-	}
-	p, err := NewPRMU(cfg, tok, trained, o.Session)
-	if err != nil {
-		return nil, res, fmt.Errorf("train prmu: %w", err)
-	}
-	res.Duration = time.Since(start)
-	p.Info = PRMUTrainInfo{Steps: o.Steps, Pairs: len(pairs), Seed: o.Seed, TrainSeconds: res.Duration.Seconds()}
-	if n := len(res.Losses); n > 0 {
-		p.Info.FinalLoss = res.Losses[n-1]
-	}
-	return p, res, nil
+	return tr.Weights(), nil
 }
 
-// prmuTrainer derives the Bradley–Terry training graph of m for P pairs
-// (2P rows) of K profile items.
-func prmuTrainer(m *onnxpb.ModelProto, cfg PRMUConfig, P, K int, o PRMUTrainOptions) (*train.Trainer, error) {
-	lm := proto.Clone(m).(*onnxpb.ModelProto)
-	loss, err := train.AddPairwiseLoss(lm, PRMUScoreOutput)
-	if err != nil {
-		return nil, err
-	}
-	B := int64(2 * P)
-	shapes := map[string][]int64{
-		PRMUProfileBOW: {B, int64(K), int64(cfg.Vocab)}, PRMUResponseBOW: {B, int64(cfg.Vocab)},
-		train.ChosenInput: {int64(P)}, train.RejectedInput: {int64(P)},
-	}
-	sp, err := train.Specialize(lm, shapes)
-	if err != nil {
-		return nil, err
-	}
-	params := train.SelectParams(sp, []string{prmuWeightPrefix + "*"})
-	tg, err := train.Differentiate(sp, loss, params, []string{train.PairAccuracyOutput})
-	if err != nil {
-		return nil, err
-	}
-	return train.NewTrainer(tg, train.TrainerOptions{
-		Schedule:    train.Schedule{Peak: o.LR, Warmup: min(10, o.Steps), Total: o.Steps, MinRatio: 0.1},
-		WeightDecay: 0.01,
-		ClipNorm:    1,
-		Session:     o.Session,
-	})
+// bagFeed feeds bags of tokens: every text is tokenized once, up front.
+type bagFeed struct {
+	profs            [][][]int
+	chosen, rejected [][]int
+	batch            *prmuBatch
+	in               map[string]ort.Value
+	release          func()
+	stepProfs        [][][]int
+	stepResps        [][]int
 }
+
+func newBagFeed(tok *tokenize.Tokenizer, cfg PRMUConfig, pairs []PRMUPair, P int) (*bagFeed, error) {
+	enc := &prmuEncoder{tok: tok, seen: map[string][]int{}}
+	f := &bagFeed{profs: make([][][]int, len(pairs)), chosen: make([][]int, len(pairs)), rejected: make([][]int, len(pairs))}
+	K := 1 // every step has as many items as the longest profile
+	for i, p := range pairs {
+		for _, it := range p.Profile[:min(len(p.Profile), cfg.MaxItems)] {
+			f.profs[i] = append(f.profs[i], enc.encode(it, cfg.MaxItemTokens))
+		}
+		K = max(K, len(f.profs[i]))
+		f.chosen[i] = enc.encode(p.Chosen, cfg.MaxResponseTokens)
+		f.rejected[i] = enc.encode(p.Rejected, cfg.MaxResponseTokens)
+	}
+	f.batch = newPRMUBatch(2*P, K, cfg.Vocab)
+	var err error
+	if f.in, f.release, err = f.batch.values(); err != nil {
+		return nil, err
+	}
+	f.stepProfs, f.stepResps = make([][][]int, 2*P), make([][]int, 2*P)
+	return f, nil
+}
+
+func (f *bagFeed) shapes() map[string][]int64 {
+	b := f.batch
+	return map[string][]int64{PRMUProfileBOW: {int64(b.B), int64(b.K), int64(b.V)}, PRMUResponseBOW: {int64(b.B), int64(b.V)}}
+}
+
+func (f *bagFeed) inputs() map[string]ort.Value { return f.in }
+
+func (f *bagFeed) fill(pairs []int) error {
+	P := len(pairs)
+	for j, i := range pairs {
+		f.stepProfs[j], f.stepProfs[P+j] = f.profs[i], f.profs[i]
+		f.stepResps[j], f.stepResps[P+j] = f.chosen[i], f.rejected[i]
+	}
+	return f.batch.fill(f.stepProfs, f.stepResps)
+}
+
+func (f *bagFeed) close() { f.release() }
 
 // PairAccuracy is the fraction of pairs whose chosen response the model
 // scores strictly above the rejected one.

@@ -16,7 +16,7 @@ import (
 
 func init() {
 	prmuCmd := &cobra.Command{Use: "prmu", Short: "Personalization reward model with user embeddings: train and score"}
-	prmuCmd.AddCommand(prmuTrainCmd(), prmuScoreCmd())
+	prmuCmd.AddCommand(prmuTrainCmd(), prmuScoreCmd(), prmuCompareCmd())
 	rootCmd.AddCommand(prmuCmd)
 }
 
@@ -26,14 +26,18 @@ func prmuTrainCmd() *cobra.Command {
 	var trainFiles, devFiles []string
 	var o rewardmodel.PRMURecipe
 	var stage stageFlags
+	var enc rewardmodel.PRMUEncoder
 	c := &cobra.Command{
 		Use:   "train [-c FILE] | train --out DIR",
 		Short: "Train a PRMU: the config's prmu stage, or (with --out) on example files or the synthetic benchmark, saved to DIR",
 		Long: "Without --out: runs the config's prmu stage in its run folder (OUT/prmu).\n\n" +
 			"With --out: makes Bradley–Terry pairs from the --train example files (default: the synthetic benchmark's train users, " +
 			"at the demo's size and seed): the gold output over another label, or over another user's output for a similar " +
-			"input. Trains a small BPE tokenizer and the PRMU on them, reports the pair accuracy on the --dev files (default: " +
-			"the benchmark's dev users), and writes DIR/model.onnx, DIR/tokenizer.json and DIR/prmu.json.",
+			"input. Trains the PRMU on them, reports the pair accuracy on the --dev files (default: the benchmark's dev users), " +
+			"and writes DIR/model.onnx and DIR/prmu.json. Its text encoder is a bag of tokens over a small BPE tokenizer " +
+			"trained on the pairs (DIR/tokenizer.json), or, with --encoder, a sentence encoder exported with `optimum-cli export " +
+			"onnx --task feature-extraction`, frozen (text embeddings computed once, cached in DIR/embeddings.arrow) or tuned " +
+			"with LoRA (--encoder-tuning lora); DIR/encoder/ gets a copy, tuned weights merged.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if out == "" {
@@ -46,6 +50,9 @@ func prmuTrainCmd() *cobra.Command {
 			trainSets, devSets, err := prmuSets(users, trainFiles, devFiles)
 			if err != nil {
 				return err
+			}
+			if enc.Dir != "" {
+				o.Config.Encoder = &enc
 			}
 			o.Config.Seed = o.Train.Seed
 			o.Train.Session = sessionOptions()
@@ -89,8 +96,21 @@ func prmuTrainCmd() *cobra.Command {
 	f.IntVar(&o.Config.Hidden, "hidden", 64, "encoder and fusion width")
 	f.IntVar(&o.Config.MaxItems, "max-items", 8, "profile items read per user")
 	f.StringVar(&o.Config.Pool, "pool", rewardmodel.PoolMean, "profile pooling: mean or attention")
+	encoderFlags(c, &enc, &o)
 	addStageFlags(c, &stage, "")
 	return c
+}
+
+// encoderFlags are the flags that choose a text encoder for PRMU.
+func encoderFlags(c *cobra.Command, enc *rewardmodel.PRMUEncoder, o *rewardmodel.PRMURecipe) {
+	f := c.Flags()
+	f.StringVar(&enc.Dir, "encoder", "", "text encoder: a directory exported with optimum-cli export onnx --task feature-extraction (default: the built-in bag of tokens)")
+	f.StringVar(&enc.Pooling, "encoder-pooling", "", "mean or cls (default: the directory's 1_Pooling/config.json)")
+	f.IntVar(&enc.MaxTokens, "encoder-max-tokens", 0, "tokens the encoder reads per text, special tokens included (0: 128 or the model's limit)")
+	f.StringVar(&enc.Tuning, "encoder-tuning", rewardmodel.TuneFrozen, "frozen (embeddings cached) or lora (adapters on the encoder train with the head)")
+	f.IntVar(&enc.LoRARank, "lora-rank", 4, "rank of the encoder's LoRA adapters")
+	f.IntVar(&enc.LoRASteps, "lora-steps", 100, "steps of joint encoder LoRA and head training after the --steps of the head alone")
+	f.StringVar(&o.EmbeddingCache, "embedding-cache", "", "frozen encoder: an embeddings file (.arrow) to reuse and extend across runs")
 }
 
 // prmuSets reads the example files, or, with no --train file, builds the
@@ -172,8 +192,15 @@ func prmuScoreCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if err := p.FlushCache(); err != nil {
+				return err
+			}
 			for i, s := range scores {
 				fmt.Fprintf(cmd.OutOrStdout(), "score %.6f r_prmu %.6f response %q\n", s, rewardmodel.PRMUProbability(s), responses[i])
+			}
+			if e := p.Encoder(); e != nil {
+				st := e.Stats()
+				fmt.Fprintf(cmd.OutOrStdout(), "encoder: %d texts encoded in %d runs, %d cached in %s\n", st.Texts, st.Runs, p.Cache().Len(), p.Cache().Path())
 			}
 			return nil
 		},
@@ -184,6 +211,75 @@ func prmuScoreCmd() *cobra.Command {
 	f.StringArrayVar(&responses, "response", nil, "a response to score (repeatable)")
 	c.MarkFlagRequired("model")
 	c.MarkFlagRequired("profile-file")
+	return c
+}
+
+func prmuCompareCmd() *cobra.Command {
+	var users, steps, loraSteps int
+	var enc rewardmodel.PRMUEncoder
+	var o rewardmodel.PRMURecipe
+	c := &cobra.Command{
+		Use:   "compare --encoder DIR",
+		Short: "Train PRMUs with each text encoder on the synthetic benchmark and print their dev accuracy table",
+		Long: "Trains three PRMUs on the benchmark's train users — the built-in bag of tokens, the --encoder frozen, and " +
+			"the --encoder tuned with LoRA (the frozen recipe, then --lora-steps of adapters and head together) — and " +
+			"prints, per task, the dev pair accuracy with each user's own profile and with another user's (the " +
+			"profile-swap test: a PRMU that reads profiles drops toward chance), as a Markdown table.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if enc.Dir == "" {
+				return fmt.Errorf("--encoder is required: an encoder directory exported with optimum-cli export onnx --task feature-extraction")
+			}
+			if err := initRuntime(); err != nil {
+				return err
+			}
+			trainSets, devSets, err := prmuSets(users, nil, nil)
+			if err != nil {
+				return err
+			}
+			o.Config.Seed = o.Train.Seed
+			o.Train.Session = sessionOptions()
+			bar := newProgress("prmu compare", 3*steps+loraSteps)
+			o.Train.Log = func(step int, loss, acc float64) {
+				bar.Step(1, "loss", fmt.Sprintf("%.4f", loss), "pair_acc", fmt.Sprintf("%.2f", acc))
+			}
+			o.Train.Steps = steps
+			recipe := func(tuning string) rewardmodel.PRMURecipe {
+				r := o
+				if tuning != "" {
+					e := enc
+					e.Tuning, e.LoRASteps = tuning, loraSteps
+					r.Config.Encoder = &e
+				}
+				return r
+			}
+			recipes := []rewardmodel.NamedPRMURecipe{
+				{Name: "bag of tokens", Recipe: recipe("")},
+				{Name: "frozen encoder", Recipe: recipe(rewardmodel.TuneFrozen)},
+				{Name: "LoRA-tuned encoder", Recipe: recipe(rewardmodel.TuneLoRA)},
+			}
+			rows, err := rewardmodel.ComparePRMUs(cmd.Context(), trainSets, devSets, recipes, func(c rewardmodel.PRMUComparison) {
+				logLine("prmu compare", fmt.Sprintf("%s: %d + %d LoRA steps in %.1fs", c.Name, c.Steps, c.LoRASteps, c.TrainSeconds))
+			})
+			bar.Finish()
+			if err != nil {
+				return err
+			}
+			return rewardmodel.WriteComparison(cmd.OutOrStdout(), rows)
+		},
+	}
+	f := c.Flags()
+	f.IntVar(&users, "users", 0, "synthetic users (0: the demo's)")
+	f.IntVar(&steps, "steps", 1000, "optimizer steps of each PRMU's head (the LoRA-tuned one's warm start)")
+	f.IntVar(&loraSteps, "lora-steps", 300, "steps of joint encoder LoRA and head training after the head's (each runs the encoder forward and backward)")
+	f.IntVar(&o.Train.PairsPerStep, "pairs-per-step", 32, "pairs per step")
+	f.Float64Var(&o.Train.LR, "lr", 3e-3, "peak learning rate")
+	f.Uint64Var(&o.Train.Seed, "seed", 1, "seed of the weights, the pairs and their order")
+	f.IntVar(&o.TopK, "top-k", 0, "profile items per pair, most relevant to the input first (0: all)")
+	f.IntVar(&o.Config.Hidden, "hidden", 64, "encoder and fusion width")
+	f.StringVar(&enc.Dir, "encoder", "", "the text encoder directory (optimum-cli export onnx --task feature-extraction)")
+	f.StringVar(&enc.Pooling, "encoder-pooling", "", "mean or cls (default: the directory's 1_Pooling/config.json)")
+	f.IntVar(&enc.LoRARank, "lora-rank", 4, "rank of the encoder's LoRA adapters")
 	return c
 }
 

@@ -104,3 +104,54 @@ func TestPRMUTrainOnExampleFiles(t *testing.T) {
 		t.Fatalf("a failed training left %s behind", filepath.Join(dir, "x"))
 	}
 }
+
+// A PRMU on the fixture encoder trains, scores, and a second `prmu score`
+// process finds the embeddings in the cache the first one wrote (the two
+// profile items and the new response; "comedy" is cached since training).
+func TestPRMUWithEncoder(t *testing.T) {
+	dir := t.TempDir()
+	model := filepath.Join(dir, "prmu")
+	enc := filepath.Join("..", "..", "rewardmodel", "testdata", "encoder")
+	out, stderr, err := runTagpr(t, ".", nil, "--log-format", "json", "prmu", "train", "--out", model, "--steps", "40", "--users", "60", "--encoder", enc)
+	if err != nil {
+		t.Fatalf("prmu train --encoder: %v\n%s", err, stderr)
+	}
+	for _, f := range []string{"model.onnx", "prmu.json", "embeddings.arrow", "encoder/model.onnx", "encoder/tokenizer.json", "encoder/1_Pooling/config.json"} {
+		if _, err := os.Stat(filepath.Join(model, f)); err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+	}
+	prof := filepath.Join(dir, "profile.txt")
+	os.WriteFile(prof, []byte("description: a film about zebras and quokkas on the moon; tag: comedy\ndescription: a film about tears in a harbor; tag: drama\n"), 0o644)
+	score := func() string {
+		out, stderr, err := runTagpr(t, ".", nil, "prmu", "score", "--model", model, "--profile-file", prof, "--response", "comedy", "--response", "a new response")
+		if err != nil {
+			t.Fatalf("prmu score: %v\n%s", err, stderr)
+		}
+		return out
+	}
+	first, second := score(), score()
+	if !strings.Contains(first, "encoder: 3 texts encoded in 1 runs") || !strings.Contains(second, "encoder: 0 texts encoded in 0 runs") {
+		t.Fatalf("first score run:\n%s\nsecond:\n%s\nwant the new texts encoded once, in one run, then nothing", first, second)
+	}
+	if _, stderr, err := runTagpr(t, ".", nil, "prmu", "train", "--out", filepath.Join(dir, "x"), "--users", "60", "--steps", "1", "--encoder", enc, "--encoder-tuning", "full"); err == nil || !strings.Contains(stderr, "encoder.tuning") {
+		t.Fatalf("bad tuning: err %v, stderr %q", err, stderr)
+	}
+}
+
+func TestPRMUCompare(t *testing.T) {
+	enc := filepath.Join("..", "..", "rewardmodel", "testdata", "encoder")
+	out, stderr, err := runTagpr(t, ".", nil, "--log-format", "json", "prmu", "compare", "--encoder", enc, "--users", "40", "--steps", "30", "--lora-steps", "2")
+	if err != nil {
+		t.Fatalf("prmu compare: %v\n%s", err, stderr)
+	}
+	t.Logf("\n%s", out)
+	for _, want := range []string{"| bag of tokens | 30 |", "| frozen encoder | 30 |", "| LoRA-tuned encoder | 30 + 2 LoRA |", "synth_tag own / swapped"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("prmu compare printed no %q:\n%s", want, out)
+		}
+	}
+	if _, stderr, err := runTagpr(t, ".", nil, "prmu", "compare"); err == nil || !strings.Contains(stderr, "--encoder") {
+		t.Fatalf("compare without --encoder: err %v, stderr %q", err, stderr)
+	}
+}
