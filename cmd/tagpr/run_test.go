@@ -12,7 +12,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -231,14 +230,14 @@ func TestRunLaMPEndToEnd(t *testing.T) {
 	// every stage.
 	killed := filepath.Join(dir, "killed")
 	kcfg := writeConfig(t, dir, "killed.yaml", lampConfig(t, killed, teacher.URL))
-	// Kill moments spread over the uninterrupted run's length, in
-	// increasing order: each rerun resumes, so they land in later stages.
+	// Each run is killed after 10–25% of the uninterrupted run's time, so
+	// at least four runs (its progress adds up to at most 100%) are killed,
+	// each a little further along than the one before.
 	rng := rand.New(rand.NewPCG(7, 9))
-	moments := make([]time.Duration, 4)
+	moments := make([]time.Duration, 5)
 	for i := range moments {
-		moments[i] = 200*time.Millisecond + time.Duration(rng.Int64N(int64(whole)*6/10))
+		moments[i] = whole/10 + time.Duration(rng.Int64N(int64(whole)*15/100))
 	}
-	slices.Sort(moments)
 	kills := 0
 	for i, wait := range moments {
 		cmd := exec.Command(tagprBin, "run", "-c", kcfg, "--log-format", "json")
@@ -262,7 +261,7 @@ func TestRunLaMPEndToEnd(t *testing.T) {
 			t.Logf("killed run %d after %v: %s", i, wait, lastStage(errb.String()))
 		}
 	}
-	if kills < 3 {
+	if kills < 4 {
 		t.Fatalf("only %d runs were killed before the run finished; the test wants several", kills)
 	}
 	kout, kerr, err := runTagpr(t, dir, env, "run", "-c", kcfg)
