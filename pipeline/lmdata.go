@@ -1,12 +1,7 @@
 package pipeline
 
 import (
-	"bytes"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 
 	"github.com/tagpr/tagpr/datasets"
 	"github.com/tagpr/tagpr/tokenize"
@@ -107,64 +102,4 @@ func LMRows(d datasets.TextSet, o LMRowsOptions) (rows [][]int64, promptLen []in
 		}
 	}
 	return rows, promptLen, nil
-}
-
-// CheckRunIdentity keeps a training run's identity (what a resumed run must
-// share with the run that made its checkpoint: model, data, batch layout,
-// seed…) in dir/run.json: written on the first run, compared on every
-// later one; a difference is refused with both versions shown.
-func CheckRunIdentity(dir string, identity any, restart string) error {
-	want, err := json.MarshalIndent(identity, "", "  ")
-	if err != nil {
-		return err
-	}
-	p := filepath.Join(dir, "run.json")
-	have, err := os.ReadFile(p)
-	if err == nil {
-		if !bytes.Equal(bytes.TrimSpace(have), bytes.TrimSpace(want)) {
-			return fmt.Errorf("%s was made by a run with other settings:\n%s\nthis run:\n%s\n%s", p, have, want, restart)
-		}
-		return nil
-	}
-	if !errors.Is(err, os.ErrNotExist) {
-		return err
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	return writeJSON(p, json.RawMessage(want))
-}
-
-// TrainLMIdentity is what `tagpr train lm` resumes only with.
-type TrainLMIdentity struct {
-	Model     string   `json:"model"`
-	ModelSize int64    `json:"model_size"`
-	Data      string   `json:"data"`
-	DataSize  int64    `json:"data_size"`
-	Batch     int      `json:"batch"`
-	SeqLen    int      `json:"seq_len"`
-	Accum     int      `json:"accum"`
-	LoRARank  int      `json:"lora_rank"`
-	Targets   []string `json:"lora_targets,omitempty"`
-	Trainable []string `json:"trainable,omitempty"`
-	Seed      uint64   `json:"seed"`
-}
-
-// NewTrainLMIdentity fills the paths (absolute) and file sizes.
-func NewTrainLMIdentity(model, data string) TrainLMIdentity {
-	id := TrainLMIdentity{Model: absPath(model), Data: absPath(data)}
-	if st, err := os.Stat(model); err == nil {
-		id.ModelSize = st.Size()
-	}
-	if st, err := os.Stat(data); err == nil {
-		id.DataSize = st.Size()
-	}
-	return id
-}
-
-func absPath(p string) string {
-	if a, err := filepath.Abs(p); err == nil {
-		return a
-	}
-	return p
 }

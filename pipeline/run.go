@@ -88,6 +88,12 @@ func Run(ctx context.Context, cfg RunConfig, o RunOptions) (*Report, error) {
 	if err := r.checkStamps(); err != nil {
 		return nil, err
 	}
+	// One run per folder: a second process is refused, naming the first.
+	lk, err := train.LockRunDir(cfg.Out)
+	if err != nil {
+		return nil, err
+	}
+	defer lk.Unlock()
 	if err := r.prepare(ctx); err != nil {
 		return nil, err
 	}

@@ -106,7 +106,8 @@ func (r *runEnv) chains(ctx context.Context) error {
 func goldChainRows(task *datasets.Task, exs []datasets.Example, cfg ChainsConfig) []datasets.Chain {
 	cfg.Teacher = goldTeacher{}
 	cfg.Filter = cfg.Filter.withDefaults()
-	g := &chainGen{cfg: cfg, task: task, kind: RewardKind(task), seen: map[string]string{}}
+	g := &chainGen{cfg: cfg, task: task, kind: RewardKind(task)}
+	d := newDuplicates(cfg.Filter.KeepDuplicates)
 	rows := make([]datasets.Chain, len(exs))
 	for i := range exs {
 		c := &candidate{ex: &exs[i], prompt: g.prompt(&exs[i]), text: exs[i].Chain, tagged: true}
@@ -114,6 +115,7 @@ func goldChainRows(task *datasets.Task, exs []datasets.Example, cfg ChainsConfig
 			c.tagged, c.problem = false, "the example has no tagged gold chain"
 		}
 		rows[i] = g.row(c)
+		d.mark(&rows[i])
 	}
 	return rows
 }

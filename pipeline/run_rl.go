@@ -70,16 +70,8 @@ func (r *runEnv) rl(ctx context.Context, name string) error {
 		Hooks: RLHooks{Log: func(stage, msg string) { r.h.stage("rl "+stage, "%s", msg) }, Step: r.h.RLStep},
 	}
 	r.h.stage(StageRL, "stage %s in %s", name, dir)
-	if _, err := p.Run(ctx); err != nil {
-		return err
-	}
-	// Each stage folder is a whole export: the tokenizer travels with it.
-	for _, st := range stages {
-		if err := copySideFiles(r.base, p.StageDir(st.Name)); err != nil {
-			return err
-		}
-	}
-	return nil
+	_, err = p.Run(ctx)
+	return err
 }
 
 // EncodeRLPrompt encodes an example as an RL prompt (generation prompt

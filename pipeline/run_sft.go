@@ -12,6 +12,7 @@ import (
 	"github.com/google/renameio/v2"
 
 	"github.com/tagpr/tagpr/datasets"
+	"github.com/tagpr/tagpr/onnx/hf"
 	"github.com/tagpr/tagpr/onnx/ir"
 	"github.com/tagpr/tagpr/onnx/lm"
 	"github.com/tagpr/tagpr/onnx/train"
@@ -124,7 +125,7 @@ func (r *runEnv) sft(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := copySideFiles(r.base, dir); err != nil {
+	if err := copyFile(filepath.Join(r.base, "config.json"), filepath.Join(dir, "config.json")); err != nil {
 		return err
 	}
 	sum, err := logSummary(StageSFT, filepath.Join(ckDir, train.LogFile))
@@ -135,7 +136,10 @@ func (r *runEnv) sft(ctx context.Context) error {
 	if err := writeJSON(filepath.Join(dir, summaryFile), sum); err != nil {
 		return err
 	}
-	return train.Export(model, base, res.Weights, nil)
+	// model.onnx comes last (with the transformers checkpoint and the
+	// tokenizer files before it): its presence marks the stage done.
+	_, err = hf.WriteTrained(model, base, res.Weights, nil, r.base)
+	return err
 }
 
 // logSummary sums up a training log (train_log.jsonl): steps, time and the

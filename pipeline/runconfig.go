@@ -38,17 +38,28 @@ type RunConfig struct {
 	Stages    StagesConfig    `mapstructure:"stages"`
 }
 
-// RuntimeConfig is how every ORT session of the run is made.
+// RuntimeConfig is how every ORT session of the run is made (ort.Runtime).
 type RuntimeConfig struct {
-	Library  string `mapstructure:"library"`  // libonnxruntime.so ("" : $ONNXRUNTIME_SHARED_LIBRARY_PATH, then the models.lock cache)
+	Library  string `mapstructure:"library"`  // libonnxruntime.so ("": $ONNXRUNTIME_SHARED_LIBRARY_PATH, then the models.lock cache)
 	Provider string `mapstructure:"provider"` // cpu or cuda
+	Device   int    `mapstructure:"device"`   // CUDA device ordinal
 	Threads  int    `mapstructure:"threads"`  // intra-op threads per session (0: one per core)
+	// CUDALibraries are extra folders (colon-separated) to search for the
+	// CUDA libraries.
+	CUDALibraries string `mapstructure:"cuda_libraries"`
+}
+
+// Runtime is the ORT runtime the process declares (ort.Start).
+func (r RuntimeConfig) Runtime() ort.Runtime {
+	var dirs []string
+	if r.CUDALibraries != "" {
+		dirs = filepath.SplitList(r.CUDALibraries)
+	}
+	return ort.Runtime{Library: r.Library, Provider: r.Provider, Device: r.Device, Threads: r.Threads, CUDALibraries: dirs}
 }
 
 // Session is the ORT options every stage's sessions start from.
-func (r RuntimeConfig) Session() ort.Options {
-	return ort.Options{Provider: r.Provider, IntraOpThreads: r.Threads}
-}
+func (r RuntimeConfig) Session() ort.Options { return r.Runtime().Options() }
 
 // LogConfig chooses how progress is shown.
 type LogConfig struct {
@@ -376,9 +387,6 @@ func (c *RunConfig) Validate() error {
 		if err := c.Stages.SFT.Validate(); err != nil {
 			bad("stages.sft", "%v", err)
 		}
-		if !finite(c.Stages.SFT.LR) || !finite(c.Stages.SFT.WeightDecay) || !finite(c.Stages.SFT.Clip) || c.Stages.SFT.WeightDecay < 0 || c.Stages.SFT.Clip < 0 {
-			bad("stages.sft", "lr %v, weight_decay %v, clip %v: want finite, weight_decay and clip ≥ 0", c.Stages.SFT.LR, c.Stages.SFT.WeightDecay, c.Stages.SFT.Clip)
-		}
 	}
 	if p := c.Stages.PRMU; !p.Skip {
 		if p.Steps < 1 || p.PairsPerStep < 1 || !(p.LR > 0) || !finite(p.LR) || p.Vocab < 300 || p.Threads < 0 || p.PolicySamples < 0 {
@@ -437,8 +445,14 @@ func (r RuntimeConfig) Validate() error {
 	default:
 		return fmt.Errorf("runtime.provider: %q: want cpu or cuda", r.Provider)
 	}
-	if r.Threads < 0 || r.Threads > 4096 {
-		return fmt.Errorf("runtime.threads: %d: want 0 (one per core) to 4096", r.Threads)
+	if r.Threads < 0 {
+		return fmt.Errorf("--threads (runtime.threads) %d: want ≥ 0 (0: one per core)", r.Threads)
+	}
+	if r.Threads > 4096 {
+		return fmt.Errorf("--threads (runtime.threads) %d: want at most 4096", r.Threads)
+	}
+	if r.Device < 0 {
+		return fmt.Errorf("runtime.device: %d: want a CUDA device ordinal ≥ 0", r.Device)
 	}
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/google/renameio/v2"
 
+	"github.com/tagpr/tagpr/onnx/hf"
 	"github.com/tagpr/tagpr/onnx/lm"
 	"github.com/tagpr/tagpr/tokenize"
 )
@@ -17,10 +18,6 @@ const (
 	turnStartToken = "<|im_start|>"
 	turnEndToken   = "<|im_end|>"
 )
-
-// Files that travel with every model folder the run writes, so each is a
-// self-contained export (tagpr predict --model DIR, or Hugging Face).
-var modelSideFiles = []string{"config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja"}
 
 // chatFormatNamed maps tokenizer.chat_template to a format; nil for auto.
 func chatFormatNamed(name string) (*tokenize.ChatFormat, error) {
@@ -134,7 +131,7 @@ func (r *runEnv) prepareBase() error {
 		if _, err := lm.WriteModelDir(mc, tmp, false); err != nil {
 			return err
 		}
-		if err := copySideFiles(filepath.Dir(r.tok.Path()), tmp); err != nil {
+		if _, err := hf.CopySideFiles(filepath.Dir(r.tok.Path()), tmp); err != nil {
 			return err
 		}
 		if err := os.Rename(filepath.Join(r.base, stampFile), filepath.Join(tmp, stampFile)); err != nil {
@@ -229,19 +226,6 @@ func (r *runEnv) openModel(name string) (Policy, error) {
 		return Policy{}, err
 	}
 	return Policy{Model: m, Tok: r.tok, Name: name, EOS: r.eos}, nil
-}
-
-// copySideFiles copies the config and tokenizer files of a model folder
-// into another (each atomically; those src lacks are skipped).
-func copySideFiles(src, dst string) error {
-	for _, f := range modelSideFiles {
-		if p := filepath.Join(src, f); exists(p) && !exists(filepath.Join(dst, f)) {
-			if err := copyFile(p, filepath.Join(dst, f)); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
 }
 
 func copyFile(src, dst string) error {

@@ -58,7 +58,7 @@ func tinyLocalTeacher(t *testing.T, dir string, exs []datasets.Example) *LocalTe
 	if _, err := lm.WriteModelDir(cfg, modelDir, false); err != nil {
 		t.Fatal(err)
 	}
-	p, err := openPolicy(modelDir, tok, "tiny")
+	p, err := openPolicy(modelDir, tok, "tiny", ort.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,8 +107,8 @@ func TestLocalTeacherChainsSmoke(t *testing.T) {
 	}
 }
 
-func openPolicy(dir string, tok *tokenize.Tokenizer, name string) (Policy, error) {
-	m, err := lm.Load(dir, lm.LoadOptions{})
+func openPolicy(dir string, tok *tokenize.Tokenizer, name string, so ort.Options) (Policy, error) {
+	m, err := lm.Load(dir, lm.LoadOptions{Session: so})
 	if err != nil {
 		return Policy{}, err
 	}

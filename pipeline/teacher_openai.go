@@ -148,7 +148,12 @@ type chatMessage struct {
 
 type chatResponse struct {
 	Choices []struct {
-		Message chatMessage `json:"message"`
+		Message struct {
+			Content string `json:"content"`
+			// Reasoning servers (vLLM or tagpr serve with a reasoning
+			// parser) return the <think> part here instead of in content.
+			ReasoningContent string `json:"reasoning_content"`
+		} `json:"message"`
 	} `json:"choices"`
 }
 
@@ -214,6 +219,9 @@ func (t *OpenAITeacher) completeOne(ctx context.Context, msgs []datasets.Message
 	}
 }
 
+// maxResponseBytes caps a response body read into memory.
+const maxResponseBytes = 16 << 20
+
 // transportError marks failures below HTTP (connection, timeout).
 type transportError struct{ err error }
 
@@ -239,9 +247,13 @@ func (t *OpenAITeacher) post(ctx context.Context, body []byte) (string, error) {
 		return "", transportError{fmt.Errorf("teacher POST %s: %w", t.endpoint, err)}
 	}
 	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes+1))
 	if err != nil {
 		return "", transportError{fmt.Errorf("teacher POST %s: read response: %w", t.endpoint, err)}
+	}
+	if len(raw) > maxResponseBytes {
+		return "", fmt.Errorf("teacher POST %s: HTTP %d response body exceeds the size cap of %d MiB (a chat completion is far smaller: is the base URL right?)",
+			t.endpoint, resp.StatusCode, maxResponseBytes>>20)
 	}
 	if resp.StatusCode != http.StatusOK {
 		se := &statusError{endpoint: t.endpoint, status: resp.StatusCode, body: snippet(raw)}
@@ -257,7 +269,12 @@ func (t *OpenAITeacher) post(ctx context.Context, body []byte) (string, error) {
 	if len(cr.Choices) == 0 {
 		return "", fmt.Errorf("teacher POST %s: response has no choices: %s", t.endpoint, snippet(raw))
 	}
-	return cr.Choices[0].Message.Content, nil
+	msg := cr.Choices[0].Message
+	if msg.ReasoningContent != "" && !strings.Contains(msg.Content, "<think>") {
+		// Put the chain back where the chains stage reads it.
+		return "<think>\n" + strings.Trim(msg.ReasoningContent, "\n") + "\n</think>\n\n" + msg.Content, nil
+	}
+	return msg.Content, nil
 }
 
 // snippet keeps error messages readable when a server answers with a page.

@@ -195,6 +195,18 @@ type PRMURecipe struct {
 	Extra []PRMUPair
 }
 
+// Settings are what decide the PRMU a recipe trains (with its data): a
+// finished PRMU is reused only with the same ones.
+func (r PRMURecipe) Settings() (train.RunSettings, error) {
+	s, err := train.SettingsOf(r.Config)
+	if err != nil {
+		return nil, err
+	}
+	o := r.Train.defaults()
+	return s.Set("steps", o.Steps).Set("pairs_per_step", o.PairsPerStep).Set("lr", o.LR).Set("pair_seed", o.Seed).
+		Set("tokenizer_vocab", r.Vocab).Set("top_k", r.TopK), nil
+}
+
 // TaskAccuracy is a PRMU's pair accuracy on one task's pairs.
 type TaskAccuracy struct {
 	Task     string

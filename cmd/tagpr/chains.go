@@ -23,7 +23,7 @@ func init() {
 		RunE: func(cmd *cobra.Command, args []string) error { return runStages(cmd, o, pipeline.StageChains) },
 	}
 	addStageFlags(chainsCmd, &o, "out")
-	chainsCmd.AddCommand(chainsGenerateCmd())
+	chainsCmd.AddCommand(chainsGenerateCmd(), chainsMergeCmd())
 	rootCmd.AddCommand(chainsCmd)
 }
 
@@ -56,20 +56,26 @@ labels them), then filters: answer correct (exact for classification and rating,
 --generation-min-reward for generation), tags valid, length bounds, duplicates. Kept and rejected
 rows both land in --out (tagged_chain schema) with their verdicts and provenance.
 
-Each batch is written atomically to OUT.parts/part-NNNNNN.arrow: an interrupted run resumes where it
-stopped when started again with the same --out. With --shard i/N only that shard's examples are done;
-give each shard its own --out and join them with ` + "`tagpr data merge`" + `.
+Each batch is written atomically to OUT.parts/: an interrupted run resumes where it stopped when started
+again with the same --out. With --shard i/N (or --shard auto in a Kubernetes Indexed Job: the index from
+$JOB_COMPLETION_INDEX, the count from $TAGPR_SHARD_COUNT) only that shard's examples are done, every
+worker writing its own parts into the same OUT.parts/ on a shared volume; a restarted worker redoes only
+what its shard has no part for. ` + "`tagpr chains merge`" + ` then writes OUT, deciding duplicates across
+shards: the same bytes as one unsharded run.
 
 The OpenAI teacher reads its key from the environment variable named by --api-key-env.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := o.validate(); err != nil {
+				return err
+			}
 			tx, err := pipeline.LoadTaxonomy(runCfg.Taxonomy)
 			if err != nil {
 				return err
 			}
 			cfg := pipeline.ChainsConfig{Examples: o.examples, Out: o.out, Samples: o.samples, Batch: o.batch, Taxonomy: tx,
 				System: o.system, Filter: o.filter, Prompt: pipeline.PromptOptions{TopK: o.topKProfile, Retrieval: o.retrieval}}
-			sh, err := datasets.ParseShard(o.shard)
+			sh, err := datasets.ParseShardFlag(o.shard)
 			if err != nil {
 				return err
 			}
@@ -82,8 +88,12 @@ The OpenAI teacher reads its key from the environment variable named by --api-ke
 				if o.baseURL == "" || o.model == "" {
 					return fmt.Errorf("--teacher openai needs --base-url and --model")
 				}
+				retries := o.retries
+				if retries == 0 {
+					retries = -1 // OpenAIConfig's 0 means its default; --retries 0 means none
+				}
 				t, err := pipeline.NewOpenAITeacher(pipeline.OpenAIConfig{BaseURL: o.baseURL, Model: o.model, APIKeyEnv: o.apiKeyEnv,
-					Temperature: o.temperature, MaxTokens: o.maxTokens, Timeout: o.timeout, MaxRetries: o.retries, Concurrency: o.concurrency})
+					Temperature: o.temperature, MaxTokens: o.maxTokens, Timeout: o.timeout, MaxRetries: retries, Concurrency: o.concurrency})
 				if err != nil {
 					return err
 				}
@@ -109,6 +119,11 @@ The OpenAI teacher reads its key from the environment variable named by --api-ke
 			if err != nil {
 				return err
 			}
+			if !st.Merged {
+				fmt.Fprintf(cmd.OutOrStdout(), "chains: shard %s: %d examples done now, %d done before, %d rows in %s.parts; when every shard is done: tagpr chains merge --examples %s --out %s\n",
+					sh, st.Done, st.Skipped, st.Rows, o.out, o.examples, o.out)
+				return nil
+			}
 			fmt.Fprintf(cmd.OutOrStdout(), "chains: %d examples done now, %d done before; %s holds %d rows, %d kept (teacher %s)\n",
 				st.Done, st.Skipped, o.out, st.Rows, st.Kept, cfg.Teacher.Name())
 			return nil
@@ -119,7 +134,7 @@ The OpenAI teacher reads its key from the environment variable named by --api-ke
 	f.StringVar(&o.out, "out", "", "tagged_chain file to write (.arrow or .parquet); parts go to OUT.parts")
 	f.StringVar(&o.teacher, "teacher", "openai", "teacher: openai (any OpenAI-compatible chat endpoint) or local (an ONNX policy)")
 	f.StringVar(&o.labeller, "labeller", "rule", "labeller for free-form chains: rule or teacher")
-	f.StringVar(&o.shard, "shard", "", "only this shard of the examples, i/N")
+	f.StringVar(&o.shard, "shard", "", "only this shard of the examples: i/N, or auto ($JOB_COMPLETION_INDEX of $TAGPR_SHARD_COUNT)")
 	f.StringVar(&o.system, "system", "", "system message sent before each prompt")
 	f.IntVar(&o.samples, "samples", 1, "teacher samples per example")
 	f.IntVar(&o.batch, "batch", 32, "examples per teacher batch (and per part file)")
@@ -129,7 +144,7 @@ The OpenAI teacher reads its key from the environment variable named by --api-ke
 	f.StringVar(&o.model, "model", "", "openai: model name")
 	f.StringVar(&o.apiKeyEnv, "api-key-env", "OPENAI_API_KEY", "openai: environment variable holding the API key (\"\": send none)")
 	f.IntVar(&o.concurrency, "concurrency", 4, "openai: requests in flight")
-	f.IntVar(&o.retries, "retries", 4, "openai: retries after a 429, a 5xx or a network error (backoff doubles from 1s)")
+	f.IntVar(&o.retries, "retries", 4, "openai: retries after a 429, a 5xx or a network error (backoff doubles from 1s; 0: one request only)")
 	f.DurationVar(&o.timeout, "timeout", 2*time.Minute, "openai: timeout per request")
 	f.Float64Var(&o.temperature, "temperature", 0.7, "sampling temperature (0: greedy)")
 	f.IntVar(&o.maxTokens, "max-tokens", 512, "completion budget in tokens")
@@ -143,6 +158,51 @@ The OpenAI teacher reads its key from the environment variable named by --api-ke
 	f.IntVar(&o.filter.MinSteps, "min-steps", 2, "fewest tagged steps kept")
 	f.IntVar(&o.filter.MaxSteps, "max-steps", 16, "most tagged steps kept")
 	f.IntVar(&o.filter.MaxChars, "max-chars", 6000, "longest chain kept, in bytes")
+	f.BoolVar(&o.filter.KeepDuplicates, "keep-duplicates", false, "keep chains whose text an earlier kept chain has")
+	c.MarkFlagRequired("examples")
+	c.MarkFlagRequired("out")
+	return c
+}
+
+// validate range-checks the flags (the pipeline would take a zero for its
+// default silently).
+func (o chainsFlags) validate() error {
+	return checkFlags("chains generate",
+		atLeast("--samples", o.samples, 1), atLeast("--batch", o.batch, 1), atLeast("--profile-k", o.topKProfile, 0),
+		atLeast("--concurrency", o.concurrency, 1), atLeast("--retries", o.retries, 0),
+		flagCheck{"--timeout", o.timeout, o.timeout > 0, "a duration > 0"},
+		nonNegative("--temperature", o.temperature), atLeast("--max-tokens", o.maxTokens, 1),
+		atLeast("--top-k", o.topK, 0), within("--top-p", o.topP, 0, 1),
+		within("--min-reward", o.filter.MinReward, 0, 1), within("--generation-min-reward", o.filter.GenerationMinReward, 0, 1),
+		atLeast("--min-steps", o.filter.MinSteps, 1), atLeast("--max-steps", o.filter.MaxSteps, max(o.filter.MinSteps, 1)),
+		atLeast("--max-chars", o.filter.MaxChars, 1))
+}
+
+func chainsMergeCmd() *cobra.Command {
+	var examples, out string
+	var keepDuplicates bool
+	c := &cobra.Command{
+		Use:   "merge --examples F --out OUT",
+		Short: "Assemble the parts every shard's worker wrote in OUT.parts/ into OUT, in the examples' order",
+		Long: `Writes OUT from OUT.parts/ (the part files of every ` + "`chains generate --shard`" + ` worker), in the examples'
+order, deciding duplicates across shards: the same bytes as one unsharded run. Refuses while any example
+has no rows yet (a worker still running or failed: run it again, it redoes only its missing part).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkPinned(examples); err != nil {
+				return err
+			}
+			st, err := pipeline.MergeChains(examples, out, keepDuplicates)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "chains: %s holds %d rows, %d kept\n", out, st.Rows, st.Kept)
+			return nil
+		},
+	}
+	c.Flags().StringVar(&examples, "examples", "", "the examples file the workers read (its order is the output's)")
+	c.Flags().StringVar(&out, "out", "", "tagged_chain file to write; parts are read from OUT.parts/")
+	c.Flags().BoolVar(&keepDuplicates, "keep-duplicates", false, "keep chains whose text an earlier kept chain has")
 	c.MarkFlagRequired("examples")
 	c.MarkFlagRequired("out")
 	return c

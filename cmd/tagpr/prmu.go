@@ -10,13 +10,14 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tagpr/tagpr/datasets"
+	"github.com/tagpr/tagpr/onnx/train"
 	"github.com/tagpr/tagpr/pipeline"
 	"github.com/tagpr/tagpr/rewardmodel"
 )
 
 func init() {
 	prmuCmd := &cobra.Command{Use: "prmu", Short: "Personalization reward model with user embeddings: train and score"}
-	prmuCmd.AddCommand(prmuTrainCmd(), prmuScoreCmd(), prmuCompareCmd())
+	prmuCmd.AddCommand(prmuTrainCmd(), prmuScoreCmd(), prmuScorePredictionsCmd(), prmuCompareCmd())
 	rootCmd.AddCommand(prmuCmd)
 }
 
@@ -26,6 +27,7 @@ func prmuTrainCmd() *cobra.Command {
 	var trainFiles, devFiles []string
 	var o rewardmodel.PRMURecipe
 	var stage stageFlags
+	var force bool
 	var enc rewardmodel.PRMUEncoder
 	c := &cobra.Command{
 		Use:   "train [-c FILE] | train --out DIR",
@@ -43,6 +45,15 @@ func prmuTrainCmd() *cobra.Command {
 			if out == "" {
 				return runStages(cmd, stage, pipeline.StagePRMU)
 			}
+			err := checkFlags("prmu train", atLeast("--steps", o.Train.Steps, 1), atLeast("--pairs-per-step", o.Train.PairsPerStep, 1),
+				positive("--lr", o.Train.LR), atLeast("--users", users, 0), atLeast("--top-k", o.TopK, 0),
+				atLeast("--embed", o.Config.Embed, 1), atLeast("--hidden", o.Config.Hidden, 1), atLeast("--max-items", o.Config.MaxItems, 1))
+			if err != nil {
+				return err
+			}
+			if err := refuseExisting(filepath.Join(out, rewardmodel.PRMUConfigFile), force); err != nil {
+				return fmt.Errorf("prmu train: %w", err)
+			}
 			if err := initRuntime(); err != nil {
 				return err
 			}
@@ -51,6 +62,11 @@ func prmuTrainCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			lk, err := train.LockRunDir(out) // one writer per output folder, from here to the saved model
+			if err != nil {
+				return fmt.Errorf("prmu train: %w", err)
+			}
+			defer lk.Unlock()
 			if enc.Dir != "" {
 				o.Config.Encoder = &enc
 			}
@@ -96,6 +112,7 @@ func prmuTrainCmd() *cobra.Command {
 	f.IntVar(&o.Config.Hidden, "hidden", 64, "encoder and fusion width")
 	f.IntVar(&o.Config.MaxItems, "max-items", 8, "profile items read per user")
 	f.StringVar(&o.Config.Pool, "pool", rewardmodel.PoolMean, "profile pooling: mean or attention")
+	f.BoolVar(&force, "force", false, "overwrite a PRMU already in --out")
 	encoderFlags(c, &enc, &o)
 	addStageFlags(c, &stage, "")
 	return c
@@ -172,14 +189,7 @@ func prmuScoreCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := initRuntime(); err != nil {
-				return err
-			}
-			if err := checkPinned(filepath.Join(model, rewardmodel.PRMUModelFile), filepath.Join(model, rewardmodel.PRMUTokenizerFile),
-				filepath.Join(model, rewardmodel.PRMUConfigFile)); err != nil {
-				return err
-			}
-			p, err := rewardmodel.LoadPRMU(model, sessionOptions())
+			p, err := openPRMU(model)
 			if err != nil {
 				return err
 			}

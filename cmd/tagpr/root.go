@@ -32,18 +32,22 @@ func init() {
 	pf := rootCmd.PersistentFlags()
 	pf.StringVarP(&cfgFile, "config", "c", "", "run config (YAML, TOML or JSON; default: the built-in configs/demo.yaml); TAGPR_* variables override it, flags override both")
 	pf.String("runtime-library", "", "path to libonnxruntime.so (default: $"+ort.EnvLibraryPath+", then the models.lock cache)")
-	pf.String("provider", "cpu", "execution provider of every ORT session: cpu or cuda")
+	pf.String("provider", "cpu", "execution provider of every ORT session: cpu or cuda (cuda needs the GPU runtime: make setup-gpu; it fails at start naming what is missing)")
+	pf.Int("device", 0, "CUDA device ordinal (with --provider cuda)")
 	pf.Int("threads", 0, "intra-op threads per ORT session (0: one per core)")
 	pf.String("log-format", "auto", "log format: auto (text on a terminal, JSON otherwise), text or json")
 	flagSetsKey(pf, "runtime-library", "runtime.library")
 	flagSetsKey(pf, "provider", "runtime.provider")
+	flagSetsKey(pf, "device", "runtime.device")
 	flagSetsKey(pf, "threads", "runtime.threads")
 	flagSetsKey(pf, "log-format", "log.format")
 }
 
-// initRuntime loads ONNX Runtime as configured.
+// initRuntime loads ONNX Runtime as configured and declares the runtime
+// every session of this process must carry (ort.Start): with cuda it fails
+// here, naming what is missing, before any work.
 func initRuntime() error {
-	return ort.Init(runCfg.Runtime.Library)
+	return ort.Start(runCfg.Runtime.Runtime())
 }
 
 // sessionOptions are the configured per-session runtime options.

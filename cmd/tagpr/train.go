@@ -7,12 +7,14 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/tagpr/tagpr/datasets"
 	"github.com/tagpr/tagpr/onnx/ir"
 	"github.com/tagpr/tagpr/onnx/lm"
+	"github.com/tagpr/tagpr/onnx/lock"
 	"github.com/tagpr/tagpr/onnx/train"
 	"github.com/tagpr/tagpr/pipeline"
 	"github.com/tagpr/tagpr/tokenize"
@@ -35,6 +37,8 @@ type trainLMOptions struct {
 	LoRAAlpha                           float64
 	LoRATargets, Trainable              []string
 	Seed                                uint64
+	MaxSkipped                          int
+	Fresh                               bool
 }
 
 func trainLMCmd() *cobra.Command {
@@ -51,10 +55,20 @@ to --seq-len, and only the completion tokens are trained on (SFT). A tagged_chai
 chains) gives its kept chains (keep=true), each as its prompt messages and the chain as the assistant's
 turn in the tokenizer's chat template; only the chain is trained on.
 
-The loss per step goes to OUT/checkpoint/train_log.jsonl; checkpoints (safetensors weights and AdamW
-moments, run state) to OUT/checkpoint/. Ctrl-C stops after the current step and saves a checkpoint;
-rerunning the same command resumes bit for bit. At the end OUT/model.onnx is the trained model (LoRA
-merged), with config.json and tokenizer files copied beside it.`,
+Weights go by their Hugging Face names (model.layers.0.self_attn.q_proj.weight), read from the graph's
+structure: --trainable, --lora-targets, checkpoints and logs use them, and a tied lm head is one weight
+with the embedding. The loss per step goes to OUT/checkpoint/train_log.jsonl; checkpoints (safetensors
+weights and AdamW moments, run state) to OUT/checkpoint/. Ctrl-C stops after the current step and saves
+a checkpoint; rerunning the same command resumes bit for bit. At the end OUT/model.onnx is the trained
+model (LoRA merged), with config.json and tokenizer files copied beside it, and the same model as a
+Hugging Face checkpoint (model.safetensors) that transformers loads; a LoRA run also writes its adapter
+in PEFT's format to OUT/adapter (PeftModel.from_pretrained(base, "OUT/adapter")).
+
+OUT/checkpoint/run.json records every setting that decides the result (learning rate, schedule,
+clipping, batch, LoRA, seed, the sha256 of model, data and tokenizer, ...): a rerun with another one
+is refused, naming it; --fresh discards the checkpoints and starts over. One process at a time
+writes to OUT (a second one is refused, naming the first one's PID). A step whose loss or gradient
+is not finite is skipped and logged; --max-skipped-steps such steps in a row stop the run.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runTrainLM(cmd.Context(), cmd, o)
@@ -78,20 +92,34 @@ merged), with config.json and tokenizer files copied beside it.`,
 	f.StringVar(&o.Schedule, "schedule", "cosine", "decay after warmup: cosine, linear or constant")
 	f.IntVar(&o.LoRARank, "lora-rank", 0, "train LoRA adapters of this rank instead of all weights (0: full fine-tuning)")
 	f.Float64Var(&o.LoRAAlpha, "lora-alpha", 0, "LoRA alpha (scale alpha/rank; default 2·rank)")
-	f.StringSliceVar(&o.LoRATargets, "lora-targets", nil, "weight-name patterns for LoRA (glob, or re:REGEXP; default: all MatMul/Gemm weights)")
-	f.StringSliceVar(&o.Trainable, "trainable", nil, "weight-name patterns to train without LoRA (default: all)")
+	f.StringSliceVar(&o.LoRATargets, "lora-targets", nil, "linear layers to adapt, by Hugging Face module name: glob, re:REGEXP, or a name's last part as PEFT's target_modules (q_proj,v_proj); default: every attention and MLP projection, not the lm head")
+	f.StringSliceVar(&o.Trainable, "trainable", nil, "modules (or weights) to train without LoRA, by Hugging Face name (model.layers.0.*, q_proj); default: all")
 	f.Uint64Var(&o.Seed, "seed", 1, "seed for data order and LoRA init")
+	f.IntVar(&o.MaxSkipped, "max-skipped-steps", train.DefaultMaxSkipped, "stop when this many steps in a row are skipped for a non-finite loss or gradient")
+	f.BoolVar(&o.Fresh, "fresh", false, "discard the checkpoints in OUT/checkpoint and start over (instead of resuming)")
 	return cmd
 }
 
 func (o trainLMOptions) validate() error {
-	switch {
-	case o.Model == "" || o.Data == "" || o.Out == "":
+	if o.Model == "" || o.Data == "" || o.Out == "" {
 		return errors.New("train lm: --model, --data and --out are required")
-	case o.Steps <= 0 || o.Batch <= 0 || o.SeqLen < 2 || o.Accum <= 0:
-		return fmt.Errorf("train lm: --steps %d, --batch %d, --accum %d must be positive and --seq-len %d at least 2", o.Steps, o.Batch, o.Accum, o.SeqLen)
-	case o.LoRARank < 0:
-		return fmt.Errorf("train lm: --lora-rank %d is negative", o.LoRARank)
+	}
+	err := checkFlags("train lm",
+		atLeast("--steps", o.Steps, 1), atLeast("--batch", o.Batch, 1), atLeast("--seq-len", o.SeqLen, 2),
+		atLeast("--accum", o.Accum, 1), atLeast("--checkpoint-every", o.CheckpointEvery, 1),
+		flagCheck{"--warmup", o.Warmup, o.Warmup >= -1 && o.Warmup <= o.Steps, fmt.Sprintf("a step count in [0, --steps %d], or -1 for 5%% of --steps", o.Steps)},
+		positive("--lr", o.LR), nonNegative("--weight-decay", o.WeightDecay), nonNegative("--clip", o.Clip),
+		flagCheck{"--schedule", o.Schedule, o.Schedule == "cosine" || o.Schedule == "linear" || o.Schedule == "constant", "cosine, linear or constant"},
+		atLeast("--lora-rank", o.LoRARank, 0), nonNegative("--lora-alpha", o.LoRAAlpha),
+		atLeast("--max-skipped-steps", o.MaxSkipped, 1))
+	if err != nil {
+		return err
+	}
+	if err := train.ValidatePatterns(o.LoRATargets); err != nil {
+		return fmt.Errorf("train lm: --lora-targets: %w", err)
+	}
+	if err := train.ValidatePatterns(o.Trainable); err != nil {
+		return fmt.Errorf("train lm: --trainable: %w", err)
 	}
 	return nil
 }
@@ -100,6 +128,12 @@ func runTrainLM(ctx context.Context, cmd *cobra.Command, o trainLMOptions) error
 	if err := o.validate(); err != nil {
 		return err
 	}
+	// One writer per run folder, from the first file written to the last.
+	lk, err := train.LockRunDir(o.Out)
+	if err != nil {
+		return fmt.Errorf("train lm: %w", err)
+	}
+	defer lk.Unlock()
 	if err := initRuntime(); err != nil {
 		return err
 	}
@@ -111,11 +145,14 @@ func runTrainLM(ctx context.Context, cmd *cobra.Command, o trainLMOptions) error
 	if filepath.Base(modelDir) == "onnx" && !trainFileExists(filepath.Join(modelDir, "config.json")) {
 		modelDir = filepath.Dir(modelDir) // transformers.js layout: DIR/onnx/model.onnx, config beside onnx/
 	}
-	if err := checkPinned(modelPath, o.Data); err != nil {
+	if err := checkPinned(append(lm.Files(modelPath), o.Data)...); err != nil {
 		return err
 	}
 	m, err := ir.Load(modelPath)
 	if err != nil {
+		return err
+	}
+	if err := nameWeights(cmd.ErrOrStderr(), m, modelPath); err != nil {
 		return err
 	}
 	hc, err := lm.ReadHFConfig(filepath.Join(modelDir, "config.json"))
@@ -143,13 +180,18 @@ func runTrainLM(ctx context.Context, cmd *cobra.Command, o trainLMOptions) error
 	if err != nil {
 		return fmt.Errorf("train lm %s: %w", modelPath, err)
 	}
+	describeSelection(cmd.ErrOrStderr(), map[bool]string{true: "--lora-targets", false: "--trainable"}[o.LoRARank > 0], tg.Selected)
 	warm := o.Warmup
 	if warm < 0 {
 		warm = o.Steps / 20
 	}
 	opts := train.TrainerOptions{
 		Schedule:    train.Schedule{Peak: o.LR, Warmup: warm, Total: o.Steps, Decay: o.Schedule},
-		WeightDecay: o.WeightDecay, ClipNorm: o.Clip, Session: sessionOptions(),
+		WeightDecay: o.WeightDecay, ClipNorm: o.Clip, Session: sessionOptions(), MaxSkipped: o.MaxSkipped,
+	}
+	settings, err := trainLMSettings(o, modelPath, modelDir, spec, warm)
+	if err != nil {
+		return err
 	}
 	tr, err := train.NewTrainer(tg, opts)
 	if err != nil {
@@ -158,21 +200,30 @@ func runTrainLM(ctx context.Context, cmd *cobra.Command, o trainLMOptions) error
 	defer tr.Close()
 
 	ckDir := filepath.Join(o.Out, "checkpoint")
-	id := pipeline.NewTrainLMIdentity(modelPath, o.Data)
-	id.Batch, id.SeqLen, id.Accum, id.LoRARank, id.Targets, id.Trainable, id.Seed = o.Batch, o.SeqLen, o.Accum, o.LoRARank, o.LoRATargets, o.Trainable, o.Seed
-	if err := pipeline.CheckRunIdentity(ckDir, id, "use another --out (or delete "+ckDir+") to start over"); err != nil {
-		return fmt.Errorf("train lm: %w", err)
+	if o.Fresh {
+		if err := os.RemoveAll(ckDir); err != nil {
+			return fmt.Errorf("train lm: --fresh: %w", err)
+		}
+	}
+	if _, err := train.LatestCheckpoint(ckDir); err == nil {
+		if err := settings.Check(ckDir); err != nil {
+			return fmt.Errorf("train lm: %w; rerun with the recorded settings to resume, or add --fresh to start over", err)
+		}
 	}
 	bar := newProgress("train", o.Steps)
 	loop := &train.Loop{
 		Trainer: tr, Data: &train.LMDataset{Rows: rows, PromptLen: promptLen, SeqLen: o.SeqLen, Pad: pad, Graph: tg},
 		BatchSize: o.Batch, Accum: o.Accum, Steps: o.Steps, Dir: ckDir, CheckpointEvery: o.CheckpointEvery, Seed: o.Seed,
+		Settings: settings,
 		OnStep: func(s train.StepLog) {
 			attrs := []any{"loss", strconv.FormatFloat(s.Loss, 'f', 4, 64), "lr", strconv.FormatFloat(s.LR, 'g', 3, 64)}
 			if s.Skipped {
 				attrs = append(attrs, "skipped", s.Reason)
 			}
 			bar.Step(1, attrs...)
+			if s.Warning != "" {
+				fmt.Fprintf(cmd.ErrOrStderr(), "warning: step %d: %s\n", s.Step, s.Warning)
+			}
 		},
 	}
 	if st, err := train.LoadCheckpoint(ckDir, tr.Params, nil); err == nil && st.Step > 0 {
@@ -182,23 +233,60 @@ func runTrainLM(ctx context.Context, cmd *cobra.Command, o trainLMOptions) error
 	st, err := loop.Run(ctx)
 	bar.Finish()
 	if err != nil {
-		if errors.Is(err, context.Canceled) {
+		var div *train.DivergedError
+		switch {
+		case errors.Is(err, context.Canceled):
 			fmt.Fprintf(cmd.ErrOrStderr(), "stopped after step %d; checkpoint in %s\n", st.Step, ckDir)
+		case errors.As(err, &div):
+			return fmt.Errorf("train lm: %w; nothing was exported (lower --lr, or raise --max-skipped-steps to tolerate more)", err)
 		}
 		return err
 	}
-	out := filepath.Join(o.Out, "model.onnx")
-	if err := train.Export(out, m, tr.Weights(), adapters); err != nil {
+	out, err := writeTrainedModel(cmd.OutOrStdout(), o.Out, modelDir, m, tr.Weights(), adapters)
+	if err != nil {
 		return err
-	}
-	for _, name := range []string{"config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"} {
-		if err := trainCopyIfExists(filepath.Join(modelDir, name), filepath.Join(o.Out, name)); err != nil {
-			return err
-		}
 	}
 	fmt.Fprintf(cmd.OutOrStdout(), "trained %d steps on %d sequences (%d trainable tensors); log %s; model %s\n",
 		st.Step, len(rows), len(tr.Params), filepath.Join(ckDir, train.LogFile), out)
 	return nil
+}
+
+// trainLMSettings are the settings that decide a train lm run's result:
+// a resume must have the same (the checkpoint interval, threads and
+// skip tolerance may change). Inputs count by content, not path.
+func trainLMSettings(o trainLMOptions, modelPath, modelDir string, spec train.LMTraining, warmup int) (train.RunSettings, error) {
+	s := train.RunSettings{}.Set("steps", o.Steps).Set("batch", o.Batch).Set("seq_len", o.SeqLen).Set("accum", o.Accum).
+		Set("lr", o.LR).Set("warmup", warmup).Set("schedule", o.Schedule).Set("clip", o.Clip).Set("weight_decay", o.WeightDecay).
+		Set("trainable", o.Trainable).Set("seed", o.Seed).Set("text_column", o.Column)
+	if spec.LoRA != nil {
+		s.Set("lora_rank", spec.LoRA.Rank).Set("lora_alpha", spec.LoRA.Alpha).Set("lora_targets", spec.LoRA.Targets)
+	}
+	inputs := map[string]string{"model_sha256": modelPath, "data_sha256": o.Data}
+	for _, f := range lm.Files(modelPath)[1:] { // external data, config.json, generation_config.json
+		name := strings.NewReplacer(".onnx.data", "_data", ".onnx_data", "_data", ".json", "").Replace(filepath.Base(f))
+		inputs[name+"_sha256"] = f
+	}
+	if tok := trainTokenizerPath(o, modelDir); trainFileExists(tok) {
+		for i, f := range tokenize.Files(tok) {
+			inputs[[]string{"tokenizer_sha256", "tokenizer_config_sha256"}[i]] = f
+		}
+	}
+	for name, path := range inputs {
+		sum, _, err := lock.HashFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("train lm: %w", err)
+		}
+		s[name] = sum
+	}
+	return s, nil
+}
+
+// trainTokenizerPath is --tokenizer, or the tokenizer.json beside the model.
+func trainTokenizerPath(o trainLMOptions, modelDir string) string {
+	if o.Tokenizer != "" {
+		return o.Tokenizer
+	}
+	return filepath.Join(modelDir, "tokenizer.json")
 }
 
 func trainFileExists(p string) bool {
@@ -227,14 +315,7 @@ func trainingRows(o trainLMOptions, modelDir string, hc *lm.HFConfig) ([][]int64
 	}
 	ro := pipeline.LMRowsOptions{Source: o.Data, SeqLen: o.SeqLen, EOS: -1, ModelConfig: filepath.Join(modelDir, "config.json")}
 	if d.Texts != nil || d.Chats != nil {
-		tokPath := o.Tokenizer
-		if tokPath == "" {
-			tokPath = filepath.Join(modelDir, "tokenizer.json")
-		}
-		if err := checkPinned(tokPath); err != nil {
-			return nil, nil, err
-		}
-		if ro.Tok, err = tokenize.Load(tokPath); err != nil {
+		if ro.Tok, err = loadTokenizer(trainTokenizerPath(o, modelDir)); err != nil {
 			return nil, nil, fmt.Errorf("train lm: tokenizer for %s: %w (or give an input_ids column)", o.Data, err)
 		}
 	}

@@ -195,13 +195,34 @@ func TestTrainLMInterruptAndResume(t *testing.T) {
 	if done == 0 || len(readTrainLog(t, logPath)) != done {
 		t.Fatalf("checkpoint %s, log %d lines", latest, len(readTrainLog(t, logPath)))
 	}
-	args[7] = fmt.Sprint(done + 5) // --steps: five more
-	_, stderr, err := runTagpr(t, ".", nil, args...)
-	if err != nil || !strings.Contains(stderr, fmt.Sprintf("resuming from step %d", done)) {
-		t.Fatalf("rerun: %v\n%s", err, stderr)
+	// --steps shapes the schedule: another value is another run, refused.
+	args[7] = fmt.Sprint(done + 5)
+	if _, stderr, err := runTagpr(t, ".", nil, args...); err == nil || !strings.Contains(stderr, `steps was "100000"`) || !strings.Contains(stderr, "--fresh") {
+		t.Fatalf("rerun with another --steps: err %v, stderr %q", err, stderr)
 	}
-	if n := len(readTrainLog(t, logPath)); n != done+5 {
-		t.Fatalf("log has %d steps after resuming, want %d", n, done+5)
+	// The same command resumes; interrupted again a few steps later, the
+	// log holds every step once, in order.
+	args[7] = "100000"
+	cmd = exec.Command(tagprBin, args...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline) && len(readLogSteps(t, logPath)) < done+3; time.Sleep(20 * time.Millisecond) {
+	}
+	cmd.Process.Signal(syscall.SIGINT)
+	if err := cmd.Wait(); !strings.Contains(stderr.String(), fmt.Sprintf("resuming from step %d", done)) {
+		t.Fatalf("rerun: %v\n%s", err, stderr.String())
+	}
+	steps := readLogSteps(t, logPath)
+	if len(steps) < done+3 {
+		t.Fatalf("log has %d steps after resuming, want ≥ %d", len(steps), done+3)
+	}
+	for i, s := range steps {
+		if s != i+1 {
+			t.Fatalf("log steps %v: step %d at line %d", steps, s, i+1)
+		}
 	}
 }
 
@@ -255,7 +276,11 @@ func TestTrainLMPromptCompletion(t *testing.T) {
 		if err != nil {
 			t.Fatalf("generate: %v\n%s", err, stderr)
 		}
-		var res struct{ Completions []struct{ Tokens []int64 } }
+		var res struct {
+			Completions []struct {
+				Tokens []int64 `json:"token_ids"`
+			} `json:"completions"`
+		}
 		if err := json.Unmarshal([]byte(gen), &res); err != nil || len(res.Completions) == 0 {
 			t.Fatalf("generate output %q: %v", gen, err)
 		}
