@@ -191,6 +191,8 @@ type PRMURecipe struct {
 	// exported), read and extended ("": in memory; a saved frozen PRMU keeps
 	// its own copy either way).
 	EmbeddingCache string
+	// Extra pairs are trained on besides the sets' (e.g. PolicySamplePairs).
+	Extra []PRMUPair
 }
 
 // Settings are what decide the PRMU a recipe trains (with its data): a
@@ -221,6 +223,7 @@ func TrainPRMUOnSets(ctx context.Context, trainSets, devSets []ExampleSet, r PRM
 	if err != nil {
 		return nil, PRMUTrainResult{}, nil, err
 	}
+	pairs = append(pairs, r.Extra...)
 	p, res, err := r.train(ctx, pairs)
 	if err != nil {
 		return nil, res, nil, err

@@ -10,8 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/spf13/viper"
-
 	"github.com/tagpr/tagpr/onnx/train"
 )
 
@@ -33,7 +31,7 @@ type progress struct {
 // newProgress writes to stderr; the log format comes from log.format (auto|text|json).
 func newProgress(label string, total int) *progress {
 	p := &progress{w: os.Stderr, label: label, total: total, start: time.Now()}
-	switch viper.GetString("log.format") {
+	switch runCfg.Log.Format {
 	case "json":
 		p.logger = slog.New(slog.NewJSONHandler(os.Stderr, nil))
 	case "text":
