@@ -16,7 +16,6 @@ import (
 
 	"github.com/tagpr/tagpr/datasets"
 	"github.com/tagpr/tagpr/onnx/hf"
-	"github.com/tagpr/tagpr/onnx/ir"
 	"github.com/tagpr/tagpr/onnx/lm"
 	"github.com/tagpr/tagpr/onnx/onnxpb"
 	"github.com/tagpr/tagpr/onnx/ort"
@@ -255,7 +254,7 @@ func (p *RLPipeline) Run(ctx context.Context) ([]RLSummary, error) {
 }
 
 func (p *RLPipeline) runStage(ctx context.Context, st RLStage, from, dir string) (RLSummary, error) {
-	start, err := ir.Load(filepath.Join(from, "model.onnx"))
+	start, err := loadForTraining(filepath.Join(from, "model.onnx"))
 	if err != nil {
 		return RLSummary{}, err
 	}

@@ -13,7 +13,6 @@ import (
 
 	"github.com/tagpr/tagpr/datasets"
 	"github.com/tagpr/tagpr/onnx/hf"
-	"github.com/tagpr/tagpr/onnx/ir"
 	"github.com/tagpr/tagpr/onnx/lm"
 	"github.com/tagpr/tagpr/onnx/train"
 	"github.com/tagpr/tagpr/rewardmodel"
@@ -104,7 +103,7 @@ func (r *runEnv) sft(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	base, err := ir.Load(mp)
+	base, err := loadForTraining(mp)
 	if err != nil {
 		return err
 	}

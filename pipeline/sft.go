@@ -7,6 +7,8 @@ import (
 	"math"
 	"time"
 
+	"github.com/tagpr/tagpr/onnx/ir"
+	"github.com/tagpr/tagpr/onnx/lm"
 	"github.com/tagpr/tagpr/onnx/onnxpb"
 	"github.com/tagpr/tagpr/onnx/ort"
 	"github.com/tagpr/tagpr/onnx/train"
@@ -120,4 +122,19 @@ func (c SFTConfig) settings(model *onnxpb.ModelProto, ds *train.LMDataset, pad i
 	return train.RunSettings{}.Set("steps", c.Steps).Set("batch", c.Batch).Set("seq_len", c.SeqLen).Set("lr", c.LR).
 		Set("warmup", c.Warmup).Set("weight_decay", c.WeightDecay).Set("clip", c.Clip).Set("seed", c.Seed).Set("pad", pad).
 		Set("model_sha256", sum).Set("data_sha256", train.DataSHA256(ds.Rows, ds.PromptLen)), nil
+}
+
+// loadForTraining reads a policy and gives its weights their Hugging Face
+// names, as train lm does: a tied lm head (an Optimum export stores it as a
+// transposed copy of the embedding) then trains as one tensor with the
+// embedding, and checkpoints and logs use Hugging Face names. A graph whose
+// nodes carry no module paths keeps its ONNX names (NameWeights leaves it
+// unchanged).
+func loadForTraining(path string) (*onnxpb.ModelProto, error) {
+	m, err := ir.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	_, _ = lm.NameWeights(m)
+	return m, nil
 }
