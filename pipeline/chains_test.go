@@ -300,7 +300,7 @@ func TestGenerateChainsShards(t *testing.T) {
 			t.Fatal("a shard's worker wrote the merged output")
 		}
 		if i == 0 {
-			if _, err := MergeChains(examples, out); err == nil || !strings.Contains(err.Error(), "have no output") {
+			if _, err := MergeChains(examples, out, false); err == nil || !strings.Contains(err.Error(), "have no output") {
 				t.Fatalf("merge with a shard missing: %v", err)
 			}
 		}
@@ -327,7 +327,7 @@ func TestGenerateChainsShards(t *testing.T) {
 	if !reflect.DeepEqual(ids, want) {
 		t.Fatalf("shards hold %q, want each example once: %q", ids, want)
 	}
-	st, err := MergeChains(examples, out)
+	st, err := MergeChains(examples, out, false)
 	if err != nil || st != (ChainsStats{Rows: 8, Kept: 2, Merged: true}) {
 		t.Fatalf("merge: %+v, %v", st, err)
 	}

@@ -1,202 +1,35 @@
 package pipeline
 
 import (
-	"bufio"
-	"bytes"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"math"
 	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 
-	"github.com/google/renameio/v2"
-
 	"github.com/tagpr/tagpr/datasets"
+	"github.com/tagpr/tagpr/pipeline/grpo"
 )
 
-// RLLogFile is the per-step JSONL log of a stage, beside its checkpoints.
-const RLLogFile = "rl_log.jsonl"
-
-// Stat is a mean and (population) standard deviation.
-type Stat struct {
-	Mean float64 `json:"mean"`
-	Std  float64 `json:"std"`
-}
-
-func statOf(x []float64) Stat {
-	if len(x) == 0 {
-		return Stat{}
-	}
-	m := meanOf(x)
-	s := 0.0
-	for _, v := range x {
-		s += (v - m) * (v - m)
-	}
-	return Stat{Mean: m, Std: math.Sqrt(s / float64(len(x)))}
-}
-
-// RLTermStat is one reward term over a step's completions.
-type RLTermStat struct {
-	Mean float64 `json:"mean"`
-	Std  float64 `json:"std"`
-	// Share is the term's part of the mean reward (mean term / mean reward).
-	Share float64 `json:"share"`
-	// Signal is the term's part of the within-group reward variance, which
-	// is what the advantages are made of: Σ_groups cov(term, reward) /
-	// Σ_groups var(reward). The terms' signals sum to 1; a term that is
-	// equal across a group's completions adds nothing, however large.
-	Signal float64 `json:"signal"`
-}
-
-// termStats computes each term's RLTermStat; terms[k][i] is term k of
-// completion i, and rewards come group-major, G per prompt.
-func termStats(names []string, terms [][]float64, rewards []float64, G int) map[string]RLTermStat {
-	out := make(map[string]RLTermStat, len(names))
-	mean := meanOf(rewards)
-	var variance float64
-	covs := make([]float64, len(names))
-	for g := 0; g+G <= len(rewards); g += G {
-		rm := meanOf(rewards[g : g+G])
-		for i := g; i < g+G; i++ {
-			d := rewards[i] - rm
-			variance += d * d
-			for k := range names {
-				covs[k] += terms[k][i] * d
-			}
-		}
-	}
-	for k, n := range names {
-		s := statOf(terms[k])
-		ts := RLTermStat{Mean: s.Mean, Std: s.Std}
-		if mean != 0 {
-			ts.Share = s.Mean / mean
-		}
-		if variance > 0 {
-			ts.Signal = covs[k] / variance
-		}
-		out[n] = ts
-	}
-	return out
-}
-
-// LengthStat summarizes completion lengths in tokens.
-type LengthStat struct {
-	Mean float64 `json:"mean"`
-	Min  int     `json:"min"`
-	Max  int     `json:"max"`
-}
-
-// RLTimes splits a step's wall time, in seconds.
-type RLTimes struct {
-	Generate        float64 `json:"generate"`
-	Score           float64 `json:"score"`     // decoding and rewards
-	Reference       float64 `json:"reference"` // reference-model log-probs (beta > 0)
-	ForwardBackward float64 `json:"forward_backward"`
-	Optimizer       float64 `json:"optimizer"` // clipping and AdamW
-	Total           float64 `json:"total"`
-	// PRMU is the part of Score spent in PRMU (the step's answers in one call).
-	PRMU float64 `json:"prmu,omitempty"`
-}
-
-// RLStepLog is one line of RLLogFile. Loss, KL, clip fraction and gradient
-// norm are means over the step's applied updates (num_iterations of them,
-// less any skipped for a non-finite loss or gradient).
-type RLStepLog struct {
-	Stage   string          `json:"stage"`
-	Step    int             `json:"step"`
-	Epoch   int             `json:"epoch"`
-	Reward  Stat            `json:"reward"`
-	Rewards map[string]Stat `json:"rewards"` // each component
-	// Terms are the addends of the reward (an RLTermScorer's), with their shares.
-	Terms           map[string]RLTermStat `json:"reward_terms,omitempty"`
-	ZeroStdFraction float64               `json:"frac_reward_zero_std"`
-	Advantage       Stat                  `json:"advantage"`
-	KL              *float64              `json:"kl,omitempty"` // only with beta > 0
-	ClipFraction    float64               `json:"clip_fraction"`
-	Loss            float64               `json:"loss"`
-	GradNorm        float64               `json:"grad_norm"`
-	LR              float64               `json:"lr"`
-	Skipped         int                   `json:"skipped,omitempty"`
-	Length          LengthStat            `json:"completion_length"`
-	Truncated       float64               `json:"truncated_fraction"` // ended by max_completion_length
-	Seconds         RLTimes               `json:"seconds"`
-}
-
-// readRLLog reads a stage log; a missing file is an empty log. A broken
-// last line (a crash while writing it) is dropped; a broken line before it is
-// an error.
-func readRLLog(path string) ([]RLStepLog, error) {
-	f, err := os.Open(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read rl log: %w", err)
-	}
-	defer f.Close()
-	var out []RLStepLog
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	var broken error
-	for line := 1; sc.Scan(); line++ {
-		if broken != nil {
-			return nil, broken
-		}
-		var l RLStepLog
-		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
-			broken = fmt.Errorf("read rl log %s: line %d: %w", path, line, err)
-			continue
-		}
-		out = append(out, l)
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("read rl log %s: %w", path, err)
-	}
-	return out, nil
-}
-
-// trimRLLog keeps the log lines of steps ≤ step (later ones belong to an
-// interrupted run and are redone).
-func trimRLLog(path string, step int) error {
-	logs, err := readRLLog(path)
-	if err != nil {
-		return err
-	}
-	raw, _ := os.ReadFile(path)
-	var keep []byte
-	dropped := len(logs) != bytes.Count(raw, []byte("\n")) || (len(raw) > 0 && raw[len(raw)-1] != '\n')
-	for _, l := range logs {
-		if l.Step > step {
-			dropped = true
-			continue
-		}
-		js, err := json.Marshal(l)
-		if err != nil {
-			return fmt.Errorf("rl log %s: %w", path, err)
-		}
-		keep = append(append(keep, js...), '\n')
-	}
-	if !dropped {
-		return nil
-	}
-	return renameio.WriteFile(path, keep, 0o644)
-}
+// RLStepLog is one line of a stage's step log (grpo.LogFile, in
+// checkpoints/); RLTimes splits its time.
+type (
+	RLStepLog = grpo.StepLog
+	RLTimes   = grpo.Times
+)
 
 // RLSummary is a finished stage's headline numbers, kept as summary.json in
 // the stage's directory.
 type RLSummary struct {
 	Stage   string  `json:"stage"`
-	Reward  string  `json:"reward"` // the mode
+	Reward  string  `json:"reward"` // the preset, "" when the stage sets its own weights
 	Scorer  string  `json:"scorer"` // how the reward was made
 	Steps   int     `json:"steps"`
 	Seconds float64 `json:"seconds"` // summed step times (resumed runs included)
 	// Start and End average the first and the last quarter of the steps:
-	// "reward", each component, "kl", "clip_fraction", "frac_reward_zero_std",
-	// "completion_length".
+	// "reward", each named reward, "kl", "clip_ratio/region_mean",
+	// "frac_reward_zero_std", "completion_length".
 	Start map[string]float64 `json:"start"`
 	End   map[string]float64 `json:"end"`
 	// Curve is the mean reward of each of (up to) 8 equal runs of steps.
@@ -209,13 +42,7 @@ func summarize(st RLStage, scorer string, logs []RLStepLog) RLSummary {
 	s := RLSummary{Stage: st.Name, Reward: st.Reward, Scorer: scorer, Steps: len(logs)}
 	for _, l := range logs {
 		s.Seconds += l.Seconds.Total
-		s.Time.Generate += l.Seconds.Generate
-		s.Time.Score += l.Seconds.Score
-		s.Time.PRMU += l.Seconds.PRMU
-		s.Time.Reference += l.Seconds.Reference
-		s.Time.ForwardBackward += l.Seconds.ForwardBackward
-		s.Time.Optimizer += l.Seconds.Optimizer
-		s.Time.Total += l.Seconds.Total
+		s.Time.Add(l.Seconds)
 	}
 	q := max(1, len(logs)/4)
 	if len(logs) > 0 {
@@ -241,14 +68,10 @@ func windowMeans(w []RLStepLog) map[string]float64 {
 		for k, v := range l.Rewards {
 			m[k] += v.Mean / n
 		}
-		for k, v := range l.Terms {
-			m["share_"+k] += v.Share / n
-			m["signal_"+k] += v.Signal / n
-		}
 		if l.KL != nil {
 			m["kl"] += *l.KL / n
 		}
-		m["clip_fraction"] += l.ClipFraction / n
+		m["clip_ratio/region_mean"] += l.ClipRegion / n
 		m["frac_reward_zero_std"] += l.ZeroStdFraction / n
 		m["completion_length"] += l.Length.Mean / n
 	}
@@ -259,10 +82,9 @@ func windowMeans(w []RLStepLog) map[string]float64 {
 func (s RLSummary) final() map[string]float64 {
 	out := map[string]float64{"reward_start": s.Start["reward"], "reward_end": s.End["reward"]}
 	for k, v := range s.End {
-		switch {
-		case strings.HasPrefix(k, "share_") || strings.HasPrefix(k, "signal_"): // in the stage's note
-		case k == "reward" || k == "clip_fraction" || k == "frac_reward_zero_std":
-		case k == "completion_length":
+		switch k {
+		case "reward", "clip_ratio/region_mean", "frac_reward_zero_std":
+		case "completion_length":
 			out["len_end"] = v
 		default:
 			out[k+"_end"] = v
@@ -271,17 +93,24 @@ func (s RLSummary) final() map[string]float64 {
 	return out
 }
 
-// rolloutSegment names the Arrow file holding steps from..to of a stage.
+// rolloutSegment names the Parquet file holding steps from..to of a stage
+// (pyarrow, DuckDB and Hugging Face datasets read it as is).
 func rolloutSegment(dir string, from, to int) string {
-	return filepath.Join(dir, fmt.Sprintf("steps-%08d-%08d.arrow", from, to))
+	return filepath.Join(dir, fmt.Sprintf("steps-%08d-%08d.parquet", from, to))
+}
+
+// rolloutSegments lists a stage's segment files in step order.
+func rolloutSegments(dir string) []string {
+	files, _ := filepath.Glob(filepath.Join(dir, "steps-*-*.parquet"))
+	sort.Strings(files)
+	return files
 }
 
 // dropRolloutsAfter removes rollout segments that reach past step (written
 // just before a checkpoint that never landed).
 func dropRolloutsAfter(dir string, step int) error {
-	files, _ := filepath.Glob(filepath.Join(dir, "steps-*-*.arrow"))
-	for _, f := range files {
-		parts := strings.Split(strings.TrimSuffix(filepath.Base(f), ".arrow"), "-")
+	for _, f := range rolloutSegments(dir) {
+		parts := strings.Split(strings.TrimSuffix(filepath.Base(f), ".parquet"), "-")
 		if len(parts) != 3 {
 			continue
 		}
@@ -298,17 +127,10 @@ func dropRolloutsAfter(dir string, step int) error {
 	return nil
 }
 
-// writeRollouts writes rows atomically as one segment file.
-
 // ReadRolloutDir reads every rollout segment of a stage, in step order.
 func ReadRolloutDir(dir string) ([]datasets.Rollout, error) {
-	files, err := filepath.Glob(filepath.Join(dir, "steps-*-*.arrow"))
-	if err != nil {
-		return nil, err
-	}
-	sort.Strings(files)
 	var out []datasets.Rollout
-	for _, f := range files {
+	for _, f := range rolloutSegments(dir) {
 		rows, err := datasets.ReadRollouts(f, datasets.ReadOptions{})
 		if err != nil {
 			return nil, err
@@ -316,60 +138,4 @@ func ReadRolloutDir(dir string) ([]datasets.Rollout, error) {
 		out = append(out, rows...)
 	}
 	return out, nil
-}
-
-// stepTerms checks that every score carries its terms and that they add up
-// to its reward, then computes their stats.
-func stepTerms(names []string, scores []RLScore, rewards []float64, G int) (map[string]RLTermStat, error) {
-	terms := make([][]float64, len(names))
-	for i, s := range scores {
-		if len(s.Terms) != len(names) {
-			return nil, fmt.Errorf("scorer gave completion %d %d reward terms, want %d (%v)", i, len(s.Terms), len(names), names)
-		}
-		sum := 0.0
-		for k, v := range s.Terms {
-			terms[k] = append(terms[k], v)
-			sum += v
-		}
-		if math.Abs(sum-s.Reward) > 1e-9*max(1, math.Abs(s.Reward)) {
-			return nil, fmt.Errorf("scorer's reward terms of completion %d sum to %v, its reward is %v", i, sum, s.Reward)
-		}
-	}
-	return termStats(names, terms, rewards, G), nil
-}
-
-// termNote says how each reward term's share of the mean reward and of the
-// learning signal moved from the first to the last quarter of the stage;
-// "" when the scorer has no terms.
-func (s RLSummary) termNote() string {
-	var names []string
-	for k := range s.End {
-		if n, ok := strings.CutPrefix(k, "share_"); ok {
-			names = append(names, n)
-		}
-	}
-	if len(names) == 0 {
-		return ""
-	}
-	sort.Strings(names)
-	parts := make([]string, len(names))
-	for i, n := range names {
-		parts[i] = fmt.Sprintf("%s %.2f/%.2f → %.2f/%.2f", n, s.Start["share_"+n], s.Start["signal_"+n], s.End["share_"+n], s.End["signal_"+n])
-	}
-	return "reward terms, share of the mean reward / of the learning signal (within-group variance), first → last quarter: " + strings.Join(parts, ", ")
-}
-
-// FormatTermSignals is a step's terms' signal shares in one short string
-// ("task 0.81 tag 0.12 prmu 0.07"), for progress lines.
-func FormatTermSignals(terms map[string]RLTermStat) string {
-	names := make([]string, 0, len(terms))
-	for k := range terms {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	parts := make([]string, len(names))
-	for i, n := range names {
-		parts[i] = fmt.Sprintf("%s %.2f", n, terms[n].Signal)
-	}
-	return strings.Join(parts, " ")
 }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/tagpr/tagpr/datasets"
 	"github.com/tagpr/tagpr/onnx/lm"
+	"github.com/tagpr/tagpr/onnx/ort"
 	"github.com/tagpr/tagpr/tokenize"
 )
 
@@ -20,6 +21,20 @@ type LocalTeacher struct {
 	// stage never cuts a prompt silently.
 	MaxPromptTokens int
 }
+
+// OpenLocalTeacher loads the model folder dir as a teacher speaking tok:
+// completions end at the model's eos ids and the tokenizer's stop tokens
+// (eos, end of turn). Close releases the model.
+func OpenLocalTeacher(dir string, tok *tokenize.Tokenizer, sess ort.Options, s lm.Sampling, maxNewTokens int, seed uint64) (*LocalTeacher, error) {
+	m, err := lm.Load(dir, lm.LoadOptions{Session: sess, TokenizerVocab: tok.VocabSize()})
+	if err != nil {
+		return nil, fmt.Errorf("local teacher: %w", err)
+	}
+	return &LocalTeacher{Policy: Policy{Model: m, Tok: tok, Name: dir, EOS: tok.StopTokens(m.DefaultEOS()...)}, Sampling: s, MaxNewTokens: maxNewTokens, Seed: seed}, nil
+}
+
+// Close releases the teacher's model.
+func (t *LocalTeacher) Close() error { return t.Policy.Model.Close() }
 
 // Name is "local:" + the policy's name.
 func (t *LocalTeacher) Name() string { return "local:" + t.Policy.Name }
@@ -45,7 +60,7 @@ func (t *LocalTeacher) Complete(ctx context.Context, prompts [][]datasets.Messag
 		if t.MaxPromptTokens > 0 && len(enc.IDs) > t.MaxPromptTokens {
 			return nil, fmt.Errorf("local teacher %s: prompt %d has %d tokens, limit %d", t.Policy.Name, i, len(enc.IDs), t.MaxPromptTokens)
 		}
-		ids[i] = toInt64(enc.IDs)
+		ids[i] = enc.IDs
 	}
 	maxNew := t.MaxNewTokens
 	if maxNew <= 0 {
@@ -58,7 +73,7 @@ func (t *LocalTeacher) Complete(ctx context.Context, prompts [][]datasets.Messag
 	}
 	out := make([]string, len(prompts))
 	for _, c := range comps {
-		text, err := t.Policy.Tok.Decode(toInt(c.Tokens), true)
+		text, err := t.Policy.Tok.Decode(c.Tokens, true)
 		if err != nil {
 			return nil, fmt.Errorf("local teacher %s: decode completion %d: %w", t.Policy.Name, c.Prompt, err)
 		}

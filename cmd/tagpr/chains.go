@@ -10,11 +10,19 @@ import (
 	"github.com/tagpr/tagpr/datasets"
 	"github.com/tagpr/tagpr/onnx/lm"
 	"github.com/tagpr/tagpr/pipeline"
-	"github.com/tagpr/tagpr/rewardmodel"
 )
 
 func init() {
-	chainsCmd := &cobra.Command{Use: "chains", Short: "Stage 1: tagged reasoning chains from a teacher"}
+	var o stageFlags
+	chainsCmd := &cobra.Command{
+		Use:   "chains [-c FILE]",
+		Short: "Stage 1: tagged reasoning chains from a teacher (the config's chains stage; generate: one examples file)",
+		Long: "Asks the config's teacher for a tagged chain per training example of every task, labels and filters them, and writes\n" +
+			"OUT/chains/TASK.parquet. `tagpr chains generate` does the same for one examples file, configured by flags (the taxonomy is the config's).\n\n" + runLong,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error { return runStages(cmd, o, pipeline.StageChains) },
+	}
+	addStageFlags(chainsCmd, &o, "out")
 	chainsCmd.AddCommand(chainsGenerateCmd(), chainsMergeCmd())
 	rootCmd.AddCommand(chainsCmd)
 }
@@ -61,7 +69,11 @@ The OpenAI teacher reads its key from the environment variable named by --api-ke
 			if err := o.validate(); err != nil {
 				return err
 			}
-			cfg := pipeline.ChainsConfig{Examples: o.examples, Out: o.out, Samples: o.samples, Batch: o.batch, Taxonomy: rewardmodel.DefaultTaxonomy(),
+			tx, err := pipeline.LoadTaxonomy(runCfg.Taxonomy)
+			if err != nil {
+				return err
+			}
+			cfg := pipeline.ChainsConfig{Examples: o.examples, Out: o.out, Samples: o.samples, Batch: o.batch, Taxonomy: tx,
 				System: o.system, Filter: o.filter, Prompt: pipeline.PromptOptions{TopK: o.topKProfile, Retrieval: o.retrieval}}
 			sh, err := datasets.ParseShardFlag(o.shard)
 			if err != nil {
@@ -103,6 +115,7 @@ The OpenAI teacher reads its key from the environment variable named by --api-ke
 			default:
 				return fmt.Errorf("--labeller %q: want rule or teacher", o.labeller)
 			}
+			cfg.Progress = reporter("rows")
 			st, err := pipeline.GenerateChains(cmd.Context(), cfg)
 			if err != nil {
 				return err
@@ -146,6 +159,7 @@ The OpenAI teacher reads its key from the environment variable named by --api-ke
 	f.IntVar(&o.filter.MinSteps, "min-steps", 2, "fewest tagged steps kept")
 	f.IntVar(&o.filter.MaxSteps, "max-steps", 16, "most tagged steps kept")
 	f.IntVar(&o.filter.MaxChars, "max-chars", 6000, "longest chain kept, in bytes")
+	f.BoolVar(&o.filter.KeepDuplicates, "keep-duplicates", false, "keep chains whose text an earlier kept chain has")
 	c.MarkFlagRequired("examples")
 	c.MarkFlagRequired("out")
 	return c
@@ -167,6 +181,7 @@ func (o chainsFlags) validate() error {
 
 func chainsMergeCmd() *cobra.Command {
 	var examples, out string
+	var keepDuplicates bool
 	c := &cobra.Command{
 		Use:   "merge --examples F --out OUT",
 		Short: "Assemble the parts every shard's worker wrote in OUT.parts/ into OUT, in the examples' order",
@@ -178,7 +193,7 @@ has no rows yet (a worker still running or failed: run it again, it redoes only 
 			if err := checkPinned(examples); err != nil {
 				return err
 			}
-			st, err := pipeline.MergeChains(examples, out)
+			st, err := pipeline.MergeChains(examples, out, keepDuplicates)
 			if err != nil {
 				return err
 			}
@@ -188,6 +203,7 @@ has no rows yet (a worker still running or failed: run it again, it redoes only 
 	}
 	c.Flags().StringVar(&examples, "examples", "", "the examples file the workers read (its order is the output's)")
 	c.Flags().StringVar(&out, "out", "", "tagged_chain file to write; parts are read from OUT.parts/")
+	c.Flags().BoolVar(&keepDuplicates, "keep-duplicates", false, "keep chains whose text an earlier kept chain has")
 	c.MarkFlagRequired("examples")
 	c.MarkFlagRequired("out")
 	return c
@@ -209,19 +225,9 @@ func localTeacher(o chainsFlags) (*pipeline.LocalTeacher, func(), error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("local teacher: %w", err)
 	}
-	m, err := lm.Load(o.policy, lm.LoadOptions{Session: sessionOptions()})
+	t, err := pipeline.OpenLocalTeacher(o.policy, tok, sessionOptions(), lm.Sampling{Temperature: o.temperature, TopK: o.topK, TopP: o.topP}, o.maxTokens, o.seed)
 	if err != nil {
-		return nil, nil, fmt.Errorf("local teacher: %w", err)
+		return nil, nil, err
 	}
-	// End a completion at the model's EOS ids and, for chat-tuned
-	// tokenizers, at the end-of-turn token.
-	eos := append([]int64(nil), m.DefaultEOS()...)
-	for _, s := range []string{"<|im_end|>", "<|eot_id|>", "<end_of_turn>"} {
-		if id, ok := tok.TokenID(s); ok {
-			eos = append(eos, int64(id))
-		}
-	}
-	t := &pipeline.LocalTeacher{Policy: pipeline.Policy{Model: m, Tok: tok, Name: o.policy, EOS: eos},
-		Sampling: lm.Sampling{Temperature: o.temperature, TopK: o.topK, TopP: o.topP}, MaxNewTokens: o.maxTokens, Seed: o.seed}
-	return t, func() { m.Close() }, nil
+	return t, func() { t.Close() }, nil
 }

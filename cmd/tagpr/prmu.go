@@ -11,6 +11,7 @@ import (
 
 	"github.com/tagpr/tagpr/datasets"
 	"github.com/tagpr/tagpr/onnx/train"
+	"github.com/tagpr/tagpr/pipeline"
 	"github.com/tagpr/tagpr/rewardmodel"
 )
 
@@ -25,12 +26,14 @@ func prmuTrainCmd() *cobra.Command {
 	var users int
 	var trainFiles, devFiles []string
 	var o rewardmodel.PRMURecipe
+	var stage stageFlags
 	var force bool
 	var enc rewardmodel.PRMUEncoder
 	c := &cobra.Command{
-		Use:   "train --out DIR",
-		Short: "Train a PRMU on example files or the synthetic benchmark and save it to DIR",
-		Long: "Makes Bradley–Terry pairs from the --train example files (default: the synthetic benchmark's train users, " +
+		Use:   "train [-c FILE] | train --out DIR",
+		Short: "Train a PRMU: the config's prmu stage, or (with --out) on example files or the synthetic benchmark, saved to DIR",
+		Long: "Without --out: runs the config's prmu stage in its run folder (OUT/prmu).\n\n" +
+			"With --out: makes Bradley–Terry pairs from the --train example files (default: the synthetic benchmark's train users, " +
 			"at the demo's size and seed): the gold output over another label, or over another user's output for a similar " +
 			"input. Trains the PRMU on them, reports the pair accuracy on the --dev files (default: the benchmark's dev users), " +
 			"and writes DIR/model.onnx and DIR/prmu.json. Its text encoder is a bag of tokens over a small BPE tokenizer " +
@@ -39,6 +42,9 @@ func prmuTrainCmd() *cobra.Command {
 			"with LoRA (--encoder-tuning lora); DIR/encoder/ gets a copy, tuned weights merged.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if out == "" {
+				return runStages(cmd, stage, pipeline.StagePRMU)
+			}
 			err := checkFlags("prmu train", atLeast("--steps", o.Train.Steps, 1), atLeast("--pairs-per-step", o.Train.PairsPerStep, 1),
 				positive("--lr", o.Train.LR), atLeast("--users", users, 0), atLeast("--top-k", o.TopK, 0),
 				atLeast("--embed", o.Config.Embed, 1), atLeast("--hidden", o.Config.Hidden, 1), atLeast("--max-items", o.Config.MaxItems, 1))
@@ -66,12 +72,8 @@ func prmuTrainCmd() *cobra.Command {
 			}
 			o.Config.Seed = o.Train.Seed
 			o.Train.Session = sessionOptions()
-			bar := newProgress("prmu train", max(o.Train.Steps, 1))
-			o.Train.Log = func(step int, loss, acc float64) {
-				bar.Step(1, "loss", fmt.Sprintf("%.4f", loss), "pair_acc", fmt.Sprintf("%.2f", acc))
-			}
+			o.Train.Progress = reporter("loss", "pair_accuracy")
 			p, res, accs, err := rewardmodel.TrainPRMUOnSets(ctx, trainSets, devSets, o)
-			bar.Finish()
 			if err != nil {
 				return err
 			}
@@ -108,7 +110,7 @@ func prmuTrainCmd() *cobra.Command {
 	f.StringVar(&o.Config.Pool, "pool", rewardmodel.PoolMean, "profile pooling: mean or attention")
 	f.BoolVar(&force, "force", false, "overwrite a PRMU already in --out")
 	encoderFlags(c, &enc, &o)
-	c.MarkFlagRequired("out")
+	addStageFlags(c, &stage, "")
 	return c
 }
 
@@ -244,8 +246,10 @@ func prmuCompareCmd() *cobra.Command {
 			o.Config.Seed = o.Train.Seed
 			o.Train.Session = sessionOptions()
 			bar := newProgress("prmu compare", 3*steps+loraSteps)
-			o.Train.Log = func(step int, loss, acc float64) {
-				bar.Step(1, "loss", fmt.Sprintf("%.4f", loss), "pair_acc", fmt.Sprintf("%.2f", acc))
+			o.Train.Progress = func(p train.Progress) { // one bar over every run
+				if p.Note == "" {
+					bar.Step(1, "loss", fmt.Sprintf("%.4f", p.Metrics["loss"]), "pair_acc", fmt.Sprintf("%.2f", p.Metrics[train.PairAccuracyOutput]))
+				}
 			}
 			o.Train.Steps = steps
 			recipe := func(tuning string) rewardmodel.PRMURecipe {

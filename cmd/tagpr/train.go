@@ -1,30 +1,22 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 
-	"github.com/apache/arrow-go/v18/arrow"
-	"github.com/apache/arrow-go/v18/arrow/array"
-	"github.com/apache/arrow-go/v18/arrow/ipc"
-	"github.com/apache/arrow-go/v18/arrow/memory"
-	"github.com/apache/arrow-go/v18/parquet/file"
-	"github.com/apache/arrow-go/v18/parquet/pqarrow"
 	"github.com/spf13/cobra"
 
+	"github.com/tagpr/tagpr/datasets"
 	"github.com/tagpr/tagpr/onnx/ir"
 	"github.com/tagpr/tagpr/onnx/lm"
 	"github.com/tagpr/tagpr/onnx/lock"
 	"github.com/tagpr/tagpr/onnx/train"
+	"github.com/tagpr/tagpr/pipeline"
 	"github.com/tagpr/tagpr/tokenize"
 )
 
@@ -59,7 +51,9 @@ with a text column: Arrow IPC (.arrow/.ipc/.feather), Parquet (.parquet) or JSON
 object per line). Texts are tokenized with tokenizer.json next to the model (or --tokenizer); a column
 "input_ids" (list of ints) is used as is instead. Each text is cut into windows of --seq-len tokens.
 With a "prompt" column beside the text (or "completion") column, each row is prompt + completion, cut
-to --seq-len, and only the completion tokens are trained on (SFT).
+to --seq-len, and only the completion tokens are trained on (SFT). A tagged_chain file (from tagpr
+chains) gives its kept chains (keep=true), each as its prompt messages and the chain as the assistant's
+turn in the tokenizer's chat template; only the chain is trained on.
 
 Weights go by their Hugging Face names (model.layers.0.self_attn.q_proj.weight), read from the graph's
 structure: --trainable, --lora-targets, checkpoints and logs use them, and a tied lm head is one weight
@@ -165,7 +159,7 @@ func runTrainLM(ctx context.Context, cmd *cobra.Command, o trainLMOptions) error
 	if err != nil {
 		return err
 	}
-	rows, promptLen, err := loadTrainingRows(o, modelDir, hc)
+	rows, promptLen, err := trainingRows(o, modelDir, hc)
 	if err != nil {
 		return err
 	}
@@ -221,14 +215,17 @@ func runTrainLM(ctx context.Context, cmd *cobra.Command, o trainLMOptions) error
 		Trainer: tr, Data: &train.LMDataset{Rows: rows, PromptLen: promptLen, SeqLen: o.SeqLen, Pad: pad, Graph: tg},
 		BatchSize: o.Batch, Accum: o.Accum, Steps: o.Steps, Dir: ckDir, CheckpointEvery: o.CheckpointEvery, Seed: o.Seed,
 		Settings: settings,
-		OnStep: func(s train.StepLog) {
-			attrs := []any{"loss", strconv.FormatFloat(s.Loss, 'f', 4, 64), "lr", strconv.FormatFloat(s.LR, 'g', 3, 64)}
-			if s.Skipped {
-				attrs = append(attrs, "skipped", s.Reason)
+		Progress: func(p train.Progress) {
+			if p.Note != "" {
+				return
+			}
+			attrs := []any{"loss", strconv.FormatFloat(p.Metrics["loss"], 'f', 4, 64), "lr", strconv.FormatFloat(p.Metrics["learning_rate"], 'g', 3, 64)}
+			if p.Metrics["skipped"] == 1 {
+				attrs = append(attrs, "skipped", "yes")
 			}
 			bar.Step(1, attrs...)
-			if s.Warning != "" {
-				fmt.Fprintf(cmd.ErrOrStderr(), "warning: step %d: %s\n", s.Step, s.Warning)
+			if p.Warning != "" {
+				fmt.Fprintf(cmd.ErrOrStderr(), "warning: step %d: %s\n", p.Step, p.Warning)
 			}
 		},
 	}
@@ -311,324 +308,29 @@ func trainCopyIfExists(src, dst string) error {
 	return os.WriteFile(dst, b, 0o644)
 }
 
-// loadTrainingRows reads the data set and turns it into token rows of at
-// most seq-len tokens (each text ends with EOS when the config names one).
-// Plain texts are cut into windows; prompt/completion rows are truncated
-// and their prompt tokens are not targets (promptLen, nil without prompts).
-func loadTrainingRows(o trainLMOptions, modelDir string, hc *lm.HFConfig) (rows [][]int64, promptLen []int, err error) {
-	d, err := readTrainTexts(o.Data, o.Column)
+// trainingRows reads the data set (a tagged_chain file gives its kept
+// chains in the chat template) and tokenizes it into rows of at most
+// --seq-len tokens.
+func trainingRows(o trainLMOptions, modelDir string, hc *lm.HFConfig) ([][]int64, []int, error) {
+	d, err := datasets.ReadTextSet(o.Data, o.Column)
 	if err != nil {
 		return nil, nil, err
 	}
-	ids := d.ids
-	var prompts [][]int64
-	if d.texts != nil {
-		tokPath := trainTokenizerPath(o, modelDir)
-		tok, err := loadTokenizer(tokPath)
-		if err != nil {
-			return nil, nil, fmt.Errorf("train lm: tokenizer for %d texts of %s: %w (or give an input_ids column)", len(d.texts), o.Data, err)
+	ro := pipeline.LMRowsOptions{Source: o.Data, SeqLen: o.SeqLen, EOS: -1, ModelConfig: filepath.Join(modelDir, "config.json")}
+	if d.Texts != nil || d.Chats != nil {
+		if ro.Tok, err = loadTokenizer(trainTokenizerPath(o, modelDir)); err != nil {
+			return nil, nil, fmt.Errorf("train lm: tokenizer for %s: %w (or give an input_ids column)", o.Data, err)
 		}
-		enc := func(s string) []int64 {
-			e := tok.Encode(s)
-			row := make([]int64, len(e))
-			for i, x := range e {
-				row[i] = int64(x)
-			}
-			return row
-		}
-		for i, t := range d.texts {
-			ids = append(ids, enc(t))
-			if d.prompts != nil {
-				prompts = append(prompts, enc(d.prompts[i]))
-			}
-		}
-	}
-	var eos int64 = -1
-	if hc != nil && len(hc.EOSTokenID) > 0 {
-		eos = hc.EOSTokenID[0]
-	}
-	skipped := 0
-	for i, r := range ids {
-		if eos >= 0 && (len(r) == 0 || r[len(r)-1] != eos) {
-			r = append(r, eos)
-		}
-		if prompts != nil {
-			p := prompts[i]
-			row := append(append([]int64{}, p...), r...)
-			if len(p) >= min(len(row), o.SeqLen) {
-				skipped++ // the prompt fills the window: nothing to learn
-				continue
-			}
-			rows = append(rows, row[:min(len(row), o.SeqLen)])
-			promptLen = append(promptLen, len(p))
-			continue
-		}
-		for start := 0; start < len(r); start += o.SeqLen {
-			end := min(start+o.SeqLen, len(r))
-			if end-start >= 2 {
-				rows = append(rows, r[start:end])
-			}
-		}
-	}
-	if len(rows) == 0 {
-		if skipped > 0 {
-			return nil, nil, fmt.Errorf("train lm: every prompt of %s is at least --seq-len %d tokens long", o.Data, o.SeqLen)
-		}
-		return nil, nil, fmt.Errorf("train lm: %s holds no text of 2 tokens or more", o.Data)
 	}
 	if hc != nil {
-		if maxPos := max(hc.MaxPositions, hc.NPositions); maxPos > 0 && o.SeqLen > maxPos {
-			return nil, nil, fmt.Errorf("train lm: --seq-len %d is longer than the model's %d positions (%s)", o.SeqLen, maxPos, filepath.Join(modelDir, "config.json"))
+		if len(hc.EOSTokenID) > 0 {
+			ro.EOS = hc.EOSTokenID[0]
 		}
-		if hc.VocabSize > 0 {
-			for i, r := range rows {
-				for _, id := range r {
-					if id < 0 || id >= int64(hc.VocabSize) {
-						return nil, nil, fmt.Errorf("train lm: token id %d (sequence %d of %s) is outside the model's vocab of %d (%s): tokenizer and model do not match",
-							id, i, o.Data, hc.VocabSize, filepath.Join(modelDir, "config.json"))
-					}
-				}
-			}
-		}
+		ro.Vocab, ro.MaxPositions = hc.VocabSize, max(hc.MaxPositions, hc.NPositions)
+	}
+	rows, promptLen, err := pipeline.LMRows(d, ro)
+	if err != nil {
+		return nil, nil, fmt.Errorf("train lm: %w", err)
 	}
 	return rows, promptLen, nil
-}
-
-// trainData is a data set's rows: texts (with optional prompts) or
-// pre-tokenized ids.
-type trainData struct {
-	texts, prompts []string
-	ids            [][]int64
-}
-
-// readTrainTexts reads a text column (with a "prompt" column beside it when
-// there is one; the text column then defaults to "completion" if "text" is
-// absent) or, when the file has one, an "input_ids" list column.
-func readTrainTexts(path, column string) (trainData, error) {
-	switch strings.ToLower(filepath.Ext(path)) {
-	case ".jsonl", ".json", ".ndjson":
-		return readTrainJSONL(path, column)
-	case ".arrow", ".ipc", ".feather", ".parquet", ".pq":
-		return readTrainArrowColumn(path, column)
-	}
-	return trainData{}, fmt.Errorf("read %s: unknown extension (want .arrow, .ipc, .feather, .parquet or .jsonl)", path)
-}
-
-func readTrainJSONL(path, column string) (trainData, error) {
-	var d trainData
-	f, err := os.Open(path)
-	if err != nil {
-		return d, fmt.Errorf("read %s: %w", path, err)
-	}
-	defer f.Close()
-	r := bufio.NewReaderSize(f, 1<<20)
-	str := func(line int, obj map[string]json.RawMessage, key string) (string, error) {
-		var s string
-		if e := json.Unmarshal(obj[key], &s); e != nil {
-			return "", fmt.Errorf("read %s: line %d: %q is not a string: %v", path, line, key, e)
-		}
-		return s, nil
-	}
-	withPrompt := -1 // unknown until the first row
-	for line := 1; ; line++ {
-		b, err := r.ReadBytes('\n')
-		if len(bytes.TrimSpace(b)) > 0 {
-			var obj map[string]json.RawMessage
-			if e := json.Unmarshal(b, &obj); e != nil {
-				return d, fmt.Errorf("read %s: line %d: not a JSON object: %v", path, line, e)
-			}
-			col := column
-			if _, ok := obj[col]; !ok && col == "text" {
-				if _, ok := obj["completion"]; ok {
-					col = "completion"
-				}
-			}
-			_, hasPrompt := obj["prompt"]
-			if raw, ok := obj["input_ids"]; ok {
-				var row []int64
-				if e := json.Unmarshal(raw, &row); e != nil {
-					return d, fmt.Errorf("read %s: line %d: input_ids: %v", path, line, e)
-				}
-				d.ids = append(d.ids, row)
-			} else if _, ok := obj[col]; ok {
-				s, e := str(line, obj, col)
-				if e != nil {
-					return d, e
-				}
-				d.texts = append(d.texts, s)
-				if withPrompt < 0 {
-					withPrompt = map[bool]int{false: 0, true: 1}[hasPrompt]
-				}
-				if hasPrompt != (withPrompt == 1) {
-					return d, fmt.Errorf("read %s: line %d: some rows have a \"prompt\" and some do not", path, line)
-				}
-				if hasPrompt {
-					p, e := str(line, obj, "prompt")
-					if e != nil {
-						return d, e
-					}
-					d.prompts = append(d.prompts, p)
-				}
-			} else {
-				return d, fmt.Errorf("read %s: line %d: no %q (or input_ids) field", path, line, column)
-			}
-		}
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return d, fmt.Errorf("read %s: %w", path, err)
-		}
-	}
-	if d.texts != nil && d.ids != nil {
-		return d, fmt.Errorf("read %s: mixes %q and input_ids lines", path, column)
-	}
-	if d.texts == nil && d.ids == nil {
-		return d, fmt.Errorf("read %s: no rows", path)
-	}
-	return d, nil
-}
-
-func readTrainArrowColumn(path, column string) (trainData, error) {
-	var d trainData
-	f, err := os.Open(path)
-	if err != nil {
-		return d, fmt.Errorf("read %s: %w", path, err)
-	}
-	defer f.Close()
-	var recs []arrow.RecordBatch
-	var schema *arrow.Schema
-	head := make([]byte, 6)
-	n, _ := io.ReadFull(f, head)
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return d, fmt.Errorf("read %s: %w", path, err)
-	}
-	switch {
-	case n >= 4 && string(head[:4]) == "PAR1":
-		pr, err := file.NewParquetReader(f)
-		if err != nil {
-			return d, fmt.Errorf("read %s: parquet (truncated or damaged?): %w", path, err)
-		}
-		defer pr.Close()
-		fr, err := pqarrow.NewFileReader(pr, pqarrow.ArrowReadProperties{BatchSize: 4096}, memory.DefaultAllocator)
-		if err != nil {
-			return d, fmt.Errorf("read %s: parquet: %w", path, err)
-		}
-		rr, err := fr.GetRecordReader(context.Background(), nil, nil)
-		if err != nil {
-			return d, fmt.Errorf("read %s: parquet: %w", path, err)
-		}
-		defer rr.Release()
-		schema = rr.Schema()
-		for rr.Next() {
-			rec := rr.RecordBatch()
-			rec.Retain()
-			recs = append(recs, rec)
-		}
-		if err := rr.Err(); err != nil && !errors.Is(err, io.EOF) {
-			return d, fmt.Errorf("read %s: parquet: %w", path, err)
-		}
-	case n == 6 && string(head) == "ARROW1":
-		r, err := ipc.NewFileReader(f)
-		if err != nil {
-			return d, fmt.Errorf("read %s: arrow ipc file (truncated or damaged?): %w", path, err)
-		}
-		defer r.Close()
-		schema = r.Schema()
-		for i := 0; i < r.NumRecords(); i++ {
-			rec, err := r.RecordBatch(i)
-			if err != nil {
-				return d, fmt.Errorf("read %s: batch %d: %w", path, i, err)
-			}
-			rec.Retain()
-			recs = append(recs, rec)
-		}
-	default:
-		r, err := ipc.NewReader(f)
-		if err != nil {
-			return d, fmt.Errorf("read %s: neither Parquet nor Arrow IPC: %w", path, err)
-		}
-		defer r.Release()
-		schema = r.Schema()
-		for r.Next() {
-			rec := r.RecordBatch()
-			rec.Retain()
-			recs = append(recs, rec)
-		}
-		if err := r.Err(); err != nil {
-			return d, fmt.Errorf("read %s: arrow stream: %w", path, err)
-		}
-	}
-	defer func() {
-		for _, r := range recs {
-			r.Release()
-		}
-	}()
-	name := column
-	if idx := schema.FieldIndices("input_ids"); len(idx) > 0 {
-		name = "input_ids"
-	} else if len(schema.FieldIndices(name)) == 0 && name == "text" && len(schema.FieldIndices("completion")) > 0 {
-		name = "completion"
-	}
-	idx := schema.FieldIndices(name)
-	if len(idx) == 0 {
-		return d, fmt.Errorf("read %s: no column %q (or input_ids); columns: %v", path, column, schema)
-	}
-	promptIdx := schema.FieldIndices("prompt")
-	strs := func(col arrow.Array, name string) ([]string, error) {
-		var out []string
-		switch c := col.(type) {
-		case *array.String:
-			for i := 0; i < c.Len(); i++ {
-				out = append(out, c.Value(i)) // a null reads as ""
-			}
-		case *array.LargeString:
-			for i := 0; i < c.Len(); i++ {
-				out = append(out, c.Value(i))
-			}
-		default:
-			return nil, fmt.Errorf("read %s: column %q is %s, want a string", path, name, col.DataType())
-		}
-		return out, nil
-	}
-	for _, rec := range recs {
-		col := rec.Column(idx[0])
-		if l, ok := col.(array.ListLike); ok && name == "input_ids" {
-			for i := 0; i < l.Len(); i++ {
-				if !l.IsValid(i) {
-					continue
-				}
-				s, e := l.ValueOffsets(i)
-				row := make([]int64, 0, e-s)
-				for k := s; k < e; k++ {
-					switch v := l.ListValues().(type) {
-					case *array.Int64:
-						row = append(row, v.Value(int(k)))
-					case *array.Int32:
-						row = append(row, int64(v.Value(int(k))))
-					default:
-						return d, fmt.Errorf("read %s: column %q holds lists of %s, want int32/int64", path, name, v.DataType())
-					}
-				}
-				d.ids = append(d.ids, row)
-			}
-			continue
-		}
-		texts, err := strs(col, name)
-		if err != nil {
-			return d, err
-		}
-		d.texts = append(d.texts, texts...)
-		if len(promptIdx) > 0 {
-			ps, err := strs(rec.Column(promptIdx[0]), "prompt")
-			if err != nil {
-				return d, err
-			}
-			d.prompts = append(d.prompts, ps...)
-		}
-	}
-	if d.texts == nil && d.ids == nil {
-		return d, fmt.Errorf("read %s: no rows", path)
-	}
-	return d, nil
 }
