@@ -68,6 +68,10 @@ func windowMeans(w []RLStepLog) map[string]float64 {
 		for k, v := range l.Rewards {
 			m[k] += v.Mean / n
 		}
+		for k, c := range l.Contributions {
+			m[shareKey+k] += c.Share / n
+			m[signalKey+k] += c.Signal / n
+		}
 		if l.KL != nil {
 			m["kl"] += *l.KL / n
 		}
@@ -82,15 +86,43 @@ func windowMeans(w []RLStepLog) map[string]float64 {
 func (s RLSummary) final() map[string]float64 {
 	out := map[string]float64{"reward_start": s.Start["reward"], "reward_end": s.End["reward"]}
 	for k, v := range s.End {
-		switch k {
-		case "reward", "clip_ratio/region_mean", "frac_reward_zero_std":
-		case "completion_length":
+		switch {
+		case strings.HasPrefix(k, shareKey) || strings.HasPrefix(k, signalKey): // in the stage's note
+		case k == "reward" || k == "clip_ratio/region_mean" || k == "frac_reward_zero_std":
+		case k == "completion_length":
 			out["len_end"] = v
 		default:
 			out[k+"_end"] = v
 		}
 	}
 	return out
+}
+
+// Prefixes of a summary window's contribution figures.
+const (
+	shareKey  = "share/"
+	signalKey = "signal/"
+)
+
+// contributionNote says how each weighted reward's share of the mean reward
+// and of the learning signal moved from the first to the last quarter of
+// the stage; "" when the log has none.
+func (s RLSummary) contributionNote() string {
+	var names []string
+	for k := range s.End {
+		if n, ok := strings.CutPrefix(k, shareKey); ok {
+			names = append(names, n)
+		}
+	}
+	if len(names) == 0 {
+		return ""
+	}
+	sort.Strings(names)
+	parts := make([]string, len(names))
+	for i, n := range names {
+		parts[i] = fmt.Sprintf("%s %.2f/%.2f → %.2f/%.2f", n, s.Start[shareKey+n], s.Start[signalKey+n], s.End[shareKey+n], s.End[signalKey+n])
+	}
+	return "each weighted reward's share of the mean reward / of the learning signal (within-group variance), first → last quarter: " + strings.Join(parts, ", ")
 }
 
 // rolloutSegment names the Parquet file holding steps from..to of a stage

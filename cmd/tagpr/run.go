@@ -35,7 +35,9 @@ func runStages(cmd *cobra.Command, o stageFlags, only ...string) error {
 	if err := initRuntime(); err != nil {
 		return err
 	}
-	rep, err := pipeline.Run(cmd.Context(), cfg, pipeline.RunOptions{Only: only, Progress: reporter("loss", "learning_rate", "pair_accuracy", "reward", "completions/mean_length", "kl", "rows")})
+	rep, err := pipeline.Run(cmd.Context(), cfg, pipeline.RunOptions{Only: only, Progress: reporter("loss", "learning_rate", "pair_accuracy", "reward", "completions/mean_length", "kl", "rows",
+		// which weighted reward drives learning (grpo.Contribution)
+		"rewards/task/signal", "rewards/tag/signal", "rewards/prmu/signal")})
 	if err != nil {
 		return err
 	}

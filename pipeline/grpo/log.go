@@ -23,6 +23,50 @@ func statOf(x []float64) Stat {
 	return Stat{Mean: m, Std: math.Sqrt(s / float64(len(x)))}
 }
 
+// Contribution is one weighted reward's part of a step's reward (the
+// reward is Σ weight·reward, so each addend weight·reward is a term).
+type Contribution struct {
+	// Share is the term's part of the mean reward: mean(term) / mean(reward).
+	Share float64 `json:"share"`
+	// Signal is the term's part of the within-group reward variance, which
+	// the advantages are made of: Σ_groups cov(term, reward) /
+	// Σ_groups var(reward). The terms' signals sum to 1 (all 0 when every
+	// group's rewards are equal); a term equal across a group's completions
+	// adds nothing to it, however large its share.
+	Signal float64 `json:"signal"`
+}
+
+// contributions computes each term's Contribution: terms[k][i] is weighted
+// reward k of completion i, and total[i] their sum; completions come
+// group-major, G per prompt.
+func contributions(names []string, terms [][]float64, total []float64, G int) map[string]Contribution {
+	mean := meanOf(total)
+	var variance float64
+	covs := make([]float64, len(names))
+	for g := 0; g+G <= len(total); g += G {
+		gm := meanOf(total[g : g+G])
+		for i := g; i < g+G; i++ {
+			d := total[i] - gm
+			variance += d * d
+			for k := range names {
+				covs[k] += terms[k][i] * d
+			}
+		}
+	}
+	out := make(map[string]Contribution, len(names))
+	for k, n := range names {
+		var c Contribution
+		if mean != 0 {
+			c.Share = meanOf(terms[k]) / mean
+		}
+		if variance > 0 {
+			c.Signal = covs[k] / variance
+		}
+		out[n] = c
+	}
+	return out
+}
+
 // LengthStat summarizes completion lengths in tokens.
 type LengthStat struct {
 	Mean float64 `json:"mean"`
@@ -63,14 +107,17 @@ func (t *Times) Add(o Times) {
 // are means over the step's applied updates (num_iterations of them, less
 // any skipped for a non-finite loss or gradient).
 type StepLog struct {
-	Stage           string          `json:"stage"` // the run's name (Options.Name)
-	Step            int             `json:"step"`
-	Epoch           int             `json:"epoch"`
-	Reward          Stat            `json:"reward"`
-	Rewards         map[string]Stat `json:"rewards"` // each reward, by name
-	ZeroStdFraction float64         `json:"frac_reward_zero_std"`
-	Advantage       Stat            `json:"advantage"`
-	KL              *float64        `json:"kl,omitempty"` // only with beta > 0
+	Stage   string          `json:"stage"` // the run's name (Options.Name)
+	Step    int             `json:"step"`
+	Epoch   int             `json:"epoch"`
+	Reward  Stat            `json:"reward"`
+	Rewards map[string]Stat `json:"rewards"` // each reward, by name
+	// Contributions say how much each weighted reward makes of the reward
+	// and of the learning signal, by name.
+	Contributions   map[string]Contribution `json:"reward_contributions,omitempty"`
+	ZeroStdFraction float64                 `json:"frac_reward_zero_std"`
+	Advantage       Stat                    `json:"advantage"`
+	KL              *float64                `json:"kl,omitempty"` // only with beta > 0
 	// TRL's clip metrics: the share of completion tokens whose ratio is
 	// clipped where the clip is active for the advantage's sign.
 	ClipLow    float64    `json:"clip_ratio/low_mean"`    // ρ < 1−ε, A < 0
@@ -96,6 +143,9 @@ func (l StepLog) Metrics() map[string]float64 {
 	}
 	for name, s := range l.Rewards {
 		m["rewards/"+name+"/mean"], m["rewards/"+name+"/std"] = s.Mean, s.Std
+	}
+	for name, c := range l.Contributions {
+		m["rewards/"+name+"/share"], m["rewards/"+name+"/signal"] = c.Share, c.Signal
 	}
 	if l.KL != nil {
 		m["kl"] = *l.KL

@@ -63,9 +63,17 @@ func (t *Trainer) step(ctx context.Context, at train.RunState, idx []int) (any, 
 		return nil, err
 	}
 	sl.Reward = statOf(rewards)
+	names := make([]string, len(t.rewards))
+	terms := make([][]float64, len(t.rewards))
 	for k, r := range t.rewards {
+		names[k] = r.Name()
 		sl.Rewards[r.Name()] = statOf(perReward[k])
+		terms[k] = make([]float64, len(rewards))
+		for i, x := range perReward[k] {
+			terms[k][i] = t.weights[k] * x
+		}
 	}
+	sl.Contributions = contributions(names, terms, rewards, G)
 	adv, zeroStd, err := Advantages(rewards, G, cfg.ScaleRewards)
 	if err != nil {
 		return nil, err

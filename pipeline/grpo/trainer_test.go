@@ -116,6 +116,16 @@ func TestRewardWeights(t *testing.T) {
 	if l := res.Logs[0]; len(l.Rewards) != 2 || l.Rewards["length"].Mean == 0 {
 		t.Fatalf("step 1 logged rewards %v", l.Rewards)
 	}
+	// The weighted rewards' shares of the reward and of the signal each sum to 1.
+	for _, l := range res.Logs {
+		var share, signal float64
+		for _, c := range l.Contributions {
+			share, signal = share+c.Share, signal+c.Signal
+		}
+		if len(l.Contributions) != 2 || math.Abs(share-1) > 1e-9 || (l.ZeroStdFraction < 1 && math.Abs(signal-1) > 1e-9) {
+			t.Fatalf("step %d: contributions %v (shares sum to %v, signals to %v)", l.Step, l.Contributions, share, signal)
+		}
+	}
 	for name, bad := range map[string]Reward{
 		"nan":    Func("nan", func(Sample) float64 { return math.NaN() }),
 		"broken": brokenReward{},
@@ -433,5 +443,23 @@ func TestBatchMatchesGeneration(t *testing.T) {
 		if (tau == 1) != (moved == 0) {
 			t.Fatalf("τ=%g: the untempered model's log-probs differ by up to %v from the policy's", tau, moved)
 		}
+	}
+}
+
+// A term's signal counts only where it varies within a group: b is large
+// but constant in the first group, so it drives only the second.
+func TestContributions(t *testing.T) {
+	a, b := []float64{1, 0, 0, 0}, []float64{0.5, 0.5, 0, 1}
+	total := []float64{1.5, 0.5, 0, 1}
+	got := contributions([]string{"a", "b"}, [][]float64{a, b}, total, 2)
+	want := map[string]Contribution{"a": {Share: 1.0 / 3, Signal: 0.5}, "b": {Share: 2.0 / 3, Signal: 0.5}}
+	for k, w := range want {
+		if g := got[k]; math.Abs(g.Share-w.Share) > 1e-12 || math.Abs(g.Signal-w.Signal) > 1e-12 {
+			t.Errorf("%s: %+v, want %+v", k, g, w)
+		}
+	}
+	flat := contributions([]string{"a"}, [][]float64{{1, 1}}, []float64{1, 1}, 2)
+	if flat["a"].Signal != 0 || flat["a"].Share != 1 {
+		t.Errorf("equal rewards: %+v, want share 1, signal 0", flat["a"])
 	}
 }
