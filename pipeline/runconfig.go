@@ -86,11 +86,13 @@ type BuiltinPolicy struct {
 	FFN          int    `mapstructure:"ffn"`
 	MaxPositions int    `mapstructure:"max_positions"`
 	Seed         uint64 `mapstructure:"seed"`
+	// InitStd is the weights' initial standard deviation (0: 0.02, HF's).
+	InitStd float64 `mapstructure:"init_std"`
 }
 
 func (b BuiltinPolicy) lmConfig() lm.Config {
 	return lm.Config{Arch: lm.Arch(b.Arch), Layers: b.Layers, DModel: b.DModel, Heads: b.Heads, KVHeads: b.KVHeads,
-		FFN: b.FFN, MaxPositions: b.MaxPositions, Seed: b.Seed}
+		FFN: b.FFN, MaxPositions: b.MaxPositions, Seed: b.Seed, InitStd: b.InitStd}
 }
 
 // TokenizerConfig is the policy's tokenizer and chat template.

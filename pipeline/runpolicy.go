@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strings"
 
 	"github.com/google/renameio/v2"
 
@@ -71,9 +73,7 @@ func (r *runEnv) prepareTokenizer() error {
 		for _, td := range r.data.Tasks {
 			exs := td.Splits["train"]
 			for i := range exs {
-				p := Parts(td.Task, &exs[i], r.tx, r.prompt, true)
-				corpus = append(corpus, p.Instruction, p.Input, p.Answer)
-				corpus = append(corpus, p.Profile...)
+				corpus = append(corpus, tokenizerTexts(Parts(td.Task, &exs[i], r.tx, r.prompt, true))...)
 			}
 		}
 		vocab := r.cfg.Tokenizer.Train.VocabSize
@@ -102,6 +102,23 @@ func (r *runEnv) prepareTokenizer() error {
 	r.tok = tok
 	return nil
 }
+
+// tokenizerTexts renders an example as the model reads it (chat turns and
+// layout headers included) and cuts it at the chat and tag tokens, which
+// join the vocabulary whole: BPE then learns the words as they appear between
+// those tokens ("user", "Input:") instead of glued to a '>' (role names and
+// headers were spelled in 2–8 pieces otherwise: docs/benchmark.md).
+func tokenizerTexts(p tokenize.PromptParts) []string {
+	var b strings.Builder
+	for _, m := range tokenize.DefaultPromptLayout.Messages(p, len(p.Profile)) {
+		before, body, after := tokenize.ChatML.Turn(m.Role, m.Content)
+		b.WriteString(before + body + after)
+	}
+	return addedToken.Split(b.String(), -1)
+}
+
+// addedToken matches the chat and tag tokens a trained tokenizer adds whole.
+var addedToken = regexp.MustCompile(`<\|[a-z_]+\|>|</?[a-z_]+>`)
 
 // prepareBase points at the exported policy, or builds the built-in one
 // (sized to the tokenizer) the first time.

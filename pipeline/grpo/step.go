@@ -63,15 +63,18 @@ func (t *Trainer) step(ctx context.Context, at train.RunState, idx []int) (any, 
 		return nil, err
 	}
 	sl.Reward = statOf(rewards)
-	names := make([]string, len(t.rewards))
-	terms := make([][]float64, len(t.rewards))
+	var names []string
+	var terms [][]float64
 	for k, r := range t.rewards {
-		names[k] = r.Name()
 		sl.Rewards[r.Name()] = statOf(perReward[k])
-		terms[k] = make([]float64, len(rewards))
-		for i, x := range perReward[k] {
-			terms[k][i] = t.weights[k] * x
+		if t.weights[k] == 0 {
+			continue // logged, but no part of the reward
 		}
+		term := make([]float64, len(rewards))
+		for i, x := range perReward[k] {
+			term[i] = t.weights[k] * x
+		}
+		names, terms = append(names, r.Name()), append(terms, term)
 	}
 	sl.Contributions = contributions(names, terms, rewards, G)
 	adv, zeroStd, err := Advantages(rewards, G, cfg.ScaleRewards)
