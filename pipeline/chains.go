@@ -227,6 +227,8 @@ type candidate struct {
 	text    string // the teacher's output; for a labelled free-form chain, the assembled chain
 	free    FreeChain
 	tagged  bool   // the teacher already wrote tags
+	plain   bool   // step tags stripped on purpose (ChainsStage.Plain): no tag verdict
+	steps   int    // a plain chain's steps before their tags were stripped
 	problem string // labelling failure
 }
 
@@ -354,6 +356,8 @@ func (g *chainGen) row(c *candidate) datasets.Chain {
 	switch {
 	case c.problem != "":
 		verdict(VerdictTags, false, c.problem)
+	case c.plain:
+		verdict(VerdictTags, true, "plain chain: step tags stripped on purpose")
 	case check.Reward() < 1:
 		verdict(VerdictTags, false, strings.Join(check.Problems, "; "))
 	default:
@@ -362,6 +366,9 @@ func (g *chainGen) row(c *candidate) datasets.Chain {
 	// Length.
 	f := g.cfg.Filter
 	n := len(row.Spans)
+	if c.plain {
+		n = c.steps
+	}
 	lengthOK := n >= f.MinSteps && n <= f.MaxSteps && len(row.Chain) <= f.MaxChars
 	verdict(VerdictLength, lengthOK, fmt.Sprintf("%d steps in [%d, %d], %d bytes ≤ %d", n, f.MinSteps, f.MaxSteps, len(row.Chain), f.MaxChars))
 	return row

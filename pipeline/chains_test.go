@@ -505,3 +505,27 @@ func TestGenerateChainsInterrupted(t *testing.T) {
 	}
 	checkChainRows(t, out, exs, "scripted")
 }
+
+// Plain gold chains keep the reasoning and the answer without a step tag,
+// and are kept as the tagged ones are (the no-tags ablation trains on them).
+func TestGoldChainsPlain(t *testing.T) {
+	cfg := datasets.DefaultSynthConfig()
+	cfg.Users = 20
+	d, err := datasets.Synth(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx := rewardmodel.DefaultTaxonomy()
+	set := d.Set(datasets.SynthRate, "train")
+	tagged := goldChainRows(set.Task, set.Examples, ChainsConfig{Taxonomy: tx, Filter: ChainFilter{KeepDuplicates: true}}, false)
+	plain := goldChainRows(set.Task, set.Examples, ChainsConfig{Taxonomy: tx, Filter: ChainFilter{KeepDuplicates: true}}, true)
+	for i, row := range plain {
+		check := rewardmodel.CheckTags(row.Chain, tx)
+		if !row.Keep || len(check.Spans) != 0 || !check.OneAnswer || row.Answer != set.Examples[i].Output {
+			t.Fatalf("%s: keep %v, %d step tags, answer %q (gold %q):\n%s", row.ID, row.Keep, len(check.Spans), row.Answer, set.Examples[i].Output, row.Chain)
+		}
+		if !strings.Contains(row.Chain, tagged[i].Spans[0].Text) {
+			t.Fatalf("%s: the plain chain lost the step text %q:\n%s", row.ID, tagged[i].Spans[0].Text, row.Chain)
+		}
+	}
+}

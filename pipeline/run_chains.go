@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/google/renameio/v2"
 
 	"github.com/tagpr/tagpr/datasets"
 	"github.com/tagpr/tagpr/onnx/lm"
+	"github.com/tagpr/tagpr/rewardmodel"
 )
 
 // chainsFile is where a task's tagged chains land (Parquet: pyarrow, DuckDB
@@ -65,7 +67,7 @@ func (r *runEnv) chains(ctx context.Context) error {
 		out := r.chainsFile(td.Task.Name)
 		if teacher == nil {
 			note(r.h, StageChains, "%s: the %d gold chains of the training split", td.Task.Name, len(td.Splits["train"]))
-			rows := goldChainRows(td.Task, td.Splits["train"], ChainsConfig{Taxonomy: r.tx, Prompt: r.prompt, Filter: c.Filter})
+			rows := goldChainRows(td.Task, td.Splits["train"], ChainsConfig{Taxonomy: r.tx, Prompt: r.prompt, Filter: c.Filter}, c.Plain)
 			if err := datasets.WriteRows(out, rows, datasets.CreateChains); err != nil {
 				return err
 			}
@@ -103,7 +105,7 @@ func (r *runEnv) chains(ctx context.Context) error {
 // goldChainRows records examples' own gold chains as chain rows, through
 // the same checks as a teacher's (a chain without tags is refused, not
 // relabelled).
-func goldChainRows(task *datasets.Task, exs []datasets.Example, cfg ChainsConfig) []datasets.Chain {
+func goldChainRows(task *datasets.Task, exs []datasets.Example, cfg ChainsConfig, plain bool) []datasets.Chain {
 	cfg.Teacher = goldTeacher{}
 	cfg.Filter = cfg.Filter.withDefaults()
 	g := &chainGen{cfg: cfg, task: task, kind: RewardKind(task)}
@@ -113,11 +115,24 @@ func goldChainRows(task *datasets.Task, exs []datasets.Example, cfg ChainsConfig
 		c := &candidate{ex: &exs[i], prompt: g.prompt(&exs[i]), text: exs[i].Chain, tagged: true}
 		if !carriesTags(c.text, cfg.Taxonomy) {
 			c.tagged, c.problem = false, "the example has no tagged gold chain"
+		} else if plain {
+			c.steps = len(rewardmodel.CheckTags(c.text, cfg.Taxonomy).Spans)
+			c.text, c.plain = stripStepTags(c.text, cfg.Taxonomy), true
 		}
 		rows[i] = g.row(c)
 		d.mark(&rows[i])
 	}
 	return rows
+}
+
+// stripStepTags removes the taxonomy's step tags from a chain, keeping
+// their text, <think> and <answer>: the same reasoning, untagged.
+func stripStepTags(chain string, tx rewardmodel.Taxonomy) string {
+	pairs := make([]string, 0, 4*len(tx))
+	for _, t := range tx {
+		pairs = append(pairs, "<"+t.Name+">", "", "</"+t.Name+">", "")
+	}
+	return strings.NewReplacer(pairs...).Replace(chain)
 }
 
 // goldTeacher names the examples' own chains in provenance; it is never asked.

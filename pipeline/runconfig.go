@@ -215,6 +215,9 @@ type ChainsStage struct {
 	Samples int         `mapstructure:"samples"`
 	Batch   int         `mapstructure:"batch"`
 	Filter  ChainFilter `mapstructure:"filter"`
+	// Plain strips the step tags from gold chains (teacher.kind gold): SFT
+	// on the same reasoning untagged, the recipe's no-tags ablation.
+	Plain bool `mapstructure:"plain"`
 }
 
 // SFTStage fine-tunes the policy on the kept chains.
@@ -381,6 +384,9 @@ func (c *RunConfig) Validate() error {
 	}
 	if c.Stages.Chains.Samples < 1 || c.Stages.Chains.Batch < 1 {
 		bad("stages.chains", "samples %d, batch %d: want ≥ 1", c.Stages.Chains.Samples, c.Stages.Chains.Batch)
+	}
+	if c.Stages.Chains.Plain && c.Teacher.Kind != TeacherGold {
+		bad("stages.chains.plain", "strips the tags of gold chains: set teacher.kind gold (a teacher's chains are asked for with tags)")
 	}
 	if c.Stages.Chains.Skip && !c.Stages.SFT.Skip {
 		bad("stages.sft.skip", "SFT trains on the chains, and stages.chains.skip is true: skip SFT too")
