@@ -116,7 +116,7 @@ func TestRunConfigValidate(t *testing.T) {
 			c.Stages.PRMU.Skip = true
 			c.Stages.RL = []RLStage{{Name: "g", Rewards: map[string]float64{"prmu": 1}, Steps: 1, PromptsPerStep: 1, NumGenerations: 2, MaxCompletionLength: 4, LR: 1e-4}}
 		}, "stages.rl[0].rewards.prmu: the prmu stage is skipped"},
-		"sft without chains": {func(c *RunConfig) { c.Stages.Chains.Skip = true }, "stages.sft.skip"},
+		"sft without chains":   {func(c *RunConfig) { c.Stages.Chains.Skip = true }, "stages.sft.skip"},
 		"plain teacher chains": {func(c *RunConfig) { c.Stages.Chains.Plain = true }, "stages.chains.plain"},
 	} {
 		cfg := base
