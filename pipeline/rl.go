@@ -206,6 +206,9 @@ func (p *RLPipeline) Validate() error {
 		if seen[s.Name] {
 			return fmt.Errorf("rl stages: stage %q named twice", s.Name)
 		}
+		if s.From != "" && s.From != RLFromStart && !seen[s.From] {
+			return fmt.Errorf("rl stages: stage %q: from %q: want %s or an earlier stage", s.Name, s.From, RLFromStart)
+		}
 		seen[s.Name] = true
 		if err := s.WithDefaults().Validate(); err != nil {
 			return err
@@ -230,17 +233,25 @@ func (p *RLPipeline) Run(ctx context.Context) ([]RLSummary, error) {
 	if err := p.Validate(); err != nil {
 		return nil, err
 	}
-	from := p.Start
+	prev := p.Start
 	var out []RLSummary
 	for _, st := range p.Stages {
 		dir := p.StageDir(st.Name)
+		from := prev
+		switch st.From {
+		case "":
+		case RLFromStart:
+			from = p.Start
+		default:
+			from = p.StageDir(st.From)
+		}
+		prev = dir
 		if exists(filepath.Join(dir, "model.onnx")) {
 			s, err := readSummary(filepath.Join(dir, rlSummaryFile))
 			if err != nil {
 				return nil, err
 			}
 			out = append(out, s)
-			from = dir
 			continue
 		}
 		s, err := p.runStage(ctx, st, from, dir)
@@ -248,7 +259,6 @@ func (p *RLPipeline) Run(ctx context.Context) ([]RLSummary, error) {
 			return nil, err
 		}
 		out = append(out, s)
-		from = dir
 	}
 	return out, nil
 }

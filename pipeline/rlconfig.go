@@ -17,6 +17,35 @@ const (
 	RewardExploratory = "exploratory" // task
 )
 
+// RLFromStart is RLStage.From for the model RL starts from (SFT's).
+const RLFromStart = "start"
+
+// RLChain is the stages whose models lead to stage name, in order: name,
+// and before it the stage it starts from, and so on back to the start.
+// Nil when no stage is named name.
+func RLChain(stages []RLStage, name string) []RLStage {
+	at := map[string]int{}
+	for i, st := range stages {
+		at[st.Name] = i
+	}
+	i, ok := at[name]
+	var chain []RLStage
+	for ok {
+		chain = append([]RLStage{stages[i]}, chain...)
+		switch from := stages[i].From; from {
+		case RLFromStart:
+			ok = false
+		case "":
+			i, ok = i-1, i > 0
+		default:
+			j, known := at[from]
+			ok = known && j < i // a later or unknown stage is refused by Validate
+			i = j
+		}
+	}
+	return chain
+}
+
 // Names of the rewards an RL stage can weigh (TagPRRewards).
 const (
 	RewardTask   = "task"   // R_task of the extracted answer; 0 when the format fails
@@ -40,6 +69,11 @@ type RLStage struct {
 	// Rewards, when set, are the stage's weights over named rewards (task,
 	// format, tag, prmu, or a caller's own), instead of a preset's.
 	Rewards map[string]float64 `mapstructure:"rewards" json:"rewards,omitempty"`
+	// From is the model the stage starts from: "" the previous stage's (the
+	// first stage: the model RL starts from), RLFromStart the model RL
+	// starts from, or the name of an earlier stage. Ablations branch from
+	// one SFT model this way.
+	From string `mapstructure:"from" json:"from,omitempty"`
 
 	Steps          int `mapstructure:"steps" json:"steps"`                       // optimizer steps = Steps × NumIterations
 	PromptsPerStep int `mapstructure:"prompts_per_step" json:"prompts_per_step"` // prompts sampled per step

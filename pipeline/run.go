@@ -335,12 +335,9 @@ func (r *runEnv) rlSettings(name string) map[string]any {
 	if !r.cfg.Stages.PRMU.Skip {
 		merge(s, r.prmuSettings())
 	}
-	for _, st := range r.cfg.Stages.RL {
+	for _, st := range RLChain(r.cfg.Stages.RL, name) {
 		merge(s, r.settings("stages.rl."+st.Name))
 		delete(s, "stages.rl."+st.Name+".checkpoint_every")
-		if st.Name == name {
-			break
-		}
 	}
 	return s
 }

@@ -139,14 +139,7 @@ func (r *runEnv) modelsNote(models []string) string {
 			parts = append(parts, "sft = after SFT on the kept chains")
 		default:
 			name := r.rlStageOf(m)
-			var upTo []string
-			for _, st := range r.cfg.Stages.RL {
-				upTo = append(upTo, st.Name)
-				if st.Name == name {
-					break
-				}
-			}
-			p := m + " = after the RL stages " + strings.Join(upTo, " → ")
+			p := m + " = after the RL stages " + strings.Join(stageNames(RLChain(r.cfg.Stages.RL, name)), " → ")
 			if !r.cfg.Stages.PRMU.Skip {
 				p += "; guided stages add γ·R_PRMU from the PRMU in prmu/ (trained Bradley–Terry on the training users)"
 			}

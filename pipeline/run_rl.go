@@ -10,18 +10,15 @@ import (
 	"github.com/tagpr/tagpr/tokenize"
 )
 
-// rlStages are the configured RL stages up to and including name, with
+// rlStages are the configured RL stages that lead to name (RLChain), with
 // their seeds derived from the run's where left at 0.
 func (r *runEnv) rlStages(name string) []RLStage {
-	var out []RLStage
+	all := make([]RLStage, len(r.cfg.Stages.RL))
 	for i, st := range r.cfg.Stages.RL {
 		st.Seed = r.cfg.stageSeed(st.Seed, 21+uint64(i))
-		out = append(out, st)
-		if st.Name == name {
-			break
-		}
+		all[i] = st
 	}
-	return out
+	return RLChain(all, name)
 }
 
 // rl runs RL stage name (earlier stages, when finished, are skipped) from

@@ -421,6 +421,9 @@ func (c *RunConfig) Validate() error {
 		if names[st.Name] {
 			bad(key+".name", "stage %q named twice", st.Name)
 		}
+		if st.From != "" && st.From != RLFromStart && !names[st.From] {
+			bad(key+".from", "%q: want %s (the model RL starts from) or the name of an earlier stage", st.From, RLFromStart)
+		}
 		names[st.Name] = true
 		if err := st.WithDefaults().Validate(); err != nil {
 			bad(key, "%v", err)

@@ -118,6 +118,12 @@ func TestRunConfigValidate(t *testing.T) {
 		}, "stages.rl[0].rewards.prmu: the prmu stage is skipped"},
 		"sft without chains":   {func(c *RunConfig) { c.Stages.Chains.Skip = true }, "stages.sft.skip"},
 		"plain teacher chains": {func(c *RunConfig) { c.Stages.Chains.Plain = true }, "stages.chains.plain"},
+		"rl from a later stage": {func(c *RunConfig) {
+			st := RLStage{Name: "a", Reward: RewardExploratory, Steps: 1, PromptsPerStep: 1, NumGenerations: 2, MaxCompletionLength: 4, LR: 1e-4, From: "b"}
+			later := st
+			later.Name, later.From = "b", ""
+			c.Stages.RL = []RLStage{st, later}
+		}, "stages.rl[0].from"},
 	} {
 		cfg := base
 		cfg.Stages.RL = nil
@@ -129,5 +135,21 @@ func TestRunConfigValidate(t *testing.T) {
 	fast := base.FastDevRun()
 	if fast.Out != filepath.Join(base.Out, "fast_dev_run") || fast.Stages.SFT.Steps != 2 || fast.Data.MaxExamples == 0 {
 		t.Errorf("fast dev run: out %s, sft steps %d, max examples %d", fast.Out, fast.Stages.SFT.Steps, fast.Data.MaxExamples)
+	}
+}
+
+// Stages branch with from: each model's chain is the stages it was trained through.
+func TestRLChain(t *testing.T) {
+	stages := []RLStage{{Name: "task_only", From: RLFromStart}, {Name: "guided", From: RLFromStart}, {Name: "exploratory"}, {Name: "again", From: "task_only"}}
+	for name, want := range map[string][]string{
+		"task_only": {"task_only"}, "guided": {"guided"}, "exploratory": {"guided", "exploratory"},
+		"again": {"task_only", "again"}, "none": nil,
+	} {
+		if got := stageNames(RLChain(stages, name)); !reflect.DeepEqual(got, want) && (len(got) > 0 || len(want) > 0) {
+			t.Errorf("%s: chain %v, want %v", name, got, want)
+		}
+	}
+	if got := stageNames(RLChain([]RLStage{{Name: "a"}, {Name: "b"}}, "b")); !reflect.DeepEqual(got, []string{"a", "b"}) {
+		t.Errorf("default chain %v, want [a b]", got)
 	}
 }
