@@ -7,8 +7,8 @@ import (
 	"github.com/tagpr/tagpr/datasets"
 )
 
-// baselineNote scores the synthetic benchmark's rule baselines on all of
-// eval with the task's metrics: how much reading the profile is worth.
+// baselineNote scores the synthetic benchmark's rule baselines (learnt from
+// train) on eval with the task's metrics: how much reading the profile is worth.
 func baselineNote(train, eval *datasets.SynthSet) (string, error) {
 	score := func(preds []string) ([]Metric, error) {
 		pairs := make([]Pair, len(preds))
@@ -33,7 +33,7 @@ func baselineNote(train, eval *datasets.SynthSet) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return fmt.Sprintf("%s: rule baselines on all %d %s examples: profile-blind %s; profile-reading %s",
+	return fmt.Sprintf("%s: rule baselines on the %d %s examples: profile-blind %s; profile-reading %s",
 		eval.Task.Name, len(eval.Examples), eval.Split, formatMetrics(blind), formatMetrics(reader)), nil
 }
 

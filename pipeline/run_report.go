@@ -21,12 +21,8 @@ func (r *runEnv) evalFile(task, split string) string {
 // between are shown beside them.
 func (r *runEnv) eval() error {
 	models := r.cfg.predictModels()
-	splits := r.cfg.Stages.Predict.Splits
-	if len(splits) == 0 {
-		splits = []string{"dev"}
-	}
 	for _, td := range r.data.Tasks {
-		for _, split := range splits {
+		for _, split := range r.evalSplits() {
 			exs := td.Splits[split]
 			if len(exs) == 0 || !exs[0].HasOutput {
 				continue // test golds are withheld: predictions only
@@ -58,6 +54,14 @@ func (r *runEnv) eval() error {
 		}
 	}
 	return nil
+}
+
+// evalSplits are the splits predicted and scored (default dev).
+func (r *runEnv) evalSplits() []string {
+	if s := r.cfg.Stages.Predict.Splits; len(s) > 0 {
+		return s
+	}
+	return []string{"dev"}
 }
 
 // report rebuilds report.md and report.json from the run folder alone:
@@ -108,12 +112,19 @@ func (r *runEnv) report() (*Report, error) {
 			}
 		}
 		if r.data.Synth {
-			note, err := baselineNote(&datasets.SynthSet{Task: td.Task, Split: "train", Examples: td.Splits["train"]},
-				&datasets.SynthSet{Task: td.Task, Split: "dev", Examples: td.Splits["dev"]})
-			if err != nil {
-				return nil, err
+			// The rules on the examples the models were scored on.
+			for _, split := range r.evalSplits() {
+				exs := td.Splits[split]
+				if n := r.cfg.Stages.Predict.Examples; n > 0 {
+					exs = exs[:min(n, len(exs))]
+				}
+				note, err := baselineNote(&datasets.SynthSet{Task: td.Task, Split: "train", Examples: td.Splits["train"]},
+					&datasets.SynthSet{Task: td.Task, Split: split, Examples: exs})
+				if err != nil {
+					return nil, err
+				}
+				rep.Notes = append(rep.Notes, note)
 			}
-			rep.Notes = append(rep.Notes, note)
 		}
 	}
 	rep.Notes = append(rep.Notes, r.modelsNote(models), taxonomyNote(r.tx, r.cfg.Taxonomy))
