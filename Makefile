@@ -4,7 +4,7 @@ BIN     := bin/tagpr
 GOFLAGS ?=
 export GOFLAGS
 
-.PHONY: all build setup demo test bench fmt vet fuzz
+.PHONY: all build setup demo experiment test bench fmt vet fuzz
 
 all: build
 
@@ -17,6 +17,12 @@ setup: build
 
 demo: setup
 	./$(BIN) run -c configs/demo.yaml
+
+# The ablation table (docs/experiment.md): the recipe's RL stages branching from one SFT model, then the
+# no-tags run (plain chains); every model on the same test users. Each run resumes where it stopped.
+experiment: setup
+	./$(BIN) run -c configs/experiment.yaml
+	./$(BIN) run -c configs/experiment-plain.yaml
 
 vet:
 	$(GO) vet ./...
