@@ -514,12 +514,29 @@ func TestShippedConfigs(t *testing.T) {
 	if err != nil {
 		t.Fatalf("demo --fast-dev-run: %v\n%s", err, stderr)
 	}
-	for _, want := range []string{"| sft | 2 |", "| rl exploratory | 1 |", "| synth_rate | dev | 2 | mae ↓ |", "| base | sft | rl |"} {
+	for _, want := range []string{"| sft | 2 |", "| rl exploratory | 1 |", "| synth_rate | dev | 2 | mae ↓ |", "| base | sft | rl:guided | rl:exploratory |"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("demo --fast-dev-run report lacks %q:\n%s", want, out)
 		}
 	}
 	if !fileExists(filepath.Join(dir, "d", "fast_dev_run", "report.md")) {
 		t.Error("no report in d/fast_dev_run")
+	}
+	// make experiment's two configs, reduced: every ablation on the test users.
+	for name, wants := range map[string][]string{
+		"experiment.yaml": {"| rl no_prmu | 1 |", "| base | sft | rl:task_only | rl:no_prmu | rl:guided | rl:exploratory |", "| synth_tag | test | 2 | accuracy ↑ |",
+			"rl:exploratory = after the RL stages guided → exploratory", "synth_gen: rule baselines on the 2 test examples"},
+		"experiment-plain.yaml": {"| base | sft | rl:task_only |", "| synth_rate | test | 2 | mae ↓ |"},
+	} {
+		cfg, _ := filepath.Abs("../../configs/" + name)
+		out, stderr, err := runTagpr(t, dir, env, "run", "-c", cfg, "--fast-dev-run", "--out", filepath.Join(dir, name))
+		if err != nil {
+			t.Fatalf("%s --fast-dev-run: %v\n%s", name, err, stderr)
+		}
+		for _, want := range wants {
+			if !strings.Contains(out, want) {
+				t.Errorf("%s --fast-dev-run report lacks %q:\n%s", name, want, out)
+			}
+		}
 	}
 }
