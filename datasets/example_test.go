@@ -39,5 +39,5 @@ func Example() {
 	fmt.Println("two most relevant items:", datasets.TopKBM25(task, e, 2))
 	// Output:
 	// synth_tag: 4 examples, profile fields [description tag], 4 profile items each
-	// two most relevant items: [0 1]
+	// two most relevant items: [1 3]
 }
