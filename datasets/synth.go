@@ -349,15 +349,18 @@ func synthQuery(t *Task, u *synthUser, profile []ProfileItem, r *rand.Rand) (inp
 		if u.reverse {
 			order = "swaps the two nouns"
 		}
-		// The post is quoted whole: copying a span token by token is what a
-		// small transformer learns first (an induction head), and the draft
-		// then picks its words from the quote just above.
+		// The post's words are named by their role: the input comes last in
+		// the prompt, so each is the latest word of its kind (actor, verb,
+		// place) before the chain. Quoting the post whole asked the model to
+		// find the input among the profile's posts of the same shape. Neither
+		// is learnt by the demo's model yet: it copies no content word
+		// (docs/benchmark.md).
 		steps = [][2]string{
 			{"understand_task", "write a title for the post in the user's style"},
 			{"recall_history", fmt.Sprintf("past titles start with %s and end with %s", genOpeners[u.opener], genClosers[u.closer])},
 			{"identify_patterns", "the user " + order},
 			{"infer_preference", fmt.Sprintf("style %s %s", genOpeners[u.opener], genClosers[u.closer])},
-			{"analyze_input", "this post: " + text},
+			{"analyze_input", fmt.Sprintf("actor %s, verb %s, place %s", n1, verb, n2)},
 			{"draft", output},
 			{"verify", "the draft follows the user's style"},
 			{"conclude", output},
