@@ -1,10 +1,8 @@
 package pipeline
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -80,38 +78,9 @@ type RLStepLog struct {
 	Seconds         RLTimes         `json:"seconds"`
 }
 
-// readRLLog reads a stage log; a missing file is an empty log. A broken
-// last line (a crash while writing it) is dropped; a broken line before it is
-// an error.
-func readRLLog(path string) ([]RLStepLog, error) {
-	f, err := os.Open(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read rl log: %w", err)
-	}
-	defer f.Close()
-	var out []RLStepLog
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	var broken error
-	for line := 1; sc.Scan(); line++ {
-		if broken != nil {
-			return nil, broken
-		}
-		var l RLStepLog
-		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
-			broken = fmt.Errorf("read rl log %s: line %d: %w", path, line, err)
-			continue
-		}
-		out = append(out, l)
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("read rl log %s: %w", path, err)
-	}
-	return out, nil
-}
+// readRLLog reads a stage log (readJSONL: a missing file is an empty log,
+// a broken last line is dropped).
+func readRLLog(path string) ([]RLStepLog, error) { return readJSONL[RLStepLog](path) }
 
 // trimRLLog keeps the log lines of steps ≤ step (later ones belong to an
 // interrupted run and are redone).

@@ -32,7 +32,7 @@ func sanitizeModel(model string) string {
 
 func (r *runEnv) evalOptions() EvalOptions {
 	p := r.cfg.Stages.Predict
-	return EvalOptions{Examples: p.Examples, Batch: p.Batch, MaxNewTokens: p.MaxNewTokens, Prompt: r.prompt, Samples: r.cfg.Stages.Eval.Samples}
+	return EvalOptions{Examples: p.Examples, Batch: p.Batch, MaxNewTokens: p.MaxNewTokens, Prompt: r.prompt}
 }
 
 // predict writes every listed model's greedy predictions for every task
