@@ -145,7 +145,9 @@ func checkReportHTML(t *testing.T, out string, wantRules bool) {
 	}
 
 	// Self-contained: no script, no stylesheet link, no remote reference.
-	if n := len(findAll(doc, func(n *html.Node) bool { return n.Data == "script" || n.Data == "link" || n.Data == "img" || n.Data == "iframe" })); n > 0 {
+	if n := len(findAll(doc, func(n *html.Node) bool {
+		return n.Data == "script" || n.Data == "link" || n.Data == "img" || n.Data == "iframe"
+	})); n > 0 {
 		t.Errorf("report.html has %d script/link/img/iframe elements; it must be self-contained", n)
 	}
 	for _, n := range findAll(doc, func(*html.Node) bool { return true }) {
