@@ -193,12 +193,25 @@ type Improvement struct {
 	// Absolute names the metrics whose base is 0: they entered with their
 	// absolute gain (a ratio to 0 is undefined).
 	Absolute []string `json:"absolute,omitempty"`
+	Metrics  int      `json:"metrics"` // how many were averaged
+}
+
+// String is the improvement as a report shows it: a percentage, or an
+// absolute gain where every metric's base is 0.
+func (imp Improvement) String() string {
+	switch {
+	case len(imp.Absolute) == 0:
+		return fmt.Sprintf("%+.1f%%", 100*imp.Value)
+	case len(imp.Absolute) == imp.Metrics:
+		return fmt.Sprintf("%+.3f absolute (base 0)", imp.Value)
+	}
+	return fmt.Sprintf("%+.1f%% (absolute gain for %s: base 0)", 100*imp.Value, strings.Join(imp.Absolute, ", "))
 }
 
 // ImprovementFormula states how Improvement is computed, for reports.
 const ImprovementFormula = "per task, the mean over its metrics of (model − base)/|base|, where the base is 0 the absolute gain " +
-	"model − base instead (named in the table), the sign flipped for error metrics (↓) so that positive is better; " +
-	"the overall figure is the mean over tasks, every task counted"
+	"model − base instead (as if the base were 1, marked in the table), the sign flipped for error metrics (↓) so that positive is better; " +
+	"the mean is over every task, none dropped"
 
 // RelativeImprovement compares a model with the base model on one task (see
 // Improvement); no task is ever dropped for a base of 0.
@@ -230,6 +243,7 @@ func RelativeImprovement(model, base []Metric) (Improvement, error) {
 		return imp, fmt.Errorf("relative improvement: no metric to compare")
 	}
 	imp.Value /= float64(n)
+	imp.Metrics = n
 	return imp, nil
 }
 

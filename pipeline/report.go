@@ -232,19 +232,11 @@ func (r *Report) improvementMarkdown(b *strings.Builder) {
 				b.WriteString(" — |")
 				continue
 			}
-			fmt.Fprintf(b, " %s |", formatImprovement(*me.Improvement))
+			fmt.Fprintf(b, " %s |", me.Improvement)
 		}
 		fmt.Fprintf(b, " **%+.1f%%** |\n", 100*mean)
 	}
 	b.WriteString("\n")
-}
-
-func formatImprovement(imp Improvement) string {
-	s := fmt.Sprintf("%+.1f%%", 100*imp.Value)
-	if len(imp.Absolute) > 0 {
-		s += " (absolute gain for " + strings.Join(imp.Absolute, ", ") + ": base 0)"
-	}
-	return s
 }
 
 func (r *Report) tagsMarkdown(b *strings.Builder) {
@@ -280,11 +272,7 @@ func (r *Report) samplesMarkdown(b *strings.Builder) {
 		}
 		fmt.Fprintf(b, "## Samples: %s (%s)\n\n", t.Task, final)
 		for _, s := range me.Samples {
-			verdict := "wrong"
-			if s.Correct {
-				verdict = "correct"
-			}
-			fmt.Fprintf(b, "**%s** (%s, reward %.2f) — gold `%s`, answer `%s`\n\n```\n%s\n```\n\n", s.ID, verdict, s.Reward, s.Gold, s.Answer, strings.TrimSpace(s.Completion))
+			fmt.Fprintf(b, "**%s** (%s, reward %.2f) — gold `%s`, answer `%s`\n\n```\n%s\n```\n\n", s.ID, s.verdict(), s.Reward, s.Gold, s.Answer, strings.TrimSpace(s.Completion))
 		}
 	}
 }

@@ -92,9 +92,9 @@ svg .grid{stroke:#e6e9ef}svg .axis{stroke:#8a93a3}svg .tick{font-size:10.5px;fil
 .note{font-size:12px;color:#555;margin:4px 0 0;max-width:560px}
 td.cm{min-width:26px}details{margin:6px 0}summary{cursor:pointer;font-weight:600}
 .chain{background:#fff;border:1px solid #dde1e8;border-radius:6px;padding:8px 10px;margin:8px 0;max-width:1100px}
-.chain.ok{border-left:5px solid #2e9d47}.chain.bad{border-left:5px solid #c8382c}.chain .head{font-size:12.5px;margin-bottom:4px}
+.chain.ok{border-left:5px solid #2e9d47}.chain.bad{border-left:5px solid #c8382c}.chain.part{border-left:5px solid #d08a00}.chain .head{font-size:12.5px;margin-bottom:4px}
 .chain pre{white-space:pre-wrap;word-break:break-word;margin:0;font:12.5px/1.5 ui-monospace,SFMono-Regular,Menlo,monospace}
-.tk{font-weight:700;border-radius:3px;padding:0 2px}.seg{border-radius:3px}.ans{outline:2px solid #2e9d47;border-radius:3px}.chain.bad .ans{outline-color:#c8382c}
+.tk{font-weight:700;border-radius:3px;padding:0 2px}.seg{border-radius:3px}.ans{outline:2px solid #2e9d47;border-radius:3px}.chain.bad .ans{outline-color:#c8382c}.chain.part .ans{outline-color:#d08a00}
 `
 
 // modelCell is one model's value of a metric as a table cell.
@@ -246,7 +246,7 @@ func (r *Report) htmlImprovement(b *strings.Builder) {
 		fmt.Fprintf(b, `<tr><td class="l">%s</td>`, esc(name))
 		for _, t := range r.Tasks {
 			if me := t.model(name); me != nil && me.Improvement != nil {
-				fmt.Fprintf(b, "<td>%s</td>", esc(formatImprovement(*me.Improvement)))
+				fmt.Fprintf(b, "<td>%s</td>", esc(me.Improvement.String()))
 			} else {
 				b.WriteString("<td>—</td>")
 			}
@@ -307,11 +307,14 @@ func (r *Report) htmlRLStage(b *strings.Builder, c RLCurve) {
 	esc := html.EscapeString
 	id := "chart-rl-" + c.Stage
 	fmt.Fprintf(b, `<h3>RL stage %s</h3><div class="grid-charts">`, esc(c.Stage))
-	rewards := []lineSeries{stepSeries("reward", "reward.mean", c.Steps, func(l rlLogLine) (float64, bool) { return l.Reward.Mean, true })}
+	var rewards []lineSeries
 	for _, comp := range sortedKeys(c.Steps, func(l rlLogLine) []string { return mapKeys(l.Rewards) }) {
 		comp := comp
 		rewards = append(rewards, stepSeries(comp, "rewards."+comp+".mean", c.Steps, func(l rlLogLine) (float64, bool) { s, ok := l.Rewards[comp]; return s.Mean, ok }))
 	}
+	total := stepSeries("reward (total)", "reward.mean", c.Steps, func(l rlLogLine) (float64, bool) { return l.Reward.Mean, true })
+	total.Bold = true
+	rewards = append(rewards, total) // drawn last, on top of the parts it is made of
 	lineChart{ID: id + "-reward", Title: "reward and each component per step (mean over the step's completions)", XLabel: "step", YLabel: "reward", Source: c.Source, Series: rewards}.render(b)
 	terms := sortedKeys(c.Steps, func(l rlLogLine) []string { return mapKeys(l.Terms) })
 	if len(terms) > 0 {
@@ -342,32 +345,48 @@ func (r *Report) htmlRLStage(b *strings.Builder, c RLCurve) {
 		stepSeries("max", "completion_length.max", c.Steps, func(l rlLogLine) (float64, bool) { return float64(l.Length.Max), true }),
 	}}.render(b)
 	b.WriteString(`</div>`)
-	// Each reward component's (and term's) mean, std and share, per quarter of the stage.
-	fmt.Fprintf(b, `<table data-table="rl-rewards-%s"><thead><tr><th class="l">reward part</th><th class="l">quarter of the stage</th><th>steps</th><th>mean</th><th>std</th><th>share of total</th></tr></thead><tbody>`, esc(c.Stage))
-	for _, q := range quarters(len(c.Steps)) {
-		w := c.Steps[q[0]:q[1]]
-		label := fmt.Sprintf("steps %d–%d", w[0].Step, w[len(w)-1].Step)
-		var total float64
-		for _, l := range w {
-			total += l.Reward.Mean / float64(len(w))
+	// Each reward component's (and term's) mean ± std (and share of the
+	// total), per quarter of the stage.
+	qs := quarters(len(c.Steps))
+	fmt.Fprintf(b, `<table data-table="rl-rewards-%s"><thead><tr><th class="l">reward part (mean ± std per step`, esc(c.Stage))
+	if len(terms) > 0 {
+		b.WriteString(`, share of the total`)
+	}
+	b.WriteString(`)</th>`)
+	for _, q := range qs {
+		fmt.Fprintf(b, "<th>steps %d–%d</th>", c.Steps[q[0]].Step, c.Steps[q[1]-1].Step)
+	}
+	b.WriteString("</tr></thead><tbody>")
+	for _, comp := range sortedKeys(c.Steps, func(l rlLogLine) []string { return mapKeys(l.Rewards) }) {
+		fmt.Fprintf(b, `<tr><td class="l">component %s</td>`, esc(comp))
+		for _, q := range qs {
+			m, s := meanStd(c.Steps[q[0]:q[1]], func(l rlLogLine) (Stat, bool) { x, ok := l.Rewards[comp]; return x, ok })
+			fmt.Fprintf(b, "<td>%.3f ± %.3f</td>", m, s)
 		}
-		for _, comp := range sortedKeys(c.Steps, func(l rlLogLine) []string { return mapKeys(l.Rewards) }) {
-			m, s := meanStd(w, func(l rlLogLine) (Stat, bool) { x, ok := l.Rewards[comp]; return x, ok })
-			fmt.Fprintf(b, `<tr><td class="l">component %s</td><td class="l">%s</td><td>%d</td><td>%.3f</td><td>%.3f</td><td>—</td></tr>`, esc(comp), label, len(w), m, s)
-		}
-		for _, t := range terms {
+		b.WriteString("</tr>")
+	}
+	for _, t := range terms {
+		fmt.Fprintf(b, `<tr><td class="l">term %s</td>`, esc(t))
+		for _, q := range qs {
 			var m, s, sh float64
+			w := c.Steps[q[0]:q[1]]
 			for _, l := range w {
 				x := l.Terms[t]
-				m, s, sh = m+x.Mean/float64(len(w)), s+x.Std/float64(len(w)), sh+x.Share/float64(len(w))
+				m, s, sh = m+x.Mean, s+x.Std, sh+x.Share
 			}
-			fmt.Fprintf(b, `<tr><td class="l">term %s</td><td class="l">%s</td><td>%d</td><td>%.3f</td><td>%.3f</td><td>%.2f</td></tr>`, esc(t), label, len(w), m, s, sh)
+			n := float64(len(w))
+			fmt.Fprintf(b, "<td>%.3f ± %.3f · %.0f%%</td>", m/n, s/n, 100*sh/n)
 		}
-		fmt.Fprintf(b, `<tr><td class="l"><b>reward</b></td><td class="l">%s</td><td>%d</td><td>%.3f</td><td>—</td><td>1.00</td></tr>`, label, len(w), total)
+		b.WriteString("</tr>")
 	}
-	b.WriteString("</tbody></table>")
+	b.WriteString(`<tr><td class="l"><b>reward (total)</b></td>`)
+	for _, q := range qs {
+		m, s := meanStd(c.Steps[q[0]:q[1]], func(l rlLogLine) (Stat, bool) { return l.Reward, true })
+		fmt.Fprintf(b, "<td><b>%.3f</b> ± %.3f</td>", m, s)
+	}
+	b.WriteString("</tr></tbody></table>")
 	if len(terms) == 0 {
-		b.WriteString(`<p class="note">This stage's log has no reward terms (their share of the total is logged by newer versions); the components above are the unweighted parts.</p>`)
+		b.WriteString(`<p class="note">This stage's log has no reward terms (each weighted addend's share of the total is logged by newer versions); the components above are the unweighted parts.</p>`)
 	}
 }
 
@@ -437,8 +456,16 @@ func (r *Report) htmlTags(b *strings.Builder) {
 			continue
 		}
 		any = true
-		tags := mapKeys(tagSet)
-		sort.Strings(tags)
+		var tags []string // the taxonomy's order, then other tags used
+		for _, tag := range t.TagOrder {
+			if tagSet[tag] {
+				tags = append(tags, tag)
+				delete(tagSet, tag)
+			}
+		}
+		rest := mapKeys(tagSet)
+		sort.Strings(rest)
+		tags = append(tags, rest...)
 		c := barChart{ID: "chart-tags-" + t.Task + "-" + t.Split, Title: fmt.Sprintf("%s: share of completions using each tag", t.Task), YLabel: "share", Source: evalSource(t), Categories: tags, Series: models, YMax: 1}
 		for _, name := range models {
 			m := t.model(name)
@@ -546,7 +573,7 @@ func confusionTable(b *strings.Builder, t TaskEval, m ModelEval) {
 
 func (r *Report) htmlSamples(b *strings.Builder) {
 	esc := html.EscapeString
-	b.WriteString(`<section id="samples"><h2>Sample chains</h2><p>Greedy completions on the evaluation examples, the first correct and the first wrong ones of each model; each tagged step has its own colour, the answer is outlined.</p>`)
+	b.WriteString(`<section id="samples"><h2>Sample chains</h2><p>Greedy completions on the evaluation examples: the first correct ones (task reward 1) and the first others (wrong or partly right) of each model; each tagged step has its own colour, the answer is outlined.</p>`)
 	final := r.finalModel()
 	for _, t := range r.Tasks {
 		for _, m := range t.Models {
@@ -559,10 +586,8 @@ func (r *Report) htmlSamples(b *strings.Builder) {
 			}
 			fmt.Fprintf(b, `<details%s><summary>%s — %s</summary>`, open, esc(t.Task), esc(m.Name))
 			for _, s := range m.Samples {
-				cls, verdict := "bad", "wrong"
-				if s.Correct {
-					cls, verdict = "ok", "correct"
-				}
+				verdict := s.verdict()
+				cls := map[string]string{"correct": "ok", "partly right": "part", "wrong": "bad"}[verdict]
 				fmt.Fprintf(b, `<div class="chain %s"><div class="head"><b>%s</b> · %s · reward %.2f · gold <code>%s</code> · answer <code>%s</code></div><pre>%s</pre></div>`,
 					cls, esc(s.ID), verdict, s.Reward, esc(s.Gold), esc(s.Answer), chainHTML(s.Completion))
 			}

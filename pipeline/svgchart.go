@@ -30,6 +30,7 @@ type lineSeries struct {
 	Key    string // the field of the source log
 	X, Y   []float64
 	Dashed bool
+	Bold   bool // drawn thicker (e.g. the total beside its parts)
 }
 
 // lineChart plots series against the step.
@@ -173,7 +174,11 @@ func (c lineChart) render(b *strings.Builder) {
 			dash = ` stroke-dasharray="5 3"`
 		}
 		fmt.Fprintf(b, `<g data-series="%s" data-key="%s" data-n="%d">`, html.EscapeString(s.Name), html.EscapeString(s.Key), len(s.X))
-		fmt.Fprintf(b, `<polyline fill="none" stroke="%s" stroke-width="1.6"%s points="%s"/>`, col, dash, strings.Join(pts, " "))
+		width := 1.6
+		if s.Bold {
+			width = 3
+		}
+		fmt.Fprintf(b, `<polyline fill="none" stroke="%s" stroke-width="%.1f"%s points="%s"/>`, col, width, dash, strings.Join(pts, " "))
 		if len(s.X) <= maxDots {
 			for j := range s.X {
 				fmt.Fprintf(b, `<circle cx="%.1f" cy="%.1f" r="2.2" fill="%s"><title>%s, step %s: %.4g</title></circle>`,
@@ -252,6 +257,10 @@ type barChart struct {
 	YMax              float64     // 0: from the data
 }
 
+// barExtra is the room a bar chart adds below the plot for its slanted
+// category names.
+const barExtra = 56
+
 func (c barChart) render(b *strings.Builder) {
 	hi := c.YMax
 	for _, vs := range c.Values {
@@ -260,10 +269,11 @@ func (c barChart) render(b *strings.Builder) {
 		}
 	}
 	y := newAxis(0, hi, chartH-padBottom, padTop, 4, false)
+	base := chartH - padBottom // the plot's bottom edge
 	group := float64(chartW-padRight-padLeft) / float64(max(1, len(c.Categories)))
 	bar := group * 0.8 / float64(max(1, len(c.Series)))
 	fmt.Fprintf(b, `<figure class="chart" id="%s" data-source="%s"><figcaption>%s</figcaption>`, html.EscapeString(c.ID), html.EscapeString(c.Source), html.EscapeString(c.Title))
-	svgOpen(b, c.ID, c.Title)
+	fmt.Fprintf(b, `<svg class="chart" viewBox="0 0 %d %d" width="%d" height="%d" role="img" aria-label="%s">`, chartW, chartH+barExtra, chartW, chartH+barExtra, html.EscapeString(c.Title))
 	frame(b, axis{}, y, "", c.YLabel, false)
 	for s, name := range c.Series {
 		fmt.Fprintf(b, `<g data-series="%s" data-n="%d">`, html.EscapeString(name), len(c.Categories))
@@ -278,7 +288,7 @@ func (c barChart) render(b *strings.Builder) {
 	}
 	for k, cat := range c.Categories {
 		x := float64(padLeft) + group*(float64(k)+0.5)
-		fmt.Fprintf(b, `<text class="tick cat" x="%.1f" y="%d" text-anchor="end" transform="rotate(-30 %.1f %d)">%s</text>`, x, chartH-padBottom+12, x, chartH-padBottom+12, html.EscapeString(shorten(cat, 16)))
+		fmt.Fprintf(b, `<text class="tick cat" x="%.1f" y="%d" text-anchor="end" transform="rotate(-35 %.1f %d)">%s</text>`, x+4, base+14, x+4, base+14, html.EscapeString(shorten(cat, 18)))
 	}
 	b.WriteString(`</svg>`)
 	legend(b, c.Series, nil)

@@ -26,7 +26,9 @@ type TaskEval struct {
 	Higher   bool   `json:"higher_is_better"`
 	// Labels order the confusion matrices' rows (gold) and columns
 	// (prediction; one more column: an answer outside the labels).
-	Labels      []string     `json:"labels,omitempty"`
+	Labels []string `json:"labels,omitempty"`
+	// TagOrder is the taxonomy's tag order (the tag charts' order).
+	TagOrder    []string     `json:"tag_order,omitempty"`
 	Bootstrap   Bootstrap    `json:"bootstrap"`
 	Models      []ModelEval  `json:"models"` // training order, then the rule baselines
 	Differences []Difference `json:"differences,omitempty"`
@@ -97,6 +99,18 @@ type Sample struct {
 	Correct    bool    `json:"correct"`
 }
 
+// verdict is how a sample is labelled: correct (task reward 1), partly
+// right (a rating or a text close to the gold) or wrong.
+func (s Sample) verdict() string {
+	switch {
+	case s.Correct:
+		return "correct"
+	case s.Reward > 0:
+		return "partly right"
+	}
+	return "wrong"
+}
+
 // modelPredictions are one model's (or rule's) answers on a task split;
 // rules have no completions.
 type modelPredictions struct {
@@ -116,6 +130,9 @@ type evalOptions struct {
 func evaluateTask(task *datasets.Task, split string, examples []datasets.Example, models []modelPredictions, tx rewardmodel.Taxonomy, o evalOptions) (TaskEval, error) {
 	kind := RewardKind(task)
 	te := TaskEval{Task: task.Name, Split: split, Kind: string(kind), Primary: PrimaryMetric(kind), Bootstrap: o.Bootstrap}
+	for _, t := range tx {
+		te.TagOrder = append(te.TagOrder, t.Name)
+	}
 	if len(models) == 0 {
 		return te, fmt.Errorf("evaluate %s/%s: no models", task.Name, split)
 	}
