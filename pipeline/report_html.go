@@ -39,7 +39,10 @@ type rlLogLine struct {
 type rewardTermStat struct {
 	Mean  float64 `json:"mean"`
 	Std   float64 `json:"std"`
-	Share float64 `json:"share"`
+	Share float64 `json:"share"` // of the mean reward
+	// Signal is the term's share of the within-group reward variance (what
+	// the advantages are made of).
+	Signal *float64 `json:"signal,omitempty"`
 }
 
 // HTML renders the whole report as one self-contained page: inline CSS
@@ -316,16 +319,30 @@ func (r *Report) htmlRLStage(b *strings.Builder, c RLCurve) {
 	total.Bold = true
 	rewards = append(rewards, total) // drawn last, on top of the parts it is made of
 	lineChart{ID: id + "-reward", Title: "reward and each component per step (mean over the step's completions)", XLabel: "step", YLabel: "reward", Source: c.Source, Series: rewards}.render(b)
+	lineChart{ID: id + "-reward-std", Title: "spread of the reward and each component per step (std over the step's completions)", XLabel: "step", YLabel: "std",
+		Source: c.Source, Series: stdSeries(c.Steps)}.render(b)
 	terms := sortedKeys(c.Steps, func(l rlLogLine) []string { return mapKeys(l.Terms) })
 	if len(terms) > 0 {
-		var means, shares []lineSeries
+		var means, shares, signals []lineSeries
 		for _, t := range terms {
 			t := t
 			means = append(means, stepSeries(t, "reward_terms."+t+".mean", c.Steps, func(l rlLogLine) (float64, bool) { s, ok := l.Terms[t]; return s.Mean, ok }))
 			shares = append(shares, stepSeries(t, "reward_terms."+t+".share", c.Steps, func(l rlLogLine) (float64, bool) { s, ok := l.Terms[t]; return s.Share, ok }))
+			if sig := stepSeries(t, "reward_terms."+t+".signal", c.Steps, func(l rlLogLine) (float64, bool) {
+				s, ok := l.Terms[t]
+				if !ok || s.Signal == nil {
+					return 0, false
+				}
+				return *s.Signal, true
+			}); len(sig.X) > 0 {
+				signals = append(signals, sig)
+			}
 		}
-		lineChart{ID: id + "-terms", Title: "each weighted reward term per step (mean)", XLabel: "step", YLabel: "term", Source: c.Source, Series: means}.render(b)
+		lineChart{ID: id + "-terms", Title: "each weighted reward term per step (mean; they add up to the reward)", XLabel: "step", YLabel: "term", Source: c.Source, Series: means}.render(b)
 		lineChart{ID: id + "-shares", Title: "each term's share of the total reward per step", XLabel: "step", YLabel: "share", Source: c.Source, Series: shares}.render(b)
+		if len(signals) > 0 {
+			lineChart{ID: id + "-signal", Title: "each term's share of the learning signal per step (within-group reward variance)", XLabel: "step", YLabel: "share", Source: c.Source, Series: signals}.render(b)
+		}
 	}
 	if kl := stepSeries("KL", "kl", c.Steps, func(l rlLogLine) (float64, bool) {
 		if l.KL == nil {
@@ -388,6 +405,18 @@ func (r *Report) htmlRLStage(b *strings.Builder, c RLCurve) {
 	if len(terms) == 0 {
 		b.WriteString(`<p class="note">This stage's log has no reward terms (each weighted addend's share of the total is logged by newer versions); the components above are the unweighted parts.</p>`)
 	}
+}
+
+// stdSeries are the per-step spreads of the reward and each component.
+func stdSeries(lines []rlLogLine) []lineSeries {
+	var out []lineSeries
+	for _, comp := range sortedKeys(lines, func(l rlLogLine) []string { return mapKeys(l.Rewards) }) {
+		comp := comp
+		out = append(out, stepSeries(comp, "rewards."+comp+".std", lines, func(l rlLogLine) (float64, bool) { s, ok := l.Rewards[comp]; return s.Std, ok }))
+	}
+	total := stepSeries("reward (total)", "reward.std", lines, func(l rlLogLine) (float64, bool) { return l.Reward.Std, true })
+	total.Bold = true
+	return append(out, total)
 }
 
 // quarters splits n steps into (up to) four runs [from, to).
