@@ -59,7 +59,7 @@ func init() {
 				if err := rep.Write(out); err != nil {
 					return err
 				}
-				fmt.Fprintf(cmd.OutOrStdout(), "\nreport: %s\n", filepath.Join(out, "report.md"))
+				fmt.Fprintf(cmd.OutOrStdout(), "\nreport: %s, %s\n", filepath.Join(out, "report.html"), filepath.Join(out, "report.md"))
 			}
 			return nil
 		},
