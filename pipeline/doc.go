@@ -6,10 +6,10 @@
 // RunConfig is one whole run (configs/demo.yaml is the built-in one); Run
 // executes its plan in RunConfig.Out. Each stage writes below Out and marks
 // itself done by the file it writes last (sft/model.onnx, prmu/summary.json,
-// rl/NAME/model.onnx, …); its stage.json records the settings it was made
-// with, so a rerun skips finished stages, resumes an unfinished one from its
-// checkpoint, and refuses a changed setting before any work. The report is
-// rebuilt from the run folder alone.
+// rl/NAME/model.onnx, …); its run.json (train.RunSettings) records the
+// settings it was made with, so a rerun skips finished stages, resumes an
+// unfinished one from its checkpoint, and refuses a changed setting before
+// any work. The report is rebuilt from the run folder alone.
 //
 // Run folder:
 //

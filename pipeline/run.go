@@ -421,7 +421,7 @@ func (r *runEnv) checkStamps() error {
 		checks = append(checks, check{r.predictDir(m), StagePredict + " " + m, func() map[string]any { return r.predictSettings(m) }, ""})
 	}
 	for _, c := range checks {
-		if _, err := os.Stat(filepath.Join(c.dir, stampFile)); err != nil {
+		if _, err := os.Stat(filepath.Join(c.dir, train.SettingsFile)); err != nil {
 			continue // not started: stamped when it starts
 		}
 		if err := checkStamp(c.dir, c.stage, c.settings(), c.done != "" && exists(filepath.Join(c.dir, c.done))); err != nil {

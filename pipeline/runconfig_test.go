@@ -46,13 +46,13 @@ func TestStageStampRefusesChangedSetting(t *testing.T) {
 		t.Fatalf("same settings: %v", err)
 	}
 	err := checkStamp(dir, "sft", map[string]any{"stages.sft.lr": 0.01, "stages.sft.steps": 10}, true)
-	if err == nil || !strings.Contains(err.Error(), "stages.sft.lr = 0.003") || !strings.Contains(err.Error(), "0.01") || !strings.Contains(err.Error(), dir) {
+	if err == nil || !strings.Contains(err.Error(), `stages.sft.lr was "0.003", now "0.01"`) || !strings.Contains(err.Error(), dir) {
 		t.Fatalf("changed lr: %v", err)
 	}
 	// A finished folder without a stamp was made by something else.
 	other := filepath.Join(t.TempDir(), "rl")
 	os.MkdirAll(other, 0o755)
-	if err := checkStamp(other, "rl:guided", map[string]any{}, true); err == nil || !strings.Contains(err.Error(), "no stage.json") {
+	if err := checkStamp(other, "rl:guided", map[string]any{}, true); err == nil || !strings.Contains(err.Error(), "no run.json") {
 		t.Fatalf("unstamped finished folder: %v", err)
 	}
 }

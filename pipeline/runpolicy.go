@@ -9,6 +9,7 @@ import (
 
 	"github.com/tagpr/tagpr/onnx/hf"
 	"github.com/tagpr/tagpr/onnx/lm"
+	"github.com/tagpr/tagpr/onnx/train"
 	"github.com/tagpr/tagpr/tokenize"
 )
 
@@ -134,7 +135,7 @@ func (r *runEnv) prepareBase() error {
 		if _, err := hf.CopySideFiles(filepath.Dir(r.tok.Path()), tmp); err != nil {
 			return err
 		}
-		if err := os.Rename(filepath.Join(r.base, stampFile), filepath.Join(tmp, stampFile)); err != nil {
+		if err := os.Rename(filepath.Join(r.base, train.SettingsFile), filepath.Join(tmp, train.SettingsFile)); err != nil {
 			return err
 		}
 		if err := os.Remove(r.base); err != nil {

@@ -1,18 +1,16 @@
 package pipeline
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
-	"sort"
 	"strings"
 	"time"
 
-	"github.com/google/renameio/v2"
+	"github.com/tagpr/tagpr/onnx/train"
 )
 
 // ConfigMap is c as nested maps keyed by the config's key names (what
@@ -153,97 +151,29 @@ func flatten(prefix string, v any, out map[string]any) {
 	out[strings.TrimSuffix(prefix, ".")] = v
 }
 
-// stageStamp records the settings a stage's output was made with, so a
-// rerun with other settings is refused instead of mixing two runs.
-type stageStamp struct {
-	Stage    string         `json:"stage"`
-	Settings map[string]any `json:"settings"`
-}
-
-const stampFile = "stage.json"
-
-// normalize makes settings compare as they read back from JSON.
-func normalize(m map[string]any) (map[string]any, error) {
-	b, err := json.Marshal(m)
-	if err != nil {
-		return nil, err
-	}
-	var out map[string]any
-	return out, json.Unmarshal(b, &out)
-}
-
-// checkStamp compares dir's stage.json with settings; a missing one is
-// written (before the stage's work, so a resumed stage is checked too).
-// done says the folder already holds the stage's finished output.
+// checkStamp keeps a stage folder's record of the settings its output
+// depends on (train.RunSettings in dir/run.json, values in JSON form): a
+// missing one is written before the stage's work, so a resumed stage is
+// checked too; a differing one is refused, naming each setting and both
+// values. done says the folder already holds the stage's finished output
+// (then a missing record means something else made it).
 func checkStamp(dir, stage string, settings map[string]any, done bool) error {
-	want, err := normalize(settings)
-	if err != nil {
-		return fmt.Errorf("stage %s: settings: %w", stage, err)
-	}
-	path := filepath.Join(dir, stampFile)
-	raw, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		if done {
-			return fmt.Errorf("stage %s: %s holds finished output but no %s (made by an older tagpr?): delete %s to redo the stage", stage, dir, stampFile, dir)
-		}
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return fmt.Errorf("stage %s: %w", stage, err)
-		}
-		b, err := json.MarshalIndent(stageStamp{Stage: stage, Settings: want}, "", "  ")
+	s := train.RunSettings{}
+	for k, v := range settings {
+		b, err := json.Marshal(v)
 		if err != nil {
-			return err
+			return fmt.Errorf("stage %s: setting %s: %w", stage, k, err)
 		}
-		return renameio.WriteFile(path, append(b, '\n'), 0o644)
+		s[k] = string(b)
 	}
-	if err != nil {
-		return fmt.Errorf("stage %s: %w", stage, err)
+	if _, err := os.Stat(filepath.Join(dir, train.SettingsFile)); errors.Is(err, os.ErrNotExist) {
+		if done {
+			return fmt.Errorf("stage %s: %s holds finished output but no %s (made by an older tagpr?): delete %s to redo the stage", stage, dir, train.SettingsFile, dir)
+		}
+		return s.Record(dir)
 	}
-	var have stageStamp
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	if err := dec.Decode(&have); err != nil {
-		return fmt.Errorf("stage %s: %s: %w (delete %s to redo the stage)", stage, path, err, dir)
-	}
-	if key, old, now, differ := firstDifference(have.Settings, want); differ {
-		return fmt.Errorf("stage %s: %s was made with %s = %s, the config now says %s: delete %s (and the stages after it) to redo it with the new setting, or set another out",
-			stage, dir, key, show(old), show(now), dir)
+	if err := s.Check(dir); err != nil {
+		return fmt.Errorf("stage %s: %w: delete %s (and the stages after it) to redo it with these settings, or set another out", stage, err, dir)
 	}
 	return nil
-}
-
-// firstDifference finds the first key (in sorted order) whose value differs.
-func firstDifference(a, b map[string]any) (key string, old, now any, differ bool) {
-	keys := map[string]bool{}
-	for k := range a {
-		keys[k] = true
-	}
-	for k := range b {
-		keys[k] = true
-	}
-	sorted := make([]string, 0, len(keys))
-	for k := range keys {
-		sorted = append(sorted, k)
-	}
-	sort.Strings(sorted)
-	for _, k := range sorted {
-		va, oka := a[k]
-		vb, okb := b[k]
-		if oka != okb || !reflect.DeepEqual(va, vb) {
-			if !oka {
-				va = "(unset)"
-			}
-			if !okb {
-				vb = "(unset)"
-			}
-			return k, va, vb, true
-		}
-	}
-	return "", nil, nil, false
-}
-
-func show(v any) string {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return fmt.Sprint(v)
-	}
-	return string(b)
 }

@@ -291,7 +291,7 @@ func checkStageCommands(t *testing.T, dir string, env []string, cfg, out string)
 	}
 	// A setting changed after its stage finished is refused, naming it.
 	_, stderr, err := run([]string{"TAGPR_STAGES_SFT_LR=0.01"}, "run", "-c", cfg)
-	if err == nil || !strings.Contains(stderr, "stages.sft.lr = 0.003") || !strings.Contains(stderr, "0.01") || !strings.Contains(stderr, filepath.Join(out, "sft")) {
+	if err == nil || !strings.Contains(stderr, `stages.sft.lr was "0.003", now "0.01"`) || !strings.Contains(stderr, filepath.Join(out, "sft")) {
 		t.Errorf("a changed stages.sft.lr: err %v\n%s", err, stderr)
 	}
 	// One stage alone needs the stages it reads.
