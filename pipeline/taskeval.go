@@ -129,6 +129,9 @@ type evalOptions struct {
 // in the examples' order.
 func evaluateTask(task *datasets.Task, split string, examples []datasets.Example, models []modelPredictions, tx rewardmodel.Taxonomy, o evalOptions) (TaskEval, error) {
 	kind := RewardKind(task)
+	if o.Bootstrap.Resamples <= 0 {
+		o.Bootstrap.Resamples = DefaultResamples
+	}
 	te := TaskEval{Task: task.Name, Split: split, Kind: string(kind), Primary: PrimaryMetric(kind), Bootstrap: o.Bootstrap}
 	for _, t := range tx {
 		te.TagOrder = append(te.TagOrder, t.Name)
