@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tagpr/tagpr/onnx/train"
+	"github.com/tagpr/tagpr/pipeline/grpo"
 )
 
 // Curves are a run's per-step training logs, which report.html plots.
@@ -352,8 +353,10 @@ func (r *Report) htmlRLStage(b *strings.Builder, c RLCurve) {
 	}); len(kl.X) > 0 {
 		lineChart{ID: id + "-kl", Title: "KL to the reference model per step (k3)", XLabel: "step", YLabel: "KL", Source: c.Source, Series: []lineSeries{kl}}.render(b)
 	}
-	lineChart{ID: id + "-clip", Title: "clip fraction and groups with zero reward std per step", XLabel: "step", YLabel: "fraction", Source: c.Source, Series: []lineSeries{
-		stepSeries("clip fraction", "clip_fraction", c.Steps, func(l rlLogLine) (float64, bool) { return l.ClipFraction, true }),
+	lineChart{ID: id + "-clip", Title: "clipped token ratio (region, low, high) and groups with zero reward std per step", XLabel: "step", YLabel: "fraction", Source: c.Source, Series: []lineSeries{
+		stepSeries("clip region", "clip_ratio/region_mean", c.Steps, func(l rlLogLine) (float64, bool) { return l.ClipRegion, true }),
+		stepSeries("clip low", "clip_ratio/low_mean", c.Steps, func(l rlLogLine) (float64, bool) { return l.ClipLow, true }),
+		stepSeries("clip high", "clip_ratio/high_mean", c.Steps, func(l rlLogLine) (float64, bool) { return l.ClipHigh, true }),
 		stepSeries("zero-std groups", "frac_reward_zero_std", c.Steps, func(l rlLogLine) (float64, bool) { return l.ZeroStdFraction, true }),
 	}}.render(b)
 	lineChart{ID: id + "-length", Title: "completion length per step (tokens: mean, min, max)", XLabel: "step", YLabel: "tokens", Source: c.Source, Series: []lineSeries{
@@ -377,7 +380,7 @@ func (r *Report) htmlRLStage(b *strings.Builder, c RLCurve) {
 	for _, comp := range sortedKeys(c.Steps, func(l rlLogLine) []string { return mapKeys(l.Rewards) }) {
 		fmt.Fprintf(b, `<tr><td class="l">component %s</td>`, esc(comp))
 		for _, q := range qs {
-			m, s := meanStd(c.Steps[q[0]:q[1]], func(l rlLogLine) (Stat, bool) { x, ok := l.Rewards[comp]; return x, ok })
+			m, s := meanStd(c.Steps[q[0]:q[1]], func(l rlLogLine) (grpo.Stat, bool) { x, ok := l.Rewards[comp]; return x, ok })
 			fmt.Fprintf(b, "<td>%.3f ± %.3f</td>", m, s)
 		}
 		b.WriteString("</tr>")
@@ -398,7 +401,7 @@ func (r *Report) htmlRLStage(b *strings.Builder, c RLCurve) {
 	}
 	b.WriteString(`<tr><td class="l"><b>reward (total)</b></td>`)
 	for _, q := range qs {
-		m, s := meanStd(c.Steps[q[0]:q[1]], func(l rlLogLine) (Stat, bool) { return l.Reward, true })
+		m, s := meanStd(c.Steps[q[0]:q[1]], func(l rlLogLine) (grpo.Stat, bool) { return l.Reward, true })
 		fmt.Fprintf(b, "<td><b>%.3f</b> ± %.3f</td>", m, s)
 	}
 	b.WriteString("</tr></tbody></table>")
@@ -431,7 +434,7 @@ func quarters(n int) [][2]int {
 
 // meanStd averages a per-step Stat over steps (the std is the mean of the
 // steps' stds: the typical spread within a step).
-func meanStd(w []rlLogLine, f func(rlLogLine) (Stat, bool)) (float64, float64) {
+func meanStd(w []rlLogLine, f func(rlLogLine) (grpo.Stat, bool)) (float64, float64) {
 	var m, s float64
 	n := 0
 	for _, l := range w {

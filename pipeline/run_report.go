@@ -9,6 +9,7 @@ import (
 
 	"github.com/tagpr/tagpr/datasets"
 	"github.com/tagpr/tagpr/onnx/train"
+	"github.com/tagpr/tagpr/pipeline/grpo"
 	"github.com/tagpr/tagpr/rewardmodel"
 )
 
@@ -103,7 +104,7 @@ func (r *runEnv) eval() error {
 					parts = append(parts, fmt.Sprintf("%s %.3f", m.Name, x.Value))
 				}
 			}
-			r.h.stage(StageEval, "%s %s (n=%d) %s: %s", td.Task.Name, split, te.Examples, te.Primary, strings.Join(parts, ", "))
+			note(r.h, StageEval, "%s %s (n=%d) %s: %s", td.Task.Name, split, te.Examples, te.Primary, strings.Join(parts, ", "))
 		}
 	}
 	return nil
@@ -142,12 +143,12 @@ func (r *runEnv) report() (*Report, error) {
 	}
 	var err error
 	rep.Curves.SFTSource = filepath.ToSlash(filepath.Join("sft", "checkpoints", train.LogFile))
-	if rep.Curves.SFT, err = readJSONL[train.StepLog](r.dir(rep.Curves.SFTSource)); err != nil {
+	if rep.Curves.SFT, err = train.ReadLog[train.StepLog](r.dir(rep.Curves.SFTSource)); err != nil {
 		return nil, err
 	}
 	for _, st := range r.cfg.Stages.RL {
-		src := filepath.ToSlash(filepath.Join("rl", st.Name, "checkpoints", RLLogFile))
-		lines, err := readJSONL[rlLogLine](r.dir(src))
+		src := filepath.ToSlash(filepath.Join("rl", st.Name, grpo.CheckpointDir, grpo.LogFile))
+		lines, err := train.ReadLog[rlLogLine](r.dir(src))
 		if err != nil {
 			return nil, err
 		}

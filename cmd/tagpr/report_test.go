@@ -334,8 +334,8 @@ func checkEventFiles(t *testing.T, out string) {
 	t.Helper()
 	for _, s := range []struct{ dir, log, key, tag string }{
 		{"sft", "sft/checkpoints/train_log.jsonl", "loss", "loss"},
-		{"rl/guided", "rl/guided/checkpoints/rl_log.jsonl", "reward.mean", "reward/mean"},
-		{"rl/exploratory", "rl/exploratory/checkpoints/rl_log.jsonl", "reward.mean", "reward/mean"},
+		{"rl/guided", "rl/guided/checkpoints/rl_log.jsonl", "reward.mean", "reward"},
+		{"rl/exploratory", "rl/exploratory/checkpoints/rl_log.jsonl", "reward.mean", "reward"},
 	} {
 		files, err := tfevents.Files(filepath.Join(out, s.dir))
 		if err != nil || len(files) == 0 {

@@ -1,4 +1,4 @@
-package pipeline
+package grpo
 
 import (
 	"fmt"
@@ -8,11 +8,16 @@ import (
 	"github.com/tagpr/tagpr/onnx/train"
 )
 
-// Advantages computes A_i = (r_i − mean_group)/(std + ε) for rewards laid out
-// group-major (G consecutive completions per prompt), as TRL does: the std is
-// the unbiased one of the group (scale "group") or of the whole batch
-// ("batch"); "none" only centres. It also returns the fraction of groups
-// whose rewards are all equal (they carry no learning signal).
+// advantageEps is added to the std before dividing, as TRL does.
+const advantageEps = 1e-4
+
+// Advantages computes A_i = (r_i − mean_group)/(std + 1e-4) for rewards laid
+// out group-major (G consecutive completions per prompt), as TRL does: the
+// std is the unbiased one of the group (scale "group") or of the whole batch
+// ("batch"); "none" only centres. It also returns TRL's
+// frac_reward_zero_std: the share of completions whose std (the group's, or
+// with "batch" the batch's) is 0 — groups whose rewards are all equal carry
+// no learning signal.
 func Advantages(rewards []float64, G int, scale string) (adv []float64, zeroStd float64, err error) {
 	if G < 2 || len(rewards)%G != 0 {
 		return nil, 0, fmt.Errorf("advantages: %d rewards in groups of %d", len(rewards), G)
@@ -30,7 +35,7 @@ func Advantages(rewards []float64, G int, scale string) (adv []float64, zeroStd 
 		rs := rewards[g*G : (g+1)*G]
 		mean := meanOf(rs)
 		std := stdUnbiased(rs)
-		if std < 1e-8 { // torch.isclose(std, 0)'s absolute tolerance
+		if std <= 1e-8 { // torch.isclose(std, 0)'s absolute tolerance
 			zero++
 		}
 		for i, r := range rs {
@@ -42,6 +47,12 @@ func Advantages(rewards []float64, G int, scale string) (adv []float64, zeroStd 
 				a /= batchStd + advantageEps
 			}
 			adv[g*G+i] = a
+		}
+	}
+	if scale == ScaleBatch {
+		zero = 0
+		if batchStd <= 1e-8 {
+			zero = groups
 		}
 	}
 	return adv, float64(zero) / float64(groups), nil
@@ -68,36 +79,36 @@ func stdUnbiased(x []float64) float64 {
 	return math.Sqrt(s / float64(len(x)-1))
 }
 
-// rlBatch is one step's training batch at the graph's fixed [B,T]: each row
+// batch is one step's training batch at the graph's fixed [B,T]: each row
 // is prompt + completion, right-padded; the loss mask marks completion
 // tokens; OldLogprobs[b,t] is the generation's log-prob of token t.
-type rlBatch struct {
+type batch struct {
 	*train.LMBatch
 	Truncated []bool // [B] the completion hit the length limit
 }
 
-// buildRLBatch lays out the completions (row r continues prompts[r/G]).
+// buildBatch lays out the completions (row r continues prompts[r/G]).
 // With maskTruncated, completions that ended by the length limit get no
 // loss (TRL's mask_truncated_completions).
-func buildRLBatch(prompts [][]int64, comps []lm.Completion, adv []float64, G, T int, pad int64, maskTruncated bool) (*rlBatch, error) {
+func buildBatch(prompts [][]int64, comps []lm.Completion, adv []float64, G, T int, pad int64, maskTruncated bool) (*batch, error) {
 	B := len(comps)
 	if B != len(prompts)*G || len(adv) != B {
-		return nil, fmt.Errorf("rl batch: %d completions and %d advantages for %d prompts × %d", B, len(adv), len(prompts), G)
+		return nil, fmt.Errorf("grpo batch: %d completions and %d advantages for %d prompts × %d", B, len(adv), len(prompts), G)
 	}
 	rows := make([][]int64, B)
 	plen := make([]int, B)
 	for r, c := range comps {
 		p := prompts[r/G]
 		if len(p)+len(c.Tokens) > T {
-			return nil, fmt.Errorf("rl batch: row %d: prompt %d + completion %d tokens exceed the batch length %d", r, len(p), len(c.Tokens), T)
+			return nil, fmt.Errorf("grpo batch: row %d: prompt %d + completion %d tokens exceed the batch length %d", r, len(p), len(c.Tokens), T)
 		}
 		if len(c.LogProbs) != len(c.Tokens) {
-			return nil, fmt.Errorf("rl batch: row %d: %d log-probs for %d tokens (generate with log-probs)", r, len(c.LogProbs), len(c.Tokens))
+			return nil, fmt.Errorf("grpo batch: row %d: %d log-probs for %d tokens (generate with log-probs)", r, len(c.LogProbs), len(c.Tokens))
 		}
 		rows[r] = append(append(make([]int64, 0, len(p)+len(c.Tokens)), p...), c.Tokens...)
 		plen[r] = len(p)
 	}
-	b := &rlBatch{LMBatch: train.NewLMBatch(rows, T, pad, plen), Truncated: make([]bool, B)}
+	b := &batch{LMBatch: train.NewLMBatch(rows, T, pad, plen), Truncated: make([]bool, B)}
 	b.Advantages, b.OldLogprobs, b.RefLogprobs = make([]float32, B), make([]float32, B*T), make([]float32, B*T)
 	for r, c := range comps {
 		b.Advantages[r] = float32(adv[r])
@@ -112,7 +123,7 @@ func buildRLBatch(prompts [][]int64, comps []lm.Completion, adv []float64, G, T 
 
 // fillReference writes the reference model's log-prob of each token t ≥ 1
 // into RefLogprobs[b*T+t] (the scorer returns log π(token t+1 | ≤ t), [B,T-1]).
-func (b *rlBatch) fillReference(s *train.TokenScorer) error {
+func (b *batch) fillReference(s *train.TokenScorer) error {
 	lp, err := s.Logprobs(b.LMBatch)
 	if err != nil {
 		return fmt.Errorf("reference log-probs: %w", err)
