@@ -5,8 +5,9 @@ checks every scalar against the run's record: the stage's JSONL step log
 the scalar tags with their step count, steps, first/last values and how many
 points match the log. Exits non-zero if no run or no scalar is found, if a
 run's steps are not strictly increasing after TensorBoard's purge of
-restarted steps, or if any point differs from its log line (beyond float32
-rounding) or has no log line.
+restarted steps, if a value is not finite, or if any point differs from its
+log line (beyond float32 rounding) or has no log line. A stage that keeps no
+step log (PRMU training without checkpoints) is read but not compared.
 
     /work/venv/bin/pip install tensorboard   # tested with tensorboard 2.21.0
     python scripts/report/read_tfevents.py out/demo [--expect sft,rl/guided,rl/exploratory]
@@ -92,7 +93,7 @@ def main():
         log_path, log = read_log(run_dir)
         print(f"run {run}: {len(tags)} scalar tags; record {os.path.relpath(log_path, args.logdir) if log_path else 'none'}"
               + (f" ({len(log)} steps)" if log else ""))
-        if not tags or log is None:
+        if not tags:
             ok = False
         checked = 0
         for tag in sorted(tags):
@@ -101,8 +102,11 @@ def main():
             if any(b <= a for a, b in zip(steps, steps[1:])):
                 print(f"  {tag}: steps not increasing: {steps}")
                 ok = False
+            if any(not math.isfinite(e.value) for e in ev):
+                print(f"  {tag}: a non-finite value")
+                ok = False
             match, bad = 0, []
-            for e in ev:
+            for e in ev if log is not None else []:
                 want = log_value(log.get(e.step, {}), tag) if log else None
                 if want is not None and close(e.value, float(want)):
                     match += 1
@@ -113,7 +117,7 @@ def main():
                 ok = False
                 print(f"  {tag}: {len(bad)} points differ from the log, first (step, event, log): {bad[0]}")
             print(f"  {tag}: {len(ev)} points, steps {steps[0]}..{steps[-1]}, first {ev[0].value:.6g}, "
-                  f"last {ev[-1].value:.6g}, {match}/{len(ev)} equal to the log")
+                  f"last {ev[-1].value:.6g}" + (f", {match}/{len(ev)} equal to the log" if log is not None else ""))
         if log is not None:
             # Every logged step that the stage reported is in the event files.
             step_tags = {e.step for e in acc.Scalars(tags[0])} if tags else set()
@@ -121,7 +125,8 @@ def main():
             if missing:
                 ok = False
                 print(f"  steps of the log missing from the event files: {missing[:10]}")
-        print(f"  {checked} points checked against the log")
+        print(f"  {checked} points checked against the log" if log is not None else
+              "  no JSONL log to check against (a stage that keeps no checkpoints, as PRMU training, keeps none)")
     for want in filter(None, args.expect.split(",")):
         if want not in found:
             print(f"missing run {want} (found {found})")
