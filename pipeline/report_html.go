@@ -26,24 +26,7 @@ type Curves struct {
 type RLCurve struct {
 	Stage  string
 	Source string
-	Steps  []rlLogLine
-}
-
-// rlLogLine is an RL log line as the report reads it. reward_terms (each
-// weighted addend of the reward: its mean, std and share of the total) is
-// there in logs whose scorer reports its terms; older logs lack it.
-type rlLogLine struct {
-	RLStepLog
-	Terms map[string]rewardTermStat `json:"reward_terms,omitempty"`
-}
-
-type rewardTermStat struct {
-	Mean  float64 `json:"mean"`
-	Std   float64 `json:"std"`
-	Share float64 `json:"share"` // of the mean reward
-	// Signal is the term's share of the within-group reward variance (what
-	// the advantages are made of).
-	Signal *float64 `json:"signal,omitempty"`
+	Steps  []RLStepLog
 }
 
 // HTML renders the whole report as one self-contained page: inline CSS
@@ -297,7 +280,7 @@ func (r *Report) htmlTraining(b *strings.Builder) {
 }
 
 // stepSeries collects one value per log line.
-func stepSeries(name, key string, lines []rlLogLine, v func(l rlLogLine) (float64, bool)) lineSeries {
+func stepSeries(name, key string, lines []RLStepLog, v func(l RLStepLog) (float64, bool)) lineSeries {
 	s := lineSeries{Name: name, Key: key}
 	for _, l := range lines {
 		if y, ok := v(l); ok && !math.IsNaN(y) && !math.IsInf(y, 0) {
@@ -312,40 +295,17 @@ func (r *Report) htmlRLStage(b *strings.Builder, c RLCurve) {
 	id := "chart-rl-" + c.Stage
 	fmt.Fprintf(b, `<h3>RL stage %s</h3><div class="grid-charts">`, esc(c.Stage))
 	var rewards []lineSeries
-	for _, comp := range sortedKeys(c.Steps, func(l rlLogLine) []string { return mapKeys(l.Rewards) }) {
+	for _, comp := range sortedKeys(c.Steps, func(l RLStepLog) []string { return mapKeys(l.Rewards) }) {
 		comp := comp
-		rewards = append(rewards, stepSeries(comp, "rewards."+comp+".mean", c.Steps, func(l rlLogLine) (float64, bool) { s, ok := l.Rewards[comp]; return s.Mean, ok }))
+		rewards = append(rewards, stepSeries(comp, "rewards."+comp+".mean", c.Steps, func(l RLStepLog) (float64, bool) { s, ok := l.Rewards[comp]; return s.Mean, ok }))
 	}
-	total := stepSeries("reward (total)", "reward.mean", c.Steps, func(l rlLogLine) (float64, bool) { return l.Reward.Mean, true })
+	total := stepSeries("reward (total)", "reward.mean", c.Steps, func(l RLStepLog) (float64, bool) { return l.Reward.Mean, true })
 	total.Bold = true
 	rewards = append(rewards, total) // drawn last, on top of the parts it is made of
 	lineChart{ID: id + "-reward", Title: "reward and each component per step (mean over the step's completions)", XLabel: "step", YLabel: "reward", Source: c.Source, Series: rewards}.render(b)
 	lineChart{ID: id + "-reward-std", Title: "spread of the reward and each component per step (std over the step's completions)", XLabel: "step", YLabel: "std",
 		Source: c.Source, Series: stdSeries(c.Steps)}.render(b)
-	terms := sortedKeys(c.Steps, func(l rlLogLine) []string { return mapKeys(l.Terms) })
-	if len(terms) > 0 {
-		var means, shares, signals []lineSeries
-		for _, t := range terms {
-			t := t
-			means = append(means, stepSeries(t, "reward_terms."+t+".mean", c.Steps, func(l rlLogLine) (float64, bool) { s, ok := l.Terms[t]; return s.Mean, ok }))
-			shares = append(shares, stepSeries(t, "reward_terms."+t+".share", c.Steps, func(l rlLogLine) (float64, bool) { s, ok := l.Terms[t]; return s.Share, ok }))
-			if sig := stepSeries(t, "reward_terms."+t+".signal", c.Steps, func(l rlLogLine) (float64, bool) {
-				s, ok := l.Terms[t]
-				if !ok || s.Signal == nil {
-					return 0, false
-				}
-				return *s.Signal, true
-			}); len(sig.X) > 0 {
-				signals = append(signals, sig)
-			}
-		}
-		lineChart{ID: id + "-terms", Title: "each weighted reward term per step (mean; they add up to the reward)", XLabel: "step", YLabel: "term", Source: c.Source, Series: means}.render(b)
-		lineChart{ID: id + "-shares", Title: "each term's share of the total reward per step", XLabel: "step", YLabel: "share", Source: c.Source, Series: shares}.render(b)
-		if len(signals) > 0 {
-			lineChart{ID: id + "-signal", Title: "each term's share of the learning signal per step (within-group reward variance)", XLabel: "step", YLabel: "share", Source: c.Source, Series: signals}.render(b)
-		}
-	}
-	if kl := stepSeries("KL", "kl", c.Steps, func(l rlLogLine) (float64, bool) {
+	if kl := stepSeries("KL", "kl", c.Steps, func(l RLStepLog) (float64, bool) {
 		if l.KL == nil {
 			return 0, false
 		}
@@ -354,70 +314,51 @@ func (r *Report) htmlRLStage(b *strings.Builder, c RLCurve) {
 		lineChart{ID: id + "-kl", Title: "KL to the reference model per step (k3)", XLabel: "step", YLabel: "KL", Source: c.Source, Series: []lineSeries{kl}}.render(b)
 	}
 	lineChart{ID: id + "-clip", Title: "clipped token ratio (region, low, high) and groups with zero reward std per step", XLabel: "step", YLabel: "fraction", Source: c.Source, Series: []lineSeries{
-		stepSeries("clip region", "clip_ratio/region_mean", c.Steps, func(l rlLogLine) (float64, bool) { return l.ClipRegion, true }),
-		stepSeries("clip low", "clip_ratio/low_mean", c.Steps, func(l rlLogLine) (float64, bool) { return l.ClipLow, true }),
-		stepSeries("clip high", "clip_ratio/high_mean", c.Steps, func(l rlLogLine) (float64, bool) { return l.ClipHigh, true }),
-		stepSeries("zero-std groups", "frac_reward_zero_std", c.Steps, func(l rlLogLine) (float64, bool) { return l.ZeroStdFraction, true }),
+		stepSeries("clip region", "clip_ratio/region_mean", c.Steps, func(l RLStepLog) (float64, bool) { return l.ClipRegion, true }),
+		stepSeries("clip low", "clip_ratio/low_mean", c.Steps, func(l RLStepLog) (float64, bool) { return l.ClipLow, true }),
+		stepSeries("clip high", "clip_ratio/high_mean", c.Steps, func(l RLStepLog) (float64, bool) { return l.ClipHigh, true }),
+		stepSeries("zero-std groups", "frac_reward_zero_std", c.Steps, func(l RLStepLog) (float64, bool) { return l.ZeroStdFraction, true }),
 	}}.render(b)
 	lineChart{ID: id + "-length", Title: "completion length per step (tokens: mean, min, max)", XLabel: "step", YLabel: "tokens", Source: c.Source, Series: []lineSeries{
-		stepSeries("mean", "completion_length.mean", c.Steps, func(l rlLogLine) (float64, bool) { return l.Length.Mean, true }),
-		stepSeries("min", "completion_length.min", c.Steps, func(l rlLogLine) (float64, bool) { return float64(l.Length.Min), true }),
-		stepSeries("max", "completion_length.max", c.Steps, func(l rlLogLine) (float64, bool) { return float64(l.Length.Max), true }),
+		stepSeries("mean", "completion_length.mean", c.Steps, func(l RLStepLog) (float64, bool) { return l.Length.Mean, true }),
+		stepSeries("min", "completion_length.min", c.Steps, func(l RLStepLog) (float64, bool) { return float64(l.Length.Min), true }),
+		stepSeries("max", "completion_length.max", c.Steps, func(l RLStepLog) (float64, bool) { return float64(l.Length.Max), true }),
 	}}.render(b)
 	b.WriteString(`</div>`)
 	// Each reward component's (and term's) mean ± std (and share of the
 	// total), per quarter of the stage.
 	qs := quarters(len(c.Steps))
 	fmt.Fprintf(b, `<table data-table="rl-rewards-%s"><thead><tr><th class="l">reward part (mean ± std per step`, esc(c.Stage))
-	if len(terms) > 0 {
-		b.WriteString(`, share of the total`)
-	}
 	b.WriteString(`)</th>`)
 	for _, q := range qs {
 		fmt.Fprintf(b, "<th>steps %d–%d</th>", c.Steps[q[0]].Step, c.Steps[q[1]-1].Step)
 	}
 	b.WriteString("</tr></thead><tbody>")
-	for _, comp := range sortedKeys(c.Steps, func(l rlLogLine) []string { return mapKeys(l.Rewards) }) {
+	for _, comp := range sortedKeys(c.Steps, func(l RLStepLog) []string { return mapKeys(l.Rewards) }) {
 		fmt.Fprintf(b, `<tr><td class="l">component %s</td>`, esc(comp))
 		for _, q := range qs {
-			m, s := meanStd(c.Steps[q[0]:q[1]], func(l rlLogLine) (grpo.Stat, bool) { x, ok := l.Rewards[comp]; return x, ok })
+			m, s := meanStd(c.Steps[q[0]:q[1]], func(l RLStepLog) (grpo.Stat, bool) { x, ok := l.Rewards[comp]; return x, ok })
 			fmt.Fprintf(b, "<td>%.3f ± %.3f</td>", m, s)
-		}
-		b.WriteString("</tr>")
-	}
-	for _, t := range terms {
-		fmt.Fprintf(b, `<tr><td class="l">term %s</td>`, esc(t))
-		for _, q := range qs {
-			var m, s, sh float64
-			w := c.Steps[q[0]:q[1]]
-			for _, l := range w {
-				x := l.Terms[t]
-				m, s, sh = m+x.Mean, s+x.Std, sh+x.Share
-			}
-			n := float64(len(w))
-			fmt.Fprintf(b, "<td>%.3f ± %.3f · %.0f%%</td>", m/n, s/n, 100*sh/n)
 		}
 		b.WriteString("</tr>")
 	}
 	b.WriteString(`<tr><td class="l"><b>reward (total)</b></td>`)
 	for _, q := range qs {
-		m, s := meanStd(c.Steps[q[0]:q[1]], func(l rlLogLine) (grpo.Stat, bool) { return l.Reward, true })
+		m, s := meanStd(c.Steps[q[0]:q[1]], func(l RLStepLog) (grpo.Stat, bool) { return l.Reward, true })
 		fmt.Fprintf(b, "<td><b>%.3f</b> ± %.3f</td>", m, s)
 	}
 	b.WriteString("</tr></tbody></table>")
-	if len(terms) == 0 {
-		b.WriteString(`<p class="note">This stage's log has no reward terms (each weighted addend's share of the total is logged by newer versions); the components above are the unweighted parts.</p>`)
-	}
+	b.WriteString(`<p class="note">The components are unweighted; the reward is their weighted sum as the stage's note gives it (Notes).</p>`)
 }
 
 // stdSeries are the per-step spreads of the reward and each component.
-func stdSeries(lines []rlLogLine) []lineSeries {
+func stdSeries(lines []RLStepLog) []lineSeries {
 	var out []lineSeries
-	for _, comp := range sortedKeys(lines, func(l rlLogLine) []string { return mapKeys(l.Rewards) }) {
+	for _, comp := range sortedKeys(lines, func(l RLStepLog) []string { return mapKeys(l.Rewards) }) {
 		comp := comp
-		out = append(out, stepSeries(comp, "rewards."+comp+".std", lines, func(l rlLogLine) (float64, bool) { s, ok := l.Rewards[comp]; return s.Std, ok }))
+		out = append(out, stepSeries(comp, "rewards."+comp+".std", lines, func(l RLStepLog) (float64, bool) { s, ok := l.Rewards[comp]; return s.Std, ok }))
 	}
-	total := stepSeries("reward (total)", "reward.std", lines, func(l rlLogLine) (float64, bool) { return l.Reward.Std, true })
+	total := stepSeries("reward (total)", "reward.std", lines, func(l RLStepLog) (float64, bool) { return l.Reward.Std, true })
 	total.Bold = true
 	return append(out, total)
 }
@@ -434,7 +375,7 @@ func quarters(n int) [][2]int {
 
 // meanStd averages a per-step Stat over steps (the std is the mean of the
 // steps' stds: the typical spread within a step).
-func meanStd(w []rlLogLine, f func(rlLogLine) (grpo.Stat, bool)) (float64, float64) {
+func meanStd(w []RLStepLog, f func(RLStepLog) (grpo.Stat, bool)) (float64, float64) {
 	var m, s float64
 	n := 0
 	for _, l := range w {
@@ -457,7 +398,7 @@ func mapKeys[V any](m map[string]V) []string {
 }
 
 // sortedKeys is the union of the keys each line has, sorted.
-func sortedKeys(lines []rlLogLine, keys func(rlLogLine) []string) []string {
+func sortedKeys(lines []RLStepLog, keys func(RLStepLog) []string) []string {
 	seen := map[string]bool{}
 	for _, l := range lines {
 		for _, k := range keys(l) {

@@ -148,7 +148,7 @@ func (r *runEnv) report() (*Report, error) {
 	}
 	for _, st := range r.cfg.Stages.RL {
 		src := filepath.ToSlash(filepath.Join("rl", st.Name, grpo.CheckpointDir, grpo.LogFile))
-		lines, err := train.ReadLog[rlLogLine](r.dir(src))
+		lines, err := train.ReadLog[RLStepLog](r.dir(src))
 		if err != nil {
 			return nil, err
 		}
