@@ -7,12 +7,13 @@
 #
 # The page is self-contained (inline CSS and SVG, no script), so what the
 # screenshot shows is the whole report as a reader's browser draws it; a tall
-# HEIGHT (default 9000) captures the page below the fold too.
+# HEIGHT (default 12000; the demo's page is about 10300 px at 1320 wide) captures
+# the page below the fold too.
 set -euo pipefail
 page=${1:?usage: screenshot.sh REPORT.html OUT.png [WIDTH HEIGHT]}
 png=${2:?usage: screenshot.sh REPORT.html OUT.png [WIDTH HEIGHT]}
 width=${3:-1320}
-height=${4:-9000}
+height=${4:-12000}
 browser=$(command -v chromium || command -v chromium-browser || command -v google-chrome || true)
 [ -n "$browser" ] || { echo "no chromium: apt-get install -y chromium" >&2; exit 1; }
 profile=$(mktemp -d)
