@@ -206,6 +206,10 @@ func differentiate(sp *Specialized, loss string, params []string, keep []string)
 	}
 	contrib := map[string][]string{}
 	contrib[loss] = []string{c.fill(lt.Elem, lt.Shape, 1)}
+	fused, err := seedFusedHeads(g, loss, needs, contrib)
+	if err != nil {
+		return nil, fmt.Errorf("differentiate: %w", err)
+	}
 	fwd := append([]*onnxpb.NodeProto{}, g.Node...)
 	for i := len(fwd) - 1; i >= 0; i-- {
 		n := fwd[i]
@@ -226,7 +230,7 @@ func differentiate(sp *Specialized, loss string, params []string, keep []string)
 			need[j] = in != "" && needs[in]
 			anyIn = anyIn || need[j]
 		}
-		if !anyIn || cutOps[n.GetOpType()] {
+		if !anyIn || cutOps[n.GetOpType()] || fused[n] != nil {
 			continue
 		}
 		if d := n.GetDomain(); d != "" && d != "ai.onnx" {

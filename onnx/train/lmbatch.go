@@ -2,6 +2,7 @@ package train
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/tagpr/tagpr/onnx/ir"
@@ -211,6 +212,10 @@ type LMTraining struct {
 	// Policy, when set, trains with the GRPO-family loss instead of the
 	// next-token cross-entropy (batches then carry advantages and log-probs).
 	Policy *PolicyLoss
+	// Chunk: token positions per vocabulary chunk of the loss (see
+	// NextTokenLoss.Chunk; it overrides Policy.Chunk when set). Keeping
+	// "logits" computes them whole.
+	Chunk int
 }
 
 // BuildLMTraining derives the SFT training graph of a causal LM (Optimum
@@ -227,10 +232,17 @@ func BuildLMTraining(m *onnxpb.ModelProto, o LMTraining) (*TrainingGraph, []Adap
 	}
 	var loss string
 	var err error
+	if slices.Contains(o.Keep, "logits") && o.Chunk == 0 {
+		o.Chunk = -1 // the logits are wanted whole
+	}
 	if o.Policy != nil {
-		loss, err = AddPolicyLoss(m, *o.Policy)
+		p := *o.Policy
+		if o.Chunk != 0 {
+			p.Chunk = o.Chunk
+		}
+		loss, err = AddPolicyLoss(m, p)
 	} else {
-		loss, err = AddNextTokenLoss(m, NextTokenLoss{})
+		loss, err = AddNextTokenLoss(m, NextTokenLoss{Chunk: o.Chunk})
 	}
 	if err != nil {
 		return nil, nil, err
@@ -273,8 +285,13 @@ type TokenScorer struct {
 // NewTokenScorer specializes m (not changed) to B×T batches with an empty
 // past and keeps only the TokenLogprobsOutput.
 func NewTokenScorer(m *onnxpb.ModelProto, B, T int64, opts ort.Options) (*TokenScorer, error) {
+	return newTokenScorer(m, B, T, opts, 0)
+}
+
+// newTokenScorer is NewTokenScorer with the vocabulary chunking of NextTokenLoss.Chunk.
+func newTokenScorer(m *onnxpb.ModelProto, B, T int64, opts ort.Options, chunk int) (*TokenScorer, error) {
 	m = cloneModel(m)
-	if _, err := AddNextTokenLoss(m, NextTokenLoss{}); err != nil {
+	if _, err := AddNextTokenLoss(m, NextTokenLoss{Chunk: chunk}); err != nil {
 		return nil, err
 	}
 	shapes, err := LMShapes(m, B, T)
@@ -286,6 +303,9 @@ func NewTokenScorer(m *onnxpb.ModelProto, B, T int64, opts ort.Options) (*TokenS
 		return nil, err
 	}
 	g := sp.Model.Graph
+	if err := forwardOnlyHeads(g); err != nil {
+		return nil, fmt.Errorf("token scorer: %w", err)
+	}
 	var keep []*onnxpb.ValueInfoProto
 	for _, o := range g.Output {
 		if o.GetName() == TokenLogprobsOutput {
