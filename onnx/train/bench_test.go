@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"testing"
@@ -205,11 +206,11 @@ func BenchmarkTrainStep(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.ReportMetric(float64(tOpt.Microseconds())/1000, "optimizer_ms")
-	if rss, budget, err := measureRSS(); err != nil {
+	if r, err := measureRSS(benchRSS()); err != nil {
 		b.Logf("peak RSS not measured: %v", err)
 	} else {
-		b.ReportMetric(float64(rss)/(1<<20), "peak_rss_MB")
-		b.ReportMetric(float64(rss)/float64(budget), "rss_over_16Bparam_plus_act")
+		b.ReportMetric(float64(r.RSS)/(1<<20), "peak_rss_MB")
+		b.ReportMetric(float64(r.RSS)/float64(r.Budget), "rss_over_16Bparam_plus_act")
 	}
 	if peer, err := torchPeer(cfg); err != nil {
 		fmt.Printf("note: no PyTorch peer for the training benchmark (%v); set TAGPR_TORCH_PYTHON to a Python with torch and transformers\n", err)
@@ -249,31 +250,55 @@ func matmulBaseline() (func() error, float64, func(), error) {
 	return run, 2 * M * K * N, closeAll, nil
 }
 
-// rssChildEnv makes the test binary run training steps and report its RSS.
+// rssChildEnv makes the test binary run training steps (the JSON rssSpec
+// it holds) and report its RSS.
 const rssChildEnv = "TAGPR_TRAIN_RSS_CHILD"
 
-// measureRSS runs the benchmark's training in a fresh process and returns
-// its peak RSS above the runtime's baseline, and 16 bytes/param plus every
-// forward activation (the budget).
-func measureRSS() (int64, int64, error) {
+// rssSpec is one training run measured for peak RSS in a child process.
+type rssSpec struct {
+	Cfg   lm.Config
+	B, T  int64
+	Chunk int // LMTraining.Chunk
+	LoRA  int // adapter rank; 0: full fine-tuning
+	Steps int
+}
+
+// benchRSS is BenchmarkTrainStep's run.
+func benchRSS() rssSpec { return rssSpec{Cfg: benchConfig(), B: benchB, T: benchT, Steps: 3} }
+
+// rssResult is what the child reports.
+type rssResult struct {
+	RSS      int64   `json:"rss"`      // peak RSS above the runtime's baseline
+	Budget   int64   `json:"budget"`   // 16 bytes/param + every forward activation
+	Estimate int64   `json:"estimate"` // EstimateMemory's total
+	Params   int64   `json:"params"`   // trainable
+	StepS    float64 `json:"step_s"`   // the last step's seconds
+	Log      string  `json:"-"`        // the child's other output
+}
+
+// measureRSS runs a training run in a fresh process and returns what it
+// reports.
+func measureRSS(spec rssSpec) (rssResult, error) {
+	var r rssResult
+	js, _ := json.Marshal(spec)
 	cmd := exec.Command(os.Args[0], "-test.run=^$", "-test.bench=^$")
-	cmd.Env = append(os.Environ(), rssChildEnv+"=1")
+	cmd.Env = append(os.Environ(), rssChildEnv+"="+string(js))
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		return 0, 0, fmt.Errorf("%v: %s", err, out)
+		return r, fmt.Errorf("%v: %s", err, out)
 	}
-	var rss, budget int64
 	for _, line := range strings.Split(string(out), "\n") {
 		if v, ok := strings.CutPrefix(line, "rss "); ok {
-			f := strings.Fields(v)
-			rss, _ = strconv.ParseInt(f[0], 10, 64)
-			budget, _ = strconv.ParseInt(f[1], 10, 64)
+			if err := json.Unmarshal([]byte(v), &r); err != nil {
+				return r, err
+			}
 		}
 	}
-	if rss == 0 {
-		return 0, 0, fmt.Errorf("child printed no rss line: %s", out)
+	if r.RSS == 0 {
+		return r, fmt.Errorf("child printed no rss line: %s", out)
 	}
-	return rss, budget, nil
+	r.Log = string(out)
+	return r, nil
 }
 
 // procStatus reads a "Vm…: N kB" line of /proc/self/status in bytes
@@ -293,19 +318,33 @@ func procStatus(key string) int64 {
 	return 0
 }
 
-// rssChild trains 3 steps and prints "rss PEAK_ABOVE_BASELINE BUDGET".
-func rssChild() error {
+// rssChild trains as the spec says and prints "rss {rssResult JSON}".
+func rssChild(js string) error {
 	base := procStatus("VmRSS")
-	cfg := benchConfig()
-	m, err := lm.Build(cfg)
+	var spec rssSpec
+	if err := json.Unmarshal([]byte(js), &spec); err != nil {
+		return err
+	}
+	m, err := lm.Build(spec.Cfg)
 	if err != nil {
 		return err
 	}
-	tg, _, err := BuildLMTraining(m, LMTraining{Batch: benchB, SeqLen: benchT})
+	o := LMTraining{Batch: spec.B, SeqLen: spec.T, Chunk: spec.Chunk}
+	if spec.LoRA > 0 {
+		o.LoRA = &LoRA{Rank: spec.LoRA, Alpha: float64(2 * spec.LoRA), Seed: 1}
+		o.FrozenAsInputs = true
+	}
+	// Each stage's RSS and peak so far, in MiB, for the log.
+	stage := func(name string) {
+		fmt.Fprintf(os.Stderr, "stage %s: rss %d MiB, peak %d MiB\n", name, (procStatus("VmRSS")-base)>>20, (procStatus("VmHWM")-base)>>20)
+	}
+	stage("model")
+	tg, _, err := BuildLMTraining(m, o)
 	if err != nil {
 		return err
 	}
 	m = nil
+	stage("built")
 	act := int64(0)
 	isOut := map[string]bool{}
 	for _, n := range tg.Model.Graph.Node {
@@ -322,22 +361,34 @@ func rssChild() error {
 			act += ir.NumElements(t.Shape) * int64(sz)
 		}
 	}
+	est := EstimateMemory(tg)
 	tr, err := NewTrainer(tg, TrainerOptions{Schedule: Schedule{Peak: 1e-4}})
 	if err != nil {
 		return err
 	}
-	tg.Initial = nil // the trainer holds its own copy of the weights
+	stage("trainer")
 	runtime.GC()
-	in, err := NewLMBatch(randomRows(1, benchB, benchT, benchT, cfg.Vocab), benchT, 0, nil).Values(tg)
+	debug.FreeOSMemory()
+	stage("gc")
+	in, err := NewLMBatch(randomRows(1, int(spec.B), int(spec.T), int(spec.T), spec.Cfg.Vocab), int(spec.T), 0, nil).Values(tg)
 	if err != nil {
 		return err
 	}
-	for range 3 {
+	var stepS float64
+	for range max(spec.Steps, 1) {
+		start := time.Now()
 		if _, err := tr.Step(in); err != nil {
 			return err
 		}
+		stepS = time.Since(start).Seconds()
+		stage("step")
 	}
-	fmt.Printf("rss %d %d\n", procStatus("VmHWM")-base, 16*cfg.Params()+act)
+	n := int64(0)
+	for _, p := range tr.Params {
+		n += int64(len(p.Data))
+	}
+	r, _ := json.Marshal(rssResult{RSS: procStatus("VmHWM") - base, Budget: 16*n + act, Estimate: est.Total(), Params: n, StepS: stepS})
+	fmt.Printf("rss %s\n", r)
 	return nil
 }
 

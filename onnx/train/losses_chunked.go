@@ -61,7 +61,13 @@ type lmHead struct {
 	scale      string // a scalar initializer the logits are multiplied by (temperature), or ""
 	vocab      int64  // 0 when the graph does not say
 	nodes      []*onnxpb.NodeProto
+	// lora: AddLoRA adapted the head, logits = h·W + k·(h·A)·B. The chunks
+	// then project with W + k·A·B, one [D,V] value, so A and B get their
+	// gradients through it.
+	lora *loraHead
 }
+
+type loraHead struct{ a, b, k string }
 
 // findLMHead recognises logits = MatMul(hidden, W), optionally followed by
 // Mul with a scalar initializer, where the logits feed nothing but the
@@ -104,11 +110,23 @@ func findLMHead(g *onnxpb.GraphProto, logits string) (lmHead, bool) {
 			return h, false
 		}
 	}
+	if n.GetOpType() == "Add" && len(n.Input) == 2 && standard(n) {
+		if h.lora = loraOfHead(n, producer, uses); h.lora == nil {
+			return h, false
+		}
+		h.nodes = append(h.nodes, n)
+		base := producer[n.Input[0]]
+		delta := producer[n.Input[1]]
+		ab := producer[delta.Input[0]]
+		h.nodes = append(h.nodes, delta, ab, producer[ab.Input[0]])
+		n = base
+	}
 	if n.GetOpType() != "MatMul" || len(n.Input) != 2 || len(n.Output) != 1 || !standard(n) {
 		return h, false
 	}
 	h.nodes = append(h.nodes, n)
 	h.hidden, h.weight = n.Input[0], n.Input[1]
+
 	if t := producer[h.weight]; t != nil && t.GetOpType() == "Transpose" && standard(t) && len(ir.AttrIntsOf(t, "perm")) == 2 &&
 		ir.AttrIntsOf(t, "perm")[0] == 1 && ir.AttrIntsOf(t, "perm")[1] == 0 {
 		h.weight, h.transposed = t.Input[0], true
@@ -130,6 +148,31 @@ func findLMHead(g *onnxpb.GraphProto, logits string) (lmHead, bool) {
 		}
 	}
 	return h, true
+}
+
+// loraOfHead matches AddLoRA's Add(MatMul(h, W), Mul(MatMul(MatMul(h, A), B), k))
+// (each intermediate read once) and returns A, B and k.
+func loraOfHead(add *onnxpb.NodeProto, producer map[string]*onnxpb.NodeProto, uses map[string]int) *loraHead {
+	is := func(v, op string) *onnxpb.NodeProto {
+		n := producer[v]
+		if n == nil || n.GetOpType() != op || len(n.Input) != 2 || uses[v] != 1 {
+			return nil
+		}
+		return n
+	}
+	base, delta := is(add.Input[0], "MatMul"), is(add.Input[1], "Mul")
+	if base == nil || delta == nil {
+		return nil
+	}
+	ab := is(delta.Input[0], "MatMul")
+	if ab == nil {
+		return nil
+	}
+	xa := is(ab.Input[0], "MatMul")
+	if xa == nil || xa.Input[0] != base.Input[0] {
+		return nil
+	}
+	return &loraHead{a: xa.Input[1], b: ab.Input[1], k: delta.Input[1]}
 }
 
 // tokenGrad gives ∂loss/∂lp_t for each token position, in [B,T] layout
@@ -226,6 +269,10 @@ func (b *lossBuilder) chunkedLogprobs(head lmHead, logits, ids string, chunk int
 	}
 	opset := ir.OpsetOf(b.m, "")
 
+	if head.lora != nil {
+		l := head.lora
+		head.weight = b.op("Add", []string{head.weight, b.op("Mul", []string{b.op("MatMul", []string{l.a, l.b}), l.k})})
+	}
 	big := int64(math.MaxInt64)
 	one := b.ints(1)
 	ncTok := chunkTokens(chunk, head.vocab)

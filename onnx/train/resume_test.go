@@ -134,8 +134,8 @@ func TestKillAndResumeIsBitIdentical(t *testing.T) {
 }
 
 func init() {
-	if os.Getenv(rssChildEnv) != "" {
-		if err := rssChild(); err != nil {
+	if spec := os.Getenv(rssChildEnv); spec != "" {
+		if err := rssChild(spec); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
