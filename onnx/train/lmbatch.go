@@ -20,6 +20,9 @@ type LMBatch struct {
 	// For policy losses (AddPolicyLoss), laid out [B,T] like IDs (entry t
 	// is about token t) and [B] for Advantages.
 	Advantages, OldLogprobs, RefLogprobs []float32
+	// Pos, when set, holds the tokens' positions (packed rows restart them
+	// with each example); otherwise Positions derives them from Mask.
+	Pos []int64
 }
 
 // NewLMBatch packs token rows (right-padded with pad to length T; longer
@@ -52,6 +55,9 @@ func NewLMBatch(rows [][]int64, T int, pad int64, promptLen []int) *LMBatch {
 
 // Positions are HF's: cumsum(mask) − 1, with 1 at padded positions.
 func (b *LMBatch) Positions() []int64 {
+	if b.Pos != nil {
+		return b.Pos
+	}
 	pos := make([]int64, len(b.Mask))
 	for i := int64(0); i < b.B; i++ {
 		c := int64(0)
@@ -169,11 +175,43 @@ type LMDataset struct {
 	SeqLen    int
 	Pad       int64
 	Graph     *TrainingGraph
+	// Packed serves rows of several examples each (PackRows; the graph must
+	// be built with LMTraining.Packed): Len and Batch then count packed rows.
+	Packed bool
+	packed [][]int
 }
 
-func (d *LMDataset) Len() int { return len(d.Rows) }
+func (d *LMDataset) Len() int {
+	if d.Packed {
+		return len(d.packedRows())
+	}
+	return len(d.Rows)
+}
 
-func (d *LMDataset) Batch(idx []int) (map[string]ort.Value, func(), error) {
+func (d *LMDataset) packedRows() [][]int {
+	if d.packed == nil {
+		lens := make([]int, len(d.Rows))
+		for i, r := range d.Rows {
+			lens[i] = len(r)
+		}
+		d.packed = PackRows(lens, d.SeqLen)
+	}
+	return d.packed
+}
+
+// LMBatch makes the batch of these examples (packed rows when Packed).
+func (d *LMDataset) LMBatch(idx []int) (*LMBatch, error) {
+	if d.Packed {
+		rows := d.packedRows()
+		sel := make([][]int, len(idx))
+		for i, k := range idx {
+			if k < 0 || k >= len(rows) {
+				return nil, fmt.Errorf("lm dataset: packed row %d of %d", k, len(rows))
+			}
+			sel[i] = rows[k]
+		}
+		return NewPackedLMBatch(d.Rows, d.PromptLen, sel, d.SeqLen, d.Pad), nil
+	}
 	rows := make([][]int64, len(idx))
 	var prompts []int
 	if d.PromptLen != nil {
@@ -181,14 +219,22 @@ func (d *LMDataset) Batch(idx []int) (map[string]ort.Value, func(), error) {
 	}
 	for i, k := range idx {
 		if k < 0 || k >= len(d.Rows) {
-			return nil, nil, fmt.Errorf("lm dataset: example %d of %d", k, len(d.Rows))
+			return nil, fmt.Errorf("lm dataset: example %d of %d", k, len(d.Rows))
 		}
 		rows[i] = d.Rows[k]
 		if prompts != nil {
 			prompts[i] = d.PromptLen[k]
 		}
 	}
-	v, err := NewLMBatch(rows, d.SeqLen, d.Pad, prompts).Values(d.Graph)
+	return NewLMBatch(rows, d.SeqLen, d.Pad, prompts), nil
+}
+
+func (d *LMDataset) Batch(idx []int) (map[string]ort.Value, func(), error) {
+	lb, err := d.LMBatch(idx)
+	if err != nil {
+		return nil, nil, err
+	}
+	v, err := lb.Values(d.Graph)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -212,6 +258,9 @@ type LMTraining struct {
 	// Policy, when set, trains with the GRPO-family loss instead of the
 	// next-token cross-entropy (batches then carry advantages and log-probs).
 	Policy *PolicyLoss
+	// Packed: batches hold several examples per row (LMDataset.Packed);
+	// attention stays inside each example (the model must take position_ids).
+	Packed bool
 	// Chunk: token positions per vocabulary chunk of the loss (see
 	// NextTokenLoss.Chunk; it overrides Policy.Chunk when set). Keeping
 	// "logits" computes them whole.
@@ -254,6 +303,11 @@ func BuildLMTraining(m *onnxpb.ModelProto, o LMTraining) (*TrainingGraph, []Adap
 	sp, err := specialize(m, shapes) // m is already this function's copy
 	if err != nil {
 		return nil, nil, err
+	}
+	if o.Packed {
+		if _, err := isolateExamples(sp); err != nil {
+			return nil, nil, fmt.Errorf("build training graph: %w", err)
+		}
 	}
 	params := AdapterParams(adapters)
 	if o.LoRA == nil {

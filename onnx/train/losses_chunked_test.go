@@ -57,6 +57,14 @@ func trainOutputs(t *testing.T, m *onnxpb.ModelProto, loss string, params []stri
 	if err != nil {
 		t.Fatal(err)
 	}
+	return runTraining(t, tg, feeds), tg
+}
+
+// runTraining runs a float64 training graph once on feeds (weights from
+// tg.Initial) and returns the loss, kept outputs and gradients (the last
+// also under GradPrefix+param).
+func runTraining(t *testing.T, tg *TrainingGraph, feeds map[string]feed) map[string][]float64 {
+	t.Helper()
 	b, err := ir.Marshal(tg.Model)
 	if err != nil {
 		t.Fatal(err)
@@ -78,7 +86,7 @@ func trainOutputs(t *testing.T, m *onnxpb.ModelProto, loss string, params []stri
 		defer v.Destroy()
 		in[n] = v
 	}
-	for _, p := range params {
+	for _, p := range append(append([]string{}, tg.Params...), tg.Frozen...) {
 		d, _ := ir.Float64s(tg.Initial[p])
 		v, _ := ort.NewTensor(shapeOrOne(tg.Initial[p].GetDims()), d)
 		defer v.Destroy()
@@ -90,8 +98,8 @@ func trainOutputs(t *testing.T, m *onnxpb.ModelProto, loss string, params []stri
 	}
 	defer res.Destroy()
 	out := map[string][]float64{}
-	names := append([]string{loss}, keep...)
-	for _, p := range params {
+	names := append([]string{tg.Loss}, tg.Outputs...)
+	for _, p := range tg.Params {
 		names = append(names, tg.Grads[p])
 	}
 	for _, o := range names {
@@ -101,10 +109,10 @@ func trainOutputs(t *testing.T, m *onnxpb.ModelProto, loss string, params []stri
 		}
 		out[o] = append([]float64{}, d...)
 	}
-	for _, p := range params {
+	for _, p := range tg.Params {
 		out[GradPrefix+p] = out[tg.Grads[p]]
 	}
-	return out, tg
+	return out
 }
 
 // largestValue is the most elements of any value the graph computes.
