@@ -276,16 +276,9 @@ func demoSFT(ctx context.Context, cfg DemoConfig, data *datasets.SynthData, tok 
 	if exists(filepath.Join(sftDir, "model.onnx")) {
 		return nil, nil
 	}
-	var seqs []Sequence
-	for _, task := range cfg.Synth.Tasks {
-		set := data.Set(task, "train")
-		for i := range set.Examples {
-			s, err := EncodeSFT(tok, set.Task, &set.Examples[i], tx, cfg.Prompt, cfg.SFT.SeqLen)
-			if err != nil {
-				return nil, err
-			}
-			seqs = append(seqs, s)
-		}
+	seqs, err := demoSFTSequences(cfg, data, tok, tx)
+	if err != nil {
+		return nil, err
 	}
 	base, err := ir.Load(filepath.Join(baseDir, "model.onnx"))
 	if err != nil {
@@ -314,6 +307,22 @@ func demoSFT(ctx context.Context, cfg DemoConfig, data *datasets.SynthData, tok 
 		return nil, err
 	}
 	return res, nil
+}
+
+// demoSFTSequences encodes the training split's gold chains for SFT.
+func demoSFTSequences(cfg DemoConfig, data *datasets.SynthData, tok *tokenize.Tokenizer, tx rewardmodel.Taxonomy) ([]Sequence, error) {
+	var seqs []Sequence
+	for _, task := range cfg.Synth.Tasks {
+		set := data.Set(task, "train")
+		for i := range set.Examples {
+			s, err := EncodeSFT(tok, set.Task, &set.Examples[i], tx, cfg.Prompt, cfg.SFT.SeqLen)
+			if err != nil {
+				return nil, err
+			}
+			seqs = append(seqs, s)
+		}
+	}
+	return seqs, nil
 }
 
 // EncodeSFT encodes one example as prompt + gold chain within maxLen

@@ -27,6 +27,9 @@ type SFTConfig struct {
 	Clip            float64 `mapstructure:"clip"`
 	CheckpointEvery int     `mapstructure:"checkpoint_every"`
 	Seed            uint64  `mapstructure:"seed"`
+	// Packing puts several sequences in each row of seq_len tokens (as TRL's
+	// packing): attention stays inside each sequence, less padding.
+	Packing bool `mapstructure:"packing"`
 }
 
 // Validate refuses sizes that cannot train.
@@ -62,7 +65,7 @@ func TrainSFT(ctx context.Context, model *onnxpb.ModelProto, data []Sequence, pa
 	if len(data) == 0 {
 		return nil, errors.New("sft: no training sequences")
 	}
-	tg, _, err := train.BuildLMTraining(model, train.LMTraining{Batch: int64(cfg.Batch), SeqLen: int64(cfg.SeqLen)})
+	tg, _, err := train.BuildLMTraining(model, train.LMTraining{Batch: int64(cfg.Batch), SeqLen: int64(cfg.SeqLen), Packed: cfg.Packing})
 	if err != nil {
 		return nil, fmt.Errorf("sft: %w", err)
 	}
@@ -74,7 +77,7 @@ func TrainSFT(ctx context.Context, model *onnxpb.ModelProto, data []Sequence, pa
 		return nil, fmt.Errorf("sft: %w", err)
 	}
 	defer tr.Close()
-	ds := &train.LMDataset{SeqLen: cfg.SeqLen, Pad: pad, Graph: tg}
+	ds := &train.LMDataset{SeqLen: cfg.SeqLen, Pad: pad, Graph: tg, Packed: cfg.Packing}
 	for _, s := range data {
 		ds.Rows = append(ds.Rows, s.IDs)
 		ds.PromptLen = append(ds.PromptLen, s.PromptLen)

@@ -44,6 +44,7 @@ type trainLMOptions struct {
 	LoRAAlpha                           float64
 	LoRATargets, Trainable              []string
 	Seed                                uint64
+	Packing                             bool
 }
 
 func trainLMCmd() *cobra.Command {
@@ -88,6 +89,7 @@ merged), with config.json and tokenizer files copied beside it.`,
 	f.StringSliceVar(&o.LoRATargets, "lora-targets", nil, "weight-name patterns for LoRA (glob, or re:REGEXP; default: all MatMul/Gemm weights)")
 	f.StringSliceVar(&o.Trainable, "trainable", nil, "weight-name patterns to train without LoRA (default: all)")
 	f.Uint64Var(&o.Seed, "seed", 1, "seed for data order and LoRA init")
+	f.BoolVar(&o.Packing, "packing", false, "pack several sequences into each --seq-len row (attention stays inside each; needs a model with position_ids)")
 	return cmd
 }
 
@@ -137,7 +139,7 @@ func runTrainLM(ctx context.Context, cmd *cobra.Command, o trainLMOptions) error
 	if hc != nil && len(hc.PadTokenID) > 0 {
 		pad = hc.PadTokenID[0]
 	}
-	spec := train.LMTraining{Batch: int64(o.Batch), SeqLen: int64(o.SeqLen), Trainable: o.Trainable}
+	spec := train.LMTraining{Batch: int64(o.Batch), SeqLen: int64(o.SeqLen), Trainable: o.Trainable, Packed: o.Packing}
 	if o.LoRARank > 0 {
 		alpha := o.LoRAAlpha
 		if alpha == 0 {
@@ -170,7 +172,7 @@ func runTrainLM(ctx context.Context, cmd *cobra.Command, o trainLMOptions) error
 	}
 	bar := newProgress("train", o.Steps)
 	loop := &train.Loop{
-		Trainer: tr, Data: &train.LMDataset{Rows: rows, PromptLen: promptLen, SeqLen: o.SeqLen, Pad: pad, Graph: tg},
+		Trainer: tr, Data: &train.LMDataset{Rows: rows, PromptLen: promptLen, SeqLen: o.SeqLen, Pad: pad, Graph: tg, Packed: o.Packing},
 		BatchSize: o.Batch, Accum: o.Accum, Steps: o.Steps, Dir: ckDir, CheckpointEvery: o.CheckpointEvery, Seed: o.Seed,
 		OnStep: func(s train.StepLog) {
 			attrs := []any{"loss", strconv.FormatFloat(s.Loss, 'f', 4, 64), "lr", strconv.FormatFloat(s.LR, 'g', 3, 64)}
@@ -219,13 +221,14 @@ type trainRunIdentity struct {
 	Targets   []string `json:"lora_targets,omitempty"`
 	Trainable []string `json:"trainable,omitempty"`
 	Seed      uint64   `json:"seed"`
+	Packing   bool     `json:"packing,omitempty"`
 }
 
 // checkRunIdentity writes OUT/checkpoint/run.json on a first run and refuses
 // to resume a checkpoint made from another model, data set or batch layout.
 func checkRunIdentity(ckDir string, o trainLMOptions, modelPath string) error {
 	id := trainRunIdentity{Model: trainAbsPath(modelPath), Data: trainAbsPath(o.Data), Batch: o.Batch, SeqLen: o.SeqLen, Accum: o.Accum,
-		LoRARank: o.LoRARank, Targets: o.LoRATargets, Trainable: o.Trainable, Seed: o.Seed}
+		LoRARank: o.LoRARank, Targets: o.LoRATargets, Trainable: o.Trainable, Seed: o.Seed, Packing: o.Packing}
 	if st, err := os.Stat(modelPath); err == nil {
 		id.ModelSize = st.Size()
 	}

@@ -228,7 +228,13 @@ func TestTrainLMBadInput(t *testing.T) {
 
 // TestTrainLMPromptCompletion: with prompt/completion rows only completions
 // are targets; the exported model then completes each prompt as trained.
-func TestTrainLMPromptCompletion(t *testing.T) {
+func TestTrainLMPromptCompletion(t *testing.T) { trainPromptCompletion(t, "--batch", "4") }
+
+// TestTrainLMPacking: the same with packed rows (two examples per row of 16
+// tokens): each completion is still learned on its own.
+func TestTrainLMPacking(t *testing.T) { trainPromptCompletion(t, "--batch", "2", "--packing") }
+
+func trainPromptCompletion(t *testing.T, flags ...string) {
 	model := trainModelDir(t)
 	data := filepath.Join(t.TempDir(), "sft.jsonl")
 	pairs := [][2]string{{"the quick brown", " fox jumps over"}, {"seven tired", " cats watch from"}, {"a lazy", " dog while the"}, {"old red", " barn the quick"}}
@@ -238,8 +244,9 @@ func TestTrainLMPromptCompletion(t *testing.T) {
 	}
 	writeTrainJSONL(t, data, rows)
 	out := filepath.Join(t.TempDir(), "run")
-	if _, stderr, err := runTagpr(t, ".", nil, "train", "lm", "--model", model, "--data", data, "--steps", "120",
-		"--out", out, "--batch", "4", "--seq-len", "16", "--lr", "1e-2"); err != nil {
+	args := append([]string{"train", "lm", "--model", model, "--data", data, "--steps", "120",
+		"--out", out, "--seq-len", "16", "--lr", "1e-2"}, flags...)
+	if _, stderr, err := runTagpr(t, ".", nil, args...); err != nil {
 		t.Fatalf("train lm: %v\n%s", err, stderr)
 	}
 	tok := filepath.Join(model, "tokenizer.json")

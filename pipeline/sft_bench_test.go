@@ -1,0 +1,80 @@
+package pipeline
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+
+	"github.com/tagpr/tagpr/datasets"
+	"github.com/tagpr/tagpr/onnx/ir"
+	"github.com/tagpr/tagpr/onnx/train"
+	"github.com/tagpr/tagpr/rewardmodel"
+)
+
+// BenchmarkSFTPacking: SFT on the demo's gold chains (its tokenizer, model
+// and batch of 8 × 448 tokens) with and without packing, run alternately:
+// padding fraction of the rows and sequence tokens (not padding) per second
+// of training.
+func BenchmarkSFTPacking(b *testing.B) {
+	mustORT(b)
+	dir := b.TempDir()
+	cfg := DefaultDemoConfig(dir)
+	tx := rewardmodel.DefaultTaxonomy()
+	data, err := datasets.Synth(cfg.Synth)
+	if err != nil {
+		b.Fatal(err)
+	}
+	tok, err := demoTokenizer(cfg, data, tx, Hooks{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	baseDir, err := demoBaseModel(cfg, tok, Hooks{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	seqs, err := demoSFTSequences(cfg, data, tok, tx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	base, err := ir.Load(filepath.Join(baseDir, "model.onnx"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	pad, err := tokenID(tok, padToken)
+	if err != nil {
+		b.Fatal(err)
+	}
+	tokens, lens := 0, make([]int, len(seqs))
+	for i, s := range seqs {
+		lens[i] = min(len(s.IDs), cfg.SFT.SeqLen)
+		tokens += lens[i]
+	}
+	rows := map[bool]int{false: len(seqs), true: len(train.PackRows(lens, cfg.SFT.SeqLen))}
+	sft := cfg.SFT
+	sft.Steps, sft.Warmup, sft.CheckpointEvery = 4, 1, 0
+	seconds := map[bool]float64{}
+	for i := 0; i < b.N; i++ {
+		for rep := 0; rep < 2; rep++ {
+			for _, packed := range []bool{false, true} {
+				c := sft
+				c.Packing = packed
+				res, err := TrainSFT(context.Background(), base, seqs, pad, c, b.TempDir(), nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if s := res.Seconds / float64(res.Steps); seconds[packed] == 0 || s < seconds[packed] {
+					seconds[packed] = s
+				}
+			}
+		}
+	}
+	slots := float64(sft.Batch * sft.SeqLen)
+	for _, packed := range []bool{false, true} {
+		name := map[bool]string{false: "unpacked", true: "packed"}[packed]
+		padding := 1 - float64(tokens)/float64(rows[packed]*sft.SeqLen)
+		b.ReportMetric(padding, name+"_padding_frac")
+		b.ReportMetric(slots*(1-padding)/seconds[packed], name+"_seq_tokens/s")
+	}
+	b.ReportMetric(seconds[false]/seconds[true]*float64(rows[false])/float64(rows[true]), "packed_epoch_speedup")
+	b.ReportMetric(float64(rows[false])/float64(rows[true]), "rows_per_packed_row")
+}
