@@ -45,6 +45,7 @@ type trainLMOptions struct {
 	LoRATargets, Trainable              []string
 	Seed                                uint64
 	Packing                             bool
+	MaxMemoryGB                         float64
 }
 
 func trainLMCmd() *cobra.Command {
@@ -89,6 +90,7 @@ merged), with config.json and tokenizer files copied beside it.`,
 	f.StringSliceVar(&o.LoRATargets, "lora-targets", nil, "weight-name patterns for LoRA (glob, or re:REGEXP; default: all MatMul/Gemm weights)")
 	f.StringSliceVar(&o.Trainable, "trainable", nil, "weight-name patterns to train without LoRA (default: all)")
 	f.Uint64Var(&o.Seed, "seed", 1, "seed for data order and LoRA init")
+	f.Float64Var(&o.MaxMemoryGB, "max-memory-gb", 0, "refuse to start when the estimated peak memory exceeds this many GiB (0: the machine's memory; -1: no check)")
 	f.BoolVar(&o.Packing, "packing", false, "pack several sequences into each --seq-len row (attention stays inside each; needs a model with position_ids)")
 	return cmd
 }
@@ -152,6 +154,10 @@ func runTrainLM(ctx context.Context, cmd *cobra.Command, o trainLMOptions) error
 	if err != nil {
 		return fmt.Errorf("train lm %s: %w", modelPath, err)
 	}
+	m = nil // the export reloads it: one copy of the weights fewer while training
+	if err := checkTrainMemory(cmd, o, tg); err != nil {
+		return fmt.Errorf("train lm %s: %w", modelPath, err)
+	}
 	warm := o.Warmup
 	if warm < 0 {
 		warm = o.Steps / 20
@@ -195,6 +201,9 @@ func runTrainLM(ctx context.Context, cmd *cobra.Command, o trainLMOptions) error
 		return err
 	}
 	out := filepath.Join(o.Out, "model.onnx")
+	if m, err = ir.Load(modelPath); err != nil {
+		return err
+	}
 	if err := train.Export(out, m, tr.Weights(), adapters); err != nil {
 		return err
 	}
@@ -205,6 +214,31 @@ func runTrainLM(ctx context.Context, cmd *cobra.Command, o trainLMOptions) error
 	}
 	fmt.Fprintf(cmd.OutOrStdout(), "trained %d steps on %d sequences (%d trainable tensors); log %s; model %s\n",
 		st.Step, len(rows), len(tr.Params), filepath.Join(ckDir, train.LogFile), out)
+	return nil
+}
+
+// checkTrainMemory prints the run's peak-memory estimate and refuses a run
+// that would not fit (see --max-memory-gb).
+func checkTrainMemory(cmd *cobra.Command, o trainLMOptions, tg *train.TrainingGraph) error {
+	est := train.EstimateMemory(tg)
+	fmt.Fprintf(cmd.ErrOrStderr(), "memory estimate: %s\n", est)
+	if o.MaxMemoryGB < 0 {
+		return nil
+	}
+	limit := int64(o.MaxMemoryGB * (1 << 30))
+	if limit == 0 {
+		var err error
+		if limit, err = train.MachineMemory(); err != nil {
+			return fmt.Errorf("%w (--max-memory-gb sets the limit; -1 skips the check)", err)
+		}
+	}
+	knobs := train.MemoryKnobs{Batch: "--batch", SeqLen: "--seq-len"}
+	if o.LoRARank == 0 {
+		knobs.LoRA = "--lora-rank"
+	}
+	if err := est.Fits(limit, knobs); err != nil {
+		return fmt.Errorf("%w (--max-memory-gb sets another limit; -1 skips the check)", err)
+	}
 	return nil
 }
 

@@ -1,7 +1,11 @@
 package train
 
 import (
+	"errors"
 	"fmt"
+	"os"
+	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/tagpr/tagpr/onnx/ir"
@@ -159,4 +163,69 @@ func chunkedHeadBytes(g *onnxpb.GraphProto, types map[string]ValueType) int64 {
 		}
 	}
 	return total
+}
+
+// MachineMemory is the memory this process may use: its cgroup's limit when
+// one is set (containers), else the machine's total.
+func MachineMemory() (int64, error) {
+	for _, p := range []string{"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"} {
+		if b, err := os.ReadFile(p); err == nil {
+			if n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64); err == nil && n > 0 && n < 1<<50 {
+				return n, nil
+			}
+		}
+	}
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0, fmt.Errorf("machine memory: %w", err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "MemTotal:"); ok {
+			f := strings.Fields(v)
+			if n, err := strconv.ParseInt(f[0], 10, 64); err == nil && len(f) > 1 && f[1] == "kB" {
+				return n << 10, nil
+			}
+		}
+	}
+	return 0, fmt.Errorf("machine memory: no MemTotal in /proc/meminfo")
+}
+
+// MemoryKnobs name, as the caller's user sets them, what reduces each part
+// of an estimate ("" leaves a hint out), e.g. {Batch: "--batch", SeqLen:
+// "--seq-len", LoRA: "--lora-rank"}.
+type MemoryKnobs struct{ Batch, SeqLen, LoRA string }
+
+// Fits returns nil when the estimate is within limit bytes, else an error
+// naming both and what to reduce, the largest reducible part first.
+func (e MemoryEstimate) Fits(limit int64, k MemoryKnobs) error {
+	if e.Total() <= limit {
+		return nil
+	}
+	type part struct {
+		bytes int64
+		hint  string
+	}
+	var parts []part
+	var act []string
+	for _, s := range []string{k.Batch, k.SeqLen} {
+		if s != "" {
+			act = append(act, s)
+		}
+	}
+	if len(act) > 0 {
+		parts = append(parts, part{e.Activations + e.Transient, fmt.Sprintf("reduce %s (activations and temporaries: %s, in proportion)", strings.Join(act, " or "), FormatBytes(e.Activations+e.Transient))})
+	}
+	if k.LoRA != "" && e.Optimizer > 0 {
+		parts = append(parts, part{e.Gradients + e.Optimizer, fmt.Sprintf("train low-rank adapters with %s instead of every weight (gradients and AdamW moments: %s)", k.LoRA, FormatBytes(e.Gradients+e.Optimizer))})
+	}
+	sort.Slice(parts, func(i, j int) bool { return parts[i].bytes > parts[j].bytes })
+	var hints []string
+	for _, p := range parts {
+		hints = append(hints, p.hint)
+	}
+	msg := fmt.Sprintf("estimated peak memory %s exceeds the %s this machine allows (%s)", FormatBytes(e.Total()), FormatBytes(limit), e)
+	if len(hints) > 0 {
+		msg += ": " + strings.Join(hints, ", or ")
+	}
+	return errors.New(msg)
 }
