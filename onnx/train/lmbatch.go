@@ -352,6 +352,12 @@ func newTokenScorer(m *onnxpb.ModelProto, B, T int64, opts ort.Options, chunk in
 	if err != nil {
 		return nil, err
 	}
+	return newScorer(m, shapes, B, T, opts)
+}
+
+// newScorer specializes m (a model with a next-token loss block, changed)
+// and keeps only its TokenLogprobsOutput.
+func newScorer(m *onnxpb.ModelProto, shapes map[string][]int64, B, T int64, opts ort.Options) (*TokenScorer, error) {
 	sp, err := specialize(m, shapes)
 	if err != nil {
 		return nil, err
@@ -384,7 +390,19 @@ func (s *TokenScorer) Logprobs(b *LMBatch) ([]float32, error) {
 	if b.B != s.B || b.T != s.T {
 		return nil, fmt.Errorf("token scorer: batch %d×%d, scorer made for %d×%d", b.B, b.T, s.B, s.T)
 	}
-	in, err := b.ValuesFor(s.graph)
+	return s.run(b.ValuesFor(s.graph))
+}
+
+// SharedLogprobs returns, for a scorer made by NewSharedPrefixScorer, the
+// log-prob of each completion token, [P·G, Tc] row-major.
+func (s *TokenScorer) SharedLogprobs(b *SharedPrefixBatch) ([]float32, error) {
+	if b.S.rows() != s.B || b.S.CompletionLen+1 != s.T {
+		return nil, fmt.Errorf("token scorer: shared-prefix batch of %d×%d completions, scorer made for %d×%d", b.S.rows(), b.S.CompletionLen, s.B, s.T-1)
+	}
+	return s.run(b.ValuesFor(s.graph))
+}
+
+func (s *TokenScorer) run(in map[string]ort.Value, err error) ([]float32, error) {
 	if err != nil {
 		return nil, err
 	}
