@@ -131,6 +131,7 @@ type rlRun struct {
 	ref    *train.TokenScorer
 	scorer RLScorer
 	decay  []bool
+	shared train.SharedPrefix // the batch: prompts × completions, their lengths
 }
 
 func newRLRun(st RLStage, pol RLPolicy, T int, scorer RLScorer) (*rlRun, error) {
@@ -144,20 +145,8 @@ func newRLRun(st RLStage, pol RLPolicy, T int, scorer RLScorer) (*rlRun, error) 
 	if err != nil {
 		return fail(err)
 	}
-	m := proto.Clone(policy).(*onnxpb.ModelProto)
-	loss, err := train.AddPolicyLoss(m, train.PolicyLoss{Epsilon: st.Epsilon, EpsilonHigh: st.EpsilonHigh, Beta: st.Beta,
-		LossType: st.LossType, MaxCompletionLength: st.MaxCompletionLength})
-	if err != nil {
-		return fail(err)
-	}
-	shapes, err := train.LMShapes(m, int64(r.B), int64(T))
-	if err != nil {
-		return fail(err)
-	}
-	sp, err := train.Specialize(m, shapes)
-	if err != nil {
-		return fail(err)
-	}
+	pl := train.PolicyLoss{Epsilon: st.Epsilon, EpsilonHigh: st.EpsilonHigh, Beta: st.Beta,
+		LossType: st.LossType, MaxCompletionLength: st.MaxCompletionLength}
 	// The model's own weights, not its rotary tables (fixed functions of
 	// position): the same names the generation session takes as inputs.
 	params := lm.TrainableNames(pol.Model)
@@ -165,7 +154,10 @@ func newRLRun(st RLStage, pol RLPolicy, T int, scorer RLScorer) (*rlRun, error) 
 	if st.Beta > 0 {
 		keep = append(keep, train.PolicyKLOutput)
 	}
-	tg, err := train.Differentiate(sp, loss, params, keep)
+	// Each prompt runs once for its G completions, in training as in generation.
+	r.shared = train.SharedPrefix{Prompts: int64(st.PromptsPerStep), Generations: int64(st.NumGenerations),
+		PromptLen: int64(T - st.MaxCompletionLength), CompletionLen: int64(st.MaxCompletionLength)}
+	tg, err := train.BuildSharedPrefixPolicy(policy, train.PolicyTraining{Loss: pl, Shared: r.shared, Params: params, Keep: keep})
 	if err != nil {
 		return fail(err)
 	}
@@ -197,7 +189,7 @@ func newRLRun(st RLStage, pol RLPolicy, T int, scorer RLScorer) (*rlRun, error) 
 		}
 	}
 	if st.Beta > 0 {
-		if r.ref, err = train.NewTokenScorer(policy, int64(r.B), int64(T), pol.Session); err != nil {
+		if r.ref, err = train.NewSharedPrefixScorer(policy, r.shared, pol.Session); err != nil {
 			return fail(fmt.Errorf("reference model: %w", err))
 		}
 	}
@@ -463,7 +455,7 @@ func (r *rlRun) step(ctx context.Context, stepNo int, batch []*RLPrompt) (RLStep
 	sl.Seconds.Score = t2.Sub(t).Seconds()
 
 	// From here on the step runs to its end: weights change.
-	b, err := buildRLBatch(ids, comps, adv, G, r.T, pad, st.MaskTruncatedCompletions)
+	b, err := buildRLBatch(r.shared, ids, comps, adv, pad, st.MaskTruncatedCompletions)
 	if err != nil {
 		return sl, nil, err
 	}

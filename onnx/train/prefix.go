@@ -109,6 +109,9 @@ func SharePrefix(m *onnxpb.ModelProto, s SharedPrefix) (*onnxpb.ModelProto, erro
 		rename[name] = empty.GetName()
 		pasts = append(pasts, name)
 	}
+	if len(pasts) == 0 {
+		return nil, fmt.Errorf("shared prefix: the model takes no past_key_values inputs (a KV cache is how the prompt is shared)")
+	}
 	produced := map[string]bool{}
 	for _, n := range g.Node {
 		for _, o := range n.Output {
