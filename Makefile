@@ -44,3 +44,9 @@ fuzz:
 .PHONY: proto
 proto:
 	cd onnx/onnxpb && PATH="$$PATH:$$($(GO) env GOPATH)/bin" protoc --go_out=. --go_opt=paths=source_relative onnx.proto
+
+# The GPU runtime (onnxruntime-gpu and the CUDA 13 libraries, ~1.3 GB, pinned in models.lock) into .cache/gpu/:
+# `pip download --no-deps`, verified, libraries extracted; then `tagpr --provider cuda …` finds and preloads them.
+.PHONY: setup-gpu
+setup-gpu: build
+	./$(BIN) setup --gpu

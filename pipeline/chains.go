@@ -5,10 +5,6 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
-	"sort"
-	"strconv"
 	"strings"
 	"unicode"
 
@@ -74,10 +70,11 @@ type ChainsConfig struct {
 
 // ChainsStats counts one run.
 type ChainsStats struct {
-	Skipped int // examples already in part files from an earlier run
+	Skipped int // examples of this shard already in part files (an earlier run, or another worker)
 	Done    int // examples sent to the teacher in this run
-	Rows    int // rows in Out (all runs)
-	Kept    int // rows in Out with keep=true
+	Rows    int // rows in Out (all runs); for a shard's worker, the rows it wrote now
+	Kept    int // rows in Out with keep=true (0 for a shard's worker: duplicates are decided at merge)
+	Merged  bool
 }
 
 // Verdict names, in the order every row carries them.
@@ -91,8 +88,10 @@ const (
 // GenerateChains streams the examples of one shard in batches, asks the
 // teacher for chains, labels free-form ones, filters them and writes every
 // row, kept or rejected. Each batch lands atomically as a part file in
-// Out.parts, so a killed run resumes where it stopped (examples with rows in
-// a part file are skipped); at the end the parts are merged into Out.
+// Out.parts (datasets.Parts), so a killed run resumes where it stopped
+// (examples with rows in any part file are skipped). Without a shard, the
+// parts are then merged into Out (MergeChains); a shard's worker leaves its
+// parts for MergeChains to assemble once every shard is done.
 func GenerateChains(ctx context.Context, cfg ChainsConfig) (ChainsStats, error) {
 	var st ChainsStats
 	if cfg.Teacher == nil {
@@ -121,57 +120,65 @@ func GenerateChains(ctx context.Context, cfg ChainsConfig) (ChainsStats, error) 
 	}
 	cfg.Filter = cfg.Filter.withDefaults()
 
-	parts := newPartDir(cfg.Out + ".parts")
-	prev, err := parts.scan()
+	fo := FanOut[datasets.Example, datasets.Chain]{Name: "chains", In: cfg.Examples, Out: cfg.Out, Kind: datasets.KindExample,
+		Shard: cfg.Shard, Batch: cfg.Batch, Decode: datasets.DecodeExamples, ID: func(e *datasets.Example) string { return e.ID },
+		Create: datasets.CreateChains,
+		Work: func(ctx context.Context, task *datasets.Task, exs []datasets.Example) ([]datasets.Chain, error) {
+			g := &chainGen{cfg: cfg, task: task, kind: RewardKind(task)}
+			return g.batch(ctx, exs)
+		}}
+	fs, err := fo.Run(ctx)
+	st.Skipped, st.Done, st.Rows = fs.Skipped, fs.Done, fs.Rows
 	if err != nil {
 		return st, err
 	}
-	st.Rows, st.Kept = prev.rows, prev.kept
-	r, err := datasets.OpenReader(cfg.Examples, datasets.ReadOptions{BatchRows: cfg.Batch, Shard: cfg.Shard})
+	if cfg.Shard.Count > 1 {
+		return st, nil
+	}
+	ms, err := MergeChains(cfg.Examples, cfg.Out)
+	ms.Skipped, ms.Done = st.Skipped, st.Done
+	return ms, err
+}
+
+// MergeChains assembles the part files of every worker in Out.parts into
+// Out, in the examples' order, and decides duplicates there, against the
+// chains kept before in that order: so Out is the same bytes however the
+// work was split into shards, restarted or resumed. Every example must have
+// rows (a worker that has not finished is an error naming the gap).
+func MergeChains(examples, out string) (ChainsStats, error) {
+	st := ChainsStats{Merged: true}
+	order, err := datasets.ReadInputOrder(examples)
 	if err != nil {
 		return st, fmt.Errorf("chains: %w", err)
 	}
-	defer r.Close()
-	if r.Kind() != datasets.KindExample {
-		return st, fmt.Errorf("chains: %s holds %s rows, want %s", cfg.Examples, r.Kind(), datasets.KindExample)
+	seen := map[string]string{} // normalized-chain hash → id of the first kept chain with it
+	markDuplicates := func(row *datasets.Chain) error {
+		others := true
+		for _, v := range row.Verdicts {
+			others = others && v.Pass
+		}
+		h := chainHash(row.Chain)
+		first, dup := seen[h]
+		if dup {
+			row.Verdicts = append(row.Verdicts, datasets.Verdict{Name: VerdictDuplicate, Detail: "same text as the kept chain of " + first, HasDetail: true})
+		} else {
+			row.Verdicts = append(row.Verdicts, datasets.Verdict{Name: VerdictDuplicate, Pass: true})
+		}
+		row.Keep = others && !dup
+		if row.Keep {
+			seen[h] = row.ID
+			st.Kept++
+		}
+		return nil
 	}
-	g := &chainGen{cfg: cfg, task: r.Task(), kind: RewardKind(r.Task()), seen: prev.seen}
-	for r.Next() {
-		exs, err := datasets.DecodeExamples(r.Batch(), r.BatchFirst())
-		if err != nil {
-			return st, fmt.Errorf("chains: read %s: %w", cfg.Examples, err)
-		}
-		todo := exs[:0]
-		for _, e := range exs {
-			if prev.done[e.ID] {
-				st.Skipped++
-			} else {
-				todo = append(todo, e)
-			}
-		}
-		if len(todo) == 0 {
-			continue
-		}
-		rows, err := g.batch(ctx, todo)
-		if err != nil {
-			return st, err
-		}
-		if err := parts.write(prev.next, rows); err != nil {
-			return st, err
-		}
-		prev.next++
-		st.Done += len(todo)
-		st.Rows += len(rows)
-		for _, row := range rows {
-			if row.Keep {
-				st.Kept++
-			}
-		}
-	}
-	if err := r.Err(); err != nil {
+	read := func(f string) ([]datasets.Chain, error) { return datasets.ReadChains(f, datasets.ReadOptions{}) }
+	rows, err := datasets.Assemble(datasets.PartsFor(out, datasets.Shard{}), out, order, read,
+		func(c *datasets.Chain) string { return c.ID }, datasets.CreateChains, markDuplicates)
+	if err != nil {
 		return st, fmt.Errorf("chains: %w", err)
 	}
-	return st, parts.merge(cfg.Out)
+	st.Rows = int(rows)
+	return st, nil
 }
 
 // chainGen turns examples into chain rows.
@@ -179,7 +186,6 @@ type chainGen struct {
 	cfg  ChainsConfig
 	task *datasets.Task
 	kind rewardmodel.TaskKind
-	seen map[string]string // normalized-chain hash → id of the first kept chain with it
 }
 
 // candidate is one teacher sample on its way to a row.
@@ -276,7 +282,8 @@ func carriesTags(text string, tx rewardmodel.Taxonomy) bool {
 	return false
 }
 
-// row filters one candidate and records it with its verdicts.
+// row filters one candidate and records it with its verdicts; the
+// duplicates verdict, which depends on the chains before it, is MergeChains'.
 func (g *chainGen) row(c *candidate) datasets.Chain {
 	labeller := "given"
 	if !c.tagged {
@@ -322,22 +329,6 @@ func (g *chainGen) row(c *candidate) datasets.Chain {
 	n := len(row.Spans)
 	lengthOK := n >= f.MinSteps && n <= f.MaxSteps && len(row.Chain) <= f.MaxChars
 	verdict(VerdictLength, lengthOK, fmt.Sprintf("%d steps in [%d, %d], %d bytes ≤ %d", n, f.MinSteps, f.MaxSteps, len(row.Chain), f.MaxChars))
-	// Duplicates: against every chain kept so far (this run and earlier ones).
-	others := true
-	for _, v := range row.Verdicts {
-		others = others && v.Pass
-	}
-	h := chainHash(row.Chain)
-	first, dup := g.seen[h]
-	if dup {
-		verdict(VerdictDuplicate, false, "same text as the kept chain of "+first)
-	} else {
-		verdict(VerdictDuplicate, true, "")
-	}
-	row.Keep = others && !dup
-	if row.Keep {
-		g.seen[h] = row.ID
-	}
 	return row
 }
 
@@ -362,82 +353,4 @@ func chainHash(s string) string {
 	}
 	sum := sha256.Sum256([]byte(b.String()))
 	return fmt.Sprintf("%x", sum[:16])
-}
-
-// partDir holds a run's part files: part-NNNNNN.arrow, each written atomically.
-type partDir struct{ dir string }
-
-func newPartDir(dir string) partDir { return partDir{dir: dir} }
-
-func (p partDir) files() ([]string, error) {
-	files, err := filepath.Glob(filepath.Join(p.dir, "part-*.arrow"))
-	if err != nil {
-		return nil, err
-	}
-	sort.Strings(files)
-	return files, nil
-}
-
-// resumeState is what the part files of earlier runs tell a new one.
-type resumeState struct {
-	done       map[string]bool   // example ids with rows
-	seen       map[string]string // hashes of kept chains, so duplicates stay duplicates across restarts
-	next       int               // the next part number
-	rows, kept int
-}
-
-// scan reads the part files of earlier runs.
-func (p partDir) scan() (resumeState, error) {
-	st := resumeState{done: map[string]bool{}, seen: map[string]string{}}
-	files, err := p.files()
-	if err != nil {
-		return st, fmt.Errorf("chains: %w", err)
-	}
-	for _, f := range files {
-		rows, err := datasets.ReadChains(f, datasets.ReadOptions{})
-		if err != nil {
-			return st, fmt.Errorf("chains: resume from %s: %w", p.dir, err)
-		}
-		for _, r := range rows {
-			st.done[r.ID] = true
-			st.rows++
-			if r.Keep {
-				st.kept++
-				if h := chainHash(r.Chain); st.seen[h] == "" {
-					st.seen[h] = r.ID
-				}
-			}
-		}
-		num := strings.TrimSuffix(strings.TrimPrefix(filepath.Base(f), "part-"), ".arrow")
-		if n, err := strconv.Atoi(num); err == nil && n >= st.next {
-			st.next = n + 1
-		}
-	}
-	return st, nil
-}
-
-func (p partDir) write(n int, rows []datasets.Chain) error {
-	path := filepath.Join(p.dir, fmt.Sprintf("part-%06d.arrow", n))
-	if err := datasets.WriteRows(path, rows, datasets.CreateChains); err != nil {
-		return fmt.Errorf("chains: %w", err)
-	}
-	return nil
-}
-
-// merge streams every part, in order, into out (which appears atomically).
-func (p partDir) merge(out string) error {
-	files, err := p.files()
-	if err != nil {
-		return fmt.Errorf("chains: %w", err)
-	}
-	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
-		return fmt.Errorf("chains: %w", err)
-	}
-	if len(files) == 0 {
-		return datasets.WriteRows(out, []datasets.Chain(nil), datasets.CreateChains)
-	}
-	if _, err := datasets.Merge(out, files); err != nil {
-		return fmt.Errorf("chains: %w", err)
-	}
-	return nil
 }

@@ -189,7 +189,7 @@ func TestGenerateChainsEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st != (ChainsStats{Done: 8, Rows: 8, Kept: 2}) || hits.Load() != 8 {
+	if st != (ChainsStats{Done: 8, Rows: 8, Kept: 2, Merged: true}) || hits.Load() != 8 {
 		t.Fatalf("stats %+v after %d requests", st, hits.Load())
 	}
 	rows := checkChainRows(t, out, exs, teacher.Name())
@@ -219,7 +219,7 @@ func TestGenerateChainsEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	after, _ := os.ReadFile(out)
-	if st != (ChainsStats{Skipped: 8, Rows: 8, Kept: 2}) || hits.Load() != 0 || string(before) != string(after) {
+	if st != (ChainsStats{Skipped: 8, Rows: 8, Kept: 2, Merged: true}) || hits.Load() != 0 || string(before) != string(after) {
 		t.Fatalf("rerun: stats %+v, %d requests, file changed: %v", st, hits.Load(), string(before) != string(after))
 	}
 }
@@ -252,7 +252,7 @@ func TestGenerateChainsResumesAfterFailure(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st != (ChainsStats{Skipped: 3, Done: 5, Rows: 8, Kept: 2}) || hits.Load() != 5 {
+	if st != (ChainsStats{Skipped: 3, Done: 5, Rows: 8, Kept: 2, Merged: true}) || hits.Load() != 5 {
 		t.Fatalf("resume: stats %+v after %d requests, want 5 new examples", st, hits.Load())
 	}
 	// Part 0 was written by the broken endpoint's teacher name; the rows
@@ -271,28 +271,48 @@ func TestGenerateChainsResumesAfterFailure(t *testing.T) {
 	checkChainRows(t, fixed, exs, teacher.Name())
 }
 
+// Shard workers share one output's parts folder; each writes only its
+// shard's rows, the merge waits for all of them, and the merged file — with
+// duplicates decided across shards — is the unsharded run's, byte for byte.
 func TestGenerateChainsShards(t *testing.T) {
 	dir := t.TempDir()
 	examples, exs := chainExamples(t, dir)
 	var hits atomic.Int32
 	srv := fakeChatServer(t, exs, teacherScript(exs), nil, &hits)
 	defer srv.Close()
+	single := filepath.Join(dir, "single", "chains.arrow")
+	if _, err := GenerateChains(context.Background(), chainsConfig(examples, single, testTeacher(t, srv.URL, nil))); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "sharded", "chains.arrow")
 	var ids []string
 	for i := range 2 {
-		cfg := chainsConfig(examples, filepath.Join(dir, fmt.Sprintf("chains-%d.arrow", i)), testTeacher(t, srv.URL, nil))
+		cfg := chainsConfig(examples, out, testTeacher(t, srv.URL, nil))
 		cfg.Shard = datasets.Shard{Index: i, Count: 2}
-		if _, err := GenerateChains(context.Background(), cfg); err != nil {
-			t.Fatal(err)
+		st, err := GenerateChains(context.Background(), cfg)
+		if err != nil || st.Merged {
+			t.Fatalf("shard %d: %+v, %v", i, st, err)
 		}
-		rows, err := datasets.ReadChains(cfg.Out, datasets.ReadOptions{})
-		if err != nil {
-			t.Fatal(err)
+		if _, err := os.Stat(out); !os.IsNotExist(err) {
+			t.Fatal("a shard's worker wrote the merged output")
 		}
-		for _, r := range rows {
-			if !cfg.Shard.Contains(r.ID) {
-				t.Errorf("shard %d holds %s", i, r.ID)
+		if i == 0 {
+			if _, err := MergeChains(examples, out); err == nil || !strings.Contains(err.Error(), "have no output") {
+				t.Fatalf("merge with a shard missing: %v", err)
 			}
-			ids = append(ids, r.ID)
+		}
+		parts, _ := filepath.Glob(filepath.Join(out+".parts", fmt.Sprintf("part-%dof2-*.arrow", i)))
+		for _, p := range parts {
+			rows, err := datasets.ReadChains(p, datasets.ReadOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range rows {
+				if !cfg.Shard.Contains(r.ID) {
+					t.Errorf("shard %d holds %s", i, r.ID)
+				}
+				ids = append(ids, r.ID)
+			}
 		}
 	}
 	var want []string
@@ -303,6 +323,15 @@ func TestGenerateChainsShards(t *testing.T) {
 	sort.Strings(want)
 	if !reflect.DeepEqual(ids, want) {
 		t.Fatalf("shards hold %q, want each example once: %q", ids, want)
+	}
+	st, err := MergeChains(examples, out)
+	if err != nil || st != (ChainsStats{Rows: 8, Kept: 2, Merged: true}) {
+		t.Fatalf("merge: %+v, %v", st, err)
+	}
+	a, _ := os.ReadFile(single)
+	b, _ := os.ReadFile(out)
+	if len(a) == 0 || string(a) != string(b) {
+		t.Fatalf("merged shards (%d bytes) differ from the unsharded run (%d bytes)", len(b), len(a))
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/google/renameio/v2"
 
 	"github.com/tagpr/tagpr/datasets"
+	"github.com/tagpr/tagpr/onnx/hf"
 	"github.com/tagpr/tagpr/onnx/ir"
 	"github.com/tagpr/tagpr/onnx/lm"
 	"github.com/tagpr/tagpr/onnx/ort"
@@ -38,6 +39,9 @@ type DemoConfig struct {
 	RL     []RLStage // run in order after SFT on the training split's prompts; none: no RL
 	Prompt PromptOptions
 	Eval   EvalOptions
+	// Session is the runtime every session of the demo runs on (provider,
+	// device, threads: ort.Runtime.Options()).
+	Session ort.Options
 }
 
 // DefaultDemoConfig sizes the demo to finish in minutes on two CPU cores.
@@ -148,7 +152,7 @@ func RunDemo(ctx context.Context, cfg DemoConfig, h Hooks) (*Report, error) {
 	}
 	policies := map[string]Policy{}
 	for _, name := range models {
-		p, err := openPolicy(dirs[name], tok, name)
+		p, err := openPolicy(dirs[name], tok, name, cfg.Session)
 		if err != nil {
 			return nil, err
 		}
@@ -293,7 +297,9 @@ func demoSFT(ctx context.Context, cfg DemoConfig, data *datasets.SynthData, tok 
 	if h.SFTStep != nil {
 		onStep = func(l train.StepLog) { h.SFTStep(l, cfg.SFT.Steps) }
 	}
-	res, err := TrainSFT(ctx, base, seqs, pad, cfg.SFT, filepath.Join(sftDir, "checkpoints"), onStep)
+	sc := cfg.SFT
+	sc.Session = cfg.Session
+	res, err := TrainSFT(ctx, base, seqs, pad, sc, filepath.Join(sftDir, "checkpoints"), onStep)
 	if err != nil {
 		return nil, err
 	}
@@ -303,7 +309,7 @@ func demoSFT(ctx context.Context, cfg DemoConfig, data *datasets.SynthData, tok 
 		}
 	}
 	// The model file comes last: its presence marks the stage done.
-	if err := train.Export(filepath.Join(sftDir, "model.onnx"), base, res.Weights, nil); err != nil {
+	if _, err := hf.WriteTrained(filepath.Join(sftDir, "model.onnx"), base, res.Weights, nil, baseDir); err != nil {
 		return nil, err
 	}
 	return res, nil
@@ -342,8 +348,8 @@ func EncodeSFT(tok *tokenize.Tokenizer, task *datasets.Task, ex *datasets.Exampl
 	return Sequence{IDs: toInt64(enc.IDs), PromptLen: prompt}, nil
 }
 
-func openPolicy(dir string, tok *tokenize.Tokenizer, name string) (Policy, error) {
-	m, err := lm.Load(dir, lm.LoadOptions{})
+func openPolicy(dir string, tok *tokenize.Tokenizer, name string, so ort.Options) (Policy, error) {
+	m, err := lm.Load(dir, lm.LoadOptions{Session: so})
 	if err != nil {
 		return Policy{}, err
 	}
@@ -372,7 +378,8 @@ func copyFile(src, dst string) error {
 func demoPRMU(ctx context.Context, cfg DemoConfig, data *datasets.SynthData, h Hooks) (*rewardmodel.PRMU, *StageSummary, error) {
 	dir := filepath.Join(cfg.Dir, "prmu")
 	// One pool thread that does not spin: PRMU scores between generations.
-	opts := ort.Options{IntraOpThreads: 1, ConfigEntries: map[string]string{"session.intra_op.allow_spinning": "0"}}
+	opts := cfg.Session
+	opts.IntraOpThreads, opts.ConfigEntries = 1, map[string]string{"session.intra_op.allow_spinning": "0"}
 	if exists(filepath.Join(dir, rewardmodel.PRMUConfigFile)) {
 		p, err := rewardmodel.LoadPRMU(dir, opts)
 		return p, nil, err
@@ -413,7 +420,7 @@ func demoRL(ctx context.Context, cfg DemoConfig, data *datasets.SynthData, tok *
 	if err != nil {
 		return nil, err
 	}
-	p := &RLPipeline{Stages: cfg.RL, Start: sftDir, Dir: filepath.Join(cfg.Dir, "rl"), EOS: []int64{eos}, Pad: pad,
+	p := &RLPipeline{Stages: cfg.RL, Start: sftDir, Session: cfg.Session, Dir: filepath.Join(cfg.Dir, "rl"), EOS: []int64{eos}, Pad: pad,
 		Detokenize: func(ids []int64) (string, error) { return tok.Decode(toInt(ids), true) },
 		Prompts: func(st RLStage) ([]RLPrompt, error) {
 			o := cfg.Prompt

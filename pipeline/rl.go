@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/tagpr/tagpr/datasets"
+	"github.com/tagpr/tagpr/onnx/hf"
 	"github.com/tagpr/tagpr/onnx/ir"
 	"github.com/tagpr/tagpr/onnx/lm"
 	"github.com/tagpr/tagpr/onnx/onnxpb"
@@ -565,6 +566,7 @@ type RLPipeline struct {
 	Pad        int64
 	Detokenize func(ids []int64) (string, error)
 	Hooks      RLHooks
+	Session    ort.Options // every stage's sessions (RLPolicy.Session)
 }
 
 // Validate refuses empty, duplicate or path-unsafe stage names.
@@ -643,7 +645,7 @@ func (p *RLPipeline) runStage(ctx context.Context, st RLStage, from, dir string)
 	if err != nil {
 		return RLSummary{}, fmt.Errorf("rl stage %q: reward: %w", st.Name, err)
 	}
-	res, err := TrainRL(ctx, st, RLPolicy{Model: start, EOS: p.EOS, Pad: p.Pad, Detokenize: p.Detokenize, Load: lo}, prompts, scorer, dir, p.Hooks)
+	res, err := TrainRL(ctx, st, RLPolicy{Model: start, EOS: p.EOS, Pad: p.Pad, Detokenize: p.Detokenize, Load: lo, Session: p.Session}, prompts, scorer, dir, p.Hooks)
 	if err != nil {
 		return RLSummary{}, err
 	}
@@ -662,7 +664,7 @@ func (p *RLPipeline) runStage(ctx context.Context, st RLStage, from, dir string)
 		}
 	}
 	// The model file comes last: its presence marks the stage done.
-	if err := train.Export(filepath.Join(dir, "model.onnx"), start, res.Weights, nil); err != nil {
+	if _, err := hf.WriteTrained(filepath.Join(dir, "model.onnx"), start, res.Weights, nil, from); err != nil {
 		return RLSummary{}, err
 	}
 	return res.Summary, nil

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/tagpr/tagpr/onnx/onnxpb"
+	"github.com/tagpr/tagpr/onnx/ort"
 	"github.com/tagpr/tagpr/onnx/train"
 )
 
@@ -30,6 +31,8 @@ type SFTConfig struct {
 	// Packing puts several sequences in each row of seq_len tokens (as TRL's
 	// packing): attention stays inside each sequence, less padding.
 	Packing bool `mapstructure:"packing"`
+	// Session is the runtime the training session runs on.
+	Session ort.Options `mapstructure:"-"`
 }
 
 // Validate refuses sizes that cannot train.
@@ -71,7 +74,7 @@ func TrainSFT(ctx context.Context, model *onnxpb.ModelProto, data []Sequence, pa
 	}
 	tr, err := train.NewTrainer(tg, train.TrainerOptions{
 		Schedule:    train.Schedule{Peak: cfg.LR, Warmup: cfg.Warmup, Total: cfg.Steps, MinRatio: 0.1},
-		WeightDecay: cfg.WeightDecay, ClipNorm: cfg.Clip,
+		WeightDecay: cfg.WeightDecay, ClipNorm: cfg.Clip, Session: cfg.Session,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("sft: %w", err)

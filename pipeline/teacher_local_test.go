@@ -58,7 +58,7 @@ func tinyLocalTeacher(t *testing.T, dir string, exs []datasets.Example) *LocalTe
 	if _, err := lm.WriteModelDir(cfg, modelDir, false); err != nil {
 		t.Fatal(err)
 	}
-	p, err := openPolicy(modelDir, tok, "tiny")
+	p, err := openPolicy(modelDir, tok, "tiny", ort.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

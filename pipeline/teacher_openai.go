@@ -148,7 +148,12 @@ type chatMessage struct {
 
 type chatResponse struct {
 	Choices []struct {
-		Message chatMessage `json:"message"`
+		Message struct {
+			Content string `json:"content"`
+			// Reasoning servers (vLLM or tagpr serve with a reasoning
+			// parser) return the <think> part here instead of in content.
+			ReasoningContent string `json:"reasoning_content"`
+		} `json:"message"`
 	} `json:"choices"`
 }
 
@@ -257,7 +262,12 @@ func (t *OpenAITeacher) post(ctx context.Context, body []byte) (string, error) {
 	if len(cr.Choices) == 0 {
 		return "", fmt.Errorf("teacher POST %s: response has no choices: %s", t.endpoint, snippet(raw))
 	}
-	return cr.Choices[0].Message.Content, nil
+	msg := cr.Choices[0].Message
+	if msg.ReasoningContent != "" && !strings.Contains(msg.Content, "<think>") {
+		// Put the chain back where the chains stage reads it.
+		return "<think>\n" + strings.Trim(msg.ReasoningContent, "\n") + "\n</think>\n\n" + msg.Content, nil
+	}
+	return msg.Content, nil
 }
 
 // snippet keeps error messages readable when a server answers with a page.

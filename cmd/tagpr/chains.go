@@ -15,7 +15,7 @@ import (
 
 func init() {
 	chainsCmd := &cobra.Command{Use: "chains", Short: "Stage 1: tagged reasoning chains from a teacher"}
-	chainsCmd.AddCommand(chainsGenerateCmd())
+	chainsCmd.AddCommand(chainsGenerateCmd(), chainsMergeCmd())
 	rootCmd.AddCommand(chainsCmd)
 }
 
@@ -48,16 +48,19 @@ labels them), then filters: answer correct (exact for classification and rating,
 --generation-min-reward for generation), tags valid, length bounds, duplicates. Kept and rejected
 rows both land in --out (tagged_chain schema) with their verdicts and provenance.
 
-Each batch is written atomically to OUT.parts/part-NNNNNN.arrow: an interrupted run resumes where it
-stopped when started again with the same --out. With --shard i/N only that shard's examples are done;
-give each shard its own --out and join them with ` + "`tagpr data merge`" + `.
+Each batch is written atomically to OUT.parts/: an interrupted run resumes where it stopped when started
+again with the same --out. With --shard i/N (or --shard auto in a Kubernetes Indexed Job: the index from
+$JOB_COMPLETION_INDEX, the count from $TAGPR_SHARD_COUNT) only that shard's examples are done, every
+worker writing its own parts into the same OUT.parts/ on a shared volume; a restarted worker redoes only
+what its shard has no part for. ` + "`tagpr chains merge`" + ` then writes OUT, deciding duplicates across
+shards: the same bytes as one unsharded run.
 
 The OpenAI teacher reads its key from the environment variable named by --api-key-env.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg := pipeline.ChainsConfig{Examples: o.examples, Out: o.out, Samples: o.samples, Batch: o.batch, Taxonomy: rewardmodel.DefaultTaxonomy(),
 				System: o.system, Filter: o.filter, Prompt: pipeline.PromptOptions{TopK: o.topKProfile, Retrieval: o.retrieval}}
-			sh, err := datasets.ParseShard(o.shard)
+			sh, err := datasets.ParseShardFlag(o.shard)
 			if err != nil {
 				return err
 			}
@@ -97,6 +100,11 @@ The OpenAI teacher reads its key from the environment variable named by --api-ke
 			if err != nil {
 				return err
 			}
+			if !st.Merged {
+				fmt.Fprintf(cmd.OutOrStdout(), "chains: shard %s: %d examples done now, %d done before, %d rows in %s.parts; when every shard is done: tagpr chains merge --examples %s --out %s\n",
+					sh, st.Done, st.Skipped, st.Rows, o.out, o.examples, o.out)
+				return nil
+			}
 			fmt.Fprintf(cmd.OutOrStdout(), "chains: %d examples done now, %d done before; %s holds %d rows, %d kept (teacher %s)\n",
 				st.Done, st.Skipped, o.out, st.Rows, st.Kept, cfg.Teacher.Name())
 			return nil
@@ -107,7 +115,7 @@ The OpenAI teacher reads its key from the environment variable named by --api-ke
 	f.StringVar(&o.out, "out", "", "tagged_chain file to write (.arrow or .parquet); parts go to OUT.parts")
 	f.StringVar(&o.teacher, "teacher", "openai", "teacher: openai (any OpenAI-compatible chat endpoint) or local (an ONNX policy)")
 	f.StringVar(&o.labeller, "labeller", "rule", "labeller for free-form chains: rule or teacher")
-	f.StringVar(&o.shard, "shard", "", "only this shard of the examples, i/N")
+	f.StringVar(&o.shard, "shard", "", "only this shard of the examples: i/N, or auto ($JOB_COMPLETION_INDEX of $TAGPR_SHARD_COUNT)")
 	f.StringVar(&o.system, "system", "", "system message sent before each prompt")
 	f.IntVar(&o.samples, "samples", 1, "teacher samples per example")
 	f.IntVar(&o.batch, "batch", 32, "examples per teacher batch (and per part file)")
@@ -131,6 +139,34 @@ The OpenAI teacher reads its key from the environment variable named by --api-ke
 	f.IntVar(&o.filter.MinSteps, "min-steps", 2, "fewest tagged steps kept")
 	f.IntVar(&o.filter.MaxSteps, "max-steps", 16, "most tagged steps kept")
 	f.IntVar(&o.filter.MaxChars, "max-chars", 6000, "longest chain kept, in bytes")
+	c.MarkFlagRequired("examples")
+	c.MarkFlagRequired("out")
+	return c
+}
+
+func chainsMergeCmd() *cobra.Command {
+	var examples, out string
+	c := &cobra.Command{
+		Use:   "merge --examples F --out OUT",
+		Short: "Assemble the parts every shard's worker wrote in OUT.parts/ into OUT, in the examples' order",
+		Long: `Writes OUT from OUT.parts/ (the part files of every ` + "`chains generate --shard`" + ` worker), in the examples'
+order, deciding duplicates across shards: the same bytes as one unsharded run. Refuses while any example
+has no rows yet (a worker still running or failed: run it again, it redoes only its missing part).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkPinned(examples); err != nil {
+				return err
+			}
+			st, err := pipeline.MergeChains(examples, out)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "chains: %s holds %d rows, %d kept\n", out, st.Rows, st.Kept)
+			return nil
+		},
+	}
+	c.Flags().StringVar(&examples, "examples", "", "the examples file the workers read (its order is the output's)")
+	c.Flags().StringVar(&out, "out", "", "tagged_chain file to write; parts are read from OUT.parts/")
 	c.MarkFlagRequired("examples")
 	c.MarkFlagRequired("out")
 	return c

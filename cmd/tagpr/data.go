@@ -100,12 +100,30 @@ func exportPredictionsCmd() *cobra.Command {
 }
 
 func mergeCmd() *cobra.Command {
-	var out string
+	var out, order string
 	c := &cobra.Command{
-		Use:   "merge --out PATH SHARD...",
-		Short: "Concatenate per-shard outputs of one schema into one file",
-		Args:  cobra.MinimumNArgs(1),
+		Use:   "merge --out PATH (SHARD... | --order INPUT)",
+		Short: "Concatenate per-shard outputs of one schema, or assemble a sharded stage's parts in the input's order",
+		Long: `With files: concatenates them in argument order (one schema; ids seen twice are refused).
+With --order INPUT and no files: assembles the part files every worker of a sharded stage wrote beside
+PATH (PATH.parts/, e.g. from --shard auto in a Kubernetes Indexed Job) into PATH, in INPUT's row order:
+the same bytes however the work was split. Every row of INPUT must have output (a worker that has not
+finished is an error naming how many rows lack it). Tagged chains are assembled by ` + "`tagpr chains merge`" + `.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if order != "" {
+				if len(args) > 0 {
+					return fmt.Errorf("--order assembles %s.parts/; give no files", out)
+				}
+				n, err := datasets.AssembleFile(out, order)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "assembled %d rows from %s.parts into %s\n", n, out, out)
+				return nil
+			}
+			if len(args) == 0 {
+				return fmt.Errorf("give the files to merge, or --order INPUT to assemble %s.parts/", out)
+			}
 			n, err := datasets.Merge(out, args)
 			if err != nil {
 				return err
@@ -115,6 +133,7 @@ func mergeCmd() *cobra.Command {
 		},
 	}
 	c.Flags().StringVar(&out, "out", "", "merged file (.arrow or .parquet)")
+	c.Flags().StringVar(&order, "order", "", "assemble PATH.parts/ in this input file's row order")
 	c.MarkFlagRequired("out")
 	return c
 }
@@ -127,7 +146,7 @@ func shardCmd() *cobra.Command {
 		Short: "Copy one stable shard (by hash of the row id) of a file",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			sh, err := datasets.ParseShard(shard)
+			sh, err := datasets.ParseShardFlag(shard)
 			if err != nil {
 				return err
 			}
@@ -164,7 +183,7 @@ func shardCmd() *cobra.Command {
 	}
 	c.Flags().StringVar(&in, "in", "", "input file")
 	c.Flags().StringVar(&out, "out", "", "output file (.arrow or .parquet)")
-	c.Flags().StringVar(&shard, "shard", "", "shard i/N (0-based)")
+	c.Flags().StringVar(&shard, "shard", "", "shard i/N (0-based), or auto (see `tagpr chains generate --help`)")
 	c.Flags().IntVar(&batch, "batch-rows", datasets.DefaultBatchRows, "rows per record batch")
 	for _, r := range []string{"in", "out", "shard"} {
 		c.MarkFlagRequired(r)
@@ -180,7 +199,7 @@ func infoCmd() *cobra.Command {
 		Short: "Print a file's schema kind, task, rows and batches (of a shard with --shard)",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			sh, err := datasets.ParseShard(shard)
+			sh, err := datasets.ParseShardFlag(shard)
 			if err != nil {
 				return err
 			}

@@ -24,6 +24,7 @@ func init() {
 				return err
 			}
 			cfg := pipeline.DefaultDemoConfig(dir)
+			cfg.Session = sessionOptions()
 			if steps > 0 {
 				cfg.SFT.Steps = steps
 			}

@@ -47,10 +47,42 @@ func TestVersionReportsRuntime(t *testing.T) {
 	if err != nil {
 		t.Fatalf("tagpr version: %v\n%s", err, stderr)
 	}
-	for _, want := range []string{"tagpr " + version, "onnxruntime 1.30.0", "execution providers: cpu"} {
+	for _, want := range []string{"tagpr " + version, "onnxruntime 1.30.0", "execution providers: ", "CPUExecutionProvider",
+		"cuda provider: not in this library", "cuda device: "} {
 		if !strings.Contains(out, want) {
 			t.Errorf("version output lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// Without a GPU, --provider cuda stops every command at start, naming what
+// is missing (this machine has no NVIDIA driver), and writes nothing.
+func TestProviderCUDARefusedAtStart(t *testing.T) {
+	if ort.DriverStatus().Driver == "" {
+		t.Fatal("this test expects a machine without the NVIDIA driver; on a GPU machine run scripts/gpu/check.sh")
+	}
+	dir := t.TempDir()
+	if _, stderr, err := runTagpr(t, dir, nil, "model", "init", "--layers", "1", "--d-model", "32", "--vocab", "64", "--out", "m"); err != nil {
+		t.Fatalf("model init: %v\n%s", err, stderr)
+	}
+	for _, args := range [][]string{
+		{"model", "generate", "m", "--ids", "1,2"},
+		{"prmu", "train", "--out", "prmu", "--steps", "2"},
+	} {
+		out, stderr, err := runTagpr(t, dir, nil, append([]string{"--provider", "cuda"}, args...)...)
+		if err == nil || !strings.Contains(stderr, "--provider cuda cannot start") || !strings.Contains(stderr, "libcuda.so.1") {
+			t.Fatalf("tagpr --provider cuda %v: err %v\nstdout %s\nstderr %s", args, err, out, stderr)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "prmu")); !os.IsNotExist(err) {
+		t.Fatal("a refused run left output behind")
+	}
+	out, stderr, err := runTagpr(t, dir, nil, "--provider", "cuda", "version")
+	if err != nil && !strings.Contains(stderr, "setup --gpu") {
+		t.Fatalf("version --provider cuda: %v\n%s", err, stderr)
+	}
+	if err == nil && !strings.Contains(out, "cuda device: no device visible") {
+		t.Fatalf("version --provider cuda:\n%s", out)
 	}
 }
 

@@ -1,22 +1,27 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/tagpr/tagpr/onnx/lm"
+	"github.com/tagpr/tagpr/pipeline/serve"
+	"github.com/tagpr/tagpr/tokenize"
 )
 
 func init() {
-	modelCmd := &cobra.Command{Use: "model", Short: "Causal LMs: inspect an ONNX model, build a built-in one, generate"}
-	modelCmd.AddCommand(modelInfoCmd(), modelInitCmd(), modelGenerateCmd())
+	modelCmd := &cobra.Command{Use: "model", Short: "Causal LMs: inspect an ONNX model, build a built-in one, generate, import and export Hugging Face checkpoints"}
+	modelCmd.AddCommand(modelInfoCmd(), modelInitCmd(), modelGenerateCmd(), modelProbeCmd(), modelProbeCompareCmd(), modelImportHFCmd(), modelExportHFCmd())
 	rootCmd.AddCommand(modelCmd)
 }
 
@@ -123,48 +128,89 @@ func modelInitCmd() *cobra.Command {
 }
 
 func modelGenerateCmd() *cobra.Command {
-	var ids string
+	var ids, tokPath, system string
+	var texts, chats, stops []string
 	var o lm.GenerateOptions
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:   "generate PATH --ids 1,2,3 [--ids 4,5]",
-		Short: "Generate from token-id prompts with the KV-cache engine (greedy unless --temperature > 0)",
-		Args:  cobra.ExactArgs(1),
+		Use:   "generate PATH (--prompt TEXT | --chat TEXT | --ids 1,2,3)...",
+		Short: "Generate with the KV-cache engine from text, chat messages or token ids (greedy unless --temperature > 0)",
+		Long: "PATH is a model folder (or .onnx file); text prompts need its tokenizer.json (or --tokenizer).\n" +
+			"--prompt encodes text as is; --chat renders one user message (after --system) with the tokenizer's chat\n" +
+			"template and the assistant's generation prompt, as `tagpr serve` does. Each flag may repeat: one prompt each,\n" +
+			"numbered --ids first, then --prompt, then --chat.\n" +
+			"Prints each completion's text (token ids when there is no tokenizer); timings go to stderr.\n\n" +
+			"--json prints {\"completions\": [{\"prompt\", \"sample\", \"text\", \"token_ids\", \"logprobs\" (natural log of\n" +
+			"each token's probability), \"finish_reason\" (eos | stop | length), \"stop\" (the stop string matched)}],\n" +
+			"\"stats\": {\"sequences\", \"prompt_tokens\", \"generated_tokens\", \"prefill_runs\", \"decode_steps\",\n" +
+			"\"prefill_ms\", \"decode_ms\" (wall time in milliseconds), \"decode_tokens_per_second\"}}.",
+		Example: "  tagpr model generate models/policy --chat \"Which genre fits this user?\" --max-new-tokens 64\n" +
+			"  tagpr model generate models/policy --prompt \"Once upon a time\" --temperature 0.8 --num-generations 3 --json\n" +
+			"  tagpr model generate models/tiny --ids \"1,5,9;1,7\"",
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			prompts, err := parsePrompts(ids)
-			if err != nil {
-				return err
+			if ids == "" && len(texts) == 0 && len(chats) == 0 {
+				return errors.New("give prompts with --prompt TEXT, --chat TEXT or --ids 1,2,3 (each may repeat)")
 			}
 			if err := initRuntime(); err != nil {
 				return err
 			}
-			m, err := lm.Load(args[0], lm.LoadOptions{Session: sessionOptions()})
+			gm, err := openGenerateModel(args[0], tokPath, len(texts)+len(chats) > 0 || len(stops) > 0)
 			if err != nil {
 				return err
 			}
-			defer m.Close()
-			comps, st, err := m.Generate(cmd.Context(), prompts, o)
+			defer gm.close()
+			var prompts [][]int64
+			if ids != "" {
+				if prompts, err = parsePrompts(ids); err != nil {
+					return err
+				}
+			}
+			for _, t := range texts {
+				prompts = append(prompts, gm.text.EncodeText(t))
+			}
+			for _, c := range chats {
+				var msgs []tokenize.Message
+				if system != "" {
+					msgs = append(msgs, tokenize.Message{Role: "system", Content: system})
+				}
+				p, _, err := gm.text.EncodeChat(append(msgs, tokenize.Message{Role: "user", Content: c}))
+				if err != nil {
+					return err
+				}
+				prompts = append(prompts, p)
+			}
+			o.StopStrings = stops
+			comps, st, err := gm.generate(cmd.Context(), prompts, o)
 			if err != nil {
 				return err
 			}
 			w := cmd.OutOrStdout()
 			if asJSON {
-				b, err := json.Marshal(map[string]any{"completions": comps, "stats": st})
-				if err != nil {
-					return err
-				}
-				fmt.Fprintln(w, string(b))
-				return nil
+				return printGenerateJSON(w, comps, st, gm.text != nil)
 			}
 			for _, c := range comps {
-				fmt.Fprintf(w, "prompt %d sample %d (%s): %v\n", c.Prompt, c.Sample, c.Finish, c.Tokens)
+				if len(comps) > 1 {
+					fmt.Fprintf(w, "--- prompt %d, sample %d (%s) ---\n", c.Prompt, c.Sample, c.Finish)
+				}
+				if gm.text != nil {
+					fmt.Fprintln(w, c.Text)
+				} else {
+					fmt.Fprintln(w, c.Tokens)
+				}
 			}
-			fmt.Fprintf(w, "prefill %v (%d runs), decode %v for %d steps; %d tokens\n", st.Prefill, st.PrefillRuns, st.Decode, st.DecodeSteps, st.GeneratedTokens)
+			fmt.Fprintf(cmd.ErrOrStderr(), "prefill %.1f ms (%d runs), decode %.1f ms for %d steps; %d tokens\n",
+				ms(st.Prefill), st.PrefillRuns, ms(st.Decode), st.DecodeSteps, st.GeneratedTokens)
 			return nil
 		},
 	}
 	f := cmd.Flags()
+	f.StringArrayVar(&texts, "prompt", nil, "a text prompt, encoded as is (repeatable)")
+	f.StringArrayVar(&chats, "chat", nil, "a user message, rendered with the chat template (repeatable: one prompt each)")
+	f.StringVar(&system, "system", "", "system message before each --chat message")
 	f.StringVar(&ids, "ids", "", "prompts as token ids: comma-separated, prompts separated by ';'")
+	f.StringVar(&tokPath, "tokenizer", "", "tokenizer.json (or a models.lock name) instead of PATH's")
+	f.StringArrayVar(&stops, "stop", nil, "stop string: the completion ends at it and the text is cut before it (repeatable)")
 	f.IntVar(&o.MaxNewTokens, "max-new-tokens", 32, "tokens to generate at most")
 	f.IntVar(&o.NumGenerations, "num-generations", 1, "completions per prompt")
 	f.Float64Var(&o.Temperature, "temperature", 0, "sampling temperature (0: greedy)")
@@ -172,14 +218,123 @@ func modelGenerateCmd() *cobra.Command {
 	f.Float64Var(&o.TopP, "top-p", 0, "nucleus sampling mass (0 or 1: off)")
 	f.Uint64Var(&o.Seed, "seed", 0, "sampling seed")
 	f.BoolVar(&o.IgnoreEOS, "ignore-eos", false, "do not stop at EOS")
-	f.BoolVar(&asJSON, "json", false, "print JSON")
+	f.BoolVar(&asJSON, "json", false, "print JSON (snake_case keys; see above)")
 	return cmd
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// generateModel is a model opened for `model generate`: with its tokenizer
+// when there is one (text in and out), else bare (token ids only).
+type generateModel struct {
+	text *serve.Model
+	bare *lm.Model
+}
+
+func openGenerateModel(path, tokPath string, needText bool) (*generateModel, error) {
+	oo := serve.OpenOptions{Session: sessionOptions()}
+	if tokPath != "" {
+		tok, err := loadTokenizer(tokPath)
+		if err != nil {
+			return nil, err
+		}
+		oo.Tokenizer = tok
+	} else if !needText && !hasTokenizer(path) {
+		m, err := lm.Load(path, lm.LoadOptions{Session: sessionOptions()})
+		if err != nil {
+			return nil, err
+		}
+		return &generateModel{bare: m}, nil
+	}
+	m, err := serve.Open(path, oo)
+	if err != nil {
+		return nil, err
+	}
+	return &generateModel{text: m}, nil
+}
+
+func hasTokenizer(path string) bool {
+	if st, err := os.Stat(path); err == nil && !st.IsDir() {
+		path = filepath.Dir(path)
+	}
+	_, err := os.Stat(filepath.Join(path, "tokenizer.json"))
+	return err == nil
+}
+
+func (g *generateModel) generate(ctx context.Context, prompts [][]int64, o lm.GenerateOptions) ([]serve.TextCompletion, lm.Stats, error) {
+	if g.text != nil {
+		return g.text.Generate(ctx, prompts, o)
+	}
+	comps, st, err := g.bare.Generate(ctx, prompts, o)
+	out := make([]serve.TextCompletion, len(comps))
+	for i, c := range comps {
+		out[i] = serve.TextCompletion{Completion: c}
+	}
+	return out, st, err
+}
+
+func (g *generateModel) close() {
+	if g.text != nil {
+		g.text.Close()
+	} else {
+		g.bare.Close()
+	}
+}
+
+// generateJSON is `model generate --json`: snake_case keys, times in
+// milliseconds.
+type generateJSON struct {
+	Completions []completionJSON `json:"completions"`
+	Stats       statsJSON        `json:"stats"`
+}
+
+type completionJSON struct {
+	Prompt       int       `json:"prompt"`
+	Sample       int       `json:"sample"`
+	Text         *string   `json:"text,omitempty"`
+	TokenIDs     []int64   `json:"token_ids"`
+	LogProbs     []float32 `json:"logprobs,omitempty"`
+	FinishReason string    `json:"finish_reason"`
+	Stop         string    `json:"stop,omitempty"`
+}
+
+type statsJSON struct {
+	Sequences       int     `json:"sequences"`
+	PromptTokens    int     `json:"prompt_tokens"`
+	GeneratedTokens int     `json:"generated_tokens"`
+	PrefillRuns     int     `json:"prefill_runs"`
+	DecodeSteps     int     `json:"decode_steps"`
+	PrefillMS       float64 `json:"prefill_ms"`
+	DecodeMS        float64 `json:"decode_ms"`
+	DecodeTPS       float64 `json:"decode_tokens_per_second"`
+}
+
+func printGenerateJSON(w io.Writer, comps []serve.TextCompletion, st lm.Stats, withText bool) error {
+	out := generateJSON{Stats: statsJSON{Sequences: st.Sequences, PromptTokens: st.PromptTokens, GeneratedTokens: st.GeneratedTokens,
+		PrefillRuns: st.PrefillRuns, DecodeSteps: st.DecodeSteps, PrefillMS: ms(st.Prefill), DecodeMS: ms(st.Decode)}}
+	if st.Decode > 0 {
+		out.Stats.DecodeTPS = float64(st.GeneratedTokens) / st.Decode.Seconds()
+	}
+	for _, c := range comps {
+		j := completionJSON{Prompt: c.Prompt, Sample: c.Sample, TokenIDs: c.Tokens, LogProbs: c.LogProbs, FinishReason: string(c.Finish), Stop: c.Stop}
+		if withText {
+			text := c.Text
+			j.Text = &text
+		}
+		out.Completions = append(out.Completions, j)
+	}
+	b, err := json.Marshal(out)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintln(w, string(b))
+	return err
 }
 
 // parsePrompts reads "1,2,3;4,5" into token-id prompts.
 func parsePrompts(s string) ([][]int64, error) {
 	if strings.TrimSpace(s) == "" {
-		return nil, errors.New("--ids is required (token ids, comma-separated; prompts separated by ';')")
+		return nil, errors.New("--ids is empty (token ids, comma-separated; prompts separated by ';')")
 	}
 	var out [][]int64
 	for i, p := range strings.Split(s, ";") {

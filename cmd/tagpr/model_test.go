@@ -48,16 +48,29 @@ func TestModelInitInfoGenerate(t *testing.T) {
 	}
 	var res struct {
 		Completions []struct {
-			Prompt, Sample int
-			Tokens         []int64
-			LogProbs       []float32
-		}
+			Prompt       int       `json:"prompt"`
+			Sample       int       `json:"sample"`
+			TokenIDs     []int64   `json:"token_ids"`
+			LogProbs     []float32 `json:"logprobs"`
+			FinishReason string    `json:"finish_reason"`
+			Text         *string   `json:"text"`
+		} `json:"completions"`
+		Stats map[string]float64 `json:"stats"`
 	}
 	if err := json.Unmarshal([]byte(out), &res); err != nil {
 		t.Fatalf("generate --json: %v\n%s", err, out)
 	}
-	if len(res.Completions) != 4 || len(res.Completions[3].Tokens) != 5 || len(res.Completions[3].LogProbs) != 5 {
+	if len(res.Completions) != 4 || len(res.Completions[3].TokenIDs) != 5 || len(res.Completions[3].LogProbs) != 5 ||
+		res.Completions[3].Prompt != 1 || res.Completions[3].Sample != 1 || res.Completions[3].FinishReason != "length" || res.Completions[3].Text != nil {
 		t.Errorf("completions: %+v", res.Completions)
+	}
+	for _, k := range []string{"prompt_tokens", "generated_tokens", "prefill_ms", "decode_ms", "decode_tokens_per_second"} {
+		if _, ok := res.Stats[k]; !ok {
+			t.Errorf("stats lack %q: %v", k, res.Stats)
+		}
+	}
+	if res.Stats["generated_tokens"] != 20 || res.Stats["prompt_tokens"] != 5 {
+		t.Errorf("stats: %v", res.Stats)
 	}
 	if _, stderr, err := runTagpr(t, ".", nil, "model", "generate", dir, "--ids", "1,x"); err == nil || !strings.Contains(stderr, `"x" is not a token id`) {
 		t.Errorf("bad ids: %v %s", err, stderr)

@@ -53,6 +53,10 @@ func init() {
 				if !lock.ForThisPlatform(e) {
 					continue
 				}
+				if _, err := os.Stat(f.Abs(e)); e.Kind == lock.GPURuntime && err != nil {
+					fmt.Fprintf(cmd.OutOrStdout(), "skip %s: not fetched (`tagpr setup --gpu` fetches it)\n", e.Name)
+					continue
+				}
 				if err := f.Verify(e); err != nil {
 					bad++
 					fmt.Fprintf(cmd.OutOrStdout(), "FAIL %s: %v\n", e.Name, err)
@@ -69,10 +73,15 @@ func init() {
 	modelsCmd.AddCommand(lockCmd, verifyCmd)
 	rootCmd.AddCommand(modelsCmd)
 
-	rootCmd.AddCommand(&cobra.Command{
+	var gpu bool
+	setupCmd := &cobra.Command{
 		Use:   "setup",
 		Short: "Fetch every npm-sourced artifact pinned in " + lock.FileName + " (ONNX Runtime, tokenizers) into .cache/ and verify it",
-		Args:  cobra.NoArgs,
+		Long: "Fetches and verifies every pinned artifact. With --gpu it also downloads the pinned GPU runtime wheels\n" +
+			"(ONNX Runtime with the CUDA provider, CUDA 13 cuBLAS/cudart/cuRAND, cuDNN 9: about 1.3 GB) with pip\n" +
+			"(`pip download --no-deps`; nothing is installed into any Python), verifies each against " + lock.FileName + ",\n" +
+			"and extracts their shared libraries into .cache/gpu/, where `--provider cuda` finds and preloads them.",
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			f, err := openLock(false)
 			if err != nil {
@@ -86,17 +95,40 @@ func init() {
 				fmt.Fprintf(cmd.ErrOrStderr(), "setup: "+format+"\n", a...)
 			}}
 			for _, e := range f.Entries {
-				if e.Source == "" || !lock.ForThisPlatform(e) {
+				if e.Source == "" || !lock.ForThisPlatform(e) || e.Kind == lock.GPURuntime && !gpu {
 					continue
 				}
 				if err := ft.Ensure(cmd.Context(), e); err != nil {
 					return err
 				}
 			}
+			if gpu {
+				if err := setupGPU(f, ft.Log); err != nil {
+					return err
+				}
+			}
 			fmt.Fprintf(cmd.OutOrStdout(), "setup: all pinned artifacts present and verified (%s)\n", f.Path)
 			return nil
 		},
-	})
+	}
+	setupCmd.Flags().BoolVar(&gpu, "gpu", false, "also fetch the GPU runtime (onnxruntime-gpu and the CUDA 13 libraries, ~1.3 GB) into .cache/gpu/")
+	rootCmd.AddCommand(setupCmd)
+}
+
+// setupGPU extracts the pinned GPU runtime wheels' libraries into the
+// lock's GPU folder, unless a manifest shows they are there already.
+func setupGPU(f *lock.File, logf func(string, ...any)) error {
+	dir := f.GPUDir()
+	if _, err := f.ReadManifest(dir); err == nil {
+		logf("GPU runtime already extracted in %s", dir)
+		return nil
+	}
+	m, err := f.ExtractWheels(f.GPUEntries(), dir, logf)
+	if err != nil {
+		return fmt.Errorf("setup --gpu: %w", err)
+	}
+	logf("GPU runtime: %d libraries in %s (use it with --provider cuda)", len(m.Files), dir)
+	return nil
 }
 
 // openLock finds models.lock from the working directory up; with create, a

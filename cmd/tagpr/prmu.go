@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -15,7 +14,7 @@ import (
 
 func init() {
 	prmuCmd := &cobra.Command{Use: "prmu", Short: "Personalization reward model with user embeddings: train and score"}
-	prmuCmd.AddCommand(prmuTrainCmd(), prmuScoreCmd(), prmuCompareCmd())
+	prmuCmd.AddCommand(prmuTrainCmd(), prmuScoreCmd(), prmuScorePredictionsCmd(), prmuCompareCmd())
 	rootCmd.AddCommand(prmuCmd)
 }
 
@@ -166,14 +165,7 @@ func prmuScoreCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := initRuntime(); err != nil {
-				return err
-			}
-			if err := checkPinned(filepath.Join(model, rewardmodel.PRMUModelFile), filepath.Join(model, rewardmodel.PRMUTokenizerFile),
-				filepath.Join(model, rewardmodel.PRMUConfigFile)); err != nil {
-				return err
-			}
-			p, err := rewardmodel.LoadPRMU(model, sessionOptions())
+			p, err := openPRMU(model)
 			if err != nil {
 				return err
 			}

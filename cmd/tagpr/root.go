@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 
@@ -34,11 +35,13 @@ func init() {
 	pf := rootCmd.PersistentFlags()
 	pf.StringVar(&cfgFile, "config", "", "config file (YAML, TOML or JSON); TAGPR_* environment variables override it, flags override both")
 	pf.String("runtime-library", "", "path to libonnxruntime.so (default: $"+ort.EnvLibraryPath+", then the models.lock cache)")
-	pf.String("provider", "cpu", "execution provider: cpu or cuda")
+	pf.String("provider", "cpu", "execution provider: cpu or cuda (cuda needs the GPU runtime: make setup-gpu; it fails at start naming what is missing)")
+	pf.Int("device", 0, "CUDA device ordinal (with --provider cuda)")
 	pf.Int("threads", 0, "intra-op threads per session (0: one per core)")
 	pf.String("log-format", "auto", "log format: auto (text on a terminal, JSON otherwise), text or json")
 	bindFlag("runtime.library", "runtime-library")
 	bindFlag("runtime.provider", "provider")
+	bindFlag("runtime.device", "device")
 	bindFlag("runtime.threads", "threads")
 	bindFlag("log.format", "log-format")
 }
@@ -63,14 +66,27 @@ func loadConfig(cmd *cobra.Command) error {
 	return nil
 }
 
-// initRuntime loads ONNX Runtime as configured.
+// runtimeConfig is the configured runtime (runtime.cuda_libraries: extra
+// folders, colon-separated, to search for the CUDA libraries).
+func runtimeConfig() ort.Runtime {
+	var cudaDirs []string
+	if s := viper.GetString("runtime.cuda_libraries"); s != "" {
+		cudaDirs = filepath.SplitList(s)
+	}
+	return ort.Runtime{Library: viper.GetString("runtime.library"), Provider: viper.GetString("runtime.provider"),
+		Device: viper.GetInt("runtime.device"), Threads: viper.GetInt("runtime.threads"), CUDALibraries: cudaDirs}
+}
+
+// initRuntime loads ONNX Runtime as configured and declares the runtime
+// every session of this process must carry (ort.Start): with cuda it fails
+// here, naming what is missing, before any work.
 func initRuntime() error {
-	return ort.Init(viper.GetString("runtime.library"))
+	return ort.Start(runtimeConfig())
 }
 
 // sessionOptions are the configured per-session runtime options.
 func sessionOptions() ort.Options {
-	return ort.Options{Provider: viper.GetString("runtime.provider"), IntraOpThreads: viper.GetInt("runtime.threads")}
+	return runtimeConfig().Options()
 }
 
 func main() {

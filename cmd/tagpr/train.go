@@ -60,10 +60,14 @@ object per line). Texts are tokenized with tokenizer.json next to the model (or 
 With a "prompt" column beside the text (or "completion") column, each row is prompt + completion, cut
 to --seq-len, and only the completion tokens are trained on (SFT).
 
-The loss per step goes to OUT/checkpoint/train_log.jsonl; checkpoints (safetensors weights and AdamW
-moments, run state) to OUT/checkpoint/. Ctrl-C stops after the current step and saves a checkpoint;
-rerunning the same command resumes bit for bit. At the end OUT/model.onnx is the trained model (LoRA
-merged), with config.json and tokenizer files copied beside it.`,
+Weights go by their Hugging Face names (model.layers.0.self_attn.q_proj.weight), read from the graph's
+structure: --trainable, --lora-targets, checkpoints and logs use them, and a tied lm head is one weight
+with the embedding. The loss per step goes to OUT/checkpoint/train_log.jsonl; checkpoints (safetensors
+weights and AdamW moments, run state) to OUT/checkpoint/. Ctrl-C stops after the current step and saves
+a checkpoint; rerunning the same command resumes bit for bit. At the end OUT/model.onnx is the trained
+model (LoRA merged), with config.json and tokenizer files copied beside it, and the same model as a
+Hugging Face checkpoint (model.safetensors) that transformers loads; a LoRA run also writes its adapter
+in PEFT's format to OUT/adapter (PeftModel.from_pretrained(base, "OUT/adapter")).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runTrainLM(cmd.Context(), cmd, o)
@@ -87,8 +91,8 @@ merged), with config.json and tokenizer files copied beside it.`,
 	f.StringVar(&o.Schedule, "schedule", "cosine", "decay after warmup: cosine, linear or constant")
 	f.IntVar(&o.LoRARank, "lora-rank", 0, "train LoRA adapters of this rank instead of all weights (0: full fine-tuning)")
 	f.Float64Var(&o.LoRAAlpha, "lora-alpha", 0, "LoRA alpha (scale alpha/rank; default 2·rank)")
-	f.StringSliceVar(&o.LoRATargets, "lora-targets", nil, "weight-name patterns for LoRA (glob, or re:REGEXP; default: all MatMul/Gemm weights)")
-	f.StringSliceVar(&o.Trainable, "trainable", nil, "weight-name patterns to train without LoRA (default: all)")
+	f.StringSliceVar(&o.LoRATargets, "lora-targets", nil, "linear layers to adapt, by Hugging Face module name: glob, re:REGEXP, or a name's last part as PEFT's target_modules (q_proj,v_proj); default: every attention and MLP projection, not the lm head")
+	f.StringSliceVar(&o.Trainable, "trainable", nil, "modules (or weights) to train without LoRA, by Hugging Face name (model.layers.0.*, q_proj); default: all")
 	f.Uint64Var(&o.Seed, "seed", 1, "seed for data order and LoRA init")
 	f.Float64Var(&o.MaxMemoryGB, "max-memory-gb", 0, "refuse to start when the estimated peak memory exceeds this many GiB (0: the machine's memory; -1: no check)")
 	f.BoolVar(&o.Packing, "packing", false, "pack several sequences into each --seq-len row (attention stays inside each; needs a model with position_ids)")
@@ -129,6 +133,9 @@ func runTrainLM(ctx context.Context, cmd *cobra.Command, o trainLMOptions) error
 	if err != nil {
 		return err
 	}
+	if err := nameWeights(cmd.ErrOrStderr(), m, modelPath); err != nil {
+		return err
+	}
 	hc, err := lm.ReadHFConfig(filepath.Join(modelDir, "config.json"))
 	if err != nil {
 		return err
@@ -155,6 +162,7 @@ func runTrainLM(ctx context.Context, cmd *cobra.Command, o trainLMOptions) error
 		return fmt.Errorf("train lm %s: %w", modelPath, err)
 	}
 	m = nil // the export reloads it: one copy of the weights fewer while training
+	describeSelection(cmd.ErrOrStderr(), map[bool]string{true: "--lora-targets", false: "--trainable"}[o.LoRARank > 0], tg.Selected)
 	if err := checkTrainMemory(cmd, o, tg); err != nil {
 		return fmt.Errorf("train lm %s: %w", modelPath, err)
 	}
@@ -200,17 +208,15 @@ func runTrainLM(ctx context.Context, cmd *cobra.Command, o trainLMOptions) error
 		}
 		return err
 	}
-	out := filepath.Join(o.Out, "model.onnx")
 	if m, err = ir.Load(modelPath); err != nil {
 		return err
 	}
-	if err := train.Export(out, m, tr.Weights(), adapters); err != nil {
+	if err := nameWeights(io.Discard, m, modelPath); err != nil {
 		return err
 	}
-	for _, name := range []string{"config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"} {
-		if err := trainCopyIfExists(filepath.Join(modelDir, name), filepath.Join(o.Out, name)); err != nil {
-			return err
-		}
+	out, err := writeTrainedModel(cmd.OutOrStdout(), o.Out, modelDir, m, tr.Weights(), adapters)
+	if err != nil {
+		return err
 	}
 	fmt.Fprintf(cmd.OutOrStdout(), "trained %d steps on %d sequences (%d trainable tensors); log %s; model %s\n",
 		st.Step, len(rows), len(tr.Params), filepath.Join(ckDir, train.LogFile), out)

@@ -280,7 +280,11 @@ func trainPromptCompletion(t *testing.T, flags ...string) {
 		if err != nil {
 			t.Fatalf("generate: %v\n%s", err, stderr)
 		}
-		var res struct{ Completions []struct{ Tokens []int64 } }
+		var res struct {
+			Completions []struct {
+				Tokens []int64 `json:"token_ids"`
+			} `json:"completions"`
+		}
 		if err := json.Unmarshal([]byte(gen), &res); err != nil || len(res.Completions) == 0 {
 			t.Fatalf("generate output %q: %v", gen, err)
 		}

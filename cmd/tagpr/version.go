@@ -12,16 +12,33 @@ import (
 func init() {
 	rootCmd.AddCommand(&cobra.Command{
 		Use:   "version",
-		Short: "Print tagpr's version, the ONNX Runtime version and the available execution providers",
+		Short: "Print tagpr's version, the ONNX Runtime version, the execution providers the library offers and whether a CUDA device is visible",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			out := cmd.OutOrStdout()
 			fmt.Fprintf(out, "tagpr %s\n", version)
-			if err := initRuntime(); err != nil {
+			// Inspect, not Start: version reports what is missing for CUDA
+			// instead of failing on it.
+			rt := runtimeConfig()
+			lib := rt.Library
+			if strings.EqualFold(rt.Provider, "cuda") {
+				gpu, err := ort.DiscoverGPU(rt.Library)
+				if err != nil {
+					return err
+				}
+				lib = gpu
+			}
+			if err := ort.Init(lib); err != nil {
 				return err
 			}
 			fmt.Fprintf(out, "onnxruntime %s (%s)\n", ort.Version(), ort.LibraryPath())
-			fmt.Fprintf(out, "execution providers: %s\n", strings.Join(ort.Providers(), ", "))
+			eps, err := ort.LibraryProviders()
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(out, "execution providers: %s\n", strings.Join(eps, ", "))
+			fmt.Fprintf(out, "cuda provider: %s\n", ort.CUDAProviderStatus(ort.LibraryPath()))
+			fmt.Fprintf(out, "cuda device: %s\n", ort.DriverStatus().Describe())
 			return nil
 		},
 	})

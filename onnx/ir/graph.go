@@ -200,6 +200,20 @@ func (g *Graph) Initializer(name string, t *onnxpb.TensorProto) string {
 	return name
 }
 
+// ExternalInitializer adds a tensor whose data lives in an external file
+// (data_location EXTERNAL with a location), for models written in pieces
+// by a caller that streams the data file itself. The reference is not
+// read or checked here.
+func (g *Graph) ExternalInitializer(name string, t *onnxpb.TensorProto) string {
+	g.claim(name, "initializer")
+	if t.GetDataLocation() != onnxpb.TensorProto_EXTERNAL || externalKey(t, "location") == "" {
+		g.fail(fmt.Errorf("initializer %q: not an external-data tensor with a location", name))
+	}
+	t.Name = name
+	g.Proto.Initializer = append(g.Proto.Initializer, t)
+	return name
+}
+
 // Node appends an op_type node from the default domain. Each empty entry in
 // outputs gets a generated name; nil outputs means one generated output.
 // It returns the output names.

@@ -7,6 +7,8 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 
 	"github.com/google/renameio/v2"
 
@@ -46,6 +48,15 @@ type Config struct {
 	TieEmbeddings *bool `json:"tie_embeddings,omitempty"`
 	// AttentionBias adds q/k/v biases to a Llama (the Qwen2 variant).
 	AttentionBias bool `json:"attention_bias"`
+	// OutputBias adds an o_proj bias (a Llama with attention_bias), MLPBias
+	// gate/up/down biases (mlp_bias), QKNorm an RMSNorm over each query and
+	// key head before the rotation (Qwen3). Checkpoint imports set them.
+	OutputBias bool `json:"output_bias,omitempty"`
+	MLPBias    bool `json:"mlp_bias,omitempty"`
+	QKNorm     bool `json:"qk_norm,omitempty"`
+	// SlidingWindow > 0 lets a query see only the keys less than this many
+	// positions back (Mistral's sliding_window).
+	SlidingWindow int `json:"sliding_window,omitempty"`
 	// DType is "float32" (default) or "float64" (for finite-difference
 	// gradient checks; ORT runs it but generation does not).
 	DType   string  `json:"dtype"`
@@ -127,6 +138,12 @@ func (c Config) Validate() error {
 	if c.Arch == GPT2 && c.KVHeads != c.Heads {
 		return fmt.Errorf("model config: gpt2 has no grouped KV heads (kv_heads %d, heads %d)", c.KVHeads, c.Heads)
 	}
+	if c.Arch == GPT2 && (c.OutputBias || c.MLPBias || c.QKNorm || c.SlidingWindow != 0 || c.AttentionBias) {
+		return fmt.Errorf("model config: attention_bias, output_bias, mlp_bias, qk_norm and sliding_window are llama options (arch gpt2)")
+	}
+	if c.SlidingWindow < 0 {
+		return fmt.Errorf("model config: sliding_window %d, want >= 0 (0: none)", c.SlidingWindow)
+	}
 	if c.Arch == Llama && c.HeadDim%2 != 0 {
 		return fmt.Errorf("model config: rotary positions need an even head_dim, got %d", c.HeadDim)
 	}
@@ -159,6 +176,15 @@ func (c Config) Params() int64 {
 		if c.AttentionBias {
 			layer += q + 2*kv
 		}
+		if c.OutputBias {
+			layer += d
+		}
+		if c.MLPBias {
+			layer += 2*f + d
+		}
+		if c.QKNorm {
+			layer += 2 * int64(c.HeadDim)
+		}
 	}
 	n := V*d + int64(c.Layers)*layer
 	if c.Arch == GPT2 {
@@ -176,19 +202,31 @@ func (c Config) Params() int64 {
 // normal, the causal and padding masks computed in the graph from
 // attention_mask, and the Optimum IO layout (see the package doc).
 func Build(cfg Config) (*onnxpb.ModelProto, error) {
+	return BuildFrom(cfg, nil)
+}
+
+// WeightSource supplies a model's weights in place of random ones.
+type WeightSource interface {
+	// Weight returns the initializer for the builder's weight name, with
+	// dims in the builder's layout. transposed says the builder stores the
+	// Hugging Face tensor transposed: linear layers are [in, out] here and
+	// [out, in] in a checkpoint. The tensor may point at external data
+	// (see ir.Graph.ExternalInitializer) that the source writes itself.
+	Weight(name string, dims []int64, transposed bool) (*onnxpb.TensorProto, error)
+}
+
+// BuildFrom is Build with every weight taken from src (nil: random). With
+// a source, the weight names are Hugging Face's (model.layers.0.self_attn.q_proj.weight)
+// for the llama family, so a checkpoint's tensors load by name; the tests
+// load GPT-2 and Llama checkpoints this way to show the graphs compute the
+// same functions as transformers.
+func BuildFrom(cfg Config, src WeightSource) (*onnxpb.ModelProto, error) {
 	c := cfg.Defaults()
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
-	return buildWith(c, nil)
-}
-
-// buildWith builds with the given weights (by initializer name, in the
-// builder's layout) instead of random ones; the tests load Hugging Face
-// checkpoints this way to show the graphs compute the same functions.
-func buildWith(c Config, given map[string][]float64) (*onnxpb.ModelProto, error) {
 	b := newBuilder(c)
-	b.given = given
+	b.src = src
 	b.model()
 	if b.err != nil {
 		return nil, fmt.Errorf("build %s model: %w", c.Arch, b.err)
@@ -198,8 +236,11 @@ func buildWith(c Config, given map[string][]float64) (*onnxpb.ModelProto, error)
 		return nil, fmt.Errorf("build %s model: %w", c.Arch, err)
 	}
 	m.ProducerName = "tagpr"
-	m.DocString = fmt.Sprintf("tagpr built-in %s causal LM: %d layers, d_model %d, %d heads (%d kv), vocab %d, seed %d",
-		c.Arch, c.Layers, c.DModel, c.Heads, c.KVHeads, c.Vocab, c.Seed)
+	m.DocString = fmt.Sprintf("tagpr built-in %s causal LM: %d layers, d_model %d, %d heads (%d kv), vocab %d",
+		c.Arch, c.Layers, c.DModel, c.Heads, c.KVHeads, c.Vocab)
+	if src == nil {
+		m.DocString += fmt.Sprintf(", seed %d", c.Seed)
+	}
 	if err := ir.Validate(m); err != nil {
 		return nil, fmt.Errorf("build %s model: %w", c.Arch, err)
 	}
@@ -208,13 +249,15 @@ func buildWith(c Config, given map[string][]float64) (*onnxpb.ModelProto, error)
 
 // builder writes one model graph.
 type builder struct {
-	c     Config
-	g     *ir.Graph
-	dt    ir.DataType
-	rng   *rand.Rand
-	nrep  int
-	given map[string][]float64
-	err   error
+	c    Config
+	g    *ir.Graph
+	dt   ir.DataType
+	rng  *rand.Rand
+	nrep int
+	src  WeightSource
+	err  error
+	// nodeNames are the node names given by named.
+	nodeNames map[string]bool
 }
 
 func newBuilder(c Config) *builder {
@@ -223,7 +266,7 @@ func newBuilder(c Config) *builder {
 		dt = ir.Double
 	}
 	return &builder{c: c, g: ir.NewGraph("tagpr_" + string(c.Arch)), dt: dt,
-		rng: rand.New(rand.NewPCG(c.Seed, 0x7461677072)), nrep: c.Heads / c.KVHeads}
+		rng: rand.New(rand.NewPCG(c.Seed, 0x7461677072)), nrep: c.Heads / c.KVHeads, nodeNames: map[string]bool{}}
 }
 
 // weight adds an initializer of the model's float type.
@@ -238,35 +281,68 @@ func (b *builder) weight(name string, dims []int64, data []float64) string {
 	return b.g.Initializer(name, ir.Tensor(name, dims, f))
 }
 
-func (b *builder) normal(name string, std float64, dims ...int64) string {
-	data := make([]float64, ir.NumElements(dims))
-	for i := range data {
-		data[i] = b.rng.NormFloat64() * std
+// param adds a model weight: from the source when there is one, else
+// drawn by init (transposed: see WeightSource).
+func (b *builder) param(name string, dims []int64, transposed bool, init func(data []float64)) string {
+	if b.src == nil {
+		data := make([]float64, ir.NumElements(dims))
+		init(data)
+		return b.weight(name, dims, data)
 	}
-	return b.weight(name, dims, b.override(name, data))
+	t, err := b.src.Weight(name, dims, transposed)
+	if err != nil {
+		if b.err == nil {
+			b.err = err
+		}
+		return b.g.Initializer(name, ir.Tensor(name, dims, make([]float32, ir.NumElements(dims))))
+	}
+	if t.GetDataLocation() == onnxpb.TensorProto_EXTERNAL {
+		return b.g.ExternalInitializer(name, t)
+	}
+	return b.g.Initializer(name, t)
 }
 
-// override swaps in a given weight of the right size.
-func (b *builder) override(name string, data []float64) []float64 {
-	w, ok := b.given[name]
-	if !ok {
-		return data
-	}
-	if len(w) != len(data) && b.err == nil {
-		b.err = fmt.Errorf("weight %q: given %d values, the model needs %d", name, len(w), len(data))
-	}
-	if len(w) != len(data) {
-		return data
-	}
-	return w
+func (b *builder) normal(name string, std float64, transposed bool, dims ...int64) string {
+	return b.param(name, dims, transposed, func(data []float64) {
+		for i := range data {
+			data[i] = b.rng.NormFloat64() * std
+		}
+	})
 }
 
 func (b *builder) fill(name string, v float64, dims ...int64) string {
-	data := make([]float64, ir.NumElements(dims))
-	for i := range data {
-		data[i] = v
+	return b.param(name, dims, false, func(data []float64) {
+		for i := range data {
+			data[i] = v
+		}
+	})
+}
+
+// named adds a node named as Optimum's exports name them, from the module
+// path and the op: /model/layers.0/self_attn/q_proj/MatMul for module
+// model.layers.0.self_attn.q_proj. HFNames reads the module back.
+func (b *builder) named(module, op string, in []string, attrs ...ir.Attribute) string {
+	return b.namedTo(module, op, in, "", attrs...)
+}
+
+// namedTo is named with a given output name ("": generated).
+func (b *builder) namedTo(module, op string, in []string, out string, attrs ...ir.Attribute) string {
+	var parts []string
+	for _, seg := range strings.Split(module, ".") {
+		if _, err := strconv.Atoi(seg); err == nil && len(parts) > 0 {
+			parts[len(parts)-1] += "." + seg
+			continue
+		}
+		parts = append(parts, seg)
 	}
-	return b.weight(name, dims, b.override(name, data))
+	name := "/" + strings.Join(append(parts, op), "/")
+	// Repeats get _1, _2… as exporters number them.
+	for i := 1; b.nodeNames[name]; i++ {
+		name = fmt.Sprintf("/%s/%s_%d", strings.Join(parts, "/"), op, i)
+	}
+	b.nodeNames[name] = true
+	n := b.g.AddNode(&onnxpb.NodeProto{Name: name, OpType: op, Input: in, Output: []string{out}, Attribute: attrs})
+	return n.Output[0]
 }
 
 // scalar is a rank-0 constant of the model's float type.
@@ -299,12 +375,12 @@ func (b *builder) model() {
 
 	bias := b.maskBias()
 	d, V := int64(c.DModel), int64(c.Vocab)
-	wte := b.normal("model.embed_tokens.weight", c.InitStd, V, d)
-	x := g.Op("Gather", []string{wte, InputIDs}, ir.AttrInt("axis", 0))
+	wte := b.normal("model.embed_tokens.weight", c.InitStd, false, V, d)
+	x := b.named("model.embed_tokens", "Gather", []string{wte, InputIDs}, ir.AttrInt("axis", 0))
 	var rope *rotary
 	if c.Arch == GPT2 {
-		wpe := b.normal("model.embed_positions.weight", c.InitStd/2, int64(c.MaxPositions), d)
-		x = b.op("Add", x, g.Op("Gather", []string{wpe, PositionIDs}, ir.AttrInt("axis", 0)))
+		wpe := b.normal("model.embed_positions.weight", c.InitStd/2, false, int64(c.MaxPositions), d)
+		x = b.op("Add", x, b.named("model.embed_positions", "Gather", []string{wpe, PositionIDs}, ir.AttrInt("axis", 0)))
 	} else {
 		rope = b.rotary()
 	}
@@ -318,11 +394,11 @@ func (b *builder) model() {
 	x = b.norm("model.norm", x)
 	var head string
 	if *c.TieEmbeddings {
-		head = g.Op("Transpose", []string{wte}, ir.AttrInts("perm", 1, 0))
+		head = b.named("lm_head", "Transpose", []string{wte}, ir.AttrInts("perm", 1, 0))
 	} else {
-		head = b.normal("lm_head.weight", c.InitStd, d, V)
+		head = b.normal("lm_head.weight", c.InitStd, true, d, V)
 	}
-	g.Node("MatMul", []string{x, head}, []string{Logits})
+	b.namedTo("lm_head", "MatMul", []string{x, head}, Logits)
 	g.Output(Logits, b.dt, "batch_size", "sequence_length", c.Vocab)
 	for i := 0; i < c.Layers; i++ {
 		g.Output(PresentKey(i), b.dt, "batch_size", c.KVHeads, "past_sequence_length + sequence_length", c.HeadDim)
@@ -331,8 +407,9 @@ func (b *builder) model() {
 }
 
 // maskBias is the additive attention bias [B,1,1,T,S]: 0 where query t
-// (absolute position S-T+t) may see key s — s <= S-T+t and
-// attention_mask[b,s] == 1 — and -1e9 elsewhere. A finite value keeps rows
+// (absolute position S-T+t) may see key s — s <= S-T+t, within the sliding
+// window if there is one (S-T+t - s < window), and attention_mask[b,s] ==
+// 1 — and -1e9 elsewhere. A finite value keeps rows
 // with nothing visible (left-padding queries) free of NaN.
 func (b *builder) maskBias() string {
 	g := b.g
@@ -343,9 +420,11 @@ func (b *builder) maskBias() string {
 	T := g.Op("Gather", []string{b.op("Shape", InputIDs), idx1}, ir.AttrInt("axis", 0))
 	keys := b.op("Range", zero, S, one)                 // [S]
 	queries := b.op("Range", b.op("Sub", S, T), S, one) // [T] absolute positions
-	causal := b.op("LessOrEqual",
-		b.op("Unsqueeze", keys, b.ints("axes", 0)),
-		b.op("Unsqueeze", queries, b.ints("axes", 1))) // [T,S]
+	k2, q2 := b.op("Unsqueeze", keys, b.ints("axes", 0)), b.op("Unsqueeze", queries, b.ints("axes", 1))
+	causal := b.op("LessOrEqual", k2, q2) // [T,S]
+	if w := b.c.SlidingWindow; w > 0 {
+		causal = b.op("And", causal, b.op("Less", b.op("Sub", q2, k2), b.constant(ir.Scalar("", int64(w)))))
+	}
 	pad := g.Op("Cast", []string{AttentionMask}, ir.AttrInt("to", int64(ir.Bool)))
 	pad = b.op("Unsqueeze", pad, b.ints("axes", 1, 2, 3)) // [B,1,1,1,S]
 	allowed := b.op("And", causal, pad)                   // [B,1,1,T,S]
@@ -360,7 +439,7 @@ type rotary struct{ cosQ, sinQ, cosK, sinK string }
 // needed (those lack double kernels). The sin table carries rotate_half's
 // sign: rot(x) = x·cos + swap_halves(x)·sin_signed.
 func (b *builder) rotary() *rotary {
-	c, g := b.c, b.g
+	c := b.c
 	D, half := c.HeadDim, c.HeadDim/2
 	cos := make([]float64, c.MaxPositions*D)
 	sin := make([]float64, c.MaxPositions*D)
@@ -368,14 +447,20 @@ func (b *builder) rotary() *rotary {
 		for i := 0; i < half; i++ {
 			invFreq := 1 / math.Pow(c.RopeTheta, float64(2*i)/float64(D))
 			a := float64(p) * invFreq
+			if b.dt == ir.Float {
+				// As transformers computes them: inv_freq, the angle and
+				// cos/sin in float32, so positions far out agree too.
+				inv := 1 / float32(math.Pow(c.RopeTheta, float64(float32(2*i)/float32(D))))
+				a = float64(float32(p) * inv)
+			}
 			cos[p*D+i], cos[p*D+half+i] = math.Cos(a), math.Cos(a)
 			sin[p*D+i], sin[p*D+half+i] = -math.Sin(a), math.Sin(a)
 		}
 	}
 	ct := b.weight("model.rotary.cos", []int64{int64(c.MaxPositions), int64(D)}, cos)
 	st := b.weight("model.rotary.sin_signed", []int64{int64(c.MaxPositions), int64(D)}, sin)
-	cg := g.Op("Gather", []string{ct, PositionIDs}, ir.AttrInt("axis", 0)) // [B,T,D]
-	sg := g.Op("Gather", []string{st, PositionIDs}, ir.AttrInt("axis", 0))
+	cg := b.named("model.rotary_emb", "Gather", []string{ct, PositionIDs}, ir.AttrInt("axis", 0)) // [B,T,D]
+	sg := b.named("model.rotary_emb", "Gather", []string{st, PositionIDs}, ir.AttrInt("axis", 0))
 	q := b.ints("axes", 1, 2) // → [B,1,1,T,D] for 5-D queries
 	k := b.ints("axes", 1)    // → [B,1,T,D] for keys
 	return &rotary{cosQ: b.op("Unsqueeze", cg, q), sinQ: b.op("Unsqueeze", sg, q),
@@ -392,12 +477,16 @@ func (b *builder) rotate(x, cos, sin string) string {
 }
 
 func (b *builder) norm(prefix, x string) string {
+	return b.normOver(prefix, x, int64(b.c.DModel))
+}
+
+// normOver normalizes over the last axis, of width d.
+func (b *builder) normOver(prefix, x string, d int64) string {
 	c, g := b.c, b.g
-	d := int64(c.DModel)
 	if c.Arch == GPT2 {
 		w := b.fill(prefix+".weight", 1, d)
 		bi := b.fill(prefix+".bias", 0, d)
-		return g.Op("LayerNormalization", []string{x, w, bi}, ir.AttrInt("axis", -1), ir.AttrFloat("epsilon", float32(c.NormEps)))
+		return b.named(prefix, "LayerNormalization", []string{x, w, bi}, ir.AttrInt("axis", -1), ir.AttrFloat("epsilon", float32(c.NormEps)))
 	}
 	// RMSNorm, decomposed as Hugging Face exports it: Pow(x, 2) → ReduceMean
 	// → Add eps → Sqrt → Div → Mul weight. ORT fuses exactly this pattern
@@ -411,14 +500,15 @@ func (b *builder) norm(prefix, x string) string {
 	}
 	ms := g.Op("ReduceMean", []string{sq, b.ints("axes", -1)}, ir.AttrInt("keepdims", 1))
 	rms := b.op("Sqrt", b.op("Add", ms, b.scalar("eps", c.NormEps)))
-	return b.op("Mul", b.op("Div", x, rms), w)
+	return b.named(prefix, "Mul", []string{b.op("Div", x, rms), w})
 }
 
-// linear is x·W (+ bias); W is stored [in, out].
+// linear is x·W (+ bias); W is stored [in, out], the transpose of a
+// checkpoint's nn.Linear weight.
 func (b *builder) linear(name string, x string, in, out int64, bias bool, std float64) string {
-	y := b.op("MatMul", x, b.normal(name+".weight", std, in, out))
+	y := b.named(name, "MatMul", []string{x, b.normal(name+".weight", std, true, in, out)})
 	if bias {
-		y = b.op("Add", y, b.fill(name+".bias", 0, out))
+		y = b.named(name, "Add", []string{y, b.fill(name+".bias", 0, out)})
 	}
 	return y
 }
@@ -436,8 +526,14 @@ func (b *builder) attention(layer int, p, x, bias string, rope *rotary) string {
 	v := b.linear(p+"v_proj", x, d, Hkv*D, hasBias, std)
 
 	q = b.op("Reshape", q, b.ints("shape", 0, 0, Hkv, nrep, D))
+	if c.QKNorm {
+		q = b.normOver(p+"q_norm", q, D)
+	}
 	q = g.Op("Transpose", []string{q}, ir.AttrInts("perm", 0, 2, 3, 1, 4)) // [B,Hkv,nrep,T,D]
 	k = b.op("Reshape", k, b.ints("shape", 0, 0, Hkv, D))
+	if c.QKNorm {
+		k = b.normOver(p+"k_norm", k, D)
+	}
 	k = g.Op("Transpose", []string{k}, ir.AttrInts("perm", 0, 2, 1, 3)) // [B,Hkv,T,D]
 	v = b.op("Reshape", v, b.ints("shape", 0, 0, Hkv, D))
 	v = g.Op("Transpose", []string{v}, ir.AttrInts("perm", 0, 2, 1, 3))
@@ -463,7 +559,7 @@ func (b *builder) attention(layer int, p, x, bias string, rope *rotary) string {
 	if c.Arch == GPT2 {
 		ostd = std / math.Sqrt(2*float64(c.Layers))
 	}
-	return b.linear(p+"o_proj", ctx, H*D, d, c.Arch == GPT2, ostd)
+	return b.linear(p+"o_proj", ctx, H*D, d, c.Arch == GPT2 || c.OutputBias, ostd)
 }
 
 func (b *builder) mlp(p, x string) string {
@@ -477,8 +573,8 @@ func (b *builder) mlp(p, x string) string {
 		gelu := b.op("Mul", b.op("Mul", h, b.scalar("half", 0.5)), b.op("Add", b.op("Tanh", inner), b.scalar("one", 1)))
 		return b.linear(p+"fc_out", gelu, f, d, true, c.InitStd/math.Sqrt(2*float64(c.Layers)))
 	}
-	gate := b.linear(p+"gate_proj", x, d, f, false, c.InitStd)
-	up := b.linear(p+"up_proj", x, d, f, false, c.InitStd)
+	gate := b.linear(p+"gate_proj", x, d, f, c.MLPBias, c.InitStd)
+	up := b.linear(p+"up_proj", x, d, f, c.MLPBias, c.InitStd)
 	var silu string
 	if b.dt == ir.Double {
 		// ORT fuses x·sigmoid(x) into com.microsoft QuickGelu, which has no
@@ -487,7 +583,7 @@ func (b *builder) mlp(p, x string) string {
 	} else {
 		silu = b.op("Mul", gate, g.Op("Sigmoid", []string{gate}))
 	}
-	return b.linear(p+"down_proj", b.op("Mul", silu, up), f, d, false, c.InitStd)
+	return b.linear(p+"down_proj", b.op("Mul", silu, up), f, d, c.MLPBias, c.InitStd)
 }
 
 // HFConfigFor is the config.json Hugging Face would write for this model,
@@ -516,10 +612,22 @@ func HFConfigFor(cfg Config) map[string]any {
 		return m
 	}
 	m["architectures"] = []string{"LlamaForCausalLM"}
+	switch {
+	case c.QKNorm:
+		// transformers' Qwen3: q/k norms; biases on q/k/v/o together or none.
+		m["model_type"], m["architectures"] = "qwen3", []string{"Qwen3ForCausalLM"}
+	case c.AttentionBias && !c.OutputBias:
+		// transformers' Llama puts attention_bias on o_proj too; Qwen2 has
+		// q/k/v biases only, as this model.
+		m["model_type"], m["architectures"] = "qwen2", []string{"Qwen2ForCausalLM"}
+	}
+	if c.SlidingWindow > 0 {
+		m["model_type"], m["architectures"], m["sliding_window"] = "mistral", []string{"MistralForCausalLM"}, c.SlidingWindow
+	}
 	m["hidden_size"], m["num_attention_heads"], m["num_key_value_heads"] = c.DModel, c.Heads, c.KVHeads
 	m["num_hidden_layers"], m["head_dim"], m["intermediate_size"] = c.Layers, c.HeadDim, c.FFN
 	m["max_position_embeddings"], m["rms_norm_eps"], m["rope_theta"] = c.MaxPositions, c.NormEps, c.RopeTheta
-	m["hidden_act"], m["attention_bias"], m["mlp_bias"] = "silu", c.AttentionBias, false
+	m["hidden_act"], m["attention_bias"], m["mlp_bias"] = "silu", c.AttentionBias, c.MLPBias
 	return m
 }
 

@@ -20,8 +20,10 @@
 // rotary positions, grouped KV heads) graphs from a Config, with seeded
 // weights as initializers, the causal and padding masks computed in the
 // graph, and config.json / generation_config.json as Hugging Face writes
-// them (`tagpr model init`). Loaded with a Hugging Face checkpoint's
-// weights they reproduce its logits (see hf_equivalence_test.go). They use a
+// them (`tagpr model init`). BuildFrom takes the weights from a
+// WeightSource instead (onnx/hf's checkpoint import); with Hugging Face's
+// weights the graphs reproduce transformers' logits (hf_equivalence_test.go;
+// Llama, Mistral's sliding window, Qwen2's q/k/v biases, Qwen3's q/k norms). They use a
 // small set of standard ops (MatMul, Add, Mul, Div, Pow, Sqrt, Tanh, Sigmoid,
 // Softmax, LayerNormalization, ReduceMean, Gather, Reshape, Transpose,
 // Concat, Slice, Unsqueeze, Where, Cast and the shape ops of the mask), so
@@ -45,6 +47,35 @@
 // tokenizer) and MaxNewTokens, each sequence on its own, and returns each
 // token's log-probability under the model. Stats split wall time from the
 // time inside session runs.
+//
+// # Hugging Face names
+//
+// MapHFNames names every weight of a causal LM by its transformers
+// parameter (model.layers.0.self_attn.q_proj.weight) and layout from the
+// graph's structure: the module from the name of the node that reads it
+// (exporters name nodes /model/layers.0/self_attn/q_proj/MatMul, and the
+// builder names its own the same way), the parameter from the op and input
+// slot. An exporter's numbered initializers (onnx::MatMul_745) thus get
+// their names; a head reading the embedding, or storing a copy of it, is a
+// tie. NameWeights renames the initializers accordingly and folds copies
+// into one tensor, so training, optimizer state and exports see one
+// parameter per transformers parameter.
+//
+// # Continuous batching
+//
+// A Batcher serves many independent requests from one Model (`tagpr
+// serve`): one goroutine runs decode steps over the batch of running
+// sequences; a request submitted meanwhile is prefilled (with any others
+// that arrived) and joins before the next step, a sequence that finishes
+// leaves at once, and the cache buffers are reused by whoever comes next.
+// Rows keep one common cache length, right-aligned by left padding: a
+// longer joining prompt pads the running rows, and when the longest row
+// leaves the common padding is dropped (relayout copies the cache into the
+// idle ping-pong set). A request joins only when the batch could hold every
+// row at its full length within the cache budget, so steps never allocate.
+// Tokens stream to each request as they are picked, with the same greedy
+// picks, samples per seed and log-probs as Generate gives the prompt alone;
+// a request whose context ends leaves the batch at the next step.
 //
 // Weights a trainer owns are fed as inputs: LoadWithWeightInputs turns the
 // chosen initializers into graph inputs bound to Go tensors; updating

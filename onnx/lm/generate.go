@@ -130,40 +130,16 @@ func (m *Model) Generate(ctx context.Context, prompts [][]int64, o GenerateOptio
 			rngs[r] = rowRNG(o.Seed, p, s)
 		}
 	}
-	for p, pr := range prompts {
-		g.pad[p] = T0 - len(pr)
+	for _, pr := range prompts {
 		st.PromptTokens += len(pr)
 	}
 	st.Sequences, st.PaddedPrompt = B, T0
 
-	// Prefill in column chunks; only the last column's logits are used.
-	chunk := o.PrefillChunk
-	if chunk <= 0 {
-		chunk = T0 // with logits_to_keep only the last column's logits exist
-		if !m.Layout.HasLogitsToKeep {
-			chunk = max(1, (64<<20)/(Bp*m.Layout.Vocab))
-		}
-	}
 	start := time.Now()
-	var logits []float32
-	var lastT int
-	for c0 := 0; c0 < T0; c0 += chunk {
-		T := min(chunk, T0-c0)
-		ids := g.ids(T)
-		for r, p := range prompts {
-			for t := 0; t < T; t++ {
-				j := c0 + t - g.pad[r]
-				if j < 0 {
-					ids[r*T+t] = pad
-				} else {
-					ids[r*T+t] = p[j]
-				}
-			}
-		}
-		if logits, lastT, err = g.forward(ctx, T, 1, &st.PrefillORT); err != nil {
-			return nil, st, err
-		}
-		st.PrefillRuns++
+	logits, lastT, runs, err := g.prefill(ctx, prompts, pad, o.PrefillChunk, &st.PrefillORT)
+	st.PrefillRuns += runs
+	if err != nil {
+		return nil, st, err
 	}
 	if G > 1 {
 		if err := g.expand(G); err != nil {
@@ -481,8 +457,9 @@ func grow[T any](s []T, n int) []T {
 // straight into the other, so no cache tensor is ever copied by Go.
 type gen struct {
 	m          *Model
+	ws         *workspace
 	B, H, D, V int
-	maxLen     int   // the most cache positions a run will write
+	capPos     int   // rows × positions each cache buffer holds
 	P          int   // current past length
 	cur        int   // ping-pong set holding the past
 	pad        []int // left padding per row
@@ -490,18 +467,24 @@ type gen struct {
 	in, out    []ort.Value
 }
 
-// newGen starts a run of B rows whose buffers hold up to capRows rows (see
-// expand) and maxLen cache positions.
+// newGen starts a run of B rows in the model's own workspace whose buffers
+// hold up to capRows rows (see expand) of maxLen cache positions.
 func (m *Model) newGen(B, capRows, maxLen int) (*gen, error) {
+	return m.newGenIn(&m.ws, B, capRows, capRows*maxLen)
+}
+
+// newGenIn starts a run of B rows in ws, whose cache buffers are grown to
+// hold capPos rows × positions; pad has room for capRows rows.
+func (m *Model) newGenIn(ws *workspace, B, capRows, capPos int) (*gen, error) {
 	lay := m.Layout
-	g := &gen{m: m, B: B, H: lay.KVHeads, D: lay.HeadDim, V: lay.Vocab, maxLen: maxLen,
+	g := &gen{m: m, ws: ws, B: B, H: lay.KVHeads, D: lay.HeadDim, V: lay.Vocab, capPos: capPos,
 		pad: make([]int, capRows), in: make([]ort.Value, m.slot.nIn), out: make([]ort.Value, m.slot.nOut)}
 	g.pad = g.pad[:B]
-	n := capRows * g.H * maxLen * g.D
+	n := capPos * g.H * g.D
 	for s := 0; s < 2; s++ {
-		m.ws.kv[s] = grow(m.ws.kv[s], 2*lay.Layers)
-		for i := range m.ws.kv[s] {
-			m.ws.kv[s][i] = grow(m.ws.kv[s][i], n)
+		ws.kv[s] = grow(ws.kv[s], 2*lay.Layers)
+		for i := range ws.kv[s] {
+			ws.kv[s][i] = grow(ws.kv[s][i], n)
 		}
 	}
 	for name, v := range m.bound {
@@ -526,8 +509,47 @@ func (m *Model) newGen(B, capRows, maxLen int) (*gen, error) {
 
 // ids returns the input-id buffer for a run of T columns.
 func (g *gen) ids(T int) []int64 {
-	g.m.ws.ids = grow(g.m.ws.ids, g.B*T)
-	return g.m.ws.ids
+	g.ws.ids = grow(g.ws.ids, g.B*T)
+	return g.ws.ids
+}
+
+// prefill runs left-padded prompts (the gen's rows, in order) through an
+// empty cache in column chunks of at most chunk columns (0: a chunk that
+// keeps the logits buffer under 64 Mi floats when the model lacks
+// logits_to_keep) and returns the logits of the last run, [B,lastT,V], whose
+// last column is every prompt's next-token distribution.
+func (g *gen) prefill(ctx context.Context, prompts [][]int64, pad int64, chunk int, ortTime *time.Duration) (logits []float32, lastT, runs int, err error) {
+	T0 := 0
+	for _, p := range prompts {
+		T0 = max(T0, len(p))
+	}
+	for r, p := range prompts {
+		g.pad[r] = T0 - len(p)
+	}
+	if chunk <= 0 {
+		chunk = T0 // with logits_to_keep only the last column's logits exist
+		if !g.m.Layout.HasLogitsToKeep {
+			chunk = max(1, (64<<20)/(len(prompts)*g.V))
+		}
+	}
+	for c0 := 0; c0 < T0; c0 += chunk {
+		T := min(chunk, T0-c0)
+		ids := g.ids(T)
+		for r, p := range prompts {
+			for t := 0; t < T; t++ {
+				if j := c0 + t - g.pad[r]; j < 0 {
+					ids[r*T+t] = pad
+				} else {
+					ids[r*T+t] = p[j]
+				}
+			}
+		}
+		if logits, lastT, err = g.forward(ctx, T, 1, ortTime); err != nil {
+			return nil, 0, runs, err
+		}
+		runs++
+	}
+	return logits, lastT, runs, nil
 }
 
 // forward runs T new columns (already in the ids buffer) over the current
@@ -538,10 +560,10 @@ func (g *gen) forward(ctx context.Context, T, keep int, ortTime *time.Duration) 
 	if err := ctx.Err(); err != nil {
 		return nil, 0, err
 	}
-	m, ws, s := g.m, &g.m.ws, &g.m.slot
+	m, ws, s := g.m, g.ws, &g.m.slot
 	B, S := g.B, g.P+T
-	if S > g.maxLen {
-		return nil, 0, fmt.Errorf("generate with %s: internal: %d cache positions exceed the %d allocated", m.label, S, g.maxLen)
+	if B*S > g.capPos {
+		return nil, 0, fmt.Errorf("generate with %s: internal: %d rows × %d cache positions exceed the %d allocated", m.label, B, S, g.capPos)
 	}
 	ws.mask = grow(ws.mask, B*S)
 	ws.pos = grow(ws.pos, B*T)
@@ -662,7 +684,7 @@ func (g *gen) expand(G int) error {
 	blk := g.H * g.P * g.D
 	B := g.B * G
 	for i, t := range g.past {
-		buf := g.m.ws.kv[g.cur][i]
+		buf := g.ws.kv[g.cur][i]
 		for p := g.B - 1; p >= 0; p-- {
 			for k := G - 1; k >= 0; k-- {
 				if r := p*G + k; r != p {
@@ -681,7 +703,7 @@ func (g *gen) expand(G int) error {
 	}
 	g.B = B
 	for i := range g.past {
-		t, err := ort.NewTensor([]int64{int64(B), int64(g.H), int64(g.P), int64(g.D)}, g.m.ws.kv[g.cur][i][:B*blk])
+		t, err := ort.NewTensor([]int64{int64(B), int64(g.H), int64(g.P), int64(g.D)}, g.ws.kv[g.cur][i][:B*blk])
 		if err != nil {
 			return fmt.Errorf("generate with %s: %w", g.m.label, err)
 		}
@@ -711,7 +733,7 @@ func (m *Model) expandLast(logits []float32, Bp, T, G int) []float32 {
 func (g *gen) compact(keep []int) error {
 	blk := g.H * g.P * g.D
 	for i, t := range g.past {
-		buf := g.m.ws.kv[g.cur][i]
+		buf := g.ws.kv[g.cur][i]
 		for j, r := range keep {
 			if r != j {
 				copy(buf[j*blk:(j+1)*blk], buf[r*blk:(r+1)*blk])
@@ -725,7 +747,7 @@ func (g *gen) compact(keep []int) error {
 	}
 	g.B, g.pad = len(keep), g.pad[:len(keep)]
 	for i := range g.past {
-		t, err := ort.NewTensor([]int64{int64(g.B), int64(g.H), int64(g.P), int64(g.D)}, g.m.ws.kv[g.cur][i][:g.B*blk])
+		t, err := ort.NewTensor([]int64{int64(g.B), int64(g.H), int64(g.P), int64(g.D)}, g.ws.kv[g.cur][i][:g.B*blk])
 		if err != nil {
 			return fmt.Errorf("generate with %s: %w", g.m.label, err)
 		}

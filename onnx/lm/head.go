@@ -28,6 +28,11 @@ type headKind struct {
 	sample   bool // probs = softmax(logits · inv_temperature) and their row sums; else the row max
 	tempered bool // sampling at a temperature other than 1
 	logProbs bool // log-softmax of the raw logits (read from probs when sampling untempered)
+	// perRow takes one inverse temperature per row ([batch,1]) and adds the
+	// row max, so greedy and sampled rows (each at its own temperature)
+	// share one run: the continuous batcher's mix of requests. It implies
+	// sample and tempered.
+	perRow bool
 }
 
 // rawLogProbs reports whether the head outputs the log-softmax: greedy and
@@ -57,7 +62,11 @@ func buildHead(k headKind, vocab int) (*onnxpb.ModelProto, error) {
 	g.Input(headLogits, ir.Float, "batch", vocab)
 	if k.sample {
 		x := headLogits
-		if k.tempered {
+		switch {
+		case k.perRow:
+			g.Input(headInvTemp, ir.Float, "batch", 1)
+			x = g.Op("Mul", []string{headLogits, headInvTemp})
+		case k.tempered:
 			g.Input(headInvTemp, ir.Float, 1)
 			x = g.Op("Mul", []string{headLogits, headInvTemp})
 		}
@@ -68,7 +77,8 @@ func buildHead(k headKind, vocab int) (*onnxpb.ModelProto, error) {
 			Attribute: []ir.Attribute{ir.AttrTensor("value", ir.Vector("", int64(1)))}}).Output[0]
 		g.Node("ReduceSum", []string{headProbs, axes}, []string{headSum}, ir.AttrInt("keepdims", 1))
 		g.Output(headSum, ir.Float, "batch", 1)
-	} else {
+	}
+	if !k.sample || k.perRow {
 		// ReduceMax runs vectorized and threaded, ~5x faster than ArgMax in
 		// ORT 1.30; Go then finds the first position holding the max.
 		axes := g.AddNode(&onnxpb.NodeProto{OpType: "Constant", Output: []string{""},
@@ -126,7 +136,7 @@ func (m *Model) headFor(k headKind) (*head, error) {
 			h.outSum = i
 		}
 	}
-	if h.inTemp >= 0 {
+	if h.inTemp >= 0 && !k.perRow {
 		h.invTemp = []float32{1}
 		if h.invTempT, err = ort.NewTensor([]int64{1}, h.invTemp); err != nil {
 			sess.Destroy()
@@ -174,7 +184,7 @@ func (h *head) run(logits []float32, B int, invTemp float32) error {
 	}
 	made = append(made, lg)
 	h.in[h.inLogits] = lg
-	if h.inTemp >= 0 {
+	if h.inTemp >= 0 && !h.kind.perRow {
 		h.invTemp[0] = invTemp
 	}
 	if h.outMax >= 0 {
@@ -202,6 +212,18 @@ func (h *head) run(logits []float32, B int, invTemp float32) error {
 		}
 	}
 	return h.sess.RunOrdered(h.in, h.out)
+}
+
+// runRows is run for a perRow head: invTemp holds each row's inverse
+// temperature (1 for greedy rows, whose token comes from the row max).
+func (h *head) runRows(logits []float32, B int, invTemp []float32) error {
+	t, err := ort.NewTensor([]int64{int64(B), 1}, invTemp[:B])
+	if err != nil {
+		return fmt.Errorf("%s: %w", h.label, err)
+	}
+	defer t.Destroy()
+	h.in[h.inTemp] = t
+	return h.run(logits, B, 1)
 }
 
 func (h *head) close() {

@@ -3,12 +3,14 @@ package lm
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"sync"
 
 	ortgo "github.com/yalue/onnxruntime_go"
 
 	"github.com/tagpr/tagpr/onnx/ir"
 	"github.com/tagpr/tagpr/onnx/lock"
+	"github.com/tagpr/tagpr/onnx/onnxpb"
 	"github.com/tagpr/tagpr/onnx/ort"
 )
 
@@ -80,13 +82,24 @@ func Load(path string, opts LoadOptions) (*Model, error) {
 		return nil, err
 	}
 	// Models of a reasonable size are edited in memory to take
-	// logits_to_keep (see keep.go); others load as they are.
+	// logits_to_keep (see keep.go); others, and models whose weights are
+	// in an external data file (big ones), load as they are.
 	if st, err := os.Stat(file); err == nil && st.Size() < maxEditBytes {
-		pm, err := ir.Load(file)
+		raw, err := os.ReadFile(file)
+		if err != nil {
+			return nil, fmt.Errorf("load model %s: %w", file, err)
+		}
+		pm, err := ir.Read(raw, file)
 		if err != nil {
 			return nil, err
 		}
-		if addLogitsToKeep(pm) {
+		small := externalBytes(pm)+st.Size() < maxEditBytes
+		if small && hasExternalData(pm) {
+			if err := ir.LoadExternalData(pm, filepath.Dir(file)); err != nil {
+				return nil, fmt.Errorf("load model %s: %w", file, err)
+			}
+		}
+		if small && addLogitsToKeep(pm) {
 			b, err := ir.Marshal(pm)
 			if err == nil {
 				return LoadBytes(b, file, opts)
@@ -100,6 +113,22 @@ func Load(path string, opts LoadOptions) (*Model, error) {
 	return open(file, ins, outs, opts, func(o ort.Options) (*ort.Session, error) {
 		return ort.NewSessionFromFile(file, o)
 	})
+}
+
+// hasExternalData reports whether any initializer's data is in another file.
+func hasExternalData(pm *onnxpb.ModelProto) bool {
+	return externalBytes(pm) > 0
+}
+
+// externalBytes sums the sizes of the initializers held in external files.
+func externalBytes(pm *onnxpb.ModelProto) int64 {
+	var n int64
+	for _, t := range pm.GetGraph().GetInitializer() {
+		if t.GetDataLocation() == onnxpb.TensorProto_EXTERNAL {
+			n += max(ir.NumElements(t.GetDims())*int64(ir.ElemSize(t.GetDataType())), 1)
+		}
+	}
+	return n
 }
 
 // LoadBytes is Load for a model held in memory (for example one just built

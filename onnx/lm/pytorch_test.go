@@ -55,6 +55,26 @@ func loadFixture(t *testing.T, name string) (*Model, *pytorchRef, [][]int64) {
 	return m, &ref, prompts
 }
 
+// forwardDiff runs the fixture's prompts through m and returns the largest
+// logit difference from PyTorch's at real (unpadded) positions.
+func forwardDiff(t *testing.T, m *Model, ref *pytorchRef, prompts [][]int64) float64 {
+	t.Helper()
+	lg, pad, err := m.Forward(context.Background(), prompts, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	T, V := len(ref.Batch.InputIDs[0]), m.Layout.Vocab
+	var worst float64
+	for r := range prompts {
+		for j := pad[r]; j < T; j++ {
+			for v := 0; v < V; v++ {
+				worst = math.Max(worst, math.Abs(float64(lg[(r*T+j)*V+v]-ref.Logits.Torch[r][j][v])))
+			}
+		}
+	}
+	return worst
+}
+
 func TestPyTorchFixtures(t *testing.T) {
 	for _, name := range []string{"gpt2", "llama"} {
 		t.Run(name, func(t *testing.T) {

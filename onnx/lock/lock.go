@@ -28,11 +28,16 @@ const (
 	Model     Kind = "model"
 	Tokenizer Kind = "tokenizer"
 	Dataset   Kind = "dataset"
+	// GPURuntime is a wheel of the GPU runtime (ONNX Runtime with the CUDA
+	// provider, the CUDA libraries): fetched only by `tagpr setup --gpu`.
+	GPURuntime Kind = "gpu-runtime"
 )
+
+const kindList = "runtime|model|tokenizer|dataset|gpu-runtime"
 
 func (k Kind) valid() bool {
 	switch k {
-	case Runtime, Model, Tokenizer, Dataset:
+	case Runtime, Model, Tokenizer, Dataset, GPURuntime:
 		return true
 	}
 	return false
@@ -118,7 +123,7 @@ func Load(path string) (*File, error) {
 		case seen[e.Name]:
 			return nil, fmt.Errorf("%s: artifact %q listed twice", path, e.Name)
 		case !e.Kind.valid():
-			return nil, fmt.Errorf("%s: artifact %q has kind %q, want runtime|model|tokenizer|dataset", path, e.Name, e.Kind)
+			return nil, fmt.Errorf("%s: artifact %q has kind %q, want "+kindList, path, e.Name, e.Kind)
 		case e.Path == "":
 			return nil, fmt.Errorf("%s: artifact %q has no path", path, e.Name)
 		case len(e.SHA256) != 64:
@@ -222,7 +227,7 @@ func (f *File) Upsert(e Entry) {
 // to the lock file's directory when the file lies below it.
 func (f *File) Pin(name string, kind Kind, source, path string) (Entry, error) {
 	if !kind.valid() {
-		return Entry{}, fmt.Errorf("pin %s: kind %q, want runtime|model|tokenizer|dataset", path, kind)
+		return Entry{}, fmt.Errorf("pin %s: kind %q, want "+kindList, path, kind)
 	}
 	sha, size, err := HashFile(path)
 	if err != nil {

@@ -142,6 +142,9 @@ func initOnce(explicit string) error {
 	if err := ortgo.InitializeEnvironment(ortgo.WithLogLevelError()); err != nil {
 		return fmt.Errorf("initialize ONNX Runtime %s from %s: %w", v, path, err)
 	}
+	if err := initCAPI(path); err != nil {
+		return err
+	}
 	env.path, env.version = path, v
 	return nil
 }
@@ -167,23 +170,15 @@ func LibraryPath() string {
 	return env.path
 }
 
-// Providers lists the execution providers this runtime can use. CPU is always
-// there; CUDA is listed only when the library accepts the CUDA provider.
-func Providers() []string {
-	out := []string{"cpu"}
-	if cudaAvailable() == nil {
-		out = append(out, "cuda")
-	}
-	return out
-}
-
-func cudaAvailable() error {
+// cudaAvailable reports whether the loaded library accepts the CUDA provider
+// for device (it loads the provider library and its CUDA dependencies).
+func cudaAvailable(device int) error {
 	so, err := ortgo.NewSessionOptions()
 	if err != nil {
 		return err
 	}
 	defer so.Destroy()
-	return appendCUDA(so, 0)
+	return appendCUDA(so, device)
 }
 
 func appendCUDA(so *ortgo.SessionOptions, device int) error {
@@ -192,7 +187,9 @@ func appendCUDA(so *ortgo.SessionOptions, device int) error {
 		return err
 	}
 	defer opts.Destroy()
-	if err := opts.Update(map[string]string{"device_id": fmt.Sprint(device)}); err != nil {
+	// TF32 off: MatMuls in true fp32, so CUDA matches the CPU to fp32
+	// precision (ORT's CUDA provider turns TF32 on by default on Ampere+).
+	if err := opts.Update(map[string]string{"device_id": fmt.Sprint(device), "use_tf32": "0"}); err != nil {
 		return err
 	}
 	return so.AppendExecutionProviderCUDA(opts)

@@ -5,6 +5,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"unsafe"
 
 	ortgo "github.com/yalue/onnxruntime_go"
 )
@@ -52,6 +53,9 @@ type Session struct {
 	outputs []IOInfo
 	inIdx   map[string]int
 	outIdx  map[string]int
+	// allocs are ORT allocators for device memory (device.go), by device:
+	// they must live as long as the tensors they allocated, so until Destroy.
+	allocs map[Device]unsafe.Pointer
 }
 
 // NewSessionFromFile loads an ONNX model file (external data is resolved next to it).
@@ -72,6 +76,9 @@ func NewSession(model []byte, label string, opts Options) (*Session, error) {
 
 func newSession(path string, data []byte, label string, opts Options) (*Session, error) {
 	if err := Init(""); err != nil {
+		return nil, err
+	}
+	if err := checkRuntime(label, opts); err != nil {
 		return nil, err
 	}
 	so, err := sessionOptions(opts)
@@ -110,6 +117,7 @@ func newSession(path string, data []byte, label string, opts Options) (*Session,
 		return nil, fmt.Errorf("load model %s: %w", label, err)
 	}
 	s := &Session{label: label, sess: sess, inputs: ins, outputs: outs, inIdx: index(ins), outIdx: index(outs)}
+	recordSession(label, opts)
 	return s, nil
 }
 
@@ -159,9 +167,13 @@ func sessionOptions(o Options) (*ortgo.SessionOptions, error) {
 	switch strings.ToLower(o.Provider) {
 	case "", "cpu":
 	case "cuda":
+		if Declared().Provider != "cuda" {
+			// Without Start the CUDA libraries were never preloaded: say how.
+			return fail(fmt.Errorf("execution provider cuda requested but the runtime was not started for it " +
+				"(run with --provider cuda, or call ort.Start with Provider \"cuda\" before creating sessions)"))
+		}
 		if err := appendCUDA(so, o.CUDADevice); err != nil {
-			return fail(fmt.Errorf("execution provider cuda requested but not available in %s: %v "+
-				"(the npm-pinned runtime is CPU-only; set %s to an ONNX Runtime build with CUDA)", LibraryPath(), err, EnvLibraryPath))
+			return fail(fmt.Errorf("execution provider cuda not available in %s: %v", LibraryPath(), err))
 		}
 	default:
 		return fail(fmt.Errorf("unknown execution provider %q (want cpu or cuda)", o.Provider))
@@ -236,6 +248,7 @@ func (s *Session) Destroy() error {
 	if s == nil || s.sess == nil {
 		return nil
 	}
+	s.releaseAllocators()
 	err := s.sess.Destroy()
 	s.sess = nil
 	return err

@@ -29,6 +29,9 @@ type TrainingGraph struct {
 	// Frozen weights are graph inputs too (see FreezeToInputs) but get no
 	// gradient.
 	Frozen []string
+	// Selected says what each --trainable or LoRA target pattern chose
+	// (BuildLMTraining), for logs.
+	Selected []PatternMatch
 }
 
 // frozenMinElems is the size from which FreezeToInputs moves a weight.

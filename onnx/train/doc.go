@@ -6,8 +6,8 @@
 // state, and export of a plain ONNX model with the trained weights.
 //
 // It owns specialization, autodiff, losses, LoRA, optimizer, checkpoints and
-// export, and imports only onnx/ort, onnx/ir, onnx/onnxpb, onnx/lock and
-// onnx/lm from tagpr.
+// export, and imports only onnx/ort, onnx/ir, onnx/onnxpb, onnx/lock,
+// onnx/safetensors and onnx/lm from tagpr.
 //
 // The pipeline, step by step:
 //
@@ -36,6 +36,13 @@
 // and indices are cut. An op without a rule on a weight's path is an error
 // naming the op and node. Trainable weights become graph inputs (fed from Go
 // without copies); gradients are outputs named GradPrefix+weight.
+//
+// Trainable weights and LoRA targets are chosen by name (patterns.go): a
+// pattern selects whole modules (model.layers.0.self_attn.q_proj, or q_proj
+// as PEFT's target_modules), and one that matches nothing or part of a
+// module is an error naming what it matched. With lm.NameWeights run first
+// these are Hugging Face's names. LoRA's default adapts every linear layer
+// but the lm head.
 //
 // Weights are owned by Go as []float32 slices (Trainer.Params); ORT reads them
 // in place and the optimizer updates them in place. TrainerOptions.Weights

@@ -75,6 +75,12 @@ func Export(path string, m *onnxpb.ModelProto, weights map[string][]float32, ada
 	if err != nil {
 		return err
 	}
+	return WriteModel(path, out)
+}
+
+// WriteModel writes an exported model to path atomically; weights over
+// 1 GiB in total go to an external data file beside it.
+func WriteModel(path string, out *onnxpb.ModelProto) error {
 	// Past protobuf's 2 GiB limit the weights go to model.onnx.data beside it.
 	var opts ir.WriteOptions
 	size := 0

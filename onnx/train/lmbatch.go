@@ -248,7 +248,8 @@ func (d *LMDataset) Batch(idx []int) (map[string]ort.Value, func(), error) {
 // LMTraining configures BuildLMTraining.
 type LMTraining struct {
 	Batch, SeqLen int64
-	// Trainable weight-name patterns (MatchName); empty: all weights. Ignored with LoRA.
+	// Trainable patterns (ResolveTrainable: whole modules or weights by
+	// name); empty: all weights. Ignored with LoRA.
 	Trainable []string
 	LoRA      *LoRA
 	Keep      []string // forward outputs to keep (e.g. "logits", TokenLogprobsOutput)
@@ -273,8 +274,12 @@ type LMTraining struct {
 func BuildLMTraining(m *onnxpb.ModelProto, o LMTraining) (*TrainingGraph, []Adapter, error) {
 	m = cloneModel(m)
 	var adapters []Adapter
+	var selected []PatternMatch
 	if o.LoRA != nil {
 		var err error
+		if selected, err = LoRATargets(m, o.LoRA.Targets); err != nil {
+			return nil, nil, fmt.Errorf("lora: %w", err)
+		}
 		if adapters, err = AddLoRA(m, *o.LoRA); err != nil {
 			return nil, nil, err
 		}
@@ -311,15 +316,18 @@ func BuildLMTraining(m *onnxpb.ModelProto, o LMTraining) (*TrainingGraph, []Adap
 	}
 	params := AdapterParams(adapters)
 	if o.LoRA == nil {
-		params = SelectParams(sp, o.Trainable)
+		if params, selected, err = ResolveTrainable(SelectParams(sp, nil), o.Trainable); err != nil {
+			return nil, nil, fmt.Errorf("build training graph: %w", err)
+		}
 	}
 	if len(params) == 0 {
-		return nil, nil, fmt.Errorf("build training graph: no trainable weight matches %v", o.Trainable)
+		return nil, nil, fmt.Errorf("build training graph: the model has no trainable weight")
 	}
 	tg, err := differentiate(sp, loss, params, o.Keep)
 	if err != nil {
 		return nil, nil, err
 	}
+	tg.Selected = selected
 	if o.FrozenAsInputs {
 		if err := tg.FreezeToInputs(); err != nil {
 			return nil, nil, fmt.Errorf("build training graph: %w", err)

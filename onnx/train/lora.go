@@ -49,9 +49,13 @@ func globMatch(p, s string) bool {
 
 // LoRA configures low-rank adapters on MatMul/Gemm weights.
 type LoRA struct {
-	Rank    int
-	Alpha   float64  // the adapter output is scaled by Alpha/Rank; 0 means Alpha = Rank
-	Targets []string // weight-name patterns (MatchName); empty: every 2-D MatMul/Gemm weight
+	Rank  int
+	Alpha float64 // the adapter output is scaled by Alpha/Rank; 0 means Alpha = Rank
+	// Targets are module-name patterns (see ResolveLoRATargets): a glob, a
+	// re: expression, or a plain name matching the last parts of module
+	// names as PEFT's target_modules (q_proj). Empty: every linear layer
+	// but the lm head.
+	Targets []string
 	Seed    uint64
 }
 
@@ -59,6 +63,7 @@ type LoRA struct {
 // x·W + Scale·(x·A)·B, A [in,r] random, B [r,out] zero at start.
 type Adapter struct {
 	Weight string // the adapted (frozen) weight
+	Module string // its module (the weight's name without ".weight")
 	A, B   string // adapter initializers
 	Scale  float64
 	// WeightTransposed: W is stored [out,in] (Gemm transB=1), so the merge
@@ -67,9 +72,10 @@ type Adapter struct {
 }
 
 // AddLoRA injects adapters into m (an inference model, before specialization)
-// on every float 2-D weight that matches the targets and is read only as
+// on the linear layers the targets select: float 2-D weights read only as
 // the second input of MatMul or Gemm (with transA=0). A weight shared by
-// several such nodes shares one adapter, so merging stays exact.
+// several such nodes shares one adapter, so merging stays exact. Adapters
+// are named after their module: model.layers.0.self_attn.q_proj.lora_A.
 func AddLoRA(m *onnxpb.ModelProto, cfg LoRA) ([]Adapter, error) {
 	if cfg.Rank <= 0 {
 		return nil, fmt.Errorf("lora: rank %d must be positive", cfg.Rank)
@@ -81,32 +87,15 @@ func AddLoRA(m *onnxpb.ModelProto, cfg LoRA) ([]Adapter, error) {
 	if g == nil {
 		return nil, fmt.Errorf("lora: model has no graph")
 	}
-	inits := map[string]*onnxpb.TensorProto{}
-	for _, t := range g.Initializer {
-		inits[t.GetName()] = t
+	ls := findLinear(g)
+	chosen, _, err := ResolveLoRATargets(ls.modules, ls.others, ls.head, cfg.Targets)
+	if err != nil {
+		return nil, fmt.Errorf("lora: %w", err)
 	}
-	type use struct {
-		n      *onnxpb.NodeProto
-		transB bool
-	}
-	uses := map[string][]use{}
-	bad := map[string]bool{}
-	for _, n := range g.Node {
-		for i, in := range nodeInputs(n) {
-			if inits[in] == nil {
-				continue
-			}
-			isMM := n.GetOpType() == "MatMul" && i == 1 && (n.GetDomain() == "" || n.GetDomain() == "ai.onnx")
-			isGemm := n.GetOpType() == "Gemm" && i == 1 && ir.AttrIntOf(n, "transA", 0) == 0
-			if !isMM && !isGemm {
-				bad[in] = true
-				continue
-			}
-			uses[in] = append(uses[in], use{n, isGemm && ir.AttrIntOf(n, "transB", 0) == 1})
-		}
-	}
-	for _, vi := range g.Output {
-		bad[vi.GetName()] = true
+	uses := ls.uses
+	target := map[string]bool{}
+	for _, w := range chosen {
+		target[w] = true
 	}
 	e := newEditor(g)
 	e.prefix = "lora/"
@@ -114,20 +103,11 @@ func AddLoRA(m *onnxpb.ModelProto, cfg LoRA) ([]Adapter, error) {
 	var adapters []Adapter
 	for _, t := range g.Initializer {
 		name := t.GetName()
-		if bad[name] || len(uses[name]) == 0 || len(t.GetDims()) != 2 || t.GetDataType() != ir.Float && t.GetDataType() != ir.Double {
-			continue
-		}
-		if len(cfg.Targets) > 0 && !MatchName(name, cfg.Targets) {
+		if !target[name] {
 			continue
 		}
 		tb := uses[name][0].transB
-		same := true
-		for _, u := range uses[name] {
-			same = same && u.transB == tb
-		}
-		if !same {
-			continue
-		}
+		mod := ls.modules[name]
 		in, out := t.GetDims()[0], t.GetDims()[1]
 		if tb {
 			in, out = out, in
@@ -138,10 +118,10 @@ func AddLoRA(m *onnxpb.ModelProto, cfg LoRA) ([]Adapter, error) {
 		for i := range av {
 			av[i] = (2*rng.Float64() - 1) * bound
 		}
-		ad := Adapter{Weight: name, Scale: cfg.Alpha / float64(cfg.Rank), WeightTransposed: tb}
-		ad.A = e.init(name+".lora_A", typedTensor(t.GetDataType(), []int64{in, r}, av))
-		ad.B = e.init(name+".lora_B", typedTensor(t.GetDataType(), []int64{r, out}, make([]float64, r*out)))
-		scale := e.init(name+".lora_scale", typedTensor(t.GetDataType(), nil, []float64{ad.Scale}))
+		ad := Adapter{Weight: name, Module: mod, Scale: cfg.Alpha / float64(cfg.Rank), WeightTransposed: tb}
+		ad.A = e.init(mod+".lora_A", typedTensor(t.GetDataType(), []int64{in, r}, av))
+		ad.B = e.init(mod+".lora_B", typedTensor(t.GetDataType(), []int64{r, out}, make([]float64, r*out)))
+		scale := e.init(mod+".lora_scale", typedTensor(t.GetDataType(), nil, []float64{ad.Scale}))
 		for _, u := range uses[name] {
 			x := u.n.Input[0]
 			y := u.n.Output[0]
@@ -160,12 +140,92 @@ func AddLoRA(m *onnxpb.ModelProto, cfg LoRA) ([]Adapter, error) {
 		adapters = append(adapters, ad)
 	}
 	if len(adapters) == 0 {
-		return nil, fmt.Errorf("lora: no MatMul/Gemm weight matches %v", cfg.Targets)
+		return nil, fmt.Errorf("lora: the model has no linear layer to adapt (a 2-D weight read as the second input of MatMul or Gemm)")
 	}
 	if err := topoSort(g); err != nil {
 		return nil, fmt.Errorf("lora: %w", err)
 	}
 	return adapters, nil
+}
+
+// linearLayers are a graph's adaptable weights.
+type linearLayers struct {
+	uses    map[string][]weightUse // weight → its MatMul/Gemm nodes
+	modules map[string]string      // weight → module
+	others  []string               // every other float weight
+	head    string                 // the module whose output is the logits
+}
+
+type weightUse struct {
+	n      *onnxpb.NodeProto
+	transB bool
+}
+
+// findLinear lists the float 2-D initializers read only as the second
+// input of MatMul or Gemm (transA=0, one transB for all uses).
+func findLinear(g *onnxpb.GraphProto) linearLayers {
+	inits := map[string]*onnxpb.TensorProto{}
+	for _, t := range g.Initializer {
+		inits[t.GetName()] = t
+	}
+	ls := linearLayers{uses: map[string][]weightUse{}, modules: map[string]string{}}
+	bad := map[string]bool{}
+	for _, n := range g.Node {
+		for i, in := range nodeInputs(n) {
+			if inits[in] == nil {
+				continue
+			}
+			isMM := n.GetOpType() == "MatMul" && i == 1 && (n.GetDomain() == "" || n.GetDomain() == "ai.onnx")
+			isGemm := n.GetOpType() == "Gemm" && i == 1 && ir.AttrIntOf(n, "transA", 0) == 0
+			if !isMM && !isGemm {
+				bad[in] = true
+				continue
+			}
+			ls.uses[in] = append(ls.uses[in], weightUse{n, isGemm && ir.AttrIntOf(n, "transB", 0) == 1})
+		}
+	}
+	for _, vi := range g.Output {
+		bad[vi.GetName()] = true
+	}
+	for _, t := range g.Initializer {
+		name := t.GetName()
+		us := ls.uses[name]
+		ok := !bad[name] && len(us) > 0 && len(t.GetDims()) == 2 && (t.GetDataType() == ir.Float || t.GetDataType() == ir.Double)
+		for _, u := range us {
+			ok = ok && u.transB == us[0].transB
+		}
+		if !ok {
+			if isFloat(t.GetDataType()) && ir.NumElements(t.GetDims()) > 1 {
+				ls.others = append(ls.others, name)
+			}
+			continue
+		}
+		mod := adapterModule(name)
+		ls.modules[name] = mod
+		for _, u := range us {
+			if u.n.Output[0] == "logits" || mod == "lm_head" {
+				ls.head = mod
+			}
+		}
+	}
+	return ls
+}
+
+// LoRATargets reports what each target pattern selects in m (see
+// ResolveLoRATargets), or the error AddLoRA would give.
+func LoRATargets(m *onnxpb.ModelProto, patterns []string) ([]PatternMatch, error) {
+	ls := findLinear(m.GetGraph())
+	_, matches, err := ResolveLoRATargets(ls.modules, ls.others, ls.head, patterns)
+	return matches, err
+}
+
+// adapterModule is a weight's module: its name without ".weight"; weights
+// named otherwise (an exporter's onnx::MatMul_7) are their own module.
+func adapterModule(weight string) string {
+	if m, ok := strings.CutSuffix(weight, ".weight"); ok {
+		return m
+	}
+	return weight
 }
 
 func typedTensor(dt ir.DataType, dims []int64, v []float64) *onnxpb.TensorProto {

@@ -208,7 +208,8 @@ func specialize(m *onnxpb.ModelProto, shapes map[string][]int64) (*Specialized, 
 	if err != nil {
 		return nil, fmt.Errorf("specialize: %w", err)
 	}
-	sess, err := ort.NewSession(bytes, "specialization probe", ort.Options{})
+	// A shape probe, not a stage: it runs wherever the process's runtime is.
+	sess, err := ort.NewSession(bytes, "specialization probe", ort.Declared().Options())
 	if err != nil {
 		return nil, fmt.Errorf("specialize: %w", err)
 	}

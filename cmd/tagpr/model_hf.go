@@ -1,0 +1,136 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tagpr/tagpr/onnx/hf"
+	"github.com/tagpr/tagpr/onnx/ir"
+	"github.com/tagpr/tagpr/onnx/lm"
+)
+
+func modelImportHFCmd() *cobra.Command {
+	var out, external string
+	var force bool
+	cmd := &cobra.Command{
+		Use:   "import-hf DIR --out OUT",
+		Short: "Turn a Hugging Face checkpoint (Llama, Mistral, Qwen2, Qwen3; safetensors) into an ONNX model, without Python",
+		Long: `Reads DIR/config.json and the weights (model.safetensors, or the shards listed in
+model.safetensors.index.json; stored as F32, F16 or BF16) and writes OUT/model.onnx in the Optimum
+layout, built by tagpr's own graph builder, with config.json, generation_config.json and the tokenizer
+files (chat template included) copied beside it. The checkpoint is memory-mapped and converted one
+weight at a time (float32, projections transposed to ONNX's [in, out]); from 1 GiB of weights on they
+go to OUT/model.onnx.data. A model_type or config.json field tagpr cannot build the same way (scaled
+rotary positions, per-layer sliding windows, quantization…) is refused by name.`,
+		Example: "  tagpr model import-hf ~/models/Qwen2.5-0.5B-Instruct --out models/qwen2.5-0.5b",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if out == "" {
+				return errors.New("import-hf: --out OUT is required")
+			}
+			target := filepath.Join(out, "model.onnx")
+			if _, err := os.Stat(target); err == nil && !force {
+				return fmt.Errorf("import-hf: %s exists; pass --force to overwrite it", target)
+			}
+			var bar *progress
+			res, err := hf.Import(args[0], out, hf.ImportOptions{ExternalData: external, Progress: func(done, total int64) {
+				if bar == nil {
+					bar = newProgress("import", int(total>>20))
+				}
+				bar.Step(int(done>>20) - bar.done)
+			}})
+			if bar != nil {
+				bar.Finish()
+			}
+			if err != nil {
+				return err
+			}
+			where := "inside model.onnx"
+			if res.External {
+				where = "in model.onnx.data"
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s: %s, %d layers, d_model %d, %d heads / %d kv, vocab %d, %d parameters (%.1f MB stored → %.1f MB float32 %s); copied %v\n",
+				res.Model, res.ModelType, res.Config.Layers, res.Config.DModel, res.Config.Heads, res.Config.KVHeads, res.Config.Vocab,
+				res.Params, float64(res.Stored)/1e6, float64(res.Written)/1e6, where, res.Copied)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&out, "out", "", "output folder")
+	f.StringVar(&external, "external-data", "auto", "weights in model.onnx.data: auto (from 1 GiB), always or never")
+	f.BoolVar(&force, "force", false, "overwrite an existing model")
+	return cmd
+}
+
+func modelExportHFCmd() *cobra.Command {
+	var out string
+	cmd := &cobra.Command{
+		Use:   "export-hf RUN_OR_MODEL --out DIR",
+		Short: "Write a model (or a `train lm` run's result) as a Hugging Face checkpoint that transformers loads",
+		Long: `RUN_OR_MODEL is a model file or a folder holding model.onnx (a model, or the --out folder of
+'tagpr train lm'). DIR gets model.safetensors with Hugging Face's parameter names and layouts (named from
+the graph's structure, so Optimum exports with numbered initializers work too; a tied lm head is left to
+tie_word_embeddings), config.json, generation_config.json and the tokenizer files with the chat template.
+A LoRA run's PEFT adapter (RUN/adapter) is copied to DIR/adapter. 'tagpr train lm' does this itself
+beside every model.onnx it writes.`,
+		Example: "  tagpr model export-hf runs/sft --out hf/sft\n  python -c 'from transformers import AutoModelForCausalLM; AutoModelForCausalLM.from_pretrained(\"hf/sft\")'",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if out == "" {
+				return errors.New("export-hf: --out DIR is required")
+			}
+			path, err := lm.ResolveModelPath(args[0])
+			if err != nil {
+				if _, serr := os.Stat(filepath.Join(args[0], "checkpoint", "run.json")); serr == nil {
+					return fmt.Errorf("export-hf: %s is a training run that has not finished (no model.onnx yet); rerun its `tagpr train lm` command to finish it", args[0])
+				}
+				return err
+			}
+			m, err := ir.Load(path)
+			if err != nil {
+				return err
+			}
+			from := modelFolder(path)
+			res, err := hf.Export(m, out, hf.ExportOptions{From: from})
+			if err != nil {
+				return err
+			}
+			adapter := filepath.Join(from, "adapter")
+			if _, err := os.Stat(filepath.Join(adapter, hf.AdapterConfig)); err == nil && filepath.Clean(adapter) != filepath.Clean(filepath.Join(out, "adapter")) {
+				if err := copyFiles(adapter, filepath.Join(out, "adapter"), hf.AdapterConfig, hf.AdapterWeights); err != nil {
+					return err
+				}
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s: model.safetensors (%d tensors; tied %v), config.json, copied %v\n", out, res.Tensors, res.Tied, res.Copied)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&out, "out", "", "output folder")
+	return cmd
+}
+
+// modelFolder is where a model file's config.json lives (one up for the
+// transformers.js layout DIR/onnx/model.onnx).
+func modelFolder(modelPath string) string {
+	dir := filepath.Dir(modelPath)
+	if filepath.Base(dir) == "onnx" && !trainFileExists(filepath.Join(dir, "config.json")) {
+		return filepath.Dir(dir)
+	}
+	return dir
+}
+
+func copyFiles(src, dst string, names ...string) error {
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		return err
+	}
+	for _, n := range names {
+		if err := trainCopyIfExists(filepath.Join(src, n), filepath.Join(dst, n)); err != nil {
+			return err
+		}
+	}
+	return nil
+}

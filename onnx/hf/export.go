@@ -1,0 +1,220 @@
+package hf
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/google/renameio/v2"
+
+	"github.com/tagpr/tagpr/onnx/ir"
+	"github.com/tagpr/tagpr/onnx/lm"
+	"github.com/tagpr/tagpr/onnx/onnxpb"
+	"github.com/tagpr/tagpr/onnx/safetensors"
+	"github.com/tagpr/tagpr/onnx/train"
+)
+
+// ExportOptions configure Export.
+type ExportOptions struct {
+	// From is the folder whose config.json, generation_config.json and
+	// tokenizer files go with the weights (the base model's folder).
+	From string
+}
+
+// Exported describes a written checkpoint.
+type Exported struct {
+	Dir     string
+	Tensors int
+	Tied    map[string]string // left to tie_word_embeddings
+	Copied  []string
+}
+
+// dtypes maps ONNX element types to safetensors'.
+var dtypes = map[ir.DataType]string{ir.Float: "F32", ir.Double: "F64", ir.Float16: "F16", ir.BFloat16: "BF16"}
+
+// Exportable says why a model's weights cannot be written as a
+// transformers checkpoint, or nil: every weight must get a Hugging Face
+// name from the graph (lm.MapHFNames), and from holds a config.json that
+// transformers can read.
+func Exportable(m *onnxpb.ModelProto, from string) (*lm.HFNames, map[string]any, error) {
+	names, err := lm.MapHFNames(m)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(names.Unnamed) > 0 {
+		return nil, nil, fmt.Errorf("weights %s are used by nodes whose names carry no module path, so they have no Hugging Face name", examples(names.Unnamed, 4))
+	}
+	if len(names.Params) == 0 {
+		return nil, nil, fmt.Errorf("the model has no weight to export")
+	}
+	path := filepath.Join(from, "config.json")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("a checkpoint needs config.json: %w", err)
+	}
+	var cfg map[string]any
+	if err := json.Unmarshal(b, &cfg); err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if bi, ok := cfg["tagpr_builtin"].(map[string]any); ok && bi["arch"] == string(lm.GPT2) {
+		return nil, nil, fmt.Errorf("tagpr's built-in gpt2 (separate q/k/v, fc_in/fc_out) has no transformers class with its weight names; export the llama built-in or an Optimum GPT-2")
+	}
+	return names, cfg, nil
+}
+
+func examples(s []string, n int) string {
+	if len(s) <= n {
+		return strings.Join(s, ", ")
+	}
+	return strings.Join(s[:n], ", ") + fmt.Sprintf(", … (%d in all)", len(s))
+}
+
+// Export writes m (a causal LM in the Optimum layout, weights loaded) as a
+// transformers checkpoint in out: model.safetensors with the Hugging Face
+// names and layouts of lm.MapHFNames, config.json from o.From with
+// tie_word_embeddings and dtype set to what was written, and
+// generation_config.json and the tokenizer files (SideFiles) from o.From.
+func Export(m *onnxpb.ModelProto, out string, o ExportOptions) (*Exported, error) {
+	names, cfg, err := Exportable(m, o.From)
+	if err != nil {
+		return nil, fmt.Errorf("export-hf: %w", err)
+	}
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return nil, fmt.Errorf("export-hf: %w", err)
+	}
+	inits := map[string]*onnxpb.TensorProto{}
+	for _, t := range m.GetGraph().GetInitializer() {
+		inits[t.GetName()] = t
+	}
+	params := append([]lm.HFParam{}, names.Params...)
+	sort.Slice(params, func(i, j int) bool { return params[i].Name < params[j].Name })
+	var tensors []safetensors.Tensor
+	dtype := ""
+	for _, p := range params {
+		t := inits[p.Init]
+		dt, ok := dtypes[t.GetDataType()]
+		if !ok {
+			return nil, fmt.Errorf("export-hf: %s (initializer %q) is %s, not a float type", p.Name, p.Init, t.GetDataType())
+		}
+		if dtype == "" {
+			dtype = dt
+		}
+		raw, err := ir.RawBytes(t)
+		if err != nil {
+			return nil, fmt.Errorf("export-hf: %s: %w", p.Name, err)
+		}
+		st := safetensors.Tensor{Name: p.Name, DType: dt, Shape: p.Shape, Data: raw}
+		if p.Transposed {
+			st.Data, st.Fill = nil, transposeInto(raw, t.GetDims(), int(ir.ElemSize(t.GetDataType())))
+		}
+		tensors = append(tensors, st)
+	}
+	if err := safetensors.Write(filepath.Join(out, "model.safetensors"), tensors, map[string]string{"format": "pt"}); err != nil {
+		return nil, fmt.Errorf("export-hf: %w", err)
+	}
+	_, tied := names.Tied["lm_head.weight"]
+	cfg["tie_word_embeddings"] = tied
+	delete(cfg, "tagpr_builtin")
+	dtypeName := map[string]string{"F32": "float32", "F64": "float64", "F16": "float16", "BF16": "bfloat16"}[dtype]
+	if _, ok := cfg["torch_dtype"]; ok {
+		cfg["torch_dtype"] = dtypeName
+	}
+	if _, ok := cfg["dtype"]; ok || cfg["torch_dtype"] == nil {
+		cfg["dtype"] = dtypeName
+	}
+	b, err := json.MarshalIndent(cfg, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("export-hf: %w", err)
+	}
+	if err := renameio.WriteFile(filepath.Join(out, "config.json"), append(b, '\n'), 0o644); err != nil {
+		return nil, fmt.Errorf("export-hf: %w", err)
+	}
+	copied, err := CopySideFiles(o.From, out)
+	if err != nil {
+		return nil, fmt.Errorf("export-hf: %w", err)
+	}
+	if !contains(copied, "generation_config.json") {
+		if err := writeGenerationConfig(out, b); err != nil {
+			return nil, fmt.Errorf("export-hf: %w", err)
+		}
+	}
+	return &Exported{Dir: out, Tensors: len(tensors), Tied: names.Tied, Copied: copied}, nil
+}
+
+// transposeInto writes a row-major [rows, cols] tensor of es-byte
+// elements transposed, a block of output rows at a time.
+func transposeInto(raw []byte, dims []int64, es int) func(io.Writer) error {
+	return func(w io.Writer) error {
+		rows, cols := int(dims[0]), int(dims[1])
+		tile := max(1, min(cols, (4<<20)/max(rows*es, 1)))
+		buf := make([]byte, tile*rows*es)
+		for c0 := 0; c0 < cols; c0 += tile {
+			n := min(tile, cols-c0)
+			for r := 0; r < rows; r++ {
+				for k := 0; k < n; k++ {
+					copy(buf[(k*rows+r)*es:(k*rows+r+1)*es], raw[(r*cols+c0+k)*es:(r*cols+c0+k+1)*es])
+				}
+			}
+			if _, err := w.Write(buf[:n*rows*es]); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}
+
+// Trained is what WriteTrained wrote besides model.onnx.
+type Trained struct {
+	Checkpoint *Exported // nil when none was written
+	Skipped    string    // why not
+	Adapter    string    // the PEFT adapter folder of a LoRA run
+}
+
+// WriteTrained writes a training run's result into the folder of path:
+// the inference model m with the trained weights (adapters merged) as a
+// transformers checkpoint — model.safetensors, config.json,
+// generation_config.json, tokenizer files from the base model's folder
+// from — plus a LoRA run's adapters in PEFT's format in adapter/, and
+// then path itself (model.onnx, last: its presence means the rest is
+// there). Weights without Hugging Face names, or a base without
+// config.json, skip the checkpoint and say why.
+func WriteTrained(path string, m *onnxpb.ModelProto, weights map[string][]float32, adapters []train.Adapter, from string) (*Trained, error) {
+	exp, err := train.ExportModel(m, weights, adapters)
+	if err != nil {
+		return nil, err
+	}
+	dir := filepath.Dir(path)
+	res := &Trained{}
+	if _, _, err := Exportable(exp, from); err != nil {
+		res.Skipped = err.Error()
+		if _, err := CopySideFiles(from, dir); err != nil {
+			return nil, err
+		}
+	} else {
+		if res.Checkpoint, err = Export(exp, dir, ExportOptions{From: from}); err != nil {
+			return nil, err
+		}
+		if len(adapters) > 0 {
+			hc, _ := lm.ReadHFConfig(filepath.Join(from, "config.json"))
+			o := AdapterOptions{Base: from}
+			if abs, err := filepath.Abs(from); err == nil {
+				o.Base = abs
+			}
+			if hc != nil {
+				o.ModelType = hc.ModelType
+			}
+			res.Adapter = filepath.Join(dir, "adapter")
+			if err := ExportAdapters(res.Adapter, m, adapters, weights, o); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if err := train.WriteModel(path, exp); err != nil {
+		return nil, err
+	}
+	return res, nil
+}

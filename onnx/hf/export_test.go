@@ -1,0 +1,250 @@
+package hf
+
+import (
+	"encoding/json"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/tagpr/tagpr/onnx/ir"
+	"github.com/tagpr/tagpr/onnx/lm"
+	"github.com/tagpr/tagpr/onnx/safetensors"
+	"github.com/tagpr/tagpr/onnx/train"
+)
+
+// readAll reads every tensor of a checkpoint folder as float32.
+func readAll(t *testing.T, dir string) map[string][]float32 {
+	t.Helper()
+	ck, err := OpenCheckpoint(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ck.Close()
+	out := map[string][]float32{}
+	for _, n := range ck.Names() {
+		f, _, _ := ck.Lookup(n)
+		v, err := f.Float32s(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[n] = v
+	}
+	return out
+}
+
+func readJSON(t *testing.T, path string) map[string]any {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// Import then export gives back the checkpoint: the same tensor names,
+// the same values (widened to float32), the same tie.
+func TestExportRoundTrip(t *testing.T) {
+	for _, name := range []string{"qwen2", "qwen3", "qwen3-tied", "mistral"} {
+		t.Run(name, func(t *testing.T) {
+			src := filepath.Join(fixtures, name)
+			onnxDir, hfDir := t.TempDir(), t.TempDir()
+			if _, err := Import(src, onnxDir, ImportOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			m, err := ir.Load(filepath.Join(onnxDir, "model.onnx"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := Export(m, hfDir, ExportOptions{From: onnxDir})
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, got := readAll(t, src), readAll(t, hfDir)
+			if strings.Join(sortedNames(want), " ") != strings.Join(sortedNames(got), " ") {
+				t.Fatalf("exported tensors\n%v\nthe checkpoint's\n%v", sortedNames(got), sortedNames(want))
+			}
+			for k, w := range want {
+				for i := range w {
+					if got[k][i] != w[i] {
+						t.Fatalf("%s[%d] = %v, the checkpoint has %v", k, i, got[k][i], w[i])
+					}
+				}
+			}
+			a, b := readJSON(t, filepath.Join(src, "config.json")), readJSON(t, filepath.Join(hfDir, "config.json"))
+			if a["tie_word_embeddings"] != b["tie_word_embeddings"] || b["dtype"] != "float32" {
+				t.Errorf("config: tie %v → %v, dtype %v", a["tie_word_embeddings"], b["tie_word_embeddings"], b["dtype"])
+			}
+			t.Logf("%d tensors, tied %v, copied %v", res.Tensors, res.Tied, res.Copied)
+		})
+	}
+}
+
+func sortedNames(m map[string][]float32) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Optimum's exports (numbered initializers, GPT-2's tied head stored
+// twice) export to exactly PyTorch's parameters.
+func TestExportOptimumFixtures(t *testing.T) {
+	for _, name := range []string{"gpt2", "llama"} {
+		t.Run(name, func(t *testing.T) {
+			src := filepath.Join("..", "testdata", "pytorch", name)
+			m, err := ir.Load(filepath.Join(src, "model.onnx"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			out := t.TempDir()
+			if _, err := Export(m, out, ExportOptions{From: src}); err != nil {
+				t.Fatal(err)
+			}
+			torch, _, err := train.ReadSafetensors(filepath.Join(src, "params.safetensors"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := readAll(t, out)
+			if len(got) != len(torch) {
+				t.Fatalf("%d tensors exported, PyTorch has %d", len(got), len(torch))
+			}
+			for k, w := range torch {
+				for i := range w.F32 {
+					if got[k][i] != w.F32[i] {
+						t.Fatalf("%s[%d] = %v, PyTorch %v", k, i, got[k][i], w.F32[i])
+					}
+				}
+			}
+			if tie := readJSON(t, filepath.Join(out, "config.json"))["tie_word_embeddings"]; tie != (name == "gpt2") {
+				t.Errorf("tie_word_embeddings %v", tie)
+			}
+		})
+	}
+}
+
+// A LoRA run's adapters in PEFT's layout: merging them by PEFT's rule
+// (W + α/r·B·A) gives the merged weights tagpr exports.
+func TestExportAdapters(t *testing.T) {
+	src := filepath.Join(fixtures, "qwen2")
+	onnxDir := t.TempDir()
+	if _, err := Import(src, onnxDir, ImportOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	base, err := ir.Load(filepath.Join(onnxDir, "model.onnx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := readReference(t, src)
+	tg, ads, err := train.BuildLMTraining(base, train.LMTraining{Batch: 2, SeqLen: 7, LoRA: &train.LoRA{Rank: 4, Alpha: 8, Targets: []string{"q_proj", "v_proj", "down_proj"}, Seed: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := train.NewTrainer(tg, train.TrainerOptions{Schedule: train.Schedule{Peak: 5e-2}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	vals, err := train.NewLMBatch(ref.prompts(), 7, 0, nil).Values(tg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 4 {
+		if _, err := tr.Step(vals); err != nil {
+			t.Fatal(err)
+		}
+	}
+	merged, err := train.ExportModel(base, tr.Weights(), ads)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fullDir, adDir := t.TempDir(), t.TempDir()
+	if _, err := Export(merged, fullDir, ExportOptions{From: onnxDir}); err != nil {
+		t.Fatal(err)
+	}
+	if err := ExportAdapters(adDir, base, ads, tr.Weights(), AdapterOptions{Base: onnxDir, ModelType: "qwen2"}); err != nil {
+		t.Fatal(err)
+	}
+	cfg := readJSON(t, filepath.Join(adDir, AdapterConfig))
+	if cfg["r"] != 4.0 || cfg["lora_alpha"] != 8.0 || cfg["peft_type"] != "LORA" || cfg["task_type"] != "CAUSAL_LM" {
+		t.Errorf("adapter_config %v", cfg)
+	}
+	if tm, _ := json.Marshal(cfg["target_modules"]); string(tm) != `["down_proj","q_proj","v_proj"]` {
+		t.Errorf("target_modules %s", tm)
+	}
+	f, err := safetensors.Open(filepath.Join(adDir, AdapterWeights))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if len(f.Names()) != 2*3*2 {
+		t.Errorf("adapter tensors %v", f.Names())
+	}
+	baseW, mergedW := readAll(t, src), readAll(t, fullDir)
+	worst, moved := 0.0, 0.0
+	for _, mod := range []string{"model.layers.0.self_attn.q_proj", "model.layers.1.mlp.down_proj"} {
+		A, _ := f.Float32s("base_model.model." + mod + ".lora_A.weight") // [r, in]
+		B, _ := f.Float32s("base_model.model." + mod + ".lora_B.weight") // [out, r]
+		ea, _ := f.Entry("base_model.model." + mod + ".lora_A.weight")
+		eb, _ := f.Entry("base_model.model." + mod + ".lora_B.weight")
+		r, in, out := int(ea.Shape[0]), int(ea.Shape[1]), int(eb.Shape[0])
+		w, mw := baseW[mod+".weight"], mergedW[mod+".weight"]
+		for o := 0; o < out; o++ {
+			for i := 0; i < in; i++ {
+				s := 0.0
+				for k := 0; k < r; k++ {
+					s += float64(B[o*r+k]) * float64(A[k*in+i])
+				}
+				want := float64(w[o*in+i]) + 2*s
+				worst = math.Max(worst, math.Abs(want-float64(mw[o*in+i])))
+				moved = math.Max(moved, math.Abs(2*s))
+			}
+		}
+	}
+	if worst > 1e-6 || moved == 0 {
+		t.Fatalf("PEFT merge of the adapters vs tagpr's merged export: max |Δ| %.3g (adapter delta up to %.3g)", worst, moved)
+	}
+	names, _ := lm.MapHFNames(base)
+	t.Logf("adapters on %d of %d parameters; PEFT merge matches the export within %.2g", len(ads), len(names.Params), worst)
+}
+
+// WriteTrained writes the checkpoint beside model.onnx when it can, and
+// says why not when the base model has no config.json.
+func TestWriteTrained(t *testing.T) {
+	src := filepath.Join(fixtures, "qwen3-tied")
+	base := t.TempDir()
+	if _, err := Import(src, base, ImportOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	m, err := ir.Load(filepath.Join(base, "model.onnx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "model.onnx")
+	res, err := WriteTrained(out, m, nil, nil, base)
+	if err != nil || res.Checkpoint == nil {
+		t.Fatalf("%v %+v", err, res)
+	}
+	for _, f := range []string{"model.onnx", "model.safetensors", "config.json", "generation_config.json"} {
+		if _, err := os.Stat(filepath.Join(filepath.Dir(out), f)); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+	os.Remove(filepath.Join(base, "config.json"))
+	out = filepath.Join(t.TempDir(), "model.onnx")
+	res, err = WriteTrained(out, m, nil, nil, base)
+	if err != nil || res.Checkpoint != nil || !strings.Contains(res.Skipped, "config.json") {
+		t.Fatalf("without config.json: %v %+v", err, res)
+	}
+	if _, err := os.Stat(out); err != nil {
+		t.Errorf("model.onnx not written: %v", err)
+	}
+}

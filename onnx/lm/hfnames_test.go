@@ -1,0 +1,194 @@
+package lm
+
+import (
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/tagpr/tagpr/onnx/ir"
+	"github.com/tagpr/tagpr/onnx/onnxpb"
+)
+
+// checkpointValue returns an HF parameter's values in the checkpoint's layout.
+func checkpointValue(t *testing.T, m *onnxpb.ModelProto, p HFParam) []float32 {
+	t.Helper()
+	for _, init := range m.Graph.Initializer {
+		if init.GetName() != p.Init {
+			continue
+		}
+		v, err := ir.Float32s(init)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !p.Transposed {
+			return v
+		}
+		rows, cols := p.Shape[1], p.Shape[0] // stored [in, out]
+		out := make([]float32, len(v))
+		for r := int64(0); r < rows; r++ {
+			for c := int64(0); c < cols; c++ {
+				out[c*rows+r] = v[r*cols+c]
+			}
+		}
+		return out
+	}
+	t.Fatalf("no initializer %q", p.Init)
+	return nil
+}
+
+// The Optimum exports' numbered initializers get their PyTorch parameter
+// names from the graph alone: every parameter of the PyTorch model is
+// found, with its exact values in its own layout, and GPT-2's lm head (a
+// transposed copy of wte) is a tie, not a second parameter.
+func TestHFNamesOfOptimumExports(t *testing.T) {
+	for _, name := range []string{"gpt2", "llama"} {
+		t.Run(name, func(t *testing.T) {
+			dir := filepath.Join("..", "testdata", "pytorch", name)
+			m, err := ir.Load(filepath.Join(dir, "model.onnx"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			names, err := MapHFNames(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			torch, shapes := readSafetensors(t, filepath.Join(dir, "params.safetensors"))
+			var got []string
+			for _, p := range names.Params {
+				got = append(got, p.Name)
+			}
+			var want []string
+			for k := range torch {
+				want = append(want, k)
+			}
+			sort.Strings(got)
+			sort.Strings(want)
+			if strings.Join(got, " ") != strings.Join(want, " ") {
+				t.Fatalf("parameters from the graph:\n%v\nPyTorch's:\n%v", got, want)
+			}
+			for _, p := range names.Params {
+				if !slices.Equal(p.Shape, shapes[p.Name]) {
+					t.Errorf("%s: shape %v, PyTorch %v", p.Name, p.Shape, shapes[p.Name])
+				}
+				v := checkpointValue(t, m, p)
+				for i := range v {
+					if v[i] != torch[p.Name][i] {
+						t.Fatalf("%s (initializer %s, transposed %v): value %d is %v, PyTorch %v", p.Name, p.Init, p.Transposed, i, v[i], torch[p.Name][i])
+					}
+				}
+			}
+			if len(names.Unnamed) > 0 {
+				t.Errorf("unnamed weights: %v", names.Unnamed)
+			}
+			wantTied := map[string]string{}
+			if name == "gpt2" {
+				wantTied["lm_head.weight"] = "transformer.wte.weight"
+			}
+			if len(names.Tied) != len(wantTied) || names.Tied["lm_head.weight"] != wantTied["lm_head.weight"] {
+				t.Errorf("tied %v, want %v", names.Tied, wantTied)
+			}
+			t.Logf("%d parameters, tied %v, copies %v", len(names.Params), names.Tied, names.Copies)
+		})
+	}
+}
+
+// NameWeights renames the initializers to their parameters and folds the
+// tied copy into one tensor; the model still computes PyTorch's logits.
+func TestNameWeightsKeepsTheFunction(t *testing.T) {
+	for _, name := range []string{"gpt2", "llama"} {
+		t.Run(name, func(t *testing.T) {
+			dir := filepath.Join("..", "testdata", "pytorch", name)
+			m, err := ir.Load(filepath.Join(dir, "model.onnx"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			names, err := NameWeights(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range names.Params {
+				if p.Init != p.Name {
+					t.Errorf("initializer %q not renamed to %q", p.Init, p.Name)
+				}
+			}
+			if len(names.Copies) != 0 {
+				t.Errorf("copies left: %v", names.Copies)
+			}
+			if name == "gpt2" && names.Tied["lm_head.weight"] != "transformer.wte.weight" {
+				t.Errorf("tie lost: %v", names.Tied)
+			}
+			for _, init := range m.Graph.Initializer {
+				if strings.HasPrefix(init.GetName(), "onnx::MatMul") {
+					t.Errorf("initializer %q kept its exporter name", init.GetName())
+				}
+			}
+			b, err := ir.Marshal(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			lm, err := LoadBytes(b, name+" named", LoadOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer lm.Close()
+			_, ref, prompts := loadFixture(t, name)
+			worst := forwardDiff(t, lm, ref, prompts)
+			if worst > 1e-5 {
+				t.Errorf("renamed %s differs from PyTorch by %.3g", name, worst)
+			}
+			again, err := NameWeights(m)
+			if err != nil || len(again.Params) != len(names.Params) {
+				t.Errorf("a second NameWeights: %v (%d params, first %d)", err, len(again.Params), len(names.Params))
+			}
+		})
+	}
+}
+
+// The built-in graphs name their nodes the way exporters do, so their
+// weights map to the same Hugging Face names (their initializers already
+// carry them) and the tied head is a tie.
+func TestHFNamesOfBuiltins(t *testing.T) {
+	tie := true
+	for _, c := range []Config{
+		{Arch: Llama, Layers: 2, DModel: 32, Heads: 4, KVHeads: 2, Vocab: 64, AttentionBias: true, QKNorm: true},
+		{Arch: Llama, Layers: 1, DModel: 32, Heads: 4, Vocab: 64, TieEmbeddings: &tie, OutputBias: true, MLPBias: true},
+		{Arch: GPT2, Layers: 1, DModel: 32, Heads: 4, Vocab: 64},
+	} {
+		m, err := Build(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		names, err := MapHFNames(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var weights []string
+		for _, init := range m.Graph.Initializer {
+			if !strings.HasPrefix(init.GetName(), "model.rotary.") {
+				weights = append(weights, init.GetName())
+			}
+		}
+		if len(names.Params) != len(weights) || len(names.Unnamed) > 0 {
+			t.Errorf("%+v: %d parameters named (unnamed %v) for %d weights", c, len(names.Params), names.Unnamed, len(weights))
+		}
+		var count int64
+		for _, p := range names.Params {
+			if p.Init != p.Name {
+				t.Errorf("built-in initializer %q named %q", p.Init, p.Name)
+			}
+			wantT := strings.HasSuffix(p.Name, "proj.weight") || strings.HasSuffix(p.Name, "fc_in.weight") || strings.HasSuffix(p.Name, "fc_out.weight") || p.Name == "lm_head.weight"
+			if p.Transposed != wantT {
+				t.Errorf("%s: transposed %v", p.Name, p.Transposed)
+			}
+			count += ir.NumElements(p.Shape)
+		}
+		if count != c.Params() {
+			t.Errorf("%+v: named parameters hold %d values, the config %d", c, count, c.Params())
+		}
+		if c.TieEmbeddings != nil && *c.TieEmbeddings && names.Tied["lm_head.weight"] != "model.embed_tokens.weight" {
+			t.Errorf("tied built-in: tied %v", names.Tied)
+		}
+	}
+}

@@ -1,0 +1,219 @@
+package ort
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/tagpr/tagpr/onnx/lock"
+)
+
+// Runtime is where this process's sessions run, chosen once at start from
+// the command line or the run config.
+type Runtime struct {
+	Library  string // the ONNX Runtime library ("" discovers it; see Discover and DiscoverGPU)
+	Provider string // "cpu" or "cuda"
+	Device   int    // CUDA device ordinal
+	Threads  int    // intra-op threads per session (0: ORT's default)
+	// CUDALibraries are extra folders to search for the CUDA libraries.
+	CUDALibraries []string
+}
+
+// Options are the session options that carry this runtime: the base every
+// stage's sessions start from.
+func (rt Runtime) Options() Options {
+	return Options{Provider: rt.Provider, CUDADevice: rt.Device, IntraOpThreads: rt.Threads}
+}
+
+func (rt Runtime) String() string {
+	if strings.EqualFold(rt.Provider, "cuda") {
+		return fmt.Sprintf("cuda device %d", rt.Device)
+	}
+	return rt.Provider
+}
+
+var declared struct {
+	sync.Mutex
+	rt   Runtime
+	cuda CUDAStatus
+}
+
+// Start loads ONNX Runtime for rt, checks that rt.Provider can run here and
+// declares rt the runtime of this process: from then on every session must
+// be created with Options naming the same provider and device (Options built
+// from rt.Options()). A session whose Options name none — a caller that made
+// ort.Options{} instead of passing the configured ones down — or another one
+// is refused, so nothing runs on the CPU by mistake.
+//
+// With provider cuda, Start finds an ORT build with the CUDA provider
+// (DiscoverGPU), preloads the CUDA libraries in dependency order, loads the
+// NVIDIA driver and counts devices, and fails naming everything missing.
+// Start with the zero Runtime lifts the requirement (tests that follow one
+// that declared a runtime).
+func Start(rt Runtime) error {
+	if rt.Provider == "" && rt.Library == "" {
+		declared.Lock()
+		declared.rt = Runtime{}
+		declared.Unlock()
+		return nil
+	}
+	switch rt.Provider = strings.ToLower(rt.Provider); rt.Provider {
+	case "cpu":
+		if err := Init(rt.Library); err != nil {
+			return err
+		}
+	case "cuda":
+		if err := startCUDA(&rt); err != nil {
+			return err
+		}
+	default:
+		return fmt.Errorf("unknown execution provider %q (runtime.provider / --provider: want cpu or cuda)", rt.Provider)
+	}
+	if rt.Threads < 0 {
+		return fmt.Errorf("runtime.threads %d: want ≥ 0 (0: one per core)", rt.Threads)
+	}
+	declared.Lock()
+	declared.rt = rt
+	declared.Unlock()
+	return nil
+}
+
+func startCUDA(rt *Runtime) error {
+	lib, err := DiscoverGPU(rt.Library)
+	if err != nil {
+		// Still name the driver and device, so one run says all that is missing.
+		st := DriverStatus()
+		problems := []string{err.Error()}
+		if st.Driver != "" {
+			problems = append(problems, st.Driver)
+		} else if st.Devices == 0 {
+			problems = append(problems, "no CUDA device is visible ("+st.Describe()+")")
+		}
+		return &StartCUDAError{Problems: problems}
+	}
+	st, err := prepareCUDA(lib, rt.Device, rt.CUDALibraries)
+	if err != nil {
+		return err
+	}
+	if err := Init(lib); err != nil {
+		return err
+	}
+	if err := cudaAvailable(rt.Device); err != nil {
+		return &StartCUDAError{Problems: []string{fmt.Sprintf("ONNX Runtime at %s refused the CUDA provider: %v", lib, err)}}
+	}
+	rt.Library = lib
+	declared.Lock()
+	declared.cuda = st
+	declared.Unlock()
+	return nil
+}
+
+// Declared is the runtime Start declared (the zero Runtime when none was:
+// library use, where Options are taken as given).
+func Declared() Runtime {
+	declared.Lock()
+	defer declared.Unlock()
+	return declared.rt
+}
+
+// ErrNoRuntimeOptions is wrapped by the refusal of a session created without
+// the declared runtime's options.
+var ErrNoRuntimeOptions = errors.New("session created without the runtime options")
+
+// checkRuntime refuses session options that do not carry the declared
+// runtime's provider and device.
+func checkRuntime(label string, o Options) error {
+	rt := Declared()
+	if rt.Provider == "" {
+		return nil
+	}
+	p := strings.ToLower(o.Provider)
+	switch {
+	case p == "":
+		return fmt.Errorf("load model %s: %w (no execution provider) while this process runs on %s: "+
+			"the code creating it must pass the configured ort.Options down (a tagpr bug)", label, ErrNoRuntimeOptions, rt)
+	case p != rt.Provider || p == "cuda" && o.CUDADevice != rt.Device:
+		got := Runtime{Provider: p, Device: o.CUDADevice}
+		return fmt.Errorf("load model %s: %w: it asks for %s while this process runs on %s", label, ErrNoRuntimeOptions, got, rt)
+	}
+	return nil
+}
+
+// SessionRecord is one session this process created: its label and the
+// options it was created with.
+type SessionRecord struct {
+	Label   string
+	Options Options
+}
+
+var created struct {
+	sync.Mutex
+	list []SessionRecord
+}
+
+func recordSession(label string, o Options) {
+	created.Lock()
+	defer created.Unlock()
+	created.list = append(created.list, SessionRecord{Label: label, Options: o})
+}
+
+// Sessions lists every session created in this process so far, in order:
+// tests check that each stage's sessions carry the runtime options.
+func Sessions() []SessionRecord {
+	created.Lock()
+	defer created.Unlock()
+	return append([]SessionRecord(nil), created.list...)
+}
+
+// DiscoverGPU finds an ONNX Runtime build with the CUDA provider: the
+// explicit path, then $ONNXRUNTIME_SHARED_LIBRARY_PATH, then the one
+// `tagpr setup --gpu` extracted for the nearest models.lock (from the
+// working directory, then from the executable's), then an onnxruntime-gpu
+// installed in a Python site-packages.
+func DiscoverGPU(explicit string) (string, error) {
+	if explicit != "" || os.Getenv(EnvLibraryPath) != "" {
+		p, _, err := Discover(explicit)
+		return p, err
+	}
+	var tried []string
+	starts := []string{"."}
+	if exe, err := os.Executable(); err == nil {
+		starts = append(starts, filepath.Dir(exe))
+	}
+	for _, from := range starts {
+		lf, err := lock.Find(from)
+		if err != nil {
+			continue
+		}
+		f, err := lock.Load(lf)
+		if err != nil {
+			return "", err
+		}
+		dir := f.GPUDir()
+		m, err := f.ReadManifest(dir)
+		if err != nil {
+			tried = append(tried, err.Error())
+			continue
+		}
+		for _, fl := range m.Files {
+			if strings.HasPrefix(fl.Name, "libonnxruntime.so.") {
+				return filepath.Join(dir, fl.Name), nil
+			}
+		}
+		tried = append(tried, dir+" holds no libonnxruntime.so.*")
+	}
+	for _, sp := range sitePackages() {
+		libs, _ := filepath.Glob(filepath.Join(sp, "onnxruntime", "capi", "libonnxruntime.so.1*"))
+		for _, l := range libs {
+			if gpuLibraryProblem(l) == "" {
+				return l, nil
+			}
+		}
+	}
+	tried = append(tried, "no onnxruntime-gpu in Python's site-packages")
+	return "", fmt.Errorf("%w: no ONNX Runtime build with the CUDA provider found (%s); run `tagpr setup --gpu` "+
+		"(or `make setup-gpu`) on a machine with network, or set %s", ErrLibraryMissing, strings.Join(tried, "; "), EnvLibraryPath)
+}

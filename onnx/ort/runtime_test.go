@@ -1,0 +1,152 @@
+package ort
+
+import (
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// lift undoes a test's Start, so later tests see no declared runtime.
+func lift(t *testing.T) {
+	t.Cleanup(func() { Start(Runtime{}) })
+}
+
+// Once a runtime is declared, a session whose Options do not carry it —
+// none at all, or another provider — is refused; one built from
+// rt.Options() is created and recorded with those options.
+func TestSessionsMustCarryTheDeclaredRuntime(t *testing.T) {
+	model := filepath.Join("..", "testdata", "pytorch", "gpt2", "model.onnx")
+	rt := Runtime{Provider: "CPU", Threads: 1}
+	if err := Start(rt); err != nil {
+		t.Fatal(err)
+	}
+	lift(t)
+	if got := Declared(); got.Provider != "cpu" || got.Threads != 1 {
+		t.Fatalf("declared %+v", got)
+	}
+	before := len(Sessions())
+	_, err := NewSessionFromFile(model, Options{})
+	if !errors.Is(err, ErrNoRuntimeOptions) || !strings.Contains(err.Error(), model) || !strings.Contains(err.Error(), "pass the configured ort.Options down") {
+		t.Fatalf("session without runtime options: %v", err)
+	}
+	if _, err := NewSessionFromFile(model, Options{Provider: "cuda"}); !errors.Is(err, ErrNoRuntimeOptions) || !strings.Contains(err.Error(), "runs on cpu") {
+		t.Fatalf("session for another provider: %v", err)
+	}
+	s, err := NewSessionFromFile(model, Declared().Options())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Destroy()
+	recs := Sessions()[before:]
+	if len(recs) != 1 || recs[0].Label != model || recs[0].Options.Provider != "cpu" || recs[0].Options.IntraOpThreads != 1 {
+		t.Fatalf("recorded sessions %+v, want the one created with the runtime's options", recs)
+	}
+	if err := Start(Runtime{Provider: "tpu"}); err == nil || !strings.Contains(err.Error(), "tpu") {
+		t.Fatalf("unknown provider: %v", err)
+	}
+	// Lifted, options are taken as given again (library use).
+	Start(Runtime{})
+	if s, err := NewSessionFromFile(model, Options{}); err != nil {
+		t.Fatal(err)
+	} else {
+		s.Destroy()
+	}
+}
+
+// cLib compiles a small shared library (no dependencies) named name in dir.
+func cLib(t *testing.T, dir, name string) string {
+	t.Helper()
+	src := filepath.Join(t.TempDir(), "lib.c")
+	os.WriteFile(src, []byte("int tagpr_fake_"+strings.NewReplacer(".", "_", "-", "_").Replace(name)+"(void) { return 1; }\n"), 0o644)
+	out := filepath.Join(dir, name)
+	if b, err := exec.Command("cc", "-shared", "-fPIC", "-Wl,-soname,"+name, "-o", out, src).CombinedOutput(); err != nil {
+		t.Fatalf("compile %s: %v\n%s", name, err, b)
+	}
+	return out
+}
+
+// fakeGPULayout is a folder laid out like `tagpr setup --gpu` leaves it: the
+// real (CPU) ORT library under the GPU build's name, a provider library
+// beside it, and stand-ins for the CUDA libraries.
+func fakeGPULayout(t *testing.T, withLibs bool) string {
+	t.Helper()
+	cpu, _, err := Discover("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	lib := filepath.Join(dir, "libonnxruntime.so.1.31.1")
+	if err := os.Symlink(cpu, lib); err != nil {
+		t.Fatal(err)
+	}
+	cLib(t, dir, CUDAProviderLibrary)
+	if withLibs {
+		for _, l := range cudaLibs {
+			cLib(t, dir, l.Soname)
+		}
+	}
+	return lib
+}
+
+// Without a GPU, --provider cuda fails at start naming what is missing, and
+// creates nothing; here the machine has no NVIDIA driver.
+func TestCUDARefusedWithoutDriverNamingWhatIsMissing(t *testing.T) {
+	if DriverStatus().Driver == "" {
+		t.Fatal("this test expects a machine without the NVIDIA driver (libcuda.so.1); on a GPU machine run scripts/gpu/check.sh instead")
+	}
+	before := len(Sessions())
+	// The CPU-only library: the build and the driver are both named.
+	cpu, _, _ := Discover("")
+	err := Start(Runtime{Provider: "cuda", Library: cpu})
+	var se *StartCUDAError
+	if !errors.As(err, &se) {
+		t.Fatalf("Start(cuda) on a CPU-only library: %v", err)
+	}
+	for _, want := range []string{"CPU-only", CUDAProviderLibrary, "tagpr setup --gpu", "libcuda.so.1", "no NVIDIA driver"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("refusal lacks %q:\n%v", want, err)
+		}
+	}
+	// A GPU build with every CUDA library present: only the driver is missing.
+	err = Start(Runtime{Provider: "cuda", Library: fakeGPULayout(t, true)})
+	if !errors.As(err, &se) || len(se.Problems) != 1 || !strings.Contains(se.Problems[0], "libcuda.so.1") {
+		t.Fatalf("GPU build without a driver: %v", err)
+	}
+	if Declared().Provider == "cuda" || len(Sessions()) != before {
+		t.Fatal("a failed Start declared cuda or created sessions")
+	}
+	// Nothing sets up CUDA behind the caller's back.
+	if _, err := sessionOptions(Options{Provider: "cuda"}); err == nil {
+		t.Fatal("a cuda session option was accepted without Start")
+	}
+}
+
+// The CUDA libraries are found in the ORT library's folder first, then in
+// extra folders, and each one that does not load is named with its package.
+func TestCUDALibrariesFoundAndPreloadedInOrder(t *testing.T) {
+	ortLib := fakeGPULayout(t, false)
+	extra := t.TempDir()
+	for _, l := range cudaLibs[:3] {
+		cLib(t, extra, l.Soname)
+	}
+	cLib(t, filepath.Dir(ortLib), "libcudart.so.13") // the ORT folder wins over extra
+	found := findCUDALibs(cudaSearchDirs(ortLib, []string{extra}))
+	if found["libcudart.so.13"] != filepath.Join(filepath.Dir(ortLib), "libcudart.so.13") || found["libcublas.so.13"] != filepath.Join(extra, "libcublas.so.13") {
+		t.Fatalf("found %v", found)
+	}
+	found["libcurand.so.10"] = filepath.Join(extra, "missing", "libcurand.so.10")
+	found["libcudnn.so.9"] = filepath.Join(extra, "missing", "libcudnn.so.9")
+	loaded, problems := preloadCUDA(found)
+	if len(loaded) != 3 || len(problems) != 2 {
+		t.Fatalf("loaded %v, problems %v", loaded, problems)
+	}
+	if !strings.Contains(problems[0], "libcurand.so.10") || !strings.Contains(problems[0], "nvidia-curand") || !strings.Contains(problems[1], "nvidia-cudnn-cu13") {
+		t.Fatalf("problems %v", problems)
+	}
+	if s := CUDAProviderStatus(ortLib); !strings.Contains(s, "present") {
+		t.Fatalf("provider status %q", s)
+	}
+}
