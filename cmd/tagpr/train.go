@@ -44,7 +44,7 @@ type trainLMOptions struct {
 	LoRAAlpha                           float64
 	LoRATargets, Trainable              []string
 	Seed                                uint64
-	Packing                             bool
+	Packing, Recompute                  bool
 	MaxMemoryGB                         float64
 }
 
@@ -95,6 +95,7 @@ in PEFT's format to OUT/adapter (PeftModel.from_pretrained(base, "OUT/adapter"))
 	f.StringSliceVar(&o.Trainable, "trainable", nil, "modules (or weights) to train without LoRA, by Hugging Face name (model.layers.0.*, q_proj); default: all")
 	f.Uint64Var(&o.Seed, "seed", 1, "seed for data order and LoRA init")
 	f.Float64Var(&o.MaxMemoryGB, "max-memory-gb", 0, "refuse to start when the estimated peak memory exceeds this many GiB (0: the machine's memory; -1: no check)")
+	f.BoolVar(&o.Recompute, "recompute", false, "keep only each block's input from the forward pass and recompute the rest in the backward pass (less memory at long sequences, one more forward pass)")
 	f.BoolVar(&o.Packing, "packing", false, "pack several sequences into each --seq-len row (attention stays inside each; needs a model with position_ids)")
 	return cmd
 }
@@ -148,7 +149,7 @@ func runTrainLM(ctx context.Context, cmd *cobra.Command, o trainLMOptions) error
 	if hc != nil && len(hc.PadTokenID) > 0 {
 		pad = hc.PadTokenID[0]
 	}
-	spec := train.LMTraining{Batch: int64(o.Batch), SeqLen: int64(o.SeqLen), Trainable: o.Trainable, Packed: o.Packing}
+	spec := train.LMTraining{Batch: int64(o.Batch), SeqLen: int64(o.SeqLen), Trainable: o.Trainable, Packed: o.Packing, Recompute: o.Recompute}
 	if o.LoRARank > 0 {
 		alpha := o.LoRAAlpha
 		if alpha == 0 {

@@ -261,6 +261,8 @@ type rssSpec struct {
 	Chunk int // LMTraining.Chunk
 	LoRA  int // adapter rank; 0: full fine-tuning
 	Steps int
+	// Recompute: LMTraining.Recompute.
+	Recompute bool
 }
 
 // benchRSS is BenchmarkTrainStep's run.
@@ -329,7 +331,7 @@ func rssChild(js string) error {
 	if err != nil {
 		return err
 	}
-	o := LMTraining{Batch: spec.B, SeqLen: spec.T, Chunk: spec.Chunk}
+	o := LMTraining{Batch: spec.B, SeqLen: spec.T, Chunk: spec.Chunk, Recompute: spec.Recompute}
 	if spec.LoRA > 0 {
 		o.LoRA = &LoRA{Rank: spec.LoRA, Alpha: float64(2 * spec.LoRA), Seed: 1}
 		o.FrozenAsInputs = true

@@ -259,6 +259,10 @@ type LMTraining struct {
 	// Policy, when set, trains with the GRPO-family loss instead of the
 	// next-token cross-entropy (batches then carry advantages and log-probs).
 	Policy *PolicyLoss
+	// Recompute: keep only segment boundaries (the residual stream between
+	// blocks) from the forward pass and recompute each segment's activations
+	// in the backward pass (less memory for one more forward pass).
+	Recompute bool
 	// Packed: batches hold several examples per row (LMDataset.Packed);
 	// attention stays inside each example (the model must take position_ids).
 	Packed bool
@@ -323,7 +327,7 @@ func BuildLMTraining(m *onnxpb.ModelProto, o LMTraining) (*TrainingGraph, []Adap
 	if len(params) == 0 {
 		return nil, nil, fmt.Errorf("build training graph: the model has no trainable weight")
 	}
-	tg, err := differentiate(sp, loss, params, o.Keep)
+	tg, err := differentiate(sp, loss, params, o.Keep, diffOptions{recompute: o.Recompute})
 	if err != nil {
 		return nil, nil, err
 	}

@@ -95,6 +95,21 @@ func EstimateMemory(tg *TrainingGraph) MemoryEstimate {
 			}
 		}
 	}
+	// Recomputed values (LMTraining.Recompute) live one segment at a time:
+	// their total over the segments (one gate each) is a segment's share.
+	recomputed := map[string]bool{}
+	var recomputedBytes, segments int64
+	for _, n := range g.Node {
+		if strings.HasPrefix(n.GetName(), recomputePrefix) {
+			for _, o := range n.Output {
+				recomputed[o] = true
+				recomputedBytes += size(tg.Types[o])
+			}
+			if n.GetOpType() == "Where" && strings.HasPrefix(n.GetName(), recomputePrefix+"gate/") {
+				segments++
+			}
+		}
+	}
 	kept := map[string]bool{}
 	var biggest int64
 	for _, n := range g.Node {
@@ -102,7 +117,7 @@ func EstimateMemory(tg *TrainingGraph) MemoryEstimate {
 			continue
 		}
 		for _, in := range n.Input {
-			if fwd[in] && !kept[in] {
+			if fwd[in] && !kept[in] && !recomputed[in] {
 				kept[in] = true
 				e.Activations += size(tg.Types[in])
 			}
@@ -111,14 +126,17 @@ func EstimateMemory(tg *TrainingGraph) MemoryEstimate {
 			biggest = max(biggest, size(tg.Types[o]))
 		}
 	}
+	if segments > 0 {
+		e.Transient += recomputedBytes / segments
+	}
 	// Outside the backward pass: the forward's own largest values (an
 	// operator's input and output both live).
 	for v := range fwd {
-		if !kept[v] {
+		if !kept[v] && !recomputed[v] {
 			biggest = max(biggest, size(tg.Types[v]))
 		}
 	}
-	e.Transient = 3*biggest + chunkedHeadBytes(g, tg.Types)
+	e.Transient += 3*biggest + chunkedHeadBytes(g, tg.Types)
 	e.Runtime = runtimeBaseline
 	return e
 }
