@@ -106,7 +106,7 @@ func recomputeSegments(g *onnxpb.GraphProto, fwd []*onnxpb.NodeProto, owner map[
 	}
 	e := newEditor(g)
 	e.prefix = recomputePrefix + "gate/"
-	var glue []*onnxpb.NodeProto // the gated boundaries, made in the backward pass
+	var glue []*onnxpb.NodeProto    // the gated boundaries, made in the backward pass
 	gated := map[[2]string]string{} // (value, trigger) → gated value
 	gate := func(v, trig string) string {
 		if r, ok := gated[[2]string{v, trig}]; ok {
