@@ -149,7 +149,8 @@ func runTrainLM(ctx context.Context, cmd *cobra.Command, o trainLMOptions) error
 	if hc != nil && len(hc.PadTokenID) > 0 {
 		pad = hc.PadTokenID[0]
 	}
-	spec := train.LMTraining{Batch: int64(o.Batch), SeqLen: int64(o.SeqLen), Trainable: o.Trainable, Packed: o.Packing, Recompute: o.Recompute}
+	spec := train.LMTraining{Batch: int64(o.Batch), SeqLen: int64(o.SeqLen), Trainable: o.Trainable, Packed: o.Packing, Recompute: o.Recompute,
+		Consume: true} // the export reloads the model
 	if o.LoRARank > 0 {
 		alpha := o.LoRAAlpha
 		if alpha == 0 {

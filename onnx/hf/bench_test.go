@@ -1,6 +1,7 @@
 package hf
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -16,6 +17,16 @@ import (
 const importChildEnv = "TAGPR_HF_IMPORT_CHILD"
 
 func TestMain(m *testing.M) {
+	if js := os.Getenv(loraChildEnv); js != "" {
+		r, err := loraChild(js)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		out, _ := json.Marshal(r)
+		fmt.Printf("lora %s\n", out)
+		os.Exit(0)
+	}
 	if args := os.Getenv(importChildEnv); args != "" {
 		var src, out string
 		fmt.Sscanf(args, "%s %s", &src, &out)

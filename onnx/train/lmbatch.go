@@ -259,6 +259,9 @@ type LMTraining struct {
 	// Policy, when set, trains with the GRPO-family loss instead of the
 	// next-token cross-entropy (batches then carry advantages and log-probs).
 	Policy *PolicyLoss
+	// Consume builds from m itself, changing it, instead of a copy: one
+	// copy of the weights fewer for callers that are done with m.
+	Consume bool
 	// Recompute: keep only segment boundaries (the residual stream between
 	// blocks) from the forward pass and recompute each segment's activations
 	// in the backward pass (less memory for one more forward pass).
@@ -274,9 +277,12 @@ type LMTraining struct {
 
 // BuildLMTraining derives the SFT training graph of a causal LM (Optimum
 // layout): optional LoRA, the masked next-token loss, specialization to
-// Batch×SeqLen with an empty past, and the backward pass. m is not changed.
+// Batch×SeqLen with an empty past, and the backward pass. m is not changed
+// unless Consume.
 func BuildLMTraining(m *onnxpb.ModelProto, o LMTraining) (*TrainingGraph, []Adapter, error) {
-	m = cloneModel(m)
+	if !o.Consume {
+		m = cloneModel(m)
+	}
 	var adapters []Adapter
 	var selected []PatternMatch
 	if o.LoRA != nil {

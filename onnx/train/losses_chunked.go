@@ -6,6 +6,8 @@ import (
 	"math"
 	"strings"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/tagpr/tagpr/onnx/ir"
 	"github.com/tagpr/tagpr/onnx/onnxpb"
 )
@@ -360,8 +362,9 @@ func (b *lossBuilder) chunkedLogprobs(head lmHead, logits, ids string, chunk int
 	var scanOut []string
 	info := fusedHead{Hidden: head.hidden, Weight: head.weight}
 	if withGrad {
-		zero := b.scalar(0)
-		scanIn = append([]string{b.op("Expand", []string{zero, wShape})}, scanIn...)
+		// The accumulator starts as W·0: zeros ORT cannot fold into a
+		// constant of W's size at session creation, as it does Expand(0, shape).
+		scanIn = append([]string{b.op("Mul", []string{head.weight, b.scalar(0)})}, scanIn...)
 		for _, sd := range grad.sides {
 			scanIn = append(scanIn, chunks(sd))
 		}
@@ -572,4 +575,44 @@ func seedFusedHeads(g *onnxpb.GraphProto, loss string, needs map[string]bool, co
 		}
 	}
 	return heads, nil
+}
+
+// probeWithoutHeadGrads returns nodes (a graph's, in order) with each
+// chunked head's Scan replaced by a copy without the weight gradient and the
+// node exposing that gradient left out, for specialization's probe (pg);
+// skip maps the values left out to the weight whose type they have.
+func probeWithoutHeadGrads(pg *onnxpb.GraphProto, nodes []*onnxpb.NodeProto) ([]*onnxpb.NodeProto, map[string]string, error) {
+	heads, err := fusedHeads(&onnxpb.GraphProto{Node: nodes})
+	if err != nil {
+		return nil, nil, err
+	}
+	skip := map[string]string{}
+	swap := map[*onnxpb.NodeProto]*onnxpb.NodeProto{}
+	for n, f := range heads {
+		if f.GradWeight == "" {
+			continue
+		}
+		// The gradient, its seed output and its W·0 start.
+		skip[n.Output[0]], skip[f.GradWeight], skip[n.Input[0]] = f.Weight, f.Weight, f.Weight
+		c := proto.Clone(n).(*onnxpb.NodeProto)
+		fc := *f
+		trimFusedHead(pg, c, &fc, true, false)
+		swap[n] = c
+	}
+	if len(skip) == 0 {
+		return append([]*onnxpb.NodeProto{}, nodes...), skip, nil
+	}
+	var out []*onnxpb.NodeProto
+	for _, n := range nodes {
+		if c, ok := swap[n]; ok {
+			n = c
+		}
+		if len(n.Output) == 1 {
+			if _, ok := skip[n.Output[0]]; ok && (n.GetOpType() == "Identity" || n.GetOpType() == "Mul") {
+				continue
+			}
+		}
+		out = append(out, n)
+	}
+	return out, skip, nil
 }

@@ -1,12 +1,14 @@
 package train
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
 	"sort"
 	"strconv"
 	"strings"
+	"unsafe"
 
 	"github.com/tagpr/tagpr/onnx/ir"
 	"github.com/tagpr/tagpr/onnx/onnxpb"
@@ -80,7 +82,7 @@ func EstimateMemory(tg *TrainingGraph) MemoryEstimate {
 		e.Optimizer += 2 * n
 	}
 	for _, f := range tg.Frozen {
-		e.Weights += 2 * initBytes(tg.Initial[f])
+		e.Weights += initBytes(tg.Initial[f]) // the trainer reads the graph's copy (frozenData)
 	}
 	g := tg.Model.Graph
 	for _, t := range g.Initializer {
@@ -246,4 +248,17 @@ func (e MemoryEstimate) Fits(limit int64, k MemoryKnobs) error {
 		msg += ": " + strings.Join(hints, ", or ")
 	}
 	return errors.New(msg)
+}
+
+// frozenData is a frozen weight's values for the trainer: a view of the
+// tensor's bytes when they are float32 in this machine's byte order and
+// aligned (frozen weights are only read, so one copy serves both), else a
+// copy.
+func frozenData(t *onnxpb.TensorProto) ([]float32, error) {
+	raw := t.GetRawData()
+	if t.GetDataType() == ir.Float && len(raw) >= 4 && int64(len(raw)) == 4*ir.NumElements(t.GetDims()) &&
+		uintptr(unsafe.Pointer(&raw[0]))%4 == 0 && binary.NativeEndian.Uint16([]byte{1, 0}) == 1 {
+		return unsafe.Slice((*float32)(unsafe.Pointer(&raw[0])), len(raw)/4), nil
+	}
+	return ir.Float32s(t)
 }

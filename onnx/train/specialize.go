@@ -152,6 +152,12 @@ func specialize(m *onnxpb.ModelProto, shapes map[string][]int64) (*Specialized, 
 		}
 		probe.Graph.Initializer = append(probe.Graph.Initializer, t)
 	}
+	// The probe leaves out the chunked heads' weight gradient (its type is
+	// the weight's): computing it would cost the probe [D,V] buffers.
+	probeNodes, skip, err := probeWithoutHeadGrads(probe.Graph, g.Node)
+	if err != nil {
+		return nil, fmt.Errorf("specialize: %w", err)
+	}
 	pe := newEditor(probe.Graph)
 	pe.prefix = "spec/"
 	probe.Graph.Output = nil
@@ -168,7 +174,7 @@ func specialize(m *onnxpb.ModelProto, shapes map[string][]int64) (*Specialized, 
 	var groups [][]*onnxpb.NodeProto
 	for _, n := range g.Node {
 		for _, o := range n.Output {
-			if o == "" {
+			if _, skipped := skip[o]; o == "" || skipped {
 				continue
 			}
 			from := len(probe.Graph.Node)
@@ -188,7 +194,7 @@ func specialize(m *onnxpb.ModelProto, shapes map[string][]int64) (*Specialized, 
 			groups = append(groups, probe.Graph.Node[from:])
 		}
 	}
-	probe.Graph.Node = append([]*onnxpb.NodeProto{}, g.Node...)
+	probe.Graph.Node = probeNodes
 	for i := len(groups) - 1; i >= 0; i-- {
 		probe.Graph.Node = append(probe.Graph.Node, groups[i]...)
 	}
@@ -231,6 +237,9 @@ func specialize(m *onnxpb.ModelProto, shapes map[string][]int64) (*Specialized, 
 	}
 	defer res.Destroy()
 
+	for v, w := range skip {
+		types[v] = types[w]
+	}
 	folded := map[string]*onnxpb.TensorProto{}
 	for _, o := range order {
 		p := probes[o]

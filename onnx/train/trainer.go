@@ -110,7 +110,7 @@ func NewTrainer(tg *TrainingGraph, o TrainerOptions) (*Trainer, error) {
 	}
 	for _, name := range tg.Frozen {
 		init := tg.Initial[name]
-		data, err := ir.Float32s(init)
+		data, err := frozenData(init)
 		if err != nil || init.GetDataType() != ir.Float {
 			t.Close()
 			return nil, fmt.Errorf("new trainer: frozen weight %q must be float32 (%s): %v", name, init.GetDataType(), err)
