@@ -16,7 +16,7 @@ setup: build
 	./$(BIN) setup
 
 demo: setup
-	./$(BIN) demo
+	./$(BIN) run -c configs/demo.yaml
 
 vet:
 	$(GO) vet ./...

@@ -25,19 +25,27 @@ import (
 type Format int
 
 const (
-	IPC     Format = iota // Arrow IPC file format (".arrow", ".ipc", ".feather")
-	Parquet               // Parquet (".parquet")
+	// IPCStream is the Arrow IPC stream format (".arrow", ".ipc"): what
+	// Hugging Face datasets writes and Dataset.from_file reads, and what
+	// pyarrow.ipc.open_stream reads.
+	IPCStream Format = iota
+	// IPCFile is the Arrow IPC file format (".feather": Feather v2), with
+	// a footer for random access.
+	IPCFile
+	Parquet // Parquet (".parquet"): pyarrow, DuckDB, Hugging Face datasets
 )
 
 // FormatOf picks the format from a path's extension.
 func FormatOf(path string) (Format, error) {
 	switch strings.ToLower(filepath.Ext(path)) {
-	case ".arrow", ".ipc", ".feather":
-		return IPC, nil
+	case ".arrow", ".ipc":
+		return IPCStream, nil
+	case ".feather":
+		return IPCFile, nil
 	case ".parquet", ".pq":
 		return Parquet, nil
 	}
-	return 0, fmt.Errorf("%s: unknown extension (want .arrow, .ipc, .feather or .parquet)", path)
+	return 0, fmt.Errorf("%s: unknown extension (want .arrow or .ipc (Arrow IPC stream), .feather (IPC file) or .parquet)", path)
 }
 
 // Default write batching: flush a record batch at whichever comes first.
@@ -52,9 +60,14 @@ type BatchWriter struct {
 	path   string
 	schema *arrow.Schema
 	pf     *renameio.PendingFile
-	ipcw   *ipc.FileWriter
-	pqw    *pqarrow.FileWriter
+	w      recordWriter
 	done   bool
+}
+
+// recordWriter is the writer of one format (IPC stream, IPC file, Parquet).
+type recordWriter interface {
+	Write(arrow.RecordBatch) error
+	Close() error
 }
 
 // CreateBatchWriter starts writing path in the format its extension names.
@@ -74,11 +87,13 @@ func CreateBatchWriter(path string, schema *arrow.Schema) (*BatchWriter, error) 
 	}
 	w := &BatchWriter{path: path, schema: schema, pf: pf}
 	switch format {
-	case IPC:
-		w.ipcw, err = ipc.NewFileWriter(pf, ipc.WithSchema(schema))
+	case IPCStream:
+		w.w = ipc.NewWriter(pf, ipc.WithSchema(schema))
+	case IPCFile:
+		w.w, err = ipc.NewFileWriter(pf, ipc.WithSchema(schema))
 	case Parquet:
 		props := parquet.NewWriterProperties(parquet.WithCompression(compress.Codecs.Snappy))
-		w.pqw, err = pqarrow.NewFileWriter(schema, noClose{pf}, props, pqarrow.NewArrowWriterProperties(pqarrow.WithStoreSchema()))
+		w.w, err = pqarrow.NewFileWriter(schema, noClose{pf}, props, pqarrow.NewArrowWriterProperties(pqarrow.WithStoreSchema()))
 	}
 	if err != nil {
 		pf.Cleanup()
@@ -92,13 +107,7 @@ func (w *BatchWriter) Schema() *arrow.Schema { return w.schema }
 
 // Write appends one record batch.
 func (w *BatchWriter) Write(rec arrow.RecordBatch) error {
-	var err error
-	if w.ipcw != nil {
-		err = w.ipcw.Write(rec)
-	} else {
-		err = w.pqw.Write(rec)
-	}
-	if err != nil {
+	if err := w.w.Write(rec); err != nil {
 		return fmt.Errorf("write %s: %w", w.path, err)
 	}
 	return nil
@@ -110,12 +119,7 @@ func (w *BatchWriter) Commit() error {
 		return fmt.Errorf("write %s: already closed", w.path)
 	}
 	w.done = true
-	var err error
-	if w.ipcw != nil {
-		err = w.ipcw.Close()
-	} else {
-		err = w.pqw.Close()
-	}
+	err := w.w.Close()
 	if err == nil {
 		err = w.pf.CloseAtomicallyReplace()
 	}

@@ -66,7 +66,12 @@ func ImportLaMP(opts ImportOptions) (ImportStats, error) {
 		w.MaxRows = opts.BatchRows
 	}
 	joined := 0
+	first := map[string]int{} // id → record index: two questions with one id would join one gold twice
 	n, size, err := ScanQuestions(opts.Questions, opts.Task, func(e *Example) error {
+		if i, dup := first[e.ID]; dup {
+			return fmt.Errorf("duplicate id: record %d has id %q too", i, e.ID)
+		}
+		first[e.ID] = len(first)
 		e.Split, e.Scheme = opts.Split, opts.Scheme
 		if golds != nil {
 			g, ok := golds[e.ID]
@@ -236,6 +241,7 @@ func ReadOutputs(path string, t *Task) (map[string]Gold, error) {
 				return nil, fail("golds: want a list: %v", err)
 			}
 			var prev string
+			index := map[string]int{}
 			for i := 0; dec.More(); i++ {
 				var g struct {
 					ID     json.RawMessage `json:"id"`
@@ -253,9 +259,10 @@ func ReadOutputs(path string, t *Task) (map[string]Gold, error) {
 				if err != nil || !ok || keep {
 					return nil, fail("gold %d (id %q): output missing or not a string", i, id)
 				}
-				if _, dup := golds[id]; dup {
-					return nil, fail("gold %d: duplicate id %q", i, id)
+				if j, dup := index[id]; dup {
+					return nil, fail("gold %d: duplicate id %q (gold %d has it too)", i, id, j)
 				}
+				index[id] = i
 				gd := Gold{Output: out}
 				if g.Chain != nil {
 					gd.Chain = *g.Chain

@@ -138,6 +138,11 @@ func TestImportMalformed(t *testing.T) {
 		{"gold missing", `[` + good + `, {"id": "3", "input": "a", "profile": []}]`, outputs, []string{"record 1", `id "3"`, "no gold"}},
 		{"gold without question", `[` + good + `]`, outputs, []string{"golds whose id is not a question", `"2"`}},
 		{"trailing data", `[` + good + `] x`, "", []string{"after the closing"}},
+		// Two questions with one id (the issue: 16 rows accepted, 2 with one id): both records named.
+		{"duplicate question id", `[` + good + `, {"id": "2", "input": "a", "profile": []}, {"id": "1", "input": "b", "profile": []}]`, "",
+			[]string{"record 2", `id "1"`, "duplicate id: record 0"}},
+		{"duplicate gold id", `[` + good + `]`, writeFile(t, filepath.Join(tmp, "dup_outputs.json"), `{"task": "LaMP_7", "golds": [{"id": "1", "output": "x"}, {"id": "1", "output": "y"}]}`),
+			[]string{"gold 1", `duplicate id "1"`, "gold 0 has it too"}},
 	}
 	for _, c := range cases {
 		q := writeFile(t, filepath.Join(tmp, "questions.json"), c.questions)
@@ -152,7 +157,7 @@ func TestImportMalformed(t *testing.T) {
 				t.Errorf("%s: error %q does not mention %q", c.name, err, w)
 			}
 		}
-		if c.name != "gold without question" && !strings.Contains(err.Error(), q) {
+		if c.name != "gold without question" && c.name != "duplicate gold id" && !strings.Contains(err.Error(), q) {
 			t.Errorf("%s: error %q does not name the file", c.name, err)
 		}
 		if _, serr := os.Stat(out); !os.IsNotExist(serr) {

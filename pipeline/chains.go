@@ -18,10 +18,15 @@ type ChainFilter struct {
 	// MinReward is the task reward an answer needs to count as correct:
 	// default 1 (exact) for classification and rating, GenerationMinReward
 	// for generation tasks.
-	MinReward           float64
-	GenerationMinReward float64 // default 0.5 (ROUGE-L F1)
-	MinSteps, MaxSteps  int     // tagged steps (defaults 2 and 16)
-	MaxChars            int     // whole chain in bytes (default 6000)
+	MinReward           float64 `mapstructure:"min_reward"`
+	GenerationMinReward float64 `mapstructure:"generation_min_reward"` // default 0.5 (ROUGE-L F1)
+	MinSteps            int     `mapstructure:"min_steps"`             // tagged steps (default 2)
+	MaxSteps            int     `mapstructure:"max_steps"`             // (default 16)
+	MaxChars            int     `mapstructure:"max_chars"`             // whole chain in bytes (default 6000)
+	// KeepDuplicates keeps chains whose text an earlier kept chain has
+	// (different examples may share one right reasoning, as the synthetic
+	// benchmark's gold chains do); their verdict still names the first.
+	KeepDuplicates bool `mapstructure:"keep_duplicates"`
 }
 
 func (f ChainFilter) withDefaults() ChainFilter {
@@ -135,7 +140,7 @@ func GenerateChains(ctx context.Context, cfg ChainsConfig) (ChainsStats, error) 
 	if cfg.Shard.Count > 1 {
 		return st, nil
 	}
-	ms, err := MergeChains(cfg.Examples, cfg.Out)
+	ms, err := MergeChains(cfg.Examples, cfg.Out, cfg.Filter.KeepDuplicates)
 	ms.Skipped, ms.Done = st.Skipped, st.Done
 	return ms, err
 }
@@ -145,40 +150,63 @@ func GenerateChains(ctx context.Context, cfg ChainsConfig) (ChainsStats, error) 
 // chains kept before in that order: so Out is the same bytes however the
 // work was split into shards, restarted or resumed. Every example must have
 // rows (a worker that has not finished is an error naming the gap).
-func MergeChains(examples, out string) (ChainsStats, error) {
+// keepDuplicates keeps duplicate chains (ChainFilter.KeepDuplicates).
+func MergeChains(examples, out string, keepDuplicates bool) (ChainsStats, error) {
 	st := ChainsStats{Merged: true}
 	order, err := datasets.ReadInputOrder(examples)
 	if err != nil {
 		return st, fmt.Errorf("chains: %w", err)
 	}
-	seen := map[string]string{} // normalized-chain hash → id of the first kept chain with it
-	markDuplicates := func(row *datasets.Chain) error {
-		others := true
-		for _, v := range row.Verdicts {
-			others = others && v.Pass
-		}
-		h := chainHash(row.Chain)
-		first, dup := seen[h]
-		if dup {
-			row.Verdicts = append(row.Verdicts, datasets.Verdict{Name: VerdictDuplicate, Detail: "same text as the kept chain of " + first, HasDetail: true})
-		} else {
-			row.Verdicts = append(row.Verdicts, datasets.Verdict{Name: VerdictDuplicate, Pass: true})
-		}
-		row.Keep = others && !dup
-		if row.Keep {
-			seen[h] = row.ID
-			st.Kept++
-		}
+	d := newDuplicates(keepDuplicates)
+	mark := func(row *datasets.Chain) error {
+		d.mark(row)
 		return nil
 	}
 	read := func(f string) ([]datasets.Chain, error) { return datasets.ReadChains(f, datasets.ReadOptions{}) }
 	rows, err := datasets.Assemble(datasets.PartsFor(out, datasets.Shard{}), out, order, read,
-		func(c *datasets.Chain) string { return c.ID }, datasets.CreateChains, markDuplicates)
+		func(c *datasets.Chain) string { return c.ID }, datasets.CreateChains, mark)
 	if err != nil {
 		return st, fmt.Errorf("chains: %w", err)
 	}
-	st.Rows = int(rows)
+	st.Rows, st.Kept = int(rows), d.kept
 	return st, nil
+}
+
+// duplicates decides the last verdict (not_duplicate) and keep of chain
+// rows taken in order: a chain is a duplicate when an earlier kept chain has
+// the same normalized text.
+type duplicates struct {
+	seen map[string]string // normalized-chain hash → id of the first kept chain with it
+	keep bool              // keep duplicates anyway
+	kept int
+}
+
+func newDuplicates(keep bool) *duplicates { return &duplicates{seen: map[string]string{}, keep: keep} }
+
+func (d *duplicates) mark(row *datasets.Chain) {
+	others := true
+	for _, v := range row.Verdicts {
+		others = others && v.Pass
+	}
+	h := chainHash(row.Chain)
+	first, dup := d.seen[h]
+	switch {
+	case dup && d.keep:
+		row.Verdicts = append(row.Verdicts, datasets.Verdict{Name: VerdictDuplicate, Pass: true,
+			Detail: "same text as the kept chain of " + first + "; kept (keep_duplicates)", HasDetail: true})
+		dup = false
+	case dup:
+		row.Verdicts = append(row.Verdicts, datasets.Verdict{Name: VerdictDuplicate, Detail: "same text as the kept chain of " + first, HasDetail: true})
+	default:
+		row.Verdicts = append(row.Verdicts, datasets.Verdict{Name: VerdictDuplicate, Pass: true})
+	}
+	row.Keep = others && !dup
+	if row.Keep {
+		if _, ok := d.seen[h]; !ok {
+			d.seen[h] = row.ID
+		}
+		d.kept++
+	}
 }
 
 // chainGen turns examples into chain rows.
@@ -200,6 +228,9 @@ type candidate struct {
 
 func (g *chainGen) prompt(ex *datasets.Example) []datasets.Message {
 	p := Parts(g.task, ex, g.cfg.Taxonomy, g.cfg.Prompt, false)
+	// The policy learns the tag names from its chains; the teacher must be
+	// told them, or it invents its own and nothing is kept.
+	p.Instruction += "\n\n" + TagGuide(g.cfg.Taxonomy)
 	p.System = g.cfg.System
 	var msgs []datasets.Message
 	for _, m := range tokenize.DefaultPromptLayout.Messages(p, len(p.Profile)) {

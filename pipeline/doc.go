@@ -1,5 +1,22 @@
-// Package pipeline runs the TagPR stages (chains → SFT → RL stages → eval →
-// report): rollout batching, run state and resume. It is the only package
-// that ties datasets/, tokenize/, onnx/ and rewardmodel/ together; nothing but
-// cmd/ imports it.
+// Package pipeline runs the TagPR stages (chains → SFT → PRMU → RL stages →
+// predict → eval → report): rollout batching, run state and resume. It is
+// the only package that ties datasets/, tokenize/, onnx/ and rewardmodel/
+// together; nothing but cmd/ imports it.
+//
+// RunConfig is one whole run (configs/demo.yaml is the built-in one); Run
+// executes its plan in RunConfig.Out. Each stage writes below Out and marks
+// itself done by the file it writes last (sft/model.onnx, prmu/summary.json,
+// rl/NAME/model.onnx, …); its run.json (train.RunSettings) records the
+// settings it was made with, so a rerun skips finished stages, resumes an
+// unfinished one from its checkpoint, and refuses a changed setting before
+// any work. The report is rebuilt from the run folder alone.
+//
+// Run folder:
+//
+//	data/TASK/{train,dev,test}.parquet   examples (lamp_example)
+//	tokenizer/, base/                    a trained tokenizer, a built-in policy
+//	chains/TASK.parquet                  tagged chains with verdicts (tagged_chain)
+//	sft/, prmu/, rl/NAME/                models, checkpoints, logs, rollouts/*.parquet
+//	predictions/MODEL/TASK_SPLIT.{json,parquet}   LaMP outputs format, and rows
+//	eval/TASK_SPLIT.json, report.{md,json}
 package pipeline

@@ -55,64 +55,103 @@ type Evaluation struct {
 // LaMP metrics on the extracted answers, plus the tag and format rewards.
 func Evaluate(ctx context.Context, p Policy, task *datasets.Task, split string, examples []datasets.Example, tx rewardmodel.Taxonomy, o EvalOptions) (*Evaluation, error) {
 	o = o.withDefaults()
+	start := time.Now()
+	preds, tokens, err := PredictExamples(ctx, p, task, split, examples, tx, o)
+	if err != nil {
+		return nil, err
+	}
+	ev := &Evaluation{Predictions: preds, Tokens: tokens}
+	if ev.Result, ev.MeanTag, ev.MeanFormat, err = ScorePredictions(task, split, preds, examples, tx, o.Samples); err != nil {
+		return nil, err
+	}
+	ev.Elapsed = time.Since(start)
+	return ev, nil
+}
+
+// PredictExamples generates a greedy completion for each of the first
+// o.Examples examples (prompt through the tokenizer's chat template) and
+// extracts its answer: the text of the one <answer> after </think>, "" when
+// the format is broken. Rows with a gold carry r_task, r_tag and format.
+func PredictExamples(ctx context.Context, p Policy, task *datasets.Task, split string, examples []datasets.Example, tx rewardmodel.Taxonomy, o EvalOptions) ([]datasets.Prediction, int, error) {
+	o = o.withDefaults()
 	if o.Examples > 0 && o.Examples < len(examples) {
 		examples = examples[:o.Examples]
 	}
 	if len(examples) == 0 {
-		return nil, fmt.Errorf("evaluate %s on %s/%s: no examples", p.Name, task.Name, split)
+		return nil, 0, fmt.Errorf("predict %s on %s/%s: no examples", p.Name, task.Name, split)
 	}
 	kind := RewardKind(task)
-	ev := &Evaluation{Result: TaskResult{Task: task.Name, Split: split, Examples: len(examples)}}
-	start := time.Now()
-	pairs := make([]Pair, 0, len(examples))
+	var preds []datasets.Prediction
+	tokens := 0
 	for lo := 0; lo < len(examples); lo += o.Batch {
 		hi := min(lo+o.Batch, len(examples))
 		prompts := make([][]int64, 0, hi-lo)
 		for i := lo; i < hi; i++ {
 			enc, err := p.Tok.EncodePrompt(Parts(task, &examples[i], tx, o.Prompt, false), tokenize.DefaultPromptLayout, o.Prompt.MaxTokens)
 			if err != nil {
-				return nil, fmt.Errorf("evaluate %s: prompt %s: %w", task.Name, examples[i].ID, err)
+				return nil, 0, fmt.Errorf("predict %s: prompt %s: %w", task.Name, examples[i].ID, err)
 			}
 			prompts = append(prompts, toInt64(enc.IDs))
 		}
 		comps, st, err := p.Model.Generate(ctx, prompts, lm.GenerateOptions{MaxNewTokens: o.MaxNewTokens, EOS: p.EOS, NoLogProbs: true})
 		if err != nil {
-			return nil, fmt.Errorf("evaluate %s with %s: %w", task.Name, p.Name, err)
+			return nil, 0, fmt.Errorf("predict %s with %s: %w", task.Name, p.Name, err)
 		}
-		ev.Tokens += st.GeneratedTokens
+		tokens += st.GeneratedTokens
 		for j, c := range comps {
 			ex := &examples[lo+j]
 			text, err := p.Tok.Decode(toInt(c.Tokens), true)
 			if err != nil {
-				return nil, fmt.Errorf("evaluate %s: decode %s: %w", task.Name, ex.ID, err)
+				return nil, 0, fmt.Errorf("predict %s: decode %s: %w", task.Name, ex.ID, err)
 			}
-			check := rewardmodel.CheckTags(text, tx)
-			comp := rewardmodel.Score(kind, text, ex.Output, tx)
-			ev.MeanTag += check.Reward()
-			ev.MeanFormat += comp.Format
-			answer := ""
-			if check.OneAnswer {
-				answer = check.Answer
+			answer, _ := rewardmodel.ExtractAnswer(text)
+			pr := datasets.Prediction{ID: ex.ID, Task: task.Name, Model: p.Name, Completion: text, Prediction: answer, Gold: ex.Output, HasGold: ex.HasOutput}
+			if ex.HasOutput {
+				comp := rewardmodel.Score(kind, text, ex.Output, tx)
+				pr.Metrics = []datasets.NamedValue{{Name: "r_task", Value: comp.Task}, {Name: "r_tag", Value: comp.Tag}, {Name: "format", Value: comp.Format}}
 			}
-			pairs = append(pairs, Pair{ID: ex.ID, Prediction: answer, Gold: ex.Output})
-			ev.Predictions = append(ev.Predictions, datasets.Prediction{ID: ex.ID, Task: task.Name, Model: p.Name,
-				Completion: text, Prediction: answer, Gold: ex.Output, HasGold: true,
-				Metrics: []datasets.NamedValue{{Name: "r_task", Value: comp.Task}, {Name: "r_tag", Value: comp.Tag}, {Name: "format", Value: comp.Format}}})
-			if len(ev.Result.Samples) < o.Samples {
-				ev.Result.Samples = append(ev.Result.Samples, Sample{ID: ex.ID, Input: ex.Input, Completion: text, Answer: answer, Gold: ex.Output, Reward: comp.Task * comp.Format})
-			}
+			preds = append(preds, pr)
 		}
 	}
-	n := float64(len(examples))
-	ev.MeanTag /= n
-	ev.MeanFormat /= n
+	return preds, tokens, nil
+}
+
+// ScorePredictions computes a task's LaMP metrics on predictions against
+// their golds, plus the mean tag reward and format rate of the completions
+// as diagnostics; examples (matched by id) give the samples shown.
+func ScorePredictions(task *datasets.Task, split string, preds []datasets.Prediction, examples []datasets.Example, tx rewardmodel.Taxonomy, samples int) (TaskResult, float64, float64, error) {
+	r := TaskResult{Task: task.Name, Split: split, Examples: len(preds)}
+	if len(preds) == 0 {
+		return r, 0, 0, fmt.Errorf("score %s/%s: no predictions", task.Name, split)
+	}
+	inputs := map[string]string{}
+	for i := range examples {
+		inputs[examples[i].ID] = examples[i].Input
+	}
+	kind := RewardKind(task)
+	pairs := make([]Pair, 0, len(preds))
+	var meanTag, meanFormat float64
+	for _, p := range preds {
+		if !p.HasGold {
+			return r, 0, 0, fmt.Errorf("score %s/%s: prediction %s has no gold", task.Name, split, p.ID)
+		}
+		comp := rewardmodel.Score(kind, p.Completion, p.Gold, tx)
+		meanTag += comp.Tag
+		meanFormat += comp.Format
+		pairs = append(pairs, Pair{ID: p.ID, Prediction: p.Prediction, Gold: p.Gold})
+		if len(r.Samples) < samples {
+			r.Samples = append(r.Samples, Sample{ID: p.ID, Input: inputs[p.ID], Completion: p.Completion, Answer: p.Prediction, Gold: p.Gold, Reward: comp.Task * comp.Format})
+		}
+	}
+	n := float64(len(preds))
+	meanTag /= n
+	meanFormat /= n
 	metrics, err := TaskMetrics(kind, task.Labels, pairs)
 	if err != nil {
-		return nil, fmt.Errorf("evaluate %s: %w", task.Name, err)
+		return r, 0, 0, fmt.Errorf("score %s: %w", task.Name, err)
 	}
-	ev.Result.Model = append(metrics, Metric{Name: "r_tag", Value: ev.MeanTag, Diagnostic: true}, Metric{Name: "format", Value: ev.MeanFormat, Diagnostic: true})
-	ev.Elapsed = time.Since(start)
-	return ev, nil
+	r.Model = append(metrics, Metric{Name: "r_tag", Value: meanTag, Diagnostic: true}, Metric{Name: "format", Value: meanFormat, Diagnostic: true})
+	return r, meanTag, meanFormat, nil
 }
 
 func toInt64(ids []int) []int64 {

@@ -8,6 +8,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow"
 
 	"github.com/tagpr/tagpr/datasets"
+	"github.com/tagpr/tagpr/onnx/train"
 )
 
 // FanOut is a batch stage over the rows of an input file — chains from a
@@ -48,6 +49,16 @@ func (f FanOut[I, O]) Run(ctx context.Context) (FanOutStats, error) {
 		f.Batch = 32
 	}
 	parts := datasets.PartsFor(f.Out, f.Shard)
+	// Workers share the parts folder by design; one writer per shard.
+	writer := "shard all"
+	if f.Shard.Count > 1 {
+		writer = "shard " + f.Shard.String()
+	}
+	lk, err := train.LockRunPart(parts.Dir, writer)
+	if err != nil {
+		return st, fmt.Errorf("%s: %w", f.Name, err)
+	}
+	defer lk.Unlock()
 	done, err := parts.DoneIDs()
 	if err != nil {
 		return st, fmt.Errorf("%s: %w", f.Name, err)

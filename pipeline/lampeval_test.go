@@ -10,7 +10,7 @@ import (
 	"github.com/tagpr/tagpr/datasets"
 )
 
-func writeJSON(t *testing.T, dir, name, body string) string {
+func writeTestFile(t *testing.T, dir, name, body string) string {
 	t.Helper()
 	p := filepath.Join(dir, name)
 	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
@@ -26,8 +26,8 @@ func TestLaMPEvalRatingFiles(t *testing.T) {
 	}
 	golds := "../datasets/testdata/lamp/user/LaMP_3/dev_outputs.json" // ids 100, 101, 102 → 1, 2, 3
 	dir := t.TempDir()
-	preds := writeJSON(t, dir, "preds.json", `{"task":"LaMP_3","golds":[{"id":"100","output":"1"},{"id":"101","output":"3"},{"id":"102","output":"five"}]}`)
-	base := writeJSON(t, dir, "base.json", `{"task":"LaMP_3","golds":[{"id":"100","output":"5"},{"id":"101","output":"5"},{"id":"102","output":"5"}]}`)
+	preds := writeTestFile(t, dir, "preds.json", `{"task":"LaMP_3","golds":[{"id":"100","output":"1"},{"id":"101","output":"3"},{"id":"102","output":"five"}]}`)
+	base := writeTestFile(t, dir, "base.json", `{"task":"LaMP_3","golds":[{"id":"100","output":"5"},{"id":"101","output":"5"},{"id":"102","output":"5"}]}`)
 	r, err := LaMPEval(task, golds, preds, base)
 	if err != nil {
 		t.Fatal(err)
@@ -36,15 +36,15 @@ func TestLaMPEvalRatingFiles(t *testing.T) {
 	if r.Examples != 3 || math.Abs(r.Model[0].Value-1) > 1e-12 || math.Abs(r.Base[0].Value-(4+3+2)/3.0) > 1e-12 {
 		t.Fatalf("metrics %+v base %+v", r.Model, r.Base)
 	}
-	missing := writeJSON(t, dir, "missing.json", `{"task":"LaMP_3","golds":[{"id":"100","output":"1"}]}`)
+	missing := writeTestFile(t, dir, "missing.json", `{"task":"LaMP_3","golds":[{"id":"100","output":"1"}]}`)
 	if _, err := LaMPEval(task, golds, missing, ""); err == nil || !strings.Contains(err.Error(), "no prediction for id 101") {
 		t.Fatalf("missing prediction: %v", err)
 	}
-	extra := writeJSON(t, dir, "extra.json", `{"task":"LaMP_3","golds":[{"id":"100","output":"1"},{"id":"101","output":"1"},{"id":"102","output":"1"},{"id":"999","output":"1"}]}`)
+	extra := writeTestFile(t, dir, "extra.json", `{"task":"LaMP_3","golds":[{"id":"100","output":"1"},{"id":"101","output":"1"},{"id":"102","output":"1"},{"id":"999","output":"1"}]}`)
 	if _, err := LaMPEval(task, golds, extra, ""); err == nil || !strings.Contains(err.Error(), "999") {
 		t.Fatalf("unknown id: %v", err)
 	}
-	broken := writeJSON(t, dir, "broken.json", `{"task":"LaMP_3","golds":[{"id":"100",`)
+	broken := writeTestFile(t, dir, "broken.json", `{"task":"LaMP_3","golds":[{"id":"100",`)
 	if _, err := LaMPEval(task, golds, broken, ""); err == nil || !strings.Contains(err.Error(), broken) {
 		t.Fatalf("truncated predictions: %v", err)
 	}

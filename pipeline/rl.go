@@ -3,6 +3,8 @@ package pipeline
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -66,7 +68,6 @@ const (
 	rlCheckpointDir = "checkpoints"
 	rlRolloutDir    = "rollouts"
 	rlSummaryFile   = "summary.json"
-	rlConfigKey     = "rl_stage" // RunState.Extra key holding the stage config
 )
 
 // TrainRL runs one GRPO-family stage from pol.Model. Per step it samples
@@ -112,11 +113,21 @@ func TrainRL(ctx context.Context, st RLStage, pol RLPolicy, prompts []RLPrompt, 
 				st.Name, longest, st.MaxCompletionLength, maxPos)
 		}
 	}
+	lk, err := train.LockRunDir(dir) // one writer per stage folder
+	if err != nil {
+		return nil, fmt.Errorf("rl stage %q: %w", st.Name, err)
+	}
+	defer lk.Unlock()
+	settings, err := rlSettings(st, pol.Model, prompts, scorer)
+	if err != nil {
+		return nil, err
+	}
 	run, err := newRLRun(st, pol, T, scorer)
 	if err != nil {
 		return nil, err
 	}
 	defer run.close()
+	run.settings = settings
 	h.log(st.Name, "%s; batch %d×%d (%d prompts × %d completions), %d steps", scorer.Describe(), run.B, run.T, st.PromptsPerStep, st.NumGenerations, st.Steps)
 	return run.loop(ctx, prompts, dir, h)
 }
@@ -131,8 +142,29 @@ type rlRun struct {
 	gen    *lm.Model
 	ref    *train.TokenScorer
 	scorer RLScorer
-	decay  []bool
 	shared train.SharedPrefix // the batch: prompts × completions, their lengths
+	// settings decide the stage's result; a resume must have the same.
+	settings train.RunSettings
+}
+
+// rlSettings are the stage config (but its checkpoint interval), the
+// starting model, the prompts and the scorer, by content.
+func rlSettings(st RLStage, model *onnxpb.ModelProto, prompts []RLPrompt, scorer RLScorer) (train.RunSettings, error) {
+	s, err := train.SettingsOf(st, "checkpoint_every")
+	if err != nil {
+		return nil, fmt.Errorf("rl stage %q: %w", st.Name, err)
+	}
+	if s["model_sha256"], err = train.ModelSHA256(model); err != nil {
+		return nil, fmt.Errorf("rl stage %q: %w", st.Name, err)
+	}
+	js, err := json.Marshal(prompts)
+	if err != nil {
+		return nil, fmt.Errorf("rl stage %q: prompts: %w", st.Name, err)
+	}
+	sum := sha256.Sum256(js)
+	s["prompts_sha256"] = hex.EncodeToString(sum[:])
+	s["scorer"] = scorer.Describe()
+	return s, nil
 }
 
 func newRLRun(st RLStage, pol RLPolicy, T int, scorer RLScorer) (*rlRun, error) {
@@ -168,9 +200,6 @@ func newRLRun(st RLStage, pol RLPolicy, T int, scorer RLScorer) (*rlRun, error) 
 	})
 	if err != nil {
 		return fail(err)
-	}
-	for _, p := range r.tr.Params {
-		r.decay = append(r.decay, p.Decay)
 	}
 	var ws []lm.Weight
 	lo := pol.Load
@@ -269,23 +298,18 @@ func (r *rlRun) loop(ctx context.Context, prompts []RLPrompt, dir string, h RLHo
 	if err := os.MkdirAll(ckDir, 0o755); err != nil {
 		return nil, fmt.Errorf("rl stage %q: %w", st.Name, err)
 	}
-	cfgJSON, err := json.Marshal(st)
-	if err != nil {
-		return nil, fmt.Errorf("rl stage %q: %w", st.Name, err)
+	if err := r.settings.CheckOrRecord(ckDir); err != nil {
+		return nil, fmt.Errorf("rl stage %q: %w; remove %s to start the stage over", st.Name, err, dir)
 	}
 	pcg := rand.NewPCG(st.Seed, 0x7a9)
 	rs, err := train.LoadCheckpoint(ckDir, tr.Params, tr.Opt)
 	switch {
 	case errors.Is(err, train.ErrNoCheckpoint):
-		rs = train.RunState{Stage: st.Name, Extra: map[string]string{rlConfigKey: string(cfgJSON)}}
+		rs = train.RunState{Stage: st.Name}
 		rs.RNG, _ = pcg.MarshalBinary()
 	case err != nil:
 		return nil, fmt.Errorf("rl stage %q: %w", st.Name, err)
 	default:
-		if got := rs.Extra[rlConfigKey]; got != string(cfgJSON) {
-			return nil, fmt.Errorf("rl stage %q: the checkpoint in %s was made with another stage config (%s, now %s); remove %s to start the stage over",
-				st.Name, ckDir, got, cfgJSON, dir)
-		}
 		if err := pcg.UnmarshalBinary(rs.RNG); err != nil {
 			return nil, fmt.Errorf("rl stage %q: checkpoint in %s: sampler state: %w", st.Name, ckDir, err)
 		}
@@ -488,10 +512,9 @@ func (r *rlRun) step(ctx context.Context, stepNo int, batch []*RLPrompt) (RLStep
 	return sl, rows, nil
 }
 
-// train applies NumIterations updates on b. The forward-backward pass and
-// the optimizer are timed apart, so this is Trainer.Step opened up: an
-// update whose loss or gradient is not finite is skipped, leaving weights
-// and moments untouched.
+// train applies NumIterations updates on b through Trainer.Step: an update
+// whose loss or gradient is not finite is skipped, leaving weights and
+// moments untouched, and too many in a row stop the stage.
 func (r *rlRun) train(b *rlBatch, sl *RLStepLog) error {
 	tr := r.tr
 	in, err := b.Values(tr.Graph)
@@ -503,39 +526,27 @@ func (r *rlRun) train(b *rlBatch, sl *RLStepLog) error {
 			v.Destroy()
 		}
 	}()
-	w := make([][]float32, len(tr.Params))
-	for i, p := range tr.Params {
-		w[i] = p.Data
-	}
 	var kl float64
 	applied := 0
 	for it := 0; it < r.st.NumIterations; it++ {
-		lr := tr.Sched.LR(tr.Steps)
-		tr.Steps++
-		t := time.Now()
-		loss, outs, err := tr.Compute(in)
+		res, err := tr.Step(in)
 		if err != nil {
 			return err
 		}
-		t1 := time.Now()
-		sl.Seconds.ForwardBackward += t1.Sub(t).Seconds()
-		norm := train.ClipGlobalNorm(tr.Grads(), r.st.Clip)
-		if math.IsNaN(loss) || math.IsInf(loss, 0) || math.IsNaN(norm) || math.IsInf(norm, 0) {
+		sl.Seconds.ForwardBackward += res.ForwardBackward.Seconds()
+		if res.Skipped {
 			sl.Skipped++
 			continue
 		}
-		if err := tr.Opt.Update(w, tr.Grads(), lr, r.decay); err != nil {
-			return err
-		}
-		sl.Seconds.Optimizer += time.Since(t1).Seconds()
+		sl.Seconds.Optimizer += res.Optimizer.Seconds()
 		applied++
-		sl.Loss += loss
-		sl.GradNorm += norm
-		sl.LR = lr
-		if v := outs[train.ClipFractionOutput]; len(v) == 1 {
+		sl.Loss += res.Loss
+		sl.GradNorm += res.GradNorm
+		sl.LR = res.LR
+		if v := res.Outputs[train.ClipFractionOutput]; len(v) == 1 {
 			sl.ClipFraction += float64(v[0])
 		}
-		if v := outs[train.PolicyKLOutput]; len(v) == 1 {
+		if v := res.Outputs[train.PolicyKLOutput]; len(v) == 1 {
 			kl += float64(v[0])
 		}
 	}

@@ -389,8 +389,17 @@ func TestRLResumeIsBitIdentical(t *testing.T) {
 	// A changed config does not resume silently.
 	changed := st
 	changed.Steps, changed.LR = 9, 5e-3
-	if _, err := TrainRL(context.Background(), changed, tinyRLPolicy(t), prompts, targetReward{}, ref, RLHooks{}); err == nil || !strings.Contains(err.Error(), "another stage config") {
-		t.Fatalf("changed config: %v", err)
+	_, err = TrainRL(context.Background(), changed, tinyRLPolicy(t), prompts, targetReward{}, ref, RLHooks{})
+	for _, want := range []string{`lr was "0.01", now "0.005"`, `steps was "7", now "9"`, "remove " + ref} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("changed config: %v; want it to say %q", err, want)
+		}
+	}
+	// The checkpoint interval is not a result setting: it may change.
+	interval := st
+	interval.CheckpointEvery++
+	if _, err := TrainRL(context.Background(), interval, tinyRLPolicy(t), prompts, targetReward{}, ref, RLHooks{}); err != nil {
+		t.Fatalf("changed checkpoint_every: %v", err)
 	}
 }
 
@@ -469,6 +478,9 @@ func TestRLStageValidate(t *testing.T) {
 		"lr":              func(s *RLStage) { s.LR = 0 },
 		"top_p":           func(s *RLStage) { s.TopP = 2 },
 		"alpha":           func(s *RLStage) { s.Reward, s.Weights.Alpha = RewardGuided, -1 },
+		"weight_decay":    func(s *RLStage) { s.WeightDecay = math.Inf(1) },
+		"clip":            func(s *RLStage) { s.Clip = math.NaN() },
+		"lr ":             func(s *RLStage) { s.LR = math.NaN() },
 	} {
 		s := ok
 		edit(&s)

@@ -117,8 +117,8 @@ func (s RLStage) Validate() error {
 		return fail("num_iterations %d: want ≥ 1", s.NumIterations)
 	case !(s.LR > 0) || !finite(s.LR):
 		return fail("lr %v: want > 0", s.LR)
-	case s.Warmup < 0 || s.CheckpointEvery < 0 || s.WeightDecay < 0 || s.Clip < 0:
-		return fail("warmup %d, checkpoint_every %d, weight_decay %v, clip %v: want ≥ 0", s.Warmup, s.CheckpointEvery, s.WeightDecay, s.Clip)
+	case s.Warmup < 0 || s.CheckpointEvery < 0 || !(s.WeightDecay >= 0) || !(s.Clip >= 0) || !finite(s.WeightDecay) || !finite(s.Clip):
+		return fail("warmup %d, checkpoint_every %d, weight_decay %v, clip %v: want ≥ 0 (and finite)", s.Warmup, s.CheckpointEvery, s.WeightDecay, s.Clip)
 	}
 	if s.Reward == RewardGuided {
 		if err := s.Weights.Validate(); err != nil {

@@ -220,17 +220,24 @@ func (s RLSummary) final() map[string]float64 {
 	return out
 }
 
-// rolloutSegment names the Arrow file holding steps from..to of a stage.
+// rolloutSegment names the Parquet file holding steps from..to of a stage
+// (pyarrow, DuckDB and Hugging Face datasets read it as is).
 func rolloutSegment(dir string, from, to int) string {
-	return filepath.Join(dir, fmt.Sprintf("steps-%08d-%08d.arrow", from, to))
+	return filepath.Join(dir, fmt.Sprintf("steps-%08d-%08d.parquet", from, to))
+}
+
+// rolloutSegments lists a stage's segment files in step order.
+func rolloutSegments(dir string) []string {
+	files, _ := filepath.Glob(filepath.Join(dir, "steps-*-*.parquet"))
+	sort.Strings(files)
+	return files
 }
 
 // dropRolloutsAfter removes rollout segments that reach past step (written
 // just before a checkpoint that never landed).
 func dropRolloutsAfter(dir string, step int) error {
-	files, _ := filepath.Glob(filepath.Join(dir, "steps-*-*.arrow"))
-	for _, f := range files {
-		parts := strings.Split(strings.TrimSuffix(filepath.Base(f), ".arrow"), "-")
+	for _, f := range rolloutSegments(dir) {
+		parts := strings.Split(strings.TrimSuffix(filepath.Base(f), ".parquet"), "-")
 		if len(parts) != 3 {
 			continue
 		}
@@ -247,17 +254,10 @@ func dropRolloutsAfter(dir string, step int) error {
 	return nil
 }
 
-// writeRollouts writes rows atomically as one segment file.
-
 // ReadRolloutDir reads every rollout segment of a stage, in step order.
 func ReadRolloutDir(dir string) ([]datasets.Rollout, error) {
-	files, err := filepath.Glob(filepath.Join(dir, "steps-*-*.arrow"))
-	if err != nil {
-		return nil, err
-	}
-	sort.Strings(files)
 	var out []datasets.Rollout
-	for _, f := range files {
+	for _, f := range rolloutSegments(dir) {
 		rows, err := datasets.ReadRollouts(f, datasets.ReadOptions{})
 		if err != nil {
 			return nil, err

@@ -19,15 +19,11 @@ func TestEverySessionCarriesTheRuntimeOptions(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ort.Start(ort.Runtime{}) })
-	cfg := tinyDemo(t.TempDir())
-	cfg.SFT.Steps = 2
-	for i := range cfg.RL {
-		cfg.RL[i].Steps = 1
-	}
-	cfg.Session = ort.Declared().Options()
+	cfg := tinyRun(t.TempDir())
+	cfg.Runtime = RuntimeConfig{Provider: "cpu", Threads: 2}
 	before := len(ort.Sessions())
-	if _, err := RunDemo(context.Background(), cfg, Hooks{}); err != nil {
-		t.Fatalf("demo under a declared runtime: %v", err)
+	if _, err := Run(context.Background(), cfg, RunOptions{}); err != nil {
+		t.Fatalf("run under a declared runtime: %v", err)
 	}
 	kinds := map[string]bool{}
 	for _, s := range ort.Sessions()[before:] {
@@ -56,4 +52,27 @@ func TestEverySessionCarriesTheRuntimeOptions(t *testing.T) {
 	if len(missing) > 0 {
 		t.Fatalf("no session of kind %v was created: the test no longer covers them (labels changed?)", missing)
 	}
+}
+
+// tinyRun is the built-in demo's recipe (configs/demo.yaml) at a size that
+// runs in seconds: the synthetic benchmark, a trained tokenizer, a built-in
+// policy, gold chains, SFT, PRMU, a guided and an exploratory RL stage.
+func tinyRun(dir string) RunConfig {
+	cfg := DefaultRunConfig()
+	cfg.Out = dir
+	cfg.Policy.Builtin = &BuiltinPolicy{Arch: "llama", Layers: 1, DModel: 32, Heads: 2, KVHeads: 1, MaxPositions: 512, Seed: 3}
+	cfg.Tokenizer.Train = &TokenizerTrain{VocabSize: 1024}
+	cfg.Data.Synth = &SynthSource{Seed: 1, Users: 15, QueriesPerUser: 2, ProfileMin: 4, ProfileMax: 6, DevFrac: 0.1, TestFrac: 0.1}
+	cfg.Retrieval = RetrievalConfig{Method: "bm25", MaxPromptTokens: 320}
+	cfg.Teacher.Kind = TeacherGold
+	cfg.Stages.Chains.Filter.KeepDuplicates = true
+	cfg.Stages.SFT.SFTConfig = SFTConfig{Steps: 2, Batch: 2, SeqLen: 320, LR: 3e-3, Warmup: 1, Clip: 1, CheckpointEvery: 1, Seed: 5}
+	cfg.Stages.PRMU.Steps, cfg.Stages.PRMU.Threads, cfg.Stages.PRMU.Seed = 20, 1, 31
+	guided := RLStage{Name: "guided", Reward: RewardGuided, Steps: 1, PromptsPerStep: 2, NumGenerations: 2, MaxPromptLength: 320,
+		MaxCompletionLength: 16, Temperature: 1, Beta: 0.04, LR: 1e-4, Clip: 1, CheckpointEvery: 1, Seed: 21}
+	exploratory := guided
+	exploratory.Name, exploratory.Reward, exploratory.Beta, exploratory.Seed = "exploratory", RewardExploratory, 0, 22
+	cfg.Stages.RL = []RLStage{guided, exploratory}
+	cfg.Stages.Predict = PredictStage{Models: []string{ModelBase, ModelSFT, ModelRL}, Splits: []string{"dev"}, Examples: 3, Batch: 3, MaxNewTokens: 24}
+	return cfg
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/tagpr/tagpr/onnx/onnxpb"
@@ -40,10 +41,12 @@ func (c SFTConfig) Validate() error {
 	switch {
 	case c.Steps < 1 || c.Batch < 1 || c.SeqLen < 2:
 		return fmt.Errorf("sft: steps %d, batch %d, seq_len %d: want steps ≥ 1, batch ≥ 1, seq_len ≥ 2", c.Steps, c.Batch, c.SeqLen)
-	case c.LR <= 0:
-		return fmt.Errorf("sft: lr %v: want > 0", c.LR)
+	case !(c.LR > 0) || math.IsInf(c.LR, 0):
+		return fmt.Errorf("sft: lr %v: want a finite value > 0", c.LR)
 	case c.CheckpointEvery < 0 || c.Warmup < 0:
 		return fmt.Errorf("sft: checkpoint_every %d, warmup %d: want ≥ 0", c.CheckpointEvery, c.Warmup)
+	case !(c.WeightDecay >= 0) || !(c.Clip >= 0) || math.IsInf(c.WeightDecay, 0) || math.IsInf(c.Clip, 0):
+		return fmt.Errorf("sft: weight_decay %v, clip %v: want finite values ≥ 0", c.WeightDecay, c.Clip)
 	}
 	return nil
 }
@@ -85,9 +88,13 @@ func TrainSFT(ctx context.Context, model *onnxpb.ModelProto, data []Sequence, pa
 		ds.Rows = append(ds.Rows, s.IDs)
 		ds.PromptLen = append(ds.PromptLen, s.PromptLen)
 	}
+	settings, err := cfg.settings(model, ds, pad)
+	if err != nil {
+		return nil, err
+	}
 	res := &SFTResult{}
 	start := time.Now()
-	loop := &train.Loop{Trainer: tr, Data: ds, BatchSize: cfg.Batch, Steps: cfg.Steps, Dir: dir,
+	loop := &train.Loop{Trainer: tr, Data: ds, BatchSize: cfg.Batch, Steps: cfg.Steps, Dir: dir, Settings: settings,
 		CheckpointEvery: cfg.CheckpointEvery, Seed: cfg.Seed, OnStep: func(l train.StepLog) {
 			res.FinalLoss = l.Loss
 			if onStep != nil {
@@ -95,9 +102,25 @@ func TrainSFT(ctx context.Context, model *onnxpb.ModelProto, data []Sequence, pa
 			}
 		}}
 	st, err := loop.Run(ctx)
+	var mm *train.SettingsMismatchError
+	if errors.As(err, &mm) {
+		return nil, fmt.Errorf("sft: %w; remove %s to start the stage over", err, dir)
+	}
 	if err != nil {
 		return nil, err
 	}
 	res.Steps, res.Seconds, res.Weights = st.Step, time.Since(start).Seconds(), tr.Weights()
 	return res, nil
+}
+
+// settings are what decide an SFT run's result (not the checkpoint
+// interval): a resume must have the same.
+func (c SFTConfig) settings(model *onnxpb.ModelProto, ds *train.LMDataset, pad int64) (train.RunSettings, error) {
+	sum, err := train.ModelSHA256(model)
+	if err != nil {
+		return nil, fmt.Errorf("sft: %w", err)
+	}
+	return train.RunSettings{}.Set("steps", c.Steps).Set("batch", c.Batch).Set("seq_len", c.SeqLen).Set("lr", c.LR).
+		Set("warmup", c.Warmup).Set("weight_decay", c.WeightDecay).Set("clip", c.Clip).Set("seed", c.Seed).Set("pad", pad).
+		Set("model_sha256", sum).Set("data_sha256", train.DataSHA256(ds.Rows, ds.PromptLen)), nil
 }

@@ -2,56 +2,59 @@ package pipeline
 
 import (
 	"context"
-	"path/filepath"
 	"testing"
 
-	"github.com/tagpr/tagpr/datasets"
 	"github.com/tagpr/tagpr/onnx/ir"
+	"github.com/tagpr/tagpr/onnx/lm"
 	"github.com/tagpr/tagpr/onnx/train"
-	"github.com/tagpr/tagpr/rewardmodel"
 )
 
-// BenchmarkSFTPacking: SFT on the demo's gold chains (its tokenizer and
-// model), run alternately one chain per row at the demo's batch of 8 × 448
+// BenchmarkSFTPacking: SFT on the demo's chains (configs/demo.yaml: its
+// data, tokenizer, chains stage and base model), run alternately one chain per row at the demo's batch of 8 × 448
 // tokens and packed into rows twice as long at half the batch (the same
 // tokens per step; the chains are up to 448 tokens, so only longer rows can
 // hold two): padding fraction of the rows, sequence tokens (not padding)
 // per second of training, and the time of an epoch unpacked over packed.
 func BenchmarkSFTPacking(b *testing.B) {
 	mustORT(b)
-	dir := b.TempDir()
-	cfg := DefaultDemoConfig(dir)
-	tx := rewardmodel.DefaultTaxonomy()
-	data, err := datasets.Synth(cfg.Synth)
+	// configs/demo.yaml's data, tokenizer, policy and SFT shape.
+	cfg := tinyRun(b.TempDir())
+	cfg.Policy.Builtin = &BuiltinPolicy{Arch: "llama", Layers: 4, DModel: 128, Heads: 4, KVHeads: 2, MaxPositions: 512, Seed: 7}
+	cfg.Data.Synth = &SynthSource{Seed: 1, Users: 200, QueriesPerUser: 4, ProfileMin: 4, ProfileMax: 6, DevFrac: 0.1, TestFrac: 0.1}
+	cfg.Stages.SFT.SFTConfig = SFTConfig{Steps: 4, Batch: 8, SeqLen: 448, LR: 3e-3, Warmup: 1, WeightDecay: 0.01, Clip: 1, Seed: 11}
+	r, err := openRun(cfg, Hooks{})
 	if err != nil {
 		b.Fatal(err)
 	}
-	tok, err := demoTokenizer(cfg, data, tx, Hooks{})
+	defer r.close()
+	ctx := context.Background()
+	if err := r.prepare(ctx); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := r.runStage(ctx, StageChains); err != nil {
+		b.Fatal(err)
+	}
+	seqs, _, err := r.sftSequences()
 	if err != nil {
 		b.Fatal(err)
 	}
-	baseDir, err := demoBaseModel(cfg, tok, Hooks{})
+	mp, err := lm.ResolveModelPath(r.base)
 	if err != nil {
 		b.Fatal(err)
 	}
-	seqs, err := demoSFTSequences(cfg, data, tok, tx)
+	base, err := ir.Load(mp)
 	if err != nil {
 		b.Fatal(err)
 	}
-	base, err := ir.Load(filepath.Join(baseDir, "model.onnx"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	pad, err := tokenID(tok, padToken)
-	if err != nil {
-		b.Fatal(err)
-	}
+	pad := r.pad
+	sftCfg := cfg.Stages.SFT.SFTConfig
 	tokens, lens := 0, make([]int, len(seqs))
 	for i, s := range seqs {
-		lens[i] = min(len(s.IDs), cfg.SFT.SeqLen)
+		lens[i] = min(len(s.IDs), sftCfg.SeqLen)
 		tokens += lens[i]
 	}
-	sft := cfg.SFT
+	sft := sftCfg
+	sft.Session = r.sess
 	sft.Steps, sft.Warmup, sft.CheckpointEvery = 4, 1, 0
 	shape := func(packed bool) (batch, seqLen int) {
 		if packed {

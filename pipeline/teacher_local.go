@@ -6,6 +6,7 @@ import (
 
 	"github.com/tagpr/tagpr/datasets"
 	"github.com/tagpr/tagpr/onnx/lm"
+	"github.com/tagpr/tagpr/onnx/ort"
 	"github.com/tagpr/tagpr/tokenize"
 )
 
@@ -20,6 +21,26 @@ type LocalTeacher struct {
 	// stage never cuts a prompt silently.
 	MaxPromptTokens int
 }
+
+// OpenLocalTeacher loads the model folder dir as a teacher speaking tok:
+// completions end at the model's eos ids and the tokenizer's stop tokens
+// (eos, end of turn). Close releases the model.
+func OpenLocalTeacher(dir string, tok *tokenize.Tokenizer, sess ort.Options, s lm.Sampling, maxNewTokens int, seed uint64) (*LocalTeacher, error) {
+	m, err := lm.Load(dir, lm.LoadOptions{Session: sess, TokenizerVocab: tok.VocabSize()})
+	if err != nil {
+		return nil, fmt.Errorf("local teacher: %w", err)
+	}
+	eos := append([]int64(nil), m.DefaultEOS()...)
+	for _, id := range tok.StopTokens() {
+		if !containsID(eos, int64(id)) {
+			eos = append(eos, int64(id))
+		}
+	}
+	return &LocalTeacher{Policy: Policy{Model: m, Tok: tok, Name: dir, EOS: eos}, Sampling: s, MaxNewTokens: maxNewTokens, Seed: seed}, nil
+}
+
+// Close releases the teacher's model.
+func (t *LocalTeacher) Close() error { return t.Policy.Model.Close() }
 
 // Name is "local:" + the policy's name.
 func (t *LocalTeacher) Name() string { return "local:" + t.Policy.Name }

@@ -106,3 +106,16 @@ func TestLocalTeacherChainsSmoke(t *testing.T) {
 		t.Fatalf("local teacher is not reproducible or empty: %q vs %q", again[0], first[0])
 	}
 }
+
+func openPolicy(dir string, tok *tokenize.Tokenizer, name string, so ort.Options) (Policy, error) {
+	m, err := lm.Load(dir, lm.LoadOptions{Session: so})
+	if err != nil {
+		return Policy{}, err
+	}
+	eos, err := tokenID(tok, turnEndToken)
+	if err != nil {
+		m.Close()
+		return Policy{}, err
+	}
+	return Policy{Model: m, Tok: tok, Name: name, EOS: []int64{eos}}, nil
+}

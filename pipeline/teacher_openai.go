@@ -219,6 +219,9 @@ func (t *OpenAITeacher) completeOne(ctx context.Context, msgs []datasets.Message
 	}
 }
 
+// maxResponseBytes caps a response body read into memory.
+const maxResponseBytes = 16 << 20
+
 // transportError marks failures below HTTP (connection, timeout).
 type transportError struct{ err error }
 
@@ -244,9 +247,13 @@ func (t *OpenAITeacher) post(ctx context.Context, body []byte) (string, error) {
 		return "", transportError{fmt.Errorf("teacher POST %s: %w", t.endpoint, err)}
 	}
 	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes+1))
 	if err != nil {
 		return "", transportError{fmt.Errorf("teacher POST %s: read response: %w", t.endpoint, err)}
+	}
+	if len(raw) > maxResponseBytes {
+		return "", fmt.Errorf("teacher POST %s: HTTP %d response body exceeds the size cap of %d MiB (a chat completion is far smaller: is the base URL right?)",
+			t.endpoint, resp.StatusCode, maxResponseBytes>>20)
 	}
 	if resp.StatusCode != http.StatusOK {
 		se := &statusError{endpoint: t.endpoint, status: resp.StatusCode, body: snippet(raw)}

@@ -207,3 +207,24 @@ func TestOpenAITeacherConnectionRefused(t *testing.T) {
 		t.Fatalf("error %v", err)
 	}
 }
+
+// TestOpenAITeacherSizeCap: a response body over the cap is reported as
+// such (issue: "malformed response JSON"), once, not retried.
+func TestOpenAITeacherSizeCap(t *testing.T) {
+	var hits atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		w.Write([]byte(`{"choices": [{"message": {"content": "`))
+		w.Write([]byte(strings.Repeat("a", maxResponseBytes)))
+		w.Write([]byte(`"}}]}`))
+	}))
+	defer srv.Close()
+	teacher := testTeacher(t, srv.URL, func(c *OpenAIConfig) { c.MaxRetries = 2; c.Timeout = 30 * time.Second })
+	_, err := teacher.Complete(context.Background(), onePrompt("x"))
+	if err == nil || !strings.Contains(err.Error(), "exceeds the size cap of 16 MiB") || strings.Contains(err.Error(), "malformed") {
+		t.Fatalf("oversized body: %v; want the size cap named", err)
+	}
+	if hits.Load() != 1 {
+		t.Fatalf("%d requests, want 1", hits.Load())
+	}
+}

@@ -191,6 +191,20 @@ type PRMURecipe struct {
 	// exported), read and extended ("": in memory; a saved frozen PRMU keeps
 	// its own copy either way).
 	EmbeddingCache string
+	// Extra pairs are trained on besides the sets' (e.g. PolicySamplePairs).
+	Extra []PRMUPair
+}
+
+// Settings are what decide the PRMU a recipe trains (with its data): a
+// finished PRMU is reused only with the same ones.
+func (r PRMURecipe) Settings() (train.RunSettings, error) {
+	s, err := train.SettingsOf(r.Config)
+	if err != nil {
+		return nil, err
+	}
+	o := r.Train.defaults()
+	return s.Set("steps", o.Steps).Set("pairs_per_step", o.PairsPerStep).Set("lr", o.LR).Set("pair_seed", o.Seed).
+		Set("tokenizer_vocab", r.Vocab).Set("top_k", r.TopK), nil
 }
 
 // TaskAccuracy is a PRMU's pair accuracy on one task's pairs.
@@ -209,6 +223,7 @@ func TrainPRMUOnSets(ctx context.Context, trainSets, devSets []ExampleSet, r PRM
 	if err != nil {
 		return nil, PRMUTrainResult{}, nil, err
 	}
+	pairs = append(pairs, r.Extra...)
 	p, res, err := r.train(ctx, pairs)
 	if err != nil {
 		return nil, res, nil, err

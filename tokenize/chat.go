@@ -79,9 +79,26 @@ var Llama3Chat = ChatFormat{
 	EndOfTurn:  "<|eot_id|>",
 }
 
-// ChatFormat returns the format declared by tokenizer_config.json when it
-// is a known family, else ChatML.
+// ChatFormatByName returns a known format: chatml, qwen3 or llama3.
+func ChatFormatByName(name string) (ChatFormat, bool) {
+	for _, f := range []ChatFormat{ChatML, Qwen3Chat, Llama3Chat} {
+		if f.Name == name {
+			return f, true
+		}
+	}
+	return ChatFormat{}, false
+}
+
+// SetChatFormat makes the tokenizer render chats in f, whatever its
+// tokenizer_config.json declares.
+func (t *Tokenizer) SetChatFormat(f ChatFormat) { t.chat = &f }
+
+// ChatFormat returns the format set with SetChatFormat, else the one
+// declared by tokenizer_config.json when it is a known family, else ChatML.
 func (t *Tokenizer) ChatFormat() ChatFormat {
+	if t.chat != nil {
+		return *t.chat
+	}
 	tpl := t.config.ChatTemplate
 	switch {
 	case strings.Contains(tpl, "<|start_header_id|>") && strings.Contains(tpl, "<|eot_id|>"):

@@ -6,7 +6,8 @@
 // It must not import onnx/, rewardmodel/ or pipeline/.
 //
 // Supported files: byte-level BPE (GPT-2, Llama-3, Qwen2/3 families; any
-// Split regex, through regexp2 when no hand-written scanner matches it) and
+// Split regex, through regexp2 when no hand-written scanner matches it, with
+// (?i) letters folded the way Hugging Face folds them: 's' matches 'ſ') and
 // WordPiece (BERT family). Anything else is refused at load with an error
 // naming the component ("pre_tokenizer: unsupported pre_tokenizer type
 // \"Metaspace\"").

@@ -48,8 +48,7 @@ func Load(path string) (*Tokenizer, error) {
 		return nil, fmt.Errorf("load tokenizer %s: %w", path, err)
 	}
 	var cfgRaw []byte
-	cfgPath := filepath.Join(filepath.Dir(path), "tokenizer_config.json")
-	if b, err := os.ReadFile(cfgPath); err == nil {
+	if b, err := os.ReadFile(configBeside(path)); err == nil {
 		cfgRaw = b
 	}
 	t, err := Parse(raw, cfgRaw)
@@ -58,6 +57,22 @@ func Load(path string) (*Tokenizer, error) {
 	}
 	t.path = path
 	return t, nil
+}
+
+// configBeside is the tokenizer_config.json that Load reads with path.
+func configBeside(path string) string {
+	return filepath.Join(filepath.Dir(path), "tokenizer_config.json")
+}
+
+// Files lists the files Load reads for path: the tokenizer.json and, when
+// there is one, the tokenizer_config.json beside it (callers that verify
+// pinned inputs check each).
+func Files(path string) []string {
+	out := []string{path}
+	if _, err := os.Stat(configBeside(path)); err == nil {
+		out = append(out, configBeside(path))
+	}
+	return out
 }
 
 // LoadWithConfig reads a tokenizer.json and the tokenizer_config.json at

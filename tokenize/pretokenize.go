@@ -181,8 +181,11 @@ func (r regexMatcher) find(s string, emit func(a, b int)) {
 	}
 }
 
+// compileRegex compiles a tokenizer's pattern for regexp2, with the
+// case-insensitive letters folded as Hugging Face's engine folds them
+// (foldCaseLiterals).
 func compileRegex(pattern string) (*regexp2.Regexp, error) {
-	re, err := regexp2.Compile(pattern, regexp2.None)
+	re, err := regexp2.Compile(foldCaseLiterals(pattern), regexp2.None)
 	if err != nil {
 		return nil, fmt.Errorf("regex %q: %w", pattern, err)
 	}

@@ -23,6 +23,7 @@ type Tokenizer struct {
 	decoder    decoder
 	byteLevel  bool
 	config     *Config
+	chat       *ChatFormat // set by SetChatFormat; nil: what config declares
 
 	vocab     map[string]int // model and added tokens
 	idToToken []string

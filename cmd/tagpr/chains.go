@@ -10,11 +10,19 @@ import (
 	"github.com/tagpr/tagpr/datasets"
 	"github.com/tagpr/tagpr/onnx/lm"
 	"github.com/tagpr/tagpr/pipeline"
-	"github.com/tagpr/tagpr/rewardmodel"
 )
 
 func init() {
-	chainsCmd := &cobra.Command{Use: "chains", Short: "Stage 1: tagged reasoning chains from a teacher"}
+	var o stageFlags
+	chainsCmd := &cobra.Command{
+		Use:   "chains [-c FILE]",
+		Short: "Stage 1: tagged reasoning chains from a teacher (the config's chains stage; generate: one examples file)",
+		Long: "Asks the config's teacher for a tagged chain per training example of every task, labels and filters them, and writes\n" +
+			"OUT/chains/TASK.parquet. `tagpr chains generate` does the same for one examples file, configured by flags (the taxonomy is the config's).\n\n" + runLong,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error { return runStages(cmd, o, pipeline.StageChains) },
+	}
+	addStageFlags(chainsCmd, &o, "out")
 	chainsCmd.AddCommand(chainsGenerateCmd(), chainsMergeCmd())
 	rootCmd.AddCommand(chainsCmd)
 }
@@ -58,7 +66,14 @@ shards: the same bytes as one unsharded run.
 The OpenAI teacher reads its key from the environment variable named by --api-key-env.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg := pipeline.ChainsConfig{Examples: o.examples, Out: o.out, Samples: o.samples, Batch: o.batch, Taxonomy: rewardmodel.DefaultTaxonomy(),
+			if err := o.validate(); err != nil {
+				return err
+			}
+			tx, err := pipeline.LoadTaxonomy(runCfg.Taxonomy)
+			if err != nil {
+				return err
+			}
+			cfg := pipeline.ChainsConfig{Examples: o.examples, Out: o.out, Samples: o.samples, Batch: o.batch, Taxonomy: tx,
 				System: o.system, Filter: o.filter, Prompt: pipeline.PromptOptions{TopK: o.topKProfile, Retrieval: o.retrieval}}
 			sh, err := datasets.ParseShardFlag(o.shard)
 			if err != nil {
@@ -73,8 +88,12 @@ The OpenAI teacher reads its key from the environment variable named by --api-ke
 				if o.baseURL == "" || o.model == "" {
 					return fmt.Errorf("--teacher openai needs --base-url and --model")
 				}
+				retries := o.retries
+				if retries == 0 {
+					retries = -1 // OpenAIConfig's 0 means its default; --retries 0 means none
+				}
 				t, err := pipeline.NewOpenAITeacher(pipeline.OpenAIConfig{BaseURL: o.baseURL, Model: o.model, APIKeyEnv: o.apiKeyEnv,
-					Temperature: o.temperature, MaxTokens: o.maxTokens, Timeout: o.timeout, MaxRetries: o.retries, Concurrency: o.concurrency})
+					Temperature: o.temperature, MaxTokens: o.maxTokens, Timeout: o.timeout, MaxRetries: retries, Concurrency: o.concurrency})
 				if err != nil {
 					return err
 				}
@@ -125,7 +144,7 @@ The OpenAI teacher reads its key from the environment variable named by --api-ke
 	f.StringVar(&o.model, "model", "", "openai: model name")
 	f.StringVar(&o.apiKeyEnv, "api-key-env", "OPENAI_API_KEY", "openai: environment variable holding the API key (\"\": send none)")
 	f.IntVar(&o.concurrency, "concurrency", 4, "openai: requests in flight")
-	f.IntVar(&o.retries, "retries", 4, "openai: retries after a 429, a 5xx or a network error (backoff doubles from 1s)")
+	f.IntVar(&o.retries, "retries", 4, "openai: retries after a 429, a 5xx or a network error (backoff doubles from 1s; 0: one request only)")
 	f.DurationVar(&o.timeout, "timeout", 2*time.Minute, "openai: timeout per request")
 	f.Float64Var(&o.temperature, "temperature", 0.7, "sampling temperature (0: greedy)")
 	f.IntVar(&o.maxTokens, "max-tokens", 512, "completion budget in tokens")
@@ -139,13 +158,29 @@ The OpenAI teacher reads its key from the environment variable named by --api-ke
 	f.IntVar(&o.filter.MinSteps, "min-steps", 2, "fewest tagged steps kept")
 	f.IntVar(&o.filter.MaxSteps, "max-steps", 16, "most tagged steps kept")
 	f.IntVar(&o.filter.MaxChars, "max-chars", 6000, "longest chain kept, in bytes")
+	f.BoolVar(&o.filter.KeepDuplicates, "keep-duplicates", false, "keep chains whose text an earlier kept chain has")
 	c.MarkFlagRequired("examples")
 	c.MarkFlagRequired("out")
 	return c
 }
 
+// validate range-checks the flags (the pipeline would take a zero for its
+// default silently).
+func (o chainsFlags) validate() error {
+	return checkFlags("chains generate",
+		atLeast("--samples", o.samples, 1), atLeast("--batch", o.batch, 1), atLeast("--profile-k", o.topKProfile, 0),
+		atLeast("--concurrency", o.concurrency, 1), atLeast("--retries", o.retries, 0),
+		flagCheck{"--timeout", o.timeout, o.timeout > 0, "a duration > 0"},
+		nonNegative("--temperature", o.temperature), atLeast("--max-tokens", o.maxTokens, 1),
+		atLeast("--top-k", o.topK, 0), within("--top-p", o.topP, 0, 1),
+		within("--min-reward", o.filter.MinReward, 0, 1), within("--generation-min-reward", o.filter.GenerationMinReward, 0, 1),
+		atLeast("--min-steps", o.filter.MinSteps, 1), atLeast("--max-steps", o.filter.MaxSteps, max(o.filter.MinSteps, 1)),
+		atLeast("--max-chars", o.filter.MaxChars, 1))
+}
+
 func chainsMergeCmd() *cobra.Command {
 	var examples, out string
+	var keepDuplicates bool
 	c := &cobra.Command{
 		Use:   "merge --examples F --out OUT",
 		Short: "Assemble the parts every shard's worker wrote in OUT.parts/ into OUT, in the examples' order",
@@ -157,7 +192,7 @@ has no rows yet (a worker still running or failed: run it again, it redoes only 
 			if err := checkPinned(examples); err != nil {
 				return err
 			}
-			st, err := pipeline.MergeChains(examples, out)
+			st, err := pipeline.MergeChains(examples, out, keepDuplicates)
 			if err != nil {
 				return err
 			}
@@ -167,6 +202,7 @@ has no rows yet (a worker still running or failed: run it again, it redoes only 
 	}
 	c.Flags().StringVar(&examples, "examples", "", "the examples file the workers read (its order is the output's)")
 	c.Flags().StringVar(&out, "out", "", "tagged_chain file to write; parts are read from OUT.parts/")
+	c.Flags().BoolVar(&keepDuplicates, "keep-duplicates", false, "keep chains whose text an earlier kept chain has")
 	c.MarkFlagRequired("examples")
 	c.MarkFlagRequired("out")
 	return c
@@ -188,19 +224,9 @@ func localTeacher(o chainsFlags) (*pipeline.LocalTeacher, func(), error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("local teacher: %w", err)
 	}
-	m, err := lm.Load(o.policy, lm.LoadOptions{Session: sessionOptions()})
+	t, err := pipeline.OpenLocalTeacher(o.policy, tok, sessionOptions(), lm.Sampling{Temperature: o.temperature, TopK: o.topK, TopP: o.topP}, o.maxTokens, o.seed)
 	if err != nil {
-		return nil, nil, fmt.Errorf("local teacher: %w", err)
+		return nil, nil, err
 	}
-	// End a completion at the model's EOS ids and, for chat-tuned
-	// tokenizers, at the end-of-turn token.
-	eos := append([]int64(nil), m.DefaultEOS()...)
-	for _, s := range []string{"<|im_end|>", "<|eot_id|>", "<end_of_turn>"} {
-		if id, ok := tok.TokenID(s); ok {
-			eos = append(eos, int64(id))
-		}
-	}
-	t := &pipeline.LocalTeacher{Policy: pipeline.Policy{Model: m, Tok: tok, Name: o.policy, EOS: eos},
-		Sampling: lm.Sampling{Temperature: o.temperature, TopK: o.topK, TopP: o.topP}, MaxNewTokens: o.maxTokens, Seed: o.seed}
-	return t, func() { m.Close() }, nil
+	return t, func() { t.Close() }, nil
 }

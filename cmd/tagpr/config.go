@@ -1,29 +1,270 @@
 package main
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
+	"math"
+	"os"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
 
+	"github.com/go-viper/mapstructure/v2"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/tagpr/tagpr/configs"
+	"github.com/tagpr/tagpr/pipeline"
 )
+
+// runCfg is the effective config, read once per command by loadConfig: the
+// file given with -c (default: the built-in configs/demo.yaml), then TAGPR_*
+// environment variables, then flags.
+var (
+	runCfg    pipeline.RunConfig
+	cfgSource string // the file it came from, for messages
+)
+
+// configKeyAnnotation marks a flag that sets a config key.
+const configKeyAnnotation = "tagpr.config_key"
+
+// flagSetsKey makes flag name of fs set config key when given.
+func flagSetsKey(fs *pflag.FlagSet, name, key string) {
+	f := fs.Lookup(name)
+	if f == nil {
+		panic("no flag --" + name)
+	}
+	if f.Annotations == nil {
+		f.Annotations = map[string][]string{}
+	}
+	f.Annotations[configKeyAnnotation] = []string{key}
+}
+
+// envName is the variable that sets a key: TAGPR_ + the key in capitals
+// with dots as underscores (runtime.threads → TAGPR_RUNTIME_THREADS).
+func envName(key string) string {
+	return "TAGPR_" + strings.ToUpper(strings.NewReplacer(".", "_", "-", "_").Replace(key))
+}
+
+// loadConfig reads the config strictly: an unknown key, a value of the
+// wrong type (in the file, a variable or a flag) or an out-of-range runtime
+// or log setting is refused, naming the key and where it came from.
+func loadConfig(cmd *cobra.Command) error {
+	v := viper.New()
+	if cfgFile != "" {
+		v.SetConfigFile(cfgFile)
+		if err := v.ReadInConfig(); err != nil {
+			return fmt.Errorf("config %s: %w", cfgFile, err)
+		}
+		cfgSource = cfgFile
+	} else {
+		v.SetConfigType("yaml")
+		if err := v.ReadConfig(bytes.NewReader(configs.Demo)); err != nil {
+			return fmt.Errorf("built-in config configs/demo.yaml: %w", err)
+		}
+		cfgSource = "configs/demo.yaml (built in)"
+	}
+	for _, k := range pipeline.ConfigKeys(pipeline.RunConfig{}) {
+		name := envName(k.Key)
+		raw, ok := os.LookupEnv(name)
+		if !ok {
+			continue
+		}
+		val, err := parseTyped(raw, k.Type)
+		if err != nil {
+			return fmt.Errorf("environment %s=%q: %s wants %s: %v", name, raw, k.Key, describeType(k.Type), err)
+		}
+		v.Set(k.Key, val)
+	}
+	var flagErr error
+	cmd.Flags().Visit(func(f *pflag.Flag) {
+		keys := f.Annotations[configKeyAnnotation]
+		if len(keys) == 0 || flagErr != nil {
+			return
+		}
+		val, err := flagValue(f)
+		if err != nil {
+			flagErr = fmt.Errorf("--%s: %w", f.Name, err)
+			return
+		}
+		v.Set(keys[0], val)
+	})
+	if flagErr != nil {
+		return flagErr
+	}
+	cfg := pipeline.DefaultRunConfig()
+	err := v.Unmarshal(&cfg, func(dc *mapstructure.DecoderConfig) {
+		dc.ErrorUnused = true
+		dc.WeaklyTypedInput = false
+		dc.DecodeHook = strictHook
+	})
+	if err != nil {
+		return fmt.Errorf("config %s: %s", cfgSource, decodeMessage(err))
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		return err
+	}
+	cfg.Resolve(wd)
+	if err := cfg.Runtime.Validate(); err != nil {
+		return fmt.Errorf("config %s: %w", cfgSource, err)
+	}
+	switch cfg.Log.Format {
+	case "auto", "text", "json":
+	default:
+		return fmt.Errorf("config %s: log.format: %q: want auto, text or json", cfgSource, cfg.Log.Format)
+	}
+	runCfg = cfg
+	return nil
+}
+
+// decodeMessage puts mapstructure's error list on one line.
+func decodeMessage(err error) string {
+	msg := strings.TrimPrefix(err.Error(), "decoding failed due to the following error(s):")
+	var parts []string
+	for _, line := range strings.Split(msg, "\n") {
+		if line = strings.TrimSpace(line); line != "" {
+			if strings.Contains(line, "has invalid keys:") {
+				line += " (unknown keys: check their spelling against `tagpr config print`)"
+			}
+			parts = append(parts, line)
+		}
+	}
+	return strings.Join(parts, "; ")
+}
+
+var (
+	durationType = reflect.TypeOf(time.Duration(0))
+	taskRefType  = reflect.TypeOf(pipeline.TaskRef(""))
+)
+
+// strictHook decodes what plain types do not say: durations only from
+// strings ("90s"), task references from a LaMP number or a name, and whole
+// numbers only into integer fields (JSON has only floats; 2.5 is refused,
+// not cut to 2).
+func strictHook(from, to reflect.Type, data any) (any, error) {
+	switch {
+	case to == durationType:
+		s, ok := data.(string)
+		if !ok {
+			return nil, fmt.Errorf("want a duration such as \"90s\" or \"2m\", got %v (%T)", data, data)
+		}
+		return time.ParseDuration(s)
+	case to == taskRefType:
+		switch x := data.(type) {
+		case string:
+			return pipeline.TaskRef(x), nil
+		case int, int64, uint64:
+			return pipeline.TaskRef(fmt.Sprint(x)), nil
+		case float64:
+			if x == math.Trunc(x) {
+				return pipeline.TaskRef(strconv.FormatFloat(x, 'f', -1, 64)), nil
+			}
+		}
+		return nil, fmt.Errorf("want a task such as 3, \"2N\" or \"LaMP_4\", got %v (%T)", data, data)
+	case isInteger(to.Kind()) && (from.Kind() == reflect.Float64 || from.Kind() == reflect.Float32):
+		f := reflect.ValueOf(data).Float()
+		if f != math.Trunc(f) || math.IsInf(f, 0) {
+			return nil, fmt.Errorf("%v is not a whole number", f)
+		}
+	}
+	return data, nil
+}
+
+func isInteger(k reflect.Kind) bool {
+	switch k {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return true
+	}
+	return false
+}
+
+// parseTyped parses an environment value as the key's type, strictly.
+func parseTyped(s string, t reflect.Type) (any, error) {
+	switch {
+	case t == durationType:
+		return s, validateWith(time.ParseDuration(s))
+	case t.Kind() == reflect.String:
+		return s, nil
+	case t.Kind() == reflect.Bool:
+		return strconv.ParseBool(s)
+	case t.Kind() >= reflect.Int && t.Kind() <= reflect.Int64:
+		return strconv.ParseInt(s, 10, 64)
+	case t.Kind() >= reflect.Uint && t.Kind() <= reflect.Uint64:
+		return strconv.ParseUint(s, 10, 64)
+	case t.Kind() == reflect.Float32 || t.Kind() == reflect.Float64:
+		return strconv.ParseFloat(s, 64)
+	case t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.String:
+		var out []any
+		for _, p := range strings.Split(s, ",") {
+			out = append(out, strings.TrimSpace(p))
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("cannot be set from the environment")
+}
+
+func validateWith[T any](_ T, err error) error { return err }
+
+// describeType names a key's type in messages.
+func describeType(t reflect.Type) string {
+	switch {
+	case t == durationType:
+		return "a duration (90s, 2m)"
+	case t.Kind() == reflect.Bool:
+		return "true or false"
+	case t.Kind() >= reflect.Int && t.Kind() <= reflect.Int64:
+		return "an integer"
+	case t.Kind() >= reflect.Uint && t.Kind() <= reflect.Uint64:
+		return "a non-negative integer"
+	case t.Kind() == reflect.Float32 || t.Kind() == reflect.Float64:
+		return "a number"
+	case t.Kind() == reflect.Slice:
+		return "a comma-separated list"
+	}
+	return "a string"
+}
+
+// flagValue is a given flag's value, typed as the flag is.
+func flagValue(f *pflag.Flag) (any, error) {
+	s := f.Value.String()
+	switch f.Value.Type() {
+	case "int", "int64":
+		return strconv.ParseInt(s, 10, 64)
+	case "uint64":
+		return strconv.ParseUint(s, 10, 64)
+	case "float64":
+		return strconv.ParseFloat(s, 64)
+	case "bool":
+		return strconv.ParseBool(s)
+	case "string":
+		return s, nil
+	}
+	return nil, errors.New("flag type " + f.Value.Type() + " cannot set a config key")
+}
 
 func init() {
 	configCmd := &cobra.Command{Use: "config", Short: "Inspect the effective configuration"}
 	configCmd.AddCommand(&cobra.Command{
 		Use:   "print",
-		Short: "Print the effective config (file, then TAGPR_* environment, then flags) as YAML",
-		Args:  cobra.NoArgs,
+		Short: "Print the effective run config (file, then TAGPR_* environment, then flags) as YAML",
+		Long: "Prints every key of the run config with the value a command would use: the file given with -c\n" +
+			"(default: the built-in configs/demo.yaml), overridden by TAGPR_* variables (runtime.threads →\n" +
+			"TAGPR_RUNTIME_THREADS), overridden by flags. Paths are shown absolute.",
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			b, err := yaml.Marshal(viper.AllSettings())
-			if err != nil {
+			fmt.Fprintf(cmd.OutOrStdout(), "# config file: %s\n", cfgSource)
+			enc := yaml.NewEncoder(cmd.OutOrStdout())
+			enc.SetIndent(2)
+			if err := enc.Encode(pipeline.ConfigMap(runCfg)); err != nil {
 				return err
 			}
-			if f := viper.ConfigFileUsed(); f != "" {
-				fmt.Fprintf(cmd.OutOrStdout(), "# config file: %s\n", f)
-			}
-			_, err = cmd.OutOrStdout().Write(b)
-			return err
+			return enc.Close()
 		},
 	})
 	rootCmd.AddCommand(configCmd)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 
@@ -19,6 +20,7 @@ func init() {
 func importLaMPCmd() *cobra.Command {
 	var o datasets.ImportOptions
 	var task string
+	var force bool
 	c := &cobra.Command{
 		Use:   "import-lamp",
 		Short: "Import a LaMP questions file (and its outputs file) into Arrow IPC (.arrow) or Parquet (.parquet)",
@@ -33,7 +35,13 @@ categorization), 3, 4, 5, 6, 7. --scheme records which of LaMP's splits the file
 				return err
 			}
 			o.Task = t
+			if err := checkFlags("data import-lamp", atLeast("--batch-rows", o.BatchRows, 1)); err != nil {
+				return err
+			}
 			if err := checkPinned(o.Questions, o.Outputs); err != nil {
+				return err
+			}
+			if err := prepareOutput(o.Out, force); err != nil {
 				return err
 			}
 			st, err := datasets.ImportLaMP(o)
@@ -52,6 +60,7 @@ categorization), 3, 4, 5, 6, 7. --scheme records which of LaMP's splits the file
 	f.StringVar(&o.Scheme, "scheme", "user", "LaMP split scheme: user or time")
 	f.StringVar(&o.Out, "out", "", "output file: .arrow (Arrow IPC) or .parquet")
 	f.IntVar(&o.BatchRows, "batch-rows", datasets.DefaultBatchRows, "rows per record batch")
+	f.BoolVar(&force, "force", false, "overwrite --out if it exists")
 	for _, r := range []string{"task", "questions", "out"} {
 		c.MarkFlagRequired(r)
 	}
@@ -60,14 +69,21 @@ categorization), 3, 4, 5, 6, 7. --scheme records which of LaMP's splits the file
 
 func exportLaMPCmd() *cobra.Command {
 	var in, questions, outputs string
+	var force bool
 	c := &cobra.Command{
 		Use:   "export-lamp",
 		Short: "Write an examples file back as LaMP questions (and outputs) JSON",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			for _, p := range []string{questions, outputs} {
+				if err := prepareOutput(p, force); err != nil {
+					return err
+				}
+			}
 			return datasets.ExportLaMP(in, questions, outputs)
 		},
 	}
+	c.Flags().BoolVar(&force, "force", false, "overwrite the output files if they exist")
 	c.Flags().StringVar(&in, "in", "", "examples file (.arrow or .parquet)")
 	c.Flags().StringVar(&questions, "questions", "", "questions JSON to write")
 	c.Flags().StringVar(&outputs, "outputs", "", "outputs JSON to write (golds); empty: skip")
@@ -78,6 +94,7 @@ func exportLaMPCmd() *cobra.Command {
 
 func exportPredictionsCmd() *cobra.Command {
 	var in, task, out string
+	var force bool
 	c := &cobra.Command{
 		Use:   "export-predictions",
 		Short: `Write a predictions file in LaMP's outputs format ({"task": "LaMP_N", "golds": [...]})`,
@@ -87,9 +104,13 @@ func exportPredictionsCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if err := prepareOutput(out, force); err != nil {
+				return err
+			}
 			return datasets.ExportPredictions(in, t, out)
 		},
 	}
+	c.Flags().BoolVar(&force, "force", false, "overwrite --out if it exists")
 	c.Flags().StringVar(&in, "in", "", "predictions file (.arrow or .parquet)")
 	c.Flags().StringVar(&task, "task", "", "task of the predictions")
 	c.Flags().StringVar(&out, "out", "", "outputs JSON to write")
@@ -101,6 +122,7 @@ func exportPredictionsCmd() *cobra.Command {
 
 func mergeCmd() *cobra.Command {
 	var out, order string
+	var force bool
 	c := &cobra.Command{
 		Use:   "merge --out PATH (SHARD... | --order INPUT)",
 		Short: "Concatenate per-shard outputs of one schema, or assemble a sharded stage's parts in the input's order",
@@ -110,6 +132,9 @@ PATH (PATH.parts/, e.g. from --shard auto in a Kubernetes Indexed Job) into PATH
 the same bytes however the work was split. Every row of INPUT must have output (a worker that has not
 finished is an error naming how many rows lack it). Tagged chains are assembled by ` + "`tagpr chains merge`" + `.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := prepareOutput(out, force); err != nil {
+				return err
+			}
 			if order != "" {
 				if len(args) > 0 {
 					return fmt.Errorf("--order assembles %s.parts/; give no files", out)
@@ -133,6 +158,7 @@ finished is an error naming how many rows lack it). Tagged chains are assembled 
 		},
 	}
 	c.Flags().StringVar(&out, "out", "", "merged file (.arrow or .parquet)")
+	c.Flags().BoolVar(&force, "force", false, "overwrite --out if it exists")
 	c.Flags().StringVar(&order, "order", "", "assemble PATH.parts/ in this input file's row order")
 	c.MarkFlagRequired("out")
 	return c
@@ -141,6 +167,7 @@ finished is an error naming how many rows lack it). Tagged chains are assembled 
 func shardCmd() *cobra.Command {
 	var in, out, shard string
 	var batch int
+	var force bool
 	c := &cobra.Command{
 		Use:   "shard --in PATH --shard i/N --out PATH",
 		Short: "Copy one stable shard (by hash of the row id) of a file",
@@ -150,7 +177,13 @@ func shardCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if err := checkFlags("data shard", atLeast("--batch-rows", batch, 1)); err != nil {
+				return err
+			}
 			if err := checkPinned(in); err != nil {
+				return err
+			}
+			if err := prepareOutput(out, force); err != nil {
 				return err
 			}
 			r, err := datasets.OpenReader(in, datasets.ReadOptions{BatchRows: batch, Shard: sh})
@@ -185,6 +218,7 @@ func shardCmd() *cobra.Command {
 	c.Flags().StringVar(&out, "out", "", "output file (.arrow or .parquet)")
 	c.Flags().StringVar(&shard, "shard", "", "shard i/N (0-based), or auto (see `tagpr chains generate --help`)")
 	c.Flags().IntVar(&batch, "batch-rows", datasets.DefaultBatchRows, "rows per record batch")
+	c.Flags().BoolVar(&force, "force", false, "overwrite --out if it exists")
 	for _, r := range []string{"in", "out", "shard"} {
 		c.MarkFlagRequired(r)
 	}
@@ -201,6 +235,9 @@ func infoCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			sh, err := datasets.ParseShardFlag(shard)
 			if err != nil {
+				return err
+			}
+			if err := checkFlags("data info", atLeast("--batch-rows", batch, 1)); err != nil {
 				return err
 			}
 			for _, p := range args {
@@ -238,6 +275,7 @@ func infoCmd() *cobra.Command {
 func synthCmd() *cobra.Command {
 	cfg := datasets.DefaultSynthConfig()
 	var out, tasks string
+	var force bool
 	c := &cobra.Command{
 		Use:   "synth --out DIR",
 		Short: "Write the built-in synthetic personalization benchmark (deterministic from --seed)",
@@ -249,6 +287,15 @@ Users are split disjointly. Each user's latent preferences decide the answers an
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if tasks != "" {
 				cfg.Tasks = strings.Split(tasks, ",")
+			}
+			err := checkFlags("data synth", atLeast("--users", cfg.Users, 1), atLeast("--queries", cfg.QueriesPerUser, 1),
+				atLeast("--profile-min", cfg.ProfileMin, 1), atLeast("--profile-max", cfg.ProfileMax, max(cfg.ProfileMin, 1)),
+				within("--dev", cfg.DevFrac, 0, 1), within("--test", cfg.TestFrac, 0, 1-cfg.DevFrac))
+			if err != nil {
+				return err
+			}
+			if entries, err := os.ReadDir(out); err == nil && len(entries) > 0 && !force {
+				return fmt.Errorf("data synth: %s is not empty; pass --force to write into it", out)
 			}
 			d, err := datasets.Synth(cfg)
 			if err != nil {
@@ -273,6 +320,7 @@ Users are split disjointly. Each user's latent preferences decide the answers an
 	f.Float64Var(&cfg.TestFrac, "test", cfg.TestFrac, "fraction of users in test")
 	f.StringVar(&tasks, "tasks", "", "comma-separated subset of synth_tag,synth_rate,synth_gen (default all)")
 	f.StringVar(&out, "out", "", "output directory")
+	f.BoolVar(&force, "force", false, "write into --out even if it is not empty")
 	c.MarkFlagRequired("out")
 	return c
 }

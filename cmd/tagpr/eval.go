@@ -13,14 +13,25 @@ import (
 
 func init() {
 	var task, golds, preds, base, out string
+	var o stageFlags
 	cmd := &cobra.Command{
-		Use:   "eval --task N --golds dev_outputs.json --predictions preds.json [--base base.json] [--out DIR]",
-		Short: "Score LaMP-format predictions against golds (accuracy/F1, MAE/RMSE or ROUGE-1/L) and write a report",
-		Long: "Reads predictions and golds in LaMP's outputs format ({\"task\": \"LaMP_N\", \"golds\": [{id, output}]}),\n" +
+		Use:   "eval [-c FILE] | eval --task N --golds dev_outputs.json --predictions preds.json [--base base.json] [--out DIR]",
+		Short: "Score predictions against golds (accuracy/F1, MAE/RMSE or ROUGE-1/L): the config's eval stage, or LaMP-format files",
+		Long: "Without --golds: runs the config's eval stage (every predicted model on every split with golds, in OUT/eval).\n\n" +
+			"With --golds: reads predictions and golds in LaMP's outputs format ({\"task\": \"LaMP_N\", \"golds\": [{id, output}]}),\n" +
 			"computes the task's LaMP metrics and, with --base, the relative improvement over a base model's predictions.\n" +
 			"Every gold id needs a prediction. With --out, writes report.md and report.json there.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if golds == "" {
+				if task != "" || preds != "" || base != "" || out != "" {
+					return fmt.Errorf("--task, --predictions, --base and --out go with --golds")
+				}
+				return runStages(cmd, o, pipeline.StageEval)
+			}
+			if task == "" || preds == "" {
+				return fmt.Errorf("--golds needs --task and --predictions")
+			}
 			t, err := datasets.ParseTask(task)
 			if err != nil {
 				return err
@@ -52,10 +63,6 @@ func init() {
 	cmd.Flags().StringVar(&preds, "predictions", "", "predictions in the same format")
 	cmd.Flags().StringVar(&base, "base", "", "a base model's predictions, for the relative improvement")
 	cmd.Flags().StringVar(&out, "out", "", "folder for report.md and report.json")
-	for _, f := range []string{"task", "golds", "predictions"} {
-		if err := cmd.MarkFlagRequired(f); err != nil {
-			panic(err)
-		}
-	}
+	addStageFlags(cmd, &o, "")
 	rootCmd.AddCommand(cmd)
 }

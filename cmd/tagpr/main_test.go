@@ -95,7 +95,7 @@ func TestConfigPrecedence(t *testing.T) {
 		t.Fatalf("config print: %v\n%s", err, stderr)
 	}
 	// env (3) beats the file (2); the flag (json) beats the file (text).
-	for _, want := range []string{"threads: \"3\"", "format: json", "provider: cpu", cfg} {
+	for _, want := range []string{"threads: 3", "format: json", "provider: cpu", cfg} {
 		if !strings.Contains(out, want) {
 			t.Errorf("config print lacks %q:\n%s", want, out)
 		}

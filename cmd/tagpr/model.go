@@ -89,8 +89,8 @@ func modelInitCmd() *cobra.Command {
 			if tjsLayout {
 				target = filepath.Join(out, "onnx", "model.onnx")
 			}
-			if _, err := os.Stat(target); err == nil && !force {
-				return fmt.Errorf("%s exists; pass --force to overwrite it", target)
+			if err := prepareOutput(target, force); err != nil {
+				return err
 			}
 			path, err := lm.WriteModelDir(c, out, tjsLayout)
 			if err != nil {

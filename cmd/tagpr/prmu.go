@@ -4,11 +4,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/tagpr/tagpr/datasets"
+	"github.com/tagpr/tagpr/onnx/train"
+	"github.com/tagpr/tagpr/pipeline"
 	"github.com/tagpr/tagpr/rewardmodel"
 )
 
@@ -23,11 +26,14 @@ func prmuTrainCmd() *cobra.Command {
 	var users int
 	var trainFiles, devFiles []string
 	var o rewardmodel.PRMURecipe
+	var stage stageFlags
+	var force bool
 	var enc rewardmodel.PRMUEncoder
 	c := &cobra.Command{
-		Use:   "train --out DIR",
-		Short: "Train a PRMU on example files or the synthetic benchmark and save it to DIR",
-		Long: "Makes Bradley–Terry pairs from the --train example files (default: the synthetic benchmark's train users, " +
+		Use:   "train [-c FILE] | train --out DIR",
+		Short: "Train a PRMU: the config's prmu stage, or (with --out) on example files or the synthetic benchmark, saved to DIR",
+		Long: "Without --out: runs the config's prmu stage in its run folder (OUT/prmu).\n\n" +
+			"With --out: makes Bradley–Terry pairs from the --train example files (default: the synthetic benchmark's train users, " +
 			"at the demo's size and seed): the gold output over another label, or over another user's output for a similar " +
 			"input. Trains the PRMU on them, reports the pair accuracy on the --dev files (default: the benchmark's dev users), " +
 			"and writes DIR/model.onnx and DIR/prmu.json. Its text encoder is a bag of tokens over a small BPE tokenizer " +
@@ -36,6 +42,18 @@ func prmuTrainCmd() *cobra.Command {
 			"with LoRA (--encoder-tuning lora); DIR/encoder/ gets a copy, tuned weights merged.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if out == "" {
+				return runStages(cmd, stage, pipeline.StagePRMU)
+			}
+			err := checkFlags("prmu train", atLeast("--steps", o.Train.Steps, 1), atLeast("--pairs-per-step", o.Train.PairsPerStep, 1),
+				positive("--lr", o.Train.LR), atLeast("--users", users, 0), atLeast("--top-k", o.TopK, 0),
+				atLeast("--embed", o.Config.Embed, 1), atLeast("--hidden", o.Config.Hidden, 1), atLeast("--max-items", o.Config.MaxItems, 1))
+			if err != nil {
+				return err
+			}
+			if err := refuseExisting(filepath.Join(out, rewardmodel.PRMUConfigFile), force); err != nil {
+				return fmt.Errorf("prmu train: %w", err)
+			}
 			if err := initRuntime(); err != nil {
 				return err
 			}
@@ -44,6 +62,11 @@ func prmuTrainCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			lk, err := train.LockRunDir(out) // one writer per output folder, from here to the saved model
+			if err != nil {
+				return fmt.Errorf("prmu train: %w", err)
+			}
+			defer lk.Unlock()
 			if enc.Dir != "" {
 				o.Config.Encoder = &enc
 			}
@@ -89,8 +112,9 @@ func prmuTrainCmd() *cobra.Command {
 	f.IntVar(&o.Config.Hidden, "hidden", 64, "encoder and fusion width")
 	f.IntVar(&o.Config.MaxItems, "max-items", 8, "profile items read per user")
 	f.StringVar(&o.Config.Pool, "pool", rewardmodel.PoolMean, "profile pooling: mean or attention")
+	f.BoolVar(&force, "force", false, "overwrite a PRMU already in --out")
 	encoderFlags(c, &enc, &o)
-	c.MarkFlagRequired("out")
+	addStageFlags(c, &stage, "")
 	return c
 }
 

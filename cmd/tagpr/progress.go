@@ -8,8 +8,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/spf13/viper"
 )
 
 // progress shows long work: a redrawn bar on a terminal, structured log lines
@@ -30,7 +28,7 @@ type progress struct {
 // newProgress writes to stderr; the log format comes from log.format (auto|text|json).
 func newProgress(label string, total int) *progress {
 	p := &progress{w: os.Stderr, label: label, total: total, start: time.Now()}
-	switch viper.GetString("log.format") {
+	switch runCfg.Log.Format {
 	case "json":
 		p.logger = slog.New(slog.NewJSONHandler(os.Stderr, nil))
 	case "text":

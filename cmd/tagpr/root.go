@@ -6,12 +6,9 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"path/filepath"
-	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
-	"github.com/spf13/viper"
 
 	"github.com/tagpr/tagpr/onnx/ort"
 )
@@ -33,60 +30,29 @@ var rootCmd = &cobra.Command{
 
 func init() {
 	pf := rootCmd.PersistentFlags()
-	pf.StringVar(&cfgFile, "config", "", "config file (YAML, TOML or JSON); TAGPR_* environment variables override it, flags override both")
+	pf.StringVarP(&cfgFile, "config", "c", "", "run config (YAML, TOML or JSON; default: the built-in configs/demo.yaml); TAGPR_* variables override it, flags override both")
 	pf.String("runtime-library", "", "path to libonnxruntime.so (default: $"+ort.EnvLibraryPath+", then the models.lock cache)")
-	pf.String("provider", "cpu", "execution provider: cpu or cuda (cuda needs the GPU runtime: make setup-gpu; it fails at start naming what is missing)")
+	pf.String("provider", "cpu", "execution provider of every ORT session: cpu or cuda (cuda needs the GPU runtime: make setup-gpu; it fails at start naming what is missing)")
 	pf.Int("device", 0, "CUDA device ordinal (with --provider cuda)")
-	pf.Int("threads", 0, "intra-op threads per session (0: one per core)")
+	pf.Int("threads", 0, "intra-op threads per ORT session (0: one per core)")
 	pf.String("log-format", "auto", "log format: auto (text on a terminal, JSON otherwise), text or json")
-	bindFlag("runtime.library", "runtime-library")
-	bindFlag("runtime.provider", "provider")
-	bindFlag("runtime.device", "device")
-	bindFlag("runtime.threads", "threads")
-	bindFlag("log.format", "log-format")
-}
-
-// bindFlag ties a persistent flag to a config key; viper resolves flag > env > file > default.
-func bindFlag(key, flag string) {
-	if err := viper.BindPFlag(key, rootCmd.PersistentFlags().Lookup(flag)); err != nil {
-		panic(fmt.Sprintf("bind %s to --%s: %v", key, flag, err))
-	}
-}
-
-func loadConfig(cmd *cobra.Command) error {
-	viper.SetEnvPrefix("TAGPR")
-	viper.SetEnvKeyReplacer(strings.NewReplacer(".", "_", "-", "_"))
-	viper.AutomaticEnv()
-	if cfgFile != "" {
-		viper.SetConfigFile(cfgFile)
-		if err := viper.ReadInConfig(); err != nil {
-			return fmt.Errorf("read config %s: %w", cfgFile, err)
-		}
-	}
-	return nil
-}
-
-// runtimeConfig is the configured runtime (runtime.cuda_libraries: extra
-// folders, colon-separated, to search for the CUDA libraries).
-func runtimeConfig() ort.Runtime {
-	var cudaDirs []string
-	if s := viper.GetString("runtime.cuda_libraries"); s != "" {
-		cudaDirs = filepath.SplitList(s)
-	}
-	return ort.Runtime{Library: viper.GetString("runtime.library"), Provider: viper.GetString("runtime.provider"),
-		Device: viper.GetInt("runtime.device"), Threads: viper.GetInt("runtime.threads"), CUDALibraries: cudaDirs}
+	flagSetsKey(pf, "runtime-library", "runtime.library")
+	flagSetsKey(pf, "provider", "runtime.provider")
+	flagSetsKey(pf, "device", "runtime.device")
+	flagSetsKey(pf, "threads", "runtime.threads")
+	flagSetsKey(pf, "log-format", "log.format")
 }
 
 // initRuntime loads ONNX Runtime as configured and declares the runtime
 // every session of this process must carry (ort.Start): with cuda it fails
 // here, naming what is missing, before any work.
 func initRuntime() error {
-	return ort.Start(runtimeConfig())
+	return ort.Start(runCfg.Runtime.Runtime())
 }
 
 // sessionOptions are the configured per-session runtime options.
 func sessionOptions() ort.Options {
-	return runtimeConfig().Options()
+	return runCfg.Runtime.Session()
 }
 
 func main() {

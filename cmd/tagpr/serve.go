@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"github.com/spf13/viper"
 
 	"github.com/tagpr/tagpr/pipeline/serve"
 )
@@ -99,7 +98,7 @@ func serveCmd() *cobra.Command {
 
 // logger writes structured lines to stderr in the configured log format.
 func logger() *slog.Logger {
-	if viper.GetString("log.format") == "text" || viper.GetString("log.format") == "auto" && isTerminal(os.Stderr) {
+	if runCfg.Log.Format == "text" || runCfg.Log.Format == "auto" && isTerminal(os.Stderr) {
 		return slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
 	return slog.New(slog.NewJSONHandler(os.Stderr, nil))

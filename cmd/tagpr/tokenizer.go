@@ -70,6 +70,7 @@ func init() {
 
 	var corpusPath, outPath string
 	var vocabSize int
+	var forceOut bool
 	var specials []string
 	trainCmd := &cobra.Command{
 		Use:   "train",
@@ -78,6 +79,9 @@ func init() {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if corpusPath == "" || outPath == "" {
 				return fmt.Errorf("tokenizer train: --corpus and --out are required")
+			}
+			if err := prepareOutput(outPath, forceOut); err != nil {
+				return fmt.Errorf("tokenizer train: %w", err)
 			}
 			fh, err := os.Open(corpusPath)
 			if err != nil {
@@ -102,7 +106,8 @@ func init() {
 	}
 	trainCmd.Flags().StringVar(&corpusPath, "corpus", "", "text file to learn from (read line by line)")
 	trainCmd.Flags().IntVar(&vocabSize, "vocab-size", 4096, "vocabulary size including special tokens and the 256 bytes")
-	trainCmd.Flags().StringVar(&outPath, "out", "", "tokenizer.json to write")
+	trainCmd.Flags().StringVar(&outPath, "out", "", "tokenizer.json to write (missing folders are created)")
+	trainCmd.Flags().BoolVar(&forceOut, "force", false, "overwrite --out if it exists")
 	trainCmd.Flags().StringSliceVar(&specials, "special", []string{"<|endoftext|>", "<|im_start|>", "<|im_end|>"},
 		"special tokens (ids 0..n-1)")
 
@@ -125,7 +130,10 @@ func loadTokenizer(path string) (*tokenize.Tokenizer, error) {
 				path = f.Abs(e)
 			}
 		}
-	} else if err := checkPinned(path); err != nil {
+	}
+	// Every file Load reads is checked against its pin: tokenizer_config.json
+	// (chat template, added tokens) changes the ids as much as tokenizer.json.
+	if err := checkPinned(tokenize.Files(path)...); err != nil {
 		return nil, err
 	}
 	return tokenize.Load(path)

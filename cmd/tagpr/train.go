@@ -1,10 +1,7 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,17 +10,14 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/apache/arrow-go/v18/arrow"
-	"github.com/apache/arrow-go/v18/arrow/array"
-	"github.com/apache/arrow-go/v18/arrow/ipc"
-	"github.com/apache/arrow-go/v18/arrow/memory"
-	"github.com/apache/arrow-go/v18/parquet/file"
-	"github.com/apache/arrow-go/v18/parquet/pqarrow"
 	"github.com/spf13/cobra"
 
+	"github.com/tagpr/tagpr/datasets"
 	"github.com/tagpr/tagpr/onnx/ir"
 	"github.com/tagpr/tagpr/onnx/lm"
+	"github.com/tagpr/tagpr/onnx/lock"
 	"github.com/tagpr/tagpr/onnx/train"
+	"github.com/tagpr/tagpr/pipeline"
 	"github.com/tagpr/tagpr/tokenize"
 )
 
@@ -46,6 +40,8 @@ type trainLMOptions struct {
 	Seed                                uint64
 	Packing, Recompute                  bool
 	MaxMemoryGB                         float64
+	MaxSkipped                          int
+	Fresh                               bool
 }
 
 func trainLMCmd() *cobra.Command {
@@ -58,7 +54,9 @@ with a text column: Arrow IPC (.arrow/.ipc/.feather), Parquet (.parquet) or JSON
 object per line). Texts are tokenized with tokenizer.json next to the model (or --tokenizer); a column
 "input_ids" (list of ints) is used as is instead. Each text is cut into windows of --seq-len tokens.
 With a "prompt" column beside the text (or "completion") column, each row is prompt + completion, cut
-to --seq-len, and only the completion tokens are trained on (SFT).
+to --seq-len, and only the completion tokens are trained on (SFT). A tagged_chain file (from tagpr
+chains) gives its kept chains (keep=true), each as its prompt messages and the chain as the assistant's
+turn in the tokenizer's chat template; only the chain is trained on.
 
 Weights go by their Hugging Face names (model.layers.0.self_attn.q_proj.weight), read from the graph's
 structure: --trainable, --lora-targets, checkpoints and logs use them, and a tied lm head is one weight
@@ -67,7 +65,13 @@ weights and AdamW moments, run state) to OUT/checkpoint/. Ctrl-C stops after the
 a checkpoint; rerunning the same command resumes bit for bit. At the end OUT/model.onnx is the trained
 model (LoRA merged), with config.json and tokenizer files copied beside it, and the same model as a
 Hugging Face checkpoint (model.safetensors) that transformers loads; a LoRA run also writes its adapter
-in PEFT's format to OUT/adapter (PeftModel.from_pretrained(base, "OUT/adapter")).`,
+in PEFT's format to OUT/adapter (PeftModel.from_pretrained(base, "OUT/adapter")).
+
+OUT/checkpoint/run.json records every setting that decides the result (learning rate, schedule,
+clipping, batch, LoRA, seed, the sha256 of model, data and tokenizer, ...): a rerun with another one
+is refused, naming it; --fresh discards the checkpoints and starts over. One process at a time
+writes to OUT (a second one is refused, naming the first one's PID). A step whose loss or gradient
+is not finite is skipped and logged; --max-skipped-steps such steps in a row stop the run.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runTrainLM(cmd.Context(), cmd, o)
@@ -97,17 +101,31 @@ in PEFT's format to OUT/adapter (PeftModel.from_pretrained(base, "OUT/adapter"))
 	f.Float64Var(&o.MaxMemoryGB, "max-memory-gb", 0, "refuse to start when the estimated peak memory exceeds this many GiB (0: the machine's memory; -1: no check)")
 	f.BoolVar(&o.Recompute, "recompute", false, "keep only each block's input from the forward pass and recompute the rest in the backward pass (less memory at long sequences, one more forward pass)")
 	f.BoolVar(&o.Packing, "packing", false, "pack several sequences into each --seq-len row (attention stays inside each; needs a model with position_ids)")
+	f.IntVar(&o.MaxSkipped, "max-skipped-steps", train.DefaultMaxSkipped, "stop when this many steps in a row are skipped for a non-finite loss or gradient")
+	f.BoolVar(&o.Fresh, "fresh", false, "discard the checkpoints in OUT/checkpoint and start over (instead of resuming)")
 	return cmd
 }
 
 func (o trainLMOptions) validate() error {
-	switch {
-	case o.Model == "" || o.Data == "" || o.Out == "":
+	if o.Model == "" || o.Data == "" || o.Out == "" {
 		return errors.New("train lm: --model, --data and --out are required")
-	case o.Steps <= 0 || o.Batch <= 0 || o.SeqLen < 2 || o.Accum <= 0:
-		return fmt.Errorf("train lm: --steps %d, --batch %d, --accum %d must be positive and --seq-len %d at least 2", o.Steps, o.Batch, o.Accum, o.SeqLen)
-	case o.LoRARank < 0:
-		return fmt.Errorf("train lm: --lora-rank %d is negative", o.LoRARank)
+	}
+	err := checkFlags("train lm",
+		atLeast("--steps", o.Steps, 1), atLeast("--batch", o.Batch, 1), atLeast("--seq-len", o.SeqLen, 2),
+		atLeast("--accum", o.Accum, 1), atLeast("--checkpoint-every", o.CheckpointEvery, 1),
+		flagCheck{"--warmup", o.Warmup, o.Warmup >= -1 && o.Warmup <= o.Steps, fmt.Sprintf("a step count in [0, --steps %d], or -1 for 5%% of --steps", o.Steps)},
+		positive("--lr", o.LR), nonNegative("--weight-decay", o.WeightDecay), nonNegative("--clip", o.Clip),
+		flagCheck{"--schedule", o.Schedule, o.Schedule == "cosine" || o.Schedule == "linear" || o.Schedule == "constant", "cosine, linear or constant"},
+		atLeast("--lora-rank", o.LoRARank, 0), nonNegative("--lora-alpha", o.LoRAAlpha),
+		atLeast("--max-skipped-steps", o.MaxSkipped, 1))
+	if err != nil {
+		return err
+	}
+	if err := train.ValidatePatterns(o.LoRATargets); err != nil {
+		return fmt.Errorf("train lm: --lora-targets: %w", err)
+	}
+	if err := train.ValidatePatterns(o.Trainable); err != nil {
+		return fmt.Errorf("train lm: --trainable: %w", err)
 	}
 	return nil
 }
@@ -116,6 +134,12 @@ func runTrainLM(ctx context.Context, cmd *cobra.Command, o trainLMOptions) error
 	if err := o.validate(); err != nil {
 		return err
 	}
+	// One writer per run folder, from the first file written to the last.
+	lk, err := train.LockRunDir(o.Out)
+	if err != nil {
+		return fmt.Errorf("train lm: %w", err)
+	}
+	defer lk.Unlock()
 	if err := initRuntime(); err != nil {
 		return err
 	}
@@ -127,7 +151,7 @@ func runTrainLM(ctx context.Context, cmd *cobra.Command, o trainLMOptions) error
 	if filepath.Base(modelDir) == "onnx" && !trainFileExists(filepath.Join(modelDir, "config.json")) {
 		modelDir = filepath.Dir(modelDir) // transformers.js layout: DIR/onnx/model.onnx, config beside onnx/
 	}
-	if err := checkPinned(modelPath, o.Data); err != nil {
+	if err := checkPinned(append(lm.Files(modelPath), o.Data)...); err != nil {
 		return err
 	}
 	m, err := ir.Load(modelPath)
@@ -141,7 +165,7 @@ func runTrainLM(ctx context.Context, cmd *cobra.Command, o trainLMOptions) error
 	if err != nil {
 		return err
 	}
-	rows, promptLen, err := loadTrainingRows(o, modelDir, hc)
+	rows, promptLen, err := trainingRows(o, modelDir, hc)
 	if err != nil {
 		return err
 	}
@@ -174,7 +198,11 @@ func runTrainLM(ctx context.Context, cmd *cobra.Command, o trainLMOptions) error
 	}
 	opts := train.TrainerOptions{
 		Schedule:    train.Schedule{Peak: o.LR, Warmup: warm, Total: o.Steps, Decay: o.Schedule},
-		WeightDecay: o.WeightDecay, ClipNorm: o.Clip, Session: sessionOptions(),
+		WeightDecay: o.WeightDecay, ClipNorm: o.Clip, Session: sessionOptions(), MaxSkipped: o.MaxSkipped,
+	}
+	settings, err := trainLMSettings(o, modelPath, modelDir, spec, warm)
+	if err != nil {
+		return err
 	}
 	tr, err := train.NewTrainer(tg, opts)
 	if err != nil {
@@ -183,19 +211,30 @@ func runTrainLM(ctx context.Context, cmd *cobra.Command, o trainLMOptions) error
 	defer tr.Close()
 
 	ckDir := filepath.Join(o.Out, "checkpoint")
-	if err := checkRunIdentity(ckDir, o, modelPath); err != nil {
-		return err
+	if o.Fresh {
+		if err := os.RemoveAll(ckDir); err != nil {
+			return fmt.Errorf("train lm: --fresh: %w", err)
+		}
+	}
+	if _, err := train.LatestCheckpoint(ckDir); err == nil {
+		if err := settings.Check(ckDir); err != nil {
+			return fmt.Errorf("train lm: %w; rerun with the recorded settings to resume, or add --fresh to start over", err)
+		}
 	}
 	bar := newProgress("train", o.Steps)
 	loop := &train.Loop{
 		Trainer: tr, Data: &train.LMDataset{Rows: rows, PromptLen: promptLen, SeqLen: o.SeqLen, Pad: pad, Graph: tg, Packed: o.Packing},
 		BatchSize: o.Batch, Accum: o.Accum, Steps: o.Steps, Dir: ckDir, CheckpointEvery: o.CheckpointEvery, Seed: o.Seed,
+		Settings: settings,
 		OnStep: func(s train.StepLog) {
 			attrs := []any{"loss", strconv.FormatFloat(s.Loss, 'f', 4, 64), "lr", strconv.FormatFloat(s.LR, 'g', 3, 64)}
 			if s.Skipped {
 				attrs = append(attrs, "skipped", s.Reason)
 			}
 			bar.Step(1, attrs...)
+			if s.Warning != "" {
+				fmt.Fprintf(cmd.ErrOrStderr(), "warning: step %d: %s\n", s.Step, s.Warning)
+			}
 		},
 	}
 	if st, err := train.LoadCheckpoint(ckDir, tr.Params, nil); err == nil && st.Step > 0 {
@@ -205,8 +244,12 @@ func runTrainLM(ctx context.Context, cmd *cobra.Command, o trainLMOptions) error
 	st, err := loop.Run(ctx)
 	bar.Finish()
 	if err != nil {
-		if errors.Is(err, context.Canceled) {
+		var div *train.DivergedError
+		switch {
+		case errors.Is(err, context.Canceled):
 			fmt.Fprintf(cmd.ErrOrStderr(), "stopped after step %d; checkpoint in %s\n", st.Step, ckDir)
+		case errors.As(err, &div):
+			return fmt.Errorf("train lm: %w; nothing was exported (lower --lr, or raise --max-skipped-steps to tolerate more)", err)
 		}
 		return err
 	}
@@ -250,56 +293,42 @@ func checkTrainMemory(cmd *cobra.Command, o trainLMOptions, tg *train.TrainingGr
 	return nil
 }
 
-// trainRunIdentity is what a resumed run must share with the run that made the checkpoint.
-type trainRunIdentity struct {
-	Model     string   `json:"model"`
-	ModelSize int64    `json:"model_size"`
-	Data      string   `json:"data"`
-	DataSize  int64    `json:"data_size"`
-	Batch     int      `json:"batch"`
-	SeqLen    int      `json:"seq_len"`
-	Accum     int      `json:"accum"`
-	LoRARank  int      `json:"lora_rank"`
-	Targets   []string `json:"lora_targets,omitempty"`
-	Trainable []string `json:"trainable,omitempty"`
-	Seed      uint64   `json:"seed"`
-	Packing   bool     `json:"packing,omitempty"`
-}
-
-// checkRunIdentity writes OUT/checkpoint/run.json on a first run and refuses
-// to resume a checkpoint made from another model, data set or batch layout.
-func checkRunIdentity(ckDir string, o trainLMOptions, modelPath string) error {
-	id := trainRunIdentity{Model: trainAbsPath(modelPath), Data: trainAbsPath(o.Data), Batch: o.Batch, SeqLen: o.SeqLen, Accum: o.Accum,
-		LoRARank: o.LoRARank, Targets: o.LoRATargets, Trainable: o.Trainable, Seed: o.Seed, Packing: o.Packing}
-	if st, err := os.Stat(modelPath); err == nil {
-		id.ModelSize = st.Size()
+// trainLMSettings are the settings that decide a train lm run's result:
+// a resume must have the same (the checkpoint interval, threads and
+// skip tolerance may change). Inputs count by content, not path.
+func trainLMSettings(o trainLMOptions, modelPath, modelDir string, spec train.LMTraining, warmup int) (train.RunSettings, error) {
+	s := train.RunSettings{}.Set("steps", o.Steps).Set("batch", o.Batch).Set("seq_len", o.SeqLen).Set("accum", o.Accum).
+		Set("lr", o.LR).Set("warmup", warmup).Set("schedule", o.Schedule).Set("clip", o.Clip).Set("weight_decay", o.WeightDecay).
+		Set("trainable", o.Trainable).Set("seed", o.Seed).Set("text_column", o.Column).Set("packing", o.Packing)
+	if spec.LoRA != nil {
+		s.Set("lora_rank", spec.LoRA.Rank).Set("lora_alpha", spec.LoRA.Alpha).Set("lora_targets", spec.LoRA.Targets)
 	}
-	if st, err := os.Stat(o.Data); err == nil {
-		id.DataSize = st.Size()
+	inputs := map[string]string{"model_sha256": modelPath, "data_sha256": o.Data}
+	for _, f := range lm.Files(modelPath)[1:] { // external data, config.json, generation_config.json
+		name := strings.NewReplacer(".onnx.data", "_data", ".onnx_data", "_data", ".json", "").Replace(filepath.Base(f))
+		inputs[name+"_sha256"] = f
 	}
-	want, _ := json.MarshalIndent(id, "", "  ")
-	p := filepath.Join(ckDir, "run.json")
-	have, err := os.ReadFile(p)
-	if err == nil {
-		if !bytes.Equal(bytes.TrimSpace(have), bytes.TrimSpace(want)) {
-			return fmt.Errorf("train lm: %s was made by a run with other settings:\n%s\nthis run:\n%s\nuse another --out (or delete %s) to start over", p, have, want, ckDir)
+	if tok := trainTokenizerPath(o, modelDir); trainFileExists(tok) {
+		for i, f := range tokenize.Files(tok) {
+			inputs[[]string{"tokenizer_sha256", "tokenizer_config_sha256"}[i]] = f
 		}
-		return nil
 	}
-	if !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("train lm: %w", err)
+	for name, path := range inputs {
+		sum, _, err := lock.HashFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("train lm: %w", err)
+		}
+		s[name] = sum
 	}
-	if err := os.MkdirAll(ckDir, 0o755); err != nil {
-		return fmt.Errorf("train lm: %w", err)
-	}
-	return os.WriteFile(p, append(want, '\n'), 0o644)
+	return s, nil
 }
 
-func trainAbsPath(p string) string {
-	if a, err := filepath.Abs(p); err == nil {
-		return a
+// trainTokenizerPath is --tokenizer, or the tokenizer.json beside the model.
+func trainTokenizerPath(o trainLMOptions, modelDir string) string {
+	if o.Tokenizer != "" {
+		return o.Tokenizer
 	}
-	return p
+	return filepath.Join(modelDir, "tokenizer.json")
 }
 
 func trainFileExists(p string) bool {
@@ -318,330 +347,29 @@ func trainCopyIfExists(src, dst string) error {
 	return os.WriteFile(dst, b, 0o644)
 }
 
-// loadTrainingRows reads the data set and turns it into token rows of at
-// most seq-len tokens (each text ends with EOS when the config names one).
-// Plain texts are cut into windows; prompt/completion rows are truncated
-// and their prompt tokens are not targets (promptLen, nil without prompts).
-func loadTrainingRows(o trainLMOptions, modelDir string, hc *lm.HFConfig) (rows [][]int64, promptLen []int, err error) {
-	d, err := readTrainTexts(o.Data, o.Column)
+// trainingRows reads the data set (a tagged_chain file gives its kept
+// chains in the chat template) and tokenizes it into rows of at most
+// --seq-len tokens.
+func trainingRows(o trainLMOptions, modelDir string, hc *lm.HFConfig) ([][]int64, []int, error) {
+	d, err := datasets.ReadTextSet(o.Data, o.Column)
 	if err != nil {
 		return nil, nil, err
 	}
-	ids := d.ids
-	var prompts [][]int64
-	if d.texts != nil {
-		tokPath := o.Tokenizer
-		if tokPath == "" {
-			tokPath = filepath.Join(modelDir, "tokenizer.json")
+	ro := pipeline.LMRowsOptions{Source: o.Data, SeqLen: o.SeqLen, EOS: -1, ModelConfig: filepath.Join(modelDir, "config.json")}
+	if d.Texts != nil || d.Chats != nil {
+		if ro.Tok, err = loadTokenizer(trainTokenizerPath(o, modelDir)); err != nil {
+			return nil, nil, fmt.Errorf("train lm: tokenizer for %s: %w (or give an input_ids column)", o.Data, err)
 		}
-		if err := checkPinned(tokPath); err != nil {
-			return nil, nil, err
-		}
-		tok, err := tokenize.Load(tokPath)
-		if err != nil {
-			return nil, nil, fmt.Errorf("train lm: tokenizer for %d texts of %s: %w (or give an input_ids column)", len(d.texts), o.Data, err)
-		}
-		enc := func(s string) []int64 {
-			e := tok.Encode(s)
-			row := make([]int64, len(e))
-			for i, x := range e {
-				row[i] = int64(x)
-			}
-			return row
-		}
-		for i, t := range d.texts {
-			ids = append(ids, enc(t))
-			if d.prompts != nil {
-				prompts = append(prompts, enc(d.prompts[i]))
-			}
-		}
-	}
-	var eos int64 = -1
-	if hc != nil && len(hc.EOSTokenID) > 0 {
-		eos = hc.EOSTokenID[0]
-	}
-	skipped := 0
-	for i, r := range ids {
-		if eos >= 0 && (len(r) == 0 || r[len(r)-1] != eos) {
-			r = append(r, eos)
-		}
-		if prompts != nil {
-			p := prompts[i]
-			row := append(append([]int64{}, p...), r...)
-			if len(p) >= min(len(row), o.SeqLen) {
-				skipped++ // the prompt fills the window: nothing to learn
-				continue
-			}
-			rows = append(rows, row[:min(len(row), o.SeqLen)])
-			promptLen = append(promptLen, len(p))
-			continue
-		}
-		for start := 0; start < len(r); start += o.SeqLen {
-			end := min(start+o.SeqLen, len(r))
-			if end-start >= 2 {
-				rows = append(rows, r[start:end])
-			}
-		}
-	}
-	if len(rows) == 0 {
-		if skipped > 0 {
-			return nil, nil, fmt.Errorf("train lm: every prompt of %s is at least --seq-len %d tokens long", o.Data, o.SeqLen)
-		}
-		return nil, nil, fmt.Errorf("train lm: %s holds no text of 2 tokens or more", o.Data)
 	}
 	if hc != nil {
-		if maxPos := max(hc.MaxPositions, hc.NPositions); maxPos > 0 && o.SeqLen > maxPos {
-			return nil, nil, fmt.Errorf("train lm: --seq-len %d is longer than the model's %d positions (%s)", o.SeqLen, maxPos, filepath.Join(modelDir, "config.json"))
+		if len(hc.EOSTokenID) > 0 {
+			ro.EOS = hc.EOSTokenID[0]
 		}
-		if hc.VocabSize > 0 {
-			for i, r := range rows {
-				for _, id := range r {
-					if id < 0 || id >= int64(hc.VocabSize) {
-						return nil, nil, fmt.Errorf("train lm: token id %d (sequence %d of %s) is outside the model's vocab of %d (%s): tokenizer and model do not match",
-							id, i, o.Data, hc.VocabSize, filepath.Join(modelDir, "config.json"))
-					}
-				}
-			}
-		}
+		ro.Vocab, ro.MaxPositions = hc.VocabSize, max(hc.MaxPositions, hc.NPositions)
+	}
+	rows, promptLen, err := pipeline.LMRows(d, ro)
+	if err != nil {
+		return nil, nil, fmt.Errorf("train lm: %w", err)
 	}
 	return rows, promptLen, nil
-}
-
-// trainData is a data set's rows: texts (with optional prompts) or
-// pre-tokenized ids.
-type trainData struct {
-	texts, prompts []string
-	ids            [][]int64
-}
-
-// readTrainTexts reads a text column (with a "prompt" column beside it when
-// there is one; the text column then defaults to "completion" if "text" is
-// absent) or, when the file has one, an "input_ids" list column.
-func readTrainTexts(path, column string) (trainData, error) {
-	switch strings.ToLower(filepath.Ext(path)) {
-	case ".jsonl", ".json", ".ndjson":
-		return readTrainJSONL(path, column)
-	case ".arrow", ".ipc", ".feather", ".parquet", ".pq":
-		return readTrainArrowColumn(path, column)
-	}
-	return trainData{}, fmt.Errorf("read %s: unknown extension (want .arrow, .ipc, .feather, .parquet or .jsonl)", path)
-}
-
-func readTrainJSONL(path, column string) (trainData, error) {
-	var d trainData
-	f, err := os.Open(path)
-	if err != nil {
-		return d, fmt.Errorf("read %s: %w", path, err)
-	}
-	defer f.Close()
-	r := bufio.NewReaderSize(f, 1<<20)
-	str := func(line int, obj map[string]json.RawMessage, key string) (string, error) {
-		var s string
-		if e := json.Unmarshal(obj[key], &s); e != nil {
-			return "", fmt.Errorf("read %s: line %d: %q is not a string: %v", path, line, key, e)
-		}
-		return s, nil
-	}
-	withPrompt := -1 // unknown until the first row
-	for line := 1; ; line++ {
-		b, err := r.ReadBytes('\n')
-		if len(bytes.TrimSpace(b)) > 0 {
-			var obj map[string]json.RawMessage
-			if e := json.Unmarshal(b, &obj); e != nil {
-				return d, fmt.Errorf("read %s: line %d: not a JSON object: %v", path, line, e)
-			}
-			col := column
-			if _, ok := obj[col]; !ok && col == "text" {
-				if _, ok := obj["completion"]; ok {
-					col = "completion"
-				}
-			}
-			_, hasPrompt := obj["prompt"]
-			if raw, ok := obj["input_ids"]; ok {
-				var row []int64
-				if e := json.Unmarshal(raw, &row); e != nil {
-					return d, fmt.Errorf("read %s: line %d: input_ids: %v", path, line, e)
-				}
-				d.ids = append(d.ids, row)
-			} else if _, ok := obj[col]; ok {
-				s, e := str(line, obj, col)
-				if e != nil {
-					return d, e
-				}
-				d.texts = append(d.texts, s)
-				if withPrompt < 0 {
-					withPrompt = map[bool]int{false: 0, true: 1}[hasPrompt]
-				}
-				if hasPrompt != (withPrompt == 1) {
-					return d, fmt.Errorf("read %s: line %d: some rows have a \"prompt\" and some do not", path, line)
-				}
-				if hasPrompt {
-					p, e := str(line, obj, "prompt")
-					if e != nil {
-						return d, e
-					}
-					d.prompts = append(d.prompts, p)
-				}
-			} else {
-				return d, fmt.Errorf("read %s: line %d: no %q (or input_ids) field", path, line, column)
-			}
-		}
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return d, fmt.Errorf("read %s: %w", path, err)
-		}
-	}
-	if d.texts != nil && d.ids != nil {
-		return d, fmt.Errorf("read %s: mixes %q and input_ids lines", path, column)
-	}
-	if d.texts == nil && d.ids == nil {
-		return d, fmt.Errorf("read %s: no rows", path)
-	}
-	return d, nil
-}
-
-func readTrainArrowColumn(path, column string) (trainData, error) {
-	var d trainData
-	f, err := os.Open(path)
-	if err != nil {
-		return d, fmt.Errorf("read %s: %w", path, err)
-	}
-	defer f.Close()
-	var recs []arrow.RecordBatch
-	var schema *arrow.Schema
-	head := make([]byte, 6)
-	n, _ := io.ReadFull(f, head)
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return d, fmt.Errorf("read %s: %w", path, err)
-	}
-	switch {
-	case n >= 4 && string(head[:4]) == "PAR1":
-		pr, err := file.NewParquetReader(f)
-		if err != nil {
-			return d, fmt.Errorf("read %s: parquet (truncated or damaged?): %w", path, err)
-		}
-		defer pr.Close()
-		fr, err := pqarrow.NewFileReader(pr, pqarrow.ArrowReadProperties{BatchSize: 4096}, memory.DefaultAllocator)
-		if err != nil {
-			return d, fmt.Errorf("read %s: parquet: %w", path, err)
-		}
-		rr, err := fr.GetRecordReader(context.Background(), nil, nil)
-		if err != nil {
-			return d, fmt.Errorf("read %s: parquet: %w", path, err)
-		}
-		defer rr.Release()
-		schema = rr.Schema()
-		for rr.Next() {
-			rec := rr.RecordBatch()
-			rec.Retain()
-			recs = append(recs, rec)
-		}
-		if err := rr.Err(); err != nil && !errors.Is(err, io.EOF) {
-			return d, fmt.Errorf("read %s: parquet: %w", path, err)
-		}
-	case n == 6 && string(head) == "ARROW1":
-		r, err := ipc.NewFileReader(f)
-		if err != nil {
-			return d, fmt.Errorf("read %s: arrow ipc file (truncated or damaged?): %w", path, err)
-		}
-		defer r.Close()
-		schema = r.Schema()
-		for i := 0; i < r.NumRecords(); i++ {
-			rec, err := r.RecordBatch(i)
-			if err != nil {
-				return d, fmt.Errorf("read %s: batch %d: %w", path, i, err)
-			}
-			rec.Retain()
-			recs = append(recs, rec)
-		}
-	default:
-		r, err := ipc.NewReader(f)
-		if err != nil {
-			return d, fmt.Errorf("read %s: neither Parquet nor Arrow IPC: %w", path, err)
-		}
-		defer r.Release()
-		schema = r.Schema()
-		for r.Next() {
-			rec := r.RecordBatch()
-			rec.Retain()
-			recs = append(recs, rec)
-		}
-		if err := r.Err(); err != nil {
-			return d, fmt.Errorf("read %s: arrow stream: %w", path, err)
-		}
-	}
-	defer func() {
-		for _, r := range recs {
-			r.Release()
-		}
-	}()
-	name := column
-	if idx := schema.FieldIndices("input_ids"); len(idx) > 0 {
-		name = "input_ids"
-	} else if len(schema.FieldIndices(name)) == 0 && name == "text" && len(schema.FieldIndices("completion")) > 0 {
-		name = "completion"
-	}
-	idx := schema.FieldIndices(name)
-	if len(idx) == 0 {
-		return d, fmt.Errorf("read %s: no column %q (or input_ids); columns: %v", path, column, schema)
-	}
-	promptIdx := schema.FieldIndices("prompt")
-	strs := func(col arrow.Array, name string) ([]string, error) {
-		var out []string
-		switch c := col.(type) {
-		case *array.String:
-			for i := 0; i < c.Len(); i++ {
-				out = append(out, c.Value(i)) // a null reads as ""
-			}
-		case *array.LargeString:
-			for i := 0; i < c.Len(); i++ {
-				out = append(out, c.Value(i))
-			}
-		default:
-			return nil, fmt.Errorf("read %s: column %q is %s, want a string", path, name, col.DataType())
-		}
-		return out, nil
-	}
-	for _, rec := range recs {
-		col := rec.Column(idx[0])
-		if l, ok := col.(array.ListLike); ok && name == "input_ids" {
-			for i := 0; i < l.Len(); i++ {
-				if !l.IsValid(i) {
-					continue
-				}
-				s, e := l.ValueOffsets(i)
-				row := make([]int64, 0, e-s)
-				for k := s; k < e; k++ {
-					switch v := l.ListValues().(type) {
-					case *array.Int64:
-						row = append(row, v.Value(int(k)))
-					case *array.Int32:
-						row = append(row, int64(v.Value(int(k))))
-					default:
-						return d, fmt.Errorf("read %s: column %q holds lists of %s, want int32/int64", path, name, v.DataType())
-					}
-				}
-				d.ids = append(d.ids, row)
-			}
-			continue
-		}
-		texts, err := strs(col, name)
-		if err != nil {
-			return d, err
-		}
-		d.texts = append(d.texts, texts...)
-		if len(promptIdx) > 0 {
-			ps, err := strs(rec.Column(promptIdx[0]), "prompt")
-			if err != nil {
-				return d, err
-			}
-			d.prompts = append(d.prompts, ps...)
-		}
-	}
-	if d.texts == nil && d.ids == nil {
-		return d, fmt.Errorf("read %s: no rows", path)
-	}
-	return d, nil
 }

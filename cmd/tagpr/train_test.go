@@ -17,6 +17,8 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/ipc"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/apache/arrow-go/v18/parquet/pqarrow"
+
+	"github.com/tagpr/tagpr/datasets"
 )
 
 var trainWords = strings.Fields("the quick brown fox jumps over a lazy dog while seven tired cats watch from the old red barn")
@@ -193,13 +195,34 @@ func TestTrainLMInterruptAndResume(t *testing.T) {
 	if done == 0 || len(readTrainLog(t, logPath)) != done {
 		t.Fatalf("checkpoint %s, log %d lines", latest, len(readTrainLog(t, logPath)))
 	}
-	args[7] = fmt.Sprint(done + 5) // --steps: five more
-	_, stderr, err := runTagpr(t, ".", nil, args...)
-	if err != nil || !strings.Contains(stderr, fmt.Sprintf("resuming from step %d", done)) {
-		t.Fatalf("rerun: %v\n%s", err, stderr)
+	// --steps shapes the schedule: another value is another run, refused.
+	args[7] = fmt.Sprint(done + 5)
+	if _, stderr, err := runTagpr(t, ".", nil, args...); err == nil || !strings.Contains(stderr, `steps was "100000"`) || !strings.Contains(stderr, "--fresh") {
+		t.Fatalf("rerun with another --steps: err %v, stderr %q", err, stderr)
 	}
-	if n := len(readTrainLog(t, logPath)); n != done+5 {
-		t.Fatalf("log has %d steps after resuming, want %d", n, done+5)
+	// The same command resumes; interrupted again a few steps later, the
+	// log holds every step once, in order.
+	args[7] = "100000"
+	cmd = exec.Command(tagprBin, args...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline) && len(readLogSteps(t, logPath)) < done+3; time.Sleep(20 * time.Millisecond) {
+	}
+	cmd.Process.Signal(syscall.SIGINT)
+	if err := cmd.Wait(); !strings.Contains(stderr.String(), fmt.Sprintf("resuming from step %d", done)) {
+		t.Fatalf("rerun: %v\n%s", err, stderr.String())
+	}
+	steps := readLogSteps(t, logPath)
+	if len(steps) < done+3 {
+		t.Fatalf("log has %d steps after resuming, want ≥ %d", len(steps), done+3)
+	}
+	for i, s := range steps {
+		if s != i+1 {
+			t.Fatalf("log steps %v: step %d at line %d", steps, s, i+1)
+		}
 	}
 }
 
@@ -328,5 +351,44 @@ func TestTrainLMOnPyTorchExport(t *testing.T) {
 	}
 	if _, stderr, err := runTagpr(t, ".", nil, "model", "info", out); err != nil {
 		t.Fatalf("model info on the export: %v\n%s", err, stderr)
+	}
+}
+
+// A chains file from `tagpr chains` trains directly: its kept chains, each
+// in the chat template after its prompt messages; rejected rows are left out.
+func TestTrainLMOnChainsFile(t *testing.T) {
+	model, err := filepath.Abs(policyFixture)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	data := filepath.Join(dir, "chains.parquet")
+	var rows []datasets.Chain
+	for i := 0; i < 5; i++ {
+		rows = append(rows, datasets.Chain{ID: fmt.Sprint(i), Prompt: []datasets.Message{{Role: "user", Content: fmt.Sprintf("Which tag does movie %d relate to?", i)}},
+			Chain:  fmt.Sprintf("<think>\n<recall_history>The user tagged comedy %d times.</recall_history>\n</think>\n<answer>comedy</answer>", i),
+			Answer: "comedy", Teacher: "test", Keep: i != 2})
+	}
+	if err := datasets.WriteRows(data, rows, datasets.CreateChains); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "run")
+	stdout, stderr, err := runTagpr(t, ".", nil, "train", "lm", "--model", model, "--data", data, "--steps", "2",
+		"--out", out, "--batch", "2", "--seq-len", "128")
+	if err != nil {
+		t.Fatalf("train lm on a chains file: %v\n%s", err, stderr)
+	}
+	if !strings.Contains(stdout, "on 4 sequences") {
+		t.Fatalf("want the 4 kept chains trained on:\n%s", stdout)
+	}
+	all := make([]datasets.Chain, len(rows))
+	copy(all, rows)
+	for i := range all {
+		all[i].Keep = false
+	}
+	none := filepath.Join(dir, "none.parquet")
+	datasets.WriteRows(none, all, datasets.CreateChains)
+	if _, stderr, err := runTagpr(t, ".", nil, "train", "lm", "--model", model, "--data", none, "--steps", "2", "--out", filepath.Join(dir, "r2")); err == nil || !strings.Contains(stderr, "none of its 5 chains was kept") {
+		t.Fatalf("a chains file with nothing kept: err %v\n%s", err, stderr)
 	}
 }

@@ -19,7 +19,7 @@ func init() {
 			fmt.Fprintf(out, "tagpr %s\n", version)
 			// Inspect, not Start: version reports what is missing for CUDA
 			// instead of failing on it.
-			rt := runtimeConfig()
+			rt := runCfg.Runtime.Runtime()
 			lib := rt.Library
 			if strings.EqualFold(rt.Provider, "cuda") {
 				gpu, err := ort.DiscoverGPU(rt.Library)

@@ -173,6 +173,24 @@ func configDirs(modelPath string) []string {
 	return out
 }
 
+// Files lists the files a load of modelPath reads that exist: the model,
+// its external-data file (model.onnx.data or Optimum's model.onnx_data),
+// and the config.json and generation_config.json findConfigs looks for, so
+// each can be verified against its pin.
+func Files(modelPath string) []string {
+	out := []string{modelPath}
+	cands := []string{modelPath + ".data", modelPath + "_data"}
+	for _, d := range configDirs(modelPath) {
+		cands = append(cands, filepath.Join(d, "config.json"), filepath.Join(d, "generation_config.json"))
+	}
+	for _, c := range cands {
+		if _, err := os.Stat(c); err == nil {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
 // findConfigs reads config.json and generation_config.json for a model file.
 func findConfigs(modelPath string) (*HFConfig, *GenerationConfig, error) {
 	var hc *HFConfig

@@ -9,7 +9,6 @@ import (
 	ortgo "github.com/yalue/onnxruntime_go"
 
 	"github.com/tagpr/tagpr/onnx/ir"
-	"github.com/tagpr/tagpr/onnx/lock"
 	"github.com/tagpr/tagpr/onnx/onnxpb"
 	"github.com/tagpr/tagpr/onnx/ort"
 )
@@ -56,7 +55,7 @@ func Inspect(path string, opts CheckOptions) (*Info, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := lock.VerifyIfPinned(file); err != nil {
+	if err := verifyPinned(file); err != nil { // the model and every companion it reads
 		return nil, err
 	}
 	data, err := os.ReadFile(file)

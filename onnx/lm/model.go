@@ -57,6 +57,16 @@ type slots struct {
 	nIn, nOut      int
 }
 
+// verifyPinned checks every file a load of modelPath reads against its pin.
+func verifyPinned(modelPath string) error {
+	for _, f := range Files(modelPath) {
+		if err := lock.VerifyIfPinned(f); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Load opens a model file, or a folder holding model.onnx or
 // onnx/model.onnx, checks its layout, and reads config.json and
 // generation_config.json beside it.
@@ -65,7 +75,7 @@ func Load(path string, opts LoadOptions) (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := lock.VerifyIfPinned(file); err != nil {
+	if err := verifyPinned(file); err != nil { // the model and every companion it reads
 		return nil, err
 	}
 	hc, gc, err := findConfigs(file)

@@ -32,6 +32,10 @@ type TrainingGraph struct {
 	// Selected says what each --trainable or LoRA target pattern chose
 	// (BuildLMTraining), for logs.
 	Selected []PatternMatch
+	// ChanceLoss is the loss of a uniform guess (ln V for the next-token
+	// loss over V tokens); 0 if unknown. Trainer warns when the loss stays
+	// there after warmup.
+	ChanceLoss float64
 }
 
 // frozenMinElems is the size from which FreezeToInputs moves a weight.

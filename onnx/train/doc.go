@@ -44,12 +44,28 @@
 // these are Hugging Face's names. LoRA's default adapts every linear layer
 // but the lm head.
 //
+// Run folders: LockRunDir takes a folder's one-writer lock (flock on
+// DIR/.tagpr.lock, dropped by the kernel when the process dies; a second
+// process is refused naming the holder's PID); Loop holds it on its Dir.
+// RunSettings name what decides a run's result; a Loop records them in
+// DIR/run.json and refuses to resume with different ones, naming each.
+//
 // Weights are owned by Go as []float32 slices (Trainer.Params); ORT reads them
 // in place and the optimizer updates them in place. TrainerOptions.Weights
 // lets the trainer use another owner's storage, e.g. the generation engine's
 // weight inputs (lm.OpenWithWeightInputs), so rollouts always see the current
-// policy. A step whose loss or gradient is not finite is skipped and
-// reported; weights never become NaN.
+// policy.
+//
+// Numerics guard (guard.go): TrainerOptions and LoRA settings are range
+// checked before any work. A step whose loss or gradient is not finite is
+// skipped (weights and moments untouched) and logged as a JSON line with a
+// null loss; MaxSkipped such steps in a row stop training with a
+// *DivergedError naming the likely cause (learning rate too high, or a model
+// that is not finite from the start); an update that would make a weight
+// non-finite is an error; WriteSafetensors and Export refuse NaN and ±Inf,
+// so no checkpoint or export ever holds one. A next-token loss that stays at
+// (or above) the uniform-guess level ln V after warmup is reported
+// (StepResult.Warning).
 //
 // Memory at real sizes (docs/large-models.md): the token losses project
 // onto the vocabulary in chunks inside one Scan that also computes the

@@ -12,7 +12,8 @@ import (
 // ExportModel returns a copy of the inference model m (as loaded: before
 // LoRA, loss blocks and specialization, so its shapes stay dynamic) with
 // every weight in weights replaced, and every adapter merged into its weight
-// (A and B taken from weights). Adapter initializers are not added.
+// (A and B taken from weights). Adapter initializers are not added. A weight
+// holding a NaN or ±Inf (after merging) is refused.
 func ExportModel(m *onnxpb.ModelProto, weights map[string][]float32, adapters []Adapter) (*onnxpb.ModelProto, error) {
 	out := proto.Clone(m).(*onnxpb.ModelProto)
 	inits := map[string]*onnxpb.TensorProto{}
@@ -58,6 +59,12 @@ func ExportModel(m *onnxpb.ModelProto, weights map[string][]float32, adapters []
 			return nil, fmt.Errorf("export: %w", err)
 		}
 		replaced[a.Weight] = merged
+	}
+	for _, t := range out.GetGraph().GetInitializer() { // in model order: the first bad weight is named
+		if w := replaced[t.GetName()]; NonFiniteValue(w) >= 0 {
+			i := NonFiniteValue(w)
+			return nil, fmt.Errorf("export: weight %q holds %v at index %d: refusing to export non-finite values", t.GetName(), w[i], i)
+		}
 	}
 	for name, w := range replaced {
 		t := inits[name]

@@ -2,6 +2,7 @@ package train
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 
@@ -280,6 +281,9 @@ type LMTraining struct {
 // Batch×SeqLen with an empty past, and the backward pass. m is not changed
 // unless Consume.
 func BuildLMTraining(m *onnxpb.ModelProto, o LMTraining) (*TrainingGraph, []Adapter, error) {
+	if err := ValidatePatterns(o.Trainable); err != nil {
+		return nil, nil, fmt.Errorf("build training graph: trainable: %w", err)
+	}
 	if !o.Consume {
 		m = cloneModel(m)
 	}
@@ -338,6 +342,9 @@ func BuildLMTraining(m *onnxpb.ModelProto, o LMTraining) (*TrainingGraph, []Adap
 		return nil, nil, err
 	}
 	tg.Selected = selected
+	if logits := sp.Types["logits"].Shape; o.Policy == nil && len(logits) == 3 && logits[2] > 1 {
+		tg.ChanceLoss = math.Log(float64(logits[2]))
+	}
 	if o.FrozenAsInputs {
 		if err := tg.FreezeToInputs(); err != nil {
 			return nil, nil, fmt.Errorf("build training graph: %w", err)

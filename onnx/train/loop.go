@@ -32,10 +32,29 @@ type StepLog struct {
 	GradNorm float64 `json:"grad_norm"`
 	Skipped  bool    `json:"skipped,omitempty"`
 	Reason   string  `json:"reason,omitempty"`
+	Warning  string  `json:"warning,omitempty"` // e.g. a loss stuck at the uniform-guess level
 	Seconds  float64 `json:"seconds"`
 	// FwdBwd and Optim split Seconds: ORT forward+backward, Go optimizer.
 	FwdBwd float64 `json:"fwd_bwd_s"`
 	Optim  float64 `json:"optim_s"`
+}
+
+// MarshalJSON writes a non-finite loss or gradient norm (a skipped step) as
+// null: JSON has no NaN, and encoding/json would refuse the whole line.
+func (s StepLog) MarshalJSON() ([]byte, error) {
+	type plain StepLog
+	return json.Marshal(struct {
+		plain
+		Loss     *float64 `json:"loss"`
+		GradNorm *float64 `json:"grad_norm"`
+	}{plain(s), finiteOrNull(s.Loss), finiteOrNull(s.GradNorm)})
+}
+
+func finiteOrNull(x float64) *float64 {
+	if !finite(x) {
+		return nil
+	}
+	return &x
 }
 
 // Loop drives a Trainer over a Dataset: shuffled epochs from a seeded
@@ -52,6 +71,9 @@ type Loop struct {
 	CheckpointEvery int // steps; 0: only at the end
 	Keep            int // checkpoints kept (default 2)
 	Seed            uint64
+	// Settings, when set, are recorded in Dir (run.json) by a fresh run and
+	// must match on resume (a *SettingsMismatchError otherwise).
+	Settings RunSettings
 	// OnStep is called after every step (progress bars, tests).
 	OnStep func(StepLog)
 }
@@ -61,7 +83,8 @@ const LogFile = "train_log.jsonl"
 
 // Run trains until Steps are done or ctx is cancelled; either way it leaves
 // a checkpoint of the last completed step. It resumes from Dir's newest
-// checkpoint when there is one.
+// checkpoint when there is one (with the same Settings). It holds Dir's run
+// lock (LockRunDir) while it runs.
 func (l *Loop) Run(ctx context.Context) (RunState, error) {
 	if l.Accum <= 0 {
 		l.Accum = 1
@@ -69,8 +92,15 @@ func (l *Loop) Run(ctx context.Context) (RunState, error) {
 	if l.BatchSize <= 0 || l.Data.Len() == 0 {
 		return RunState{}, fmt.Errorf("train loop: batch size %d over %d examples", l.BatchSize, l.Data.Len())
 	}
-	if err := os.MkdirAll(l.Dir, 0o755); err != nil {
+	lk, err := LockRunDir(l.Dir)
+	if err != nil {
 		return RunState{}, fmt.Errorf("train loop: %w", err)
+	}
+	defer lk.Unlock()
+	if l.Settings != nil {
+		if err := l.Settings.CheckOrRecord(l.Dir); err != nil {
+			return RunState{}, err
+		}
 	}
 	t := l.Trainer
 	pcg := rand.NewPCG(l.Seed, 0x7a9)
@@ -129,23 +159,29 @@ func (l *Loop) Run(ctx context.Context) (RunState, error) {
 			micro = append(micro, in)
 			releases = append(releases, rel)
 		}
-		res, err := t.Step(micro...)
+		res, stepErr := t.Step(micro...)
 		for _, r := range releases {
 			r()
 		}
-		if err != nil {
-			return st, fmt.Errorf("train loop: step %d: %w", st.Step+1, err)
+		if stepErr != nil && !res.Skipped {
+			return st, fmt.Errorf("train loop: step %d: %w", st.Step+1, stepErr)
 		}
 		st.Step++
 		sl := StepLog{Step: st.Step, Epoch: st.Epoch, Loss: res.Loss, LR: res.LR, GradNorm: res.GradNorm,
-			Skipped: res.Skipped, Reason: res.Reason, Seconds: time.Since(start).Seconds(),
+			Skipped: res.Skipped, Reason: res.Reason, Warning: res.Warning, Seconds: time.Since(start).Seconds(),
 			FwdBwd: res.ForwardBackward.Seconds(), Optim: res.Optimizer.Seconds()}
-		js, _ := json.Marshal(sl)
+		js, err := json.Marshal(sl)
+		if err != nil {
+			return st, fmt.Errorf("train loop: log step %d: %w", st.Step, err)
+		}
 		if _, err := logf.Write(append(js, '\n')); err != nil {
 			return st, fmt.Errorf("train loop: log: %w", err)
 		}
 		if l.OnStep != nil {
 			l.OnStep(sl)
+		}
+		if stepErr != nil { // too many skipped steps: logged, not saved
+			return st, fmt.Errorf("train loop: step %d: %w", st.Step, stepErr)
 		}
 		if l.CheckpointEvery > 0 && st.Step%l.CheckpointEvery == 0 && st.Step < l.Steps {
 			if err := save(); err != nil {

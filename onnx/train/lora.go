@@ -29,6 +29,20 @@ func MatchName(name string, patterns []string) bool {
 	return false
 }
 
+// ValidatePatterns reports the first "re:" pattern that is not a valid
+// regular expression, with the parser's error (MatchName would never match
+// it).
+func ValidatePatterns(patterns []string) error {
+	for _, p := range patterns {
+		if re, ok := strings.CutPrefix(p, "re:"); ok {
+			if _, err := regexp.Compile(re); err != nil {
+				return fmt.Errorf("pattern %q: %w", p, err)
+			}
+		}
+	}
+	return nil
+}
+
 func globMatch(p, s string) bool {
 	var b strings.Builder
 	b.WriteString("^")
@@ -80,6 +94,12 @@ func AddLoRA(m *onnxpb.ModelProto, cfg LoRA) ([]Adapter, error) {
 	if cfg.Rank <= 0 {
 		return nil, fmt.Errorf("lora: rank %d must be positive", cfg.Rank)
 	}
+	if math.IsNaN(cfg.Alpha) || math.IsInf(cfg.Alpha, 0) || cfg.Alpha < 0 {
+		return nil, fmt.Errorf("lora: alpha %v: want a finite value > 0 (0: the rank)", cfg.Alpha)
+	}
+	if err := ValidatePatterns(cfg.Targets); err != nil {
+		return nil, fmt.Errorf("lora targets: %w", err)
+	}
 	if cfg.Alpha == 0 {
 		cfg.Alpha = float64(cfg.Rank)
 	}
@@ -113,6 +133,9 @@ func AddLoRA(m *onnxpb.ModelProto, cfg LoRA) ([]Adapter, error) {
 			in, out = out, in
 		}
 		r := int64(cfg.Rank)
+		if r > min(in, out) {
+			return nil, fmt.Errorf("lora: rank %d exceeds weight %q of shape %v: want rank in [1, %d] (an adapter of higher rank adds nothing)", r, name, t.GetDims(), min(in, out))
+		}
 		bound := 1 / math.Sqrt(float64(in)) // PEFT's kaiming-uniform(a=√5) bound
 		av := make([]float64, in*r)
 		for i := range av {

@@ -50,20 +50,32 @@ func (o *AdamW) Update(weights, grads [][]float32, lr float64, decay []bool) err
 			return fmt.Errorf("adamw: param %d has %d weights and %d grads, want %d", i, len(w), len(grads[i]), len(o.M[i]))
 		}
 	}
-	forChunks(chunksOf(lensOf(weights)), func(_ int, c chunk) {
+	cs := chunksOf(lensOf(weights))
+	// check sums x−x over the new weights and second moments: 0 while all
+	// are finite, NaN from the first NaN or ±Inf (no branch in the loop).
+	check := make([]float32, len(cs))
+	forChunks(cs, func(i int, c chunk) {
 		w, g, m, v := weights[c.p][c.lo:c.hi], grads[c.p][c.lo:c.hi], o.M[c.p][c.lo:c.hi], o.V[c.p][c.lo:c.hi]
 		shrink := float32(1)
 		if decay == nil || decay[c.p] {
 			shrink = float32(1 - lr*o.WeightDecay)
 		}
+		var chk float32
 		for j := range w {
 			gj := g[j]
 			m[j] = b1*m[j] + (1-b1)*gj
 			v[j] = b2*v[j] + (1-b2)*gj*gj
 			denom := float32(math.Sqrt(float64(v[j])))*invSqrtBC2 + eps
 			w[j] = w[j]*shrink - stepSize*m[j]/denom
+			chk += (w[j] - w[j]) + (v[j] - v[j])
 		}
+		check[i] = chk
 	})
+	for i, chk := range check {
+		if chk != 0 {
+			return &NonFiniteUpdateError{Param: cs[i].p, LR: lr}
+		}
+	}
 	return nil
 }
 

@@ -67,6 +67,9 @@ func examples(names []string, n int) string {
 // matched, and so is a pattern that matches nothing. No patterns select
 // every candidate.
 func ResolveTrainable(candidates, patterns []string) ([]string, []PatternMatch, error) {
+	if err := ValidatePatterns(patterns); err != nil {
+		return nil, nil, err
+	}
 	if len(patterns) == 0 {
 		return candidates, nil, nil
 	}
@@ -149,6 +152,9 @@ func quoteAll(s []string) string {
 // ResolveTrainable); one that matches no linear layer is an error naming
 // what it matched instead (other modules, or single weights).
 func ResolveLoRATargets(linear map[string]string, others []string, head string, patterns []string) ([]string, []PatternMatch, error) {
+	if err := ValidatePatterns(patterns); err != nil {
+		return nil, nil, err
+	}
 	var mods []string
 	weightOf := map[string]string{}
 	for w, mod := range linear {

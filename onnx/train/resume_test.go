@@ -22,6 +22,9 @@ const childEnv = "TAGPR_TRAIN_RESUME_CHILD"
 const childSteps = 24
 
 func TestMain(m *testing.M) {
+	if dir := os.Getenv(lockChildEnv); dir != "" {
+		lockChild(dir) // never returns
+	}
 	if dir := os.Getenv(childEnv); dir != "" {
 		if err := resumeChild(dir); err != nil {
 			fmt.Fprintln(os.Stderr, err)

@@ -52,13 +52,26 @@ func (t STensor) bytes() []byte {
 }
 
 // WriteSafetensors writes tensors (and optional string metadata) to path in
-// the safetensors format, atomically: a temp file renamed into place.
+// the safetensors format, atomically: a temp file renamed into place. A NaN
+// or ±Inf in a float tensor is refused: a checkpoint never holds one.
 func WriteSafetensors(path string, tensors map[string]STensor, meta map[string]string) error {
 	names := make([]string, 0, len(tensors))
 	for n := range tensors {
 		names = append(names, n)
 	}
 	sort.Strings(names)
+	for _, n := range names {
+		t := tensors[n]
+		i, v := NonFiniteValue(t.F32), 0.0
+		if i >= 0 {
+			v = float64(t.F32[i])
+		} else if i = NonFiniteValue(t.F64); i >= 0 {
+			v = t.F64[i]
+		}
+		if i >= 0 {
+			return fmt.Errorf("write %s: tensor %q holds %v at index %d: refusing to save non-finite values", path, n, v, i)
+		}
+	}
 	out := make([]safetensors.Tensor, 0, len(names))
 	for _, n := range names {
 		t := tensors[n]

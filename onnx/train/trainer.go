@@ -1,8 +1,8 @@
 package train
 
 import (
+	"errors"
 	"fmt"
-	"math"
 	"regexp"
 	"strings"
 	"time"
@@ -25,6 +25,10 @@ type TrainerOptions struct {
 	// e.g. the Data of a generation engine's weight inputs, so rollouts see
 	// every update without a copy. Weights not listed are copied from the graph.
 	Weights map[string][]float32
+	// MaxSkipped is how many steps in a row may be skipped for a non-finite
+	// loss or gradient before Step fails with a *DivergedError (0:
+	// DefaultMaxSkipped).
+	MaxSkipped int
 }
 
 // Trainer runs a float32 training graph: weights live in Go (Params), are
@@ -46,6 +50,7 @@ type Trainer struct {
 	gradT   map[string]ort.Value
 	acc     *Accumulator
 	decay   []bool
+	guard   stepGuard
 }
 
 // StepResult reports one optimizer step.
@@ -53,8 +58,10 @@ type StepResult struct {
 	Loss     float64 // mean over the micro-batches
 	GradNorm float64 // before clipping
 	LR       float64
-	Skipped  bool   // no update: a gradient was not finite
+	Skipped  bool   // no update: the loss or a gradient was not finite
 	Reason   string // why it was skipped
+	// Warning, when set, reports a run that is not learning (see Trainer.Step).
+	Warning string
 	// Outputs holds each kept output of the last micro-batch (copied).
 	Outputs map[string][]float32
 	// ForwardBackward and Optimizer split the step's time (for logs).
@@ -64,10 +71,14 @@ type StepResult struct {
 // NewTrainer opens a session on the training graph and takes the weights'
 // initial values from it.
 func NewTrainer(tg *TrainingGraph, o TrainerOptions) (*Trainer, error) {
-	if err := o.Schedule.Validate(); err != nil {
+	if err := o.Validate(); err != nil {
 		return nil, fmt.Errorf("new trainer: %w", err)
 	}
 	t := &Trainer{Graph: tg, Sched: o.Schedule, Clip: o.ClipNorm, paramT: map[string]ort.Value{}, gradT: map[string]ort.Value{}, frozenT: map[string]ort.Value{}}
+	t.guard.maxSkipped, t.guard.chance = o.MaxSkipped, tg.ChanceLoss
+	if t.guard.maxSkipped == 0 {
+		t.guard.maxSkipped = DefaultMaxSkipped
+	}
 	sizes := make([]int, len(tg.Params))
 	for i, name := range tg.Params {
 		init := tg.Initial[name]
@@ -209,7 +220,12 @@ func (t *Trainer) Compute(batch map[string]ort.Value) (float64, map[string][]flo
 
 // Step computes gradients over the micro-batches, averages them, and — unless
 // a loss or gradient is not finite — clips them and applies one AdamW update.
-// A skipped step leaves weights and moments untouched.
+// A skipped step leaves weights and moments untouched; after MaxSkipped
+// skipped steps in a row Step fails with a *DivergedError naming the likely
+// cause. An update that makes a weight non-finite is an error (the weights
+// must then not be saved). When the graph knows its uniform-guess loss
+// (ChanceLoss), a loss still at that level chanceWindow steps after warmup
+// sets StepResult.Warning, once.
 func (t *Trainer) Step(micro ...map[string]ort.Value) (r StepResult, err error) {
 	if len(micro) == 0 {
 		return StepResult{}, fmt.Errorf("train step: no batch")
@@ -239,14 +255,15 @@ func (t *Trainer) Step(micro ...map[string]ort.Value) (r StepResult, err error) 
 	if len(micro) > 1 {
 		g = t.acc.Mean()
 	}
-	if math.IsNaN(r.Loss) || math.IsInf(r.Loss, 0) {
-		r.Skipped, r.Reason = true, fmt.Sprintf("loss is %v", r.Loss)
-		return r, nil
+	if !finite(r.Loss) {
+		return r, t.skip(&r, fmt.Sprintf("loss is %v", r.Loss))
 	}
 	r.GradNorm = GlobalNorm(g)
-	if math.IsNaN(r.GradNorm) || math.IsInf(r.GradNorm, 0) {
-		r.Skipped, r.Reason = true, fmt.Sprintf("gradient of %s is not finite", t.Params[max(NonFinite(g), 0)].Name)
-		return r, nil
+	if !finite(r.GradNorm) {
+		return r, t.skip(&r, fmt.Sprintf("gradient of %s is not finite", t.Params[max(NonFinite(g), 0)].Name))
+	}
+	if applied := r.GradNorm; (t.Clip == 0 || applied < t.Clip) && applied > maxMomentNorm {
+		return r, t.skip(&r, fmt.Sprintf("gradient norm %g would overflow the float32 moments", applied))
 	}
 	clipTo(g, r.GradNorm, t.Clip)
 	w := make([][]float32, len(t.Params))
@@ -254,8 +271,14 @@ func (t *Trainer) Step(micro ...map[string]ort.Value) (r StepResult, err error) 
 		w[i] = p.Data
 	}
 	if err := t.Opt.Update(w, g, r.LR, t.decay); err != nil {
+		var nf *NonFiniteUpdateError
+		if errors.As(err, &nf) {
+			return r, fmt.Errorf("train step %d: the update at learning rate %g made weight %s non-finite: the learning rate is far too high; nothing of this step may be saved",
+				t.Steps, r.LR, t.Params[nf.Param].Name)
+		}
 		return r, err
 	}
+	r.Warning = t.applied(r.Loss)
 	return r, nil
 }
 

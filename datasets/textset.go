@@ -1,0 +1,246 @@
+package datasets
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+)
+
+// TextSet is a language-modelling training set: plain texts, texts with
+// prompts (prompt/completion rows: only the completion is trained on),
+// chats (the last message is the assistant's answer, trained on), or
+// pre-tokenized ids. One of Texts, Chats and IDs is set.
+type TextSet struct {
+	Texts, Prompts []string
+	Chats          [][]Message
+	IDs            [][]int64
+	// Dropped counts rows left out: tagged chains the filter did not keep.
+	Dropped int
+}
+
+// ReadTextSet reads a training set: a tagged_chain file (the kept chains,
+// each as its prompt messages followed by the chain as the assistant's
+// turn), else a text column (with a "prompt" column beside it when there is
+// one; the text column then defaults to "completion" if "text" is absent)
+// or, when the file has one, an "input_ids" list column. Files are JSON
+// lines, Arrow IPC (file or stream) or Parquet.
+func ReadTextSet(path, column string) (TextSet, error) {
+	switch strings.ToLower(filepath.Ext(path)) {
+	case ".jsonl", ".json", ".ndjson":
+		return readTextJSONL(path, column)
+	case ".arrow", ".ipc", ".feather", ".parquet", ".pq":
+		if r, err := OpenReader(path, ReadOptions{}); err == nil {
+			kind := r.Kind()
+			r.Close()
+			if kind == KindChain {
+				return readChainTexts(path)
+			}
+		}
+		return readTextColumn(path, column)
+	}
+	return TextSet{}, fmt.Errorf("read %s: unknown extension (want .arrow, .ipc, .feather, .parquet or .jsonl)", path)
+}
+
+// readChainTexts makes chats of the kept rows of a tagged_chain file.
+func readChainTexts(path string) (TextSet, error) {
+	var d TextSet
+	rows, err := ReadChains(path, ReadOptions{})
+	if err != nil {
+		return d, err
+	}
+	for i, r := range rows {
+		if !r.Keep {
+			d.Dropped++
+			continue
+		}
+		if len(r.Prompt) == 0 {
+			return d, fmt.Errorf("read %s: record %d (id %q): the chain has no prompt messages", path, i, r.ID)
+		}
+		chat := append(append([]Message(nil), r.Prompt...), Message{Role: "assistant", Content: r.Chain})
+		d.Chats = append(d.Chats, chat)
+	}
+	if len(d.Chats) == 0 {
+		return d, fmt.Errorf("read %s: none of its %d chains was kept (keep=false on every row)", path, len(rows))
+	}
+	return d, nil
+}
+
+func readTextJSONL(path, column string) (TextSet, error) {
+	var d TextSet
+	f, err := os.Open(path)
+	if err != nil {
+		return d, fmt.Errorf("read %s: %w", path, err)
+	}
+	defer f.Close()
+	r := bufio.NewReaderSize(f, 1<<20)
+	str := func(line int, obj map[string]json.RawMessage, key string) (string, error) {
+		var s string
+		if e := json.Unmarshal(obj[key], &s); e != nil {
+			return "", fmt.Errorf("read %s: line %d: %q is not a string: %v", path, line, key, e)
+		}
+		return s, nil
+	}
+	withPrompt := -1 // unknown until the first row
+	for line := 1; ; line++ {
+		b, err := r.ReadBytes('\n')
+		if len(bytes.TrimSpace(b)) > 0 {
+			var obj map[string]json.RawMessage
+			if e := json.Unmarshal(b, &obj); e != nil {
+				return d, fmt.Errorf("read %s: line %d: not a JSON object: %v", path, line, e)
+			}
+			col := column
+			if _, ok := obj[col]; !ok && col == "text" {
+				if _, ok := obj["completion"]; ok {
+					col = "completion"
+				}
+			}
+			_, hasPrompt := obj["prompt"]
+			if raw, ok := obj["input_ids"]; ok {
+				var row []int64
+				if e := json.Unmarshal(raw, &row); e != nil {
+					return d, fmt.Errorf("read %s: line %d: input_ids: %v", path, line, e)
+				}
+				d.IDs = append(d.IDs, row)
+			} else if _, ok := obj[col]; ok {
+				s, e := str(line, obj, col)
+				if e != nil {
+					return d, e
+				}
+				d.Texts = append(d.Texts, s)
+				if withPrompt < 0 {
+					withPrompt = map[bool]int{false: 0, true: 1}[hasPrompt]
+				}
+				if hasPrompt != (withPrompt == 1) {
+					return d, fmt.Errorf("read %s: line %d: some rows have a \"prompt\" and some do not", path, line)
+				}
+				if hasPrompt {
+					p, e := str(line, obj, "prompt")
+					if e != nil {
+						return d, e
+					}
+					d.Prompts = append(d.Prompts, p)
+				}
+			} else {
+				return d, fmt.Errorf("read %s: line %d: no %q (or input_ids) field", path, line, column)
+			}
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return d, fmt.Errorf("read %s: %w", path, err)
+		}
+	}
+	if d.Texts != nil && d.IDs != nil {
+		return d, fmt.Errorf("read %s: mixes %q and input_ids lines", path, column)
+	}
+	if d.Texts == nil && d.IDs == nil {
+		return d, fmt.Errorf("read %s: no rows", path)
+	}
+	return d, nil
+}
+
+func readTextColumn(path, column string) (TextSet, error) {
+	var d TextSet
+	f, err := os.Open(path)
+	if err != nil {
+		return d, fmt.Errorf("read %s: %w", path, err)
+	}
+	defer f.Close()
+	src, schema, err := openSource(f, 4096)
+	if err != nil {
+		return d, fmt.Errorf("read %s: %w", path, err)
+	}
+	defer src.close()
+	var recs []arrow.RecordBatch
+	for {
+		rec, err := src.next()
+		if err != nil {
+			return d, fmt.Errorf("read %s: record batch %d: %w", path, len(recs), err)
+		}
+		if rec == nil {
+			break
+		}
+		recs = append(recs, rec)
+	}
+	defer func() {
+		for _, r := range recs {
+			r.Release()
+		}
+	}()
+	name := column
+	if idx := schema.FieldIndices("input_ids"); len(idx) > 0 {
+		name = "input_ids"
+	} else if len(schema.FieldIndices(name)) == 0 && name == "text" && len(schema.FieldIndices("completion")) > 0 {
+		name = "completion"
+	}
+	idx := schema.FieldIndices(name)
+	if len(idx) == 0 {
+		return d, fmt.Errorf("read %s: no column %q (or input_ids); columns: %v", path, column, schema)
+	}
+	promptIdx := schema.FieldIndices("prompt")
+	strs := func(col arrow.Array, name string) ([]string, error) {
+		var out []string
+		switch c := col.(type) {
+		case *array.String:
+			for i := 0; i < c.Len(); i++ {
+				out = append(out, c.Value(i)) // a null reads as ""
+			}
+		case *array.LargeString:
+			for i := 0; i < c.Len(); i++ {
+				out = append(out, c.Value(i))
+			}
+		default:
+			return nil, fmt.Errorf("read %s: column %q is %s, want a string", path, name, col.DataType())
+		}
+		return out, nil
+	}
+	for _, rec := range recs {
+		col := rec.Column(idx[0])
+		if l, ok := col.(array.ListLike); ok && name == "input_ids" {
+			for i := 0; i < l.Len(); i++ {
+				if !l.IsValid(i) {
+					continue
+				}
+				s, e := l.ValueOffsets(i)
+				row := make([]int64, 0, e-s)
+				for k := s; k < e; k++ {
+					switch v := l.ListValues().(type) {
+					case *array.Int64:
+						row = append(row, v.Value(int(k)))
+					case *array.Int32:
+						row = append(row, int64(v.Value(int(k))))
+					default:
+						return d, fmt.Errorf("read %s: column %q holds lists of %s, want int32/int64", path, name, v.DataType())
+					}
+				}
+				d.IDs = append(d.IDs, row)
+			}
+			continue
+		}
+		texts, err := strs(col, name)
+		if err != nil {
+			return d, err
+		}
+		d.Texts = append(d.Texts, texts...)
+		if len(promptIdx) > 0 {
+			ps, err := strs(rec.Column(promptIdx[0]), "prompt")
+			if err != nil {
+				return d, err
+			}
+			d.Prompts = append(d.Prompts, ps...)
+		}
+	}
+	if d.Texts == nil && d.IDs == nil {
+		return d, fmt.Errorf("read %s: no rows", path)
+	}
+	return d, nil
+}

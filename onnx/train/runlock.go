@@ -1,0 +1,170 @@
+package train
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// LockFile is the file of a run folder that its one writer holds locked.
+const LockFile = ".tagpr.lock"
+
+// RunLock is one writer's hold on a run folder (LockRunDir).
+type RunLock struct {
+	key  string
+	once sync.Once
+}
+
+// LockedError is LockRunDir's error when another process writes to the folder.
+type LockedError struct {
+	Dir  string
+	Part string // LockRunPart's part; "" for the whole folder
+	PID  int    // the holder's process id; 0 if it could not be read
+}
+
+func (e *LockedError) Error() string {
+	holder := "another process"
+	if e.PID > 0 {
+		holder = fmt.Sprintf("another tagpr process (pid %d)", e.PID)
+	}
+	if e.Part != "" {
+		return fmt.Sprintf("%s (%s) is in use by %s: one writer per part; wait for it to end or write elsewhere", e.Dir, e.Part, holder)
+	}
+	return fmt.Sprintf("%s is in use by %s: one writer per run folder; wait for it to end or write elsewhere", e.Dir, holder)
+}
+
+// heldLock is a lock this process holds, shared by nested LockRunDir calls.
+type heldLock struct {
+	f    *os.File
+	refs int
+}
+
+var (
+	heldMu sync.Mutex
+	held   = map[string]*heldLock{}
+)
+
+// LockRunDir creates dir (and its parents) if needed and takes the run
+// folder's exclusive lock: flock(2) on dir/.tagpr.lock, which the kernel
+// drops when the process ends, however it ends (a crash or SIGKILL leaves no
+// stale lock). The file holds the holder's PID, so a second process is
+// refused with a *LockedError naming it. Within one process the lock is
+// shared: nested calls for the same folder succeed and the last Unlock
+// releases it.
+func LockRunDir(dir string) (*RunLock, error) { return lockIn(dir, "") }
+
+// LockRunPart takes the lock of one part of a folder that several processes
+// share by design, each writing its own files (the shards of a fan-out
+// stage in OUT.parts/): dir/.tagpr-PART.lock, with LockRunDir's semantics.
+// part names the writer ("shard 2/8"); characters unsafe in a file name
+// become '-'.
+func LockRunPart(dir, part string) (*RunLock, error) {
+	if part == "" {
+		return nil, fmt.Errorf("lock run folder %s: empty part name", dir)
+	}
+	return lockIn(dir, part)
+}
+
+func lockIn(dir, part string) (*RunLock, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("lock run folder: %w", err)
+	}
+	abs, err := filepath.Abs(dir)
+	if err == nil {
+		abs, err = filepath.EvalSymlinks(abs)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("lock run folder %s: %w", dir, err)
+	}
+	name := LockFile
+	if part != "" {
+		name = ".tagpr-" + strings.Map(func(r rune) rune {
+			if r == '/' || r == '\\' || r == ' ' || r < 0x20 {
+				return '-'
+			}
+			return r
+		}, part) + ".lock"
+	}
+	key := filepath.Join(abs, name)
+	heldMu.Lock()
+	defer heldMu.Unlock()
+	if h := held[key]; h != nil {
+		h.refs++
+		return &RunLock{key: key}, nil
+	}
+	f, err := os.OpenFile(key, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("lock run folder %s: %w", dir, err)
+	}
+	if err := flock(f, syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, &LockedError{Dir: dir, Part: part, PID: holderPID(key)}
+		}
+		return nil, fmt.Errorf("lock run folder %s: %w", dir, err)
+	}
+	pid := []byte(strconv.Itoa(os.Getpid()) + "\n")
+	if err := f.Truncate(0); err == nil {
+		_, err = f.WriteAt(pid, 0)
+	}
+	if err != nil {
+		f.Close() // closing drops the lock
+		return nil, fmt.Errorf("lock run folder %s: %w", dir, err)
+	}
+	held[key] = &heldLock{f: f, refs: 1}
+	return &RunLock{key: key}, nil
+}
+
+// Unlock releases this hold; the folder is free once every hold of the
+// process is released. Calling it again does nothing.
+func (l *RunLock) Unlock() {
+	if l == nil {
+		return
+	}
+	l.once.Do(func() {
+		heldMu.Lock()
+		defer heldMu.Unlock()
+		h := held[l.key]
+		if h == nil {
+			return
+		}
+		if h.refs--; h.refs == 0 {
+			delete(held, l.key)
+			h.f.Close() // the PID stays in the file; only the flock counts
+		}
+	})
+}
+
+// flock retries on EINTR (a signal arriving during the call).
+func flock(f *os.File, how int) error {
+	for {
+		err := syscall.Flock(int(f.Fd()), how)
+		if !errors.Is(err, syscall.EINTR) {
+			return err
+		}
+	}
+}
+
+// holderPID reads the PID the holder wrote; a holder that has just taken
+// the lock may not have written it yet, so an empty file is read again
+// for a moment.
+func holderPID(path string) int {
+	for try := 0; try < 20; try++ {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return 0
+		}
+		if s := strings.TrimSpace(string(b)); s != "" {
+			pid, _ := strconv.Atoi(s)
+			return pid
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return 0
+}

@@ -1,0 +1,540 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/tagpr/tagpr/onnx/lm"
+	"github.com/tagpr/tagpr/onnx/lock"
+	"github.com/tagpr/tagpr/onnx/ort"
+	"github.com/tagpr/tagpr/onnx/train"
+	"github.com/tagpr/tagpr/rewardmodel"
+	"github.com/tagpr/tagpr/tokenize"
+)
+
+// Stages of a run, in order; RL stages run as "rl:NAME".
+const (
+	StageChains  = "chains"
+	StageSFT     = "sft"
+	StagePRMU    = "prmu"
+	StageRL      = "rl"
+	StagePredict = "predict"
+	StageEval    = "eval"
+	StageReport  = "report"
+)
+
+// Hooks let the caller show progress; any may be nil.
+type Hooks struct {
+	Stage    func(name, detail string)
+	SFTStep  func(train.StepLog, int) // the step and the total
+	RLStep   func(RLStepLog, int)     // the step (its Stage names the stage) and the stage's total
+	PRMUStep func(step, total int, loss, pairAccuracy float64)
+}
+
+func (h Hooks) stage(name, format string, a ...any) {
+	if h.Stage != nil {
+		h.Stage(name, fmt.Sprintf(format, a...))
+	}
+}
+
+// RunOptions choose what Run does.
+type RunOptions struct {
+	// Only runs these stages ("chains", "sft", "prmu", "rl:NAME", "predict",
+	// "eval", "report"), each needing its inputs done; empty: every stage
+	// in order, finished ones skipped, an unfinished one resumed.
+	Only  []string
+	Hooks Hooks
+}
+
+// Plan lists a config's stages in run order.
+func (c *RunConfig) Plan() []string {
+	var out []string
+	if !c.Stages.Chains.Skip {
+		out = append(out, StageChains)
+	}
+	if !c.Stages.SFT.Skip {
+		out = append(out, StageSFT)
+	}
+	if !c.Stages.PRMU.Skip {
+		out = append(out, StagePRMU)
+	}
+	for _, st := range c.Stages.RL {
+		out = append(out, StageRL+":"+st.Name)
+	}
+	return append(out, StagePredict, StageEval, StageReport)
+}
+
+// Run runs (or resumes) the recipe as cfg describes it, in cfg.Out. Every
+// check that needs no work (settings, input files and their pins, the
+// settings finished stages were made with) happens before any stage starts.
+// It returns the report when the report stage ran.
+func Run(ctx context.Context, cfg RunConfig, o RunOptions) (*Report, error) {
+	r, err := openRun(cfg, o.Hooks)
+	if err != nil {
+		return nil, err
+	}
+	defer r.close()
+	plan := cfg.Plan()
+	only := map[string]bool{}
+	for _, s := range o.Only {
+		if !contains(plan, s) {
+			return nil, fmt.Errorf("stage %q is not in this config's plan (%s)", s, strings.Join(plan, ", "))
+		}
+		only[s] = true
+	}
+	if err := r.checkStamps(); err != nil {
+		return nil, err
+	}
+	// One run per folder: a second process is refused, naming the first.
+	lk, err := train.LockRunDir(cfg.Out)
+	if err != nil {
+		return nil, err
+	}
+	defer lk.Unlock()
+	if err := r.prepare(ctx); err != nil {
+		return nil, err
+	}
+	var rep *Report
+	for _, s := range plan {
+		if len(only) > 0 && !only[s] {
+			continue
+		}
+		if len(only) > 0 {
+			if err := r.requireInputs(s); err != nil {
+				return nil, err
+			}
+		}
+		if rep, err = r.runStage(ctx, s); err != nil {
+			return nil, err
+		}
+	}
+	return rep, nil
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// runEnv is one run's resolved inputs, shared by its stages.
+type runEnv struct {
+	cfg     RunConfig
+	h       Hooks
+	tx      rewardmodel.Taxonomy
+	txHash  string
+	sources []dataSource
+	sess    ort.Options
+	prompt  PromptOptions
+
+	// Set by prepare.
+	data *RunData
+	tok  *tokenize.Tokenizer
+	base string // the policy before training
+	eos  []int64
+	pad  int64
+
+	flat map[string]any // the config, flattened
+	prmu *rewardmodel.PRMU
+}
+
+// openRun validates cfg and checks every input file before any work.
+func openRun(cfg RunConfig, h Hooks) (*runEnv, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	r := &runEnv{cfg: cfg, h: h, sess: cfg.Runtime.Session(), prompt: cfg.Retrieval.promptOptions()}
+	var err error
+	if r.tx, err = LoadTaxonomy(cfg.Taxonomy); err != nil {
+		return nil, err
+	}
+	if cfg.Taxonomy != "" {
+		if err := lock.VerifyIfPinned(cfg.Taxonomy); err != nil {
+			return nil, fmt.Errorf("taxonomy: %w", err)
+		}
+		r.txHash, _, _ = lock.HashFile(cfg.Taxonomy)
+	}
+	if r.sources, err = dataSources(cfg.Data); err != nil {
+		return nil, err
+	}
+	if err := r.checkPolicyFiles(); err != nil {
+		return nil, err
+	}
+	if !cfg.Stages.Chains.Skip && cfg.Teacher.Kind == TeacherOpenAI && cfg.Teacher.APIKeyEnv != "" && os.Getenv(cfg.Teacher.APIKeyEnv) == "" {
+		return nil, fmt.Errorf("teacher.api_key_env: the environment variable %s (the API key) is empty or unset", cfg.Teacher.APIKeyEnv)
+	}
+	r.flat = map[string]any{}
+	flatten("", ConfigMap(cfg), r.flat)
+	return r, nil
+}
+
+// checkPolicyFiles checks that the model, tokenizer and teacher files the
+// config names exist and match their pins.
+func (r *runEnv) checkPolicyFiles() error {
+	c := &r.cfg
+	var files []struct{ key, path string }
+	add := func(key, path string, required bool) error {
+		if _, err := os.Stat(path); err != nil {
+			if required {
+				return fmt.Errorf("%s: %w", key, err)
+			}
+			return nil
+		}
+		files = append(files, struct{ key, path string }{key, path})
+		return nil
+	}
+	if c.Policy.Dir != "" {
+		if _, err := lm.ResolveModelPath(c.Policy.Dir); err != nil {
+			return fmt.Errorf("policy.dir: %w", err)
+		}
+		mp, _ := lm.ResolveModelPath(c.Policy.Dir)
+		if err := add("policy.dir", mp, true); err != nil {
+			return err
+		}
+		if err := add("policy.dir", filepath.Join(c.Policy.Dir, "config.json"), false); err != nil {
+			return err
+		}
+	}
+	if tp := r.tokenizerPath(); tp != "" {
+		if err := add("tokenizer.path", tp, true); err != nil {
+			if c.Tokenizer.Path == "" {
+				return fmt.Errorf("policy.dir: %s has no tokenizer.json (set tokenizer.path): %w", c.Policy.Dir, err)
+			}
+			return err
+		}
+		if err := add("tokenizer.path", filepath.Join(filepath.Dir(tp), "tokenizer_config.json"), false); err != nil {
+			return err
+		}
+	}
+	if e := c.Stages.PRMU.Encoder; e != nil && !c.Stages.PRMU.Skip {
+		if _, err := lm.ResolveModelPath(e.Dir); err != nil {
+			return fmt.Errorf("stages.prmu.encoder.dir: %w", err)
+		}
+	}
+	if !c.Stages.Chains.Skip && c.Teacher.Kind == TeacherLocal {
+		if _, err := lm.ResolveModelPath(c.Teacher.Dir); err != nil {
+			return fmt.Errorf("teacher.dir: %w", err)
+		}
+		if err := add("teacher.dir", filepath.Join(c.Teacher.Dir, "tokenizer.json"), true); err != nil {
+			return err
+		}
+	}
+	for _, f := range files {
+		if err := lock.VerifyIfPinned(f.path); err != nil {
+			return fmt.Errorf("%s: %w", f.key, err)
+		}
+	}
+	return nil
+}
+
+// tokenizerPath is the tokenizer.json the config names ("" when trained).
+func (r *runEnv) tokenizerPath() string {
+	switch {
+	case r.cfg.Tokenizer.Path != "":
+		return r.cfg.Tokenizer.Path
+	case r.cfg.Policy.Dir != "":
+		return filepath.Join(r.cfg.Policy.Dir, "tokenizer.json")
+	}
+	return ""
+}
+
+func (r *runEnv) close() {
+	if r.prmu != nil {
+		r.prmu.Close()
+	}
+}
+
+// Folders of the run.
+func (r *runEnv) dir(parts ...string) string {
+	return filepath.Join(append([]string{r.cfg.Out}, parts...)...)
+}
+
+// settings selects the flattened config keys under the given prefixes.
+func (r *runEnv) settings(prefixes ...string) map[string]any {
+	out := map[string]any{}
+	for k, v := range r.flat {
+		for _, p := range prefixes {
+			if k == p || strings.HasPrefix(k, p+".") {
+				out[k] = v
+			}
+		}
+	}
+	return out
+}
+
+// merge adds b's entries to a.
+func merge(a map[string]any, bs ...map[string]any) map[string]any {
+	for _, b := range bs {
+		for k, v := range b {
+			a[k] = v
+		}
+	}
+	return a
+}
+
+// Settings each stage's output depends on (upstream stages' included), for
+// its stamp. Runtime, logging and checkpoint cadence are left out: they do
+// not change results a resume must match.
+func (r *runEnv) dataSettings() map[string]any {
+	s := r.settings("data")
+	var files []string
+	for _, src := range r.sources {
+		for _, m := range []map[string]string{src.questions, src.outputs, src.examples} {
+			for _, p := range m {
+				files = append(files, p)
+			}
+		}
+	}
+	s["data.files"] = fileFacts(files...)
+	return s
+}
+
+func (r *runEnv) promptSettings() map[string]any {
+	return merge(r.settings("retrieval"), map[string]any{"taxonomy": r.cfg.Taxonomy, "taxonomy.sha256": r.txHash})
+}
+
+func (r *runEnv) policySettings() map[string]any {
+	s := merge(r.dataSettings(), r.promptSettings(), r.settings("policy", "tokenizer"))
+	if tp := r.tokenizerPath(); tp != "" {
+		s["tokenizer.files"] = fileFacts(tp, filepath.Join(filepath.Dir(tp), "tokenizer_config.json"))
+	}
+	if r.cfg.Policy.Dir != "" {
+		mp, _ := lm.ResolveModelPath(r.cfg.Policy.Dir)
+		s["policy.files"] = fileFacts(mp)
+	}
+	return s
+}
+
+func (r *runEnv) chainsSettings() map[string]any {
+	s := merge(r.dataSettings(), r.promptSettings(), r.settings("teacher", "stages.chains"))
+	for _, k := range []string{"teacher.timeout", "teacher.max_retries", "teacher.concurrency", "teacher.api_key_env", "stages.chains.batch"} {
+		delete(s, k)
+	}
+	return s
+}
+
+func (r *runEnv) sftSettings() map[string]any {
+	s := merge(r.policySettings(), r.chainsSettings(), r.settings("stages.sft"))
+	delete(s, "stages.sft.checkpoint_every")
+	return s
+}
+
+func (r *runEnv) prmuSettings() map[string]any {
+	s := merge(r.dataSettings(), r.promptSettings(), r.settings("stages.prmu"))
+	if r.cfg.Stages.PRMU.PolicySamples > 0 {
+		merge(s, r.sftSettings())
+	}
+	return s
+}
+
+// rlSettings are stage name's, which depend on every stage before it.
+func (r *runEnv) rlSettings(name string) map[string]any {
+	s := merge(map[string]any{}, r.policySettings())
+	if !r.cfg.Stages.SFT.Skip {
+		merge(s, r.sftSettings())
+	}
+	if !r.cfg.Stages.PRMU.Skip {
+		merge(s, r.prmuSettings())
+	}
+	for _, st := range r.cfg.Stages.RL {
+		merge(s, r.settings("stages.rl."+st.Name))
+		delete(s, "stages.rl."+st.Name+".checkpoint_every")
+		if st.Name == name {
+			break
+		}
+	}
+	return s
+}
+
+// modelSettings are what the named model depends on.
+func (r *runEnv) modelSettings(model string) map[string]any {
+	switch {
+	case model == ModelBase:
+		return r.policySettings()
+	case model == ModelSFT:
+		return r.sftSettings()
+	default:
+		return r.rlSettings(r.rlStageOf(model))
+	}
+}
+
+func (r *runEnv) predictSettings(model string) map[string]any {
+	s := merge(r.modelSettings(model), r.promptSettings(), r.settings("stages.predict"))
+	delete(s, "stages.predict.models")
+	delete(s, "stages.predict.splits")
+	return s
+}
+
+// rlStageOf is the RL stage a model name (rl or rl:NAME) stands for.
+func (r *runEnv) rlStageOf(model string) string {
+	if model == ModelRL {
+		return r.cfg.Stages.RL[len(r.cfg.Stages.RL)-1].Name
+	}
+	return strings.TrimPrefix(model, ModelRL+":")
+}
+
+// modelDir is where the named model lives.
+func (r *runEnv) modelDir(model string) string {
+	switch model {
+	case ModelBase:
+		return r.base
+	case ModelSFT:
+		return r.dir("sft")
+	}
+	return r.dir("rl", r.rlStageOf(model))
+}
+
+// checkStamps compares the settings of every stage folder that exists with
+// the config's, so a changed setting is refused before any work.
+func (r *runEnv) checkStamps() error {
+	type check struct {
+		dir, stage string
+		settings   func() map[string]any
+		done       string
+	}
+	checks := []check{{r.dir("data"), "data", r.dataSettings, "done.json"}}
+	if r.cfg.Tokenizer.Train != nil {
+		checks = append(checks, check{r.dir("tokenizer"), "tokenizer", r.policySettings, "tokenizer.json"})
+	}
+	if r.cfg.Policy.Builtin != nil {
+		checks = append(checks, check{r.dir("base"), "base", r.policySettings, "model.onnx"})
+	}
+	checks = append(checks, check{r.dir("chains"), StageChains, r.chainsSettings, "summary.json"},
+		check{r.dir("sft"), StageSFT, r.sftSettings, "model.onnx"},
+		check{r.dir("prmu"), StagePRMU, r.prmuSettings, "summary.json"})
+	for _, st := range r.cfg.Stages.RL {
+		name := st.Name
+		checks = append(checks, check{r.dir("rl", name), StageRL + ":" + name, func() map[string]any { return r.rlSettings(name) }, "model.onnx"})
+	}
+	for _, m := range r.cfg.predictModels() {
+		m := m
+		checks = append(checks, check{r.predictDir(m), StagePredict + " " + m, func() map[string]any { return r.predictSettings(m) }, ""})
+	}
+	for _, c := range checks {
+		if _, err := os.Stat(filepath.Join(c.dir, train.SettingsFile)); err != nil {
+			continue // not started: stamped when it starts
+		}
+		if err := checkStamp(c.dir, c.stage, c.settings(), c.done != "" && exists(filepath.Join(c.dir, c.done))); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// prepare builds (or reloads) what every stage reads: the examples, the
+// tokenizer and the base model.
+func (r *runEnv) prepare(ctx context.Context) error {
+	dataDir := r.dir("data")
+	done := exists(filepath.Join(dataDir, "done.json"))
+	if err := checkStamp(dataDir, "data", r.dataSettings(), done); err != nil {
+		return err
+	}
+	if !done {
+		r.h.stage("data", "reading the examples into %s", dataDir)
+		if err := buildData(r.cfg.Data, r.sources, dataDir); err != nil {
+			return err
+		}
+	}
+	var err error
+	if r.data, err = loadData(dataDir); err != nil {
+		return err
+	}
+	for _, td := range r.data.Tasks {
+		if len(td.Splits["train"]) == 0 {
+			return fmt.Errorf("data: task %s has no training examples", td.Task.Name)
+		}
+	}
+	if err := r.prepareTokenizer(); err != nil {
+		return err
+	}
+	return r.prepareBase()
+}
+
+func exists(p string) bool { _, err := os.Stat(p); return err == nil }
+
+// runStage runs (or skips, when finished) one stage of the plan.
+func (r *runEnv) runStage(ctx context.Context, s string) (*Report, error) {
+	switch {
+	case s == StageChains:
+		return nil, r.chains(ctx)
+	case s == StageSFT:
+		return nil, r.sft(ctx)
+	case s == StagePRMU:
+		return nil, r.trainPRMU(ctx)
+	case strings.HasPrefix(s, StageRL+":"):
+		return nil, r.rl(ctx, strings.TrimPrefix(s, StageRL+":"))
+	case s == StagePredict:
+		return nil, r.predict(ctx)
+	case s == StageEval:
+		return nil, r.eval()
+	case s == StageReport:
+		return r.report()
+	}
+	return nil, fmt.Errorf("unknown stage %q", s)
+}
+
+// requireInputs refuses to run stage s alone before the stages it reads.
+func (r *runEnv) requireInputs(s string) error {
+	need := func(stage, marker string) error {
+		if exists(marker) {
+			return nil
+		}
+		cmd := stage
+		if strings.HasPrefix(stage, StageRL+":") {
+			cmd = "rl --stage " + strings.TrimPrefix(stage, StageRL+":")
+		}
+		return fmt.Errorf("stage %s needs the %s stage's output (%s is missing): run `tagpr %s` with this config first, or `tagpr run`", s, stage, marker, cmd)
+	}
+	switch {
+	case s == StageSFT:
+		return need(StageChains, r.dir("chains", "summary.json"))
+	case s == StagePRMU && r.cfg.Stages.PRMU.PolicySamples > 0:
+		return need(StageSFT, r.dir("sft", "model.onnx"))
+	case strings.HasPrefix(s, StageRL+":"):
+		name := strings.TrimPrefix(s, StageRL+":")
+		if !r.cfg.Stages.SFT.Skip {
+			if err := need(StageSFT, r.dir("sft", "model.onnx")); err != nil {
+				return err
+			}
+		}
+		if !r.cfg.Stages.PRMU.Skip {
+			if err := need(StagePRMU, r.dir("prmu", "summary.json")); err != nil {
+				return err
+			}
+		}
+		for _, st := range r.cfg.Stages.RL {
+			if st.Name == name {
+				break
+			}
+			if err := need(StageRL+":"+st.Name, r.dir("rl", st.Name, "model.onnx")); err != nil {
+				return err
+			}
+		}
+	case s == StagePredict:
+		for _, m := range r.cfg.predictModels() {
+			if m == ModelBase {
+				continue
+			}
+			stage := StageSFT
+			if m != ModelSFT {
+				stage = StageRL + ":" + r.rlStageOf(m)
+			}
+			if err := need(stage, filepath.Join(r.modelDir(m), "model.onnx")); err != nil {
+				return err
+			}
+		}
+	case s == StageEval:
+		for _, m := range r.cfg.predictModels() {
+			if err := need(StagePredict, filepath.Join(r.predictDir(m), "done.json")); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,159 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/google/renameio/v2"
+
+	"github.com/tagpr/tagpr/datasets"
+	"github.com/tagpr/tagpr/onnx/lm"
+)
+
+// chainsFile is where a task's tagged chains land (Parquet: pyarrow, DuckDB
+// and Hugging Face datasets read it as is).
+func (r *runEnv) chainsFile(task string) string { return r.dir("chains", task+".parquet") }
+
+// chainsSummary is chains/summary.json, written when every task is done.
+type chainsSummary struct {
+	Teacher string                  `json:"teacher"`
+	Seconds float64                 `json:"seconds"`
+	Tasks   map[string]ChainsCounts `json:"tasks"`
+}
+
+// ChainsCounts are one task's chain rows and how many were kept.
+type ChainsCounts struct {
+	Rows int `json:"rows"`
+	Kept int `json:"kept"`
+}
+
+// chains asks the teacher for tagged chains on every task's training
+// split; each task's file is resumable on its own (part files).
+func (r *runEnv) chains(ctx context.Context) error {
+	dir := r.dir("chains")
+	sumPath := filepath.Join(dir, "summary.json")
+	if err := checkStamp(dir, StageChains, r.chainsSettings(), exists(sumPath)); err != nil {
+		return err
+	}
+	if exists(sumPath) {
+		return nil
+	}
+	start := time.Now()
+	c := r.cfg.Stages.Chains
+	sum := chainsSummary{Tasks: map[string]ChainsCounts{}}
+	var teacher Teacher
+	var labeller Labeller
+	if r.cfg.Teacher.Kind != TeacherGold {
+		t, closeFn, err := r.openTeacher()
+		if err != nil {
+			return err
+		}
+		defer closeFn()
+		teacher = t
+		if r.cfg.Teacher.Labeller == "teacher" {
+			labeller = TeacherLabeller{Teacher: t, Taxonomy: r.tx}
+		}
+		sum.Teacher = t.Name()
+	} else {
+		sum.Teacher = TeacherGold
+	}
+	for _, td := range r.data.Tasks {
+		out := r.chainsFile(td.Task.Name)
+		if teacher == nil {
+			r.h.stage(StageChains, "%s: the %d gold chains of the training split", td.Task.Name, len(td.Splits["train"]))
+			rows := goldChainRows(td.Task, td.Splits["train"], ChainsConfig{Taxonomy: r.tx, Prompt: r.prompt, Filter: c.Filter})
+			if err := datasets.WriteRows(out, rows, datasets.CreateChains); err != nil {
+				return err
+			}
+		} else if !exists(out) { // GenerateChains ends by writing out: then the task is done
+			r.h.stage(StageChains, "%s: asking %s for %d chains (%d per example)", td.Task.Name, teacher.Name(), len(td.Splits["train"])*c.Samples, c.Samples)
+			if _, err := GenerateChains(ctx, ChainsConfig{Examples: td.Files["train"], Out: out, Teacher: teacher, Labeller: labeller,
+				Taxonomy: r.tx, Prompt: r.prompt, System: r.cfg.Teacher.System, Samples: c.Samples, Batch: c.Batch, Filter: c.Filter}); err != nil {
+				return err
+			}
+		}
+		if err := os.RemoveAll(out + ".parts"); err != nil {
+			return err
+		}
+		rows, err := datasets.ReadChains(out, datasets.ReadOptions{})
+		if err != nil {
+			return err
+		}
+		n := ChainsCounts{Rows: len(rows)}
+		for _, row := range rows {
+			if row.Keep {
+				n.Kept++
+			}
+		}
+		r.h.stage(StageChains, "%s: %d of %d chains kept", td.Task.Name, n.Kept, n.Rows)
+		sum.Tasks[td.Task.Name] = n
+	}
+	sum.Seconds = time.Since(start).Seconds()
+	b, err := json.MarshalIndent(sum, "", "  ")
+	if err != nil {
+		return err
+	}
+	return renameio.WriteFile(sumPath, append(b, '\n'), 0o644)
+}
+
+// goldChainRows records examples' own gold chains as chain rows, through
+// the same checks as a teacher's (a chain without tags is refused, not
+// relabelled).
+func goldChainRows(task *datasets.Task, exs []datasets.Example, cfg ChainsConfig) []datasets.Chain {
+	cfg.Teacher = goldTeacher{}
+	cfg.Filter = cfg.Filter.withDefaults()
+	g := &chainGen{cfg: cfg, task: task, kind: RewardKind(task)}
+	d := newDuplicates(cfg.Filter.KeepDuplicates)
+	rows := make([]datasets.Chain, len(exs))
+	for i := range exs {
+		c := &candidate{ex: &exs[i], prompt: g.prompt(&exs[i]), text: exs[i].Chain, tagged: true}
+		if !carriesTags(c.text, cfg.Taxonomy) {
+			c.tagged, c.problem = false, "the example has no tagged gold chain"
+		}
+		rows[i] = g.row(c)
+		d.mark(&rows[i])
+	}
+	return rows
+}
+
+// goldTeacher names the examples' own chains in provenance; it is never asked.
+type goldTeacher struct{}
+
+func (goldTeacher) Name() string { return TeacherGold }
+func (goldTeacher) Complete(context.Context, [][]datasets.Message) ([]string, error) {
+	return nil, fmt.Errorf("gold chains come from the examples, not from requests")
+}
+
+// openTeacher makes the configured openai or local teacher.
+func (r *runEnv) openTeacher() (Teacher, func(), error) {
+	t := r.cfg.Teacher
+	switch t.Kind {
+	case TeacherOpenAI:
+		retries := t.MaxRetries
+		if retries == 0 {
+			retries = -1 // OpenAIConfig reads 0 as its default; the config's 0 means none
+		}
+		ot, err := NewOpenAITeacher(OpenAIConfig{BaseURL: t.BaseURL, Model: t.Model, APIKeyEnv: t.APIKeyEnv, Temperature: t.Temperature,
+			MaxTokens: t.MaxTokens, Timeout: t.Timeout, MaxRetries: retries, Concurrency: t.Concurrency})
+		if err != nil {
+			return nil, nil, err
+		}
+		return ot, func() {}, nil
+	case TeacherLocal:
+		tok, err := r.loadTokenizer(filepath.Join(t.Dir, "tokenizer.json"))
+		if err != nil {
+			return nil, nil, fmt.Errorf("teacher.dir: %w", err)
+		}
+		lt, err := OpenLocalTeacher(t.Dir, tok, r.sess, lm.Sampling{Temperature: t.Temperature, TopK: t.TopK, TopP: t.TopP}, t.MaxTokens,
+			r.cfg.stageSeed(t.Seed, 101))
+		if err != nil {
+			return nil, nil, fmt.Errorf("teacher.dir: %w", err)
+		}
+		return lt, func() { lt.Close() }, nil
+	}
+	return nil, nil, fmt.Errorf("teacher.kind %q has no endpoint", t.Kind)
+}

@@ -1,0 +1,170 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+
+	"github.com/tagpr/tagpr/datasets"
+	"github.com/tagpr/tagpr/onnx/lm"
+	"github.com/tagpr/tagpr/onnx/ort"
+	"github.com/tagpr/tagpr/rewardmodel"
+	"github.com/tagpr/tagpr/tokenize"
+)
+
+// predictDir holds one model's predictions: TASK_SPLIT.parquet (rows with
+// completions and scores) and TASK_SPLIT.json (LaMP's outputs format).
+func (r *runEnv) predictDir(model string) string {
+	return r.dir("predictions", sanitizeModel(model))
+}
+
+// sanitizeModel turns rl:NAME into a folder name.
+func sanitizeModel(model string) string {
+	out := []rune(model)
+	for i, c := range out {
+		if c == ':' {
+			out[i] = '_'
+		}
+	}
+	return string(out)
+}
+
+func (r *runEnv) evalOptions() EvalOptions {
+	p := r.cfg.Stages.Predict
+	return EvalOptions{Examples: p.Examples, Batch: p.Batch, MaxNewTokens: p.MaxNewTokens, Prompt: r.prompt, Samples: r.cfg.Stages.Eval.Samples}
+}
+
+// predict writes every listed model's greedy predictions for every task
+// and split, one file pair per model, task and split (the JSON last: its
+// presence marks the pair done); predictions/MODEL/done.json ends a model.
+func (r *runEnv) predict(ctx context.Context) error {
+	splits := r.cfg.Stages.Predict.Splits
+	if len(splits) == 0 {
+		splits = []string{"dev"}
+	}
+	for _, m := range r.cfg.predictModels() {
+		dir := r.predictDir(m)
+		done := filepath.Join(dir, "done.json")
+		if err := checkStamp(dir, StagePredict+" "+m, r.predictSettings(m), exists(done)); err != nil {
+			return err
+		}
+		if exists(done) {
+			continue
+		}
+		var pol *Policy
+		var files []string
+		for _, td := range r.data.Tasks {
+			for _, split := range splits {
+				exs := td.Splits[split]
+				if len(exs) == 0 {
+					continue
+				}
+				base := filepath.Join(dir, td.Task.Name+"_"+split)
+				files = append(files, base+".json")
+				if exists(base + ".json") {
+					continue
+				}
+				if pol == nil {
+					p, err := r.openModel(m)
+					if err != nil {
+						return fmt.Errorf("predict with %s: %w", m, err)
+					}
+					defer p.Model.Close()
+					pol = &p
+				}
+				o := r.evalOptions()
+				n := len(exs)
+				if o.Examples > 0 {
+					n = min(n, o.Examples)
+				}
+				r.h.stage(StagePredict, "%s: %s on %d %s examples", m, td.Task.Name, n, split)
+				preds, _, err := PredictExamples(ctx, *pol, td.Task, split, exs, r.tx, o)
+				if err != nil {
+					return err
+				}
+				if err := writePredictions(base, td.Task, preds); err != nil {
+					return err
+				}
+			}
+		}
+		if err := writeJSON(done, map[string]any{"model": m, "dir": r.modelDir(m), "files": files}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// writePredictions writes base.parquet (prediction rows) and then
+// base.json, the same answers in LaMP's outputs format.
+func writePredictions(base string, task *datasets.Task, preds []datasets.Prediction) error {
+	if err := datasets.WriteRows(base+".parquet", preds, datasets.CreatePredictions); err != nil {
+		return err
+	}
+	return datasets.ExportPredictions(base+".parquet", task, base+".json")
+}
+
+// PredictFileOptions is one model folder's predictions on one LaMP
+// questions file.
+type PredictFileOptions struct {
+	Model     string // folder: model.onnx, config.json, tokenizer.json (+ tokenizer_config.json)
+	Task      *datasets.Task
+	Questions string // {split}_questions.json
+	Out       string // LaMP outputs JSON to write; the rows (completions, scores) go beside it as .parquet
+	Taxonomy  rewardmodel.Taxonomy
+	// ChatTemplate overrides the tokenizer's (chatml, qwen3, llama3; "" or auto: its own).
+	ChatTemplate string
+	Eval         EvalOptions // Prompt, Batch, MaxNewTokens; Examples 0 predicts every question
+	Session      ort.Options
+}
+
+// PredictFile renders every question through the model's chat template,
+// generates greedily, extracts each answer and writes them in LaMP's outputs
+// format ({"task": "LaMP_N", "golds": [{"id", "output"}]}). It returns the
+// number of predictions.
+func PredictFile(ctx context.Context, o PredictFileOptions) (int, error) {
+	if o.Task == nil || o.Model == "" || o.Questions == "" || o.Out == "" {
+		return 0, fmt.Errorf("predict: model, task, questions and out are required")
+	}
+	if filepath.Ext(o.Out) != ".json" {
+		return 0, fmt.Errorf("predict: out %s: want a .json file (LaMP's outputs format)", o.Out)
+	}
+	var exs []datasets.Example
+	if _, _, err := datasets.ScanQuestions(o.Questions, o.Task, func(e *datasets.Example) error {
+		exs = append(exs, *e)
+		return nil
+	}); err != nil {
+		return 0, err
+	}
+	tok, err := tokenize.Load(filepath.Join(o.Model, "tokenizer.json"))
+	if err != nil {
+		return 0, fmt.Errorf("predict: %w", err)
+	}
+	f, err := chatFormatNamed(o.ChatTemplate)
+	if err != nil {
+		return 0, fmt.Errorf("predict: chat template %w", err)
+	}
+	if f != nil {
+		tok.SetChatFormat(*f)
+	}
+	eos, _, err := ModelIDs(o.Model, tok)
+	if err != nil {
+		return 0, fmt.Errorf("predict: %w", err)
+	}
+	m, err := lm.Load(o.Model, lm.LoadOptions{Session: o.Session, TokenizerVocab: tok.VocabSize()})
+	if err != nil {
+		return 0, fmt.Errorf("predict: %w", err)
+	}
+	defer m.Close()
+	if o.Taxonomy == nil {
+		o.Taxonomy = rewardmodel.DefaultTaxonomy()
+	}
+	preds, _, err := PredictExamples(ctx, Policy{Model: m, Tok: tok, Name: o.Model, EOS: eos}, o.Task, "predict", exs, o.Taxonomy, o.Eval)
+	if err != nil {
+		return 0, err
+	}
+	if err := writePredictions(strings.TrimSuffix(o.Out, ".json"), o.Task, preds); err != nil {
+		return 0, err
+	}
+	return len(preds), nil
+}

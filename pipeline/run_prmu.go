@@ -1,0 +1,159 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/tagpr/tagpr/onnx/lm"
+	"github.com/tagpr/tagpr/onnx/ort"
+	"github.com/tagpr/tagpr/rewardmodel"
+)
+
+// prmuSession is the runtime's options with the stage's own thread count,
+// and pool threads that do not spin (PRMU runs between generations).
+func (r *runEnv) prmuSession() ort.Options {
+	o := r.sess
+	if t := r.cfg.Stages.PRMU.Threads; t > 0 {
+		o.IntraOpThreads = t
+	}
+	o.ConfigEntries = map[string]string{spinKey: "0"}
+	return o
+}
+
+// trainPRMU trains the reward model on every task's training users (gold ≻
+// another label or another user's output; with policy_samples, also gold ≻
+// the SFT model's wrong samples), measures its pair accuracy on the dev
+// users, and saves it to prmu/.
+func (r *runEnv) trainPRMU(ctx context.Context) error {
+	dir := r.dir("prmu")
+	sumPath := filepath.Join(dir, summaryFile)
+	if err := checkStamp(dir, StagePRMU, r.prmuSettings(), exists(sumPath)); err != nil {
+		return err
+	}
+	if exists(sumPath) {
+		return nil
+	}
+	p := r.cfg.Stages.PRMU
+	seed := r.cfg.stageSeed(p.Seed, 31)
+	var trainSets, devSets []rewardmodel.ExampleSet
+	for _, td := range r.data.Tasks {
+		trainSets = append(trainSets, rewardmodel.ExampleSet{Task: td.Task, Examples: td.Splits["train"]})
+		if dev := td.Splits["dev"]; len(dev) > 0 {
+			devSets = append(devSets, rewardmodel.ExampleSet{Task: td.Task, Examples: dev})
+		}
+	}
+	var extra []rewardmodel.PRMUPair
+	sampled := 0
+	if p.PolicySamples > 0 {
+		var err error
+		if extra, sampled, err = r.policySamplePairs(ctx, p.PolicySamples, seed); err != nil {
+			return err
+		}
+	}
+	r.h.stage(StagePRMU, "training the reward model on the training users' pairs (%d from policy samples)", len(extra))
+	start := time.Now()
+	opts := r.prmuSession()
+	recipe := rewardmodel.PRMURecipe{TopK: r.cfg.Retrieval.TopK, Vocab: p.Vocab, Extra: extra,
+		Config: rewardmodel.PRMUConfig{Embed: p.Embed, Hidden: p.Hidden, MaxItems: p.MaxItems, Pool: p.Pool, Seed: seed, Encoder: p.Encoder.encoder()},
+		Train:  rewardmodel.PRMUTrainOptions{Steps: p.Steps, PairsPerStep: p.PairsPerStep, LR: p.LR, Seed: seed, Session: opts}}
+	if r.h.PRMUStep != nil {
+		recipe.Train.Log = func(step int, loss, acc float64) { r.h.PRMUStep(step, p.Steps, loss, acc) }
+	}
+	model, res, accs, err := rewardmodel.TrainPRMUOnSets(ctx, trainSets, devSets, recipe)
+	if err != nil {
+		return err
+	}
+	defer model.Close()
+	final := map[string]float64{"loss": model.Info.FinalLoss, "dev_pair_accuracy": model.Info.DevAccuracy, "policy_samples": float64(sampled), "policy_sample_pairs": float64(len(extra))}
+	for _, a := range accs {
+		r.h.stage(StagePRMU, "%s dev pair accuracy %.3f (%d pairs)", a.Task, a.Accuracy, a.Pairs)
+		final["dev_pair_accuracy_"+a.Task] = a.Accuracy
+	}
+	if err := model.Save(dir); err != nil {
+		return err
+	}
+	return writeJSON(sumPath, StageSummary{Name: StagePRMU, Steps: len(res.Losses), Seconds: time.Since(start).Seconds(), Final: final})
+}
+
+// policySamplePairs samples n completions per training example from the SFT
+// model and pairs the gold over each answer whose task reward is below 1
+// (completions without an answer give none: PRMU reads answers). It also
+// returns how many completions were sampled.
+func (r *runEnv) policySamplePairs(ctx context.Context, n int, seed uint64) ([]rewardmodel.PRMUPair, int, error) {
+	pol, err := r.openModel(ModelSFT)
+	if err != nil {
+		return nil, 0, fmt.Errorf("prmu policy samples: %w", err)
+	}
+	defer pol.Model.Close()
+	o := r.prompt
+	maxNew := r.cfg.Stages.Predict.MaxNewTokens
+	var pairs []rewardmodel.PRMUPair
+	sampled := 0
+	for _, td := range r.data.Tasks {
+		exs := td.Splits["train"]
+		r.h.stage(StagePRMU, "%s: sampling %d completions for each of %d training examples from the SFT model", td.Task.Name, n, len(exs))
+		kind := RewardKind(td.Task)
+		const batch = 8
+		for lo := 0; lo < len(exs); lo += batch {
+			hi := min(lo+batch, len(exs))
+			var prompts []RLPrompt
+			var ids [][]int64
+			for i := lo; i < hi; i++ {
+				p, err := EncodeRLPrompt(r.tok, td.Task, &exs[i], r.tx, o)
+				if err != nil {
+					return nil, 0, err
+				}
+				prompts, ids = append(prompts, p), append(ids, p.IDs)
+			}
+			comps, _, err := pol.Model.Generate(ctx, ids, lm.GenerateOptions{MaxNewTokens: maxNew, NumGenerations: n,
+				Sampling: lm.Sampling{Temperature: 1}, Seed: stepSeed(seed, lo), EOS: r.eos, NoLogProbs: true})
+			if err != nil {
+				return nil, 0, fmt.Errorf("prmu policy samples: %w", err)
+			}
+			sampled += len(comps)
+			answers := make([][]string, len(prompts))
+			rewards := make([][]float64, len(prompts))
+			for _, c := range comps {
+				text, err := r.tok.Decode(toInt(c.Tokens), true)
+				if err != nil {
+					return nil, 0, err
+				}
+				ans, ok := rewardmodel.ExtractAnswer(text)
+				if !ok || ans == "" {
+					continue // PRMU reads answers; a broken format has none
+				}
+				answers[c.Prompt] = append(answers[c.Prompt], ans)
+				rewards[c.Prompt] = append(rewards[c.Prompt], rewardmodel.TaskReward(kind, ans, prompts[c.Prompt].Gold))
+			}
+			for i, p := range prompts {
+				if len(answers[i]) == 0 || !exs[lo+i].HasOutput {
+					continue
+				}
+				ps, err := rewardmodel.PolicySamplePairs(p.Profile, p.Gold, answers[i], rewards[i], 1)
+				if err != nil {
+					return nil, 0, err
+				}
+				pairs = append(pairs, ps...)
+			}
+		}
+	}
+	return pairs, sampled, nil
+}
+
+// loadPRMU opens the trained reward model for the RL stages (nil when the
+// stage is skipped).
+func (r *runEnv) loadPRMU() (PRMUScorer, error) {
+	if r.cfg.Stages.PRMU.Skip {
+		return nil, nil
+	}
+	if r.prmu == nil {
+		p, err := rewardmodel.LoadPRMU(r.dir("prmu"), r.prmuSession())
+		if err != nil {
+			return nil, err
+		}
+		r.prmu = p
+	}
+	return r.prmu, nil
+}

@@ -1,0 +1,105 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/tagpr/tagpr/datasets"
+	"github.com/tagpr/tagpr/rewardmodel"
+	"github.com/tagpr/tagpr/tokenize"
+)
+
+// rlStages are the configured RL stages up to and including name, with
+// their seeds derived from the run's where left at 0.
+func (r *runEnv) rlStages(name string) []RLStage {
+	var out []RLStage
+	for i, st := range r.cfg.Stages.RL {
+		st.Seed = r.cfg.stageSeed(st.Seed, 21+uint64(i))
+		out = append(out, st)
+		if st.Name == name {
+			break
+		}
+	}
+	return out
+}
+
+// rl runs RL stage name (earlier stages, when finished, are skipped) from
+// the SFT model on every task's training prompts, in rl/NAME.
+func (r *runEnv) rl(ctx context.Context, name string) error {
+	dir := r.dir("rl", name)
+	if err := checkStamp(dir, StageRL+":"+name, r.rlSettings(name), exists(dir+"/model.onnx")); err != nil {
+		return err
+	}
+	if exists(dir + "/model.onnx") {
+		return nil
+	}
+	prmu, err := r.loadPRMU()
+	if err != nil {
+		return err
+	}
+	start := r.base
+	if !r.cfg.Stages.SFT.Skip {
+		start = r.dir("sft")
+	}
+	stages := r.rlStages(name)
+	p := &RLPipeline{Stages: stages, Start: start, Dir: r.dir("rl"), EOS: r.eos, Pad: r.pad, Session: r.sess,
+		Detokenize: func(ids []int64) (string, error) { return r.tok.Decode(toInt(ids), true) },
+		Prompts: func(st RLStage) ([]RLPrompt, error) {
+			o := r.prompt
+			o.MaxTokens = st.MaxPromptLength
+			var out []RLPrompt
+			for _, td := range r.data.Tasks {
+				exs := td.Splits["train"]
+				for i := range exs {
+					if !exs[i].HasOutput {
+						continue // rewards compare with the gold
+					}
+					p, err := EncodeRLPrompt(r.tok, td.Task, &exs[i], r.tx, o)
+					if err != nil {
+						return nil, err
+					}
+					out = append(out, p)
+				}
+			}
+			return out, nil
+		},
+		Scorer: func(st RLStage) (RLScorer, error) {
+			return &TagPRReward{Mode: st.Reward, Weights: st.Weights, Taxonomy: r.tx, PRMU: prmu}, nil
+		},
+		Hooks: RLHooks{Log: func(stage, msg string) { r.h.stage("rl "+stage, "%s", msg) }, Step: r.h.RLStep},
+	}
+	r.h.stage(StageRL, "stage %s in %s", name, dir)
+	_, err = p.Run(ctx)
+	return err
+}
+
+// EncodeRLPrompt encodes an example as an RL prompt (generation prompt
+// within o.MaxTokens) with its gold and profile texts for the rewards.
+func EncodeRLPrompt(tok *tokenize.Tokenizer, task *datasets.Task, ex *datasets.Example, tx rewardmodel.Taxonomy, o PromptOptions) (RLPrompt, error) {
+	parts := Parts(task, ex, tx, o, false)
+	enc, err := tok.EncodePrompt(parts, tokenize.DefaultPromptLayout, o.MaxTokens)
+	if err != nil {
+		return RLPrompt{}, fmt.Errorf("encode %s for RL: %w", ex.ID, err)
+	}
+	return RLPrompt{ID: ex.ID, IDs: toInt64(enc.IDs), Kind: RewardKind(task), Gold: ex.Output, Profile: parts.Profile}, nil
+}
+
+func stageNames(st []RLStage) []string {
+	out := make([]string, len(st))
+	for i, s := range st {
+		out[i] = s.Name
+	}
+	return out
+}
+
+// rlNote is a stage's reward curve and time split for the report.
+func rlNote(s RLSummary) string {
+	curve := make([]string, len(s.Curve))
+	for i, v := range s.Curve {
+		curve[i] = fmt.Sprintf("%.3f", v)
+	}
+	t := s.Time
+	return fmt.Sprintf("rl %s (%s): mean training reward over the stage, in %d runs of steps: %s; time: generate %.0fs, score %.0fs, reference %.0fs, forward-backward %.0fs, optimizer %.0fs",
+		s.Stage, s.Scorer, len(s.Curve), strings.Join(curve, " → "), t.Generate, t.Score, t.Reference, t.ForwardBackward, t.Optimizer)
+}

@@ -1,0 +1,201 @@
+package pipeline
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/google/renameio/v2"
+
+	"github.com/tagpr/tagpr/datasets"
+	"github.com/tagpr/tagpr/onnx/hf"
+	"github.com/tagpr/tagpr/onnx/ir"
+	"github.com/tagpr/tagpr/onnx/lm"
+	"github.com/tagpr/tagpr/onnx/train"
+	"github.com/tagpr/tagpr/rewardmodel"
+	"github.com/tagpr/tagpr/tokenize"
+)
+
+// summaryFile holds a finished stage's StageSummary (rl stages: RLSummary):
+// the report is rebuilt from these, whatever ran in the last process.
+const summaryFile = "summary.json"
+
+// sftSequences are the kept chains of every task, each encoded as its
+// example's prompt (within the prompt budget) followed by the chain as the
+// assistant turn, cut to seqLen by dropping profile items, never the chain.
+// Chains too long even without a profile are left out and counted.
+func (r *runEnv) sftSequences() (seqs []Sequence, tooLong int, err error) {
+	seqLen := r.cfg.Stages.SFT.SeqLen
+	for _, td := range r.data.Tasks {
+		rows, err := datasets.ReadChains(r.chainsFile(td.Task.Name), datasets.ReadOptions{})
+		if err != nil {
+			return nil, 0, fmt.Errorf("sft: %w", err)
+		}
+		byID := map[string]*datasets.Example{}
+		exs := td.Splits["train"]
+		for i := range exs {
+			byID[exs[i].ID] = &exs[i]
+		}
+		for _, row := range rows {
+			if !row.Keep {
+				continue
+			}
+			ex, ok := byID[row.ID]
+			if !ok {
+				return nil, 0, fmt.Errorf("sft: chain for %s in %s, which is not a training example", row.ID, r.chainsFile(td.Task.Name))
+			}
+			s, err := EncodeChainSFT(r.tok, td.Task, ex, row.Chain, r.tx, r.prompt, seqLen)
+			if errors.Is(err, tokenize.ErrPromptTooLong) {
+				tooLong++
+				continue
+			}
+			if err != nil {
+				return nil, 0, err
+			}
+			seqs = append(seqs, s)
+		}
+	}
+	return seqs, tooLong, nil
+}
+
+// EncodeChainSFT encodes an example with chain as the assistant's answer,
+// within maxLen tokens; profile items are dropped to fit, never the answer.
+// PromptLen is where the assistant's tokens start.
+func EncodeChainSFT(tok *tokenize.Tokenizer, task *datasets.Task, ex *datasets.Example, chain string, tx rewardmodel.Taxonomy, o PromptOptions, maxLen int) (Sequence, error) {
+	p := Parts(task, ex, tx, o, true)
+	p.Answer = chain
+	enc, err := tok.EncodePrompt(p, tokenize.DefaultPromptLayout, maxLen)
+	if err != nil {
+		return Sequence{}, fmt.Errorf("encode %s for SFT: %w", ex.ID, err)
+	}
+	prompt := len(enc.IDs)
+	for i, m := range enc.AssistantMask {
+		if m {
+			prompt = i
+			break
+		}
+	}
+	return Sequence{IDs: toInt64(enc.IDs), PromptLen: prompt}, nil
+}
+
+// sft fine-tunes the base model on the kept chains and exports it to
+// sft/ (model.onnx last: its presence marks the stage done).
+func (r *runEnv) sft(ctx context.Context) error {
+	dir := r.dir("sft")
+	model := filepath.Join(dir, "model.onnx")
+	if err := checkStamp(dir, StageSFT, r.sftSettings(), exists(model)); err != nil {
+		return err
+	}
+	if exists(model) {
+		return nil
+	}
+	seqs, tooLong, err := r.sftSequences()
+	if err != nil {
+		return err
+	}
+	if len(seqs) == 0 {
+		return fmt.Errorf("sft: no kept chain fits seq_len %d (%d too long): see %s", r.cfg.Stages.SFT.SeqLen, tooLong, r.dir("chains"))
+	}
+	mp, err := lm.ResolveModelPath(r.base)
+	if err != nil {
+		return err
+	}
+	base, err := ir.Load(mp)
+	if err != nil {
+		return err
+	}
+	cfg := r.cfg.Stages.SFT.SFTConfig
+	cfg.Seed = r.cfg.stageSeed(cfg.Seed, 11)
+	cfg.Session = r.sess
+	note := ""
+	if tooLong > 0 {
+		note = fmt.Sprintf(" (%d chains longer than seq_len left out)", tooLong)
+	}
+	r.h.stage(StageSFT, "%d steps of %d×%d tokens on %d tagged chains%s", cfg.Steps, cfg.Batch, cfg.SeqLen, len(seqs), note)
+	var onStep func(train.StepLog)
+	if r.h.SFTStep != nil {
+		onStep = func(l train.StepLog) { r.h.SFTStep(l, cfg.Steps) }
+	}
+	ckDir := filepath.Join(dir, "checkpoints")
+	res, err := TrainSFT(ctx, base, seqs, r.pad, cfg, ckDir, onStep)
+	if err != nil {
+		return err
+	}
+	if err := copyFile(filepath.Join(r.base, "config.json"), filepath.Join(dir, "config.json")); err != nil {
+		return err
+	}
+	sum, err := logSummary(StageSFT, filepath.Join(ckDir, train.LogFile))
+	if err != nil {
+		return err
+	}
+	sum.Final["sequences"] = float64(len(seqs))
+	if err := writeJSON(filepath.Join(dir, summaryFile), sum); err != nil {
+		return err
+	}
+	// model.onnx comes last (with the transformers checkpoint and the
+	// tokenizer files before it): its presence marks the stage done.
+	_, err = hf.WriteTrained(model, base, res.Weights, nil, r.base)
+	return err
+}
+
+// logSummary sums up a training log (train_log.jsonl): steps, time and the
+// last step's loss.
+func logSummary(stage, path string) (StageSummary, error) {
+	s := StageSummary{Name: stage, Final: map[string]float64{}}
+	f, err := os.Open(path)
+	if err != nil {
+		return s, fmt.Errorf("%s: %w", stage, err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var l train.StepLog
+		if len(sc.Bytes()) == 0 {
+			continue
+		}
+		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+			return s, fmt.Errorf("%s: %s: %w", stage, path, err)
+		}
+		s.Steps = l.Step
+		s.Seconds += l.Seconds
+		if !l.Skipped {
+			s.Final["loss"] = l.Loss
+		}
+	}
+	return s, sc.Err()
+}
+
+// writeJSON writes v as indented JSON, atomically.
+func writeJSON(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	if err := renameio.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+// readJSON reads path into v, refusing unknown fields.
+func readJSON(path string, v any) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	dec := json.NewDecoder(f)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("read %s: %w", path, err)
+	}
+	return nil
+}

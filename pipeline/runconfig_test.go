@@ -1,0 +1,125 @@
+package pipeline
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/tagpr/tagpr/rewardmodel"
+)
+
+func TestConfigKeysAndMap(t *testing.T) {
+	keys := map[string]reflect.Kind{}
+	for _, k := range ConfigKeys(RunConfig{}) {
+		keys[k.Key] = k.Type.Kind()
+	}
+	for key, kind := range map[string]reflect.Kind{"runtime.threads": reflect.Int, "stages.sft.lr": reflect.Float64, "stages.sft.steps": reflect.Int,
+		"policy.builtin.d_model": reflect.Int, "data.tasks": reflect.Slice, "teacher.timeout": reflect.Int64, "out": reflect.String} {
+		if keys[key] != kind {
+			t.Errorf("key %s: kind %v, want %v", key, keys[key], kind)
+		}
+	}
+	for _, gone := range []string{"stages.sft.session", "stages.sft.sftconfig", "stages.rl"} {
+		if _, ok := keys[gone]; ok {
+			t.Errorf("key %s should not be settable", gone)
+		}
+	}
+	cfg := DefaultRunConfig()
+	cfg.Stages.RL = []RLStage{{Name: "guided", Beta: 0.04}, {Name: "exploratory"}}
+	flat := map[string]any{}
+	flatten("", ConfigMap(cfg), flat)
+	if flat["stages.sft.lr"] != 3e-4 || flat["stages.rl.guided.beta"] != 0.04 || flat["teacher.timeout"] != "2m0s" {
+		t.Fatalf("flattened config: sft.lr %v, rl.guided.beta %v, teacher.timeout %v", flat["stages.sft.lr"], flat["stages.rl.guided.beta"], flat["teacher.timeout"])
+	}
+}
+
+// A stage's stamp is written once and a changed setting is refused, naming
+// the key and both values.
+func TestStageStampRefusesChangedSetting(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "sft")
+	if err := checkStamp(dir, "sft", map[string]any{"stages.sft.lr": 0.003, "stages.sft.steps": 10}, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := checkStamp(dir, "sft", map[string]any{"stages.sft.lr": 0.003, "stages.sft.steps": 10}, true); err != nil {
+		t.Fatalf("same settings: %v", err)
+	}
+	err := checkStamp(dir, "sft", map[string]any{"stages.sft.lr": 0.01, "stages.sft.steps": 10}, true)
+	if err == nil || !strings.Contains(err.Error(), `stages.sft.lr was "0.003", now "0.01"`) || !strings.Contains(err.Error(), dir) {
+		t.Fatalf("changed lr: %v", err)
+	}
+	// A finished folder without a stamp was made by something else.
+	other := filepath.Join(t.TempDir(), "rl")
+	os.MkdirAll(other, 0o755)
+	if err := checkStamp(other, "rl:guided", map[string]any{}, true); err == nil || !strings.Contains(err.Error(), "no run.json") {
+		t.Fatalf("unstamped finished folder: %v", err)
+	}
+}
+
+func TestTaxonomyFile(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "tags.yaml")
+	os.WriteFile(good, []byte("- {name: recall, description: recall the history, required: true, order: 1}\n- {name: guess, description: guess}\n- {name: decide, description: decide, required: true, order: 2}\n"), 0o644)
+	tx, err := LoadTaxonomy(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := rewardmodel.Taxonomy{{Name: "recall", Description: "recall the history", Required: true, Order: 1}, {Name: "guess", Description: "guess"},
+		{Name: "decide", Description: "decide", Required: true, Order: 2}}
+	if !reflect.DeepEqual(tx, want) {
+		t.Fatalf("taxonomy %+v", tx)
+	}
+	guide := TagGuide(tx)
+	for _, w := range []string{"<recall>: recall the history (required)", "<guess>: guess\n", "in this order: <recall>, <decide>", "<answer>"} {
+		if !strings.Contains(guide, w) {
+			t.Errorf("tag guide lacks %q:\n%s", w, guide)
+		}
+	}
+	for body, wantErr := range map[string]string{
+		"- {name: recall, descripton: typo}\n":    "descripton",
+		"- {name: Recall}\n":                      "must match",
+		"- {name: a}\n- {name: a}\n":              "listed twice",
+		"- {name: a, required: \"yes please\"}\n": "bool",
+		"[]\n": "no tags",
+	} {
+		p := filepath.Join(dir, "bad.yaml")
+		os.WriteFile(p, []byte(body), 0o644)
+		if _, err := LoadTaxonomy(p); err == nil || !strings.Contains(err.Error(), wantErr) || !strings.Contains(err.Error(), p) {
+			t.Errorf("%q: %v, want an error naming %s and %q", body, err, p, wantErr)
+		}
+	}
+}
+
+func TestRunConfigValidate(t *testing.T) {
+	base := DefaultRunConfig()
+	base.Policy.Dir = "model"
+	base.Data.LaMPDir, base.Data.Tasks = "lamp", []TaskRef{"2", "3"}
+	base.Teacher.BaseURL, base.Teacher.Model = "http://localhost:8000/v1", "m"
+	if err := base.Validate(); err != nil {
+		t.Fatalf("a valid config: %v", err)
+	}
+	for name, c := range map[string]struct {
+		edit func(*RunConfig)
+		want string
+	}{
+		"two data sources":   {func(c *RunConfig) { c.Data.Synth = &SynthSource{Users: 10} }, "exactly one of data.lamp_dir"},
+		"no policy":          {func(c *RunConfig) { c.Policy.Dir = "" }, "policy: set policy.dir"},
+		"gold on LaMP":       {func(c *RunConfig) { c.Teacher.Kind = TeacherGold }, "teacher.kind: gold"},
+		"bad provider":       {func(c *RunConfig) { c.Runtime.Provider = "tpu" }, "runtime.provider"},
+		"rl stage":           {func(c *RunConfig) { c.Stages.RL = []RLStage{{Name: "g", Reward: "guided", Steps: 1}} }, "stages.rl[0]"},
+		"predict rl":         {func(c *RunConfig) { c.Stages.Predict.Models = []string{"base", "rl"} }, `stages.predict.models: "rl": no RL stage`},
+		"sft without chains": {func(c *RunConfig) { c.Stages.Chains.Skip = true }, "stages.sft.skip"},
+	} {
+		cfg := base
+		cfg.Stages.RL = nil
+		c.edit(&cfg)
+		if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want %q", name, err, c.want)
+		}
+	}
+	fast := base.FastDevRun()
+	if fast.Out != filepath.Join(base.Out, "fast_dev_run") || fast.Stages.SFT.Steps != 2 || fast.Data.MaxExamples == 0 {
+		t.Errorf("fast dev run: out %s, sft steps %d, max examples %d", fast.Out, fast.Stages.SFT.Steps, fast.Data.MaxExamples)
+	}
+}

@@ -1,0 +1,241 @@
+package pipeline
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/google/renameio/v2"
+
+	"github.com/tagpr/tagpr/onnx/hf"
+	"github.com/tagpr/tagpr/onnx/lm"
+	"github.com/tagpr/tagpr/onnx/train"
+	"github.com/tagpr/tagpr/tokenize"
+)
+
+// Chat tokens of a trained tokenizer (ChatML, the default format).
+const (
+	padToken       = "<|endoftext|>"
+	turnStartToken = "<|im_start|>"
+	turnEndToken   = "<|im_end|>"
+)
+
+// chatFormatNamed maps tokenizer.chat_template to a format; nil for auto.
+func chatFormatNamed(name string) (*tokenize.ChatFormat, error) {
+	if name == "" || name == "auto" {
+		return nil, nil
+	}
+	f, ok := tokenize.ChatFormatByName(name)
+	if !ok {
+		return nil, fmt.Errorf("%q: want auto, chatml, qwen3 or llama3", name)
+	}
+	return &f, nil
+}
+
+// loadTokenizer opens a tokenizer.json (with its tokenizer_config.json)
+// and applies the configured chat template.
+func (r *runEnv) loadTokenizer(path string) (*tokenize.Tokenizer, error) {
+	tok, err := tokenize.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	f, err := chatFormatNamed(r.cfg.Tokenizer.ChatTemplate)
+	if err != nil {
+		return nil, fmt.Errorf("tokenizer.chat_template: %w", err)
+	}
+	if f != nil {
+		tok.SetChatFormat(*f)
+	}
+	return tok, nil
+}
+
+// prepareTokenizer loads the configured tokenizer, or trains one on the
+// training split's prompts and answers (with one token per tag) the first
+// time.
+func (r *runEnv) prepareTokenizer() error {
+	if r.cfg.Tokenizer.Train == nil {
+		tok, err := r.loadTokenizer(r.tokenizerPath())
+		if err != nil {
+			return err
+		}
+		r.tok = tok
+		return nil
+	}
+	dir := r.dir("tokenizer")
+	path := filepath.Join(dir, "tokenizer.json")
+	if err := checkStamp(dir, "tokenizer", r.policySettings(), exists(path)); err != nil {
+		return err
+	}
+	if !exists(path) {
+		var corpus []string
+		for _, td := range r.data.Tasks {
+			exs := td.Splits["train"]
+			for i := range exs {
+				p := Parts(td.Task, &exs[i], r.tx, r.prompt, true)
+				corpus = append(corpus, p.Instruction, p.Input, p.Answer)
+				corpus = append(corpus, p.Profile...)
+			}
+		}
+		vocab := r.cfg.Tokenizer.Train.VocabSize
+		r.h.stage("tokenizer", "training a %d-token byte-level BPE on %d texts", vocab, len(corpus))
+		tok, err := tokenize.Train(tokenize.TrainOptions{Corpus: corpus, VocabSize: vocab, SpecialTokens: []string{padToken, turnStartToken, turnEndToken}})
+		if err != nil {
+			return fmt.Errorf("tokenizer.train: %w", err)
+		}
+		names := make([]string, len(r.tx))
+		for i, t := range r.tx {
+			names[i] = t.Name
+		}
+		tok.RegisterTags(names)
+		if err := tok.SaveConfig(filepath.Join(dir, "tokenizer_config.json")); err != nil {
+			return err
+		}
+		// tokenizer.json comes last: its presence marks the tokenizer done.
+		if err := tok.Save(path); err != nil {
+			return err
+		}
+	}
+	tok, err := r.loadTokenizer(path)
+	if err != nil {
+		return err
+	}
+	r.tok = tok
+	return nil
+}
+
+// prepareBase points at the exported policy, or builds the built-in one
+// (sized to the tokenizer) the first time.
+func (r *runEnv) prepareBase() error {
+	if r.cfg.Policy.Dir != "" {
+		r.base = r.cfg.Policy.Dir
+		return r.policyIDs()
+	}
+	r.base = r.dir("base")
+	model := filepath.Join(r.base, "model.onnx")
+	if err := checkStamp(r.base, "base", r.policySettings(), exists(model)); err != nil {
+		return err
+	}
+	eot, err := tokenID(r.tok, r.tok.ChatFormat().EndOfTurn)
+	if err != nil {
+		return err
+	}
+	pad := tokenizerPad(r.tok)
+	if !exists(model) {
+		mc := r.cfg.Policy.Builtin.lmConfig()
+		mc.Vocab = r.tok.VocabSize()
+		mc.EOS, mc.BOS, mc.Pad = eot, eot, &pad
+		r.h.stage("model", "building a %s model: %d layers, d_model %d, vocab %d, %d parameters", mc.Defaults().Arch, mc.Defaults().Layers, mc.Defaults().DModel, mc.Vocab, mc.Defaults().Params())
+		// Built in a side folder and renamed, so a killed run never leaves
+		// a model without its config.
+		tmp := r.base + ".tmp"
+		os.RemoveAll(tmp)
+		if _, err := lm.WriteModelDir(mc, tmp, false); err != nil {
+			return err
+		}
+		if _, err := hf.CopySideFiles(filepath.Dir(r.tok.Path()), tmp); err != nil {
+			return err
+		}
+		if err := os.Rename(filepath.Join(r.base, train.SettingsFile), filepath.Join(tmp, train.SettingsFile)); err != nil {
+			return err
+		}
+		if err := os.Remove(r.base); err != nil {
+			return fmt.Errorf("base: %w", err)
+		}
+		if err := os.Rename(tmp, r.base); err != nil {
+			return err
+		}
+	}
+	return r.policyIDs()
+}
+
+// policyIDs sets the base model's stop and pad ids.
+func (r *runEnv) policyIDs() error {
+	var err error
+	r.eos, r.pad, err = ModelIDs(r.base, r.tok)
+	return err
+}
+
+// ModelIDs are the ids that end a completion of the model in dir (the chat
+// format's end of turn, then the eos ids of generation_config.json and
+// config.json) and its pad id (theirs, else the tokenizer's <|endoftext|>,
+// pad or eos token).
+func ModelIDs(dir string, tok *tokenize.Tokenizer) (eos []int64, pad int64, err error) {
+	eot, err := tokenID(tok, tok.ChatFormat().EndOfTurn)
+	if err != nil {
+		return nil, 0, err
+	}
+	eos = []int64{eot}
+	hc, err := lm.ReadHFConfig(filepath.Join(dir, "config.json"))
+	if err != nil {
+		return nil, 0, err
+	}
+	gc, err := lm.ReadGenerationConfig(filepath.Join(dir, "generation_config.json"))
+	if err != nil {
+		return nil, 0, err
+	}
+	var eosIDs, padIDs []lm.TokenIDs
+	if gc != nil {
+		eosIDs, padIDs = append(eosIDs, gc.EOSTokenID), append(padIDs, gc.PadTokenID)
+	}
+	if hc != nil {
+		eosIDs, padIDs = append(eosIDs, hc.EOSTokenID), append(padIDs, hc.PadTokenID)
+	}
+	for _, ids := range eosIDs {
+		for _, id := range ids {
+			if !containsID(eos, id) {
+				eos = append(eos, id)
+			}
+		}
+	}
+	for _, ids := range padIDs {
+		if len(ids) > 0 {
+			return eos, ids[0], nil
+		}
+	}
+	return eos, tokenizerPad(tok), nil
+}
+
+// tokenizerPad is the tokenizer's <|endoftext|>, else its pad (or eos) token.
+func tokenizerPad(tok *tokenize.Tokenizer) int64 {
+	if id, ok := tok.TokenID(padToken); ok {
+		return int64(id)
+	}
+	return int64(tok.PadToken())
+}
+
+func containsID(ids []int64, id int64) bool {
+	for _, x := range ids {
+		if x == id {
+			return true
+		}
+	}
+	return false
+}
+
+func tokenID(tok *tokenize.Tokenizer, s string) (int64, error) {
+	id, ok := tok.TokenID(s)
+	if !ok {
+		return 0, fmt.Errorf("tokenizer %s has no %s token (the chat format's end of turn; set tokenizer.chat_template)", tok.Path(), s)
+	}
+	return int64(id), nil
+}
+
+// openModel loads the named model (base, sft, rl, rl:NAME) for generation.
+func (r *runEnv) openModel(name string) (Policy, error) {
+	m, err := lm.Load(r.modelDir(name), lm.LoadOptions{Session: r.sess, TokenizerVocab: r.tok.VocabSize()})
+	if err != nil {
+		return Policy{}, err
+	}
+	return Policy{Model: m, Tok: r.tok, Name: name, EOS: r.eos}, nil
+}
+
+func copyFile(src, dst string) error {
+	b, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	if err := renameio.WriteFile(dst, b, 0o644); err != nil {
+		return fmt.Errorf("copy %s: %w", src, err)
+	}
+	return nil
+}
