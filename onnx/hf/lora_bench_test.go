@@ -102,7 +102,7 @@ func loraChild(js string) (loraResult, error) {
 	if err != nil {
 		return r, err
 	}
-	for range max(s.Steps, 1) {
+	for range s.Steps {
 		t := time.Now()
 		res, err := tr.Step(in)
 		if err != nil {
@@ -122,16 +122,25 @@ func loraChild(js string) (loraResult, error) {
 // (random weights, written and imported by import-hf; 151,936-token
 // vocabulary) at batch 4 × 1024 tokens with activation recomputation, in a
 // child process: peak RSS against EstimateMemory, tokens/s of a step.
-// TAGPR_QWEN_LORA=B×T[,plain] runs another shape (plain: no
-// recomputation).
+// TAGPR_QWEN_LORA=BxT[,plain][,dry] runs another shape (plain: no
+// recomputation; dry: build and estimate only, no step).
 func BenchmarkQwen05BLoRA(b *testing.B) {
 	spec := loraSpec{B: 4, T: 1024, Recompute: true, Steps: 1}
 	if v := os.Getenv("TAGPR_QWEN_LORA"); v != "" {
-		shape, plain, _ := strings.Cut(v, ",")
-		if _, err := fmt.Sscanf(shape, "%dx%d", &spec.B, &spec.T); err != nil {
-			b.Fatalf("TAGPR_QWEN_LORA=%q: want BxT[,plain]", v)
+		parts := strings.Split(v, ",")
+		if _, err := fmt.Sscanf(parts[0], "%dx%d", &spec.B, &spec.T); err != nil {
+			b.Fatalf("TAGPR_QWEN_LORA=%q: want BxT[,plain][,dry]", v)
 		}
-		spec.Recompute = plain != "plain"
+		for _, p := range parts[1:] {
+			switch p {
+			case "plain":
+				spec.Recompute = false
+			case "dry":
+				spec.Steps = 0
+			default:
+				b.Fatalf("TAGPR_QWEN_LORA=%q: unknown %q", v, p)
+			}
+		}
 	}
 	dir := b.TempDir()
 	src := filepath.Join(dir, "ckpt")
@@ -168,7 +177,9 @@ func BenchmarkQwen05BLoRA(b *testing.B) {
 	b.ReportMetric(float64(r.PeakRSS)/(1<<30), "peak_rss_GiB")
 	b.ReportMetric(float64(r.Estimate)/(1<<30), "estimate_GiB")
 	b.ReportMetric(float64(r.PeakRSS)/float64(r.Estimate), "rss_over_estimate")
-	b.ReportMetric(float64(spec.B*spec.T)/r.StepS, "tokens/s")
-	b.ReportMetric(r.StepS, "step_s")
+	if spec.Steps > 0 {
+		b.ReportMetric(float64(spec.B*spec.T)/r.StepS, "tokens/s")
+		b.ReportMetric(r.StepS, "step_s")
+	}
 	b.ReportMetric(r.BuildS, "build_s")
 }
