@@ -23,7 +23,7 @@ func sampleChains() []Chain {
 
 func sampleRollouts() []Rollout {
 	return []Rollout{
-		{PromptID: "p1", GroupIndex: 0, Completion: "c", TokenIDs: []int32{1, 2, 3}, LogProbs: []float32{-0.5, -1, -2},
+		{PromptID: "p1", GroupIndex: 0, Completion: "c", TokenIDs: []int64{1, 2, 3}, LogProbs: []float32{-0.5, -1, -2},
 			Rewards: []NamedValue{{"task", 1}, {"tag", 0.5}}, Reward: 1.15, Advantage: 0.7, Stage: "guided", Step: 3},
 		{PromptID: "p1", GroupIndex: 1, Completion: "", Stage: "guided", Step: 3, Advantage: -0.7},
 	}

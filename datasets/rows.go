@@ -74,7 +74,7 @@ type Rollout struct {
 	PromptID   string
 	GroupIndex int32
 	Completion string
-	TokenIDs   []int32
+	TokenIDs   []int64 // stored as int32: no vocabulary reaches 2³¹ rows
 	LogProbs   []float32
 	Rewards    []NamedValue // each reward component, as logged
 	Reward     float64      // the combined reward
@@ -184,7 +184,10 @@ func appendRollout(b *array.RecordBuilder, r *Rollout) {
 	appendStr(b.Field(2), r.Completion, true)
 	lb := b.Field(3).(*array.ListBuilder)
 	lb.Append(true)
-	lb.ValueBuilder().(*array.Int32Builder).AppendValues(r.TokenIDs, nil)
+	ib := lb.ValueBuilder().(*array.Int32Builder)
+	for _, id := range r.TokenIDs {
+		ib.Append(int32(id))
+	}
 	lb = b.Field(4).(*array.ListBuilder)
 	lb.Append(true)
 	lb.ValueBuilder().(*array.Float32Builder).AppendValues(r.LogProbs, nil)
@@ -356,7 +359,9 @@ func DecodeRollouts(rec arrow.RecordBatch, first int) ([]Rollout, error) {
 		r.Completion, _ = optStr(rec.Column(2), i)
 		s, e := listRange(rec.Column(3), i)
 		ids := rec.Column(3).(*array.List).ListValues().(*array.Int32)
-		r.TokenIDs = append([]int32(nil), ids.Int32Values()[s:e]...)
+		for _, id := range ids.Int32Values()[s:e] {
+			r.TokenIDs = append(r.TokenIDs, int64(id))
+		}
 		s, e = listRange(rec.Column(4), i)
 		lp := rec.Column(4).(*array.List).ListValues().(*array.Float32)
 		r.LogProbs = append([]float32(nil), lp.Float32Values()[s:e]...)

@@ -19,8 +19,8 @@ const (
 // Naming: LaMP has had two different task 2s. "LaMP_2M" is movie tagging (the
 // current LaMP-2, 15 tags, profile description/tag) and "LaMP_2N" is the original
 // news categorization (15 categories, profile category/text/title). Both export
-// as "LaMP_2", the name LaMP's own outputs files use; "2" alone means "2M", as
-// in SPEC.md. The synthetic benchmark's tasks are "synth_tag", "synth_rate" and
+// as "LaMP_2", the name LaMP's own outputs files use; "2" alone means "2M"
+// (docs/formats.md). The synthetic benchmark's tasks are "synth_tag", "synth_rate" and
 // "synth_gen".
 type Task struct {
 	Name          string   // tagpr's name: LaMP_1, LaMP_2M, LaMP_2N, LaMP_3 … LaMP_7, synth_*

@@ -9,6 +9,7 @@ import (
 	"unicode"
 
 	"github.com/tagpr/tagpr/datasets"
+	"github.com/tagpr/tagpr/onnx/train"
 	"github.com/tagpr/tagpr/rewardmodel"
 	"github.com/tagpr/tagpr/tokenize"
 )
@@ -71,6 +72,9 @@ type ChainsConfig struct {
 	Batch   int // examples per teacher batch and per part file (default 32)
 	Shard   datasets.Shard
 	Filter  ChainFilter
+	// Progress hears of every batch (Task "chains", Step the examples done
+	// including earlier runs', Metrics rows).
+	Progress train.ProgressFunc
 }
 
 // ChainsStats counts one run.
@@ -127,7 +131,7 @@ func GenerateChains(ctx context.Context, cfg ChainsConfig) (ChainsStats, error) 
 
 	fo := FanOut[datasets.Example, datasets.Chain]{Name: "chains", In: cfg.Examples, Out: cfg.Out, Kind: datasets.KindExample,
 		Shard: cfg.Shard, Batch: cfg.Batch, Decode: datasets.DecodeExamples, ID: func(e *datasets.Example) string { return e.ID },
-		Create: datasets.CreateChains,
+		Create: datasets.CreateChains, Progress: cfg.Progress,
 		Work: func(ctx context.Context, task *datasets.Task, exs []datasets.Example) ([]datasets.Chain, error) {
 			g := &chainGen{cfg: cfg, task: task, kind: RewardKind(task)}
 			return g.batch(ctx, exs)
@@ -299,7 +303,7 @@ func (g *chainGen) batch(ctx context.Context, exs []datasets.Example) ([]dataset
 	return rows, nil
 }
 
-// carriesTags: the teacher wrote SPEC's format itself (a <think> or any
+// carriesTags: the teacher wrote the tagged-chain format (docs/formats.md) itself (a <think> or any
 // taxonomy tag), so its chain is validated as is, not relabelled.
 func carriesTags(text string, tx rewardmodel.Taxonomy) bool {
 	if strings.Contains(text, "<think>") {

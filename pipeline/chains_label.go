@@ -78,7 +78,7 @@ func SplitSteps(text string) []string {
 	return steps
 }
 
-// AssembleChain writes labelled steps in SPEC's format.
+// AssembleChain writes labelled steps in the tagged-chain format (docs/formats.md).
 func AssembleChain(tags, steps []string, answer string) string {
 	var b strings.Builder
 	b.WriteString("<think>\n")

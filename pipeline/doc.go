@@ -1,5 +1,5 @@
 // Package pipeline runs the TagPR stages (chains → SFT → PRMU → RL stages →
-// predict → eval → report): rollout batching, run state and resume. It is
+// predict → eval → report): run state and resume. It is
 // the only package that ties datasets/, tokenize/, onnx/ and rewardmodel/
 // together; nothing but cmd/ imports it.
 //
@@ -19,4 +19,11 @@
 //	sft/, prmu/, rl/NAME/                models, checkpoints, logs, rollouts/*.parquet
 //	predictions/MODEL/TASK_SPLIT.{json,parquet}   LaMP outputs format, and rows
 //	eval/TASK_SPLIT.json, report.{md,json}
+//
+// An RL stage (RLStage, TrainRL, RLPipeline) is a run of the generic GRPO
+// trainer in pipeline/grpo, which knows nothing of TagPR: the stage gives
+// it the prompts, its reward as weights over named rewards (TagPRRewards:
+// task, format, tag, prmu; the guided and exploratory presets), and keeps
+// each step's completions as rollouts beside the checkpoints.
+// docs/rl-step.md follows one step through both packages.
 package pipeline

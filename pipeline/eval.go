@@ -91,7 +91,7 @@ func PredictExamples(ctx context.Context, p Policy, task *datasets.Task, split s
 			if err != nil {
 				return nil, 0, fmt.Errorf("predict %s: prompt %s: %w", task.Name, examples[i].ID, err)
 			}
-			prompts = append(prompts, toInt64(enc.IDs))
+			prompts = append(prompts, enc.IDs)
 		}
 		comps, st, err := p.Model.Generate(ctx, prompts, lm.GenerateOptions{MaxNewTokens: o.MaxNewTokens, EOS: p.EOS, NoLogProbs: true})
 		if err != nil {
@@ -100,7 +100,7 @@ func PredictExamples(ctx context.Context, p Policy, task *datasets.Task, split s
 		tokens += st.GeneratedTokens
 		for j, c := range comps {
 			ex := &examples[lo+j]
-			text, err := p.Tok.Decode(toInt(c.Tokens), true)
+			text, err := p.Tok.Decode(c.Tokens, true)
 			if err != nil {
 				return nil, 0, fmt.Errorf("predict %s: decode %s: %w", task.Name, ex.ID, err)
 			}
@@ -152,20 +152,4 @@ func ScorePredictions(task *datasets.Task, split string, preds []datasets.Predic
 	}
 	r.Model = append(metrics, Metric{Name: "r_tag", Value: meanTag, Diagnostic: true}, Metric{Name: "format", Value: meanFormat, Diagnostic: true})
 	return r, meanTag, meanFormat, nil
-}
-
-func toInt64(ids []int) []int64 {
-	out := make([]int64, len(ids))
-	for i, v := range ids {
-		out[i] = int64(v)
-	}
-	return out
-}
-
-func toInt(ids []int64) []int {
-	out := make([]int, len(ids))
-	for i, v := range ids {
-		out[i] = int(v)
-	}
-	return out
 }

@@ -30,6 +30,9 @@ type FanOut[I, O any] struct {
 	ID      func(*I) string // the row's key: In's first column
 	Work    func(ctx context.Context, task *datasets.Task, batch []I) ([]O, error)
 	Create  func(string) (*datasets.Writer[O], error)
+	// Progress hears of every batch (Task Name, Step the shard's input rows
+	// done so far, earlier runs' included; Metrics rows, this run's output).
+	Progress train.ProgressFunc
 }
 
 // FanOutStats count one run of one worker.
@@ -102,6 +105,7 @@ func (f FanOut[I, O]) Run(ctx context.Context) (FanOutStats, error) {
 		}
 		st.Done += len(todo)
 		st.Rows += len(out)
+		f.Progress.Report(train.Progress{Task: f.Name, Step: st.Done + st.Skipped, Metrics: map[string]float64{"rows": float64(st.Rows)}})
 	}
 	if err := r.Err(); err != nil {
 		return st, fmt.Errorf("%s: %w", f.Name, err)

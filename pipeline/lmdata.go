@@ -29,7 +29,7 @@ func LMRows(d datasets.TextSet, o LMRowsOptions) (rows [][]int64, promptLen []in
 	if (d.Texts != nil || d.Chats != nil) && o.Tok == nil {
 		return nil, nil, fmt.Errorf("%s: texts need a tokenizer (or give an input_ids column)", o.Source)
 	}
-	enc := func(s string) []int64 { return toInt64(o.Tok.Encode(s)) }
+	enc := o.Tok.Encode
 	skipped := 0
 	// withPrompt adds a prompt + completion row cut to SeqLen.
 	withPrompt := func(ids []int64, prompt int) {
@@ -58,7 +58,7 @@ func LMRows(d datasets.TextSet, o LMRowsOptions) (rows [][]int64, promptLen []in
 					break
 				}
 			}
-			withPrompt(toInt64(e.IDs), prompt)
+			withPrompt(e.IDs, prompt)
 		}
 	default:
 		ids := d.IDs

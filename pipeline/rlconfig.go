@@ -3,32 +3,43 @@ package pipeline
 import (
 	"fmt"
 	"math"
+	"sort"
+	"strings"
 
+	"github.com/tagpr/tagpr/pipeline/grpo"
 	"github.com/tagpr/tagpr/rewardmodel"
 )
 
-// Reward modes of an RL stage (SPEC "Rewards").
+// Reward presets of an RL stage (docs/rewards.md): each stands for weights
+// over the named rewards.
 const (
-	RewardGuided      = "guided"      // R = α·R_task·format + β·R_tag + γ·R_PRMU
-	RewardExploratory = "exploratory" // R = R_task·format
+	RewardGuided      = "guided"      // α·task + β·tag + γ·prmu (task is 0 unless the format holds)
+	RewardExploratory = "exploratory" // task
 )
 
-// Values of RLStage.ScaleRewards (TRL's scale_rewards).
+// Names of the rewards an RL stage can weigh (TagPRRewards).
 const (
-	ScaleGroup = "group" // divide by the group's reward std
-	ScaleBatch = "batch" // divide by the whole batch's reward std
-	ScaleNone  = "none"  // centre on the group mean only (Dr. GRPO)
+	RewardTask   = "task"   // R_task of the extracted answer; 0 when the format fails
+	RewardFormat = "format" // 1 when the completion has exactly one <answer> after </think>
+	RewardTag    = "tag"    // R_tag, the share of tag constraints met
+	RewardPRMU   = "prmu"   // sigmoid(PRMU score) of the answer
 )
 
-// advantageEps is added to the std before dividing, as TRL does.
-const advantageEps = 1e-4
+// rewardOrder is the order rewards are summed and logged in: TagPR's
+// four, then any others by name.
+var rewardOrder = map[string]int{RewardTask: 0, RewardFormat: 1, RewardTag: 2, RewardPRMU: 3}
 
-// RLStage configures one GRPO-family stage. The RL knobs carry TRL's
-// GRPOConfig names; the optimizer knobs match SFTConfig's.
+// RLStage configures one GRPO stage. The GRPO knobs carry TRL's GRPOConfig
+// names (grpo.Config); the optimizer knobs match SFTConfig's.
 type RLStage struct {
-	Name    string              `mapstructure:"name" json:"name"`
-	Reward  string              `mapstructure:"reward" json:"reward"`   // guided or exploratory
-	Weights rewardmodel.Weights `mapstructure:"weights" json:"weights"` // α, β, γ of the guided reward
+	Name string `mapstructure:"name" json:"name"`
+	// Reward is a preset (guided or exploratory) standing for weights over
+	// the named rewards; Weights are the guided preset's α, β, γ.
+	Reward  string              `mapstructure:"reward" json:"reward"`
+	Weights rewardmodel.Weights `mapstructure:"weights" json:"weights"`
+	// Rewards, when set, are the stage's weights over named rewards (task,
+	// format, tag, prmu, or a caller's own), instead of a preset's.
+	Rewards map[string]float64 `mapstructure:"rewards" json:"rewards,omitempty"`
 
 	Steps          int `mapstructure:"steps" json:"steps"`                       // optimizer steps = Steps × NumIterations
 	PromptsPerStep int `mapstructure:"prompts_per_step" json:"prompts_per_step"` // prompts sampled per step
@@ -49,6 +60,9 @@ type RLStage struct {
 	ScaleRewards             string  `mapstructure:"scale_rewards" json:"scale_rewards"`
 	NumIterations            int     `mapstructure:"num_iterations" json:"num_iterations"` // updates per generated batch; 0 → 1
 	MaskTruncatedCompletions bool    `mapstructure:"mask_truncated_completions" json:"mask_truncated_completions"`
+	// UseBiasCorrectionKL multiplies the KL term by the importance ratio;
+	// unset means TRL's default, true. The demo's stages set it false.
+	UseBiasCorrectionKL *bool `mapstructure:"use_bias_correction_kl" json:"use_bias_correction_kl,omitempty"`
 
 	LR              float64 `mapstructure:"lr" json:"lr"`
 	Warmup          int     `mapstructure:"warmup" json:"warmup"`
@@ -58,32 +72,28 @@ type RLStage struct {
 	Seed            uint64  `mapstructure:"seed" json:"seed"`
 }
 
-// WithDefaults fills the knobs whose zero value means "the usual":
-// ε 0.2, ε_high = ε, loss dapo, scale_rewards group, one iteration,
-// temperature 1, guided weights α=1 β=0.3 γ=0.5.
+// WithDefaults fills the knobs whose zero value means "the usual": the
+// GRPO knobs as grpo.Config.WithDefaults (TRL's defaults) and the guided
+// weights α=1 β=0.3 γ=0.5.
 func (s RLStage) WithDefaults() RLStage {
-	if s.Epsilon == 0 {
-		s.Epsilon = 0.2
-	}
-	if s.EpsilonHigh == 0 {
-		s.EpsilonHigh = s.Epsilon
-	}
-	if s.LossType == "" {
-		s.LossType = "dapo"
-	}
-	if s.ScaleRewards == "" {
-		s.ScaleRewards = ScaleGroup
-	}
-	if s.NumIterations == 0 {
-		s.NumIterations = 1
-	}
-	if s.Temperature == 0 {
-		s.Temperature = 1
-	}
-	if s.Reward == RewardGuided && s.Weights == (rewardmodel.Weights{}) {
+	g := s.GRPO().WithDefaults()
+	s.Epsilon, s.EpsilonHigh, s.LossType, s.ScaleRewards = g.Epsilon, g.EpsilonHigh, g.LossType, g.ScaleRewards
+	s.NumIterations, s.Temperature, s.UseBiasCorrectionKL = g.NumIterations, g.Temperature, g.UseBiasCorrectionKL
+	if s.Reward == RewardGuided && s.Weights == (rewardmodel.Weights{}) && len(s.Rewards) == 0 {
 		s.Weights = rewardmodel.DefaultWeights()
 	}
 	return s
+}
+
+// GRPO is the stage's run config for the grpo package (without reward
+// weights, which depend on the rewards at hand: RewardWeights).
+func (s RLStage) GRPO() grpo.Config {
+	return grpo.Config{NumGenerations: s.NumGenerations, MaxPromptLength: s.MaxPromptLength, MaxCompletionLength: s.MaxCompletionLength,
+		Temperature: s.Temperature, TopK: s.TopK, TopP: s.TopP,
+		Beta: s.Beta, Epsilon: s.Epsilon, EpsilonHigh: s.EpsilonHigh, LossType: s.LossType, ScaleRewards: s.ScaleRewards,
+		NumIterations: s.NumIterations, MaskTruncatedCompletions: s.MaskTruncatedCompletions, UseBiasCorrectionKL: s.UseBiasCorrectionKL,
+		Steps: s.Steps, PromptsPerStep: s.PromptsPerStep, LearningRate: s.LR, WarmupSteps: s.Warmup, WeightDecay: s.WeightDecay,
+		MaxGradNorm: s.Clip, SaveSteps: s.CheckpointEvery, Seed: s.Seed}
 }
 
 // Validate refuses settings that cannot train, naming the stage and knob.
@@ -95,38 +105,125 @@ func (s RLStage) Validate() error {
 	switch {
 	case s.Name == "":
 		return fmt.Errorf("rl stage: name is empty")
-	case s.Reward != RewardGuided && s.Reward != RewardExploratory:
-		return fail("reward %q: want %s or %s", s.Reward, RewardGuided, RewardExploratory)
-	case s.Steps < 1 || s.PromptsPerStep < 1:
-		return fail("steps %d, prompts_per_step %d: want ≥ 1", s.Steps, s.PromptsPerStep)
-	case s.NumGenerations < 2:
-		return fail("num_generations %d: want ≥ 2 (advantages compare completions of one prompt)", s.NumGenerations)
-	case s.MaxCompletionLength < 1 || s.MaxPromptLength < 0:
-		return fail("max_completion_length %d, max_prompt_length %d: want ≥ 1 and ≥ 0", s.MaxCompletionLength, s.MaxPromptLength)
-	case !(s.Temperature > 0) || !finite(s.Temperature):
-		return fail("temperature %v: want > 0 (GRPO needs sampled, different completions)", s.Temperature)
-	case s.TopK < 0 || s.TopP < 0 || s.TopP > 1:
-		return fail("top_k %d, top_p %v: want top_k ≥ 0 and top_p in [0, 1]", s.TopK, s.TopP)
-	case s.Beta < 0 || s.Epsilon < 0 || s.EpsilonHigh < 0 || !finite(s.Beta) || !finite(s.Epsilon) || !finite(s.EpsilonHigh):
-		return fail("beta %v, epsilon %v, epsilon_high %v: want finite values ≥ 0", s.Beta, s.Epsilon, s.EpsilonHigh)
-	case s.LossType != "grpo" && s.LossType != "dapo" && s.LossType != "dr_grpo":
-		return fail("loss_type %q: want grpo, dapo or dr_grpo", s.LossType)
-	case s.ScaleRewards != ScaleGroup && s.ScaleRewards != ScaleBatch && s.ScaleRewards != ScaleNone:
-		return fail("scale_rewards %q: want group, batch or none", s.ScaleRewards)
-	case s.NumIterations < 1:
-		return fail("num_iterations %d: want ≥ 1", s.NumIterations)
+	case s.Reward != "" && s.Reward != RewardGuided && s.Reward != RewardExploratory:
+		return fail("reward %q: want %s or %s (or rewards: weights over named rewards)", s.Reward, RewardGuided, RewardExploratory)
+	case s.Reward == "" && len(s.Rewards) == 0:
+		return fail("no reward: set reward (%s or %s) or rewards (weights over task, format, tag, prmu)", RewardGuided, RewardExploratory)
+	case len(s.Rewards) > 0 && s.Weights != (rewardmodel.Weights{}):
+		return fail("weights (α, β, γ of the guided preset) and rewards are both set: keep one")
+	// Knobs whose names differ from grpo.Config's are checked here, so the
+	// error names the key a config file has.
 	case !(s.LR > 0) || !finite(s.LR):
 		return fail("lr %v: want > 0", s.LR)
 	case s.Warmup < 0 || s.CheckpointEvery < 0 || !(s.WeightDecay >= 0) || !(s.Clip >= 0) || !finite(s.WeightDecay) || !finite(s.Clip):
-		return fail("warmup %d, checkpoint_every %d, weight_decay %v, clip %v: want ≥ 0 (and finite)", s.Warmup, s.CheckpointEvery, s.WeightDecay, s.Clip)
+		return fail("warmup %d, checkpoint_every %d, weight_decay %v, clip %v: want finite values ≥ 0", s.Warmup, s.CheckpointEvery, s.WeightDecay, s.Clip)
 	}
-	if s.Reward == RewardGuided {
+	for name, w := range s.Rewards {
+		if name == "" || !finite(w) {
+			return fail("rewards: %q = %v: want a name and a finite weight", name, w)
+		}
+	}
+	if s.Reward == RewardGuided && len(s.Rewards) == 0 {
 		if err := s.Weights.Validate(); err != nil {
 			return fail("%v", err)
 		}
 	}
+	if err := s.GRPO().Validate(); err != nil {
+		return fail("%v", err)
+	}
 	return nil
 }
 
-// batchRows is B of the fixed training shape.
-func (s RLStage) batchRows() int { return s.PromptsPerStep * s.NumGenerations }
+// NamedWeight is one reward's weight in a stage.
+type NamedWeight struct {
+	Name   string
+	Weight float64
+}
+
+// RewardWeights are the stage's weights over named rewards, in summing
+// order (task, format, tag, prmu, then others by name): Rewards when set,
+// else the preset's. guided is task α, format 0, tag β, prmu γ; exploratory
+// task 1, format 0, tag 0 (a reward of weight 0 is computed and logged and
+// adds nothing). task is already 0 when the format fails, so α·task is the
+// recipe's α·R_task·format (docs/rewards.md).
+func (s RLStage) RewardWeights() []NamedWeight {
+	var out []NamedWeight
+	switch {
+	case len(s.Rewards) > 0:
+		for n, w := range s.Rewards {
+			out = append(out, NamedWeight{n, w})
+		}
+	case s.Reward == RewardGuided:
+		w := s.Weights
+		out = []NamedWeight{{RewardTask, w.Alpha}, {RewardFormat, 0}, {RewardTag, w.Beta}, {RewardPRMU, w.Gamma}}
+	case s.Reward == RewardExploratory:
+		out = []NamedWeight{{RewardTask, 1}, {RewardFormat, 0}, {RewardTag, 0}}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		oi, iKnown := rewardOrder[out[i].Name]
+		oj, jKnown := rewardOrder[out[j].Name]
+		switch {
+		case iKnown && jKnown:
+			return oi < oj
+		case iKnown != jKnown:
+			return iKnown
+		}
+		return out[i].Name < out[j].Name
+	})
+	return out
+}
+
+// Rewards are the named rewards a stage's weights may name.
+type Rewards map[string]grpo.Reward
+
+// Names lists the rewards by name, sorted.
+func (r Rewards) Names() []string {
+	var out []string
+	for n := range r {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// stageReward is a stage's rewards and weights, ready for grpo.
+type stageReward struct {
+	rewards []grpo.Reward
+	weights []float64
+	// about says how the reward is made, for logs and the report.
+	about string
+}
+
+// compose picks the rewards the stage weighs. A preset's prmu term is left
+// out (and said so) when no PRMU is at hand; a name the stage sets itself
+// that r lacks is an error naming the stage, the reward and those there are.
+func (r Rewards) compose(st RLStage) (stageReward, error) {
+	var out stageReward
+	var terms, notes []string
+	for _, nw := range st.RewardWeights() {
+		rw, ok := r[nw.Name]
+		if !ok {
+			if len(st.Rewards) == 0 && nw.Name == RewardPRMU {
+				notes = append(notes, fmt.Sprintf("PRMU absent, so the %g·prmu term is left out", nw.Weight))
+				continue
+			}
+			return out, fmt.Errorf("rl stage %q: reward %q: unknown (have %s)", st.Name, nw.Name, strings.Join(r.Names(), ", "))
+		}
+		out.rewards = append(out.rewards, rw)
+		out.weights = append(out.weights, nw.Weight)
+		if nw.Weight != 0 {
+			terms = append(terms, fmt.Sprintf("%g·%s", nw.Weight, nw.Name))
+		}
+	}
+	if len(out.rewards) == 0 {
+		return out, fmt.Errorf("rl stage %q: no reward to train on", st.Name)
+	}
+	out.about = "R = " + strings.Join(terms, " + ")
+	if st.Reward != "" && len(st.Rewards) == 0 {
+		out.about = st.Reward + ": " + out.about
+	}
+	if len(notes) > 0 {
+		out.about += "; " + strings.Join(notes, "; ")
+	}
+	return out, nil
+}

@@ -9,14 +9,16 @@ import (
 	"time"
 
 	"github.com/tagpr/tagpr/datasets"
+	"github.com/tagpr/tagpr/onnx/ir"
 	"github.com/tagpr/tagpr/onnx/lm"
+	"github.com/tagpr/tagpr/pipeline/grpo"
 	"github.com/tagpr/tagpr/rewardmodel"
 )
 
 // BenchmarkPRMUInRLStep times PRMU scoring of an RL step's 64 responses
 // (8 prompts × 8 completions, 64 new tokens each, sampled from the demo's
 // 4-layer d=128 policy), each scored against its user's 32-item profile by
-// the guided reward (TagPRReward, as TrainRL calls it), next to the
+// the guided stage's prmu reward (as a step calls it), next to the
 // policy's generation time for the same step. Step 1 is cold (the users'
 // profile items are new to PRMU); steps 2 and 3 are cached (the items are in
 // its embedding cache; the responses are new text every step). Encoders: the
@@ -65,7 +67,11 @@ func BenchmarkPRMUInRLStep(b *testing.B) {
 		a := strings.Join(ans, " ")
 		return "<think>\n<draft>" + a + "</draft>\n<conclude>" + a + "</conclude>\n</think>\n<answer>" + a + "</answer>", nil
 	}
-	gen, err := lm.LoadBytes(mustMarshal(b, policy), "bench policy", lm.LoadOptions{})
+	raw, err := ir.Marshal(policy)
+	if err != nil {
+		b.Fatal(err)
+	}
+	gen, err := lm.LoadBytes(raw, "bench policy", lm.LoadOptions{})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -76,7 +82,7 @@ func BenchmarkPRMUInRLStep(b *testing.B) {
 	}
 	pad := int64(0)
 	// step generates one step's completions and scores them.
-	step := func(scorer *TagPRReward, seed uint64) (generate, prmu float64) {
+	step := func(scorer grpo.Reward, seed uint64) (generate, prmu float64) {
 		t0 := time.Now()
 		comps, _, err := gen.Generate(ctx, ids, lm.GenerateOptions{MaxNewTokens: 64, NumGenerations: 8,
 			Sampling: lm.Sampling{Temperature: 1}, Seed: seed, EOS: []int64{2}, Pad: &pad})
@@ -84,15 +90,16 @@ func BenchmarkPRMUInRLStep(b *testing.B) {
 			b.Fatal(err)
 		}
 		generate = time.Since(t0).Seconds()
-		samples := make([]RLSample, len(comps))
+		samples := make([]grpo.Sample, len(comps))
 		for i, c := range comps {
-			samples[i] = RLSample{Prompt: &prompts[i/8], Tokens: c.Tokens, Finish: c.Finish}
+			samples[i] = grpo.Sample{Prompt: &grpo.Prompt{ID: prompts[i/8].ID, Meta: &prompts[i/8]}, Tokens: c.Tokens, Finish: c.Finish}
 			samples[i].Text, _ = detok(c.Tokens)
 		}
+		t1 := time.Now()
 		if _, err := scorer.Score(ctx, samples); err != nil {
 			b.Fatal(err)
 		}
-		return generate, scorer.PRMUSeconds()
+		return generate, time.Since(t1).Seconds()
 	}
 	for i := 0; i < b.N; i++ {
 		for _, enc := range []struct{ name, dir string }{{"bag", ""}, {"encoder", encoderFixture}} {
@@ -104,7 +111,7 @@ func BenchmarkPRMUInRLStep(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			scorer := &TagPRReward{Mode: RewardGuided, Weights: rewardmodel.DefaultWeights(), Taxonomy: rewardmodel.DefaultTaxonomy(), PRMU: p}
+			scorer := TagPRRewards(rewardmodel.DefaultTaxonomy(), p)[RewardPRMU]
 			g1, cold := step(scorer, 1)
 			g2, c2 := step(scorer, 2)
 			g3, c3 := step(scorer, 3)

@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/tagpr/tagpr/datasets"
+	"github.com/tagpr/tagpr/onnx/train"
+	"github.com/tagpr/tagpr/pipeline/grpo"
 	"github.com/tagpr/tagpr/rewardmodel"
 )
 
@@ -77,28 +79,32 @@ func TestGuidedStageWithEachPRMUEncoder(t *testing.T) {
 				before = p.Encoder().Stats()
 			}
 			st := tinyRLStage()
-			st.Name, st.Reward, st.Weights, st.Steps, st.PromptsPerStep, st.NumGenerations, st.CheckpointEvery = "guided", RewardGuided, rewardmodel.DefaultWeights(), 3, 4, 4, 0
+			st.Name, st.Reward, st.Weights, st.Rewards, st.Steps, st.PromptsPerStep, st.NumGenerations, st.CheckpointEvery = "guided", RewardGuided, rewardmodel.DefaultWeights(), nil, 3, 4, 4, 0
 			pol := tinyRLPolicy(t)
 			pol.Detokenize = detok
-			var logs []RLStepLog
-			scorer := &TagPRReward{Mode: RewardGuided, Weights: rewardmodel.DefaultWeights(), Taxonomy: rewardmodel.DefaultTaxonomy(), PRMU: p}
-			if _, err := TrainRL(ctx, st, pol, prompts, scorer, filepath.Join(t.TempDir(), "rl"), RLHooks{Step: func(l RLStepLog, _ int) { logs = append(logs, l) }}); err != nil {
+			dir := filepath.Join(t.TempDir(), "rl")
+			res, err := TrainRL(ctx, st, pol, prompts, TagPRRewards(rewardmodel.DefaultTaxonomy(), p), dir, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			logs, err := train.ReadLog[RLStepLog](filepath.Join(dir, rlCheckpointDir, grpo.LogFile))
+			if err != nil {
 				t.Fatal(err)
 			}
 			if len(logs) != st.Steps {
 				t.Fatalf("%d step logs", len(logs))
 			}
 			for _, l := range logs {
-				rp, ok := l.Rewards[CompPRMU]
-				if !ok || !(rp.Mean > 0 && rp.Mean < 1) || !(l.Seconds.PRMU > 0 && l.Seconds.PRMU <= l.Seconds.Score) {
-					t.Fatalf("step %d: r_prmu %+v (logged %v), PRMU %.4fs of score %.4fs", l.Step, rp, ok, l.Seconds.PRMU, l.Seconds.Score)
+				rp, ok := l.Rewards[RewardPRMU]
+				if prmu := l.Seconds.Rewards[RewardPRMU]; !ok || !(rp.Mean > 0 && rp.Mean < 1) || !(prmu > 0 && prmu <= l.Seconds.Score) {
+					t.Fatalf("step %d: prmu %+v (logged %v), PRMU %.4fs of score %.4fs", l.Step, rp, ok, prmu, l.Seconds.Score)
 				}
 			}
 			share := 0.0
 			for _, l := range logs {
-				share += l.Seconds.PRMU / l.Seconds.Total / float64(len(logs))
+				share += l.Seconds.Rewards[RewardPRMU] / l.Seconds.Total / float64(len(logs))
 			}
-			msg := fmt.Sprintf("%s: r_prmu %.3f, PRMU %.1f%% of the step time", name, logs[len(logs)-1].Rewards[CompPRMU].Mean, 100*share)
+			msg := fmt.Sprintf("%s: prmu %.3f, PRMU %.1f%% of the step time", name, logs[len(logs)-1].Rewards[RewardPRMU].Mean, 100*share)
 			if e := p.Encoder(); e != nil {
 				d := e.Stats()
 				runs, texts := d.Runs-before.Runs, d.Texts-before.Texts
@@ -108,8 +114,8 @@ func TestGuidedStageWithEachPRMUEncoder(t *testing.T) {
 				}
 			}
 			t.Log(msg)
-			if !strings.Contains(scorer.Describe(), "R_PRMU") {
-				t.Fatalf("describe: %s", scorer.Describe())
+			if !strings.Contains(res.Summary.Scorer, "0.5·prmu") || res.Summary.Time.Rewards[RewardPRMU] == 0 {
+				t.Fatalf("summary: %s, times %+v", res.Summary.Scorer, res.Summary.Time)
 			}
 		})
 	}

@@ -26,18 +26,9 @@ const (
 	StageReport  = "report"
 )
 
-// Hooks let the caller show progress; any may be nil.
-type Hooks struct {
-	Stage    func(name, detail string)
-	SFTStep  func(train.StepLog, int) // the step and the total
-	RLStep   func(RLStepLog, int)     // the step (its Stage names the stage) and the stage's total
-	PRMUStep func(step, total int, loss, pairAccuracy float64)
-}
-
-func (h Hooks) stage(name, format string, a ...any) {
-	if h.Stage != nil {
-		h.Stage(name, fmt.Sprintf(format, a...))
-	}
+// note reports a stage's one-line message.
+func note(h train.ProgressFunc, task, format string, a ...any) {
+	h.Report(train.Progress{Task: task, Note: fmt.Sprintf(format, a...)})
 }
 
 // RunOptions choose what Run does.
@@ -45,8 +36,10 @@ type RunOptions struct {
 	// Only runs these stages ("chains", "sft", "prmu", "rl:NAME", "predict",
 	// "eval", "report"), each needing its inputs done; empty: every stage
 	// in order, finished ones skipped, an unfinished one resumed.
-	Only  []string
-	Hooks Hooks
+	Only []string
+	// Progress hears of every stage's steps (Task "sft", "prmu", "rl NAME",
+	// "chains") and notes.
+	Progress train.ProgressFunc
 }
 
 // Plan lists a config's stages in run order.
@@ -72,7 +65,7 @@ func (c *RunConfig) Plan() []string {
 // settings finished stages were made with) happens before any stage starts.
 // It returns the report when the report stage ran.
 func Run(ctx context.Context, cfg RunConfig, o RunOptions) (*Report, error) {
-	r, err := openRun(cfg, o.Hooks)
+	r, err := openRun(cfg, o.Progress)
 	if err != nil {
 		return nil, err
 	}
@@ -126,7 +119,7 @@ func contains(list []string, s string) bool {
 // runEnv is one run's resolved inputs, shared by its stages.
 type runEnv struct {
 	cfg     RunConfig
-	h       Hooks
+	h       train.ProgressFunc
 	tx      rewardmodel.Taxonomy
 	txHash  string
 	sources []dataSource
@@ -145,7 +138,7 @@ type runEnv struct {
 }
 
 // openRun validates cfg and checks every input file before any work.
-func openRun(cfg RunConfig, h Hooks) (*runEnv, error) {
+func openRun(cfg RunConfig, h train.ProgressFunc) (*runEnv, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
@@ -436,7 +429,7 @@ func (r *runEnv) prepare(ctx context.Context) error {
 		return err
 	}
 	if !done {
-		r.h.stage("data", "reading the examples into %s", dataDir)
+		note(r.h, "data", "reading the examples into %s", dataDir)
 		if err := buildData(r.cfg.Data, r.sources, dataDir); err != nil {
 			return err
 		}

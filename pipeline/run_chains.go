@@ -64,15 +64,15 @@ func (r *runEnv) chains(ctx context.Context) error {
 	for _, td := range r.data.Tasks {
 		out := r.chainsFile(td.Task.Name)
 		if teacher == nil {
-			r.h.stage(StageChains, "%s: the %d gold chains of the training split", td.Task.Name, len(td.Splits["train"]))
+			note(r.h, StageChains, "%s: the %d gold chains of the training split", td.Task.Name, len(td.Splits["train"]))
 			rows := goldChainRows(td.Task, td.Splits["train"], ChainsConfig{Taxonomy: r.tx, Prompt: r.prompt, Filter: c.Filter})
 			if err := datasets.WriteRows(out, rows, datasets.CreateChains); err != nil {
 				return err
 			}
 		} else if !exists(out) { // GenerateChains ends by writing out: then the task is done
-			r.h.stage(StageChains, "%s: asking %s for %d chains (%d per example)", td.Task.Name, teacher.Name(), len(td.Splits["train"])*c.Samples, c.Samples)
+			note(r.h, StageChains, "%s: asking %s for %d chains (%d per example)", td.Task.Name, teacher.Name(), len(td.Splits["train"])*c.Samples, c.Samples)
 			if _, err := GenerateChains(ctx, ChainsConfig{Examples: td.Files["train"], Out: out, Teacher: teacher, Labeller: labeller,
-				Taxonomy: r.tx, Prompt: r.prompt, System: r.cfg.Teacher.System, Samples: c.Samples, Batch: c.Batch, Filter: c.Filter}); err != nil {
+				Taxonomy: r.tx, Prompt: r.prompt, System: r.cfg.Teacher.System, Samples: c.Samples, Batch: c.Batch, Filter: c.Filter, Progress: r.h}); err != nil {
 				return err
 			}
 		}
@@ -89,7 +89,7 @@ func (r *runEnv) chains(ctx context.Context) error {
 				n.Kept++
 			}
 		}
-		r.h.stage(StageChains, "%s: %d of %d chains kept", td.Task.Name, n.Kept, n.Rows)
+		note(r.h, StageChains, "%s: %d of %d chains kept", td.Task.Name, n.Kept, n.Rows)
 		sum.Tasks[td.Task.Name] = n
 	}
 	sum.Seconds = time.Since(start).Seconds()

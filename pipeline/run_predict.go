@@ -78,7 +78,7 @@ func (r *runEnv) predict(ctx context.Context) error {
 				if o.Examples > 0 {
 					n = min(n, o.Examples)
 				}
-				r.h.stage(StagePredict, "%s: %s on %d %s examples", m, td.Task.Name, n, split)
+				note(r.h, StagePredict, "%s: %s on %d %s examples", m, td.Task.Name, n, split)
 				preds, _, err := PredictExamples(ctx, *pol, td.Task, split, exs, r.tx, o)
 				if err != nil {
 					return err

@@ -18,7 +18,7 @@ func (r *runEnv) prmuSession() ort.Options {
 	if t := r.cfg.Stages.PRMU.Threads; t > 0 {
 		o.IntraOpThreads = t
 	}
-	o.ConfigEntries = map[string]string{spinKey: "0"}
+	o.ConfigEntries = map[string]string{"session.intra_op.allow_spinning": "0"}
 	return o
 }
 
@@ -52,15 +52,13 @@ func (r *runEnv) trainPRMU(ctx context.Context) error {
 			return err
 		}
 	}
-	r.h.stage(StagePRMU, "training the reward model on the training users' pairs (%d from policy samples)", len(extra))
+	note(r.h, StagePRMU, "training the reward model on the training users' pairs (%d from policy samples)", len(extra))
 	start := time.Now()
 	opts := r.prmuSession()
 	recipe := rewardmodel.PRMURecipe{TopK: r.cfg.Retrieval.TopK, Vocab: p.Vocab, Extra: extra,
 		Config: rewardmodel.PRMUConfig{Embed: p.Embed, Hidden: p.Hidden, MaxItems: p.MaxItems, Pool: p.Pool, Seed: seed, Encoder: p.Encoder.encoder()},
 		Train:  rewardmodel.PRMUTrainOptions{Steps: p.Steps, PairsPerStep: p.PairsPerStep, LR: p.LR, Seed: seed, Session: opts}}
-	if r.h.PRMUStep != nil {
-		recipe.Train.Log = func(step int, loss, acc float64) { r.h.PRMUStep(step, p.Steps, loss, acc) }
-	}
+	recipe.Train.Progress = r.h
 	model, res, accs, err := rewardmodel.TrainPRMUOnSets(ctx, trainSets, devSets, recipe)
 	if err != nil {
 		return err
@@ -68,7 +66,7 @@ func (r *runEnv) trainPRMU(ctx context.Context) error {
 	defer model.Close()
 	final := map[string]float64{"loss": model.Info.FinalLoss, "dev_pair_accuracy": model.Info.DevAccuracy, "policy_samples": float64(sampled), "policy_sample_pairs": float64(len(extra))}
 	for _, a := range accs {
-		r.h.stage(StagePRMU, "%s dev pair accuracy %.3f (%d pairs)", a.Task, a.Accuracy, a.Pairs)
+		note(r.h, StagePRMU, "%s dev pair accuracy %.3f (%d pairs)", a.Task, a.Accuracy, a.Pairs)
 		final["dev_pair_accuracy_"+a.Task] = a.Accuracy
 	}
 	if err := model.Save(dir); err != nil {
@@ -93,7 +91,7 @@ func (r *runEnv) policySamplePairs(ctx context.Context, n int, seed uint64) ([]r
 	sampled := 0
 	for _, td := range r.data.Tasks {
 		exs := td.Splits["train"]
-		r.h.stage(StagePRMU, "%s: sampling %d completions for each of %d training examples from the SFT model", td.Task.Name, n, len(exs))
+		note(r.h, StagePRMU, "%s: sampling %d completions for each of %d training examples from the SFT model", td.Task.Name, n, len(exs))
 		kind := RewardKind(td.Task)
 		const batch = 8
 		for lo := 0; lo < len(exs); lo += batch {
@@ -108,7 +106,7 @@ func (r *runEnv) policySamplePairs(ctx context.Context, n int, seed uint64) ([]r
 				prompts, ids = append(prompts, p), append(ids, p.IDs)
 			}
 			comps, _, err := pol.Model.Generate(ctx, ids, lm.GenerateOptions{MaxNewTokens: maxNew, NumGenerations: n,
-				Sampling: lm.Sampling{Temperature: 1}, Seed: stepSeed(seed, lo), EOS: r.eos, NoLogProbs: true})
+				Sampling: lm.Sampling{Temperature: 1}, Seed: seed ^ (uint64(lo) * 0x9e3779b97f4a7c15), EOS: r.eos, NoLogProbs: true})
 			if err != nil {
 				return nil, 0, fmt.Errorf("prmu policy samples: %w", err)
 			}
@@ -116,7 +114,7 @@ func (r *runEnv) policySamplePairs(ctx context.Context, n int, seed uint64) ([]r
 			answers := make([][]string, len(prompts))
 			rewards := make([][]float64, len(prompts))
 			for _, c := range comps {
-				text, err := r.tok.Decode(toInt(c.Tokens), true)
+				text, err := r.tok.Decode(c.Tokens, true)
 				if err != nil {
 					return nil, 0, err
 				}

@@ -54,7 +54,7 @@ func (r *runEnv) eval() error {
 			if err := writeJSON(r.evalFile(td.Task.Name, split), final); err != nil {
 				return err
 			}
-			r.h.stage(StageEval, "%s %s: %s %s", td.Task.Name, split, models[len(models)-1], formatMetrics(final.Model))
+			note(r.h, StageEval, "%s %s: %s %s", td.Task.Name, split, models[len(models)-1], formatMetrics(final.Model))
 		}
 	}
 	return nil

@@ -44,7 +44,7 @@ func (r *runEnv) rl(ctx context.Context, name string) error {
 	}
 	stages := r.rlStages(name)
 	p := &RLPipeline{Stages: stages, Start: start, Dir: r.dir("rl"), EOS: r.eos, Pad: r.pad, Session: r.sess,
-		Detokenize: func(ids []int64) (string, error) { return r.tok.Decode(toInt(ids), true) },
+		Detokenize: func(ids []int64) (string, error) { return r.tok.Decode(ids, true) },
 		Prompts: func(st RLStage) ([]RLPrompt, error) {
 			o := r.prompt
 			o.MaxTokens = st.MaxPromptLength
@@ -64,12 +64,10 @@ func (r *runEnv) rl(ctx context.Context, name string) error {
 			}
 			return out, nil
 		},
-		Scorer: func(st RLStage) (RLScorer, error) {
-			return &TagPRReward{Mode: st.Reward, Weights: st.Weights, Taxonomy: r.tx, PRMU: prmu}, nil
-		},
-		Hooks: RLHooks{Log: func(stage, msg string) { r.h.stage("rl "+stage, "%s", msg) }, Step: r.h.RLStep},
+		Rewards:  func(RLStage) (Rewards, error) { return TagPRRewards(r.tx, prmu), nil },
+		Progress: r.h,
 	}
-	r.h.stage(StageRL, "stage %s in %s", name, dir)
+	note(r.h, StageRL, "stage %s in %s", name, dir)
 	_, err = p.Run(ctx)
 	return err
 }
@@ -82,7 +80,7 @@ func EncodeRLPrompt(tok *tokenize.Tokenizer, task *datasets.Task, ex *datasets.E
 	if err != nil {
 		return RLPrompt{}, fmt.Errorf("encode %s for RL: %w", ex.ID, err)
 	}
-	return RLPrompt{ID: ex.ID, IDs: toInt64(enc.IDs), Kind: RewardKind(task), Gold: ex.Output, Profile: parts.Profile}, nil
+	return RLPrompt{ID: ex.ID, IDs: enc.IDs, Kind: RewardKind(task), Gold: ex.Output, Profile: parts.Profile}, nil
 }
 
 func stageNames(st []RLStage) []string {

@@ -13,7 +13,6 @@ import (
 
 	"github.com/tagpr/tagpr/datasets"
 	"github.com/tagpr/tagpr/onnx/hf"
-	"github.com/tagpr/tagpr/onnx/ir"
 	"github.com/tagpr/tagpr/onnx/lm"
 	"github.com/tagpr/tagpr/onnx/train"
 	"github.com/tagpr/tagpr/rewardmodel"
@@ -79,7 +78,7 @@ func EncodeChainSFT(tok *tokenize.Tokenizer, task *datasets.Task, ex *datasets.E
 			break
 		}
 	}
-	return Sequence{IDs: toInt64(enc.IDs), PromptLen: prompt}, nil
+	return Sequence{IDs: enc.IDs, PromptLen: prompt}, nil
 }
 
 // sft fine-tunes the base model on the kept chains and exports it to
@@ -104,24 +103,20 @@ func (r *runEnv) sft(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	base, err := ir.Load(mp)
+	base, err := loadForTraining(mp)
 	if err != nil {
 		return err
 	}
 	cfg := r.cfg.Stages.SFT.SFTConfig
 	cfg.Seed = r.cfg.stageSeed(cfg.Seed, 11)
 	cfg.Session = r.sess
-	note := ""
+	left := ""
 	if tooLong > 0 {
-		note = fmt.Sprintf(" (%d chains longer than seq_len left out)", tooLong)
+		left = fmt.Sprintf(" (%d chains longer than seq_len left out)", tooLong)
 	}
-	r.h.stage(StageSFT, "%d steps of %d×%d tokens on %d tagged chains%s", cfg.Steps, cfg.Batch, cfg.SeqLen, len(seqs), note)
-	var onStep func(train.StepLog)
-	if r.h.SFTStep != nil {
-		onStep = func(l train.StepLog) { r.h.SFTStep(l, cfg.Steps) }
-	}
+	note(r.h, StageSFT, "%d steps of %d×%d tokens on %d tagged chains%s", cfg.Steps, cfg.Batch, cfg.SeqLen, len(seqs), left)
 	ckDir := filepath.Join(dir, "checkpoints")
-	res, err := TrainSFT(ctx, base, seqs, r.pad, cfg, ckDir, onStep)
+	res, err := TrainSFT(ctx, base, seqs, r.pad, cfg, ckDir, r.h)
 	if err != nil {
 		return err
 	}

@@ -417,6 +417,13 @@ func (c *RunConfig) Validate() error {
 		if err := st.WithDefaults().Validate(); err != nil {
 			bad(key, "%v", err)
 		}
+		for name := range st.Rewards {
+			if _, known := rewardOrder[name]; !known {
+				bad(key+".rewards."+name, "unknown reward: want task, format, tag or prmu")
+			} else if name == RewardPRMU && c.Stages.PRMU.Skip {
+				bad(key+".rewards."+name, "the prmu stage is skipped: no PRMU to score with")
+			}
+		}
 	}
 	p := c.Stages.Predict
 	for _, m := range p.Models {

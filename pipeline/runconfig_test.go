@@ -103,12 +103,19 @@ func TestRunConfigValidate(t *testing.T) {
 		edit func(*RunConfig)
 		want string
 	}{
-		"two data sources":   {func(c *RunConfig) { c.Data.Synth = &SynthSource{Users: 10} }, "exactly one of data.lamp_dir"},
-		"no policy":          {func(c *RunConfig) { c.Policy.Dir = "" }, "policy: set policy.dir"},
-		"gold on LaMP":       {func(c *RunConfig) { c.Teacher.Kind = TeacherGold }, "teacher.kind: gold"},
-		"bad provider":       {func(c *RunConfig) { c.Runtime.Provider = "tpu" }, "runtime.provider"},
-		"rl stage":           {func(c *RunConfig) { c.Stages.RL = []RLStage{{Name: "g", Reward: "guided", Steps: 1}} }, "stages.rl[0]"},
-		"predict rl":         {func(c *RunConfig) { c.Stages.Predict.Models = []string{"base", "rl"} }, `stages.predict.models: "rl": no RL stage`},
+		"two data sources": {func(c *RunConfig) { c.Data.Synth = &SynthSource{Users: 10} }, "exactly one of data.lamp_dir"},
+		"no policy":        {func(c *RunConfig) { c.Policy.Dir = "" }, "policy: set policy.dir"},
+		"gold on LaMP":     {func(c *RunConfig) { c.Teacher.Kind = TeacherGold }, "teacher.kind: gold"},
+		"bad provider":     {func(c *RunConfig) { c.Runtime.Provider = "tpu" }, "runtime.provider"},
+		"rl stage":         {func(c *RunConfig) { c.Stages.RL = []RLStage{{Name: "g", Reward: "guided", Steps: 1}} }, "stages.rl[0]"},
+		"predict rl":       {func(c *RunConfig) { c.Stages.Predict.Models = []string{"base", "rl"} }, `stages.predict.models: "rl": no RL stage`},
+		"unknown reward": {func(c *RunConfig) {
+			c.Stages.RL = []RLStage{{Name: "g", Rewards: map[string]float64{"task": 1, "style": 1}, Steps: 1, PromptsPerStep: 1, NumGenerations: 2, MaxCompletionLength: 4, LR: 1e-4}}
+		}, "stages.rl[0].rewards.style: unknown reward"},
+		"prmu reward without prmu": {func(c *RunConfig) {
+			c.Stages.PRMU.Skip = true
+			c.Stages.RL = []RLStage{{Name: "g", Rewards: map[string]float64{"prmu": 1}, Steps: 1, PromptsPerStep: 1, NumGenerations: 2, MaxCompletionLength: 4, LR: 1e-4}}
+		}, "stages.rl[0].rewards.prmu: the prmu stage is skipped"},
 		"sft without chains": {func(c *RunConfig) { c.Stages.Chains.Skip = true }, "stages.sft.skip"},
 	} {
 		cfg := base

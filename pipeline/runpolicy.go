@@ -77,7 +77,7 @@ func (r *runEnv) prepareTokenizer() error {
 			}
 		}
 		vocab := r.cfg.Tokenizer.Train.VocabSize
-		r.h.stage("tokenizer", "training a %d-token byte-level BPE on %d texts", vocab, len(corpus))
+		note(r.h, "tokenizer", "training a %d-token byte-level BPE on %d texts", vocab, len(corpus))
 		tok, err := tokenize.Train(tokenize.TrainOptions{Corpus: corpus, VocabSize: vocab, SpecialTokens: []string{padToken, turnStartToken, turnEndToken}})
 		if err != nil {
 			return fmt.Errorf("tokenizer.train: %w", err)
@@ -124,7 +124,7 @@ func (r *runEnv) prepareBase() error {
 		mc := r.cfg.Policy.Builtin.lmConfig()
 		mc.Vocab = r.tok.VocabSize()
 		mc.EOS, mc.BOS, mc.Pad = eot, eot, &pad
-		r.h.stage("model", "building a %s model: %d layers, d_model %d, vocab %d, %d parameters", mc.Defaults().Arch, mc.Defaults().Layers, mc.Defaults().DModel, mc.Vocab, mc.Defaults().Params())
+		note(r.h, "model", "building a %s model: %d layers, d_model %d, vocab %d, %d parameters", mc.Defaults().Arch, mc.Defaults().Layers, mc.Defaults().DModel, mc.Vocab, mc.Defaults().Params())
 		// Built in a side folder and renamed, so a killed run never leaves
 		// a model without its config.
 		tmp := r.base + ".tmp"
@@ -155,16 +155,11 @@ func (r *runEnv) policyIDs() error {
 	return err
 }
 
-// ModelIDs are the ids that end a completion of the model in dir (the chat
-// format's end of turn, then the eos ids of generation_config.json and
+// ModelIDs are the ids that end a completion of the model in dir
+// (Tokenizer.StopTokens of the eos ids of generation_config.json and
 // config.json) and its pad id (theirs, else the tokenizer's <|endoftext|>,
 // pad or eos token).
 func ModelIDs(dir string, tok *tokenize.Tokenizer) (eos []int64, pad int64, err error) {
-	eot, err := tokenID(tok, tok.ChatFormat().EndOfTurn)
-	if err != nil {
-		return nil, 0, err
-	}
-	eos = []int64{eot}
 	hc, err := lm.ReadHFConfig(filepath.Join(dir, "config.json"))
 	if err != nil {
 		return nil, 0, err
@@ -173,19 +168,17 @@ func ModelIDs(dir string, tok *tokenize.Tokenizer) (eos []int64, pad int64, err 
 	if err != nil {
 		return nil, 0, err
 	}
-	var eosIDs, padIDs []lm.TokenIDs
+	var modelEOS []int64
+	var padIDs []lm.TokenIDs
 	if gc != nil {
-		eosIDs, padIDs = append(eosIDs, gc.EOSTokenID), append(padIDs, gc.PadTokenID)
+		modelEOS, padIDs = append(modelEOS, gc.EOSTokenID...), append(padIDs, gc.PadTokenID)
 	}
 	if hc != nil {
-		eosIDs, padIDs = append(eosIDs, hc.EOSTokenID), append(padIDs, hc.PadTokenID)
+		modelEOS, padIDs = append(modelEOS, hc.EOSTokenID...), append(padIDs, hc.PadTokenID)
 	}
-	for _, ids := range eosIDs {
-		for _, id := range ids {
-			if !containsID(eos, id) {
-				eos = append(eos, id)
-			}
-		}
+	eos = tok.StopTokens(modelEOS...)
+	if len(eos) == 0 {
+		return nil, 0, fmt.Errorf("model %s: no stop token: neither its configs nor its tokenizer name an eos or end-of-turn token", dir)
 	}
 	for _, ids := range padIDs {
 		if len(ids) > 0 {
@@ -201,15 +194,6 @@ func tokenizerPad(tok *tokenize.Tokenizer) int64 {
 		return int64(id)
 	}
 	return int64(tok.PadToken())
-}
-
-func containsID(ids []int64, id int64) bool {
-	for _, x := range ids {
-		if x == id {
-			return true
-		}
-	}
-	return false
 }
 
 func tokenID(tok *tokenize.Tokenizer, s string) (int64, error) {

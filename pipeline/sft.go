@@ -7,6 +7,8 @@ import (
 	"math"
 	"time"
 
+	"github.com/tagpr/tagpr/onnx/ir"
+	"github.com/tagpr/tagpr/onnx/lm"
 	"github.com/tagpr/tagpr/onnx/onnxpb"
 	"github.com/tagpr/tagpr/onnx/ort"
 	"github.com/tagpr/tagpr/onnx/train"
@@ -64,7 +66,7 @@ type SFTResult struct {
 // onnx/train's loop: checkpoints and the step log (train_log.jsonl) go to
 // dir, a rerun resumes bit for bit, and cancelling ctx leaves a checkpoint
 // and returns ctx.Err().
-func TrainSFT(ctx context.Context, model *onnxpb.ModelProto, data []Sequence, pad int64, cfg SFTConfig, dir string, onStep func(train.StepLog)) (*SFTResult, error) {
+func TrainSFT(ctx context.Context, model *onnxpb.ModelProto, data []Sequence, pad int64, cfg SFTConfig, dir string, progress train.ProgressFunc) (*SFTResult, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -95,11 +97,11 @@ func TrainSFT(ctx context.Context, model *onnxpb.ModelProto, data []Sequence, pa
 	res := &SFTResult{}
 	start := time.Now()
 	loop := &train.Loop{Trainer: tr, Data: ds, BatchSize: cfg.Batch, Steps: cfg.Steps, Dir: dir, Settings: settings,
-		CheckpointEvery: cfg.CheckpointEvery, Seed: cfg.Seed, OnStep: func(l train.StepLog) {
-			res.FinalLoss = l.Loss
-			if onStep != nil {
-				onStep(l)
+		CheckpointEvery: cfg.CheckpointEvery, Seed: cfg.Seed, Stage: "sft", Progress: func(p train.Progress) {
+			if p.Metrics != nil {
+				res.FinalLoss = p.Metrics["loss"]
 			}
+			progress.Report(p)
 		}}
 	st, err := loop.Run(ctx)
 	var mm *train.SettingsMismatchError
@@ -123,4 +125,19 @@ func (c SFTConfig) settings(model *onnxpb.ModelProto, ds *train.LMDataset, pad i
 	return train.RunSettings{}.Set("steps", c.Steps).Set("batch", c.Batch).Set("seq_len", c.SeqLen).Set("lr", c.LR).
 		Set("warmup", c.Warmup).Set("weight_decay", c.WeightDecay).Set("clip", c.Clip).Set("seed", c.Seed).Set("pad", pad).
 		Set("model_sha256", sum).Set("data_sha256", train.DataSHA256(ds.Rows, ds.PromptLen)), nil
+}
+
+// loadForTraining reads a policy and gives its weights their Hugging Face
+// names, as train lm does: a tied lm head (an Optimum export stores it as a
+// transposed copy of the embedding) then trains as one tensor with the
+// embedding, and checkpoints and logs use Hugging Face names. A graph whose
+// nodes carry no module paths keeps its ONNX names (NameWeights leaves it
+// unchanged).
+func loadForTraining(path string) (*onnxpb.ModelProto, error) {
+	m, err := ir.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	_, _ = lm.NameWeights(m)
+	return m, nil
 }

@@ -22,7 +22,7 @@ func BenchmarkSFTPacking(b *testing.B) {
 	cfg.Policy.Builtin = &BuiltinPolicy{Arch: "llama", Layers: 4, DModel: 128, Heads: 4, KVHeads: 2, MaxPositions: 512, Seed: 7}
 	cfg.Data.Synth = &SynthSource{Seed: 1, Users: 200, QueriesPerUser: 4, ProfileMin: 4, ProfileMax: 6, DevFrac: 0.1, TestFrac: 0.1}
 	cfg.Stages.SFT.SFTConfig = SFTConfig{Steps: 4, Batch: 8, SeqLen: 448, LR: 3e-3, Warmup: 1, WeightDecay: 0.01, Clip: 1, Seed: 11}
-	r, err := openRun(cfg, Hooks{})
+	r, err := openRun(cfg, nil)
 	if err != nil {
 		b.Fatal(err)
 	}

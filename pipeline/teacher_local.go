@@ -30,13 +30,7 @@ func OpenLocalTeacher(dir string, tok *tokenize.Tokenizer, sess ort.Options, s l
 	if err != nil {
 		return nil, fmt.Errorf("local teacher: %w", err)
 	}
-	eos := append([]int64(nil), m.DefaultEOS()...)
-	for _, id := range tok.StopTokens() {
-		if !containsID(eos, int64(id)) {
-			eos = append(eos, int64(id))
-		}
-	}
-	return &LocalTeacher{Policy: Policy{Model: m, Tok: tok, Name: dir, EOS: eos}, Sampling: s, MaxNewTokens: maxNewTokens, Seed: seed}, nil
+	return &LocalTeacher{Policy: Policy{Model: m, Tok: tok, Name: dir, EOS: tok.StopTokens(m.DefaultEOS()...)}, Sampling: s, MaxNewTokens: maxNewTokens, Seed: seed}, nil
 }
 
 // Close releases the teacher's model.
@@ -66,7 +60,7 @@ func (t *LocalTeacher) Complete(ctx context.Context, prompts [][]datasets.Messag
 		if t.MaxPromptTokens > 0 && len(enc.IDs) > t.MaxPromptTokens {
 			return nil, fmt.Errorf("local teacher %s: prompt %d has %d tokens, limit %d", t.Policy.Name, i, len(enc.IDs), t.MaxPromptTokens)
 		}
-		ids[i] = toInt64(enc.IDs)
+		ids[i] = enc.IDs
 	}
 	maxNew := t.MaxNewTokens
 	if maxNew <= 0 {
@@ -79,7 +73,7 @@ func (t *LocalTeacher) Complete(ctx context.Context, prompts [][]datasets.Messag
 	}
 	out := make([]string, len(prompts))
 	for _, c := range comps {
-		text, err := t.Policy.Tok.Decode(toInt(c.Tokens), true)
+		text, err := t.Policy.Tok.Decode(c.Tokens, true)
 		if err != nil {
 			return nil, fmt.Errorf("local teacher %s: decode completion %d: %w", t.Policy.Name, c.Prompt, err)
 		}

@@ -12,7 +12,7 @@ type Weights struct {
 	Gamma float64 `mapstructure:"gamma" json:"gamma"`
 }
 
-// DefaultWeights are SPEC's defaults.
+// DefaultWeights are the guided preset's defaults (docs/rewards.md).
 func DefaultWeights() Weights { return Weights{Alpha: 1, Beta: 0.3, Gamma: 0.5} }
 
 // Validate refuses negative or non-finite weights.

@@ -43,9 +43,9 @@ type TextEncoder struct {
 	pooled  *onnxpb.ModelProto // export + pooling: token ids → EncoderOutput
 	sess    *ort.Session
 	typeIDs bool // the graph reads token_type_ids (fed zeros: one segment)
-	prefix  []int
-	suffix  []int
-	pad     int
+	prefix  []int64
+	suffix  []int64
+	pad     int64
 	stats   EncoderStats
 }
 
@@ -353,10 +353,10 @@ func (e *TextEncoder) Stats() EncoderStats { return e.stats }
 
 // Tokens are a text's ids as the encoder reads it: the tokenizer's special
 // tokens around the text's first MaxTokens−specials tokens (HF truncation).
-func (e *TextEncoder) Tokens(text string) []int {
+func (e *TextEncoder) Tokens(text string) []int64 {
 	body := e.tok.Encode(text)
 	body = body[:min(len(body), e.MaxTokens-len(e.prefix)-len(e.suffix))]
-	ids := make([]int, 0, len(e.prefix)+len(body)+len(e.suffix))
+	ids := make([]int64, 0, len(e.prefix)+len(body)+len(e.suffix))
 	return append(append(append(ids, e.prefix...), body...), e.suffix...)
 }
 
@@ -372,15 +372,15 @@ func newEncoderBatch(N, T int) *encoderBatch {
 }
 
 // set writes row i; ids longer than T are an error (Tokens never makes them).
-func (b *encoderBatch) set(i int, ids []int, pad int) error {
+func (b *encoderBatch) set(i int, ids []int64, pad int64) error {
 	if len(ids) > b.T {
 		return fmt.Errorf("encoder row %d has %d tokens, the batch %d", i, len(ids), b.T)
 	}
 	row, mask := b.ids[i*b.T:(i+1)*b.T], b.mask[i*b.T:(i+1)*b.T]
 	for j := range row {
-		row[j], mask[j] = int64(pad), 0
+		row[j], mask[j] = pad, 0
 		if j < len(ids) {
-			row[j], mask[j] = int64(ids[j]), 1
+			row[j], mask[j] = ids[j], 1
 		}
 	}
 	return nil
@@ -421,7 +421,7 @@ func (e *TextEncoder) Encode(ctx context.Context, texts []string) ([][]float32, 
 		return nil, fmt.Errorf("text encoder: %w", err)
 	}
 	start := time.Now()
-	rows := make([][]int, len(texts))
+	rows := make([][]int64, len(texts))
 	T := 1
 	for i, s := range texts {
 		rows[i] = e.Tokens(s)

@@ -23,7 +23,7 @@ type encoderReference struct {
 	Hidden    int `json:"hidden_size"`
 	Texts     []struct {
 		Text string    `json:"text"`
-		IDs  []int     `json:"ids"`
+		IDs  []int64   `json:"ids"`
 		Mean []float64 `json:"mean"`
 		CLS  []float64 `json:"cls"`
 	} `json:"texts"`

@@ -52,7 +52,7 @@ func BenchmarkPRMU(b *testing.B) {
 			}
 		})
 		tTok := best(func() {
-			enc := &prmuEncoder{tok: p.tok, seen: map[string][]int{}}
+			enc := &prmuEncoder{tok: p.tok, seen: map[string][]int64{}}
 			for i := range responses {
 				for _, it := range profiles[i] {
 					enc.encode(it, p.Config.MaxItemTokens)

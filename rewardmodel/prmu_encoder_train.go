@@ -3,6 +3,7 @@ package rewardmodel
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -113,6 +114,9 @@ func trainEncoderPRMU(ctx context.Context, cfg PRMUConfig, enc *TextEncoder, cac
 	defer lfeed.close()
 	lo := o
 	lo.Steps, lo.Seed = cfg.Encoder.LoRASteps, o.Seed+1
+	if o.Dir != "" { // the LoRA phase is a run of its own
+		lo.Dir = filepath.Join(o.Dir, "lora")
+	}
 	if weights, err = runPRMUTraining(ctx, m, lfeed, append([]string{prmuWeightPrefix + "*"}, train.AdapterParams(adapters)...), len(pairs), lo, res); err != nil {
 		return nil, err
 	}
@@ -226,9 +230,9 @@ func (f *frozenFeed) close() { f.release() }
 // hold an empty text), and index inputs place them in the head's rows.
 type loraFeed struct {
 	enc              *TextEncoder
-	items            [][][]int // per pair: its items' tokens (nil: a blank item)
-	chosen, rejected [][]int
-	empty            []int
+	items            [][][]int64 // per pair: its items' tokens (nil: a blank item)
+	chosen, rejected [][]int64
+	empty            []int64
 	P, K             int
 	texts            *encoderBatch
 	pidx, ridx       []int64
@@ -240,10 +244,10 @@ type loraFeed struct {
 
 func newLoRAFeed(enc *TextEncoder, cfg PRMUConfig, pairs []PRMUPair, P int) (*loraFeed, error) {
 	f := &loraFeed{enc: enc, P: P, K: 1, empty: enc.Tokens(""), slot: map[string]int{},
-		items: make([][][]int, len(pairs)), chosen: make([][]int, len(pairs)), rejected: make([][]int, len(pairs))}
-	seen := map[string][]int{}
+		items: make([][][]int64, len(pairs)), chosen: make([][]int64, len(pairs)), rejected: make([][]int64, len(pairs))}
+	seen := map[string][]int64{}
 	T := len(f.empty)
-	tokens := func(s string) []int {
+	tokens := func(s string) []int64 {
 		ids, ok := seen[s]
 		if !ok {
 			ids = enc.Tokens(s)
@@ -254,7 +258,7 @@ func newLoRAFeed(enc *TextEncoder, cfg PRMUConfig, pairs []PRMUPair, P int) (*lo
 	}
 	for i, p := range pairs {
 		for _, it := range p.Profile[:min(len(p.Profile), cfg.MaxItems)] {
-			var ids []int
+			var ids []int64
 			if it = strings.TrimSpace(it); it != "" {
 				ids = tokens(it)
 			}
@@ -299,7 +303,7 @@ func (f *loraFeed) inputs() map[string]ort.Value { return f.in }
 func (f *loraFeed) fill(pairs []int) error {
 	clear(f.slot)
 	n := 0
-	row := func(ids []int) (int64, error) {
+	row := func(ids []int64) (int64, error) {
 		key := fmt.Sprint(ids)
 		if i, ok := f.slot[key]; ok {
 			return int64(i), nil

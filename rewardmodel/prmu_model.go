@@ -228,10 +228,10 @@ func prmuText(s string) string {
 // completions of a prompt share its profile).
 type prmuEncoder struct {
 	tok  *tokenize.Tokenizer
-	seen map[string][]int
+	seen map[string][]int64
 }
 
-func (e *prmuEncoder) encode(s string, maxTokens int) []int {
+func (e *prmuEncoder) encode(s string, maxTokens int) []int64 {
 	ids, ok := e.seen[s]
 	if !ok {
 		ids = e.tok.Encode(prmuText(s))
@@ -252,7 +252,7 @@ func newPRMUBatch(B, K, V int) *prmuBatch {
 
 // fill writes the rows' bags in place (tensors made by values see the
 // change). Profiles past K items are cut; texts come already cut.
-func (b *prmuBatch) fill(profiles [][][]int, responses [][]int) error {
+func (b *prmuBatch) fill(profiles [][][]int64, responses [][]int64) error {
 	clear(b.prof)
 	clear(b.resp)
 	for i := range responses {
@@ -269,10 +269,10 @@ func (b *prmuBatch) fill(profiles [][][]int, responses [][]int) error {
 }
 
 // bag adds each token's share of ids to row.
-func (b *prmuBatch) bag(row []float32, ids []int) error {
+func (b *prmuBatch) bag(row []float32, ids []int64) error {
 	w := 1 / float32(len(ids))
 	for _, id := range ids {
-		if id < 0 || id >= b.V {
+		if id < 0 || id >= int64(b.V) {
 			return fmt.Errorf("token id %d outside the model's vocab [0, %d)", id, b.V)
 		}
 		row[id] += w
@@ -313,7 +313,7 @@ func (p *PRMU) Score(ctx context.Context, profiles [][]string, responses []strin
 		}
 		return out, nil
 	}
-	enc := &prmuEncoder{tok: p.tok, seen: map[string][]int{}}
+	enc := &prmuEncoder{tok: p.tok, seen: map[string][]int64{}}
 	out := make([]float64, 0, len(responses))
 	for start := 0; start < len(responses); start += prmuScoreBatch {
 		if err := ctx.Err(); err != nil {
@@ -333,8 +333,8 @@ func (p *PRMU) Score(ctx context.Context, profiles [][]string, responses []strin
 func (p *PRMU) scoreChunk(enc *prmuEncoder, profiles [][]string, responses []string) ([]float64, error) {
 	c := p.Config
 	K := 1
-	profIDs := make([][][]int, len(responses))
-	respIDs := make([][]int, len(responses))
+	profIDs := make([][][]int64, len(responses))
+	respIDs := make([][]int64, len(responses))
 	for i := range responses {
 		items := profiles[i][:min(len(profiles[i]), c.MaxItems)]
 		K = max(K, len(items))

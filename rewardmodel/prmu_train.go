@@ -337,8 +337,13 @@ type PRMUTrainOptions struct {
 	LR           float64     // peak AdamW learning rate (default 3e-3), cosine decay after 10 warmup steps
 	Seed         uint64      // pair order
 	Session      ort.Options // for the training and the scoring session
-	// Log, when set, sees every step's loss and training pair accuracy.
-	Log func(step int, loss, pairAccuracy float64)
+	// Dir, when set, keeps checkpoints and the step log: a rerun resumes
+	// (onnx/train's Loop). "" keeps nothing.
+	Dir             string
+	CheckpointEvery int // steps; 0: at the end and when stopped
+	// Progress hears of every step (Task "prmu"; Metrics loss and
+	// pair_accuracy, the training pairs').
+	Progress train.ProgressFunc
 }
 
 func (o PRMUTrainOptions) defaults() PRMUTrainOptions {
@@ -494,58 +499,60 @@ func runPRMUTraining(ctx context.Context, m *onnxpb.ModelProto, feed prmuFeed, p
 		in[name] = v
 	}
 
-	rng := rand.New(rand.NewPCG(o.Seed, 0x73746570))
-	order := rng.Perm(nPairs)
-	cursor := 0
-	step := make([]int, P)
-	for s := range o.Steps {
-		if err := ctx.Err(); err != nil {
-			return nil, fmt.Errorf("step %d: %w", s, err)
-		}
-		for j := range step {
-			if cursor == len(order) {
-				order, cursor = rng.Perm(nPairs), 0
+	// The stream keeps the pair order PRMUs were trained with before the loop.
+	loop := &train.Loop{Trainer: tr, Data: feedData{feed: feed, in: in, n: nPairs}, BatchSize: P, Steps: o.Steps,
+		Dir: o.Dir, CheckpointEvery: o.CheckpointEvery, Seed: o.Seed, Stream: 0x73746570, Stage: "prmu",
+		Progress: func(p train.Progress) {
+			if p.Note == "" {
+				res.Losses = append(res.Losses, p.Metrics["loss"])
+				acc, ok := p.Metrics[train.PairAccuracyOutput]
+				if !ok {
+					acc = math.NaN()
+				}
+				res.Accuracies = append(res.Accuracies, acc)
+				if p.Metrics["skipped"] == 1 {
+					res.Skipped++
+				}
 			}
-			step[j] = order[cursor]
-			cursor++
-		}
-		if err := feed.fill(step); err != nil {
-			return nil, fmt.Errorf("step %d: %w", s, err)
-		}
-		r, err := tr.Step(in)
-		if err != nil {
-			return nil, fmt.Errorf("step %d: %w", s, err)
-		}
-		if r.Skipped {
-			res.Skipped++
-		}
-		acc := math.NaN()
-		if a := r.Outputs[train.PairAccuracyOutput]; len(a) == 1 {
-			acc = float64(a[0])
-		}
-		res.Losses = append(res.Losses, r.Loss)
-		res.Accuracies = append(res.Accuracies, acc)
-		if o.Log != nil {
-			o.Log(s, r.Loss, acc)
-		}
+			o.Progress.Report(p)
+		}}
+	if _, err := loop.Run(ctx); err != nil {
+		return nil, err
 	}
 	return tr.Weights(), nil
 }
 
+// feedData serves a feed's pairs to the training loop: the inputs are the
+// same tensors every step, refilled for the drawn pairs.
+type feedData struct {
+	feed prmuFeed
+	in   map[string]ort.Value
+	n    int
+}
+
+func (d feedData) Len() int { return d.n }
+
+func (d feedData) Batch(pairs []int) (map[string]ort.Value, func(), error) {
+	if err := d.feed.fill(pairs); err != nil {
+		return nil, nil, err
+	}
+	return d.in, func() {}, nil
+}
+
 // bagFeed feeds bags of tokens: every text is tokenized once, up front.
 type bagFeed struct {
-	profs            [][][]int
-	chosen, rejected [][]int
+	profs            [][][]int64
+	chosen, rejected [][]int64
 	batch            *prmuBatch
 	in               map[string]ort.Value
 	release          func()
-	stepProfs        [][][]int
-	stepResps        [][]int
+	stepProfs        [][][]int64
+	stepResps        [][]int64
 }
 
 func newBagFeed(tok *tokenize.Tokenizer, cfg PRMUConfig, pairs []PRMUPair, P int) (*bagFeed, error) {
-	enc := &prmuEncoder{tok: tok, seen: map[string][]int{}}
-	f := &bagFeed{profs: make([][][]int, len(pairs)), chosen: make([][]int, len(pairs)), rejected: make([][]int, len(pairs))}
+	enc := &prmuEncoder{tok: tok, seen: map[string][]int64{}}
+	f := &bagFeed{profs: make([][][]int64, len(pairs)), chosen: make([][]int64, len(pairs)), rejected: make([][]int64, len(pairs))}
 	K := 1 // every step has as many items as the longest profile
 	for i, p := range pairs {
 		for _, it := range p.Profile[:min(len(p.Profile), cfg.MaxItems)] {
@@ -560,7 +567,7 @@ func newBagFeed(tok *tokenize.Tokenizer, cfg PRMUConfig, pairs []PRMUPair, P int
 	if f.in, f.release, err = f.batch.values(); err != nil {
 		return nil, err
 	}
-	f.stepProfs, f.stepResps = make([][][]int, 2*P), make([][]int, 2*P)
+	f.stepProfs, f.stepResps = make([][][]int64, 2*P), make([][]int64, 2*P)
 	return f, nil
 }
 

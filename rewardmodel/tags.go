@@ -20,7 +20,7 @@ type Tag struct {
 // Taxonomy is an ordered set of tags.
 type Taxonomy []Tag
 
-// DefaultTaxonomy is SPEC's default.
+// DefaultTaxonomy is the recipe's default taxonomy (docs/formats.md).
 func DefaultTaxonomy() Taxonomy {
 	return Taxonomy{
 		{Name: "understand_task", Description: "restate what the task asks for", Order: 1},
@@ -98,7 +98,8 @@ func (c TagCheck) Reward() float64 {
 	return float64(met) / 5
 }
 
-// CheckTags parses a completion in SPEC's format and checks every constraint.
+// CheckTags parses a completion in the tagged-chain format (docs/formats.md)
+// and checks every constraint.
 func CheckTags(completion string, tx Taxonomy) TagCheck {
 	c := TagCheck{WellFormed: true, KnownTags: true, RequiredOrder: true}
 	problem := func(format string, a ...any) { c.Problems = append(c.Problems, fmt.Sprintf(format, a...)) }

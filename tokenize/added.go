@@ -167,11 +167,11 @@ func (t *Tokenizer) initVocab(added []addedTokenJSON) error {
 // current vocabulary; tokens already present keep their id. It returns the
 // ids in order. Tokens added this way are matched in text like the file's
 // own added tokens. The caller grows the model's embedding to VocabSize().
-func (t *Tokenizer) AddTokens(contents []string, special bool) []int {
-	ids := make([]int, len(contents))
+func (t *Tokenizer) AddTokens(contents []string, special bool) []int64 {
+	ids := make([]int64, len(contents))
 	for i, c := range contents {
 		if id, ok := t.vocab[c]; ok {
-			ids[i] = id
+			ids[i] = int64(id)
 			if _, isAdded := t.addedByID[id]; !isAdded {
 				tok := &AddedToken{ID: id, Content: c, Special: special}
 				t.added = append(t.added, tok)
@@ -186,7 +186,7 @@ func (t *Tokenizer) AddTokens(contents []string, special bool) []int {
 		t.vocab[c] = id
 		t.idToToken = append(t.idToToken, c)
 		t.hasID = append(t.hasID, true)
-		ids[i] = id
+		ids[i] = int64(id)
 	}
 	t.addedIdx = newAddedIndex(t.added)
 	return ids

@@ -8,8 +8,8 @@ import (
 )
 
 // EncodeBatch encodes texts on all cores (Encode semantics for each).
-func (t *Tokenizer) EncodeBatch(texts []string) [][]int {
-	out := make([][]int, len(texts))
+func (t *Tokenizer) EncodeBatch(texts []string) [][]int64 {
+	out := make([][]int64, len(texts))
 	parallelFor(len(texts), func(i int) { out[i] = t.Encode(texts[i]) })
 	return out
 }
@@ -55,7 +55,7 @@ type PadOptions struct {
 	Side PadSide
 	// PadID is the id written into padding; negative means the tokenizer's
 	// pad token (tokenizer_config pad_token, else eos_token, else 0).
-	PadID int
+	PadID int64
 	// MaxLen truncates longer rows (keeping the start for right padding and
 	// the end for left padding); 0 keeps every row whole.
 	MaxLen int
@@ -78,10 +78,10 @@ type Batch struct {
 }
 
 // PadToken is the id Pad uses by default.
-func (t *Tokenizer) PadToken() int {
+func (t *Tokenizer) PadToken() int64 {
 	for _, s := range []string{t.config.PAD, t.config.EOS} {
 		if id, ok := t.vocab[s]; ok && s != "" {
-			return id
+			return int64(id)
 		}
 	}
 	return 0
@@ -89,7 +89,7 @@ func (t *Tokenizer) PadToken() int {
 
 // Pad lays out sequences as a batch. masks, when non-nil, holds a loss mask
 // per sequence (e.g. ChatEncoding.AssistantMask) of the same lengths.
-func (t *Tokenizer) Pad(seqs [][]int, masks [][]bool, opts PadOptions) (*Batch, error) {
+func (t *Tokenizer) Pad(seqs [][]int64, masks [][]bool, opts PadOptions) (*Batch, error) {
 	if masks != nil && len(masks) != len(seqs) {
 		return nil, fmt.Errorf("pad: %d masks for %d sequences", len(masks), len(seqs))
 	}
@@ -137,10 +137,10 @@ func (t *Tokenizer) Pad(seqs [][]int, masks [][]bool, opts PadOptions) (*Batch, 
 			off = b.Len - n
 		}
 		for k := range row {
-			row[k] = int64(pad)
+			row[k] = pad
 		}
 		for k, id := range src {
-			row[off+k] = int64(id)
+			row[off+k] = id
 			att[off+k] = 1
 			if m != nil && m[k] {
 				b.LossMask[i*b.Len+off+k] = 1
@@ -154,7 +154,7 @@ func (t *Tokenizer) Pad(seqs [][]int, masks [][]bool, opts PadOptions) (*Batch, 
 func (b *Batch) Row(i int) []int64 { return b.IDs[i*b.Len : (i+1)*b.Len] }
 
 // DecodeBatch decodes rows of ids on all cores.
-func (t *Tokenizer) DecodeBatch(rows [][]int, skipSpecial bool) ([]string, error) {
+func (t *Tokenizer) DecodeBatch(rows [][]int64, skipSpecial bool) ([]string, error) {
 	out := make([]string, len(rows))
 	errs := make([]error, len(rows))
 	parallelFor(len(rows), func(i int) { out[i], errs[i] = t.Decode(rows[i], skipSpecial) })
@@ -179,15 +179,27 @@ func (t *Tokenizer) EncodePrompts(parts []PromptParts, layout PromptLayout, maxT
 	return out, nil
 }
 
-// StopTokens are the ids that end generation: the config's eos token, the
-// chat format's end-of-turn token and <|endoftext|>, those the vocabulary has.
-func (t *Tokenizer) StopTokens() []int {
-	var ids []int
-	seen := map[int]bool{}
-	for _, s := range []string{t.config.EOS, t.ChatFormat().EndOfTurn, "<|endoftext|>", "<|end_of_text|>"} {
-		if id, ok := t.vocab[s]; ok && s != "" && !seen[id] {
+// StopTokens is the one rule for the ids that end a completion: the
+// model's own end-of-sequence ids (generation_config.json's eos_token_id,
+// as Hugging Face's generate uses them; lm.Model.DefaultEOS), then this
+// tokenizer's eos token and its chat format's end-of-turn token, those the
+// vocabulary has, without repeats. A chat-tuned tokenizer whose model
+// config names only the base model's EOS still stops at the end of the turn.
+func (t *Tokenizer) StopTokens(modelEOS ...int64) []int64 {
+	var ids []int64
+	seen := map[int64]bool{}
+	add := func(id int64) {
+		if !seen[id] {
 			seen[id] = true
 			ids = append(ids, id)
+		}
+	}
+	for _, id := range modelEOS {
+		add(id)
+	}
+	for _, s := range []string{t.config.EOS, t.ChatFormat().EndOfTurn} {
+		if id, ok := t.vocab[s]; ok && s != "" {
+			add(int64(id))
 		}
 	}
 	return ids

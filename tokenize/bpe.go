@@ -14,7 +14,7 @@ import (
 type model interface {
 	// encodeWord appends the ids of piece to ids and, when lens is non-nil,
 	// the byte length in piece that each id covers.
-	encodeWord(ids, lens []int, piece string) ([]int, []int)
+	encodeWord(ids []int64, lens []int, piece string) ([]int64, []int)
 	// modelVocab is the model's own vocabulary (token string → id).
 	modelVocab() map[string]int
 	typeName() string
@@ -163,13 +163,13 @@ func (m *bpeModel) initByteLevel() error {
 func (m *bpeModel) typeName() string           { return "BPE" }
 func (m *bpeModel) modelVocab() map[string]int { return m.vocab }
 
-func (m *bpeModel) encodeWord(ids, lens []int, piece string) ([]int, []int) {
+func (m *bpeModel) encodeWord(ids []int64, lens []int, piece string) ([]int64, []int) {
 	if len(piece) == 0 {
 		return ids, lens
 	}
 	if m.ignoreMerges {
 		if id, ok := m.rawVocab[piece]; ok {
-			ids = append(ids, int(id))
+			ids = append(ids, int64(id))
 			if lens != nil {
 				lens = append(lens, len(piece))
 			}
@@ -189,7 +189,7 @@ func (m *bpeModel) encodeWord(ids, lens []int, piece string) ([]int, []int) {
 			}
 			id = m.unk
 		}
-		ids = append(ids, id)
+		ids = append(ids, int64(id))
 		if lens != nil {
 			if s < 0 {
 				lens = append(lens, 1)

@@ -156,7 +156,7 @@ func (t *Tokenizer) RenderChat(msgs []Message, addGenerationPrompt bool) (string
 // ChatEncoding is an encoded conversation.
 type ChatEncoding struct {
 	Text string
-	IDs  []int
+	IDs  []int64
 	// AssistantMask is true on tokens of assistant turns (content and the
 	// end-of-turn token): the tokens SFT trains on.
 	AssistantMask []bool

@@ -13,11 +13,11 @@
 // \"Metaspace\"").
 //
 //	tok, err := tokenize.Load("tokenizer.json") // reads tokenizer_config.json beside it
-//	ids := tok.Encode(text)                     // special tokens in text are recognised, none added
+//	ids := tok.Encode(text)                     // []int64 (ONNX's input_ids type); special tokens in text recognised, none added
 //	enc := tok.EncodeFull(text, true)           // + offsets, special mask, post-processor tokens
 //	text, err := tok.Decode(ids, skipSpecial)
 //	all := tok.EncodeBatch(texts)               // all cores; DecodeBatch, EncodePrompts too
-//	stop := tok.StopTokens()                    // eos, end-of-turn, <|endoftext|>
+//	stop := tok.StopTokens(model.DefaultEOS()...) // the one stop-token rule: the model's eos ids, the tokenizer's eos, end-of-turn
 //	chat, err := tok.EncodeChat(msgs, addGenerationPrompt) // ChatML, Qwen3 or Llama-3; ids + AssistantMask for SFT
 //	p, err := tok.EncodePrompt(parts, tokenize.DefaultPromptLayout, maxTokens) // drops profile items only
 //	batch, err := tok.Pad(seqs, masks, tokenize.PadOptions{Side: tokenize.PadLeft, PadID: -1})

@@ -87,7 +87,7 @@ func TestAssistantMask(t *testing.T) {
 		if !reflect.DeepEqual(enc.IDs, tok.Encode(enc.Text)) {
 			t.Fatalf("%s: EncodeChat ids differ from Encode(rendered text)", name)
 		}
-		var masked []int
+		var masked []int64
 		for i, m := range enc.AssistantMask {
 			if m {
 				masked = append(masked, enc.IDs[i])
@@ -175,7 +175,7 @@ func TestEncodePromptTruncatesProfileOnly(t *testing.T) {
 
 func TestPad(t *testing.T) {
 	tok := pinnedTokenizer(t, "qwen3")
-	seqs := [][]int{{1, 2, 3}, {4}, {5, 6, 7, 8, 9}}
+	seqs := [][]int64{{1, 2, 3}, {4}, {5, 6, 7, 8, 9}}
 	masks := [][]bool{{false, true, true}, {true}, {false, false, true, true, true}}
 	right, err := tok.Pad(seqs, masks, tokenize.PadOptions{Side: tokenize.PadRight, PadID: -1})
 	if err != nil {
@@ -333,13 +333,17 @@ func TestStopTokensAndBatchHelpers(t *testing.T) {
 	qwen := pinnedTokenizer(t, "qwen3")
 	imEnd, _ := qwen.TokenID("<|im_end|>")
 	eot, _ := qwen.TokenID("<|endoftext|>")
-	if got := qwen.StopTokens(); !reflect.DeepEqual(got, []int{imEnd, eot}) {
-		t.Errorf("qwen3 stop tokens %v, want [%d %d]", got, imEnd, eot)
+	if got := qwen.StopTokens(); !reflect.DeepEqual(got, []int64{imEnd}) {
+		t.Errorf("qwen3 stop tokens %v, want [%d]", got, imEnd)
+	}
+	// Qwen's generation_config.json names both; the model's come first.
+	if got := qwen.StopTokens(eot, imEnd); !reflect.DeepEqual(got, []int64{eot, imEnd}) {
+		t.Errorf("qwen3 stop tokens with the model's EOS ids %v, want [%d %d]", got, eot, imEnd)
 	}
 	llama := pinnedTokenizer(t, "llama3")
 	eotID, _ := llama.TokenID("<|eot_id|>")
 	endText, _ := llama.TokenID("<|end_of_text|>")
-	if got := llama.StopTokens(); !reflect.DeepEqual(got, []int{endText, eotID}) {
+	if got := llama.StopTokens(); !reflect.DeepEqual(got, []int64{endText, eotID}) {
 		t.Errorf("llama3 stop tokens %v, want [%d %d]", got, endText, eotID)
 	}
 	texts := []string{"one", "two 東京", "<|im_start|>three"}
@@ -348,7 +352,7 @@ func TestStopTokensAndBatchHelpers(t *testing.T) {
 	if err != nil || !reflect.DeepEqual(back, texts) {
 		t.Errorf("batch round trip %q %v", back, err)
 	}
-	if _, err := qwen.DecodeBatch([][]int{{1}, {-5}}, false); err == nil || !strings.Contains(err.Error(), "row 1") {
+	if _, err := qwen.DecodeBatch([][]int64{{1}, {-5}}, false); err == nil || !strings.Contains(err.Error(), "row 1") {
 		t.Errorf("bad id error %v", err)
 	}
 	ps, err := qwen.EncodePrompts([]tokenize.PromptParts{{Instruction: "a", Input: "b"}, {Instruction: "c", Input: "d", Profile: []string{"x"}}},

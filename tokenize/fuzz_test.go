@@ -55,25 +55,25 @@ func TestTinyTokenizers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := wp.EncodeFull("Hello, HELLO hel", true).IDs; !equalInts(got, []int{1, 3, 6, 3, 5, 2}) {
+	if got := wp.EncodeFull("Hello, HELLO hel", true).IDs; !equalInts(got, []int64{1, 3, 6, 3, 5, 2}) {
 		t.Errorf("wordpiece ids %v", got)
 	}
-	if got := wp.Encode("hello hellolo xyz"); !equalInts(got, []int{3, 3, 4, 0}) {
+	if got := wp.Encode("hello hellolo xyz"); !equalInts(got, []int64{3, 3, 4, 0}) {
 		t.Errorf("wordpiece continuation/unk ids %v", got)
 	}
 	bpe, err := tokenize.Parse([]byte(tinyBPE), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := bpe.EncodeFull("ab", true).IDs; !equalInts(got, []int{5, 4}) {
+	if got := bpe.EncodeFull("ab", true).IDs; !equalInts(got, []int64{5, 4}) {
 		t.Errorf("bpe ids %v (prefix space, Ġ+ab merge, template <s>)", got)
 	}
-	if got, _ := bpe.Decode([]int{4, 2}, false); got != "abab" {
+	if got, _ := bpe.Decode([]int64{4, 2}, false); got != "abab" {
 		t.Errorf("bpe decode %q (ByteLevel then Strip one leading space)", got)
 	}
 }
 
-func equalInts(a, b []int) bool {
+func equalInts(a, b []int64) bool {
 	if len(a) != len(b) {
 		return false
 	}
@@ -121,7 +121,7 @@ func TestModelWithoutType(t *testing.T) {
 	if err != nil || tok.ModelType() != "WordPiece" {
 		t.Fatalf("untyped WordPiece: %v", err)
 	}
-	if got := tok.Encode("hellolo"); !equalInts(got, []int{1, 2}) {
+	if got := tok.Encode("hellolo"); !equalInts(got, []int64{1, 2}) {
 		t.Errorf("ids %v", got)
 	}
 	if _, err := tokenize.Parse([]byte(`{"model":{"vocab":{"a":0}}}`), nil); err == nil || !strings.Contains(err.Error(), "model") {

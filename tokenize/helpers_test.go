@@ -80,10 +80,10 @@ func pinnedTokenizer(t testing.TB, name string) *tokenize.Tokenizer {
 var parityCorpus = sync.OnceValue(corpus.Parity)
 
 type fixtureDoc struct {
-	TextSHA256 string `json:"text_sha256"`
-	N          int    `json:"n"`
-	IDsSHA256  string `json:"ids_sha256"`
-	IDs        []int  `json:"ids"`
+	TextSHA256 string  `json:"text_sha256"`
+	N          int     `json:"n"`
+	IDsSHA256  string  `json:"ids_sha256"`
+	IDs        []int64 `json:"ids"`
 }
 
 type fixture struct {
@@ -121,13 +121,13 @@ func sha(s string) string {
 	return hex.EncodeToString(h[:])
 }
 
-func idsSHA(ids []int) string {
+func idsSHA(ids []int64) string {
 	var b strings.Builder
 	for i, id := range ids {
 		if i > 0 {
 			b.WriteByte(',')
 		}
-		b.WriteString(strconv.Itoa(id))
+		b.WriteString(strconv.FormatInt(id, 10))
 	}
 	return sha(b.String())
 }

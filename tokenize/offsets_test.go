@@ -21,7 +21,7 @@ func TestOffsetsMatchHF(t *testing.T) {
 		Reference  string   `json:"reference"`
 		Texts      []string `json:"texts"`
 		Tokenizers map[string][]struct {
-			IDs     []int    `json:"ids"`
+			IDs     []int64  `json:"ids"`
 			Offsets [][2]int `json:"offsets"`
 		} `json:"tokenizers"`
 	}

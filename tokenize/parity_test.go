@@ -62,8 +62,8 @@ func TestParity(t *testing.T) {
 }
 
 func checkDoc(tok interface {
-	Encode(string) []int
-	Decode([]int, bool) (string, error)
+	Encode(string) []int64
+	Decode([]int64, bool) (string, error)
 	ModelType() string
 }, name string, i int, text string, want fixtureDoc) string {
 	if sha(text) != want.TextSHA256 {
@@ -98,7 +98,7 @@ func checkDoc(tok interface {
 }
 
 // compareIDs checks ids against a recorded document; "" when identical.
-func compareIDs(got []int, want fixtureDoc) string {
+func compareIDs(got []int64, want fixtureDoc) string {
 	if len(got) == want.N && idsSHA(got) == want.IDsSHA256 {
 		return ""
 	}

@@ -9,7 +9,7 @@ import (
 // tokens are requested (HF post_processor, single-sequence case).
 type postProcessor struct {
 	prefixTokens, suffixTokens []string
-	prefix, suffix             []int
+	prefix, suffix             []int64
 }
 
 // resolve looks up the ids of the wrapping tokens once the vocab is known.
@@ -17,22 +17,22 @@ func (p *postProcessor) resolve(t *Tokenizer) error {
 	if p == nil {
 		return nil
 	}
-	look := func(toks []string, given []int) ([]int, error) {
+	look := func(toks []string, given []int64) ([]int64, error) {
 		if given != nil {
 			for _, id := range given {
-				if id < 0 || id >= len(t.idToToken) {
+				if id < 0 || id >= int64(len(t.idToToken)) {
 					return nil, fmt.Errorf("special id %d not in vocab", id)
 				}
 			}
 			return given, nil
 		}
-		var out []int
+		var out []int64
 		for _, s := range toks {
 			id, ok := t.vocab[s]
 			if !ok {
 				return nil, fmt.Errorf("special token %q not in vocab", s)
 			}
-			out = append(out, id)
+			out = append(out, int64(id))
 		}
 		return out, nil
 	}
@@ -90,7 +90,7 @@ func parsePostProcessor(raw json.RawMessage) (*postProcessor, error) {
 			Single        []templatePiece `json:"single"`
 			SpecialTokens map[string]struct {
 				ID     string   `json:"id"`
-				IDs    []int    `json:"ids"`
+				IDs    []int64  `json:"ids"`
 				Tokens []string `json:"tokens"`
 			} `json:"special_tokens"`
 		}
@@ -113,7 +113,7 @@ func parsePostProcessor(raw json.RawMessage) (*postProcessor, error) {
 				}
 				ids := st.IDs
 				if ids == nil {
-					ids = []int{}
+					ids = []int64{}
 				}
 				if seen {
 					p.suffix = append(p.suffix, ids...)

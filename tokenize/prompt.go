@@ -125,7 +125,7 @@ func TagTokens(taxonomy []string) []string {
 // tokens, so each tag is one id; tags the vocabulary already has keep their
 // id. It returns the ids in TagTokens order and the new vocabulary size the
 // model's embedding must be resized to.
-func (t *Tokenizer) RegisterTags(taxonomy []string) (ids []int, vocabSize int) {
+func (t *Tokenizer) RegisterTags(taxonomy []string) (ids []int64, vocabSize int) {
 	ids = t.AddTokens(TagTokens(taxonomy), false)
 	return ids, t.VocabSize()
 }

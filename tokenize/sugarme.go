@@ -46,18 +46,20 @@ func (t *Tokenizer) SugarmePipeline() *SugarmePipeline {
 func (p *SugarmePipeline) Tokenizer() *sm.Tokenizer { return p.tk }
 
 // Encode encodes text through sugarme (added tokens split out by tagpr).
-func (p *SugarmePipeline) Encode(text string) ([]int, error) {
-	var ids []int
+func (p *SugarmePipeline) Encode(text string) ([]int64, error) {
+	var ids []int64
 	for _, sec := range p.t.addedIdx.split(nil, text) {
 		if sec.added != nil {
-			ids = append(ids, sec.added.ID)
+			ids = append(ids, int64(sec.added.ID))
 			continue
 		}
 		enc, err := p.tk.EncodeSingle(text[sec.start:sec.end], false)
 		if err != nil {
 			return nil, fmt.Errorf("sugarme encode: %w", err)
 		}
-		ids = append(ids, enc.Ids...)
+		for _, id := range enc.Ids {
+			ids = append(ids, int64(id))
+		}
 	}
 	return ids, nil
 }
@@ -141,7 +143,7 @@ func (a sugarmeModel) Tokenize(sequence string) ([]sm.Token, error) {
 	toks := make([]sm.Token, len(ids))
 	pos := 0
 	for i, id := range ids {
-		toks[i] = sm.NewToken(id, a.t.idToToken[id], []int{pos, pos + lens[i]})
+		toks[i] = sm.NewToken(int(id), a.t.idToToken[id], []int{pos, pos + lens[i]})
 		pos += lens[i]
 	}
 	return toks, nil

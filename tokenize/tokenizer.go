@@ -35,7 +35,7 @@ type Tokenizer struct {
 
 // Encoding is the result of EncodeFull.
 type Encoding struct {
-	IDs []int
+	IDs []int64
 	// Offsets are byte ranges [start, end) in the input text; special tokens
 	// added by the post-processor have (0, 0).
 	Offsets [][2]int
@@ -54,14 +54,14 @@ func (t *Tokenizer) Config() *Config { return t.config }
 func (t *Tokenizer) VocabSize() int { return len(t.idToToken) }
 
 // TokenID returns the id of a token string (model or added).
-func (t *Tokenizer) TokenID(tok string) (int, bool) {
+func (t *Tokenizer) TokenID(tok string) (int64, bool) {
 	id, ok := t.vocab[tok]
-	return id, ok
+	return int64(id), ok
 }
 
 // Token returns the token string of an id.
-func (t *Tokenizer) Token(id int) (string, bool) {
-	if id < 0 || id >= len(t.idToToken) || !t.hasID[id] {
+func (t *Tokenizer) Token(id int64) (string, bool) {
+	if id < 0 || id >= int64(len(t.idToToken)) || !t.hasID[id] {
 		return "", false
 	}
 	return t.idToToken[id], true
@@ -82,13 +82,13 @@ func (t *Tokenizer) ModelType() string { return t.model.typeName() }
 // Encode returns the ids of text. Added and special tokens written in the
 // text are recognised (as HF does by default); no special tokens are added
 // around it.
-func (t *Tokenizer) Encode(text string) []int {
-	ids, _ := t.encode(text, false, make([]int, 0, len(text)/3+4))
+func (t *Tokenizer) Encode(text string) []int64 {
+	ids, _ := t.encode(text, false, make([]int64, 0, len(text)/3+4))
 	return ids
 }
 
 // AppendEncode is Encode appending to dst.
-func (t *Tokenizer) AppendEncode(dst []int, text string) []int {
+func (t *Tokenizer) AppendEncode(dst []int64, text string) []int64 {
 	ids, _ := t.encode(text, false, dst)
 	return ids
 }
@@ -99,13 +99,13 @@ func (t *Tokenizer) EncodeFull(text string, addSpecial bool) Encoding {
 	ids, offs := t.encode(text, true, nil)
 	e := Encoding{IDs: ids, Offsets: offs, Special: make([]bool, len(ids))}
 	for i, id := range ids {
-		if a := t.addedByID[id]; a != nil && a.Special {
+		if a := t.addedByID[int(id)]; a != nil && a.Special {
 			e.Special[i] = true
 		}
 	}
 	if addSpecial && t.post != nil && len(t.post.prefix)+len(t.post.suffix) > 0 {
 		n := len(t.post.prefix) + len(ids) + len(t.post.suffix)
-		out := Encoding{IDs: make([]int, 0, n), Offsets: make([][2]int, 0, n), Special: make([]bool, 0, n)}
+		out := Encoding{IDs: make([]int64, 0, n), Offsets: make([][2]int, 0, n), Special: make([]bool, 0, n)}
 		for _, id := range t.post.prefix {
 			out.IDs, out.Offsets, out.Special = append(out.IDs, id), append(out.Offsets, [2]int{}), append(out.Special, true)
 		}
@@ -122,12 +122,12 @@ func (t *Tokenizer) EncodeFull(text string, addSpecial bool) Encoding {
 
 // SpecialPrefix and SpecialSuffix are the ids the post-processor puts around
 // a single sequence.
-func (t *Tokenizer) SpecialPrefix() []int { return append([]int(nil), t.post.prefix...) }
+func (t *Tokenizer) SpecialPrefix() []int64 { return append([]int64(nil), t.post.prefix...) }
 
 // SpecialSuffix: see SpecialPrefix.
-func (t *Tokenizer) SpecialSuffix() []int { return append([]int(nil), t.post.suffix...) }
+func (t *Tokenizer) SpecialSuffix() []int64 { return append([]int64(nil), t.post.suffix...) }
 
-func (t *Tokenizer) encode(text string, withOffsets bool, ids []int) ([]int, [][2]int) {
+func (t *Tokenizer) encode(text string, withOffsets bool, ids []int64) ([]int64, [][2]int) {
 	var offs [][2]int
 	var lens []int
 	if withOffsets {
@@ -139,7 +139,7 @@ func (t *Tokenizer) encode(text string, withOffsets bool, ids []int) ([]int, [][
 	defer func() { encodeBufs.Put(piecesP) }()
 	for _, sec := range sections {
 		if sec.added != nil {
-			ids = append(ids, sec.added.ID)
+			ids = append(ids, int64(sec.added.ID))
 			if withOffsets {
 				offs = append(offs, [2]int{sec.start, sec.end})
 			}
@@ -204,13 +204,13 @@ func mapSpan(spans []span, a, b, n, base int) [2]int {
 // Decode turns ids back into text; with skipSpecial, special added tokens
 // are left out. As in HF tokenizers, every token (added ones included) goes
 // through the decoder.
-func (t *Tokenizer) Decode(ids []int, skipSpecial bool) (string, error) {
+func (t *Tokenizer) Decode(ids []int64, skipSpecial bool) (string, error) {
 	toks := make([]string, 0, len(ids))
 	for _, id := range ids {
-		if id < 0 || id >= len(t.idToToken) || !t.hasID[id] {
+		if id < 0 || id >= int64(len(t.idToToken)) || !t.hasID[id] {
 			return "", fmt.Errorf("decode: id %d not in vocabulary of %d", id, len(t.idToToken))
 		}
-		if a := t.addedByID[id]; a != nil && a.Special && skipSpecial {
+		if a := t.addedByID[int(id)]; a != nil && a.Special && skipSpecial {
 			continue
 		}
 		toks = append(toks, t.idToToken[id])

@@ -64,12 +64,12 @@ func parseWordPiece(raw json.RawMessage) (*wordPieceModel, error) {
 func (m *wordPieceModel) typeName() string           { return "WordPiece" }
 func (m *wordPieceModel) modelVocab() map[string]int { return m.vocab }
 
-func (m *wordPieceModel) encodeWord(ids, lens []int, piece string) ([]int, []int) {
+func (m *wordPieceModel) encodeWord(ids []int64, lens []int, piece string) ([]int64, []int) {
 	if piece == "" {
 		return ids, lens
 	}
-	unk := func() ([]int, []int) {
-		ids = append(ids, m.unk)
+	unk := func() ([]int64, []int) {
+		ids = append(ids, int64(m.unk))
 		if lens != nil {
 			lens = append(lens, len(piece))
 		}
@@ -106,7 +106,7 @@ func (m *wordPieceModel) encodeWord(ids, lens []int, piece string) ([]int, []int
 			}
 			return unk()
 		}
-		ids = append(ids, found)
+		ids = append(ids, int64(found))
 		if lens != nil {
 			lens = append(lens, end-start)
 		}

@@ -115,6 +115,7 @@ The OpenAI teacher reads its key from the environment variable named by --api-ke
 			default:
 				return fmt.Errorf("--labeller %q: want rule or teacher", o.labeller)
 			}
+			cfg.Progress = reporter("rows")
 			st, err := pipeline.GenerateChains(cmd.Context(), cfg)
 			if err != nil {
 				return err

@@ -72,12 +72,8 @@ func prmuTrainCmd() *cobra.Command {
 			}
 			o.Config.Seed = o.Train.Seed
 			o.Train.Session = sessionOptions()
-			bar := newProgress("prmu train", max(o.Train.Steps, 1))
-			o.Train.Log = func(step int, loss, acc float64) {
-				bar.Step(1, "loss", fmt.Sprintf("%.4f", loss), "pair_acc", fmt.Sprintf("%.2f", acc))
-			}
+			o.Train.Progress = reporter("loss", "pair_accuracy")
 			p, res, accs, err := rewardmodel.TrainPRMUOnSets(ctx, trainSets, devSets, o)
-			bar.Finish()
 			if err != nil {
 				return err
 			}
@@ -250,8 +246,10 @@ func prmuCompareCmd() *cobra.Command {
 			o.Config.Seed = o.Train.Seed
 			o.Train.Session = sessionOptions()
 			bar := newProgress("prmu compare", 3*steps+loraSteps)
-			o.Train.Log = func(step int, loss, acc float64) {
-				bar.Step(1, "loss", fmt.Sprintf("%.4f", loss), "pair_acc", fmt.Sprintf("%.2f", acc))
+			o.Train.Progress = func(p train.Progress) { // one bar over every run
+				if p.Note == "" {
+					bar.Step(1, "loss", fmt.Sprintf("%.4f", p.Metrics["loss"]), "pair_acc", fmt.Sprintf("%.2f", p.Metrics[train.PairAccuracyOutput]))
+				}
 			}
 			o.Train.Steps = steps
 			recipe := func(tuning string) rewardmodel.PRMURecipe {

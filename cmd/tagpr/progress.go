@@ -5,9 +5,12 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/tagpr/tagpr/onnx/train"
 )
 
 // progress shows long work: a redrawn bar on a terminal, structured log lines
@@ -106,4 +109,37 @@ func logLine(stage, detail string) {
 		return
 	}
 	p.logger.Info(detail, "stage", stage)
+}
+
+// reporter shows train.Progress reports: a bar per task (created at the
+// task's first step, starting where a resumed task starts), its note lines
+// through logLine, and the figures named in show (when the report has them)
+// beside the bar.
+func reporter(show ...string) train.ProgressFunc {
+	bars := map[string]*progress{}
+	return func(p train.Progress) {
+		if p.Note != "" {
+			logLine(p.Task, p.Note)
+			return
+		}
+		b := bars[p.Task]
+		if b == nil {
+			b = newProgress(p.Task, p.Total)
+			b.done = p.Step - 1
+			bars[p.Task] = b
+		}
+		var attrs []any
+		for _, k := range show {
+			if v, ok := p.Metrics[k]; ok {
+				attrs = append(attrs, k, strconv.FormatFloat(v, 'g', 4, 64))
+			}
+		}
+		b.Step(1, attrs...)
+		if p.Warning != "" {
+			logLine(p.Task, fmt.Sprintf("warning: step %d: %s", p.Step, p.Warning))
+		}
+		if p.Total > 0 && p.Step == p.Total {
+			b.Finish()
+		}
+	}
 }

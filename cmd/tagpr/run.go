@@ -6,7 +6,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/tagpr/tagpr/onnx/train"
 	"github.com/tagpr/tagpr/pipeline"
 )
 
@@ -36,7 +35,7 @@ func runStages(cmd *cobra.Command, o stageFlags, only ...string) error {
 	if err := initRuntime(); err != nil {
 		return err
 	}
-	rep, err := pipeline.Run(cmd.Context(), cfg, pipeline.RunOptions{Only: only, Hooks: progressHooks()})
+	rep, err := pipeline.Run(cmd.Context(), cfg, pipeline.RunOptions{Only: only, Progress: reporter("loss", "learning_rate", "pair_accuracy", "reward", "completions/mean_length", "kl", "rows")})
 	if err != nil {
 		return err
 	}
@@ -46,50 +45,6 @@ func runStages(cmd *cobra.Command, o stageFlags, only ...string) error {
 		fmt.Fprintf(out, "report: %s and %s\n", filepath.Join(cfg.Out, "report.md"), filepath.Join(cfg.Out, "report.json"))
 	}
 	return nil
-}
-
-// progressHooks show each stage's steps as bars (terminal) or log lines.
-func progressHooks() pipeline.Hooks {
-	var sftBar, prmuBar *progress
-	rlBars := map[string]*progress{}
-	return pipeline.Hooks{
-		Stage: func(name, detail string) { logLine(name, detail) },
-		SFTStep: func(l train.StepLog, total int) {
-			if sftBar == nil {
-				sftBar = newProgress("sft", total)
-				sftBar.done = l.Step - 1
-			}
-			sftBar.Step(1, "loss", fmt.Sprintf("%.4f", l.Loss), "lr", fmt.Sprintf("%.2g", l.LR))
-			if l.Step == total {
-				sftBar.Finish()
-			}
-		},
-		PRMUStep: func(step, total int, loss, acc float64) {
-			if prmuBar == nil {
-				prmuBar = newProgress("prmu", total)
-			}
-			prmuBar.Step(1, "loss", fmt.Sprintf("%.4f", loss), "pair_acc", fmt.Sprintf("%.2f", acc))
-			if step >= total {
-				prmuBar.Finish()
-			}
-		},
-		RLStep: func(l pipeline.RLStepLog, total int) {
-			b := rlBars[l.Stage]
-			if b == nil {
-				b = newProgress("rl "+l.Stage, total)
-				b.done = l.Step - 1
-				rlBars[l.Stage] = b
-			}
-			attrs := []any{"reward", fmt.Sprintf("%.3f", l.Reward.Mean), "len", fmt.Sprintf("%.0f", l.Length.Mean)}
-			if l.KL != nil {
-				attrs = append(attrs, "kl", fmt.Sprintf("%.4f", *l.KL))
-			}
-			b.Step(1, attrs...)
-			if l.Step == total {
-				b.Finish()
-			}
-		},
-	}
 }
 
 const runLong = `The run config (-c FILE, YAML/TOML/JSON; default: the built-in configs/demo.yaml) names the data

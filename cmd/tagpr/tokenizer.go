@@ -152,18 +152,18 @@ func argsOrStdin(cmd *cobra.Command, args []string) (string, error) {
 }
 
 // parseIDs accepts "[1, 2, 3]" or "1 2 3" / "1,2,3".
-func parseIDs(s string) ([]int, error) {
+func parseIDs(s string) ([]int64, error) {
 	s = strings.TrimSpace(s)
 	if strings.HasPrefix(s, "[") {
-		var ids []int
+		var ids []int64
 		if err := json.Unmarshal([]byte(s), &ids); err != nil {
 			return nil, fmt.Errorf("ids: %w", err)
 		}
 		return ids, nil
 	}
-	var ids []int
+	var ids []int64
 	for _, f := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' || r == '\n' || r == '\t' }) {
-		id, err := strconv.Atoi(f)
+		id, err := strconv.ParseInt(f, 10, 64)
 		if err != nil {
 			return nil, fmt.Errorf("ids: %q is not an integer", f)
 		}

@@ -226,14 +226,17 @@ func runTrainLM(ctx context.Context, cmd *cobra.Command, o trainLMOptions) error
 		Trainer: tr, Data: &train.LMDataset{Rows: rows, PromptLen: promptLen, SeqLen: o.SeqLen, Pad: pad, Graph: tg, Packed: o.Packing},
 		BatchSize: o.Batch, Accum: o.Accum, Steps: o.Steps, Dir: ckDir, CheckpointEvery: o.CheckpointEvery, Seed: o.Seed,
 		Settings: settings,
-		OnStep: func(s train.StepLog) {
-			attrs := []any{"loss", strconv.FormatFloat(s.Loss, 'f', 4, 64), "lr", strconv.FormatFloat(s.LR, 'g', 3, 64)}
-			if s.Skipped {
-				attrs = append(attrs, "skipped", s.Reason)
+		Progress: func(p train.Progress) {
+			if p.Note != "" {
+				return
+			}
+			attrs := []any{"loss", strconv.FormatFloat(p.Metrics["loss"], 'f', 4, 64), "lr", strconv.FormatFloat(p.Metrics["learning_rate"], 'g', 3, 64)}
+			if p.Metrics["skipped"] == 1 {
+				attrs = append(attrs, "skipped", "yes")
 			}
 			bar.Step(1, attrs...)
-			if s.Warning != "" {
-				fmt.Fprintf(cmd.ErrOrStderr(), "warning: step %d: %s\n", s.Step, s.Warning)
+			if p.Warning != "" {
+				fmt.Fprintf(cmd.ErrOrStderr(), "warning: step %d: %s\n", p.Step, p.Warning)
 			}
 		},
 	}

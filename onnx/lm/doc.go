@@ -4,8 +4,8 @@
 //
 // # Layout
 //
-// Every model follows the Optimum text-generation-with-past layout (SPEC
-// "Model conventions"): inputs input_ids [B,T] int64, attention_mask
+// Every model follows the Optimum text-generation-with-past layout
+// (docs/formats.md): inputs input_ids [B,T] int64, attention_mask
 // [B,P+T] int64, optional position_ids [B,T] int64 and
 // past_key_values.{i}.key|value [B,Hkv,P,D]; outputs logits [B,T,V] and
 // present.{i}.key|value [B,Hkv,P+T,D]. A past of length 0 is the first
@@ -47,6 +47,12 @@
 // tokenizer) and MaxNewTokens, each sequence on its own, and returns each
 // token's log-probability under the model. Stats split wall time from the
 // time inside session runs.
+//
+// # Graph edits
+//
+// WithTemperature makes the policy softmax(logits/τ) a model of its own (a
+// Mul after the logits), so training, reference scoring and sampling all
+// see the same distribution; keep.go adds logits_to_keep at load.
 //
 // # Hugging Face names
 //

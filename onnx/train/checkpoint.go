@@ -26,7 +26,7 @@ type Param struct {
 
 // RunState is what a resumed run needs besides weights and moments.
 type RunState struct {
-	Step   int               `json:"step"`   // optimizer updates done
+	Step   int               `json:"step"`   // loop steps done (each one optimizer update, or UpdatesPerStep)
 	Epoch  int               `json:"epoch"`  // passes over the data done
 	Cursor int64             `json:"cursor"` // next example within the epoch
 	Stage  string            `json:"stage,omitempty"`

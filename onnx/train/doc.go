@@ -20,10 +20,18 @@
 //	res, _ := tr.Step(batch)                          // forward+backward in ORT, AdamW in Go
 //	train.Export("out.onnx", m0, tr.Weights(), ads)   // trained initializers, LoRA merged
 //
-// BuildLMTraining does the first four for a causal LM in the Optimum layout;
-// Loop adds shuffled epochs, gradient accumulation, checkpoints every N steps
-// and bit-for-bit resume (weights, AdamW moments, generator state and data
-// cursor); `tagpr train lm` is its command-line front.
+// BuildLMTraining does the first four for a causal LM in the Optimum layout.
+//
+// Loop is the one training loop of tagpr (SFT, `tagpr train lm`, PRMU and,
+// through pipeline/grpo, RL): shuffled epochs from a seeded generator,
+// gradient accumulation, checkpoints every N steps, a JSONL step log
+// trimmed back to the checkpoint on resume (TrimLog, ReadLog), and
+// bit-for-bit resume (weights, AdamW moments, generator state and data
+// cursor). A job whose step is not "batch → Trainer.Step" (an RL step
+// generates its batch) supplies its own StepFunc; Hooks keep its own
+// outputs in step with the checkpoints; Settings (run.json) refuse a
+// resume with other settings, and the run folder is locked while it runs.
+// Progress is the one report shape of every long job (ProgressFunc).
 //
 // Specialize runs the model once in ORT with every intermediate's shape (and
 // every value computed only from shapes and constants) exposed as outputs,

@@ -24,10 +24,15 @@ const (
 	RejectedInput       = "rejected_index" // [P] int64
 	TargetInput         = "target"         // MSE target, shape of the prediction
 	TokenLogprobsOutput = "token_logprobs" // [B,T-1]: log π(token t+1 | ≤ t)
-	PolicyKLOutput      = "policy_kl"      // [1]: masked mean KL k3 to the reference
-	ClipFractionOutput  = "clip_fraction"  // [1]: masked fraction of clipped ratios
-	PairAccuracyOutput  = "pair_accuracy"  // [1]: fraction of pairs ranked right
-	lossPrefix          = "loss/"
+	PolicyKLOutput      = "policy_kl"      // [1]: masked mean KL k3 to the reference (as in the loss)
+	// The clip metrics count a token where the clip is active for its
+	// advantage's sign (TRL's clip_ratio/low_mean, high_mean, region_mean):
+	// ρ < 1−ε_low with A < 0, ρ > 1+ε_high with A > 0, and either.
+	ClipLowOutput      = "clip_ratio_low"    // [1]
+	ClipHighOutput     = "clip_ratio_high"   // [1]
+	ClipRegionOutput   = "clip_ratio_region" // [1]
+	PairAccuracyOutput = "pair_accuracy"     // [1]: fraction of pairs ranked right
+	lossPrefix         = "loss/"
 )
 
 type lossBuilder struct {
@@ -181,6 +186,11 @@ type PolicyLoss struct {
 	Epsilon     float64 // ε_low: ratio clipped below at 1−ε (default 0.2)
 	EpsilonHigh float64 // ε_high: above at 1+ε_high (default: Epsilon)
 	Beta        float64 // KL k3 coefficient (0: no KL term)
+	// BiasCorrectionKL multiplies the KL term by the importance ratio ρ
+	// (TRL's use_bias_correction_kl): its gradient is then the unbiased
+	// reverse-KL gradient, and it differs from the plain k3's even on-policy,
+	// where ρ = 1 but ∇ρ is not 0.
+	BiasCorrectionKL bool
 	// LossType: "grpo" (mean over sequences of each sequence's token mean),
 	// "dapo" (token mean over all active tokens of the batch) or "dr_grpo"
 	// (token sum / (B · MaxCompletionLength)).
@@ -191,10 +201,13 @@ type PolicyLoss struct {
 
 // AddPolicyLoss appends the GRPO-family loss. Per active token (LossMaskInput
 // marks completion tokens): ρ = exp(logπ − logπ_old), token loss
-// −min(ρ·A, clip(ρ, 1−ε_low, 1+ε_high)·A) + β·(exp(logπ_ref − logπ) − (logπ_ref − logπ) − 1),
-// aggregated by LossType. Inputs: LossMaskInput, AdvantagesInput,
-// OldLogprobsInput, RefLogprobsInput (when Beta > 0). Extra outputs:
-// TokenLogprobsOutput, PolicyKLOutput, ClipFractionOutput.
+// −min(ρ·A, clip(ρ, 1−ε_low, 1+ε_high)·A) + β·k3, k3 = exp(logπ_ref − logπ) − (logπ_ref − logπ) − 1
+// (times ρ with BiasCorrectionKL), aggregated by LossType: TRL's
+// GRPOTrainer._compute_loss, checked against TRL 1.16 in losses_trl_test.go.
+// Inputs: LossMaskInput, AdvantagesInput, OldLogprobsInput,
+// RefLogprobsInput (when Beta > 0). Extra outputs: TokenLogprobsOutput,
+// PolicyKLOutput (when Beta > 0), ClipLowOutput, ClipHighOutput,
+// ClipRegionOutput.
 func AddPolicyLoss(m *onnxpb.ModelProto, o PolicyLoss) (string, error) {
 	if o.Logits == "" {
 		o.Logits = "logits"
@@ -278,14 +291,22 @@ func AddPolicyLoss(m *onnxpb.ModelProto, o PolicyLoss) (string, error) {
 	if o.Beta > 0 {
 		d := b.op("Sub", []string{b.targets(ref), lp})
 		kl = b.op("Sub", []string{b.op("Sub", []string{b.op("Exp", []string{d}), d}), b.scalar(1)})
+		if o.BiasCorrectionKL {
+			kl = b.op("Mul", []string{kl, ratio})
+		}
 		tok = b.op("Add", []string{tok, b.op("Mul", []string{kl, b.scalar(o.Beta)})})
 		if _, err := b.toLoss(masked(kl), PolicyKLOutput); err != nil {
 			return "", err
 		}
 	}
-	isClipped := b.op("Cast", []string{b.op("Or", []string{below, above})}, ir.AttrInt("to", int64(b.elem)))
-	if _, err := b.toLoss(masked(isClipped), ClipFractionOutput); err != nil {
-		return "", err
+	zero := b.scalar(0)
+	low := b.op("And", []string{below, b.op("Less", []string{a, zero})})
+	high := b.op("And", []string{above, b.op("Greater", []string{a, zero})})
+	region := b.op("Or", []string{low, high})
+	for _, c := range [][2]string{{ClipLowOutput, low}, {ClipHighOutput, high}, {ClipRegionOutput, region}} {
+		if _, err := b.toLoss(masked(b.op("Cast", []string{c[1]}, ir.AttrInt("to", int64(b.elem)))), c[0]); err != nil {
+			return "", err
+		}
 	}
 	var loss string
 	switch o.LossType {

@@ -445,7 +445,7 @@ func (b *lossBuilder) nextTokenGrad(mask, den string) *tokenGrad {
 // policyGrad is ∂loss/∂lp_t of AddPolicyLoss: weight_t · ∂tok/∂lp_t, where
 // the loss is Σ weight_t·tok_t (weights from the loss type's normalization,
 // none of which depends on lp) and, with ρ = exp(lp − old),
-// ∂tok/∂lp = −∂obj/∂lp + β·(1 − exp(ref − lp)), ∂obj/∂lp being ρ·A on
+// ∂tok/∂lp = −∂obj/∂lp + β·∂kl/∂lp, ∂obj/∂lp being ρ·A on
 // the branch min() takes when that branch moves with ρ (the clipped branch
 // does only inside the clip range) and 0 otherwise — the same subgradient
 // autodiff takes through Where.
@@ -467,7 +467,12 @@ func (b *lossBuilder) policyGrad(o PolicyLoss, weight, adv, old, ref string) *to
 		dobj := c.op("Where", []string{c.op("LessOrEqual", []string{s1, s2}), s1, c.op("Where", []string{inside, s2, c.scalar(0)})})
 		dtok := c.op("Neg", []string{dobj})
 		if o.Beta > 0 {
+			// ∂k3/∂lp = 1 − exp(ref − lp); with BiasCorrectionKL,
+			// ∂(ρ·k3)/∂lp = ρ·(∂k3/∂lp + k3) = ρ·(lp − ref).
 			dkl := c.op("Sub", []string{c.scalar(1), c.op("Exp", []string{c.op("Sub", []string{s[3], lp})})})
+			if o.BiasCorrectionKL {
+				dkl = c.op("Mul", []string{ratio, c.op("Sub", []string{lp, s[3]})})
+			}
 			dtok = c.op("Add", []string{dtok, c.op("Mul", []string{dkl, c.scalar(o.Beta)})})
 		}
 		return c.op("Mul", []string{s[0], dtok})

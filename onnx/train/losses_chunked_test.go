@@ -168,6 +168,9 @@ func TestChunkedHeadMatchesFull(t *testing.T) {
 		{"grpo", func(m *onnxpb.ModelProto, chunk int) (string, error) {
 			return AddPolicyLoss(m, PolicyLoss{LossType: "grpo", Epsilon: 0.2, EpsilonHigh: 0.28, Beta: 0.04, Chunk: chunk})
 		}, true},
+		{"grpo_bias_corrected_kl", func(m *onnxpb.ModelProto, chunk int) (string, error) {
+			return AddPolicyLoss(m, PolicyLoss{LossType: "grpo", Epsilon: 0.2, Beta: 0.04, BiasCorrectionKL: true, Chunk: chunk})
+		}, true},
 		{"dapo", func(m *onnxpb.ModelProto, chunk int) (string, error) {
 			return AddPolicyLoss(m, PolicyLoss{LossType: "dapo", Epsilon: 0.2, Chunk: chunk})
 		}, true},
@@ -208,7 +211,7 @@ func TestChunkedHeadMatchesFull(t *testing.T) {
 					}
 					keep := []string{TokenLogprobsOutput}
 					if l.policy {
-						keep = append(keep, ClipFractionOutput)
+						keep = append(keep, ClipLowOutput, ClipHighOutput, ClipRegionOutput)
 					}
 					want, tgFull := trainOutputs(t, full, lossF, params, feeds, keep)
 					chunked := cloneModel(m)

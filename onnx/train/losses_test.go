@@ -1,6 +1,7 @@
 package train
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -101,15 +102,16 @@ func TestNextTokenLoss(t *testing.T) {
 	t.Logf("max rel err %.3g", gradCheck(t, m, loss, params, feeds, 30))
 }
 
-// policyRef is the SPEC's GRPO-family loss written out in Go.
-func policyRef(lp, old, ref, mask, adv []float64, B, T int, o PolicyLoss) (loss, kl, clipFrac float64) {
+// policyRef is the GRPO-family loss (docs/rl-step.md) written out in Go; it
+// returns the loss, the KL and TRL's three clip ratios (low, high, region).
+func policyRef(lp, old, ref, mask, adv []float64, B, T int, o PolicyLoss) (loss, kl float64, clip [3]float64) {
 	if o.EpsilonHigh == 0 {
 		o.EpsilonHigh = o.Epsilon // AddPolicyLoss's default
 	}
 	L := T - 1
 	seqSum := make([]float64, B)
 	seqCnt := make([]float64, B)
-	total, cnt, klSum, clipN := 0.0, 0.0, 0.0, 0.0
+	total, cnt, klSum := 0.0, 0.0, 0.0
 	for b := 0; b < B; b++ {
 		for t := 0; t < L; t++ {
 			w := mask[b*T+t+1]
@@ -119,14 +121,20 @@ func policyRef(lp, old, ref, mask, adv []float64, B, T int, o PolicyLoss) (loss,
 			tok := -math.Min(rho*adv[b], c*adv[b])
 			d := ref[b*T+t+1] - l
 			k := math.Exp(d) - d - 1
+			if o.BiasCorrectionKL {
+				k *= rho
+			}
 			tok += o.Beta * k
 			seqSum[b] += tok * w
 			seqCnt[b] += w
 			total += tok * w
 			cnt += w
 			klSum += k * w
-			if rho < 1-o.Epsilon || rho > 1+o.EpsilonHigh {
-				clipN += w
+			low, high := rho < 1-o.Epsilon && adv[b] < 0, rho > 1+o.EpsilonHigh && adv[b] > 0
+			for i, c := range []bool{low, high, low || high} {
+				if c {
+					clip[i] += w
+				}
 			}
 		}
 	}
@@ -144,7 +152,10 @@ func policyRef(lp, old, ref, mask, adv []float64, B, T int, o PolicyLoss) (loss,
 		}
 		loss = total / float64(B*n)
 	}
-	return loss, klSum / math.Max(cnt, 1), clipN / math.Max(cnt, 1)
+	for i := range clip {
+		clip[i] /= math.Max(cnt, 1)
+	}
+	return loss, klSum / math.Max(cnt, 1), clip
 }
 
 func TestPolicyLoss(t *testing.T) {
@@ -153,8 +164,9 @@ func TestPolicyLoss(t *testing.T) {
 		{LossType: "grpo", Epsilon: 0.2, EpsilonHigh: 0.28, Beta: 0.04},
 		{LossType: "dapo", Epsilon: 0.2, EpsilonHigh: 0.28},
 		{LossType: "dr_grpo", Epsilon: 0.1, Beta: 0.1, MaxCompletionLength: 8},
+		{LossType: "dapo", Epsilon: 0.1, Beta: 0.1, BiasCorrectionKL: true},
 	} {
-		t.Run(o.LossType, func(t *testing.T) {
+		t.Run(fmt.Sprintf("%s_kl_correction_%v", o.LossType, o.BiasCorrectionKL), func(t *testing.T) {
 			m, params, feeds := tinyLM(B, T, V, 3)
 			loss, err := AddPolicyLoss(m, o)
 			if err != nil {
@@ -174,7 +186,7 @@ func TestPolicyLoss(t *testing.T) {
 			old, ref := make([]float64, B*T), make([]float64, B*T)
 			for b := 0; b < B; b++ {
 				for t := 1; t < T; t++ {
-					old[b*T+t] = lp[b*(T-1)+t-1] + 0.6*(rng.Float64()-0.5)
+					old[b*T+t] = lp[b*(T-1)+t-1] + 1.2*(rng.Float64()-0.5)
 					ref[b*T+t] = lp[b*(T-1)+t-1] + 0.4*(rng.Float64()-0.5)
 				}
 			}
@@ -183,7 +195,7 @@ func TestPolicyLoss(t *testing.T) {
 			feeds[LossMaskInput] = feed{shape: []int64{B, T}, f64: mask}
 			feeds[AdvantagesInput] = feed{shape: []int64{B}, f64: adv}
 			feeds[OldLogprobsInput] = feed{shape: []int64{B, T}, f64: old}
-			keep := []string{TokenLogprobsOutput, ClipFractionOutput}
+			keep := []string{TokenLogprobsOutput, ClipLowOutput, ClipHighOutput, ClipRegionOutput}
 			if o.Beta > 0 {
 				feeds[RefLogprobsInput] = feed{shape: []int64{B, T}, f64: ref}
 				keep = append(keep, PolicyKLOutput)
@@ -193,15 +205,20 @@ func TestPolicyLoss(t *testing.T) {
 			if got := out[loss][0]; math.Abs(got-wl) > 1e-12 {
 				t.Errorf("loss %v, want %v", got, wl)
 			}
-			if got := out[ClipFractionOutput][0]; math.Abs(got-wclip) > 1e-12 || wclip == 0 || wclip == 1 {
-				t.Errorf("clip fraction %v, want %v strictly between 0 and 1", got, wclip)
+			for i, name := range []string{ClipLowOutput, ClipHighOutput, ClipRegionOutput} {
+				if got := out[name][0]; math.Abs(got-wclip[i]) > 1e-12 {
+					t.Errorf("%s %v, want %v", name, got, wclip[i])
+				}
+			}
+			if wclip[2] == 0 || wclip[2] == 1 {
+				t.Errorf("clip region %v: the batch should clip some tokens, not all", wclip[2])
 			}
 			if o.Beta > 0 {
 				if got := out[PolicyKLOutput][0]; math.Abs(got-wkl) > 1e-12 {
 					t.Errorf("kl %v, want %v", got, wkl)
 				}
 			}
-			t.Logf("loss %.6f clip %.2f; max rel err %.3g", wl, wclip, gradCheck(t, m, loss, params, feeds, 30))
+			t.Logf("loss %.6f clip ratios (low, high, region) %.2f; max rel err %.3g", wl, wclip, gradCheck(t, m, loss, params, feeds, 30))
 		})
 	}
 	m, _, _ := tinyLM(B, T, V, 3)

@@ -30,14 +30,14 @@ func TestSharedPrefixEqualsRows(t *testing.T) {
 		adv[r] = float32(rng.Float64()*2 - 1)
 	}
 	for _, arch := range []lm.Arch{lm.Llama, lm.GPT2} {
-		for _, o := range []PolicyLoss{{LossType: "grpo", Beta: 0.05}, {LossType: "dapo"}, {LossType: "dr_grpo", MaxCompletionLength: 5}} {
+		for _, o := range []PolicyLoss{{LossType: "grpo", Beta: 0.05}, {LossType: "grpo", Beta: 0.05, BiasCorrectionKL: true}, {LossType: "dapo"}, {LossType: "dr_grpo", MaxCompletionLength: 5}} {
 			t.Run(fmt.Sprintf("%s/%s", arch, o.LossType), func(t *testing.T) {
 				m, err := lm.Build(tinyConfig(arch, "float64"))
 				if err != nil {
 					t.Fatal(err)
 				}
 				params := SelectParams(&Specialized{Model: m}, nil)
-				keep := []string{TokenLogprobsOutput, ClipFractionOutput}
+				keep := []string{TokenLogprobsOutput, ClipLowOutput, ClipHighOutput, ClipRegionOutput}
 				// Rows of prompt + completion.
 				T := int(s.PromptLen + s.CompletionLen)
 				var rows [][]int64
@@ -125,8 +125,10 @@ func TestSharedPrefixEqualsRows(t *testing.T) {
 				if d := math.Abs(got[stg.Loss][0] - want[tg.Loss][0]); d > 1e-12 {
 					t.Fatalf("loss %v, rows give %v", got[stg.Loss][0], want[tg.Loss][0])
 				}
-				if d := math.Abs(got[ClipFractionOutput][0] - want[ClipFractionOutput][0]); d > 1e-12 {
-					t.Fatalf("clip fraction %v, rows give %v", got[ClipFractionOutput][0], want[ClipFractionOutput][0])
+				for _, k := range []string{ClipLowOutput, ClipHighOutput, ClipRegionOutput} {
+					if d := math.Abs(got[k][0] - want[k][0]); d > 1e-12 {
+						t.Fatalf("%s %v, rows give %v", k, got[k][0], want[k][0])
+					}
 				}
 				for r, c := range completions {
 					for j := range c {

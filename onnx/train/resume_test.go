@@ -56,7 +56,12 @@ func resumeChild(dir string) error {
 	out := bufio.NewWriter(os.Stdout)
 	loop := &Loop{Trainer: tr, Data: &LMDataset{Rows: randomRows(4, 7, 5, 9, 32), SeqLen: 9, Graph: tg},
 		BatchSize: 2, Accum: 2, Steps: childSteps, Dir: dir, CheckpointEvery: 1, Seed: 42,
-		OnStep: func(s StepLog) { fmt.Fprintf(out, "step %d\n", s.Step); out.Flush() }}
+		Progress: func(p Progress) {
+			if p.Note == "" {
+				fmt.Fprintf(out, "step %d\n", p.Step)
+				out.Flush()
+			}
+		}}
 	if st, err := LoadCheckpoint(dir, tr.Params, nil); err == nil {
 		fmt.Fprintf(out, "resumed %d\n", st.Step)
 		out.Flush()

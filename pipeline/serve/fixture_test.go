@@ -145,7 +145,7 @@ func writeScripted(cfg lm.Config, tok *tokenize.Tokenizer, dir string) error {
 	cfg.TieEmbeddings = &tie
 	cfg.Layers = 1
 	chain := []string{"\n", "<think>", "Let", " me", " think", "</think>", "\n\n", "Hello", " there", ".", "<|im_end|>"}
-	ids := make([]int, len(chain))
+	ids := make([]int64, len(chain))
 	for i, s := range chain {
 		if id, ok := tok.TokenID(s); ok && strings.HasPrefix(s, "<") {
 			ids[i] = id
@@ -185,7 +185,7 @@ func writeScripted(cfg lm.Config, tok *tokenize.Tokenizer, dir string) error {
 	}
 	if err := edit("model.embed_tokens.weight", func(e []float32, _ []int64) {
 		for k, id := range ids[:len(ids)-1] {
-			row := e[id*d : (id+1)*d]
+			row := e[int(id)*d : (int(id)+1)*d]
 			clear(row)
 			row[k] = 1
 		}
@@ -194,7 +194,7 @@ func writeScripted(cfg lm.Config, tok *tokenize.Tokenizer, dir string) error {
 	}
 	if err := edit("lm_head.weight", func(w []float32, _ []int64) {
 		for k := range ids[:len(ids)-1] {
-			next := ids[k+1]
+			next := int(ids[k+1])
 			for j := 0; j < d; j++ {
 				w[j*V+next] = 0
 			}

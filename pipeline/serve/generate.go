@@ -100,7 +100,7 @@ func (c *choice) stopReason() any {
 // tokenText is a token's text for log-prob reports, with its raw bytes (a
 // byte-level token may hold part of a character).
 func tokenText(m *Model, id int64) (string, []int) {
-	b, _ := m.Tok.TokenBytes(int(id))
+	b, _ := m.Tok.TokenBytes(id)
 	ints := make([]int, len(b))
 	for i, x := range b {
 		ints[i] = int(x)

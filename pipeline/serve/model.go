@@ -83,18 +83,18 @@ func (m *Model) EncodeChat(msgs []tokenize.Message) ([]int64, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	return tokenize.Int64s(enc.IDs), enc.Text, nil
+	return enc.IDs, enc.Text, nil
 }
 
 // EncodeText encodes plain text as a completion prompt, with the special
 // tokens the tokenizer's post-processor adds (Llama-3's BOS).
 func (m *Model) EncodeText(text string) []int64 {
-	return tokenize.Int64s(m.Tok.EncodeFull(text, true).IDs)
+	return m.Tok.EncodeFull(text, true).IDs
 }
 
 // Decode is the text of ids without special tokens.
 func (m *Model) Decode(ids []int64) string {
-	s, err := m.Tok.Decode(tokenize.Ints(ids), true)
+	s, err := m.Tok.Decode(ids, true)
 	if err != nil {
 		return "" // ids come from a model whose vocab covers the tokenizer's: never out of range
 	}

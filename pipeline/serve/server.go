@@ -136,6 +136,12 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, drain time.Duration
 		case <-done:
 		case <-time.After(5 * time.Second):
 		}
+		// A handler that has returned may not have written its last chunk
+		// yet: a second Shutdown lets those connections end cleanly, so a
+		// canceled stream still ends with its error event, then Close.
+		sctx, scancel := context.WithTimeout(context.Background(), 2*time.Second)
+		hs.Shutdown(sctx)
+		scancel()
 		hs.Close()
 	}
 	s.abortFn()

@@ -18,7 +18,7 @@ import (
 type textState struct {
 	m            *Model
 	stops        []string
-	ids          []int
+	ids          []int64
 	prefix, read int    // token offsets of the decoded context and of the text already decoded
 	all          []byte // text decoded so far
 	emitted      int    // bytes of all already returned
@@ -32,7 +32,7 @@ func (t *textState) init(m *Model, stops []string) {
 // the text that can be shown now.
 func (t *textState) add(id int64, finish lm.FinishReason) string {
 	if finish != lm.FinishEOS {
-		t.ids = append(t.ids, int(id))
+		t.ids = append(t.ids, id)
 	}
 	t.all = append(t.all, t.decodeNew(finish != "")...)
 	end := len(t.all)

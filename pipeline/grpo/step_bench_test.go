@@ -1,4 +1,4 @@
-package pipeline
+package grpo
 
 import (
 	"context"
@@ -34,7 +34,7 @@ func grpoBenchConfig() lm.Config {
 // grpoChildResult is what the child process reports.
 type grpoChildResult struct {
 	StepS    float64    `json:"step_s"` // median step after the first
-	Times    RLTimes    `json:"times"`  // the same step's split
+	Times    Times      `json:"times"`  // the same step's split
 	PeakRSS  int64      `json:"peak_rss"`
 	Prefill  [2]float64 `json:"prefill_s"` // generation prefill: each prompt once, and G times
 	Generate [2]float64 `json:"generate_s"`
@@ -53,7 +53,7 @@ func init() {
 	}
 }
 
-// grpoChild runs TrainRL for grpoSteps steps at one thread and reports its
+// grpoChild runs a Trainer for grpoSteps steps at one thread and reports its
 // step time, peak RSS, and the generation prefill with and without sharing.
 func grpoChild() (grpoChildResult, error) {
 	var r grpoChildResult
@@ -65,36 +65,40 @@ func grpoChild() (grpoChildResult, error) {
 		return r, err
 	}
 	rng := rand.New(rand.NewPCG(1, 15))
-	prompts := make([]RLPrompt, grpoPrompts*grpoSteps)
+	prompts := make([]Prompt, grpoPrompts*grpoSteps)
 	for i := range prompts {
 		ids := make([]int64, grpoPromptLen)
 		for j := range ids {
 			ids[j] = 2 + rng.Int64N(7998)
 		}
-		prompts[i] = RLPrompt{ID: fmt.Sprint(i), IDs: ids}
+		prompts[i] = Prompt{ID: fmt.Sprint(i), IDs: ids}
 	}
-	st := RLStage{Name: "bench", Reward: RewardExploratory, Steps: grpoSteps, PromptsPerStep: grpoPrompts, NumGenerations: grpoG,
-		MaxCompletionLength: grpoNew, LossType: "dapo", LR: 1e-6, Seed: 1}
+	cfg := Config{Steps: grpoSteps, PromptsPerStep: grpoPrompts, NumGenerations: grpoG, MaxCompletionLength: grpoNew,
+		LossType: LossDAPO, LearningRate: 1e-6, Seed: 1}
 	opts := ort.Options{IntraOpThreads: 1, InterOpThreads: 1}
 	dir, err := os.MkdirTemp("", "tagpr-grpo-bench")
 	if err != nil {
 		return r, err
 	}
 	defer os.RemoveAll(dir)
-	if _, err := TrainRL(context.Background(), st, RLPolicy{Model: m, EOS: []int64{}, Session: opts}, prompts, targetReward{}, dir, RLHooks{}); err != nil {
-		return r, err
-	}
-	r.PeakRSS = procHWM()
-	logs, err := readRLLog(filepath.Join(dir, rlCheckpointDir, RLLogFile))
+	cfg.OutputDir = dir
+	// No EOS: every completion is grpoNew tokens long, as on the TRL side.
+	tr, err := New(m, []Reward{targetShare}, prompts, cfg, Options{Session: opts})
 	if err != nil {
 		return r, err
 	}
-	steps := logs[1:]
+	res, err := tr.Train(context.Background())
+	tr.Close()
+	if err != nil {
+		return r, err
+	}
+	r.PeakRSS = procHWM()
+	steps := res.Logs[1:]
 	sort.Slice(steps, func(i, j int) bool { return steps[i].Seconds.Total < steps[j].Seconds.Total })
 	mid := steps[len(steps)/2]
 	r.StepS, r.Times = mid.Seconds.Total, mid.Seconds
 	// The rollout's prefill alone: each prompt prefilled once for its group
-	// (what TrainRL does) against once per completion.
+	// (what the Trainer does) against once per completion.
 	mb, err := ir.Marshal(m)
 	if err != nil {
 		return r, err
@@ -151,7 +155,7 @@ func trlPeer(dir string) (map[string]any, error) {
 	if python == "" {
 		return nil, fmt.Errorf("TAGPR_TRL_PYTHON is not set")
 	}
-	script, err := filepath.Abs("../scripts/bench/trl_grpo_peer.py")
+	script, err := filepath.Abs("../../scripts/bench/trl_grpo_peer.py")
 	if err != nil {
 		return nil, err
 	}
@@ -174,7 +178,7 @@ func trlPeer(dir string) (map[string]any, error) {
 // BenchmarkGRPOStep: one GRPO step (4 prompts × 8 completions, 128-token
 // prompts, 64 new tokens, one thread) in a child process — seconds, its
 // split, peak RSS, the share of the step the rollout's prefill takes with
-// each prompt prefilled once (as TrainRL does) and G times — and TRL's
+// each prompt prefilled once (as the Trainer does) and G times — and TRL's
 // GRPOTrainer on the same model and shapes when $TAGPR_TRL_PYTHON names a
 // Python with trl (scripts/bench/trl_grpo_peer.py).
 func BenchmarkGRPOStep(b *testing.B) {

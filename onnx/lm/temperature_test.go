@@ -1,0 +1,55 @@
+package lm
+
+import (
+	"context"
+	"math"
+	"strings"
+	"testing"
+
+	"github.com/tagpr/tagpr/onnx/ir"
+	"github.com/tagpr/tagpr/onnx/onnxpb"
+	"github.com/tagpr/tagpr/onnx/ort"
+)
+
+// TestWithTemperature: the tempered model's logits are the plain model's
+// divided by τ, τ = 1 is the model itself, and nonsense τ is refused.
+func TestWithTemperature(t *testing.T) {
+	plain, err := Build(testConfigs()["llama"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if same, err := WithTemperature(plain, 1); err != nil || same != plain {
+		t.Fatalf("τ = 1: %v (same model: %v)", err, same == plain)
+	}
+	for _, bad := range []float64{0, -1, math.Inf(1), math.NaN()} {
+		if _, err := WithTemperature(plain, bad); err == nil || !strings.Contains(err.Error(), "temperature") {
+			t.Errorf("τ = %v: %v", bad, err)
+		}
+	}
+	hot, err := WithTemperature(plain, 0.5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forward := func(label string, pm *onnxpb.ModelProto) []float32 {
+		b, err := ir.Marshal(pm)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := LoadBytes(b, label, LoadOptions{Session: ort.Options{IntraOpThreads: 1}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Close()
+		l, _, err := m.Forward(context.Background(), testPrompts[:1], 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	p, h := forward("plain", plain), forward("hot", hot)
+	for i, v := range p {
+		if d := math.Abs(float64(h[i] - 2*v)); d > 1e-5*math.Max(1, math.Abs(float64(v))) {
+			t.Fatalf("logit %d: tempered %v, plain %v (want plain/0.5)", i, h[i], v)
+		}
+	}
+}

@@ -1,0 +1,71 @@
+package grpo
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/tagpr/tagpr/onnx/ir"
+	"github.com/tagpr/tagpr/onnx/onnxpb"
+	"github.com/tagpr/tagpr/onnx/ort"
+	"github.com/tagpr/tagpr/pipeline/grpo/grpotest"
+)
+
+func init() {
+	// Tests run real ONNX Runtime: fail loudly when it is missing.
+	if err := ort.Init(""); err != nil {
+		panic("pipeline/grpo tests need ONNX Runtime (run `make setup`): " + err.Error())
+	}
+}
+
+// The tiny verifiable task of grpotest.
+const (
+	eos = grpotest.EOS
+	pad = grpotest.Pad
+)
+
+var targetShare = Func("target_share", func(s Sample) float64 { return grpotest.TargetShare(s.Tokens) })
+
+func tinyModel(t testing.TB) *onnxpb.ModelProto { return grpotest.Model(t) }
+
+func tinyPrompts(n int) []Prompt {
+	out := make([]Prompt, n)
+	for i, ids := range grpotest.Prompts(n) {
+		out[i] = Prompt{ID: fmt.Sprintf("p%02d", i), IDs: ids}
+	}
+	return out
+}
+
+func tinyConfig(dir string) Config {
+	off := false
+	return Config{NumGenerations: 8, MaxCompletionLength: 8, Steps: 30, PromptsPerStep: 4, LearningRate: 1e-2,
+		WarmupSteps: 2, MaxGradNorm: 1, Beta: 0.02, UseBiasCorrectionKL: &off, SaveSteps: 10, Seed: 3, OutputDir: dir}
+}
+
+func tinyOptions() Options { return Options{EOS: []int64{eos}, Pad: pad} }
+
+// run trains a tiny run to its end.
+func run(t testing.TB, cfg Config, prompts []Prompt, o Options, rewards ...Reward) *Result {
+	t.Helper()
+	if len(rewards) == 0 {
+		rewards = []Reward{targetShare}
+	}
+	tr, err := New(tinyModel(t), rewards, prompts, cfg, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	res, err := tr.Train(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+func mustMarshal(t testing.TB, m *onnxpb.ModelProto) []byte {
+	t.Helper()
+	b, err := ir.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}

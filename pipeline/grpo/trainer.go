@@ -1,0 +1,296 @@
+package grpo
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/tagpr/tagpr/onnx/lm"
+	"github.com/tagpr/tagpr/onnx/onnxpb"
+	"github.com/tagpr/tagpr/onnx/ort"
+	"github.com/tagpr/tagpr/onnx/train"
+)
+
+// Options say how completions are read and how the run reports; none is a
+// training knob.
+type Options struct {
+	EOS []int64 // ids that end a completion
+	Pad int64   // the id that pads prompts and finished rows
+	// Detokenize turns completion ids into Sample.Text; nil leaves it empty.
+	Detokenize func(ids []int64) (string, error)
+	// Load configures the generation model (config.json's limits); its
+	// Session is replaced by Session.
+	Load lm.LoadOptions
+	// Session configures every ORT session of the run: training,
+	// generation and reference. Unless its ConfigEntries say otherwise, pool
+	// threads do not spin after a run (see quietSessions).
+	Session ort.Options
+	// Name names the run in the step log, checkpoints and progress
+	// reports (default "grpo").
+	Name      string
+	Progress  train.ProgressFunc
+	Callbacks Callbacks
+	// Settings are a caller's own settings that decide the result (what
+	// its rewards read, say), recorded with the run's (the config but its
+	// output_dir and save_steps, the rewards' names, the model and the
+	// prompt ids): a resume with other ones is refused with a
+	// *train.SettingsMismatchError.
+	Settings train.RunSettings
+}
+
+// Callbacks let a caller keep its own per-step outputs in step with the
+// checkpoints (TRL's TrainerCallback on_train_begin, on_step_end, on_save);
+// any may be nil.
+type Callbacks struct {
+	// OnStart runs before the first step with the steps already done (the
+	// resumed checkpoint's): drop outputs of later steps, they are redone.
+	OnStart func(done int) error
+	// OnStep runs after each step with its scored completions.
+	OnStep func(step int, scored []Scored) error
+	// OnSave runs before the checkpoint that covers steps ≤ step is
+	// written: make their outputs durable.
+	OnSave func(step int) error
+}
+
+// Scored is one completion of a step with its rewards and advantage.
+type Scored struct {
+	Sample
+	LogProbs  []float32 // per completion token, under the sampling policy
+	Rewards   []float64 // each reward's value, in the trainer's order
+	Reward    float64   // Σ weight·reward
+	Advantage float64
+}
+
+// Result is what a finished run leaves.
+type Result struct {
+	Weights map[string][]float32 // trained weights by initializer name
+	Logs    []StepLog            // every step's log line, resumed runs included
+}
+
+// CheckpointDir is where Train keeps checkpoints and LogFile, under OutputDir.
+const CheckpointDir = "checkpoints"
+
+// Trainer is TRL's GRPOTrainer for an ONNX causal LM on ONNX Runtime: per
+// step it samples PromptsPerStep prompts, generates NumGenerations
+// completions of each with the current weights (the generation session
+// reads the trainer's weight tensors), scores them with the rewards,
+// computes group advantages, and applies NumIterations clipped
+// policy-gradient updates through onnx/train's Loop on one shared-prefix
+// batch: each prompt (left-padded to the longest) runs once through the
+// model for its G completions of up to MaxCompletionLength tokens.
+type Trainer struct {
+	cfg      Config
+	opt      Options
+	rewards  []Reward
+	weights  []float64
+	prompts  []Prompt
+	settings train.RunSettings
+	B, T     int
+	tr       *train.Trainer
+	gen      *lm.Model
+	ref      *train.TokenScorer
+	shared   train.SharedPrefix // the batch: prompts × completions, their lengths
+}
+
+// New prepares a run of model (its frozen KL reference too): it builds and
+// opens the training graph, the generation session bound to its weights
+// and, with Beta > 0, the reference scorer.
+func New(model *onnxpb.ModelProto, rewards []Reward, prompts []Prompt, cfg Config, o Options) (*Trainer, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("grpo: %w", err)
+	}
+	if o.Name == "" {
+		o.Name = "grpo"
+	}
+	fail := func(err error) (*Trainer, error) { return nil, fmt.Errorf("grpo %s: %w", o.Name, err) }
+	switch {
+	case model == nil:
+		return fail(fmt.Errorf("no model"))
+	case len(rewards) == 0:
+		return fail(fmt.Errorf("no rewards"))
+	case cfg.RewardWeights != nil && len(cfg.RewardWeights) != len(rewards):
+		return fail(fmt.Errorf("%d reward_weights for %d rewards", len(cfg.RewardWeights), len(rewards)))
+	case len(prompts) == 0:
+		return fail(fmt.Errorf("no prompts"))
+	}
+	weights := cfg.RewardWeights
+	if weights == nil {
+		weights = make([]float64, len(rewards))
+		for i := range weights {
+			weights[i] = 1
+		}
+	}
+	longest := 0
+	for i := range prompts {
+		n := len(prompts[i].IDs)
+		if n == 0 {
+			return fail(fmt.Errorf("prompt %q is empty", prompts[i].ID))
+		}
+		if cfg.MaxPromptLength > 0 && n > cfg.MaxPromptLength {
+			return fail(fmt.Errorf("prompt %q has %d tokens, over max_prompt_length %d", prompts[i].ID, n, cfg.MaxPromptLength))
+		}
+		longest = max(longest, n)
+	}
+	T := longest + cfg.MaxCompletionLength
+	if c := o.Load.Config; c != nil {
+		if maxPos := max(c.MaxPositions, c.NPositions); maxPos > 0 && T > maxPos {
+			return fail(fmt.Errorf("longest prompt %d + max_completion_length %d exceeds the model's %d positions", longest, cfg.MaxCompletionLength, maxPos))
+		}
+	}
+	o.Session = quietSessions(o.Session)
+	settings, err := cfg.settings(model, rewards, prompts, o.Settings)
+	if err != nil {
+		return fail(err)
+	}
+	t := &Trainer{cfg: cfg, opt: o, rewards: rewards, weights: weights, prompts: prompts, settings: settings, B: cfg.batchRows(), T: T}
+	if err := t.open(model); err != nil {
+		t.Close()
+		return fail(err)
+	}
+	return t, nil
+}
+
+// open builds the three sessions of a run.
+func (t *Trainer) open(model *onnxpb.ModelProto) error {
+	cfg, o := t.cfg, t.opt
+	policy, err := lm.WithTemperature(model, cfg.Temperature)
+	if err != nil {
+		return err
+	}
+	// The model's own weights, not its rotary tables (fixed functions of
+	// position): the same names the generation session takes as inputs.
+	params := lm.TrainableNames(model)
+	keep := []string{train.ClipLowOutput, train.ClipHighOutput, train.ClipRegionOutput}
+	if cfg.Beta > 0 {
+		keep = append(keep, train.PolicyKLOutput)
+	}
+	// Each prompt runs once for its G completions, in training and in the
+	// reference model as in generation.
+	t.shared = train.SharedPrefix{Prompts: int64(cfg.PromptsPerStep), Generations: int64(cfg.NumGenerations),
+		PromptLen: int64(t.T - cfg.MaxCompletionLength), CompletionLen: int64(cfg.MaxCompletionLength)}
+	tg, err := train.BuildSharedPrefixPolicy(policy, train.PolicyTraining{Shared: t.shared, Params: params, Keep: keep,
+		Loss: train.PolicyLoss{Epsilon: cfg.Epsilon, EpsilonHigh: cfg.EpsilonHigh, Beta: cfg.Beta,
+			BiasCorrectionKL: cfg.BiasCorrectionKL(), LossType: cfg.LossType, MaxCompletionLength: cfg.MaxCompletionLength}})
+	if err != nil {
+		return err
+	}
+	t.tr, err = train.NewTrainer(tg, train.TrainerOptions{
+		Schedule:    train.Schedule{Peak: cfg.LearningRate, Warmup: cfg.WarmupSteps, Total: cfg.Steps * cfg.NumIterations, MinRatio: 0.1},
+		WeightDecay: cfg.WeightDecay, ClipNorm: cfg.MaxGradNorm, Session: o.Session,
+	})
+	if err != nil {
+		return err
+	}
+	lo := o.Load
+	lo.Session = o.Session
+	var ws []lm.Weight
+	t.gen, ws, err = lm.OpenWithWeightInputs(proto.Clone(policy).(*onnxpb.ModelProto), "rl policy "+o.Name, params, lo)
+	if err != nil {
+		return err
+	}
+	// Generation reads the trainer's tensors: every update is seen by the
+	// next rollout with no copy.
+	shared := t.tr.ParamTensors()
+	for _, w := range ws {
+		err := t.gen.Bind(w.Name, shared[w.Name])
+		w.Tensor.Destroy()
+		if err != nil {
+			return err
+		}
+	}
+	if cfg.Beta > 0 {
+		if t.ref, err = train.NewSharedPrefixScorer(policy, t.shared, o.Session); err != nil {
+			return fmt.Errorf("reference model: %w", err)
+		}
+	}
+	return nil
+}
+
+// spinKey is ORT's switch for intra-op pool threads that busy-wait after a run.
+const spinKey = "session.intra_op.allow_spinning"
+
+// quietSessions turns spinning off unless o sets it: a step runs three
+// sessions in turn, and the pool of the one that just ran, spinning, starves
+// the next (BenchmarkRLStep: steps 1.5× faster on two busy cores).
+func quietSessions(o ort.Options) ort.Options {
+	if _, set := o.ConfigEntries[spinKey]; set {
+		return o
+	}
+	entries := map[string]string{spinKey: "0"}
+	for k, v := range o.ConfigEntries {
+		entries[k] = v
+	}
+	o.ConfigEntries = entries
+	return o
+}
+
+// Close releases the sessions (the trained weights in Result stay valid).
+func (t *Trainer) Close() {
+	if t.gen != nil {
+		t.gen.Close()
+	}
+	if t.ref != nil {
+		t.ref.Close()
+	}
+	if t.tr != nil {
+		t.tr.Close()
+	}
+}
+
+// Describe says in one line what a step does, for logs.
+func (t *Trainer) Describe() string {
+	terms := make([]string, len(t.rewards))
+	for i, r := range t.rewards {
+		terms[i] = fmt.Sprintf("%g·%s", t.weights[i], r.Name())
+	}
+	return fmt.Sprintf("R = %s; batch %d×%d (%d prompts × %d completions), %d steps",
+		strings.Join(terms, " + "), t.B, t.T, t.cfg.PromptsPerStep, t.cfg.NumGenerations, t.cfg.Steps)
+}
+
+// Train runs (or resumes) the run in cfg.OutputDir: checkpoints/ holds the
+// checkpoints (weights, AdamW moments, prompt-sampler state) and LogFile.
+// Generation is seeded per step, so a resumed run ends with the same
+// weights bit for bit; cancelling ctx leaves a checkpoint of the last whole
+// step and returns ctx.Err().
+func (t *Trainer) Train(ctx context.Context) (*Result, error) {
+	cfg, o := t.cfg, t.opt
+	if cfg.OutputDir == "" {
+		return nil, fmt.Errorf("grpo %s: output_dir is empty", o.Name)
+	}
+	dir := filepath.Join(cfg.OutputDir, CheckpointDir)
+	o.Progress.Report(train.Progress{Task: o.Name, Total: cfg.Steps, Note: t.Describe()})
+	loop := &train.Loop{Trainer: t.tr, Examples: len(t.prompts), BatchSize: cfg.PromptsPerStep, Steps: cfg.Steps,
+		Dir: dir, CheckpointEvery: cfg.SaveSteps, Seed: cfg.Seed, LogFile: LogFile,
+		UpdatesPerStep: cfg.NumIterations, Stage: o.Name, Settings: t.settings,
+		Progress: o.Progress,
+		Step:     t.step,
+		Hooks: train.Hooks{
+			Start: func(st train.RunState) error { return call(o.Callbacks.OnStart, st.Step) },
+			Checkpoint: func(st train.RunState) error {
+				return call(o.Callbacks.OnSave, st.Step)
+			},
+		},
+	}
+	if _, err := loop.Run(ctx); err != nil {
+		if ctx.Err() != nil && err == ctx.Err() {
+			return nil, err
+		}
+		return nil, fmt.Errorf("grpo %s: %w", o.Name, err)
+	}
+	logs, err := train.ReadLog[StepLog](filepath.Join(dir, LogFile))
+	if err != nil {
+		return nil, err
+	}
+	return &Result{Weights: t.tr.Weights(), Logs: logs}, nil
+}
+
+func call(f func(int) error, step int) error {
+	if f == nil {
+		return nil
+	}
+	return f(step)
+}
