@@ -122,9 +122,14 @@ func (c SFTConfig) settings(model *onnxpb.ModelProto, ds *train.LMDataset, pad i
 	if err != nil {
 		return nil, fmt.Errorf("sft: %w", err)
 	}
-	return train.RunSettings{}.Set("steps", c.Steps).Set("batch", c.Batch).Set("seq_len", c.SeqLen).Set("lr", c.LR).
+	s := train.RunSettings{}.Set("steps", c.Steps).Set("batch", c.Batch).Set("seq_len", c.SeqLen).Set("lr", c.LR).
 		Set("warmup", c.Warmup).Set("weight_decay", c.WeightDecay).Set("clip", c.Clip).Set("seed", c.Seed).Set("pad", pad).
-		Set("model_sha256", sum).Set("data_sha256", train.DataSHA256(ds.Rows, ds.PromptLen)), nil
+		Set("model_sha256", sum).Set("data_sha256", train.DataSHA256(ds.Rows, ds.PromptLen))
+	if c.Packing {
+		// Only when on: runs recorded before packing existed resume as before.
+		s = s.Set("packing", true)
+	}
+	return s, nil
 }
 
 // loadForTraining reads a policy and gives its weights their Hugging Face
