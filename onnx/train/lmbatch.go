@@ -298,6 +298,12 @@ func BuildLMTraining(m *onnxpb.ModelProto, o LMTraining) (*TrainingGraph, []Adap
 			return nil, nil, err
 		}
 	}
+	// The vocabulary, for ChanceLoss: read before the loss, since a chunked
+	// head leaves no [B,T,V] logits to read it from.
+	var vocab int64
+	if h, ok := findLMHead(m.GetGraph(), "logits"); ok {
+		vocab = h.vocab
+	}
 	var loss string
 	var err error
 	if slices.Contains(o.Keep, "logits") && o.Chunk == 0 {
@@ -342,8 +348,11 @@ func BuildLMTraining(m *onnxpb.ModelProto, o LMTraining) (*TrainingGraph, []Adap
 		return nil, nil, err
 	}
 	tg.Selected = selected
-	if logits := sp.Types["logits"].Shape; o.Policy == nil && len(logits) == 3 && logits[2] > 1 {
-		tg.ChanceLoss = math.Log(float64(logits[2]))
+	if logits := sp.Types["logits"].Shape; len(logits) == 3 {
+		vocab = logits[2]
+	}
+	if o.Policy == nil && vocab > 1 {
+		tg.ChanceLoss = math.Log(float64(vocab))
 	}
 	if o.FrozenAsInputs {
 		if err := tg.FreezeToInputs(); err != nil {
