@@ -1,7 +1,6 @@
 package hf
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -10,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tagpr/tagpr/internal/benchchild"
 )
 
 // importChildEnv makes the test binary run one import and exit, so the
@@ -17,16 +18,7 @@ import (
 const importChildEnv = "TAGPR_HF_IMPORT_CHILD"
 
 func TestMain(m *testing.M) {
-	if js := os.Getenv(loraChildEnv); js != "" {
-		r, err := loraChild(js)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		out, _ := json.Marshal(r)
-		fmt.Printf("lora %s\n", out)
-		os.Exit(0)
-	}
+	benchchild.Serve(loraChildEnv, loraChild)
 	if args := os.Getenv(importChildEnv); args != "" {
 		var src, out string
 		fmt.Sscanf(args, "%s %s", &src, &out)

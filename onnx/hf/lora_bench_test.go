@@ -5,21 +5,20 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/tagpr/tagpr/internal/benchchild"
 	"github.com/tagpr/tagpr/onnx/ir"
 	"github.com/tagpr/tagpr/onnx/train"
 )
 
 // loraChildEnv makes the test binary train one LoRA step on the model in
-// the JSON loraSpec it holds and print its figures.
+// the JSON loraSpec it holds and report its figures (benchchild).
 const loraChildEnv = "TAGPR_HF_LORA_CHILD"
 
 // loraSpec is one LoRA run of BenchmarkQwen05BLoRA.
@@ -38,23 +37,11 @@ type loraResult struct {
 	StepS    float64 `json:"step_s"`
 	BuildS   float64 `json:"build_s"`
 	Adapters int64   `json:"adapter_params"`
-	log      string  // the child's stage lines
-}
-
-func procKB(key string) int64 {
-	b, _ := os.ReadFile("/proc/self/status")
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, key+":"); ok {
-			n, _ := strconv.ParseInt(strings.Fields(v)[0], 10, 64)
-			return n << 10
-		}
-	}
-	return 0
 }
 
 // loraChild builds the LoRA training graph (rank 8 on every attention and
 // MLP projection, frozen weights fed from Go) and trains Steps steps.
-func loraChild(js string) (loraResult, error) {
+func loraChild(js string) (any, error) {
 	var r loraResult
 	var s loraSpec
 	if err := json.Unmarshal([]byte(js), &s); err != nil {
@@ -62,7 +49,7 @@ func loraChild(js string) (loraResult, error) {
 	}
 	start := time.Now()
 	stage := func(name string) {
-		fmt.Fprintf(os.Stderr, "stage %s: rss %d MiB, peak %d MiB\n", name, procKB("VmRSS")>>20, procKB("VmHWM")>>20)
+		fmt.Fprintf(os.Stderr, "stage %s: rss %d MiB, peak %d MiB\n", name, benchchild.Status("VmRSS")>>20, benchchild.Status("VmHWM")>>20)
 	}
 	m, err := ir.Load(s.Model)
 	if err != nil {
@@ -114,7 +101,7 @@ func loraChild(js string) (loraResult, error) {
 		r.StepS = time.Since(t).Seconds()
 		stage("step")
 	}
-	r.PeakRSS = procKB("VmHWM")
+	r.PeakRSS = benchchild.Status("VmHWM")
 	return r, nil
 }
 
@@ -153,26 +140,14 @@ func BenchmarkQwen05BLoRA(b *testing.B) {
 	}
 	os.RemoveAll(src)
 	spec.Model = imp.Model
-	js, _ := json.Marshal(spec)
 	var r loraResult
+	var log string
 	for i := 0; i < b.N; i++ {
-		cmd := exec.Command(os.Args[0], "-test.run=^$", "-test.bench=^$")
-		cmd.Env = append(os.Environ(), loraChildEnv+"="+string(js))
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			b.Fatalf("%v: %s", err, out)
-		}
-		for _, line := range strings.Split(string(out), "\n") {
-			if v, ok := strings.CutPrefix(line, "lora "); ok {
-				if err := json.Unmarshal([]byte(v), &r); err != nil {
-					b.Fatal(err)
-				}
-			} else if strings.HasPrefix(line, "stage ") {
-				r.log += line + "\n"
-			}
+		if log, err = benchchild.Run(loraChildEnv, spec, &r); err != nil {
+			b.Fatal(err)
 		}
 	}
-	b.Logf("%d×%d, recompute %v: %s\n%s", spec.B, spec.T, spec.Recompute, r.Parts, r.log)
+	b.Logf("%d×%d, recompute %v: %s\n%s", spec.B, spec.T, spec.Recompute, r.Parts, log)
 	b.ReportMetric(float64(imp.Params)/1e6, "Mparams")
 	b.ReportMetric(float64(r.PeakRSS)/(1<<30), "peak_rss_GiB")
 	b.ReportMetric(float64(r.Estimate)/(1<<30), "estimate_GiB")

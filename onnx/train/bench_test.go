@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tagpr/tagpr/internal/benchchild"
 	"github.com/tagpr/tagpr/onnx/ir"
 	"github.com/tagpr/tagpr/onnx/lm"
 	"github.com/tagpr/tagpr/onnx/onnxpb"
@@ -282,54 +283,23 @@ type rssResult struct {
 // reports.
 func measureRSS(spec rssSpec) (rssResult, error) {
 	var r rssResult
-	js, _ := json.Marshal(spec)
-	cmd := exec.Command(os.Args[0], "-test.run=^$", "-test.bench=^$")
-	cmd.Env = append(os.Environ(), rssChildEnv+"="+string(js))
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return r, fmt.Errorf("%v: %s", err, out)
-	}
-	for _, line := range strings.Split(string(out), "\n") {
-		if v, ok := strings.CutPrefix(line, "rss "); ok {
-			if err := json.Unmarshal([]byte(v), &r); err != nil {
-				return r, err
-			}
-		}
-	}
-	if r.RSS == 0 {
-		return r, fmt.Errorf("child printed no rss line: %s", out)
-	}
-	r.Log = string(out)
-	return r, nil
+	log, err := benchchild.Run(rssChildEnv, spec, &r)
+	r.Log = log
+	return r, err
 }
 
-// procStatus reads a "Vm…: N kB" line of /proc/self/status in bytes
-// (VmHWM is this process's peak RSS, reset by exec unlike getrusage's).
-func procStatus(key string) int64 {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, key+":"); ok {
-			f := strings.Fields(v)
-			n, _ := strconv.ParseInt(f[0], 10, 64)
-			return n * 1024
-		}
-	}
-	return 0
-}
+func init() { benchchild.Serve(rssChildEnv, rssChild) }
 
-// rssChild trains as the spec says and prints "rss {rssResult JSON}".
-func rssChild(js string) error {
-	base := procStatus("VmRSS")
+// rssChild trains as the spec says and returns its rssResult.
+func rssChild(js string) (any, error) {
+	base := benchchild.Status("VmRSS")
 	var spec rssSpec
 	if err := json.Unmarshal([]byte(js), &spec); err != nil {
-		return err
+		return nil, err
 	}
 	m, err := lm.Build(spec.Cfg)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	o := LMTraining{Batch: spec.B, SeqLen: spec.T, Chunk: spec.Chunk, Recompute: spec.Recompute}
 	if spec.LoRA > 0 {
@@ -338,12 +308,12 @@ func rssChild(js string) error {
 	}
 	// Each stage's RSS and peak so far, in MiB, for the log.
 	stage := func(name string) {
-		fmt.Fprintf(os.Stderr, "stage %s: rss %d MiB, peak %d MiB\n", name, (procStatus("VmRSS")-base)>>20, (procStatus("VmHWM")-base)>>20)
+		fmt.Fprintf(os.Stderr, "stage %s: rss %d MiB, peak %d MiB\n", name, (benchchild.Status("VmRSS")-base)>>20, (benchchild.Status("VmHWM")-base)>>20)
 	}
 	stage("model")
 	tg, _, err := BuildLMTraining(m, o)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	m = nil
 	stage("built")
@@ -366,7 +336,7 @@ func rssChild(js string) error {
 	est := EstimateMemory(tg)
 	tr, err := NewTrainer(tg, TrainerOptions{Schedule: Schedule{Peak: 1e-4}})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	stage("trainer")
 	runtime.GC()
@@ -374,13 +344,13 @@ func rssChild(js string) error {
 	stage("gc")
 	in, err := NewLMBatch(randomRows(1, int(spec.B), int(spec.T), int(spec.T), spec.Cfg.Vocab), int(spec.T), 0, nil).Values(tg)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var stepS float64
 	for range max(spec.Steps, 1) {
 		start := time.Now()
 		if _, err := tr.Step(in); err != nil {
-			return err
+			return nil, err
 		}
 		stepS = time.Since(start).Seconds()
 		stage("step")
@@ -389,9 +359,7 @@ func rssChild(js string) error {
 	for _, p := range tr.Params {
 		n += int64(len(p.Data))
 	}
-	r, _ := json.Marshal(rssResult{RSS: procStatus("VmHWM") - base, Budget: 16*n + act, Estimate: est.Total(), Params: n, StepS: stepS})
-	fmt.Printf("rss %s\n", r)
-	return nil
+	return rssResult{RSS: benchchild.Status("VmHWM") - base, Budget: 16*n + act, Estimate: est.Total(), Params: n, StepS: stepS}, nil
 }
 
 // torchPeer times PyTorch eager on the same model and batch with

@@ -59,13 +59,7 @@ func TestPackedEqualsUnpacked(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				feeds := lmFeeds(t, m, b)
-				mask := make([]float64, len(b.LossMask))
-				for i, x := range b.LossMask {
-					mask[i] = float64(x)
-				}
-				feeds[LossMaskInput] = feed{shape: []int64{b.B, b.T}, f64: mask}
-				return runTraining(t, tg, feeds), tg
+				return runTraining(t, tg, lmFeeds(t, m, b)), tg
 			}
 			want, tg := run(plain, false)
 			got, _ := run(packed, true)

@@ -64,11 +64,6 @@ func TestSharedPrefixEqualsRows(t *testing.T) {
 					}
 					return feed{shape: shape, f64: f}
 				}
-				mask := make([]float64, len(lb.LossMask))
-				for i, x := range lb.LossMask {
-					mask[i] = float64(x)
-				}
-				feeds[LossMaskInput] = feed{shape: []int64{lb.B, lb.T}, f64: mask}
 				feeds[OldLogprobsInput] = floats([]int64{lb.B, lb.T}, func(r int) (int, []float32) { return plen[r], old[r] })
 				if o.Beta > 0 {
 					feeds[RefLogprobsInput] = floats([]int64{lb.B, lb.T}, func(r int) (int, []float32) { return plen[r], ref[r] })

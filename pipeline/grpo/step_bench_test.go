@@ -9,10 +9,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/tagpr/tagpr/internal/benchchild"
 	"github.com/tagpr/tagpr/onnx/ir"
 	"github.com/tagpr/tagpr/onnx/lm"
 	"github.com/tagpr/tagpr/onnx/ort"
@@ -40,22 +40,11 @@ type grpoChildResult struct {
 	Generate [2]float64 `json:"generate_s"`
 }
 
-func init() {
-	if os.Getenv(grpoChildEnv) != "" {
-		r, err := grpoChild()
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		js, _ := json.Marshal(r)
-		fmt.Printf("grpo %s\n", js)
-		os.Exit(0)
-	}
-}
+func init() { benchchild.Serve(grpoChildEnv, grpoChild) }
 
 // grpoChild runs a Trainer for grpoSteps steps at one thread and reports its
 // step time, peak RSS, and the generation prefill with and without sharing.
-func grpoChild() (grpoChildResult, error) {
+func grpoChild(string) (any, error) {
 	var r grpoChildResult
 	if err := ort.Init(""); err != nil {
 		return r, err
@@ -92,7 +81,7 @@ func grpoChild() (grpoChildResult, error) {
 	if err != nil {
 		return r, err
 	}
-	r.PeakRSS = procHWM()
+	r.PeakRSS = benchchild.Status("VmHWM")
 	steps := res.Logs[1:]
 	sort.Slice(steps, func(i, j int) bool { return steps[i].Seconds.Total < steps[j].Seconds.Total })
 	mid := steps[len(steps)/2]
@@ -136,24 +125,12 @@ func grpoChild() (grpoChildResult, error) {
 	return r, nil
 }
 
-// procHWM is this process's peak RSS in bytes.
-func procHWM() int64 {
-	b, _ := os.ReadFile("/proc/self/status")
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			n, _ := strconv.ParseInt(strings.Fields(v)[0], 10, 64)
-			return n << 10
-		}
-	}
-	return 0
-}
-
-// trlPeer runs scripts/bench/trl_grpo_peer.py with $TAGPR_TRL_PYTHON on the
-// same model and shapes; it returns the peer's JSON.
+// trlPeer runs scripts/bench/trl_grpo_peer.py with $TAGPR_TRL_PYTHON (else
+// python3) on the same model and shapes; it returns the peer's JSON.
 func trlPeer(dir string) (map[string]any, error) {
-	python := os.Getenv("TAGPR_TRL_PYTHON")
+	python := os.Getenv("TAGPR_TRL_PYTHON") // a Python with torch, transformers and trl
 	if python == "" {
-		return nil, fmt.Errorf("TAGPR_TRL_PYTHON is not set")
+		python = "python3"
 	}
 	script, err := filepath.Abs("../../scripts/bench/trl_grpo_peer.py")
 	if err != nil {
@@ -179,23 +156,13 @@ func trlPeer(dir string) (map[string]any, error) {
 // prompts, 64 new tokens, one thread) in a child process — seconds, its
 // split, peak RSS, the share of the step the rollout's prefill takes with
 // each prompt prefilled once (as the Trainer does) and G times — and TRL's
-// GRPOTrainer on the same model and shapes when $TAGPR_TRL_PYTHON names a
-// Python with trl (scripts/bench/trl_grpo_peer.py).
+// GRPOTrainer on the same model and shapes when $TAGPR_TRL_PYTHON (else
+// python3) has trl (scripts/bench/trl_grpo_peer.py).
 func BenchmarkGRPOStep(b *testing.B) {
 	var r grpoChildResult
 	for i := 0; i < b.N; i++ {
-		cmd := exec.Command(os.Args[0], "-test.run=^$", "-test.bench=^$")
-		cmd.Env = append(os.Environ(), grpoChildEnv+"=1")
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			b.Fatalf("%v: %s", err, out)
-		}
-		for _, line := range strings.Split(string(out), "\n") {
-			if v, ok := strings.CutPrefix(line, "grpo "); ok {
-				if err := json.Unmarshal([]byte(v), &r); err != nil {
-					b.Fatal(err)
-				}
-			}
+		if _, err := benchchild.Run(grpoChildEnv, nil, &r); err != nil {
+			b.Fatal(err)
 		}
 	}
 	if r.StepS == 0 {
@@ -214,7 +181,7 @@ func BenchmarkGRPOStep(b *testing.B) {
 	}
 	peer, err := trlPeer(dir)
 	if err != nil {
-		fmt.Printf("note: no TRL peer for the GRPO step (%v); set TAGPR_TRL_PYTHON to a Python with trl\n", err)
+		fmt.Printf("note: no TRL peer for the GRPO step (%v); set TAGPR_TRL_PYTHON to a Python with trl\n", strings.ReplaceAll(err.Error(), "\n", " "))
 		return
 	}
 	stepMS, _ := peer["step_ms"].(float64)
