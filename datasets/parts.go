@@ -153,19 +153,32 @@ func ReadInputOrder(path string) (*InputOrder, error) {
 		return nil, err
 	}
 	defer r.Close()
-	o := &InputOrder{path: path, pos: map[string]int{}}
+	o := NewInputOrder(path)
 	for r.Next() {
 		ids := r.Batch().Column(0).(*array.String)
 		for i := 0; i < ids.Len(); i++ {
-			id := ids.Value(i)
-			if _, dup := o.pos[id]; dup {
-				return nil, fmt.Errorf("%s: id %q appears twice; a fanned-out stage needs unique ids", path, id)
+			if err := o.Add(ids.Value(i)); err != nil {
+				return nil, err
 			}
-			o.pos[id] = len(o.ids)
-			o.ids = append(o.ids, id)
 		}
 	}
 	return o, r.Err()
+}
+
+// NewInputOrder is an empty order of the input named path; Add appends its
+// ids (for inputs that are not tagpr files, e.g. LaMP questions JSON).
+func NewInputOrder(path string) *InputOrder {
+	return &InputOrder{path: path, pos: map[string]int{}}
+}
+
+// Add appends the next input row's id; an id seen before is an error.
+func (o *InputOrder) Add(id string) error {
+	if _, dup := o.pos[id]; dup {
+		return fmt.Errorf("%s: id %q appears twice; a fanned-out stage needs unique ids", o.path, id)
+	}
+	o.pos[id] = len(o.ids)
+	o.ids = append(o.ids, id)
+	return nil
 }
 
 // Len is the number of input rows.
@@ -350,6 +363,12 @@ func ParseShardFlag(s string) (Shard, error) {
 // and lamp_example parts. Tagged-chain parts are refused: their duplicates
 // verdict is decided while assembling, by the chains stage's own merge.
 func AssembleFile(out, input string) (int64, error) {
+	return AssembleInOrder(out, func() (*InputOrder, error) { return ReadInputOrder(input) })
+}
+
+// AssembleInOrder is AssembleFile with the input's order read by order
+// (called once the parts are found).
+func AssembleInOrder(out string, order func() (*InputOrder, error)) (int64, error) {
 	parts := PartsFor(out, Shard{})
 	groups, err := parts.Groups()
 	if err != nil {
@@ -364,16 +383,16 @@ func AssembleFile(out, input string) (int64, error) {
 	}
 	kind, task := r.Kind(), r.Task()
 	r.Close()
-	order, err := ReadInputOrder(input)
+	ord, err := order()
 	if err != nil {
 		return 0, err
 	}
 	switch kind {
 	case KindPrediction:
-		return Assemble(parts, out, order, func(f string) ([]Prediction, error) { return ReadPredictions(f, ReadOptions{}) },
+		return Assemble(parts, out, ord, func(f string) ([]Prediction, error) { return ReadPredictions(f, ReadOptions{}) },
 			func(p *Prediction) string { return p.ID }, CreatePredictions, nil)
 	case KindExample:
-		return Assemble(parts, out, order, func(f string) ([]Example, error) { ex, _, err := ReadExamples(f, ReadOptions{}); return ex, err },
+		return Assemble(parts, out, ord, func(f string) ([]Example, error) { ex, _, err := ReadExamples(f, ReadOptions{}); return ex, err },
 			func(e *Example) string { return e.ID }, func(p string) (*Writer[Example], error) { return CreateExamples(p, task) }, nil)
 	case KindChain:
 		return 0, fmt.Errorf("assemble %s: tagged_chain parts are assembled by the chains stage's merge (`tagpr chains merge`), which decides duplicates across shards", out)

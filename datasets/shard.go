@@ -55,3 +55,10 @@ func (s Shard) String() string {
 	}
 	return fmt.Sprintf("%d/%d", s.Index, s.Count)
 }
+
+// HoldsBatch reports whether batch k (0-based) of an input cut into fixed
+// batches belongs to the shard: batch k mod Count. Stages whose output
+// depends on the batch a row is in (padded generation) shard by batch.
+func (s Shard) HoldsBatch(k int) bool {
+	return s.Count <= 1 || k%s.Count == s.Index
+}

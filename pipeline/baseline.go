@@ -7,34 +7,28 @@ import (
 	"github.com/tagpr/tagpr/datasets"
 )
 
-// baselineNote scores the synthetic benchmark's rule baselines (learnt from
-// train) on eval with the task's metrics: how much reading the profile is worth.
-func baselineNote(train, eval *datasets.SynthSet) (string, error) {
-	score := func(preds []string) ([]Metric, error) {
-		pairs := make([]Pair, len(preds))
-		for i, e := range eval.Examples {
-			pairs[i] = Pair{ID: e.ID, Prediction: preds[i], Gold: e.Output}
+// ruleBaselines are the synthetic benchmark's two rules on exactly the
+// given examples: the best rule that ignores the profile (fit on train) and
+// a rule that reads it. They are scored beside the models, so the table
+// shows how much of the profile's worth a model has learnt.
+func ruleBaselines(task *datasets.Task, train, exs []datasets.Example, split string) ([]modelPredictions, error) {
+	eval := &datasets.SynthSet{Task: task, Split: split, Examples: exs}
+	blind, err := datasets.BlindBaseline(&datasets.SynthSet{Task: task, Split: "train", Examples: train}, eval)
+	if err != nil {
+		return nil, fmt.Errorf("%s baseline: %w", BaselineBlind, err)
+	}
+	reading, err := datasets.ProfileBaseline(eval)
+	if err != nil {
+		return nil, fmt.Errorf("%s baseline: %w", BaselineProfile, err)
+	}
+	rule := func(name string, answers []string) modelPredictions {
+		m := modelPredictions{Name: name, Baseline: true}
+		for i, e := range exs {
+			m.Preds = append(m.Preds, datasets.Prediction{ID: e.ID, Task: task.Name, Model: name, Prediction: answers[i], Gold: e.Output, HasGold: e.HasOutput})
 		}
-		return TaskMetrics(RewardKind(eval.Task), eval.Task.Labels, pairs)
+		return m
 	}
-	bp, err := datasets.BlindBaseline(train, eval)
-	if err != nil {
-		return "", err
-	}
-	rp, err := datasets.ProfileBaseline(eval)
-	if err != nil {
-		return "", err
-	}
-	blind, err := score(bp)
-	if err != nil {
-		return "", err
-	}
-	reader, err := score(rp)
-	if err != nil {
-		return "", err
-	}
-	return fmt.Sprintf("%s: rule baselines on the %d %s examples: profile-blind %s; profile-reading %s",
-		eval.Task.Name, len(eval.Examples), eval.Split, formatMetrics(blind), formatMetrics(reader)), nil
+	return []modelPredictions{rule(BaselineBlind, blind), rule(BaselineProfile, reading)}, nil
 }
 
 func formatMetrics(ms []Metric) string {

@@ -49,8 +49,8 @@ func TestSynthProfileGap(t *testing.T) {
 			t.Fatal(err)
 		}
 		// Reading the profile must beat ignoring it by a wide margin on every metric.
-		if ri < 0.5 {
-			t.Errorf("%s: reading the profile improves on the blind rule by only %.0f%%", task, 100*ri)
+		if ri.Value < 0.5 {
+			t.Errorf("%s: reading the profile improves on the blind rule by only %.0f%%", task, 100*ri.Value)
 		}
 		for i := range reader {
 			better := reader[i].Value > blind[i].Value

@@ -16,9 +16,11 @@
 //	data/TASK/{train,dev,test}.parquet   examples (lamp_example)
 //	tokenizer/, base/                    a trained tokenizer, a built-in policy
 //	chains/TASK.parquet                  tagged chains with verdicts (tagged_chain)
-//	sft/, prmu/, rl/NAME/                models, checkpoints, logs, rollouts/*.parquet
+//	sft/, prmu/, rl/NAME/                models, checkpoints, logs, rollouts/*.parquet,
+//	                                     TensorBoard event files (events.out.tfevents.*)
 //	predictions/MODEL/TASK_SPLIT.{json,parquet}   LaMP outputs format, and rows
-//	eval/TASK_SPLIT.json, report.{md,json}
+//	eval/TASK_SPLIT.json                 every model and rule on the same examples, with intervals
+//	report.{html,md,json}, metrics.json  rebuilt from the folder (docs/report.md)
 //
 // An RL stage (RLStage, TrainRL, RLPipeline) is a run of the generic GRPO
 // trainer in pipeline/grpo, which knows nothing of TagPR: the stage gives

@@ -5,51 +5,61 @@ import (
 	"sort"
 
 	"github.com/tagpr/tagpr/datasets"
+	"github.com/tagpr/tagpr/rewardmodel"
 )
 
 // LaMPEval scores predictions in LaMP's outputs format against the golds of
 // the same task: every gold id needs a prediction (a missing one is an error
 // naming the id, as LaMP's evaluator would fail), predictions for unknown ids
-// are an error too. Extra models (e.g. a base model) are scored the same way
-// and reported as the base for the relative improvement.
-func LaMPEval(task *datasets.Task, goldsPath, predsPath, basePath string) (TaskResult, error) {
+// are an error too. A base model's predictions (basePath, optional) are
+// scored on the same examples, for the differences and the relative
+// improvement; b sets the bootstrap of the intervals.
+func LaMPEval(task *datasets.Task, goldsPath, predsPath, basePath string, b Bootstrap) (TaskEval, error) {
 	golds, err := datasets.ReadOutputs(goldsPath, task)
 	if err != nil {
-		return TaskResult{}, err
+		return TaskEval{}, err
 	}
-	score := func(path string) ([]Metric, error) {
+	ids := make([]string, 0, len(golds))
+	for id := range golds {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	examples := make([]datasets.Example, len(ids))
+	for i, id := range ids {
+		examples[i] = datasets.Example{ID: id, Output: golds[id].Output, HasOutput: true}
+	}
+	read := func(name, path string) (modelPredictions, error) {
 		preds, err := datasets.ReadOutputs(path, task)
 		if err != nil {
-			return nil, err
+			return modelPredictions{}, err
 		}
-		ids := make([]string, 0, len(golds))
-		for id := range golds {
-			ids = append(ids, id)
-		}
-		sort.Strings(ids)
-		pairs := make([]Pair, 0, len(ids))
+		m := modelPredictions{Name: name}
 		for _, id := range ids {
 			p, ok := preds[id]
 			if !ok {
-				return nil, fmt.Errorf("evaluate %s: no prediction for id %s of %s", path, id, goldsPath)
+				return m, fmt.Errorf("evaluate %s: no prediction for id %s of %s", path, id, goldsPath)
 			}
-			pairs = append(pairs, Pair{ID: id, Prediction: p.Output, Gold: golds[id].Output})
+			m.Preds = append(m.Preds, datasets.Prediction{ID: id, Task: task.Name, Model: name, Prediction: p.Output, Gold: golds[id].Output, HasGold: true})
 		}
 		for id := range preds {
 			if _, ok := golds[id]; !ok {
-				return nil, fmt.Errorf("evaluate %s: prediction for id %s, which %s does not have", path, id, goldsPath)
+				return m, fmt.Errorf("evaluate %s: prediction for id %s, which %s does not have", path, id, goldsPath)
 			}
 		}
-		return TaskMetrics(RewardKind(task), task.Labels, pairs)
+		return m, nil
 	}
-	r := TaskResult{Task: task.Name, Examples: len(golds)}
-	if r.Model, err = score(predsPath); err != nil {
-		return r, err
-	}
+	var models []modelPredictions
 	if basePath != "" {
-		if r.Base, err = score(basePath); err != nil {
-			return r, err
+		m, err := read(ModelBase, basePath)
+		if err != nil {
+			return TaskEval{}, err
 		}
+		models = append(models, m)
 	}
-	return r, nil
+	m, err := read("model", predsPath)
+	if err != nil {
+		return TaskEval{}, err
+	}
+	models = append(models, m)
+	return evaluateTask(task, "eval", examples, models, rewardmodel.DefaultTaxonomy(), evalOptions{Bootstrap: b})
 }

@@ -48,10 +48,10 @@ func TestRatingUnparseableCountsAsFartherExtreme(t *testing.T) {
 
 func TestRelativeImprovementInvertsErrorMetrics(t *testing.T) {
 	base := []Metric{{Name: "mae", Value: 1.0, Lower: true}, {Name: "rmse", Value: 2.0, Lower: true}}
-	model := []Metric{{Name: "mae", Value: 0.5, Lower: true}, {Name: "rmse", Value: 2.5, Lower: true}, {Name: "format", Value: 1, Diagnostic: true}}
+	model := []Metric{{Name: "mae", Value: 0.5, Lower: true}, {Name: "rmse", Value: 2.5, Lower: true}}
 	got, err := RelativeImprovement(model, base)
-	if err != nil || !near(got, (0.5+(-0.25))/2) {
-		t.Fatalf("got %v %v, want 0.125", got, err)
+	if err != nil || !near(got.Value, (0.5+(-0.25))/2) || len(got.Absolute) != 0 {
+		t.Fatalf("got %+v %v, want 0.125", got, err)
 	}
 	gen, _ := GenerationMetrics(pairs([]string{"the cat is on a mat"}, []string{"The cat sat on the mat!"}))
 	if !near(gen[0].Value, 2.0/3) || !near(gen[1].Value, 2.0/3) {
@@ -59,18 +59,76 @@ func TestRelativeImprovementInvertsErrorMetrics(t *testing.T) {
 	}
 }
 
-func TestReportWritesReadableFiles(t *testing.T) {
-	r := &Report{Title: "demo", Model: "m.onnx", Dataset: "synth", Tasks: []TaskResult{{
-		Task: "synth_rating", Split: "dev", Examples: 3,
-		Model: []Metric{{Name: "mae", Value: 0.5, Lower: true}}, Base: []Metric{{Name: "mae", Value: 1, Lower: true}},
-		Intermediate: []ModelMetrics{{Name: "sft", Metrics: []Metric{{Name: "mae", Value: 0.75, Lower: true}}}},
-		Samples:      []Sample{{ID: "x1", Completion: "<think>…</think><answer>4</answer>", Answer: "4", Gold: "5", Reward: 0.75}},
-	}}}
-	if err := r.Finalize(); err != nil {
+// A base of 0 never drops a metric or a task: its absolute gain enters.
+func TestRelativeImprovementZeroBase(t *testing.T) {
+	base := []Metric{{Name: "accuracy", Value: 0}, {Name: "f1_macro", Value: 0.2}}
+	model := []Metric{{Name: "accuracy", Value: 0.4}, {Name: "f1_macro", Value: 0.3}}
+	got, err := RelativeImprovement(model, base)
+	if err != nil || !near(got.Value, (0.4+0.5)/2) || len(got.Absolute) != 1 || got.Absolute[0] != "accuracy" {
+		t.Fatalf("got %+v %v, want 0.45 with accuracy absolute", got, err)
+	}
+	allZero, err := RelativeImprovement([]Metric{{Name: "rouge1", Value: 0.25}}, []Metric{{Name: "rouge1", Value: 0}})
+	if err != nil || !near(allZero.Value, 0.25) {
+		t.Fatalf("all-zero base: %+v %v", allZero, err)
+	}
+}
+
+// The bootstrap is deterministic for a seed, its interval holds the value,
+// and a paired difference of a model with itself is exactly 0.
+func TestBootstrapIntervals(t *testing.T) {
+	var preds, golds []string
+	for i := range 60 {
+		golds = append(golds, []string{"a", "b", "c"}[i%3])
+		p := golds[i]
+		if i%4 == 0 {
+			p = "a"
+		}
+		preds = append(preds, p)
+	}
+	s, err := scoreExamples("classification", []string{"a", "b", "c"}, pairs(preds, golds))
+	if err != nil {
 		t.Fatal(err)
 	}
-	if r.MeanRelI == nil || !near(*r.MeanRelI, 0.5) {
-		t.Fatalf("mean relative improvement %v, want 0.5", r.MeanRelI)
+	rs := resamples(60, 500, 7, "task/dev")
+	again := resamples(60, 500, 7, "task/dev")
+	other := resamples(60, 500, 7, "other/dev")
+	if rs[3][5] != again[3][5] || rs[499][59] != again[499][59] {
+		t.Fatal("the same seed and key drew different resamples")
+	}
+	same := 0
+	for i := range rs[0] {
+		if rs[0][i] == other[0][i] {
+			same++
+		}
+	}
+	if same > 10 {
+		t.Errorf("another key drew %d of 60 identical indexes", same)
+	}
+	vals := resampledMetrics(s, rs)
+	ci := percentileCI(vals[0])
+	acc := s.metrics(nil)[0].Value
+	if !(ci[0] < acc && acc < ci[1]) || ci[1]-ci[0] > 0.4 || ci[1]-ci[0] < 0.05 {
+		t.Fatalf("accuracy %.3f, interval %v", acc, ci)
+	}
+	if got := percentileCI([]float64{4, 1, 3, 2, 5}); !near(got[0], 1.1) || !near(got[1], 4.9) {
+		t.Fatalf("percentiles of 1..5: %v, want numpy's [1.1, 4.9]", got)
+	}
+}
+
+func TestReportWritesReadableFiles(t *testing.T) {
+	ci := func(lo, hi float64) *[2]float64 { return &[2]float64{lo, hi} }
+	te := TaskEval{Task: "synth_rate", Split: "dev", Kind: "rating", Examples: 3, Primary: "mae", Bootstrap: Bootstrap{Resamples: 100, Seed: 1},
+		Models: []ModelEval{
+			{Name: "base", Metrics: []Metric{{Name: "mae", Value: 1, Lower: true, CI95: ci(0.5, 1.5)}}},
+			{Name: "sft", Metrics: []Metric{{Name: "mae", Value: 0.75, Lower: true, CI95: ci(0.25, 1.25)}}, Improvement: &Improvement{Value: 0.25},
+				Samples: []Sample{{ID: "x1", Completion: "<think><recall_history>a & b</recall_history></think><answer>4</answer>", Answer: "4", Gold: "5", Reward: 0.75}}},
+			{Name: BaselineBlind, Baseline: true, Metrics: []Metric{{Name: "mae", Value: 0.8, Lower: true, CI95: ci(0.4, 1.2)}}},
+		},
+		Differences: []Difference{{Model: "sft", Against: "base", Metric: "mae", Value: -0.25, CI95: [2]float64{-0.6, 0.1}}}}
+	r := &Report{Title: "demo", Model: "m.onnx", Dataset: "synth", Models: []string{"base", "sft"}, Tasks: []TaskEval{te}}
+	r.Finalize()
+	if !near(r.MeanImprovement["sft"], 0.25) {
+		t.Fatalf("mean improvement %v, want sft 0.25", r.MeanImprovement)
 	}
 	dir := t.TempDir()
 	if err := r.Write(dir); err != nil {
@@ -80,7 +138,8 @@ func TestReportWritesReadableFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"| base | sft | model |", "| synth_rating | dev | 3 | mae ↓ | 1.0000 | 0.7500 | **0.5000** |", "mean: +50.0%", "**x1**"} {
+	for _, want := range []string{"| base | sft | profile_blind |", "| synth_rate | dev | 3 | mae ↓ | 1.000 [0.500, 1.500] | 0.750 [0.250, 1.250] | 0.800 [0.400, 1.200] |",
+		"| synth_rate | sft − base | mae ↓ | -0.250 | [-0.600, +0.100] | not significant |", "**Not significant**", "synth_rate: sft vs base", "**+25.0%**", "**x1** (partly right"} {
 		if !strings.Contains(string(md), want) {
 			t.Errorf("report.md lacks %q:\n%s", want, md)
 		}
@@ -89,5 +148,37 @@ func TestReportWritesReadableFiles(t *testing.T) {
 	js, _ := os.ReadFile(filepath.Join(dir, "report.json"))
 	if err := json.Unmarshal(js, &back); err != nil || len(back.Tasks) != 1 {
 		t.Fatalf("report.json does not read back: %v", err)
+	}
+	var mf struct {
+		Tasks map[string]struct {
+			Metric         string
+			HigherIsBetter bool `json:"higher_is_better"`
+			N              int
+			Models         map[string]struct {
+				Value float64
+				CI95  [2]float64
+			}
+		}
+		Stages []string
+	}
+	js, _ = os.ReadFile(filepath.Join(dir, "metrics.json"))
+	if err := json.Unmarshal(js, &mf); err != nil {
+		t.Fatal(err)
+	}
+	tm := mf.Tasks["synth_rate"]
+	if tm.Metric != "mae" || tm.HigherIsBetter || tm.N != 3 || len(tm.Models) != 3 || tm.Models["sft"].Value != 0.75 || tm.Models["sft"].CI95 != [2]float64{0.25, 1.25} ||
+		strings.Join(mf.Stages, ",") != "base,sft" {
+		t.Fatalf("metrics.json: %s", js)
+	}
+	page, _ := os.ReadFile(filepath.Join(dir, "report.html"))
+	for _, want := range []string{`&lt;recall_history&gt;`, `a &amp; b`, `data-table="results"`, `data-model="profile_blind"`} {
+		if !strings.Contains(string(page), want) {
+			t.Errorf("report.html lacks %q", want)
+		}
+	}
+	// A NaN never reaches a file.
+	r.Tasks[0].Models[0].Metrics[0].Value = math.NaN()
+	if err := r.Write(t.TempDir()); err == nil {
+		t.Error("a NaN metric was written")
 	}
 }

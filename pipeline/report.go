@@ -2,8 +2,8 @@ package pipeline
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -13,38 +13,6 @@ import (
 	"github.com/google/renameio/v2"
 )
 
-// TaskResult is one task's evaluation: the model's metrics and, when a base
-// model was evaluated too, the base's metrics and the relative improvement.
-type TaskResult struct {
-	Task     string   `json:"task"`
-	Split    string   `json:"split"`
-	Examples int      `json:"examples"`
-	Model    []Metric `json:"model"`
-	Base     []Metric `json:"base,omitempty"`
-	// Intermediate are models between base and final (e.g. SFT before RL),
-	// in training order, shown as columns between base and model.
-	Intermediate []ModelMetrics `json:"intermediate,omitempty"`
-	// RelImprovement is RelativeImprovement(Model, Base); nil without a base.
-	RelImprovement *float64 `json:"relative_improvement,omitempty"`
-	Samples        []Sample `json:"samples,omitempty"`
-}
-
-// ModelMetrics are one named model's metrics on a task.
-type ModelMetrics struct {
-	Name    string   `json:"name"`
-	Metrics []Metric `json:"metrics"`
-}
-
-// Sample is one shown example: what was asked, what came back, the gold.
-type Sample struct {
-	ID         string  `json:"id"`
-	Input      string  `json:"input"`
-	Completion string  `json:"completion"`
-	Answer     string  `json:"answer"`
-	Gold       string  `json:"gold"`
-	Reward     float64 `json:"reward"`
-}
-
 // StageSummary is one training stage's headline numbers for the report.
 type StageSummary struct {
 	Name    string             `json:"name"`
@@ -53,51 +21,128 @@ type StageSummary struct {
 	Final   map[string]float64 `json:"final"` // e.g. loss, reward means
 }
 
-// Report is what a run tells the people who read its results.
+// Report is what a run tells the people who read its results. A run's is
+// rebuilt from its folder alone (stage summaries, evaluation files, logs).
 type Report struct {
 	Title   string    `json:"title"`
 	Created time.Time `json:"created"`
-	Model   string    `json:"model"`
-	// ModelName heads the final model's column (default "model").
-	ModelName string         `json:"model_name,omitempty"`
-	Dataset   string         `json:"dataset"`
-	Stages    []StageSummary `json:"stages,omitempty"`
-	Tasks     []TaskResult   `json:"tasks"`
-	Notes     []string       `json:"notes,omitempty"`
-	MeanRelI  *float64       `json:"mean_relative_improvement,omitempty"`
+	Model   string    `json:"model"` // the final model's file
+	Dataset string    `json:"dataset"`
+	// BaseNote says plainly what the base model is (e.g. a built-in
+	// architecture at its random initialization).
+	BaseNote string `json:"base_note,omitempty"`
+	// Models are the evaluated models in training order (base first); the
+	// rule baselines follow them in each task's Models.
+	Models []string       `json:"models"`
+	Stages []StageSummary `json:"stages,omitempty"`
+	Tasks  []TaskEval     `json:"tasks"`
+	// MeanImprovement is each model's Improvement over the base, averaged
+	// over every task (ImprovementFormula).
+	MeanImprovement map[string]float64 `json:"mean_improvement,omitempty"`
+	Notes           []string           `json:"notes,omitempty"`
+	// Curves are the training logs the HTML report plots.
+	Curves *Curves `json:"-"`
 }
 
-// Finalize computes per-task relative improvements and their mean.
-func (r *Report) Finalize() error {
-	sum, n := 0.0, 0
-	for i := range r.Tasks {
-		t := &r.Tasks[i]
-		if len(t.Base) == 0 {
-			continue
+// Finalize averages each model's improvement over the base across tasks.
+func (r *Report) Finalize() {
+	sums, counts := map[string]float64{}, map[string]int{}
+	for _, t := range r.Tasks {
+		for _, m := range t.Models {
+			if m.Improvement != nil {
+				sums[m.Name] += m.Improvement.Value
+				counts[m.Name]++
+			}
 		}
-		ri, err := RelativeImprovement(t.Model, t.Base)
-		if errors.Is(err, ErrNoBaseline) {
-			continue // shown as "—": a base scoring 0 everywhere gives no ratio
-		}
-		if err != nil {
-			return fmt.Errorf("task %s: %w", t.Task, err)
-		}
-		t.RelImprovement = &ri
-		sum += ri
-		n++
 	}
-	if n > 0 {
-		m := sum / float64(n)
-		r.MeanRelI = &m
+	r.MeanImprovement = nil
+	for m, s := range sums {
+		if r.MeanImprovement == nil {
+			r.MeanImprovement = map[string]float64{}
+		}
+		r.MeanImprovement[m] = s / float64(counts[m])
 	}
-	return nil
 }
 
-// Markdown renders the report for people.
+// columns are the model and rule names of the tasks, in order of first
+// appearance (training order, then the rules).
+func (r *Report) columns() []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, t := range r.Tasks {
+		for _, m := range t.Models {
+			if !seen[m.Name] {
+				seen[m.Name] = true
+				out = append(out, m.Name)
+			}
+		}
+	}
+	return out
+}
+
+// finalModel is the last trained model evaluated.
+func (r *Report) finalModel() string {
+	if len(r.Models) > 0 {
+		return r.Models[len(r.Models)-1]
+	}
+	return ""
+}
+
+func dirArrow(lower bool) string {
+	if lower {
+		return "↓"
+	}
+	return "↑"
+}
+
+// formatCI writes a value with its interval: "0.412 [0.310, 0.520]".
+func formatCI(m Metric) string {
+	if m.CI95 == nil {
+		return fmt.Sprintf("%.3f", m.Value)
+	}
+	return fmt.Sprintf("%.3f [%.3f, %.3f]", m.Value, m.CI95[0], m.CI95[1])
+}
+
+// describe says what a difference shows, plainly.
+func (d Difference) describe() string {
+	switch {
+	case !d.Significant:
+		return "not significant"
+	case d.Better:
+		return "better, significant"
+	}
+	return "worse, significant"
+}
+
+// Markdown renders the report's summary for people; report.html has the
+// charts, the confusion matrices and the sample chains.
 func (r *Report) Markdown() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# %s\n\n", r.Title)
-	fmt.Fprintf(&b, "- created: %s\n- model: `%s`\n- dataset: `%s`\n\n", r.Created.UTC().Format(time.RFC3339), r.Model, r.Dataset)
+	fmt.Fprintf(&b, "- created: %s\n- model: `%s`\n- dataset: `%s`\n", r.Created.UTC().Format(time.RFC3339), r.Model, r.Dataset)
+	if r.BaseNote != "" {
+		fmt.Fprintf(&b, "- base: %s\n", r.BaseNote)
+	}
+	b.WriteString("\n")
+	cols := r.columns()
+	if len(r.Tasks) > 0 {
+		bs := r.Tasks[0].Bootstrap
+		fmt.Fprintf(&b, "## Results\n\nEvery model and rule is scored on the same examples of each task; each value has its bootstrap 95%% interval "+
+			"(%d resamples of the examples, seed %d; percentile intervals).\n\n", bs.Resamples, bs.Seed)
+		b.WriteString("| task | split | n | metric | " + strings.Join(cols, " | ") + " |\n|---|---|---:|---|" + strings.Repeat("---:|", len(cols)) + "\n")
+		for _, t := range r.Tasks {
+			r.metricRows(&b, t, cols, true)
+		}
+		b.WriteString("\n")
+		r.differencesMarkdown(&b)
+		b.WriteString("### Every metric\n\n| task | split | n | metric | " + strings.Join(cols, " | ") + " |\n|---|---|---:|---|" + strings.Repeat("---:|", len(cols)) + "\n")
+		for _, t := range r.Tasks {
+			r.metricRows(&b, t, cols, false)
+		}
+		b.WriteString("\n")
+		r.improvementMarkdown(&b)
+		r.tagsMarkdown(&b)
+	}
 	if len(r.Stages) > 0 {
 		b.WriteString("## Training\n\n| stage | steps | seconds | final |\n|---|---:|---:|---|\n")
 		for _, s := range r.Stages {
@@ -105,73 +150,7 @@ func (r *Report) Markdown() string {
 		}
 		b.WriteString("\n")
 	}
-	var mid []string // intermediate model names, from the first task that has them
-	for _, t := range r.Tasks {
-		if len(t.Intermediate) > 0 {
-			for _, m := range t.Intermediate {
-				mid = append(mid, m.Name)
-			}
-			break
-		}
-	}
-	b.WriteString("## Evaluation\n\n| task | split | n | metric | base |")
-	for _, n := range mid {
-		b.WriteString(" " + n + " |")
-	}
-	final := r.ModelName
-	if final == "" {
-		final = "model"
-	}
-	b.WriteString(" " + final + " |\n|---|---|---:|---|---:|" + strings.Repeat("---:|", len(mid)) + "---:|\n")
-	for _, t := range r.Tasks {
-		cols := []map[string]float64{byName(t.Base)}
-		for i := range mid {
-			var ms []Metric
-			if i < len(t.Intermediate) {
-				ms = t.Intermediate[i].Metrics
-			}
-			cols = append(cols, byName(ms))
-		}
-		for _, m := range t.Model {
-			arrow := "↑"
-			if m.Lower {
-				arrow = "↓"
-			}
-			if m.Diagnostic {
-				arrow += " (diagnostic)"
-			}
-			fmt.Fprintf(&b, "| %s | %s | %d | %s %s |", t.Task, t.Split, t.Examples, m.Name, arrow)
-			for _, c := range cols {
-				if v, ok := c[m.Name]; ok {
-					fmt.Fprintf(&b, " %.4f |", v)
-				} else {
-					b.WriteString(" — |")
-				}
-			}
-			fmt.Fprintf(&b, " **%.4f** |\n", m.Value)
-		}
-	}
-	b.WriteString("\n")
-	if r.MeanRelI != nil {
-		b.WriteString("Relative improvement over the base model, per task: the mean over the task's metrics of " +
-			"(model − base)/|base|, sign flipped for error metrics (↓), so positive is better; diagnostic figures and metrics whose base is 0 " +
-			"are left out; then averaged over tasks.\n\n")
-		for _, t := range r.Tasks {
-			if t.RelImprovement != nil {
-				fmt.Fprintf(&b, "- %s: %+.1f%%\n", t.Task, 100**t.RelImprovement)
-			}
-		}
-		fmt.Fprintf(&b, "- **mean: %+.1f%%**\n\n", 100**r.MeanRelI)
-	}
-	for _, t := range r.Tasks {
-		if len(t.Samples) == 0 {
-			continue
-		}
-		fmt.Fprintf(&b, "## Samples: %s\n\n", t.Task)
-		for _, s := range t.Samples {
-			fmt.Fprintf(&b, "**%s** (reward %.2f) — gold `%s`, answer `%s`\n\n```\n%s\n```\n\n", s.ID, s.Reward, s.Gold, s.Answer, strings.TrimSpace(s.Completion))
-		}
-	}
+	r.samplesMarkdown(&b)
 	if len(r.Notes) > 0 {
 		b.WriteString("## Notes\n\n")
 		for _, n := range r.Notes {
@@ -181,12 +160,121 @@ func (r *Report) Markdown() string {
 	return b.String()
 }
 
-func byName(ms []Metric) map[string]float64 {
-	out := make(map[string]float64, len(ms))
-	for _, m := range ms {
-		out[m.Name] = m.Value
+// metricRows writes a task's primary metric row (primary) or every metric's.
+func (r *Report) metricRows(b *strings.Builder, t TaskEval, cols []string, primary bool) {
+	if len(t.Models) == 0 {
+		return
 	}
-	return out
+	for _, m := range t.Models[0].Metrics {
+		if primary && m.Name != t.Primary {
+			continue
+		}
+		fmt.Fprintf(b, "| %s | %s | %d | %s %s |", t.Task, t.Split, t.Examples, m.Name, dirArrow(m.Lower))
+		for _, c := range cols {
+			cell := "—"
+			if me := t.model(c); me != nil {
+				if x, ok := me.Metric(m.Name); ok {
+					cell = formatCI(x)
+				}
+			}
+			fmt.Fprintf(b, " %s |", cell)
+		}
+		b.WriteString("\n")
+	}
+}
+
+func (r *Report) differencesMarkdown(b *strings.Builder) {
+	var notSig []string
+	has := false
+	for _, t := range r.Tasks {
+		if len(t.Differences) > 0 {
+			has = true
+		}
+	}
+	if !has {
+		return
+	}
+	b.WriteString("### Differences\n\nPaired bootstrap on the same examples (the same resamples for both models), on each task's primary metric: " +
+		"a difference is significant when its 95% interval excludes 0.\n\n| task | comparison | metric | difference | 95% interval | verdict |\n|---|---|---|---:|---|---|\n")
+	for _, t := range r.Tasks {
+		for _, d := range t.Differences {
+			fmt.Fprintf(b, "| %s | %s − %s | %s %s | %+.3f | [%+.3f, %+.3f] | %s |\n", t.Task, d.Model, d.Against, d.Metric, dirArrow(!t.Higher), d.Value, d.CI95[0], d.CI95[1], d.describe())
+			if !d.Significant {
+				notSig = append(notSig, fmt.Sprintf("%s: %s vs %s", t.Task, d.Model, d.Against))
+			}
+		}
+	}
+	if len(notSig) > 0 {
+		fmt.Fprintf(b, "\n**Not significant** (the interval contains 0, so these runs cannot tell the two apart): %s.\n\n", strings.Join(notSig, "; "))
+	} else {
+		b.WriteString("\nEvery difference above is significant.\n\n")
+	}
+}
+
+func (r *Report) improvementMarkdown(b *strings.Builder) {
+	if len(r.MeanImprovement) == 0 {
+		return
+	}
+	b.WriteString("### Improvement over the base model\n\nFormula: " + ImprovementFormula + ".\n\n| model |")
+	for _, t := range r.Tasks {
+		b.WriteString(" " + t.Task + " |")
+	}
+	b.WriteString(" mean |\n|---|" + strings.Repeat("---:|", len(r.Tasks)+1) + "\n")
+	for _, name := range r.columns() {
+		mean, ok := r.MeanImprovement[name]
+		if !ok {
+			continue
+		}
+		fmt.Fprintf(b, "| %s |", name)
+		for _, t := range r.Tasks {
+			me := t.model(name)
+			if me == nil || me.Improvement == nil {
+				b.WriteString(" — |")
+				continue
+			}
+			fmt.Fprintf(b, " %s |", me.Improvement)
+		}
+		fmt.Fprintf(b, " **%+.1f%%** |\n", 100*mean)
+	}
+	b.WriteString("\n")
+}
+
+func (r *Report) tagsMarkdown(b *strings.Builder) {
+	header := false
+	for _, t := range r.Tasks {
+		for _, m := range t.Models {
+			if m.Tags == nil {
+				continue
+			}
+			if !header {
+				b.WriteString("### Tags\n\nTag-constraint pass rate (every constraint met, R_tag = 1) and each constraint's rate, over the same completions.\n\n" +
+					"| task | model | pass rate | " + strings.Join(tagConstraints, " | ") + " | mean R_tag |\n|---|---|---:|" + strings.Repeat("---:|", len(tagConstraints)+1) + "\n")
+				header = true
+			}
+			fmt.Fprintf(b, "| %s | %s | %.3f |", t.Task, m.Name, m.Tags.Pass)
+			for _, c := range tagConstraints {
+				fmt.Fprintf(b, " %.3f |", m.Tags.Constraints[c])
+			}
+			fmt.Fprintf(b, " %.3f |\n", m.Tags.MeanReward)
+		}
+	}
+	if header {
+		b.WriteString("\n")
+	}
+}
+
+func (r *Report) samplesMarkdown(b *strings.Builder) {
+	final := r.finalModel()
+	for _, t := range r.Tasks {
+		me := t.model(final)
+		if me == nil || len(me.Samples) == 0 {
+			continue
+		}
+		fmt.Fprintf(b, "## Samples: %s (%s)\n\n", t.Task, final)
+		for _, s := range me.Samples {
+			fmt.Fprintf(b, "**%s** (%s, reward %.2f) — gold `%s`, answer `%s`\n\n```\n%s\n```\n\n", s.ID, s.verdict(), s.Reward, s.Gold, s.Answer, strings.TrimSpace(s.Completion))
+		}
+	}
 }
 
 func formatKV(m map[string]float64) string {
@@ -202,20 +290,114 @@ func formatKV(m map[string]float64) string {
 	return strings.Join(parts, ", ")
 }
 
-// Write stores report.md and report.json in dir, each atomically.
+// ValueCI is a metric's value with its bootstrap 95% interval.
+type ValueCI struct {
+	Value float64    `json:"value"`
+	CI95  [2]float64 `json:"ci95"`
+}
+
+// TaskMetricsFile is one task's entry of metrics.json: its primary metric
+// for every model and rule.
+type TaskMetricsFile struct {
+	Metric         string             `json:"metric"`
+	HigherIsBetter bool               `json:"higher_is_better"`
+	N              int                `json:"n"`
+	Split          string             `json:"split"`
+	Models         map[string]ValueCI `json:"models"`
+	Differences    []Difference       `json:"differences,omitempty"`
+}
+
+// MetricsFile is metrics.json: per task the primary metric of every model
+// and rule on the same examples, and the models in training order.
+type MetricsFile struct {
+	Tasks     map[string]TaskMetricsFile `json:"tasks"`
+	Stages    []string                   `json:"stages"`
+	Baselines []string                   `json:"baselines,omitempty"`
+	Bootstrap Bootstrap                  `json:"bootstrap"`
+	// RelativeImprovement is each model's mean improvement over the base.
+	RelativeImprovement map[string]float64 `json:"relative_improvement,omitempty"`
+	Formula             string             `json:"relative_improvement_formula,omitempty"`
+}
+
+// MetricsJSON builds metrics.json. A task evaluated on several splits is
+// keyed by its name for the first (dev when there) and "TASK/SPLIT" for
+// the others.
+func (r *Report) MetricsJSON() MetricsFile {
+	mf := MetricsFile{Tasks: map[string]TaskMetricsFile{}, Stages: r.Models, RelativeImprovement: r.MeanImprovement}
+	if mf.Stages == nil {
+		mf.Stages = []string{}
+	}
+	if len(r.MeanImprovement) > 0 {
+		mf.Formula = ImprovementFormula
+	}
+	seenRule := map[string]bool{}
+	for _, t := range r.Tasks {
+		key := t.Task
+		if _, dup := mf.Tasks[key]; dup {
+			key = t.Task + "/" + t.Split
+		}
+		tm := TaskMetricsFile{Metric: t.Primary, HigherIsBetter: t.Higher, N: t.Examples, Split: t.Split, Models: map[string]ValueCI{}, Differences: t.Differences}
+		for _, m := range t.Models {
+			x, ok := m.Metric(t.Primary)
+			if !ok || x.CI95 == nil {
+				continue
+			}
+			tm.Models[m.Name] = ValueCI{Value: x.Value, CI95: *x.CI95}
+			if m.Baseline && !seenRule[m.Name] {
+				seenRule[m.Name] = true
+				mf.Baselines = append(mf.Baselines, m.Name)
+			}
+		}
+		mf.Tasks[key] = tm
+		mf.Bootstrap = t.Bootstrap
+	}
+	return mf
+}
+
+// Write stores report.json, metrics.json, report.md and report.html in
+// dir, each atomically; no figure in them is NaN or infinite.
 func (r *Report) Write(dir string) error {
+	if err := r.checkFinite(); err != nil {
+		return fmt.Errorf("write report: %w", err)
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("write report: %w", err)
 	}
-	js, err := json.MarshalIndent(r, "", "  ")
+	html, err := r.HTML()
 	if err != nil {
 		return fmt.Errorf("write report: %w", err)
 	}
-	if err := renameio.WriteFile(filepath.Join(dir, "report.json"), append(js, '\n'), 0o644); err != nil {
-		return fmt.Errorf("write report %s: %w", dir, err)
+	for _, f := range []struct {
+		name string
+		v    any
+	}{{"report.json", r}, {"metrics.json", r.MetricsJSON()}} {
+		js, err := json.MarshalIndent(f.v, "", "  ")
+		if err != nil {
+			return fmt.Errorf("write report %s: %w", f.name, err)
+		}
+		if err := renameio.WriteFile(filepath.Join(dir, f.name), append(js, '\n'), 0o644); err != nil {
+			return fmt.Errorf("write report %s: %w", dir, err)
+		}
 	}
-	if err := renameio.WriteFile(filepath.Join(dir, "report.md"), []byte(r.Markdown()), 0o644); err != nil {
-		return fmt.Errorf("write report %s: %w", dir, err)
+	for name, body := range map[string]string{"report.md": r.Markdown(), "report.html": html} {
+		if err := renameio.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			return fmt.Errorf("write report %s: %w", dir, err)
+		}
+	}
+	return nil
+}
+
+// checkFinite refuses a report with a NaN or infinite metric or interval.
+func (r *Report) checkFinite() error {
+	bad := func(v float64) bool { return math.IsNaN(v) || math.IsInf(v, 0) }
+	for _, t := range r.Tasks {
+		for _, m := range t.Models {
+			for _, x := range m.Metrics {
+				if bad(x.Value) || (x.CI95 != nil && (bad(x.CI95[0]) || bad(x.CI95[1]))) {
+					return fmt.Errorf("%s %s: %s of %s is not finite", t.Task, t.Split, x.Name, m.Name)
+				}
+			}
+		}
 	}
 	return nil
 }

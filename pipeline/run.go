@@ -133,8 +133,9 @@ type runEnv struct {
 	eos  []int64
 	pad  int64
 
-	flat map[string]any // the config, flattened
-	prmu *rewardmodel.PRMU
+	flat   map[string]any // the config, flattened
+	prmu   *rewardmodel.PRMU
+	events *runEvents // TensorBoard files of the training stages
 }
 
 // openRun validates cfg and checks every input file before any work.
@@ -142,7 +143,9 @@ func openRun(cfg RunConfig, h train.ProgressFunc) (*runEnv, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	r := &runEnv{cfg: cfg, h: h, sess: cfg.Runtime.Session(), prompt: cfg.Retrieval.promptOptions()}
+	r := &runEnv{cfg: cfg, sess: cfg.Runtime.Session(), prompt: cfg.Retrieval.promptOptions()}
+	r.events = &runEvents{out: cfg.Out, warn: func(msg string) { note(h, "tensorboard", "%s", msg) }}
+	r.h = r.events.wrap(h)
 	var err error
 	if r.tx, err = LoadTaxonomy(cfg.Taxonomy); err != nil {
 		return nil, err
@@ -241,6 +244,7 @@ func (r *runEnv) close() {
 	if r.prmu != nil {
 		r.prmu.Close()
 	}
+	r.events.close()
 }
 
 // Folders of the run.

@@ -4,11 +4,11 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
-	"strings"
 
 	"github.com/tagpr/tagpr/datasets"
 	"github.com/tagpr/tagpr/onnx/lm"
 	"github.com/tagpr/tagpr/onnx/ort"
+	"github.com/tagpr/tagpr/onnx/train"
 	"github.com/tagpr/tagpr/rewardmodel"
 	"github.com/tagpr/tagpr/tokenize"
 )
@@ -32,7 +32,7 @@ func sanitizeModel(model string) string {
 
 func (r *runEnv) evalOptions() EvalOptions {
 	p := r.cfg.Stages.Predict
-	return EvalOptions{Examples: p.Examples, Batch: p.Batch, MaxNewTokens: p.MaxNewTokens, Prompt: r.prompt, Samples: r.cfg.Stages.Eval.Samples}
+	return EvalOptions{Examples: p.Examples, Batch: p.Batch, MaxNewTokens: p.MaxNewTokens, Prompt: r.prompt}
 }
 
 // predict writes every listed model's greedy predictions for every task
@@ -116,55 +116,63 @@ type PredictFileOptions struct {
 	ChatTemplate string
 	Eval         EvalOptions // Prompt, Batch, MaxNewTokens; Examples 0 predicts every question
 	Session      ort.Options
+	// Shard, with Count > 1, predicts only this shard's batches and leaves
+	// Out to MergePredictions once every shard is done.
+	Shard    datasets.Shard
+	Progress train.ProgressFunc // hears of every batch written
 }
 
 // PredictFile renders every question through the model's chat template,
 // generates greedily, extracts each answer and writes them in LaMP's outputs
-// format ({"task": "LaMP_N", "golds": [{"id", "output"}]}). It returns the
-// number of predictions.
-func PredictFile(ctx context.Context, o PredictFileOptions) (int, error) {
+// format ({"task": "LaMP_N", "golds": [{"id", "output"}]}). Each batch lands
+// atomically as a part in Out's rows file's parts folder (predictionParts),
+// so a killed run resumes where it stopped; without a shard the parts are
+// then merged (MergePredictions).
+func PredictFile(ctx context.Context, o PredictFileOptions) (PredictStats, error) {
+	var st PredictStats
 	if o.Task == nil || o.Model == "" || o.Questions == "" || o.Out == "" {
-		return 0, fmt.Errorf("predict: model, task, questions and out are required")
+		return st, fmt.Errorf("predict: model, task, questions and out are required")
 	}
 	if filepath.Ext(o.Out) != ".json" {
-		return 0, fmt.Errorf("predict: out %s: want a .json file (LaMP's outputs format)", o.Out)
+		return st, fmt.Errorf("predict: out %s: want a .json file (LaMP's outputs format)", o.Out)
 	}
-	var exs []datasets.Example
-	if _, _, err := datasets.ScanQuestions(o.Questions, o.Task, func(e *datasets.Example) error {
-		exs = append(exs, *e)
-		return nil
-	}); err != nil {
-		return 0, err
+	o.Eval = o.Eval.withDefaults()
+	if o.Taxonomy == nil {
+		o.Taxonomy = rewardmodel.DefaultTaxonomy()
+	}
+	exs, err := readQuestions(o)
+	if err != nil {
+		return st, err
+	}
+	if err := checkStamp(predictionParts(o.Out), StagePredict+" "+o.Out, predictFileSettings(o), false); err != nil {
+		return st, err
 	}
 	tok, err := tokenize.Load(filepath.Join(o.Model, "tokenizer.json"))
 	if err != nil {
-		return 0, fmt.Errorf("predict: %w", err)
+		return st, fmt.Errorf("predict: %w", err)
 	}
 	f, err := chatFormatNamed(o.ChatTemplate)
 	if err != nil {
-		return 0, fmt.Errorf("predict: chat template %w", err)
+		return st, fmt.Errorf("predict: chat template %w", err)
 	}
 	if f != nil {
 		tok.SetChatFormat(*f)
 	}
 	eos, _, err := ModelIDs(o.Model, tok)
 	if err != nil {
-		return 0, fmt.Errorf("predict: %w", err)
+		return st, fmt.Errorf("predict: %w", err)
 	}
 	m, err := lm.Load(o.Model, lm.LoadOptions{Session: o.Session, TokenizerVocab: tok.VocabSize()})
 	if err != nil {
-		return 0, fmt.Errorf("predict: %w", err)
+		return st, fmt.Errorf("predict: %w", err)
 	}
 	defer m.Close()
-	if o.Taxonomy == nil {
-		o.Taxonomy = rewardmodel.DefaultTaxonomy()
+	if st.FanOutStats, err = predictBatches(ctx, Policy{Model: m, Tok: tok, Name: o.Model, EOS: eos}, o, exs); err != nil || o.Shard.Count > 1 {
+		return st, err
 	}
-	preds, _, err := PredictExamples(ctx, Policy{Model: m, Tok: tok, Name: o.Model, EOS: eos}, o.Task, "predict", exs, o.Taxonomy, o.Eval)
-	if err != nil {
-		return 0, err
+	if st.Predictions, err = MergePredictions(o); err != nil {
+		return st, err
 	}
-	if err := writePredictions(strings.TrimSuffix(o.Out, ".json"), o.Task, preds); err != nil {
-		return 0, err
-	}
-	return len(preds), nil
+	st.Merged = true
+	return st, nil
 }

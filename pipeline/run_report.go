@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/tagpr/tagpr/datasets"
+	"github.com/tagpr/tagpr/onnx/train"
+	"github.com/tagpr/tagpr/pipeline/grpo"
 	"github.com/tagpr/tagpr/rewardmodel"
 )
 
@@ -16,61 +18,110 @@ func (r *runEnv) evalFile(task, split string) string {
 	return r.dir("eval", task+"_"+split+".json")
 }
 
-// eval scores every model's predictions on every split with golds: the
-// last model is the one reported, the first (base) its baseline, those
-// between are shown beside them.
+// evalModel is a predicted model under its report name (rl is reported
+// as the last stage's rl:NAME) with the model name its predictions are
+// filed under.
+type evalModel struct{ name, model string }
+
+// evalModels are the predicted models in training order, each once.
+func (r *runEnv) evalModels() []evalModel {
+	var out []evalModel
+	seen := map[string]bool{}
+	for _, m := range r.cfg.predictModels() {
+		name := m
+		if m == ModelRL {
+			name = ModelRL + ":" + r.rlStageOf(m)
+		}
+		if !seen[name] {
+			seen[name] = true
+			out = append(out, evalModel{name, m})
+		}
+	}
+	return out
+}
+
+// evalOpts are the bootstrap and sample settings of the eval stage.
+func (r *runEnv) evalOpts() evalOptions {
+	e := r.cfg.Stages.Eval
+	b := Bootstrap{Resamples: e.Bootstrap, Seed: r.cfg.stageSeed(e.Seed, 41)}
+	if b.Resamples == 0 {
+		b.Resamples = DefaultResamples
+	}
+	return evalOptions{Bootstrap: b, Samples: e.Samples}
+}
+
+// eval scores every predicted model on every split with golds, on the
+// examples all of them answered, and (on the synthetic benchmark) the rule
+// baselines on those same examples: eval/TASK_SPLIT.json (TaskEval).
 func (r *runEnv) eval() error {
-	models := r.cfg.predictModels()
+	models := r.evalModels()
+	splits := r.cfg.Stages.Predict.Splits
+	if len(splits) == 0 {
+		splits = []string{"dev"}
+	}
 	for _, td := range r.data.Tasks {
-		for _, split := range r.evalSplits() {
+		for _, split := range splits {
 			exs := td.Splits[split]
 			if len(exs) == 0 || !exs[0].HasOutput {
 				continue // test golds are withheld: predictions only
 			}
-			var results []TaskResult
+			var mps []modelPredictions
+			answered := map[string]bool{}
 			for _, m := range models {
-				path := filepath.Join(r.predictDir(m), td.Task.Name+"_"+split+".parquet")
+				path := filepath.Join(r.predictDir(m.model), td.Task.Name+"_"+split+".parquet")
 				preds, err := datasets.ReadPredictions(path, datasets.ReadOptions{})
 				if err != nil {
 					return fmt.Errorf("eval: %w (run `tagpr predict` with this config first)", err)
 				}
-				res, _, _, err := ScorePredictions(td.Task, split, preds, exs, r.tx, r.cfg.Stages.Eval.Samples)
+				for _, p := range preds {
+					answered[p.ID] = true
+				}
+				mps = append(mps, modelPredictions{Name: m.name, Preds: preds})
+			}
+			if r.data.Synth {
+				var asked []datasets.Example
+				for _, e := range exs {
+					if answered[e.ID] {
+						asked = append(asked, e)
+					}
+				}
+				rules, err := ruleBaselines(td.Task, td.Splits["train"], asked, split)
 				if err != nil {
-					return err
+					return fmt.Errorf("eval %s: %w", td.Task.Name, err)
 				}
-				results = append(results, res)
+				mps = append(mps, rules...)
 			}
-			final := results[len(results)-1]
-			if len(results) > 1 {
-				final.Base = results[0].Model
-				for i := 1; i < len(results)-1; i++ {
-					final.Intermediate = append(final.Intermediate, ModelMetrics{Name: models[i], Metrics: results[i].Model})
-				}
-			}
-			if err := writeJSON(r.evalFile(td.Task.Name, split), final); err != nil {
+			te, err := evaluateTask(td.Task, split, exs, mps, r.tx, r.evalOpts())
+			if err != nil {
 				return err
 			}
-			note(r.h, StageEval, "%s %s: %s %s", td.Task.Name, split, models[len(models)-1], formatMetrics(final.Model))
+			if err := writeJSON(r.evalFile(td.Task.Name, split), te); err != nil {
+				return err
+			}
+			var parts []string
+			for _, m := range te.Models {
+				if x, ok := m.Metric(te.Primary); ok {
+					parts = append(parts, fmt.Sprintf("%s %.3f", m.Name, x.Value))
+				}
+			}
+			note(r.h, StageEval, "%s %s (n=%d) %s: %s", td.Task.Name, split, te.Examples, te.Primary, strings.Join(parts, ", "))
 		}
 	}
 	return nil
 }
 
-// evalSplits are the splits predicted and scored (default dev).
-func (r *runEnv) evalSplits() []string {
-	if s := r.cfg.Stages.Predict.Splits; len(s) > 0 {
-		return s
-	}
-	return []string{"dev"}
-}
-
-// report rebuilds report.md and report.json from the run folder alone:
-// every finished stage's summary and every evaluation file.
+// report rebuilds report.md, report.json, report.html and metrics.json
+// from the run folder alone: every stage's summary and per-step log and
+// every evaluation file, whichever process wrote them (a resumed run's
+// report lists every stage).
 func (r *runEnv) report() (*Report, error) {
-	models := r.cfg.predictModels()
+	models := r.evalModels()
 	final := models[len(models)-1]
-	rep := &Report{Title: r.cfg.Stages.Report.Title, Created: time.Now(), ModelName: final,
-		Model: filepath.Join(r.modelDir(final), "model.onnx"), Dataset: r.dir("data")}
+	rep := &Report{Title: r.cfg.Stages.Report.Title, Created: time.Now(), Model: filepath.Join(r.modelDir(final.model), "model.onnx"),
+		Dataset: r.dir("data"), BaseNote: r.baseNote(), Curves: &Curves{}}
+	for _, m := range models {
+		rep.Models = append(rep.Models, m.name)
+	}
 	var cs chainsSummary
 	if err := readJSON(r.dir("chains", summaryFile), &cs); err == nil {
 		final := map[string]float64{}
@@ -90,7 +141,20 @@ func (r *runEnv) report() (*Report, error) {
 			return nil, err
 		}
 	}
+	var err error
+	rep.Curves.SFTSource = filepath.ToSlash(filepath.Join("sft", "checkpoints", train.LogFile))
+	if rep.Curves.SFT, err = train.ReadLog[train.StepLog](r.dir(rep.Curves.SFTSource)); err != nil {
+		return nil, err
+	}
 	for _, st := range r.cfg.Stages.RL {
+		src := filepath.ToSlash(filepath.Join("rl", st.Name, grpo.CheckpointDir, grpo.LogFile))
+		lines, err := train.ReadLog[RLStepLog](r.dir(src))
+		if err != nil {
+			return nil, err
+		}
+		if len(lines) > 0 {
+			rep.Curves.RL = append(rep.Curves.RL, RLCurve{Stage: st.Name, Source: src, Steps: lines})
+		}
 		path := r.dir("rl", st.Name, rlSummaryFile)
 		if !exists(path) {
 			continue
@@ -104,42 +168,46 @@ func (r *runEnv) report() (*Report, error) {
 	}
 	for _, td := range r.data.Tasks {
 		for _, split := range datasets.Splits {
-			var t TaskResult
+			var t TaskEval
 			if err := readJSON(r.evalFile(td.Task.Name, split), &t); err == nil {
 				rep.Tasks = append(rep.Tasks, t)
+				for _, n := range t.Notes {
+					rep.Notes = append(rep.Notes, td.Task.Name+" "+split+": "+n)
+				}
 			} else if !os.IsNotExist(err) {
-				return nil, err
-			}
-		}
-		if r.data.Synth {
-			// The rules on the examples the models were scored on.
-			for _, split := range r.evalSplits() {
-				exs := td.Splits[split]
-				if n := r.cfg.Stages.Predict.Examples; n > 0 {
-					exs = exs[:min(n, len(exs))]
-				}
-				note, err := baselineNote(&datasets.SynthSet{Task: td.Task, Split: "train", Examples: td.Splits["train"]},
-					&datasets.SynthSet{Task: td.Task, Split: split, Examples: exs})
-				if err != nil {
-					return nil, err
-				}
-				rep.Notes = append(rep.Notes, note)
+				return nil, fmt.Errorf("report: %w (run `tagpr eval` with this config to rewrite it)", err)
 			}
 		}
 	}
-	rep.Notes = append(rep.Notes, r.modelsNote(models), taxonomyNote(r.tx, r.cfg.Taxonomy))
-	if err := rep.Finalize(); err != nil {
-		return nil, err
+	names := make([]string, len(models))
+	for i, m := range models {
+		names[i] = m.name
 	}
+	rep.Notes = append(rep.Notes, r.modelsNote(names), taxonomyNote(r.tx, r.cfg.Taxonomy))
+	if r.data.Synth {
+		rep.Notes = append(rep.Notes, BaselineBlind+" = the best rule that ignores the profile (fit on the training split); "+
+			BaselineProfile+" = a rule that reads the profile as the benchmark's generator does: what personalization can reach")
+	}
+	rep.Finalize()
 	if err := rep.Write(r.cfg.Out); err != nil {
 		return nil, err
 	}
 	return rep, nil
 }
 
+// baseNote says plainly what the base model is.
+func (r *runEnv) baseNote() string {
+	if b := r.cfg.Policy.Builtin; b != nil {
+		return fmt.Sprintf("the built-in %s architecture (%d layers, d_model %d) at its random initialization (seed %d): it has learnt nothing before SFT, so its scores are a floor, not a pretrained model's",
+			b.Arch, b.Layers, b.DModel, b.Seed)
+	}
+	return "the starting policy as given (" + r.cfg.Policy.Dir + "), before any training in this run"
+}
+
 // modelsNote says what the reported models are.
 func (r *runEnv) modelsNote(models []string) string {
 	var parts []string
+	prmu := false
 	for _, m := range models {
 		switch {
 		case m == ModelBase && r.cfg.Policy.Builtin != nil:
@@ -150,12 +218,15 @@ func (r *runEnv) modelsNote(models []string) string {
 			parts = append(parts, "sft = after SFT on the kept chains")
 		default:
 			name := r.rlStageOf(m)
-			p := m + " = after the RL stages " + strings.Join(stageNames(RLChain(r.cfg.Stages.RL, name)), " → ")
-			if !r.cfg.Stages.PRMU.Skip {
-				p += "; guided stages add γ·R_PRMU from the PRMU in prmu/ (trained Bradley–Terry on the training users)"
+			chain := RLChain(r.cfg.Stages.RL, name)
+			for _, st := range chain {
+				prmu = prmu || st.Reward == RewardGuided || st.Rewards[RewardPRMU] != 0
 			}
-			parts = append(parts, p)
+			parts = append(parts, m+" = after the RL stages "+strings.Join(stageNames(chain), " → "))
 		}
+	}
+	if prmu && !r.cfg.Stages.PRMU.Skip {
+		parts = append(parts, "guided stages add γ·R_PRMU from the PRMU in prmu/ (trained Bradley–Terry on the training users)")
 	}
 	return strings.Join(parts, "; ")
 }

@@ -277,16 +277,19 @@ const (
 
 // PredictStage generates greedy predictions with each listed model.
 type PredictStage struct {
-	Models       []string `mapstructure:"models"` // base, sft, rl, rl:NAME (default: those the run has)
+	Models       []string `mapstructure:"models"` // base, sft, rl, rl:NAME (default: base, sft and every RL stage)
 	Splits       []string `mapstructure:"splits"` // default dev
 	Examples     int      `mapstructure:"examples"`
 	Batch        int      `mapstructure:"batch"`
 	MaxNewTokens int      `mapstructure:"max_new_tokens"`
 }
 
-// EvalStage scores the predictions against the golds.
+// EvalStage scores the predictions against the golds, every model and
+// rule baseline on the same examples, with bootstrap 95% intervals.
 type EvalStage struct {
-	Samples int `mapstructure:"samples"` // completions shown per task in the report
+	Samples   int    `mapstructure:"samples"`   // correct and wrong chains shown per model and task in the report (each)
+	Bootstrap int    `mapstructure:"bootstrap"` // resamples of the examples (0: 1000)
+	Seed      uint64 `mapstructure:"seed"`      // of the resamples (0: derived from the run's seed)
 }
 
 // ReportStage writes report.md and report.json.
@@ -452,6 +455,9 @@ func (c *RunConfig) Validate() error {
 	}
 	if c.Stages.Eval.Samples < 0 {
 		bad("stages.eval.samples", "%d: want ≥ 0", c.Stages.Eval.Samples)
+	}
+	if b := c.Stages.Eval.Bootstrap; b != 0 && (b < 100 || b > 100000) {
+		bad("stages.eval.bootstrap", "%d: want 100 to 100000 resamples (0: 1000)", b)
 	}
 	return errors.Join(errs...)
 }
@@ -628,8 +634,8 @@ func (c *RunConfig) predictModels() []string {
 	if !c.Stages.SFT.Skip {
 		out = append(out, ModelSFT)
 	}
-	if len(c.Stages.RL) > 0 {
-		out = append(out, ModelRL)
+	for _, st := range c.Stages.RL {
+		out = append(out, ModelRL+":"+st.Name)
 	}
 	return out
 }

@@ -31,6 +31,9 @@ type SFTConfig struct {
 	Clip            float64 `mapstructure:"clip"`
 	CheckpointEvery int     `mapstructure:"checkpoint_every"`
 	Seed            uint64  `mapstructure:"seed"`
+	// Packing puts several sequences in each row of seq_len tokens (as TRL's
+	// packing): attention stays inside each sequence, less padding.
+	Packing bool `mapstructure:"packing"`
 	// Session is the runtime the training session runs on.
 	Session ort.Options `mapstructure:"-"`
 }
@@ -70,7 +73,7 @@ func TrainSFT(ctx context.Context, model *onnxpb.ModelProto, data []Sequence, pa
 	if len(data) == 0 {
 		return nil, errors.New("sft: no training sequences")
 	}
-	tg, _, err := train.BuildLMTraining(model, train.LMTraining{Batch: int64(cfg.Batch), SeqLen: int64(cfg.SeqLen)})
+	tg, _, err := train.BuildLMTraining(model, train.LMTraining{Batch: int64(cfg.Batch), SeqLen: int64(cfg.SeqLen), Packed: cfg.Packing})
 	if err != nil {
 		return nil, fmt.Errorf("sft: %w", err)
 	}
@@ -82,7 +85,7 @@ func TrainSFT(ctx context.Context, model *onnxpb.ModelProto, data []Sequence, pa
 		return nil, fmt.Errorf("sft: %w", err)
 	}
 	defer tr.Close()
-	ds := &train.LMDataset{SeqLen: cfg.SeqLen, Pad: pad, Graph: tg}
+	ds := &train.LMDataset{SeqLen: cfg.SeqLen, Pad: pad, Graph: tg, Packed: cfg.Packing}
 	for _, s := range data {
 		ds.Rows = append(ds.Rows, s.IDs)
 		ds.PromptLen = append(ds.PromptLen, s.PromptLen)
@@ -119,9 +122,14 @@ func (c SFTConfig) settings(model *onnxpb.ModelProto, ds *train.LMDataset, pad i
 	if err != nil {
 		return nil, fmt.Errorf("sft: %w", err)
 	}
-	return train.RunSettings{}.Set("steps", c.Steps).Set("batch", c.Batch).Set("seq_len", c.SeqLen).Set("lr", c.LR).
+	s := train.RunSettings{}.Set("steps", c.Steps).Set("batch", c.Batch).Set("seq_len", c.SeqLen).Set("lr", c.LR).
 		Set("warmup", c.Warmup).Set("weight_decay", c.WeightDecay).Set("clip", c.Clip).Set("seed", c.Seed).Set("pad", pad).
-		Set("model_sha256", sum).Set("data_sha256", train.DataSHA256(ds.Rows, ds.PromptLen)), nil
+		Set("model_sha256", sum).Set("data_sha256", train.DataSHA256(ds.Rows, ds.PromptLen))
+	if c.Packing {
+		// Only when on: runs recorded before packing existed resume as before.
+		s = s.Set("packing", true)
+	}
+	return s, nil
 }
 
 // loadForTraining reads a policy and gives its weights their Hugging Face

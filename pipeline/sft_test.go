@@ -2,11 +2,13 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/tagpr/tagpr/onnx/lm"
+	"github.com/tagpr/tagpr/onnx/train"
 )
 
 // An Optimum GPT-2 export stores its tied lm head as a transposed copy of
@@ -45,5 +47,31 @@ func TestSFTTrainsTiedHeadAsOneTensor(t *testing.T) {
 	}
 	if len(names.Copies) != 0 {
 		t.Errorf("the loaded model still holds %d copies of tied weights: %+v", len(names.Copies), names.Copies)
+	}
+}
+
+// Packing changes what an SFT run trains on: resuming a finished unpacked
+// run with packing on is refused, not continued from the other layout's
+// checkpoint.
+func TestSFTPackingIsPartOfTheRun(t *testing.T) {
+	mustORT(t)
+	m, err := lm.Build(lm.Config{Arch: lm.Llama, Layers: 1, DModel: 16, Heads: 2, KVHeads: 2, Vocab: 40, MaxPositions: 32, Seed: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seqs []Sequence
+	for i := range 4 {
+		seqs = append(seqs, Sequence{IDs: []int64{3, int64(4 + i), 5, 6}, PromptLen: 1})
+	}
+	cfg := SFTConfig{Steps: 2, Batch: 2, SeqLen: 8, LR: 1e-3, Seed: 1}
+	dir := t.TempDir()
+	if _, err := TrainSFT(context.Background(), m, seqs, 0, cfg, dir, nil); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Packing = true
+	_, err = TrainSFT(context.Background(), m, seqs, 0, cfg, dir, nil)
+	var mismatch *train.SettingsMismatchError
+	if !errors.As(err, &mismatch) || !strings.Contains(err.Error(), "packing") {
+		t.Fatalf("packed resume of an unpacked run: %v", err)
 	}
 }

@@ -13,24 +13,30 @@ import (
 
 func init() {
 	var task, golds, preds, base, out string
+	var resamples int
+	var seed uint64
 	var o stageFlags
 	cmd := &cobra.Command{
 		Use:   "eval [-c FILE] | eval --task N --golds dev_outputs.json --predictions preds.json [--base base.json] [--out DIR]",
 		Short: "Score predictions against golds (accuracy/F1, MAE/RMSE or ROUGE-1/L): the config's eval stage, or LaMP-format files",
 		Long: "Without --golds: runs the config's eval stage (every predicted model on every split with golds, in OUT/eval).\n\n" +
 			"With --golds: reads predictions and golds in LaMP's outputs format ({\"task\": \"LaMP_N\", \"golds\": [{id, output}]}),\n" +
-			"computes the task's LaMP metrics and, with --base, the relative improvement over a base model's predictions.\n" +
-			"Every gold id needs a prediction. With --out, writes report.md and report.json there.",
+			"computes the task's LaMP metrics with bootstrap 95% intervals and, with --base, the paired difference from a base\n" +
+			"model's predictions on the same examples (significant or not) and the relative improvement over it.\n" +
+			"Every gold id needs a prediction. With --out, writes report.html, report.md, report.json and metrics.json there.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if golds == "" {
-				if task != "" || preds != "" || base != "" || out != "" {
-					return fmt.Errorf("--task, --predictions, --base and --out go with --golds")
+				if task != "" || preds != "" || base != "" || out != "" || cmd.Flags().Changed("bootstrap") || cmd.Flags().Changed("seed") {
+					return fmt.Errorf("--task, --predictions, --base, --out, --bootstrap and --seed go with --golds (the config's eval stage takes stages.eval.bootstrap and seed)")
 				}
 				return runStages(cmd, o, pipeline.StageEval)
 			}
 			if task == "" || preds == "" {
 				return fmt.Errorf("--golds needs --task and --predictions")
+			}
+			if resamples < 100 || resamples > 100000 {
+				return fmt.Errorf("--bootstrap %d: want 100 to 100000 resamples", resamples)
 			}
 			t, err := datasets.ParseTask(task)
 			if err != nil {
@@ -39,21 +45,21 @@ func init() {
 			if err := checkPinned(golds, preds, base); err != nil {
 				return err
 			}
-			r, err := pipeline.LaMPEval(t, golds, preds, base)
+			r, err := pipeline.LaMPEval(t, golds, preds, base, pipeline.Bootstrap{Resamples: resamples, Seed: seed})
 			if err != nil {
 				return err
 			}
-			r.Split = "eval"
-			rep := &pipeline.Report{Title: "tagpr eval: " + t.Name, Created: time.Now(), Model: preds, Dataset: golds, Tasks: []pipeline.TaskResult{r}}
-			if err := rep.Finalize(); err != nil {
-				return err
+			rep := &pipeline.Report{Title: "tagpr eval: " + t.Name, Created: time.Now(), Model: preds, Dataset: golds, Tasks: []pipeline.TaskEval{r}}
+			for _, m := range r.Models {
+				rep.Models = append(rep.Models, m.Name)
 			}
+			rep.Finalize()
 			fmt.Fprint(cmd.OutOrStdout(), rep.Markdown())
 			if out != "" {
 				if err := rep.Write(out); err != nil {
 					return err
 				}
-				fmt.Fprintf(cmd.OutOrStdout(), "\nreport: %s\n", filepath.Join(out, "report.md"))
+				fmt.Fprintf(cmd.OutOrStdout(), "\nreport: %s, %s\n", filepath.Join(out, "report.html"), filepath.Join(out, "report.md"))
 			}
 			return nil
 		},
@@ -62,7 +68,9 @@ func init() {
 	cmd.Flags().StringVar(&golds, "golds", "", "gold outputs file ({split}_outputs.json)")
 	cmd.Flags().StringVar(&preds, "predictions", "", "predictions in the same format")
 	cmd.Flags().StringVar(&base, "base", "", "a base model's predictions, for the relative improvement")
-	cmd.Flags().StringVar(&out, "out", "", "folder for report.md and report.json")
+	cmd.Flags().StringVar(&out, "out", "", "folder for report.md, report.html, report.json and metrics.json")
+	cmd.Flags().IntVar(&resamples, "bootstrap", pipeline.DefaultResamples, "bootstrap resamples of the examples for the 95% intervals (100 to 100000)")
+	cmd.Flags().Uint64Var(&seed, "seed", 1, "seed of the bootstrap resamples")
 	addStageFlags(cmd, &o, "")
 	rootCmd.AddCommand(cmd)
 }

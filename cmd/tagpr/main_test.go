@@ -182,13 +182,17 @@ func TestEvalCommand(t *testing.T) {
 		t.Fatalf("eval: %v\n%s", err, stderr)
 	}
 	// golds 1, 2, 3: model errors 0, 0, 1 (MAE 1/3); base errors 2, 1, 0 (MAE 1).
-	for _, want := range []string{"| LaMP_3 | eval | 3 | mae ↓ | 1.0000 | **0.3333** |", "LaMP_3: +"} {
+	// Three examples are too few to tell the two apart: the report says so.
+	for _, want := range []string{"| base | model |", "| LaMP_3 | eval | 3 | mae ↓ | 1.000 [0.000, 2.000] | 0.333 [0.000, 1.000] |",
+		"| LaMP_3 | model − base | mae ↓ | -0.667 | [-2.000, +1.000] | not significant |", "| model | +61.0% | **+61.0%** |"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("eval output lacks %q:\n%s", want, out)
 		}
 	}
-	if _, err := os.Stat(filepath.Join(dir, "rep", "report.json")); err != nil {
-		t.Fatal(err)
+	for _, f := range []string{"report.json", "report.md", "report.html", "metrics.json"} {
+		if _, err := os.Stat(filepath.Join(dir, "rep", f)); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if _, _, err := runTagpr(t, dir, nil, "eval", "--task", "3", "--golds", golds); err == nil {
 		t.Fatal("eval without --predictions succeeded")

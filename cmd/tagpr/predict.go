@@ -11,9 +11,9 @@ import (
 
 func init() {
 	var o stageFlags
-	var model, task, questions, out string
+	var f predictFileFlags
 	c := &cobra.Command{
-		Use:   "predict [-c FILE] | predict --model DIR --task N --questions FILE --out FILE",
+		Use:   "predict [-c FILE] | predict --model DIR --task N --questions FILE --out FILE [--shard i/N|auto]",
 		Short: "Greedy predictions in LaMP's outputs format: the config's predict stage, or one model folder on one questions file",
 		Long: "Without --model: runs the config's predict stage (every listed model on every task and split, in\n" +
 			"OUT/predictions/MODEL/TASK_SPLIT.{json,parquet}).\n\n" +
@@ -21,49 +21,120 @@ func init() {
 			"(tokenizer.json and tokenizer_config.json beside model.onnx), with the profile items retrieval picks and\n" +
 			"the instruction the recipe trains on, generates greedily, extracts the text of the <answer> element\n" +
 			"(\"\" when the format is broken) and writes {\"task\": \"LaMP_N\", \"golds\": [{\"id\", \"output\"}]} to --out\n" +
-			"(and the completions to OUT.parquet). Retrieval, taxonomy, batch and max_new_tokens come from the config.\n\n" + runLong,
+			"(and the completions to OUT.parquet). Retrieval, taxonomy, batch and max_new_tokens come from the config.\n\n" +
+			"Each generation batch is written atomically to OUT.parquet.parts/ (removed once OUT is written): an\n" +
+			"interrupted run resumes where it stopped. With --shard i/N (or --shard auto in a Kubernetes Indexed Job:\n" +
+			"the index from $JOB_COMPLETION_INDEX, the count from $TAGPR_SHARD_COUNT) only that shard's batches are\n" +
+			"generated — the questions are cut into batches from the start, as one process cuts them, and batch k\n" +
+			"belongs to shard k mod N, so every batch pads and generates exactly as in one process — and every worker\n" +
+			"writes its parts into the same folder on a shared volume; a restarted worker redoes only the batches its\n" +
+			"shard has no part for. `tagpr predict merge` then writes OUT: the same bytes as one unsharded run.\n\n" + runLong,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if model == "" {
-				if task != "" || questions != "" || out != "" {
-					return fmt.Errorf("--task, --questions and --out go with --model")
+			if f.model == "" {
+				if f.task != "" || f.questions != "" || f.out != "" || f.shard != "" {
+					return fmt.Errorf("--task, --questions, --out and --shard go with --model")
 				}
 				return runStages(cmd, o, pipeline.StagePredict)
 			}
-			if task == "" || questions == "" || out == "" {
+			if f.task == "" || f.questions == "" || f.out == "" {
 				return fmt.Errorf("--model needs --task, --questions and --out")
 			}
-			t, err := datasets.ParseTask(task)
+			po, err := f.options()
 			if err != nil {
-				return err
-			}
-			tx, err := pipeline.LoadTaxonomy(runCfg.Taxonomy)
-			if err != nil {
-				return err
-			}
-			if err := checkPinned(questions); err != nil {
 				return err
 			}
 			if err := initRuntime(); err != nil {
 				return err
 			}
-			p := runCfg.Stages.Predict
-			n, err := pipeline.PredictFile(cmd.Context(), pipeline.PredictFileOptions{Model: model, Task: t, Questions: questions, Out: out,
-				Taxonomy: tx, ChatTemplate: runCfg.Tokenizer.ChatTemplate, Session: sessionOptions(),
-				Eval: pipeline.EvalOptions{Batch: p.Batch, MaxNewTokens: p.MaxNewTokens, Prompt: pipeline.PromptOptions{TopK: runCfg.Retrieval.TopK,
-					Retrieval: runCfg.Retrieval.Method, MaxTokens: runCfg.Retrieval.MaxPromptTokens}}})
+			po.Model, po.Session, po.Progress = f.model, sessionOptions(), reporter("rows")
+			st, err := pipeline.PredictFile(cmd.Context(), po)
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "predicted %d %s questions with %s: %s\n", n, t.Name, model, out)
+			w := cmd.OutOrStdout()
+			if !st.Merged {
+				fmt.Fprintf(w, "predict: shard %s: %d questions done now, %d done before; when every shard is done: tagpr predict merge --task %s --questions %s --out %s\n",
+					po.Shard, st.Done, st.Skipped, f.task, f.questions, f.out)
+				return nil
+			}
+			fmt.Fprintf(w, "predicted %d %s questions with %s (%d now, %d done before): %s\n", st.Predictions, po.Task.Name, f.model, st.Done, st.Skipped, f.out)
 			return nil
 		},
 	}
-	f := c.Flags()
-	f.StringVar(&model, "model", "", "model folder (model.onnx, config.json, tokenizer.json)")
-	f.StringVar(&task, "task", "", "LaMP task: 1, 2 (movie tagging), 2N, 3, 4, 5, 6, 7")
-	f.StringVar(&questions, "questions", "", "LaMP questions file ({split}_questions.json)")
-	f.StringVar(&out, "out", "", "predictions to write (.json, LaMP's outputs format)")
+	fl := c.Flags()
+	fl.StringVar(&f.model, "model", "", "model folder (model.onnx, config.json, tokenizer.json)")
+	f.addFlags(c)
+	fl.StringVar(&f.shard, "shard", "", "only this shard's batches: i/N, or auto ($JOB_COMPLETION_INDEX of $TAGPR_SHARD_COUNT)")
 	addStageFlags(c, &o, "")
+	c.AddCommand(predictMergeCmd())
 	rootCmd.AddCommand(c)
+}
+
+// predictFileFlags are the flags of predict on one questions file.
+type predictFileFlags struct {
+	model, task, questions, out, shard string
+}
+
+func (f *predictFileFlags) addFlags(c *cobra.Command) {
+	fl := c.Flags()
+	fl.StringVar(&f.task, "task", "", "LaMP task: 1, 2 (movie tagging), 2N, 3, 4, 5, 6, 7")
+	fl.StringVar(&f.questions, "questions", "", "LaMP questions file ({split}_questions.json)")
+	fl.StringVar(&f.out, "out", "", "predictions to write (.json, LaMP's outputs format); rows go to OUT.parquet, parts to OUT.parquet.parts")
+}
+
+// options are the pipeline's options for these flags and the config
+// (retrieval, taxonomy, chat template, stages.predict's batch and
+// max_new_tokens: every worker and the merge must agree on them).
+func (f *predictFileFlags) options() (pipeline.PredictFileOptions, error) {
+	var po pipeline.PredictFileOptions
+	t, err := datasets.ParseTask(f.task)
+	if err != nil {
+		return po, err
+	}
+	sh, err := datasets.ParseShardFlag(f.shard)
+	if err != nil {
+		return po, err
+	}
+	tx, err := pipeline.LoadTaxonomy(runCfg.Taxonomy)
+	if err != nil {
+		return po, err
+	}
+	if err := checkPinned(f.questions); err != nil {
+		return po, err
+	}
+	p := runCfg.Stages.Predict
+	return pipeline.PredictFileOptions{Task: t, Questions: f.questions, Out: f.out, Taxonomy: tx, ChatTemplate: runCfg.Tokenizer.ChatTemplate, Shard: sh,
+		Eval: pipeline.EvalOptions{Batch: p.Batch, MaxNewTokens: p.MaxNewTokens, Prompt: pipeline.PromptOptions{TopK: runCfg.Retrieval.TopK,
+			Retrieval: runCfg.Retrieval.Method, MaxTokens: runCfg.Retrieval.MaxPromptTokens}}}, nil
+}
+
+func predictMergeCmd() *cobra.Command {
+	var f predictFileFlags
+	c := &cobra.Command{
+		Use:   "merge --task N --questions FILE --out FILE",
+		Short: "Assemble the parts every `predict --shard` worker wrote into OUT.parquet and OUT (LaMP's outputs format)",
+		Long: `Writes OUT.parquet from OUT.parquet.parts/ (the parts of every ` + "`predict --model … --shard`" + ` worker), in the
+questions' order, then OUT in LaMP's outputs format, and removes the parts: the same bytes as one unsharded
+run. Refuses while any question has no prediction (a worker still running or failed: run it again, it redoes
+only its missing batches). Give it the workers' --task, --questions, --out and config.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			po, err := f.options()
+			if err != nil {
+				return err
+			}
+			n, err := pipeline.MergePredictions(po)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "predict: %s holds %d %s predictions\n", f.out, n, po.Task.Name)
+			return nil
+		},
+	}
+	f.addFlags(c)
+	for _, r := range []string{"task", "questions", "out"} {
+		c.MarkFlagRequired(r)
+	}
+	return c
 }

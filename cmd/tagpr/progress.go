@@ -134,7 +134,7 @@ func reporter(show ...string) train.ProgressFunc {
 				attrs = append(attrs, k, strconv.FormatFloat(v, 'g', 4, 64))
 			}
 		}
-		b.Step(1, attrs...)
+		b.Step(max(p.Step-b.done, 1), attrs...) // fan-out stages step by rows
 		if p.Warning != "" {
 			logLine(p.Task, fmt.Sprintf("warning: step %d: %s", p.Step, p.Warning))
 		}

@@ -44,7 +44,8 @@ func runStages(cmd *cobra.Command, o stageFlags, only ...string) error {
 	if rep != nil {
 		out := cmd.OutOrStdout()
 		fmt.Fprintf(out, "\n%s\n", rep.Markdown())
-		fmt.Fprintf(out, "report: %s and %s\n", filepath.Join(cfg.Out, "report.md"), filepath.Join(cfg.Out, "report.json"))
+		fmt.Fprintf(out, "report: %s (charts, confusion matrices, sample chains), %s, %s; metrics: %s; TensorBoard: tensorboard --logdir %s\n",
+			filepath.Join(cfg.Out, "report.html"), filepath.Join(cfg.Out, "report.md"), filepath.Join(cfg.Out, "report.json"), filepath.Join(cfg.Out, "metrics.json"), cfg.Out)
 	}
 	return nil
 }
@@ -87,7 +88,7 @@ func init() {
 
 	rootCmd.AddCommand(runCmd, demoCmd,
 		stageCmd("sft", "Fine-tune the policy on the kept tagged chains (the sft stage)", pipeline.StageSFT),
-		stageCmd("report", "Rebuild report.md and report.json from the run folder (the report stage)", pipeline.StageReport),
+		stageCmd("report", "Rebuild report.html, report.md, report.json and metrics.json from the run folder (the report stage)", pipeline.StageReport),
 		rlCmd())
 }
 

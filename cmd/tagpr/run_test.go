@@ -397,11 +397,14 @@ func checkLaMPRun(t *testing.T, out, stdout string) {
 		}
 	}
 	for _, f := range []string{"sft/model.onnx", "sft/tokenizer.json", "prmu/prmu.json", "rl/guided/model.onnx", "rl/exploratory/model.onnx",
-		"rl/exploratory/tokenizer.json", "eval/LaMP_2M_dev.json", "eval/LaMP_3_dev.json", "eval/LaMP_4_dev.json", "report.md", "report.json"} {
+		"rl/exploratory/tokenizer.json", "eval/LaMP_2M_dev.json", "eval/LaMP_3_dev.json", "eval/LaMP_4_dev.json", "report.md", "report.json",
+		"report.html", "metrics.json"} {
 		if _, err := os.Stat(filepath.Join(out, f)); err != nil {
 			t.Errorf("the run left no %s: %v", f, err)
 		}
 	}
+	checkReportHTML(t, out, false)
+	checkEventFiles(t, out)
 	var prmu struct{ Final map[string]float64 }
 	readJSONFile(t, filepath.Join(out, "prmu", "summary.json"), &prmu)
 	// One SFT-model sample per training question (pairs come from those
@@ -410,7 +413,7 @@ func checkLaMPRun(t *testing.T, out, stdout string) {
 		t.Errorf("PRMU sampled %v completions from the SFT model, want 18: %v", prmu.Final["policy_samples"], prmu.Final)
 	}
 	for _, want := range []string{"| chains |", "| sft | 4 |", "| prmu | 12 |", "| rl guided | 2 |", "| rl exploratory | 2 |",
-		"| LaMP_2M | dev | 3 | accuracy ↑ |", "| LaMP_3 | dev | 3 | mae ↓ |", "| LaMP_4 | dev | 3 | rougeL ↑ |", "| base | sft | rl |",
+		"| LaMP_2M | dev | 3 | accuracy ↑ |", "| LaMP_3 | dev | 3 | mae ↓ |", "| LaMP_4 | dev | 3 | rougeL ↑ |", "| base | sft | rl:exploratory |",
 		"restate, recall, infer, decide; required, in order: recall → infer → decide"} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("report lacks %q:\n%s", want, stdout)
@@ -514,7 +517,8 @@ func TestShippedConfigs(t *testing.T) {
 	if err != nil {
 		t.Fatalf("demo --fast-dev-run: %v\n%s", err, stderr)
 	}
-	for _, want := range []string{"| sft | 2 |", "| rl exploratory | 1 |", "| synth_rate | dev | 2 | mae ↓ |", "| base | sft | rl:guided | rl:exploratory |"} {
+	for _, want := range []string{"| sft | 2 |", "| rl exploratory | 1 |", "| synth_rate | dev | 2 | mae ↓ |",
+		"| base | sft | rl:guided | rl:exploratory | profile_blind | profile_reading |", "### Differences"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("demo --fast-dev-run report lacks %q:\n%s", want, out)
 		}
@@ -522,11 +526,14 @@ func TestShippedConfigs(t *testing.T) {
 	if !fileExists(filepath.Join(dir, "d", "fast_dev_run", "report.md")) {
 		t.Error("no report in d/fast_dev_run")
 	}
+	checkReportHTML(t, filepath.Join(dir, "d", "fast_dev_run"), true)
+	checkEventFiles(t, filepath.Join(dir, "d", "fast_dev_run"))
 	// make experiment's two configs, reduced: every ablation on the test users.
 	for name, wants := range map[string][]string{
-		"experiment.yaml": {"| rl no_prmu | 1 |", "| base | sft | rl:task_only | rl:no_prmu | rl:guided | rl:exploratory |", "| synth_tag | test | 2 | accuracy ↑ |",
-			"rl:exploratory = after the RL stages guided → exploratory", "synth_gen: rule baselines on the 2 test examples"},
-		"experiment-plain.yaml": {"| base | sft | rl:task_only |", "| synth_rate | test | 2 | mae ↓ |"},
+		"experiment.yaml": {"| rl no_prmu | 1 |", "| base | sft | rl:task_only | rl:no_prmu | rl:guided | rl:exploratory | profile_blind | profile_reading |",
+			"| synth_tag | test | 2 | accuracy ↑ |", "rl:exploratory = after the RL stages guided → exploratory", "rl:guided = after the RL stages guided;",
+			"share of the mean reward / of the learning signal"},
+		"experiment-plain.yaml": {"| base | sft | rl:task_only | profile_blind | profile_reading |", "| synth_rate | test | 2 | mae ↓ |"},
 	} {
 		cfg, _ := filepath.Abs("../../configs/" + name)
 		out, stderr, err := runTagpr(t, dir, env, "run", "-c", cfg, "--fast-dev-run", "--out", filepath.Join(dir, name))

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"io"
 	"net/http"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tagpr/tagpr/datasets"
 )
 
 // qwenModelDir is a one-layer built-in model with the Qwen3 vocabulary;
@@ -50,25 +53,7 @@ func TestServeMatchesModelGenerate(t *testing.T) {
 		t.Errorf("plain output of two prompts (%v %s):\n%s\nwant the chat's text %q last", err, stderr, plain, text)
 	}
 
-	cmd := exec.Command(tagprBin, "serve", "--model", dir, "--tokenizer", "qwen3-tokenizer", "--port", "0")
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var serr bytes.Buffer
-	cmd.Stderr = &serr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	if err != nil {
-		t.Fatalf("serve printed no address: %v\n%s", err, serr.String())
-	}
-	url := regexp.MustCompile(`http://[0-9.:]+/v1`).FindString(line)
-	if url == "" {
-		t.Fatalf("serve's first line %q has no URL", line)
-	}
+	cmd, url, serr := startServe(t, "--model", dir, "--tokenizer", "qwen3-tokenizer")
 	body, _ := json.Marshal(map[string]any{"model": "qwen-tiny", "temperature": 0, "max_tokens": 12,
 		"messages": []map[string]string{{"role": "user", "content": "Hello there"}}})
 	resp, err := http.Post(url+"/chat/completions", "application/json", bytes.NewReader(body))
@@ -85,6 +70,38 @@ func TestServeMatchesModelGenerate(t *testing.T) {
 	if resp.StatusCode != 200 || len(chat.Choices) != 1 || chat.Choices[0].Message.Content != text {
 		t.Errorf("serve answered %d %+v; model generate %q", resp.StatusCode, chat, text)
 	}
+	stopServe(t, cmd, serr)
+}
+
+// startServe starts `tagpr serve ARGS --port 0` and returns the process,
+// its API's base URL (…/v1) and its stderr; the test's end kills it.
+func startServe(t *testing.T, args ...string) (*exec.Cmd, string, *bytes.Buffer) {
+	t.Helper()
+	cmd := exec.Command(tagprBin, append(append([]string{"serve"}, args...), "--port", "0")...)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	serr := &bytes.Buffer{}
+	cmd.Stderr = serr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill() })
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		t.Fatalf("serve printed no address: %v\n%s", err, serr.String())
+	}
+	url := regexp.MustCompile(`http://[0-9.:]+/v1`).FindString(line)
+	if url == "" {
+		t.Fatalf("serve's first line %q has no URL", line)
+	}
+	return cmd, url, serr
+}
+
+// stopServe sends SIGTERM and wants exit 0 within a minute.
+func stopServe(t *testing.T, cmd *exec.Cmd, serr *bytes.Buffer) {
+	t.Helper()
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -98,4 +115,47 @@ func TestServeMatchesModelGenerate(t *testing.T) {
 	case <-time.After(time.Minute):
 		t.Fatal("serve did not exit within a minute of SIGTERM")
 	}
+}
+
+// TestChainsFromServeTeacher: the chains stage's teacher is a `tagpr serve`
+// of the exported policy, as a user serving their own model as the teacher
+// would run it. The scripted loopback teacher of TestRunLaMPEndToEnd writes
+// chains that pass the filter; this one is a real model (random weights), so
+// every chain is asked for (max_tokens within the fixture's 1024-token context), recorded with the served model as its teacher
+// and judged (none kept): the client and the server speak the same API.
+func TestChainsFromServeTeacher(t *testing.T) {
+	policy, _ := filepath.Abs(policyFixture)
+	cmd, url, serr := startServe(t, "--model", policy, "--served-model-name", "teacher-under-test")
+	dir := t.TempDir()
+	out := filepath.Join(dir, "run")
+	cfg := writeConfig(t, dir, "lamp.yaml", strings.Replace(lampConfig(t, out, strings.TrimSuffix(url, "/v1")),
+		"model: test-teacher", "model: teacher-under-test\n  max_tokens: 64", 1))
+	stdout, stderr, err := runTagpr(t, dir, runtimeEnv(t), "chains", "-c", cfg)
+	if err != nil {
+		t.Fatalf("tagpr chains with a tagpr serve teacher: %v\n%s%s\nserve: %s", err, stdout, stderr, serr.String())
+	}
+	for _, task := range []string{"LaMP_2M", "LaMP_3", "LaMP_4"} {
+		chains, err := datasets.ReadChains(filepath.Join(out, "chains", task+".parquet"), datasets.ReadOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(chains) != 6 {
+			t.Errorf("%s: %d chains, want one per training question (6)", task, len(chains))
+		}
+		for _, c := range chains {
+			if !strings.Contains(c.Teacher, "teacher-under-test") || c.Chain == "" || len(c.Verdicts) == 0 {
+				t.Errorf("%s %s: teacher %q, chain %q, %d verdicts; want the served model's text, judged", task, c.ID, c.Teacher, c.Chain, len(c.Verdicts))
+			}
+		}
+	}
+	resp, err := http.Get(strings.TrimSuffix(url, "/v1") + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if want := `endpoint="chat",code="200"} 18`; !strings.Contains(string(metrics), want) {
+		t.Errorf("serve's /metrics lacks %q (18 chat requests, 6 questions × 3 tasks):\n%s", want, metrics)
+	}
+	stopServe(t, cmd, serr)
 }

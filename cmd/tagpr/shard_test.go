@@ -187,3 +187,128 @@ func TestShardWorkersKilledAndRestartedMergeToTheSingleRun(t *testing.T) {
 		t.Fatalf("%d rows for %d examples, %d duplicates: want every example and some duplicates across shards", len(rows), len(exs), dups)
 	}
 }
+
+// Predictions as an Indexed Job would make them: three `predict --shard
+// auto` worker processes, one killed (SIGKILL) once its first batch is on
+// disk and started again; the restarted worker generates only the batches
+// its shard has no part for, and the merged files (the LaMP outputs JSON and
+// the rows with every completion) equal a single-process run's byte for
+// byte. Workers take whole batches of the one-process cut, so every batch is
+// padded and generated exactly as in one process (padding moves the logits
+// in their last bits; FanOut.RunBatches).
+func TestShardPredictWorkersKilledAndRestartedMergeToTheSingleRun(t *testing.T) {
+	dir := t.TempDir()
+	if _, stderr, err := runTagpr(t, dir, nil, "data", "synth", "--seed", "5", "--users", "30", "--tasks", "synth_tag", "--out", "data"); err != nil {
+		t.Fatalf("data synth: %v\n%s", err, stderr)
+	}
+	questions := filepath.Join(dir, "data", "synth_tag", "train_questions.json")
+	model, _ := filepath.Abs(filepath.Join("..", "..", "onnx", "testdata", "pytorch", "qwen2-chat"))
+	const workers, batch, nQuestions = 3, 2, 96
+	env := append(runtimeEnv(t), "TAGPR_STAGES_PREDICT_BATCH="+strconv.Itoa(batch), "TAGPR_STAGES_PREDICT_MAX_NEW_TOKENS=48", "TAGPR_LOG_FORMAT=json")
+	predict := func(out string, extra ...string) []string {
+		return append([]string{"predict", "--model", model, "--task", "synth_tag", "--questions", questions, "--out", out}, extra...)
+	}
+	workerEnv := func(i int) []string {
+		return append(append([]string{}, env...), "JOB_COMPLETION_INDEX="+strconv.Itoa(i), "TAGPR_SHARD_COUNT="+strconv.Itoa(workers))
+	}
+
+	single := filepath.Join(dir, "single", "preds.json")
+	if out, stderr, err := runTagpr(t, dir, env, predict(single)...); err != nil || !strings.Contains(out, fmt.Sprintf("predicted %d synth_tag questions", nQuestions)) {
+		t.Fatalf("single run: %v\n%s%s", err, out, stderr)
+	}
+
+	sharded := filepath.Join(dir, "run", "preds.json")
+	parts := filepath.Join(dir, "run", "preds.parquet.parts")
+	shard1Parts := func() int {
+		m, _ := filepath.Glob(filepath.Join(parts, fmt.Sprintf("part-1of%d-*.arrow", workers)))
+		return len(m)
+	}
+	procs := make([]*exec.Cmd, workers)
+	outs := make([]*bytes.Buffer, workers)
+	for i := range procs {
+		cmd := exec.Command(tagprBin, predict(sharded, "--shard", "auto")...)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), workerEnv(i)...)
+		outs[i] = &bytes.Buffer{}
+		cmd.Stdout, cmd.Stderr = outs[i], outs[i]
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		procs[i] = cmd
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- procs[1].Wait() }()
+	deadline := time.After(2 * time.Minute)
+wait:
+	for shard1Parts() == 0 {
+		select {
+		case err := <-exited:
+			t.Fatalf("worker 1 ended (%v) before it could be killed midway:\n%s", err, outs[1])
+		case <-deadline:
+			t.Fatal("worker 1 wrote no part in 2 minutes")
+		case <-time.After(time.Millisecond):
+			continue wait
+		}
+	}
+	procs[1].Process.Kill()
+	<-exited
+	for _, i := range []int{0, 2} {
+		if err := procs[i].Wait(); err != nil {
+			t.Fatalf("worker %d: %v\n%s", i, err, outs[i])
+		}
+		if !strings.Contains(outs[i].String(), fmt.Sprintf("shard %d/%d", i, workers)) {
+			t.Fatalf("worker %d output:\n%s", i, outs[i])
+		}
+	}
+	batches := nQuestions / batch / workers // shard 1's batches: 1, 4, 7, … of the 48
+	killedAt := shard1Parts()
+	t.Logf("worker 1 killed after %d of its %d batches", killedAt, batches)
+	if killedAt < 1 || killedAt >= batches {
+		t.Fatalf("worker 1 left %d of its %d batches when killed; the test needs it killed midway", killedAt, batches)
+	}
+	if _, err := os.Stat(sharded); !os.IsNotExist(err) {
+		t.Fatal("a worker wrote the merged output")
+	}
+	merge := []string{"predict", "merge", "--task", "synth_tag", "--questions", questions, "--out", sharded}
+	if _, stderr, err := runTagpr(t, dir, env, merge...); err == nil || !strings.Contains(stderr, "has not finished") {
+		t.Fatalf("merge with worker 1 killed: err %v\n%s", err, stderr)
+	}
+	// A worker with another batch size would cut other batches: refused.
+	if _, stderr, err := runTagpr(t, dir, append(workerEnv(1), "TAGPR_STAGES_PREDICT_BATCH=3"), predict(sharded, "--shard", "auto")...); err == nil ||
+		!strings.Contains(stderr, `batch was "2", now "3"`) {
+		t.Fatalf("a worker with another batch size: err %v\n%s", err, stderr)
+	}
+
+	// Restarted, worker 1 generates only the batches its shard has no part for.
+	out, stderr, err := runTagpr(t, dir, workerEnv(1), predict(sharded, "--shard", "auto")...)
+	if err != nil {
+		t.Fatalf("restarted worker 1: %v\n%s%s", err, out, stderr)
+	}
+	want := fmt.Sprintf("%d questions done now, %d done before", (batches-killedAt)*batch, killedAt*batch)
+	if !strings.Contains(out, want) || shard1Parts() != batches {
+		t.Fatalf("restarted worker: %q, %d parts; want %q and %d parts", out, shard1Parts(), want, batches)
+	}
+
+	if out, stderr, err := runTagpr(t, dir, env, merge...); err != nil || !strings.Contains(out, fmt.Sprintf("holds %d synth_tag predictions", nQuestions)) {
+		t.Fatalf("merge: %v\n%s%s", err, out, stderr)
+	}
+	for _, f := range []string{"preds.json", "preds.parquet"} {
+		a, _ := os.ReadFile(filepath.Join(dir, "single", f))
+		b, _ := os.ReadFile(filepath.Join(dir, "run", f))
+		if len(a) == 0 || !bytes.Equal(a, b) {
+			t.Errorf("%s: the merged shards (%d bytes) differ from the single run (%d bytes)", f, len(b), len(a))
+		}
+	}
+	if fileExists(parts) {
+		t.Errorf("%s is still there after the merge", parts)
+	}
+	preds, err := datasets.ReadPredictions(filepath.Join(dir, "run", "preds.parquet"), datasets.ReadOptions{})
+	if err != nil || len(preds) != nQuestions || len(preds[0].Completion) == 0 {
+		t.Fatalf("merged rows: %d, %v", len(preds), err)
+	}
+	// Eval reads the merged file, as it reads any predictions file.
+	golds := filepath.Join(dir, "data", "synth_tag", "train_outputs.json")
+	if out, stderr, err := runTagpr(t, dir, nil, "eval", "--task", "synth_tag", "--golds", golds, "--predictions", sharded); err != nil || !strings.Contains(out, "| synth_tag | eval | 96 |") {
+		t.Errorf("eval of the merged predictions: %v\n%s%s", err, out, stderr)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -37,6 +38,8 @@ type trainLMOptions struct {
 	LoRAAlpha                           float64
 	LoRATargets, Trainable              []string
 	Seed                                uint64
+	Packing, Recompute                  bool
+	MaxMemoryGB                         float64
 	MaxSkipped                          int
 	Fresh                               bool
 }
@@ -95,6 +98,9 @@ is not finite is skipped and logged; --max-skipped-steps such steps in a row sto
 	f.StringSliceVar(&o.LoRATargets, "lora-targets", nil, "linear layers to adapt, by Hugging Face module name: glob, re:REGEXP, or a name's last part as PEFT's target_modules (q_proj,v_proj); default: every attention and MLP projection, not the lm head")
 	f.StringSliceVar(&o.Trainable, "trainable", nil, "modules (or weights) to train without LoRA, by Hugging Face name (model.layers.0.*, q_proj); default: all")
 	f.Uint64Var(&o.Seed, "seed", 1, "seed for data order and LoRA init")
+	f.Float64Var(&o.MaxMemoryGB, "max-memory-gb", 0, "refuse to start when the estimated peak memory exceeds this many GiB (0: the machine's memory; -1: no check)")
+	f.BoolVar(&o.Recompute, "recompute", false, "keep only each block's input from the forward pass and recompute the rest in the backward pass (less memory at long sequences, one more forward pass)")
+	f.BoolVar(&o.Packing, "packing", false, "pack several sequences into each --seq-len row (attention stays inside each; needs a model with position_ids)")
 	f.IntVar(&o.MaxSkipped, "max-skipped-steps", train.DefaultMaxSkipped, "stop when this many steps in a row are skipped for a non-finite loss or gradient")
 	f.BoolVar(&o.Fresh, "fresh", false, "discard the checkpoints in OUT/checkpoint and start over (instead of resuming)")
 	return cmd
@@ -167,7 +173,8 @@ func runTrainLM(ctx context.Context, cmd *cobra.Command, o trainLMOptions) error
 	if hc != nil && len(hc.PadTokenID) > 0 {
 		pad = hc.PadTokenID[0]
 	}
-	spec := train.LMTraining{Batch: int64(o.Batch), SeqLen: int64(o.SeqLen), Trainable: o.Trainable}
+	spec := train.LMTraining{Batch: int64(o.Batch), SeqLen: int64(o.SeqLen), Trainable: o.Trainable, Packed: o.Packing, Recompute: o.Recompute,
+		Consume: true} // the export reloads the model
 	if o.LoRARank > 0 {
 		alpha := o.LoRAAlpha
 		if alpha == 0 {
@@ -180,7 +187,11 @@ func runTrainLM(ctx context.Context, cmd *cobra.Command, o trainLMOptions) error
 	if err != nil {
 		return fmt.Errorf("train lm %s: %w", modelPath, err)
 	}
+	m = nil // the export reloads it: one copy of the weights fewer while training
 	describeSelection(cmd.ErrOrStderr(), map[bool]string{true: "--lora-targets", false: "--trainable"}[o.LoRARank > 0], tg.Selected)
+	if err := checkTrainMemory(cmd, o, tg); err != nil {
+		return fmt.Errorf("train lm %s: %w", modelPath, err)
+	}
 	warm := o.Warmup
 	if warm < 0 {
 		warm = o.Steps / 20
@@ -212,7 +223,7 @@ func runTrainLM(ctx context.Context, cmd *cobra.Command, o trainLMOptions) error
 	}
 	bar := newProgress("train", o.Steps)
 	loop := &train.Loop{
-		Trainer: tr, Data: &train.LMDataset{Rows: rows, PromptLen: promptLen, SeqLen: o.SeqLen, Pad: pad, Graph: tg},
+		Trainer: tr, Data: &train.LMDataset{Rows: rows, PromptLen: promptLen, SeqLen: o.SeqLen, Pad: pad, Graph: tg, Packed: o.Packing},
 		BatchSize: o.Batch, Accum: o.Accum, Steps: o.Steps, Dir: ckDir, CheckpointEvery: o.CheckpointEvery, Seed: o.Seed,
 		Settings: settings,
 		Progress: func(p train.Progress) {
@@ -245,6 +256,12 @@ func runTrainLM(ctx context.Context, cmd *cobra.Command, o trainLMOptions) error
 		}
 		return err
 	}
+	if m, err = ir.Load(modelPath); err != nil {
+		return err
+	}
+	if err := nameWeights(io.Discard, m, modelPath); err != nil {
+		return err
+	}
 	out, err := writeTrainedModel(cmd.OutOrStdout(), o.Out, modelDir, m, tr.Weights(), adapters)
 	if err != nil {
 		return err
@@ -254,13 +271,38 @@ func runTrainLM(ctx context.Context, cmd *cobra.Command, o trainLMOptions) error
 	return nil
 }
 
+// checkTrainMemory prints the run's peak-memory estimate and refuses a run
+// that would not fit (see --max-memory-gb).
+func checkTrainMemory(cmd *cobra.Command, o trainLMOptions, tg *train.TrainingGraph) error {
+	est := train.EstimateMemory(tg)
+	fmt.Fprintf(cmd.ErrOrStderr(), "memory estimate: %s\n", est)
+	if o.MaxMemoryGB < 0 {
+		return nil
+	}
+	limit := int64(o.MaxMemoryGB * (1 << 30))
+	if limit == 0 {
+		var err error
+		if limit, err = train.MachineMemory(); err != nil {
+			return fmt.Errorf("%w (--max-memory-gb sets the limit; -1 skips the check)", err)
+		}
+	}
+	knobs := train.MemoryKnobs{Batch: "--batch", SeqLen: "--seq-len"}
+	if o.LoRARank == 0 {
+		knobs.LoRA = "--lora-rank"
+	}
+	if err := est.Fits(limit, knobs); err != nil {
+		return fmt.Errorf("%w (--max-memory-gb sets another limit; -1 skips the check)", err)
+	}
+	return nil
+}
+
 // trainLMSettings are the settings that decide a train lm run's result:
 // a resume must have the same (the checkpoint interval, threads and
 // skip tolerance may change). Inputs count by content, not path.
 func trainLMSettings(o trainLMOptions, modelPath, modelDir string, spec train.LMTraining, warmup int) (train.RunSettings, error) {
 	s := train.RunSettings{}.Set("steps", o.Steps).Set("batch", o.Batch).Set("seq_len", o.SeqLen).Set("accum", o.Accum).
 		Set("lr", o.LR).Set("warmup", warmup).Set("schedule", o.Schedule).Set("clip", o.Clip).Set("weight_decay", o.WeightDecay).
-		Set("trainable", o.Trainable).Set("seed", o.Seed).Set("text_column", o.Column)
+		Set("trainable", o.Trainable).Set("seed", o.Seed).Set("text_column", o.Column).Set("packing", o.Packing)
 	if spec.LoRA != nil {
 		s.Set("lora_rank", spec.LoRA.Rank).Set("lora_alpha", spec.LoRA.Alpha).Set("lora_targets", spec.LoRA.Targets)
 	}

@@ -249,9 +249,35 @@ func TestTrainLMBadInput(t *testing.T) {
 	}
 }
 
+// TestTrainLMMemoryRefusal: the peak-memory estimate is printed before
+// training; a run whose estimate exceeds --max-memory-gb is refused, naming
+// the estimate and what to reduce, and writes no model.
+func TestTrainLMMemoryRefusal(t *testing.T) {
+	model := trainModelDir(t)
+	data := filepath.Join(t.TempDir(), "d.jsonl")
+	writeTrainJSONL(t, data, []map[string]any{{"text": trainTexts(1)[0]}})
+	out := filepath.Join(t.TempDir(), "run")
+	_, stderr, err := runTagpr(t, ".", nil, "train", "lm", "--model", model, "--data", data, "--steps", "2", "--out", out,
+		"--seq-len", "16", "--batch", "2", "--max-memory-gb", "0.001")
+	for _, want := range []string{"memory estimate: weights", "exceeds the 1 MiB", "reduce --batch or --seq-len", "--lora-rank"} {
+		if err == nil || !strings.Contains(stderr, want) {
+			t.Errorf("err %v, stderr %q; want it to say %q", err, stderr, want)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(out, "model.onnx")); err == nil {
+		t.Error("a model was written despite the refusal")
+	}
+}
+
 // TestTrainLMPromptCompletion: with prompt/completion rows only completions
 // are targets; the exported model then completes each prompt as trained.
-func TestTrainLMPromptCompletion(t *testing.T) {
+func TestTrainLMPromptCompletion(t *testing.T) { trainPromptCompletion(t, "--batch", "4") }
+
+// TestTrainLMPacking: the same with packed rows (two examples per row of 16
+// tokens): each completion is still learned on its own.
+func TestTrainLMPacking(t *testing.T) { trainPromptCompletion(t, "--batch", "2", "--packing") }
+
+func trainPromptCompletion(t *testing.T, flags ...string) {
 	model := trainModelDir(t)
 	data := filepath.Join(t.TempDir(), "sft.jsonl")
 	pairs := [][2]string{{"the quick brown", " fox jumps over"}, {"seven tired", " cats watch from"}, {"a lazy", " dog while the"}, {"old red", " barn the quick"}}
@@ -261,8 +287,9 @@ func TestTrainLMPromptCompletion(t *testing.T) {
 	}
 	writeTrainJSONL(t, data, rows)
 	out := filepath.Join(t.TempDir(), "run")
-	if _, stderr, err := runTagpr(t, ".", nil, "train", "lm", "--model", model, "--data", data, "--steps", "120",
-		"--out", out, "--batch", "4", "--seq-len", "16", "--lr", "1e-2"); err != nil {
+	args := append([]string{"train", "lm", "--model", model, "--data", data, "--steps", "120",
+		"--out", out, "--seq-len", "16", "--lr", "1e-2"}, flags...)
+	if _, stderr, err := runTagpr(t, ".", nil, args...); err != nil {
 		t.Fatalf("train lm: %v\n%s", err, stderr)
 	}
 	tok := filepath.Join(model, "tokenizer.json")

@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tagpr/tagpr/internal/benchchild"
 )
 
 // importChildEnv makes the test binary run one import and exit, so the
@@ -16,6 +18,7 @@ import (
 const importChildEnv = "TAGPR_HF_IMPORT_CHILD"
 
 func TestMain(m *testing.M) {
+	benchchild.Serve(loraChildEnv, loraChild)
 	if args := os.Getenv(importChildEnv); args != "" {
 		var src, out string
 		fmt.Sscanf(args, "%s %s", &src, &out)

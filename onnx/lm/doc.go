@@ -40,7 +40,10 @@
 // to the graph (keep.go) so that only the last position is projected onto
 // the vocabulary, and a small second session, the decode head (head.go),
 // does the per-token work over the vocabulary (row max, softmax,
-// log-softmax) in ORT's vectorized kernels.
+// log-softmax) in ORT's vectorized kernels. The head has no thread pool of
+// its own (two pools on the same cores took turns instead of working): its
+// rows, and the token picks, are split over as many goroutines as the model
+// has threads.
 // Greedy or sampled (temperature, top-k, top-p; reproducible per seed and
 // per (prompt, sample)), NumGenerations completions per prompt, stops on EOS
 // ids, stop strings (through a caller's Detokenize: this package knows no

@@ -252,13 +252,12 @@ func (m *Model) Generate(ctx context.Context, prompts [][]int64, o GenerateOptio
 
 // rowPicker turns a head run into each active row's token and log-prob:
 // greedy rows find the head's row max, sampled rows draw from its
-// probabilities. It runs on the calling goroutine: right after a session
-// run ORT's pool threads still spin on the cores, and goroutines spread over
-// them measured slower than one.
+// probabilities. The rows are split over the goroutines the head runs on
+// (each row's stream is its own, so the picks do not depend on the split).
 type rowPicker struct {
-	tok    []int
-	lp     []float64
-	picker picker
+	tok     []int
+	lp      []float64
+	pickers []picker // one per part
 }
 
 func newRowPicker(B int) *rowPicker {
@@ -268,24 +267,32 @@ func newRowPicker(B int) *rowPicker {
 // pick fills tok and lp for the rows not done; last is the [B,V] logits the
 // head ran on.
 func (rp *rowPicker) pick(h *head, last []float32, V int, done []bool, s Sampling, rngs []*rand.Rand, withLP bool) {
-	for r := range done {
-		if done[r] {
-			continue
+	if len(rp.pickers) < h.par {
+		rp.pickers = make([]picker, h.par)
+	}
+	splitRows(len(done), h.par, func(k, lo, hi int) {
+		for r := lo; r < hi; r++ {
+			if !done[r] {
+				rp.pickRow(r, h, last, V, s, rngs[r], withLP, &rp.pickers[k])
+			}
 		}
-		var tok int
-		if s.Greedy() {
-			tok = argmaxAt(last[r*V:(r+1)*V], h.mx[r])
-		} else {
-			tok = rp.picker.sample(h.probs[r*V:(r+1)*V], float64(h.sums[r]), s, rngs[r])
-		}
-		rp.tok[r] = tok
-		switch {
-		case !withLP:
-		case h.kind.rawLogProbs():
-			rp.lp[r] = float64(h.logp[r*V+tok])
-		default: // untempered sampling: probs is the model's distribution
-			rp.lp[r] = math.Log(float64(h.probs[r*V+tok]) / float64(h.sums[r]))
-		}
+	})
+}
+
+func (rp *rowPicker) pickRow(r int, h *head, last []float32, V int, s Sampling, rng *rand.Rand, withLP bool, p *picker) {
+	var tok int
+	if s.Greedy() {
+		tok = argmaxAt(last[r*V:(r+1)*V], h.mx[r])
+	} else {
+		tok = p.sample(h.probs[r*V:(r+1)*V], float64(h.sums[r]), s, rng)
+	}
+	rp.tok[r] = tok
+	switch {
+	case !withLP:
+	case h.kind.rawLogProbs():
+		rp.lp[r] = float64(h.logp[r*V+tok])
+	default: // untempered sampling: probs is the model's distribution
+		rp.lp[r] = math.Log(float64(h.probs[r*V+tok]) / float64(h.sums[r]))
 	}
 }
 

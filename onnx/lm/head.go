@@ -40,21 +40,33 @@ type headKind struct {
 // the same distribution, one vocabulary pass cheaper.
 func (k headKind) rawLogProbs() bool { return k.logProbs && (!k.sample || k.tempered) }
 
-// head is one compiled decode head with its output buffers.
+// head is one compiled decode head with its output buffers. Its session has
+// no thread pool of its own: a second pool would spin (or sleep and wake)
+// beside the model's, and on a machine with as many cores as threads the
+// two pools' threads took turns instead of working (two threads kept ~1.5
+// cores busy). Instead the batch rows are split over par goroutines, each
+// running the head on its rows (an ORT session takes concurrent runs).
 type head struct {
 	kind headKind
 	sess *ort.Session
+	par  int // goroutines the rows are split over
 	// slots in run order
 	inLogits, inTemp  int
 	outMax, outProbs  int
 	outLogP, outSum   int
-	in, out           []ort.Value
+	parts             []headPart
 	probs, logp, sums []float32
 	mx                []float32
 	invTemp           []float32
 	invTempT          *ort.Tensor[float32]
 	label             string
 	vocab             int
+}
+
+// headPart is one goroutine's run arguments.
+type headPart struct {
+	in, out []ort.Value
+	err     error
 }
 
 func buildHead(k headKind, vocab int) (*onnxpb.ModelProto, error) {
@@ -109,13 +121,19 @@ func (m *Model) headFor(k headKind) (*head, error) {
 		return nil, fmt.Errorf("decode head for %s: %w", m.label, err)
 	}
 	label := m.label + " decode head"
-	sess, err := ort.NewSession(b, label, m.sessOpts)
+	so := m.sessOpts
+	so.IntraOpThreads, so.InterOpThreads = 1, 1
+	so.ConfigEntries = withEntry(so.ConfigEntries, spinKey, "0")
+	sess, err := ort.NewSession(b, label, so)
 	if err != nil {
 		return nil, err
 	}
-	h := &head{kind: k, sess: sess, label: label, vocab: m.Layout.Vocab,
-		inTemp: -1, outMax: -1, outProbs: -1, outLogP: -1, outSum: -1,
-		in: make([]ort.Value, len(sess.Inputs())), out: make([]ort.Value, len(sess.Outputs()))}
+	h := &head{kind: k, sess: sess, label: label, vocab: m.Layout.Vocab, par: threadsOf(m.sessOpts),
+		inTemp: -1, outMax: -1, outProbs: -1, outLogP: -1, outSum: -1}
+	h.parts = make([]headPart, h.par)
+	for i := range h.parts {
+		h.parts[i] = headPart{in: make([]ort.Value, len(sess.Inputs())), out: make([]ort.Value, len(sess.Outputs()))}
+	}
 	for i, v := range sess.Inputs() {
 		switch v.Name {
 		case headLogits:
@@ -142,7 +160,9 @@ func (m *Model) headFor(k headKind) (*head, error) {
 			sess.Destroy()
 			return nil, fmt.Errorf("%s: %w", label, err)
 		}
-		h.in[h.inTemp] = h.invTempT
+		for i := range h.parts {
+			h.parts[i].in[h.inTemp] = h.invTempT
+		}
 	}
 	if m.heads == nil {
 		m.heads = map[headKind]*head{}
@@ -151,79 +171,94 @@ func (m *Model) headFor(k headKind) (*head, error) {
 	return h, nil
 }
 
-// run computes the head over rows [B,V] of logits (a contiguous buffer).
+// run computes the head over rows [B,V] of logits (a contiguous buffer) at
+// one inverse temperature.
 func (h *head) run(logits []float32, B int, invTemp float32) error {
+	if h.inTemp >= 0 && !h.kind.perRow {
+		h.invTemp[0] = invTemp
+	}
+	return h.runSplit(logits, B, nil)
+}
+
+// runRows is run for a perRow head: invTemp holds each row's inverse
+// temperature (1 for greedy rows, whose token comes from the row max).
+func (h *head) runRows(logits []float32, B int, invTemp []float32) error {
+	return h.runSplit(logits, B, invTemp[:B])
+}
+
+// runSplit sizes the output buffers for B rows and runs the head on the
+// rows split over h.par goroutines.
+func (h *head) runSplit(logits []float32, B int, rowTemp []float32) error {
 	V := h.vocab
+	if h.outMax >= 0 {
+		h.mx = grow(h.mx, B)
+	}
+	if h.outProbs >= 0 {
+		h.probs = grow(h.probs, B*V)
+	}
+	if h.outSum >= 0 {
+		h.sums = grow(h.sums, B)
+	}
+	if h.outLogP >= 0 {
+		h.logp = grow(h.logp, B*V)
+	}
+	splitRows(B, h.par, func(k, lo, hi int) {
+		h.parts[k].err = h.runPart(&h.parts[k], logits, lo, hi, rowTemp)
+	})
+	for k := range h.parts {
+		if err := h.parts[k].err; err != nil {
+			h.parts[k].err = nil
+			return err
+		}
+	}
+	return nil
+}
+
+// runPart runs the head on rows [lo,hi): its tensors view those rows of
+// the shared buffers.
+func (h *head) runPart(p *headPart, logits []float32, lo, hi int, rowTemp []float32) error {
+	V, n := h.vocab, int64(hi-lo)
 	var made []ort.Value
 	defer func() {
 		for _, v := range made {
 			v.Destroy()
 		}
 	}()
-	mk := func(slot int, shape []int64, data any) error {
-		var v ort.Value
-		var err error
-		switch d := data.(type) {
-		case []float32:
-			v, err = ort.NewTensor(shape, d)
-		case []int64:
-			v, err = ort.NewTensor(shape, d)
+	bind := func(slots []ort.Value, slot int, shape []int64, data []float32) error {
+		if slot < 0 {
+			return nil
 		}
+		v, err := ort.NewTensor(shape, data)
 		if err != nil {
 			return fmt.Errorf("%s: %w", h.label, err)
 		}
 		made = append(made, v)
-		if slot >= 0 {
-			h.out[slot] = v
-		}
+		slots[slot] = v
 		return nil
 	}
-	lg, err := ort.NewTensor([]int64{int64(B), int64(V)}, logits[:B*V])
-	if err != nil {
-		return fmt.Errorf("%s: %w", h.label, err)
+	rows, cols := []int64{n, int64(V)}, []int64{n, 1}
+	if err := bind(p.in, h.inLogits, rows, logits[lo*V:hi*V]); err != nil {
+		return err
 	}
-	made = append(made, lg)
-	h.in[h.inLogits] = lg
-	if h.inTemp >= 0 && !h.kind.perRow {
-		h.invTemp[0] = invTemp
-	}
-	if h.outMax >= 0 {
-		h.mx = grow(h.mx, B)
-		if err := mk(h.outMax, []int64{int64(B), 1}, h.mx); err != nil {
+	if rowTemp != nil {
+		if err := bind(p.in, h.inTemp, cols, rowTemp[lo:hi]); err != nil {
 			return err
 		}
 	}
-	if h.outProbs >= 0 {
-		h.probs = grow(h.probs, B*V)
-		if err := mk(h.outProbs, []int64{int64(B), int64(V)}, h.probs); err != nil {
+	for _, o := range []struct {
+		slot  int
+		shape []int64
+		data  []float32
+	}{{h.outMax, cols, h.mx}, {h.outProbs, rows, h.probs}, {h.outSum, cols, h.sums}, {h.outLogP, rows, h.logp}} {
+		if o.slot < 0 {
+			continue
+		}
+		w := int(o.shape[1])
+		if err := bind(p.out, o.slot, o.shape, o.data[lo*w:hi*w]); err != nil {
 			return err
 		}
 	}
-	if h.outSum >= 0 {
-		h.sums = grow(h.sums, B)
-		if err := mk(h.outSum, []int64{int64(B), 1}, h.sums); err != nil {
-			return err
-		}
-	}
-	if h.outLogP >= 0 {
-		h.logp = grow(h.logp, B*V)
-		if err := mk(h.outLogP, []int64{int64(B), int64(V)}, h.logp); err != nil {
-			return err
-		}
-	}
-	return h.sess.RunOrdered(h.in, h.out)
-}
-
-// runRows is run for a perRow head: invTemp holds each row's inverse
-// temperature (1 for greedy rows, whose token comes from the row max).
-func (h *head) runRows(logits []float32, B int, invTemp []float32) error {
-	t, err := ort.NewTensor([]int64{int64(B), 1}, invTemp[:B])
-	if err != nil {
-		return fmt.Errorf("%s: %w", h.label, err)
-	}
-	defer t.Destroy()
-	h.in[h.inTemp] = t
-	return h.run(logits, B, 1)
+	return h.sess.RunOrdered(p.in, p.out)
 }
 
 func (h *head) close() {

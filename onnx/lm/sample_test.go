@@ -3,6 +3,8 @@ package lm
 import (
 	"math"
 	"testing"
+
+	"github.com/tagpr/tagpr/onnx/ort"
 )
 
 func softmax(logits []float32, temp float64) []float64 {
@@ -260,4 +262,61 @@ func prefix(p []float32, n int) float64 {
 		s += float64(x)
 	}
 	return s
+}
+
+// TestDecodeHeadSplitIdentical: the head split over goroutines gives
+// bit for bit what one run over all rows gives, for every head kind.
+func TestDecodeHeadSplitIdentical(t *testing.T) {
+	const B, V = 5, 30011
+	logits := make([]float32, B*V)
+	for i := range logits {
+		logits[i] = float32(math.Sin(float64(i)*0.29) * 7)
+	}
+	invT := []float32{1, 0.5, 2, 1, 1.25}
+	one := &Model{label: "one part", Layout: Layout{Vocab: V}, sessOpts: ort.Options{IntraOpThreads: 1}}
+	three := &Model{label: "three parts", Layout: Layout{Vocab: V}, sessOpts: ort.Options{IntraOpThreads: 3}}
+	defer func() {
+		for _, m := range []*Model{one, three} {
+			for _, h := range m.heads {
+				h.close()
+			}
+		}
+	}()
+	kinds := []headKind{{}, {logProbs: true}, {sample: true}, {sample: true, logProbs: true},
+		{sample: true, tempered: true, logProbs: true}, {sample: true, tempered: true, perRow: true, logProbs: true}}
+	for _, k := range kinds {
+		var outs [2]*head
+		for i, m := range []*Model{one, three} {
+			h, err := m.headFor(k)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if k.perRow {
+				err = h.runRows(logits, B, invT)
+			} else {
+				err = h.run(logits, B, 0.8)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			outs[i] = h
+		}
+		if outs[1].par != 3 {
+			t.Fatalf("head of a 3-thread model splits over %d goroutines", outs[1].par)
+		}
+		for _, c := range []struct {
+			name string
+			a, b []float32
+		}{{"row max", outs[0].mx, outs[1].mx}, {"probs", outs[0].probs, outs[1].probs},
+			{"sums", outs[0].sums, outs[1].sums}, {"log-probs", outs[0].logp, outs[1].logp}} {
+			if len(c.a) != len(c.b) {
+				t.Fatalf("%+v %s: %d values split, %d whole", k, c.name, len(c.b), len(c.a))
+			}
+			for i := range c.a {
+				if math.Float32bits(c.a[i]) != math.Float32bits(c.b[i]) {
+					t.Fatalf("%+v %s[%d]: %v split, %v whole", k, c.name, i, c.b[i], c.a[i])
+				}
+			}
+		}
+	}
 }

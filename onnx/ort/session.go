@@ -32,6 +32,10 @@ type Options struct {
 	// NoMemArena turns ORT's CPU memory arena off: lower peak memory for
 	// graphs whose intermediate sizes vary, at some allocation cost.
 	NoMemArena bool
+	// NoMemPattern turns off ORT's memory pattern: from the second run on,
+	// ORT otherwise allocates one block for all intermediates as the first
+	// run laid them out, on top of the arena's blocks.
+	NoMemPattern bool
 	// ProfilePrefix, when set, makes ORT write a JSON profile of every run
 	// to files starting with this prefix.
 	ProfilePrefix string
@@ -135,6 +139,11 @@ func sessionOptions(o Options) (*ortgo.SessionOptions, error) {
 	}
 	if o.NoMemArena {
 		if err := so.SetCpuMemArena(false); err != nil {
+			return fail(err)
+		}
+	}
+	if o.NoMemPattern {
+		if err := so.SetMemPattern(false); err != nil {
 			return fail(err)
 		}
 	}

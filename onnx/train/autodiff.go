@@ -86,7 +86,11 @@ func Differentiate(sp *Specialized, loss string, params []string, keep []string)
 }
 
 // differentiate is Differentiate changing sp.Model in place.
-func differentiate(sp *Specialized, loss string, params []string, keep []string) (*TrainingGraph, error) {
+func differentiate(sp *Specialized, loss string, params []string, keep []string, opts ...diffOptions) (*TrainingGraph, error) {
+	var opt diffOptions
+	if len(opts) > 0 {
+		opt = opts[0]
+	}
 	m := sp.Model
 	g := m.Graph
 	types := make(map[string]ValueType, len(sp.Types))
@@ -213,7 +217,13 @@ func differentiate(sp *Specialized, loss string, params []string, keep []string)
 	}
 	contrib := map[string][]string{}
 	contrib[loss] = []string{c.fill(lt.Elem, lt.Shape, 1)}
+	fused, err := seedFusedHeads(g, loss, needs, contrib)
+	if err != nil {
+		return nil, fmt.Errorf("differentiate: %w", err)
+	}
 	fwd := append([]*onnxpb.NodeProto{}, g.Node...)
+	owner := map[*onnxpb.NodeProto]*onnxpb.NodeProto{} // gradient node → the forward node whose rule made it
+	gradOf := map[*onnxpb.NodeProto][]string{}         // forward node → its outputs' gradients
 	for i := len(fwd) - 1; i >= 0; i-- {
 		n := fwd[i]
 		gy := make([]string, len(n.Output))
@@ -233,7 +243,7 @@ func differentiate(sp *Specialized, loss string, params []string, keep []string)
 			need[j] = in != "" && needs[in]
 			anyIn = anyIn || need[j]
 		}
-		if !anyIn || cutOps[n.GetOpType()] {
+		if !anyIn || cutOps[n.GetOpType()] || fused[n] != nil {
 			continue
 		}
 		if d := n.GetDomain(); d != "" && d != "ai.onnx" {
@@ -244,10 +254,15 @@ func differentiate(sp *Specialized, loss string, params []string, keep []string)
 			return nil, fmt.Errorf("differentiate: no gradient rule for op %s (%s)", n.GetOpType(), nodeLabel(n, i))
 		}
 		c.node = n
+		emitted := len(g.Node)
 		gx, err := rule(c, n, gy, need)
 		if err != nil {
 			return nil, fmt.Errorf("differentiate: %s: %w", nodeLabel(n, i), err)
 		}
+		for _, gn := range g.Node[emitted:] {
+			owner[gn] = n
+		}
+		gradOf[n] = gy
 		for j, in := range n.Input {
 			if need[j] && j < len(gx) && gx[j] != "" {
 				contrib[in] = append(contrib[in], gx[j])
@@ -316,6 +331,12 @@ func differentiate(sp *Specialized, loss string, params []string, keep []string)
 		}
 	}
 	prune(g, true)
+	if opt.recompute {
+		if err := recomputeSegments(g, fwd, owner, gradOf, needs, types); err != nil {
+			return nil, fmt.Errorf("differentiate: %w", err)
+		}
+		prune(g, true)
+	}
 	annotate(g, types)
 	return tg, nil
 }

@@ -7,11 +7,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/tagpr/tagpr/internal/benchchild"
 	"github.com/tagpr/tagpr/onnx/ir"
 	"github.com/tagpr/tagpr/onnx/lm"
 	"github.com/tagpr/tagpr/onnx/onnxpb"
@@ -205,11 +207,11 @@ func BenchmarkTrainStep(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.ReportMetric(float64(tOpt.Microseconds())/1000, "optimizer_ms")
-	if rss, budget, err := measureRSS(); err != nil {
+	if r, err := measureRSS(benchRSS()); err != nil {
 		b.Logf("peak RSS not measured: %v", err)
 	} else {
-		b.ReportMetric(float64(rss)/(1<<20), "peak_rss_MB")
-		b.ReportMetric(float64(rss)/float64(budget), "rss_over_16Bparam_plus_act")
+		b.ReportMetric(float64(r.RSS)/(1<<20), "peak_rss_MB")
+		b.ReportMetric(float64(r.RSS)/float64(r.Budget), "rss_over_16Bparam_plus_act")
 	}
 	if peer, err := torchPeer(cfg); err != nil {
 		fmt.Printf("note: no PyTorch peer for the training benchmark (%v); set TAGPR_TORCH_PYTHON to a Python with torch and transformers\n", err)
@@ -249,63 +251,72 @@ func matmulBaseline() (func() error, float64, func(), error) {
 	return run, 2 * M * K * N, closeAll, nil
 }
 
-// rssChildEnv makes the test binary run training steps and report its RSS.
+// rssChildEnv makes the test binary run training steps (the JSON rssSpec
+// it holds) and report its RSS.
 const rssChildEnv = "TAGPR_TRAIN_RSS_CHILD"
 
-// measureRSS runs the benchmark's training in a fresh process and returns
-// its peak RSS above the runtime's baseline, and 16 bytes/param plus every
-// forward activation (the budget).
-func measureRSS() (int64, int64, error) {
-	cmd := exec.Command(os.Args[0], "-test.run=^$", "-test.bench=^$")
-	cmd.Env = append(os.Environ(), rssChildEnv+"=1")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return 0, 0, fmt.Errorf("%v: %s", err, out)
-	}
-	var rss, budget int64
-	for _, line := range strings.Split(string(out), "\n") {
-		if v, ok := strings.CutPrefix(line, "rss "); ok {
-			f := strings.Fields(v)
-			rss, _ = strconv.ParseInt(f[0], 10, 64)
-			budget, _ = strconv.ParseInt(f[1], 10, 64)
-		}
-	}
-	if rss == 0 {
-		return 0, 0, fmt.Errorf("child printed no rss line: %s", out)
-	}
-	return rss, budget, nil
+// rssSpec is one training run measured for peak RSS in a child process.
+type rssSpec struct {
+	Cfg   lm.Config
+	B, T  int64
+	Chunk int // LMTraining.Chunk
+	LoRA  int // adapter rank; 0: full fine-tuning
+	Steps int
+	// Recompute: LMTraining.Recompute.
+	Recompute bool
 }
 
-// procStatus reads a "Vm…: N kB" line of /proc/self/status in bytes
-// (VmHWM is this process's peak RSS, reset by exec unlike getrusage's).
-func procStatus(key string) int64 {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, key+":"); ok {
-			f := strings.Fields(v)
-			n, _ := strconv.ParseInt(f[0], 10, 64)
-			return n * 1024
-		}
-	}
-	return 0
+// benchRSS is BenchmarkTrainStep's run.
+func benchRSS() rssSpec { return rssSpec{Cfg: benchConfig(), B: benchB, T: benchT, Steps: 3} }
+
+// rssResult is what the child reports.
+type rssResult struct {
+	RSS      int64   `json:"rss"`      // peak RSS above the runtime's baseline
+	Budget   int64   `json:"budget"`   // 16 bytes/param + every forward activation
+	Estimate int64   `json:"estimate"` // EstimateMemory's total
+	Params   int64   `json:"params"`   // trainable
+	StepS    float64 `json:"step_s"`   // the last step's seconds
+	Log      string  `json:"-"`        // the child's other output
 }
 
-// rssChild trains 3 steps and prints "rss PEAK_ABOVE_BASELINE BUDGET".
-func rssChild() error {
-	base := procStatus("VmRSS")
-	cfg := benchConfig()
-	m, err := lm.Build(cfg)
-	if err != nil {
-		return err
+// measureRSS runs a training run in a fresh process and returns what it
+// reports.
+func measureRSS(spec rssSpec) (rssResult, error) {
+	var r rssResult
+	log, err := benchchild.Run(rssChildEnv, spec, &r)
+	r.Log = log
+	return r, err
+}
+
+func init() { benchchild.Serve(rssChildEnv, rssChild) }
+
+// rssChild trains as the spec says and returns its rssResult.
+func rssChild(js string) (any, error) {
+	base := benchchild.Status("VmRSS")
+	var spec rssSpec
+	if err := json.Unmarshal([]byte(js), &spec); err != nil {
+		return nil, err
 	}
-	tg, _, err := BuildLMTraining(m, LMTraining{Batch: benchB, SeqLen: benchT})
+	m, err := lm.Build(spec.Cfg)
 	if err != nil {
-		return err
+		return nil, err
+	}
+	o := LMTraining{Batch: spec.B, SeqLen: spec.T, Chunk: spec.Chunk, Recompute: spec.Recompute}
+	if spec.LoRA > 0 {
+		o.LoRA = &LoRA{Rank: spec.LoRA, Alpha: float64(2 * spec.LoRA), Seed: 1}
+		o.FrozenAsInputs = true
+	}
+	// Each stage's RSS and peak so far, in MiB, for the log.
+	stage := func(name string) {
+		fmt.Fprintf(os.Stderr, "stage %s: rss %d MiB, peak %d MiB\n", name, (benchchild.Status("VmRSS")-base)>>20, (benchchild.Status("VmHWM")-base)>>20)
+	}
+	stage("model")
+	tg, _, err := BuildLMTraining(m, o)
+	if err != nil {
+		return nil, err
 	}
 	m = nil
+	stage("built")
 	act := int64(0)
 	isOut := map[string]bool{}
 	for _, n := range tg.Model.Graph.Node {
@@ -322,23 +333,33 @@ func rssChild() error {
 			act += ir.NumElements(t.Shape) * int64(sz)
 		}
 	}
+	est := EstimateMemory(tg)
 	tr, err := NewTrainer(tg, TrainerOptions{Schedule: Schedule{Peak: 1e-4}})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	tg.Initial = nil // the trainer holds its own copy of the weights
+	stage("trainer")
 	runtime.GC()
-	in, err := NewLMBatch(randomRows(1, benchB, benchT, benchT, cfg.Vocab), benchT, 0, nil).Values(tg)
+	debug.FreeOSMemory()
+	stage("gc")
+	in, err := NewLMBatch(randomRows(1, int(spec.B), int(spec.T), int(spec.T), spec.Cfg.Vocab), int(spec.T), 0, nil).Values(tg)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	for range 3 {
+	var stepS float64
+	for range max(spec.Steps, 1) {
+		start := time.Now()
 		if _, err := tr.Step(in); err != nil {
-			return err
+			return nil, err
 		}
+		stepS = time.Since(start).Seconds()
+		stage("step")
 	}
-	fmt.Printf("rss %d %d\n", procStatus("VmHWM")-base, 16*cfg.Params()+act)
-	return nil
+	n := int64(0)
+	for _, p := range tr.Params {
+		n += int64(len(p.Data))
+	}
+	return rssResult{RSS: benchchild.Status("VmHWM") - base, Budget: 16*n + act, Estimate: est.Total(), Params: n, StepS: stepS}, nil
 }
 
 // torchPeer times PyTorch eager on the same model and batch with

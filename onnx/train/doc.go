@@ -75,6 +75,15 @@
 // (or above) the uniform-guess level ln V after warmup is reported
 // (StepResult.Warning).
 //
+// Memory at real sizes (docs/large-models.md): the token losses project
+// onto the vocabulary in chunks inside one Scan that also computes the
+// head's gradients (losses_chunked.go), so no [B,T,V] value exists;
+// LMTraining.Recompute recomputes each block's activations in the backward
+// pass (recompute.go); LMTraining.Packed trains on rows of several examples
+// with attention kept inside each (packing.go); SharePrefix runs each RL
+// prompt once for its G completions (prefix.go); EstimateMemory predicts a
+// step's peak before any session exists (memory.go).
+//
 // Correctness oracle: finite differences in float64 through ORT. CastFloat64
 // casts a model to double and replaces the ops ORT lacks double kernels for
 // (Erf by an everywhere-convergent series, Gelu, Softplus); checks run with

@@ -31,6 +31,7 @@ func floatWeights(m *onnxpb.ModelProto) []string {
 	return out
 }
 
+// lmFeeds feeds b to m: its inputs, the loss mask, and empty pasts.
 func lmFeeds(t *testing.T, m *onnxpb.ModelProto, b *LMBatch) map[string]feed {
 	shapes, err := LMShapes(m, b.B, b.T)
 	if err != nil {
@@ -49,12 +50,12 @@ func lmFeeds(t *testing.T, m *onnxpb.ModelProto, b *LMBatch) map[string]feed {
 			out[name] = feed{shape: s, i64: b.Mask}
 		case "position_ids":
 			out[name] = feed{shape: s, i64: b.Positions()}
-		case LossMaskInput:
-			out[name] = feed{shape: s, f64: lm}
 		default:
 			out[name] = feed{shape: s, f64: []float64{}}
 		}
 	}
+	// The token losses' mask, whether or not m has a loss yet.
+	out[LossMaskInput] = feed{shape: []int64{b.B, b.T}, f64: lm}
 	return out
 }
 

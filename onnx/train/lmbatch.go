@@ -3,6 +3,7 @@ package train
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 
 	"github.com/tagpr/tagpr/onnx/ir"
@@ -20,6 +21,9 @@ type LMBatch struct {
 	// For policy losses (AddPolicyLoss), laid out [B,T] like IDs (entry t
 	// is about token t) and [B] for Advantages.
 	Advantages, OldLogprobs, RefLogprobs []float32
+	// Pos, when set, holds the tokens' positions (packed rows restart them
+	// with each example); otherwise Positions derives them from Mask.
+	Pos []int64
 }
 
 // NewLMBatch packs token rows (right-padded with pad to length T; longer
@@ -52,6 +56,9 @@ func NewLMBatch(rows [][]int64, T int, pad int64, promptLen []int) *LMBatch {
 
 // Positions are HF's: cumsum(mask) − 1, with 1 at padded positions.
 func (b *LMBatch) Positions() []int64 {
+	if b.Pos != nil {
+		return b.Pos
+	}
 	pos := make([]int64, len(b.Mask))
 	for i := int64(0); i < b.B; i++ {
 		c := int64(0)
@@ -169,11 +176,43 @@ type LMDataset struct {
 	SeqLen    int
 	Pad       int64
 	Graph     *TrainingGraph
+	// Packed serves rows of several examples each (PackRows; the graph must
+	// be built with LMTraining.Packed): Len and Batch then count packed rows.
+	Packed bool
+	packed [][]int
 }
 
-func (d *LMDataset) Len() int { return len(d.Rows) }
+func (d *LMDataset) Len() int {
+	if d.Packed {
+		return len(d.packedRows())
+	}
+	return len(d.Rows)
+}
 
-func (d *LMDataset) Batch(idx []int) (map[string]ort.Value, func(), error) {
+func (d *LMDataset) packedRows() [][]int {
+	if d.packed == nil {
+		lens := make([]int, len(d.Rows))
+		for i, r := range d.Rows {
+			lens[i] = len(r)
+		}
+		d.packed = PackRows(lens, d.SeqLen)
+	}
+	return d.packed
+}
+
+// LMBatch makes the batch of these examples (packed rows when Packed).
+func (d *LMDataset) LMBatch(idx []int) (*LMBatch, error) {
+	if d.Packed {
+		rows := d.packedRows()
+		sel := make([][]int, len(idx))
+		for i, k := range idx {
+			if k < 0 || k >= len(rows) {
+				return nil, fmt.Errorf("lm dataset: packed row %d of %d", k, len(rows))
+			}
+			sel[i] = rows[k]
+		}
+		return NewPackedLMBatch(d.Rows, d.PromptLen, sel, d.SeqLen, d.Pad), nil
+	}
 	rows := make([][]int64, len(idx))
 	var prompts []int
 	if d.PromptLen != nil {
@@ -181,14 +220,22 @@ func (d *LMDataset) Batch(idx []int) (map[string]ort.Value, func(), error) {
 	}
 	for i, k := range idx {
 		if k < 0 || k >= len(d.Rows) {
-			return nil, nil, fmt.Errorf("lm dataset: example %d of %d", k, len(d.Rows))
+			return nil, fmt.Errorf("lm dataset: example %d of %d", k, len(d.Rows))
 		}
 		rows[i] = d.Rows[k]
 		if prompts != nil {
 			prompts[i] = d.PromptLen[k]
 		}
 	}
-	v, err := NewLMBatch(rows, d.SeqLen, d.Pad, prompts).Values(d.Graph)
+	return NewLMBatch(rows, d.SeqLen, d.Pad, prompts), nil
+}
+
+func (d *LMDataset) Batch(idx []int) (map[string]ort.Value, func(), error) {
+	lb, err := d.LMBatch(idx)
+	if err != nil {
+		return nil, nil, err
+	}
+	v, err := lb.Values(d.Graph)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -213,16 +260,33 @@ type LMTraining struct {
 	// Policy, when set, trains with the GRPO-family loss instead of the
 	// next-token cross-entropy (batches then carry advantages and log-probs).
 	Policy *PolicyLoss
+	// Consume builds from m itself, changing it, instead of a copy: one
+	// copy of the weights fewer for callers that are done with m.
+	Consume bool
+	// Recompute: keep only segment boundaries (the residual stream between
+	// blocks) from the forward pass and recompute each segment's activations
+	// in the backward pass (less memory for one more forward pass).
+	Recompute bool
+	// Packed: batches hold several examples per row (LMDataset.Packed);
+	// attention stays inside each example (the model must take position_ids).
+	Packed bool
+	// Chunk: token positions per vocabulary chunk of the loss (see
+	// NextTokenLoss.Chunk; it overrides Policy.Chunk when set). Keeping
+	// "logits" computes them whole.
+	Chunk int
 }
 
 // BuildLMTraining derives the SFT training graph of a causal LM (Optimum
 // layout): optional LoRA, the masked next-token loss, specialization to
-// Batch×SeqLen with an empty past, and the backward pass. m is not changed.
+// Batch×SeqLen with an empty past, and the backward pass. m is not changed
+// unless Consume.
 func BuildLMTraining(m *onnxpb.ModelProto, o LMTraining) (*TrainingGraph, []Adapter, error) {
 	if err := ValidatePatterns(o.Trainable); err != nil {
 		return nil, nil, fmt.Errorf("build training graph: trainable: %w", err)
 	}
-	m = cloneModel(m)
+	if !o.Consume {
+		m = cloneModel(m)
+	}
 	var adapters []Adapter
 	var selected []PatternMatch
 	if o.LoRA != nil {
@@ -234,12 +298,25 @@ func BuildLMTraining(m *onnxpb.ModelProto, o LMTraining) (*TrainingGraph, []Adap
 			return nil, nil, err
 		}
 	}
+	// The vocabulary, for ChanceLoss: read before the loss, since a chunked
+	// head leaves no [B,T,V] logits to read it from.
+	var vocab int64
+	if h, ok := findLMHead(m.GetGraph(), "logits"); ok {
+		vocab = h.vocab
+	}
 	var loss string
 	var err error
+	if slices.Contains(o.Keep, "logits") && o.Chunk == 0 {
+		o.Chunk = -1 // the logits are wanted whole
+	}
 	if o.Policy != nil {
-		loss, err = AddPolicyLoss(m, *o.Policy)
+		p := *o.Policy
+		if o.Chunk != 0 {
+			p.Chunk = o.Chunk
+		}
+		loss, err = AddPolicyLoss(m, p)
 	} else {
-		loss, err = AddNextTokenLoss(m, NextTokenLoss{})
+		loss, err = AddNextTokenLoss(m, NextTokenLoss{Chunk: o.Chunk})
 	}
 	if err != nil {
 		return nil, nil, err
@@ -252,6 +329,11 @@ func BuildLMTraining(m *onnxpb.ModelProto, o LMTraining) (*TrainingGraph, []Adap
 	if err != nil {
 		return nil, nil, err
 	}
+	if o.Packed {
+		if _, err := isolateExamples(sp); err != nil {
+			return nil, nil, fmt.Errorf("build training graph: %w", err)
+		}
+	}
 	params := AdapterParams(adapters)
 	if o.LoRA == nil {
 		if params, selected, err = ResolveTrainable(SelectParams(sp, nil), o.Trainable); err != nil {
@@ -261,13 +343,16 @@ func BuildLMTraining(m *onnxpb.ModelProto, o LMTraining) (*TrainingGraph, []Adap
 	if len(params) == 0 {
 		return nil, nil, fmt.Errorf("build training graph: the model has no trainable weight")
 	}
-	tg, err := differentiate(sp, loss, params, o.Keep)
+	tg, err := differentiate(sp, loss, params, o.Keep, diffOptions{recompute: o.Recompute})
 	if err != nil {
 		return nil, nil, err
 	}
 	tg.Selected = selected
-	if logits := sp.Types["logits"].Shape; o.Policy == nil && len(logits) == 3 && logits[2] > 1 {
-		tg.ChanceLoss = math.Log(float64(logits[2]))
+	if logits := sp.Types["logits"].Shape; len(logits) == 3 {
+		vocab = logits[2]
+	}
+	if o.Policy == nil && vocab > 1 {
+		tg.ChanceLoss = math.Log(float64(vocab))
 	}
 	if o.FrozenAsInputs {
 		if err := tg.FreezeToInputs(); err != nil {
@@ -288,19 +373,33 @@ type TokenScorer struct {
 // NewTokenScorer specializes m (not changed) to B×T batches with an empty
 // past and keeps only the TokenLogprobsOutput.
 func NewTokenScorer(m *onnxpb.ModelProto, B, T int64, opts ort.Options) (*TokenScorer, error) {
+	return newTokenScorer(m, B, T, opts, 0)
+}
+
+// newTokenScorer is NewTokenScorer with the vocabulary chunking of NextTokenLoss.Chunk.
+func newTokenScorer(m *onnxpb.ModelProto, B, T int64, opts ort.Options, chunk int) (*TokenScorer, error) {
 	m = cloneModel(m)
-	if _, err := AddNextTokenLoss(m, NextTokenLoss{}); err != nil {
+	if _, err := AddNextTokenLoss(m, NextTokenLoss{Chunk: chunk}); err != nil {
 		return nil, err
 	}
 	shapes, err := LMShapes(m, B, T)
 	if err != nil {
 		return nil, err
 	}
+	return newScorer(m, shapes, B, T, opts)
+}
+
+// newScorer specializes m (a model with a next-token loss block, changed)
+// and keeps only its TokenLogprobsOutput.
+func newScorer(m *onnxpb.ModelProto, shapes map[string][]int64, B, T int64, opts ort.Options) (*TokenScorer, error) {
 	sp, err := specialize(m, shapes)
 	if err != nil {
 		return nil, err
 	}
 	g := sp.Model.Graph
+	if err := forwardOnlyHeads(g); err != nil {
+		return nil, fmt.Errorf("token scorer: %w", err)
+	}
 	var keep []*onnxpb.ValueInfoProto
 	for _, o := range g.Output {
 		if o.GetName() == TokenLogprobsOutput {
@@ -325,7 +424,19 @@ func (s *TokenScorer) Logprobs(b *LMBatch) ([]float32, error) {
 	if b.B != s.B || b.T != s.T {
 		return nil, fmt.Errorf("token scorer: batch %d×%d, scorer made for %d×%d", b.B, b.T, s.B, s.T)
 	}
-	in, err := b.ValuesFor(s.graph)
+	return s.run(b.ValuesFor(s.graph))
+}
+
+// SharedLogprobs returns, for a scorer made by NewSharedPrefixScorer, the
+// log-prob of each completion token, [P·G, Tc] row-major.
+func (s *TokenScorer) SharedLogprobs(b *SharedPrefixBatch) ([]float32, error) {
+	if b.S.rows() != s.B || b.S.CompletionLen+1 != s.T {
+		return nil, fmt.Errorf("token scorer: shared-prefix batch of %d×%d completions, scorer made for %d×%d", b.S.rows(), b.S.CompletionLen, s.B, s.T-1)
+	}
+	return s.run(b.ValuesFor(s.graph))
+}
+
+func (s *TokenScorer) run(in map[string]ort.Value, err error) ([]float32, error) {
 	if err != nil {
 		return nil, err
 	}

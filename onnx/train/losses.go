@@ -139,6 +139,11 @@ func (b *lossBuilder) atLeastOne(v string) string {
 type NextTokenLoss struct {
 	Logits string // [B,T,V] output (default "logits")
 	IDs    string // [B,T] int64 input (default "input_ids")
+	// Chunk is the token positions per vocabulary chunk (see
+	// losses_chunked.go) when the logits are a plain output projection of
+	// the hidden states: 0 sizes chunks to about 64 MiB of logits; < 0
+	// computes the full [B,T,V] logits instead (the unchunked graph).
+	Chunk int
 }
 
 // AddNextTokenLoss appends the masked mean next-token cross-entropy (SFT):
@@ -160,14 +165,19 @@ func AddNextTokenLoss(m *onnxpb.ModelProto, o NextTokenLoss) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	lp := b.tokenLogprobs(o.Logits, o.IDs)
+	w := b.targets(mask)
+	den := b.atLeastOne(b.sumAll(w))
+	lp, setLoss, err := b.logprobs(o.Logits, o.IDs, o.Chunk, b.nextTokenGrad(mask, den))
+	if err != nil {
+		return "", err
+	}
 	if _, err := b.output(TokenLogprobsOutput, lp, 2); err != nil {
 		return "", err
 	}
-	w := b.targets(mask)
 	num := b.sumAll(b.op("Mul", []string{lp, w}))
-	den := b.atLeastOne(b.sumAll(w))
-	return b.toLoss(b.op("Neg", []string{b.op("Div", []string{num, den})}), "loss")
+	loss, err := b.toLoss(b.op("Neg", []string{b.op("Div", []string{num, den})}), "loss")
+	setLoss(loss)
+	return loss, err
 }
 
 // PolicyLoss configures the GRPO-family clipped policy loss (TRL names).
@@ -186,6 +196,7 @@ type PolicyLoss struct {
 	// (token sum / (B · MaxCompletionLength)).
 	LossType            string
 	MaxCompletionLength int // dr_grpo normalizer; 0: T−1
+	Chunk               int // as NextTokenLoss.Chunk
 }
 
 // AddPolicyLoss appends the GRPO-family loss. Per active token (LossMaskInput
@@ -237,11 +248,34 @@ func AddPolicyLoss(m *onnxpb.ModelProto, o PolicyLoss) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	lp := b.tokenLogprobs(o.Logits, o.IDs)
+	var ref string
+	if o.Beta > 0 {
+		if ref, err = b.input(RefLogprobsInput, b.elem, 2); err != nil {
+			return "", err
+		}
+	}
+	w := b.targets(mask)
+	count := b.atLeastOne(b.sumAll(w))
+	// The loss is Σ_t weight_t · tok_t with these weights, for the chunked head's gradient.
+	var weight string
+	next := b.nextAligned(mask)
+	rows := b.op("Cast", []string{b.op("Slice", []string{b.op("Shape", []string{w}), b.ints(0), b.ints(1)})}, ir.AttrInt("to", int64(b.elem)))
+	switch o.LossType {
+	case "grpo":
+		perRow := b.atLeastOne(b.op("ReduceSum", []string{w, b.ints(1)}, ir.AttrInt("keepdims", 1)))
+		weight = b.op("Div", []string{b.op("Div", []string{next, perRow}), rows})
+	case "dapo":
+		weight = b.op("Div", []string{next, count})
+	case "dr_grpo":
+		weight = b.op("Div", []string{next, b.drGRPONorm(w, o.MaxCompletionLength)})
+	}
+	lp, setLoss, err := b.logprobs(o.Logits, o.IDs, o.Chunk, b.policyGrad(o, weight, adv, old, ref))
+	if err != nil {
+		return "", err
+	}
 	if _, err := b.output(TokenLogprobsOutput, lp, 2); err != nil {
 		return "", err
 	}
-	w := b.targets(mask)
 	ratio := b.op("Exp", []string{b.op("Sub", []string{lp, b.targets(old)})})
 	a := b.op("Unsqueeze", []string{adv, b.ints(1)})
 	lo, hi := b.scalar(1-o.Epsilon), b.scalar(1+o.EpsilonHigh)
@@ -252,14 +286,9 @@ func AddPolicyLoss(m *onnxpb.ModelProto, o PolicyLoss) (string, error) {
 	s2 := b.op("Mul", []string{clipped, a})
 	obj := b.op("Where", []string{b.op("LessOrEqual", []string{s1, s2}), s1, s2})
 	tok := b.op("Neg", []string{obj})
-	count := b.atLeastOne(b.sumAll(w))
 	masked := func(v string) string { return b.op("Div", []string{b.sumAll(b.op("Mul", []string{v, w})), count}) }
 	var kl string
 	if o.Beta > 0 {
-		ref, err := b.input(RefLogprobsInput, b.elem, 2)
-		if err != nil {
-			return "", err
-		}
 		d := b.op("Sub", []string{b.targets(ref), lp})
 		kl = b.op("Sub", []string{b.op("Sub", []string{b.op("Exp", []string{d}), d}), b.scalar(1)})
 		if o.BiasCorrectionKL {
@@ -289,19 +318,25 @@ func AddPolicyLoss(m *onnxpb.ModelProto, o PolicyLoss) (string, error) {
 	case "dapo":
 		loss = masked(tok)
 	case "dr_grpo":
-		// B·L from the mask's shape, so the block stays shape-generic.
-		shape := b.op("Shape", []string{w})
-		bsz := b.op("Gather", []string{shape, b.init(lossPrefix+"i", ir.Scalar("", int64(0)))})
-		var l string
-		if o.MaxCompletionLength > 0 {
-			l = b.init(lossPrefix+"i", ir.Scalar("", int64(o.MaxCompletionLength)))
-		} else {
-			l = b.op("Gather", []string{shape, b.init(lossPrefix+"i", ir.Scalar("", int64(1)))})
-		}
-		norm := b.op("Cast", []string{b.op("Mul", []string{bsz, l})}, ir.AttrInt("to", int64(b.elem)))
-		loss = b.op("Div", []string{b.sumAll(b.op("Mul", []string{tok, w})), norm})
+		loss = b.op("Div", []string{b.sumAll(b.op("Mul", []string{tok, w})), b.drGRPONorm(w, o.MaxCompletionLength)})
 	}
-	return b.toLoss(loss, "loss")
+	loss, err = b.toLoss(loss, "loss")
+	setLoss(loss)
+	return loss, err
+}
+
+// drGRPONorm is dr_grpo's B·L, from the mask's shape so the block stays
+// shape-generic.
+func (b *lossBuilder) drGRPONorm(w string, maxLen int) string {
+	shape := b.op("Shape", []string{w})
+	bsz := b.op("Gather", []string{shape, b.init(lossPrefix+"i", ir.Scalar("", int64(0)))})
+	var l string
+	if maxLen > 0 {
+		l = b.init(lossPrefix+"i", ir.Scalar("", int64(maxLen)))
+	} else {
+		l = b.op("Gather", []string{shape, b.init(lossPrefix+"i", ir.Scalar("", int64(1)))})
+	}
+	return b.op("Cast", []string{b.op("Mul", []string{bsz, l})}, ir.AttrInt("to", int64(b.elem)))
 }
 
 // AddPairwiseLoss appends the Bradley–Terry loss on a scalar-per-example

@@ -8,7 +8,6 @@ import (
 
 	"github.com/tagpr/tagpr/onnx/ir"
 	"github.com/tagpr/tagpr/onnx/onnxpb"
-	"github.com/tagpr/tagpr/onnx/ort"
 )
 
 // tinyLM is a float64 bigram model: logits = Emb[ids]·W.
@@ -26,54 +25,11 @@ func tinyLM(B, T, V, D int64) (*onnxpb.ModelProto, []string, map[string]feed) {
 	return ir.MustModel(b.g, 18), b.params, map[string]feed{"input_ids": {shape: []int64{B, T}, i64: idv}}
 }
 
-// runDouble runs the training graph once and returns every output.
+// runDouble runs the training graph once and returns the loss, the kept
+// outputs and the gradients (trainOutputs).
 func runDouble(t *testing.T, m *onnxpb.ModelProto, loss string, params []string, feeds map[string]feed, keep []string) map[string][]float64 {
 	t.Helper()
-	sp, err := Specialize(m, feedShapes(feeds))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tg, err := Differentiate(sp, loss, params, keep)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := ir.Marshal(tg.Model)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := ort.NewSession(b, "losses", ort.Options{OptLevel: "basic"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Destroy()
-	in := map[string]ort.Value{}
-	for n, f := range feeds {
-		v, err := f.value()
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer v.Destroy()
-		in[n] = v
-	}
-	for _, p := range params {
-		d, _ := ir.Float64s(tg.Initial[p])
-		v, _ := ort.NewTensor(tg.Initial[p].GetDims(), d)
-		defer v.Destroy()
-		in[p] = v
-	}
-	res, err := s.Run(in, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Destroy()
-	out := map[string][]float64{}
-	for _, o := range append([]string{loss}, keep...) {
-		d, err := ort.Data[float64](o, res.Get(o))
-		if err != nil {
-			t.Fatal(err)
-		}
-		out[o] = append([]float64{}, d...)
-	}
+	out, _ := trainOutputs(t, m, loss, params, feeds, keep)
 	return out
 }
 

@@ -140,13 +140,3 @@ func TestKillAndResumeIsBitIdentical(t *testing.T) {
 		t.Fatalf("log has %d lines, want %d", n, childSteps)
 	}
 }
-
-func init() {
-	if os.Getenv(rssChildEnv) != "" {
-		if err := rssChild(); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
-}

@@ -135,11 +135,29 @@ func specialize(m *onnxpb.ModelProto, shapes map[string][]int64) (*Specialized, 
 
 	// The probe: the original outputs plus, per node output, its shape and
 	// either its whole value (static) or one element (to learn its type).
-	// It shares m's nodes and tensors (read only) instead of copying the weights.
+	// It shares m's nodes and small tensors (read only). The weights become
+	// inputs fed zeros: nothing static is computed from them, so the probe
+	// learns the same, without ORT holding a copy of every weight.
 	probe := &onnxpb.ModelProto{IrVersion: m.IrVersion, OpsetImport: m.OpsetImport, Functions: m.Functions,
 		Graph: &onnxpb.GraphProto{Name: g.GetName(), Node: append([]*onnxpb.NodeProto{}, g.Node...),
-			Initializer: append([]*onnxpb.TensorProto{}, g.Initializer...), SparseInitializer: g.SparseInitializer,
-			Input: append([]*onnxpb.ValueInfoProto{}, g.Input...)}}
+			SparseInitializer: g.SparseInitializer, Input: append([]*onnxpb.ValueInfoProto{}, g.Input...)}}
+	for _, t := range g.Initializer {
+		if isFloat(t.GetDataType()) && len(t.GetDims()) > 0 && ir.NumElements(t.GetDims()) >= probeZeroMin {
+			vi, err := ir.ValueInfo(t.GetName(), t.GetDataType(), ir.Dims(t.GetDims())...)
+			if err != nil {
+				return nil, fmt.Errorf("specialize: weight %q: %w", t.GetName(), err)
+			}
+			probe.Graph.Input = append(probe.Graph.Input, vi)
+			continue
+		}
+		probe.Graph.Initializer = append(probe.Graph.Initializer, t)
+	}
+	// The probe leaves out the chunked heads' weight gradient (its type is
+	// the weight's): computing it would cost the probe [D,V] buffers.
+	probeNodes, skip, err := probeWithoutHeadGrads(probe.Graph, g.Node)
+	if err != nil {
+		return nil, fmt.Errorf("specialize: %w", err)
+	}
 	pe := newEditor(probe.Graph)
 	pe.prefix = "spec/"
 	probe.Graph.Output = nil
@@ -147,11 +165,19 @@ func specialize(m *onnxpb.ModelProto, shapes map[string][]int64) (*Specialized, 
 	type probed struct{ shape, value, first string }
 	probes := map[string]probed{}
 	var order []string
+	// ORT's default order is a depth-first walk back from the graph's
+	// outputs, the last-listed output first. Listing each value's probes in
+	// reverse order of the values makes it run every probe right after the
+	// value's producer, so no intermediate outlives its consumers (probes
+	// listed in order would run last, holding every activation at once).
+	probe.Graph.Node = nil
+	var groups [][]*onnxpb.NodeProto
 	for _, n := range g.Node {
 		for _, o := range n.Output {
-			if o == "" {
+			if _, skipped := skip[o]; o == "" || skipped {
 				continue
 			}
+			from := len(probe.Graph.Node)
 			p := probed{shape: pe.op("Shape", []string{o})}
 			vi, _ := ir.ValueInfo(p.shape, ir.Int64, "")
 			probe.Graph.Output = append(probe.Graph.Output, vi)
@@ -165,7 +191,12 @@ func specialize(m *onnxpb.ModelProto, shapes map[string][]int64) (*Specialized, 
 			}
 			probes[o] = p
 			order = append(order, o)
+			groups = append(groups, probe.Graph.Node[from:])
 		}
+	}
+	probe.Graph.Node = probeNodes
+	for i := len(groups) - 1; i >= 0; i-- {
+		probe.Graph.Node = append(probe.Graph.Node, groups[i]...)
 	}
 	if isDoubleModel(probe.Graph) {
 		if err := decomposeForDouble(probe.Graph); err != nil {
@@ -190,9 +221,10 @@ func specialize(m *onnxpb.ModelProto, shapes map[string][]int64) (*Specialized, 
 	}
 	defer sess.Destroy()
 	feeds := map[string]ort.Value{}
+	zeros := newZeroPool(types, probe.Graph.Input)
 	for _, vi := range probe.Graph.Input {
 		t := types[vi.GetName()]
-		v, err := zeroTensor(t.Elem, t.Shape)
+		v, err := zeros.tensor(t.Elem, t.Shape)
 		if err != nil {
 			return nil, fmt.Errorf("specialize: input %q: %w", vi.GetName(), err)
 		}
@@ -205,6 +237,9 @@ func specialize(m *onnxpb.ModelProto, shapes map[string][]int64) (*Specialized, 
 	}
 	defer res.Destroy()
 
+	for v, w := range skip {
+		types[v] = types[w]
+	}
 	folded := map[string]*onnxpb.TensorProto{}
 	for _, o := range order {
 		p := probes[o]
@@ -314,6 +349,42 @@ func isStatic(n *onnxpb.NodeProto, static map[string]bool) bool {
 		}
 	}
 	return len(n.Input) > 0
+}
+
+// probeZeroMin is the size from which the probe feeds a weight as zeros.
+const probeZeroMin = 1024
+
+// zeroPool hands out zero tensors; float ones are views of one buffer per
+// element type, as large as the largest asked for (pages that are only
+// read stay shared with the kernel's zero page).
+type zeroPool struct {
+	f32 []float32
+	f64 []float64
+}
+
+func newZeroPool(types map[string]ValueType, inputs []*onnxpb.ValueInfoProto) *zeroPool {
+	var n32, n64 int64
+	for _, vi := range inputs {
+		t := types[vi.GetName()]
+		switch t.Elem {
+		case ir.Float:
+			n32 = max(n32, ir.NumElements(t.Shape))
+		case ir.Double:
+			n64 = max(n64, ir.NumElements(t.Shape))
+		}
+	}
+	return &zeroPool{f32: make([]float32, n32), f64: make([]float64, n64)}
+}
+
+func (z *zeroPool) tensor(elem ir.DataType, shape []int64) (ort.Value, error) {
+	n := ir.NumElements(shape)
+	switch elem {
+	case ir.Float:
+		return ort.NewTensor(shape, z.f32[:n:n])
+	case ir.Double:
+		return ort.NewTensor(shape, z.f64[:n:n])
+	}
+	return zeroTensor(elem, shape)
 }
 
 func zeroTensor(elem ir.DataType, shape []int64) (ort.Value, error) {

@@ -111,13 +111,17 @@ func NewTrainer(tg *TrainingGraph, o TrainerOptions) (*Trainer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("new trainer: %w", err)
 	}
+	// ORT's memory pattern would, from the second step on, allocate one
+	// block for all of a step's intermediates beside the arena's own: up to
+	// twice the activations' memory (BenchmarkLargeVocab).
+	o.Session.NoMemPattern = true
 	t.sess, err = ort.NewSession(b, "training graph", o.Session)
 	if err != nil {
 		return nil, fmt.Errorf("new trainer: %w", err)
 	}
 	for _, name := range tg.Frozen {
 		init := tg.Initial[name]
-		data, err := ir.Float32s(init)
+		data, err := frozenData(init)
 		if err != nil || init.GetDataType() != ir.Float {
 			t.Close()
 			return nil, fmt.Errorf("new trainer: frozen weight %q must be float32 (%s): %v", name, init.GetDataType(), err)

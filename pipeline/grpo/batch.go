@@ -79,62 +79,57 @@ func stdUnbiased(x []float64) float64 {
 	return math.Sqrt(s / float64(len(x)-1))
 }
 
-// batch is one step's training batch at the graph's fixed [B,T]: each row
-// is prompt + completion, right-padded; the loss mask marks completion
-// tokens; OldLogprobs[b,t] is the generation's log-prob of token t.
+// batch is one step's training batch: each prompt (left-padded to the
+// longest) runs once through the model for its G completions (onnx/train's
+// shared-prefix graphs); loss inputs are laid out [P·G, Tc+1], entry j+1
+// about completion token j.
 type batch struct {
-	*train.LMBatch
-	Truncated []bool // [B] the completion hit the length limit
+	*train.SharedPrefixBatch
+	Truncated []bool // [P·G] the completion hit the length limit
 }
 
-// buildBatch lays out the completions (row r continues prompts[r/G]).
-// With maskTruncated, completions that ended by the length limit get no
-// loss (TRL's mask_truncated_completions).
-func buildBatch(prompts [][]int64, comps []lm.Completion, adv []float64, G, T int, pad int64, maskTruncated bool) (*batch, error) {
-	B := len(comps)
-	if B != len(prompts)*G || len(adv) != B {
-		return nil, fmt.Errorf("grpo batch: %d completions and %d advantages for %d prompts × %d", B, len(adv), len(prompts), G)
+// buildBatch lays out the prompts and their completions (row r continues
+// prompts[r/G]) with the generation's log-probs as the old ones. With
+// maskTruncated, completions that ended by the length limit get no loss
+// (TRL's mask_truncated_completions).
+func buildBatch(s train.SharedPrefix, prompts [][]int64, comps []lm.Completion, adv []float64, pad int64, maskTruncated bool) (*batch, error) {
+	if len(adv) != len(comps) {
+		return nil, fmt.Errorf("grpo batch: %d advantages for %d completions", len(adv), len(comps))
 	}
-	rows := make([][]int64, B)
-	plen := make([]int, B)
+	toks := make([][]int64, len(comps))
 	for r, c := range comps {
-		p := prompts[r/G]
-		if len(p)+len(c.Tokens) > T {
-			return nil, fmt.Errorf("grpo batch: row %d: prompt %d + completion %d tokens exceed the batch length %d", r, len(p), len(c.Tokens), T)
-		}
 		if len(c.LogProbs) != len(c.Tokens) {
 			return nil, fmt.Errorf("grpo batch: row %d: %d log-probs for %d tokens (generate with log-probs)", r, len(c.LogProbs), len(c.Tokens))
 		}
-		rows[r] = append(append(make([]int64, 0, len(p)+len(c.Tokens)), p...), c.Tokens...)
-		plen[r] = len(p)
+		toks[r] = c.Tokens
 	}
-	b := &batch{LMBatch: train.NewLMBatch(rows, T, pad, plen), Truncated: make([]bool, B)}
-	b.Advantages, b.OldLogprobs, b.RefLogprobs = make([]float32, B), make([]float32, B*T), make([]float32, B*T)
+	sb, err := train.NewSharedPrefixBatch(s, prompts, toks, pad)
+	if err != nil {
+		return nil, fmt.Errorf("grpo batch: %w", err)
+	}
+	b := &batch{SharedPrefixBatch: sb, Truncated: make([]bool, len(comps))}
+	w := int(s.CompletionLen) + 1
 	for r, c := range comps {
-		b.Advantages[r] = float32(adv[r])
-		copy(b.OldLogprobs[r*T+plen[r]:], c.LogProbs)
+		sb.Advantages[r] = float32(adv[r])
+		copy(sb.OldLogprobs[r*w+1:], c.LogProbs)
 		b.Truncated[r] = c.Finish == lm.FinishLength
 		if maskTruncated && b.Truncated[r] {
-			clear(b.LossMask[r*T : (r+1)*T])
+			clear(sb.LossMask[r*w : (r+1)*w])
 		}
 	}
 	return b, nil
 }
 
-// fillReference writes the reference model's log-prob of each token t ≥ 1
-// into RefLogprobs[b*T+t] (the scorer returns log π(token t+1 | ≤ t), [B,T-1]).
+// fillReference writes the reference model's log-prob of each completion
+// token into RefLogprobs (the scorer is NewSharedPrefixScorer's).
 func (b *batch) fillReference(s *train.TokenScorer) error {
-	lp, err := s.Logprobs(b.LMBatch)
+	lp, err := s.SharedLogprobs(b.SharedPrefixBatch)
 	if err != nil {
 		return fmt.Errorf("reference log-probs: %w", err)
 	}
-	B, T := int(b.B), int(b.T)
-	if len(lp) != B*(T-1) {
-		return fmt.Errorf("reference log-probs: %d values, want %d×%d", len(lp), B, T-1)
-	}
-	for r := 0; r < B; r++ {
-		b.RefLogprobs[r*T] = 0
-		copy(b.RefLogprobs[r*T+1:(r+1)*T], lp[r*(T-1):(r+1)*(T-1)])
+	tc := int(b.S.CompletionLen)
+	for r := 0; r < len(lp)/tc; r++ {
+		copy(b.RefLogprobs[r*(tc+1)+1:(r+1)*(tc+1)], lp[r*tc:(r+1)*tc])
 	}
 	return nil
 }

@@ -86,7 +86,7 @@ func (t *Trainer) step(ctx context.Context, at train.RunState, idx []int) (any, 
 	sl.Seconds.Score = tScore.Sub(tGen).Seconds()
 
 	// From here on the step runs to its end: weights change.
-	b, err := buildBatch(ids, comps, adv, G, t.T, pad, cfg.MaskTruncatedCompletions)
+	b, err := buildBatch(t.shared, ids, comps, adv, pad, cfg.MaskTruncatedCompletions)
 	if err != nil {
 		return nil, err
 	}

@@ -78,8 +78,9 @@ const CheckpointDir = "checkpoints"
 // completions of each with the current weights (the generation session
 // reads the trainer's weight tensors), scores them with the rewards,
 // computes group advantages, and applies NumIterations clipped
-// policy-gradient updates on one [B,T] batch (B = prompts × G, T = longest
-// prompt + MaxCompletionLength) through onnx/train's Loop.
+// policy-gradient updates through onnx/train's Loop on one shared-prefix
+// batch: each prompt (left-padded to the longest) runs once through the
+// model for its G completions of up to MaxCompletionLength tokens.
 type Trainer struct {
 	cfg      Config
 	opt      Options
@@ -91,6 +92,7 @@ type Trainer struct {
 	tr       *train.Trainer
 	gen      *lm.Model
 	ref      *train.TokenScorer
+	shared   train.SharedPrefix // the batch: prompts × completions, their lengths
 }
 
 // New prepares a run of model (its frozen KL reference too): it builds and
@@ -159,20 +161,6 @@ func (t *Trainer) open(model *onnxpb.ModelProto) error {
 	if err != nil {
 		return err
 	}
-	m := proto.Clone(policy).(*onnxpb.ModelProto)
-	loss, err := train.AddPolicyLoss(m, train.PolicyLoss{Epsilon: cfg.Epsilon, EpsilonHigh: cfg.EpsilonHigh, Beta: cfg.Beta,
-		BiasCorrectionKL: cfg.BiasCorrectionKL(), LossType: cfg.LossType, MaxCompletionLength: cfg.MaxCompletionLength})
-	if err != nil {
-		return err
-	}
-	shapes, err := train.LMShapes(m, int64(t.B), int64(t.T))
-	if err != nil {
-		return err
-	}
-	sp, err := train.Specialize(m, shapes)
-	if err != nil {
-		return err
-	}
 	// The model's own weights, not its rotary tables (fixed functions of
 	// position): the same names the generation session takes as inputs.
 	params := lm.TrainableNames(model)
@@ -180,7 +168,13 @@ func (t *Trainer) open(model *onnxpb.ModelProto) error {
 	if cfg.Beta > 0 {
 		keep = append(keep, train.PolicyKLOutput)
 	}
-	tg, err := train.Differentiate(sp, loss, params, keep)
+	// Each prompt runs once for its G completions, in training and in the
+	// reference model as in generation.
+	t.shared = train.SharedPrefix{Prompts: int64(cfg.PromptsPerStep), Generations: int64(cfg.NumGenerations),
+		PromptLen: int64(t.T - cfg.MaxCompletionLength), CompletionLen: int64(cfg.MaxCompletionLength)}
+	tg, err := train.BuildSharedPrefixPolicy(policy, train.PolicyTraining{Shared: t.shared, Params: params, Keep: keep,
+		Loss: train.PolicyLoss{Epsilon: cfg.Epsilon, EpsilonHigh: cfg.EpsilonHigh, Beta: cfg.Beta,
+			BiasCorrectionKL: cfg.BiasCorrectionKL(), LossType: cfg.LossType, MaxCompletionLength: cfg.MaxCompletionLength}})
 	if err != nil {
 		return err
 	}
@@ -209,7 +203,7 @@ func (t *Trainer) open(model *onnxpb.ModelProto) error {
 		}
 	}
 	if cfg.Beta > 0 {
-		if t.ref, err = train.NewTokenScorer(policy, int64(t.B), int64(t.T), o.Session); err != nil {
+		if t.ref, err = train.NewSharedPrefixScorer(policy, t.shared, o.Session); err != nil {
 			return fmt.Errorf("reference model: %w", err)
 		}
 	}

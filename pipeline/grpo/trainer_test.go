@@ -353,36 +353,44 @@ func TestBatchLayout(t *testing.T) {
 		{Tokens: []int64{14, 15, 16}, LogProbs: []float32{-5, -6, -7}, Finish: lm.FinishLength},
 	}
 	adv := []float64{1, -1, 0.5, -0.5}
+	s := train.SharedPrefix{Prompts: 2, Generations: 2, PromptLen: 3, CompletionLen: 3}
 	for _, maskTrunc := range []bool{false, true} {
-		b, err := buildBatch(prompts, comps, adv, 2, 7, 0, maskTrunc)
+		b, err := buildBatch(s, prompts, comps, adv, 0, maskTrunc)
 		if err != nil {
 			t.Fatal(err)
 		}
-		wantIDs := []int64{5, 6, 7, 9, 1, 0, 0, 5, 6, 7, 10, 11, 12, 0, 8, 13, 0, 0, 0, 0, 0, 8, 14, 15, 16, 0, 0, 0}
-		wantMask := []int64{1, 1, 1, 1, 1, 0, 0, 1, 1, 1, 1, 1, 1, 0, 1, 1, 0, 0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0}
-		wantLoss := []float32{0, 0, 0, 1, 1, 0, 0, 0, 0, 0, 1, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1, 1, 1, 0, 0, 0}
-		wantOld := []float32{0, 0, 0, -0.5, -0.25, 0, 0, 0, 0, 0, -1, -2, -3, 0, 0, -4, 0, 0, 0, 0, 0, 0, -5, -6, -7, 0, 0, 0}
+		// Prompts left-padded to 3; completions right-padded to 3; the loss
+		// inputs have one more column, for the prompt's last token.
+		check := func(name string, got, want any) {
+			if fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Fatalf("mask_truncated=%v: %s %v, want %v", maskTrunc, name, got, want)
+			}
+		}
+		check("prompt ids", b.PromptIDs, []int64{5, 6, 7, 0, 0, 8})
+		check("prompt mask", b.PromptMask, []int64{1, 1, 1, 0, 0, 1})
+		check("prompt positions", b.PromptPos, []int64{0, 1, 2, 1, 1, 0})
+		check("ids", b.IDs, []int64{9, 1, 0, 10, 11, 12, 13, 0, 0, 14, 15, 16})
+		check("mask", b.Mask, []int64{1, 1, 1, 1, 1, 0, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1})
+		check("positions", b.Pos, []int64{3, 4, 5, 3, 4, 5, 1, 2, 3, 1, 2, 3})
+		wantLoss := []float32{0, 1, 1, 0, 0, 1, 1, 1, 0, 1, 0, 0, 0, 1, 1, 1}
 		if maskTrunc {
 			for _, r := range []int{1, 3} {
-				clear(wantLoss[r*7 : (r+1)*7])
+				clear(wantLoss[r*4 : (r+1)*4])
 			}
 		}
-		for i := range wantIDs {
-			if b.IDs[i] != wantIDs[i] || b.Mask[i] != wantMask[i] || b.LossMask[i] != wantLoss[i] || b.OldLogprobs[i] != wantOld[i] {
-				t.Fatalf("mask_truncated=%v: position %d (row %d, t %d): id %d mask %d loss %v old %v; want %d %d %v %v",
-					maskTrunc, i, i/7, i%7, b.IDs[i], b.Mask[i], b.LossMask[i], b.OldLogprobs[i], wantIDs[i], wantMask[i], wantLoss[i], wantOld[i])
-			}
-		}
-		if b.Advantages[1] != -1 || !b.Truncated[1] || b.Truncated[0] {
-			t.Fatalf("advantages %v truncated %v", b.Advantages, b.Truncated)
-		}
+		check("loss mask", b.LossMask, wantLoss)
+		check("old log-probs", b.OldLogprobs, []float32{0, -0.5, -0.25, 0, 0, -1, -2, -3, 0, -4, 0, 0, 0, -5, -6, -7})
+		check("advantages", b.Advantages, []float32{1, -1, 0.5, -0.5})
+		check("truncated", b.Truncated, []bool{false, true, false, true})
 	}
-	if _, err := buildBatch(prompts, comps, adv, 2, 5, 0, false); err == nil || !strings.Contains(err.Error(), "exceed the batch length 5") {
-		t.Fatalf("overlong row: %v", err)
+	short := s
+	short.CompletionLen = 2
+	if _, err := buildBatch(short, prompts, comps, adv, 0, false); err == nil || !strings.Contains(err.Error(), "more than 2") {
+		t.Fatalf("overlong completion: %v", err)
 	}
 	noLP := append([]lm.Completion{}, comps...)
 	noLP[2].LogProbs = nil
-	if _, err := buildBatch(prompts, noLP, adv, 2, 7, 0, false); err == nil {
+	if _, err := buildBatch(s, prompts, noLP, adv, 0, false); err == nil {
 		t.Fatal("completion without log-probs accepted")
 	}
 }
@@ -409,13 +417,14 @@ func TestBatchMatchesGeneration(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		T := 6 + 6
-		b, err := buildBatch(ids, comps, make([]float64, 6), 2, T, pad, false)
+		s := train.SharedPrefix{Prompts: 3, Generations: 2, PromptLen: 6, CompletionLen: 6}
+		T := 7 // loss-input columns: the prompt's last token, then the completion
+		b, err := buildBatch(s, ids, comps, make([]float64, 6), pad, false)
 		if err != nil {
 			t.Fatal(err)
 		}
 		scored := func(model *onnxpb.ModelProto) []float32 {
-			sc, err := train.NewTokenScorer(model, 6, int64(T), ort.Options{})
+			sc, err := train.NewSharedPrefixScorer(model, s, ort.Options{})
 			if err != nil {
 				t.Fatal(err)
 			}

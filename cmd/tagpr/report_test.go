@@ -1,0 +1,386 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"math"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"golang.org/x/net/html"
+
+	"github.com/tagpr/tagpr/pipeline/tfevents"
+)
+
+// node helpers over golang.org/x/net/html's tree.
+
+func attr(n *html.Node, key string) (string, bool) {
+	for _, a := range n.Attr {
+		if a.Key == key {
+			return a.Val, true
+		}
+	}
+	return "", false
+}
+
+func hasClass(n *html.Node, class string) bool {
+	c, _ := attr(n, "class")
+	for _, f := range strings.Fields(c) {
+		if f == class {
+			return true
+		}
+	}
+	return false
+}
+
+// findAll lists the element nodes below n (n included) that match.
+func findAll(n *html.Node, match func(*html.Node) bool) []*html.Node {
+	var out []*html.Node
+	var walk func(*html.Node)
+	walk = func(n *html.Node) {
+		if n.Type == html.ElementNode && match(n) {
+			out = append(out, n)
+		}
+		for c := n.FirstChild; c != nil; c = c.NextSibling {
+			walk(c)
+		}
+	}
+	walk(n)
+	return out
+}
+
+func tag(name string) func(*html.Node) bool { return func(n *html.Node) bool { return n.Data == name } }
+
+func withAttr(name string) func(*html.Node) bool {
+	return func(n *html.Node) bool { _, ok := attr(n, name); return ok }
+}
+
+// jsonlCount counts the lines of a per-step log whose dotted key path holds
+// a finite number (skipped training steps left out, as the charts do).
+func jsonlCount(t *testing.T, path, key string) int {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatalf("chart source: %v", err)
+	}
+	defer f.Close()
+	n := 0
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var v any
+		if json.Unmarshal(sc.Bytes(), &v) != nil {
+			continue
+		}
+		if m, ok := v.(map[string]any); ok && m["skipped"] == true {
+			continue
+		}
+		for _, k := range strings.Split(key, ".") {
+			m, ok := v.(map[string]any)
+			if !ok {
+				v = nil
+				break
+			}
+			v = m[k]
+		}
+		if x, ok := v.(float64); ok && !math.IsNaN(x) && !math.IsInf(x, 0) {
+			n++
+		}
+	}
+	return n
+}
+
+// reportFiles are what checkReportHTML compares the page with.
+type reportFiles struct {
+	Metrics struct {
+		Tasks map[string]struct {
+			Split       string
+			N           int
+			Models      map[string]json.RawMessage
+			Differences []json.RawMessage
+		}
+		Stages []string
+	}
+	Evals map[string]struct { // by "TASK_SPLIT"
+		Labels []string
+		Models []struct {
+			Name    string
+			Metrics []json.RawMessage
+			Tags    *struct{ Share map[string]float64 }
+		}
+	}
+}
+
+// checkReportHTML parses OUT/report.html and checks it against the run
+// folder: it fetches nothing, every chart has its data points (each line's
+// points are the steps of its log that have the value; each interval chart
+// has every model and rule of metrics.json; each bar chart a bar per tag),
+// and every table its rows (one per task, metric, difference, stage,
+// model, label, as the run's files have them).
+func checkReportHTML(t *testing.T, out string, wantRules bool) {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(out, "report.html"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := html.Parse(strings.NewReader(string(raw)))
+	if err != nil {
+		t.Fatalf("report.html does not parse: %v", err)
+	}
+	var rf reportFiles
+	readJSONFile(t, filepath.Join(out, "metrics.json"), &rf.Metrics)
+	rf.Evals = map[string]struct {
+		Labels []string
+		Models []struct {
+			Name    string
+			Metrics []json.RawMessage
+			Tags    *struct{ Share map[string]float64 }
+		}
+	}{}
+	for task, tm := range rf.Metrics.Tasks {
+		e := rf.Evals[task]
+		readJSONFile(t, filepath.Join(out, "eval", strings.Split(task, "/")[0]+"_"+tm.Split+".json"), &e)
+		rf.Evals[strings.Split(task, "/")[0]+"_"+tm.Split] = e
+	}
+
+	// Self-contained: no script, no stylesheet link, no remote reference.
+	if n := len(findAll(doc, func(n *html.Node) bool {
+		return n.Data == "script" || n.Data == "link" || n.Data == "img" || n.Data == "iframe"
+	})); n > 0 {
+		t.Errorf("report.html has %d script/link/img/iframe elements; it must be self-contained", n)
+	}
+	for _, n := range findAll(doc, func(*html.Node) bool { return true }) {
+		for _, a := range n.Attr {
+			if (a.Key == "href" || a.Key == "src") && !strings.HasPrefix(a.Val, "#") {
+				t.Errorf("report.html refers to %s=%q", a.Key, a.Val)
+			}
+		}
+	}
+
+	charts := findAll(doc, func(n *html.Node) bool { return n.Data == "figure" && hasClass(n, "chart") })
+	if len(charts) == 0 {
+		t.Fatal("report.html has no chart")
+	}
+	lineCharts, intervalCharts, barCharts := 0, 0, 0
+	for _, fig := range charts {
+		id, _ := attr(fig, "id")
+		src, _ := attr(fig, "data-source")
+		if len(findAll(fig, tag("svg"))) != 1 {
+			t.Errorf("chart %s has no svg", id)
+			continue
+		}
+		switch {
+		case strings.HasPrefix(id, "chart-stages-"):
+			intervalCharts++
+			key := strings.TrimPrefix(id, "chart-stages-")
+			var want map[string]json.RawMessage
+			for task, tm := range rf.Metrics.Tasks {
+				if strings.Split(task, "/")[0]+"-"+tm.Split == key {
+					want = tm.Models
+				}
+			}
+			got := findAll(fig, withAttr("data-model"))
+			if len(want) == 0 || len(got) != len(want) {
+				t.Errorf("chart %s draws %d models, metrics.json has %d", id, len(got), len(want))
+			}
+			for _, g := range got {
+				m, _ := attr(g, "data-model")
+				if _, ok := want[m]; !ok {
+					t.Errorf("chart %s draws %s, which metrics.json does not have", id, m)
+				}
+				if len(findAll(g, func(n *html.Node) bool { return n.Data == "circle" || n.Data == "line" })) == 0 {
+					t.Errorf("chart %s: %s has no mark", id, m)
+				}
+			}
+		case strings.HasPrefix(id, "chart-tags-"):
+			barCharts++
+			key := strings.TrimPrefix(id, "chart-tags-")
+			e, ok := rf.Evals[strings.Replace(key, "-", "_", 1)]
+			series := findAll(fig, withAttr("data-series"))
+			models := 0
+			tags := map[string]bool{}
+			for _, m := range e.Models {
+				if m.Tags != nil {
+					models++
+					for tg := range m.Tags.Share {
+						tags[tg] = true
+					}
+				}
+			}
+			if !ok || len(series) != models {
+				t.Errorf("chart %s has %d series, the eval file %d models with completions", id, len(series), models)
+			}
+			for _, s := range series {
+				if n := len(findAll(s, tag("rect"))); n != len(tags) {
+					t.Errorf("chart %s: %d bars, want one per tag used (%d)", id, n, len(tags))
+				}
+			}
+		default:
+			lineCharts++
+			series := findAll(fig, withAttr("data-series"))
+			if len(series) == 0 {
+				t.Errorf("chart %s has no series", id)
+			}
+			for _, s := range series {
+				name, _ := attr(s, "data-series")
+				key, _ := attr(s, "data-key")
+				dn, _ := attr(s, "data-n")
+				n, _ := strconv.Atoi(dn)
+				lines := findAll(s, tag("polyline"))
+				if len(lines) != 1 {
+					t.Errorf("chart %s series %s: %d polylines", id, name, len(lines))
+					continue
+				}
+				pts, _ := attr(lines[0], "points")
+				if got := len(strings.Fields(pts)); got != n || n == 0 {
+					t.Errorf("chart %s series %s: %d points drawn, data-n %d", id, name, got, n)
+				}
+				if c := len(findAll(s, tag("circle"))); c != n {
+					t.Errorf("chart %s series %s: %d dots, want %d", id, name, c, n)
+				}
+				if want := jsonlCount(t, filepath.Join(out, src), key); want != n {
+					t.Errorf("chart %s series %s: %d points, %s has %d values of %s", id, name, n, src, want, key)
+				}
+			}
+		}
+	}
+	if intervalCharts != len(rf.Metrics.Tasks) || lineCharts < 2 {
+		t.Errorf("%d interval charts for %d tasks, %d line charts", intervalCharts, len(rf.Metrics.Tasks), lineCharts)
+	}
+	used := 0
+	for _, e := range rf.Evals {
+		for _, m := range e.Models {
+			if m.Tags != nil && len(m.Tags.Share) > 0 {
+				used++
+				break
+			}
+		}
+	}
+	if barCharts != used {
+		t.Errorf("%d tag distribution charts, %d tasks whose completions use tags", barCharts, used)
+	}
+
+	// Tables and their rows.
+	rows := map[string]int{}
+	for _, tb := range findAll(doc, withAttr("data-table")) {
+		name, _ := attr(tb, "data-table")
+		var body []*html.Node
+		for _, tbody := range findAll(tb, tag("tbody")) {
+			body = append(body, findAll(tbody, tag("tr"))...)
+		}
+		if len(body) == 0 {
+			t.Errorf("table %s has no rows", name)
+		}
+		rows[name] = len(body)
+	}
+	wantRows := map[string]int{"results": len(rf.Metrics.Tasks)}
+	for task, tm := range rf.Metrics.Tasks {
+		wantRows["differences"] += len(tm.Differences)
+		e := rf.Evals[strings.Split(task, "/")[0]+"_"+tm.Split]
+		wantRows["metrics"] += len(e.Models[0].Metrics)
+		for _, m := range e.Models {
+			if m.Tags != nil {
+				wantRows["tags"]++
+			}
+		}
+		if len(e.Labels) > 0 {
+			for _, m := range e.Models {
+				wantRows["confusion-"+strings.Split(task, "/")[0]+"-"+tm.Split+"-"+m.Name] = len(e.Labels)
+			}
+		}
+		rules := len(tm.Models) - len(rf.Metrics.Stages)
+		if wantRules && rules != 2 || !wantRules && rules != 0 {
+			t.Errorf("metrics.json %s: %d models beside the stages %v", task, len(tm.Models), rf.Metrics.Stages)
+		}
+	}
+	stages := 0
+	for _, f := range []string{"chains/summary.json", "sft/summary.json", "prmu/summary.json", "rl/guided/summary.json", "rl/exploratory/summary.json"} {
+		if fileExists(filepath.Join(out, f)) {
+			stages++
+		}
+	}
+	wantRows["stages"] = stages
+	for name, want := range wantRows {
+		if rows[name] != want {
+			t.Errorf("table %s has %d rows, want %d", name, rows[name], want)
+		}
+	}
+	for name, n := range rows {
+		if stage, ok := strings.CutPrefix(name, "rl-rewards-"); ok {
+			// Each component and the total.
+			var first struct{ Rewards map[string]json.RawMessage }
+			log := filepath.Join(out, "rl", stage, "checkpoints", "rl_log.jsonl")
+			b, _ := os.ReadFile(log)
+			lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+			json.Unmarshal([]byte(lines[0]), &first)
+			if want := len(first.Rewards) + 1; n != want || len(lines) == 0 {
+				t.Errorf("table %s has %d rows, want %d", name, n, want)
+			}
+		}
+	}
+}
+
+// checkEventFiles replays each training stage's TensorBoard event files as
+// TensorBoard does (a restart at step s drops what earlier files hold for s
+// and later) and checks that every step of the stage's JSONL log is there
+// once, with its value: however often the run was killed and resumed.
+func checkEventFiles(t *testing.T, out string) {
+	t.Helper()
+	for _, s := range []struct{ dir, log, key, tag string }{
+		{"sft", "sft/checkpoints/train_log.jsonl", "loss", "loss"},
+		{"rl/guided", "rl/guided/checkpoints/rl_log.jsonl", "reward.mean", "reward"},
+		{"rl/exploratory", "rl/exploratory/checkpoints/rl_log.jsonl", "reward.mean", "reward"},
+	} {
+		files, err := tfevents.Files(filepath.Join(out, s.dir))
+		if err != nil || len(files) == 0 {
+			t.Errorf("%s: no TensorBoard event file (%v)", s.dir, err)
+			continue
+		}
+		got := map[int64]float32{}
+		for _, f := range files {
+			evs, err := tfevents.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range evs {
+				if e.SessionStart {
+					for step := range got {
+						if step >= e.Step {
+							delete(got, step)
+						}
+					}
+				}
+				if v, ok := e.Scalars[s.tag]; ok {
+					got[e.Step] = v
+				}
+			}
+		}
+		want := map[int64]float32{}
+		b, _ := os.ReadFile(filepath.Join(out, s.log))
+		for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			var l map[string]any
+			if json.Unmarshal([]byte(line), &l) != nil {
+				continue
+			}
+			v := any(l)
+			for _, k := range strings.Split(s.key, ".") {
+				v = v.(map[string]any)[k]
+			}
+			if x, ok := v.(float64); ok {
+				want[int64(l["step"].(float64))] = float32(x)
+			}
+		}
+		t.Logf("%s: %d event files, %d steps after the purge", s.dir, len(files), len(got))
+		if len(want) == 0 || len(got) != len(want) {
+			t.Errorf("%s: event files hold %d steps of %s after TensorBoard's purge, the log %d (%d files)", s.dir, len(got), s.tag, len(want), len(files))
+		}
+		for step, v := range want {
+			if got[step] != v {
+				t.Errorf("%s step %d: %s %v in the event files, %v in the log", s.dir, step, s.tag, got[step], v)
+			}
+		}
+	}
+}

@@ -1,0 +1,264 @@
+package train
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"unsafe"
+
+	"github.com/tagpr/tagpr/onnx/ir"
+	"github.com/tagpr/tagpr/onnx/onnxpb"
+)
+
+// MemoryEstimate is a training step's expected peak resident memory, by
+// part, in bytes; EstimateMemory makes it from a training graph before any
+// session exists.
+type MemoryEstimate struct {
+	// Weights: the trainable and frozen weights Go feeds (the trainer's
+	// copies and the graph's initial values), and the graph's own
+	// initializers (inside the ORT session).
+	Weights int64
+	// Gradients: one buffer per trainable weight.
+	Gradients int64
+	// Optimizer: AdamW's two moments per trainable weight.
+	Optimizer int64
+	// Activations: the forward values the backward pass reads, all live
+	// when the backward pass starts.
+	Activations int64
+	// Transient: the largest working set on top of the activations — the
+	// chunked head's per-chunk logits and its accumulated weight gradient,
+	// or the biggest backward values.
+	Transient int64
+	// Runtime: ONNX Runtime and the Go runtime themselves.
+	Runtime int64
+}
+
+// runtimeBaseline is ORT's and Go's own resident memory with a session open.
+const runtimeBaseline = 200 << 20
+
+// Total is the estimated peak.
+func (e MemoryEstimate) Total() int64 {
+	return e.Weights + e.Gradients + e.Optimizer + e.Activations + e.Transient + e.Runtime
+}
+
+// String lists the parts and the total, e.g. for a log line before a run.
+func (e MemoryEstimate) String() string {
+	return fmt.Sprintf("weights %s, gradients %s, optimizer %s, activations %s, transient %s, runtime %s: total %s",
+		FormatBytes(e.Weights), FormatBytes(e.Gradients), FormatBytes(e.Optimizer), FormatBytes(e.Activations),
+		FormatBytes(e.Transient), FormatBytes(e.Runtime), FormatBytes(e.Total()))
+}
+
+// FormatBytes writes a byte count in binary units (e.g. "1.4 GiB").
+func FormatBytes(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.0f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.0f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
+// EstimateMemory estimates the peak memory of training steps on tg with a
+// Trainer (AdamW): the weights, their gradients and moments, the forward
+// activations the backward pass keeps, and the largest temporaries.
+func EstimateMemory(tg *TrainingGraph) MemoryEstimate {
+	var e MemoryEstimate
+	size := func(t ValueType) int64 { return ir.NumElements(t.Shape) * int64(max(ir.ElemSize(t.Elem), 0)) }
+	for _, p := range tg.Params {
+		n := size(tg.Types[p])
+		if n == 0 && tg.Initial[p] != nil {
+			n = initBytes(tg.Initial[p])
+		}
+		// The trainer's slice and the graph's initial value.
+		e.Weights += 2 * n
+		e.Gradients += n
+		e.Optimizer += 2 * n
+	}
+	for _, f := range tg.Frozen {
+		e.Weights += initBytes(tg.Initial[f]) // the trainer reads the graph's copy (frozenData)
+	}
+	g := tg.Model.Graph
+	for _, t := range g.Initializer {
+		e.Weights += initBytes(t)
+	}
+	// Forward values read by the backward pass: live together at its start.
+	fwd := map[string]bool{}
+	for _, n := range g.Node {
+		if !isGradNode(n) {
+			for _, o := range n.Output {
+				fwd[o] = true
+			}
+		}
+	}
+	// Recomputed values (LMTraining.Recompute) live one segment at a time:
+	// their total over the segments (one gate each) is a segment's share.
+	recomputed := map[string]bool{}
+	var recomputedBytes, segments int64
+	for _, n := range g.Node {
+		if strings.HasPrefix(n.GetName(), recomputePrefix) {
+			for _, o := range n.Output {
+				recomputed[o] = true
+				recomputedBytes += size(tg.Types[o])
+			}
+			if n.GetOpType() == "Where" && strings.HasPrefix(n.GetName(), recomputePrefix+"gate/") {
+				segments++
+			}
+		}
+	}
+	kept := map[string]bool{}
+	var biggest int64
+	for _, n := range g.Node {
+		if !isGradNode(n) {
+			continue
+		}
+		for _, in := range n.Input {
+			if fwd[in] && !kept[in] && !recomputed[in] {
+				kept[in] = true
+				e.Activations += size(tg.Types[in])
+			}
+		}
+		for _, o := range n.Output {
+			biggest = max(biggest, size(tg.Types[o]))
+		}
+	}
+	if segments > 0 {
+		e.Transient += recomputedBytes / segments
+	}
+	// Outside the backward pass: the forward's own largest values (an
+	// operator's input and output both live).
+	for v := range fwd {
+		if !kept[v] && !recomputed[v] {
+			biggest = max(biggest, size(tg.Types[v]))
+		}
+	}
+	e.Transient += 3*biggest + chunkedHeadBytes(g, tg.Types)
+	e.Runtime = runtimeBaseline
+	return e
+}
+
+// isGradNode reports the backward pass's nodes (named by Differentiate).
+func isGradNode(n *onnxpb.NodeProto) bool { return strings.HasPrefix(n.GetName(), "grad/") }
+
+func initBytes(t *onnxpb.TensorProto) int64 {
+	if t == nil {
+		return 0
+	}
+	return ir.NumElements(t.GetDims()) * int64(max(ir.ElemSize(t.GetDataType()), 0))
+}
+
+// chunkedHeadBytes is the working set of the chunked heads' Scans: per
+// chunk its logits, their exponentials and gradient ([C,V] each), and the
+// weight gradient accumulated over chunks (two buffers, ping-pong).
+func chunkedHeadBytes(g *onnxpb.GraphProto, types map[string]ValueType) int64 {
+	heads, err := fusedHeads(g)
+	if err != nil {
+		return 0
+	}
+	var total int64
+	for n, f := range heads {
+		if len(n.Input) < 2 {
+			continue
+		}
+		states := len(n.Input) - int(ir.AttrIntOf(n, "num_scan_inputs", 0))
+		h := types[n.Input[states]].Shape // [K, C, D]
+		w := types[f.Weight]
+		if len(h) != 3 || len(w.Shape) != 2 {
+			continue
+		}
+		es := int64(max(ir.ElemSize(w.Elem), 0))
+		vocab := w.Shape[1]
+		if w.Shape[0] != h[2] { // E [V,D], read transposed
+			vocab = w.Shape[0]
+		}
+		total += 3 * h[1] * vocab * es
+		if f.GradWeight != "" {
+			total += 2 * ir.NumElements(w.Shape) * es
+		}
+	}
+	return total
+}
+
+// MachineMemory is the memory this process may use: its cgroup's limit when
+// one is set (containers), else the machine's total.
+func MachineMemory() (int64, error) {
+	for _, p := range []string{"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"} {
+		if b, err := os.ReadFile(p); err == nil {
+			if n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64); err == nil && n > 0 && n < 1<<50 {
+				return n, nil
+			}
+		}
+	}
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0, fmt.Errorf("machine memory: %w", err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "MemTotal:"); ok {
+			f := strings.Fields(v)
+			if n, err := strconv.ParseInt(f[0], 10, 64); err == nil && len(f) > 1 && f[1] == "kB" {
+				return n << 10, nil
+			}
+		}
+	}
+	return 0, fmt.Errorf("machine memory: no MemTotal in /proc/meminfo")
+}
+
+// MemoryKnobs name, as the caller's user sets them, what reduces each part
+// of an estimate ("" leaves a hint out), e.g. {Batch: "--batch", SeqLen:
+// "--seq-len", LoRA: "--lora-rank"}.
+type MemoryKnobs struct{ Batch, SeqLen, LoRA string }
+
+// Fits returns nil when the estimate is within limit bytes, else an error
+// naming both and what to reduce, the largest reducible part first.
+func (e MemoryEstimate) Fits(limit int64, k MemoryKnobs) error {
+	if e.Total() <= limit {
+		return nil
+	}
+	type part struct {
+		bytes int64
+		hint  string
+	}
+	var parts []part
+	var act []string
+	for _, s := range []string{k.Batch, k.SeqLen} {
+		if s != "" {
+			act = append(act, s)
+		}
+	}
+	if len(act) > 0 {
+		parts = append(parts, part{e.Activations + e.Transient, fmt.Sprintf("reduce %s (activations and temporaries: %s, in proportion)", strings.Join(act, " or "), FormatBytes(e.Activations+e.Transient))})
+	}
+	if k.LoRA != "" && e.Optimizer > 0 {
+		parts = append(parts, part{e.Gradients + e.Optimizer, fmt.Sprintf("train low-rank adapters with %s instead of every weight (gradients and AdamW moments: %s)", k.LoRA, FormatBytes(e.Gradients+e.Optimizer))})
+	}
+	sort.Slice(parts, func(i, j int) bool { return parts[i].bytes > parts[j].bytes })
+	var hints []string
+	for _, p := range parts {
+		hints = append(hints, p.hint)
+	}
+	msg := fmt.Sprintf("estimated peak memory %s exceeds the %s this machine allows (%s)", FormatBytes(e.Total()), FormatBytes(limit), e)
+	if len(hints) > 0 {
+		msg += ": " + strings.Join(hints, ", or ")
+	}
+	return errors.New(msg)
+}
+
+// frozenData is a frozen weight's values for the trainer: a view of the
+// tensor's bytes when they are float32 in this machine's byte order and
+// aligned (frozen weights are only read, so one copy serves both), else a
+// copy.
+func frozenData(t *onnxpb.TensorProto) ([]float32, error) {
+	raw := t.GetRawData()
+	if t.GetDataType() == ir.Float && len(raw) >= 4 && int64(len(raw)) == 4*ir.NumElements(t.GetDims()) &&
+		uintptr(unsafe.Pointer(&raw[0]))%4 == 0 && binary.NativeEndian.Uint16([]byte{1, 0}) == 1 {
+		return unsafe.Slice((*float32)(unsafe.Pointer(&raw[0])), len(raw)/4), nil
+	}
+	return ir.Float32s(t)
+}

@@ -1,0 +1,179 @@
+package train
+
+import (
+	"github.com/tagpr/tagpr/onnx/onnxpb"
+)
+
+// Activation recomputation. The backward pass reads forward values, so all
+// of them normally live from the forward pass to the backward one: for a
+// transformer at long sequences, mostly attention scores and MLP states of
+// every layer. With recomputation only segment boundaries are kept: the
+// forward graph is cut wherever a single weight-dependent value carries
+// everything later nodes need (the residual stream between a layer's
+// attention and MLP blocks), and each segment's backward reads a second,
+// recomputed copy of the segment's forward nodes instead of the originals,
+// which then die during the forward pass. The copy computes the same values
+// from the same inputs, so gradients are unchanged; the cost is one more
+// forward pass.
+
+// diffOptions are differentiate's optional behaviours.
+type diffOptions struct {
+	recompute bool // recompute each segment's activations in the backward pass
+}
+
+// recomputePrefix starts the names of recomputed nodes and values.
+const recomputePrefix = "recompute/"
+
+// recomputeSegments clones each forward segment's internal nodes and points
+// the gradient nodes of the segment (owner: the forward node whose rule
+// emitted them) at the clones. ONNX Runtime orders nodes by data alone (and
+// merges identical nodes) and would run the clones in the forward pass,
+// holding their values just the same; so each segment's clones read its
+// boundary through Where(IsNaN(g), g, boundary) with g an element of the
+// gradient arriving at the segment: the same values, computed once the
+// backward pass reaches the segment.
+func recomputeSegments(g *onnxpb.GraphProto, fwd []*onnxpb.NodeProto, owner map[*onnxpb.NodeProto]*onnxpb.NodeProto,
+	gradOf map[*onnxpb.NodeProto][]string, needs map[string]bool, types map[string]ValueType) error {
+	// The forward nodes still in the (pruned) graph, in order.
+	in := map[*onnxpb.NodeProto]bool{}
+	for _, n := range g.Node {
+		in[n] = true
+	}
+	var kept []*onnxpb.NodeProto
+	for _, n := range fwd {
+		if in[n] {
+			kept = append(kept, n)
+		}
+	}
+	fwd = kept
+	index := map[*onnxpb.NodeProto]int{}
+	producer := map[string]int{}
+	for i, n := range fwd {
+		index[n] = i
+		for _, o := range n.Output {
+			if o != "" {
+				producer[o] = i
+			}
+		}
+	}
+	// lastUse: the last forward node reading each value.
+	lastUse := map[string]int{}
+	for i, n := range fwd {
+		for _, in := range nodeInputs(n) {
+			if _, ok := producer[in]; ok {
+				lastUse[in] = i
+			}
+		}
+	}
+	graphOut := map[string]bool{}
+	for _, o := range g.Output {
+		graphOut[o.GetName()] = true
+	}
+	// Cuts: after node i, exactly one weight-dependent value produced so
+	// far is still read by later forward nodes.
+	delta := make([]int, len(fwd)+1)
+	for v, p := range producer {
+		if l, ok := lastUse[v]; ok && needs[v] && l > p {
+			delta[p]++
+			delta[l]--
+		}
+	}
+	seg := make([]int, len(fwd))
+	live, s := 0, 0
+	for i := range fwd {
+		seg[i] = s
+		live += delta[i]
+		if live <= 1 {
+			s++
+		}
+	}
+	// A node is cloned when its values are read in the forward pass only
+	// inside its segment (so the originals can die there) and it is not a
+	// chunked head (whose Scan already computed its gradients).
+	// Each segment's trigger: the first gradient the backward pass computes
+	// in it (at its last node that has one).
+	trigger := map[int]string{}
+	for i := len(fwd) - 1; i >= 0; i-- {
+		if _, ok := trigger[seg[i]]; ok {
+			continue
+		}
+		for _, gy := range gradOf[fwd[i]] {
+			if gy != "" {
+				trigger[seg[i]] = gy
+				break
+			}
+		}
+	}
+	e := newEditor(g)
+	e.prefix = recomputePrefix + "gate/"
+	var glue []*onnxpb.NodeProto    // the gated boundaries, made in the backward pass
+	gated := map[[2]string]string{} // (value, trigger) → gated value
+	gate := func(v, trig string) string {
+		if r, ok := gated[[2]string{v, trig}]; ok {
+			return r
+		}
+		before := len(g.Node)
+		one := e.op("Slice", []string{e.op("Reshape", []string{trig, e.ints(-1)}), e.ints(0), e.ints(1)})
+		// Where(IsNaN(g), g, v) is v unless the gradient is already NaN (and
+		// the step lost): a runtime condition ORT cannot fold away.
+		r := e.op("Where", []string{e.op("IsNaN", []string{one}), one, v})
+		glue = append(glue, g.Node[before:]...)
+		g.Node = g.Node[:before]
+		types[r] = types[v]
+		gated[[2]string{v, trig}] = r
+		return r
+	}
+	heads, _ := fusedHeads(g)
+	clone := map[string]string{} // original value → recomputed value
+	var clones []*onnxpb.NodeProto
+	for i, n := range fwd {
+		if heads[n] != nil || len(n.Output) == 0 {
+			continue
+		}
+		local := true
+		for _, o := range n.Output {
+			if l, ok := lastUse[o]; (ok && seg[l] != seg[i]) || graphOut[o] {
+				local = false
+			}
+		}
+		if !local {
+			continue
+		}
+		c := cloneNode(n)
+		c.Name = recomputePrefix + n.GetName()
+		for k, in := range c.Input {
+			if r, ok := clone[in]; ok {
+				c.Input[k] = r
+			} else if p, ok := producer[in]; ok && needs[in] && seg[p] != seg[i] && trigger[seg[i]] != "" && isFloat(types[in].Elem) {
+				c.Input[k] = gate(in, trigger[seg[i]])
+			}
+		}
+		for k, o := range c.Output {
+			if o == "" {
+				continue
+			}
+			c.Output[k] = recomputePrefix + o
+			clone[o] = c.Output[k]
+			types[c.Output[k]] = types[o]
+		}
+		clones = append(clones, c)
+	}
+	for gn, n := range owner {
+		i, ok := index[n]
+		if !ok || !in[gn] {
+			continue
+		}
+		s := seg[i]
+		for k, in := range gn.Input {
+			if r, ok := clone[in]; ok && seg[producer[in]] == s {
+				gn.Input[k] = r
+			}
+		}
+	}
+	// Between the forward and the backward nodes: the graph stays in
+	// topological order (prune relies on it).
+	// The gates read gradients: they go after the backward nodes, and the
+	// clones after them; topoSort restores the order.
+	g.Node = append(append(g.Node, glue...), clones...)
+	return topoSort(g)
+}

@@ -1,0 +1,48 @@
+package pipeline
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+// An RL stage's section draws the reward, each component and their spread
+// per step, KL where logged, and a row per component and the total in the
+// per-quarter table.
+func TestReportHTMLRLStage(t *testing.T) {
+	log := `{"stage":"guided","step":1,"reward":{"mean":0.5,"std":0.2},"rewards":{"r_task":{"mean":0.4,"std":0.3},"r_tag":{"mean":0.3,"std":0.1}},"frac_reward_zero_std":0.25,"completion_length":{"mean":90,"min":50,"max":120},"kl":0.01}
+{"stage":"guided","step":2,"reward":{"mean":0.6,"std":0.2},"rewards":{"r_task":{"mean":0.5,"std":0.3},"r_tag":{"mean":0.3,"std":0.1}},"clip_ratio/region_mean":0.1,"frac_reward_zero_std":0,"completion_length":{"mean":80,"min":40,"max":110},"kl":0.02}
+{"stage":"guided","step":3,"reward":{"mean":0.7,"std":0.1},"rewards":{"r_task":{"mean":0.6,"std":0.2},"r_tag":{"mean":0.3,"std":0.1}},"frac_reward_zero_std":0,"completion_length":{"mean":70,"min":30,"max":100}}`
+	var lines []RLStepLog
+	for _, l := range strings.Split(log, "\n") {
+		var x RLStepLog
+		if err := json.Unmarshal([]byte(l), &x); err != nil {
+			t.Fatal(err)
+		}
+		lines = append(lines, x)
+	}
+	r := &Report{Title: "rl", Curves: &Curves{RL: []RLCurve{{Stage: "guided", Source: "rl/guided/checkpoints/rl_log.jsonl", Steps: lines}}}}
+	page, err := r.HTML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`id="chart-rl-guided-reward"`, `id="chart-rl-guided-reward-std"`, `id="chart-rl-guided-kl"`, `id="chart-rl-guided-clip"`,
+		`id="chart-rl-guided-length"`, `data-key="rewards.r_task.mean" data-n="3"`, `data-key="reward.std" data-n="3"`, `data-key="kl" data-n="2"`,
+		`data-key="clip_ratio/region_mean" data-n="3"`, `<td class="l">component r_tag</td>`, `<td><b>0.700</b> ± 0.100</td>`} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the page lacks %s", want)
+		}
+	}
+}
+
+func TestHighlightChain(t *testing.T) {
+	got := highlightChain("<think>\n<recall_history>a < b & c</recall_history>\n</think>\n<answer>x</answer>")
+	for _, want := range []string{`&lt;recall_history&gt;</span>`, `a &lt; b &amp; c</span>`, `<span class="ans">x</span>`} {
+		if !strings.Contains(got, want) {
+			t.Errorf("highlighted chain lacks %q:\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, "<recall_history>") || strings.Contains(got, "<think>") {
+		t.Errorf("a tag reached the page unescaped:\n%s", got)
+	}
+}
