@@ -27,8 +27,10 @@
 // the reference and the trained log-probs agree.
 //
 // Runs checkpoint, resume bit for bit and log a JSONL line per step (TRL's
-// metric names: reward, rewards/NAME/mean, kl, clip_ratio/region_mean…)
-// through onnx/train's Loop; Callbacks keep a caller's own per-step outputs
+// metric names: reward, rewards/NAME/mean, kl, clip_ratio/region_mean…;
+// and each weighted reward's share and learning signal,
+// rewards/NAME/share and rewards/NAME/signal: Contribution) through
+// onnx/train's Loop; Callbacks keep a caller's own per-step outputs
 // in step with the checkpoints.
 //
 // grpo knows nothing of TagPR (tags, PRMU, LaMP): pipeline composes its
