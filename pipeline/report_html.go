@@ -305,6 +305,7 @@ func (r *Report) htmlRLStage(b *strings.Builder, c RLCurve) {
 	lineChart{ID: id + "-reward", Title: "reward and each component per step (mean over the step's completions)", XLabel: "step", YLabel: "reward", Source: c.Source, Series: rewards}.render(b)
 	lineChart{ID: id + "-reward-std", Title: "spread of the reward and each component per step (std over the step's completions)", XLabel: "step", YLabel: "std",
 		Source: c.Source, Series: stdSeries(c.Steps)}.render(b)
+	contributionCharts(b, id, c)
 	if kl := stepSeries("KL", "kl", c.Steps, func(l RLStepLog) (float64, bool) {
 		if l.KL == nil {
 			return 0, false
@@ -349,6 +350,26 @@ func (r *Report) htmlRLStage(b *strings.Builder, c RLCurve) {
 	}
 	b.WriteString("</tr></tbody></table>")
 	b.WriteString(`<p class="note">The components are unweighted; the reward is their weighted sum as the stage's note gives it (Notes).</p>`)
+}
+
+// contributionCharts draw each weighted reward's share of the mean reward
+// and of the learning signal per step, where the log carries them: which
+// reward makes up the reward, and which one the advantages are made of.
+func contributionCharts(b *strings.Builder, id string, c RLCurve) {
+	names := sortedKeys(c.Steps, func(l RLStepLog) []string { return mapKeys(l.Contributions) })
+	if len(names) == 0 {
+		return
+	}
+	var shares, signals []lineSeries
+	for _, n := range names {
+		n := n
+		shares = append(shares, stepSeries(n, "reward_contributions."+n+".share", c.Steps, func(l RLStepLog) (float64, bool) { x, ok := l.Contributions[n]; return x.Share, ok }))
+		signals = append(signals, stepSeries(n, "reward_contributions."+n+".signal", c.Steps, func(l RLStepLog) (float64, bool) { x, ok := l.Contributions[n]; return x.Signal, ok }))
+	}
+	lineChart{ID: id + "-share", Title: "each weighted reward's share of the mean reward per step", XLabel: "step", YLabel: "share", Source: c.Source, Series: shares,
+		Note: "mean(weight·reward) / mean(total reward); the shares add up to 1."}.render(b)
+	lineChart{ID: id + "-signal", Title: "each weighted reward's share of the learning signal per step (within-group reward variance)", XLabel: "step", YLabel: "signal", Source: c.Source, Series: signals,
+		Note: "Σ_groups cov(weight·reward, reward) / Σ_groups var(reward): what the advantages are made of. A reward equal across a group's completions adds nothing here, however large its share; all 0 when every group's rewards are equal."}.render(b)
 }
 
 // stdSeries are the per-step spreads of the reward and each component.

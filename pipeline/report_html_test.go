@@ -7,11 +7,11 @@ import (
 )
 
 // An RL stage's section draws the reward, each component and their spread
-// per step, KL where logged, and a row per component and the total in the
-// per-quarter table.
+// per step, KL and each reward's share and signal where logged, and a row
+// per component and the total in the per-quarter table.
 func TestReportHTMLRLStage(t *testing.T) {
-	log := `{"stage":"guided","step":1,"reward":{"mean":0.5,"std":0.2},"rewards":{"r_task":{"mean":0.4,"std":0.3},"r_tag":{"mean":0.3,"std":0.1}},"frac_reward_zero_std":0.25,"completion_length":{"mean":90,"min":50,"max":120},"kl":0.01}
-{"stage":"guided","step":2,"reward":{"mean":0.6,"std":0.2},"rewards":{"r_task":{"mean":0.5,"std":0.3},"r_tag":{"mean":0.3,"std":0.1}},"clip_ratio/region_mean":0.1,"frac_reward_zero_std":0,"completion_length":{"mean":80,"min":40,"max":110},"kl":0.02}
+	log := `{"stage":"guided","step":1,"reward":{"mean":0.5,"std":0.2},"rewards":{"r_task":{"mean":0.4,"std":0.3},"r_tag":{"mean":0.3,"std":0.1}},"reward_contributions":{"task":{"share":0.8,"signal":0.9},"tag":{"share":0.2,"signal":0.1}},"frac_reward_zero_std":0.25,"completion_length":{"mean":90,"min":50,"max":120},"kl":0.01}
+{"stage":"guided","step":2,"reward":{"mean":0.6,"std":0.2},"rewards":{"r_task":{"mean":0.5,"std":0.3},"r_tag":{"mean":0.3,"std":0.1}},"reward_contributions":{"task":{"share":0.83,"signal":1},"tag":{"share":0.17,"signal":0}},"clip_ratio/region_mean":0.1,"frac_reward_zero_std":0,"completion_length":{"mean":80,"min":40,"max":110},"kl":0.02}
 {"stage":"guided","step":3,"reward":{"mean":0.7,"std":0.1},"rewards":{"r_task":{"mean":0.6,"std":0.2},"r_tag":{"mean":0.3,"std":0.1}},"frac_reward_zero_std":0,"completion_length":{"mean":70,"min":30,"max":100}}`
 	var lines []RLStepLog
 	for _, l := range strings.Split(log, "\n") {
@@ -28,10 +28,17 @@ func TestReportHTMLRLStage(t *testing.T) {
 	}
 	for _, want := range []string{`id="chart-rl-guided-reward"`, `id="chart-rl-guided-reward-std"`, `id="chart-rl-guided-kl"`, `id="chart-rl-guided-clip"`,
 		`id="chart-rl-guided-length"`, `data-key="rewards.r_task.mean" data-n="3"`, `data-key="reward.std" data-n="3"`, `data-key="kl" data-n="2"`,
-		`data-key="clip_ratio/region_mean" data-n="3"`, `<td class="l">component r_tag</td>`, `<td><b>0.700</b> ± 0.100</td>`} {
+		`data-key="clip_ratio/region_mean" data-n="3"`, `id="chart-rl-guided-share"`, `id="chart-rl-guided-signal"`,
+		`data-key="reward_contributions.task.share" data-n="2"`, `data-key="reward_contributions.tag.signal" data-n="2"`, `tag, step 2: 0.17`, `<td class="l">component r_tag</td>`, `<td><b>0.700</b> ± 0.100</td>`} {
 		if !strings.Contains(page, want) {
 			t.Errorf("the page lacks %s", want)
 		}
+	}
+	for i := range lines {
+		lines[i].Contributions = nil
+	}
+	if page, _ = r.HTML(); strings.Contains(page, "chart-rl-guided-share") || strings.Contains(page, "chart-rl-guided-signal") {
+		t.Error("a log without reward_contributions: want no share or signal chart")
 	}
 }
 

@@ -247,6 +247,7 @@ func checkReportHTML(t *testing.T, out string, wantRules bool) {
 			}
 		}
 	}
+	checkContributionCharts(t, out, charts)
 	if intervalCharts != len(rf.Metrics.Tasks) || lineCharts < 2 {
 		t.Errorf("%d interval charts for %d tasks, %d line charts", intervalCharts, len(rf.Metrics.Tasks), lineCharts)
 	}
@@ -318,6 +319,61 @@ func checkReportHTML(t *testing.T, out string, wantRules bool) {
 			json.Unmarshal([]byte(lines[0]), &first)
 			if want := len(first.Rewards) + 1; n != want || len(lines) == 0 {
 				t.Errorf("table %s has %d rows, want %d", name, n, want)
+			}
+		}
+	}
+}
+
+// checkContributionCharts checks that every RL stage whose log carries
+// reward_contributions has its share and signal charts, with a series per
+// reward the log names (their points are counted with every line chart's).
+func checkContributionCharts(t *testing.T, out string, charts []*html.Node) {
+	t.Helper()
+	byID := map[string]*html.Node{}
+	for _, fig := range charts {
+		id, _ := attr(fig, "id")
+		byID[id] = fig
+	}
+	logs, _ := filepath.Glob(filepath.Join(out, "rl", "*", "checkpoints", "rl_log.jsonl"))
+	for _, log := range logs {
+		stage := filepath.Base(filepath.Dir(filepath.Dir(log)))
+		b, err := os.ReadFile(log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		names := map[string]bool{}
+		for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			var l struct {
+				Contributions map[string]json.RawMessage `json:"reward_contributions"`
+			}
+			json.Unmarshal([]byte(line), &l)
+			for n := range l.Contributions {
+				names[n] = true
+			}
+		}
+		for _, part := range []string{"share", "signal"} {
+			id := "chart-rl-" + stage + "-" + part
+			fig, ok := byID[id]
+			if len(names) == 0 {
+				if ok {
+					t.Errorf("%s: chart %s, but the log has no reward_contributions", stage, id)
+				}
+				continue
+			}
+			if !ok {
+				t.Errorf("%s: the log has reward_contributions of %d rewards, the page no chart %s", stage, len(names), id)
+				continue
+			}
+			series := findAll(fig, withAttr("data-series"))
+			if len(series) != len(names) {
+				t.Errorf("chart %s has %d series, the log %d rewards", id, len(series), len(names))
+			}
+			for _, s := range series {
+				key, _ := attr(s, "data-key")
+				n, _ := strings.CutPrefix(key, "reward_contributions.")
+				if n, ok := strings.CutSuffix(n, "."+part); !ok || !names[n] {
+					t.Errorf("chart %s: series key %q is not one of the log's reward_contributions.NAME.%s", id, key, part)
+				}
 			}
 		}
 	}
