@@ -40,6 +40,31 @@ func (r *runEnv) evalModels() []evalModel {
 	return out
 }
 
+// trainedFrom is the evaluated model that the named one was trained from,
+// which the report compares it with: up an RL stage's chain of from, the
+// nearest evaluated stage, else SFT, else the base; "" for the base.
+func (r *runEnv) trainedFrom(name string, evaluated map[string]bool) string {
+	var up []string // nearest first
+	switch name {
+	case ModelBase:
+		return ""
+	case ModelSFT:
+		up = []string{ModelBase}
+	default:
+		chain := RLChain(r.cfg.Stages.RL, r.rlStageOf(name))
+		for i := len(chain) - 2; i >= 0; i-- {
+			up = append(up, ModelRL+":"+chain[i].Name)
+		}
+		up = append(up, ModelSFT, ModelBase)
+	}
+	for _, m := range up {
+		if evaluated[m] {
+			return m
+		}
+	}
+	return ""
+}
+
 // evalOpts are the bootstrap and sample settings of the eval stage.
 func (r *runEnv) evalOpts() evalOptions {
 	e := r.cfg.Stages.Eval
@@ -67,6 +92,10 @@ func (r *runEnv) eval() error {
 			}
 			var mps []modelPredictions
 			answered := map[string]bool{}
+			evaluated := map[string]bool{}
+			for _, m := range models {
+				evaluated[m.name] = true
+			}
 			for _, m := range models {
 				path := filepath.Join(r.predictDir(m.model), td.Task.Name+"_"+split+".parquet")
 				preds, err := datasets.ReadPredictions(path, datasets.ReadOptions{})
@@ -76,7 +105,7 @@ func (r *runEnv) eval() error {
 				for _, p := range preds {
 					answered[p.ID] = true
 				}
-				mps = append(mps, modelPredictions{Name: m.name, Preds: preds})
+				mps = append(mps, modelPredictions{Name: m.name, From: r.trainedFrom(m.name, evaluated), Preds: preds})
 			}
 			if r.data.Synth {
 				var asked []datasets.Example

@@ -116,7 +116,10 @@ func (s Sample) verdict() string {
 type modelPredictions struct {
 	Name     string
 	Baseline bool
-	Preds    []datasets.Prediction
+	// From names the model this one was trained from, which it is compared
+	// with; "" compares it with the trained model before it.
+	From  string
+	Preds []datasets.Prediction
 }
 
 // evalOptions size an evaluation.
@@ -207,7 +210,11 @@ func evaluateTask(task *datasets.Task, split string, examples []datasets.Example
 	if primary < 0 {
 		return te, fmt.Errorf("evaluate %s: no %s metric", task.Name, te.Primary)
 	}
-	te.Differences = differences(te, resampled, primary)
+	from := make([]string, len(models))
+	for k, m := range models {
+		from[k] = m.From
+	}
+	te.Differences = differences(te, from, resampled, primary)
 	if base := te.model(ModelBase); base != nil {
 		for i := range te.Models {
 			m := &te.Models[i]
@@ -234,14 +241,19 @@ func (te *TaskEval) model(name string) *ModelEval {
 }
 
 // differences compares, on the primary metric, each trained model with the
-// one before it, and each trained model but the base with every rule.
-func differences(te TaskEval, resampled [][][]float64, primary int) []Difference {
+// one it was trained from (from[k], by name; "" or a model not evaluated:
+// the trained model before it), and each trained model but the base with
+// every rule. RL stages branching from one SFT model are each compared
+// with that model, not with the ablation beside them.
+func differences(te TaskEval, from []string, resampled [][][]float64, primary int) []Difference {
 	var trained, rules []int
+	index := map[string]int{}
 	for k, m := range te.Models {
 		if m.Baseline {
 			rules = append(rules, k)
 		} else {
 			trained = append(trained, k)
+			index[m.Name] = k
 		}
 	}
 	diff := func(a, b int) Difference {
@@ -257,7 +269,11 @@ func differences(te TaskEval, resampled [][][]float64, primary int) []Difference
 	}
 	var out []Difference
 	for i := 1; i < len(trained); i++ {
-		out = append(out, diff(trained[i], trained[i-1]))
+		against := trained[i-1]
+		if k, ok := index[from[trained[i]]]; ok && k != trained[i] {
+			against = k
+		}
+		out = append(out, diff(trained[i], against))
 	}
 	for _, t := range trained {
 		if te.Models[t].Name == ModelBase {

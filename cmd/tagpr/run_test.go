@@ -532,7 +532,9 @@ func TestShippedConfigs(t *testing.T) {
 	for name, wants := range map[string][]string{
 		"experiment.yaml": {"| rl no_prmu | 1 |", "| base | sft | rl:task_only | rl:no_prmu | rl:guided | rl:exploratory | profile_blind | profile_reading |",
 			"| synth_tag | test | 2 | accuracy ↑ |", "rl:exploratory = after the RL stages guided → exploratory", "rl:guided = after the RL stages guided;",
-			"share of the mean reward / of the learning signal"},
+			"share of the mean reward / of the learning signal",
+			// Each RL stage against the model it started from (its from), not the column before it.
+			"| synth_tag | rl:task_only − sft |", "| synth_tag | rl:no_prmu − sft |", "| synth_tag | rl:guided − sft |", "| synth_tag | rl:exploratory − rl:guided |"},
 		"experiment-plain.yaml": {"| base | sft | rl:task_only | profile_blind | profile_reading |", "| synth_rate | test | 2 | mae ↓ |"},
 	} {
 		cfg, _ := filepath.Abs("../../configs/" + name)
