@@ -58,6 +58,9 @@ def read_log(run_dir):
 def log_value(line, tag):
     """The value a log line holds for a scalar tag, or None."""
     key = LOG_KEYS.get(tag)
+    parts = tag.split("/")
+    if key is None and len(parts) == 3 and parts[0] == "rewards" and parts[2] in ("share", "signal"):
+        key = "reward_contributions." + parts[1] + "." + parts[2]  # a weighted reward's Contribution
     if key is None:
         if tag in line:
             return line[tag]
