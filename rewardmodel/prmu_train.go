@@ -87,8 +87,8 @@ func PRMUPairs(t *datasets.Task, examples []datasets.Example, topK int, seed uin
 	return pairs, nil
 }
 
-// PolicySamplePairs makes the pairs of one prompt's policy samples (SPEC's
-// "gold ≻ a low-scoring policy sample"): the gold output is chosen over each
+// PolicySamplePairs makes the pairs of one prompt's policy samples ("gold ≻
+// a low-scoring policy sample", docs/rewards.md): the gold output is chosen over each
 // distinct sample answer whose task reward is below maxReward. samples and
 // rewards run in parallel.
 func PolicySamplePairs(profile []string, gold string, samples []string, rewards []float64, maxReward float64) ([]PRMUPair, error) {
