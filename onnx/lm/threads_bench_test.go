@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tagpr/tagpr/onnx/ir"
+	"github.com/tagpr/tagpr/onnx/onnxpb"
 	"github.com/tagpr/tagpr/onnx/ort"
 )
 
@@ -196,4 +198,103 @@ func bareDecodeRuns(b *testing.B, m *Model, prompts [][]int64, newTokens int) ti
 		}
 	}
 	return d / time.Duration(newTokens-1)
+}
+
+// BenchmarkInGraphHeadCost measures what moving the decode head into the
+// model's own graph would cost (docs/large-models.md, "Threads in
+// decoding"): bare decode runs (batch 8, the 151k-vocabulary bench model,
+// default threads) of the model as loaded and of edited copies, in
+// alternating rounds, each keeping its best. The copies append ReduceMax of
+// the logits (greedy's work), or Softmax + ReduceSum (untempered
+// sampling's), or that softmax behind an If on a bound bool input, run off
+// and on. ORT computes every node of a graph whatever outputs a run
+// fetches, so appended ops cost every run unless an If skips them.
+func BenchmarkInGraphHeadCost(b *testing.B) {
+	_, _, path := benchModelDir(b, benchConfig())
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	// softmaxSum appends probs = Softmax(logits) and their row sums to g.
+	softmaxSum := func(g *ir.Graph) string {
+		axes := g.AddNode(&onnxpb.NodeProto{OpType: "Constant", Output: []string{g.Unique("head/axes")},
+			Attribute: []ir.Attribute{ir.AttrTensor("value", ir.Vector("", int64(-1)))}}).Output[0]
+		probs := g.Op("Softmax", []string{Logits}, ir.AttrInt("axis", -1))
+		return g.Op("ReduceSum", []string{probs, axes}, ir.AttrInt("keepdims", 1))
+	}
+	load := func(variant string) *Model {
+		pm, err := ir.Read(raw, path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		g := ir.WrapGraph(pm.GetGraph())
+		switch variant {
+		case "rowmax":
+			axes := g.AddNode(&onnxpb.NodeProto{OpType: "Constant", Output: []string{g.Unique("head/axes")},
+				Attribute: []ir.Attribute{ir.AttrTensor("value", ir.Vector("", int64(-1)))}}).Output[0]
+			g.Node("ReduceMax", []string{Logits, axes}, []string{"head/out"}, ir.AttrInt("keepdims", 1))
+			g.Output("head/out", ir.Float, "batch", 1, 1)
+		case "softmax_sum":
+			g.Node("Identity", []string{softmaxSum(g)}, []string{"head/out"})
+			g.Output("head/out", ir.Float, "batch", 1, 1)
+		case "if_off", "if_on":
+			g.Input("head/on", ir.Bool, 1)
+			cond := g.Op("Squeeze", []string{"head/on"})
+			on := g.Subgraph("head_on")
+			on.Node("Identity", []string{softmaxSum(on)}, []string{"head/on_out"})
+			on.Output("head/on_out", ir.Float, "batch", 1, 1)
+			off := g.Subgraph("head_off")
+			off.AddNode(&onnxpb.NodeProto{OpType: "Constant", Output: []string{"head/off_out"},
+				Attribute: []ir.Attribute{ir.AttrTensor("value", ir.Vector("", float32(0)))}})
+			off.Output("head/off_out", ir.Float, 1)
+			g.Node("If", []string{cond}, []string{"head/out"},
+				ir.AttrGraph("then_branch", on.Proto), ir.AttrGraph("else_branch", off.Proto))
+			g.Output("head/out", ir.Float, "n")
+		}
+		if err := g.Err(); err != nil {
+			b.Fatal(err)
+		}
+		bs, err := ir.Marshal(pm)
+		if err != nil {
+			b.Fatal(err)
+		}
+		m, err := LoadBytes(bs, path+" "+variant, LoadOptions{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if strings.HasPrefix(variant, "if_") {
+			t, err := ort.NewTensor([]int64{1}, []bool{variant == "if_on"})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { t.Destroy() })
+			if err := m.Bind("head/on", t); err != nil {
+				b.Fatal(err)
+			}
+		}
+		return m
+	}
+	variants := []string{"bare", "rowmax", "softmax_sum", "if_off", "if_on"}
+	models := make([]*Model, len(variants))
+	for i, v := range variants {
+		models[i] = load(v)
+		defer models[i].Close()
+	}
+	prompts := benchPrompts(8, 16)
+	best := make([]time.Duration, len(models))
+	for i := 0; i < b.N; i++ {
+		for round := 0; round < 4; round++ {
+			for k, m := range models {
+				if d := bareDecodeRuns(b, m, prompts, 64); best[k] == 0 || d < best[k] {
+					best[k] = d
+				}
+			}
+		}
+	}
+	for k, v := range variants {
+		b.ReportMetric(best[k].Seconds()*1e3, v+"_ms/step")
+		if k > 0 {
+			b.ReportMetric(best[k].Seconds()/best[0].Seconds(), "x_"+v+"_vs_bare")
+		}
+	}
 }
