@@ -162,11 +162,22 @@ type statusError struct {
 	endpoint   string
 	status     int
 	body       string
+	hint       string // what to change, when the server's answer says
 	retryAfter time.Duration
 }
 
 func (e *statusError) Error() string {
-	return fmt.Sprintf("teacher POST %s: HTTP %d: %s", e.endpoint, e.status, e.body)
+	return fmt.Sprintf("teacher POST %s: HTTP %d: %s%s", e.endpoint, e.status, e.body, e.hint)
+}
+
+// contextHint names the setting to lower when the server refused the
+// prompt plus max_tokens as too long for its model (OpenAI's code, which
+// vLLM and tagpr serve also send).
+func contextHint(status int, raw []byte) string {
+	if status == http.StatusBadRequest && bytes.Contains(raw, []byte("context_length_exceeded")) {
+		return " (the prompt plus the completion budget exceed the teacher's context: lower teacher.max_tokens in the run config, or --max-tokens)"
+	}
+	return ""
 }
 
 func (e *statusError) retryable() bool {
@@ -256,7 +267,7 @@ func (t *OpenAITeacher) post(ctx context.Context, body []byte) (string, error) {
 			t.endpoint, resp.StatusCode, maxResponseBytes>>20)
 	}
 	if resp.StatusCode != http.StatusOK {
-		se := &statusError{endpoint: t.endpoint, status: resp.StatusCode, body: snippet(raw)}
+		se := &statusError{endpoint: t.endpoint, status: resp.StatusCode, body: snippet(raw), hint: contextHint(resp.StatusCode, raw)}
 		if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s > 0 {
 			se.retryAfter = time.Duration(s) * time.Second
 		}

@@ -106,6 +106,11 @@ func TestOpenAITeacherErrors(t *testing.T) {
 		{"400 not retried", func(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, `{"error":"bad model"}`, http.StatusBadRequest)
 		}, 1, []string{"HTTP 400", "bad model"}},
+		{"context too long names the setting", func(w http.ResponseWriter, r *http.Request) {
+			// the code comes after a long message, past what the error quotes of the body
+			http.Error(w, `{"error":{"message":"`+strings.Repeat("this model's maximum context length is 1024 tokens; ", 10)+
+				`","type":"invalid_request_error","code":"context_length_exceeded"}}`, http.StatusBadRequest)
+		}, 1, []string{"HTTP 400", "lower teacher.max_tokens in the run config, or --max-tokens"}},
 		{"malformed JSON not retried", func(w http.ResponseWriter, r *http.Request) {
 			w.Write([]byte(`{"choices": [{"message": {"content": "unterminated`))
 		}, 1, []string{"malformed response JSON"}},
