@@ -170,23 +170,23 @@ func (m *Model) Generate(ctx context.Context, prompts [][]int64, o GenerateOptio
 	}
 	done, active := make([]bool, B), B
 	rp := newRowPicker(B)
-	h, err := m.headFor(headKind{sample: !o.Greedy(), tempered: !o.Greedy() && o.Temperature != 1, logProbs: !o.NoLogProbs})
-	if err != nil {
-		return nil, st, err
-	}
-	invT := float32(1)
+	// The first token comes from the prefill's logits through the separate
+	// head; the decode runs compute the head in the graph when it has one.
+	hq := graphHeadReq{kind: headKind{sample: !o.Greedy(), tempered: !o.Greedy() && o.Temperature != 1, logProbs: !o.NoLogProbs}, inv: 1}
 	if !o.Greedy() {
-		invT = float32(1 / o.Temperature)
+		hq.inv = float32(1 / o.Temperature)
+	}
+	if !m.separateHead {
+		g.head = &hq
 	}
 	for step := 0; ; step++ {
 		last := m.lastLogits(logits, len(row), lastT)
-		t0 := time.Now()
-		if err := h.run(last, len(row), invT); err != nil {
+		h, err := m.lastHead(g, hq, last, len(row), &st.Head)
+		if err != nil {
 			return nil, st, err
 		}
 		t1 := time.Now()
-		st.Head += t1.Sub(t0)
-		rp.pick(h, last, V, done, o.Sampling, rngs, !o.NoLogProbs)
+		rp.pick(h, threadsOf(m.sessOpts), last, V, done, o.Sampling, rngs, !o.NoLogProbs)
 		st.Pick += time.Since(t1)
 		for r := range row {
 			if done[r] {
@@ -266,11 +266,11 @@ func newRowPicker(B int) *rowPicker {
 
 // pick fills tok and lp for the rows not done; last is the [B,V] logits the
 // head ran on.
-func (rp *rowPicker) pick(h *head, last []float32, V int, done []bool, s Sampling, rngs []*rand.Rand, withLP bool) {
-	if len(rp.pickers) < h.par {
-		rp.pickers = make([]picker, h.par)
+func (rp *rowPicker) pick(h *headOut, par int, last []float32, V int, done []bool, s Sampling, rngs []*rand.Rand, withLP bool) {
+	if len(rp.pickers) < par {
+		rp.pickers = make([]picker, par)
 	}
-	splitRows(len(done), h.par, func(k, lo, hi int) {
+	splitRows(len(done), par, func(k, lo, hi int) {
 		for r := lo; r < hi; r++ {
 			if !done[r] {
 				rp.pickRow(r, h, last, V, s, rngs[r], withLP, &rp.pickers[k])
@@ -279,7 +279,7 @@ func (rp *rowPicker) pick(h *head, last []float32, V int, done []bool, s Samplin
 	})
 }
 
-func (rp *rowPicker) pickRow(r int, h *head, last []float32, V int, s Sampling, rng *rand.Rand, withLP bool, p *picker) {
+func (rp *rowPicker) pickRow(r int, h *headOut, last []float32, V int, s Sampling, rng *rand.Rand, withLP bool, p *picker) {
 	var tok int
 	if s.Greedy() {
 		tok = argmaxAt(last[r*V:(r+1)*V], h.mx[r])
@@ -450,6 +450,7 @@ type workspace struct {
 	ids    []int64
 	pos    []int64
 	mask   []int64
+	head   headBufs // the in-graph decode head's (headgraph.go)
 }
 
 func grow[T any](s []T, n int) []T {
@@ -472,6 +473,8 @@ type gen struct {
 	pad        []int // left padding per row
 	past       []*ort.Tensor[float32]
 	in, out    []ort.Value
+	head       *graphHeadReq // what the in-graph head computes (headgraph.go); nil: off
+	headRan    bool          // the last run computed it
 }
 
 // newGen starts a run of B rows in the model's own workspace whose buffers
@@ -662,6 +665,9 @@ func (g *gen) forward(ctx context.Context, T, keep int, ortTime *time.Duration) 
 			return nil, 0, fmt.Errorf("generate with %s: %w", m.label, err)
 		}
 		pres[i] = t
+	}
+	if err := g.bindHead(B, K, &made); err != nil {
+		return nil, 0, err
 	}
 	for l := range s.pastK {
 		g.in[s.pastK[l]], g.in[s.pastV[l]] = g.past[2*l], g.past[2*l+1]

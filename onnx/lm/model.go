@@ -39,11 +39,14 @@ type Model struct {
 	inputs map[string]ort.IOInfo
 	slot   slots
 
-	mu       sync.Mutex
-	bound    map[string]ort.Value
-	ws       workspace
-	heads    map[headKind]*head
-	sessOpts ort.Options // for the decode heads
+	mu    sync.Mutex
+	bound map[string]ort.Value
+	ws    workspace
+	heads map[headKind]*head
+	// separateHead makes generation use the separate head session even
+	// when the graph has the head (tests compare the two).
+	separateHead bool
+	sessOpts     ort.Options // for the decode heads
 }
 
 // slots are the positions of each role in the session's run order.
@@ -53,6 +56,7 @@ type slots struct {
 	keep           int // logits_to_keep, or -1
 	pastK, pastV   []int
 	logits         int
+	head           headSlots // the decode head in the graph (headgraph.go)
 	presK, presV   []int
 	nIn, nOut      int
 }
@@ -109,7 +113,7 @@ func Load(path string, opts LoadOptions) (*Model, error) {
 				return nil, fmt.Errorf("load model %s: %w", file, err)
 			}
 		}
-		if small && addLogitsToKeep(pm) {
+		if small && editForGeneration(pm) {
 			b, err := ir.Marshal(pm)
 			if err == nil {
 				return LoadBytes(b, file, opts)
@@ -150,7 +154,7 @@ func LoadBytes(model []byte, label string, opts LoadOptions) (*Model, error) {
 	if err := ort.Init(""); err != nil {
 		return nil, err
 	}
-	if pm, err := ir.Read(model, label); err == nil && len(model) < maxEditBytes && addLogitsToKeep(pm) {
+	if pm, err := ir.Read(model, label); err == nil && len(model) < maxEditBytes && editForGeneration(pm) {
 		if b, err := ir.Marshal(pm); err == nil {
 			model = b
 		}
@@ -178,6 +182,9 @@ func open(label string, ins, outs []ort.IOInfo, opts LoadOptions, newSess func(o
 	so.Outputs = []string{Logits}
 	for i := 0; i < lay.Layers; i++ {
 		so.Outputs = append(so.Outputs, PresentKey(i), PresentValue(i))
+	}
+	if lay.HasDecodeHead {
+		so.Outputs = append(so.Outputs, headOutputs...)
 	}
 	sess, err := newSess(so)
 	if err != nil {
@@ -210,6 +217,7 @@ func slotsOf(sess *ort.Session, lay Layout) slots {
 	if p, ok := in[LogitsToKeep]; ok {
 		s.keep = p
 	}
+	s.head = headSlotsOf(in, out)
 	for i := 0; i < lay.Layers; i++ {
 		s.pastK = append(s.pastK, in[PastKey(i)])
 		s.pastV = append(s.pastV, in[PastValue(i)])
