@@ -82,9 +82,11 @@ type Stats struct {
 	Decode          time.Duration
 	PrefillORT      time.Duration
 	DecodeORT       time.Duration
-	// Head is the time in the decode head (row max, softmax, log-softmax
-	// over the vocabulary; see head.go), part of Decode but not of the ORT
-	// fields, which time the model alone.
+	// Head is the time in the separate decode head session (row max,
+	// softmax, log-softmax over the vocabulary; see head.go), part of
+	// Decode but not of the ORT fields. When the head is in the model's
+	// graph (headgraph.go) only the first token uses it, and the decode
+	// steps' head work is in DecodeORT.
 	Head time.Duration
 	// Pick is the Go side of choosing tokens (argmax position, sampling).
 	Pick time.Duration

@@ -134,7 +134,8 @@ func BenchmarkDecodeThreads(b *testing.B) {
 // prefill, then the model's session runs alone over the same shapes, one
 // after the other with nothing between them. x_vs_bare_ort is the sampled
 // decode step over the bare run (goal <= 1.15); the rounds alternate and
-// each side keeps its best.
+// each side keeps its best. With the head in the model's graph the bare
+// runs include its row max (and its Ifs, off).
 func BenchmarkSampleLogProbs(b *testing.B) {
 	const batch, promptLen, newTokens = 8, 16, 64
 	_, _, path := benchModelDir(b, benchConfig())
@@ -166,6 +167,10 @@ func BenchmarkSampleLogProbs(b *testing.B) {
 	step := st.Decode / time.Duration(st.DecodeSteps)
 	b.ReportMetric(step.Seconds()*1e3, "ms/step")
 	b.ReportMetric(bare.Seconds()*1e3, "bare_ort_ms/step")
+	// run_ms: the session runs (the model, and the head when it is in the
+	// graph); head_ms: the separate head session (the first token's alone
+	// when the head is in the graph).
+	b.ReportMetric(st.DecodeORT.Seconds()*1e3/float64(st.DecodeSteps), "run_ms/step")
 	b.ReportMetric(st.Head.Seconds()*1e3/float64(st.DecodeSteps+1), "head_ms/step")
 	b.ReportMetric(st.Pick.Seconds()*1e3/float64(st.DecodeSteps+1), "pick_ms/step")
 	b.ReportMetric(step.Seconds()/bare.Seconds(), "x_vs_bare_ort")
