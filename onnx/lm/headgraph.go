@@ -54,25 +54,10 @@ func editForGeneration(pm *onnxpb.ModelProto) bool {
 // float32 [B,K,V]; it reports whether it did.
 func addDecodeHead(pm *onnxpb.ModelProto) bool {
 	gp := pm.GetGraph()
-	if gp == nil {
+	if gp == nil || hasInput(gp, HeadSample) {
 		return false
 	}
-	for _, in := range gp.Input {
-		if in.GetName() == HeadSample {
-			return false
-		}
-	}
-	var out *onnxpb.ValueInfoProto
-	for _, o := range gp.Output {
-		if o.GetName() == Logits {
-			out = o
-		}
-	}
-	if out == nil {
-		return false
-	}
-	elem, dims, _, ok := ir.ShapeOf(out)
-	if !ok || len(dims) != 3 || elem != ir.Float {
+	if _, elem, ok := logitsOutput(gp); !ok || elem != ir.Float {
 		return false
 	}
 	g := ir.WrapGraph(gp)

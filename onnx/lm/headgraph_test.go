@@ -6,7 +6,6 @@ import (
 	"math"
 	"testing"
 
-	"github.com/tagpr/tagpr/onnx/ir"
 	"github.com/tagpr/tagpr/onnx/ort"
 )
 
@@ -16,19 +15,7 @@ func graphHeadModel(t *testing.T) *Model {
 	t.Helper()
 	pad := int64(0)
 	c := Config{Arch: Llama, Layers: 1, DModel: 32, Heads: 2, KVHeads: 1, Vocab: 30011, MaxPositions: 64, Seed: 3, InitStd: 0.15, EOS: 2, BOS: 1, Pad: &pad}
-	pm, err := Build(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := ir.Marshal(pm)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := LoadBytes(b, "graph head test model", LoadOptions{Session: ort.Options{IntraOpThreads: 2}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Close() })
+	m := loadBuilt(t, c, LoadOptions{Session: ort.Options{IntraOpThreads: 2}})
 	if !m.Layout.HasDecodeHead {
 		t.Fatal("Load did not add the decode head to the graph")
 	}
