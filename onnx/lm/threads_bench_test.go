@@ -155,13 +155,16 @@ func BenchmarkSampleLogProbs(b *testing.B) {
 	}
 	sample() // warm-up
 	var st Stats
-	bare := time.Duration(1 << 62)
+	bare, headOn := time.Duration(1<<62), time.Duration(1<<62)
 	for i := 0; i < b.N; i++ {
 		for round := 0; round < 4; round++ {
 			if s := sample(); round == 0 || s.Decode < st.Decode {
 				st = s
 			}
-			bare = min(bare, bareDecodeRuns(b, m, prompts, newTokens))
+			bare = min(bare, bareDecodeRuns(b, m, prompts, newTokens, nil))
+			if m.Layout.HasDecodeHead {
+				headOn = min(headOn, bareDecodeRuns(b, m, prompts, newTokens, &graphHeadReq{kind: headKind{sample: true, logProbs: true}, inv: 1}))
+			}
 		}
 	}
 	step := st.Decode / time.Duration(st.DecodeSteps)
@@ -174,12 +177,18 @@ func BenchmarkSampleLogProbs(b *testing.B) {
 	b.ReportMetric(st.Head.Seconds()*1e3/float64(st.DecodeSteps+1), "head_ms/step")
 	b.ReportMetric(st.Pick.Seconds()*1e3/float64(st.DecodeSteps+1), "pick_ms/step")
 	b.ReportMetric(step.Seconds()/bare.Seconds(), "x_vs_bare_ort")
+	if m.Layout.HasDecodeHead {
+		// The same bare runs with the in-graph head's softmax and sums on.
+		b.ReportMetric(headOn.Seconds()*1e3, "head_on_ort_ms/step")
+		b.ReportMetric(headOn.Seconds()/bare.Seconds(), "x_head_on_vs_bare_ort")
+	}
 }
 
 // bareDecodeRuns prefills prompts and runs newTokens-1 decode steps of the
 // model's session back to back (token 1 fed to every row), returning the
-// mean session run time per step.
-func bareDecodeRuns(b *testing.B, m *Model, prompts [][]int64, newTokens int) time.Duration {
+// mean session run time per step; head (nil: off) is what the in-graph
+// decode head computes in the decode steps.
+func bareDecodeRuns(b *testing.B, m *Model, prompts [][]int64, newTokens int, head *graphHeadReq) time.Duration {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	T0 := len(prompts[0])
@@ -193,6 +202,7 @@ func bareDecodeRuns(b *testing.B, m *Model, prompts [][]int64, newTokens int) ti
 		b.Fatal(err)
 	}
 	d = 0
+	g.head = head
 	for s := 1; s < newTokens; s++ {
 		ids := g.ids(1)
 		for r := range ids {
@@ -290,7 +300,7 @@ func BenchmarkInGraphHeadCost(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		for round := 0; round < 4; round++ {
 			for k, m := range models {
-				if d := bareDecodeRuns(b, m, prompts, 64); best[k] == 0 || d < best[k] {
+				if d := bareDecodeRuns(b, m, prompts, 64, nil); best[k] == 0 || d < best[k] {
 					best[k] = d
 				}
 			}
