@@ -655,6 +655,9 @@ func (g *gen) forward(ctx context.Context, T, keep int, ortTime *time.Duration) 
 	if g.out[s.logits], err = mk([]int64{b, int64(K), int64(g.V)}, ws.logits); err != nil {
 		return nil, 0, err
 	}
+	if err := g.bindHead(B, K, &made); err != nil {
+		return nil, 0, err
+	}
 	next := 1 - g.cur
 	pres := make([]*ort.Tensor[float32], len(g.past))
 	n := B * g.H * S * g.D
@@ -667,9 +670,6 @@ func (g *gen) forward(ctx context.Context, T, keep int, ortTime *time.Duration) 
 			return nil, 0, fmt.Errorf("generate with %s: %w", m.label, err)
 		}
 		pres[i] = t
-	}
-	if err := g.bindHead(B, K, &made); err != nil {
-		return nil, 0, err
 	}
 	for l := range s.pastK {
 		g.in[s.pastK[l]], g.in[s.pastV[l]] = g.past[2*l], g.past[2*l+1]
