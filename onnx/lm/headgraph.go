@@ -177,7 +177,7 @@ func (g *gen) bindHead(B, K int, made *[]ort.Value) error {
 	for _, v := range []struct {
 		slot  int
 		in    bool
-		make_ func() (ort.Value, error)
+		mk    func() (ort.Value, error)
 	}{
 		{s.sample, true, func() (ort.Value, error) { return ort.NewTensor([]int64{1}, []bool{sample}) }},
 		{s.tempered, true, func() (ort.Value, error) { return ort.NewTensor([]int64{1}, []bool{k.tempered}) }},
@@ -188,7 +188,7 @@ func (g *gen) bindHead(B, K int, made *[]ort.Value) error {
 		{s.sums, false, func() (ort.Value, error) { return ort.NewTensor([]int64{b, kk, int64(width(sample, 1))}, hb.sums) }},
 		{s.logp, false, func() (ort.Value, error) { return ort.NewTensor([]int64{b, kk, int64(width(logSM, V))}, hb.logp) }},
 	} {
-		t, err := v.make_()
+		t, err := v.mk()
 		if err != nil {
 			return fmt.Errorf("generate with %s: decode head: %w", g.m.label, err)
 		}
