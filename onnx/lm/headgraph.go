@@ -175,9 +175,9 @@ func (g *gen) bindHead(B, K int, made *[]ort.Value) error {
 	hb.logp = grow(hb.logp, B*K*width(logSM, V))
 	b, kk := int64(B), int64(K)
 	for _, v := range []struct {
-		slot  int
-		in    bool
-		mk    func() (ort.Value, error)
+		slot int
+		in   bool
+		mk   func() (ort.Value, error)
 	}{
 		{s.sample, true, func() (ort.Value, error) { return ort.NewTensor([]int64{1}, []bool{sample}) }},
 		{s.tempered, true, func() (ort.Value, error) { return ort.NewTensor([]int64{1}, []bool{k.tempered}) }},
