@@ -23,6 +23,11 @@ type LoadOptions struct {
 	// generation_config.json found beside the model file.
 	Config     *HFConfig
 	Generation *GenerationConfig
+	// DeviceResident keeps the KV cache (and weights bound with BindDevice)
+	// on the session's device between runs (generate_device.go). It is
+	// automatic with the cuda provider; set on the CPU it runs the same
+	// device path there (tests compare it with the host path).
+	DeviceResident bool
 }
 
 // Model is a causal LM session ready to generate. It is safe for concurrent
@@ -44,6 +49,7 @@ type Model struct {
 	ws       workspace
 	heads    map[headKind]*head
 	sessOpts ort.Options // for the decode heads
+	devs     deviceState
 }
 
 // slots are the positions of each role in the session's run order.
@@ -186,7 +192,7 @@ func open(label string, ins, outs []ort.IOInfo, opts LoadOptions, newSess func(o
 	ho := opts.Session
 	ho.Outputs = nil
 	m := &Model{label: label, sess: sess, Layout: lay, Config: opts.Config, Generation: opts.Generation,
-		inputs: byName(ins), bound: map[string]ort.Value{}, sessOpts: ho}
+		inputs: byName(ins), bound: map[string]ort.Value{}, sessOpts: ho, devs: newDeviceState(opts)}
 	m.slot = slotsOf(sess, lay)
 	return m, nil
 }

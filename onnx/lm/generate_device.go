@@ -1,0 +1,290 @@
+package lm
+
+import (
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/tagpr/tagpr/onnx/ort"
+)
+
+// Device-resident generation: with CUDA (or LoadOptions.DeviceResident,
+// which runs the same path on the CPU for tests) the KV cache never leaves
+// the device. Each run is an IO binding whose present outputs ORT allocates
+// on the device and which are bound, as they are, as the next run's past;
+// regrouping rows (a prompt's cache copied to its group, finished rows
+// dropped) copies within the device. Weights bound with BindDevice are
+// device tensors the trainer updates in place (one copy for both). Per
+// step only the token ids, attention mask, positions and logits_to_keep go
+// in and the kept logits come out (ort.TransferCounts counts them).
+
+// deviceState is a model's device-resident setting and device weights.
+type deviceState struct {
+	on      bool
+	dev     ort.Device
+	weights map[string]*ort.DeviceTensor // bound with BindDevice, the caller's
+}
+
+func newDeviceState(o LoadOptions) deviceState {
+	dev := ort.DeviceFor(o.Session)
+	return deviceState{on: o.DeviceResident || dev.Provider == "cuda", dev: dev}
+}
+
+// DeviceResident reports whether generation keeps the KV cache on the
+// session's device, and which device that is.
+func (m *Model) DeviceResident() (bool, ort.Device) { return m.devs.on, m.devs.dev }
+
+// isBound reports whether an input outside the layout has a value.
+func (m *Model) isBound(name string) bool {
+	return m.bound[name] != nil || m.devs.weights[name] != nil
+}
+
+// BindDevice feeds a device tensor to an input outside the causal-LM layout
+// on every run (a weight in device memory, see UploadWeights). It needs a
+// device-resident model; the tensor stays the caller's and must outlive the
+// model's runs.
+func (m *Model) BindDevice(name string, t *ort.DeviceTensor) error {
+	info, ok := m.inputs[name]
+	switch {
+	case !m.devs.on:
+		return fmt.Errorf("model %s: bind %q to a device tensor: generation is not device-resident (load with DeviceResident or the cuda provider)", m.label, name)
+	case !ok:
+		return fmt.Errorf("model %s: bind %q: no such input", m.label, name)
+	case !m.isExtra(name):
+		return fmt.Errorf("model %s: bind %q: generation feeds this input itself", m.label, name)
+	case t == nil:
+		return fmt.Errorf("model %s: bind %q: nil device tensor", m.label, name)
+	case t.Device() != m.devs.dev:
+		return fmt.Errorf("model %s: bind %q: tensor on %s, the model runs on %s", m.label, name, t.Device(), m.devs.dev)
+	}
+	shape := t.Shape()
+	if len(shape) != len(info.Dimensions) {
+		return fmt.Errorf("model %s: bind %q: shape %v, want %v", m.label, name, shape, info.Dimensions)
+	}
+	for d, want := range info.Dimensions {
+		if want >= 0 && shape[d] != want {
+			return fmt.Errorf("model %s: bind %q: shape %v, want %v", m.label, name, shape, info.Dimensions)
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.devs.weights == nil {
+		m.devs.weights = map[string]*ort.DeviceTensor{}
+	}
+	m.devs.weights[name] = t
+	return nil
+}
+
+// UploadWeights copies weights (LoadWithWeightInputs') to the model's
+// device once and binds them there: later runs read the device copies, and
+// a trainer given them (train.NewDeviceTrainer) updates them in place. The
+// tensors are allocated with the model's session: release them (Release)
+// before closing the model.
+func (m *Model) UploadWeights(ws []Weight) (map[string]*ort.DeviceTensor, error) {
+	out := map[string]*ort.DeviceTensor{}
+	release := func() {
+		for _, t := range out {
+			t.Release()
+		}
+	}
+	for _, w := range ws {
+		t, err := ort.Upload(m.sess, m.devs.dev, w.Shape, w.Data)
+		if err != nil {
+			release()
+			return nil, fmt.Errorf("model %s: upload weight %q: %w", m.label, w.Name, err)
+		}
+		out[w.Name] = t
+		if err := m.BindDevice(w.Name, t); err != nil {
+			release()
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// devCache is one device-resident run's cache and binding.
+type devCache struct {
+	dev  ort.Device
+	bind *ort.Binding
+	past []*ort.DeviceTensor // layer*2 + 0 key / 1 value; nil before the first run
+}
+
+// newDeviceGen starts a device-resident run of B rows (pad has room for
+// capRows). The host cache buffers are not used: the gen's past tensors
+// are only the empty first past.
+func (m *Model) newDeviceGen(B, capRows int) (*gen, error) {
+	lay := m.Layout
+	g := &gen{m: m, ws: &m.ws, B: B, H: lay.KVHeads, D: lay.HeadDim, V: lay.Vocab, capPos: math.MaxInt,
+		pad: make([]int, capRows), in: make([]ort.Value, m.slot.nIn), out: make([]ort.Value, m.slot.nOut)}
+	g.pad = g.pad[:B]
+	for name, v := range m.bound {
+		if m.devs.weights[name] != nil {
+			continue // bound on the device instead
+		}
+		for i, info := range m.sess.Inputs() {
+			if info.Name == name {
+				g.in[i] = v
+			}
+		}
+	}
+	g.past = make([]*ort.Tensor[float32], 2*lay.Layers)
+	for i := range g.past {
+		t, err := ort.NewTensor([]int64{int64(B), int64(g.H), 0, int64(g.D)}, []float32{})
+		if err != nil {
+			g.release()
+			return nil, fmt.Errorf("generate with %s: %w", m.label, err)
+		}
+		g.past[i] = t
+	}
+	b, err := m.sess.NewBinding()
+	if err != nil {
+		g.release()
+		return nil, fmt.Errorf("generate with %s: %w", m.label, err)
+	}
+	g.dc = &devCache{dev: m.devs.dev, bind: b}
+	for name, t := range m.devs.weights {
+		if err := b.BindDeviceInput(name, t); err != nil {
+			g.release()
+			return nil, fmt.Errorf("generate with %s: %w", m.label, err)
+		}
+	}
+	return g, nil
+}
+
+// run is gen.forward's device half: the host inputs (ids, mask, positions,
+// logits_to_keep, use_cache_branch, host-bound weights) and the logits
+// buffer are in g.in and g.out; the past is on the device (or the gen's
+// empty host past on the first run); the present stays there.
+func (dc *devCache) run(g *gen, S, K int, ortTime *time.Duration) ([]float32, int, error) {
+	m, s, b := g.m, &g.m.slot, dc.bind
+	ins, outs := m.sess.Inputs(), m.sess.Outputs()
+	isPast := map[int]int{}
+	for l := range s.pastK {
+		isPast[s.pastK[l]], isPast[s.pastV[l]] = 2*l, 2*l+1
+	}
+	for i, v := range g.in {
+		if k, ok := isPast[i]; ok {
+			var err error
+			if dc.past != nil {
+				err = b.BindDeviceInput(ins[i].Name, dc.past[k])
+			} else {
+				err = b.BindInput(ins[i].Name, g.past[k])
+			}
+			if err != nil {
+				return nil, 0, fmt.Errorf("generate with %s: %w", m.label, err)
+			}
+			continue
+		}
+		if v == nil {
+			continue // a device-bound weight
+		}
+		if err := b.BindInput(ins[i].Name, v); err != nil {
+			return nil, 0, fmt.Errorf("generate with %s: %w", m.label, err)
+		}
+	}
+	if err := b.BindOutput(outs[s.logits].Name, g.out[s.logits]); err != nil {
+		return nil, 0, fmt.Errorf("generate with %s: %w", m.label, err)
+	}
+	for l := range s.presK {
+		for _, o := range []int{s.presK[l], s.presV[l]} {
+			if err := b.BindOutputTo(outs[o].Name, dc.dev); err != nil {
+				return nil, 0, fmt.Errorf("generate with %s: %w", m.label, err)
+			}
+		}
+	}
+	t0 := time.Now()
+	err := b.Run()
+	*ortTime += time.Since(t0)
+	if err != nil {
+		return nil, 0, err
+	}
+	res, err := b.Outputs()
+	if err != nil {
+		return nil, 0, err
+	}
+	pres := make([]*ort.DeviceTensor, len(g.past))
+	for l := range s.presK {
+		pres[2*l], pres[2*l+1] = res[outs[s.presK[l]].Name], res[outs[s.presV[l]].Name]
+	}
+	for _, p := range pres {
+		if p == nil {
+			for _, t := range res {
+				t.Release()
+			}
+			return nil, 0, fmt.Errorf("generate with %s: internal: a present output did not come back from the device", m.label)
+		}
+	}
+	dc.releasePast()
+	dc.past, g.P = pres, S
+	return g.ws.logits, K, nil
+}
+
+// regroup makes each cache tensor a batch of len(from) rows, row j a copy
+// of old row from[j], copied within the device.
+func (dc *devCache) regroup(g *gen, from []int) error {
+	if dc.past == nil {
+		return fmt.Errorf("generate with %s: internal: regroup before the first run", g.m.label)
+	}
+	blk := int64(g.H * g.P * g.D)
+	shape := []int64{int64(len(from)), int64(g.H), int64(g.P), int64(g.D)}
+	next := make([]*ort.DeviceTensor, len(dc.past))
+	for i, old := range dc.past {
+		t, err := ort.NewDeviceTensor[float32](g.m.sess, dc.dev, shape)
+		if err == nil {
+			for j, r := range from {
+				if err = ort.CopyRows(t, int64(j)*blk, old, int64(r)*blk, blk); err != nil {
+					break
+				}
+			}
+		}
+		if err != nil {
+			if t != nil {
+				t.Release()
+			}
+			for _, n := range next[:i] {
+				n.Release()
+			}
+			return fmt.Errorf("generate with %s: %w", g.m.label, err)
+		}
+		next[i] = t
+	}
+	dc.releasePast()
+	dc.past = next
+	return nil
+}
+
+// expand is gen.expand on the device: row p becomes rows p·G … p·G+G-1.
+func (dc *devCache) expand(g *gen, G int) error {
+	from := make([]int, 0, g.B*G)
+	for p := 0; p < g.B; p++ {
+		for k := 0; k < G; k++ {
+			from = append(from, p)
+		}
+	}
+	if err := dc.regroup(g, from); err != nil {
+		return err
+	}
+	g.expandPad(G)
+	return nil
+}
+
+// compact is gen.compact on the device.
+func (dc *devCache) compact(g *gen, keep []int) error {
+	if err := dc.regroup(g, keep); err != nil {
+		return err
+	}
+	g.compactPad(keep)
+	return nil
+}
+
+func (dc *devCache) releasePast() {
+	for _, p := range dc.past {
+		p.Release()
+	}
+	dc.past = nil
+}
+
+func (dc *devCache) release() {
+	dc.releasePast()
+	dc.bind.Close()
+}
