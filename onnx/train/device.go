@@ -504,6 +504,39 @@ func (d *DeviceTrainer) Sync() error {
 	return nil
 }
 
+// Load uploads the Trainer's Params and Opt moments to the device (after a
+// checkpoint was loaded into them).
+func (d *DeviceTrainer) Load() error {
+	t := d.T
+	for i, p := range t.Params {
+		for _, x := range []struct {
+			src []float32
+			dst *ort.DeviceTensor
+		}{{p.Data, d.weights[i]}, {t.Opt.M[i], d.moments[0][i]}, {t.Opt.V[i], d.moments[1][i]}} {
+			if err := x.dst.Upload(x.src); err != nil {
+				return fmt.Errorf("load weight %q to %s: %w", p.Name, d.dev, err)
+			}
+		}
+	}
+	return nil
+}
+
+// syncIfAny and loadIfAny are Sync and Load for a Loop that may have no
+// device trainer.
+func (d *DeviceTrainer) syncIfAny() error {
+	if d == nil {
+		return nil
+	}
+	return d.Sync()
+}
+
+func (d *DeviceTrainer) loadIfAny() error {
+	if d == nil {
+		return nil
+	}
+	return d.Load()
+}
+
 // Weights are the device weights by name (trainable in Params order, then
 // frozen), for a generation model to bind.
 func (d *DeviceTrainer) Weights() map[string]*ort.DeviceTensor {

@@ -282,3 +282,43 @@ func TestDeviceTrainerSharesWeightsWithGeneration(t *testing.T) {
 		t.Fatalf("generation and training graph disagree after the device update: max |Δ| %.3g", diff)
 	}
 }
+
+// A Loop on the device path checkpoints (downloading weights and moments)
+// and resumes (uploading them) to the host Loop's weights, bit for bit.
+func TestDeviceLoopResumesToTheHostRun(t *testing.T) {
+	tg, _ := deviceTrainingCase(t)
+	opts := TrainerOptions{Schedule: Schedule{Peak: 5e-3, Warmup: 2, Total: 6}, WeightDecay: 0.1, ClipNorm: 0.5}
+	data := &LMDataset{Rows: randomRows(4, 7, 5, 8, 32), SeqLen: 8, Graph: tg}
+	run := func(dir string, steps int, device bool) *Trainer {
+		tr, err := NewTrainer(tg, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(tr.Close)
+		loop := &Loop{Trainer: tr, Data: data, Examples: 7, BatchSize: 2, Accum: 2, Steps: steps, Dir: dir, CheckpointEvery: 2, Seed: 42}
+		if device {
+			d, err := NewDeviceTrainer(tr, ort.Options{}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(d.Close)
+			loop.Device = d
+		}
+		if _, err := loop.Run(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		return tr
+	}
+	host := run(t.TempDir(), 6, false)
+	dir := t.TempDir()
+	run(dir, 3, true)
+	dev := run(dir, 6, true) // resumes after step 3
+	for i, p := range host.Params {
+		if j := sameBits(p.Data, dev.Params[i].Data); j >= 0 {
+			t.Fatalf("%s element %d: host %v, resumed device run %v", p.Name, j, p.Data[j], dev.Params[i].Data[j])
+		}
+		if j := sameBits(host.Opt.V[i], dev.Opt.V[i]); j >= 0 {
+			t.Fatalf("%s second moment element %d differs", p.Name, j)
+		}
+	}
+}
