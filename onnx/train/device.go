@@ -149,6 +149,16 @@ func NewDeviceTrainer(t *Trainer, session ort.Options, shared map[string]*ort.De
 	return d, nil
 }
 
+// DeviceTrainerFor is NewDeviceTrainer (no shared weights) when session
+// runs on a GPU, and nil on the CPU, where the host Trainer already feeds
+// ORT its Go memory without copies. A Loop takes either.
+func DeviceTrainerFor(t *Trainer, session ort.Options) (*DeviceTrainer, error) {
+	if ort.DeviceFor(session).Provider == "cpu" {
+		return nil, nil
+	}
+	return NewDeviceTrainer(t, session, nil)
+}
+
 func sameShape(a, b []int64) bool {
 	if len(a) != len(b) {
 		return false
@@ -553,6 +563,9 @@ func (d *DeviceTrainer) Weights() map[string]*ort.DeviceTensor {
 // Close releases what NewDeviceTrainer allocated (not shared weights, not
 // the Trainer).
 func (d *DeviceTrainer) Close() {
+	if d == nil {
+		return
+	}
 	for _, g := range []*deviceGraph{d.update, d.norm, d.sum} {
 		g.close()
 	}
