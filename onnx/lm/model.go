@@ -28,6 +28,10 @@ type LoadOptions struct {
 	// automatic with the cuda provider; set on the CPU it runs the same
 	// device path there (tests compare it with the host path).
 	DeviceResident bool
+	// Half runs the MatMuls over float32 weight initializers in float16
+	// (half.go): generation with half the weight bytes. It needs a model
+	// Load can edit in memory (under 1 GiB with its external data).
+	Half bool
 }
 
 // Model is a causal LM session ready to generate. It is safe for concurrent
@@ -115,12 +119,15 @@ func Load(path string, opts LoadOptions) (*Model, error) {
 				return nil, fmt.Errorf("load model %s: %w", file, err)
 			}
 		}
-		if small && addLogitsToKeep(pm) {
+		if small && (addLogitsToKeep(pm) || opts.Half) {
 			b, err := ir.Marshal(pm)
 			if err == nil {
 				return LoadBytes(b, file, opts)
 			}
 		}
+	}
+	if opts.Half {
+		return nil, fmt.Errorf("load model %s half: it is too big to edit in memory (1 GiB with its external data); load it in float32", file)
 	}
 	ins, outs, err := ortgo.GetInputOutputInfo(file)
 	if err != nil {
@@ -155,6 +162,13 @@ func LoadBytes(model []byte, label string, opts LoadOptions) (*Model, error) {
 	}
 	if err := ort.Init(""); err != nil {
 		return nil, err
+	}
+	if opts.Half {
+		b, err := halfModel(model, label)
+		if err != nil {
+			return nil, err
+		}
+		model = b
 	}
 	if pm, err := ir.Read(model, label); err == nil && len(model) < maxEditBytes && addLogitsToKeep(pm) {
 		if b, err := ir.Marshal(pm); err == nil {
