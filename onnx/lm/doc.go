@@ -44,6 +44,11 @@
 // its own (two pools on the same cores took turns instead of working): its
 // rows, and the token picks, are split over as many goroutines as the model
 // has threads.
+// With CUDA (or LoadOptions.DeviceResident) the cache instead stays in
+// device tensors through IO binding, rows regrouped on the device, and
+// weights uploaded once (UploadWeights) are bound there for a trainer to
+// update in place (generate_device.go); LoadOptions.Half runs the MatMuls
+// over weight initializers in float16 (half.go).
 // Greedy or sampled (temperature, top-k, top-p; reproducible per seed and
 // per (prompt, sample)), NumGenerations completions per prompt, stops on EOS
 // ids, stop strings (through a caller's Detokenize: this package knows no
