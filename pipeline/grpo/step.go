@@ -162,8 +162,12 @@ func (t *Trainer) update(b *batch, sl *StepLog) error {
 	}()
 	var kl float64
 	applied := 0
+	step := tr.Step
+	if d := t.dev.trainer(); d != nil {
+		step = d.Step
+	}
 	for it := 0; it < t.cfg.NumIterations; it++ {
-		res, err := tr.Step(in)
+		res, err := step(in)
 		if err != nil {
 			return err
 		}
