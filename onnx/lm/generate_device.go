@@ -5,6 +5,7 @@ import (
 	"math"
 	"time"
 
+	"github.com/tagpr/tagpr/onnx/ir"
 	"github.com/tagpr/tagpr/onnx/ort"
 )
 
@@ -15,14 +16,57 @@ import (
 // regrouping rows (a prompt's cache copied to its group, finished rows
 // dropped) copies within the device. Weights bound with BindDevice are
 // device tensors the trainer updates in place (one copy for both). Per
-// step only the token ids, attention mask, positions and logits_to_keep go
-// in and the kept logits come out (ort.TransferCounts counts them).
+// step only the token ids, positions and logits_to_keep go in and the kept
+// logits come out (ort.TransferCounts counts them): the attention mask is
+// uploaded with the prompt and then grows on the device by a column of
+// ones per step (a one-node Pad graph).
 
 // deviceState is a model's device-resident setting and device weights.
 type deviceState struct {
 	on      bool
 	dev     ort.Device
 	weights map[string]*ort.DeviceTensor // bound with BindDevice, the caller's
+	grow    *ort.Session                 // the mask's Pad graph, made on first use
+}
+
+// maskGrower returns the session that appends a column of ones to an
+// attention mask on the device.
+func (m *Model) maskGrower() (*ort.Session, error) {
+	if m.devs.grow != nil {
+		return m.devs.grow, nil
+	}
+	g := ir.NewGraph("tagpr_mask_grow")
+	g.Input(growIn, ir.Int64, "batch", "past")
+	pads := g.Initializer("pads", ir.Vector("", int64(0), 0, 0, 1))
+	one := g.Initializer("one", ir.Tensor("", nil, []int64{1}))
+	g.Node("Pad", []string{growIn, pads, one}, []string{growOut})
+	g.Output(growOut, ir.Int64, "batch", "past_plus_1")
+	pm, err := ir.NewModel(g, 0)
+	if err != nil {
+		return nil, fmt.Errorf("mask graph: %w", err)
+	}
+	b, err := ir.Marshal(pm)
+	if err != nil {
+		return nil, fmt.Errorf("mask graph: %w", err)
+	}
+	so := m.sessOpts
+	so.IntraOpThreads, so.InterOpThreads = 1, 1
+	if m.devs.grow, err = ort.NewSession(b, m.label+" mask", so); err != nil {
+		return nil, err
+	}
+	return m.devs.grow, nil
+}
+
+const (
+	growIn  = "mask"
+	growOut = "grown"
+)
+
+func (s *deviceState) close() {
+	if s.grow != nil {
+		s.grow.Destroy()
+		s.grow = nil
+	}
 }
 
 func newDeviceState(o LoadOptions) deviceState {
@@ -107,6 +151,8 @@ type devCache struct {
 	dev  ort.Device
 	bind *ort.Binding
 	past []*ort.DeviceTensor // layer*2 + 0 key / 1 value; nil before the first run
+	mask *ort.DeviceTensor   // the last run's attention mask [B, S]
+	grow *ort.Binding        // appends a column of ones to mask
 }
 
 // newDeviceGen starts a device-resident run of B rows (pad has room for
@@ -162,7 +208,13 @@ func (dc *devCache) run(g *gen, S, K int, ortTime *time.Duration) ([]float32, in
 	for l := range s.pastK {
 		isPast[s.pastK[l]], isPast[s.pastV[l]] = 2*l, 2*l+1
 	}
+	if err := dc.feedMask(g, S); err != nil {
+		return nil, 0, fmt.Errorf("generate with %s: %w", m.label, err)
+	}
 	for i, v := range g.in {
+		if i == s.mask {
+			continue // on the device (feedMask)
+		}
 		if k, ok := isPast[i]; ok {
 			var err error
 			if dc.past != nil {
@@ -219,6 +271,54 @@ func (dc *devCache) run(g *gen, S, K int, ortTime *time.Duration) ([]float32, in
 	return g.ws.logits, K, nil
 }
 
+// feedMask binds this run's attention mask [B, S] on the device: after a
+// one-column run over the last run's mask, that mask grown by a column of
+// ones (what gen.forward computed on the host, as no row's padding
+// reaches the new column); otherwise the host's mask, uploaded.
+func (dc *devCache) feedMask(g *gen, S int) error {
+	var next *ort.DeviceTensor
+	if sh := maskShape(dc.mask); sh != nil && sh[0] == int64(g.B) && sh[1] == int64(S-1) && S-g.P == 1 {
+		if dc.grow == nil {
+			sess, err := g.m.maskGrower()
+			if err != nil {
+				return err
+			}
+			if dc.grow, err = sess.NewBinding(); err != nil {
+				return err
+			}
+			if err := dc.grow.BindOutputTo(growOut, dc.dev); err != nil {
+				return err
+			}
+		}
+		if err := dc.grow.BindDeviceInput(growIn, dc.mask); err != nil {
+			return err
+		}
+		if err := dc.grow.Run(); err != nil {
+			return err
+		}
+		out, err := dc.grow.Outputs()
+		if err != nil {
+			return err
+		}
+		next = out[growOut]
+	} else {
+		var err error
+		if next, err = ort.Upload(g.m.sess, dc.dev, []int64{int64(g.B), int64(S)}, g.ws.mask[:g.B*S]); err != nil {
+			return err
+		}
+	}
+	dc.mask.Release()
+	dc.mask = next
+	return dc.bind.BindDeviceInput(g.m.sess.Inputs()[g.m.slot.mask].Name, next)
+}
+
+func maskShape(t *ort.DeviceTensor) []int64 {
+	if t == nil {
+		return nil
+	}
+	return t.Shape()
+}
+
 // regroup makes each cache tensor a batch of len(from) rows, row j a copy
 // of old row from[j], copied within the device.
 func (dc *devCache) regroup(g *gen, from []int) error {
@@ -250,6 +350,21 @@ func (dc *devCache) regroup(g *gen, from []int) error {
 	}
 	dc.releasePast()
 	dc.past = next
+	// The mask's rows follow.
+	if sh := maskShape(dc.mask); sh != nil {
+		m, err := ort.NewDeviceTensor[int64](g.m.sess, dc.dev, []int64{int64(len(from)), sh[1]})
+		if err != nil {
+			return fmt.Errorf("generate with %s: %w", g.m.label, err)
+		}
+		for j, r := range from {
+			if err := ort.CopyRows(m, int64(j)*sh[1], dc.mask, int64(r)*sh[1], sh[1]); err != nil {
+				m.Release()
+				return fmt.Errorf("generate with %s: %w", g.m.label, err)
+			}
+		}
+		dc.mask.Release()
+		dc.mask = m
+	}
 	return nil
 }
 
@@ -286,5 +401,7 @@ func (dc *devCache) releasePast() {
 
 func (dc *devCache) release() {
 	dc.releasePast()
+	dc.mask.Release()
 	dc.bind.Close()
+	dc.grow.Close()
 }

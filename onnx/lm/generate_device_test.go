@@ -114,11 +114,14 @@ func TestDeviceResidentGenerationMatchesHost(t *testing.T) {
 }
 
 // stepBytes is what one run of B rows, T new columns over S cache positions
-// moves in and out when the cache stays on the device: the ids, mask,
-// positions and logits_to_keep (and use_cache_branch) in, the kept logits
-// out.
-func stepBytes(m *Model, B, T, S, K int) (in, out int64) {
-	in = int64(B*T*8 + B*S*8)
+// moves in and out when the cache stays on the device: the ids, positions
+// and logits_to_keep (and use_cache_branch) in, the mask too when it is not
+// grown on the device (mask), the kept logits out.
+func stepBytes(m *Model, B, T, S, K int, mask bool) (in, out int64) {
+	in = int64(B * T * 8)
+	if mask {
+		in += int64(B * S * 8)
+	}
 	if m.slot.pos >= 0 {
 		in += int64(B * T * 8)
 	}
@@ -131,9 +134,9 @@ func stepBytes(m *Model, B, T, S, K int) (in, out int64) {
 	return in, int64(B * K * m.Layout.Vocab * 4)
 }
 
-// The transfer counter proves what crosses per step: only ids, mask,
-// positions, logits_to_keep and the last position's logits, never the
-// cache or the weights (bound as device tensors).
+// The transfer counter proves what crosses per step: only ids, positions,
+// logits_to_keep and the last position's logits, never the cache, the
+// weights (bound as device tensors) or, after the prompt, the mask.
 func TestDeviceResidentGenerationTransfers(t *testing.T) {
 	c := testConfigs()["llama"]
 	pm, err := Build(c)
@@ -172,16 +175,16 @@ func TestDeviceResidentGenerationTransfers(t *testing.T) {
 		t.Fatal(err)
 	}
 	moved := ort.TransferCounts().Sub(before)
-	wantIn, wantOut := stepBytes(m, B, T0, T0, 1)
+	wantIn, wantOut := stepBytes(m, B, T0, T0, 1, true)
 	for k := 1; k < N; k++ {
-		i, o := stepBytes(m, B, 1, T0+k, 1)
+		i, o := stepBytes(m, B, 1, T0+k, 1, false)
 		wantIn, wantOut = wantIn+i, wantOut+o
 	}
 	lay := m.Layout
 	cacheStep := int64(2 * lay.Layers * B * lay.KVHeads * (T0 + N) * lay.HeadDim * 4)
 	t.Logf("%d runs (%d decode steps): %v; one step's cache is %d B, the weights %d B", st.PrefillRuns+st.DecodeSteps, st.DecodeSteps, moved, cacheStep, weightBytes)
 	if moved.HostToDevice != wantIn || moved.DeviceToHost != wantOut || moved.DeviceToDevice != 0 {
-		t.Fatalf("generation moved %v, want host->device %d B (ids, mask, positions, logits_to_keep), device->host %d B (last logits), device->device 0", moved, wantIn, wantOut)
+		t.Fatalf("generation moved %v, want host->device %d B (ids, positions, logits_to_keep; the mask once), device->host %d B (last logits), device->device 0", moved, wantIn, wantOut)
 	}
 
 	// The same weights fed from Go on the host path give the same tokens.

@@ -297,6 +297,7 @@ func (m *Model) Close() error {
 		h.close()
 	}
 	m.heads = nil
+	m.devs.close()
 	return m.sess.Destroy()
 }
 
