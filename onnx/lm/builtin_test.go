@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tagpr/tagpr/onnx/ir"
 	"github.com/tagpr/tagpr/onnx/ort"
 )
 
@@ -31,28 +30,7 @@ func testConfigs() map[string]Config {
 	}
 }
 
-func buildModel(t testing.TB, c Config) *Model {
-	t.Helper()
-	pm, err := Build(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := ir.Marshal(pm)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hc := &HFConfig{}
-	raw := HFConfigFor(c)
-	hc.MaxPositions = c.MaxPositions
-	hc.VocabSize = raw["vocab_size"].(int)
-	hc.EOSTokenID = TokenIDs{c.EOS}
-	m, err := LoadBytes(b, string(c.Arch)+" test model", LoadOptions{Config: hc, Session: ort.Options{IntraOpThreads: 1}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Close() })
-	return m
-}
+func buildModel(t testing.TB, c Config) *Model { return loadBuilt(t, c, false) }
 
 var testPrompts = [][]int64{{1, 5, 9, 14, 3}, {1, 40, 41, 42, 43, 44, 45, 46, 47}, {1, 7, 8}}
 

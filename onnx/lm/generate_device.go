@@ -101,14 +101,8 @@ func (m *Model) BindDevice(name string, t *ort.DeviceTensor) error {
 	case t.Device() != m.devs.dev:
 		return fmt.Errorf("model %s: bind %q: tensor on %s, the model runs on %s", m.label, name, t.Device(), m.devs.dev)
 	}
-	shape := t.Shape()
-	if len(shape) != len(info.Dimensions) {
-		return fmt.Errorf("model %s: bind %q: shape %v, want %v", m.label, name, shape, info.Dimensions)
-	}
-	for d, want := range info.Dimensions {
-		if want >= 0 && shape[d] != want {
-			return fmt.Errorf("model %s: bind %q: shape %v, want %v", m.label, name, shape, info.Dimensions)
-		}
+	if err := m.checkBindShape(name, t.Shape(), info); err != nil {
+		return err
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -156,31 +150,19 @@ type devCache struct {
 }
 
 // newDeviceGen starts a device-resident run of B rows (pad has room for
-// capRows). The host cache buffers are not used: the gen's past tensors
-// are only the empty first past.
+// capRows): newGenIn's run with no host cache buffers (its past tensors are
+// only the empty first past) and the device-bound weights left out of the
+// host inputs.
 func (m *Model) newDeviceGen(B, capRows int) (*gen, error) {
-	lay := m.Layout
-	g := &gen{m: m, ws: &m.ws, B: B, H: lay.KVHeads, D: lay.HeadDim, V: lay.Vocab, capPos: math.MaxInt,
-		pad: make([]int, capRows), in: make([]ort.Value, m.slot.nIn), out: make([]ort.Value, m.slot.nOut)}
-	g.pad = g.pad[:B]
-	for name, v := range m.bound {
-		if m.devs.weights[name] != nil {
-			continue // bound on the device instead
-		}
-		for i, info := range m.sess.Inputs() {
-			if info.Name == name {
-				g.in[i] = v
-			}
-		}
+	g, err := m.newGenIn(&m.ws, B, capRows, 0)
+	if err != nil {
+		return nil, err
 	}
-	g.past = make([]*ort.Tensor[float32], 2*lay.Layers)
-	for i := range g.past {
-		t, err := ort.NewTensor([]int64{int64(B), int64(g.H), 0, int64(g.D)}, []float32{})
-		if err != nil {
-			g.release()
-			return nil, fmt.Errorf("generate with %s: %w", m.label, err)
+	g.capPos = math.MaxInt
+	for i, info := range m.sess.Inputs() {
+		if m.devs.weights[info.Name] != nil {
+			g.in[i] = nil
 		}
-		g.past[i] = t
 	}
 	b, err := m.sess.NewBinding()
 	if err != nil {

@@ -10,7 +10,7 @@ import (
 )
 
 // loadBuilt loads a built-in test model, on the device path or the host one.
-func loadBuilt(t *testing.T, c Config, device bool) *Model {
+func loadBuilt(t testing.TB, c Config, device bool) *Model {
 	t.Helper()
 	pm, err := Build(c)
 	if err != nil {

@@ -263,7 +263,17 @@ func (m *Model) Bind(name string, v ort.Value) error {
 	if dt := ortgo.TensorElementDataType(v.DataType()); dt != info.DataType {
 		return fmt.Errorf("model %s: bind %q: element type %s, want %s", m.label, name, typeName(dt), typeName(info.DataType))
 	}
-	shape := v.GetShape()
+	if err := m.checkBindShape(name, v.GetShape(), info); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	m.bound[name] = v
+	m.mu.Unlock()
+	return nil
+}
+
+// checkBindShape refuses a bound value whose shape does not fit the input.
+func (m *Model) checkBindShape(name string, shape []int64, info ort.IOInfo) error {
 	if len(shape) != len(info.Dimensions) {
 		return fmt.Errorf("model %s: bind %q: shape %v, want %v", m.label, name, shape, info.Dimensions)
 	}
@@ -272,9 +282,6 @@ func (m *Model) Bind(name string, v ort.Value) error {
 			return fmt.Errorf("model %s: bind %q: shape %v, want %v", m.label, name, shape, info.Dimensions)
 		}
 	}
-	m.mu.Lock()
-	m.bound[name] = v
-	m.mu.Unlock()
 	return nil
 }
 

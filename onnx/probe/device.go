@@ -184,9 +184,10 @@ func trainStepper(tr *train.Trainer, o Options, s *Summary) (func(...map[string]
 	return d.Step, d.Close, nil
 }
 
-// seededIDs draws B×T token ids in [1, V) from its own generator.
-func seededIDs(seed uint64, V int) func(B, T int) [][]int64 {
-	rng := rand.New(rand.NewPCG(seed, 13))
+// seededIDs draws B×T token ids in [1, V) from its own generator
+// (PCG(seed, stream)).
+func seededIDs(seed, stream uint64, V int) func(B, T int) [][]int64 {
+	rng := rand.New(rand.NewPCG(seed, stream))
 	return func(B, T int) [][]int64 {
 		out := make([][]int64, B)
 		for i := range out {

@@ -142,17 +142,7 @@ func Run(ctx context.Context, path, dir string, o Options) (*Summary, error) {
 	}
 	s := &Summary{Provider: o.Session.Provider, Runtime: ort.Version(), Library: ort.LibraryPath(), Model: path, Vocab: V, Options: o}
 	s.Options.Log, s.Options.Session = nil, ort.Options{}
-	rng := rand.New(rand.NewPCG(o.Seed, 7))
-	seqs := func(B, T int) [][]int64 {
-		out := make([][]int64, B)
-		for i := range out {
-			out[i] = make([]int64, T)
-			for t := range out[i] {
-				out[i][t] = int64(1 + rng.IntN(V-1))
-			}
-		}
-		return out
-	}
+	seqs := seededIDs(o.Seed, 7, V)
 	tensors := map[string]train.STensor{}
 
 	o.logf("logits of %d×%d tokens", o.ParityBatch, o.ParityLen)
@@ -192,7 +182,7 @@ func Run(ctx context.Context, path, dir string, o Options) (*Summary, error) {
 
 	// The extra workloads draw their own ids: the training batch stays the
 	// same with or without them.
-	extra := seededIDs(o.Seed, V)
+	extra := seededIDs(o.Seed, 13, V)
 	if err := probeGenTransfers(ctx, m, o, s, extra); err != nil {
 		return nil, err
 	}

@@ -3,6 +3,7 @@ package train
 import (
 	"fmt"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/tagpr/tagpr/onnx/ir"
@@ -83,7 +84,7 @@ func NewDeviceTrainer(t *Trainer, session ort.Options, shared map[string]*ort.De
 		w := shared[p.Name]
 		var err error
 		if w != nil {
-			if !sameShape(w.Shape(), shape) || w.Device() != d.dev {
+			if !slices.Equal(w.Shape(), shape) || w.Device() != d.dev {
 				return fail(fmt.Errorf("shared weight %q is %v on %s, want %v on %s", p.Name, w.Shape(), w.Device(), shape, d.dev))
 			}
 		} else if w, err = own(ort.Upload(s, d.dev, shape, p.Data)); err != nil {
@@ -157,18 +158,6 @@ func DeviceTrainerFor(t *Trainer, session ort.Options) (*DeviceTrainer, error) {
 		return nil, nil
 	}
 	return NewDeviceTrainer(t, session, nil)
-}
-
-func sameShape(a, b []int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // buildGraphs makes the update, norm and accumulation graphs and binds

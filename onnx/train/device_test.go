@@ -35,6 +35,26 @@ func deviceTrainingCase(t *testing.T) (*TrainingGraph, []map[string]ort.Value) {
 	return tg, batches
 }
 
+// hostAndDevice opens two trainers of tg, the second run by a
+// DeviceTrainer.
+func hostAndDevice(t *testing.T, tg *TrainingGraph, opts TrainerOptions) (host, base *Trainer, dev *DeviceTrainer) {
+	t.Helper()
+	var err error
+	if host, err = NewTrainer(tg, opts); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(host.Close)
+	if base, err = NewTrainer(tg, opts); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(base.Close)
+	if dev, err = NewDeviceTrainer(base, ort.Options{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(dev.Close) // runs before base.Close
+	return host, base, dev
+}
+
 func sameBits(a, b []float32) int {
 	for i := range a {
 		if math.Float32bits(a[i]) != math.Float32bits(b[i]) {
@@ -52,21 +72,7 @@ func sameBits(a, b []float32) int {
 func TestDeviceTrainerMatchesHost(t *testing.T) {
 	tg, batches := deviceTrainingCase(t)
 	opts := TrainerOptions{Schedule: Schedule{Peak: 5e-3, Warmup: 2, Total: 10}, WeightDecay: 0.1, ClipNorm: 1e6}
-	host, err := NewTrainer(tg, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer host.Close()
-	base, err := NewTrainer(tg, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer base.Close()
-	dev, err := NewDeviceTrainer(base, ort.Options{}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dev.Close()
+	host, base, dev := hostAndDevice(t, tg, opts)
 
 	P := int64(len(tg.Params))
 	var keptBytes int64
@@ -155,21 +161,7 @@ func TestDeviceTrainerMatchesHost(t *testing.T) {
 func TestDeviceTrainerClipping(t *testing.T) {
 	tg, batches := deviceTrainingCase(t)
 	opts := TrainerOptions{Schedule: Schedule{Peak: 1e-2}, ClipNorm: 0.05}
-	host, err := NewTrainer(tg, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer host.Close()
-	base, err := NewTrainer(tg, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer base.Close()
-	dev, err := NewDeviceTrainer(base, ort.Options{}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dev.Close()
+	host, base, dev := hostAndDevice(t, tg, opts)
 	for s := 0; s < 3; s++ {
 		hr, err := host.Step(batches[s%2])
 		if err != nil {
@@ -269,17 +261,24 @@ func TestDeviceTrainerSharesWeightsWithGeneration(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	checkGenerationFollows(t, before, after, outs["logits"])
+}
+
+// checkGenerationFollows: a generation model's logits moved with training
+// (before → after) and equal the training graph's after the updates.
+func checkGenerationFollows(t *testing.T, before, after, trained []float32) {
+	t.Helper()
 	moved, diff := 0.0, 0.0
 	for i := range after {
 		moved = math.Max(moved, math.Abs(float64(after[i]-before[i])))
-		diff = math.Max(diff, math.Abs(float64(after[i]-outs["logits"][i])))
+		diff = math.Max(diff, math.Abs(float64(after[i]-trained[i])))
 	}
 	t.Logf("logits moved by up to %.3g; generation vs training graph %.3g", moved, diff)
 	if moved < 1e-3 {
-		t.Fatalf("generation logits did not change after training on the device (max |Δ| %.3g)", moved)
+		t.Fatalf("generation logits did not change after training (max |Δ| %.3g)", moved)
 	}
 	if diff > 1e-4 {
-		t.Fatalf("generation and training graph disagree after the device update: max |Δ| %.3g", diff)
+		t.Fatalf("generation and training graph disagree after the update: max |Δ| %.3g", diff)
 	}
 }
 
