@@ -199,17 +199,7 @@ func TestDeviceTrainerClipping(t *testing.T) {
 // the model's uploaded weights are the trainer's, updated in place, and a
 // generation after the steps computes the training graph's logits.
 func TestDeviceTrainerSharesWeightsWithGeneration(t *testing.T) {
-	cfg := tinyConfig(lm.Llama, "float32")
-	cfg.InitStd = 0.05
-	m, err := lm.Build(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gen, ws, err := lm.OpenWithWeightInputs(cloneModel(m), "generation", nil, lm.LoadOptions{DeviceResident: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer gen.Close()
+	gen, ws, tg, rows := sharedWeightsCase(t, true)
 	dw, err := gen.UploadWeights(ws)
 	if err != nil {
 		t.Fatal(err)
@@ -219,11 +209,6 @@ func TestDeviceTrainerSharesWeightsWithGeneration(t *testing.T) {
 			d.Release()
 		}
 	}()
-	rows := randomRows(6, 2, 8, 8, 32)
-	tg, _, err := BuildLMTraining(m, LMTraining{Batch: 2, SeqLen: 8, Keep: []string{"logits"}})
-	if err != nil {
-		t.Fatal(err)
-	}
 	tr, err := NewTrainer(tg, TrainerOptions{Schedule: Schedule{Peak: 1e-2}})
 	if err != nil {
 		t.Fatal(err)
@@ -262,6 +247,29 @@ func TestDeviceTrainerSharesWeightsWithGeneration(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkGenerationFollows(t, before, after, outs["logits"])
+}
+
+// sharedWeightsCase is a tiny Llama opened for generation with its weights
+// as inputs (device-resident or not), its training graph keeping the
+// logits, and two rows to train on.
+func sharedWeightsCase(t *testing.T, device bool) (*lm.Model, []lm.Weight, *TrainingGraph, [][]int64) {
+	t.Helper()
+	cfg := tinyConfig(lm.Llama, "float32")
+	cfg.InitStd = 0.05
+	m, err := lm.Build(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gen, ws, err := lm.OpenWithWeightInputs(cloneModel(m), "generation", nil, lm.LoadOptions{DeviceResident: device})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { gen.Close() })
+	tg, _, err := BuildLMTraining(m, LMTraining{Batch: 2, SeqLen: 8, Keep: []string{"logits"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return gen, ws, tg, randomRows(6, 2, 8, 8, 32)
 }
 
 // checkGenerationFollows: a generation model's logits moved with training

@@ -284,25 +284,10 @@ func TestLoRA(t *testing.T) {
 // slices the optimizer updates; after training steps it computes with the
 // new weights, with no copy or reload.
 func TestWeightsSharedWithGeneration(t *testing.T) {
-	cfg := tinyConfig(lm.Llama, "float32")
-	cfg.InitStd = 0.05
-	m, err := lm.Build(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gen, ws, err := lm.OpenWithWeightInputs(cloneModel(m), "generation", nil, lm.LoadOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer gen.Close()
+	gen, ws, tg, rows := sharedWeightsCase(t, false)
 	shared := map[string][]float32{}
 	for _, w := range ws {
 		shared[w.Name] = w.Data
-	}
-	rows := randomRows(6, 2, 8, 8, 32)
-	tg, _, err := BuildLMTraining(m, LMTraining{Batch: 2, SeqLen: 8, Keep: []string{"logits"}})
-	if err != nil {
-		t.Fatal(err)
 	}
 	if len(tg.Params) != len(ws) {
 		t.Fatalf("trainer selects %d weights, generation takes %d as inputs", len(tg.Params), len(ws))
