@@ -19,27 +19,30 @@ import (
 // step only the token ids, positions and logits_to_keep go in and the kept
 // logits come out (ort.TransferCounts counts them): the attention mask is
 // uploaded with the prompt and then grows on the device by a column of
-// ones per step (a one-node Pad graph).
+// ones per step (maskGrower).
 
 // deviceState is a model's device-resident setting and device weights.
 type deviceState struct {
 	on      bool
 	dev     ort.Device
 	weights map[string]*ort.DeviceTensor // bound with BindDevice, the caller's
-	grow    *ort.Session                 // the mask's Pad graph, made on first use
+	grow    *ort.Session                 // the mask's growing graph, made on first use
 }
 
 // maskGrower returns the session that appends a column of ones to an
-// attention mask on the device.
+// attention mask on the device: a copy of its last column, which is all
+// ones (every row's last position is a real token, padding is on the
+// left). Slice and Concat take int64 on every provider, so nothing falls
+// back to the host.
 func (m *Model) maskGrower() (*ort.Session, error) {
 	if m.devs.grow != nil {
 		return m.devs.grow, nil
 	}
 	g := ir.NewGraph("tagpr_mask_grow")
 	g.Input(growIn, ir.Int64, "batch", "past")
-	pads := g.Initializer("pads", ir.Vector("", int64(0), 0, 0, 1))
-	one := g.Initializer("one", ir.Tensor("", nil, []int64{1}))
-	g.Node("Pad", []string{growIn, pads, one}, []string{growOut})
+	last := g.Op("Slice", []string{growIn, g.Initializer("starts", ir.Vector("", int64(-1))),
+		g.Initializer("ends", ir.Vector("", int64(math.MaxInt64))), g.Initializer("axes", ir.Vector("", int64(1)))})
+	g.Node("Concat", []string{growIn, last}, []string{growOut}, ir.AttrInt("axis", 1))
 	g.Output(growOut, ir.Int64, "batch", "past_plus_1")
 	pm, err := ir.NewModel(g, 0)
 	if err != nil {
