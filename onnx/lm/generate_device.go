@@ -3,6 +3,7 @@ package lm
 import (
 	"fmt"
 	"math"
+	"sort"
 	"time"
 
 	"github.com/tagpr/tagpr/onnx/ir"
@@ -27,6 +28,16 @@ type deviceState struct {
 	dev     ort.Device
 	weights map[string]*ort.DeviceTensor // bound with BindDevice, the caller's
 	grow    *ort.Session                 // the mask's growing graph, made on first use
+
+	// Float16 copies of weights fed as inputs (LoadOptions.Half with
+	// LoadWithWeightInputs; half.go): each float32 weight's float16 input,
+	// the model's own device tensors for them, and the Cast graph that
+	// refreshes them from the float32 masters.
+	halfIn   map[string]string
+	half     map[string]*ort.DeviceTensor
+	castSess *ort.Session
+	castBind *ort.Binding
+	castOrd  []string // the float32 names, in the Cast graph's order
 }
 
 // maskGrower returns the session that appends a column of ones to an
@@ -69,6 +80,15 @@ func (s *deviceState) close() {
 	if s.grow != nil {
 		s.grow.Destroy()
 		s.grow = nil
+	}
+	for _, t := range s.half {
+		t.Release()
+	}
+	s.half = nil
+	s.castBind.Close()
+	if s.castSess != nil {
+		s.castSess.Destroy()
+		s.castSess = nil
 	}
 }
 
@@ -121,9 +141,20 @@ func (m *Model) BindDevice(name string, t *ort.DeviceTensor) error {
 // a trainer given them (train.NewDeviceTrainer) updates them in place. The
 // tensors are allocated with the model's session: release them (Release)
 // before closing the model.
+//
+// With float16 copies (LoadOptions.Half), a weight the model reads only in
+// float16 is uploaded, cast into the model's own float16 tensor and dropped:
+// it is not in the returned map, and the trainer keeps its float32 master
+// (RefreshHalf casts it again after updates).
 func (m *Model) UploadWeights(ws []Weight) (map[string]*ort.DeviceTensor, error) {
 	out := map[string]*ort.DeviceTensor{}
+	masters := map[string]*ort.DeviceTensor{}
 	release := func() {
+		for name, t := range masters {
+			if out[name] == nil {
+				t.Release()
+			}
+		}
 		for _, t := range out {
 			t.Release()
 		}
@@ -134,13 +165,116 @@ func (m *Model) UploadWeights(ws []Weight) (map[string]*ort.DeviceTensor, error)
 			release()
 			return nil, fmt.Errorf("model %s: upload weight %q: %w", m.label, w.Name, err)
 		}
+		if _, half := m.devs.halfIn[w.Name]; half {
+			masters[w.Name] = t
+		}
+		if _, read := m.inputs[w.Name]; !read {
+			continue
+		}
 		out[w.Name] = t
 		if err := m.BindDevice(w.Name, t); err != nil {
 			release()
 			return nil, err
 		}
 	}
+	if len(m.devs.halfIn) > 0 {
+		if err := m.RefreshHalf(masters); err != nil {
+			release()
+			return nil, err
+		}
+		for name, t := range masters {
+			if out[name] == nil {
+				t.Release()
+			}
+		}
+	}
 	return out, nil
+}
+
+// HalfWeights reports whether the model reads float16 copies of weights
+// fed as inputs (which RefreshHalf updates).
+func (m *Model) HalfWeights() bool { return len(m.devs.halfIn) > 0 }
+
+// RefreshHalf casts the float32 master weights (by name; a trainer's
+// device weights) into the model's float16 copies, on the device: after
+// an update, before the next generation. Nothing crosses to the host.
+func (m *Model) RefreshHalf(masters map[string]*ort.DeviceTensor) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s := &m.devs
+	if len(s.halfIn) == 0 {
+		return nil
+	}
+	if s.castBind == nil {
+		if err := m.openCast(); err != nil {
+			return fmt.Errorf("model %s: float16 weights: %w", m.label, err)
+		}
+	}
+	for i, name := range s.castOrd {
+		w := masters[name]
+		if w == nil {
+			return fmt.Errorf("model %s: refresh float16 weights: no float32 master for %q", m.label, name)
+		}
+		if err := s.castBind.BindDeviceInput(fmt.Sprintf("w%d", i), w); err != nil {
+			return fmt.Errorf("model %s: refresh float16 weights: %w", m.label, err)
+		}
+	}
+	if err := s.castBind.Run(); err != nil {
+		return fmt.Errorf("model %s: refresh float16 weights: %w", m.label, err)
+	}
+	return nil
+}
+
+// openCast makes the float16 tensors, binds them to the model, and builds
+// the Cast graph writing them in place.
+func (m *Model) openCast() error {
+	s := &m.devs
+	for name := range s.halfIn {
+		s.castOrd = append(s.castOrd, name)
+	}
+	sort.Strings(s.castOrd)
+	g := ir.NewGraph("tagpr_half_weights")
+	s.half = map[string]*ort.DeviceTensor{}
+	for i, name := range s.castOrd {
+		dims := m.inputs[s.halfIn[name]].Dimensions
+		dd := make([]any, len(dims))
+		for k, d := range dims {
+			dd[k] = int(d)
+		}
+		in := g.Input(fmt.Sprintf("w%d", i), ir.Float, dd...)
+		g.Output(g.Node("Cast", []string{in}, []string{fmt.Sprintf("h%d", i)}, ir.AttrInt("to", int64(ir.Float16)))[0], ir.Float16, dd...)
+		t, err := ort.NewHalfDeviceTensor(m.sess, s.dev, dims)
+		if err != nil {
+			return err
+		}
+		s.half[name] = t
+		if s.weights == nil {
+			s.weights = map[string]*ort.DeviceTensor{}
+		}
+		s.weights[s.halfIn[name]] = t // bound like BindDevice (the lock is held)
+	}
+	pm, err := ir.NewModel(g, 0)
+	if err != nil {
+		return err
+	}
+	b, err := ir.Marshal(pm)
+	if err != nil {
+		return err
+	}
+	so := m.sessOpts
+	so.IntraOpThreads, so.InterOpThreads = 1, 1
+	if s.castSess, err = ort.NewSession(b, m.label+" float16 weights", so); err != nil {
+		return err
+	}
+	if s.castBind, err = s.castSess.NewBinding(); err != nil {
+		return err
+	}
+	for i, name := range s.castOrd {
+		if err := s.castBind.BindDeviceOutput(fmt.Sprintf("h%d", i), s.half[name]); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // devCache is one device-resident run's cache and binding.

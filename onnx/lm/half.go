@@ -28,35 +28,69 @@ type HalfStats struct {
 // read by other nodes too (a tied embedding) gets a float16 copy for its
 // MatMuls and keeps its float32 self for the rest.
 func HalfMatMuls(pm *onnxpb.ModelProto) (HalfStats, error) {
+	st, _, err := halfMatMuls(pm, nil)
+	return st, err
+}
+
+// halfMatMuls is HalfMatMuls that also rewrites the MatMuls reading the
+// float32 rank-2 graph inputs named in inputs (weights a trainer owns): each
+// gets a float16 graph input (NAME.float16) fed from the device
+// (Model.RefreshHalf), and keeps its float32 input only if other nodes read
+// it. It returns each rewritten input's float16 input.
+func halfMatMuls(pm *onnxpb.ModelProto, inputs map[string]bool) (HalfStats, map[string]string, error) {
 	var st HalfStats
 	gp := pm.GetGraph()
 	if gp == nil {
-		return st, fmt.Errorf("half matmuls: model has no graph")
+		return st, nil, fmt.Errorf("half matmuls: model has no graph")
 	}
 	g := ir.WrapGraph(gp)
 	inits := map[string]*onnxpb.TensorProto{}
 	for _, t := range gp.Initializer {
 		inits[t.GetName()] = t
 	}
+	ins := map[string][]int64{} // listed float32 rank-2 inputs → dims
+	for _, vi := range gp.Input {
+		tt := vi.GetType().GetTensorType()
+		if !inputs[vi.GetName()] || tt.GetElemType() != ir.Float || len(tt.GetShape().GetDim()) != 2 {
+			continue
+		}
+		var dims []int64
+		for _, d := range tt.GetShape().GetDim() {
+			dims = append(dims, d.GetDimValue())
+		}
+		ins[vi.GetName()] = dims
+	}
 	isWeight := func(n *onnxpb.NodeProto) bool {
 		if n.GetOpType() != "MatMul" || n.GetDomain() != "" || len(n.Input) != 2 {
 			return false
 		}
 		t := inits[n.Input[1]]
-		return t != nil && t.GetDataType() == ir.Float && len(t.GetDims()) == 2
+		return ins[n.Input[1]] != nil || t != nil && t.GetDataType() == ir.Float && len(t.GetDims()) == 2
 	}
 	// Which weights are read by something other than a MatMul's right side.
 	shared := map[string]bool{}
 	for _, n := range gp.Node {
 		for i, in := range n.Input {
-			if inits[in] != nil && !(i == 1 && isWeight(n)) {
+			if (inits[in] != nil || ins[in] != nil) && !(i == 1 && isWeight(n)) {
 				shared[in] = true
 			}
 		}
 	}
-	halves := map[string]string{} // float32 weight → its float16 initializer
+	halves := map[string]string{} // float32 weight → its float16 initializer or input
+	fed := map[string]string{}    // float32 input → its float16 input
 	half := func(name string) (string, error) {
 		if h, ok := halves[name]; ok {
+			return h, nil
+		}
+		if dims := ins[name]; dims != nil {
+			h := g.Unique(name + ".float16")
+			vi, err := ir.ValueInfo(h, ir.Float16, ir.Dims(dims)...)
+			if err != nil {
+				return "", fmt.Errorf("half matmuls: input %q: %w", name, err)
+			}
+			gp.Input = append(gp.Input, vi)
+			halves[name], fed[name] = h, h
+			st.WeightBytes += 2 * dims[0] * dims[1]
 			return h, nil
 		}
 		t := inits[name]
@@ -88,7 +122,7 @@ func HalfMatMuls(pm *onnxpb.ModelProto) (HalfStats, error) {
 		}
 		w, err := half(n.Input[1])
 		if err != nil {
-			return st, err
+			return st, nil, err
 		}
 		x16, y16 := g.Unique(n.Input[0]+".float16"), g.Unique(n.Output[0]+".float16")
 		nodes = append(nodes,
@@ -100,7 +134,15 @@ func HalfMatMuls(pm *onnxpb.ModelProto) (HalfStats, error) {
 		st.MatMuls++
 	}
 	gp.Node = nodes
-	return st, nil
+	// A float32 input that only MatMuls read is fed as float16 alone.
+	kept := gp.Input[:0]
+	for _, vi := range gp.Input {
+		if _, ok := fed[vi.GetName()]; !ok || shared[vi.GetName()] {
+			kept = append(kept, vi)
+		}
+	}
+	gp.Input = kept
+	return st, fed, nil
 }
 
 // halfModel applies HalfMatMuls to a serialized model.
@@ -117,4 +159,30 @@ func halfModel(model []byte, label string) ([]byte, error) {
 		return nil, fmt.Errorf("load model %s half: no MatMul reads a float32 weight initializer (weights fed as inputs stay float32)", label)
 	}
 	return ir.Marshal(pm)
+}
+
+// halfInputs applies Half to a model whose weights were just made inputs:
+// MatMuls over initializers and over the weight inputs run in float16, the
+// latter fed float16 copies on the device (UploadWeights, RefreshHalf: the
+// float32 weights stay the trainer's master copy). opts.Half is then done.
+func halfInputs(pm *onnxpb.ModelProto, label string, names []string, opts *LoadOptions) (map[string]string, error) {
+	if !opts.Half {
+		return nil, nil
+	}
+	if !newDeviceState(*opts).on {
+		return nil, fmt.Errorf("model %s half: float16 copies of weights fed as inputs live on the device: load it device-resident (cuda, or DeviceResident)", label)
+	}
+	set := map[string]bool{}
+	for _, n := range names {
+		set[n] = true
+	}
+	st, fed, err := halfMatMuls(pm, set)
+	if err != nil {
+		return nil, fmt.Errorf("model %s: %w", label, err)
+	}
+	if st.MatMuls == 0 {
+		return nil, fmt.Errorf("model %s half: no MatMul reads a float32 weight", label)
+	}
+	opts.Half = false
+	return fed, nil
 }

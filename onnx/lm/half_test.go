@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/tagpr/tagpr/onnx/ir"
+	"github.com/tagpr/tagpr/onnx/onnxpb"
 	"github.com/tagpr/tagpr/onnx/ort"
 )
 
@@ -94,4 +95,103 @@ func TestHalfGeneration(t *testing.T) {
 			sameCompletions(t, "float16 on the device path", h, d)
 		})
 	}
+}
+
+// Weights a trainer owns, fed as inputs, generate through float16 copies
+// on the device: cast from the float32 masters at upload and again by
+// RefreshHalf after an update, with nothing crossing to the host.
+func TestHalfWeightInputs(t *testing.T) {
+	c := testConfigs()["llama"]
+	open := func(half bool) (*Model, []Weight) {
+		pm, err := Build(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, ws, err := OpenWithWeightInputs(pm, "llama", nil, LoadOptions{Config: testHFConfig(c), Half: half, DeviceResident: half, Session: ort.Options{IntraOpThreads: 1}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { m.Close() })
+		return m, ws
+	}
+	if _, _, err := OpenWithWeightInputs(mustBuild(t, c), "host", nil, LoadOptions{Config: testHFConfig(c), Half: true}); err == nil {
+		t.Fatal("float16 weight inputs on the host path were accepted")
+	}
+	host, hws := open(false)
+	half, ws := open(true)
+	if !half.HalfWeights() {
+		t.Fatal("no weight is fed as float16")
+	}
+	dw, err := half.UploadWeights(ws)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		for _, d := range dw {
+			d.Release()
+		}
+	}()
+	compare := func(what string) {
+		t.Helper()
+		a, _, err := host.Forward(context.Background(), testPrompts, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _, err := half.Forward(context.Background(), testPrompts, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		worst, scale := 0.0, 0.0
+		for i := range a {
+			worst = math.Max(worst, math.Abs(float64(a[i]-b[i])))
+			scale = math.Max(scale, math.Abs(float64(a[i])))
+		}
+		t.Logf("%s: max |logit float16 - float32| = %.3g (logits up to %.3g)", what, worst, scale)
+		if worst == 0 || worst > 2e-2*scale {
+			t.Fatalf("%s: float16 logits off by %.3g (logits up to %.3g)", what, worst, scale)
+		}
+	}
+	compare("uploaded")
+	// The trainer's float32 masters: the shared ones, and its own for the
+	// weights generation reads only in float16. One of these changes.
+	masters := map[string]*ort.DeviceTensor{}
+	var changed string
+	for i, w := range hws {
+		if dw[w.Name] != nil {
+			masters[w.Name] = dw[w.Name]
+			continue
+		}
+		if changed == "" {
+			changed = w.Name
+			for j := range hws[i].Data {
+				hws[i].Data[j] *= -1.5
+			}
+		}
+		d, err := ort.Upload(half.Session(), ort.Device{Provider: "cpu"}, w.Shape, hws[i].Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer d.Release()
+		masters[w.Name] = d
+	}
+	if changed == "" {
+		t.Fatal("every weight is also read in float32")
+	}
+	before := ort.TransferCounts()
+	if err := half.RefreshHalf(masters); err != nil {
+		t.Fatal(err)
+	}
+	if moved := ort.TransferCounts().Sub(before); moved.HostToDevice != 0 || moved.DeviceToHost != 0 {
+		t.Fatalf("refreshing the float16 weights moved %v", moved)
+	}
+	compare("after " + changed + " changed")
+}
+
+func mustBuild(t *testing.T, c Config) *onnxpb.ModelProto {
+	t.Helper()
+	pm, err := Build(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pm
 }

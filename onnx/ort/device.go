@@ -225,7 +225,17 @@ func (s *Session) releaseAllocators() {
 // session is destroyed; it may be bound to other sessions on the same device
 // meanwhile (weights shared by generation and training).
 func NewDeviceTensor[T float32 | int64](s *Session, dev Device, shape []int64) (*DeviceTensor, error) {
-	elem := elemOf[T]()
+	return newDeviceTensor(s, dev, shape, elemOf[T]())
+}
+
+// NewHalfDeviceTensor allocates a float16 tensor on dev. Go has no float16
+// type: such a tensor is filled and read by graphs on the device (a Cast
+// from float32 master weights), not by Upload or Download.
+func NewHalfDeviceTensor(s *Session, dev Device, shape []int64) (*DeviceTensor, error) {
+	return newDeviceTensor(s, dev, shape, ortgo.TensorElementDataTypeFloat16)
+}
+
+func newDeviceTensor(s *Session, dev Device, shape []int64, elem ortgo.TensorElementDataType) (*DeviceTensor, error) {
 	if len(shape) == 0 {
 		return nil, fmt.Errorf("new device tensor: rank-0 tensors are not supported; use shape [1]")
 	}
@@ -275,8 +285,10 @@ func elemSize(e ortgo.TensorElementDataType) (int, error) {
 		return 4, nil
 	case ortgo.TensorElementDataTypeInt64:
 		return 8, nil
+	case ortgo.TensorElementDataTypeFloat16:
+		return 2, nil
 	}
-	return 0, fmt.Errorf("element type %s: device tensors hold float32 or int64", e)
+	return 0, fmt.Errorf("element type %s: device tensors hold float32, int64 or float16", e)
 }
 
 func elemOf[T float32 | int64]() ortgo.TensorElementDataType {

@@ -11,7 +11,9 @@ import (
 // deviceRun keeps the policy's weights and AdamW moments on the device
 // when the generation model is device-resident (CUDA, or
 // Options.Load.DeviceResident): the weights are uploaded once, rollouts read
-// them there and the updates write them in place — one copy for both.
+// them there and the updates write them in place — one copy for both. With
+// Options.Load.Half, rollouts read float16 copies instead, cast from the
+// float32 master weights on the device before each step's rollouts.
 type deviceRun struct {
 	weights map[string]*ort.DeviceTensor // allocated by the generation session
 	dt      *train.DeviceTrainer
@@ -32,6 +34,15 @@ func openDevice(tr *train.Trainer, gen *lm.Model, ws []lm.Weight, session ort.Op
 		return nil, fmt.Errorf("device trainer: %w", err)
 	}
 	return d, nil
+}
+
+// refresh casts the trainer's float32 weights into the generation model's
+// float16 copies (with Load.Half), before a rollout.
+func (d *deviceRun) refresh(gen *lm.Model) error {
+	if d == nil || !gen.HalfWeights() {
+		return nil
+	}
+	return gen.RefreshHalf(d.dt.Weights())
 }
 
 func (d *deviceRun) trainer() *train.DeviceTrainer {

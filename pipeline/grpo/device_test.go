@@ -74,3 +74,46 @@ func TestDeviceResidentRunMatchesHost(t *testing.T) {
 		}
 	}
 }
+
+// With float16 generation (Load.Half) the rollouts read float16 copies of
+// the float32 weights the DeviceTrainer updates, cast on the device before
+// each step: the run trains, and its first step's rollouts (before any
+// update) sample nearly what float32 ones do.
+func TestDeviceResidentHalfRun(t *testing.T) {
+	cfg := tinyConfig("")
+	cfg.Steps, cfg.SaveSteps = 3, 3
+	prompts := tinyPrompts(6)
+	cfg.OutputDir = t.TempDir()
+	want := run(t, cfg, prompts, tinyOptions())
+	cfg.OutputDir = t.TempDir()
+	o := tinyOptions()
+	o.Load.DeviceResident, o.Load.Half = true, true
+	tr, err := New(tinyModel(t), []Reward{targetShare}, prompts, cfg, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	if !tr.gen.HalfWeights() {
+		t.Fatal("the rollouts do not read float16 weights")
+	}
+	got, err := tr.Train(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	moved := 0.0
+	for name, w := range want.Weights {
+		for i := range w {
+			moved = math.Max(moved, math.Abs(float64(got.Weights[name][i]-w[i])))
+		}
+	}
+	for i, l := range got.Logs {
+		t.Logf("step %d: float32 rollouts reward %.3f, float16 %.3f; loss %.4f vs %.4f", i+1, want.Logs[i].Reward.Mean, l.Reward.Mean, want.Logs[i].Loss, l.Loss)
+		if math.IsNaN(l.Loss) || l.Skipped > 0 {
+			t.Fatalf("step %d: %+v", i+1, l)
+		}
+	}
+	t.Logf("final weights differ from the float32 run's by up to %.3g", moved)
+	if moved == 0 {
+		t.Fatal("float16 rollouts gave the float32 run's weights exactly: the float16 path did not run")
+	}
+}

@@ -29,6 +29,9 @@ func (t *Trainer) step(ctx context.Context, at train.RunState, idx []int) (any, 
 		ids[i] = batch[i].IDs
 	}
 	pad := t.opt.Pad
+	if err := t.dev.refresh(t.gen); err != nil { // float16 copies of the updated weights
+		return nil, err
+	}
 	// The generation model divides its logits by τ itself
 	// (lm.WithTemperature): sampling at 1 draws from the policy and reports
 	// its log-probs.

@@ -197,6 +197,9 @@ func (t *Trainer) open(model *onnxpb.ModelProto) error {
 	// next rollout with no copy.
 	shared := t.tr.ParamTensors()
 	for _, w := range ws {
+		if w.Tensor == nil {
+			continue // read only as a float16 copy on the device (Load.Half)
+		}
 		err := t.gen.Bind(w.Name, shared[w.Name])
 		w.Tensor.Destroy()
 		if err != nil {
