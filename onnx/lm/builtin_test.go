@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tagpr/tagpr/onnx/ir"
 	"github.com/tagpr/tagpr/onnx/ort"
 )
 
@@ -30,7 +31,34 @@ func testConfigs() map[string]Config {
 	}
 }
 
-func buildModel(t testing.TB, c Config) *Model { return loadBuilt(t, c, false) }
+func buildModel(t testing.TB, c Config) *Model {
+	t.Helper()
+	hc := &HFConfig{}
+	raw := HFConfigFor(c)
+	hc.MaxPositions = c.MaxPositions
+	hc.VocabSize = raw["vocab_size"].(int)
+	hc.EOSTokenID = TokenIDs{c.EOS}
+	return loadBuilt(t, c, LoadOptions{Config: hc, Session: ort.Options{IntraOpThreads: 1}})
+}
+
+// loadBuilt builds c and loads it with opts; the model closes with the test.
+func loadBuilt(t testing.TB, c Config, opts LoadOptions) *Model {
+	t.Helper()
+	pm, err := Build(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := ir.Marshal(pm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := LoadBytes(b, string(c.Arch)+" test model", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m
+}
 
 var testPrompts = [][]int64{{1, 5, 9, 14, 3}, {1, 40, 41, 42, 43, 44, 45, 46, 47}, {1, 7, 8}}
 

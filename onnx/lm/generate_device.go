@@ -316,10 +316,11 @@ func (m *Model) newDeviceGen(B, capRows int) (*gen, error) {
 	return g, nil
 }
 
-// run is gen.forward's device half: the host inputs (ids, mask, positions,
-// logits_to_keep, use_cache_branch, host-bound weights) and the logits
-// buffer are in g.in and g.out; the past is on the device (or the gen's
-// empty host past on the first run); the present stays there.
+// run is gen.forward's device half: the host inputs (ids, positions,
+// logits_to_keep, use_cache_branch, host-bound weights) and the host
+// outputs (the logits buffer) are in g.in and g.out; the mask and the past
+// are on the device (the past: or the gen's empty host past on the first
+// run); the present stays there.
 func (dc *devCache) run(g *gen, S, K int, ortTime *time.Duration) ([]float32, int, error) {
 	m, s, b := g.m, &g.m.slot, dc.bind
 	ins, outs := m.sess.Inputs(), m.sess.Outputs()
@@ -353,8 +354,18 @@ func (dc *devCache) run(g *gen, S, K int, ortTime *time.Duration) ([]float32, in
 			return nil, 0, fmt.Errorf("generate with %s: %w", m.label, err)
 		}
 	}
-	if err := b.BindOutput(outs[s.logits].Name, g.out[s.logits]); err != nil {
-		return nil, 0, fmt.Errorf("generate with %s: %w", m.label, err)
+	// The logits (and any other host output forward made) come back.
+	isPresent := map[int]bool{}
+	for l := range s.presK {
+		isPresent[s.presK[l]], isPresent[s.presV[l]] = true, true
+	}
+	for o, v := range g.out {
+		if v == nil || isPresent[o] {
+			continue
+		}
+		if err := b.BindOutput(outs[o].Name, v); err != nil {
+			return nil, 0, fmt.Errorf("generate with %s: %w", m.label, err)
+		}
 	}
 	for l := range s.presK {
 		for _, o := range []int{s.presK[l], s.presV[l]} {

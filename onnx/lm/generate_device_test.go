@@ -5,27 +5,12 @@ import (
 	"math"
 	"testing"
 
-	"github.com/tagpr/tagpr/onnx/ir"
 	"github.com/tagpr/tagpr/onnx/ort"
 )
 
-// loadBuilt loads a built-in test model, on the device path or the host one.
-func loadBuilt(t testing.TB, c Config, device bool) *Model {
-	t.Helper()
-	pm, err := Build(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := ir.Marshal(pm)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := LoadBytes(b, string(c.Arch)+" test model", LoadOptions{Config: testHFConfig(c), DeviceResident: device, Session: ort.Options{IntraOpThreads: 1}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Close() })
-	return m
+// loadOn loads a built-in test model, on the device path or the host one.
+func loadOn(t testing.TB, c Config, device bool) *Model {
+	return loadBuilt(t, c, LoadOptions{Config: testHFConfig(c), DeviceResident: device, Session: ort.Options{IntraOpThreads: 1}})
 }
 
 func testHFConfig(c Config) *HFConfig {
@@ -58,7 +43,7 @@ func sameCompletions(t *testing.T, what string, a, b []Completion) {
 func TestDeviceResidentGenerationMatchesHost(t *testing.T) {
 	for name, c := range testConfigs() {
 		t.Run(name, func(t *testing.T) {
-			host, dev := loadBuilt(t, c, false), loadBuilt(t, c, true)
+			host, dev := loadOn(t, c, false), loadOn(t, c, true)
 			if on, _ := dev.DeviceResident(); !on {
 				t.Fatal("DeviceResident did not take")
 			}
@@ -233,8 +218,8 @@ func TestDeviceResidentGenerationTransfers(t *testing.T) {
 
 func TestBindDeviceRefusals(t *testing.T) {
 	c := testConfigs()["gpt2"]
-	host := loadBuilt(t, c, false)
-	dev := loadBuilt(t, c, true)
+	host := loadOn(t, c, false)
+	dev := loadOn(t, c, true)
 	d, err := ort.Upload(dev.Session(), ort.Device{Provider: "cpu"}, []int64{1}, []float32{1})
 	if err != nil {
 		t.Fatal(err)

@@ -38,7 +38,7 @@ func TestHalfGeneration(t *testing.T) {
 				t.Fatalf("%d MatMuls in float16, want at least %d (q, k, v, o… per layer)", st.MatMuls, 4*c.Layers)
 			}
 			t.Logf("%d MatMuls in float16 over %d bytes of float16 weights (float32 weights were %d bytes)", st.MatMuls, st.WeightBytes, f32)
-			full := loadBuilt(t, c, false)
+			full := loadOn(t, c, false)
 			half, err := LoadBytes(b, "half", LoadOptions{Config: testHFConfig(c), Half: true, Session: ort.Options{IntraOpThreads: 1}})
 			if err != nil {
 				t.Fatal(err)
