@@ -44,17 +44,22 @@
 // its own (two pools on the same cores took turns instead of working): its
 // rows, and the token picks, are split over as many goroutines as the model
 // has threads.
-// With CUDA (or LoadOptions.DeviceResident) the cache instead stays in
-// device tensors through IO binding, rows regrouped on the device, and
-// weights uploaded once (UploadWeights) are bound there for a trainer to
-// update in place (generate_device.go); LoadOptions.Half runs the MatMuls
-// over weight initializers in float16 (half.go).
 // Greedy or sampled (temperature, top-k, top-p; reproducible per seed and
 // per (prompt, sample)), NumGenerations completions per prompt, stops on EOS
 // ids, stop strings (through a caller's Detokenize: this package knows no
 // tokenizer) and MaxNewTokens, each sequence on its own, and returns each
 // token's log-probability under the model. Stats split wall time from the
 // time inside session runs.
+//
+// # Devices
+//
+// With CUDA (or LoadOptions.DeviceResident) generation keeps the cache in
+// device tensors through IO binding, rows regrouped and the attention mask
+// grown on the device, and weights uploaded once (UploadWeights) are bound
+// there for a trainer to update in place (generate_device.go): per step
+// only ids, positions and logits cross. LoadOptions.Half runs the MatMuls
+// over weights in float16, weights fed as inputs through float16 copies
+// cast on the device from the trainer's float32 masters (half.go).
 //
 // # Graph edits
 //

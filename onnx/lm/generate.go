@@ -465,6 +465,7 @@ func grow[T any](s []T, n int) []T {
 type gen struct {
 	m          *Model
 	ws         *workspace
+	dc         *devCache // the device-resident cache (generate_device.go), or nil
 	B, H, D, V int
 	capPos     int   // rows × positions each cache buffer holds
 	P          int   // current past length
@@ -472,7 +473,6 @@ type gen struct {
 	pad        []int // left padding per row
 	past       []*ort.Tensor[float32]
 	in, out    []ort.Value
-	dc         *devCache // the device-resident cache (generate_device.go), or nil
 }
 
 // newGen starts a run of B rows in the model's own workspace whose buffers

@@ -3,6 +3,8 @@ package lm
 import (
 	"encoding/binary"
 	"fmt"
+	"os"
+	"path/filepath"
 
 	"github.com/tagpr/tagpr/onnx/ir"
 	"github.com/tagpr/tagpr/onnx/onnxpb"
@@ -143,6 +145,40 @@ func halfMatMuls(pm *onnxpb.ModelProto, inputs map[string]bool) (HalfStats, map[
 	}
 	gp.Input = kept
 	return st, fed, nil
+}
+
+// loadHalf is Load with Half: the model, with its external data, is edited
+// in memory, so it must stay under maxEditBytes.
+func loadHalf(file string, opts LoadOptions) (*Model, error) {
+	tooBig := fmt.Errorf("load model %s half: it is too big to edit in memory (1 GiB with its external data); load it in float32", file)
+	st, err := os.Stat(file)
+	if err != nil {
+		return nil, fmt.Errorf("load model %s: %w", file, err)
+	}
+	if st.Size() >= maxEditBytes {
+		return nil, tooBig
+	}
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("load model %s: %w", file, err)
+	}
+	pm, err := ir.Read(raw, file)
+	if err != nil {
+		return nil, err
+	}
+	if hasExternalData(pm) {
+		if externalBytes(pm)+st.Size() >= maxEditBytes {
+			return nil, tooBig
+		}
+		if err := ir.LoadExternalData(pm, filepath.Dir(file)); err != nil {
+			return nil, fmt.Errorf("load model %s: %w", file, err)
+		}
+	}
+	b, err := ir.Marshal(pm)
+	if err != nil {
+		return nil, fmt.Errorf("load model %s: %w", file, err)
+	}
+	return LoadBytes(b, file, opts)
 }
 
 // halfModel applies HalfMatMuls to a serialized model.

@@ -47,13 +47,13 @@ type Model struct {
 
 	inputs map[string]ort.IOInfo
 	slot   slots
+	devs   deviceState // device-resident generation (generate_device.go)
 
 	mu       sync.Mutex
 	bound    map[string]ort.Value
 	ws       workspace
 	heads    map[headKind]*head
 	sessOpts ort.Options // for the decode heads
-	devs     deviceState
 }
 
 // slots are the positions of each role in the session's run order.
@@ -101,6 +101,9 @@ func Load(path string, opts LoadOptions) (*Model, error) {
 	if err := ort.Init(""); err != nil {
 		return nil, err
 	}
+	if opts.Half {
+		return loadHalf(file, opts)
+	}
 	// Models of a reasonable size are edited in memory to take
 	// logits_to_keep (see keep.go); others, and models whose weights are
 	// in an external data file (big ones), load as they are.
@@ -119,15 +122,12 @@ func Load(path string, opts LoadOptions) (*Model, error) {
 				return nil, fmt.Errorf("load model %s: %w", file, err)
 			}
 		}
-		if small && (addLogitsToKeep(pm) || opts.Half) {
+		if small && addLogitsToKeep(pm) {
 			b, err := ir.Marshal(pm)
 			if err == nil {
 				return LoadBytes(b, file, opts)
 			}
 		}
-	}
-	if opts.Half {
-		return nil, fmt.Errorf("load model %s half: it is too big to edit in memory (1 GiB with its external data); load it in float32", file)
 	}
 	ins, outs, err := ortgo.GetInputOutputInfo(file)
 	if err != nil {
@@ -160,15 +160,15 @@ func LoadBytes(model []byte, label string, opts LoadOptions) (*Model, error) {
 	if len(model) == 0 {
 		return nil, fmt.Errorf("load model %s: empty model bytes", label)
 	}
-	if err := ort.Init(""); err != nil {
-		return nil, err
-	}
 	if opts.Half {
 		b, err := halfModel(model, label)
 		if err != nil {
 			return nil, err
 		}
 		model = b
+	}
+	if err := ort.Init(""); err != nil {
+		return nil, err
 	}
 	if pm, err := ir.Read(model, label); err == nil && len(model) < maxEditBytes && addLogitsToKeep(pm) {
 		if b, err := ir.Marshal(pm); err == nil {
