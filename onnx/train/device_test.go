@@ -6,22 +6,14 @@ import (
 	"testing"
 
 	"github.com/tagpr/tagpr/onnx/lm"
+	"github.com/tagpr/tagpr/onnx/onnxpb"
 	"github.com/tagpr/tagpr/onnx/ort"
 )
 
 // deviceTrainingCase builds a tiny LM training graph and two batches.
 func deviceTrainingCase(t *testing.T) (*TrainingGraph, []map[string]ort.Value) {
 	t.Helper()
-	cfg := tinyConfig(lm.Llama, "float32")
-	cfg.InitStd = 0.05
-	m, err := lm.Build(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tg, _, err := BuildLMTraining(m, LMTraining{Batch: 2, SeqLen: 8, Keep: []string{"logits"}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, tg := tinyLlamaTraining(t)
 	data := &LMDataset{Rows: randomRows(7, 4, 6, 8, 32), SeqLen: 8, Graph: tg}
 	var batches []map[string]ort.Value
 	for _, idx := range [][]int{{0, 1}, {2, 3}} {
@@ -224,6 +216,45 @@ func TestDeviceTrainerSharesWeightsWithGeneration(t *testing.T) {
 			t.Fatalf("weight %s is a copy, not the generation model's device tensor", name)
 		}
 	}
+	checkGenerationFollows(t, gen, tg, rows, dev.Step, dev.Compute)
+}
+
+// sharedWeightsCase is a tiny Llama opened for generation with its weights
+// as inputs (device-resident or not), its training graph keeping the
+// logits, and two rows to train on.
+func sharedWeightsCase(t *testing.T, device bool) (*lm.Model, []lm.Weight, *TrainingGraph, [][]int64) {
+	t.Helper()
+	m, tg := tinyLlamaTraining(t)
+	gen, ws, err := lm.OpenWithWeightInputs(cloneModel(m), "generation", nil, lm.LoadOptions{DeviceResident: device})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { gen.Close() })
+	return gen, ws, tg, randomRows(6, 2, 8, 8, 32)
+}
+
+// tinyLlamaTraining is a tiny Llama and its training graph for 2×8 rows,
+// keeping the logits.
+func tinyLlamaTraining(t *testing.T) (*onnxpb.ModelProto, *TrainingGraph) {
+	t.Helper()
+	cfg := tinyConfig(lm.Llama, "float32")
+	cfg.InitStd = 0.05
+	m, err := lm.Build(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tg, _, err := BuildLMTraining(m, LMTraining{Batch: 2, SeqLen: 8, Keep: []string{"logits"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m, tg
+}
+
+// checkGenerationFollows trains five steps on rows (step) and checks that
+// gen's logits moved and equal the training graph's (compute) after them.
+func checkGenerationFollows(t *testing.T, gen *lm.Model, tg *TrainingGraph, rows [][]int64,
+	step func(...map[string]ort.Value) (StepResult, error), compute func(map[string]ort.Value) (float64, map[string][]float32, error)) {
+	t.Helper()
 	before, _, err := gen.Forward(context.Background(), rows, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -234,7 +265,7 @@ func TestDeviceTrainerSharesWeightsWithGeneration(t *testing.T) {
 	}
 	defer rel()
 	for range 5 {
-		if _, err := dev.Step(in); err != nil {
+		if _, err := step(in); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -242,44 +273,14 @@ func TestDeviceTrainerSharesWeightsWithGeneration(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, outs, err := dev.Compute(in)
+	_, outs, err := compute(in)
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkGenerationFollows(t, before, after, outs["logits"])
-}
-
-// sharedWeightsCase is a tiny Llama opened for generation with its weights
-// as inputs (device-resident or not), its training graph keeping the
-// logits, and two rows to train on.
-func sharedWeightsCase(t *testing.T, device bool) (*lm.Model, []lm.Weight, *TrainingGraph, [][]int64) {
-	t.Helper()
-	cfg := tinyConfig(lm.Llama, "float32")
-	cfg.InitStd = 0.05
-	m, err := lm.Build(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gen, ws, err := lm.OpenWithWeightInputs(cloneModel(m), "generation", nil, lm.LoadOptions{DeviceResident: device})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { gen.Close() })
-	tg, _, err := BuildLMTraining(m, LMTraining{Batch: 2, SeqLen: 8, Keep: []string{"logits"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return gen, ws, tg, randomRows(6, 2, 8, 8, 32)
-}
-
-// checkGenerationFollows: a generation model's logits moved with training
-// (before → after) and equal the training graph's after the updates.
-func checkGenerationFollows(t *testing.T, before, after, trained []float32) {
-	t.Helper()
 	moved, diff := 0.0, 0.0
 	for i := range after {
 		moved = math.Max(moved, math.Abs(float64(after[i]-before[i])))
-		diff = math.Max(diff, math.Abs(float64(after[i]-trained[i])))
+		diff = math.Max(diff, math.Abs(float64(after[i]-outs["logits"][i])))
 	}
 	t.Logf("logits moved by up to %.3g; generation vs training graph %.3g", moved, diff)
 	if moved < 1e-3 {

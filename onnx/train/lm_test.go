@@ -302,29 +302,7 @@ func TestWeightsSharedWithGeneration(t *testing.T) {
 			t.Fatalf("weight %s is a copy, not the generation engine's storage", p.Name)
 		}
 	}
-	before, _, err := gen.Forward(context.Background(), rows, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	in, rel, err := (&LMDataset{Rows: rows, SeqLen: 8, Graph: tg}).Batch([]int{0, 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rel()
-	for range 5 {
-		if _, err := tr.Step(in); err != nil {
-			t.Fatal(err)
-		}
-	}
-	after, _, err := gen.Forward(context.Background(), rows, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, outs, err := tr.Compute(in)
-	if err != nil {
-		t.Fatal(err)
-	}
-	checkGenerationFollows(t, before, after, outs["logits"])
+	checkGenerationFollows(t, gen, tg, rows, tr.Step, tr.Compute)
 }
 
 // TestPolicyTraining: GRPO steps raise the completion log-probs of the row
