@@ -52,6 +52,16 @@
 // token's log-probability under the model. Stats split wall time from the
 // time inside session runs.
 //
+// # Devices
+//
+// With CUDA (or LoadOptions.DeviceResident) generation keeps the cache in
+// device tensors through IO binding, rows regrouped and the attention mask
+// grown on the device, and weights uploaded once (UploadWeights) are bound
+// there for a trainer to update in place (generate_device.go): per step
+// only ids, positions and logits cross. LoadOptions.Half runs the MatMuls
+// over weights in float16, weights fed as inputs through float16 copies
+// cast on the device from the trainer's float32 masters (half.go).
+//
 // # Graph edits
 //
 // WithTemperature makes the policy softmax(logits/τ) a model of its own (a

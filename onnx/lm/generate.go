@@ -386,7 +386,7 @@ func (m *Model) checkGenerate(prompts [][]int64, o *GenerateOptions) error {
 		}
 	}
 	for _, name := range m.Layout.Extra {
-		if m.bound[name] == nil {
+		if !m.isBound(name) {
 			return fail("input %q is not part of the causal-LM layout; bind it with Model.Bind before generating", name)
 		}
 	}
@@ -414,7 +414,7 @@ func (m *Model) Forward(ctx context.Context, seqs [][]int64, pad int64) (logits 
 		return nil, nil, fmt.Errorf("forward with %s: no sequences", m.label)
 	}
 	for _, name := range m.Layout.Extra {
-		if m.bound[name] == nil {
+		if !m.isBound(name) {
 			return nil, nil, fmt.Errorf("forward with %s: input %q must be bound with Model.Bind", m.label, name)
 		}
 	}
@@ -468,6 +468,7 @@ func grow[T any](s []T, n int) []T {
 type gen struct {
 	m          *Model
 	ws         *workspace
+	dc         *devCache // the device-resident cache (generate_device.go), or nil
 	B, H, D, V int
 	capPos     int   // rows × positions each cache buffer holds
 	P          int   // current past length
@@ -482,6 +483,9 @@ type gen struct {
 // newGen starts a run of B rows in the model's own workspace whose buffers
 // hold up to capRows rows (see expand) of maxLen cache positions.
 func (m *Model) newGen(B, capRows, maxLen int) (*gen, error) {
+	if m.devs.on {
+		return m.newDeviceGen(B, capRows)
+	}
 	return m.newGenIn(&m.ws, B, capRows, capRows*maxLen)
 }
 
@@ -658,6 +662,9 @@ func (g *gen) forward(ctx context.Context, T, keep int, ortTime *time.Duration) 
 	if err := g.bindHead(B, K, &made); err != nil {
 		return nil, 0, err
 	}
+	if g.dc != nil {
+		return g.dc.run(g, S, K, ortTime)
+	}
 	next := 1 - g.cur
 	pres := make([]*ort.Tensor[float32], len(g.past))
 	n := B * g.H * S * g.D
@@ -696,6 +703,9 @@ func (g *gen) forward(ctx context.Context, T, keep int, ortTime *time.Duration) 
 // positions, so walking from the last row down never overwrites a row
 // before it is copied.
 func (g *gen) expand(G int) error {
+	if g.dc != nil {
+		return g.dc.expand(g, G)
+	}
 	blk := g.H * g.P * g.D
 	B := g.B * G
 	for i, t := range g.past {
@@ -710,13 +720,7 @@ func (g *gen) expand(G int) error {
 		t.Destroy()
 		g.past[i] = nil
 	}
-	g.pad = g.pad[:B]
-	for p := g.B - 1; p >= 0; p-- {
-		for k := G - 1; k >= 0; k-- {
-			g.pad[p*G+k] = g.pad[p]
-		}
-	}
-	g.B = B
+	g.expandPad(G)
 	for i := range g.past {
 		t, err := ort.NewTensor([]int64{int64(B), int64(g.H), int64(g.P), int64(g.D)}, g.ws.kv[g.cur][i][:B*blk])
 		if err != nil {
@@ -725,6 +729,18 @@ func (g *gen) expand(G int) error {
 		g.past[i] = t
 	}
 	return nil
+}
+
+// expandPad repeats every row's padding G times (see expand).
+func (g *gen) expandPad(G int) {
+	B := g.B * G
+	g.pad = g.pad[:B]
+	for p := g.B - 1; p >= 0; p-- {
+		for k := G - 1; k >= 0; k-- {
+			g.pad[p*G+k] = g.pad[p]
+		}
+	}
+	g.B = B
 }
 
 // expandLast returns the last-column logits of Bp rows repeated G times
@@ -746,6 +762,9 @@ func (m *Model) expandLast(logits []float32, Bp, T, G int) []float32 {
 // past tensors are re-made with the smaller batch. Later runs then skip the
 // finished sequences entirely.
 func (g *gen) compact(keep []int) error {
+	if g.dc != nil {
+		return g.dc.compact(g, keep)
+	}
 	blk := g.H * g.P * g.D
 	for i, t := range g.past {
 		buf := g.ws.kv[g.cur][i]
@@ -757,10 +776,7 @@ func (g *gen) compact(keep []int) error {
 		t.Destroy()
 		g.past[i] = nil
 	}
-	for j, r := range keep {
-		g.pad[j] = g.pad[r]
-	}
-	g.B, g.pad = len(keep), g.pad[:len(keep)]
+	g.compactPad(keep)
 	for i := range g.past {
 		t, err := ort.NewTensor([]int64{int64(g.B), int64(g.H), int64(g.P), int64(g.D)}, g.ws.kv[g.cur][i][:g.B*blk])
 		if err != nil {
@@ -771,7 +787,19 @@ func (g *gen) compact(keep []int) error {
 	return nil
 }
 
+// compactPad keeps the padding of the rows in keep (see compact).
+func (g *gen) compactPad(keep []int) {
+	for j, r := range keep {
+		g.pad[j] = g.pad[r]
+	}
+	g.B, g.pad = len(keep), g.pad[:len(keep)]
+}
+
 func (g *gen) release() {
+	if g.dc != nil {
+		g.dc.release()
+		g.dc = nil
+	}
 	for _, p := range g.past {
 		if p != nil {
 			p.Destroy()
