@@ -18,7 +18,8 @@ import (
 // dropped) copies within the device. Weights bound with BindDevice are
 // device tensors the trainer updates in place (one copy for both). Per
 // step only the token ids, positions and logits_to_keep go in and the kept
-// logits come out (ort.TransferCounts counts them): the attention mask is
+// logits come out (ort.TransferCounts counts them), with the in-graph decode
+// head's switches and per-row values (headgraph.go): the attention mask is
 // uploaded with the prompt and then grows on the device by a column of
 // ones per step (maskGrower).
 

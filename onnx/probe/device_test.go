@@ -31,7 +31,9 @@ func TestProbeDeviceResidentAndHalf(t *testing.T) {
 		t.Fatal(err)
 	}
 	tr, h := s.Transfers, s.Half
-	if tr == nil || tr.GenH2DPerStep <= 0 || tr.GenD2HPerStep != 3*97*4 || !tr.TrainOnDevice || tr.TrainH2DPerStep <= 0 {
+	// Out per greedy decode step: the logits and the in-graph decode head's
+	// row max (lm's headgraph.go), a float per row.
+	if tr == nil || tr.GenH2DPerStep <= 0 || tr.GenD2HPerStep != 3*97*4+3*4 || !tr.TrainOnDevice || tr.TrainH2DPerStep <= 0 {
 		t.Fatalf("transfers %+v", tr)
 	}
 	if h == nil || h.Error != "" || h.LogitsMaxAbs <= 0 || h.GreedyTotal != 2*16 || len(h.Generation) != 2 {
