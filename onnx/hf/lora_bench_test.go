@@ -28,11 +28,14 @@ type loraSpec struct {
 	Recompute bool
 	Steps     int
 	NoArena   bool
+	OptLevel  string // ORT's graph optimization level; "" for the default
+	Profile   string // ORT profile file prefix; "" for none
 }
 
 // loraResult is what the child reports.
 type loraResult struct {
 	PeakRSS  int64   `json:"peak_rss"`
+	StepPeak int64   `json:"step_peak"` // peak RSS during the steps alone
 	Estimate int64   `json:"estimate"`
 	Parts    string  `json:"parts"`
 	StepS    float64 `json:"step_s"`
@@ -63,6 +66,16 @@ func loraChild(js string) (any, error) {
 		return r, err
 	}
 	stage("built")
+	if path := os.Getenv("TAGPR_QWEN_LORA_DUMP"); path != "" {
+		// The training graph, for inspection (frozen weights are inputs).
+		data, err := ir.Marshal(tg.Model)
+		if err == nil {
+			err = os.WriteFile(path, data, 0o644)
+		}
+		if err != nil {
+			return r, err
+		}
+	}
 	m = nil
 	runtime.GC()
 	debug.FreeOSMemory()
@@ -71,6 +84,8 @@ func loraChild(js string) (any, error) {
 	r.Estimate, r.Parts = est.Total(), est.String()
 	to := train.TrainerOptions{Schedule: train.Schedule{Peak: 1e-4}}
 	to.Session.NoMemArena = s.NoArena
+	to.Session.OptLevel = s.OptLevel
+	to.Session.ProfilePrefix = s.Profile
 	tr, err := train.NewTrainer(tg, to)
 	if err != nil {
 		return r, err
@@ -92,6 +107,11 @@ func loraChild(js string) (any, error) {
 	if err != nil {
 		return r, err
 	}
+	r.PeakRSS = benchchild.Status("VmHWM")
+	// Reset the peak (Linux: 5 → clear_refs) so the steps' own peak shows.
+	if err := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0); err != nil {
+		return r, fmt.Errorf("reset peak RSS: %w", err)
+	}
 	for range s.Steps {
 		t := time.Now()
 		res, err := tr.Step(in)
@@ -104,7 +124,8 @@ func loraChild(js string) (any, error) {
 		r.StepS = time.Since(t).Seconds()
 		stage("step")
 	}
-	r.PeakRSS = benchchild.Status("VmHWM")
+	r.StepPeak = benchchild.Status("VmHWM")
+	r.PeakRSS = max(r.PeakRSS, r.StepPeak)
 	return r, nil
 }
 
@@ -112,17 +133,34 @@ func loraChild(js string) (any, error) {
 // (random weights, written and imported by import-hf; 151,936-token
 // vocabulary) at batch 4 × 1024 tokens with activation recomputation, in a
 // child process: peak RSS against EstimateMemory, tokens/s of a step.
-// TAGPR_QWEN_LORA=BxT[,plain][,dry][,noarena] runs another shape (plain: no
-// recomputation; dry: build and estimate only, no step; noarena: ORT's CPU
-// memory arena off).
+// TAGPR_QWEN_LORA=BxT[,plain][,dry][,noarena][,layers=N][,opt=LEVEL][,profile=PREFIX]
+// runs another shape (plain: no recomputation; dry: build and estimate only,
+// no step; noarena: ORT's CPU memory arena off; layers: fewer layers, for
+// quick memory checks; opt: ORT's optimization level; profile: ORT's JSON
+// profile of the step).
 func BenchmarkQwen05BLoRA(b *testing.B) {
 	spec := loraSpec{B: 4, T: 1024, Recompute: true, Steps: 1}
+	ckpt := Qwen05B()
 	if v := os.Getenv("TAGPR_QWEN_LORA"); v != "" {
 		parts := strings.Split(v, ",")
 		if _, err := fmt.Sscanf(parts[0], "%dx%d", &spec.B, &spec.T); err != nil {
 			b.Fatalf("TAGPR_QWEN_LORA=%q: want BxT[,plain][,dry][,noarena]", v)
 		}
 		for _, p := range parts[1:] {
+			key, val, _ := strings.Cut(p, "=")
+			switch key {
+			case "layers":
+				if _, err := fmt.Sscanf(val, "%d", &ckpt.Layers); err != nil || ckpt.Layers < 1 {
+					b.Fatalf("TAGPR_QWEN_LORA=%q: layers=%q is not a positive integer", v, val)
+				}
+				continue
+			case "opt":
+				spec.OptLevel = val
+				continue
+			case "profile":
+				spec.Profile = val
+				continue
+			}
 			switch p {
 			case "plain":
 				spec.Recompute = false
@@ -137,7 +175,7 @@ func BenchmarkQwen05BLoRA(b *testing.B) {
 	}
 	dir := b.TempDir()
 	src := filepath.Join(dir, "ckpt")
-	if err := Qwen05B().Write(src); err != nil {
+	if err := ckpt.Write(src); err != nil {
 		b.Fatal(err)
 	}
 	imp, err := Import(src, filepath.Join(dir, "onnx"), ImportOptions{})
@@ -153,11 +191,14 @@ func BenchmarkQwen05BLoRA(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	b.Logf("%d×%d, recompute %v, arena off %v: %s\n%s", spec.B, spec.T, spec.Recompute, spec.NoArena, r.Parts, log)
+	b.Logf("%d layers, %d×%d, recompute %v, arena off %v: %s\n%s", ckpt.Layers, spec.B, spec.T, spec.Recompute, spec.NoArena, r.Parts, log)
 	b.ReportMetric(float64(imp.Params)/1e6, "Mparams")
 	b.ReportMetric(float64(r.PeakRSS)/(1<<30), "peak_rss_GiB")
 	b.ReportMetric(float64(r.Estimate)/(1<<30), "estimate_GiB")
 	b.ReportMetric(float64(r.PeakRSS)/float64(r.Estimate), "rss_over_estimate")
+	if spec.Steps > 0 {
+		b.ReportMetric(float64(r.StepPeak)/(1<<30), "step_peak_GiB")
+	}
 	if spec.Steps > 0 {
 		b.ReportMetric(float64(spec.B*spec.T)/r.StepS, "tokens/s")
 		b.ReportMetric(r.StepS, "step_s")

@@ -1,6 +1,9 @@
 package train
 
 import (
+	"maps"
+	"slices"
+
 	"github.com/tagpr/tagpr/onnx/onnxpb"
 )
 
@@ -32,8 +35,17 @@ const recomputePrefix = "recompute/"
 // boundary through Where(IsNaN(g), g, boundary) with g an element of the
 // gradient arriving at the segment: the same values, computed once the
 // backward pass reaches the segment.
+//
+// The gates also read an element of each weight gradient (paramGrads:
+// weight → gradient output) of the segment after theirs. ORT's default order
+// is a depth-first walk back from the graph's last nodes; a weight's gradient
+// is one of them, so without the gate it ran at the very end of the step,
+// and its inputs (a recomputed activation, an upstream gradient: [B,T,F] for
+// an MLP weight) stayed alive for the whole backward pass, every layer's at
+// once. Read by the next segment's gates, each weight gradient runs before
+// the backward pass moves on.
 func recomputeSegments(g *onnxpb.GraphProto, fwd []*onnxpb.NodeProto, owner map[*onnxpb.NodeProto]*onnxpb.NodeProto,
-	gradOf map[*onnxpb.NodeProto][]string, needs map[string]bool, types map[string]ValueType) error {
+	gradOf map[*onnxpb.NodeProto][]string, needs map[string]bool, types map[string]ValueType, paramGrads map[string]string) error {
 	// The forward nodes still in the (pruned) graph, in order.
 	in := map[*onnxpb.NodeProto]bool{}
 	for _, n := range g.Node {
@@ -104,16 +116,51 @@ func recomputeSegments(g *onnxpb.GraphProto, fwd []*onnxpb.NodeProto, owner map[
 			}
 		}
 	}
+	// Each segment's gates also wait for the weight gradients of the first
+	// later segment reading a weight (a weight read in several segments
+	// counts in its first, whose backward completes its gradient).
+	weightSeg := map[string]int{}
+	for i, n := range fwd {
+		for _, in := range nodeInputs(n) {
+			if _, ok := paramGrads[in]; ok {
+				if s, seen := weightSeg[in]; !seen || seg[i] < s {
+					weightSeg[in] = seg[i]
+				}
+			}
+		}
+	}
+	waitFor := map[int][]string{} // segment → weight gradients its gates read
+	for _, p := range slices.Sorted(maps.Keys(weightSeg)) {
+		for s := weightSeg[p] - 1; s >= 0; s-- {
+			if trigger[s] != "" {
+				waitFor[s] = append(waitFor[s], paramGrads[p])
+				break
+			}
+		}
+	}
 	e := newEditor(g)
 	e.prefix = recomputePrefix + "gate/"
 	var glue []*onnxpb.NodeProto    // the gated boundaries, made in the backward pass
 	gated := map[[2]string]string{} // (value, trigger) → gated value
-	gate := func(v, trig string) string {
+	gate := func(v string, s int) string {
+		trig := trigger[s]
 		if r, ok := gated[[2]string{v, trig}]; ok {
 			return r
 		}
 		before := len(g.Node)
-		one := e.op("Slice", []string{e.op("Reshape", []string{trig, e.ints(-1)}), e.ints(0), e.ints(1)})
+		first := func(x string) string {
+			return e.op("Slice", []string{e.op("Reshape", []string{x, e.ints(-1)}), e.ints(0), e.ints(1)})
+		}
+		one := first(trig)
+		if len(waitFor[s]) > 0 {
+			// NaN if any of them is (or infinities of both signs meet):
+			// the step is lost then anyway.
+			sum := []string{one}
+			for _, w := range waitFor[s] {
+				sum = append(sum, first(w))
+			}
+			one = e.op("Sum", sum)
+		}
 		// Where(IsNaN(g), g, v) is v unless the gradient is already NaN (and
 		// the step lost): a runtime condition ORT cannot fold away.
 		r := e.op("Where", []string{e.op("IsNaN", []string{one}), one, v})
@@ -145,7 +192,7 @@ func recomputeSegments(g *onnxpb.GraphProto, fwd []*onnxpb.NodeProto, owner map[
 			if r, ok := clone[in]; ok {
 				c.Input[k] = r
 			} else if p, ok := producer[in]; ok && needs[in] && seg[p] != seg[i] && trigger[seg[i]] != "" && isFloat(types[in].Elem) {
-				c.Input[k] = gate(in, trigger[seg[i]])
+				c.Input[k] = gate(in, seg[i])
 			}
 		}
 		for k, o := range c.Output {
