@@ -65,11 +65,17 @@ func trainOutputs(t *testing.T, m *onnxpb.ModelProto, loss string, params []stri
 // also under GradPrefix+param).
 func runTraining(t *testing.T, tg *TrainingGraph, feeds map[string]feed) map[string][]float64 {
 	t.Helper()
+	return runTrainingWith(t, tg, feeds, ort.Options{OptLevel: "basic", IntraOpThreads: 1})
+}
+
+// runTrainingWith is runTraining in a session with the given options.
+func runTrainingWith(t *testing.T, tg *TrainingGraph, feeds map[string]feed, opts ort.Options) map[string][]float64 {
+	t.Helper()
 	b, err := ir.Marshal(tg.Model)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := ort.NewSession(b, "chunked", ort.Options{OptLevel: "basic", IntraOpThreads: 1})
+	s, err := ort.NewSession(b, "chunked", opts)
 	if err != nil {
 		t.Fatal(err)
 	}
