@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"strings"
@@ -173,16 +172,10 @@ func BenchmarkQwen05BLoRA(b *testing.B) {
 			}
 		}
 	}
-	dir := b.TempDir()
-	src := filepath.Join(dir, "ckpt")
-	if err := ckpt.Write(src); err != nil {
-		b.Fatal(err)
-	}
-	imp, err := Import(src, filepath.Join(dir, "onnx"), ImportOptions{})
+	imp, err := ckpt.WriteAndImport(b.TempDir())
 	if err != nil {
 		b.Fatal(err)
 	}
-	os.RemoveAll(src)
 	spec.Model = imp.Model
 	var r loraResult
 	var log string

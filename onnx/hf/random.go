@@ -149,3 +149,18 @@ func (r RandomCheckpoint) fill(w io.Writer, rng *rand.Rand, n int64, norm bool) 
 	_, err := w.Write(buf)
 	return err
 }
+
+// WriteAndImport writes the checkpoint under dir/ckpt, imports it into
+// dir/onnx (as import-hf does) and removes the checkpoint: a model of this
+// shape for benchmarks.
+func (r RandomCheckpoint) WriteAndImport(dir string) (*Imported, error) {
+	src := filepath.Join(dir, "ckpt")
+	if err := r.Write(src); err != nil {
+		return nil, err
+	}
+	imp, err := Import(src, filepath.Join(dir, "onnx"), ImportOptions{})
+	if err != nil {
+		return nil, err
+	}
+	return imp, os.RemoveAll(src)
+}

@@ -137,8 +137,14 @@ func BenchmarkDecodeThreads(b *testing.B) {
 // each side keeps its best. With the head in the model's graph the bare
 // runs include its row max (and its Ifs, off).
 func BenchmarkSampleLogProbs(b *testing.B) {
-	const batch, promptLen, newTokens = 8, 16, 64
 	_, _, path := benchModelDir(b, benchConfig())
+	benchSampleLogProbs(b, path, 64, 4)
+}
+
+// benchSampleLogProbs is BenchmarkSampleLogProbs on the model at path:
+// batch 8, 16-token prompts, newTokens new tokens, rounds alternating rounds.
+func benchSampleLogProbs(b *testing.B, path string, newTokens, rounds int) {
+	const batch, promptLen = 8, 16
 	m, err := Load(path, LoadOptions{})
 	if err != nil {
 		b.Fatal(err)
@@ -157,7 +163,7 @@ func BenchmarkSampleLogProbs(b *testing.B) {
 	var st Stats
 	bare, headOn := time.Duration(1<<62), time.Duration(1<<62)
 	for i := 0; i < b.N; i++ {
-		for round := 0; round < 4; round++ {
+		for round := 0; round < rounds; round++ {
 			if s := sample(); round == 0 || s.Decode < st.Decode {
 				st = s
 			}
