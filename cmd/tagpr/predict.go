@@ -46,7 +46,11 @@ func init() {
 					return err
 				}
 				if sh.Count > 1 {
-					fmt.Fprintf(cmd.OutOrStdout(), "predict: shard %s done; when every shard is done: tagpr predict merge -c %s\n", sh, cfgSource)
+					fast := ""
+					if o.fastDevRun {
+						fast = " --fast-dev-run"
+					}
+					fmt.Fprintf(cmd.OutOrStdout(), "predict: shard %s done; when every shard is done: tagpr predict merge -c %s%s\n", sh, cfgSource, fast)
 				}
 				return nil
 			}
@@ -141,7 +145,7 @@ workers wrote (generating nothing) and marks each model done for eval.`,
 				if err := runStagesWith(cmd, o, pipeline.RunOptions{Only: []string{pipeline.StagePredict}, MergeShards: true}); err != nil {
 					return err
 				}
-				fmt.Fprintf(cmd.OutOrStdout(), "predict: every shard's predictions merged in %s\n", filepath.Join(runCfg.Out, "predictions"))
+				fmt.Fprintf(cmd.OutOrStdout(), "predict: every shard's predictions merged in %s\n", filepath.Join(o.out(), "predictions"))
 				return nil
 			}
 			if f.task == "" || f.questions == "" || f.out == "" {

@@ -109,3 +109,26 @@ func TestConfigPredictShardsMergeToTheSingleRun(t *testing.T) {
 		t.Errorf("eval of the merged shards:\n%s\nof the single run:\n%s", b, a)
 	}
 }
+
+// With --fast-dev-run the shard workers and their merge write the config's
+// fast_dev_run folder, and the merge names that folder.
+func TestConfigPredictMergeFastDevRunNamesItsFolder(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "run")
+	cfg := predictConfig(t, dir, out)
+	env := runtimeEnv(t)
+	for i := 0; i < 2; i++ {
+		stdout, stderr, err := runTagpr(t, dir, env, "predict", "-c", cfg, "--fast-dev-run", "--shard", fmt.Sprintf("%d/2", i))
+		if err != nil || !strings.Contains(stdout, "predict merge -c "+cfg+" --fast-dev-run") {
+			t.Fatalf("worker %d: %v\n%s%s", i, err, stdout, stderr)
+		}
+	}
+	stdout, stderr, err := runTagpr(t, dir, env, "predict", "merge", "-c", cfg, "--fast-dev-run")
+	want := filepath.Join(out, "fast_dev_run", "predictions")
+	if err != nil || !strings.Contains(stdout, "merged in "+want+"\n") {
+		t.Fatalf("merge: %v, want it to name %s\n%s%s", err, want, stdout, stderr)
+	}
+	if files, _ := filepath.Glob(filepath.Join(want, "base", "*_*.*")); len(files) == 0 {
+		t.Fatalf("nothing merged in %s", want)
+	}
+}
