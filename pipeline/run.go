@@ -374,6 +374,9 @@ func (r *runEnv) predictSettings(model string) map[string]any {
 	s := merge(r.modelSettings(model), r.promptSettings(), r.settings("stages.predict"))
 	delete(s, "stages.predict.models")
 	delete(s, "stages.predict.splits")
+	if r.cfg.Runtime.HalfGeneration() { // float16 changes the predictions; float32 keeps older stamps valid
+		s["runtime.generation_dtype"] = "float16"
+	}
 	return s
 }
 

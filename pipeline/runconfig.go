@@ -47,7 +47,15 @@ type RuntimeConfig struct {
 	// CUDALibraries are extra folders (colon-separated) to search for the
 	// CUDA libraries.
 	CUDALibraries string `mapstructure:"cuda_libraries"`
+	// GenerationDType is float32 or float16: with float16, generation
+	// (predict, RL rollouts, serve) runs its MatMuls over float16 copies of
+	// the weights (lm.LoadOptions.Half); training keeps float32 weights.
+	GenerationDType string `mapstructure:"generation_dtype"`
 }
+
+// HalfGeneration reports whether generation runs in float16
+// (runtime.generation_dtype).
+func (r RuntimeConfig) HalfGeneration() bool { return r.GenerationDType == "float16" }
 
 // Runtime is the ORT runtime the process declares (ort.Start).
 func (r RuntimeConfig) Runtime() ort.Runtime {
@@ -302,7 +310,7 @@ func DefaultRunConfig() RunConfig {
 	return RunConfig{
 		Out:       "out/run",
 		Seed:      1,
-		Runtime:   RuntimeConfig{Provider: "cpu"},
+		Runtime:   RuntimeConfig{Provider: "cpu", GenerationDType: "float32"},
 		Log:       LogConfig{Format: "auto"},
 		Tokenizer: TokenizerConfig{ChatTemplate: "auto"},
 		Data:      DataConfig{Scheme: "user"},
@@ -477,6 +485,11 @@ func (r RuntimeConfig) Validate() error {
 	}
 	if r.Device < 0 {
 		return fmt.Errorf("runtime.device: %d: want a CUDA device ordinal ≥ 0", r.Device)
+	}
+	switch r.GenerationDType {
+	case "", "float32", "float16":
+	default:
+		return fmt.Errorf("--generation-dtype (runtime.generation_dtype) %q: want float32 or float16", r.GenerationDType)
 	}
 	return nil
 }

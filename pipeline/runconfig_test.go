@@ -107,6 +107,7 @@ func TestRunConfigValidate(t *testing.T) {
 		"no policy":        {func(c *RunConfig) { c.Policy.Dir = "" }, "policy: set policy.dir"},
 		"gold on LaMP":     {func(c *RunConfig) { c.Teacher.Kind = TeacherGold }, "teacher.kind: gold"},
 		"bad provider":     {func(c *RunConfig) { c.Runtime.Provider = "tpu" }, "runtime.provider"},
+		"bad dtype":        {func(c *RunConfig) { c.Runtime.GenerationDType = "bfloat16" }, "runtime.generation_dtype"},
 		"rl stage":         {func(c *RunConfig) { c.Stages.RL = []RLStage{{Name: "g", Reward: "guided", Steps: 1}} }, "stages.rl[0]"},
 		"predict rl":       {func(c *RunConfig) { c.Stages.Predict.Models = []string{"base", "rl"} }, `stages.predict.models: "rl": no RL stage`},
 		"unknown reward": {func(c *RunConfig) {

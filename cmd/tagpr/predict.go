@@ -122,6 +122,7 @@ func (f *predictFileFlags) options() (pipeline.PredictFileOptions, error) {
 	}
 	p := runCfg.Stages.Predict
 	return pipeline.PredictFileOptions{Task: t, Questions: f.questions, Out: f.out, Taxonomy: tx, ChatTemplate: runCfg.Tokenizer.ChatTemplate, Shard: sh,
+		Half: runCfg.Runtime.HalfGeneration(),
 		Eval: pipeline.EvalOptions{Batch: p.Batch, MaxNewTokens: p.MaxNewTokens, Prompt: pipeline.PromptOptions{TopK: runCfg.Retrieval.TopK,
 			Retrieval: runCfg.Retrieval.Method, MaxTokens: runCfg.Retrieval.MaxPromptTokens}}}, nil
 }
