@@ -132,3 +132,25 @@ func TestConfigPredictMergeFastDevRunNamesItsFolder(t *testing.T) {
 		t.Fatalf("nothing merged in %s", want)
 	}
 }
+
+// runtime.generation_dtype: a value other than float32 or float16 is
+// refused naming the key; float16 predicts, and the run folder's stamp
+// then refuses the same stage in float32.
+func TestConfigPredictGenerationDType(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "run")
+	cfg := predictConfig(t, dir, out)
+	env := runtimeEnv(t)
+	if _, stderr, err := runTagpr(t, dir, env, "predict", "-c", cfg, "--generation-dtype", "bfloat16"); err == nil || !strings.Contains(stderr, "runtime.generation_dtype") {
+		t.Fatalf("bfloat16: err %v\n%s", err, stderr)
+	}
+	if _, stderr, err := runTagpr(t, dir, env, "predict", "-c", cfg, "--fast-dev-run", "--generation-dtype", "float16"); err != nil {
+		t.Fatalf("float16: %v\n%s", err, stderr)
+	}
+	if files, _ := filepath.Glob(filepath.Join(out, "fast_dev_run", "predictions", "base", "*_*.json")); len(files) == 0 {
+		t.Fatal("float16 predict wrote no predictions")
+	}
+	if _, stderr, err := runTagpr(t, dir, env, "predict", "-c", cfg, "--fast-dev-run"); err == nil || !strings.Contains(stderr, "generation_dtype") {
+		t.Fatalf("float32 over the float16 stage: err %v\n%s", err, stderr)
+	}
+}
