@@ -161,3 +161,30 @@ func TestChainsFromServeTeacher(t *testing.T) {
 	}
 	stopServe(t, cmd, serr)
 }
+
+// `serve --generation-dtype float16` serves from float16 MatMuls (the
+// batcher over a float16 model); another dtype fails at start naming the key.
+func TestServeFloat16(t *testing.T) {
+	dir := qwenModelDir(t)
+	if _, stderr, err := runTagpr(t, ".", nil, "serve", "--model", dir, "--tokenizer", "qwen3-tokenizer", "--generation-dtype", "fp8"); err == nil || !strings.Contains(stderr, "runtime.generation_dtype") {
+		t.Fatalf("serve --generation-dtype fp8: %v\n%s", err, stderr)
+	}
+	cmd, url, serr := startServe(t, "--model", dir, "--tokenizer", "qwen3-tokenizer", "--generation-dtype", "float16")
+	body, _ := json.Marshal(map[string]any{"model": "qwen-tiny", "temperature": 0, "max_tokens": 6, "logprobs": true,
+		"messages": []map[string]string{{"role": "user", "content": "Hello there"}}})
+	resp, err := http.Post(url+"/chat/completions", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var chat struct {
+		Choices []struct {
+			FinishReason string `json:"finish_reason"`
+		} `json:"choices"`
+	}
+	json.NewDecoder(resp.Body).Decode(&chat)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || len(chat.Choices) != 1 || chat.Choices[0].FinishReason == "" {
+		t.Errorf("float16 serve answered %d %+v\n%s", resp.StatusCode, chat, serr.String())
+	}
+	stopServe(t, cmd, serr)
+}
