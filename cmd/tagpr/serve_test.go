@@ -54,21 +54,9 @@ func TestServeMatchesModelGenerate(t *testing.T) {
 	}
 
 	cmd, url, serr := startServe(t, "--model", dir, "--tokenizer", "qwen3-tokenizer")
-	body, _ := json.Marshal(map[string]any{"model": "qwen-tiny", "temperature": 0, "max_tokens": 12,
-		"messages": []map[string]string{{"role": "user", "content": "Hello there"}}})
-	resp, err := http.Post(url+"/chat/completions", "application/json", bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var chat struct {
-		Choices []struct {
-			Message struct{ Content string } `json:"message"`
-		} `json:"choices"`
-	}
-	json.NewDecoder(resp.Body).Decode(&chat)
-	resp.Body.Close()
-	if resp.StatusCode != 200 || len(chat.Choices) != 1 || chat.Choices[0].Message.Content != text {
-		t.Errorf("serve answered %d %+v; model generate %q", resp.StatusCode, chat, text)
+	status, chat := chatHello(t, url, 12)
+	if status != 200 || len(chat.Choices) != 1 || chat.Choices[0].Message.Content != text {
+		t.Errorf("serve answered %d %+v; model generate %q", status, chat, text)
 	}
 	stopServe(t, cmd, serr)
 }
@@ -170,21 +158,32 @@ func TestServeFloat16(t *testing.T) {
 		t.Fatalf("serve --generation-dtype fp8: %v\n%s", err, stderr)
 	}
 	cmd, url, serr := startServe(t, "--model", dir, "--tokenizer", "qwen3-tokenizer", "--generation-dtype", "float16")
-	body, _ := json.Marshal(map[string]any{"model": "qwen-tiny", "temperature": 0, "max_tokens": 6, "logprobs": true,
+	status, chat := chatHello(t, url, 6)
+	if status != 200 || len(chat.Choices) != 1 || chat.Choices[0].FinishReason == "" {
+		t.Errorf("float16 serve answered %d %+v\n%s", status, chat, serr.String())
+	}
+	stopServe(t, cmd, serr)
+}
+
+// helloChat is a chat completion's answer, as the serve tests read it.
+type helloChat struct {
+	Choices []struct {
+		Message      struct{ Content string } `json:"message"`
+		FinishReason string                   `json:"finish_reason"`
+	} `json:"choices"`
+}
+
+// chatHello asks the served qwen-tiny, greedily, to answer "Hello there".
+func chatHello(t *testing.T, url string, maxTokens int) (int, helloChat) {
+	t.Helper()
+	body, _ := json.Marshal(map[string]any{"model": "qwen-tiny", "temperature": 0, "max_tokens": maxTokens,
 		"messages": []map[string]string{{"role": "user", "content": "Hello there"}}})
 	resp, err := http.Post(url+"/chat/completions", "application/json", bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var chat struct {
-		Choices []struct {
-			FinishReason string `json:"finish_reason"`
-		} `json:"choices"`
-	}
+	defer resp.Body.Close()
+	var chat helloChat
 	json.NewDecoder(resp.Body).Decode(&chat)
-	resp.Body.Close()
-	if resp.StatusCode != 200 || len(chat.Choices) != 1 || chat.Choices[0].FinishReason == "" {
-		t.Errorf("float16 serve answered %d %+v\n%s", resp.StatusCode, chat, serr.String())
-	}
-	stopServe(t, cmd, serr)
+	return resp.StatusCode, chat
 }
