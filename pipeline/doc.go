@@ -19,6 +19,8 @@
 //	sft/, prmu/, rl/NAME/                models, checkpoints, logs, rollouts/*.parquet,
 //	                                     TensorBoard event files (events.out.tfevents.*)
 //	predictions/MODEL/TASK_SPLIT.{json,parquet}   LaMP outputs format, and rows
+//	                                     (parts in TASK_SPLIT.parquet.parts/ until merged;
+//	                                     RunOptions.Shard splits them over workers)
 //	eval/TASK_SPLIT.json                 every model and rule on the same examples, with intervals
 //	report.{html,md,json}, metrics.json  rebuilt from the folder (docs/report.md)
 //

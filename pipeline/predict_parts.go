@@ -59,13 +59,17 @@ func predictFileSettings(o PredictFileOptions) map[string]any {
 // predictBatches generates this shard's batches of exs (FanOut.RunBatches:
 // the batches an unsharded run makes, so the same completions) and writes
 // each as a part.
-func predictBatches(ctx context.Context, p Policy, o PredictFileOptions, exs []datasets.Example) (FanOutStats, error) {
+func predictBatches(ctx context.Context, open func() (Policy, error), o PredictFileOptions, exs []datasets.Example) (FanOutStats, error) {
 	eo := o.Eval
 	eo.Examples = 0
 	fo := FanOut[datasets.Example, datasets.Prediction]{Name: StagePredict, In: o.Questions, Out: predictionRows(o.Out),
 		Shard: o.Shard, Batch: eo.Batch, ID: func(e *datasets.Example) string { return e.ID },
 		Create: datasets.CreatePredictions, Progress: o.Progress,
 		Work: func(ctx context.Context, task *datasets.Task, batch []datasets.Example) ([]datasets.Prediction, error) {
+			p, err := open()
+			if err != nil {
+				return nil, err
+			}
 			preds, _, err := PredictExamples(ctx, p, task, "predict", batch, o.Taxonomy, eo)
 			return preds, err
 		}}
@@ -82,12 +86,17 @@ func MergePredictions(o PredictFileOptions) (int, error) {
 	if o.Task == nil || o.Questions == "" || o.Out == "" {
 		return 0, fmt.Errorf("predict merge: task, questions and out are required")
 	}
+	exs, err := readQuestions(o)
+	if err != nil {
+		return 0, err
+	}
+	return mergePredictionParts(o, exs)
+}
+
+// mergePredictionParts is MergePredictions for the questions exs.
+func mergePredictionParts(o PredictFileOptions, exs []datasets.Example) (int, error) {
 	rows := predictionRows(o.Out)
 	n, err := datasets.AssembleInOrder(rows, func() (*datasets.InputOrder, error) {
-		exs, err := readQuestions(o)
-		if err != nil {
-			return nil, err
-		}
 		order := datasets.NewInputOrder(o.Questions)
 		for i := range exs {
 			if err := order.Add(exs[i].ID); err != nil {

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/tagpr/tagpr/datasets"
 	"github.com/tagpr/tagpr/onnx/lm"
 	"github.com/tagpr/tagpr/onnx/lock"
 	"github.com/tagpr/tagpr/onnx/ort"
@@ -40,6 +41,10 @@ type RunOptions struct {
 	// Progress hears of every stage's steps (Task "sft", "prmu", "rl NAME",
 	// "chains") and notes.
 	Progress train.ProgressFunc
+	// Shard, with Count > 1, runs the predict stage alone as one worker of
+	// several (run_shard.go); MergeShards assembles their parts.
+	Shard       datasets.Shard
+	MergeShards bool
 }
 
 // Plan lists a config's stages in run order.
@@ -81,14 +86,18 @@ func Run(ctx context.Context, cfg RunConfig, o RunOptions) (*Report, error) {
 	if err := r.checkStamps(); err != nil {
 		return nil, err
 	}
-	// One run per folder: a second process is refused, naming the first.
-	lk, err := train.LockRunDir(cfg.Out)
+	// One run per folder: a second process is refused, naming the first
+	// (predict's shard workers share it, see lockRun).
+	lk, err := r.lockRun(ctx, o)
 	if err != nil {
 		return nil, err
 	}
 	defer lk.Unlock()
 	if err := r.prepare(ctx); err != nil {
 		return nil, err
+	}
+	if r.sharded() {
+		lk.Unlock()
 	}
 	var rep *Report
 	for _, s := range plan {
@@ -136,6 +145,9 @@ type runEnv struct {
 	flat   map[string]any // the config, flattened
 	prmu   *rewardmodel.PRMU
 	events *runEvents // TensorBoard files of the training stages
+
+	shard       datasets.Shard // predict's worker (run_shard.go)
+	mergeShards bool
 }
 
 // openRun validates cfg and checks every input file before any work.

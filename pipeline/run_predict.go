@@ -38,6 +38,10 @@ func (r *runEnv) evalOptions() EvalOptions {
 // predict writes every listed model's greedy predictions for every task
 // and split, one file pair per model, task and split (the JSON last: its
 // presence marks the pair done); predictions/MODEL/done.json ends a model.
+// Each file is made as PredictFile makes one: batches of the examples
+// written as parts (a killed run resumes), then assembled. A shard worker
+// (run_shard.go) writes only its shard's parts and leaves the assembly to
+// the merge, which generates nothing.
 func (r *runEnv) predict(ctx context.Context) error {
 	splits := r.cfg.Stages.Predict.Splits
 	if len(splits) == 0 {
@@ -52,8 +56,26 @@ func (r *runEnv) predict(ctx context.Context) error {
 		if exists(done) {
 			continue
 		}
+		// The model is opened only when a batch needs it (a resumed run or a
+		// merge may have none to generate).
 		var pol *Policy
+		open := func() (Policy, error) {
+			if pol == nil {
+				p, err := r.openModel(m)
+				if err != nil {
+					return Policy{}, fmt.Errorf("predict with %s: %w", m, err)
+				}
+				pol = &p
+			}
+			return *pol, nil
+		}
+		defer func() {
+			if pol != nil {
+				pol.Model.Close()
+			}
+		}()
 		var files []string
+		merged := true
 		for _, td := range r.data.Tasks {
 			for _, split := range splits {
 				exs := td.Splits[split]
@@ -65,28 +87,28 @@ func (r *runEnv) predict(ctx context.Context) error {
 				if exists(base + ".json") {
 					continue
 				}
-				if pol == nil {
-					p, err := r.openModel(m)
-					if err != nil {
-						return fmt.Errorf("predict with %s: %w", m, err)
+				o := PredictFileOptions{Task: td.Task, Questions: fmt.Sprintf("the %s %s examples", td.Task.Name, split), Out: base + ".json",
+					Taxonomy: r.tx, Eval: r.evalOptions(), Shard: r.shard}
+				if n := o.Eval.Examples; n > 0 && n < len(exs) {
+					exs = exs[:n]
+				}
+				if !r.mergeShards {
+					note(r.h, StagePredict, "%s: %s on %d %s examples%s", m, td.Task.Name, len(exs), split, shardNote(r.shard))
+					if _, err := predictBatches(ctx, open, o, exs); err != nil {
+						return err
 					}
-					defer p.Model.Close()
-					pol = &p
 				}
-				o := r.evalOptions()
-				n := len(exs)
-				if o.Examples > 0 {
-					n = min(n, o.Examples)
+				if r.shard.Count > 1 {
+					merged = false
+					continue
 				}
-				note(r.h, StagePredict, "%s: %s on %d %s examples", m, td.Task.Name, n, split)
-				preds, _, err := PredictExamples(ctx, *pol, td.Task, split, exs, r.tx, o)
-				if err != nil {
-					return err
-				}
-				if err := writePredictions(base, td.Task, preds); err != nil {
+				if _, err := mergePredictionParts(o, exs); err != nil {
 					return err
 				}
 			}
+		}
+		if !merged {
+			continue
 		}
 		if err := writeJSON(done, map[string]any{"model": m, "dir": r.modelDir(m), "files": files}); err != nil {
 			return err
@@ -95,13 +117,11 @@ func (r *runEnv) predict(ctx context.Context) error {
 	return nil
 }
 
-// writePredictions writes base.parquet (prediction rows) and then
-// base.json, the same answers in LaMP's outputs format.
-func writePredictions(base string, task *datasets.Task, preds []datasets.Prediction) error {
-	if err := datasets.WriteRows(base+".parquet", preds, datasets.CreatePredictions); err != nil {
-		return err
+func shardNote(sh datasets.Shard) string {
+	if sh.Count > 1 {
+		return " (shard " + sh.String() + ")"
 	}
-	return datasets.ExportPredictions(base+".parquet", task, base+".json")
+	return ""
 }
 
 // PredictFileOptions is one model folder's predictions on one LaMP
@@ -167,7 +187,8 @@ func PredictFile(ctx context.Context, o PredictFileOptions) (PredictStats, error
 		return st, fmt.Errorf("predict: %w", err)
 	}
 	defer m.Close()
-	if st.FanOutStats, err = predictBatches(ctx, Policy{Model: m, Tok: tok, Name: o.Model, EOS: eos}, o, exs); err != nil || o.Shard.Count > 1 {
+	pol := Policy{Model: m, Tok: tok, Name: o.Model, EOS: eos}
+	if st.FanOutStats, err = predictBatches(ctx, func() (Policy, error) { return pol, nil }, o, exs); err != nil || o.Shard.Count > 1 {
 		return st, err
 	}
 	if st.Predictions, err = MergePredictions(o); err != nil {

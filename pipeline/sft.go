@@ -103,6 +103,11 @@ func TrainSFT(ctx context.Context, model *onnxpb.ModelProto, data []Sequence, pa
 			}
 			progress.Report(p)
 		}}
+	// On a GPU, weights and AdamW moments stay on the device between steps.
+	if loop.Device, err = train.DeviceTrainerFor(tr, cfg.Session); err != nil {
+		return nil, fmt.Errorf("sft: %w", err)
+	}
+	defer loop.Device.Close()
 	st, err := loop.Run(ctx)
 	var mm *train.SettingsMismatchError
 	if errors.As(err, &mm) {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
 
@@ -13,10 +14,12 @@ func init() {
 	var o stageFlags
 	var f predictFileFlags
 	c := &cobra.Command{
-		Use:   "predict [-c FILE] | predict --model DIR --task N --questions FILE --out FILE [--shard i/N|auto]",
+		Use:   "predict [-c FILE] [--shard i/N|auto] | predict --model DIR --task N --questions FILE --out FILE [--shard i/N|auto]",
 		Short: "Greedy predictions in LaMP's outputs format: the config's predict stage, or one model folder on one questions file",
 		Long: "Without --model: runs the config's predict stage (every listed model on every task and split, in\n" +
-			"OUT/predictions/MODEL/TASK_SPLIT.{json,parquet}).\n\n" +
+			"OUT/predictions/MODEL/TASK_SPLIT.{json,parquet}). With --shard i/N|auto it is one of N workers sharing\n" +
+			"OUT: each generates its shard's batches of every file, as below, and `tagpr predict merge -c FILE`\n" +
+			"assembles them (the same bytes as one process) and marks the stage done for eval.\n\n" +
 			"With --model: renders each question of --questions through the model folder's chat template\n" +
 			"(tokenizer.json and tokenizer_config.json beside model.onnx), with the profile items retrieval picks and\n" +
 			"the instruction the recipe trains on, generates greedily, extracts the text of the <answer> element\n" +
@@ -32,10 +35,20 @@ func init() {
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if f.model == "" {
-				if f.task != "" || f.questions != "" || f.out != "" || f.shard != "" {
-					return fmt.Errorf("--task, --questions, --out and --shard go with --model")
+				if f.task != "" || f.questions != "" || f.out != "" {
+					return fmt.Errorf("--task, --questions and --out go with --model")
 				}
-				return runStages(cmd, o, pipeline.StagePredict)
+				sh, err := datasets.ParseShardFlag(f.shard)
+				if err != nil {
+					return err
+				}
+				if err := runStagesWith(cmd, o, pipeline.RunOptions{Only: []string{pipeline.StagePredict}, Shard: sh}); err != nil {
+					return err
+				}
+				if sh.Count > 1 {
+					fmt.Fprintf(cmd.OutOrStdout(), "predict: shard %s done; when every shard is done: tagpr predict merge -c %s\n", sh, cfgSource)
+				}
+				return nil
 			}
 			if f.task == "" || f.questions == "" || f.out == "" {
 				return fmt.Errorf("--model needs --task, --questions and --out")
@@ -111,15 +124,29 @@ func (f *predictFileFlags) options() (pipeline.PredictFileOptions, error) {
 
 func predictMergeCmd() *cobra.Command {
 	var f predictFileFlags
+	var o stageFlags
 	c := &cobra.Command{
-		Use:   "merge --task N --questions FILE --out FILE",
+		Use:   "merge --task N --questions FILE --out FILE | merge -c FILE",
 		Short: "Assemble the parts every `predict --shard` worker wrote into OUT.parquet and OUT (LaMP's outputs format)",
 		Long: `Writes OUT.parquet from OUT.parquet.parts/ (the parts of every ` + "`predict --model … --shard`" + ` worker), in the
 questions' order, then OUT in LaMP's outputs format, and removes the parts: the same bytes as one unsharded
 run. Refuses while any question has no prediction (a worker still running or failed: run it again, it redoes
-only its missing batches). Give it the workers' --task, --questions, --out and config.`,
+only its missing batches). Give it the workers' --task, --questions, --out and config.
+
+With only -c FILE: assembles the parts of every file of the config's predict stage that ` + "`tagpr predict -c FILE --shard`" + `
+workers wrote (generating nothing) and marks each model done for eval.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if f.task == "" && f.questions == "" && f.out == "" {
+				if err := runStagesWith(cmd, o, pipeline.RunOptions{Only: []string{pipeline.StagePredict}, MergeShards: true}); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "predict: every shard's predictions merged in %s\n", filepath.Join(runCfg.Out, "predictions"))
+				return nil
+			}
+			if f.task == "" || f.questions == "" || f.out == "" {
+				return fmt.Errorf("predict merge: give --task, --questions and --out (one file), or none of them (the config's predict stage)")
+			}
 			po, err := f.options()
 			if err != nil {
 				return err
@@ -133,8 +160,6 @@ only its missing batches). Give it the workers' --task, --questions, --out and c
 		},
 	}
 	f.addFlags(c)
-	for _, r := range []string{"task", "questions", "out"} {
-		c.MarkFlagRequired(r)
-	}
+	addStageFlags(c, &o, "")
 	return c
 }

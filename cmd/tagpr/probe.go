@@ -54,6 +54,8 @@ flags and compare with ` + "`tagpr model probe-compare`" + ` (scripts/gpu/check.
 	f.IntVar(&o.SeqLen, "seq-len", 64, "training sequence length")
 	f.IntVar(&o.TrainSteps, "train-steps", 3, "timed training steps after the recorded one (-1: no training)")
 	f.Uint64Var(&o.Seed, "seed", 1, "seed of the token ids")
+	f.BoolVar(&o.DeviceResident, "device-resident", false, "run generation and the timed training steps on the device-resident paths (automatic with --provider cuda) and record the bytes crossing per step")
+	f.BoolVar(&o.Half, "half", false, "also generate with float16 MatMuls and compare with float32 (models under 1 GiB)")
 	c.MarkFlagRequired("out")
 	return c
 }
@@ -88,5 +90,6 @@ func modelProbeCompareCmd() *cobra.Command {
 	f.Float64Var(&tol.Logits, "logits-tol", 1e-3, "largest accepted |Δ| of any logit")
 	f.Float64Var(&tol.Grads, "grad-tol", 1e-3, "largest accepted |Δ| of a gradient element, relative to that gradient's largest element")
 	f.Float64Var(&tol.Loss, "loss-tol", 1e-4, "largest accepted relative |Δ| of the training loss")
+	f.Float64Var(&tol.Half, "half-tol", 0.02, "largest accepted |Δ| of a float16 logit from float32, relative to the largest logit (probes run with --half)")
 	return c
 }

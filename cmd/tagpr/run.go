@@ -25,6 +25,12 @@ func addStageFlags(c *cobra.Command, o *stageFlags, outFlag string) {
 // runStages runs the loaded config's stages (only: just these) and prints
 // the report when one was made.
 func runStages(cmd *cobra.Command, o stageFlags, only ...string) error {
+	return runStagesWith(cmd, o, pipeline.RunOptions{Only: only})
+}
+
+// runStagesWith is runStages with more of the pipeline's options (Only
+// included): predict's shard workers and their merge.
+func runStagesWith(cmd *cobra.Command, o stageFlags, ro pipeline.RunOptions) error {
 	cfg := runCfg
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("config %s: %w", cfgSource, err)
@@ -35,9 +41,10 @@ func runStages(cmd *cobra.Command, o stageFlags, only ...string) error {
 	if err := initRuntime(); err != nil {
 		return err
 	}
-	rep, err := pipeline.Run(cmd.Context(), cfg, pipeline.RunOptions{Only: only, Progress: reporter("loss", "learning_rate", "pair_accuracy", "reward", "completions/mean_length", "kl", "rows",
+	ro.Progress = reporter("loss", "learning_rate", "pair_accuracy", "reward", "completions/mean_length", "kl", "rows",
 		// which weighted reward drives learning (grpo.Contribution)
-		"rewards/task/signal", "rewards/tag/signal", "rewards/prmu/signal")})
+		"rewards/task/signal", "rewards/tag/signal", "rewards/prmu/signal")
+	rep, err := pipeline.Run(cmd.Context(), cfg, ro)
 	if err != nil {
 		return err
 	}

@@ -123,13 +123,15 @@ func stopServe(t *testing.T, cmd *exec.Cmd, serr *bytes.Buffer) {
 // chains that pass the filter; this one is a real model (random weights), so
 // every chain is asked for (max_tokens within the fixture's 1024-token context), recorded with the served model as its teacher
 // and judged (none kept): the client and the server speak the same API.
+// Greedy (temperature 0): sampled, this random model now and then drew EOS
+// first and answered an empty chain.
 func TestChainsFromServeTeacher(t *testing.T) {
 	policy, _ := filepath.Abs(policyFixture)
 	cmd, url, serr := startServe(t, "--model", policy, "--served-model-name", "teacher-under-test")
 	dir := t.TempDir()
 	out := filepath.Join(dir, "run")
 	cfg := writeConfig(t, dir, "lamp.yaml", strings.Replace(lampConfig(t, out, strings.TrimSuffix(url, "/v1")),
-		"model: test-teacher", "model: teacher-under-test\n  max_tokens: 64", 1))
+		"model: test-teacher", "model: teacher-under-test\n  max_tokens: 64\n  temperature: 0", 1))
 	stdout, stderr, err := runTagpr(t, dir, runtimeEnv(t), "chains", "-c", cfg)
 	if err != nil {
 		t.Fatalf("tagpr chains with a tagpr serve teacher: %v\n%s%s\nserve: %s", err, stdout, stderr, serr.String())

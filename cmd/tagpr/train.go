@@ -244,6 +244,11 @@ func runTrainLM(ctx context.Context, cmd *cobra.Command, o trainLMOptions) error
 		fmt.Fprintf(cmd.ErrOrStderr(), "resuming from step %d in %s\n", st.Step, ckDir)
 		bar.done = st.Step
 	}
+	// On a GPU, weights and AdamW moments stay on the device between steps.
+	if loop.Device, err = train.DeviceTrainerFor(tr, opts.Session); err != nil {
+		return fmt.Errorf("train lm %s: %w", modelPath, err)
+	}
+	defer loop.Device.Close()
 	st, err := loop.Run(ctx)
 	bar.Finish()
 	if err != nil {

@@ -27,6 +27,7 @@ type loraSpec struct {
 	B, T      int64
 	Recompute bool
 	Steps     int
+	NoArena   bool
 }
 
 // loraResult is what the child reports.
@@ -68,7 +69,9 @@ func loraChild(js string) (any, error) {
 	stage("gc")
 	est := train.EstimateMemory(tg)
 	r.Estimate, r.Parts = est.Total(), est.String()
-	tr, err := train.NewTrainer(tg, train.TrainerOptions{Schedule: train.Schedule{Peak: 1e-4}})
+	to := train.TrainerOptions{Schedule: train.Schedule{Peak: 1e-4}}
+	to.Session.NoMemArena = s.NoArena
+	tr, err := train.NewTrainer(tg, to)
 	if err != nil {
 		return r, err
 	}
@@ -109,14 +112,15 @@ func loraChild(js string) (any, error) {
 // (random weights, written and imported by import-hf; 151,936-token
 // vocabulary) at batch 4 × 1024 tokens with activation recomputation, in a
 // child process: peak RSS against EstimateMemory, tokens/s of a step.
-// TAGPR_QWEN_LORA=BxT[,plain][,dry] runs another shape (plain: no
-// recomputation; dry: build and estimate only, no step).
+// TAGPR_QWEN_LORA=BxT[,plain][,dry][,noarena] runs another shape (plain: no
+// recomputation; dry: build and estimate only, no step; noarena: ORT's CPU
+// memory arena off).
 func BenchmarkQwen05BLoRA(b *testing.B) {
 	spec := loraSpec{B: 4, T: 1024, Recompute: true, Steps: 1}
 	if v := os.Getenv("TAGPR_QWEN_LORA"); v != "" {
 		parts := strings.Split(v, ",")
 		if _, err := fmt.Sscanf(parts[0], "%dx%d", &spec.B, &spec.T); err != nil {
-			b.Fatalf("TAGPR_QWEN_LORA=%q: want BxT[,plain][,dry]", v)
+			b.Fatalf("TAGPR_QWEN_LORA=%q: want BxT[,plain][,dry][,noarena]", v)
 		}
 		for _, p := range parts[1:] {
 			switch p {
@@ -124,6 +128,8 @@ func BenchmarkQwen05BLoRA(b *testing.B) {
 				spec.Recompute = false
 			case "dry":
 				spec.Steps = 0
+			case "noarena":
+				spec.NoArena = true
 			default:
 				b.Fatalf("TAGPR_QWEN_LORA=%q: unknown %q", v, p)
 			}
@@ -147,7 +153,7 @@ func BenchmarkQwen05BLoRA(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	b.Logf("%d×%d, recompute %v: %s\n%s", spec.B, spec.T, spec.Recompute, r.Parts, log)
+	b.Logf("%d×%d, recompute %v, arena off %v: %s\n%s", spec.B, spec.T, spec.Recompute, spec.NoArena, r.Parts, log)
 	b.ReportMetric(float64(imp.Params)/1e6, "Mparams")
 	b.ReportMetric(float64(r.PeakRSS)/(1<<30), "peak_rss_GiB")
 	b.ReportMetric(float64(r.Estimate)/(1<<30), "estimate_GiB")

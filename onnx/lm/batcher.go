@@ -469,7 +469,7 @@ func (b *Batcher) join(ctx context.Context, jobs []*job) {
 		for k, i := range src {
 			copy(b.first[k*V:(k+1)*V], logits[(i*lastT+lastT-1)*V:(i*lastT+lastT)*V])
 		}
-		err = b.pick(fresh, b.first)
+		err = b.pick(pre, fresh, b.first)
 	}
 	b.m.mu.Unlock()
 	b.c.prefills.Add(1)
@@ -506,9 +506,13 @@ func (b *Batcher) step(ctx context.Context) {
 	}
 	var d time.Duration
 	b.m.mu.Lock()
+	if !b.m.separateHead {
+		hq := b.headReq(b.rows)
+		b.run.head = &hq
+	}
 	logits, _, err := b.run.forward(ctx, 1, 1, &d)
 	if err == nil {
-		err = b.pick(b.rows, logits)
+		err = b.pick(b.run, b.rows, logits)
 	}
 	b.m.mu.Unlock()
 	b.c.steps.Add(1)
@@ -540,34 +544,34 @@ func (b *Batcher) dropRows(leave func(*seqRow) bool) {
 	}
 }
 
-// pick chooses each row's next token from logits [len(rows), V] (under
-// m.mu: the decode heads are the model's). All-greedy batches use the same
-// head as Generate; mixed ones one head with a temperature per row.
-func (b *Batcher) pick(rows []*seqRow, logits []float32) error {
-	B, V := len(rows), b.m.Layout.Vocab
+// headReq is the decode head rows need: all-greedy batches the same as
+// Generate's, mixed ones a temperature per row.
+func (b *Batcher) headReq(rows []*seqRow) graphHeadReq {
 	greedy, wantLP := true, false
 	for _, r := range rows {
 		greedy = greedy && r.j.req.Greedy()
 		wantLP = wantLP || r.j.req.LogProbs || r.j.req.TopLogProbs > 0
 	}
-	var h *head
-	var err error
 	if greedy {
-		if h, err = b.m.headFor(headKind{logProbs: wantLP}); err == nil {
-			err = h.run(logits, B, 1)
-		}
-	} else {
-		if h, err = b.m.headFor(headKind{sample: true, tempered: true, perRow: true, logProbs: wantLP}); err == nil {
-			b.invT = grow(b.invT, B)
-			for i, r := range rows {
-				b.invT[i] = 1
-				if !r.j.req.Greedy() {
-					b.invT[i] = float32(1 / r.j.req.Temperature)
-				}
-			}
-			err = h.runRows(logits, B, b.invT)
+		return graphHeadReq{kind: headKind{logProbs: wantLP}, inv: 1}
+	}
+	b.invT = grow(b.invT, len(rows))
+	for i, r := range rows {
+		b.invT[i] = 1
+		if !r.j.req.Greedy() {
+			b.invT[i] = float32(1 / r.j.req.Temperature)
 		}
 	}
+	return graphHeadReq{kind: headKind{sample: true, tempered: true, perRow: true, logProbs: wantLP}, rowInv: b.invT}
+}
+
+// pick chooses each row's next token from logits [len(rows), V], the last
+// run of g (under m.mu: the decode heads are the model's): from that run's
+// in-graph head when it computed one, else from the separate head.
+func (b *Batcher) pick(g *gen, rows []*seqRow, logits []float32) error {
+	B, V := len(rows), b.m.Layout.Vocab
+	var head time.Duration
+	h, err := b.m.lastHead(g, b.headReq(rows), logits, B, &head)
 	if err != nil {
 		return err
 	}

@@ -33,6 +33,17 @@ func testConfigs() map[string]Config {
 
 func buildModel(t testing.TB, c Config) *Model {
 	t.Helper()
+	hc := &HFConfig{}
+	raw := HFConfigFor(c)
+	hc.MaxPositions = c.MaxPositions
+	hc.VocabSize = raw["vocab_size"].(int)
+	hc.EOSTokenID = TokenIDs{c.EOS}
+	return loadBuilt(t, c, LoadOptions{Config: hc, Session: ort.Options{IntraOpThreads: 1}})
+}
+
+// loadBuilt builds c and loads it with opts; the model closes with the test.
+func loadBuilt(t testing.TB, c Config, opts LoadOptions) *Model {
+	t.Helper()
 	pm, err := Build(c)
 	if err != nil {
 		t.Fatal(err)
@@ -41,12 +52,7 @@ func buildModel(t testing.TB, c Config) *Model {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hc := &HFConfig{}
-	raw := HFConfigFor(c)
-	hc.MaxPositions = c.MaxPositions
-	hc.VocabSize = raw["vocab_size"].(int)
-	hc.EOSTokenID = TokenIDs{c.EOS}
-	m, err := LoadBytes(b, string(c.Arch)+" test model", LoadOptions{Config: hc, Session: ort.Options{IntraOpThreads: 1}})
+	m, err := LoadBytes(b, string(c.Arch)+" test model", opts)
 	if err != nil {
 		t.Fatal(err)
 	}

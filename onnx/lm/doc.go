@@ -38,18 +38,29 @@
 // reads and writes in turn, so no cache tensor is copied by Go; finished
 // sequences are dropped from the batch. Loading adds a logits_to_keep input
 // to the graph (keep.go) so that only the last position is projected onto
-// the vocabulary, and a small second session, the decode head (head.go),
-// does the per-token work over the vocabulary (row max, softmax,
-// log-softmax) in ORT's vectorized kernels. The head has no thread pool of
-// its own (two pools on the same cores took turns instead of working): its
-// rows, and the token picks, are split over as many goroutines as the model
-// has threads.
+// the vocabulary, and the decode head (headgraph.go): the per-token work
+// over the vocabulary (row max, softmax, log-softmax) in ORT's vectorized
+// kernels, computed in the model's own run behind If switches, so a step is
+// one session run on one thread pool (two pools on the same cores took turns
+// instead of working). The first token, and models too large to edit, use
+// the same ops as a small second session (head.go). The token picks are
+// split over as many goroutines as the model has threads.
 // Greedy or sampled (temperature, top-k, top-p; reproducible per seed and
 // per (prompt, sample)), NumGenerations completions per prompt, stops on EOS
 // ids, stop strings (through a caller's Detokenize: this package knows no
 // tokenizer) and MaxNewTokens, each sequence on its own, and returns each
 // token's log-probability under the model. Stats split wall time from the
 // time inside session runs.
+//
+// # Devices
+//
+// With CUDA (or LoadOptions.DeviceResident) generation keeps the cache in
+// device tensors through IO binding, rows regrouped and the attention mask
+// grown on the device, and weights uploaded once (UploadWeights) are bound
+// there for a trainer to update in place (generate_device.go): per step
+// only ids, positions and logits cross. LoadOptions.Half runs the MatMuls
+// over weights in float16, weights fed as inputs through float16 copies
+// cast on the device from the trainer's float32 masters (half.go).
 //
 // # Graph edits
 //

@@ -82,9 +82,11 @@ type Stats struct {
 	Decode          time.Duration
 	PrefillORT      time.Duration
 	DecodeORT       time.Duration
-	// Head is the time in the decode head (row max, softmax, log-softmax
-	// over the vocabulary; see head.go), part of Decode but not of the ORT
-	// fields, which time the model alone.
+	// Head is the time in the separate decode head session (row max,
+	// softmax, log-softmax over the vocabulary; see head.go), part of
+	// Decode but not of the ORT fields. When the head is in the model's
+	// graph (headgraph.go) only the first token uses it, and the decode
+	// steps' head work is in DecodeORT.
 	Head time.Duration
 	// Pick is the Go side of choosing tokens (argmax position, sampling).
 	Pick time.Duration
@@ -170,23 +172,23 @@ func (m *Model) Generate(ctx context.Context, prompts [][]int64, o GenerateOptio
 	}
 	done, active := make([]bool, B), B
 	rp := newRowPicker(B)
-	h, err := m.headFor(headKind{sample: !o.Greedy(), tempered: !o.Greedy() && o.Temperature != 1, logProbs: !o.NoLogProbs})
-	if err != nil {
-		return nil, st, err
-	}
-	invT := float32(1)
+	// The first token comes from the prefill's logits through the separate
+	// head; the decode runs compute the head in the graph when it has one.
+	hq := graphHeadReq{kind: headKind{sample: !o.Greedy(), tempered: !o.Greedy() && o.Temperature != 1, logProbs: !o.NoLogProbs}, inv: 1}
 	if !o.Greedy() {
-		invT = float32(1 / o.Temperature)
+		hq.inv = float32(1 / o.Temperature)
+	}
+	if !m.separateHead {
+		g.head = &hq
 	}
 	for step := 0; ; step++ {
 		last := m.lastLogits(logits, len(row), lastT)
-		t0 := time.Now()
-		if err := h.run(last, len(row), invT); err != nil {
+		h, err := m.lastHead(g, hq, last, len(row), &st.Head)
+		if err != nil {
 			return nil, st, err
 		}
 		t1 := time.Now()
-		st.Head += t1.Sub(t0)
-		rp.pick(h, last, V, done, o.Sampling, rngs, !o.NoLogProbs)
+		rp.pick(h, threadsOf(m.sessOpts), last, V, done, o.Sampling, rngs, !o.NoLogProbs)
 		st.Pick += time.Since(t1)
 		for r := range row {
 			if done[r] {
@@ -266,11 +268,11 @@ func newRowPicker(B int) *rowPicker {
 
 // pick fills tok and lp for the rows not done; last is the [B,V] logits the
 // head ran on.
-func (rp *rowPicker) pick(h *head, last []float32, V int, done []bool, s Sampling, rngs []*rand.Rand, withLP bool) {
-	if len(rp.pickers) < h.par {
-		rp.pickers = make([]picker, h.par)
+func (rp *rowPicker) pick(h *headOut, par int, last []float32, V int, done []bool, s Sampling, rngs []*rand.Rand, withLP bool) {
+	if len(rp.pickers) < par {
+		rp.pickers = make([]picker, par)
 	}
-	splitRows(len(done), h.par, func(k, lo, hi int) {
+	splitRows(len(done), par, func(k, lo, hi int) {
 		for r := lo; r < hi; r++ {
 			if !done[r] {
 				rp.pickRow(r, h, last, V, s, rngs[r], withLP, &rp.pickers[k])
@@ -279,7 +281,7 @@ func (rp *rowPicker) pick(h *head, last []float32, V int, done []bool, s Samplin
 	})
 }
 
-func (rp *rowPicker) pickRow(r int, h *head, last []float32, V int, s Sampling, rng *rand.Rand, withLP bool, p *picker) {
+func (rp *rowPicker) pickRow(r int, h *headOut, last []float32, V int, s Sampling, rng *rand.Rand, withLP bool, p *picker) {
 	var tok int
 	if s.Greedy() {
 		tok = argmaxAt(last[r*V:(r+1)*V], h.mx[r])
@@ -384,7 +386,7 @@ func (m *Model) checkGenerate(prompts [][]int64, o *GenerateOptions) error {
 		}
 	}
 	for _, name := range m.Layout.Extra {
-		if m.bound[name] == nil {
+		if !m.isBound(name) {
 			return fail("input %q is not part of the causal-LM layout; bind it with Model.Bind before generating", name)
 		}
 	}
@@ -412,7 +414,7 @@ func (m *Model) Forward(ctx context.Context, seqs [][]int64, pad int64) (logits 
 		return nil, nil, fmt.Errorf("forward with %s: no sequences", m.label)
 	}
 	for _, name := range m.Layout.Extra {
-		if m.bound[name] == nil {
+		if !m.isBound(name) {
 			return nil, nil, fmt.Errorf("forward with %s: input %q must be bound with Model.Bind", m.label, name)
 		}
 	}
@@ -450,6 +452,7 @@ type workspace struct {
 	ids    []int64
 	pos    []int64
 	mask   []int64
+	head   headBufs // the in-graph decode head's (headgraph.go)
 }
 
 func grow[T any](s []T, n int) []T {
@@ -465,6 +468,7 @@ func grow[T any](s []T, n int) []T {
 type gen struct {
 	m          *Model
 	ws         *workspace
+	dc         *devCache // the device-resident cache (generate_device.go), or nil
 	B, H, D, V int
 	capPos     int   // rows × positions each cache buffer holds
 	P          int   // current past length
@@ -472,11 +476,16 @@ type gen struct {
 	pad        []int // left padding per row
 	past       []*ort.Tensor[float32]
 	in, out    []ort.Value
+	head       *graphHeadReq // what the in-graph head computes (headgraph.go); nil: off
+	headRan    bool          // the last run computed it
 }
 
 // newGen starts a run of B rows in the model's own workspace whose buffers
 // hold up to capRows rows (see expand) of maxLen cache positions.
 func (m *Model) newGen(B, capRows, maxLen int) (*gen, error) {
+	if m.devs.on {
+		return m.newDeviceGen(B, capRows)
+	}
 	return m.newGenIn(&m.ws, B, capRows, capRows*maxLen)
 }
 
@@ -650,6 +659,12 @@ func (g *gen) forward(ctx context.Context, T, keep int, ortTime *time.Duration) 
 	if g.out[s.logits], err = mk([]int64{b, int64(K), int64(g.V)}, ws.logits); err != nil {
 		return nil, 0, err
 	}
+	if err := g.bindHead(B, K, &made); err != nil {
+		return nil, 0, err
+	}
+	if g.dc != nil {
+		return g.dc.run(g, S, K, ortTime)
+	}
 	next := 1 - g.cur
 	pres := make([]*ort.Tensor[float32], len(g.past))
 	n := B * g.H * S * g.D
@@ -688,6 +703,9 @@ func (g *gen) forward(ctx context.Context, T, keep int, ortTime *time.Duration) 
 // positions, so walking from the last row down never overwrites a row
 // before it is copied.
 func (g *gen) expand(G int) error {
+	if g.dc != nil {
+		return g.dc.expand(g, G)
+	}
 	blk := g.H * g.P * g.D
 	B := g.B * G
 	for i, t := range g.past {
@@ -702,13 +720,7 @@ func (g *gen) expand(G int) error {
 		t.Destroy()
 		g.past[i] = nil
 	}
-	g.pad = g.pad[:B]
-	for p := g.B - 1; p >= 0; p-- {
-		for k := G - 1; k >= 0; k-- {
-			g.pad[p*G+k] = g.pad[p]
-		}
-	}
-	g.B = B
+	g.expandPad(G)
 	for i := range g.past {
 		t, err := ort.NewTensor([]int64{int64(B), int64(g.H), int64(g.P), int64(g.D)}, g.ws.kv[g.cur][i][:B*blk])
 		if err != nil {
@@ -717,6 +729,18 @@ func (g *gen) expand(G int) error {
 		g.past[i] = t
 	}
 	return nil
+}
+
+// expandPad repeats every row's padding G times (see expand).
+func (g *gen) expandPad(G int) {
+	B := g.B * G
+	g.pad = g.pad[:B]
+	for p := g.B - 1; p >= 0; p-- {
+		for k := G - 1; k >= 0; k-- {
+			g.pad[p*G+k] = g.pad[p]
+		}
+	}
+	g.B = B
 }
 
 // expandLast returns the last-column logits of Bp rows repeated G times
@@ -738,6 +762,9 @@ func (m *Model) expandLast(logits []float32, Bp, T, G int) []float32 {
 // past tensors are re-made with the smaller batch. Later runs then skip the
 // finished sequences entirely.
 func (g *gen) compact(keep []int) error {
+	if g.dc != nil {
+		return g.dc.compact(g, keep)
+	}
 	blk := g.H * g.P * g.D
 	for i, t := range g.past {
 		buf := g.ws.kv[g.cur][i]
@@ -749,10 +776,7 @@ func (g *gen) compact(keep []int) error {
 		t.Destroy()
 		g.past[i] = nil
 	}
-	for j, r := range keep {
-		g.pad[j] = g.pad[r]
-	}
-	g.B, g.pad = len(keep), g.pad[:len(keep)]
+	g.compactPad(keep)
 	for i := range g.past {
 		t, err := ort.NewTensor([]int64{int64(g.B), int64(g.H), int64(g.P), int64(g.D)}, g.ws.kv[g.cur][i][:g.B*blk])
 		if err != nil {
@@ -763,7 +787,19 @@ func (g *gen) compact(keep []int) error {
 	return nil
 }
 
+// compactPad keeps the padding of the rows in keep (see compact).
+func (g *gen) compactPad(keep []int) {
+	for j, r := range keep {
+		g.pad[j] = g.pad[r]
+	}
+	g.B, g.pad = len(keep), g.pad[:len(keep)]
+}
+
 func (g *gen) release() {
+	if g.dc != nil {
+		g.dc.release()
+		g.dc = nil
+	}
 	for _, p := range g.past {
 		if p != nil {
 			p.Destroy()

@@ -47,20 +47,29 @@ func (k headKind) rawLogProbs() bool { return k.logProbs && (!k.sample || k.temp
 // cores busy). Instead the batch rows are split over par goroutines, each
 // running the head on its rows (an ORT session takes concurrent runs).
 type head struct {
-	kind headKind
+	headOut
 	sess *ort.Session
 	par  int // goroutines the rows are split over
 	// slots in run order
-	inLogits, inTemp  int
-	outMax, outProbs  int
-	outLogP, outSum   int
-	parts             []headPart
-	probs, logp, sums []float32
-	mx                []float32
-	invTemp           []float32
-	invTempT          *ort.Tensor[float32]
-	label             string
-	vocab             int
+	inLogits, inTemp int
+	outMax, outProbs int
+	outLogP, outSum  int
+	parts            []headPart
+	invTemp          []float32
+	invTempT         *ort.Tensor[float32]
+	label            string
+	vocab            int
+}
+
+// headOut is what a decode head computed for a batch's rows, [B] or [B,V]
+// each: the separate head session's outputs, or the model's own when the
+// head is in its graph (headgraph.go). Slices a kind does not compute are
+// stale or empty.
+type headOut struct {
+	kind        headKind
+	mx          []float32 // row max (greedy, perRow)
+	probs, sums []float32 // softmax(logits · inv_temperature), row sums (sample)
+	logp        []float32 // log-softmax of the raw logits (rawLogProbs)
 }
 
 // headPart is one goroutine's run arguments.
@@ -82,29 +91,49 @@ func buildHead(k headKind, vocab int) (*onnxpb.ModelProto, error) {
 			g.Input(headInvTemp, ir.Float, 1)
 			x = g.Op("Mul", []string{headLogits, headInvTemp})
 		}
-		g.Node("Softmax", []string{x}, []string{headProbs}, ir.AttrInt("axis", 1))
+		addSoftmaxSum(g, x, headProbs, headSum)
 		g.Output(headProbs, ir.Float, "batch", vocab)
-		// The exact row sum lets Go draw with one partial pass.
-		axes := g.AddNode(&onnxpb.NodeProto{OpType: "Constant", Output: []string{""},
-			Attribute: []ir.Attribute{ir.AttrTensor("value", ir.Vector("", int64(1)))}}).Output[0]
-		g.Node("ReduceSum", []string{headProbs, axes}, []string{headSum}, ir.AttrInt("keepdims", 1))
 		g.Output(headSum, ir.Float, "batch", 1)
 	}
 	if !k.sample || k.perRow {
-		// ReduceMax runs vectorized and threaded, ~5x faster than ArgMax in
-		// ORT 1.30; Go then finds the first position holding the max.
-		axes := g.AddNode(&onnxpb.NodeProto{OpType: "Constant", Output: []string{""},
-			Attribute: []ir.Attribute{ir.AttrTensor("value", ir.Vector("", int64(1)))}}).Output[0]
-		g.Node("ReduceMax", []string{headLogits, axes}, []string{headMax}, ir.AttrInt("keepdims", 1))
+		addRowMax(g, headLogits, headMax)
 		g.Output(headMax, ir.Float, "batch", 1)
 	}
 	if k.rawLogProbs() {
-		// LogSoftmax runs vectorized; ReduceLogSumExp is ~7x slower in ORT
-		// 1.30 and sums less accurately.
-		g.Node("LogSoftmax", []string{headLogits}, []string{headLogP}, ir.AttrInt("axis", 1))
+		addLogSoftmax(g, headLogits, headLogP)
 		g.Output(headLogP, ir.Float, "batch", vocab)
 	}
 	return ir.NewModel(g, 0)
+}
+
+// The head's ops, over the last axis of x: the separate head session and
+// the head in the model's graph (headgraph.go) emit the same ones, so their
+// outputs are the same bit for bit (TestGraphHeadMatchesSeparateHead).
+
+// addSoftmaxSum adds probs = Softmax(x) and their row sums.
+func addSoftmaxSum(g *ir.Graph, x, probs, sum string) {
+	g.Node("Softmax", []string{x}, []string{probs}, ir.AttrInt("axis", -1))
+	// The exact row sum lets Go draw with one partial pass.
+	g.Node("ReduceSum", []string{probs, lastAxis(g)}, []string{sum}, ir.AttrInt("keepdims", 1))
+}
+
+// addRowMax adds the row max of x. ReduceMax runs vectorized and threaded,
+// ~5x faster than ArgMax in ORT 1.30; Go then finds the first position
+// holding the max.
+func addRowMax(g *ir.Graph, x, out string) {
+	g.Node("ReduceMax", []string{x, lastAxis(g)}, []string{out}, ir.AttrInt("keepdims", 1))
+}
+
+// addLogSoftmax adds the log-softmax of x. LogSoftmax runs vectorized;
+// ReduceLogSumExp is ~7x slower in ORT 1.30 and sums less accurately.
+func addLogSoftmax(g *ir.Graph, x, out string) {
+	g.Node("LogSoftmax", []string{x}, []string{out}, ir.AttrInt("axis", -1))
+}
+
+// lastAxis adds the constant [-1] (the axes of a reduction).
+func lastAxis(g *ir.Graph) string {
+	return g.AddNode(&onnxpb.NodeProto{OpType: "Constant", Output: []string{""},
+		Attribute: []ir.Attribute{ir.AttrTensor("value", ir.Vector("", int64(-1)))}}).Output[0]
 }
 
 // headFor returns the model's head of that kind, building it on first use.
@@ -128,7 +157,7 @@ func (m *Model) headFor(k headKind) (*head, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := &head{kind: k, sess: sess, label: label, vocab: m.Layout.Vocab, par: threadsOf(m.sessOpts),
+	h := &head{headOut: headOut{kind: k}, sess: sess, label: label, vocab: m.Layout.Vocab, par: threadsOf(m.sessOpts),
 		inTemp: -1, outMax: -1, outProbs: -1, outLogP: -1, outSum: -1}
 	h.parts = make([]headPart, h.par)
 	for i := range h.parts {

@@ -27,13 +27,8 @@ const maxEditBytes = 1 << 30
 // graph had that shape (and no such input yet) and was changed.
 func addLogitsToKeep(pm *onnxpb.ModelProto) bool {
 	gp := pm.GetGraph()
-	if gp == nil {
+	if gp == nil || hasInput(gp, LogitsToKeep) {
 		return false
-	}
-	for _, in := range gp.Input {
-		if in.GetName() == LogitsToKeep {
-			return false
-		}
 	}
 	var head *onnxpb.NodeProto
 	for _, n := range gp.Node {
@@ -46,17 +41,8 @@ func addLogitsToKeep(pm *onnxpb.ModelProto) bool {
 	if head == nil || head.GetOpType() != "MatMul" || head.GetDomain() != "" || len(head.Input) != 2 {
 		return false
 	}
-	var out *onnxpb.ValueInfoProto
-	for _, o := range gp.Output {
-		if o.GetName() == Logits {
-			out = o
-		}
-	}
-	if out == nil {
-		return false
-	}
-	_, dims, _, ok := ir.ShapeOf(out)
-	if !ok || len(dims) != 3 {
+	out, _, ok := logitsOutput(gp)
+	if !ok {
 		return false
 	}
 	g := ir.WrapGraph(gp)
@@ -76,6 +62,28 @@ func addLogitsToKeep(pm *onnxpb.ModelProto) bool {
 		d[1].Value = &onnxpb.TensorShapeProto_Dimension_DimParam{DimParam: LogitsToKeep}
 	}
 	return g.Err() == nil
+}
+
+// hasInput reports whether gp has an input of that name.
+func hasInput(gp *onnxpb.GraphProto, name string) bool {
+	for _, in := range gp.Input {
+		if in.GetName() == name {
+			return true
+		}
+	}
+	return false
+}
+
+// logitsOutput returns gp's logits output and its element type when it is
+// rank 3.
+func logitsOutput(gp *onnxpb.GraphProto) (*onnxpb.ValueInfoProto, ir.DataType, bool) {
+	for _, o := range gp.Output {
+		if o.GetName() == Logits {
+			elem, dims, _, ok := ir.ShapeOf(o)
+			return o, elem, ok && len(dims) == 3
+		}
+	}
+	return nil, 0, false
 }
 
 // insertBefore moves the last n nodes of gp to just before node at.

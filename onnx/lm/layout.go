@@ -41,6 +41,8 @@ type Layout struct {
 	// HasLogitsToKeep: the graph takes logits_to_keep int64 [1] (see
 	// keep.go), which generation feeds.
 	HasLogitsToKeep bool
+	// HasDecodeHead: the graph computes the decode head (headgraph.go).
+	HasDecodeHead bool
 	// Float is the element type of logits and the cache: "float32" or "float64".
 	Float string
 	// Extra lists inputs outside the layout (for example weights fed as
@@ -156,7 +158,23 @@ func ReadLayout(label string, inputs, outputs []ort.IOInfo, opts CheckOptions) (
 		return fail("output %q has no matching input %q", PresentKey(lay.Layers), PastKey(lay.Layers))
 	}
 
+	if _, ok := ins[HeadSample]; ok {
+		for _, n := range headInputs {
+			if _, ok := ins[n]; !ok {
+				return fail("input %q without %q: the decode head tagpr adds has both", HeadSample, n)
+			}
+		}
+		for _, n := range headOutputs {
+			if _, ok := outs[n]; !ok {
+				return fail("input %q without output %q: the decode head tagpr adds has both", HeadSample, n)
+			}
+		}
+		lay.HasDecodeHead = true
+	}
 	known := map[string]bool{InputIDs: true, AttentionMask: true, PositionIDs: true, UseCacheBranch: true, LogitsToKeep: true}
+	for _, n := range headInputs {
+		known[n] = true
+	}
 	for i := 0; i < lay.Layers; i++ {
 		known[PastKey(i)], known[PastValue(i)] = true, true
 	}

@@ -23,6 +23,15 @@ type LoadOptions struct {
 	// generation_config.json found beside the model file.
 	Config     *HFConfig
 	Generation *GenerationConfig
+	// DeviceResident keeps the KV cache (and weights bound with BindDevice)
+	// on the session's device between runs (generate_device.go). It is
+	// automatic with the cuda provider; set on the CPU it runs the same
+	// device path there (tests compare it with the host path).
+	DeviceResident bool
+	// Half runs the MatMuls over float32 weight initializers in float16
+	// (half.go): generation with half the weight bytes. It needs a model
+	// Load can edit in memory (under 1 GiB with its external data).
+	Half bool
 }
 
 // Model is a causal LM session ready to generate. It is safe for concurrent
@@ -38,12 +47,16 @@ type Model struct {
 
 	inputs map[string]ort.IOInfo
 	slot   slots
+	devs   deviceState // device-resident generation (generate_device.go)
 
-	mu       sync.Mutex
-	bound    map[string]ort.Value
-	ws       workspace
-	heads    map[headKind]*head
-	sessOpts ort.Options // for the decode heads
+	mu    sync.Mutex
+	bound map[string]ort.Value
+	ws    workspace
+	heads map[headKind]*head
+	// separateHead makes generation use the separate head session even
+	// when the graph has the head (tests compare the two).
+	separateHead bool
+	sessOpts     ort.Options // for the decode heads
 }
 
 // slots are the positions of each role in the session's run order.
@@ -53,6 +66,7 @@ type slots struct {
 	keep           int // logits_to_keep, or -1
 	pastK, pastV   []int
 	logits         int
+	head           headSlots // the decode head in the graph (headgraph.go)
 	presK, presV   []int
 	nIn, nOut      int
 }
@@ -91,6 +105,9 @@ func Load(path string, opts LoadOptions) (*Model, error) {
 	if err := ort.Init(""); err != nil {
 		return nil, err
 	}
+	if opts.Half {
+		return loadHalf(file, opts)
+	}
 	// Models of a reasonable size are edited in memory to take
 	// logits_to_keep (see keep.go); others, and models whose weights are
 	// in an external data file (big ones), load as they are.
@@ -109,7 +126,7 @@ func Load(path string, opts LoadOptions) (*Model, error) {
 				return nil, fmt.Errorf("load model %s: %w", file, err)
 			}
 		}
-		if small && addLogitsToKeep(pm) {
+		if small && editForGeneration(pm) {
 			b, err := ir.Marshal(pm)
 			if err == nil {
 				return LoadBytes(b, file, opts)
@@ -147,10 +164,17 @@ func LoadBytes(model []byte, label string, opts LoadOptions) (*Model, error) {
 	if len(model) == 0 {
 		return nil, fmt.Errorf("load model %s: empty model bytes", label)
 	}
+	if opts.Half {
+		b, err := halfModel(model, label)
+		if err != nil {
+			return nil, err
+		}
+		model = b
+	}
 	if err := ort.Init(""); err != nil {
 		return nil, err
 	}
-	if pm, err := ir.Read(model, label); err == nil && len(model) < maxEditBytes && addLogitsToKeep(pm) {
+	if pm, err := ir.Read(model, label); err == nil && len(model) < maxEditBytes && editForGeneration(pm) {
 		if b, err := ir.Marshal(pm); err == nil {
 			model = b
 		}
@@ -179,6 +203,9 @@ func open(label string, ins, outs []ort.IOInfo, opts LoadOptions, newSess func(o
 	for i := 0; i < lay.Layers; i++ {
 		so.Outputs = append(so.Outputs, PresentKey(i), PresentValue(i))
 	}
+	if lay.HasDecodeHead {
+		so.Outputs = append(so.Outputs, headOutputs...)
+	}
 	sess, err := newSess(so)
 	if err != nil {
 		return nil, err
@@ -186,7 +213,7 @@ func open(label string, ins, outs []ort.IOInfo, opts LoadOptions, newSess func(o
 	ho := opts.Session
 	ho.Outputs = nil
 	m := &Model{label: label, sess: sess, Layout: lay, Config: opts.Config, Generation: opts.Generation,
-		inputs: byName(ins), bound: map[string]ort.Value{}, sessOpts: ho}
+		inputs: byName(ins), bound: map[string]ort.Value{}, sessOpts: ho, devs: newDeviceState(opts)}
 	m.slot = slotsOf(sess, lay)
 	return m, nil
 }
@@ -210,6 +237,7 @@ func slotsOf(sess *ort.Session, lay Layout) slots {
 	if p, ok := in[LogitsToKeep]; ok {
 		s.keep = p
 	}
+	s.head = headSlotsOf(in, out)
 	for i := 0; i < lay.Layers; i++ {
 		s.pastK = append(s.pastK, in[PastKey(i)])
 		s.pastV = append(s.pastV, in[PastValue(i)])
@@ -243,7 +271,17 @@ func (m *Model) Bind(name string, v ort.Value) error {
 	if dt := ortgo.TensorElementDataType(v.DataType()); dt != info.DataType {
 		return fmt.Errorf("model %s: bind %q: element type %s, want %s", m.label, name, typeName(dt), typeName(info.DataType))
 	}
-	shape := v.GetShape()
+	if err := m.checkBindShape(name, v.GetShape(), info); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	m.bound[name] = v
+	m.mu.Unlock()
+	return nil
+}
+
+// checkBindShape refuses a bound value whose shape does not fit the input.
+func (m *Model) checkBindShape(name string, shape []int64, info ort.IOInfo) error {
 	if len(shape) != len(info.Dimensions) {
 		return fmt.Errorf("model %s: bind %q: shape %v, want %v", m.label, name, shape, info.Dimensions)
 	}
@@ -252,9 +290,6 @@ func (m *Model) Bind(name string, v ort.Value) error {
 			return fmt.Errorf("model %s: bind %q: shape %v, want %v", m.label, name, shape, info.Dimensions)
 		}
 	}
-	m.mu.Lock()
-	m.bound[name] = v
-	m.mu.Unlock()
 	return nil
 }
 
@@ -277,6 +312,7 @@ func (m *Model) Close() error {
 		h.close()
 	}
 	m.heads = nil
+	m.devs.close()
 	return m.sess.Destroy()
 }
 

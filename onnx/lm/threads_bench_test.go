@@ -134,7 +134,8 @@ func BenchmarkDecodeThreads(b *testing.B) {
 // prefill, then the model's session runs alone over the same shapes, one
 // after the other with nothing between them. x_vs_bare_ort is the sampled
 // decode step over the bare run (goal <= 1.15); the rounds alternate and
-// each side keeps its best.
+// each side keeps its best. With the head in the model's graph the bare
+// runs include its row max (and its Ifs, off).
 func BenchmarkSampleLogProbs(b *testing.B) {
 	const batch, promptLen, newTokens = 8, 16, 64
 	_, _, path := benchModelDir(b, benchConfig())
@@ -154,27 +155,40 @@ func BenchmarkSampleLogProbs(b *testing.B) {
 	}
 	sample() // warm-up
 	var st Stats
-	bare := time.Duration(1 << 62)
+	bare, headOn := time.Duration(1<<62), time.Duration(1<<62)
 	for i := 0; i < b.N; i++ {
 		for round := 0; round < 4; round++ {
 			if s := sample(); round == 0 || s.Decode < st.Decode {
 				st = s
 			}
-			bare = min(bare, bareDecodeRuns(b, m, prompts, newTokens))
+			bare = min(bare, bareDecodeRuns(b, m, prompts, newTokens, nil))
+			if m.Layout.HasDecodeHead {
+				headOn = min(headOn, bareDecodeRuns(b, m, prompts, newTokens, &graphHeadReq{kind: headKind{sample: true, logProbs: true}, inv: 1}))
+			}
 		}
 	}
 	step := st.Decode / time.Duration(st.DecodeSteps)
 	b.ReportMetric(step.Seconds()*1e3, "ms/step")
 	b.ReportMetric(bare.Seconds()*1e3, "bare_ort_ms/step")
+	// run_ms: the session runs (the model, and the head when it is in the
+	// graph); head_ms: the separate head session (the first token's alone
+	// when the head is in the graph).
+	b.ReportMetric(st.DecodeORT.Seconds()*1e3/float64(st.DecodeSteps), "run_ms/step")
 	b.ReportMetric(st.Head.Seconds()*1e3/float64(st.DecodeSteps+1), "head_ms/step")
 	b.ReportMetric(st.Pick.Seconds()*1e3/float64(st.DecodeSteps+1), "pick_ms/step")
 	b.ReportMetric(step.Seconds()/bare.Seconds(), "x_vs_bare_ort")
+	if m.Layout.HasDecodeHead {
+		// The same bare runs with the in-graph head's softmax and sums on.
+		b.ReportMetric(headOn.Seconds()*1e3, "head_on_ort_ms/step")
+		b.ReportMetric(headOn.Seconds()/bare.Seconds(), "x_head_on_vs_bare_ort")
+	}
 }
 
 // bareDecodeRuns prefills prompts and runs newTokens-1 decode steps of the
 // model's session back to back (token 1 fed to every row), returning the
-// mean session run time per step.
-func bareDecodeRuns(b *testing.B, m *Model, prompts [][]int64, newTokens int) time.Duration {
+// mean session run time per step; head (nil: off) is what the in-graph
+// decode head computes in the decode steps.
+func bareDecodeRuns(b *testing.B, m *Model, prompts [][]int64, newTokens int, head *graphHeadReq) time.Duration {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	T0 := len(prompts[0])
@@ -188,6 +202,7 @@ func bareDecodeRuns(b *testing.B, m *Model, prompts [][]int64, newTokens int) ti
 		b.Fatal(err)
 	}
 	d = 0
+	g.head = head
 	for s := 1; s < newTokens; s++ {
 		ids := g.ids(1)
 		for r := range ids {
@@ -285,7 +300,7 @@ func BenchmarkInGraphHeadCost(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		for round := 0; round < 4; round++ {
 			for k, m := range models {
-				if d := bareDecodeRuns(b, m, prompts, 64); best[k] == 0 || d < best[k] {
+				if d := bareDecodeRuns(b, m, prompts, 64, nil); best[k] == 0 || d < best[k] {
 					best[k] = d
 				}
 			}

@@ -124,6 +124,10 @@ func OpenWithWeightInputs(pm *onnxpb.ModelProto, label string, names []string, o
 	if err != nil {
 		return nil, nil, fmt.Errorf("model %s: %w", label, err)
 	}
+	fed, err := halfInputs(pm, label, names, &opts)
+	if err != nil {
+		return nil, nil, err
+	}
 	b, err := ir.Marshal(pm)
 	if err != nil {
 		return nil, nil, fmt.Errorf("model %s: %w", label, err)
@@ -132,6 +136,7 @@ func OpenWithWeightInputs(pm *onnxpb.ModelProto, label string, names []string, o
 	if err != nil {
 		return nil, nil, err
 	}
+	m.devs.halfIn = fed
 	fail := func(err error) (*Model, []Weight, error) {
 		for _, w := range ws {
 			if w.Tensor != nil {
@@ -142,6 +147,9 @@ func OpenWithWeightInputs(pm *onnxpb.ModelProto, label string, names []string, o
 		return nil, nil, err
 	}
 	for i := range ws {
+		if _, ok := m.inputs[ws[i].Name]; !ok {
+			continue // fed as float16 from the device alone (Tensor stays nil)
+		}
 		t, err := ort.NewTensor(ws[i].Shape, ws[i].Data)
 		if err != nil {
 			return fail(fmt.Errorf("model %s: weight %q: %w", label, ws[i].Name, err))

@@ -62,6 +62,13 @@ static char *tagpr_copy(int cuda, void *dst, const void *src, size_t n, int kind
 	return NULL;
 }
 
+// tagpr_copy_d2d copies n bytes within device memory (regions may overlap
+// on the CPU; CUDA's device-to-device copy takes disjoint ones).
+static char *tagpr_copy_d2d(int cuda, void *dst, const void *src, size_t n) {
+	if (!cuda) { memmove(dst, src, n); return NULL; }
+	return tagpr_copy(1, dst, src, n, 3);
+}
+
 static char *tagpr_binding(OrtSession *s, OrtIoBinding **out) { return tagpr_status_msg(tagpr_api_get()->CreateIoBinding(s, out)); }
 static void tagpr_release_binding(OrtIoBinding *b) { tagpr_api_get()->ReleaseIoBinding(b); }
 static char *tagpr_bind_input(OrtIoBinding *b, const char *name, OrtValue *v) { return tagpr_status_msg(tagpr_api_get()->BindInput(b, name, v)); }
@@ -218,7 +225,17 @@ func (s *Session) releaseAllocators() {
 // session is destroyed; it may be bound to other sessions on the same device
 // meanwhile (weights shared by generation and training).
 func NewDeviceTensor[T float32 | int64](s *Session, dev Device, shape []int64) (*DeviceTensor, error) {
-	elem := elemOf[T]()
+	return newDeviceTensor(s, dev, shape, elemOf[T]())
+}
+
+// NewHalfDeviceTensor allocates a float16 tensor on dev. Go has no float16
+// type: such a tensor is filled and read by graphs on the device (a Cast
+// from float32 master weights), not by Upload or Download.
+func NewHalfDeviceTensor(s *Session, dev Device, shape []int64) (*DeviceTensor, error) {
+	return newDeviceTensor(s, dev, shape, ortgo.TensorElementDataTypeFloat16)
+}
+
+func newDeviceTensor(s *Session, dev Device, shape []int64, elem ortgo.TensorElementDataType) (*DeviceTensor, error) {
 	if len(shape) == 0 {
 		return nil, fmt.Errorf("new device tensor: rank-0 tensors are not supported; use shape [1]")
 	}
@@ -268,8 +285,10 @@ func elemSize(e ortgo.TensorElementDataType) (int, error) {
 		return 4, nil
 	case ortgo.TensorElementDataTypeInt64:
 		return 8, nil
+	case ortgo.TensorElementDataTypeFloat16:
+		return 2, nil
 	}
-	return 0, fmt.Errorf("element type %s: device tensors hold float32 or int64", e)
+	return 0, fmt.Errorf("element type %s: device tensors hold float32, int64 or float16", e)
 }
 
 func elemOf[T float32 | int64]() ortgo.TensorElementDataType {
@@ -302,8 +321,10 @@ func (t *DeviceTensor) copyData(p unsafe.Pointer, n int, toDevice bool) error {
 		cuda = 1
 	}
 	if toDevice {
+		transfers.h2d.Add(int64(n))
 		return statusError(C.tagpr_copy(cuda, dp, p, C.size_t(n), 1))
 	}
+	transfers.d2h.Add(int64(n))
 	return statusError(C.tagpr_copy(cuda, p, dp, C.size_t(n), 2))
 }
 
@@ -385,6 +406,9 @@ type Binding struct {
 	b    *C.OrtIoBinding
 	outs []boundOutput // in binding order, as ORT returns them
 	ran  bool
+	// hostIn and hostOut are the bytes of host values bound, by name: they
+	// cross between host and device at every run (see Transfers).
+	hostIn, hostOut map[string]int64
 }
 
 type boundOutput struct {
@@ -402,7 +426,7 @@ func (s *Session) NewBinding() (*Binding, error) {
 	if err := statusError(C.tagpr_binding(h, &b)); err != nil {
 		return nil, fmt.Errorf("io binding for %s: %w", s.label, err)
 	}
-	return &Binding{s: s, h: h, b: b}, nil
+	return &Binding{s: s, h: h, b: b, hostIn: map[string]int64{}, hostOut: map[string]int64{}}, nil
 }
 
 func (b *Binding) input(name string, v *C.OrtValue) error {
@@ -424,7 +448,11 @@ func (b *Binding) BindInput(name string, v Value) error {
 			return fmt.Errorf("bind %s input %w", b.s.label, err)
 		}
 	}
-	return b.input(name, ortValue(v))
+	if err := b.input(name, ortValue(v)); err != nil {
+		return err
+	}
+	b.hostIn[name] = valueBytes(v)
+	return nil
 }
 
 // BindDeviceInput binds a device tensor to an input; it must outlive the runs.
@@ -432,7 +460,11 @@ func (b *Binding) BindDeviceInput(name string, t *DeviceTensor) error {
 	if t == nil || t.v == nil {
 		return fmt.Errorf("bind %s input %q: released device tensor", b.s.label, name)
 	}
-	return b.input(name, t.v)
+	if err := b.input(name, t.v); err != nil {
+		return err
+	}
+	delete(b.hostIn, name)
+	return nil
 }
 
 func (b *Binding) output(name string, dev *Device, bind func(*C.char) *C.char) error {
@@ -456,7 +488,26 @@ func (b *Binding) output(name string, dev *Device, bind func(*C.char) *C.char) e
 
 // BindOutput binds a pre-allocated host value to an output (written in place).
 func (b *Binding) BindOutput(name string, v Value) error {
-	return b.output(name, nil, func(cn *C.char) *C.char { return C.tagpr_bind_output(b.b, cn, ortValue(v)) })
+	if err := b.output(name, nil, func(cn *C.char) *C.char { return C.tagpr_bind_output(b.b, cn, ortValue(v)) }); err != nil {
+		return err
+	}
+	b.hostOut[name] = valueBytes(v)
+	return nil
+}
+
+// BindDeviceOutput binds a pre-allocated device tensor to an output, which
+// each run writes in place: an optimizer graph's updated weights and
+// moments land back in the tensors the next run reads. It must outlive the
+// runs.
+func (b *Binding) BindDeviceOutput(name string, t *DeviceTensor) error {
+	if t == nil || t.v == nil {
+		return fmt.Errorf("bind %s output %q: released device tensor", b.s.label, name)
+	}
+	if err := b.output(name, nil, func(cn *C.char) *C.char { return C.tagpr_bind_output(b.b, cn, t.v) }); err != nil {
+		return err
+	}
+	delete(b.hostOut, name)
+	return nil
 }
 
 // BindOutputTo has ORT allocate the output on dev at each run; Outputs hands
@@ -468,7 +519,11 @@ func (b *Binding) BindOutputTo(name string, dev Device) error {
 	}
 	defer C.tagpr_release_mem_info(m)
 	d := dev
-	return b.output(name, &d, func(cn *C.char) *C.char { return C.tagpr_bind_output_to(b.b, cn, m) })
+	if err := b.output(name, &d, func(cn *C.char) *C.char { return C.tagpr_bind_output_to(b.b, cn, m) }); err != nil {
+		return err
+	}
+	delete(b.hostOut, name)
+	return nil
 }
 
 // Run runs the session on the bound values. Outputs bound to a device are
@@ -483,10 +538,53 @@ func (b *Binding) Run() error {
 		}
 	}
 	b.ran = true
+	for _, n := range b.hostIn {
+		transfers.h2d.Add(n)
+	}
 	if err := statusError(C.tagpr_run_binding(b.h, b.b)); err != nil {
 		return fmt.Errorf("run %s: %w", b.s.label, err)
 	}
+	for _, n := range b.hostOut {
+		transfers.d2h.Add(n)
+	}
 	return nil
+}
+
+// CopyRows copies n elements of src, from element srcOff on, to dst at
+// element dstOff, within the device (a KV cache's rows regrouped without a
+// trip through the host). Both tensors must be on one device and of one
+// element type.
+func CopyRows(dst *DeviceTensor, dstOff int64, src *DeviceTensor, srcOff, n int64) error {
+	if dst == nil || dst.v == nil || src == nil || src.v == nil {
+		return fmt.Errorf("copy rows: released device tensor")
+	}
+	if dst.dev != src.dev || dst.elem != src.elem {
+		return fmt.Errorf("copy rows: %s %s tensor into %s %s tensor", src.dev, src.elem, dst.dev, dst.elem)
+	}
+	if n < 0 || srcOff < 0 || dstOff < 0 || srcOff+n > src.numel() || dstOff+n > dst.numel() {
+		return fmt.Errorf("copy rows: %d elements from %d of %v into %d of %v: out of range", n, srcOff, src.shape, dstOff, dst.shape)
+	}
+	if n == 0 {
+		return nil
+	}
+	size, err := elemSize(dst.elem)
+	if err != nil {
+		return err
+	}
+	var dp, sp unsafe.Pointer
+	if err := statusError(C.tagpr_tensor_data(dst.v, &dp)); err != nil {
+		return err
+	}
+	if err := statusError(C.tagpr_tensor_data(src.v, &sp)); err != nil {
+		return err
+	}
+	cuda := C.int(0)
+	if dst.dev.cuda() {
+		cuda = 1
+	}
+	bytes := n * int64(size)
+	transfers.d2d.Add(bytes)
+	return statusError(C.tagpr_copy_d2d(cuda, unsafe.Add(dp, dstOff*int64(size)), unsafe.Add(sp, srcOff*int64(size)), C.size_t(bytes)))
 }
 
 // Outputs hands over the last run's outputs that were bound to a device,

@@ -6,7 +6,8 @@
 // build, preloads the CUDA libraries and fails naming what is missing; from
 // then on every session must carry the runtime's options (Sessions records
 // them for tests). device.go adds what onnxruntime_go lacks, through ORT's C
-// API (headers in include/): tensors in device memory and IO binding.
+// API (headers in include/): tensors in device memory, IO binding, and a
+// counter of the bytes crossing between host and device (transfer.go).
 //
 // It knows nothing of TagPR and must not import any tagpr package except
 // onnx/lock (to find the pinned runtime library) and onnx/onnxpb (to read a

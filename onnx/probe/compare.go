@@ -41,6 +41,9 @@ type Tolerances struct {
 	Logits float64 // max |a−b| over the logits (fp32: 1e-3)
 	Grads  float64 // per gradient: max |a−b| over the sampled elements / max |a| (1e-3)
 	Loss   float64 // |a−b| / |a| (1e-4)
+	// Half: float16 logits' max |Δ| from float32 / the largest |logit|
+	// (0: 0.02).
+	Half float64
 }
 
 // Comparison is Compare's verdict; Failures is empty when every check passed.
@@ -147,6 +150,11 @@ func Compare(a, b *Folder, tol Tolerances) (*Comparison, error) {
 	if a.Summary.TrainTokPS > 0 && b.Summary.TrainTokPS > 0 {
 		c.Speed = append(c.Speed, fmt.Sprintf("training (%d×%d)  tokens/s  %s %10.1f  %s %10.1f  ×%.2f", oa.TrainBatch, oa.SeqLen, pa, a.Summary.TrainTokPS, pb, b.Summary.TrainTokPS, b.Summary.TrainTokPS/a.Summary.TrainTokPS))
 	}
+	for _, f := range []*Folder{a, b} {
+		for _, msg := range deviceFailures(f, tol) {
+			fail("%s", msg)
+		}
+	}
 	return c, nil
 }
 
@@ -159,6 +167,7 @@ func (c *Comparison) Report(a, b *Folder) string {
 	for _, l := range c.Speed {
 		s.WriteString("  " + l + "\n")
 	}
+	s.WriteString(deviceReport(a) + deviceReport(b))
 	if len(c.Failures) == 0 {
 		s.WriteString("  PARITY OK\n")
 	}

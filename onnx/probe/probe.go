@@ -45,7 +45,11 @@ type Options struct {
 	// GradSamples is how many elements of each gradient are recorded (at
 	// seeded positions; the norm covers all).
 	GradSamples int
-	Log         func(format string, args ...any) `json:"-"`
+	// DeviceResident forces the device-resident paths (automatic on CUDA)
+	// and records their transfers (device.go); Half adds float16 generation.
+	DeviceResident bool                             `json:"-"`
+	Half           bool                             `json:"-"`
+	Log            func(format string, args ...any) `json:"-"`
 }
 
 func (o Options) withDefaults() Options {
@@ -104,6 +108,9 @@ type Summary struct {
 	TrainSeconds float64     `json:"train_seconds_per_step"`
 	TrainTokPS   float64     `json:"train_tokens_per_sec"`
 	BuildSeconds float64     `json:"train_build_seconds"`
+	// Transfers and Half: see device.go.
+	Transfers *TransferSummary `json:"transfers,omitempty"`
+	Half      *HalfSummary     `json:"half,omitempty"`
 }
 
 // NamedNorm is one gradient's L2 norm.
@@ -124,7 +131,7 @@ const (
 // and dir/tensors.safetensors.
 func Run(ctx context.Context, path, dir string, o Options) (*Summary, error) {
 	o = o.withDefaults()
-	m, err := lm.Load(path, lm.LoadOptions{Session: o.Session})
+	m, err := lm.Load(path, lm.LoadOptions{Session: o.Session, DeviceResident: o.DeviceResident})
 	if err != nil {
 		return nil, err
 	}
@@ -135,17 +142,7 @@ func Run(ctx context.Context, path, dir string, o Options) (*Summary, error) {
 	}
 	s := &Summary{Provider: o.Session.Provider, Runtime: ort.Version(), Library: ort.LibraryPath(), Model: path, Vocab: V, Options: o}
 	s.Options.Log, s.Options.Session = nil, ort.Options{}
-	rng := rand.New(rand.NewPCG(o.Seed, 7))
-	seqs := func(B, T int) [][]int64 {
-		out := make([][]int64, B)
-		for i := range out {
-			out[i] = make([]int64, T)
-			for t := range out[i] {
-				out[i][t] = int64(1 + rng.IntN(V-1))
-			}
-		}
-		return out
-	}
+	seqs := seededIDs(o.Seed, 7, V)
 	tensors := map[string]train.STensor{}
 
 	o.logf("logits of %d×%d tokens", o.ParityBatch, o.ParityLen)
@@ -183,6 +180,17 @@ func Run(ctx context.Context, path, dir string, o Options) (*Summary, error) {
 		s.Generation = append(s.Generation, g)
 	}
 
+	// The extra workloads draw their own ids: the training batch stays the
+	// same with or without them.
+	extra := seededIDs(o.Seed, 13, V)
+	if err := probeGenTransfers(ctx, m, o, s, extra); err != nil {
+		return nil, err
+	}
+	if o.Half {
+		if err := probeHalf(ctx, path, o, s, parity, logits, extra); err != nil {
+			return nil, err
+		}
+	}
 	if o.TrainSteps >= 0 {
 		if err := probeTraining(ctx, path, o, s, tensors, seqs); err != nil {
 			return nil, err
@@ -258,19 +266,30 @@ func probeTraining(ctx context.Context, path string, o Options, s *Summary, tens
 		tensors[gradPrefix+p.Name] = train.STensor{Shape: []int64{int64(n)}, F32: vals}
 	}
 	if o.TrainSteps > 0 {
-		if _, err := tr.Step(batch); err != nil { // warm-up
+		step, closeDev, err := trainStepper(tr, o, s)
+		if err != nil {
+			return fmt.Errorf("probe %s: %w", path, err)
+		}
+		defer closeDev()
+		if _, err := step(batch); err != nil { // warm-up
 			return err
 		}
+		before := ort.TransferCounts()
 		start := time.Now()
 		for range o.TrainSteps {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			if _, err := tr.Step(batch); err != nil {
+			if _, err := step(batch); err != nil {
 				return fmt.Errorf("probe %s: training step: %w", path, err)
 			}
 		}
 		s.TrainSeconds = time.Since(start).Seconds() / float64(o.TrainSteps)
+		if t := s.Transfers; t != nil && t.TrainOnDevice {
+			moved := ort.TransferCounts().Sub(before)
+			n := int64(o.TrainSteps)
+			t.TrainH2DPerStep, t.TrainD2HPerStep, t.TrainD2DPerStep = moved.HostToDevice/n, moved.DeviceToHost/n, moved.DeviceToDevice/n
+		}
 		s.TrainTokPS = float64(o.TrainBatch*o.SeqLen) / s.TrainSeconds
 		o.logf("training: %.3fs per step, %.0f tokens/s", s.TrainSeconds, s.TrainTokPS)
 	}

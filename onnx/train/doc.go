@@ -64,6 +64,12 @@
 // weight inputs (lm.OpenWithWeightInputs), so rollouts always see the current
 // policy.
 //
+// DeviceTrainer (device.go) keeps weights, gradients and AdamW moments in
+// device tensors across steps (the update and gradient-norm graphs run
+// through IO binding, writing in place), bit-identical to the host Trainer
+// on the CPU device; Loop.Device runs a loop on it, and DeviceTrainerFor
+// picks it on a GPU.
+//
 // Numerics guard (guard.go): TrainerOptions and LoRA settings are range
 // checked before any work. A step whose loss or gradient is not finite is
 // skipped (weights and moments untouched) and logged as a JSON line with a

@@ -284,25 +284,10 @@ func TestLoRA(t *testing.T) {
 // slices the optimizer updates; after training steps it computes with the
 // new weights, with no copy or reload.
 func TestWeightsSharedWithGeneration(t *testing.T) {
-	cfg := tinyConfig(lm.Llama, "float32")
-	cfg.InitStd = 0.05
-	m, err := lm.Build(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gen, ws, err := lm.OpenWithWeightInputs(cloneModel(m), "generation", nil, lm.LoadOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer gen.Close()
+	gen, ws, tg, rows := sharedWeightsCase(t, false)
 	shared := map[string][]float32{}
 	for _, w := range ws {
 		shared[w.Name] = w.Data
-	}
-	rows := randomRows(6, 2, 8, 8, 32)
-	tg, _, err := BuildLMTraining(m, LMTraining{Batch: 2, SeqLen: 8, Keep: []string{"logits"}})
-	if err != nil {
-		t.Fatal(err)
 	}
 	if len(tg.Params) != len(ws) {
 		t.Fatalf("trainer selects %d weights, generation takes %d as inputs", len(tg.Params), len(ws))
@@ -317,40 +302,7 @@ func TestWeightsSharedWithGeneration(t *testing.T) {
 			t.Fatalf("weight %s is a copy, not the generation engine's storage", p.Name)
 		}
 	}
-	before, _, err := gen.Forward(context.Background(), rows, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	in, rel, err := (&LMDataset{Rows: rows, SeqLen: 8, Graph: tg}).Batch([]int{0, 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rel()
-	for range 5 {
-		if _, err := tr.Step(in); err != nil {
-			t.Fatal(err)
-		}
-	}
-	after, _, err := gen.Forward(context.Background(), rows, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, outs, err := tr.Compute(in)
-	if err != nil {
-		t.Fatal(err)
-	}
-	moved, diff := 0.0, 0.0
-	for i := range after {
-		moved = math.Max(moved, math.Abs(float64(after[i]-before[i])))
-		diff = math.Max(diff, math.Abs(float64(after[i]-outs["logits"][i])))
-	}
-	if moved < 1e-3 {
-		t.Fatalf("generation logits did not change after training (max |Δ| %.3g)", moved)
-	}
-	if diff > 1e-4 {
-		t.Fatalf("generation and training graph disagree after the update: max |Δ| %.3g", diff)
-	}
-	t.Logf("logits moved by up to %.3g; generation vs training graph %.3g", moved, diff)
+	checkGenerationFollows(t, gen, tg, rows, tr.Step, tr.Compute)
 }
 
 // TestPolicyTraining: GRPO steps raise the completion log-probs of the row

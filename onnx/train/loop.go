@@ -105,6 +105,10 @@ type Hooks struct {
 // prompts). Every job of tagpr that trains (SFT, RL, PRMU) runs in a Loop.
 type Loop struct {
 	Trainer *Trainer // its weights and moments are checkpointed
+	// Device, when set (a DeviceTrainer over Trainer), runs the default
+	// steps with weights and moments on the device; checkpoints download
+	// them first and a resume uploads them.
+	Device *DeviceTrainer
 	// Data is what the default step trains on; with Step set it may be
 	// nil, and Examples says how many examples there are to draw from.
 	Data      Dataset
@@ -221,6 +225,9 @@ func (l *Loop) Run(ctx context.Context) (RunState, error) {
 	rng := rand.New(pcg)
 	perm := rng.Perm(l.Examples)
 	save := func() error {
+		if err := l.Device.syncIfAny(); err != nil {
+			return err
+		}
 		if !persist || st.Step == saved {
 			return nil
 		}
@@ -316,6 +323,9 @@ func (l *Loop) restore(pcg *rand.PCG) (st RunState, resumed bool, err error) {
 	if err := pcg.UnmarshalBinary(st.RNG); err != nil {
 		return st, false, fmt.Errorf("train loop: checkpoint in %s: generator state: %w", l.Dir, err)
 	}
+	if err := l.Device.loadIfAny(); err != nil {
+		return st, false, err
+	}
 	if st.Step > 0 {
 		l.Progress.Report(Progress{Task: l.Stage, Step: st.Step, Total: l.Steps, Note: fmt.Sprintf("resuming after step %d of %d", st.Step, l.Steps)})
 	}
@@ -340,7 +350,11 @@ func (l *Loop) defaultStep(_ context.Context, at RunState, idx []int) (any, erro
 		micro = append(micro, in)
 		releases = append(releases, rel)
 	}
-	res, err := l.Trainer.Step(micro...)
+	step := l.Trainer.Step
+	if l.Device != nil {
+		step = l.Device.Step
+	}
+	res, err := step(micro...)
 	if err != nil && !res.Skipped {
 		return nil, err
 	}

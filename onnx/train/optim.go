@@ -108,11 +108,20 @@ func ClipGlobalNorm(grads [][]float32, maxNorm float64) float64 {
 	return norm
 }
 
-func clipTo(grads [][]float32, norm, maxNorm float64) {
+// clipScale is the factor clipping multiplies the gradients by: 1 when the
+// norm is within maxNorm (or clipping is off, or the norm not finite).
+func clipScale(norm, maxNorm float64) float32 {
 	if maxNorm <= 0 || norm <= maxNorm || math.IsNaN(norm) || math.IsInf(norm, 0) {
+		return 1
+	}
+	return float32(maxNorm / (norm + 1e-6))
+}
+
+func clipTo(grads [][]float32, norm, maxNorm float64) {
+	scale := clipScale(norm, maxNorm)
+	if scale == 1 {
 		return
 	}
-	scale := float32(maxNorm / (norm + 1e-6))
 	forChunks(chunksOf(lensOf(grads)), func(_ int, c chunk) {
 		g := grads[c.p][c.lo:c.hi]
 		for j := range g {

@@ -271,15 +271,20 @@ func (t *Trainer) Step(micro ...map[string]ort.Value) (r StepResult, err error) 
 		w[i] = p.Data
 	}
 	if err := t.Opt.Update(w, g, r.LR, t.decay); err != nil {
-		var nf *NonFiniteUpdateError
-		if errors.As(err, &nf) {
-			return r, fmt.Errorf("train step %d: the update at learning rate %g made weight %s non-finite: the learning rate is far too high; nothing of this step may be saved",
-				t.Steps, r.LR, t.Params[nf.Param].Name)
-		}
-		return r, err
+		return r, nonFiniteUpdate(t, err, r.LR)
 	}
 	r.Warning = t.applied(r.Loss)
 	return r, nil
+}
+
+// nonFiniteUpdate names the weight an update made non-finite.
+func nonFiniteUpdate(t *Trainer, err error, lr float64) error {
+	var nf *NonFiniteUpdateError
+	if errors.As(err, &nf) {
+		return fmt.Errorf("train step %d: the update at learning rate %g made weight %s non-finite: the learning rate is far too high; nothing of this step may be saved",
+			t.Steps, lr, t.Params[nf.Param].Name)
+	}
+	return err
 }
 
 // ParamByName returns the weight of that name, or nil.

@@ -29,6 +29,9 @@ func (t *Trainer) step(ctx context.Context, at train.RunState, idx []int) (any, 
 		ids[i] = batch[i].IDs
 	}
 	pad := t.opt.Pad
+	if err := t.dev.refresh(t.gen); err != nil { // float16 copies of the updated weights
+		return nil, err
+	}
 	// The generation model divides its logits by τ itself
 	// (lm.WithTemperature): sampling at 1 draws from the policy and reports
 	// its log-probs.
@@ -162,8 +165,12 @@ func (t *Trainer) update(b *batch, sl *StepLog) error {
 	}()
 	var kl float64
 	applied := 0
+	step := tr.Step
+	if d := t.dev.trainer(); d != nil {
+		step = d.Step
+	}
 	for it := 0; it < t.cfg.NumIterations; it++ {
-		res, err := tr.Step(in)
+		res, err := step(in)
 		if err != nil {
 			return err
 		}

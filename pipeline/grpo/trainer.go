@@ -91,6 +91,7 @@ type Trainer struct {
 	B, T     int
 	tr       *train.Trainer
 	gen      *lm.Model
+	dev      *deviceRun // on a GPU (or Load.DeviceResident): weights and moments on the device
 	ref      *train.TokenScorer
 	shared   train.SharedPrefix // the batch: prompts × completions, their lengths
 }
@@ -196,11 +197,17 @@ func (t *Trainer) open(model *onnxpb.ModelProto) error {
 	// next rollout with no copy.
 	shared := t.tr.ParamTensors()
 	for _, w := range ws {
+		if w.Tensor == nil {
+			continue // read only as a float16 copy on the device (Load.Half)
+		}
 		err := t.gen.Bind(w.Name, shared[w.Name])
 		w.Tensor.Destroy()
 		if err != nil {
 			return err
 		}
+	}
+	if t.dev, err = openDevice(t.tr, t.gen, ws, o.Session); err != nil {
+		return err
 	}
 	if cfg.Beta > 0 {
 		if t.ref, err = train.NewSharedPrefixScorer(policy, t.shared, o.Session); err != nil {
@@ -230,6 +237,7 @@ func quietSessions(o ort.Options) ort.Options {
 
 // Close releases the sessions (the trained weights in Result stay valid).
 func (t *Trainer) Close() {
+	t.dev.close() // before the generation session its tensors came from
 	if t.gen != nil {
 		t.gen.Close()
 	}
@@ -263,7 +271,7 @@ func (t *Trainer) Train(ctx context.Context) (*Result, error) {
 	}
 	dir := filepath.Join(cfg.OutputDir, CheckpointDir)
 	o.Progress.Report(train.Progress{Task: o.Name, Total: cfg.Steps, Note: t.Describe()})
-	loop := &train.Loop{Trainer: t.tr, Examples: len(t.prompts), BatchSize: cfg.PromptsPerStep, Steps: cfg.Steps,
+	loop := &train.Loop{Trainer: t.tr, Device: t.dev.trainer(), Examples: len(t.prompts), BatchSize: cfg.PromptsPerStep, Steps: cfg.Steps,
 		Dir: dir, CheckpointEvery: cfg.SaveSteps, Seed: cfg.Seed, LogFile: LogFile,
 		UpdatesPerStep: cfg.NumIterations, Stage: o.Name, Settings: t.settings,
 		Progress: o.Progress,

@@ -3,6 +3,12 @@
 #   - parity: logits within 1e-3 (fp32), greedy ids identical, one training step's loss and gradients
 #     (tagpr model probe / probe-compare);
 #   - speed: generation tokens/s at batch 1, 8 and 32, and training tokens/s, on the CPU and on CUDA;
+#   - device residency: the bytes crossing host<->device per decode step and per training step on CUDA
+#     (generation and training keep the KV cache, weights and AdamW moments on the GPU; a step whose
+#     traffic reaches the KV cache's size fails);
+#   - float16 generation (MatMuls in float16, lm.LoadOptions.Half) against float32 on CUDA: logits within
+#     2% of the largest logit, greedy agreement and tokens/s (the ~10M model; the 0.5B one is too big to
+#     edit in memory);
 # for the built-in ~10M model and a ~0.5B model (Qwen2-0.5B's shape, seeded random weights).
 #
 # Usage (from anywhere; it works in the repository root):
@@ -20,7 +26,7 @@
 # in the provider. Results: out/gpu-check/report.txt (and the probe folders beside it).
 # Exit status: 0 all parity checks passed; 1 a parity check failed; 2 the check could not run.
 # PROVIDER=cpu runs the same steps with the CPU as the provider under test (a dry run of this script on a
-# machine without a GPU).
+# machine without a GPU; the device-resident paths then run on the CPU device, with --device-resident).
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 2
 ROOT=$PWD
@@ -73,18 +79,21 @@ export ONNXRUNTIME_SHARED_LIBRARY_PATH=$ORTLIB
 log "runtime library for both providers: $ORTLIB"
 
 FAILED=0
-# probe_pair NAME MODEL_DIR LIMIT FLAGS...: the same workload on the provider under test, then on the CPU
-# (the baseline), then the comparison.
+# probe_pair NAME MODEL_DIR LIMIT TEST_FLAGS FLAGS...: the same workload on the provider under test (with
+# TEST_FLAGS too: --half), then on the CPU (the baseline), then the comparison.
 probe_pair() {
-	local name=$1 model=$2 limit=$3
-	shift 3
-	local side p dir
+	local name=$1 model=$2 limit=$3 testflags=$4
+	shift 4
+	local side p dir extra
 	for side in test baseline; do
-		p=$PROVIDER dir=$OUT/$name.$PROVIDER
-		[ $side = baseline ] && p=cpu dir=$OUT/$name.baseline-cpu
+		p=$PROVIDER dir=$OUT/$name.$PROVIDER extra=$testflags
+		# On CUDA the device-resident paths are automatic; a CPU dry run asks for them.
+		[ "$PROVIDER" = cpu ] && extra="$extra --device-resident"
+		[ $side = baseline ] && p=cpu dir=$OUT/$name.baseline-cpu extra=
 		rm -rf "$dir"
-		log "$name: probe on $p"
-		if ! run "$limit" "$BIN" --provider "$p" --log-format text model probe "$model" --out "$dir" "$@" 2>"$dir.log" | tee -a "$REPORT"; then
+		log "$name: probe on $p${extra:+ ($extra)}"
+		# shellcheck disable=SC2086 # extra is a list of flags
+		if ! run "$limit" "$BIN" --provider "$p" --log-format text model probe "$model" --out "$dir" "$@" $extra 2>"$dir.log" | tee -a "$REPORT"; then
 			tail -n 20 "$dir.log" | tee -a "$REPORT"
 			[ $side = test ] && die "$name: the $p probe did not run (above: what is missing, from tagpr)"
 			log "$name: the CPU probe did not finish; no comparison"
@@ -104,7 +113,7 @@ if [ ! -f "$M10/model.onnx" ]; then
 	log "building the ~10M model"
 	"$BIN" model init --arch llama --layers 6 --d-model 320 --heads 5 --kv-heads 1 --vocab 8192 --max-positions 1024 --seed 1 --out "$M10" | tee -a "$REPORT" || die "model init failed"
 fi
-probe_pair m10 "$M10" 120 --gen-batches 1,8,32 --new-tokens 32 --prompt-len 32 --train-batch 8 --seq-len 128 --train-steps 3
+probe_pair m10 "$M10" 120 --half --gen-batches 1,8,32 --new-tokens 32 --prompt-len 32 --train-batch 8 --seq-len 128 --train-steps 3
 
 if [ "${SKIP_05B:-0}" != 1 ]; then
 	M05=${MODEL_05B:-$OUT/models/m05b}
@@ -116,7 +125,7 @@ if [ "${SKIP_05B:-0}" != 1 ]; then
 			--tie-embeddings --attention-bias --max-positions 2048 --rope-theta 1000000 --seed 1 --out "$M05" | tee -a "$REPORT" || die "model init (0.5B) failed"
 	fi
 	# Smaller timed workloads: the CPU side of a 0.5B model is slow.
-	probe_pair m05b "$M05" 300 --gen-batches 1,8,32 --new-tokens 16 --prompt-len 32 --train-batch 2 --seq-len 64 --train-steps 1
+	probe_pair m05b "$M05" 300 "" --gen-batches 1,8,32 --new-tokens 16 --prompt-len 32 --train-batch 2 --seq-len 64 --train-steps 1
 fi
 
 log "done in $((SECONDS - START))s; report: $REPORT"
