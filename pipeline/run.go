@@ -331,6 +331,10 @@ func (r *runEnv) chainsSettings() map[string]any {
 func (r *runEnv) sftSettings() map[string]any {
 	s := merge(r.policySettings(), r.chainsSettings(), r.settings("stages.sft"))
 	delete(s, "stages.sft.checkpoint_every")
+	if len(r.cfg.Stages.SFT.TaskWeights) == 0 {
+		// Runs recorded before task weights existed resume as before.
+		delete(s, "stages.sft.task_weights")
+	}
 	return s
 }
 
