@@ -585,6 +585,9 @@ func (b *Batcher) pick(g *gen, rows []*seqRow, logits []float32) error {
 		return err
 	}
 	for i, r := range rows {
+		if !h.finite(i) {
+			return errNonFinite(b.m.label, i, len(r.comp.Tokens))
+		}
 		q := &r.j.req
 		if q.Greedy() {
 			r.tok = argmaxAt(logits[i*V:(i+1)*V], h.mx[i])
