@@ -78,6 +78,9 @@ func TrainRL(ctx context.Context, st RLStage, pol RLPolicy, prompts []RLPrompt, 
 	if err != nil {
 		return nil, err
 	}
+	if pol.Load.Half { // float16 rollouts change the run; float32 keeps older stamps valid
+		settings["generation_dtype"] = "float16"
+	}
 	cfg := st.GRPO()
 	cfg.RewardWeights, cfg.OutputDir = sr.weights, dir
 	gp := make([]grpo.Prompt, len(prompts))
@@ -194,6 +197,10 @@ type RLPipeline struct {
 	Detokenize func(ids []int64) (string, error)
 	Progress   train.ProgressFunc
 	Session    ort.Options // every stage's sessions (RLPolicy.Session)
+	// HalfRollouts generates rollouts in float16 (runtime.generation_dtype):
+	// device-resident (on the CPU, through the same IO binding path), from
+	// float16 copies the trainer's float32 weights are cast into.
+	HalfRollouts bool
 }
 
 // Validate refuses empty, duplicate or path-unsafe stage names.
@@ -268,7 +275,7 @@ func (p *RLPipeline) runStage(ctx context.Context, st RLStage, from, dir string)
 	if err != nil {
 		return RLSummary{}, err
 	}
-	var lo lm.LoadOptions
+	lo := lm.LoadOptions{Half: p.HalfRollouts, DeviceResident: p.HalfRollouts}
 	if cfgPath := filepath.Join(from, "config.json"); exists(cfgPath) {
 		if lo.Config, err = lm.ReadHFConfig(cfgPath); err != nil {
 			return RLSummary{}, err

@@ -338,30 +338,22 @@ func TestRLBrokenSummary(t *testing.T) {
 // TestRLPipelineWithTemperature: a tempered stage starts on-policy (nothing
 // clipped, no KL before the first update) and exports the plain model.
 func TestRLPipelineWithTemperature(t *testing.T) {
-	mustORT(t)
-	dir := t.TempDir()
-	start := filepath.Join(dir, "start")
-	if _, err := lm.WriteModelDir(grpotest.Config, start, false); err != nil {
-		t.Fatal(err)
-	}
 	st := tinyRLStage()
 	st.Name, st.Steps, st.Temperature, st.CheckpointEvery = "hot", 3, 0.7, 0
 	var first map[string]float64
 	var steps []int
-	p := &RLPipeline{Stages: []RLStage{st}, Start: start, Dir: filepath.Join(dir, "rl"), EOS: []int64{rlEOS}, Pad: rlPad,
-		Prompts: func(RLStage) ([]RLPrompt, error) { return tinyRLPrompts(8), nil },
-		Rewards: func(RLStage) (Rewards, error) { return targetRewards(), nil },
-		Progress: func(pr train.Progress) {
-			if pr.Note == "" {
-				steps = append(steps, pr.Step)
-				if pr.Task != "rl hot" {
-					t.Errorf("progress task %q, want \"rl hot\"", pr.Task)
-				}
-				if pr.Step == 1 {
-					first = pr.Metrics
-				}
+	p := tinyRLPipeline(t, st)
+	p.Progress = func(pr train.Progress) {
+		if pr.Note == "" {
+			steps = append(steps, pr.Step)
+			if pr.Task != "rl hot" {
+				t.Errorf("progress task %q, want \"rl hot\"", pr.Task)
 			}
-		}}
+			if pr.Step == 1 {
+				first = pr.Metrics
+			}
+		}
+	}
 	sums, err := p.Run(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -386,4 +378,49 @@ func TestRLPipelineWithTemperature(t *testing.T) {
 		t.Fatal(err)
 	}
 	m.Close()
+}
+
+// runtime.generation_dtype float16: the rollouts run device-resident (the
+// CPU device here) from float16 copies of the trainer's float32 weights,
+// the stage trains and exports float32 weights, and its recorded settings
+// carry the dtype (a resume in float32 is refused).
+func TestRLPipelineHalfRollouts(t *testing.T) {
+	st := tinyRLStage()
+	st.Name, st.Steps, st.CheckpointEvery = "half", 2, 1
+	p := tinyRLPipeline(t, st)
+	p.HalfRollouts = true
+	sums, err := p.Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sums) != 1 || sums[0].Steps != 2 {
+		t.Fatalf("summaries %+v", sums)
+	}
+	stamp, err := os.ReadFile(filepath.Join(p.Dir, st.Name, "checkpoints", train.SettingsFile))
+	if err != nil || !strings.Contains(string(stamp), `"generation_dtype": "float16"`) {
+		t.Fatalf("the stage's settings do not record float16 rollouts (%v):\n%s", err, stamp)
+	}
+	out, err := ir.Load(filepath.Join(p.Final(), "model.onnx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, init := range out.Graph.Initializer {
+		if init.GetDataType() == ir.Float16 {
+			t.Fatalf("the exported model holds float16 weight %s: the master weights must stay float32", init.GetName())
+		}
+	}
+}
+
+// tinyRLPipeline runs stage st from the tiny model, written to a fresh
+// folder, on 8 prompts rewarded for the target token.
+func tinyRLPipeline(t *testing.T, st RLStage) *RLPipeline {
+	mustORT(t)
+	dir := t.TempDir()
+	start := filepath.Join(dir, "start")
+	if _, err := lm.WriteModelDir(grpotest.Config, start, false); err != nil {
+		t.Fatal(err)
+	}
+	return &RLPipeline{Stages: []RLStage{st}, Start: start, Dir: filepath.Join(dir, "rl"), EOS: []int64{rlEOS}, Pad: rlPad,
+		Prompts: func(RLStage) ([]RLPrompt, error) { return tinyRLPrompts(8), nil },
+		Rewards: func(RLStage) (Rewards, error) { return targetRewards(), nil }}
 }

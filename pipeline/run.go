@@ -331,6 +331,10 @@ func (r *runEnv) chainsSettings() map[string]any {
 func (r *runEnv) sftSettings() map[string]any {
 	s := merge(r.policySettings(), r.chainsSettings(), r.settings("stages.sft"))
 	delete(s, "stages.sft.checkpoint_every")
+	if len(r.cfg.Stages.SFT.TaskWeights) == 0 {
+		// Runs recorded before task weights existed resume as before.
+		delete(s, "stages.sft.task_weights")
+	}
 	return s
 }
 
@@ -374,6 +378,9 @@ func (r *runEnv) predictSettings(model string) map[string]any {
 	s := merge(r.modelSettings(model), r.promptSettings(), r.settings("stages.predict"))
 	delete(s, "stages.predict.models")
 	delete(s, "stages.predict.splits")
+	if r.cfg.Runtime.HalfGeneration() { // float16 changes the predictions; float32 keeps older stamps valid
+		s["runtime.generation_dtype"] = "float16"
+	}
 	return s
 }
 

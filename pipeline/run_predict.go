@@ -61,7 +61,7 @@ func (r *runEnv) predict(ctx context.Context) error {
 		var pol *Policy
 		open := func() (Policy, error) {
 			if pol == nil {
-				p, err := r.openModel(m)
+				p, err := r.openModelAs(m, r.cfg.Runtime.HalfGeneration())
 				if err != nil {
 					return Policy{}, fmt.Errorf("predict with %s: %w", m, err)
 				}
@@ -136,6 +136,7 @@ type PredictFileOptions struct {
 	ChatTemplate string
 	Eval         EvalOptions // Prompt, Batch, MaxNewTokens; Examples 0 predicts every question
 	Session      ort.Options
+	Half         bool // float16 generation (runtime.generation_dtype)
 	// Shard, with Count > 1, predicts only this shard's batches and leaves
 	// Out to MergePredictions once every shard is done.
 	Shard    datasets.Shard
@@ -182,7 +183,7 @@ func PredictFile(ctx context.Context, o PredictFileOptions) (PredictStats, error
 	if err != nil {
 		return st, fmt.Errorf("predict: %w", err)
 	}
-	m, err := lm.Load(o.Model, lm.LoadOptions{Session: o.Session, TokenizerVocab: tok.VocabSize()})
+	m, err := lm.Load(o.Model, lm.LoadOptions{Session: o.Session, TokenizerVocab: tok.VocabSize(), Half: o.Half})
 	if err != nil {
 		return st, fmt.Errorf("predict: %w", err)
 	}

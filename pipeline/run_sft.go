@@ -26,10 +26,17 @@ const summaryFile = "summary.json"
 // sftSequences are the kept chains of every task, each encoded as its
 // example's prompt (within the prompt budget) followed by the chain as the
 // assistant turn, cut to seqLen by dropping profile items, never the chain.
-// Chains too long even without a profile are left out and counted.
+// Chains too long even without a profile are left out and counted. Each
+// task's sequences appear as often as stages.sft.task_weights says (once
+// by default).
 func (r *runEnv) sftSequences() (seqs []Sequence, tooLong int, err error) {
 	seqLen := r.cfg.Stages.SFT.SeqLen
 	for _, td := range r.data.Tasks {
+		repeats := r.cfg.Stages.SFT.repeats(td.Task.Name)
+		if repeats == 0 {
+			continue
+		}
+		first := len(seqs)
 		rows, err := datasets.ReadChains(r.chainsFile(td.Task.Name), datasets.ReadOptions{})
 		if err != nil {
 			return nil, 0, fmt.Errorf("sft: %w", err)
@@ -56,6 +63,10 @@ func (r *runEnv) sftSequences() (seqs []Sequence, tooLong int, err error) {
 				return nil, 0, err
 			}
 			seqs = append(seqs, s)
+		}
+		task := seqs[first:]
+		for k := 1; k < repeats; k++ {
+			seqs = append(seqs, task...)
 		}
 	}
 	return seqs, tooLong, nil

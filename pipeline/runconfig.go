@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -47,7 +48,15 @@ type RuntimeConfig struct {
 	// CUDALibraries are extra folders (colon-separated) to search for the
 	// CUDA libraries.
 	CUDALibraries string `mapstructure:"cuda_libraries"`
+	// GenerationDType is float32 or float16: with float16, generation
+	// (predict, RL rollouts, serve) runs its MatMuls over float16 copies of
+	// the weights (lm.LoadOptions.Half); training keeps float32 weights.
+	GenerationDType string `mapstructure:"generation_dtype"`
 }
+
+// HalfGeneration reports whether generation runs in float16
+// (runtime.generation_dtype).
+func (r RuntimeConfig) HalfGeneration() bool { return r.GenerationDType == "float16" }
 
 // Runtime is the ORT runtime the process declares (ort.Start).
 func (r RuntimeConfig) Runtime() ort.Runtime {
@@ -222,8 +231,57 @@ type ChainsStage struct {
 
 // SFTStage fine-tunes the policy on the kept chains.
 type SFTStage struct {
-	Skip      bool `mapstructure:"skip"`
-	SFTConfig `mapstructure:",squash"`
+	Skip bool `mapstructure:"skip"`
+	// TaskWeights repeats each named task's chains that many times in the
+	// SFT data (a task left out: once; 0 leaves it out), so steps go where
+	// a task still learns: the benchmark's tags are solved long before its
+	// titles.
+	TaskWeights map[string]int `mapstructure:"task_weights"`
+	SFTConfig   `mapstructure:",squash"`
+}
+
+// maxTaskWeight bounds stages.sft.task_weights: more repeats than this is a
+// typo, not a mix.
+const maxTaskWeight = 16
+
+// repeats is how many times task's chains appear in the SFT data. Keys
+// match task names without regard to case: config loaders lowercase map
+// keys (LaMP_3 arrives as lamp_3).
+func (s SFTStage) repeats(task string) int {
+	for name, w := range s.TaskWeights {
+		if strings.EqualFold(name, task) {
+			return w
+		}
+	}
+	return 1
+}
+
+// validateTaskWeights checks every weight names one of the run's tasks and
+// is 0 to maxTaskWeight, and that some task keeps its chains.
+func (s SFTStage) validateTaskWeights(tasks []string) []error {
+	if len(s.TaskWeights) == 0 {
+		return nil
+	}
+	var errs []error
+	kept := 0
+	for _, t := range tasks {
+		if s.repeats(t) > 0 {
+			kept++
+		}
+	}
+	for name, w := range s.TaskWeights {
+		key := "stages.sft.task_weights." + name
+		if !slices.ContainsFunc(tasks, func(t string) bool { return strings.EqualFold(t, name) }) {
+			errs = append(errs, fmt.Errorf("%s: not a task of this run (its tasks: %s)", key, strings.Join(tasks, ", ")))
+		}
+		if w < 0 || w > maxTaskWeight {
+			errs = append(errs, fmt.Errorf("%s: %d: want 0 to %d (times its chains appear in the SFT data)", key, w, maxTaskWeight))
+		}
+	}
+	if kept == 0 {
+		errs = append(errs, fmt.Errorf("stages.sft.task_weights: every task is 0: SFT would have no data (skip it with stages.sft.skip)"))
+	}
+	return errs
 }
 
 // PRMUStage trains the personalization reward model.
@@ -302,7 +360,7 @@ func DefaultRunConfig() RunConfig {
 	return RunConfig{
 		Out:       "out/run",
 		Seed:      1,
-		Runtime:   RuntimeConfig{Provider: "cpu"},
+		Runtime:   RuntimeConfig{Provider: "cpu", GenerationDType: "float32"},
 		Log:       LogConfig{Format: "auto"},
 		Tokenizer: TokenizerConfig{ChatTemplate: "auto"},
 		Data:      DataConfig{Scheme: "user"},
@@ -398,6 +456,7 @@ func (c *RunConfig) Validate() error {
 		if err := c.Stages.SFT.Validate(); err != nil {
 			bad("stages.sft", "%v", err)
 		}
+		errs = append(errs, c.Stages.SFT.validateTaskWeights(c.Data.taskNames())...)
 	}
 	if p := c.Stages.PRMU; !p.Skip {
 		if p.Steps < 1 || p.PairsPerStep < 1 || !(p.LR > 0) || !finite(p.LR) || p.Vocab < 300 || p.Threads < 0 || p.PolicySamples < 0 {
@@ -478,7 +537,34 @@ func (r RuntimeConfig) Validate() error {
 	if r.Device < 0 {
 		return fmt.Errorf("runtime.device: %d: want a CUDA device ordinal ≥ 0", r.Device)
 	}
+	switch r.GenerationDType {
+	case "", "float32", "float16":
+	default:
+		return fmt.Errorf("--generation-dtype (runtime.generation_dtype) %q: want float32 or float16", r.GenerationDType)
+	}
 	return nil
+}
+
+// taskNames are the canonical names of the tasks the data config reads
+// (unparseable ones are left to validate).
+func (d DataConfig) taskNames() []string {
+	var refs []string
+	for _, t := range d.Tasks {
+		refs = append(refs, string(t))
+	}
+	for _, im := range d.Imports {
+		refs = append(refs, string(im.Task))
+	}
+	if d.Synth != nil {
+		refs = append(refs, d.Synth.synthConfig().Tasks...)
+	}
+	var out []string
+	for _, r := range refs {
+		if t, err := datasets.ParseTask(r); err == nil {
+			out = append(out, t.Name)
+		}
+	}
+	return out
 }
 
 func (d DataConfig) validate() []error {

@@ -107,6 +107,7 @@ func TestRunConfigValidate(t *testing.T) {
 		"no policy":        {func(c *RunConfig) { c.Policy.Dir = "" }, "policy: set policy.dir"},
 		"gold on LaMP":     {func(c *RunConfig) { c.Teacher.Kind = TeacherGold }, "teacher.kind: gold"},
 		"bad provider":     {func(c *RunConfig) { c.Runtime.Provider = "tpu" }, "runtime.provider"},
+		"bad dtype":        {func(c *RunConfig) { c.Runtime.GenerationDType = "bfloat16" }, "runtime.generation_dtype"},
 		"rl stage":         {func(c *RunConfig) { c.Stages.RL = []RLStage{{Name: "g", Reward: "guided", Steps: 1}} }, "stages.rl[0]"},
 		"predict rl":       {func(c *RunConfig) { c.Stages.Predict.Models = []string{"base", "rl"} }, `stages.predict.models: "rl": no RL stage`},
 		"unknown reward": {func(c *RunConfig) {
@@ -116,7 +117,11 @@ func TestRunConfigValidate(t *testing.T) {
 			c.Stages.PRMU.Skip = true
 			c.Stages.RL = []RLStage{{Name: "g", Rewards: map[string]float64{"prmu": 1}, Steps: 1, PromptsPerStep: 1, NumGenerations: 2, MaxCompletionLength: 4, LR: 1e-4}}
 		}, "stages.rl[0].rewards.prmu: the prmu stage is skipped"},
-		"sft without chains":   {func(c *RunConfig) { c.Stages.Chains.Skip = true }, "stages.sft.skip"},
+		"sft without chains":     {func(c *RunConfig) { c.Stages.Chains.Skip = true }, "stages.sft.skip"},
+		"weight of another task": {func(c *RunConfig) { c.Stages.SFT.TaskWeights = map[string]int{"LaMP_7": 2} }, "stages.sft.task_weights.LaMP_7: not a task of this run"},
+		"weight out of range":    {func(c *RunConfig) { c.Stages.SFT.TaskWeights = map[string]int{"LaMP_3": 17} }, "stages.sft.task_weights.LaMP_3: 17: want 0 to 16"},
+		"every weight 0": {func(c *RunConfig) { c.Stages.SFT.TaskWeights = map[string]int{"LaMP_2M": 0, "LaMP_3": 0} },
+			"stages.sft.task_weights: every task is 0"},
 		"plain teacher chains": {func(c *RunConfig) { c.Stages.Chains.Plain = true }, "stages.chains.plain"},
 		"rl from a later stage": {func(c *RunConfig) {
 			st := RLStage{Name: "a", Reward: RewardExploratory, Steps: 1, PromptsPerStep: 1, NumGenerations: 2, MaxCompletionLength: 4, LR: 1e-4, From: "b"}
@@ -131,6 +136,11 @@ func TestRunConfigValidate(t *testing.T) {
 		if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: %v, want %q", name, err, c.want)
 		}
+	}
+	weighted := base
+	weighted.Stages.SFT.TaskWeights = map[string]int{"lamp_3": 3, "LaMP_2M": 0} // keys arrive lowercased from a file
+	if err := weighted.Validate(); err != nil {
+		t.Errorf("task weights of the run's tasks: %v", err)
 	}
 	fast := base.FastDevRun()
 	if fast.Out != filepath.Join(base.Out, "fast_dev_run") || fast.Stages.SFT.Steps != 2 || fast.Data.MaxExamples == 0 {

@@ -223,7 +223,12 @@ func tokenID(tok *tokenize.Tokenizer, s string) (int64, error) {
 
 // openModel loads the named model (base, sft, rl, rl:NAME) for generation.
 func (r *runEnv) openModel(name string) (Policy, error) {
-	m, err := lm.Load(r.modelDir(name), lm.LoadOptions{Session: r.sess, TokenizerVocab: r.tok.VocabSize()})
+	return r.openModelAs(name, false)
+}
+
+// openModelAs is openModel, in float16 with half (runtime.generation_dtype).
+func (r *runEnv) openModelAs(name string, half bool) (Policy, error) {
+	m, err := lm.Load(r.modelDir(name), lm.LoadOptions{Session: r.sess, TokenizerVocab: r.tok.VocabSize(), Half: half})
 	if err != nil {
 		return Policy{}, err
 	}

@@ -232,7 +232,8 @@ type generateModel struct {
 }
 
 func openGenerateModel(path, tokPath string, needText bool) (*generateModel, error) {
-	oo := serve.OpenOptions{Session: sessionOptions()}
+	half := runCfg.Runtime.HalfGeneration()
+	oo := serve.OpenOptions{Session: sessionOptions(), Half: half}
 	if tokPath != "" {
 		tok, err := loadTokenizer(tokPath)
 		if err != nil {
@@ -240,7 +241,7 @@ func openGenerateModel(path, tokPath string, needText bool) (*generateModel, err
 		}
 		oo.Tokenizer = tok
 	} else if !needText && !hasTokenizer(path) {
-		m, err := lm.Load(path, lm.LoadOptions{Session: sessionOptions()})
+		m, err := lm.Load(path, lm.LoadOptions{Session: sessionOptions(), Half: half})
 		if err != nil {
 			return nil, err
 		}

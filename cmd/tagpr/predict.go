@@ -46,7 +46,11 @@ func init() {
 					return err
 				}
 				if sh.Count > 1 {
-					fmt.Fprintf(cmd.OutOrStdout(), "predict: shard %s done; when every shard is done: tagpr predict merge -c %s\n", sh, cfgSource)
+					fast := ""
+					if o.fastDevRun {
+						fast = " --fast-dev-run"
+					}
+					fmt.Fprintf(cmd.OutOrStdout(), "predict: shard %s done; when every shard is done: tagpr predict merge -c %s%s\n", sh, cfgSource, fast)
 				}
 				return nil
 			}
@@ -118,6 +122,7 @@ func (f *predictFileFlags) options() (pipeline.PredictFileOptions, error) {
 	}
 	p := runCfg.Stages.Predict
 	return pipeline.PredictFileOptions{Task: t, Questions: f.questions, Out: f.out, Taxonomy: tx, ChatTemplate: runCfg.Tokenizer.ChatTemplate, Shard: sh,
+		Half: runCfg.Runtime.HalfGeneration(),
 		Eval: pipeline.EvalOptions{Batch: p.Batch, MaxNewTokens: p.MaxNewTokens, Prompt: pipeline.PromptOptions{TopK: runCfg.Retrieval.TopK,
 			Retrieval: runCfg.Retrieval.Method, MaxTokens: runCfg.Retrieval.MaxPromptTokens}}}, nil
 }
@@ -141,7 +146,7 @@ workers wrote (generating nothing) and marks each model done for eval.`,
 				if err := runStagesWith(cmd, o, pipeline.RunOptions{Only: []string{pipeline.StagePredict}, MergeShards: true}); err != nil {
 					return err
 				}
-				fmt.Fprintf(cmd.OutOrStdout(), "predict: every shard's predictions merged in %s\n", filepath.Join(runCfg.Out, "predictions"))
+				fmt.Fprintf(cmd.OutOrStdout(), "predict: every shard's predictions merged in %s\n", filepath.Join(o.out(), "predictions"))
 				return nil
 			}
 			if f.task == "" || f.questions == "" || f.out == "" {

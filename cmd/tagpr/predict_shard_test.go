@@ -109,3 +109,48 @@ func TestConfigPredictShardsMergeToTheSingleRun(t *testing.T) {
 		t.Errorf("eval of the merged shards:\n%s\nof the single run:\n%s", b, a)
 	}
 }
+
+// With --fast-dev-run the shard workers and their merge write the config's
+// fast_dev_run folder, and the merge names that folder.
+func TestConfigPredictMergeFastDevRunNamesItsFolder(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "run")
+	cfg := predictConfig(t, dir, out)
+	env := runtimeEnv(t)
+	for i := 0; i < 2; i++ {
+		stdout, stderr, err := runTagpr(t, dir, env, "predict", "-c", cfg, "--fast-dev-run", "--shard", fmt.Sprintf("%d/2", i))
+		if err != nil || !strings.Contains(stdout, "predict merge -c "+cfg+" --fast-dev-run") {
+			t.Fatalf("worker %d: %v\n%s%s", i, err, stdout, stderr)
+		}
+	}
+	stdout, stderr, err := runTagpr(t, dir, env, "predict", "merge", "-c", cfg, "--fast-dev-run")
+	want := filepath.Join(out, "fast_dev_run", "predictions")
+	if err != nil || !strings.Contains(stdout, "merged in "+want+"\n") {
+		t.Fatalf("merge: %v, want it to name %s\n%s%s", err, want, stdout, stderr)
+	}
+	if files, _ := filepath.Glob(filepath.Join(want, "base", "*_*.*")); len(files) == 0 {
+		t.Fatalf("nothing merged in %s", want)
+	}
+}
+
+// runtime.generation_dtype: a value other than float32 or float16 is
+// refused naming the key; float16 predicts, and the run folder's stamp
+// then refuses the same stage in float32.
+func TestConfigPredictGenerationDType(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "run")
+	cfg := predictConfig(t, dir, out)
+	env := runtimeEnv(t)
+	if _, stderr, err := runTagpr(t, dir, env, "predict", "-c", cfg, "--generation-dtype", "bfloat16"); err == nil || !strings.Contains(stderr, "runtime.generation_dtype") {
+		t.Fatalf("bfloat16: err %v\n%s", err, stderr)
+	}
+	if _, stderr, err := runTagpr(t, dir, env, "predict", "-c", cfg, "--fast-dev-run", "--generation-dtype", "float16"); err != nil {
+		t.Fatalf("float16: %v\n%s", err, stderr)
+	}
+	if files, _ := filepath.Glob(filepath.Join(out, "fast_dev_run", "predictions", "base", "*_*.json")); len(files) == 0 {
+		t.Fatal("float16 predict wrote no predictions")
+	}
+	if _, stderr, err := runTagpr(t, dir, env, "predict", "-c", cfg, "--fast-dev-run"); err == nil || !strings.Contains(stderr, "generation_dtype") {
+		t.Fatalf("float32 over the float16 stage: err %v\n%s", err, stderr)
+	}
+}

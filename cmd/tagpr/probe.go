@@ -55,7 +55,7 @@ flags and compare with ` + "`tagpr model probe-compare`" + ` (scripts/gpu/check.
 	f.IntVar(&o.TrainSteps, "train-steps", 3, "timed training steps after the recorded one (-1: no training)")
 	f.Uint64Var(&o.Seed, "seed", 1, "seed of the token ids")
 	f.BoolVar(&o.DeviceResident, "device-resident", false, "run generation and the timed training steps on the device-resident paths (automatic with --provider cuda) and record the bytes crossing per step")
-	f.BoolVar(&o.Half, "half", false, "also generate with float16 MatMuls and compare with float32 (models under 1 GiB)")
+	f.BoolVar(&o.Half, "half", false, "also generate with float16 MatMuls and compare with float32")
 	c.MarkFlagRequired("out")
 	return c
 }

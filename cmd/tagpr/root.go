@@ -35,11 +35,13 @@ func init() {
 	pf.String("provider", "cpu", "execution provider of every ORT session: cpu or cuda (cuda needs the GPU runtime: make setup-gpu; it fails at start naming what is missing)")
 	pf.Int("device", 0, "CUDA device ordinal (with --provider cuda)")
 	pf.Int("threads", 0, "intra-op threads per ORT session (0: one per core)")
+	pf.String("generation-dtype", "float32", "float32, or float16: generation (predict, RL rollouts, serve) runs its MatMuls over float16 copies of the weights; training keeps float32")
 	pf.String("log-format", "auto", "log format: auto (text on a terminal, JSON otherwise), text or json")
 	flagSetsKey(pf, "runtime-library", "runtime.library")
 	flagSetsKey(pf, "provider", "runtime.provider")
 	flagSetsKey(pf, "device", "runtime.device")
 	flagSetsKey(pf, "threads", "runtime.threads")
+	flagSetsKey(pf, "generation-dtype", "runtime.generation_dtype")
 	flagSetsKey(pf, "log-format", "log.format")
 }
 

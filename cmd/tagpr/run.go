@@ -14,6 +14,15 @@ type stageFlags struct {
 	fastDevRun bool
 }
 
+// out is the run folder the stages write: the config's, or its
+// fast_dev_run folder.
+func (o stageFlags) out() string {
+	if o.fastDevRun {
+		return runCfg.FastDevRun().Out
+	}
+	return runCfg.Out
+}
+
 func addStageFlags(c *cobra.Command, o *stageFlags, outFlag string) {
 	c.Flags().BoolVar(&o.fastDevRun, "fast-dev-run", false, "every stage on a handful of examples and steps, in OUT/fast_dev_run: try a config end to end in about a minute")
 	if outFlag != "" {

@@ -51,7 +51,7 @@ func serveCmd() *cobra.Command {
 			if err := initRuntime(); err != nil {
 				return err
 			}
-			oo := serve.OpenOptions{Name: name, Session: sessionOptions()}
+			oo := serve.OpenOptions{Name: name, Session: sessionOptions(), Half: runCfg.Runtime.HalfGeneration()}
 			if tokPath != "" {
 				tok, err := loadTokenizer(tokPath)
 				if err != nil {

@@ -54,21 +54,9 @@ func TestServeMatchesModelGenerate(t *testing.T) {
 	}
 
 	cmd, url, serr := startServe(t, "--model", dir, "--tokenizer", "qwen3-tokenizer")
-	body, _ := json.Marshal(map[string]any{"model": "qwen-tiny", "temperature": 0, "max_tokens": 12,
-		"messages": []map[string]string{{"role": "user", "content": "Hello there"}}})
-	resp, err := http.Post(url+"/chat/completions", "application/json", bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var chat struct {
-		Choices []struct {
-			Message struct{ Content string } `json:"message"`
-		} `json:"choices"`
-	}
-	json.NewDecoder(resp.Body).Decode(&chat)
-	resp.Body.Close()
-	if resp.StatusCode != 200 || len(chat.Choices) != 1 || chat.Choices[0].Message.Content != text {
-		t.Errorf("serve answered %d %+v; model generate %q", resp.StatusCode, chat, text)
+	status, chat := chatHello(t, url, 12)
+	if status != 200 || len(chat.Choices) != 1 || chat.Choices[0].Message.Content != text {
+		t.Errorf("serve answered %d %+v; model generate %q", status, chat, text)
 	}
 	stopServe(t, cmd, serr)
 }
@@ -123,13 +111,15 @@ func stopServe(t *testing.T, cmd *exec.Cmd, serr *bytes.Buffer) {
 // chains that pass the filter; this one is a real model (random weights), so
 // every chain is asked for (max_tokens within the fixture's 1024-token context), recorded with the served model as its teacher
 // and judged (none kept): the client and the server speak the same API.
+// Greedy (temperature 0): sampled, this random model now and then drew EOS
+// first and answered an empty chain.
 func TestChainsFromServeTeacher(t *testing.T) {
 	policy, _ := filepath.Abs(policyFixture)
 	cmd, url, serr := startServe(t, "--model", policy, "--served-model-name", "teacher-under-test")
 	dir := t.TempDir()
 	out := filepath.Join(dir, "run")
 	cfg := writeConfig(t, dir, "lamp.yaml", strings.Replace(lampConfig(t, out, strings.TrimSuffix(url, "/v1")),
-		"model: test-teacher", "model: teacher-under-test\n  max_tokens: 64", 1))
+		"model: test-teacher", "model: teacher-under-test\n  max_tokens: 64\n  temperature: 0", 1))
 	stdout, stderr, err := runTagpr(t, dir, runtimeEnv(t), "chains", "-c", cfg)
 	if err != nil {
 		t.Fatalf("tagpr chains with a tagpr serve teacher: %v\n%s%s\nserve: %s", err, stdout, stderr, serr.String())
@@ -158,4 +148,42 @@ func TestChainsFromServeTeacher(t *testing.T) {
 		t.Errorf("serve's /metrics lacks %q (18 chat requests, 6 questions × 3 tasks):\n%s", want, metrics)
 	}
 	stopServe(t, cmd, serr)
+}
+
+// `serve --generation-dtype float16` serves from float16 MatMuls (the
+// batcher over a float16 model); another dtype fails at start naming the key.
+func TestServeFloat16(t *testing.T) {
+	dir := qwenModelDir(t)
+	if _, stderr, err := runTagpr(t, ".", nil, "serve", "--model", dir, "--tokenizer", "qwen3-tokenizer", "--generation-dtype", "fp8"); err == nil || !strings.Contains(stderr, "runtime.generation_dtype") {
+		t.Fatalf("serve --generation-dtype fp8: %v\n%s", err, stderr)
+	}
+	cmd, url, serr := startServe(t, "--model", dir, "--tokenizer", "qwen3-tokenizer", "--generation-dtype", "float16")
+	status, chat := chatHello(t, url, 6)
+	if status != 200 || len(chat.Choices) != 1 || chat.Choices[0].FinishReason == "" {
+		t.Errorf("float16 serve answered %d %+v\n%s", status, chat, serr.String())
+	}
+	stopServe(t, cmd, serr)
+}
+
+// helloChat is a chat completion's answer, as the serve tests read it.
+type helloChat struct {
+	Choices []struct {
+		Message      struct{ Content string } `json:"message"`
+		FinishReason string                   `json:"finish_reason"`
+	} `json:"choices"`
+}
+
+// chatHello asks the served qwen-tiny, greedily, to answer "Hello there".
+func chatHello(t *testing.T, url string, maxTokens int) (int, helloChat) {
+	t.Helper()
+	body, _ := json.Marshal(map[string]any{"model": "qwen-tiny", "temperature": 0, "max_tokens": maxTokens,
+		"messages": []map[string]string{{"role": "user", "content": "Hello there"}}})
+	resp, err := http.Post(url+"/chat/completions", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var chat helloChat
+	json.NewDecoder(resp.Body).Decode(&chat)
+	return resp.StatusCode, chat
 }

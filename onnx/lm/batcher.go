@@ -170,6 +170,18 @@ type BatcherStats struct {
 // NewBatcher starts a batcher over m; Close or Shutdown stops it. The model
 // stays usable by others (Generate takes turns with the batcher's steps).
 func NewBatcher(m *Model, o BatcherOptions) (*Batcher, error) {
+	b, err := newBatcher(m, o)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	b.stop = cancel
+	go b.loop(ctx)
+	return b, nil
+}
+
+// newBatcher is NewBatcher without the loop (tests drive it a step at a time).
+func newBatcher(m *Model, o BatcherOptions) (*Batcher, error) {
 	if m.Layout.Float != "float32" {
 		return nil, fmt.Errorf("batcher for %s: generation runs float32 models; this one is %s", m.label, m.Layout.Float)
 	}
@@ -177,7 +189,7 @@ func NewBatcher(m *Model, o BatcherOptions) (*Batcher, error) {
 		return nil, fmt.Errorf("batcher for %s: vocab size unknown (no config.json vocab_size and a symbolic logits dim)", m.label)
 	}
 	for _, name := range m.Layout.Extra {
-		if m.bound[name] == nil {
+		if !m.isBound(name) {
 			return nil, fmt.Errorf("batcher for %s: input %q must be bound with Model.Bind first", m.label, name)
 		}
 	}
@@ -209,14 +221,11 @@ func NewBatcher(m *Model, o BatcherOptions) (*Batcher, error) {
 	// per cache position.
 	perPos := int64(2*2*m.Layout.Layers*m.Layout.KVHeads*m.Layout.HeadDim) * 4
 	b.capPos = int(min(o.CacheBytes/perPos, math.MaxInt32))
-	run, err := m.newGenIn(&b.ws, 0, 0, 0)
+	run, err := b.newRun(&b.ws, 0)
 	if err != nil {
 		return nil, err
 	}
 	b.run = run
-	ctx, cancel := context.WithCancel(context.Background())
-	b.stop = cancel
-	go b.loop(ctx)
 	return b, nil
 }
 
@@ -442,7 +451,7 @@ func (b *Batcher) join(ctx context.Context, jobs []*job) {
 			j.s.finish(err)
 		}
 	}
-	pre, err := b.m.newGenIn(&b.pws, len(jobs), len(jobs), len(jobs)*longest)
+	pre, err := b.newPrefill(len(jobs), longest)
 	if err != nil {
 		fail(err)
 		return
@@ -576,6 +585,9 @@ func (b *Batcher) pick(g *gen, rows []*seqRow, logits []float32) error {
 		return err
 	}
 	for i, r := range rows {
+		if !h.finite(i) {
+			return errNonFinite(b.m.label, i, len(r.comp.Tokens))
+		}
 		q := &r.j.req
 		if q.Greedy() {
 			r.tok = argmaxAt(logits[i*V:(i+1)*V], h.mx[i])
@@ -662,7 +674,7 @@ func (b *Batcher) failRows(err error) {
 	}
 	b.rows = nil
 	b.run.B, b.run.P, b.run.pad = 0, 0, b.run.pad[:0]
-	b.run.release()
+	b.emptyCache()
 	b.c.rows.Store(0)
 	b.c.cachePos.Store(0)
 }

@@ -23,6 +23,9 @@ type rowSrc struct {
 // decode steps never allocate.
 func (b *Batcher) relayout(srcs []rowSrc) error {
 	run := b.run
+	if run.dc != nil {
+		return b.relayoutDevice(srcs)
+	}
 	H, D := run.H, run.D
 	for _, p := range run.past {
 		if p != nil {

@@ -187,6 +187,11 @@ func (m *Model) Generate(ctx context.Context, prompts [][]int64, o GenerateOptio
 		if err != nil {
 			return nil, st, err
 		}
+		for r := range row {
+			if !done[r] && !h.finite(r) {
+				return nil, st, errNonFinite(m.label, row[r], step)
+			}
+		}
 		t1 := time.Now()
 		rp.pick(h, threadsOf(m.sessOpts), last, V, done, o.Sampling, rngs, !o.NoLogProbs)
 		st.Pick += time.Since(t1)

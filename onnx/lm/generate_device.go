@@ -292,7 +292,13 @@ type devCache struct {
 // only the empty first past) and the device-bound weights left out of the
 // host inputs.
 func (m *Model) newDeviceGen(B, capRows int) (*gen, error) {
-	g, err := m.newGenIn(&m.ws, B, capRows, 0)
+	return m.newDeviceGenIn(&m.ws, B, capRows)
+}
+
+// newDeviceGenIn is newDeviceGen with the host buffers (ids, positions,
+// logits) in ws: the batcher's own.
+func (m *Model) newDeviceGenIn(ws *workspace, B, capRows int) (*gen, error) {
+	g, err := m.newGenIn(ws, B, capRows, 0)
 	if err != nil {
 		return nil, err
 	}

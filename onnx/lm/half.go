@@ -8,6 +8,8 @@ import (
 
 	"github.com/tagpr/tagpr/onnx/ir"
 	"github.com/tagpr/tagpr/onnx/onnxpb"
+	"github.com/tagpr/tagpr/onnx/ort"
+	ortgo "github.com/yalue/onnxruntime_go"
 )
 
 // Half-precision generation (LoadOptions.Half): every MatMul whose right
@@ -147,17 +149,13 @@ func halfMatMuls(pm *onnxpb.ModelProto, inputs map[string]bool) (HalfStats, map[
 	return st, fed, nil
 }
 
-// loadHalf is Load with Half: the model, with its external data, is edited
-// in memory, so it must stay under maxEditBytes.
+// loadHalf is Load with Half. A model that fits in one protobuf message
+// (under maxEditBytes with its external data) is edited and loaded in
+// memory; a bigger one (a 0.5B model's float32 weights are 2 GB, past
+// protobuf's 2 GiB limit once inlined) is edited the same way, then written
+// with its weights as external data to a temporary folder that the session
+// is created from (loadHalfLarge).
 func loadHalf(file string, opts LoadOptions) (*Model, error) {
-	tooBig := fmt.Errorf("load model %s half: it is too big to edit in memory (1 GiB with its external data); load it in float32", file)
-	st, err := os.Stat(file)
-	if err != nil {
-		return nil, fmt.Errorf("load model %s: %w", file, err)
-	}
-	if st.Size() >= maxEditBytes {
-		return nil, tooBig
-	}
 	raw, err := os.ReadFile(file)
 	if err != nil {
 		return nil, fmt.Errorf("load model %s: %w", file, err)
@@ -166,19 +164,59 @@ func loadHalf(file string, opts LoadOptions) (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
+	large := int64(len(raw))+externalBytes(pm) >= halfInMemoryBytes
+	raw = nil
 	if hasExternalData(pm) {
-		if externalBytes(pm)+st.Size() >= maxEditBytes {
-			return nil, tooBig
-		}
 		if err := ir.LoadExternalData(pm, filepath.Dir(file)); err != nil {
 			return nil, fmt.Errorf("load model %s: %w", file, err)
 		}
+	}
+	if large {
+		return loadHalfLarge(pm, file, opts)
 	}
 	b, err := ir.Marshal(pm)
 	if err != nil {
 		return nil, fmt.Errorf("load model %s: %w", file, err)
 	}
 	return LoadBytes(b, file, opts)
+}
+
+// halfInMemoryBytes is the size from which loadHalf goes through a
+// temporary file (maxEditBytes; tests lower it to run that path on a small
+// model).
+var halfInMemoryBytes int64 = maxEditBytes
+
+// loadHalfLarge applies HalfMatMuls and the generation edits to pm (its
+// weights in memory), writes it to a temporary folder with every weight in
+// an external data file, and opens the session from there; the folder is
+// removed once the session holds the weights.
+func loadHalfLarge(pm *onnxpb.ModelProto, file string, opts LoadOptions) (*Model, error) {
+	st, err := HalfMatMuls(pm)
+	if err != nil {
+		return nil, fmt.Errorf("load model %s: %w", file, err)
+	}
+	if st.MatMuls == 0 {
+		return nil, fmt.Errorf("load model %s half: no MatMul reads a float32 weight initializer (weights fed as inputs stay float32)", file)
+	}
+	editForGeneration(pm)
+	tmp, err := os.MkdirTemp("", "tagpr-half-")
+	if err != nil {
+		return nil, fmt.Errorf("load model %s half: %w", file, err)
+	}
+	defer os.RemoveAll(tmp)
+	path := filepath.Join(tmp, "model.onnx")
+	if err := ir.Write(pm, path, ir.WriteOptions{ExternalDataThreshold: 1024}); err != nil {
+		return nil, fmt.Errorf("load model %s half: %w (the float16 copy is written to %s: set TMPDIR to a folder with room for it)", file, err, os.TempDir())
+	}
+	pm = nil
+	ins, outs, err := ortgo.GetInputOutputInfo(path)
+	if err != nil {
+		return nil, fmt.Errorf("load model %s half: %w", file, err)
+	}
+	opts.Half = false
+	return open(file, ins, outs, opts, func(o ort.Options) (*ort.Session, error) {
+		return ort.NewSessionFromFile(path, o)
+	})
 }
 
 // halfModel applies HalfMatMuls to a serialized model.

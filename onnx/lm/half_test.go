@@ -3,6 +3,8 @@ package lm
 import (
 	"context"
 	"math"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/tagpr/tagpr/onnx/ir"
@@ -194,4 +196,54 @@ func mustBuild(t *testing.T, c Config) *onnxpb.ModelProto {
 		t.Fatal(err)
 	}
 	return pm
+}
+
+// A model too big to edit in one protobuf message (here: the threshold
+// lowered to a byte, the weights in an external data file as a 0.5B
+// model's are) is made float16 through a temporary file with external
+// data, and generates exactly as the in-memory float16 model.
+func TestHalfLargeModelPath(t *testing.T) {
+	c := testConfigs()["llama"]
+	pm, err := Build(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	file := filepath.Join(dir, "model.onnx")
+	if err := ir.Write(pm, file, ir.WriteOptions{ExternalDataThreshold: 64}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := ir.Marshal(pm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := LoadOptions{Config: testHFConfig(c), Half: true, Session: ort.Options{IntraOpThreads: 1}}
+	small, err := LoadBytes(b, "half in memory", o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer small.Close()
+	old := halfInMemoryBytes
+	halfInMemoryBytes = 1
+	defer func() { halfInMemoryBytes = old }()
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	large, err := Load(file, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer large.Close()
+	if left, _ := os.ReadDir(tmp); len(left) != 0 {
+		t.Fatalf("the temporary float16 model was left in %s: %v", tmp, left)
+	}
+	go1 := GenerateOptions{MaxNewTokens: 8, NumGenerations: 2, Sampling: Sampling{Temperature: 0.9}, Seed: 5}
+	want, _, err := small.Generate(context.Background(), testPrompts, go1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _, err := large.Generate(context.Background(), testPrompts, go1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameCompletions(t, "float16 through external data", want, got)
 }

@@ -2,6 +2,7 @@ package lm
 
 import (
 	"fmt"
+	"math"
 
 	"github.com/tagpr/tagpr/onnx/ir"
 	"github.com/tagpr/tagpr/onnx/onnxpb"
@@ -70,6 +71,28 @@ type headOut struct {
 	mx          []float32 // row max (greedy, perRow)
 	probs, sums []float32 // softmax(logits · inv_temperature), row sums (sample)
 	logp        []float32 // log-softmax of the raw logits (rawLogProbs)
+}
+
+// finite reports whether row r's logits gave a usable distribution: a
+// finite row max, or a finite positive softmax sum. NaN or infinite logits
+// (broken weights, an uninitialised cache) would otherwise still pick some
+// token, and generation would go on writing garbage.
+func (h *headOut) finite(r int) bool {
+	if r < len(h.mx) && (math.IsNaN(float64(h.mx[r])) || math.IsInf(float64(h.mx[r]), 0)) {
+		return false
+	}
+	if r < len(h.sums) {
+		s := float64(h.sums[r])
+		if math.IsNaN(s) || math.IsInf(s, 0) || s <= 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// errNonFinite is the error for a row whose logits are not finite.
+func errNonFinite(label string, row, step int) error {
+	return fmt.Errorf("generate with %s: the logits of sequence %d at token %d are not finite (NaN or ±Inf): the model's weights or inputs are broken (check the model file, or train it again from a good checkpoint)", label, row, step)
 }
 
 // headPart is one goroutine's run arguments.

@@ -30,6 +30,8 @@ type OpenOptions struct {
 	// Name is the model id clients send; default the folder's base name.
 	Name    string
 	Session ort.Options
+	// Half generates in float16 (runtime.generation_dtype; lm.LoadOptions.Half).
+	Half bool
 }
 
 // Open loads the model in dir (a folder with model.onnx or onnx/model.onnx,
@@ -51,7 +53,7 @@ func Open(dir string, o OpenOptions) (*Model, error) {
 			return nil, fmt.Errorf("open model %s: %w", dir, err)
 		}
 	}
-	m, err := lm.Load(dir, lm.LoadOptions{Session: o.Session, TokenizerVocab: tok.VocabSize()})
+	m, err := lm.Load(dir, lm.LoadOptions{Session: o.Session, TokenizerVocab: tok.VocabSize(), Half: o.Half})
 	if err != nil {
 		return nil, err
 	}
