@@ -156,16 +156,11 @@ func halfMatMuls(pm *onnxpb.ModelProto, inputs map[string]bool) (HalfStats, map[
 // with its weights as external data to a temporary folder that the session
 // is created from (loadHalfLarge).
 func loadHalf(file string, opts LoadOptions) (*Model, error) {
-	raw, err := os.ReadFile(file)
-	if err != nil {
-		return nil, fmt.Errorf("load model %s: %w", file, err)
-	}
-	pm, err := ir.Read(raw, file)
+	pm, size, err := readModelFile(file)
 	if err != nil {
 		return nil, err
 	}
-	large := int64(len(raw))+externalBytes(pm) >= halfInMemoryBytes
-	raw = nil
+	large := size+externalBytes(pm) >= halfInMemoryBytes
 	if hasExternalData(pm) {
 		if err := ir.LoadExternalData(pm, filepath.Dir(file)); err != nil {
 			return nil, fmt.Errorf("load model %s: %w", file, err)

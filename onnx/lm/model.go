@@ -112,15 +112,11 @@ func Load(path string, opts LoadOptions) (*Model, error) {
 	// logits_to_keep (see keep.go); others, and models whose weights are
 	// in an external data file (big ones), load as they are.
 	if st, err := os.Stat(file); err == nil && st.Size() < maxEditBytes {
-		raw, err := os.ReadFile(file)
-		if err != nil {
-			return nil, fmt.Errorf("load model %s: %w", file, err)
-		}
-		pm, err := ir.Read(raw, file)
+		pm, size, err := readModelFile(file)
 		if err != nil {
 			return nil, err
 		}
-		small := externalBytes(pm)+st.Size() < maxEditBytes
+		small := externalBytes(pm)+size < maxEditBytes
 		if small && hasExternalData(pm) {
 			if err := ir.LoadExternalData(pm, filepath.Dir(file)); err != nil {
 				return nil, fmt.Errorf("load model %s: %w", file, err)
@@ -362,4 +358,18 @@ func (m *Model) cfgPad() TokenIDs {
 		return nil
 	}
 	return m.Config.PadTokenID
+}
+
+// readModelFile parses an ONNX file (its external data not yet loaded) and
+// returns its size in bytes.
+func readModelFile(file string) (*onnxpb.ModelProto, int64, error) {
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		return nil, 0, fmt.Errorf("load model %s: %w", file, err)
+	}
+	pm, err := ir.Read(raw, file)
+	if err != nil {
+		return nil, 0, err
+	}
+	return pm, int64(len(raw)), nil
 }
