@@ -94,6 +94,10 @@ type RLStage struct {
 	ScaleRewards             string  `mapstructure:"scale_rewards" json:"scale_rewards"`
 	NumIterations            int     `mapstructure:"num_iterations" json:"num_iterations"` // updates per generated batch; 0 → 1
 	MaskTruncatedCompletions bool    `mapstructure:"mask_truncated_completions" json:"mask_truncated_completions"`
+	// DynamicSamplingRounds: up to this many more generation rounds per step
+	// replace groups whose rewards are all equal by fresh prompts' groups
+	// (DAPO's dynamic sampling); 0: off.
+	DynamicSamplingRounds int `mapstructure:"dynamic_sampling_rounds" json:"dynamic_sampling_rounds,omitempty"`
 	// UseBiasCorrectionKL multiplies the KL term by the importance ratio;
 	// unset means TRL's default, true. The demo's stages set it false.
 	UseBiasCorrectionKL *bool `mapstructure:"use_bias_correction_kl" json:"use_bias_correction_kl,omitempty"`
@@ -126,7 +130,8 @@ func (s RLStage) GRPO() grpo.Config {
 		Temperature: s.Temperature, TopK: s.TopK, TopP: s.TopP,
 		Beta: s.Beta, Epsilon: s.Epsilon, EpsilonHigh: s.EpsilonHigh, LossType: s.LossType, ScaleRewards: s.ScaleRewards,
 		NumIterations: s.NumIterations, MaskTruncatedCompletions: s.MaskTruncatedCompletions, UseBiasCorrectionKL: s.UseBiasCorrectionKL,
-		Steps: s.Steps, PromptsPerStep: s.PromptsPerStep, LearningRate: s.LR, WarmupSteps: s.Warmup, WeightDecay: s.WeightDecay,
+		DynamicSamplingRounds: s.DynamicSamplingRounds,
+		Steps:                 s.Steps, PromptsPerStep: s.PromptsPerStep, LearningRate: s.LR, WarmupSteps: s.Warmup, WeightDecay: s.WeightDecay,
 		MaxGradNorm: s.Clip, SaveSteps: s.CheckpointEvery, Seed: s.Seed}
 }
 

@@ -60,6 +60,11 @@ type Config struct {
 	// UseBiasCorrectionKL multiplies the KL term by the importance ratio
 	// (nil → true, TRL's default).
 	UseBiasCorrectionKL *bool `json:"use_bias_correction_kl,omitempty"`
+	// DynamicSamplingRounds is DAPO's dynamic sampling (TRL has no such
+	// knob): up to this many more generation rounds per step replace the
+	// groups whose rewards are all equal (no advantage, no learning signal)
+	// by groups of freshly drawn prompts (Trainer.resample). 0: off.
+	DynamicSamplingRounds int `json:"dynamic_sampling_rounds,omitempty"`
 	// RewardWeights weigh the rewards, in their order (nil: all 1). The
 	// reward of a completion is Σ weight·reward.
 	RewardWeights []float64 `json:"reward_weights,omitempty"`
@@ -147,6 +152,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("scale_rewards %q: want group, batch or none", c.ScaleRewards)
 	case c.NumIterations < 1:
 		return fmt.Errorf("num_iterations %d: want ≥ 1", c.NumIterations)
+	case c.DynamicSamplingRounds < 0 || c.DynamicSamplingRounds > maxDynamicSamplingRounds:
+		return fmt.Errorf("dynamic_sampling_rounds %d: want 0 (off) to %d", c.DynamicSamplingRounds, maxDynamicSamplingRounds)
 	case !(c.LearningRate > 0) || !finite(c.LearningRate):
 		return fmt.Errorf("learning_rate %v: want > 0", c.LearningRate)
 	case c.WarmupSteps < 0 || c.SaveSteps < 0 || !(c.WeightDecay >= 0) || !(c.MaxGradNorm >= 0) || !finite(c.WeightDecay) || !finite(c.MaxGradNorm):
@@ -160,6 +167,11 @@ func (c Config) Validate() error {
 	}
 	return nil
 }
+
+// maxDynamicSamplingRounds bounds DynamicSamplingRounds: each round is a
+// generation pass, and past a few the groups left equal are prompts the
+// policy always solves (or always fails).
+const maxDynamicSamplingRounds = 16
 
 // batchRows is B of the fixed training shape.
 func (c Config) batchRows() int { return c.PromptsPerStep * c.NumGenerations }

@@ -115,9 +115,11 @@ type StepLog struct {
 	// Contributions say how much each weighted reward makes of the reward
 	// and of the learning signal, by name.
 	Contributions   map[string]Contribution `json:"reward_contributions,omitempty"`
-	ZeroStdFraction float64                 `json:"frac_reward_zero_std"`
-	Advantage       Stat                    `json:"advantage"`
-	KL              *float64                `json:"kl,omitempty"` // only with beta > 0
+	ZeroStdFraction float64                 `json:"frac_reward_zero_std"` // of the groups trained on
+	// DynamicSampling says what dynamic sampling did (dynamic_sampling_rounds > 0).
+	DynamicSampling *DynamicSampling `json:"dynamic_sampling,omitempty"`
+	Advantage       Stat             `json:"advantage"`
+	KL              *float64         `json:"kl,omitempty"` // only with beta > 0
 	// TRL's clip metrics: the share of completion tokens whose ratio is
 	// clipped where the clip is active for the advantage's sign.
 	ClipLow    float64    `json:"clip_ratio/low_mean"`    // ρ < 1−ε, A < 0
@@ -149,6 +151,9 @@ func (l StepLog) Metrics() map[string]float64 {
 	}
 	if l.KL != nil {
 		m["kl"] = *l.KL
+	}
+	if d := l.DynamicSampling; d != nil {
+		m["dynamic_sampling/rounds"], m["dynamic_sampling/frac_reward_zero_std"] = float64(d.Rounds), d.ZeroStdFraction
 	}
 	return m
 }

@@ -23,37 +23,29 @@ func (t *Trainer) step(ctx context.Context, at train.RunState, idx []int) (any, 
 	sl := StepLog{Stage: t.opt.Name, Step: at.Step, Epoch: at.Epoch, Rewards: map[string]Stat{}}
 	start := time.Now()
 	batch := make([]*Prompt, len(idx))
-	ids := make([][]int64, len(idx))
 	for i, k := range idx {
 		batch[i] = &t.prompts[k]
-		ids[i] = batch[i].IDs
 	}
-	pad := t.opt.Pad
 	if err := t.dev.refresh(t.gen); err != nil { // float16 copies of the updated weights
 		return nil, err
 	}
-	// The generation model divides its logits by τ itself
-	// (lm.WithTemperature): sampling at 1 draws from the policy and reports
-	// its log-probs.
-	comps, _, err := t.gen.Generate(ctx, ids, lm.GenerateOptions{MaxNewTokens: cfg.MaxCompletionLength, NumGenerations: G,
-		Sampling: lm.Sampling{Temperature: 1, TopK: cfg.TopK, TopP: cfg.TopP},
-		Seed:     stepSeed(cfg.Seed, at.Step), EOS: t.opt.EOS, Pad: &pad})
+	ro, err := t.rollout(ctx, batch, stepSeed(cfg.Seed, at.Step), &sl.Seconds)
 	if err != nil {
 		return nil, err
 	}
-	tGen := time.Now()
-	sl.Seconds.Generate = tGen.Sub(start).Seconds()
-
-	samples := make([]Sample, len(comps))
+	if cfg.DynamicSamplingRounds > 0 {
+		if sl.DynamicSampling, err = t.resample(ctx, ro, at.Step, &sl.Seconds); err != nil {
+			return nil, err
+		}
+	}
+	comps, samples, perReward, rewards := ro.comps, ro.samples, ro.perReward, ro.total
+	ids := make([][]int64, len(ro.prompts))
+	for i, p := range ro.prompts {
+		ids[i] = p.IDs
+	}
 	lens := make([]float64, len(comps))
 	sl.Length.Min = math.MaxInt
 	for i, c := range comps {
-		samples[i] = Sample{Prompt: batch[i/G], Index: c.Sample, Tokens: c.Tokens, Finish: c.Finish}
-		if t.opt.Detokenize != nil {
-			if samples[i].Text, err = t.opt.Detokenize(c.Tokens); err != nil {
-				return nil, fmt.Errorf("decode a completion of %s: %w", batch[i/G].ID, err)
-			}
-		}
 		lens[i] = float64(len(c.Tokens))
 		sl.Length.Min, sl.Length.Max = min(sl.Length.Min, len(c.Tokens)), max(sl.Length.Max, len(c.Tokens))
 		if c.Finish == lm.FinishLength {
@@ -61,10 +53,6 @@ func (t *Trainer) step(ctx context.Context, at train.RunState, idx []int) (any, 
 		}
 	}
 	sl.Length.Mean = meanOf(lens)
-	perReward, rewards, err := t.score(ctx, samples, &sl.Seconds)
-	if err != nil {
-		return nil, err
-	}
 	sl.Reward = statOf(rewards)
 	var names []string
 	var terms [][]float64
@@ -85,8 +73,8 @@ func (t *Trainer) step(ctx context.Context, at train.RunState, idx []int) (any, 
 		return nil, err
 	}
 	sl.ZeroStdFraction, sl.Advantage = zeroStd, statOf(adv)
+	pad := t.opt.Pad
 	tScore := time.Now()
-	sl.Seconds.Score = tScore.Sub(tGen).Seconds()
 
 	// From here on the step runs to its end: weights change.
 	b, err := buildBatch(t.shared, ids, comps, adv, pad, cfg.MaskTruncatedCompletions)
@@ -122,11 +110,13 @@ func (t *Trainer) step(ctx context.Context, at train.RunState, idx []int) (any, 
 
 // score runs every reward on the samples and sums them with their weights:
 // perReward[k][i] is reward k of sample i, total[i] = Σ_k weight_k·perReward[k][i].
-// Each reward's time goes to times.Rewards.
+// Each reward's time adds to times.Rewards.
 func (t *Trainer) score(ctx context.Context, samples []Sample, times *Times) (perReward [][]float64, total []float64, err error) {
 	perReward = make([][]float64, len(t.rewards))
 	total = make([]float64, len(samples))
-	times.Rewards = make(map[string]float64, len(t.rewards))
+	if times.Rewards == nil {
+		times.Rewards = make(map[string]float64, len(t.rewards))
+	}
 	for k, r := range t.rewards {
 		start := time.Now()
 		v, err := r.Score(ctx, samples)

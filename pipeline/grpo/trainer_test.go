@@ -159,15 +159,16 @@ func TestConfigValidate(t *testing.T) {
 		t.Fatalf("defaults %+v", d)
 	}
 	for knob, edit := range map[string]func(*Config){
-		"num_generations": func(c *Config) { c.NumGenerations = 1 },
-		"loss_type":       func(c *Config) { c.LossType = "ppo" },
-		"scale_rewards":   func(c *Config) { c.ScaleRewards = "std" },
-		"beta":            func(c *Config) { c.Beta = math.NaN() },
-		"temperature":     func(c *Config) { c.Temperature = -1 },
-		"learning_rate":   func(c *Config) { c.LearningRate = math.Inf(1) },
-		"top_p":           func(c *Config) { c.TopP = 2 },
-		"max_grad_norm":   func(c *Config) { c.MaxGradNorm = -1 },
-		"reward_weights":  func(c *Config) { c.RewardWeights = []float64{math.NaN()} },
+		"num_generations":         func(c *Config) { c.NumGenerations = 1 },
+		"loss_type":               func(c *Config) { c.LossType = "ppo" },
+		"scale_rewards":           func(c *Config) { c.ScaleRewards = "std" },
+		"beta":                    func(c *Config) { c.Beta = math.NaN() },
+		"temperature":             func(c *Config) { c.Temperature = -1 },
+		"learning_rate":           func(c *Config) { c.LearningRate = math.Inf(1) },
+		"top_p":                   func(c *Config) { c.TopP = 2 },
+		"max_grad_norm":           func(c *Config) { c.MaxGradNorm = -1 },
+		"reward_weights":          func(c *Config) { c.RewardWeights = []float64{math.NaN()} },
+		"dynamic_sampling_rounds": func(c *Config) { c.DynamicSamplingRounds = -1 },
 	} {
 		c := ok
 		edit(&c)
