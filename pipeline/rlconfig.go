@@ -94,6 +94,10 @@ type RLStage struct {
 	ScaleRewards             string  `mapstructure:"scale_rewards" json:"scale_rewards"`
 	NumIterations            int     `mapstructure:"num_iterations" json:"num_iterations"` // updates per generated batch; 0 → 1
 	MaskTruncatedCompletions bool    `mapstructure:"mask_truncated_completions" json:"mask_truncated_completions"`
+	// TaskWeights repeat each named task's training prompts in the stage's
+	// prompt pool (a task left out: once; 0 leaves it out), so a stage can
+	// spend its groups where the policy still errs.
+	TaskWeights TaskWeights `mapstructure:"task_weights" json:"task_weights,omitempty"`
 	// DynamicSamplingRounds: up to this many more generation rounds per step
 	// replace groups whose rewards are all equal by fresh prompts' groups
 	// (DAPO's dynamic sampling); 0: off.

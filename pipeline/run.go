@@ -356,8 +356,16 @@ func (r *runEnv) rlSettings(name string) map[string]any {
 		merge(s, r.prmuSettings())
 	}
 	for _, st := range RLChain(r.cfg.Stages.RL, name) {
-		merge(s, r.settings("stages.rl."+st.Name))
-		delete(s, "stages.rl."+st.Name+".checkpoint_every")
+		key := "stages.rl." + st.Name
+		merge(s, r.settings(key))
+		delete(s, key+".checkpoint_every")
+		// Runs recorded before these knobs existed resume as before.
+		if len(st.TaskWeights) == 0 {
+			delete(s, key+".task_weights")
+		}
+		if st.DynamicSamplingRounds == 0 {
+			delete(s, key+".dynamic_sampling_rounds")
+		}
 	}
 	return s
 }

@@ -47,6 +47,7 @@ func (r *runEnv) rl(ctx context.Context, name string) error {
 			o.MaxTokens = st.MaxPromptLength
 			var out []RLPrompt
 			for _, td := range r.data.Tasks {
+				var task []RLPrompt
 				exs := td.Splits["train"]
 				for i := range exs {
 					if !exs[i].HasOutput {
@@ -56,7 +57,10 @@ func (r *runEnv) rl(ctx context.Context, name string) error {
 					if err != nil {
 						return nil, err
 					}
-					out = append(out, p)
+					task = append(task, p)
+				}
+				for range st.TaskWeights.Repeats(td.Task.Name) {
+					out = append(out, task...)
 				}
 			}
 			return out, nil

@@ -32,7 +32,7 @@ const summaryFile = "summary.json"
 func (r *runEnv) sftSequences() (seqs []Sequence, tooLong int, err error) {
 	seqLen := r.cfg.Stages.SFT.SeqLen
 	for _, td := range r.data.Tasks {
-		repeats := r.cfg.Stages.SFT.repeats(td.Task.Name)
+		repeats := r.cfg.Stages.SFT.TaskWeights.Repeats(td.Task.Name)
 		if repeats == 0 {
 			continue
 		}

@@ -236,50 +236,55 @@ type SFTStage struct {
 	// SFT data (a task left out: once; 0 leaves it out), so steps go where
 	// a task still learns: the benchmark's tags are solved long before its
 	// titles.
-	TaskWeights map[string]int `mapstructure:"task_weights"`
+	TaskWeights TaskWeights `mapstructure:"task_weights"`
 	SFTConfig   `mapstructure:",squash"`
 }
 
-// maxTaskWeight bounds stages.sft.task_weights: more repeats than this is a
-// typo, not a mix.
+// TaskWeights repeat each named task's examples that many times in a
+// stage's data (a task left out: once; 0 leaves it out).
+type TaskWeights map[string]int
+
+// maxTaskWeight bounds task weights: more repeats than this is a typo, not
+// a mix.
 const maxTaskWeight = 16
 
-// repeats is how many times task's chains appear in the SFT data. Keys
-// match task names without regard to case: config loaders lowercase map
-// keys (LaMP_3 arrives as lamp_3).
-func (s SFTStage) repeats(task string) int {
-	for name, w := range s.TaskWeights {
+// Repeats is how many times task's examples appear. Keys match task names
+// without regard to case: config loaders lowercase map keys (LaMP_3
+// arrives as lamp_3).
+func (w TaskWeights) Repeats(task string) int {
+	for name, n := range w {
 		if strings.EqualFold(name, task) {
-			return w
+			return n
 		}
 	}
 	return 1
 }
 
-// validateTaskWeights checks every weight names one of the run's tasks and
-// is 0 to maxTaskWeight, and that some task keeps its chains.
-func (s SFTStage) validateTaskWeights(tasks []string) []error {
-	if len(s.TaskWeights) == 0 {
+// validate checks every weight names one of the run's tasks and is 0 to
+// maxTaskWeight, and that some task keeps its examples; key is the
+// weights' config key, data what they repeat ("its chains appear in the
+// SFT data").
+func (w TaskWeights) validate(key, data string, tasks []string) []error {
+	if len(w) == 0 {
 		return nil
 	}
 	var errs []error
 	kept := 0
 	for _, t := range tasks {
-		if s.repeats(t) > 0 {
+		if w.Repeats(t) > 0 {
 			kept++
 		}
 	}
-	for name, w := range s.TaskWeights {
-		key := "stages.sft.task_weights." + name
+	for name, n := range w {
 		if !slices.ContainsFunc(tasks, func(t string) bool { return strings.EqualFold(t, name) }) {
-			errs = append(errs, fmt.Errorf("%s: not a task of this run (its tasks: %s)", key, strings.Join(tasks, ", ")))
+			errs = append(errs, fmt.Errorf("%s.%s: not a task of this run (its tasks: %s)", key, name, strings.Join(tasks, ", ")))
 		}
-		if w < 0 || w > maxTaskWeight {
-			errs = append(errs, fmt.Errorf("%s: %d: want 0 to %d (times its chains appear in the SFT data)", key, w, maxTaskWeight))
+		if n < 0 || n > maxTaskWeight {
+			errs = append(errs, fmt.Errorf("%s.%s: %d: want 0 to %d (times %s)", key, name, n, maxTaskWeight, data))
 		}
 	}
 	if kept == 0 {
-		errs = append(errs, fmt.Errorf("stages.sft.task_weights: every task is 0: SFT would have no data (skip it with stages.sft.skip)"))
+		errs = append(errs, fmt.Errorf("%s: every task is 0: the stage would have no data", key))
 	}
 	return errs
 }
@@ -456,7 +461,7 @@ func (c *RunConfig) Validate() error {
 		if err := c.Stages.SFT.Validate(); err != nil {
 			bad("stages.sft", "%v", err)
 		}
-		errs = append(errs, c.Stages.SFT.validateTaskWeights(c.Data.taskNames())...)
+		errs = append(errs, c.Stages.SFT.TaskWeights.validate("stages.sft.task_weights", "its chains appear in the SFT data", c.Data.taskNames())...)
 	}
 	if p := c.Stages.PRMU; !p.Skip {
 		if p.Steps < 1 || p.PairsPerStep < 1 || !(p.LR > 0) || !finite(p.LR) || p.Vocab < 300 || p.Threads < 0 || p.PolicySamples < 0 {
@@ -490,6 +495,7 @@ func (c *RunConfig) Validate() error {
 		if err := st.WithDefaults().Validate(); err != nil {
 			bad(key, "%v", err)
 		}
+		errs = append(errs, st.TaskWeights.validate(key+".task_weights", "its prompts appear in the RL prompt pool", c.Data.taskNames())...)
 		for name := range st.Rewards {
 			if _, known := rewardOrder[name]; !known {
 				bad(key+".rewards."+name, "unknown reward: want task, format, tag or prmu")

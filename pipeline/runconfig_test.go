@@ -122,6 +122,18 @@ func TestRunConfigValidate(t *testing.T) {
 		"weight out of range":    {func(c *RunConfig) { c.Stages.SFT.TaskWeights = map[string]int{"LaMP_3": 17} }, "stages.sft.task_weights.LaMP_3: 17: want 0 to 16"},
 		"every weight 0": {func(c *RunConfig) { c.Stages.SFT.TaskWeights = map[string]int{"LaMP_2M": 0, "LaMP_3": 0} },
 			"stages.sft.task_weights: every task is 0"},
+		"rl weight of another task": {func(c *RunConfig) {
+			c.Stages.RL = []RLStage{{Name: "g", Reward: RewardExploratory, Steps: 1, PromptsPerStep: 1, NumGenerations: 2, MaxCompletionLength: 4, LR: 1e-4,
+				TaskWeights: TaskWeights{"LaMP_7": 1}}}
+		}, "stages.rl[0].task_weights.LaMP_7: not a task of this run"},
+		"rl weight out of range": {func(c *RunConfig) {
+			c.Stages.RL = []RLStage{{Name: "g", Reward: RewardExploratory, Steps: 1, PromptsPerStep: 1, NumGenerations: 2, MaxCompletionLength: 4, LR: 1e-4,
+				TaskWeights: TaskWeights{"lamp_3": -1}}}
+		}, "stages.rl[0].task_weights.lamp_3: -1: want 0 to 16"},
+		"rl every weight 0": {func(c *RunConfig) {
+			c.Stages.RL = []RLStage{{Name: "g", Reward: RewardExploratory, Steps: 1, PromptsPerStep: 1, NumGenerations: 2, MaxCompletionLength: 4, LR: 1e-4,
+				TaskWeights: TaskWeights{"LaMP_2M": 0, "LaMP_3": 0}}}
+		}, "stages.rl[0].task_weights: every task is 0"},
 		"plain teacher chains": {func(c *RunConfig) { c.Stages.Chains.Plain = true }, "stages.chains.plain"},
 		"rl from a later stage": {func(c *RunConfig) {
 			st := RLStage{Name: "a", Reward: RewardExploratory, Steps: 1, PromptsPerStep: 1, NumGenerations: 2, MaxCompletionLength: 4, LR: 1e-4, From: "b"}

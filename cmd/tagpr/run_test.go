@@ -151,9 +151,9 @@ stages:
   prmu: {steps: 12, pairs_per_step: 8, vocab: 300, threads: 1, policy_samples: 1, seed: 4}
   rl:
     - {name: guided, reward: guided, steps: 2, prompts_per_step: 2, num_generations: 2, max_prompt_length: 384,
-       max_completion_length: 24, beta: 0.04, lr: 0.0001, checkpoint_every: 1, seed: 5}
+       max_completion_length: 24, beta: 0.04, lr: 0.0001, checkpoint_every: 1, seed: 5, task_weights: {LaMP_3: 0, LaMP_4: 2}}
     - {name: exploratory, reward: exploratory, steps: 2, prompts_per_step: 2, num_generations: 2, max_prompt_length: 384,
-       max_completion_length: 24, lr: 0.0001, checkpoint_every: 1, seed: 6}
+       max_completion_length: 24, lr: 0.0001, checkpoint_every: 1, seed: 6, dynamic_sampling_rounds: 2}
   predict: {models: [base, sft, rl], splits: [dev, test], batch: 4, max_new_tokens: 24}
   report: {title: "tagpr on LaMP (fixture)"}
 `, out, taxonomy, policy, lamp, teacherURL)
@@ -405,6 +405,7 @@ func checkLaMPRun(t *testing.T, out, stdout string) {
 	}
 	checkReportHTML(t, out, false)
 	checkEventFiles(t, out)
+	checkRLTaskWeights(t, out)
 	var prmu struct{ Final map[string]float64 }
 	readJSONFile(t, filepath.Join(out, "prmu", "summary.json"), &prmu)
 	// One SFT-model sample per training question (pairs come from those
@@ -418,6 +419,37 @@ func checkLaMPRun(t *testing.T, out, stdout string) {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("report lacks %q:\n%s", want, stdout)
 		}
+	}
+}
+
+// checkRLTaskWeights: the guided stage's task_weights leave LaMP_3 out of
+// its prompt pool, so none of its rollouts is a LaMP_3 question.
+func checkRLTaskWeights(t *testing.T, out string) {
+	t.Helper()
+	train, _, err := datasets.ReadExamples(filepath.Join(out, "data", "LaMP_3", "train.parquet"), datasets.ReadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lamp3 := map[string]bool{}
+	for _, ex := range train {
+		lamp3[ex.ID] = true
+	}
+	segs, _ := filepath.Glob(filepath.Join(out, "rl", "guided", "rollouts", "*.parquet"))
+	n := 0
+	for _, seg := range segs {
+		rows, err := datasets.ReadRollouts(seg, datasets.ReadOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range rows {
+			n++
+			if lamp3[r.PromptID] {
+				t.Errorf("guided rollout of %s, a LaMP_3 question: task_weights gave LaMP_3 0", r.PromptID)
+			}
+		}
+	}
+	if n == 0 || len(lamp3) == 0 {
+		t.Errorf("%d guided rollouts, %d LaMP_3 training questions: want some of each", n, len(lamp3))
 	}
 }
 

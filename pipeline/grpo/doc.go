@@ -21,7 +21,9 @@
 // the trainer's weight tensors, so nothing is copied or re-exported), scores
 // them (Σ RewardWeights·reward), turns the rewards into group advantages
 // (ScaleRewards), and makes NumIterations clipped policy-gradient updates of
-// one fixed-shape batch; docs/rl-step.md follows one step from the command
+// one fixed-shape batch. With DynamicSamplingRounds (DAPO's dynamic
+// sampling) groups whose rewards are all equal are replaced by groups of
+// freshly drawn prompts before the update, so the batch carries signal; docs/rl-step.md follows one step from the command
 // line to ONNX Runtime and back. Temperature τ makes the policy
 // softmax(logits/τ) a graph of its own (lm.WithTemperature), so sampling,
 // the reference and the trained log-probs agree.
