@@ -1,7 +1,9 @@
 package grpo
 
 import (
+	"context"
 	"fmt"
+	"math"
 	"testing"
 
 	"github.com/tagpr/tagpr/onnx/ir"
@@ -59,6 +61,32 @@ func run(t testing.TB, cfg Config, prompts []Prompt, o Options, rewards ...Rewar
 		t.Fatal(err)
 	}
 	return res
+}
+
+// trainTo runs (or resumes) a run of the tiny model until it ends or ctx
+// is cancelled.
+func trainTo(ctx context.Context, t testing.TB, cfg Config, prompts []Prompt, o Options, rewards ...Reward) error {
+	t.Helper()
+	tr, err := New(tinyModel(t), rewards, prompts, cfg, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	_, err = tr.Train(ctx)
+	return err
+}
+
+// sameWeights fails unless two runs ended with the same weights bit for bit.
+func sameWeights(t testing.TB, want, got *Result) {
+	t.Helper()
+	for name, w := range want.Weights {
+		g := got.Weights[name]
+		for i := range w {
+			if math.Float32bits(w[i]) != math.Float32bits(g[i]) {
+				t.Fatalf("weight %s[%d]: resumed %v, uninterrupted %v", name, i, g[i], w[i])
+			}
+		}
+	}
 }
 
 func mustMarshal(t testing.TB, m *onnxpb.ModelProto) []byte {

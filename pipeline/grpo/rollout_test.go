@@ -2,7 +2,6 @@ package grpo
 
 import (
 	"context"
-	"math"
 	"strings"
 	"testing"
 
@@ -88,13 +87,7 @@ func TestDynamicSamplingResumes(t *testing.T) {
 
 	cfg.OutputDir = t.TempDir()
 	trainOnce := func(ctx context.Context, cfg Config, o Options) error {
-		tr, err := New(tinyModel(t), []Reward{solvedPrompts}, prompts, cfg, o)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer tr.Close()
-		_, err = tr.Train(ctx)
-		return err
+		return trainTo(ctx, t, cfg, prompts, o, solvedPrompts)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	o := tinyOptions()
@@ -112,13 +105,5 @@ func TestDynamicSamplingResumes(t *testing.T) {
 	if err := trainOnce(context.Background(), other, tinyOptions()); err == nil || !strings.Contains(err.Error(), "dynamic_sampling_rounds") {
 		t.Fatalf("resume with other dynamic_sampling_rounds: %v", err)
 	}
-	got := run(t, cfg, prompts, tinyOptions(), solvedPrompts)
-	for name, w := range want.Weights {
-		g := got.Weights[name]
-		for i := range w {
-			if math.Float32bits(w[i]) != math.Float32bits(g[i]) {
-				t.Fatalf("weight %s[%d]: resumed %v, uninterrupted %v", name, i, g[i], w[i])
-			}
-		}
-	}
+	sameWeights(t, want, run(t, cfg, prompts, tinyOptions(), solvedPrompts))
 }

@@ -222,13 +222,7 @@ func TestResumeIsBitIdentical(t *testing.T) {
 		OnSave:  func(step int) error { events = append(events, fmt.Sprintf("save %d", step)); return nil },
 	}
 	trainOnce := func(ctx context.Context, rewards ...Reward) error {
-		tr, err := New(tinyModel(t), rewards, prompts, cfg, o)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer tr.Close()
-		_, err = tr.Train(ctx)
-		return err
+		return trainTo(ctx, t, cfg, prompts, o, rewards...)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	stopAfter3 := o.Callbacks.OnStep
@@ -263,14 +257,7 @@ func TestResumeIsBitIdentical(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name, w := range want.Weights {
-		g := got.Weights[name]
-		for i := range w {
-			if math.Float32bits(w[i]) != math.Float32bits(g[i]) {
-				t.Fatalf("weight %s[%d]: resumed %v, uninterrupted %v", name, i, g[i], w[i])
-			}
-		}
-	}
+	sameWeights(t, want, got)
 	if len(want.Logs) != 7 || len(got.Logs) != 7 {
 		t.Fatalf("logs have %d and %d lines, want 7", len(want.Logs), len(got.Logs))
 	}
