@@ -71,6 +71,19 @@ type headOut struct {
 	mx          []float32 // row max (greedy, perRow)
 	probs, sums []float32 // softmax(logits · inv_temperature), row sums (sample)
 	logp        []float32 // log-softmax of the raw logits (rawLogProbs)
+	// blocks are probs summed in blocks of blockLen(V) (the in-graph head's,
+	// when sampling; empty otherwise, and the draw walks probs).
+	blocks []float32
+}
+
+// blockRow is row r's block sums of probs, or nil when the head did not
+// compute them.
+func (h *headOut) blockRow(r, V int) []float32 {
+	if len(h.blocks) == 0 {
+		return nil
+	}
+	n := V / blockLen(V)
+	return h.blocks[r*n : (r+1)*n]
 }
 
 // finite reports whether row r's logits gave a usable distribution: a

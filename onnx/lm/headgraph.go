@@ -35,6 +35,9 @@ const (
 	HeadProbs      = "tagpr_probs"                // float [batch,K,V], or [batch,K,0] when off
 	HeadProbsSum   = "tagpr_probs_sum"            // float [batch,K,1], or [batch,K,0]
 	HeadLogProbs   = "tagpr_log_probs"            // float [batch,K,V], or [batch,K,0]
+	// HeadBlockSums are the probs summed in blocks of blockLen(V), for the
+	// draw (blockdraw.go); only in graphs whose V has such blocks.
+	HeadBlockSums = "tagpr_probs_block_sums" // float [batch,K,V/blockLen(V)], or [batch,K,0]
 )
 
 // headInputs and headOutputs are what addDecodeHead adds, in that order.
@@ -57,8 +60,14 @@ func addDecodeHead(pm *onnxpb.ModelProto) bool {
 	if gp == nil || hasInput(gp, HeadSample) {
 		return false
 	}
-	if _, elem, ok := logitsOutput(gp); !ok || elem != ir.Float {
+	lo, elem, ok := logitsOutput(gp)
+	if !ok || elem != ir.Float {
 		return false
+	}
+	_, dims, _, _ := ir.ShapeOf(lo)
+	blk := 0
+	if V := int(dims[2]); V > 0 {
+		blk = blockLen(V)
 	}
 	g := ir.WrapGraph(gp)
 	g.Input(HeadSample, ir.Bool, 1)
@@ -104,7 +113,21 @@ func addDecodeHead(pm *onnxpb.ModelProto) bool {
 	sampleOff := g.Subgraph("tagpr_head_sample_off")
 	empty(sampleOff, sampleOff.Unique("tagpr_head_no_probs"))
 	empty(sampleOff, sampleOff.Unique("tagpr_head_no_sum"))
-	ifOn(HeadSample, []string{HeadProbs, HeadProbsSum}, sampleOn, sampleOff)
+	sampleOuts := []string{HeadProbs, HeadProbsSum}
+	if blk > 0 {
+		// The block sums: probs viewed as [B,K,V/blk,blk] (a reshape, no
+		// copy) summed over the last axis. The row sums stay the full
+		// ReduceSum above, as the separate head computes them.
+		V := int(dims[2])
+		shape := sampleOn.AddNode(&onnxpb.NodeProto{OpType: "Constant", Output: []string{""},
+			Attribute: []ir.Attribute{ir.AttrTensor("value", ir.Vector("", int64(0), int64(0), int64(V/blk), int64(blk)))}}).Output[0]
+		blocks := sampleOn.Unique("tagpr_head_block_sums")
+		sampleOn.Node("ReduceSum", []string{sampleOn.Op("Reshape", []string{probs, shape}), lastAxis(sampleOn)}, []string{blocks}, ir.AttrInt("keepdims", 0))
+		sampleOn.Output(blocks, ir.Float, "batch", "keep", V/blk)
+		empty(sampleOff, sampleOff.Unique("tagpr_head_no_block_sums"))
+		sampleOuts = append(sampleOuts, HeadBlockSums)
+	}
+	ifOn(HeadSample, sampleOuts, sampleOn, sampleOff)
 
 	// Log-probs of the raw logits.
 	lsOn := g.Subgraph("tagpr_head_log_softmax_on")
@@ -136,6 +159,7 @@ func (q *graphHeadReq) invAt(r int) float32 {
 type headBufs struct {
 	invT                  []float32
 	mx, probs, sums, logp []float32
+	blocks                []float32
 }
 
 // bindHead feeds the in-graph head's inputs for a run of B rows keeping K
@@ -173,6 +197,11 @@ func (g *gen) bindHead(B, K int, made *[]ort.Value) error {
 	hb.probs = grow(hb.probs, B*K*width(sample, V))
 	hb.sums = grow(hb.sums, B*K*width(sample, 1))
 	hb.logp = grow(hb.logp, B*K*width(logSM, V))
+	nblk := 0
+	if s.blocks >= 0 {
+		nblk = width(sample, V/blockLen(V))
+		hb.blocks = grow(hb.blocks, B*K*nblk)
+	}
 	b, kk := int64(B), int64(K)
 	for _, v := range []struct {
 		slot int
@@ -187,7 +216,11 @@ func (g *gen) bindHead(B, K int, made *[]ort.Value) error {
 		{s.probs, false, func() (ort.Value, error) { return ort.NewTensor([]int64{b, kk, int64(width(sample, V))}, hb.probs) }},
 		{s.sums, false, func() (ort.Value, error) { return ort.NewTensor([]int64{b, kk, int64(width(sample, 1))}, hb.sums) }},
 		{s.logp, false, func() (ort.Value, error) { return ort.NewTensor([]int64{b, kk, int64(width(logSM, V))}, hb.logp) }},
+		{s.blocks, false, func() (ort.Value, error) { return ort.NewTensor([]int64{b, kk, int64(nblk)}, hb.blocks) }},
 	} {
+		if v.slot < 0 {
+			continue // no block sums in this graph
+		}
 		t, err := v.mk()
 		if err != nil {
 			return fmt.Errorf("generate with %s: decode head: %w", g.m.label, err)
@@ -208,15 +241,20 @@ func (g *gen) bindHead(B, K int, made *[]ort.Value) error {
 type headSlots struct {
 	sample, tempered, logSoftmax, invT int
 	rowMax, probs, sums, logp          int
+	blocks                             int // -1: the graph has no block sums
 }
 
 func headSlotsOf(in, out map[string]int) headSlots {
-	s := headSlots{-1, -1, -1, -1, -1, -1, -1, -1}
+	s := headSlots{-1, -1, -1, -1, -1, -1, -1, -1, -1}
 	if _, ok := in[HeadSample]; !ok {
 		return s
 	}
+	blocks, ok := out[HeadBlockSums]
+	if !ok {
+		blocks = -1
+	}
 	return headSlots{in[HeadSample], in[HeadTempered], in[HeadLogSoftmax], in[HeadInvTemp],
-		out[HeadRowMax], out[HeadProbs], out[HeadProbsSum], out[HeadLogProbs]}
+		out[HeadRowMax], out[HeadProbs], out[HeadProbsSum], out[HeadLogProbs], blocks}
 }
 
 // lastHead returns the decode head's outputs for the B rows of the last
@@ -226,7 +264,11 @@ func headSlotsOf(in, out map[string]int) headSlots {
 func (m *Model) lastHead(g *gen, q graphHeadReq, last []float32, B int, headTime *time.Duration) (*headOut, error) {
 	if g.headRan {
 		hb := &g.ws.head
-		return &headOut{kind: q.kind, mx: hb.mx, probs: hb.probs, sums: hb.sums, logp: hb.logp}, nil
+		h := &headOut{kind: q.kind, mx: hb.mx, probs: hb.probs, sums: hb.sums, logp: hb.logp}
+		if m.slot.head.blocks >= 0 {
+			h.blocks = hb.blocks
+		}
+		return h, nil
 	}
 	h, err := m.headFor(q.kind)
 	if err != nil {

@@ -12,9 +12,15 @@ import (
 // graphHeadModel is a small llama with a vocabulary large enough for ORT's
 // vectorized and threaded kernel paths, on 2 threads.
 func graphHeadModel(t *testing.T) *Model {
+	return graphHeadModelV(t, 30011)
+}
+
+// graphHeadModelV is graphHeadModel with a vocabulary of V: 30011 is prime
+// (the head has no block sums), 30030 has blocks of 182 (blockdraw.go).
+func graphHeadModelV(t *testing.T, V int) *Model {
 	t.Helper()
 	pad := int64(0)
-	c := Config{Arch: Llama, Layers: 1, DModel: 32, Heads: 2, KVHeads: 1, Vocab: 30011, MaxPositions: 64, Seed: 3, InitStd: 0.15, EOS: 2, BOS: 1, Pad: &pad}
+	c := Config{Arch: Llama, Layers: 1, DModel: 32, Heads: 2, KVHeads: 1, Vocab: V, MaxPositions: 64, Seed: 3, InitStd: 0.15, EOS: 2, BOS: 1, Pad: &pad}
 	m := loadBuilt(t, c, LoadOptions{Session: ort.Options{IntraOpThreads: 2}})
 	if !m.Layout.HasDecodeHead {
 		t.Fatal("Load did not add the decode head to the graph")
@@ -121,9 +127,15 @@ func TestGraphHeadMatchesSeparateHead(t *testing.T) {
 
 // TestGraphHeadGenerateSame: Generate with the head in the graph gives the
 // tokens and log-probs it gives with the separate head, greedy and sampled
-// (untempered, tempered, top-p), groups sharing a prompt included.
+// (untempered, tempered, top-p), groups sharing a prompt included; with the
+// 30030 vocabulary the plain draws in the graph go over block sums.
 func TestGraphHeadGenerateSame(t *testing.T) {
-	m := graphHeadModel(t)
+	for _, V := range []int{30011, 30030} {
+		t.Run(fmt.Sprintf("vocab=%d", V), func(t *testing.T) { graphHeadGenerateSame(t, graphHeadModelV(t, V)) })
+	}
+}
+
+func graphHeadGenerateSame(t *testing.T, m *Model) {
 	prompts := [][]int64{{1, 5, 9, 14, 3}, {1, 40, 41}, {1, 7}}
 	for _, s := range []Sampling{{}, {Temperature: 1}, {Temperature: 0.7}, {Temperature: 1.3, TopP: 0.9}} {
 		for _, noLP := range []bool{false, true} {

@@ -58,8 +58,9 @@ type picker struct {
 // softmax of logits/temperature), applying top-k, then top-p over the
 // renormalized top-k, as Hugging Face orders its processors.
 // total is the row's sum (1 up to rounding), which the plain draw scans
-// against; the filtered draws renormalize their own candidates.
-func (p *picker) sample(probs []float32, total float64, s Sampling, rng *rand.Rand) int {
+// against, over the row's block sums when the head gave them (blocks; nil:
+// over probs); the filtered draws renormalize their own candidates.
+func (p *picker) sample(probs, blocks []float32, total float64, s Sampling, rng *rand.Rand) int {
 	var c []candidate
 	var z float64
 	switch {
@@ -100,6 +101,8 @@ func (p *picker) sample(probs []float32, total float64, s Sampling, rng *rand.Ra
 			}
 			return c[i].id < c[j].id
 		})
+	case blocks != nil:
+		return scanBlocks(probs, blocks, rng.Float64()*total)
 	default:
 		return scan(probs, rng.Float64()*total)
 	}
