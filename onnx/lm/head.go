@@ -22,6 +22,7 @@ const (
 	headProbs   = "probs"
 	headLogP    = "log_probs"
 	headSum     = "probs_sum"
+	headBlocks  = "probs_block_sums"
 )
 
 // headKind is which outputs a head computes.
@@ -55,6 +56,7 @@ type head struct {
 	inLogits, inTemp int
 	outMax, outProbs int
 	outLogP, outSum  int
+	outBlocks        int
 	parts            []headPart
 	invTemp          []float32
 	invTempT         *ort.Tensor[float32]
@@ -127,9 +129,13 @@ func buildHead(k headKind, vocab int) (*onnxpb.ModelProto, error) {
 			g.Input(headInvTemp, ir.Float, 1)
 			x = g.Op("Mul", []string{headLogits, headInvTemp})
 		}
-		addSoftmaxSum(g, x, headProbs, headSum)
+		g.Node("Softmax", []string{x}, []string{headProbs}, ir.AttrInt("axis", -1))
+		addProbSums(g, headProbs, headSum, headBlocks, 2, vocab)
 		g.Output(headProbs, ir.Float, "batch", vocab)
 		g.Output(headSum, ir.Float, "batch", 1)
+		if blk := blockLen(vocab); blk > 0 {
+			g.Output(headBlocks, ir.Float, "batch", vocab/blk)
+		}
 	}
 	if !k.sample || k.perRow {
 		addRowMax(g, headLogits, headMax)
@@ -146,11 +152,25 @@ func buildHead(k headKind, vocab int) (*onnxpb.ModelProto, error) {
 // the head in the model's graph (headgraph.go) emit the same ones, so their
 // outputs are the same bit for bit (TestGraphHeadMatchesSeparateHead).
 
-// addSoftmaxSum adds probs = Softmax(x) and their row sums.
-func addSoftmaxSum(g *ir.Graph, x, probs, sum string) {
-	g.Node("Softmax", []string{x}, []string{probs}, ir.AttrInt("axis", -1))
-	// The exact row sum lets Go draw with one partial pass.
-	g.Node("ReduceSum", []string{probs, lastAxis(g)}, []string{sum}, ir.AttrInt("keepdims", 1))
+// addProbSums adds the row sums of probs (rank dims, the last V wide),
+// which the draw scales its uniform number by. When V has blocks
+// (blockLen) it also adds blocks, the sums over consecutive blocks of the
+// last axis (a reshape, no copy), for the draw to walk (blockdraw.go), and
+// the row sums are the blocks' sums: ORT sums many short rows several times
+// faster than a few long ones (8 × 151,669: 0.01 ms against 0.11 ms), so
+// this costs less than the plain row sum.
+func addProbSums(g *ir.Graph, probs, sum, blocks string, rank, V int) {
+	blk := blockLen(V)
+	if blk == 0 {
+		g.Node("ReduceSum", []string{probs, lastAxis(g)}, []string{sum}, ir.AttrInt("keepdims", 1))
+		return
+	}
+	dims := make([]int64, rank+1) // zeros: keep the leading dims
+	dims[rank-1], dims[rank] = int64(V/blk), int64(blk)
+	shape := g.AddNode(&onnxpb.NodeProto{OpType: "Constant", Output: []string{""},
+		Attribute: []ir.Attribute{ir.AttrTensor("value", ir.Vector("", dims...))}}).Output[0]
+	g.Node("ReduceSum", []string{g.Op("Reshape", []string{probs, shape}), lastAxis(g)}, []string{blocks}, ir.AttrInt("keepdims", 0))
+	g.Node("ReduceSum", []string{blocks, lastAxis(g)}, []string{sum}, ir.AttrInt("keepdims", 1))
 }
 
 // addRowMax adds the row max of x. ReduceMax runs vectorized and threaded,
@@ -194,7 +214,7 @@ func (m *Model) headFor(k headKind) (*head, error) {
 		return nil, err
 	}
 	h := &head{headOut: headOut{kind: k}, sess: sess, label: label, vocab: m.Layout.Vocab, par: threadsOf(m.sessOpts),
-		inTemp: -1, outMax: -1, outProbs: -1, outLogP: -1, outSum: -1}
+		inTemp: -1, outMax: -1, outProbs: -1, outLogP: -1, outSum: -1, outBlocks: -1}
 	h.parts = make([]headPart, h.par)
 	for i := range h.parts {
 		h.parts[i] = headPart{in: make([]ort.Value, len(sess.Inputs())), out: make([]ort.Value, len(sess.Outputs()))}
@@ -217,6 +237,8 @@ func (m *Model) headFor(k headKind) (*head, error) {
 			h.outLogP = i
 		case headSum:
 			h.outSum = i
+		case headBlocks:
+			h.outBlocks = i
 		}
 	}
 	if h.inTemp >= 0 && !k.perRow {
@@ -263,6 +285,9 @@ func (h *head) runSplit(logits []float32, B int, rowTemp []float32) error {
 	}
 	if h.outSum >= 0 {
 		h.sums = grow(h.sums, B)
+	}
+	if h.outBlocks >= 0 {
+		h.blocks = grow(h.blocks, B*h.nblk())
 	}
 	if h.outLogP >= 0 {
 		h.logp = grow(h.logp, B*V)
@@ -314,7 +339,8 @@ func (h *head) runPart(p *headPart, logits []float32, lo, hi int, rowTemp []floa
 		slot  int
 		shape []int64
 		data  []float32
-	}{{h.outMax, cols, h.mx}, {h.outProbs, rows, h.probs}, {h.outSum, cols, h.sums}, {h.outLogP, rows, h.logp}} {
+	}{{h.outMax, cols, h.mx}, {h.outProbs, rows, h.probs}, {h.outSum, cols, h.sums}, {h.outLogP, rows, h.logp},
+		{h.outBlocks, []int64{n, int64(h.nblk())}, h.blocks}} {
 		if o.slot < 0 {
 			continue
 		}
@@ -324,6 +350,14 @@ func (h *head) runPart(p *headPart, logits []float32, lo, hi int, rowTemp []floa
 		}
 	}
 	return h.sess.RunOrdered(p.in, p.out)
+}
+
+// nblk is the number of block sums per row (0: the vocabulary has none).
+func (h *head) nblk() int {
+	if blk := blockLen(h.vocab); blk > 0 {
+		return h.vocab / blk
+	}
+	return 0
 }
 
 func (h *head) close() {

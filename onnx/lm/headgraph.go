@@ -23,7 +23,7 @@ import (
 //     prefill, Forward and greedy steps from paying for these; off, a branch
 //     yields [B,K,0] and costs nothing measurable.
 //
-// The ops are those of the separate head (addSoftmaxSum, addRowMax,
+// The ops are those of the separate head (Softmax, addProbSums, addRowMax,
 // addLogSoftmax), so the outputs are the same bit for bit and sampled ids and
 // log-probs do not change (TestGraphHeadMatchesSeparateHead).
 const (
@@ -65,10 +65,7 @@ func addDecodeHead(pm *onnxpb.ModelProto) bool {
 		return false
 	}
 	_, dims, _, _ := ir.ShapeOf(lo)
-	blk := 0
-	if V := int(dims[2]); V > 0 {
-		blk = blockLen(V)
-	}
+	V := max(int(dims[2]), 0) // -1 when symbolic
 	g := ir.WrapGraph(gp)
 	g.Input(HeadSample, ir.Bool, 1)
 	g.Input(HeadTempered, ir.Bool, 1)
@@ -106,24 +103,16 @@ func addDecodeHead(pm *onnxpb.ModelProto) bool {
 	probs := sampleOn.Unique("tagpr_head_probs")
 	sampleOn.Node("If", []string{sampleOn.Op("Squeeze", []string{HeadTempered})}, []string{probs},
 		ir.AttrGraph("then_branch", tempered.Proto), ir.AttrGraph("else_branch", raw.Proto))
-	sum := sampleOn.Unique("tagpr_head_sum")
-	sampleOn.Node("ReduceSum", []string{probs, lastAxis(sampleOn)}, []string{sum}, ir.AttrInt("keepdims", 1))
+	sum, blocks := sampleOn.Unique("tagpr_head_sum"), sampleOn.Unique("tagpr_head_block_sums")
+	addProbSums(sampleOn, probs, sum, blocks, 3, V) // V 0 (symbolic): no blocks
 	sampleOn.Output(probs, ir.Float, "batch", "keep", "vocab")
 	sampleOn.Output(sum, ir.Float, "batch", "keep", 1)
 	sampleOff := g.Subgraph("tagpr_head_sample_off")
 	empty(sampleOff, sampleOff.Unique("tagpr_head_no_probs"))
 	empty(sampleOff, sampleOff.Unique("tagpr_head_no_sum"))
 	sampleOuts := []string{HeadProbs, HeadProbsSum}
-	if blk > 0 {
-		// The block sums: probs viewed as [B,K,V/blk,blk] (a reshape, no
-		// copy) summed over the last axis. The row sums stay the full
-		// ReduceSum above, as the separate head computes them.
-		V := int(dims[2])
-		shape := sampleOn.AddNode(&onnxpb.NodeProto{OpType: "Constant", Output: []string{""},
-			Attribute: []ir.Attribute{ir.AttrTensor("value", ir.Vector("", int64(0), int64(0), int64(V/blk), int64(blk)))}}).Output[0]
-		blocks := sampleOn.Unique("tagpr_head_block_sums")
-		sampleOn.Node("ReduceSum", []string{sampleOn.Op("Reshape", []string{probs, shape}), lastAxis(sampleOn)}, []string{blocks}, ir.AttrInt("keepdims", 0))
-		sampleOn.Output(blocks, ir.Float, "batch", "keep", V/blk)
+	if blockLen(V) > 0 {
+		sampleOn.Output(blocks, ir.Float, "batch", "keep", V/blockLen(V))
 		empty(sampleOff, sampleOff.Unique("tagpr_head_no_block_sums"))
 		sampleOuts = append(sampleOuts, HeadBlockSums)
 	}

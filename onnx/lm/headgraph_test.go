@@ -32,9 +32,15 @@ func graphHeadModelV(t *testing.T, V int) *Model {
 // what the separate head session computes on the same logits, bit for bit,
 // for every kind the generators use (so a wrong If branch — probs without the
 // temperature, a log-softmax left off — fails), and the outputs a kind does
-// not need are empty (their branch was off).
+// not need are empty (their branch was off); with the 30030 vocabulary the
+// block sums too.
 func TestGraphHeadMatchesSeparateHead(t *testing.T) {
-	m := graphHeadModel(t)
+	for _, V := range []int{30011, 30030} {
+		t.Run(fmt.Sprintf("vocab=%d", V), func(t *testing.T) { graphHeadMatchesSeparateHead(t, graphHeadModelV(t, V)) })
+	}
+}
+
+func graphHeadMatchesSeparateHead(t *testing.T, m *Model) {
 	prompts := [][]int64{{1, 5, 9, 14, 3}, {1, 40, 41}, {1, 7, 8, 9}, {1, 2}, {1, 300, 301, 302, 303}}
 	B, V := len(prompts), m.Layout.Vocab
 	rowInv := []float32{1, 0.5, 2, 1, 1.25}
@@ -101,6 +107,7 @@ func TestGraphHeadMatchesSeparateHead(t *testing.T) {
 			{"probs", inGraph.probs, sep.probs, k.sample, B * V},
 			{"sums", inGraph.sums, sep.sums, k.sample, B},
 			{"log-probs", inGraph.logp, sep.logp, k.rawLogProbs(), B * V},
+			{"block sums", inGraph.blocks, sep.blocks, k.sample && blockLen(V) > 0, B * V / max(blockLen(V), 1)},
 		} {
 			name := fmt.Sprintf("%+v %s", k, c.name)
 			if c.name == "row max" {
