@@ -1,7 +1,6 @@
 package lm
 
 import (
-	"context"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -99,23 +98,7 @@ func TestGraphHeadBlockSums(t *testing.T) {
 		{sample: true, tempered: true, perRow: true}} {
 		q := graphHeadReq{kind: k, inv: 1 / 0.7, rowInv: []float32{1, 0.5, 2}}
 		m.mu.Lock()
-		g, err := m.newGen(B, B, 16)
-		if err != nil {
-			t.Fatal(err)
-		}
-		st := &Stats{}
-		if _, _, _, err := g.prefill(context.Background(), prompts, 0, 0, &st.PrefillORT); err != nil {
-			t.Fatal(err)
-		}
-		ids := g.ids(1)
-		for r := range ids {
-			ids[r] = int64(10 + r)
-		}
-		g.head = &q
-		logits, _, err := g.forward(context.Background(), 1, 1, &st.DecodeORT)
-		if err != nil {
-			t.Fatal(err)
-		}
+		g, logits, st := graphHeadStep(t, m, prompts, &q)
 		h, err := m.lastHead(g, q, logits[:B*V], B, &st.Head)
 		g.release()
 		m.mu.Unlock()

@@ -58,26 +58,7 @@ func graphHeadMatchesSeparateHead(t *testing.T, m *Model) {
 			q.inv = 1 / 0.7
 		}
 		m.mu.Lock()
-		g, err := m.newGen(B, B, 16)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var d = &Stats{}
-		if _, _, _, err := g.prefill(context.Background(), prompts, 0, 0, &d.PrefillORT); err != nil {
-			t.Fatal(err)
-		}
-		ids := g.ids(1)
-		for r := range ids {
-			ids[r] = int64(10 + r)
-		}
-		g.head = &q
-		logits, K, err := g.forward(context.Background(), 1, 1, &d.DecodeORT)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if K != 1 || !g.headRan {
-			t.Fatalf("%+v: decode run kept %d columns, head ran %v", k, K, g.headRan)
-		}
+		g, logits, d := graphHeadStep(t, m, prompts, &q)
 		in, err := m.lastHead(g, q, logits[:B*V], B, &d.Head)
 		if err != nil {
 			t.Fatal(err)
@@ -130,6 +111,34 @@ func graphHeadMatchesSeparateHead(t *testing.T, m *Model) {
 			}
 		}
 	}
+}
+
+// graphHeadStep prefills prompts and runs one decode step (ids 10, 11, …)
+// with the in-graph head computing q; the caller holds m.mu and releases g.
+func graphHeadStep(t *testing.T, m *Model, prompts [][]int64, q *graphHeadReq) (*gen, []float32, *Stats) {
+	t.Helper()
+	B := len(prompts)
+	g, err := m.newGen(B, B, 16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := &Stats{}
+	if _, _, _, err := g.prefill(context.Background(), prompts, 0, 0, &st.PrefillORT); err != nil {
+		t.Fatal(err)
+	}
+	ids := g.ids(1)
+	for r := range ids {
+		ids[r] = int64(10 + r)
+	}
+	g.head = q
+	logits, K, err := g.forward(context.Background(), 1, 1, &st.DecodeORT)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if K != 1 || !g.headRan {
+		t.Fatalf("%+v: decode run kept %d columns, head ran %v", q.kind, K, g.headRan)
+	}
+	return g, logits, st
 }
 
 // TestGraphHeadGenerateSame: Generate with the head in the graph gives the
