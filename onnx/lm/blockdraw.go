@@ -4,8 +4,8 @@ package lm
 // row's probabilities until their running sum passes u; over a 151k
 // vocabulary that walk read 0.3 MB a row on average (2.4 MB at batch 8)
 // between two model runs. The decode heads (addProbSums) also sum the
-// probabilities in blocks of blockLen(V), and take the row sum from those,
-// so the draw walks a few hundred block sums and then one block.
+// probabilities in blocks of blockLen(V), so the draw walks a few hundred
+// block sums and then one block.
 
 // blockLen is the block length the decode heads sum probabilities over
 // for a vocabulary of V: the divisor of V (so the probabilities reshape to
