@@ -155,12 +155,11 @@ func buildHead(k headKind, vocab int) (*onnxpb.ModelProto, error) {
 // addProbSums adds the row sums of probs (rank dims, the last V wide),
 // which the draw scales its uniform number by, and when V has blocks
 // (blockLen) blocks, the sums over consecutive blocks of the last axis (a
-// reshape, no copy), for the draw to walk (blockdraw.go). ORT sums the
-// short blocks fast (8 × 151,669 as 2,632 blocks: ~0.01 ms at 2 threads).
-// The row sums stay one ReduceSum over the row: taken from the blocks they
-// would cost less still (~0.1 ms less here), but they would round
-// differently, and with 151k probabilities of ~7e-6 that moves a seed's
-// draw onto the next token in ~4% of draws.
+// reshape, no copy), for the draw to walk (blockdraw.go). The row sums
+// stay one ReduceSum over the row: taken from the blocks they would cost
+// less (docs/large-models.md), but they would round differently, and with
+// 151k probabilities of ~7e-6 that moves a seed's draw onto the next token
+// in ~4% of draws.
 func addProbSums(g *ir.Graph, probs, sum, blocks string, rank, V int) {
 	g.Node("ReduceSum", []string{probs, lastAxis(g)}, []string{sum}, ir.AttrInt("keepdims", 1))
 	blk := blockLen(V)
