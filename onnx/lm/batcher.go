@@ -592,7 +592,7 @@ func (b *Batcher) pick(g *gen, rows []*seqRow, logits []float32) error {
 		if q.Greedy() {
 			r.tok = argmaxAt(logits[i*V:(i+1)*V], h.mx[i])
 		} else {
-			r.tok = b.picker.sample(h.probs[i*V:(i+1)*V], float64(h.sums[i]), q.Sampling, r.rng)
+			r.tok = b.picker.sample(h.probs[i*V:(i+1)*V], h.blockRow(i, V), float64(h.sums[i]), q.Sampling, r.rng)
 		}
 		r.lp, r.top = 0, nil
 		if q.LogProbs || q.TopLogProbs > 0 {

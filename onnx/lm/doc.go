@@ -43,8 +43,10 @@
 // kernels, computed in the model's own run behind If switches, so a step is
 // one session run on one thread pool (two pools on the same cores took turns
 // instead of working). The first token, and models too large to edit, use
-// the same ops as a small second session (head.go). The token picks are
-// split over as many goroutines as the model has threads.
+// the same ops as a small second session (head.go). Both heads also sum the
+// probabilities in blocks, so a sampled draw walks a few hundred block sums
+// and one block (blockdraw.go) on the calling goroutine; the other picks
+// are split over as many goroutines as the model has threads.
 // Greedy or sampled (temperature, top-k, top-p; reproducible per seed and
 // per (prompt, sample)), NumGenerations completions per prompt, stops on EOS
 // ids, stop strings (through a caller's Detokenize: this package knows no

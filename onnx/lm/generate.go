@@ -193,7 +193,13 @@ func (m *Model) Generate(ctx context.Context, prompts [][]int64, o GenerateOptio
 			}
 		}
 		t1 := time.Now()
-		rp.pick(h, threadsOf(m.sessOpts), last, V, done, o.Sampling, rngs, !o.NoLogProbs)
+		par := threadsOf(m.sessOpts)
+		if len(h.blocks) > 0 && !o.topKOn(V) && !o.topPOn() {
+			// The plain draw over block sums takes microseconds a row: a
+			// second goroutine would cost more than it saves.
+			par = 1
+		}
+		rp.pick(h, par, last, V, done, o.Sampling, rngs, !o.NoLogProbs)
 		st.Pick += time.Since(t1)
 		for r := range row {
 			if done[r] {
@@ -291,7 +297,7 @@ func (rp *rowPicker) pickRow(r int, h *headOut, last []float32, V int, s Samplin
 	if s.Greedy() {
 		tok = argmaxAt(last[r*V:(r+1)*V], h.mx[r])
 	} else {
-		tok = p.sample(h.probs[r*V:(r+1)*V], float64(h.sums[r]), s, rng)
+		tok = p.sample(h.probs[r*V:(r+1)*V], h.blockRow(r, V), float64(h.sums[r]), s, rng)
 	}
 	rp.tok[r] = tok
 	switch {

@@ -22,6 +22,7 @@ const (
 	headProbs   = "probs"
 	headLogP    = "log_probs"
 	headSum     = "probs_sum"
+	headBlocks  = "probs_block_sums"
 )
 
 // headKind is which outputs a head computes.
@@ -55,6 +56,7 @@ type head struct {
 	inLogits, inTemp int
 	outMax, outProbs int
 	outLogP, outSum  int
+	outBlocks        int
 	parts            []headPart
 	invTemp          []float32
 	invTempT         *ort.Tensor[float32]
@@ -71,6 +73,19 @@ type headOut struct {
 	mx          []float32 // row max (greedy, perRow)
 	probs, sums []float32 // softmax(logits · inv_temperature), row sums (sample)
 	logp        []float32 // log-softmax of the raw logits (rawLogProbs)
+	// blocks are probs summed in blocks of blockLen(V) (the in-graph head's,
+	// when sampling; empty otherwise, and the draw walks probs).
+	blocks []float32
+}
+
+// blockRow is row r's block sums of probs, or nil when the head did not
+// compute them.
+func (h *headOut) blockRow(r, V int) []float32 {
+	if len(h.blocks) == 0 {
+		return nil
+	}
+	n := V / blockLen(V)
+	return h.blocks[r*n : (r+1)*n]
 }
 
 // finite reports whether row r's logits gave a usable distribution: a
@@ -114,9 +129,13 @@ func buildHead(k headKind, vocab int) (*onnxpb.ModelProto, error) {
 			g.Input(headInvTemp, ir.Float, 1)
 			x = g.Op("Mul", []string{headLogits, headInvTemp})
 		}
-		addSoftmaxSum(g, x, headProbs, headSum)
+		g.Node("Softmax", []string{x}, []string{headProbs}, ir.AttrInt("axis", -1))
+		addProbSums(g, headProbs, headSum, headBlocks, 2, vocab)
 		g.Output(headProbs, ir.Float, "batch", vocab)
 		g.Output(headSum, ir.Float, "batch", 1)
+		if blk := blockLen(vocab); blk > 0 {
+			g.Output(headBlocks, ir.Float, "batch", vocab/blk)
+		}
 	}
 	if !k.sample || k.perRow {
 		addRowMax(g, headLogits, headMax)
@@ -133,11 +152,25 @@ func buildHead(k headKind, vocab int) (*onnxpb.ModelProto, error) {
 // the head in the model's graph (headgraph.go) emit the same ones, so their
 // outputs are the same bit for bit (TestGraphHeadMatchesSeparateHead).
 
-// addSoftmaxSum adds probs = Softmax(x) and their row sums.
-func addSoftmaxSum(g *ir.Graph, x, probs, sum string) {
-	g.Node("Softmax", []string{x}, []string{probs}, ir.AttrInt("axis", -1))
-	// The exact row sum lets Go draw with one partial pass.
+// addProbSums adds the row sums of probs (rank dims, the last V wide),
+// which the draw scales its uniform number by, and when V has blocks
+// (blockLen) blocks, the sums over consecutive blocks of the last axis (a
+// reshape, no copy), for the draw to walk (blockdraw.go). The row sums
+// stay one ReduceSum over the row: taken from the blocks they would cost
+// less (docs/large-models.md), but they would round differently, and with
+// 151k probabilities of ~7e-6 that moves a seed's draw onto the next token
+// in ~4% of draws.
+func addProbSums(g *ir.Graph, probs, sum, blocks string, rank, V int) {
 	g.Node("ReduceSum", []string{probs, lastAxis(g)}, []string{sum}, ir.AttrInt("keepdims", 1))
+	blk := blockLen(V)
+	if blk == 0 {
+		return
+	}
+	dims := make([]int64, rank+1) // zeros: keep the leading dims
+	dims[rank-1], dims[rank] = int64(V/blk), int64(blk)
+	shape := g.AddNode(&onnxpb.NodeProto{OpType: "Constant", Output: []string{""},
+		Attribute: []ir.Attribute{ir.AttrTensor("value", ir.Vector("", dims...))}}).Output[0]
+	g.Node("ReduceSum", []string{g.Op("Reshape", []string{probs, shape}), lastAxis(g)}, []string{blocks}, ir.AttrInt("keepdims", 0))
 }
 
 // addRowMax adds the row max of x. ReduceMax runs vectorized and threaded,
@@ -181,7 +214,7 @@ func (m *Model) headFor(k headKind) (*head, error) {
 		return nil, err
 	}
 	h := &head{headOut: headOut{kind: k}, sess: sess, label: label, vocab: m.Layout.Vocab, par: threadsOf(m.sessOpts),
-		inTemp: -1, outMax: -1, outProbs: -1, outLogP: -1, outSum: -1}
+		inTemp: -1, outMax: -1, outProbs: -1, outLogP: -1, outSum: -1, outBlocks: -1}
 	h.parts = make([]headPart, h.par)
 	for i := range h.parts {
 		h.parts[i] = headPart{in: make([]ort.Value, len(sess.Inputs())), out: make([]ort.Value, len(sess.Outputs()))}
@@ -204,6 +237,8 @@ func (m *Model) headFor(k headKind) (*head, error) {
 			h.outLogP = i
 		case headSum:
 			h.outSum = i
+		case headBlocks:
+			h.outBlocks = i
 		}
 	}
 	if h.inTemp >= 0 && !k.perRow {
@@ -250,6 +285,9 @@ func (h *head) runSplit(logits []float32, B int, rowTemp []float32) error {
 	}
 	if h.outSum >= 0 {
 		h.sums = grow(h.sums, B)
+	}
+	if h.outBlocks >= 0 {
+		h.blocks = grow(h.blocks, B*h.nblk())
 	}
 	if h.outLogP >= 0 {
 		h.logp = grow(h.logp, B*V)
@@ -301,7 +339,8 @@ func (h *head) runPart(p *headPart, logits []float32, lo, hi int, rowTemp []floa
 		slot  int
 		shape []int64
 		data  []float32
-	}{{h.outMax, cols, h.mx}, {h.outProbs, rows, h.probs}, {h.outSum, cols, h.sums}, {h.outLogP, rows, h.logp}} {
+	}{{h.outMax, cols, h.mx}, {h.outProbs, rows, h.probs}, {h.outSum, cols, h.sums}, {h.outLogP, rows, h.logp},
+		{h.outBlocks, []int64{n, int64(h.nblk())}, h.blocks}} {
 		if o.slot < 0 {
 			continue
 		}
@@ -311,6 +350,14 @@ func (h *head) runPart(p *headPart, logits []float32, lo, hi int, rowTemp []floa
 		}
 	}
 	return h.sess.RunOrdered(p.in, p.out)
+}
+
+// nblk is the number of block sums per row (0: the vocabulary has none).
+func (h *head) nblk() int {
+	if blk := blockLen(h.vocab); blk > 0 {
+		return h.vocab / blk
+	}
+	return 0
 }
 
 func (h *head) close() {

@@ -23,7 +23,7 @@ import (
 //     prefill, Forward and greedy steps from paying for these; off, a branch
 //     yields [B,K,0] and costs nothing measurable.
 //
-// The ops are those of the separate head (addSoftmaxSum, addRowMax,
+// The ops are those of the separate head (Softmax, addProbSums, addRowMax,
 // addLogSoftmax), so the outputs are the same bit for bit and sampled ids and
 // log-probs do not change (TestGraphHeadMatchesSeparateHead).
 const (
@@ -35,6 +35,9 @@ const (
 	HeadProbs      = "tagpr_probs"                // float [batch,K,V], or [batch,K,0] when off
 	HeadProbsSum   = "tagpr_probs_sum"            // float [batch,K,1], or [batch,K,0]
 	HeadLogProbs   = "tagpr_log_probs"            // float [batch,K,V], or [batch,K,0]
+	// HeadBlockSums are the probs summed in blocks of blockLen(V), for the
+	// draw (blockdraw.go); only in graphs whose V has such blocks.
+	HeadBlockSums = "tagpr_probs_block_sums" // float [batch,K,V/blockLen(V)], or [batch,K,0]
 )
 
 // headInputs and headOutputs are what addDecodeHead adds, in that order.
@@ -57,9 +60,12 @@ func addDecodeHead(pm *onnxpb.ModelProto) bool {
 	if gp == nil || hasInput(gp, HeadSample) {
 		return false
 	}
-	if _, elem, ok := logitsOutput(gp); !ok || elem != ir.Float {
+	lo, elem, ok := logitsOutput(gp)
+	if !ok || elem != ir.Float {
 		return false
 	}
+	_, dims, _, _ := ir.ShapeOf(lo)
+	V := max(int(dims[2]), 0) // -1 when symbolic
 	g := ir.WrapGraph(gp)
 	g.Input(HeadSample, ir.Bool, 1)
 	g.Input(HeadTempered, ir.Bool, 1)
@@ -97,14 +103,20 @@ func addDecodeHead(pm *onnxpb.ModelProto) bool {
 	probs := sampleOn.Unique("tagpr_head_probs")
 	sampleOn.Node("If", []string{sampleOn.Op("Squeeze", []string{HeadTempered})}, []string{probs},
 		ir.AttrGraph("then_branch", tempered.Proto), ir.AttrGraph("else_branch", raw.Proto))
-	sum := sampleOn.Unique("tagpr_head_sum")
-	sampleOn.Node("ReduceSum", []string{probs, lastAxis(sampleOn)}, []string{sum}, ir.AttrInt("keepdims", 1))
+	sum, blocks := sampleOn.Unique("tagpr_head_sum"), sampleOn.Unique("tagpr_head_block_sums")
+	addProbSums(sampleOn, probs, sum, blocks, 3, V) // V 0 (symbolic): no blocks
 	sampleOn.Output(probs, ir.Float, "batch", "keep", "vocab")
 	sampleOn.Output(sum, ir.Float, "batch", "keep", 1)
 	sampleOff := g.Subgraph("tagpr_head_sample_off")
 	empty(sampleOff, sampleOff.Unique("tagpr_head_no_probs"))
 	empty(sampleOff, sampleOff.Unique("tagpr_head_no_sum"))
-	ifOn(HeadSample, []string{HeadProbs, HeadProbsSum}, sampleOn, sampleOff)
+	sampleOuts := []string{HeadProbs, HeadProbsSum}
+	if blockLen(V) > 0 {
+		sampleOn.Output(blocks, ir.Float, "batch", "keep", V/blockLen(V))
+		empty(sampleOff, sampleOff.Unique("tagpr_head_no_block_sums"))
+		sampleOuts = append(sampleOuts, HeadBlockSums)
+	}
+	ifOn(HeadSample, sampleOuts, sampleOn, sampleOff)
 
 	// Log-probs of the raw logits.
 	lsOn := g.Subgraph("tagpr_head_log_softmax_on")
@@ -136,6 +148,7 @@ func (q *graphHeadReq) invAt(r int) float32 {
 type headBufs struct {
 	invT                  []float32
 	mx, probs, sums, logp []float32
+	blocks                []float32
 }
 
 // bindHead feeds the in-graph head's inputs for a run of B rows keeping K
@@ -173,6 +186,11 @@ func (g *gen) bindHead(B, K int, made *[]ort.Value) error {
 	hb.probs = grow(hb.probs, B*K*width(sample, V))
 	hb.sums = grow(hb.sums, B*K*width(sample, 1))
 	hb.logp = grow(hb.logp, B*K*width(logSM, V))
+	nblk := 0
+	if s.blocks >= 0 {
+		nblk = width(sample, V/blockLen(V))
+		hb.blocks = grow(hb.blocks, B*K*nblk)
+	}
 	b, kk := int64(B), int64(K)
 	for _, v := range []struct {
 		slot int
@@ -187,7 +205,11 @@ func (g *gen) bindHead(B, K int, made *[]ort.Value) error {
 		{s.probs, false, func() (ort.Value, error) { return ort.NewTensor([]int64{b, kk, int64(width(sample, V))}, hb.probs) }},
 		{s.sums, false, func() (ort.Value, error) { return ort.NewTensor([]int64{b, kk, int64(width(sample, 1))}, hb.sums) }},
 		{s.logp, false, func() (ort.Value, error) { return ort.NewTensor([]int64{b, kk, int64(width(logSM, V))}, hb.logp) }},
+		{s.blocks, false, func() (ort.Value, error) { return ort.NewTensor([]int64{b, kk, int64(nblk)}, hb.blocks) }},
 	} {
+		if v.slot < 0 {
+			continue // no block sums in this graph
+		}
 		t, err := v.mk()
 		if err != nil {
 			return fmt.Errorf("generate with %s: decode head: %w", g.m.label, err)
@@ -208,15 +230,20 @@ func (g *gen) bindHead(B, K int, made *[]ort.Value) error {
 type headSlots struct {
 	sample, tempered, logSoftmax, invT int
 	rowMax, probs, sums, logp          int
+	blocks                             int // -1: the graph has no block sums
 }
 
 func headSlotsOf(in, out map[string]int) headSlots {
-	s := headSlots{-1, -1, -1, -1, -1, -1, -1, -1}
+	s := headSlots{-1, -1, -1, -1, -1, -1, -1, -1, -1}
 	if _, ok := in[HeadSample]; !ok {
 		return s
 	}
+	blocks, ok := out[HeadBlockSums]
+	if !ok {
+		blocks = -1
+	}
 	return headSlots{in[HeadSample], in[HeadTempered], in[HeadLogSoftmax], in[HeadInvTemp],
-		out[HeadRowMax], out[HeadProbs], out[HeadProbsSum], out[HeadLogProbs]}
+		out[HeadRowMax], out[HeadProbs], out[HeadProbsSum], out[HeadLogProbs], blocks}
 }
 
 // lastHead returns the decode head's outputs for the B rows of the last
@@ -226,7 +253,11 @@ func headSlotsOf(in, out map[string]int) headSlots {
 func (m *Model) lastHead(g *gen, q graphHeadReq, last []float32, B int, headTime *time.Duration) (*headOut, error) {
 	if g.headRan {
 		hb := &g.ws.head
-		return &headOut{kind: q.kind, mx: hb.mx, probs: hb.probs, sums: hb.sums, logp: hb.logp}, nil
+		h := &headOut{kind: q.kind, mx: hb.mx, probs: hb.probs, sums: hb.sums, logp: hb.logp}
+		if m.slot.head.blocks >= 0 {
+			h.blocks = hb.blocks
+		}
+		return h, nil
 	}
 	h, err := m.headFor(q.kind)
 	if err != nil {

@@ -12,9 +12,15 @@ import (
 // graphHeadModel is a small llama with a vocabulary large enough for ORT's
 // vectorized and threaded kernel paths, on 2 threads.
 func graphHeadModel(t *testing.T) *Model {
+	return graphHeadModelV(t, 30011)
+}
+
+// graphHeadModelV is graphHeadModel with a vocabulary of V: 30011 is prime
+// (the head has no block sums), 30030 has blocks of 182 (blockdraw.go).
+func graphHeadModelV(t *testing.T, V int) *Model {
 	t.Helper()
 	pad := int64(0)
-	c := Config{Arch: Llama, Layers: 1, DModel: 32, Heads: 2, KVHeads: 1, Vocab: 30011, MaxPositions: 64, Seed: 3, InitStd: 0.15, EOS: 2, BOS: 1, Pad: &pad}
+	c := Config{Arch: Llama, Layers: 1, DModel: 32, Heads: 2, KVHeads: 1, Vocab: V, MaxPositions: 64, Seed: 3, InitStd: 0.15, EOS: 2, BOS: 1, Pad: &pad}
 	m := loadBuilt(t, c, LoadOptions{Session: ort.Options{IntraOpThreads: 2}})
 	if !m.Layout.HasDecodeHead {
 		t.Fatal("Load did not add the decode head to the graph")
@@ -26,9 +32,15 @@ func graphHeadModel(t *testing.T) *Model {
 // what the separate head session computes on the same logits, bit for bit,
 // for every kind the generators use (so a wrong If branch — probs without the
 // temperature, a log-softmax left off — fails), and the outputs a kind does
-// not need are empty (their branch was off).
+// not need are empty (their branch was off); with the 30030 vocabulary the
+// block sums too.
 func TestGraphHeadMatchesSeparateHead(t *testing.T) {
-	m := graphHeadModel(t)
+	for _, V := range []int{30011, 30030} {
+		t.Run(fmt.Sprintf("vocab=%d", V), func(t *testing.T) { graphHeadMatchesSeparateHead(t, graphHeadModelV(t, V)) })
+	}
+}
+
+func graphHeadMatchesSeparateHead(t *testing.T, m *Model) {
 	prompts := [][]int64{{1, 5, 9, 14, 3}, {1, 40, 41}, {1, 7, 8, 9}, {1, 2}, {1, 300, 301, 302, 303}}
 	B, V := len(prompts), m.Layout.Vocab
 	rowInv := []float32{1, 0.5, 2, 1, 1.25}
@@ -46,26 +58,7 @@ func TestGraphHeadMatchesSeparateHead(t *testing.T) {
 			q.inv = 1 / 0.7
 		}
 		m.mu.Lock()
-		g, err := m.newGen(B, B, 16)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var d = &Stats{}
-		if _, _, _, err := g.prefill(context.Background(), prompts, 0, 0, &d.PrefillORT); err != nil {
-			t.Fatal(err)
-		}
-		ids := g.ids(1)
-		for r := range ids {
-			ids[r] = int64(10 + r)
-		}
-		g.head = &q
-		logits, K, err := g.forward(context.Background(), 1, 1, &d.DecodeORT)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if K != 1 || !g.headRan {
-			t.Fatalf("%+v: decode run kept %d columns, head ran %v", k, K, g.headRan)
-		}
+		g, logits, d := graphHeadStep(t, m, prompts, &q)
 		in, err := m.lastHead(g, q, logits[:B*V], B, &d.Head)
 		if err != nil {
 			t.Fatal(err)
@@ -95,6 +88,7 @@ func TestGraphHeadMatchesSeparateHead(t *testing.T) {
 			{"probs", inGraph.probs, sep.probs, k.sample, B * V},
 			{"sums", inGraph.sums, sep.sums, k.sample, B},
 			{"log-probs", inGraph.logp, sep.logp, k.rawLogProbs(), B * V},
+			{"block sums", inGraph.blocks, sep.blocks, k.sample && blockLen(V) > 0, B * V / max(blockLen(V), 1)},
 		} {
 			name := fmt.Sprintf("%+v %s", k, c.name)
 			if c.name == "row max" {
@@ -119,11 +113,45 @@ func TestGraphHeadMatchesSeparateHead(t *testing.T) {
 	}
 }
 
+// graphHeadStep prefills prompts and runs one decode step (ids 10, 11, …)
+// with the in-graph head computing q; the caller holds m.mu and releases g.
+func graphHeadStep(t *testing.T, m *Model, prompts [][]int64, q *graphHeadReq) (*gen, []float32, *Stats) {
+	t.Helper()
+	B := len(prompts)
+	g, err := m.newGen(B, B, 16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := &Stats{}
+	if _, _, _, err := g.prefill(context.Background(), prompts, 0, 0, &st.PrefillORT); err != nil {
+		t.Fatal(err)
+	}
+	ids := g.ids(1)
+	for r := range ids {
+		ids[r] = int64(10 + r)
+	}
+	g.head = q
+	logits, K, err := g.forward(context.Background(), 1, 1, &st.DecodeORT)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if K != 1 || !g.headRan {
+		t.Fatalf("%+v: decode run kept %d columns, head ran %v", q.kind, K, g.headRan)
+	}
+	return g, logits, st
+}
+
 // TestGraphHeadGenerateSame: Generate with the head in the graph gives the
 // tokens and log-probs it gives with the separate head, greedy and sampled
-// (untempered, tempered, top-p), groups sharing a prompt included.
+// (untempered, tempered, top-p), groups sharing a prompt included; with the
+// 30030 vocabulary the plain draws in the graph go over block sums.
 func TestGraphHeadGenerateSame(t *testing.T) {
-	m := graphHeadModel(t)
+	for _, V := range []int{30011, 30030} {
+		t.Run(fmt.Sprintf("vocab=%d", V), func(t *testing.T) { graphHeadGenerateSame(t, graphHeadModelV(t, V)) })
+	}
+}
+
+func graphHeadGenerateSame(t *testing.T, m *Model) {
 	prompts := [][]int64{{1, 5, 9, 14, 3}, {1, 40, 41}, {1, 7}}
 	for _, s := range []Sampling{{}, {Temperature: 1}, {Temperature: 0.7}, {Temperature: 1.3, TopP: 0.9}} {
 		for _, noLP := range []bool{false, true} {

@@ -43,6 +43,9 @@ type Layout struct {
 	HasLogitsToKeep bool
 	// HasDecodeHead: the graph computes the decode head (headgraph.go).
 	HasDecodeHead bool
+	// HasBlockSums: its head also sums the probabilities in blocks
+	// (HeadBlockSums).
+	HasBlockSums bool
 	// Float is the element type of logits and the cache: "float32" or "float64".
 	Float string
 	// Extra lists inputs outside the layout (for example weights fed as
@@ -170,6 +173,7 @@ func ReadLayout(label string, inputs, outputs []ort.IOInfo, opts CheckOptions) (
 			}
 		}
 		lay.HasDecodeHead = true
+		_, lay.HasBlockSums = outs[HeadBlockSums]
 	}
 	known := map[string]bool{InputIDs: true, AttentionMask: true, PositionIDs: true, UseCacheBranch: true, LogitsToKeep: true}
 	for _, n := range headInputs {

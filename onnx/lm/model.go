@@ -201,6 +201,9 @@ func open(label string, ins, outs []ort.IOInfo, opts LoadOptions, newSess func(o
 	}
 	if lay.HasDecodeHead {
 		so.Outputs = append(so.Outputs, headOutputs...)
+		if lay.HasBlockSums {
+			so.Outputs = append(so.Outputs, HeadBlockSums)
+		}
 	}
 	sess, err := newSess(so)
 	if err != nil {

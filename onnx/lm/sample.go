@@ -23,6 +23,11 @@ type Sampling struct {
 // Greedy reports whether no randomness is involved.
 func (s Sampling) Greedy() bool { return s.Temperature <= 0 }
 
+// topKOn and topPOn report whether top-k or top-p filters a vocabulary of
+// V; a sampled draw with neither is the plain draw (scan, scanBlocks).
+func (s Sampling) topKOn(V int) bool { return s.TopK > 0 && s.TopK < V }
+func (s Sampling) topPOn() bool      { return s.TopP > 0 && s.TopP < 1 }
+
 func (s Sampling) validate() error {
 	if math.IsNaN(s.Temperature) || math.IsInf(s.Temperature, 0) {
 		return fmt.Errorf("temperature %v is not a finite number", s.Temperature)
@@ -58,17 +63,18 @@ type picker struct {
 // softmax of logits/temperature), applying top-k, then top-p over the
 // renormalized top-k, as Hugging Face orders its processors.
 // total is the row's sum (1 up to rounding), which the plain draw scans
-// against; the filtered draws renormalize their own candidates.
-func (p *picker) sample(probs []float32, total float64, s Sampling, rng *rand.Rand) int {
+// against, over the row's block sums when the head gave them (blocks; nil:
+// over probs); the filtered draws renormalize their own candidates.
+func (p *picker) sample(probs, blocks []float32, total float64, s Sampling, rng *rand.Rand) int {
 	var c []candidate
 	var z float64
 	switch {
-	case s.TopK > 0 && s.TopK < len(probs):
+	case s.topKOn(len(probs)):
 		c = topK(p.cands[:0], probs, s.TopK)
 		for _, x := range c {
 			z += x.w
 		}
-	case s.TopP > 0 && s.TopP < 1:
+	case s.topPOn():
 		// Only tokens above a small probability can be in the nucleus:
 		// dropping everything below t loses at most len·t = (1-p)/2 of the
 		// mass, so the rest still reaches p. This keeps the sort short.
@@ -100,10 +106,12 @@ func (p *picker) sample(probs []float32, total float64, s Sampling, rng *rand.Ra
 			}
 			return c[i].id < c[j].id
 		})
+	case blocks != nil:
+		return scanBlocks(probs, blocks, rng.Float64()*total)
 	default:
 		return scan(probs, rng.Float64()*total)
 	}
-	if s.TopP > 0 && s.TopP < 1 {
+	if s.topPOn() {
 		target, cum := s.TopP*z, 0.0
 		n := len(c)
 		for i, x := range c {

@@ -47,7 +47,7 @@ func TestSampleMatchesDistribution(t *testing.T) {
 			probs := f32s(softmax(logits, tc.s.Temperature))
 			counts := make([]float64, len(logits))
 			for i := 0; i < n; i++ {
-				counts[pk.sample(probs, sum(probs), tc.s, rng)]++
+				counts[pk.sample(probs, nil, sum(probs), tc.s, rng)]++
 			}
 			for i, c := range counts {
 				f := c / n
@@ -84,7 +84,7 @@ func TestSampleReproducible(t *testing.T) {
 		var pk picker
 		out := make([]int, 50)
 		for i := range out {
-			out[i] = pk.sample(probs, sum(probs), Sampling{Temperature: 1.3, TopK: 100, TopP: 0.9}, rng)
+			out[i] = pk.sample(probs, nil, sum(probs), Sampling{Temperature: 1.3, TopK: 100, TopP: 0.9}, rng)
 		}
 		return out
 	}
