@@ -585,14 +585,14 @@ func (b *Batcher) pick(g *gen, rows []*seqRow, logits []float32) error {
 		return err
 	}
 	for i, r := range rows {
-		if !h.finite(i) {
+		if !h.finite(i, V) {
 			return errNonFinite(b.m.label, i, len(r.comp.Tokens))
 		}
 		q := &r.j.req
 		if q.Greedy() {
 			r.tok = argmaxAt(logits[i*V:(i+1)*V], h.mx[i])
 		} else {
-			r.tok = b.picker.sample(h.probs[i*V:(i+1)*V], h.blockRow(i, V), float64(h.sums[i]), q.Sampling, r.rng)
+			r.tok = b.picker.sample(h.probs[i*V:(i+1)*V], h.blockRow(i, V), h.rowSum(i, V), q.Sampling, r.rng)
 		}
 		r.lp, r.top = 0, nil
 		if q.LogProbs || q.TopLogProbs > 0 {

@@ -112,8 +112,8 @@ func TestGraphHeadBlockSums(t *testing.T) {
 			}
 			continue
 		}
-		if len(h.blocks) != B*n {
-			t.Fatalf("%s: %d block sums, want %d", name, len(h.blocks), B*n)
+		if len(h.blocks) != B*n || len(h.sums) != 0 {
+			t.Fatalf("%s: %d block sums and %d row sums, want %d and none (the row sums come from the blocks)", name, len(h.blocks), len(h.sums), B*n)
 		}
 		for r := 0; r < B; r++ {
 			row, bs := h.probs[r*V:(r+1)*V], h.blockRow(r, V)
@@ -128,9 +128,70 @@ func TestGraphHeadBlockSums(t *testing.T) {
 					t.Fatalf("%s row %d block %d: sum %v, the block's probabilities add to %v", name, r, j, bs[j], want)
 				}
 			}
-			if d := math.Abs(total - float64(h.sums[r])); d > 1e-5 {
-				t.Fatalf("%s row %d: block sums add to %v, the row sum is %v", name, r, total, h.sums[r])
+			if got := h.rowSum(r, V); got != total {
+				t.Fatalf("%s row %d: the draw's row sum is %v, the block sums add to %v", name, r, got, total)
+			}
+			if d := math.Abs(total - sum(row)); d > 1e-6 {
+				t.Fatalf("%s row %d: block sums add to %v, the row's probabilities to %v", name, r, total, sum(row))
 			}
 		}
+	}
+}
+
+// TestDrawLogProbsExact: the log-prob Generate records for a picked token
+// is within 1e-6 (relative) of the float64 log-softmax of the logits it was
+// picked from, for every way it is computed: greedy and tempered sampling
+// read the head's log-softmax, untempered sampling divides the token's
+// probability by the draw's row sum (the sum of the block sums with 30030
+// and Qwen's 151,669 = 329 × 461, the head's row sum with the prime 30011),
+// from the head in the graph and from the separate head.
+func TestDrawLogProbsExact(t *testing.T) {
+	for _, V := range []int{30011, 30030, 151669} {
+		t.Run(fmt.Sprintf("vocab=%d", V), func(t *testing.T) { drawLogProbsExact(t, graphHeadModelV(t, V)) })
+	}
+}
+
+func drawLogProbsExact(t *testing.T, m *Model) {
+	prompts := [][]int64{{1, 5, 9, 14, 3}, {1, 40, 41}, {1, 7, 8, 9}}
+	for _, s := range []Sampling{{}, {Temperature: 1}, {Temperature: 0.7}} {
+		q := graphHeadReq{kind: headKind{sample: !s.Greedy(), tempered: !s.Greedy() && s.Temperature != 1, logProbs: true}, inv: 1}
+		if !s.Greedy() {
+			q.inv = float32(1 / s.Temperature)
+		}
+		drawLogProbsStep(t, m, prompts, q, s)
+	}
+}
+
+// drawLogProbsStep is one sampling setting of drawLogProbsExact (its
+// defers release the model's lock when a check fails).
+func drawLogProbsStep(t *testing.T, m *Model, prompts [][]int64, q graphHeadReq, s Sampling) {
+	B, V := len(prompts), m.Layout.Vocab
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	g, logits, st := graphHeadStep(t, m, prompts, &q)
+	defer g.release()
+	last := logits[:B*V]
+	for _, separate := range []bool{false, true} {
+		g.headRan = !separate
+		h, err := m.lastHead(g, q, last, B, &st.Head)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rp, p := newRowPicker(B), &picker{}
+		worst := 0.0
+		for r := 0; r < B; r++ {
+			row := last[r*V : (r+1)*V]
+			for d := 0; d < 40; d++ {
+				rp.pickRow(r, h, last, V, s, rowRNG(7, r, d), true, p)
+				tok := rp.tok[r]
+				want := logSoftmaxAt(row, int64(tok))
+				rel := math.Abs(rp.lp[r]-want) / math.Abs(want)
+				if rel > 1e-6 {
+					t.Fatalf("%+v separate %v row %d token %d: log-prob %.9g, the float64 log-softmax %.9g (relative error %.2g)", s, separate, r, tok, rp.lp[r], want, rel)
+				}
+				worst = max(worst, rel)
+			}
+		}
+		t.Logf("%+v separate %v: worst relative error %.2g", s, separate, worst)
 	}
 }

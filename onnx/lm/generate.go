@@ -188,7 +188,7 @@ func (m *Model) Generate(ctx context.Context, prompts [][]int64, o GenerateOptio
 			return nil, st, err
 		}
 		for r := range row {
-			if !done[r] && !h.finite(r) {
+			if !done[r] && !h.finite(r, V) {
 				return nil, st, errNonFinite(m.label, row[r], step)
 			}
 		}
@@ -297,7 +297,7 @@ func (rp *rowPicker) pickRow(r int, h *headOut, last []float32, V int, s Samplin
 	if s.Greedy() {
 		tok = argmaxAt(last[r*V:(r+1)*V], h.mx[r])
 	} else {
-		tok = p.sample(h.probs[r*V:(r+1)*V], h.blockRow(r, V), float64(h.sums[r]), s, rng)
+		tok = p.sample(h.probs[r*V:(r+1)*V], h.blockRow(r, V), h.rowSum(r, V), s, rng)
 	}
 	rp.tok[r] = tok
 	switch {
@@ -305,7 +305,9 @@ func (rp *rowPicker) pickRow(r int, h *headOut, last []float32, V int, s Samplin
 	case h.kind.rawLogProbs():
 		rp.lp[r] = float64(h.logp[r*V+tok])
 	default: // untempered sampling: probs is the model's distribution
-		rp.lp[r] = math.Log(float64(h.probs[r*V+tok]) / float64(h.sums[r]))
+		// A drawn token has probs > 0 (the draws skip zeros), so this is
+		// finite; the row sum is the draw's.
+		rp.lp[r] = math.Log(float64(h.probs[r*V+tok]) / h.rowSum(r, V))
 	}
 }
 

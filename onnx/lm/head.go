@@ -42,6 +42,10 @@ type headKind struct {
 // the same distribution, one vocabulary pass cheaper.
 func (k headKind) rawLogProbs() bool { return k.logProbs && (!k.sample || k.tempered) }
 
+// rowMax reports whether the head outputs the row max: greedy picks the
+// argmax from it; a sampled draw does not need it.
+func (k headKind) rowMax() bool { return !k.sample || k.perRow }
+
 // head is one compiled decode head with its output buffers. Its session has
 // no thread pool of its own: a second pool would spin (or sleep and wake)
 // beside the model's, and on a machine with as many cores as threads the
@@ -69,13 +73,13 @@ type head struct {
 // head is in its graph (headgraph.go). Slices a kind does not compute are
 // stale or empty.
 type headOut struct {
-	kind        headKind
-	mx          []float32 // row max (greedy, perRow)
-	probs, sums []float32 // softmax(logits · inv_temperature), row sums (sample)
-	logp        []float32 // log-softmax of the raw logits (rawLogProbs)
-	// blocks are probs summed in blocks of blockLen(V) (the in-graph head's,
-	// when sampling; empty otherwise, and the draw walks probs).
-	blocks []float32
+	kind  headKind
+	mx    []float32 // row max (rowMax)
+	probs []float32 // softmax(logits · inv_temperature) (sample)
+	// blocks are probs summed in blocks of blockLen(V) when V has blocks,
+	// sums their row sums when it has none (sample; the other is empty).
+	blocks, sums []float32
+	logp         []float32 // log-softmax of the raw logits (rawLogProbs)
 }
 
 // blockRow is row r's block sums of probs, or nil when the head did not
@@ -88,16 +92,33 @@ func (h *headOut) blockRow(r, V int) []float32 {
 	return h.blocks[r*n : (r+1)*n]
 }
 
+// rowSum is the sum of row r's probs, which the draw scales its uniform
+// number by and log-probs divide by: the sum of its block sums (a few
+// hundred floats, in float64), or the head's row sum when V has no blocks.
+// It is 1 only up to rounding, and the draw and the log-probs use the same
+// value.
+func (h *headOut) rowSum(r, V int) float64 {
+	bs := h.blockRow(r, V)
+	if bs == nil {
+		return float64(h.sums[r])
+	}
+	var s float64
+	for _, x := range bs {
+		s += float64(x)
+	}
+	return s
+}
+
 // finite reports whether row r's logits gave a usable distribution: a
 // finite row max, or a finite positive softmax sum. NaN or infinite logits
 // (broken weights, an uninitialised cache) would otherwise still pick some
 // token, and generation would go on writing garbage.
-func (h *headOut) finite(r int) bool {
+func (h *headOut) finite(r, V int) bool {
 	if r < len(h.mx) && (math.IsNaN(float64(h.mx[r])) || math.IsInf(float64(h.mx[r]), 0)) {
 		return false
 	}
-	if r < len(h.sums) {
-		s := float64(h.sums[r])
+	if h.kind.sample {
+		s := h.rowSum(r, V)
 		if math.IsNaN(s) || math.IsInf(s, 0) || s <= 0 {
 			return false
 		}
@@ -132,12 +153,13 @@ func buildHead(k headKind, vocab int) (*onnxpb.ModelProto, error) {
 		g.Node("Softmax", []string{x}, []string{headProbs}, ir.AttrInt("axis", -1))
 		addProbSums(g, headProbs, headSum, headBlocks, 2, vocab)
 		g.Output(headProbs, ir.Float, "batch", vocab)
-		g.Output(headSum, ir.Float, "batch", 1)
 		if blk := blockLen(vocab); blk > 0 {
 			g.Output(headBlocks, ir.Float, "batch", vocab/blk)
+		} else {
+			g.Output(headSum, ir.Float, "batch", 1)
 		}
 	}
-	if !k.sample || k.perRow {
+	if k.rowMax() {
 		addRowMax(g, headLogits, headMax)
 		g.Output(headMax, ir.Float, "batch", 1)
 	}
@@ -152,18 +174,16 @@ func buildHead(k headKind, vocab int) (*onnxpb.ModelProto, error) {
 // the head in the model's graph (headgraph.go) emit the same ones, so their
 // outputs are the same bit for bit (TestGraphHeadMatchesSeparateHead).
 
-// addProbSums adds the row sums of probs (rank dims, the last V wide),
-// which the draw scales its uniform number by, and when V has blocks
-// (blockLen) blocks, the sums over consecutive blocks of the last axis (a
-// reshape, no copy), for the draw to walk (blockdraw.go). The row sums
-// stay one ReduceSum over the row: taken from the blocks they would cost
-// less (docs/large-models.md), but they would round differently, and with
-// 151k probabilities of ~7e-6 that moves a seed's draw onto the next token
-// in ~4% of draws.
+// addProbSums adds, when V has blocks (blockLen), the sums of probs (rank
+// dims, the last V wide) over consecutive blocks of the last axis (a
+// reshape, no copy), for the draw to walk (blockdraw.go), and otherwise
+// the row sums. The draw's row sum is then the sum of the block sums, added
+// in Go (headOut.rowSum): one ReduceSum over the row less, a pass over the
+// probabilities that cost ~0.1-0.3 ms a step at batch 8 and 151k tokens.
 func addProbSums(g *ir.Graph, probs, sum, blocks string, rank, V int) {
-	g.Node("ReduceSum", []string{probs, lastAxis(g)}, []string{sum}, ir.AttrInt("keepdims", 1))
 	blk := blockLen(V)
 	if blk == 0 {
+		g.Node("ReduceSum", []string{probs, lastAxis(g)}, []string{sum}, ir.AttrInt("keepdims", 1))
 		return
 	}
 	dims := make([]int64, rank+1) // zeros: keep the leading dims

@@ -12,38 +12,43 @@ import (
 // The decode head in the model's own graph. Run as a second session (head.go)
 // the head's vocabulary-wide work had its own thread pool beside the model's,
 // and the two took turns on the cores. Load appends it to the graphs it
-// edits, so a decode step is one session run on one pool:
+// edits, so a decode step is one session run on one pool. Each part is
+// behind an If on a bool input, since ORT runs every node of a graph
+// whatever a run fetches and only an If keeps prefill, Forward and the
+// other kinds' steps from paying for it; off, a branch yields [B,K,0] and
+// costs nothing measurable:
 //
-//   - the row max of the logits, always (it costs about nothing beside the
-//     model: BenchmarkInGraphHeadCost);
-//   - the softmax of logits · inv_temperature and its row sums behind an If
-//     on HeadSample (the Mul behind a nested If on HeadTempered), and the
-//     log-softmax of the raw logits behind an If on HeadLogSoftmax. ORT runs
-//     every node of a graph whatever a run fetches, so only an If keeps
-//     prefill, Forward and greedy steps from paying for these; off, a branch
-//     yields [B,K,0] and costs nothing measurable.
+//   - the row max of the logits (HeadRowMaxOn: greedy rows need it, a plain
+//     sampled step does not);
+//   - the softmax of logits · inv_temperature and its block sums, or its
+//     row sums when V has no blocks (HeadSample; the Mul behind a nested If
+//     on HeadTempered);
+//   - the log-softmax of the raw logits (HeadLogSoftmax).
 //
 // The ops are those of the separate head (Softmax, addProbSums, addRowMax,
-// addLogSoftmax), so the outputs are the same bit for bit and sampled ids and
-// log-probs do not change (TestGraphHeadMatchesSeparateHead).
+// addLogSoftmax), so the outputs are the same bit for bit
+// (TestGraphHeadMatchesSeparateHead).
 const (
 	HeadSample     = "tagpr_head_sample"          // bool [1]: compute probs and sums
 	HeadTempered   = "tagpr_head_tempered"        // bool [1]: probs of logits · inv_temperature (else of the logits)
 	HeadLogSoftmax = "tagpr_head_log_softmax"     // bool [1]: compute log_probs
 	HeadInvTemp    = "tagpr_head_inv_temperature" // float [batch,1,1]: per row
-	HeadRowMax     = "tagpr_row_max"              // float [batch,K,1]
-	HeadProbs      = "tagpr_probs"                // float [batch,K,V], or [batch,K,0] when off
-	HeadProbsSum   = "tagpr_probs_sum"            // float [batch,K,1], or [batch,K,0]
+	HeadRowMaxOn   = "tagpr_head_row_max_on"      // bool [1]: compute the row max
+	HeadRowMax     = "tagpr_row_max"              // float [batch,K,1], or [batch,K,0] when off
+	HeadProbs      = "tagpr_probs"                // float [batch,K,V], or [batch,K,0]
 	HeadLogProbs   = "tagpr_log_probs"            // float [batch,K,V], or [batch,K,0]
 	// HeadBlockSums are the probs summed in blocks of blockLen(V), for the
-	// draw (blockdraw.go); only in graphs whose V has such blocks.
+	// draw (blockdraw.go), whose row sum is their sum; graphs whose V has no
+	// blocks output HeadProbsSum, the row sums, instead.
 	HeadBlockSums = "tagpr_probs_block_sums" // float [batch,K,V/blockLen(V)], or [batch,K,0]
+	HeadProbsSum  = "tagpr_probs_sum"        // float [batch,K,1], or [batch,K,0]
 )
 
-// headInputs and headOutputs are what addDecodeHead adds, in that order.
+// headInputs are what addDecodeHead adds, in that order; headOutputs are
+// the outputs it always adds, then one of HeadBlockSums and HeadProbsSum.
 var (
-	headInputs  = []string{HeadSample, HeadTempered, HeadLogSoftmax, HeadInvTemp}
-	headOutputs = []string{HeadRowMax, HeadProbs, HeadProbsSum, HeadLogProbs}
+	headInputs  = []string{HeadSample, HeadTempered, HeadLogSoftmax, HeadInvTemp, HeadRowMaxOn}
+	headOutputs = []string{HeadRowMax, HeadProbs, HeadLogProbs}
 )
 
 // editForGeneration applies Load's graph edits (logits_to_keep, the decode
@@ -71,9 +76,7 @@ func addDecodeHead(pm *onnxpb.ModelProto) bool {
 	g.Input(HeadTempered, ir.Bool, 1)
 	g.Input(HeadLogSoftmax, ir.Bool, 1)
 	g.Input(HeadInvTemp, ir.Float, "batch", 1, 1)
-
-	addRowMax(g, Logits, HeadRowMax)
-	g.Output(HeadRowMax, ir.Float, "batch", "keep", 1)
+	g.Input(HeadRowMaxOn, ir.Bool, 1)
 
 	// empty yields [B,K,0] in a branch that is off.
 	empty := func(sub *ir.Graph, name string) {
@@ -92,7 +95,17 @@ func addDecodeHead(pm *onnxpb.ModelProto) bool {
 		}
 	}
 
-	// Sampling: probs of the logits, tempered or not, and their row sums.
+	// The row max (greedy).
+	mxOn := g.Subgraph("tagpr_head_row_max_on")
+	mx := mxOn.Unique("tagpr_head_mx")
+	addRowMax(mxOn, Logits, mx)
+	mxOn.Output(mx, ir.Float, "batch", "keep", 1)
+	mxOff := g.Subgraph("tagpr_head_row_max_off")
+	empty(mxOff, mxOff.Unique("tagpr_head_no_mx"))
+	ifOn(HeadRowMaxOn, []string{HeadRowMax}, mxOn, mxOff)
+
+	// Sampling: probs of the logits, tempered or not, and their block sums
+	// (or row sums).
 	raw := g.Subgraph("tagpr_head_raw")
 	rawP := raw.Op("Softmax", []string{Logits}, ir.AttrInt("axis", -1))
 	raw.Output(rawP, ir.Float, "batch", "keep", "vocab")
@@ -106,15 +119,17 @@ func addDecodeHead(pm *onnxpb.ModelProto) bool {
 	sum, blocks := sampleOn.Unique("tagpr_head_sum"), sampleOn.Unique("tagpr_head_block_sums")
 	addProbSums(sampleOn, probs, sum, blocks, 3, V) // V 0 (symbolic): no blocks
 	sampleOn.Output(probs, ir.Float, "batch", "keep", "vocab")
-	sampleOn.Output(sum, ir.Float, "batch", "keep", 1)
 	sampleOff := g.Subgraph("tagpr_head_sample_off")
 	empty(sampleOff, sampleOff.Unique("tagpr_head_no_probs"))
-	empty(sampleOff, sampleOff.Unique("tagpr_head_no_sum"))
-	sampleOuts := []string{HeadProbs, HeadProbsSum}
+	sampleOuts := []string{HeadProbs}
 	if blockLen(V) > 0 {
 		sampleOn.Output(blocks, ir.Float, "batch", "keep", V/blockLen(V))
 		empty(sampleOff, sampleOff.Unique("tagpr_head_no_block_sums"))
 		sampleOuts = append(sampleOuts, HeadBlockSums)
+	} else {
+		sampleOn.Output(sum, ir.Float, "batch", "keep", 1)
+		empty(sampleOff, sampleOff.Unique("tagpr_head_no_sum"))
+		sampleOuts = append(sampleOuts, HeadProbsSum)
 	}
 	ifOn(HeadSample, sampleOuts, sampleOn, sampleOff)
 
@@ -180,17 +195,17 @@ func (g *gen) bindHead(B, K int, made *[]ort.Value) error {
 		}
 		return 0
 	}
-	sample, logSM := k.sample, k.rawLogProbs()
+	sample, logSM, rowMax := k.sample, k.rawLogProbs(), k.rowMax()
 	V := g.V
-	hb.mx = grow(hb.mx, B*K)
+	hb.mx = grow(hb.mx, B*K*width(rowMax, 1))
 	hb.probs = grow(hb.probs, B*K*width(sample, V))
-	hb.sums = grow(hb.sums, B*K*width(sample, 1))
+	hb.sums = grow(hb.sums, B*K*width(sample && s.sums >= 0, 1))
 	hb.logp = grow(hb.logp, B*K*width(logSM, V))
 	nblk := 0
 	if s.blocks >= 0 {
 		nblk = width(sample, V/blockLen(V))
-		hb.blocks = grow(hb.blocks, B*K*nblk)
 	}
+	hb.blocks = grow(hb.blocks, B*K*nblk)
 	b, kk := int64(B), int64(K)
 	for _, v := range []struct {
 		slot int
@@ -201,14 +216,15 @@ func (g *gen) bindHead(B, K int, made *[]ort.Value) error {
 		{s.tempered, true, func() (ort.Value, error) { return ort.NewTensor([]int64{1}, []bool{k.tempered}) }},
 		{s.logSoftmax, true, func() (ort.Value, error) { return ort.NewTensor([]int64{1}, []bool{logSM}) }},
 		{s.invT, true, func() (ort.Value, error) { return ort.NewTensor([]int64{b, 1, 1}, hb.invT) }},
-		{s.rowMax, false, func() (ort.Value, error) { return ort.NewTensor([]int64{b, kk, 1}, hb.mx) }},
+		{s.rowMaxOn, true, func() (ort.Value, error) { return ort.NewTensor([]int64{1}, []bool{rowMax}) }},
+		{s.rowMax, false, func() (ort.Value, error) { return ort.NewTensor([]int64{b, kk, int64(width(rowMax, 1))}, hb.mx) }},
 		{s.probs, false, func() (ort.Value, error) { return ort.NewTensor([]int64{b, kk, int64(width(sample, V))}, hb.probs) }},
 		{s.sums, false, func() (ort.Value, error) { return ort.NewTensor([]int64{b, kk, int64(width(sample, 1))}, hb.sums) }},
 		{s.logp, false, func() (ort.Value, error) { return ort.NewTensor([]int64{b, kk, int64(width(logSM, V))}, hb.logp) }},
 		{s.blocks, false, func() (ort.Value, error) { return ort.NewTensor([]int64{b, kk, int64(nblk)}, hb.blocks) }},
 	} {
 		if v.slot < 0 {
-			continue // no block sums in this graph
+			continue // block sums or row sums, whichever this graph lacks
 		}
 		t, err := v.mk()
 		if err != nil {
@@ -228,22 +244,24 @@ func (g *gen) bindHead(B, K int, made *[]ort.Value) error {
 // headSlots are the in-graph head's positions in the session's run order
 // (-1 when the graph has no head).
 type headSlots struct {
-	sample, tempered, logSoftmax, invT int
-	rowMax, probs, sums, logp          int
-	blocks                             int // -1: the graph has no block sums
+	sample, tempered, logSoftmax, invT, rowMaxOn int
+	rowMax, probs, logp                          int
+	sums, blocks                                 int // one of them -1: the graph has the other
 }
 
 func headSlotsOf(in, out map[string]int) headSlots {
-	s := headSlots{-1, -1, -1, -1, -1, -1, -1, -1, -1}
+	s := headSlots{-1, -1, -1, -1, -1, -1, -1, -1, -1, -1}
 	if _, ok := in[HeadSample]; !ok {
 		return s
 	}
-	blocks, ok := out[HeadBlockSums]
-	if !ok {
-		blocks = -1
+	at := func(name string) int {
+		if i, ok := out[name]; ok {
+			return i
+		}
+		return -1
 	}
-	return headSlots{in[HeadSample], in[HeadTempered], in[HeadLogSoftmax], in[HeadInvTemp],
-		out[HeadRowMax], out[HeadProbs], out[HeadProbsSum], out[HeadLogProbs], blocks}
+	return headSlots{in[HeadSample], in[HeadTempered], in[HeadLogSoftmax], in[HeadInvTemp], in[HeadRowMaxOn],
+		out[HeadRowMax], out[HeadProbs], out[HeadLogProbs], at(HeadProbsSum), at(HeadBlockSums)}
 }
 
 // lastHead returns the decode head's outputs for the B rows of the last
@@ -253,11 +271,7 @@ func headSlotsOf(in, out map[string]int) headSlots {
 func (m *Model) lastHead(g *gen, q graphHeadReq, last []float32, B int, headTime *time.Duration) (*headOut, error) {
 	if g.headRan {
 		hb := &g.ws.head
-		h := &headOut{kind: q.kind, mx: hb.mx, probs: hb.probs, sums: hb.sums, logp: hb.logp}
-		if m.slot.head.blocks >= 0 {
-			h.blocks = hb.blocks
-		}
-		return h, nil
+		return &headOut{kind: q.kind, mx: hb.mx, probs: hb.probs, sums: hb.sums, logp: hb.logp, blocks: hb.blocks}, nil
 	}
 	h, err := m.headFor(q.kind)
 	if err != nil {

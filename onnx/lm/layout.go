@@ -172,8 +172,11 @@ func ReadLayout(label string, inputs, outputs []ort.IOInfo, opts CheckOptions) (
 				return fail("input %q without output %q: the decode head tagpr adds has both", HeadSample, n)
 			}
 		}
-		lay.HasDecodeHead = true
 		_, lay.HasBlockSums = outs[HeadBlockSums]
+		if _, sums := outs[HeadProbsSum]; sums == lay.HasBlockSums {
+			return fail("input %q needs exactly one of the outputs %q and %q: the decode head tagpr adds has one", HeadSample, HeadBlockSums, HeadProbsSum)
+		}
+		lay.HasDecodeHead = true
 	}
 	known := map[string]bool{InputIDs: true, AttentionMask: true, PositionIDs: true, UseCacheBranch: true, LogitsToKeep: true}
 	for _, n := range headInputs {

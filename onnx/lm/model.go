@@ -203,6 +203,8 @@ func open(label string, ins, outs []ort.IOInfo, opts LoadOptions, newSess func(o
 		so.Outputs = append(so.Outputs, headOutputs...)
 		if lay.HasBlockSums {
 			so.Outputs = append(so.Outputs, HeadBlockSums)
+		} else {
+			so.Outputs = append(so.Outputs, HeadProbsSum)
 		}
 	}
 	sess, err := newSess(so)

@@ -1,6 +1,7 @@
 package lm
 
 import (
+	"fmt"
 	"math"
 	"testing"
 
@@ -265,9 +266,17 @@ func prefix(p []float32, n int) float64 {
 }
 
 // TestDecodeHeadSplitIdentical: the head split over goroutines gives
-// bit for bit what one run over all rows gives, for every head kind.
+// bit for bit what one run over all rows gives, for every head kind, with
+// a vocabulary without blocks (30011, prime: row sums) and one with them
+// (30030: block sums).
 func TestDecodeHeadSplitIdentical(t *testing.T) {
-	const B, V = 5, 30011
+	for _, V := range []int{30011, 30030} {
+		t.Run(fmt.Sprintf("vocab=%d", V), func(t *testing.T) { decodeHeadSplitIdentical(t, V) })
+	}
+}
+
+func decodeHeadSplitIdentical(t *testing.T, V int) {
+	const B = 5
 	logits := make([]float32, B*V)
 	for i := range logits {
 		logits[i] = float32(math.Sin(float64(i)*0.29) * 7)
@@ -304,11 +313,15 @@ func TestDecodeHeadSplitIdentical(t *testing.T) {
 		if outs[1].par != 3 {
 			t.Fatalf("head of a 3-thread model splits over %d goroutines", outs[1].par)
 		}
+		if k.sample && (len(outs[0].blocks) > 0) != (blockLen(V) > 0) {
+			t.Fatalf("%+v: %d block sums for a vocabulary of %d", k, len(outs[0].blocks), V)
+		}
 		for _, c := range []struct {
 			name string
 			a, b []float32
 		}{{"row max", outs[0].mx, outs[1].mx}, {"probs", outs[0].probs, outs[1].probs},
-			{"sums", outs[0].sums, outs[1].sums}, {"log-probs", outs[0].logp, outs[1].logp}} {
+			{"sums", outs[0].sums, outs[1].sums}, {"block sums", outs[0].blocks, outs[1].blocks},
+			{"log-probs", outs[0].logp, outs[1].logp}} {
 			if len(c.a) != len(c.b) {
 				t.Fatalf("%+v %s: %d values split, %d whole", k, c.name, len(c.b), len(c.a))
 			}
