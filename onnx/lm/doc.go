@@ -45,7 +45,8 @@
 // instead of working). The first token, and models too large to edit, use
 // the same ops as a small second session (head.go). Both heads also sum the
 // probabilities in blocks, so a sampled draw walks a few hundred block sums
-// and one block (blockdraw.go) on the calling goroutine; the other picks
+// and one block (blockdraw.go) on the calling goroutine, and the row sum is
+// the sum of the block sums (no pass over the row for it); the other picks
 // are split over as many goroutines as the model has threads.
 // Greedy or sampled (temperature, top-k, top-p; reproducible per seed and
 // per (prompt, sample)), NumGenerations completions per prompt, stops on EOS

@@ -27,7 +27,7 @@ const (
 
 // headKind is which outputs a head computes.
 type headKind struct {
-	sample   bool // probs = softmax(logits · inv_temperature) and their row sums; else the row max
+	sample   bool // probs = softmax(logits · inv_temperature) and their block (or row) sums; else the row max
 	tempered bool // sampling at a temperature other than 1
 	logProbs bool // log-softmax of the raw logits (read from probs when sampling untempered)
 	// perRow takes one inverse temperature per row ([batch,1]) and adds the
