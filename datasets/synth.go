@@ -30,12 +30,25 @@ type SynthConfig struct {
 	Tasks          []string // subset of SynthTag, SynthRate, SynthGen (default all)
 	DevFrac        float64  // fraction of users in dev
 	TestFrac       float64  // fraction of users in test
+	// TitleCloserMiss is the share of title examples whose chain was written
+	// by a teacher that misses the user's closing word: its chain and answer
+	// leave it out, while the example's gold keeps it. Like a real teacher's
+	// chains, they are then right but not the best: SFT imitates the miss and
+	// only a reward against the user's own titles can teach the word back.
+	// Which examples are missed is drawn apart from the data, so the examples
+	// (and the profile rules' scores) are the same at every rate.
+	TitleCloserMiss float64
 }
+
+// DemoTitleCloserMiss is the demo's TitleCloserMiss: most title chains miss
+// the closing word, so SFT's greedy titles leave it out, yet a third keep it,
+// so RL's samples find it (docs/benchmark.md).
+const DemoTitleCloserMiss = 0.65
 
 // DefaultSynthConfig is the size `make demo` trains on.
 func DefaultSynthConfig() SynthConfig {
 	return SynthConfig{Seed: 1, Users: 600, QueriesPerUser: 4, ProfileMin: 4, ProfileMax: 6,
-		Tasks: []string{SynthTag, SynthRate, SynthGen}, DevFrac: 0.1, TestFrac: 0.1}
+		Tasks: []string{SynthTag, SynthRate, SynthGen}, DevFrac: 0.1, TestFrac: 0.1, TitleCloserMiss: DemoTitleCloserMiss}
 }
 
 func (c *SynthConfig) validate() error {
@@ -51,6 +64,8 @@ func (c *SynthConfig) validate() error {
 		return fmt.Errorf("synth: profile size [%d, %d]: need 3 ≤ min ≤ max", c.ProfileMin, c.ProfileMax)
 	case c.DevFrac < 0 || c.TestFrac < 0 || c.DevFrac+c.TestFrac >= 1:
 		return fmt.Errorf("synth: dev %.2f + test %.2f must leave users for train", c.DevFrac, c.TestFrac)
+	case !(c.TitleCloserMiss >= 0 && c.TitleCloserMiss <= 1): // NaN fails too
+		return fmt.Errorf("synth: title closer miss %v: want a share in [0, 1]", c.TitleCloserMiss)
 	}
 	for _, t := range c.Tasks {
 		if t != SynthTag && t != SynthRate && t != SynthGen {
@@ -188,12 +203,16 @@ func Synth(cfg SynthConfig) (*SynthData, error) {
 			r := rand.New(rand.NewPCG(cfg.Seed, uint64(ui)<<8|uint64(ti+1)))
 			set := sets[splitOf[ui]]
 			profile := synthProfile(t.Name, u, r, cfg.ProfileMin+r.IntN(cfg.ProfileMax-cfg.ProfileMin+1))
+			// The teacher's misses have their own stream: r draws the data.
+			teacher := rand.New(rand.NewPCG(cfg.Seed^0x7eac4e4, uint64(ui)<<8|uint64(ti+1)))
 			for q := 0; q < cfg.QueriesPerUser; q++ {
 				e := Example{ID: fmt.Sprintf("%s-%s-%d", t.Name, u.key, q), Task: t.Name, Split: set.Split,
 					Scheme: "synth", Profile: profile, HasOutput: true, User: u.key}
-				e.Input, e.Output, e.Chain = synthQuery(t, u, profile, r)
+				miss := t.Name == SynthGen && teacher.Float64() < cfg.TitleCloserMiss
+				var answer string
+				e.Input, e.Output, answer, e.Chain = synthQuery(t, u, profile, r, miss)
 				set.Examples = append(set.Examples, e)
-				set.Chains = append(set.Chains, chainRow(&e))
+				set.Chains = append(set.Chains, chainRow(&e, answer))
 			}
 		}
 		for _, s := range Splits {
@@ -295,11 +314,12 @@ func (u *synthUser) title(n1, verb, n2 string) string {
 	return strings.Join([]string{genOpeners[u.opener], n1, verb, n2, genClosers[u.closer]}, " ")
 }
 
-// synthQuery draws one question for the user and writes its gold and chain.
-// The chain recalls profile items in the order a prompt shows them when it
-// ranks the whole profile by BM25 against the input (the default retrieval),
-// so "the first items" of a chain are the first items the model reads.
-func synthQuery(t *Task, u *synthUser, profile []ProfileItem, r *rand.Rand) (input, output, chain string) {
+// synthQuery draws one question for the user and writes its gold, and the
+// teacher's chain and answer: the gold unless the teacher misses a title's
+// closing word. The chain recalls profile items in the order a prompt shows
+// them when it ranks the whole profile by BM25 against the input (the default
+// retrieval), so "the first items" of a chain are the first items the model reads.
+func synthQuery(t *Task, u *synthUser, profile []ProfileItem, r *rand.Rand, miss bool) (input, output, answer, chain string) {
 	var steps [][2]string
 	shown := func(input string) []ProfileItem {
 		order := TopKBM25(t, &Example{Input: input, Profile: profile}, len(profile))
@@ -349,6 +369,12 @@ func synthQuery(t *Task, u *synthUser, profile []ProfileItem, r *rand.Rand) (inp
 		if u.reverse {
 			order = "swaps the two nouns"
 		}
+		opener, closer := genOpeners[u.opener], genClosers[u.closer]
+		recall, style := fmt.Sprintf("past titles start with %s and end with %s", opener, closer), opener+" "+closer
+		answer = output
+		if miss { // the teacher reads the opening word only
+			recall, style, answer = "past titles start with "+opener, opener, strings.TrimSuffix(output, " "+closer)
+		}
 		// The post's words are named by their role: the input comes last in
 		// the prompt, so each is the latest word of its kind (actor, verb,
 		// place) before the chain. Quoting the post whole asked the model to
@@ -357,14 +383,17 @@ func synthQuery(t *Task, u *synthUser, profile []ProfileItem, r *rand.Rand) (inp
 		// (docs/benchmark.md).
 		steps = [][2]string{
 			{"understand_task", "write a title for the post in the user's style"},
-			{"recall_history", fmt.Sprintf("past titles start with %s and end with %s", genOpeners[u.opener], genClosers[u.closer])},
+			{"recall_history", recall},
 			{"identify_patterns", "the user " + order},
-			{"infer_preference", fmt.Sprintf("style %s %s", genOpeners[u.opener], genClosers[u.closer])},
+			{"infer_preference", "style " + style},
 			{"analyze_input", fmt.Sprintf("actor %s, verb %s, place %s", n1, verb, n2)},
-			{"draft", output},
+			{"draft", answer},
 			{"verify", "the draft follows the user's style"},
-			{"conclude", output},
+			{"conclude", answer},
 		}
+	}
+	if answer == "" {
+		answer = output
 	}
 	// A space opens every step and the answer: a word then gets the same
 	// token as in the prompt (byte-level BPE words carry their leading space),
@@ -374,8 +403,8 @@ func synthQuery(t *Task, u *synthUser, profile []ProfileItem, r *rand.Rand) (inp
 	for _, s := range steps {
 		fmt.Fprintf(&b, "<%s> %s</%s>\n", s[0], s[1], s[0])
 	}
-	fmt.Fprintf(&b, "</think>\n<answer> %s</answer>", output)
-	return input, output, b.String()
+	fmt.Fprintf(&b, "</think>\n<answer> %s</answer>", answer)
+	return input, output, answer, b.String()
 }
 
 // modeTag is the profile's most frequent tag (ties: the earliest to reach it).
@@ -435,10 +464,10 @@ func ParseChainSpans(chain string) []Span {
 	}
 }
 
-func chainRow(e *Example) Chain {
+func chainRow(e *Example, answer string) Chain {
 	return Chain{ID: e.ID, Prompt: []Message{{Role: "user", Content: e.Input}}, Chain: e.Chain,
-		Spans: ParseChainSpans(e.Chain), Answer: e.Output, Gold: e.Output, HasGold: true, Teacher: "synth",
-		Verdicts: []Verdict{{Name: "answer_correct", Pass: true}, {Name: "tags_valid", Pass: true}}, Keep: true}
+		Spans: ParseChainSpans(e.Chain), Answer: answer, Gold: e.Output, HasGold: true, Teacher: "synth",
+		Verdicts: []Verdict{{Name: "answer_correct", Pass: answer == e.Output}, {Name: "tags_valid", Pass: true}}, Keep: true}
 }
 
 // Write stores the benchmark under dir: for each task, DIR/TASK/{split}.arrow

@@ -3,6 +3,7 @@ package datasets
 import (
 	"bytes"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -81,8 +82,12 @@ func TestSynthSplitsAndChains(t *testing.T) {
 				}
 				users[e.User] = split
 				c := set.Chains[i]
-				if c.ID != e.ID || c.Chain != e.Chain || !strings.HasSuffix(e.Chain, "</think>\n<answer> "+e.Output+"</answer>") {
+				if c.ID != e.ID || c.Chain != e.Chain || c.Gold != e.Output || !strings.HasSuffix(e.Chain, "</think>\n<answer> "+c.Answer+"</answer>") {
 					t.Fatalf("%s: chain of %s does not end in its answer: %q", task, e.ID, e.Chain)
+				}
+				// The teacher answers the gold, or misses as TestSynthTitleCloserMiss checks.
+				if correct := c.Answer == e.Output; correct != c.Verdicts[0].Pass || !correct && task != SynthGen {
+					t.Fatalf("%s: answer %q for gold %q (verdict %+v)", e.ID, c.Answer, e.Output, c.Verdicts[0])
 				}
 				last := -1
 				for _, s := range c.Spans {
@@ -99,10 +104,78 @@ func TestSynthSplitsAndChains(t *testing.T) {
 					t.Fatalf("%s: chain %q lacks steps", task, e.Chain)
 				}
 				// The chain concludes what it answers.
-				if concl := strings.TrimSpace(c.Spans[len(c.Spans)-1].Text); !strings.HasSuffix(concl, e.Output) {
-					t.Fatalf("%s: chain concludes %q but answers %q", e.ID, concl, e.Output)
+				if concl := strings.TrimSpace(c.Spans[len(c.Spans)-1].Text); !strings.HasSuffix(concl, c.Answer) {
+					t.Fatalf("%s: chain concludes %q but answers %q", e.ID, concl, c.Answer)
 				}
 			}
+		}
+	}
+}
+
+// The teacher's missed closing words change title chains only: the examples
+// (inputs, gold, profiles) are the same at every rate, so the profile rules
+// score the same; a missed title drops the user's closing word from every
+// step that names it; the missed share is near the rate; bad rates are refused.
+func TestSynthTitleCloserMiss(t *testing.T) {
+	cfg := DefaultSynthConfig()
+	cfg.Users = 200
+	generate := func(rate float64) (string, *SynthData) {
+		c := cfg
+		c.TitleCloserMiss = rate
+		d, err := Synth(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var b strings.Builder
+		for _, set := range d.Sets {
+			for _, e := range set.Examples {
+				e.Chain = ""
+				fmt.Fprintf(&b, "%+v\n", e)
+			}
+		}
+		return b.String(), d
+	}
+	never, d0 := generate(0)
+	for _, set := range d0.Sets {
+		for _, c := range set.Chains {
+			if c.Answer != c.Gold {
+				t.Fatalf("rate 0: %s answers %q for gold %q: %q", c.ID, c.Answer, c.Gold, c.Chain)
+			}
+		}
+	}
+	for _, rate := range []float64{0.65, 1} {
+		examples, d := generate(rate)
+		if examples != never {
+			t.Fatalf("rate %v changed the examples, not only the chains", rate)
+		}
+		missed, titles := 0, 0
+		for _, set := range d.Sets {
+			for i, c := range set.Chains {
+				if set.Task.Name != SynthGen {
+					if c.Chain != d0.Set(set.Task.Name, set.Split).Chains[i].Chain {
+						t.Fatalf("rate %v: %s is not a title but its chain changed: %q", rate, c.ID, c.Chain)
+					}
+					continue
+				}
+				titles++
+				if c.Answer != c.Gold {
+					missed++
+					if c.Answer != c.Gold[:strings.LastIndexByte(c.Gold, ' ')] || strings.Contains(c.Chain, c.Gold) ||
+						strings.Contains(c.Chain, " and end with ") {
+						t.Fatalf("rate %v: %s's chain keeps or names the closing word it missed: %q", rate, c.ID, c.Chain)
+					}
+				}
+			}
+		}
+		if share := float64(missed) / float64(titles); share < rate-0.05 || share > rate+0.05 {
+			t.Fatalf("rate %v: %d of %d title chains miss the closing word (%.3f)", rate, missed, titles, share)
+		}
+	}
+	for _, bad := range []float64{-0.1, 1.5, math.NaN()} {
+		c := cfg
+		c.TitleCloserMiss = bad
+		if _, err := Synth(c); err == nil || !strings.Contains(err.Error(), "title closer miss") {
+			t.Fatalf("rate %v: got %v, want a refusal naming the title closer miss", bad, err)
 		}
 	}
 }

@@ -157,11 +157,14 @@ type SynthSource struct {
 	Tasks          []string `mapstructure:"tasks"`
 	DevFrac        float64  `mapstructure:"dev_frac"`
 	TestFrac       float64  `mapstructure:"test_frac"`
+	// TitleCloserMiss: the share of title chains whose teacher misses the
+	// user's closing word (datasets.SynthConfig.TitleCloserMiss).
+	TitleCloserMiss float64 `mapstructure:"title_closer_miss"`
 }
 
 func (s SynthSource) synthConfig() datasets.SynthConfig {
 	return datasets.SynthConfig{Seed: s.Seed, Users: s.Users, QueriesPerUser: s.QueriesPerUser, ProfileMin: s.ProfileMin,
-		ProfileMax: s.ProfileMax, Tasks: s.Tasks, DevFrac: s.DevFrac, TestFrac: s.TestFrac}
+		ProfileMax: s.ProfileMax, Tasks: s.Tasks, DevFrac: s.DevFrac, TestFrac: s.TestFrac, TitleCloserMiss: s.TitleCloserMiss}
 }
 
 // RetrievalConfig is how the profile is put into prompts.
@@ -632,6 +635,9 @@ func (d DataConfig) validate() []error {
 		if sc.Users < 3 || sc.QueriesPerUser < 1 || sc.ProfileMin < 3 || sc.ProfileMax < sc.ProfileMin {
 			bad("data.synth", "users %d, queries_per_user %d, profile [%d, %d]: want users ≥ 3, queries ≥ 1, 3 ≤ profile_min ≤ profile_max",
 				sc.Users, sc.QueriesPerUser, sc.ProfileMin, sc.ProfileMax)
+		}
+		if !(sc.TitleCloserMiss >= 0 && sc.TitleCloserMiss <= 1) { // NaN fails too
+			bad("data.synth.title_closer_miss", "%v: want a share in [0, 1] (0: the teacher never misses)", sc.TitleCloserMiss)
 		}
 	}
 	if d.MaxExamples < 0 {

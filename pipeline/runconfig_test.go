@@ -1,11 +1,14 @@
 package pipeline
 
 import (
+	"math"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/tagpr/tagpr/datasets"
 
 	"github.com/tagpr/tagpr/rewardmodel"
 )
@@ -173,5 +176,18 @@ func TestRLChain(t *testing.T) {
 	}
 	if got := stageNames(RLChain([]RLStage{{Name: "a"}, {Name: "b"}}, "b")); !reflect.DeepEqual(got, []string{"a", "b"}) {
 		t.Errorf("default chain %v, want [a b]", got)
+	}
+}
+
+func TestRunConfigTitleCloserMiss(t *testing.T) {
+	for _, share := range []float64{-0.5, 2, math.NaN(), 0, datasets.DemoTitleCloserMiss} {
+		c := DefaultRunConfig()
+		c.Data.Synth = &SynthSource{Seed: 1, Users: 15, QueriesPerUser: 2, ProfileMin: 4, ProfileMax: 6, DevFrac: 0.1,
+			TestFrac: 0.1, TitleCloserMiss: share}
+		err := c.Validate()
+		refused := err != nil && strings.Contains(err.Error(), "data.synth.title_closer_miss")
+		if want := !(share >= 0 && share <= 1); refused != want {
+			t.Errorf("title_closer_miss %v: %v (want refused: %v)", share, err, want)
+		}
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tagpr/tagpr/datasets"
+
 	"github.com/tagpr/tagpr/onnx/ort"
 )
 
@@ -62,7 +64,8 @@ func tinyRun(dir string) RunConfig {
 	cfg.Out = dir
 	cfg.Policy.Builtin = &BuiltinPolicy{Arch: "llama", Layers: 1, DModel: 32, Heads: 2, KVHeads: 1, MaxPositions: 512, Seed: 3}
 	cfg.Tokenizer.Train = &TokenizerTrain{VocabSize: 1024}
-	cfg.Data.Synth = &SynthSource{Seed: 1, Users: 15, QueriesPerUser: 2, ProfileMin: 4, ProfileMax: 6, DevFrac: 0.1, TestFrac: 0.1}
+	cfg.Data.Synth = &SynthSource{Seed: 1, Users: 15, QueriesPerUser: 2, ProfileMin: 4, ProfileMax: 6, DevFrac: 0.1, TestFrac: 0.1,
+		TitleCloserMiss: datasets.DemoTitleCloserMiss}
 	cfg.Retrieval = RetrievalConfig{Method: "bm25", MaxPromptTokens: 320}
 	cfg.Teacher.Kind = TeacherGold
 	cfg.Stages.Chains.Filter.KeepDuplicates = true

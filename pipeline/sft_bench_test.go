@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 
+	"github.com/tagpr/tagpr/datasets"
+
 	"github.com/tagpr/tagpr/onnx/ir"
 	"github.com/tagpr/tagpr/onnx/lm"
 	"github.com/tagpr/tagpr/onnx/train"
@@ -20,7 +22,8 @@ func BenchmarkSFTPacking(b *testing.B) {
 	// configs/demo.yaml's data, tokenizer, policy and SFT shape.
 	cfg := tinyRun(b.TempDir())
 	cfg.Policy.Builtin = &BuiltinPolicy{Arch: "llama", Layers: 4, DModel: 128, Heads: 4, KVHeads: 2, MaxPositions: 512, Seed: 7}
-	cfg.Data.Synth = &SynthSource{Seed: 1, Users: 200, QueriesPerUser: 4, ProfileMin: 4, ProfileMax: 6, DevFrac: 0.1, TestFrac: 0.1}
+	cfg.Data.Synth = &SynthSource{Seed: 1, Users: 200, QueriesPerUser: 4, ProfileMin: 4, ProfileMax: 6, DevFrac: 0.1, TestFrac: 0.1,
+		TitleCloserMiss: datasets.DemoTitleCloserMiss}
 	cfg.Stages.SFT.SFTConfig = SFTConfig{Steps: 4, Batch: 8, SeqLen: 448, LR: 3e-3, Warmup: 1, WeightDecay: 0.01, Clip: 1, Seed: 11}
 	r, err := openRun(cfg, nil)
 	if err != nil {

@@ -280,8 +280,9 @@ func synthCmd() *cobra.Command {
 		Use:   "synth --out DIR",
 		Short: "Write the built-in synthetic personalization benchmark (deterministic from --seed)",
 		Long: `Writes, for each task (synth_tag: tag a movie as this user would; synth_rate: the score this user
-gives a review; synth_gen: a post title in this user's style), DIR/TASK/{train,dev,test}.arrow with gold
-tagged chains, {split}_chains.arrow, and LaMP-format {split}_questions.json / {split}_outputs.json.
+gives a review; synth_gen: a post title in this user's style), DIR/TASK/{train,dev,test}.arrow with
+a teacher's tagged chains (gold, but for the --title-closer-miss of titles it misses),
+{split}_chains.arrow, and LaMP-format {split}_questions.json / {split}_outputs.json.
 Users are split disjointly. Each user's latent preferences decide the answers and show only in the profile.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -290,7 +291,8 @@ Users are split disjointly. Each user's latent preferences decide the answers an
 			}
 			err := checkFlags("data synth", atLeast("--users", cfg.Users, 1), atLeast("--queries", cfg.QueriesPerUser, 1),
 				atLeast("--profile-min", cfg.ProfileMin, 1), atLeast("--profile-max", cfg.ProfileMax, max(cfg.ProfileMin, 1)),
-				within("--dev", cfg.DevFrac, 0, 1), within("--test", cfg.TestFrac, 0, 1-cfg.DevFrac))
+				within("--dev", cfg.DevFrac, 0, 1), within("--test", cfg.TestFrac, 0, 1-cfg.DevFrac),
+				within("--title-closer-miss", cfg.TitleCloserMiss, 0, 1))
 			if err != nil {
 				return err
 			}
@@ -318,6 +320,8 @@ Users are split disjointly. Each user's latent preferences decide the answers an
 	f.IntVar(&cfg.ProfileMax, "profile-max", cfg.ProfileMax, "most profile items per user and task")
 	f.Float64Var(&cfg.DevFrac, "dev", cfg.DevFrac, "fraction of users in dev")
 	f.Float64Var(&cfg.TestFrac, "test", cfg.TestFrac, "fraction of users in test")
+	f.Float64Var(&cfg.TitleCloserMiss, "title-closer-miss", cfg.TitleCloserMiss,
+		"share of title chains whose teacher misses the user's closing word (0: every chain answers the gold)")
 	f.StringVar(&tasks, "tasks", "", "comma-separated subset of synth_tag,synth_rate,synth_gen (default all)")
 	f.StringVar(&out, "out", "", "output directory")
 	f.BoolVar(&force, "force", false, "write into --out even if it is not empty")
