@@ -5,13 +5,16 @@ import (
 	"strings"
 
 	"github.com/tagpr/tagpr/datasets"
+	"github.com/tagpr/tagpr/rewardmodel"
 )
 
-// ruleBaselines are the synthetic benchmark's two rules on exactly the
-// given examples: the best rule that ignores the profile (fit on train) and
-// a rule that reads it. They are scored beside the models, so the table
-// shows how much of the profile's worth a model has learnt.
-func ruleBaselines(task *datasets.Task, train, exs []datasets.Example, split string) ([]modelPredictions, error) {
+// ruleBaselines are the synthetic benchmark's rules on exactly the given
+// examples: the best rule that ignores the profile (fit on train), a rule
+// that reads it and, with gold chains (teacher), what those chains answer.
+// They are scored beside the models, so the table shows how much of the
+// profile's worth a model has learnt, and whether RL went past the chains
+// SFT imitated (the benchmark's teacher misses on purpose, SynthConfig).
+func ruleBaselines(task *datasets.Task, train, exs []datasets.Example, split string, teacher bool) ([]modelPredictions, error) {
 	eval := &datasets.SynthSet{Task: task, Split: split, Examples: exs}
 	blind, err := datasets.BlindBaseline(&datasets.SynthSet{Task: task, Split: "train", Examples: train}, eval)
 	if err != nil {
@@ -28,7 +31,19 @@ func ruleBaselines(task *datasets.Task, train, exs []datasets.Example, split str
 		}
 		return m
 	}
-	return []modelPredictions{rule(BaselineBlind, blind), rule(BaselineProfile, reading)}, nil
+	rules := []modelPredictions{rule(BaselineBlind, blind), rule(BaselineProfile, reading)}
+	if teacher {
+		answers := make([]string, len(exs))
+		for i, e := range exs {
+			answer, ok := rewardmodel.ExtractAnswer(e.Chain)
+			if !ok {
+				return nil, fmt.Errorf("%s baseline: %s's gold chain has no answer", BaselineTeacher, e.ID)
+			}
+			answers[i] = answer
+		}
+		rules = append(rules, rule(BaselineTeacher, answers))
+	}
+	return rules, nil
 }
 
 func formatMetrics(ms []Metric) string {

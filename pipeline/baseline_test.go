@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/tagpr/tagpr/datasets"
@@ -79,5 +80,38 @@ func BenchmarkSynthBaselines(b *testing.B) {
 			b.ReportMetric(blind[i].Value, task+"_blind_"+blind[i].Name)
 			b.ReportMetric(reader[i].Value, task+"_profile_"+reader[i].Name)
 		}
+	}
+}
+
+// The teacher rule answers what each example's gold chain answers: the gold,
+// except where the benchmark's teacher misses; a chain without an answer is
+// refused by name.
+func TestTeacherBaseline(t *testing.T) {
+	cfg := datasets.DefaultSynthConfig()
+	cfg.Users = 60
+	d, err := datasets.Synth(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, task := range []string{datasets.SynthTag, datasets.SynthRate, datasets.SynthGen} {
+		train, dev := d.Set(task, "train"), d.Set(task, "dev")
+		rules, err := ruleBaselines(dev.Task, train.Examples, dev.Examples, "dev", true)
+		if err != nil || len(rules) != 3 || rules[2].Name != BaselineTeacher {
+			t.Fatalf("%s: %v, %d rules", task, err, len(rules))
+		}
+		for i, p := range rules[2].Preds {
+			if p.Prediction != dev.Chains[i].Answer || p.Gold != dev.Examples[i].Output {
+				t.Fatalf("%s: teacher answers %q for %s, its chain %q", task, p.Prediction, p.ID, dev.Chains[i].Answer)
+			}
+		}
+		if rules, _ := ruleBaselines(dev.Task, train.Examples, dev.Examples, "dev", false); len(rules) != 2 {
+			t.Fatalf("%s: without gold chains, %d rules", task, len(rules))
+		}
+	}
+	exs := append([]datasets.Example(nil), d.Set(datasets.SynthGen, "dev").Examples...)
+	exs[1].Chain = "<think>no answer</think>"
+	if _, err := ruleBaselines(d.Set(datasets.SynthGen, "dev").Task, d.Set(datasets.SynthGen, "train").Examples, exs, "dev", true); err == nil ||
+		!strings.Contains(err.Error(), exs[1].ID) {
+		t.Fatalf("a chain without an answer: %v", err)
 	}
 }

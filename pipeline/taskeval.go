@@ -11,6 +11,7 @@ import (
 const (
 	BaselineBlind   = "profile_blind"   // the best rule that ignores the profile
 	BaselineProfile = "profile_reading" // the rule that reads the profile (near 1.0)
+	BaselineTeacher = "teacher"         // the answers of the gold chains SFT learns from
 )
 
 // TaskEval is one task split's evaluation: every model and rule baseline

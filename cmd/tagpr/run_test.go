@@ -550,7 +550,7 @@ func TestShippedConfigs(t *testing.T) {
 		t.Fatalf("demo --fast-dev-run: %v\n%s", err, stderr)
 	}
 	for _, want := range []string{"| sft | 2 |", "| rl exploratory | 1 |", "| synth_rate | dev | 2 | mae ↓ |",
-		"| base | sft | rl:guided | rl:exploratory | profile_blind | profile_reading |", "### Differences"} {
+		"| base | sft | rl:guided | rl:exploratory | profile_blind | profile_reading | teacher |", "### Differences"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("demo --fast-dev-run report lacks %q:\n%s", want, out)
 		}
@@ -562,12 +562,14 @@ func TestShippedConfigs(t *testing.T) {
 	checkEventFiles(t, filepath.Join(dir, "d", "fast_dev_run"))
 	// make experiment's two configs, reduced: every ablation on the test users.
 	for name, wants := range map[string][]string{
-		"experiment.yaml": {"| rl no_prmu | 1 |", "| base | sft | rl:task_only | rl:no_prmu | rl:guided | rl:exploratory | profile_blind | profile_reading |",
+		"experiment.yaml": {"| rl no_prmu | 1 |", "| base | sft | rl:task_only | rl:no_prmu | rl:guided | rl:exploratory | profile_blind | profile_reading | teacher |",
 			"| synth_tag | test | 2 | accuracy ↑ |", "rl:exploratory = after the RL stages guided → exploratory", "rl:guided = after the RL stages guided;",
 			"share of the mean reward / of the learning signal",
 			// Each RL stage against the model it started from (its from), not the column before it.
-			"| synth_tag | rl:task_only − sft |", "| synth_tag | rl:no_prmu − sft |", "| synth_tag | rl:guided − sft |", "| synth_tag | rl:exploratory − rl:guided |"},
-		"experiment-plain.yaml": {"| base | sft | rl:task_only | profile_blind | profile_reading |", "| synth_rate | test | 2 | mae ↓ |"},
+			"| synth_tag | rl:task_only − sft |", "| synth_tag | rl:no_prmu − sft |", "| synth_tag | rl:guided − sft |", "| synth_tag | rl:exploratory − rl:guided |",
+			// The chains' own answers, and each model against them.
+			"teacher = the answers of the benchmark's gold chains", "| synth_gen | rl:guided − teacher |"},
+		"experiment-plain.yaml": {"| base | sft | rl:task_only | profile_blind | profile_reading | teacher |", "| synth_rate | test | 2 | mae ↓ |"},
 	} {
 		cfg, _ := filepath.Abs("../../configs/" + name)
 		out, stderr, err := runTagpr(t, dir, env, "run", "-c", cfg, "--fast-dev-run", "--out", filepath.Join(dir, name))
