@@ -403,7 +403,7 @@ func checkLaMPRun(t *testing.T, out, stdout string) {
 			t.Errorf("the run left no %s: %v", f, err)
 		}
 	}
-	checkReportHTML(t, out, false)
+	checkReportHTML(t, out, 0)
 	checkEventFiles(t, out)
 	checkRLTaskWeights(t, out)
 	var prmu struct{ Final map[string]float64 }
@@ -558,7 +558,7 @@ func TestShippedConfigs(t *testing.T) {
 	if !fileExists(filepath.Join(dir, "d", "fast_dev_run", "report.md")) {
 		t.Error("no report in d/fast_dev_run")
 	}
-	checkReportHTML(t, filepath.Join(dir, "d", "fast_dev_run"), true)
+	checkReportHTML(t, filepath.Join(dir, "d", "fast_dev_run"), 3) // profile_blind, profile_reading, teacher
 	checkEventFiles(t, filepath.Join(dir, "d", "fast_dev_run"))
 	// make experiment's two configs, reduced: every ablation on the test users.
 	for name, wants := range map[string][]string{
