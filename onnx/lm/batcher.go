@@ -590,7 +590,7 @@ func (b *Batcher) pick(g *gen, rows []*seqRow, logits []float32) error {
 		}
 		q := &r.j.req
 		if q.Greedy() {
-			r.tok = argmaxAt(logits[i*V:(i+1)*V], h.mx[i])
+			r.tok = h.argmax(i, logits[i*V:(i+1)*V])
 		} else {
 			r.tok = b.picker.sample(h.probs[i*V:(i+1)*V], h.blockRow(i, V), h.rowSum(i, V), q.Sampling, r.rng)
 		}

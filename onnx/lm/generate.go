@@ -295,7 +295,7 @@ func (rp *rowPicker) pick(h *headOut, par int, last []float32, V int, done []boo
 func (rp *rowPicker) pickRow(r int, h *headOut, last []float32, V int, s Sampling, rng *rand.Rand, withLP bool, p *picker) {
 	var tok int
 	if s.Greedy() {
-		tok = argmaxAt(last[r*V:(r+1)*V], h.mx[r])
+		tok = h.argmax(r, last[r*V:(r+1)*V])
 	} else {
 		tok = p.sample(h.probs[r*V:(r+1)*V], h.blockRow(r, V), h.rowSum(r, V), s, rng)
 	}

@@ -34,7 +34,7 @@ const (
 	HeadLogSoftmax = "tagpr_head_log_softmax"     // bool [1]: compute log_probs
 	HeadInvTemp    = "tagpr_head_inv_temperature" // float [batch,1,1]: per row
 	HeadRowMaxOn   = "tagpr_head_row_max_on"      // bool [1]: compute the row max
-	HeadRowMax     = "tagpr_row_max"              // float [batch,K,1], or [batch,K,0] when off
+	HeadRowMax     = "tagpr_row_max"              // float [batch,K,V/blockLen(V)] (block maxima) or [batch,K,1] when V has no blocks, [batch,K,0] when off
 	HeadProbs      = "tagpr_probs"                // float [batch,K,V], or [batch,K,0]
 	HeadLogProbs   = "tagpr_log_probs"            // float [batch,K,V], or [batch,K,0]
 	// HeadBlockSums are the probs summed in blocks of blockLen(V), for the
@@ -98,8 +98,8 @@ func addDecodeHead(pm *onnxpb.ModelProto) bool {
 	// The row max (greedy).
 	mxOn := g.Subgraph("tagpr_head_row_max_on")
 	mx := mxOn.Unique("tagpr_head_mx")
-	addRowMax(mxOn, Logits, mx)
-	mxOn.Output(mx, ir.Float, "batch", "keep", 1)
+	addRowMax(mxOn, Logits, mx, 3, V) // V 0 (symbolic): the row max
+	mxOn.Output(mx, ir.Float, "batch", "keep", maxWidth(V))
 	mxOff := g.Subgraph("tagpr_head_row_max_off")
 	empty(mxOff, mxOff.Unique("tagpr_head_no_mx"))
 	ifOn(HeadRowMaxOn, []string{HeadRowMax}, mxOn, mxOff)
@@ -164,6 +164,7 @@ type headBufs struct {
 	invT                  []float32
 	mx, probs, sums, logp []float32
 	blocks                []float32
+	mxw                   int // row-max values a row (headOut.mxw)
 }
 
 // bindHead feeds the in-graph head's inputs for a run of B rows keeping K
@@ -197,7 +198,13 @@ func (g *gen) bindHead(B, K int, made *[]ort.Value) error {
 	}
 	sample, logSM, rowMax := k.sample, k.rawLogProbs(), k.rowMax()
 	V := g.V
-	hb.mx = grow(hb.mx, B*K*width(rowMax, 1))
+	// The graph has block maxima (and block sums) when it was built with V
+	// known and V has blocks.
+	hb.mxw = 1
+	if s.blocks >= 0 {
+		hb.mxw = maxWidth(V)
+	}
+	hb.mx = grow(hb.mx, B*K*width(rowMax, hb.mxw))
 	hb.probs = grow(hb.probs, B*K*width(sample, V))
 	hb.sums = grow(hb.sums, B*K*width(sample && s.sums >= 0, 1))
 	hb.logp = grow(hb.logp, B*K*width(logSM, V))
@@ -217,7 +224,7 @@ func (g *gen) bindHead(B, K int, made *[]ort.Value) error {
 		{s.logSoftmax, true, func() (ort.Value, error) { return ort.NewTensor([]int64{1}, []bool{logSM}) }},
 		{s.invT, true, func() (ort.Value, error) { return ort.NewTensor([]int64{b, 1, 1}, hb.invT) }},
 		{s.rowMaxOn, true, func() (ort.Value, error) { return ort.NewTensor([]int64{1}, []bool{rowMax}) }},
-		{s.rowMax, false, func() (ort.Value, error) { return ort.NewTensor([]int64{b, kk, int64(width(rowMax, 1))}, hb.mx) }},
+		{s.rowMax, false, func() (ort.Value, error) { return ort.NewTensor([]int64{b, kk, int64(width(rowMax, hb.mxw))}, hb.mx) }},
 		{s.probs, false, func() (ort.Value, error) { return ort.NewTensor([]int64{b, kk, int64(width(sample, V))}, hb.probs) }},
 		{s.sums, false, func() (ort.Value, error) { return ort.NewTensor([]int64{b, kk, int64(width(sample, 1))}, hb.sums) }},
 		{s.logp, false, func() (ort.Value, error) { return ort.NewTensor([]int64{b, kk, int64(width(logSM, V))}, hb.logp) }},
@@ -271,7 +278,7 @@ func headSlotsOf(in, out map[string]int) headSlots {
 func (m *Model) lastHead(g *gen, q graphHeadReq, last []float32, B int, headTime *time.Duration) (*headOut, error) {
 	if g.headRan {
 		hb := &g.ws.head
-		return &headOut{kind: q.kind, mx: hb.mx, probs: hb.probs, sums: hb.sums, logp: hb.logp, blocks: hb.blocks}, nil
+		return &headOut{kind: q.kind, mx: hb.mx, mxw: hb.mxw, probs: hb.probs, sums: hb.sums, logp: hb.logp, blocks: hb.blocks}, nil
 	}
 	h, err := m.headFor(q.kind)
 	if err != nil {

@@ -84,7 +84,7 @@ func graphHeadMatchesSeparateHead(t *testing.T, m *Model) {
 			computed bool
 			n        int
 		}{
-			{"row max", inGraph.mx, sep.mx, k.rowMax(), B},
+			{"row max", inGraph.mx, sep.mx, k.rowMax(), B * maxWidth(V)},
 			{"probs", inGraph.probs, sep.probs, k.sample, B * V},
 			{"sums", inGraph.sums, sep.sums, k.sample && blockLen(V) == 0, B},
 			{"log-probs", inGraph.logp, sep.logp, k.rawLogProbs(), B * V},

@@ -3,6 +3,8 @@ package lm
 import (
 	"fmt"
 	"math"
+	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/tagpr/tagpr/onnx/ort"
@@ -159,8 +161,8 @@ func TestDecodeHead(t *testing.T) {
 		for r := 0; r < B; r++ {
 			row := logits[r*V : (r+1)*V]
 			if !k.sample {
-				if want, _ := argmax(row); argmaxAt(row, h.mx[r]) != want {
-					t.Errorf("%+v row %d: argmax %d, want %d", k, r, argmaxAt(row, h.mx[r]), want)
+				if want, _ := argmax(row); h.argmax(r, row) != want {
+					t.Errorf("%+v row %d: argmax %d, want %d", k, r, h.argmax(r, row), want)
 				}
 			} else {
 				temp := 1.0
@@ -222,6 +224,48 @@ func TestArgmaxAt(t *testing.T) {
 	}{{[]float32{1, 3, 2, 3}, 3, 1}, {[]float32{1, nan, 3, 2}, nan, 2}, {[]float32{nan, 1}, nan, 1}} {
 		if got := argmaxAt(tc.row, tc.mx); got != tc.want {
 			t.Errorf("argmaxAt(%v, %v) = %d, want %d", tc.row, tc.mx, got, tc.want)
+		}
+	}
+}
+
+// The block-maxima argmax is the first position of the row's max, ties
+// within and across blocks included, for a vocabulary with blocks and one
+// without; a NaN in the row makes the row max NaN (finite rejects it).
+func TestHeadArgmaxBlocks(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for _, V := range []int{30030, 30011} {
+		w := maxWidth(V)
+		if (w > 1) != (blockLen(V) > 0) {
+			t.Fatalf("V %d: %d maxima a row, blockLen %d", V, w, blockLen(V))
+		}
+		for trial := 0; trial < 200; trial++ {
+			row := make([]float32, V)
+			for i := range row {
+				row[i] = float32(rng.IntN(50)) // many ties
+			}
+			switch trial % 4 {
+			case 1: // the max in two blocks, the later one written first
+				row[V-3], row[rng.IntN(V-3)] = 60, 60
+			case 2: // the max twice in one block
+				i := rng.IntN(V - 1)
+				row[i], row[i+1] = 61, 61
+			}
+			h := &headOut{kind: headKind{}, mx: make([]float32, w), mxw: w}
+			blk := V / w
+			for j := range h.mx {
+				h.mx[j] = slices.Max(row[j*blk : (j+1)*blk])
+			}
+			if want, _ := argmax(row); h.argmax(0, row) != want {
+				t.Fatalf("V %d trial %d: argmax %d, want %d", V, trial, h.argmax(0, row), want)
+			}
+			if !h.finite(0, V) {
+				t.Fatalf("V %d trial %d: a finite row is not finite", V, trial)
+			}
+		}
+		h := &headOut{kind: headKind{}, mx: make([]float32, w), mxw: w}
+		h.mx[w-1] = float32(math.NaN())
+		if w > 1 && h.finite(0, V) {
+			t.Fatalf("V %d: a NaN block max passes finite", V)
 		}
 	}
 }
