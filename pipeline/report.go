@@ -19,6 +19,9 @@ type StageSummary struct {
 	Steps   int                `json:"steps"`
 	Seconds float64            `json:"seconds"`
 	Final   map[string]float64 `json:"final"` // e.g. loss, reward means
+	// Machine is where the stage ran (ort.Machine): its floats reproduce on
+	// the same CPU kind, SIMD level, thread count and runtime.
+	Machine string `json:"machine,omitempty"`
 }
 
 // Report is what a run tells the people who read its results. A run's is
@@ -42,6 +45,30 @@ type Report struct {
 	Notes           []string           `json:"notes,omitempty"`
 	// Curves are the training logs the HTML report plots.
 	Curves *Curves `json:"-"`
+}
+
+// TrainedOn says where the training stages ran: their one machine, or each
+// machine with the stages it ran ("" when no stage recorded one).
+func (r *Report) TrainedOn() string {
+	var machines []string
+	stages := map[string][]string{}
+	for _, s := range r.Stages {
+		if s.Machine == "" {
+			continue
+		}
+		if stages[s.Machine] == nil {
+			machines = append(machines, s.Machine)
+		}
+		stages[s.Machine] = append(stages[s.Machine], s.Name)
+	}
+	if len(machines) == 1 {
+		return machines[0]
+	}
+	parts := make([]string, len(machines))
+	for i, m := range machines {
+		parts[i] = m + " (" + strings.Join(stages[m], ", ") + ")"
+	}
+	return strings.Join(parts, "; ")
 }
 
 // Finalize averages each model's improvement over the base across tasks.
@@ -120,6 +147,9 @@ func (r *Report) Markdown() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# %s\n\n", r.Title)
 	fmt.Fprintf(&b, "- created: %s\n- model: `%s`\n- dataset: `%s`\n", r.Created.UTC().Format(time.RFC3339), r.Model, r.Dataset)
+	if m := r.TrainedOn(); m != "" {
+		fmt.Fprintf(&b, "- trained on: %s (the numbers reproduce byte for byte on the same CPU kind, SIMD level, thread count and runtime; elsewhere the training is another draw: docs/report.md)\n", m)
+	}
 	if r.BaseNote != "" {
 		fmt.Fprintf(&b, "- base: %s\n", r.BaseNote)
 	}

@@ -293,6 +293,7 @@ func (p *RLPipeline) runStage(ctx context.Context, st RLStage, from, dir string)
 	if err != nil {
 		return RLSummary{}, err
 	}
+	res.Summary.Machine = ort.Machine(p.Session)
 	js, err := json.MarshalIndent(res.Summary, "", "  ")
 	if err != nil {
 		return RLSummary{}, fmt.Errorf("rl stage %q: summary: %w", st.Name, err)

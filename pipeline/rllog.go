@@ -26,7 +26,8 @@ type RLSummary struct {
 	Reward  string  `json:"reward"` // the preset, "" when the stage sets its own weights
 	Scorer  string  `json:"scorer"` // how the reward was made
 	Steps   int     `json:"steps"`
-	Seconds float64 `json:"seconds"` // summed step times (resumed runs included)
+	Seconds float64 `json:"seconds"`           // summed step times (resumed runs included)
+	Machine string  `json:"machine,omitempty"` // where the stage finished (ort.Machine)
 	// Start and End average the first and the last quarter of the steps:
 	// "reward", each named reward, "kl", "clip_ratio/region_mean",
 	// "frac_reward_zero_std", "completion_length".

@@ -72,7 +72,7 @@ func (r *runEnv) trainPRMU(ctx context.Context) error {
 	if err := model.Save(dir); err != nil {
 		return err
 	}
-	return writeJSON(sumPath, StageSummary{Name: StagePRMU, Steps: len(res.Losses), Seconds: time.Since(start).Seconds(), Final: final})
+	return writeJSON(sumPath, StageSummary{Name: StagePRMU, Steps: len(res.Losses), Seconds: time.Since(start).Seconds(), Final: final, Machine: ort.Machine(opts)})
 }
 
 // policySamplePairs samples n completions per training example from the SFT

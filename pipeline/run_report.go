@@ -192,7 +192,7 @@ func (r *runEnv) report() (*Report, error) {
 		if err != nil {
 			return nil, err
 		}
-		rep.Stages = append(rep.Stages, StageSummary{Name: "rl " + s.Stage, Steps: s.Steps, Seconds: s.Seconds, Final: s.final()})
+		rep.Stages = append(rep.Stages, StageSummary{Name: "rl " + s.Stage, Steps: s.Steps, Seconds: s.Seconds, Final: s.final(), Machine: s.Machine})
 		rep.Notes = append(rep.Notes, rlNote(s))
 	}
 	for _, td := range r.data.Tasks {

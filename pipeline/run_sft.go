@@ -14,6 +14,7 @@ import (
 	"github.com/tagpr/tagpr/datasets"
 	"github.com/tagpr/tagpr/onnx/hf"
 	"github.com/tagpr/tagpr/onnx/lm"
+	"github.com/tagpr/tagpr/onnx/ort"
 	"github.com/tagpr/tagpr/onnx/train"
 	"github.com/tagpr/tagpr/rewardmodel"
 	"github.com/tagpr/tagpr/tokenize"
@@ -139,6 +140,7 @@ func (r *runEnv) sft(ctx context.Context) error {
 		return err
 	}
 	sum.Final["sequences"] = float64(len(seqs))
+	sum.Machine = ort.Machine(cfg.Session)
 	if err := writeJSON(filepath.Join(dir, summaryFile), sum); err != nil {
 		return err
 	}

@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/net/html"
 
+	"github.com/tagpr/tagpr/onnx/ort"
 	"github.com/tagpr/tagpr/pipeline/tfevents"
 )
 
@@ -129,6 +130,16 @@ func checkReportHTML(t *testing.T, out string, wantRules int) {
 	doc, err := html.Parse(strings.NewReader(string(raw)))
 	if err != nil {
 		t.Fatalf("report.html does not parse: %v", err)
+	}
+	// Where the training ran, in both reports: what its numbers reproduce on.
+	md, err := os.ReadFile(filepath.Join(out, "report.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, text := range map[string]string{"report.md": string(md), "report.html": string(raw)} {
+		if !strings.Contains(text, "rained on") || !strings.Contains(text, "intra-op thread") || !strings.Contains(text, "; ONNX Runtime "+ort.Version()+" (") {
+			t.Errorf("%s does not say which machine, threads and runtime trained the models", name)
+		}
 	}
 	var rf reportFiles
 	readJSONFile(t, filepath.Join(out, "metrics.json"), &rf.Metrics)
