@@ -194,9 +194,10 @@ func (m *Model) Generate(ctx context.Context, prompts [][]int64, o GenerateOptio
 		}
 		t1 := time.Now()
 		par := threadsOf(m.sessOpts)
-		if len(h.blocks) > 0 && !o.topKOn(V) && !o.topPOn() {
-			// The plain draw over block sums takes microseconds a row: a
-			// second goroutine would cost more than it saves.
+		if (len(h.blocks) > 0 && !o.topKOn(V) && !o.topPOn()) || (o.Greedy() && h.mxw > 1) {
+			// The plain draw over block sums, and greedy's scan of one
+			// block, take microseconds a row: a second goroutine would cost
+			// more than it saves.
 			par = 1
 		}
 		rp.pick(h, par, last, V, done, o.Sampling, rngs, !o.NoLogProbs)
