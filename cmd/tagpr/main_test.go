@@ -48,7 +48,7 @@ func TestVersionReportsRuntime(t *testing.T) {
 		t.Fatalf("tagpr version: %v\n%s", err, stderr)
 	}
 	for _, want := range []string{"tagpr " + version, "onnxruntime 1.30.0", "execution providers: ", "CPUExecutionProvider",
-		"cuda provider: not in this library", "cuda device: "} {
+		"cuda provider: not in this library", "cuda device: ", "machine: ", "intra-op thread", "; ONNX Runtime 1.30.0\n"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("version output lacks %q:\n%s", want, out)
 		}

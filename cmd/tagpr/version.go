@@ -39,6 +39,8 @@ func init() {
 			fmt.Fprintf(out, "execution providers: %s\n", strings.Join(eps, ", "))
 			fmt.Fprintf(out, "cuda provider: %s\n", ort.CUDAProviderStatus(ort.LibraryPath()))
 			fmt.Fprintf(out, "cuda device: %s\n", ort.DriverStatus().Describe())
+			// What a run's numbers reproduce on (the reports' "trained on").
+			fmt.Fprintf(out, "machine: %s\n", ort.Machine(rt.Options()))
 			return nil
 		},
 	})
