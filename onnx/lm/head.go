@@ -92,7 +92,7 @@ func (h *headOut) blockRow(r, V int) []float32 {
 	if len(h.blocks) == 0 {
 		return nil
 	}
-	n := V / blockLen(V)
+	n := blockCount(V)
 	return h.blocks[r*n : (r+1)*n]
 }
 
@@ -165,12 +165,7 @@ func (h *headOut) argmax(r int, row []float32) int {
 
 // maxWidth is the number of row-max values a head computes per row for a
 // vocabulary of V: one per block when V has blocks, else 1.
-func maxWidth(V int) int {
-	if blk := blockLen(V); blk > 0 {
-		return V / blk
-	}
-	return 1
-}
+func maxWidth(V int) int { return max(1, blockCount(V)) }
 
 // errNonFinite is the error for a row whose logits are not finite.
 func errNonFinite(label string, row, step int) error {
@@ -370,7 +365,7 @@ func (h *head) runSplit(logits []float32, B int, rowTemp []float32) error {
 		h.sums = grow(h.sums, B)
 	}
 	if h.outBlocks >= 0 {
-		h.blocks = grow(h.blocks, B*h.nblk())
+		h.blocks = grow(h.blocks, B*blockCount(h.vocab))
 	}
 	if h.outLogP >= 0 {
 		h.logp = grow(h.logp, B*V)
@@ -423,7 +418,7 @@ func (h *head) runPart(p *headPart, logits []float32, lo, hi int, rowTemp []floa
 		shape []int64
 		data  []float32
 	}{{h.outMax, []int64{n, int64(h.mxw)}, h.mx}, {h.outProbs, rows, h.probs}, {h.outSum, cols, h.sums}, {h.outLogP, rows, h.logp},
-		{h.outBlocks, []int64{n, int64(h.nblk())}, h.blocks}} {
+		{h.outBlocks, []int64{n, int64(blockCount(h.vocab))}, h.blocks}} {
 		if o.slot < 0 {
 			continue
 		}
@@ -435,10 +430,11 @@ func (h *head) runPart(p *headPart, logits []float32, lo, hi int, rowTemp []floa
 	return h.sess.RunOrdered(p.in, p.out)
 }
 
-// nblk is the number of block sums per row (0: the vocabulary has none).
-func (h *head) nblk() int {
-	if blk := blockLen(h.vocab); blk > 0 {
-		return h.vocab / blk
+// blockCount is the number of blocks a row of V splits into (blockLen),
+// 0 when V has none.
+func blockCount(V int) int {
+	if blk := blockLen(V); blk > 0 {
+		return V / blk
 	}
 	return 0
 }

@@ -123,7 +123,7 @@ func addDecodeHead(pm *onnxpb.ModelProto) bool {
 	empty(sampleOff, sampleOff.Unique("tagpr_head_no_probs"))
 	sampleOuts := []string{HeadProbs}
 	if blockLen(V) > 0 {
-		sampleOn.Output(blocks, ir.Float, "batch", "keep", V/blockLen(V))
+		sampleOn.Output(blocks, ir.Float, "batch", "keep", blockCount(V))
 		empty(sampleOff, sampleOff.Unique("tagpr_head_no_block_sums"))
 		sampleOuts = append(sampleOuts, HeadBlockSums)
 	} else {
@@ -210,7 +210,7 @@ func (g *gen) bindHead(B, K int, made *[]ort.Value) error {
 	hb.logp = grow(hb.logp, B*K*width(logSM, V))
 	nblk := 0
 	if s.blocks >= 0 {
-		nblk = width(sample, V/blockLen(V))
+		nblk = width(sample, blockCount(V))
 	}
 	hb.blocks = grow(hb.blocks, B*K*nblk)
 	b, kk := int64(B), int64(K)
