@@ -1,12 +1,15 @@
 package lm
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -35,10 +38,19 @@ type ortPeer struct {
 	IDs       [][]int64 `json:"ids"`
 }
 
-// runORTPeer runs the onnxruntime-Python KV loop on path with
+// ortPeerServer is scripts/bench/ort_decode_peer.py in --serve mode: one
+// loaded, warmed-up session that times one generation per request.
+type ortPeerServer struct {
+	python string
+	cmd    *exec.Cmd
+	stdin  io.WriteCloser
+	out    *bufio.Scanner
+}
+
+// startORTPeer starts the onnxruntime-Python KV loop on path with
 // $TAGPR_ORT_PYTHON (else python3), greedy, batch × promptLen prompts as
-// benchPrompts makes them.
-func runORTPeer(path string, batch, promptLen, newTokens, threads int) (*ortPeer, error) {
+// benchPrompts makes them, and waits until it has warmed up.
+func startORTPeer(path string, batch, promptLen, newTokens, threads int) (*ortPeerServer, error) {
 	python := os.Getenv("TAGPR_ORT_PYTHON") // a Python with onnxruntime and numpy
 	if python == "" {
 		python = "python3"
@@ -48,31 +60,75 @@ func runORTPeer(path string, batch, promptLen, newTokens, threads int) (*ortPeer
 		return nil, err
 	}
 	cmd := exec.Command(python, script, "--model", path, "--batch", strconv.Itoa(batch), "--prompt-len", strconv.Itoa(promptLen),
-		"--new-tokens", strconv.Itoa(newTokens), "--threads", strconv.Itoa(threads), "--reps", "2")
-	out, err := cmd.Output()
+		"--new-tokens", strconv.Itoa(newTokens), "--threads", strconv.Itoa(threads), "--serve")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	stdin, err := cmd.StdinPipe()
 	if err != nil {
-		if ee, ok := err.(*exec.ExitError); ok {
-			return nil, fmt.Errorf("%s: %v: %s", python, err, strings.TrimSpace(string(ee.Stderr)))
-		}
+		return nil, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("%s: %v", python, err)
 	}
+	p := &ortPeerServer{python: python, cmd: cmd, stdin: stdin, out: bufio.NewScanner(stdout)}
+	p.out.Buffer(make([]byte, 1<<20), 1<<24)
+	if !p.out.Scan() { // {"ready": true} once the session is loaded and warm
+		p.close()
+		return nil, fmt.Errorf("%s: %s", python, strings.TrimSpace(stderr.String()))
+	}
+	return p, nil
+}
+
+// run times one generation in the peer.
+func (p *ortPeerServer) run() (*ortPeer, error) {
+	if _, err := io.WriteString(p.stdin, "run\n"); err != nil {
+		return nil, fmt.Errorf("%s: %v", p.python, err)
+	}
+	if !p.out.Scan() {
+		return nil, fmt.Errorf("%s: peer exited: %v", p.python, p.out.Err())
+	}
 	var r ortPeer
-	if err := json.Unmarshal(lastLine(out), &r); err != nil || r.DecodeMS <= 0 {
-		return nil, fmt.Errorf("peer output %q: %v", out, err)
+	if err := json.Unmarshal(p.out.Bytes(), &r); err != nil || r.DecodeMS <= 0 {
+		return nil, fmt.Errorf("peer output %q: %v", p.out.Bytes(), err)
 	}
 	return &r, nil
+}
+
+func (p *ortPeerServer) close() {
+	p.stdin.Close()
+	p.cmd.Wait()
+}
+
+// median of xs (xs is sorted in place).
+func median(xs []float64) float64 {
+	sort.Float64s(xs)
+	n := len(xs)
+	if n%2 == 1 {
+		return xs[n/2]
+	}
+	return (xs[n/2-1] + xs[n/2]) / 2
 }
 
 // BenchmarkDecodeThreads: greedy decode at batch 8 on 2 threads (16-token
 // prompts, 64 new tokens, the 151k-vocabulary bench model) against the
 // plainest onnxruntime-Python KV loop on the same file and threads
-// (scripts/bench/ort_decode_peer.py, run with $TAGPR_ORT_PYTHON, else
-// python3), in alternating rounds, each side's best kept.
-// x_vs_ort_python is the peer's decode time per step over tagpr's (goal
-// >= 1); cores_busy is CPU time over wall time during the calls (a spinning
-// pool thread counts as busy).
+// (scripts/bench/ort_decode_peer.py --serve, run with $TAGPR_ORT_PYTHON,
+// else python3). Both sides load and warm up once; then pairs of one run
+// each, their order alternating, so that both meet the same moments of a
+// machine whose speed drifts by a fifth over minutes. x_vs_ort_python is
+// the median over pairs of the peer's decode time per step over tagpr's
+// (goal >= 1); the ms/step figures are each side's median; cores_busy is
+// CPU time over wall time during tagpr's calls (a spinning pool thread
+// counts as busy).
 func BenchmarkDecodeThreads(b *testing.B) {
-	const batch, promptLen, newTokens, threads = 8, 16, 64, 2
+	const batch, promptLen, newTokens, threads, pairs = 8, 16, 64, 2, 15
+	// settle: a pause before each run, so the other side's pool threads,
+	// which spin a while after a run, are asleep when it starts.
+	const settle = 50 * time.Millisecond
 	_, _, path := benchModelDir(b, benchConfig())
 	m, err := Load(path, LoadOptions{Session: ort.Options{IntraOpThreads: threads}})
 	if err != nil {
@@ -82,49 +138,57 @@ func BenchmarkDecodeThreads(b *testing.B) {
 	prompts := benchPrompts(batch, promptLen)
 	o := GenerateOptions{MaxNewTokens: newTokens, IgnoreEOS: true, NoLogProbs: true}
 	var comps []Completion
-	var best Stats
-	var cores float64
-	run := func() {
+	run := func() (ms, cores float64) {
+		time.Sleep(settle)
 		c0, w0 := cpuTime(), time.Now()
 		c, st, err := m.Generate(context.Background(), prompts, o)
 		if err != nil {
 			b.Fatal(err)
 		}
-		if best.DecodeSteps == 0 || st.Decode < best.Decode {
-			best, comps, cores = st, c, (cpuTime()-c0).Seconds()/time.Since(w0).Seconds()
-		}
+		comps = c
+		return st.Decode.Seconds() * 1e3 / float64(st.DecodeSteps), (cpuTime() - c0).Seconds() / time.Since(w0).Seconds()
 	}
 	run() // warm-up
-	best = Stats{}
-	var peer *ortPeer
-	var peerErr error
-	for i := 0; i < b.N; i++ {
-		for round := 0; round < 3 && peerErr == nil; round++ {
-			run()
-			run()
-			var p *ortPeer
-			if p, peerErr = runORTPeer(path, batch, promptLen, newTokens, threads); peerErr == nil && (peer == nil || p.DecodeMS < peer.DecodeMS) {
-				peer = p
-			}
-		}
-	}
-	ours := best.Decode.Seconds() * 1e3 / float64(best.DecodeSteps)
-	b.ReportMetric(ours, "ms/step")
-	b.ReportMetric(cores, "cores_busy")
-	if peerErr != nil {
+	peer, err := startORTPeer(path, batch, promptLen, newTokens, threads)
+	if err != nil {
+		ours, cores := run()
+		b.ReportMetric(ours, "ms/step")
+		b.ReportMetric(cores, "cores_busy")
 		fmt.Printf("note: no onnxruntime-Python peer for decode (%v); set TAGPR_ORT_PYTHON to a Python with onnxruntime and numpy\n",
-			strings.ReplaceAll(peerErr.Error(), "\n", " "))
+			strings.ReplaceAll(err.Error(), "\n", " "))
 		return
 	}
+	defer peer.close()
+	var ours, theirs, ratio, busy, peerBusy []float64
 	same := 1.0
-	for r, c := range comps {
-		if r >= len(peer.IDs) || !equalIDs(c.Tokens, peer.IDs[r]) {
-			same = 0
+	for i := 0; i < b.N; i++ {
+		for k := 0; k < pairs; k++ {
+			var ms, cores float64
+			var p *ortPeer
+			if k%2 == 0 {
+				ms, cores = run()
+			}
+			time.Sleep(settle)
+			if p, err = peer.run(); err != nil {
+				b.Fatal(err)
+			}
+			if k%2 == 1 {
+				ms, cores = run()
+			}
+			for r, c := range comps {
+				if r >= len(p.IDs) || !equalIDs(c.Tokens, p.IDs[r]) {
+					same = 0
+				}
+			}
+			ours, theirs, ratio = append(ours, ms), append(theirs, p.DecodeMS), append(ratio, p.DecodeMS/ms)
+			busy, peerBusy = append(busy, cores), append(peerBusy, p.Cores)
 		}
 	}
-	b.ReportMetric(peer.DecodeMS, "ort_python_ms/step")
-	b.ReportMetric(peer.Cores, "ort_python_cores_busy")
-	b.ReportMetric(peer.DecodeMS/ours, "x_vs_ort_python")
+	b.ReportMetric(median(ours), "ms/step")
+	b.ReportMetric(median(busy), "cores_busy")
+	b.ReportMetric(median(theirs), "ort_python_ms/step")
+	b.ReportMetric(median(peerBusy), "ort_python_cores_busy")
+	b.ReportMetric(median(ratio), "x_vs_ort_python")
 	b.ReportMetric(same, "same_tokens")
 }
 

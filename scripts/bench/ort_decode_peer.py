@@ -11,6 +11,11 @@ process CPU time over them, and prints one JSON object on stdout:
 prefill_ms, decode_ms_per_step, cores_busy (CPU time / wall over the
 decode steps), ids (the generated tokens per row).
 
+With --serve it loads the session once, warms it up, prints {"ready": true}
+and then runs one generation per line read from stdin, printing one such
+object per run, until stdin closes: a caller can alternate single runs with
+its own, so both sides meet the same moments of a noisy machine.
+
 Exit 3 when onnxruntime or numpy cannot be imported ("no peer here").
 """
 
@@ -31,6 +36,7 @@ def parse_args(argv):
     p.add_argument("--new-tokens", type=int, default=64)
     p.add_argument("--threads", type=int, default=2, help="intra-op threads (0: onnxruntime's default)")
     p.add_argument("--reps", type=int, default=3, help="timed runs; the best is reported")
+    p.add_argument("--serve", action="store_true", help="one run per stdin line, one JSON line each")
     a = p.parse_args(argv)
     for n in ("batch", "prompt_len", "new_tokens", "reps"):
         if getattr(a, n) <= 0:
@@ -85,16 +91,26 @@ def main(argv):
     so.intra_op_num_threads = a.threads
     sess = ort.InferenceSession(a.model, so, providers=["CPUExecutionProvider"])
     generate(ort, np, sess, a)  # warm-up: ORT's arena and kernels
+    steps = a.new_tokens - 1
+    if a.serve:
+        print(json.dumps({"ready": True, "onnxruntime": ort.__version__}), flush=True)
+        for _ in sys.stdin:
+            print(json.dumps(result(ort, generate(ort, np, sess, a), steps)), flush=True)
+        return 0
     best = None
     for _ in range(a.reps):
         r = generate(ort, np, sess, a)
         if best is None or r[1] < best[1]:
             best = r
-    pre, dec, cpu, ids = best
-    steps = a.new_tokens - 1
-    print(json.dumps({"onnxruntime": ort.__version__, "prefill_ms": pre * 1e3, "decode_ms_per_step": dec * 1e3 / steps,
-                      "cores_busy": cpu / dec, "ids": ids.tolist()}))
+    print(json.dumps(result(ort, best, steps)))
     return 0
+
+
+def result(ort, run, steps):
+    """The JSON object of one timed run (prefill, decode, CPU seconds, ids)."""
+    pre, dec, cpu, ids = run
+    return {"onnxruntime": ort.__version__, "prefill_ms": pre * 1e3, "decode_ms_per_step": dec * 1e3 / steps,
+            "cores_busy": cpu / dec, "ids": ids.tolist()}
 
 
 if __name__ == "__main__":
