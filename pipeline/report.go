@@ -47,6 +47,9 @@ type Report struct {
 	Curves *Curves `json:"-"`
 }
 
+// trainedOnNote is what the reports say after TrainedOn's machines.
+const trainedOnNote = "the numbers reproduce byte for byte on the same CPU kind, SIMD level, thread count and runtime; elsewhere the training is another draw"
+
 // TrainedOn says where the training stages ran: their one machine, or each
 // machine with the stages it ran ("" when no stage recorded one).
 func (r *Report) TrainedOn() string {
@@ -148,7 +151,7 @@ func (r *Report) Markdown() string {
 	fmt.Fprintf(&b, "# %s\n\n", r.Title)
 	fmt.Fprintf(&b, "- created: %s\n- model: `%s`\n- dataset: `%s`\n", r.Created.UTC().Format(time.RFC3339), r.Model, r.Dataset)
 	if m := r.TrainedOn(); m != "" {
-		fmt.Fprintf(&b, "- trained on: %s (the numbers reproduce byte for byte on the same CPU kind, SIMD level, thread count and runtime; elsewhere the training is another draw: docs/report.md)\n", m)
+		fmt.Fprintf(&b, "- trained on: %s (%s: docs/report.md)\n", m, trainedOnNote)
 	}
 	if r.BaseNote != "" {
 		fmt.Fprintf(&b, "- base: %s\n", r.BaseNote)

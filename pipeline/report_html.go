@@ -42,7 +42,7 @@ func (r *Report) HTML() (string, error) {
 		fmt.Fprintf(&b, "<p class=\"base\"><b>Base model:</b> %s</p>", esc(r.BaseNote))
 	}
 	if m := r.TrainedOn(); m != "" {
-		fmt.Fprintf(&b, "<p class=\"base\"><b>Trained on:</b> %s (the numbers reproduce on the same CPU kind, SIMD level, thread count and runtime)</p>", esc(m))
+		fmt.Fprintf(&b, "<p class=\"base\"><b>Trained on:</b> %s (%s)</p>", esc(m), esc(trainedOnNote))
 	}
 	b.WriteString("</header>\n<nav>")
 	for _, s := range [][2]string{{"results", "Results"}, {"training", "Training"}, {"tags", "Tags"}, {"confusion", "Confusion"}, {"samples", "Samples"}, {"notes", "Notes"}} {
