@@ -30,6 +30,17 @@ func cpuTime() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
+// voluntarySwitches is the process's voluntary context switches so far, all
+// threads: a thread that sleeps and wakes (the Go runtime's monitor, an idle
+// pool thread) counts once a wake-up.
+func voluntarySwitches() int64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return ru.Nvcsw
+}
+
 // ortPeer is one run of scripts/bench/ort_decode_peer.py.
 type ortPeer struct {
 	DecodeMS  float64   `json:"decode_ms_per_step"`
@@ -123,7 +134,9 @@ func median(xs []float64) float64 {
 // the median over pairs of the peer's decode time per step over tagpr's
 // (goal >= 1); the ms/step figures are each side's median; cores_busy is
 // CPU time over wall time during tagpr's calls (a spinning pool thread
-// counts as busy).
+// counts as busy); switches/step is tagpr's voluntary context switches per
+// decode step (all threads), which counts the Go runtime's wake-ups
+// (ort.afterRun).
 func BenchmarkDecodeThreads(b *testing.B) {
 	const batch, promptLen, newTokens, threads, pairs = 8, 16, 64, 2, 15
 	// settle: a pause before each run, so the other side's pool threads,
@@ -138,14 +151,16 @@ func BenchmarkDecodeThreads(b *testing.B) {
 	prompts := benchPrompts(batch, promptLen)
 	o := GenerateOptions{MaxNewTokens: newTokens, IgnoreEOS: true, NoLogProbs: true}
 	var comps []Completion
+	var switches []float64
 	run := func() (ms, cores float64) {
 		time.Sleep(settle)
-		c0, w0 := cpuTime(), time.Now()
+		c0, w0, v0 := cpuTime(), time.Now(), voluntarySwitches()
 		c, st, err := m.Generate(context.Background(), prompts, o)
 		if err != nil {
 			b.Fatal(err)
 		}
 		comps = c
+		switches = append(switches, float64(voluntarySwitches()-v0)/float64(st.DecodeSteps))
 		return st.Decode.Seconds() * 1e3 / float64(st.DecodeSteps), (cpuTime() - c0).Seconds() / time.Since(w0).Seconds()
 	}
 	run() // warm-up
@@ -186,6 +201,7 @@ func BenchmarkDecodeThreads(b *testing.B) {
 	}
 	b.ReportMetric(median(ours), "ms/step")
 	b.ReportMetric(median(busy), "cores_busy")
+	b.ReportMetric(median(switches), "switches/step")
 	b.ReportMetric(median(theirs), "ort_python_ms/step")
 	b.ReportMetric(median(peerBusy), "ort_python_cores_busy")
 	b.ReportMetric(median(ratio), "x_vs_ort_python")

@@ -541,7 +541,9 @@ func (b *Binding) Run() error {
 	for _, n := range b.hostIn {
 		transfers.h2d.Add(n)
 	}
-	if err := statusError(C.tagpr_run_binding(b.h, b.b)); err != nil {
+	err := statusError(C.tagpr_run_binding(b.h, b.b))
+	afterRun()
+	if err != nil {
 		return fmt.Errorf("run %s: %w", b.s.label, err)
 	}
 	for _, n := range b.hostOut {

@@ -298,7 +298,9 @@ func (s *Session) RunOrdered(in, out []Value) error {
 			}
 		}
 	}
-	if err := s.sess.Run(in, out); err != nil {
+	err := s.sess.Run(in, out)
+	afterRun()
+	if err != nil {
 		return fmt.Errorf("run %s: %w", s.label, err)
 	}
 	return nil
