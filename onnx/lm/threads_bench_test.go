@@ -21,24 +21,15 @@ import (
 	"github.com/tagpr/tagpr/onnx/ort"
 )
 
-// cpuTime is the process's user + system CPU time so far, all threads.
-func cpuTime() time.Duration {
+// usage is the process's user + system CPU time so far and its voluntary
+// context switches, all threads: a thread that sleeps and wakes (the Go
+// runtime's monitor, an idle pool thread) counts once a wake-up.
+func usage() (time.Duration, int64) {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
+		return 0, 0
 	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// voluntarySwitches is the process's voluntary context switches so far, all
-// threads: a thread that sleeps and wakes (the Go runtime's monitor, an idle
-// pool thread) counts once a wake-up.
-func voluntarySwitches() int64 {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return ru.Nvcsw
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), ru.Nvcsw
 }
 
 // ortPeer is one run of scripts/bench/ort_decode_peer.py.
@@ -154,14 +145,16 @@ func BenchmarkDecodeThreads(b *testing.B) {
 	var switches []float64
 	run := func() (ms, cores float64) {
 		time.Sleep(settle)
-		c0, w0, v0 := cpuTime(), time.Now(), voluntarySwitches()
+		c0, v0 := usage()
+		w0 := time.Now()
 		c, st, err := m.Generate(context.Background(), prompts, o)
 		if err != nil {
 			b.Fatal(err)
 		}
 		comps = c
-		switches = append(switches, float64(voluntarySwitches()-v0)/float64(st.DecodeSteps))
-		return st.Decode.Seconds() * 1e3 / float64(st.DecodeSteps), (cpuTime() - c0).Seconds() / time.Since(w0).Seconds()
+		c1, v1 := usage()
+		switches = append(switches, float64(v1-v0)/float64(st.DecodeSteps))
+		return st.Decode.Seconds() * 1e3 / float64(st.DecodeSteps), (c1 - c0).Seconds() / time.Since(w0).Seconds()
 	}
 	run() // warm-up
 	peer, err := startORTPeer(path, batch, promptLen, newTokens, threads)
