@@ -22,7 +22,7 @@ func TestScorePRMUShardsMergeToTheWholeRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	quiet := ort.Options{IntraOpThreads: 1, ConfigEntries: map[string]string{"session.intra_op.allow_spinning": "0"}}
+	quiet := ort.Options{IntraOpThreads: 1, ConfigEntries: map[string]string{ort.SpinKey: "0"}}
 	prmu, _, _, err := rewardmodel.TrainSynthPRMU(context.Background(), data, rewardmodel.PRMURecipe{
 		Config: rewardmodel.PRMUConfig{Seed: 3}, Train: rewardmodel.PRMUTrainOptions{Steps: 5, Seed: 3, Session: quiet}})
 	if err != nil {

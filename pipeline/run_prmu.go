@@ -12,14 +12,14 @@ import (
 )
 
 // prmuSession is the runtime's options with the stage's own thread count,
-// and pool threads that do not spin (PRMU runs between generations).
+// and pool threads that do not spin unless runtime.spinning says so (PRMU
+// runs between generations).
 func (r *runEnv) prmuSession() ort.Options {
 	o := r.sess
 	if t := r.cfg.Stages.PRMU.Threads; t > 0 {
 		o.IntraOpThreads = t
 	}
-	o.ConfigEntries = map[string]string{"session.intra_op.allow_spinning": "0"}
-	return o
+	return o.DefaultSpinning(false)
 }
 
 // trainPRMU trains the reward model on every task's training users (gold ≻

@@ -45,6 +45,12 @@ type RuntimeConfig struct {
 	Provider string `mapstructure:"provider"` // cpu or cuda
 	Device   int    `mapstructure:"device"`   // CUDA device ordinal
 	Threads  int    `mapstructure:"threads"`  // intra-op threads per session (0: one per core)
+	// Spinning is auto, on or off: whether ORT's pool threads busy-wait
+	// after a run. auto keeps each stage's default (spinning for SFT,
+	// predict and serve; off for RL steps and PRMU, whose sessions take
+	// turns on the same cores); on is faster where the cores are otherwise
+	// idle, off where they are shared. It changes no result.
+	Spinning string `mapstructure:"spinning"`
 	// CUDALibraries are extra folders (colon-separated) to search for the
 	// CUDA libraries.
 	CUDALibraries string `mapstructure:"cuda_libraries"`
@@ -64,7 +70,8 @@ func (r RuntimeConfig) Runtime() ort.Runtime {
 	if r.CUDALibraries != "" {
 		dirs = filepath.SplitList(r.CUDALibraries)
 	}
-	return ort.Runtime{Library: r.Library, Provider: r.Provider, Device: r.Device, Threads: r.Threads, CUDALibraries: dirs}
+	return ort.Runtime{Library: r.Library, Provider: r.Provider, Device: r.Device, Threads: r.Threads,
+		Spinning: ort.Spinning(r.Spinning), CUDALibraries: dirs}
 }
 
 // Session is the ORT options every stage's sessions start from.
@@ -368,7 +375,7 @@ func DefaultRunConfig() RunConfig {
 	return RunConfig{
 		Out:       "out/run",
 		Seed:      1,
-		Runtime:   RuntimeConfig{Provider: "cpu", GenerationDType: "float32"},
+		Runtime:   RuntimeConfig{Provider: "cpu", GenerationDType: "float32", Spinning: string(ort.SpinAuto)},
 		Log:       LogConfig{Format: "auto"},
 		Tokenizer: TokenizerConfig{ChatTemplate: "auto"},
 		Data:      DataConfig{Scheme: "user"},
@@ -530,7 +537,8 @@ func (c *RunConfig) Validate() error {
 	return errors.Join(errs...)
 }
 
-// Validate refuses providers ORT does not know and negative thread counts.
+// Validate refuses providers ORT does not know, negative thread counts and
+// unknown spinning and dtype choices.
 func (r RuntimeConfig) Validate() error {
 	switch strings.ToLower(r.Provider) {
 	case "", "cpu", "cuda":
@@ -545,6 +553,9 @@ func (r RuntimeConfig) Validate() error {
 	}
 	if r.Device < 0 {
 		return fmt.Errorf("runtime.device: %d: want a CUDA device ordinal ≥ 0", r.Device)
+	}
+	if err := ort.Spinning(r.Spinning).Validate(); err != nil {
+		return err
 	}
 	switch r.GenerationDType {
 	case "", "float32", "float16":

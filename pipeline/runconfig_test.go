@@ -111,6 +111,7 @@ func TestRunConfigValidate(t *testing.T) {
 		"gold on LaMP":     {func(c *RunConfig) { c.Teacher.Kind = TeacherGold }, "teacher.kind: gold"},
 		"bad provider":     {func(c *RunConfig) { c.Runtime.Provider = "tpu" }, "runtime.provider"},
 		"bad dtype":        {func(c *RunConfig) { c.Runtime.GenerationDType = "bfloat16" }, "runtime.generation_dtype"},
+		"bad spinning":     {func(c *RunConfig) { c.Runtime.Spinning = "yes" }, `--spinning (runtime.spinning) "yes": want auto, on or off`},
 		"rl stage":         {func(c *RunConfig) { c.Stages.RL = []RLStage{{Name: "g", Reward: "guided", Steps: 1}} }, "stages.rl[0]"},
 		"predict rl":       {func(c *RunConfig) { c.Stages.Predict.Models = []string{"base", "rl"} }, `stages.predict.models: "rl": no RL stage`},
 		"unknown reward": {func(c *RunConfig) {

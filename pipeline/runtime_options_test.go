@@ -15,14 +15,17 @@ import (
 // SFT and RL training graphs and their shape probes, the KL reference, PRMU
 // training and scoring, evaluation — carries the runtime the process
 // declared. With a runtime declared, ort refuses any session created
-// without its options, so a stage that drops them fails this run.
+// without its options, so a stage that drops them fails this run. The
+// runtime's spinning (on here) reaches every session too, RL's and PRMU's,
+// which turn it off when the runtime leaves it to them.
 func TestEverySessionCarriesTheRuntimeOptions(t *testing.T) {
-	if err := ort.Start(ort.Runtime{Provider: "cpu", Threads: 2}); err != nil {
+	rc := RuntimeConfig{Provider: "cpu", Threads: 2, Spinning: "on"}
+	if err := ort.Start(rc.Runtime()); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ort.Start(ort.Runtime{}) })
 	cfg := tinyRun(t.TempDir())
-	cfg.Runtime = RuntimeConfig{Provider: "cpu", Threads: 2}
+	cfg.Runtime = rc
 	before := len(ort.Sessions())
 	if _, err := Run(context.Background(), cfg, RunOptions{}); err != nil {
 		t.Fatalf("run under a declared runtime: %v", err)
@@ -37,6 +40,9 @@ func TestEverySessionCarriesTheRuntimeOptions(t *testing.T) {
 		// default, which would mean the options were rebuilt from scratch.
 		if n := s.Options.IntraOpThreads; n != 2 && n != 1 {
 			t.Errorf("session %q has %d intra-op threads, want the runtime's 2 (or PRMU's 1)", s.Label, n)
+		}
+		if v := s.Options.ConfigEntries[ort.SpinKey]; v != "1" {
+			t.Errorf("session %q has %s %q, want the runtime's spinning on (\"1\")", s.Label, ort.SpinKey, v)
 		}
 		for _, k := range []string{"training graph", "specialization probe", "token scorer", "prmu", "decode head", "rl policy", "model.onnx"} {
 			if strings.Contains(s.Label, k) {

@@ -28,7 +28,7 @@ var trainedPRMU struct {
 
 // quietSession runs the small PRMU graphs on one thread that does not spin,
 // which keeps them fast on a loaded machine.
-var quietSession = ort.Options{IntraOpThreads: 1, ConfigEntries: map[string]string{"session.intra_op.allow_spinning": "0"}}
+var quietSession = ort.Options{IntraOpThreads: 1, ConfigEntries: map[string]string{ort.SpinKey: "0"}}
 
 func sharedPRMU(t *testing.T) (*PRMU, PRMUTrainResult, *datasets.SynthData) {
 	t.Helper()

@@ -51,6 +51,7 @@ func TestTrainLMRefusesBadSettings(t *testing.T) {
 		{[]string{"--trainable", "re:(["}, []string{"--trainable", "missing closing ]"}},
 		{[]string{"--lora-rank", "100000"}, []string{"rank 100000 exceeds weight", "want rank in [1, 32]"}},
 		{[]string{"--threads", "-3"}, []string{"--threads (runtime.threads) -3: want ≥ 0 (0: one per core)"}},
+		{[]string{"--spinning", "sometimes"}, []string{`--spinning (runtime.spinning) "sometimes": want auto, on or off`}},
 	} {
 		out := filepath.Join(t.TempDir(), "run")
 		args := append(append(append([]string{}, base...), "--out", out), c.args...)

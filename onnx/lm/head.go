@@ -285,7 +285,7 @@ func (m *Model) headFor(k headKind) (*head, error) {
 	label := m.label + " decode head"
 	so := m.sessOpts
 	so.IntraOpThreads, so.InterOpThreads = 1, 1
-	so.ConfigEntries = withEntry(so.ConfigEntries, spinKey, "0")
+	so = so.DefaultSpinning(false)
 	sess, err := ort.NewSession(b, label, so)
 	if err != nil {
 		return nil, err

@@ -7,25 +7,6 @@ import (
 	"github.com/tagpr/tagpr/onnx/ort"
 )
 
-// spinKey is ORT's switch for intra-op pool threads that busy-wait after a
-// run. Generation turns it off unless the caller sets it: between two model
-// runs the decode head and the token picks run on the same cores, and a
-// pool thread spinning there only takes turns with them.
-const spinKey = "session.intra_op.allow_spinning"
-
-// withEntry returns entries with key set to value unless entries already
-// sets it (a copy: the caller's map is left alone).
-func withEntry(entries map[string]string, key, value string) map[string]string {
-	if _, set := entries[key]; set {
-		return entries
-	}
-	out := map[string]string{key: value}
-	for k, v := range entries {
-		out[k] = v
-	}
-	return out
-}
-
 // threadsOf is the number of threads a session with these options computes
 // on: its intra-op threads, or one per core (ORT's default).
 func threadsOf(o ort.Options) int {

@@ -169,12 +169,12 @@ func TestSessionOptionsApply(t *testing.T) {
 	}
 	prefix := filepath.Join(t.TempDir(), "prof")
 	so, err := sessionOptions(Options{NoMemArena: true, ProfilePrefix: prefix, IntraOpThreads: 1, InterOpThreads: 1, OptLevel: "basic",
-		ConfigEntries: map[string]string{"session.intra_op.allow_spinning": "0"}})
+		ConfigEntries: map[string]string{SpinKey: "0"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer so.Destroy()
-	if v, err := so.GetSessionConfigEntry("session.intra_op.allow_spinning"); err != nil || v != "0" {
+	if v, err := so.GetSessionConfigEntry(SpinKey); err != nil || v != "0" {
 		t.Fatalf("config entry not applied: %q %v", v, err)
 	}
 	if _, err := sessionOptions(Options{OptLevel: "fastest"}); err == nil || !strings.Contains(err.Error(), "fastest") {

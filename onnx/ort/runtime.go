@@ -18,14 +18,59 @@ type Runtime struct {
 	Provider string // "cpu" or "cuda"
 	Device   int    // CUDA device ordinal
 	Threads  int    // intra-op threads per session (0: ORT's default)
+	// Spinning is whether every session's pool threads busy-wait after a
+	// run: SpinOn or SpinOff; SpinAuto (or "") leaves each use its own
+	// default (Options.DefaultSpinning).
+	Spinning Spinning
 	// CUDALibraries are extra folders to search for the CUDA libraries.
 	CUDALibraries []string
 }
 
+// Spinning is a choice for ORT's intra-op pool threads after a run: spin
+// (busy-wait, so the next run starts at once) or sleep (leaving the cores to
+// other work). Which is faster depends on what else runs on the cores.
+type Spinning string
+
+const (
+	SpinAuto Spinning = "auto" // each use's default
+	SpinOn   Spinning = "on"
+	SpinOff  Spinning = "off"
+)
+
+// SpinKey is ORT's session config entry for it ("1" spins, "0" sleeps).
+const SpinKey = "session.intra_op.allow_spinning"
+
 // Options are the session options that carry this runtime: the base every
 // stage's sessions start from.
 func (rt Runtime) Options() Options {
-	return Options{Provider: rt.Provider, CUDADevice: rt.Device, IntraOpThreads: rt.Threads}
+	o := Options{Provider: rt.Provider, CUDADevice: rt.Device, IntraOpThreads: rt.Threads}
+	switch rt.Spinning {
+	case SpinOn:
+		o.ConfigEntries = map[string]string{SpinKey: "1"}
+	case SpinOff:
+		o.ConfigEntries = map[string]string{SpinKey: "0"}
+	}
+	return o
+}
+
+// DefaultSpinning returns o with its pool threads spinning (on) or not,
+// unless o already says (the runtime's choice, or a caller's): a use whose
+// sessions take turns with other work on the same cores turns it off. The
+// caller's map is not modified.
+func (o Options) DefaultSpinning(on bool) Options {
+	if _, set := o.ConfigEntries[SpinKey]; set {
+		return o
+	}
+	v := "0"
+	if on {
+		v = "1"
+	}
+	entries := map[string]string{SpinKey: v}
+	for k, e := range o.ConfigEntries {
+		entries[k] = e
+	}
+	o.ConfigEntries = entries
+	return o
 }
 
 func (rt Runtime) String() string {
@@ -75,10 +120,22 @@ func Start(rt Runtime) error {
 	if rt.Threads < 0 {
 		return fmt.Errorf("runtime.threads %d: want ≥ 0 (0: one per core)", rt.Threads)
 	}
+	if err := rt.Spinning.Validate(); err != nil {
+		return err
+	}
 	declared.Lock()
 	declared.rt = rt
 	declared.Unlock()
 	return nil
+}
+
+// Validate refuses anything but auto, on, off and "" (auto).
+func (s Spinning) Validate() error {
+	switch s {
+	case "", SpinAuto, SpinOn, SpinOff:
+		return nil
+	}
+	return fmt.Errorf("--spinning (runtime.spinning) %q: want auto, on or off", string(s))
 }
 
 func startCUDA(rt *Runtime) error {

@@ -150,3 +150,55 @@ func TestCUDALibrariesFoundAndPreloadedInOrder(t *testing.T) {
 		t.Fatalf("provider status %q", s)
 	}
 }
+
+// runtime.spinning: on and off set ORT's entry on every session's options
+// (read back from ORT's own session options), and a use's default
+// (DefaultSpinning) applies only when the runtime leaves it (auto), without
+// touching the caller's map; anything else is refused naming the key.
+func TestSpinningReachesSessionOptions(t *testing.T) {
+	if err := Init(""); err != nil {
+		t.Fatal(err)
+	}
+	entry := func(o Options) string {
+		so, err := sessionOptions(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer so.Destroy()
+		v, err := so.GetSessionConfigEntry(SpinKey)
+		if err != nil {
+			return "unset"
+		}
+		return v
+	}
+	for _, c := range []struct {
+		spin            Spinning
+		runtime, useOff string // the entry from Options(), and after DefaultSpinning(false)
+		useOn           string // after DefaultSpinning(true)
+	}{
+		{SpinAuto, "unset", "0", "1"},
+		{"", "unset", "0", "1"},
+		{SpinOn, "1", "1", "1"},
+		{SpinOff, "0", "0", "0"},
+	} {
+		o := Runtime{Provider: "cpu", Spinning: c.spin}.Options()
+		before := len(o.ConfigEntries)
+		if got := entry(o); got != c.runtime {
+			t.Errorf("spinning %q: runtime options give %s, want %s", c.spin, got, c.runtime)
+		}
+		if got := entry(o.DefaultSpinning(false)); got != c.useOff {
+			t.Errorf("spinning %q, a use defaulting to off: %s, want %s", c.spin, got, c.useOff)
+		}
+		if got := entry(o.DefaultSpinning(true)); got != c.useOn {
+			t.Errorf("spinning %q, a use defaulting to on: %s, want %s", c.spin, got, c.useOn)
+		}
+		if len(o.ConfigEntries) != before {
+			t.Errorf("spinning %q: DefaultSpinning changed the caller's entries: %v", c.spin, o.ConfigEntries)
+		}
+	}
+	lift(t)
+	err := Start(Runtime{Provider: "cpu", Spinning: "sometimes"})
+	if err == nil || !strings.Contains(err.Error(), `runtime.spinning) "sometimes": want auto, on or off`) {
+		t.Fatalf("unknown spinning: %v", err)
+	}
+}

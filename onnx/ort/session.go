@@ -39,9 +39,8 @@ type Options struct {
 	// ProfilePrefix, when set, makes ORT write a JSON profile of every run
 	// to files starting with this prefix.
 	ProfilePrefix string
-	// ConfigEntries are ORT session config entries, e.g.
-	// "session.intra_op.allow_spinning": "0" so idle pool threads do not
-	// spin and starve Go goroutines between runs.
+	// ConfigEntries are ORT session config entries, e.g. SpinKey: "0" so
+	// idle pool threads do not spin and starve Go goroutines between runs.
 	ConfigEntries map[string]string
 }
 

@@ -54,7 +54,7 @@ func BenchmarkRLStep(b *testing.B) {
 		return t
 	}
 	for i := 0; i < b.N; i++ {
-		spin := perStep(ort.Options{ConfigEntries: map[string]string{spinKey: "1"}})
+		spin := perStep(ort.Options{ConfigEntries: map[string]string{ort.SpinKey: "1"}})
 		sleep := perStep(ort.Options{})
 		for _, x := range []struct {
 			name string

@@ -92,7 +92,7 @@ func grpoChild(string) (any, error) {
 	if err != nil {
 		return r, err
 	}
-	gen, err := lm.LoadBytes(mb, "prefill bench", lm.LoadOptions{Session: quietSessions(opts)})
+	gen, err := lm.LoadBytes(mb, "prefill bench", lm.LoadOptions{Session: opts.DefaultSpinning(false)})
 	if err != nil {
 		return r, err
 	}

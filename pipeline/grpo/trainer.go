@@ -25,8 +25,11 @@ type Options struct {
 	// Session is replaced by Session.
 	Load lm.LoadOptions
 	// Session configures every ORT session of the run: training,
-	// generation and reference. Unless its ConfigEntries say otherwise, pool
-	// threads do not spin after a run (see quietSessions).
+	// generation and reference. Unless it says otherwise (runtime.spinning),
+	// pool threads do not spin after a run: a step runs three sessions in
+	// turn, and the pool of the one that just ran, spinning, starved the
+	// next (BenchmarkRLStep: steps 1.5× faster on two busy cores; on idle
+	// cores spinning was up to 1.3× faster, spin_vs_default).
 	Session ort.Options
 	// Name names the run in the step log, checkpoints and progress
 	// reports (default "grpo").
@@ -142,7 +145,7 @@ func New(model *onnxpb.ModelProto, rewards []Reward, prompts []Prompt, cfg Confi
 			return fail(fmt.Errorf("longest prompt %d + max_completion_length %d exceeds the model's %d positions", longest, cfg.MaxCompletionLength, maxPos))
 		}
 	}
-	o.Session = quietSessions(o.Session)
+	o.Session = o.Session.DefaultSpinning(false)
 	settings, err := cfg.settings(model, rewards, prompts, o.Settings)
 	if err != nil {
 		return fail(err)
@@ -215,24 +218,6 @@ func (t *Trainer) open(model *onnxpb.ModelProto) error {
 		}
 	}
 	return nil
-}
-
-// spinKey is ORT's switch for intra-op pool threads that busy-wait after a run.
-const spinKey = "session.intra_op.allow_spinning"
-
-// quietSessions turns spinning off unless o sets it: a step runs three
-// sessions in turn, and the pool of the one that just ran, spinning, starves
-// the next (BenchmarkRLStep: steps 1.5× faster on two busy cores).
-func quietSessions(o ort.Options) ort.Options {
-	if _, set := o.ConfigEntries[spinKey]; set {
-		return o
-	}
-	entries := map[string]string{spinKey: "0"}
-	for k, v := range o.ConfigEntries {
-		entries[k] = v
-	}
-	o.ConfigEntries = entries
-	return o
 }
 
 // Close releases the sessions (the trained weights in Result stay valid).
