@@ -48,8 +48,8 @@ type RuntimeConfig struct {
 	// Spinning is auto, on or off: whether ORT's pool threads busy-wait
 	// after a run. auto keeps each stage's default (spinning for SFT,
 	// predict and serve; off for RL steps and PRMU, whose sessions take
-	// turns on the same cores); on is faster where the cores are otherwise
-	// idle, off where they are shared. It changes no result.
+	// turns on the same cores). Which is faster depends on what else uses
+	// the cores; it changes no result.
 	Spinning string `mapstructure:"spinning"`
 	// CUDALibraries are extra folders (colon-separated) to search for the
 	// CUDA libraries.

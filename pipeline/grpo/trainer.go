@@ -28,8 +28,8 @@ type Options struct {
 	// generation and reference. Unless it says otherwise (runtime.spinning),
 	// pool threads do not spin after a run: a step runs three sessions in
 	// turn, and the pool of the one that just ran, spinning, starved the
-	// next (BenchmarkRLStep: steps 1.5× faster on two busy cores; on idle
-	// cores spinning was up to 1.3× faster, spin_vs_default).
+	// next (BenchmarkRLStep: steps 1.5× faster on two busy cores; on two
+	// idle ones spinning took 0.78–1.14× the time, spin_vs_default).
 	Session ort.Options
 	// Name names the run in the step log, checkpoints and progress
 	// reports (default "grpo").
