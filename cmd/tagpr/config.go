@@ -27,7 +27,29 @@ import (
 var (
 	runCfg    pipeline.RunConfig
 	cfgSource string // the file it came from, for messages
+	// cfgOverrides are the keys a variable or flag set over the file, and
+	// which ("TAGPR_RUNTIME_THREADS", "--threads"), for messages.
+	cfgOverrides []configOverride
 )
+
+// configOverride is one key a variable or a flag set.
+type configOverride struct{ key, by string }
+
+// configError puts where the config came from before a message about its
+// values: the file, and the variable or flag behind any key the message
+// names (a bad TAGPR_RUNTIME_SPINNING is not in the file).
+func configError(err error) error {
+	var by []string
+	for _, o := range cfgOverrides {
+		if mentionsKey(err.Error(), o.key) {
+			by = append(by, o.key+" from "+o.by)
+		}
+	}
+	if len(by) == 0 {
+		return fmt.Errorf("config %s: %w", cfgSource, err)
+	}
+	return fmt.Errorf("config %s, %s: %w", cfgSource, strings.Join(by, ", "), err)
+}
 
 // configKeyAnnotation marks a flag that sets a config key.
 const configKeyAnnotation = "tagpr.config_key"
@@ -68,6 +90,7 @@ func loadConfig(cmd *cobra.Command) error {
 		}
 		cfgSource = "configs/demo.yaml (built in)"
 	}
+	cfgOverrides = nil
 	for _, k := range pipeline.ConfigKeys(pipeline.RunConfig{}) {
 		name := envName(k.Key)
 		raw, ok := os.LookupEnv(name)
@@ -79,6 +102,7 @@ func loadConfig(cmd *cobra.Command) error {
 			return fmt.Errorf("environment %s=%q: %s wants %s: %v", name, raw, k.Key, describeType(k.Type), err)
 		}
 		v.Set(k.Key, val)
+		cfgOverrides = append(cfgOverrides, configOverride{k.Key, name})
 	}
 	var flagErr error
 	cmd.Flags().Visit(func(f *pflag.Flag) {
@@ -92,6 +116,7 @@ func loadConfig(cmd *cobra.Command) error {
 			return
 		}
 		v.Set(keys[0], val)
+		cfgOverrides = append(cfgOverrides, configOverride{keys[0], "--" + f.Name})
 	})
 	if flagErr != nil {
 		return flagErr
@@ -103,7 +128,7 @@ func loadConfig(cmd *cobra.Command) error {
 		dc.DecodeHook = strictHook
 	})
 	if err != nil {
-		return fmt.Errorf("config %s: %s", cfgSource, decodeMessage(err))
+		return configError(errors.New(decodeMessage(err)))
 	}
 	wd, err := os.Getwd()
 	if err != nil {
@@ -111,15 +136,45 @@ func loadConfig(cmd *cobra.Command) error {
 	}
 	cfg.Resolve(wd)
 	if err := cfg.Runtime.Validate(); err != nil {
-		return fmt.Errorf("config %s: %w", cfgSource, err)
+		return configError(err)
 	}
 	switch cfg.Log.Format {
 	case "auto", "text", "json":
 	default:
-		return fmt.Errorf("config %s: log.format: %q: want auto, text or json", cfgSource, cfg.Log.Format)
+		return configError(fmt.Errorf("log.format: %q: want auto, text or json", cfg.Log.Format))
 	}
 	runCfg = cfg
 	return nil
+}
+
+// mentionsKey reports whether msg is about key: it names it whole, or its
+// section and then its last part ("stages.sft: sft: lr -1" is about
+// stages.sft.lr).
+func mentionsKey(msg, key string) bool {
+	if namesKey(msg, key) {
+		return true
+	}
+	i := strings.LastIndexByte(key, '.')
+	return i > 0 && namesKey(msg, key[:i]) && namesKey(msg, key[i+1:])
+}
+
+// namesKey reports whether msg names key as a whole key: "seed" is not
+// named by "stages.sft.seed", "stages.rl" is by "stages.rl[0].lr".
+func namesKey(msg, key string) bool {
+	part := func(c byte) bool {
+		return c == '.' || c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+	}
+	for i := 0; ; {
+		j := strings.Index(msg[i:], key)
+		if j < 0 {
+			return false
+		}
+		start, end := i+j, i+j+len(key)
+		if (start == 0 || !part(msg[start-1])) && (end == len(msg) || !part(msg[end])) {
+			return true
+		}
+		i = start + 1
+	}
 }
 
 // decodeMessage puts mapstructure's error list on one line.

@@ -132,6 +132,11 @@ func checkReportHTML(t *testing.T, out string, wantRules int) {
 		t.Fatalf("report.html does not parse: %v", err)
 	}
 	// Where the training ran, in both reports: what its numbers reproduce on.
+	// The version compared is this process's ORT's (the same pinned file the
+	// binary ran), so load it here: run alone, no other test has.
+	if err := ort.Init(""); err != nil {
+		t.Fatal(err)
+	}
 	md, err := os.ReadFile(filepath.Join(out, "report.md"))
 	if err != nil {
 		t.Fatal(err)

@@ -42,7 +42,7 @@ func runStages(cmd *cobra.Command, o stageFlags, only ...string) error {
 func runStagesWith(cmd *cobra.Command, o stageFlags, ro pipeline.RunOptions) error {
 	cfg := runCfg
 	if err := cfg.Validate(); err != nil {
-		return fmt.Errorf("config %s: %w", cfgSource, err)
+		return configError(err)
 	}
 	if o.fastDevRun {
 		cfg = cfg.FastDevRun()

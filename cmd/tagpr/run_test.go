@@ -486,6 +486,9 @@ func TestRunConfigErrors(t *testing.T) {
 		{"misspelled key", func(s string) string { return strings.Replace(s, "runtime: {threads: 1}", "runtime: {thread: 1}", 1) }, nil, []string{"runtime", "thread", "unknown keys"}},
 		{"env threads", nil, []string{"TAGPR_RUNTIME_THREADS=abc"}, []string{"TAGPR_RUNTIME_THREADS", "runtime.threads"}},
 		{"env float", nil, []string{"TAGPR_STAGES_SFT_LR=fast"}, []string{"TAGPR_STAGES_SFT_LR", "stages.sft.lr"}},
+		// A value that parses but is out of range names the variable too, not only the file.
+		{"env spinning", nil, []string{"TAGPR_RUNTIME_SPINNING=sometimes"}, []string{"runtime.spinning from TAGPR_RUNTIME_SPINNING", `"sometimes": want auto, on or off`}},
+		{"env lr", nil, []string{"TAGPR_STAGES_SFT_LR=-1"}, []string{"stages.sft.lr from TAGPR_STAGES_SFT_LR"}},
 		{"unknown reward", func(s string) string { return strings.Replace(s, "reward: guided", "reward: helpfulness", 1) }, nil, []string{"stages.rl[0]", "helpfulness", "lamp.yaml"}},
 		{"duplicate stage", func(s string) string { return strings.Replace(s, "name: exploratory", "name: guided", 1) }, nil, []string{"stages.rl[1].name", "guided"}},
 		{"missing data", func(s string) string { return strings.Replace(s, abs, filepath.Join(dir, "nowhere"), 1) }, nil, []string{"data.lamp_dir", filepath.Join(dir, "nowhere")}},
