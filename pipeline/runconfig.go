@@ -50,7 +50,7 @@ type RuntimeConfig struct {
 	// predict and serve; off for RL steps and PRMU, whose sessions take
 	// turns on the same cores). Which is faster depends on what else uses
 	// the cores; it changes no result.
-	Spinning string `mapstructure:"spinning"`
+	Spinning ort.Spinning `mapstructure:"spinning"`
 	// CUDALibraries are extra folders (colon-separated) to search for the
 	// CUDA libraries.
 	CUDALibraries string `mapstructure:"cuda_libraries"`
@@ -71,7 +71,7 @@ func (r RuntimeConfig) Runtime() ort.Runtime {
 		dirs = filepath.SplitList(r.CUDALibraries)
 	}
 	return ort.Runtime{Library: r.Library, Provider: r.Provider, Device: r.Device, Threads: r.Threads,
-		Spinning: ort.Spinning(r.Spinning), CUDALibraries: dirs}
+		Spinning: r.Spinning, CUDALibraries: dirs}
 }
 
 // Session is the ORT options every stage's sessions start from.
@@ -375,7 +375,7 @@ func DefaultRunConfig() RunConfig {
 	return RunConfig{
 		Out:       "out/run",
 		Seed:      1,
-		Runtime:   RuntimeConfig{Provider: "cpu", GenerationDType: "float32", Spinning: string(ort.SpinAuto)},
+		Runtime:   RuntimeConfig{Provider: "cpu", GenerationDType: "float32", Spinning: ort.SpinAuto},
 		Log:       LogConfig{Format: "auto"},
 		Tokenizer: TokenizerConfig{ChatTemplate: "auto"},
 		Data:      DataConfig{Scheme: "user"},
@@ -554,7 +554,7 @@ func (r RuntimeConfig) Validate() error {
 	if r.Device < 0 {
 		return fmt.Errorf("runtime.device: %d: want a CUDA device ordinal ≥ 0", r.Device)
 	}
-	if err := ort.Spinning(r.Spinning).Validate(); err != nil {
+	if err := r.Spinning.Validate(); err != nil {
 		return err
 	}
 	switch r.GenerationDType {
