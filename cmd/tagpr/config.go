@@ -310,7 +310,8 @@ func init() {
 		Short: "Print the effective run config (file, then TAGPR_* environment, then flags) as YAML",
 		Long: "Prints every key of the run config with the value a command would use: the file given with -c\n" +
 			"(default: the built-in configs/demo.yaml), overridden by TAGPR_* variables (runtime.threads →\n" +
-			"TAGPR_RUNTIME_THREADS), overridden by flags. Paths are shown absolute.",
+			"TAGPR_RUNTIME_THREADS), overridden by flags. Paths are shown absolute. A config that `tagpr run`\n" +
+			"would refuse is printed all the same, then refused the same way (exit 1).",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			fmt.Fprintf(cmd.OutOrStdout(), "# config file: %s\n", cfgSource)
@@ -319,7 +320,16 @@ func init() {
 			if err := enc.Encode(pipeline.ConfigMap(runCfg)); err != nil {
 				return err
 			}
-			return enc.Close()
+			if err := enc.Close(); err != nil {
+				return err
+			}
+			// Printing is for checking a config before a run: a value the
+			// run would refuse must not pass here with exit 0.
+			cfg := runCfg
+			if err := cfg.Validate(); err != nil {
+				return configError(err)
+			}
+			return nil
 		},
 	})
 	rootCmd.AddCommand(configCmd)

@@ -9,6 +9,9 @@ import (
 	"strings"
 	"testing"
 
+	"go.yaml.in/yaml/v3"
+
+	"github.com/tagpr/tagpr/configs"
 	"github.com/tagpr/tagpr/onnx/ort"
 )
 
@@ -89,7 +92,7 @@ func TestProviderCUDARefusedAtStart(t *testing.T) {
 func TestConfigPrecedence(t *testing.T) {
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "tagpr.yaml")
-	os.WriteFile(cfg, []byte("runtime:\n  threads: 2\n  provider: cpu\nlog:\n  format: text\n"), 0o644)
+	os.WriteFile(cfg, demoWith(t, map[string]any{"threads": 2, "provider": "cpu"}, map[string]any{"format": "text"}), 0o644)
 	out, stderr, err := runTagpr(t, dir, []string{"TAGPR_RUNTIME_THREADS=3"}, "--config", cfg, "--log-format", "json", "config", "print")
 	if err != nil {
 		t.Fatalf("config print: %v\n%s", err, stderr)
@@ -105,6 +108,41 @@ func TestConfigPrecedence(t *testing.T) {
 	if _, stderr, err := runTagpr(t, dir, nil, "--config", bad, "config", "print"); err == nil || !strings.Contains(stderr, bad) {
 		t.Fatalf("broken config: err %v, stderr %q; want an error naming %s", err, stderr, bad)
 	}
+	// A value a run would refuse is printed, then refused as the run refuses it.
+	out, stderr, err = runTagpr(t, dir, []string{"TAGPR_STAGES_SFT_LR=nan"}, "--config", cfg, "config", "print")
+	if err == nil || !strings.Contains(out, "lr: .nan") || !strings.Contains(stderr, "TAGPR_STAGES_SFT_LR") || !strings.Contains(stderr, "want a finite value") {
+		t.Fatalf("config print with a NaN learning rate: err %v\nstdout %q\nstderr %q\nwant it printed, then refused naming the variable", err, out, stderr)
+	}
+	partial := filepath.Join(dir, "partial.yaml")
+	os.WriteFile(partial, []byte("runtime:\n  threads: 2\n"), 0o644)
+	if _, stderr, err := runTagpr(t, dir, nil, "--config", partial, "config", "print"); err == nil || !strings.Contains(stderr, "policy") {
+		t.Fatalf("config without a policy: err %v, stderr %q; want it refused naming policy", err, stderr)
+	}
+}
+
+// demoWith is the built-in demo config with the given runtime and log keys
+// replaced, as YAML: a whole config a run would accept.
+func demoWith(t *testing.T, runtime, log map[string]any) []byte {
+	t.Helper()
+	var m map[string]any
+	if err := yaml.Unmarshal(configs.Demo, &m); err != nil {
+		t.Fatal(err)
+	}
+	for section, keys := range map[string]map[string]any{"runtime": runtime, "log": log} {
+		sec, _ := m[section].(map[string]any)
+		if sec == nil {
+			sec = map[string]any{}
+		}
+		for k, v := range keys {
+			sec[k] = v
+		}
+		m[section] = sec
+	}
+	b, err := yaml.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 func TestModelsLockAndVerify(t *testing.T) {
