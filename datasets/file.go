@@ -275,7 +275,12 @@ func OpenReader(path string, opts ReadOptions) (*Reader, error) {
 	if err != nil {
 		return nil, err
 	}
-	src, schema, err := openSource(f, opts.BatchRows)
+	var src batchSource
+	var schema *arrow.Schema
+	err = decodeSafely(func() (err error) {
+		src, schema, err = openSource(f, opts.BatchRows)
+		return err
+	})
 	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("read %s: %w", path, err)
@@ -301,19 +306,27 @@ func openSource(f *os.File, batchRows int) (batchSource, *arrow.Schema, error) {
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return nil, nil, err
 	}
+	st, err := f.Stat()
+	if err != nil {
+		return nil, nil, err
+	}
+	mem := boundedAllocator{memory.DefaultAllocator}
 	switch {
 	case bytes.HasPrefix(head, arrowMagic):
-		r, err := ipc.NewFileReader(f)
+		if err := checkArrowSchema(f, st.Size(), true); err != nil {
+			return nil, nil, fmt.Errorf("arrow ipc file: %w: %s", err, damagedFix)
+		}
+		r, err := ipc.NewFileReader(f, ipc.WithAllocator(mem))
 		if err != nil {
 			return nil, nil, fmt.Errorf("arrow ipc file (truncated or damaged?): %w", err)
 		}
 		return &ipcFileSource{r: r}, r.Schema(), nil
 	case bytes.HasPrefix(head, parquetMagic):
-		pr, err := file.NewParquetReader(f)
+		pr, err := file.NewParquetReader(f, file.WithReadProps(parquet.NewReaderProperties(mem)))
 		if err != nil {
 			return nil, nil, fmt.Errorf("parquet (truncated or damaged?): %w", err)
 		}
-		fr, err := pqarrow.NewFileReader(pr, pqarrow.ArrowReadProperties{BatchSize: int64(batchRows)}, memory.DefaultAllocator)
+		fr, err := pqarrow.NewFileReader(pr, pqarrow.ArrowReadProperties{BatchSize: int64(batchRows)}, mem)
 		if err != nil {
 			pr.Close()
 			return nil, nil, fmt.Errorf("parquet: %w", err)
@@ -333,7 +346,14 @@ func openSource(f *os.File, batchRows int) (batchSource, *arrow.Schema, error) {
 	case n == 0:
 		return nil, nil, errors.New("empty file")
 	default:
-		r, err := ipc.NewReader(f)
+		if err := checkArrowSchema(f, st.Size(), false); err != nil {
+			return nil, nil, fmt.Errorf("arrow ipc stream: %w: %s", err, damagedFix)
+		}
+		// No message is longer than the file: a damaged length fails
+		// before its buffer is allocated. (ipc.NewReader would drop the
+		// limits: only a MessageReader of its own keeps them.)
+		opts := []ipc.Option{ipc.WithAllocator(mem), ipc.WithMetadataSizeLimit(st.Size()), ipc.WithBodySizeLimit(st.Size())}
+		r, err := ipc.NewReaderFromMessageReader(ipc.NewMessageReader(f, opts...), opts...)
 		if err != nil {
 			return nil, nil, fmt.Errorf("neither Arrow IPC (file or stream) nor Parquet: %w", err)
 		}
@@ -411,7 +431,17 @@ func (r *Reader) Next() bool {
 		return false
 	}
 	for r.npending < r.opts.BatchRows && !r.srcDone {
-		rec, err := r.src.next()
+		var rec arrow.RecordBatch
+		err := decodeSafely(func() (err error) {
+			if rec, err = r.src.next(); err != nil || rec == nil {
+				return err
+			}
+			if err = validateBatch(rec); err != nil {
+				rec.Release()
+				rec = nil
+			}
+			return err
+		})
 		if err != nil {
 			r.err = fmt.Errorf("read %s: record batch %d (after record %d): %w", r.path, r.srcBatch, r.delivered+r.npending, err)
 			return false
