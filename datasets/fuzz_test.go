@@ -87,3 +87,38 @@ func TestEveryByteDamaged(t *testing.T) {
 		t.Logf("%s: %d of %d damaged copies refused", name, refused, tried)
 	}
 }
+
+// FuzzLaMPJSON feeds damaged LaMP questions and outputs files (seeded with
+// the fixtures of LaMP 2M, 3 and 5) to their readers: an error naming the
+// file, never a panic.
+func FuzzLaMPJSON(f *testing.F) {
+	for _, task := range []string{"LaMP_2M", "LaMP_3", "LaMP_5"} {
+		for _, kind := range []string{"dev_questions.json", "dev_outputs.json"} {
+			b, err := os.ReadFile(filepath.Join("testdata", "lamp", "user", task, kind))
+			if err != nil {
+				f.Fatal(err)
+			}
+			if len(b) > 4096 {
+				b = b[:4096] // a cut file is a seed too
+			}
+			f.Add(b, task)
+		}
+	}
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, data []byte, task string) {
+		tk, err := ParseTask(task)
+		if err != nil {
+			return
+		}
+		path := filepath.Join(dir, "lamp.json")
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := ScanQuestions(path, tk, func(*Example) error { return nil }); err != nil && !strings.Contains(err.Error(), path) {
+			t.Fatalf("questions: the error does not name the file: %v", err)
+		}
+		if _, err := ReadOutputs(path, tk); err != nil && !strings.Contains(err.Error(), path) {
+			t.Fatalf("outputs: the error does not name the file: %v", err)
+		}
+	})
+}
