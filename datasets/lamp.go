@@ -129,7 +129,7 @@ func ScanQuestions(path string, t *Task, fn func(*Example) error) (int64, int64,
 	dec := json.NewDecoder(bufio.NewReaderSize(f, 1<<20))
 	dec.DisallowUnknownFields()
 	if err := expectDelim(dec, '['); err != nil {
-		return 0, size, fmt.Errorf("read questions %s: want a JSON list of questions: %w", path, err)
+		return 0, size, fmt.Errorf("read questions %s: want a JSON list of questions: %w%s", path, err, swapped(err, "outputs"))
 	}
 	var (
 		n    int64
@@ -172,9 +172,27 @@ func expectDelim(dec *json.Decoder, d json.Delim) error {
 		return jsonErr(err)
 	}
 	if tok != d {
-		return fmt.Errorf("got %v, want %q", tok, string(d))
+		return &delimError{got: tok, want: d}
 	}
 	return nil
+}
+
+// delimError is a JSON value that starts with the wrong token.
+type delimError struct {
+	got  json.Token
+	want json.Delim
+}
+
+func (e *delimError) Error() string { return fmt.Sprintf("got %v, want %q", e.got, string(e.want)) }
+
+// swapped says when a questions file (a list) was given as an outputs file
+// (an object), or the other way round: the likeliest cause of that error.
+func swapped(err error, other string) string {
+	var de *delimError
+	if errors.As(err, &de) && (de.got == json.Delim('[') || de.got == json.Delim('{')) {
+		return "; this file looks like a LaMP " + other + " file: are the questions and outputs files swapped?"
+	}
+	return ""
 }
 
 // rawText turns a raw JSON value into text. Strings are unquoted; numbers and
@@ -217,7 +235,7 @@ func ReadOutputs(path string, t *Task) (map[string]Gold, error) {
 		return fmt.Errorf("read outputs %s: %s", path, fmt.Sprintf(format, args...))
 	}
 	if err := expectDelim(dec, '{'); err != nil {
-		return nil, fail("want an object: %v", err)
+		return nil, fail("want an object: %v%s", err, swapped(err, "questions"))
 	}
 	golds := map[string]Gold{}
 	sawGolds := false

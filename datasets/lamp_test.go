@@ -134,6 +134,9 @@ func TestImportMalformed(t *testing.T) {
 		{"wrong type", `[` + good + `, {"id": "2", "input": "a", "profile": [{"id": "p", "text": {"a": 1}}]}]`, "", []string{"record 1", `id "2"`, "text", "object"}},
 		{"wrong profile type", `[` + good + `, {"id": "2", "input": "a", "profile": "none"}]`, "", []string{"record 1", "profile"}},
 		{"not a list", `{"id": "1"}`, "", []string{"want a JSON list"}},
+		{"outputs as questions", `{"task": "LaMP_7", "golds": []}`, "", []string{"want a JSON list", "looks like a LaMP outputs file", "swapped"}},
+		{"questions as outputs", `[` + good + `]`, writeFile(t, filepath.Join(tmp, "list_outputs.json"), `[`+good+`]`),
+			[]string{"list_outputs.json", "want an object", "looks like a LaMP questions file", "swapped"}},
 		{"unknown field", `[{"id": "1", "input": "a", "profile": [], "oops": 1}]`, "", []string{"record 0", "oops"}},
 		{"gold missing", `[` + good + `, {"id": "3", "input": "a", "profile": []}]`, outputs, []string{"record 1", `id "3"`, "no gold"}},
 		{"gold without question", `[` + good + `]`, outputs, []string{"golds whose id is not a question", `"2"`}},
@@ -157,7 +160,7 @@ func TestImportMalformed(t *testing.T) {
 				t.Errorf("%s: error %q does not mention %q", c.name, err, w)
 			}
 		}
-		if c.name != "gold without question" && c.name != "duplicate gold id" && !strings.Contains(err.Error(), q) {
+		if c.name != "gold without question" && c.name != "duplicate gold id" && c.name != "questions as outputs" && !strings.Contains(err.Error(), q) {
 			t.Errorf("%s: error %q does not name the file", c.name, err)
 		}
 		if _, serr := os.Stat(out); !os.IsNotExist(serr) {
