@@ -343,3 +343,25 @@ func TestLogitsToKeep(t *testing.T) {
 		t.Fatalf("kept %d positions", K)
 	}
 }
+
+// A folder without an ONNX model is refused; one holding a Hugging Face
+// checkpoint says how to convert it.
+func TestResolveModelPathFolders(t *testing.T) {
+	empty := t.TempDir()
+	if _, err := ResolveModelPath(empty); err == nil || !strings.Contains(err.Error(), "without model.onnx") {
+		t.Fatalf("empty folder: %v", err)
+	}
+	hf := t.TempDir()
+	os.WriteFile(filepath.Join(hf, "config.json"), []byte(`{"model_type":"qwen2"}`), 0o644)
+	os.WriteFile(filepath.Join(hf, "model-00001-of-00002.safetensors"), nil, 0o644)
+	_, err := ResolveModelPath(hf)
+	if err == nil || !strings.Contains(err.Error(), "Hugging Face checkpoint") || !strings.Contains(err.Error(), "tagpr model import-hf "+hf) {
+		t.Fatalf("checkpoint folder: %v", err)
+	}
+	onnxDir := t.TempDir()
+	os.MkdirAll(filepath.Join(onnxDir, "onnx"), 0o755)
+	os.WriteFile(filepath.Join(onnxDir, "onnx", "model.onnx"), nil, 0o644)
+	if p, err := ResolveModelPath(onnxDir); err != nil || p != filepath.Join(onnxDir, "onnx", "model.onnx") {
+		t.Fatalf("transformers.js layout: %q, %v", p, err)
+	}
+}
