@@ -8,7 +8,6 @@ import (
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
-	"github.com/apache/arrow-go/v18/arrow/bitutil"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	flatbuffers "github.com/google/flatbuffers/go"
 )
@@ -29,92 +28,20 @@ func decodeSafely(f func() error) (err error) {
 	return f()
 }
 
-// validateBatch checks what the row decoders index without checking:
-// every buffer long enough for its array, offsets in range and ordered,
-// strings valid UTF-8, children as long as their parents say, down every
-// nested column. A batch that passes can be decoded without a panic.
+// validateBatch checks what the row decoders index without checking
+// (arrow-go's full validation: buffer sizes, offsets, UTF-8, nested
+// children), and that every column has the batch's rows. A batch that
+// passes can be decoded without a panic.
 func validateBatch(rec arrow.RecordBatch) error {
 	for c := 0; c < int(rec.NumCols()); c++ {
-		col := rec.Column(c)
-		if int64(col.Len()) != rec.NumRows() {
-			return fmt.Errorf("column %q has %d rows, the batch %d: %s", rec.ColumnName(c), col.Len(), rec.NumRows(), damagedFix)
+		if n := rec.Column(c).Len(); int64(n) != rec.NumRows() {
+			return fmt.Errorf("column %q has %d rows, the batch %d: %s", rec.ColumnName(c), n, rec.NumRows(), damagedFix)
 		}
-		if err := validateArray(col); err != nil {
-			return fmt.Errorf("column %q: %v: %s", rec.ColumnName(c), err, damagedFix)
-		}
+	}
+	if err := array.ValidateRecordFull(rec); err != nil {
+		return fmt.Errorf("%v: %s", err, damagedFix)
 	}
 	return nil
-}
-
-func validateArray(a arrow.Array) error {
-	d := a.Data()
-	end := d.Offset() + d.Len()
-	bufs := d.Buffers()
-	for i, spec := range d.DataType().Layout().Buffers {
-		n := 0
-		if i < len(bufs) && bufs[i] != nil {
-			n = bufs[i].Len()
-		} else if spec.Kind == arrow.KindBitmap {
-			continue // no validity bitmap: every value valid
-		}
-		switch spec.Kind {
-		case arrow.KindBitmap:
-			if n < int(bitutil.BytesForBits(int64(end))) {
-				return fmt.Errorf("bitmap of %d bytes for %d values", n, end)
-			}
-		case arrow.KindFixedWidth:
-			need := end * spec.ByteWidth
-			if hasOffsets(d.DataType()) && d.Len() > 0 {
-				need = (end + 1) * spec.ByteWidth
-			}
-			if n < need {
-				return fmt.Errorf("buffer %d has %d bytes, want at least %d", i, n, need)
-			}
-		}
-	}
-	if v, ok := a.(interface{ ValidateFull() error }); ok {
-		if err := v.ValidateFull(); err != nil {
-			return err
-		}
-	}
-	switch a := a.(type) {
-	case *array.List:
-		return validateChild(a.ListValues(), a)
-	case *array.LargeList:
-		return validateChild(a.ListValues(), a)
-	case *array.Struct:
-		for f := 0; f < a.NumField(); f++ {
-			if a.Field(f).Len() < a.Len() {
-				return fmt.Errorf("field %d has %d values for %d rows", f, a.Field(f).Len(), a.Len())
-			}
-			if err := validateArray(a.Field(f)); err != nil {
-				return fmt.Errorf("field %d: %w", f, err)
-			}
-		}
-	}
-	return nil
-}
-
-// validateChild checks a list's values, which its last offset indexes up to.
-func validateChild(values arrow.Array, list interface {
-	Len() int
-	ValueOffsets(int) (int64, int64)
-}) error {
-	if list.Len() > 0 {
-		if _, last := list.ValueOffsets(list.Len() - 1); int64(values.Len()) < last {
-			return fmt.Errorf("list values hold %d items, the offsets reach %d", values.Len(), last)
-		}
-	}
-	return validateArray(values)
-}
-
-// hasOffsets: buffer 1 of these types holds length+1 offsets.
-func hasOffsets(t arrow.DataType) bool {
-	switch t.ID() {
-	case arrow.STRING, arrow.BINARY, arrow.LARGE_STRING, arrow.LARGE_BINARY, arrow.LIST, arrow.LARGE_LIST, arrow.MAP:
-		return true
-	}
-	return false
 }
 
 // maxBuffer is the largest single buffer a damaged file can make the

@@ -230,9 +230,9 @@ func ResolveModelPath(p string) (string, error) {
 			return f, nil
 		}
 	}
-	if st, _ := filepath.Glob(filepath.Join(p, "*.safetensors")); len(st) > 0 {
+	if ckpt, _ := filepath.Glob(filepath.Join(p, "*.safetensors")); len(ckpt) > 0 {
 		return "", fmt.Errorf("model %s: a Hugging Face checkpoint (%s), not an ONNX model: convert it once with "+
-			"`tagpr model import-hf %s --out %s-onnx` (or optimum-cli export onnx) and use that folder", p, filepath.Base(st[0]), p, filepath.Clean(p))
+			"`tagpr model import-hf %s --out %s-onnx` (or optimum-cli export onnx) and use that folder", p, filepath.Base(ckpt[0]), p, filepath.Clean(p))
 	}
 	return "", fmt.Errorf("model %s: a folder without model.onnx or onnx/model.onnx", p)
 }
