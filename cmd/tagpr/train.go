@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 
@@ -204,75 +205,26 @@ func runTrainLM(ctx context.Context, cmd *cobra.Command, o trainLMOptions) error
 	if err != nil {
 		return err
 	}
-	tr, err := train.NewTrainer(tg, opts)
+	weights, st, err := trainLMSteps(ctx, cmd, o, modelPath, tg, opts, settings, rows, promptLen, pad)
 	if err != nil {
-		return fmt.Errorf("train lm %s: %w", modelPath, err)
-	}
-	defer tr.Close()
-
-	ckDir := filepath.Join(o.Out, "checkpoint")
-	if o.Fresh {
-		if err := os.RemoveAll(ckDir); err != nil {
-			return fmt.Errorf("train lm: --fresh: %w", err)
-		}
-	}
-	if _, err := train.LatestCheckpoint(ckDir); err == nil {
-		if err := settings.Check(ckDir); err != nil {
-			return fmt.Errorf("train lm: %w; rerun with the recorded settings to resume, or add --fresh to start over", err)
-		}
-	}
-	bar := newProgress("train", o.Steps)
-	loop := &train.Loop{
-		Trainer: tr, Data: &train.LMDataset{Rows: rows, PromptLen: promptLen, SeqLen: o.SeqLen, Pad: pad, Graph: tg, Packed: o.Packing},
-		BatchSize: o.Batch, Accum: o.Accum, Steps: o.Steps, Dir: ckDir, CheckpointEvery: o.CheckpointEvery, Seed: o.Seed,
-		Settings: settings,
-		Progress: func(p train.Progress) {
-			if p.Note != "" {
-				return
-			}
-			attrs := []any{"loss", strconv.FormatFloat(p.Metrics["loss"], 'f', 4, 64), "lr", strconv.FormatFloat(p.Metrics["learning_rate"], 'g', 3, 64)}
-			if p.Metrics["skipped"] == 1 {
-				attrs = append(attrs, "skipped", "yes")
-			}
-			bar.Step(1, attrs...)
-			if p.Warning != "" {
-				fmt.Fprintf(cmd.ErrOrStderr(), "warning: step %d: %s\n", p.Step, p.Warning)
-			}
-		},
-	}
-	if st, err := train.LoadCheckpoint(ckDir, tr.Params, nil); err == nil && st.Step > 0 {
-		fmt.Fprintf(cmd.ErrOrStderr(), "resuming from step %d in %s\n", st.Step, ckDir)
-		bar.done = st.Step
-	}
-	// On a GPU, weights and AdamW moments stay on the device between steps.
-	if loop.Device, err = train.DeviceTrainerFor(tr, opts.Session); err != nil {
-		return fmt.Errorf("train lm %s: %w", modelPath, err)
-	}
-	defer loop.Device.Close()
-	st, err := loop.Run(ctx)
-	bar.Finish()
-	if err != nil {
-		var div *train.DivergedError
-		switch {
-		case errors.Is(err, context.Canceled):
-			fmt.Fprintf(cmd.ErrOrStderr(), "stopped after step %d; checkpoint in %s\n", st.Step, ckDir)
-		case errors.As(err, &div):
-			return fmt.Errorf("train lm: %w; nothing was exported (lower --lr, or raise --max-skipped-steps to tolerate more)", err)
-		}
 		return err
 	}
+	// The training sessions, graph and moments are gone: the export below
+	// (the model reloaded, the weights written into it) fits in what the
+	// steps used, as the memory estimate says.
+	debug.FreeOSMemory()
 	if m, err = ir.Load(modelPath); err != nil {
 		return err
 	}
 	if err := nameWeights(io.Discard, m, modelPath); err != nil {
 		return err
 	}
-	out, err := writeTrainedModel(cmd.OutOrStdout(), o.Out, modelDir, m, tr.Weights(), adapters)
+	out, err := writeTrainedModel(cmd.OutOrStdout(), o.Out, modelDir, m, weights, adapters)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(cmd.OutOrStdout(), "trained %d steps on %d sequences (%d trainable tensors); log %s; model %s\n",
-		st.Step, len(rows), len(tr.Params), filepath.Join(ckDir, train.LogFile), out)
+		st.Step, len(rows), len(weights), filepath.Join(o.Out, "checkpoint", train.LogFile), out)
 	return nil
 }
 
@@ -380,4 +332,69 @@ func trainingRows(o trainLMOptions, modelDir string, hc *lm.HFConfig) ([][]int64
 		return nil, nil, fmt.Errorf("train lm: %w", err)
 	}
 	return rows, promptLen, nil
+}
+
+// trainLMSteps runs train lm's steps on tg (resuming from OUT/checkpoint)
+// and returns the trained weights; the trainer and its sessions are closed
+// when it returns, so the export that follows has their memory.
+func trainLMSteps(ctx context.Context, cmd *cobra.Command, o trainLMOptions, modelPath string, tg *train.TrainingGraph, opts train.TrainerOptions,
+	settings train.RunSettings, rows [][]int64, promptLen []int, pad int64) (map[string][]float32, train.RunState, error) {
+	tr, err := train.NewTrainer(tg, opts)
+	if err != nil {
+		return nil, train.RunState{}, fmt.Errorf("train lm %s: %w", modelPath, err)
+	}
+	defer tr.Close()
+
+	ckDir := filepath.Join(o.Out, "checkpoint")
+	if o.Fresh {
+		if err := os.RemoveAll(ckDir); err != nil {
+			return nil, train.RunState{}, fmt.Errorf("train lm: --fresh: %w", err)
+		}
+	}
+	if _, err := train.LatestCheckpoint(ckDir); err == nil {
+		if err := settings.Check(ckDir); err != nil {
+			return nil, train.RunState{}, fmt.Errorf("train lm: %w; rerun with the recorded settings to resume, or add --fresh to start over", err)
+		}
+	}
+	bar := newProgress("train", o.Steps)
+	loop := &train.Loop{
+		Trainer: tr, Data: &train.LMDataset{Rows: rows, PromptLen: promptLen, SeqLen: o.SeqLen, Pad: pad, Graph: tg, Packed: o.Packing},
+		BatchSize: o.Batch, Accum: o.Accum, Steps: o.Steps, Dir: ckDir, CheckpointEvery: o.CheckpointEvery, Seed: o.Seed,
+		Settings: settings,
+		Progress: func(p train.Progress) {
+			if p.Note != "" {
+				return
+			}
+			attrs := []any{"loss", strconv.FormatFloat(p.Metrics["loss"], 'f', 4, 64), "lr", strconv.FormatFloat(p.Metrics["learning_rate"], 'g', 3, 64)}
+			if p.Metrics["skipped"] == 1 {
+				attrs = append(attrs, "skipped", "yes")
+			}
+			bar.Step(1, attrs...)
+			if p.Warning != "" {
+				fmt.Fprintf(cmd.ErrOrStderr(), "warning: step %d: %s\n", p.Step, p.Warning)
+			}
+		},
+	}
+	if st, err := train.LoadCheckpoint(ckDir, tr.Params, nil); err == nil && st.Step > 0 {
+		fmt.Fprintf(cmd.ErrOrStderr(), "resuming from step %d in %s\n", st.Step, ckDir)
+		bar.done = st.Step
+	}
+	// On a GPU, weights and AdamW moments stay on the device between steps.
+	if loop.Device, err = train.DeviceTrainerFor(tr, opts.Session); err != nil {
+		return nil, train.RunState{}, fmt.Errorf("train lm %s: %w", modelPath, err)
+	}
+	defer loop.Device.Close()
+	st, err := loop.Run(ctx)
+	bar.Finish()
+	if err != nil {
+		var div *train.DivergedError
+		switch {
+		case errors.Is(err, context.Canceled):
+			fmt.Fprintf(cmd.ErrOrStderr(), "stopped after step %d; checkpoint in %s\n", st.Step, ckDir)
+		case errors.As(err, &div):
+			return nil, train.RunState{}, fmt.Errorf("train lm: %w; nothing was exported (lower --lr, or raise --max-skipped-steps to tolerate more)", err)
+		}
+		return nil, st, err
+	}
+	return tr.Weights(), st, nil
 }

@@ -181,12 +181,14 @@ type Trained struct {
 // from — plus a LoRA run's adapters in PEFT's format in adapter/, and
 // then path itself (model.onnx, last: its presence means the rest is
 // there). Weights without Hugging Face names, or a base without
-// config.json, skip the checkpoint and say why.
+// config.json, skip the checkpoint and say why. m is consumed: the
+// trained weights are written into it (train.ExportInto), so a run's
+// export holds the model once.
 func WriteTrained(path string, m *onnxpb.ModelProto, weights map[string][]float32, adapters []train.Adapter, from string) (*Trained, error) {
-	exp, err := train.ExportModel(m, weights, adapters)
-	if err != nil {
+	if err := train.ExportInto(m, weights, adapters); err != nil {
 		return nil, err
 	}
+	exp := m
 	dir := filepath.Dir(path)
 	res := &Trained{}
 	if _, _, err := Exportable(exp, from); err != nil {

@@ -1,6 +1,7 @@
 package ir
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -80,7 +81,10 @@ const externalAlign = 64
 
 // Write writes m to path atomically (temporary file, then rename). With an
 // external-data threshold, the data file is written (atomically) first and
-// m itself is left unchanged.
+// m itself is left as it was. The tensors' bytes are streamed to the data
+// file, not copied: writing a model costs about one copy of its weights less
+// than the model itself (m is edited while Write runs and restored before it
+// returns, so it must not be read concurrently).
 func Write(m *onnxpb.ModelProto, path string, opts WriteOptions) error {
 	var unresolved error
 	_ = forEachTensor(m, func(t *onnxpb.TensorProto, where string) error {
@@ -92,7 +96,6 @@ func Write(m *onnxpb.ModelProto, path string, opts WriteOptions) error {
 	if unresolved != nil {
 		return fmt.Errorf("write model %s: %w", path, unresolved)
 	}
-	out := m
 	if opts.ExternalDataThreshold > 0 {
 		name := opts.ExternalDataFile
 		if name == "" {
@@ -101,19 +104,14 @@ func Write(m *onnxpb.ModelProto, path string, opts WriteOptions) error {
 		if filepath.IsAbs(name) || strings.Contains(filepath.ToSlash(name), "/") {
 			return fmt.Errorf("write model %s: external data file %q must be a plain file name in the model's directory", path, name)
 		}
-		out = proto.Clone(m).(*onnxpb.ModelProto)
-		data, err := externalize(out, name, opts.ExternalDataThreshold)
+		dataPath := filepath.Join(filepath.Dir(path), name)
+		restore, err := externalize(m, dataPath, name, opts.ExternalDataThreshold)
+		defer restore()
 		if err != nil {
-			return fmt.Errorf("write model %s: %w", path, err)
-		}
-		if data != nil {
-			dataPath := filepath.Join(filepath.Dir(path), name)
-			if err := renameio.WriteFile(dataPath, data, 0o644); err != nil {
-				return fmt.Errorf("write model %s: external data %s: %w", path, dataPath, err)
-			}
+			return fmt.Errorf("write model %s: external data %s: %w", path, dataPath, err)
 		}
 	}
-	b, err := Marshal(out)
+	b, err := Marshal(m)
 	if err != nil {
 		return fmt.Errorf("write model %s: %w", path, err)
 	}
@@ -123,11 +121,42 @@ func Write(m *onnxpb.ModelProto, path string, opts WriteOptions) error {
 	return nil
 }
 
-// externalize moves large initializers of m into one byte buffer and points
-// them at location; it returns nil when none qualifies.
-func externalize(m *onnxpb.ModelProto, location string, threshold int) ([]byte, error) {
-	var buf []byte
-	err := forEachInitializer(m.GetGraph(), func(t *onnxpb.TensorProto) error {
+// externalize streams the initializers of m (subgraphs included) of at
+// least threshold bytes into the data file at dataPath, written atomically
+// and only when one qualifies, and points them at it as location. The
+// returned function puts m's tensors back as they were; it is never nil.
+func externalize(m *onnxpb.ModelProto, dataPath, location string, threshold int) (restore func(), err error) {
+	type saved struct {
+		t        *onnxpb.TensorProto
+		raw      []byte
+		floats   []float32
+		doubles  []float64
+		int32s   []int32
+		int64s   []int64
+		uint64s  []uint64
+		location *onnxpb.TensorProto_DataLocation
+		external []*onnxpb.StringStringEntryProto
+	}
+	var undo []saved
+	restore = func() {
+		for _, s := range undo {
+			s.t.RawData, s.t.FloatData, s.t.DoubleData, s.t.Int32Data, s.t.Int64Data, s.t.Uint64Data = s.raw, s.floats, s.doubles, s.int32s, s.int64s, s.uint64s
+			s.t.DataLocation, s.t.ExternalData = s.location, s.external
+		}
+		undo = nil
+	}
+	var (
+		f   *renameio.PendingFile
+		w   *bufio.Writer
+		off int
+	)
+	defer func() {
+		if f != nil {
+			f.Cleanup() // a no-op once replaced
+		}
+	}()
+	pad := make([]byte, externalAlign)
+	err = forEachInitializer(m.GetGraph(), func(t *onnxpb.TensorProto) error {
 		if t.GetDataType() == String || ElemSize(t.GetDataType()) == 0 {
 			return nil
 		}
@@ -138,11 +167,22 @@ func externalize(m *onnxpb.ModelProto, location string, threshold int) ([]byte, 
 		if len(raw) < threshold {
 			return nil
 		}
-		for len(buf)%externalAlign != 0 {
-			buf = append(buf, 0)
+		if f == nil {
+			if f, err = renameio.NewPendingFile(dataPath, renameio.WithPermissions(0o644)); err != nil {
+				return err
+			}
+			w = bufio.NewWriterSize(f, 1<<20)
 		}
-		off := len(buf)
-		buf = append(buf, raw...)
+		if n := (externalAlign - off%externalAlign) % externalAlign; n > 0 {
+			if _, err := w.Write(pad[:n]); err != nil {
+				return err
+			}
+			off += n
+		}
+		if _, err := w.Write(raw); err != nil {
+			return err
+		}
+		undo = append(undo, saved{t, t.RawData, t.FloatData, t.DoubleData, t.Int32Data, t.Int64Data, t.Uint64Data, t.DataLocation, t.ExternalData})
 		t.RawData, t.FloatData, t.DoubleData, t.Int32Data, t.Int64Data, t.Uint64Data = nil, nil, nil, nil, nil, nil
 		t.DataLocation = onnxpb.TensorProto_EXTERNAL.Enum()
 		t.ExternalData = []*onnxpb.StringStringEntryProto{
@@ -150,9 +190,15 @@ func externalize(m *onnxpb.ModelProto, location string, threshold int) ([]byte, 
 			{Key: "offset", Value: strconv.Itoa(off)},
 			{Key: "length", Value: strconv.Itoa(len(raw))},
 		}
+		off += len(raw)
 		return nil
 	})
-	return buf, err
+	if err == nil && f != nil {
+		if err = w.Flush(); err == nil {
+			err = f.CloseAtomicallyReplace()
+		}
+	}
+	return restore, err
 }
 
 // LoadExternalData reads every tensor of m whose data lives in an external

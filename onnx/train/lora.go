@@ -274,21 +274,30 @@ func AdapterParams(ads []Adapter) []string {
 // Merge returns W + Scale·A·B (transposed for [out,in] weights), computed in
 // float64 and rounded once.
 func (a Adapter) Merge(w []float32, wShape []int64, av, bv []float32) ([]float32, error) {
+	res := append([]float32(nil), w...)
+	if err := a.MergeInPlace(res, wShape, av, bv); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// MergeInPlace is Merge into w itself (each value is read once, then
+// written), for exports that must not hold a second copy.
+func (a Adapter) MergeInPlace(w []float32, wShape []int64, av, bv []float32) error {
 	if len(wShape) != 2 {
-		return nil, fmt.Errorf("lora merge %s: weight shape %v is not 2-D", a.Weight, wShape)
+		return fmt.Errorf("lora merge %s: weight shape %v is not 2-D", a.Weight, wShape)
 	}
 	in, out := wShape[0], wShape[1]
 	if a.WeightTransposed {
 		in, out = out, in
 	}
 	if int64(len(w)) != in*out || len(av) == 0 || int64(len(av))%in != 0 {
-		return nil, fmt.Errorf("lora merge %s: sizes do not match (W %v, A %d, B %d)", a.Weight, wShape, len(av), len(bv))
+		return fmt.Errorf("lora merge %s: sizes do not match (W %v, A %d, B %d)", a.Weight, wShape, len(av), len(bv))
 	}
 	r := int64(len(av)) / in
 	if int64(len(bv)) != r*out {
-		return nil, fmt.Errorf("lora merge %s: B has %d values, want %d", a.Weight, len(bv), r*out)
+		return fmt.Errorf("lora merge %s: B has %d values, want %d", a.Weight, len(bv), r*out)
 	}
-	res := make([]float32, len(w))
 	for i := int64(0); i < in; i++ {
 		for j := int64(0); j < out; j++ {
 			s := 0.0
@@ -299,8 +308,8 @@ func (a Adapter) Merge(w []float32, wShape []int64, av, bv []float32) ([]float32
 			if a.WeightTransposed {
 				idx = j*in + i
 			}
-			res[idx] = float32(float64(w[idx]) + a.Scale*s)
+			w[idx] = float32(float64(w[idx]) + a.Scale*s)
 		}
 	}
-	return res, nil
+	return nil
 }
