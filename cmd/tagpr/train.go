@@ -87,7 +87,7 @@ is not finite is skipped and logged; --max-skipped-steps such steps in a row sto
 	f.IntVar(&o.Steps, "steps", 100, "optimizer steps")
 	f.IntVar(&o.Batch, "batch", 8, "sequences per micro-batch")
 	f.IntVar(&o.SeqLen, "seq-len", 256, "tokens per sequence")
-	f.IntVar(&o.Accum, "accum", 1, "micro-batches per step (gradient accumulation)")
+	f.IntVar(&o.Accum, "accum", 1, "micro-batches per step (gradient accumulation, each weighted by its loss tokens: the same step as one batch of --batch × --accum examples)")
 	f.IntVar(&o.CheckpointEvery, "checkpoint-every", 50, "steps between checkpoints (and at the end / on Ctrl-C)")
 	f.IntVar(&o.Warmup, "warmup", -1, "warmup steps (-1: 5% of --steps)")
 	f.Float64Var(&o.LR, "lr", 3e-4, "peak learning rate")

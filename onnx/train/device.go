@@ -40,7 +40,9 @@ type DeviceTrainer struct {
 	bind                *ort.Binding        // the training graph's
 
 	update, norm, sum *deviceGraph
+	scale             *deviceGraph // a weighted step's first micro-batch: acc = g·w
 	scalars           map[string]*ort.Tensor[float32]
+	accWeight         *ort.Tensor[float32] // w of the sum and scale graphs
 	loss              *ort.Tensor[float32]
 	sumsq             *ort.Tensor[float64]
 	check             *ort.Tensor[float32]
@@ -238,17 +240,38 @@ func (d *DeviceTrainer) buildGraphs(session ort.Options) error {
 	if err != nil {
 		return err
 	}
-	// Accumulation over micro-batches: acc += g, in place.
+	// Accumulation over micro-batches: acc += g·w, in place (w is 1 for
+	// the plain mean, and x·1 is x: the unweighted sums are as before).
 	d.sum, err = open("tagpr_grad_accumulate", func(g *ir.Graph) {
+		g.Input("acc_weight", ir.Float, 1)
 		for i, p := range ps {
 			dims := dimsOf(shapeOrOne(p.Shape))
 			a := g.Input(fmt.Sprintf("a%d", i), ir.Float, dims...)
-			gr := g.Input(fmt.Sprintf("g%d", i), ir.Float, dims...)
+			gr := g.Op("Mul", []string{g.Input(fmt.Sprintf("g%d", i), ir.Float, dims...), "acc_weight"})
 			g.Output(g.Node("Add", []string{a, gr}, []string{fmt.Sprintf("a%d_new", i)})[0], ir.Float, dims...)
 		}
 	})
 	if err != nil {
 		return err
+	}
+	d.scale, err = open("tagpr_grad_scale", func(g *ir.Graph) {
+		g.Input("acc_weight", ir.Float, 1)
+		for i, p := range ps {
+			dims := dimsOf(shapeOrOne(p.Shape))
+			gr := g.Input(fmt.Sprintf("g%d", i), ir.Float, dims...)
+			g.Output(g.Node("Mul", []string{gr, "acc_weight"}, []string{fmt.Sprintf("a%d_new", i)})[0], ir.Float, dims...)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	if d.accWeight, err = ort.NewTensor([]int64{1}, []float32{1}); err != nil {
+		return err
+	}
+	for _, b := range []*ort.Binding{d.sum.bind, d.scale.bind} {
+		if err := b.BindInput("acc_weight", d.accWeight); err != nil {
+			return err
+		}
 	}
 	d.scalars = map[string]*ort.Tensor[float32]{}
 	for _, n := range adamScalars {
@@ -357,9 +380,18 @@ func (d *DeviceTrainer) Compute(batch map[string]ort.Value) (float64, map[string
 // guard and warnings, with the gradients accumulated, clipped and applied
 // where they are.
 func (d *DeviceTrainer) Step(micro ...map[string]ort.Value) (r StepResult, err error) {
+	return d.StepWeighted(nil, micro...)
+}
+
+// StepWeighted is Trainer.StepWeighted on the device (the same sums, bit
+// for bit).
+func (d *DeviceTrainer) StepWeighted(weights []float64, micro ...map[string]ort.Value) (r StepResult, err error) {
 	t := d.T
 	if len(micro) == 0 {
 		return StepResult{}, fmt.Errorf("train step: no batch")
+	}
+	if err := checkMicroWeights(weights, len(micro)); err != nil {
+		return StepResult{}, err
 	}
 	r.LR = t.Sched.LR(t.Steps)
 	t.Steps++
@@ -370,10 +402,16 @@ func (d *DeviceTrainer) Step(micro ...map[string]ort.Value) (r StepResult, err e
 		if err != nil {
 			return r, err
 		}
-		r.Loss += l / float64(len(micro))
 		r.Outputs = outs
+		w := float32(1)
+		if weights != nil {
+			r.Loss += weights[k] * l
+			w = float32(weights[k])
+		} else {
+			r.Loss += l / float64(len(micro))
+		}
 		if len(micro) > 1 {
-			if err := d.accumulate(k == 0); err != nil {
+			if err := d.accumulate(k == 0, weights != nil, w); err != nil {
 				return r, err
 			}
 		}
@@ -381,7 +419,10 @@ func (d *DeviceTrainer) Step(micro ...map[string]ort.Value) (r StepResult, err e
 	r.ForwardBackward = time.Since(start)
 	grads, inv := d.grads, float32(1)
 	if len(micro) > 1 {
-		grads, inv = d.acc, 1/float32(len(micro))
+		grads = d.acc
+		if weights == nil {
+			inv = 1 / float32(len(micro))
+		}
 	}
 	if err := d.bindGrads(grads); err != nil {
 		return r, err
@@ -446,9 +487,10 @@ func (d *DeviceTrainer) bindGrads(grads []*ort.DeviceTensor) error {
 	return nil
 }
 
-// accumulate adds the last micro-batch's gradients to the sums (copies them
-// for the first), on the device.
-func (d *DeviceTrainer) accumulate(first bool) error {
+// accumulate adds the last micro-batch's gradients times w to the sums
+// (copies them for the first, or scales them when weighted), on the
+// device.
+func (d *DeviceTrainer) accumulate(first, weighted bool, w float32) error {
 	if d.acc == nil {
 		for i, p := range d.T.Params {
 			a, err := ort.NewDeviceTensor[float32](d.T.sess, d.dev, shapeOrOne(p.Shape))
@@ -457,6 +499,12 @@ func (d *DeviceTrainer) accumulate(first bool) error {
 			}
 			d.owned = append(d.owned, a)
 			d.acc = append(d.acc, a)
+			if err := d.scale.bind.BindDeviceInput(fmt.Sprintf("g%d", i), d.grads[i]); err != nil {
+				return err
+			}
+			if err := d.scale.bind.BindDeviceOutput(fmt.Sprintf("a%d_new", i), a); err != nil {
+				return err
+			}
 			b := d.sum.bind
 			if err := b.BindDeviceInput(fmt.Sprintf("a%d", i), a); err != nil {
 				return err
@@ -468,6 +516,13 @@ func (d *DeviceTrainer) accumulate(first bool) error {
 				return err
 			}
 		}
+	}
+	d.accWeight.GetData()[0] = w
+	if first && weighted {
+		if err := d.scale.bind.Run(); err != nil {
+			return fmt.Errorf("train step: %w", err)
+		}
+		return nil
 	}
 	if first {
 		for i, a := range d.acc {
@@ -555,10 +610,14 @@ func (d *DeviceTrainer) Close() {
 	if d == nil {
 		return
 	}
-	for _, g := range []*deviceGraph{d.update, d.norm, d.sum} {
+	for _, g := range []*deviceGraph{d.update, d.norm, d.sum, d.scale} {
 		g.close()
 	}
-	d.update, d.norm, d.sum = nil, nil, nil
+	d.update, d.norm, d.sum, d.scale = nil, nil, nil, nil
+	if d.accWeight != nil {
+		d.accWeight.Destroy()
+		d.accWeight = nil
+	}
 	if d.bind != nil {
 		d.bind.Close()
 		d.bind = nil

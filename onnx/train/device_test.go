@@ -94,14 +94,16 @@ func TestDeviceTrainerMatchesHost(t *testing.T) {
 		}
 		return n
 	}
-	steps := [][]map[string]ort.Value{{batches[0]}, {batches[1]}, {batches[0], batches[1]}, {batches[1]}, {batches[1], batches[0]}}
+	steps := [][]map[string]ort.Value{{batches[0]}, {batches[1]}, {batches[0], batches[1]}, {batches[1]}, {batches[1], batches[0]}, {batches[0], batches[1]}}
+	// The last step weighs its micro-batches (Loop's loss-token shares).
+	weightsOf := [][]float64{nil, nil, nil, nil, nil, {0.3, 0.7}}
 	for s, micro := range steps {
-		hr, err := host.Step(micro...)
+		hr, err := host.StepWeighted(weightsOf[s], micro...)
 		if err != nil {
 			t.Fatal(err)
 		}
 		before := ort.TransferCounts()
-		dr, err := dev.Step(micro...)
+		dr, err := dev.StepWeighted(weightsOf[s], micro...)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -123,8 +125,13 @@ func TestDeviceTrainerMatchesHost(t *testing.T) {
 		wantOut := int64(len(micro))*(4+keptBytes) + 8*P + 4*P
 		var wantD2D int64
 		if len(micro) > 1 {
-			for _, p := range base.Params {
-				wantD2D += int64(4 * len(p.Data)) // the first micro-batch's gradients copied into the sums
+			wantIn += 4 * int64(len(micro)-1) // each sum's weight
+			if weightsOf[s] == nil {
+				for _, p := range base.Params {
+					wantD2D += int64(4 * len(p.Data)) // the first micro-batch's gradients copied into the sums
+				}
+			} else {
+				wantIn += 4 // the first micro-batch's scale
 			}
 		}
 		t.Logf("step %d (%d micro-batches): %v", s, len(micro), moved)

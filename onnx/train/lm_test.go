@@ -387,3 +387,71 @@ func TestPolicyTraining(t *testing.T) {
 		t.Fatal("policy batch without advantages accepted")
 	}
 }
+
+// TestAccumEqualsOneBatch: four examples of unequal length trained as one
+// batch of 4 and as 4 accumulated micro-batches of 1 give the same loss
+// and the same weights (token-weighted micro-batches, as transformers'
+// Trainer); an equal-weight mean of the micro-batch means would not.
+func TestAccumEqualsOneBatch(t *testing.T) {
+	m, err := lm.Build(tinyConfig(lm.Llama, "float32"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := [][]int64{{5, 6, 7}, {8, 9, 10, 11, 12, 13, 14, 15, 16, 17}, {18, 19, 20, 21}, {22, 23, 24, 25, 26, 27, 28}}
+	prompts := []int{1, 4, 1, 2}
+	run := func(batch, accum int, weighted bool) ([2]float64, *Trainer) {
+		tg, _, err := BuildLMTraining(m, LMTraining{Batch: int64(batch), SeqLen: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr, err := NewTrainer(tg, TrainerOptions{Schedule: Schedule{Peak: 1e-2, Decay: "constant"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(tr.Close)
+		var data Dataset = &LMDataset{Rows: rows, PromptLen: prompts, SeqLen: 10, Graph: tg}
+		if !weighted {
+			data = unweighted{data}
+		}
+		var loss [2]float64 // loss, gradient norm
+		loop := &Loop{Trainer: tr, Data: data, BatchSize: batch, Accum: accum, Steps: 1, Dir: t.TempDir(), Seed: 7,
+			Progress: func(p Progress) {
+				if v, ok := p.Metrics["loss"]; ok {
+					loss = [2]float64{v, p.Metrics["grad_norm"]}
+				}
+			}}
+		if _, err := loop.Run(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		return loss, tr
+	}
+	l4, one := run(4, 1, true)
+	l1, acc := run(1, 4, true)
+	lu, plain := run(1, 4, false)
+	t.Logf("loss, gradient norm: batch 4 %.7f, 4 × 1 weighted %.7f, 4 × 1 equal weights %.7f", l4, l1, lu)
+	for k, what := range []string{"loss", "gradient norm"} {
+		if math.Abs(l4[k]-l1[k]) > 1e-6*math.Abs(l4[k]) {
+			t.Fatalf("accumulated %s %.7f, one batch %.7f", what, l1[k], l4[k])
+		}
+		if math.Abs(l4[k]-lu[k]) < 1e-3*math.Abs(l4[k]) {
+			t.Fatalf("the equal-weight %s %.7f matches one batch's %.7f: the rows are not unequal enough to test this", what, lu[k], l4[k])
+		}
+	}
+	worst, moved := 0.0, 0.0
+	for i, p := range one.Params {
+		for j, w := range p.Data {
+			worst = math.Max(worst, math.Abs(float64(w-acc.Params[i].Data[j])))
+			moved = math.Max(moved, math.Abs(float64(w-plain.Params[i].Data[j])))
+		}
+	}
+	// AdamW's first step moves a weight by about ±lr whatever the gradient's
+	// size, so rounding in a near-zero gradient shows at a fraction of lr.
+	t.Logf("weights: weighted accumulation within %.3g of one batch; equal weights %.3g (lr 1e-2)", worst, moved)
+	if worst > 1e-4 || moved < 1e-3 {
+		t.Fatalf("accumulated weights differ from one batch's by %.3g (equal weights: %.3g)", worst, moved)
+	}
+}
+
+// unweighted hides LMDataset's loss-token count: Loop then takes the plain
+// mean of its micro-batches.
+type unweighted struct{ Dataset }

@@ -230,6 +230,22 @@ func (d *LMDataset) LMBatch(idx []int) (*LMBatch, error) {
 	return NewLMBatch(rows, d.SeqLen, d.Pad, prompts), nil
 }
 
+// LossTokens counts the targets the loss of these examples' batch averages
+// over (AddNextTokenLoss: the loss mask after each row's first position).
+func (d *LMDataset) LossTokens(idx []int) (int, error) {
+	lb, err := d.LMBatch(idx)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for i, m := range lb.LossMask {
+		if int64(i)%lb.T > 0 && m != 0 {
+			n++
+		}
+	}
+	return n, nil
+}
+
 func (d *LMDataset) Batch(idx []int) (map[string]ort.Value, func(), error) {
 	lb, err := d.LMBatch(idx)
 	if err != nil {

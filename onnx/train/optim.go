@@ -227,6 +227,27 @@ func (a *Accumulator) Add(grads [][]float32) error {
 	return nil
 }
 
+// AddScaled adds one micro-batch's gradients times w (Loop's weighted
+// accumulation: Sum is then the step's gradient, no Mean).
+func (a *Accumulator) AddScaled(grads [][]float32, w float32) error {
+	if len(grads) != len(a.Sum) {
+		return fmt.Errorf("accumulate: %d grads for %d params", len(grads), len(a.Sum))
+	}
+	for i, g := range grads {
+		if len(g) != len(a.Sum[i]) {
+			return fmt.Errorf("accumulate: param %d has %d grads, want %d", i, len(g), len(a.Sum[i]))
+		}
+	}
+	forChunks(chunksOf(lensOf(grads)), func(_ int, c chunk) {
+		s := a.Sum[c.p][c.lo:c.hi]
+		for j, x := range grads[c.p][c.lo:c.hi] {
+			s[j] += float32(w * x) // rounded before the add, as the device graph's Mul then Add
+		}
+	})
+	a.Count++
+	return nil
+}
+
 // Mean turns the sums into the mean gradient in place and returns them;
 // call Reset before the next accumulation.
 func (a *Accumulator) Mean() [][]float32 {

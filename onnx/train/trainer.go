@@ -3,6 +3,7 @@ package train
 import (
 	"errors"
 	"fmt"
+	"math"
 	"regexp"
 	"strings"
 	"time"
@@ -227,8 +228,20 @@ func (t *Trainer) Compute(batch map[string]ort.Value) (float64, map[string][]flo
 // (ChanceLoss), a loss still at that level chanceWindow steps after warmup
 // sets StepResult.Warning, once.
 func (t *Trainer) Step(micro ...map[string]ort.Value) (r StepResult, err error) {
+	return t.StepWeighted(nil, micro...)
+}
+
+// StepWeighted is Step with micro-batch k's loss and gradient weighted by
+// weights[k] (summing to 1) instead of 1/len(micro). Loop passes each
+// micro-batch's share of the step's loss tokens, so that with token-mean
+// losses accumulating micro-batches equals one batch of them all (as
+// transformers' Trainer does); nil weights: the plain mean.
+func (t *Trainer) StepWeighted(weights []float64, micro ...map[string]ort.Value) (r StepResult, err error) {
 	if len(micro) == 0 {
 		return StepResult{}, fmt.Errorf("train step: no batch")
+	}
+	if err := checkMicroWeights(weights, len(micro)); err != nil {
+		return StepResult{}, err
 	}
 	r.LR = t.Sched.LR(t.Steps)
 	t.Steps++
@@ -238,22 +251,34 @@ func (t *Trainer) Step(micro ...map[string]ort.Value) (r StepResult, err error) 
 	if len(micro) > 1 {
 		t.acc.Reset()
 	}
-	for _, b := range micro {
+	for k, b := range micro {
 		l, outs, err := t.Compute(b)
 		if err != nil {
 			return r, err
 		}
-		r.Loss += l / float64(len(micro))
 		r.Outputs = outs
-		if len(micro) > 1 {
-			if err := t.acc.Add(t.grads); err != nil {
-				return r, err
+		switch {
+		case weights != nil:
+			r.Loss += weights[k] * l
+			if len(micro) > 1 {
+				err = t.acc.AddScaled(t.grads, float32(weights[k]))
 			}
+		default:
+			r.Loss += l / float64(len(micro))
+			if len(micro) > 1 {
+				err = t.acc.Add(t.grads)
+			}
+		}
+		if err != nil {
+			return r, err
 		}
 	}
 	r.ForwardBackward = time.Since(start)
 	if len(micro) > 1 {
-		g = t.acc.Mean()
+		g = t.acc.Sum
+		if weights == nil {
+			g = t.acc.Mean()
+		}
 	}
 	if !finite(r.Loss) {
 		return r, t.skip(&r, fmt.Sprintf("loss is %v", r.Loss))
@@ -357,4 +382,26 @@ func trigTables(g *onnxpb.GraphProto) map[string]bool {
 		}
 	}
 	return out
+}
+
+// checkMicroWeights refuses weights that are not one finite, non-negative
+// value per micro-batch summing to 1 (nil is the plain mean).
+func checkMicroWeights(weights []float64, n int) error {
+	if weights == nil {
+		return nil
+	}
+	if len(weights) != n {
+		return fmt.Errorf("train step: %d weights for %d micro-batches", len(weights), n)
+	}
+	sum := 0.0
+	for k, w := range weights {
+		if !(w >= 0) || math.IsInf(w, 0) {
+			return fmt.Errorf("train step: micro-batch %d has weight %v: want a finite value >= 0", k, w)
+		}
+		sum += w
+	}
+	if math.Abs(sum-1) > 1e-9 {
+		return fmt.Errorf("train step: micro-batch weights sum to %v, want 1", sum)
+	}
+	return nil
 }
