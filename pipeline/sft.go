@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"path/filepath"
 	"time"
 
 	"github.com/tagpr/tagpr/onnx/ir"
@@ -148,6 +149,10 @@ func loadForTraining(path string) (*onnxpb.ModelProto, error) {
 	if err != nil {
 		return nil, err
 	}
-	_, _ = lm.NameWeights(m)
+	hc, err := lm.ReadHFConfig(filepath.Join(filepath.Dir(path), "config.json"))
+	if err != nil {
+		return nil, err
+	}
+	_, _ = lm.NameWeightsFor(m, hc)
 	return m, nil
 }

@@ -24,6 +24,7 @@ type progress struct {
 	done     int
 	start    time.Time
 	lastLog  time.Time
+	ended    bool // the line with done = total was logged
 	terminal bool
 	logger   *slog.Logger
 }
@@ -61,10 +62,12 @@ func (p *progress) Step(n int, attrs ...any) {
 		p.draw(attrs)
 		return
 	}
-	if now.Sub(p.lastLog) < 3*time.Second && p.done < p.total {
+	// Every 3 s, and once when the work is done (not again for each later
+	// call: an import's last tensors logged "done 37 total 37" 25 times).
+	if now.Sub(p.lastLog) < 3*time.Second && (p.done < p.total || p.ended) {
 		return
 	}
-	p.lastLog = now
+	p.lastLog, p.ended = now, p.ended || p.done >= p.total
 	args := append([]any{"done", p.done, "total", p.total, "elapsed_s", now.Sub(p.start).Seconds()}, attrs...)
 	p.logger.Info(p.label, args...)
 }

@@ -52,6 +52,9 @@ func TestTrainLMRefusesBadSettings(t *testing.T) {
 		{[]string{"--lora-rank", "100000"}, []string{"rank 100000 exceeds weight", "want rank in [1, 32]"}},
 		{[]string{"--threads", "-3"}, []string{"--threads (runtime.threads) -3: want ≥ 0 (0: one per core)"}},
 		{[]string{"--spinning", "sometimes"}, []string{`--spinning (runtime.spinning) "sometimes": want auto, on or off`}},
+		{[]string{"--lora-rank", "4", "--trainable", "model.norm"}, []string{"--trainable with --lora-rank", "drop --trainable"}},
+		{[]string{"--lora-targets", "q_proj"}, []string{"--lora-targets without --lora-rank", "add --lora-rank"}},
+		{[]string{"--lora-alpha", "16"}, []string{"--lora-alpha without --lora-rank"}},
 	} {
 		out := filepath.Join(t.TempDir(), "run")
 		args := append(append(append([]string{}, base...), "--out", out), c.args...)

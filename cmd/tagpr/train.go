@@ -122,6 +122,14 @@ func (o trainLMOptions) validate() error {
 	if err != nil {
 		return err
 	}
+	switch {
+	case o.LoRARank > 0 && len(o.Trainable) > 0:
+		return errors.New("train lm: --trainable with --lora-rank: a LoRA run trains its adapters only and keeps every base weight frozen; drop --trainable (choose the adapted modules with --lora-targets), or drop --lora-rank to fine-tune the weights --trainable names")
+	case o.LoRARank == 0 && len(o.LoRATargets) > 0:
+		return errors.New("train lm: --lora-targets without --lora-rank: nothing would be adapted; add --lora-rank (e.g. 8), or use --trainable to fine-tune those modules without LoRA")
+	case o.LoRARank == 0 && o.LoRAAlpha != 0:
+		return errors.New("train lm: --lora-alpha without --lora-rank: add --lora-rank (e.g. 8) for a LoRA run")
+	}
 	if err := train.ValidatePatterns(o.LoRATargets); err != nil {
 		return fmt.Errorf("train lm: --lora-targets: %w", err)
 	}
@@ -159,11 +167,11 @@ func runTrainLM(ctx context.Context, cmd *cobra.Command, o trainLMOptions) error
 	if err != nil {
 		return err
 	}
-	if err := nameWeights(cmd.ErrOrStderr(), m, modelPath); err != nil {
-		return err
-	}
 	hc, err := lm.ReadHFConfig(filepath.Join(modelDir, "config.json"))
 	if err != nil {
+		return err
+	}
+	if err := nameWeights(cmd.ErrOrStderr(), m, modelPath, hc); err != nil {
 		return err
 	}
 	rows, promptLen, err := trainingRows(o, modelDir, hc)
@@ -216,7 +224,7 @@ func runTrainLM(ctx context.Context, cmd *cobra.Command, o trainLMOptions) error
 	if m, err = ir.Load(modelPath); err != nil {
 		return err
 	}
-	if err := nameWeights(io.Discard, m, modelPath); err != nil {
+	if err := nameWeights(io.Discard, m, modelPath, hc); err != nil {
 		return err
 	}
 	out, err := writeTrainedModel(cmd.OutOrStdout(), o.Out, modelDir, m, weights, adapters)

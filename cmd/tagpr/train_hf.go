@@ -15,8 +15,8 @@ import (
 // nameWeights gives the model's weights their Hugging Face names before
 // training (so patterns, checkpoints and logs use them, and a tied head
 // trains as one tensor with its embedding) and says when some have none.
-func nameWeights(w io.Writer, m *onnxpb.ModelProto, modelPath string) error {
-	names, err := lm.NameWeights(m)
+func nameWeights(w io.Writer, m *onnxpb.ModelProto, modelPath string, hc *lm.HFConfig) error {
+	names, err := lm.NameWeightsFor(m, hc)
 	if err != nil {
 		// NameWeights leaves the graph as it was: train it under its own names.
 		fmt.Fprintf(w, "note: the weights of %s keep their ONNX names (%v)\n", modelPath, err)

@@ -110,7 +110,23 @@ type claim struct {
 // (an lm head reading the embedding); two initializers of one parameter,
 // or an lm head whose values equal the embedding's (as exporters store a
 // tied head: a transposed copy), are copies of one parameter.
-func MapHFNames(m *onnxpb.ModelProto) (*HFNames, error) {
+func MapHFNames(m *onnxpb.ModelProto) (*HFNames, error) { return mapHFNames(m, true) }
+
+// MapHFNamesFor is MapHFNames for a model whose config.json is cfg (nil:
+// none): a config saying tie_word_embeddings false keeps an lm head whose
+// values equal the embedding's as a weight of its own (a checkpoint untied
+// by copying the embedding, the usual way to untie one), where MapHFNames
+// would take it for a tied head.
+func MapHFNamesFor(m *onnxpb.ModelProto, cfg *HFConfig) (*HFNames, error) {
+	return mapHFNames(m, tiesByValue(cfg))
+}
+
+// tiesByValue reports whether an lm head equal to the embedding is a tie.
+func tiesByValue(cfg *HFConfig) bool {
+	return cfg == nil || cfg.TieWordEmbeddings == nil || *cfg.TieWordEmbeddings
+}
+
+func mapHFNames(m *onnxpb.ModelProto, byValue bool) (*HFNames, error) {
 	g := m.GetGraph()
 	if g == nil {
 		return nil, fmt.Errorf("hf names: model has no graph")
@@ -206,7 +222,9 @@ func MapHFNames(m *onnxpb.ModelProto) (*HFNames, error) {
 		out.Unnamed = append(out.Unnamed, n)
 	}
 	sort.Strings(out.Unnamed)
-	out.tieHead(inits, g)
+	if byValue {
+		out.tieHead(inits, g)
+	}
 	return out, nil
 }
 
@@ -370,8 +388,16 @@ func isFloatType(dt ir.DataType) bool {
 // tensor. Layouts stay as they are (see HFParam.Transposed). Weights used
 // by unnamed nodes keep their names. It returns the names of the result;
 // on an error m is left as it was.
-func NameWeights(m *onnxpb.ModelProto) (*HFNames, error) {
-	names, err := MapHFNames(m)
+func NameWeights(m *onnxpb.ModelProto) (*HFNames, error) { return nameWeights(m, true) }
+
+// NameWeightsFor is NameWeights for a model whose config.json is cfg (see
+// MapHFNamesFor).
+func NameWeightsFor(m *onnxpb.ModelProto, cfg *HFConfig) (*HFNames, error) {
+	return nameWeights(m, tiesByValue(cfg))
+}
+
+func nameWeights(m *onnxpb.ModelProto, byValue bool) (*HFNames, error) {
+	names, err := mapHFNames(m, byValue)
 	if err != nil {
 		return nil, err
 	}
@@ -448,5 +474,5 @@ func NameWeights(m *onnxpb.ModelProto) (*HFNames, error) {
 		}
 	}
 	g.Node = append(prepend, g.Node...)
-	return MapHFNames(m)
+	return mapHFNames(m, byValue)
 }

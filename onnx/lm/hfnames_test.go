@@ -192,3 +192,67 @@ func TestHFNamesOfBuiltins(t *testing.T) {
 		}
 	}
 }
+
+// TestUntiedCopyOfTheEmbedding: an untied model whose lm head holds the
+// embedding's values (a checkpoint untied by copying the embedding) is a
+// tie for MapHFNames, as exporters store tied heads, but not when its
+// config.json says tie_word_embeddings false: then the head stays a weight
+// of its own, in NameWeightsFor as in MapHFNamesFor.
+func TestUntiedCopyOfTheEmbedding(t *testing.T) {
+	untie := false
+	m, err := Build(Config{Arch: Llama, Layers: 1, DModel: 32, Heads: 4, Vocab: 64, TieEmbeddings: &untie})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var emb, head *onnxpb.TensorProto
+	for _, init := range m.Graph.Initializer {
+		switch init.GetName() {
+		case "model.embed_tokens.weight":
+			emb = init
+		case "lm_head.weight":
+			head = init
+		}
+	}
+	if emb == nil || head == nil {
+		t.Fatal("no embedding or lm head initializer")
+	}
+	// The built-in head is [d_model, vocab] (used by MatMul as is): the
+	// embedding [vocab, d_model] transposed.
+	ev, err := ir.Float32s(emb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hv := make([]float32, len(ev))
+	V, D := int(emb.GetDims()[0]), int(emb.GetDims()[1])
+	for v := 0; v < V; v++ {
+		for d := 0; d < D; d++ {
+			hv[d*V+v] = ev[v*D+d]
+		}
+	}
+	*head = *ir.Tensor(head.GetName(), head.GetDims(), hv)
+	byValue, err := MapHFNames(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(byValue.Copies) != 1 {
+		t.Fatalf("a head equal to the embedding, no config: copies %v, want the head", byValue.Copies)
+	}
+	cfg := &HFConfig{TieWordEmbeddings: &untie}
+	names, err := MapHFNamesFor(m, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(names.Copies) != 0 || len(names.Tied) != 0 {
+		t.Fatalf("tie_word_embeddings false: copies %v, tied %v, want none", names.Copies, names.Tied)
+	}
+	if _, ok := names.Param("lm_head.weight"); !ok {
+		t.Fatal("tie_word_embeddings false: no lm_head.weight parameter")
+	}
+	named, err := NameWeightsFor(m, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := named.Param("lm_head.weight"); !ok || len(named.Tied) != 0 {
+		t.Fatalf("NameWeightsFor with tie_word_embeddings false tied the head: %v", named.Tied)
+	}
+}
