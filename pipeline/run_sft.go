@@ -122,6 +122,7 @@ func (r *runEnv) sft(ctx context.Context) error {
 	cfg := r.cfg.Stages.SFT.SFTConfig
 	cfg.Seed = r.cfg.stageSeed(cfg.Seed, 11)
 	cfg.Session = r.sess
+	cfg.MaxMemoryGB = r.cfg.Runtime.MaxMemoryGB
 	left := ""
 	if tooLong > 0 {
 		left = fmt.Sprintf(" (%d chains longer than seq_len left out)", tooLong)

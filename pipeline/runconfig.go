@@ -58,6 +58,11 @@ type RuntimeConfig struct {
 	// (predict, RL rollouts, serve) runs its MatMuls over float16 copies of
 	// the weights (lm.LoadOptions.Half); training keeps float32 weights.
 	GenerationDType string `mapstructure:"generation_dtype"`
+	// MaxMemoryGB is the memory the SFT stage may plan for (GiB): 0 the
+	// machine's (its cgroup limit, else MemTotal), -1 no check. The stage
+	// prints its estimate and refuses to start past the limit, as
+	// `train lm --max-memory-gb` does.
+	MaxMemoryGB float64 `mapstructure:"max_memory_gb"`
 }
 
 // HalfGeneration reports whether generation runs in float16
@@ -561,6 +566,9 @@ func (r RuntimeConfig) Validate() error {
 	case "", "float32", "float16":
 	default:
 		return fmt.Errorf("--generation-dtype (runtime.generation_dtype) %q: want float32 or float16", r.GenerationDType)
+	}
+	if math.IsNaN(r.MaxMemoryGB) || math.IsInf(r.MaxMemoryGB, 0) || (r.MaxMemoryGB < 0 && r.MaxMemoryGB != -1) {
+		return fmt.Errorf("runtime.max_memory_gb %v: want GiB ≥ 0 (0: the machine's memory), or -1 for no check", r.MaxMemoryGB)
 	}
 	return nil
 }

@@ -37,6 +37,9 @@ type SFTConfig struct {
 	Packing bool `mapstructure:"packing"`
 	// Session is the runtime the training session runs on.
 	Session ort.Options `mapstructure:"-"`
+	// MaxMemoryGB is runtime.max_memory_gb (0: the machine's memory; -1:
+	// no check).
+	MaxMemoryGB float64 `mapstructure:"-"`
 }
 
 // Validate refuses sizes that cannot train.
@@ -77,6 +80,9 @@ func TrainSFT(ctx context.Context, model *onnxpb.ModelProto, data []Sequence, pa
 	tg, _, err := train.BuildLMTraining(model, train.LMTraining{Batch: int64(cfg.Batch), SeqLen: int64(cfg.SeqLen), Packed: cfg.Packing})
 	if err != nil {
 		return nil, fmt.Errorf("sft: %w", err)
+	}
+	if err := checkSFTMemory(model, tg, cfg, progress); err != nil {
+		return nil, err
 	}
 	tr, err := train.NewTrainer(tg, train.TrainerOptions{
 		Schedule:    train.Schedule{Peak: cfg.LR, Warmup: cfg.Warmup, Total: cfg.Steps, MinRatio: 0.1},
@@ -119,6 +125,32 @@ func TrainSFT(ctx context.Context, model *onnxpb.ModelProto, data []Sequence, pa
 	}
 	res.Steps, res.Seconds, res.Weights = st.Step, time.Since(start).Seconds(), tr.Weights()
 	return res, nil
+}
+
+// checkSFTMemory reports the stage's peak-memory estimate — the training
+// steps' (train.EstimateMemory) and the base model the stage keeps for its
+// export — and refuses a run past runtime.max_memory_gb (0: the machine's
+// memory), naming the settings to reduce.
+func checkSFTMemory(model *onnxpb.ModelProto, tg *train.TrainingGraph, cfg SFTConfig, progress train.ProgressFunc) error {
+	est := train.EstimateMemory(tg)
+	for _, t := range model.GetGraph().GetInitializer() {
+		est.Weights += int64(len(t.GetRawData()))
+	}
+	progress.Report(train.Progress{Task: StageSFT, Total: cfg.Steps, Note: "memory estimate: " + est.String()})
+	if cfg.MaxMemoryGB < 0 {
+		return nil
+	}
+	limit := int64(cfg.MaxMemoryGB * (1 << 30))
+	if limit == 0 {
+		var err error
+		if limit, err = train.MachineMemory(); err != nil {
+			return fmt.Errorf("sft: %w (runtime.max_memory_gb sets the limit; -1 skips the check)", err)
+		}
+	}
+	if err := est.Fits(limit, train.MemoryKnobs{Batch: "stages.sft.batch", SeqLen: "stages.sft.seq_len"}); err != nil {
+		return fmt.Errorf("sft: %w (runtime.max_memory_gb sets another limit; -1 skips the check)", err)
+	}
+	return nil
 }
 
 // settings are what decide an SFT run's result (not the checkpoint

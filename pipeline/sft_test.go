@@ -75,3 +75,38 @@ func TestSFTPackingIsPartOfTheRun(t *testing.T) {
 		t.Fatalf("packed resume of an unpacked run: %v", err)
 	}
 }
+
+// The SFT stage reports its peak-memory estimate before training and
+// refuses a run past runtime.max_memory_gb, naming the config keys to
+// reduce, without writing a checkpoint.
+func TestSFTRefusesPastItsMemory(t *testing.T) {
+	mustORT(t)
+	m, err := lm.Build(lm.Config{Arch: lm.Llama, Layers: 1, DModel: 16, Heads: 2, KVHeads: 2, Vocab: 40, MaxPositions: 32, Seed: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seqs := []Sequence{{IDs: []int64{3, 4, 5, 6}, PromptLen: 1}, {IDs: []int64{3, 7, 5, 6}, PromptLen: 1}}
+	var notes []string
+	progress := func(p train.Progress) {
+		if p.Note != "" {
+			notes = append(notes, p.Note)
+		}
+	}
+	cfg := SFTConfig{Steps: 2, Batch: 2, SeqLen: 8, LR: 1e-3, Seed: 1, MaxMemoryGB: 0.05} // 51 MiB: under ORT's own baseline
+	dir := t.TempDir()
+	_, err = TrainSFT(context.Background(), m, seqs, 0, cfg, dir, progress)
+	if err == nil || !strings.Contains(err.Error(), "exceeds the 51 MiB") || !strings.Contains(err.Error(), "stages.sft.batch") ||
+		!strings.Contains(err.Error(), "runtime.max_memory_gb") {
+		t.Fatalf("a run past max_memory_gb: %v", err)
+	}
+	if len(notes) != 1 || !strings.HasPrefix(notes[0], "memory estimate: weights ") {
+		t.Fatalf("notes %q, want the memory estimate", notes)
+	}
+	if _, err := train.LatestCheckpoint(dir); err == nil {
+		t.Fatal("a refused run wrote a checkpoint")
+	}
+	cfg.MaxMemoryGB = -1
+	if _, err := TrainSFT(context.Background(), m, seqs, 0, cfg, dir, progress); err != nil {
+		t.Fatalf("max_memory_gb -1 (no check): %v", err)
+	}
+}
