@@ -9,6 +9,8 @@ import (
 	"io"
 	"os"
 	"sort"
+	"strconv"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/google/renameio/v2"
@@ -223,22 +225,44 @@ type Gold struct{ Output, Chain string }
 
 // ReadOutputs reads a LaMP outputs file ({"task": …, "golds": [{id, output}]});
 // each gold may also carry tagpr's "chain" (the synthetic benchmark's gold chain).
+// Ids are unique across the file, over every "golds" list it has.
 func ReadOutputs(path string, t *Task) (map[string]Gold, error) {
+	return readOutputs(path, t, "outputs", "gold")
+}
+
+// ReadPredictionOutputs reads a predictions file in LaMP's outputs format
+// (what ExportPredictions writes, what LaMP's evaluator reads) as ReadOutputs
+// does; its errors call the records predictions.
+func ReadPredictionOutputs(path string, t *Task) (map[string]Gold, error) {
+	return readOutputs(path, t, "predictions", "prediction")
+}
+
+// readOutputs reads an outputs-format file; file and record name what it
+// holds in errors ("outputs"/"gold" or "predictions"/"prediction").
+func readOutputs(path string, t *Task, file, record string) (map[string]Gold, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("read outputs: %w", err)
+		return nil, fmt.Errorf("read %s: %w", file, err)
 	}
 	defer f.Close()
 	dec := json.NewDecoder(bufio.NewReaderSize(f, 1<<16))
 	dec.DisallowUnknownFields()
 	fail := func(format string, args ...any) error {
-		return fmt.Errorf("read outputs %s: %s", path, fmt.Sprintf(format, args...))
+		return fmt.Errorf("read %s %s: %s", file, path, fmt.Sprintf(format, args...))
 	}
 	if err := expectDelim(dec, '{'); err != nil {
 		return nil, fail("want an object: %v%s", err, swapped(err, "questions"))
 	}
 	golds := map[string]Gold{}
-	sawGolds := false
+	lists := 0
+	type pos struct{ list, i int }
+	index := map[string]pos{} // id → its record: ids are unique across every "golds" list of the file
+	where := func(p pos) string {
+		if lists > 1 {
+			return fmt.Sprintf("%s %d of golds list %d", record, p.i, p.list)
+		}
+		return fmt.Sprintf("%s %d", record, p.i)
+	}
 	for dec.More() {
 		tok, err := dec.Token()
 		if err != nil {
@@ -251,15 +275,14 @@ func ReadOutputs(path string, t *Task) (map[string]Gold, error) {
 				return nil, fail("task: %v", jsonErr(err))
 			}
 			if name != t.OutputsName && name != t.Name {
-				return nil, fail("task is %q, want %q", name, t.OutputsName)
+				return nil, fail("task is %q, want %q%s", name, t.OutputsName, taskNameHint(name, t))
 			}
 		case "golds":
-			sawGolds = true
+			lists++
 			if err := expectDelim(dec, '['); err != nil {
 				return nil, fail("golds: want a list: %v", err)
 			}
 			var prev string
-			index := map[string]int{}
 			for i := 0; dec.More(); i++ {
 				var g struct {
 					ID     json.RawMessage `json:"id"`
@@ -267,20 +290,20 @@ func ReadOutputs(path string, t *Task) (map[string]Gold, error) {
 					Chain  *string         `json:"chain"`
 				}
 				if err := dec.Decode(&g); err != nil {
-					return nil, fail("gold %d (after id %q): %v", i, prev, jsonErr(err))
+					return nil, fail("%s %d (after id %q): %v", record, i, prev, jsonErr(err))
 				}
 				id, ok, _, err := rawText(g.ID, "id")
 				if err != nil || !ok {
-					return nil, fail("gold %d: id missing or not text (%v)", i, err)
+					return nil, fail("%s %d: id missing or not text (%v)", record, i, err)
 				}
 				out, ok, keep, err := rawText(g.Output, "output")
 				if err != nil || !ok || keep {
-					return nil, fail("gold %d (id %q): output missing or not a string", i, id)
+					return nil, fail("%s %d (id %q): output missing or not a string", record, i, id)
 				}
-				if j, dup := index[id]; dup {
-					return nil, fail("gold %d: duplicate id %q (gold %d has it too)", i, id, j)
+				if there, dup := index[id]; dup {
+					return nil, fail("%s: duplicate id %q (%s has it too)", where(pos{lists, i}), id, where(there))
 				}
-				index[id] = i
+				index[id] = pos{lists, i}
 				gd := Gold{Output: out}
 				if g.Chain != nil {
 					gd.Chain = *g.Chain
@@ -298,10 +321,25 @@ func ReadOutputs(path string, t *Task) (map[string]Gold, error) {
 	if err := expectDelim(dec, '}'); err != nil {
 		return nil, fail("%v", err)
 	}
-	if !sawGolds {
+	if lists == 0 {
 		return nil, fail("no golds list")
 	}
 	return golds, nil
+}
+
+// taskNameHint names the task an outputs file's "task" value belongs to,
+// when it is another one tagpr knows (LaMP_2N's file read as LaMP_2M, say).
+func taskNameHint(name string, t *Task) string {
+	var flags []string
+	for _, o := range tasks {
+		if o != t && (o.Name == name || o.OutputsName == name) {
+			flags = append(flags, "--task "+strings.TrimPrefix(o.Name, "LaMP_"))
+		}
+	}
+	if len(flags) == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" (is this file %s's? use %s)", name, strings.Join(flags, " or "))
 }
 
 // jsonWriter writes JSON text without HTML escaping (chains contain <think>).
@@ -505,7 +543,17 @@ func finishJSON(j *jsonWriter, pf *renameio.PendingFile, path string) error {
 
 // ExportPredictions writes a predictions file in LaMP's outputs format
 // ({"task": "LaMP_N", "golds": [{"id", "output"}]}), the shape LaMP's evaluator reads.
+// The table must hold one model's predictions (ExportModelPredictions picks
+// one of several) and each id once.
 func ExportPredictions(predictions string, t *Task, out string) error {
+	return ExportModelPredictions(predictions, t, "", out)
+}
+
+// ExportModelPredictions is ExportPredictions of the rows of one model
+// ("": the table must hold one model's predictions only; a table with
+// several is refused, naming them). An id seen twice is refused, naming the
+// id and the file; on any error nothing is left at out.
+func ExportModelPredictions(predictions string, t *Task, model, out string) error {
 	r, err := OpenReader(predictions, ReadOptions{})
 	if err != nil {
 		return err
@@ -523,17 +571,35 @@ func ExportPredictions(predictions string, t *Task, out string) error {
 	w.raw(`{"task": `)
 	w.str(t.OutputsName)
 	w.raw(`, "golds": [`)
-	n := 0
+	n, written := 0, 0
+	first := ""              // the model of the first row, when model is ""
+	seen := map[string]int{} // id → its record
 	for r.Next() {
 		rows, err := DecodePredictions(r.Batch(), r.BatchFirst())
 		if err != nil {
 			return fmt.Errorf("export %s: %w", predictions, err)
 		}
 		for _, p := range rows {
+			rec := n
+			n++
 			if p.Task != "" && p.Task != t.Name && p.Task != t.OutputsName {
-				return fmt.Errorf("export %s: record %d (id %q) is task %s, not %s", predictions, n, p.ID, p.Task, t.Name)
+				return fmt.Errorf("export %s: record %d (id %q) is task %s, not %s", predictions, rec, p.ID, p.Task, t.Name)
 			}
-			if n > 0 {
+			switch {
+			case model != "":
+				if p.Model != model {
+					continue
+				}
+			case rec == 0:
+				first = p.Model
+			case p.Model != first:
+				return fmt.Errorf("export %s: holds the predictions of several models (%s): pick one with --model NAME", predictions, modelList(predictions))
+			}
+			if j, dup := seen[p.ID]; dup {
+				return fmt.Errorf("export %s: id %q appears twice (records %d and %d, model %q): LaMP's evaluator takes one prediction per id", predictions, p.ID, j, rec, p.Model)
+			}
+			seen[p.ID] = rec
+			if written > 0 {
 				w.raw(",")
 			}
 			w.raw("\n{\"id\": ")
@@ -541,12 +607,44 @@ func ExportPredictions(predictions string, t *Task, out string) error {
 			w.raw(`, "output": `)
 			w.str(p.Prediction)
 			w.raw("}")
-			n++
+			written++
 		}
 	}
 	if err := r.Err(); err != nil {
 		return err
 	}
+	if model != "" && written == 0 {
+		return fmt.Errorf("export %s: no predictions of model %q (the file holds %s)", predictions, model, modelList(predictions))
+	}
 	w.raw("\n]}\n")
 	return finishJSON(w, pf, out)
+}
+
+// modelList names the models of a predictions file, sorted and quoted (error
+// path: it reads the file again).
+func modelList(predictions string) string {
+	r, err := OpenReader(predictions, ReadOptions{})
+	if err != nil {
+		return "unreadable: " + err.Error()
+	}
+	defer r.Close()
+	set := map[string]bool{}
+	for r.Next() {
+		rows, err := DecodePredictions(r.Batch(), r.BatchFirst())
+		if err != nil {
+			return "unreadable: " + err.Error()
+		}
+		for _, p := range rows {
+			set[p.Model] = true
+		}
+	}
+	if len(set) == 0 {
+		return "no rows"
+	}
+	names := make([]string, 0, len(set))
+	for m := range set {
+		names = append(names, strconv.Quote(m))
+	}
+	sort.Strings(names)
+	return "models " + strings.Join(names, ", ")
 }

@@ -287,3 +287,105 @@ func TestImportOptionsChecked(t *testing.T) {
 		}
 	}
 }
+
+// Ids are unique across the whole outputs file: a second "golds" list
+// repeating an id is refused, not merged (the duplicate map once lived per list).
+func TestReadOutputsDuplicateAcrossGoldsLists(t *testing.T) {
+	tmp := t.TempDir()
+	task, _ := ParseTask("7")
+	path := writeFile(t, filepath.Join(tmp, "two_lists.json"),
+		`{"task": "LaMP_7", "golds": [{"id": "1", "output": "x"}, {"id": "2", "output": "y"}], "golds": [{"id": "3", "output": "z"}, {"id": "1", "output": "w"}]}`)
+	_, err := ReadOutputs(path, task)
+	if err == nil {
+		t.Fatal("an id in two golds lists was merged")
+	}
+	for _, w := range []string{path, `duplicate id "1"`, "gold 1 of golds list 2", "gold 0 of golds list 1 has it too"} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q lacks %q", err, w)
+		}
+	}
+	// Distinct ids over two lists are still read, all of them.
+	ok := writeFile(t, filepath.Join(tmp, "two_lists_ok.json"),
+		`{"task": "LaMP_7", "golds": [{"id": "1", "output": "x"}], "golds": [{"id": "2", "output": "y"}]}`)
+	if golds, err := ReadOutputs(ok, task); err != nil || len(golds) != 2 {
+		t.Fatalf("two lists: %v %v", golds, err)
+	}
+}
+
+// A predictions file's errors call its records predictions, not golds; the
+// outputs file of another LaMP-2 variant names the --task that reads it.
+func TestReadOutputsNamesWhatItReads(t *testing.T) {
+	tmp := t.TempDir()
+	task, _ := ParseTask("3")
+	dup := writeFile(t, filepath.Join(tmp, "preds.json"), `{"task": "LaMP_3", "golds": [{"id": "1", "output": "3"}, {"id": "1", "output": "4"}]}`)
+	_, err := ReadPredictionOutputs(dup, task)
+	if err == nil || !strings.Contains(err.Error(), `read predictions `+dup+`: prediction 1: duplicate id "1" (prediction 0 has it too)`) || strings.Contains(err.Error(), "gold") {
+		t.Fatalf("duplicate prediction id: %v", err)
+	}
+	if _, err := ReadOutputs(dup, task); err == nil || !strings.Contains(err.Error(), `read outputs `+dup+`: gold 1: duplicate id "1" (gold 0 has it too)`) {
+		t.Fatalf("duplicate gold id: %v", err)
+	}
+	m, _ := ParseTask("2M")
+	news := writeFile(t, filepath.Join(tmp, "LaMP_2N_dev_outputs.json"), `{"task": "LaMP_2N", "golds": [{"id": "1", "output": "religion"}]}`)
+	if _, err := ReadOutputs(news, m); err == nil || !strings.Contains(err.Error(), news) || !strings.Contains(err.Error(), "--task 2N") {
+		t.Fatalf("LaMP_2N file read as 2M: %v", err)
+	}
+	n, _ := ParseTask("2N")
+	movies := writeFile(t, filepath.Join(tmp, "LaMP_2M_dev_outputs.json"), `{"task": "LaMP_2M", "golds": []}`)
+	if _, err := ReadOutputs(movies, n); err == nil || !strings.Contains(err.Error(), "--task 2M") {
+		t.Fatalf("LaMP_2M file read as 2N: %v", err)
+	}
+}
+
+// A table of two models' predictions is refused unless one is picked, and
+// an id seen twice is refused in any case; nothing is left at out.
+func TestExportModelPredictions(t *testing.T) {
+	tmp := t.TempDir()
+	task, _ := ParseTask("3")
+	rows := []Prediction{
+		{ID: "100", Task: "LaMP_3", Model: "base", Prediction: "3"},
+		{ID: "101", Task: "LaMP_3", Model: "base", Prediction: "2"},
+		{ID: "100", Task: "LaMP_3", Model: "sft", Prediction: "4"},
+		{ID: "101", Task: "LaMP_3", Model: "sft", Prediction: "5"},
+	}
+	preds := filepath.Join(tmp, "preds.parquet")
+	if err := WriteRows(preds, rows, CreatePredictions); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(tmp, "x.json")
+	err := ExportPredictions(preds, task, out)
+	if err == nil {
+		t.Fatal("two models' predictions exported as one")
+	}
+	for _, w := range []string{preds, `"base", "sft"`, "--model"} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q lacks %q", err, w)
+		}
+	}
+	if _, err := os.Stat(out); !os.IsNotExist(err) {
+		t.Fatal("refused export left a file")
+	}
+	if err := ExportModelPredictions(preds, task, "sft", out); err != nil {
+		t.Fatal(err)
+	}
+	got, err := ReadPredictionOutputs(out, task)
+	if err != nil || len(got) != 2 || got["100"].Output != "4" || got["101"].Output != "5" {
+		t.Fatalf("sft's predictions: %v %v", got, err)
+	}
+	if err := ExportModelPredictions(preds, task, "rl", filepath.Join(tmp, "rl.json")); err == nil || !strings.Contains(err.Error(), `"rl"`) || !strings.Contains(err.Error(), `"base", "sft"`) {
+		t.Fatalf("unknown model: %v", err)
+	}
+	dups := filepath.Join(tmp, "dups.parquet")
+	if err := WriteRows(dups, append(rows[2:], Prediction{ID: "100", Task: "LaMP_3", Model: "sft", Prediction: "1"}), CreatePredictions); err != nil {
+		t.Fatal(err)
+	}
+	for _, model := range []string{"", "sft"} {
+		err := ExportModelPredictions(dups, task, model, filepath.Join(tmp, "d.json"))
+		if err == nil || !strings.Contains(err.Error(), `id "100"`) || !strings.Contains(err.Error(), dups) {
+			t.Fatalf("model %q, duplicate id: %v", model, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(tmp, "d.json")); !os.IsNotExist(err) {
+		t.Fatal("refused export left a file")
+	}
+}

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"fmt"
 	"sort"
+	"strings"
 
 	"github.com/tagpr/tagpr/datasets"
 	"github.com/tagpr/tagpr/rewardmodel"
@@ -25,11 +26,21 @@ func LaMPEval(task *datasets.Task, goldsPath, predsPath, basePath string, b Boot
 	}
 	sort.Strings(ids)
 	examples := make([]datasets.Example, len(ids))
+	pairs := make([]Pair, len(ids))
 	for i, id := range ids {
 		examples[i] = datasets.Example{ID: id, Output: golds[id].Output, HasOutput: true}
+		pairs[i] = Pair{ID: id, Gold: golds[id].Output}
+	}
+	// Every gold is checked before any prediction is read: a wrong file or
+	// --task is named as such.
+	kind := RewardKind(task)
+	if kind != rewardmodel.Generation {
+		if err := checkGolds(kind, task.Labels, pairs); err != nil {
+			return TaskEval{}, fmt.Errorf("golds %s (--task %s): %w", goldsPath, strings.TrimPrefix(task.Name, "LaMP_"), err)
+		}
 	}
 	read := func(name, path string) (modelPredictions, error) {
-		preds, err := datasets.ReadOutputs(path, task)
+		preds, err := datasets.ReadPredictionOutputs(path, task)
 		if err != nil {
 			return modelPredictions{}, err
 		}

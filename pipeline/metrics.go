@@ -3,9 +3,12 @@ package pipeline
 import (
 	"fmt"
 	"math"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
+	"github.com/tagpr/tagpr/datasets"
 	"github.com/tagpr/tagpr/rewardmodel"
 )
 
@@ -31,12 +34,18 @@ type exampleScores struct {
 	// prediction outside the label set, which LaMP maps to no label).
 	gold, pred []int
 	absErr     []float64 // rating: |prediction − gold|
-	r1, rl     []float64 // generation: ROUGE-1 and ROUGE-L F
+	// unparseable counts the rating predictions that are not numbers
+	// (scored as the extreme farther from the gold).
+	unparseable int
+	r1, rl      []float64 // generation: ROUGE-1 and ROUGE-L F
 }
 
 // scoreExamples scores every pair once. A classification task with no
-// declared labels takes the golds' (SortedLabels); an unparseable rating
-// counts as the extreme farther from the gold.
+// declared labels takes the golds' (SortedLabels). A rating is read as LaMP's
+// evaluator reads it (rewardmodel.ParseLaMPRating: any number Python's
+// float() reads, in the 1–5 range or not); an unparseable one counts as the
+// extreme farther from the gold: 1 when |1 − gold| > |5 − gold|, else 5
+// (LaMP's create_mapping; a gold of 3 takes 5).
 func scoreExamples(kind rewardmodel.TaskKind, labels []string, pairs []Pair) (*exampleScores, error) {
 	if len(pairs) == 0 {
 		return nil, fmt.Errorf("%s metrics: no predictions", kind)
@@ -47,16 +56,16 @@ func scoreExamples(kind rewardmodel.TaskKind, labels []string, pairs []Pair) (*e
 		if len(labels) == 0 {
 			labels = SortedLabels(pairs)
 		}
+		if err := checkGolds(kind, labels, pairs); err != nil {
+			return nil, fmt.Errorf("classification metrics: %w", err)
+		}
 		s.labels = labels
 		index := map[string]int{}
 		for i, l := range labels {
 			index[l] = i
 		}
 		for _, p := range pairs {
-			g, ok := index[strings.TrimSpace(p.Gold)]
-			if !ok {
-				return nil, fmt.Errorf("classification metrics: gold %q of %s is not one of the labels %v", p.Gold, p.ID, labels)
-			}
+			g := index[strings.TrimSpace(p.Gold)]
 			pr, ok := index[strings.TrimSpace(p.Prediction)]
 			if !ok {
 				pr = -1
@@ -64,17 +73,15 @@ func scoreExamples(kind rewardmodel.TaskKind, labels []string, pairs []Pair) (*e
 			s.gold, s.pred = append(s.gold, g), append(s.pred, pr)
 		}
 	case rewardmodel.Rating:
+		if err := checkGolds(kind, labels, pairs); err != nil {
+			return nil, fmt.Errorf("rating metrics: %w", err)
+		}
 		for _, p := range pairs {
-			g, ok := rewardmodel.ParseRating(p.Gold)
+			g, _ := rewardmodel.ParseLaMPRating(p.Gold)
+			v, ok := rewardmodel.ParseLaMPRating(p.Prediction)
 			if !ok {
-				return nil, fmt.Errorf("rating metrics: gold %q of %s is not a 1-5 rating", p.Gold, p.ID)
-			}
-			v, ok := rewardmodel.ParseRating(p.Prediction)
-			if !ok {
-				v = 1
-				if g < 3 {
-					v = 5
-				}
+				v = fartherRating(g)
+				s.unparseable++
 			}
 			s.absErr = append(s.absErr, math.Abs(v-g))
 		}
@@ -87,6 +94,94 @@ func scoreExamples(kind rewardmodel.TaskKind, labels []string, pairs []Pair) (*e
 		return nil, fmt.Errorf("metrics: unknown task kind %q", kind)
 	}
 	return s, nil
+}
+
+// fartherRating is what LaMP's evaluator puts for an unparseable rating:
+// 1.0 if abs(1 - gold) > abs(5 - gold) else 5.0.
+func fartherRating(gold float64) float64 {
+	if math.Abs(1-gold) > math.Abs(5-gold) {
+		return 1
+	}
+	return 5
+}
+
+// checkGolds checks every gold before any is scored: a classification gold
+// must be one of the labels (%q-quoted in the error), a rating gold a number
+// LaMP's evaluator reads (float()). The error names the first bad gold and,
+// when every gold fits another task (LaMP-2N's categories given as LaMP-2M,
+// say), that task and its --task flag.
+func checkGolds(kind rewardmodel.TaskKind, labels []string, pairs []Pair) error {
+	golds := make([]string, len(pairs))
+	for i, p := range pairs {
+		golds[i] = strings.TrimSpace(p.Gold)
+	}
+	switch kind {
+	case rewardmodel.Classification:
+		if len(labels) == 0 {
+			return nil
+		}
+		index := map[string]bool{}
+		for _, l := range labels {
+			index[l] = true
+		}
+		for i, g := range golds {
+			if !index[g] {
+				return fmt.Errorf("gold %q of %s is not one of the labels %q%s", pairs[i].Gold, pairs[i].ID, labels, otherTaskHint(kind, labels, golds))
+			}
+		}
+	case rewardmodel.Rating:
+		for i, g := range golds {
+			if _, ok := rewardmodel.ParseLaMPRating(g); !ok {
+				what := "not a number"
+				if f, err := strconv.ParseFloat(g, 64); math.IsInf(f, 0) || (err == nil && math.IsNaN(f)) {
+					what = "not a finite number"
+				}
+				return fmt.Errorf("gold %q of %s is %s (LaMP-3 golds are ratings, read with Python's float())%s", pairs[i].Gold, pairs[i].ID, what, otherTaskHint(kind, labels, golds))
+			}
+		}
+	}
+	return nil
+}
+
+// otherTaskHint names the tasks whose golds these all are, when the task
+// given is not one of them: every gold a label of another classification
+// task, or every gold a number (a rating task).
+func otherTaskHint(kind rewardmodel.TaskKind, labels []string, golds []string) string {
+	var names, flags []string
+	for _, t := range datasets.Tasks() {
+		fits := false
+		switch t.Kind {
+		case datasets.Classification:
+			if kind == rewardmodel.Classification && slices.Equal(t.Labels, labels) {
+				continue
+			}
+			set := map[string]bool{}
+			for _, l := range t.Labels {
+				set[l] = true
+			}
+			fits = len(set) > 0
+			for _, g := range golds {
+				fits = fits && set[g]
+			}
+		case datasets.Rating:
+			if kind == rewardmodel.Rating {
+				continue
+			}
+			fits = true
+			for _, g := range golds {
+				_, ok := rewardmodel.ParseLaMPRating(g)
+				fits = fits && ok
+			}
+		}
+		if fits {
+			names = append(names, t.Name)
+			flags = append(flags, "--task "+strings.TrimPrefix(t.Name, "LaMP_"))
+		}
+	}
+	if len(names) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("; every gold fits %s: evaluate with %s", strings.Join(names, " or "), strings.Join(flags, " or "))
 }
 
 func (s *exampleScores) len() int { return max(len(s.gold), len(s.absErr), len(s.r1)) }
@@ -161,8 +256,9 @@ func ClassificationMetrics(pairs []Pair, labels []string) ([]Metric, error) {
 	return TaskMetrics(rewardmodel.Classification, labels, pairs)
 }
 
-// RatingMetrics are MAE and RMSE on a 1–5 scale (LaMP-3). An unparseable
-// prediction counts as the extreme farther from the gold rating.
+// RatingMetrics are MAE and RMSE (LaMP-3), every rating read as LaMP's
+// evaluator reads it (a number out of the 1–5 range counts as it is). An
+// unparseable prediction counts as the extreme farther from the gold rating.
 func RatingMetrics(pairs []Pair) ([]Metric, error) {
 	return TaskMetrics(rewardmodel.Rating, nil, pairs)
 }

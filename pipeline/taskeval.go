@@ -46,6 +46,10 @@ type ModelEval struct {
 	Tags        *TagStats    `json:"tags,omitempty"`      // models that write chains
 	Confusion   [][]int      `json:"confusion,omitempty"` // classification
 	Samples     []Sample     `json:"samples,omitempty"`
+	// Unparseable counts the predictions of a rating task that are not
+	// numbers, scored as the extreme farther from the gold (absent for the
+	// other task kinds).
+	Unparseable *int `json:"unparseable,omitempty"`
 }
 
 // Metric returns the named metric.
@@ -202,6 +206,13 @@ func evaluateTask(task *datasets.Task, split string, examples []datasets.Example
 		if kind == rewardmodel.Classification {
 			te.Labels = s.labels
 			me.Confusion = confusion(s)
+		}
+		if kind == rewardmodel.Rating {
+			n := s.unparseable
+			me.Unparseable = &n
+			if n > 0 {
+				te.Notes = append(te.Notes, fmt.Sprintf("%s: %d of %d predictions are not numbers, each scored as the rating farther from its gold (LaMP's rule)", m.Name, n, len(exs)))
+			}
 		}
 		if !m.Baseline && hasCompletions(m.Preds) {
 			me.Tags, me.Samples = completionStats(kind, exs, byModel[k], tx, o.Samples)

@@ -18,7 +18,15 @@ func fScore(p, r float64) float64 {
 // RougeTokens tokenizes as the reference rouge-score package does without a
 // stemmer (what LaMP's evaluation uses): lowercase, every run of characters
 // outside [a-z0-9] is a separator.
+//
+// Lowercasing follows Python's str.lower(): it differs from Go's
+// strings.ToLower only at U+0130 'İ', which Python lowers to "i" + U+0307
+// (combining dot above) and Go to "i"; the dot then splits the word, so
+// "İstanbul" is the tokens "i" and "stanbul", as rouge-score has it.
 func RougeTokens(text string) []string {
+	if strings.ContainsRune(text, '\u0130') {
+		text = strings.ReplaceAll(text, "\u0130", "i\u0307")
+	}
 	text = strings.ToLower(text)
 	var toks []string
 	start := -1

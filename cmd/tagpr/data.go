@@ -93,26 +93,32 @@ func exportLaMPCmd() *cobra.Command {
 }
 
 func exportPredictionsCmd() *cobra.Command {
-	var in, task, out string
+	var in, task, model, out string
 	var force bool
 	c := &cobra.Command{
 		Use:   "export-predictions",
 		Short: `Write a predictions file in LaMP's outputs format ({"task": "LaMP_N", "golds": [...]})`,
-		Args:  cobra.NoArgs,
+		Long: "Writes one model's predictions, one per id, in LaMP's outputs format. A table holding several models'\n" +
+			"predictions (base and sft, say) needs --model NAME to pick one; an id seen twice is refused.",
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			t, err := datasets.ParseTask(task)
 			if err != nil {
 				return err
 			}
+			if cmd.Flags().Changed("model") && model == "" {
+				return fmt.Errorf("--model: empty model name")
+			}
 			if err := prepareOutput(out, force); err != nil {
 				return err
 			}
-			return datasets.ExportPredictions(in, t, out)
+			return datasets.ExportModelPredictions(in, t, model, out)
 		},
 	}
 	c.Flags().BoolVar(&force, "force", false, "overwrite --out if it exists")
 	c.Flags().StringVar(&in, "in", "", "predictions file (.arrow or .parquet)")
 	c.Flags().StringVar(&task, "task", "", "task of the predictions")
+	c.Flags().StringVar(&model, "model", "", "the model whose predictions to write, when the file holds several models' (its model column)")
 	c.Flags().StringVar(&out, "out", "", "outputs JSON to write")
 	for _, r := range []string{"in", "task", "out"} {
 		c.MarkFlagRequired(r)

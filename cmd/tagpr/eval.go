@@ -53,6 +53,9 @@ func init() {
 			for _, m := range r.Models {
 				rep.Models = append(rep.Models, m.Name)
 			}
+			for _, n := range r.Notes { // e.g. how many ratings were not numbers
+				rep.Notes = append(rep.Notes, r.Task+": "+n)
+			}
 			rep.Finalize()
 			fmt.Fprint(cmd.OutOrStdout(), rep.Markdown())
 			if out != "" {
