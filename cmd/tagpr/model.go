@@ -232,6 +232,10 @@ type generateModel struct {
 }
 
 func openGenerateModel(path, tokPath string, needText bool) (*generateModel, error) {
+	// A missing folder is named as such, not as one without a tokenizer.
+	if _, err := lm.ResolveModelPath(path); err != nil {
+		return nil, err
+	}
 	half := runCfg.Runtime.HalfGeneration()
 	oo := serve.OpenOptions{Session: sessionOptions(), Half: half}
 	if tokPath != "" {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/spf13/cobra"
 
@@ -56,6 +57,10 @@ rotary positions, per-layer sliding windows, quantization…) is refused by name
 			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s: %s, %d layers, d_model %d, %d heads / %d kv, vocab %d, %d parameters (%.1f MB stored → %.1f MB float32 %s); copied %v\n",
 				res.Model, res.ModelType, res.Config.Layers, res.Config.DModel, res.Config.Heads, res.Config.KVHeads, res.Config.Vocab,
 				res.Params, float64(res.Stored)/1e6, float64(res.Written)/1e6, where, res.Copied)
+			if !slices.Contains(res.Copied, "tokenizer.json") {
+				fmt.Fprintf(cmd.ErrOrStderr(), "note: %s has no tokenizer.json: `tagpr model generate --chat/--prompt` and `tagpr serve` need one in %s "+
+					"(copy the model's tokenizer.json and tokenizer_config.json there, or pass --tokenizer); training on token ids and `generate --ids` work without\n", args[0], out)
+			}
 			return nil
 		},
 	}
@@ -68,6 +73,7 @@ rotary positions, per-layer sliding windows, quantization…) is refused by name
 
 func modelExportHFCmd() *cobra.Command {
 	var out string
+	var force bool
 	cmd := &cobra.Command{
 		Use:   "export-hf RUN_OR_MODEL --out DIR",
 		Short: "Write a model (or a `train lm` run's result) as a Hugging Face checkpoint that transformers loads",
@@ -76,7 +82,10 @@ func modelExportHFCmd() *cobra.Command {
 the graph's structure, so Optimum exports with numbered initializers work too; a tied lm head is left to
 tie_word_embeddings), config.json, generation_config.json and the tokenizer files with the chat template.
 A LoRA run's PEFT adapter (RUN/adapter) is copied to DIR/adapter. 'tagpr train lm' does this itself
-beside every model.onnx it writes.`,
+beside every model.onnx it writes. A DIR that already holds a checkpoint (*.safetensors, an index, adapter/)
+is refused unless --force, which first removes what would be stale or shadow the new weights:
+model*.safetensors shards, model.safetensors.index.json and adapter/. A weight that is NaN or Inf is refused
+by name before anything is written.`,
 		Example: "  tagpr model export-hf runs/sft --out hf/sft\n  python -c 'from transformers import AutoModelForCausalLM; AutoModelForCausalLM.from_pretrained(\"hf/sft\")'",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -95,9 +104,12 @@ beside every model.onnx it writes.`,
 				return err
 			}
 			from := modelFolder(path)
-			res, err := hf.Export(m, out, hf.ExportOptions{From: from})
+			res, err := hf.Export(m, out, hf.ExportOptions{From: from, Force: force})
 			if err != nil {
 				return err
+			}
+			if len(res.Removed) > 0 {
+				fmt.Fprintf(cmd.ErrOrStderr(), "--force: removed the earlier checkpoint's %v from %s\n", res.Removed, out)
 			}
 			adapter := filepath.Join(from, "adapter")
 			if _, err := os.Stat(filepath.Join(adapter, hf.AdapterConfig)); err == nil && filepath.Clean(adapter) != filepath.Clean(filepath.Join(out, "adapter")) {
@@ -110,6 +122,7 @@ beside every model.onnx it writes.`,
 		},
 	}
 	cmd.Flags().StringVar(&out, "out", "", "output folder")
+	cmd.Flags().BoolVar(&force, "force", false, "replace a checkpoint already in DIR (its model*.safetensors, index and adapter/ are removed first)")
 	return cmd
 }
 

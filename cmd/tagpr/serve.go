@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/tagpr/tagpr/onnx/lm"
 	"github.com/tagpr/tagpr/pipeline/serve"
 )
 
@@ -46,6 +47,10 @@ func serveCmd() *cobra.Command {
 			}
 			if kvMB <= 0 {
 				return fmt.Errorf("--kv-cache-mb %d: want > 0", kvMB)
+			}
+			// A missing folder is named as such, not as one without a tokenizer.
+			if _, err := lm.ResolveModelPath(dir); err != nil {
+				return err
 			}
 			o.Batcher.CacheBytes = int64(kvMB) << 20
 			if err := initRuntime(); err != nil {

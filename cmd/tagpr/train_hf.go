@@ -64,7 +64,14 @@ func writeTrainedModel(w io.Writer, dir, modelDir string, m *onnxpb.ModelProto, 
 	msg := fmt.Sprintf("Hugging Face checkpoint: %s (%d tensors)", filepath.Join(dir, "model.safetensors"), res.Checkpoint.Tensors)
 	if res.Adapter != "" {
 		msg += "; PEFT adapter: " + res.Adapter
+		if res.BaseLoads {
+			msg += " (base_model_name_or_path " + res.AdapterBase + ")"
+		}
 	}
 	fmt.Fprintln(w, msg)
+	if res.Adapter != "" && !res.BaseLoads {
+		fmt.Fprintf(w, "note: the adapter's base_model_name_or_path %s holds no transformers weights (it is an ONNX model folder); load the adapter on the original checkpoint CKPT: "+
+			"PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(CKPT), %q) (import the base with `tagpr model import-hf CKPT` and the adapter names CKPT itself)\n", res.AdapterBase, res.Adapter)
+	}
 	return out, nil
 }

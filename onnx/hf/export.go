@@ -23,6 +23,13 @@ type ExportOptions struct {
 	// From is the folder whose config.json, generation_config.json and
 	// tokenizer files go with the weights (the base model's folder).
 	From string
+	// Force replaces a checkpoint already in the output folder: the
+	// files that would be stale beside the new model.safetensors or
+	// shadow it (StaleCheckpointFiles: model*.safetensors shards,
+	// model.safetensors.index.json, adapter/) are removed first. Without
+	// it, Export refuses a folder that holds a checkpoint
+	// (CheckpointFiles).
+	Force bool
 }
 
 // Exported describes a written checkpoint.
@@ -31,6 +38,7 @@ type Exported struct {
 	Tensors int
 	Tied    map[string]string // left to tie_word_embeddings
 	Copied  []string
+	Removed []string // stale checkpoint files removed first (Force)
 }
 
 // dtypes maps ONNX element types to safetensors'.
@@ -38,10 +46,16 @@ var dtypes = map[ir.DataType]string{ir.Float: "F32", ir.Double: "F64", ir.Float1
 
 // Exportable says why a model's weights cannot be written as a
 // transformers checkpoint, or nil: every weight must get a Hugging Face
-// name from the graph (lm.MapHFNames), and from holds a config.json that
+// name from the graph (lm.MapHFNamesFor: an lm head equal to the
+// embedding stays untied when from's config.json says
+// tie_word_embeddings false), and from holds a config.json that
 // transformers can read.
 func Exportable(m *onnxpb.ModelProto, from string) (*lm.HFNames, map[string]any, error) {
-	names, err := lm.MapHFNames(m)
+	hc, err := lm.ReadHFConfig(filepath.Join(from, "config.json"))
+	if err != nil {
+		return nil, nil, err
+	}
+	names, err := lm.MapHFNamesFor(m, hc)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -83,9 +97,6 @@ func Export(m *onnxpb.ModelProto, out string, o ExportOptions) (*Exported, error
 	if err != nil {
 		return nil, fmt.Errorf("export-hf: %w", err)
 	}
-	if err := os.MkdirAll(out, 0o755); err != nil {
-		return nil, fmt.Errorf("export-hf: %w", err)
-	}
 	inits := map[string]*onnxpb.TensorProto{}
 	for _, t := range m.GetGraph().GetInitializer() {
 		inits[t.GetName()] = t
@@ -107,11 +118,36 @@ func Export(m *onnxpb.ModelProto, out string, o ExportOptions) (*Exported, error
 		if err != nil {
 			return nil, fmt.Errorf("export-hf: %s: %w", p.Name, err)
 		}
+		if i, kind := firstNonFinite(dt, raw); i >= 0 {
+			if p.Transposed { // the initializer is [in, out]; name the element in the checkpoint's [out, in]
+				cols := t.GetDims()[1]
+				i = (i%cols)*t.GetDims()[0] + i/cols
+			}
+			where := nonFinite(p.Name, p.Shape, i, kind)
+			if p.Init != p.Name {
+				where += fmt.Sprintf(" (initializer %q)", p.Init)
+			}
+			return nil, fmt.Errorf("export-hf: %s: the model's weights are damaged (a diverged run, or imported from a damaged checkpoint) and tagpr writes no NaN or Inf; export an earlier model or checkpoint whose weights are finite, or retrain", where)
+		}
 		st := safetensors.Tensor{Name: p.Name, DType: dt, Shape: p.Shape, Data: raw}
 		if p.Transposed {
 			st.Data, st.Fill = nil, transposeInto(raw, t.GetDims(), int(ir.ElemSize(t.GetDataType())))
 		}
 		tensors = append(tensors, st)
+	}
+	if have, err := CheckpointFiles(out); err != nil {
+		return nil, fmt.Errorf("export-hf: %w", err)
+	} else if len(have) > 0 && !o.Force {
+		return nil, fmt.Errorf("export-hf: %s already holds a checkpoint (%s); pass --force to replace it (model*.safetensors, %s and adapter/ are removed first)", out, strings.Join(have, ", "), IndexFile)
+	}
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return nil, fmt.Errorf("export-hf: %w", err)
+	}
+	var removed []string
+	if o.Force {
+		if removed, err = removeStale(out, o.From); err != nil {
+			return nil, fmt.Errorf("export-hf: %w", err)
+		}
 	}
 	if err := safetensors.Write(filepath.Join(out, "model.safetensors"), tensors, map[string]string{"format": "pt"}); err != nil {
 		return nil, fmt.Errorf("export-hf: %w", err)
@@ -142,7 +178,84 @@ func Export(m *onnxpb.ModelProto, out string, o ExportOptions) (*Exported, error
 			return nil, fmt.Errorf("export-hf: %w", err)
 		}
 	}
-	return &Exported{Dir: out, Tensors: len(tensors), Tied: names.Tied, Copied: copied}, nil
+	return &Exported{Dir: out, Tensors: len(tensors), Tied: names.Tied, Copied: copied, Removed: removed}, nil
+}
+
+// CheckpointFiles lists what in dir makes it a checkpoint folder that an
+// export would replace: *.safetensors files, *.safetensors.index.json and
+// an adapter/ folder. A missing dir holds none.
+func CheckpointFiles(dir string) ([]string, error) {
+	var out []string
+	for _, pat := range []string{"*.safetensors", "*.safetensors.index.json"} {
+		m, err := filepath.Glob(filepath.Join(dir, pat))
+		if err != nil {
+			return nil, err
+		}
+		for _, f := range m {
+			out = append(out, filepath.Base(f))
+		}
+	}
+	if st, err := os.Stat(filepath.Join(dir, "adapter")); err == nil && st.IsDir() {
+		out = append(out, "adapter/")
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// StaleCheckpointFiles lists the files in dir that an export removes
+// before writing model.safetensors: the ones it writes itself or that
+// would shadow it — model*.safetensors (an earlier sharded checkpoint's
+// shards), model.safetensors.index.json (transformers reads the index
+// before model.safetensors) and adapter/ (a LoRA run's PEFT adapter,
+// which a full model's export must not keep). Other files are left.
+func StaleCheckpointFiles(dir string) ([]string, error) {
+	m, err := filepath.Glob(filepath.Join(dir, "model*.safetensors"))
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, f := range m {
+		out = append(out, filepath.Base(f))
+	}
+	for _, n := range []string{IndexFile, "adapter"} {
+		if _, err := os.Lstat(filepath.Join(dir, n)); err == nil {
+			out = append(out, n)
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// removeStale removes StaleCheckpointFiles from dir, but for
+// model.safetensors (replaced atomically when written) and, when dir is
+// the exported model's own folder from, its adapter/ (which belongs to
+// the model being exported), and returns what it removed.
+func removeStale(dir, from string) ([]string, error) {
+	stale, err := StaleCheckpointFiles(dir)
+	if err != nil {
+		return nil, err
+	}
+	var removed []string
+	for _, n := range stale {
+		if n == "model.safetensors" || n == "adapter" && sameDir(dir, from) {
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(dir, n)); err != nil {
+			return removed, err
+		}
+		removed = append(removed, n)
+	}
+	return removed, nil
+}
+
+// sameDir says whether a and b name the same folder.
+func sameDir(a, b string) bool {
+	if filepath.Clean(a) == filepath.Clean(b) {
+		return true
+	}
+	sa, err1 := os.Stat(a)
+	sb, err2 := os.Stat(b)
+	return err1 == nil && err2 == nil && os.SameFile(sa, sb)
 }
 
 // transposeInto writes a row-major [rows, cols] tensor of es-byte
@@ -172,6 +285,11 @@ type Trained struct {
 	Checkpoint *Exported // nil when none was written
 	Skipped    string    // why not
 	Adapter    string    // the PEFT adapter folder of a LoRA run
+	// AdapterBase is the adapter's base_model_name_or_path (AdapterBase)
+	// and BaseLoads whether transformers can load it as is; when not, the
+	// adapter must be applied to the original checkpoint by hand.
+	AdapterBase string
+	BaseLoads   bool
 }
 
 // WriteTrained writes a training run's result into the folder of path:
@@ -193,19 +311,31 @@ func WriteTrained(path string, m *onnxpb.ModelProto, weights map[string][]float3
 	res := &Trained{}
 	if _, _, err := Exportable(exp, from); err != nil {
 		res.Skipped = err.Error()
+		// A checkpoint left by an earlier run in this folder would not
+		// hold this model.onnx's weights.
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, err
+		}
+		if _, err := removeStale(dir, from); err != nil {
+			return nil, err
+		}
+		if err := os.Remove(filepath.Join(dir, "model.safetensors")); err != nil && !os.IsNotExist(err) {
+			return nil, err
+		}
 		if _, err := CopySideFiles(from, dir); err != nil {
 			return nil, err
 		}
 	} else {
-		if res.Checkpoint, err = Export(exp, dir, ExportOptions{From: from}); err != nil {
+		// The run folder is the run's own: a rerun, a resume or a --fresh
+		// start replaces what an earlier one wrote there.
+		if res.Checkpoint, err = Export(exp, dir, ExportOptions{From: from, Force: true}); err != nil {
 			return nil, err
 		}
 		if len(adapters) > 0 {
 			hc, _ := lm.ReadHFConfig(filepath.Join(from, "config.json"))
-			o := AdapterOptions{Base: from}
-			if abs, err := filepath.Abs(from); err == nil {
-				o.Base = abs
-			}
+			o := AdapterOptions{}
+			o.Base, res.BaseLoads = AdapterBase(from)
+			res.AdapterBase = o.Base
 			if hc != nil {
 				o.ModelType = hc.ModelType
 			}
@@ -214,6 +344,11 @@ func WriteTrained(path string, m *onnxpb.ModelProto, weights map[string][]float3
 				return nil, err
 			}
 		}
+	}
+	// model.onnx here is no longer the one import-hf wrote (when the run
+	// was written into an imported model's folder).
+	if err := os.Remove(filepath.Join(dir, ImportRecord)); err != nil && !os.IsNotExist(err) {
+		return nil, err
 	}
 	if err := train.WriteModel(path, exp); err != nil {
 		return nil, err

@@ -248,3 +248,57 @@ func TestWriteTrained(t *testing.T) {
 		t.Errorf("model.onnx not written: %v", err)
 	}
 }
+
+// A checkpoint untied by copying the embedding into lm_head (config.json:
+// tie_word_embeddings false) stays untied through import and export: the
+// head is exported as its own tensor, not taken for a tied copy.
+func TestExportKeepsAnUntiedCopyUntied(t *testing.T) {
+	src := t.TempDir()
+	for _, f := range []string{"config.json", "generation_config.json"} {
+		b, err := os.ReadFile(filepath.Join(fixtures, "qwen3", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(src, f), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	all := readAll(t, filepath.Join(fixtures, "qwen3"))
+	emb, head := all["model.embed_tokens.weight"], all["lm_head.weight"]
+	if emb == nil || len(head) != len(emb) {
+		t.Fatalf("fixture: embedding %d values, head %d", len(emb), len(head))
+	}
+	all["lm_head.weight"] = append([]float32(nil), emb...)
+	ck, err := OpenCheckpoint(filepath.Join(fixtures, "qwen3"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tensors []safetensors.Tensor
+	for _, n := range sortedNames(all) {
+		_, e, _ := ck.Lookup(n)
+		raw := ir.Tensor("", nil, all[n]).RawData
+		tensors = append(tensors, safetensors.Tensor{Name: n, DType: "F32", Shape: e.Shape, Data: raw})
+	}
+	ck.Close()
+	if err := safetensors.Write(filepath.Join(src, "model.safetensors"), tensors, map[string]string{"format": "pt"}); err != nil {
+		t.Fatal(err)
+	}
+	onnxDir, hfDir := t.TempDir(), t.TempDir()
+	if _, err := Import(src, onnxDir, ImportOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	m, err := ir.Load(filepath.Join(onnxDir, "model.onnx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Export(m, hfDir, ExportOptions{From: onnxDir}); err != nil {
+		t.Fatal(err)
+	}
+	got := readAll(t, hfDir)
+	if got["lm_head.weight"] == nil {
+		t.Fatal("the exported checkpoint has no lm_head.weight: the untied head was taken for a tied copy")
+	}
+	if tie := readJSON(t, filepath.Join(hfDir, "config.json"))["tie_word_embeddings"]; tie != false {
+		t.Fatalf("exported tie_word_embeddings %v, want false", tie)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -83,17 +84,25 @@ func Import(dir, out string, o ImportOptions) (*Imported, error) {
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return nil, fmt.Errorf("import: %w", err)
 	}
-	src := &checkpointSource{ck: ck, external: res.External, location: "model.onnx.data", used: map[string]bool{}}
-	m, err := lm.BuildFrom(cfg, src)
-	if err != nil {
-		return nil, fmt.Errorf("import %s: %w", dir, err)
-	}
 	var top struct {
 		ModelType string `json:"model_type"`
 	}
 	_ = json.Unmarshal(rawConfig, &top)
 	mt := top.ModelType
 	res.ModelType = mt
+	src := &checkpointSource{ck: ck, external: res.External, location: "model.onnx.data", used: map[string]bool{}}
+	m, err := lm.BuildFrom(cfg, src)
+	if dmg := (*damagedError)(nil); errors.As(err, &dmg) {
+		return nil, dmg
+	}
+	if err != nil {
+		// The builder names its own architecture (llama for the whole
+		// family); say the checkpoint's model_type instead.
+		if inner := errors.Unwrap(err); inner != nil && strings.HasPrefix(err.Error(), fmt.Sprintf("build %s model: ", cfg.Defaults().Arch)) {
+			err = inner
+		}
+		return nil, fmt.Errorf("import %s: build the %s model: %w", dir, mt, err)
+	}
 	m.DocString = fmt.Sprintf("%s imported from %s by tagpr", mt, filepath.Base(filepath.Clean(dir)))
 	for _, name := range ck.Names() {
 		if src.used[name] {
@@ -136,7 +145,52 @@ func Import(dir, out string, o ImportOptions) (*Imported, error) {
 			return nil, err
 		}
 	}
+	if err := writeImportRecord(out, dir, mt); err != nil {
+		return nil, err
+	}
 	return res, nil
+}
+
+// ImportRecord is the file Import writes beside model.onnx naming the
+// checkpoint folder it read (absolute), so that a LoRA run on the model
+// can point its PEFT adapter's base_model_name_or_path at weights
+// transformers loads (AdapterBase). It is tagpr's own: not a side file,
+// never copied into an export.
+const ImportRecord = "tagpr_import.json"
+
+// importRecord is ImportRecord's content.
+type importRecord struct {
+	Checkpoint string `json:"checkpoint"`
+	ModelType  string `json:"model_type"`
+}
+
+func writeImportRecord(out, dir, modelType string) error {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return fmt.Errorf("import: %w", err)
+	}
+	b, err := json.MarshalIndent(importRecord{Checkpoint: abs, ModelType: modelType}, "", "  ")
+	if err != nil {
+		return fmt.Errorf("import: %w", err)
+	}
+	if err := renameio.WriteFile(filepath.Join(out, ImportRecord), append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("import: %w", err)
+	}
+	return nil
+}
+
+// ImportedFrom is the checkpoint folder `tagpr model import-hf` read to
+// make the model in dir (its ImportRecord), or "" when dir has no record.
+func ImportedFrom(dir string) string {
+	b, err := os.ReadFile(filepath.Join(dir, ImportRecord))
+	if err != nil {
+		return ""
+	}
+	var r importRecord
+	if json.Unmarshal(b, &r) != nil {
+		return ""
+	}
+	return r.Checkpoint
 }
 
 // CopySideFiles copies the SideFiles that src has into dst (atomically
@@ -304,6 +358,9 @@ func convert(w io.Writer, f *safetensors.File, name string, e safetensors.Entry,
 			if err := safetensors.ToFloat32(e.DType, src[start*es:(start+n)*es], buf[:n]); err != nil {
 				return fail(err)
 			}
+			if i, kind := firstNonFinite32(buf[:n]); i >= 0 {
+				return damaged(f, name, e, start+i, kind)
+			}
 			if _, err := w.Write(safetensors.LEBytes(buf[:n])); err != nil {
 				return fail(err)
 			}
@@ -322,6 +379,9 @@ func convert(w io.Writer, f *safetensors.File, name string, e safetensors.Entry,
 			if err := safetensors.ToFloat32(e.DType, src[off:off+n*es], seg[:n]); err != nil {
 				return fail(err)
 			}
+			if i, kind := firstNonFinite32(seg[:n]); i >= 0 {
+				return damaged(f, name, e, r*cols+c0+i, kind)
+			}
 			for k := int64(0); k < n; k++ {
 				buf[k*rows+r] = seg[k]
 			}
@@ -331,4 +391,10 @@ func convert(w io.Writer, f *safetensors.File, name string, e safetensors.Entry,
 		}
 	}
 	return nil
+}
+
+// damaged refuses a checkpoint tensor holding NaN or Inf at element i.
+func damaged(f *safetensors.File, name string, e safetensors.Entry, i int64, kind string) error {
+	return &damagedError{fmt.Sprintf("import: %s: the checkpoint is damaged or was saved after a diverged run; tagpr imports finite weights only — use an earlier checkpoint",
+		nonFinite(fmt.Sprintf("tensor %q in %s", name, f.Path), e.Shape, i, kind))}
 }

@@ -33,6 +33,32 @@ type AdapterOptions struct {
 	ModelType string
 }
 
+// AdapterBase is the base_model_name_or_path for an adapter trained on
+// the ONNX model in the folder from, and whether transformers can load
+// that base as is: the checkpoint folder `tagpr model import-hf` made the
+// model from (ImportedFrom, absolute) while it still holds *.safetensors;
+// else from itself (absolute), which loads when it holds a checkpoint
+// (model.safetensors or its index: a `train lm` run's folder). When it
+// does not load, the adapter must be applied to the original checkpoint:
+// PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(CKPT), adapter).
+func AdapterBase(from string) (string, bool) {
+	if ck := ImportedFrom(from); ck != "" {
+		if m, _ := filepath.Glob(filepath.Join(ck, "*.safetensors")); len(m) > 0 {
+			return ck, true
+		}
+	}
+	base := from
+	if abs, err := filepath.Abs(from); err == nil {
+		base = abs
+	}
+	for _, f := range []string{"model.safetensors", IndexFile} {
+		if _, err := os.Stat(filepath.Join(from, f)); err == nil {
+			return base, true
+		}
+	}
+	return base, false
+}
+
 // ExportAdapters writes LoRA adapters as PEFT saves them, so that
 // PeftModel.from_pretrained(base, out) applies them to the base model:
 // adapter_model.safetensors with base_model.model.<module>.lora_A.weight
@@ -44,7 +70,11 @@ func ExportAdapters(out string, base *onnxpb.ModelProto, adapters []train.Adapte
 	if len(adapters) == 0 {
 		return fmt.Errorf("export adapters: no adapters")
 	}
-	names, err := lm.MapHFNames(base)
+	var hc *lm.HFConfig
+	if o.Base != "" {
+		hc, _ = lm.ReadHFConfig(filepath.Join(o.Base, "config.json")) // unreadable: name as MapHFNames does
+	}
+	names, err := lm.MapHFNamesFor(base, hc)
 	if err != nil {
 		return fmt.Errorf("export adapters: %w", err)
 	}
