@@ -48,6 +48,15 @@ func serveCmd() *cobra.Command {
 			if kvMB <= 0 {
 				return fmt.Errorf("--kv-cache-mb %d: want > 0", kvMB)
 			}
+			if err := checkFlags("serve", atLeast("--port", port, 0), flagCheck{"--port", port, port <= 65535, "≤ 65535"},
+				atLeast("--max-batch", o.Batcher.MaxRows, 1), atLeast("--max-concurrent", o.MaxConcurrent, 1),
+				flagCheck{"--max-model-len", o.MaxModelLen, o.MaxModelLen >= 0, "≥ 0 (0: the model's positions)"},
+				atLeast("--default-max-tokens", o.DefaultMaxTokens, 1),
+				flagCheck{"--max-body-bytes", o.MaxBodyBytes, o.MaxBodyBytes >= 1, "≥ 1"},
+				flagCheck{"--request-timeout", o.RequestTimeout, o.RequestTimeout > 0, "> 0"},
+				flagCheck{"--shutdown-timeout", drain, drain >= 0, "≥ 0"}); err != nil {
+				return err
+			}
 			// A missing folder is named as such, not as one without a tokenizer.
 			if _, err := lm.ResolveModelPath(dir); err != nil {
 				return err
@@ -73,6 +82,10 @@ func serveCmd() *cobra.Command {
 			s, err := serve.New(m, o)
 			if err != nil {
 				return err
+			}
+			if o.MaxModelLen > s.MaxModelLen() {
+				s.Close()
+				return fmt.Errorf("serve: --max-model-len %d: the model has %d positions (max_position_embeddings): want ≤ %d, or 0 for all of them", o.MaxModelLen, s.MaxModelLen(), s.MaxModelLen())
 			}
 			ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
 			if err != nil {

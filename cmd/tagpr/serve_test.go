@@ -187,3 +187,27 @@ func chatHello(t *testing.T, url string, maxTokens int) (int, helloChat) {
 	json.NewDecoder(resp.Body).Decode(&chat)
 	return resp.StatusCode, chat
 }
+
+// serve's flags are range-checked, and a --max-model-len past the model's
+// positions is refused rather than quietly cut to them.
+func TestServeRefusesBadFlags(t *testing.T) {
+	dir := qwenModelDir(t) // 1024 positions
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--max-batch", "0"}, "--max-batch 0: want ≥ 1"},
+		{[]string{"--max-concurrent", "-1"}, "--max-concurrent -1: want ≥ 1"},
+		{[]string{"--default-max-tokens", "0"}, "--default-max-tokens 0: want ≥ 1"},
+		{[]string{"--request-timeout", "0s"}, "--request-timeout 0s: want > 0"},
+		{[]string{"--port", "70000"}, "--port 70000: want ≤ 65535"},
+		{[]string{"--max-model-len", "-5"}, "--max-model-len -5: want ≥ 0"},
+		{[]string{"--max-model-len", "2000"}, "--max-model-len 2000: the model has 1024 positions"},
+	} {
+		args := append([]string{"serve", "--model", dir, "--tokenizer", "qwen3-tokenizer", "--port", "0"}, c.args...)
+		_, stderr, err := runTagpr(t, ".", nil, args...)
+		if err == nil || !strings.Contains(stderr, c.want) {
+			t.Errorf("%v: %v\n%s\nwant %q", c.args, err, stderr, c.want)
+		}
+	}
+}

@@ -231,8 +231,8 @@ func runTrainLM(ctx context.Context, cmd *cobra.Command, o trainLMOptions) error
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(cmd.OutOrStdout(), "trained %d steps on %d sequences (%d trainable tensors); log %s; model %s\n",
-		st.Step, len(rows), len(weights), filepath.Join(o.Out, "checkpoint", train.LogFile), out)
+	fmt.Fprintf(cmd.OutOrStdout(), "trained %d steps of %d sequences (--batch %d × --accum %d) drawn from %d (%d trainable tensors); log %s; model %s\n",
+		st.Step, o.Batch*o.Accum, o.Batch, o.Accum, len(rows), len(weights), filepath.Join(o.Out, "checkpoint", train.LogFile), out)
 	return nil
 }
 

@@ -35,6 +35,10 @@ var harmlessKeys = setOf("_name_or_path", "add_cross_attention", "architectures"
 	"embd_pdrop", "resid_pdrop", "attn_pdrop", "dropout",
 	"tagpr_builtin") // the built-in model's own sizes, written beside its config
 
+// harmlessWhenOff are entries that change nothing while false or null
+// (Qwen2 configs written by some tools carry use_mrope: false).
+var harmlessWhenOff = setOf("use_mrope")
+
 func setOf(s ...string) map[string]bool {
 	m := map[string]bool{}
 	for _, x := range s {
@@ -98,6 +102,9 @@ func readModelConfig(dir string) (lm.Config, []byte, error) {
 	}
 	var unknown []string
 	for k := range keys {
+		if v := strings.TrimSpace(string(keys[k])); harmlessWhenOff[k] && (v == "false" || v == "null") {
+			continue
+		}
 		if !harmlessKeys[k] {
 			unknown = append(unknown, k)
 		}

@@ -218,6 +218,7 @@ func TestImportRefuses(t *testing.T) {
 	}{
 		{"qwen2", func(_ string, c map[string]any) { c["model_type"] = "gemma" }, `model_type "gemma" is not supported; tagpr imports llama, mistral, qwen2, qwen3`},
 		{"qwen2", func(_ string, c map[string]any) { c["num_experts"] = 8 }, `field "num_experts" is not supported`},
+		{"qwen2", func(_ string, c map[string]any) { c["use_mrope"] = true }, `field "use_mrope" is not supported`},
 		{"qwen2", func(_ string, c map[string]any) {
 			c["rope_scaling"] = map[string]any{"rope_type": "yarn", "factor": 4}
 		}, `rope_scaling {"factor":4,"rope_type":"yarn"}: rotary scaling of type "yarn" is not supported`},
@@ -241,6 +242,12 @@ func TestImportRefuses(t *testing.T) {
 		if !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: error %q does not say %q", c.fixture, err, c.want)
 		}
+	}
+	// use_mrope false (or null) changes nothing: imported.
+	dir0 := copyFixture(t, "qwen2")
+	editConfig(t, dir0, func(c map[string]any) { c["use_mrope"] = false })
+	if _, err := Import(dir0, t.TempDir(), ImportOptions{}); err != nil {
+		t.Errorf("use_mrope false: %v", err)
 	}
 	// An extra tensor the model has no place for.
 	dir := copyFixture(t, "qwen3-tied")
