@@ -378,7 +378,7 @@ func TestTrainLMOnChainsFile(t *testing.T) {
 	if err != nil {
 		t.Fatalf("train lm on a chains file: %v\n%s", err, stderr)
 	}
-	if !strings.Contains(stdout, "on 4 sequences") {
+	if !strings.Contains(stdout, "drawn from 4 (") {
 		t.Fatalf("want the 4 kept chains trained on:\n%s", stdout)
 	}
 	all := make([]datasets.Chain, len(rows))
