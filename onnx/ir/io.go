@@ -111,14 +111,31 @@ func Write(m *onnxpb.ModelProto, path string, opts WriteOptions) error {
 			return fmt.Errorf("write model %s: external data %s: %w", path, dataPath, err)
 		}
 	}
-	b, err := Marshal(m)
-	if err != nil {
-		return fmt.Errorf("write model %s: %w", path, err)
-	}
-	if err := renameio.WriteFile(path, b, 0o644); err != nil {
+	if err := writeStreamed(path, m); err != nil {
 		return fmt.Errorf("write model %s: %w", path, err)
 	}
 	return nil
+}
+
+// writeStreamed writes Marshal(m)'s bytes to path atomically through
+// MarshalTo: no buffer holds the model.
+func writeStreamed(path string, m *onnxpb.ModelProto) error {
+	if n := (proto.MarshalOptions{Deterministic: true}).Size(m); n > maxProtoBytes {
+		return fmt.Errorf("%d bytes is over protobuf's 2 GiB limit; write with WriteOptions.ExternalDataThreshold", n)
+	}
+	f, err := renameio.NewPendingFile(path, renameio.WithPermissions(0o644))
+	if err != nil {
+		return err
+	}
+	defer f.Cleanup() // a no-op once replaced
+	w := bufio.NewWriterSize(f, 1<<20)
+	if _, err := MarshalTo(w, m); err != nil {
+		return err
+	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	return f.CloseAtomicallyReplace()
 }
 
 // externalize streams the initializers of m (subgraphs included) of at

@@ -95,7 +95,7 @@ func TestExportIntoHoldsTheModelOnce(t *testing.T) {
 		t.Fatal(exportErr, writeErr)
 	}
 	t.Logf("model %d bytes (%d adapted): export and write allocated %d", size, adapted, got)
-	if got > uint64(size)/4 {
+	if got > uint64(size)/4+2<<20 { // besides the two files' 1 MiB write buffers
 		t.Fatalf("export and write allocated %d bytes for a %d-byte model: want under a quarter of it", got, size)
 	}
 	if b, _ := ir.Marshal(m); !bytes.Equal(b, wantBytes) {

@@ -15,8 +15,8 @@ import (
 	"strings"
 
 	"github.com/google/renameio/v2"
-	"google.golang.org/protobuf/proto"
 
+	"github.com/tagpr/tagpr/onnx/ir"
 	"github.com/tagpr/tagpr/onnx/onnxpb"
 )
 
@@ -177,12 +177,11 @@ func (s RunSettings) CheckOrRecord(dir string) error {
 
 // ModelSHA256 is the hex sha256 of a model's deterministic serialization.
 func ModelSHA256(m *onnxpb.ModelProto) (string, error) {
-	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
-	if err != nil {
+	h := sha256.New()
+	if _, err := ir.MarshalTo(h, m); err != nil { // Marshal's bytes, never all in memory at once
 		return "", fmt.Errorf("hash model: %w", err)
 	}
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:]), nil
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // DataSHA256 hashes token rows (and optional per-row prompt lengths), for
