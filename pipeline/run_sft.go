@@ -123,6 +123,7 @@ func (r *runEnv) sft(ctx context.Context) error {
 	cfg.Seed = r.cfg.stageSeed(cfg.Seed, 11)
 	cfg.Session = r.sess
 	cfg.MaxMemoryGB = r.cfg.Runtime.MaxMemoryGB
+	cfg.ConsumeModel = true // reloaded for the export below
 	left := ""
 	if tooLong > 0 {
 		left = fmt.Sprintf(" (%d chains longer than seq_len left out)", tooLong)
@@ -146,7 +147,12 @@ func (r *runEnv) sft(ctx context.Context) error {
 		return err
 	}
 	// model.onnx comes last (with the transformers checkpoint and the
-	// tokenizer files before it): its presence marks the stage done.
+	// tokenizer files before it): its presence marks the stage done. The
+	// training graph consumed base: the export writes into a fresh copy.
+	base = nil
+	if base, err = loadForTraining(mp); err != nil {
+		return err
+	}
 	_, err = hf.WriteTrained(model, base, res.Weights, nil, r.base)
 	return err
 }

@@ -40,6 +40,10 @@ type SFTConfig struct {
 	// MaxMemoryGB is runtime.max_memory_gb (0: the machine's memory; -1:
 	// no check).
 	MaxMemoryGB float64 `mapstructure:"-"`
+	// ConsumeModel builds the training graph from the model itself
+	// (train.LMTraining.Consume): one copy of the weights fewer while
+	// training, for a caller that reloads the model to export it.
+	ConsumeModel bool `mapstructure:"-"`
 }
 
 // Validate refuses sizes that cannot train.
@@ -77,11 +81,26 @@ func TrainSFT(ctx context.Context, model *onnxpb.ModelProto, data []Sequence, pa
 	if len(data) == 0 {
 		return nil, errors.New("sft: no training sequences")
 	}
-	tg, _, err := train.BuildLMTraining(model, train.LMTraining{Batch: int64(cfg.Batch), SeqLen: int64(cfg.SeqLen), Packed: cfg.Packing})
+	ds := &train.LMDataset{SeqLen: cfg.SeqLen, Pad: pad, Packed: cfg.Packing}
+	for _, s := range data {
+		ds.Rows = append(ds.Rows, s.IDs)
+		ds.PromptLen = append(ds.PromptLen, s.PromptLen)
+	}
+	settings, err := cfg.settings(model, ds, pad) // before the build, which may consume the model
+	if err != nil {
+		return nil, err
+	}
+	held := modelBytes(model) // kept by the caller beside the training graph
+	if cfg.ConsumeModel {
+		held = 0
+	}
+	tg, _, err := train.BuildLMTraining(model, train.LMTraining{Batch: int64(cfg.Batch), SeqLen: int64(cfg.SeqLen), Packed: cfg.Packing,
+		Consume: cfg.ConsumeModel})
 	if err != nil {
 		return nil, fmt.Errorf("sft: %w", err)
 	}
-	if err := checkSFTMemory(model, tg, cfg, progress); err != nil {
+	ds.Graph = tg
+	if err := checkSFTMemory(held, tg, cfg, progress); err != nil {
 		return nil, err
 	}
 	tr, err := train.NewTrainer(tg, train.TrainerOptions{
@@ -92,15 +111,6 @@ func TrainSFT(ctx context.Context, model *onnxpb.ModelProto, data []Sequence, pa
 		return nil, fmt.Errorf("sft: %w", err)
 	}
 	defer tr.Close()
-	ds := &train.LMDataset{SeqLen: cfg.SeqLen, Pad: pad, Graph: tg, Packed: cfg.Packing}
-	for _, s := range data {
-		ds.Rows = append(ds.Rows, s.IDs)
-		ds.PromptLen = append(ds.PromptLen, s.PromptLen)
-	}
-	settings, err := cfg.settings(model, ds, pad)
-	if err != nil {
-		return nil, err
-	}
 	res := &SFTResult{}
 	start := time.Now()
 	loop := &train.Loop{Trainer: tr, Data: ds, BatchSize: cfg.Batch, Steps: cfg.Steps, Dir: dir, Settings: settings,
@@ -128,14 +138,12 @@ func TrainSFT(ctx context.Context, model *onnxpb.ModelProto, data []Sequence, pa
 }
 
 // checkSFTMemory reports the stage's peak-memory estimate — the training
-// steps' (train.EstimateMemory) and the base model the stage keeps for its
-// export — and refuses a run past runtime.max_memory_gb (0: the machine's
-// memory), naming the settings to reduce.
-func checkSFTMemory(model *onnxpb.ModelProto, tg *train.TrainingGraph, cfg SFTConfig, progress train.ProgressFunc) error {
+// steps' (train.EstimateMemory) and held, the bytes of a model the caller
+// keeps beside them — and refuses a run past runtime.max_memory_gb (0: the
+// machine's memory), naming the settings to reduce.
+func checkSFTMemory(held int64, tg *train.TrainingGraph, cfg SFTConfig, progress train.ProgressFunc) error {
 	est := train.EstimateMemory(tg)
-	for _, t := range model.GetGraph().GetInitializer() {
-		est.Weights += int64(len(t.GetRawData()))
-	}
+	est.Weights += held
 	progress.Report(train.Progress{Task: StageSFT, Total: cfg.Steps, Note: "memory estimate: " + est.String()})
 	if cfg.MaxMemoryGB < 0 {
 		return nil
@@ -151,6 +159,15 @@ func checkSFTMemory(model *onnxpb.ModelProto, tg *train.TrainingGraph, cfg SFTCo
 		return fmt.Errorf("sft: %w (runtime.max_memory_gb sets another limit; -1 skips the check)", err)
 	}
 	return nil
+}
+
+// modelBytes sums the raw data of m's initializers.
+func modelBytes(m *onnxpb.ModelProto) int64 {
+	var n int64
+	for _, t := range m.GetGraph().GetInitializer() {
+		n += int64(len(t.GetRawData()))
+	}
+	return n
 }
 
 // settings are what decide an SFT run's result (not the checkpoint
