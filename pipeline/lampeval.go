@@ -45,12 +45,18 @@ func LaMPEval(task *datasets.Task, goldsPath, predsPath, basePath string, b Boot
 			return modelPredictions{}, err
 		}
 		m := modelPredictions{Name: name}
+		var missing []string
 		for _, id := range ids {
 			p, ok := preds[id]
 			if !ok {
-				return m, fmt.Errorf("evaluate %s: no prediction for id %s of %s", path, id, goldsPath)
+				missing = append(missing, id)
+				continue
 			}
 			m.Preds = append(m.Preds, datasets.Prediction{ID: id, Task: task.Name, Model: name, Prediction: p.Output, Gold: golds[id].Output, HasGold: true})
+		}
+		if len(missing) > 0 {
+			first := missing[:min(len(missing), 3)]
+			return m, fmt.Errorf("evaluate %s: no prediction for %d of the %d ids of %s (first: %s)", path, len(missing), len(ids), goldsPath, strings.Join(first, ", "))
 		}
 		for id := range preds {
 			if _, ok := golds[id]; !ok {

@@ -49,7 +49,7 @@ func TestLaMPEvalRatingFiles(t *testing.T) {
 		t.Fatalf("differences %+v improvement %+v", r.Differences, r.Models[1].Improvement)
 	}
 	missing := writeTestFile(t, dir, "missing.json", `{"task":"LaMP_3","golds":[{"id":"100","output":"1"}]}`)
-	if _, err := LaMPEval(task, golds, missing, "", b); err == nil || !strings.Contains(err.Error(), "no prediction for id 101") {
+	if _, err := LaMPEval(task, golds, missing, "", b); err == nil || !strings.Contains(err.Error(), "no prediction for 2 of the 3 ids") || !strings.Contains(err.Error(), "(first: 101, 102)") {
 		t.Fatalf("missing prediction: %v", err)
 	}
 	extra := writeTestFile(t, dir, "extra.json", `{"task":"LaMP_3","golds":[{"id":"100","output":"1"},{"id":"101","output":"1"},{"id":"102","output":"1"},{"id":"999","output":"1"}]}`)
