@@ -145,15 +145,12 @@ func checkSFTMemory(held int64, tg *train.TrainingGraph, cfg SFTConfig, progress
 	est := train.EstimateMemory(tg)
 	est.Weights += held
 	progress.Report(train.Progress{Task: StageSFT, Total: cfg.Steps, Note: "memory estimate: " + est.String()})
-	if cfg.MaxMemoryGB < 0 {
-		return nil
+	limit, check, err := train.MemoryLimit(cfg.MaxMemoryGB)
+	if err != nil {
+		return fmt.Errorf("sft: %w (runtime.max_memory_gb sets the limit; -1 skips the check)", err)
 	}
-	limit := int64(cfg.MaxMemoryGB * (1 << 30))
-	if limit == 0 {
-		var err error
-		if limit, err = train.MachineMemory(); err != nil {
-			return fmt.Errorf("sft: %w (runtime.max_memory_gb sets the limit; -1 skips the check)", err)
-		}
+	if !check {
+		return nil
 	}
 	if err := est.Fits(limit, train.MemoryKnobs{Batch: "stages.sft.batch", SeqLen: "stages.sft.seq_len"}); err != nil {
 		return fmt.Errorf("sft: %w (runtime.max_memory_gb sets another limit; -1 skips the check)", err)

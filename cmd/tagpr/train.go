@@ -241,15 +241,12 @@ func runTrainLM(ctx context.Context, cmd *cobra.Command, o trainLMOptions) error
 func checkTrainMemory(cmd *cobra.Command, o trainLMOptions, tg *train.TrainingGraph) error {
 	est := train.EstimateMemory(tg)
 	fmt.Fprintf(cmd.ErrOrStderr(), "memory estimate: %s\n", est)
-	if o.MaxMemoryGB < 0 {
-		return nil
+	limit, check, err := train.MemoryLimit(o.MaxMemoryGB)
+	if err != nil {
+		return fmt.Errorf("%w (--max-memory-gb sets the limit; -1 skips the check)", err)
 	}
-	limit := int64(o.MaxMemoryGB * (1 << 30))
-	if limit == 0 {
-		var err error
-		if limit, err = train.MachineMemory(); err != nil {
-			return fmt.Errorf("%w (--max-memory-gb sets the limit; -1 skips the check)", err)
-		}
+	if !check {
+		return nil
 	}
 	knobs := train.MemoryKnobs{Batch: "--batch", SeqLen: "--seq-len"}
 	if o.LoRARank == 0 {

@@ -215,6 +215,19 @@ func MachineMemory() (int64, error) {
 // "--seq-len", LoRA: "--lora-rank"}.
 type MemoryKnobs struct{ Batch, SeqLen, LoRA string }
 
+// MemoryLimit turns a --max-memory-gb style setting into bytes: 0 the
+// machine's memory (MachineMemory), a negative value no check (ok false).
+func MemoryLimit(gb float64) (limit int64, ok bool, err error) {
+	switch {
+	case gb < 0:
+		return 0, false, nil
+	case gb == 0:
+		limit, err = MachineMemory()
+		return limit, err == nil, err
+	}
+	return int64(gb * (1 << 30)), true, nil
+}
+
 // Fits returns nil when the estimate is within limit bytes, else an error
 // naming both and what to reduce, the largest reducible part first.
 func (e MemoryEstimate) Fits(limit int64, k MemoryKnobs) error {

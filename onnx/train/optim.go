@@ -209,13 +209,8 @@ func NewAccumulator(sizes []int) *Accumulator {
 
 // Add adds one micro-batch's gradients.
 func (a *Accumulator) Add(grads [][]float32) error {
-	if len(grads) != len(a.Sum) {
-		return fmt.Errorf("accumulate: %d grads for %d params", len(grads), len(a.Sum))
-	}
-	for i, g := range grads {
-		if len(g) != len(a.Sum[i]) {
-			return fmt.Errorf("accumulate: param %d has %d grads, want %d", i, len(g), len(a.Sum[i]))
-		}
+	if err := a.check(grads); err != nil {
+		return err
 	}
 	forChunks(chunksOf(lensOf(grads)), func(_ int, c chunk) {
 		s := a.Sum[c.p][c.lo:c.hi]
@@ -230,13 +225,8 @@ func (a *Accumulator) Add(grads [][]float32) error {
 // AddScaled adds one micro-batch's gradients times w (Loop's weighted
 // accumulation: Sum is then the step's gradient, no Mean).
 func (a *Accumulator) AddScaled(grads [][]float32, w float32) error {
-	if len(grads) != len(a.Sum) {
-		return fmt.Errorf("accumulate: %d grads for %d params", len(grads), len(a.Sum))
-	}
-	for i, g := range grads {
-		if len(g) != len(a.Sum[i]) {
-			return fmt.Errorf("accumulate: param %d has %d grads, want %d", i, len(g), len(a.Sum[i]))
-		}
+	if err := a.check(grads); err != nil {
+		return err
 	}
 	forChunks(chunksOf(lensOf(grads)), func(_ int, c chunk) {
 		s := a.Sum[c.p][c.lo:c.hi]
@@ -245,6 +235,19 @@ func (a *Accumulator) AddScaled(grads [][]float32, w float32) error {
 		}
 	})
 	a.Count++
+	return nil
+}
+
+// check refuses gradients that are not one per param, of its size.
+func (a *Accumulator) check(grads [][]float32) error {
+	if len(grads) != len(a.Sum) {
+		return fmt.Errorf("accumulate: %d grads for %d params", len(grads), len(a.Sum))
+	}
+	for i, g := range grads {
+		if len(g) != len(a.Sum[i]) {
+			return fmt.Errorf("accumulate: param %d has %d grads, want %d", i, len(g), len(a.Sum[i]))
+		}
+	}
 	return nil
 }
 
