@@ -361,3 +361,23 @@ func TestStopTokensAndBatchHelpers(t *testing.T) {
 		t.Errorf("EncodePrompts: %+v %v", ps, err)
 	}
 }
+
+// Ids past the tokenizer's vocabulary (a model's padded output rows: Qwen2.5
+// has 151,936 for 151,669 tokens) decode to nothing, as in HF tokenizers
+// (`Tokenizer.decode([9707, 151790, 1879])` is "Hello world"); a negative
+// id is an error.
+func TestDecodeSkipsIDsPastTheVocabulary(t *testing.T) {
+	tok, err := tokenize.Load(pinnedPath(t, "qwen3-tokenizer"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, skip := range []bool{true, false} {
+		got, err := tok.Decode([]int64{9707, 151790, 1879}, skip)
+		if err != nil || got != "Hello world" {
+			t.Fatalf("decode with an id past the vocabulary (skip special %v): %q, %v; want \"Hello world\"", skip, got, err)
+		}
+	}
+	if _, err := tok.Decode([]int64{9707, -1}, true); err == nil {
+		t.Fatal("a negative id decoded")
+	}
+}

@@ -203,12 +203,18 @@ func mapSpan(spans []span, a, b, n, base int) [2]int {
 
 // Decode turns ids back into text; with skipSpecial, special added tokens
 // are left out. As in HF tokenizers, every token (added ones included) goes
-// through the decoder.
+// through the decoder, and an id the vocabulary does not have is left out:
+// models often have more output rows than their tokenizer has tokens
+// (Qwen2.5: 151,936 for 151,665), and a sampled id past the tokenizer is
+// text-less, not an error. A negative id is an error.
 func (t *Tokenizer) Decode(ids []int64, skipSpecial bool) (string, error) {
 	toks := make([]string, 0, len(ids))
 	for _, id := range ids {
-		if id < 0 || id >= int64(len(t.idToToken)) || !t.hasID[id] {
-			return "", fmt.Errorf("decode: id %d not in vocabulary of %d", id, len(t.idToToken))
+		if id < 0 {
+			return "", fmt.Errorf("decode: id %d is negative", id)
+		}
+		if id >= int64(len(t.idToToken)) || !t.hasID[id] {
+			continue
 		}
 		if a := t.addedByID[int(id)]; a != nil && a.Special && skipSpecial {
 			continue

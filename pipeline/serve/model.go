@@ -98,7 +98,7 @@ func (m *Model) EncodeText(text string) []int64 {
 func (m *Model) Decode(ids []int64) string {
 	s, err := m.Tok.Decode(ids, true)
 	if err != nil {
-		return "" // ids come from a model whose vocab covers the tokenizer's: never out of range
+		return "" // only a negative id fails, and a model samples none (ids past the tokenizer decode to nothing)
 	}
 	return s
 }
