@@ -221,7 +221,10 @@ func rawText(raw json.RawMessage, name string) (s string, present, keep bool, er
 }
 
 // Gold is one gold answer of an outputs file.
-type Gold struct{ Output, Chain string }
+type Gold struct {
+	Output, Chain string
+	Index         int // the record's position in the file (over all its golds lists)
+}
 
 // ReadOutputs reads a LaMP outputs file ({"task": …, "golds": [{id, output}]});
 // each gold may also carry tagpr's "chain" (the synthetic benchmark's gold chain).
@@ -304,7 +307,7 @@ func readOutputs(path string, t *Task, file, record string) (map[string]Gold, er
 					return nil, fail("%s: duplicate id %q (%s has it too)", where(pos{lists, i}), id, where(there))
 				}
 				index[id] = pos{lists, i}
-				gd := Gold{Output: out}
+				gd := Gold{Output: out, Index: len(golds)}
 				if g.Chain != nil {
 					gd.Chain = *g.Chain
 				}

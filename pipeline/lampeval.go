@@ -14,8 +14,11 @@ import (
 // naming the id, as LaMP's evaluator would fail), predictions for unknown ids
 // are an error too. A base model's predictions (basePath, optional) are
 // scored on the same examples, for the differences and the relative
-// improvement; b sets the bootstrap of the intervals.
-func LaMPEval(task *datasets.Task, goldsPath, predsPath, basePath string, b Bootstrap) (TaskEval, error) {
+// improvement; b sets the bootstrap of the intervals. The examples are taken
+// in the golds file's order and the resamples drawn for split, as a run's
+// eval stage draws them (its split and seed are in its report, and LaMP's
+// files list the questions and golds in one order): the same intervals.
+func LaMPEval(task *datasets.Task, goldsPath, predsPath, basePath, split string, b Bootstrap) (TaskEval, error) {
 	golds, err := datasets.ReadOutputs(goldsPath, task)
 	if err != nil {
 		return TaskEval{}, err
@@ -24,7 +27,7 @@ func LaMPEval(task *datasets.Task, goldsPath, predsPath, basePath string, b Boot
 	for id := range golds {
 		ids = append(ids, id)
 	}
-	sort.Strings(ids)
+	sort.Slice(ids, func(i, j int) bool { return golds[ids[i]].Index < golds[ids[j]].Index })
 	examples := make([]datasets.Example, len(ids))
 	pairs := make([]Pair, len(ids))
 	for i, id := range ids {
@@ -78,5 +81,5 @@ func LaMPEval(task *datasets.Task, goldsPath, predsPath, basePath string, b Boot
 		return TaskEval{}, err
 	}
 	models = append(models, m)
-	return evaluateTask(task, "eval", examples, models, rewardmodel.DefaultTaxonomy(), evalOptions{Bootstrap: b})
+	return evaluateTask(task, split, examples, models, rewardmodel.DefaultTaxonomy(), evalOptions{Bootstrap: b})
 }

@@ -30,7 +30,7 @@ func TestLaMPEvalRatingFiles(t *testing.T) {
 	preds := writeTestFile(t, dir, "preds.json", `{"task":"LaMP_3","golds":[{"id":"100","output":"1"},{"id":"101","output":"3"},{"id":"102","output":"five"}]}`)
 	base := writeTestFile(t, dir, "base.json", `{"task":"LaMP_3","golds":[{"id":"100","output":"5"},{"id":"101","output":"5"},{"id":"102","output":"5"}]}`)
 	b := Bootstrap{Resamples: 200, Seed: 1}
-	r, err := LaMPEval(task, golds, preds, base, b)
+	r, err := LaMPEval(task, golds, preds, base, "dev", b)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,15 +49,15 @@ func TestLaMPEvalRatingFiles(t *testing.T) {
 		t.Fatalf("differences %+v improvement %+v", r.Differences, r.Models[1].Improvement)
 	}
 	missing := writeTestFile(t, dir, "missing.json", `{"task":"LaMP_3","golds":[{"id":"100","output":"1"}]}`)
-	if _, err := LaMPEval(task, golds, missing, "", b); err == nil || !strings.Contains(err.Error(), "no prediction for 2 of the 3 ids") || !strings.Contains(err.Error(), "(first: 101, 102)") {
+	if _, err := LaMPEval(task, golds, missing, "", "dev", b); err == nil || !strings.Contains(err.Error(), "no prediction for 2 of the 3 ids") || !strings.Contains(err.Error(), "(first: 101, 102)") {
 		t.Fatalf("missing prediction: %v", err)
 	}
 	extra := writeTestFile(t, dir, "extra.json", `{"task":"LaMP_3","golds":[{"id":"100","output":"1"},{"id":"101","output":"1"},{"id":"102","output":"1"},{"id":"999","output":"1"}]}`)
-	if _, err := LaMPEval(task, golds, extra, "", b); err == nil || !strings.Contains(err.Error(), "999") {
+	if _, err := LaMPEval(task, golds, extra, "", "dev", b); err == nil || !strings.Contains(err.Error(), "999") {
 		t.Fatalf("unknown id: %v", err)
 	}
 	broken := writeTestFile(t, dir, "broken.json", `{"task":"LaMP_3","golds":[{"id":"100",`)
-	if _, err := LaMPEval(task, golds, broken, "", b); err == nil || !strings.Contains(err.Error(), broken) {
+	if _, err := LaMPEval(task, golds, broken, "", "dev", b); err == nil || !strings.Contains(err.Error(), broken) {
 		t.Fatalf("truncated predictions: %v", err)
 	}
 }
@@ -89,7 +89,7 @@ func TestLaMPEvalRatingsAsOfficialScorer(t *testing.T) {
 	for k, c := range cases {
 		body := fmt.Sprintf(`{"task":"LaMP_3","golds":[{"id":"100","output":%q},{"id":"101","output":%q},{"id":"102","output":%q}]}`, c.preds[0], c.preds[1], c.preds[2])
 		preds := writeTestFile(t, dir, fmt.Sprintf("p%d.json", k), body)
-		r, err := LaMPEval(task, golds, preds, "", b)
+		r, err := LaMPEval(task, golds, preds, "", "dev", b)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -139,7 +139,7 @@ func TestLaMPEvalWrongGolds(t *testing.T) {
 	}
 	for _, c := range cases {
 		preds := writeTestFile(t, dir, "preds.json", `{"task":"LaMP_2","golds":[]}`)
-		_, err := LaMPEval(c.task, c.golds, preds, "", b)
+		_, err := LaMPEval(c.task, c.golds, preds, "", "dev", b)
 		if err == nil {
 			t.Errorf("%s with %s: no error", c.task.Name, c.golds)
 			continue
@@ -153,7 +153,7 @@ func TestLaMPEvalWrongGolds(t *testing.T) {
 	// A predictions file with an id twice is called so, not a golds file.
 	golds := "../datasets/testdata/lamp/user/LaMP_3/dev_outputs.json"
 	dup := writeTestFile(t, dir, "dup.json", `{"task":"LaMP_3","golds":[{"id":"100","output":"1"},{"id":"100","output":"2"}]}`)
-	if _, err := LaMPEval(r3, golds, dup, "", b); err == nil || !strings.Contains(err.Error(), "read predictions "+dup+": prediction 1: duplicate id") {
+	if _, err := LaMPEval(r3, golds, dup, "", "dev", b); err == nil || !strings.Contains(err.Error(), "read predictions "+dup+": prediction 1: duplicate id") {
 		t.Fatalf("duplicate prediction id: %v", err)
 	}
 }

@@ -12,7 +12,7 @@ import (
 )
 
 func init() {
-	var task, golds, preds, base, out string
+	var task, golds, preds, base, out, split string
 	var resamples int
 	var seed uint64
 	var o stageFlags
@@ -27,8 +27,8 @@ func init() {
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if golds == "" {
-				if task != "" || preds != "" || base != "" || out != "" || cmd.Flags().Changed("bootstrap") || cmd.Flags().Changed("seed") {
-					return fmt.Errorf("--task, --predictions, --base, --out, --bootstrap and --seed go with --golds (the config's eval stage takes stages.eval.bootstrap and seed)")
+				if task != "" || preds != "" || base != "" || out != "" || cmd.Flags().Changed("bootstrap") || cmd.Flags().Changed("seed") || cmd.Flags().Changed("split") {
+					return fmt.Errorf("--task, --predictions, --base, --out, --bootstrap, --seed and --split go with --golds (the config's eval stage takes stages.eval.bootstrap and seed)")
 				}
 				return runStages(cmd, o, pipeline.StageEval)
 			}
@@ -45,7 +45,7 @@ func init() {
 			if err := checkPinned(golds, preds, base); err != nil {
 				return err
 			}
-			r, err := pipeline.LaMPEval(t, golds, preds, base, pipeline.Bootstrap{Resamples: resamples, Seed: seed})
+			r, err := pipeline.LaMPEval(t, golds, preds, base, split, pipeline.Bootstrap{Resamples: resamples, Seed: seed})
 			if err != nil {
 				return err
 			}
@@ -74,6 +74,7 @@ func init() {
 	cmd.Flags().StringVar(&out, "out", "", "folder for report.md, report.html, report.json and metrics.json")
 	cmd.Flags().IntVar(&resamples, "bootstrap", pipeline.DefaultResamples, "bootstrap resamples of the examples for the 95% intervals (100 to 100000)")
 	cmd.Flags().Uint64Var(&seed, "seed", 1, "seed of the bootstrap resamples")
+	cmd.Flags().StringVar(&split, "split", "dev", "the split the golds are (it names the resamples: a run's report gives the split and seed that reproduce its intervals)")
 	addStageFlags(cmd, &o, "")
 	rootCmd.AddCommand(cmd)
 }

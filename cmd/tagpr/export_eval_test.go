@@ -39,7 +39,7 @@ func TestExportPredictionsModelFlag(t *testing.T) {
 	}
 	golds, _ := filepath.Abs("../../datasets/testdata/lamp/user/LaMP_3/dev_outputs.json") // 1, 2, 3
 	out, stderr, err := runTagpr(t, dir, nil, "eval", "--task", "3", "--golds", golds, "--predictions", "x.json")
-	if err != nil || !strings.Contains(out, "| LaMP_3 | eval | 3 | mae ↓ | 0.000 [0.000, 0.000] |") {
+	if err != nil || !strings.Contains(out, "| LaMP_3 | dev | 3 | mae ↓ | 0.000 [0.000, 0.000] |") {
 		t.Fatalf("eval of sft's export: %v\n%s%s", err, out, stderr)
 	}
 }
@@ -56,7 +56,7 @@ func TestEvalLaMP3CountsUnparseable(t *testing.T) {
 	if err != nil {
 		t.Fatalf("eval: %v\n%s", err, stderr)
 	}
-	for _, want := range []string{"| LaMP_3 | eval | 3 | mae ↓ | 3.667 ", "LaMP_3: model: 1 of 3 predictions are not numbers"} {
+	for _, want := range []string{"| LaMP_3 | dev | 3 | mae ↓ | 3.667 ", "LaMP_3: model: 1 of 3 predictions are not numbers"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("eval output lacks %q:\n%s", want, out)
 		}

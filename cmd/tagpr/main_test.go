@@ -221,8 +221,8 @@ func TestEvalCommand(t *testing.T) {
 	}
 	// golds 1, 2, 3: model errors 0, 0, 1 (MAE 1/3); base errors 2, 1, 0 (MAE 1).
 	// Three examples are too few to tell the two apart: the report says so.
-	for _, want := range []string{"| base | model |", "| LaMP_3 | eval | 3 | mae ↓ | 1.000 [0.000, 2.000] | 0.333 [0.000, 1.000] |",
-		"| LaMP_3 | model − base | mae ↓ | -0.667 | [-2.000, +1.000] | not significant |", "| model | +61.0% | **+61.0%** |"} {
+	for _, want := range []string{"| base | model |", "| LaMP_3 | dev | 3 | mae ↓ | 1.000 [0.333, 2.000] | 0.333 [0.000, 0.667] |",
+		"| LaMP_3 | model − base | mae ↓ | -0.667 | [-2.000, +0.333] | not significant |", "| model | +61.0% | **+61.0%** |"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("eval output lacks %q:\n%s", want, out)
 		}

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/tagpr/tagpr/datasets"
 	"github.com/tagpr/tagpr/onnx/ort"
+	"github.com/tagpr/tagpr/pipeline"
 )
 
 // lampDownload is the LaMP fixture in LaMP's download layout (tasks 2, 3, 4).
@@ -318,9 +320,10 @@ func checkStageCommands(t *testing.T, dir string, env []string, cfg, out string)
 		t.Errorf("predict --model gives other answers than the run's predict stage:\n%s\n%s", a, b)
 	}
 	evalOut, stderr, err := run(nil, "eval", "--task", "3", "--golds", filepath.Join(dev, "dev_outputs.json"), "--predictions", preds)
-	if err != nil || !strings.Contains(evalOut, "| LaMP_3 | eval | 3 | mae ↓ |") {
+	if err != nil || !strings.Contains(evalOut, "| LaMP_3 | dev | 3 | mae ↓ |") {
 		t.Errorf("eval of predict's file: %v\n%s%s", err, evalOut, stderr)
 	}
+	checkEvalReproducesReport(t, run, out, dev)
 	// The runtime reaches every session: the process declares it (ort.Start)
 	// and ort refuses any session created without its options, so the runs
 	// above prove every stage passes them down. Asked for CUDA on this
@@ -331,6 +334,48 @@ func checkStageCommands(t *testing.T, dir string, env []string, cfg, out string)
 	}
 	if fileExists(gpu) {
 		t.Errorf("--provider cuda: the run started work in %s before refusing", gpu)
+	}
+}
+
+// checkEvalReproducesReport: `tagpr eval` on a model's predictions file,
+// with the split and the bootstrap a run's report gives, prints the same
+// LaMP-3 values and intervals as the report.
+func checkEvalReproducesReport(t *testing.T, run func([]string, ...string) (string, string, error), out, dev string) {
+	t.Helper()
+	var rep pipeline.Report
+	b, err := os.ReadFile(filepath.Join(out, "report.json"))
+	if err != nil || json.Unmarshal(b, &rep) != nil {
+		t.Fatalf("report.json: %v", err)
+	}
+	for _, te := range rep.Tasks {
+		if te.Task != "LaMP_3" || te.Split != "dev" {
+			continue
+		}
+		for _, m := range te.Models {
+			if m.Baseline {
+				continue
+			}
+			// predict's folder is the model as stages.predict.models names it:
+			// "rl" for the last RL stage's model, which the report names rl:NAME.
+			file := filepath.Join(out, "predictions", strings.ReplaceAll(m.Name, ":", "_"), "LaMP_3_dev.json")
+			if !fileExists(file) && strings.HasPrefix(m.Name, "rl:") {
+				file = filepath.Join(out, "predictions", "rl", "LaMP_3_dev.json")
+			}
+			repDir := filepath.Join(t.TempDir(), "rep")
+			if _, stderr, err := run(nil, "eval", "--task", "3", "--golds", filepath.Join(dev, "dev_outputs.json"), "--predictions", file,
+				"--split", "dev", "--seed", strconv.FormatUint(te.Bootstrap.Seed, 10), "--bootstrap", strconv.Itoa(te.Bootstrap.Resamples), "--out", repDir); err != nil {
+				t.Fatalf("eval of %s: %v\n%s", file, err, stderr)
+			}
+			var got pipeline.Report
+			if b, err := os.ReadFile(filepath.Join(repDir, "report.json")); err != nil || json.Unmarshal(b, &got) != nil || len(got.Tasks) != 1 || len(got.Tasks[0].Models) != 1 {
+				t.Fatalf("eval's report.json: %v", err)
+			}
+			want, _ := json.Marshal(m.Metrics)
+			have, _ := json.Marshal(got.Tasks[0].Models[0].Metrics)
+			if !bytes.Equal(want, have) {
+				t.Errorf("%s: tagpr eval --split dev --seed %d gives %s, the run's report %s", m.Name, te.Bootstrap.Seed, have, want)
+			}
+		}
 	}
 }
 
