@@ -105,9 +105,17 @@ func (e *SettingsMismatchError) Error() string {
 		filepath.Dir(e.File), strings.Join(parts, "; "), e.File)
 }
 
+// orUnset quotes a recorded value (JSON text) once: a JSON string shows as
+// its text in quotes, not quoted a second time.
 func orUnset(v string) string {
-	if v == "" {
+	switch {
+	case v == "":
 		return "(unset)"
+	case strings.HasPrefix(v, `"`):
+		var s string
+		if json.Unmarshal([]byte(v), &s) == nil {
+			return strconv.Quote(s)
+		}
 	}
 	return strconv.Quote(v)
 }

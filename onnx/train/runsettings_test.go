@@ -24,19 +24,19 @@ func TestResumeWithOtherSettingsIsRefused(t *testing.T) {
 		return err
 	}
 	base := func() RunSettings {
-		return RunSettings{}.Set("lr", 1e-3).Set("clip", 1.0).Set("trainable", []string{"a*", "re:b"}).Set("seed", uint64(1))
+		return RunSettings{}.Set("lr", 1e-3).Set("clip", 1.0).Set("trainable", []string{"a*", "re:b"}).Set("seed", uint64(1)).Set("model", "/models/qwen")
 	}
 	if err := run(2, base()); err != nil {
 		t.Fatal(err)
 	}
-	changed := base().Set("lr", 2e-3).Set("clip", 0.5)
+	changed := base().Set("lr", 2e-3).Set("clip", 0.5).Set("model", "/models/qwen-2")
 	delete(changed, "seed")
 	err := run(4, changed)
 	var mm *SettingsMismatchError
 	if !errors.As(err, &mm) {
 		t.Fatalf("resume with other settings: %v", err)
 	}
-	for _, want := range []string{`clip was "1", now "0.5"`, `lr was "0.001", now "0.002"`, `seed was "1", now (unset)`, filepath.Join(dir, SettingsFile)} {
+	for _, want := range []string{`clip was "1", now "0.5"`, `lr was "0.001", now "0.002"`, `seed was "1", now (unset)`, `model was "/models/qwen", now "/models/qwen-2"`, filepath.Join(dir, SettingsFile)} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("%v\nlacks %q", err, want)
 		}
