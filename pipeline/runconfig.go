@@ -790,6 +790,22 @@ func (c *RunConfig) stageSeed(own uint64, offset uint64) uint64 {
 	return c.Seed*0x9e3779b97f4a7c15 + offset
 }
 
+// Effective is c with the values its stages use where a 0 picks one: the
+// stage seeds derived from the run's seed and the chain filter's defaults
+// (what `tagpr config print` shows). Running it behaves as c does.
+func (c RunConfig) Effective() RunConfig {
+	c.Stages.Chains.Filter = c.Stages.Chains.Filter.withDefaults()
+	c.Teacher.Seed = c.stageSeed(c.Teacher.Seed, 101)
+	c.Stages.SFT.Seed = c.stageSeed(c.Stages.SFT.Seed, 11)
+	c.Stages.PRMU.Seed = c.stageSeed(c.Stages.PRMU.Seed, 31)
+	c.Stages.Eval.Seed = c.stageSeed(c.Stages.Eval.Seed, 41)
+	c.Stages.RL = append([]RLStage(nil), c.Stages.RL...)
+	for i := range c.Stages.RL {
+		c.Stages.RL[i].Seed = c.stageSeed(c.Stages.RL[i].Seed, 21+uint64(i))
+	}
+	return c
+}
+
 // FastDevRun is the config cut to a handful of examples and steps per
 // stage, in its own folder (Out/fast_dev_run): a config tried end to end
 // in about a minute, as Lightning's fast_dev_run.

@@ -305,19 +305,25 @@ func flagValue(f *pflag.Flag) (any, error) {
 
 func init() {
 	configCmd := &cobra.Command{Use: "config", Short: "Inspect the effective configuration"}
-	configCmd.AddCommand(&cobra.Command{
+	var fastDev bool
+	printCmd := &cobra.Command{
 		Use:   "print",
 		Short: "Print the effective run config (file, then TAGPR_* environment, then flags) as YAML",
 		Long: "Prints every key of the run config with the value a command would use: the file given with -c\n" +
 			"(default: the built-in configs/demo.yaml), overridden by TAGPR_* variables (runtime.threads →\n" +
-			"TAGPR_RUNTIME_THREADS), overridden by flags. Paths are shown absolute. A config that `tagpr run`\n" +
-			"would refuse is printed all the same, then refused the same way (exit 1).",
+			"TAGPR_RUNTIME_THREADS), overridden by flags. Paths are shown absolute; where a 0 picks a value (a\n" +
+			"stage seed derived from the run's seed, a chain filter default) the value is shown. A config that\n" +
+			"`tagpr run` would refuse is printed all the same, then refused the same way (exit 1).",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			fmt.Fprintf(cmd.OutOrStdout(), "# config file: %s\n", cfgSource)
 			enc := yaml.NewEncoder(cmd.OutOrStdout())
 			enc.SetIndent(2)
-			if err := enc.Encode(pipeline.ConfigMap(runCfg)); err != nil {
+			shown := runCfg
+			if fastDev {
+				shown = shown.FastDevRun()
+			}
+			if err := enc.Encode(pipeline.ConfigMap(shown.Effective())); err != nil {
 				return err
 			}
 			if err := enc.Close(); err != nil {
@@ -331,6 +337,8 @@ func init() {
 			}
 			return nil
 		},
-	})
+	}
+	printCmd.Flags().BoolVar(&fastDev, "fast-dev-run", false, "print the config `tagpr run --fast-dev-run` runs (a handful of examples and steps, in OUT/fast_dev_run)")
+	configCmd.AddCommand(printCmd)
 	rootCmd.AddCommand(configCmd)
 }

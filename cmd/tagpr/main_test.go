@@ -236,3 +236,22 @@ func TestEvalCommand(t *testing.T) {
 		t.Fatal("eval without --predictions succeeded")
 	}
 }
+
+// config print shows the values a run uses where a 0 picks one (the eval
+// stage's derived seed, the chain filter's defaults), and --fast-dev-run
+// the cut-down config.
+func TestConfigPrintShowsEffectiveValues(t *testing.T) {
+	out, stderr, err := runTagpr(t, ".", []string{"TAGPR_STAGES_EVAL_SEED=0"}, "config", "print")
+	if err != nil {
+		t.Fatalf("config print: %v\n%s", err, stderr)
+	}
+	for _, want := range []string{"max_chars: 6000", "seed: 11400714819323198526"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("config print lacks %q:\n%s", want, out)
+		}
+	}
+	fast, stderr, err := runTagpr(t, ".", nil, "config", "print", "--fast-dev-run")
+	if err != nil || !strings.Contains(fast, "fast_dev_run") {
+		t.Errorf("config print --fast-dev-run: %v\n%s%s", err, fast, stderr)
+	}
+}
