@@ -441,6 +441,9 @@ func (r *runEnv) checkStamps() error {
 		if _, err := os.Stat(filepath.Join(c.dir, train.SettingsFile)); err != nil {
 			continue // not started: stamped when it starts
 		}
+		if c.stage == "data" && !exists(filepath.Join(c.dir, c.done)) {
+			continue // unfinished (an older tagpr's): prepareData rebuilds it whole
+		}
 		if err := checkStamp(c.dir, c.stage, c.settings(), c.done != "" && exists(filepath.Join(c.dir, c.done))); err != nil {
 			return err
 		}
@@ -451,19 +454,7 @@ func (r *runEnv) checkStamps() error {
 // prepare builds (or reloads) what every stage reads: the examples, the
 // tokenizer and the base model.
 func (r *runEnv) prepare(ctx context.Context) error {
-	dataDir := r.dir("data")
-	done := exists(filepath.Join(dataDir, "done.json"))
-	if err := checkStamp(dataDir, "data", r.dataSettings(), done); err != nil {
-		return err
-	}
-	if !done {
-		note(r.h, "data", "reading the examples into %s", dataDir)
-		if err := buildData(r.cfg.Data, r.sources, dataDir); err != nil {
-			return err
-		}
-	}
-	var err error
-	if r.data, err = loadData(dataDir); err != nil {
+	if err := r.prepareData(); err != nil {
 		return err
 	}
 	for _, td := range r.data.Tasks {

@@ -47,6 +47,13 @@ func (r *runEnv) predict(ctx context.Context) error {
 	if len(splits) == 0 {
 		splits = []string{"dev"}
 	}
+	for _, td := range r.data.Tasks {
+		for _, split := range splits {
+			if len(td.Splits[split]) == 0 {
+				note(r.h, StagePredict, "%s: the %s split is skipped (stages.predict.splits lists it, but %s)", td.Task.Name, split, r.missingSplit(td.Task, split))
+			}
+		}
+	}
 	for _, m := range r.cfg.predictModels() {
 		dir := r.predictDir(m)
 		done := filepath.Join(dir, "done.json")

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/google/renameio/v2"
 
@@ -93,6 +94,29 @@ func EncodeChainSFT(tok *tokenize.Tokenizer, task *datasets.Task, ex *datasets.E
 	return Sequence{IDs: enc.IDs, PromptLen: prompt}, nil
 }
 
+// noKeptChain is SFT's error when the chains filter kept no chain of the
+// tasks SFT trains on: how many were judged, where their verdicts are and
+// which settings decide.
+func (r *runEnv) noKeptChain() error {
+	judged := 0
+	var files []string
+	for _, td := range r.data.Tasks {
+		if r.cfg.Stages.SFT.TaskWeights.Repeats(td.Task.Name) == 0 {
+			continue
+		}
+		path := r.chainsFile(td.Task.Name)
+		rows, err := datasets.ReadChains(path, datasets.ReadOptions{})
+		if err != nil {
+			return fmt.Errorf("sft: %w", err)
+		}
+		judged += len(rows)
+		files = append(files, path)
+	}
+	return fmt.Errorf("sft: no chain passed the chains filter: 0 of the %d chains judged were kept. Each chain's verdicts (%s, %s, %s, %s) are in %s; "+
+		"loosen stages.chains.filter (min_reward, generation_min_reward, min_steps, max_steps, max_chars, keep_duplicates) or change the teacher, "+
+		"then delete %s to redo the chains", judged, VerdictAnswer, VerdictTags, VerdictLength, VerdictDuplicate, strings.Join(files, ", "), r.dir("chains"))
+}
+
 // sft fine-tunes the base model on the kept chains and exports it to
 // sft/ (model.onnx last: its presence marks the stage done).
 func (r *runEnv) sft(ctx context.Context) error {
@@ -107,6 +131,9 @@ func (r *runEnv) sft(ctx context.Context) error {
 	seqs, tooLong, err := r.sftSequences()
 	if err != nil {
 		return err
+	}
+	if len(seqs) == 0 && tooLong == 0 {
+		return r.noKeptChain()
 	}
 	if len(seqs) == 0 {
 		return fmt.Errorf("sft: no kept chain fits seq_len %d (%d too long): see %s", r.cfg.Stages.SFT.SeqLen, tooLong, r.dir("chains"))

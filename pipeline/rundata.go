@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/google/renameio/v2"
 
@@ -35,15 +36,58 @@ type dataSource struct {
 	examples  map[string]string // lamp_example files, by split
 }
 
-// lampTaskDir finds a task's folder in LaMP's download layout: LaMP_N
-// (LaMP_2 is movie tagging), else tagpr's task name (LaMP_2M, LaMP_2N).
-func lampTaskDir(root string, t *datasets.Task) string {
-	for _, name := range []string{t.OutputsName, t.Name} {
+// lampTaskDir finds a task's folder in LaMP's download layout: its own
+// name first (LaMP_2M, LaMP_2N; LaMP_N for the others), then LaMP's shared
+// outputs name (LaMP_2, which LaMP uses for movie tagging and, in older
+// releases, news), so a folder holding both LaMP_2 and LaMP_2N gives task
+// 2N the news files. The second result says whether the folder exists.
+func lampTaskDir(root string, t *datasets.Task) (string, bool) {
+	for _, name := range lampTaskNames(t) {
 		if dir := filepath.Join(root, name); isDir(dir) {
-			return dir
+			return dir, true
 		}
 	}
-	return filepath.Join(root, t.OutputsName)
+	return filepath.Join(root, t.Name), false
+}
+
+// lampTaskNames are the folder names a task is read from, preferred first.
+func lampTaskNames(t *datasets.Task) []string {
+	if t.OutputsName == t.Name {
+		return []string{t.Name}
+	}
+	return []string{t.Name, t.OutputsName}
+}
+
+// isTaskFolder says whether dir is laid out as one task's folder (split
+// subfolders, or the split files themselves) rather than the folder
+// holding the tasks.
+func isTaskFolder(dir string) bool {
+	for _, split := range datasets.Splits {
+		if exists(filepath.Join(dir, split, split+"_questions.json")) || exists(filepath.Join(dir, split+"_questions.json")) {
+			return true
+		}
+	}
+	return false
+}
+
+// lampLayoutError explains a task whose training questions are not where
+// LaMP's layout puts them: data.lamp_dir set to one task's folder, the
+// split files not in their split subfolders, or no folder for the task.
+func lampLayoutError(root, dir string, found bool, t *datasets.Task, statErr error) error {
+	want := "want LaMP's layout: LAMP_DIR/LaMP_N/{train,dev,test}/{split}_questions.json and {split}_outputs.json"
+	names := lampTaskNames(t)
+	switch {
+	case isTaskFolder(root):
+		return fmt.Errorf("data.lamp_dir: %s is one task's folder, not the folder holding the tasks: set data.lamp_dir to its parent, %s (%s)",
+			root, filepath.Dir(root), want)
+	case found && exists(filepath.Join(dir, "train_questions.json")):
+		return fmt.Errorf("data.lamp_dir: task %s: the split files lie directly in %s: move them into train/ and dev/ subfolders "+
+			"(train/train_questions.json, train/train_outputs.json, dev/dev_questions.json, dev/dev_outputs.json; optionally test/test_questions.json)",
+			t.Name, dir)
+	case !found:
+		return fmt.Errorf("data.lamp_dir: task %s: %s holds no folder %s (%s)", t.Name, root, strings.Join(names, " or "), want)
+	}
+	return fmt.Errorf("data.lamp_dir: task %s: %w (the training split is required; %s)", t.Name, statErr, want)
 }
 
 func isDir(p string) bool {
@@ -75,12 +119,12 @@ func dataSources(d DataConfig) ([]dataSource, error) {
 				return nil, fmt.Errorf("data.tasks: %w", err)
 			}
 			src := dataSource{task: t, questions: map[string]string{}, outputs: map[string]string{}}
-			dir := lampTaskDir(d.LaMPDir, t)
+			dir, found := lampTaskDir(d.LaMPDir, t)
 			for _, split := range datasets.Splits {
 				q := filepath.Join(dir, split, split+"_questions.json")
 				if _, err := os.Stat(q); err != nil {
 					if split == "train" {
-						return nil, fmt.Errorf("data.lamp_dir: task %s: %s: %w (the training split is required)", t.Name, q, err)
+						return nil, lampLayoutError(d.LaMPDir, dir, found, t, err)
 					}
 					continue
 				}
@@ -120,6 +164,32 @@ func dataSources(d DataConfig) ([]dataSource, error) {
 		}
 	}
 	return out, nil
+}
+
+// missingSplit says why the run has no examples of task's split: the
+// LaMP questions file or the import key that is missing.
+func (r *runEnv) missingSplit(task *datasets.Task, split string) string {
+	for _, src := range r.sources {
+		if src.task.Name != task.Name {
+			continue
+		}
+		if p := src.questions[split]; p != "" {
+			return p + " holds no questions"
+		}
+		if p := src.examples[split]; p != "" {
+			return p + " holds no examples"
+		}
+		if r.cfg.Data.LaMPDir != "" {
+			dir, _ := lampTaskDir(r.cfg.Data.LaMPDir, task)
+			return "no " + filepath.Join(dir, split, split+"_questions.json")
+		}
+		for i, im := range r.cfg.Data.Imports {
+			if t, err := datasets.ParseTask(string(im.Task)); err == nil && t.Name == task.Name {
+				return fmt.Sprintf("data.imports[%d].%s is not set", i, split)
+			}
+		}
+	}
+	return "the data has none"
 }
 
 // dataDone is data/done.json: what the data stage wrote.
@@ -162,6 +232,42 @@ func loadData(dir string) (*RunData, error) {
 		rd.Tasks = append(rd.Tasks, td)
 	}
 	return rd, nil
+}
+
+// prepareData reloads data/, or builds it whole: in a side folder, stamped
+// there and renamed into place when every file is written, so a failure
+// (a file that does not parse, a killed run) leaves no stamped, half-made
+// data folder to refuse the next config. An unfinished data/ (from an
+// older tagpr) is replaced, not resumed.
+func (r *runEnv) prepareData() error {
+	dataDir := r.dir("data")
+	if exists(filepath.Join(dataDir, "done.json")) {
+		if err := checkStamp(dataDir, "data", r.dataSettings(), true); err != nil {
+			return err
+		}
+	} else {
+		note(r.h, "data", "reading the examples into %s", dataDir)
+		tmp := dataDir + ".tmp"
+		if err := os.RemoveAll(tmp); err != nil {
+			return err
+		}
+		err := checkStamp(tmp, "data", r.dataSettings(), false)
+		if err == nil {
+			err = buildData(r.cfg.Data, r.sources, tmp)
+		}
+		if err == nil {
+			if err = os.RemoveAll(dataDir); err == nil {
+				err = os.Rename(tmp, dataDir)
+			}
+		}
+		if err != nil {
+			os.RemoveAll(tmp)
+			return err
+		}
+	}
+	var err error
+	r.data, err = loadData(dataDir)
+	return err
 }
 
 // buildData reads the configured source, keeps the first MaxExamples of
@@ -235,6 +341,11 @@ func buildData(d DataConfig, sources []dataSource, dir string) error {
 	}
 	if len(done.Tasks) == 0 {
 		return errors.New("data: no examples")
+	}
+	for _, name := range done.Tasks {
+		if done.Rows[name]["train"] == 0 {
+			return fmt.Errorf("data: task %s has no training examples", name)
+		}
 	}
 	b, err := json.MarshalIndent(done, "", "  ")
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"strconv"
@@ -31,6 +32,12 @@ type OpenAIConfig struct {
 	Backoff     time.Duration // first retry delay, doubled each retry (default 1s)
 	MaxBackoff  time.Duration // cap on one delay, Retry-After included (default 60s)
 	Concurrency int           // requests in flight (default 4)
+
+	// BaseURLKey and ModelKey name where the user set BaseURL and Model,
+	// for errors (default: the run config's teacher.base_url and
+	// teacher.model; `tagpr chains generate` names its flags).
+	BaseURLKey string
+	ModelKey   string
 }
 
 func (c OpenAIConfig) withDefaults() OpenAIConfig {
@@ -52,6 +59,12 @@ func (c OpenAIConfig) withDefaults() OpenAIConfig {
 	if c.Concurrency <= 0 {
 		c.Concurrency = 4
 	}
+	if c.BaseURLKey == "" {
+		c.BaseURLKey = "teacher.base_url"
+	}
+	if c.ModelKey == "" {
+		c.ModelKey = "teacher.model"
+	}
 	return c
 }
 
@@ -71,10 +84,10 @@ func NewOpenAITeacher(cfg OpenAIConfig) (*OpenAITeacher, error) {
 	cfg = cfg.withDefaults()
 	base := strings.TrimRight(cfg.BaseURL, "/")
 	if !strings.HasPrefix(base, "http://") && !strings.HasPrefix(base, "https://") {
-		return nil, fmt.Errorf("openai teacher: base URL %q: want http:// or https://", cfg.BaseURL)
+		return nil, fmt.Errorf("openai teacher: %s %q: want http:// or https://", cfg.BaseURLKey, cfg.BaseURL)
 	}
 	if cfg.Model == "" {
-		return nil, errors.New("openai teacher: no model named")
+		return nil, fmt.Errorf("openai teacher: no model named (set %s)", cfg.ModelKey)
 	}
 	t := &OpenAITeacher{cfg: cfg, endpoint: base + "/chat/completions", client: &http.Client{Timeout: cfg.Timeout}}
 	if cfg.APIKeyEnv != "" {
@@ -180,6 +193,37 @@ func contextHint(status int, raw []byte) string {
 	return ""
 }
 
+// notFoundHint names the setting to check when the server answered 404
+// (or 400) because it does not know the model, or found no
+// chat-completions endpoint at the base URL.
+func (t *OpenAITeacher) notFoundHint(status int, raw []byte) string {
+	if status != http.StatusNotFound && status != http.StatusBadRequest {
+		return ""
+	}
+	body := strings.ToLower(string(raw))
+	if strings.Contains(body, "model_not_found") || strings.Contains(body, "model") &&
+		(strings.Contains(body, "does not exist") || strings.Contains(body, "not found") || strings.Contains(body, "unknown")) {
+		return fmt.Sprintf(" (the server does not serve the model %s %q: set it to one the server lists at %s/models)",
+			t.cfg.ModelKey, t.cfg.Model, strings.TrimSuffix(t.endpoint, "/chat/completions"))
+	}
+	if status == http.StatusNotFound {
+		return fmt.Sprintf(" (no chat-completions endpoint there: check %s %q, which usually ends in /v1)", t.cfg.BaseURLKey, t.cfg.BaseURL)
+	}
+	return ""
+}
+
+// unreachableHint names the setting to check when no server answered at
+// the base URL (an unknown host, a refused or unroutable connection); a
+// server that answered slowly or hung up is not the address's fault.
+func (t *OpenAITeacher) unreachableHint(err error) string {
+	var dns *net.DNSError
+	var op *net.OpError
+	if !errors.As(err, &dns) && !(errors.As(err, &op) && op.Op == "dial") {
+		return ""
+	}
+	return fmt.Sprintf("; no server answered at %s %q: check the URL and that its server is running", t.cfg.BaseURLKey, t.cfg.BaseURL)
+}
+
 func (e *statusError) retryable() bool {
 	return e.status == http.StatusTooManyRequests || e.status >= 500
 }
@@ -217,7 +261,7 @@ func (t *OpenAITeacher) completeOne(ctx context.Context, msgs []datasets.Message
 		}
 		if !retry || attempt >= t.cfg.MaxRetries {
 			if retry {
-				return "", fmt.Errorf("%w (gave up after %d retries)", err, attempt)
+				return "", fmt.Errorf("%w (gave up after %d retries%s)", err, attempt, t.unreachableHint(err))
 			}
 			return "", err
 		}
@@ -267,7 +311,7 @@ func (t *OpenAITeacher) post(ctx context.Context, body []byte) (string, error) {
 			t.endpoint, resp.StatusCode, maxResponseBytes>>20)
 	}
 	if resp.StatusCode != http.StatusOK {
-		se := &statusError{endpoint: t.endpoint, status: resp.StatusCode, body: snippet(raw), hint: contextHint(resp.StatusCode, raw)}
+		se := &statusError{endpoint: t.endpoint, status: resp.StatusCode, body: snippet(raw), hint: contextHint(resp.StatusCode, raw) + t.notFoundHint(resp.StatusCode, raw)}
 		if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s > 0 {
 			se.retryAfter = time.Duration(s) * time.Second
 		}

@@ -111,6 +111,15 @@ func TestOpenAITeacherErrors(t *testing.T) {
 			http.Error(w, `{"error":{"message":"`+strings.Repeat("this model's maximum context length is 1024 tokens; ", 10)+
 				`","type":"invalid_request_error","code":"context_length_exceeded"}}`, http.StatusBadRequest)
 		}, 1, []string{"HTTP 400", "lower teacher.max_tokens in the run config, or --max-tokens"}},
+		{"unknown model names teacher.model", func(w http.ResponseWriter, r *http.Request) {
+			http.Error(w, `{"object":"error","message":"The model `+"`fake`"+` does not exist.","type":"NotFoundError","code":404}`, http.StatusNotFound)
+		}, 1, []string{"HTTP 404", `the server does not serve the model teacher.model "fake"`, "/v1/models"}},
+		{"OpenAI's model_not_found names teacher.model", func(w http.ResponseWriter, r *http.Request) {
+			http.Error(w, `{"error":{"message":"`+strings.Repeat("x", 300)+`","code":"model_not_found"}}`, http.StatusNotFound)
+		}, 1, []string{"HTTP 404", `teacher.model "fake"`}},
+		{"no endpoint names teacher.base_url", func(w http.ResponseWriter, r *http.Request) {
+			http.NotFound(w, r)
+		}, 1, []string{"HTTP 404", "no chat-completions endpoint there: check teacher.base_url"}},
 		{"malformed JSON not retried", func(w http.ResponseWriter, r *http.Request) {
 			w.Write([]byte(`{"choices": [{"message": {"content": "unterminated`))
 		}, 1, []string{"malformed response JSON"}},
@@ -192,8 +201,8 @@ func TestOpenAITeacherConfigErrors(t *testing.T) {
 		cfg  OpenAIConfig
 		want string
 	}{
-		{OpenAIConfig{BaseURL: "localhost:8080", Model: "m"}, "want http:// or https://"},
-		{OpenAIConfig{BaseURL: "http://x/v1"}, "no model"},
+		{OpenAIConfig{BaseURL: "localhost:8080", Model: "m"}, `teacher.base_url "localhost:8080": want http:// or https://`},
+		{OpenAIConfig{BaseURL: "http://x/v1"}, "no model named (set teacher.model)"},
 		{OpenAIConfig{BaseURL: "http://x/v1", Model: "m", APIKeyEnv: "TAGPR_EMPTY_KEY"}, "TAGPR_EMPTY_KEY"},
 	} {
 		if _, err := NewOpenAITeacher(c.cfg); err == nil || !strings.Contains(err.Error(), c.want) {
@@ -210,6 +219,14 @@ func TestOpenAITeacherConnectionRefused(t *testing.T) {
 	_, err := teacher.Complete(context.Background(), onePrompt("x"))
 	if err == nil || !strings.Contains(err.Error(), url) || !strings.Contains(err.Error(), "gave up after 1 retries") {
 		t.Fatalf("error %v", err)
+	}
+	if want := `no server answered at teacher.base_url "` + url + `/v1"`; !strings.Contains(err.Error(), want) {
+		t.Fatalf("error %v; want %q", err, want)
+	}
+	// The standalone command names its flag.
+	teacher = testTeacher(t, url, func(c *OpenAIConfig) { c.MaxRetries = -1; c.BaseURLKey = "--base-url" })
+	if _, err = teacher.Complete(context.Background(), onePrompt("x")); err == nil || !strings.Contains(err.Error(), `at --base-url "`+url+`/v1"`) {
+		t.Fatalf("error %v; want --base-url named", err)
 	}
 }
 

@@ -93,7 +93,8 @@ The OpenAI teacher reads its key from the environment variable named by --api-ke
 					retries = -1 // OpenAIConfig's 0 means its default; --retries 0 means none
 				}
 				t, err := pipeline.NewOpenAITeacher(pipeline.OpenAIConfig{BaseURL: o.baseURL, Model: o.model, APIKeyEnv: o.apiKeyEnv,
-					Temperature: o.temperature, MaxTokens: o.maxTokens, Timeout: o.timeout, MaxRetries: retries, Concurrency: o.concurrency})
+					Temperature: o.temperature, MaxTokens: o.maxTokens, Timeout: o.timeout, MaxRetries: retries, Concurrency: o.concurrency,
+					BaseURLKey: "--base-url", ModelKey: "--model"})
 				if err != nil {
 					return err
 				}

@@ -1,0 +1,282 @@
+package pipeline
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/tagpr/tagpr/onnx/train"
+)
+
+// lampDownload is the LaMP fixture in LaMP's download layout (LaMP_2 is
+// movie tagging; tasks 2, 3, 4).
+const lampDownload = "../datasets/testdata/lamp_download"
+
+// copyTree copies the files below src into dst.
+func copyTree(t *testing.T, src, dst string) {
+	t.Helper()
+	err := filepath.Walk(src, func(p string, info os.FileInfo, err error) error {
+		if err != nil || info.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		return copyTestFile(p, filepath.Join(dst, rel))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func copyTestFile(src, dst string) error {
+	b, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(dst, b, 0o644)
+}
+
+// newsFolder writes LaMP_2N (news categorization) in the download layout
+// into dir, its train and dev splits from the news fixture's dev files.
+func newsFolder(t *testing.T, dir string) {
+	t.Helper()
+	src := "../datasets/testdata/lamp/user/LaMP_2N"
+	for _, split := range []string{"train", "dev"} {
+		for _, kind := range []string{"questions", "outputs"} {
+			if err := copyTestFile(filepath.Join(src, "dev_"+kind+".json"), filepath.Join(dir, split, split+"_"+kind+".json")); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
+// lampRun is a run of lamp's tasks, opened as `tagpr run` opens one.
+func lampRun(t *testing.T, lamp, out string, tasks ...TaskRef) (*runEnv, *[]string, error) {
+	t.Helper()
+	cfg := tinyRun(out)
+	cfg.Data = DataConfig{LaMPDir: lamp, Tasks: tasks, Scheme: "user"}
+	cfg.Teacher = DefaultRunConfig().Teacher
+	cfg.Teacher.BaseURL, cfg.Teacher.Model = "http://localhost:1/v1", "m"
+	var mu sync.Mutex
+	var notes []string
+	r, err := openRun(cfg, func(p train.Progress) {
+		mu.Lock()
+		defer mu.Unlock()
+		if p.Note != "" {
+			notes = append(notes, p.Note)
+		}
+	})
+	if err == nil {
+		t.Cleanup(r.close)
+	}
+	return r, &notes, err
+}
+
+// TestLaMPTaskFolderPrefersItsOwnName: with LaMP_2 (movies) and LaMP_2N
+// (news) side by side, task 2N reads LaMP_2N and task 2 reads LaMP_2; a
+// task's own name (LaMP_2M) comes before LaMP_2, and 2N falls back to
+// LaMP_2 when it has no folder of its own.
+func TestLaMPTaskFolderPrefersItsOwnName(t *testing.T) {
+	lamp := t.TempDir()
+	copyTree(t, filepath.Join(lampDownload, "LaMP_2"), filepath.Join(lamp, "LaMP_2"))
+	newsFolder(t, filepath.Join(lamp, "LaMP_2N"))
+	r, _, err := lampRun(t, lamp, t.TempDir(), "2", "2N")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []string{"LaMP_2", "LaMP_2N"} {
+		if got := filepath.Base(filepath.Dir(filepath.Dir(r.sources[i].questions["train"]))); got != want {
+			t.Errorf("task %s reads %s, want %s", r.sources[i].task.Name, got, want)
+		}
+	}
+	if err := r.prepareData(); err != nil {
+		t.Fatalf("data stage on LaMP_2 and LaMP_2N: %v", err)
+	}
+	if n := len(r.data.Tasks); n != 2 || r.data.Tasks[1].Task.Name != "LaMP_2N" || len(r.data.Tasks[1].Splits["train"]) == 0 {
+		t.Fatalf("tasks %+v", r.data.Tasks)
+	}
+
+	// LaMP_2M (tagpr's name) beats LaMP_2; LaMP_2 serves 2N when alone.
+	both := t.TempDir()
+	copyTree(t, filepath.Join(lampDownload, "LaMP_2"), filepath.Join(both, "LaMP_2M"))
+	newsFolder(t, filepath.Join(both, "LaMP_2"))
+	r, _, err = lampRun(t, both, t.TempDir(), "2M", "2N")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []string{"LaMP_2M", "LaMP_2"} {
+		if got := filepath.Base(filepath.Dir(filepath.Dir(r.sources[i].questions["train"]))); got != want {
+			t.Errorf("task %s reads %s, want %s", r.sources[i].task.Name, got, want)
+		}
+	}
+}
+
+// TestDataStageLeavesNothingWhenItFails: a source file that does not
+// parse leaves no data folder (nor its side folder), so the corrected
+// config runs instead of being refused as a changed one.
+func TestDataStageLeavesNothingWhenItFails(t *testing.T) {
+	lamp, out := t.TempDir(), t.TempDir()
+	copyTree(t, filepath.Join(lampDownload, "LaMP_2"), filepath.Join(lamp, "LaMP_2"))
+	copyTree(t, filepath.Join(lampDownload, "LaMP_3"), filepath.Join(lamp, "LaMP_3"))
+	// Task 2N on movie-tagging files: the profile has no category.
+	r, _, err := lampRun(t, lamp, out, "3", "2N")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.prepareData(); err == nil || !strings.Contains(err.Error(), "category") {
+		t.Fatalf("task 2N on movie files: %v; want the missing category named", err)
+	}
+	for _, p := range []string{"data", "data.tmp"} {
+		if _, err := os.Stat(filepath.Join(out, p)); err == nil {
+			t.Errorf("a failed data stage left %s", p)
+		}
+	}
+	r, _, err = lampRun(t, lamp, out, "3", "2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.checkStamps(); err != nil {
+		t.Fatalf("the corrected config after a failed data stage: %v", err)
+	}
+	if err := r.prepareData(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(out, "data", "done.json")); err != nil {
+		t.Fatal(err)
+	}
+
+	// An unfinished data folder (an older tagpr's, stamped with other
+	// settings) is rebuilt, not refused.
+	stale := t.TempDir()
+	if err := checkStamp(filepath.Join(stale, "data"), "data", map[string]any{"data.tasks": []string{"LaMP_2N"}}, false); err != nil {
+		t.Fatal(err)
+	}
+	r, _, err = lampRun(t, lamp, stale, "3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.checkStamps(); err != nil {
+		t.Fatalf("an unfinished data folder: %v", err)
+	}
+	if err := r.prepareData(); err != nil || len(r.data.Tasks) != 1 {
+		t.Fatalf("rebuilding an unfinished data folder: %v", err)
+	}
+}
+
+// TestLaMPLayoutErrors: lamp_dir set to one task's folder, and split files
+// not in their split subfolders, are refused saying what to change.
+func TestLaMPLayoutErrors(t *testing.T) {
+	root := t.TempDir()
+	deep := filepath.Join(root, "LaMP", "LaMP_2")
+	copyTree(t, filepath.Join(lampDownload, "LaMP_2"), deep)
+	_, _, err := lampRun(t, deep, t.TempDir(), "2")
+	if err == nil || !strings.Contains(err.Error(), "set data.lamp_dir to its parent, "+filepath.Join(root, "LaMP")) {
+		t.Errorf("lamp_dir one folder too deep: %v", err)
+	}
+
+	flat := t.TempDir()
+	for _, split := range []string{"train", "dev"} {
+		for _, kind := range []string{"questions", "outputs"} {
+			name := split + "_" + kind + ".json"
+			if err := copyTestFile(filepath.Join(lampDownload, "LaMP_2", split, name), filepath.Join(flat, "LaMP_2", name)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	_, _, err = lampRun(t, flat, t.TempDir(), "2")
+	for _, want := range []string{filepath.Join(flat, "LaMP_2"), "move them into train/ and dev/ subfolders", "train/train_questions.json", "dev/dev_outputs.json"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("split files directly in LaMP_2: %v; want %q", err, want)
+		}
+	}
+
+	_, _, err = lampRun(t, filepath.Join(root, "LaMP"), t.TempDir(), "3")
+	if err == nil || !strings.Contains(err.Error(), "no folder LaMP_3") {
+		t.Errorf("no folder for the task: %v", err)
+	}
+}
+
+// TestPredictNotesASkippedSplit: a listed split the data lacks is skipped
+// with a note naming the missing file.
+func TestPredictNotesASkippedSplit(t *testing.T) {
+	lamp := t.TempDir()
+	for _, split := range []string{"train", "dev"} { // no test/
+		copyTree(t, filepath.Join(lampDownload, "LaMP_3", split), filepath.Join(lamp, "LaMP_3", split))
+	}
+	r, notes, err := lampRun(t, lamp, t.TempDir(), "3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.prepareData(); err != nil {
+		t.Fatal(err)
+	}
+	r.cfg.Stages.Predict.Models, r.cfg.Stages.Predict.Splits = []string{ModelBase}, []string{"test"}
+	if err := r.predict(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	want := "LaMP_3: the test split is skipped (stages.predict.splits lists it, but no " + filepath.Join(lamp, "LaMP_3", "test", "test_questions.json") + ")"
+	if !strings.Contains(strings.Join(*notes, "\n"), want) {
+		t.Fatalf("notes %q; want %q", *notes, want)
+	}
+}
+
+// TestSFTSaysNoChainPassedTheFilter: when the filter keeps no chain, SFT
+// says so, with how many were judged, where the verdicts are and which
+// settings decide (not "no kept chain fits seq_len").
+func TestSFTSaysNoChainPassedTheFilter(t *testing.T) {
+	cfg := tinyRun(t.TempDir())
+	cfg.Stages.Chains.Filter.MaxChars = 1 // no chain is that short
+	r, err := openRun(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.close()
+	ctx := context.Background()
+	if err := r.prepareData(); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.chains(ctx); err != nil {
+		t.Fatal(err)
+	}
+	judged := 0
+	for _, td := range r.data.Tasks {
+		judged += len(td.Splits["train"])
+	}
+	err = r.sft(ctx)
+	if err == nil {
+		t.Fatal("SFT ran without a kept chain")
+	}
+	for _, want := range []string{"no chain passed the chains filter", "0 of the " + strconv.Itoa(judged) + " chains judged were kept",
+		r.chainsFile(r.data.Tasks[0].Task.Name), "stages.chains.filter", "max_chars"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
+	}
+	if strings.Contains(err.Error(), "fits seq_len") {
+		t.Errorf("error %q blames seq_len", err)
+	}
+}
+
+// TestREADMENamesThePredictionFiles: the README's path of a prediction
+// file is the one predict writes.
+func TestREADMENamesThePredictionFiles(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &runEnv{cfg: RunConfig{Out: "out/lamp"}}
+	want := filepath.ToSlash(filepath.Join(r.predictDir("rl:guided"), "LaMP_2M_dev.json"))
+	text := strings.Join(strings.Fields(string(readme)), " ")
+	if !strings.Contains(text, "`"+want+"`") {
+		t.Errorf("README does not name %s", want)
+	}
+	if strings.Contains(text, "LaMP_N_SPLIT") {
+		t.Error("README names prediction files LaMP_N_SPLIT.json: they are TASK_SPLIT.json, tagpr's task name (LaMP_2M)")
+	}
+}
