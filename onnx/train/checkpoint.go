@@ -49,10 +49,22 @@ const (
 // keeps the `keep` newest checkpoints (keep < 1 keeps 2).
 func SaveCheckpoint(dir string, params []*Param, opt *AdamW, st RunState, keep int) error {
 	name := fmt.Sprintf("step-%08d", st.Step)
-	sub := filepath.Join(dir, name)
-	if err := os.MkdirAll(sub, 0o755); err != nil {
-		return fmt.Errorf("save checkpoint %s: %w", sub, err)
+	final := filepath.Join(dir, name)
+	// Written whole into a partial folder, then renamed: a save that fails
+	// (a non-finite weight, a full disk) leaves no step folder behind.
+	sub := filepath.Join(dir, ".partial-"+name)
+	if err := os.RemoveAll(sub); err != nil {
+		return fmt.Errorf("save checkpoint %s: %w", final, err)
 	}
+	if err := os.MkdirAll(sub, 0o755); err != nil {
+		return fmt.Errorf("save checkpoint %s: %w", final, err)
+	}
+	done := false
+	defer func() {
+		if !done {
+			os.RemoveAll(sub)
+		}
+	}()
 	w := make(map[string]STensor, len(params))
 	for _, p := range params {
 		w[p.Name] = STensor{Shape: p.Shape, F32: p.Data}
@@ -81,6 +93,19 @@ func SaveCheckpoint(dir string, params []*Param, opt *AdamW, st RunState, keep i
 	if err := renameio.WriteFile(filepath.Join(sub, stateFile), append(js, '\n'), 0o644); err != nil {
 		return fmt.Errorf("save checkpoint %s: %w", sub, err)
 	}
+	// An earlier save of this step moves aside until the new one is in place.
+	aside := filepath.Join(dir, ".old-"+name)
+	if err := os.RemoveAll(aside); err != nil {
+		return fmt.Errorf("save checkpoint %s: %w", final, err)
+	}
+	if err := os.Rename(final, aside); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("save checkpoint %s: %w", final, err)
+	}
+	if err := os.Rename(sub, final); err != nil {
+		return fmt.Errorf("save checkpoint %s: %w", final, err)
+	}
+	done = true
+	os.RemoveAll(aside)
 	if err := renameio.WriteFile(filepath.Join(dir, latestFile), []byte(name+"\n"), 0o644); err != nil {
 		return fmt.Errorf("save checkpoint %s: %w", dir, err)
 	}

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tagpr/tagpr/onnx/ir"
 	"github.com/tagpr/tagpr/onnx/lm"
 )
 
@@ -280,5 +281,44 @@ func TestWritersRefuseNonFinite(t *testing.T) {
 				t.Fatal("export of a NaN-scaled adapter accepted")
 			}
 		}
+	}
+}
+
+// A weight that is not finite before any step is refused when the trainer
+// opens, naming it (every step would be skipped and nothing saved), and a
+// checkpoint whose save fails leaves no step folder behind.
+func TestNonFiniteModelRefusedAtStart(t *testing.T) {
+	m, err := lm.Build(tinyConfig(lm.Llama, "float32"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bad string
+	for _, init := range m.Graph.Initializer {
+		if strings.HasSuffix(init.GetName(), "up_proj.weight") {
+			v, _ := ir.Float32s(init)
+			v[5] = float32(math.NaN())
+			*init = *ir.Tensor(init.GetName(), init.GetDims(), v)
+			bad = init.GetName()
+			break
+		}
+	}
+	for _, lora := range []*LoRA{nil, {Rank: 2, Alpha: 4, Seed: 1}} {
+		tg, _, err := BuildLMTraining(m, LMTraining{Batch: 2, SeqLen: 8, LoRA: lora, FrozenAsInputs: lora != nil})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = NewTrainer(tg, TrainerOptions{Schedule: Schedule{Peak: 1e-3}})
+		if err == nil || !strings.Contains(err.Error(), bad) || !strings.Contains(err.Error(), "damaged") {
+			t.Errorf("LoRA %v: NewTrainer on a model holding NaN: %v", lora != nil, err)
+		}
+	}
+
+	dir := t.TempDir()
+	p := &Param{Name: "w", Shape: []int64{2}, Data: []float32{1, float32(math.Inf(1))}}
+	if err := SaveCheckpoint(dir, []*Param{p}, nil, RunState{Step: 3}, 2); err == nil {
+		t.Fatal("a checkpoint of an infinite weight was saved")
+	}
+	if left, _ := os.ReadDir(dir); len(left) != 0 {
+		t.Fatalf("a failed save left %d entries (%s …) in the checkpoint folder", len(left), left[0].Name())
 	}
 }

@@ -96,6 +96,9 @@ func NewTrainer(tg *TrainingGraph, o TrainerOptions) (*Trainer, error) {
 			}
 			data = shared
 		}
+		if err := finiteAtStart(name, data); err != nil {
+			return nil, err
+		}
 		shape := append([]int64{}, init.GetDims()...)
 		p := &Param{Name: name, Shape: shape, Data: data}
 		p.Decay = len(shape) > 1
@@ -130,6 +133,10 @@ func NewTrainer(tg *TrainingGraph, o TrainerOptions) (*Trainer, error) {
 		if shared, ok := o.Weights[name]; ok && len(shared) == len(data) {
 			data = shared
 		}
+		if err := finiteAtStart(name, data); err != nil {
+			t.Close()
+			return nil, err
+		}
 		v, err := ort.NewTensor(shapeOrOne(init.GetDims()), data)
 		if err != nil {
 			t.Close()
@@ -154,6 +161,16 @@ func NewTrainer(tg *TrainingGraph, o TrainerOptions) (*Trainer, error) {
 		t.gradT[tg.Grads[p.Name]] = gv
 	}
 	return t, nil
+}
+
+// finiteAtStart refuses a weight that is not finite before any step: every
+// step would be skipped for a NaN loss and nothing could be saved, so the
+// model itself is named as damaged.
+func finiteAtStart(name string, w []float32) error {
+	if i := NonFiniteValue(w); i >= 0 {
+		return fmt.Errorf("new trainer: weight %q holds %v at index %d before any training step: the model itself is damaged (export or download it again)", name, w[i], i)
+	}
+	return nil
 }
 
 // Close releases the session and tensors (the Go weight slices stay valid).
