@@ -2,6 +2,7 @@ package train
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -183,7 +184,7 @@ func ResolveLoRATargets(linear map[string]string, others []string, head string, 
 			}
 		}
 		if len(pm.Modules) == 0 {
-			return nil, nil, loraMiss(p, linear, others, otherMods, mods)
+			return nil, nil, loraMiss(p, linear, others, otherMods, mods, head)
 		}
 		matches = append(matches, pm)
 	}
@@ -198,7 +199,13 @@ func ResolveLoRATargets(linear map[string]string, others []string, head string, 
 
 // loraMiss explains a target pattern that selects no linear layer: what
 // it matched instead (other modules, or weights rather than modules).
-func loraMiss(p string, linear map[string]string, others, otherMods, mods []string) error {
+func loraMiss(p string, linear map[string]string, others, otherMods, mods []string, head string) error {
+	if head == "" {
+		head = "lm_head" // no linear layer gives the logits: the head reads the embedding
+	}
+	if matchesModule(p, head) && !slices.Contains(mods, head) {
+		return fmt.Errorf("--lora-targets %q: the lm head (%s) has no weight of its own (it is tied to the input embedding: one weight, which LoRA does not adapt); adapt linear layers such as %s", p, head, examples(mods, 4))
+	}
 	var elsewhere, weights []string
 	hit := map[string]bool{}
 	for _, mod := range otherMods {

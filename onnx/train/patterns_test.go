@@ -185,3 +185,20 @@ func TestLoRATargetPatterns(t *testing.T) {
 		t.Logf("%v: %v", c.targets, err)
 	}
 }
+
+// On a tied model the lm head has no weight of its own: targeting it says
+// so, not that the pattern matches nothing.
+func TestLoRATargetsTiedHead(t *testing.T) {
+	tie := true
+	m, err := lm.Build(lm.Config{Arch: lm.Llama, Layers: 1, DModel: 16, Heads: 2, KVHeads: 2, Vocab: 40, TieEmbeddings: &tie})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lm.NameWeights(m); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = BuildLMTraining(m, LMTraining{Batch: 1, SeqLen: 4, LoRA: &LoRA{Rank: 2, Targets: []string{"lm_head"}}})
+	if err == nil || !strings.Contains(err.Error(), "tied to the input embedding") || !strings.Contains(err.Error(), "self_attn") {
+		t.Fatalf("lm_head on a tied model: %v", err)
+	}
+}
