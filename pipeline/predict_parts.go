@@ -4,9 +4,12 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/tagpr/tagpr/datasets"
+	"github.com/tagpr/tagpr/onnx/lm"
+	"github.com/tagpr/tagpr/onnx/lock"
 )
 
 // PredictStats count one PredictFile run.
@@ -46,14 +49,36 @@ func readQuestions(o PredictFileOptions) ([]datasets.Example, error) {
 
 // predictFileSettings are what the parts of a PredictFile run depend on,
 // recorded in the parts folder: a worker or a resumed run with other
-// settings (another model, batch size, prompt budget…) is refused before it
-// mixes its rows with theirs. The shard count is not among them: batches
-// are cut the same for any count.
-func predictFileSettings(o PredictFileOptions) map[string]any {
-	return map[string]any{"model": o.Model, "task": o.Task.Name, "questions": o.Questions, "examples": o.Eval.Examples,
+// settings (another model, batch size, prompt budget, generation dtype…) is
+// refused before it mixes its rows with theirs. The model's files and the
+// questions count by content (a folder replaced under the same path is
+// another model). The shard count is not among them: batches are cut the
+// same for any count.
+func predictFileSettings(o PredictFileOptions) (map[string]any, error) {
+	dtype := "float32"
+	if o.Half {
+		dtype = "float16"
+	}
+	s := map[string]any{"model": o.Model, "task": o.Task.Name, "questions": o.Questions, "examples": o.Eval.Examples,
 		"batch": o.Eval.Batch, "max_new_tokens": o.Eval.MaxNewTokens, "retrieval.top_k": o.Eval.Prompt.TopK,
 		"retrieval.method": o.Eval.Prompt.Retrieval, "retrieval.max_prompt_tokens": o.Eval.Prompt.MaxTokens,
-		"chat_template": o.ChatTemplate, "taxonomy": o.Taxonomy}
+		"chat_template": o.ChatTemplate, "taxonomy": o.Taxonomy, "generation_dtype": dtype}
+	mp, err := lm.ResolveModelPath(o.Model)
+	if err != nil {
+		return nil, fmt.Errorf("predict: %w", err)
+	}
+	files := append(lm.Files(mp), filepath.Join(o.Model, "tokenizer.json"), o.Questions)
+	for _, f := range files {
+		if _, err := os.Stat(f); err != nil {
+			continue // optional (config.json, external data): lm.Load names what is missing
+		}
+		sum, _, err := lock.HashFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("predict: %w", err)
+		}
+		s["sha256."+filepath.Base(f)] = sum
+	}
+	return s, nil
 }
 
 // predictBatches generates this shard's batches of exs (FanOut.RunBatches:

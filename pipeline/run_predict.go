@@ -172,7 +172,11 @@ func PredictFile(ctx context.Context, o PredictFileOptions) (PredictStats, error
 	if err != nil {
 		return st, err
 	}
-	if err := checkStamp(predictionParts(o.Out), StagePredict+" "+o.Out, predictFileSettings(o), false); err != nil {
+	settings, err := predictFileSettings(o)
+	if err != nil {
+		return st, err
+	}
+	if err := checkStamp(predictionParts(o.Out), StagePredict+" "+o.Out, settings, false); err != nil {
 		return st, err
 	}
 	tok, err := tokenize.Load(filepath.Join(o.Model, "tokenizer.json"))

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/tagpr/tagpr/datasets"
 	"github.com/tagpr/tagpr/onnx/train"
 )
 
@@ -278,5 +279,43 @@ func TestREADMENamesThePredictionFiles(t *testing.T) {
 	}
 	if strings.Contains(text, "LaMP_N_SPLIT") {
 		t.Error("README names prediction files LaMP_N_SPLIT.json: they are TASK_SPLIT.json, tagpr's task name (LaMP_2M)")
+	}
+}
+
+// A sharded predict's recorded settings hold the model's files and the
+// questions by content: a folder replaced under the same path (another
+// model) gives other settings, so its worker is refused.
+func TestPredictSettingsHashTheModel(t *testing.T) {
+	src := filepath.Join("..", "onnx", "testdata", "pytorch", "qwen2-chat")
+	model := filepath.Join(t.TempDir(), "m")
+	if err := os.MkdirAll(model, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ents, _ := os.ReadDir(src)
+	for _, e := range ents {
+		if b, err := os.ReadFile(filepath.Join(src, e.Name())); err == nil {
+			os.WriteFile(filepath.Join(model, e.Name()), b, 0o644)
+		}
+	}
+	questions := filepath.Join(t.TempDir(), "q.json")
+	os.WriteFile(questions, []byte(`[]`), 0o644)
+	task, _ := datasets.ParseTask("3")
+	o := PredictFileOptions{Model: model, Task: task, Questions: questions, Out: "p.json"}
+	before, err := predictFileSettings(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, _ := os.ReadFile(filepath.Join(model, "config.json"))
+	os.WriteFile(filepath.Join(model, "config.json"), append(cfg, ' '), 0o644)
+	after, err := predictFileSettings(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if before["sha256.model.onnx"] == nil || before["sha256.config.json"] == after["sha256.config.json"] || before["sha256.q.json"] == nil {
+		t.Fatalf("settings do not follow the files' content: before %v, after %v", before, after)
+	}
+	o.Half = true
+	if h, _ := predictFileSettings(o); h["generation_dtype"] != "float16" {
+		t.Fatalf("float16 generation not recorded: %v", h["generation_dtype"])
 	}
 }

@@ -278,6 +278,11 @@ wait:
 		!strings.Contains(stderr, `batch was "2", now "3"`) {
 		t.Fatalf("a worker with another batch size: err %v\n%s", err, stderr)
 	}
+	// Nor may one generate in float16 beside float32 workers.
+	if _, stderr, err := runTagpr(t, dir, append(workerEnv(1), "TAGPR_RUNTIME_GENERATION_DTYPE=float16"), predict(sharded, "--shard", "auto")...); err == nil ||
+		!strings.Contains(stderr, `generation_dtype was "float32", now "float16"`) {
+		t.Fatalf("a worker generating in float16: err %v\n%s", err, stderr)
+	}
 
 	// Restarted, worker 1 generates only the batches its shard has no part for.
 	out, stderr, err := runTagpr(t, dir, workerEnv(1), predict(sharded, "--shard", "auto")...)
