@@ -338,7 +338,7 @@ func init() {
 			return nil
 		},
 	}
-	printCmd.Flags().BoolVar(&fastDev, "fast-dev-run", false, "print the config `tagpr run --fast-dev-run` runs (a handful of examples and steps, in OUT/fast_dev_run)")
+	printCmd.Flags().BoolVar(&fastDev, "fast-dev-run", false, "print the config that tagpr run --fast-dev-run runs (a handful of examples and steps, in OUT/fast_dev_run)")
 	configCmd.AddCommand(printCmd)
 	rootCmd.AddCommand(configCmd)
 }

@@ -222,7 +222,7 @@ func shardCmd() *cobra.Command {
 	}
 	c.Flags().StringVar(&in, "in", "", "input file")
 	c.Flags().StringVar(&out, "out", "", "output file (.arrow or .parquet)")
-	c.Flags().StringVar(&shard, "shard", "", "shard i/N (0-based), or auto (see `tagpr chains generate --help`)")
+	c.Flags().StringVar(&shard, "shard", "", "shard i/N (0-based), or auto (see: tagpr chains generate --help)")
 	c.Flags().IntVar(&batch, "batch-rows", datasets.DefaultBatchRows, "rows per record batch")
 	c.Flags().BoolVar(&force, "force", false, "overwrite --out if it exists")
 	for _, r := range []string{"in", "out", "shard"} {

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/tagpr/tagpr/configs"
@@ -254,4 +256,22 @@ func TestConfigPrintShowsEffectiveValues(t *testing.T) {
 	if err != nil || !strings.Contains(fast, "fast_dev_run") {
 		t.Errorf("config print --fast-dev-run: %v\n%s%s", err, fast, stderr)
 	}
+}
+
+// No flag's help holds backquotes: pflag takes a backquoted word for the
+// value's name and prints it beside the flag (`data shard --help` showed
+// "--shard tagpr chains generate --help").
+func TestFlagHelpHasNoBackquotes(t *testing.T) {
+	var walk func(c *cobra.Command)
+	walk = func(c *cobra.Command) {
+		c.Flags().VisitAll(func(f *pflag.Flag) {
+			if strings.Contains(f.Usage, "`") {
+				t.Errorf("%s --%s: help %q holds a backquote", c.CommandPath(), f.Name, f.Usage)
+			}
+		})
+		for _, sub := range c.Commands() {
+			walk(sub)
+		}
+	}
+	walk(rootCmd)
 }
