@@ -99,8 +99,12 @@ func rlNote(s RLSummary) string {
 		curve[i] = fmt.Sprintf("%.3f", v)
 	}
 	t := s.Time
-	note := fmt.Sprintf("rl %s (%s): mean training reward over the stage, in %d runs of steps: %s; time: generate %.0fs, score %.0fs, reference %.0fs, forward-backward %.0fs, optimizer %.0fs",
-		s.Stage, s.Scorer, len(s.Curve), strings.Join(curve, " → "), t.Generate, t.Score, t.Reference, t.ForwardBackward, t.Optimizer)
+	spans := "equal spans"
+	if len(s.Curve) == 1 {
+		spans = "span"
+	}
+	note := fmt.Sprintf("rl %s (%s): mean training reward over the stage's steps, in %d %s: %s; time: generate %.0fs, score %.0fs, reference %.0fs, forward-backward %.0fs, optimizer %.0fs",
+		s.Stage, s.Scorer, len(s.Curve), spans, strings.Join(curve, " → "), t.Generate, t.Score, t.Reference, t.ForwardBackward, t.Optimizer)
 	if c := s.contributionNote(); c != "" {
 		note += "; " + c
 	}
