@@ -2,10 +2,15 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
+	"os"
+	"path/filepath"
+	"strings"
 
 	"github.com/tagpr/tagpr/datasets"
+	"github.com/tagpr/tagpr/onnx/lock"
 	"github.com/tagpr/tagpr/rewardmodel"
 )
 
@@ -23,9 +28,12 @@ type PRMUScoreConfig struct {
 	Predictions string // prediction file: the answers to score
 	Out         string // prediction file: the same rows, prmu_score and r_prmu appended to their metrics
 	PRMU        PRMUScorer
-	Prompt      PromptOptions // profile retrieval: TopK and Retrieval as the prompts used
-	Batch       int           // predictions per batch and part (default 64)
-	Shard       datasets.Shard
+	// Model is PRMU's directory (rewardmodel.LoadPRMU's): its files, by
+	// content, are recorded with the parts (prmuScoreSettings).
+	Model  string
+	Prompt PromptOptions // profile retrieval: TopK and Retrieval as the prompts used
+	Batch  int           // predictions per batch and part (0: 64)
+	Shard  datasets.Shard
 }
 
 // PRMUScoreStats count one run.
@@ -41,11 +49,36 @@ func ScorePRMU(ctx context.Context, cfg PRMUScoreConfig) (PRMUScoreStats, error)
 	if cfg.PRMU == nil {
 		return st, fmt.Errorf("prmu score: no PRMU")
 	}
+	if cfg.Model == "" {
+		return st, fmt.Errorf("prmu score: the PRMU's directory is required (its files are recorded with the parts)")
+	}
+	if cfg.Examples == "" || cfg.Predictions == "" || cfg.Out == "" {
+		return st, fmt.Errorf("prmu score: examples, predictions and out files are required")
+	}
+	// Out's format is its extension: checked before any work.
+	if _, err := datasets.FormatOf(cfg.Out); err != nil {
+		return st, fmt.Errorf("prmu score: out %w", err)
+	}
 	if err := cfg.Prompt.Validate(); err != nil {
 		return st, fmt.Errorf("prmu score: %w", err)
 	}
-	if cfg.Batch <= 0 {
+	switch {
+	case cfg.Batch < 0:
+		return st, fmt.Errorf("prmu score: batch %d, want > 0 (0: 64)", cfg.Batch)
+	case cfg.Batch == 0:
 		cfg.Batch = 64
+	}
+	settings, err := prmuScoreSettings(cfg)
+	if err != nil {
+		return st, err
+	}
+	parts := datasets.PartsFor(cfg.Out, datasets.Shard{})
+	groups, err := parts.Groups()
+	if err != nil {
+		return st, fmt.Errorf("prmu score: %w", err)
+	}
+	if err := checkStamp(parts.Dir, "prmu score "+cfg.Out, settings, len(groups) > 0); err != nil {
+		return st, err
 	}
 	// Only this shard's examples: predictions share their example's id.
 	exs, task, err := datasets.ReadExamples(cfg.Examples, datasets.ReadOptions{Shard: cfg.Shard})
@@ -110,4 +143,38 @@ func ScorePRMU(ctx context.Context, cfg PRMUScoreConfig) (PRMUScoreStats, error)
 	}
 	st.Merged = true
 	return st, nil
+}
+
+// prmuScoreSettings are what the scores in Out's parts depend on, recorded
+// in the parts folder (checkStamp): a worker or a rerun with another PRMU,
+// other profile retrieval, or other examples or predictions is refused,
+// naming the setting, before it mixes its scores with theirs or takes
+// theirs as its own. The PRMU's files (model.onnx, prmu.json and, for a bag
+// of tokens, tokenizer.json), the examples and the predictions count by
+// content. A text encoder is pinned by its sha256 in prmu.json (LoadPRMU
+// refuses another); its embedding cache is not recorded (scoring extends
+// it). The batch size and the shard count are not settings: a row's score
+// does not depend on its batch.
+func prmuScoreSettings(cfg PRMUScoreConfig) (map[string]any, error) {
+	retrieval := cfg.Prompt.Retrieval
+	if retrieval == "" {
+		retrieval = "bm25"
+	}
+	s := map[string]any{"retrieval.top_k": cfg.Prompt.TopK, "retrieval.method": retrieval,
+		"retrieval.max_prompt_tokens": cfg.Prompt.MaxTokens}
+	files := map[string]string{"examples": cfg.Examples, "predictions": cfg.Predictions}
+	for _, f := range []string{rewardmodel.PRMUModelFile, rewardmodel.PRMUConfigFile, rewardmodel.PRMUTokenizerFile} {
+		files["model/"+f] = filepath.Join(cfg.Model, f)
+	}
+	for name, f := range files {
+		if _, err := os.Stat(f); errors.Is(err, os.ErrNotExist) && strings.HasPrefix(name, "model/") {
+			continue // tokenizer.json is the bag's only; LoadPRMU named any other missing file
+		}
+		sum, _, err := lock.HashFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("prmu score: %w", err)
+		}
+		s["sha256."+name] = sum
+	}
+	return s, nil
 }

@@ -176,8 +176,10 @@ func (e *PRMUEncoder) validate() error {
 		return fmt.Errorf("prmu config: encoder.pooling %q, want %q, %q or empty (read 1_Pooling/config.json)", e.Pooling, EncoderPoolMean, EncoderPoolCLS)
 	case e.Tuning != TuneFrozen && e.Tuning != TuneLoRA:
 		return fmt.Errorf("prmu config: encoder.tuning %q, want %q or %q", e.Tuning, TuneFrozen, TuneLoRA)
-	case e.MaxTokens < 0 || e.Dim < 0:
-		return fmt.Errorf("prmu config: encoder.max_tokens %d, encoder.dim %d: want values >= 0", e.MaxTokens, e.Dim)
+	case e.MaxTokens < 0:
+		return fmt.Errorf("prmu config: encoder.max_tokens %d, want >= 0 (0: 128 or the model's limit)", e.MaxTokens)
+	case e.Dim < 0:
+		return fmt.Errorf("prmu config: encoder.dim %d, want >= 0", e.Dim)
 	case e.Tuning == TuneLoRA && e.LoRARank <= 0:
 		return fmt.Errorf("prmu config: encoder.lora_rank %d, want > 0", e.LoRARank)
 	case e.LoRASteps < 0:

@@ -404,3 +404,20 @@ func editFile(dir, name, old, new string) {
 	b, _ := os.ReadFile(filepath.Join(dir, name))
 	os.WriteFile(filepath.Join(dir, name), []byte(strings.Replace(string(b), old, new, 1)), 0o644)
 }
+
+// A negative encoder setting is named alone, with its value: not in a
+// message that also names a field the caller never set.
+func TestEncoderConfigNamesTheBadField(t *testing.T) {
+	for _, c := range []struct {
+		enc           PRMUEncoder
+		want, notWant string
+	}{
+		{PRMUEncoder{Dir: "x", MaxTokens: -5}, "encoder.max_tokens -5", "encoder.dim"},
+		{PRMUEncoder{Dir: "x", Dim: -1}, "encoder.dim -1", "encoder.max_tokens"},
+	} {
+		err := PRMUConfig{Encoder: &c.enc}.Defaults().Validate()
+		if err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), c.notWant) {
+			t.Errorf("%+v: %v, want an error naming %q and not %q", c.enc, err, c.want, c.notWant)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -51,12 +52,16 @@ func prmuTrainCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if err := checkEncoderFlags(cmd, "prmu train", &enc); err != nil {
+				return err
+			}
 			if err := refuseExisting(filepath.Join(out, rewardmodel.PRMUConfigFile), force); err != nil {
 				return fmt.Errorf("prmu train: %w", err)
 			}
 			if err := initRuntime(); err != nil {
 				return err
 			}
+			startsOver = true // no checkpoints: an interrupted training is lost
 			ctx := cmd.Context()
 			trainSets, devSets, err := prmuSets(users, trainFiles, devFiles)
 			if err != nil {
@@ -118,12 +123,68 @@ func prmuTrainCmd() *cobra.Command {
 func encoderFlags(c *cobra.Command, enc *rewardmodel.PRMUEncoder, o *rewardmodel.PRMURecipe) {
 	f := c.Flags()
 	f.StringVar(&enc.Dir, "encoder", "", "text encoder: a directory exported with optimum-cli export onnx --task feature-extraction (default: the built-in bag of tokens)")
-	f.StringVar(&enc.Pooling, "encoder-pooling", "", "mean or cls (default: the directory's 1_Pooling/config.json)")
-	f.IntVar(&enc.MaxTokens, "encoder-max-tokens", 0, "tokens the encoder reads per text, special tokens included (0: 128 or the model's limit)")
-	f.StringVar(&enc.Tuning, "encoder-tuning", rewardmodel.TuneFrozen, "frozen (embeddings cached) or lora (adapters on the encoder train with the head)")
-	f.IntVar(&enc.LoRARank, "lora-rank", 4, "rank of the encoder's LoRA adapters")
-	f.IntVar(&enc.LoRASteps, "lora-steps", 100, "steps of joint encoder LoRA and head training after the --steps of the head alone")
-	f.StringVar(&o.EmbeddingCache, "embedding-cache", "", "frozen encoder: an embeddings file (.arrow) to reuse and extend across runs")
+	f.StringVar(&enc.Pooling, "encoder-pooling", "", "with --encoder: mean or cls (default: the directory's 1_Pooling/config.json)")
+	f.IntVar(&enc.MaxTokens, "encoder-max-tokens", 0, "with --encoder: tokens the encoder reads per text, special tokens included (0: 128 or the model's limit)")
+	f.StringVar(&enc.Tuning, "encoder-tuning", rewardmodel.TuneFrozen, "with --encoder: frozen (embeddings cached) or lora (adapters on the encoder train with the head)")
+	f.IntVar(&enc.LoRARank, "lora-rank", 4, "with --encoder-tuning lora: rank of the encoder's LoRA adapters (≥ 1)")
+	f.IntVar(&enc.LoRASteps, "lora-steps", 100, "with --encoder-tuning lora: steps of joint encoder LoRA and head training after the --steps of the head alone (0: none, the encoder stays frozen)")
+	f.StringVar(&o.EmbeddingCache, "embedding-cache", "", "with --encoder: an embeddings file (.arrow) to reuse and extend across runs")
+}
+
+// checkEncoderFlags refuses encoder flags that would be ignored (any of
+// them without --encoder; the LoRA ones without --encoder-tuning lora) and
+// values out of range, and checks that the encoder folder exists, before
+// any work. What it lets through is what trains: LoRA settings only for a
+// LoRA run (a frozen PRMU's prmu.json records none), and --lora-steps 0
+// (no LoRA phase) trains the frozen recipe and says so.
+func checkEncoderFlags(cmd *cobra.Command, command string, enc *rewardmodel.PRMUEncoder) error {
+	changed := func(names ...string) string {
+		for _, n := range names {
+			if cmd.Flags().Changed(n) {
+				return "--" + n
+			}
+		}
+		return ""
+	}
+	if enc.Dir == "" {
+		if f := changed("encoder-tuning", "encoder-pooling", "encoder-max-tokens", "embedding-cache", "lora-rank", "lora-steps"); f != "" {
+			return fmt.Errorf("%s: %s needs --encoder (a text encoder directory); without it PRMU reads texts as a bag of tokens", command, f)
+		}
+		return nil
+	}
+	if err := checkFlags(command, atLeast("--encoder-max-tokens", enc.MaxTokens, 0), atLeast("--lora-rank", enc.LoRARank, 1),
+		atLeast("--lora-steps", enc.LoRASteps, 0)); err != nil {
+		return err
+	}
+	if err := checkEncoderDir(command, enc.Dir); err != nil {
+		return err
+	}
+	if enc.Tuning != rewardmodel.TuneLoRA {
+		if f := changed("lora-rank", "lora-steps"); f != "" {
+			return fmt.Errorf("%s: %s needs --encoder-tuning lora (the encoder is %s)", command, f, enc.Tuning)
+		}
+		enc.LoRARank, enc.LoRASteps = 0, 0 // no LoRA runs: none is recorded
+		return nil
+	}
+	if enc.LoRASteps == 0 {
+		fmt.Fprintf(cmd.ErrOrStderr(), "%s: --lora-steps 0: no LoRA phase; the encoder stays frozen\n", command)
+		enc.Tuning, enc.LoRARank = rewardmodel.TuneFrozen, 0
+	}
+	return nil
+}
+
+// checkEncoderDir refuses an --encoder that is not a folder, naming it.
+func checkEncoderDir(command, dir string) error {
+	fi, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return fmt.Errorf("%s: --encoder %s: no such folder (want an encoder exported with optimum-cli export onnx --task feature-extraction)", command, dir)
+	case err != nil:
+		return fmt.Errorf("%s: --encoder: %w", command, err)
+	case !fi.IsDir():
+		return fmt.Errorf("%s: --encoder %s is not a folder (want an encoder exported with optimum-cli export onnx --task feature-extraction)", command, dir)
+	}
+	return nil
 }
 
 // prmuSets reads the example files, or, with no --train file, builds the
@@ -236,6 +297,16 @@ func prmuCompareCmd() *cobra.Command {
 			if enc.Dir == "" {
 				return fmt.Errorf("--encoder is required: an encoder directory exported with optimum-cli export onnx --task feature-extraction")
 			}
+			err := checkFlags("prmu compare", atLeast("--steps", steps, 1), atLeast("--lora-steps", loraSteps, 1),
+				atLeast("--pairs-per-step", o.Train.PairsPerStep, 1), positive("--lr", o.Train.LR), atLeast("--users", users, 0),
+				atLeast("--top-k", o.TopK, 0), atLeast("--hidden", o.Config.Hidden, 1), atLeast("--lora-rank", enc.LoRARank, 1))
+			if err != nil {
+				return err
+			}
+			if err := checkEncoderDir("prmu compare", enc.Dir); err != nil {
+				return err
+			}
+			startsOver = true // no checkpoints: an interrupted comparison is lost
 			if err := initRuntime(); err != nil {
 				return err
 			}
@@ -256,7 +327,12 @@ func prmuCompareCmd() *cobra.Command {
 				r := o
 				if tuning != "" {
 					e := enc
-					e.Tuning, e.LoRASteps = tuning, loraSteps
+					e.Tuning = tuning
+					if tuning == rewardmodel.TuneLoRA {
+						e.LoRASteps = loraSteps
+					} else {
+						e.LoRARank = 0 // no LoRA runs
+					}
 					r.Config.Encoder = &e
 				}
 				return r
@@ -279,7 +355,7 @@ func prmuCompareCmd() *cobra.Command {
 	f := c.Flags()
 	f.IntVar(&users, "users", 0, "synthetic users (0: the demo's)")
 	f.IntVar(&steps, "steps", 1000, "optimizer steps of each PRMU's head (the LoRA-tuned one's warm start)")
-	f.IntVar(&loraSteps, "lora-steps", 300, "steps of joint encoder LoRA and head training after the head's (each runs the encoder forward and backward)")
+	f.IntVar(&loraSteps, "lora-steps", 300, "steps of joint encoder LoRA and head training after the head's, ≥ 1 (each runs the encoder forward and backward)")
 	f.IntVar(&o.Train.PairsPerStep, "pairs-per-step", 32, "pairs per step")
 	f.Float64Var(&o.Train.LR, "lr", 3e-3, "peak learning rate")
 	f.Uint64Var(&o.Train.Seed, "seed", 1, "seed of the weights, the pairs and their order")
@@ -287,7 +363,7 @@ func prmuCompareCmd() *cobra.Command {
 	f.IntVar(&o.Config.Hidden, "hidden", 64, "encoder and fusion width")
 	f.StringVar(&enc.Dir, "encoder", "", "the text encoder directory (optimum-cli export onnx --task feature-extraction)")
 	f.StringVar(&enc.Pooling, "encoder-pooling", "", "mean or cls (default: the directory's 1_Pooling/config.json)")
-	f.IntVar(&enc.LoRARank, "lora-rank", 4, "rank of the encoder's LoRA adapters")
+	f.IntVar(&enc.LoRARank, "lora-rank", 4, "rank of the encoder's LoRA adapters (≥ 1)")
 	return c
 }
 

@@ -32,10 +32,20 @@ func prmuScorePredictionsCmd() *cobra.Command {
 		Short: "Score every answer of a predictions file with PRMU, for its example's user (shardable)",
 		Long: `Appends prmu_score (the raw score) and r_prmu (sigmoid) to each prediction's metrics; an unparseable
 prediction gets r_prmu 0 and no score. Profile items are chosen as the prompts choose them (--profile-k,
---retrieval). Batches land atomically in O.parts/, so a rerun resumes. With --shard i/N (or auto, in a
+--retrieval). Batches land atomically in O.parts/, so a rerun resumes; O.parts/run.json records what the
+scores depend on (the PRMU's files and the examples and predictions by content, --profile-k, --retrieval), and
+a rerun with any of them changed is refused, naming it (delete O.parts/ to score anew). With --shard i/N (or auto, in a
 Kubernetes Indexed Job) only that shard is scored and O is left to ` + "`tagpr data merge --out O --order P`" + `.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			// Every check that needs no work comes first: a bad --out or
+			// --batch is refused before a part is scored.
+			if _, err := datasets.FormatOf(cfg.Out); err != nil {
+				return fmt.Errorf("prmu score-predictions: --out %w", err)
+			}
+			if err := checkFlags("prmu score-predictions", atLeast("--batch", cfg.Batch, 1), atLeast("--profile-k", cfg.Prompt.TopK, 0)); err != nil {
+				return err
+			}
 			sh, err := datasets.ParseShardFlag(shard)
 			if err != nil {
 				return err
@@ -49,7 +59,7 @@ Kubernetes Indexed Job) only that shard is scored and O is left to ` + "`tagpr d
 				return err
 			}
 			defer p.Close()
-			cfg.PRMU = p
+			cfg.PRMU, cfg.Model = p, model
 			st, err := pipeline.ScorePRMU(cmd.Context(), cfg)
 			if err != nil {
 				return err

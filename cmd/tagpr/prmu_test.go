@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bufio"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -153,5 +155,129 @@ func TestPRMUCompare(t *testing.T) {
 	}
 	if _, stderr, err := runTagpr(t, ".", nil, "prmu", "compare"); err == nil || !strings.Contains(stderr, "--encoder") {
 		t.Fatalf("compare without --encoder: err %v, stderr %q", err, stderr)
+	}
+}
+
+// Flags that would be ignored or are out of range are refused before any
+// work, naming the flag (and the flag they need); a PRMU command refused
+// leaves no output behind.
+func TestPRMUFlagsRefusedBeforeWork(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "x")
+	enc := filepath.Join("..", "..", "rewardmodel", "testdata", "encoder")
+	train := func(args ...string) []string {
+		return append([]string{"prmu", "train", "--out", out, "--users", "40", "--steps", "2"}, args...)
+	}
+	compare := func(args ...string) []string {
+		return append([]string{"prmu", "compare", "--encoder", enc, "--users", "40", "--steps", "2", "--lora-steps", "1"}, args...)
+	}
+	score := func(args ...string) []string {
+		return append([]string{"prmu", "score-predictions", "--model", filepath.Join(dir, "m"), "--examples", filepath.Join(dir, "e.arrow"),
+			"--predictions", filepath.Join(dir, "p.arrow")}, args...)
+	}
+	for _, c := range []struct {
+		args []string
+		want []string
+	}{
+		{train("--encoder-tuning", "lora"), []string{"--encoder-tuning needs --encoder"}},
+		{train("--encoder-pooling", "cls"), []string{"--encoder-pooling needs --encoder"}},
+		{train("--embedding-cache", filepath.Join(dir, "f.arrow")), []string{"--embedding-cache needs --encoder"}},
+		{train("--encoder-max-tokens", "64"), []string{"--encoder-max-tokens needs --encoder"}},
+		{train("--lora-steps", "0"), []string{"--lora-steps needs --encoder"}},
+		{train("--encoder", enc, "--encoder-tuning", "lora", "--lora-rank", "0"), []string{"--lora-rank 0: want ≥ 1"}},
+		{train("--encoder", enc, "--encoder-tuning", "lora", "--lora-steps", "-1"), []string{"--lora-steps -1: want ≥ 0"}},
+		{train("--encoder", enc, "--lora-steps", "5"), []string{"--lora-steps needs --encoder-tuning lora"}},
+		{train("--encoder", enc, "--encoder-max-tokens", "-5"), []string{"--encoder-max-tokens -5: want ≥ 0"}},
+		{train("--encoder", filepath.Join(dir, "nonexistent")), []string{"--encoder", "nonexistent: no such folder"}},
+		{compare("--steps", "0"), []string{"prmu compare: --steps 0: want ≥ 1"}},
+		{compare("--lora-steps", "0"), []string{"prmu compare: --lora-steps 0: want ≥ 1"}},
+		{compare("--pairs-per-step", "0"), []string{"--pairs-per-step 0"}},
+		{compare("--users", "-5"), []string{"--users -5"}},
+		{compare("--top-k", "-1"), []string{"--top-k -1"}},
+		{compare("--hidden", "0"), []string{"--hidden 0"}},
+		{compare("--lora-rank", "0"), []string{"--lora-rank 0"}},
+		{compare("--encoder", filepath.Join(dir, "nonexistent")), []string{"prmu compare: --encoder", "nonexistent: no such folder"}},
+		{score("--out", filepath.Join(dir, "s.json")), []string{"--out", "s.json: unknown extension"}},
+		{score("--out", filepath.Join(dir, "s.parquet"), "--batch", "0"), []string{"--batch 0: want ≥ 1"}},
+		{score("--out", filepath.Join(dir, "s.parquet"), "--batch", "-3"), []string{"--batch -3: want ≥ 1"}},
+	} {
+		stdout, stderr, err := runTagpr(t, ".", nil, c.args...)
+		for _, w := range c.want {
+			if err == nil || !strings.Contains(stderr, w) {
+				t.Errorf("%v: err %v, stderr %q; want an error naming %q", c.args, err, stderr, w)
+			}
+		}
+		if strings.Contains(stdout+stderr, "bag of tokens:") {
+			t.Errorf("%v trained before it failed:\n%s%s", c.args, stdout, stderr)
+		}
+		for _, f := range []string{out, filepath.Join(dir, "s.json.parts"), filepath.Join(dir, "s.parquet.parts")} {
+			if _, err := os.Stat(f); !os.IsNotExist(err) {
+				t.Errorf("%v left %s behind", c.args, f)
+				os.RemoveAll(f)
+			}
+		}
+	}
+}
+
+// A frozen encoder PRMU records no LoRA settings (none ran), and
+// --lora-steps 0 means no LoRA phase: the frozen recipe, said so.
+func TestPRMUEncoderWithoutLoRARecordsNone(t *testing.T) {
+	dir := t.TempDir()
+	enc := filepath.Join("..", "..", "rewardmodel", "testdata", "encoder")
+	for _, c := range []struct {
+		name string
+		args []string
+		note string
+	}{
+		{"frozen", nil, ""},
+		{"lora-steps-0", []string{"--encoder-tuning", "lora", "--lora-steps", "0"}, "no LoRA phase"},
+	} {
+		model := filepath.Join(dir, c.name)
+		args := append([]string{"--log-format", "json", "prmu", "train", "--out", model, "--steps", "5", "--users", "40", "--encoder", enc}, c.args...)
+		out, stderr, err := runTagpr(t, ".", nil, args...)
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", c.name, err, stderr)
+		}
+		if !strings.Contains(out, ", 5 steps in") || !strings.Contains(stderr, c.note) {
+			t.Fatalf("%s: stdout\n%s\nstderr\n%s\nwant 5 steps (no LoRA ones) and %q", c.name, out, stderr, c.note)
+		}
+		b, err := os.ReadFile(filepath.Join(model, "prmu.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		js := string(b)
+		if !strings.Contains(js, `"tuning": "frozen"`) || strings.Contains(js, "lora_rank") || strings.Contains(js, "lora_steps") {
+			t.Fatalf("%s: prmu.json records LoRA settings though no LoRA ran:\n%s", c.name, js)
+		}
+	}
+}
+
+// Interrupted, prmu train (which keeps no checkpoint) says a rerun starts
+// over, not that it resumes.
+func TestPRMUTrainInterruptSaysStartsOver(t *testing.T) {
+	cmd := exec.Command(tagprBin, "--log-format", "json", "prmu", "train", "--out", filepath.Join(t.TempDir(), "p"), "--steps", "10000000", "--users", "40")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(stderr)
+	var lines []string
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+		if strings.Contains(sc.Text(), `"msg":"prmu"`) { // training has begun
+			cmd.Process.Signal(os.Interrupt)
+			break
+		}
+	}
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+	}
+	err = cmd.Wait()
+	all := strings.Join(lines, "\n")
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 130 || !strings.Contains(all, "starts over") || strings.Contains(all, "to resume") {
+		t.Fatalf("interrupted prmu train: %v\n%s\nwant exit 130 and a message that a rerun starts over", err, all)
 	}
 }

@@ -59,12 +59,25 @@ func sessionOptions() ort.Options {
 	return runCfg.Runtime.Session()
 }
 
+// startsOver is set by a command whose work keeps nothing to resume from
+// (prmu train --out, prmu compare): interrupted, it says a rerun starts
+// over rather than that it resumes.
+var startsOver bool
+
+// interruptedMessage is what an interrupted command prints.
+func interruptedMessage() string {
+	if startsOver {
+		return "tagpr: interrupted; nothing was kept: rerunning the same command starts over"
+	}
+	return "tagpr: interrupted; rerun the same command to resume"
+}
+
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := rootCmd.ExecuteContext(ctx); err != nil {
 		if errors.Is(err, context.Canceled) {
-			fmt.Fprintln(os.Stderr, "tagpr: interrupted; rerun the same command to resume")
+			fmt.Fprintln(os.Stderr, interruptedMessage())
 			os.Exit(130)
 		}
 		fmt.Fprintln(os.Stderr, "tagpr:", err)
