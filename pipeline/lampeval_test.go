@@ -102,7 +102,8 @@ func TestLaMPEvalRatingsAsOfficialScorer(t *testing.T) {
 		if m.Unparseable == nil || *m.Unparseable != c.unparseable {
 			t.Errorf("%q: unparseable %v, want %d", c.preds, m.Unparseable, c.unparseable)
 		}
-		if note := fmt.Sprintf("model: %d of 3 predictions are not numbers", c.unparseable); len(r.Notes) != 1 || !strings.Contains(r.Notes[0], note) {
+		if note := fmt.Sprintf("model: %d of 3 predictions are not numbers", c.unparseable); len(r.Notes) != 2 || !strings.Contains(r.Notes[1], note) ||
+			!strings.HasPrefix(r.Notes[0], "only 3 examples") {
 			t.Errorf("%q: notes %q lack %q", c.preds, r.Notes, note)
 		}
 	}

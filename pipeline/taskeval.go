@@ -36,6 +36,11 @@ type TaskEval struct {
 	Notes       []string     `json:"notes,omitempty"`
 }
 
+// minReliableExamples is where a task's notes stop warning that its
+// intervals rest on too few examples (a percentile bootstrap of a handful
+// gives zero-width intervals and "significant" differences at n = 2).
+const minReliableExamples = 20
+
 // ModelEval is one model's (or rule's) result on a task split.
 type ModelEval struct {
 	Name     string   `json:"name"`
@@ -181,6 +186,9 @@ func evaluateTask(task *datasets.Task, split string, examples []datasets.Example
 		te.Notes = append(te.Notes, fmt.Sprintf("%d examples answered by only some models are left out: every model is scored on the same %d", answered-len(exs), len(exs)))
 	}
 	te.Examples = len(exs)
+	if len(exs) < minReliableExamples {
+		te.Notes = append(te.Notes, fmt.Sprintf("only %d examples: bootstrap intervals this small are rough, and \"significant\" here means little", len(exs)))
+	}
 	rs := resamples(len(exs), o.Bootstrap.Resamples, o.Bootstrap.Seed, task.Name+"/"+split)
 	resampled := make([][][]float64, len(models))
 	primary := -1
