@@ -218,6 +218,30 @@ func TestShardsAndMerge(t *testing.T) {
 			t.Fatal("failed merge left a file")
 		}
 	}
+	// Shards written in different formats merge (a Parquet shard's schema
+	// differs only in field ids and a list child's name), into either format.
+	mixed := []string{filepath.Join(tmp, "part0.arrow"), filepath.Join(tmp, "part1.parquet"), filepath.Join(tmp, "part2.arrow"), filepath.Join(tmp, "part3.parquet")}
+	for _, out := range []string{"mixed.arrow", "mixed.parquet"} {
+		if n, err := Merge(filepath.Join(tmp, out), mixed); err != nil || n != int64(len(set.Examples)) {
+			t.Fatalf("merge of Arrow and Parquet shards into %s: %d rows, %v", out, n, err)
+		}
+		rows, _, err := ReadExamples(filepath.Join(tmp, out), ReadOptions{})
+		if err != nil || len(rows) != len(set.Examples) {
+			t.Fatalf("%s: %d rows, %v", out, len(rows), err)
+		}
+		for _, e := range set.Examples {
+			found := false
+			for _, r := range rows {
+				if r.ID == e.ID {
+					found = normalize(r) == normalize(e)
+					break
+				}
+			}
+			if !found {
+				t.Fatalf("%s: row %s lost or changed", out, e.ID)
+			}
+		}
+	}
 	// The shard of an id is a fixed function of the id.
 	if got := []bool{(Shard{0, 3}).Contains("LaMP_1-0"), (Shard{1, 3}).Contains("LaMP_1-0"), (Shard{2, 3}).Contains("LaMP_1-0")}; !reflect.DeepEqual(got, []bool{false, true, false}) {
 		t.Fatalf("shard of a fixed id moved: %v", got)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
 )
 
@@ -42,12 +43,19 @@ func Merge(out string, inputs []string) (int64, error) {
 			if r.Kind() == KindExample || r.Kind() == KindPrediction {
 				seen = map[string]string{}
 			}
-		} else if !r.Schema().Equal(first.Schema()) || r.Kind() != first.Kind() || r.Task() != first.Task() {
+		} else if !mergeable(r.Schema(), first.Schema()) || r.Kind() != first.Kind() || r.Task() != first.Task() {
 			r.Close()
 			return fail(fmt.Errorf("merge: %s has another schema than %s (%s %v vs %s %v)", in, inputs[0], r.Kind(), r.Schema(), first.Kind(), first.Schema()))
 		}
 		for r.Next() {
 			rec := r.Batch()
+			if r != first {
+				// The same columns under the first file's schema: a Parquet
+				// shard's differs from an Arrow one's only in field ids
+				// and a list's child name.
+				rec = array.NewRecordBatch(first.Schema(), rec.Columns(), rec.NumRows())
+				defer rec.Release()
+			}
 			if seen != nil {
 				ids := rec.Column(0).(*array.String)
 				for i := 0; i < ids.Len(); i++ {
@@ -78,4 +86,20 @@ func Merge(out string, inputs []string) (int64, error) {
 		return 0, fmt.Errorf("merge: %w", err)
 	}
 	return rows, nil
+}
+
+// mergeable reports whether b's records can be written under schema a: the
+// same columns (sameColumns), whose types arrow takes for equal — so Parquet
+// field ids and a list child's name ("element" in Parquet, "item" in Arrow)
+// do not matter.
+func mergeable(a, b *arrow.Schema) bool {
+	if sameColumns(a, b) != nil {
+		return false
+	}
+	for i := range a.NumFields() {
+		if !arrow.TypeEqual(a.Field(i).Type, b.Field(i).Type) {
+			return false
+		}
+	}
+	return true
 }
