@@ -343,8 +343,10 @@ func ParseShardFlag(s string) (Shard, error) {
 		return ParseShard(s)
 	}
 	idx, src := os.Getenv(EnvJobIndex), EnvJobIndex
-	if idx == "" {
-		idx, src = os.Getenv(EnvShardIndex), EnvShardIndex
+	if other := os.Getenv(EnvShardIndex); idx == "" {
+		idx, src = other, EnvShardIndex
+	} else if other != "" && other != idx {
+		return Shard{}, fmt.Errorf("--shard auto: $%s=%q and $%s=%q disagree: set one of them", EnvJobIndex, idx, EnvShardIndex, other)
 	}
 	cnt := os.Getenv(EnvShardCount)
 	if idx == "" || cnt == "" {

@@ -157,4 +157,14 @@ func TestShardFlagAuto(t *testing.T) {
 	if sh, err := ParseShardFlag("1/3"); err != nil || sh != (Shard{Index: 1, Count: 3}) {
 		t.Fatalf("1/3: %v %v", sh, err)
 	}
+	// Both index variables set: the same value is fine, two are refused.
+	t.Setenv(EnvJobIndex, "1")
+	t.Setenv(EnvShardIndex, "1")
+	if sh, err := ParseShardFlag("auto"); err != nil || sh != (Shard{Index: 1, Count: 5}) {
+		t.Fatalf("both set alike: %v, %v", sh, err)
+	}
+	t.Setenv(EnvShardIndex, "2")
+	if _, err := ParseShardFlag("auto"); err == nil || !strings.Contains(err.Error(), "disagree") {
+		t.Fatalf("both set, differing: %v", err)
+	}
 }
