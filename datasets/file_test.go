@@ -203,7 +203,7 @@ func TestShardsAndMerge(t *testing.T) {
 			t.Fatalf("union of shards (%d rows) is not the dataset (%d rows), or shards overlap", len(union), len(sorted))
 		}
 		merged := filepath.Join(tmp, "merged.arrow")
-		if n, err := Merge(merged, parts); err != nil || n != int64(len(all)) {
+		if n, err := Merge(merged, parts, MergeOptions{}); err != nil || n != int64(len(all)) {
 			t.Fatalf("merge: %d rows, %v", n, err)
 		}
 		m := ids(t, merged, ReadOptions{})
@@ -211,7 +211,7 @@ func TestShardsAndMerge(t *testing.T) {
 		if !reflect.DeepEqual(m, sorted) {
 			t.Fatal("merged file differs from the dataset")
 		}
-		if _, err := Merge(filepath.Join(tmp, "dup.arrow"), []string{parts[0], parts[0]}); err == nil || !strings.Contains(err.Error(), "in both") {
+		if _, err := Merge(filepath.Join(tmp, "dup.arrow"), []string{parts[0], parts[0]}, MergeOptions{}); err == nil || !strings.Contains(err.Error(), "in both") {
 			t.Fatalf("merging a shard twice: %v", err)
 		}
 		if _, err := os.Stat(filepath.Join(tmp, "dup.arrow")); !os.IsNotExist(err) {
@@ -222,7 +222,7 @@ func TestShardsAndMerge(t *testing.T) {
 	// differs only in field ids and a list child's name), into either format.
 	mixed := []string{filepath.Join(tmp, "part0.arrow"), filepath.Join(tmp, "part1.parquet"), filepath.Join(tmp, "part2.arrow"), filepath.Join(tmp, "part3.parquet")}
 	for _, out := range []string{"mixed.arrow", "mixed.parquet"} {
-		if n, err := Merge(filepath.Join(tmp, out), mixed); err != nil || n != int64(len(set.Examples)) {
+		if n, err := Merge(filepath.Join(tmp, out), mixed, MergeOptions{}); err != nil || n != int64(len(set.Examples)) {
 			t.Fatalf("merge of Arrow and Parquet shards into %s: %d rows, %v", out, n, err)
 		}
 		rows, _, err := ReadExamples(filepath.Join(tmp, out), ReadOptions{})

@@ -3,25 +3,39 @@ package datasets
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
 )
 
+// MergeOptions adjust Merge.
+type MergeOptions struct {
+	// Partial merges shard files (MetaShard) even when some shards of
+	// their input are not among them.
+	Partial bool
+}
+
 // Merge concatenates per-shard files of one schema into out (IPC or Parquet by
 // its extension), in argument order, streaming batch by batch. Every input must
 // have the same schema; for lamp_example and prediction files an id found in two
 // inputs is an error (shards are disjoint, so a repeat means overlapping inputs).
-// On error nothing is left at out. It returns the number of rows written.
-func Merge(out string, inputs []string) (int64, error) {
+// Files `data shard` wrote record their shard (MetaShard): every shard of the
+// input must be there, unless o.Partial. On error nothing is left at out. It
+// returns the number of rows written.
+func Merge(out string, inputs []string, o MergeOptions) (int64, error) {
 	if len(inputs) == 0 {
 		return 0, errors.New("merge: no input files")
 	}
+	if err := checkShardSet(inputs, o.Partial); err != nil {
+		return 0, err
+	}
 	var (
-		w     *BatchWriter
-		first *Reader
-		seen  map[string]string
-		rows  int64
+		w      *BatchWriter
+		first  *Reader
+		schema *arrow.Schema
+		seen   map[string]string
+		rows   int64
 	)
 	fail := func(err error) (int64, error) {
 		if w != nil {
@@ -36,7 +50,8 @@ func Merge(out string, inputs []string) (int64, error) {
 		}
 		if w == nil {
 			first = r
-			if w, err = CreateBatchWriter(out, r.Schema()); err != nil {
+			schema = WithShard(r.Schema(), Shard{}) // the whole, not a shard
+			if w, err = CreateBatchWriter(out, schema); err != nil {
 				r.Close()
 				return fail(fmt.Errorf("merge: %w", err))
 			}
@@ -49,13 +64,11 @@ func Merge(out string, inputs []string) (int64, error) {
 		}
 		for r.Next() {
 			rec := r.Batch()
-			if r != first {
-				// The same columns under the first file's schema: a Parquet
-				// shard's differs from an Arrow one's only in field ids
-				// and a list's child name.
-				rec = array.NewRecordBatch(first.Schema(), rec.Columns(), rec.NumRows())
-				defer rec.Release()
-			}
+			// The same columns under the output's schema: a Parquet
+			// shard's differs from an Arrow one's only in field ids and a
+			// list's child name, and no input's shard mark carries over.
+			rec = array.NewRecordBatch(schema, rec.Columns(), rec.NumRows())
+			defer rec.Release()
 			if seen != nil {
 				ids := rec.Column(0).(*array.String)
 				for i := 0; i < ids.Len(); i++ {
@@ -102,4 +115,58 @@ func mergeable(a, b *arrow.Schema) bool {
 		}
 	}
 	return true
+}
+
+// checkShardSet refuses shard files (MetaShard) that are not every shard of
+// one split: a count that differs, a shard given twice, or (unless partial)
+// one missing, which would merge to a file short of rows with exit 0.
+func checkShardSet(inputs []string, partial bool) error {
+	var count int
+	have := map[int]string{}
+	for _, in := range inputs {
+		r, err := OpenReader(in, ReadOptions{})
+		if err != nil {
+			return fmt.Errorf("merge: %w", err)
+		}
+		sh, ok := ShardOf(r.Schema())
+		r.Close()
+		if !ok {
+			if len(have) > 0 {
+				return fmt.Errorf("merge: %s is not marked as a shard, %s is (%d/%d): merge the shards of one split", in, have[firstKey(have)], firstKey(have), count)
+			}
+			continue
+		}
+		if count == 0 && len(have) == 0 && in != inputs[0] {
+			return fmt.Errorf("merge: %s is shard %s, %s is not marked as one: merge the shards of one split", in, sh, inputs[0])
+		}
+		if count != 0 && sh.Count != count {
+			return fmt.Errorf("merge: %s is shard %s, %s is shard %d/%d: the inputs come from different splits", in, sh, have[firstKey(have)], firstKey(have), count)
+		}
+		count = sh.Count
+		if prev, dup := have[sh.Index]; dup {
+			return fmt.Errorf("merge: %s and %s are both shard %s", prev, in, sh)
+		}
+		have[sh.Index] = in
+	}
+	if count == 0 || partial || len(have) == count {
+		return nil
+	}
+	var missing []string
+	for i := range count {
+		if _, ok := have[i]; !ok {
+			missing = append(missing, Shard{Index: i, Count: count}.String())
+		}
+	}
+	return fmt.Errorf("merge: shard %s of the split is not among the inputs (%d of %d given): add it, or pass --partial to merge these shards only",
+		strings.Join(missing, ", "), len(have), count)
+}
+
+func firstKey(m map[int]string) int {
+	k := -1
+	for i := range m {
+		if k < 0 || i < k {
+			k = i
+		}
+	}
+	return k
 }

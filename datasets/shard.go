@@ -2,6 +2,7 @@ package datasets
 
 import (
 	"fmt"
+	"github.com/apache/arrow-go/v18/arrow"
 	"hash/fnv"
 	"strconv"
 	"strings"
@@ -61,4 +62,36 @@ func (s Shard) String() string {
 // depends on the batch a row is in (padded generation) shard by batch.
 func (s Shard) HoldsBatch(k int) bool {
 	return s.Count <= 1 || k%s.Count == s.Index
+}
+
+// MetaShard records in a shard file's schema which shard of its input it
+// holds ("i/N"), so that merging the shards can tell a missing one.
+const MetaShard = "tagpr.shard"
+
+// WithShard is schema with MetaShard set to sh (any earlier value replaced);
+// Shard{} (everything) removes it.
+func WithShard(schema *arrow.Schema, sh Shard) *arrow.Schema {
+	md := schema.Metadata()
+	var keys, values []string
+	for i, k := range md.Keys() {
+		if k != MetaShard {
+			keys, values = append(keys, k), append(values, md.Values()[i])
+		}
+	}
+	if sh.Count > 1 {
+		keys, values = append(keys, MetaShard), append(values, sh.String())
+	}
+	meta := arrow.NewMetadata(keys, values)
+	return arrow.NewSchema(schema.Fields(), &meta)
+}
+
+// ShardOf reads MetaShard from a schema: ok is false when the file is not
+// marked as a shard.
+func ShardOf(schema *arrow.Schema) (Shard, bool) {
+	v, ok := metaValue(schema.Metadata(), MetaShard)
+	if !ok {
+		return Shard{}, false
+	}
+	sh, err := ParseShard(v)
+	return sh, err == nil
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"github.com/apache/arrow-go/v18/arrow/array"
 	"os"
 	"path/filepath"
 	"strings"
@@ -128,7 +129,7 @@ func exportPredictionsCmd() *cobra.Command {
 
 func mergeCmd() *cobra.Command {
 	var out, order string
-	var force bool
+	var force, partial bool
 	c := &cobra.Command{
 		Use:   "merge --out PATH (SHARD... | --order INPUT)",
 		Short: "Concatenate per-shard outputs of one schema, or assemble a sharded stage's parts in the input's order",
@@ -155,7 +156,7 @@ finished is an error naming how many rows lack it). Tagged chains are assembled 
 			if len(args) == 0 {
 				return fmt.Errorf("give the files to merge, or --order INPUT to assemble %s.parts/", out)
 			}
-			n, err := datasets.Merge(out, args)
+			n, err := datasets.Merge(out, args, datasets.MergeOptions{Partial: partial})
 			if err != nil {
 				return err
 			}
@@ -166,6 +167,7 @@ finished is an error naming how many rows lack it). Tagged chains are assembled 
 	c.Flags().StringVar(&out, "out", "", "merged file (.arrow or .parquet)")
 	c.Flags().BoolVar(&force, "force", false, "overwrite --out if it exists")
 	c.Flags().StringVar(&order, "order", "", "assemble PATH.parts/ in this input file's row order")
+	c.Flags().BoolVar(&partial, "partial", false, "merge shard files even when some shards of their split are not given (refused otherwise)")
 	c.MarkFlagRequired("out")
 	return c
 }
@@ -197,13 +199,18 @@ func shardCmd() *cobra.Command {
 				return err
 			}
 			defer r.Close()
-			w, err := datasets.CreateBatchWriter(out, r.Schema())
+			// The output records which shard it is, for data merge to check.
+			schema := datasets.WithShard(r.Schema(), sh)
+			w, err := datasets.CreateBatchWriter(out, schema)
 			if err != nil {
 				return err
 			}
 			rows := int64(0)
 			for r.Next() {
-				if err := w.Write(r.Batch()); err != nil {
+				rec := array.NewRecordBatch(schema, r.Batch().Columns(), r.Batch().NumRows())
+				err := w.Write(rec)
+				rec.Release()
+				if err != nil {
 					w.Abort()
 					return err
 				}

@@ -317,3 +317,55 @@ wait:
 		t.Errorf("eval of the merged predictions: %v\n%s%s", err, out, stderr)
 	}
 }
+
+// data shard marks each output with its shard; data merge refuses a split
+// with a shard missing (it merged 2 of 3 with exit 0), unless --partial,
+// takes Arrow and Parquet shards together, and its output is no shard.
+func TestDataShardAndMerge(t *testing.T) {
+	dir := t.TempDir()
+	if _, stderr, err := runTagpr(t, dir, nil, "data", "synth", "--seed", "5", "--users", "30", "--tasks", "synth_tag", "--out", "data"); err != nil {
+		t.Fatalf("data synth: %v\n%s", err, stderr)
+	}
+	in := filepath.Join(dir, "data", "synth_tag", "train.arrow")
+	parts := []string{filepath.Join(dir, "s0.arrow"), filepath.Join(dir, "s1.parquet"), filepath.Join(dir, "s2.arrow")}
+	for i, p := range parts {
+		if _, stderr, err := runTagpr(t, dir, nil, "data", "shard", "--in", in, "--shard", fmt.Sprintf("%d/3", i), "--out", p); err != nil {
+			t.Fatalf("data shard %d/3: %v\n%s", i, err, stderr)
+		}
+	}
+	_, stderr, err := runTagpr(t, dir, nil, "data", "merge", "--out", filepath.Join(dir, "two.arrow"), parts[0], parts[2])
+	if err == nil || !strings.Contains(stderr, "shard 1/3 of the split is not among the inputs") || !strings.Contains(stderr, "--partial") {
+		t.Fatalf("merge of 2 of 3 shards: %v\n%s", err, stderr)
+	}
+	if _, stderr, err := runTagpr(t, dir, nil, "data", "merge", "--partial", "--out", filepath.Join(dir, "two.arrow"), parts[0], parts[2]); err != nil {
+		t.Fatalf("merge --partial: %v\n%s", err, stderr)
+	}
+	all := filepath.Join(dir, "all.parquet")
+	out, stderr, err := runTagpr(t, dir, nil, append([]string{"data", "merge", "--out", all}, parts...)...)
+	if err != nil {
+		t.Fatalf("merge of the 3 shards: %v\n%s", err, stderr)
+	}
+	r, err := datasets.OpenReader(all, datasets.ReadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if _, marked := datasets.ShardOf(r.Schema()); marked {
+		t.Error("the merged file is marked as a shard")
+	}
+	w, err := datasets.OpenReader(in, datasets.ReadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	var n, want int64
+	for r.Next() {
+		n += r.Batch().NumRows()
+	}
+	for w.Next() {
+		want += w.Batch().NumRows()
+	}
+	if n != want {
+		t.Errorf("merged %d rows of %d (%s)", n, want, out)
+	}
+}
