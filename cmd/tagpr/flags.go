@@ -6,6 +6,10 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 // flagCheck is one flag's range check: the flag, its value, whether it is
@@ -73,6 +77,27 @@ func prepareOutput(path string, force bool) error {
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("create the folder of %s: %w", path, err)
+	}
+	return nil
+}
+
+// refuseOutOnlyFlags refuses, for a command run in its config mode, the
+// local flags it set that only its standalone mode (mode: the flag that
+// selects it) reads — those that set no config key, --fast-dev-run aside:
+// they would be ignored silently. config says what runs instead.
+func refuseOutOnlyFlags(cmd *cobra.Command, mode, config string) error {
+	var set []string
+	cmd.LocalFlags().VisitAll(func(f *pflag.Flag) { // (Visit sees no flag set: LocalFlags is a fresh set)
+		if _, key := f.Annotations[configKeyAnnotation]; f.Changed && !key && f.Name != "fast-dev-run" {
+			set = append(set, "--"+f.Name)
+		}
+	})
+	if len(set) > 0 {
+		verb := "go"
+		if len(set) == 1 {
+			verb = "goes"
+		}
+		return fmt.Errorf("%s %s with %s; without it, %s", strings.Join(set, ", "), verb, mode, config)
 	}
 	return nil
 }

@@ -44,6 +44,9 @@ func prmuTrainCmd() *cobra.Command {
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if out == "" {
+				if err := refuseOutOnlyFlags(cmd, "--out", "prmu train runs the config's prmu stage (set by stages.prmu.*)"); err != nil {
+					return err
+				}
 				return runStages(cmd, stage, pipeline.StagePRMU)
 			}
 			err := checkFlags("prmu train", atLeast("--steps", o.Train.Steps, 1), atLeast("--pairs-per-step", o.Train.PairsPerStep, 1),

@@ -281,3 +281,14 @@ func TestPRMUTrainInterruptSaysStartsOver(t *testing.T) {
 		t.Fatalf("interrupted prmu train: %v\n%s\nwant exit 130 and a message that a rerun starts over", err, all)
 	}
 }
+
+// Without --out, prmu train runs the config's prmu stage: a flag only the
+// --out mode reads is refused, not ignored.
+func TestPRMUTrainRefusesOutOnlyFlagsWithoutOut(t *testing.T) {
+	for _, args := range [][]string{{"--steps", "5"}, {"--encoder", "x", "--users", "3"}} {
+		_, stderr, err := runTagpr(t, t.TempDir(), nil, append([]string{"prmu", "train"}, args...)...)
+		if err == nil || !strings.Contains(stderr, args[0]) || !strings.Contains(stderr, "with --out") {
+			t.Errorf("prmu train %v without --out: %v\n%s", args, err, stderr)
+		}
+	}
+}
