@@ -288,14 +288,8 @@ func TestREADMENamesThePredictionFiles(t *testing.T) {
 func TestPredictSettingsHashTheModel(t *testing.T) {
 	src := filepath.Join("..", "onnx", "testdata", "pytorch", "qwen2-chat")
 	model := filepath.Join(t.TempDir(), "m")
-	if err := os.MkdirAll(model, 0o755); err != nil {
+	if err := os.CopyFS(model, os.DirFS(src)); err != nil {
 		t.Fatal(err)
-	}
-	ents, _ := os.ReadDir(src)
-	for _, e := range ents {
-		if b, err := os.ReadFile(filepath.Join(src, e.Name())); err == nil {
-			os.WriteFile(filepath.Join(model, e.Name()), b, 0o644)
-		}
 	}
 	questions := filepath.Join(t.TempDir(), "q.json")
 	os.WriteFile(questions, []byte(`[]`), 0o644)

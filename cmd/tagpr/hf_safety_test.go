@@ -16,24 +16,9 @@ import (
 // copyCheckpoint copies a fixture checkpoint folder's files.
 func copyCheckpoint(t *testing.T, name string) string {
 	t.Helper()
-	src := filepath.Join("..", "..", "onnx", "testdata", "hf", name)
 	dst := filepath.Join(t.TempDir(), name)
-	os.MkdirAll(dst, 0o755)
-	ents, err := os.ReadDir(src)
-	if err != nil {
+	if err := os.CopyFS(dst, os.DirFS(filepath.Join("..", "..", "onnx", "testdata", "hf", name))); err != nil {
 		t.Fatal(err)
-	}
-	for _, e := range ents {
-		if e.IsDir() {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join(src, e.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dst, e.Name()), b, 0o644); err != nil {
-			t.Fatal(err)
-		}
 	}
 	return dst
 }

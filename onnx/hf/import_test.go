@@ -171,22 +171,8 @@ func TestImportLlama(t *testing.T) {
 func copyFixture(t *testing.T, name string) string {
 	t.Helper()
 	dir := t.TempDir()
-	src := filepath.Join(fixtures, name)
-	ents, err := os.ReadDir(src)
-	if err != nil {
+	if err := os.CopyFS(dir, os.DirFS(filepath.Join(fixtures, name))); err != nil {
 		t.Fatal(err)
-	}
-	for _, e := range ents {
-		if e.IsDir() {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join(src, e.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, e.Name()), b, 0o644); err != nil {
-			t.Fatal(err)
-		}
 	}
 	return dir
 }
