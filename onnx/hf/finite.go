@@ -6,6 +6,8 @@ import (
 	"math"
 	"strconv"
 	"strings"
+
+	"github.com/tagpr/tagpr/onnx/train"
 )
 
 // floatBits describes a little-endian float type's bit layout.
@@ -64,14 +66,14 @@ func firstNonFinite(dtype string, raw []byte) (int64, string) {
 	return int64(at), nonFiniteKind(bits&l.mant != 0, bits&l.sign != 0)
 }
 
-// firstNonFinite32 is firstNonFinite for float32 values.
+// firstNonFinite32 is firstNonFinite for float32 values (train's scan).
 func firstNonFinite32(v []float32) (int64, string) {
-	for i, x := range v {
-		if b := math.Float32bits(x); b&0x7f800000 == 0x7f800000 {
-			return int64(i), nonFiniteKind(b&0x007fffff != 0, b&(1<<31) != 0)
-		}
+	i := train.NonFiniteValue(v)
+	if i < 0 {
+		return -1, ""
 	}
-	return -1, ""
+	x := float64(v[i])
+	return int64(i), nonFiniteKind(math.IsNaN(x), x < 0)
 }
 
 func nonFiniteKind(nan, negative bool) string {
