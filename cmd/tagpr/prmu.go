@@ -42,7 +42,7 @@ func prmuTrainCmd() *cobra.Command {
 			"onnx --task feature-extraction`, frozen (text embeddings computed once, cached in DIR/embeddings.arrow) or tuned " +
 			"with LoRA (--encoder-tuning lora); DIR/encoder/ gets a copy, tuned weights merged.",
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: func(cmd *cobra.Command, args []string) (runErr error) {
 			if out == "" {
 				if err := refuseOutOnlyFlags(cmd, "--out", "prmu train runs the config's prmu stage (set by stages.prmu.*)"); err != nil {
 					return err
@@ -64,7 +64,7 @@ func prmuTrainCmd() *cobra.Command {
 			if err := initRuntime(); err != nil {
 				return err
 			}
-			startsOver = true // no checkpoints: an interrupted training is lost
+			defer func() { runErr = keepsNothing(runErr) }() // no checkpoints: an interrupted training is lost
 			ctx := cmd.Context()
 			trainSets, devSets, err := prmuSets(users, trainFiles, devFiles)
 			if err != nil {
@@ -296,7 +296,7 @@ func prmuCompareCmd() *cobra.Command {
 			"prints, per task, the dev pair accuracy with each user's own profile and with another user's (the " +
 			"profile-swap test: a PRMU that reads profiles drops toward chance), as a Markdown table.",
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: func(cmd *cobra.Command, args []string) (runErr error) {
 			if enc.Dir == "" {
 				return fmt.Errorf("--encoder is required: an encoder directory exported with optimum-cli export onnx --task feature-extraction")
 			}
@@ -309,7 +309,7 @@ func prmuCompareCmd() *cobra.Command {
 			if err := checkEncoderDir("prmu compare", enc.Dir); err != nil {
 				return err
 			}
-			startsOver = true // no checkpoints: an interrupted comparison is lost
+			defer func() { runErr = keepsNothing(runErr) }() // no checkpoints: an interrupted comparison is lost
 			if err := initRuntime(); err != nil {
 				return err
 			}

@@ -59,14 +59,24 @@ func sessionOptions() ort.Options {
 	return runCfg.Runtime.Session()
 }
 
-// startsOver is set by a command whose work keeps nothing to resume from
-// (prmu train --out, prmu compare): interrupted, it says a rerun starts
-// over rather than that it resumes.
-var startsOver bool
+// startsOverError is a command's interruption when its work keeps nothing
+// to resume from (prmu train --out, prmu compare): a rerun starts over.
+type startsOverError struct{ error }
+
+func (e startsOverError) Unwrap() error { return e.error }
+
+// keepsNothing marks an interruption of a command that keeps nothing.
+func keepsNothing(err error) error {
+	if errors.Is(err, context.Canceled) {
+		return startsOverError{err}
+	}
+	return err
+}
 
 // interruptedMessage is what an interrupted command prints.
-func interruptedMessage() string {
-	if startsOver {
+func interruptedMessage(err error) string {
+	var so startsOverError
+	if errors.As(err, &so) {
 		return "tagpr: interrupted; nothing was kept: rerunning the same command starts over"
 	}
 	return "tagpr: interrupted; rerun the same command to resume"
@@ -77,7 +87,7 @@ func main() {
 	defer stop()
 	if err := rootCmd.ExecuteContext(ctx); err != nil {
 		if errors.Is(err, context.Canceled) {
-			fmt.Fprintln(os.Stderr, interruptedMessage())
+			fmt.Fprintln(os.Stderr, interruptedMessage(err))
 			os.Exit(130)
 		}
 		fmt.Fprintln(os.Stderr, "tagpr:", err)
