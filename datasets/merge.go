@@ -121,7 +121,8 @@ func mergeable(a, b *arrow.Schema) bool {
 // one split: a count that differs, a shard given twice, or (unless partial)
 // one missing, which would merge to a file short of rows with exit 0.
 func checkShardSet(inputs []string, partial bool) error {
-	var count int
+	var marked, unmarked string // an input of each kind, for the errors
+	var split Shard             // the first marked input's shard
 	have := map[int]string{}
 	for _, in := range inputs {
 		r, err := OpenReader(in, ReadOptions{})
@@ -130,43 +131,36 @@ func checkShardSet(inputs []string, partial bool) error {
 		}
 		sh, ok := ShardOf(r.Schema())
 		r.Close()
-		if !ok {
-			if len(have) > 0 {
-				return fmt.Errorf("merge: %s is not marked as a shard, %s is (%d/%d): merge the shards of one split", in, have[firstKey(have)], firstKey(have), count)
+		switch {
+		case !ok:
+			if unmarked == "" {
+				unmarked = in
 			}
 			continue
+		case marked == "":
+			marked, split = in, sh
+		case sh.Count != split.Count:
+			return fmt.Errorf("merge: %s is shard %s, %s is shard %s: the inputs come from different splits", in, sh, marked, split)
 		}
-		if count == 0 && len(have) == 0 && in != inputs[0] {
-			return fmt.Errorf("merge: %s is shard %s, %s is not marked as one: merge the shards of one split", in, sh, inputs[0])
-		}
-		if count != 0 && sh.Count != count {
-			return fmt.Errorf("merge: %s is shard %s, %s is shard %d/%d: the inputs come from different splits", in, sh, have[firstKey(have)], firstKey(have), count)
-		}
-		count = sh.Count
 		if prev, dup := have[sh.Index]; dup {
 			return fmt.Errorf("merge: %s and %s are both shard %s", prev, in, sh)
 		}
 		have[sh.Index] = in
 	}
-	if count == 0 || partial || len(have) == count {
+	switch {
+	case marked == "":
+		return nil
+	case unmarked != "":
+		return fmt.Errorf("merge: %s is shard %s, %s is not marked as one: merge the shards of one split", marked, split, unmarked)
+	case partial || len(have) == split.Count:
 		return nil
 	}
 	var missing []string
-	for i := range count {
+	for i := range split.Count {
 		if _, ok := have[i]; !ok {
-			missing = append(missing, Shard{Index: i, Count: count}.String())
+			missing = append(missing, Shard{Index: i, Count: split.Count}.String())
 		}
 	}
 	return fmt.Errorf("merge: shard %s of the split is not among the inputs (%d of %d given): add it, or pass --partial to merge these shards only",
-		strings.Join(missing, ", "), len(have), count)
-}
-
-func firstKey(m map[int]string) int {
-	k := -1
-	for i := range m {
-		if k < 0 || i < k {
-			k = i
-		}
-	}
-	return k
+		strings.Join(missing, ", "), len(have), split.Count)
 }

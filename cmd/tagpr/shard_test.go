@@ -345,6 +345,15 @@ func TestDataShardAndMerge(t *testing.T) {
 	if err != nil {
 		t.Fatalf("merge of the 3 shards: %v\n%s", err, stderr)
 	}
+	// A shard beside a file that is no shard, or a shard given twice, is refused.
+	for _, c := range []struct {
+		files []string
+		want  string
+	}{{[]string{parts[0], in}, "is not marked as one"}, {[]string{parts[0], parts[0], parts[1], parts[2]}, "are both shard 0/3"}} {
+		if _, stderr, err := runTagpr(t, dir, nil, append([]string{"data", "merge", "--out", filepath.Join(dir, "bad.arrow")}, c.files...)...); err == nil || !strings.Contains(stderr, c.want) {
+			t.Errorf("merge %v: %v\n%s", c.files, err, stderr)
+		}
+	}
 	r, err := datasets.OpenReader(all, datasets.ReadOptions{})
 	if err != nil {
 		t.Fatal(err)
