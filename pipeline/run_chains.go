@@ -164,7 +164,7 @@ func (r *runEnv) openTeacher() (Teacher, func(), error) {
 			return nil, nil, fmt.Errorf("teacher.dir: %w", err)
 		}
 		lt, err := OpenLocalTeacher(t.Dir, tok, r.sess, lm.Sampling{Temperature: t.Temperature, TopK: t.TopK, TopP: t.TopP}, t.MaxTokens,
-			r.cfg.stageSeed(t.Seed, 101))
+			r.cfg.stageSeed(t.Seed, seedTeacher))
 		if err != nil {
 			return nil, nil, fmt.Errorf("teacher.dir: %w", err)
 		}

@@ -36,7 +36,7 @@ func (r *runEnv) trainPRMU(ctx context.Context) error {
 		return nil
 	}
 	p := r.cfg.Stages.PRMU
-	seed := r.cfg.stageSeed(p.Seed, 31)
+	seed := r.cfg.stageSeed(p.Seed, seedPRMU)
 	var trainSets, devSets []rewardmodel.ExampleSet
 	for _, td := range r.data.Tasks {
 		trainSets = append(trainSets, rewardmodel.ExampleSet{Task: td.Task, Examples: td.Splits["train"]})

@@ -68,7 +68,7 @@ func (r *runEnv) trainedFrom(name string, evaluated map[string]bool) string {
 // evalOpts are the bootstrap and sample settings of the eval stage.
 func (r *runEnv) evalOpts() evalOptions {
 	e := r.cfg.Stages.Eval
-	b := Bootstrap{Resamples: e.Bootstrap, Seed: r.cfg.stageSeed(e.Seed, 41)}
+	b := Bootstrap{Resamples: e.Bootstrap, Seed: r.cfg.stageSeed(e.Seed, seedEval)}
 	if b.Resamples == 0 {
 		b.Resamples = DefaultResamples
 	}

@@ -15,7 +15,7 @@ import (
 func (r *runEnv) rlStages(name string) []RLStage {
 	all := make([]RLStage, len(r.cfg.Stages.RL))
 	for i, st := range r.cfg.Stages.RL {
-		st.Seed = r.cfg.stageSeed(st.Seed, 21+uint64(i))
+		st.Seed = r.cfg.stageSeed(st.Seed, seedRL+uint64(i))
 		all[i] = st
 	}
 	return RLChain(all, name)

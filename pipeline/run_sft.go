@@ -147,7 +147,7 @@ func (r *runEnv) sft(ctx context.Context) error {
 		return err
 	}
 	cfg := r.cfg.Stages.SFT.SFTConfig
-	cfg.Seed = r.cfg.stageSeed(cfg.Seed, 11)
+	cfg.Seed = r.cfg.stageSeed(cfg.Seed, seedSFT)
 	cfg.Session = r.sess
 	cfg.MaxMemoryGB = r.cfg.Runtime.MaxMemoryGB
 	cfg.ConsumeModel = true // reloaded for the export below

@@ -782,6 +782,16 @@ func (c *RunConfig) Resolve(base string) {
 	}
 }
 
+// The offsets each stage's derived seed takes from the run's seed
+// (stageSeed): the stages and Effective use the same ones.
+const (
+	seedSFT     = 11
+	seedRL      = 21 // + the RL stage's index
+	seedPRMU    = 31
+	seedEval    = 41
+	seedTeacher = 101
+)
+
 // stageSeed is a stage's seed: its own, else derived from the run's.
 func (c *RunConfig) stageSeed(own uint64, offset uint64) uint64 {
 	if own != 0 {
@@ -795,13 +805,13 @@ func (c *RunConfig) stageSeed(own uint64, offset uint64) uint64 {
 // (what `tagpr config print` shows). Running it behaves as c does.
 func (c RunConfig) Effective() RunConfig {
 	c.Stages.Chains.Filter = c.Stages.Chains.Filter.withDefaults()
-	c.Teacher.Seed = c.stageSeed(c.Teacher.Seed, 101)
-	c.Stages.SFT.Seed = c.stageSeed(c.Stages.SFT.Seed, 11)
-	c.Stages.PRMU.Seed = c.stageSeed(c.Stages.PRMU.Seed, 31)
-	c.Stages.Eval.Seed = c.stageSeed(c.Stages.Eval.Seed, 41)
+	c.Teacher.Seed = c.stageSeed(c.Teacher.Seed, seedTeacher)
+	c.Stages.SFT.Seed = c.stageSeed(c.Stages.SFT.Seed, seedSFT)
+	c.Stages.PRMU.Seed = c.stageSeed(c.Stages.PRMU.Seed, seedPRMU)
+	c.Stages.Eval.Seed = c.stageSeed(c.Stages.Eval.Seed, seedEval)
 	c.Stages.RL = append([]RLStage(nil), c.Stages.RL...)
 	for i := range c.Stages.RL {
-		c.Stages.RL[i].Seed = c.stageSeed(c.Stages.RL[i].Seed, 21+uint64(i))
+		c.Stages.RL[i].Seed = c.stageSeed(c.Stages.RL[i].Seed, seedRL+uint64(i))
 	}
 	return c
 }
