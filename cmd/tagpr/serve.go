@@ -80,12 +80,11 @@ func serveCmd() *cobra.Command {
 			defer m.Close()
 			o.Logger = logger()
 			s, err := serve.New(m, o)
+			if errors.Is(err, serve.ErrMaxModelLen) {
+				return fmt.Errorf("serve: --max-model-len: %w", err)
+			}
 			if err != nil {
 				return err
-			}
-			if o.MaxModelLen > s.MaxModelLen() {
-				s.Close()
-				return fmt.Errorf("serve: --max-model-len %d: the model has %d positions (max_position_embeddings): want ≤ %d, or 0 for all of them", o.MaxModelLen, s.MaxModelLen(), s.MaxModelLen())
 			}
 			ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
 			if err != nil {

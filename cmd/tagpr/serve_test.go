@@ -202,7 +202,7 @@ func TestServeRefusesBadFlags(t *testing.T) {
 		{[]string{"--request-timeout", "0s"}, "--request-timeout 0s: want > 0"},
 		{[]string{"--port", "70000"}, "--port 70000: want ≤ 65535"},
 		{[]string{"--max-model-len", "-5"}, "--max-model-len -5: want ≥ 0"},
-		{[]string{"--max-model-len", "2000"}, "--max-model-len 2000: the model has 1024 positions"},
+		{[]string{"--max-model-len", "2000"}, "--max-model-len: max model length: 2000, but the model has 1024 positions"},
 	} {
 		args := append([]string{"serve", "--model", dir, "--tokenizer", "qwen3-tokenizer", "--port", "0"}, c.args...)
 		_, stderr, err := runTagpr(t, ".", nil, args...)

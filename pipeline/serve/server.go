@@ -82,6 +82,10 @@ type Server struct {
 	seq      atomic.Uint64
 }
 
+// ErrMaxModelLen is New's error for an Options.MaxModelLen past the model's
+// positions (cutting it silently would serve another limit than asked).
+var ErrMaxModelLen = errors.New("max model length")
+
 // New starts the batcher over m. Close (or Serve's shutdown) stops it.
 func New(m *Model, o Options) (*Server, error) {
 	o = o.withDefaults()
@@ -92,7 +96,11 @@ func New(m *Model, o Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	if limit := b.MaxPositions(); o.MaxModelLen <= 0 || o.MaxModelLen > limit {
+	switch limit := b.MaxPositions(); {
+	case o.MaxModelLen > limit:
+		b.Close()
+		return nil, fmt.Errorf("%w: %d, but the model has %d positions (max_position_embeddings): want ≤ %d, or 0 for all of them", ErrMaxModelLen, o.MaxModelLen, limit, limit)
+	case o.MaxModelLen <= 0:
 		o.MaxModelLen = limit
 	}
 	s := &Server{m: m, b: b, o: o, met: newMetrics(), sem: make(chan struct{}, o.MaxConcurrent), created: time.Now().Unix()}
