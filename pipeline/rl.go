@@ -38,6 +38,10 @@ type RLPolicy struct {
 	// Session configures every ORT session of the stage: training,
 	// generation and reference.
 	Session ort.Options
+	// MaxMemoryGB is runtime.max_memory_gb: the stage prints its
+	// peak-memory estimate and refuses to start past this (0: the
+	// machine's memory; -1: no check).
+	MaxMemoryGB float64
 }
 
 // RLResult is what a finished stage leaves.
@@ -91,9 +95,23 @@ func TrainRL(ctx context.Context, st RLStage, pol RLPolicy, prompts []RLPrompt, 
 	for _, r := range sr.rewards {
 		ro.names = append(ro.names, r.Name())
 	}
+	limit, check, err := train.MemoryLimit(pol.MaxMemoryGB)
+	if err != nil {
+		return nil, fmt.Errorf("rl stage %q: %w (runtime.max_memory_gb sets the limit; -1 skips the check)", st.Name, err)
+	}
+	if !check {
+		limit = 0
+	}
+	key := "stages.rl." + st.Name + "."
 	t, err := grpo.New(pol.Model, sr.rewards, gp, cfg, grpo.Options{EOS: pol.EOS, Pad: pol.Pad, Detokenize: pol.Detokenize,
 		Load: pol.Load, Session: pol.Session, Name: st.Name, Progress: rlProgress(progress, st.Name), Settings: settings,
-		Callbacks: grpo.Callbacks{OnStart: ro.start, OnStep: ro.add, OnSave: ro.flush}})
+		Callbacks:   grpo.Callbacks{OnStart: ro.start, OnStep: ro.add, OnSave: ro.flush},
+		MemoryLimit: limit, MemoryKnobs: train.MemoryKnobs{Batch: key + "prompts_per_step or " + key + "num_generations",
+			SeqLen: key + "max_completion_length or " + key + "max_prompt_length", Reference: key + "beta 0"}})
+	var me *train.MemoryError
+	if errors.As(err, &me) {
+		return nil, fmt.Errorf("rl stage %q: %w (runtime.max_memory_gb sets another limit; -1 skips the check)", st.Name, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("rl stage %q: %w", st.Name, err)
 	}
@@ -201,6 +219,8 @@ type RLPipeline struct {
 	// device-resident (on the CPU, through the same IO binding path), from
 	// float16 copies the trainer's float32 weights are cast into.
 	HalfRollouts bool
+	// MaxMemoryGB is every stage's RLPolicy.MaxMemoryGB.
+	MaxMemoryGB float64
 }
 
 // Validate refuses empty, duplicate or path-unsafe stage names.
@@ -289,7 +309,7 @@ func (p *RLPipeline) runStage(ctx context.Context, st RLStage, from, dir string)
 	if err != nil {
 		return RLSummary{}, fmt.Errorf("rl stage %q: reward: %w", st.Name, err)
 	}
-	res, err := TrainRL(ctx, st, RLPolicy{Model: start, EOS: p.EOS, Pad: p.Pad, Detokenize: p.Detokenize, Load: lo, Session: p.Session}, prompts, rewards, dir, p.Progress)
+	res, err := TrainRL(ctx, st, RLPolicy{Model: start, EOS: p.EOS, Pad: p.Pad, Detokenize: p.Detokenize, Load: lo, Session: p.Session, MaxMemoryGB: p.MaxMemoryGB}, prompts, rewards, dir, p.Progress)
 	if err != nil {
 		return RLSummary{}, err
 	}

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -425,4 +426,44 @@ func tinyRLPipeline(t *testing.T, st RLStage) *RLPipeline {
 	return &RLPipeline{Stages: []RLStage{st}, Start: start, Dir: filepath.Join(dir, "rl"), EOS: []int64{rlEOS}, Pad: rlPad,
 		Prompts: func(RLStage) ([]RLPrompt, error) { return tinyRLPrompts(8), nil },
 		Rewards: func(RLStage) (Rewards, error) { return targetRewards(), nil }}
+}
+
+// runtime.max_memory_gb reaches every RL stage: the stage prints its
+// peak-memory estimate and, past the limit, is refused before any step or
+// file, naming the stage's own keys to reduce.
+func TestRLRefusesPastItsMemory(t *testing.T) {
+	st := tinyRLStage()
+	st.Steps, st.CheckpointEvery = 2, 0
+	p := tinyRLPipeline(t, st)
+	var notes []string
+	p.Progress = func(pr train.Progress) {
+		if strings.HasPrefix(pr.Note, "memory estimate: ") {
+			notes = append(notes, pr.Note)
+		}
+	}
+	p.MaxMemoryGB = 1.0 / 1024 // 1 MiB
+	_, err := p.Run(context.Background())
+	var me *train.MemoryError
+	if !errors.As(err, &me) {
+		t.Fatalf("run at 1 MiB: %v; want a *train.MemoryError", err)
+	}
+	for _, want := range []string{`rl stage "target"`, "stages.rl.target.prompts_per_step or stages.rl.target.num_generations",
+		"stages.rl.target.max_completion_length", "set stages.rl.target.beta 0", "runtime.max_memory_gb"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("refusal %q does not name %q", err, want)
+		}
+	}
+	if len(notes) != 1 || !strings.Contains(notes[0], "generation ") {
+		t.Errorf("estimate notes %q, want one with the rollouts' part", notes)
+	}
+	if _, err := os.Stat(filepath.Join(p.StageDir("target"), "checkpoints")); !os.IsNotExist(err) {
+		t.Errorf("a refused stage left checkpoints (%v)", err)
+	}
+	p.MaxMemoryGB, notes = 0, nil // the machine's memory
+	if _, err := p.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(notes) != 1 {
+		t.Errorf("estimate notes %q, want one", notes)
+	}
 }

@@ -58,9 +58,9 @@ type RuntimeConfig struct {
 	// (predict, RL rollouts, serve) runs its MatMuls over float16 copies of
 	// the weights (lm.LoadOptions.Half); training keeps float32 weights.
 	GenerationDType string `mapstructure:"generation_dtype"`
-	// MaxMemoryGB is the memory the SFT stage may plan for (GiB): 0 the
-	// machine's (its cgroup limit, else MemTotal), -1 no check. The stage
-	// prints its estimate and refuses to start past the limit, as
+	// MaxMemoryGB is the memory the SFT and RL stages may plan for (GiB): 0
+	// the machine's (its cgroup limit, else MemTotal), -1 no check. Each
+	// stage prints its estimate and refuses to start past the limit, as
 	// `train lm --max-memory-gb` does.
 	MaxMemoryGB float64 `mapstructure:"max_memory_gb"`
 }

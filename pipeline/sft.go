@@ -90,7 +90,7 @@ func TrainSFT(ctx context.Context, model *onnxpb.ModelProto, data []Sequence, pa
 	if err != nil {
 		return nil, err
 	}
-	held := modelBytes(model) // kept by the caller beside the training graph
+	held := train.ModelBytes(model) // kept by the caller beside the training graph
 	if cfg.ConsumeModel {
 		held = 0
 	}
@@ -156,15 +156,6 @@ func checkSFTMemory(held int64, tg *train.TrainingGraph, cfg SFTConfig, progress
 		return fmt.Errorf("sft: %w (runtime.max_memory_gb sets another limit; -1 skips the check)", err)
 	}
 	return nil
-}
-
-// modelBytes sums the raw data of m's initializers.
-func modelBytes(m *onnxpb.ModelProto) int64 {
-	var n int64
-	for _, t := range m.GetGraph().GetInitializer() {
-		n += int64(len(t.GetRawData()))
-	}
-	return n
 }
 
 // settings are what decide an SFT run's result (not the checkpoint

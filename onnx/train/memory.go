@@ -2,7 +2,6 @@ package train
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"os"
 	"sort"
@@ -35,6 +34,12 @@ type MemoryEstimate struct {
 	Transient int64
 	// Runtime: ONNX Runtime and the Go runtime themselves.
 	Runtime int64
+	// Generation: an RL run's rollouts, their KV cache and decode buffers
+	// (lm.GenerationMemory); 0 for supervised training.
+	Generation int64
+	// Reference: an RL run's frozen KL reference model, its weights and
+	// forward working set; 0 without one.
+	Reference int64
 }
 
 // runtimeBaseline is ORT's and Go's own resident memory with a session open.
@@ -42,14 +47,22 @@ const runtimeBaseline = 200 << 20
 
 // Total is the estimated peak.
 func (e MemoryEstimate) Total() int64 {
-	return e.Weights + e.Gradients + e.Optimizer + e.Activations + e.Transient + e.Runtime
+	return e.Weights + e.Gradients + e.Optimizer + e.Activations + e.Transient + e.Runtime + e.Generation + e.Reference
 }
 
 // String lists the parts and the total, e.g. for a log line before a run.
 func (e MemoryEstimate) String() string {
-	return fmt.Sprintf("weights %s, gradients %s, optimizer %s, activations %s, transient %s, runtime %s: total %s",
+	s := fmt.Sprintf("weights %s, gradients %s, optimizer %s, activations %s, transient %s, runtime %s",
 		FormatBytes(e.Weights), FormatBytes(e.Gradients), FormatBytes(e.Optimizer), FormatBytes(e.Activations),
-		FormatBytes(e.Transient), FormatBytes(e.Runtime), FormatBytes(e.Total()))
+		FormatBytes(e.Transient), FormatBytes(e.Runtime))
+	// The RL parts only where there are any: supervised runs log as before.
+	if e.Generation > 0 {
+		s += ", generation " + FormatBytes(e.Generation)
+	}
+	if e.Reference > 0 {
+		s += ", reference " + FormatBytes(e.Reference)
+	}
+	return s + ": total " + FormatBytes(e.Total())
 }
 
 // FormatBytes writes a byte count in binary units (e.g. "1.4 GiB").
@@ -185,6 +198,16 @@ func chunkedHeadBytes(g *onnxpb.GraphProto, types map[string]ValueType) int64 {
 	return total
 }
 
+// ModelBytes sums the raw data of m's initializers: what a model held in
+// memory beside a run adds to its estimate.
+func ModelBytes(m *onnxpb.ModelProto) int64 {
+	var n int64
+	for _, t := range m.GetGraph().GetInitializer() {
+		n += int64(len(t.GetRawData()))
+	}
+	return n
+}
+
 // MachineMemory is the memory this process may use: its cgroup's limit when
 // one is set (containers), else the machine's total.
 func MachineMemory() (int64, error) {
@@ -212,8 +235,9 @@ func MachineMemory() (int64, error) {
 
 // MemoryKnobs name, as the caller's user sets them, what reduces each part
 // of an estimate ("" leaves a hint out), e.g. {Batch: "--batch", SeqLen:
-// "--seq-len", LoRA: "--lora-rank"}.
-type MemoryKnobs struct{ Batch, SeqLen, LoRA string }
+// "--seq-len", LoRA: "--lora-rank"}; Reference names what drops an RL
+// run's reference model (e.g. "beta 0").
+type MemoryKnobs struct{ Batch, SeqLen, LoRA, Reference string }
 
 // MemoryLimit turns a --max-memory-gb style setting into bytes: 0 the
 // machine's memory (MachineMemory), a negative value no check (ok false).
@@ -228,8 +252,24 @@ func MemoryLimit(gb float64) (limit int64, ok bool, err error) {
 	return int64(gb * (1 << 30)), true, nil
 }
 
-// Fits returns nil when the estimate is within limit bytes, else an error
-// naming both and what to reduce, the largest reducible part first.
+// MemoryError is Fits' refusal: the estimate, the limit, and what to
+// reduce, the largest reducible part first.
+type MemoryError struct {
+	Estimate MemoryEstimate
+	Limit    int64
+	Hints    []string
+}
+
+func (e *MemoryError) Error() string {
+	msg := fmt.Sprintf("estimated peak memory %s exceeds the %s this machine allows (%s)", FormatBytes(e.Estimate.Total()), FormatBytes(e.Limit), e.Estimate)
+	if len(e.Hints) > 0 {
+		msg += ": " + strings.Join(e.Hints, ", or ")
+	}
+	return msg
+}
+
+// Fits returns nil when the estimate is within limit bytes, else a
+// *MemoryError naming both and what to reduce.
 func (e MemoryEstimate) Fits(limit int64, k MemoryKnobs) error {
 	if e.Total() <= limit {
 		return nil
@@ -246,21 +286,24 @@ func (e MemoryEstimate) Fits(limit int64, k MemoryKnobs) error {
 		}
 	}
 	if len(act) > 0 {
-		parts = append(parts, part{e.Activations + e.Transient, fmt.Sprintf("reduce %s (activations and temporaries: %s, in proportion)", strings.Join(act, " or "), FormatBytes(e.Activations+e.Transient))})
+		what, n := "activations and temporaries", e.Activations+e.Transient
+		if e.Generation > 0 {
+			what, n = "activations, temporaries and rollouts", n+e.Generation
+		}
+		parts = append(parts, part{n, fmt.Sprintf("reduce %s (%s: %s, in proportion)", strings.Join(act, " or "), what, FormatBytes(n))})
+	}
+	if k.Reference != "" && e.Reference > 0 {
+		parts = append(parts, part{e.Reference, fmt.Sprintf("set %s to drop the KL reference model (%s)", k.Reference, FormatBytes(e.Reference))})
 	}
 	if k.LoRA != "" && e.Optimizer > 0 {
 		parts = append(parts, part{e.Gradients + e.Optimizer, fmt.Sprintf("train low-rank adapters with %s instead of every weight (gradients and AdamW moments: %s)", k.LoRA, FormatBytes(e.Gradients+e.Optimizer))})
 	}
 	sort.Slice(parts, func(i, j int) bool { return parts[i].bytes > parts[j].bytes })
-	var hints []string
+	me := &MemoryError{Estimate: e, Limit: limit}
 	for _, p := range parts {
-		hints = append(hints, p.hint)
+		me.Hints = append(me.Hints, p.hint)
 	}
-	msg := fmt.Sprintf("estimated peak memory %s exceeds the %s this machine allows (%s)", FormatBytes(e.Total()), FormatBytes(limit), e)
-	if len(hints) > 0 {
-		msg += ": " + strings.Join(hints, ", or ")
-	}
-	return errors.New(msg)
+	return me
 }
 
 // frozenData is a frozen weight's values for the trainer: a view of the

@@ -33,7 +33,10 @@
 // and each weighted reward's share and learning signal,
 // rewards/NAME/share and rewards/NAME/signal: Contribution) through
 // onnx/train's Loop; Callbacks keep a caller's own per-step outputs
-// in step with the checkpoints.
+// in step with the checkpoints. New estimates the run's peak memory
+// before its sessions open (Trainer.Memory: the training step, the
+// rollouts' KV cache, the reference model), reports it through
+// Options.Progress and refuses a run past Options.MemoryLimit.
 //
 // grpo knows nothing of TagPR (tags, PRMU, LaMP): pipeline composes its
 // stages from it. It imports only onnx/lm, onnx/ort, onnx/onnxpb and

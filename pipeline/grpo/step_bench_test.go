@@ -36,6 +36,7 @@ type grpoChildResult struct {
 	StepS    float64    `json:"step_s"` // median step after the first
 	Times    Times      `json:"times"`  // the same step's split
 	PeakRSS  int64      `json:"peak_rss"`
+	Estimate int64      `json:"estimate"`  // Trainer.Memory's total
 	Prefill  [2]float64 `json:"prefill_s"` // generation prefill: each prompt once, and G times
 	Generate [2]float64 `json:"generate_s"`
 }
@@ -76,6 +77,7 @@ func grpoChild(string) (any, error) {
 	if err != nil {
 		return r, err
 	}
+	r.Estimate = tr.Memory().Total()
 	res, err := tr.Train(context.Background())
 	tr.Close()
 	if err != nil {
@@ -173,6 +175,7 @@ func BenchmarkGRPOStep(b *testing.B) {
 	b.ReportMetric(r.Times.ForwardBackward, "forward_backward_s")
 	b.ReportMetric(r.Times.Optimizer, "optimizer_s")
 	b.ReportMetric(float64(r.PeakRSS)/(1<<20), "peak_rss_MB")
+	b.ReportMetric(float64(r.PeakRSS)/float64(r.Estimate), "peak_vs_estimate")
 	b.ReportMetric(r.Prefill[0]/r.StepS, "prefill_share")
 	b.ReportMetric(r.Prefill[1]/(r.StepS-r.Prefill[0]+r.Prefill[1]), "prefill_share_unshared")
 	dir := b.TempDir()

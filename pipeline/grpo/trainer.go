@@ -42,6 +42,12 @@ type Options struct {
 	// prompt ids): a resume with other ones is refused with a
 	// *train.SettingsMismatchError.
 	Settings train.RunSettings
+	// MemoryLimit, when > 0, refuses a run whose estimated peak memory
+	// (Trainer.Memory, reported through Progress before the sessions open)
+	// exceeds it, in bytes; MemoryKnobs name in that refusal what the
+	// caller's user sets (default: this Config's JSON names).
+	MemoryLimit int64
+	MemoryKnobs train.MemoryKnobs
 }
 
 // Callbacks let a caller keep its own per-step outputs in step with the
@@ -97,6 +103,7 @@ type Trainer struct {
 	dev      *deviceRun // on a GPU (or Load.DeviceResident): weights and moments on the device
 	ref      *train.TokenScorer
 	shared   train.SharedPrefix // the batch: prompts × completions, their lengths
+	memory   train.MemoryEstimate
 }
 
 // New prepares a run of model (its frozen KL reference too): it builds and
@@ -182,6 +189,9 @@ func (t *Trainer) open(model *onnxpb.ModelProto) error {
 	if err != nil {
 		return err
 	}
+	if err := t.checkMemory(model, policy, tg); err != nil {
+		return err
+	}
 	t.tr, err = train.NewTrainer(tg, train.TrainerOptions{
 		Schedule:    train.Schedule{Peak: cfg.LearningRate, Warmup: cfg.WarmupSteps, Total: cfg.Steps * cfg.NumIterations, MinRatio: 0.1},
 		WeightDecay: cfg.WeightDecay, ClipNorm: cfg.MaxGradNorm, Session: o.Session,
@@ -219,6 +229,39 @@ func (t *Trainer) open(model *onnxpb.ModelProto) error {
 	}
 	return nil
 }
+
+// checkMemory estimates the run's peak memory before any session opens:
+// the training steps' (train.EstimateMemory), the rollouts' KV cache and
+// decode buffers, the reference model's copy of the weights and its
+// forward working set, and the caller's model beside them. It reports the
+// estimate and refuses one past Options.MemoryLimit.
+func (t *Trainer) checkMemory(model, policy *onnxpb.ModelProto, tg *train.TrainingGraph) error {
+	e := train.EstimateMemory(tg)
+	held := train.ModelBytes(model)
+	e.Weights += held
+	vocab := 0
+	if c := t.opt.Load.Config; c != nil {
+		vocab = c.VocabSize
+	}
+	e.Generation = lm.GenerationMemory(policy, int64(t.B), int64(t.T), vocab)
+	if t.cfg.Beta > 0 {
+		e.Reference = held + e.Transient
+	}
+	t.memory = e
+	t.opt.Progress.Report(train.Progress{Task: t.opt.Name, Total: t.cfg.Steps, Note: "memory estimate: " + e.String()})
+	if t.opt.MemoryLimit <= 0 {
+		return nil
+	}
+	k := t.opt.MemoryKnobs
+	if k == (train.MemoryKnobs{}) {
+		k = train.MemoryKnobs{Batch: "prompts_per_step or num_generations", SeqLen: "max_completion_length", Reference: "beta 0"}
+	}
+	return e.Fits(t.opt.MemoryLimit, k)
+}
+
+// Memory is the run's peak-memory estimate, made before its sessions
+// opened.
+func (t *Trainer) Memory() train.MemoryEstimate { return t.memory }
 
 // Close releases the sessions (the trained weights in Result stay valid).
 func (t *Trainer) Close() {
