@@ -59,7 +59,7 @@ const (
 
 // TrainRL runs one stage: a grpo run in dir whose reward is the stage's
 // weights over rewards (RLStage.RewardWeights), with every step's
-// completions kept in dir/rollouts/ (Arrow segments, one per checkpoint
+// completions kept in dir/rollouts/ (Parquet segments, one per checkpoint
 // interval, written before the checkpoint that covers them). A rerun
 // resumes from the newest checkpoint and ends with the same weights bit for
 // bit; cancelling ctx leaves a checkpoint of the last whole step and returns
