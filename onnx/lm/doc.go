@@ -104,5 +104,6 @@
 // chosen initializers into graph inputs bound to Go tensors; updating
 // Weight.Data in place changes the next generation, with no copy or reload.
 //
-// lm imports only onnx/ort, onnx/ir and onnx/onnxpb from tagpr.
+// lm imports only onnx/ort, onnx/ir, onnx/onnxpb and onnx/lock (to verify
+// pinned model files as they load) from tagpr.
 package lm
