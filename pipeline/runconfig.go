@@ -801,10 +801,22 @@ func (c *RunConfig) stageSeed(own uint64, offset uint64) uint64 {
 }
 
 // Effective is c with the values its stages use where a 0 picks one: the
-// stage seeds derived from the run's seed and the chain filter's defaults
-// (what `tagpr config print` shows). Running it behaves as c does.
+// stage seeds derived from the run's seed, the chain filter's defaults, the
+// bootstrap's resample count and the PRMU's sizes (what `tagpr config print`
+// shows). Running it behaves as c does.
 func (c RunConfig) Effective() RunConfig {
 	c.Stages.Chains.Filter = c.Stages.Chains.Filter.withDefaults()
+	if c.Stages.Eval.Bootstrap == 0 {
+		c.Stages.Eval.Bootstrap = DefaultResamples
+	}
+	p := &c.Stages.PRMU
+	d := rewardmodel.PRMUConfig{Embed: p.Embed, Hidden: p.Hidden, MaxItems: p.MaxItems, Pool: p.Pool, Encoder: p.Encoder.encoder()}.Defaults()
+	p.Embed, p.Hidden, p.MaxItems, p.Pool = d.Embed, d.Hidden, d.MaxItems, d.Pool
+	if p.Encoder != nil {
+		e := *p.Encoder
+		e.Tuning, e.LoRARank, e.LoRASteps = d.Encoder.Tuning, d.Encoder.LoRARank, d.Encoder.LoRASteps
+		p.Encoder = &e
+	}
 	c.Teacher.Seed = c.stageSeed(c.Teacher.Seed, seedTeacher)
 	c.Stages.SFT.Seed = c.stageSeed(c.Stages.SFT.Seed, seedSFT)
 	c.Stages.PRMU.Seed = c.stageSeed(c.Stages.PRMU.Seed, seedPRMU)

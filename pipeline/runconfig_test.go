@@ -192,3 +192,29 @@ func TestRunConfigTitleCloserMiss(t *testing.T) {
 		}
 	}
 }
+
+// Effective (what `tagpr config print` shows) fills the zeros a run
+// replaces with the values it uses: the bootstrap's 1000 resamples and the
+// PRMU's sizes, not 0.
+func TestEffectiveShowsWhatARunUses(t *testing.T) {
+	c := DefaultRunConfig()
+	c.Stages.Eval.Bootstrap, c.Stages.PRMU.Embed, c.Stages.PRMU.Hidden, c.Stages.PRMU.MaxItems = 0, 0, 0, 0
+	e := c.Effective()
+	if e.Stages.Eval.Bootstrap != DefaultResamples {
+		t.Errorf("stages.eval.bootstrap shown as %d; the eval stage uses %d", e.Stages.Eval.Bootstrap, DefaultResamples)
+	}
+	if p := e.Stages.PRMU; p.Embed != 64 || p.Hidden != 64 || p.MaxItems != 8 || p.Pool != "mean" {
+		t.Errorf("stages.prmu shown as embed %d, hidden %d, max_items %d, pool %q; PRMU trains with 64, 64, 8, mean", p.Embed, p.Hidden, p.MaxItems, p.Pool)
+	}
+	c.Stages.PRMU.Encoder = &PRMUEncoderConfig{Dir: "enc", Tuning: "lora"}
+	if enc := c.Effective().Stages.PRMU.Encoder; enc.LoRARank != 4 || enc.LoRASteps != 100 {
+		t.Errorf("stages.prmu.encoder shown with lora_rank %d, lora_steps %d; PRMU trains with 4, 100", enc.LoRARank, enc.LoRASteps)
+	}
+	if c.Stages.PRMU.Encoder.LoRARank != 0 || c.Stages.Eval.Bootstrap != 0 {
+		t.Error("Effective changed the config it was called on")
+	}
+	c.Stages.Eval.Bootstrap = 500
+	if got := c.Effective().Stages.Eval.Bootstrap; got != 500 {
+		t.Errorf("a set bootstrap of 500 shown as %d", got)
+	}
+}
