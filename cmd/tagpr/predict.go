@@ -1,8 +1,11 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -13,6 +16,7 @@ import (
 func init() {
 	var o stageFlags
 	var f predictFileFlags
+	var force bool
 	c := &cobra.Command{
 		Use:   "predict [-c FILE] [--shard i/N|auto] | predict --model DIR --task N --questions FILE --out FILE [--shard i/N|auto]",
 		Short: "Greedy predictions in LaMP's outputs format: the config's predict stage, or one model folder on one questions file",
@@ -26,7 +30,7 @@ func init() {
 			"(\"\" when the format is broken) and writes {\"task\": \"LaMP_N\", \"golds\": [{\"id\", \"output\"}]} to --out\n" +
 			"(and the completions to OUT.parquet). Retrieval, taxonomy, batch and max_new_tokens come from the config.\n\n" +
 			"Each generation batch is written atomically to OUT.parquet.parts/ (removed once OUT is written): an\n" +
-			"interrupted run resumes where it stopped. With --shard i/N (or --shard auto in a Kubernetes Indexed Job:\n" +
+			"interrupted run resumes where it stopped; an OUT a finished run wrote is kept unless --force. With --shard i/N (or --shard auto in a Kubernetes Indexed Job:\n" +
 			"the index from $JOB_COMPLETION_INDEX, the count from $TAGPR_SHARD_COUNT) only that shard's batches are\n" +
 			"generated — the questions are cut into batches from the start, as one process cuts them, and batch k\n" +
 			"belongs to shard k mod N, so every batch pads and generates exactly as in one process — and every worker\n" +
@@ -35,8 +39,8 @@ func init() {
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if f.model == "" {
-				if f.task != "" || f.questions != "" || f.out != "" {
-					return fmt.Errorf("--task, --questions and --out go with --model")
+				if f.task != "" || f.questions != "" || f.out != "" || force {
+					return fmt.Errorf("--task, --questions, --out and --force go with --model")
 				}
 				sh, err := datasets.ParseShardFlag(f.shard)
 				if err != nil {
@@ -61,6 +65,14 @@ func init() {
 			if err != nil {
 				return err
 			}
+			// A finished run leaves OUT and no parts: predicting again would
+			// redo every batch and replace OUT, so it takes --force. An
+			// interrupted run (parts left) resumes.
+			if _, err := os.Stat(f.parts()); errors.Is(err, os.ErrNotExist) {
+				if err := refuseExisting(f.out, force); err != nil {
+					return fmt.Errorf("predict: %w (a finished run's predictions)", err)
+				}
+			}
 			if err := initRuntime(); err != nil {
 				return err
 			}
@@ -83,6 +95,7 @@ func init() {
 	fl.StringVar(&f.model, "model", "", "model folder (model.onnx, config.json, tokenizer.json)")
 	f.addFlags(c)
 	fl.StringVar(&f.shard, "shard", "", "only this shard's batches: i/N, or auto ($JOB_COMPLETION_INDEX of $TAGPR_SHARD_COUNT)")
+	fl.BoolVar(&force, "force", false, "with --model: predict again and overwrite an --out a finished run wrote")
 	addStageFlags(c, &o, "")
 	c.AddCommand(predictMergeCmd())
 	rootCmd.AddCommand(c)
@@ -91,6 +104,11 @@ func init() {
 // predictFileFlags are the flags of predict on one questions file.
 type predictFileFlags struct {
 	model, task, questions, out, shard string
+}
+
+// parts is the folder of OUT's generation batches (OUT.parquet.parts).
+func (f *predictFileFlags) parts() string {
+	return datasets.PartsFor(strings.TrimSuffix(f.out, ".json")+".parquet", datasets.Shard{}).Dir
 }
 
 func (f *predictFileFlags) addFlags(c *cobra.Command) {

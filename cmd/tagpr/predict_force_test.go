@@ -1,0 +1,42 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// README: existing output files are kept unless --force. A finished
+// `predict --model` run leaves OUT and no parts; running it again used to
+// redo every batch and replace OUT without a word. Now it is refused unless
+// --force, while an interrupted run (parts left) still resumes.
+func TestPredictModelKeepsAFinishedOutUnlessForce(t *testing.T) {
+	dir := t.TempDir()
+	if _, stderr, err := runTagpr(t, dir, nil, "data", "synth", "--seed", "5", "--users", "4", "--tasks", "synth_tag", "--out", "data"); err != nil {
+		t.Fatalf("data synth: %v\n%s", err, stderr)
+	}
+	questions := filepath.Join(dir, "data", "synth_tag", "dev_questions.json")
+	model, _ := filepath.Abs(filepath.Join("..", "..", "onnx", "testdata", "pytorch", "qwen2-chat"))
+	env := append(runtimeEnv(t), "TAGPR_STAGES_PREDICT_MAX_NEW_TOKENS=4")
+	out := filepath.Join(dir, "preds.json")
+	predict := []string{"predict", "--model", model, "--task", "synth_tag", "--questions", questions, "--out", out}
+	if _, stderr, err := runTagpr(t, dir, env, predict...); err != nil {
+		t.Fatalf("first run: %v\n%s", err, stderr)
+	}
+	if err := os.WriteFile(out, []byte("kept"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, stderr, err := runTagpr(t, dir, env, predict...); err == nil || !strings.Contains(stderr, "preds.json exists; pass --force") {
+		t.Fatalf("second run without --force: err %v, stderr:\n%s", err, stderr)
+	}
+	if b, _ := os.ReadFile(out); string(b) != "kept" {
+		t.Fatalf("a refused run changed %s", out)
+	}
+	if stdout, stderr, err := runTagpr(t, dir, env, append(predict, "--force")...); err != nil || !strings.Contains(stdout, "predicted") {
+		t.Fatalf("--force: %v\n%s%s", err, stdout, stderr)
+	}
+	if b, _ := os.ReadFile(out); !strings.Contains(string(b), `"golds"`) {
+		t.Fatalf("--force did not rewrite %s: %.80s", out, b)
+	}
+}
