@@ -68,7 +68,11 @@ func (p *progress) Step(n int, attrs ...any) {
 		return
 	}
 	p.lastLog, p.ended = now, p.ended || p.done >= p.total
-	args := append([]any{"done", p.done, "total", p.total, "elapsed_s", now.Sub(p.start).Seconds()}, attrs...)
+	args := []any{"done", p.done}
+	if p.total > 0 { // 0: not known (a fan-out stage streaming its input); "total 0" would read as done
+		args = append(args, "total", p.total)
+	}
+	args = append(append(args, "elapsed_s", now.Sub(p.start).Seconds()), attrs...)
 	p.logger.Info(p.label, args...)
 }
 
@@ -90,6 +94,10 @@ func (p *progress) draw(attrs []any) {
 	eta := ""
 	if p.done > 0 && p.total > p.done {
 		eta = fmt.Sprintf(" eta %s", (time.Duration(float64(elapsed) / float64(p.done) * float64(p.total-p.done))).Round(time.Second))
+	}
+	if p.total <= 0 { // not known: a count, no bar
+		fmt.Fprintf(p.w, "\r%s %d done %s%s\033[K", p.label, p.done, elapsed.Round(time.Second), kv.String())
+		return
 	}
 	fmt.Fprintf(p.w, "\r%s [%s%s] %d/%d %s%s%s\033[K", p.label, strings.Repeat("=", filled), strings.Repeat(" ", width-filled),
 		p.done, p.total, elapsed.Round(time.Second), eta, kv.String())
