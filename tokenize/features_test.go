@@ -1,6 +1,7 @@
 package tokenize_test
 
 import (
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -379,5 +380,47 @@ func TestDecodeSkipsIDsPastTheVocabulary(t *testing.T) {
 	}
 	if _, err := tok.Decode([]int64{9707, -1}, true); err == nil {
 		t.Fatal("a negative id decoded")
+	}
+}
+
+// TestChatTemplateJinjaBeside: transformers' save_pretrained writes the chat
+// template to chat_template.jinja (not tokenizer_config.json), and that file
+// takes priority; Load must read it, or a Llama-3 or Qwen3 checkpoint saved
+// that way is rendered as plain ChatML.
+func TestChatTemplateJinjaBeside(t *testing.T) {
+	for _, name := range []string{"llama3", "qwen3"} {
+		src := pinnedPath(t, name+"-tokenizer")
+		raw, err := os.ReadFile(filepath.Join(filepath.Dir(src), "tokenizer_config.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var cfg map[string]any
+		if err := json.Unmarshal(raw, &cfg); err != nil {
+			t.Fatal(err)
+		}
+		tpl, _ := cfg["chat_template"].(string)
+		delete(cfg, "chat_template")
+		dir := t.TempDir()
+		tokJSON, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfgJSON, _ := json.Marshal(cfg)
+		for f, b := range map[string][]byte{"tokenizer.json": tokJSON, "tokenizer_config.json": cfgJSON, "chat_template.jinja": []byte(tpl)} {
+			if err := os.WriteFile(filepath.Join(dir, f), b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		path := filepath.Join(dir, "tokenizer.json")
+		tok, err := tokenize.Load(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := tok.ChatFormat().Name; got != name {
+			t.Errorf("%s with chat_template.jinja: chat format %q, want %q", name, got, name)
+		}
+		if got := tokenize.Files(path); len(got) != 3 || filepath.Base(got[2]) != "chat_template.jinja" {
+			t.Errorf("%s: Files = %v, want the chat_template.jinja listed", name, got)
+		}
 	}
 }

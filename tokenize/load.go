@@ -41,7 +41,9 @@ type component struct {
 const maxVocab = 1 << 24
 
 // Load reads a tokenizer.json and, when a tokenizer_config.json lies beside
-// it, that too (chat template, bos/eos/pad tokens).
+// it, that too (chat template, bos/eos/pad tokens). A chat_template.jinja
+// beside it (where transformers' save_pretrained writes the template since
+// v4.47) takes priority over the config's chat_template, as in transformers.
 func Load(path string) (*Tokenizer, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
@@ -55,8 +57,16 @@ func Load(path string) (*Tokenizer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load tokenizer %s: %w", path, err)
 	}
+	if b, err := os.ReadFile(chatTemplateBeside(path)); err == nil {
+		t.config.ChatTemplate = string(b)
+	}
 	t.path = path
 	return t, nil
+}
+
+// chatTemplateBeside is the chat_template.jinja that Load reads with path.
+func chatTemplateBeside(path string) string {
+	return filepath.Join(filepath.Dir(path), "chat_template.jinja")
 }
 
 // configBeside is the tokenizer_config.json that Load reads with path.
@@ -65,12 +75,14 @@ func configBeside(path string) string {
 }
 
 // Files lists the files Load reads for path: the tokenizer.json and, when
-// there is one, the tokenizer_config.json beside it (callers that verify
-// pinned inputs check each).
+// they exist, the tokenizer_config.json and chat_template.jinja beside it
+// (callers that verify pinned inputs check each).
 func Files(path string) []string {
 	out := []string{path}
-	if _, err := os.Stat(configBeside(path)); err == nil {
-		out = append(out, configBeside(path))
+	for _, f := range []string{configBeside(path), chatTemplateBeside(path)} {
+		if _, err := os.Stat(f); err == nil {
+			out = append(out, f)
+		}
 	}
 	return out
 }

@@ -274,8 +274,15 @@ func trainLMSettings(o trainLMOptions, modelPath, modelDir string, spec train.LM
 		inputs[name+"_sha256"] = f
 	}
 	if tok := trainTokenizerPath(o, modelDir); trainFileExists(tok) {
-		for i, f := range tokenize.Files(tok) {
-			inputs[[]string{"tokenizer_sha256", "tokenizer_config_sha256"}[i]] = f
+		for _, f := range tokenize.Files(tok) {
+			switch filepath.Base(f) {
+			case "tokenizer_config.json":
+				inputs["tokenizer_config_sha256"] = f
+			case "chat_template.jinja":
+				inputs["chat_template_sha256"] = f
+			default:
+				inputs["tokenizer_sha256"] = f
+			}
 		}
 	}
 	for name, path := range inputs {
