@@ -3,6 +3,7 @@ package serve
 import (
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"strings"
 )
 
@@ -36,6 +37,26 @@ type streamOptions struct {
 	IncludeUsage bool `json:"include_usage"`
 }
 
+// jsonKind is how a type error names the JSON value b.
+func jsonKind(b []byte) string {
+	switch c := strings.TrimSpace(string(b)); {
+	case c == "":
+		return "value"
+	case c[0] == '{':
+		return "object"
+	case c[0] == '[':
+		return "list holding something other than strings"
+	case c == "null":
+		return "null"
+	case c[0] == '"':
+		return "string"
+	case c == "true" || c == "false":
+		return "bool"
+	default:
+		return "number " + c
+	}
+}
+
 // stopList is "stop": a string or a list of strings.
 type stopList []string
 
@@ -51,7 +72,8 @@ func (s *stopList) UnmarshalJSON(b []byte) error {
 	}
 	var many []string
 	if err := json.Unmarshal(b, &many); err != nil {
-		return fmt.Errorf("want a string or a list of strings")
+		// A type error, so the decoder names the field ("stop").
+		return &json.UnmarshalTypeError{Value: jsonKind(b), Type: reflect.TypeOf(*s)}
 	}
 	*s = many
 	return nil

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -289,7 +290,7 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, v any) (release f
 			field := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
 			return nil, badRequest(field, "unrecognized request argument supplied: %s", field)
 		case errors.As(err, &ut):
-			return nil, badRequest(ut.Field, "%s: expected %s, got a JSON %s", ut.Field, ut.Type, ut.Value)
+			return nil, typeError(ut)
 		default:
 			return nil, badRequest("", "the body is not valid JSON: %v", err)
 		}
@@ -299,6 +300,46 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, v any) (release f
 		return nil, badRequest("", "the body holds more than one JSON value")
 	}
 	return release, nil
+}
+
+// typeError names a wrongly typed value by its JSON path as the client wrote
+// it ("max_tokens", "messages.role": no Go struct names) and says in JSON's
+// words what was expected.
+func typeError(ut *json.UnmarshalTypeError) *apiError {
+	var path []string
+	for _, f := range strings.Split(ut.Field, ".") {
+		if f != "" && f != "samplingParams" { // the embedded struct: its fields are the request's own
+			path = append(path, f)
+		}
+	}
+	want := "a value of another type"
+	if ut.Type == reflect.TypeOf(stopList(nil)) {
+		want = "a string or a list of strings"
+	} else if ut.Type != nil {
+		switch ut.Type.Kind() {
+		case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+			reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+			want = "an integer"
+			if n := strings.TrimPrefix(ut.Value, "number "); n != ut.Value && !strings.ContainsAny(n, ".eE") {
+				want = fmt.Sprintf("an integer that fits in %d bits", ut.Type.Bits())
+			}
+		case reflect.Float32, reflect.Float64:
+			want = "a number"
+		case reflect.String:
+			want = "a string"
+		case reflect.Bool:
+			want = "true or false"
+		case reflect.Slice, reflect.Array:
+			want = "a list"
+		case reflect.Struct, reflect.Map:
+			want = "an object"
+		}
+	}
+	if len(path) == 0 {
+		return badRequest("", "the body must be a JSON object (the request), not a JSON %s", ut.Value)
+	}
+	param := strings.Join(path, ".")
+	return badRequest(param, "%s: want %s, got a JSON %s", param, want, ut.Value)
 }
 
 // plan is a validated generation request: one batcher request per prompt.

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -479,6 +480,33 @@ func TestLimitsRefused(t *testing.T) {
 		t.Errorf("/health while draining: %d", resp.StatusCode)
 	}
 	ts.draining.Store(false)
+}
+
+// A wrongly typed value is named as the client wrote it (no Go struct or
+// type names) and param says which one.
+func TestWrongTypesNamed(t *testing.T) {
+	m := openModel(t, randomDir)
+	ts := startServer(t, m, Options{})
+	chat := ts.base + "/v1/chat/completions"
+	for _, c := range []struct {
+		body, param, want string
+	}{
+		{`{"model":"M","messages":[{"role":"user","content":"hi"}],"max_tokens":"5"}`, "max_tokens", "max_tokens: want an integer, got a JSON string"},
+		{`{"model":"M","messages":[{"role":"user","content":"hi"}],"temperature":"hot"}`, "temperature", "temperature: want a number, got a JSON string"},
+		{`{"model":"M","messages":[{"role":"user","content":"hi"}],"seed":18446744073709551616}`, "seed", "seed: want an integer that fits in 64 bits"},
+		{`{"model":"M","messages":[{"role":"user","content":"hi"}],"stop":5}`, "stop", "stop: want a string or a list of strings, got a JSON number 5"},
+		{`{"model":"M","messages":"hi"}`, "messages", "messages: want a list, got a JSON string"},
+		{`[1, 2]`, "", "the body must be a JSON object"},
+	} {
+		code, _, body := rawPost(t, chat, []byte(strings.ReplaceAll(c.body, `"M"`, strconv.Quote(m.Name))))
+		checkError(t, c.body, code, body, 400, c.want)
+		if got, _ := field(body, "error", "param").(string); got != c.param {
+			t.Errorf("%s: param %q, want %q", c.body, got, c.param)
+		}
+		if msg := str(field(body, "error", "message")); strings.Contains(msg, "samplingParams") || strings.Contains(msg, "serve.") {
+			t.Errorf("%s: message names Go types: %q", c.body, msg)
+		}
+	}
 }
 
 func mustJSON(v any) []byte {
