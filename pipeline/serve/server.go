@@ -134,7 +134,14 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, drain time.Duration
 	}
 	s.draining.Store(true)
 	s.o.Logger.Info("shutting down: finishing running requests", "drain", drain.String())
-	dctx, cancel := context.WithTimeout(context.Background(), drain)
+	deadline := time.Now().Add(drain)
+	// The listener stays open while the running requests finish, so a new
+	// one gets 503 (and /health says draining) instead of a refused
+	// connection; Shutdown then closes it and waits for any straggler.
+	for len(s.sem) > 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	dctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	if err := hs.Shutdown(dctx); err != nil {
 		s.o.Logger.Warn("drain time over: canceling running requests")

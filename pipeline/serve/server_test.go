@@ -589,7 +589,7 @@ func TestGracefulShutdown(t *testing.T) {
 		done := make(chan error, 1)
 		go func() { done <- s.Serve(ctx, ln, drain) }()
 		base := "http://" + ln.Addr().String()
-		max := 40
+		max := 400 // long enough to still run while the test asks during the drain
 		if drain < time.Second {
 			max = 4000
 		}
@@ -603,6 +603,25 @@ func TestGracefulShutdown(t *testing.T) {
 			t.Fatal(err)
 		}
 		stop()
+		if drain > time.Second {
+			// While it drains, the server still answers: new requests 503,
+			// /health 503 (a load balancer's cue), not a refused connection.
+			var health *http.Response
+			for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+				if health, err = http.Get(base + "/health"); err != nil {
+					t.Fatalf("drain %s: /health while draining: %v", drain, err)
+				}
+				health.Body.Close()
+				if health.StatusCode == 503 {
+					break
+				}
+			}
+			if health.StatusCode != 503 {
+				t.Errorf("drain %s: /health while draining: %d, want 503", drain, health.StatusCode)
+			}
+			code, _, body := rawPost(t, base+"/v1/chat/completions", mustJSON(chatBody(m, "hi", map[string]any{"max_tokens": 2})))
+			checkError(t, "a request while draining", code, body, 503, "shutting down")
+		}
 		evs := sseEvents(t, rd)
 		resp.Body.Close()
 		last := evs[len(evs)-1]
