@@ -242,6 +242,10 @@ func (b *Batcher) MaxPositions() int {
 	return n
 }
 
+// CachePositions is the cache budget in positions: the most that the rows of
+// one request (n × (prompt + max new tokens)) may take together.
+func (b *Batcher) CachePositions() int { return b.capPos }
+
 // Submit queues a request; its tokens arrive on the returned stream. When
 // ctx ends, the request's rows leave the batch at the next step and the
 // stream ends with ctx's error.

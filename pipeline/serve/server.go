@@ -456,6 +456,14 @@ func (s *Server) lengths(p *plan, tmpl lm.Request, maxParam string) *apiError {
 				"this model's maximum context length is %d tokens; the prompt has %d tokens and %s asks for %d (total %d); lower %s or shorten the prompt",
 				limit, len(ids), maxParam, r.MaxNewTokens, len(ids)+r.MaxNewTokens, maxParam)
 		}
+		if need, budget := r.N*(len(ids)+r.MaxNewTokens), s.b.CachePositions(); need > budget {
+			param := maxParam
+			if r.N > 1 {
+				param = "n"
+			}
+			return badRequest(param, "n %d × (prompt %d + %s %d tokens) = %d KV-cache positions; this server's cache holds %d (--kv-cache-mb): lower n or %s, or restart the server with a larger --kv-cache-mb",
+				r.N, len(ids), maxParam, r.MaxNewTokens, need, budget, maxParam)
+		}
 		if len(r.StopStrings) > 0 {
 			r.Detokenize = s.m.Decode
 		}

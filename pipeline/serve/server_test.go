@@ -482,6 +482,27 @@ func TestLimitsRefused(t *testing.T) {
 	ts.draining.Store(false)
 }
 
+// A request whose rows cannot fit the KV cache is refused naming the
+// request's own parameters and --kv-cache-mb, not the batcher's terms.
+func TestCacheBudgetRefused(t *testing.T) {
+	m := openModel(t, randomDir)
+	l := m.LM.Layout
+	perPos := int64(2*2*l.Layers*l.KVHeads*l.HeadDim) * 4
+	ts := startServer(t, m, Options{Batcher: lm.BatcherOptions{CacheBytes: 600 * perPos, MaxRows: 8}})
+	code, body := post(t, ts.base+"/v1/chat/completions", chatBody(m, "hi", map[string]any{"max_tokens": 100, "n": 8}))
+	checkError(t, "n 8 × 100 tokens past the cache", code, body, 400, "--kv-cache-mb")
+	if msg := str(field(body, "error", "message")); strings.Contains(msg, "max_new_tokens") || strings.Contains(msg, "model.onnx") {
+		t.Errorf("the refusal speaks the batcher's terms: %q", msg)
+	}
+	if got, _ := field(body, "error", "param").(string); got != "n" {
+		t.Errorf("param %q, want n", got)
+	}
+	code, body = post(t, ts.base+"/v1/chat/completions", chatBody(m, "hi", map[string]any{"max_tokens": 40, "n": 8}))
+	if code != 200 {
+		t.Errorf("n 8 × 40 tokens within the cache: %d %v", code, body)
+	}
+}
+
 // A wrongly typed value is named as the client wrote it (no Go struct or
 // type names) and param says which one.
 func TestWrongTypesNamed(t *testing.T) {
