@@ -439,13 +439,20 @@ func (s *Server) sampling(p *samplingParams, maxTokens *int, maxParam string) (l
 // fit MaxModelLen.
 func (s *Server) lengths(p *plan, tmpl lm.Request, maxParam string) *apiError {
 	limit := s.o.MaxModelLen
+	promptParam, which := "messages", "the prompt"
+	if !p.chat {
+		promptParam = "prompt"
+	}
 	for i, ids := range p.prompts {
 		if len(ids) == 0 {
 			return badRequest("prompt", "prompt %d is empty", i)
 		}
+		if len(p.prompts) > 1 {
+			which = fmt.Sprintf("prompt %d", i)
+		}
 		if len(ids) >= limit {
-			return newError(400, "invalid_request_error", "context_length_exceeded", "messages",
-				"this model's maximum context length is %d tokens; the prompt has %d tokens, leaving none for the completion", limit, len(ids))
+			return newError(400, "invalid_request_error", "context_length_exceeded", promptParam,
+				"this model's maximum context length is %d tokens; %s has %d tokens, leaving none for the completion", limit, which, len(ids))
 		}
 		r := tmpl
 		r.Prompt = ids
@@ -453,8 +460,8 @@ func (s *Server) lengths(p *plan, tmpl lm.Request, maxParam string) *apiError {
 			r.MaxNewTokens = min(s.o.DefaultMaxTokens, limit-len(ids))
 		} else if len(ids)+r.MaxNewTokens > limit {
 			return newError(400, "invalid_request_error", "context_length_exceeded", maxParam,
-				"this model's maximum context length is %d tokens; the prompt has %d tokens and %s asks for %d (total %d); lower %s or shorten the prompt",
-				limit, len(ids), maxParam, r.MaxNewTokens, len(ids)+r.MaxNewTokens, maxParam)
+				"this model's maximum context length is %d tokens; %s has %d tokens and %s asks for %d (total %d); lower %s or shorten the prompt",
+				limit, which, len(ids), maxParam, r.MaxNewTokens, len(ids)+r.MaxNewTokens, maxParam)
 		}
 		if need, budget := r.N*(len(ids)+r.MaxNewTokens), s.b.CachePositions(); need > budget {
 			param := maxParam

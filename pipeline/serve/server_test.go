@@ -425,6 +425,11 @@ func TestLimitsRefused(t *testing.T) {
 		code, body := post(t, chat, c.body)
 		checkError(t, c.want, code, body, c.code, c.want)
 	}
+	code, body = post(t, ts.base+"/v1/completions", map[string]any{"model": m.Name, "prompt": []string{"hi", strings.Repeat("word ", 5000)}})
+	checkError(t, "second prompt over the context", code, body, 400, "prompt 1 has")
+	if got, _ := field(body, "error", "param").(string); got != "prompt" {
+		t.Errorf("a text completion's prompt over the context: param %q, want prompt", got)
+	}
 	code, body = post(t, ts.base+"/v1/completions", map[string]any{"model": m.Name, "prompt": []int{1, 999999}})
 	checkError(t, "token id outside the vocab", code, body, 400, "outside the vocabulary")
 	resp, err := http.Get(chat)
