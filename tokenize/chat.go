@@ -110,6 +110,16 @@ func (t *Tokenizer) ChatFormat() ChatFormat {
 	}
 }
 
+// ChatTemplateUnknown reports whether tokenizer_config.json declares a chat
+// template of no family tagpr renders (ChatML, Qwen3, Llama-3), so that
+// ChatFormat falls back to ChatML, which the model may never have seen
+// (Mistral's [INST], Gemma's <start_of_turn>…). False once SetChatFormat
+// chose a format.
+func (t *Tokenizer) ChatTemplateUnknown() bool {
+	tpl := t.config.ChatTemplate
+	return t.chat == nil && strings.TrimSpace(tpl) != "" && t.ChatFormat().Name == ChatML.Name && !strings.Contains(tpl, "<|im_start|>")
+}
+
 // RenderChat renders messages with the tokenizer's chat format; the spans
 // are the byte ranges of assistant content (plus its end-of-turn token).
 func (t *Tokenizer) RenderChat(msgs []Message, addGenerationPrompt bool) (string, [][2]int, error) {

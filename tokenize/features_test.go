@@ -424,3 +424,47 @@ func TestChatTemplateJinjaBeside(t *testing.T) {
 		}
 	}
 }
+
+// TestChatTemplateUnknown: a declared template of no family tagpr renders
+// (Mistral's [INST]) is reported, since ChatFormat falls back to ChatML for
+// it; none, ChatML, Qwen3 and Llama-3 templates, and a format set by hand,
+// are not.
+func TestChatTemplateUnknown(t *testing.T) {
+	raw, err := os.ReadFile(pinnedPath(t, "qwen3-tokenizer"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := func(tpl string) []byte {
+		b, _ := json.Marshal(map[string]any{"chat_template": tpl, "eos_token": "<|im_end|>"})
+		return b
+	}
+	const mistral = "{{ bos_token }}{% for message in messages %}{% if message['role'] == 'user' %}{{ '[INST] ' + message['content'] + ' [/INST]' }}{% else %}{{ message['content'] + eos_token }}{% endif %}{% endfor %}"
+	for _, c := range []struct {
+		name string
+		cfg  []byte
+		want bool
+	}{
+		{"mistral", cfg(mistral), true},
+		{"none", nil, false},
+		{"chatml", cfg("{% for m in messages %}{{'<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n'}}{% endfor %}"), false},
+	} {
+		tok, err := tokenize.Parse(raw, c.cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := tok.ChatTemplateUnknown(); got != c.want {
+			t.Errorf("%s template: ChatTemplateUnknown %v, want %v", c.name, got, c.want)
+		}
+		if c.want {
+			tok.SetChatFormat(tokenize.ChatML)
+			if tok.ChatTemplateUnknown() {
+				t.Errorf("%s template with a format set: still unknown", c.name)
+			}
+		}
+	}
+	for _, name := range []string{"qwen3", "llama3", "claude"} {
+		if pinnedTokenizer(t, name).ChatTemplateUnknown() {
+			t.Errorf("%s: template reported unknown", name)
+		}
+	}
+}

@@ -79,6 +79,9 @@ func serveCmd() *cobra.Command {
 			}
 			defer m.Close()
 			o.Logger = logger()
+			if w := m.ChatWarning(); w != "" {
+				o.Logger.Warn(w)
+			}
 			s, err := serve.New(m, o)
 			if errors.Is(err, serve.ErrMaxModelLen) {
 				return fmt.Errorf("serve: --max-model-len: %w", err)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -209,5 +210,34 @@ func TestServeRefusesBadFlags(t *testing.T) {
 		if err == nil || !strings.Contains(stderr, c.want) {
 			t.Errorf("%v: %v\n%s\nwant %q", c.args, err, stderr, c.want)
 		}
+	}
+}
+
+// A model whose chat template is of no family tagpr renders (Mistral's
+// [INST]) gets its chats as ChatML: `model generate --chat` and `serve` say
+// so instead of answering from a prompt the model never saw, silently.
+func TestUnknownChatTemplateWarned(t *testing.T) {
+	dir := qwenModelDir(t)
+	tok, err := os.ReadFile(filepath.Join("..", "..", ".cache", "tokenizers", "qwen3", "tokenizer.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := `{"eos_token": "<|im_end|>", "chat_template": "{{ bos_token }}{% for message in messages %}{% if message['role'] == 'user' %}{{ '[INST] ' + message['content'] + ' [/INST]' }}{% else %}{{ message['content'] + eos_token }}{% endif %}{% endfor %}"}`
+	if err := os.WriteFile(filepath.Join(dir, "tokenizer.json"), tok, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "tokenizer_config.json"), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, stderr, err := runTagpr(t, ".", nil, "model", "generate", dir, "--chat", "hi", "--max-new-tokens", "1")
+	if err != nil {
+		t.Fatalf("model generate: %v\n%s", err, stderr)
+	}
+	if !strings.Contains(stderr, "none that tagpr renders") {
+		t.Errorf("model generate --chat with a Mistral template: no warning in %q", stderr)
+	}
+	_, stderr, err = runTagpr(t, ".", nil, "model", "generate", dir, "--prompt", "hi", "--max-new-tokens", "1")
+	if err != nil || strings.Contains(stderr, "none that tagpr renders") {
+		t.Errorf("model generate --prompt warns about the chat template: %v %q", err, stderr)
 	}
 }

@@ -75,6 +75,16 @@ func Open(dir string, o OpenOptions) (*Model, error) {
 	return &Model{LM: m, Tok: tok, Name: name, EOS: eos}, nil
 }
 
+// ChatWarning is a warning to show before serving chats, or "": the
+// tokenizer declares a chat template of a family tagpr does not render, so
+// chats are rendered as ChatML (tokenize.Tokenizer.ChatTemplateUnknown).
+func (m *Model) ChatWarning() string {
+	if !m.Tok.ChatTemplateUnknown() {
+		return ""
+	}
+	return "the tokenizer's chat template (tokenizer_config.json or chat_template.jinja) is none that tagpr renders (ChatML, Qwen3, Llama-3): chats are rendered as ChatML, which this model may not have been trained on; send prompts you rendered yourself as text completions if it was not"
+}
+
 // Close releases the model's session.
 func (m *Model) Close() error { return m.LM.Close() }
 
