@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tagpr/tagpr/onnx/lm"
+	"github.com/tagpr/tagpr/onnx/train"
 	"github.com/tagpr/tagpr/pipeline/serve"
 	"github.com/tagpr/tagpr/tokenize"
 )
@@ -152,6 +153,19 @@ func modelGenerateCmd() *cobra.Command {
 			if ids == "" && len(texts) == 0 && len(chats) == 0 {
 				return errors.New("give prompts with --prompt TEXT, --chat TEXT or --ids 1,2,3 (each may repeat)")
 			}
+			switch {
+			case !(o.Temperature >= 0):
+				return fmt.Errorf("--temperature %v: want ≥ 0 (0: greedy)", o.Temperature)
+			case o.NumGenerations < 1:
+				return fmt.Errorf("--num-generations %d: want ≥ 1", o.NumGenerations)
+			case o.MaxNewTokens < 1:
+				return fmt.Errorf("--max-new-tokens %d: want ≥ 1", o.MaxNewTokens)
+			}
+			for i, s := range stops {
+				if s == "" {
+					return fmt.Errorf("--stop %d is empty: a stop string needs at least one character", i+1)
+				}
+			}
 			if err := initRuntime(); err != nil {
 				return err
 			}
@@ -186,6 +200,9 @@ func modelGenerateCmd() *cobra.Command {
 				prompts = append(prompts, p)
 			}
 			o.StopStrings = stops
+			if err := gm.fitsMemory(prompts, o); err != nil {
+				return err
+			}
 			comps, st, err := gm.generate(cmd.Context(), prompts, o)
 			if err != nil {
 				return err
@@ -234,6 +251,34 @@ func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond)
 type generateModel struct {
 	text *serve.Model
 	bare *lm.Model
+}
+
+// fitsMemory refuses a generation whose rows (prompts × --num-generations)
+// cannot fit the machine: each row holds logits over the vocabulary (the
+// step's, the head's and the prefill's) and a KV cache in two buffer sets.
+// Past it the process died with "fatal error: runtime: out of memory".
+func (g *generateModel) fitsMemory(prompts [][]int64, o lm.GenerateOptions) error {
+	lay := g.layout()
+	longest := 0
+	for _, p := range prompts {
+		longest = max(longest, len(p))
+	}
+	rows := int64(len(prompts)) * int64(o.NumGenerations)
+	perPos := int64(2*2*lay.Layers*lay.KVHeads*lay.HeadDim) * 4
+	need := rows * (3*int64(lay.Vocab)*4 + int64(longest+o.MaxNewTokens)*perPos)
+	have, err := train.MachineMemory()
+	if err != nil || need <= have {
+		return nil
+	}
+	return fmt.Errorf("model generate: %d prompts × --num-generations %d = %d sequences need about %.1f GiB (logits over the %d-token vocabulary and the KV cache), more than this machine's %.1f GiB: lower --num-generations or --max-new-tokens, or run the prompts in parts",
+		len(prompts), o.NumGenerations, rows, float64(need)/(1<<30), lay.Vocab, float64(have)/(1<<30))
+}
+
+func (g *generateModel) layout() lm.Layout {
+	if g.text != nil {
+		return g.text.LM.Layout
+	}
+	return g.bare.Layout
 }
 
 func openGenerateModel(path, tokPath string, needText bool) (*generateModel, error) {

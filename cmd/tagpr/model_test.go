@@ -76,3 +76,30 @@ func TestModelInitInfoGenerate(t *testing.T) {
 		t.Errorf("bad ids: %v %s", err, stderr)
 	}
 }
+
+// model generate refuses flags it cannot honour, and more sequences than the
+// machine holds, before any work (a negative temperature ran greedy,
+// --num-generations 0 ran one, and a huge count died with "fatal error:
+// runtime: out of memory").
+func TestModelGenerateRefusesBadFlags(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "tiny")
+	if _, stderr, err := runTagpr(t, ".", nil, "model", "init", "--arch", "llama", "--layers", "1", "--d-model", "32",
+		"--heads", "2", "--kv-heads", "1", "--vocab", "300", "--eos-token-id", "2", "--seed", "7", "--out", dir); err != nil {
+		t.Fatalf("model init: %v\n%s", err, stderr)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--temperature", "-1"}, "--temperature -1: want ≥ 0"},
+		{[]string{"--num-generations", "0"}, "--num-generations 0: want ≥ 1"},
+		{[]string{"--stop", ""}, "--stop 1 is empty"},
+		{[]string{"--num-generations", "1000000000"}, "lower --num-generations"},
+	} {
+		args := append([]string{"model", "generate", dir, "--ids", "1,5", "--max-new-tokens", "2"}, c.args...)
+		_, stderr, err := runTagpr(t, ".", nil, args...)
+		if err == nil || !strings.Contains(stderr, c.want) || strings.Contains(stderr, "goroutine") {
+			t.Errorf("model generate %v: %v, stderr %q; want a refusal with %q", c.args, err, stderr, c.want)
+		}
+	}
+}
