@@ -10,6 +10,7 @@ import (
 	"github.com/tagpr/tagpr/datasets"
 	"github.com/tagpr/tagpr/onnx/lm"
 	"github.com/tagpr/tagpr/onnx/lock"
+	"github.com/tagpr/tagpr/tokenize"
 )
 
 // PredictStats count one PredictFile run.
@@ -67,7 +68,9 @@ func predictFileSettings(o PredictFileOptions) (map[string]any, error) {
 	if err != nil {
 		return nil, fmt.Errorf("predict: %w", err)
 	}
-	files := append(lm.Files(mp), filepath.Join(o.Model, "tokenizer.json"), o.Questions)
+	// Every file the tokenizer is read from: tokenizer_config.json and
+	// chat_template.jinja decide the prompts as much as tokenizer.json.
+	files := append(append(lm.Files(mp), tokenize.Files(filepath.Join(o.Model, "tokenizer.json"))...), o.Questions)
 	for _, f := range files {
 		if _, err := os.Stat(f); err != nil {
 			continue // optional (config.json, external data): lm.Load names what is missing

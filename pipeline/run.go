@@ -216,8 +216,10 @@ func (r *runEnv) checkPolicyFiles() error {
 			}
 			return err
 		}
-		if err := add("tokenizer.path", filepath.Join(filepath.Dir(tp), "tokenizer_config.json"), false); err != nil {
-			return err
+		for _, f := range tokenize.Files(tp)[1:] { // tokenizer_config.json, chat_template.jinja when there
+			if err := add("tokenizer.path", f, false); err != nil {
+				return err
+			}
 		}
 	}
 	if e := c.Stages.PRMU.Encoder; e != nil && !c.Stages.PRMU.Skip {
@@ -311,7 +313,7 @@ func (r *runEnv) promptSettings() map[string]any {
 func (r *runEnv) policySettings() map[string]any {
 	s := merge(r.dataSettings(), r.promptSettings(), r.settings("policy", "tokenizer"))
 	if tp := r.tokenizerPath(); tp != "" {
-		s["tokenizer.files"] = fileFacts(tp, filepath.Join(filepath.Dir(tp), "tokenizer_config.json"))
+		s["tokenizer.files"] = fileFacts(tokenize.Files(tp)...)
 	}
 	if r.cfg.Policy.Dir != "" {
 		mp, _ := lm.ResolveModelPath(r.cfg.Policy.Dir)

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -308,8 +309,37 @@ func TestPredictSettingsHashTheModel(t *testing.T) {
 	if before["sha256.model.onnx"] == nil || before["sha256.config.json"] == after["sha256.config.json"] || before["sha256.q.json"] == nil {
 		t.Fatalf("settings do not follow the files' content: before %v, after %v", before, after)
 	}
+	// The chat template renders every prompt: another one is other settings.
+	for _, f := range []string{"tokenizer_config.json", "chat_template.jinja"} {
+		b, _ := os.ReadFile(filepath.Join(model, f))
+		os.WriteFile(filepath.Join(model, f), append(b, ' '), 0o644)
+		again, err := predictFileSettings(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if again["sha256."+f] == nil || again["sha256."+f] == after["sha256."+f] {
+			t.Errorf("settings do not follow %s: before %v, after %v", f, after["sha256."+f], again["sha256."+f])
+		}
+		after = again
+	}
 	o.Half = true
 	if h, _ := predictFileSettings(o); h["generation_dtype"] != "float16" {
 		t.Fatalf("float16 generation not recorded: %v", h["generation_dtype"])
+	}
+}
+
+// The policy stages' stamp covers every file the tokenizer is read from: a
+// chat_template.jinja (which renders the SFT chats and the prompts) changed
+// under a run makes its stages stale.
+func TestPolicySettingsCoverTheChatTemplate(t *testing.T) {
+	dir := t.TempDir()
+	for _, f := range []string{"tokenizer.json", "tokenizer_config.json", "chat_template.jinja"} {
+		os.WriteFile(filepath.Join(dir, f), []byte("{}"), 0o644)
+	}
+	r := &runEnv{cfg: RunConfig{Tokenizer: TokenizerConfig{Path: filepath.Join(dir, "tokenizer.json")}}}
+	before := fmt.Sprint(r.policySettings()["tokenizer.files"])
+	os.WriteFile(filepath.Join(dir, "chat_template.jinja"), []byte("{% for m in messages %}{{ m.content }}{% endfor %}"), 0o644)
+	if after := fmt.Sprint(r.policySettings()["tokenizer.files"]); after == before {
+		t.Errorf("tokenizer.files %s does not follow chat_template.jinja", after)
 	}
 }
