@@ -322,10 +322,23 @@ func (r *runEnv) policySettings() map[string]any {
 	return s
 }
 
+// runSeed adds the run's seed to a stage's settings when the stage derives
+// its own from it (own left at 0): a changed seed changes what the stage
+// makes. Runs recorded at the default seed before it was stamped resume
+// as before.
+func (r *runEnv) runSeed(s map[string]any, own uint64) {
+	if own == 0 && r.cfg.Seed != DefaultRunConfig().Seed {
+		s["seed"] = r.cfg.Seed
+	}
+}
+
 func (r *runEnv) chainsSettings() map[string]any {
 	s := merge(r.dataSettings(), r.promptSettings(), r.settings("teacher", "stages.chains"))
 	for _, k := range []string{"teacher.timeout", "teacher.max_retries", "teacher.concurrency", "teacher.api_key_env", "stages.chains.batch"} {
 		delete(s, k)
+	}
+	if r.cfg.Teacher.Kind == TeacherLocal { // the one teacher that samples with the seed
+		r.runSeed(s, r.cfg.Teacher.Seed)
 	}
 	return s
 }
@@ -333,6 +346,7 @@ func (r *runEnv) chainsSettings() map[string]any {
 func (r *runEnv) sftSettings() map[string]any {
 	s := merge(r.policySettings(), r.chainsSettings(), r.settings("stages.sft"))
 	delete(s, "stages.sft.checkpoint_every")
+	r.runSeed(s, r.cfg.Stages.SFT.Seed)
 	if len(r.cfg.Stages.SFT.TaskWeights) == 0 {
 		// Runs recorded before task weights existed resume as before.
 		delete(s, "stages.sft.task_weights")
@@ -342,6 +356,7 @@ func (r *runEnv) sftSettings() map[string]any {
 
 func (r *runEnv) prmuSettings() map[string]any {
 	s := merge(r.dataSettings(), r.promptSettings(), r.settings("stages.prmu"))
+	r.runSeed(s, r.cfg.Stages.PRMU.Seed)
 	if r.cfg.Stages.PRMU.PolicySamples > 0 {
 		merge(s, r.sftSettings())
 	}
@@ -361,6 +376,7 @@ func (r *runEnv) rlSettings(name string) map[string]any {
 		key := "stages.rl." + st.Name
 		merge(s, r.settings(key))
 		delete(s, key+".checkpoint_every")
+		r.runSeed(s, st.Seed)
 		// Runs recorded before these knobs existed resume as before.
 		if len(st.TaskWeights) == 0 {
 			delete(s, key+".task_weights")

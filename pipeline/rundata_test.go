@@ -343,3 +343,44 @@ func TestPolicySettingsCoverTheChatTemplate(t *testing.T) {
 		t.Errorf("tokenizer.files %s does not follow chat_template.jinja", after)
 	}
 }
+
+// TestStampsHoldTheRunSeed: a stage whose seed is derived from the run's
+// (its own left at 0) is refused on resume after the run's seed changed,
+// naming it; a stage with its own seed is not.
+func TestStampsHoldTheRunSeed(t *testing.T) {
+	open := func(out string, seed uint64, own bool) *runEnv {
+		t.Helper()
+		cfg := tinyRun(out)
+		cfg.Seed = seed
+		if !own {
+			cfg.Stages.SFT.Seed, cfg.Stages.PRMU.Seed = 0, 0
+			for i := range cfg.Stages.RL {
+				cfg.Stages.RL[i].Seed = 0
+			}
+		}
+		r, err := openRun(cfg, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(r.close)
+		return r
+	}
+	for _, own := range []bool{false, true} {
+		out := t.TempDir()
+		for _, seed := range []uint64{1, 2} {
+			r := open(out, seed, own)
+			stamps := map[string]map[string]any{"sft": r.sftSettings(), "prmu": r.prmuSettings(), "rl/exploratory": r.rlSettings("exploratory")}
+			for dir, s := range stamps {
+				err := checkStamp(filepath.Join(out, dir), dir, s, false)
+				switch {
+				case seed == 1 || own:
+					if err != nil {
+						t.Errorf("own seeds %v, run seed %d, %s: %v", own, seed, dir, err)
+					}
+				case err == nil || !strings.Contains(err.Error(), "seed was (unset), now \"2\""):
+					t.Errorf("%s, derived seed, run seed 1 → 2: %v; want the changed seed refused", dir, err)
+				}
+			}
+		}
+	}
+}
