@@ -559,10 +559,24 @@ func (r *runEnv) requireInputs(s string) error {
 				return err
 			}
 		}
-	case s == StageEval:
+	case s == StageEval || s == StageReport:
 		for _, m := range r.cfg.predictModels() {
 			if err := need(StagePredict, filepath.Join(r.predictDir(m), "done.json")); err != nil {
 				return err
+			}
+		}
+		if s == StageEval {
+			return nil
+		}
+		// The report reads the eval files: without them it would list no
+		// results (and name a final model that may not exist) yet exit 0.
+		for _, td := range r.data.Tasks {
+			for _, split := range r.evalSplits() {
+				if exs := td.Splits[split]; len(exs) > 0 && exs[0].HasOutput {
+					if err := need(StageEval, r.evalFile(td.Task.Name, split)); err != nil {
+						return err
+					}
+				}
 			}
 		}
 	}

@@ -75,17 +75,22 @@ func (r *runEnv) evalOpts() evalOptions {
 	return evalOptions{Bootstrap: b, Samples: e.Samples}
 }
 
+// evalSplits are the splits the eval stage scores (those with golds among
+// them get an eval file).
+func (r *runEnv) evalSplits() []string {
+	if splits := r.cfg.Stages.Predict.Splits; len(splits) > 0 {
+		return splits
+	}
+	return []string{"dev"}
+}
+
 // eval scores every predicted model on every split with golds, on the
 // examples all of them answered, and (on the synthetic benchmark) the rule
 // baselines on those same examples: eval/TASK_SPLIT.json (TaskEval).
 func (r *runEnv) eval() error {
 	models := r.evalModels()
-	splits := r.cfg.Stages.Predict.Splits
-	if len(splits) == 0 {
-		splits = []string{"dev"}
-	}
 	for _, td := range r.data.Tasks {
-		for _, split := range splits {
+		for _, split := range r.evalSplits() {
 			exs := td.Splits[split]
 			if len(exs) == 0 || !exs[0].HasOutput {
 				continue // test golds are withheld: predictions only

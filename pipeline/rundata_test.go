@@ -384,3 +384,29 @@ func TestStampsHoldTheRunSeed(t *testing.T) {
 		}
 	}
 }
+
+// TestReportAloneNeedsEval: `tagpr report` on a run whose predictions or
+// eval are not done is refused naming the missing stage, not written as a
+// report with no results (naming a final model that does not exist).
+func TestReportAloneNeedsEval(t *testing.T) {
+	out := t.TempDir()
+	cfg := tinyRun(out)
+	_, err := Run(context.Background(), cfg, RunOptions{Only: []string{StageReport}})
+	if err == nil || !strings.Contains(err.Error(), "run `tagpr predict`") {
+		t.Fatalf("report before predict: %v; want the predict stage named", err)
+	}
+	for _, m := range []string{"base", "sft", "rl"} {
+		if err := writeJSON(filepath.Join(out, "predictions", m, "done.json"), map[string]any{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err = Run(context.Background(), cfg, RunOptions{Only: []string{StageReport}})
+	if err == nil || !strings.Contains(err.Error(), "run `tagpr eval`") || !strings.Contains(err.Error(), filepath.Join(out, "eval")) {
+		t.Fatalf("report before eval: %v; want the eval stage and its file named", err)
+	}
+	for _, f := range []string{"report.md", "metrics.json"} {
+		if _, err := os.Stat(filepath.Join(out, f)); err == nil {
+			t.Errorf("a refused report wrote %s", f)
+		}
+	}
+}
