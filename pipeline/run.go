@@ -109,6 +109,11 @@ func Run(ctx context.Context, cfg RunConfig, o RunOptions) (*Report, error) {
 				return nil, err
 			}
 		}
+		// Ctrl-C during a stage that does not hear it (data, gold chains,
+		// eval) stops the run before the next one starts.
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
 		if rep, err = r.runStage(ctx, s); err != nil {
 			return nil, err
 		}
@@ -471,7 +476,11 @@ func (r *runEnv) checkStamps() error {
 
 // prepare builds (or reloads) what every stage reads: the examples, the
 // tokenizer and the base model.
+// Ctrl-C (ctx) is heard between these steps, none of which checks it.
 func (r *runEnv) prepare(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	if err := r.prepareData(); err != nil {
 		return err
 	}
@@ -480,7 +489,13 @@ func (r *runEnv) prepare(ctx context.Context) error {
 			return fmt.Errorf("data: task %s has no training examples", td.Task.Name)
 		}
 	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	if err := r.prepareTokenizer(); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
 		return err
 	}
 	return r.prepareBase()

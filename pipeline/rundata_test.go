@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -407,6 +408,23 @@ func TestReportAloneNeedsEval(t *testing.T) {
 	for _, f := range []string{"report.md", "metrics.json"} {
 		if _, err := os.Stat(filepath.Join(out, f)); err == nil {
 			t.Errorf("a refused report wrote %s", f)
+		}
+	}
+}
+
+// TestRunStopsWhenInterrupted: a run whose context is cancelled (Ctrl-C)
+// starts no further stage, even where the stage running does not check it:
+// here, cancelled before it starts, it builds nothing.
+func TestRunStopsWhenInterrupted(t *testing.T) {
+	out := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := Run(ctx, tinyRun(out), RunOptions{}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("an interrupted run: %v; want context.Canceled", err)
+	}
+	for _, d := range []string{"data", "tokenizer", "base", "chains"} {
+		if _, err := os.Stat(filepath.Join(out, d)); err == nil {
+			t.Errorf("an interrupted run went on to make %s", d)
 		}
 	}
 }
