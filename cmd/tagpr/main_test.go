@@ -1,13 +1,16 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -21,6 +24,15 @@ var tagprBin string
 
 // TestMain builds the real binary once; the tests run it as a user would.
 func TestMain(m *testing.M) {
+	if os.Getenv("TAGPR_TEST_INTERRUPTS") == "1" { // TestSecondInterruptQuits's child
+		ctx, stop := interrupts()
+		defer stop()
+		fmt.Println("ready")
+		<-ctx.Done()
+		fmt.Println("cancelled")
+		time.Sleep(time.Minute) // work that does not hear ctx
+		os.Exit(0)
+	}
 	dir, err := os.MkdirTemp("", "tagpr-cli-")
 	if err != nil {
 		panic(err)
@@ -274,4 +286,59 @@ func TestFlagHelpHasNoBackquotes(t *testing.T) {
 		}
 	}
 	walk(rootCmd)
+}
+
+// TestSecondInterruptQuits: the first Ctrl-C cancels the work's context and
+// says so at once; a second one ends the process at once (before, it was
+// swallowed, and a step that does not hear the context ran on).
+func TestSecondInterruptQuits(t *testing.T) {
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "TAGPR_TEST_INTERRUPTS=1")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := make(chan string)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	waitFor := func(want string) {
+		t.Helper()
+		select {
+		case l := <-lines:
+			if l != want {
+				t.Fatalf("child said %q, want %q", l, want)
+			}
+		case <-time.After(20 * time.Second):
+			cmd.Process.Kill()
+			t.Fatalf("child did not say %q", want)
+		}
+	}
+	waitFor("ready")
+	cmd.Process.Signal(syscall.SIGINT)
+	waitFor("cancelled")
+	cmd.Process.Signal(syscall.SIGINT)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		cmd.Process.Kill()
+		t.Fatal("a second Ctrl-C did not end the process")
+	}
+	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGINT {
+		t.Errorf("after a second Ctrl-C: %v, want the process ended by SIGINT (exit 130 in a shell)", cmd.ProcessState)
+	}
+	if !strings.Contains(stderr.String(), interruptedNote) {
+		t.Errorf("the first Ctrl-C said nothing: %q", stderr.String())
+	}
 }

@@ -82,8 +82,34 @@ func interruptedMessage(err error) string {
 	return "tagpr: interrupted; rerun the same command to resume"
 }
 
+// interruptedNote is printed at the first Ctrl-C (or SIGTERM).
+const interruptedNote = "tagpr: interrupted: stopping cleanly (Ctrl-C again quits at once)"
+
+// interrupts returns a context the first Ctrl-C (or SIGTERM) cancels,
+// saying so at once: the work stops where a rerun resumes (after the
+// current step or batch). The signals' default action is then back, so a
+// second Ctrl-C ends the process at once, which is safe too: every output
+// appears atomically, and a rerun resumes from what is whole, as after a
+// kill.
+func interrupts() (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		select {
+		case <-sigs:
+		case <-ctx.Done():
+			return
+		}
+		signal.Stop(sigs)
+		fmt.Fprintln(os.Stderr, interruptedNote)
+		cancel()
+	}()
+	return ctx, func() { signal.Stop(sigs); cancel() }
+}
+
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := interrupts()
 	defer stop()
 	if err := rootCmd.ExecuteContext(ctx); err != nil {
 		if errors.Is(err, context.Canceled) {
