@@ -390,6 +390,9 @@ func (r *runEnv) rlSettings(name string) map[string]any {
 			delete(s, key+".dynamic_sampling_rounds")
 		}
 	}
+	if r.cfg.Runtime.HalfGeneration() { // float16 rollouts change the stage; float32 keeps older stamps valid
+		s["runtime.generation_dtype"] = "float16"
+	}
 	return s
 }
 

@@ -428,3 +428,29 @@ func TestRunStopsWhenInterrupted(t *testing.T) {
 		}
 	}
 }
+
+// TestRLStampHoldsGenerationDType: RL rollouts in float16 change the stage,
+// so a finished RL stage made with float32 rollouts is not reused once
+// runtime.generation_dtype says float16 (predictions were already stamped).
+func TestRLStampHoldsGenerationDType(t *testing.T) {
+	out := t.TempDir()
+	cfg := tinyRun(out)
+	r, err := openRun(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.close()
+	dir := filepath.Join(out, "rl", "guided")
+	if err := checkStamp(dir, "rl:guided", r.rlSettings("guided"), false); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Runtime.GenerationDType = "float16"
+	h, err := openRun(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.close()
+	if err := checkStamp(dir, "rl:guided", h.rlSettings("guided"), true); err == nil || !strings.Contains(err.Error(), "runtime.generation_dtype") {
+		t.Fatalf("an RL stage made with float32 rollouts, resumed with float16: %v; want runtime.generation_dtype named", err)
+	}
+}
