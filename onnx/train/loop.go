@@ -246,6 +246,9 @@ func (l *Loop) Run(ctx context.Context) (RunState, error) {
 		if err := save(); err != nil {
 			return st, err
 		}
+		if persist && st.Step > 0 { // say what a rerun resumes from
+			l.Progress.Report(Progress{Task: l.Stage, Note: fmt.Sprintf("stopped after step %d of %d; checkpoint in %s, where a rerun resumes", st.Step, l.Steps, l.Dir)})
+		}
 		return st, ctx.Err()
 	}
 	for st.Step < l.Steps {

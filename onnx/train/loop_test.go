@@ -1,10 +1,14 @@
 package train
 
 import (
+	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/tagpr/tagpr/onnx/lm"
 )
 
 // TestTrimLog: lines past the checkpoint go, a last line cut by a crash
@@ -42,5 +46,49 @@ func TestTrimLog(t *testing.T) {
 	}
 	if err := TrimLog(filepath.Join(t.TempDir(), "none.jsonl"), 3); err != nil {
 		t.Fatalf("a missing log: %v", err)
+	}
+}
+
+// TestLoopSaysWhereItStopped: an interrupted loop saves a checkpoint of its
+// last whole step and says which step and where, so the message on Ctrl-C
+// tells what a rerun resumes from.
+func TestLoopSaysWhereItStopped(t *testing.T) {
+	m, err := lm.Build(tinyConfig(lm.Llama, "float32"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tg, _, err := BuildLMTraining(m, LMTraining{Batch: 2, SeqLen: 9})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := NewTrainer(tg, TrainerOptions{Schedule: Schedule{Peak: 1e-3, Total: 10}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var notes []string
+	loop := &Loop{Trainer: tr, Data: &LMDataset{Rows: randomRows(4, 7, 5, 9, 8), SeqLen: 9, Graph: tg},
+		BatchSize: 2, Steps: 10, Dir: dir, CheckpointEvery: 5, Seed: 1, Stage: "sft",
+		Progress: func(p Progress) {
+			if p.Note != "" {
+				notes = append(notes, p.Note)
+			}
+			if p.Step == 2 {
+				cancel()
+			}
+		}}
+	st, err := loop.Run(ctx)
+	if !errors.Is(err, context.Canceled) || st.Step != 2 {
+		t.Fatalf("interrupted after step 2: step %d, %v", st.Step, err)
+	}
+	want := "stopped after step 2 of 10; checkpoint in " + dir
+	if len(notes) != 1 || !strings.Contains(notes[0], want) {
+		t.Errorf("notes %q; want one saying %q", notes, want)
+	}
+	if saved, err := LoadCheckpoint(dir, tr.Params, nil); err != nil || saved.Step != 2 {
+		t.Errorf("checkpoint after the interrupt: step %d, %v", saved.Step, err)
 	}
 }
