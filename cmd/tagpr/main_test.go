@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -340,5 +341,21 @@ func TestSecondInterruptQuits(t *testing.T) {
 	}
 	if !strings.Contains(stderr.String(), interruptedNote) {
 		t.Errorf("the first Ctrl-C said nothing: %q", stderr.String())
+	}
+}
+
+// An interrupted command exits as a shell reports a process the signal
+// ended: 130 after Ctrl-C, 143 after SIGTERM (a scheduler's stop), 130 when
+// the cause is not a signal.
+func TestInterruptedExitCode(t *testing.T) {
+	for _, c := range []struct {
+		cause error
+		want  int
+	}{{signalError{os.Interrupt}, 130}, {signalError{syscall.SIGTERM}, 143}, {nil, 130}} {
+		ctx, cancel := context.WithCancelCause(context.Background())
+		cancel(c.cause)
+		if got := interruptedExitCode(ctx); got != c.want {
+			t.Errorf("cancelled by %v: exit %d, want %d", c.cause, got, c.want)
+		}
 	}
 }

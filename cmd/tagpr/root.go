@@ -92,20 +92,39 @@ const interruptedNote = "tagpr: interrupted: stopping cleanly (Ctrl-C again quit
 // appears atomically, and a rerun resumes from what is whole, as after a
 // kill.
 func interrupts() (context.Context, context.CancelFunc) {
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancelCause(context.Background())
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	go func() {
+		var sig os.Signal
 		select {
-		case <-sigs:
+		case sig = <-sigs:
 		case <-ctx.Done():
 			return
 		}
 		signal.Stop(sigs)
 		fmt.Fprintln(os.Stderr, interruptedNote)
-		cancel()
+		cancel(signalError{sig})
 	}()
-	return ctx, func() { signal.Stop(sigs); cancel() }
+	return ctx, func() { signal.Stop(sigs); cancel(nil) }
+}
+
+// signalError is the cause of an interrupts context cancelled by a signal.
+type signalError struct{ sig os.Signal }
+
+func (e signalError) Error() string { return "interrupted by " + e.sig.String() }
+
+// interruptedExitCode is the shell's code for a process a signal ended,
+// 128 + its number (130 for Ctrl-C, 143 for SIGTERM), so a scheduler reads
+// a clean stop on SIGTERM as it reads a kill by it.
+func interruptedExitCode(ctx context.Context) int {
+	var se signalError
+	if errors.As(context.Cause(ctx), &se) {
+		if n, ok := se.sig.(syscall.Signal); ok {
+			return 128 + int(n)
+		}
+	}
+	return 130
 }
 
 func main() {
@@ -114,7 +133,7 @@ func main() {
 	if err := rootCmd.ExecuteContext(ctx); err != nil {
 		if errors.Is(err, context.Canceled) {
 			fmt.Fprintln(os.Stderr, interruptedMessage(err))
-			os.Exit(130)
+			os.Exit(interruptedExitCode(ctx))
 		}
 		fmt.Fprintln(os.Stderr, "tagpr:", err)
 		os.Exit(1)
