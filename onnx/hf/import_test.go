@@ -216,6 +216,8 @@ func TestImportRefuses(t *testing.T) {
 		{"qwen3", func(_ string, c map[string]any) { c["intermediate_size"] = 48 }, `tensor "model.layers.0.mlp.gate_proj.weight" (model-00002-of-00004.safetensors) has shape [64 32]; config.json implies [48 32]`},
 		{"qwen3", func(dir string, _ map[string]any) { os.Remove(filepath.Join(dir, "model-00003-of-00004.safetensors")) }, "model-00003-of-00004.safetensors"},
 		{"mistral", func(dir string, _ map[string]any) { os.Remove(filepath.Join(dir, "model.safetensors")) }, "has neither model.safetensors nor model.safetensors.index.json"},
+		{"qwen2", func(_ string, c map[string]any) { c["rope_theta"] = -1.0 }, "rope_theta -1, want a finite number > 0"},
+		{"qwen2", func(_ string, c map[string]any) { c["rms_norm_eps"] = -1e-6 }, "norm_eps (rms_norm_eps, layer_norm_epsilon) -1e-06, want a finite number > 0"},
 	}
 	for _, c := range cases {
 		dir := copyFixture(t, c.fixture)

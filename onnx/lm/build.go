@@ -158,8 +158,14 @@ func (c Config) Validate() error {
 	if c.Pad != nil && (*c.Pad < 0 || *c.Pad >= int64(c.Vocab)) {
 		return fmt.Errorf("model config: pad_token_id %d outside the vocab [0, %d)", *c.Pad, c.Vocab)
 	}
-	if c.InitStd < 0 || math.IsNaN(c.InitStd) {
-		return fmt.Errorf("model config: init_std %v, want >= 0", c.InitStd)
+	if !(c.InitStd >= 0) || math.IsInf(c.InitStd, 0) {
+		return fmt.Errorf("model config: init_std %v, want a finite number >= 0", c.InitStd)
+	}
+	if !(c.NormEps > 0) || math.IsInf(c.NormEps, 0) {
+		return fmt.Errorf("model config: norm_eps (rms_norm_eps, layer_norm_epsilon) %v, want a finite number > 0 (1e-6 is usual)", c.NormEps)
+	}
+	if c.Arch == Llama && (!(c.RopeTheta > 0) || math.IsInf(c.RopeTheta, 0)) {
+		return fmt.Errorf("model config: rope_theta %v, want a finite number > 0 (10000 is usual)", c.RopeTheta)
 	}
 	return nil
 }

@@ -1,0 +1,42 @@
+package lm
+
+import (
+	"math"
+	"strings"
+	"testing"
+)
+
+// TestValidateRefusesBrokenNumericSettings: a rotary base, normalization
+// epsilon or init std that is non-finite or out of range builds a model whose
+// logits are NaN (or a config.json that cannot be written), so Validate
+// refuses it by name before anything is written.
+func TestValidateRefusesBrokenNumericSettings(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		set  func(*Config)
+		want string
+	}{
+		{"rope_theta negative", func(c *Config) { c.RopeTheta = -1 }, "rope_theta"},
+		{"rope_theta NaN", func(c *Config) { c.RopeTheta = math.NaN() }, "rope_theta"},
+		{"rope_theta Inf", func(c *Config) { c.RopeTheta = math.Inf(1) }, "rope_theta"},
+		{"norm_eps negative", func(c *Config) { c.NormEps = -1 }, "norm_eps"},
+		{"norm_eps NaN", func(c *Config) { c.NormEps = math.NaN() }, "norm_eps"},
+		{"norm_eps Inf", func(c *Config) { c.NormEps = math.Inf(1) }, "norm_eps"},
+		{"init_std Inf", func(c *Config) { c.InitStd = math.Inf(1) }, "init_std"},
+	} {
+		c := Config{Arch: Llama, Layers: 1, DModel: 32, Heads: 2, Vocab: 64}
+		tc.set(&c)
+		err := c.Defaults().Validate()
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: Validate = %v, want an error naming %s", tc.name, err, tc.want)
+		}
+	}
+	ok := Config{Arch: Llama, Layers: 1, DModel: 32, Heads: 2, Vocab: 64}
+	if err := ok.Defaults().Validate(); err != nil {
+		t.Fatalf("defaults: %v", err)
+	}
+	g := Config{Arch: GPT2, Layers: 1, DModel: 32, Heads: 2, Vocab: 64, RopeTheta: -1}
+	if err := g.Defaults().Validate(); err != nil {
+		t.Fatalf("gpt2 has no rotary positions, its rope_theta is ignored: %v", err)
+	}
+}
