@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"reflect"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -130,6 +131,9 @@ func loadConfig(cmd *cobra.Command) error {
 	if err != nil {
 		return configError(errors.New(decodeMessage(err)))
 	}
+	if err := unknownConfigVariables(os.Environ(), cfg.Teacher.APIKeyEnv); err != nil {
+		return configError(err)
+	}
 	wd, err := os.Getwd()
 	if err != nil {
 		return err
@@ -145,6 +149,42 @@ func loadConfig(cmd *cobra.Command) error {
 	}
 	runCfg = cfg
 	return nil
+}
+
+// unknownConfigVariables refuses a TAGPR_* variable that reads as a config
+// key (it starts with a config section: TAGPR_STAGES_, TAGPR_RUNTIME_, …) but
+// sets none, such as a misspelt TAGPR_STAGES_SFT_STPES or an RL stage's
+// TAGPR_STAGES_RL_GUIDED_BETA: ignored, the run would go on with the file's
+// value. Other TAGPR_* variables (TAGPR_SHARD_COUNT, the teacher's key named
+// by apiKeyEnv) are not config keys and pass.
+func unknownConfigVariables(environ []string, apiKeyEnv string) error {
+	known := map[string]bool{}
+	sections := map[string]bool{}
+	for _, k := range pipeline.ConfigKeys(pipeline.RunConfig{}) {
+		known[envName(k.Key)] = true
+		if i := strings.IndexByte(k.Key, '.'); i > 0 {
+			sections[envName(k.Key[:i])+"_"] = true
+		}
+	}
+	var bad []string
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if known[name] || name == apiKeyEnv || !strings.HasPrefix(name, "TAGPR_") {
+			continue
+		}
+		for s := range sections {
+			if strings.HasPrefix(name, s) {
+				bad = append(bad, name)
+				break
+			}
+		}
+	}
+	if len(bad) == 0 {
+		return nil
+	}
+	sort.Strings(bad)
+	return fmt.Errorf("environment %s: no such config key (a variable sets KEY as TAGPR_ + KEY in capitals, dots as underscores: stages.sft.steps → TAGPR_STAGES_SFT_STEPS; `tagpr config print` lists the keys; stages.rl's stages are set in the file); check the spelling or unset it",
+		strings.Join(bad, ", "))
 }
 
 // mentionsKey reports whether msg is about key: it names it whole, or its

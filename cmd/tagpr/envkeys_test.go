@@ -1,0 +1,33 @@
+package main
+
+import (
+	"strings"
+	"testing"
+)
+
+// A TAGPR_* variable that reads as a config key but sets none (a misspelt
+// key, an RL stage's knob) is refused naming it, not ignored while the run
+// goes on with the file's value; TAGPR_* variables outside the config's
+// sections, and the teacher's key variable, pass.
+func TestUnknownConfigVariableRefused(t *testing.T) {
+	dir := t.TempDir()
+	for _, env := range [][]string{{"TAGPR_STAGES_SFT_STPES=5"}, {"TAGPR_STAGES_RL_GUIDED_BETA=0.1"}, {"TAGPR_POLICY_BUILTIN_ROPE_THETA=-1"}} {
+		name := strings.SplitN(env[0], "=", 2)[0]
+		_, stderr, err := runTagpr(t, dir, env, "config", "print")
+		if err == nil || !strings.Contains(stderr, "environment "+name+": no such config key") {
+			t.Errorf("%s: want it refused by name: err %v\n%s", env[0], err, stderr)
+		}
+	}
+	out, stderr, err := runTagpr(t, dir, []string{"TAGPR_STAGES_SFT_STEPS=7", "TAGPR_SHARD_COUNT=3", "TAGPR_TEACHER_TOKEN=x"},
+		"config", "print")
+	if err == nil || !strings.Contains(stderr, "TAGPR_TEACHER_TOKEN") {
+		t.Errorf("TAGPR_TEACHER_TOKEN is in the teacher section and no key: want it refused: %v\n%s", err, stderr)
+	}
+	out, stderr, err = runTagpr(t, dir, []string{"TAGPR_STAGES_SFT_STEPS=7", "TAGPR_SHARD_COUNT=3"}, "config", "print")
+	if err != nil || !strings.Contains(out, "steps: 7") {
+		t.Errorf("a known key and a non-config variable: %v\n%s%s", err, out, stderr)
+	}
+	if err := unknownConfigVariables([]string{"TAGPR_TEACHER_TOKEN=x"}, "TAGPR_TEACHER_TOKEN"); err != nil {
+		t.Errorf("the variable teacher.api_key_env names is not a config key: %v", err)
+	}
+}
