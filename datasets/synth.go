@@ -62,7 +62,9 @@ func (c *SynthConfig) validate() error {
 		return fmt.Errorf("synth: queries per user %d: need at least 1", c.QueriesPerUser)
 	case c.ProfileMin < 3 || c.ProfileMax < c.ProfileMin:
 		return fmt.Errorf("synth: profile size [%d, %d]: need 3 ≤ min ≤ max", c.ProfileMin, c.ProfileMax)
-	case c.DevFrac < 0 || c.TestFrac < 0 || c.DevFrac+c.TestFrac >= 1:
+	case !(c.DevFrac >= 0) || !(c.TestFrac >= 0): // NaN fails too
+		return fmt.Errorf("synth: dev_frac %v, test_frac %v: want shares ≥ 0", c.DevFrac, c.TestFrac)
+	case !(c.DevFrac+c.TestFrac < 1): // +Inf fails too
 		return fmt.Errorf("synth: dev %.2f + test %.2f must leave users for train", c.DevFrac, c.TestFrac)
 	case !(c.TitleCloserMiss >= 0 && c.TitleCloserMiss <= 1): // NaN fails too
 		return fmt.Errorf("synth: title closer miss %v: want a share in [0, 1]", c.TitleCloserMiss)

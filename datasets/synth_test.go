@@ -296,3 +296,15 @@ func TestSynthChainsRecallShownOrder(t *testing.T) {
 		t.Fatal("BM25 never reordered a profile: the test checks nothing")
 	}
 }
+
+// A NaN or infinite dev/test share is refused naming it (a NaN passed every
+// comparison and split the users by garbage).
+func TestSynthRefusesNonFiniteShares(t *testing.T) {
+	for _, c := range []struct{ dev, test float64 }{{math.NaN(), 0.1}, {0.1, math.NaN()}, {math.Inf(1), 0}, {-0.1, 0.1}} {
+		cfg := DefaultSynthConfig()
+		cfg.Users, cfg.DevFrac, cfg.TestFrac = 10, c.dev, c.test
+		if _, err := Synth(cfg); err == nil {
+			t.Errorf("dev %v test %v: want an error", c.dev, c.test)
+		}
+	}
+}
