@@ -159,6 +159,13 @@ func LoadCheckpoint(dir string, params []*Param, opt *AdamW) (RunState, error) {
 	if err := json.Unmarshal(js, &st); err != nil {
 		return st, fmt.Errorf("load checkpoint %s: %s: %w", sub, stateFile, err)
 	}
+	// The state must be the one its folder was saved for: a damaged or
+	// edited state.json would resume at another step (or report steps never
+	// trained) without a word.
+	if want := fmt.Sprintf("step-%08d", st.Step); st.Step < 0 || want != filepath.Base(sub) || st.Epoch < 0 || st.Cursor < 0 {
+		return st, fmt.Errorf("load checkpoint %s: %s says step %d, epoch %d, cursor %d, which is not the state of %s (damaged?): remove %s and point %s at an earlier step folder, or start over (--fresh)",
+			sub, stateFile, st.Step, st.Epoch, st.Cursor, filepath.Base(sub), filepath.Base(sub), latestFile)
+	}
 	wpath := filepath.Join(sub, weightsFile)
 	w, _, err := ReadSafetensors(wpath)
 	if err != nil {
@@ -199,6 +206,9 @@ func copyInto(path, key string, p *Param, t STensor, dst []float32) error {
 	}
 	if !slices.Equal(t.Shape, p.Shape) || len(t.F32) != len(dst) {
 		return fmt.Errorf("load checkpoint %s: tensor %q has shape %v, want %v", path, key, t.Shape, p.Shape)
+	}
+	if i := NonFiniteValue(t.F32); i >= 0 {
+		return fmt.Errorf("load checkpoint %s: tensor %q holds %v at index %d (damaged?): resume from an earlier step folder, or start over (--fresh)", path, key, t.F32[i], i)
 	}
 	copy(dst, t.F32)
 	return nil

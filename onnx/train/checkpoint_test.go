@@ -1,7 +1,10 @@
 package train
 
 import (
+	"encoding/binary"
+	"encoding/json"
 	"errors"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -45,4 +48,59 @@ func TestCheckpointRoundTripAndErrors(t *testing.T) {
 	if _, err := LoadCheckpoint(dir, ps2, nil); err == nil {
 		t.Fatal("LATEST pointing outside accepted")
 	}
+}
+
+// A damaged checkpoint is refused by name, not resumed: a state.json whose
+// step is not its folder's (it resumed at that step and reported steps never
+// trained), or a weight or moment that is not finite.
+func TestCheckpointDamagedRefused(t *testing.T) {
+	fresh := func() []*Param {
+		return []*Param{{Name: "w", Shape: []int64{2}, Data: []float32{1, 2}}}
+	}
+	save := func(t *testing.T) string {
+		dir := t.TempDir()
+		if err := SaveCheckpoint(dir, fresh(), NewAdamW([]int{2}, 0.1), RunState{Step: 4, Cursor: 3}, 2); err != nil {
+			t.Fatal(err)
+		}
+		return dir
+	}
+	for _, state := range []string{`{"step": 99, "cursor": 3}`, `{"step": -1, "cursor": 3}`, `{"step": 4, "cursor": -3}`} {
+		dir := save(t)
+		os.WriteFile(filepath.Join(dir, "step-00000004", stateFile), []byte(state), 0o644)
+		if _, err := LoadCheckpoint(dir, fresh(), nil); err == nil || !strings.Contains(err.Error(), "not the state of step-00000004") {
+			t.Errorf("state %s: %v, want it refused", state, err)
+		}
+	}
+	dir := save(t)
+	nan := []*Param{{Name: "w", Shape: []int64{2}, Data: []float32{1, float32(math.NaN())}}}
+	w := map[string]STensor{"w": {Shape: nan[0].Shape, F32: nan[0].Data}}
+	// WriteSafetensors refuses NaN; write the damaged file by hand.
+	if err := writeSafetensorsUnchecked(filepath.Join(dir, "step-00000004", weightsFile), w); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadCheckpoint(dir, fresh(), nil); err == nil || !strings.Contains(err.Error(), `tensor "w" holds NaN`) {
+		t.Errorf("NaN weight: %v, want it refused", err)
+	}
+}
+
+// writeSafetensorsUnchecked writes F32 tensors without the finiteness check.
+func writeSafetensorsUnchecked(path string, ts map[string]STensor) error {
+	hdr := map[string]any{}
+	var body []byte
+	for name, t := range ts {
+		start := len(body)
+		for _, v := range t.F32 {
+			body = binary.LittleEndian.AppendUint32(body, math.Float32bits(v))
+		}
+		hdr[name] = map[string]any{"dtype": "F32", "shape": t.Shape, "data_offsets": []int{start, len(body)}}
+	}
+	h, err := json.Marshal(hdr)
+	if err != nil {
+		return err
+	}
+	for len(h)%8 != 0 {
+		h = append(h, ' ')
+	}
+	out := binary.LittleEndian.AppendUint64(nil, uint64(len(h)))
+	return os.WriteFile(path, append(append(out, h...), body...), 0o644)
 }
