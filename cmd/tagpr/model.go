@@ -294,6 +294,8 @@ func openGenerateModel(path, tokPath string, needText bool) (*generateModel, err
 			return nil, err
 		}
 		oo.Tokenizer = tok
+	} else if err := checkModelTokenizerPinned(path); err != nil {
+		return nil, err
 	} else if !needText && !hasTokenizer(path) {
 		m, err := lm.Load(path, lm.LoadOptions{Session: sessionOptions(), Half: half})
 		if err != nil {

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tagpr/tagpr/onnx/lock"
+	"github.com/tagpr/tagpr/tokenize"
 )
 
 func init() {
@@ -156,4 +157,20 @@ func checkPinned(paths ...string) error {
 		}
 	}
 	return nil
+}
+
+// checkModelTokenizerPinned checks the tokenizer files beside a model
+// (a folder, or its .onnx file) against their pins: the commands that read
+// the folder's tokenizer (generate, serve, predict --model) load it without
+// loadTokenizer, and lm.Load checks only the files the model itself reads.
+func checkModelTokenizerPinned(model string) error {
+	dir := model
+	if st, err := os.Stat(model); err == nil && !st.IsDir() {
+		dir = filepath.Dir(model)
+	}
+	p := filepath.Join(dir, "tokenizer.json")
+	if _, err := os.Stat(p); err != nil {
+		return nil
+	}
+	return checkPinned(tokenize.Files(p)...)
 }

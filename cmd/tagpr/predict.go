@@ -73,6 +73,9 @@ func init() {
 					return fmt.Errorf("predict: %w (a finished run's predictions)", err)
 				}
 			}
+			if err := checkModelTokenizerPinned(f.model); err != nil {
+				return err
+			}
 			if err := initRuntime(); err != nil {
 				return err
 			}

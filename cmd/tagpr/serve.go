@@ -72,6 +72,8 @@ func serveCmd() *cobra.Command {
 					return err
 				}
 				oo.Tokenizer = tok
+			} else if err := checkModelTokenizerPinned(dir); err != nil {
+				return err
 			}
 			m, err := serve.Open(dir, oo)
 			if err != nil {

@@ -382,3 +382,36 @@ func TestPinnedModelConfigVerified(t *testing.T) {
 		t.Fatalf("model info with an altered pinned config.json: err %v, stderr %q", err, stderr)
 	}
 }
+
+// TestPinnedModelTokenizerVerified: the tokenizer.json beside a model, when
+// pinned, is verified by every command that reads it from the folder
+// (generate and serve read it through serve.Open, not loadTokenizer).
+func TestPinnedModelTokenizerVerified(t *testing.T) {
+	dir := t.TempDir()
+	env := runtimeEnv(t)
+	if _, stderr, err := runTagpr(t, dir, nil, "model", "init", "--layers", "1", "--d-model", "32", "--vocab", "300", "--out", "m"); err != nil {
+		t.Fatalf("model init: %v\n%s", err, stderr)
+	}
+	corpus := filepath.Join(dir, "corpus.txt")
+	os.WriteFile(corpus, []byte(strings.Repeat("hello world of tags\n", 50)), 0o644)
+	if _, stderr, err := runTagpr(t, dir, nil, "tokenizer", "train", "--corpus", corpus, "--vocab-size", "300", "--out", "m/tokenizer.json"); err != nil {
+		t.Fatalf("tokenizer train: %v\n%s", err, stderr)
+	}
+	if _, stderr, err := runTagpr(t, dir, nil, "models", "lock", "--kind", "tokenizer", "m/tokenizer.json"); err != nil {
+		t.Fatalf("models lock: %v\n%s", err, stderr)
+	}
+	gen := []string{"model", "generate", "m", "--prompt", "hello", "--max-new-tokens", "2"}
+	if _, stderr, err := runTagpr(t, dir, env, gen...); err != nil {
+		t.Fatalf("generate with intact pins: %v\n%s", err, stderr)
+	}
+	tok := filepath.Join(dir, "m", "tokenizer.json")
+	b, _ := os.ReadFile(tok)
+	os.WriteFile(tok, append(b, ' '), 0o644)
+	// (serve opens the folder the same way; it is not run here, since a
+	// server that wrongly starts would not return.)
+	for _, args := range [][]string{gen, {"model", "generate", "m", "--ids", "1,2", "--max-new-tokens", "2"}} {
+		if _, stderr, err := runTagpr(t, dir, env, args...); err == nil || !strings.Contains(stderr, "tokenizer.json does not match models.lock") {
+			t.Errorf("%v with an altered pinned tokenizer.json: err %v, stderr %q", args, err, stderr)
+		}
+	}
+}
