@@ -124,6 +124,11 @@ func (t *Tokenizer) ChatTemplateUnknown() bool {
 // are the byte ranges of assistant content (plus its end-of-turn token).
 func (t *Tokenizer) RenderChat(msgs []Message, addGenerationPrompt bool) (string, [][2]int, error) {
 	f := t.ChatFormat()
+	if tpl := t.config.ChatTemplate; t.chat == nil && f.Name == ChatML.Name && tpl != "" && !strings.Contains(tpl, "<|im_start|>") {
+		// Rendered as ChatML, a Mistral, Llama-2, Gemma or Phi template
+		// would give the model prompts it was never trained on, unsaid.
+		return "", nil, fmt.Errorf("chat: the chat_template in tokenizer_config.json is none of the families tagpr renders (ChatML, Qwen3, Llama-3; it does not run Jinja): if the model was trained on one of them, set it with tokenizer.chat_template (chatml, qwen3 or llama3; TAGPR_TOKENIZER_CHAT_TEMPLATE), else give it a ChatML template")
+	}
 	var sb strings.Builder
 	var spans [][2]int
 	sb.WriteString(f.BOS)

@@ -468,3 +468,26 @@ func TestChatTemplateUnknown(t *testing.T) {
 		}
 	}
 }
+
+// A declared chat template of another family (Mistral's [INST] here) is not
+// rendered as ChatML unsaid: RenderChat refuses it, naming the setting that
+// picks a format, and renders once one is set.
+func TestUnknownChatTemplateRefused(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join("testdata", "trained", "tokenizer.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := []byte(`{"chat_template": "{{ bos_token }}{% for message in messages %}{% if message['role'] == 'user' %}{{ '[INST] ' + message['content'] + ' [/INST]' }}{% else %}{{ message['content'] + eos_token }}{% endif %}{% endfor %}"}`)
+	tok, err := tokenize.Parse(raw, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs := []tokenize.Message{{Role: "user", Content: "hi"}}
+	if _, _, err := tok.RenderChat(msgs, true); err == nil || !strings.Contains(err.Error(), "tokenizer.chat_template") {
+		t.Fatalf("a Mistral template rendered without a word: %v", err)
+	}
+	tok.SetChatFormat(tokenize.ChatML)
+	if text, _, err := tok.RenderChat(msgs, true); err != nil || !strings.HasPrefix(text, "<|im_start|>user\nhi") {
+		t.Fatalf("with ChatML set: %q, %v", text, err)
+	}
+}

@@ -288,15 +288,19 @@ func openGenerateModel(path, tokPath string, needText bool) (*generateModel, err
 	}
 	half := runCfg.Runtime.HalfGeneration()
 	oo := serve.OpenOptions{Session: sessionOptions(), Half: half}
+	if tokPath == "" && hasTokenizer(path) {
+		tokPath = folderTokenizer(path)
+	}
 	if tokPath != "" {
 		tok, err := loadTokenizer(tokPath)
 		if err != nil {
 			return nil, err
 		}
+		if err := applyChatTemplate(tok); err != nil {
+			return nil, err
+		}
 		oo.Tokenizer = tok
-	} else if err := checkModelTokenizerPinned(path); err != nil {
-		return nil, err
-	} else if !needText && !hasTokenizer(path) {
+	} else if !needText {
 		m, err := lm.Load(path, lm.LoadOptions{Session: sessionOptions(), Half: half})
 		if err != nil {
 			return nil, err
@@ -311,11 +315,34 @@ func openGenerateModel(path, tokPath string, needText bool) (*generateModel, err
 }
 
 func hasTokenizer(path string) bool {
+	_, err := os.Stat(folderTokenizer(path))
+	return err == nil
+}
+
+// folderTokenizer is the tokenizer.json beside a model (a folder, or its
+// .onnx file).
+func folderTokenizer(path string) string {
 	if st, err := os.Stat(path); err == nil && !st.IsDir() {
 		path = filepath.Dir(path)
 	}
-	_, err := os.Stat(filepath.Join(path, "tokenizer.json"))
-	return err == nil
+	return filepath.Join(path, "tokenizer.json")
+}
+
+// applyChatTemplate renders chats with tokenizer.chat_template when it names
+// a format (auto keeps what tokenizer_config.json declares): the way to
+// serve or generate with a model whose declared template tagpr does not
+// recognise but which was trained on a format it renders.
+func applyChatTemplate(tok *tokenize.Tokenizer) error {
+	name := runCfg.Tokenizer.ChatTemplate
+	if name == "" || name == "auto" {
+		return nil
+	}
+	f, ok := tokenize.ChatFormatByName(name)
+	if !ok {
+		return fmt.Errorf("tokenizer.chat_template %q: want auto, chatml, qwen3 or llama3", name)
+	}
+	tok.SetChatFormat(f)
+	return nil
 }
 
 func (g *generateModel) generate(ctx context.Context, prompts [][]int64, o lm.GenerateOptions) ([]serve.TextCompletion, lm.Stats, error) {

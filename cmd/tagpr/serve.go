@@ -66,14 +66,18 @@ func serveCmd() *cobra.Command {
 				return err
 			}
 			oo := serve.OpenOptions{Name: name, Session: sessionOptions(), Half: runCfg.Runtime.HalfGeneration()}
+			if tokPath == "" && hasTokenizer(dir) {
+				tokPath = folderTokenizer(dir)
+			}
 			if tokPath != "" {
 				tok, err := loadTokenizer(tokPath)
 				if err != nil {
 					return err
 				}
+				if err := applyChatTemplate(tok); err != nil {
+					return err
+				}
 				oo.Tokenizer = tok
-			} else if err := checkModelTokenizerPinned(dir); err != nil {
-				return err
 			}
 			m, err := serve.Open(dir, oo)
 			if err != nil {
