@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -65,6 +66,9 @@ func Exportable(m *onnxpb.ModelProto, from string) (*lm.HFNames, map[string]any,
 	if len(names.Params) == 0 {
 		return nil, nil, fmt.Errorf("the model has no weight to export")
 	}
+	if err := configFitsWeights(hc, names.Params, filepath.Join(from, "config.json")); err != nil {
+		return nil, nil, err
+	}
 	path := filepath.Join(from, "config.json")
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -78,6 +82,49 @@ func Exportable(m *onnxpb.ModelProto, from string) (*lm.HFNames, map[string]any,
 		return nil, nil, fmt.Errorf("tagpr's built-in gpt2 (separate q/k/v, fc_in/fc_out) has no transformers class with its weight names; export the llama built-in or an Optimum GPT-2")
 	}
 	return names, cfg, nil
+}
+
+// configFitsWeights checks the attention and MLP sizes config.json gives
+// against the weights' shapes: a checkpoint whose config disagrees with its
+// tensors (num_attention_heads 4 for 2 heads' q_proj) is refused by
+// transformers, or, where the shapes happen to agree, computes another
+// function.
+func configFitsWeights(hc *lm.HFConfig, params []lm.HFParam, path string) error {
+	if hc == nil || hc.HiddenSize <= 0 || hc.NumAttentionHeads <= 0 {
+		return nil // GPT-2 names, or sizes transformers derives elsewhere
+	}
+	headDim := hc.HeadDim
+	if headDim == 0 {
+		headDim = hc.HiddenSize / hc.NumAttentionHeads
+	}
+	kv := hc.NumKeyValueHeads
+	if kv == 0 {
+		kv = hc.NumAttentionHeads
+	}
+	h := int64(hc.HiddenSize)
+	want := []struct {
+		suffix string
+		shape  []int64
+	}{
+		{".self_attn.q_proj.weight", []int64{int64(hc.NumAttentionHeads * headDim), h}},
+		{".self_attn.k_proj.weight", []int64{int64(kv * headDim), h}},
+		{".self_attn.v_proj.weight", []int64{int64(kv * headDim), h}},
+	}
+	if hc.IntermediateSize > 0 {
+		want = append(want, struct {
+			suffix string
+			shape  []int64
+		}{".mlp.gate_proj.weight", []int64{int64(hc.IntermediateSize), h}})
+	}
+	for _, w := range want {
+		for _, p := range params {
+			if strings.HasSuffix(p.Name, w.suffix) && !slices.Equal(p.Shape, w.shape) {
+				return fmt.Errorf("%s: hidden_size %d, num_attention_heads %d, num_key_value_heads %d, head_dim %d, intermediate_size %d make %s %v, but the model's is %v: correct config.json to the model's sizes",
+					path, hc.HiddenSize, hc.NumAttentionHeads, kv, headDim, hc.IntermediateSize, p.Name, w.shape, p.Shape)
+			}
+		}
+	}
+	return nil
 }
 
 func examples(s []string, n int) string {

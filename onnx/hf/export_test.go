@@ -302,3 +302,29 @@ func TestExportKeepsAnUntiedCopyUntied(t *testing.T) {
 		t.Fatalf("exported tie_word_embeddings %v, want false", tie)
 	}
 }
+
+// A config.json whose attention sizes disagree with the weights (4 heads
+// for 2 heads' q_proj) is refused naming the file and the sizes: exported,
+// transformers refused the checkpoint (or, shapes agreeing, computed
+// another function).
+func TestExportRefusesConfigThatMisfitsWeights(t *testing.T) {
+	onnxDir := t.TempDir()
+	if _, err := Import(filepath.Join(fixtures, "qwen2"), onnxDir, ImportOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	m, err := ir.Load(filepath.Join(onnxDir, "model.onnx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := readJSON(t, filepath.Join(onnxDir, "config.json"))
+	cfg["num_attention_heads"] = cfg["num_attention_heads"].(float64) * 2
+	b, _ := json.Marshal(cfg)
+	os.WriteFile(filepath.Join(onnxDir, "config.json"), b, 0o644)
+	out := t.TempDir()
+	if _, err := Export(m, out, ExportOptions{From: onnxDir}); err == nil || !strings.Contains(err.Error(), "_proj.weight") || !strings.Contains(err.Error(), "num_attention_heads 8") {
+		t.Fatalf("want the misfit refused naming the projection and the heads: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(out, "model.safetensors")); err == nil {
+		t.Fatal("a checkpoint was written")
+	}
+}
