@@ -119,7 +119,7 @@ func (p Parts) DoneIDs() (map[string]bool, error) {
 		for _, f := range g {
 			r, err := OpenReader(f, ReadOptions{})
 			if err != nil {
-				return nil, fmt.Errorf("resume from %s: %w", p.Dir, err)
+				return nil, fmt.Errorf("resume from %s: %w", p.Dir, damagedPart(f, err))
 			}
 			for r.Next() {
 				ids := r.Batch().Column(0).(*array.String)
@@ -130,11 +130,18 @@ func (p Parts) DoneIDs() (map[string]bool, error) {
 			err = r.Err()
 			r.Close()
 			if err != nil {
-				return nil, fmt.Errorf("resume from %s: %w", p.Dir, err)
+				return nil, fmt.Errorf("resume from %s: %w", p.Dir, damagedPart(f, err))
 			}
 		}
 	}
 	return done, nil
+}
+
+// damagedPart says how to go on from a part that does not read: parts
+// appear whole (WriteRows), so one that does not read was damaged after;
+// without it its worker redoes those rows.
+func damagedPart(path string, err error) error {
+	return fmt.Errorf("%w (a damaged part: delete %s and run its shard's worker again, which redoes only the rows no part holds)", err, path)
 }
 
 // InputOrder is the position of every row of an input file by its id (the
@@ -294,7 +301,7 @@ func (c *partCursor[T]) advance() (bool, error) {
 		}
 		rows, err := c.read(c.files[c.f])
 		if err != nil {
-			return false, err
+			return false, damagedPart(c.files[c.f], err)
 		}
 		c.rows, c.i = rows, 0
 	}

@@ -168,3 +168,28 @@ func TestShardFlagAuto(t *testing.T) {
 		t.Fatalf("both set, differing: %v", err)
 	}
 }
+
+// A part that does not read (damaged after it was written whole) is named
+// with the way on: delete it and run its worker again. Before, resume and
+// assembly stopped on it with no way on but guessing.
+func TestDamagedPartSaysHowToGoOn(t *testing.T) {
+	dir := t.TempDir()
+	input := filepath.Join(dir, "input.arrow")
+	WriteRows(input, predictionRows("a", "b"), CreatePredictions)
+	order, _ := ReadInputOrder(input)
+	out := filepath.Join(dir, "out.arrow")
+	p := PartsFor(out, Shard{})
+	part := filepath.Join(p.Dir, "part-all-000000.arrow")
+	if err := WriteRows(part, predictionRows("a", "b"), CreatePredictions); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(part)
+	os.WriteFile(part, b[:len(b)/3], 0o644)
+	want := "delete " + part + " and run its shard's worker again"
+	if _, err := p.DoneIDs(); err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("resume: %v, want it to say %q", err, want)
+	}
+	if _, err := Assemble(p, out, order, readPreds, predID, CreatePredictions, nil); err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("assemble: %v, want it to say %q", err, want)
+	}
+}
