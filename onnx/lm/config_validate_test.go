@@ -1,9 +1,13 @@
 package lm
 
 import (
+	"context"
 	"math"
 	"strings"
 	"testing"
+
+	"github.com/tagpr/tagpr/onnx/ir"
+	"github.com/tagpr/tagpr/onnx/ort"
 )
 
 // TestValidateRefusesBrokenNumericSettings: a rotary base, normalization
@@ -38,5 +42,28 @@ func TestValidateRefusesBrokenNumericSettings(t *testing.T) {
 	g := Config{Arch: GPT2, Layers: 1, DModel: 32, Heads: 2, Vocab: 64, RopeTheta: -1}
 	if err := g.Defaults().Validate(); err != nil {
 		t.Fatalf("gpt2 has no rotary positions, its rope_theta is ignored: %v", err)
+	}
+}
+
+// A pad token taken from the model's files (pad_token_id, else the first
+// eos_token_id) that is outside the vocab is refused naming where it came
+// from: the message said "pad token N" to a user whose files set no pad.
+func TestGenerateNamesWherePadCameFrom(t *testing.T) {
+	pm, err := Build(testConfigs()["llama"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := ir.Marshal(pm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := LoadBytes(b, "llama", LoadOptions{Session: ort.Options{IntraOpThreads: 1}, Generation: &GenerationConfig{EOSTokenID: TokenIDs{99999}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	_, _, err = m.Generate(context.Background(), testPrompts, GenerateOptions{MaxNewTokens: 2})
+	if err == nil || !strings.Contains(err.Error(), "eos_token_id, from generation_config.json or config.json") {
+		t.Fatalf("eos 99999 as pad: %v", err)
 	}
 }

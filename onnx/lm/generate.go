@@ -370,13 +370,15 @@ func (m *Model) checkGenerate(prompts [][]int64, o *GenerateOptions) error {
 	if o.EOS == nil {
 		o.EOS = m.DefaultEOS()
 	}
+	padFrom := ""
 	if o.Pad == nil {
 		p := m.DefaultPad()
 		o.Pad = &p
+		padFrom = " (the model's pad_token_id, else its first eos_token_id, from generation_config.json or config.json: correct the id there)"
 	}
 	V := int64(m.Layout.Vocab)
 	if *o.Pad < 0 || *o.Pad >= V {
-		return fail("pad token %d outside the vocab [0, %d)", *o.Pad, V)
+		return fail("pad token %d outside the vocab [0, %d)%s", *o.Pad, V, padFrom)
 	}
 	longest := 0
 	for i, p := range prompts {
