@@ -266,6 +266,15 @@ func strictHook(from, to reflect.Type, data any) (any, error) {
 		if f != math.Trunc(f) || math.IsInf(f, 0) {
 			return nil, fmt.Errorf("%v is not a whole number", f)
 		}
+		// A number too large for an integer (YAML reads it as a float) was
+		// converted to whatever the conversion gave (seed 1e23 became 2⁶³).
+		lo, hi := -math.Ldexp(1, to.Bits()-1), math.Ldexp(1, to.Bits()-1)
+		if to.Kind() >= reflect.Uint && to.Kind() <= reflect.Uint64 {
+			lo, hi = 0, math.Ldexp(1, to.Bits())
+		}
+		if f < lo || f >= hi {
+			return nil, fmt.Errorf("%v does not fit a %s", f, to.Kind())
+		}
 	}
 	return data, nil
 }

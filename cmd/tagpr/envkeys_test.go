@@ -1,6 +1,7 @@
 package main
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -29,5 +30,29 @@ func TestUnknownConfigVariableRefused(t *testing.T) {
 	}
 	if err := unknownConfigVariables([]string{"TAGPR_TEACHER_TOKEN=x"}, "TAGPR_TEACHER_TOKEN"); err != nil {
 		t.Errorf("the variable teacher.api_key_env names is not a config key: %v", err)
+	}
+}
+
+// A whole number too large for its integer key (YAML reads it as a float)
+// is refused, not converted to whatever the conversion gives (seed
+// 99999999999999999999999 became 9223372036854775808).
+func TestStrictHookRefusesOverflow(t *testing.T) {
+	f64 := reflect.TypeOf(float64(0))
+	for _, c := range []struct {
+		to reflect.Type
+		v  float64
+		ok bool
+	}{
+		{reflect.TypeOf(uint64(0)), 1e23, false},
+		{reflect.TypeOf(uint64(0)), -1, false},
+		{reflect.TypeOf(uint64(0)), 1e3, true},
+		{reflect.TypeOf(int(0)), 1e30, false},
+		{reflect.TypeOf(int(0)), -1e30, false},
+		{reflect.TypeOf(int(0)), -5, true},
+	} {
+		_, err := strictHook(f64, c.to, c.v)
+		if (err == nil) != c.ok {
+			t.Errorf("%v into %s: err %v", c.v, c.to, err)
+		}
 	}
 }
