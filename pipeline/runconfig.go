@@ -823,6 +823,7 @@ func (c RunConfig) Effective() RunConfig {
 	c.Stages.Eval.Seed = c.stageSeed(c.Stages.Eval.Seed, seedEval)
 	c.Stages.RL = append([]RLStage(nil), c.Stages.RL...)
 	for i := range c.Stages.RL {
+		c.Stages.RL[i] = c.Stages.RL[i].WithDefaults() // temperature 0 runs at 1, as TRL's default
 		c.Stages.RL[i].Seed = c.stageSeed(c.Stages.RL[i].Seed, seedRL+uint64(i))
 	}
 	return c

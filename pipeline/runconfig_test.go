@@ -218,3 +218,16 @@ func TestEffectiveShowsWhatARunUses(t *testing.T) {
 		t.Errorf("a set bootstrap of 500 shown as %d", got)
 	}
 }
+
+// Effective (what `tagpr config print` shows) gives an RL stage's knobs the
+// values it runs with: temperature 0 runs at 1, num_iterations 0 at 1, as
+// grpo.Config.WithDefaults sets them; print showed the 0s.
+func TestEffectiveShowsRLDefaults(t *testing.T) {
+	cfg := DefaultRunConfig()
+	cfg.Stages.RL = []RLStage{{Name: "g", Reward: RewardExploratory}}
+	st := cfg.Effective().Stages.RL[0]
+	run := cfg.Stages.RL[0].WithDefaults()
+	if st.Temperature != run.Temperature || st.Temperature != 1 || st.NumIterations != 1 || st.LossType != run.LossType || st.Epsilon != run.Epsilon {
+		t.Fatalf("effective RL stage %+v, runs with %+v", st, run)
+	}
+}
