@@ -12,6 +12,7 @@ import (
 
 	"github.com/tagpr/tagpr/datasets"
 	"github.com/tagpr/tagpr/onnx/lock"
+	"github.com/tagpr/tagpr/rewardmodel"
 )
 
 // TaskData is one task's examples by split (train, dev, test; a split the
@@ -333,6 +334,20 @@ func buildData(d DataConfig, sources []dataSource, dir string) error {
 				}
 			default:
 				continue
+			}
+			// A gold eval would refuse (a LaMP-3 rating "seven", a tag not
+			// among the labels) is refused now, not after every stage
+			// trained on it.
+			if kind := RewardKind(src.task); kind != rewardmodel.Generation {
+				var pairs []Pair
+				for _, e := range exs {
+					if e.HasOutput {
+						pairs = append(pairs, Pair{ID: e.ID, Gold: e.Output})
+					}
+				}
+				if err := checkGolds(kind, src.task.Labels, pairs); err != nil {
+					return fmt.Errorf("data: %s %s golds (%s%s): %w", src.task.Name, split, src.outputs[split], src.examples[split], err)
+				}
 			}
 			if err := write(src.task, split, exs); err != nil {
 				return err

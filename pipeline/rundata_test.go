@@ -454,3 +454,25 @@ func TestRLStampHoldsGenerationDType(t *testing.T) {
 		t.Fatalf("an RL stage made with float32 rollouts, resumed with float16: %v; want runtime.generation_dtype named", err)
 	}
 }
+
+// A LaMP gold that evaluation would refuse (a LaMP-3 rating "seven") is
+// refused when the run reads the data, naming the file, not after chains,
+// SFT, PRMU and RL trained on it.
+func TestBuildDataRefusesBadGolds(t *testing.T) {
+	lamp := filepath.Join(t.TempDir(), "lamp")
+	if err := os.CopyFS(filepath.Join(lamp, "LaMP_3"), os.DirFS(filepath.Join("..", "datasets", "testdata", "lamp_download", "LaMP_3"))); err != nil {
+		t.Fatal(err)
+	}
+	golds := filepath.Join(lamp, "LaMP_3", "dev", "dev_outputs.json")
+	b, _ := os.ReadFile(golds)
+	os.WriteFile(golds, []byte(strings.Replace(string(b), `"output": "1"`, `"output": "seven"`, 1)), 0o644)
+	d := DataConfig{LaMPDir: lamp, Tasks: []TaskRef{"3"}, Scheme: "user"}
+	sources, err := dataSources(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = buildData(d, sources, t.TempDir())
+	if err == nil || !strings.Contains(err.Error(), `gold "seven"`) || !strings.Contains(err.Error(), golds) {
+		t.Fatalf("want the bad gold refused naming %s: %v", golds, err)
+	}
+}
