@@ -32,6 +32,17 @@ func note(h train.ProgressFunc, task, format string, a ...any) {
 	h.Report(train.Progress{Task: task, Note: fmt.Sprintf(format, a...)})
 }
 
+// noteDone says that a stage found finished is skipped, where its output
+// is and how to redo it (docs/run.md: delete the folder; the stages after
+// it were made from it).
+func (r *runEnv) noteDone(task, what, dir string, later bool) {
+	after := ""
+	if later {
+		after = " (and the stages after it)"
+	}
+	note(r.h, task, "%s is already done in %s, so it is skipped; to redo it, delete that folder%s and rerun", what, dir, after)
+}
+
 // RunOptions choose what Run does.
 type RunOptions struct {
 	// Only runs these stages ("chains", "sft", "prmu", "rl:NAME", "predict",

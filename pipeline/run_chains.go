@@ -42,6 +42,7 @@ func (r *runEnv) chains(ctx context.Context) error {
 		return err
 	}
 	if exists(sumPath) {
+		r.noteDone(StageChains, "the chains stage", dir, true)
 		return nil
 	}
 	start := time.Now()

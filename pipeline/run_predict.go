@@ -61,6 +61,7 @@ func (r *runEnv) predict(ctx context.Context) error {
 			return err
 		}
 		if exists(done) {
+			r.noteDone(StagePredict, "predicting with "+m, dir, false)
 			continue
 		}
 		// The model is opened only when a batch needs it (a resumed run or a

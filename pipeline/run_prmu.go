@@ -33,6 +33,7 @@ func (r *runEnv) trainPRMU(ctx context.Context) error {
 		return err
 	}
 	if exists(sumPath) {
+		r.noteDone(StagePRMU, "the PRMU stage", dir, true)
 		return nil
 	}
 	p := r.cfg.Stages.PRMU

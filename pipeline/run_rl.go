@@ -29,6 +29,7 @@ func (r *runEnv) rl(ctx context.Context, name string) error {
 		return err
 	}
 	if exists(dir + "/model.onnx") {
+		r.noteDone(StageRL, "RL stage "+name, dir, true)
 		return nil
 	}
 	prmu, err := r.loadPRMU()

@@ -126,6 +126,7 @@ func (r *runEnv) sft(ctx context.Context) error {
 		return err
 	}
 	if exists(model) {
+		r.noteDone(StageSFT, "the SFT stage", dir, true)
 		return nil
 	}
 	seqs, tooLong, err := r.sftSequences()

@@ -301,10 +301,14 @@ func checkStageCommands(t *testing.T, dir string, env []string, cfg, out string)
 	if _, stderr, err := run(nil, "sft", "-c", cfg, "--out", fresh); err == nil || !strings.Contains(stderr, "tagpr chains") {
 		t.Errorf("sft before chains: err %v\n%s", err, stderr)
 	}
-	// Finished stages are no-ops when run alone.
+	// Finished stages are no-ops when run alone, and say so.
 	for _, args := range [][]string{{"chains"}, {"sft"}, {"prmu", "train"}, {"rl", "--stage", "exploratory"}, {"predict"}, {"eval"}, {"report"}} {
-		if _, stderr, err := run(nil, append(args, "-c", cfg)...); err != nil {
+		_, stderr, err := run(nil, append(args, "-c", cfg)...)
+		if err != nil {
 			t.Errorf("tagpr %v on a finished run: %v\n%s", args, err, stderr)
+		}
+		if args[0] != "eval" && args[0] != "report" && !strings.Contains(stderr, "already done in "+out) {
+			t.Errorf("tagpr %v on a finished run did not say the stage is done:\n%s", args, stderr)
 		}
 	}
 	// predict --model on one questions file, scored by eval against the golds.
