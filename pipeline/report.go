@@ -387,6 +387,9 @@ func (r *Report) MetricsJSON() MetricsFile {
 	return mf
 }
 
+// ReportFiles are the files Write stores in its folder.
+var ReportFiles = []string{"report.json", "metrics.json", "report.md", "report.html"}
+
 // Write stores report.json, metrics.json, report.md and report.html in
 // dir, each atomically; no figure in them is NaN or infinite.
 func (r *Report) Write(dir string) error {

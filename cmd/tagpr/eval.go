@@ -15,20 +15,22 @@ func init() {
 	var task, golds, preds, base, out, split string
 	var resamples int
 	var seed uint64
+	var force bool
 	var o stageFlags
 	cmd := &cobra.Command{
-		Use:   "eval [-c FILE] | eval --task N --golds dev_outputs.json --predictions preds.json [--base base.json] [--out DIR]",
+		Use:   "eval [-c FILE] | eval --task N --golds dev_outputs.json --predictions preds.json [--base base.json] [--out DIR [--force]]",
 		Short: "Score predictions against golds (accuracy/F1, MAE/RMSE or ROUGE-1/L): the config's eval stage, or LaMP-format files",
 		Long: "Without --golds: runs the config's eval stage (every predicted model on every split with golds, in OUT/eval).\n\n" +
 			"With --golds: reads predictions and golds in LaMP's outputs format ({\"task\": \"LaMP_N\", \"golds\": [{id, output}]}),\n" +
 			"computes the task's LaMP metrics with bootstrap 95% intervals and, with --base, the paired difference from a base\n" +
 			"model's predictions on the same examples (significant or not) and the relative improvement over it.\n" +
-			"Every gold id needs a prediction. With --out, writes report.html, report.md, report.json and metrics.json there.",
+			"Every gold id needs a prediction. With --out, writes report.html, report.md, report.json and metrics.json there\n" +
+			"(existing ones are kept unless --force).",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if golds == "" {
-				if task != "" || preds != "" || base != "" || out != "" || cmd.Flags().Changed("bootstrap") || cmd.Flags().Changed("seed") || cmd.Flags().Changed("split") {
-					return fmt.Errorf("--task, --predictions, --base, --out, --bootstrap, --seed and --split go with --golds (the config's eval stage takes stages.eval.bootstrap and seed)")
+				if task != "" || preds != "" || base != "" || out != "" || force || cmd.Flags().Changed("bootstrap") || cmd.Flags().Changed("seed") || cmd.Flags().Changed("split") {
+					return fmt.Errorf("--task, --predictions, --base, --out, --force, --bootstrap, --seed and --split go with --golds (the config's eval stage takes stages.eval.bootstrap and seed)")
 				}
 				return runStages(cmd, o, pipeline.StageEval)
 			}
@@ -44,6 +46,15 @@ func init() {
 			}
 			if err := checkPinned(golds, preds, base); err != nil {
 				return err
+			}
+			if out != "" {
+				for _, f := range pipeline.ReportFiles {
+					if err := refuseExisting(filepath.Join(out, f), force); err != nil {
+						return err
+					}
+				}
+			} else if force {
+				return fmt.Errorf("--force goes with --out")
 			}
 			r, err := pipeline.LaMPEval(t, golds, preds, base, split, pipeline.Bootstrap{Resamples: resamples, Seed: seed})
 			if err != nil {
@@ -72,6 +83,7 @@ func init() {
 	cmd.Flags().StringVar(&preds, "predictions", "", "predictions in the same format")
 	cmd.Flags().StringVar(&base, "base", "", "a base model's predictions, for the relative improvement")
 	cmd.Flags().StringVar(&out, "out", "", "folder for report.md, report.html, report.json and metrics.json")
+	cmd.Flags().BoolVar(&force, "force", false, "overwrite the report files already in --out")
 	cmd.Flags().IntVar(&resamples, "bootstrap", pipeline.DefaultResamples, "bootstrap resamples of the examples for the 95% intervals (100 to 100000)")
 	cmd.Flags().Uint64Var(&seed, "seed", 1, "seed of the bootstrap resamples")
 	cmd.Flags().StringVar(&split, "split", "dev", "the split the golds are (it names the resamples: a run's report gives the split and seed that reproduce its intervals)")

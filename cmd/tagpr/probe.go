@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -13,12 +14,13 @@ import (
 func modelProbeCmd() *cobra.Command {
 	var o probe.Options
 	var out, batches string
+	var force bool
 	c := &cobra.Command{
-		Use:   "probe PATH --out DIR",
+		Use:   "probe PATH --out DIR [--force]",
 		Short: "Run a fixed workload (logits, greedy ids, one training step's gradients, throughput) on the configured provider",
-		Long: `Writes DIR/probe.json and DIR/tensors.safetensors: the logits of a seeded batch, greedy ids after it, the
-loss and (sampled) gradients of one next-token training step, generation tokens/s at each --gen-batches
-size and training tokens/s. Run it once per provider (--provider cpu, --provider cuda) with the same
+		Long: `Writes DIR/probe.json and DIR/tensors.safetensors (existing ones are kept unless --force): the logits
+of a seeded batch, greedy ids after it, the loss and (sampled) gradients of one next-token training step,
+generation tokens/s at each --gen-batches size and training tokens/s. Run it once per provider (--provider cpu, --provider cuda) with the same
 flags and compare with ` + "`tagpr model probe-compare`" + ` (scripts/gpu/check.sh does both).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -28,6 +30,11 @@ flags and compare with ` + "`tagpr model probe-compare`" + ` (scripts/gpu/check.
 					return fmt.Errorf("--gen-batches %q: want positive integers separated by commas", batches)
 				}
 				o.GenBatches = append(o.GenBatches, n)
+			}
+			for _, f := range []string{probe.SummaryFile, probe.TensorsFile} {
+				if err := refuseExisting(filepath.Join(out, f), force); err != nil {
+					return err
+				}
 			}
 			if err := initRuntime(); err != nil {
 				return err
@@ -47,6 +54,7 @@ flags and compare with ` + "`tagpr model probe-compare`" + ` (scripts/gpu/check.
 	}
 	f := c.Flags()
 	f.StringVar(&out, "out", "", "folder to write probe.json and tensors.safetensors into")
+	f.BoolVar(&force, "force", false, "overwrite a probe already in --out")
 	f.StringVar(&batches, "gen-batches", "1,8,32", "generation batch sizes to time")
 	f.IntVar(&o.NewTokens, "new-tokens", 32, "tokens generated per row when timing")
 	f.IntVar(&o.PromptLen, "prompt-len", 32, "prompt tokens per row when timing")
