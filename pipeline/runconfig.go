@@ -107,7 +107,8 @@ type BuiltinPolicy struct {
 	FFN          int    `mapstructure:"ffn"`
 	MaxPositions int    `mapstructure:"max_positions"`
 	Seed         uint64 `mapstructure:"seed"`
-	// InitStd is the weights' initial standard deviation (0: 0.02, HF's).
+	// InitStd is the weights' initial standard deviation (0:
+	// lm.DefaultInitStd, 0.02 as HF's).
 	InitStd float64 `mapstructure:"init_std"`
 }
 
@@ -816,6 +817,11 @@ func (c RunConfig) Effective() RunConfig {
 		e := *p.Encoder
 		e.Tuning, e.LoRARank, e.LoRASteps = d.Encoder.Tuning, d.Encoder.LoRARank, d.Encoder.LoRASteps
 		p.Encoder = &e
+	}
+	if b := c.Policy.Builtin; b != nil && b.InitStd == 0 {
+		nb := *b
+		nb.InitStd = lm.DefaultInitStd
+		c.Policy.Builtin = &nb
 	}
 	c.Teacher.Seed = c.stageSeed(c.Teacher.Seed, seedTeacher)
 	c.Stages.SFT.Seed = c.stageSeed(c.Stages.SFT.Seed, seedSFT)

@@ -231,3 +231,25 @@ func TestEffectiveShowsRLDefaults(t *testing.T) {
 		t.Fatalf("effective RL stage %+v, runs with %+v", st, run)
 	}
 }
+
+// TestEffectiveShowsTheBuiltinInitStd: a built-in policy's init_std left
+// at 0 is shown as the standard deviation the builder uses.
+func TestEffectiveShowsTheBuiltinInitStd(t *testing.T) {
+	c := DefaultRunConfig()
+	c.Policy.Builtin = &BuiltinPolicy{Arch: "llama", Layers: 1, DModel: 32, Heads: 2, KVHeads: 1}
+	built := c.Policy.Builtin.lmConfig().Defaults().InitStd
+	if got := c.Effective().Policy.Builtin.InitStd; got != built || got == 0 {
+		t.Errorf("policy.builtin.init_std shown as %v; the builder uses %v", got, built)
+	}
+	if c.Policy.Builtin.InitStd != 0 {
+		t.Error("Effective changed the config it was called on")
+	}
+	c.Policy.Builtin.InitStd = 0.05
+	if got := c.Effective().Policy.Builtin.InitStd; got != 0.05 {
+		t.Errorf("a set init_std of 0.05 shown as %v", got)
+	}
+	c.Policy.Builtin = nil
+	if c.Effective().Policy.Builtin != nil {
+		t.Error("Effective added a built-in policy to a config without one")
+	}
+}

@@ -61,12 +61,16 @@ type Config struct {
 	// gradient checks; ORT runs it but generation does not).
 	DType   string  `json:"dtype"`
 	Seed    uint64  `json:"seed"`
-	InitStd float64 `json:"init_std"` // default 0.02
+	InitStd float64 `json:"init_std"` // default DefaultInitStd
 	BOS     int64   `json:"bos_token_id"`
 	EOS     int64   `json:"eos_token_id"`
 	// Pad is the pad token id; nil writes none (generation then pads with EOS).
 	Pad *int64 `json:"pad_token_id,omitempty"`
 }
+
+// DefaultInitStd is the weights' initial standard deviation when
+// Config.InitStd is 0 (Hugging Face's initializer_range).
+const DefaultInitStd = 0.02
 
 // Defaults fills zero fields.
 func (c Config) Defaults() Config {
@@ -113,7 +117,7 @@ func (c Config) Defaults() Config {
 		c.DType = "float32"
 	}
 	if c.InitStd == 0 {
-		c.InitStd = 0.02
+		c.InitStd = DefaultInitStd
 	}
 	return c
 }
