@@ -129,6 +129,12 @@ func Run(ctx context.Context, cfg RunConfig, o RunOptions) (*Report, error) {
 			return nil, err
 		}
 	}
+	if only[StageEval] && !only[StageReport] {
+		// The report files are the report stage's: eval alone leaves them
+		// as they were.
+		note(r.h, StageEval, "%s rebuilt; %s in %s are rebuilt from it by the report stage: run `tagpr report` with this config",
+			r.dir("eval"), strings.Join(ReportFiles, ", "), r.cfg.Out)
+	}
 	return rep, nil
 }
 

@@ -2,6 +2,8 @@ package pipeline
 
 import (
 	"context"
+	"encoding/json"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -41,5 +43,48 @@ func TestFinishedStageSaysItIsDone(t *testing.T) {
 		if !strings.Contains(strings.Join(notes, "\n"), want) {
 			t.Errorf("%s on a finished run noted %q; want a note saying %q", c.stage, notes, want)
 		}
+	}
+}
+
+// TestEvalAloneSaysTheReportStageRebuildsTheReport: the eval stage run
+// alone (tagpr eval -c FILE) rebuilds eval/ and leaves metrics.json and
+// the reports to the report stage, as docs/run.md says, and says so; the
+// report stage then brings metrics.json to eval/'s figures.
+func TestEvalAloneSaysTheReportStageRebuildsTheReport(t *testing.T) {
+	cfg := tinyRun(t.TempDir())
+	ctx := context.Background()
+	if _, err := Run(ctx, cfg, RunOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	resamples := func() int {
+		t.Helper()
+		var mf MetricsFile
+		b, err := os.ReadFile(filepath.Join(cfg.Out, "metrics.json"))
+		if err != nil || json.Unmarshal(b, &mf) != nil {
+			t.Fatalf("metrics.json: %v", err)
+		}
+		return mf.Bootstrap.Resamples
+	}
+	cfg.Stages.Eval.Bootstrap = 200
+	var notes []string
+	if _, err := Run(ctx, cfg, RunOptions{Only: []string{StageEval}, Progress: func(p train.Progress) {
+		if p.Note != "" {
+			notes = append(notes, p.Note)
+		}
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	want := "metrics.json, report.md, report.html in " + cfg.Out + " are rebuilt from it by the report stage: run `tagpr report` with this config"
+	if !strings.Contains(strings.Join(notes, "\n"), want) {
+		t.Errorf("eval alone noted %q; want a note saying %q", notes, want)
+	}
+	if n := resamples(); n == 200 {
+		t.Fatalf("eval alone rewrote metrics.json (docs/run.md: the report stage does)")
+	}
+	if _, err := Run(ctx, cfg, RunOptions{Only: []string{StageReport}}); err != nil {
+		t.Fatal(err)
+	}
+	if n := resamples(); n != 200 {
+		t.Errorf("after the report stage metrics.json has %d resamples; eval/ has 200", n)
 	}
 }

@@ -20,7 +20,8 @@ func init() {
 	cmd := &cobra.Command{
 		Use:   "eval [-c FILE] | eval --task N --golds dev_outputs.json --predictions preds.json [--base base.json] [--out DIR [--force]]",
 		Short: "Score predictions against golds (accuracy/F1, MAE/RMSE or ROUGE-1/L): the config's eval stage, or LaMP-format files",
-		Long: "Without --golds: runs the config's eval stage (every predicted model on every split with golds, in OUT/eval).\n\n" +
+		Long: "Without --golds: runs the config's eval stage (every predicted model on every split with golds, in OUT/eval);\n" +
+			"the report stage (`tagpr report`) then rebuilds report.json, metrics.json, report.md and report.html from it.\n\n" +
 			"With --golds: reads predictions and golds in LaMP's outputs format ({\"task\": \"LaMP_N\", \"golds\": [{id, output}]}),\n" +
 			"computes the task's LaMP metrics with bootstrap 95% intervals and, with --base, the paired difference from a base\n" +
 			"model's predictions on the same examples (significant or not) and the relative improvement over it.\n" +

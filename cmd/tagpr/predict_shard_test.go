@@ -97,14 +97,15 @@ func TestConfigPredictShardsMergeToTheSingleRun(t *testing.T) {
 		t.Errorf("parts left after the merge: %v", parts)
 	}
 	// Eval (corpus-level metrics) reads the merged files like a single run's.
-	evalMsgs := func(env []string) string {
+	evalMsgs := func(env []string, out string) string {
 		_, stderr, err := runTagpr(t, dir, env, "eval", "-c", cfg)
 		if err != nil {
 			t.Fatalf("eval: %v\n%s", err, stderr)
 		}
-		return strings.Join(regexp.MustCompile(`"msg":"([^"]*)"`).FindAllString(stderr, -1), "\n")
+		msgs := strings.Join(regexp.MustCompile(`"msg":"([^"]*)"`).FindAllString(stderr, -1), "\n")
+		return strings.ReplaceAll(msgs, out, "OUT") // the note naming the run folder
 	}
-	a, b := evalMsgs(env), evalMsgs(shardedEnv)
+	a, b := evalMsgs(env, single), evalMsgs(shardedEnv, sharded)
 	if a != b || !strings.Contains(a, "synth_tag dev (n=20)") {
 		t.Errorf("eval of the merged shards:\n%s\nof the single run:\n%s", b, a)
 	}
