@@ -110,11 +110,12 @@ func (t *Tokenizer) ChatFormat() ChatFormat {
 	}
 }
 
-// ChatTemplateUnknown reports whether tokenizer_config.json declares a chat
-// template of no family tagpr renders (ChatML, Qwen3, Llama-3), so that
-// ChatFormat falls back to ChatML, which the model may never have seen
-// (Mistral's [INST], Gemma's <start_of_turn>…). False once SetChatFormat
-// chose a format.
+// ChatTemplateUnknown reports whether the tokenizer declares a chat
+// template (tokenizer_config.json or chat_template.jinja) of no family
+// tagpr renders (ChatML, Qwen3, Llama-3): Mistral's [INST], Gemma's
+// <start_of_turn>… RenderChat refuses such a tokenizer rather than render
+// ChatML the model may never have seen. False once SetChatFormat chose a
+// format.
 func (t *Tokenizer) ChatTemplateUnknown() bool {
 	tpl := t.config.ChatTemplate
 	return t.chat == nil && strings.TrimSpace(tpl) != "" && t.ChatFormat().Name == ChatML.Name && !strings.Contains(tpl, "<|im_start|>")
@@ -124,10 +125,10 @@ func (t *Tokenizer) ChatTemplateUnknown() bool {
 // are the byte ranges of assistant content (plus its end-of-turn token).
 func (t *Tokenizer) RenderChat(msgs []Message, addGenerationPrompt bool) (string, [][2]int, error) {
 	f := t.ChatFormat()
-	if tpl := t.config.ChatTemplate; t.chat == nil && f.Name == ChatML.Name && tpl != "" && !strings.Contains(tpl, "<|im_start|>") {
+	if t.ChatTemplateUnknown() {
 		// Rendered as ChatML, a Mistral, Llama-2, Gemma or Phi template
 		// would give the model prompts it was never trained on, unsaid.
-		return "", nil, fmt.Errorf("chat: the chat_template in tokenizer_config.json is none of the families tagpr renders (ChatML, Qwen3, Llama-3; it does not run Jinja): if the model was trained on one of them, set it with tokenizer.chat_template (chatml, qwen3 or llama3; TAGPR_TOKENIZER_CHAT_TEMPLATE), else give it a ChatML template")
+		return "", nil, fmt.Errorf("chat: the tokenizer's chat template (tokenizer_config.json or chat_template.jinja) is none of the families tagpr renders (ChatML, Qwen3, Llama-3; it does not run Jinja): if the model was trained on one of them, set it with tokenizer.chat_template (chatml, qwen3 or llama3; TAGPR_TOKENIZER_CHAT_TEMPLATE), else give it a ChatML template")
 	}
 	var sb strings.Builder
 	var spans [][2]int

@@ -183,11 +183,6 @@ func modelGenerateCmd() *cobra.Command {
 			for _, t := range texts {
 				prompts = append(prompts, gm.text.EncodeText(t))
 			}
-			if len(chats) > 0 { // gm.text is nil for a model without a tokenizer, which --chat cannot use anyway
-				if w := gm.text.ChatWarning(); w != "" {
-					fmt.Fprintln(cmd.ErrOrStderr(), "warning: "+w)
-				}
-			}
 			for _, c := range chats {
 				var msgs []tokenize.Message
 				if system != "" {

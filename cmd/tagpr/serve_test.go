@@ -214,9 +214,10 @@ func TestServeRefusesBadFlags(t *testing.T) {
 }
 
 // A model whose chat template is of no family tagpr renders (Mistral's
-// [INST]) gets its chats as ChatML: `model generate --chat` and `serve` say
-// so instead of answering from a prompt the model never saw, silently.
-func TestUnknownChatTemplateWarned(t *testing.T) {
+// [INST]) is not given its chats as ChatML unsaid: `model generate --chat`
+// refuses, naming tokenizer.chat_template, and renders the format that
+// setting names; prompts given as text are unaffected.
+func TestUnknownChatTemplateRefused(t *testing.T) {
 	dir := qwenModelDir(t)
 	tok, err := os.ReadFile(filepath.Join("..", "..", ".cache", "tokenizers", "qwen3", "tokenizer.json"))
 	if err != nil {
@@ -230,14 +231,15 @@ func TestUnknownChatTemplateWarned(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, stderr, err := runTagpr(t, ".", nil, "model", "generate", dir, "--chat", "hi", "--max-new-tokens", "1")
-	if err != nil {
-		t.Fatalf("model generate: %v\n%s", err, stderr)
+	if err == nil || !strings.Contains(stderr, "tokenizer.chat_template") {
+		t.Errorf("model generate --chat with a Mistral template: %v %q; want a refusal naming tokenizer.chat_template", err, stderr)
 	}
-	if !strings.Contains(stderr, "none that tagpr renders") {
-		t.Errorf("model generate --chat with a Mistral template: no warning in %q", stderr)
+	stdout, stderr, err := runTagpr(t, ".", []string{"TAGPR_TOKENIZER_CHAT_TEMPLATE=chatml"}, "model", "generate", dir, "--chat", "hi", "--max-new-tokens", "1")
+	if err != nil {
+		t.Errorf("model generate --chat with tokenizer.chat_template chatml: %v\n%s%s", err, stdout, stderr)
 	}
 	_, stderr, err = runTagpr(t, ".", nil, "model", "generate", dir, "--prompt", "hi", "--max-new-tokens", "1")
-	if err != nil || strings.Contains(stderr, "none that tagpr renders") {
-		t.Errorf("model generate --prompt warns about the chat template: %v %q", err, stderr)
+	if err != nil || strings.Contains(stderr, "chat template") {
+		t.Errorf("model generate --prompt with a Mistral template: %v %q", err, stderr)
 	}
 }

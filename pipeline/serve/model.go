@@ -77,12 +77,12 @@ func Open(dir string, o OpenOptions) (*Model, error) {
 
 // ChatWarning is a warning to show before serving chats, or "": the
 // tokenizer declares a chat template of a family tagpr does not render, so
-// chats are rendered as ChatML (tokenize.Tokenizer.ChatTemplateUnknown).
+// chat requests are refused (tokenize.Tokenizer.ChatTemplateUnknown).
 func (m *Model) ChatWarning() string {
 	if !m.Tok.ChatTemplateUnknown() {
 		return ""
 	}
-	return "the tokenizer's chat template (tokenizer_config.json or chat_template.jinja) is none that tagpr renders (ChatML, Qwen3, Llama-3): chats are rendered as ChatML, which this model may not have been trained on; send prompts you rendered yourself as text completions if it was not"
+	return "the tokenizer's chat template (tokenizer_config.json or chat_template.jinja) is none that tagpr renders (ChatML, Qwen3, Llama-3): chat requests will be refused; if the model was trained on one of those, name it with tokenizer.chat_template (TAGPR_TOKENIZER_CHAT_TEMPLATE), else send prompts you rendered yourself as text completions"
 }
 
 // Close releases the model's session.
