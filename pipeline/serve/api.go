@@ -102,11 +102,19 @@ type chatMessageIn struct {
 	Content          json.RawMessage `json:"content"`
 	Name             string          `json:"name"`
 	ReasoningContent string          `json:"reasoning_content"`
+	// ToolCalls is read only to refuse it by name (tool calling is not
+	// supported), not as an unknown field.
+	ToolCalls json.RawMessage `json:"tool_calls"`
+}
+
+// null reports whether raw is absent or JSON null.
+func null(raw json.RawMessage) bool {
+	return len(raw) == 0 || strings.TrimSpace(string(raw)) == "null"
 }
 
 // text is a message's content: a string or a list of text parts.
 func (m chatMessageIn) text() (string, error) {
-	if len(m.Content) == 0 || string(m.Content) == "null" {
+	if null(m.Content) {
 		return "", nil
 	}
 	var s string

@@ -617,10 +617,6 @@ func (s *Server) planCompletion(req *completionRequest) (*plan, *apiError) {
 func chatMessages(in []chatMessageIn) ([]tokenize.Message, *apiError) {
 	out := make([]tokenize.Message, len(in))
 	for i, m := range in {
-		text, err := m.text()
-		if err != nil {
-			return nil, badRequest(fmt.Sprintf("messages[%d].content", i), "message %d: %v", i, err)
-		}
 		role := m.Role
 		switch role {
 		case "system", "user", "assistant":
@@ -628,6 +624,19 @@ func chatMessages(in []chatMessageIn) ([]tokenize.Message, *apiError) {
 			role = "system"
 		default:
 			return nil, badRequest(fmt.Sprintf("messages[%d].role", i), "message %d has role %q; want system, developer, user or assistant", i, m.Role)
+		}
+		if tc := strings.TrimSpace(string(m.ToolCalls)); !null(m.ToolCalls) && tc != "[]" {
+			return nil, badRequest(fmt.Sprintf("messages[%d].tool_calls", i), "message %d has tool_calls: tool calling is not supported by this server", i)
+		}
+		// As OpenAI: only an assistant turn may come without content (null
+		// or left out); a system or user turn without it is a client bug,
+		// not an empty message.
+		if null(m.Content) && role != "assistant" {
+			return nil, badRequest(fmt.Sprintf("messages[%d].content", i), "message %d (%s) has no content (null or missing); send a string or a list of text parts", i, m.Role)
+		}
+		text, err := m.text()
+		if err != nil {
+			return nil, badRequest(fmt.Sprintf("messages[%d].content", i), "message %d: %v", i, err)
 		}
 		if m.ReasoningContent != "" && role == "assistant" {
 			text = thinkOpen + "\n" + m.ReasoningContent + "\n" + thinkClose + "\n\n" + text

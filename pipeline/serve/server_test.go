@@ -535,6 +535,45 @@ func TestWrongTypesNamed(t *testing.T) {
 	}
 }
 
+// A system or user message with content null (or none) is refused naming
+// messages[i].content, as OpenAI does, not taken as empty; an assistant turn
+// may leave it out, and one with tool_calls is refused by name.
+func TestNullContentRefused(t *testing.T) {
+	m := openModel(t, randomDir)
+	ts := startServer(t, m, Options{})
+	chat := ts.base + "/v1/chat/completions"
+	body := func(msgs ...map[string]any) map[string]any {
+		return map[string]any{"model": m.Name, "messages": msgs, "max_tokens": 2, "temperature": 0}
+	}
+	user := map[string]any{"role": "user", "content": "hi"}
+	for _, c := range []struct {
+		what  string
+		body  map[string]any
+		param string
+	}{
+		{"user content null", body(map[string]any{"role": "user", "content": nil}), "messages[0].content"},
+		{"user content missing", body(map[string]any{"role": "user"}), "messages[0].content"},
+		{"system content null", body(map[string]any{"role": "system", "content": nil}, user), "messages[0].content"},
+		{"developer content null", body(map[string]any{"role": "developer", "content": nil}, user), "messages[0].content"},
+		{"assistant tool_calls", body(user, map[string]any{"role": "assistant", "content": nil,
+			"tool_calls": []any{map[string]any{"id": "c1", "type": "function", "function": map[string]any{"name": "f", "arguments": "{}"}}}}, user), "messages[1].tool_calls"},
+	} {
+		code, body := post(t, chat, c.body)
+		want := "has no content"
+		if strings.HasSuffix(c.param, "tool_calls") {
+			want = "tool calling is not supported"
+		}
+		checkError(t, c.what, code, body, 400, want)
+		if got, _ := field(body, "error", "param").(string); got != c.param {
+			t.Errorf("%s: param %q, want %q", c.what, got, c.param)
+		}
+	}
+	// An assistant turn without content is history OpenAI accepts.
+	if code, res := post(t, chat, body(user, map[string]any{"role": "assistant", "content": nil}, user)); code != 200 {
+		t.Errorf("assistant content null: %d %v", code, res)
+	}
+}
+
 func mustJSON(v any) []byte {
 	b, err := json.Marshal(v)
 	if err != nil {
