@@ -54,6 +54,7 @@ func serveCmd() *cobra.Command {
 				atLeast("--default-max-tokens", o.DefaultMaxTokens, 1),
 				flagCheck{"--max-body-bytes", o.MaxBodyBytes, o.MaxBodyBytes >= 1, "≥ 1"},
 				flagCheck{"--request-timeout", o.RequestTimeout, o.RequestTimeout > 0, "> 0"},
+				flagCheck{"--body-timeout", o.BodyTimeout, o.BodyTimeout > 0, "> 0"},
 				flagCheck{"--shutdown-timeout", drain, drain >= 0, "≥ 0"}); err != nil {
 				return err
 			}
@@ -116,6 +117,7 @@ func serveCmd() *cobra.Command {
 	f.IntVar(&o.MaxModelLen, "max-model-len", 0, "longest prompt + completion in tokens (0: the model's positions)")
 	f.IntVar(&o.DefaultMaxTokens, "default-max-tokens", 1024, "completion length when a request gives no max_tokens")
 	f.Int64Var(&o.MaxBodyBytes, "max-body-bytes", 4<<20, "largest request body; larger gets 413")
+	f.DurationVar(&o.BodyTimeout, "body-timeout", 30*time.Second, "longest a client may take to send a request's body (read before the request counts against --max-concurrent); then 408")
 	f.DurationVar(&o.RequestTimeout, "request-timeout", 10*time.Minute, "longest a request may take, queueing included; then 504")
 	f.DurationVar(&drain, "shutdown-timeout", 30*time.Second, "on SIGTERM, how long running requests may finish before they are canceled")
 	f.StringVar(&reasoning, "reasoning-parser", "", "think: put the <think>…</think> part of chat answers in reasoning_content (requests may override with separate_reasoning)")

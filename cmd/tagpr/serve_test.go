@@ -201,6 +201,7 @@ func TestServeRefusesBadFlags(t *testing.T) {
 		{[]string{"--max-concurrent", "-1"}, "--max-concurrent -1: want ≥ 1"},
 		{[]string{"--default-max-tokens", "0"}, "--default-max-tokens 0: want ≥ 1"},
 		{[]string{"--request-timeout", "0s"}, "--request-timeout 0s: want > 0"},
+		{[]string{"--body-timeout", "0s"}, "--body-timeout 0s: want > 0"},
 		{[]string{"--port", "70000"}, "--port 70000: want ≤ 65535"},
 		{[]string{"--max-model-len", "-5"}, "--max-model-len -5: want ≥ 0"},
 		{[]string{"--max-model-len", "2000"}, "--max-model-len: max model length: 2000, but the model has 1024 positions"},

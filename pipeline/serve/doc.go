@@ -27,9 +27,10 @@
 // (`tagpr model generate`) returns for the same greedy request.
 //
 // Limits are refused in the OpenAI error shape
-// ({"error":{"message","type","param","code"}}): body size 413, prompt +
-// completion over MaxModelLen 400 context_length_exceeded, more than
-// MaxConcurrent requests 429, shutting down 503, past RequestTimeout 504
+// ({"error":{"message","type","param","code"}}): body size 413, body not
+// sent within BodyTimeout 408 (the body is read before a request takes its
+// concurrency slot), prompt + completion over MaxModelLen 400
+// context_length_exceeded, more than MaxConcurrent requests 429, shutting down 503, past RequestTimeout 504
 // (an error event when streaming). Serve shuts down gracefully: new
 // requests are refused, running ones finish within the drain time, then are
 // canceled.

@@ -1,6 +1,7 @@
 package serve
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"reflect"
 	"strconv"
 	"strings"
@@ -24,6 +26,10 @@ import (
 type Options struct {
 	// MaxBodyBytes refuses larger request bodies with 413 (default 4 MiB).
 	MaxBodyBytes int64
+	// BodyTimeout bounds reading a request's body, which happens before
+	// the request takes a concurrency slot; a client slower than that gets
+	// 408 and its connection closed (default 30 seconds).
+	BodyTimeout time.Duration
 	// MaxModelLen bounds prompt + completion tokens; longer requests get
 	// 400 context_length_exceeded. Default and ceiling: what the model's
 	// positions and the batcher's cache allow one sequence.
@@ -47,6 +53,9 @@ type Options struct {
 func (o Options) withDefaults() Options {
 	if o.MaxBodyBytes <= 0 {
 		o.MaxBodyBytes = 4 << 20
+	}
+	if o.BodyTimeout <= 0 {
+		o.BodyTimeout = 30 * time.Second
 	}
 	if o.Batcher.MaxRows <= 0 {
 		o.Batcher.MaxRows = 32
@@ -214,6 +223,10 @@ func (r *recorder) Write(b []byte) (int, error) {
 	return r.ResponseWriter.Write(b)
 }
 
+// Unwrap lets http.ResponseController reach the connection (the body's
+// read deadline).
+func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
 func (r *recorder) Flush() {
 	if f, ok := r.ResponseWriter.(http.Flusher); ok {
 		f.Flush()
@@ -270,43 +283,74 @@ func (s *Server) unknownModel(id string) *apiError {
 	return newError(404, "invalid_request_error", "model_not_found", "model", "the model %q does not exist; this server serves %q", id, s.m.Name)
 }
 
-// admit takes a concurrency slot (429 when none is free, 503 while
-// shutting down), then reads the JSON body into v (413 past the limit,
-// 400 for malformed JSON or unknown fields).
+// admit reads the JSON body into v (413 past the size limit, 408 when the
+// client does not send it within BodyTimeout, 400 for malformed JSON or
+// unknown fields), then takes a concurrency slot (429 when none is free,
+// 503 while shutting down). The body is read first, so a slow client
+// cannot hold a slot.
 func (s *Server) admit(w http.ResponseWriter, r *http.Request, v any) (release func(), e *apiError) {
 	if s.draining.Load() {
-		return nil, newError(503, "server_error", "shutting_down", "", "the server is shutting down; retry on another replica")
+		return nil, errShuttingDown()
+	}
+	if e := s.decodeBody(w, r, v); e != nil {
+		return nil, e
+	}
+	if s.draining.Load() {
+		return nil, errShuttingDown()
 	}
 	select {
 	case s.sem <- struct{}{}:
 	default:
 		return nil, newError(429, "rate_limit_error", "too_many_requests", "", "%d requests are being answered, the most this server takes at once (--max-concurrent); retry later", s.o.MaxConcurrent)
 	}
-	release = func() { <-s.sem }
-	body := http.MaxBytesReader(w, r.Body, s.o.MaxBodyBytes)
-	dec := json.NewDecoder(body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		release()
+	return func() { <-s.sem }, nil
+}
+
+func errShuttingDown() *apiError {
+	return newError(503, "server_error", "shutting_down", "", "the server is shutting down; retry on another replica")
+}
+
+// decodeBody reads the whole body, at most MaxBodyBytes within
+// BodyTimeout, and decodes it into v.
+func (s *Server) decodeBody(w http.ResponseWriter, r *http.Request, v any) *apiError {
+	// A read deadline on the connection for the body only, lifted once the
+	// body is in: left on, it would end net/http's background read (which
+	// notices a client that leaves) and so cancel the answer.
+	rc := http.NewResponseController(w)
+	if rc.SetReadDeadline(time.Now().Add(s.o.BodyTimeout)) == nil {
+		defer rc.SetReadDeadline(time.Time{})
+	}
+	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.o.MaxBodyBytes))
+	if err != nil {
 		var mb *http.MaxBytesError
-		var ut *json.UnmarshalTypeError
 		switch {
 		case errors.As(err, &mb):
-			return nil, newError(413, "invalid_request_error", "request_too_large", "", "the request body is larger than %d bytes (--max-body-bytes)", s.o.MaxBodyBytes)
+			return newError(413, "invalid_request_error", "request_too_large", "", "the request body is larger than %d bytes (--max-body-bytes)", s.o.MaxBodyBytes)
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			w.Header().Set("Connection", "close")
+			return newError(408, "invalid_request_error", "request_timeout", "", "the request body did not arrive within %s (--body-timeout)", s.o.BodyTimeout)
+		default:
+			return badRequest("", "reading the body: %v", err)
+		}
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var ut *json.UnmarshalTypeError
+		switch {
 		case strings.HasPrefix(err.Error(), "json: unknown field "):
 			field := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
-			return nil, badRequest(field, "unrecognized request argument supplied: %s", field)
+			return badRequest(field, "unrecognized request argument supplied: %s", field)
 		case errors.As(err, &ut):
-			return nil, typeError(ut)
+			return typeError(ut)
 		default:
-			return nil, badRequest("", "the body is not valid JSON: %v", err)
+			return badRequest("", "the body is not valid JSON: %v", err)
 		}
 	}
 	if dec.More() {
-		release()
-		return nil, badRequest("", "the body holds more than one JSON value")
+		return badRequest("", "the body holds more than one JSON value")
 	}
-	return release, nil
+	return nil
 }
 
 // typeError names a wrongly typed value by its JSON path as the client wrote

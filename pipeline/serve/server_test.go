@@ -5,7 +5,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -571,6 +573,38 @@ func TestNullContentRefused(t *testing.T) {
 	// An assistant turn without content is history OpenAI accepts.
 	if code, res := post(t, chat, body(user, map[string]any{"role": "assistant", "content": nil}, user)); code != 200 {
 		t.Errorf("assistant content null: %d %v", code, res)
+	}
+}
+
+// A client that trickles its body holds no concurrency slot while it does
+// (the body is read before the slot is taken), and past BodyTimeout it gets
+// 408 and its connection closed.
+func TestSlowBodyHoldsNoSlot(t *testing.T) {
+	m := openModel(t, randomDir)
+	ts := startServer(t, m, Options{MaxConcurrent: 1, BodyTimeout: 500 * time.Millisecond})
+	conn, err := net.Dial("tcp", strings.TrimPrefix(ts.base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	body := mustJSON(chatBody(m, "hi", map[string]any{"max_tokens": 2}))
+	fmt.Fprintf(conn, "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(body), body[:10])
+	time.Sleep(100 * time.Millisecond) // the server is reading the body
+	if code, res := post(t, ts.base+"/v1/chat/completions", chatBody(m, "hi", map[string]any{"max_tokens": 2})); code != 200 {
+		t.Errorf("a request beside a client still sending its body: %d %v (the slow client holds the only slot)", code, res)
+	}
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("the slow client got no answer within 5 s of a 500 ms body timeout: %v", err)
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var got map[string]any
+	json.Unmarshal(raw, &got)
+	checkError(t, "a body slower than BodyTimeout", resp.StatusCode, got, 408, "did not arrive within 500ms")
+	if !resp.Close {
+		t.Error("408 leaves the connection open")
 	}
 }
 
