@@ -6,7 +6,9 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/signal"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -30,7 +32,8 @@ func serveCmd() *cobra.Command {
 		Long: "Serves DIR (model.onnx or onnx/model.onnx, config.json, tokenizer.json, tokenizer_config.json) at\n" +
 			"http://HOST:PORT/v1 with /v1/chat/completions, /v1/completions and /v1/models, plus /health and /metrics\n" +
 			"(Prometheus). Requests join the running decode batch at the next step; one model is shared by all.\n" +
-			"SIGTERM or Ctrl-C: new requests are refused, running ones finish (--shutdown-timeout), then it exits 0.",
+			"SIGTERM or Ctrl-C: new requests are refused, running ones finish (--shutdown-timeout), then it exits 0;\n" +
+			"a second one exits at once (130 for Ctrl-C, 143 for SIGTERM), cutting the running requests.",
 		Example: "  tagpr serve --model out/demo/sft --port 8000\n" +
 			"  curl localhost:8000/v1/chat/completions -d '{\"model\":\"sft\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}'",
 		Args: cobra.NoArgs,
@@ -102,6 +105,7 @@ func serveCmd() *cobra.Command {
 				return fmt.Errorf("serve: %w", err)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "tagpr serve: model %q on http://%s/v1 (max context %d tokens)\n", m.Name, ln.Addr(), s.MaxModelLen())
+			forceExitOnSecondSignal(o.Logger, s)
 			return s.Serve(cmd.Context(), ln, drain)
 		},
 	}
@@ -122,6 +126,35 @@ func serveCmd() *cobra.Command {
 	f.DurationVar(&drain, "shutdown-timeout", 30*time.Second, "on SIGTERM, how long running requests may finish before they are canceled")
 	f.StringVar(&reasoning, "reasoning-parser", "", "think: put the <think>…</think> part of chat answers in reasoning_content (requests may override with separate_reasoning)")
 	return cmd
+}
+
+// forceExitOnSecondSignal makes a second SIGTERM or Ctrl-C exit at once, as
+// vLLM and uvicorn do: the first one (which ends the command's context)
+// starts the drain, the second cuts the running requests and exits with
+// 128 + the signal's number (130 for Ctrl-C, 143 for SIGTERM).
+func forceExitOnSecondSignal(log *slog.Logger, s *serve.Server) {
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-sigs
+		if n := s.Running(); n > 0 {
+			log.Info("a second Ctrl-C or SIGTERM exits at once, cutting the running requests", "running", n)
+		}
+		sig := <-sigs
+		log.Error("second "+signalName(sig)+" during the drain: exiting now; the running requests were cut", "requests_cut", s.Running())
+		code := 1
+		if n, ok := sig.(syscall.Signal); ok {
+			code = 128 + int(n)
+		}
+		os.Exit(code)
+	}()
+}
+
+func signalName(sig os.Signal) string {
+	if sig == os.Interrupt {
+		return "Ctrl-C (SIGINT)"
+	}
+	return "SIGTERM"
 }
 
 // logger writes structured lines to stderr in the configured log format.

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"os"
@@ -164,6 +165,53 @@ func TestServeFloat16(t *testing.T) {
 		t.Errorf("float16 serve answered %d %+v\n%s", status, chat, serr.String())
 	}
 	stopServe(t, cmd, serr)
+}
+
+// A second SIGTERM during the drain exits at once, non-zero, saying that
+// requests were cut, instead of waiting out --shutdown-timeout.
+func TestServeSecondSignalExitsAtOnce(t *testing.T) {
+	dir := qwenModelDir(t)
+	cmd, url, serr := startServe(t, "--model", dir, "--tokenizer", "qwen3-tokenizer", "--shutdown-timeout", "10m")
+	body, _ := json.Marshal(map[string]any{"model": "qwen-tiny", "max_tokens": 1000, "n": 16, "ignore_eos": true, "stream": true,
+		"messages": []map[string]string{{"role": "user", "content": "Go on"}}})
+	resp, err := http.Post(url+"/chat/completions", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	go io.Copy(io.Discard, resp.Body)
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	health := strings.TrimSuffix(url, "/v1") + "/health"
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if r, err := http.Get(health); err == nil {
+			r.Body.Close()
+			if r.StatusCode == 503 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("serve did not start draining within 30 s of SIGTERM\n%s", serr.String())
+		}
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 143 {
+			t.Errorf("serve after a second SIGTERM: %v, want exit status 143\n%s", err, serr.String())
+		}
+		if !strings.Contains(serr.String(), "requests were cut") {
+			t.Errorf("no log line says requests were cut:\n%s", serr.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("serve still running 10 s after a second SIGTERM (the drain is 10 min)\n%s", serr.String())
+	}
 }
 
 // helloChat is a chat completion's answer, as the serve tests read it.

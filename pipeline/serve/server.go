@@ -121,6 +121,10 @@ func New(m *Model, o Options) (*Server, error) {
 // MaxModelLen is the longest prompt + completion the server accepts.
 func (s *Server) MaxModelLen() int { return s.o.MaxModelLen }
 
+// Running is the number of generation requests being answered (queued or
+// decoding).
+func (s *Server) Running() int { return len(s.sem) }
+
 // Close cancels what is running and stops the batcher.
 func (s *Server) Close() error {
 	s.abortFn()
