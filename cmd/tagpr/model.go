@@ -135,12 +135,14 @@ func modelGenerateCmd() *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "generate PATH (--prompt TEXT | --chat TEXT | --ids 1,2,3)...",
-		Short: "Generate with the KV-cache engine from text, chat messages or token ids (greedy unless --temperature > 0)",
+		Short: "Generate with the KV-cache engine from text, chat messages or token ids (greedy unless --temperature > 0 or generation_config.json samples)",
 		Long: "PATH is a model folder (or .onnx file); text prompts need its tokenizer.json (or --tokenizer).\n" +
 			"--prompt encodes text as is; --chat renders one user message (after --system) with the tokenizer's chat\n" +
 			"template and the assistant's generation prompt, as `tagpr serve` does. Each flag may repeat: one prompt each,\n" +
 			"numbered --ids first, then --prompt, then --chat.\n" +
-			"Prints each completion's text (token ids when there is no tokenizer); timings go to stderr.\n\n" +
+			"Prints each completion's text (token ids when there is no tokenizer); timings go to stderr.\n" +
+			"--temperature, --top-p and --top-k default to the model's generation_config.json (do_sample false: greedy),\n" +
+			"as `tagpr serve` does for requests; without them there, generation is greedy.\n\n" +
 			"--json prints {\"completions\": [{\"prompt\", \"sample\", \"text\", \"token_ids\", \"logprobs\" (natural log of\n" +
 			"each token's probability), \"finish_reason\" (eos | stop | length), \"stop\" (the stop string matched)}],\n" +
 			"\"stats\": {\"sequences\", \"prompt_tokens\", \"generated_tokens\", \"prefill_runs\", \"decode_steps\",\n" +
@@ -174,6 +176,9 @@ func modelGenerateCmd() *cobra.Command {
 				return err
 			}
 			defer gm.close()
+			if err := gm.samplingDefaults(cmd, &o); err != nil {
+				return err
+			}
 			var prompts [][]int64
 			if ids != "" {
 				if prompts, err = parsePrompts(ids); err != nil {
@@ -230,9 +235,9 @@ func modelGenerateCmd() *cobra.Command {
 	f.StringArrayVar(&stops, "stop", nil, "stop string: the completion ends at it and the text is cut before it (repeatable)")
 	f.IntVar(&o.MaxNewTokens, "max-new-tokens", 32, "tokens to generate at most")
 	f.IntVar(&o.NumGenerations, "num-generations", 1, "completions per prompt")
-	f.Float64Var(&o.Temperature, "temperature", 0, "sampling temperature (0: greedy)")
-	f.IntVar(&o.TopK, "top-k", 0, "keep the k most likely tokens (0: off)")
-	f.Float64Var(&o.TopP, "top-p", 0, "nucleus sampling mass (0 or 1: off)")
+	f.Float64Var(&o.Temperature, "temperature", 0, "sampling temperature (0: greedy; left out: generation_config.json's, else 0)")
+	f.IntVar(&o.TopK, "top-k", 0, "keep the k most likely tokens (0: off; left out: generation_config.json's, else off)")
+	f.Float64Var(&o.TopP, "top-p", 0, "nucleus sampling mass (0 or 1: off; left out: generation_config.json's, else off)")
 	f.Uint64Var(&o.Seed, "seed", 0, "sampling seed")
 	f.BoolVar(&o.IgnoreEOS, "ignore-eos", false, "do not stop at EOS")
 	f.BoolVar(&asJSON, "json", false, "print JSON (snake_case keys; see above)")
@@ -267,6 +272,44 @@ func (g *generateModel) fitsMemory(prompts [][]int64, o lm.GenerateOptions) erro
 	}
 	return fmt.Errorf("model generate: %d prompts × --num-generations %d = %d sequences need about %.1f GiB (logits over the %d-token vocabulary and the KV cache), more than this machine's %.1f GiB: lower --num-generations or --max-new-tokens, or run the prompts in parts",
 		len(prompts), o.NumGenerations, rows, float64(need)/(1<<30), lay.Vocab, float64(have)/(1<<30))
+}
+
+// samplingDefaults fills the sampling flags left out from the model's
+// generation_config.json (do_sample, temperature, top_p, top_k), as
+// `tagpr serve` does for requests, and says so on stderr; with none there,
+// generation stays greedy.
+func (g *generateModel) samplingDefaults(cmd *cobra.Command, o *lm.GenerateOptions) error {
+	m := g.bare
+	if g.text != nil {
+		m = g.text.LM
+	}
+	d, err := serve.ReadSamplingDefaults(m.Generation, lm.Sampling{})
+	if err != nil {
+		return fmt.Errorf("model generate: %w", err)
+	}
+	if w := d.IgnoredWarning(); w != "" {
+		fmt.Fprintln(cmd.ErrOrStderr(), "warning: "+w)
+	}
+	fl := cmd.Flags()
+	used := map[string]bool{}
+	if !fl.Changed("temperature") {
+		o.Temperature = d.Temperature
+		used["temperature"], used["do_sample"] = d.FromFile["temperature"], d.FromFile["do_sample"]
+	}
+	if !fl.Changed("top-p") {
+		o.TopP, used["top_p"] = d.TopP, d.FromFile["top_p"]
+	}
+	if !fl.Changed("top-k") {
+		o.TopK, used["top_k"] = d.TopK, d.FromFile["top_k"]
+	}
+	d.Sampling, d.FromFile = o.Sampling, used
+	switch f := d.FileString(); {
+	case used["do_sample"]:
+		fmt.Fprintf(cmd.ErrOrStderr(), "model generate: %s; give --temperature to sample\n", f)
+	case f != "" && o.Temperature > 0: // greedy by the flag: the file's top_p/top_k do nothing
+		fmt.Fprintf(cmd.ErrOrStderr(), "model generate: %s (the sampling flags left out; --temperature 0 for greedy)\n", f)
+	}
+	return nil
 }
 
 func (g *generateModel) layout() lm.Layout {

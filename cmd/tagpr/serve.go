@@ -104,7 +104,12 @@ func serveCmd() *cobra.Command {
 				s.Close()
 				return fmt.Errorf("serve: %w", err)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "tagpr serve: model %q on http://%s/v1 (max context %d tokens)\n", m.Name, ln.Addr(), s.MaxModelLen())
+			d := s.SamplingDefaults()
+			if w := d.IgnoredWarning(); w != "" {
+				o.Logger.Warn(w)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "tagpr serve: model %q on http://%s/v1 (max context %d tokens; requests that leave temperature/top_p/top_k out: %s)\n",
+				m.Name, ln.Addr(), s.MaxModelLen(), d)
 			forceExitOnSecondSignal(o.Logger, s)
 			return s.Serve(cmd.Context(), ln, drain)
 		},

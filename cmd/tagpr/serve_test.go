@@ -67,6 +67,13 @@ func TestServeMatchesModelGenerate(t *testing.T) {
 // its API's base URL (…/v1) and its stderr; the test's end kills it.
 func startServe(t *testing.T, args ...string) (*exec.Cmd, string, *bytes.Buffer) {
 	t.Helper()
+	cmd, url, _, serr := startServeLine(t, args...)
+	return cmd, url, serr
+}
+
+// startServeLine is startServe that also returns serve's first line.
+func startServeLine(t *testing.T, args ...string) (*exec.Cmd, string, string, *bytes.Buffer) {
+	t.Helper()
 	cmd := exec.Command(tagprBin, append(append([]string{"serve"}, args...), "--port", "0")...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -86,7 +93,7 @@ func startServe(t *testing.T, args ...string) (*exec.Cmd, string, *bytes.Buffer)
 	if url == "" {
 		t.Fatalf("serve's first line %q has no URL", line)
 	}
-	return cmd, url, serr
+	return cmd, url, line, serr
 }
 
 // stopServe sends SIGTERM and wants exit 0 within a minute.
@@ -211,6 +218,75 @@ func TestServeSecondSignalExitsAtOnce(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatalf("serve still running 10 s after a second SIGTERM (the drain is 10 min)\n%s", serr.String())
+	}
+}
+
+// With the model's generation_config.json giving sampling defaults (Qwen3's,
+// plus a repetition_penalty tagpr does not implement), `model generate`
+// without the flags and a request without temperature/top_p/top_k sample
+// with them, both say so (the file's other key is warned about), and the
+// flags or the request's values win.
+func TestServeAndGenerateTakeGenerationConfigDefaults(t *testing.T) {
+	dir := qwenModelDir(t)
+	gen := `{"bos_token_id": 151643, "eos_token_id": 151643, "do_sample": true, "temperature": 0.6, "top_p": 0.95, "top_k": 20, "repetition_penalty": 1.05}`
+	if err := os.WriteFile(filepath.Join(dir, "generation_config.json"), []byte(gen), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	generate := func(flags ...string) (string, string) {
+		t.Helper()
+		args := append([]string{"model", "generate", dir, "--tokenizer", "qwen3-tokenizer", "--chat", "Hello there", "--max-new-tokens", "12", "--json"}, flags...)
+		out, stderr, err := runTagpr(t, ".", nil, args...)
+		if err != nil {
+			t.Fatalf("%v: %v\n%s", flags, err, stderr)
+		}
+		var res struct {
+			Completions []struct{ Text string } `json:"completions"`
+		}
+		if err := json.Unmarshal([]byte(out), &res); err != nil || len(res.Completions) != 1 {
+			t.Fatalf("%v --json: %v\n%s", flags, err, out)
+		}
+		return res.Completions[0].Text, stderr
+	}
+	sampled, stderr := generate()
+	if !strings.Contains(stderr, "temperature 0.6, top_p 0.95, top_k 20 from "+filepath.Join(dir, "generation_config.json")) {
+		t.Errorf("model generate does not say it samples with generation_config.json's values:\n%s", stderr)
+	}
+	if !strings.Contains(stderr, "warning: ") || !strings.Contains(stderr, "repetition_penalty=1.05") {
+		t.Errorf("model generate does not warn of repetition_penalty:\n%s", stderr)
+	}
+	if explicit, stderr := generate("--temperature", "0.6", "--top-p", "0.95", "--top-k", "20"); explicit != sampled || strings.Contains(stderr, "flags left out") {
+		t.Errorf("left out: %q; the same values as flags: %q (stderr %s)", sampled, explicit, stderr)
+	}
+	greedy, stderr := generate("--temperature", "0")
+	if strings.Contains(stderr, "flags left out") {
+		t.Errorf("--temperature 0 (greedy) still says it takes the file's top_p/top_k:\n%s", stderr)
+	}
+	if greedy == sampled {
+		t.Errorf("--temperature 0 gives the sampled text %q: the file's defaults were not used, or the flag did not win", greedy)
+	}
+
+	cmd, url, line, serr := startServeLine(t, "--model", dir, "--tokenizer", "qwen3-tokenizer")
+	if !strings.Contains(line, "temperature 0.6, top_p 0.95, top_k 20 from ") {
+		t.Errorf("serve's startup line does not say the sampling defaults: %q", line)
+	}
+	body, _ := json.Marshal(map[string]any{"model": "qwen-tiny", "max_tokens": 12, "seed": 0,
+		"messages": []map[string]string{{"role": "user", "content": "Hello there"}}})
+	resp, err := http.Post(url+"/chat/completions", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var chat helloChat
+	json.NewDecoder(resp.Body).Decode(&chat)
+	resp.Body.Close()
+	if len(chat.Choices) != 1 || chat.Choices[0].Message.Content != sampled {
+		t.Errorf("serve, seed 0, no temperature/top_p/top_k: %+v; model generate (seed 0, the same defaults) %q", chat, sampled)
+	}
+	if status, chat := chatHello(t, url, 12); status != 200 || len(chat.Choices) != 1 || chat.Choices[0].Message.Content != greedy {
+		t.Errorf("serve, temperature 0: %d %+v; want the greedy %q", status, chat, greedy)
+	}
+	stopServe(t, cmd, serr)
+	if !strings.Contains(serr.String(), "repetition_penalty=1.05") {
+		t.Errorf("serve does not warn of repetition_penalty:\n%s", serr.String())
 	}
 }
 

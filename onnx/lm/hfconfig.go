@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 )
 
 // TokenIDs is a token id field of config.json or generation_config.json,
@@ -116,15 +117,67 @@ func (c *HFConfig) Layers() int {
 }
 
 // GenerationConfig is the part of generation_config.json tagpr reads.
+// The sampling keys are nil when the file leaves them out (or sets null);
+// Generate never applies them (callers that want the file's sampling
+// defaults, such as `tagpr serve`, read them here).
 type GenerationConfig struct {
 	BOSTokenID   TokenIDs `json:"bos_token_id,omitempty"`
 	EOSTokenID   TokenIDs `json:"eos_token_id,omitempty"`
 	PadTokenID   TokenIDs `json:"pad_token_id,omitempty"`
 	MaxNewTokens int      `json:"max_new_tokens,omitempty"`
-	DoSample     bool     `json:"do_sample,omitempty"`
-	Temperature  float64  `json:"temperature,omitempty"`
-	TopK         int      `json:"top_k,omitempty"`
-	TopP         float64  `json:"top_p,omitempty"`
+	DoSample     *bool    `json:"do_sample,omitempty"`
+	Temperature  *float64 `json:"temperature,omitempty"`
+	TopK         *int     `json:"top_k,omitempty"`
+	TopP         *float64 `json:"top_p,omitempty"`
+
+	// Path is the file it was read from ("" when not read from a file).
+	Path string `json:"-"`
+	// Unimplemented are the file's keys that change how transformers picks
+	// tokens and that tagpr's sampler does not implement, set to other than
+	// their neutral value, as "key=value" (repetition_penalty=1.05), sorted.
+	Unimplemented []string `json:"-"`
+}
+
+// unimplementedSampling are generation_config.json keys transformers
+// applies while picking tokens that tagpr does not, with their neutral
+// values (null is neutral for each).
+var unimplementedSampling = map[string]any{
+	"repetition_penalty": 1.0, "encoder_repetition_penalty": 1.0, "min_p": 0.0, "typical_p": 1.0,
+	"epsilon_cutoff": 0.0, "eta_cutoff": 0.0, "no_repeat_ngram_size": 0.0, "encoder_no_repeat_ngram_size": 0.0,
+	"num_beams": 1.0, "penalty_alpha": 0.0, "diversity_penalty": 0.0, "min_length": 0.0, "min_new_tokens": 0.0,
+	"guidance_scale": 1.0, "bad_words_ids": nil, "suppress_tokens": nil, "begin_suppress_tokens": nil,
+	"forced_bos_token_id": nil, "forced_eos_token_id": nil, "sequence_bias": nil,
+	"exponential_decay_length_penalty": nil, "force_words_ids": nil, "constraints": nil,
+}
+
+func (c *GenerationConfig) UnmarshalJSON(b []byte) error {
+	type plain GenerationConfig // without this method
+	var p plain
+	if err := json.Unmarshal(b, &p); err != nil {
+		return err
+	}
+	var raw map[string]any
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return err
+	}
+	*c = GenerationConfig(p)
+	c.Unimplemented = nil
+	for k, v := range raw {
+		neutral, ok := unimplementedSampling[k]
+		if !ok || v == nil || v == neutral {
+			continue
+		}
+		if l, isList := v.([]any); isList && len(l) == 0 {
+			continue
+		}
+		if m, isMap := v.(map[string]any); isMap && len(m) == 0 {
+			continue
+		}
+		vb, _ := json.Marshal(v)
+		c.Unimplemented = append(c.Unimplemented, k+"="+string(vb))
+	}
+	slices.Sort(c.Unimplemented)
+	return nil
 }
 
 // ReadHFConfig reads a config.json; a missing file is (nil, nil).
@@ -144,6 +197,7 @@ func ReadGenerationConfig(path string) (*GenerationConfig, error) {
 	if !ok || err != nil {
 		return nil, err
 	}
+	c.Path = path
 	return &c, nil
 }
 

@@ -80,6 +80,7 @@ func (o Options) withDefaults() Options {
 // Server answers OpenAI-style requests for one model from one Batcher.
 type Server struct {
 	m        *Model
+	defaults SamplingDefaults
 	b        *lm.Batcher
 	o        Options
 	met      *metrics
@@ -99,6 +100,12 @@ var ErrMaxModelLen = errors.New("max model length")
 // New starts the batcher over m. Close (or Serve's shutdown) stops it.
 func New(m *Model, o Options) (*Server, error) {
 	o = o.withDefaults()
+	// OpenAI's defaults (temperature 1, no top_p/top_k) where the model's
+	// generation_config.json gives none.
+	defaults, err := ReadSamplingDefaults(m.LM.Generation, lm.Sampling{Temperature: 1})
+	if err != nil {
+		return nil, err
+	}
 	if o.Batcher.EOS == nil {
 		o.Batcher.EOS = m.EOS
 	}
@@ -113,10 +120,14 @@ func New(m *Model, o Options) (*Server, error) {
 	case o.MaxModelLen <= 0:
 		o.MaxModelLen = limit
 	}
-	s := &Server{m: m, b: b, o: o, met: newMetrics(), sem: make(chan struct{}, o.MaxConcurrent), created: time.Now().Unix()}
+	s := &Server{m: m, defaults: defaults, b: b, o: o, met: newMetrics(), sem: make(chan struct{}, o.MaxConcurrent), created: time.Now().Unix()}
 	s.abort, s.abortFn = context.WithCancel(context.Background())
 	return s, nil
 }
+
+// SamplingDefaults are the temperature, top_p and top_k of requests that
+// leave them out.
+func (s *Server) SamplingDefaults() SamplingDefaults { return s.defaults }
 
 // MaxModelLen is the longest prompt + completion the server accepts.
 func (s *Server) MaxModelLen() int { return s.o.MaxModelLen }
@@ -429,7 +440,7 @@ func (s *Server) sampling(p *samplingParams, maxTokens *int, maxParam string) (l
 		}
 		r.N = *p.N
 	}
-	r.Temperature = 1
+	r.Sampling = s.defaults.Sampling
 	if t := p.Temperature; t != nil {
 		if !(*t >= 0 && *t <= 2) {
 			return r, badRequest("temperature", "temperature is %v; want 0 (greedy) to 2", *t)

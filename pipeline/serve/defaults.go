@@ -1,0 +1,139 @@
+package serve
+
+import (
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+
+	"github.com/tagpr/tagpr/onnx/lm"
+)
+
+// SamplingDefaults are the temperature, top_p and top_k a request (or
+// `tagpr model generate` without the flags) samples with when it leaves
+// them out: the model's generation_config.json's, as transformers and vLLM
+// take them, else the caller's fallback. A request's own values win.
+type SamplingDefaults struct {
+	lm.Sampling
+	// File is the generation_config.json read ("" none); FromFile says
+	// which defaults it gave: "temperature", "top_p", "top_k", or
+	// "do_sample" (false: greedy, and the file's other values unused).
+	File     string
+	FromFile map[string]bool
+	// Ignored are the file's keys tagpr does not implement, set to other
+	// than their neutral value (lm.GenerationConfig.Unimplemented).
+	Ignored []string
+}
+
+// ReadSamplingDefaults takes gc's sampling keys over fallback: do_sample
+// false is greedy (as in transformers, whatever else the file says);
+// otherwise each of temperature, top_p and top_k the file sets replaces
+// fallback's (a key it leaves out keeps fallback's: transformers would
+// take its own top_k 50 there, vLLM leaves it off, as tagpr does). An
+// out-of-range value is an error naming the file and key.
+func ReadSamplingDefaults(gc *lm.GenerationConfig, fallback lm.Sampling) (SamplingDefaults, error) {
+	d := SamplingDefaults{Sampling: fallback, FromFile: map[string]bool{}}
+	if gc == nil {
+		return d, nil
+	}
+	d.File, d.Ignored = gc.Path, gc.Unimplemented
+	bad := func(key string, v any, want string) error {
+		return fmt.Errorf("%s: %s is %v; want %s (fix or remove the key; it is the default for requests that leave %s out)", gc.Path, key, v, want, key)
+	}
+	if t := gc.Temperature; t != nil && !(*t >= 0 && !math.IsInf(*t, 0)) {
+		return d, bad("temperature", *t, "a finite number ≥ 0")
+	}
+	if p := gc.TopP; p != nil && !(*p > 0 && *p <= 1) {
+		return d, bad("top_p", *p, "a value in (0, 1]")
+	}
+	if k := gc.TopK; k != nil && *k < 0 {
+		return d, bad("top_k", *k, "≥ 0 (0: off)")
+	}
+	switch {
+	case gc.DoSample != nil && !*gc.DoSample:
+		d.Sampling = lm.Sampling{}
+		d.FromFile["do_sample"] = true
+	default:
+		if gc.Temperature != nil {
+			d.Temperature = *gc.Temperature
+			d.FromFile["temperature"] = true
+		}
+		if gc.TopP != nil {
+			d.TopP = *gc.TopP
+			d.FromFile["top_p"] = true
+		}
+		if gc.TopK != nil {
+			d.TopK = *gc.TopK
+			d.FromFile["top_k"] = true
+		}
+	}
+	return d, nil
+}
+
+// String says what the defaults are and where each came from:
+// "temperature 0.6, top_p 0.95, top_k 20 from m/generation_config.json".
+func (d SamplingDefaults) String() string {
+	var parts []string
+	if f := d.FileString(); f != "" {
+		parts = append(parts, f)
+	}
+	if d.FromFile["do_sample"] {
+		return parts[0]
+	}
+	var rest []string
+	for _, k := range []string{"temperature", "top_p", "top_k"} {
+		if !d.FromFile[k] {
+			rest = append(rest, k+" "+d.value(k))
+		}
+	}
+	if len(rest) > 0 {
+		parts = append(parts, strings.Join(rest, ", ")+" (tagpr's default)")
+	}
+	return strings.Join(parts, "; ")
+}
+
+// FileString is the part of String that came from generation_config.json
+// ("" none).
+func (d SamplingDefaults) FileString() string {
+	if d.FromFile["do_sample"] {
+		return "greedy (do_sample false in " + d.File + ")"
+	}
+	var file []string
+	for _, k := range []string{"temperature", "top_p", "top_k"} {
+		if d.FromFile[k] {
+			file = append(file, k+" "+d.value(k))
+		}
+	}
+	if len(file) == 0 {
+		return ""
+	}
+	return strings.Join(file, ", ") + " from " + d.File
+}
+
+func (d SamplingDefaults) value(key string) string {
+	switch key {
+	case "temperature":
+		if d.Temperature <= 0 {
+			return "0 (greedy)"
+		}
+		return strconv.FormatFloat(d.Temperature, 'g', -1, 64)
+	case "top_p":
+		if d.TopP > 0 && d.TopP < 1 {
+			return strconv.FormatFloat(d.TopP, 'g', -1, 64)
+		}
+	case "top_k":
+		if d.TopK > 0 {
+			return strconv.Itoa(d.TopK)
+		}
+	}
+	return "off"
+}
+
+// IgnoredWarning is a warning naming the generation_config.json keys tagpr
+// does not apply, or "".
+func (d SamplingDefaults) IgnoredWarning() string {
+	if len(d.Ignored) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%s sets generation keys tagpr does not implement, which are not applied (answers differ from transformers' and vLLM's with this file): %s", d.File, strings.Join(d.Ignored, ", "))
+}
