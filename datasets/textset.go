@@ -31,7 +31,9 @@ type TextSet struct {
 // turn), else a text column (with a "prompt" column beside it when there is
 // one; the text column then defaults to "completion" if "text" is absent)
 // or, when the file has one, an "input_ids" list column. Files are JSON
-// lines, Arrow IPC (file or stream) or Parquet.
+// lines, Arrow IPC (file or stream) or Parquet. A null text, prompt or
+// input_ids is refused, naming the line or record (as transformers fails on
+// None), not trained on as an empty row.
 func ReadTextSet(path, column string) (TextSet, error) {
 	switch strings.ToLower(filepath.Ext(path)) {
 	case ".jsonl", ".json", ".ndjson":
@@ -82,6 +84,9 @@ func readTextJSONL(path, column string) (TextSet, error) {
 	defer f.Close()
 	r := bufio.NewReaderSize(f, 1<<20)
 	str := func(line int, obj map[string]json.RawMessage, key string) (string, error) {
+		if isNull(obj[key]) {
+			return "", fmt.Errorf("read %s: line %d: %q is null: give the row a string or remove it", path, line, key)
+		}
 		var s string
 		if e := json.Unmarshal(obj[key], &s); e != nil {
 			return "", fmt.Errorf("read %s: line %d: %q is not a string: %v", path, line, key, e)
@@ -105,6 +110,9 @@ func readTextJSONL(path, column string) (TextSet, error) {
 			_, hasPrompt := obj["prompt"]
 			if raw, ok := obj["input_ids"]; ok {
 				var row []int64
+				if isNull(raw) {
+					return d, fmt.Errorf("read %s: line %d: input_ids is null: give the row a list of ids or remove it", path, line)
+				}
 				if e := json.Unmarshal(raw, &row); e != nil {
 					return d, fmt.Errorf("read %s: line %d: input_ids: %v", path, line, e)
 				}
@@ -148,6 +156,10 @@ func readTextJSONL(path, column string) (TextSet, error) {
 	return d, nil
 }
 
+// isNull reports whether a JSON value is the literal null (which
+// encoding/json would read as "" or an empty list without a word).
+func isNull(raw json.RawMessage) bool { return bytes.Equal(bytes.TrimSpace(raw), []byte("null")) }
+
 func readTextColumn(path, column string) (TextSet, error) {
 	var d TextSet
 	f, err := os.Open(path)
@@ -187,12 +199,21 @@ func readTextColumn(path, column string) (TextSet, error) {
 		return d, fmt.Errorf("read %s: no column %q (or input_ids); columns: %v", path, column, schema)
 	}
 	promptIdx := schema.FieldIndices("prompt")
+	base := 0 // the file's record number of the batch's first row
+	nullAt := func(col arrow.Array, name string) error {
+		for i := 0; i < col.Len(); i++ {
+			if col.IsNull(i) {
+				return fmt.Errorf("read %s: record %d: column %q is null: give the row a value or remove it", path, base+i, name)
+			}
+		}
+		return nil
+	}
 	strs := func(col arrow.Array, name string) ([]string, error) {
 		var out []string
 		switch c := col.(type) {
 		case *array.String:
 			for i := 0; i < c.Len(); i++ {
-				out = append(out, c.Value(i)) // a null reads as ""
+				out = append(out, c.Value(i))
 			}
 		case *array.LargeString:
 			for i := 0; i < c.Len(); i++ {
@@ -201,15 +222,18 @@ func readTextColumn(path, column string) (TextSet, error) {
 		default:
 			return nil, fmt.Errorf("read %s: column %q is %s, want a string", path, name, col.DataType())
 		}
-		return out, nil
+		return out, nullAt(col, name)
 	}
-	for _, rec := range recs {
+	for r, rec := range recs {
+		if r > 0 {
+			base += int(recs[r-1].NumRows())
+		}
 		col := rec.Column(idx[0])
 		if l, ok := col.(array.ListLike); ok && name == "input_ids" {
+			if err := nullAt(l, name); err != nil {
+				return d, err
+			}
 			for i := 0; i < l.Len(); i++ {
-				if !l.IsValid(i) {
-					continue
-				}
 				s, e := l.ValueOffsets(i)
 				row := make([]int64, 0, e-s)
 				for k := s; k < e; k++ {
