@@ -5,7 +5,8 @@
 //
 // SCHEMAS.md documents every schema, the task names (LaMP_2M movie tagging,
 // LaMP_2N news categorization), sharding, retrieval and the benchmark.
-// Entry points: ImportLaMP, ExportLaMP, ExportPredictions; CreateExamples,
+// Entry points: ImportLaMP, ExportLaMP, ExportPredictions; CheckGolds and
+// ParseLaMPRating (LaMP's reading of golds and ratings); CreateExamples,
 // CreateChains, CreateRollouts, CreatePredictions, CreateEmbeddings (typed
 // writers); OpenReader (batches of a chosen size, one shard) and
 // ReadExamples/ReadChains/…/ReadEmbeddings; Merge;

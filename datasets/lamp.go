@@ -90,11 +90,32 @@ func ImportLaMP(opts ImportOptions) (ImportStats, error) {
 		err = fmt.Errorf("import: %s has %d golds whose id is not a question in %s (e.g. %q)",
 			opts.Outputs, len(golds)-joined, opts.Questions, unmatched(golds, opts.Questions, opts.Task))
 	}
+	if err == nil && golds != nil {
+		err = checkImportGolds(opts, golds)
+	}
 	if err != nil {
 		w.Abort()
 		return st, err
 	}
 	return st, w.Commit()
+}
+
+// checkImportGolds refuses a gold eval would refuse (a LaMP-3 rating
+// "seven", a tag not among the labels), the first in file order.
+func checkImportGolds(opts ImportOptions, golds map[string]Gold) error {
+	ids := make([]string, 0, len(golds))
+	for id := range golds {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool { return golds[ids[i]].Index < golds[ids[j]].Index })
+	outs := make([]string, len(ids))
+	for i, id := range ids {
+		outs[i] = golds[id].Output
+	}
+	if err := CheckGolds(opts.Task.Kind, opts.Task.Labels, ids, outs); err != nil {
+		return fmt.Errorf("import: golds %s (--task %s): %w", opts.Outputs, strings.TrimPrefix(opts.Task.Name, "LaMP_"), err)
+	}
+	return nil
 }
 
 // unmatched names one gold id with no question (rescans ids only; error path).

@@ -3,9 +3,7 @@ package pipeline
 import (
 	"fmt"
 	"math"
-	"slices"
 	"sort"
-	"strconv"
 	"strings"
 
 	"github.com/tagpr/tagpr/datasets"
@@ -105,83 +103,22 @@ func fartherRating(gold float64) float64 {
 	return 5
 }
 
-// checkGolds checks every gold before any is scored: a classification gold
-// must be one of the labels (%q-quoted in the error), a rating gold a number
-// LaMP's evaluator reads (float()). The error names the first bad gold and,
-// when every gold fits another task (LaMP-2N's categories given as LaMP-2M,
-// say), that task and its --task flag.
+// checkGolds is datasets.CheckGolds on pairs' golds: every gold checked
+// before any is scored (a classification gold one of the labels, a rating
+// gold a number LaMP's evaluator reads).
 func checkGolds(kind rewardmodel.TaskKind, labels []string, pairs []Pair) error {
-	golds := make([]string, len(pairs))
+	ids, golds := make([]string, len(pairs)), make([]string, len(pairs))
 	for i, p := range pairs {
-		golds[i] = strings.TrimSpace(p.Gold)
+		ids[i], golds[i] = p.ID, p.Gold
 	}
+	dk := datasets.Classification
 	switch kind {
-	case rewardmodel.Classification:
-		if len(labels) == 0 {
-			return nil
-		}
-		index := map[string]bool{}
-		for _, l := range labels {
-			index[l] = true
-		}
-		for i, g := range golds {
-			if !index[g] {
-				return fmt.Errorf("gold %q of %s is not one of the labels %q%s", pairs[i].Gold, pairs[i].ID, labels, otherTaskHint(kind, labels, golds))
-			}
-		}
 	case rewardmodel.Rating:
-		for i, g := range golds {
-			if _, ok := rewardmodel.ParseLaMPRating(g); !ok {
-				what := "not a number"
-				if f, err := strconv.ParseFloat(g, 64); math.IsInf(f, 0) || (err == nil && math.IsNaN(f)) {
-					what = "not a finite number"
-				}
-				return fmt.Errorf("gold %q of %s is %s (LaMP-3 golds are ratings, read with Python's float())%s", pairs[i].Gold, pairs[i].ID, what, otherTaskHint(kind, labels, golds))
-			}
-		}
+		dk = datasets.Rating
+	case rewardmodel.Generation:
+		dk = datasets.Generation
 	}
-	return nil
-}
-
-// otherTaskHint names the tasks whose golds these all are, when the task
-// given is not one of them: every gold a label of another classification
-// task, or every gold a number (a rating task).
-func otherTaskHint(kind rewardmodel.TaskKind, labels []string, golds []string) string {
-	var names, flags []string
-	for _, t := range datasets.Tasks() {
-		fits := false
-		switch t.Kind {
-		case datasets.Classification:
-			if kind == rewardmodel.Classification && slices.Equal(t.Labels, labels) {
-				continue
-			}
-			set := map[string]bool{}
-			for _, l := range t.Labels {
-				set[l] = true
-			}
-			fits = len(set) > 0
-			for _, g := range golds {
-				fits = fits && set[g]
-			}
-		case datasets.Rating:
-			if kind == rewardmodel.Rating {
-				continue
-			}
-			fits = true
-			for _, g := range golds {
-				_, ok := rewardmodel.ParseLaMPRating(g)
-				fits = fits && ok
-			}
-		}
-		if fits {
-			names = append(names, t.Name)
-			flags = append(flags, "--task "+strings.TrimPrefix(t.Name, "LaMP_"))
-		}
-	}
-	if len(names) == 0 {
-		return ""
-	}
-	return fmt.Sprintf("; every gold fits %s: evaluate with %s", strings.Join(names, " or "), strings.Join(flags, " or "))
+	return datasets.CheckGolds(dk, labels, ids, golds)
 }
 
 func (s *exampleScores) len() int { return max(len(s.gold), len(s.absErr), len(s.r1)) }

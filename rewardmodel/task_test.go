@@ -3,7 +3,6 @@ package rewardmodel
 import (
 	"math"
 	"testing"
-	"unicode"
 )
 
 // ParseLaMPRating reads what Python's float() reads, as LaMP-3's official
@@ -47,28 +46,5 @@ func TestParseRatingKeepsRewardRange(t *testing.T) {
 	}
 	if r := TaskReward(Rating, "4", "3"); math.Abs(r-0.75) > 1e-12 {
 		t.Errorf("TaskReward(rating, 4, 3) = %v", r)
-	}
-}
-
-// decimalValue relies on Go's Nd table being runs of ten digits from 0.
-func TestDecimalValueOfEveryDigit(t *testing.T) {
-	check := func(lo, hi, stride uint32) {
-		if stride != 1 || (hi-lo+1)%10 != 0 {
-			t.Fatalf("Nd range %#x–%#x (stride %d) is not whole runs of ten", lo, hi, stride)
-		}
-		for r := lo; r <= hi; r++ {
-			if got := decimalValue(rune(r)); got != byte((r-lo)%10) {
-				t.Fatalf("decimalValue(%#x) = %d", r, got)
-			}
-		}
-	}
-	for _, rg := range unicode.Nd.R16 {
-		check(uint32(rg.Lo), uint32(rg.Hi), uint32(rg.Stride))
-	}
-	for _, rg := range unicode.Nd.R32 {
-		check(rg.Lo, rg.Hi, rg.Stride)
-	}
-	if decimalValue('٧') != 7 || decimalValue('９') != 9 {
-		t.Fatal("Arabic-Indic 7 or full-width 9 misread")
 	}
 }
