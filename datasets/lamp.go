@@ -469,21 +469,29 @@ func (j *jsonWriter) writeQuestion(t *Task, e *Example) error {
 	return j.err
 }
 
+// ExportStats count what ExportLaMP wrote: questions, and golds (the
+// questions whose row has an output).
+type ExportStats struct{ Questions, Golds int }
+
 // ExportLaMP writes an examples file back in LaMP's format: the questions file
-// and, when the examples carry golds, the outputs file ("" skips it).
-func ExportLaMP(examples, questionsOut, outputsOut string) error {
+// and, when the examples carry golds, the outputs file ("" skips it, as for
+// LaMP's test split, whose golds are withheld). An outputs file asked for when
+// no row has a gold is refused, and nothing is written; rows without a gold
+// are left out of the outputs file (ExportStats counts them).
+func ExportLaMP(examples, questionsOut, outputsOut string) (ExportStats, error) {
+	var st ExportStats
 	r, err := OpenReader(examples, ReadOptions{})
 	if err != nil {
-		return err
+		return st, err
 	}
 	defer r.Close()
 	if r.Kind() != KindExample {
-		return fmt.Errorf("export %s: holds %s rows, not lamp_example", examples, r.Kind())
+		return st, fmt.Errorf("export %s: holds %s rows, not lamp_example", examples, r.Kind())
 	}
 	t := r.Task()
 	qf, err := createPending(questionsOut)
 	if err != nil {
-		return fmt.Errorf("export %s: %w", questionsOut, err)
+		return st, fmt.Errorf("export %s: %w", questionsOut, err)
 	}
 	defer qf.Cleanup()
 	qw := newJSONWriter(qf)
@@ -491,7 +499,7 @@ func ExportLaMP(examples, questionsOut, outputsOut string) error {
 	var ow *jsonWriter
 	if outputsOut != "" {
 		if of, err = createPending(outputsOut); err != nil {
-			return fmt.Errorf("export %s: %w", outputsOut, err)
+			return st, fmt.Errorf("export %s: %w", outputsOut, err)
 		}
 		defer of.Cleanup()
 		ow = newJSONWriter(of)
@@ -504,7 +512,7 @@ func ExportLaMP(examples, questionsOut, outputsOut string) error {
 	for r.Next() {
 		rows, err := DecodeExamples(r.Batch(), r.BatchFirst())
 		if err != nil {
-			return fmt.Errorf("export %s: %w", examples, err)
+			return st, fmt.Errorf("export %s: %w", examples, err)
 		}
 		for i := range rows {
 			e := &rows[i]
@@ -514,7 +522,7 @@ func ExportLaMP(examples, questionsOut, outputsOut string) error {
 				qw.raw("\n")
 			}
 			if err := qw.writeQuestion(t, e); err != nil {
-				return fmt.Errorf("export %s: record %d (id %q): %w", examples, n, e.ID, err)
+				return st, fmt.Errorf("export %s: record %d (id %q): %w", examples, n, e.ID, err)
 			}
 			n++
 			if ow == nil || !e.HasOutput {
@@ -539,17 +547,21 @@ func ExportLaMP(examples, questionsOut, outputsOut string) error {
 		}
 	}
 	if err := r.Err(); err != nil {
-		return err
+		return st, err
+	}
+	st.Questions, st.Golds = n, golds
+	if ow != nil && golds == 0 {
+		return st, fmt.Errorf("export %s: none of the %d questions of %s has a gold (a test split?): drop --outputs, or export the split that has them", outputsOut, n, examples)
 	}
 	qw.raw("\n]\n")
 	if err := finishJSON(qw, qf, questionsOut); err != nil {
-		return err
+		return st, err
 	}
 	if ow != nil {
 		ow.raw("\n]}\n")
-		return finishJSON(ow, of, outputsOut)
+		return st, finishJSON(ow, of, outputsOut)
 	}
-	return nil
+	return st, nil
 }
 
 func finishJSON(j *jsonWriter, pf *renameio.PendingFile, path string) error {

@@ -80,7 +80,7 @@ func TestLaMPRoundTrip(t *testing.T) {
 				t.Fatalf("%s%s: task %v, %d rows, first %+v", fx, ext, gotTask, len(rows), rows[0])
 			}
 			q, o := filepath.Join(tmp, "q.json"), filepath.Join(tmp, "o.json")
-			if err := ExportLaMP(out, q, o); err != nil {
+			if _, err := ExportLaMP(out, q, o); err != nil {
 				t.Fatal(err)
 			}
 			for _, pair := range [][2]string{{q, "dev_questions.json"}, {o, "dev_outputs.json"}} {

@@ -19,7 +19,7 @@ func TestReadPyarrowFixtures(t *testing.T) {
 		for _, suffix := range []string{".arrow", ".stream.arrow", ".parquet"} {
 			path := filepath.Join("testdata", "pyarrow", name+suffix)
 			q, o := filepath.Join(tmp, "q.json"), filepath.Join(tmp, "o.json")
-			if err := ExportLaMP(path, q, o); err != nil {
+			if _, err := ExportLaMP(path, q, o); err != nil {
 				t.Fatal(err)
 			}
 			dir := filepath.Join("testdata", "lamp", fx)

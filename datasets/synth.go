@@ -490,7 +490,7 @@ func (d *SynthData) Write(dir string) error {
 		if err := WriteRows(filepath.Join(base, s.Split+"_chains.arrow"), s.Chains, CreateChains); err != nil {
 			return err
 		}
-		if err := ExportLaMP(arrowPath, filepath.Join(base, s.Split+"_questions.json"), filepath.Join(base, s.Split+"_outputs.json")); err != nil {
+		if _, err := ExportLaMP(arrowPath, filepath.Join(base, s.Split+"_questions.json"), filepath.Join(base, s.Split+"_outputs.json")); err != nil {
 			return err
 		}
 	}

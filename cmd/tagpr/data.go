@@ -81,13 +81,26 @@ func exportLaMPCmd() *cobra.Command {
 					return err
 				}
 			}
-			return datasets.ExportLaMP(in, questions, outputs)
+			st, err := datasets.ExportLaMP(in, questions, outputs)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "exported %d questions to %s", st.Questions, questions)
+			if outputs != "" {
+				fmt.Fprintf(cmd.OutOrStdout(), " and %d golds to %s", st.Golds, outputs)
+			}
+			fmt.Fprintln(cmd.OutOrStdout())
+			if outputs != "" && st.Golds < st.Questions {
+				fmt.Fprintf(cmd.ErrOrStderr(), "note: %d of the %d questions of %s have no gold (no output); %s lists the other %d\n",
+					st.Questions-st.Golds, st.Questions, in, outputs, st.Golds)
+			}
+			return nil
 		},
 	}
 	c.Flags().BoolVar(&force, "force", false, "overwrite the output files if they exist")
 	c.Flags().StringVar(&in, "in", "", "examples file (.arrow or .parquet)")
 	c.Flags().StringVar(&questions, "questions", "", "questions JSON to write")
-	c.Flags().StringVar(&outputs, "outputs", "", "outputs JSON to write (golds); empty: skip")
+	c.Flags().StringVar(&outputs, "outputs", "", "outputs JSON to write (golds); empty: skip (a test split: its rows have no gold)")
 	c.MarkFlagRequired("in")
 	c.MarkFlagRequired("questions")
 	return c
