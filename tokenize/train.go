@@ -4,10 +4,12 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"runtime"
 	"sort"
+	"strings"
 	"sync"
 )
 
@@ -139,11 +141,13 @@ func countWords(opts TrainOptions, norm normalizer, pre preTokenizer) (map[strin
 		}(w)
 	}
 	var readErr error
+	hasText := false // a document with more than whitespace
 	if opts.Reader != nil {
 		br := bufio.NewReaderSize(opts.Reader, 1<<20)
 		for {
 			line, err := br.ReadString('\n')
 			if line != "" {
+				hasText = hasText || strings.TrimSpace(line) != ""
 				docs <- line
 			}
 			if err == io.EOF {
@@ -156,12 +160,17 @@ func countWords(opts TrainOptions, norm normalizer, pre preTokenizer) (map[strin
 		}
 	}
 	for _, d := range opts.Corpus {
+		hasText = hasText || strings.TrimSpace(d) != ""
 		docs <- d
 	}
 	close(docs)
 	wg.Wait()
 	if readErr != nil {
 		return nil, readErr
+	}
+	if !hasText {
+		// Nothing to learn from: the result would be the byte alphabet alone.
+		return nil, errors.New("train: the corpus holds no text (it is empty or whitespace only)")
 	}
 	total := results[0]
 	for _, m := range results[1:] {

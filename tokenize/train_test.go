@@ -81,6 +81,20 @@ func TestTrainReader(t *testing.T) {
 	}
 }
 
+// A corpus with no text (empty, or whitespace only) is refused: it once gave
+// a bytes-only tokenizer without a word.
+func TestTrainRefusesEmptyCorpus(t *testing.T) {
+	for name, o := range map[string]tokenize.TrainOptions{
+		"no documents": {}, "empty documents": {Corpus: []string{"", " \n"}},
+		"empty reader": {Reader: strings.NewReader("")}, "blank lines": {Reader: strings.NewReader("\n \n\t\n")},
+	} {
+		o.VocabSize = 300
+		if _, err := tokenize.Train(o); err == nil || !strings.Contains(err.Error(), "holds no text") {
+			t.Errorf("%s: got %v", name, err)
+		}
+	}
+}
+
 // BenchmarkTrain trains a 4096-token vocabulary on 3.2 MB (the demo's use).
 func BenchmarkTrain(b *testing.B) {
 	docs := corpus.Docs(200, 16<<10)
