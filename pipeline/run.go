@@ -97,6 +97,18 @@ func Run(ctx context.Context, cfg RunConfig, o RunOptions) (*Report, error) {
 	if err := r.checkStamps(); err != nil {
 		return nil, err
 	}
+	// A stage run alone is refused before the data, tokenizer and base
+	// model are built when a stage it reads is not done (what the stages
+	// run here make is checked again before each one starts).
+	ahead := map[string]bool{}
+	for _, s := range plan {
+		if only[s] {
+			if err := r.requireInputs(s, ahead); err != nil {
+				return nil, err
+			}
+			ahead[s] = true
+		}
+	}
 	// One run per folder: a second process is refused, naming the first
 	// (predict's shard workers share it, see lockRun).
 	lk, err := r.lockRun(ctx, o)
@@ -116,7 +128,7 @@ func Run(ctx context.Context, cfg RunConfig, o RunOptions) (*Report, error) {
 			continue
 		}
 		if len(only) > 0 {
-			if err := r.requireInputs(s); err != nil {
+			if err := r.requireInputs(s, nil); err != nil {
 				return nil, err
 			}
 		}
@@ -544,10 +556,12 @@ func (r *runEnv) runStage(ctx context.Context, s string) (*Report, error) {
 	return nil, fmt.Errorf("unknown stage %q", s)
 }
 
-// requireInputs refuses to run stage s alone before the stages it reads.
-func (r *runEnv) requireInputs(s string) error {
+// requireInputs refuses to run stage s alone before the stages it reads;
+// the stages in ahead (run before s in this run) count as done. Before
+// prepare (r.data nil) it checks what needs no data.
+func (r *runEnv) requireInputs(s string, ahead map[string]bool) error {
 	need := func(stage, marker string) error {
-		if exists(marker) {
+		if ahead[stage] || exists(marker) {
 			return nil
 		}
 		cmd := stage
@@ -600,7 +614,7 @@ func (r *runEnv) requireInputs(s string) error {
 				return err
 			}
 		}
-		if s == StageEval {
+		if s == StageEval || r.data == nil {
 			return nil
 		}
 		// The report reads the eval files: without them it would list no

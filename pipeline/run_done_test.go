@@ -88,3 +88,34 @@ func TestEvalAloneSaysTheReportStageRebuildsTheReport(t *testing.T) {
 		t.Errorf("after the report stage metrics.json has %d resamples; eval/ has 200", n)
 	}
 }
+
+// TestStageAloneRefusedBeforeAnyWork: a stage run alone on an empty folder
+// (tagpr eval, report, sft, predict, rl) is refused, naming the stage it
+// reads, before the data, tokenizer and base model are built: it once built
+// them all first. The RL stages run together (tagpr rl) need SFT, not each
+// other.
+func TestStageAloneRefusedBeforeAnyWork(t *testing.T) {
+	for _, c := range []struct {
+		only []string
+		want string
+	}{
+		{[]string{StageEval}, "needs the predict stage's output"},
+		{[]string{StageReport}, "needs the predict stage's output"},
+		{[]string{StageSFT}, "needs the chains stage's output"},
+		{[]string{StagePredict}, "needs the sft stage's output"},
+		{[]string{StageRL + ":guided", StageRL + ":exploratory"}, "stage rl:guided needs the sft stage's output"},
+	} {
+		cfg := tinyRun(filepath.Join(t.TempDir(), "run"))
+		_, err := Run(context.Background(), cfg, RunOptions{Only: c.only})
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v on an empty folder: got %v, want %q", c.only, err, c.want)
+		}
+		if ents, _ := os.ReadDir(cfg.Out); len(ents) > 0 {
+			var names []string
+			for _, e := range ents {
+				names = append(names, e.Name())
+			}
+			t.Errorf("%v on an empty folder did work before refusing: %s holds %v", c.only, cfg.Out, names)
+		}
+	}
+}
