@@ -31,6 +31,13 @@ flags and compare with ` + "`tagpr model probe-compare`" + ` (scripts/gpu/check.
 				}
 				o.GenBatches = append(o.GenBatches, n)
 			}
+			// probe.Options takes 0 for its default: a 0 given here would
+			// silently become 32 tokens or 3 steps, so it is refused too.
+			if err := checkFlags("model probe", atLeast("--new-tokens", o.NewTokens, 1), atLeast("--prompt-len", o.PromptLen, 1),
+				atLeast("--train-batch", o.TrainBatch, 1), atLeast("--seq-len", o.SeqLen, 2),
+				flagCheck{"--train-steps", o.TrainSteps, o.TrainSteps == -1 || o.TrainSteps >= 1, "≥ 1 timed steps, or -1 for no training"}); err != nil {
+				return err
+			}
 			for _, f := range []string{probe.SummaryFile, probe.TensorsFile} {
 				if err := refuseExisting(filepath.Join(out, f), force); err != nil {
 					return err
@@ -48,6 +55,10 @@ flags and compare with ` + "`tagpr model probe-compare`" + ` (scripts/gpu/check.
 			if err != nil {
 				return err
 			}
+			if o.TrainSteps < 0 { // no training step: no params counted, no loss
+				fmt.Fprintf(cmd.OutOrStdout(), "probe: %s on %s (onnxruntime %s): generation only (--train-steps -1: no training step, loss or gradients); wrote %s\n", args[0], s.Provider, s.Runtime, out)
+				return nil
+			}
 			fmt.Fprintf(cmd.OutOrStdout(), "probe: %s on %s (onnxruntime %s): %d params, loss %.6f; wrote %s\n", args[0], s.Provider, s.Runtime, s.Params, s.Loss, out)
 			return nil
 		},
@@ -60,7 +71,7 @@ flags and compare with ` + "`tagpr model probe-compare`" + ` (scripts/gpu/check.
 	f.IntVar(&o.PromptLen, "prompt-len", 32, "prompt tokens per row when timing")
 	f.IntVar(&o.TrainBatch, "train-batch", 4, "training batch (rows)")
 	f.IntVar(&o.SeqLen, "seq-len", 64, "training sequence length")
-	f.IntVar(&o.TrainSteps, "train-steps", 3, "timed training steps after the recorded one (-1: no training)")
+	f.IntVar(&o.TrainSteps, "train-steps", 3, "timed training steps after the recorded one (≥ 1; -1: no training)")
 	f.Uint64Var(&o.Seed, "seed", 1, "seed of the token ids")
 	f.BoolVar(&o.DeviceResident, "device-resident", false, "run generation and the timed training steps on the device-resident paths (automatic with --provider cuda) and record the bytes crossing per step")
 	f.BoolVar(&o.Half, "half", false, "also generate with float16 MatMuls and compare with float32")
