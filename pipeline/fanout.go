@@ -148,6 +148,7 @@ func (f FanOut[I, O]) RunBatches(ctx context.Context, task *datasets.Task, rows 
 type fanOutWorker[I, O any] struct {
 	FanOut[I, O]
 	parts datasets.Parts
+	mode  *train.RunLock // shards side by side, or one whole run
 	lock  *train.RunLock
 	done  map[string]bool // ids with output in any part, of any worker
 	total int             // the shard's input rows, when known (progress)
@@ -166,7 +167,11 @@ func (f FanOut[I, O]) begin() (*fanOutWorker[I, O], error) {
 		writer = "shard " + f.Shard.String()
 	}
 	var err error
+	if w.mode, err = train.LockRunShards(w.parts.Dir, f.Shard.Count <= 1); err != nil {
+		return nil, fmt.Errorf("%s: %w", f.Name, err)
+	}
 	if w.lock, err = train.LockRunPart(w.parts.Dir, writer); err != nil {
+		w.mode.Unlock()
 		return nil, fmt.Errorf("%s: %w", f.Name, err)
 	}
 	if w.done, err = w.parts.DoneIDs(); err != nil {
@@ -176,7 +181,10 @@ func (f FanOut[I, O]) begin() (*fanOutWorker[I, O], error) {
 	return w, nil
 }
 
-func (w *fanOutWorker[I, O]) end() { w.lock.Unlock() }
+func (w *fanOutWorker[I, O]) end() {
+	w.lock.Unlock()
+	w.mode.Unlock()
+}
 
 // work runs one batch of rows that have no output yet and writes its output
 // as this shard's next part.

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/tagpr/tagpr/datasets"
+	"github.com/tagpr/tagpr/onnx/train"
 )
 
 // batchRecorder is a FanOut over examples whose work records the batches it
@@ -100,5 +102,34 @@ func TestFanOutRunBatchesKeepsTheOneProcessCut(t *testing.T) {
 	_, err = batchRecorder(filepath.Join(dir, "one.arrow"), datasets.Shard{}, 4, &again).RunBatches(context.Background(), task, append(exs, datasets.Example{ID: "q11"}))
 	if err == nil || !strings.Contains(err.Error(), "another batch size") {
 		t.Fatalf("batches of 4 over parts of batches of 3: %v", err)
+	}
+}
+
+// A whole (unsharded) run is refused while shards write the same parts
+// folder, and a shard while a whole run does, before any batch: both would
+// write the same batches, and the parts would then refuse to merge.
+func TestFanOutWholeAndShardsApart(t *testing.T) {
+	task, err := datasets.ParseTask("3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	exs := []datasets.Example{{ID: "q0"}, {ID: "q1"}}
+	out := filepath.Join(t.TempDir(), "preds.arrow")
+	parts := datasets.PartsFor(out, datasets.Shard{}).Dir
+	for _, c := range []struct {
+		held  bool // the held lock is a whole run's
+		shard datasets.Shard
+	}{{false, datasets.Shard{}}, {true, datasets.Shard{Index: 0, Count: 2}}} {
+		l, err := train.LockRunShards(parts, c.held)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var seen [][]string
+		_, err = batchRecorder(out, c.shard, 1, &seen).RunBatches(context.Background(), task, exs)
+		l.Unlock()
+		var se *train.ShardsLockedError
+		if !errors.As(err, &se) || len(seen) != 0 {
+			t.Errorf("shard %v beside a whole run %v: %v after %d batches; want a ShardsLockedError before any", c.shard, c.held, err, len(seen))
+		}
 	}
 }

@@ -41,8 +41,9 @@ func (e *LockedError) Error() string {
 
 // heldLock is a lock this process holds, shared by nested LockRunDir calls.
 type heldLock struct {
-	f    *os.File
-	refs int
+	f      *os.File
+	refs   int
+	shared bool // LockRunShards' shared hold
 }
 
 var (
@@ -118,6 +119,83 @@ func lockIn(dir, part string) (*RunLock, error) {
 		return nil, fmt.Errorf("lock run folder %s: %w", dir, err)
 	}
 	held[key] = &heldLock{f: f, refs: 1}
+	return &RunLock{key: key}, nil
+}
+
+// ShardsLockedError is LockRunShards' refusal: a folder's shards are being
+// written by sharded workers while a whole run asks, or by a whole run while a
+// shard asks.
+type ShardsLockedError struct {
+	Dir   string
+	Whole bool // the refused writer is a whole (unsharded) run
+	PID   int  // the whole run's process id, when it holds the folder; 0 if not known
+}
+
+func (e *ShardsLockedError) Error() string {
+	if e.Whole {
+		return fmt.Sprintf("%s is being written by sharded workers (--shard i/N): an unsharded run would write the same batches beside them; wait for them to end, or run as one of the shards", e.Dir)
+	}
+	holder := "an unsharded run"
+	if e.PID > 0 {
+		holder = fmt.Sprintf("an unsharded run (pid %d)", e.PID)
+	}
+	return fmt.Sprintf("%s is being written by %s, whose batches include this shard's; wait for it to end", e.Dir, holder)
+}
+
+// LockRunShards takes the lock that keeps a parts folder's sharded writers
+// and a whole (unsharded) run apart: shared for a shard (any number of
+// shards write side by side, each under its own LockRunPart), exclusive for
+// a whole run, which writes every batch. Without it a whole run beside
+// shards wrote the same batches as they did, and the parts then refused to
+// merge. flock(2) on dir/.tagpr-shards.lock, as LockRunDir; within one
+// process holds of the same kind nest.
+func LockRunShards(dir string, whole bool) (*RunLock, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("lock run folder: %w", err)
+	}
+	key, err := filepath.Abs(filepath.Join(dir, ".tagpr-shards.lock"))
+	if err != nil {
+		return nil, fmt.Errorf("lock run folder %s: %w", dir, err)
+	}
+	heldMu.Lock()
+	defer heldMu.Unlock()
+	if h := held[key]; h != nil {
+		if h.shared == whole { // a whole run and a shard in one process
+			return nil, &ShardsLockedError{Dir: dir, Whole: whole, PID: os.Getpid()}
+		}
+		h.refs++
+		return &RunLock{key: key}, nil
+	}
+	f, err := os.OpenFile(key, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("lock run folder %s: %w", dir, err)
+	}
+	how := syscall.LOCK_SH
+	if whole {
+		how = syscall.LOCK_EX
+	}
+	if err := flock(f, how|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			pid := 0
+			if !whole {
+				pid = holderPID(key)
+			}
+			return nil, &ShardsLockedError{Dir: dir, Whole: whole, PID: pid}
+		}
+		return nil, fmt.Errorf("lock run folder %s: %w", dir, err)
+	}
+	if whole { // the one holder: its PID names it to a refused shard
+		pid := []byte(strconv.Itoa(os.Getpid()) + "\n")
+		if err := f.Truncate(0); err == nil {
+			_, err = f.WriteAt(pid, 0)
+		}
+		if err != nil {
+			f.Close()
+			return nil, fmt.Errorf("lock run folder %s: %w", dir, err)
+		}
+	}
+	held[key] = &heldLock{f: f, refs: 1, shared: !whole}
 	return &RunLock{key: key}, nil
 }
 

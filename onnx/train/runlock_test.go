@@ -17,7 +17,13 @@ import (
 const lockChildEnv = "TAGPR_TRAIN_LOCK_CHILD"
 
 func lockChild(dir string) {
-	if _, err := LockRunDir(dir); err != nil {
+	lock := LockRunDir
+	// "shards:whole:DIR" or "shards:shard:DIR": LockRunShards' holds.
+	if rest, ok := strings.CutPrefix(dir, "shards:"); ok {
+		kind, d, _ := strings.Cut(rest, ":")
+		dir, lock = d, func(d string) (*RunLock, error) { return LockRunShards(d, kind == "whole") }
+	}
+	if _, err := lock(dir); err != nil {
 		fmt.Println("error:", err)
 		os.Exit(1)
 	}
@@ -136,4 +142,47 @@ func TestRunLockParts(t *testing.T) {
 	if _, err := LockRunPart(dir, ""); err == nil {
 		t.Error("empty part name accepted")
 	}
+}
+
+// TestRunLockShards: shards write a parts folder side by side, but a whole
+// (unsharded) run and a shard never do, across processes and within one;
+// a shard refused names the whole run's process.
+func TestRunLockShards(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "out.parquet.parts")
+	shard := startLockHolder(t, "shards:shard:"+dir)
+	var se *ShardsLockedError
+	if _, err := LockRunShards(dir, true); !errors.As(err, &se) || !se.Whole || !strings.Contains(err.Error(), "sharded workers") {
+		t.Fatalf("a whole run beside a shard: %v; want a ShardsLockedError", err)
+	}
+	l, err := LockRunShards(dir, false)
+	if err != nil {
+		t.Fatalf("a second shard beside one: %v", err)
+	}
+	if _, err := LockRunShards(dir, true); !errors.As(err, &se) {
+		t.Fatalf("a whole run in the process of a shard: %v", err)
+	}
+	l.Unlock()
+	shard.Process.Kill()
+	shard.Wait()
+
+	whole := startLockHolder(t, "shards:whole:"+dir)
+	for _, w := range []bool{false, true} {
+		_, err := LockRunShards(dir, w)
+		if !errors.As(err, &se) || se.Whole != w {
+			t.Fatalf("whole %v beside a whole run: %v; want a ShardsLockedError", w, err)
+		}
+		if !w && (se.PID != whole.Process.Pid || !strings.Contains(err.Error(), fmt.Sprintf("pid %d", whole.Process.Pid))) {
+			t.Errorf("a shard refused: %v; want the whole run's pid %d named", err, whole.Process.Pid)
+		}
+	}
+	whole.Process.Kill()
+	whole.Wait()
+	l, err = LockRunShards(dir, true)
+	if err != nil {
+		t.Fatalf("after the holder's end: %v", err)
+	}
+	if _, err := LockRunShards(dir, false); !errors.As(err, &se) || se.Whole {
+		t.Fatalf("a shard in the process of a whole run: %v", err)
+	}
+	l.Unlock()
 }
