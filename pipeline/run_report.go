@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"time"
 
@@ -23,7 +24,10 @@ func (r *runEnv) evalFile(task, split string) string {
 // filed under.
 type evalModel struct{ name, model string }
 
-// evalModels are the predicted models in training order, each once.
+// evalModels are the predicted models in training order (base, SFT, the
+// RL stages in the config's order), each once, whatever order
+// stages.predict.models lists them in: the differences compare a model
+// without a from (the base) with the one before it.
 func (r *runEnv) evalModels() []evalModel {
 	var out []evalModel
 	seen := map[string]bool{}
@@ -37,6 +41,22 @@ func (r *runEnv) evalModels() []evalModel {
 			out = append(out, evalModel{name, m})
 		}
 	}
+	rank := func(name string) int {
+		switch name {
+		case ModelBase:
+			return 0
+		case ModelSFT:
+			return 1
+		}
+		stage := r.rlStageOf(name)
+		for i, st := range r.cfg.Stages.RL {
+			if st.Name == stage {
+				return 2 + i
+			}
+		}
+		return 2 + len(r.cfg.Stages.RL)
+	}
+	sort.SliceStable(out, func(i, j int) bool { return rank(out[i].name) < rank(out[j].name) })
 	return out
 }
 

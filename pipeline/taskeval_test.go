@@ -64,3 +64,20 @@ func TestDifferencesAgainstFrom(t *testing.T) {
 		t.Errorf("differences without from: %v", got)
 	}
 }
+
+// stages.predict.models in any order is evaluated in training order: with
+// [rl:guided, sft, base] the report compared base with SFT ("base − sft")
+// and never SFT with the base.
+func TestEvalModelsTrainingOrder(t *testing.T) {
+	r := &runEnv{cfg: RunConfig{Stages: StagesConfig{
+		RL:      []RLStage{{Name: "guided"}, {Name: "exploratory"}},
+		Predict: PredictStage{Models: []string{"rl:exploratory", "rl:guided", ModelSFT, ModelBase}},
+	}}}
+	var got []string
+	for _, m := range r.evalModels() {
+		got = append(got, m.name)
+	}
+	if want := []string{ModelBase, ModelSFT, "rl:guided", "rl:exploratory"}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("evalModels = %v, want %v", got, want)
+	}
+}
