@@ -182,3 +182,40 @@ func TestReportWritesReadableFiles(t *testing.T) {
 		t.Error("a NaN metric was written")
 	}
 }
+
+// A task evaluated on several splits: its tables name the split, and its
+// improvement enters the mean once (not once per split).
+func TestReportSeveralSplits(t *testing.T) {
+	ci := func(v float64) *[2]float64 { return &[2]float64{v - 0.1, v + 0.1} }
+	task := func(name, split string, base, sft, imp float64) TaskEval {
+		return TaskEval{Task: name, Split: split, Kind: "classification", Examples: 30, Primary: "accuracy", Higher: true, Bootstrap: Bootstrap{Resamples: 100, Seed: 1},
+			Models: []ModelEval{
+				{Name: "base", Metrics: []Metric{{Name: "accuracy", Value: base, CI95: ci(base)}}},
+				{Name: "sft", Metrics: []Metric{{Name: "accuracy", Value: sft, CI95: ci(sft)}}, Improvement: &Improvement{Value: imp, Metrics: 1}},
+			},
+			Differences: []Difference{{Model: "sft", Against: "base", Metric: "accuracy", Value: sft - base, CI95: [2]float64{-0.1, 0.3}}}}
+	}
+	r := &Report{Title: "splits", Models: []string{"base", "sft"}, Tasks: []TaskEval{
+		task("a", "train", 0.5, 0.9, 0.8), task("a", "dev", 0.5, 0.6, 0.2), task("b", "dev", 0.5, 0.55, 0.1)}}
+	r.Finalize()
+	// a: (0.8 + 0.2)/2 = 0.5, b: 0.1 → 0.3 (not (0.8 + 0.2 + 0.1)/3).
+	if !near(r.MeanImprovement["sft"], 0.3) {
+		t.Errorf("mean improvement %v, want sft 0.3 (each task once)", r.MeanImprovement["sft"])
+	}
+	md := r.Markdown()
+	for _, want := range []string{"| a (train) | sft − base |", "| a (dev) | sft − base |", "| b | sft − base |",
+		"a (train): sft vs base; a (dev): sft vs base; b: sft vs base", "| model | a (train) | a (dev) | b | mean |"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("report.md lacks %q:\n%s", want, md)
+		}
+	}
+	page, err := r.HTML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`<td class="l">a (train)</td><td class="l">sft − base</td>`, `<th>a (dev)</th>`, `<td class="l">a (dev)</td><td class="l">accuracy ↑</td>`} {
+		if !strings.Contains(page, want) {
+			t.Errorf("report.html lacks %q", want)
+		}
+	}
+}

@@ -74,24 +74,58 @@ func (r *Report) TrainedOn() string {
 	return strings.Join(parts, "; ")
 }
 
-// Finalize averages each model's improvement over the base across tasks.
+// Finalize averages each model's improvement over the base across tasks,
+// each task counted once: a task evaluated on several splits enters with
+// the mean over its splits.
 func (r *Report) Finalize() {
-	sums, counts := map[string]float64{}, map[string]int{}
+	type acc struct {
+		sum float64
+		n   int
+	}
+	perTask := map[string]map[string]*acc{} // model → task → its splits
 	for _, t := range r.Tasks {
 		for _, m := range t.Models {
-			if m.Improvement != nil {
-				sums[m.Name] += m.Improvement.Value
-				counts[m.Name]++
+			if m.Improvement == nil {
+				continue
 			}
+			if perTask[m.Name] == nil {
+				perTask[m.Name] = map[string]*acc{}
+			}
+			a := perTask[m.Name][t.Task]
+			if a == nil {
+				a = &acc{}
+				perTask[m.Name][t.Task] = a
+			}
+			a.sum += m.Improvement.Value
+			a.n++
 		}
 	}
 	r.MeanImprovement = nil
-	for m, s := range sums {
+	for m, tasks := range perTask {
 		if r.MeanImprovement == nil {
 			r.MeanImprovement = map[string]float64{}
 		}
-		r.MeanImprovement[m] = s / float64(counts[m])
+		var s float64
+		for _, a := range tasks {
+			s += a.sum / float64(a.n)
+		}
+		r.MeanImprovement[m] = s / float64(len(tasks))
 	}
+}
+
+// taskLabel names a task's results in a table: the task, with its split
+// when the report holds the task on more than one split.
+func (r *Report) taskLabel(t TaskEval) string {
+	n := 0
+	for _, u := range r.Tasks {
+		if u.Task == t.Task {
+			n++
+		}
+	}
+	if n > 1 {
+		return t.Task + " (" + t.Split + ")"
+	}
+	return t.Task
 }
 
 // columns are the model and rule names of the tasks, in order of first
@@ -231,9 +265,9 @@ func (r *Report) differencesMarkdown(b *strings.Builder) {
 		"a difference is significant when its 95% interval excludes 0.\n\n| task | comparison | metric | difference | 95% interval | verdict |\n|---|---|---|---:|---|---|\n")
 	for _, t := range r.Tasks {
 		for _, d := range t.Differences {
-			fmt.Fprintf(b, "| %s | %s − %s | %s %s | %+.3f | [%+.3f, %+.3f] | %s |\n", t.Task, d.Model, d.Against, d.Metric, dirArrow(!t.Higher), d.Value, d.CI95[0], d.CI95[1], d.describe())
+			fmt.Fprintf(b, "| %s | %s − %s | %s %s | %+.3f | [%+.3f, %+.3f] | %s |\n", r.taskLabel(t), d.Model, d.Against, d.Metric, dirArrow(!t.Higher), d.Value, d.CI95[0], d.CI95[1], d.describe())
 			if !d.Significant {
-				notSig = append(notSig, fmt.Sprintf("%s: %s vs %s", t.Task, d.Model, d.Against))
+				notSig = append(notSig, fmt.Sprintf("%s: %s vs %s", r.taskLabel(t), d.Model, d.Against))
 			}
 		}
 	}
@@ -250,7 +284,7 @@ func (r *Report) improvementMarkdown(b *strings.Builder) {
 	}
 	b.WriteString("### Improvement over the base model\n\nFormula: " + ImprovementFormula + ".\n\n| model |")
 	for _, t := range r.Tasks {
-		b.WriteString(" " + t.Task + " |")
+		b.WriteString(" " + r.taskLabel(t) + " |")
 	}
 	b.WriteString(" mean |\n|---|" + strings.Repeat("---:|", len(r.Tasks)+1) + "\n")
 	for _, name := range r.columns() {

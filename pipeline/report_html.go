@@ -172,7 +172,7 @@ func (r *Report) htmlResults(b *strings.Builder) {
 		}
 		for _, m := range t.Models[0].Metrics {
 			best := bestOf(t, m.Name, m.Lower)
-			fmt.Fprintf(b, `<tr><td class="l">%s</td><td class="l">%s %s</td>`, esc(t.Task), esc(m.Name), dirArrow(m.Lower))
+			fmt.Fprintf(b, `<tr><td class="l">%s</td><td class="l">%s %s</td>`, esc(r.taskLabel(t)), esc(m.Name), dirArrow(m.Lower))
 			for _, c := range cols {
 				b.WriteString(modelCell(t.model(c), m.Name, c == best))
 			}
@@ -197,9 +197,9 @@ func (r *Report) htmlDifferences(b *strings.Builder) {
 				cls = "sig-worse"
 			}
 			rows = append(rows, fmt.Sprintf(`<tr class="%s"><td class="l">%s</td><td class="l">%s − %s</td><td class="l">%s %s</td><td>%+.3f</td><td>[%+.3f, %+.3f]</td><td class="l">%s</td></tr>`,
-				cls, esc(t.Task), esc(d.Model), esc(d.Against), esc(d.Metric), dirArrow(!t.Higher), d.Value, d.CI95[0], d.CI95[1], d.describe()))
+				cls, esc(r.taskLabel(t)), esc(d.Model), esc(d.Against), esc(d.Metric), dirArrow(!t.Higher), d.Value, d.CI95[0], d.CI95[1], d.describe()))
 			if !d.Significant {
-				notSig = append(notSig, fmt.Sprintf("%s: %s vs %s", t.Task, d.Model, d.Against))
+				notSig = append(notSig, fmt.Sprintf("%s: %s vs %s", r.taskLabel(t), d.Model, d.Against))
 			}
 		}
 	}
@@ -225,7 +225,7 @@ func (r *Report) htmlImprovement(b *strings.Builder) {
 	esc := html.EscapeString
 	fmt.Fprintf(b, `<h3>Improvement over the base model</h3><p>Formula: %s.</p><table data-table="improvement"><thead><tr><th class="l">model</th>`, esc(ImprovementFormula))
 	for _, t := range r.Tasks {
-		fmt.Fprintf(b, "<th>%s</th>", esc(t.Task))
+		fmt.Fprintf(b, "<th>%s</th>", esc(r.taskLabel(t)))
 	}
 	b.WriteString("<th>mean</th></tr></thead><tbody>")
 	for _, name := range r.columns() {
