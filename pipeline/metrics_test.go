@@ -219,3 +219,13 @@ func TestReportSeveralSplits(t *testing.T) {
 		}
 	}
 }
+
+// metrics.json keys a task's dev split by the task's name, even when
+// train comes first in the report.
+func TestMetricsJSONKeysDev(t *testing.T) {
+	r := &Report{Tasks: []TaskEval{{Task: "a", Split: "train"}, {Task: "a", Split: "dev"}, {Task: "b", Split: "test"}, {Task: "b", Split: "dev"}}}
+	mf := r.MetricsJSON()
+	if mf.Tasks["a"].Split != "dev" || mf.Tasks["a/train"].Split != "train" || mf.Tasks["b"].Split != "dev" || mf.Tasks["b/test"].Split != "test" {
+		t.Errorf("metrics.json keys: %v; want a and b dev, a/train, b/test", mf.Tasks)
+	}
+}

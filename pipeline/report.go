@@ -398,9 +398,17 @@ func (r *Report) MetricsJSON() MetricsFile {
 		mf.Formula = ImprovementFormula
 	}
 	seenRule := map[string]bool{}
+	// The split keyed by the task's name alone: dev when the task has it,
+	// else the first.
+	plain := map[string]string{}
+	for _, t := range r.Tasks {
+		if s, ok := plain[t.Task]; !ok || (t.Split == "dev" && s != "dev") {
+			plain[t.Task] = t.Split
+		}
+	}
 	for _, t := range r.Tasks {
 		key := t.Task
-		if _, dup := mf.Tasks[key]; dup {
+		if t.Split != plain[t.Task] {
 			key = t.Task + "/" + t.Split
 		}
 		tm := TaskMetricsFile{Metric: t.Primary, HigherIsBetter: t.Higher, N: t.Examples, Split: t.Split, Models: map[string]ValueCI{}, Differences: t.Differences}
