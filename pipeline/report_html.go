@@ -107,12 +107,19 @@ func modelCell(me *ModelEval, metric string, best bool) string {
 	return fmt.Sprintf(`<td%s>%.3f%s</td>`, cls, x.Value, ci)
 }
 
-// bestOf names the column with the best value of a metric.
-func bestOf(t TaskEval, metric string, lower bool) string {
-	best, bv := "", math.NaN()
+// bestOf names the columns with the best value of a metric: every one
+// that ties for it as the table shows it (3 decimals).
+func bestOf(t TaskEval, metric string, lower bool) map[string]bool {
+	bv := math.NaN()
 	for _, m := range t.Models {
 		if x, ok := m.Metric(metric); ok && (math.IsNaN(bv) || (lower && x.Value < bv) || (!lower && x.Value > bv)) {
-			best, bv = m.Name, x.Value
+			bv = x.Value
+		}
+	}
+	best := map[string]bool{}
+	for _, m := range t.Models {
+		if x, ok := m.Metric(metric); ok && fmt.Sprintf("%.3f", x.Value) == fmt.Sprintf("%.3f", bv) {
+			best[m.Name] = true
 		}
 	}
 	return best
@@ -127,7 +134,7 @@ func (r *Report) htmlResults(b *strings.Builder) {
 	}
 	cols := r.columns()
 	bs := r.Tasks[0].Bootstrap
-	fmt.Fprintf(b, `<p>Every model and rule is scored on the <b>same examples</b> of each task (n below). Values are the task's primary metric with its bootstrap 95%% interval (%d resamples of the examples, seed %d, percentile intervals); the best value is bold.</p>`, bs.Resamples, bs.Seed)
+	fmt.Fprintf(b, `<p>Every model and rule is scored on the <b>same examples</b> of each task (n below). Values are the task's primary metric with its bootstrap 95%% interval (%d resamples of the examples, seed %d, percentile intervals); the best value is bold (every one that ties for it).</p>`, bs.Resamples, bs.Seed)
 	fmt.Fprintf(b, `<table data-table="results"><thead><tr><th class="l">task</th><th class="l">split</th><th>n</th><th class="l">metric</th>`)
 	for _, c := range cols {
 		fmt.Fprintf(b, "<th>%s</th>", esc(c))
@@ -137,7 +144,7 @@ func (r *Report) htmlResults(b *strings.Builder) {
 		best := bestOf(t, t.Primary, !t.Higher)
 		fmt.Fprintf(b, `<tr><td class="l">%s</td><td class="l">%s</td><td>%d</td><td class="l">%s %s</td>`, esc(t.Task), esc(t.Split), t.Examples, esc(t.Primary), dirArrow(!t.Higher))
 		for _, c := range cols {
-			b.WriteString(modelCell(t.model(c), t.Primary, c == best))
+			b.WriteString(modelCell(t.model(c), t.Primary, best[c]))
 		}
 		b.WriteString("</tr>")
 	}
@@ -174,7 +181,7 @@ func (r *Report) htmlResults(b *strings.Builder) {
 			best := bestOf(t, m.Name, m.Lower)
 			fmt.Fprintf(b, `<tr><td class="l">%s</td><td class="l">%s %s</td>`, esc(r.taskLabel(t)), esc(m.Name), dirArrow(m.Lower))
 			for _, c := range cols {
-				b.WriteString(modelCell(t.model(c), m.Name, c == best))
+				b.WriteString(modelCell(t.model(c), m.Name, best[c]))
 			}
 			b.WriteString("</tr>")
 		}

@@ -53,3 +53,23 @@ func TestHighlightChain(t *testing.T) {
 		t.Errorf("a tag reached the page unescaped:\n%s", got)
 	}
 }
+
+// Every column that ties for the best value is bold, not only the first:
+// the demo's tag row had profile_reading bold and teacher, also 1.000, not.
+func TestReportHTMLBoldsTies(t *testing.T) {
+	ci := &[2]float64{0.9, 1}
+	te := TaskEval{Task: "synth_tag", Split: "dev", Examples: 240, Primary: "accuracy", Higher: true, Models: []ModelEval{
+		{Name: "sft", Metrics: []Metric{{Name: "accuracy", Value: 0.9, CI95: ci}}},
+		{Name: BaselineProfile, Baseline: true, Metrics: []Metric{{Name: "accuracy", Value: 1, CI95: ci}}},
+		{Name: BaselineTeacher, Baseline: true, Metrics: []Metric{{Name: "accuracy", Value: 1, CI95: ci}}},
+	}}
+	page, err := (&Report{Title: "ties", Tasks: []TaskEval{te}}).HTML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	results := page[strings.Index(page, `data-table="results"`):]
+	results = results[:strings.Index(results, "</table>")]
+	if n := strings.Count(results, `<td class="best">1.000`); n != 2 {
+		t.Errorf("%d cells of 1.000 bold in the results table, want 2 (profile_reading and teacher tie):\n%s", n, results)
+	}
+}
