@@ -119,3 +119,39 @@ func TestStageAloneRefusedBeforeAnyWork(t *testing.T) {
 		}
 	}
 }
+
+// An eval file of a split the config no longer lists (an earlier run's,
+// with stages.predict.splits [dev, test]) stays out of the report: it was
+// reported beside the fresh ones, in metrics.json and the mean improvement.
+func TestReportLeavesOutSplitsNotEvaluated(t *testing.T) {
+	cfg := tinyRun(t.TempDir())
+	ctx := context.Background()
+	if _, err := Run(ctx, cfg, RunOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Stages.Predict.Splits; len(got) != 1 || got[0] != "dev" {
+		t.Fatalf("tinyRun's splits are %v; the test wants [dev]", got)
+	}
+	evals, _ := filepath.Glob(filepath.Join(cfg.Out, "eval", "*_dev.json"))
+	if len(evals) == 0 {
+		t.Fatal("no dev eval file")
+	}
+	var te TaskEval
+	b, err := os.ReadFile(evals[0])
+	if err != nil || json.Unmarshal(b, &te) != nil {
+		t.Fatalf("%s: %v", evals[0], err)
+	}
+	te.Split = "test"
+	if err := writeJSON(strings.TrimSuffix(evals[0], "_dev.json")+"_test.json", te); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Run(ctx, cfg, RunOptions{Only: []string{StageReport}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, task := range rep.Tasks {
+		if task.Split != "dev" {
+			t.Errorf("the report lists %s on %s, a split stages.predict.splits does not name", task.Task, task.Split)
+		}
+	}
+}

@@ -220,8 +220,16 @@ func (r *runEnv) report() (*Report, error) {
 		rep.Stages = append(rep.Stages, StageSummary{Name: "rl " + s.Stage, Steps: s.Steps, Seconds: s.Seconds, Final: s.final(), Machine: s.Machine})
 		rep.Notes = append(rep.Notes, rlNote(s))
 	}
+	// The eval files of the splits the eval stage scores: one of a split
+	// an earlier config listed is another run's, and stays out.
+	var splits []string
+	for _, split := range datasets.Splits {
+		if contains(r.evalSplits(), split) {
+			splits = append(splits, split)
+		}
+	}
 	for _, td := range r.data.Tasks {
-		for _, split := range datasets.Splits {
+		for _, split := range splits {
 			var t TaskEval
 			if err := readJSON(r.evalFile(td.Task.Name, split), &t); err == nil {
 				rep.Tasks = append(rep.Tasks, t)
