@@ -150,7 +150,7 @@ func (r *Report) htmlResults(b *strings.Builder) {
 	}
 	b.WriteString("</tbody></table>")
 	r.htmlDifferences(b)
-	b.WriteString(`<h3>Dev metrics per stage</h3><div class="grid-charts">`)
+	b.WriteString(`<h3>Metrics per stage</h3><div class="grid-charts">`)
 	for _, t := range r.Tasks {
 		c := intervalChart{ID: "chart-stages-" + t.Task + "-" + t.Split, Title: fmt.Sprintf("%s (%s, n=%d): %s %s per stage, with 95%% intervals", t.Task, t.Split, t.Examples, t.Primary, dirArrow(!t.Higher)),
 			YLabel: t.Primary, Source: "metrics.json"}

@@ -73,3 +73,18 @@ func TestReportHTMLBoldsTies(t *testing.T) {
 		t.Errorf("%d cells of 1.000 bold in the results table, want 2 (profile_reading and teacher tie):\n%s", n, results)
 	}
 }
+
+// The per-stage charts are headed by no split: make experiment's report
+// scores the test split, and its page said "Dev metrics per stage".
+func TestReportHTMLChartsNameNoSplit(t *testing.T) {
+	ci := &[2]float64{0.4, 0.6}
+	te := TaskEval{Task: "synth_tag", Split: "test", Examples: 240, Primary: "accuracy", Higher: true, Models: []ModelEval{
+		{Name: "sft", Metrics: []Metric{{Name: "accuracy", Value: 0.5, CI95: ci}}}}}
+	page, err := (&Report{Title: "test split", Tasks: []TaskEval{te}}).HTML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(page, "Dev metrics") || !strings.Contains(page, "synth_tag (test, n=240)") {
+		t.Errorf("the test split's charts are headed as dev's, or do not name test")
+	}
+}
