@@ -229,3 +229,33 @@ func TestMetricsJSONKeysDev(t *testing.T) {
 		t.Errorf("metrics.json keys: %v; want a and b dev, a/train, b/test", mf.Tasks)
 	}
 }
+
+// On fewer than 20 examples a significant difference says its interval is
+// rough where it is stated, not only in a note at the end: at n = 2 the
+// tables read "better, significant" and "Every difference above is
+// significant." plainly.
+func TestReportSmallNSignificanceIsRough(t *testing.T) {
+	ci := func(v float64) *[2]float64 { return &[2]float64{v, v} }
+	te := TaskEval{Task: "LaMP_3", Split: "dev", Examples: 2, Primary: "mae", Bootstrap: Bootstrap{Resamples: 100, Seed: 1},
+		Models: []ModelEval{
+			{Name: "base", Metrics: []Metric{{Name: "mae", Value: 3, Lower: true, CI95: ci(3)}}},
+			{Name: "model", Metrics: []Metric{{Name: "mae", Value: 0.5, Lower: true, CI95: ci(0.5)}}},
+		},
+		Differences: []Difference{{Model: "model", Against: "base", Metric: "mae", Value: -2.5, CI95: [2]float64{-4, -1}, Better: true, Significant: true}}}
+	r := &Report{Title: "n=2", Tasks: []TaskEval{te}}
+	md := r.Markdown()
+	for _, want := range []string{"| better, significant (n = 2: rough) |", "Every difference above is significant (where a task has fewer than 20 examples, only roughly"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("report.md lacks %q:\n%s", want, md)
+		}
+	}
+	page, err := r.HTML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{">better, significant (n = 2: rough)</td>", "only roughly"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("report.html lacks %q", want)
+		}
+	}
+}

@@ -167,15 +167,21 @@ func formatCI(m Metric) string {
 	return fmt.Sprintf("%.3f [%.3f, %.3f]", m.Value, m.CI95[0], m.CI95[1])
 }
 
-// describe says what a difference shows, plainly.
-func (d Difference) describe() string {
+// describe says what a difference shows, plainly, on n examples: below
+// minReliableExamples a "significant" says the interval is rough (a
+// percentile bootstrap of 2 examples gives zero-width intervals).
+func (d Difference) describe(n int) string {
+	v := "worse, significant"
 	switch {
 	case !d.Significant:
 		return "not significant"
 	case d.Better:
-		return "better, significant"
+		v = "better, significant"
 	}
-	return "worse, significant"
+	if n < minReliableExamples {
+		v += fmt.Sprintf(" (n = %d: rough)", n)
+	}
+	return v
 }
 
 // Markdown renders the report's summary for people; report.html has the
@@ -263,9 +269,11 @@ func (r *Report) differencesMarkdown(b *strings.Builder) {
 	}
 	b.WriteString("### Differences\n\nPaired bootstrap on the same examples (the same resamples for both models), on each task's primary metric: " +
 		"a difference is significant when its 95% interval excludes 0.\n\n| task | comparison | metric | difference | 95% interval | verdict |\n|---|---|---|---:|---|---|\n")
+	rough := false
 	for _, t := range r.Tasks {
 		for _, d := range t.Differences {
-			fmt.Fprintf(b, "| %s | %s − %s | %s %s | %+.3f | [%+.3f, %+.3f] | %s |\n", r.taskLabel(t), d.Model, d.Against, d.Metric, dirArrow(!t.Higher), d.Value, d.CI95[0], d.CI95[1], d.describe())
+			rough = rough || t.Examples < minReliableExamples
+			fmt.Fprintf(b, "| %s | %s − %s | %s %s | %+.3f | [%+.3f, %+.3f] | %s |\n", r.taskLabel(t), d.Model, d.Against, d.Metric, dirArrow(!t.Higher), d.Value, d.CI95[0], d.CI95[1], d.describe(t.Examples))
 			if !d.Significant {
 				notSig = append(notSig, fmt.Sprintf("%s: %s vs %s", r.taskLabel(t), d.Model, d.Against))
 			}
@@ -274,8 +282,17 @@ func (r *Report) differencesMarkdown(b *strings.Builder) {
 	if len(notSig) > 0 {
 		fmt.Fprintf(b, "\n**Not significant** (the interval contains 0, so these runs cannot tell the two apart): %s.\n\n", strings.Join(notSig, "; "))
 	} else {
-		b.WriteString("\nEvery difference above is significant.\n\n")
+		b.WriteString("\nEvery difference above is significant" + roughNote(rough) + ".\n\n")
 	}
+}
+
+// roughNote qualifies "every difference is significant" where a task rests
+// on fewer than minReliableExamples examples.
+func roughNote(rough bool) string {
+	if !rough {
+		return ""
+	}
+	return fmt.Sprintf(" (where a task has fewer than %d examples, only roughly: its intervals are rough)", minReliableExamples)
 }
 
 func (r *Report) improvementMarkdown(b *strings.Builder) {

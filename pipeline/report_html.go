@@ -195,8 +195,10 @@ func (r *Report) htmlDifferences(b *strings.Builder) {
 	esc := html.EscapeString
 	var rows []string
 	var notSig []string
+	rough := false
 	for _, t := range r.Tasks {
 		for _, d := range t.Differences {
+			rough = rough || t.Examples < minReliableExamples
 			cls := "nsig"
 			if d.Significant && d.Better {
 				cls = "sig-better"
@@ -204,7 +206,7 @@ func (r *Report) htmlDifferences(b *strings.Builder) {
 				cls = "sig-worse"
 			}
 			rows = append(rows, fmt.Sprintf(`<tr class="%s"><td class="l">%s</td><td class="l">%s − %s</td><td class="l">%s %s</td><td>%+.3f</td><td>[%+.3f, %+.3f]</td><td class="l">%s</td></tr>`,
-				cls, esc(r.taskLabel(t)), esc(d.Model), esc(d.Against), esc(d.Metric), dirArrow(!t.Higher), d.Value, d.CI95[0], d.CI95[1], d.describe()))
+				cls, esc(r.taskLabel(t)), esc(d.Model), esc(d.Against), esc(d.Metric), dirArrow(!t.Higher), d.Value, d.CI95[0], d.CI95[1], d.describe(t.Examples)))
 			if !d.Significant {
 				notSig = append(notSig, fmt.Sprintf("%s: %s vs %s", r.taskLabel(t), d.Model, d.Against))
 			}
@@ -217,7 +219,7 @@ func (r *Report) htmlDifferences(b *strings.Builder) {
 	if len(notSig) > 0 {
 		fmt.Fprintf(b, `<p class="verdict"><b>Not significant</b> — the 95%% interval of the difference contains 0, so this evaluation cannot tell these apart: %s.</p>`, esc(strings.Join(notSig, "; ")))
 	} else {
-		b.WriteString(`<p class="verdict">Every difference below is significant (its 95% interval excludes 0).</p>`)
+		fmt.Fprintf(b, `<p class="verdict">Every difference below is significant (its 95%% interval excludes 0)%s.</p>`, esc(roughNote(rough)))
 	}
 	b.WriteString(`<p>Paired bootstrap: both models on the same resamples of the same examples; primary metric; green = significantly better, red = significantly worse, grey = not significant.</p>`)
 	b.WriteString(`<table data-table="differences"><thead><tr><th class="l">task</th><th class="l">comparison</th><th class="l">metric</th><th>difference</th><th>95% interval</th><th class="l">verdict</th></tr></thead><tbody>`)
