@@ -259,3 +259,21 @@ func TestReportSmallNSignificanceIsRough(t *testing.T) {
 		}
 	}
 }
+
+// A significant difference whose lower bound is above 0 but under 0.0005
+// (0.975/n at LaMP's n ≈ 2000) read "[+0.000, +0.004] better, significant":
+// the bound now shows its digits.
+func TestReportSmallBoundsNotShownAsZero(t *testing.T) {
+	ci := &[2]float64{0.5, 0.6}
+	te := TaskEval{Task: "LaMP_1", Split: "dev", Examples: 2000, Primary: "accuracy", Higher: true,
+		Models:      []ModelEval{{Name: "base", Metrics: []Metric{{Name: "accuracy", Value: 0.55, CI95: ci}}}, {Name: "sft", Metrics: []Metric{{Name: "accuracy", Value: 0.552, CI95: ci}}}},
+		Differences: []Difference{{Model: "sft", Against: "base", Metric: "accuracy", Value: 0.002, CI95: [2]float64{0.0004875, 0.004}, Better: true, Significant: true}}}
+	r := &Report{Title: "bounds", Tasks: []TaskEval{te}}
+	want := "| +0.002 | [+0.00049, +0.004] | better, significant |"
+	if md := r.Markdown(); !strings.Contains(md, want) {
+		t.Errorf("report.md lacks %q:\n%s", want, md)
+	}
+	if page, _ := r.HTML(); !strings.Contains(page, "<td>[+0.00049, +0.004]</td>") {
+		t.Errorf("report.html shows the bound as 0")
+	}
+}

@@ -273,7 +273,8 @@ func (r *Report) differencesMarkdown(b *strings.Builder) {
 	for _, t := range r.Tasks {
 		for _, d := range t.Differences {
 			rough = rough || t.Examples < minReliableExamples
-			fmt.Fprintf(b, "| %s | %s − %s | %s %s | %+.3f | [%+.3f, %+.3f] | %s |\n", r.taskLabel(t), d.Model, d.Against, d.Metric, dirArrow(!t.Higher), d.Value, d.CI95[0], d.CI95[1], d.describe(t.Examples))
+			fmt.Fprintf(b, "| %s | %s − %s | %s %s | %s | [%s, %s] | %s |\n", r.taskLabel(t), d.Model, d.Against, d.Metric, dirArrow(!t.Higher),
+				signed(d.Value), signed(d.CI95[0]), signed(d.CI95[1]), d.describe(t.Examples))
 			if !d.Significant {
 				notSig = append(notSig, fmt.Sprintf("%s: %s vs %s", r.taskLabel(t), d.Model, d.Against))
 			}
@@ -284,6 +285,17 @@ func (r *Report) differencesMarkdown(b *strings.Builder) {
 	} else {
 		b.WriteString("\nEvery difference above is significant" + roughNote(rough) + ".\n\n")
 	}
+}
+
+// signed writes a difference or a bound of its interval to 3 decimals,
+// with the sign; one that is not 0 but rounds to it gets 2 significant
+// digits, so a significant interval never reads [+0.000, …].
+func signed(v float64) string {
+	s := fmt.Sprintf("%+.3f", v)
+	if v != 0 && (s == "+0.000" || s == "-0.000") {
+		s = fmt.Sprintf("%+.2g", v)
+	}
+	return s
 }
 
 // roughNote qualifies "every difference is significant" where a task rests

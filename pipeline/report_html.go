@@ -205,8 +205,8 @@ func (r *Report) htmlDifferences(b *strings.Builder) {
 			} else if d.Significant {
 				cls = "sig-worse"
 			}
-			rows = append(rows, fmt.Sprintf(`<tr class="%s"><td class="l">%s</td><td class="l">%s − %s</td><td class="l">%s %s</td><td>%+.3f</td><td>[%+.3f, %+.3f]</td><td class="l">%s</td></tr>`,
-				cls, esc(r.taskLabel(t)), esc(d.Model), esc(d.Against), esc(d.Metric), dirArrow(!t.Higher), d.Value, d.CI95[0], d.CI95[1], d.describe(t.Examples)))
+			rows = append(rows, fmt.Sprintf(`<tr class="%s"><td class="l">%s</td><td class="l">%s − %s</td><td class="l">%s %s</td><td>%s</td><td>[%s, %s]</td><td class="l">%s</td></tr>`,
+				cls, esc(r.taskLabel(t)), esc(d.Model), esc(d.Against), esc(d.Metric), dirArrow(!t.Higher), signed(d.Value), signed(d.CI95[0]), signed(d.CI95[1]), d.describe(t.Examples)))
 			if !d.Significant {
 				notSig = append(notSig, fmt.Sprintf("%s: %s vs %s", r.taskLabel(t), d.Model, d.Against))
 			}
