@@ -9,6 +9,13 @@ import (
 	"unicode"
 )
 
+// StripPython trims s as Python's str.strip() does, which LaMP's evaluator
+// applies to answers and golds: the white space strings.TrimSpace trims and
+// the separators U+001C–U+001F, which Python counts as white space too.
+func StripPython(s string) string {
+	return strings.TrimFunc(s, func(r rune) bool { return unicode.IsSpace(r) || (r >= 0x1c && r <= 0x1f) })
+}
+
 // CheckGolds checks a task's golds before any is used: a classification
 // gold must be one of labels (%q-quoted in the error; no labels: any gold),
 // a rating gold a number LaMP's evaluator reads (ParseLaMPRating); a
@@ -20,7 +27,7 @@ import (
 func CheckGolds(kind TaskKind, labels, ids, golds []string) error {
 	trimmed := make([]string, len(golds))
 	for i, g := range golds {
-		trimmed[i] = strings.TrimSpace(g)
+		trimmed[i] = StripPython(g)
 	}
 	switch kind {
 	case Classification:

@@ -66,3 +66,29 @@ func TestDecimalValueOfEveryDigit(t *testing.T) {
 		t.Fatal("Arabic-Indic 7 or full-width 9 misread")
 	}
 }
+
+// StripPython trims what Python's str.strip() trims (LaMP's evaluator strips
+// answers and golds): the 29 code points CPython 3 counts as white space,
+// listed here from `[c for c in range(0x110000) if chr(c).isspace()]`, and
+// nothing else.
+func TestStripPythonIsPythonsStrip(t *testing.T) {
+	python := []rune{0x9, 0xa, 0xb, 0xc, 0xd, 0x1c, 0x1d, 0x1e, 0x1f, 0x20, 0x85, 0xa0, 0x1680, 0x2000, 0x2001, 0x2002,
+		0x2003, 0x2004, 0x2005, 0x2006, 0x2007, 0x2008, 0x2009, 0x200a, 0x2028, 0x2029, 0x202f, 0x205f, 0x3000}
+	space := map[rune]bool{}
+	for _, r := range python {
+		space[r] = true
+	}
+	for r := rune(0); r < 0x110000; r++ {
+		if r >= 0xd800 && r < 0xe000 {
+			continue // surrogates: not in a Go string
+		}
+		s := string(r) + "x" + string(r)
+		want := s
+		if space[r] {
+			want = "x"
+		}
+		if got := StripPython(s); got != want {
+			t.Fatalf("StripPython(%q) = %q, want %q (Python's strip)", s, got, want)
+		}
+	}
+}

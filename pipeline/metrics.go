@@ -63,8 +63,8 @@ func scoreExamples(kind rewardmodel.TaskKind, labels []string, pairs []Pair) (*e
 			index[l] = i
 		}
 		for _, p := range pairs {
-			g := index[strings.TrimSpace(p.Gold)]
-			pr, ok := index[strings.TrimSpace(p.Prediction)]
+			g := index[datasets.StripPython(p.Gold)]
+			pr, ok := index[datasets.StripPython(p.Prediction)]
 			if !ok {
 				pr = -1
 			}
@@ -286,7 +286,7 @@ func SortedLabels(pairs []Pair) []string {
 	seen := map[string]bool{}
 	var out []string
 	for _, p := range pairs {
-		g := strings.TrimSpace(p.Gold)
+		g := datasets.StripPython(p.Gold)
 		if !seen[g] {
 			seen[g] = true
 			out = append(out, g)
