@@ -1,11 +1,11 @@
 package grpo
 
-import "math"
-
 // LogFile is the per-step JSONL log, beside the checkpoints.
 const LogFile = "rl_log.jsonl"
 
-// Stat is a mean and (population) standard deviation.
+// Stat is a mean and standard deviation; the std is Bessel-corrected
+// (torch.std's default, TRL's nanstd), as TRL logs reward_std and
+// rewards/NAME/std.
 type Stat struct {
 	Mean float64 `json:"mean"`
 	Std  float64 `json:"std"`
@@ -15,12 +15,7 @@ func statOf(x []float64) Stat {
 	if len(x) == 0 {
 		return Stat{}
 	}
-	m := meanOf(x)
-	s := 0.0
-	for _, v := range x {
-		s += (v - m) * (v - m)
-	}
-	return Stat{Mean: m, Std: math.Sqrt(s / float64(len(x)))}
+	return Stat{Mean: meanOf(x), Std: stdUnbiased(x)}
 }
 
 // Contribution is one weighted reward's part of a step's reward (the
