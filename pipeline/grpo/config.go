@@ -43,8 +43,8 @@ type Config struct {
 
 	// Beta is the KL coefficient (0: no reference model, TRL's default).
 	Beta float64 `json:"beta"`
-	// Epsilon clips the ratio below at 1−ε (0 → 0.2); EpsilonHigh above at
-	// 1+ε_high (0 → Epsilon).
+	// Epsilon clips the ratio below at 1−ε (0 → 0.2; < 1); EpsilonHigh
+	// above at 1+ε_high (0 → Epsilon).
 	Epsilon     float64 `json:"epsilon"`
 	EpsilonHigh float64 `json:"epsilon_high"`
 	// LossType aggregates the token losses: grpo, dapo ("" → dapo, TRL's
@@ -146,6 +146,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("top_k %d, top_p %v: want top_k ≥ 0 and top_p in [0, 1]", c.TopK, c.TopP)
 	case c.Beta < 0 || c.Epsilon < 0 || c.EpsilonHigh < 0 || !finite(c.Beta) || !finite(c.Epsilon) || !finite(c.EpsilonHigh):
 		return fmt.Errorf("beta %v, epsilon %v, epsilon_high %v: want finite values ≥ 0", c.Beta, c.Epsilon, c.EpsilonHigh)
+	case c.Epsilon >= 1:
+		return fmt.Errorf("epsilon %v: want < 1 (the ratio is clipped below at 1 − epsilon, which is ≤ 0 here: no clip at all)", c.Epsilon)
 	case c.LossType != LossGRPO && c.LossType != LossDAPO && c.LossType != LossDrGRPO:
 		return fmt.Errorf("loss_type %q: want grpo, dapo or dr_grpo", c.LossType)
 	case c.ScaleRewards != ScaleGroup && c.ScaleRewards != ScaleBatch && c.ScaleRewards != ScaleNone:

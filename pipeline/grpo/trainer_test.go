@@ -163,6 +163,7 @@ func TestConfigValidate(t *testing.T) {
 		"loss_type":               func(c *Config) { c.LossType = "ppo" },
 		"scale_rewards":           func(c *Config) { c.ScaleRewards = "std" },
 		"beta":                    func(c *Config) { c.Beta = math.NaN() },
+		"epsilon 1:":              func(c *Config) { c.Epsilon = 1 },
 		"temperature":             func(c *Config) { c.Temperature = -1 },
 		"learning_rate":           func(c *Config) { c.LearningRate = math.Inf(1) },
 		"top_p":                   func(c *Config) { c.TopP = 2 },
