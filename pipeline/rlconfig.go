@@ -46,6 +46,26 @@ func RLChain(stages []RLStage, name string) []RLStage {
 	return chain
 }
 
+// ScaleRewards is an RL stage's scale_rewards: group, batch or none
+// (grpo.Config.ScaleRewards). A config file may also say true (group) or
+// false (none), as TRL's GRPOConfig takes.
+type ScaleRewards string
+
+// ScaleRewardsOf reads a config file's scale_rewards: a string as it is,
+// true as group and false as none (TRL's GRPOConfig).
+func ScaleRewardsOf(v any) (ScaleRewards, error) {
+	switch x := v.(type) {
+	case string:
+		return ScaleRewards(x), nil
+	case bool:
+		if x {
+			return grpo.ScaleGroup, nil
+		}
+		return grpo.ScaleNone, nil
+	}
+	return "", fmt.Errorf("want group, batch or none (or true for group, false for none), got %v (%T)", v, v)
+}
+
 // Names of the rewards an RL stage can weigh (TagPRRewards).
 const (
 	RewardTask   = "task"   // R_task of the extracted answer; 0 when the format fails
@@ -87,13 +107,13 @@ type RLStage struct {
 	TopK                int     `mapstructure:"top_k" json:"top_k"`
 	TopP                float64 `mapstructure:"top_p" json:"top_p"`
 
-	Beta                     float64 `mapstructure:"beta" json:"beta"`                 // KL k3 coefficient; 0: no reference model
-	Epsilon                  float64 `mapstructure:"epsilon" json:"epsilon"`           // lower clip; 0 → 0.2
-	EpsilonHigh              float64 `mapstructure:"epsilon_high" json:"epsilon_high"` // upper clip; 0 → Epsilon
-	LossType                 string  `mapstructure:"loss_type" json:"loss_type"`       // grpo, dapo (default) or dr_grpo
-	ScaleRewards             string  `mapstructure:"scale_rewards" json:"scale_rewards"`
-	NumIterations            int     `mapstructure:"num_iterations" json:"num_iterations"` // updates per generated batch; 0 → 1
-	MaskTruncatedCompletions bool    `mapstructure:"mask_truncated_completions" json:"mask_truncated_completions"`
+	Beta                     float64      `mapstructure:"beta" json:"beta"`                 // KL k3 coefficient; 0: no reference model
+	Epsilon                  float64      `mapstructure:"epsilon" json:"epsilon"`           // lower clip; 0 → 0.2
+	EpsilonHigh              float64      `mapstructure:"epsilon_high" json:"epsilon_high"` // upper clip; 0 → Epsilon
+	LossType                 string       `mapstructure:"loss_type" json:"loss_type"`       // grpo, dapo (default) or dr_grpo
+	ScaleRewards             ScaleRewards `mapstructure:"scale_rewards" json:"scale_rewards"`
+	NumIterations            int          `mapstructure:"num_iterations" json:"num_iterations"` // updates per generated batch; 0 → 1
+	MaskTruncatedCompletions bool         `mapstructure:"mask_truncated_completions" json:"mask_truncated_completions"`
 	// TaskWeights repeat each named task's training prompts in the stage's
 	// prompt pool (a task left out: once; 0 leaves it out), so a stage can
 	// spend its groups where the policy still errs.
@@ -119,7 +139,7 @@ type RLStage struct {
 // weights α=1 β=0.3 γ=0.5.
 func (s RLStage) WithDefaults() RLStage {
 	g := s.GRPO().WithDefaults()
-	s.Epsilon, s.EpsilonHigh, s.LossType, s.ScaleRewards = g.Epsilon, g.EpsilonHigh, g.LossType, g.ScaleRewards
+	s.Epsilon, s.EpsilonHigh, s.LossType, s.ScaleRewards = g.Epsilon, g.EpsilonHigh, g.LossType, ScaleRewards(g.ScaleRewards)
 	s.NumIterations, s.Temperature, s.UseBiasCorrectionKL = g.NumIterations, g.Temperature, g.UseBiasCorrectionKL
 	if s.Reward == RewardGuided && s.Weights == (rewardmodel.Weights{}) && len(s.Rewards) == 0 {
 		s.Weights = rewardmodel.DefaultWeights()
@@ -132,7 +152,7 @@ func (s RLStage) WithDefaults() RLStage {
 func (s RLStage) GRPO() grpo.Config {
 	return grpo.Config{NumGenerations: s.NumGenerations, MaxPromptLength: s.MaxPromptLength, MaxCompletionLength: s.MaxCompletionLength,
 		Temperature: s.Temperature, TopK: s.TopK, TopP: s.TopP,
-		Beta: s.Beta, Epsilon: s.Epsilon, EpsilonHigh: s.EpsilonHigh, LossType: s.LossType, ScaleRewards: s.ScaleRewards,
+		Beta: s.Beta, Epsilon: s.Epsilon, EpsilonHigh: s.EpsilonHigh, LossType: s.LossType, ScaleRewards: string(s.ScaleRewards),
 		NumIterations: s.NumIterations, MaskTruncatedCompletions: s.MaskTruncatedCompletions, UseBiasCorrectionKL: s.UseBiasCorrectionKL,
 		DynamicSamplingRounds: s.DynamicSamplingRounds,
 		Steps:                 s.Steps, PromptsPerStep: s.PromptsPerStep, LearningRate: s.LR, WarmupSteps: s.Warmup, WeightDecay: s.WeightDecay,

@@ -233,12 +233,14 @@ func decodeMessage(err error) string {
 }
 
 var (
-	durationType = reflect.TypeOf(time.Duration(0))
-	taskRefType  = reflect.TypeOf(pipeline.TaskRef(""))
+	durationType     = reflect.TypeOf(time.Duration(0))
+	taskRefType      = reflect.TypeOf(pipeline.TaskRef(""))
+	scaleRewardsType = reflect.TypeOf(pipeline.ScaleRewards(""))
 )
 
 // strictHook decodes what plain types do not say: durations only from
-// strings ("90s"), task references from a LaMP number or a name, and whole
+// strings ("90s"), task references from a LaMP number or a name, an RL
+// stage's scale_rewards from a string or TRL's true/false, and whole
 // numbers only into integer fields (JSON has only floats; 2.5 is refused,
 // not cut to 2).
 func strictHook(from, to reflect.Type, data any) (any, error) {
@@ -249,6 +251,8 @@ func strictHook(from, to reflect.Type, data any) (any, error) {
 			return nil, fmt.Errorf("want a duration such as \"90s\" or \"2m\", got %v (%T)", data, data)
 		}
 		return time.ParseDuration(s)
+	case to == scaleRewardsType:
+		return pipeline.ScaleRewardsOf(data)
 	case to == taskRefType:
 		switch x := data.(type) {
 		case string:

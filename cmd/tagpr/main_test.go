@@ -359,3 +359,24 @@ func TestInterruptedExitCode(t *testing.T) {
 		}
 	}
 }
+
+// An RL stage's scale_rewards takes TRL's booleans as GRPOConfig does
+// (true is group, false is none: Dr. GRPO recipes write false); before, a
+// config ported from TRL was refused with "expected type 'string', got
+// unconvertible type 'bool'". Another type is refused naming the values.
+func TestConfigScaleRewardsTakesTRLBooleans(t *testing.T) {
+	dir := t.TempDir()
+	demo := string(configs.Demo)
+	for value, want := range map[string]string{"false": "scale_rewards: none", "true": "scale_rewards: group", "batch": "scale_rewards: batch"} {
+		cfg := writeConfig(t, dir, value+".yaml", strings.Replace(demo, "scale_rewards: group", "scale_rewards: "+value, 1))
+		out, stderr, err := runTagpr(t, dir, nil, "config", "print", "-c", cfg)
+		if err != nil || !strings.Contains(out, want) {
+			t.Errorf("scale_rewards: %s: %v, want %q in\n%s%s", value, err, want, out, stderr)
+		}
+	}
+	cfg := writeConfig(t, dir, "three.yaml", strings.Replace(demo, "scale_rewards: group", "scale_rewards: 3", 1))
+	if _, stderr, err := runTagpr(t, dir, nil, "config", "print", "-c", cfg); err == nil ||
+		!strings.Contains(stderr, "stages.rl[0].scale_rewards") || !strings.Contains(stderr, "want group, batch or none") {
+		t.Errorf("scale_rewards: 3: %v\n%s", err, stderr)
+	}
+}
