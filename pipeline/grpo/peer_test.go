@@ -54,6 +54,8 @@ func TestStepMatchesTRLPeer(t *testing.T) {
 		},
 		"no clipping": func(c *Config) { c.MaxGradNorm, c.Epsilon, c.Beta = 0, 0.1, 0 },
 		"masked":      func(c *Config) { c.MaxCompletionLength, c.MaskTruncatedCompletions = 40, true },
+		// The policy is softmax(logits/τ) on both sides; top-k only restricts the draw.
+		"temperature": func(c *Config) { c.Temperature, c.TopK = 0.7, 10 },
 	}
 	reward := Func("reward", func(s Sample) float64 {
 		x := 0.0
@@ -80,7 +82,7 @@ func TestStepMatchesTRLPeer(t *testing.T) {
 		edit(&cfg)
 		cfg.OutputDir = filepath.Join(dir, strings.ReplaceAll(name, " ", "_"))
 		var rows []row
-		o := Options{EOS: []int64{1}, Pad: 0}
+		o := Options{EOS: []int64{1}, Pad: 1} // the peer's EOS and pad token
 		o.Callbacks.OnStep = func(_ int, s []Scored) error {
 			for _, c := range s {
 				rows = append(rows, row{c.Prompt.ID, c.Prompt.IDs, c.Tokens, c.LogProbs})

@@ -47,7 +47,9 @@ def tokenizer():
     tok = Tokenizer(models.WordLevel({f"t{i}": i for i in range(VOCAB)}, unk_token="t0"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     tok.decoder = decoders.WordPiece(prefix="##")
-    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="t0", pad_token="t0", eos_token="t1", bos_token="t2")
+    # The pad token is the EOS: TRL counts a completion that ends with the pad
+    # token as terminated, tagpr (Finish) only one that ends with an EOS.
+    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="t0", pad_token="t1", eos_token="t1", bos_token="t2")
 
 
 def step(d, case):
@@ -89,6 +91,7 @@ def step(d, case):
         num_iterations=cfg.get("num_iterations", 1), learning_rate=cfg["learning_rate"],
         max_grad_norm=cfg.get("max_grad_norm", 0.0), weight_decay=cfg.get("weight_decay", 0.0),
         lr_scheduler_type="cosine_with_min_lr", lr_scheduler_kwargs={"min_lr_rate": 0.1},
+        temperature=cfg.get("temperature", 1.0), top_k=cfg.get("top_k", 0),
         use_bias_correction_kl=cfg.get("use_bias_correction_kl", True), epsilon=cfg.get("epsilon", 0.2),
         epsilon_high=cfg.get("epsilon_high"), mask_truncated_completions=cfg.get("mask_truncated_completions", False),
         max_steps=cfg.get("num_iterations", 1), logging_steps=1, report_to="none", save_strategy="no",
