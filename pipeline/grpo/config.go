@@ -77,15 +77,21 @@ type Config struct {
 	// per_device_train_batch_size with one device and no accumulation).
 	PromptsPerStep int `json:"prompts_per_step"`
 	// LearningRate is AdamW's peak rate (0 → 1e-6, TRL's default), reached
-	// after WarmupSteps and decayed by a cosine to a tenth of it.
+	// after WarmupSteps and decayed by a cosine to a tenth of it
+	// (transformers' cosine_with_min_lr with min_lr_rate 0.1; TRL's default
+	// schedule is linear to 0).
 	LearningRate float64 `json:"learning_rate"`
-	WarmupSteps  int     `json:"warmup_steps"`
-	WeightDecay  float64 `json:"weight_decay"`
+	// WarmupSteps counts optimizer updates, as TRL's does: update k < W
+	// runs at (k+1)/W of the peak, so update W−1 reaches it (transformers
+	// runs update k at k/W, the first at rate 0).
+	WarmupSteps int     `json:"warmup_steps"`
+	WeightDecay float64 `json:"weight_decay"`
 	// MaxGradNorm clips the global gradient norm; 0 does not clip (the
 	// Hugging Face Trainer's default is 1).
 	MaxGradNorm float64 `json:"max_grad_norm"`
-	// SaveSteps checkpoints every N steps (0: only at the end and when
-	// stopped).
+	// SaveSteps checkpoints every N steps, generation rounds of
+	// NumIterations updates each (TRL's save_steps counts updates; 0: only
+	// at the end and when stopped).
 	SaveSteps int    `json:"save_steps"`
 	Seed      uint64 `json:"seed"`
 	// OutputDir holds checkpoints/ and the step log (see Trainer.Train).
