@@ -1,3 +1,5 @@
+//go:build trlpeer
+
 package grpo
 
 import (
@@ -20,11 +22,13 @@ import (
 // computes the rewards, advantages, reference and old log-probs, loss,
 // gradient and AdamW updates itself, so with num_iterations 2 the second
 // update's loss, kl and clip ratios check the first update too. It needs
-// TRL: TAGPR_TRL_PYTHON names a Python that has it (scripts/bench/README_trl.md).
+// TRL, so it is built only with the trlpeer tag (the suite needs no
+// Python): TAGPR_TRL_PYTHON=PY go test -tags trlpeer -run TestStepMatchesTRLPeer
+// ./pipeline/grpo, PY a Python that has TRL (scripts/bench/README_trl.md).
 func TestStepMatchesTRLPeer(t *testing.T) {
 	py := os.Getenv("TAGPR_TRL_PYTHON")
 	if py == "" {
-		t.Skip("TAGPR_TRL_PYTHON is unset: no TRL to compare with")
+		t.Fatal("TAGPR_TRL_PYTHON is unset: name a Python with trl 1.16 (scripts/bench/README_trl.md)")
 	}
 	dir := t.TempDir()
 	script := filepath.Join("..", "..", "scripts", "grpo", "trl_step_peer.py")
