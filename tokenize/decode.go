@@ -27,7 +27,10 @@ func (byteLevelDecoder) decodeChain(tokens []string) []string {
 	return []string{lossyString(buf)}
 }
 
-// lossyString is String::from_utf8_lossy: each invalid sequence becomes U+FFFD.
+// lossyString is String::from_utf8_lossy: each maximal subpart of an
+// invalid sequence becomes one U+FFFD (a character cut after two of its
+// three bytes gives one, not two), as Unicode's "substitution of maximal
+// subparts" and Rust do.
 func lossyString(b []byte) string {
 	if utf8.Valid(b) {
 		return string(b)
@@ -37,12 +40,46 @@ func lossyString(b []byte) string {
 		r, size := utf8.DecodeRune(b)
 		if r == utf8.RuneError && size <= 1 {
 			sb.WriteRune(utf8.RuneError)
+			size = invalidPrefixLen(b)
 		} else {
 			sb.Write(b[:size])
 		}
 		b = b[size:]
 	}
 	return sb.String()
+}
+
+// invalidPrefixLen is the length of the maximal subpart at the start of b,
+// which does not begin a valid character: a lead byte and the continuation
+// bytes that could still have completed it (Unicode table 3-7), else 1.
+func invalidPrefixLen(b []byte) int {
+	n, lo, hi := 0, byte(0x80), byte(0xBF)
+	switch c := b[0]; {
+	case c >= 0xC2 && c <= 0xDF:
+		n = 2
+	case c == 0xE0:
+		n, lo = 3, 0xA0
+	case c == 0xED:
+		n, hi = 3, 0x9F
+	case c >= 0xE1 && c <= 0xEF:
+		n = 3
+	case c == 0xF0:
+		n, lo = 4, 0x90
+	case c >= 0xF1 && c <= 0xF3:
+		n = 4
+	case c == 0xF4:
+		n, hi = 4, 0x8F
+	default:
+		return 1
+	}
+	i := 1
+	for ; i < n && i < len(b); i++ {
+		if b[i] < lo || b[i] > hi {
+			break
+		}
+		lo, hi = 0x80, 0xBF
+	}
+	return i
 }
 
 type wordPieceDecoder struct {

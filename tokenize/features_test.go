@@ -491,3 +491,23 @@ func TestUnknownChatTemplateRefused(t *testing.T) {
 		t.Fatalf("with ChatML set: %q, %v", text, err)
 	}
 }
+
+// A character cut between tokens decodes to one U+FFFD per maximal invalid
+// subpart, as String::from_utf8_lossy in HF tokenizers writes it (tokenizers
+// 0.23.3: Qwen3's ids of "४" cut after two of its three bytes give "४�",
+// not "४��").
+func TestDecodeCutCharacterOneReplacement(t *testing.T) {
+	tok := pinnedTokenizer(t, "qwen3")
+	for _, c := range []struct {
+		ids  []int64
+		want string
+	}{
+		{[]int64{12619, 103, 12619}, "४\uFFFD"},
+		{[]int64{145665, 378}, "👧\uFFFD"},
+		{[]int64{481, 151645, 38851, 378}, " -<|im_end|>ि\uFFFD"},
+	} {
+		if got, err := tok.Decode(c.ids, false); err != nil || got != c.want {
+			t.Errorf("Decode(%v) = %q, %v; want %q", c.ids, got, err, c.want)
+		}
+	}
+}
