@@ -133,6 +133,13 @@ func (u unicodeNorm) normalize(s string, align bool) (string, []span) {
 			in = append(in, span{int32(i), int32(i + size)})
 			i += size
 		}
+		if len(in) == 0 {
+			// A long decomposition (NFKC's "ﬁ" → "fi", "½" → "1⁄2") comes
+			// out in segments that consume no input until its last one:
+			// they belong to the character being decomposed.
+			_, size := utf8.DecodeRuneInString(s[start:])
+			in = append(in, span{int32(start), int32(start + size)})
+		}
 		j := 0
 		for _, r := range string(seg) {
 			a.addRune(r, in[min(j, len(in)-1)])
