@@ -3,6 +3,7 @@ package tokenize
 import (
 	"fmt"
 	"strings"
+	"unicode"
 )
 
 // Message is one chat turn.
@@ -68,16 +69,22 @@ var ChatML = ChatFormat{
 	EndOfTurn:  "<|im_end|>",
 }
 
-// Llama3Chat is the Llama-3 format; content is trimmed as its template does.
+// Llama3Chat is the Llama-3 format; content is trimmed as its template does
+// (Jinja's trim is Python's str.strip: Unicode white space and the ASCII
+// separators \x1c-\x1f).
 var Llama3Chat = ChatFormat{
 	Name: "llama3",
 	BOS:  "<|begin_of_text|>",
 	Turn: func(role, content string) (string, string, string) {
-		return "<|start_header_id|>" + role + "<|end_header_id|>\n\n", strings.TrimSpace(content), "<|eot_id|>"
+		return "<|start_header_id|>" + role + "<|end_header_id|>\n\n", strings.TrimFunc(content, pythonSpace), "<|eot_id|>"
 	},
 	Generation: "<|start_header_id|>assistant<|end_header_id|>\n\n",
 	EndOfTurn:  "<|eot_id|>",
 }
+
+// pythonSpace is Python's str.isspace: Unicode White_Space plus the
+// information separators U+001C-U+001F.
+func pythonSpace(r rune) bool { return unicode.IsSpace(r) || r >= 0x1c && r <= 0x1f }
 
 // ChatFormatByName returns a known format: chatml, qwen3 or llama3.
 func ChatFormatByName(name string) (ChatFormat, bool) {
