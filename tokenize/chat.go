@@ -2,6 +2,7 @@ package tokenize
 
 import (
 	"fmt"
+	"regexp"
 	"strings"
 	"unicode"
 )
@@ -27,6 +28,10 @@ type ChatFormat struct {
 	// EndOfTurn is the token that closes an assistant turn; it is part of
 	// the assistant mask so the model learns to stop.
 	EndOfTurn string
+	// DefaultSystem, when set, is the system message written before a chat
+	// that does not begin with one (Qwen2 and Qwen2.5 Instruct templates:
+	// "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.").
+	DefaultSystem string
 	// AssistantBody, when set, rewrites assistant content given whether the
 	// turn comes after the last user message and whether it is the last one
 	// (Qwen3 moves reasoning into a normalised <think> block there).
@@ -101,7 +106,8 @@ func ChatFormatByName(name string) (ChatFormat, bool) {
 func (t *Tokenizer) SetChatFormat(f ChatFormat) { t.chat = &f }
 
 // ChatFormat returns the format set with SetChatFormat, else the one
-// declared by tokenizer_config.json when it is a known family, else ChatML.
+// declared by tokenizer_config.json when it is a known family, else ChatML
+// (with the template's default system prompt, if it writes one).
 func (t *Tokenizer) ChatFormat() ChatFormat {
 	if t.chat != nil {
 		return *t.chat
@@ -113,8 +119,26 @@ func (t *Tokenizer) ChatFormat() ChatFormat {
 	case strings.Contains(tpl, "<|im_start|>") && strings.Contains(tpl, "reasoning_content"):
 		return Qwen3Chat
 	default:
-		return ChatML
+		f := ChatML
+		f.DefaultSystem = chatMLDefaultSystem(tpl)
+		return f
 	}
+}
+
+// defaultSystemRE finds the system turn a ChatML template writes as a
+// constant, which it does only when the chat has no system message (Qwen2.5:
+// {{- '<|im_start|>system\nYou are Qwen, …<|im_end|>\n' }}); a system turn
+// built from the messages has a quote or an expression in between. The
+// newline is Jinja's escape (\n) in a string literal, or a real one.
+var defaultSystemRE = regexp.MustCompile(`<\|im_start\|>system(?:\\n|\n)([^'"{}+\\]+)<\|im_end\|>`)
+
+// chatMLDefaultSystem is the default system prompt of a ChatML template, or
+// "".
+func chatMLDefaultSystem(tpl string) string {
+	if m := defaultSystemRE.FindStringSubmatch(tpl); m != nil {
+		return m[1]
+	}
+	return ""
 }
 
 // ChatTemplateUnknown reports whether the tokenizer declares a chat
@@ -140,6 +164,10 @@ func (t *Tokenizer) RenderChat(msgs []Message, addGenerationPrompt bool) (string
 	var sb strings.Builder
 	var spans [][2]int
 	sb.WriteString(f.BOS)
+	if f.DefaultSystem != "" && (len(msgs) == 0 || msgs[0].Role != "system") {
+		before, body, after := f.Turn("system", f.DefaultSystem)
+		sb.WriteString(before + body + after)
+	}
 	lastQuery := len(msgs) - 1
 	for i := len(msgs) - 1; i >= 0; i-- {
 		if msgs[i].Role == "user" {

@@ -11,10 +11,12 @@ import (
 
 // TestChatMatchesTransformers holds RenderChat and EncodeChat to
 // transformers' apply_chat_template(tokenize=False) with the pinned Qwen3 and
-// Llama-3 templates, recorded by scripts/tokenize/hf_chat.py into
+// Llama-3 templates, and with Qwen2.5-Instruct's and Qwen2-Instruct's (on
+// Qwen3's tokenizer.json), recorded by scripts/tokenize/hf_chat.py into
 // testdata/chat_hf.json: multi-turn chats with system prompts, empty content,
 // <think> blocks, and content ending in whitespace or in ASCII separators
-// (\x1c-\x1f), which Jinja's trim (Python's str.strip) removes.
+// (\x1c-\x1f), which Jinja's trim (Python's str.strip) removes. The Qwen2
+// templates write a default system prompt when the chat has none.
 func TestChatMatchesTransformers(t *testing.T) {
 	raw, err := os.ReadFile(filepath.Join("testdata", "chat_hf.json"))
 	if err != nil {
@@ -27,13 +29,26 @@ func TestChatMatchesTransformers(t *testing.T) {
 	var fx struct {
 		Reference  string               `json:"reference"`
 		Chats      [][]tokenize.Message `json:"chats"`
+		Templates  map[string]string    `json:"templates"`
 		Tokenizers map[string][]map[string]rendered
 	}
 	if err := json.Unmarshal(raw, &fx); err != nil {
 		t.Fatal(err)
 	}
 	for name, rows := range fx.Tokenizers {
-		tok := pinnedTokenizer(t, name)
+		var tok *tokenize.Tokenizer
+		if tpl, ok := fx.Templates[name]; ok {
+			tj, err := os.ReadFile(pinnedPath(t, "qwen3-tokenizer"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg, _ := json.Marshal(map[string]string{"chat_template": tpl})
+			if tok, err = tokenize.Parse(tj, cfg); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			tok = pinnedTokenizer(t, name)
+		}
 		for i, msgs := range fx.Chats {
 			for key, want := range rows[i] {
 				e, err := tok.EncodeChat(msgs, key == "gen")

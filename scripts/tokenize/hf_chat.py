@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """Record transformers' apply_chat_template(tokenize=False) for the pinned Qwen3
-and Llama-3 tokenizers on multi-turn chats (system prompts, empty content,
+and Llama-3 tokenizers, and for Qwen2.5-Instruct's and Qwen2-Instruct's
+templates (written out below; ChatML with a default system prompt when the
+chat has none) on Qwen3's tokenizer.json, on multi-turn chats (system prompts, empty content,
 <think> blocks, whitespace and control characters at the ends of content) into
 tokenize/testdata/chat_hf.json; tokenize's TestChatMatchesTransformers holds
 RenderChat and EncodeChat to these strings and to the ids of encoding them.
@@ -19,6 +21,71 @@ import sys
 
 import transformers
 from transformers import AutoTokenizer
+
+
+# chat_template of Qwen/Qwen2.5-*-Instruct's tokenizer_config.json.
+QWEN25 = r"""{%- if tools %}
+    {{- '<|im_start|>system\n' }}
+    {%- if messages[0]['role'] == 'system' %}
+        {{- messages[0]['content'] }}
+    {%- else %}
+        {{- 'You are Qwen, created by Alibaba Cloud. You are a helpful assistant.' }}
+    {%- endif %}
+    {{- "\n\n# Tools\n\nYou may call one or more functions to assist with the user query.\n\nYou are provided with function signatures within <tools></tools> XML tags:\n<tools>" }}
+    {%- for tool in tools %}
+        {{- "\n" }}
+        {{- tool | tojson }}
+    {%- endfor %}
+    {{- "\n</tools>\n\nFor each function call, return a json object with function name and arguments within <tool_call></tool_call> XML tags:\n<tool_call>\n{\"name\": <function-name>, \"arguments\": <args-json-object>}\n</tool_call><|im_end|>\n" }}
+{%- else %}
+    {%- if messages[0]['role'] == 'system' %}
+        {{- '<|im_start|>system\n' + messages[0]['content'] + '<|im_end|>\n' }}
+    {%- else %}
+        {{- '<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n' }}
+    {%- endif %}
+{%- endif %}
+{%- for message in messages %}
+    {%- if (message.role == "user") or (message.role == "system" and not loop.first) or (message.role == "assistant" and not message.tool_calls) %}
+        {{- '<|im_start|>' + message.role + '\n' + message.content + '<|im_end|>' + '\n' }}
+    {%- elif message.role == "assistant" %}
+        {{- '<|im_start|>' + message.role }}
+        {%- if message.content %}
+            {{- '\n' + message.content }}
+        {%- endif %}
+        {%- for tool_call in message.tool_calls %}
+            {%- if tool_call.function is defined %}
+                {%- set tool_call = tool_call.function %}
+            {%- endif %}
+            {{- '\n<tool_call>\n{"name": "' }}
+            {{- tool_call.name }}
+            {{- '", "arguments": ' }}
+            {{- tool_call.arguments | tojson }}
+            {{- '}\n</tool_call>' }}
+        {%- endfor %}
+        {{- '<|im_end|>\n' }}
+    {%- elif message.role == "tool" %}
+        {%- if (loop.index0 == 0) or (messages[loop.index0 - 1].role != "tool") %}
+            {{- '<|im_start|>user' }}
+        {%- endif %}
+        {{- '\n<tool_response>\n' }}
+        {{- message.content }}
+        {{- '\n</tool_response>' }}
+        {%- if loop.last or (messages[loop.index0 + 1].role != "tool") %}
+            {{- '<|im_end|>\n' }}
+        {%- endif %}
+    {%- endif %}
+{%- endfor %}
+{%- if add_generation_prompt %}
+    {{- '<|im_start|>assistant\n' }}
+{%- endif %}
+"""
+
+# chat_template of Qwen/Qwen2-*-Instruct's tokenizer_config.json.
+QWEN2 = (r"""{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"""
+         r"""{{ '<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n' }}{% endif %}"""
+         r"""{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}"""
+         r"""{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}""")
+TEMPLATES = {"qwen2.5": QWEN25, "qwen2": QWEN2}
 
 
 def S(c): return {"role": "system", "content": c}
@@ -41,9 +108,12 @@ CONVS = [
 
 
 def main():
-    out = {"reference": f"transformers {transformers.__version__}", "chats": CONVS, "tokenizers": {}}
-    for name in ("qwen3", "llama3"):
-        tok = AutoTokenizer.from_pretrained(f".cache/tokenizers/{name}", local_files_only=True)
+    out = {"reference": f"transformers {transformers.__version__}", "chats": CONVS, "templates": TEMPLATES, "tokenizers": {}}
+    for name in ("qwen3", "llama3", "qwen2.5", "qwen2"):
+        tok = AutoTokenizer.from_pretrained(f".cache/tokenizers/{name if name in ('qwen3', 'llama3') else 'qwen3'}",
+                                            local_files_only=True)
+        if name in TEMPLATES:
+            tok.chat_template = TEMPLATES[name]
         rows = []
         for msgs in CONVS:
             row = {}
