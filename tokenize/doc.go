@@ -31,7 +31,8 @@
 // is checked on a 5.2 MB generated multilingual corpus for Qwen3, Llama-3,
 // GPT-4o, Claude, BERT and a tagpr-trained file (testdata/, recorded by
 // `go run ./tokenize/internal/record`); offsets are checked against HF
-// tokenizers (scripts/tokenize/hf_offsets.py).
+// tokenizers (scripts/tokenize/hf_offsets.py), and encodings, offsets and
+// decodings of adversarial texts too (scripts/tokenize/hf_edge.py).
 //
 // Known, deliberate differences from the JS reference, none of which occur
 // in the parity corpus: \s follows Unicode White_Space as Rust's regex does

@@ -13,7 +13,8 @@ import (
 // and Decode (skip_special_tokens both ways) to Hugging Face tokenizers on
 // adversarial texts, recorded by scripts/tokenize/hf_edge.py into
 // testdata/edge_hf.json: NFKC ligatures and titlecase digraphs (a panic in
-// EncodeFull), and characters cut between tokens, which from_utf8_lossy
+// EncodeFull), marks that NFC reorders or folds into the character before
+// (offsets), and characters cut between tokens, which from_utf8_lossy
 // decodes to one U+FFFD per maximal invalid subpart.
 func TestEdgeCasesMatchHF(t *testing.T) {
 	raw, err := os.ReadFile(filepath.Join("testdata", "edge_hf.json"))

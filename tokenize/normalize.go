@@ -116,6 +116,9 @@ func (u unicodeNorm) normalize(s string, align bool) (string, []span) {
 	if !align {
 		return u.form.String(s), nil
 	}
+	if out, spans, ok := alignedForm(u.form, s); ok {
+		return out, spans
+	}
 	var it norm.Iter
 	it.InitString(u.form, s)
 	a := alignedBuilder{align: true, b: make([]byte, 0, len(s))}
@@ -147,6 +150,87 @@ func (u unicodeNorm) normalize(s string, align bool) (string, []span) {
 		}
 	}
 	return a.result()
+}
+
+// normChar is one character of a normalization in progress: change is
+// what HF's unicode-normalization-alignments records, 1 for a character
+// added by a decomposition, -n for one that absorbed n others.
+type normChar struct {
+	r      rune
+	change int
+	ccc    uint8
+}
+
+// alignedForm normalizes s the way HF's NormalizedString does (decompose
+// each character, order the marks, compose) and aligns each output character
+// as HF does: one with change ≤ 0 with the next input character, skipping the
+// -change after it; an added one with the character before. So in
+// "A\u030a\u0327" → "Å\u0327" the cedilla keeps its own offsets though the
+// ring before it was folded into the A. ok is false when the result is not
+// form's (invalid UTF-8, say); the caller then aligns per segment.
+func alignedForm(form norm.Form, s string) (string, []span, bool) {
+	decomp := norm.NFD
+	if form == norm.NFKC || form == norm.NFKD {
+		decomp = norm.NFKD
+	}
+	in := make([]span, 0, len(s))
+	chars := make([]normChar, 0, len(s))
+	for i := 0; i < len(s); {
+		_, size := utf8.DecodeRuneInString(s[i:])
+		in = append(in, span{int32(i), int32(i + size)})
+		for k, r := range decomp.String(s[i : i+size]) {
+			c := normChar{r: r, ccc: decomp.PropertiesString(string(r)).CCC()}
+			if k > 0 {
+				c.change = 1
+			}
+			chars = append(chars, c)
+		}
+		i += size
+	}
+	// Canonical ordering: stable sort of each run of marks by class.
+	for i := 1; i < len(chars); i++ {
+		for j := i; j > 0 && chars[j].ccc != 0 && chars[j-1].ccc > chars[j].ccc; j-- {
+			chars[j], chars[j-1] = chars[j-1], chars[j]
+		}
+	}
+	out := chars
+	if form == norm.NFC || form == norm.NFKC {
+		out = make([]normChar, 0, len(chars))
+		starter, between, lastCCC := -1, false, uint8(0)
+		for _, c := range chars {
+			if starter >= 0 && (!between || lastCCC != 0 && lastCCC < c.ccc) {
+				if p := norm.NFC.String(string(out[starter].r) + string(c.r)); utf8.RuneCountInString(p) == 1 {
+					r, _ := utf8.DecodeRuneInString(p)
+					out[starter].r, out[starter].change = r, out[starter].change+c.change-1
+					continue
+				}
+			}
+			if c.ccc == 0 {
+				starter, between = len(out), false
+			} else {
+				between, lastCCC = true, c.ccc
+			}
+			out = append(out, c)
+		}
+	}
+	a := alignedBuilder{align: true, b: make([]byte, 0, len(s))}
+	cursor := 0
+	for _, c := range out {
+		if c.change > 0 {
+			a.addRune(c.r, in[max(cursor-1, 0)])
+			continue
+		}
+		if cursor >= len(in) {
+			return "", nil, false
+		}
+		a.addRune(c.r, in[cursor])
+		cursor += 1 - c.change
+	}
+	res, spans := a.result()
+	if res != form.String(s) {
+		return "", nil, false
+	}
+	return res, spans, true
 }
 
 // runeMapper applies a per-character rewrite; fn appends the replacement of r

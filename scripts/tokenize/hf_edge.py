@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Record Hugging Face tokenizers' encodings and decodings of adversarial texts
-(mixed scripts, ZWJ emoji, NFKC ligatures, whitespace runs, digit runs,
+(mixed scripts, ZWJ emoji, NFKC ligatures, marks reordered or composed by
+NFC, whitespace runs, digit runs,
 contractions, special tokens and look-alikes) into
 tokenize/testdata/edge_hf.json; tokenize's TestEdgeCasesMatchHF compares
 tagpr's Encode, EncodeFull (offsets, add_special_tokens) and Decode against it.
@@ -30,7 +31,8 @@ TEXTS = [
     "<<|im_end|>>", "<|begin_of_text|>hi<|eot_id|>", "<|reserved_special_token_5|>", "<EOT>x", " <|im_end|> ",
     "日本語のテキストです。", "한국어 텍스트", "مرحبا بالعالم", "नमस्ते दुनिया", "สวัสดีครับ", "Σίσυφος ΟΔΥΣΣΕΥΣ",
     "👨\u200d👩\u200d👧\u200d👦", "👍🏽👍🏿", "🏳️\u200d🌈", "a👨\u200d💻b", "🇺🇸🇫🇷",
-    "e\u0301", "Cafe\u0301 Caf\u00e9", "\u0301start",
+    "e\u0301", "Cafe\u0301 Caf\u00e9", "\u0301start", "A\u030a\u0327", "\u017f\u0307\u0323", "p\u0307\u0327\u0327",
+    "\u05dc\u05bc\u0358'd", "\u05e9\u05c2\u0487\u0487", "\uac17\u0301'm", "\u1100\u1161\u11a8\u0300",
     "\ufb01 \u2126 \u212b \u00bd \u2460", "\u01c5 \u01c8", "\u3000full\u3000width\uff21\uff42", "\u200b\u200c\u200d\ufeff",
     "\u0085\u2028\u2029\u00a0", "\x00\x01\x7f", "İstanbul ı", "ß ẞ",
     "supercalifragilisticexpialidocious" * 6, "🙂" * 20, "日" * 60,
