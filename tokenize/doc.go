@@ -39,7 +39,11 @@
 // (JS also counts U+FEFF and not U+0085); (?i) contractions also accept
 // U+017F as Rust does; lowercasing is per character as Rust does (JS lowers
 // a final capital sigma to ς); BertNormalizer spaces out CJK ideographs
-// beyond the BMP (JS iterates UTF-16 units and misses them). Like the JS
+// beyond the BMP (JS iterates UTF-16 units and misses them), but not
+// U+2B820-U+2B91F, which HF's ranges skip. BERT's punctuation, control
+// characters and nonspacing marks are HF tokenizers' (an older Unicode than
+// Go's, recorded in bert_unicode.json by scripts/tokenize/hf_bert_unicode.py):
+// every code point encodes as HF does. Like the JS
 // reference, added tokens are found in the raw text; HF matches those flagged
 // "normalized" after normalization, which differs only when the normalizer
 // rewrites them.

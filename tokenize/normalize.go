@@ -369,13 +369,15 @@ func isBertControl(r rune) bool {
 	if r == '\t' || r == '\n' || r == '\r' {
 		return false
 	}
-	return unicode.In(r, unicode.Cc, unicode.Cf, unicode.Co, unicode.Cs)
+	return bertControl.has(r) // Cc, Cf, Co as HF's tables have them
 }
 
+// isCJK is HF's is_chinese_char, whose ranges skip U+2B820-U+2B91F
+// (Google's BERT and transformers.js start that block at U+2B820).
 func isCJK(r rune) bool {
 	return (r >= 0x4E00 && r <= 0x9FFF) || (r >= 0x3400 && r <= 0x4DBF) ||
 		(r >= 0x20000 && r <= 0x2A6DF) || (r >= 0x2A700 && r <= 0x2B73F) ||
-		(r >= 0x2B740 && r <= 0x2B81F) || (r >= 0x2B820 && r <= 0x2CEAF) ||
+		(r >= 0x2B740 && r <= 0x2B81F) || (r >= 0x2B920 && r <= 0x2CEAF) ||
 		(r >= 0xF900 && r <= 0xFAFF) || (r >= 0x2F800 && r <= 0x2FA1F)
 }
 
@@ -401,7 +403,7 @@ func (b bertNorm) normalize(s string, align bool) (string, []span) {
 	}
 	if b.stripAccents {
 		steps = append(steps, unicodeNorm{norm.NFD}, runeMapper{fn: func(a *alignedBuilder, r rune, from span) {
-			if !unicode.Is(unicode.Mn, r) {
+			if !bertMark.has(r) { // Mn as HF's tables have it
 				a.addRune(r, from)
 			}
 		}})

@@ -312,12 +312,13 @@ func (f funcMatcher) find(s string, emit func(a, b int)) {
 	}
 }
 
-// isBertPunct is HF's is_bert_punc: ASCII punctuation or Unicode P*.
+// isBertPunct is HF's is_bert_punc: ASCII punctuation or Unicode P* as
+// HF's tables have it (bert_unicode.json).
 func isBertPunct(r rune) bool {
 	if r < 128 {
 		return (r >= 33 && r <= 47) || (r >= 58 && r <= 64) || (r >= 91 && r <= 96) || (r >= 123 && r <= 126)
 	}
-	return unicode.IsPunct(r)
+	return bertPunct.has(r)
 }
 
 // bertPre splits on whitespace (removed) and isolates punctuation.
