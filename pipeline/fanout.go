@@ -166,12 +166,15 @@ func (f FanOut[I, O]) begin() (*fanOutWorker[I, O], error) {
 	if f.Shard.Count > 1 {
 		writer = "shard " + f.Shard.String()
 	}
+	// The part lock first: a second writer of the same shard (or a second
+	// whole run) is refused naming the holder's PID; then shards and a
+	// whole run keep apart.
 	var err error
-	if w.mode, err = train.LockRunShards(w.parts.Dir, f.Shard.Count <= 1); err != nil {
+	if w.lock, err = train.LockRunPart(w.parts.Dir, writer); err != nil {
 		return nil, fmt.Errorf("%s: %w", f.Name, err)
 	}
-	if w.lock, err = train.LockRunPart(w.parts.Dir, writer); err != nil {
-		w.mode.Unlock()
+	if w.mode, err = train.LockRunShards(w.parts.Dir, f.Shard.Count <= 1); err != nil {
+		w.lock.Unlock()
 		return nil, fmt.Errorf("%s: %w", f.Name, err)
 	}
 	if w.done, err = w.parts.DoneIDs(); err != nil {
@@ -182,8 +185,8 @@ func (f FanOut[I, O]) begin() (*fanOutWorker[I, O], error) {
 }
 
 func (w *fanOutWorker[I, O]) end() {
-	w.lock.Unlock()
 	w.mode.Unlock()
+	w.lock.Unlock()
 }
 
 // work runs one batch of rows that have no output yet and writes its output
