@@ -27,6 +27,13 @@ func WithTemperature(m *onnxpb.ModelProto, tau float64) (*onnxpb.ModelProto, err
 	if !(tau > 0) || math.IsInf(tau, 0) {
 		return nil, fmt.Errorf("temperature %v: want a finite value > 0", tau)
 	}
+	// The graph scales the logits by float32(1/τ): out of float32's range
+	// (τ under ~3e-39: +Inf, so every logit Inf or NaN; τ over ~7e45: 0, so
+	// a uniform policy) the run would fail at its first step blaming the
+	// weights, or learn nothing.
+	if inv := float32(1 / tau); math.IsInf(float64(inv), 0) || inv == 0 {
+		return nil, fmt.Errorf("temperature %v: 1/τ is %v in float32, the logits' type; want τ between 1e-38 and 1e45", tau, inv)
+	}
 	if tau == 1 {
 		return m, nil
 	}

@@ -53,3 +53,23 @@ func TestWithTemperature(t *testing.T) {
 		}
 	}
 }
+
+// A temperature whose inverse leaves float32's range (the logits are scaled
+// by float32(1/τ)) is refused naming it, not run into Inf/NaN logits or a
+// uniform policy.
+func TestWithTemperatureRefusesOutOfFloat32(t *testing.T) {
+	m, err := Build(Config{Arch: Llama, Layers: 1, DModel: 16, Heads: 2, KVHeads: 1, Vocab: 32, MaxPositions: 16, Seed: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tau := range []float64{1e-40, 1e46} {
+		if _, err := WithTemperature(m, tau); err == nil || !strings.Contains(err.Error(), "float32") {
+			t.Errorf("temperature %v: %v; want a refusal", tau, err)
+		}
+	}
+	for _, tau := range []float64{1e-30, 0.7, 1e30} {
+		if _, err := WithTemperature(m, tau); err != nil {
+			t.Errorf("temperature %v: %v", tau, err)
+		}
+	}
+}
