@@ -681,3 +681,17 @@ func WriteModelDir(cfg Config, dir string, transformersLayout bool) (string, err
 	}
 	return modelPath, nil
 }
+
+// TablePositions is the number of positions a model built by Build holds a
+// table for (its rotary cos table, or GPT-2's learned position embeddings),
+// 0 when the graph has neither (an exported model computes its rotary
+// angles, and config.json's max_position_embeddings says the limit): what
+// a caller without a config can check a run's lengths against.
+func TablePositions(m *onnxpb.ModelProto) int {
+	for _, t := range m.GetGraph().GetInitializer() {
+		if n := t.GetName(); (n == "model.rotary.cos" || n == "model.embed_positions.weight") && len(t.GetDims()) == 2 {
+			return int(t.GetDims()[0])
+		}
+	}
+	return 0
+}

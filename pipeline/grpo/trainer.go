@@ -147,10 +147,12 @@ func New(model *onnxpb.ModelProto, rewards []Reward, prompts []Prompt, cfg Confi
 		longest = max(longest, n)
 	}
 	T := longest + cfg.MaxCompletionLength
+	maxPos := lm.TablePositions(model) // without a config, a built model's own table
 	if c := o.Load.Config; c != nil {
-		if maxPos := max(c.MaxPositions, c.NPositions); maxPos > 0 && T > maxPos {
-			return fail(fmt.Errorf("longest prompt %d + max_completion_length %d exceeds the model's %d positions", longest, cfg.MaxCompletionLength, maxPos))
-		}
+		maxPos = max(c.MaxPositions, c.NPositions)
+	}
+	if maxPos > 0 && T > maxPos {
+		return fail(fmt.Errorf("longest prompt %d + max_completion_length %d exceeds the model's %d positions", longest, cfg.MaxCompletionLength, maxPos))
 	}
 	o.Session = o.Session.DefaultSpinning(false)
 	settings, err := cfg.settings(model, rewards, prompts, o.Settings)

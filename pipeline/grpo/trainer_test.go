@@ -185,6 +185,7 @@ func TestConfigValidate(t *testing.T) {
 		`"empty" is empty`:             {prompts: []Prompt{{ID: "empty"}}},
 		"over max_prompt_length 2":     {prompts: tinyPrompts(2), cfg: func(c *Config) { c.MaxPromptLength = 2 }},
 		"exceeds the model's 10":       {prompts: tinyPrompts(2), load: lm.LoadOptions{Config: &lm.HFConfig{MaxPositions: 10}}},
+		"exceeds the model's 64":       {prompts: tinyPrompts(2), cfg: func(c *Config) { c.MaxCompletionLength = 64 }}, // no config: the built model's table
 		"2 reward_weights for 1":       {prompts: tinyPrompts(2), cfg: func(c *Config) { c.RewardWeights = []float64{1, 1} }},
 		"steps 0, prompts_per_step 4:": {prompts: tinyPrompts(2), cfg: func(c *Config) { c.Steps = 0 }},
 	} {
