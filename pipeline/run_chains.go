@@ -73,7 +73,14 @@ func (r *runEnv) chains(ctx context.Context) error {
 				return err
 			}
 		} else if !exists(out) { // GenerateChains ends by writing out: then the task is done
-			note(r.h, StageChains, "%s: asking %s for %d chains (%d per example)", td.Task.Name, teacher.Name(), len(td.Splits["train"])*c.Samples, c.Samples)
+			n := len(td.Splits["train"])
+			// A resumed task asks only for what its parts lack.
+			if done, err := datasets.PartsFor(out, datasets.Shard{}).DoneIDs(); err == nil && len(done) > 0 {
+				note(r.h, StageChains, "%s: %d of %d examples have their chains from before; asking %s for the other %d's (%d per example)",
+					td.Task.Name, len(done), n, teacher.Name(), max(n-len(done), 0), c.Samples)
+			} else {
+				note(r.h, StageChains, "%s: asking %s for %d chains (%d per example)", td.Task.Name, teacher.Name(), n*c.Samples, c.Samples)
+			}
 			if _, err := GenerateChains(ctx, ChainsConfig{Examples: td.Files["train"], Out: out, Teacher: teacher, Labeller: labeller,
 				Taxonomy: r.tx, Prompt: r.prompt, System: r.cfg.Teacher.System, Samples: c.Samples, Batch: c.Batch, Filter: c.Filter, Progress: r.h}); err != nil {
 				return err

@@ -3,11 +3,15 @@ package pipeline
 import (
 	"context"
 	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/tagpr/tagpr/onnx/train"
 )
@@ -153,5 +157,50 @@ func TestReportLeavesOutSplitsNotEvaluated(t *testing.T) {
 		if task.Split != "dev" {
 			t.Errorf("the report lists %s on %s, a split stages.predict.splits does not name", task.Task, task.Split)
 		}
+	}
+}
+
+// A chains stage resumed after its teacher failed part way says how many
+// examples already have their chains and asks only for the others (it said
+// it asked for every chain again).
+func TestResumedChainsSayWhatIsLeft(t *testing.T) {
+	var hits atomic.Int32
+	var failing atomic.Bool
+	failing.Store(true)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if failing.Load() && hits.Add(1) > 2 {
+			http.Error(w, "quota exceeded", http.StatusBadRequest)
+			return
+		}
+		chatReply(w, "<think>The user likes it.</think><answer>x</answer>")
+	}))
+	defer srv.Close()
+	cfg := tinyRun(t.TempDir())
+	cfg.Teacher.Kind, cfg.Teacher.BaseURL, cfg.Teacher.Model = TeacherOpenAI, srv.URL, "fake"
+	cfg.Teacher.Timeout, cfg.Teacher.Concurrency, cfg.Teacher.MaxRetries = 10*time.Second, 1, 0
+	cfg.Stages.Chains.Batch, cfg.Stages.Chains.Samples = 2, 1
+	run := func() ([]string, error) {
+		var mu sync.Mutex
+		var notes []string
+		_, err := Run(context.Background(), cfg, RunOptions{Only: []string{StageChains}, Progress: func(p train.Progress) {
+			mu.Lock()
+			defer mu.Unlock()
+			if p.Note != "" {
+				notes = append(notes, p.Note)
+			}
+		}})
+		return notes, err
+	}
+	if _, err := run(); err == nil || !strings.Contains(err.Error(), "400") {
+		t.Fatalf("first run: %v; want the teacher's 400", err)
+	}
+	failing.Store(false)
+	notes, err := run()
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := strings.Join(notes, "\n")
+	if !strings.Contains(all, "2 of ") || !strings.Contains(all, "have their chains from before; asking") {
+		t.Errorf("resumed chains noted %q; want how many examples have their chains and that only the others are asked for", notes)
 	}
 }
