@@ -80,7 +80,7 @@ func init() {
 			if corpusPath == "" || outPath == "" {
 				return fmt.Errorf("tokenizer train: --corpus and --out are required")
 			}
-			if err := prepareOutput(outPath, forceOut); err != nil {
+			if err := refuseExisting(outPath, forceOut); err != nil {
 				return fmt.Errorf("tokenizer train: %w", err)
 			}
 			fh, err := os.Open(corpusPath)
@@ -92,6 +92,10 @@ func init() {
 			tok, err := tokenize.Train(tokenize.TrainOptions{Reader: fh, VocabSize: vocabSize, SpecialTokens: specials})
 			if err != nil {
 				return fmt.Errorf("tokenizer train on %s: %w", corpusPath, err)
+			}
+			// The folder only now: a refused corpus leaves nothing behind.
+			if err := prepareOutput(outPath, true); err != nil {
+				return fmt.Errorf("tokenizer train: %w", err)
 			}
 			if err := tok.Save(outPath); err != nil {
 				return err

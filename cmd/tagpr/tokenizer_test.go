@@ -71,3 +71,19 @@ func TestTokenizerCommands(t *testing.T) {
 		t.Errorf("broken tokenizer: %v, stderr %q", err, stderr)
 	}
 }
+
+// tokenizer train on a corpus with no text is refused naming the file and
+// leaves no output folder behind (it created --out's folder first).
+func TestTokenizerTrainEmptyCorpusLeavesNothing(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "empty.txt"), []byte(" \n\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, stderr, err := runTagpr(t, dir, nil, "tokenizer", "train", "--corpus", "empty.txt", "--out", filepath.Join("new", "tokenizer.json"))
+	if err == nil || !strings.Contains(stderr, "empty.txt") {
+		t.Fatalf("empty corpus: %v %q; want a refusal naming the file", err, stderr)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "new")); !os.IsNotExist(err) {
+		t.Errorf("a refused training left its output folder (%v)", err)
+	}
+}
