@@ -26,19 +26,20 @@ const streamPart = 64 << 10
 // It has no size limit (hashes take any model); Write refuses a file past
 // protobuf's 2 GiB, which no reader could parse.
 func MarshalTo(w io.Writer, m *onnxpb.ModelProto) (int64, error) {
-	cw := &countWriter{w: w}
+	cw := &CountWriter{W: w}
 	err := writeMessage(cw, m.ProtoReflect(), streamPart)
-	return cw.n, err
+	return cw.N, err
 }
 
-type countWriter struct {
-	w io.Writer
-	n int64
+// CountWriter passes writes to W and counts the bytes written in N.
+type CountWriter struct {
+	W io.Writer
+	N int64
 }
 
-func (c *countWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
+func (c *CountWriter) Write(p []byte) (int, error) {
+	n, err := c.W.Write(p)
+	c.N += int64(n)
 	return n, err
 }
 

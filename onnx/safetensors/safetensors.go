@@ -187,7 +187,7 @@ func Write(path string, tensors []Tensor, meta map[string]string) error {
 	w.Write(hj)
 	for _, t := range tensors {
 		want := NumElements(t.Shape) * ElemSize(t.DType)
-		cw := &countingWriter{w: w}
+		cw := &ir.CountWriter{W: w}
 		if t.Fill != nil {
 			err = t.Fill(cw)
 		} else {
@@ -196,8 +196,8 @@ func Write(path string, tensors []Tensor, meta map[string]string) error {
 		if err != nil {
 			return fmt.Errorf("write %s: tensor %q: %w", path, t.Name, err)
 		}
-		if cw.n != want {
-			return fmt.Errorf("write %s: tensor %q: wrote %d bytes, shape %v of %s needs %d", path, t.Name, cw.n, t.Shape, t.DType, want)
+		if cw.N != want {
+			return fmt.Errorf("write %s: tensor %q: wrote %d bytes, shape %v of %s needs %d", path, t.Name, cw.N, t.Shape, t.DType, want)
 		}
 	}
 	if err := w.Flush(); err != nil {
@@ -207,17 +207,6 @@ func Write(path string, tensors []Tensor, meta map[string]string) error {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil
-}
-
-type countingWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countingWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
 }
 
 // ToFloat32 widens little-endian F32, F16 or BF16 bytes into dst (len(dst)
