@@ -4,6 +4,7 @@ import (
 	_ "embed"
 	"encoding/json"
 	"sort"
+	"sync"
 )
 
 // bertUnicodeJSON holds the characters HF tokenizers' BERT components treat
@@ -23,12 +24,11 @@ func (c codeRanges) has(r rune) bool {
 	return i < len(c) && c[i][0] <= r
 }
 
-var bertPunct, bertControl, bertMark codeRanges
-
-func init() {
-	var t struct{ Punct, Control, Mark codeRanges }
+// bertTables are the classes, read on first use (only BERT tokenizers
+// need them, not every command's start).
+var bertTables = sync.OnceValue(func() (t struct{ Punct, Control, Mark codeRanges }) {
 	if err := json.Unmarshal(bertUnicodeJSON, &t); err != nil || len(t.Punct) == 0 || len(t.Control) == 0 || len(t.Mark) == 0 {
 		panic("tokenize: bert_unicode.json is broken (rerun scripts/tokenize/hf_bert_unicode.py)")
 	}
-	bertPunct, bertControl, bertMark = t.Punct, t.Control, t.Mark
-}
+	return t
+})

@@ -369,7 +369,7 @@ func isBertControl(r rune) bool {
 	if r == '\t' || r == '\n' || r == '\r' {
 		return false
 	}
-	return bertControl.has(r) // Cc, Cf, Co as HF's tables have them
+	return bertTables().Control.has(r) // Cc, Cf, Co as HF's tables have them
 }
 
 // isCJK is HF's is_chinese_char, whose ranges skip U+2B820-U+2B91F
@@ -403,7 +403,7 @@ func (b bertNorm) normalize(s string, align bool) (string, []span) {
 	}
 	if b.stripAccents {
 		steps = append(steps, unicodeNorm{norm.NFD}, runeMapper{fn: func(a *alignedBuilder, r rune, from span) {
-			if !bertMark.has(r) { // Mn as HF's tables have it
+			if !bertTables().Mark.has(r) { // Mn as HF's tables have it
 				a.addRune(r, from)
 			}
 		}})

@@ -318,7 +318,7 @@ func isBertPunct(r rune) bool {
 	if r < 128 {
 		return (r >= 33 && r <= 47) || (r >= 58 && r <= 64) || (r >= 91 && r <= 96) || (r >= 123 && r <= 126)
 	}
-	return bertPunct.has(r)
+	return bertTables().Punct.has(r)
 }
 
 // bertPre splits on whitespace (removed) and isolates punctuation.
