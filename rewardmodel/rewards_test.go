@@ -73,6 +73,9 @@ func TestCheckTagsCountsEachBrokenConstraint(t *testing.T) {
 		{"no think", "<answer>crime</answer>", 0, "<think>"},
 		{"garbage", "ab cd ef", 0, "no step tags"},
 		{"empty think", "<think>\n</think>\n<answer>crime</answer>", 0.4, "no step tags"},
+		{"step after the answer", goodChain + "\n<recall_history>more", 0.8, "<recall_history> outside <think>"},
+		{"step before think", "<conclude>crime</conclude>\n" + goodChain, 0.8, "<conclude> outside <think>"},
+		{"step in the answer", strings.Replace(goodChain, "<answer>crime</answer>", "<answer><conclude>crime</conclude></answer>", 1), 0.8, "<conclude> outside <think>"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -165,6 +165,20 @@ func CheckTags(completion string, tx Taxonomy) TagCheck {
 		c.WellFormed = false
 		problem("<%s> never closed", open)
 	}
+	// A step tag belongs inside <think>: one before it or after </think>
+	// (in or around the answer) breaks the format, and it is not counted as
+	// a step.
+	if c.WellFormed {
+		for _, out := range []string{completion[:thinkOpen], completion[thinkClose+len("</think>"):]} {
+			for _, m := range tagToken.FindAllStringSubmatch(out, -1) {
+				if m[1] != "think" && m[1] != "answer" {
+					c.WellFormed = false
+					problem("%s outside <think>", m[0])
+					break
+				}
+			}
+		}
+	}
 	if len(present) == 0 && c.KnownTags {
 		c.KnownTags = false
 		problem("no step tags")
