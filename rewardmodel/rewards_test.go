@@ -124,3 +124,22 @@ func swapLines(s string, i, j int) string {
 	lines[i], lines[j] = lines[j], lines[i]
 	return strings.Join(lines, "\n")
 }
+
+// A taxonomy whose required tags carry no order (order 0: "no ordering
+// constraint") or that has no required tag imposes no order: a well-formed
+// chain meets every constraint (it met at most 4 of 5, so every chain failed
+// the chains filter's tags_valid with no reason given).
+func TestCheckTagsTaxonomyWithoutOrder(t *testing.T) {
+	chain := "<think>\n<recall_history>a</recall_history>\n<conclude>b</conclude>\n</think>\n<answer>x</answer>"
+	for name, tx := range map[string]Taxonomy{
+		"required, no order": {{Name: "recall_history", Required: true}, {Name: "conclude", Required: true}},
+		"nothing required":   {{Name: "recall_history"}, {Name: "conclude"}},
+	} {
+		if c := CheckTags(chain, tx); c.Reward() != 1 || !c.RequiredOrder {
+			t.Errorf("%s: R_tag %v, problems %v: want 1", name, c.Reward(), c.Problems)
+		}
+		if c := CheckTags("<think>\n</think>\n<answer>x</answer>", tx); c.RequiredOrder {
+			t.Errorf("%s: a chain without steps meets required_order", name)
+		}
+	}
+}

@@ -80,7 +80,7 @@ type TagCheck struct {
 	WellFormed    bool // every tag closed, properly nested, inside one <think>…</think>
 	KnownTags     bool // at least one step tag, and only taxonomy tags, inside <think>
 	RequiredTags  bool // every required tag present
-	RequiredOrder bool // at least one required tag, and required tags in taxonomy order
+	RequiredOrder bool // at least one step tag, and the ordered required tags in taxonomy order
 	OneAnswer     bool // exactly one <answer>…</answer>, after </think>
 	Spans         []Span
 	Answer        string
@@ -183,7 +183,10 @@ func CheckTags(completion string, tx Taxonomy) TagCheck {
 		c.KnownTags = false
 		problem("no step tags")
 	}
-	if len(seenOrder) == 0 {
+	if len(present) == 0 {
+		// No step to judge: the order constraint is not paid for its absence.
+		// A taxonomy whose required tags carry no order (order 0) has nothing
+		// to keep in order: any chain with steps meets it.
 		c.RequiredOrder = false
 	}
 	c.RequiredTags = true
