@@ -20,6 +20,7 @@ import (
 
 	"github.com/tagpr/tagpr/configs"
 	"github.com/tagpr/tagpr/pipeline"
+	"github.com/tagpr/tagpr/rewardmodel"
 )
 
 // runCfg is the effective config, read once per command by loadConfig: the
@@ -236,6 +237,7 @@ var (
 	durationType     = reflect.TypeOf(time.Duration(0))
 	taskRefType      = reflect.TypeOf(pipeline.TaskRef(""))
 	scaleRewardsType = reflect.TypeOf(pipeline.ScaleRewards(""))
+	weightsType      = reflect.TypeOf(rewardmodel.Weights{})
 )
 
 // strictHook decodes what plain types do not say: durations only from
@@ -253,6 +255,25 @@ func strictHook(from, to reflect.Type, data any) (any, error) {
 		return time.ParseDuration(s)
 	case to == scaleRewardsType:
 		return pipeline.ScaleRewardsOf(data)
+	case to == weightsType && from.Kind() == reflect.Map:
+		// A guided stage's weights: a key left out keeps its default
+		// (weights: {gamma: 0.2} is α=1, β=0.3, γ=0.2), not 0, which
+		// silently dropped the task reward.
+		w := rewardmodel.DefaultWeights()
+		fields := func(from, to reflect.Type, data any) (any, error) {
+			if to == weightsType {
+				return data, nil // the map itself, decoded onto w's defaults
+			}
+			return strictHook(from, to, data)
+		}
+		dec, err := mapstructure.NewDecoder(&mapstructure.DecoderConfig{Result: &w, ErrorUnused: true, DecodeHook: fields})
+		if err != nil {
+			return nil, err
+		}
+		if err := dec.Decode(data); err != nil {
+			return nil, fmt.Errorf("want weights {alpha, beta, gamma}: %s", decodeMessage(err))
+		}
+		return w, nil
 	case to == taskRefType:
 		switch x := data.(type) {
 		case string:

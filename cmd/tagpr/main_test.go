@@ -271,6 +271,37 @@ func TestConfigPrintShowsEffectiveValues(t *testing.T) {
 	}
 }
 
+// A guided stage's weights left out of the file keep their defaults: a file
+// setting only gamma had α = β = 0, so the stage trained on PRMU alone.
+func TestGuidedWeightsLeftOutKeepDefaults(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "c.yaml")
+	demo, err := os.ReadFile(filepath.Join("..", "..", "configs", "demo.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := strings.Replace(string(demo), "weights: {alpha: 1, beta: 0.3, gamma: 0.5}", "weights: {gamma: 0.2}", 1)
+	if body == string(demo) {
+		t.Fatal("configs/demo.yaml has no guided weights line to change")
+	}
+	if err := os.WriteFile(cfg, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, stderr, err := runTagpr(t, dir, nil, "config", "print", "-c", cfg)
+	if err != nil {
+		t.Fatalf("config print: %v\n%s", err, stderr)
+	}
+	if want := "weights:\n        alpha: 1\n        beta: 0.3\n        gamma: 0.2"; !strings.Contains(out, want) {
+		t.Errorf("config print lacks %q:\n%s", want, out)
+	}
+	if err := os.WriteFile(cfg, []byte(strings.Replace(body, "gamma: 0.2", "gama: 0.2", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, stderr, err := runTagpr(t, dir, nil, "config", "print", "-c", cfg); err == nil || !strings.Contains(stderr, "stages.rl[0].weights") || !strings.Contains(stderr, "gama") {
+		t.Errorf("a misspelt weight: err %v, stderr %s", err, stderr)
+	}
+}
+
 // No flag's help holds backquotes: pflag takes a backquoted word for the
 // value's name and prints it beside the flag (`data shard --help` showed
 // "--shard tagpr chains generate --help").
