@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -335,6 +336,33 @@ func checkScoreRefusals(t *testing.T, p *PRMU) {
 var _ interface {
 	Score(ctx context.Context, profiles [][]string, responses []string) ([]float64, error)
 } = (*PRMU)(nil)
+
+// A label task's rejected answer is another label than the gold as the task
+// reads it: a gold with spaces around it (" [1]\n", which import and LaMP's
+// evaluator accept) or a rating "4.0" was "rejected" for its own label
+// ("[1]", "4") about once in |labels| pairs.
+func TestPRMUPairsRejectAnotherLabel(t *testing.T) {
+	for _, c := range []struct{ task, gold, same string }{{"1", " [1]\n", "[1]"}, {"3", "4.0", "4"}} {
+		task, err := datasets.ParseTask(c.task)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var exs []datasets.Example
+		for i := range 40 {
+			exs = append(exs, datasets.Example{ID: strconv.Itoa(i), Input: "q", Output: c.gold, HasOutput: true,
+				Profile: []datasets.ProfileItem{{ID: "p", Fields: make([]string, len(task.ProfileFields))}}})
+		}
+		pairs, err := PRMUPairs(task, exs, 0, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, p := range pairs {
+			if p.Rejected == c.same {
+				t.Fatalf("LaMP-%s pair %d: gold %q rejected for %q, the same answer", c.task, i, p.Chosen, p.Rejected)
+			}
+		}
+	}
+}
 
 func TestPRMUPairs(t *testing.T) {
 	data, err := datasets.Synth(datasets.SynthConfig{Seed: 3, Users: 30, QueriesPerUser: 3, ProfileMin: 4, ProfileMax: 6, DevFrac: 0.2, TestFrac: 0.2})

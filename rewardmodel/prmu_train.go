@@ -62,7 +62,14 @@ func PRMUPairs(t *datasets.Task, examples []datasets.Example, topK int, seed uin
 		}
 		var rejected string
 		if len(t.Labels) > 1 {
-			for rejected = e.Output; rejected == e.Output; {
+			// Another label, not the gold read as the task reads answers: a
+			// gold " [1]" (LaMP's evaluator strips it) or a rating "4.0" is
+			// the label "[1]" or "4", which would make a pair of one answer.
+			kind := Classification
+			if t.Kind == datasets.Rating {
+				kind = Rating
+			}
+			for rejected = e.Output; TaskReward(kind, rejected, e.Output) == 1 || rejected == e.Output; {
 				rejected = t.Labels[r.IntN(len(t.Labels))]
 			}
 		} else {
