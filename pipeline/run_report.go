@@ -311,5 +311,9 @@ func taxonomyNote(tx rewardmodel.Taxonomy, file string) string {
 			required = append(required, t.Name)
 		}
 	}
-	return fmt.Sprintf("tag taxonomy (%s): %s; required, in order: %s", file, strings.Join(tags, ", "), strings.Join(required, " → "))
+	note := fmt.Sprintf("tag taxonomy (%s): %s; required: %s", file, strings.Join(tags, ", "), strings.Join(required, ", "))
+	if ordered := tx.Ordered(); len(ordered) > 1 {
+		note += "; in order: " + strings.Join(ordered, " → ")
+	}
+	return note
 }

@@ -79,6 +79,16 @@ func TestTaxonomyFile(t *testing.T) {
 			t.Errorf("tag guide lacks %q:\n%s", w, guide)
 		}
 	}
+	// The guide tells the teacher the order R_tag checks: by order values
+	// (listing order said "<late>, <early>"), and none for tags without one.
+	listed := rewardmodel.Taxonomy{{Name: "late", Required: true, Order: 2}, {Name: "early", Required: true, Order: 1}}
+	if g := TagGuide(listed); !strings.Contains(g, "in this order: <early>, <late>") {
+		t.Errorf("tag guide of %+v:\n%s", listed, g)
+	}
+	unordered := rewardmodel.Taxonomy{{Name: "a", Required: true}, {Name: "b", Required: true}}
+	if g := TagGuide(unordered); strings.Contains(g, "in this order") {
+		t.Errorf("tag guide of %+v orders tags without an order:\n%s", unordered, g)
+	}
 	for body, wantErr := range map[string]string{
 		"- {name: recall, descripton: typo}\n":    "descripton",
 		"- {name: Recall}\n":                      "must match",

@@ -55,17 +55,17 @@ func LoadTaxonomy(path string) (rewardmodel.Taxonomy, error) {
 func TagGuide(tx rewardmodel.Taxonomy) string {
 	var b strings.Builder
 	b.WriteString("Write your reasoning as steps inside <think>…</think>, each step wrapped in one of these tags:\n")
-	var required []string
 	for _, t := range tx {
 		fmt.Fprintf(&b, "<%s>: %s", t.Name, t.Description)
 		if t.Required {
 			b.WriteString(" (required)")
-			required = append(required, "<"+t.Name+">")
 		}
 		b.WriteString("\n")
 	}
-	if len(required) > 1 {
-		b.WriteString("Required steps come in this order: " + strings.Join(required, ", ") + ".\n")
+	// The order R_tag checks: required tags by their order values (a tag
+	// with order 0 has none), not the listing order.
+	if ordered := tx.Ordered(); len(ordered) > 1 {
+		b.WriteString("Required steps come in this order: <" + strings.Join(ordered, ">, <") + ">.\n")
 	}
 	b.WriteString("Use no other tags. After </think>, give only the final answer inside <answer>…</answer>, in the task's exact label format.")
 	return b.String()

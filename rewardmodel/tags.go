@@ -3,6 +3,7 @@ package rewardmodel
 import (
 	"fmt"
 	"regexp"
+	"sort"
 	"strings"
 )
 
@@ -51,6 +52,24 @@ func (tx Taxonomy) Validate() error {
 		seen[t.Name] = true
 	}
 	return nil
+}
+
+// Ordered is the names of the required tags with an order (> 0), in the
+// order CheckTags wants them (by Order, ties in listing order): what a
+// teacher must be told.
+func (tx Taxonomy) Ordered() []string {
+	var ts []Tag
+	for _, t := range tx {
+		if t.Required && t.Order > 0 {
+			ts = append(ts, t)
+		}
+	}
+	sort.SliceStable(ts, func(i, j int) bool { return ts[i].Order < ts[j].Order })
+	out := make([]string, len(ts))
+	for i, t := range ts {
+		out[i] = t.Name
+	}
+	return out
 }
 
 func (tx Taxonomy) lookup(name string) (Tag, bool) {

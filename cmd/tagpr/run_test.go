@@ -464,7 +464,7 @@ func checkLaMPRun(t *testing.T, out, stdout string) {
 	}
 	for _, want := range []string{"| chains |", "| sft | 4 |", "| prmu | 12 |", "| rl guided | 2 |", "| rl exploratory | 2 |",
 		"| LaMP_2M | dev | 3 | accuracy ↑ |", "| LaMP_3 | dev | 3 | mae ↓ |", "| LaMP_4 | dev | 3 | rougeL ↑ |", "| base | sft | rl:exploratory |",
-		"restate, recall, infer, decide; required, in order: recall → infer → decide"} {
+		"restate, recall, infer, decide; required: recall, infer, decide; in order: recall → infer → decide"} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("report lacks %q:\n%s", want, stdout)
 		}
