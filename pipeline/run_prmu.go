@@ -56,7 +56,7 @@ func (r *runEnv) trainPRMU(ctx context.Context) error {
 	note(r.h, StagePRMU, "training the reward model on the training users' pairs (%d from policy samples)", len(extra))
 	start := time.Now()
 	opts := r.prmuSession()
-	recipe := rewardmodel.PRMURecipe{TopK: r.cfg.Retrieval.TopK, Vocab: p.Vocab, Extra: extra,
+	recipe := rewardmodel.PRMURecipe{TopK: r.cfg.Retrieval.TopK, Recency: r.cfg.Retrieval.Method == "recency", Vocab: p.Vocab, Extra: extra,
 		Config: rewardmodel.PRMUConfig{Embed: p.Embed, Hidden: p.Hidden, MaxItems: p.MaxItems, Pool: p.Pool, Seed: seed, Encoder: p.Encoder.encoder()},
 		Train:  rewardmodel.PRMUTrainOptions{Steps: p.Steps, PairsPerStep: p.PairsPerStep, LR: p.LR, Seed: seed, Session: opts}}
 	recipe.Train.Progress = r.h

@@ -364,6 +364,42 @@ func TestPRMUPairsRejectAnotherLabel(t *testing.T) {
 	}
 }
 
+// With retrieval recency the prompts (and RL's PRMU scoring) read a user's
+// newest items: PRMU's pairs read the same ones, not the BM25 top-k the
+// pairs always took.
+func TestPRMUPairsFollowRetrieval(t *testing.T) {
+	task, err := datasets.ParseTask("7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var exs []datasets.Example
+	for i := range 4 {
+		exs = append(exs, datasets.Example{ID: strconv.Itoa(i), User: strconv.Itoa(i), Input: "Paraphrase the following tweet: sunny beach day", Output: "tweet " + strconv.Itoa(i), HasOutput: true,
+			Profile: []datasets.ProfileItem{
+				{ID: "old", Fields: []string{"sunny beach day again"}, Date: "2019-01-01", HasDate: true},
+				{ID: "new", Fields: []string{"late train home"}, Date: "2021-05-01", HasDate: true}}})
+	}
+	recipe := PRMURecipe{TopK: 1, Recency: true}
+	pairs, err := setPairs([]ExampleSet{{Task: task, Examples: exs}}, recipe.TopK, recipe.Recency, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, p := range pairs {
+		if len(p.Profile) != 1 || !strings.Contains(p.Profile[0], "late train home") {
+			t.Fatalf("pair %d with recency: profile %q, want the newest item", i, p.Profile)
+		}
+	}
+	bm25, err := SetPairs([]ExampleSet{{Task: task, Examples: exs}}, 1, 1)
+	if err != nil || !strings.Contains(bm25[0].Profile[0], "sunny beach day again") {
+		t.Fatalf("pairs by BM25: %v %q, want the item like the input", err, bm25[0].Profile)
+	}
+	a, _ := recipe.Settings()
+	b, _ := PRMURecipe{TopK: 1}.Settings()
+	if reflect.DeepEqual(a, b) {
+		t.Fatal("a recency PRMU has a BM25 PRMU's settings: a finished one would be reused after retrieval changed")
+	}
+}
+
 func TestPRMUPairs(t *testing.T) {
 	data, err := datasets.Synth(datasets.SynthConfig{Seed: 3, Users: 30, QueriesPerUser: 3, ProfileMin: 4, ProfileMax: 6, DevFrac: 0.2, TestFrac: 0.2})
 	if err != nil {

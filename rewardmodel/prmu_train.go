@@ -53,6 +53,12 @@ const prmuCandidates = 32
 // up to 32 drawn examples of other users). Profiles keep the topK items
 // most relevant to the input by BM25 (topK <= 0: all). Deterministic in seed.
 func PRMUPairs(t *datasets.Task, examples []datasets.Example, topK int, seed uint64) ([]PRMUPair, error) {
+	return prmuPairs(t, examples, topK, false, seed)
+}
+
+// prmuPairs is PRMUPairs with the profile items picked as the prompts pick
+// them: the topK most relevant by BM25, or with recency the topK newest.
+func prmuPairs(t *datasets.Task, examples []datasets.Example, topK int, recency bool, seed uint64) ([]PRMUPair, error) {
 	r := rand.New(rand.NewPCG(seed, 0x70616972))
 	var pairs []PRMUPair
 	for i := range examples {
@@ -83,7 +89,11 @@ func PRMUPairs(t *datasets.Task, examples []datasets.Example, topK int, seed uin
 			k = len(e.Profile)
 		}
 		var prof []string
-		for _, idx := range datasets.TopKBM25(t, e, k) {
+		order := datasets.TopKBM25
+		if recency {
+			order = func(_ *datasets.Task, e *datasets.Example, k int) []int { return datasets.TopKRecent(e, k) }
+		}
+		for _, idx := range order(t, e, k) {
 			prof = append(prof, ProfileItemText(t, &e.Profile[idx]))
 		}
 		pairs = append(pairs, PRMUPair{Profile: prof, Chosen: e.Output, Rejected: rejected, User: e.User})
@@ -166,9 +176,13 @@ func SynthSets(d *datasets.SynthData, split string) ([]ExampleSet, error) {
 
 // SetPairs makes the pairs of several sets (PRMUPairs with seed+i for set i).
 func SetPairs(sets []ExampleSet, topK int, seed uint64) ([]PRMUPair, error) {
+	return setPairs(sets, topK, false, seed)
+}
+
+func setPairs(sets []ExampleSet, topK int, recency bool, seed uint64) ([]PRMUPair, error) {
 	var all []PRMUPair
 	for i, s := range sets {
-		p, err := PRMUPairs(s.Task, s.Examples, topK, seed+uint64(i))
+		p, err := prmuPairs(s.Task, s.Examples, topK, recency, seed+uint64(i))
 		if err != nil {
 			return nil, err
 		}
@@ -194,6 +208,9 @@ type PRMURecipe struct {
 	Train  PRMUTrainOptions
 	Vocab  int // bag: tokenizer vocab size (default 512)
 	TopK   int // profile items per pair, as the prompts' top_k (0: all)
+	// Recency picks a pair's profile items newest first, as prompts with
+	// retrieval recency do (and RL's PRMU scoring reads them); false: BM25.
+	Recency bool
 	// EmbeddingCache is a cache file of the encoder's embeddings (as
 	// exported), read and extended ("": in memory; a saved frozen PRMU keeps
 	// its own copy either way).
@@ -210,8 +227,12 @@ func (r PRMURecipe) Settings() (train.RunSettings, error) {
 		return nil, err
 	}
 	o := r.Train.defaults()
-	return s.Set("steps", o.Steps).Set("pairs_per_step", o.PairsPerStep).Set("lr", o.LR).Set("pair_seed", o.Seed).
-		Set("tokenizer_vocab", r.Vocab).Set("top_k", r.TopK), nil
+	s = s.Set("steps", o.Steps).Set("pairs_per_step", o.PairsPerStep).Set("lr", o.LR).Set("pair_seed", o.Seed).
+		Set("tokenizer_vocab", r.Vocab).Set("top_k", r.TopK)
+	if r.Recency { // only then: a BM25 PRMU trained before keeps its settings
+		s = s.Set("retrieval", "recency")
+	}
+	return s, nil
 }
 
 // TaskAccuracy is a PRMU's pair accuracy on one task's pairs.
@@ -226,7 +247,7 @@ type TaskAccuracy struct {
 // and measures the pair accuracy on each dev set (the overall figure goes to
 // the model's Info). The model is not saved.
 func TrainPRMUOnSets(ctx context.Context, trainSets, devSets []ExampleSet, r PRMURecipe) (*PRMU, PRMUTrainResult, []TaskAccuracy, error) {
-	pairs, err := SetPairs(trainSets, r.TopK, r.Train.Seed)
+	pairs, err := setPairs(trainSets, r.TopK, r.Recency, r.Train.Seed)
 	if err != nil {
 		return nil, PRMUTrainResult{}, nil, err
 	}
@@ -238,7 +259,7 @@ func TrainPRMUOnSets(ctx context.Context, trainSets, devSets []ExampleSet, r PRM
 	var accs []TaskAccuracy
 	var all []PRMUPair
 	for i, s := range devSets {
-		dev, err := PRMUPairs(s.Task, s.Examples, r.TopK, r.Train.Seed+uint64(i))
+		dev, err := prmuPairs(s.Task, s.Examples, r.TopK, r.Recency, r.Train.Seed+uint64(i))
 		if err == nil {
 			var acc float64
 			if acc, err = p.PairAccuracy(ctx, dev); err == nil {
