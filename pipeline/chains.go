@@ -46,12 +46,16 @@ func (f ChainFilter) withDefaults() ChainFilter {
 	return f
 }
 
+// threshold is the task reward a chain's answer needs: min_reward for
+// classification and rating, generation_min_reward for generation (a set
+// min_reward raised or lowered the generation threshold too: min_reward 1
+// kept only titles with ROUGE-L 1).
 func (f ChainFilter) threshold(kind rewardmodel.TaskKind) float64 {
-	if f.MinReward > 0 {
-		return f.MinReward
-	}
 	if kind == rewardmodel.Generation {
 		return f.GenerationMinReward
+	}
+	if f.MinReward > 0 {
+		return f.MinReward
 	}
 	return 1
 }

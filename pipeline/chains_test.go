@@ -529,3 +529,18 @@ func TestGoldChainsPlain(t *testing.T) {
 		}
 	}
 }
+
+// min_reward is the classification and rating threshold, generation_min_reward
+// the generation one: setting min_reward (to keep ratings one off, or to 1)
+// left generation chains needing that ROUGE-L instead.
+func TestChainFilterThresholdPerKind(t *testing.T) {
+	f := ChainFilter{MinReward: 0.75}.withDefaults()
+	for kind, want := range map[rewardmodel.TaskKind]float64{rewardmodel.Classification: 0.75, rewardmodel.Rating: 0.75, rewardmodel.Generation: 0.5} {
+		if got := f.threshold(kind); got != want {
+			t.Errorf("min_reward 0.75, generation_min_reward default: %s threshold %v, want %v", kind, got, want)
+		}
+	}
+	if got := (ChainFilter{}).withDefaults().threshold(rewardmodel.Rating); got != 1 {
+		t.Errorf("default rating threshold %v, want 1", got)
+	}
+}
