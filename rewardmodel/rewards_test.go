@@ -138,8 +138,11 @@ func TestCheckTagsTaxonomyWithoutOrder(t *testing.T) {
 		if c := CheckTags(chain, tx); c.Reward() != 1 || !c.RequiredOrder {
 			t.Errorf("%s: R_tag %v, problems %v: want 1", name, c.Reward(), c.Problems)
 		}
-		if c := CheckTags("<think>\n</think>\n<answer>x</answer>", tx); c.RequiredOrder {
-			t.Errorf("%s: a chain without steps meets required_order", name)
+		if c := CheckTags("<think>\n</think>\n<answer>x</answer>", tx); c.RequiredOrder || c.RequiredTags {
+			t.Errorf("%s: a chain without steps meets required_order or required_tags: %+v", name, c)
+		}
+		if c := CheckTags("x", tx); c.Reward() != 0 {
+			t.Errorf("%s: a text without tags has R_tag %v, want 0", name, c.Reward())
 		}
 	}
 }

@@ -208,7 +208,7 @@ func CheckTags(completion string, tx Taxonomy) TagCheck {
 		// to keep in order: any chain with steps meets it.
 		c.RequiredOrder = false
 	}
-	c.RequiredTags = true
+	c.RequiredTags = len(present) > 0 // a text without steps meets none, whatever the taxonomy requires
 	for _, t := range tx {
 		if t.Required && !present[t.Name] {
 			c.RequiredTags = false
