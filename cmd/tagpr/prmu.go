@@ -239,7 +239,10 @@ func prmuScoreCmd() *cobra.Command {
 		Use:   "score --model DIR --profile-file F --response TEXT...",
 		Short: "Score responses for the user whose profile is in F",
 		Long: "F holds the user's profile items, most relevant first: a JSON list of strings, or else one item per " +
-			"non-empty line. Prints each response's raw score and R_PRMU = sigmoid(score).",
+			"non-empty line. Write each item as PRMU was trained on and RL scores them, its fields named and joined " +
+			"by \"; \" in the task's field order (LaMP-5: \"title: …; abstract: …\", LaMP-7: \"text: …\"; a dated item " +
+			"ends \"; date: …\"): the bare text is another input and scores differently. " +
+			"Prints each response's raw score and R_PRMU = sigmoid(score).",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(responses) == 0 {
