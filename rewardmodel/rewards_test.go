@@ -76,6 +76,7 @@ func TestCheckTagsCountsEachBrokenConstraint(t *testing.T) {
 		{"step after the answer", goodChain + "\n<recall_history>more", 0.8, "<recall_history> outside <think>"},
 		{"step before think", "<conclude>crime</conclude>\n" + goodChain, 0.8, "<conclude> outside <think>"},
 		{"step in the answer", strings.Replace(goodChain, "<answer>crime</answer>", "<answer><conclude>crime</conclude></answer>", 1), 0.8, "<conclude> outside <think>"},
+		{"markup in the answer is the answer's", strings.Replace(goodChain, "<answer>crime</answer>", "<answer><i>crime</i></answer>", 1), 1, ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

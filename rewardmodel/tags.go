@@ -184,13 +184,14 @@ func CheckTags(completion string, tx Taxonomy) TagCheck {
 		c.WellFormed = false
 		problem("<%s> never closed", open)
 	}
-	// A step tag belongs inside <think>: one before it or after </think>
-	// (in or around the answer) breaks the format, and it is not counted as
-	// a step.
+	// A step tag belongs inside <think>: one of the taxonomy's before it or
+	// after </think> (in or around the answer) breaks the format, and it is
+	// not counted as a step. Other tag-like text there is the answer's own
+	// (a title with <i>…</i>).
 	if c.WellFormed {
 		for _, out := range []string{completion[:thinkOpen], completion[thinkClose+len("</think>"):]} {
 			for _, m := range tagToken.FindAllStringSubmatch(out, -1) {
-				if m[1] != "think" && m[1] != "answer" {
+				if _, step := tx.lookup(m[1]); step {
 					c.WellFormed = false
 					problem("%s outside <think>", m[0])
 					break
