@@ -23,9 +23,12 @@ type Sequence struct {
 
 // SFTConfig sizes supervised fine-tuning.
 type SFTConfig struct {
-	Steps           int     `mapstructure:"steps"`
-	Batch           int     `mapstructure:"batch"`
-	SeqLen          int     `mapstructure:"seq_len"`
+	Steps  int `mapstructure:"steps"`
+	Batch  int `mapstructure:"batch"`
+	SeqLen int `mapstructure:"seq_len"`
+	// LR is AdamW's peak rate, reached after Warmup updates (update k < W
+	// at (k+1)/W of it) and decayed by a cosine to a tenth of it at Steps
+	// (transformers' cosine_with_min_lr with min_lr_rate 0.1).
 	LR              float64 `mapstructure:"lr"`
 	Warmup          int     `mapstructure:"warmup"`
 	WeightDecay     float64 `mapstructure:"weight_decay"`

@@ -89,7 +89,7 @@ is not finite is skipped and logged; --max-skipped-steps such steps in a row sto
 	f.IntVar(&o.SeqLen, "seq-len", 256, "tokens per sequence")
 	f.IntVar(&o.Accum, "accum", 1, "micro-batches per step (gradient accumulation, each weighted by its loss tokens: the same step as one batch of --batch × --accum examples)")
 	f.IntVar(&o.CheckpointEvery, "checkpoint-every", 50, "steps between checkpoints (and at the end / on Ctrl-C)")
-	f.IntVar(&o.Warmup, "warmup", -1, "warmup steps (-1: 5% of --steps)")
+	f.IntVar(&o.Warmup, "warmup", -1, "warmup steps (-1: 5% of --steps); warmup update k runs at (k+1)/N of --lr (transformers: k/N, from 0)")
 	f.Float64Var(&o.LR, "lr", 3e-4, "peak learning rate")
 	f.Float64Var(&o.WeightDecay, "weight-decay", 0, "AdamW decoupled weight decay (not on 1-D weights)")
 	f.Float64Var(&o.Clip, "clip", 1, "global gradient-norm clipping (0: off)")

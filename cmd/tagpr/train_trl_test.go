@@ -25,6 +25,15 @@ type trlFixture struct {
 			LR       float64  `json:"learning_rate"`
 		} `json:"log"`
 	} `json:"runs"`
+	Schedules []struct {
+		Name     string    `json:"transformers"`
+		Peak     float64   `json:"peak"`
+		Warmup   int       `json:"warmup"`
+		Total    int       `json:"total"`
+		Decay    string    `json:"decay"`
+		MinRatio float64   `json:"min_ratio"`
+		LR       []float64 `json:"lr"`
+	} `json:"schedules"`
 }
 
 func readTRLFixture(t *testing.T) trlFixture {
@@ -114,6 +123,30 @@ func TestTrainLMMatchesTRLSFT(t *testing.T) {
 		if dLoss > 1e-4 || dNorm > 1e-4 || dLR > 1e-12 || dW > 5e-4 {
 			t.Errorf("%s: train lm departs from TRL's SFTTrainer: loss %.3g, grad_norm %.3g (relative), lr %.3g, weights %.3g",
 				name, dLoss, dNorm, dLR, dW)
+		}
+	}
+}
+
+// TestScheduleAgainstTransformers pins how train.Schedule (train lm's
+// --schedule, the SFT stage's cosine to a tenth, RL's) relates to
+// transformers' schedulers, as docs/training-on-ort.md says: after warmup
+// update k runs at transformers' rate for update k; during warmup tagpr runs
+// update k at (k+1)/W of the peak, which transformers reaches one update
+// later (its first update runs at rate 0).
+func TestScheduleAgainstTransformers(t *testing.T) {
+	fx := readTRLFixture(t)
+	if len(fx.Schedules) == 0 {
+		t.Fatal("expected.json has no schedules")
+	}
+	for _, s := range fx.Schedules {
+		sch := train.Schedule{Peak: s.Peak, Warmup: s.Warmup, Total: s.Total, Decay: s.Decay, MinRatio: s.MinRatio}
+		for k, want := range s.LR {
+			if k < s.Warmup {
+				want = s.LR[k+1] // one update ahead of transformers
+			}
+			if got := sch.LR(k); math.Abs(got-want) > 1e-12*s.Peak {
+				t.Errorf("%s, warmup %d of %d: update %d at lr %g, want %g", s.Name, s.Warmup, s.Total, k, got, want)
+			}
 		}
 	}
 }

@@ -143,8 +143,14 @@ func NonFinite(grads [][]float32) int {
 	return -1
 }
 
-// Schedule gives the learning rate at a step: linear warmup from 0 to Peak
-// over Warmup steps, then a decay to Peak·MinRatio at Total steps.
+// Schedule gives the learning rate at a step: linear warmup to Peak over
+// Warmup steps, then a decay to Peak·MinRatio at Total steps. After warmup
+// update k runs at the rate transformers' scheduler of the same name gives
+// it (cosine, linear, constant_with_warmup; cosine_with_min_lr for MinRatio
+// > 0). During warmup update k (0-based) runs at (k+1)/Warmup of Peak, so the
+// first update already moves the weights and update Warmup−1 runs at Peak;
+// transformers runs update k at k/Warmup, the first at rate 0, and reaches
+// Peak one update later (TestScheduleAgainstTransformers).
 type Schedule struct {
 	Peak     float64
 	Warmup   int

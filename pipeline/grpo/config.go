@@ -81,9 +81,9 @@ type Config struct {
 	// (transformers' cosine_with_min_lr with min_lr_rate 0.1; TRL's default
 	// schedule is linear to 0).
 	LearningRate float64 `json:"learning_rate"`
-	// WarmupSteps counts optimizer updates, as TRL's does: update k < W
-	// runs at (k+1)/W of the peak, so update W−1 reaches it (transformers
-	// runs update k at k/W, the first at rate 0).
+	// WarmupSteps counts optimizer updates, as TRL's does; update k < W
+	// runs at (k+1)/W of the peak, so update W−1 reaches it, where TRL (its
+	// transformers scheduler) runs update k at k/W, the first at rate 0.
 	WarmupSteps int     `json:"warmup_steps"`
 	WeightDecay float64 `json:"weight_decay"`
 	// MaxGradNorm clips the global gradient norm; 0 does not clip (the
