@@ -36,7 +36,8 @@ type SFTConfig struct {
 	CheckpointEvery int     `mapstructure:"checkpoint_every"`
 	Seed            uint64  `mapstructure:"seed"`
 	// Packing puts several sequences in each row of seq_len tokens (as TRL's
-	// packing): attention stays inside each sequence, less padding.
+	// packing): attention stays inside each sequence, less padding. Batch
+	// then counts packed rows, as TRL's per_device_train_batch_size does.
 	Packing bool `mapstructure:"packing"`
 	// Session is the runtime the training session runs on.
 	Session ort.Options `mapstructure:"-"`

@@ -85,7 +85,7 @@ is not finite is skipped and logged; --max-skipped-steps such steps in a row sto
 	f.StringVar(&o.Tokenizer, "tokenizer", "", "tokenizer.json (default: beside the model)")
 	f.StringVar(&o.Column, "text-column", "text", "name of the text column")
 	f.IntVar(&o.Steps, "steps", 100, "optimizer steps")
-	f.IntVar(&o.Batch, "batch", 8, "sequences per micro-batch")
+	f.IntVar(&o.Batch, "batch", 8, "sequences per micro-batch (with --packing: packed rows of --seq-len tokens)")
 	f.IntVar(&o.SeqLen, "seq-len", 256, "tokens per sequence")
 	f.IntVar(&o.Accum, "accum", 1, "micro-batches per step (gradient accumulation, each weighted by its loss tokens: the same step as one batch of --batch × --accum examples)")
 	f.IntVar(&o.CheckpointEvery, "checkpoint-every", 50, "steps between checkpoints (and at the end / on Ctrl-C)")
@@ -101,7 +101,7 @@ is not finite is skipped and logged; --max-skipped-steps such steps in a row sto
 	f.Uint64Var(&o.Seed, "seed", 1, "seed for data order and LoRA init")
 	f.Float64Var(&o.MaxMemoryGB, "max-memory-gb", 0, "refuse to start when the estimated peak memory exceeds this many GiB (0: the machine's memory; -1: no check)")
 	f.BoolVar(&o.Recompute, "recompute", false, "keep only each block's input from the forward pass and recompute the rest in the backward pass (less memory at long sequences, one more forward pass)")
-	f.BoolVar(&o.Packing, "packing", false, "pack several sequences into each --seq-len row (attention stays inside each; needs a model with position_ids)")
+	f.BoolVar(&o.Packing, "packing", false, "pack several sequences into each --seq-len row (attention stays inside each; needs a model with position_ids); --batch then counts packed rows, as TRL's packing does")
 	f.IntVar(&o.MaxSkipped, "max-skipped-steps", train.DefaultMaxSkipped, "stop when this many steps in a row are skipped for a non-finite loss or gradient")
 	f.BoolVar(&o.Fresh, "fresh", false, "discard the checkpoints in OUT/checkpoint and start over (instead of resuming)")
 	return cmd
@@ -231,9 +231,24 @@ func runTrainLM(ctx context.Context, cmd *cobra.Command, o trainLMOptions) error
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(cmd.OutOrStdout(), "trained %d steps of %d sequences (--batch %d × --accum %d) drawn from %d (%d trainable tensors); log %s; model %s\n",
-		st.Step, o.Batch*o.Accum, o.Batch, o.Accum, len(rows), len(weights), filepath.Join(o.Out, "checkpoint", train.LogFile), out)
+	fmt.Fprintf(cmd.OutOrStdout(), "trained %d steps of %s (%d trainable tensors); log %s; model %s\n",
+		st.Step, drawnPerStep(o, rows), len(weights), filepath.Join(o.Out, "checkpoint", train.LogFile), out)
 	return nil
+}
+
+// drawnPerStep says what each step trained on: with --packing, --batch
+// counts packed rows (as TRL's per_device_train_batch_size does), drawn
+// from the rows the sequences were packed into.
+func drawnPerStep(o trainLMOptions, rows [][]int64) string {
+	if !o.Packing {
+		return fmt.Sprintf("%d sequences (--batch %d × --accum %d) drawn from %d", o.Batch*o.Accum, o.Batch, o.Accum, len(rows))
+	}
+	lens := make([]int, len(rows))
+	for i, r := range rows {
+		lens[i] = len(r)
+	}
+	return fmt.Sprintf("%d packed rows of %d tokens (--batch %d × --accum %d) drawn from the %d rows %d sequences were packed into",
+		o.Batch*o.Accum, o.SeqLen, o.Batch, o.Accum, len(train.PackRows(lens, o.SeqLen)), len(rows))
 }
 
 // checkTrainMemory prints the run's peak-memory estimate and refuses a run

@@ -271,13 +271,25 @@ func TestTrainLMMemoryRefusal(t *testing.T) {
 
 // TestTrainLMPromptCompletion: with prompt/completion rows only completions
 // are targets; the exported model then completes each prompt as trained.
-func TestTrainLMPromptCompletion(t *testing.T) { trainPromptCompletion(t, "--batch", "4") }
+func TestTrainLMPromptCompletion(t *testing.T) {
+	stdout := trainPromptCompletion(t, "--batch", "4")
+	if want := "trained 120 steps of 4 sequences (--batch 4 × --accum 1) drawn from 4 "; !strings.Contains(stdout, want) {
+		t.Errorf("train lm says\n%s\nwant %q", stdout, want)
+	}
+}
 
-// TestTrainLMPacking: the same with packed rows (two examples per row of 16
-// tokens): each completion is still learned on its own.
-func TestTrainLMPacking(t *testing.T) { trainPromptCompletion(t, "--batch", "2", "--packing") }
+// TestTrainLMPacking: the same with packed rows (two examples per row of 32
+// tokens): each completion is still learned on its own. The summary counts
+// packed rows: --batch 2 draws 2 of the 2 rows the 4 examples were packed
+// into, not 2 of 4 sequences.
+func TestTrainLMPacking(t *testing.T) {
+	stdout := trainPromptCompletion(t, "--batch", "2", "--packing", "--seq-len", "32")
+	if want := "trained 120 steps of 2 packed rows of 32 tokens (--batch 2 × --accum 1) drawn from the 2 rows 4 sequences were packed into"; !strings.Contains(stdout, want) {
+		t.Errorf("train lm --packing says\n%s\nwant %q", stdout, want)
+	}
+}
 
-func trainPromptCompletion(t *testing.T, flags ...string) {
+func trainPromptCompletion(t *testing.T, flags ...string) string {
 	model := trainModelDir(t)
 	data := filepath.Join(t.TempDir(), "sft.jsonl")
 	pairs := [][2]string{{"the quick brown", " fox jumps over"}, {"seven tired", " cats watch from"}, {"a lazy", " dog while the"}, {"old red", " barn the quick"}}
@@ -289,7 +301,8 @@ func trainPromptCompletion(t *testing.T, flags ...string) {
 	out := filepath.Join(t.TempDir(), "run")
 	args := append([]string{"train", "lm", "--model", model, "--data", data, "--steps", "120",
 		"--out", out, "--seq-len", "16", "--lr", "1e-2"}, flags...)
-	if _, stderr, err := runTagpr(t, ".", nil, args...); err != nil {
+	stdout, stderr, err := runTagpr(t, ".", nil, args...)
+	if err != nil {
 		t.Fatalf("train lm: %v\n%s", err, stderr)
 	}
 	tok := filepath.Join(model, "tokenizer.json")
@@ -323,6 +336,7 @@ func trainPromptCompletion(t *testing.T, flags ...string) {
 			t.Errorf("prompt %q completed as %q, want %q", p[0], text, p[1])
 		}
 	}
+	return stdout
 }
 
 // TestTrainLMOnPyTorchExport: full fine-tuning of an Optimum-exported GPT-2
