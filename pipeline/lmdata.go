@@ -25,6 +25,10 @@ type LMRowsOptions struct {
 // texts are cut into windows; prompt/completion rows and chats (through the
 // tokenizer's chat template) are truncated, and their prompt tokens are not
 // targets: promptLen gives each row's prompt length (nil for plain texts).
+// A text, or a prompt, starts with the tokens the tokenizer's post-processor
+// puts before a sequence (Llama's and Mistral's BOS), as transformers'
+// tokenizer(text) and so TRL's SFTTrainer do; a model trained without it
+// would meet it at inference only. Pre-tokenized input_ids are used as is.
 func LMRows(d datasets.TextSet, o LMRowsOptions) (rows [][]int64, promptLen []int, err error) {
 	if (d.Texts != nil || d.Chats != nil) && o.Tok == nil {
 		return nil, nil, fmt.Errorf("%s: texts need a tokenizer (or give an input_ids column)", o.Source)
@@ -61,16 +65,24 @@ func LMRows(d datasets.TextSet, o LMRowsOptions) (rows [][]int64, promptLen []in
 			withPrompt(e.IDs, prompt)
 		}
 	default:
+		var bos []int64 // the post-processor's prefix: on each text, or each prompt
+		if o.Tok != nil {
+			bos = o.Tok.SpecialPrefix()
+		}
 		ids := d.IDs
 		for _, t := range d.Texts {
-			ids = append(ids, enc(t))
+			if d.Prompts != nil { // a completion
+				ids = append(ids, enc(t))
+				continue
+			}
+			ids = append(ids, append(append([]int64{}, bos...), enc(t)...))
 		}
 		for i, r := range ids {
 			if o.EOS >= 0 && (len(r) == 0 || r[len(r)-1] != o.EOS) {
 				r = append(r, o.EOS)
 			}
 			if d.Prompts != nil {
-				p := enc(d.Prompts[i])
+				p := append(append([]int64{}, bos...), enc(d.Prompts[i])...)
 				withPrompt(append(append([]int64{}, p...), r...), len(p))
 				continue
 			}

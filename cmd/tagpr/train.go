@@ -52,8 +52,9 @@ func trainLMCmd() *cobra.Command {
 		Short: "Causal-LM fine-tuning (next-token loss) on a text set; leaves a checkpoint and model.onnx in --out",
 		Long: `Fine-tunes a causal LM in the Optimum layout (a folder with model.onnx, or the file) on a data set
 with a text column: Arrow IPC (.arrow/.ipc/.feather), Parquet (.parquet) or JSON lines (.jsonl, one
-object per line). Texts are tokenized with tokenizer.json next to the model (or --tokenizer); a column
-"input_ids" (list of ints) is used as is instead. Each text is cut into windows of --seq-len tokens.
+object per line). Texts are tokenized with tokenizer.json next to the model (or --tokenizer), starting
+with the BOS its post-processor adds (Llama, Mistral) as transformers' tokenizer(text) does, and end with
+EOS; a column "input_ids" (list of ints) is used as is instead. Each text is cut into windows of --seq-len tokens.
 With a "prompt" column beside the text (or "completion") column, each row is prompt + completion, cut
 to --seq-len, and only the completion tokens are trained on (SFT). A tagged_chain file (from tagpr
 chains) gives its kept chains (keep=true), each as its prompt messages and the chain as the assistant's

@@ -1,0 +1,83 @@
+package pipeline
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/tagpr/tagpr/datasets"
+	"github.com/tagpr/tagpr/tokenize"
+)
+
+// bosTokenizer is a small trained BPE tokenizer whose post-processor puts
+// <s> before a sequence, as Llama's and Mistral's do.
+func bosTokenizer(t *testing.T) *tokenize.Tokenizer {
+	t.Helper()
+	tok, err := tokenize.Train(tokenize.TrainOptions{Corpus: []string{"the cat sat on the mat", "a dog ran to the cat"},
+		VocabSize: 300, SpecialTokens: []string{"<s>", "</s>"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "tokenizer.json")
+	if err := tok.Save(path); err != nil {
+		t.Fatal(err)
+	}
+	var raw map[string]any
+	b, _ := os.ReadFile(path)
+	if err := json.Unmarshal(b, &raw); err != nil {
+		t.Fatal(err)
+	}
+	raw["post_processor"] = map[string]any{"type": "TemplateProcessing",
+		"single":         []any{map[string]any{"SpecialToken": map[string]any{"id": "<s>", "type_id": 0}}, map[string]any{"Sequence": map[string]any{"id": "A", "type_id": 0}}},
+		"pair":           []any{map[string]any{"SpecialToken": map[string]any{"id": "<s>", "type_id": 0}}, map[string]any{"Sequence": map[string]any{"id": "A", "type_id": 0}}, map[string]any{"Sequence": map[string]any{"id": "B", "type_id": 1}}},
+		"special_tokens": map[string]any{"<s>": map[string]any{"id": "<s>", "ids": []any{0}, "tokens": []any{"<s>"}}}}
+	b, _ = json.Marshal(raw)
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if tok, err = tokenize.Load(path); err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// TestLMRowsStartWithBOS: texts and prompts start with the tokenizer's BOS,
+// as transformers' tokenizer (and so TRL's SFTTrainer) and tagpr's own
+// generation (`model generate --prompt`, `serve`) put it there; the prompt
+// length counts it; pre-tokenized ids are used as is.
+func TestLMRowsStartWithBOS(t *testing.T) {
+	tok := bosTokenizer(t)
+	const bos, eos = 0, 1
+	enc := tok.Encode
+	o := LMRowsOptions{Source: "test", Tok: tok, SeqLen: 64, EOS: eos}
+
+	rows, prompts, err := LMRows(datasets.TextSet{Texts: []string{"the cat sat"}}, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := slices.Concat([]int64{bos}, enc("the cat sat"), []int64{eos})
+	if len(rows) != 1 || !slices.Equal(rows[0], want) || prompts != nil {
+		t.Errorf("text row %v (prompts %v), want %v (as tokenizer(text) + EOS)", rows, prompts, want)
+	}
+
+	rows, prompts, err = LMRows(datasets.TextSet{Prompts: []string{"the cat"}, Texts: []string{" sat on"}}, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := slices.Concat([]int64{bos}, enc("the cat"))
+	want = slices.Concat(p, enc(" sat on"), []int64{eos})
+	if len(rows) != 1 || !slices.Equal(rows[0], want) || len(prompts) != 1 || prompts[0] != len(p) {
+		t.Errorf("prompt/completion row %v with prompt %v, want %v with prompt %d", rows, prompts, want, len(p))
+	}
+
+	ids := []int64{5, 6, 7, eos}
+	rows, _, err = LMRows(datasets.TextSet{IDs: [][]int64{ids}}, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 1 || !slices.Equal(rows[0], ids) {
+		t.Errorf("pre-tokenized row %v, want %v as given", rows, ids)
+	}
+}
