@@ -179,6 +179,7 @@ func runTrainLM(ctx context.Context, cmd *cobra.Command, o trainLMOptions) error
 	if err != nil {
 		return err
 	}
+	warnRepeats(cmd.ErrOrStderr(), o, rows)
 	pad := int64(0)
 	if hc != nil && len(hc.PadTokenID) > 0 {
 		pad = hc.PadTokenID[0]
@@ -244,12 +245,37 @@ func drawnPerStep(o trainLMOptions, rows [][]int64) string {
 	if !o.Packing {
 		return fmt.Sprintf("%d sequences (--batch %d × --accum %d) drawn from %d", o.Batch*o.Accum, o.Batch, o.Accum, len(rows))
 	}
+	return fmt.Sprintf("%d packed rows of %d tokens (--batch %d × --accum %d) drawn from the %d rows %d sequences were packed into",
+		o.Batch*o.Accum, o.SeqLen, o.Batch, o.Accum, drawPool(o, rows), len(rows))
+}
+
+// drawPool is how many rows steps draw from: the sequences, or with
+// --packing the rows they are packed into.
+func drawPool(o trainLMOptions, rows [][]int64) int {
+	if !o.Packing {
+		return len(rows)
+	}
 	lens := make([]int, len(rows))
 	for i, r := range rows {
 		lens[i] = len(r)
 	}
-	return fmt.Sprintf("%d packed rows of %d tokens (--batch %d × --accum %d) drawn from the %d rows %d sequences were packed into",
-		o.Batch*o.Accum, o.SeqLen, o.Batch, o.Accum, len(train.PackRows(lens, o.SeqLen)), len(rows))
+	return len(train.PackRows(lens, o.SeqLen))
+}
+
+// warnRepeats warns when a step holds more rows than the data has: steps
+// have a fixed size, so every step then holds some rows twice (their loss
+// counting double), where transformers' Trainer makes a smaller batch.
+func warnRepeats(w io.Writer, o trainLMOptions, rows [][]int64) {
+	n, step := drawPool(o, rows), o.Batch*o.Accum
+	if step <= n {
+		return
+	}
+	unit := "sequences"
+	if o.Packing {
+		unit = "packed rows"
+	}
+	fmt.Fprintf(w, "warning: a step holds %d %s (--batch %d × --accum %d) but the data has %d: every step holds some of them twice, their loss counting double; lower --batch or --accum to fit %d\n",
+		step, unit, o.Batch, o.Accum, n, n)
 }
 
 // checkTrainMemory prints the run's peak-memory estimate and refuses a run

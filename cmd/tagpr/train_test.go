@@ -406,3 +406,26 @@ func TestTrainLMOnChainsFile(t *testing.T) {
 		t.Fatalf("a chains file with nothing kept: err %v\n%s", err, stderr)
 	}
 }
+
+// TestTrainLMWarnsWhenStepsRepeatRows: a step holds --batch × --accum rows;
+// with fewer in the data every step holds some twice (their loss counting
+// double), which train lm says; a step that fits says nothing.
+func TestTrainLMWarnsWhenStepsRepeatRows(t *testing.T) {
+	base := hfBase(t)
+	data := idsData(t, 96) // 8 rows
+	for _, c := range []struct {
+		batch, accum string
+		warn         bool
+	}{{"6", "2", true}, {"4", "2", false}} {
+		out := filepath.Join(t.TempDir(), "run")
+		_, stderr, err := runTagpr(t, ".", nil, "train", "lm", "--model", base, "--data", data, "--steps", "1",
+			"--batch", c.batch, "--accum", c.accum, "--seq-len", "10", "--out", out)
+		if err != nil {
+			t.Fatalf("train lm --batch %s --accum %s: %v\n%s", c.batch, c.accum, err, stderr)
+		}
+		want := "warning: a step holds 12 sequences (--batch 6 × --accum 2) but the data has 8: every step holds some of them twice"
+		if got := strings.Contains(stderr, "warning: a step holds"); got != c.warn || (c.warn && !strings.Contains(stderr, want)) {
+			t.Errorf("--batch %s --accum %s: stderr\n%s\nwant the warning %v (%q)", c.batch, c.accum, stderr, c.warn, want)
+		}
+	}
+}
