@@ -252,6 +252,7 @@ type Reader struct {
 	schema    *arrow.Schema
 	kind      Kind
 	task      *Task
+	want      *arrow.Schema // tagpr's schema of the kind: which values are required
 	opts      ReadOptions
 	pending   []arrow.RecordBatch
 	npending  int
@@ -285,13 +286,13 @@ func OpenReader(path string, opts ReadOptions) (*Reader, error) {
 		f.Close()
 		return nil, fmt.Errorf("read %s: %w", path, err)
 	}
-	kind, task, err := checkSchema(schema)
+	kind, task, want, err := checkSchema(schema)
 	if err != nil {
 		src.close()
 		f.Close()
 		return nil, fmt.Errorf("read %s: %w", path, err)
 	}
-	return &Reader{path: path, f: f, src: src, schema: schema, kind: kind, task: task, opts: opts}, nil
+	return &Reader{path: path, f: f, src: src, schema: schema, kind: kind, task: task, want: want, opts: opts}, nil
 }
 
 var (
@@ -460,6 +461,10 @@ func (r *Reader) Next() bool {
 	r.cur = r.take(min(r.opts.BatchRows, r.npending))
 	r.curFirst = r.delivered
 	r.delivered += int(r.cur.NumRows())
+	if err := checkRequired(r.cur, r.want, r.kind, r.curFirst); err != nil {
+		r.err = fmt.Errorf("read %s: %w", r.path, err)
+		return false
+	}
 	return true
 }
 

@@ -5,6 +5,7 @@ import (
 	"strconv"
 
 	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
 )
 
 // SchemaVersion is the version of every schema in this file. A file written with
@@ -122,16 +123,17 @@ var PredictionSchema = arrow.NewSchema([]arrow.Field{
 
 // checkSchema verifies that a file's schema is tagpr's kind at this version and
 // that its columns have the expected layout. It returns the file's task for
-// lamp_example files.
-func checkSchema(got *arrow.Schema) (Kind, *Task, error) {
+// lamp_example files and tagpr's schema of the kind (whose nullability the
+// reader enforces: see firstRequiredNull).
+func checkSchema(got *arrow.Schema) (Kind, *Task, *arrow.Schema, error) {
 	md := got.Metadata()
 	kind, ok := metaValue(md, MetaKind)
 	if !ok {
-		return "", nil, fmt.Errorf("not a tagpr dataset: schema metadata has no %q key", MetaKind)
+		return "", nil, nil, fmt.Errorf("not a tagpr dataset: schema metadata has no %q key", MetaKind)
 	}
 	ver, _ := metaValue(md, MetaVersion)
 	if ver != strconv.Itoa(SchemaVersion) {
-		return "", nil, fmt.Errorf("%s schema version %q: this tagpr reads version %d", kind, ver, SchemaVersion)
+		return "", nil, nil, fmt.Errorf("%s schema version %q: this tagpr reads version %d", kind, ver, SchemaVersion)
 	}
 	var want *arrow.Schema
 	var task *Task
@@ -140,7 +142,7 @@ func checkSchema(got *arrow.Schema) (Kind, *Task, error) {
 		name, _ := metaValue(md, MetaTask)
 		t, err := ParseTask(name)
 		if err != nil {
-			return "", nil, fmt.Errorf("lamp_example metadata %s: %w", MetaTask, err)
+			return "", nil, nil, fmt.Errorf("lamp_example metadata %s: %w", MetaTask, err)
 		}
 		task, want = t, ExampleSchema(t)
 	case KindChain:
@@ -152,12 +154,12 @@ func checkSchema(got *arrow.Schema) (Kind, *Task, error) {
 	case KindEmbedding:
 		want = EmbeddingSchema
 	default:
-		return "", nil, fmt.Errorf("unknown tagpr schema %q", kind)
+		return "", nil, nil, fmt.Errorf("unknown tagpr schema %q", kind)
 	}
 	if err := sameColumns(got, want); err != nil {
-		return "", nil, fmt.Errorf("%s v%d: %w", kind, SchemaVersion, err)
+		return "", nil, nil, fmt.Errorf("%s v%d: %w", kind, SchemaVersion, err)
 	}
-	return Kind(kind), task, nil
+	return Kind(kind), task, want, nil
 }
 
 func metaValue(md arrow.Metadata, key string) (string, bool) {
@@ -217,4 +219,63 @@ func fieldNames(s *arrow.Schema) string {
 		out += f.Name
 	}
 	return out
+}
+
+// firstRequiredNull finds the first null where tagpr's schema declares a
+// value required (non-nullable): a column, or a field of a list column's
+// items. tagpr never writes one, but a file others write may hold one, and
+// a row decoder would read it as "", 0 or false without a word. It returns
+// the row and the place ("keep", "prompt[1].content"), or -1.
+func firstRequiredNull(arr arrow.Array, f arrow.Field) (int, string) {
+	if !f.Nullable && arr.NullN() > 0 {
+		for i := 0; i < arr.Len(); i++ {
+			if arr.IsNull(i) {
+				return i, ""
+			}
+		}
+	}
+	switch a := arr.(type) {
+	case *array.Struct:
+		st := f.Type.(*arrow.StructType)
+		for c := 0; c < a.NumField(); c++ {
+			if i, at := firstRequiredNull(a.Field(c), st.Field(c)); i >= 0 {
+				return i, "." + st.Field(c).Name + at
+			}
+		}
+	case *array.List:
+		if a.Len() == 0 {
+			return -1, ""
+		}
+		first, _ := a.ValueOffsets(0)
+		_, last := a.ValueOffsets(a.Len() - 1)
+		items := array.NewSlice(a.ListValues(), first, last)
+		defer items.Release()
+		j, at := firstRequiredNull(items, f.Type.(*arrow.ListType).ElemField())
+		if j < 0 {
+			return -1, ""
+		}
+		for i := 0; i < a.Len(); i++ {
+			if s, e := a.ValueOffsets(i); first+int64(j) < e {
+				return i, fmt.Sprintf("[%d]%s", first+int64(j)-s, at)
+			}
+		}
+	}
+	return -1, ""
+}
+
+// checkRequired refuses a batch with a null firstRequiredNull finds; first
+// is the row number of the batch's first record, for the message.
+func checkRequired(rec arrow.RecordBatch, want *arrow.Schema, kind Kind, first int) error {
+	for c, f := range want.Fields() {
+		i, at := firstRequiredNull(rec.Column(c), f)
+		if i < 0 {
+			continue
+		}
+		id := ""
+		if s, ok := rec.Column(0).(*array.String); ok && s.IsValid(i) {
+			id = s.Value(i)
+		}
+		return fmt.Errorf("record %d (id %q): %s%s is null, and %s rows require it (SCHEMAS.md): give the row a value or drop it", first+i, id, f.Name, at, kind)
+	}
+	return nil
 }
