@@ -196,7 +196,11 @@ func readTextColumn(path, column string) (TextSet, error) {
 	}
 	idx := schema.FieldIndices(name)
 	if len(idx) == 0 {
-		return d, fmt.Errorf("read %s: no column %q (or input_ids); columns: %v", path, column, schema)
+		names := make([]string, schema.NumFields())
+		for i, f := range schema.Fields() {
+			names[i] = fmt.Sprintf("%s (%s)", f.Name, f.Type)
+		}
+		return d, fmt.Errorf("read %s: no column %q (or input_ids); its columns are %s: name the text column with --text-column", path, column, strings.Join(names, ", "))
 	}
 	promptIdx := schema.FieldIndices("prompt")
 	base := 0 // the file's record number of the batch's first row
@@ -209,20 +213,19 @@ func readTextColumn(path, column string) (TextSet, error) {
 		return nil
 	}
 	strs := func(col arrow.Array, name string) ([]string, error) {
-		var out []string
-		switch c := col.(type) {
-		case *array.String:
-			for i := 0; i < c.Len(); i++ {
-				out = append(out, c.Value(i))
-			}
-		case *array.LargeString:
-			for i := 0; i < c.Len(); i++ {
-				out = append(out, c.Value(i))
-			}
-		default:
+		value, ok := stringValue(col)
+		if !ok {
 			return nil, fmt.Errorf("read %s: column %q is %s, want a string", path, name, col.DataType())
 		}
-		return out, nullAt(col, name)
+		out := make([]string, col.Len())
+		for i := range out {
+			s, valid := value(i)
+			if !valid {
+				return nil, fmt.Errorf("read %s: record %d: column %q is null: give the row a value or remove it", path, base+i, name)
+			}
+			out[i] = s
+		}
+		return out, nil
 	}
 	for r, rec := range recs {
 		if r > 0 {
@@ -237,6 +240,9 @@ func readTextColumn(path, column string) (TextSet, error) {
 				s, e := l.ValueOffsets(i)
 				row := make([]int64, 0, e-s)
 				for k := s; k < e; k++ {
+					if l.ListValues().IsNull(int(k)) {
+						return d, fmt.Errorf("read %s: record %d: column %q: id %d of the row is null: give every id a value", path, base+i, name, k-s)
+					}
 					switch v := l.ListValues().(type) {
 					case *array.Int64:
 						row = append(row, v.Value(int(k)))
@@ -267,4 +273,31 @@ func readTextColumn(path, column string) (TextSet, error) {
 		return d, fmt.Errorf("read %s: no rows", path)
 	}
 	return d, nil
+}
+
+// stringValue reads row i of a text column: string, large_string,
+// string_view (Polars' IPC files) or dictionary-encoded strings (a pandas
+// category column, pyarrow's read_dictionary); false where the row (or its
+// dictionary entry) is null. ok is false for a column of another type.
+func stringValue(col arrow.Array) (value func(int) (string, bool), ok bool) {
+	switch c := col.(type) {
+	case *array.String:
+		return func(i int) (string, bool) { return c.Value(i), c.IsValid(i) }, true
+	case *array.LargeString:
+		return func(i int) (string, bool) { return c.Value(i), c.IsValid(i) }, true
+	case *array.StringView:
+		return func(i int) (string, bool) { return c.Value(i), c.IsValid(i) }, true
+	case *array.Dictionary:
+		dict, ok := stringValue(c.Dictionary())
+		if !ok {
+			return nil, false
+		}
+		return func(i int) (string, bool) {
+			if c.IsNull(i) {
+				return "", false
+			}
+			return dict(c.GetValueIndex(i))
+		}, true
+	}
+	return nil, false
 }

@@ -2,6 +2,7 @@ package datasets
 
 import (
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -26,5 +27,33 @@ func TestReadRefusesNullsInRequiredColumns(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: got %v, want an error naming the file and %q", c.file, err, c.want)
 		}
+	}
+}
+
+// Text sets in the types other tools give strings are read as they are: a
+// string_view column (Polars' IPC files) and dictionary-encoded columns (a
+// pandas category column) once were refused as "string_view, want a
+// string". A null id inside input_ids is refused (it read as id 0), and a
+// missing column names the columns there are and --text-column.
+func TestReadTextSetVariants(t *testing.T) {
+	dir := filepath.Join("testdata", "variants")
+	texts := []string{"café 🎉 日本", "nul\x00inside", "café 🎉 日本", ""}
+	d, err := ReadTextSet(filepath.Join(dir, "text_string_view.arrow"), "text")
+	if err != nil || !reflect.DeepEqual(d.Texts, texts) || d.Prompts != nil {
+		t.Errorf("string_view: %v %q", err, d.Texts)
+	}
+	path := filepath.Join(dir, "text_category.parquet")
+	d, err = ReadTextSet(path, "text")
+	if err != nil || !reflect.DeepEqual(d.Texts, texts) || !reflect.DeepEqual(d.Prompts, []string{"q1", "q2", "q1", "q3"}) {
+		t.Errorf("pandas category: %v %q %q", err, d.Texts, d.Prompts)
+	}
+	_, err = ReadTextSet(path, "body")
+	if err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "its columns are prompt (dictionary") || !strings.Contains(err.Error(), "--text-column") {
+		t.Errorf("no such column: %v", err)
+	}
+	path = filepath.Join(dir, "ids_null_item.arrow")
+	_, err = ReadTextSet(path, "text")
+	if err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), `record 1: column "input_ids": id 1 of the row is null`) {
+		t.Errorf("null id: %v", err)
 	}
 }

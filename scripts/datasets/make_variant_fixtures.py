@@ -10,9 +10,14 @@ Files (each a few KB):
   nulls_chains.parquet       tagged_chain, one row per row group; record 2's prompt[1].content is null
   nulls_rollouts.arrow       rollout (IPC stream); record 1's reward is null
   nulls_predictions.feather  prediction (IPC file); record 1's model is null
+  text_string_view.arrow     a text set as Polars writes IPC: the text column is string_view (IPC file)
+  text_category.parquet      a text set from pandas: prompt and completion as category columns
+                             (dictionary-encoded; record 2 repeats record 0's values)
+  ids_null_item.arrow        input_ids (list<int64>, IPC stream) whose record 1 holds a null id
 """
 import copy, os, sys
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.feather as feather
 import pyarrow.ipc as ipc
@@ -40,6 +45,15 @@ def main():
     preds = copy.deepcopy(s["predictions"])
     preds[1]["model"] = None
     feather.write_feather(pa.Table.from_pylist(preds, schema=SCHEMAS["predictions"]), f"{OUT}/nulls_predictions.feather")
+    # Text sets (tagpr train lm --data): the types Polars and pandas give strings, text not ASCII.
+    texts = ["caf\u00e9 \U0001F389 \u65e5\u672c", "nul\x00inside", "caf\u00e9 \U0001F389 \u65e5\u672c", ""]
+    feather.write_feather(pa.table({"text": pa.array(texts, pa.string_view())}), f"{OUT}/text_string_view.arrow",
+                          compression="uncompressed")
+    pd.DataFrame({"prompt": pd.Categorical(["q1", "q2", "q1", "q3"]), "completion": pd.Categorical(texts)}).to_parquet(
+        f"{OUT}/text_category.parquet")
+    tbl = pa.table({"input_ids": pa.array([[1, 2], [3, None, 5]], pa.list_(pa.int64()))})
+    with ipc.new_stream(f"{OUT}/ids_null_item.arrow", tbl.schema) as w:
+        w.write_table(tbl)
     print(f"wrote fixtures under {OUT}")
 
 
