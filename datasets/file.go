@@ -6,12 +6,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/bitutil"
+	"github.com/apache/arrow-go/v18/arrow/compute"
 	"github.com/apache/arrow-go/v18/arrow/ipc"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/apache/arrow-go/v18/parquet"
@@ -286,6 +289,9 @@ func OpenReader(path string, opts ReadOptions) (*Reader, error) {
 		f.Close()
 		return nil, fmt.Errorf("read %s: %w", path, err)
 	}
+	// Columns in another encoding of tagpr's types are cast to it as they
+	// are read (conform): the reader's schema is the plain one.
+	schema = plainSchema(schema)
 	kind, task, want, err := checkSchema(schema)
 	if err != nil {
 		src.close()
@@ -440,7 +446,9 @@ func (r *Reader) Next() bool {
 			if err = validateBatch(rec); err != nil {
 				rec.Release()
 				rec = nil
+				return err
 			}
+			rec, err = conform(rec, r.schema)
 			return err
 		})
 		if err != nil {
@@ -466,6 +474,95 @@ func (r *Reader) Next() bool {
 		return false
 	}
 	return true
+}
+
+// conform casts the columns of rec whose type is another encoding of the
+// schema's (large_string, string_view, dictionary-encoded strings,
+// large_list: plainType) to the schema's type; rec is released.
+func conform(rec arrow.RecordBatch, schema *arrow.Schema) (arrow.RecordBatch, error) {
+	defer rec.Release()
+	cols := make([]arrow.Array, rec.NumCols())
+	defer func() {
+		for _, c := range cols {
+			if c != nil {
+				c.Release()
+			}
+		}
+	}()
+	for c := range cols {
+		var err error
+		if cols[c], err = conformArray(rec.Column(c), schema.Field(c).Type); err != nil {
+			return nil, fmt.Errorf("column %q: %w", schema.Field(c).Name, err)
+		}
+	}
+	return array.NewRecordBatch(schema, cols, rec.NumRows()), nil
+}
+
+// conformArray is a as type want (a's type made plain: plainType). Lists and
+// structs are rebuilt around their conformed children (arrow-go's compute
+// casts a list of structs of large_strings wrongly); strings are cast.
+func conformArray(a arrow.Array, want arrow.DataType) (arrow.Array, error) {
+	if arrow.TypeEqual(a.DataType(), want) {
+		a.Retain()
+		return a, nil
+	}
+	n := a.Len()
+	var bitmap *memory.Buffer
+	if a.NullN() > 0 {
+		bitmap = memory.NewResizableBuffer(memory.DefaultAllocator)
+		defer bitmap.Release()
+		bitmap.Resize(int(bitutil.BytesForBits(int64(n))))
+		bitutil.CopyBitmap(a.NullBitmapBytes(), a.Data().Offset(), n, bitmap.Bytes(), 0)
+	}
+	var data arrow.ArrayData
+	switch w := want.(type) {
+	case *arrow.ListType:
+		l, ok := a.(array.ListLike)
+		if !ok {
+			return nil, fmt.Errorf("%s is not a list", a.DataType())
+		}
+		var first, last int64
+		if n > 0 {
+			first, _ = l.ValueOffsets(0)
+			_, last = l.ValueOffsets(n - 1)
+		}
+		if last-first > math.MaxInt32 {
+			return nil, fmt.Errorf("%s of %d items in one record batch: more than a list holds", a.DataType(), last-first)
+		}
+		offsets := make([]int32, n+1)
+		for i := 0; i < n; i++ {
+			s, _ := l.ValueOffsets(i)
+			offsets[i] = int32(s - first)
+		}
+		offsets[n] = int32(last - first)
+		items := array.NewSlice(l.ListValues(), first, last)
+		defer items.Release()
+		child, err := conformArray(items, w.Elem())
+		if err != nil {
+			return nil, err
+		}
+		defer child.Release()
+		data = array.NewData(want, n, []*memory.Buffer{bitmap, memory.NewBufferBytes(arrow.Int32Traits.CastToBytes(offsets))}, []arrow.ArrayData{child.Data()}, a.NullN(), 0)
+	case *arrow.StructType:
+		st, ok := a.(*array.Struct)
+		if !ok || st.NumField() != w.NumFields() {
+			return nil, fmt.Errorf("%s is not %s", a.DataType(), want)
+		}
+		children := make([]arrow.ArrayData, st.NumField())
+		for i := range children {
+			child, err := conformArray(st.Field(i), w.Field(i).Type)
+			if err != nil {
+				return nil, err
+			}
+			defer child.Release()
+			children[i] = child.Data()
+		}
+		data = array.NewData(want, n, []*memory.Buffer{bitmap}, children, a.NullN(), 0)
+	default:
+		return compute.CastToType(context.Background(), a, want)
+	}
+	defer data.Release()
+	return array.MakeFromData(data), nil
 }
 
 // keepShard queues the runs of rec's rows that belong to this reader's shard.

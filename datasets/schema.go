@@ -279,3 +279,45 @@ func checkRequired(rec arrow.RecordBatch, want *arrow.Schema, kind Kind, first i
 	}
 	return nil
 }
+
+// plainSchema is s with each column's type made plain (plainType), and s's
+// metadata.
+func plainSchema(s *arrow.Schema) *arrow.Schema {
+	fields := s.Fields()
+	for i := range fields {
+		fields[i].Type = plainType(fields[i].Type)
+	}
+	md := s.Metadata()
+	return arrow.NewSchema(fields, &md)
+}
+
+// plainType is t with the encodings other writers pick for tagpr's types
+// replaced by the plain ones: large_string, string_view and
+// dictionary-encoded strings (pandas, Polars, pyarrow's read_dictionary) by
+// string, large_list by list. Field names and nullability are kept. The
+// reader casts such columns (conform); their values are the same.
+func plainType(t arrow.DataType) arrow.DataType {
+	switch t := t.(type) {
+	case *arrow.LargeStringType, *arrow.StringViewType:
+		return arrow.BinaryTypes.String
+	case *arrow.DictionaryType:
+		if v := plainType(t.ValueType); v.ID() == arrow.STRING {
+			return v
+		}
+	case *arrow.ListType:
+		f := t.ElemField()
+		f.Type = plainType(f.Type)
+		return arrow.ListOfField(f)
+	case *arrow.LargeListType:
+		f := t.ElemField()
+		f.Type = plainType(f.Type)
+		return arrow.ListOfField(f)
+	case *arrow.StructType:
+		fields := t.Fields()
+		for i := range fields {
+			fields[i].Type = plainType(fields[i].Type)
+		}
+		return arrow.StructOf(fields...)
+	}
+	return t
+}

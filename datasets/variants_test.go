@@ -57,3 +57,32 @@ func TestReadTextSetVariants(t *testing.T) {
 		t.Errorf("null id: %v", err)
 	}
 }
+
+// tagpr's tables in the other encodings of their types — large_string and
+// large_list (pandas 3, Polars), string_view, dictionary-encoded strings
+// (pyarrow's read_dictionary) — are read with the same values as the plain
+// ones, and merge with them. They were refused ("column "id" has type
+// large_utf8, want utf8") although nothing in them differs.
+func TestReadOtherEncodings(t *testing.T) {
+	dir := filepath.Join("testdata", "variants")
+	chains, err := ReadChains(filepath.Join(dir, "enc_chains.parquet"), ReadOptions{BatchRows: 3})
+	if err != nil || normalize(chains) != normalize(sampleChains()) {
+		t.Errorf("large_string/large_list chains: %v\n got %+v\nwant %+v", err, chains, sampleChains())
+	}
+	preds, err := ReadPredictions(filepath.Join(dir, "enc_predictions.arrow"), ReadOptions{})
+	if err != nil || normalize(preds) != normalize(samplePredictions()) {
+		t.Errorf("dictionary predictions: %v\n got %+v\nwant %+v", err, preds, samplePredictions())
+	}
+	rolls, err := ReadRollouts(filepath.Join(dir, "enc_rollouts.feather"), ReadOptions{})
+	if err != nil || normalize(rolls) != normalize(sampleRollouts()) {
+		t.Errorf("string_view/large_list rollouts: %v\n got %+v\nwant %+v", err, rolls, sampleRollouts())
+	}
+	out := filepath.Join(t.TempDir(), "all.parquet")
+	if _, err := Merge(out, []string{filepath.Join(dir, "enc_chains.parquet"), filepath.Join("testdata", "pyarrow", "chains.arrow")}, MergeOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	merged, err := ReadChains(out, ReadOptions{})
+	if want := append(sampleChains(), sampleChains()...); err != nil || normalize(merged) != normalize(want) {
+		t.Errorf("merged: %v\n got %+v\nwant %+v", err, merged, want)
+	}
+}

@@ -14,6 +14,10 @@ Files (each a few KB):
   text_category.parquet      a text set from pandas: prompt and completion as category columns
                              (dictionary-encoded; record 2 repeats record 0's values)
   ids_null_item.arrow        input_ids (list<int64>, IPC stream) whose record 1 holds a null id
+  enc_chains.parquet         crosscheck.py's sample chains, every string large_string and every list
+                             large_list (as pandas 3 / Polars give them), one row per row group
+  enc_predictions.arrow      the sample predictions with dictionary-encoded string columns (IPC stream)
+  enc_rollouts.feather       the sample rollouts with string_view strings and large_list lists (IPC file)
 """
 import copy, os, sys
 
@@ -54,6 +58,26 @@ def main():
     tbl = pa.table({"input_ids": pa.array([[1, 2], [3, None, 5]], pa.list_(pa.int64()))})
     with ipc.new_stream(f"{OUT}/ids_null_item.arrow", tbl.schema) as w:
         w.write_table(tbl)
+    # tagpr's schemas (metadata kept) in the other encodings of their types.
+    def recast(schema, string, lists):
+        def t(ty):
+            if ty == pa.string():
+                return string
+            if pa.types.is_list(ty):
+                return lists(pa.field(ty.value_field.name, t(ty.value_type), ty.value_field.nullable))
+            if pa.types.is_struct(ty):
+                return pa.struct([pa.field(f.name, t(f.type), f.nullable) for f in ty])
+            return ty
+        return pa.schema([pa.field(f.name, t(f.type), f.nullable) for f in schema], metadata=schema.metadata)
+    tbl = pa.Table.from_pylist(s["chains"], schema=SCHEMAS["chains"])
+    pq.write_table(tbl.cast(recast(tbl.schema, pa.large_string(), pa.large_list)), f"{OUT}/enc_chains.parquet", row_group_size=1)
+    tbl = pa.Table.from_pylist(s["predictions"], schema=SCHEMAS["predictions"])
+    cols = [c.dictionary_encode() if c.type == pa.string() else c for c in tbl.columns]
+    tbl = pa.Table.from_arrays(cols, schema=pa.schema([pa.field(f.name, c.type) for f, c in zip(tbl.schema, cols)], metadata=tbl.schema.metadata))
+    with ipc.new_stream(f"{OUT}/enc_predictions.arrow", tbl.schema) as w:
+        w.write_table(tbl)
+    tbl = pa.Table.from_pylist(s["rollouts"], schema=SCHEMAS["rollouts"])
+    feather.write_feather(tbl.cast(recast(tbl.schema, pa.string_view(), pa.large_list)), f"{OUT}/enc_rollouts.feather", compression="uncompressed")
     print(f"wrote fixtures under {OUT}")
 
 
