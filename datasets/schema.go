@@ -3,6 +3,7 @@ package datasets
 import (
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
@@ -129,7 +130,7 @@ func checkSchema(got *arrow.Schema) (Kind, *Task, *arrow.Schema, error) {
 	md := got.Metadata()
 	kind, ok := metaValue(md, MetaKind)
 	if !ok {
-		return "", nil, nil, fmt.Errorf("not a tagpr dataset: schema metadata has no %q key", MetaKind)
+		return "", nil, nil, fmt.Errorf("not a tagpr dataset: schema metadata has no %q key (pandas, Polars and Hugging Face datasets drop it when they write a table: write the table with pyarrow and the schema metadata of the tagpr file it came from, SCHEMAS.md)", MetaKind)
 	}
 	ver, _ := metaValue(md, MetaVersion)
 	if ver != strconv.Itoa(SchemaVersion) {
@@ -173,16 +174,20 @@ func metaValue(md arrow.Metadata, key string) (string, bool) {
 // sameColumns compares column names and types, ignoring nullability and list
 // element names (pyarrow and Parquet name list items differently).
 func sameColumns(got, want *arrow.Schema) error {
-	if got.NumFields() != want.NumFields() {
-		return fmt.Errorf("%d columns, want %d (%s)", got.NumFields(), want.NumFields(), fieldNames(want))
+	names := func(s *arrow.Schema) string { return "[" + fieldNames(s) + "]" }
+	if fieldNames(got) != fieldNames(want) {
+		hint := ""
+		for _, f := range got.Fields() {
+			if strings.HasPrefix(f.Name, "__index_level_") {
+				hint = "; a pandas index is written as a column unless to_parquet(index=False)"
+			}
+		}
+		return fmt.Errorf("columns %s are not the schema's %s (SCHEMAS.md): write exactly those, in that order%s", names(got), names(want), hint)
 	}
 	for i, w := range want.Fields() {
 		g := got.Field(i)
-		if g.Name != w.Name {
-			return fmt.Errorf("column %d is %q, want %q", i, g.Name, w.Name)
-		}
 		if !sameLayout(g.Type, w.Type) {
-			return fmt.Errorf("column %q has type %s, want %s", g.Name, g.Type, w.Type)
+			return fmt.Errorf("column %q has type %s, want %s (SCHEMAS.md): cast it to that type before writing", g.Name, g.Type, w.Type)
 		}
 	}
 	return nil

@@ -86,3 +86,22 @@ func TestReadOtherEncodings(t *testing.T) {
 		t.Errorf("merged: %v\n got %+v\nwant %+v", err, merged, want)
 	}
 }
+
+// A table that went through Hugging Face datasets (no tagpr metadata) or a
+// pandas frame whose index became a column is refused saying what to do,
+// not only what is wrong.
+func TestRefusalsSayWhatToDo(t *testing.T) {
+	dir := filepath.Join("testdata", "variants")
+	for file, want := range map[string][]string{
+		"hf_predictions.parquet":           {`no "tagpr.schema" key`, "Hugging Face datasets drop it", "schema metadata of the tagpr file it came from"},
+		"pandas_index_predictions.parquet": {"columns [id, task, model, completion, prediction, gold, metrics, __index_level_0__] are not the schema's [id, task, model, completion, prediction, gold, metrics]", "to_parquet(index=False)"},
+	} {
+		path := filepath.Join(dir, file)
+		_, err := ReadPredictions(path, ReadOptions{})
+		for _, w := range append(want, path) {
+			if err == nil || !strings.Contains(err.Error(), w) {
+				t.Errorf("%s: got %v, want it to say %q", file, err, w)
+			}
+		}
+	}
+}

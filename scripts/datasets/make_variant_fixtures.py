@@ -18,6 +18,12 @@ Files (each a few KB):
                              large_list (as pandas 3 / Polars give them), one row per row group
   enc_predictions.arrow      the sample predictions with dictionary-encoded string columns (IPC stream)
   enc_rollouts.feather       the sample rollouts with string_view strings and large_list lists (IPC file)
+  hf_predictions.parquet     the sample predictions through Hugging Face datasets (Dataset.to_parquet): no
+                             tagpr metadata
+  pandas_index_predictions.parquet  the sample predictions from a pandas frame indexed [7, 3], written with the tagpr
+                             metadata put back, its index as a __index_level_0__ column
+
+Also needs `pip install datasets` (no hub access: local files only).
 """
 import copy, os, sys
 
@@ -78,6 +84,14 @@ def main():
         w.write_table(tbl)
     tbl = pa.Table.from_pylist(s["rollouts"], schema=SCHEMAS["rollouts"])
     feather.write_feather(tbl.cast(recast(tbl.schema, pa.string_view(), pa.large_list)), f"{OUT}/enc_rollouts.feather", compression="uncompressed")
+    # Tables that went through other tools: refused, saying what to do.
+    from datasets import Dataset
+    Dataset.from_list(s["predictions"]).to_parquet(f"{OUT}/hf_predictions.parquet")
+    df = pa.Table.from_pylist(s["predictions"], schema=SCHEMAS["predictions"]).to_pandas()
+    df.index = [7, 3]  # as rows filtered out of a longer frame leave it: not a range, so written as a column
+    tbl = pa.Table.from_pandas(df)
+    pq.write_table(tbl.replace_schema_metadata({**tbl.schema.metadata, **SCHEMAS["predictions"].metadata}),
+                   f"{OUT}/pandas_index_predictions.parquet")
     print(f"wrote fixtures under {OUT}")
 
 
