@@ -65,6 +65,7 @@ type BatchWriter struct {
 	pf     *renameio.PendingFile
 	w      recordWriter
 	done   bool
+	wrote  bool // a record batch was written
 }
 
 // recordWriter is the writer of one format (IPC stream, IPC file, Parquet).
@@ -105,6 +106,15 @@ func CreateBatchWriter(path string, schema *arrow.Schema) (*BatchWriter, error) 
 	return w, nil
 }
 
+// emptyColumns is a column of no rows for each field of schema.
+func emptyColumns(schema *arrow.Schema) []arrow.Array {
+	cols := make([]arrow.Array, schema.NumFields())
+	for i, f := range schema.Fields() {
+		cols[i] = array.MakeArrayOfNull(memory.DefaultAllocator, f.Type, 0)
+	}
+	return cols
+}
+
 // Schema is the schema every batch must have.
 func (w *BatchWriter) Schema() *arrow.Schema { return w.schema }
 
@@ -113,6 +123,7 @@ func (w *BatchWriter) Write(rec arrow.RecordBatch) error {
 	if err := w.w.Write(rec); err != nil {
 		return fmt.Errorf("write %s: %w", w.path, err)
 	}
+	w.wrote = true
 	return nil
 }
 
@@ -122,7 +133,18 @@ func (w *BatchWriter) Commit() error {
 		return fmt.Errorf("write %s: already closed", w.path)
 	}
 	w.done = true
-	err := w.w.Close()
+	var err error
+	if !w.wrote {
+		// A table of no rows still gets one (empty) record batch: Hugging
+		// Face datasets' Dataset.from_file fails on a stream with none
+		// ("cannot construct ChunkedArray from empty vector").
+		rec := array.NewRecordBatch(w.schema, emptyColumns(w.schema), 0)
+		err = w.w.Write(rec)
+		rec.Release()
+	}
+	if err == nil {
+		err = w.w.Close()
+	}
 	if err == nil {
 		err = w.pf.CloseAtomicallyReplace()
 	}

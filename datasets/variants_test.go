@@ -1,10 +1,13 @@
 package datasets
 
 import (
+	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/apache/arrow-go/v18/arrow/ipc"
 )
 
 // A null where tagpr's schema requires a value (a column or a list item's
@@ -103,5 +106,36 @@ func TestRefusalsSayWhatToDo(t *testing.T) {
 				t.Errorf("%s: got %v, want it to say %q", file, err, w)
 			}
 		}
+	}
+}
+
+// A table of no rows is written as one empty record batch, not none:
+// Hugging Face datasets' Dataset.from_file (which docs/formats.md names as
+// the reader of .arrow files) fails on an IPC stream without a batch
+// ("cannot construct ChunkedArray from empty vector and omitted type").
+func TestEmptyTableHasOneBatch(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "empty.arrow")
+	if err := WriteRows(path, []Prediction{}, CreatePredictions); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r, err := ipc.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Release()
+	batches := 0
+	for r.Next() {
+		batches++
+	}
+	if batches != 1 || r.Err() != nil {
+		t.Errorf("an empty table has %d record batches (%v), want 1", batches, r.Err())
+	}
+	if rows, err := ReadPredictions(path, ReadOptions{}); err != nil || len(rows) != 0 {
+		t.Errorf("read back: %d rows, %v", len(rows), err)
 	}
 }
