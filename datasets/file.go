@@ -324,8 +324,9 @@ func OpenReader(path string, opts ReadOptions) (*Reader, error) {
 }
 
 var (
-	arrowMagic   = []byte("ARROW1")
-	parquetMagic = []byte("PAR1")
+	arrowMagic    = []byte("ARROW1")
+	parquetMagic  = []byte("PAR1")
+	feather1Magic = []byte("FEA1")
 )
 
 func openSource(f *os.File, batchRows int) (batchSource, *arrow.Schema, error) {
@@ -374,6 +375,8 @@ func openSource(f *os.File, batchRows int) (batchSource, *arrow.Schema, error) {
 		return &parquetSource{pr: pr, rr: rr}, schema, nil
 	case n == 0:
 		return nil, nil, errors.New("empty file")
+	case bytes.HasPrefix(head, feather1Magic):
+		return nil, nil, errors.New("a Feather v1 file (the format before Arrow IPC; pyarrow deprecates it): rewrite it as Feather v2, pyarrow.feather.write_feather(pyarrow.feather.read_table(OLD), NEW)")
 	default:
 		if err := checkArrowSchema(f, st.Size(), false); err != nil {
 			return nil, nil, fmt.Errorf("arrow ipc stream: %w: %s", err, damagedFix)

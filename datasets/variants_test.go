@@ -139,3 +139,19 @@ func TestEmptyTableHasOneBatch(t *testing.T) {
 		t.Errorf("read back: %d rows, %v", len(rows), err)
 	}
 }
+
+// A Feather v1 file (pyarrow still writes one with version=1) is refused
+// saying what it is and how to rewrite it, not as "neither Arrow IPC (file
+// or stream) nor Parquet: ... message metadata length 826361158 exceeds
+// limit 168".
+func TestFeatherV1SaysHowToRewrite(t *testing.T) {
+	path := filepath.Join("testdata", "variants", "text_feather_v1.feather")
+	for _, read := range []func() error{
+		func() error { _, err := ReadTextSet(path, "text"); return err },
+		func() error { _, err := ReadPredictions(path, ReadOptions{}); return err },
+	} {
+		if err := read(); err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "Feather v1") || !strings.Contains(err.Error(), "write_feather") {
+			t.Errorf("got %v", err)
+		}
+	}
+}

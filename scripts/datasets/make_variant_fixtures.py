@@ -22,6 +22,8 @@ Files (each a few KB):
                              tagpr metadata
   pandas_index_predictions.parquet  the sample predictions from a pandas frame indexed [7, 3], written with the tagpr
                              metadata put back, its index as a __index_level_0__ column
+  text_feather_v1.feather    a text set in Feather v1 (pyarrow write_feather(version=1)): refused, saying how to
+                             rewrite it
 
 Also needs `pip install datasets` (no hub access: local files only).
 """
@@ -92,6 +94,10 @@ def main():
     tbl = pa.Table.from_pandas(df)
     pq.write_table(tbl.replace_schema_metadata({**tbl.schema.metadata, **SCHEMAS["predictions"].metadata}),
                    f"{OUT}/pandas_index_predictions.parquet")
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        feather.write_feather(pa.table({"text": ["a", "b"]}), f"{OUT}/text_feather_v1.feather", version=1)
     print(f"wrote fixtures under {OUT}")
 
 
