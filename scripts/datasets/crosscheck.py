@@ -107,7 +107,11 @@ def check_go_files(tagpr, tmp):
             b = c["chain"].encode("utf-8")
             for s in c["spans"]:
                 check(b[s["start"]:s["end"]].decode("utf-8") == s["text"], f"synth {task}: span offsets of {c['id']}")
-            check(e["chain"] == c["chain"] and c["answer"] == e["output"], f"synth {task}: chain of {e['id']}")
+            # synth_gen's teacher misses the user's closing word in a share of chains
+            # (data.synth.title_closer_miss): its answer is then the gold less that word.
+            answer_ok = c["answer"] == e["output"] or (task == "synth_gen" and e["output"].startswith(c["answer"] + " ")
+                                                       and " " not in e["output"][len(c["answer"]) + 1:])
+            check(e["chain"] == c["chain"] and answer_ok, f"synth {task}: chain of {e['id']}")
         ds = hf_load(f"{sdir}/{task}/train.arrow")
         check(len(ds) == len(ex) and ds[0]["chain"] == ex[0]["chain"], f"HF datasets synth {task}")
     print("pyarrow and HF datasets read the synthetic benchmark (examples and chains)")
