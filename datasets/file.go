@@ -320,6 +320,7 @@ func OpenReader(path string, opts ReadOptions) (*Reader, error) {
 		f.Close()
 		return nil, fmt.Errorf("read %s: %w", path, err)
 	}
+	schema = withTypesOf(schema, want)
 	return &Reader{path: path, f: f, src: src, schema: schema, kind: kind, task: task, want: want, opts: opts}, nil
 }
 
@@ -532,6 +533,9 @@ func conformArray(a arrow.Array, want arrow.DataType) (arrow.Array, error) {
 		return a, nil
 	}
 	n := a.Len()
+	if a.DataType().ID() == arrow.NULL {
+		return array.MakeArrayOfNull(memory.DefaultAllocator, want, n), nil
+	}
 	var bitmap *memory.Buffer
 	if a.NullN() > 0 {
 		bitmap = memory.NewResizableBuffer(memory.DefaultAllocator)

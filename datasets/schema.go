@@ -194,6 +194,9 @@ func sameColumns(got, want *arrow.Schema) error {
 }
 
 func sameLayout(a, b arrow.DataType) bool {
+	if a.ID() == arrow.NULL {
+		return true // a column of nulls only (pandas' None column): the reader makes it b (withTypesOf)
+	}
 	if a.ID() != b.ID() {
 		return false
 	}
@@ -321,6 +324,37 @@ func plainType(t arrow.DataType) arrow.DataType {
 		fields := t.Fields()
 		for i := range fields {
 			fields[i].Type = plainType(fields[i].Type)
+		}
+		return arrow.StructOf(fields...)
+	}
+	return t
+}
+
+// withTypesOf is s (whose columns have want's layout: sameColumns) with
+// every null-typed column or field — pandas writes a column of None as
+// type null — given want's type; the reader makes its values nulls of that
+// type (conformArray).
+func withTypesOf(s, want *arrow.Schema) *arrow.Schema {
+	fields := s.Fields()
+	for i := range fields {
+		fields[i].Type = withTypeOf(fields[i].Type, want.Field(i).Type)
+	}
+	md := s.Metadata()
+	return arrow.NewSchema(fields, &md)
+}
+
+func withTypeOf(t, want arrow.DataType) arrow.DataType {
+	switch t := t.(type) {
+	case *arrow.NullType:
+		return want
+	case *arrow.ListType:
+		f := t.ElemField()
+		f.Type = withTypeOf(f.Type, want.(*arrow.ListType).Elem())
+		return arrow.ListOfField(f)
+	case *arrow.StructType:
+		fields := t.Fields()
+		for i := range fields {
+			fields[i].Type = withTypeOf(fields[i].Type, want.(*arrow.StructType).Field(i).Type)
 		}
 		return arrow.StructOf(fields...)
 	}

@@ -155,3 +155,19 @@ func TestFeatherV1SaysHowToRewrite(t *testing.T) {
 		}
 	}
 }
+
+// LaMP examples that went through a pandas frame (rows in tagpr's order,
+// the metadata put back) are read as the original: pandas gives strings as
+// large_string and a column holding only None (the user split's dates,
+// user, chain) as type null, which is read as nulls of tagpr's type. It was
+// refused (column "profile" ... date: null ..., want ... date: utf8).
+func TestReadPandasNullColumns(t *testing.T) {
+	got, task, err := ReadExamples(filepath.Join("testdata", "variants", "pandas_user_LaMP_3.parquet"), ReadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _, err := ReadExamples(filepath.Join("testdata", "pyarrow", "user_LaMP_3.parquet"), ReadOptions{})
+	if err != nil || task.Name != "LaMP_3" || !reflect.DeepEqual(got, want) {
+		t.Errorf("%v %v\n got %+v\nwant %+v", err, task, got, want)
+	}
+}

@@ -22,6 +22,9 @@ Files (each a few KB):
                              tagpr metadata
   pandas_index_predictions.parquet  the sample predictions from a pandas frame indexed [7, 3], written with the tagpr
                              metadata put back, its index as a __index_level_0__ column
+  pandas_user_LaMP_3.parquet crosscheck.py's LaMP_3 user-split rows through a pandas frame, written with the
+                             tagpr metadata put back: strings large_string, the all-None date, user and chain
+                             columns typed null
   text_feather_v1.feather    a text set in Feather v1 (pyarrow write_feather(version=1)): refused, saying how to
                              rewrite it
 
@@ -36,7 +39,7 @@ import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
 sys.path.insert(0, os.path.dirname(__file__))
-from crosscheck import SCHEMAS, samples  # noqa: E402
+from crosscheck import SCHEMAS, example_schema, lamp_rows, samples  # noqa: E402
 
 OUT = "datasets/testdata/variants"
 
@@ -86,6 +89,11 @@ def main():
         w.write_table(tbl)
     tbl = pa.Table.from_pylist(s["rollouts"], schema=SCHEMAS["rollouts"])
     feather.write_feather(tbl.cast(recast(tbl.schema, pa.string_view(), pa.large_list)), f"{OUT}/enc_rollouts.feather", compression="uncompressed")
+    # LaMP examples edited in pandas: None-only columns come back typed null.
+    df = pd.DataFrame(pa.Table.from_pylist(lamp_rows("LaMP_3", "user"), schema=example_schema("LaMP_3")).to_pylist())
+    tbl = pa.Table.from_pandas(df, preserve_index=False)
+    pq.write_table(tbl.replace_schema_metadata({**tbl.schema.metadata, **example_schema("LaMP_3").metadata}),
+                   f"{OUT}/pandas_user_LaMP_3.parquet")
     # Tables that went through other tools: refused, saying what to do.
     from datasets import Dataset
     Dataset.from_list(s["predictions"]).to_parquet(f"{OUT}/hf_predictions.parquet")
