@@ -39,14 +39,15 @@ func ReadTextSet(path, column string) (TextSet, error) {
 	case ".jsonl", ".json", ".ndjson":
 		return readTextJSONL(path, column)
 	case ".arrow", ".ipc", ".feather", ".parquet", ".pq":
-		if r, err := OpenReader(path, ReadOptions{}); err == nil {
+		r, err := OpenReader(path, ReadOptions{})
+		if err == nil {
 			kind := r.Kind()
 			r.Close()
 			if kind == KindChain {
 				return readChainTexts(path)
 			}
 		}
-		return readTextColumn(path, column)
+		return readTextColumn(path, column, err)
 	}
 	return TextSet{}, fmt.Errorf("read %s: unknown extension (want .arrow, .ipc, .feather, .parquet or .jsonl)", path)
 }
@@ -160,7 +161,9 @@ func readTextJSONL(path, column string) (TextSet, error) {
 // encoding/json would read as "" or an empty list without a word).
 func isNull(raw json.RawMessage) bool { return bytes.Equal(bytes.TrimSpace(raw), []byte("null")) }
 
-func readTextColumn(path, column string) (TextSet, error) {
+// readTextColumn reads a text column; tagprErr is why OpenReader refused
+// the file (nil: it did not), returned for a file marked tagged_chain.
+func readTextColumn(path, column string, tagprErr error) (TextSet, error) {
 	var d TextSet
 	f, err := os.Open(path)
 	if err != nil {
@@ -172,6 +175,9 @@ func readTextColumn(path, column string) (TextSet, error) {
 		return d, fmt.Errorf("read %s: %w", path, err)
 	}
 	defer src.close()
+	if kind, _ := metaValue(schema.Metadata(), MetaKind); Kind(kind) == KindChain && tagprErr != nil {
+		return d, tagprErr // a tagged_chain file tagpr cannot read: not a text column's business
+	}
 	var recs []arrow.RecordBatch
 	for {
 		rec, err := src.next()
@@ -200,7 +206,11 @@ func readTextColumn(path, column string) (TextSet, error) {
 		for i, f := range schema.Fields() {
 			names[i] = fmt.Sprintf("%s (%s)", f.Name, f.Type)
 		}
-		return d, fmt.Errorf("read %s: no column %q (or input_ids); its columns are %s: name the text column with --text-column", path, column, strings.Join(names, ", "))
+		hint := "name the text column with --text-column"
+		if fieldNames(schema) == fieldNames(ChainSchema) {
+			hint = "they are a tagged_chain table's, without tagpr's schema metadata (pandas, Polars and Hugging Face datasets drop it): put the metadata back (SCHEMAS.md) to train on its kept chains, each with its prompt"
+		}
+		return d, fmt.Errorf("read %s: no column %q (or input_ids); its columns are %s: %s", path, column, strings.Join(names, ", "), hint)
 	}
 	promptIdx := schema.FieldIndices("prompt")
 	base := 0 // the file's record number of the batch's first row

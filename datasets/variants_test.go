@@ -171,3 +171,23 @@ func TestReadPandasNullColumns(t *testing.T) {
 		t.Errorf("%v %v\n got %+v\nwant %+v", err, task, got, want)
 	}
 }
+
+// A tagged_chain table given to train lm that tagpr cannot read as one is
+// not taken for a text set missing its "text" column: one without tagpr's
+// metadata (filtered in Hugging Face datasets) says so and how to train on
+// its chains with their prompts — the old hint, --text-column, would have
+// trained on the chains without their prompts — and one with the metadata
+// gets the tagged_chain schema's own error.
+func TestReadTextSetChainTables(t *testing.T) {
+	dir := filepath.Join("testdata", "variants")
+	for file, want := range map[string]string{
+		"hf_chains.parquet":      "a tagged_chain table's, without tagpr's schema metadata",
+		"chains_extra_col.arrow": "tagged_chain v1: columns [id, prompt, chain, spans, answer, gold, teacher, verdicts, keep, note] are not the schema's",
+	} {
+		path := filepath.Join(dir, file)
+		_, err := ReadTextSet(path, "text")
+		if err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "--text-column") {
+			t.Errorf("%s: got %v, want %q", file, err, want)
+		}
+	}
+}

@@ -25,6 +25,8 @@ Files (each a few KB):
   pandas_user_LaMP_3.parquet crosscheck.py's LaMP_3 user-split rows through a pandas frame, written with the
                              tagpr metadata put back: strings large_string, the all-None date, user and chain
                              columns typed null
+  hf_chains.parquet          the sample chains through Hugging Face datasets (Dataset.to_parquet): no tagpr metadata
+  chains_extra_col.arrow     the sample chains with their metadata and an extra "note" column (IPC stream)
   text_feather_v1.feather    a text set in Feather v1 (pyarrow write_feather(version=1)): refused, saying how to
                              rewrite it
 
@@ -97,6 +99,11 @@ def main():
     # Tables that went through other tools: refused, saying what to do.
     from datasets import Dataset
     Dataset.from_list(s["predictions"]).to_parquet(f"{OUT}/hf_predictions.parquet")
+    Dataset.from_list(s["chains"]).to_parquet(f"{OUT}/hf_chains.parquet")
+    tbl = pa.Table.from_pylist(s["chains"], schema=SCHEMAS["chains"])
+    tbl = tbl.append_column("note", pa.array(["n"] * tbl.num_rows)).replace_schema_metadata(SCHEMAS["chains"].metadata)
+    with ipc.new_stream(f"{OUT}/chains_extra_col.arrow", tbl.schema) as w:
+        w.write_table(tbl)
     df = pa.Table.from_pylist(s["predictions"], schema=SCHEMAS["predictions"]).to_pandas()
     df.index = [7, 3]  # as rows filtered out of a longer frame leave it: not a range, so written as a column
     tbl = pa.Table.from_pandas(df)
