@@ -58,16 +58,27 @@ func Merge(out string, inputs []string, o MergeOptions) (int64, error) {
 			if r.Kind() == KindExample || r.Kind() == KindPrediction {
 				seen = map[string]string{}
 			}
-		} else if !mergeable(r.Schema(), first.Schema()) || r.Kind() != first.Kind() || r.Task() != first.Task() {
+		} else if sameColumns(r.Schema(), first.Schema()) != nil || r.Kind() != first.Kind() || r.Task() != first.Task() {
 			r.Close()
 			return fail(fmt.Errorf("merge: %s has another schema than %s (%s %v vs %s %v)", in, inputs[0], r.Kind(), r.Schema(), first.Kind(), first.Schema()))
 		}
+		// A table pyarrow wrote (every field nullable) merges with one tagpr
+		// wrote: its batches are rebuilt under the first input's types.
+		rebuild := !mergeable(r.Schema(), first.Schema())
 		for r.Next() {
 			rec := r.Batch()
 			// The same columns under the output's schema: a Parquet
 			// shard's differs from an Arrow one's only in field ids and a
 			// list's child name, and no input's shard mark carries over.
-			rec = array.NewRecordBatch(schema, rec.Columns(), rec.NumRows())
+			if rebuild {
+				rec.Retain()
+				if rec, err = conform(rec, schema); err != nil {
+					r.Close()
+					return fail(fmt.Errorf("merge: %s: %w", in, err))
+				}
+			} else {
+				rec = array.NewRecordBatch(schema, rec.Columns(), rec.NumRows())
+			}
 			defer rec.Release()
 			if seen != nil {
 				ids := rec.Column(0).(*array.String)

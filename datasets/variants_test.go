@@ -191,3 +191,24 @@ func TestReadTextSetChainTables(t *testing.T) {
 		}
 	}
 }
+
+// A table pyarrow wrote (its fields nullable, its list items "element")
+// merges with one tagpr wrote: it was refused as "another schema" with
+// both schemas dumped, although tagpr reads each the same way.
+func TestMergePyarrowWithTagprTables(t *testing.T) {
+	tmp := t.TempDir()
+	ours := filepath.Join(tmp, "ours.parquet")
+	if err := WriteRows(ours, sampleChains(), CreateChains); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(tmp, "all.arrow")
+	inputs := []string{ours, filepath.Join("testdata", "pyarrow", "chains.parquet"), filepath.Join("testdata", "variants", "enc_chains.parquet")}
+	if _, err := Merge(out, inputs, MergeOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := ReadChains(out, ReadOptions{})
+	want := append(append(sampleChains(), sampleChains()...), sampleChains()...)
+	if err != nil || normalize(got) != normalize(want) {
+		t.Errorf("%v\n got %+v\nwant %+v", err, got, want)
+	}
+}
