@@ -66,36 +66,42 @@ func Merge(out string, inputs []string, o MergeOptions) (int64, error) {
 		// wrote: its batches are rebuilt under the first input's types.
 		rebuild := !mergeable(r.Schema(), first.Schema())
 		for r.Next() {
-			rec := r.Batch()
-			// The same columns under the output's schema: a Parquet
-			// shard's differs from an Arrow one's only in field ids and a
-			// list's child name, and no input's shard mark carries over.
-			if rebuild {
-				rec.Retain()
-				if rec, err = conform(rec, schema); err != nil {
-					r.Close()
-					return fail(fmt.Errorf("merge: %s: %w", in, err))
-				}
-			} else {
-				rec = array.NewRecordBatch(schema, rec.Columns(), rec.NumRows())
-			}
-			defer rec.Release()
-			if seen != nil {
-				ids := rec.Column(0).(*array.String)
-				for i := 0; i < ids.Len(); i++ {
-					id := ids.Value(i)
-					if prev, dup := seen[id]; dup {
-						r.Close()
-						return fail(fmt.Errorf("merge: id %q is in both %s and %s (overlapping shards?)", id, prev, in))
+			// One batch at a time: each is released once written.
+			err := func() error {
+				rec := r.Batch()
+				// The same columns under the output's schema: a Parquet
+				// shard's differs from an Arrow one's only in field ids and a
+				// list's child name, and no input's shard mark carries over.
+				if rebuild {
+					rec.Retain()
+					var err error
+					if rec, err = conform(rec, schema); err != nil {
+						return fmt.Errorf("merge: %s: %w", in, err)
 					}
-					seen[id] = in
+				} else {
+					rec = array.NewRecordBatch(schema, rec.Columns(), rec.NumRows())
 				}
-			}
-			if err := w.Write(rec); err != nil {
+				defer rec.Release()
+				if seen != nil {
+					ids := rec.Column(0).(*array.String)
+					for i := 0; i < ids.Len(); i++ {
+						id := ids.Value(i)
+						if prev, dup := seen[id]; dup {
+							return fmt.Errorf("merge: id %q is in both %s and %s (overlapping shards?)", id, prev, in)
+						}
+						seen[id] = in
+					}
+				}
+				if err := w.Write(rec); err != nil {
+					return fmt.Errorf("merge: %w", err)
+				}
+				rows += rec.NumRows()
+				return nil
+			}()
+			if err != nil {
 				r.Close()
-				return fail(fmt.Errorf("merge: %w", err))
+				return fail(err)
 			}
-			rows += rec.NumRows()
 		}
 		err = r.Err()
 		if r != first {

@@ -1,13 +1,16 @@
 package datasets
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/apache/arrow-go/v18/arrow/ipc"
+	"github.com/apache/arrow-go/v18/arrow/memory"
 )
 
 // A null where tagpr's schema requires a value (a column or a list item's
@@ -210,5 +213,58 @@ func TestMergePyarrowWithTagprTables(t *testing.T) {
 	want := append(append(sampleChains(), sampleChains()...), sampleChains()...)
 	if err != nil || normalize(got) != normalize(want) {
 		t.Errorf("%v\n got %+v\nwant %+v", err, got, want)
+	}
+}
+
+// peakAllocator counts the bytes allocated and not yet freed, and the most
+// there were at once.
+type peakAllocator struct {
+	memory.Allocator
+	mu        sync.Mutex
+	cur, peak int
+}
+
+func (a *peakAllocator) add(n int) {
+	a.mu.Lock()
+	a.cur += n
+	a.peak = max(a.peak, a.cur)
+	a.mu.Unlock()
+}
+
+func (a *peakAllocator) Allocate(size int) []byte { a.add(size); return a.Allocator.Allocate(size) }
+func (a *peakAllocator) Reallocate(size int, b []byte) []byte {
+	a.add(size - len(b))
+	return a.Allocator.Reallocate(size, b)
+}
+func (a *peakAllocator) Free(b []byte) { a.add(-len(b)); a.Allocator.Free(b) }
+
+// Merge holds one record batch at a time, not every batch it wrote: each
+// was released only when Merge returned (a defer in the loop), so merging
+// shards took memory for the whole merged table.
+func TestMergeMemoryIsOneBatch(t *testing.T) {
+	tmp := t.TempDir()
+	var inputs []string
+	for s := 0; s < 8; s++ {
+		rows := make([]Rollout, 2000)
+		for i := range rows {
+			rows[i] = Rollout{PromptID: fmt.Sprintf("p%d-%d", s, i), Completion: strings.Repeat("x", 500), TokenIDs: make([]int64, 100), Stage: "guided"}
+		}
+		path := filepath.Join(tmp, fmt.Sprintf("s%d.arrow", s))
+		if err := WriteRows(path, rows, CreateRollouts); err != nil {
+			t.Fatal(err)
+		}
+		inputs = append(inputs, path)
+	}
+	alloc := &peakAllocator{Allocator: memory.NewGoAllocator()}
+	saved := memory.DefaultAllocator
+	memory.DefaultAllocator = alloc
+	defer func() { memory.DefaultAllocator = saved }()
+	if n, err := Merge(filepath.Join(tmp, "all.arrow"), inputs, MergeOptions{}); err != nil || n != 16000 {
+		t.Fatal(n, err)
+	}
+	// 16000 rows of ~1 KB are ~16 MB; a batch is 1024 of them (~1 MB), and
+	// reading and writing one holds about three.
+	if alloc.peak > 6<<20 {
+		t.Errorf("merging 16000 rows held %d bytes at once, want a few batches (~3 MB)", alloc.peak)
 	}
 }
