@@ -230,8 +230,8 @@ func fieldNames(s *arrow.Schema) string {
 }
 
 // firstRequiredNull finds the first null where tagpr's schema declares a
-// value required (non-nullable): a column, or a field of a list column's
-// items. tagpr never writes one, but a file others write may hold one, and
+// value required (non-nullable): a column, a list column's item, or a field
+// of one. tagpr never writes one, but a file others write may hold one, and
 // a row decoder would read it as "", 0 or false without a word. It returns
 // the row and the place ("keep", "prompt[1].content"), or -1.
 func firstRequiredNull(arr arrow.Array, f arrow.Field) (int, string) {
@@ -258,7 +258,12 @@ func firstRequiredNull(arr arrow.Array, f arrow.Field) (int, string) {
 		_, last := a.ValueOffsets(a.Len() - 1)
 		items := array.NewSlice(a.ListValues(), first, last)
 		defer items.Release()
-		j, at := firstRequiredNull(items, f.Type.(*arrow.ListType).ElemField())
+		// An item is required too, though the list type says nullable:
+		// tagpr writes none, and a decoder would read a null one as an
+		// empty struct (IPC keeps its fields' values) or an id of 0.
+		elem := f.Type.(*arrow.ListType).ElemField()
+		elem.Nullable = false
+		j, at := firstRequiredNull(items, elem)
 		if j < 0 {
 			return -1, ""
 		}

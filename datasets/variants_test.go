@@ -27,6 +27,9 @@ func TestReadRefusesNullsInRequiredColumns(t *testing.T) {
 		{"nulls_chains.parquet", `record 2 (id "c"): prompt[1].content is null`, func(p string) error { _, err := ReadChains(p, ReadOptions{}); return err }},
 		{"nulls_rollouts.arrow", `record 1 (id "p1"): reward is null`, func(p string) error { _, err := ReadRollouts(p, ReadOptions{}); return err }},
 		{"nulls_predictions.feather", `record 1 (id "101"): model is null`, func(p string) error { _, err := ReadPredictions(p, ReadOptions{}); return err }},
+		// A null list item: an empty message or a token id 0 when read.
+		{"null_items_chains.arrow", `record 0 (id "a"): prompt[1] is null`, func(p string) error { _, err := ReadChains(p, ReadOptions{}); return err }},
+		{"null_items_rollouts.arrow", `record 0 (id "p1"): token_ids[1] is null`, func(p string) error { _, err := ReadRollouts(p, ReadOptions{}); return err }},
 	} {
 		path := filepath.Join(dir, c.file)
 		err := c.read(path)

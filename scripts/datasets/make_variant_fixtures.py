@@ -10,6 +10,8 @@ Files (each a few KB):
   nulls_chains.parquet       tagged_chain, one row per row group; record 2's prompt[1].content is null
   nulls_rollouts.arrow       rollout (IPC stream); record 1's reward is null
   nulls_predictions.feather  prediction (IPC file); record 1's model is null
+  null_items_chains.arrow    tagged_chain (IPC stream); record 0's prompt[1] is a null item
+  null_items_rollouts.arrow  rollout (IPC stream); record 0's token_ids[1] is null
   text_string_view.arrow     a text set as Polars writes IPC: the text column is string_view (IPC file)
   text_category.parquet      a text set from pandas: prompt and completion as category columns
                              (dictionary-encoded; record 2 repeats record 0's values)
@@ -62,6 +64,17 @@ def main():
     preds = copy.deepcopy(s["predictions"])
     preds[1]["model"] = None
     feather.write_feather(pa.Table.from_pylist(preds, schema=SCHEMAS["predictions"]), f"{OUT}/nulls_predictions.feather")
+    # Null list items: IPC keeps a null struct item's field values, so only the item is null.
+    chains = copy.deepcopy(s["chains"])
+    chains[0]["prompt"][1] = None
+    tbl = pa.Table.from_pylist(chains, schema=SCHEMAS["chains"])
+    with ipc.new_stream(f"{OUT}/null_items_chains.arrow", tbl.schema) as w:
+        w.write_table(tbl)
+    rolls = copy.deepcopy(s["rollouts"])
+    rolls[0]["token_ids"][1] = None
+    tbl = pa.Table.from_pylist(rolls, schema=SCHEMAS["rollouts"])
+    with ipc.new_stream(f"{OUT}/null_items_rollouts.arrow", tbl.schema) as w:
+        w.write_table(tbl)
     # Text sets (tagpr train lm --data): the types Polars and pandas give strings, text not ASCII.
     texts = ["caf\u00e9 \U0001F389 \u65e5\u672c", "nul\x00inside", "caf\u00e9 \U0001F389 \u65e5\u672c", ""]
     feather.write_feather(pa.table({"text": pa.array(texts, pa.string_view())}), f"{OUT}/text_string_view.arrow",
