@@ -10,7 +10,7 @@ and compares the row counts. Not part of CI (it needs Python); run it by hand:
     tagpr data merge --out /tmp/tagpr-check/fast_dev_run/chains/all.arrow /tmp/tagpr-check/fast_dev_run/chains/*.parquet
     python scripts/datasets/check_readers.py /tmp/tagpr-check/fast_dev_run
 
-Versions it was last run with: pyarrow 26.0.1, duckdb 2.0.1, datasets 4.4.2.
+Versions it was last run with: pyarrow 26.0.1, duckdb 2.0.1, datasets 5.2.0.
 """
 import glob
 import os
