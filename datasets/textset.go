@@ -39,6 +39,9 @@ func ReadTextSet(path, column string) (TextSet, error) {
 	case ".jsonl", ".json", ".ndjson":
 		return readTextJSONL(path, column)
 	case ".arrow", ".ipc", ".feather", ".parquet", ".pq":
+		if err := checkWholeHFDataset(path); err != nil {
+			return TextSet{}, err
+		}
 		r, err := OpenReader(path, ReadOptions{})
 		if err == nil {
 			kind := r.Kind()
@@ -50,6 +53,30 @@ func ReadTextSet(path, column string) (TextSet, error) {
 		return readTextColumn(path, column, err)
 	}
 	return TextSet{}, fmt.Errorf("read %s: unknown extension (want .arrow, .ipc, .feather, .parquet or .jsonl)", path)
+}
+
+// checkWholeHFDataset refuses one shard of a Hugging Face save_to_disk
+// folder (its state.json lists the data files) that has several: training
+// on it would leave the other shards' rows out without a word.
+func checkWholeHFDataset(path string) error {
+	raw, err := os.ReadFile(filepath.Join(filepath.Dir(path), "state.json"))
+	if err != nil {
+		return nil
+	}
+	var state struct {
+		DataFiles []struct {
+			Filename string `json:"filename"`
+		} `json:"_data_files"`
+	}
+	if json.Unmarshal(raw, &state) != nil || len(state.DataFiles) < 2 {
+		return nil
+	}
+	for i, f := range state.DataFiles {
+		if f.Filename == filepath.Base(path) {
+			return fmt.Errorf("read %s: shard %d of the %d of a Hugging Face save_to_disk folder (its state.json lists them), and tagpr reads one file: write the dataset as one (datasets.load_from_disk(DIR).to_parquet(FILE)), or copy this shard under another name to train on it alone", path, i+1, len(state.DataFiles))
+		}
+	}
+	return nil
 }
 
 // readChainTexts makes chats of the kept rows of a tagged_chain file.

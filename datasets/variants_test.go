@@ -271,3 +271,19 @@ func TestMergeMemoryIsOneBatch(t *testing.T) {
 		t.Errorf("merging 16000 rows held %d bytes at once, want a few batches (~3 MB)", alloc.peak)
 	}
 }
+
+// One shard of a Hugging Face save_to_disk folder that has several is
+// refused: train lm reads one file, and trained on that shard's rows only,
+// without a word. The one file of a one-shard folder is read.
+func TestReadTextSetHFShard(t *testing.T) {
+	dir := filepath.Join("testdata", "variants")
+	path := filepath.Join(dir, "hf_save_to_disk", "data-00000-of-00002.arrow")
+	_, err := ReadTextSet(path, "text")
+	if err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "shard 1 of the 2") || !strings.Contains(err.Error(), "to_parquet") {
+		t.Errorf("one of two shards: %v", err)
+	}
+	d, err := ReadTextSet(filepath.Join(dir, "hf_save_to_disk_1", "data-00000-of-00001.arrow"), "text")
+	if err != nil || !reflect.DeepEqual(d.Texts, []string{"a b", "c d", "e f", "g h"}) {
+		t.Errorf("one shard of one: %v %q", err, d.Texts)
+	}
+}

@@ -29,13 +29,15 @@ Files (each a few KB):
                              columns typed null
   hf_chains.parquet          the sample chains through Hugging Face datasets (Dataset.to_parquet): no tagpr metadata
   chains_extra_col.arrow     the sample chains with their metadata and an extra "note" column (IPC stream)
+  hf_save_to_disk/           Dataset.save_to_disk of 4 texts in 2 shards (data-0000i-of-00002.arrow, state.json)
+  hf_save_to_disk_1/         the same in one shard
   text_feather_v1.feather    a text set in Feather v1 (pyarrow write_feather(version=1)): refused, saying how to
                              rewrite it
 
 Also needs `pip install datasets` (no hub access: local files only). Last written with pyarrow 26.0.1,
 pandas 3.1.1 and datasets 5.2.0; rerunning it rewrites the same bytes.
 """
-import copy, os, sys
+import copy, os, shutil, sys
 
 import pandas as pd
 import pyarrow as pa
@@ -127,6 +129,9 @@ def main():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         feather.write_feather(pa.table({"text": ["a", "b"]}), f"{OUT}/text_feather_v1.feather", version=1)
+    for name, shards in (("hf_save_to_disk", 2), ("hf_save_to_disk_1", 1)):
+        shutil.rmtree(f"{OUT}/{name}", ignore_errors=True)
+        Dataset.from_dict({"text": ["a b", "c d", "e f", "g h"]}).save_to_disk(f"{OUT}/{name}", num_shards=shards)
     print(f"wrote fixtures under {OUT}")
 
 
