@@ -488,7 +488,7 @@ func (b *Batcher) join(ctx context.Context, jobs []*job) {
 	b.c.prefills.Add(1)
 	b.c.prefillNanos.Add(int64(time.Since(start)))
 	if err != nil {
-		fail(fmt.Errorf("prefill: %w", err))
+		fail(closedOr(ctx, fmt.Errorf("prefill: %w", err)))
 		return
 	}
 	var srcs []rowSrc
@@ -531,11 +531,21 @@ func (b *Batcher) step(ctx context.Context) {
 	b.c.steps.Add(1)
 	b.c.rowSteps.Add(int64(len(b.rows)))
 	if err != nil {
-		b.failRows(err)
+		b.failRows(closedOr(ctx, err))
 		return
 	}
 	b.dropRows(b.accept)
 	b.c.decodeNanos.Add(int64(time.Since(start)))
+}
+
+// closedOr is err, or ErrBatcherClosed when the loop's context has ended:
+// a Close that lands while a run is under way cancels that run, and its
+// requests end as Shutdown says, not with the loop's context error.
+func closedOr(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return ErrBatcherClosed
+	}
+	return err
 }
 
 // dropRows removes the rows leave reports true for, and re-lays the cache

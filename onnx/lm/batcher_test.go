@@ -274,3 +274,22 @@ func holdAdmitted(t *testing.T, b *Batcher, r Request) *Stream {
 	}
 	return s
 }
+
+// A batcher closed while a request is being prefilled (or decoded) ends
+// that request with ErrBatcherClosed, as Shutdown says, not with the
+// loop's own context error: the close cancels the run under way.
+func TestBatcherCloseDuringRunEndsWithErrBatcherClosed(t *testing.T) {
+	m := buildModel(t, testConfigs()["llama"])
+	b, err := NewBatcher(m, BatcherOptions{MaxRows: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	m.mu.Lock()
+	running := holdAdmitted(t, b, Request{Prompt: []int64{1, 2}, MaxNewTokens: 20, IgnoreEOS: true})
+	b.stop() // what Close does first; the loop is waiting for the model in its prefill
+	m.mu.Unlock()
+	if _, err := running.Collect(context.Background()); !errors.Is(err, ErrBatcherClosed) {
+		t.Errorf("request running when the batcher closed ended with %v, want ErrBatcherClosed", err)
+	}
+}
