@@ -143,9 +143,14 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, p *plan) {
 	defer s.active.Done()
 	s.met.addInFlight(1)
 	defer s.met.addInFlight(-1)
-	ctx, cancel := context.WithTimeout(r.Context(), s.o.RequestTimeout)
+	// timed ends with the request's time (or the client, or a shutdown that
+	// gives up waiting); ctx also when the generation fails.
+	timed, timedOut := context.WithTimeout(r.Context(), s.o.RequestTimeout)
+	defer timedOut()
+	defer context.AfterFunc(s.abort, timedOut)()
+	ctx, cancel := context.WithCancel(timed)
 	defer cancel()
-	defer context.AfterFunc(s.abort, cancel)()
+	defer s.boundWrites(w, timed)()
 
 	streams := make([]*lm.Stream, len(p.reqs))
 	for i, q := range p.reqs {
@@ -234,6 +239,32 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, p *plan) {
 	}
 	out.whole(w, choices)
 }
+
+// boundWrites keeps a client that stops reading from holding its slot
+// past the request's time: a write blocked on its full connection would
+// wait for it for good (the server has no write timeout, as a stream may
+// run for minutes). When timed ends, the writes still to come get a grace
+// (for the error event a reading client is owed), then fail. The returned
+// func, called as the handler returns, lifts the deadline again for the
+// connection's next request.
+func (s *Server) boundWrites(w http.ResponseWriter, timed context.Context) (lift func()) {
+	rc := http.NewResponseController(w)
+	set := make(chan struct{})
+	stop := context.AfterFunc(timed, func() {
+		rc.SetWriteDeadline(time.Now().Add(min(writeGrace, s.o.RequestTimeout)))
+		close(set)
+	})
+	return func() {
+		if !stop() {
+			<-set
+			rc.SetWriteDeadline(time.Time{})
+		}
+	}
+}
+
+// writeGrace is how long a request's last writes may take once its time is
+// up (at most RequestTimeout).
+const writeGrace = 5 * time.Second
 
 func submitError(err error) *apiError {
 	switch {

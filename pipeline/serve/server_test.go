@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -606,6 +607,62 @@ func TestSlowBodyHoldsNoSlot(t *testing.T) {
 	if !resp.Close {
 		t.Error("408 leaves the connection open")
 	}
+}
+
+// A client that stops reading a stream does not hold its slot past
+// RequestTimeout: the answer's writes, blocked on the full connection, are
+// given up on, and the slot is free for the next request.
+func TestStalledReaderFreesItsSlot(t *testing.T) {
+	m := openModel(t, randomDir)
+	s, err := New(m, Options{MaxConcurrent: 1, RequestTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := listen()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx, smallSendBuffers{ln}, time.Second) }()
+	defer func() { stop(); <-done }()
+	// Small socket buffers on both ends (the client's set before it
+	// connects, as they bound the window the connection opens with): the
+	// server's writes block after a few tokens.
+	d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
+		return c.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+	}}
+	conn, err := d.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	body := mustJSON(chatBody(m, "hi", map[string]any{"max_tokens": 4000, "ignore_eos": true, "stream": true, "n": 8,
+		"logprobs": true, "top_logprobs": 20}))
+	fmt.Fprintf(conn, "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+	for s.Running() == 0 { // admitted
+		time.Sleep(5 * time.Millisecond)
+	}
+	// The client reads nothing and stays connected.
+	for end := time.Now().Add(40 * time.Second); s.Running() > 0; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatalf("a client that stopped reading still holds the only slot 40 s into a %s request timeout", time.Second)
+		}
+	}
+	if code, res := post(t, "http://"+ln.Addr().String()+"/v1/chat/completions", chatBody(m, "hi", map[string]any{"max_tokens": 2})); code != 200 {
+		t.Errorf("the next request: %d %v", code, res)
+	}
+}
+
+// smallSendBuffers gives each connection it accepts a 4 KiB send buffer.
+type smallSendBuffers struct{ net.Listener }
+
+func (l smallSendBuffers) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		c.(*net.TCPConn).SetWriteBuffer(4096)
+	}
+	return c, err
 }
 
 func mustJSON(v any) []byte {
