@@ -23,6 +23,12 @@ import (
 
 var tagprBin string
 
+// tagprBuildFlags are the tested binary's `go build` flags: -race under
+// `go test -race` (race_test.go), so that a data race in the tagpr process
+// a test runs (serve, an interrupted run) fails that test with the race
+// detector's exit status 66.
+var tagprBuildFlags []string
+
 // TestMain builds the real binary once; the tests run it as a user would.
 func TestMain(m *testing.M) {
 	if os.Getenv("TAGPR_TEST_INTERRUPTS") == "1" { // TestSecondInterruptQuits's child
@@ -39,7 +45,7 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	tagprBin = filepath.Join(dir, "tagpr")
-	if out, err := exec.Command("go", "build", "-o", tagprBin, ".").CombinedOutput(); err != nil {
+	if out, err := exec.Command("go", append(append([]string{"build"}, tagprBuildFlags...), "-o", tagprBin, ".")...).CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "build tagpr: %v\n%s", err, out)
 		os.Exit(1)
 	}
