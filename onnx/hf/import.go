@@ -116,6 +116,12 @@ func Import(dir, out string, o ImportOptions) (*Imported, error) {
 		}
 		res.Unused = append(res.Unused, name)
 	}
+	// model.onnx is written last: its presence means the folder is a whole
+	// model. An earlier import's goes first, so that a write that fails
+	// (a full disk) leaves no model.onnx beside this import's files.
+	if err := os.Remove(res.Model); err != nil && !os.IsNotExist(err) {
+		return nil, fmt.Errorf("import: %w", err)
+	}
 	if res.External {
 		if err := src.writeData(filepath.Join(out, src.location), o.Progress); err != nil {
 			return nil, err
@@ -125,9 +131,6 @@ func Import(dir, out string, o ImportOptions) (*Imported, error) {
 	b, err := ir.Marshal(m)
 	if err != nil {
 		return nil, fmt.Errorf("import %s: %w", dir, err)
-	}
-	if err := renameio.WriteFile(res.Model, b, 0o644); err != nil {
-		return nil, fmt.Errorf("import: %w", err)
 	}
 	if !res.External {
 		os.Remove(filepath.Join(out, src.location)) // a stale one from an earlier import
@@ -147,6 +150,9 @@ func Import(dir, out string, o ImportOptions) (*Imported, error) {
 	}
 	if err := writeImportRecord(out, dir, mt); err != nil {
 		return nil, err
+	}
+	if err := renameio.WriteFile(res.Model, b, 0o644); err != nil {
+		return nil, fmt.Errorf("import: %w", err)
 	}
 	return res, nil
 }
