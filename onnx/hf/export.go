@@ -196,9 +196,6 @@ func Export(m *onnxpb.ModelProto, out string, o ExportOptions) (*Exported, error
 			return nil, fmt.Errorf("export-hf: %w", err)
 		}
 	}
-	if err := safetensors.Write(filepath.Join(out, "model.safetensors"), tensors, map[string]string{"format": "pt"}); err != nil {
-		return nil, fmt.Errorf("export-hf: %w", err)
-	}
 	_, tied := names.Tied["lm_head.weight"]
 	cfg["tie_word_embeddings"] = tied
 	delete(cfg, "tagpr_builtin")
@@ -224,6 +221,12 @@ func Export(m *onnxpb.ModelProto, out string, o ExportOptions) (*Exported, error
 		if err := writeGenerationConfig(out, b); err != nil {
 			return nil, fmt.Errorf("export-hf: %w", err)
 		}
+	}
+	// The weights go last: a folder with model.safetensors is a whole
+	// checkpoint, and an export that fails before (a full disk) leaves
+	// none, so a rerun is not refused as if over someone's checkpoint.
+	if err := safetensors.Write(filepath.Join(out, "model.safetensors"), tensors, map[string]string{"format": "pt"}); err != nil {
+		return nil, fmt.Errorf("export-hf: %w", err)
 	}
 	return &Exported{Dir: out, Tensors: len(tensors), Tied: names.Tied, Copied: copied, Removed: removed}, nil
 }
@@ -273,10 +276,11 @@ func StaleCheckpointFiles(dir string) ([]string, error) {
 	return out, nil
 }
 
-// removeStale removes StaleCheckpointFiles from dir, but for
-// model.safetensors (replaced atomically when written) and, when dir is
+// removeStale removes StaleCheckpointFiles from dir, but for, when dir is
 // the exported model's own folder from, its adapter/ (which belongs to
-// the model being exported), and returns what it removed.
+// the model being exported), and returns what it removed. The earlier
+// model.safetensors goes too: an export that fails after writing the new
+// config.json must not leave the old weights beside it.
 func removeStale(dir, from string) ([]string, error) {
 	stale, err := StaleCheckpointFiles(dir)
 	if err != nil {
@@ -284,7 +288,7 @@ func removeStale(dir, from string) ([]string, error) {
 	}
 	var removed []string
 	for _, n := range stale {
-		if n == "model.safetensors" || n == "adapter" && sameDir(dir, from) {
+		if n == "adapter" && sameDir(dir, from) {
 			continue
 		}
 		if err := os.RemoveAll(filepath.Join(dir, n)); err != nil {

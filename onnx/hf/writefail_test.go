@@ -46,3 +46,33 @@ func TestImportFailureLeavesNoModel(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// An export that fails part way leaves no model.safetensors, so the
+// folder is neither taken for a checkpoint nor refused as one by the
+// rerun; with Force over an earlier export, the old weights do not stay
+// beside the new config.json.
+func TestExportFailureLeavesNoWeights(t *testing.T) {
+	onnxDir, m := importFixture(t, "qwen2")
+	for _, force := range []bool{false, true} {
+		out := t.TempDir()
+		if force {
+			if _, err := Export(m, out, ExportOptions{From: onnxDir}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		unblock := block(t, out, "generation_config.json")
+		if _, err := Export(m, out, ExportOptions{From: onnxDir, Force: force}); err == nil {
+			t.Fatal("export with generation_config.json unwritable: no error")
+		}
+		if _, err := os.Stat(filepath.Join(out, "model.safetensors")); !os.IsNotExist(err) {
+			t.Errorf("force %v: model.safetensors is there after a failed export (%v)", force, err)
+		}
+		unblock()
+		if _, err := Export(m, out, ExportOptions{From: onnxDir}); err != nil {
+			t.Fatalf("force %v: the rerun: %v", force, err)
+		}
+		if _, err := Import(out, t.TempDir(), ImportOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
