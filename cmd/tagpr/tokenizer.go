@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -97,10 +98,16 @@ func init() {
 			if err := prepareOutput(outPath, true); err != nil {
 				return fmt.Errorf("tokenizer train: %w", err)
 			}
-			if err := tok.Save(outPath); err != nil {
-				return err
+			// tokenizer.json last, an earlier one (--force) removed first: it
+			// is what a rerun finds done, so a failed write (a full disk)
+			// must not leave it without, or beside another's, config.
+			if err := os.Remove(outPath); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("tokenizer train: %w", err)
 			}
 			if err := tok.SaveConfig(filepath.Join(filepath.Dir(outPath), "tokenizer_config.json")); err != nil {
+				return err
+			}
+			if err := tok.Save(outPath); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "trained %d tokens on %s in %.1fs -> %s\n",

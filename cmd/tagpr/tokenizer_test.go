@@ -87,3 +87,28 @@ func TestTokenizerTrainEmptyCorpusLeavesNothing(t *testing.T) {
 		t.Errorf("a refused training left its output folder (%v)", err)
 	}
 }
+
+// A training whose writing fails part way (here tokenizer_config.json's
+// path is a folder; a full disk does the same) leaves no tokenizer.json,
+// the file a rerun is refused over, and the rerun finishes without --force.
+func TestTokenizerTrainFailedWriteLeavesNoTokenizer(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "corpus.txt"), []byte(strings.Repeat("the user likes short movie titles\n", 50)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	blocker := filepath.Join(dir, "out", "tokenizer_config.json")
+	if err := os.MkdirAll(filepath.Join(blocker, "x"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"tokenizer", "train", "--corpus", "corpus.txt", "--vocab-size", "300", "--out", filepath.Join("out", "tokenizer.json")}
+	if _, _, err := runTagpr(t, dir, nil, args...); err == nil {
+		t.Fatal("tokenizer_config.json unwritable: no error")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "out", "tokenizer.json")); !os.IsNotExist(err) {
+		t.Errorf("tokenizer.json is there after a failed write (%v)", err)
+	}
+	os.RemoveAll(blocker)
+	if _, stderr, err := runTagpr(t, dir, nil, args...); err != nil {
+		t.Fatalf("rerun: %v\n%s", err, stderr)
+	}
+}
