@@ -554,12 +554,27 @@ func ExportLaMP(examples, questionsOut, outputsOut string) (ExportStats, error) 
 		return st, fmt.Errorf("export %s: none of the %d questions of %s has a gold (a test split?): drop --outputs, or export the split that has them", outputsOut, n, examples)
 	}
 	qw.raw("\n]\n")
+	if ow != nil {
+		// The outputs are written out before the questions file replaces
+		// its path, and the questions file goes if the outputs cannot
+		// take theirs: a failed write (a full disk) leaves no questions
+		// file to be taken for a whole export, or refused over by a rerun.
+		ow.raw("\n]}\n")
+		if ow.err == nil {
+			ow.err = ow.w.Flush()
+		}
+		if ow.err != nil {
+			return st, fmt.Errorf("export %s: %w", outputsOut, ow.err)
+		}
+	}
 	if err := finishJSON(qw, qf, questionsOut); err != nil {
 		return st, err
 	}
 	if ow != nil {
-		ow.raw("\n]}\n")
-		return st, finishJSON(ow, of, outputsOut)
+		if err := finishJSON(ow, of, outputsOut); err != nil {
+			os.Remove(questionsOut)
+			return st, err
+		}
 	}
 	return st, nil
 }

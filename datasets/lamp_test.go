@@ -389,3 +389,26 @@ func TestExportModelPredictions(t *testing.T) {
 		t.Fatal("refused export left a file")
 	}
 }
+
+// An export whose outputs file cannot be written (its path is a folder
+// here; a full disk does the same) leaves no questions file either: the
+// pair is written whole or not at all.
+func TestExportLaMPFailedWriteLeavesNeither(t *testing.T) {
+	tmp := t.TempDir()
+	in := filepath.Join(tmp, "in.parquet")
+	importFixture(t, "user/LaMP_4", in)
+	q, o := filepath.Join(tmp, "q.json"), filepath.Join(tmp, "o.json")
+	if err := os.MkdirAll(filepath.Join(o, "x"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ExportLaMP(in, q, o); err == nil || !strings.Contains(err.Error(), o) {
+		t.Fatalf("outputs file unwritable: %v; want an error naming %s", err, o)
+	}
+	if _, err := os.Stat(q); !os.IsNotExist(err) {
+		t.Errorf("the questions file is there after a failed export (%v)", err)
+	}
+	os.RemoveAll(o)
+	if _, err := ExportLaMP(in, q, o); err != nil {
+		t.Fatal(err)
+	}
+}
