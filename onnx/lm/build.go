@@ -666,7 +666,10 @@ func WriteModelDir(cfg Config, dir string, transformersLayout bool) (string, err
 	if err := os.MkdirAll(filepath.Dir(modelPath), 0o755); err != nil {
 		return "", fmt.Errorf("write model %s: %w", modelPath, err)
 	}
-	if err := ir.Write(m, modelPath, ir.WriteOptions{}); err != nil {
+	// The model goes last, an earlier one first: model.onnx is what makes
+	// dir a model, so a write that fails (a full disk) must not leave one
+	// without, or beside another model's, config.json.
+	if err := os.Remove(modelPath); err != nil && !os.IsNotExist(err) {
 		return "", fmt.Errorf("write model %s: %w", modelPath, err)
 	}
 	for name, v := range map[string]any{"config.json": HFConfigFor(cfg), "generation_config.json": GenerationConfigFor(cfg)} {
@@ -678,6 +681,9 @@ func WriteModelDir(cfg Config, dir string, transformersLayout bool) (string, err
 		if err := renameio.WriteFile(p, append(b, '\n'), 0o644); err != nil {
 			return "", fmt.Errorf("write %s: %w", p, err)
 		}
+	}
+	if err := ir.Write(m, modelPath, ir.WriteOptions{}); err != nil {
+		return "", fmt.Errorf("write model %s: %w", modelPath, err)
 	}
 	return modelPath, nil
 }
