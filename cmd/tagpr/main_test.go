@@ -417,3 +417,20 @@ func TestConfigScaleRewardsTakesTRLBooleans(t *testing.T) {
 		t.Errorf("scale_rewards: 3: %v\n%s", err, stderr)
 	}
 }
+
+// A command whose printed result cannot be written (standard output on a
+// full disk: /dev/full) fails, naming why, instead of exiting 0.
+func TestFailedStdoutWriteExitsNonZero(t *testing.T) {
+	full, err := os.OpenFile("/dev/full", os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer full.Close()
+	cmd := exec.Command(tagprBin, "version")
+	var errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = full, &errb
+	if err := cmd.Run(); err == nil || !strings.Contains(errb.String(), "standard output is incomplete") ||
+		!strings.Contains(errb.String(), "no space left on device") {
+		t.Fatalf("version with stdout on a full disk: %v %q; want exit 1 naming it", err, errb.String())
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"syscall"
@@ -127,10 +128,42 @@ func interruptedExitCode(ctx context.Context) int {
 	return 130
 }
 
+// stdoutCheck is standard output remembering its first failed write:
+// a command's printed result (generate's text, eval's metrics, redirected
+// to a file on a full disk) that was not written whole is an error, not
+// exit 0.
+type stdoutCheck struct {
+	w   io.Writer
+	err error
+}
+
+func (s *stdoutCheck) Write(p []byte) (int, error) {
+	n, err := s.w.Write(p)
+	if err != nil && s.err == nil {
+		s.err = err
+	}
+	return n, err
+}
+
+// stdoutError is the error of a command that succeeded but whose output
+// could not be written whole; nil when it was.
+func stdoutError(s *stdoutCheck) error {
+	if s.err == nil {
+		return nil
+	}
+	return fmt.Errorf("standard output is incomplete: %w; make room (or send it elsewhere) and rerun", s.err)
+}
+
 func main() {
 	ctx, stop := interrupts()
 	defer stop()
-	if err := rootCmd.ExecuteContext(ctx); err != nil {
+	out := &stdoutCheck{w: os.Stdout}
+	rootCmd.SetOut(out)
+	err := rootCmd.ExecuteContext(ctx)
+	if err == nil {
+		err = stdoutError(out)
+	}
+	if err != nil {
 		if errors.Is(err, context.Canceled) {
 			fmt.Fprintln(os.Stderr, interruptedMessage(err))
 			os.Exit(interruptedExitCode(ctx))
