@@ -176,6 +176,21 @@ func TestReportWritesReadableFiles(t *testing.T) {
 			t.Errorf("report.html lacks %q", want)
 		}
 	}
+	// A report that cannot be written whole (report.html's path is a
+	// folder here; a full disk does the same) leaves none of its files,
+	// new or old: they would be taken for one report, or block `eval --out`.
+	os.Remove(filepath.Join(dir, "report.html"))
+	if err := os.MkdirAll(filepath.Join(dir, "report.html", "x"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Write(dir); err == nil {
+		t.Fatal("report.html unwritable: no error")
+	}
+	for _, name := range []string{"report.json", "metrics.json", "report.md"} {
+		if _, err := os.Stat(filepath.Join(dir, name)); !os.IsNotExist(err) {
+			t.Errorf("%s is there after a failed write (%v)", name, err)
+		}
+	}
 	// A NaN never reaches a file.
 	r.Tasks[0].Models[0].Metrics[0].Value = math.NaN()
 	if err := r.Write(t.TempDir()); err == nil {

@@ -462,7 +462,9 @@ func (r *Report) MetricsJSON() MetricsFile {
 var ReportFiles = []string{"report.json", "metrics.json", "report.md", "report.html"}
 
 // Write stores report.json, metrics.json, report.md and report.html in
-// dir, each atomically; no figure in them is NaN or infinite.
+// dir, each atomically; no figure in them is NaN or infinite. They are
+// one report: when one cannot be written (a full disk), none of the four
+// is left, neither new nor an earlier report's.
 func (r *Report) Write(dir string) error {
 	if err := r.checkFinite(); err != nil {
 		return fmt.Errorf("write report: %w", err)
@@ -474,6 +476,16 @@ func (r *Report) Write(dir string) error {
 	if err != nil {
 		return fmt.Errorf("write report: %w", err)
 	}
+	if err := r.write(dir, html); err != nil {
+		for _, name := range ReportFiles {
+			os.Remove(filepath.Join(dir, name))
+		}
+		return err
+	}
+	return nil
+}
+
+func (r *Report) write(dir, html string) error {
 	for _, f := range []struct {
 		name string
 		v    any
