@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"os"
@@ -322,14 +323,22 @@ Users are split disjointly. Each user's latent preferences decide the answers an
 			if err != nil {
 				return err
 			}
-			if entries, err := os.ReadDir(out); err == nil && len(entries) > 0 && !force {
+			entries, err := os.ReadDir(out)
+			if err == nil && len(entries) > 0 && !force {
 				return fmt.Errorf("data synth: %s is not empty; pass --force to write into it", out)
 			}
 			d, err := datasets.Synth(cfg)
 			if err != nil {
 				return err
 			}
-			if err := d.Write(out); err != nil {
+			// A missing or empty plain folder is made whole beside and renamed
+			// in; into a symlink or the user's files (--force), as asked.
+			if fi, lerr := os.Lstat(out); lerr != nil || fi.IsDir() && len(entries) == 0 {
+				err = writeWhole(out, d.Write)
+			} else {
+				err = d.Write(out)
+			}
+			if err != nil {
 				return err
 			}
 			for _, s := range d.Sets {
@@ -353,4 +362,25 @@ Users are split disjointly. Each user's latent preferences decide the answers an
 	f.BoolVar(&force, "force", false, "write into --out even if it is not empty")
 	c.MarkFlagRequired("out")
 	return c
+}
+
+// writeWhole has write fill a side folder beside out (out.tmp) and
+// renames it to out (missing, or an empty folder) once whole: a write that fails
+// part way (a full disk) leaves no half-made out for a reader to take as
+// whole, or for the rerun to refuse as not empty.
+func writeWhole(out string, write func(dir string) error) error {
+	tmp := filepath.Clean(out) + ".tmp"
+	if err := os.RemoveAll(tmp); err != nil {
+		return err
+	}
+	err := write(tmp)
+	if err == nil {
+		if err = os.Remove(out); err == nil || errors.Is(err, os.ErrNotExist) {
+			err = os.Rename(tmp, out)
+		}
+	}
+	if err != nil {
+		os.RemoveAll(tmp)
+	}
+	return err
 }

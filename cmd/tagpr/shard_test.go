@@ -378,3 +378,23 @@ func TestDataShardAndMerge(t *testing.T) {
 		t.Errorf("merged %d rows of %d (%s)", n, want, out)
 	}
 }
+
+// A data synth whose writing fails part way (a file-size limit here, as a
+// full disk would) leaves no half-made --out: not one to be taken as the
+// whole benchmark, nor one the rerun refuses as not empty.
+func TestDataSynthFailedWriteLeavesNoFolder(t *testing.T) {
+	dir := t.TempDir()
+	cmd := exec.Command("sh", "-c", `ulimit -f 64; exec "$0" data synth --seed 5 --users 60 --out data`, tagprBin)
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "file too large") {
+		t.Fatalf("data synth under a 32 KiB file limit: %v\n%s", err, out)
+	}
+	for _, p := range []string{"data", "data.tmp"} {
+		if _, err := os.Stat(filepath.Join(dir, p)); !os.IsNotExist(err) {
+			t.Errorf("%s is there after a failed write (%v)", p, err)
+		}
+	}
+	if _, stderr, err := runTagpr(t, dir, nil, "data", "synth", "--seed", "5", "--users", "60", "--out", "data"); err != nil {
+		t.Fatalf("rerun: %v\n%s", err, stderr)
+	}
+}
