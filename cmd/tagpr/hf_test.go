@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"math"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -222,5 +223,31 @@ func TestModelHFCommands(t *testing.T) {
 	}
 	if _, stderr, err := runTagpr(t, ".", nil, "model", "import-hf", bad, "--out", filepath.Join(t.TempDir(), "x")); err == nil || !strings.Contains(stderr, `rotary scaling of type "llama3" is not supported`) {
 		t.Errorf("import-hf with rope_scaling llama3: %v\n%s", err, stderr)
+	}
+}
+
+// `train lm --fresh` discards what an earlier run exported to OUT: a fresh
+// run that fails (here a file-size limit stops its first write; a full
+// disk does the same) leaves no model of the earlier settings beside its
+// own checkpoints, to be taken for its result by export-hf or predict.
+func TestTrainLMFreshDiscardsEarlierModel(t *testing.T) {
+	base := hfBase(t)
+	data := idsData(t, 96)
+	out := filepath.Join(t.TempDir(), "run")
+	args := []string{"train", "lm", "--model", base, "--data", data, "--steps", "2", "--batch", "4", "--seq-len", "10", "--out", out}
+	if _, stderr, err := runTagpr(t, ".", nil, args...); err != nil {
+		t.Fatalf("train lm: %v\n%s", err, stderr)
+	}
+	cmd := exec.Command("sh", append([]string{"-c", `ulimit -f 1; exec "$@"`, "sh", tagprBin}, append(args, "--fresh", "--lr", "1e-2")...)...)
+	if b, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(b), "file too large") {
+		t.Fatalf("train lm --fresh under a 512-byte file limit: %v\n%s", err, b)
+	}
+	for _, f := range []string{"model.onnx", "model.safetensors"} {
+		if _, err := os.Stat(filepath.Join(out, f)); !os.IsNotExist(err) {
+			t.Errorf("the earlier run's %s is there after a failed --fresh run (%v)", f, err)
+		}
+	}
+	if _, _, err := runTagpr(t, ".", nil, "model", "export-hf", out, "--out", filepath.Join(t.TempDir(), "hf")); err == nil {
+		t.Error("export-hf of the unfinished fresh run exported a model")
 	}
 }

@@ -71,7 +71,7 @@ in PEFT's format to OUT/adapter (PeftModel.from_pretrained(base, "OUT/adapter"))
 
 OUT/checkpoint/run.json records every setting that decides the result (learning rate, schedule,
 clipping, batch, LoRA, seed, the sha256 of model, data and tokenizer, ...): a rerun with another one
-is refused, naming it; --fresh discards the checkpoints and starts over. One process at a time
+is refused, naming it; --fresh discards the checkpoints (and the model an earlier run exported to OUT) and starts over. One process at a time
 writes to OUT (a second one is refused, naming the first one's PID). A step whose loss or gradient
 is not finite is skipped and logged; --max-skipped-steps such steps in a row stop the run.`,
 		Args: cobra.NoArgs,
@@ -104,7 +104,7 @@ is not finite is skipped and logged; --max-skipped-steps such steps in a row sto
 	f.BoolVar(&o.Recompute, "recompute", false, "keep only each block's input from the forward pass and recompute the rest in the backward pass (less memory at long sequences, one more forward pass)")
 	f.BoolVar(&o.Packing, "packing", false, "pack several sequences into each --seq-len row (attention stays inside each; needs a model with position_ids); --batch then counts packed rows, as TRL's packing does")
 	f.IntVar(&o.MaxSkipped, "max-skipped-steps", train.DefaultMaxSkipped, "stop when this many steps in a row are skipped for a non-finite loss or gradient")
-	f.BoolVar(&o.Fresh, "fresh", false, "discard the checkpoints in OUT/checkpoint and start over (instead of resuming)")
+	f.BoolVar(&o.Fresh, "fresh", false, "discard the checkpoints in OUT/checkpoint (and the model an earlier run exported to OUT) and start over (instead of resuming)")
 	return cmd
 }
 
@@ -214,6 +214,11 @@ func runTrainLM(ctx context.Context, cmd *cobra.Command, o trainLMOptions) error
 	settings, err := trainLMSettings(o, modelPath, modelDir, spec, warm)
 	if err != nil {
 		return err
+	}
+	if o.Fresh {
+		if err := discardResult(o.Out, modelDir); err != nil {
+			return fmt.Errorf("train lm: --fresh: %w", err)
+		}
 	}
 	weights, st, err := trainLMSteps(ctx, cmd, o, modelPath, tg, opts, settings, rows, promptLen, pad)
 	if err != nil {

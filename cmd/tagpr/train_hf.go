@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 
@@ -74,4 +75,30 @@ func writeTrainedModel(w io.Writer, dir, modelDir string, m *onnxpb.ModelProto, 
 			"PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(CKPT), %q) (import the base with `tagpr model import-hf CKPT` and the adapter names CKPT itself)\n", res.AdapterBase, res.Adapter)
 	}
 	return out, nil
+}
+
+// discardResult removes what an earlier run exported to out (model.onnx
+// and its data, the Hugging Face checkpoint, the adapter) as --fresh
+// starts over: a fresh run that fails or is stopped must not leave a
+// model trained with other settings, beside its own checkpoints, to be
+// taken for its result. Not when out is the model's own folder (training
+// in place): there model.onnx is the base the export reloads.
+func discardResult(out, modelDir string) error {
+	a, err := os.Stat(out)
+	if err != nil {
+		return nil
+	}
+	if b, err := os.Stat(modelDir); err == nil && os.SameFile(a, b) {
+		return nil
+	}
+	stale, err := hf.StaleCheckpointFiles(out)
+	if err != nil {
+		return err
+	}
+	for _, n := range append([]string{"model.onnx", "model.onnx.data"}, stale...) {
+		if err := os.RemoveAll(filepath.Join(out, n)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
