@@ -139,8 +139,6 @@ func fanIn(ctx context.Context, streams []*lm.Stream) <-chan streamEvent {
 // JSON body or, with stream, server-sent events: a chunk per token.
 func (s *Server) generate(w http.ResponseWriter, r *http.Request, p *plan) {
 	start := time.Now()
-	s.active.Add(1)
-	defer s.active.Done()
 	s.met.addInFlight(1)
 	defer s.met.addInFlight(-1)
 	// timed ends with the request's time (or the client, or a shutdown that

@@ -14,7 +14,6 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -88,7 +87,6 @@ type Server struct {
 	draining atomic.Bool
 	abort    context.Context // canceled when a shutdown gives up waiting
 	abortFn  context.CancelFunc
-	active   sync.WaitGroup // generation handlers running
 	created  int64
 	seq      atomic.Uint64
 }
@@ -170,11 +168,12 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, drain time.Duration
 	if err := hs.Shutdown(dctx); err != nil {
 		s.o.Logger.Warn("drain time over: canceling running requests")
 		s.abortFn()
-		done := make(chan struct{})
-		go func() { s.active.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
+		// Every generation holds a slot from admit until its handler
+		// returns, so an empty semaphore means they have all ended (a
+		// WaitGroup here raced with a handler admitted just before the
+		// drain that had not yet counted itself).
+		for stop := time.Now().Add(5 * time.Second); len(s.sem) > 0 && time.Now().Before(stop); {
+			time.Sleep(10 * time.Millisecond)
 		}
 		// A handler that has returned may not have written its last chunk
 		// yet: a second Shutdown lets those connections end cleanly, so a
