@@ -683,7 +683,7 @@ func WriteModelDir(cfg Config, dir string, transformersLayout bool) (string, err
 		}
 	}
 	if err := ir.Write(m, modelPath, ir.WriteOptions{}); err != nil {
-		return "", fmt.Errorf("write model %s: %w", modelPath, err)
+		return "", err // ir.Write names the model's path
 	}
 	return modelPath, nil
 }
