@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/google/renameio/v2"
 	"github.com/spf13/cobra"
 
 	"github.com/tagpr/tagpr/datasets"
@@ -363,7 +364,7 @@ func trainCopyIfExists(src, dst string) error {
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(dst, b, 0o644)
+	return renameio.WriteFile(dst, b, 0o644) // whole or not at all: a full disk leaves no cut adapter
 }
 
 // trainingRows reads the data set (a tagged_chain file gives its kept
