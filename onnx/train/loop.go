@@ -148,7 +148,8 @@ const LogFile = "train_log.jsonl"
 // Run trains until Steps are done or ctx is cancelled; either way it leaves
 // a checkpoint of the last completed step. It resumes from Dir's newest
 // checkpoint when there is one (with the same Settings). It holds Dir's run
-// lock (LockRunDir) while it runs.
+// lock (LockRunDir) while it runs: another process, or another Loop of this
+// one, is refused with a *LockedError.
 func (l *Loop) Run(ctx context.Context) (RunState, error) {
 	if l.Accum <= 0 {
 		l.Accum = 1
@@ -182,6 +183,11 @@ func (l *Loop) Run(ctx context.Context) (RunState, error) {
 			return RunState{}, fmt.Errorf("train loop: %w", err)
 		}
 		defer lk.Unlock()
+		release, err := lk.claimLoop(l.Dir)
+		if err != nil {
+			return RunState{}, fmt.Errorf("train loop: %w", err)
+		}
+		defer release()
 		if l.Settings != nil {
 			if err := l.Settings.CheckOrRecord(l.Dir); err != nil {
 				return RunState{}, err

@@ -21,16 +21,21 @@ type RunLock struct {
 	once sync.Once
 }
 
-// LockedError is LockRunDir's error when another process writes to the folder.
+// LockedError is LockRunDir's error when another process writes to the
+// folder, and Loop.Run's when another Loop of this process runs in it.
 type LockedError struct {
 	Dir  string
 	Part string // LockRunPart's part; "" for the whole folder
 	PID  int    // the holder's process id; 0 if it could not be read
+	// InProcess: the holder is another Loop of this process (PID is ours).
+	InProcess bool
 }
 
 func (e *LockedError) Error() string {
 	holder := "another process"
-	if e.PID > 0 {
+	if e.InProcess {
+		holder = "another training loop of this process"
+	} else if e.PID > 0 {
 		holder = fmt.Sprintf("another tagpr process (pid %d)", e.PID)
 	}
 	if e.Part != "" {
@@ -44,6 +49,7 @@ type heldLock struct {
 	f      *os.File
 	refs   int
 	shared bool // LockRunShards' shared hold
+	loop   bool // a Loop runs in the folder (claimLoop)
 }
 
 var (
@@ -57,7 +63,8 @@ var (
 // stale lock). The file holds the holder's PID, so a second process is
 // refused with a *LockedError naming it. Within one process the lock is
 // shared: nested calls for the same folder succeed and the last Unlock
-// releases it.
+// releases it; but only one Loop at a time runs in a folder (a second one
+// gets a *LockedError too).
 func LockRunDir(dir string) (*RunLock, error) { return lockIn(dir, "") }
 
 // LockRunPart takes the lock of one part of a folder that several processes
@@ -217,6 +224,30 @@ func (l *RunLock) Unlock() {
 			h.f.Close() // the PID stays in the file; only the flock counts
 		}
 	})
+}
+
+// claimLoop marks the folder l holds as written by a running Loop: two Loops
+// of one process in one folder (two trainers given the same output folder)
+// would interleave their checkpoints and logs, and the process's shared
+// lock does not keep them apart. release ends the claim.
+func (l *RunLock) claimLoop(dir string) (release func(), err error) {
+	heldMu.Lock()
+	defer heldMu.Unlock()
+	h := held[l.key]
+	if h == nil {
+		return nil, fmt.Errorf("lock run folder %s: not held", dir)
+	}
+	if h.loop {
+		return nil, &LockedError{Dir: dir, PID: os.Getpid(), InProcess: true}
+	}
+	h.loop = true
+	return func() {
+		heldMu.Lock()
+		defer heldMu.Unlock()
+		if h := held[l.key]; h != nil {
+			h.loop = false
+		}
+	}, nil
 }
 
 // flock retries on EINTR (a signal arriving during the call).

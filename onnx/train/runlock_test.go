@@ -115,6 +115,43 @@ func TestRunLockNestedInOneProcess(t *testing.T) {
 	startLockHolder(t, dir) // another process can take it now
 }
 
+// TestLoopTwoInOneFolder: two training loops of one process in one folder
+// (two trainers given the same output folder) are refused like two
+// processes, not left to interleave their checkpoints and logs; once the
+// first ends the folder is free for the next (which finds the run done).
+func TestLoopTwoInOneFolder(t *testing.T) {
+	dir := t.TempDir()
+	newLoop := func(progress ProgressFunc) *Loop {
+		tg, data := guardLM(t, 0.02)
+		tr, err := NewTrainer(tg, TrainerOptions{Schedule: Schedule{Peak: 1e-3, Total: 2}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(tr.Close)
+		return &Loop{Trainer: tr, Data: data, BatchSize: 2, Steps: 2, Dir: dir, Seed: 1, Progress: progress}
+	}
+	second := newLoop(nil)
+	var during error
+	first := newLoop(func(p Progress) {
+		if p.Step == 1 && during == nil { // the first loop is running: start the second
+			_, during = second.Run(t.Context())
+		}
+	})
+	if _, err := first.Run(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	var le *LockedError
+	if !errors.As(during, &le) || !le.InProcess || !strings.Contains(during.Error(), "another training loop of this process") {
+		t.Fatalf("a second loop in the folder while the first ran: %v; want a LockedError naming this process's other loop", during)
+	}
+	if logged, err := ReadLog[StepLog](filepath.Join(dir, LogFile)); err != nil || len(logged) != 2 {
+		t.Fatalf("log of the first loop: %d steps, %v; want 2", len(logged), err)
+	}
+	if st, err := second.Run(t.Context()); err != nil || st.Step != 2 {
+		t.Fatalf("the second loop after the first ended: step %d, %v; want the finished run", st.Step, err)
+	}
+}
+
 // TestRunLockParts: parts of one folder lock apart (each its own file, named
 // after the part) and apart from the whole folder's lock.
 func TestRunLockParts(t *testing.T) {
