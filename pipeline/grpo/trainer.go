@@ -128,6 +128,22 @@ func New(model *onnxpb.ModelProto, rewards []Reward, prompts []Prompt, cfg Confi
 	case len(prompts) == 0:
 		return fail(fmt.Errorf("no prompts"))
 	}
+	// Each reward is logged and weighed by its name (rewards/NAME/mean): a
+	// second one of a name would overwrite the first's log entries.
+	named := map[string]int{}
+	for i, r := range rewards {
+		if f, ok := r.(funcReward); r == nil || ok && f.f == nil {
+			return fail(fmt.Errorf("reward %d is nil", i))
+		}
+		name := r.Name()
+		if name == "" {
+			return fail(fmt.Errorf("reward %d has no name (it names the reward in the log: rewards/NAME/mean)", i))
+		}
+		if j, dup := named[name]; dup {
+			return fail(fmt.Errorf("rewards %d and %d are both named %q: give each its own name (rewards/NAME/mean in the log)", j, i, name))
+		}
+		named[name] = i
+	}
 	weights := cfg.RewardWeights
 	if weights == nil {
 		weights = make([]float64, len(rewards))

@@ -204,6 +204,27 @@ func TestConfigValidate(t *testing.T) {
 	}
 }
 
+// TestNewRefusesBadRewards: a nil reward, or two of one name (whose log
+// entries, rewards/NAME/mean, would overwrite each other), is refused by New
+// naming it, not a panic or a log that silently lost a reward.
+func TestNewRefusesBadRewards(t *testing.T) {
+	length := Func("length", func(s Sample) float64 { return float64(len(s.Tokens)) })
+	for what, rewards := range map[string][]Reward{
+		"reward 1 is nil":                         {targetShare, nil},
+		"reward 0 is nil":                         {Func("f", nil)},
+		"reward 0 has no name":                    {Func("", func(Sample) float64 { return 0 })},
+		`rewards 0 and 2 are both named "length"`: {length, targetShare, length},
+	} {
+		tr, err := New(tinyModel(t), rewards, tinyPrompts(2), tinyConfig(t.TempDir()), tinyOptions())
+		if err == nil || !strings.Contains(err.Error(), what) {
+			if tr != nil {
+				tr.Close()
+			}
+			t.Errorf("want an error saying %q, got %v", what, err)
+		}
+	}
+}
+
 // TestResumeIsBitIdentical: a run interrupted between steps, then again in
 // the middle of a step, and resumed each time, ends with the same weights
 // and log as an uninterrupted run; the callbacks see every step once and a
