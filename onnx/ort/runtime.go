@@ -191,7 +191,8 @@ func checkRuntime(label string, o Options) error {
 	switch {
 	case p == "":
 		return fmt.Errorf("load model %s: %w (no execution provider) while this process runs on %s: "+
-			"the code creating it must pass the configured ort.Options down (a tagpr bug)", label, ErrNoRuntimeOptions, rt)
+			"the code creating it must pass the configured ort.Options down (ort.Declared().Options(), as the Session "+
+			"field of a trainer's or loader's options)", label, ErrNoRuntimeOptions, rt)
 	case p != rt.Provider || p == "cuda" && o.CUDADevice != rt.Device:
 		got := Runtime{Provider: p, Device: o.CUDADevice}
 		return fmt.Errorf("load model %s: %w: it asks for %s while this process runs on %s", label, ErrNoRuntimeOptions, got, rt)

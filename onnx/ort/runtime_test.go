@@ -29,7 +29,7 @@ func TestSessionsMustCarryTheDeclaredRuntime(t *testing.T) {
 	}
 	before := len(Sessions())
 	_, err := NewSessionFromFile(model, Options{})
-	if !errors.Is(err, ErrNoRuntimeOptions) || !strings.Contains(err.Error(), model) || !strings.Contains(err.Error(), "pass the configured ort.Options down") {
+	if !errors.Is(err, ErrNoRuntimeOptions) || !strings.Contains(err.Error(), model) || !strings.Contains(err.Error(), "pass the configured ort.Options down (ort.Declared().Options()") {
 		t.Fatalf("session without runtime options: %v", err)
 	}
 	if _, err := NewSessionFromFile(model, Options{Provider: "cuda"}); !errors.Is(err, ErrNoRuntimeOptions) || !strings.Contains(err.Error(), "runs on cpu") {
