@@ -108,8 +108,10 @@ var env struct {
 }
 
 // Init loads the runtime library (found with Discover(explicit)) and creates
-// the process-wide environment. Later calls return the first call's result;
-// an explicit path that differs from the loaded one is an error.
+// the process-wide environment. Once a library was loaded, later calls return
+// that call's result, and an explicit path that differs from the loaded one is
+// an error; a call that found no library (ErrLibraryMissing: nothing loaded)
+// leaves the next one free to name it.
 func Init(explicit string) error {
 	env.Lock()
 	defer env.Unlock()
@@ -121,9 +123,12 @@ func Init(explicit string) error {
 		}
 		return env.err
 	}
-	env.done = true
-	env.err = initOnce(explicit)
-	return env.err
+	err := initOnce(explicit)
+	if errors.Is(err, ErrLibraryMissing) {
+		return err
+	}
+	env.done, env.err = true, err
+	return err
 }
 
 func initOnce(explicit string) error {

@@ -73,6 +73,34 @@ func TestMissingRuntimeRefusedWithFix(t *testing.T) {
 	}
 }
 
+// initRetryChildEnv makes the test binary run TestInitAfterMissingLibrary's
+// body in a process of its own, where Init has not run yet.
+const initRetryChildEnv = "TAGPR_ORT_INIT_RETRY_CHILD"
+
+// TestInitAfterMissingLibrary: a first Init that finds no library loads
+// nothing, so a later Init that names one (or finds the pinned one) starts
+// the runtime instead of repeating the first failure for the process's life.
+func TestInitAfterMissingLibrary(t *testing.T) {
+	if os.Getenv(initRetryChildEnv) == "" {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestInitAfterMissingLibrary$")
+		cmd.Env = append(os.Environ(), initRetryChildEnv+"=1")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("child: %v\n%s", err, out)
+		}
+		return
+	}
+	missing := filepath.Join(t.TempDir(), "nope.so")
+	if err := Init(missing); !errors.Is(err, ErrLibraryMissing) {
+		t.Fatalf("Init(%s) = %v; want ErrLibraryMissing", missing, err)
+	}
+	if err := Init(""); err != nil {
+		t.Fatalf("Init after a missing library: %v (run `make setup` first)", err)
+	}
+	if Version() == "" {
+		t.Fatal("no version after Init")
+	}
+}
+
 func TestDiscoveryOrder(t *testing.T) {
 	explicit := fakeRuntime(t, "1.30.0")
 	fromEnv := fakeRuntime(t, "1.30.0")
