@@ -6,6 +6,10 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+
 	"github.com/tagpr/tagpr/datasets"
 )
 
@@ -40,4 +44,47 @@ func Example() {
 	// Output:
 	// synth_tag: 4 examples, profile fields [description tag], 4 profile items each
 	// two most relevant items: [1 3]
+}
+
+// A fine-tuning set of your own in Arrow: prompt/completion rows written with
+// arrow-go through a BatchWriter (the file appears whole at Commit) and read
+// back as the TextSet that pipeline.LMRows tokenizes (only the completions
+// are trained on). JSON lines and Parquet read the same way.
+func ExampleReadTextSet() {
+	dir, err := os.MkdirTemp("", "textset-example")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	path := filepath.Join(dir, "train.arrow")
+	schema := arrow.NewSchema([]arrow.Field{
+		{Name: "prompt", Type: arrow.BinaryTypes.String},
+		{Name: "completion", Type: arrow.BinaryTypes.String}}, nil)
+	b := array.NewRecordBuilder(memory.DefaultAllocator, schema)
+	defer b.Release()
+	b.Field(0).(*array.StringBuilder).AppendValues([]string{"2+2=", "The capital of France is"}, nil)
+	b.Field(1).(*array.StringBuilder).AppendValues([]string{" 4", " Paris"}, nil)
+	rec := b.NewRecordBatch()
+	defer rec.Release()
+	w, err := datasets.CreateBatchWriter(path, schema)
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := w.Write(rec); err != nil {
+		w.Abort()
+		log.Fatal(err)
+	}
+	if err := w.Commit(); err != nil {
+		log.Fatal(err)
+	}
+	set, err := datasets.ReadTextSet(path, "") // "": the text column, here "completion"
+	if err != nil {
+		log.Fatal(err)
+	}
+	for i := range set.Texts {
+		fmt.Printf("%q → %q\n", set.Prompts[i], set.Texts[i])
+	}
+	// Output:
+	// "2+2=" → " 4"
+	// "The capital of France is" → " Paris"
 }

@@ -33,8 +33,11 @@ type TextSet struct {
 // or, when the file has one, an "input_ids" list column. Files are JSON
 // lines, Arrow IPC (file or stream) or Parquet. A null text, prompt or
 // input_ids is refused, naming the line or record (as transformers fails on
-// None), not trained on as an empty row.
+// None), not trained on as an empty row. column "" is "text".
 func ReadTextSet(path, column string) (TextSet, error) {
+	if column == "" {
+		column = "text"
+	}
 	switch strings.ToLower(filepath.Ext(path)) {
 	case ".jsonl", ".json", ".ndjson":
 		return readTextJSONL(path, column)
