@@ -82,6 +82,9 @@ func TrainSFT(ctx context.Context, model *onnxpb.ModelProto, data []Sequence, pa
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	if model == nil {
+		return nil, errors.New("sft: no model")
+	}
 	if len(data) == 0 {
 		return nil, errors.New("sft: no training sequences")
 	}

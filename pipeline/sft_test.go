@@ -110,3 +110,13 @@ func TestSFTRefusesPastItsMemory(t *testing.T) {
 		t.Fatalf("max_memory_gb -1 (no check): %v", err)
 	}
 }
+
+// TestSFTRefusesNoModel: a nil model is an error naming it, as an empty data
+// set is, not a nil-pointer panic.
+func TestSFTRefusesNoModel(t *testing.T) {
+	cfg := SFTConfig{Steps: 1, Batch: 1, SeqLen: 8, LR: 1e-3}
+	_, err := TrainSFT(context.Background(), nil, []Sequence{{IDs: []int64{3, 4, 5}}}, 0, cfg, t.TempDir(), nil)
+	if err == nil || err.Error() != "sft: no model" {
+		t.Fatalf("got %v, want sft: no model", err)
+	}
+}
