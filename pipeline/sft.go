@@ -23,18 +23,24 @@ type Sequence struct {
 
 // SFTConfig sizes supervised fine-tuning.
 type SFTConfig struct {
+	// Steps is the optimizer updates; each trains on Batch sequences
+	// (rows), each right-padded or cut to SeqLen tokens.
 	Steps  int `mapstructure:"steps"`
 	Batch  int `mapstructure:"batch"`
 	SeqLen int `mapstructure:"seq_len"`
 	// LR is AdamW's peak rate, reached after Warmup updates (update k < W
 	// at (k+1)/W of it) and decayed by a cosine to a tenth of it at Steps
 	// (transformers' cosine_with_min_lr with min_lr_rate 0.1).
-	LR              float64 `mapstructure:"lr"`
-	Warmup          int     `mapstructure:"warmup"`
-	WeightDecay     float64 `mapstructure:"weight_decay"`
-	Clip            float64 `mapstructure:"clip"`
-	CheckpointEvery int     `mapstructure:"checkpoint_every"`
-	Seed            uint64  `mapstructure:"seed"`
+	LR     float64 `mapstructure:"lr"`
+	Warmup int     `mapstructure:"warmup"`
+	// WeightDecay is AdamW's (biases and norm gains are exempt); Clip
+	// clips the global gradient norm (0: no clipping).
+	WeightDecay float64 `mapstructure:"weight_decay"`
+	Clip        float64 `mapstructure:"clip"`
+	// CheckpointEvery is in steps (0: only at the end and when cancelled);
+	// Seed seeds the shuffling of the sequences.
+	CheckpointEvery int    `mapstructure:"checkpoint_every"`
+	Seed            uint64 `mapstructure:"seed"`
 	// Packing puts several sequences in each row of seq_len tokens (as TRL's
 	// packing): attention stays inside each sequence, less padding. Batch
 	// then counts packed rows, as TRL's per_device_train_batch_size does.
@@ -77,7 +83,9 @@ type SFTResult struct {
 // next-token cross-entropy (prompt tokens are not targets), through
 // onnx/train's loop: checkpoints and the step log (train_log.jsonl) go to
 // dir, a rerun resumes bit for bit, and cancelling ctx leaves a checkpoint
-// and returns ctx.Err().
+// and returns ctx.Err(). dir "" keeps nothing (a cancelled run is lost).
+// pad fills rows shorter than cfg.SeqLen; progress (may be nil) hears of the
+// memory estimate and of every step.
 func TrainSFT(ctx context.Context, model *onnxpb.ModelProto, data []Sequence, pad int64, cfg SFTConfig, dir string, progress train.ProgressFunc) (*SFTResult, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err

@@ -63,7 +63,7 @@ type Config struct {
 	// DynamicSamplingRounds is DAPO's dynamic sampling (TRL has no such
 	// knob): up to this many more generation rounds per step replace the
 	// groups whose rewards are all equal (no advantage, no learning signal)
-	// by groups of freshly drawn prompts (Trainer.resample). 0: off.
+	// by groups of freshly drawn prompts. 0: off.
 	DynamicSamplingRounds int `json:"dynamic_sampling_rounds,omitempty"`
 	// RewardWeights weigh the rewards, in their order (nil: all 1). The
 	// reward of a completion is Σ weight·reward.

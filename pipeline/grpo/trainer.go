@@ -97,13 +97,16 @@ type Trainer struct {
 	weights  []float64
 	prompts  []Prompt
 	settings train.RunSettings
-	B, T     int
-	tr       *train.Trainer
-	gen      *lm.Model
-	dev      *deviceRun // on a GPU (or Load.DeviceResident): weights and moments on the device
-	ref      *train.TokenScorer
-	shared   train.SharedPrefix // the batch: prompts × completions, their lengths
-	memory   train.MemoryEstimate
+	// B and T are the training batch's fixed shape, set by New: rows
+	// (PromptsPerStep·NumGenerations) and tokens (the longest prompt plus
+	// MaxCompletionLength). Read them; the sessions are built for them.
+	B, T   int
+	tr     *train.Trainer
+	gen    *lm.Model
+	dev    *deviceRun // on a GPU (or Load.DeviceResident): weights and moments on the device
+	ref    *train.TokenScorer
+	shared train.SharedPrefix // the batch: prompts × completions, their lengths
+	memory train.MemoryEstimate
 }
 
 // New prepares a run of model (its frozen KL reference too): it builds and
