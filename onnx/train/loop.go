@@ -253,7 +253,7 @@ func (l *Loop) Run(ctx context.Context) (RunState, error) {
 			return st, err
 		}
 		if persist && st.Step > 0 { // say what a rerun resumes from
-			l.Progress.Report(Progress{Task: l.Stage, Note: fmt.Sprintf("stopped after step %d of %d; checkpoint in %s, where a rerun resumes", st.Step, l.Steps, l.Dir)})
+			l.Progress.Report(Progress{Task: l.Stage, Step: st.Step, Total: l.Steps, Note: fmt.Sprintf("stopped after step %d of %d; checkpoint in %s, where a rerun resumes", st.Step, l.Steps, l.Dir)})
 		}
 		return st, ctx.Err()
 	}

@@ -70,9 +70,11 @@ func TestLoopSaysWhereItStopped(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var notes []string
+	var last Progress
 	loop := &Loop{Trainer: tr, Data: &LMDataset{Rows: randomRows(4, 7, 5, 9, 8), SeqLen: 9, Graph: tg},
 		BatchSize: 2, Steps: 10, Dir: dir, CheckpointEvery: 5, Seed: 1, Stage: "sft",
 		Progress: func(p Progress) {
+			last = p
 			if p.Note != "" {
 				notes = append(notes, p.Note)
 			}
@@ -87,6 +89,10 @@ func TestLoopSaysWhereItStopped(t *testing.T) {
 	want := "stopped after step 2 of 10; checkpoint in " + dir
 	if len(notes) != 1 || !strings.Contains(notes[0], want) {
 		t.Errorf("notes %q; want one saying %q", notes, want)
+	}
+	// A progress bar reading Step and Total stays at 2 of 10, not 0 of 0.
+	if last.Note == "" || last.Step != 2 || last.Total != 10 {
+		t.Errorf("the stop note reports step %d of %d; want 2 of 10", last.Step, last.Total)
 	}
 	if saved, err := LoadCheckpoint(dir, tr.Params, nil); err != nil || saved.Step != 2 {
 		t.Errorf("checkpoint after the interrupt: step %d, %v", saved.Step, err)
