@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -320,5 +321,23 @@ func TestNonFiniteModelRefusedAtStart(t *testing.T) {
 	}
 	if left, _ := os.ReadDir(dir); len(left) != 0 {
 		t.Fatalf("a failed save left %d entries (%s …) in the checkpoint folder", len(left), left[0].Name())
+	}
+}
+
+// TestBuildLMTrainingRefusesNoShape: a zero LMTraining (or no model) is an
+// error naming the knobs, not ORT's shape-inference failure on a Reshape of
+// the loss ("Invalid position of 0") or a nil-pointer panic.
+func TestBuildLMTrainingRefusesNoShape(t *testing.T) {
+	m, err := lm.Build(tinyConfig(lm.Llama, "float32"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range []LMTraining{{}, {Batch: 2}, {Batch: 2, SeqLen: 1}, {Batch: -1, SeqLen: 8}} {
+		if _, _, err := BuildLMTraining(m, o); err == nil || !strings.Contains(err.Error(), fmt.Sprintf("batch %d, seq_len %d: want batch ≥ 1 and seq_len ≥ 2", o.Batch, o.SeqLen)) {
+			t.Errorf("%+v: %v", o, err)
+		}
+	}
+	if _, _, err := BuildLMTraining(nil, LMTraining{Batch: 1, SeqLen: 4}); err == nil || !strings.Contains(err.Error(), "no graph") {
+		t.Errorf("nil model: %v", err)
 	}
 }

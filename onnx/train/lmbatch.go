@@ -264,6 +264,8 @@ func (d *LMDataset) Batch(idx []int) (map[string]ort.Value, func(), error) {
 
 // LMTraining configures BuildLMTraining.
 type LMTraining struct {
+	// Batch and SeqLen are the fixed training shape: rows of tokens
+	// (Batch ≥ 1, SeqLen ≥ 2).
 	Batch, SeqLen int64
 	// Trainable patterns (ResolveTrainable: whole modules or weights by
 	// name); empty: all weights. Ignored with LoRA.
@@ -297,6 +299,12 @@ type LMTraining struct {
 // Batch×SeqLen with an empty past, and the backward pass. m is not changed
 // unless Consume.
 func BuildLMTraining(m *onnxpb.ModelProto, o LMTraining) (*TrainingGraph, []Adapter, error) {
+	if o.Batch < 1 || o.SeqLen < 2 {
+		return nil, nil, fmt.Errorf("build training graph: batch %d, seq_len %d: want batch ≥ 1 and seq_len ≥ 2 (a row's next-token targets need two tokens)", o.Batch, o.SeqLen)
+	}
+	if m.GetGraph() == nil {
+		return nil, nil, fmt.Errorf("build training graph: the model has no graph")
+	}
 	if err := ValidatePatterns(o.Trainable); err != nil {
 		return nil, nil, fmt.Errorf("build training graph: trainable: %w", err)
 	}
