@@ -96,6 +96,18 @@ func TrainSFT(ctx context.Context, model *onnxpb.ModelProto, data []Sequence, pa
 	if len(data) == 0 {
 		return nil, errors.New("sft: no training sequences")
 	}
+	// ORT's Gather reads a negative id from the end of the embedding: a
+	// wrong token, trained on without a word.
+	for i, s := range data {
+		for j, id := range s.IDs {
+			if id < 0 {
+				return nil, fmt.Errorf("sft: sequence %d token %d: id %d is negative (token ids run from 0 to the vocabulary size − 1)", i, j, id)
+			}
+		}
+		if s.PromptLen < 0 || s.PromptLen > len(s.IDs) {
+			return nil, fmt.Errorf("sft: sequence %d: prompt length %d outside [0, %d], its length", i, s.PromptLen, len(s.IDs))
+		}
+	}
 	ds := &train.LMDataset{SeqLen: cfg.SeqLen, Pad: pad, Packed: cfg.Packing}
 	for _, s := range data {
 		ds.Rows = append(ds.Rows, s.IDs)

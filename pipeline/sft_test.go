@@ -120,3 +120,26 @@ func TestSFTRefusesNoModel(t *testing.T) {
 		t.Fatalf("got %v, want sft: no model", err)
 	}
 }
+
+// TestSFTRefusesNegativeIDs: a negative token id (ORT's Gather reads it from
+// the end of the embedding, so it trained as another token without a word)
+// or a prompt length outside the sequence is refused before any work,
+// naming the sequence.
+func TestSFTRefusesNegativeIDs(t *testing.T) {
+	mustORT(t)
+	m, err := lm.Build(lm.Config{Arch: lm.Llama, Layers: 1, DModel: 16, Heads: 2, KVHeads: 2, Vocab: 40, MaxPositions: 32, Seed: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := SFTConfig{Steps: 1, Batch: 1, SeqLen: 8, LR: 1e-3}
+	for want, seqs := range map[string][]Sequence{
+		"sequence 1 token 2: id -1 is negative":       {{IDs: []int64{3, 4, 5}}, {IDs: []int64{3, 4, -1}}},
+		"sequence 0: prompt length 4 outside [0, 3]":  {{IDs: []int64{3, 4, 5}, PromptLen: 4}},
+		"sequence 0: prompt length -1 outside [0, 3]": {{IDs: []int64{3, 4, 5}, PromptLen: -1}},
+	} {
+		dir := t.TempDir()
+		if _, err := TrainSFT(context.Background(), m, seqs, 0, cfg, dir, nil); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("got %v, want an error saying %q", err, want)
+		}
+	}
+}
