@@ -433,3 +433,22 @@ func textOf(ids []int64) string {
 	}
 	return s
 }
+
+// TestForwardRefusesIDsOutsideVocab: Forward checks ids as Generate does. A
+// negative id once ran (ORT's Gather reads it from the end of the
+// embedding) and returned another token's logits without a word.
+func TestForwardRefusesIDsOutsideVocab(t *testing.T) {
+	m := buildModel(t, testConfigs()["llama"]) // vocab 101
+	for want, c := range map[string]struct {
+		seqs [][]int64
+		pad  int64
+	}{
+		"sequence 1 token 2: id -1 outside the model's vocab [0, 101)":  {[][]int64{{3, 4}, {3, 4, -1}}, 0},
+		"sequence 0 token 0: id 101 outside the model's vocab [0, 101)": {[][]int64{{101}}, 0},
+		"pad token -1 outside the vocab [0, 101)":                       {[][]int64{{3, 4}}, -1},
+	} {
+		if _, _, err := m.Forward(context.Background(), c.seqs, c.pad); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("got %v, want an error saying %q", err, want)
+		}
+	}
+}

@@ -420,11 +420,22 @@ func (m *Model) Forward(ctx context.Context, seqs [][]int64, pad int64) (logits 
 		return nil, nil, fmt.Errorf("forward with %s: float32 models only (this one is %s)", m.label, m.Layout.Float)
 	}
 	T := 0
+	V := int64(m.Layout.Vocab)
 	for i, s := range seqs {
 		if len(s) == 0 {
 			return nil, nil, fmt.Errorf("forward with %s: sequence %d is empty", m.label, i)
 		}
+		// ORT's Gather would read a negative id from the end of the
+		// embedding: another token's logits, without a word.
+		for j, id := range s {
+			if id < 0 || id >= V {
+				return nil, nil, fmt.Errorf("forward with %s: sequence %d token %d: id %d outside the model's vocab [0, %d)", m.label, i, j, id, V)
+			}
+		}
 		T = max(T, len(s))
+	}
+	if pad < 0 || pad >= V {
+		return nil, nil, fmt.Errorf("forward with %s: pad token %d outside the vocab [0, %d)", m.label, pad, V)
 	}
 	if len(seqs) == 0 {
 		return nil, nil, fmt.Errorf("forward with %s: no sequences", m.label)
