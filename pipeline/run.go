@@ -391,6 +391,11 @@ func (r *runEnv) sftSettings() map[string]any {
 func (r *runEnv) prmuSettings() map[string]any {
 	s := merge(r.dataSettings(), r.promptSettings(), r.settings("stages.prmu"))
 	r.runSeed(s, r.cfg.Stages.PRMU.Seed)
+	if e := r.cfg.Stages.PRMU.Encoder; e != nil {
+		// The encoder's files, as policy.files: another export in the same
+		// folder is a changed setting, not the encoder the PRMU was trained with.
+		s["stages.prmu.encoder.files"] = fileFacts(rewardmodel.EncoderFiles(e.Dir)...)
+	}
 	if r.cfg.Stages.PRMU.PolicySamples > 0 {
 		merge(s, r.sftSettings())
 	}

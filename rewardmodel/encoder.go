@@ -133,6 +133,20 @@ func LoadTextEncoder(dir string, o EncoderOptions) (*TextEncoder, error) {
 	return e, nil
 }
 
+// EncoderFiles are the files of an encoder directory that LoadTextEncoder
+// may read (each may be missing): the graph, its external data under the
+// names exporters give it, the tokenizer and model configs and the pooling
+// config. A run records them, so a changed encoder is not taken for the one
+// a saved PRMU was trained with.
+func EncoderFiles(dir string) []string {
+	var out []string
+	for _, f := range []string{EncoderModelFile, EncoderModelFile + "_data", EncoderModelFile + ".data",
+		encoderTokenizerFile, encoderTokConfigFile, encoderHFConfigFile, encoderPoolingFile} {
+		out = append(out, filepath.Join(dir, f))
+	}
+	return out
+}
+
 func readOptional(path string) ([]byte, error) {
 	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
