@@ -78,7 +78,7 @@ func TrainRL(ctx context.Context, st RLStage, pol RLPolicy, prompts []RLPrompt, 
 		return nil, fmt.Errorf("rl stage %q: %w", st.Name, err)
 	}
 	defer lk.Unlock()
-	settings, err := rlSettings(st, prompts, sr.about)
+	settings, err := rlSettings(st, prompts, sr)
 	if err != nil {
 		return nil, err
 	}
@@ -130,9 +130,9 @@ func TrainRL(ctx context.Context, st RLStage, pol RLPolicy, prompts []RLPrompt, 
 
 // rlSettings are what decide a stage's result besides what grpo records
 // itself (its config, model and prompt ids): the stage config but its
-// checkpoint interval, the prompts with what the rewards read, and how the
-// reward is made.
-func rlSettings(st RLStage, prompts []RLPrompt, reward string) (train.RunSettings, error) {
+// checkpoint interval, the prompts with what the rewards read, how the
+// reward is made and the models of rewards that have a hash (the PRMU's).
+func rlSettings(st RLStage, prompts []RLPrompt, sr stageReward) (train.RunSettings, error) {
 	s, err := train.SettingsOf(st, "checkpoint_every")
 	if err != nil {
 		return nil, fmt.Errorf("rl stage %q: %w", st.Name, err)
@@ -143,7 +143,12 @@ func rlSettings(st RLStage, prompts []RLPrompt, reward string) (train.RunSetting
 	}
 	sum := sha256.Sum256(js)
 	s["prompts_sha256"] = hex.EncodeToString(sum[:])
-	s["scorer"] = reward
+	s["scorer"] = sr.about
+	for _, r := range sr.rewards {
+		if h, ok := r.(interface{ SHA256() string }); ok && h.SHA256() != "" {
+			s["reward."+r.Name()+".sha256"] = h.SHA256()
+		}
+	}
 	return s, nil
 }
 

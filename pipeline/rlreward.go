@@ -77,6 +77,15 @@ type prmuReward struct {
 
 func (prmuReward) Name() string { return RewardPRMU }
 
+// SHA256 is the PRMU's (rewardmodel.PRMU.SHA256), when it has one: a stage
+// records it, so it resumes only with the reward model it started with.
+func (r prmuReward) SHA256() string {
+	if p, ok := r.prmu.(interface{ SHA256() string }); ok {
+		return p.SHA256()
+	}
+	return ""
+}
+
 func (r prmuReward) Score(ctx context.Context, samples []grpo.Sample) ([]float64, error) {
 	out := make([]float64, len(samples))
 	var profiles [][]string

@@ -2,6 +2,8 @@ package rewardmodel
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -51,6 +53,7 @@ type PRMU struct {
 	cache *EmbeddingCache     // with its embeddings
 	model *onnxpb.ModelProto
 	sess  *ort.Session
+	sha   string // LoadPRMU's: see SHA256
 }
 
 // PRMUTrainInfo is what prmu.json records about training.
@@ -190,6 +193,13 @@ func (p *PRMU) Close() {
 		p.enc.Close()
 	}
 }
+
+// SHA256 identifies a PRMU loaded by LoadPRMU by what its scores depend on:
+// the graph with its weights, the config (which pins a text encoder by its
+// hash) and, for a bag of tokens, the tokenizer file ("" for a PRMU not
+// loaded from a directory). How it was trained (prmu.json's train) does not
+// count.
+func (p *PRMU) SHA256() string { return p.sha }
 
 // Encoder is the PRMU's text encoder (nil for a bag of tokens).
 func (p *PRMU) Encoder() *TextEncoder { return p.enc }
@@ -576,12 +586,25 @@ func LoadPRMU(dir string, opts ort.Options) (*PRMU, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load prmu: %w", err)
 	}
+	graph, err := ir.Marshal(m)
+	if err != nil {
+		return nil, fmt.Errorf("load prmu %s: %w", modelPath, err)
+	}
+	cfgJSON, err := json.Marshal(f.Config)
+	if err != nil {
+		return nil, fmt.Errorf("load prmu %s: %w", path, err)
+	}
+	var tokJSON []byte
 	var p *PRMU
 	if f.Config.Encoder != nil {
 		p, err = loadEncoderPRMU(dir, path, f.Config, m, opts)
 	} else {
+		tokPath := filepath.Join(dir, PRMUTokenizerFile)
+		if tokJSON, err = os.ReadFile(tokPath); err != nil {
+			return nil, fmt.Errorf("load prmu: %w", err)
+		}
 		var tok *tokenize.Tokenizer
-		if tok, err = tokenize.Load(filepath.Join(dir, PRMUTokenizerFile)); err != nil {
+		if tok, err = tokenize.Load(tokPath); err != nil {
 			return nil, fmt.Errorf("load prmu: %w", err)
 		}
 		p, err = NewPRMU(f.Config, tok, m, opts)
@@ -590,6 +613,12 @@ func LoadPRMU(dir string, opts ort.Options) (*PRMU, error) {
 		return nil, fmt.Errorf("load prmu %s: %w", dir, err)
 	}
 	p.Info = f.Train
+	h := sha256.New()
+	for _, part := range [][]byte{[]byte(prmuFormat), graph, cfgJSON, tokJSON} {
+		sum := sha256.Sum256(part)
+		h.Write(sum[:])
+	}
+	p.sha = hex.EncodeToString(h.Sum(nil))
 	return p, nil
 }
 
