@@ -228,6 +228,12 @@ func NewTextEncoder(m *onnxpb.ModelProto, f encoderFiles, pooling string, maxTok
 	return e, nil
 }
 
+// positionsAfterPadding are the model types whose position ids start
+// after the padding index (transformers' create_position_ids_from_input_ids),
+// so max_position_embeddings − 2 tokens fit.
+var positionsAfterPadding = map[string]bool{"roberta": true, "xlm-roberta": true, "xlm-roberta-xl": true, "roberta-prelayernorm": true,
+	"camembert": true, "mpnet": true, "data2vec-text": true, "longformer": true, "luke": true, "ibert": true, "xmod": true}
+
 // encoderTokenLimit is the most tokens a text may have: the smaller of
 // config.json's max_position_embeddings and tokenizer_config.json's
 // model_max_length, where given.
@@ -243,7 +249,7 @@ func encoderTokenLimit(hfConfig []byte, tok *tokenize.Tokenizer) (int, error) {
 		}
 		if c.MaxPositions > 0 {
 			limit = c.MaxPositions
-			if c.ModelType == "roberta" || c.ModelType == "xlm-roberta" {
+			if positionsAfterPadding[c.ModelType] {
 				limit -= 2 // positions start after the padding index
 			}
 		}

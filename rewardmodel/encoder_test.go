@@ -136,6 +136,15 @@ func TestTextEncoderRefusesBadInput(t *testing.T) {
 		}, EncoderOptions{}, []string{"pooling_mode_max_tokens"}},
 		{"unknown pooling", nil, EncoderOptions{Pooling: "max"}, []string{`pooling "max"`}},
 		{"too many tokens", nil, EncoderOptions{MaxTokens: 500}, []string{"max tokens 500", "1 to 48"}},
+		{"mpnet positions", func(dir string) { // MPNet's positions start after the padding index, as RoBERTa's
+			os.WriteFile(filepath.Join(dir, encoderHFConfigFile), []byte(`{"model_type": "mpnet", "max_position_embeddings": 50}`), 0o644)
+			var tc map[string]any
+			b, _ := os.ReadFile(filepath.Join(dir, encoderTokConfigFile))
+			json.Unmarshal(b, &tc)
+			delete(tc, "model_max_length")
+			b, _ = json.Marshal(tc)
+			os.WriteFile(filepath.Join(dir, encoderTokConfigFile), b, 0o644)
+		}, EncoderOptions{MaxTokens: 49}, []string{"max tokens 49", "1 to 48"}},
 		{"no tokenizer", func(dir string) { os.Remove(filepath.Join(dir, encoderTokenizerFile)) }, EncoderOptions{}, []string{encoderTokenizerFile}},
 		{"broken tokenizer", func(dir string) {
 			os.WriteFile(filepath.Join(dir, encoderTokenizerFile), []byte(`{"model": 3}`), 0o644)
