@@ -77,6 +77,7 @@ func prmuTrainCmd() *cobra.Command {
 			defer lk.Unlock()
 			if enc.Dir != "" {
 				o.Config.Encoder = &enc
+				o.Config.Embed = 0 // the bag's: prmu.json records none
 			}
 			o.Config.Seed = o.Train.Seed
 			o.Train.Session = sessionOptions()
@@ -134,8 +135,9 @@ func encoderFlags(c *cobra.Command, enc *rewardmodel.PRMUEncoder, o *rewardmodel
 	f.StringVar(&o.EmbeddingCache, "embedding-cache", "", "with --encoder: an embeddings file (.arrow) to reuse and extend across runs")
 }
 
-// checkEncoderFlags refuses encoder flags that would be ignored (any of
-// them without --encoder; the LoRA ones without --encoder-tuning lora) and
+// checkEncoderFlags refuses flags that would be ignored (any encoder flag
+// without --encoder; the LoRA ones without --encoder-tuning lora; the bag of
+// tokens' --vocab and --embed with --encoder) and
 // values out of range, and checks that the encoder folder exists, before
 // any work. What it lets through is what trains: LoRA settings only for a
 // LoRA run (a frozen PRMU's prmu.json records none), and --lora-steps 0
@@ -154,6 +156,9 @@ func checkEncoderFlags(cmd *cobra.Command, command string, enc *rewardmodel.PRMU
 			return fmt.Errorf("%s: %s needs --encoder (a text encoder directory); without it PRMU reads texts as a bag of tokens", command, f)
 		}
 		return nil
+	}
+	if f := changed("vocab", "embed"); f != "" {
+		return fmt.Errorf("%s: %s sizes the bag of tokens; with --encoder PRMU reads the encoder's embeddings (its own tokenizer and width): leave %s out", command, f, f)
 	}
 	if err := checkFlags(command, atLeast("--encoder-max-tokens", enc.MaxTokens, 0), atLeast("--lora-rank", enc.LoRARank, 1),
 		atLeast("--lora-steps", enc.LoRASteps, 0)); err != nil {

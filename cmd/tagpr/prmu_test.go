@@ -189,6 +189,8 @@ func TestPRMUFlagsRefusedBeforeWork(t *testing.T) {
 		{train("--encoder", enc, "--lora-steps", "5"), []string{"--lora-steps needs --encoder-tuning lora"}},
 		{train("--encoder", enc, "--encoder-max-tokens", "-5"), []string{"--encoder-max-tokens -5: want ≥ 0"}},
 		{train("--encoder", filepath.Join(dir, "nonexistent")), []string{"--encoder", "nonexistent: no such folder"}},
+		{train("--encoder", enc, "--embed", "16"), []string{"--embed sizes the bag of tokens", "leave --embed out"}},
+		{train("--encoder", enc, "--vocab", "100"), []string{"--vocab sizes the bag of tokens"}},
 		{compare("--steps", "0"), []string{"prmu compare: --steps 0: want ≥ 1"}},
 		{compare("--lora-steps", "0"), []string{"prmu compare: --lora-steps 0: want ≥ 1"}},
 		{compare("--pairs-per-step", "0"), []string{"--pairs-per-step 0"}},
