@@ -270,8 +270,11 @@ func prmuScoreCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			// The scores do not depend on the cache: a cache that cannot be
+			// saved (a read-only or full models folder) costs the next run
+			// time, not this one its result.
 			if err := p.FlushCache(); err != nil {
-				return err
+				fmt.Fprintf(cmd.ErrOrStderr(), "tagpr: warning: the new embeddings were not saved (%v); the scores are unaffected, the next run encodes those texts again\n", err)
 			}
 			for i, s := range scores {
 				fmt.Fprintf(cmd.OutOrStdout(), "score %.6f r_prmu %.6f response %q\n", s, rewardmodel.PRMUProbability(s), responses[i])

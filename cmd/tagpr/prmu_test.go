@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -133,6 +134,14 @@ func TestPRMUWithEncoder(t *testing.T) {
 		return out
 	}
 	first, second := score(), score()
+	// A cache that cannot be saved (here the file-size limit; a read-only
+	// or full models folder does the same) does not cost the scores.
+	limited := exec.Command("sh", "-c", `ulimit -f 2; exec "$0" "$@"`, tagprBin, "prmu", "score", "--model", model, "--profile-file", prof, "--response", "words never cached before")
+	var lout, lerr bytes.Buffer
+	limited.Stdout, limited.Stderr = &lout, &lerr
+	if err := limited.Run(); err != nil || !strings.Contains(lout.String(), `response "words never cached before"`) || !strings.Contains(lerr.String(), "not saved") {
+		t.Fatalf("prmu score with an unwritable cache: %v\nstdout:\n%s\nstderr:\n%s\nwant the score, exit 0 and a warning that the embeddings were not saved", err, lout.String(), lerr.String())
+	}
 	if !strings.Contains(first, "encoder: 3 texts encoded in 1 runs") || !strings.Contains(second, "encoder: 0 texts encoded in 0 runs") {
 		t.Fatalf("first score run:\n%s\nsecond:\n%s\nwant the new texts encoded once, in one run, then nothing", first, second)
 	}
