@@ -2,8 +2,10 @@ package pipeline
 
 import (
 	"encoding/json"
+	"math"
 	"strings"
 	"testing"
+	"time"
 )
 
 // An RL stage's section draws the reward, each component and their spread
@@ -86,5 +88,32 @@ func TestReportHTMLChartsNameNoSplit(t *testing.T) {
 	}
 	if strings.Contains(page, "Dev metrics") || !strings.Contains(page, "synth_tag (test, n=240)") {
 		t.Errorf("the test split's charts are headed as dev's, or do not name test")
+	}
+}
+
+// A chart whose values differ only by rounding (a one-reward stage's signal,
+// Σcov/Σvar, is 1 ± a few ulps) is drawn as a constant with distinct tick
+// labels: its axis hung the report (a tick step below the values' ulp never
+// advanced), or labelled every tick "1".
+func TestChartAxisRangeWithinRounding(t *testing.T) {
+	for _, c := range [][2]float64{{0.9999999999999999, 1}, {1, 1.0000000000000002}, {0.003, 0.0030000000000000005},
+		{0.9999999999999988, 1.000000000000001}, {1e17, 1e17}, {-1e300, 1e300}} {
+		done := make(chan axis, 1)
+		go func() { done <- newAxis(c[0], c[1], 200, 10, 4, false) }()
+		select {
+		case a := <-done:
+			labels := map[string]bool{}
+			for _, l := range tickLabels(a.ticks) {
+				labels[l] = true
+			}
+			if len(a.ticks) < 2 || len(labels) != len(a.ticks) || a.ticks[0] > c[0] || a.ticks[len(a.ticks)-1] < c[1] {
+				t.Errorf("values %v: ticks %v (labels %v): want distinct labels spanning the values", c, a.ticks, labels)
+			}
+			if p := a.px(c[0]); math.IsNaN(p) || p < 10 || p > 200 {
+				t.Errorf("values %v: drawn at %v, outside the plot", c, p)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("values %v: the axis never finished", c)
+		}
 	}
 }

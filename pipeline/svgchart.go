@@ -49,8 +49,14 @@ type axis struct {
 }
 
 func newAxis(lo, hi, from, to float64, want int, integer bool) axis {
-	if !(hi > lo) {
-		lo, hi = lo-0.5, hi+0.5
+	// A range within rounding of its values (a signal of 1 ± a few ulps:
+	// Σcov/Σvar of one reward) is drawn as a constant: its ticks would all
+	// read alike, and a step below the values' ulp never advanced the loop
+	// below (report hung, allocating ticks).
+	if !(hi-lo > 1e-9*math.Max(math.Abs(lo), math.Abs(hi))) {
+		c := lo + (hi-lo)/2
+		pad := math.Max(0.5, 1e-6*math.Abs(c))
+		lo, hi = c-pad, c+pad
 		if lo == 0 && hi == 1 { // a constant 0.5 stays centred
 			lo, hi = 0, 1
 		}
@@ -60,7 +66,11 @@ func newAxis(lo, hi, from, to float64, want int, integer bool) axis {
 		step = math.Max(1, step) // steps are counted: no tick at 1.5
 	}
 	a := axis{lo: math.Floor(lo/step) * step, hi: math.Ceil(hi/step) * step, from: from, to: to}
-	for v := a.lo; v <= a.hi+step/2; v += step {
+	for i := 0; i <= 4*want; i++ { // bounded: a range too wide for float64 gives a few ticks, not a hang
+		v := a.lo + float64(i)*step
+		if v > a.hi+step/2 {
+			break
+		}
 		a.ticks = append(a.ticks, roundTo(v, step))
 	}
 	return a
@@ -98,17 +108,39 @@ func formatTick(v float64) string {
 	return s
 }
 
+// tickLabels formats an axis's ticks with the fewest significant digits
+// (at least formatTick's 4) that tell each tick from its neighbours.
+func tickLabels(ticks []float64) []string {
+	out := make([]string, len(ticks))
+	for p := 4; p <= 17; p++ {
+		distinct := true
+		for i, t := range ticks {
+			out[i] = fmt.Sprintf("%.*g", p, t)
+			if out[i] == "-0" {
+				out[i] = "0"
+			}
+			distinct = distinct && (i == 0 || out[i] != out[i-1])
+		}
+		if distinct {
+			break
+		}
+	}
+	return out
+}
+
 // frame draws the axes, grid lines and labels of a chart.
 func frame(b *strings.Builder, x, y axis, xLabel, yLabel string, xTicks bool) {
-	for _, t := range y.ticks {
+	yl := tickLabels(y.ticks)
+	for i, t := range y.ticks {
 		py := y.px(t)
 		fmt.Fprintf(b, `<line class="grid" x1="%d" x2="%d" y1="%.1f" y2="%.1f"/>`, padLeft, chartW-padRight, py, py)
-		fmt.Fprintf(b, `<text class="tick" x="%d" y="%.1f" text-anchor="end">%s</text>`, padLeft-6, py+4, formatTick(t))
+		fmt.Fprintf(b, `<text class="tick" x="%d" y="%.1f" text-anchor="end">%s</text>`, padLeft-6, py+4, yl[i])
 	}
 	if xTicks {
-		for _, t := range x.ticks {
+		xl := tickLabels(x.ticks)
+		for i, t := range x.ticks {
 			px := x.px(t)
-			fmt.Fprintf(b, `<text class="tick" x="%.1f" y="%d" text-anchor="middle">%s</text>`, px, chartH-padBottom+16, formatTick(t))
+			fmt.Fprintf(b, `<text class="tick" x="%.1f" y="%d" text-anchor="middle">%s</text>`, px, chartH-padBottom+16, xl[i])
 		}
 	}
 	fmt.Fprintf(b, `<line class="axis" x1="%d" x2="%d" y1="%d" y2="%d"/>`, padLeft, chartW-padRight, chartH-padBottom, chartH-padBottom)
