@@ -292,3 +292,21 @@ func TestReportSmallBoundsNotShownAsZero(t *testing.T) {
 		t.Errorf("report.html shows the bound as 0")
 	}
 }
+
+// A sample whose completion holds a code fence (a model answering with
+// ```) stays inside its code block in report.md, and a gold or answer with
+// backticks inside its code span: the fixed ``` fence closed at the
+// model's first fence and the rest of the page rendered as Markdown.
+func TestReportMarkdownSampleWithBackticks(t *testing.T) {
+	completion := "<think>\n<draft>```python\nprint(1)\n```</draft>\n</think>\n<answer>`x` ````</answer>"
+	te := TaskEval{Task: "LaMP_5", Split: "dev", Examples: 1, Primary: "rouge1", Higher: true,
+		Models: []ModelEval{{Name: "sft", Metrics: []Metric{{Name: "rouge1", Value: 0}},
+			Samples: []Sample{{ID: "q1", Completion: completion, Answer: "`x` ````", Gold: "a ` b"}}}}}
+	r := &Report{Title: "fences", Models: []string{"sft"}, Tasks: []TaskEval{te}}
+	md := r.Markdown()
+	for _, want := range []string{"— gold `` a ` b ``, answer ````` `x` ```` `````", "\n`````\n" + completion + "\n`````\n"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("report.md lacks %q:\n%s", want, md)
+		}
+	}
+}

@@ -368,9 +368,37 @@ func (r *Report) samplesMarkdown(b *strings.Builder) {
 		}
 		fmt.Fprintf(b, "## Samples: %s (%s)\n\n", t.Task, final)
 		for _, s := range me.Samples {
-			fmt.Fprintf(b, "**%s** (%s, reward %.2f) — gold `%s`, answer `%s`\n\n```\n%s\n```\n\n", s.ID, s.verdict(), s.Reward, s.Gold, s.Answer, strings.TrimSpace(s.Completion))
+			text := strings.TrimSpace(s.Completion)
+			fence := strings.Repeat("`", max(3, longestBacktickRun(text)+1))
+			fmt.Fprintf(b, "**%s** (%s, reward %.2f) — gold %s, answer %s\n\n%s\n%s\n%s\n\n", s.ID, s.verdict(), s.Reward, mdCode(s.Gold), mdCode(s.Answer), fence, text, fence)
 		}
 	}
+}
+
+// longestBacktickRun is the length of the longest run of backticks in s.
+func longestBacktickRun(s string) int {
+	longest, run := 0, 0
+	for _, c := range s {
+		if c == '`' {
+			run++
+			longest = max(longest, run)
+		} else {
+			run = 0
+		}
+	}
+	return longest
+}
+
+// mdCode is s as a Markdown code span: delimited by more backticks than any
+// run inside it (CommonMark), so a model's text with backticks (``` of a
+// code answer) neither ends the span nor the sample's code block early.
+func mdCode(s string) string {
+	n := longestBacktickRun(s)
+	if n == 0 {
+		return "`" + s + "`"
+	}
+	d := strings.Repeat("`", n+1)
+	return d + " " + s + " " + d
 }
 
 func formatKV(m map[string]float64) string {
