@@ -310,3 +310,18 @@ func TestReportMarkdownSampleWithBackticks(t *testing.T) {
 		}
 	}
 }
+
+// report.md's tag table has the page's columns: the format rate (exactly
+// one <answer> after </think>) was on the page only.
+func TestReportMarkdownTagTableHasFormat(t *testing.T) {
+	te := TaskEval{Task: "LaMP_1", Split: "dev", Examples: 4, Primary: "accuracy", Higher: true,
+		Models: []ModelEval{{Name: "sft", Metrics: []Metric{{Name: "accuracy", Value: 0.5}},
+			Tags: &TagStats{Completions: 4, Pass: 0.25, Constraints: map[string]float64{"well_formed": 1}, MeanReward: 0.6, Format: 0.75}}}}
+	r := &Report{Title: "tags", Models: []string{"sft"}, Tasks: []TaskEval{te}}
+	md := r.Markdown()
+	for _, want := range []string{"| mean R_tag | format |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n", "| LaMP_1 | sft | 0.250 | 1.000 | 0.000 | 0.000 | 0.000 | 0.000 | 0.600 | 0.750 |"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("report.md lacks %q:\n%s", want, md)
+		}
+	}
+}

@@ -344,14 +344,14 @@ func (r *Report) tagsMarkdown(b *strings.Builder) {
 			}
 			if !header {
 				b.WriteString("### Tags\n\nTag-constraint pass rate (every constraint met, R_tag = 1) and each constraint's rate, over the same completions.\n\n" +
-					"| task | model | pass rate | " + strings.Join(tagConstraints, " | ") + " | mean R_tag |\n|---|---|---:|" + strings.Repeat("---:|", len(tagConstraints)+1) + "\n")
+					"| task | model | pass rate | " + strings.Join(tagConstraints, " | ") + " | mean R_tag | format |\n|---|---|---:|" + strings.Repeat("---:|", len(tagConstraints)+2) + "\n")
 				header = true
 			}
 			fmt.Fprintf(b, "| %s | %s | %.3f |", t.Task, m.Name, m.Tags.Pass)
 			for _, c := range tagConstraints {
 				fmt.Fprintf(b, " %.3f |", m.Tags.Constraints[c])
 			}
-			fmt.Fprintf(b, " %.3f |\n", m.Tags.MeanReward)
+			fmt.Fprintf(b, " %.3f | %.3f |\n", m.Tags.MeanReward, m.Tags.Format)
 		}
 	}
 	if header {
