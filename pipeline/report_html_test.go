@@ -3,6 +3,8 @@ package pipeline
 import (
 	"encoding/json"
 	"math"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -115,5 +117,29 @@ func TestChartAxisRangeWithinRounding(t *testing.T) {
 		case <-time.After(5 * time.Second):
 			t.Fatalf("values %v: the axis never finished", c)
 		}
+	}
+}
+
+// Rules that tie (the demo's profile_reading and teacher at accuracy 1)
+// get their names on separate lines beside the chart, not one over the other.
+func TestIntervalChartTiedRuleNamesApart(t *testing.T) {
+	c := intervalChart{ID: "c", Title: "t", Source: "metrics.json",
+		Models: []intervalPoint{{Model: "sft", Value: 0.5, CI: [2]float64{0.4, 0.6}}},
+		Rules:  []intervalPoint{{Model: "profile_reading", Value: 1, CI: [2]float64{1, 1}}, {Model: "teacher", Value: 1, CI: [2]float64{1, 1}}, {Model: "profile_blind", Value: 0.2, CI: [2]float64{0.1, 0.3}}}}
+	var b strings.Builder
+	c.render(&b)
+	ys := map[string]float64{}
+	for _, m := range regexp.MustCompile(`<text class="tick" x="\d+" y="([\d.]+)" fill="[^"]+">(\w+) `).FindAllStringSubmatch(b.String(), -1) {
+		v, _ := strconv.ParseFloat(m[1], 64)
+		ys[m[2]] = v
+	}
+	if len(ys) != 3 {
+		t.Fatalf("rule names: %v; want 3", ys)
+	}
+	if d := math.Abs(ys["profile_reading"] - ys["teacher"]); d < 10 {
+		t.Errorf("tied rules' names %v px apart: want a line apart", d)
+	}
+	if ys["profile_blind"] < ys["teacher"] {
+		t.Errorf("profile_blind (0.2) named above teacher (1): %v", ys)
 	}
 }

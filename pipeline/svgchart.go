@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"html"
 	"math"
+	"sort"
 	"strings"
 )
 
@@ -256,6 +257,7 @@ func (c intervalChart) render(b *strings.Builder) {
 	fmt.Fprintf(b, `<figure class="chart" id="%s" data-source="%s"><figcaption>%s</figcaption>`, html.EscapeString(c.ID), html.EscapeString(c.Source), html.EscapeString(c.Title))
 	svgOpen(b, c.ID, c.Title)
 	frame(b, axis{}, y, "", c.YLabel, false)
+	labelY := ruleLabelYs(c.Rules, y)
 	for i, p := range c.Rules {
 		col := seriesColour(len(c.Models) + i)
 		y0, y1, yv := y.px(p.CI[1]), y.px(p.CI[0]), y.px(p.Value)
@@ -263,7 +265,7 @@ func (c intervalChart) render(b *strings.Builder) {
 		fmt.Fprintf(b, `<rect x="%d" y="%.1f" width="%d" height="%.1f" fill="%s" opacity="0.12"/>`, padLeft, y0, right-padLeft, math.Max(1, y1-y0), col)
 		fmt.Fprintf(b, `<line x1="%d" x2="%d" y1="%.1f" y2="%.1f" stroke="%s" stroke-width="1.6" stroke-dasharray="6 3"><title>%s: %.4g [%.4g, %.4g]</title></line>`,
 			padLeft, right, yv, yv, col, html.EscapeString(p.Model), p.Value, p.CI[0], p.CI[1])
-		fmt.Fprintf(b, `<text class="tick" x="%d" y="%.1f" fill="%s">%s %.3f</text></g>`, right+4, yv+4, col, html.EscapeString(p.Model), p.Value)
+		fmt.Fprintf(b, `<text class="tick" x="%d" y="%.1f" fill="%s">%s %.3f</text></g>`, right+4, labelY[i], col, html.EscapeString(p.Model), p.Value)
 	}
 	for i, p := range c.Models {
 		cx := float64(padLeft) + slot*(float64(i)+0.5)
@@ -277,6 +279,26 @@ func (c intervalChart) render(b *strings.Builder) {
 		fmt.Fprintf(b, `<text class="tick" x="%.1f" y="%d" text-anchor="middle">%s</text></g>`, cx, chartH-padBottom+16, html.EscapeString(p.Model))
 	}
 	b.WriteString(`</svg></figure>`)
+}
+
+// ruleLabelYs places each rule's name beside its line, moved down where
+// it would overlap the name above (rules that tie, as the demo's
+// profile_reading and teacher at accuracy 1, wrote one name over the other).
+func ruleLabelYs(rules []intervalPoint, y axis) []float64 {
+	const lineGap = 11 // the tick font's line height
+	order := make([]int, len(rules))
+	for i := range order {
+		order[i] = i
+	}
+	sort.SliceStable(order, func(a, b int) bool { return y.px(rules[order[a]].Value) < y.px(rules[order[b]].Value) })
+	out := make([]float64, len(rules))
+	for k, i := range order {
+		out[i] = y.px(rules[i].Value) + 4
+		if k > 0 && out[i] < out[order[k-1]]+lineGap {
+			out[i] = out[order[k-1]] + lineGap
+		}
+	}
+	return out
 }
 
 // barChart draws grouped bars: one group per category, one bar per series.
