@@ -347,7 +347,7 @@ func (r *Report) tagsMarkdown(b *strings.Builder) {
 					"| task | model | pass rate | " + strings.Join(tagConstraints, " | ") + " | mean R_tag | format |\n|---|---|---:|" + strings.Repeat("---:|", len(tagConstraints)+2) + "\n")
 				header = true
 			}
-			fmt.Fprintf(b, "| %s | %s | %.3f |", t.Task, m.Name, m.Tags.Pass)
+			fmt.Fprintf(b, "| %s | %s | %.3f |", r.taskLabel(t), m.Name, m.Tags.Pass)
 			for _, c := range tagConstraints {
 				fmt.Fprintf(b, " %.3f |", m.Tags.Constraints[c])
 			}
@@ -366,7 +366,7 @@ func (r *Report) samplesMarkdown(b *strings.Builder) {
 		if me == nil || len(me.Samples) == 0 {
 			continue
 		}
-		fmt.Fprintf(b, "## Samples: %s (%s)\n\n", t.Task, final)
+		fmt.Fprintf(b, "## Samples: %s (%s)\n\n", r.taskLabel(t), final)
 		for _, s := range me.Samples {
 			text := strings.TrimSpace(s.Completion)
 			fence := strings.Repeat("`", max(3, longestBacktickRun(text)+1))

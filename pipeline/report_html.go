@@ -472,7 +472,7 @@ func (r *Report) htmlTags(b *strings.Builder) {
 		rest := mapKeys(tagSet)
 		sort.Strings(rest)
 		tags = append(tags, rest...)
-		c := barChart{ID: "chart-tags-" + t.Task + "-" + t.Split, Title: fmt.Sprintf("%s: share of completions using each tag", t.Task), YLabel: "share", Source: evalSource(t), Categories: tags, Series: models, YMax: 1}
+		c := barChart{ID: "chart-tags-" + t.Task + "-" + t.Split, Title: fmt.Sprintf("%s: share of completions using each tag", r.taskLabel(t)), YLabel: "share", Source: evalSource(t), Categories: tags, Series: models, YMax: 1}
 		for _, name := range models {
 			m := t.model(name)
 			vals := make([]float64, len(tags))
@@ -482,7 +482,7 @@ func (r *Report) htmlTags(b *strings.Builder) {
 			c.Values = append(c.Values, vals)
 		}
 		if len(tags) == 0 {
-			fmt.Fprintf(b, `<p>%s: no completion has a closed tag.</p>`, esc(t.Task))
+			fmt.Fprintf(b, `<p>%s: no completion has a closed tag.</p>`, esc(r.taskLabel(t)))
 			continue
 		}
 		c.render(b)
@@ -502,7 +502,7 @@ func (r *Report) htmlTags(b *strings.Builder) {
 			if m.Tags == nil {
 				continue
 			}
-			fmt.Fprintf(b, `<tr><td class="l">%s</td><td class="l">%s</td><td class="best">%.3f</td>`, esc(t.Task), esc(m.Name), m.Tags.Pass)
+			fmt.Fprintf(b, `<tr><td class="l">%s</td><td class="l">%s</td><td class="best">%.3f</td>`, esc(r.taskLabel(t)), esc(m.Name), m.Tags.Pass)
 			for _, c := range tagConstraints {
 				fmt.Fprintf(b, "<td>%.3f</td>", m.Tags.Constraints[c])
 			}
@@ -590,7 +590,7 @@ func (r *Report) htmlSamples(b *strings.Builder) {
 			if m.Name == final {
 				open = " open"
 			}
-			fmt.Fprintf(b, `<details%s><summary>%s — %s</summary>`, open, esc(t.Task), esc(m.Name))
+			fmt.Fprintf(b, `<details%s><summary>%s — %s</summary>`, open, esc(r.taskLabel(t)), esc(m.Name))
 			for _, s := range m.Samples {
 				verdict := s.verdict()
 				cls := map[string]string{"correct": "ok", "partly right": "part", "wrong": "bad"}[verdict]

@@ -143,3 +143,33 @@ func TestIntervalChartTiedRuleNamesApart(t *testing.T) {
 		t.Errorf("profile_blind (0.2) named above teacher (1): %v", ys)
 	}
 }
+
+// A task evaluated on two splits (stages.predict.splits: [dev, test]) names
+// the split in its tag chart, tag table rows and samples, on the page and in
+// report.md, as the other tables do: both splits' rows read "synth_tag | sft".
+func TestReportTagsAndSamplesNameTheSplit(t *testing.T) {
+	te := func(split string, pass float64) TaskEval {
+		return TaskEval{Task: "synth_tag", Split: split, Examples: 4, Primary: "accuracy", Higher: true, TagOrder: []string{"draft"},
+			Models: []ModelEval{{Name: "sft", Metrics: []Metric{{Name: "accuracy", Value: 0.5}},
+				Tags:    &TagStats{Completions: 4, Share: map[string]float64{"draft": 1}, Pass: pass, Constraints: map[string]float64{}},
+				Samples: []Sample{{ID: split + "-1", Completion: "<answer>x</answer>", Answer: "x", Gold: "y"}}}}}
+	}
+	r := &Report{Title: "splits", Models: []string{"sft"}, Tasks: []TaskEval{te("dev", 0.25), te("test", 0.5)}}
+	page, err := r.HTML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"<figcaption>synth_tag (dev): share of completions using each tag</figcaption>", "<figcaption>synth_tag (test): share",
+		`<td class="l">synth_tag (dev)</td><td class="l">sft</td><td class="best">0.250</td>`, `<td class="l">synth_tag (test)</td><td class="l">sft</td><td class="best">0.500</td>`,
+		"<summary>synth_tag (dev) — sft</summary>", "<summary>synth_tag (test) — sft</summary>"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the page lacks %s", want)
+		}
+	}
+	md := r.Markdown()
+	for _, want := range []string{"| synth_tag (dev) | sft | 0.250 |", "| synth_tag (test) | sft | 0.500 |", "## Samples: synth_tag (dev) (sft)", "## Samples: synth_tag (test) (sft)"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("report.md lacks %q", want)
+		}
+	}
+}
