@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/tagpr/tagpr/onnx/train"
 )
@@ -27,6 +28,7 @@ type progress struct {
 	ended    bool // the line with done = total was logged
 	terminal bool
 	logger   *slog.Logger
+	cols     int // the terminal's width; 0: ask stderr's terminal
 }
 
 // newProgress writes to stderr; the log format comes from log.format (auto|text|json).
@@ -77,30 +79,53 @@ func (p *progress) Step(n int, attrs ...any) {
 }
 
 func (p *progress) draw(attrs []any) {
-	const width = 30
-	frac := 0.0
-	if p.total > 0 {
-		frac = float64(p.done) / float64(p.total)
-	}
-	filled := int(frac * width)
-	if filled > width {
-		filled = width
-	}
 	var kv strings.Builder
 	for i := 0; i+1 < len(attrs); i += 2 {
 		fmt.Fprintf(&kv, " %v=%v", attrs[i], attrs[i+1])
 	}
 	elapsed := time.Since(p.start)
 	eta := ""
-	if p.done > 0 && p.total > p.done {
-		eta = fmt.Sprintf(" eta %s", (time.Duration(float64(elapsed) / float64(p.done) * float64(p.total-p.done))).Round(time.Second))
+	if n := p.done; n > 0 && p.total > p.done {
+		eta = fmt.Sprintf(" eta %s", (time.Duration(float64(elapsed) / float64(n) * float64(p.total-p.done))).Round(time.Second))
 	}
+	cols := p.cols
+	if cols <= 0 {
+		cols = stderrColumns()
+	}
+	var line string
 	if p.total <= 0 { // not known: a count, no bar
-		fmt.Fprintf(p.w, "\r%s %d done %s%s\033[K", p.label, p.done, elapsed.Round(time.Second), kv.String())
-		return
+		line = fmt.Sprintf("%s %d done %s%s", p.label, p.done, elapsed.Round(time.Second), kv.String())
+	} else {
+		count := fmt.Sprintf(" %d/%d", p.done, p.total)
+		// The bar narrows to leave the label and the count on a narrow
+		// terminal's line, and is left out below 5 columns.
+		width := min(30, cols-1-utf8.RuneCountInString(p.label)-3-len(count))
+		bar := ""
+		if width >= 5 {
+			filled := min(int(float64(p.done)/float64(p.total)*float64(width)), width)
+			bar = " [" + strings.Repeat("=", filled) + strings.Repeat(" ", width-filled) + "]"
+		}
+		line = fmt.Sprintf("%s%s%s %s%s%s", p.label, bar, count, elapsed.Round(time.Second), eta, kv.String())
 	}
-	fmt.Fprintf(p.w, "\r%s [%s%s] %d/%d %s%s%s\033[K", p.label, strings.Repeat("=", filled), strings.Repeat(" ", width-filled),
-		p.done, p.total, elapsed.Round(time.Second), eta, kv.String())
+	// A line longer than the terminal wraps, and "\r" then goes back only to
+	// its last row: every redraw would leave the rows above as garbage. The
+	// figures that do not fit are cut (the log files have them all).
+	if r := []rune(line); len(r) > cols-1 {
+		line = string(r[:max(cols-1, 0)])
+	}
+	fmt.Fprintf(p.w, "\r%s\033[K", line)
+}
+
+// stderrColumns is the width of stderr's terminal: its own, else $COLUMNS,
+// else 80.
+func stderrColumns() int {
+	if n := terminalColumns(os.Stderr); n > 0 {
+		return n
+	}
+	if n, err := strconv.Atoi(os.Getenv("COLUMNS")); err == nil && n > 0 {
+		return n
+	}
+	return 80
 }
 
 // Finish ends the bar's line.

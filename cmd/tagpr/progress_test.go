@@ -40,3 +40,36 @@ func TestProgressWithoutTotal(t *testing.T) {
 		t.Fatalf("drew %q", s)
 	}
 }
+
+// drawn is each state a bar's line took on the terminal ("\r…\033[K").
+func drawn(s string) []string {
+	var lines []string
+	for _, l := range strings.Split(s, "\r") {
+		if l = strings.TrimSuffix(strings.TrimSuffix(l, "\n"), "\033[K"); l != "" {
+			lines = append(lines, l)
+		}
+	}
+	return lines
+}
+
+// TestBarFitsTheTerminal: a bar line longer than the terminal wrapped, and
+// each redraw ("\r" goes back to the last row only) left the rows above as
+// garbage: an RL bar with its figures at 80 columns, every bar at 20.
+func TestBarFitsTheTerminal(t *testing.T) {
+	for _, cols := range []int{20, 80, 300} {
+		var buf bytes.Buffer
+		p := &progress{w: &buf, terminal: true, label: "rl guided", total: 6, start: time.Now(), cols: cols}
+		for range 6 {
+			p.Step(1, "loss", "0.009426", "learning_rate", "5e-05", "reward", "0.1163", "completions/mean_length", "28",
+				"kl", "0.001029", "rewards/task/signal", "0", "rewards/tag/signal", "1", "rewards/prmu/signal", "0")
+		}
+		for _, l := range drawn(buf.String()) {
+			if n := len([]rune(l)); n >= cols {
+				t.Fatalf("at %d columns drew %d: %q", cols, n, l)
+			}
+			if !strings.HasPrefix(l, "rl guided") || !strings.Contains(l, "/6") {
+				t.Fatalf("at %d columns drew %q: want the label and the count", cols, l)
+			}
+		}
+	}
+}
