@@ -31,19 +31,45 @@ type progress struct {
 	cols     int // the terminal's width; 0: ask stderr's terminal
 }
 
+// stderr is where bars and notes go, stderrTerminal whether it is a
+// terminal (variables: tests draw into a buffer).
+var (
+	stderr         io.Writer = os.Stderr
+	stderrTerminal           = isTerminal(os.Stderr)
+)
+
+// barLine is whether a bar's line on stderr is drawn without its newline
+// yet: a note, the interrupt's message or an error ends that line first
+// (stderrLine), not written into the bar ("… lr=0.003sft: stopped after").
+var barLine struct {
+	sync.Mutex
+	open bool
+}
+
+// stderrLine writes s as a line of its own on stderr, below an open bar.
+func stderrLine(s string) {
+	barLine.Lock()
+	defer barLine.Unlock()
+	if barLine.open {
+		fmt.Fprintln(stderr)
+		barLine.open = false
+	}
+	fmt.Fprintln(stderr, s)
+}
+
 // newProgress writes to stderr; the log format comes from log.format (auto|text|json).
 func newProgress(label string, total int) *progress {
-	p := &progress{w: os.Stderr, label: label, total: total, start: time.Now()}
+	p := &progress{w: stderr, label: label, total: total, start: time.Now()}
 	switch runCfg.Log.Format {
 	case "json":
-		p.logger = slog.New(slog.NewJSONHandler(os.Stderr, nil))
+		p.logger = slog.New(slog.NewJSONHandler(stderr, nil))
 	case "text":
-		p.logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+		p.logger = slog.New(slog.NewTextHandler(stderr, nil))
 	default:
-		if isTerminal(os.Stderr) {
+		if stderrTerminal {
 			p.terminal = true
 		} else {
-			p.logger = slog.New(slog.NewJSONHandler(os.Stderr, nil))
+			p.logger = slog.New(slog.NewJSONHandler(stderr, nil))
 		}
 	}
 	return p
@@ -113,7 +139,10 @@ func (p *progress) draw(attrs []any) {
 	if r := []rune(line); len(r) > cols-1 {
 		line = string(r[:max(cols-1, 0)])
 	}
+	barLine.Lock()
+	defer barLine.Unlock()
 	fmt.Fprintf(p.w, "\r%s\033[K", line)
+	barLine.open = true
 }
 
 // stderrColumns is the width of stderr's terminal: its own, else $COLUMNS,
@@ -133,7 +162,12 @@ func (p *progress) Finish() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.terminal {
-		fmt.Fprintln(p.w)
+		barLine.Lock()
+		defer barLine.Unlock()
+		if barLine.open { // not when a note ended the line already
+			fmt.Fprintln(p.w)
+			barLine.open = false
+		}
 	}
 }
 
@@ -141,7 +175,7 @@ func (p *progress) Finish() {
 func logLine(stage, detail string) {
 	p := newProgress(stage, 0)
 	if p.terminal {
-		fmt.Fprintf(os.Stderr, "%s: %s\n", stage, detail)
+		stderrLine(stage + ": " + detail)
 		return
 	}
 	p.logger.Info(detail, "stage", stage)

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tagpr/tagpr/onnx/train"
 )
 
 // TestProgressLogsTheEndOnce: without a terminal, progress logs every 3 s
@@ -41,6 +43,15 @@ func TestProgressWithoutTotal(t *testing.T) {
 	}
 }
 
+// onTerminal points bars and notes at a buffer standing for a terminal.
+func onTerminal(t *testing.T) *bytes.Buffer {
+	var buf bytes.Buffer
+	w, term := stderr, stderrTerminal
+	stderr, stderrTerminal = &buf, true
+	t.Cleanup(func() { stderr, stderrTerminal = w, term; barLine.open = false })
+	return &buf
+}
+
 // drawn is each state a bar's line took on the terminal ("\r…\033[K").
 func drawn(s string) []string {
 	var lines []string
@@ -71,5 +82,20 @@ func TestBarFitsTheTerminal(t *testing.T) {
 				t.Fatalf("at %d columns drew %q: want the label and the count", cols, l)
 			}
 		}
+	}
+}
+
+// TestNoteEndsTheBarLine: a note during a bar (a warning, "stopped after
+// step N" at Ctrl-C) was written onto the bar's line ("…lr=0.003sft:
+// stopped after…"); it goes on a line of its own, and the bar goes on below.
+func TestNoteEndsTheBarLine(t *testing.T) {
+	buf := onTerminal(t)
+	r := reporter("loss")
+	r(train.Progress{Task: "sft", Step: 1, Total: 4, Metrics: map[string]float64{"loss": 6.9}})
+	r(train.Progress{Task: "sft", Note: "stopped after step 1 of 4"})
+	stderrLine("tagpr: interrupted; rerun the same command to resume")
+	s := buf.String()
+	if !strings.Contains(s, "loss=6.9\033[K\nsft: stopped after step 1 of 4\ntagpr: interrupted;") {
+		t.Fatalf("drew %q", s)
 	}
 }

@@ -104,7 +104,7 @@ func interrupts() (context.Context, context.CancelFunc) {
 			return
 		}
 		signal.Stop(sigs)
-		fmt.Fprintln(os.Stderr, interruptedNote)
+		stderrLine(interruptedNote)
 		cancel(signalError{sig})
 	}()
 	return ctx, func() { signal.Stop(sigs); cancel(nil) }
@@ -165,10 +165,10 @@ func main() {
 	}
 	if err != nil {
 		if errors.Is(err, context.Canceled) {
-			fmt.Fprintln(os.Stderr, interruptedMessage(err))
+			stderrLine(interruptedMessage(err))
 			os.Exit(interruptedExitCode(ctx))
 		}
-		fmt.Fprintln(os.Stderr, "tagpr:", err)
+		stderrLine("tagpr: " + err.Error())
 		os.Exit(1)
 	}
 }
