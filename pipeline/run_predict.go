@@ -96,7 +96,7 @@ func (r *runEnv) predict(ctx context.Context) error {
 					continue
 				}
 				o := PredictFileOptions{Task: td.Task, Questions: fmt.Sprintf("the %s %s examples", td.Task.Name, split), Out: base + ".json",
-					Taxonomy: r.tx, Eval: r.evalOptions(), Shard: r.shard}
+					Taxonomy: r.tx, Eval: r.evalOptions(), Shard: r.shard, Progress: r.h}
 				if n := o.Eval.Examples; n > 0 && n < len(exs) {
 					exs = exs[:n]
 				}

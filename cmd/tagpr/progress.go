@@ -193,7 +193,10 @@ func reporter(show ...string) train.ProgressFunc {
 			return
 		}
 		b := bars[p.Task]
-		if b == nil {
+		// A step not past the bar's is the task's next run (chains and
+		// predict report each file under one name, from step 1): a new bar,
+		// not the last one's carried past its total.
+		if b == nil || p.Step <= b.done {
 			b = newProgress(p.Task, p.Total)
 			b.done = p.Step - 1
 			bars[p.Task] = b

@@ -99,3 +99,29 @@ func TestNoteEndsTheBarLine(t *testing.T) {
 		t.Fatalf("drew %q", s)
 	}
 }
+
+// TestReporterNewBarPerFile: chains and predict report each task file
+// under one name from step 1; the second file went on the first's bar (past
+// its total: "12/8") on a terminal, and logged nothing at all otherwise.
+func TestReporterNewBarPerFile(t *testing.T) {
+	buf := onTerminal(t)
+	r := reporter("rows")
+	for range 2 {
+		r(train.Progress{Task: "predict", Step: 4, Total: 8})
+		r(train.Progress{Task: "predict", Step: 8, Total: 8})
+	}
+	got := drawn(buf.String())
+	if len(got) != 4 || !strings.Contains(got[2], " 4/8 ") || !strings.Contains(got[3], " 8/8 ") {
+		t.Fatalf("drew %q", got)
+	}
+	var logs bytes.Buffer
+	stderr, stderrTerminal = &logs, false
+	r = reporter("rows")
+	for range 2 {
+		r(train.Progress{Task: "predict", Step: 4, Total: 8})
+		r(train.Progress{Task: "predict", Step: 8, Total: 8})
+	}
+	if n := strings.Count(logs.String(), `"done":8,"total":8`); n != 2 {
+		t.Fatalf("logged the end of %d files, want 2:\n%s", n, logs.String())
+	}
+}

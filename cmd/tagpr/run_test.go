@@ -206,6 +206,14 @@ func TestRunLaMPEndToEnd(t *testing.T) {
 		t.Fatalf("tagpr run: %v\n%s\n%s", err, stdout, stderr)
 	}
 	checkLaMPRun(t, out, stdout)
+	// Without a terminal, progress is JSON lines: each task's chains file and
+	// each predictions file ends with its own (predict's batches were not
+	// reported, and every file after a stage's first logged no progress).
+	for _, want := range []string{`"msg":"chains","done":`, `"msg":"predict","done":`} {
+		if n := strings.Count(stderr, want); n < 3 {
+			t.Errorf("stderr has %d lines with %s, want one per task file at least:\n%s", n, want, stderr)
+		}
+	}
 	// The teacher was told the taxonomy's tag names, and asked once per training example.
 	for _, tag := range []string{"restate", "recall", "infer", "decide"} {
 		if !teacher.tags[tag] {
