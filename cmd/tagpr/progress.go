@@ -28,7 +28,11 @@ type progress struct {
 	ended    bool // the line with done = total was logged
 	terminal bool
 	logger   *slog.Logger
-	cols     int // the terminal's width; 0: ask stderr's terminal
+	// base is the done count the clock started at (a resumed task's
+	// earlier steps, the first report's step): the ETA's rate is over the
+	// steps after it.
+	base int
+	cols int // the terminal's width; 0: ask stderr's terminal
 }
 
 // stderr is where bars and notes go, stderrTerminal whether it is a
@@ -111,7 +115,7 @@ func (p *progress) draw(attrs []any) {
 	}
 	elapsed := time.Since(p.start)
 	eta := ""
-	if n := p.done; n > 0 && p.total > p.done {
+	if n := p.done - p.base; n > 0 && p.total > p.done { // the rate of this process's steps, not a resumed task's earlier ones
 		eta = fmt.Sprintf(" eta %s", (time.Duration(float64(elapsed) / float64(n) * float64(p.total-p.done))).Round(time.Second))
 	}
 	cols := p.cols
@@ -198,7 +202,9 @@ func reporter(show ...string) train.ProgressFunc {
 		// not the last one's carried past its total.
 		if b == nil || p.Step <= b.done {
 			b = newProgress(p.Task, p.Total)
-			b.done = p.Step - 1
+			// The clock starts at this first report: the ETA is over the
+			// steps after it (not a resumed task's earlier steps).
+			b.done, b.base = p.Step-1, p.Step
 			bars[p.Task] = b
 		}
 		var attrs []any

@@ -125,3 +125,14 @@ func TestReporterNewBarPerFile(t *testing.T) {
 		t.Fatalf("logged the end of %d files, want 2:\n%s", n, logs.String())
 	}
 }
+
+// TestResumedBarHasNoETAYet: a resumed task's bar counted the steps done
+// before this process in its rate, so its ETA read a fraction of the time
+// left ("eta 0s" at step 41 of 400); the rate is over this process's steps.
+func TestResumedBarHasNoETAYet(t *testing.T) {
+	buf := onTerminal(t)
+	reporter()(train.Progress{Task: "sft", Step: 41, Total: 400})
+	if s := buf.String(); !strings.Contains(s, "41/400") || strings.Contains(s, "eta") {
+		t.Fatalf("drew %q", s)
+	}
+}
