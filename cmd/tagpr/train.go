@@ -431,13 +431,13 @@ func trainLMSteps(ctx context.Context, cmd *cobra.Command, o trainLMOptions, mod
 			}
 			bar.Step(1, attrs...)
 			if p.Warning != "" {
-				fmt.Fprintf(cmd.ErrOrStderr(), "warning: step %d: %s\n", p.Step, p.Warning)
+				logLine("train", fmt.Sprintf("warning: step %d: %s", p.Step, p.Warning))
 			}
 		},
 	}
 	if st, err := train.LoadCheckpoint(ckDir, tr.Params, nil); err == nil && st.Step > 0 {
-		fmt.Fprintf(cmd.ErrOrStderr(), "resuming from step %d in %s\n", st.Step, ckDir)
-		bar.done = st.Step
+		logLine("train", fmt.Sprintf("resuming from step %d in %s", st.Step, ckDir))
+		bar.done, bar.base = st.Step, st.Step // the ETA is over this process's steps
 	}
 	// On a GPU, weights and AdamW moments stay on the device between steps.
 	if loop.Device, err = train.DeviceTrainerFor(tr, opts.Session); err != nil {
