@@ -70,7 +70,12 @@ func newProgress(label string, total int) *progress {
 	case "text":
 		p.logger = slog.New(slog.NewTextHandler(stderr, nil))
 	default:
-		if stderrTerminal {
+		if stderrTerminal && os.Getenv("TERM") == "dumb" {
+			// A terminal that cannot move its cursor (Emacs' shell, TERM=dumb)
+			// showed every redraw's "\r" and "\033[K" as is: log lines for
+			// a person to read.
+			p.logger = slog.New(slog.NewTextHandler(stderr, nil))
+		} else if stderrTerminal {
 			p.terminal = true
 		} else {
 			p.logger = slog.New(slog.NewJSONHandler(stderr, nil))

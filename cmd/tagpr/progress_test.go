@@ -136,3 +136,18 @@ func TestResumedBarHasNoETAYet(t *testing.T) {
 		t.Fatalf("drew %q", s)
 	}
 }
+
+// TestDumbTerminalGetsTextLines: on a terminal that cannot move its cursor
+// (TERM=dumb) the bar's "\r" and "\033[K" showed as is on every redraw; it
+// gets text log lines instead.
+func TestDumbTerminalGetsTextLines(t *testing.T) {
+	buf := onTerminal(t)
+	t.Setenv("TERM", "dumb")
+	r := reporter("loss")
+	r(train.Progress{Task: "sft", Step: 1, Total: 2, Metrics: map[string]float64{"loss": 6.9}})
+	r(train.Progress{Task: "sft", Step: 2, Total: 2, Metrics: map[string]float64{"loss": 6.3}})
+	s := buf.String()
+	if strings.ContainsAny(s, "\r\033") || !strings.Contains(s, "msg=sft done=2 total=2") || !strings.HasSuffix(s, "\n") {
+		t.Fatalf("wrote %q", s)
+	}
+}

@@ -38,7 +38,7 @@ func init() {
 	pf.Int("threads", 0, "intra-op threads per ORT session (0: one per core)")
 	pf.String("spinning", "auto", "ORT pool threads after a session run: on (busy-wait), off (sleep, leaving the cores to other work) or auto (each stage's default: off for RL and PRMU)")
 	pf.String("generation-dtype", "float32", "float32, or float16: generation (predict, RL rollouts, serve) runs its MatMuls over float16 copies of the weights; training keeps float32")
-	pf.String("log-format", "auto", "log format: auto (text on a terminal, JSON otherwise), text or json")
+	pf.String("log-format", "auto", "log format: auto (bars on a terminal, text lines with TERM=dumb, JSON otherwise), text or json")
 	flagSetsKey(pf, "runtime-library", "runtime.library")
 	flagSetsKey(pf, "provider", "runtime.provider")
 	flagSetsKey(pf, "device", "runtime.device")
