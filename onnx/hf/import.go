@@ -90,7 +90,8 @@ func Import(dir, out string, o ImportOptions) (*Imported, error) {
 	_ = json.Unmarshal(rawConfig, &top)
 	mt := top.ModelType
 	res.ModelType = mt
-	src := &checkpointSource{ck: ck, external: res.External, location: "model.onnx.data", used: map[string]bool{}}
+	src := &checkpointSource{ck: ck, external: res.External, location: "model.onnx.data", used: map[string]bool{},
+		progress: o.Progress, total: full.Params() * 4}
 	m, err := lm.BuildFrom(cfg, src)
 	if dmg := (*damagedError)(nil); errors.As(err, &dmg) {
 		return nil, dmg
@@ -252,6 +253,10 @@ type checkpointSource struct {
 	used     map[string]bool
 	plan     []planned
 	bytes    int64 // float32 bytes handed out
+	// progress hears of each weight converted in memory (without external
+	// data, where writeData reports instead), of total float32 bytes.
+	progress func(done, total int64)
+	total    int64
 }
 
 // planned is one weight's place in the external data file.
@@ -289,6 +294,9 @@ func (s *checkpointSource) Weight(name string, dims []int64, transposed bool) (*
 		buf.Grow(int(n))
 		if err := convert(&buf, f, name, e, transposed); err != nil {
 			return nil, err
+		}
+		if s.progress != nil {
+			s.progress(s.bytes, max(s.total, s.bytes))
 		}
 		return &onnxpb.TensorProto{Name: name, Dims: dims, DataType: ir.Float, RawData: buf.Bytes()}, nil
 	}

@@ -248,6 +248,30 @@ func TestImportRefuses(t *testing.T) {
 
 // A random Qwen2-shaped checkpoint imports and runs (the benchmark's
 // generator at a small size, in every stored dtype).
+// TestImportReportsProgress: an import reports its weights' conversion
+// with and without external data, ending at its total (an import under
+// 1 GiB, converted in memory, reported nothing: seconds of silence).
+func TestImportReportsProgress(t *testing.T) {
+	for _, tied := range []bool{false, true} {
+		rc := RandomCheckpoint{Layers: 2, Hidden: 32, Heads: 4, KVHeads: 2, Intermediate: 48, Vocab: 64, MaxPositions: 32, Tied: tied, DType: "BF16", Seed: 3}
+		dir := t.TempDir()
+		if err := rc.Write(dir); err != nil {
+			t.Fatal(err)
+		}
+		for _, ext := range []string{"never", "always"} {
+			var calls int
+			var done, total int64
+			res, err := Import(dir, t.TempDir(), ImportOptions{ExternalData: ext, Progress: func(d, n int64) { calls, done, total = calls+1, d, n }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if calls < 2 || done != total || total != res.Params*4 {
+				t.Errorf("tied %v, external data %s: %d reports, the last %d of %d bytes; want several, ending at %d", tied, ext, calls, done, total, res.Params*4)
+			}
+		}
+	}
+}
+
 func TestRandomCheckpointImports(t *testing.T) {
 	for _, dt := range []string{"BF16", "F16", "F32"} {
 		rc := RandomCheckpoint{Layers: 2, Hidden: 32, Heads: 4, KVHeads: 2, Intermediate: 48, Vocab: 64, MaxPositions: 32, Tied: dt != "F32", DType: dt, Seed: 3}
