@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"math"
 	"os"
 	"os/exec"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tagpr/tagpr/onnx/hf"
 	"github.com/tagpr/tagpr/onnx/ir"
 	"github.com/tagpr/tagpr/onnx/lm"
 	"github.com/tagpr/tagpr/onnx/safetensors"
@@ -249,5 +251,24 @@ func TestTrainLMFreshDiscardsEarlierModel(t *testing.T) {
 	}
 	if _, _, err := runTagpr(t, ".", nil, "model", "export-hf", out, "--out", filepath.Join(t.TempDir(), "hf")); err == nil {
 		t.Error("export-hf of the unfinished fresh run exported a model")
+	}
+}
+
+// TestImportHFProgress: without a terminal, an import under 1 GiB (converted
+// in memory, which reported nothing) logs its progress in MiB, ending at
+// its total once.
+func TestImportHFProgress(t *testing.T) {
+	src := t.TempDir()
+	rc := hf.RandomCheckpoint{Layers: 2, Hidden: 128, Heads: 4, KVHeads: 2, Intermediate: 256, Vocab: 4096, MaxPositions: 64, DType: "BF16", Seed: 3}
+	if err := rc.Write(src); err != nil {
+		t.Fatal(err)
+	}
+	_, stderr, err := runTagpr(t, ".", nil, "model", "import-hf", src, "--out", filepath.Join(t.TempDir(), "m"))
+	if err != nil {
+		t.Fatalf("import-hf: %v\n%s", err, stderr)
+	}
+	mib := rc.Params() * 4 >> 20
+	if n := strings.Count(stderr, fmt.Sprintf(`"msg":"import (MiB)","done":%d,"total":%d,`, mib, mib)); n != 1 {
+		t.Fatalf("logged the end %d times, want once:\n%s", n, stderr)
 	}
 }

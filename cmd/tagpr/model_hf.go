@@ -40,9 +40,14 @@ rotary positions, per-layer sliding windows, quantization…) is refused by name
 			var bar *progress
 			res, err := hf.Import(args[0], out, hf.ImportOptions{ExternalData: external, Progress: func(done, total int64) {
 				if bar == nil {
-					bar = newProgress("import", int(total>>20))
+					// The clock starts at the first report, after the first
+					// weight: the ETA is over the weights after it.
+					bar = newProgress("import (MiB)", int(total>>20))
+					bar.done, bar.base = int(done>>20), int(done>>20)
 				}
-				bar.Step(int(done>>20) - bar.done)
+				if n := int(done>>20) - bar.done; n > 0 || done == total { // not a redraw per small weight
+					bar.Step(n)
+				}
 			}})
 			if bar != nil {
 				bar.Finish()
