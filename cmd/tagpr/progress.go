@@ -132,15 +132,16 @@ func (p *progress) draw(attrs []any) {
 		line = fmt.Sprintf("%s %d done %s%s", p.label, p.done, elapsed.Round(time.Second), kv.String())
 	} else {
 		count := fmt.Sprintf(" %d/%d", p.done, p.total)
-		// The bar narrows to leave the label and the count on a narrow
-		// terminal's line, and is left out below 5 columns.
-		width := min(30, cols-1-utf8.RuneCountInString(p.label)-3-len(count))
+		times := fmt.Sprintf(" %s%s", elapsed.Round(time.Second), eta)
+		// The bar narrows to leave the label, the count, the time and the
+		// ETA on a narrow terminal's line, and is left out below 5 columns.
+		width := min(30, cols-1-utf8.RuneCountInString(p.label)-3-len(count)-len(times))
 		bar := ""
 		if width >= 5 {
 			filled := min(int(float64(p.done)/float64(p.total)*float64(width)), width)
 			bar = " [" + strings.Repeat("=", filled) + strings.Repeat(" ", width-filled) + "]"
 		}
-		line = fmt.Sprintf("%s%s%s %s%s%s", p.label, bar, count, elapsed.Round(time.Second), eta, kv.String())
+		line = p.label + bar + count + times + kv.String()
 	}
 	// A line longer than the terminal wraps, and "\r" then goes back only to
 	// its last row: every redraw would leave the rows above as garbage. The

@@ -67,7 +67,7 @@ func drawn(s string) []string {
 // each redraw ("\r" goes back to the last row only) left the rows above as
 // garbage: an RL bar with its figures at 80 columns, every bar at 20.
 func TestBarFitsTheTerminal(t *testing.T) {
-	for _, cols := range []int{20, 80, 300} {
+	for _, cols := range []int{20, 60, 80, 300} {
 		var buf bytes.Buffer
 		p := &progress{w: &buf, terminal: true, label: "rl guided", total: 6, start: time.Now(), cols: cols}
 		for range 6 {
@@ -81,6 +81,21 @@ func TestBarFitsTheTerminal(t *testing.T) {
 			if !strings.HasPrefix(l, "rl guided") || !strings.Contains(l, "/6") {
 				t.Fatalf("at %d columns drew %q: want the label and the count", cols, l)
 			}
+		}
+	}
+}
+
+// TestBarLeavesTheETA: the bar's width left out the time and the ETA, so
+// at 60 columns an import's line was cut before its ETA ("63/217 0s eta").
+func TestBarLeavesTheETA(t *testing.T) {
+	var buf bytes.Buffer
+	p := &progress{w: &buf, terminal: true, label: "import (MiB)", total: 217, start: time.Now(), cols: 60}
+	for range 21 {
+		p.Step(10)
+	}
+	for _, l := range drawn(buf.String()) {
+		if !strings.Contains(l, " eta ") || !strings.HasSuffix(l, "s") {
+			t.Fatalf("drew %q: want the ETA whole", l)
 		}
 	}
 }
