@@ -32,9 +32,11 @@ func BM25Scores(query string, docs []string) []float64 {
 	// process to the next.
 	var vocab []string
 	total := 0
+	dl := make([]float64, n) // each document's length in words, counted once
 	for i, d := range docs {
 		words := strings.Fields(d)
 		total += len(words)
+		dl[i] = float64(len(words))
 		tf[i] = make(map[string]int, len(words))
 		for _, w := range words {
 			if tf[i][w] == 0 {
@@ -67,9 +69,8 @@ func BM25Scores(query string, docs []string) []float64 {
 		v := idf[q]
 		for i := range docs {
 			f := float64(tf[i][q])
-			dl := float64(len(strings.Fields(docs[i])))
 			if avgdl > 0 {
-				scores[i] += v * f * (bm25K1 + 1) / (f + bm25K1*(1-bm25B+bm25B*dl/avgdl))
+				scores[i] += v * f * (bm25K1 + 1) / (f + bm25K1*(1-bm25B+bm25B*dl[i]/avgdl))
 			}
 		}
 	}
