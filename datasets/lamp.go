@@ -73,7 +73,10 @@ func ImportLaMP(opts ImportOptions) (ImportStats, error) {
 		if i, dup := first[e.ID]; dup {
 			return fmt.Errorf("duplicate id: record %d has id %q too", i, e.ID)
 		}
-		first[e.ID] = len(first)
+		// A copy: e.ID aliases the question's raw bytes (lampscan.go), so
+		// keeping it as a key would keep every question, profile and all, in
+		// memory until the import ends.
+		first[strings.Clone(e.ID)] = len(first)
 		e.Split, e.Scheme = opts.Split, opts.Scheme
 		if golds != nil {
 			g, ok := golds[e.ID]
@@ -121,7 +124,7 @@ func checkImportGolds(opts ImportOptions, golds map[string]Gold) error {
 // unmatched names one gold id with no question (rescans ids only; error path).
 func unmatched(golds map[string]Gold, questions string, t *Task) string {
 	seen := map[string]bool{}
-	ScanQuestions(questions, t, func(e *Example) error { seen[e.ID] = true; return nil })
+	ScanQuestions(questions, t, func(e *Example) error { seen[strings.Clone(e.ID)] = true; return nil })
 	ids := make([]string, 0)
 	for id := range golds {
 		if !seen[id] {
