@@ -313,7 +313,7 @@ func buildData(d DataConfig, sources []dataSource, dir string) error {
 			case src.questions[split] != "":
 				tmp := dataFile(dir, src.task.Name, split) + ".import.parquet"
 				if _, err := datasets.ImportLaMP(datasets.ImportOptions{Task: src.task, Questions: src.questions[split],
-					Outputs: src.outputs[split], Split: split, Scheme: d.Scheme, Out: tmp}); err != nil {
+					Outputs: src.outputs[split], Split: split, Scheme: d.Scheme, Out: tmp, MaxExamples: d.MaxExamples}); err != nil {
 					return fmt.Errorf("data.lamp_dir: %w", err)
 				}
 				var err error
