@@ -31,6 +31,9 @@ type ImportOptions struct {
 	// of the file is not read, and golds of unread questions are not
 	// matched to a question.
 	MaxExamples int
+	// Progress, when set, is called after each question with the bytes of
+	// the questions file read so far and its size.
+	Progress func(read, size int64)
 }
 
 // errEnoughQuestions stops a scan at ImportOptions.MaxExamples.
@@ -76,7 +79,7 @@ func ImportLaMP(opts ImportOptions) (ImportStats, error) {
 	}
 	joined := 0
 	first := map[string]int{} // id → record index: two questions with one id would join one gold twice
-	n, size, err := ScanQuestions(opts.Questions, opts.Task, func(e *Example) error {
+	n, size, err := scanQuestions(opts.Questions, opts.Task, opts.Progress, func(e *Example) error {
 		if opts.MaxExamples > 0 && len(first) == opts.MaxExamples {
 			return errEnoughQuestions
 		}
@@ -157,6 +160,12 @@ func unmatched(golds map[string]Gold, questions string, t *Task) string {
 // An error from fn or from decoding names the file and the record (index, id).
 // It returns the number of questions and the file size.
 func ScanQuestions(path string, t *Task, fn func(*Example) error) (int64, int64, error) {
+	return scanQuestions(path, t, nil, fn)
+}
+
+// scanQuestions is ScanQuestions, calling progress (when set) after each
+// question with the bytes read so far and the file size.
+func scanQuestions(path string, t *Task, progress func(read, size int64), fn func(*Example) error) (int64, int64, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return 0, 0, fmt.Errorf("read questions: %w", err)
@@ -189,6 +198,9 @@ func ScanQuestions(path string, t *Task, fn func(*Example) error) (int64, int64,
 		}
 		prev = e.ID
 		n++
+		if progress != nil {
+			progress(dec.InputOffset(), size)
+		}
 	}
 	if err := expectDelim(dec, ']'); err != nil {
 		return n, size, fmt.Errorf("read questions %s: after record %d (id %q): %w", path, n, prev, err)

@@ -412,3 +412,38 @@ func TestExportLaMPFailedWriteLeavesNeither(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// ImportLaMP reports its progress through the questions file after each
+// question (import-lamp draws it: a 1 GB LaMP-5 train file takes a while),
+// up to the last question's end, never past the file's size.
+func TestImportLaMPReportsProgress(t *testing.T) {
+	dir := filepath.Join("testdata", "lamp", "user", "LaMP_4")
+	q := filepath.Join(dir, "dev_questions.json")
+	fi, err := os.Stat(q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	task, _ := ParseTask("4")
+	var reads []int64
+	_, err = ImportLaMP(ImportOptions{Task: task, Questions: q, Outputs: filepath.Join(dir, "dev_outputs.json"), Split: "dev",
+		Out: filepath.Join(t.TempDir(), "out.arrow"), Progress: func(read, size int64) {
+			if size != fi.Size() {
+				t.Errorf("progress size %d, want the file's %d", size, fi.Size())
+			}
+			reads = append(reads, read)
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(reads) != 3 {
+		t.Fatalf("%d progress calls, want one per question (3)", len(reads))
+	}
+	for i := 1; i < len(reads); i++ {
+		if reads[i] <= reads[i-1] {
+			t.Fatalf("progress went back: %v", reads)
+		}
+	}
+	if last := reads[len(reads)-1]; last > fi.Size() || last < fi.Size()-8 {
+		t.Fatalf("last progress %d of %d bytes: want the end of the last question", last, fi.Size())
+	}
+}

@@ -46,7 +46,17 @@ categorization), 3, 4, 5, 6, 7. --scheme records which of LaMP's splits the file
 			if err := prepareOutput(o.Out, force); err != nil {
 				return err
 			}
+			var bar *progress
+			o.Progress = func(read, size int64) { // MB of the questions file: a 1 GB LaMP-5 train file takes a while
+				if bar == nil {
+					bar = newProgress("import-lamp MB", int(size>>20))
+				}
+				bar.Step(int(read>>20) - bar.done)
+			}
 			st, err := datasets.ImportLaMP(o)
+			if bar != nil {
+				bar.Finish()
+			}
 			if err != nil {
 				return err
 			}
