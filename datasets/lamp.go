@@ -3,6 +3,7 @@ package datasets
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -34,6 +35,9 @@ type ImportOptions struct {
 	// Progress, when set, is called after each question with the bytes of
 	// the questions file read so far and its size.
 	Progress func(read, size int64)
+	// Context, when set, stops the import between questions once it is
+	// done (Ctrl-C): the error wraps its error, and nothing is left at Out.
+	Context context.Context
 }
 
 // errEnoughQuestions stops a scan at ImportOptions.MaxExamples.
@@ -80,6 +84,11 @@ func ImportLaMP(opts ImportOptions) (ImportStats, error) {
 	joined := 0
 	first := map[string]int{} // id → record index: two questions with one id would join one gold twice
 	n, size, err := scanQuestions(opts.Questions, opts.Task, opts.Progress, func(e *Example) error {
+		if opts.Context != nil {
+			if err := opts.Context.Err(); err != nil {
+				return err
+			}
+		}
 		if opts.MaxExamples > 0 && len(first) == opts.MaxExamples {
 			return errEnoughQuestions
 		}

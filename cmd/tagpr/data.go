@@ -31,12 +31,13 @@ func importLaMPCmd() *cobra.Command {
 categorization), 3, 4, 5, 6, 7. --scheme records which of LaMP's splits the files come from
 (user-based or time-based).`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: func(cmd *cobra.Command, args []string) (runErr error) {
+			defer func() { runErr = keepsNothing(runErr) }() // an interrupted import leaves no file: a rerun starts over
 			t, err := datasets.ParseTask(task)
 			if err != nil {
 				return err
 			}
-			o.Task = t
+			o.Task, o.Context = t, cmd.Context()
 			if err := checkFlags("data import-lamp", atLeast("--batch-rows", o.BatchRows, 1)); err != nil {
 				return err
 			}
