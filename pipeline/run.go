@@ -513,12 +513,13 @@ func (r *runEnv) checkStamps() error {
 
 // prepare builds (or reloads) what every stage reads: the examples, the
 // tokenizer and the base model.
-// Ctrl-C (ctx) is heard between these steps, none of which checks it.
+// Ctrl-C (ctx) is heard between these steps and between the questions of
+// the data step's LaMP imports; the other steps do not check it.
 func (r *runEnv) prepare(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := r.prepareData(); err != nil {
+	if err := r.prepareData(ctx); err != nil {
 		return err
 	}
 	for _, td := range r.data.Tasks {

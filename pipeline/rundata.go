@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -240,7 +241,7 @@ func loadData(dir string) (*RunData, error) {
 // (a file that does not parse, a killed run) leaves no stamped, half-made
 // data folder to refuse the next config. An unfinished data/ (from an
 // older tagpr) is replaced, not resumed.
-func (r *runEnv) prepareData() error {
+func (r *runEnv) prepareData(ctx context.Context) error {
 	dataDir := r.dir("data")
 	if exists(filepath.Join(dataDir, "done.json")) {
 		if err := checkStamp(dataDir, "data", r.dataSettings(), true); err != nil {
@@ -254,7 +255,7 @@ func (r *runEnv) prepareData() error {
 		}
 		err := checkStamp(tmp, "data", r.dataSettings(), false)
 		if err == nil {
-			err = buildData(r.cfg.Data, r.sources, tmp)
+			err = buildData(ctx, r.cfg.Data, r.sources, tmp)
 		}
 		if err == nil {
 			if err = os.RemoveAll(dataDir); err == nil {
@@ -273,8 +274,9 @@ func (r *runEnv) prepareData() error {
 
 // buildData reads the configured source, keeps the first MaxExamples of
 // each split, and writes each split as a lamp_example Parquet file in dir;
-// done.json comes last.
-func buildData(d DataConfig, sources []dataSource, dir string) error {
+// done.json comes last. A LaMP import stops between questions when ctx is
+// done (Ctrl-C), and so does buildData between files.
+func buildData(ctx context.Context, d DataConfig, sources []dataSource, dir string) error {
 	done := dataDone{Synth: d.Synth != nil, Rows: map[string]map[string]int{}}
 	write := func(t *datasets.Task, split string, exs []datasets.Example) error {
 		if d.MaxExamples > 0 && len(exs) > d.MaxExamples {
@@ -308,12 +310,15 @@ func buildData(d DataConfig, sources []dataSource, dir string) error {
 	}
 	for _, src := range sources {
 		for _, split := range datasets.Splits {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
 			var exs []datasets.Example
 			switch {
 			case src.questions[split] != "":
 				tmp := dataFile(dir, src.task.Name, split) + ".import.parquet"
 				if _, err := datasets.ImportLaMP(datasets.ImportOptions{Task: src.task, Questions: src.questions[split],
-					Outputs: src.outputs[split], Split: split, Scheme: d.Scheme, Out: tmp, MaxExamples: d.MaxExamples}); err != nil {
+					Outputs: src.outputs[split], Split: split, Scheme: d.Scheme, Out: tmp, MaxExamples: d.MaxExamples, Context: ctx}); err != nil {
 					return fmt.Errorf("data.lamp_dir: %w", err)
 				}
 				var err error

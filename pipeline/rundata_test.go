@@ -98,7 +98,7 @@ func TestLaMPTaskFolderPrefersItsOwnName(t *testing.T) {
 			t.Errorf("task %s reads %s, want %s", r.sources[i].task.Name, got, want)
 		}
 	}
-	if err := r.prepareData(); err != nil {
+	if err := r.prepareData(context.Background()); err != nil {
 		t.Fatalf("data stage on LaMP_2 and LaMP_2N: %v", err)
 	}
 	if n := len(r.data.Tasks); n != 2 || r.data.Tasks[1].Task.Name != "LaMP_2N" || len(r.data.Tasks[1].Splits["train"]) == 0 {
@@ -132,7 +132,7 @@ func TestDataStageLeavesNothingWhenItFails(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := r.prepareData(); err == nil || !strings.Contains(err.Error(), "category") {
+	if err := r.prepareData(context.Background()); err == nil || !strings.Contains(err.Error(), "category") {
 		t.Fatalf("task 2N on movie files: %v; want the missing category named", err)
 	}
 	for _, p := range []string{"data", "data.tmp"} {
@@ -147,7 +147,7 @@ func TestDataStageLeavesNothingWhenItFails(t *testing.T) {
 	if err := r.checkStamps(); err != nil {
 		t.Fatalf("the corrected config after a failed data stage: %v", err)
 	}
-	if err := r.prepareData(); err != nil {
+	if err := r.prepareData(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(filepath.Join(out, "data", "done.json")); err != nil {
@@ -167,7 +167,7 @@ func TestDataStageLeavesNothingWhenItFails(t *testing.T) {
 	if err := r.checkStamps(); err != nil {
 		t.Fatalf("an unfinished data folder: %v", err)
 	}
-	if err := r.prepareData(); err != nil || len(r.data.Tasks) != 1 {
+	if err := r.prepareData(context.Background()); err != nil || len(r.data.Tasks) != 1 {
 		t.Fatalf("rebuilding an unfinished data folder: %v", err)
 	}
 }
@@ -216,7 +216,7 @@ func TestPredictNotesASkippedSplit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := r.prepareData(); err != nil {
+	if err := r.prepareData(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	r.cfg.Stages.Predict.Models, r.cfg.Stages.Predict.Splits = []string{ModelBase}, []string{"test"}
@@ -241,7 +241,7 @@ func TestSFTSaysNoChainPassedTheFilter(t *testing.T) {
 	}
 	defer r.close()
 	ctx := context.Background()
-	if err := r.prepareData(); err != nil {
+	if err := r.prepareData(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if err := r.chains(ctx); err != nil {
@@ -471,7 +471,7 @@ func TestBuildDataRefusesBadGolds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = buildData(d, sources, t.TempDir())
+	err = buildData(context.Background(), d, sources, t.TempDir())
 	if err == nil || !strings.Contains(err.Error(), `gold "seven"`) || !strings.Contains(err.Error(), golds) {
 		t.Fatalf("want the bad gold refused naming %s: %v", golds, err)
 	}
@@ -506,7 +506,7 @@ func TestBuildDataReadsOnlyMaxExamples(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	if err := buildData(d, sources, dir); err != nil {
+	if err := buildData(context.Background(), d, sources, dir); err != nil {
 		t.Fatalf("max_examples 2: the data stage read past the second question: %v", err)
 	}
 	rd, err := loadData(dir)
@@ -515,5 +515,21 @@ func TestBuildDataReadsOnlyMaxExamples(t *testing.T) {
 	}
 	if got := len(rd.Tasks[0].Splits["train"]); got != 2 {
 		t.Fatalf("%d training examples, want 2", got)
+	}
+}
+
+// Ctrl-C stops the data stage (a LaMP-4/5 train file of ~1 GB takes a
+// minute or more with max_examples 0): buildData returns the context's
+// error instead of reading every file to the end.
+func TestBuildDataStopsWhenInterrupted(t *testing.T) {
+	d := DataConfig{LaMPDir: filepath.Join("..", "datasets", "testdata", "lamp_download"), Tasks: []TaskRef{"4"}, Scheme: "user"}
+	sources, err := dataSources(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := buildData(ctx, d, sources, t.TempDir()); !errors.Is(err, context.Canceled) {
+		t.Fatalf("buildData with Ctrl-C pressed: %v, want context.Canceled", err)
 	}
 }
