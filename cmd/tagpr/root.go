@@ -104,8 +104,10 @@ func interrupts() (context.Context, context.CancelFunc) {
 			return
 		}
 		signal.Stop(sigs)
-		stderrLine(interruptedNote)
+		// Cancel first: once the note is out, the work has been told to
+		// stop (a test, or a user, acting on the note finds it stopping).
 		cancel(signalError{sig})
+		stderrLine(interruptedNote)
 	}()
 	return ctx, func() { signal.Stop(sigs); cancel(nil) }
 }
