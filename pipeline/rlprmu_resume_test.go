@@ -19,16 +19,7 @@ import (
 func TestRLResumeRefusesAnotherPRMU(t *testing.T) {
 	mustORT(t)
 	ctx := context.Background()
-	sc := datasets.DefaultSynthConfig()
-	sc.Users, sc.Tasks = 40, []string{datasets.SynthTag}
-	data, err := datasets.Synth(sc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sets, err := rewardmodel.SynthSets(data, "train")
-	if err != nil {
-		t.Fatal(err)
-	}
+	data, sets, _ := synthTagTrain(t)
 	quiet := RLPolicy{}.Session
 	quiet.IntraOpThreads = 1
 	tmp := t.TempDir()
@@ -66,7 +57,7 @@ func TestRLResumeRefusesAnotherPRMU(t *testing.T) {
 	dir := filepath.Join(tmp, "rl")
 	a, b := load(1), load(2)
 	cctx, cancel := context.WithCancel(ctx)
-	_, err = TrainRL(cctx, st, pol, prompts, TagPRRewards(rewardmodel.DefaultTaxonomy(), a), dir, func(p train.Progress) {
+	_, err := TrainRL(cctx, st, pol, prompts, TagPRRewards(rewardmodel.DefaultTaxonomy(), a), dir, func(p train.Progress) {
 		if p.Step == 1 && p.Note == "" {
 			cancel() // Ctrl-C after step 1
 		}

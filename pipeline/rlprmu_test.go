@@ -16,6 +16,23 @@ import (
 // encoderFixture is rewardmodel's tiny random BERT exported by Optimum.
 const encoderFixture = "../rewardmodel/testdata/encoder"
 
+// synthTagTrain is the PRMU RL tests' data: the synthetic tagging task for
+// 40 users, its train sets for PRMU, and the questions each user has.
+func synthTagTrain(t *testing.T) (*datasets.SynthData, []rewardmodel.ExampleSet, int) {
+	t.Helper()
+	sc := datasets.DefaultSynthConfig()
+	sc.Users, sc.Tasks = 40, []string{datasets.SynthTag}
+	data, err := datasets.Synth(sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sets, err := rewardmodel.SynthSets(data, "train")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data, sets, sc.QueriesPerUser
+}
+
 // TestGuidedStageWithEachPRMUEncoder runs a tiny guided stage with a PRMU
 // on each text encoder: the bag of tokens, a frozen encoder and a
 // LoRA-tuned one. R_PRMU is logged, PRMU's part of the step time is logged,
@@ -24,18 +41,13 @@ const encoderFixture = "../rewardmodel/testdata/encoder"
 func TestGuidedStageWithEachPRMUEncoder(t *testing.T) {
 	mustORT(t)
 	ctx := context.Background()
-	sc := datasets.DefaultSynthConfig()
-	sc.Users, sc.Tasks = 40, []string{datasets.SynthTag}
-	data, err := datasets.Synth(sc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	data, sets, queriesPerUser := synthTagTrain(t)
 	set := data.Set(datasets.SynthTag, "train")
 	labels := set.Task.Labels
 	prompts := tinyRLPrompts(8)
 	items := map[string]bool{}
 	for i := range prompts {
-		e := &set.Examples[i*sc.QueriesPerUser] // one example per user
+		e := &set.Examples[i*queriesPerUser] // one example per user
 		prompts[i].Kind, prompts[i].Gold = rewardmodel.Classification, e.Output
 		for _, idx := range datasets.TopKBM25(set.Task, e, 4) {
 			it := rewardmodel.ProfileItemText(set.Task, &e.Profile[idx])
@@ -55,10 +67,6 @@ func TestGuidedStageWithEachPRMUEncoder(t *testing.T) {
 	quiet := RLPolicy{}.Session
 	quiet.IntraOpThreads = 1
 	recipe := rewardmodel.PRMURecipe{TopK: 4, Train: rewardmodel.PRMUTrainOptions{Steps: 20, PairsPerStep: 8, Seed: 1, Session: quiet}}
-	sets, err := rewardmodel.SynthSets(data, "train")
-	if err != nil {
-		t.Fatal(err)
-	}
 	for _, tuning := range []string{"", rewardmodel.TuneFrozen, rewardmodel.TuneLoRA} {
 		r := recipe
 		name := "bag"
