@@ -125,6 +125,16 @@ func (c *Checkpoint) Lookup(name string) (*safetensors.File, safetensors.Entry, 
 	return f, e, true
 }
 
+// Elements is the number of values in all the tensors.
+func (c *Checkpoint) Elements() int64 {
+	var n int64
+	for name := range c.where {
+		_, e, _ := c.Lookup(name)
+		n += e.Elements()
+	}
+	return n
+}
+
 // Bytes is the total size of the weights as stored.
 func (c *Checkpoint) Bytes() int64 {
 	var n int64

@@ -68,6 +68,14 @@ func Import(dir, out string, o ImportOptions) (*Imported, error) {
 	}
 	defer ck.Close()
 	full := cfg.Defaults()
+	// Sizes the weights cannot hold are refused before the builder lays
+	// out a graph (and inputs per layer) from them: a config.json with
+	// num_hidden_layers or vocab_size off by orders of magnitude would
+	// otherwise exhaust memory before the first missing tensor is noticed.
+	if need, have := minWeights(full), ck.Elements(); need > float64(have) {
+		return nil, fmt.Errorf("import %s: config.json implies at least %.4g weights (vocab_size %d, hidden_size %d, num_hidden_layers %d, intermediate_size %d, num_attention_heads %d × head_dim %d) but the checkpoint's tensors hold %d values: config.json does not describe these weights (is it the checkpoint's own?)",
+			dir, need, full.Vocab, full.DModel, full.Layers, full.FFN, full.Heads, full.HeadDim, have)
+	}
 	res := &Imported{Model: filepath.Join(out, "model.onnx"), Config: cfg, Params: full.Params(), Stored: ck.Bytes()}
 	switch o.ExternalData {
 	case "", "auto":
@@ -156,6 +164,14 @@ func Import(dir, out string, o ImportOptions) (*Imported, error) {
 		return nil, fmt.Errorf("import: %w", err)
 	}
 	return res, nil
+}
+
+// minWeights is a lower bound of the weights a llama-family config
+// implies (embedding, projections, MLP, norms; not an untied head, whose
+// absence the builder names), in float64 so absurd sizes cannot overflow.
+func minWeights(c lm.Config) float64 {
+	d, q, kv, f, V := float64(c.DModel), float64(c.Heads)*float64(c.HeadDim), float64(c.KVHeads)*float64(c.HeadDim), float64(c.FFN), float64(c.Vocab)
+	return V*d + float64(c.Layers)*(2*d*q+2*d*kv+3*d*f+2*d)
 }
 
 // ImportRecord is the file Import writes beside model.onnx naming the

@@ -218,6 +218,11 @@ func TestImportRefuses(t *testing.T) {
 		{"mistral", func(dir string, _ map[string]any) { os.Remove(filepath.Join(dir, "model.safetensors")) }, "has neither model.safetensors nor model.safetensors.index.json"},
 		{"qwen2", func(_ string, c map[string]any) { c["rope_theta"] = -1.0 }, "rope_theta -1, want a finite number > 0"},
 		{"qwen2", func(_ string, c map[string]any) { c["rms_norm_eps"] = -1e-6 }, "norm_eps (rms_norm_eps, layer_norm_epsilon) -1e-06, want a finite number > 0"},
+		// Sizes far beyond the weights are refused before anything is
+		// allocated from them (these ran out of memory in the builder).
+		{"qwen2", func(_ string, c map[string]any) { c["vocab_size"] = 100_000_000_000 }, "config.json implies at least 3.2e+12 weights (vocab_size 100000000000"},
+		{"qwen3", func(_ string, c map[string]any) { c["intermediate_size"] = 10_000_000_000 }, "but the checkpoint's tensors hold"},
+		{"qwen2", func(_ string, c map[string]any) { c["num_hidden_layers"] = 100_000 }, "num_hidden_layers 100000"},
 	}
 	for _, c := range cases {
 		dir := copyFixture(t, c.fixture)
