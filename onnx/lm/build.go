@@ -148,6 +148,14 @@ func (c Config) Validate() error {
 	if c.SlidingWindow < 0 {
 		return fmt.Errorf("model config: sliding_window %d, want >= 0 (0: none)", c.SlidingWindow)
 	}
+	if width := positionWidth(c); int64(c.MaxPositions)*int64(width) > MaxPositionTable {
+		if c.Arch == Llama {
+			return fmt.Errorf("model config: max_positions (max_position_embeddings) %d × head_dim %d: the rotary cos and sin tables built into the graph would hold %d values each (at most %d); lower max_position_embeddings in config.json to the context you use (rotary positions below it compute the same)",
+				c.MaxPositions, width, int64(c.MaxPositions)*int64(width), int64(MaxPositionTable))
+		}
+		return fmt.Errorf("model config: max_positions %d × d_model %d: the position embedding would hold %d values (at most %d); lower max_positions",
+			c.MaxPositions, width, int64(c.MaxPositions)*int64(width), int64(MaxPositionTable))
+	}
 	if c.Arch == Llama && c.HeadDim%2 != 0 {
 		return fmt.Errorf("model config: rotary positions need an even head_dim, got %d", c.HeadDim)
 	}
@@ -172,6 +180,20 @@ func (c Config) Validate() error {
 		return fmt.Errorf("model config: rope_theta %v, want a finite number > 0 (10000 is usual)", c.RopeTheta)
 	}
 	return nil
+}
+
+// MaxPositionTable bounds a model's per-position table (a Llama's rotary
+// cos and sin, [max_positions, head_dim] each and stored inside
+// model.onnx; GPT-2's position embedding, [max_positions, d_model]), so
+// that an absurd max_position_embeddings is refused instead of exhausting
+// memory. 2^27 values covers a 1M-token context at head_dim 128.
+const MaxPositionTable = 1 << 27
+
+func positionWidth(c Config) int {
+	if c.Arch == GPT2 {
+		return c.DModel
+	}
+	return c.HeadDim
 }
 
 // Params is the number of weights the built model holds.

@@ -27,6 +27,10 @@ func TestValidateRefusesBrokenNumericSettings(t *testing.T) {
 		{"norm_eps NaN", func(c *Config) { c.NormEps = math.NaN() }, "norm_eps"},
 		{"norm_eps Inf", func(c *Config) { c.NormEps = math.Inf(1) }, "norm_eps"},
 		{"init_std Inf", func(c *Config) { c.InitStd = math.Inf(1) }, "init_std"},
+		// Per-position tables are allocated from max_positions: an absurd
+		// one ran out of memory building the rotary tables.
+		{"max_positions huge", func(c *Config) { c.MaxPositions = 400_000_000 }, "lower max_position_embeddings in config.json"},
+		{"gpt2 max_positions huge", func(c *Config) { c.Arch = GPT2; c.MaxPositions = 400_000_000 }, "max_positions 400000000 × d_model 32"},
 	} {
 		c := Config{Arch: Llama, Layers: 1, DModel: 32, Heads: 2, Vocab: 64}
 		tc.set(&c)
