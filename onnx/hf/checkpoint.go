@@ -42,7 +42,7 @@ func OpenCheckpoint(dir string) (*Checkpoint, error) {
 		}
 		seen := map[string]bool{}
 		for _, f := range ix.WeightMap {
-			if f != filepath.Base(f) {
+			if f != filepath.Base(f) || f == "." || f == ".." {
 				return nil, fmt.Errorf("import: %s: shard %q is not a file name in the folder", filepath.Join(dir, IndexFile), f)
 			}
 			if !seen[f] {
@@ -69,6 +69,9 @@ func OpenCheckpoint(dir string) (*Checkpoint, error) {
 		f, err := safetensors.Open(filepath.Join(dir, s))
 		if err != nil {
 			c.Close()
+			if weightMap != nil && errors.Is(err, fs.ErrNotExist) {
+				return nil, fmt.Errorf("import: %s lists shard %s, which the folder does not have (copy every shard, or fix the index): %w", filepath.Join(dir, IndexFile), s, err)
+			}
 			return nil, fmt.Errorf("import: %w", err)
 		}
 		c.files[s] = f

@@ -177,6 +177,32 @@ func copyFixture(t *testing.T, name string) string {
 	return dir
 }
 
+// editIndex points the first tensor of dir's shard index at shard.
+func editIndex(t *testing.T, dir, shard string) {
+	t.Helper()
+	p := filepath.Join(dir, IndexFile)
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ix struct {
+		WeightMap map[string]string `json:"weight_map"`
+	}
+	if err := json.Unmarshal(b, &ix); err != nil {
+		t.Fatal(err)
+	}
+	names := make([]string, 0, len(ix.WeightMap))
+	for n := range ix.WeightMap {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	ix.WeightMap[names[0]] = shard
+	b, _ = json.Marshal(ix)
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func editConfig(t *testing.T, dir string, edit func(map[string]any)) {
 	t.Helper()
 	p := filepath.Join(dir, "config.json")
@@ -215,6 +241,11 @@ func TestImportRefuses(t *testing.T) {
 		{"qwen2", func(_ string, c map[string]any) { c["tie_word_embeddings"] = false }, `the checkpoint has no tensor "lm_head.weight"`},
 		{"qwen3", func(_ string, c map[string]any) { c["intermediate_size"] = 48 }, `tensor "model.layers.0.mlp.gate_proj.weight" (model-00002-of-00004.safetensors) has shape [64 32]; config.json implies [48 32]`},
 		{"qwen3", func(dir string, _ map[string]any) { os.Remove(filepath.Join(dir, "model-00003-of-00004.safetensors")) }, "model-00003-of-00004.safetensors"},
+		// An index naming "." or ".." read the folder (or its parent) as
+		// a shard: "read safetensors .: no such device".
+		{"qwen3", func(dir string, _ map[string]any) { editIndex(t, dir, "..") }, `model.safetensors.index.json: shard ".." is not a file name in the folder`},
+		{"qwen3", func(dir string, _ map[string]any) { editIndex(t, dir, ".") }, `model.safetensors.index.json: shard "." is not a file name in the folder`},
+		{"qwen3", func(dir string, _ map[string]any) { editIndex(t, dir, "model-00009-of-00009.safetensors") }, "model.safetensors.index.json lists shard model-00009-of-00009.safetensors, which the folder does not have"},
 		{"mistral", func(dir string, _ map[string]any) { os.Remove(filepath.Join(dir, "model.safetensors")) }, "has neither model.safetensors nor model.safetensors.index.json"},
 		{"qwen2", func(_ string, c map[string]any) { c["rope_theta"] = -1.0 }, "rope_theta -1, want a finite number > 0"},
 		{"qwen2", func(_ string, c map[string]any) { c["rms_norm_eps"] = -1e-6 }, "norm_eps (rms_norm_eps, layer_norm_epsilon) -1e-06, want a finite number > 0"},

@@ -31,6 +31,9 @@ func Open(path string) (*File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read safetensors %s: %w", path, err)
 	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("read safetensors %s: not a regular file", path)
+	}
 	if st.Size() < 8 {
 		return nil, fmt.Errorf("read safetensors %s: file too short for the 8-byte header length (%d bytes)", path, st.Size())
 	}

@@ -69,3 +69,13 @@ func TestOpenRejectsCorruptHeaders(t *testing.T) {
 		}
 	}
 }
+
+// A folder given as a safetensors file is refused as one: mapping it
+// failed with "no such device".
+func TestOpenRefusesFolder(t *testing.T) {
+	dir := t.TempDir()
+	_, err := Open(dir)
+	if err == nil || !strings.Contains(err.Error(), dir+": not a regular file") {
+		t.Errorf("Open(folder) = %v, want it refused as not a regular file", err)
+	}
+}
