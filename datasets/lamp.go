@@ -184,7 +184,11 @@ func scanQuestions(path string, t *Task, progress func(read, size int64), fn fun
 	if fi, err := f.Stat(); err == nil {
 		size = fi.Size()
 	}
-	dec := json.NewDecoder(bufio.NewReaderSize(f, 1<<20))
+	br, err := utf8JSON(bufio.NewReaderSize(f, 1<<20))
+	if err != nil {
+		return 0, size, fmt.Errorf("read questions %s: %w", path, err)
+	}
+	dec := json.NewDecoder(br)
 	dec.DisallowUnknownFields()
 	if err := expectDelim(dec, '['); err != nil {
 		return 0, size, fmt.Errorf("read questions %s: want a JSON list of questions: %w%s", path, err, swapped(err, "outputs"))
@@ -218,6 +222,22 @@ func scanQuestions(path string, t *Task, progress func(read, size int64), fn fun
 		return n, size, fmt.Errorf("read questions %s: data after the closing ]", path)
 	}
 	return n, size, nil
+}
+
+// utf8JSON skips a UTF-8 byte order mark (which Windows editors write and
+// encoding/json calls an "invalid character 'ï'") and refuses UTF-16 and
+// UTF-32 files by name: LaMP's files are UTF-8.
+func utf8JSON(r *bufio.Reader) (*bufio.Reader, error) {
+	head, _ := r.Peek(4)
+	switch {
+	case bytes.HasPrefix(head, []byte{0xEF, 0xBB, 0xBF}):
+		r.Discard(3)
+	case bytes.HasPrefix(head, []byte{0xFF, 0xFE, 0, 0}), bytes.HasPrefix(head, []byte{0, 0, 0xFE, 0xFF}):
+		return nil, errors.New("the file is UTF-32 (it starts with a byte order mark); LaMP files are UTF-8: convert it, e.g. iconv -f UTF-32 -t UTF-8 FILE > FILE.utf8")
+	case bytes.HasPrefix(head, []byte{0xFF, 0xFE}), bytes.HasPrefix(head, []byte{0xFE, 0xFF}):
+		return nil, errors.New("the file is UTF-16 (it starts with a byte order mark); LaMP files are UTF-8: convert it, e.g. iconv -f UTF-16 -t UTF-8 FILE > FILE.utf8")
+	}
+	return r, nil
 }
 
 func jsonErr(err error) error {
@@ -307,11 +327,15 @@ func readOutputs(path string, t *Task, file, record string) (map[string]Gold, er
 		return nil, fmt.Errorf("read %s: %w", file, err)
 	}
 	defer f.Close()
-	dec := json.NewDecoder(bufio.NewReaderSize(f, 1<<16))
-	dec.DisallowUnknownFields()
 	fail := func(format string, args ...any) error {
 		return fmt.Errorf("read %s %s: %s", file, path, fmt.Sprintf(format, args...))
 	}
+	br, err := utf8JSON(bufio.NewReaderSize(f, 1<<16))
+	if err != nil {
+		return nil, fail("%v", err)
+	}
+	dec := json.NewDecoder(br)
+	dec.DisallowUnknownFields()
 	if err := expectDelim(dec, '{'); err != nil {
 		return nil, fail("want an object: %v%s", err, swapped(err, "questions"))
 	}

@@ -447,3 +447,62 @@ func TestImportLaMPReportsProgress(t *testing.T) {
 		t.Fatalf("last progress %d of %d bytes: want the end of the last question", last, fi.Size())
 	}
 }
+
+// A UTF-8 byte order mark (Windows editors write one) is skipped, and a
+// UTF-16 file is refused naming its encoding and the fix: both failed with
+// "invalid character 'ï' (or 'ÿ') looking for beginning of value".
+func TestLaMPByteOrderMarks(t *testing.T) {
+	task, _ := ParseTask("3")
+	src := filepath.Join("testdata", "lamp", "user", "LaMP_3")
+	q, err := os.ReadFile(filepath.Join(src, "dev_questions.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := os.ReadFile(filepath.Join(src, "dev_outputs.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	bom := "\xEF\xBB\xBF"
+	qp := writeFile(t, filepath.Join(dir, "q.json"), bom+string(q))
+	op := writeFile(t, filepath.Join(dir, "o.json"), bom+string(o))
+	var ids []string
+	if _, _, err := ScanQuestions(qp, task, func(e *Example) error { ids = append(ids, e.ID); return nil }); err != nil {
+		t.Fatalf("questions with a BOM: %v", err)
+	}
+	golds, err := ReadOutputs(op, task)
+	if err != nil {
+		t.Fatalf("outputs with a BOM: %v", err)
+	}
+	want, err := ReadOutputs(filepath.Join(src, "dev_outputs.json"), task)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ids) != 3 || len(golds) != len(want) || golds["100"] != want["100"] {
+		t.Errorf("with a BOM: ids %v, golds %v; want 3 ids and %v", ids, golds, want)
+	}
+	utf16 := func(b []byte) string { // little-endian with its BOM, as Notepad writes it
+		out := []byte{0xFF, 0xFE}
+		for _, r := range string(b) {
+			out = utf16le(out, r)
+		}
+		return string(out)
+	}
+	qp16 := writeFile(t, filepath.Join(dir, "q16.json"), utf16(q))
+	op16 := writeFile(t, filepath.Join(dir, "o16.json"), utf16(o))
+	if _, _, err := ScanQuestions(qp16, task, func(*Example) error { return nil }); err == nil || !strings.Contains(err.Error(), qp16+": the file is UTF-16") || !strings.Contains(err.Error(), "iconv") {
+		t.Errorf("UTF-16 questions: %v", err)
+	}
+	if _, err := ReadOutputs(op16, task); err == nil || !strings.Contains(err.Error(), op16+": the file is UTF-16") {
+		t.Errorf("UTF-16 outputs: %v", err)
+	}
+}
+
+func utf16le(b []byte, r rune) []byte {
+	if r >= 0x10000 {
+		r -= 0x10000
+		b = utf16le(b, 0xD800+(r>>10))
+		return utf16le(b, 0xDC00+(r&0x3FF))
+	}
+	return append(b, byte(r), byte(r>>8))
+}
