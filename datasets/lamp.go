@@ -174,7 +174,9 @@ func ScanQuestions(path string, t *Task, fn func(*Example) error) (int64, int64,
 
 // scanQuestions is ScanQuestions, calling progress (when set) after each
 // question with the bytes read so far and the file size.
-func scanQuestions(path string, t *Task, progress func(read, size int64), fn func(*Example) error) (int64, int64, error) {
+func scanQuestions(path string, t *Task, progress func(read, size int64), fn func(*Example) error) (_, _ int64, err error) {
+	var u *utf8Reader
+	defer notUTF8(&err, &u, "read questions", path)
 	f, err := os.Open(path)
 	if err != nil {
 		return 0, 0, fmt.Errorf("read questions: %w", err)
@@ -184,7 +186,7 @@ func scanQuestions(path string, t *Task, progress func(read, size int64), fn fun
 	if fi, err := f.Stat(); err == nil {
 		size = fi.Size()
 	}
-	br, err := utf8JSON(bufio.NewReaderSize(f, 1<<20))
+	br, u, err := utf8JSON(bufio.NewReaderSize(f, 1<<20))
 	if err != nil {
 		return 0, size, fmt.Errorf("read questions %s: %w", path, err)
 	}
@@ -227,17 +229,78 @@ func scanQuestions(path string, t *Task, progress func(read, size int64), fn fun
 // utf8JSON skips a UTF-8 byte order mark (which Windows editors write and
 // encoding/json calls an "invalid character 'ï'") and refuses UTF-16 and
 // UTF-32 files by name: LaMP's files are UTF-8.
-func utf8JSON(r *bufio.Reader) (*bufio.Reader, error) {
+func utf8JSON(r *bufio.Reader) (*bufio.Reader, *utf8Reader, error) {
 	head, _ := r.Peek(4)
 	switch {
 	case bytes.HasPrefix(head, []byte{0xEF, 0xBB, 0xBF}):
 		r.Discard(3)
 	case bytes.HasPrefix(head, []byte{0xFF, 0xFE, 0, 0}), bytes.HasPrefix(head, []byte{0, 0, 0xFE, 0xFF}):
-		return nil, errors.New("the file is UTF-32 (it starts with a byte order mark); LaMP files are UTF-8: convert it, e.g. iconv -f UTF-32 -t UTF-8 FILE > FILE.utf8")
+		return nil, nil, errors.New("the file is UTF-32 (it starts with a byte order mark); LaMP files are UTF-8: convert it, e.g. iconv -f UTF-32 -t UTF-8 FILE > FILE.utf8")
 	case bytes.HasPrefix(head, []byte{0xFF, 0xFE}), bytes.HasPrefix(head, []byte{0xFE, 0xFF}):
-		return nil, errors.New("the file is UTF-16 (it starts with a byte order mark); LaMP files are UTF-8: convert it, e.g. iconv -f UTF-16 -t UTF-8 FILE > FILE.utf8")
+		return nil, nil, errors.New("the file is UTF-16 (it starts with a byte order mark); LaMP files are UTF-8: convert it, e.g. iconv -f UTF-16 -t UTF-8 FILE > FILE.utf8")
 	}
-	return r, nil
+	u := &utf8Reader{r: r}
+	return bufio.NewReaderSize(u, 1<<16), u, nil
+}
+
+// utf8Reader fails at the first byte that is not UTF-8: encoding/json would
+// turn each into U+FFFD, so a Latin-1 file imported with every accented
+// letter silently replaced (LaMP's Python tools refuse such a file).
+type utf8Reader struct {
+	r     io.Reader
+	carry [utf8.UTFMax]byte // an incomplete sequence at the end of the last read
+	nc    int
+	off   int64 // file offset of carry[0]
+	bad   *notUTF8Error
+}
+
+func (u *utf8Reader) Read(p []byte) (int, error) {
+	if len(p) <= u.nc {
+		return 0, io.ErrShortBuffer
+	}
+	copy(p, u.carry[:u.nc])
+	n, err := u.r.Read(p[u.nc:])
+	n += u.nc
+	i := 0
+	for i < n {
+		if p[i] < utf8.RuneSelf {
+			i++
+			continue
+		}
+		if !utf8.FullRune(p[i:n]) && err == nil {
+			break // the rest of the sequence comes with the next read
+		}
+		r, size := utf8.DecodeRune(p[i:n])
+		if r == utf8.RuneError && size <= 1 {
+			u.bad = &notUTF8Error{u.off + int64(i), p[i]}
+			return 0, u.bad
+		}
+		i += size
+	}
+	u.nc = copy(u.carry[:], p[i:n])
+	u.off += int64(i)
+	if n-i > 0 && err == nil && i == 0 {
+		return 0, nil
+	}
+	return i, err
+}
+
+// notUTF8Error is the first byte of a file that is not UTF-8.
+type notUTF8Error struct {
+	off int64
+	b   byte
+}
+
+func (e *notUTF8Error) Error() string {
+	return fmt.Sprintf("byte %d (0x%02X) is not UTF-8: LaMP files are UTF-8 and this one is not (Latin-1 or Windows-1252?); convert it, e.g. iconv -f WINDOWS-1252 -t UTF-8 FILE > FILE.utf8", e.off, e.b)
+}
+
+// notUTF8 replaces *err, when the file was not UTF-8, by that error alone
+// (the JSON decoder reads ahead, so the record being parsed says nothing).
+func notUTF8(err *error, u **utf8Reader, what, path string) {
+	if *err != nil && *u != nil && (*u).bad != nil {
+		*err = fmt.Errorf("%s %s: %w", what, path, (*u).bad)
+	}
 }
 
 func jsonErr(err error) error {
@@ -321,7 +384,9 @@ func ReadPredictionOutputs(path string, t *Task) (map[string]Gold, error) {
 
 // readOutputs reads an outputs-format file; file and record name what it
 // holds in errors ("outputs"/"gold" or "predictions"/"prediction").
-func readOutputs(path string, t *Task, file, record string) (map[string]Gold, error) {
+func readOutputs(path string, t *Task, file, record string) (_ map[string]Gold, err error) {
+	var u *utf8Reader
+	defer notUTF8(&err, &u, "read "+file, path)
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", file, err)
@@ -330,7 +395,7 @@ func readOutputs(path string, t *Task, file, record string) (map[string]Gold, er
 	fail := func(format string, args ...any) error {
 		return fmt.Errorf("read %s %s: %s", file, path, fmt.Sprintf(format, args...))
 	}
-	br, err := utf8JSON(bufio.NewReaderSize(f, 1<<16))
+	br, u, err := utf8JSON(bufio.NewReaderSize(f, 1<<16))
 	if err != nil {
 		return nil, fail("%v", err)
 	}

@@ -2,11 +2,14 @@ package datasets
 
 import (
 	"encoding/json"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
+	"testing/iotest"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
@@ -505,4 +508,40 @@ func utf16le(b []byte, r rune) []byte {
 		return utf16le(b, 0xDC00+(r&0x3FF))
 	}
 	return append(b, byte(r), byte(r>>8))
+}
+
+// A file that is not UTF-8 (Latin-1) is refused naming the file and the
+// byte: encoding/json turned each such byte into U+FFFD, so questions and
+// golds imported with their accented letters silently replaced.
+func TestLaMPNotUTF8(t *testing.T) {
+	task, _ := ParseTask("3")
+	src := filepath.Join("testdata", "lamp", "user", "LaMP_3")
+	q, err := os.ReadFile(filepath.Join(src, "dev_questions.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := os.ReadFile(filepath.Join(src, "dev_outputs.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	at := strings.Index(string(q), "été")
+	qp := writeFile(t, filepath.Join(dir, "q.json"), strings.Replace(string(q), "été", "\xe9t\xe9", 1))
+	if _, _, err := ScanQuestions(qp, task, func(*Example) error { return nil }); err == nil || !strings.Contains(err.Error(), fmt.Sprintf("%s: byte %d (0xE9) is not UTF-8", qp, at)) {
+		t.Errorf("Latin-1 questions: %v", err)
+	}
+	op := writeFile(t, filepath.Join(dir, "o.json"), strings.Replace(string(o), `"1"`, "\"1\xe9\"", 1))
+	if _, err := ReadOutputs(op, task); err == nil || !strings.Contains(err.Error(), op+": byte") || !strings.Contains(err.Error(), "iconv") {
+		t.Errorf("Latin-1 outputs: %v", err)
+	}
+	// Valid UTF-8 read a byte at a time (every sequence split across reads)
+	// passes unchanged; a truncated sequence at the end does not.
+	text := "a é € 😀 z"
+	got, err := io.ReadAll(&utf8Reader{r: iotest.OneByteReader(strings.NewReader(text))})
+	if err != nil || string(got) != text {
+		t.Errorf("split sequences: %q, %v", got, err)
+	}
+	if _, err := io.ReadAll(&utf8Reader{r: iotest.OneByteReader(strings.NewReader(text[:len(text)-3]))}); err == nil {
+		t.Errorf("a sequence cut at the end passed")
+	}
 }
