@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/tagpr/tagpr/datasets"
@@ -56,6 +57,9 @@ func PredictExamples(ctx context.Context, p Policy, task *datasets.Task, split s
 		prompts := make([][]int64, 0, hi-lo)
 		for i := lo; i < hi; i++ {
 			enc, err := p.Tok.EncodePrompt(Parts(task, &examples[i], tx, o.Prompt, false), tokenize.DefaultPromptLayout, o.Prompt.MaxTokens)
+			if errors.Is(err, tokenize.ErrPromptTooLong) {
+				return nil, 0, fmt.Errorf("predict %s: prompt %s: %w (the budget is retrieval.max_prompt_tokens; the instruction and the question are never cut)", task.Name, examples[i].ID, err)
+			}
 			if err != nil {
 				return nil, 0, fmt.Errorf("predict %s: prompt %s: %w", task.Name, examples[i].ID, err)
 			}

@@ -536,7 +536,93 @@ func (r *runEnv) prepare(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return r.prepareBase()
+	if err := r.prepareBase(); err != nil {
+		return err
+	}
+	return r.checkPromptsFit(ctx)
+}
+
+// checkPromptsFit refuses, before any stage runs, examples whose prompt
+// exceeds its budget even without profile items (the instruction and the
+// question are never cut, only profile items are dropped): the predict
+// stage's (retrieval.max_prompt_tokens, on stages.predict.splits) and each
+// RL stage's (its max_prompt_length, on the training examples with golds).
+// Those stages failed on the first such example, after the stages before
+// them had run, and raising the budget then changes settings they stamped.
+func (r *runEnv) checkPromptsFit(ctx context.Context) error {
+	if r.tok == nil {
+		return nil
+	}
+	type budget struct {
+		key    string
+		tokens int
+		splits []string
+		golds  bool
+	}
+	var budgets []budget
+	if r.prompt.MaxTokens > 0 {
+		splits := r.cfg.Stages.Predict.Splits
+		if len(splits) == 0 {
+			splits = []string{"dev"}
+		}
+		budgets = append(budgets, budget{"retrieval.max_prompt_tokens (the predict stage's prompts)", r.prompt.MaxTokens, splits, false})
+	}
+	for i, st := range r.cfg.Stages.RL {
+		if st.MaxPromptLength > 0 {
+			budgets = append(budgets, budget{fmt.Sprintf("stages.rl[%d] (%s) max_prompt_length", i, st.Name), st.MaxPromptLength, []string{"train"}, true})
+		}
+	}
+	if len(budgets) == 0 {
+		return nil
+	}
+	// Each example's bare prompt (instruction and question) is encoded once.
+	bare := map[*datasets.Example]int{}
+	length := func(td *TaskData, ex *datasets.Example) (int, error) {
+		if n, ok := bare[ex]; ok {
+			return n, nil
+		}
+		enc, err := r.tok.EncodePrompt(tokenize.PromptParts{Instruction: Instruction(td.Task, r.tx), Input: ex.Input}, tokenize.DefaultPromptLayout, 0)
+		if err != nil {
+			return 0, fmt.Errorf("encode %s %s: %w", td.Task.Name, ex.ID, err)
+		}
+		bare[ex] = len(enc.IDs)
+		return len(enc.IDs), nil
+	}
+	for _, b := range budgets {
+		over, longest, first, firstLen := 0, 0, "", 0
+		for _, td := range r.data.Tasks {
+			for _, split := range b.splits {
+				exs := td.Splits[split]
+				if n := r.cfg.Stages.Predict.Examples; !b.golds && n > 0 && n < len(exs) {
+					exs = exs[:n]
+				}
+				for i := range exs {
+					if b.golds && !exs[i].HasOutput {
+						continue
+					}
+					if err := ctx.Err(); err != nil {
+						return err
+					}
+					n, err := length(&td, &exs[i])
+					if err != nil {
+						return err
+					}
+					if n > b.tokens {
+						if over == 0 {
+							first, firstLen = fmt.Sprintf("%s %s example %s", td.Task.Name, split, exs[i].ID), n
+						}
+						over++
+						longest = max(longest, n)
+					}
+				}
+			}
+		}
+		if over > 0 {
+			return fmt.Errorf("prompts: %d examples do not fit %s %d even without profile items (e.g. the %s: %d tokens); tagpr never cuts the instruction or the question: raise it to at least %d, or leave those examples out of the data",
+				over, b.key, b.tokens, first, firstLen, longest)
+		}
+	}
+	return nil
 }
 
 func exists(p string) bool { _, err := os.Stat(p); return err == nil }

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -80,6 +81,9 @@ func EncodeRLPrompt(tok *tokenize.Tokenizer, task *datasets.Task, ex *datasets.E
 	parts := Parts(task, ex, tx, o, false)
 	enc, err := tok.EncodePrompt(parts, tokenize.DefaultPromptLayout, o.MaxTokens)
 	if err != nil {
+		if errors.Is(err, tokenize.ErrPromptTooLong) {
+			return RLPrompt{}, fmt.Errorf("encode %s for RL: %w (the budget is the RL stage's max_prompt_length; the instruction and the question are never cut)", ex.ID, err)
+		}
 		return RLPrompt{}, fmt.Errorf("encode %s for RL: %w", ex.ID, err)
 	}
 	return RLPrompt{ID: ex.ID, IDs: enc.IDs, Kind: RewardKind(task), Gold: ex.Output, Profile: parts.Profile}, nil

@@ -533,3 +533,31 @@ func TestBuildDataStopsWhenInterrupted(t *testing.T) {
 		t.Fatalf("buildData with Ctrl-C pressed: %v, want context.Canceled", err)
 	}
 }
+
+// TestPromptsThatCannotFitFailAtStart: an example whose instruction and
+// question alone exceed the predict stage's budget (retrieval.max_prompt_tokens)
+// or an RL stage's (max_prompt_length) is refused before any stage runs,
+// naming the key, an example and the budget that would do. The predict and
+// RL stages failed on the first such prompt, hours into a run, and raising
+// the budget then changed settings the earlier stages had stamped.
+func TestPromptsThatCannotFitFailAtStart(t *testing.T) {
+	for _, c := range []struct {
+		edit func(*RunConfig)
+		want string
+	}{
+		{func(c *RunConfig) { c.Retrieval.MaxPromptTokens = 12 }, "do not fit retrieval.max_prompt_tokens (the predict stage's prompts) 12 even without profile items"},
+		{func(c *RunConfig) { c.Stages.RL[1].MaxPromptLength = 12 }, "do not fit stages.rl[1] (exploratory) max_prompt_length 12 even without profile items"},
+	} {
+		cfg := tinyRun(t.TempDir())
+		c.edit(&cfg)
+		r, err := openRun(cfg, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = r.prepare(context.Background())
+		r.close()
+		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "raise it to at least") {
+			t.Errorf("prepare: %v; want an error saying %q", err, c.want)
+		}
+	}
+}
