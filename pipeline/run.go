@@ -559,17 +559,37 @@ func (r *runEnv) checkPromptsFit(ctx context.Context) error {
 		splits []string
 		golds  bool
 	}
+	// A prompt of the full budget must leave room for the completion in
+	// the policy's positions, or generation fails on the longest prompts.
+	positions := 0
+	if hc, err := lm.ReadHFConfig(filepath.Join(r.base, "config.json")); err == nil && hc != nil {
+		positions = max(hc.MaxPositions, hc.NPositions)
+	}
+	room := func(prompt int, promptKey string, completion int, completionKey string) error {
+		if positions > 0 && prompt+completion > positions {
+			return fmt.Errorf("prompts: %s %d + %s %d exceed the policy's %d positions (max_position_embeddings in %s): a prompt of the full budget could not be completed; lower %s to %d or less",
+				promptKey, prompt, completionKey, completion, positions, filepath.Join(r.base, "config.json"), promptKey, positions-completion)
+		}
+		return nil
+	}
 	var budgets []budget
 	if r.prompt.MaxTokens > 0 {
 		splits := r.cfg.Stages.Predict.Splits
 		if len(splits) == 0 {
 			splits = []string{"dev"}
 		}
+		if err := room(r.prompt.MaxTokens, "retrieval.max_prompt_tokens", r.cfg.Stages.Predict.MaxNewTokens, "stages.predict.max_new_tokens"); err != nil {
+			return err
+		}
 		budgets = append(budgets, budget{"retrieval.max_prompt_tokens (the predict stage's prompts)", r.prompt.MaxTokens, splits, false})
 	}
 	for i, st := range r.cfg.Stages.RL {
 		if st.MaxPromptLength > 0 {
-			budgets = append(budgets, budget{fmt.Sprintf("stages.rl[%d] (%s) max_prompt_length", i, st.Name), st.MaxPromptLength, []string{"train"}, true})
+			key := fmt.Sprintf("stages.rl[%d] (%s) max_prompt_length", i, st.Name)
+			if err := room(st.MaxPromptLength, key, st.MaxCompletionLength, "max_completion_length"); err != nil {
+				return err
+			}
+			budgets = append(budgets, budget{key, st.MaxPromptLength, []string{"train"}, true})
 		}
 	}
 	if len(budgets) == 0 {
