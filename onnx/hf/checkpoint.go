@@ -23,12 +23,17 @@ type Checkpoint struct {
 // IndexFile lists the shards of a sharded checkpoint.
 const IndexFile = "model.safetensors.index.json"
 
-// OpenCheckpoint maps dir's weights.
+// OpenCheckpoint maps dir's weights: model.safetensors when dir has one
+// (transformers reads it before an index, so a stale index beside it is
+// ignored as transformers ignores it), else the shards of the index.
 func OpenCheckpoint(dir string) (*Checkpoint, error) {
 	c := &Checkpoint{Dir: dir, files: map[string]*safetensors.File{}, where: map[string]string{}}
 	var shards []string
 	var weightMap map[string]string
 	idx, err := os.ReadFile(filepath.Join(dir, IndexFile))
+	if _, serr := os.Stat(filepath.Join(dir, "model.safetensors")); serr == nil {
+		idx, err = nil, fs.ErrNotExist
+	}
 	switch {
 	case err == nil:
 		var ix struct {

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/tagpr/tagpr/onnx/lm"
+	"github.com/tagpr/tagpr/onnx/safetensors"
 )
 
 const fixtures = "../testdata/hf"
@@ -337,4 +338,35 @@ func TestRandomCheckpointImports(t *testing.T) {
 			}
 		}
 	}
+}
+
+// A folder holding both model.safetensors and a shard index imports
+// model.safetensors, as transformers loads it (it looks for the single
+// file first): the index won, so a stale sharded checkpoint beside a new
+// single file imported other weights than transformers uses, silently.
+func TestImportPrefersSingleFileAsTransformers(t *testing.T) {
+	dir := copyFixture(t, "qwen3/trained") // sharded, trained weights
+	ck, err := OpenCheckpoint(filepath.Join(fixtures, "qwen3"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ck.Close()
+	var tensors []safetensors.Tensor
+	for _, name := range ck.Names() {
+		f, e, _ := ck.Lookup(name)
+		b, err := f.Bytes(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tensors = append(tensors, safetensors.Tensor{Name: name, DType: e.DType, Shape: e.Shape, Data: b})
+	}
+	if err := safetensors.Write(filepath.Join(dir, "model.safetensors"), tensors, map[string]string{"format": "pt"}); err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+	if _, err := Import(dir, out, ImportOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// The untrained checkpoint's logits: model.safetensors was read.
+	checkAgainstPyTorch(t, out, readReference(t, filepath.Join(fixtures, "qwen3")))
 }
