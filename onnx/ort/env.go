@@ -150,8 +150,22 @@ func initOnce(explicit string) error {
 	if err := initCAPI(path); err != nil {
 		return err
 	}
+	removeTraceLog()
 	env.path, env.version = path, v
 	return nil
+}
+
+// removeTraceLog deletes the empty $TMPDIR/mat-debug-PID.log that the
+// telemetry SDK inside ONNX Runtime 1.30's Linux build creates when the
+// environment starts and never removes: without this every tagpr command and
+// test binary left one more file in TMPDIR, forever. The SDK writes to it
+// only its own errors (its event database locked by another process), which
+// tagpr has no use for; a log that already holds some is left alone.
+func removeTraceLog() {
+	p := filepath.Join(os.TempDir(), fmt.Sprintf("mat-debug-%d.log", os.Getpid()))
+	if st, err := os.Lstat(p); err == nil && st.Mode().IsRegular() && st.Size() == 0 {
+		os.Remove(p)
+	}
 }
 
 // MustInit is for tests and benchmarks: it initializes or panics with the fix.

@@ -191,6 +191,26 @@ func TestInitLoadsPinnedRuntime(t *testing.T) {
 	}
 }
 
+// Starting the runtime and running a session leave no file in TMPDIR: ORT
+// 1.30's telemetry SDK creates an empty mat-debug-PID.log there in every
+// process, which Init removes.
+func TestInitLeavesNoTraceLogInTempDir(t *testing.T) {
+	if err := Init(""); err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewSessionFromFile(filepath.Join("..", "testdata", "pytorch", "gpt2", "model.onnx"), Declared().Options())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Destroy(); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(os.TempDir(), fmt.Sprintf("mat-debug-%d.log", os.Getpid()))
+	if _, err := os.Stat(p); err == nil {
+		t.Fatalf("%s is left in TMPDIR by this process", p)
+	}
+}
+
 func TestSessionOptionsApply(t *testing.T) {
 	if err := Init(""); err != nil {
 		t.Fatal(err)
