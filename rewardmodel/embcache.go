@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"slices"
 
@@ -17,14 +18,57 @@ import (
 // (datasets' text_embedding schema) stamped with the encoder's hash. A file
 // written for another encoder is not used: the cache starts empty
 // (Invalidated says so) and Save replaces the file.
+//
+// Memory is bounded (embeddingCacheBytes): the texts embedded or looked up
+// since the last rotation are in vecs, the ones before in old; when vecs is
+// full it becomes old and the previous old is dropped. A text in use (a
+// profile item every RL step reads) moves back into vecs and stays; a text
+// not seen for a whole rotation (a past step's response) is encoded again if
+// it returns. Without the bound an RL stage or a scoring loop kept every
+// response it ever scored: memory grew with the steps, never stopping.
 type EmbeddingCache struct {
 	Encoder string // the encoder's SHA256
 	Dim     int
 	// Invalidated: the file held another encoder's embeddings and was dropped.
 	Invalidated bool
 	path        string
-	vecs        map[[sha256.Size]byte][]float32
+	vecs, old   map[[sha256.Size]byte][]float32
 	dirty       bool
+}
+
+// embeddingCacheBytes bounds each of a cache's two generations (vecs, old):
+// 512 MiB, some 300,000 texts of a 384-wide encoder, more than a LaMP
+// training set's distinct texts. A variable so tests can lower it.
+var embeddingCacheBytes int64 = 512 << 20
+
+// perTextBytes is what one cached text costs beyond its vector: the key,
+// the slice header and the map's share.
+const perTextBytes = 96
+
+// genTexts is how many texts a generation holds.
+func (c *EmbeddingCache) genTexts() int {
+	return max(1, int(embeddingCacheBytes/int64(4*c.Dim+perTextBytes)))
+}
+
+// get returns a cached embedding; one found in old moves into vecs.
+func (c *EmbeddingCache) get(k [sha256.Size]byte) ([]float32, bool) {
+	if v, ok := c.vecs[k]; ok {
+		return v, true
+	}
+	v, ok := c.old[k]
+	if ok {
+		delete(c.old, k)
+		c.put(k, v)
+	}
+	return v, ok
+}
+
+// put adds an embedding to vecs, rotating the generations when it is full.
+func (c *EmbeddingCache) put(k [sha256.Size]byte, v []float32) {
+	if len(c.vecs) >= c.genTexts() {
+		c.old, c.vecs = c.vecs, make(map[[sha256.Size]byte][]float32, len(c.vecs))
+	}
+	c.vecs[k] = v
 }
 
 // NewEmbeddingCache is an empty cache for enc; path "" keeps it in memory.
@@ -56,13 +100,13 @@ func OpenEmbeddingCache(enc *TextEncoder, path string) (*EmbeddingCache, error) 
 		if len(r.Vector) != c.Dim {
 			return nil, fmt.Errorf("embedding cache %s: row %d has %d values, the encoder %d (delete the file to recompute the embeddings)", path, i, len(r.Vector), c.Dim)
 		}
-		c.vecs[[sha256.Size]byte(key)] = r.Vector
+		c.put([sha256.Size]byte(key), r.Vector)
 	}
 	return c, nil
 }
 
 // Len is the number of cached texts.
-func (c *EmbeddingCache) Len() int { return len(c.vecs) }
+func (c *EmbeddingCache) Len() int { return len(c.vecs) + len(c.old) }
 
 // Path is the cache file ("" for a memory-only cache).
 func (c *EmbeddingCache) Path() string { return c.path }
@@ -79,15 +123,17 @@ func (c *EmbeddingCache) Embed(ctx context.Context, enc *TextEncoder, texts []st
 	}
 	out := make([][]float32, len(texts))
 	var miss []string
-	queued := map[[sha256.Size]byte]bool{}
+	queued := map[[sha256.Size]byte][]int{} // a missing text's places in texts
 	for i, s := range texts {
 		k := textKey(s)
-		if v, ok := c.vecs[k]; ok {
+		if v, ok := c.get(k); ok {
 			out[i] = v
-		} else if !queued[k] {
-			queued[k] = true
+			continue
+		}
+		if _, ok := queued[k]; !ok {
 			miss = append(miss, s)
 		}
+		queued[k] = append(queued[k], i)
 	}
 	for end := len(miss); end > 0; end -= batch {
 		part := miss[max(0, end-batch):end]
@@ -96,16 +142,13 @@ func (c *EmbeddingCache) Embed(ctx context.Context, enc *TextEncoder, texts []st
 			return nil, err
 		}
 		for j, s := range part {
-			c.vecs[textKey(s)] = vecs[j]
-		}
-		c.dirty = true
-	}
-	if len(miss) > 0 {
-		for i, s := range texts {
-			if out[i] == nil {
-				out[i] = c.vecs[textKey(s)]
+			k := textKey(s)
+			c.put(k, vecs[j])
+			for _, i := range queued[k] {
+				out[i] = vecs[j]
 			}
 		}
+		c.dirty = true
 	}
 	return out, nil
 }
@@ -127,13 +170,13 @@ func (c *EmbeddingCache) SaveAs(path string) error {
 	if err != nil {
 		return fmt.Errorf("embedding cache: %w", err)
 	}
-	keys := make([][sha256.Size]byte, 0, len(c.vecs))
-	for k := range c.vecs {
-		keys = append(keys, k)
-	}
+	all := make(map[[sha256.Size]byte][]float32, c.Len())
+	maps.Copy(all, c.old)
+	maps.Copy(all, c.vecs)
+	keys := slices.Collect(maps.Keys(all))
 	slices.SortFunc(keys, func(a, b [sha256.Size]byte) int { return slices.Compare(a[:], b[:]) })
 	for _, k := range keys {
-		if err := w.Write(&datasets.TextEmbedding{TextSHA256: hex.EncodeToString(k[:]), Vector: c.vecs[k]}); err != nil {
+		if err := w.Write(&datasets.TextEmbedding{TextSHA256: hex.EncodeToString(k[:]), Vector: all[k]}); err != nil {
 			w.Abort()
 			return fmt.Errorf("embedding cache: %w", err)
 		}

@@ -3,6 +3,7 @@ package rewardmodel
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -419,5 +420,61 @@ func TestEncoderConfigNamesTheBadField(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), c.notWant) {
 			t.Errorf("%+v: %v, want an error naming %q and not %q", c.enc, err, c.want, c.notWant)
 		}
+	}
+}
+
+// The cache's memory is bounded: scoring a stream of new responses (an RL
+// stage's) beside the same profile items keeps at most two generations of
+// texts, the items read every round stay cached (never encoded twice), and
+// a single call with more new texts than the cache holds still gets every
+// embedding.
+func TestEmbeddingCacheIsBounded(t *testing.T) {
+	enc := loadFixtureEncoder(t, EncoderOptions{})
+	defer func(b int64) { embeddingCacheBytes = b }(embeddingCacheBytes)
+	const gen = 50
+	embeddingCacheBytes = gen * int64(4*enc.Dim+perTextBytes)
+	c := NewEmbeddingCache(enc, "")
+	items := []string{"likes quiet films", "reads history books", "hates horror", "plays chess"}
+	ctx := context.Background()
+	var first [][]float32
+	for round := 0; round < 40; round++ {
+		texts := slices.Clone(items)
+		for k := 0; k < 16; k++ {
+			texts = append(texts, fmt.Sprintf("answer %d of round %d", k, round))
+		}
+		vecs, err := c.Embed(ctx, enc, texts, encoderRunTexts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if round == 0 {
+			first = vecs[:len(items)]
+		}
+		for i, v := range vecs[:len(items)] {
+			if !slices.Equal(v, first[i]) {
+				t.Fatalf("round %d: item %d's embedding changed", round, i)
+			}
+		}
+		if c.Len() > 2*gen {
+			t.Fatalf("round %d: the cache holds %d texts, more than two generations of %d", round, c.Len(), gen)
+		}
+	}
+	if st := enc.Stats(); st.Texts != len(items)+40*16 {
+		t.Fatalf("encoded %d texts, want the %d items once and each of the 640 answers once", st.Texts, len(items))
+	}
+	many := make([]string, 5*gen)
+	for i := range many {
+		many[i] = fmt.Sprintf("one of many new texts, number %d", i)
+	}
+	vecs, err := c.Embed(ctx, enc, append(many, many[0]), 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, v := range vecs {
+		if len(v) != enc.Dim {
+			t.Fatalf("text %d of a call larger than the cache: embedding of %d values, want %d", i, len(v), enc.Dim)
+		}
+	}
+	if c.Len() > 2*gen {
+		t.Fatalf("after a large call the cache holds %d texts, more than %d", c.Len(), 2*gen)
 	}
 }
