@@ -55,74 +55,80 @@ func (r *runEnv) predict(ctx context.Context) error {
 		}
 	}
 	for _, m := range r.cfg.predictModels() {
-		dir := r.predictDir(m)
-		done := filepath.Join(dir, "done.json")
-		if err := checkStamp(dir, StagePredict+" "+m, r.predictSettings(m), exists(done)); err != nil {
-			return err
-		}
-		if exists(done) {
-			r.noteDone(StagePredict, "predicting with "+m, dir, false)
-			continue
-		}
-		// The model is opened only when a batch needs it (a resumed run or a
-		// merge may have none to generate).
-		var pol *Policy
-		open := func() (Policy, error) {
-			if pol == nil {
-				p, err := r.openModelAs(m, r.cfg.Runtime.HalfGeneration())
-				if err != nil {
-					return Policy{}, fmt.Errorf("predict with %s: %w", m, err)
-				}
-				pol = &p
-			}
-			return *pol, nil
-		}
-		defer func() {
-			if pol != nil {
-				pol.Model.Close()
-			}
-		}()
-		var files []string
-		merged := true
-		for _, td := range r.data.Tasks {
-			for _, split := range splits {
-				exs := td.Splits[split]
-				if len(exs) == 0 {
-					continue
-				}
-				base := filepath.Join(dir, td.Task.Name+"_"+split)
-				files = append(files, base+".json")
-				if exists(base + ".json") {
-					continue
-				}
-				o := PredictFileOptions{Task: td.Task, Questions: fmt.Sprintf("the %s %s examples", td.Task.Name, split), Out: base + ".json",
-					Taxonomy: r.tx, Eval: r.evalOptions(), Shard: r.shard, Progress: r.h}
-				if n := o.Eval.Examples; n > 0 && n < len(exs) {
-					exs = exs[:n]
-				}
-				if !r.mergeShards {
-					note(r.h, StagePredict, "%s: %s on %d %s examples%s", m, td.Task.Name, len(exs), split, shardNote(r.shard))
-					if _, err := predictBatches(ctx, open, o, exs); err != nil {
-						return err
-					}
-				}
-				if r.shard.Count > 1 {
-					merged = false
-					continue
-				}
-				if _, err := mergePredictionParts(o, exs); err != nil {
-					return err
-				}
-			}
-		}
-		if !merged {
-			continue
-		}
-		if err := writeJSON(done, map[string]any{"model": m, "dir": r.modelDir(m), "files": files}); err != nil {
+		if err := r.predictModel(ctx, m, splits); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// predictModel writes one model's predictions and closes the model before
+// it returns: predict holds one model in memory at a time.
+func (r *runEnv) predictModel(ctx context.Context, m string, splits []string) error {
+	dir := r.predictDir(m)
+	done := filepath.Join(dir, "done.json")
+	if err := checkStamp(dir, StagePredict+" "+m, r.predictSettings(m), exists(done)); err != nil {
+		return err
+	}
+	if exists(done) {
+		r.noteDone(StagePredict, "predicting with "+m, dir, false)
+		return nil
+	}
+	// The model is opened only when a batch needs it (a resumed run or a
+	// merge may have none to generate).
+	var pol *Policy
+	open := func() (Policy, error) {
+		if pol == nil {
+			p, err := r.openModelAs(m, r.cfg.Runtime.HalfGeneration())
+			if err != nil {
+				return Policy{}, fmt.Errorf("predict with %s: %w", m, err)
+			}
+			pol = &p
+		}
+		return *pol, nil
+	}
+	defer func() {
+		if pol != nil {
+			pol.Model.Close()
+		}
+	}()
+	var files []string
+	merged := true
+	for _, td := range r.data.Tasks {
+		for _, split := range splits {
+			exs := td.Splits[split]
+			if len(exs) == 0 {
+				continue
+			}
+			base := filepath.Join(dir, td.Task.Name+"_"+split)
+			files = append(files, base+".json")
+			if exists(base + ".json") {
+				continue
+			}
+			o := PredictFileOptions{Task: td.Task, Questions: fmt.Sprintf("the %s %s examples", td.Task.Name, split), Out: base + ".json",
+				Taxonomy: r.tx, Eval: r.evalOptions(), Shard: r.shard, Progress: r.h}
+			if n := o.Eval.Examples; n > 0 && n < len(exs) {
+				exs = exs[:n]
+			}
+			if !r.mergeShards {
+				note(r.h, StagePredict, "%s: %s on %d %s examples%s", m, td.Task.Name, len(exs), split, shardNote(r.shard))
+				if _, err := predictBatches(ctx, open, o, exs); err != nil {
+					return err
+				}
+			}
+			if r.shard.Count > 1 {
+				merged = false
+				continue
+			}
+			if _, err := mergePredictionParts(o, exs); err != nil {
+				return err
+			}
+		}
+	}
+	if !merged {
+		return nil
+	}
+	return writeJSON(done, map[string]any{"model": m, "dir": r.modelDir(m), "files": files})
 }
 
 func shardNote(sh datasets.Shard) string {

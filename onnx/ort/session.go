@@ -5,6 +5,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"unsafe"
 
 	ortgo "github.com/yalue/onnxruntime_go"
@@ -117,8 +118,17 @@ func newSession(path string, data []byte, label string, opts Options) (*Session,
 	}
 	s := &Session{label: label, sess: sess, inputs: ins, outputs: outs, inIdx: index(ins), outIdx: index(outs)}
 	recordSession(label, opts)
+	liveSessions.Add(1)
 	return s, nil
 }
+
+// liveSessions counts the sessions created and not yet destroyed.
+var liveSessions atomic.Int64
+
+// LiveSessions is the number of sessions of this process not yet destroyed:
+// tests check that work which opens sessions releases them (a long-running
+// process must not keep models it is done with).
+func LiveSessions() int64 { return liveSessions.Load() }
 
 func sessionOptions(o Options) (*ortgo.SessionOptions, error) {
 	so, err := ortgo.NewSessionOptions()
@@ -250,6 +260,7 @@ func (s *Session) Destroy() error {
 	s.releaseAllocators()
 	err := s.sess.Destroy()
 	s.sess = nil
+	liveSessions.Add(-1)
 	return err
 }
 
