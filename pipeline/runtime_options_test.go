@@ -26,12 +26,12 @@ func TestEverySessionCarriesTheRuntimeOptions(t *testing.T) {
 	t.Cleanup(func() { ort.Start(ort.Runtime{}) })
 	cfg := tinyRun(t.TempDir())
 	cfg.Runtime = rc
-	before := len(ort.Sessions())
+	before := ort.SessionCount()
 	if _, err := Run(context.Background(), cfg, RunOptions{}); err != nil {
 		t.Fatalf("run under a declared runtime: %v", err)
 	}
 	kinds := map[string]bool{}
-	for _, s := range ort.Sessions()[before:] {
+	for _, s := range ort.SessionsSince(before) {
 		if s.Options.Provider != "cpu" {
 			t.Errorf("session %q created with provider %q", s.Label, s.Options.Provider)
 		}

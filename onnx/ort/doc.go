@@ -4,7 +4,7 @@
 // and named-input runs over Go-owned tensors without copies. Start declares
 // the process's runtime (provider, device, threads): for CUDA it finds the GPU
 // build, preloads the CUDA libraries and fails naming what is missing; from
-// then on every session must carry the runtime's options (Sessions records
+// then on every session must carry the runtime's options (SessionsSince lists
 // them for tests). device.go adds what onnxruntime_go lacks, through ORT's C
 // API (headers in include/): tensors in device memory, IO binding, and a
 // counter of the bytes crossing between host and device (transfer.go).

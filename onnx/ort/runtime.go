@@ -209,21 +209,41 @@ type SessionRecord struct {
 
 var created struct {
 	sync.Mutex
-	list []SessionRecord
+	list  []SessionRecord // the last ones, at most 2·keptSessionRecords
+	total int             // every session created
 }
+
+// keptSessionRecords bounds the records kept: a process that creates
+// sessions in a loop (a library caller's New/Close per experiment) kept one
+// record per session it ever created.
+const keptSessionRecords = 4096
 
 func recordSession(label string, o Options) {
 	created.Lock()
 	defer created.Unlock()
 	created.list = append(created.list, SessionRecord{Label: label, Options: o})
+	created.total++
+	if len(created.list) > 2*keptSessionRecords {
+		created.list = append([]SessionRecord(nil), created.list[len(created.list)-keptSessionRecords:]...)
+	}
 }
 
-// Sessions lists every session created in this process so far, in order:
-// tests check that each stage's sessions carry the runtime options.
-func Sessions() []SessionRecord {
+// SessionCount is the number of sessions created in this process so far: a
+// mark for SessionsSince.
+func SessionCount() int {
 	created.Lock()
 	defer created.Unlock()
-	return append([]SessionRecord(nil), created.list...)
+	return created.total
+}
+
+// SessionsSince lists the sessions created after the first mark ones
+// (SessionCount's value then), in order, at most the last 4096: tests check
+// that each stage's sessions carry the runtime options.
+func SessionsSince(mark int) []SessionRecord {
+	created.Lock()
+	defer created.Unlock()
+	kept := created.total - len(created.list) // records dropped before list[0]
+	return append([]SessionRecord(nil), created.list[min(len(created.list), max(0, mark-kept)):]...)
 }
 
 // DiscoverGPU finds an ONNX Runtime build with the CUDA provider: the

@@ -2,6 +2,7 @@ package ort
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -27,7 +28,7 @@ func TestSessionsMustCarryTheDeclaredRuntime(t *testing.T) {
 	if got := Declared(); got.Provider != "cpu" || got.Threads != 1 {
 		t.Fatalf("declared %+v", got)
 	}
-	before := len(Sessions())
+	before := SessionCount()
 	_, err := NewSessionFromFile(model, Options{})
 	if !errors.Is(err, ErrNoRuntimeOptions) || !strings.Contains(err.Error(), model) || !strings.Contains(err.Error(), "pass the configured ort.Options down (ort.Declared().Options()") {
 		t.Fatalf("session without runtime options: %v", err)
@@ -40,7 +41,7 @@ func TestSessionsMustCarryTheDeclaredRuntime(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Destroy()
-	recs := Sessions()[before:]
+	recs := SessionsSince(before)
 	if len(recs) != 1 || recs[0].Label != model || recs[0].Options.Provider != "cpu" || recs[0].Options.IntraOpThreads != 1 {
 		t.Fatalf("recorded sessions %+v, want the one created with the runtime's options", recs)
 	}
@@ -97,7 +98,7 @@ func TestCUDARefusedWithoutDriverNamingWhatIsMissing(t *testing.T) {
 	if DriverStatus().Driver == "" {
 		t.Fatal("this test expects a machine without the NVIDIA driver (libcuda.so.1); on a GPU machine run scripts/gpu/check.sh instead")
 	}
-	before := len(Sessions())
+	before := SessionCount()
 	// The CPU-only library: the build and the driver are both named.
 	cpu, _, _ := Discover("")
 	err := Start(Runtime{Provider: "cuda", Library: cpu})
@@ -115,7 +116,7 @@ func TestCUDARefusedWithoutDriverNamingWhatIsMissing(t *testing.T) {
 	if !errors.As(err, &se) || len(se.Problems) != 1 || !strings.Contains(se.Problems[0], "libcuda.so.1") {
 		t.Fatalf("GPU build without a driver: %v", err)
 	}
-	if Declared().Provider == "cuda" || len(Sessions()) != before {
+	if Declared().Provider == "cuda" || SessionCount() != before {
 		t.Fatal("a failed Start declared cuda or created sessions")
 	}
 	// Nothing sets up CUDA behind the caller's back.
@@ -200,5 +201,30 @@ func TestSpinningReachesSessionOptions(t *testing.T) {
 	err := Start(Runtime{Provider: "cpu", Spinning: "sometimes"})
 	if err == nil || !strings.Contains(err.Error(), `runtime.spinning) "sometimes": want auto, on or off`) {
 		t.Fatalf("unknown spinning: %v", err)
+	}
+}
+
+// The session records are bounded: a process creating sessions in a loop
+// keeps the last ones, not one record per session it ever created, and
+// SessionsSince still lists the ones after a mark, in order.
+func TestSessionRecordsAreBounded(t *testing.T) {
+	start := SessionCount()
+	for i := 0; i < 3*keptSessionRecords; i++ {
+		recordSession(fmt.Sprint("loop ", i), Options{})
+	}
+	if got := SessionCount(); got != start+3*keptSessionRecords {
+		t.Fatalf("SessionCount %d, want %d", got, start+3*keptSessionRecords)
+	}
+	created.Lock()
+	n := len(created.list)
+	created.Unlock()
+	if n > 2*keptSessionRecords {
+		t.Fatalf("%d session records kept after %d sessions, want at most %d", n, 3*keptSessionRecords, 2*keptSessionRecords)
+	}
+	mark := SessionCount() - 3
+	recordSession("after the mark", Options{})
+	recs := SessionsSince(mark)
+	if len(recs) != 4 || recs[0].Label != fmt.Sprint("loop ", 3*keptSessionRecords-3) || recs[3].Label != "after the mark" {
+		t.Fatalf("SessionsSince(mark): %v", recs)
 	}
 }
