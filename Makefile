@@ -3,6 +3,10 @@ GO      ?= go
 BIN     := bin/tagpr
 GOFLAGS ?=
 export GOFLAGS
+# onnxruntime-Python (the peers and fixture scripts) collects telemetry unless
+# told not to, as tagpr tells its own runtime (README).
+ORT_DISABLE_TELEMETRY ?= 1
+export ORT_DISABLE_TELEMETRY
 
 .PHONY: all build setup demo experiment test test-race bench fmt vet fuzz
 

@@ -17,6 +17,15 @@ import (
 // ONNX Runtime build (for example one with the CUDA provider).
 const EnvLibraryPath = "ONNXRUNTIME_SHARED_LIBRARY_PATH"
 
+// EnvDisableTelemetry is ONNX Runtime's opt-out of the telemetry its Linux
+// and macOS builds collect since 1.29: at every start a device id and an
+// event database (executable path, OS, providers, run counts) under
+// ~/.cache/Microsoft/DeveloperTools/.onnxruntime, queued for upload to
+// Microsoft. Init sets it to 1 unless the user set it (any value: theirs
+// holds, and "0" leaves ORT's telemetry on), since a training job's machine
+// should not report home by default.
+const EnvDisableTelemetry = "ORT_DISABLE_TELEMETRY"
+
 // LibrarySource says how the runtime library was found.
 type LibrarySource string
 
@@ -142,6 +151,14 @@ func initOnce(explicit string) error {
 	}
 	if !versionAtLeast(v, MinVersion) {
 		return fmt.Errorf("ONNX Runtime %s at %s (via %s) is too old: tagpr needs >= %s (C API 24); %s", v, path, src, MinVersion, fixHint)
+	}
+	// ORT reads the opt-out once, as its environment starts: it must be in
+	// the process's environment before (and children inherit it: the
+	// onnxruntime-Python peers the benchmarks start).
+	if _, set := os.LookupEnv(EnvDisableTelemetry); !set {
+		if err := os.Setenv(EnvDisableTelemetry, "1"); err != nil {
+			return fmt.Errorf("set %s: %w", EnvDisableTelemetry, err)
+		}
 	}
 	ortgo.SetSharedLibraryPath(path)
 	if err := ortgo.InitializeEnvironment(ortgo.WithLogLevelError()); err != nil {

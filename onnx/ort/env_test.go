@@ -5,9 +5,11 @@ import (
 
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -208,6 +210,47 @@ func TestInitLeavesNoTraceLogInTempDir(t *testing.T) {
 	p := filepath.Join(os.TempDir(), fmt.Sprintf("mat-debug-%d.log", os.Getpid()))
 	if _, err := os.Stat(p); err == nil {
 		t.Fatalf("%s is left in TMPDIR by this process", p)
+	}
+}
+
+// telemetryChildEnv makes the test binary run
+// TestInitCollectsNoTelemetry's body in a process of its own, with HOME and
+// TMPDIR in a fresh folder, where Init has not run yet.
+const telemetryChildEnv = "TAGPR_ORT_TELEMETRY_CHILD"
+
+// Starting the runtime and running a session write nothing under HOME: ORT
+// 1.30's Linux build otherwise creates a device id and a telemetry event
+// database under ~/.cache/Microsoft at every start, queued for upload.
+func TestInitCollectsNoTelemetry(t *testing.T) {
+	if os.Getenv(telemetryChildEnv) == "" {
+		home := t.TempDir()
+		cmd := exec.Command(os.Args[0], "-test.run=^TestInitCollectsNoTelemetry$")
+		cmd.Env = append(os.Environ(), telemetryChildEnv+"=1", "HOME="+home, "TMPDIR="+home)
+		cmd.Env = slices.DeleteFunc(cmd.Env, func(kv string) bool { return strings.HasPrefix(kv, EnvDisableTelemetry+"=") })
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("child: %v\n%s", err, out)
+		}
+		var left []string
+		filepath.WalkDir(home, func(p string, d fs.DirEntry, err error) error {
+			if err == nil && p != home && !strings.HasPrefix(d.Name(), "go-build") {
+				left = append(left, strings.TrimPrefix(p, home))
+			}
+			return nil
+		})
+		if len(left) > 0 {
+			t.Fatalf("the runtime left %v in a fresh HOME; want nothing (%s=1)", left, EnvDisableTelemetry)
+		}
+		return
+	}
+	if err := Init(""); err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewSessionFromFile(filepath.Join("..", "testdata", "pytorch", "gpt2", "model.onnx"), Declared().Options())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Destroy(); err != nil {
+		t.Fatal(err)
 	}
 }
 
