@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"time"
 	"unicode"
 )
 
@@ -36,6 +37,11 @@ type ChatFormat struct {
 	// turn comes after the last user message and whether it is the last one
 	// (Qwen3 moves reasoning into a normalised <think> block there).
 	AssistantBody func(content string, afterLastQuery, last bool) string
+	// SystemPreamble, when set, makes every chat begin with a system turn:
+	// the preamble, then the chat's first system message (trimmed), which
+	// is not written again (Llama 3.1 and later: "Cutting Knowledge Date:
+	// December 2023\nToday Date: 26 Jul 2024\n\n", with or without one).
+	SystemPreamble func() string
 }
 
 // Qwen3Chat is ChatML as Qwen3's template writes it: assistant turns after
@@ -87,13 +93,36 @@ var Llama3Chat = ChatFormat{
 	EndOfTurn:  "<|eot_id|>",
 }
 
+// Llama31Chat is the Llama 3.1 and 3.3 Instruct format: Llama-3 turns after
+// a system turn that is always written, holding the template's knowledge
+// cutoff and its fixed date_string before the chat's system message.
+var Llama31Chat = llama31Chat("llama3.1", func() string { return "26 Jul 2024" })
+
+// llama32Chat is Llama 3.2's format: Llama 3.1's with the date that
+// transformers' strftime_now("%d %b %Y") gives (today, local time).
+var llama32Chat = llama31Chat("llama3.2", func() string { return chatNow().Format("02 Jan 2006") })
+
+// chatNow is the clock of templates that write today's date (a variable
+// for tests).
+var chatNow = time.Now
+
+func llama31Chat(name string, date func() string) ChatFormat {
+	f := Llama3Chat
+	f.Name = name
+	f.SystemPreamble = func() string {
+		return "Cutting Knowledge Date: December 2023\nToday Date: " + date() + "\n\n"
+	}
+	return f
+}
+
 // pythonSpace is Python's str.isspace: Unicode White_Space plus the
 // information separators U+001C-U+001F.
 func pythonSpace(r rune) bool { return unicode.IsSpace(r) || r >= 0x1c && r <= 0x1f }
 
-// ChatFormatByName returns a known format: chatml, qwen3 or llama3.
+// ChatFormatByName returns a known format: chatml, qwen3, llama3,
+// llama3.1 or llama3.2.
 func ChatFormatByName(name string) (ChatFormat, bool) {
-	for _, f := range []ChatFormat{ChatML, Qwen3Chat, Llama3Chat} {
+	for _, f := range []ChatFormat{ChatML, Qwen3Chat, Llama3Chat, Llama31Chat, llama32Chat} {
 		if f.Name == name {
 			return f, true
 		}
@@ -115,7 +144,14 @@ func (t *Tokenizer) ChatFormat() ChatFormat {
 	tpl := t.config.ChatTemplate
 	switch {
 	case strings.Contains(tpl, "<|start_header_id|>") && strings.Contains(tpl, "<|eot_id|>"):
-		return Llama3Chat
+		switch {
+		case !strings.Contains(tpl, "Cutting Knowledge Date"):
+			return Llama3Chat
+		case strings.Contains(tpl, "strftime_now"):
+			return llama32Chat
+		default:
+			return Llama31Chat
+		}
 	case strings.Contains(tpl, "<|im_start|>") && strings.Contains(tpl, "reasoning_content"):
 		return Qwen3Chat
 	default:
@@ -159,11 +195,21 @@ func (t *Tokenizer) RenderChat(msgs []Message, addGenerationPrompt bool) (string
 	if t.ChatTemplateUnknown() {
 		// Rendered as ChatML, a Mistral, Llama-2, Gemma or Phi template
 		// would give the model prompts it was never trained on, unsaid.
-		return "", nil, fmt.Errorf("chat: the tokenizer's chat template (tokenizer_config.json or chat_template.jinja) is none of the families tagpr renders (ChatML, Qwen3, Llama-3; it does not run Jinja): if the model was trained on one of them, set it with tokenizer.chat_template (chatml, qwen3 or llama3; TAGPR_TOKENIZER_CHAT_TEMPLATE), else give it a ChatML template")
+		return "", nil, fmt.Errorf("chat: the tokenizer's chat template (tokenizer_config.json or chat_template.jinja) is none of the families tagpr renders (ChatML, Qwen3, Llama-3, Llama 3.1/3.2; it does not run Jinja): if the model was trained on one of them, set it with tokenizer.chat_template (chatml, qwen3, llama3, llama3.1 or llama3.2; TAGPR_TOKENIZER_CHAT_TEMPLATE), else give it a ChatML template")
 	}
 	var sb strings.Builder
 	var spans [][2]int
 	sb.WriteString(f.BOS)
+	first := 0 // index of msgs[0] in the caller's messages
+	if f.SystemPreamble != nil {
+		system := ""
+		if len(msgs) > 0 && msgs[0].Role == "system" {
+			system = strings.TrimFunc(msgs[0].Content, pythonSpace)
+			msgs, first = msgs[1:], 1
+		}
+		before, _, after := f.Turn("system", "")
+		sb.WriteString(before + f.SystemPreamble() + system + after)
+	}
 	if f.DefaultSystem != "" && (len(msgs) == 0 || msgs[0].Role != "system") {
 		before, body, after := f.Turn("system", f.DefaultSystem)
 		sb.WriteString(before + body + after)
@@ -179,7 +225,7 @@ func (t *Tokenizer) RenderChat(msgs []Message, addGenerationPrompt bool) (string
 		switch m.Role {
 		case "system", "user", "assistant":
 		default:
-			return "", nil, fmt.Errorf("chat: message %d has role %q, want system, user or assistant", i, m.Role)
+			return "", nil, fmt.Errorf("chat: message %d has role %q, want system, user or assistant", first+i, m.Role)
 		}
 		content := m.Content
 		if m.Role == "assistant" && f.AssistantBody != nil {

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/tagpr/tagpr/tokenize"
 )
@@ -16,7 +17,9 @@ import (
 // testdata/chat_hf.json: multi-turn chats with system prompts, empty content,
 // <think> blocks, and content ending in whitespace or in ASCII separators
 // (\x1c-\x1f), which Jinja's trim (Python's str.strip) removes. The Qwen2
-// templates write a default system prompt when the chat has none.
+// templates write a default system prompt when the chat has none. Llama
+// 3.1's and 3.2's (on Llama-3's tokenizer.json) always write a system turn
+// with the knowledge cutoff and the date, 3.2's today's.
 func TestChatMatchesTransformers(t *testing.T) {
 	raw, err := os.ReadFile(filepath.Join("testdata", "chat_hf.json"))
 	if err != nil {
@@ -27,18 +30,31 @@ func TestChatMatchesTransformers(t *testing.T) {
 		IDs  []int64 `json:"ids"`
 	}
 	var fx struct {
-		Reference  string               `json:"reference"`
-		Chats      [][]tokenize.Message `json:"chats"`
-		Templates  map[string]string    `json:"templates"`
-		Tokenizers map[string][]map[string]rendered
+		Reference          string               `json:"reference"`
+		Chats              [][]tokenize.Message `json:"chats"`
+		Templates          map[string]string    `json:"templates"`
+		TemplateTokenizers map[string]string    `json:"template_tokenizers"`
+		Llama32Date        string               `json:"llama32_date"`
+		Tokenizers         map[string][]map[string]rendered
 	}
 	if err := json.Unmarshal(raw, &fx); err != nil {
 		t.Fatal(err)
 	}
+	// Llama 3.2's template writes today's date; the fixture was rendered
+	// with this one.
+	day, err := time.Parse("02 Jan 2006", fx.Llama32Date)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tokenize.SetChatNow(func() time.Time { return day })()
 	for name, rows := range fx.Tokenizers {
 		var tok *tokenize.Tokenizer
 		if tpl, ok := fx.Templates[name]; ok {
-			tj, err := os.ReadFile(pinnedPath(t, "qwen3-tokenizer"))
+			base := "qwen3"
+			if b, ok := fx.TemplateTokenizers[name]; ok {
+				base = b
+			}
+			tj, err := os.ReadFile(pinnedPath(t, base+"-tokenizer"))
 			if err != nil {
 				t.Fatal(err)
 			}

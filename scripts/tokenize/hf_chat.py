@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Record transformers' apply_chat_template(tokenize=False) for the pinned Qwen3
-and Llama-3 tokenizers, and for Qwen2.5-Instruct's and Qwen2-Instruct's
+and Llama-3 tokenizers, for Qwen2.5-Instruct's and Qwen2-Instruct's
 templates (written out below; ChatML with a default system prompt when the
-chat has none) on Qwen3's tokenizer.json, on multi-turn chats (system prompts, empty content,
+chat has none) on Qwen3's tokenizer.json, and for Llama-3.1/3.3-Instruct's and
+Llama-3.2-Instruct's (a system turn with the knowledge cutoff and the date
+always written) on Llama-3's, on multi-turn chats (system prompts, empty content,
 <think> blocks, whitespace and control characters at the ends of content) into
 tokenize/testdata/chat_hf.json; tokenize's TestChatMatchesTransformers holds
 RenderChat and EncodeChat to these strings and to the ids of encoding them.
@@ -85,7 +87,135 @@ QWEN2 = (r"""{% for message in messages %}{% if loop.first and messages[0]['role
          r"""{{ '<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n' }}{% endif %}"""
          r"""{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}"""
          r"""{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}""")
-TEMPLATES = {"qwen2.5": QWEN25, "qwen2": QWEN2}
+# chat_template of meta-llama/Llama-3.1-*-Instruct's (and Llama-3.3-70B-Instruct's) tokenizer_config.json:
+# a system turn is always written, with the knowledge cutoff and date_string (default "26 Jul 2024").
+LLAMA31 = r"""{{- bos_token }}
+{%- if custom_tools is defined %}
+    {%- set tools = custom_tools %}
+{%- endif %}
+{%- if not tools_in_user_message is defined %}
+    {%- set tools_in_user_message = true %}
+{%- endif %}
+{%- if not date_string is defined %}
+    {%- set date_string = "26 Jul 2024" %}
+{%- endif %}
+{%- if not tools is defined %}
+    {%- set tools = none %}
+{%- endif %}
+
+{#- This block extracts the system message, so we can slot it into the right place. #}
+{%- if messages[0]['role'] == 'system' %}
+    {%- set system_message = messages[0]['content']|trim %}
+    {%- set messages = messages[1:] %}
+{%- else %}
+    {%- set system_message = "" %}
+{%- endif %}
+
+{#- System message + builtin tools #}
+{{- "<|start_header_id|>system<|end_header_id|>\n\n" }}
+{%- if builtin_tools is defined or tools is not none %}
+    {{- "Environment: ipython\n" }}
+{%- endif %}
+{%- if builtin_tools is defined %}
+    {{- "Tools: " + builtin_tools | reject('equalto', 'code_interpreter') | join(", ") + "\n\n"}}
+{%- endif %}
+{{- "Cutting Knowledge Date: December 2023\n" }}
+{{- "Today Date: " + date_string + "\n\n" }}
+{%- if tools is not none and not tools_in_user_message %}
+    {{- "You have access to the following functions. To call a function, please respond with JSON for a function call." }}
+    {{- 'Respond in the format {"name": function name, "parameters": dictionary of argument name and its value}.' }}
+    {{- "Do not use variables.\n\n" }}
+    {%- for t in tools %}
+        {{- t | tojson(indent=4) }}
+        {{- "\n\n" }}
+    {%- endfor %}
+{%- endif %}
+{{- system_message }}
+{{- "<|eot_id|>" }}
+
+{#- Custom tools are passed in a user message with some extra guidance #}
+{%- if tools_in_user_message and not tools is none %}
+    {#- Extract the first user message so we can plug it in here #}
+    {%- if messages | length != 0 %}
+        {%- set first_user_message = messages[0]['content']|trim %}
+        {%- set messages = messages[1:] %}
+    {%- else %}
+        {{- raise_exception("Cannot put tools in the first user message when there's no first user message!") }}
+{%- endif %}
+    {{- '<|start_header_id|>user<|end_header_id|>\n\n' -}}
+    {{- "Given the following functions, please respond with a JSON for a function call " }}
+    {{- "with its proper arguments that best answers the given prompt.\n\n" }}
+    {{- 'Respond in the format {"name": function name, "parameters": dictionary of argument name and its value}.' }}
+    {{- "Do not use variables.\n\n" }}
+    {%- for t in tools %}
+        {{- t | tojson(indent=4) }}
+        {{- "\n\n" }}
+    {%- endfor %}
+    {{- first_user_message + "<|eot_id|>"}}
+{%- endif %}
+
+{%- for message in messages %}
+    {%- if not (message.role == 'ipython' or message.role == 'tool' or 'tool_calls' in message) %}
+        {{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n'+ message['content'] | trim + '<|eot_id|>' }}
+    {%- elif 'tool_calls' in message %}
+        {%- if not message.tool_calls|length == 1 %}
+            {{- raise_exception("This model only supports single tool-calls at once!") }}
+        {%- endif %}
+        {%- set tool_call = message.tool_calls[0].function %}
+        {%- if builtin_tools is defined and tool_call.name in builtin_tools %}
+            {{- '<|start_header_id|>assistant<|end_header_id|>\n\n' -}}
+            {{- "<|python_tag|>" + tool_call.name + ".call(" }}
+            {%- for arg_name, arg_val in tool_call.arguments | items %}
+                {{- arg_name + '="' + arg_val + '"' }}
+                {%- if not loop.last %}
+                    {{- ", " }}
+                {%- endif %}
+                {%- endfor %}
+            {{- ")" }}
+        {%- else  %}
+            {{- '<|start_header_id|>assistant<|end_header_id|>\n\n' -}}
+            {{- '{"name": "' + tool_call.name + '", ' }}
+            {{- '"parameters": ' }}
+            {{- tool_call.arguments | tojson }}
+            {{- "}" }}
+        {%- endif %}
+        {%- if builtin_tools is defined %}
+            {#- This means we're in ipython mode #}
+            {{- "<|eom_id|>" }}
+        {%- else %}
+            {{- "<|eot_id|>" }}
+        {%- endif %}
+    {%- elif message.role == "tool" or message.role == "ipython" %}
+        {{- "<|start_header_id|>ipython<|end_header_id|>\n\n" }}
+        {%- if message.content is mapping or message.content is iterable %}
+            {{- message.content | tojson }}
+        {%- else %}
+            {{- message.content }}
+        {%- endif %}
+        {{- "<|eot_id|>" }}
+    {%- endif %}
+{%- endfor %}
+{%- if add_generation_prompt %}
+    {{- '<|start_header_id|>assistant<|end_header_id|>\n\n' }}
+{%- endif %}"""
+
+# Llama-3.2-*-Instruct's: Llama 3.1's, with date_string from strftime_now("%d %b %Y") (today) when the
+# caller gives none. Recorded with date_string=LLAMA32_DATE, which the Go test puts on tagpr's clock.
+LLAMA32 = LLAMA31.replace("""{%- if not date_string is defined %}
+    {%- set date_string = "26 Jul 2024" %}
+{%- endif %}""", """{%- if not date_string is defined %}
+    {%- if strftime_now is defined %}
+        {%- set date_string = strftime_now("%d %b %Y") %}
+    {%- else %}
+        {%- set date_string = "26 Jul 2024" %}
+    {%- endif %}
+{%- endif %}""")
+assert "strftime_now" in LLAMA32
+LLAMA32_DATE = "03 Feb 2025"
+
+TEMPLATES = {"qwen2.5": QWEN25, "qwen2": QWEN2, "llama3.1": LLAMA31, "llama3.2": LLAMA32}
+# The tokenizer.json each template is rendered and encoded with (default: Qwen3's).
+TEMPLATE_TOKENIZERS = {"llama3.1": "llama3", "llama3.2": "llama3"}
 
 
 def S(c): return {"role": "system", "content": c}
@@ -108,10 +238,11 @@ CONVS = [
 
 
 def main():
-    out = {"reference": f"transformers {transformers.__version__}", "chats": CONVS, "templates": TEMPLATES, "tokenizers": {}}
-    for name in ("qwen3", "llama3", "qwen2.5", "qwen2"):
-        tok = AutoTokenizer.from_pretrained(f".cache/tokenizers/{name if name in ('qwen3', 'llama3') else 'qwen3'}",
-                                            local_files_only=True)
+    out = {"reference": f"transformers {transformers.__version__}", "chats": CONVS, "templates": TEMPLATES,
+           "template_tokenizers": TEMPLATE_TOKENIZERS, "llama32_date": LLAMA32_DATE, "tokenizers": {}}
+    for name in ("qwen3", "llama3", "qwen2.5", "qwen2", "llama3.1", "llama3.2"):
+        base = name if name in ("qwen3", "llama3") else TEMPLATE_TOKENIZERS.get(name, "qwen3")
+        tok = AutoTokenizer.from_pretrained(f".cache/tokenizers/{base}", local_files_only=True)
         if name in TEMPLATES:
             tok.chat_template = TEMPLATES[name]
         rows = []
@@ -120,7 +251,8 @@ def main():
             for gen in (True, False):
                 if name == "llama3" and not gen:
                     continue
-                text = tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=gen)
+                kw = {"date_string": LLAMA32_DATE} if name == "llama3.2" else {}
+                text = tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=gen, **kw)
                 row["gen" if gen else "nogen"] = {"text": text, "ids": tok(text, add_special_tokens=False)["input_ids"]}
             rows.append(row)
         out["tokenizers"][name] = rows
