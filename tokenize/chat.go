@@ -42,6 +42,21 @@ type ChatFormat struct {
 	// is not written again (Llama 3.1 and later: "Cutting Knowledge Date:
 	// December 2023\nToday Date: 26 Jul 2024\n\n", with or without one).
 	SystemPreamble func() string
+	// NoThinking is written after the generation prompt for
+	// enable_thinking=False (ChatOptions.DisableThinking) by templates that
+	// know the switch: Qwen3's closes an empty think block,
+	// "<think>\n\n</think>\n\n", so the model answers without reasoning.
+	NoThinking string
+}
+
+// ChatOptions are the apply_chat_template arguments RenderChatWith takes.
+type ChatOptions struct {
+	// AddGenerationPrompt opens the assistant's turn after the chat.
+	AddGenerationPrompt bool
+	// DisableThinking is enable_thinking=False: with the generation
+	// prompt, a template that knows the switch (Qwen3's) writes its
+	// NoThinking text; the others ignore it, as their Jinja does.
+	DisableThinking bool
 }
 
 // Qwen3Chat is ChatML as Qwen3's template writes it: assistant turns after
@@ -52,6 +67,7 @@ var Qwen3Chat = ChatFormat{
 	Turn:       ChatML.Turn,
 	Generation: ChatML.Generation,
 	EndOfTurn:  ChatML.EndOfTurn,
+	NoThinking: "<think>\n\n</think>\n\n",
 	AssistantBody: func(content string, afterLastQuery, last bool) string {
 		reasoning := ""
 		if i := strings.LastIndex(content, "</think>"); i >= 0 {
@@ -153,7 +169,11 @@ func (t *Tokenizer) ChatFormat() ChatFormat {
 			return Llama31Chat
 		}
 	case strings.Contains(tpl, "<|im_start|>") && strings.Contains(tpl, "reasoning_content"):
-		return Qwen3Chat
+		f := Qwen3Chat
+		if !strings.Contains(tpl, "enable_thinking") {
+			f.NoThinking = "" // a template without the switch (Qwen3-2507's) ignores it
+		}
+		return f
 	default:
 		f := ChatML
 		f.DefaultSystem = chatMLDefaultSystem(tpl)
@@ -191,6 +211,11 @@ func (t *Tokenizer) ChatTemplateUnknown() bool {
 // RenderChat renders messages with the tokenizer's chat format; the spans
 // are the byte ranges of assistant content (plus its end-of-turn token).
 func (t *Tokenizer) RenderChat(msgs []Message, addGenerationPrompt bool) (string, [][2]int, error) {
+	return t.RenderChatWith(msgs, ChatOptions{AddGenerationPrompt: addGenerationPrompt})
+}
+
+// RenderChatWith is RenderChat with apply_chat_template's options.
+func (t *Tokenizer) RenderChatWith(msgs []Message, o ChatOptions) (string, [][2]int, error) {
 	f := t.ChatFormat()
 	if t.ChatTemplateUnknown() {
 		// Rendered as ChatML, a Mistral, Llama-2, Gemma or Phi template
@@ -244,8 +269,11 @@ func (t *Tokenizer) RenderChat(msgs []Message, addGenerationPrompt bool) (string
 		}
 		sb.WriteString(after)
 	}
-	if addGenerationPrompt {
+	if o.AddGenerationPrompt {
 		sb.WriteString(f.Generation)
+		if o.DisableThinking {
+			sb.WriteString(f.NoThinking)
+		}
 	}
 	return sb.String(), spans, nil
 }
@@ -262,7 +290,12 @@ type ChatEncoding struct {
 // EncodeChat renders and encodes a conversation. The whole text is encoded
 // at once (so ids equal Encode(text)) and the mask comes from offsets.
 func (t *Tokenizer) EncodeChat(msgs []Message, addGenerationPrompt bool) (ChatEncoding, error) {
-	text, spans, err := t.RenderChat(msgs, addGenerationPrompt)
+	return t.EncodeChatWith(msgs, ChatOptions{AddGenerationPrompt: addGenerationPrompt})
+}
+
+// EncodeChatWith is EncodeChat with apply_chat_template's options.
+func (t *Tokenizer) EncodeChatWith(msgs []Message, o ChatOptions) (ChatEncoding, error) {
+	text, spans, err := t.RenderChatWith(msgs, o)
 	if err != nil {
 		return ChatEncoding{}, err
 	}

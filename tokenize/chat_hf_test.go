@@ -19,7 +19,9 @@ import (
 // (\x1c-\x1f), which Jinja's trim (Python's str.strip) removes. The Qwen2
 // templates write a default system prompt when the chat has none. Llama
 // 3.1's and 3.2's (on Llama-3's tokenizer.json) always write a system turn
-// with the knowledge cutoff and the date, 3.2's today's.
+// with the knowledge cutoff and the date, 3.2's today's. Each chat is
+// rendered with the generation prompt ("gen"), without ("nogen") and with
+// enable_thinking=False ("gen_nothink"), which only Qwen3's template reads.
 func TestChatMatchesTransformers(t *testing.T) {
 	raw, err := os.ReadFile(filepath.Join("testdata", "chat_hf.json"))
 	if err != nil {
@@ -67,7 +69,7 @@ func TestChatMatchesTransformers(t *testing.T) {
 		}
 		for i, msgs := range fx.Chats {
 			for key, want := range rows[i] {
-				e, err := tok.EncodeChat(msgs, key == "gen")
+				e, err := tok.EncodeChatWith(msgs, tokenize.ChatOptions{AddGenerationPrompt: key != "nogen", DisableThinking: key == "gen_nothink"})
 				if err != nil {
 					t.Errorf("%s chat %d (%s): %v", name, i, key, err)
 					continue

@@ -133,12 +133,14 @@ func modelGenerateCmd() *cobra.Command {
 	var texts, chats, stops []string
 	var o lm.GenerateOptions
 	var asJSON bool
+	thinking := true
 	cmd := &cobra.Command{
 		Use:   "generate PATH (--prompt TEXT | --chat TEXT | --ids 1,2,3)...",
 		Short: "Generate with the KV-cache engine from text, chat messages or token ids (greedy unless --temperature > 0 or generation_config.json samples)",
 		Long: "PATH is a model folder (or .onnx file); text prompts need its tokenizer.json (or --tokenizer).\n" +
 			"--prompt encodes text as is; --chat renders one user message (after --system) with the tokenizer's chat\n" +
-			"template and the assistant's generation prompt, as `tagpr serve` does. Each flag may repeat: one prompt each,\n" +
+			"template and the assistant's generation prompt, as `tagpr serve` does (--enable-thinking=false: as its\n" +
+			"chat_template_kwargs {\"enable_thinking\": false}). Each flag may repeat: one prompt each,\n" +
 			"numbered --ids first, then --prompt, then --chat.\n" +
 			"Prints each completion's text (token ids when there is no tokenizer); timings go to stderr.\n" +
 			"--temperature, --top-p and --top-k default to the model's generation_config.json (do_sample false: greedy),\n" +
@@ -193,7 +195,8 @@ func modelGenerateCmd() *cobra.Command {
 				if system != "" {
 					msgs = append(msgs, tokenize.Message{Role: "system", Content: system})
 				}
-				p, _, err := gm.text.EncodeChat(append(msgs, tokenize.Message{Role: "user", Content: c}))
+				p, _, err := gm.text.EncodeChatWith(append(msgs, tokenize.Message{Role: "user", Content: c}),
+					tokenize.ChatOptions{AddGenerationPrompt: true, DisableThinking: !thinking})
 				if err != nil {
 					return err
 				}
@@ -230,6 +233,7 @@ func modelGenerateCmd() *cobra.Command {
 	f.StringArrayVar(&texts, "prompt", nil, "a text prompt, encoded as is (repeatable)")
 	f.StringArrayVar(&chats, "chat", nil, "a user message, rendered with the chat template (repeatable: one prompt each)")
 	f.StringVar(&system, "system", "", "system message before each --chat message")
+	f.BoolVar(&thinking, "enable-thinking", true, "with false, --chat prompts as apply_chat_template(enable_thinking=False): Qwen3's template closes an empty <think> block so the model answers without reasoning (other templates ignore it)")
 	f.StringVar(&ids, "ids", "", "prompts as token ids: comma-separated, prompts separated by ';'")
 	f.StringVar(&tokPath, "tokenizer", "", "tokenizer.json (or a models.lock name) instead of PATH's")
 	f.StringArrayVar(&stops, "stop", nil, "stop string: the completion ends at it and the text is cut before it (repeatable)")

@@ -49,6 +49,23 @@ func TestServeMatchesModelGenerate(t *testing.T) {
 		t.Fatalf("generate --json: %v\n%s", err, out)
 	}
 	text := res.Completions[0].Text
+	// --enable-thinking=false prompts as apply_chat_template(enable_thinking=False)
+	// with Qwen3's template: "<think>\n\n</think>\n\n" (4 tokens) after the
+	// generation prompt.
+	var stats [2]struct {
+		Stats struct {
+			PromptTokens int `json:"prompt_tokens"`
+		} `json:"stats"`
+	}
+	for i, flag := range []string{"--enable-thinking=true", "--enable-thinking=false"} {
+		o, stderr, err := runTagpr(t, ".", nil, "model", "generate", dir, "--tokenizer", "qwen3-tokenizer", "--chat", "Hello there", "--max-new-tokens", "1", "--json", flag)
+		if err != nil || json.Unmarshal([]byte(o), &stats[i]) != nil {
+			t.Fatalf("model generate %s: %v\n%s%s", flag, err, o, stderr)
+		}
+	}
+	if a, b := stats[0].Stats.PromptTokens, stats[1].Stats.PromptTokens; b != a+4 {
+		t.Errorf("--enable-thinking=false: %d prompt tokens, thinking %d; want 4 more", b, a)
+	}
 	plain, stderr, err := runTagpr(t, ".", nil, "model", "generate", dir, "--tokenizer", "qwen3-tokenizer", "--chat", "Hello there", "--prompt", "Once upon", "--max-new-tokens", "12")
 	// Prompts are numbered --ids, then --prompt, then --chat.
 	if err != nil || !strings.HasPrefix(plain, "--- prompt 0, sample 0 (") || !strings.HasSuffix(plain, ") ---\n"+text+"\n") {

@@ -88,6 +88,9 @@ type chatRequest struct {
 	// SeparateReasoning puts the <think> part in reasoning_content (SGLang's
 	// name); nil: the server's --reasoning-parser setting.
 	SeparateReasoning *bool `json:"separate_reasoning"`
+	// ChatTemplateKwargs are extra arguments of the chat template (vLLM's
+	// and SGLang's name); tagpr takes enable_thinking only.
+	ChatTemplateKwargs map[string]json.RawMessage `json:"chat_template_kwargs"`
 
 	Tools             []json.RawMessage `json:"tools"`
 	ToolChoice        json.RawMessage   `json:"tool_choice"`

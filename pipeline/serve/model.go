@@ -91,7 +91,13 @@ func (m *Model) Close() error { return m.LM.Close() }
 // EncodeChat renders messages with the tokenizer's chat template, adds the
 // assistant's generation prompt and encodes the result.
 func (m *Model) EncodeChat(msgs []tokenize.Message) ([]int64, string, error) {
-	enc, err := m.Tok.EncodeChat(msgs, true)
+	return m.EncodeChatWith(msgs, tokenize.ChatOptions{AddGenerationPrompt: true})
+}
+
+// EncodeChatWith is EncodeChat with the template's options
+// (enable_thinking).
+func (m *Model) EncodeChatWith(msgs []tokenize.Message, o tokenize.ChatOptions) ([]int64, string, error) {
+	enc, err := m.Tok.EncodeChatWith(msgs, o)
 	if err != nil {
 		return nil, "", err
 	}

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -599,7 +600,11 @@ func (s *Server) planChat(req *chatRequest) (*plan, *apiError) {
 	if e != nil {
 		return nil, e
 	}
-	ids, text, err := s.m.EncodeChat(msgs)
+	copts, e := chatOptions(req.ChatTemplateKwargs)
+	if e != nil {
+		return nil, e
+	}
+	ids, text, err := s.m.EncodeChatWith(msgs, copts)
 	if err != nil {
 		return nil, badRequest("messages", "%v", err)
 	}
@@ -669,6 +674,34 @@ func (s *Server) planCompletion(req *completionRequest) (*plan, *apiError) {
 		return nil, e
 	}
 	return p, nil
+}
+
+// chatOptions reads chat_template_kwargs: enable_thinking (Qwen3's
+// template closes an empty think block for false; the others ignore it,
+// as their Jinja does). tagpr runs no Jinja, so any other key is refused
+// rather than silently dropped.
+func chatOptions(kw map[string]json.RawMessage) (tokenize.ChatOptions, *apiError) {
+	o := tokenize.ChatOptions{AddGenerationPrompt: true}
+	keys := make([]string, 0, len(kw))
+	for k := range kw {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		param := "chat_template_kwargs." + k
+		if k != "enable_thinking" {
+			return o, badRequest(param, "chat_template_kwargs %q is not supported: tagpr renders chat templates natively and takes enable_thinking only", k)
+		}
+		if null(kw[k]) {
+			continue
+		}
+		var on bool
+		if err := json.Unmarshal(kw[k], &on); err != nil {
+			return o, badRequest(param, "enable_thinking is %s; want true or false", kw[k])
+		}
+		o.DisableThinking = !on
+	}
+	return o, nil
 }
 
 // chatMessages turns the wire messages into the template's turns.

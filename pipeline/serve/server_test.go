@@ -360,6 +360,51 @@ func TestReasoningContent(t *testing.T) {
 	}
 }
 
+// chat_template_kwargs {"enable_thinking": false} prompts as
+// apply_chat_template(enable_thinking=False) does with Qwen3's template (an
+// empty think block closed after the generation prompt), and the answer is
+// `model generate --enable-thinking=false`'s; a key tagpr does not render
+// is refused by name rather than dropped.
+func TestEnableThinking(t *testing.T) {
+	m := openModel(t, randomDir)
+	ts := startServer(t, m, Options{})
+	msgs := []tokenize.Message{{Role: "user", Content: "Name a colour."}}
+	ids, text, err := m.EncodeChatWith(msgs, tokenize.ChatOptions{AddGenerationPrompt: true, DisableThinking: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasSuffix(text, "<|im_start|>assistant\n<think>\n\n</think>\n\n") {
+		t.Fatalf("enable_thinking=False prompt %q", text)
+	}
+	want, _, err := m.Generate(context.Background(), [][]int64{ids}, lm.GenerateOptions{MaxNewTokens: 8, NoLogProbs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, kw := range []map[string]any{{"enable_thinking": false}, {"enable_thinking": true}, {"enable_thinking": nil}} {
+		code, res := post(t, ts.base+"/v1/chat/completions", chatBody(m, "Name a colour.", map[string]any{"max_tokens": 8, "chat_template_kwargs": kw}))
+		if code != 200 {
+			t.Fatalf("%v: %d %v", kw, code, res)
+		}
+		wantLen, _, _ := m.EncodeChat(msgs)
+		if kw["enable_thinking"] == false {
+			wantLen = ids
+			if got := str(field(res, "choices", 0, "message", "content")); got != want[0].Text {
+				t.Errorf("enable_thinking false: %q, generate %q", got, want[0].Text)
+			}
+		}
+		if got := intOf(field(res, "usage", "prompt_tokens")); got != len(wantLen) {
+			t.Errorf("%v: prompt_tokens %d, want %d", kw, got, len(wantLen))
+		}
+	}
+	code, res := post(t, ts.base+"/v1/chat/completions", chatBody(m, "hi", map[string]any{"chat_template_kwargs": map[string]any{"tools_in_user_message": true}}))
+	checkError(t, "an unsupported chat_template_kwargs key", code, res, 400, "tools_in_user_message")
+	if p := str(field(res, "error", "param")); p != "chat_template_kwargs.tools_in_user_message" {
+		t.Errorf("param %q", p)
+	}
+	code, res = post(t, ts.base+"/v1/chat/completions", chatBody(m, "hi", map[string]any{"chat_template_kwargs": map[string]any{"enable_thinking": "no"}}))
+	checkError(t, "enable_thinking not a bool", code, res, 400, "want true or false")
+}
+
 // checkError asserts the OpenAI error shape and status.
 func checkError(t *testing.T, what string, code int, body map[string]any, wantCode int, wantIn string) {
 	t.Helper()

@@ -6,7 +6,8 @@ chat has none) on Qwen3's tokenizer.json, and for Llama-3.1/3.3-Instruct's and
 Llama-3.2-Instruct's (a system turn with the knowledge cutoff and the date
 always written) on Llama-3's, on multi-turn chats (system prompts, empty content,
 <think> blocks, whitespace and control characters at the ends of content) into
-tokenize/testdata/chat_hf.json; tokenize's TestChatMatchesTransformers holds
+tokenize/testdata/chat_hf.json, with the generation prompt, without it, and with
+enable_thinking=False; tokenize's TestChatMatchesTransformers holds
 RenderChat and EncodeChat to these strings and to the ids of encoding them.
 
     python3 scripts/tokenize/hf_chat.py tokenize/testdata/chat_hf.json
@@ -248,12 +249,14 @@ def main():
         rows = []
         for msgs in CONVS:
             row = {}
-            for gen in (True, False):
+            # gen_nothink: enable_thinking=False, which Qwen3's template reads and the others ignore.
+            for key, gen, kw in (("gen", True, {}), ("nogen", False, {}), ("gen_nothink", True, {"enable_thinking": False})):
                 if name == "llama3" and not gen:
                     continue
-                kw = {"date_string": LLAMA32_DATE} if name == "llama3.2" else {}
+                if name == "llama3.2":
+                    kw = dict(kw, date_string=LLAMA32_DATE)
                 text = tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=gen, **kw)
-                row["gen" if gen else "nogen"] = {"text": text, "ids": tok(text, add_special_tokens=False)["input_ids"]}
+                row[key] = {"text": text, "ids": tok(text, add_special_tokens=False)["input_ids"]}
             rows.append(row)
         out["tokenizers"][name] = rows
     with open(sys.argv[1], "w", encoding="utf-8") as f:
