@@ -596,7 +596,7 @@ func (s *Server) planChat(req *chatRequest) (*plan, *apiError) {
 	if len(req.Messages) == 0 {
 		return nil, badRequest("messages", "messages is empty")
 	}
-	msgs, e := chatMessages(req.Messages)
+	msgs, e := chatMessages(req.Messages, s.m.Tok.ChatFormat().AssistantBody != nil)
 	if e != nil {
 		return nil, e
 	}
@@ -704,8 +704,12 @@ func chatOptions(kw map[string]json.RawMessage) (tokenize.ChatOptions, *apiError
 	return o, nil
 }
 
-// chatMessages turns the wire messages into the template's turns.
-func chatMessages(in []chatMessageIn) ([]tokenize.Message, *apiError) {
+// chatMessages turns the wire messages into the template's turns. An
+// assistant turn's reasoning_content goes back in front of its content as
+// a think block for a template that reads it (Qwen3's, which keeps it only
+// after the last user turn: readsReasoning); the others drop it, as their
+// Jinja does.
+func chatMessages(in []chatMessageIn, readsReasoning bool) ([]tokenize.Message, *apiError) {
 	out := make([]tokenize.Message, len(in))
 	for i, m := range in {
 		role := m.Role
@@ -729,7 +733,7 @@ func chatMessages(in []chatMessageIn) ([]tokenize.Message, *apiError) {
 		if err != nil {
 			return nil, badRequest(fmt.Sprintf("messages[%d].content", i), "message %d: %v", i, err)
 		}
-		if m.ReasoningContent != "" && role == "assistant" {
+		if m.ReasoningContent != "" && role == "assistant" && readsReasoning {
 			text = thinkOpen + "\n" + m.ReasoningContent + "\n" + thinkClose + "\n\n" + text
 		}
 		out[i] = tokenize.Message{Role: role, Content: text}

@@ -843,3 +843,34 @@ func TestGracefulShutdown(t *testing.T) {
 		}
 	}
 }
+
+// An assistant turn's reasoning_content reaches a template that reads it
+// (Qwen3's) as a think block before its content; the others drop it, as
+// transformers' Qwen2.5 and Llama templates do.
+func TestHistoryReasoningContent(t *testing.T) {
+	in := []chatMessageIn{{Role: "user", Content: json.RawMessage(`"q"`)},
+		{Role: "assistant", Content: json.RawMessage(`"C"`), ReasoningContent: "R"}}
+	for _, reads := range []bool{true, false} {
+		msgs, e := chatMessages(in, reads)
+		if e != nil {
+			t.Fatal(e)
+		}
+		want := "C"
+		if reads {
+			want = "<think>\nR\n</think>\n\nC"
+		}
+		if got := msgs[1].Content; got != want {
+			t.Errorf("template reads reasoning_content %v: assistant content %q, want %q", reads, got, want)
+		}
+	}
+	// Qwen3's template keeps the reasoning of an answer after the last user turn.
+	m := openModel(t, randomDir)
+	msgs, e := chatMessages(in, m.Tok.ChatFormat().AssistantBody != nil)
+	if e != nil {
+		t.Fatal(e)
+	}
+	_, text, err := m.EncodeChat(msgs)
+	if err != nil || !strings.Contains(text, "<|im_start|>assistant\n<think>\nR\n</think>\n\nC<|im_end|>") {
+		t.Errorf("Qwen3 prompt %q (%v) lacks the answer's reasoning", text, err)
+	}
+}
