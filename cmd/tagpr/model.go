@@ -307,6 +307,11 @@ func (g *generateModel) samplingDefaults(cmd *cobra.Command, o *lm.GenerateOptio
 		o.TopK, used["top_k"] = d.TopK, d.FromFile["top_k"]
 	}
 	d.Sampling, d.FromFile = o.Sampling, used
+	if o.Greedy() && (fl.Changed("top-p") && o.TopP > 0 && o.TopP < 1 || fl.Changed("top-k") && o.TopK > 0) {
+		// As transformers warns when do_sample is false: the filters only
+		// restrict what sampling draws from.
+		fmt.Fprintln(cmd.ErrOrStderr(), "model generate: --top-p and --top-k do nothing in greedy decoding; give --temperature > 0 to sample")
+	}
 	switch f := d.FileString(); {
 	case used["do_sample"]:
 		fmt.Fprintf(cmd.ErrOrStderr(), "model generate: %s; give --temperature to sample\n", f)

@@ -66,6 +66,11 @@ func TestServeMatchesModelGenerate(t *testing.T) {
 	if a, b := stats[0].Stats.PromptTokens, stats[1].Stats.PromptTokens; b != a+4 {
 		t.Errorf("--enable-thinking=false: %d prompt tokens, thinking %d; want 4 more", b, a)
 	}
+	// Greedy (no --temperature, none in the file): --top-k is said to do nothing, as transformers warns.
+	if _, stderr, err := runTagpr(t, ".", nil, "model", "generate", dir, "--tokenizer", "qwen3-tokenizer", "--chat", "Hello there", "--max-new-tokens", "1", "--top-k", "3"); err != nil ||
+		!strings.Contains(stderr, "--top-p and --top-k do nothing in greedy decoding") {
+		t.Errorf("greedy with --top-k 3 (%v): stderr does not say the flag does nothing:\n%s", err, stderr)
+	}
 	plain, stderr, err := runTagpr(t, ".", nil, "model", "generate", dir, "--tokenizer", "qwen3-tokenizer", "--chat", "Hello there", "--prompt", "Once upon", "--max-new-tokens", "12")
 	// Prompts are numbered --ids, then --prompt, then --chat.
 	if err != nil || !strings.HasPrefix(plain, "--- prompt 0, sample 0 (") || !strings.HasSuffix(plain, ") ---\n"+text+"\n") {
