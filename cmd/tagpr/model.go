@@ -158,8 +158,8 @@ func modelGenerateCmd() *cobra.Command {
 				return errors.New("give prompts with --prompt TEXT, --chat TEXT or --ids 1,2,3 (each may repeat)")
 			}
 			switch {
-			case !(o.Temperature >= 0):
-				return fmt.Errorf("--temperature %v: want ≥ 0 (0: greedy)", o.Temperature)
+			case !(o.Temperature >= 0) || o.Temperature > 0 && o.Temperature < lm.MinTemperature:
+				return fmt.Errorf("--temperature %v: want 0 (greedy) or ≥ %g", o.Temperature, lm.MinTemperature)
 			case o.NumGenerations < 1:
 				return fmt.Errorf("--num-generations %d: want ≥ 1", o.NumGenerations)
 			case o.MaxNewTokens < 1:

@@ -28,9 +28,18 @@ func (s Sampling) Greedy() bool { return s.Temperature <= 0 }
 func (s Sampling) topKOn(V int) bool { return s.TopK > 0 && s.TopK < V }
 func (s Sampling) topPOn() bool      { return s.TopP > 0 && s.TopP < 1 }
 
+// MinTemperature is the smallest temperature that samples: the decode head
+// scales float32 logits by 1/temperature, which below it overflows (from
+// ~1e-38 every row came out non-finite, blamed on the weights).
+// Temperature 0 is greedy.
+const MinTemperature = 1e-30
+
 func (s Sampling) validate() error {
 	if math.IsNaN(s.Temperature) || math.IsInf(s.Temperature, 0) {
 		return fmt.Errorf("temperature %v is not a finite number", s.Temperature)
+	}
+	if s.Temperature > 0 && s.Temperature < MinTemperature {
+		return fmt.Errorf("temperature %v is too small to sample with (1/temperature overflows float32 logits): use 0 for greedy or at least %g", s.Temperature, MinTemperature)
 	}
 	if s.TopK < 0 {
 		return fmt.Errorf("top_k %d is negative (0 turns it off)", s.TopK)

@@ -121,9 +121,16 @@ func TestTopKOrderAndTies(t *testing.T) {
 }
 
 func TestSamplingValidate(t *testing.T) {
-	for _, s := range []Sampling{{Temperature: math.NaN()}, {TopK: -1}, {TopP: 1.5}, {TopP: -0.1}} {
+	// A temperature under MinTemperature overflows the head's float32 1/τ:
+	// it was run and failed as non-finite logits blamed on the weights.
+	for _, s := range []Sampling{{Temperature: math.NaN()}, {Temperature: 1e-39}, {Temperature: 1e-300}, {TopK: -1}, {TopP: 1.5}, {TopP: -0.1}} {
 		if s.validate() == nil {
 			t.Errorf("%+v accepted", s)
+		}
+	}
+	for _, s := range []Sampling{{}, {Temperature: MinTemperature}, {Temperature: 2}} {
+		if err := s.validate(); err != nil {
+			t.Errorf("%+v: %v", s, err)
 		}
 	}
 }

@@ -40,8 +40,8 @@ func ReadSamplingDefaults(gc *lm.GenerationConfig, fallback lm.Sampling) (Sampli
 	bad := func(key string, v any, want string) error {
 		return fmt.Errorf("%s: %s is %v; want %s (fix or remove the key; it is the default for requests that leave %s out)", gc.Path, key, v, want, key)
 	}
-	if t := gc.Temperature; t != nil && !(*t >= 0 && !math.IsInf(*t, 0)) {
-		return d, bad("temperature", *t, "a finite number ≥ 0")
+	if t := gc.Temperature; t != nil && (!(*t >= 0 && !math.IsInf(*t, 0)) || *t > 0 && *t < lm.MinTemperature) {
+		return d, bad("temperature", *t, fmt.Sprintf("0 (greedy) or a finite number ≥ %g", lm.MinTemperature))
 	}
 	if p := gc.TopP; p != nil && !(*p > 0 && *p <= 1) {
 		return d, bad("top_p", *p, "a value in (0, 1]")

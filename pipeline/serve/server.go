@@ -442,8 +442,8 @@ func (s *Server) sampling(p *samplingParams, maxTokens *int, maxParam string) (l
 	}
 	r.Sampling = s.defaults.Sampling
 	if t := p.Temperature; t != nil {
-		if !(*t >= 0 && *t <= 2) {
-			return r, badRequest("temperature", "temperature is %v; want 0 (greedy) to 2", *t)
+		if !(*t >= 0 && *t <= 2) || *t > 0 && *t < lm.MinTemperature {
+			return r, badRequest("temperature", "temperature is %v; want 0 (greedy) or %g to 2", *t, lm.MinTemperature)
 		}
 		r.Temperature = *t
 	}

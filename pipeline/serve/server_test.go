@@ -460,6 +460,8 @@ func TestLimitsRefused(t *testing.T) {
 	}{
 		{chatBody(m, "hi", map[string]any{"model": "gpt-9"}), 404, `the model "gpt-9" does not exist`},
 		{chatBody(m, "hi", map[string]any{"temperature": 3}), 400, "temperature is 3"},
+		// 1/temperature overflows the float32 logits: a 500 blaming the weights before.
+		{chatBody(m, "hi", map[string]any{"temperature": 1e-39}), 400, "temperature is 1e-39"},
 		{chatBody(m, "hi", map[string]any{"n": 5}), 400, "n is 5"},
 		{chatBody(m, "hi", map[string]any{"top_p": 0}), 400, "top_p is 0"},
 		{chatBody(m, "hi", map[string]any{"max_tokens": 0}), 400, "max_tokens is 0"},
