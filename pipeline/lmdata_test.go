@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/tagpr/tagpr/datasets"
@@ -79,5 +80,44 @@ func TestLMRowsStartWithBOS(t *testing.T) {
 	}
 	if len(rows) != 1 || !slices.Equal(rows[0], ids) {
 		t.Errorf("pre-tokenized row %v, want %v as given", rows, ids)
+	}
+}
+
+// A run renders Llama 3.2's chats with the template's own fallback date, not
+// today's, whether the template is detected or named: its prompts (SFT data,
+// rollouts, predictions, their stamps) must not change with the day.
+func TestRunChatFormatUndated(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join("..", "tokenize", "testdata", "chat_hf.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fx struct{ Templates map[string]string }
+	if err := json.Unmarshal(raw, &fx); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "tokenizer.json")
+	if err := bosTokenizer(t).Save(path); err != nil {
+		t.Fatal(err)
+	}
+	tj, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, _ := json.Marshal(map[string]string{"chat_template": fx.Templates["llama3.2"]})
+	for _, name := range []string{"auto", "llama3.2"} {
+		tok, err := tokenize.Parse(tj, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := setChatFormat(tok, name); err != nil {
+			t.Fatal(err)
+		}
+		e, err := tok.EncodeChatWith([]tokenize.Message{{Role: "user", Content: "q"}}, tokenize.ChatOptions{AddGenerationPrompt: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(e.Text, "Today Date: 26 Jul 2024\n") {
+			t.Errorf("chat_template %s: %q; want the template's fixed date", name, e.Text)
+		}
 	}
 }

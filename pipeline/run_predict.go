@@ -190,12 +190,8 @@ func PredictFile(ctx context.Context, o PredictFileOptions) (PredictStats, error
 	if err != nil {
 		return st, fmt.Errorf("predict: %w", err)
 	}
-	f, err := chatFormatNamed(o.ChatTemplate)
-	if err != nil {
+	if err := setChatFormat(tok, o.ChatTemplate); err != nil {
 		return st, fmt.Errorf("predict: chat template %w", err)
-	}
-	if f != nil {
-		tok.SetChatFormat(*f)
 	}
 	eos, _, err := ModelIDs(o.Model, tok)
 	if err != nil {

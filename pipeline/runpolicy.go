@@ -34,6 +34,24 @@ func chatFormatNamed(name string) (*tokenize.ChatFormat, error) {
 	return &f, nil
 }
 
+// setChatFormat applies tokenizer.chat_template (name; auto keeps what
+// tokenizer_config.json declares), with any date the template takes from the
+// clock fixed (Llama 3.2's): a run's prompts must not change with the day
+// they are rendered or resumed on.
+func setChatFormat(tok *tokenize.Tokenizer, name string) error {
+	f, err := chatFormatNamed(name)
+	if err != nil {
+		return err
+	}
+	if f != nil {
+		tok.SetChatFormat(*f)
+	}
+	if cf := tok.ChatFormat(); cf.Name == "llama3.2" {
+		tok.SetChatFormat(cf.Undated())
+	}
+	return nil
+}
+
 // loadTokenizer opens a tokenizer.json (with its tokenizer_config.json)
 // and applies the configured chat template.
 func (r *runEnv) loadTokenizer(path string) (*tokenize.Tokenizer, error) {
@@ -41,12 +59,8 @@ func (r *runEnv) loadTokenizer(path string) (*tokenize.Tokenizer, error) {
 	if err != nil {
 		return nil, err
 	}
-	f, err := chatFormatNamed(r.cfg.Tokenizer.ChatTemplate)
-	if err != nil {
+	if err := setChatFormat(tok, r.cfg.Tokenizer.ChatTemplate); err != nil {
 		return nil, fmt.Errorf("tokenizer.chat_template: %w", err)
-	}
-	if f != nil {
-		tok.SetChatFormat(*f)
 	}
 	return tok, nil
 }

@@ -112,7 +112,7 @@ var Llama3Chat = ChatFormat{
 // Llama31Chat is the Llama 3.1 and 3.3 Instruct format: Llama-3 turns after
 // a system turn that is always written, holding the template's knowledge
 // cutoff and its fixed date_string before the chat's system message.
-var Llama31Chat = llama31Chat("llama3.1", func() string { return "26 Jul 2024" })
+var Llama31Chat = llama31Chat("llama3.1", func() string { return llamaFallbackDate })
 
 // llama32Chat is Llama 3.2's format: Llama 3.1's with the date that
 // transformers' strftime_now("%d %b %Y") gives (today, local time).
@@ -121,6 +121,22 @@ var llama32Chat = llama31Chat("llama3.2", func() string { return chatNow().Forma
 // chatNow is the clock of templates that write today's date (a variable
 // for tests).
 var chatNow = time.Now
+
+// llamaFallbackDate is the date_string Llama 3.1's template always writes and
+// Llama 3.2's writes when the renderer has no strftime_now.
+const llamaFallbackDate = "26 Jul 2024"
+
+// Undated returns f with a date the template takes from the clock (Llama
+// 3.2's) replaced by the template's own fallback, 26 Jul 2024. A training
+// run renders prompts on many days (its SFT data, every RL step's rollouts,
+// a resume next week, predictions): with today's date in them they would
+// change with the calendar, and with them the run's results.
+func (f ChatFormat) Undated() ChatFormat {
+	if f.Name == llama32Chat.Name {
+		f.SystemPreamble = llama31Chat(f.Name, func() string { return llamaFallbackDate }).SystemPreamble
+	}
+	return f
+}
 
 func llama31Chat(name string, date func() string) ChatFormat {
 	f := Llama3Chat
