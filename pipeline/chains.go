@@ -309,12 +309,11 @@ func (g *chainGen) batch(ctx context.Context, exs []datasets.Example) ([]dataset
 	return rows, nil
 }
 
-// carriesTags: the teacher wrote the tagged-chain format (docs/formats.md) itself (a <think> or any
-// taxonomy tag), so its chain is validated as is, not relabelled.
+// carriesTags: the teacher wrote the tagged-chain format (docs/formats.md) itself (any taxonomy
+// tag), so its chain is validated as is, not relabelled. A <think> alone does not count: reasoning
+// models (DeepSeek-R1 style, or a server's reasoning_content put back in front) wrap free-form
+// reasoning in it, which is labelled like any free-form chain.
 func carriesTags(text string, tx rewardmodel.Taxonomy) bool {
-	if strings.Contains(text, "<think>") {
-		return true
-	}
 	for _, t := range tx {
 		if strings.Contains(text, "<"+t.Name+">") {
 			return true

@@ -27,8 +27,9 @@ var (
 )
 
 // ParseFreeChain finds the answer (an <answer> element, else the last
-// "Answer: …" line) and cuts the reasoning before it into steps: paragraphs,
-// else lines, else sentences.
+// "Answer: …" line, else the text after </think>, where reasoning models
+// write their final answer) and cuts the reasoning before it into steps:
+// paragraphs, else lines, else sentences.
 func ParseFreeChain(text string) FreeChain {
 	var fc FreeChain
 	reasoning := text
@@ -39,6 +40,9 @@ func ParseFreeChain(text string) FreeChain {
 		m := ms[len(ms)-1]
 		fc.Answer, fc.HasAnswer = strings.TrimSpace(text[m[2]:m[3]]), true
 		reasoning = text[:m[0]]
+	} else if i := strings.LastIndex(text, "</think>"); i >= 0 && strings.TrimSpace(text[i+len("</think>"):]) != "" {
+		fc.Answer, fc.HasAnswer = strings.TrimSpace(text[i+len("</think>"):]), true
+		reasoning = text[:i]
 	}
 	reasoning = strings.NewReplacer("<think>", "", "</think>", "").Replace(reasoning)
 	fc.Steps = SplitSteps(reasoning)
