@@ -163,9 +163,12 @@ type chatResponse struct {
 	Choices []struct {
 		Message struct {
 			Content string `json:"content"`
-			// Reasoning servers (vLLM or tagpr serve with a reasoning
-			// parser) return the <think> part here instead of in content.
+			// Reasoning servers (vLLM, SGLang, llama.cpp or tagpr serve
+			// with a reasoning parser) return the <think> part here
+			// instead of in content: reasoning_content, or reasoning
+			// (vLLM since 0.10, Ollama, OpenRouter).
 			ReasoningContent string `json:"reasoning_content"`
+			Reasoning        string `json:"reasoning"`
 		} `json:"message"`
 	} `json:"choices"`
 }
@@ -325,9 +328,13 @@ func (t *OpenAITeacher) post(ctx context.Context, body []byte) (string, error) {
 		return "", fmt.Errorf("teacher POST %s: response has no choices: %s", t.endpoint, snippet(raw))
 	}
 	msg := cr.Choices[0].Message
-	if msg.ReasoningContent != "" && !strings.Contains(msg.Content, "<think>") {
+	reasoning := msg.ReasoningContent
+	if reasoning == "" {
+		reasoning = msg.Reasoning
+	}
+	if reasoning != "" && !strings.Contains(msg.Content, "<think>") {
 		// Put the chain back where the chains stage reads it.
-		return "<think>\n" + strings.Trim(msg.ReasoningContent, "\n") + "\n</think>\n\n" + msg.Content, nil
+		return "<think>\n" + strings.Trim(reasoning, "\n") + "\n</think>\n\n" + msg.Content, nil
 	}
 	return msg.Content, nil
 }

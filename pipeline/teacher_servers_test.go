@@ -85,3 +85,19 @@ func TestGenerateChainsLabelsFreeFormThinkChains(t *testing.T) {
 		}
 	}
 }
+
+// vLLM (since 0.10), Ollama and OpenRouter name the split-off reasoning
+// "reasoning", older vLLM and SGLang "reasoning_content": either is the chain.
+func TestOpenAITeacherReadsReasoningFields(t *testing.T) {
+	exs, rows := shapedChains(t, func(i int, e *datasets.Example) map[string]any {
+		field := []string{"reasoning", "reasoning_content"}[i%2]
+		think := e.Chain[strings.Index(e.Chain, "<think>")+len("<think>") : strings.Index(e.Chain, "</think>")]
+		return map[string]any{"finish_reason": "stop", "message": map[string]any{"role": "assistant", field: think,
+			"content": e.Chain[strings.Index(e.Chain, "</think>")+len("</think>"):]}}
+	})
+	for i, r := range rows {
+		if !r.Keep || r.Answer != exs[i].Output || !strings.HasSuffix(r.Teacher, "; labeller=given") {
+			t.Errorf("row %d: keep %v answer %q (gold %q), teacher %q, verdicts %+v\n%s", i, r.Keep, r.Answer, exs[i].Output, r.Teacher, r.Verdicts, r.Chain)
+		}
+	}
+}
