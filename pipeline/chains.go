@@ -232,6 +232,7 @@ type candidate struct {
 	free    FreeChain
 	tagged  bool   // the teacher already wrote tags
 	plain   bool   // step tags stripped on purpose (ChainsStage.Plain): no tag verdict
+	cut     string // why the teacher's reply is not whole (Completion.Cut)
 	steps   int    // a plain chain's steps before their tags were stripped
 	problem string // labelling failure
 }
@@ -269,7 +270,11 @@ func (g *chainGen) batch(ctx context.Context, exs []datasets.Example) ([]dataset
 	var toLabel [][]string
 	var labelled []*candidate
 	for i, c := range cands {
-		c.text = texts[i]
+		c.text, c.cut = texts[i].Text, texts[i].Cut
+		if c.cut != "" {
+			c.problem = c.cut
+			continue
+		}
 		if carriesTags(c.text, g.cfg.Taxonomy) {
 			c.tagged = true
 			continue
@@ -349,6 +354,8 @@ func (g *chainGen) row(c *candidate) datasets.Chain {
 	switch {
 	case !c.ex.HasOutput:
 		verdict(VerdictAnswer, false, "no gold output to check against")
+	case c.cut != "":
+		verdict(VerdictAnswer, false, c.cut)
 	case c.tagged && !check.OneAnswer || !c.tagged && !c.free.HasAnswer:
 		verdict(VerdictAnswer, false, "no answer found")
 	default:

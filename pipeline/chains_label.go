@@ -266,7 +266,11 @@ func (l TeacherLabeller) Label(ctx context.Context, chains [][]string) ([]Labels
 	}
 	out := make([]Labels, len(chains))
 	for i, r := range replies {
-		out[i] = l.ParseLabels(r, len(chains[i]))
+		if r.Cut != "" {
+			out[i] = Labels{Problem: "labeller: " + r.Cut}
+			continue
+		}
+		out[i] = l.ParseLabels(r.Text, len(chains[i]))
 	}
 	return out, nil
 }

@@ -81,11 +81,11 @@ type scriptedTeacher struct {
 
 func (s *scriptedTeacher) Name() string { return "scripted" }
 
-func (s *scriptedTeacher) Complete(_ context.Context, prompts [][]datasets.Message) ([]string, error) {
+func (s *scriptedTeacher) Complete(_ context.Context, prompts [][]datasets.Message) ([]Completion, error) {
 	s.calls++
-	out := make([]string, len(prompts))
+	out := make([]Completion, len(prompts))
 	for i, p := range prompts {
-		out[i] = s.reply(p)
+		out[i].Text = s.reply(p)
 	}
 	return out, nil
 }

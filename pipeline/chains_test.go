@@ -382,7 +382,7 @@ func TestGenerateChainsBadInput(t *testing.T) {
 type shortTeacher struct{}
 
 func (shortTeacher) Name() string { return "short" }
-func (shortTeacher) Complete(context.Context, [][]datasets.Message) ([]string, error) {
+func (shortTeacher) Complete(context.Context, [][]datasets.Message) ([]Completion, error) {
 	return nil, nil
 }
 
@@ -469,7 +469,7 @@ type cancellingTeacher struct {
 	cancel context.CancelFunc
 }
 
-func (c *cancellingTeacher) Complete(ctx context.Context, prompts [][]datasets.Message) ([]string, error) {
+func (c *cancellingTeacher) Complete(ctx context.Context, prompts [][]datasets.Message) ([]Completion, error) {
 	if c.calls == 1 {
 		c.cancel()
 		return nil, ctx.Err()

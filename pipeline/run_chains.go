@@ -147,7 +147,7 @@ func stripStepTags(chain string, tx rewardmodel.Taxonomy) string {
 type goldTeacher struct{}
 
 func (goldTeacher) Name() string { return TeacherGold }
-func (goldTeacher) Complete(context.Context, [][]datasets.Message) ([]string, error) {
+func (goldTeacher) Complete(context.Context, [][]datasets.Message) ([]Completion, error) {
 	return nil, fmt.Errorf("gold chains come from the examples, not from requests")
 }
 

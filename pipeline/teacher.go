@@ -8,10 +8,22 @@ import (
 
 // Teacher writes reasoning chains (and, for the teacher labeller, step
 // labels): one completion per chat prompt. Implementations batch as they
-// like; the result has one text per prompt, in order.
+// like; the result has one completion per prompt, in order.
 type Teacher interface {
 	// Name is the provenance recorded with every chain, e.g.
 	// "openai:gpt-4o@https://api.example.com/v1" or "local:/models/policy".
 	Name() string
-	Complete(ctx context.Context, prompts [][]datasets.Message) ([]string, error)
+	Complete(ctx context.Context, prompts [][]datasets.Message) ([]Completion, error)
 }
+
+// Completion is a teacher's reply to one prompt.
+type Completion struct {
+	Text string
+	// Cut says why the reply is not whole ("" = the teacher ended it): the
+	// token budget ran out, a content filter stopped it, or the model
+	// refused. A cut chain is recorded, never kept: its answer may be cut too.
+	Cut string
+}
+
+// cutAtBudget is a Completion's Cut when the token budget ran out.
+const cutAtBudget = "the teacher's reply was cut at its token budget (finish_reason length): raise teacher.max_tokens in the run config, or --max-tokens"

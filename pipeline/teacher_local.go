@@ -40,7 +40,7 @@ func (t *LocalTeacher) Close() error { return t.Policy.Model.Close() }
 func (t *LocalTeacher) Name() string { return "local:" + t.Policy.Name }
 
 // Complete generates one completion per prompt.
-func (t *LocalTeacher) Complete(ctx context.Context, prompts [][]datasets.Message) ([]string, error) {
+func (t *LocalTeacher) Complete(ctx context.Context, prompts [][]datasets.Message) ([]Completion, error) {
 	if t.Policy.Model == nil || t.Policy.Tok == nil {
 		return nil, fmt.Errorf("local teacher %s: no model or tokenizer", t.Policy.Name)
 	}
@@ -71,13 +71,16 @@ func (t *LocalTeacher) Complete(ctx context.Context, prompts [][]datasets.Messag
 	if err != nil {
 		return nil, fmt.Errorf("local teacher %s: %w", t.Policy.Name, err)
 	}
-	out := make([]string, len(prompts))
+	out := make([]Completion, len(prompts))
 	for _, c := range comps {
 		text, err := t.Policy.Tok.Decode(c.Tokens, true)
 		if err != nil {
 			return nil, fmt.Errorf("local teacher %s: decode completion %d: %w", t.Policy.Name, c.Prompt, err)
 		}
-		out[c.Prompt] = text
+		out[c.Prompt].Text = text
+		if c.Finish == lm.FinishLength {
+			out[c.Prompt].Cut = cutAtBudget
+		}
 	}
 	return out, nil
 }

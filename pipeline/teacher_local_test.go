@@ -102,7 +102,7 @@ func TestLocalTeacherChainsSmoke(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if again[0] != first[0] || first[0] == "" {
+	if again[0] != first[0] || first[0].Text == "" {
 		t.Fatalf("local teacher is not reproducible or empty: %q vs %q", again[0], first[0])
 	}
 }

@@ -106,10 +106,10 @@ func (t *OpenAITeacher) Name() string {
 
 // Complete sends one request per prompt, at most Concurrency at a time. The
 // first request that fails for good cancels the rest and is returned.
-func (t *OpenAITeacher) Complete(ctx context.Context, prompts [][]datasets.Message) ([]string, error) {
+func (t *OpenAITeacher) Complete(ctx context.Context, prompts [][]datasets.Message) ([]Completion, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	out := make([]string, len(prompts))
+	out := make([]Completion, len(prompts))
 	errs := make([]error, len(prompts))
 	sem := make(chan struct{}, t.cfg.Concurrency)
 	var wg sync.WaitGroup
@@ -169,7 +169,9 @@ type chatResponse struct {
 			// (vLLM since 0.10, Ollama, OpenRouter).
 			ReasoningContent string `json:"reasoning_content"`
 			Reasoning        string `json:"reasoning"`
+			Refusal          string `json:"refusal"` // OpenAI: the model declined
 		} `json:"message"`
+		FinishReason string `json:"finish_reason"`
 	} `json:"choices"`
 }
 
@@ -231,14 +233,14 @@ func (e *statusError) retryable() bool {
 	return e.status == http.StatusTooManyRequests || e.status >= 500
 }
 
-func (t *OpenAITeacher) completeOne(ctx context.Context, msgs []datasets.Message) (string, error) {
+func (t *OpenAITeacher) completeOne(ctx context.Context, msgs []datasets.Message) (Completion, error) {
 	req := chatRequest{Model: t.cfg.Model, Temperature: t.cfg.Temperature, MaxTokens: t.cfg.MaxTokens}
 	for _, m := range msgs {
 		req.Messages = append(req.Messages, chatMessage{Role: m.Role, Content: m.Content})
 	}
 	body, err := json.Marshal(req)
 	if err != nil {
-		return "", fmt.Errorf("teacher %s: encode request: %w", t.endpoint, err)
+		return Completion{}, fmt.Errorf("teacher %s: encode request: %w", t.endpoint, err)
 	}
 	delay := t.cfg.Backoff
 	for attempt := 0; ; attempt++ {
@@ -251,7 +253,7 @@ func (t *OpenAITeacher) completeOne(ctx context.Context, msgs []datasets.Message
 		wait := delay
 		switch {
 		case ctx.Err() != nil:
-			return "", err
+			return Completion{}, err
 		case errors.As(err, &se):
 			retry = se.retryable()
 			if se.retryAfter > 0 {
@@ -264,14 +266,14 @@ func (t *OpenAITeacher) completeOne(ctx context.Context, msgs []datasets.Message
 		}
 		if !retry || attempt >= t.cfg.MaxRetries {
 			if retry {
-				return "", fmt.Errorf("%w (gave up after %d retries%s)", err, attempt, t.unreachableHint(err))
+				return Completion{}, fmt.Errorf("%w (gave up after %d retries%s)", err, attempt, t.unreachableHint(err))
 			}
-			return "", err
+			return Completion{}, err
 		}
 		select {
 		case <-time.After(min(wait, t.cfg.MaxBackoff)):
 		case <-ctx.Done():
-			return "", fmt.Errorf("teacher %s: %w (while backing off after: %v)", t.endpoint, ctx.Err(), err)
+			return Completion{}, fmt.Errorf("teacher %s: %w (while backing off after: %v)", t.endpoint, ctx.Err(), err)
 		}
 		delay *= 2
 	}
@@ -291,10 +293,10 @@ func isTransport(err error) bool {
 	return errors.As(err, &te)
 }
 
-func (t *OpenAITeacher) post(ctx context.Context, body []byte) (string, error) {
+func (t *OpenAITeacher) post(ctx context.Context, body []byte) (Completion, error) {
 	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, t.endpoint, bytes.NewReader(body))
 	if err != nil {
-		return "", fmt.Errorf("teacher %s: %w", t.endpoint, err)
+		return Completion{}, fmt.Errorf("teacher %s: %w", t.endpoint, err)
 	}
 	hreq.Header.Set("Content-Type", "application/json")
 	if t.key != "" {
@@ -302,15 +304,15 @@ func (t *OpenAITeacher) post(ctx context.Context, body []byte) (string, error) {
 	}
 	resp, err := t.client.Do(hreq)
 	if err != nil {
-		return "", transportError{fmt.Errorf("teacher POST %s: %w", t.endpoint, err)}
+		return Completion{}, transportError{fmt.Errorf("teacher POST %s: %w", t.endpoint, err)}
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes+1))
 	if err != nil {
-		return "", transportError{fmt.Errorf("teacher POST %s: read response: %w", t.endpoint, err)}
+		return Completion{}, transportError{fmt.Errorf("teacher POST %s: read response: %w", t.endpoint, err)}
 	}
 	if len(raw) > maxResponseBytes {
-		return "", fmt.Errorf("teacher POST %s: HTTP %d response body exceeds the size cap of %d MiB (a chat completion is far smaller: is the base URL right?)",
+		return Completion{}, fmt.Errorf("teacher POST %s: HTTP %d response body exceeds the size cap of %d MiB (a chat completion is far smaller: is the base URL right?)",
 			t.endpoint, resp.StatusCode, maxResponseBytes>>20)
 	}
 	if resp.StatusCode != http.StatusOK {
@@ -318,25 +320,35 @@ func (t *OpenAITeacher) post(ctx context.Context, body []byte) (string, error) {
 		if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s > 0 {
 			se.retryAfter = time.Duration(s) * time.Second
 		}
-		return "", se
+		return Completion{}, se
 	}
 	var cr chatResponse
 	if err := json.Unmarshal(raw, &cr); err != nil {
-		return "", fmt.Errorf("teacher POST %s: malformed response JSON (%v): %s", t.endpoint, err, snippet(raw))
+		return Completion{}, fmt.Errorf("teacher POST %s: malformed response JSON (%v): %s", t.endpoint, err, snippet(raw))
 	}
 	if len(cr.Choices) == 0 {
-		return "", fmt.Errorf("teacher POST %s: response has no choices: %s", t.endpoint, snippet(raw))
+		return Completion{}, fmt.Errorf("teacher POST %s: response has no choices: %s", t.endpoint, snippet(raw))
 	}
-	msg := cr.Choices[0].Message
+	choice := cr.Choices[0]
+	msg := choice.Message
+	c := Completion{Text: msg.Content}
 	reasoning := msg.ReasoningContent
 	if reasoning == "" {
 		reasoning = msg.Reasoning
 	}
 	if reasoning != "" && !strings.Contains(msg.Content, "<think>") {
 		// Put the chain back where the chains stage reads it.
-		return "<think>\n" + strings.Trim(reasoning, "\n") + "\n</think>\n\n" + msg.Content, nil
+		c.Text = "<think>\n" + strings.Trim(reasoning, "\n") + "\n</think>\n\n" + msg.Content
 	}
-	return msg.Content, nil
+	switch {
+	case msg.Refusal != "":
+		c.Cut = "the teacher refused: " + snippet([]byte(msg.Refusal))
+	case choice.FinishReason == "length":
+		c.Cut = cutAtBudget
+	case choice.FinishReason == "content_filter":
+		c.Cut = "the server's content filter stopped the teacher's reply (finish_reason content_filter)"
+	}
+	return c, nil
 }
 
 // snippet keeps error messages readable when a server answers with a page.

@@ -82,7 +82,7 @@ func TestOpenAITeacherSendsRequestAndRetries429(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(out) != 1 || out[0] != "hi there" || hits.Load() != 2 {
+	if len(out) != 1 || out[0] != (Completion{Text: "hi there"}) || hits.Load() != 2 {
 		t.Fatalf("got %q after %d requests, want \"hi there\" after 2", out, hits.Load())
 	}
 	if time.Since(start) > 5*time.Second {
@@ -186,7 +186,7 @@ func TestOpenAITeacherBoundsConcurrencyAndKeepsOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i, o := range out {
-		if o != fmt.Sprintf("echo %d", i) {
+		if o.Text != fmt.Sprintf("echo %d", i) {
 			t.Fatalf("completion %d is %q", i, o)
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/tagpr/tagpr/datasets"
+	"github.com/tagpr/tagpr/rewardmodel"
 )
 
 // shapedServer is an OpenAI-compatible endpoint on loopback answering
@@ -99,5 +100,60 @@ func TestOpenAITeacherReadsReasoningFields(t *testing.T) {
 		if !r.Keep || r.Answer != exs[i].Output || !strings.HasSuffix(r.Teacher, "; labeller=given") {
 			t.Errorf("row %d: keep %v answer %q (gold %q), teacher %q, verdicts %+v\n%s", i, r.Keep, r.Answer, exs[i].Output, r.Teacher, r.Verdicts, r.Chain)
 		}
+	}
+}
+
+// A reply the server says is not whole — cut at max_tokens (OpenAI, vLLM,
+// llama.cpp, Ollama: finish_reason "length", the reasoning-parser case with
+// content null), stopped by a content filter, or refused — is recorded with
+// the reason and never kept, though its text may look complete: a free-form
+// chain cut inside its "Answer:" line still earns a generation task's
+// ROUGE-L threshold.
+func TestGenerateChainsRejectsCutReplies(t *testing.T) {
+	exs, rows := shapedChains(t, func(i int, e *datasets.Example) map[string]any {
+		msg := map[string]any{"role": "assistant", "content": e.Chain}
+		finish := "stop"
+		switch i {
+		case 0: // cut inside the answer line: "Answer: myste"
+			free := goodFree(e.Output)
+			msg["content"], finish = free[:len(free)-3], "length"
+		case 1: // a reasoning parser: the reasoning cut, no content
+			msg["reasoning_content"], msg["content"], finish = e.Chain[len("<think>"):len(e.Chain)/2], nil, "length"
+		case 2:
+			finish = "content_filter"
+		case 3:
+			msg["content"], msg["refusal"] = nil, "I'm sorry, I can't help with that."
+		case 4: // whole: kept
+		case 5: // cut right after the answer: cut all the same
+			finish = "length"
+		}
+		return map[string]any{"message": msg, "finish_reason": finish}
+	})
+	for i, want := range []string{"finish_reason length", "finish_reason length", "content filter", "refused: I'm sorry", "", "finish_reason length"} {
+		r := rows[i]
+		if want == "" {
+			if !r.Keep {
+				t.Errorf("row %d: a whole reply was not kept: %+v", i, r.Verdicts)
+			}
+			continue
+		}
+		if r.Keep || r.Verdicts[0].Pass || r.Verdicts[1].Pass || !strings.Contains(r.Verdicts[0].Detail, want) || !strings.Contains(r.Verdicts[1].Detail, want) {
+			t.Errorf("row %d (gold %q): keep %v, verdicts %+v; want answer and tags failed for %q\n%s", i, exs[i].Output, r.Keep, r.Verdicts, want, r.Chain)
+		}
+	}
+}
+
+// A labelling reply cut at max_tokens is that chain's labelling problem.
+func TestTeacherLabellerCutReply(t *testing.T) {
+	srv := shapedServer(t, []datasets.Example{{Input: "Steps:"}}, func(int, *datasets.Example) map[string]any {
+		return map[string]any{"finish_reason": "length", "message": map[string]any{"role": "assistant", "content": "1: recall_history\n2: infer_preference\n3: conc"}}
+	})
+	l := TeacherLabeller{Teacher: testTeacher(t, srv.URL, nil), Taxonomy: rewardmodel.DefaultTaxonomy()}
+	got, err := l.Label(context.Background(), [][]string{{"a", "b", "c"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got[0].Tags != nil || !strings.Contains(got[0].Problem, "finish_reason length") {
+		t.Fatalf("labels %+v, want the cut named", got[0])
 	}
 }

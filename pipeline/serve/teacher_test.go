@@ -51,11 +51,11 @@ func TestChainsTeacherAgainstServe(t *testing.T) {
 			if c.split {
 				want[0].Text = "<think>\nLet me think\n</think>\n\nHello there."
 			}
-			if got[i] != want[0].Text {
+			if got[i].Text != want[0].Text {
 				t.Errorf("%s prompt %d: teacher got %q, greedy %q", m.Name, i, got[i], want[0].Text)
 			}
 		}
-		if dir == scriptedDir && !c.split && got[0] != scriptText {
+		if dir == scriptedDir && !c.split && got[0].Text != scriptText {
 			t.Errorf("scripted teacher answer %q, want %q", got[0], scriptText)
 		}
 	}
