@@ -316,7 +316,7 @@ func (t *OpenAITeacher) post(ctx context.Context, body []byte) (Completion, erro
 			t.endpoint, resp.StatusCode, maxResponseBytes>>20)
 	}
 	if resp.StatusCode != http.StatusOK {
-		se := &statusError{endpoint: t.endpoint, status: resp.StatusCode, body: snippet(raw), hint: contextHint(resp.StatusCode, raw) + t.notFoundHint(resp.StatusCode, raw)}
+		se := &statusError{endpoint: t.endpoint, status: resp.StatusCode, body: t.snippet(raw), hint: contextHint(resp.StatusCode, raw) + t.notFoundHint(resp.StatusCode, raw)}
 		if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s > 0 {
 			se.retryAfter = time.Duration(s) * time.Second
 		}
@@ -324,10 +324,10 @@ func (t *OpenAITeacher) post(ctx context.Context, body []byte) (Completion, erro
 	}
 	var cr chatResponse
 	if err := json.Unmarshal(raw, &cr); err != nil {
-		return Completion{}, fmt.Errorf("teacher POST %s: malformed response JSON (%v): %s", t.endpoint, err, snippet(raw))
+		return Completion{}, fmt.Errorf("teacher POST %s: malformed response JSON (%v): %s", t.endpoint, err, t.snippet(raw))
 	}
 	if len(cr.Choices) == 0 {
-		return Completion{}, fmt.Errorf("teacher POST %s: response has no choices: %s", t.endpoint, snippet(raw))
+		return Completion{}, fmt.Errorf("teacher POST %s: response has no choices: %s", t.endpoint, t.snippet(raw))
 	}
 	choice := cr.Choices[0]
 	msg := choice.Message
@@ -349,6 +349,15 @@ func (t *OpenAITeacher) post(ctx context.Context, body []byte) (Completion, erro
 		c.Cut = "the server's content filter stopped the teacher's reply (finish_reason content_filter)"
 	}
 	return c, nil
+}
+
+// snippet is a response body for an error message, the API key masked:
+// some servers and proxies echo the Authorization header they refused.
+func (t *OpenAITeacher) snippet(raw []byte) string {
+	if t.key != "" {
+		raw = bytes.ReplaceAll(raw, []byte(t.key), []byte("[key from "+t.cfg.APIKeyEnv+"]"))
+	}
+	return snippet(raw)
 }
 
 // snippet keeps error messages readable when a server answers with a page.

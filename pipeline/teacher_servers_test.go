@@ -157,3 +157,19 @@ func TestTeacherLabellerCutReply(t *testing.T) {
 		t.Fatalf("labels %+v, want the cut named", got[0])
 	}
 }
+
+// A server or proxy that echoes the refused Authorization header in its
+// error body does not put the API key in tagpr's error.
+func TestOpenAITeacherMasksEchoedKey(t *testing.T) {
+	const key = "sk-test-0123456789abcdef"
+	t.Setenv("TAGPR_TEST_TEACHER_KEY", key)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, `{"error":{"message":"Invalid API key: `+r.Header.Get("Authorization")+`","code":"invalid_api_key"}}`, http.StatusUnauthorized)
+	}))
+	defer srv.Close()
+	teacher := testTeacher(t, srv.URL, func(c *OpenAIConfig) { c.APIKeyEnv = "TAGPR_TEST_TEACHER_KEY" })
+	_, err := teacher.Complete(context.Background(), onePrompt("x"))
+	if err == nil || strings.Contains(err.Error(), key) || !strings.Contains(err.Error(), "Bearer [key from TAGPR_TEST_TEACHER_KEY]") {
+		t.Fatalf("error %v: want the echoed key masked", err)
+	}
+}
