@@ -317,9 +317,7 @@ func (t *OpenAITeacher) post(ctx context.Context, body []byte) (Completion, erro
 	}
 	if resp.StatusCode != http.StatusOK {
 		se := &statusError{endpoint: t.endpoint, status: resp.StatusCode, body: t.snippet(raw), hint: contextHint(resp.StatusCode, raw) + t.notFoundHint(resp.StatusCode, raw)}
-		if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s > 0 {
-			se.retryAfter = time.Duration(s) * time.Second
-		}
+		se.retryAfter = retryAfter(resp.Header, time.Now())
 		return Completion{}, se
 	}
 	var cr chatResponse
@@ -349,6 +347,23 @@ func (t *OpenAITeacher) post(ctx context.Context, body []byte) (Completion, erro
 		c.Cut = "the server's content filter stopped the teacher's reply (finish_reason content_filter)"
 	}
 	return c, nil
+}
+
+// retryAfter is how long the server asked to wait (0: it did not say):
+// retry-after-ms (OpenAI, Azure), else Retry-After in seconds or as an
+// HTTP date (RFC 9110; proxies and gateways send dates).
+func retryAfter(h http.Header, now time.Time) time.Duration {
+	if ms, err := strconv.ParseFloat(h.Get("Retry-After-Ms"), 64); err == nil && ms > 0 && ms < 1e9 {
+		return time.Duration(ms * float64(time.Millisecond))
+	}
+	v := strings.TrimSpace(h.Get("Retry-After"))
+	if s, err := strconv.Atoi(v); err == nil {
+		return time.Duration(max(s, 0)) * time.Second
+	}
+	if at, err := http.ParseTime(v); err == nil && at.After(now) {
+		return at.Sub(now)
+	}
+	return 0
 }
 
 // snippet is a response body for an error message, the API key masked:

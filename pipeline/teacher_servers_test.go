@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tagpr/tagpr/datasets"
 	"github.com/tagpr/tagpr/rewardmodel"
@@ -171,5 +172,28 @@ func TestOpenAITeacherMasksEchoedKey(t *testing.T) {
 	_, err := teacher.Complete(context.Background(), onePrompt("x"))
 	if err == nil || strings.Contains(err.Error(), key) || !strings.Contains(err.Error(), "Bearer [key from TAGPR_TEST_TEACHER_KEY]") {
 		t.Fatalf("error %v: want the echoed key masked", err)
+	}
+}
+
+// Retry-After as seconds or as an HTTP date, and OpenAI's retry-after-ms,
+// set the wait before a retry.
+func TestRetryAfter(t *testing.T) {
+	now := time.Date(2026, 12, 7, 18, 0, 0, 0, time.UTC)
+	for _, c := range []struct {
+		header, value string
+		want          time.Duration
+	}{
+		{"Retry-After", "7", 7 * time.Second},
+		{"Retry-After", "Mon, 07 Dec 2026 18:00:30 GMT", 30 * time.Second},
+		{"Retry-After", "Mon, 07 Dec 2026 17:59:00 GMT", 0},
+		{"Retry-After", "soon", 0},
+		{"Retry-After-Ms", "1500", 1500 * time.Millisecond},
+		{"Retry-After", "", 0},
+	} {
+		h := http.Header{}
+		h.Set(c.header, c.value)
+		if got := retryAfter(h, now); got != c.want {
+			t.Errorf("%s: %q: %v, want %v", c.header, c.value, got, c.want)
+		}
 	}
 }
