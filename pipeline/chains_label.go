@@ -229,8 +229,13 @@ func (l TeacherLabeller) LabelPrompt(steps []string) []datasets.Message {
 
 var labelLine = regexp.MustCompile(`(?m)^[ \t]*(\d+)[ \t]*[.:)\-][ \t]*<?([a-z][a-z0-9_]*)>?[ \t]*$`)
 
-// ParseLabels reads "N: tag" lines for n steps.
+// ParseLabels reads "N: tag" lines for n steps, after the reply's
+// reasoning (a reasoning model's <think>…</think>, which may try out
+// labels before it settles).
 func (l TeacherLabeller) ParseLabels(reply string, n int) Labels {
+	if i := strings.LastIndex(reply, "</think>"); i >= 0 {
+		reply = reply[i+len("</think>"):]
+	}
 	tags := make([]string, n)
 	for _, m := range labelLine.FindAllStringSubmatch(reply, -1) {
 		k, _ := strconv.Atoi(m[1])

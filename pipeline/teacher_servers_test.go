@@ -197,3 +197,22 @@ func TestRetryAfter(t *testing.T) {
 		}
 	}
 }
+
+// A reasoning model labelling steps thinks first (R1 style in the content,
+// or a reasoning parser's field put back in front): only the lines after
+// its reasoning are its labels.
+func TestTeacherLabellerSkipsReasoning(t *testing.T) {
+	think := "Step 1 restates the task?\n1: musing\n0: none\nNo: step 1 recalls the history.\n"
+	srv := shapedServer(t, []datasets.Example{{Input: "Steps:"}}, func(int, *datasets.Example) map[string]any {
+		return map[string]any{"finish_reason": "stop", "message": map[string]any{"role": "assistant", "reasoning_content": think,
+			"content": "1: recall_history\n2: infer_preference\n3: conclude"}}
+	})
+	l := TeacherLabeller{Teacher: testTeacher(t, srv.URL, nil), Taxonomy: rewardmodel.DefaultTaxonomy()}
+	got, err := l.Label(context.Background(), [][]string{{"a", "b", "c"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := []string{"recall_history", "infer_preference", "conclude"}; strings.Join(got[0].Tags, ",") != strings.Join(w, ",") {
+		t.Fatalf("labels %+v, want %q", got[0], w)
+	}
+}
