@@ -173,6 +173,9 @@ type chatResponse struct {
 		} `json:"message"`
 		FinishReason string `json:"finish_reason"`
 	} `json:"choices"`
+	// Error is an error reported in a 200 response (OpenRouter and some
+	// gateways, when the upstream provider failed).
+	Error json.RawMessage `json:"error"`
 }
 
 // statusError is an HTTP failure; retryable for 429 and 5xx.
@@ -324,10 +327,17 @@ func (t *OpenAITeacher) post(ctx context.Context, body []byte) (Completion, erro
 	if err := json.Unmarshal(raw, &cr); err != nil {
 		return Completion{}, fmt.Errorf("teacher POST %s: malformed response JSON (%v): %s", t.endpoint, err, t.snippet(raw))
 	}
+	if len(cr.Choices) == 0 && len(cr.Error) > 0 && string(cr.Error) != "null" {
+		// The provider behind a gateway failed: worth another try, as a 5xx.
+		return Completion{}, transportError{fmt.Errorf("teacher POST %s: HTTP 200 with an error: %s", t.endpoint, t.snippet(raw))}
+	}
 	if len(cr.Choices) == 0 {
 		return Completion{}, fmt.Errorf("teacher POST %s: response has no choices: %s", t.endpoint, t.snippet(raw))
 	}
 	choice := cr.Choices[0]
+	if choice.FinishReason == "error" {
+		return Completion{}, transportError{fmt.Errorf("teacher POST %s: the server's generation failed (finish_reason error): %s", t.endpoint, t.snippet(raw))}
+	}
 	msg := choice.Message
 	c := Completion{Text: msg.Content}
 	reasoning := msg.ReasoningContent

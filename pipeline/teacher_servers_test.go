@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -214,5 +215,36 @@ func TestTeacherLabellerSkipsReasoning(t *testing.T) {
 	}
 	if w := []string{"recall_history", "infer_preference", "conclude"}; strings.Join(got[0].Tags, ",") != strings.Join(w, ",") {
 		t.Fatalf("labels %+v, want %q", got[0], w)
+	}
+}
+
+// A gateway's in-band error (HTTP 200 with an "error" object, or a choice
+// with finish_reason "error": OpenRouter when the provider behind it
+// failed) is retried like a 5xx, then named.
+func TestOpenAITeacherRetriesInBandErrors(t *testing.T) {
+	for _, body := range []string{
+		`{"error":{"message":"upstream overloaded","code":502}}`,
+		`{"choices":[{"index":0,"finish_reason":"error","message":{"role":"assistant","content":"half a cha"},"error":{"message":"provider disconnected","code":502}}]}`,
+	} {
+		var hits atomic.Int32
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if hits.Add(1) <= 2 {
+				w.Write([]byte(body))
+				return
+			}
+			chatReply(w, "whole")
+		}))
+		teacher := testTeacher(t, srv.URL, func(c *OpenAIConfig) { c.MaxRetries = 2 })
+		got, err := teacher.Complete(context.Background(), onePrompt("x"))
+		if err != nil || got[0] != (Completion{Text: "whole"}) || hits.Load() != 3 {
+			t.Errorf("%s: %+v, %v after %d requests; want the third answer", body, got, err, hits.Load())
+		}
+		hits.Store(0)
+		teacher = testTeacher(t, srv.URL, func(c *OpenAIConfig) { c.MaxRetries = 1 })
+		if _, err := teacher.Complete(context.Background(), onePrompt("x")); err == nil || !strings.Contains(err.Error(), "gave up after 1 retries") ||
+			!strings.Contains(err.Error(), "upstream overloaded") && !strings.Contains(err.Error(), "finish_reason error") {
+			t.Errorf("%s: error %v, want it named after the retries", body, err)
+		}
+		srv.Close()
 	}
 }
