@@ -371,6 +371,9 @@ func (r *runEnv) chainsSettings() map[string]any {
 	for _, k := range []string{"teacher.timeout", "teacher.max_retries", "teacher.concurrency", "teacher.api_key_env", "stages.chains.batch"} {
 		delete(s, k)
 	}
+	if u, ok := s["teacher.base_url"].(string); ok {
+		s["teacher.base_url"] = RedactURL(u) // every later stage's run.json holds these
+	}
 	if r.cfg.Teacher.Kind == TeacherLocal { // the one teacher that samples with the seed
 		r.runSeed(s, r.cfg.Teacher.Seed)
 	}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -73,6 +74,7 @@ func (c OpenAIConfig) withDefaults() OpenAIConfig {
 type OpenAITeacher struct {
 	cfg      OpenAIConfig
 	endpoint string
+	shown    string // endpoint with a password in it masked: what names and errors show
 	key      string
 	client   *http.Client
 }
@@ -89,7 +91,7 @@ func NewOpenAITeacher(cfg OpenAIConfig) (*OpenAITeacher, error) {
 	if cfg.Model == "" {
 		return nil, fmt.Errorf("openai teacher: no model named (set %s)", cfg.ModelKey)
 	}
-	t := &OpenAITeacher{cfg: cfg, endpoint: base + "/chat/completions", client: &http.Client{Timeout: cfg.Timeout}}
+	t := &OpenAITeacher{cfg: cfg, endpoint: base + "/chat/completions", shown: RedactURL(base) + "/chat/completions", client: &http.Client{Timeout: cfg.Timeout}}
 	if cfg.APIKeyEnv != "" {
 		t.key = os.Getenv(cfg.APIKeyEnv)
 		if t.key == "" {
@@ -101,7 +103,7 @@ func NewOpenAITeacher(cfg OpenAIConfig) (*OpenAITeacher, error) {
 
 // Name is "openai:MODEL@BASEURL".
 func (t *OpenAITeacher) Name() string {
-	return "openai:" + t.cfg.Model + "@" + strings.TrimSuffix(t.endpoint, "/chat/completions")
+	return "openai:" + t.cfg.Model + "@" + strings.TrimSuffix(t.shown, "/chat/completions")
 }
 
 // Complete sends one request per prompt, at most Concurrency at a time. The
@@ -142,7 +144,7 @@ func (t *OpenAITeacher) Complete(ctx context.Context, prompts [][]datasets.Messa
 		}
 	}
 	if first != nil {
-		return nil, fmt.Errorf("teacher %s: %w", t.endpoint, first)
+		return nil, fmt.Errorf("teacher %s: %w", t.shown, first)
 	}
 	return out, nil
 }
@@ -212,10 +214,10 @@ func (t *OpenAITeacher) notFoundHint(status int, raw []byte) string {
 	if strings.Contains(body, "model_not_found") || strings.Contains(body, "model") &&
 		(strings.Contains(body, "does not exist") || strings.Contains(body, "not found") || strings.Contains(body, "unknown")) {
 		return fmt.Sprintf(" (the server does not serve the model %s %q: set it to one the server lists at %s/models)",
-			t.cfg.ModelKey, t.cfg.Model, strings.TrimSuffix(t.endpoint, "/chat/completions"))
+			t.cfg.ModelKey, t.cfg.Model, strings.TrimSuffix(t.shown, "/chat/completions"))
 	}
 	if status == http.StatusNotFound {
-		return fmt.Sprintf(" (no chat-completions endpoint there: check %s %q, which usually ends in /v1)", t.cfg.BaseURLKey, t.cfg.BaseURL)
+		return fmt.Sprintf(" (no chat-completions endpoint there: check %s %q, which usually ends in /v1)", t.cfg.BaseURLKey, RedactURL(t.cfg.BaseURL))
 	}
 	return ""
 }
@@ -229,7 +231,7 @@ func (t *OpenAITeacher) unreachableHint(err error) string {
 	if !errors.As(err, &dns) && !(errors.As(err, &op) && op.Op == "dial") {
 		return ""
 	}
-	return fmt.Sprintf("; no server answered at %s %q: check the URL and that its server is running", t.cfg.BaseURLKey, t.cfg.BaseURL)
+	return fmt.Sprintf("; no server answered at %s %q: check the URL and that its server is running", t.cfg.BaseURLKey, RedactURL(t.cfg.BaseURL))
 }
 
 func (e *statusError) retryable() bool {
@@ -243,7 +245,7 @@ func (t *OpenAITeacher) completeOne(ctx context.Context, msgs []datasets.Message
 	}
 	body, err := json.Marshal(req)
 	if err != nil {
-		return Completion{}, fmt.Errorf("teacher %s: encode request: %w", t.endpoint, err)
+		return Completion{}, fmt.Errorf("teacher %s: encode request: %w", t.shown, err)
 	}
 	delay := t.cfg.Backoff
 	for attempt := 0; ; attempt++ {
@@ -276,7 +278,7 @@ func (t *OpenAITeacher) completeOne(ctx context.Context, msgs []datasets.Message
 		select {
 		case <-time.After(min(wait, t.cfg.MaxBackoff)):
 		case <-ctx.Done():
-			return Completion{}, fmt.Errorf("teacher %s: %w (while backing off after: %v)", t.endpoint, ctx.Err(), err)
+			return Completion{}, fmt.Errorf("teacher %s: %w (while backing off after: %v)", t.shown, ctx.Err(), err)
 		}
 		delay *= 2
 	}
@@ -299,7 +301,7 @@ func isTransport(err error) bool {
 func (t *OpenAITeacher) post(ctx context.Context, body []byte) (Completion, error) {
 	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, t.endpoint, bytes.NewReader(body))
 	if err != nil {
-		return Completion{}, fmt.Errorf("teacher %s: %w", t.endpoint, err)
+		return Completion{}, fmt.Errorf("teacher %s: %w", t.shown, err)
 	}
 	hreq.Header.Set("Content-Type", "application/json")
 	if t.key != "" {
@@ -307,36 +309,36 @@ func (t *OpenAITeacher) post(ctx context.Context, body []byte) (Completion, erro
 	}
 	resp, err := t.client.Do(hreq)
 	if err != nil {
-		return Completion{}, transportError{fmt.Errorf("teacher POST %s: %w", t.endpoint, err)}
+		return Completion{}, transportError{fmt.Errorf("teacher POST %s: %w", t.shown, err)}
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes+1))
 	if err != nil {
-		return Completion{}, transportError{fmt.Errorf("teacher POST %s: read response: %w", t.endpoint, err)}
+		return Completion{}, transportError{fmt.Errorf("teacher POST %s: read response: %w", t.shown, err)}
 	}
 	if len(raw) > maxResponseBytes {
 		return Completion{}, fmt.Errorf("teacher POST %s: HTTP %d response body exceeds the size cap of %d MiB (a chat completion is far smaller: is the base URL right?)",
-			t.endpoint, resp.StatusCode, maxResponseBytes>>20)
+			t.shown, resp.StatusCode, maxResponseBytes>>20)
 	}
 	if resp.StatusCode != http.StatusOK {
-		se := &statusError{endpoint: t.endpoint, status: resp.StatusCode, body: t.snippet(raw), hint: contextHint(resp.StatusCode, raw) + t.notFoundHint(resp.StatusCode, raw)}
+		se := &statusError{endpoint: t.shown, status: resp.StatusCode, body: t.snippet(raw), hint: contextHint(resp.StatusCode, raw) + t.notFoundHint(resp.StatusCode, raw)}
 		se.retryAfter = retryAfter(resp.Header, time.Now())
 		return Completion{}, se
 	}
 	var cr chatResponse
 	if err := json.Unmarshal(raw, &cr); err != nil {
-		return Completion{}, fmt.Errorf("teacher POST %s: malformed response JSON (%v): %s", t.endpoint, err, t.snippet(raw))
+		return Completion{}, fmt.Errorf("teacher POST %s: malformed response JSON (%v): %s", t.shown, err, t.snippet(raw))
 	}
 	if len(cr.Choices) == 0 && len(cr.Error) > 0 && string(cr.Error) != "null" {
 		// The provider behind a gateway failed: worth another try, as a 5xx.
-		return Completion{}, transportError{fmt.Errorf("teacher POST %s: HTTP 200 with an error: %s", t.endpoint, t.snippet(raw))}
+		return Completion{}, transportError{fmt.Errorf("teacher POST %s: HTTP 200 with an error: %s", t.shown, t.snippet(raw))}
 	}
 	if len(cr.Choices) == 0 {
-		return Completion{}, fmt.Errorf("teacher POST %s: response has no choices: %s", t.endpoint, t.snippet(raw))
+		return Completion{}, fmt.Errorf("teacher POST %s: response has no choices: %s", t.shown, t.snippet(raw))
 	}
 	choice := cr.Choices[0]
 	if choice.FinishReason == "error" {
-		return Completion{}, transportError{fmt.Errorf("teacher POST %s: the server's generation failed (finish_reason error): %s", t.endpoint, t.snippet(raw))}
+		return Completion{}, transportError{fmt.Errorf("teacher POST %s: the server's generation failed (finish_reason error): %s", t.shown, t.snippet(raw))}
 	}
 	msg := choice.Message
 	c := Completion{Text: msg.Content}
@@ -357,6 +359,20 @@ func (t *OpenAITeacher) post(ctx context.Context, body []byte) (Completion, erro
 		c.Cut = "the server's content filter stopped the teacher's reply (finish_reason content_filter)"
 	}
 	return c, nil
+}
+
+// RedactURL masks the password of a URL's user info (a base URL such as
+// http://user:pass@host/v1, for a server behind basic auth), for names,
+// errors and recorded settings.
+func RedactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || u.User == nil {
+		return s
+	}
+	if _, ok := u.User.Password(); !ok {
+		return s
+	}
+	return u.Redacted()
 }
 
 // retryAfter is how long the server asked to wait (0: it did not say):

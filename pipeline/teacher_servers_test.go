@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -246,5 +247,45 @@ func TestOpenAITeacherRetriesInBandErrors(t *testing.T) {
 			t.Errorf("%s: error %v, want it named after the retries", body, err)
 		}
 		srv.Close()
+	}
+}
+
+// A base URL with a password in it (a server behind basic auth) reaches
+// the server, but the password stays out of the teacher's name (the chains'
+// teacher column, summary.json, logs) and its errors.
+func TestOpenAITeacherMasksURLPassword(t *testing.T) {
+	const pass = "hunter2-secret"
+	var hits atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if u, p, ok := r.BasicAuth(); !ok || u != "me" || p != pass {
+			t.Errorf("basic auth %q %q %v", u, p, ok)
+		}
+		if hits.Add(1) == 1 {
+			chatReply(w, "fine")
+			return
+		}
+		http.Error(w, "nope", http.StatusBadRequest)
+	}))
+	defer srv.Close()
+	base := strings.Replace(srv.URL, "http://", "http://me:"+pass+"@", 1)
+	teacher := testTeacher(t, base, nil)
+	if _, err := teacher.Complete(context.Background(), onePrompt("x")); err != nil {
+		t.Fatal(err)
+	}
+	_, err := teacher.Complete(context.Background(), onePrompt("x"))
+	if err == nil || strings.Contains(err.Error(), pass) || strings.Contains(teacher.Name(), pass) || !strings.Contains(teacher.Name(), "me:xxxxx@") {
+		t.Fatalf("name %q, error %v: want the password masked", teacher.Name(), err)
+	}
+}
+
+// The chains stamp (run.json of the chains stage and of every stage after
+// it) records the base URL without its password.
+func TestChainsSettingsMaskURLPassword(t *testing.T) {
+	cfg := DefaultRunConfig()
+	cfg.Teacher.BaseURL = "https://me:hunter2-secret@llm.example.com/v1"
+	r := &runEnv{cfg: cfg, flat: map[string]any{}}
+	flatten("", ConfigMap(cfg), r.flat)
+	if got := fmt.Sprint(r.chainsSettings()["teacher.base_url"]); got != "https://me:xxxxx@llm.example.com/v1" {
+		t.Fatalf("stamped teacher.base_url %q, want the password masked", got)
 	}
 }
