@@ -467,6 +467,10 @@ func (c *RunConfig) Validate() error {
 	if c.Stages.Chains.Samples < 1 || c.Stages.Chains.Batch < 1 {
 		bad("stages.chains", "samples %d, batch %d: want ≥ 1", c.Stages.Chains.Samples, c.Stages.Chains.Batch)
 	}
+	if c.Stages.Chains.Samples > 1 && c.Teacher.Kind != TeacherGold && c.Teacher.Temperature == 0 && !c.Stages.Chains.Skip {
+		bad("stages.chains.samples", "%d with teacher.temperature 0: greedy decoding writes the same chain every time, so every sample after "+
+			"the first is paid for and dropped as a duplicate; set teacher.temperature > 0 (e.g. 0.7) or samples 1", c.Stages.Chains.Samples)
+	}
 	if c.Stages.Chains.Plain && c.Teacher.Kind != TeacherGold {
 		bad("stages.chains.plain", "strips the tags of gold chains: set teacher.kind gold (a teacher's chains are asked for with tags)")
 	}

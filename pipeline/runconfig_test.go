@@ -149,6 +149,8 @@ func TestRunConfigValidate(t *testing.T) {
 				TaskWeights: TaskWeights{"LaMP_2M": 0, "LaMP_3": 0}}}
 		}, "stages.rl[0].task_weights: every task is 0"},
 		"plain teacher chains": {func(c *RunConfig) { c.Stages.Chains.Plain = true }, "stages.chains.plain"},
+		"greedy samples": {func(c *RunConfig) { c.Stages.Chains.Samples, c.Teacher.Temperature = 2, 0 },
+			"stages.chains.samples: 2 with teacher.temperature 0"},
 		"rl from a later stage": {func(c *RunConfig) {
 			st := RLStage{Name: "a", Reward: RewardExploratory, Steps: 1, PromptsPerStep: 1, NumGenerations: 2, MaxCompletionLength: 4, LR: 1e-4, From: "b"}
 			later := st

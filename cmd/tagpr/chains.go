@@ -170,7 +170,9 @@ The OpenAI teacher reads its key from the environment variable named by --api-ke
 // default silently).
 func (o chainsFlags) validate() error {
 	return checkFlags("chains generate",
-		atLeast("--samples", o.samples, 1), atLeast("--batch", o.batch, 1), atLeast("--profile-k", o.topKProfile, 0),
+		atLeast("--samples", o.samples, 1), atLeast("--batch", o.batch, 1),
+		flagCheck{"--samples", o.samples, o.samples == 1 || o.temperature > 0,
+			"1 with --temperature 0 (greedy decoding writes the same chain every time: every further sample is paid for and dropped as a duplicate)"}, atLeast("--profile-k", o.topKProfile, 0),
 		atLeast("--concurrency", o.concurrency, 1), atLeast("--retries", o.retries, 0),
 		flagCheck{"--timeout", o.timeout, o.timeout > 0, "a duration > 0"},
 		nonNegative("--temperature", o.temperature), atLeast("--max-tokens", o.maxTokens, 1),

@@ -277,6 +277,11 @@ func TestChainsFlags(t *testing.T) {
 			t.Errorf("%s 0: err %v, stderr %q", flag, err, stderr)
 		}
 	}
+	// Greedy samples are all the same chain: paid for, then dropped as duplicates.
+	if _, stderr, err := runTagpr(t, ".", nil, append(base, "--samples", "2", "--temperature", "0")...); err == nil ||
+		!strings.Contains(stderr, "--samples 2: want 1 with --temperature 0") {
+		t.Errorf("--samples 2 --temperature 0: err %v, stderr %q", err, stderr)
+	}
 	if hits.Load() != 0 {
 		t.Fatalf("refused runs sent %d requests", hits.Load())
 	}
