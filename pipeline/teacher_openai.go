@@ -203,6 +203,25 @@ func contextHint(status int, raw []byte) string {
 	return ""
 }
 
+// promptRefused: the server's content policy refused this one prompt
+// (Azure OpenAI's content_filter, OpenAI's invalid_prompt and
+// content_policy_violation codes), not the request's settings.
+func promptRefused(status int, raw []byte) bool {
+	if status != http.StatusBadRequest {
+		return false
+	}
+	var body struct {
+		Error struct {
+			Code any `json:"code"`
+		} `json:"error"`
+	}
+	if json.Unmarshal(raw, &body) != nil {
+		return false
+	}
+	code, _ := body.Error.Code.(string)
+	return code == "content_filter" || code == "invalid_prompt" || code == "content_policy_violation"
+}
+
 // notFoundHint names the setting to check when the server answered 404
 // (or 400) because it does not know the model, or found no
 // chat-completions endpoint at the base URL.
@@ -319,6 +338,11 @@ func (t *OpenAITeacher) post(ctx context.Context, body []byte) (Completion, erro
 	if len(raw) > maxResponseBytes {
 		return Completion{}, fmt.Errorf("teacher POST %s: HTTP %d response body exceeds the size cap of %d MiB (a chat completion is far smaller: is the base URL right?)",
 			t.shown, resp.StatusCode, maxResponseBytes>>20)
+	}
+	if promptRefused(resp.StatusCode, raw) {
+		// This prompt will be refused again on every rerun: its row records
+		// why, and the other prompts go on.
+		return Completion{Cut: fmt.Sprintf("the server refused the prompt (HTTP %d): %s", resp.StatusCode, t.snippet(raw))}, nil
 	}
 	if resp.StatusCode != http.StatusOK {
 		se := &statusError{endpoint: t.shown, status: resp.StatusCode, body: t.snippet(raw), hint: contextHint(resp.StatusCode, raw) + t.notFoundHint(resp.StatusCode, raw)}

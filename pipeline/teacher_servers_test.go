@@ -289,3 +289,47 @@ func TestChainsSettingsMaskURLPassword(t *testing.T) {
 		t.Fatalf("stamped teacher.base_url %q, want the password masked", got)
 	}
 }
+
+// A prompt the server's content policy refuses (Azure OpenAI's HTTP 400
+// content_filter, OpenAI's invalid_prompt) is refused again on every rerun:
+// its row records why and the other examples go on, where the run used to
+// stop at it for good.
+func TestGenerateChainsRecordsRefusedPrompts(t *testing.T) {
+	dir := t.TempDir()
+	examples, exs := chainExamples(t, dir)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		user := readChat(t, r).Messages[0].Content
+		for i, e := range exs {
+			if !strings.Contains(user, e.Input) {
+				continue
+			}
+			switch i {
+			case 1:
+				http.Error(w, `{"error":{"message":"The response was filtered due to the prompt triggering Azure OpenAI's content management policy.","type":null,"param":"prompt","code":"content_filter","status":400}}`, http.StatusBadRequest)
+			case 2:
+				http.Error(w, `{"error":{"message":"Invalid prompt: your prompt was flagged as potentially violating our usage policy.","type":"invalid_request_error","param":null,"code":"invalid_prompt"}}`, http.StatusBadRequest)
+			default:
+				chatReply(w, e.Chain)
+			}
+			return
+		}
+	}))
+	defer srv.Close()
+	out := filepath.Join(dir, "chains.arrow")
+	cfg := chainsConfig(examples, out, testTeacher(t, srv.URL, nil))
+	cfg.Filter.KeepDuplicates = true
+	if _, err := GenerateChains(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := datasets.ReadChains(out, datasets.ReadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range rows {
+		want := map[int]string{1: "content management policy", 2: "flagged"}[i]
+		if want == "" && !r.Keep || want != "" && (r.Keep || !strings.Contains(r.Verdicts[1].Detail, "the server refused the prompt (HTTP 400)") ||
+			!strings.Contains(r.Verdicts[1].Detail, want)) {
+			t.Errorf("row %d: keep %v, verdicts %+v", i, r.Keep, r.Verdicts)
+		}
+	}
+}
