@@ -79,6 +79,11 @@ type ChainsConfig struct {
 	// Progress hears of every batch (Task "chains", Step the examples done
 	// including earlier runs', Metrics rows).
 	Progress train.ProgressFunc
+	// Settings are the teacher's knobs its Name does not show (sampling,
+	// token budget), recorded with the part files beside the rest of this
+	// config: a resumed run or another shard's worker with other settings
+	// is refused before it mixes its chains with theirs.
+	Settings map[string]any
 }
 
 // ChainsStats counts one run.
@@ -132,6 +137,19 @@ func GenerateChains(ctx context.Context, cfg ChainsConfig) (ChainsStats, error) 
 		cfg.Batch = 32
 	}
 	cfg.Filter = cfg.Filter.withDefaults()
+	labeller := cfg.Labeller.Name()
+	if l, ok := cfg.Labeller.(TeacherLabeller); ok {
+		labeller = "teacher:" + teacherID(l.Teacher)
+	}
+	settings := map[string]any{"teacher": teacherID(cfg.Teacher), "labeller": labeller, "system": cfg.System,
+		"samples": cfg.Samples, "filter": cfg.Filter, "prompt": cfg.Prompt, "taxonomy": cfg.Taxonomy}
+	for k, v := range cfg.Settings {
+		settings["teacher."+k] = v
+	}
+	parts := datasets.PartsFor(cfg.Out, datasets.Shard{}).Dir
+	if err := checkStamp(parts, "chains "+cfg.Out, settings, false); err != nil {
+		return st, err
+	}
 
 	fo := FanOut[datasets.Example, datasets.Chain]{Name: "chains", In: cfg.Examples, Out: cfg.Out, Kind: datasets.KindExample,
 		Shard: cfg.Shard, Batch: cfg.Batch, Decode: datasets.DecodeExamples, ID: func(e *datasets.Example) string { return e.ID },
@@ -151,6 +169,17 @@ func GenerateChains(ctx context.Context, cfg ChainsConfig) (ChainsStats, error) 
 	ms, err := MergeChains(cfg.Examples, cfg.Out, cfg.Filter.KeepDuplicates)
 	ms.Skipped, ms.Done = st.Skipped, st.Done
 	return ms, err
+}
+
+// teacherID is the teacher a resumed run must keep: its name, but for an
+// OpenAI-compatible endpoint only its model (the same model served at
+// another address, a restarted server's new port or a fallback gateway,
+// goes on where the parts stopped).
+func teacherID(t Teacher) string {
+	if ot, ok := t.(*OpenAITeacher); ok {
+		return "openai:" + ot.cfg.Model
+	}
+	return t.Name()
 }
 
 // MergeChains assembles the part files of every worker in Out.parts into

@@ -16,6 +16,7 @@ import (
 	"testing"
 
 	"github.com/tagpr/tagpr/datasets"
+	"github.com/tagpr/tagpr/onnx/train"
 	"github.com/tagpr/tagpr/rewardmodel"
 )
 
@@ -242,7 +243,9 @@ func TestGenerateChainsResumesAfterFailure(t *testing.T) {
 		t.Fatalf("a failed run left %s (%v)", out, err)
 	}
 	parts, _ := filepath.Glob(out + ".parts/*")
-	parts = slices.DeleteFunc(parts, func(p string) bool { return strings.HasPrefix(filepath.Base(p), ".tagpr-") }) // the lock files stay
+	parts = slices.DeleteFunc(parts, func(p string) bool {
+		return strings.HasPrefix(filepath.Base(p), ".tagpr-") || filepath.Base(p) == train.SettingsFile // the lock files and the settings stay
+	})
 	if len(parts) != 1 {
 		t.Fatalf("after the failure the parts dir holds %q, want one part file and no temp files", parts)
 	}

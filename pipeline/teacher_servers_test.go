@@ -333,3 +333,36 @@ func TestGenerateChainsRecordsRefusedPrompts(t *testing.T) {
 		}
 	}
 }
+
+// A resumed run (or another shard's worker) with another teacher model or
+// sampling settings is refused before it mixes its chains with the parts';
+// the same model at another address goes on.
+func TestGenerateChainsResumeKeepsTheTeacher(t *testing.T) {
+	dir := t.TempDir()
+	examples, exs := chainExamples(t, dir)
+	var hits atomic.Int32
+	srv := fakeChatServer(t, exs, teacherScript(exs), func(i int) bool { return i >= 3 }, &hits)
+	defer srv.Close()
+	out := filepath.Join(dir, "chains.arrow")
+	cfg := chainsConfig(examples, out, testTeacher(t, srv.URL, nil))
+	cfg.Settings = map[string]any{"temperature": 0.7}
+	if _, err := GenerateChains(context.Background(), cfg); err == nil {
+		t.Fatal("the failing examples did not fail")
+	}
+	other := chainsConfig(examples, out, testTeacher(t, srv.URL, func(c *OpenAIConfig) { c.Model = "another" }))
+	other.Settings = map[string]any{"temperature": 0.7}
+	if _, err := GenerateChains(context.Background(), other); err == nil || !strings.Contains(err.Error(), `teacher was "openai:fake", now "openai:another"`) {
+		t.Fatalf("another teacher model: %v", err)
+	}
+	cfg.Settings = map[string]any{"temperature": 1.0}
+	if _, err := GenerateChains(context.Background(), cfg); err == nil || !strings.Contains(err.Error(), `teacher.temperature was "0.7", now "1"`) {
+		t.Fatalf("another temperature: %v", err)
+	}
+	moved := fakeChatServer(t, exs, teacherScript(exs), nil, &hits)
+	defer moved.Close()
+	cfg = chainsConfig(examples, out, testTeacher(t, moved.URL, nil))
+	cfg.Settings = map[string]any{"temperature": 0.7}
+	if st, err := GenerateChains(context.Background(), cfg); err != nil || st.Skipped != 3 || st.Done != 5 {
+		t.Fatalf("the same model at another address: %+v, %v", st, err)
+	}
+}

@@ -116,6 +116,10 @@ The OpenAI teacher reads its key from the environment variable named by --api-ke
 			default:
 				return fmt.Errorf("--labeller %q: want rule or teacher", o.labeller)
 			}
+			cfg.Settings = map[string]any{"temperature": o.temperature, "max_tokens": o.maxTokens}
+			if o.teacher == "local" {
+				cfg.Settings["top_k"], cfg.Settings["top_p"], cfg.Settings["seed"] = o.topK, o.topP, o.seed
+			}
 			cfg.Progress = reporter("rows")
 			st, err := pipeline.GenerateChains(cmd.Context(), cfg)
 			if err != nil {
