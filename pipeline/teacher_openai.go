@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/tagpr/tagpr/datasets"
 )
@@ -429,7 +430,11 @@ func (t *OpenAITeacher) snippet(raw []byte) string {
 func snippet(b []byte) string {
 	s := strings.TrimSpace(string(b))
 	if len(s) > 200 {
-		s = s[:200] + "…"
+		cut := 200
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut-- // not inside a character: the text lands in Arrow verdicts, which must be UTF-8
+		}
+		s = s[:cut] + "…"
 	}
 	return s
 }

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/tagpr/tagpr/datasets"
 	"github.com/tagpr/tagpr/rewardmodel"
@@ -364,5 +365,19 @@ func TestGenerateChainsResumeKeepsTheTeacher(t *testing.T) {
 	cfg.Settings = map[string]any{"temperature": 0.7}
 	if st, err := GenerateChains(context.Background(), cfg); err != nil || st.Skipped != 3 || st.Done != 5 {
 		t.Fatalf("the same model at another address: %+v, %v", st, err)
+	}
+}
+
+// A refusal quoted into a verdict is cut at a character boundary: Arrow
+// strings must be UTF-8 (pyarrow refuses to read the column otherwise).
+func TestRefusalDetailStaysUTF8(t *testing.T) {
+	refusal := strings.Repeat("x", 199) + strings.Repeat("申し訳ありません。", 10)
+	_, rows := shapedChains(t, func(int, *datasets.Example) map[string]any {
+		return map[string]any{"finish_reason": "stop", "message": map[string]any{"role": "assistant", "content": nil, "refusal": refusal}}
+	})
+	for i, r := range rows {
+		if d := r.Verdicts[1].Detail; !utf8.ValidString(d) || !strings.Contains(d, "the teacher refused: xxx") {
+			t.Fatalf("row %d: detail %q", i, d)
+		}
 	}
 }
