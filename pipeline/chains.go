@@ -3,10 +3,16 @@ package pipeline
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"unicode"
+
+	"github.com/google/renameio/v2"
 
 	"github.com/tagpr/tagpr/datasets"
 	"github.com/tagpr/tagpr/onnx/train"
@@ -107,7 +113,8 @@ const (
 // teacher for chains, labels free-form ones, filters them and writes every
 // row, kept or rejected. Each batch lands atomically as a part file in
 // Out.parts (datasets.Parts), so a killed run resumes where it stopped
-// (examples with rows in any part file are skipped). Without a shard, the
+// (examples with rows in any part file are skipped; an unfinished batch's
+// replies that came back wait in a pending file, not asked for again). Without a shard, the
 // parts are then merged into Out (MergeChains); a shard's worker leaves its
 // parts for MergeChains to assemble once every shard is done.
 func GenerateChains(ctx context.Context, cfg ChainsConfig) (ChainsStats, error) {
@@ -281,21 +288,133 @@ func (g *chainGen) prompt(ex *datasets.Example) []datasets.Message {
 
 func (g *chainGen) batch(ctx context.Context, exs []datasets.Example) ([]datasets.Chain, error) {
 	var cands []*candidate
-	var prompts [][]datasets.Message
 	for i := range exs {
 		p := g.prompt(&exs[i])
 		for range g.cfg.Samples {
 			cands = append(cands, &candidate{ex: &exs[i], prompt: p})
-			prompts = append(prompts, p)
 		}
 	}
-	texts, err := g.cfg.Teacher.Complete(ctx, prompts)
+	// Replies of an interrupted attempt at this batch are not asked again.
+	pend, err := readPending(g.pendingFile())
 	if err != nil {
-		return nil, fmt.Errorf("chains: %w", err) // teachers name themselves in their errors
+		return nil, err
 	}
-	if len(texts) != len(prompts) {
-		return nil, fmt.Errorf("chains: teacher %s returned %d completions for %d prompts", g.cfg.Teacher.Name(), len(texts), len(prompts))
+	texts := make([]Completion, len(cands))
+	var ask []int // candidates whose replies are asked for
+	var prompts [][]datasets.Message
+	for i := 0; i < len(cands); i += g.cfg.Samples {
+		c := cands[i]
+		if r, ok := pend[c.ex.ID]; ok && r.Prompt == promptHash(c.prompt) && len(r.Replies) == g.cfg.Samples {
+			copy(texts[i:], r.Replies)
+			continue
+		}
+		for k := i; k < i+g.cfg.Samples; k++ {
+			ask = append(ask, k)
+			prompts = append(prompts, cands[k].prompt)
+		}
 	}
+	if len(prompts) > 0 {
+		got, err := g.cfg.Teacher.Complete(ctx, prompts)
+		if err != nil {
+			err = fmt.Errorf("chains: %w", err) // teachers name themselves in their errors
+			var pe *PartialError
+			if errors.As(err, &pe) && len(pe.Done) == len(prompts) && len(got) == len(prompts) {
+				for n, k := range ask {
+					if pe.Done[n] {
+						texts[k] = got[n]
+					}
+				}
+				// Interrupted, or one request failed for good: keep the
+				// replies of the examples whose every sample came back, so
+				// a rerun does not pay for them again.
+				done := map[int]bool{}
+				for n, k := range ask {
+					done[k] = pe.Done[n]
+				}
+				keep := pendingReplies{}
+				for i := 0; i < len(cands); i += g.cfg.Samples {
+					whole := true
+					for k := i; k < i+g.cfg.Samples; k++ {
+						whole = whole && (done[k] || !slices.Contains(ask, k))
+					}
+					if whole {
+						keep[cands[i].ex.ID] = pendingExample{Prompt: promptHash(cands[i].prompt), Replies: texts[i : i+g.cfg.Samples]}
+					}
+				}
+				if werr := writePending(g.pendingFile(), keep); werr != nil {
+					return nil, fmt.Errorf("%w (and keeping the replies that came back: %v)", err, werr)
+				}
+			}
+			return nil, err
+		}
+		if len(got) != len(prompts) {
+			return nil, fmt.Errorf("chains: teacher %s returned %d completions for %d prompts", g.cfg.Teacher.Name(), len(got), len(prompts))
+		}
+		for n, k := range ask {
+			texts[k] = got[n]
+		}
+	}
+	return g.rows(ctx, cands, texts)
+}
+
+// pendingReplies are the teacher's replies to the examples of a batch that
+// did not finish (interrupted, or another request failed for good), by
+// example id, kept in the parts folder until the batch is done.
+type pendingReplies map[string]pendingExample
+
+type pendingExample struct {
+	Prompt  string       `json:"prompt_sha256"` // the prompt they answer
+	Replies []Completion `json:"replies"`       // one per sample
+}
+
+// pendingFile is this worker's file of pending replies.
+func (g *chainGen) pendingFile() string {
+	name := "pending-all.json"
+	if g.cfg.Shard.Count > 1 {
+		name = fmt.Sprintf("pending-%dof%d.json", g.cfg.Shard.Index, g.cfg.Shard.Count)
+	}
+	return filepath.Join(datasets.PartsFor(g.cfg.Out, datasets.Shard{}).Dir, name)
+}
+
+func promptHash(msgs []datasets.Message) string {
+	h := sha256.New()
+	for _, m := range msgs {
+		fmt.Fprintf(h, "%d:%s%d:%s", len(m.Role), m.Role, len(m.Content), m.Content)
+	}
+	return fmt.Sprintf("%x", h.Sum(nil))
+}
+
+func readPending(path string) (pendingReplies, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	var p pendingReplies
+	if err == nil {
+		err = json.Unmarshal(b, &p)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("chains: pending teacher replies %s: %v: delete it (its replies are then asked for again)", path, err)
+	}
+	return p, nil
+}
+
+func writePending(path string, p pendingReplies) error {
+	if len(p) == 0 {
+		return nil
+	}
+	b, err := json.Marshal(p)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	return renameio.WriteFile(path, b, 0o644)
+}
+
+// rows labels, filters and records the candidates with their teacher replies.
+func (g *chainGen) rows(ctx context.Context, cands []*candidate, texts []Completion) ([]datasets.Chain, error) {
 	var toLabel [][]string
 	var labelled []*candidate
 	for i, c := range cands {

@@ -25,5 +25,16 @@ type Completion struct {
 	Cut string
 }
 
+// PartialError is a Complete error after which some replies are whole:
+// Done[i] says the returned Completions hold prompt i's (the chains stage
+// keeps those, so a rerun does not pay for them again).
+type PartialError struct {
+	Err  error
+	Done []bool
+}
+
+func (e *PartialError) Error() string { return e.Err.Error() }
+func (e *PartialError) Unwrap() error { return e.Err }
+
 // cutAtBudget is a Completion's Cut when the token budget ran out.
 const cutAtBudget = "the teacher's reply was cut at its token budget (finish_reason length): raise teacher.max_tokens in the run config, or --max-tokens"

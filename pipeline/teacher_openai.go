@@ -108,7 +108,8 @@ func (t *OpenAITeacher) Name() string {
 }
 
 // Complete sends one request per prompt, at most Concurrency at a time. The
-// first request that fails for good cancels the rest and is returned.
+// first request that fails for good cancels the rest and is returned, as a
+// *PartialError with the replies that did come back.
 func (t *OpenAITeacher) Complete(ctx context.Context, prompts [][]datasets.Message) ([]Completion, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -135,17 +136,22 @@ func (t *OpenAITeacher) Complete(ctx context.Context, prompts [][]datasets.Messa
 	}
 	wg.Wait()
 	// Report the root cause, not the cancellations it triggered.
-	var first error
-	for _, err := range errs {
-		if err != nil && !errors.Is(err, context.Canceled) {
-			return nil, err
+	var cause, first error
+	done := make([]bool, len(prompts))
+	for i, err := range errs {
+		done[i] = err == nil
+		if err != nil && cause == nil && !errors.Is(err, context.Canceled) {
+			cause = err
 		}
 		if err != nil && first == nil {
 			first = err
 		}
 	}
-	if first != nil {
-		return nil, fmt.Errorf("teacher %s: %w", t.shown, first)
+	if cause == nil && first != nil {
+		cause = fmt.Errorf("teacher %s: %w", t.shown, first)
+	}
+	if cause != nil {
+		return out, &PartialError{Err: cause, Done: done}
 	}
 	return out, nil
 }

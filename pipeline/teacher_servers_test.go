@@ -3,7 +3,9 @@ package pipeline
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -378,6 +380,83 @@ func TestRefusalDetailStaysUTF8(t *testing.T) {
 	for i, r := range rows {
 		if d := r.Verdicts[1].Detail; !utf8.ValidString(d) || !strings.Contains(d, "the teacher refused: xxx") {
 			t.Fatalf("row %d: detail %q", i, d)
+		}
+	}
+}
+
+// closeCounter calls onClose when a response body is closed: the teacher
+// has read that reply whole.
+type closeCounter struct {
+	http.RoundTripper
+	onClose func()
+}
+
+type countedBody struct {
+	io.ReadCloser
+	onClose func()
+}
+
+func (b countedBody) Close() error { b.onClose(); return b.ReadCloser.Close() }
+
+func (c closeCounter) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := c.RoundTripper.RoundTrip(r)
+	if err == nil {
+		resp.Body = countedBody{resp.Body, c.onClose}
+	}
+	return resp, err
+}
+
+// Ctrl-C in the middle of a batch keeps the replies that came back (in
+// the parts folder): the rerun asks only for the rest (it used to pay for
+// the whole batch again), and the rows hold the replies kept.
+func TestGenerateChainsInterruptedKeepsFinishedReplies(t *testing.T) {
+	dir := t.TempDir()
+	examples, exs := chainExamples(t, dir)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		user := readChat(t, r).Messages[0].Content
+		for _, e := range exs {
+			if strings.Contains(user, e.Input) {
+				if e.ID == exs[5].ID {
+					<-r.Context().Done() // the slow one: still writing when the user stops the run
+					return
+				}
+				chatReply(w, e.Chain)
+				return
+			}
+		}
+	}))
+	defer srv.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	teacher := testTeacher(t, srv.URL, func(c *OpenAIConfig) { c.Concurrency = 8 })
+	var read atomic.Int32
+	teacher.client.Transport = closeCounter{http.DefaultTransport, func() {
+		if read.Add(1) == 7 {
+			cancel() // Ctrl-C once every other reply is in
+		}
+	}}
+	out := filepath.Join(dir, "chains.arrow")
+	cfg := chainsConfig(examples, out, teacher)
+	cfg.Batch = 8
+	if _, err := GenerateChains(ctx, cfg); !errors.Is(err, context.Canceled) {
+		t.Fatalf("interrupted run: %v", err)
+	}
+	var hits atomic.Int32
+	again := fakeChatServer(t, exs, teacherScript(exs), nil, &hits)
+	defer again.Close()
+	cfg = chainsConfig(examples, out, testTeacher(t, again.URL, nil))
+	cfg.Batch = 8
+	st, err := GenerateChains(context.Background(), cfg)
+	if err != nil || hits.Load() != 1 || st.Done != 8 || st.Rows != 8 {
+		t.Fatalf("rerun: %+v, %v after %d requests; want the one unfinished example asked for", st, err, hits.Load())
+	}
+	rows, err := datasets.ReadChains(out, datasets.ReadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range rows {
+		if want := map[bool]string{true: teacherScript(exs)[5], false: exs[i].Chain}[i == 5]; r.ID != exs[i].ID || r.Chain != want {
+			t.Errorf("row %d (%s): chain %q, want %q", i, r.ID, r.Chain, want)
 		}
 	}
 }

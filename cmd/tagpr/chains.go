@@ -57,7 +57,8 @@ labels them), then filters: answer correct (exact for classification and rating,
 rows both land in --out (tagged_chain schema) with their verdicts and provenance.
 
 Each batch is written atomically to OUT.parts/: an interrupted run resumes where it stopped when started
-again with the same --out. With --shard i/N (or --shard auto in a Kubernetes Indexed Job: the index from
+again with the same --out (the OpenAI teacher's replies to an unfinished batch that came back wait in
+OUT.parts/pending-*.json and are not paid for again). With --shard i/N (or --shard auto in a Kubernetes Indexed Job: the index from
 $JOB_COMPLETION_INDEX, the count from $TAGPR_SHARD_COUNT) only that shard's examples are done, every
 worker writing its own parts into the same OUT.parts/ on a shared volume; a restarted worker redoes only
 what its shard has no part for. ` + "`tagpr chains merge`" + ` then writes OUT, deciding duplicates across
