@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -78,6 +79,9 @@ type OpenAITeacher struct {
 	shown    string // endpoint with a password in it masked: what names and errors show
 	key      string
 	client   *http.Client
+	// completionTokens: the server refused max_tokens and asked for
+	// max_completion_tokens; every request after it sends that.
+	completionTokens atomic.Bool
 }
 
 // NewOpenAITeacher checks the config and reads the API key from its
@@ -161,6 +165,9 @@ type chatRequest struct {
 	Messages    []chatMessage `json:"messages"`
 	Temperature float64       `json:"temperature"`
 	MaxTokens   int           `json:"max_tokens,omitempty"`
+	// MaxCompletionTokens replaces MaxTokens for servers that refuse it
+	// (OpenAI's reasoning models: o1, o3, o4-mini, gpt-5).
+	MaxCompletionTokens int `json:"max_completion_tokens,omitempty"`
 }
 
 type chatMessage struct {
@@ -192,6 +199,7 @@ type statusError struct {
 	endpoint   string
 	status     int
 	body       string
+	raw        string // the whole body, for what the server asks
 	hint       string // what to change, when the server's answer says
 	retryAfter time.Duration
 }
@@ -206,6 +214,10 @@ func (e *statusError) Error() string {
 func contextHint(status int, raw []byte) string {
 	if status == http.StatusBadRequest && bytes.Contains(raw, []byte("context_length_exceeded")) {
 		return " (the prompt plus the completion budget exceed the teacher's context: lower teacher.max_tokens in the run config, or --max-tokens)"
+	}
+	if status == http.StatusBadRequest && bytes.Contains(raw, []byte("'temperature'")) && bytes.Contains(raw, []byte("nly the default (1)")) {
+		// OpenAI's reasoning models sample at temperature 1 only.
+		return " (this model samples at temperature 1 only: set teacher.temperature: 1 in the run config, or --temperature 1)"
 	}
 	return ""
 }
@@ -265,21 +277,33 @@ func (e *statusError) retryable() bool {
 }
 
 func (t *OpenAITeacher) completeOne(ctx context.Context, msgs []datasets.Message) (Completion, error) {
-	req := chatRequest{Model: t.cfg.Model, Temperature: t.cfg.Temperature, MaxTokens: t.cfg.MaxTokens}
+	req := chatRequest{Model: t.cfg.Model, Temperature: t.cfg.Temperature}
 	for _, m := range msgs {
 		req.Messages = append(req.Messages, chatMessage{Role: m.Role, Content: m.Content})
 	}
-	body, err := json.Marshal(req)
-	if err != nil {
-		return Completion{}, fmt.Errorf("teacher %s: encode request: %w", t.shown, err)
-	}
 	delay := t.cfg.Backoff
 	for attempt := 0; ; attempt++ {
+		req.MaxTokens, req.MaxCompletionTokens = t.cfg.MaxTokens, 0
+		completionTokens := t.completionTokens.Load()
+		if completionTokens {
+			req.MaxTokens, req.MaxCompletionTokens = 0, t.cfg.MaxTokens
+		}
+		body, err := json.Marshal(req)
+		if err != nil {
+			return Completion{}, fmt.Errorf("teacher %s: encode request: %w", t.shown, err)
+		}
 		text, err := t.post(ctx, body)
 		if err == nil {
 			return text, nil
 		}
 		var se *statusError
+		if !completionTokens && t.cfg.MaxTokens > 0 && errors.As(err, &se) && se.status == http.StatusBadRequest &&
+			strings.Contains(se.raw, "max_completion_tokens") {
+			// The same budget under the name the server asks for; not a retry.
+			t.completionTokens.Store(true)
+			attempt--
+			continue
+		}
 		retry := false
 		wait := delay
 		switch {
@@ -352,7 +376,7 @@ func (t *OpenAITeacher) post(ctx context.Context, body []byte) (Completion, erro
 		return Completion{Cut: fmt.Sprintf("the server refused the prompt (HTTP %d): %s", resp.StatusCode, t.snippet(raw))}, nil
 	}
 	if resp.StatusCode != http.StatusOK {
-		se := &statusError{endpoint: t.shown, status: resp.StatusCode, body: t.snippet(raw), hint: contextHint(resp.StatusCode, raw) + t.notFoundHint(resp.StatusCode, raw)}
+		se := &statusError{endpoint: t.shown, status: resp.StatusCode, body: t.snippet(raw), raw: string(raw), hint: contextHint(resp.StatusCode, raw) + t.notFoundHint(resp.StatusCode, raw)}
 		se.retryAfter = retryAfter(resp.Header, time.Now())
 		return Completion{}, se
 	}

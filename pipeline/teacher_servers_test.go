@@ -460,3 +460,43 @@ func TestGenerateChainsInterruptedKeepsFinishedReplies(t *testing.T) {
 		}
 	}
 }
+
+// OpenAI's reasoning models (o1, o3, o4-mini, gpt-5) refuse max_tokens and
+// ask for max_completion_tokens: the teacher sends the same budget under
+// that name, from then on, instead of failing the run (teacher.max_tokens
+// is required, so such a model could not be a teacher at all).
+func TestOpenAITeacherSwitchesToMaxCompletionTokens(t *testing.T) {
+	var hits, refused atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		var req map[string]any
+		json.NewDecoder(r.Body).Decode(&req)
+		if _, ok := req["max_tokens"]; ok {
+			refused.Add(1)
+			http.Error(w, `{"error":{"message":"Unsupported parameter: 'max_tokens' is not supported with this model. Use 'max_completion_tokens' instead.","type":"invalid_request_error","param":"max_tokens","code":"unsupported_parameter"}}`, http.StatusBadRequest)
+			return
+		}
+		if req["max_completion_tokens"] != 77.0 {
+			t.Errorf("request %v: want max_completion_tokens 77", req)
+		}
+		chatReply(w, "ok")
+	}))
+	defer srv.Close()
+	teacher := testTeacher(t, srv.URL, func(c *OpenAIConfig) { c.MaxTokens, c.MaxRetries, c.Concurrency = 77, -1, 1 })
+	got, err := teacher.Complete(context.Background(), [][]datasets.Message{{{Role: "user", Content: "a"}}, {{Role: "user", Content: "b"}}, {{Role: "user", Content: "c"}}})
+	if err != nil || len(got) != 3 || got[2].Text != "ok" || refused.Load() != 1 || hits.Load() != 4 {
+		t.Fatalf("%+v, %v after %d requests (%d refused); want one refusal, then every request with max_completion_tokens", got, err, hits.Load(), refused.Load())
+	}
+}
+
+// Their other refusal, of a temperature other than 1, names the setting.
+func TestOpenAITeacherTemperatureHint(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, `{"error":{"message":"Unsupported value: 'temperature' does not support 0.7 with this model. Only the default (1) value is supported.","type":"invalid_request_error","param":"temperature","code":"unsupported_value"}}`, http.StatusBadRequest)
+	}))
+	defer srv.Close()
+	_, err := testTeacher(t, srv.URL, nil).Complete(context.Background(), onePrompt("x"))
+	if err == nil || !strings.Contains(err.Error(), "set teacher.temperature: 1 in the run config, or --temperature 1") {
+		t.Fatalf("error %v: want the setting named", err)
+	}
+}
