@@ -36,7 +36,7 @@ test: setup vet
 	$(GO) test -count=1 -timeout 30m ./...
 
 # The race detector over the tests whose code runs goroutines: serve's batcher, handlers, cancellations and
-# shutdown, the decode head's row split, tokenizer training, the OpenAI teacher's fan-out, and the CLI's signal
+# shutdown, the decode head's row split, tokenizer training, the OpenAI teacher's fan-out (and its replies kept on Ctrl-C), and the CLI's signal
 # handling, serve's second signal and interrupted training (cmd/tagpr's tests then run a -race build of tagpr).
 # Not part of `make test`: the first run builds every package again with -race (about 2½ min on 2 cores);
 # after that about 1 min on 2 cores, half of it cmd/tagpr's (its tests first link a -race tagpr).
@@ -44,7 +44,7 @@ test-race: setup
 	$(GO) test -race -count=1 -timeout 10m -run 'SixteenConcurrentClients|StreamingTokenByToken|GracefulShutdown|StalledReader|SlowBody|TestN$$' ./pipeline/serve
 	$(GO) test -race -count=1 -timeout 10m -run 'Batcher|DecodeHeadSplit' ./onnx/lm
 	$(GO) test -race -count=1 -timeout 10m -run '^TestTrain' ./tokenize
-	$(GO) test -race -count=1 -timeout 10m -run 'OpenAITeacher' ./pipeline
+	$(GO) test -race -count=1 -timeout 10m -run 'OpenAITeacher|InterruptedKeepsFinishedReplies' ./pipeline
 	$(GO) test -race -count=1 -timeout 10m -run 'SecondInterruptQuits|InterruptedExitCode|ServeSecondSignalExitsAtOnce|TrainLMInterruptAndResume|PRMUTrainInterrupt' ./cmd/tagpr
 
 # Benchmarks: every figure as `bench: NAME VALUE UNIT`, and bench.json.
