@@ -215,6 +215,9 @@ func contextHint(status int, raw []byte) string {
 	if status == http.StatusBadRequest && bytes.Contains(raw, []byte("context_length_exceeded")) {
 		return " (the prompt plus the completion budget exceed the teacher's context: lower teacher.max_tokens in the run config, or --max-tokens)"
 	}
+	if status == http.StatusTooManyRequests && bytes.Contains(raw, []byte("insufficient_quota")) {
+		return " (the account behind the API key is out of credit: add credit, or point the teacher at another key or server)"
+	}
 	if status == http.StatusBadRequest && bytes.Contains(raw, []byte("'temperature'")) && bytes.Contains(raw, []byte("nly the default (1)")) {
 		// OpenAI's reasoning models sample at temperature 1 only.
 		return " (this model samples at temperature 1 only: set teacher.temperature: 1 in the run config, or --temperature 1)"
@@ -273,7 +276,10 @@ func (t *OpenAITeacher) unreachableHint(err error) string {
 }
 
 func (e *statusError) retryable() bool {
-	return e.status == http.StatusTooManyRequests || e.status >= 500
+	if e.status == http.StatusTooManyRequests && strings.Contains(e.raw, "insufficient_quota") {
+		return false // OpenAI's out-of-credit 429: waiting does not bring credit back
+	}
+	return e.status == http.StatusTooManyRequests || e.status == http.StatusRequestTimeout || e.status >= 500
 }
 
 func (t *OpenAITeacher) completeOne(ctx context.Context, msgs []datasets.Message) (Completion, error) {

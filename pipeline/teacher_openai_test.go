@@ -103,6 +103,12 @@ func TestOpenAITeacherErrors(t *testing.T) {
 		{"500 retried then given up", func(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, "upstream exploded", http.StatusInternalServerError)
 		}, 3, []string{"HTTP 500", "upstream exploded", "gave up after 2 retries"}},
+		{"408 retried then given up", func(w http.ResponseWriter, r *http.Request) {
+			http.Error(w, "request timeout", http.StatusRequestTimeout)
+		}, 3, []string{"HTTP 408", "gave up after 2 retries"}},
+		{"429 out of credit not retried", func(w http.ResponseWriter, r *http.Request) {
+			http.Error(w, `{"error":{"message":"You exceeded your current quota, please check your plan and billing details.","type":"insufficient_quota","code":"insufficient_quota"}}`, http.StatusTooManyRequests)
+		}, 1, []string{"HTTP 429", "out of credit"}},
 		{"400 not retried", func(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, `{"error":"bad model"}`, http.StatusBadRequest)
 		}, 1, []string{"HTTP 400", "bad model"}},
