@@ -91,7 +91,7 @@ func TestModelGenerateRefusesBadFlags(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"--temperature", "-1"}, "--temperature -1: want ≥ 0"},
+		{[]string{"--temperature", "-1"}, "--temperature -1: want 0 (greedy) or ≥ 1e-30"},
 		{[]string{"--num-generations", "0"}, "--num-generations 0: want ≥ 1"},
 		{[]string{"--stop", ""}, "--stop 1 is empty"},
 		{[]string{"--num-generations", "1000000000"}, "lower --num-generations"},

@@ -22,6 +22,7 @@ runtime: {threads: 1}
 policy: {dir: %s}
 data:
   synth: {seed: 5, users: 40, queries_per_user: 2, profile_min: 3, profile_max: 5, tasks: [synth_tag, synth_rate], dev_frac: 0.25, test_frac: 0.25}
+retrieval: {max_prompt_tokens: 512} # the fixture policy has 1,024 positions
 teacher: {kind: gold}
 stages:
   chains: {skip: true}
