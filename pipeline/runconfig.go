@@ -703,7 +703,7 @@ func (t TeacherConfig) validate(c *RunConfig) []error {
 	if t.Labeller == "teacher" && t.Kind == TeacherGold {
 		bad("teacher.labeller", "teacher needs an openai or local teacher")
 	}
-	if !(t.Temperature >= 0) || math.IsInf(t.Temperature, 0) || t.MaxTokens < 1 || t.TopK < 0 || t.TopP < 0 || t.TopP > 1 {
+	if !(t.Temperature >= 0) || math.IsInf(t.Temperature, 0) || t.MaxTokens < 1 || t.TopK < 0 || !(t.TopP >= 0 && t.TopP <= 1) { // NaN fails too
 		bad("teacher", "temperature %v, max_tokens %d, top_k %d, top_p %v: want temperature ≥ 0, max_tokens ≥ 1, top_k ≥ 0, top_p in [0, 1]",
 			t.Temperature, t.MaxTokens, t.TopK, t.TopP)
 	}

@@ -151,6 +151,7 @@ func TestRunConfigValidate(t *testing.T) {
 		"plain teacher chains": {func(c *RunConfig) { c.Stages.Chains.Plain = true }, "stages.chains.plain"},
 		"greedy samples": {func(c *RunConfig) { c.Stages.Chains.Samples, c.Teacher.Temperature = 2, 0 },
 			"stages.chains.samples: 2 with teacher.temperature 0"},
+		"teacher top_p NaN": {func(c *RunConfig) { c.Teacher.TopP = math.NaN() }, "top_p NaN"},
 		"rl from a later stage": {func(c *RunConfig) {
 			st := RLStage{Name: "a", Reward: RewardExploratory, Steps: 1, PromptsPerStep: 1, NumGenerations: 2, MaxCompletionLength: 4, LR: 1e-4, From: "b"}
 			later := st
