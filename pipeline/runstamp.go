@@ -128,6 +128,68 @@ func ConfigKeys(c any) []ConfigKey {
 	return out
 }
 
+// ConfigSubkeys lists the keys the config section at path has (path as
+// the decoder names it: "" is the top level, "stages.rl[0]" an RL stage),
+// for an unknown key's nearest spelling; nil when path is no section.
+func ConfigSubkeys(c any, path string) []string {
+	t := reflect.TypeOf(c)
+	deref := func(t reflect.Type) reflect.Type {
+		for t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice {
+			t = t.Elem()
+		}
+		return t
+	}
+	t = deref(t)
+	for _, part := range strings.Split(path, ".") {
+		if part == "" {
+			continue
+		}
+		if i := strings.IndexByte(part, '['); i >= 0 {
+			part = part[:i]
+		}
+		if t.Kind() != reflect.Struct {
+			return nil
+		}
+		ft, ok := configFieldType(t, part)
+		if !ok {
+			return nil
+		}
+		t = deref(ft)
+	}
+	if t.Kind() != reflect.Struct {
+		return nil
+	}
+	var names []string
+	var add func(t reflect.Type)
+	add = func(t reflect.Type) {
+		for _, f := range configFields(t) {
+			if f.squash {
+				add(t.Field(f.index).Type)
+			} else {
+				names = append(names, f.name)
+			}
+		}
+	}
+	add(t)
+	return names
+}
+
+// configFieldType is the type of t's field keyed name (squashed structs'
+// fields included).
+func configFieldType(t reflect.Type, name string) (reflect.Type, bool) {
+	for _, f := range configFields(t) {
+		ft := t.Field(f.index).Type
+		if f.squash {
+			if st, ok := configFieldType(ft, name); ok {
+				return st, true
+			}
+		} else if strings.EqualFold(f.name, name) {
+			return ft, true
+		}
+	}
+	return nil, false
+}
+
 // flatten turns nested config maps into dotted keys; the RL list is keyed
 // by stage name (stages.rl.guided.beta), other lists are leaves.
 func flatten(prefix string, v any, out map[string]any) {

@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"reflect"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -130,7 +131,7 @@ func loadConfig(cmd *cobra.Command) error {
 		dc.DecodeHook = strictHook
 	})
 	if err != nil {
-		return configError(errors.New(decodeMessage(err)))
+		return configError(errors.New(decodeMessage(err, pipeline.RunConfig{})))
 	}
 	if err := unknownConfigVariables(os.Environ(), cfg.Teacher.APIKeyEnv); err != nil {
 		return configError(err)
@@ -160,9 +161,11 @@ func loadConfig(cmd *cobra.Command) error {
 // by apiKeyEnv) are not config keys and pass.
 func unknownConfigVariables(environ []string, apiKeyEnv string) error {
 	known := map[string]bool{}
+	var names []string
 	sections := map[string]bool{}
 	for _, k := range pipeline.ConfigKeys(pipeline.RunConfig{}) {
 		known[envName(k.Key)] = true
+		names = append(names, envName(k.Key))
 		if i := strings.IndexByte(k.Key, '.'); i > 0 {
 			sections[envName(k.Key[:i])+"_"] = true
 		}
@@ -184,8 +187,18 @@ func unknownConfigVariables(environ []string, apiKeyEnv string) error {
 		return nil
 	}
 	sort.Strings(bad)
-	return fmt.Errorf("environment %s: no such config key (a variable sets KEY as TAGPR_ + KEY in capitals, dots as underscores: stages.sft.steps → TAGPR_STAGES_SFT_STEPS; `tagpr config print` lists the keys; stages.rl's stages are set in the file); check the spelling or unset it",
-		strings.Join(bad, ", "))
+	var near []string
+	for _, name := range bad {
+		if n := nearest(name, names); n != "" {
+			near = append(near, name+" → "+n)
+		}
+	}
+	suggest := ""
+	if len(near) > 0 {
+		suggest = " (did you mean: " + strings.Join(near, ", ") + "?)"
+	}
+	return fmt.Errorf("environment %s: no such config key%s (a variable sets KEY as TAGPR_ + KEY in capitals, dots as underscores: stages.sft.steps → TAGPR_STAGES_SFT_STEPS; `tagpr config print` lists the keys; stages.rl's stages are set in the file); check the spelling or unset it",
+		strings.Join(bad, ", "), suggest)
 }
 
 // mentionsKey reports whether msg is about key: it names it whole, or its
@@ -218,19 +231,93 @@ func namesKey(msg, key string) bool {
 	}
 }
 
-// decodeMessage puts mapstructure's error list on one line.
-func decodeMessage(err error) string {
+// unknownKeysHint ends a message that names unknown keys.
+const unknownKeysHint = " (unknown keys: check their spelling against `tagpr config print`)"
+
+// decodeMessage puts mapstructure's error list on one line, each unknown
+// key named whole with the nearest key its section has (root is the type
+// decoded into).
+func decodeMessage(err error, root any) string {
+	msg := decodeLines(err, root)
+	if strings.Contains(msg, "unknown key") && !strings.Contains(msg, unknownKeysHint) {
+		msg += unknownKeysHint
+	}
+	return msg
+}
+
+// invalidKeys is mapstructure's line for unknown keys: the section's path
+// (empty at the top level) and the keys.
+var invalidKeys = regexp.MustCompile(`^'([^']*)' has invalid keys: (.+)$`)
+
+func decodeLines(err error, root any) string {
 	msg := strings.TrimPrefix(err.Error(), "decoding failed due to the following error(s):")
 	var parts []string
 	for _, line := range strings.Split(msg, "\n") {
-		if line = strings.TrimSpace(line); line != "" {
-			if strings.Contains(line, "has invalid keys:") {
-				line += " (unknown keys: check their spelling against `tagpr config print`)"
-			}
-			parts = append(parts, line)
+		if line = strings.TrimSpace(line); line == "" {
+			continue
 		}
+		if m := invalidKeys.FindStringSubmatch(line); m != nil {
+			known := pipeline.ConfigSubkeys(root, m[1])
+			var keys []string
+			for _, k := range strings.Split(m[2], ", ") {
+				full := k
+				if m[1] != "" {
+					full = m[1] + "." + k
+				}
+				if near := nearest(k, known); near != "" {
+					full += " (did you mean " + near + "?)"
+				}
+				keys = append(keys, full)
+			}
+			word := "key"
+			if len(keys) > 1 {
+				word = "keys"
+			}
+			line = "unknown " + word + " " + strings.Join(keys, ", ")
+		}
+		parts = append(parts, line)
 	}
 	return strings.Join(parts, "; ")
+}
+
+// nearest is the name in names closest to s (edits, a swap of neighbours
+// counting one), when it is close enough to be a misspelling of it: at
+// most a third of s's letters apart (at least 1, at most 3). "" when none.
+func nearest(s string, names []string) string {
+	best, bestD := "", 0
+	limit := min(max(len(s)/3, 1), 3)
+	for _, n := range names {
+		if d := editDistance(strings.ToLower(s), strings.ToLower(n)); d <= limit && (best == "" || d < bestD) {
+			best, bestD = n, d
+		}
+	}
+	return best
+}
+
+// editDistance is the optimal string alignment distance: insertions,
+// deletions, substitutions and swaps of two neighbouring letters.
+func editDistance(a, b string) int {
+	d := make([][]int, len(a)+1)
+	for i := range d {
+		d[i] = make([]int, len(b)+1)
+		d[i][0] = i
+	}
+	for j := range d[0] {
+		d[0][j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
+			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
+				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
+			}
+		}
+	}
+	return d[len(a)][len(b)]
 }
 
 var (
@@ -271,7 +358,7 @@ func strictHook(from, to reflect.Type, data any) (any, error) {
 			return nil, err
 		}
 		if err := dec.Decode(data); err != nil {
-			return nil, fmt.Errorf("want weights {alpha, beta, gamma}: %s", decodeMessage(err))
+			return nil, fmt.Errorf("want weights {alpha, beta, gamma}: %s", decodeLines(err, rewardmodel.Weights{}))
 		}
 		return w, nil
 	case to == taskRefType:

@@ -56,3 +56,43 @@ func TestStrictHookRefusesOverflow(t *testing.T) {
 		}
 	}
 }
+
+// A misspelt key, in a file or a variable, is refused naming it whole and the
+// key it is nearest to, at any depth: an RL stage's knob, a section's key
+// squashed in from another struct (stages.sft's steps), a guided stage's
+// weights, the top level.
+func TestUnknownKeySuggestsNearest(t *testing.T) {
+	dir := t.TempDir()
+	cfg := writeConfig(t, dir, "typo.yaml", `sead: 3
+stages:
+  sft: {stpes: 1}
+  prmu: {encoder: {dri: x}}
+  rl:
+    - name: g
+      weights: {gama: 1}
+      epsilonhigh: 0.28
+      zzzz: 1
+`)
+	_, stderr, err := runTagpr(t, dir, nil, "config", "print", "-c", cfg)
+	if err == nil {
+		t.Fatalf("config print accepted misspelt keys")
+	}
+	for _, want := range []string{
+		"unknown key sead (did you mean seed?)",
+		"stages.sft.stpes (did you mean steps?)",
+		"stages.prmu.encoder.dri (did you mean dir?)",
+		"unknown key gama (did you mean gamma?)",
+		"stages.rl[0].epsilonhigh (did you mean epsilon_high?)",
+		"stages.rl[0].zzzz;", // nothing near: named without a guess
+		"unknown keys: check their spelling",
+	} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("the error does not say %q:\n%s", want, stderr)
+		}
+	}
+	err = unknownConfigVariables([]string{"TAGPR_STAGES_SFT_STPES=5", "TAGPR_STAGES_RL_GUIDED_BETA=1"}, "")
+	if err == nil || !strings.Contains(err.Error(), "did you mean: TAGPR_STAGES_SFT_STPES → TAGPR_STAGES_SFT_STEPS?") ||
+		strings.Contains(err.Error(), "TAGPR_STAGES_RL_GUIDED_BETA →") {
+		t.Errorf("variables: %v", err)
+	}
+}
