@@ -58,6 +58,12 @@ func prmuTrainCmd() *cobra.Command {
 			if err := checkEncoderFlags(cmd, "prmu train", &enc); err != nil {
 				return err
 			}
+			// sft, rl, chains and report take the run folder as --out;
+			// here --out is a standalone PRMU's folder. Given a run folder,
+			// it trained on other data and wrote beside the run's files.
+			if _, err := os.Stat(filepath.Join(out, "data", "done.json")); err == nil {
+				return fmt.Errorf("prmu train: --out %s is a run folder (it holds data/done.json), and --out trains a PRMU apart from any run, on the --train files or the synthetic benchmark; to run the config's prmu stage in it, leave out --out and set the config's out (out: %s, or TAGPR_OUT=%s)", out, out, out)
+			}
 			if err := refuseExisting(filepath.Join(out, rewardmodel.PRMUConfigFile), force); err != nil {
 				return fmt.Errorf("prmu train: %w", err)
 			}

@@ -303,3 +303,24 @@ func TestPRMUTrainRefusesOutOnlyFlagsWithoutOut(t *testing.T) {
 		}
 	}
 }
+
+// sft, rl, chains and report take the run folder as --out; prmu train's
+// --out is a standalone PRMU's folder. Given a run folder it trained on the
+// synthetic benchmark and wrote model.onnx beside the run's files, exit 0;
+// now it is refused before any work, saying how to run the stage there.
+func TestPRMUTrainRefusesARunFolderAsOut(t *testing.T) {
+	run := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(run, "data"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(run, "data", "done.json"), []byte("{}"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	stdout, stderr, err := runTagpr(t, run, runtimeEnv(t), "prmu", "train", "--out", run, "--users", "40", "--steps", "2")
+	if err == nil || !strings.Contains(stderr, "is a run folder") || !strings.Contains(stderr, "TAGPR_OUT="+run) {
+		t.Errorf("prmu train --out RUN: %v\n%s%s", err, stdout, stderr)
+	}
+	if _, err := os.Stat(filepath.Join(run, "model.onnx")); !os.IsNotExist(err) {
+		t.Errorf("prmu train wrote a model into the run folder")
+	}
+}
