@@ -299,6 +299,8 @@ func TestRLStageValidate(t *testing.T) {
 		"lr ":                      func(s *RLStage) { s.LR = math.NaN() },
 		"dynamic_sampling_rounds":  func(s *RLStage) { s.DynamicSamplingRounds = -2 },
 		"dynamic_sampling_rounds ": func(s *RLStage) { s.DynamicSamplingRounds = 17 },
+		// The exploratory preset is task alone: weights would be ignored.
+		"weights": func(s *RLStage) { s.Rewards, s.Reward, s.Weights.Alpha = nil, RewardExploratory, 2 },
 	} {
 		s := ok
 		edit(&s)

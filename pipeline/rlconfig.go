@@ -174,6 +174,9 @@ func (s RLStage) Validate() error {
 		return fail("no reward: set reward (%s or %s) or rewards (weights over task, format, tag, prmu)", RewardGuided, RewardExploratory)
 	case len(s.Rewards) > 0 && s.Weights != (rewardmodel.Weights{}):
 		return fail("weights (α, β, γ of the guided preset) and rewards are both set: keep one")
+	case s.Reward == RewardExploratory && len(s.Rewards) == 0 && s.Weights != (rewardmodel.Weights{}):
+		// The preset is task alone: the weights would be ignored.
+		return fail("weights (α, β, γ) belong to the guided preset; %s is the task reward alone: leave weights out, or weigh rewards yourself (rewards: {task: 1, tag: 0.3})", RewardExploratory)
 	// Knobs whose names differ from grpo.Config's are checked here, so the
 	// error names the key a config file has.
 	case !(s.LR > 0) || !finite(s.LR):
