@@ -494,6 +494,16 @@ func (c *RunConfig) Validate() error {
 		if p.Encoder != nil && p.Encoder.Dir == "" {
 			bad("stages.prmu.encoder.dir", "required with stages.prmu.encoder (an optimum-cli export onnx --task feature-extraction folder)")
 		}
+		// Settings the encoder's PRMU does not read are refused, not
+		// ignored (as prmu train's flags are).
+		if e := p.Encoder; e != nil {
+			if p.Embed != 0 {
+				bad("stages.prmu.embed", "%d sizes the bag of tokens; with stages.prmu.encoder PRMU reads the encoder's embeddings (its own width): leave it out", p.Embed)
+			}
+			if e.Tuning != rewardmodel.TuneLoRA && (e.LoRARank != 0 || e.LoRASteps != 0) {
+				bad("stages.prmu.encoder", "lora_rank %d, lora_steps %d: LoRA settings need tuning: lora (the encoder is frozen): set tuning: lora or leave them out", e.LoRARank, e.LoRASteps)
+			}
+		}
 		if err := (rewardmodel.PRMUConfig{Vocab: p.Vocab, Embed: p.Embed, Hidden: p.Hidden, MaxItems: p.MaxItems, Pool: p.Pool, Encoder: p.Encoder.encoder()}).Defaults().Validate(); err != nil {
 			bad("stages.prmu", "%v", err)
 		}

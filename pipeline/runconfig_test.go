@@ -152,6 +152,12 @@ func TestRunConfigValidate(t *testing.T) {
 		"greedy samples": {func(c *RunConfig) { c.Stages.Chains.Samples, c.Teacher.Temperature = 2, 0 },
 			"stages.chains.samples: 2 with teacher.temperature 0"},
 		"teacher top_p NaN": {func(c *RunConfig) { c.Teacher.TopP = math.NaN() }, "top_p NaN"},
+		"teacher top_p NaN": {func(c *RunConfig) { c.Teacher.TopP = math.NaN() }, "top_p NaN"},
+		// What the encoder's PRMU does not read is refused, as prmu train's flags are.
+		"embed with an encoder": {func(c *RunConfig) { c.Stages.PRMU.Embed, c.Stages.PRMU.Encoder = 16, &PRMUEncoderConfig{Dir: "enc"} },
+			"stages.prmu.embed: 16 sizes the bag of tokens"},
+		"lora settings of a frozen encoder": {func(c *RunConfig) { c.Stages.PRMU.Encoder = &PRMUEncoderConfig{Dir: "enc", LoRASteps: 50} },
+			"stages.prmu.encoder: lora_rank 0, lora_steps 50: LoRA settings need tuning: lora"},
 		"rl from a later stage": {func(c *RunConfig) {
 			st := RLStage{Name: "a", Reward: RewardExploratory, Steps: 1, PromptsPerStep: 1, NumGenerations: 2, MaxCompletionLength: 4, LR: 1e-4, From: "b"}
 			later := st
