@@ -272,3 +272,54 @@ func TestEffectiveShowsTheBuiltinInitStd(t *testing.T) {
 		t.Error("Effective added a built-in policy to a config without one")
 	}
 }
+
+// docs/config.md lists every key the code reads, and no key it does not:
+// a key added to RunConfig or RLStage without a line there, or a line left
+// for a key that is gone, fails here.
+func TestConfigDocListsEveryKey(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "docs", "config.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(b)
+	top, rl, found := strings.Cut(doc, "## RL stages")
+	if !found {
+		t.Fatal("docs/config.md has no RL stages section")
+	}
+	rows := func(s string) map[string]bool {
+		out := map[string]bool{}
+		for _, line := range strings.Split(s, "\n") {
+			if k, ok := strings.CutPrefix(line, "| `"); ok {
+				if i := strings.Index(k, "` |"); i > 0 {
+					out[k[:i]] = true
+				}
+			}
+		}
+		return out
+	}
+	for _, c := range []struct {
+		section string
+		rows    map[string]bool
+		keys    []ConfigKey
+		lists   []string // lists of sections: not leaves, documented whole
+	}{
+		{"top", rows(top), ConfigKeys(RunConfig{}), []string{"data.imports"}},
+		{"RL stages", rows(rl), ConfigKeys(RLStage{}), nil},
+	} {
+		known := map[string]bool{}
+		for _, k := range c.keys {
+			known[k.Key] = true
+			if !c.rows[k.Key] {
+				t.Errorf("docs/config.md (%s): no row for %s", c.section, k.Key)
+			}
+		}
+		for _, k := range c.lists {
+			known[k] = true
+		}
+		for k := range c.rows {
+			if !known[k] {
+				t.Errorf("docs/config.md (%s): %s is no config key", c.section, k)
+			}
+		}
+	}
+}
