@@ -1,6 +1,7 @@
 package main
 
 import (
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -94,5 +95,29 @@ stages:
 	if err == nil || !strings.Contains(err.Error(), "did you mean: TAGPR_STAGES_SFT_STPES → TAGPR_STAGES_SFT_STEPS?") ||
 		strings.Contains(err.Error(), "TAGPR_STAGES_RL_GUIDED_BETA →") {
 		t.Errorf("variables: %v", err)
+	}
+}
+
+// --fast-dev-run cuts the config's stages; a command's file mode (eval
+// --golds, predict --model, predict merge --out, prmu train --out) runs no
+// stage, and took the flag and ignored it (eval scored every example, exit
+// 0). Now it is refused there.
+func TestFastDevRunRefusedOutsideStages(t *testing.T) {
+	dir := t.TempDir()
+	golds := writeConfig(t, dir, "golds.json", `{"task": "LaMP_3", "golds": [{"id": "1", "output": "3"}, {"id": "2", "output": "4"}]}`)
+	preds := writeConfig(t, dir, "preds.json", `{"task": "LaMP_3", "golds": [{"id": "1", "output": "3"}, {"id": "2", "output": "5"}]}`)
+	if _, stderr, err := runTagpr(t, dir, nil, "eval", "--task", "3", "--golds", golds, "--predictions", preds); err != nil {
+		t.Fatalf("eval without --fast-dev-run: %v\n%s", err, stderr)
+	}
+	for _, args := range [][]string{
+		{"eval", "--task", "3", "--golds", golds, "--predictions", preds},
+		{"predict", "--model", filepath.Join(dir, "m"), "--task", "3", "--questions", golds, "--out", filepath.Join(dir, "o.json")},
+		{"predict", "merge", "--task", "3", "--questions", golds, "--out", filepath.Join(dir, "o.json")},
+		{"prmu", "train", "--out", filepath.Join(dir, "prmu")},
+	} {
+		_, stderr, err := runTagpr(t, dir, nil, append(args, "--fast-dev-run")...)
+		if err == nil || !strings.Contains(stderr, "--fast-dev-run cuts the config's stages") {
+			t.Errorf("%v --fast-dev-run: %v\n%s", args, err, stderr)
+		}
 	}
 }

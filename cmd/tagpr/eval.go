@@ -38,6 +38,9 @@ func init() {
 			if task == "" || preds == "" {
 				return fmt.Errorf("--golds needs --task and --predictions")
 			}
+			if err := o.refuseWith("eval", "--golds"); err != nil {
+				return err
+			}
 			if resamples < 100 || resamples > 100000 {
 				return fmt.Errorf("--bootstrap %d: want 100 to 100000 resamples", resamples)
 			}

@@ -61,6 +61,9 @@ func init() {
 			if f.task == "" || f.questions == "" || f.out == "" {
 				return fmt.Errorf("--model needs --task, --questions and --out")
 			}
+			if err := o.refuseWith("predict", "--model"); err != nil {
+				return err
+			}
 			po, err := f.options()
 			if err != nil {
 				return err
@@ -172,6 +175,9 @@ workers wrote (generating nothing) and marks each model done for eval.`,
 			}
 			if f.task == "" || f.questions == "" || f.out == "" {
 				return fmt.Errorf("predict merge: give --task, --questions and --out (one file), or none of them (the config's predict stage)")
+			}
+			if err := o.refuseWith("predict merge", "--out"); err != nil {
+				return err
 			}
 			po, err := f.options()
 			if err != nil {

@@ -49,6 +49,9 @@ func prmuTrainCmd() *cobra.Command {
 				}
 				return runStages(cmd, stage, pipeline.StagePRMU)
 			}
+			if err := stage.refuseWith("prmu train", "--out"); err != nil {
+				return err
+			}
 			err := checkFlags("prmu train", atLeast("--steps", o.Train.Steps, 1), atLeast("--pairs-per-step", o.Train.PairsPerStep, 1),
 				positive("--lr", o.Train.LR), atLeast("--users", users, 0), atLeast("--top-k", o.TopK, 0),
 				atLeast("--embed", o.Config.Embed, 1), atLeast("--hidden", o.Config.Hidden, 1), atLeast("--max-items", o.Config.MaxItems, 1))

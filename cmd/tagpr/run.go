@@ -23,6 +23,16 @@ func (o stageFlags) out() string {
 	return runCfg.Out
 }
 
+// refuseWith refuses --fast-dev-run in a command's mode that does not run
+// the config's stages (mode: the flag that selects it), where it would be
+// ignored.
+func (o stageFlags) refuseWith(command, mode string) error {
+	if o.fastDevRun {
+		return fmt.Errorf("%s: --fast-dev-run cuts the config's stages; with %s it would be ignored: leave it out", command, mode)
+	}
+	return nil
+}
+
 func addStageFlags(c *cobra.Command, o *stageFlags, outFlag string) {
 	c.Flags().BoolVar(&o.fastDevRun, "fast-dev-run", false, "every stage on a handful of examples and steps, in OUT/fast_dev_run: try a config end to end in about a minute")
 	if outFlag != "" {
