@@ -85,10 +85,7 @@ func (c Config) Defaults() Config {
 	def(&c.Layers, 2)
 	def(&c.DModel, 128)
 	def(&c.Heads, 4)
-	if c.Arch == GPT2 {
-		c.KVHeads = c.Heads
-	}
-	def(&c.KVHeads, c.Heads)
+	def(&c.KVHeads, c.Heads) // gpt2 has no grouped KV: Validate refuses another count, not overwrite it
 	if c.Heads > 0 {
 		def(&c.HeadDim, c.DModel/c.Heads)
 	}

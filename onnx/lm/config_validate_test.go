@@ -31,6 +31,9 @@ func TestValidateRefusesBrokenNumericSettings(t *testing.T) {
 		// one ran out of memory building the rotary tables.
 		{"max_positions huge", func(c *Config) { c.MaxPositions = 400_000_000 }, "lower max_position_embeddings in config.json"},
 		{"gpt2 max_positions huge", func(c *Config) { c.Arch = GPT2; c.MaxPositions = 400_000_000 }, "max_positions 400000000 × d_model 32"},
+		// gpt2 has no grouped KV: a kv_heads given was overwritten by
+		// heads (policy.builtin.kv_heads, model init --kv-heads ignored).
+		{"gpt2 kv_heads", func(c *Config) { c.Arch, c.KVHeads = GPT2, 1 }, "gpt2 has no grouped KV heads (kv_heads 1, heads 2)"},
 	} {
 		c := Config{Arch: Llama, Layers: 1, DModel: 32, Heads: 2, Vocab: 64}
 		tc.set(&c)
