@@ -5,6 +5,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/spf13/pflag"
 )
 
 // A TAGPR_* variable that reads as a config key but sets none (a misspelt
@@ -119,5 +121,29 @@ func TestFastDevRunRefusedOutsideStages(t *testing.T) {
 		if err == nil || !strings.Contains(stderr, "--fast-dev-run cuts the config's stages") {
 			t.Errorf("%v --fast-dev-run: %v\n%s", args, err, stderr)
 		}
+	}
+}
+
+// A flag that sets a config key has no default of its own (left out, the
+// config's value holds), so its help shows none: --provider said (default
+// "cpu") under a config whose runtime.provider was cuda. Its help names the
+// key instead.
+func TestConfigFlagsClaimNoDefault(t *testing.T) {
+	n := 0
+	rootCmd.PersistentFlags().VisitAll(func(f *pflag.Flag) {
+		keys := f.Annotations[configKeyAnnotation]
+		if len(keys) == 0 {
+			return
+		}
+		n++
+		if f.DefValue != "" && f.DefValue != "0" {
+			t.Errorf("--%s shows the default %q; the config's %s is what holds without it", f.Name, f.DefValue, keys[0])
+		}
+		if !strings.Contains(f.Usage, keys[0]) {
+			t.Errorf("--%s: its help does not name %s: %q", f.Name, keys[0], f.Usage)
+		}
+	})
+	if n < 7 {
+		t.Errorf("%d persistent flags set config keys, want 7", n)
 	}
 }

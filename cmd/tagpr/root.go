@@ -32,13 +32,16 @@ var rootCmd = &cobra.Command{
 func init() {
 	pf := rootCmd.PersistentFlags()
 	pf.StringVarP(&cfgFile, "config", "c", "", "run config (YAML, TOML or JSON; default: the built-in configs/demo.yaml); TAGPR_* variables override it, flags override both")
-	pf.String("runtime-library", "", "path to libonnxruntime.so (default: $"+ort.EnvLibraryPath+", then the models.lock cache)")
-	pf.String("provider", "cpu", "execution provider of every ORT session: cpu or cuda (cuda needs the GPU runtime: make setup-gpu; it fails at start naming what is missing)")
-	pf.Int("device", 0, "CUDA device ordinal (with --provider cuda)")
-	pf.Int("threads", 0, "intra-op threads per ORT session (0: one per core)")
-	pf.String("spinning", "auto", "ORT pool threads after a session run: on (busy-wait), off (sleep, leaving the cores to other work) or auto (each stage's default: off for RL and PRMU)")
-	pf.String("generation-dtype", "float32", "float32, or float16: generation (predict, RL rollouts, serve) runs its MatMuls over float16 copies of the weights; training keeps float32")
-	pf.String("log-format", "auto", "log format: auto (bars on a terminal, text lines with TERM=dumb, JSON otherwise), text or json")
+	// These flags set config keys and have no default of their own: left
+	// out, the config's value holds (help used to say (default "cpu") of a
+	// config whose runtime.provider was cuda).
+	pf.String("runtime-library", "", "path to libonnxruntime.so (runtime.library; default: $"+ort.EnvLibraryPath+", then the models.lock cache)")
+	pf.String("provider", "", "execution provider of every ORT session: cpu or cuda (runtime.provider, default cpu; cuda needs the GPU runtime: make setup-gpu; it fails at start naming what is missing)")
+	pf.Int("device", 0, "CUDA device ordinal (runtime.device; with --provider cuda)")
+	pf.Int("threads", 0, "intra-op threads per ORT session (runtime.threads; 0: one per core)")
+	pf.String("spinning", "", "ORT pool threads after a session run: on (busy-wait), off (sleep, leaving the cores to other work) or auto (runtime.spinning, default auto: each stage's default, off for RL and PRMU)")
+	pf.String("generation-dtype", "", "float32, or float16: generation (predict, RL rollouts, serve) runs its MatMuls over float16 copies of the weights; training keeps float32 (runtime.generation_dtype, default float32)")
+	pf.String("log-format", "", "log format: auto (bars on a terminal, text lines with TERM=dumb, JSON otherwise), text or json (log.format, default auto)")
 	flagSetsKey(pf, "runtime-library", "runtime.library")
 	flagSetsKey(pf, "provider", "runtime.provider")
 	flagSetsKey(pf, "device", "runtime.device")
