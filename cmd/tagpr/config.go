@@ -473,8 +473,9 @@ func init() {
 		Long: "Prints every key of the run config with the value a command would use: the file given with -c\n" +
 			"(default: the built-in configs/demo.yaml), overridden by TAGPR_* variables (runtime.threads →\n" +
 			"TAGPR_RUNTIME_THREADS), overridden by flags. Paths are shown absolute; where a 0 picks a value (a\n" +
-			"stage seed derived from the run's seed, a chain filter default) the value is shown. A config that\n" +
-			"`tagpr run` would refuse is printed all the same, then refused the same way (exit 1).",
+			"stage seed derived from the run's seed, a chain filter default) the value is shown. A config whose\n" +
+			"values `tagpr run` would refuse is printed all the same, then refused the same way (exit 1); the files\n" +
+			"it names (data, policy, teacher, taxonomy) are checked when a run starts, not here.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			fmt.Fprintf(cmd.OutOrStdout(), "# config file: %s\n", cfgSource)
