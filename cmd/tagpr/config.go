@@ -2,10 +2,12 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
 	"os"
+	"path/filepath"
 	"reflect"
 	"regexp"
 	"sort"
@@ -85,6 +87,19 @@ func loadConfig(cmd *cobra.Command) error {
 		if err := v.ReadInConfig(); err != nil {
 			return fmt.Errorf("config %s: %w", cfgFile, err)
 		}
+		if strings.EqualFold(filepath.Ext(cfgFile), ".json") {
+			// YAML's and TOML's parsers refuse a key given twice; JSON's
+			// keeps the last, and a second "stages" dropped the first.
+			data, err := os.ReadFile(cfgFile)
+			if err != nil {
+				return fmt.Errorf("config %s: %w", cfgFile, err)
+			}
+			if dup, err := jsonDuplicateKey(data); err != nil {
+				return fmt.Errorf("config %s: %w", cfgFile, err)
+			} else if dup != "" {
+				return fmt.Errorf("config %s: key %s is given twice (the second would replace the first whole): keep one", cfgFile, dup)
+			}
+		}
 		cfgSource = cfgFile
 	} else {
 		v.SetConfigType("yaml")
@@ -151,6 +166,48 @@ func loadConfig(cmd *cobra.Command) error {
 	}
 	runCfg = cfg
 	return nil
+}
+
+// jsonDuplicateKey is the first key a JSON object of data holds twice
+// (keys compare without regard to case, as the config's do), as a dotted
+// path; "" when none.
+func jsonDuplicateKey(data []byte) (string, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	var walk func(path string) (string, error)
+	walk = func(path string) (string, error) {
+		tok, err := dec.Token()
+		if err != nil {
+			return "", err
+		}
+		d, ok := tok.(json.Delim)
+		if !ok {
+			return "", nil
+		}
+		seen := map[string]bool{}
+		for i := 0; dec.More(); i++ {
+			sub := fmt.Sprintf("%s[%d]", path, i)
+			if d == '{' {
+				kt, err := dec.Token()
+				if err != nil {
+					return "", err
+				}
+				k, _ := kt.(string)
+				if sub = k; path != "" {
+					sub = path + "." + k
+				}
+				if seen[strings.ToLower(k)] {
+					return sub, nil
+				}
+				seen[strings.ToLower(k)] = true
+			}
+			if dup, err := walk(sub); dup != "" || err != nil {
+				return dup, err
+			}
+		}
+		_, err = dec.Token() // the closing delimiter
+		return "", err
+	}
+	return walk("")
 }
 
 // unknownConfigVariables refuses a TAGPR_* variable that reads as a config

@@ -1,12 +1,16 @@
 package main
 
 import (
+	"encoding/json"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 
 	"github.com/spf13/pflag"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/tagpr/tagpr/configs"
 )
 
 // A TAGPR_* variable that reads as a config key but sets none (a misspelt
@@ -145,5 +149,37 @@ func TestConfigFlagsClaimNoDefault(t *testing.T) {
 	})
 	if n < 7 {
 		t.Errorf("%d persistent flags set config keys, want 7", n)
+	}
+}
+
+// A key given twice in a JSON config: YAML's and TOML's parsers refuse it,
+// JSON's kept the last, so a second "stages" dropped the first whole (its
+// sft steps gone, exit 0). Now refused naming the key.
+func TestJSONConfigDuplicateKeyRefused(t *testing.T) {
+	dir := t.TempDir()
+	var demo map[string]any
+	if err := yaml.Unmarshal(configs.Demo, &demo); err != nil {
+		t.Fatal(err)
+	}
+	whole, err := json.Marshal(demo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain := writeConfig(t, dir, "demo.json", string(whole))
+	if _, stderr, err := runTagpr(t, dir, nil, "config", "print", "-c", plain); err != nil {
+		t.Fatalf("the demo as JSON: %v\n%s", err, stderr)
+	}
+	twice := writeConfig(t, dir, "twice.json", `{"stages": {"sft": {"steps": 3}}, `+string(whole[1:]))
+	_, stderr, err := runTagpr(t, dir, nil, "config", "print", "-c", twice)
+	if err == nil || !strings.Contains(stderr, "key stages is given twice") {
+		t.Errorf("a second stages key: %v\n%s", err, stderr)
+	}
+	for body, want := range map[string]string{
+		`{"a": {"b": [{"c": 1, "C": 2}]}}`:    "a.b[0].C",
+		`{"a": [1, {"b": 1}], "b": {"a": 1}}`: "",
+	} {
+		if got, err := jsonDuplicateKey([]byte(body)); got != want || err != nil {
+			t.Errorf("%s: %q, %v; want %q", body, got, err, want)
+		}
 	}
 }
