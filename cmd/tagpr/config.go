@@ -87,17 +87,19 @@ func loadConfig(cmd *cobra.Command) error {
 		if err := v.ReadInConfig(); err != nil {
 			return fmt.Errorf("config %s: %w", cfgFile, err)
 		}
-		if strings.EqualFold(filepath.Ext(cfgFile), ".json") {
-			// YAML's and TOML's parsers refuse a key given twice; JSON's
-			// keeps the last, and a second "stages" dropped the first.
+		// JSON's parser keeps the last of a key given twice (a second
+		// "stages" dropped the first), and keys are read without regard to
+		// case, so YAML's Seed replaced seed.
+		dupKey := map[string]func([]byte) (string, error){".json": jsonDuplicateKey, ".yaml": yamlDuplicateKey, ".yml": yamlDuplicateKey}
+		if find := dupKey[strings.ToLower(filepath.Ext(cfgFile))]; find != nil {
 			data, err := os.ReadFile(cfgFile)
 			if err != nil {
 				return fmt.Errorf("config %s: %w", cfgFile, err)
 			}
-			if dup, err := jsonDuplicateKey(data); err != nil {
+			if dup, err := find(data); err != nil {
 				return fmt.Errorf("config %s: %w", cfgFile, err)
 			} else if dup != "" {
-				return fmt.Errorf("config %s: key %s is given twice (the second would replace the first whole): keep one", cfgFile, dup)
+				return fmt.Errorf("config %s: key %s is given twice (keys are read without regard to case; the second would replace the first whole): keep one", cfgFile, dup)
 			}
 		}
 		cfgSource = cfgFile
@@ -208,6 +210,45 @@ func jsonDuplicateKey(data []byte) (string, error) {
 		return "", err
 	}
 	return walk("")
+}
+
+// yamlDuplicateKey is jsonDuplicateKey for YAML, whose parser refuses only
+// a key repeated with the same case.
+func yamlDuplicateKey(data []byte) (string, error) {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return "", err
+	}
+	var walk func(n *yaml.Node, path string) string
+	walk = func(n *yaml.Node, path string) string {
+		seen := map[string]bool{}
+		for i, c := range n.Content {
+			sub := path
+			switch n.Kind {
+			case yaml.SequenceNode:
+				sub = fmt.Sprintf("%s[%d]", path, i)
+			case yaml.MappingNode:
+				if i%2 == 0 { // a key; its value is next
+					if sub = c.Value; path != "" {
+						sub = path + "." + c.Value
+					}
+					if seen[strings.ToLower(c.Value)] {
+						return sub
+					}
+					seen[strings.ToLower(c.Value)] = true
+					if d := walk(n.Content[i+1], sub); d != "" {
+						return d
+					}
+				}
+				continue
+			}
+			if d := walk(c, sub); d != "" {
+				return d
+			}
+		}
+		return ""
+	}
+	return walk(&doc, ""), nil
 }
 
 // unknownConfigVariables refuses a TAGPR_* variable that reads as a config

@@ -154,7 +154,8 @@ func TestConfigFlagsClaimNoDefault(t *testing.T) {
 
 // A key given twice in a JSON config: YAML's and TOML's parsers refuse it,
 // JSON's kept the last, so a second "stages" dropped the first whole (its
-// sft steps gone, exit 0). Now refused naming the key.
+// sft steps gone, exit 0); so did YAML's for keys that differ in case only.
+// Now refused naming the key.
 func TestJSONConfigDuplicateKeyRefused(t *testing.T) {
 	dir := t.TempDir()
 	var demo map[string]any
@@ -173,6 +174,15 @@ func TestJSONConfigDuplicateKeyRefused(t *testing.T) {
 	_, stderr, err := runTagpr(t, dir, nil, "config", "print", "-c", twice)
 	if err == nil || !strings.Contains(stderr, "key stages is given twice") {
 		t.Errorf("a second stages key: %v\n%s", err, stderr)
+	}
+	// Keys are read without regard to case: YAML's Seed replaced seed.
+	cased := writeConfig(t, dir, "cased.yaml", string(configs.Demo)+"\nStages: {sft: {steps: 3}}\n")
+	_, stderr, err = runTagpr(t, dir, nil, "config", "print", "-c", cased)
+	if err == nil || !strings.Contains(stderr, "key Stages is given twice") {
+		t.Errorf("stages and Stages: %v\n%s", err, stderr)
+	}
+	if got, err := yamlDuplicateKey([]byte("a:\n  - {b: 1, c: {d: 1, D: 2}}\n")); got != "a[0].c.D" || err != nil {
+		t.Errorf("yaml: %q, %v", got, err)
 	}
 	for body, want := range map[string]string{
 		`{"a": {"b": [{"c": 1, "C": 2}]}}`:    "a.b[0].C",
