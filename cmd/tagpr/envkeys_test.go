@@ -193,3 +193,17 @@ func TestJSONConfigDuplicateKeyRefused(t *testing.T) {
 		}
 	}
 }
+
+// sft, rl, chains and report take the run folder as --out; predict's and
+// eval's --out is a file mode's output. Given for the run folder, the
+// refusal said only that --out goes with --model (--golds), not how to name
+// the run folder; it now does.
+func TestStageOutRefusalSaysHowToNameTheRunFolder(t *testing.T) {
+	dir := t.TempDir()
+	for _, cmd := range []string{"predict", "eval"} {
+		_, stderr, err := runTagpr(t, dir, nil, cmd, "--out", filepath.Join(dir, "run"))
+		if err == nil || !strings.Contains(stderr, "TAGPR_OUT=DIR") {
+			t.Errorf("%s --out RUN: %v\n%s", cmd, err, stderr)
+		}
+	}
+}

@@ -31,7 +31,7 @@ func init() {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if golds == "" {
 				if task != "" || preds != "" || base != "" || out != "" || force || cmd.Flags().Changed("bootstrap") || cmd.Flags().Changed("seed") || cmd.Flags().Changed("split") {
-					return fmt.Errorf("--task, --predictions, --base, --out, --force, --bootstrap, --seed and --split go with --golds (the config's eval stage takes stages.eval.bootstrap and seed)")
+					return fmt.Errorf("--task, --predictions, --base, --out, --force, --bootstrap, --seed and --split go with --golds (the config's eval stage takes stages.eval.bootstrap and seed, and its run folder from the config's out: out: DIR or TAGPR_OUT=DIR, not --out)")
 				}
 				return runStages(cmd, o, pipeline.StageEval)
 			}

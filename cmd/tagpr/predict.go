@@ -40,7 +40,7 @@ func init() {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if f.model == "" {
 				if f.task != "" || f.questions != "" || f.out != "" || force {
-					return fmt.Errorf("--task, --questions, --out and --force go with --model")
+					return fmt.Errorf("--task, --questions, --out and --force go with --model (the config's predict stage takes its run folder from the config's out: out: DIR or TAGPR_OUT=DIR, not --out)")
 				}
 				sh, err := datasets.ParseShardFlag(f.shard)
 				if err != nil {
