@@ -117,6 +117,9 @@ func loadConfig(cmd *cobra.Command) error {
 		if !ok {
 			continue
 		}
+		if k.Type.Kind() == reflect.Map {
+			return fmt.Errorf("environment %s: %s is a map ({NAME: value, …}), which no variable sets: set it in the config file, or unset %s", name, k.Key, name)
+		}
 		val, err := parseTyped(raw, k.Type)
 		if err != nil {
 			return fmt.Errorf("environment %s=%q: %s wants %s: %v", name, raw, k.Key, describeType(k.Type), err)

@@ -207,3 +207,12 @@ func TestStageOutRefusalSaysHowToNameTheRunFolder(t *testing.T) {
 		}
 	}
 }
+
+// A map key (stages.sft.task_weights) has a variable name but no variable
+// sets it: the refusal said it "wants a string".
+func TestMapKeyVariableRefusedAsAMap(t *testing.T) {
+	_, stderr, err := runTagpr(t, t.TempDir(), []string{"TAGPR_STAGES_SFT_TASK_WEIGHTS=synth_tag:2"}, "config", "print")
+	if err == nil || !strings.Contains(stderr, "stages.sft.task_weights is a map") || strings.Contains(stderr, "wants a string") {
+		t.Errorf("%v\n%s", err, stderr)
+	}
+}
