@@ -631,8 +631,13 @@ func (d DataConfig) validate() []error {
 		if d.Scheme != "user" && d.Scheme != "time" {
 			bad("data.scheme", "%q: want user or time", d.Scheme)
 		}
-	} else if len(d.Tasks) > 0 {
-		bad("data.tasks", "only with data.lamp_dir")
+	} else {
+		if len(d.Tasks) > 0 {
+			bad("data.tasks", "only with data.lamp_dir")
+		}
+		if d.Scheme != "user" { // the default; another value would be ignored
+			bad("data.scheme", "%q: only with data.lamp_dir (imported files carry the scheme tagpr data import-lamp --scheme gave them; the synthetic benchmark has none)", d.Scheme)
+		}
 	}
 	seen := map[string]bool{}
 	for i, t := range d.Tasks {

@@ -153,6 +153,12 @@ func TestRunConfigValidate(t *testing.T) {
 			"stages.chains.samples: 2 with teacher.temperature 0"},
 		"teacher top_p NaN": {func(c *RunConfig) { c.Teacher.TopP = math.NaN() }, "top_p NaN"},
 		"teacher top_p NaN": {func(c *RunConfig) { c.Teacher.TopP = math.NaN() }, "top_p NaN"},
+		"teacher top_p NaN": {func(c *RunConfig) { c.Teacher.TopP = math.NaN() }, "top_p NaN"},
+		// The scheme is read only from lamp_dir: with imports it was ignored.
+		"scheme with imports": {func(c *RunConfig) {
+			c.Data.LaMPDir, c.Data.Tasks, c.Data.Scheme = "", nil, "time"
+			c.Data.Imports = []DataImport{{Task: "3", Train: "train.parquet"}}
+		}, `data.scheme: "time": only with data.lamp_dir`},
 		// What the encoder's PRMU does not read is refused, as prmu train's flags are.
 		"embed with an encoder": {func(c *RunConfig) { c.Stages.PRMU.Embed, c.Stages.PRMU.Encoder = 16, &PRMUEncoderConfig{Dir: "enc"} },
 			"stages.prmu.embed: 16 sizes the bag of tokens"},
