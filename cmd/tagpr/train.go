@@ -77,6 +77,10 @@ writes to OUT (a second one is refused, naming the first one's PID). A step whos
 is not finite is skipped and logged; --max-skipped-steps such steps in a row stop the run.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			// --max-memory-gb sets runtime.max_memory_gb: left out, the
+			// config's (or TAGPR_RUNTIME_MAX_MEMORY_GB) holds, as every
+			// other runtime key does for every command.
+			o.MaxMemoryGB = runCfg.Runtime.MaxMemoryGB
 			return runTrainLM(cmd.Context(), cmd, o)
 		},
 	}
@@ -101,7 +105,8 @@ is not finite is skipped and logged; --max-skipped-steps such steps in a row sto
 	f.StringSliceVar(&o.LoRATargets, "lora-targets", nil, "linear layers to adapt, by Hugging Face module name: glob, re:REGEXP, or a name's last part as PEFT's target_modules (q_proj,v_proj); default: every attention and MLP projection, not the lm head")
 	f.StringSliceVar(&o.Trainable, "trainable", nil, "modules (or weights) to train without LoRA, by Hugging Face name (model.layers.0.*, q_proj); default: all")
 	f.Uint64Var(&o.Seed, "seed", 1, "seed for data order and LoRA init")
-	f.Float64Var(&o.MaxMemoryGB, "max-memory-gb", 0, "refuse to start when the estimated peak memory exceeds this many GiB (0: the machine's memory; -1: no check)")
+	f.Float64Var(&o.MaxMemoryGB, "max-memory-gb", 0, "refuse to start when the estimated peak memory exceeds this many GiB (runtime.max_memory_gb; 0: the machine's memory; -1: no check)")
+	flagSetsKey(f, "max-memory-gb", "runtime.max_memory_gb")
 	f.BoolVar(&o.Recompute, "recompute", false, "keep only each block's input from the forward pass and recompute the rest in the backward pass (less memory at long sequences, one more forward pass)")
 	f.BoolVar(&o.Packing, "packing", false, "pack several sequences into each --seq-len row (attention stays inside each; needs a model with position_ids); --batch then counts packed rows, as TRL's packing does")
 	f.IntVar(&o.MaxSkipped, "max-skipped-steps", train.DefaultMaxSkipped, "stop when this many steps in a row are skipped for a non-finite loss or gradient")

@@ -253,21 +253,31 @@ func TestTrainLMBadInput(t *testing.T) {
 
 // TestTrainLMMemoryRefusal: the peak-memory estimate is printed before
 // training; a run whose estimate exceeds --max-memory-gb is refused, naming
-// the estimate and what to reduce, and writes no model.
+// the estimate and what to reduce, and writes no model. The flag sets
+// runtime.max_memory_gb, so the key's variable (or the config's value)
+// holds without it: train lm used to ignore it and train.
 func TestTrainLMMemoryRefusal(t *testing.T) {
 	model := trainModelDir(t)
 	data := filepath.Join(t.TempDir(), "d.jsonl")
 	writeTrainJSONL(t, data, []map[string]any{{"text": trainTexts(1)[0]}})
-	out := filepath.Join(t.TempDir(), "run")
-	_, stderr, err := runTagpr(t, ".", nil, "train", "lm", "--model", model, "--data", data, "--steps", "2", "--out", out,
-		"--seq-len", "16", "--batch", "2", "--max-memory-gb", "0.001")
-	for _, want := range []string{"memory estimate: weights", "exceeds the 1 MiB", "reduce --batch or --seq-len", "--lora-rank"} {
-		if err == nil || !strings.Contains(stderr, want) {
-			t.Errorf("err %v, stderr %q; want it to say %q", err, stderr, want)
+	for _, c := range []struct {
+		env  []string
+		args []string
+	}{
+		{nil, []string{"--max-memory-gb", "0.001"}},
+		{[]string{"TAGPR_RUNTIME_MAX_MEMORY_GB=0.001"}, nil},
+	} {
+		out := filepath.Join(t.TempDir(), "run")
+		_, stderr, err := runTagpr(t, ".", c.env, append([]string{"train", "lm", "--model", model, "--data", data, "--steps", "2", "--out", out,
+			"--seq-len", "16", "--batch", "2"}, c.args...)...)
+		for _, want := range []string{"memory estimate: weights", "exceeds the 1 MiB", "reduce --batch or --seq-len", "--lora-rank"} {
+			if err == nil || !strings.Contains(stderr, want) {
+				t.Errorf("%v %v: err %v, stderr %q; want it to say %q", c.env, c.args, err, stderr, want)
+			}
 		}
-	}
-	if _, err := os.Stat(filepath.Join(out, "model.onnx")); err == nil {
-		t.Error("a model was written despite the refusal")
+		if _, err := os.Stat(filepath.Join(out, "model.onnx")); err == nil {
+			t.Errorf("%v %v: a model was written despite the refusal", c.env, c.args)
+		}
 	}
 }
 
