@@ -6,6 +6,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -38,6 +39,18 @@ categorization), 3, 4, 5, 6, 7. --scheme records which of LaMP's splits the file
 				return err
 			}
 			o.Task, o.Context = t, cmd.Context()
+			// LaMP names its files by split: train_questions.json left
+			// without --split was imported as dev.
+			for _, f := range []struct{ flag, path, suffix string }{{"--questions", o.Questions, "_questions.json"}, {"--outputs", o.Outputs, "_outputs.json"}} {
+				named, ok := strings.CutSuffix(filepath.Base(f.path), f.suffix)
+				if !ok || !slices.Contains(datasets.Splits, named) || named == o.Split {
+					continue
+				}
+				if cmd.Flags().Changed("split") {
+					return fmt.Errorf("data import-lamp: --split %s, but %s %s is LaMP's %s file by its name: give --split %s (or rename the file)", o.Split, f.flag, f.path, named, named)
+				}
+				o.Split = named
+			}
 			if err := checkFlags("data import-lamp", atLeast("--batch-rows", o.BatchRows, 1)); err != nil {
 				return err
 			}
@@ -69,7 +82,7 @@ categorization), 3, 4, 5, 6, 7. --scheme records which of LaMP's splits the file
 	f.StringVar(&task, "task", "", "LaMP task: 1, 2M, 2N, 3, 4, 5, 6 or 7")
 	f.StringVar(&o.Questions, "questions", "", "questions file ({split}_questions.json)")
 	f.StringVar(&o.Outputs, "outputs", "", "outputs file ({split}_outputs.json); omit for the test split")
-	f.StringVar(&o.Split, "split", "dev", "split name: train, dev or test")
+	f.StringVar(&o.Split, "split", "dev", "split name: train, dev or test (default: the one LaMP's file name says, {split}_questions.json, else dev)")
 	f.StringVar(&o.Scheme, "scheme", "user", "LaMP split scheme: user or time")
 	f.StringVar(&o.Out, "out", "", "output file: .arrow (Arrow IPC) or .parquet")
 	f.IntVar(&o.BatchRows, "batch-rows", datasets.DefaultBatchRows, "rows per record batch")

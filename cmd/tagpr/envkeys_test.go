@@ -216,3 +216,20 @@ func TestMapKeyVariableRefusedAsAMap(t *testing.T) {
 		t.Errorf("%v\n%s", err, stderr)
 	}
 }
+
+// LaMP names its files by split: import-lamp without --split imported
+// train_questions.json as dev examples, exit 0. The split now comes from the
+// file name, and a --split the name contradicts is refused.
+func TestImportLaMPSplitFromFileName(t *testing.T) {
+	dir := t.TempDir()
+	lamp, _ := filepath.Abs(filepath.Join(lampDownload, "LaMP_3", "train"))
+	q, o := filepath.Join(lamp, "train_questions.json"), filepath.Join(lamp, "train_outputs.json")
+	stdout, stderr, err := runTagpr(t, dir, nil, "data", "import-lamp", "--task", "3", "--questions", q, "--outputs", o, "--out", filepath.Join(dir, "a.parquet"))
+	if err != nil || !strings.Contains(stdout, "LaMP_3 train examples") {
+		t.Errorf("import-lamp of train files without --split: %v\n%s%s", err, stdout, stderr)
+	}
+	_, stderr, err = runTagpr(t, dir, nil, "data", "import-lamp", "--task", "3", "--split", "dev", "--questions", q, "--outputs", o, "--out", filepath.Join(dir, "b.parquet"))
+	if err == nil || !strings.Contains(stderr, "give --split train") {
+		t.Errorf("--split dev of train files: %v\n%s", err, stderr)
+	}
+}
