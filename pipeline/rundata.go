@@ -337,6 +337,14 @@ func buildData(ctx context.Context, d DataConfig, sources []dataSource, dir stri
 				if t.Name != src.task.Name {
 					return fmt.Errorf("data.imports: %s holds task %s, the config says %s", src.examples[split], t.Name, src.task.Name)
 				}
+				// A dev file given as train (or import-lamp's old default,
+				// dev, on a train file) trained on the wrong split.
+				for _, e := range exs {
+					if e.Split != split {
+						return fmt.Errorf("data.imports: %s holds %s examples (%s), and the config gives it as %s: give it as %s, or import it again with tagpr data import-lamp --split %s",
+							src.examples[split], e.Split, e.ID, split, e.Split, split)
+					}
+				}
 			default:
 				continue
 			}

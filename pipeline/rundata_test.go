@@ -562,5 +562,38 @@ func TestPromptsThatCannotFitFailAtStart(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("prepare: %v; want an error saying %q", err, c.want)
 		}
+// A data.imports file whose rows are another split than the key it is
+// given under (dev given as train, or a train file that import-lamp
+// labelled dev by its old default) was read as that key's split: the run
+// trained on its dev examples. Now refused naming the file and both splits.
+func TestBuildDataRefusesAnImportOfAnotherSplit(t *testing.T) {
+	lamp := filepath.Join("..", "datasets", "testdata", "lamp_download", "LaMP_3")
+	task, err := datasets.ParseTask("3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	files := map[string]string{}
+	for _, split := range []string{"train", "dev"} {
+		files[split] = filepath.Join(dir, split+".parquet")
+		if _, err := datasets.ImportLaMP(datasets.ImportOptions{Task: task, Split: split, Scheme: "user", Out: files[split],
+			Questions: filepath.Join(lamp, split, split+"_questions.json"), Outputs: filepath.Join(lamp, split, split+"_outputs.json")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	build := func(train, dev string) error {
+		d := DataConfig{Scheme: "user", Imports: []DataImport{{Task: "3", Train: train, Dev: dev}}}
+		sources, err := dataSources(d)
+		if err != nil {
+			return err
+		}
+		return buildData(context.Background(), d, sources, t.TempDir())
+	}
+	if err := build(files["train"], files["dev"]); err != nil {
+		t.Fatalf("each file under its own split: %v", err)
+	}
+	err = build(files["dev"], files["train"])
+	if err == nil || !strings.Contains(err.Error(), files["dev"]+" holds dev examples") || !strings.Contains(err.Error(), "gives it as train") {
+		t.Fatalf("dev given as train: %v", err)
 	}
 }
