@@ -233,3 +233,20 @@ func TestImportLaMPSplitFromFileName(t *testing.T) {
 		t.Errorf("--split dev of train files: %v\n%s", err, stderr)
 	}
 }
+
+// Help and shell completion read no config: a bad TAGPR_* variable failed
+// `tagpr help run` (while `tagpr run --help` worked) and emptied tab
+// completion; the commands that read the config still refuse it.
+func TestHelpAndCompletionReadNoConfig(t *testing.T) {
+	dir := t.TempDir()
+	bad := []string{"TAGPR_RUNTIME_THREADS=abc"}
+	for _, args := range [][]string{{"help", "run"}, {"completion", "bash"}, {"__complete", "r"}} {
+		stdout, stderr, err := runTagpr(t, dir, bad, args...)
+		if err != nil || stdout == "" {
+			t.Errorf("%v with a bad variable: %v\n%s", args, err, stderr)
+		}
+	}
+	if _, stderr, err := runTagpr(t, dir, bad, "config", "print"); err == nil || !strings.Contains(stderr, "TAGPR_RUNTIME_THREADS") {
+		t.Errorf("config print with a bad variable: %v\n%s", err, stderr)
+	}
+}

@@ -25,8 +25,24 @@ var rootCmd = &cobra.Command{
 	SilenceUsage:  true,
 	SilenceErrors: true,
 	PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
+		if readsNoConfig(cmd) {
+			return nil
+		}
 		return loadConfig(cmd)
 	},
+}
+
+// readsNoConfig reports whether cmd is help or shell completion, which use
+// no config: a bad TAGPR_* variable or -c file failed `tagpr help run` and
+// silently emptied tab completion (`tagpr run --help` worked).
+func readsNoConfig(cmd *cobra.Command) bool {
+	for c := cmd; c != nil; c = c.Parent() {
+		switch c.Name() {
+		case "help", "completion", cobra.ShellCompRequestCmd, cobra.ShellCompNoDescRequestCmd:
+			return c.HasParent() && !c.Parent().HasParent() // a child of the root
+		}
+	}
+	return false
 }
 
 func init() {
