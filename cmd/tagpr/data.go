@@ -14,6 +14,29 @@ import (
 	"github.com/tagpr/tagpr/datasets"
 )
 
+// splitFromLaMPNames sets split (the command's --split) from LaMP's file
+// names ({split}_questions.json, {split}_outputs.json) when --split is left
+// out, and refuses a --split that a file's name contradicts. flagPaths are
+// flag, path pairs.
+func splitFromLaMPNames(cmd *cobra.Command, command string, split *string, flagPaths ...string) error {
+	for i := 0; i+1 < len(flagPaths); i += 2 {
+		flag, path := flagPaths[i], flagPaths[i+1]
+		base := filepath.Base(path)
+		named, ok := strings.CutSuffix(base, "_questions.json")
+		if !ok {
+			named, ok = strings.CutSuffix(base, "_outputs.json")
+		}
+		if !ok || !slices.Contains(datasets.Splits, named) || named == *split {
+			continue
+		}
+		if cmd.Flags().Changed("split") {
+			return fmt.Errorf("%s: --split %s, but %s %s is LaMP's %s file by its name: give --split %s (or rename the file)", command, *split, flag, path, named, named)
+		}
+		*split = named
+	}
+	return nil
+}
+
 func init() {
 	dataCmd := &cobra.Command{Use: "data", Short: "Datasets in Arrow: LaMP import/export, shards, merge, the synthetic benchmark"}
 	dataCmd.AddCommand(importLaMPCmd(), exportLaMPCmd(), exportPredictionsCmd(), mergeCmd(), shardCmd(), infoCmd(), synthCmd())
@@ -41,15 +64,8 @@ categorization), 3, 4, 5, 6, 7. --scheme records which of LaMP's splits the file
 			o.Task, o.Context = t, cmd.Context()
 			// LaMP names its files by split: train_questions.json left
 			// without --split was imported as dev.
-			for _, f := range []struct{ flag, path, suffix string }{{"--questions", o.Questions, "_questions.json"}, {"--outputs", o.Outputs, "_outputs.json"}} {
-				named, ok := strings.CutSuffix(filepath.Base(f.path), f.suffix)
-				if !ok || !slices.Contains(datasets.Splits, named) || named == o.Split {
-					continue
-				}
-				if cmd.Flags().Changed("split") {
-					return fmt.Errorf("data import-lamp: --split %s, but %s %s is LaMP's %s file by its name: give --split %s (or rename the file)", o.Split, f.flag, f.path, named, named)
-				}
-				o.Split = named
+			if err := splitFromLaMPNames(cmd, "data import-lamp", &o.Split, "--questions", o.Questions, "--outputs", o.Outputs); err != nil {
+				return err
 			}
 			if err := checkFlags("data import-lamp", atLeast("--batch-rows", o.BatchRows, 1)); err != nil {
 				return err

@@ -218,8 +218,9 @@ func TestMapKeyVariableRefusedAsAMap(t *testing.T) {
 }
 
 // LaMP names its files by split: import-lamp without --split imported
-// train_questions.json as dev examples, exit 0. The split now comes from the
-// file name, and a --split the name contradicts is refused.
+// train_questions.json as dev examples, exit 0, and eval reported train
+// golds as dev. The split now comes from the file name, and a --split the
+// name contradicts is refused.
 func TestImportLaMPSplitFromFileName(t *testing.T) {
 	dir := t.TempDir()
 	lamp, _ := filepath.Abs(filepath.Join(lampDownload, "LaMP_3", "train"))
@@ -231,6 +232,15 @@ func TestImportLaMPSplitFromFileName(t *testing.T) {
 	_, stderr, err = runTagpr(t, dir, nil, "data", "import-lamp", "--task", "3", "--split", "dev", "--questions", q, "--outputs", o, "--out", filepath.Join(dir, "b.parquet"))
 	if err == nil || !strings.Contains(stderr, "give --split train") {
 		t.Errorf("--split dev of train files: %v\n%s", err, stderr)
+	}
+	// eval's report named train golds' split dev the same way.
+	stdout, stderr, err = runTagpr(t, dir, nil, "eval", "--task", "3", "--golds", o, "--predictions", o)
+	if err != nil || !strings.Contains(stdout, "| LaMP_3 | train |") {
+		t.Errorf("eval of train golds without --split: %v\n%s%s", err, stdout, stderr)
+	}
+	_, stderr, err = runTagpr(t, dir, nil, "eval", "--task", "3", "--split", "dev", "--golds", o, "--predictions", o)
+	if err == nil || !strings.Contains(stderr, "give --split train") {
+		t.Errorf("eval --split dev of train golds: %v\n%s", err, stderr)
 	}
 }
 

@@ -41,6 +41,9 @@ func init() {
 			if err := o.refuseWith("eval", "--golds"); err != nil {
 				return err
 			}
+			if err := splitFromLaMPNames(cmd, "eval", &split, "--golds", golds); err != nil {
+				return err
+			}
 			if resamples < 100 || resamples > 100000 {
 				return fmt.Errorf("--bootstrap %d: want 100 to 100000 resamples", resamples)
 			}
@@ -90,7 +93,7 @@ func init() {
 	cmd.Flags().BoolVar(&force, "force", false, "overwrite the report files already in --out")
 	cmd.Flags().IntVar(&resamples, "bootstrap", pipeline.DefaultResamples, "bootstrap resamples of the examples for the 95% intervals (100 to 100000)")
 	cmd.Flags().Uint64Var(&seed, "seed", 1, "seed of the bootstrap resamples")
-	cmd.Flags().StringVar(&split, "split", "dev", "the split the golds are (it names the resamples: a run's report gives the split and seed that reproduce its intervals)")
+	cmd.Flags().StringVar(&split, "split", "dev", "the split the golds are (it names the resamples: a run's report gives the split and seed that reproduce its intervals; default: the one LaMP's file name says, {split}_outputs.json, else dev)")
 	addStageFlags(cmd, &o, "")
 	rootCmd.AddCommand(cmd)
 }
