@@ -145,10 +145,19 @@ func (f *predictFileFlags) options() (pipeline.PredictFileOptions, error) {
 		return po, err
 	}
 	p := runCfg.Stages.Predict
+	// The config's keys this mode reads are checked as a run checks them
+	// (the rest of the config is not this mode's): a batch or
+	// max_new_tokens of 0 or less was silently 16 or 160.
+	if p.Batch < 1 || p.MaxNewTokens < 1 {
+		return po, configError(fmt.Errorf("stages.predict: batch %d, max_new_tokens %d: want ≥ 1", p.Batch, p.MaxNewTokens))
+	}
+	prompt := pipeline.PromptOptions{TopK: runCfg.Retrieval.TopK, Retrieval: runCfg.Retrieval.Method, MaxTokens: runCfg.Retrieval.MaxPromptTokens}
+	if err := prompt.Validate(); err != nil {
+		return po, configError(fmt.Errorf("retrieval: %w", err))
+	}
 	return pipeline.PredictFileOptions{Task: t, Questions: f.questions, Out: f.out, Taxonomy: tx, ChatTemplate: runCfg.Tokenizer.ChatTemplate, Shard: sh,
 		Half: runCfg.Runtime.HalfGeneration(),
-		Eval: pipeline.EvalOptions{Batch: p.Batch, MaxNewTokens: p.MaxNewTokens, Prompt: pipeline.PromptOptions{TopK: runCfg.Retrieval.TopK,
-			Retrieval: runCfg.Retrieval.Method, MaxTokens: runCfg.Retrieval.MaxPromptTokens}}}, nil
+		Eval: pipeline.EvalOptions{Batch: p.Batch, MaxNewTokens: p.MaxNewTokens, Prompt: prompt}}, nil
 }
 
 func predictMergeCmd() *cobra.Command {

@@ -40,3 +40,31 @@ func TestPredictModelKeepsAFinishedOutUnlessForce(t *testing.T) {
 		t.Fatalf("--force did not rewrite %s: %.80s", out, b)
 	}
 }
+
+// predict --model reads stages.predict.batch and max_new_tokens and the
+// retrieval keys from the config; 0 or less was silently taken as 16 or 160
+// (TAGPR_STAGES_PREDICT_MAX_NEW_TOKENS=0 generated 160 tokens). Refused now,
+// naming the key and the variable, before any work.
+func TestPredictModelChecksTheConfigKeysItReads(t *testing.T) {
+	dir := t.TempDir()
+	if _, stderr, err := runTagpr(t, dir, nil, "data", "synth", "--seed", "5", "--users", "4", "--tasks", "synth_tag", "--out", "data"); err != nil {
+		t.Fatalf("data synth: %v\n%s", err, stderr)
+	}
+	questions := filepath.Join(dir, "data", "synth_tag", "dev_questions.json")
+	model, _ := filepath.Abs(filepath.Join("..", "..", "onnx", "testdata", "pytorch", "qwen2-chat"))
+	for _, c := range []struct{ env, want string }{
+		{"TAGPR_STAGES_PREDICT_MAX_NEW_TOKENS=0", "stages.predict.max_new_tokens from TAGPR_STAGES_PREDICT_MAX_NEW_TOKENS"},
+		{"TAGPR_STAGES_PREDICT_BATCH=-1", "stages.predict.batch from TAGPR_STAGES_PREDICT_BATCH"},
+		{"TAGPR_RETRIEVAL_TOP_K=-1", "retrieval.top_k from TAGPR_RETRIEVAL_TOP_K"},
+	} {
+		out := filepath.Join(dir, "preds.json")
+		_, stderr, err := runTagpr(t, dir, append(runtimeEnv(t), c.env), "predict", "--model", model, "--task", "synth_tag", "--questions", questions, "--out", out)
+		if err == nil || !strings.Contains(stderr, c.want) {
+			t.Errorf("%s: %v\n%s", c.env, err, stderr)
+		}
+		if _, err := os.Stat(out); err == nil {
+			t.Errorf("%s: predictions were written", c.env)
+			os.Remove(out)
+		}
+	}
+}
