@@ -83,6 +83,14 @@ func envName(key string) string {
 func loadConfig(cmd *cobra.Command) error {
 	v := viper.New()
 	if cfgFile != "" {
+		// viper reads more formats (.env, .ini, .hcl, .properties) than
+		// the config is written in; they failed with its messages
+		// ("'seed' expected type 'uint64'" for seed=3 in a .env).
+		switch strings.ToLower(filepath.Ext(cfgFile)) {
+		case ".yaml", ".yml", ".toml", ".json":
+		default:
+			return fmt.Errorf("config %s: want a .yaml, .yml, .toml or .json file (the run config's formats)", cfgFile)
+		}
 		v.SetConfigFile(cfgFile)
 		if err := v.ReadInConfig(); err != nil {
 			return fmt.Errorf("config %s: %w", cfgFile, err)

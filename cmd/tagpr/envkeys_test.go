@@ -260,3 +260,15 @@ func TestHelpAndCompletionReadNoConfig(t *testing.T) {
 		t.Errorf("config print with a bad variable: %v\n%s", err, stderr)
 	}
 }
+
+// The run config is YAML, TOML or JSON; viper reads more (.env, .ini,
+// .hcl), which failed with its own messages ("'seed' expected type
+// 'uint64'" for seed=3 in a .env). Another extension is refused by name.
+func TestConfigFileFormatRefused(t *testing.T) {
+	dir := t.TempDir()
+	env := writeConfig(t, dir, "run.env", "seed=3\n")
+	_, stderr, err := runTagpr(t, dir, nil, "config", "print", "-c", env)
+	if err == nil || !strings.Contains(stderr, "want a .yaml, .yml, .toml or .json file") {
+		t.Errorf("a .env config: %v\n%s", err, stderr)
+	}
+}
