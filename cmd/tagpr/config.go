@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/go-viper/mapstructure/v2"
+	"github.com/pelletier/go-toml/v2"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
@@ -98,7 +99,7 @@ func loadConfig(cmd *cobra.Command) error {
 		// JSON's parser keeps the last of a key given twice (a second
 		// "stages" dropped the first), and keys are read without regard to
 		// case, so YAML's Seed replaced seed.
-		dupKey := map[string]func([]byte) (string, error){".json": jsonDuplicateKey, ".yaml": yamlDuplicateKey, ".yml": yamlDuplicateKey}
+		dupKey := map[string]func([]byte) (string, error){".json": jsonDuplicateKey, ".yaml": yamlDuplicateKey, ".yml": yamlDuplicateKey, ".toml": tomlDuplicateKey}
 		if find := dupKey[strings.ToLower(filepath.Ext(cfgFile))]; find != nil {
 			data, err := os.ReadFile(cfgFile)
 			if err != nil {
@@ -260,6 +261,49 @@ func yamlDuplicateKey(data []byte) (string, error) {
 		return ""
 	}
 	return walk(&doc, ""), nil
+}
+
+// tomlDuplicateKey is jsonDuplicateKey for TOML, whose parser refuses only
+// a key repeated with the same case (of two spellings, the one that sorts
+// last is named).
+func tomlDuplicateKey(data []byte) (string, error) {
+	var doc map[string]any
+	if err := toml.Unmarshal(data, &doc); err != nil {
+		return "", err
+	}
+	var walk func(v any, path string) string
+	walk = func(v any, path string) string {
+		switch x := v.(type) {
+		case map[string]any:
+			keys := make([]string, 0, len(x))
+			for k := range x {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			seen := map[string]bool{}
+			for _, k := range keys {
+				sub := k
+				if path != "" {
+					sub = path + "." + k
+				}
+				if seen[strings.ToLower(k)] {
+					return sub
+				}
+				seen[strings.ToLower(k)] = true
+				if d := walk(x[k], sub); d != "" {
+					return d
+				}
+			}
+		case []any:
+			for i, e := range x {
+				if d := walk(e, fmt.Sprintf("%s[%d]", path, i)); d != "" {
+					return d
+				}
+			}
+		}
+		return ""
+	}
+	return walk(doc, ""), nil
 }
 
 // unknownConfigVariables refuses a TAGPR_* variable that reads as a config

@@ -184,6 +184,31 @@ func TestJSONConfigDuplicateKeyRefused(t *testing.T) {
 	if got, err := yamlDuplicateKey([]byte("a:\n  - {b: 1, c: {d: 1, D: 2}}\n")); got != "a[0].c.D" || err != nil {
 		t.Errorf("yaml: %q, %v", got, err)
 	}
+	// TOML's parser too refuses only a repeat in the same case.
+	valid := `seed = 1
+[policy.builtin]
+layers = 1
+[tokenizer.train]
+vocab_size = 300
+[teacher]
+kind = "gold"
+[data.synth]
+seed = 1
+users = 10
+queries_per_user = 1
+profile_min = 3
+profile_max = 3
+tasks = ["synth_tag"]
+dev_frac = 0.2
+test_frac = 0.2
+`
+	if _, stderr, err := runTagpr(t, dir, nil, "config", "print", "-c", writeConfig(t, dir, "ok.toml", valid)); err != nil {
+		t.Fatalf("a valid TOML config: %v\n%s", err, stderr)
+	}
+	_, stderr, err = runTagpr(t, dir, nil, "config", "print", "-c", writeConfig(t, dir, "cased.toml", "Seed = 5\n"+valid))
+	if err == nil || !strings.Contains(stderr, "key seed is given twice") {
+		t.Errorf("TOML seed and Seed: %v\n%s", err, stderr)
+	}
 	for body, want := range map[string]string{
 		`{"a": {"b": [{"c": 1, "C": 2}]}}`:    "a.b[0].C",
 		`{"a": [1, {"b": 1}], "b": {"a": 1}}`: "",
