@@ -350,7 +350,7 @@ func unknownConfigVariables(environ []string, apiKeyEnv string) error {
 	if len(near) > 0 {
 		suggest = " (did you mean: " + strings.Join(near, ", ") + "?)"
 	}
-	return fmt.Errorf("environment %s: no such config key%s (a variable sets KEY as TAGPR_ + KEY in capitals, dots as underscores: stages.sft.steps → TAGPR_STAGES_SFT_STEPS; `tagpr config print` lists the keys; stages.rl's stages are set in the file); check the spelling or unset it",
+	return fmt.Errorf("environment %s: no such config key%s (a variable sets KEY as TAGPR_ + KEY in capitals, dots as underscores: stages.sft.steps → TAGPR_STAGES_SFT_STEPS; `tagpr config print` lists the keys; the lists data.imports and stages.rl and the map stages.sft.task_weights are set in the file); check the spelling or unset it",
 		strings.Join(bad, ", "), suggest)
 }
 

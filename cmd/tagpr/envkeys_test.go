@@ -35,6 +35,10 @@ func TestUnknownConfigVariableRefused(t *testing.T) {
 	if err != nil || !strings.Contains(out, "steps: 7") {
 		t.Errorf("a known key and a non-config variable: %v\n%s%s", err, out, stderr)
 	}
+	// A list of sections has no variable: the refusal says where it is set.
+	if err := unknownConfigVariables([]string{"TAGPR_DATA_IMPORTS=x"}, ""); err == nil || !strings.Contains(err.Error(), "the lists data.imports and stages.rl") {
+		t.Errorf("TAGPR_DATA_IMPORTS: %v", err)
+	}
 	if err := unknownConfigVariables([]string{"TAGPR_TEACHER_TOKEN=x"}, "TAGPR_TEACHER_TOKEN"); err != nil {
 		t.Errorf("the variable teacher.api_key_env names is not a config key: %v", err)
 	}
