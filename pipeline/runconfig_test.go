@@ -329,3 +329,22 @@ func TestConfigDocListsEveryKey(t *testing.T) {
 		}
 	}
 }
+
+// A built-in policy too large to build in runtime.max_memory_gb is refused
+// before the build: the run was killed for memory while building it, with
+// no message.
+func TestBuiltinPolicyMustFitTheMemoryLimit(t *testing.T) {
+	small := BuiltinPolicy{Layers: 2, DModel: 64, Heads: 2}.lmConfig()
+	small.Vocab = 512
+	if err := builtinFits(small, 1); err != nil {
+		t.Fatalf("a small model in 1 GiB: %v", err)
+	}
+	big := BuiltinPolicy{Layers: 32, DModel: 4096, Heads: 32}.lmConfig()
+	big.Vocab = 32000
+	if err := builtinFits(big, 8); err == nil || !strings.Contains(err.Error(), "policy.builtin: 32 layers, d_model 4096") || !strings.Contains(err.Error(), "runtime.max_memory_gb") {
+		t.Fatalf("a 7B-sized model in 8 GiB: %v", err)
+	}
+	if err := builtinFits(big, -1); err != nil {
+		t.Fatalf("max_memory_gb -1 checks nothing: %v", err)
+	}
+}

@@ -156,6 +156,9 @@ func (r *runEnv) prepareBase() error {
 		mc.Vocab = r.tok.VocabSize()
 		mc.EOS, mc.BOS, mc.Pad = eot, eot, &pad
 		note(r.h, "model", "building a %s model: %d layers, d_model %d, vocab %d, %d parameters", mc.Defaults().Arch, mc.Defaults().Layers, mc.Defaults().DModel, mc.Vocab, mc.Defaults().Params())
+		if err := builtinFits(mc, r.cfg.Runtime.MaxMemoryGB); err != nil {
+			return err
+		}
 		// Built in a side folder and renamed, so a killed run never leaves
 		// a model without its config.
 		tmp := r.base + ".tmp"
@@ -177,6 +180,24 @@ func (r *runEnv) prepareBase() error {
 		}
 	}
 	return r.policyIDs()
+}
+
+// builtinFits refuses a built-in policy whose weights cannot be built in
+// the memory runtime.max_memory_gb allows (building holds them about twice:
+// the float32 weights and the written model): sized past it, the run was
+// killed for memory while it built the model, with no message.
+func builtinFits(mc lm.Config, maxMemoryGB float64) error {
+	limit, check, err := train.MemoryLimit(maxMemoryGB)
+	if err != nil || !check {
+		return err
+	}
+	params := mc.Defaults().Params()
+	need := 2 * 4 * float64(params)
+	if params <= 0 || need > float64(limit) { // params ≤ 0: the count overflowed
+		return fmt.Errorf("policy.builtin: %d layers, d_model %d, ffn %d, vocab %d are about %.3g parameters, %.3g GiB to build, over the %s runtime.max_memory_gb allows (0: the machine's memory): make the model smaller",
+			mc.Defaults().Layers, mc.Defaults().DModel, mc.Defaults().FFN, mc.Vocab, float64(params), need/(1<<30), train.FormatBytes(limit))
+	}
+	return nil
 }
 
 // policyIDs sets the base model's stop and pad ids.
