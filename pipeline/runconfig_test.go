@@ -152,8 +152,6 @@ func TestRunConfigValidate(t *testing.T) {
 		"greedy samples": {func(c *RunConfig) { c.Stages.Chains.Samples, c.Teacher.Temperature = 2, 0 },
 			"stages.chains.samples: 2 with teacher.temperature 0"},
 		"teacher top_p NaN": {func(c *RunConfig) { c.Teacher.TopP = math.NaN() }, "top_p NaN"},
-		"teacher top_p NaN": {func(c *RunConfig) { c.Teacher.TopP = math.NaN() }, "top_p NaN"},
-		"teacher top_p NaN": {func(c *RunConfig) { c.Teacher.TopP = math.NaN() }, "top_p NaN"},
 		// The scheme is read only from lamp_dir: with imports it was ignored.
 		"scheme with imports": {func(c *RunConfig) {
 			c.Data.LaMPDir, c.Data.Tasks, c.Data.Scheme = "", nil, "time"

@@ -562,6 +562,9 @@ func TestPromptsThatCannotFitFailAtStart(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("prepare: %v; want an error saying %q", err, c.want)
 		}
+	}
+}
+
 // A data.imports file whose rows are another split than the key it is
 // given under (dev given as train, or a train file that import-lamp
 // labelled dev by its old default) was read as that key's split: the run
