@@ -182,6 +182,8 @@ type runEnv struct {
 
 	shard       datasets.Shard // predict's worker (run_shard.go)
 	mergeShards bool
+
+	olderNoted map[string]bool // stage folders noted as recorded by an older tagpr (runstamp.go)
 }
 
 // openRun validates cfg and checks every input file before any work.
@@ -377,7 +379,7 @@ func (r *runEnv) chainsSettings() map[string]any {
 	if r.cfg.Teacher.Kind == TeacherLocal { // the one teacher that samples with the seed
 		r.runSeed(s, r.cfg.Teacher.Seed)
 	}
-	return s
+	return withRevision(s, revisionRTag) // the filter reads R_tag's constraints
 }
 
 func (r *runEnv) sftSettings() map[string]any {
@@ -430,7 +432,7 @@ func (r *runEnv) rlSettings(name string) map[string]any {
 	if r.cfg.Runtime.HalfGeneration() { // float16 rollouts change the stage; float32 keeps older stamps valid
 		s["runtime.generation_dtype"] = "float16"
 	}
-	return s
+	return withRevision(s, revisionRTag) // every stage's reward may read R_tag (the guided preset does)
 }
 
 // modelSettings are what the named model depends on.
@@ -507,7 +509,7 @@ func (r *runEnv) checkStamps() error {
 		if c.stage == "data" && !exists(filepath.Join(c.dir, c.done)) {
 			continue // unfinished (an older tagpr's): prepareData rebuilds it whole
 		}
-		if err := checkStamp(c.dir, c.stage, c.settings(), c.done != "" && exists(filepath.Join(c.dir, c.done))); err != nil {
+		if err := r.checkStamp(c.dir, c.stage, c.settings(), c.done != "" && exists(filepath.Join(c.dir, c.done))); err != nil {
 			return err
 		}
 	}

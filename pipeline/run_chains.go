@@ -38,7 +38,7 @@ type ChainsCounts struct {
 func (r *runEnv) chains(ctx context.Context) error {
 	dir := r.dir("chains")
 	sumPath := filepath.Join(dir, "summary.json")
-	if err := checkStamp(dir, StageChains, r.chainsSettings(), exists(sumPath)); err != nil {
+	if err := r.checkStamp(dir, StageChains, r.chainsSettings(), exists(sumPath)); err != nil {
 		return err
 	}
 	if exists(sumPath) {

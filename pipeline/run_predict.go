@@ -67,7 +67,7 @@ func (r *runEnv) predict(ctx context.Context) error {
 func (r *runEnv) predictModel(ctx context.Context, m string, splits []string) error {
 	dir := r.predictDir(m)
 	done := filepath.Join(dir, "done.json")
-	if err := checkStamp(dir, StagePredict+" "+m, r.predictSettings(m), exists(done)); err != nil {
+	if err := r.checkStamp(dir, StagePredict+" "+m, r.predictSettings(m), exists(done)); err != nil {
 		return err
 	}
 	if exists(done) {

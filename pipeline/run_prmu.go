@@ -29,7 +29,7 @@ func (r *runEnv) prmuSession() ort.Options {
 func (r *runEnv) trainPRMU(ctx context.Context) error {
 	dir := r.dir("prmu")
 	sumPath := filepath.Join(dir, summaryFile)
-	if err := checkStamp(dir, StagePRMU, r.prmuSettings(), exists(sumPath)); err != nil {
+	if err := r.checkStamp(dir, StagePRMU, r.prmuSettings(), exists(sumPath)); err != nil {
 		return err
 	}
 	if exists(sumPath) {

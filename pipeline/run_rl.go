@@ -26,7 +26,7 @@ func (r *runEnv) rlStages(name string) []RLStage {
 // the SFT model on every task's training prompts, in rl/NAME.
 func (r *runEnv) rl(ctx context.Context, name string) error {
 	dir := r.dir("rl", name)
-	if err := checkStamp(dir, StageRL+":"+name, r.rlSettings(name), exists(dir+"/model.onnx")); err != nil {
+	if err := r.checkStamp(dir, StageRL+":"+name, r.rlSettings(name), exists(dir+"/model.onnx")); err != nil {
 		return err
 	}
 	if exists(dir + "/model.onnx") {

@@ -122,7 +122,7 @@ func (r *runEnv) noKeptChain() error {
 func (r *runEnv) sft(ctx context.Context) error {
 	dir := r.dir("sft")
 	model := filepath.Join(dir, "model.onnx")
-	if err := checkStamp(dir, StageSFT, r.sftSettings(), exists(model)); err != nil {
+	if err := r.checkStamp(dir, StageSFT, r.sftSettings(), exists(model)); err != nil {
 		return err
 	}
 	if exists(model) {

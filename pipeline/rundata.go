@@ -244,7 +244,7 @@ func loadData(dir string) (*RunData, error) {
 func (r *runEnv) prepareData(ctx context.Context) error {
 	dataDir := r.dir("data")
 	if exists(filepath.Join(dataDir, "done.json")) {
-		if err := checkStamp(dataDir, "data", r.dataSettings(), true); err != nil {
+		if err := r.checkStamp(dataDir, "data", r.dataSettings(), true); err != nil {
 			return err
 		}
 	} else {
@@ -253,7 +253,7 @@ func (r *runEnv) prepareData(ctx context.Context) error {
 		if err := os.RemoveAll(tmp); err != nil {
 			return err
 		}
-		err := checkStamp(tmp, "data", r.dataSettings(), false)
+		err := r.checkStamp(tmp, "data", r.dataSettings(), false)
 		if err == nil {
 			err = buildData(ctx, r.cfg.Data, r.sources, tmp)
 		}

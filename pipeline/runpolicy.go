@@ -79,7 +79,7 @@ func (r *runEnv) prepareTokenizer() error {
 	}
 	dir := r.dir("tokenizer")
 	path := filepath.Join(dir, "tokenizer.json")
-	if err := checkStamp(dir, "tokenizer", r.policySettings(), exists(path)); err != nil {
+	if err := r.checkStamp(dir, "tokenizer", r.policySettings(), exists(path)); err != nil {
 		return err
 	}
 	if !exists(path) {
@@ -143,7 +143,7 @@ func (r *runEnv) prepareBase() error {
 	}
 	r.base = r.dir("base")
 	model := filepath.Join(r.base, "model.onnx")
-	if err := checkStamp(r.base, "base", r.policySettings(), exists(model)); err != nil {
+	if err := r.checkStamp(r.base, "base", r.policySettings(), exists(model)); err != nil {
 		return err
 	}
 	eot, err := tokenID(r.tok, r.tok.ChatFormat().EndOfTurn)

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"sort"
 	"strings"
 	"time"
 
@@ -213,6 +214,30 @@ func flatten(prefix string, v any, out map[string]any) {
 	out[strings.TrimSuffix(prefix, ".")] = v
 }
 
+// revisions number what a stage computes where no setting of the config
+// says it. When a change to tagpr makes the same settings give other
+// results, its number goes up: a stage recorded under another number is
+// refused as a changed setting is, instead of resuming with steps of both
+// (an RL stage scoring its first steps with one R_tag and the rest with
+// another). Stamps of a tagpr from before revisions were recorded have
+// none: such a stage goes on with a note saying what may differ
+// (checkStampOf's older).
+//
+// revision.r_tag 2: R_tag's constraints of 2026-12-07 (a step tag outside
+// <think> breaks well-formedness, a text without steps meets no required
+// tag, required tags without an order are in order); tagpr 274c418 has them.
+// It goes into the stamps of the stages that score with R_tag: the chains
+// filter (hence SFT and what builds on it) and the RL stages.
+var revisions = map[string]any{revisionRTag: 2}
+
+const revisionRTag = "revision.r_tag"
+
+// withRevision adds the revision named key to a stage's settings.
+func withRevision(s map[string]any, key string) map[string]any {
+	s[key] = revisions[key]
+	return s
+}
+
 // checkStamp keeps a stage folder's record of the settings its output
 // depends on (train.RunSettings in dir/run.json, values in JSON form): a
 // missing one is written before the stage's work, so a resumed stage is
@@ -220,22 +245,97 @@ func flatten(prefix string, v any, out map[string]any) {
 // values. done says the folder already holds the stage's finished output
 // (then a missing record means something else made it).
 func checkStamp(dir, stage string, settings map[string]any, done bool) error {
+	_, err := checkStampOf(dir, stage, settings, done)
+	return err
+}
+
+// checkStampOf is checkStamp; older lists the revisions (revisions' keys)
+// the settings hold and dir's record lacks: a tagpr from before they were
+// recorded made it, and what they number may have been otherwise then.
+// They are left out of the comparison and the record is left as it is.
+func checkStampOf(dir, stage string, settings map[string]any, done bool) (older []string, err error) {
 	s := train.RunSettings{}
 	for k, v := range settings {
 		b, err := json.Marshal(v)
 		if err != nil {
-			return fmt.Errorf("stage %s: setting %s: %w", stage, k, err)
+			return nil, fmt.Errorf("stage %s: setting %s: %w", stage, k, err)
 		}
 		s[k] = string(b)
 	}
-	if _, err := os.Stat(filepath.Join(dir, train.SettingsFile)); errors.Is(err, os.ErrNotExist) {
+	p := filepath.Join(dir, train.SettingsFile)
+	if _, err := os.Stat(p); errors.Is(err, os.ErrNotExist) {
 		if done {
-			return fmt.Errorf("stage %s: %s holds finished output but no %s (made by an older tagpr?): delete %s to redo the stage", stage, dir, train.SettingsFile, dir)
+			return nil, fmt.Errorf("stage %s: %s holds finished output but no %s (made by an older tagpr?): delete %s to redo the stage", stage, dir, train.SettingsFile, dir)
 		}
-		return s.Record(dir)
+		return nil, s.Record(dir)
+	}
+	if recorded, err := recordedSettings(p); err == nil {
+		for k := range revisions {
+			if _, ok := s[k]; ok {
+				if _, had := recorded[k]; !had {
+					older = append(older, k)
+					delete(s, k)
+				}
+			}
+		}
+		sort.Strings(older)
 	}
 	if err := s.Check(dir); err != nil {
-		return fmt.Errorf("stage %s: %w: delete %s (and the stages after it) to redo it with these settings, or set another out", stage, err, dir)
+		var mm *train.SettingsMismatchError
+		if errors.As(err, &mm) {
+			for _, d := range mm.Diffs {
+				if _, rev := revisions[d.Name]; rev {
+					return nil, fmt.Errorf("stage %s: %w: its output was made by a tagpr whose %s differs from this one's (not a setting of the config): delete %s (and the stages after it) to redo it with this tagpr", stage, err, d.Name, dir)
+				}
+			}
+		}
+		return nil, fmt.Errorf("stage %s: %w: delete %s (and the stages after it) to redo it with these settings, or set another out", stage, err, dir)
 	}
+	return older, nil
+}
+
+// recordedSettings reads a run.json's settings (nil and an error when it is
+// not one: train.RunSettings.Check names that).
+func recordedSettings(path string) (map[string]string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var file struct {
+		Settings map[string]string `json:"settings"`
+	}
+	if err := json.Unmarshal(b, &file); err != nil || file.Settings == nil {
+		return nil, fmt.Errorf("%s: not a run settings file", path)
+	}
+	return file.Settings, nil
+}
+
+// olderRevisionNote says what a revision a stamp lacks may have changed.
+var olderRevisionNote = map[string]string{
+	revisionRTag: "tagpr builds older than 274c418 (2026-12-07) scored R_tag otherwise (docs/rewards.md: step tags outside <think>, texts without steps, required tags without an order)",
+}
+
+// checkStamp is checkStamp for a run's stage folders; a folder recorded by
+// a tagpr from before a revision was stamped gets a note, once per run,
+// saying what may differ and how to redo it.
+func (r *runEnv) checkStamp(dir, stage string, settings map[string]any, done bool) error {
+	older, err := checkStampOf(dir, stage, settings, done)
+	if err != nil || len(older) == 0 || r.olderNoted[dir] {
+		return err
+	}
+	if r.olderNoted == nil {
+		r.olderNoted = map[string]bool{}
+	}
+	r.olderNoted[dir] = true
+	var why []string
+	for _, k := range older {
+		why = append(why, olderRevisionNote[k])
+	}
+	what := "made it, delete %[2]s (and the stages after it) and rerun to redo it with this tagpr"
+	if !done {
+		what = "made its first steps, this run makes the rest under this tagpr's: delete %[2]s (and the stages after it) and rerun to redo the whole stage with this tagpr"
+	}
+	note(r.h, stage, "%[1]s was recorded by a tagpr that did not stamp %[3]s (%[4]s); if such a build "+what,
+		dir, dir, strings.Join(older, ", "), strings.Join(why, "; "))
 	return nil
 }

@@ -1,0 +1,94 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/tagpr/tagpr/onnx/train"
+)
+
+// TestStampRevisionOfRTag: the stages that score with R_tag (chains, SFT
+// through them, RL) stamp R_tag's revision, which no config key names. A
+// run folder of a tagpr from before it was stamped (tagpr 274c418 and
+// older; builds before 2026-12-07's R_tag changes scored it otherwise)
+// goes on with a note naming the folder, the revision and how to redo it;
+// a stage recorded under another revision is refused, naming it, as a
+// changed setting is. Before, a stage an older tagpr began resumed
+// silently with steps scored by two R_tags in one stage.
+func TestStampRevisionOfRTag(t *testing.T) {
+	const rTagKey = "revision.r_tag"
+	mustORT(t)
+	cfg := tinyRun(t.TempDir())
+	ctx := context.Background()
+	if _, err := Run(ctx, cfg, RunOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	guided := filepath.Join(cfg.Out, "rl", "guided")
+	edit := func(dir string, f func(map[string]string)) {
+		t.Helper()
+		p := filepath.Join(dir, train.SettingsFile)
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var file struct {
+			Settings map[string]string `json:"settings"`
+		}
+		if err := json.Unmarshal(b, &file); err != nil {
+			t.Fatal(err)
+		}
+		f(file.Settings)
+		if err := train.RunSettings(file.Settings).Record(dir); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, d := range []string{filepath.Join(cfg.Out, "chains"), filepath.Join(cfg.Out, "sft"), guided} {
+		edit(d, func(s map[string]string) {
+			if s[rTagKey] != "2" {
+				t.Errorf("%s records %s %q; want \"2\"", d, rTagKey, s[rTagKey])
+			}
+			delete(s, rTagKey) // as an older tagpr recorded it
+		})
+	}
+	// The guided stage not finished: an older tagpr's interrupted stage.
+	if err := os.Remove(filepath.Join(guided, "model.onnx")); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var notes []string
+	_, err := Run(ctx, cfg, RunOptions{Only: []string{StageRL + ":guided"}, Progress: func(p train.Progress) {
+		mu.Lock()
+		defer mu.Unlock()
+		if p.Note != "" {
+			notes = append(notes, p.Note)
+		}
+	}})
+	if err != nil {
+		t.Fatalf("resume of a stage an older tagpr recorded: %v", err)
+	}
+	all := strings.Join(notes, "\n")
+	for _, want := range []string{
+		guided + " was recorded by a tagpr that did not stamp " + rTagKey,
+		"this run makes the rest under this tagpr's: delete " + guided,
+		filepath.Join(cfg.Out, "chains") + " was recorded by a tagpr that did not stamp",
+	} {
+		if !strings.Contains(all, want) {
+			t.Errorf("notes %q; want one saying %q", notes, want)
+		}
+	}
+	if n := strings.Count(all, guided+" was recorded by"); n != 1 {
+		t.Errorf("the older stamp of %s noted %d times; want once", guided, n)
+	}
+	// Another revision is refused, naming it and the folder to delete.
+	edit(guided, func(s map[string]string) { s[rTagKey] = "1" })
+	_, err = Run(ctx, cfg, RunOptions{Only: []string{StageRL + ":guided"}})
+	if err == nil || !strings.Contains(err.Error(), rTagKey+` was "1", now "2"`) ||
+		!strings.Contains(err.Error(), "made by a tagpr whose "+rTagKey+" differs") || !strings.Contains(err.Error(), "delete "+guided) {
+		t.Fatalf("a stage of another R_tag revision: %v", err)
+	}
+}
