@@ -246,6 +246,9 @@ func (r *runEnv) report() (*Report, error) {
 		names[i] = m.name
 	}
 	rep.Notes = append(rep.Notes, r.modelsNote(names), taxonomyNote(r.tx, r.cfg.Taxonomy))
+	if n := r.olderStampsNote(); n != "" {
+		rep.Notes = append(rep.Notes, n)
+	}
 	if r.data.Synth {
 		rep.Notes = append(rep.Notes, BaselineBlind+" = the best rule that ignores the profile (fit on the training split); "+
 			BaselineProfile+" = a rule that reads the profile as the benchmark's generator does: what personalization can reach")

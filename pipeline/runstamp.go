@@ -339,3 +339,45 @@ func (r *runEnv) checkStamp(dir, stage string, settings map[string]any, done boo
 		dir, dir, strings.Join(older, ", "), strings.Join(why, "; "))
 	return nil
 }
+
+// olderStampsNote names the stage folders (chains, SFT, RL stages) whose
+// stamps lack a revision their settings now hold, as the run's notes did
+// when it went on with them: a report of such a run says that a tagpr from
+// before the revision may have made them (or, resumed, part of them).
+func (r *runEnv) olderStampsNote() string {
+	dirs := []string{r.dir("chains"), r.dir("sft")}
+	for _, st := range r.cfg.Stages.RL {
+		dirs = append(dirs, r.dir("rl", st.Name))
+	}
+	var older []string
+	lacks := map[string]bool{}
+	for _, d := range dirs {
+		rec, err := recordedSettings(filepath.Join(d, train.SettingsFile))
+		if err != nil {
+			continue
+		}
+		missing := false
+		for k := range revisions {
+			if _, ok := rec[k]; !ok {
+				missing, lacks[k] = true, true
+			}
+		}
+		if missing {
+			rel, _ := filepath.Rel(r.cfg.Out, d)
+			older = append(older, filepath.ToSlash(rel))
+		}
+	}
+	if len(older) == 0 {
+		return ""
+	}
+	var keys, why []string
+	for k := range lacks {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		why = append(why, olderRevisionNote[k])
+	}
+	return fmt.Sprintf("stages made or begun by a tagpr that did not stamp %s: %s (%s); if such a build made them, this run may mix its R_tag with this tagpr's: delete those folders (and the stages after them) and rerun",
+		strings.Join(keys, ", "), strings.Join(older, ", "), strings.Join(why, "; "))
+}

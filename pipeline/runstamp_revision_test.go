@@ -18,7 +18,7 @@ import (
 // older; builds before 2026-12-07's R_tag changes scored it otherwise)
 // goes on with a note naming the folder, the revision and how to redo it;
 // a stage recorded under another revision is refused, naming it, as a
-// changed setting is. Before, a stage an older tagpr began resumed
+// changed setting is; the report names such stages. Before, a stage an older tagpr began resumed
 // silently with steps scored by two R_tags in one stage.
 func TestStampRevisionOfRTag(t *testing.T) {
 	const rTagKey = "revision.r_tag"
@@ -83,6 +83,17 @@ func TestStampRevisionOfRTag(t *testing.T) {
 	}
 	if n := strings.Count(all, guided+" was recorded by"); n != 1 {
 		t.Errorf("the older stamp of %s noted %d times; want once", guided, n)
+	}
+	// The report says which stages such a tagpr may have made.
+	if _, err := Run(ctx, cfg, RunOptions{Only: []string{StageReport}}); err != nil {
+		t.Fatal(err)
+	}
+	md, err := os.ReadFile(filepath.Join(cfg.Out, "report.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "stages made or begun by a tagpr that did not stamp " + rTagKey + ": chains, sft, rl/guided ("; !strings.Contains(string(md), want) {
+		t.Errorf("report.md does not say %q", want)
 	}
 	// Another revision is refused, naming it and the folder to delete.
 	edit(guided, func(s map[string]string) { s[rTagKey] = "1" })
