@@ -183,7 +183,8 @@ type runEnv struct {
 	shard       datasets.Shard // predict's worker (run_shard.go)
 	mergeShards bool
 
-	olderNoted map[string]bool // stage folders noted as recorded by an older tagpr (runstamp.go)
+	olderNoted  map[string]bool // stage folders noted as recorded by an older tagpr (runstamp.go)
+	chatLlama32 *bool           // the policy's chats are Llama 3.2's (llama32Chat)
 }
 
 // openRun validates cfg and checks every input file before any work.
@@ -354,6 +355,9 @@ func (r *runEnv) policySettings() map[string]any {
 	if r.cfg.Policy.Dir != "" {
 		mp, _ := lm.ResolveModelPath(r.cfg.Policy.Dir)
 		s["policy.files"] = fileFacts(mp)
+	}
+	if r.llama32Chat() { // its prompts' date is fixed (revision.llama32_date)
+		withRevision(s, revisionLlama32Date)
 	}
 	return s
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/tagpr/tagpr/onnx/train"
+	"github.com/tagpr/tagpr/tokenize"
 )
 
 // ConfigMap is c as nested maps keyed by the config's key names (what
@@ -228,9 +229,17 @@ func flatten(prefix string, v any, out map[string]any) {
 // tag, required tags without an order are in order); tagpr 274c418 has them.
 // It goes into the stamps of the stages that score with R_tag: the chains
 // filter (hence SFT and what builds on it) and the RL stages.
-var revisions = map[string]any{revisionRTag: 2}
+//
+// revision.llama32_date 2: Llama 3.2 chats rendered with the template's
+// fallback date (26 Jul 2024), not the day's (after 274c418). It goes into
+// the policy's stamps (hence SFT, RL and predictions) when the policy's chat
+// format is Llama 3.2's, the only one it changed.
+var revisions = map[string]any{revisionRTag: 2, revisionLlama32Date: 2}
 
-const revisionRTag = "revision.r_tag"
+const (
+	revisionRTag        = "revision.r_tag"
+	revisionLlama32Date = "revision.llama32_date"
+)
 
 // withRevision adds the revision named key to a stage's settings.
 func withRevision(s map[string]any, key string) map[string]any {
@@ -312,7 +321,8 @@ func recordedSettings(path string) (map[string]string, error) {
 
 // olderRevisionNote says what a revision a stamp lacks may have changed.
 var olderRevisionNote = map[string]string{
-	revisionRTag: "tagpr builds older than 274c418 (2026-12-07) scored R_tag otherwise (docs/rewards.md: step tags outside <think>, texts without steps, required tags without an order)",
+	revisionRTag:        "tagpr builds older than 274c418 (2026-12-07) scored R_tag otherwise (docs/rewards.md: step tags outside <think>, texts without steps, required tags without an order)",
+	revisionLlama32Date: "tagpr 274c418 and older rendered Llama 3.2 chats with the day's date, this tagpr with the template's 26 Jul 2024, so the prompts differ",
 }
 
 // checkStamp is checkStamp for a run's stage folders; a folder recorded by
@@ -345,19 +355,28 @@ func (r *runEnv) checkStamp(dir, stage string, settings map[string]any, done boo
 // when it went on with them: a report of such a run says that a tagpr from
 // before the revision may have made them (or, resumed, part of them).
 func (r *runEnv) olderStampsNote() string {
-	dirs := []string{r.dir("chains"), r.dir("sft")}
+	policy := []string{revisionRTag}
+	if r.llama32Chat() {
+		policy = append(policy, revisionLlama32Date)
+	}
+	type stage struct {
+		dir  string
+		keys []string // the revisions its stamp holds now
+	}
+	stages := []stage{{r.dir("chains"), []string{revisionRTag}}, {r.dir("sft"), policy}}
 	for _, st := range r.cfg.Stages.RL {
-		dirs = append(dirs, r.dir("rl", st.Name))
+		stages = append(stages, stage{r.dir("rl", st.Name), policy})
 	}
 	var older []string
 	lacks := map[string]bool{}
-	for _, d := range dirs {
+	for _, st := range stages {
+		d, keys := st.dir, st.keys
 		rec, err := recordedSettings(filepath.Join(d, train.SettingsFile))
 		if err != nil {
 			continue
 		}
 		missing := false
-		for k := range revisions {
+		for _, k := range keys {
 			if _, ok := rec[k]; !ok {
 				missing, lacks[k] = true, true
 			}
@@ -378,6 +397,28 @@ func (r *runEnv) olderStampsNote() string {
 	for _, k := range keys {
 		why = append(why, olderRevisionNote[k])
 	}
-	return fmt.Sprintf("stages made or begun by a tagpr that did not stamp %s: %s (%s); if such a build made them, this run may mix its R_tag with this tagpr's: delete those folders (and the stages after them) and rerun",
+	return fmt.Sprintf("stages made or begun by a tagpr that did not stamp %s: %s (%s); if such a build made them, this run may mix what it computed with what this tagpr computes: delete those folders (and the stages after them) and rerun",
 		strings.Join(keys, ", "), strings.Join(older, ", "), strings.Join(why, "; "))
+}
+
+// llama32Chat says whether the policy renders its chats in Llama 3.2's
+// format (named by tokenizer.chat_template, or declared by the policy's
+// tokenizer_config.json under auto), the one whose date revision
+// llama32_date numbers. The tokenizer is read once per run.
+func (r *runEnv) llama32Chat() bool {
+	if r.chatLlama32 == nil {
+		v := false
+		switch name := r.cfg.Tokenizer.ChatTemplate; {
+		case name == "llama3.2":
+			v = true
+		case name == "" || name == "auto":
+			if tp := r.tokenizerPath(); tp != "" {
+				if tok, err := tokenize.Load(tp); err == nil {
+					v = tok.ChatFormat().Name == "llama3.2"
+				}
+			}
+		}
+		r.chatLlama32 = &v
+	}
+	return *r.chatLlama32
 }

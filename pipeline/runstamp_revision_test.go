@@ -103,3 +103,69 @@ func TestStampRevisionOfRTag(t *testing.T) {
 		t.Fatalf("a stage of another R_tag revision: %v", err)
 	}
 }
+
+// TestStampRevisionOfLlama32Date: a policy whose chats are Llama 3.2's
+// (declared by its tokenizer_config.json, or named) stamps the date
+// revision: tagpr 274c418 rendered them with the day's date, this one with
+// the template's 26 Jul 2024, so an older stage (a predict stage begun with
+// dated prompts resumed undated) gets a note naming the folder, and a
+// ChatML policy's stamps stay as they were. Before, nothing told them apart.
+func TestStampRevisionOfLlama32Date(t *testing.T) {
+	const key = "revision.llama32_date"
+	raw, err := os.ReadFile(filepath.Join("..", "tokenize", "testdata", "chat_hf.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fx struct{ Templates map[string]string }
+	if err := json.Unmarshal(raw, &fx); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := bosTokenizer(t).Save(filepath.Join(dir, "tokenizer.json")); err != nil {
+		t.Fatal(err)
+	}
+	setTemplate := func(tpl string) {
+		b, _ := json.Marshal(map[string]string{"chat_template": tpl})
+		if err := os.WriteFile(filepath.Join(dir, "tokenizer_config.json"), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	env := func(name string) *runEnv {
+		return &runEnv{cfg: RunConfig{Out: t.TempDir(), Tokenizer: TokenizerConfig{Path: filepath.Join(dir, "tokenizer.json"), ChatTemplate: name}}}
+	}
+	setTemplate(fx.Templates["llama3.2"])
+	for _, name := range []string{"auto", "llama3.2"} {
+		if v := env(name).policySettings()[key]; v != 2 {
+			t.Errorf("chat_template %s over Llama 3.2's template: %s = %v; want 2", name, key, v)
+		}
+	}
+	if v, ok := env("chatml").policySettings()[key]; ok {
+		t.Errorf("chat_template chatml: %s = %v; want none", key, v)
+	}
+	setTemplate(fx.Templates["llama3.1"])
+	if v, ok := env("auto").policySettings()[key]; ok {
+		t.Errorf("Llama 3.1's template: %s = %v; want none (its date was always fixed)", key, v)
+	}
+
+	// A predictions folder an older tagpr stamped without it.
+	setTemplate(fx.Templates["llama3.2"])
+	var notes []string
+	r := env("auto")
+	r.h = func(p train.Progress) {
+		if p.Note != "" {
+			notes = append(notes, p.Note)
+		}
+	}
+	pred := filepath.Join(r.cfg.Out, "predictions", "sft")
+	old := r.policySettings()
+	delete(old, key)
+	if err := checkStamp(pred, "predict sft", old, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.checkStamp(pred, "predict sft", r.policySettings(), false); err != nil {
+		t.Fatalf("an older tagpr's stamp: %v", err)
+	}
+	if want := pred + " was recorded by a tagpr that did not stamp " + key + " (tagpr 274c418 and older rendered Llama 3.2 chats with the day's date"; len(notes) != 1 || !strings.HasPrefix(notes[0], want) {
+		t.Errorf("notes %q; want one starting %q", notes, want)
+	}
+}
