@@ -33,6 +33,11 @@ type progress struct {
 	// steps after it.
 	base int
 	cols int // the terminal's width; 0: ask stderr's terminal
+	// began is when the task's work began, where that is before start (a
+	// reporter's bar starts its clock at the task's first report, after its
+	// first step): the elapsed time shown and logged (elapsed_s) counts
+	// from it. Zero: start.
+	began time.Time
 }
 
 // stderr is where bars and notes go, stderrTerminal whether it is a
@@ -109,7 +114,7 @@ func (p *progress) Step(n int, attrs ...any) {
 	if p.total > 0 { // 0: not known (a fan-out stage streaming its input); "total 0" would read as done
 		args = append(args, "total", p.total)
 	}
-	args = append(append(args, "elapsed_s", now.Sub(p.start).Seconds()), attrs...)
+	args = append(append(args, "elapsed_s", now.Sub(p.origin()).Seconds()), attrs...)
 	p.logger.Info(p.label, args...)
 }
 
@@ -118,10 +123,10 @@ func (p *progress) draw(attrs []any) {
 	for i := 0; i+1 < len(attrs); i += 2 {
 		fmt.Fprintf(&kv, " %v=%v", attrs[i], attrs[i+1])
 	}
-	elapsed := time.Since(p.start)
+	elapsed := time.Since(p.origin())
 	eta := ""
 	if n := p.done - p.base; n > 0 && p.total > p.done { // the rate of this process's steps, not a resumed task's earlier ones
-		eta = fmt.Sprintf(" eta %s", (time.Duration(float64(elapsed) / float64(n) * float64(p.total-p.done))).Round(time.Second))
+		eta = fmt.Sprintf(" eta %s", (time.Duration(float64(time.Since(p.start)) / float64(n) * float64(p.total-p.done))).Round(time.Second))
 	}
 	cols := p.cols
 	if cols <= 0 {
@@ -167,6 +172,14 @@ func stderrColumns() int {
 	return 80
 }
 
+// origin is when the task's work began: began, else start.
+func (p *progress) origin() time.Time {
+	if p.began.IsZero() {
+		return p.start
+	}
+	return p.began
+}
+
 // Finish ends the bar's line.
 func (p *progress) Finish() {
 	p.mu.Lock()
@@ -197,7 +210,13 @@ func logLine(stage, detail string) {
 // beside the bar.
 func reporter(show ...string) train.ProgressFunc {
 	bars := map[string]*progress{}
+	// last is the time of the previous report (or of the reporter's
+	// making): a task's first report comes after its first step, whose work
+	// began then.
+	last := time.Now()
 	return func(p train.Progress) {
+		began := last
+		last = time.Now()
 		if p.Note != "" {
 			logLine(p.Task, p.Note)
 			return
@@ -210,7 +229,7 @@ func reporter(show ...string) train.ProgressFunc {
 			b = newProgress(p.Task, p.Total)
 			// The clock starts at this first report: the ETA is over the
 			// steps after it (not a resumed task's earlier steps).
-			b.done, b.base = p.Step-1, p.Step
+			b.done, b.base, b.began = p.Step-1, p.Step, began
 			bars[p.Task] = b
 		}
 		var attrs []any

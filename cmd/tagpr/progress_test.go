@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"log/slog"
 	"strings"
 	"testing"
@@ -164,5 +165,27 @@ func TestDumbTerminalGetsTextLines(t *testing.T) {
 	s := buf.String()
 	if strings.ContainsAny(s, "\r\033") || !strings.Contains(s, "msg=sft done=2 total=2") || !strings.HasSuffix(s, "\n") {
 		t.Fatalf("wrote %q", s)
+	}
+}
+
+// TestElapsedCountsTheFirstStep: a reporter's bar starts at the task's
+// first report, which comes after its first step, so elapsed_s left that
+// step out: an RL stage of one 8-second step logged "done 1 total 1
+// elapsed_s 1.2e-05" (and predict "done 16 elapsed_s 5.9e-06", a rate of
+// millions of rows a second). It counts from the previous report now.
+func TestElapsedCountsTheFirstStep(t *testing.T) {
+	var logs bytes.Buffer
+	w, term := stderr, stderrTerminal
+	stderr, stderrTerminal = &logs, false
+	t.Cleanup(func() { stderr, stderrTerminal = w, term })
+	r := reporter()
+	time.Sleep(50 * time.Millisecond) // the first step's work
+	r(train.Progress{Task: "rl guided", Step: 1, Total: 1})
+	var line struct {
+		Done    int     `json:"done"`
+		Elapsed float64 `json:"elapsed_s"`
+	}
+	if err := json.Unmarshal(logs.Bytes(), &line); err != nil || line.Done != 1 || line.Elapsed < 0.05 {
+		t.Fatalf("logged %s (%v): want elapsed_s ≥ 0.05, the step's time", logs.String(), err)
 	}
 }
