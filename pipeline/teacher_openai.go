@@ -208,12 +208,14 @@ func (e *statusError) Error() string {
 	return fmt.Sprintf("teacher POST %s: HTTP %d: %s%s", e.endpoint, e.status, e.body, e.hint)
 }
 
-// contextHint names the setting to lower when the server refused the
+// contextHint names the settings to lower when the server refused the
 // prompt plus max_tokens as too long for its model (OpenAI's code, which
-// vLLM and tagpr serve also send).
+// vLLM and tagpr serve also send): max_tokens, or, when the prompt alone
+// is too long (which lowering max_tokens cannot mend), the profile items.
 func contextHint(status int, raw []byte) string {
 	if status == http.StatusBadRequest && bytes.Contains(raw, []byte("context_length_exceeded")) {
-		return " (the prompt plus the completion budget exceed the teacher's context: lower teacher.max_tokens in the run config, or --max-tokens)"
+		return " (the prompt plus the completion budget exceed the teacher's context: lower teacher.max_tokens in the run config, or --max-tokens;" +
+			" a prompt that fills the context on its own needs fewer profile items: retrieval.top_k, or --profile-k)"
 	}
 	if status == http.StatusTooManyRequests && bytes.Contains(raw, []byte("insufficient_quota")) {
 		return " (the account behind the API key is out of credit: add credit, or point the teacher at another key or server)"

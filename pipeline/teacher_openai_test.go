@@ -116,7 +116,7 @@ func TestOpenAITeacherErrors(t *testing.T) {
 			// the code comes after a long message, past what the error quotes of the body
 			http.Error(w, `{"error":{"message":"`+strings.Repeat("this model's maximum context length is 1024 tokens; ", 10)+
 				`","type":"invalid_request_error","code":"context_length_exceeded"}}`, http.StatusBadRequest)
-		}, 1, []string{"HTTP 400", "lower teacher.max_tokens in the run config, or --max-tokens"}},
+		}, 1, []string{"HTTP 400", "lower teacher.max_tokens in the run config, or --max-tokens", "fewer profile items: retrieval.top_k, or --profile-k"}},
 		{"unknown model names teacher.model", func(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, `{"object":"error","message":"The model `+"`fake`"+` does not exist.","type":"NotFoundError","code":404}`, http.StatusNotFound)
 		}, 1, []string{"HTTP 404", `the server does not serve the model teacher.model "fake"`, "/v1/models"}},
