@@ -119,7 +119,7 @@ func (f *predictFileFlags) parts() string {
 
 func (f *predictFileFlags) addFlags(c *cobra.Command) {
 	fl := c.Flags()
-	fl.StringVar(&f.task, "task", "", "LaMP task: 1, 2 (movie tagging), 2N, 3, 4, 5, 6, 7")
+	fl.StringVar(&f.task, "task", "", "LaMP task: 1, 2M (or 2: movie tagging), 2N, 3, 4, 5, 6, 7 (or a synth_* task)")
 	fl.StringVar(&f.questions, "questions", "", "LaMP questions file ({split}_questions.json)")
 	fl.StringVar(&f.out, "out", "", "predictions to write (.json, LaMP's outputs format); rows go to OUT.parquet, parts to OUT.parquet.parts")
 }
