@@ -272,3 +272,15 @@ func TestImportHFProgress(t *testing.T) {
 		t.Fatalf("logged the end %d times, want once:\n%s", n, stderr)
 	}
 }
+
+// TestTiedNote: export-hf's line printed Go's map syntax, "tied map[]" for
+// a model without ties; it says which weight was left out, tied to which.
+func TestTiedNote(t *testing.T) {
+	if got := tiedNote(nil); got != "" {
+		t.Errorf("no ties: %q, want nothing", got)
+	}
+	got := tiedNote(map[string]string{"lm_head.weight": "model.embed_tokens.weight"})
+	if got != "; lm_head.weight left out, tied to model.embed_tokens.weight" {
+		t.Errorf("tied head: %q", got)
+	}
+}

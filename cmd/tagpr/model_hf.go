@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -122,7 +123,7 @@ by name before anything is written.`,
 					return err
 				}
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s: model.safetensors (%d tensors; tied %v), config.json, copied %v\n", out, res.Tensors, res.Tied, res.Copied)
+			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s: model.safetensors (%d tensors%s), config.json, copied %v\n", out, res.Tensors, tiedNote(res.Tied), res.Copied)
 			return nil
 		},
 	}
@@ -151,4 +152,19 @@ func copyFiles(src, dst string, names ...string) error {
 		}
 	}
 	return nil
+}
+
+// tiedNote says which weights export left out as tied to another (Go's
+// "tied map[]" was printed for a model with none).
+func tiedNote(tied map[string]string) string {
+	names := make([]string, 0, len(tied))
+	for name := range tied {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	var b strings.Builder
+	for _, name := range names {
+		fmt.Fprintf(&b, "; %s left out, tied to %s", name, tied[name])
+	}
+	return b.String()
 }
