@@ -213,10 +213,13 @@ func reporter(show ...string) train.ProgressFunc {
 	// last is the time of the previous report (or of the reporter's
 	// making): a task's first report comes after its first step, whose work
 	// began then.
+	var mu sync.Mutex // notes may come from the stage's goroutines
 	last := time.Now()
 	return func(p train.Progress) {
+		mu.Lock()
 		began := last
 		last = time.Now()
+		mu.Unlock()
 		if p.Note != "" {
 			logLine(p.Task, p.Note)
 			return
