@@ -7,13 +7,16 @@ export GOFLAGS
 # told not to, as tagpr tells its own runtime (README).
 ORT_DISABLE_TELEMETRY ?= 1
 export ORT_DISABLE_TELEMETRY
+# The commit tagpr is built from ("-modified" with uncommitted changes), which `tagpr version`, the reports and
+# every stage summary name; set by -ldflags, so it holds with -buildvcs=false too ("" outside a git clone).
+COMMIT  := $(shell c=$$(git rev-parse HEAD 2>/dev/null) && { git diff --quiet HEAD -- 2>/dev/null || c="$$c-modified"; echo "$$c"; })
 
 .PHONY: all build setup demo experiment test test-race bench fmt vet fuzz
 
 all: build
 
 build:
-	$(GO) build -o $(BIN) ./cmd/tagpr
+	$(GO) build -ldflags "-X github.com/tagpr/tagpr/internal/buildinfo.Commit=$(COMMIT)" -o $(BIN) ./cmd/tagpr
 
 # Internal: fetch and verify every pinned artifact (ONNX Runtime from npm, tokenizers) into .cache/.
 setup: build

@@ -22,6 +22,9 @@ type StageSummary struct {
 	// Machine is where the stage ran (ort.Machine): its floats reproduce on
 	// the same CPU kind, SIMD level, thread count and runtime.
 	Machine string `json:"machine,omitempty"`
+	// Tagpr is the build that trained the stage (buildinfo.String): its
+	// version and commit.
+	Tagpr string `json:"tagpr,omitempty"`
 }
 
 // Report is what a run tells the people who read its results. A run's is
@@ -29,8 +32,11 @@ type StageSummary struct {
 type Report struct {
 	Title   string    `json:"title"`
 	Created time.Time `json:"created"`
-	Model   string    `json:"model"` // the final model's file
-	Dataset string    `json:"dataset"`
+	// Tagpr is the build that wrote the report (buildinfo.String); a stage
+	// trained by another one says so (MadeBy).
+	Tagpr   string `json:"tagpr,omitempty"`
+	Model   string `json:"model"` // the final model's file
+	Dataset string `json:"dataset"`
 	// BaseNote says plainly what the base model is (e.g. a built-in
 	// architecture at its random initialization).
 	BaseNote string `json:"base_note,omitempty"`
@@ -72,6 +78,34 @@ func (r *Report) TrainedOn() string {
 		parts[i] = m + " (" + strings.Join(stages[m], ", ") + ")"
 	}
 	return strings.Join(parts, "; ")
+}
+
+// MadeBy names the tagpr build that wrote the report and, where stages
+// were trained by other builds (a run resumed or reported by another
+// version or commit), each of those with its stages ("" when none is known).
+func (r *Report) MadeBy() string {
+	var builds []string
+	stages := map[string][]string{}
+	for _, s := range r.Stages {
+		if s.Tagpr == "" || s.Tagpr == r.Tagpr {
+			continue
+		}
+		if stages[s.Tagpr] == nil {
+			builds = append(builds, s.Tagpr)
+		}
+		stages[s.Tagpr] = append(stages[s.Tagpr], s.Name)
+	}
+	out := r.Tagpr
+	if len(builds) > 0 && out != "" {
+		out += " (this report)"
+	}
+	for _, b := range builds {
+		if out != "" {
+			out += "; "
+		}
+		out += b + " (trained " + strings.Join(stages[b], ", ") + ")"
+	}
+	return out
 }
 
 // Finalize averages each model's improvement over the base across tasks,
@@ -190,6 +224,9 @@ func (r *Report) Markdown() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# %s\n\n", r.Title)
 	fmt.Fprintf(&b, "- created: %s\n- model: `%s`\n- dataset: `%s`\n", r.Created.UTC().Format(time.RFC3339), r.Model, r.Dataset)
+	if m := r.MadeBy(); m != "" {
+		fmt.Fprintf(&b, "- made by: %s\n", m)
+	}
 	if m := r.TrainedOn(); m != "" {
 		fmt.Fprintf(&b, "- trained on: %s (%s: docs/report.md)\n", m, trainedOnNote)
 	}

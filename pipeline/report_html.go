@@ -38,6 +38,9 @@ func (r *Report) HTML() (string, error) {
 		"<title>%s</title><style>%s</style></head><body>\n", esc(r.Title), reportCSS)
 	fmt.Fprintf(&b, "<header><h1>%s</h1><p class=\"meta\">created %s · final model <code>%s</code> · data <code>%s</code></p>", esc(r.Title),
 		esc(r.Created.UTC().Format(time.RFC3339)), esc(r.Model), esc(r.Dataset))
+	if m := r.MadeBy(); m != "" {
+		fmt.Fprintf(&b, "<p class=\"base\"><b>Made by:</b> %s</p>", esc(m))
+	}
 	if r.BaseNote != "" {
 		fmt.Fprintf(&b, "<p class=\"base\"><b>Base model:</b> %s</p>", esc(r.BaseNote))
 	}

@@ -173,3 +173,20 @@ func TestReportTagsAndSamplesNameTheSplit(t *testing.T) {
 		}
 	}
 }
+
+// MadeBy names the build that wrote the report and, apart, each other build
+// that trained stages (a run resumed or reported by another commit).
+func TestReportMadeByNamesEveryBuild(t *testing.T) {
+	r := &Report{Tagpr: "tagpr 1 (commit b)", Stages: []StageSummary{{Name: "sft", Tagpr: "tagpr 1 (commit a)"},
+		{Name: "prmu", Tagpr: "tagpr 1 (commit b)"}, {Name: "rl guided", Tagpr: "tagpr 1 (commit a)"}, {Name: "chains"}}}
+	want := "tagpr 1 (commit b) (this report); tagpr 1 (commit a) (trained sft, rl guided)"
+	if got := r.MadeBy(); got != want {
+		t.Errorf("MadeBy = %q, want %q", got, want)
+	}
+	if !strings.Contains(r.Markdown(), "- made by: "+want+"\n") {
+		t.Errorf("report.md's header lacks the builds:\n%s", r.Markdown())
+	}
+	if r := (&Report{Tagpr: "tagpr 1 (commit b)", Stages: []StageSummary{{Name: "sft", Tagpr: "tagpr 1 (commit b)"}}}); r.MadeBy() != "tagpr 1 (commit b)" {
+		t.Errorf("one build: MadeBy = %q", r.MadeBy())
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"github.com/google/renameio/v2"
 
 	"github.com/tagpr/tagpr/datasets"
+	"github.com/tagpr/tagpr/internal/buildinfo"
 	"github.com/tagpr/tagpr/onnx/hf"
 	"github.com/tagpr/tagpr/onnx/lm"
 	"github.com/tagpr/tagpr/onnx/onnxpb"
@@ -319,6 +320,7 @@ func (p *RLPipeline) runStage(ctx context.Context, st RLStage, from, dir string)
 		return RLSummary{}, err
 	}
 	res.Summary.Machine = ort.Machine(p.Session)
+	res.Summary.Tagpr = buildinfo.String()
 	js, err := json.MarshalIndent(res.Summary, "", "  ")
 	if err != nil {
 		return RLSummary{}, fmt.Errorf("rl stage %q: summary: %w", st.Name, err)

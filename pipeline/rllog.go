@@ -28,6 +28,7 @@ type RLSummary struct {
 	Steps   int     `json:"steps"`
 	Seconds float64 `json:"seconds"`           // summed step times (resumed runs included)
 	Machine string  `json:"machine,omitempty"` // where the stage finished (ort.Machine)
+	Tagpr   string  `json:"tagpr,omitempty"`   // the build that trained it (buildinfo.String)
 	// Start and End average the first and the last quarter of the steps:
 	// "reward", each named reward, "kl", "clip_ratio/region_mean",
 	// "frac_reward_zero_std", "completion_length".

@@ -12,6 +12,7 @@ import (
 	"github.com/google/renameio/v2"
 
 	"github.com/tagpr/tagpr/datasets"
+	"github.com/tagpr/tagpr/internal/buildinfo"
 	"github.com/tagpr/tagpr/onnx/lm"
 	"github.com/tagpr/tagpr/rewardmodel"
 )
@@ -25,6 +26,7 @@ type chainsSummary struct {
 	Teacher string                  `json:"teacher"`
 	Seconds float64                 `json:"seconds"`
 	Tasks   map[string]ChainsCounts `json:"tasks"`
+	Tagpr   string                  `json:"tagpr,omitempty"` // the build that made them (buildinfo.String)
 }
 
 // ChainsCounts are one task's chain rows and how many were kept.
@@ -47,7 +49,7 @@ func (r *runEnv) chains(ctx context.Context) error {
 	}
 	start := time.Now()
 	c := r.cfg.Stages.Chains
-	sum := chainsSummary{Tasks: map[string]ChainsCounts{}}
+	sum := chainsSummary{Tasks: map[string]ChainsCounts{}, Tagpr: buildinfo.String()}
 	var teacher Teacher
 	var labeller Labeller
 	if r.cfg.Teacher.Kind != TeacherGold {

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/tagpr/tagpr/internal/buildinfo"
 	"github.com/tagpr/tagpr/onnx/lm"
 	"github.com/tagpr/tagpr/onnx/ort"
 	"github.com/tagpr/tagpr/rewardmodel"
@@ -73,7 +74,7 @@ func (r *runEnv) trainPRMU(ctx context.Context) error {
 	if err := model.Save(dir); err != nil {
 		return err
 	}
-	return writeJSON(sumPath, StageSummary{Name: StagePRMU, Steps: len(res.Losses), Seconds: time.Since(start).Seconds(), Final: final, Machine: ort.Machine(opts)})
+	return writeJSON(sumPath, StageSummary{Name: StagePRMU, Steps: len(res.Losses), Seconds: time.Since(start).Seconds(), Final: final, Machine: ort.Machine(opts), Tagpr: buildinfo.String()})
 }
 
 // policySamplePairs samples n completions per training example from the SFT

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/tagpr/tagpr/datasets"
+	"github.com/tagpr/tagpr/internal/buildinfo"
 	"github.com/tagpr/tagpr/onnx/train"
 	"github.com/tagpr/tagpr/pipeline/grpo"
 	"github.com/tagpr/tagpr/rewardmodel"
@@ -171,7 +172,7 @@ func (r *runEnv) eval() error {
 func (r *runEnv) report() (*Report, error) {
 	models := r.evalModels()
 	final := models[len(models)-1]
-	rep := &Report{Title: r.cfg.Stages.Report.Title, Created: time.Now(), Model: filepath.Join(r.modelDir(final.model), "model.onnx"),
+	rep := &Report{Title: r.cfg.Stages.Report.Title, Created: time.Now(), Tagpr: buildinfo.String(), Model: filepath.Join(r.modelDir(final.model), "model.onnx"),
 		Dataset: r.dir("data"), BaseNote: r.baseNote(), Curves: &Curves{}}
 	for _, m := range models {
 		rep.Models = append(rep.Models, m.name)
@@ -182,7 +183,7 @@ func (r *runEnv) report() (*Report, error) {
 		for task, n := range cs.Tasks {
 			final["rows_"+task], final["kept_"+task] = float64(n.Rows), float64(n.Kept)
 		}
-		rep.Stages = append(rep.Stages, StageSummary{Name: StageChains, Seconds: cs.Seconds, Final: final})
+		rep.Stages = append(rep.Stages, StageSummary{Name: StageChains, Seconds: cs.Seconds, Final: final, Tagpr: cs.Tagpr})
 		rep.Notes = append(rep.Notes, "chains: teacher "+cs.Teacher)
 	} else if !os.IsNotExist(err) {
 		return nil, err
@@ -217,7 +218,7 @@ func (r *runEnv) report() (*Report, error) {
 		if err != nil {
 			return nil, err
 		}
-		rep.Stages = append(rep.Stages, StageSummary{Name: "rl " + s.Stage, Steps: s.Steps, Seconds: s.Seconds, Final: s.final(), Machine: s.Machine})
+		rep.Stages = append(rep.Stages, StageSummary{Name: "rl " + s.Stage, Steps: s.Steps, Seconds: s.Seconds, Final: s.final(), Machine: s.Machine, Tagpr: s.Tagpr})
 		rep.Notes = append(rep.Notes, rlNote(s))
 	}
 	// The eval files of the splits the eval stage scores: one of a split

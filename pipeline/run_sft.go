@@ -13,6 +13,7 @@ import (
 	"github.com/google/renameio/v2"
 
 	"github.com/tagpr/tagpr/datasets"
+	"github.com/tagpr/tagpr/internal/buildinfo"
 	"github.com/tagpr/tagpr/onnx/hf"
 	"github.com/tagpr/tagpr/onnx/lm"
 	"github.com/tagpr/tagpr/onnx/ort"
@@ -171,6 +172,7 @@ func (r *runEnv) sft(ctx context.Context) error {
 	}
 	sum.Final["sequences"] = float64(len(seqs))
 	sum.Machine = ort.Machine(cfg.Session)
+	sum.Tagpr = buildinfo.String()
 	if err := writeJSON(filepath.Join(dir, summaryFile), sum); err != nil {
 		return err
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tagpr/tagpr/datasets"
+	"github.com/tagpr/tagpr/internal/buildinfo"
 	"github.com/tagpr/tagpr/pipeline"
 )
 
@@ -67,7 +68,7 @@ func init() {
 			if err != nil {
 				return err
 			}
-			rep := &pipeline.Report{Title: "tagpr eval: " + t.Name, Created: time.Now(), Model: preds, Dataset: golds, Tasks: []pipeline.TaskEval{r}}
+			rep := &pipeline.Report{Title: "tagpr eval: " + t.Name, Created: time.Now(), Tagpr: buildinfo.String(), Model: preds, Dataset: golds, Tasks: []pipeline.TaskEval{r}}
 			for _, m := range r.Models {
 				rep.Models = append(rep.Models, m.Name)
 			}

@@ -29,6 +29,10 @@ var tagprBin string
 // detector's exit status 66.
 var tagprBuildFlags []string
 
+// testCommit is the commit the tested binary is stamped with, as `make
+// build` stamps it (TestReportNamesTheBuild).
+const testCommit = "0123456789abcdef0123456789abcdef01234567-test"
+
 // TestMain builds the real binary once; the tests run it as a user would.
 func TestMain(m *testing.M) {
 	if os.Getenv("TAGPR_TEST_INTERRUPTS") == "1" { // TestSecondInterruptQuits's child
@@ -45,7 +49,7 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	tagprBin = filepath.Join(dir, "tagpr")
-	if out, err := exec.Command("go", append(append([]string{"build"}, tagprBuildFlags...), "-o", tagprBin, ".")...).CombinedOutput(); err != nil {
+	if out, err := exec.Command("go", append(append([]string{"build", "-ldflags=-X github.com/tagpr/tagpr/internal/buildinfo.Commit=" + testCommit}, tagprBuildFlags...), "-o", tagprBin, ".")...).CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "build tagpr: %v\n%s", err, out)
 		os.Exit(1)
 	}
@@ -71,7 +75,7 @@ func TestVersionReportsRuntime(t *testing.T) {
 	if err != nil {
 		t.Fatalf("tagpr version: %v\n%s", err, stderr)
 	}
-	for _, want := range []string{"tagpr " + version, "onnxruntime 1.30.0", "execution providers: ", "CPUExecutionProvider",
+	for _, want := range []string{"tagpr " + version + " (commit " + testCommit + ")\n", "onnxruntime 1.30.0", "execution providers: ", "CPUExecutionProvider",
 		"cuda provider: not in this library", "cuda device: ", "machine: ", "intra-op thread", "; ONNX Runtime 1.30.0\n"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("version output lacks %q:\n%s", want, out)

@@ -456,3 +456,34 @@ func checkEventFiles(t *testing.T, out string) {
 		}
 	}
 }
+
+// Every output a user keeps names the tagpr build that made it: the
+// reports (markdown, HTML, report.json) and each training stage's summary
+// carry the version and the commit `make build` stamps (here testCommit).
+// Before, none did: a report could not be traced to the code behind it.
+func TestReportNamesTheBuild(t *testing.T) {
+	dir := t.TempDir()
+	if _, stderr, err := runTagpr(t, dir, runtimeEnv(t), "demo", "--fast-dev-run", "--dir", "d"); err != nil {
+		t.Fatalf("demo --fast-dev-run: %v\n%s", err, stderr)
+	}
+	out := filepath.Join(dir, "d", "fast_dev_run")
+	build := "tagpr " + version + " (commit " + testCommit + ")"
+	for _, f := range []string{"report.md", "report.html", "report.json", "sft/summary.json", "prmu/summary.json",
+		"chains/summary.json", "rl/guided/summary.json", "rl/exploratory/summary.json"} {
+		b, err := os.ReadFile(filepath.Join(out, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(b), build) {
+			t.Errorf("%s does not name the build %q", f, build)
+		}
+	}
+	md, _ := os.ReadFile(filepath.Join(out, "report.md"))
+	if !strings.Contains(string(md), "- made by: "+build+"\n") {
+		t.Errorf("report.md's header does not say which tagpr made it:\n%s", md[:min(len(md), 800)])
+	}
+	// metrics.json stays comparable byte for byte across builds.
+	if b, _ := os.ReadFile(filepath.Join(out, "metrics.json")); strings.Contains(string(b), testCommit) {
+		t.Error("metrics.json names the build; it should stay comparable across builds")
+	}
+}

@@ -11,10 +11,13 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/tagpr/tagpr/internal/buildinfo"
 	"github.com/tagpr/tagpr/onnx/ort"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
+// version is set at build time with -ldflags "-X main.version=..."; main
+// hands it to buildinfo, which the reports and stage summaries name (with
+// the commit `make build` records).
 var version = "0.1.0-dev"
 
 var cfgFile string
@@ -176,6 +179,7 @@ func stdoutError(s *stdoutCheck) error {
 }
 
 func main() {
+	buildinfo.Version = version
 	ctx, stop := interrupts()
 	defer stop()
 	out := &stdoutCheck{w: os.Stdout}

@@ -6,17 +6,18 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/tagpr/tagpr/internal/buildinfo"
 	"github.com/tagpr/tagpr/onnx/ort"
 )
 
 func init() {
 	rootCmd.AddCommand(&cobra.Command{
 		Use:   "version",
-		Short: "Print tagpr's version, the ONNX Runtime version, the execution providers the library offers and whether a CUDA device is visible",
+		Short: "Print tagpr's version and commit, the ONNX Runtime version, the execution providers the library offers and whether a CUDA device is visible",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			out := cmd.OutOrStdout()
-			fmt.Fprintf(out, "tagpr %s\n", version)
+			fmt.Fprintln(out, buildinfo.String())
 			// Inspect, not Start: version reports what is missing for CUDA
 			// instead of failing on it.
 			rt := runCfg.Runtime.Runtime()
