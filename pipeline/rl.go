@@ -315,11 +315,17 @@ func (p *RLPipeline) runStage(ctx context.Context, st RLStage, from, dir string)
 	if err != nil {
 		return RLSummary{}, fmt.Errorf("rl stage %q: reward: %w", st.Name, err)
 	}
+	ckDir := filepath.Join(dir, grpo.CheckpointDir)
+	if err := recordMachine(ckDir, ort.Machine(p.Session)); err != nil {
+		return RLSummary{}, fmt.Errorf("rl stage %q: %w", st.Name, err)
+	}
 	res, err := TrainRL(ctx, st, RLPolicy{Model: start, EOS: p.EOS, Pad: p.Pad, Detokenize: p.Detokenize, Load: lo, Session: p.Session, MaxMemoryGB: p.MaxMemoryGB}, prompts, rewards, dir, p.Progress)
 	if err != nil {
 		return RLSummary{}, err
 	}
-	res.Summary.Machine = ort.Machine(p.Session)
+	if res.Summary.Machine, err = stageMachine(ckDir, res.Summary.Steps); err != nil {
+		return RLSummary{}, fmt.Errorf("rl stage %q: %w", st.Name, err)
+	}
 	res.Summary.Tagpr = buildinfo.String()
 	js, err := json.MarshalIndent(res.Summary, "", "  ")
 	if err != nil {

@@ -159,6 +159,9 @@ func (r *runEnv) sft(ctx context.Context) error {
 	}
 	note(r.h, StageSFT, "%d steps of %d×%d tokens on %d tagged chains%s", cfg.Steps, cfg.Batch, cfg.SeqLen, len(seqs), left)
 	ckDir := filepath.Join(dir, "checkpoints")
+	if err := recordMachine(ckDir, ort.Machine(cfg.Session)); err != nil {
+		return err
+	}
 	res, err := TrainSFT(ctx, base, seqs, r.pad, cfg, ckDir, r.h)
 	if err != nil {
 		return err
@@ -171,7 +174,9 @@ func (r *runEnv) sft(ctx context.Context) error {
 		return err
 	}
 	sum.Final["sequences"] = float64(len(seqs))
-	sum.Machine = ort.Machine(cfg.Session)
+	if sum.Machine, err = stageMachine(ckDir, sum.Steps); err != nil {
+		return err
+	}
 	sum.Tagpr = buildinfo.String()
 	if err := writeJSON(filepath.Join(dir, summaryFile), sum); err != nil {
 		return err

@@ -487,3 +487,56 @@ func TestReportNamesTheBuild(t *testing.T) {
 		t.Error("metrics.json names the build; it should stay comparable across builds")
 	}
 }
+
+// A stage resumed at another thread count is another computation than a
+// fresh run at either count: its summary and the report's "trained on"
+// name each machine with its steps. Before, the summary named only the
+// machine the stage finished on, which a fresh run did not reproduce.
+func TestResumedStageNamesEveryMachine(t *testing.T) {
+	dir := t.TempDir()
+	env := runtimeEnv(t)
+	if _, stderr, err := runTagpr(t, dir, env, "demo", "--fast-dev-run", "--dir", "d", "--threads", "1"); err != nil {
+		t.Fatalf("demo --fast-dev-run: %v\n%s", err, stderr)
+	}
+	// As if SFT had stopped after step 1 of 2: its checkpoint of step 1 is
+	// the newest, and nothing after SFT is done.
+	out := filepath.Join(dir, "d", "fast_dev_run")
+	for _, p := range []string{"sft/model.onnx", "sft/summary.json", "sft/checkpoints/step-00000002", "rl", "predictions", "eval"} {
+		if err := os.RemoveAll(filepath.Join(out, p)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(out, "sft/checkpoints/LATEST"), []byte("step-00000001\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	stdout, stderr, err := runTagpr(t, dir, env, "demo", "--fast-dev-run", "--dir", "d", "--threads", "2")
+	if err != nil {
+		t.Fatalf("resumed at 2 threads: %v\n%s", err, stderr)
+	}
+	if !strings.Contains(stderr, "resuming after step 1 of 2") {
+		t.Fatalf("SFT did not resume after step 1:\n%s", stderr)
+	}
+	var sum struct {
+		Machine string `json:"machine"`
+	}
+	b, err := os.ReadFile(filepath.Join(out, "sft/summary.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &sum); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"steps 1–1: ", "1 intra-op thread;", "; then steps 2–2: ", "2 intra-op threads;", "(resumed on another machine"} {
+		if !strings.Contains(sum.Machine, want) {
+			t.Errorf("sft/summary.json's machine %q lacks %q", sum.Machine, want)
+		}
+	}
+	if !strings.Contains(stdout, "trained on: "+sum.Machine+" (sft)") {
+		t.Errorf("the report's trained-on line does not name SFT's two machines:\n%s", stdout[:min(len(stdout), 1200)])
+	}
+	// RL ran whole at 2 threads: one machine.
+	b, _ = os.ReadFile(filepath.Join(out, "rl/guided/summary.json"))
+	if !strings.Contains(string(b), `"machine": "`) || strings.Contains(string(b), "then steps") {
+		t.Errorf("rl/guided/summary.json should name its one machine:\n%s", b)
+	}
+}
