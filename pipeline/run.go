@@ -176,7 +176,8 @@ type runEnv struct {
 	eos  []int64
 	pad  int64
 
-	flat   map[string]any // the config, flattened
+	flat   map[string]any    // the config, flattened
+	hashes map[string]string // input files' sha256 (fileHashes)
 	prmu   *rewardmodel.PRMU
 	events *runEvents // TensorBoard files of the training stages
 
@@ -340,6 +341,7 @@ func (r *runEnv) dataSettings() map[string]any {
 		}
 	}
 	s["data.files"] = fileFacts(files...)
+	s["data.sha256"] = r.fileHashes(files...)
 	return s
 }
 
@@ -351,10 +353,12 @@ func (r *runEnv) policySettings() map[string]any {
 	s := merge(r.dataSettings(), r.promptSettings(), r.settings("policy", "tokenizer"))
 	if tp := r.tokenizerPath(); tp != "" {
 		s["tokenizer.files"] = fileFacts(tokenize.Files(tp)...)
+		s["tokenizer.sha256"] = r.fileHashes(tokenize.Files(tp)...)
 	}
 	if r.cfg.Policy.Dir != "" {
 		mp, _ := lm.ResolveModelPath(r.cfg.Policy.Dir)
 		s["policy.files"] = fileFacts(mp)
+		s["policy.sha256"] = r.fileHashes(lm.Files(mp)...)
 	}
 	if r.llama32Chat() { // its prompts' date is fixed (revision.llama32_date)
 		withRevision(s, revisionLlama32Date)
@@ -404,6 +408,7 @@ func (r *runEnv) prmuSettings() map[string]any {
 		// The encoder's files, as policy.files: another export in the same
 		// folder is a changed setting, not the encoder the PRMU was trained with.
 		s["stages.prmu.encoder.files"] = fileFacts(rewardmodel.EncoderFiles(e.Dir)...)
+		s["stages.prmu.encoder.sha256"] = r.fileHashes(rewardmodel.EncoderFiles(e.Dir)...)
 	}
 	if r.cfg.Stages.PRMU.PolicySamples > 0 {
 		merge(s, r.sftSettings())

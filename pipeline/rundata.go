@@ -392,3 +392,33 @@ func fileFacts(paths ...string) map[string]int64 {
 	}
 	return out
 }
+
+// fileHashes are the input files' sha256 in a stage stamp (beside
+// fileFacts' sizes): an input edited in place, at the same size (a gold
+// corrected, a checkpoint of the same architecture exported over the old
+// one), is a changed setting, not the input the stage was made from. Each
+// file is hashed once per run (r.hashes).
+func (r *runEnv) fileHashes(paths ...string) map[string]string {
+	out := map[string]string{}
+	for _, p := range paths {
+		h, ok := r.hashes[p]
+		if !ok {
+			if sum, _, err := lock.HashFile(p); err == nil {
+				h = sum
+			}
+			if r.hashes == nil {
+				r.hashes = map[string]string{}
+			}
+			r.hashes[p] = h
+		}
+		if h != "" {
+			out[p] = h
+		}
+	}
+	return out
+}
+
+// hashKeys are the stamp keys fileHashes fills, which stamps recorded by
+// an older tagpr lack: such a stamp is checked without them (its stage
+// resumes as before).
+var hashKeys = []string{"data.sha256", "tokenizer.sha256", "policy.sha256", "stages.prmu.encoder.sha256"}

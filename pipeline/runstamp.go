@@ -289,6 +289,19 @@ func checkStampOf(dir, stage string, settings map[string]any, done bool) (older 
 		}
 		sort.Strings(older)
 	}
+	// A stamp of an older tagpr has no input hashes: checked without them.
+	if b, err := os.ReadFile(filepath.Join(dir, train.SettingsFile)); err == nil {
+		var rec struct {
+			Settings map[string]string `json:"settings"`
+		}
+		if json.Unmarshal(b, &rec) == nil && rec.Settings != nil {
+			for _, k := range hashKeys {
+				if _, ok := rec.Settings[k]; !ok {
+					delete(s, k)
+				}
+			}
+		}
+	}
 	if err := s.Check(dir); err != nil {
 		var mm *train.SettingsMismatchError
 		if errors.As(err, &mm) {

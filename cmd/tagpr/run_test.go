@@ -645,3 +645,84 @@ func TestShippedConfigs(t *testing.T) {
 		}
 	}
 }
+
+// An input edited in place at the same size (a corrected gold here; a new
+// checkpoint exported over the old one is the same) is not the input the
+// run's stages were made from: the rerun is refused naming data.sha256,
+// not resumed on the stale copy. Before, stamps held paths and sizes
+// only, and the run reported on the old golds. A stamp an older tagpr
+// wrote (no hashes) still resumes.
+func TestRunRefusesInputEditedAtSameSize(t *testing.T) {
+	dir := t.TempDir()
+	env := runtimeEnv(t)
+	lamp := filepath.Join(dir, "LaMP")
+	for _, f := range []string{"train/train_questions.json", "train/train_outputs.json", "dev/dev_questions.json", "dev/dev_outputs.json"} {
+		b, err := os.ReadFile(filepath.Join(lampDownload, "LaMP_3", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.MkdirAll(filepath.Join(lamp, "LaMP_3", filepath.Dir(f)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(lamp, "LaMP_3", f), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	policy, _ := filepath.Abs(policyFixture)
+	out := filepath.Join(dir, "run")
+	cfg := writeConfig(t, dir, "c.yaml", fmt.Sprintf(`out: %s
+runtime: {threads: 1}
+policy: {dir: %s}
+data: {lamp_dir: %s, tasks: [3]}
+stages:
+  chains: {skip: true}
+  sft: {skip: true}
+  prmu: {skip: true}
+  rl: []
+  predict: {models: [base], splits: [dev], batch: 4, max_new_tokens: 4}
+`, out, policy, lamp))
+	if _, stderr, err := runTagpr(t, dir, env, "run", "-c", cfg); err != nil {
+		t.Fatalf("run: %v\n%s", err, stderr)
+	}
+	golds := filepath.Join(lamp, "LaMP_3", "dev", "dev_outputs.json")
+	b, _ := os.ReadFile(golds)
+	edited := strings.Replace(string(b), `"output": "3"`, `"output": "1"`, 1)
+	if edited == string(b) {
+		t.Fatalf("no gold 3 to correct in %s:\n%s", golds, b)
+	}
+	if err := os.WriteFile(golds, []byte(edited), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, stderr, err := runTagpr(t, dir, env, "run", "-c", cfg)
+	if err == nil || !strings.Contains(stderr, "stage data: cannot resume") || !strings.Contains(stderr, "data.sha256") {
+		t.Fatalf("a gold edited at the same size: want the rerun refused naming data.sha256, got %v:\n%s", err, stderr)
+	}
+	// The stamps of an older tagpr have sizes only: with the golds as they
+	// were, such a run folder resumes as before.
+	if err := os.WriteFile(golds, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, stage := range []string{"data", "predictions/base"} {
+		p := filepath.Join(out, stage, "run.json")
+		raw, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rec map[string]map[string]string
+		if err := json.Unmarshal(raw, &rec); err != nil {
+			t.Fatal(err)
+		}
+		for k := range rec["settings"] {
+			if strings.HasSuffix(k, ".sha256") && k != "taxonomy.sha256" {
+				delete(rec["settings"], k)
+			}
+		}
+		raw, _ = json.Marshal(rec)
+		if err := os.WriteFile(p, raw, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, stderr, err := runTagpr(t, dir, env, "run", "-c", cfg); err != nil {
+		t.Fatalf("a run stamped without hashes no longer resumes: %v\n%s", err, stderr)
+	}
+}
