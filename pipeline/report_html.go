@@ -253,7 +253,7 @@ func (r *Report) htmlImprovement(b *strings.Builder) {
 				b.WriteString("<td>—</td>")
 			}
 		}
-		fmt.Fprintf(b, `<td class="best">%+.1f%%</td></tr>`, 100*mean)
+		fmt.Fprintf(b, `<td class="best">%s</td></tr>`, esc(r.meanImprovement(name, mean)))
 	}
 	b.WriteString("</tbody></table>")
 }

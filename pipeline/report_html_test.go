@@ -190,3 +190,35 @@ func TestReportMadeByNamesEveryBuild(t *testing.T) {
 		t.Errorf("one build: MadeBy = %q", r.MadeBy())
 	}
 }
+
+// The mean improvement says when absolute gains (a task whose base was 0)
+// entered it: before, it was printed as a plain percentage, so the demo's
+// accuracy and ROUGE gains over a base of 0 read as "+89.7%" relative.
+func TestMeanImprovementSaysAbsoluteGains(t *testing.T) {
+	task := func(name string, imp Improvement) TaskEval {
+		return TaskEval{Task: name, Split: "dev", Models: []ModelEval{{Name: "sft", Improvement: &imp}}}
+	}
+	r := &Report{Tasks: []TaskEval{task("tag", Improvement{Value: 0.996, Absolute: []string{"accuracy"}, Metrics: 1}),
+		task("rate", Improvement{Value: 0.908, Metrics: 2})}, MeanImprovement: map[string]float64{"sft": 0.952}}
+	want := "**+95.2% (with absolute gains for tag: base 0)**"
+	if md := r.Markdown(); !strings.Contains(md, want) {
+		t.Errorf("report.md's mean improvement lacks %q:\n%s", want, md)
+	}
+	page, err := r.HTML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(page, `<td class="best">+95.2% (with absolute gains for tag: base 0)</td>`) {
+		t.Errorf("report.html's mean improvement does not say it holds absolute gains")
+	}
+	r.Tasks = r.Tasks[:1]
+	r.MeanImprovement["sft"] = 0.996
+	if md := r.Markdown(); !strings.Contains(md, "**+0.996 absolute (base 0)**") {
+		t.Errorf("an all-absolute mean is not shown as an absolute gain:\n%s", md)
+	}
+	r.Tasks = []TaskEval{task("rate", Improvement{Value: 0.908, Metrics: 2})}
+	r.MeanImprovement["sft"] = 0.908
+	if md := r.Markdown(); !strings.Contains(md, "**+90.8%**") {
+		t.Errorf("a relative mean lost its plain percentage:\n%s", md)
+	}
+}
