@@ -10,6 +10,7 @@ import (
 
 	"github.com/tagpr/tagpr/datasets"
 	"github.com/tagpr/tagpr/internal/buildinfo"
+	"github.com/tagpr/tagpr/onnx/lock"
 	"github.com/tagpr/tagpr/onnx/train"
 	"github.com/tagpr/tagpr/pipeline/grpo"
 	"github.com/tagpr/tagpr/rewardmodel"
@@ -117,6 +118,7 @@ func (r *runEnv) eval() error {
 				continue // test golds are withheld: predictions only
 			}
 			var mps []modelPredictions
+			scored := map[string]string{}
 			answered := map[string]bool{}
 			evaluated := map[string]bool{}
 			for _, m := range models {
@@ -130,6 +132,9 @@ func (r *runEnv) eval() error {
 				}
 				for _, p := range preds {
 					answered[p.ID] = true
+				}
+				if scored[m.name], _, err = lock.HashFile(path); err != nil {
+					return fmt.Errorf("eval: %w", err)
 				}
 				mps = append(mps, modelPredictions{Name: m.name, From: r.trainedFrom(m.name, evaluated), Preds: preds})
 			}
@@ -150,6 +155,7 @@ func (r *runEnv) eval() error {
 			if err != nil {
 				return err
 			}
+			te.Predictions = scored
 			if err := writeJSON(r.evalFile(td.Task.Name, split), te); err != nil {
 				return err
 			}
@@ -233,6 +239,9 @@ func (r *runEnv) report() (*Report, error) {
 		for _, split := range splits {
 			var t TaskEval
 			if err := readJSON(r.evalFile(td.Task.Name, split), &t); err == nil {
+				if err := r.checkScored(t); err != nil {
+					return nil, err
+				}
 				rep.Tasks = append(rep.Tasks, t)
 				for _, n := range t.Notes {
 					rep.Notes = append(rep.Notes, td.Task.Name+" "+split+": "+n)
@@ -265,6 +274,24 @@ func (r *runEnv) report() (*Report, error) {
 		return nil, err
 	}
 	return rep, nil
+}
+
+// checkScored refuses an eval file whose models' predictions have changed
+// since it was written (the predict stage run again, the eval stage not):
+// a report of it would give the old predictions' numbers as the new ones'.
+func (r *runEnv) checkScored(t TaskEval) error {
+	for _, m := range r.evalModels() {
+		want, ok := t.Predictions[m.name]
+		if !ok {
+			continue // an eval file of an older tagpr, or of another model list
+		}
+		path := filepath.Join(r.predictDir(m.model), t.Task+"_"+t.Split+".parquet")
+		if got, _, err := lock.HashFile(path); err != nil || got != want {
+			return fmt.Errorf("report: %s scored other predictions than %s holds now (predicted again since): run `tagpr eval` with this config first, then `tagpr report`",
+				r.evalFile(t.Task, t.Split), path)
+		}
+	}
+	return nil
 }
 
 // baseNote says plainly what the base model is.

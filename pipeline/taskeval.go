@@ -34,6 +34,11 @@ type TaskEval struct {
 	Models      []ModelEval  `json:"models"` // training order, then the rule baselines
 	Differences []Difference `json:"differences,omitempty"`
 	Notes       []string     `json:"notes,omitempty"`
+	// Predictions are the sha256 of each model's predictions file the run's
+	// eval stage scored (predictions/MODEL/TASK_SPLIT.parquet), by model
+	// name: the report refuses an eval file whose predictions have changed
+	// since (predicted again without `tagpr eval`).
+	Predictions map[string]string `json:"predictions,omitempty"`
 }
 
 // minReliableExamples is where a task's notes stop warning that its

@@ -540,3 +540,32 @@ func TestResumedStageNamesEveryMachine(t *testing.T) {
 		t.Errorf("rl/guided/summary.json should name its one machine:\n%s", b)
 	}
 }
+
+// A report made alone after the predict stage ran again, without the eval
+// stage, is refused: its eval files scored the earlier predictions, so
+// before, it gave their numbers and sample chains as the new ones'.
+func TestReportRefusesEvalOfEarlierPredictions(t *testing.T) {
+	dir := t.TempDir()
+	env := append(runtimeEnv(t), "TAGPR_OUT="+filepath.Join(dir, "d"))
+	if _, stderr, err := runTagpr(t, dir, env, "run", "--fast-dev-run"); err != nil {
+		t.Fatalf("run --fast-dev-run: %v\n%s", err, stderr)
+	}
+	out := filepath.Join(dir, "d", "fast_dev_run")
+	if err := os.RemoveAll(filepath.Join(out, "predictions")); err != nil {
+		t.Fatal(err)
+	}
+	env = append(env, "TAGPR_STAGES_PREDICT_MAX_NEW_TOKENS=4")
+	if _, stderr, err := runTagpr(t, dir, env, "predict", "--fast-dev-run"); err != nil {
+		t.Fatalf("predict again: %v\n%s", err, stderr)
+	}
+	_, stderr, err := runTagpr(t, dir, env, "report", "--fast-dev-run")
+	if err == nil || !strings.Contains(stderr, "scored other predictions than") || !strings.Contains(stderr, "run `tagpr eval` with this config first") {
+		t.Fatalf("report on eval files of earlier predictions: want a refusal naming tagpr eval, got %v:\n%s", err, stderr)
+	}
+	if _, stderr, err := runTagpr(t, dir, env, "eval", "--fast-dev-run"); err != nil {
+		t.Fatalf("eval: %v\n%s", err, stderr)
+	}
+	if _, stderr, err := runTagpr(t, dir, env, "report", "--fast-dev-run"); err != nil {
+		t.Fatalf("report after eval: %v\n%s", err, stderr)
+	}
+}
