@@ -49,6 +49,10 @@ type Report struct {
 	// over every task (ImprovementFormula).
 	MeanImprovement map[string]float64 `json:"mean_improvement,omitempty"`
 	Notes           []string           `json:"notes,omitempty"`
+	// Config is the effective config of the command that wrote the report
+	// (after defaults, TAGPR_* variables and flags: what `tagpr config
+	// print` shows); each stage's run.json holds the settings it was made with.
+	Config map[string]any `json:"config,omitempty"`
 	// Curves are the training logs the HTML report plots.
 	Curves *Curves `json:"-"`
 }

@@ -179,7 +179,7 @@ func (r *runEnv) report() (*Report, error) {
 	models := r.evalModels()
 	final := models[len(models)-1]
 	rep := &Report{Title: r.cfg.Stages.Report.Title, Created: time.Now(), Tagpr: buildinfo.String(), Model: filepath.Join(r.modelDir(final.model), "model.onnx"),
-		Dataset: r.dir("data"), BaseNote: r.baseNote(), Curves: &Curves{}}
+		Dataset: r.dir("data"), BaseNote: r.baseNote(), Curves: &Curves{}, Config: ConfigMap(r.cfg)}
 	for _, m := range models {
 		rep.Models = append(rep.Models, m.name)
 	}

@@ -569,3 +569,42 @@ func TestReportRefusesEvalOfEarlierPredictions(t *testing.T) {
 		t.Fatalf("report after eval: %v\n%s", err, stderr)
 	}
 }
+
+// report.json holds the effective config of the run that wrote it, after
+// defaults, --fast-dev-run, TAGPR_* variables and flags; before, no file of
+// the run folder held the whole of it.
+func TestReportJSONHoldsTheEffectiveConfig(t *testing.T) {
+	dir := t.TempDir()
+	env := append(runtimeEnv(t), "TAGPR_STAGES_EVAL_SEED=7")
+	if _, stderr, err := runTagpr(t, dir, env, "demo", "--fast-dev-run", "--dir", "d", "--threads", "1"); err != nil {
+		t.Fatalf("demo --fast-dev-run: %v\n%s", err, stderr)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "d", "fast_dev_run", "report.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep struct {
+		Config struct {
+			Out     string `json:"out"`
+			Runtime struct {
+				Threads int `json:"threads"`
+			} `json:"runtime"`
+			Stages struct {
+				SFT struct {
+					Steps int `json:"steps"`
+				} `json:"sft"`
+				Eval struct {
+					Seed int `json:"seed"`
+				} `json:"eval"`
+			} `json:"stages"`
+		} `json:"config"`
+	}
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatal(err)
+	}
+	c := rep.Config
+	if c.Runtime.Threads != 1 || c.Stages.Eval.Seed != 7 || c.Stages.SFT.Steps != 2 || c.Out != filepath.Join(dir, "d", "fast_dev_run") {
+		t.Errorf("report.json's config = %+v, want threads 1 (flag), eval seed 7 (variable), sft steps 2 (fast-dev-run), out %s",
+			c, filepath.Join(dir, "d", "fast_dev_run"))
+	}
+}
