@@ -11,8 +11,9 @@ import (
 	"github.com/tagpr/tagpr/onnx/train"
 )
 
-// machinesFile, in a training stage's checkpoint folder, lists the machines
-// (ort.Machine) its steps ran on: a stage resumed on another CPU kind,
+// machinesFile, in a training stage's folder (beside its checkpoints
+// folder, which a stage refused before its first step must not leave),
+// lists the machines (ort.Machine) its steps ran on: a stage resumed on another CPU kind,
 // thread count or runtime is not what a fresh run on either reproduces, and
 // its summary says so (stageMachine).
 const machinesFile = "machines.json"
@@ -55,7 +56,7 @@ func recordMachine(ckDir, machine string) error {
 		return err
 	}
 	var spans []machineSpan
-	path := filepath.Join(ckDir, machinesFile)
+	path := filepath.Join(filepath.Dir(ckDir), machinesFile)
 	if err := readJSON(path, &spans); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("%w (delete %s to redo the stage)", err, filepath.Dir(ckDir))
 	}
@@ -80,7 +81,7 @@ func recordMachine(ckDir, machine string) error {
 // with its steps (recordMachine).
 func stageMachine(ckDir string, steps int) (string, error) {
 	var spans []machineSpan
-	if err := readJSON(filepath.Join(ckDir, machinesFile), &spans); err != nil {
+	if err := readJSON(filepath.Join(filepath.Dir(ckDir), machinesFile), &spans); err != nil {
 		return "", err
 	}
 	if len(spans) == 1 && spans[0].FromStep == 1 {

@@ -11,7 +11,7 @@ import (
 // on another machine adds one; steps a killed process ran past its last
 // checkpoint are redone, so its span goes.
 func TestRecordMachineFollowsCheckpoints(t *testing.T) {
-	ck := t.TempDir()
+	ck := filepath.Join(t.TempDir(), "checkpoints")
 	checkpoint := func(step int) {
 		t.Helper()
 		name := "step-0000000" + string(rune('0'+step))
