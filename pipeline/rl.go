@@ -327,6 +327,7 @@ func (p *RLPipeline) runStage(ctx context.Context, st RLStage, from, dir string)
 		return RLSummary{}, fmt.Errorf("rl stage %q: %w", st.Name, err)
 	}
 	res.Summary.Tagpr = buildinfo.String()
+	res.Summary.FromSHA256 = modelFileHashes(from, hashFiles)
 	js, err := json.MarshalIndent(res.Summary, "", "  ")
 	if err != nil {
 		return RLSummary{}, fmt.Errorf("rl stage %q: summary: %w", st.Name, err)

@@ -29,6 +29,10 @@ type RLSummary struct {
 	Seconds float64 `json:"seconds"`           // summed step times (resumed runs included)
 	Machine string  `json:"machine,omitempty"` // where the stage finished (ort.Machine)
 	Tagpr   string  `json:"tagpr,omitempty"`   // the build that trained it (buildinfo.String)
+	// FromSHA256 are the files of the model the stage started from, by
+	// content (modelFileHashes): a finished stage whose start model was made
+	// again since is not skipped as if it followed from it (checkRLFrom).
+	FromSHA256 map[string]string `json:"from_sha256,omitempty"`
 	// Start and End average the first and the last quarter of the steps:
 	// "reward", each named reward, "kl", "clip_ratio/region_mean",
 	// "frac_reward_zero_std", "completion_length".

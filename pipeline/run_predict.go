@@ -71,6 +71,9 @@ func (r *runEnv) predictModel(ctx context.Context, m string, splits []string) er
 		return err
 	}
 	if exists(done) {
+		if err := r.checkPredictedWith(m); err != nil {
+			return err
+		}
 		r.noteDone(StagePredict, "predicting with "+m, dir, false)
 		return nil
 	}
@@ -128,7 +131,7 @@ func (r *runEnv) predictModel(ctx context.Context, m string, splits []string) er
 	if !merged {
 		return nil
 	}
-	return writeJSON(done, map[string]any{"model": m, "dir": r.modelDir(m), "files": files})
+	return writeJSON(done, map[string]any{"model": m, "dir": r.modelDir(m), "files": files, "model_sha256": modelFileHashes(r.modelDir(m), r.fileHashes)})
 }
 
 func shardNote(sh datasets.Shard) string {

@@ -177,6 +177,20 @@ func (r *runEnv) eval() error {
 // report lists every stage).
 func (r *runEnv) report() (*Report, error) {
 	models := r.evalModels()
+	// Each reported model's predictions, and each RL stage, still follow
+	// from the models in the folder (a stage made again since is another run).
+	for _, m := range models {
+		if err := r.checkPredictedWith(m.model); err != nil {
+			return nil, err
+		}
+	}
+	for _, st := range r.cfg.Stages.RL {
+		if exists(r.dir("rl", st.Name, rlSummaryFile)) {
+			if err := r.checkRLFrom(st.Name); err != nil {
+				return nil, err
+			}
+		}
+	}
 	final := models[len(models)-1]
 	rep := &Report{Title: r.cfg.Stages.Report.Title, Created: time.Now(), Tagpr: buildinfo.String(), Model: filepath.Join(r.modelDir(final.model), "model.onnx"),
 		Dataset: r.dir("data"), BaseNote: r.baseNote(), Curves: &Curves{}, Config: ConfigMap(r.cfg)}

@@ -30,6 +30,9 @@ func (r *runEnv) rl(ctx context.Context, name string) error {
 		return err
 	}
 	if exists(dir + "/model.onnx") {
+		if err := r.checkRLFrom(name); err != nil {
+			return err
+		}
 		r.noteDone(StageRL, "RL stage "+name, dir, true)
 		return nil
 	}

@@ -726,3 +726,50 @@ stages:
 		t.Fatalf("a run stamped without hashes no longer resumes: %v\n%s", err, stderr)
 	}
 }
+
+// A finished stage made from a model that was made again since (SFT
+// redone, on another machine say, after its folder was deleted) is not
+// skipped as if it still followed from it: the RL stages and the
+// predictions record their model's files by content. Before, the rerun
+// skipped them and the report compared an RL model with an SFT model it
+// was not trained from. An identical remake passes.
+func TestRunRefusesStagesOfAnEarlierModel(t *testing.T) {
+	dir := t.TempDir()
+	env := runtimeEnv(t)
+	if _, stderr, err := runTagpr(t, dir, env, "demo", "--fast-dev-run", "--dir", "d"); err != nil {
+		t.Fatalf("demo --fast-dev-run: %v\n%s", err, stderr)
+	}
+	out := filepath.Join(dir, "d", "fast_dev_run")
+	// SFT made again, with the same config on the same machine: the same
+	// model, so the later stages still follow from it.
+	if err := os.RemoveAll(filepath.Join(out, "sft")); err != nil {
+		t.Fatal(err)
+	}
+	if _, stderr, err := runTagpr(t, dir, env, "demo", "--fast-dev-run", "--dir", "d"); err != nil {
+		t.Fatalf("rerun after SFT was made again identically: %v\n%s", err, stderr)
+	}
+	// Another SFT model (what another machine's SFT is): here the base's
+	// weights in its place.
+	base, err := os.ReadFile(filepath.Join(out, "base", "model.onnx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(out, "sft", "model.onnx"), base, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, stderr, err := runTagpr(t, dir, env, "demo", "--fast-dev-run", "--dir", "d")
+	if err == nil || !strings.Contains(stderr, "rl stage guided: "+filepath.Join(out, "rl", "guided")+" was made from another model than "+filepath.Join(out, "sft")) ||
+		!strings.Contains(stderr, "model.onnx changed since") {
+		t.Fatalf("RL stages of an earlier SFT model: want a refusal naming rl/guided and sft, got %v:\n%s", err, stderr)
+	}
+	if err := os.RemoveAll(filepath.Join(out, "rl")); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []string{"rl_guided", "rl_exploratory"} {
+		os.RemoveAll(filepath.Join(out, "predictions", m))
+	}
+	_, stderr, err = runTagpr(t, dir, env, "demo", "--fast-dev-run", "--dir", "d")
+	if err == nil || !strings.Contains(stderr, "predict sft: "+filepath.Join(out, "predictions", "sft")+" was made from another model") {
+		t.Fatalf("predictions of an earlier SFT model: want a refusal naming predictions/sft, got %v:\n%s", err, stderr)
+	}
+}
