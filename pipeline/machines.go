@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/tagpr/tagpr/onnx/train"
 )
@@ -15,13 +16,15 @@ import (
 // folder, which a stage refused before its first step must not leave),
 // lists the machines (ort.Machine) its steps ran on: a stage resumed on another CPU kind,
 // thread count or runtime is not what a fresh run on either reproduces, and
-// its summary says so (stageMachine).
+// its summary says so (stageHistory).
 const machinesFile = "machines.json"
 
-// machineSpan is the machine a stage's steps from FromStep on ran on.
+// machineSpan is one process's part of a stage: the machine its steps
+// from FromStep on ran on.
 type machineSpan struct {
 	FromStep int    `json:"from_step"`
 	Machine  string `json:"machine"`
+	Started  string `json:"started,omitempty"` // when the process began (RFC 3339, UTC)
 }
 
 // resumeStep is the step of the newest checkpoint in ckDir (0: none).
@@ -47,9 +50,9 @@ func resumeStep(ckDir string) (int, error) {
 }
 
 // recordMachine notes, before a training stage trains in this process,
-// that its steps from the checkpoint it resumes from on run on machine:
-// a span is added when the machine differs from the last one; spans past
-// that checkpoint are dropped (their steps are redone).
+// that its steps from the checkpoint it resumes from on run on machine,
+// from now on; spans past that checkpoint are dropped (their steps are
+// redone).
 func recordMachine(ckDir, machine string) error {
 	from, err := resumeStep(ckDir)
 	if err != nil {
@@ -66,26 +69,47 @@ func recordMachine(ckDir, machine string) error {
 			kept = append(kept, s)
 		}
 	}
-	if len(kept) > 0 && kept[len(kept)-1].Machine == machine {
-		if len(kept) == len(spans) {
-			return nil
-		}
-	} else {
-		kept = append(kept, machineSpan{FromStep: from + 1, Machine: machine})
-	}
+	kept = append(kept, machineSpan{FromStep: from + 1, Machine: machine, Started: time.Now().UTC().Format(time.RFC3339)})
 	return writeJSON(path, kept)
 }
 
-// stageMachine is the machine a finished stage of steps steps records in
-// its summary: the one it ran on, or, when it was resumed on another, each
-// with its steps (recordMachine).
-func stageMachine(ckDir string, steps int) (string, error) {
-	var spans []machineSpan
-	if err := readJSON(filepath.Join(filepath.Dir(ckDir), machinesFile), &spans); err != nil {
-		return "", err
+// stageRuns is what a finished stage's summary records of the processes
+// that trained it (recordMachine).
+type stageRuns struct {
+	// Machine is the machine it ran on, or, when it was resumed on
+	// another, each with its steps.
+	Machine string
+	// ResumedAfter are the steps later processes resumed after (a resume
+	// on the same machine reproduces the uninterrupted run bit for bit).
+	ResumedAfter []int
+	// Started is when its first process began (RFC 3339, UTC; "" when not
+	// recorded).
+	Started string
+}
+
+// stageHistory reads a finished stage's runs (of steps steps) from the
+// machines file beside its checkpoints folder ckDir.
+func stageHistory(ckDir string, steps int) (stageRuns, error) {
+	var raw []machineSpan
+	if err := readJSON(filepath.Join(filepath.Dir(ckDir), machinesFile), &raw); err != nil {
+		return stageRuns{}, err
+	}
+	var out stageRuns
+	var spans []machineSpan // raw, consecutive runs on one machine merged
+	for i, s := range raw {
+		if i == 0 {
+			out.Started = s.Started
+		}
+		if i > 0 || s.FromStep > 1 {
+			out.ResumedAfter = append(out.ResumedAfter, s.FromStep-1)
+		}
+		if len(spans) == 0 || spans[len(spans)-1].Machine != s.Machine {
+			spans = append(spans, s)
+		}
 	}
 	if len(spans) == 1 && spans[0].FromStep == 1 {
-		return spans[0].Machine, nil
+		out.Machine = spans[0].Machine
+		return out, nil
 	}
 	var parts []string
 	if len(spans) > 0 && spans[0].FromStep > 1 {
@@ -98,9 +122,9 @@ func stageMachine(ckDir string, steps int) (string, error) {
 		}
 		parts = append(parts, fmt.Sprintf("steps %d–%d: %s", s.FromStep, to, s.Machine))
 	}
-	s := strings.Join(parts, "; then ")
+	out.Machine = strings.Join(parts, "; then ")
 	if len(spans) > 1 {
-		s += " (resumed on another machine: a fresh run on one of them does not reproduce it)"
+		out.Machine += " (resumed on another machine: a fresh run on one of them does not reproduce it)"
 	}
-	return s, nil
+	return out, nil
 }

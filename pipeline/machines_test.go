@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -34,20 +35,20 @@ func TestRecordMachineFollowsCheckpoints(t *testing.T) {
 	record("A")
 	checkpoint(4)
 	record("A") // resumed on the same machine: still one span
-	if got, err := stageMachine(ck, 9); err != nil || got != "A" {
-		t.Fatalf("one machine: %q, %v", got, err)
+	if got, err := stageHistory(ck, 9); err != nil || got.Machine != "A" || len(got.ResumedAfter) != 1 || got.ResumedAfter[0] != 4 || got.Started == "" {
+		t.Fatalf("one machine, resumed after step 4: %+v, %v", got, err)
 	}
 	record("B") // resumed after step 4 on B, killed before its first checkpoint
 	record("A") // B's steps are redone on A
-	if got, _ := stageMachine(ck, 9); got != "A" {
-		t.Fatalf("B's redone steps still counted: %q", got)
+	if got, _ := stageHistory(ck, 9); got.Machine != "A" {
+		t.Fatalf("B's redone steps still counted: %q", got.Machine)
 	}
 	record("B")
 	checkpoint(6)
 	record("A")
-	got, err := stageMachine(ck, 9)
+	got, err := stageHistory(ck, 9)
 	want := "steps 1–4: A; then steps 5–6: B; then steps 7–9: A (resumed on another machine"
-	if err != nil || !strings.HasPrefix(got, want) {
-		t.Fatalf("stageMachine = %q, %v; want %q…", got, err, want)
+	if err != nil || !strings.HasPrefix(got.Machine, want) || fmt.Sprint(got.ResumedAfter) != "[4 6]" {
+		t.Fatalf("stageHistory = %+v, %v; want %q…, resumed after [4 6]", got, err, want)
 	}
 }

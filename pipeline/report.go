@@ -25,6 +25,11 @@ type StageSummary struct {
 	// Tagpr is the build that trained the stage (buildinfo.String): its
 	// version and commit.
 	Tagpr string `json:"tagpr,omitempty"`
+	// ResumedAfter are the steps the stage was resumed after; Started and
+	// Finished when its first process began and its last ended (RFC 3339).
+	ResumedAfter []int  `json:"resumed_after,omitempty"`
+	Started      string `json:"started,omitempty"`
+	Finished     string `json:"finished,omitempty"`
 }
 
 // Report is what a run tells the people who read its results. A run's is

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/google/renameio/v2"
 
@@ -323,9 +324,12 @@ func (p *RLPipeline) runStage(ctx context.Context, st RLStage, from, dir string)
 	if err != nil {
 		return RLSummary{}, err
 	}
-	if res.Summary.Machine, err = stageMachine(ckDir, res.Summary.Steps); err != nil {
+	runs, err := stageHistory(ckDir, res.Summary.Steps)
+	if err != nil {
 		return RLSummary{}, fmt.Errorf("rl stage %q: %w", st.Name, err)
 	}
+	res.Summary.Machine, res.Summary.ResumedAfter, res.Summary.Started = runs.Machine, runs.ResumedAfter, runs.Started
+	res.Summary.Finished = time.Now().UTC().Format(time.RFC3339)
 	res.Summary.Tagpr = buildinfo.String()
 	res.Summary.FromSHA256 = modelFileHashes(from, hashFiles)
 	js, err := json.MarshalIndent(res.Summary, "", "  ")

@@ -27,8 +27,13 @@ type RLSummary struct {
 	Scorer  string  `json:"scorer"` // how the reward was made
 	Steps   int     `json:"steps"`
 	Seconds float64 `json:"seconds"`           // summed step times (resumed runs included)
-	Machine string  `json:"machine,omitempty"` // where the stage finished (ort.Machine)
+	Machine string  `json:"machine,omitempty"` // where it ran (ort.Machine; each with its steps when resumed on another)
 	Tagpr   string  `json:"tagpr,omitempty"`   // the build that trained it (buildinfo.String)
+	// ResumedAfter are the steps it was resumed after, Started and
+	// Finished when its first process began and its last ended (RFC 3339).
+	ResumedAfter []int  `json:"resumed_after,omitempty"`
+	Started      string `json:"started,omitempty"`
+	Finished     string `json:"finished,omitempty"`
 	// FromSHA256 are the files of the model the stage started from, by
 	// content (modelFileHashes): a finished stage whose start model was made
 	// again since is not skipped as if it followed from it (checkRLFrom).

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -238,8 +239,19 @@ func (r *runEnv) report() (*Report, error) {
 		if err != nil {
 			return nil, err
 		}
-		rep.Stages = append(rep.Stages, StageSummary{Name: "rl " + s.Stage, Steps: s.Steps, Seconds: s.Seconds, Final: s.final(), Machine: s.Machine, Tagpr: s.Tagpr})
+		rep.Stages = append(rep.Stages, StageSummary{Name: "rl " + s.Stage, Steps: s.Steps, Seconds: s.Seconds, Final: s.final(), Machine: s.Machine, Tagpr: s.Tagpr,
+			ResumedAfter: s.ResumedAfter, Started: s.Started, Finished: s.Finished})
 		rep.Notes = append(rep.Notes, rlNote(s))
+	}
+	for _, s := range rep.Stages {
+		if len(s.ResumedAfter) > 0 {
+			steps := make([]string, len(s.ResumedAfter))
+			for i, n := range s.ResumedAfter {
+				steps[i] = strconv.Itoa(n)
+			}
+			rep.Notes = append(rep.Notes, fmt.Sprintf("%s was interrupted and resumed after step %s (on the same machine a resumed stage reproduces the uninterrupted one bit for bit; on another, \"trained on\" names each)",
+				s.Name, strings.Join(steps, ", ")))
+		}
 	}
 	// The eval files of the splits the eval stage scores: one of a split
 	// an earlier config listed is another run's, and stays out.

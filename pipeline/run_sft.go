@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/google/renameio/v2"
 
@@ -174,9 +175,12 @@ func (r *runEnv) sft(ctx context.Context) error {
 		return err
 	}
 	sum.Final["sequences"] = float64(len(seqs))
-	if sum.Machine, err = stageMachine(ckDir, sum.Steps); err != nil {
+	runs, err := stageHistory(ckDir, sum.Steps)
+	if err != nil {
 		return err
 	}
+	sum.Machine, sum.ResumedAfter, sum.Started = runs.Machine, runs.ResumedAfter, runs.Started
+	sum.Finished = time.Now().UTC().Format(time.RFC3339)
 	sum.Tagpr = buildinfo.String()
 	if err := writeJSON(filepath.Join(dir, summaryFile), sum); err != nil {
 		return err

@@ -498,17 +498,8 @@ func TestResumedStageNamesEveryMachine(t *testing.T) {
 	if _, stderr, err := runTagpr(t, dir, env, "demo", "--fast-dev-run", "--dir", "d", "--threads", "1"); err != nil {
 		t.Fatalf("demo --fast-dev-run: %v\n%s", err, stderr)
 	}
-	// As if SFT had stopped after step 1 of 2: its checkpoint of step 1 is
-	// the newest, and nothing after SFT is done.
 	out := filepath.Join(dir, "d", "fast_dev_run")
-	for _, p := range []string{"sft/model.onnx", "sft/summary.json", "sft/checkpoints/step-00000002", "rl", "predictions", "eval"} {
-		if err := os.RemoveAll(filepath.Join(out, p)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := os.WriteFile(filepath.Join(out, "sft/checkpoints/LATEST"), []byte("step-00000001\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	rewindSFT(t, out)
 	stdout, stderr, err := runTagpr(t, dir, env, "demo", "--fast-dev-run", "--dir", "d", "--threads", "2")
 	if err != nil {
 		t.Fatalf("resumed at 2 threads: %v\n%s", err, stderr)
@@ -606,5 +597,64 @@ func TestReportJSONHoldsTheEffectiveConfig(t *testing.T) {
 	if c.Runtime.Threads != 1 || c.Stages.Eval.Seed != 7 || c.Stages.SFT.Steps != 2 || c.Out != filepath.Join(dir, "d", "fast_dev_run") {
 		t.Errorf("report.json's config = %+v, want threads 1 (flag), eval seed 7 (variable), sft steps 2 (fast-dev-run), out %s",
 			c, filepath.Join(dir, "d", "fast_dev_run"))
+	}
+}
+
+// rewindSFT leaves the fast-dev-run in out as if its SFT had stopped after
+// step 1 of 2: the checkpoint of step 1 is the newest, and nothing after
+// SFT is done.
+func rewindSFT(t *testing.T, out string) {
+	t.Helper()
+	for _, p := range []string{"sft/model.onnx", "sft/summary.json", "sft/checkpoints/step-00000002", "rl", "predictions", "eval"} {
+		if err := os.RemoveAll(filepath.Join(out, p)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(out, "sft/checkpoints/LATEST"), []byte("step-00000001\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A stage resumed on the same machine says so, with the step it resumed
+// after, and when its first process began and its last ended; its results
+// are the uninterrupted run's (metrics.json byte for byte). Before, nothing
+// in the run folder or the report said a stage had been resumed.
+func TestResumedStageSaysSo(t *testing.T) {
+	dir := t.TempDir()
+	env := runtimeEnv(t)
+	if _, stderr, err := runTagpr(t, dir, env, "demo", "--fast-dev-run", "--dir", "d", "--threads", "1"); err != nil {
+		t.Fatalf("demo --fast-dev-run: %v\n%s", err, stderr)
+	}
+	out := filepath.Join(dir, "d", "fast_dev_run")
+	whole, err := os.ReadFile(filepath.Join(out, "metrics.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rewindSFT(t, out)
+	stdout, stderr, err := runTagpr(t, dir, env, "demo", "--fast-dev-run", "--dir", "d", "--threads", "1")
+	if err != nil {
+		t.Fatalf("resumed: %v\n%s", err, stderr)
+	}
+	var sum struct {
+		Machine      string `json:"machine"`
+		ResumedAfter []int  `json:"resumed_after"`
+		Started      string `json:"started"`
+		Finished     string `json:"finished"`
+	}
+	b, _ := os.ReadFile(filepath.Join(out, "sft/summary.json"))
+	if err := json.Unmarshal(b, &sum); err != nil {
+		t.Fatal(err)
+	}
+	if len(sum.ResumedAfter) != 1 || sum.ResumedAfter[0] != 1 || sum.Started == "" || sum.Finished < sum.Started || strings.Contains(sum.Machine, "then") {
+		t.Errorf("sft/summary.json = %s; want resumed_after [1], started ≤ finished, one machine", b)
+	}
+	if !strings.Contains(stdout, "- sft was interrupted and resumed after step 1 (") {
+		t.Errorf("the report does not say SFT was resumed:\n%s", stdout)
+	}
+	if b, _ := os.ReadFile(filepath.Join(out, "rl/guided/summary.json")); strings.Contains(string(b), "resumed_after") || !strings.Contains(string(b), `"started": "`) {
+		t.Errorf("rl/guided ran whole: want no resumed_after and its start time:\n%s", b)
+	}
+	if again, _ := os.ReadFile(filepath.Join(out, "metrics.json")); string(again) != string(whole) {
+		t.Errorf("metrics.json of the resumed run differs from the uninterrupted one's")
 	}
 }
