@@ -674,6 +674,7 @@ func TestRunRefusesInputEditedAtSameSize(t *testing.T) {
 runtime: {threads: 1}
 policy: {dir: %s}
 data: {lamp_dir: %s, tasks: [3]}
+retrieval: {max_prompt_tokens: 512} # the fixture policy has 1,024 positions
 stages:
   chains: {skip: true}
   sft: {skip: true}

@@ -313,7 +313,7 @@ wait:
 	}
 	// Eval reads the merged file, as it reads any predictions file.
 	golds := filepath.Join(dir, "data", "synth_tag", "train_outputs.json")
-	if out, stderr, err := runTagpr(t, dir, nil, "eval", "--task", "synth_tag", "--golds", golds, "--predictions", sharded); err != nil || !strings.Contains(out, "| synth_tag | dev | 96 |") {
+	if out, stderr, err := runTagpr(t, dir, nil, "eval", "--task", "synth_tag", "--golds", golds, "--predictions", sharded); err != nil || !strings.Contains(out, "| synth_tag | train | 96 |") {
 		t.Errorf("eval of the merged predictions: %v\n%s%s", err, out, stderr)
 	}
 }
