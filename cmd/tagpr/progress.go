@@ -114,8 +114,23 @@ func (p *progress) Step(n int, attrs ...any) {
 	if p.total > 0 { // 0: not known (a fan-out stage streaming its input); "total 0" would read as done
 		args = append(args, "total", p.total)
 	}
-	args = append(append(args, "elapsed_s", now.Sub(p.origin()).Seconds()), attrs...)
-	p.logger.Info(p.label, args...)
+	args = append(args, "elapsed_s", now.Sub(p.origin()).Seconds())
+	if eta, ok := p.eta(now.Sub(p.start)); ok { // as the bar shows it: a log read by a person (nohup, a cluster's pod log) had none
+		args = append(args, "eta_s", eta.Seconds())
+	}
+	p.logger.Info(p.label, append(args, attrs...)...)
+}
+
+// eta is the time left at the rate of this process's steps since the first
+// report (elapsed counts from it; not a resumed task's earlier steps, nor
+// the work before the first report); false until a step past the first
+// report is done, or when the total is not known.
+func (p *progress) eta(elapsed time.Duration) (time.Duration, bool) {
+	n := p.done - p.base
+	if n <= 0 || p.total <= p.done {
+		return 0, false
+	}
+	return time.Duration(float64(elapsed) / float64(n) * float64(p.total-p.done)), true
 }
 
 func (p *progress) draw(attrs []any) {
@@ -125,8 +140,8 @@ func (p *progress) draw(attrs []any) {
 	}
 	elapsed := time.Since(p.origin())
 	eta := ""
-	if n := p.done - p.base; n > 0 && p.total > p.done { // the rate of this process's steps, not a resumed task's earlier ones
-		eta = fmt.Sprintf(" eta %s", (time.Duration(float64(time.Since(p.start)) / float64(n) * float64(p.total-p.done))).Round(time.Second))
+	if d, ok := p.eta(time.Since(p.start)); ok {
+		eta = fmt.Sprintf(" eta %s", d.Round(time.Second))
 	}
 	cols := p.cols
 	if cols <= 0 {

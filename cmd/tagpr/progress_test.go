@@ -189,3 +189,25 @@ func TestElapsedCountsTheFirstStep(t *testing.T) {
 		t.Fatalf("logged %s (%v): want elapsed_s ≥ 0.05, the step's time", logs.String(), err)
 	}
 }
+
+// TestLogLinesCarryTheETA: without a terminal (nohup, a pod's log) progress
+// lines had done, total and elapsed_s but no ETA, which only the bar showed;
+// they now carry eta_s once the rate is known, at the bar's rate.
+func TestLogLinesCarryTheETA(t *testing.T) {
+	var buf bytes.Buffer
+	start := time.Now().Add(-10 * time.Second)
+	p := &progress{label: "sft", total: 5, start: start, logger: slog.New(slog.NewJSONHandler(&buf, nil)), base: 1, done: 0}
+	p.Step(1) // the first report: no rate yet
+	if s := buf.String(); strings.Contains(s, "eta_s") {
+		t.Fatalf("first line has an ETA: %s", s)
+	}
+	buf.Reset()
+	p.lastLog = time.Time{}
+	p.Step(1) // 1 step in ~10 s, 3 left: ~30 s
+	var line struct {
+		ETA float64 `json:"eta_s"`
+	}
+	if err := json.Unmarshal(buf.Bytes(), &line); err != nil || line.ETA < 29 || line.ETA > 60 {
+		t.Fatalf("eta_s %v (%v) in %s", line.ETA, err, buf.String())
+	}
+}
