@@ -34,10 +34,13 @@ func LMRows(d datasets.TextSet, o LMRowsOptions) (rows [][]int64, promptLen []in
 		return nil, nil, fmt.Errorf("%s: texts need a tokenizer (or give an input_ids column)", o.Source)
 	}
 	enc := o.Tok.Encode
-	skipped := 0
+	skipped, shortest := 0, 0 // rows whose prompt fills the window; the shortest such prompt
 	// withPrompt adds a prompt + completion row cut to SeqLen.
 	withPrompt := func(ids []int64, prompt int) {
 		if prompt >= min(len(ids), o.SeqLen) {
+			if skipped == 0 || prompt < shortest {
+				shortest = prompt
+			}
 			skipped++ // the prompt fills the window: nothing to learn
 			return
 		}
@@ -96,7 +99,8 @@ func LMRows(d datasets.TextSet, o LMRowsOptions) (rows [][]int64, promptLen []in
 	}
 	if len(rows) == 0 {
 		if skipped > 0 {
-			return nil, nil, fmt.Errorf("%s: every prompt is at least seq_len %d tokens long", o.Source, o.SeqLen)
+			return nil, nil, fmt.Errorf("%s: every prompt is at least seq_len %d tokens long (the shortest is %d tokens, chat template included), "+
+				"so no completion token is left to train on: raise --seq-len above %d", o.Source, o.SeqLen, shortest, shortest)
 		}
 		return nil, nil, fmt.Errorf("%s holds no text of 2 tokens or more", o.Source)
 	}

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -119,5 +120,19 @@ func TestRunChatFormatUndated(t *testing.T) {
 		if !strings.Contains(e.Text, "Today Date: 26 Jul 2024\n") {
 			t.Errorf("chat_template %s: %q; want the template's fixed date", name, e.Text)
 		}
+	}
+}
+
+// TestLMRowsLongPromptsSayTheLength: when every prompt filled seq_len the
+// error said so but not how long the prompts were, so the fix (a longer
+// --seq-len) was a guess; it names the shortest prompt's length.
+func TestLMRowsLongPromptsSayTheLength(t *testing.T) {
+	tok := bosTokenizer(t)
+	o := LMRowsOptions{Source: "chains.parquet", Tok: tok, SeqLen: 3, EOS: 1}
+	p1, p2 := "the cat sat on the mat", "the cat sat"
+	n := len(tok.Encode(p2)) + len(tok.SpecialPrefix())
+	_, _, err := LMRows(datasets.TextSet{Prompts: []string{p1, p2}, Texts: []string{" ok", " ok"}}, o)
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("the shortest is %d tokens", n)) || !strings.Contains(err.Error(), "--seq-len") {
+		t.Fatalf("err %v, want the shortest prompt's %d tokens and --seq-len", err, n)
 	}
 }
