@@ -9,6 +9,7 @@ import (
 	"github.com/tagpr/tagpr/internal/buildinfo"
 	"github.com/tagpr/tagpr/onnx/lm"
 	"github.com/tagpr/tagpr/onnx/ort"
+	"github.com/tagpr/tagpr/onnx/train"
 	"github.com/tagpr/tagpr/rewardmodel"
 )
 
@@ -137,6 +138,10 @@ func (r *runEnv) policySamplePairs(ctx context.Context, n int, seed uint64) ([]r
 				}
 				pairs = append(pairs, ps...)
 			}
+			// Each batch's progress: the sampling is the stage's longest
+			// part (a minute a task at 0.5B with 8 examples), and it was
+			// silent between its note and the training's first step.
+			r.h.Report(train.Progress{Task: StagePRMU, Step: hi, Total: len(exs), Metrics: map[string]float64{"samples": float64(sampled)}})
 		}
 	}
 	return pairs, sampled, nil
