@@ -396,6 +396,12 @@ func trainingRows(o trainLMOptions, modelDir string, hc *lm.HFConfig) ([][]int64
 	if err != nil {
 		return nil, nil, fmt.Errorf("train lm: %w", err)
 	}
+	// A prompt/completion row or chat gives one row, or none when its
+	// prompt fills --seq-len: those were left out without a word.
+	if n := max(len(d.Chats), len(d.Prompts)); n > len(rows) {
+		stderrLine(fmt.Sprintf("train lm: %d of %d examples of %s left out: the prompt fills --seq-len %d, leaving nothing to train on (a longer --seq-len keeps them)",
+			n-len(rows), n, o.Data, o.SeqLen))
+	}
 	return rows, promptLen, nil
 }
 

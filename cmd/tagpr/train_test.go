@@ -441,3 +441,23 @@ func TestTrainLMWarnsWhenStepsRepeatRows(t *testing.T) {
 		}
 	}
 }
+
+// TestTrainLMSaysWhatLongPromptsLeaveOut: a prompt that fills --seq-len
+// leaves nothing to train on and its example is left out; train lm left
+// it out without a word (only "drawn from 1" showed it); it says how many.
+func TestTrainLMSaysWhatLongPromptsLeaveOut(t *testing.T) {
+	model := trainModelDir(t)
+	data := filepath.Join(t.TempDir(), "sft.jsonl")
+	writeTrainJSONL(t, data, []map[string]any{
+		{"prompt": "the", "completion": " fox"},
+		{"prompt": "the quick brown fox jumps over the lazy dog while seven tired cats watch from the old red barn", "completion": " ok"},
+	})
+	_, stderr, err := runTagpr(t, ".", nil, "train", "lm", "--model", model, "--data", data, "--steps", "1",
+		"--out", filepath.Join(t.TempDir(), "run"), "--seq-len", "8")
+	if err != nil {
+		t.Fatalf("train lm: %v\n%s", err, stderr)
+	}
+	if !strings.Contains(stderr, "1 of 2 examples of "+data+" left out") {
+		t.Fatalf("train lm said\n%s\nwant that 1 of 2 examples was left out", stderr)
+	}
+}
