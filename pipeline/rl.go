@@ -42,7 +42,7 @@ type RLPolicy struct {
 	Session ort.Options
 	// MaxMemoryGB is runtime.max_memory_gb: the stage prints its
 	// peak-memory estimate and refuses to start past this (0: the
-	// machine's memory; -1: no check).
+	// memory free when it starts; -1: no check).
 	MaxMemoryGB float64
 }
 

@@ -583,7 +583,7 @@ func (r RuntimeConfig) Validate() error {
 		return fmt.Errorf("--generation-dtype (runtime.generation_dtype) %q: want float32 or float16", r.GenerationDType)
 	}
 	if math.IsNaN(r.MaxMemoryGB) || math.IsInf(r.MaxMemoryGB, 0) || (r.MaxMemoryGB < 0 && r.MaxMemoryGB != -1) {
-		return fmt.Errorf("runtime.max_memory_gb %v: want GiB ≥ 0 (0: the machine's memory), or -1 for no check", r.MaxMemoryGB)
+		return fmt.Errorf("runtime.max_memory_gb %v: want GiB ≥ 0 (0: the memory free when it starts), or -1 for no check", r.MaxMemoryGB)
 	}
 	return nil
 }

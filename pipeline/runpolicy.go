@@ -194,7 +194,7 @@ func builtinFits(mc lm.Config, maxMemoryGB float64) error {
 	params := mc.Defaults().Params()
 	need := 2 * 4 * float64(params)
 	if params <= 0 || need > float64(limit) { // params ≤ 0: the count overflowed
-		return fmt.Errorf("policy.builtin: %d layers, d_model %d, ffn %d, vocab %d are about %.3g parameters, %.3g GiB to build, over the %s runtime.max_memory_gb allows (0: the machine's memory): make the model smaller",
+		return fmt.Errorf("policy.builtin: %d layers, d_model %d, ffn %d, vocab %d are about %.3g parameters, %.3g GiB to build, over the %s runtime.max_memory_gb allows (0: the memory free when it starts): make the model smaller",
 			mc.Defaults().Layers, mc.Defaults().DModel, mc.Defaults().FFN, mc.Vocab, float64(params), need/(1<<30), train.FormatBytes(limit))
 	}
 	return nil

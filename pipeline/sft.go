@@ -47,7 +47,7 @@ type SFTConfig struct {
 	Packing bool `mapstructure:"packing"`
 	// Session is the runtime the training session runs on.
 	Session ort.Options `mapstructure:"-"`
-	// MaxMemoryGB is runtime.max_memory_gb (0: the machine's memory; -1:
+	// MaxMemoryGB is runtime.max_memory_gb (0: the memory free when it starts; -1:
 	// no check).
 	MaxMemoryGB float64 `mapstructure:"-"`
 	// ConsumeModel builds the training graph from the model itself
@@ -167,7 +167,7 @@ func TrainSFT(ctx context.Context, model *onnxpb.ModelProto, data []Sequence, pa
 // checkSFTMemory reports the stage's peak-memory estimate — the training
 // steps' (train.EstimateMemory) and held, the bytes of a model the caller
 // keeps beside them — and refuses a run past runtime.max_memory_gb (0: the
-// machine's memory), naming the settings to reduce.
+// memory free when it starts), naming the settings to reduce.
 func checkSFTMemory(held int64, tg *train.TrainingGraph, cfg SFTConfig, progress train.ProgressFunc) error {
 	est := train.EstimateMemory(tg)
 	est.Weights += held

@@ -105,7 +105,7 @@ is not finite is skipped and logged; --max-skipped-steps such steps in a row sto
 	f.StringSliceVar(&o.LoRATargets, "lora-targets", nil, "linear layers to adapt, by Hugging Face module name: glob, re:REGEXP, or a name's last part as PEFT's target_modules (q_proj,v_proj); default: every attention and MLP projection, not the lm head")
 	f.StringSliceVar(&o.Trainable, "trainable", nil, "modules (or weights) to train without LoRA, by Hugging Face name (model.layers.0.*, q_proj); default: all")
 	f.Uint64Var(&o.Seed, "seed", 1, "seed for data order and LoRA init")
-	f.Float64Var(&o.MaxMemoryGB, "max-memory-gb", 0, "refuse to start when the estimated peak memory exceeds this many GiB (runtime.max_memory_gb; 0: the machine's memory; -1: no check)")
+	f.Float64Var(&o.MaxMemoryGB, "max-memory-gb", 0, "refuse to start when the estimated peak memory exceeds this many GiB (runtime.max_memory_gb; 0: the memory free when it starts; -1: no check)")
 	flagSetsKey(f, "max-memory-gb", "runtime.max_memory_gb")
 	f.BoolVar(&o.Recompute, "recompute", false, "keep only each block's input from the forward pass and recompute the rest in the backward pass (less memory at long sequences, one more forward pass)")
 	f.BoolVar(&o.Packing, "packing", false, "pack several sequences into each --seq-len row (attention stays inside each; needs a model with position_ids); --batch then counts packed rows, as TRL's packing does")
