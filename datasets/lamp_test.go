@@ -451,10 +451,9 @@ func TestImportLaMPReportsProgress(t *testing.T) {
 	}
 }
 
-// A UTF-8 byte order mark (Windows editors write one) is skipped, and a
-// UTF-16 file is refused naming its encoding and the fix: both failed with
-// "invalid character 'ï' (or 'ÿ') looking for beginning of value".
-func TestLaMPByteOrderMarks(t *testing.T) {
+// lamp3Dev is the LaMP-3 fixture's dev questions and outputs files' bytes.
+func lamp3Dev(t *testing.T) (*Task, []byte, []byte) {
+	t.Helper()
 	task, _ := ParseTask("3")
 	src := filepath.Join("testdata", "lamp", "user", "LaMP_3")
 	q, err := os.ReadFile(filepath.Join(src, "dev_questions.json"))
@@ -465,6 +464,14 @@ func TestLaMPByteOrderMarks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return task, q, o
+}
+
+// A UTF-8 byte order mark (Windows editors write one) is skipped, and a
+// UTF-16 file is refused naming its encoding and the fix: both failed with
+// "invalid character 'ï' (or 'ÿ') looking for beginning of value".
+func TestLaMPByteOrderMarks(t *testing.T) {
+	task, q, o := lamp3Dev(t)
 	dir := t.TempDir()
 	bom := "\xEF\xBB\xBF"
 	qp := writeFile(t, filepath.Join(dir, "q.json"), bom+string(q))
@@ -477,7 +484,7 @@ func TestLaMPByteOrderMarks(t *testing.T) {
 	if err != nil {
 		t.Fatalf("outputs with a BOM: %v", err)
 	}
-	want, err := ReadOutputs(filepath.Join(src, "dev_outputs.json"), task)
+	want, err := ReadOutputs(writeFile(t, filepath.Join(t.TempDir(), "o.json"), string(o)), task)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -514,16 +521,7 @@ func utf16le(b []byte, r rune) []byte {
 // byte: encoding/json turned each such byte into U+FFFD, so questions and
 // golds imported with their accented letters silently replaced.
 func TestLaMPNotUTF8(t *testing.T) {
-	task, _ := ParseTask("3")
-	src := filepath.Join("testdata", "lamp", "user", "LaMP_3")
-	q, err := os.ReadFile(filepath.Join(src, "dev_questions.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	o, err := os.ReadFile(filepath.Join(src, "dev_outputs.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	task, q, o := lamp3Dev(t)
 	dir := t.TempDir()
 	at := strings.Index(string(q), "été")
 	qp := writeFile(t, filepath.Join(dir, "q.json"), strings.Replace(string(q), "été", "\xe9t\xe9", 1))

@@ -84,10 +84,10 @@ func TestLMRowsStartWithBOS(t *testing.T) {
 	}
 }
 
-// A run renders Llama 3.2's chats with the template's own fallback date, not
-// today's, whether the template is detected or named: its prompts (SFT data,
-// rollouts, predictions, their stamps) must not change with the day.
-func TestRunChatFormatUndated(t *testing.T) {
+// chatTemplates are the chat templates transformers' fixture was recorded
+// with, by name (llama3.2: Llama-3.2-Instruct's, which writes today's date).
+func chatTemplates(t *testing.T) map[string]string {
+	t.Helper()
 	raw, err := os.ReadFile(filepath.Join("..", "tokenize", "testdata", "chat_hf.json"))
 	if err != nil {
 		t.Fatal(err)
@@ -96,6 +96,13 @@ func TestRunChatFormatUndated(t *testing.T) {
 	if err := json.Unmarshal(raw, &fx); err != nil {
 		t.Fatal(err)
 	}
+	return fx.Templates
+}
+
+// A run renders Llama 3.2's chats with the template's own fallback date, not
+// today's, whether the template is detected or named: its prompts (SFT data,
+// rollouts, predictions, their stamps) must not change with the day.
+func TestRunChatFormatUndated(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "tokenizer.json")
 	if err := bosTokenizer(t).Save(path); err != nil {
 		t.Fatal(err)
@@ -104,7 +111,7 @@ func TestRunChatFormatUndated(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg, _ := json.Marshal(map[string]string{"chat_template": fx.Templates["llama3.2"]})
+	cfg, _ := json.Marshal(map[string]string{"chat_template": chatTemplates(t)["llama3.2"]})
 	for _, name := range []string{"auto", "llama3.2"} {
 		tok, err := tokenize.Parse(tj, cfg)
 		if err != nil {

@@ -112,14 +112,7 @@ func TestStampRevisionOfRTag(t *testing.T) {
 // ChatML policy's stamps stay as they were. Before, nothing told them apart.
 func TestStampRevisionOfLlama32Date(t *testing.T) {
 	const key = "revision.llama32_date"
-	raw, err := os.ReadFile(filepath.Join("..", "tokenize", "testdata", "chat_hf.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var fx struct{ Templates map[string]string }
-	if err := json.Unmarshal(raw, &fx); err != nil {
-		t.Fatal(err)
-	}
+	fx := struct{ Templates map[string]string }{chatTemplates(t)}
 	dir := t.TempDir()
 	if err := bosTokenizer(t).Save(filepath.Join(dir, "tokenizer.json")); err != nil {
 		t.Fatal(err)

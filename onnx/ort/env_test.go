@@ -193,10 +193,10 @@ func TestInitLoadsPinnedRuntime(t *testing.T) {
 	}
 }
 
-// Starting the runtime and running a session leave no file in TMPDIR: ORT
-// 1.30's telemetry SDK creates an empty mat-debug-PID.log there in every
-// process, which Init removes.
-func TestInitLeavesNoTraceLogInTempDir(t *testing.T) {
+// startAndRunSession starts the runtime and makes and destroys a session
+// (the GPT-2 fixture): what every tagpr command does.
+func startAndRunSession(t *testing.T) {
+	t.Helper()
 	if err := Init(""); err != nil {
 		t.Fatal(err)
 	}
@@ -207,6 +207,13 @@ func TestInitLeavesNoTraceLogInTempDir(t *testing.T) {
 	if err := s.Destroy(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// Starting the runtime and running a session leave no file in TMPDIR: ORT
+// 1.30's telemetry SDK creates an empty mat-debug-PID.log there in every
+// process, which Init removes.
+func TestInitLeavesNoTraceLogInTempDir(t *testing.T) {
+	startAndRunSession(t)
 	p := filepath.Join(os.TempDir(), fmt.Sprintf("mat-debug-%d.log", os.Getpid()))
 	if _, err := os.Stat(p); err == nil {
 		t.Fatalf("%s is left in TMPDIR by this process", p)
@@ -242,16 +249,7 @@ func TestInitCollectsNoTelemetry(t *testing.T) {
 		}
 		return
 	}
-	if err := Init(""); err != nil {
-		t.Fatal(err)
-	}
-	s, err := NewSessionFromFile(filepath.Join("..", "testdata", "pytorch", "gpt2", "model.onnx"), Declared().Options())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Destroy(); err != nil {
-		t.Fatal(err)
-	}
+	startAndRunSession(t)
 }
 
 func TestSessionOptionsApply(t *testing.T) {
