@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -202,5 +203,25 @@ func TestResumedChainsSayWhatIsLeft(t *testing.T) {
 	all := strings.Join(notes, "\n")
 	if !strings.Contains(all, "2 of ") || !strings.Contains(all, "have their chains from before; asking") {
 		t.Errorf("resumed chains noted %q; want how many examples have their chains and that only the others are asked for", notes)
+	}
+}
+
+// A report made before every configured stage has run (the run interrupted,
+// or stages run one at a time) says which are not in it: it listed the
+// finished ones only and read as the whole recipe.
+func TestReportNamesStagesNotFinished(t *testing.T) {
+	cfg := tinyRun(t.TempDir())
+	cfg.Stages.Predict.Models = []string{ModelBase, ModelSFT}
+	rep, err := Run(context.Background(), cfg, RunOptions{Only: []string{StageChains, StageSFT, StagePRMU, StagePredict, StageEval, StageReport}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "configured stages this report does not cover: rl guided (not started), rl exploratory (not started);"
+	if !slices.ContainsFunc(rep.Notes, func(n string) bool { return strings.HasPrefix(n, want) }) {
+		t.Errorf("notes %q; want one saying %q", rep.Notes, want)
+	}
+	md, err := os.ReadFile(filepath.Join(cfg.Out, "report.md"))
+	if err != nil || !strings.Contains(string(md), want) {
+		t.Errorf("report.md does not say %q (%v)", want, err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -222,6 +223,16 @@ func (r *runEnv) report() (*Report, error) {
 	if rep.Curves.SFT, err = train.ReadLog[train.StepLog](r.dir(rep.Curves.SFTSource)); err != nil {
 		return nil, err
 	}
+	// Configured stages with no summary yet: a report made while a run is
+	// interrupted, or of stages run one at a time, says they are not in it
+	// (it read as the whole recipe).
+	var unfinished []string
+	for stage, skip := range map[string]bool{StageSFT: r.cfg.Stages.SFT.Skip, StagePRMU: r.cfg.Stages.PRMU.Skip} {
+		if !skip && !exists(r.dir(stage, summaryFile)) {
+			unfinished = append(unfinished, stage+" (not finished)")
+		}
+	}
+	slices.Sort(unfinished)
 	for _, st := range r.cfg.Stages.RL {
 		src := filepath.ToSlash(filepath.Join("rl", st.Name, grpo.CheckpointDir, grpo.LogFile))
 		lines, err := train.ReadLog[RLStepLog](r.dir(src))
@@ -233,6 +244,11 @@ func (r *runEnv) report() (*Report, error) {
 		}
 		path := r.dir("rl", st.Name, rlSummaryFile)
 		if !exists(path) {
+			if len(lines) > 0 {
+				unfinished = append(unfinished, fmt.Sprintf("rl %s (%d of %d steps logged)", st.Name, len(lines), st.Steps))
+			} else {
+				unfinished = append(unfinished, "rl "+st.Name+" (not started)")
+			}
 			continue
 		}
 		s, err := readSummary(path)
@@ -242,6 +258,10 @@ func (r *runEnv) report() (*Report, error) {
 		rep.Stages = append(rep.Stages, StageSummary{Name: "rl " + s.Stage, Steps: s.Steps, Seconds: s.Seconds, Final: s.final(), Machine: s.Machine, Tagpr: s.Tagpr,
 			ResumedAfter: s.ResumedAfter, Started: s.Started, Finished: s.Finished})
 		rep.Notes = append(rep.Notes, rlNote(s))
+	}
+	if len(unfinished) > 0 {
+		rep.Notes = append(rep.Notes, "configured stages this report does not cover: "+strings.Join(unfinished, ", ")+
+			"; it reports the models evaluated so far, not the whole recipe (`tagpr run` with the same config finishes them)")
 	}
 	for _, s := range rep.Stages {
 		if len(s.ResumedAfter) > 0 {
