@@ -153,7 +153,8 @@ func modelGenerateCmd() *cobra.Command {
 			"  tagpr model generate models/policy --prompt \"Once upon a time\" --temperature 0.8 --num-generations 3 --json\n" +
 			"  tagpr model generate models/tiny --ids \"1,5,9;1,7\"",
 		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: func(cmd *cobra.Command, args []string) (runErr error) {
+			defer func() { runErr = keepsNothing(runErr) }() // nothing is written until every completion is done
 			if ids == "" && len(texts) == 0 && len(chats) == 0 {
 				return errors.New("give prompts with --prompt TEXT, --chat TEXT or --ids 1,2,3 (each may repeat)")
 			}

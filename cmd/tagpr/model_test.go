@@ -1,7 +1,10 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -101,5 +104,26 @@ func TestModelGenerateRefusesBadFlags(t *testing.T) {
 		if err == nil || !strings.Contains(stderr, c.want) || strings.Contains(stderr, "goroutine") {
 			t.Errorf("model generate %v: %v, stderr %q; want a refusal with %q", c.args, err, stderr, c.want)
 		}
+	}
+}
+
+// An interrupted model generate keeps nothing (its completions are printed
+// at the end), so it says a rerun starts over; it said "rerun the same
+// command to resume".
+func TestModelGenerateInterruptedStartsOver(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "tiny")
+	if _, stderr, err := runTagpr(t, ".", nil, "model", "init", "--arch", "llama", "--layers", "1", "--d-model", "32",
+		"--heads", "2", "--kv-heads", "1", "--vocab", "300", "--eos-token-id", "2", "--seed", "7", "--out", dir); err != nil {
+		t.Fatalf("model init: %v\n%s", err, stderr)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // Ctrl-C before the first step
+	cmd := modelGenerateCmd()
+	cmd.SetArgs([]string{dir, "--ids", "1,5", "--max-new-tokens", "8"})
+	cmd.SetOut(io.Discard)
+	cmd.SetErr(io.Discard)
+	err := cmd.ExecuteContext(ctx)
+	if !errors.Is(err, context.Canceled) || !strings.Contains(interruptedMessage(err), "starts over") {
+		t.Fatalf("interrupted model generate: %v, says %q; want context.Canceled and that a rerun starts over", err, interruptedMessage(err))
 	}
 }
