@@ -108,8 +108,8 @@ func serveCmd() *cobra.Command {
 			if w := d.IgnoredWarning(); w != "" {
 				o.Logger.Warn(w)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "tagpr serve: model %q on http://%s/v1 (max context %d tokens; requests that leave temperature/top_p/top_k out: %s)\n",
-				m.Name, ln.Addr(), s.MaxModelLen(), d)
+			fmt.Fprintf(cmd.OutOrStdout(), "tagpr serve: model %q on http://%s/v1 (max context %d tokens, set by %s; requests that leave temperature/top_p/top_k out: %s)\n",
+				m.Name, ln.Addr(), s.MaxModelLen(), s.ContextLimit(), d)
 			forceExitOnSecondSignal(o.Logger, s)
 			return s.Serve(cmd.Context(), ln, drain)
 		},

@@ -113,6 +113,9 @@ func New(m *Model, o Options) (*Server, error) {
 		return nil, err
 	}
 	switch limit := b.MaxPositions(); {
+	case o.MaxModelLen > limit && limit == b.CachePositions() && limit < modelPositions(m):
+		b.Close()
+		return nil, fmt.Errorf("%w: %d, but the KV cache (--kv-cache-mb) holds %d positions (the model has %d): raise --kv-cache-mb, or want ≤ %d, or 0", ErrMaxModelLen, o.MaxModelLen, limit, modelPositions(m), limit)
 	case o.MaxModelLen > limit:
 		b.Close()
 		return nil, fmt.Errorf("%w: %d, but the model has %d positions (max_position_embeddings): want ≤ %d, or 0 for all of them", ErrMaxModelLen, o.MaxModelLen, limit, limit)
@@ -130,6 +133,27 @@ func (s *Server) SamplingDefaults() SamplingDefaults { return s.defaults }
 
 // MaxModelLen is the longest prompt + completion the server accepts.
 func (s *Server) MaxModelLen() int { return s.o.MaxModelLen }
+
+// ContextLimit says what sets MaxModelLen: "--max-model-len", the KV cache
+// budget ("--kv-cache-mb", when it holds fewer positions than the model
+// has) or the model's "max_position_embeddings".
+func (s *Server) ContextLimit() string {
+	switch n := s.o.MaxModelLen; {
+	case n < s.b.MaxPositions():
+		return "--max-model-len"
+	case n == s.b.CachePositions() && n < modelPositions(s.m):
+		return "--kv-cache-mb"
+	}
+	return "max_position_embeddings"
+}
+
+// modelPositions is the model's max_position_embeddings (0: not known).
+func modelPositions(m *Model) int {
+	if c := m.LM.Config; c != nil {
+		return max(c.MaxPositions, c.NPositions)
+	}
+	return 0
+}
 
 // Running is the number of generation requests being answered (queued or
 // decoding).

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -874,5 +875,46 @@ func TestHistoryReasoningContent(t *testing.T) {
 	_, text, err := m.EncodeChat(msgs)
 	if err != nil || !strings.Contains(text, "<|im_start|>assistant\n<think>\nR\n</think>\n\nC<|im_end|>") {
 		t.Errorf("Qwen3 prompt %q (%v) lacks the answer's reasoning", text, err)
+	}
+}
+
+// What limits a request's context is named: the server's start line said
+// "max context N tokens" with N the KV cache budget's positions, not the
+// model's, and --max-model-len past that budget blamed max_position_embeddings.
+func TestContextLimitNamesWhatSetsIt(t *testing.T) {
+	m := openModel(t, randomDir)
+	positions := modelPositions(m)
+	if positions < 64 {
+		t.Fatalf("the fixture model has %d positions; the test wants 64 or more", positions)
+	}
+	for _, c := range []struct {
+		o    Options
+		want string
+	}{
+		{Options{}, "max_position_embeddings"},
+		{Options{MaxModelLen: 16}, "--max-model-len"},
+	} {
+		s, err := New(m, c.o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := s.ContextLimit(); got != c.want {
+			t.Errorf("%+v: context limit set by %q, want %q", c.o, got, c.want)
+		}
+		s.Close()
+	}
+	// A cache of a few positions (one row's KV for 32 of them).
+	l := m.LM.Layout
+	small := int64(32 * 2 * l.Layers * l.KVHeads * l.HeadDim * 4)
+	s, err := New(m, Options{Batcher: lm.BatcherOptions{CacheBytes: small}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.ContextLimit(); got != "--kv-cache-mb" || s.MaxModelLen() >= positions {
+		t.Errorf("a small cache: max context %d set by %q; want fewer than %d, by --kv-cache-mb", s.MaxModelLen(), got, positions)
+	}
+	s.Close()
+	if _, err := New(m, Options{MaxModelLen: positions, Batcher: lm.BatcherOptions{CacheBytes: small}}); !errors.Is(err, ErrMaxModelLen) || !strings.Contains(err.Error(), "raise --kv-cache-mb") {
+		t.Errorf("--max-model-len past the cache: %v; want a refusal naming --kv-cache-mb", err)
 	}
 }
