@@ -80,16 +80,24 @@ func TestModelInitInfoGenerate(t *testing.T) {
 	}
 }
 
-// model generate refuses flags it cannot honour, and more sequences than the
-// machine holds, before any work (a negative temperature ran greedy,
-// --num-generations 0 ran one, and a huge count died with "fatal error:
-// runtime: out of memory").
-func TestModelGenerateRefusesBadFlags(t *testing.T) {
+// tinyGenerateModel is a one-layer built-in model with a 300-token
+// vocabulary (EOS 2), for model generate's checks.
+func tinyGenerateModel(t *testing.T) string {
+	t.Helper()
 	dir := filepath.Join(t.TempDir(), "tiny")
 	if _, stderr, err := runTagpr(t, ".", nil, "model", "init", "--arch", "llama", "--layers", "1", "--d-model", "32",
 		"--heads", "2", "--kv-heads", "1", "--vocab", "300", "--eos-token-id", "2", "--seed", "7", "--out", dir); err != nil {
 		t.Fatalf("model init: %v\n%s", err, stderr)
 	}
+	return dir
+}
+
+// model generate refuses flags it cannot honour, and more sequences than the
+// machine holds, before any work (a negative temperature ran greedy,
+// --num-generations 0 ran one, and a huge count died with "fatal error:
+// runtime: out of memory").
+func TestModelGenerateRefusesBadFlags(t *testing.T) {
+	dir := tinyGenerateModel(t)
 	for _, c := range []struct {
 		args []string
 		want string
@@ -111,11 +119,7 @@ func TestModelGenerateRefusesBadFlags(t *testing.T) {
 // at the end), so it says a rerun starts over; it said "rerun the same
 // command to resume".
 func TestModelGenerateInterruptedStartsOver(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "tiny")
-	if _, stderr, err := runTagpr(t, ".", nil, "model", "init", "--arch", "llama", "--layers", "1", "--d-model", "32",
-		"--heads", "2", "--kv-heads", "1", "--vocab", "300", "--eos-token-id", "2", "--seed", "7", "--out", dir); err != nil {
-		t.Fatalf("model init: %v\n%s", err, stderr)
-	}
+	dir := tinyGenerateModel(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel() // Ctrl-C before the first step
 	cmd := modelGenerateCmd()

@@ -13,11 +13,7 @@ import (
 // --force, while an interrupted run (parts left) still resumes.
 func TestPredictModelKeepsAFinishedOutUnlessForce(t *testing.T) {
 	dir := t.TempDir()
-	if _, stderr, err := runTagpr(t, dir, nil, "data", "synth", "--seed", "5", "--users", "4", "--tasks", "synth_tag", "--out", "data"); err != nil {
-		t.Fatalf("data synth: %v\n%s", err, stderr)
-	}
-	questions := filepath.Join(dir, "data", "synth_tag", "dev_questions.json")
-	model, _ := filepath.Abs(filepath.Join("..", "..", "onnx", "testdata", "pytorch", "qwen2-chat"))
+	questions, model := predictModelFixture(t, dir, "4", "dev")
 	env := append(runtimeEnv(t), "TAGPR_STAGES_PREDICT_MAX_NEW_TOKENS=4")
 	out := filepath.Join(dir, "preds.json")
 	predict := []string{"predict", "--model", model, "--task", "synth_tag", "--questions", questions, "--out", out}
@@ -47,11 +43,7 @@ func TestPredictModelKeepsAFinishedOutUnlessForce(t *testing.T) {
 // naming the key and the variable, before any work.
 func TestPredictModelChecksTheConfigKeysItReads(t *testing.T) {
 	dir := t.TempDir()
-	if _, stderr, err := runTagpr(t, dir, nil, "data", "synth", "--seed", "5", "--users", "4", "--tasks", "synth_tag", "--out", "data"); err != nil {
-		t.Fatalf("data synth: %v\n%s", err, stderr)
-	}
-	questions := filepath.Join(dir, "data", "synth_tag", "dev_questions.json")
-	model, _ := filepath.Abs(filepath.Join("..", "..", "onnx", "testdata", "pytorch", "qwen2-chat"))
+	questions, model := predictModelFixture(t, dir, "4", "dev")
 	for _, c := range []struct{ env, want string }{
 		{"TAGPR_STAGES_PREDICT_MAX_NEW_TOKENS=0", "stages.predict.max_new_tokens from TAGPR_STAGES_PREDICT_MAX_NEW_TOKENS"},
 		{"TAGPR_STAGES_PREDICT_BATCH=-1", "stages.predict.batch from TAGPR_STAGES_PREDICT_BATCH"},

@@ -198,11 +198,7 @@ func TestShardWorkersKilledAndRestartedMergeToTheSingleRun(t *testing.T) {
 // in their last bits; FanOut.RunBatches).
 func TestShardPredictWorkersKilledAndRestartedMergeToTheSingleRun(t *testing.T) {
 	dir := t.TempDir()
-	if _, stderr, err := runTagpr(t, dir, nil, "data", "synth", "--seed", "5", "--users", "30", "--tasks", "synth_tag", "--out", "data"); err != nil {
-		t.Fatalf("data synth: %v\n%s", err, stderr)
-	}
-	questions := filepath.Join(dir, "data", "synth_tag", "train_questions.json")
-	model, _ := filepath.Abs(filepath.Join("..", "..", "onnx", "testdata", "pytorch", "qwen2-chat"))
+	questions, model := predictModelFixture(t, dir, "30", "train")
 	const workers, batch, nQuestions = 3, 2, 96
 	env := append(runtimeEnv(t), "TAGPR_STAGES_PREDICT_BATCH="+strconv.Itoa(batch), "TAGPR_STAGES_PREDICT_MAX_NEW_TOKENS=48", "TAGPR_LOG_FORMAT=json")
 	predict := func(out string, extra ...string) []string {
@@ -397,4 +393,16 @@ func TestDataSynthFailedWriteLeavesNoFolder(t *testing.T) {
 	if _, stderr, err := runTagpr(t, dir, nil, "data", "synth", "--seed", "5", "--users", "60", "--out", "data"); err != nil {
 		t.Fatalf("rerun: %v\n%s", err, stderr)
 	}
+}
+
+// predictModelFixture writes synthetic synth_tag data for users into
+// dir/data and returns the split's questions file and the PyTorch-exported
+// chat model predict --model runs.
+func predictModelFixture(t *testing.T, dir, users, split string) (questions, model string) {
+	t.Helper()
+	if _, stderr, err := runTagpr(t, dir, nil, "data", "synth", "--seed", "5", "--users", users, "--tasks", "synth_tag", "--out", "data"); err != nil {
+		t.Fatalf("data synth: %v\n%s", err, stderr)
+	}
+	model, _ = filepath.Abs(filepath.Join("..", "..", "onnx", "testdata", "pytorch", "qwen2-chat"))
+	return filepath.Join(dir, "data", "synth_tag", split+"_questions.json"), model
 }
