@@ -49,7 +49,9 @@ type RLPolicy struct {
 // RLResult is what a finished stage leaves.
 type RLResult struct {
 	Weights map[string][]float32 // trained weights by initializer name
-	Summary RLSummary
+	// Adapters are a LoRA stage's: Weights hold their A and B, merged on export.
+	Adapters []train.Adapter
+	Summary  RLSummary
 }
 
 // Files of an RL stage directory.
@@ -104,12 +106,10 @@ func TrainRL(ctx context.Context, st RLStage, pol RLPolicy, prompts []RLPrompt, 
 	if !check {
 		limit = 0
 	}
-	key := "stages.rl." + st.Name + "."
 	t, err := grpo.New(pol.Model, sr.rewards, gp, cfg, grpo.Options{EOS: pol.EOS, Pad: pol.Pad, Detokenize: pol.Detokenize,
 		Load: pol.Load, Session: pol.Session, Name: st.Name, Progress: rlProgress(progress, st.Name), Settings: settings,
 		Callbacks:   grpo.Callbacks{OnStart: ro.start, OnStep: ro.add, OnSave: ro.flush},
-		MemoryLimit: limit, MemoryKnobs: train.MemoryKnobs{Batch: key + "prompts_per_step or " + key + "num_generations",
-			SeqLen: key + "max_completion_length or " + key + "max_prompt_length", Reference: key + "beta 0"}})
+		MemoryLimit: limit, MemoryKnobs: rlMemoryKnobs(st)})
 	var me *train.MemoryError
 	if errors.As(err, &me) {
 		return nil, fmt.Errorf("rl stage %q: %w (runtime.max_memory_gb sets another limit; -1 skips the check)", st.Name, err)
@@ -127,7 +127,18 @@ func TrainRL(ctx context.Context, st RLStage, pol RLPolicy, prompts []RLPrompt, 
 	if err != nil {
 		return nil, err
 	}
-	return &RLResult{Weights: res.Weights, Summary: summarize(st, sr.about, res.Logs)}, nil
+	return &RLResult{Weights: res.Weights, Adapters: res.Adapters, Summary: summarize(st, sr.about, res.Logs)}, nil
+}
+
+// rlMemoryKnobs name a stage's settings in its memory refusal.
+func rlMemoryKnobs(st RLStage) train.MemoryKnobs {
+	key := "stages.rl." + st.Name + "."
+	k := train.MemoryKnobs{Batch: key + "prompts_per_step or " + key + "num_generations",
+		SeqLen: key + "max_completion_length or " + key + "max_prompt_length", Reference: key + "beta 0"}
+	if st.Rank == 0 {
+		k.LoRA = key + "lora_rank"
+	}
+	return k
 }
 
 // rlSettings are what decide a stage's result besides what grpo records
@@ -347,7 +358,7 @@ func (p *RLPipeline) runStage(ctx context.Context, st RLStage, from, dir string)
 		}
 	}
 	// The model file comes last: its presence marks the stage done.
-	if _, err := hf.WriteTrained(filepath.Join(dir, "model.onnx"), start, res.Weights, nil, from); err != nil {
+	if _, err := hf.WriteTrained(filepath.Join(dir, "model.onnx"), start, res.Weights, res.Adapters, from); err != nil {
 		return RLSummary{}, err
 	}
 	return res.Summary, nil

@@ -126,6 +126,10 @@ type RLStage struct {
 	// unset means TRL's default, true. The demo's stages set it false.
 	UseBiasCorrectionKL *bool `mapstructure:"use_bias_correction_kl" json:"use_bias_correction_kl,omitempty"`
 
+	// LoRASettings train adapters instead of every weight (lora_rank > 0);
+	// the KL reference is then the stage's start, the adapters' base.
+	LoRASettings `mapstructure:",squash"`
+
 	LR              float64 `mapstructure:"lr" json:"lr"`
 	Warmup          int     `mapstructure:"warmup" json:"warmup"`
 	WeightDecay     float64 `mapstructure:"weight_decay" json:"weight_decay"`
@@ -156,7 +160,7 @@ func (s RLStage) GRPO() grpo.Config {
 		NumIterations: s.NumIterations, MaskTruncatedCompletions: s.MaskTruncatedCompletions, UseBiasCorrectionKL: s.UseBiasCorrectionKL,
 		DynamicSamplingRounds: s.DynamicSamplingRounds,
 		Steps:                 s.Steps, PromptsPerStep: s.PromptsPerStep, LearningRate: s.LR, WarmupSteps: s.Warmup, WeightDecay: s.WeightDecay,
-		MaxGradNorm: s.Clip, SaveSteps: s.CheckpointEvery, Seed: s.Seed}
+		MaxGradNorm: s.Clip, SaveSteps: s.CheckpointEvery, Seed: s.Seed, LoRA: s.lora(s.Seed)}
 }
 
 // Validate refuses settings that cannot train, naming the stage and knob.
@@ -188,6 +192,9 @@ func (s RLStage) Validate() error {
 		if name == "" || !finite(w) {
 			return fail("rewards: %q = %v: want a name and a finite weight", name, w)
 		}
+	}
+	if err := s.LoRASettings.validate(); err != nil {
+		return fail("%v", err)
 	}
 	if s.Reward == RewardGuided && len(s.Rewards) == 0 {
 		if err := s.Weights.Validate(); err != nil {

@@ -393,6 +393,7 @@ func (r *runEnv) chainsSettings() map[string]any {
 func (r *runEnv) sftSettings() map[string]any {
 	s := merge(r.policySettings(), r.chainsSettings(), r.settings("stages.sft"))
 	delete(s, "stages.sft.checkpoint_every")
+	dropUnsetLoRA(s, "stages.sft", r.cfg.Stages.SFT.LoRASettings)
 	r.runSeed(s, r.cfg.Stages.SFT.Seed)
 	if len(r.cfg.Stages.SFT.TaskWeights) == 0 {
 		// Runs recorded before task weights existed resume as before.
@@ -437,6 +438,7 @@ func (r *runEnv) rlSettings(name string) map[string]any {
 		if st.DynamicSamplingRounds == 0 {
 			delete(s, key+".dynamic_sampling_rounds")
 		}
+		dropUnsetLoRA(s, key, st.LoRASettings)
 	}
 	if r.cfg.Runtime.HalfGeneration() { // float16 rollouts change the stage; float32 keeps older stamps valid
 		s["runtime.generation_dtype"] = "float16"

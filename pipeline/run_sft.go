@@ -192,7 +192,7 @@ func (r *runEnv) sft(ctx context.Context) error {
 	if base, err = loadForTraining(mp); err != nil {
 		return err
 	}
-	_, err = hf.WriteTrained(model, base, res.Weights, nil, r.base)
+	_, err = hf.WriteTrained(model, base, res.Weights, res.Adapters, r.base)
 	return err
 }
 

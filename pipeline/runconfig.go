@@ -844,12 +844,14 @@ func (c RunConfig) Effective() RunConfig {
 	}
 	c.Teacher.Seed = c.stageSeed(c.Teacher.Seed, seedTeacher)
 	c.Stages.SFT.Seed = c.stageSeed(c.Stages.SFT.Seed, seedSFT)
+	c.Stages.SFT.LoRASettings = c.Stages.SFT.withAlpha()
 	c.Stages.PRMU.Seed = c.stageSeed(c.Stages.PRMU.Seed, seedPRMU)
 	c.Stages.Eval.Seed = c.stageSeed(c.Stages.Eval.Seed, seedEval)
 	c.Stages.RL = append([]RLStage(nil), c.Stages.RL...)
 	for i := range c.Stages.RL {
 		c.Stages.RL[i] = c.Stages.RL[i].WithDefaults() // temperature 0 runs at 1, as TRL's default
 		c.Stages.RL[i].Seed = c.stageSeed(c.Stages.RL[i].Seed, seedRL+uint64(i))
+		c.Stages.RL[i].LoRASettings = c.Stages.RL[i].withAlpha()
 	}
 	return c
 }

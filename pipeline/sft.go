@@ -45,6 +45,8 @@ type SFTConfig struct {
 	// packing): attention stays inside each sequence, less padding. Batch
 	// then counts packed rows, as TRL's per_device_train_batch_size does.
 	Packing bool `mapstructure:"packing"`
+	// LoRASettings train adapters instead of every weight (lora_rank > 0).
+	LoRASettings `mapstructure:",squash"`
 	// Session is the runtime the training session runs on.
 	Session ort.Options `mapstructure:"-"`
 	// MaxMemoryGB is runtime.max_memory_gb (0: the memory free when it starts; -1:
@@ -68,18 +70,24 @@ func (c SFTConfig) Validate() error {
 	case !(c.WeightDecay >= 0) || !(c.Clip >= 0) || math.IsInf(c.WeightDecay, 0) || math.IsInf(c.Clip, 0):
 		return fmt.Errorf("sft: weight_decay %v, clip %v: want finite values ≥ 0", c.WeightDecay, c.Clip)
 	}
+	if err := c.LoRASettings.validate(); err != nil {
+		return fmt.Errorf("sft: %w", err)
+	}
 	return nil
 }
 
 // SFTResult is what a finished SFT stage leaves.
 type SFTResult struct {
-	Weights   map[string][]float32 // the trained weights, by initializer name
+	Weights map[string][]float32 // the trained weights, by initializer name
+	// Adapters are a LoRA run's: Weights hold their A and B, merged on export.
+	Adapters  []train.Adapter
 	Steps     int
 	FinalLoss float64
 	Seconds   float64
 }
 
-// TrainSFT fine-tunes every float weight of model on data with masked
+// TrainSFT fine-tunes every float weight of model (with cfg.Rank > 0: LoRA
+// adapters on its linear layers instead) on data with masked
 // next-token cross-entropy (prompt tokens are not targets), through
 // onnx/train's loop: checkpoints and the step log (train_log.jsonl) go to
 // dir, a rerun resumes bit for bit, and cancelling ctx leaves a checkpoint
@@ -121,8 +129,9 @@ func TrainSFT(ctx context.Context, model *onnxpb.ModelProto, data []Sequence, pa
 	if cfg.ConsumeModel {
 		held = 0
 	}
-	tg, _, err := train.BuildLMTraining(model, train.LMTraining{Batch: int64(cfg.Batch), SeqLen: int64(cfg.SeqLen), Packed: cfg.Packing,
-		Consume: cfg.ConsumeModel})
+	lora := cfg.lora(cfg.Seed)
+	tg, adapters, err := train.BuildLMTraining(model, train.LMTraining{Batch: int64(cfg.Batch), SeqLen: int64(cfg.SeqLen), Packed: cfg.Packing,
+		Consume: cfg.ConsumeModel, LoRA: lora, FrozenAsInputs: lora != nil})
 	if err != nil {
 		return nil, fmt.Errorf("sft: %w", err)
 	}
@@ -160,7 +169,7 @@ func TrainSFT(ctx context.Context, model *onnxpb.ModelProto, data []Sequence, pa
 	if err != nil {
 		return nil, err
 	}
-	res.Steps, res.Seconds, res.Weights = st.Step, time.Since(start).Seconds(), tr.Weights()
+	res.Steps, res.Seconds, res.Weights, res.Adapters = st.Step, time.Since(start).Seconds(), tr.Weights(), adapters
 	return res, nil
 }
 
@@ -179,7 +188,11 @@ func checkSFTMemory(held int64, tg *train.TrainingGraph, cfg SFTConfig, progress
 	if !check {
 		return nil
 	}
-	if err := est.Fits(limit, train.MemoryKnobs{Batch: "stages.sft.batch", SeqLen: "stages.sft.seq_len"}); err != nil {
+	knobs := train.MemoryKnobs{Batch: "stages.sft.batch", SeqLen: "stages.sft.seq_len"}
+	if cfg.Rank == 0 {
+		knobs.LoRA = "stages.sft.lora_rank"
+	}
+	if err := est.Fits(limit, knobs); err != nil {
 		return fmt.Errorf("sft: %w (runtime.max_memory_gb sets another limit; -1 skips the check)", err)
 	}
 	return nil
@@ -198,6 +211,9 @@ func (c SFTConfig) settings(model *onnxpb.ModelProto, ds *train.LMDataset, pad i
 	if c.Packing {
 		// Only when on: runs recorded before packing existed resume as before.
 		s = s.Set("packing", true)
+	}
+	if l := c.lora(c.Seed); l != nil {
+		s = s.Set("lora_rank", l.Rank).Set("lora_alpha", l.Alpha).Set("lora_targets", l.Targets)
 	}
 	return s, nil
 }

@@ -195,6 +195,11 @@ func (t *Trainer) Close() {
 // generation engine) that take the same weights as inputs.
 func (t *Trainer) ParamTensors() map[string]ort.Value { return t.paramT }
 
+// FrozenTensors returns the frozen weights fed as graph inputs
+// (FreezeToInputs) by name: a generation engine binds them too, so a LoRA
+// run holds its base weights once.
+func (t *Trainer) FrozenTensors() map[string]ort.Value { return t.frozenT }
+
 // Grads are the last computed gradients, in Params order.
 func (t *Trainer) Grads() [][]float32 { return t.grads }
 

@@ -65,6 +65,12 @@ type Config struct {
 	// groups whose rewards are all equal (no advantage, no learning signal)
 	// by groups of freshly drawn prompts. 0: off.
 	DynamicSamplingRounds int `json:"dynamic_sampling_rounds,omitempty"`
+	// LoRA, when set, trains low-rank adapters on the policy's linear
+	// layers instead of every weight (TRL's peft_config): the base weights
+	// stay frozen, training and generation share one copy of them, the
+	// policy the rollouts sample is base + adapters exactly (no merge), and
+	// the KL reference is the base. Result.Adapters says what to merge.
+	LoRA *train.LoRA `json:"lora,omitempty"`
 	// RewardWeights weigh the rewards, in their order (nil: all 1). The
 	// reward of a completion is Σ weight·reward.
 	RewardWeights []float64 `json:"reward_weights,omitempty"`
@@ -167,6 +173,17 @@ func (c Config) Validate() error {
 	case c.WarmupSteps < 0 || c.SaveSteps < 0 || !(c.WeightDecay >= 0) || !(c.MaxGradNorm >= 0) || !finite(c.WeightDecay) || !finite(c.MaxGradNorm):
 		return fmt.Errorf("warmup_steps %d, save_steps %d, weight_decay %v, max_grad_norm %v: want finite values ≥ 0",
 			c.WarmupSteps, c.SaveSteps, c.WeightDecay, c.MaxGradNorm)
+	}
+	if l := c.LoRA; l != nil {
+		switch {
+		case l.Rank < 1:
+			return fmt.Errorf("lora rank %d: want ≥ 1 (or no lora: every weight trains)", l.Rank)
+		case !(l.Alpha >= 0) || !finite(l.Alpha):
+			return fmt.Errorf("lora alpha %v: want a finite value ≥ 0 (0: the rank)", l.Alpha)
+		}
+		if err := train.ValidatePatterns(l.Targets); err != nil {
+			return fmt.Errorf("lora targets: %w", err)
+		}
 	}
 	for i, w := range c.RewardWeights {
 		if !finite(w) {

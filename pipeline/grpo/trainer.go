@@ -3,7 +3,9 @@ package grpo
 import (
 	"context"
 	"fmt"
+	"maps"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"google.golang.org/protobuf/proto"
@@ -76,7 +78,10 @@ type Scored struct {
 // Result is what a finished run leaves.
 type Result struct {
 	Weights map[string][]float32 // trained weights by initializer name
-	Logs    []StepLog            // every step's log line, resumed runs included
+	// Adapters are a LoRA run's (Config.LoRA): Weights then hold only their
+	// A and B, and train.Export or hf.WriteTrained merge them into the model.
+	Adapters []train.Adapter
+	Logs     []StepLog // every step's log line, resumed runs included
 }
 
 // CheckpointDir is where Train keeps checkpoints and LogFile, under OutputDir.
@@ -100,13 +105,15 @@ type Trainer struct {
 	// B and T are the training batch's fixed shape, set by New: rows
 	// (PromptsPerStep·NumGenerations) and tokens (the longest prompt plus
 	// MaxCompletionLength). Read them; the sessions are built for them.
-	B, T   int
-	tr     *train.Trainer
-	gen    *lm.Model
-	dev    *deviceRun // on a GPU (or Load.DeviceResident): weights and moments on the device
-	ref    *train.TokenScorer
-	shared train.SharedPrefix // the batch: prompts × completions, their lengths
-	memory train.MemoryEstimate
+	B, T int
+	tr   *train.Trainer
+	gen  *lm.Model
+	dev  *deviceRun // on a GPU (or Load.DeviceResident): weights and moments on the device
+	ref  *train.TokenScorer
+	// adapters are Config.LoRA's, injected into the trained policy.
+	adapters []train.Adapter
+	shared   train.SharedPrefix // the batch: prompts × completions, their lengths
+	memory   train.MemoryEstimate
 }
 
 // New prepares a run of model (its frozen KL reference too): it builds and
@@ -196,6 +203,14 @@ func (t *Trainer) open(model *onnxpb.ModelProto) error {
 	// The model's own weights, not its rotary tables (fixed functions of
 	// position): the same names the generation session takes as inputs.
 	params := lm.TrainableNames(model)
+	trained := policy // what trains and samples: the policy, with LoRA its adapters too
+	if cfg.LoRA != nil {
+		trained = proto.Clone(policy).(*onnxpb.ModelProto)
+		if t.adapters, err = train.AddLoRA(trained, *cfg.LoRA); err != nil {
+			return err
+		}
+		params = train.AdapterParams(t.adapters)
+	}
 	keep := []string{train.ClipLowOutput, train.ClipHighOutput, train.ClipRegionOutput}
 	if cfg.Beta > 0 {
 		keep = append(keep, train.PolicyKLOutput)
@@ -204,11 +219,20 @@ func (t *Trainer) open(model *onnxpb.ModelProto) error {
 	// reference model as in generation.
 	t.shared = train.SharedPrefix{Prompts: int64(cfg.PromptsPerStep), Generations: int64(cfg.NumGenerations),
 		PromptLen: int64(t.T - cfg.MaxCompletionLength), CompletionLen: int64(cfg.MaxCompletionLength)}
-	tg, err := train.BuildSharedPrefixPolicy(policy, train.PolicyTraining{Shared: t.shared, Params: params, Keep: keep,
+	tg, err := train.BuildSharedPrefixPolicy(trained, train.PolicyTraining{Shared: t.shared, Params: params, Keep: keep,
 		Loss: train.PolicyLoss{Epsilon: cfg.Epsilon, EpsilonHigh: cfg.EpsilonHigh, Beta: cfg.Beta,
 			BiasCorrectionKL: cfg.BiasCorrectionKL(), LossType: cfg.LossType, MaxCompletionLength: cfg.MaxCompletionLength}})
 	if err != nil {
 		return err
+	}
+	genInputs := params
+	if cfg.LoRA != nil {
+		// The frozen base weights become inputs the generation session
+		// binds too: one copy of them for both.
+		if err := tg.FreezeToInputs(); err != nil {
+			return err
+		}
+		genInputs = append(append([]string{}, params...), sameInitializers(trained, tg)...)
 	}
 	if err := t.checkMemory(model, policy, tg); err != nil {
 		return err
@@ -223,13 +247,14 @@ func (t *Trainer) open(model *onnxpb.ModelProto) error {
 	lo := o.Load
 	lo.Session = o.Session
 	var ws []lm.Weight
-	t.gen, ws, err = lm.OpenWithWeightInputs(proto.Clone(policy).(*onnxpb.ModelProto), "rl policy "+o.Name, params, lo)
+	t.gen, ws, err = lm.OpenWithWeightInputs(proto.Clone(trained).(*onnxpb.ModelProto), "rl policy "+o.Name, genInputs, lo)
 	if err != nil {
 		return err
 	}
 	// Generation reads the trainer's tensors: every update is seen by the
 	// next rollout with no copy.
-	shared := t.tr.ParamTensors()
+	shared := maps.Clone(t.tr.ParamTensors())
+	maps.Copy(shared, t.tr.FrozenTensors())
 	for _, w := range ws {
 		if w.Tensor == nil {
 			continue // read only as a float16 copy on the device (Load.Half)
@@ -244,11 +269,29 @@ func (t *Trainer) open(model *onnxpb.ModelProto) error {
 		return err
 	}
 	if cfg.Beta > 0 {
+		// The policy without adapters: under LoRA the base is the reference.
 		if t.ref, err = train.NewSharedPrefixScorer(policy, t.shared, o.Session); err != nil {
 			return fmt.Errorf("reference model: %w", err)
 		}
 	}
 	return nil
+}
+
+// sameInitializers are the frozen inputs of tg that m holds as initializers
+// of the same shape: the weights a generation session of m can bind to the
+// trainer's tensors.
+func sameInitializers(m *onnxpb.ModelProto, tg *train.TrainingGraph) []string {
+	dims := map[string][]int64{}
+	for _, init := range m.GetGraph().GetInitializer() {
+		dims[init.GetName()] = init.GetDims()
+	}
+	var out []string
+	for _, name := range tg.Frozen {
+		if d, ok := dims[name]; ok && len(d) > 0 && slices.Equal(d, tg.Initial[name].GetDims()) {
+			out = append(out, name)
+		}
+	}
+	return out
 }
 
 // checkMemory estimates the run's peak memory before any session opens:
@@ -342,7 +385,7 @@ func (t *Trainer) Train(ctx context.Context) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Result{Weights: t.tr.Weights(), Logs: logs}, nil
+	return &Result{Weights: t.tr.Weights(), Adapters: t.adapters, Logs: logs}, nil
 }
 
 func call(f func(int) error, step int) error {

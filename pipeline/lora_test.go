@@ -1,0 +1,134 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/tagpr/tagpr/onnx/ir"
+)
+
+// TestRunWithLoRA: stages.sft.lora_rank and stages.rl[].lora_rank train
+// adapters only. Each LoRA stage exports the merged model (adapted weights
+// moved, every other weight the stage's start bit for bit) and its adapters
+// in PEFT's format, and the next stage starts from the merged model; the
+// rank is part of the stage's stamp.
+func TestRunWithLoRA(t *testing.T) {
+	cfg := tinyRun(t.TempDir())
+	cfg.Stages.SFT.LoRASettings = LoRASettings{Rank: 4}
+	cfg.Stages.SFT.LR = 3e-2
+	cfg.Stages.RL[0].LoRASettings = LoRASettings{Rank: 2, Alpha: 8, Targets: []string{"q_proj", "v_proj"}}
+	cfg.Stages.RL[0].LR = 3e-2
+	cfg.Stages.Predict.Models = []string{ModelSFT, ModelRL}
+	ctx := context.Background()
+	if _, err := Run(ctx, cfg, RunOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	weights := func(dir string) map[string][]float32 {
+		t.Helper()
+		m, err := ir.Load(filepath.Join(cfg.Out, dir, "model.onnx"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string][]float32{}
+		for _, init := range m.Graph.Initializer {
+			if v, err := ir.Float32s(init); err == nil && init.GetDataType() == ir.Float {
+				out[init.GetName()] = v
+			}
+		}
+		return out
+	}
+	same := func(a, b []float32) bool {
+		if len(a) != len(b) {
+			return false
+		}
+		for i := range a {
+			if a[i] != b[i] {
+				return false
+			}
+		}
+		return true
+	}
+	// moved lists the weights of to that differ from from's.
+	moved := func(from, to map[string][]float32) []string {
+		var out []string
+		for name, w := range to {
+			f, ok := from[name]
+			if !ok {
+				t.Fatalf("exported weight %s is not in the stage's start", name)
+			}
+			if strings.Contains(name, "lora_") {
+				t.Fatalf("exported model holds adapter weight %s: adapters must be merged", name)
+			}
+			if !same(f, w) {
+				out = append(out, name)
+			}
+		}
+		return out
+	}
+	base, sft, guided := weights("base"), weights("sft"), weights("rl/guided")
+	for _, c := range []struct {
+		stage    string
+		from, to map[string][]float32
+		adapted  func(string) bool
+	}{
+		{"sft", base, sft, func(n string) bool { return strings.HasSuffix(n, "_proj.weight") }},
+		{"rl guided", sft, guided, func(n string) bool { return strings.HasSuffix(n, "q_proj.weight") || strings.HasSuffix(n, "v_proj.weight") }},
+	} {
+		m := moved(c.from, c.to)
+		if len(m) == 0 {
+			t.Errorf("%s: no weight moved", c.stage)
+		}
+		for _, name := range m {
+			if !c.adapted(name) {
+				t.Errorf("%s: weight %s moved, but LoRA does not adapt it", c.stage, name)
+			}
+		}
+	}
+	for _, c := range []struct {
+		dir  string
+		rank int
+	}{{"sft", 4}, {"rl/guided", 2}} {
+		b, err := os.ReadFile(filepath.Join(cfg.Out, c.dir, "adapter", "adapter_config.json"))
+		if err != nil {
+			t.Fatalf("%s: %v", c.dir, err)
+		}
+		var ac struct {
+			R int `json:"r"`
+		}
+		if err := json.Unmarshal(b, &ac); err != nil || ac.R != c.rank {
+			t.Errorf("%s/adapter/adapter_config.json: r %d (%v), want %d", c.dir, ac.R, err, c.rank)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(cfg.Out, "rl", "exploratory", "adapter")); !os.IsNotExist(err) {
+		t.Errorf("the full stage left an adapter folder (%v)", err)
+	}
+	// Another rank is another run, refused for the finished stage.
+	cfg.Stages.SFT.Rank = 8
+	_, err := Run(ctx, cfg, RunOptions{Only: []string{StageSFT}})
+	if err == nil || !strings.Contains(err.Error(), "stages.sft.lora_rank") {
+		t.Fatalf("sft with another lora_rank: %v", err)
+	}
+}
+
+func TestLoRASettingsValidate(t *testing.T) {
+	for _, c := range []struct {
+		l    LoRASettings
+		want string
+	}{
+		{LoRASettings{}, ""},
+		{LoRASettings{Rank: 8, Alpha: 16, Targets: []string{"q_proj", "re:.*mlp.*"}}, ""},
+		{LoRASettings{Rank: -1}, "lora_rank -1"},
+		{LoRASettings{Alpha: 8}, "lora_alpha 8 without lora_rank"},
+		{LoRASettings{Targets: []string{"q_proj"}}, "without lora_rank"},
+		{LoRASettings{Rank: 8, Targets: []string{"re:("}}, "lora_targets"},
+	} {
+		err := c.l.validate()
+		if c.want == "" && err != nil || c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)) {
+			t.Errorf("%+v: %v, want %q", c.l, err, c.want)
+		}
+	}
+}
