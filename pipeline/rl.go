@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -118,6 +119,11 @@ func TrainRL(ctx context.Context, st RLStage, pol RLPolicy, prompts []RLPrompt, 
 		return nil, fmt.Errorf("rl stage %q: %w", st.Name, err)
 	}
 	defer t.Close()
+	// The sessions hold what the steps need: what building them left
+	// behind (graph copies, serialized models) goes back to the system
+	// before the first step instead of adding to its peak.
+	pol.Model = nil
+	debug.FreeOSMemory()
 	progress.Report(train.Progress{Task: "rl " + st.Name, Note: sr.about})
 	res, err := t.Train(ctx)
 	var mm *train.SettingsMismatchError
@@ -357,7 +363,12 @@ func (p *RLPipeline) runStage(ctx context.Context, st RLStage, from, dir string)
 			}
 		}
 	}
-	// The model file comes last: its presence marks the stage done.
+	// The model file comes last: its presence marks the stage done. The
+	// start model is read again for it, not held through the steps.
+	debug.FreeOSMemory()
+	if start, err = loadForTraining(filepath.Join(from, "model.onnx")); err != nil {
+		return RLSummary{}, err
+	}
 	if _, err := hf.WriteTrained(filepath.Join(dir, "model.onnx"), start, res.Weights, res.Adapters, from); err != nil {
 		return RLSummary{}, err
 	}

@@ -394,6 +394,9 @@ func (r *runEnv) sftSettings() map[string]any {
 	s := merge(r.policySettings(), r.chainsSettings(), r.settings("stages.sft"))
 	delete(s, "stages.sft.checkpoint_every")
 	dropUnsetLoRA(s, "stages.sft", r.cfg.Stages.SFT.LoRASettings)
+	if !r.cfg.Stages.SFT.GradientCheckpointing {
+		delete(s, "stages.sft.gradient_checkpointing") // runs recorded before the key resume as before
+	}
 	r.runSeed(s, r.cfg.Stages.SFT.Seed)
 	if len(r.cfg.Stages.SFT.TaskWeights) == 0 {
 		// Runs recorded before task weights existed resume as before.
@@ -439,6 +442,9 @@ func (r *runEnv) rlSettings(name string) map[string]any {
 			delete(s, key+".dynamic_sampling_rounds")
 		}
 		dropUnsetLoRA(s, key, st.LoRASettings)
+		if !st.GradientCheckpointing {
+			delete(s, key+".gradient_checkpointing")
+		}
 	}
 	if r.cfg.Runtime.HalfGeneration() { // float16 rollouts change the stage; float32 keeps older stamps valid
 		s["runtime.generation_dtype"] = "float16"

@@ -158,7 +158,11 @@ func (r *runEnv) sft(ctx context.Context) error {
 	if tooLong > 0 {
 		left = fmt.Sprintf(" (%d chains longer than seq_len left out)", tooLong)
 	}
-	note(r.h, StageSFT, "%d steps of %d×%d tokens on %d tagged chains%s", cfg.Steps, cfg.Batch, cfg.SeqLen, len(seqs), left)
+	what := "every weight"
+	if l := cfg.lora(cfg.Seed); l != nil {
+		what = fmt.Sprintf("LoRA adapters of rank %d (alpha %g)", l.Rank, l.Alpha)
+	}
+	note(r.h, StageSFT, "%d steps of %d×%d tokens on %d tagged chains%s, training %s", cfg.Steps, cfg.Batch, cfg.SeqLen, len(seqs), left, what)
 	ckDir := filepath.Join(dir, "checkpoints")
 	if err := recordMachine(ckDir, ort.Machine(cfg.Session)); err != nil {
 		return err

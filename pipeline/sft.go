@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"path/filepath"
+	"runtime/debug"
 	"time"
 
 	"github.com/tagpr/tagpr/onnx/ir"
@@ -47,6 +48,11 @@ type SFTConfig struct {
 	Packing bool `mapstructure:"packing"`
 	// LoRASettings train adapters instead of every weight (lora_rank > 0).
 	LoRASettings `mapstructure:",squash"`
+	// GradientCheckpointing recomputes each layer's activations in the
+	// backward pass (as train lm --recompute, transformers'
+	// gradient_checkpointing): the step's activations shrink to about one
+	// layer's, for one more forward pass. Gradients are unchanged.
+	GradientCheckpointing bool `mapstructure:"gradient_checkpointing"`
 	// Session is the runtime the training session runs on.
 	Session ort.Options `mapstructure:"-"`
 	// MaxMemoryGB is runtime.max_memory_gb (0: the memory free when it starts; -1:
@@ -131,7 +137,7 @@ func TrainSFT(ctx context.Context, model *onnxpb.ModelProto, data []Sequence, pa
 	}
 	lora := cfg.lora(cfg.Seed)
 	tg, adapters, err := train.BuildLMTraining(model, train.LMTraining{Batch: int64(cfg.Batch), SeqLen: int64(cfg.SeqLen), Packed: cfg.Packing,
-		Consume: cfg.ConsumeModel, LoRA: lora, FrozenAsInputs: lora != nil})
+		Consume: cfg.ConsumeModel, LoRA: lora, FrozenAsInputs: lora != nil, Recompute: cfg.GradientCheckpointing})
 	if err != nil {
 		return nil, fmt.Errorf("sft: %w", err)
 	}
@@ -212,6 +218,11 @@ func (c SFTConfig) settings(model *onnxpb.ModelProto, ds *train.LMDataset, pad i
 		// Only when on: runs recorded before packing existed resume as before.
 		s = s.Set("packing", true)
 	}
+	if c.GradientCheckpointing {
+		// Gradients are unchanged, but the float32 sums may round apart: a
+		// resume keeps the setting.
+		s = s.Set("gradient_checkpointing", true)
+	}
 	if l := c.lora(c.Seed); l != nil {
 		s = s.Set("lora_rank", l.Rank).Set("lora_alpha", l.Alpha).Set("lora_targets", l.Targets)
 	}
@@ -234,5 +245,8 @@ func loadForTraining(path string) (*onnxpb.ModelProto, error) {
 		return nil, err
 	}
 	_, _ = lm.NameWeightsFor(m, hc)
+	// Reading left buffers behind (the file's bytes, renamed copies): give
+	// them back before the stage builds its sessions on top.
+	debug.FreeOSMemory()
 	return m, nil
 }

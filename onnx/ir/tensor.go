@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"unsafe"
 
 	"github.com/tagpr/tagpr/onnx/onnxpb"
 )
@@ -190,6 +191,19 @@ func checkData(t *onnxpb.TensorProto) error {
 		return fmt.Errorf("%s: holds %d %s values, dims %v need %d", tensorLabel(t), got, t.GetDataType(), t.GetDims(), n)
 	}
 	return nil
+}
+
+// Float32View returns a FLOAT tensor's values as a view of its raw bytes
+// when they are aligned and this machine is little-endian (no copy: a model's
+// weights are then held once), else as Float32s' copy. Writing through a
+// view changes the tensor.
+func Float32View(t *onnxpb.TensorProto) ([]float32, error) {
+	raw := t.GetRawData()
+	if t.GetDataType() == Float && len(raw) >= 4 && int64(len(raw)) == 4*NumElements(t.GetDims()) &&
+		uintptr(unsafe.Pointer(&raw[0]))%4 == 0 && binary.NativeEndian.Uint16([]byte{1, 0}) == 1 {
+		return unsafe.Slice((*float32)(unsafe.Pointer(&raw[0])), len(raw)/4), nil
+	}
+	return Float32s(t)
 }
 
 // Float32s returns a FLOAT, FLOAT16 or BFLOAT16 tensor's values as float32,

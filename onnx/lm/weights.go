@@ -33,7 +33,9 @@ func TrainableNames(m *onnxpb.ModelProto) []string {
 
 // WeightsAsInputs turns the named float32 initializers of m into graph
 // inputs of the same name, type and shape, removes them from the
-// initializers, and returns their values. m is changed in place.
+// initializers, and returns their values: views of the initializers' bytes
+// where they can be (ir.Float32View), so a model's weights are not held
+// twice. m is changed in place.
 func WeightsAsInputs(m *onnxpb.ModelProto, names []string) ([]Weight, error) {
 	g := m.GetGraph()
 	if g == nil {
@@ -66,7 +68,7 @@ func WeightsAsInputs(m *onnxpb.ModelProto, names []string) ([]Weight, error) {
 		if len(t.GetDims()) == 0 {
 			return nil, fmt.Errorf("weights as inputs: initializer %q is a scalar; onnxruntime_go cannot feed rank-0 tensors", n)
 		}
-		data, err := ir.Float32s(t)
+		data, err := ir.Float32View(t) // m's bytes: the initializer leaves m, its values stay once
 		if err != nil {
 			return nil, fmt.Errorf("weights as inputs: %w", err)
 		}

@@ -2,6 +2,7 @@ package train
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"strings"
@@ -392,6 +393,7 @@ type TokenScorer struct {
 	B, T  int64
 	graph *onnxpb.GraphProto
 	sess  *ort.Session
+	fed   map[string]ort.Value // weights fed as inputs, not owned
 }
 
 // NewTokenScorer specializes m (not changed) to B×T batches with an empty
@@ -410,12 +412,15 @@ func newTokenScorer(m *onnxpb.ModelProto, B, T int64, opts ort.Options, chunk in
 	if err != nil {
 		return nil, err
 	}
-	return newScorer(m, shapes, B, T, opts)
+	return newScorer(m, shapes, B, T, opts, nil)
 }
 
 // newScorer specializes m (a model with a next-token loss block, changed)
 // and keeps only its TokenLogprobsOutput.
-func newScorer(m *onnxpb.ModelProto, shapes map[string][]int64, B, T int64, opts ort.Options) (*TokenScorer, error) {
+//
+// Initializers named in fed with the same shape become inputs fed from
+// those tensors.
+func newScorer(m *onnxpb.ModelProto, shapes map[string][]int64, B, T int64, opts ort.Options, fed map[string]ort.Value) (*TokenScorer, error) {
 	sp, err := specialize(m, shapes)
 	if err != nil {
 		return nil, err
@@ -432,6 +437,10 @@ func newScorer(m *onnxpb.ModelProto, shapes map[string][]int64, B, T int64, opts
 	}
 	g.Output = keep
 	prune(g, false)
+	inputs, err := feedInitializers(g, fed)
+	if err != nil {
+		return nil, fmt.Errorf("token scorer: %w", err)
+	}
 	b, err := ir.Marshal(sp.Model)
 	if err != nil {
 		return nil, fmt.Errorf("token scorer: %w", err)
@@ -440,7 +449,7 @@ func newScorer(m *onnxpb.ModelProto, shapes map[string][]int64, B, T int64, opts
 	if err != nil {
 		return nil, fmt.Errorf("token scorer: %w", err)
 	}
-	return &TokenScorer{B: B, T: T, graph: g, sess: s}, nil
+	return &TokenScorer{B: B, T: T, graph: g, sess: s, fed: inputs}, nil
 }
 
 // Logprobs returns log π(token t+1 | ≤ t) for each row, [B,T-1] row-major.
@@ -469,7 +478,12 @@ func (s *TokenScorer) run(in map[string]ort.Value, err error) ([]float32, error)
 			v.Destroy()
 		}
 	}()
-	res, err := s.sess.Run(in, nil)
+	feed := in
+	if len(s.fed) > 0 {
+		feed = maps.Clone(in) // in's own values are destroyed above, not the fed weights
+		maps.Copy(feed, s.fed)
+	}
+	res, err := s.sess.Run(feed, nil)
 	if err != nil {
 		return nil, fmt.Errorf("token scorer: %w", err)
 	}
@@ -481,5 +495,30 @@ func (s *TokenScorer) run(in map[string]ort.Value, err error) ([]float32, error)
 	return append([]float32{}, d...), nil
 }
 
-// Close releases the session.
+// Close releases the session (not the fed weights).
 func (s *TokenScorer) Close() { s.sess.Destroy() }
+
+// feedInitializers turns g's initializers named in fed, of the same shape,
+// into inputs and returns the tensors that feed them.
+func feedInitializers(g *onnxpb.GraphProto, fed map[string]ort.Value) (map[string]ort.Value, error) {
+	if len(fed) == 0 {
+		return nil, nil
+	}
+	out := map[string]ort.Value{}
+	kept := g.Initializer[:0]
+	for _, t := range g.Initializer {
+		v, ok := fed[t.GetName()]
+		if !ok || t.GetDataType() != ir.Float || !slices.Equal(v.GetShape(), t.GetDims()) {
+			kept = append(kept, t)
+			continue
+		}
+		vi, err := ir.ValueInfo(t.GetName(), ir.Float, ir.Dims(t.GetDims())...)
+		if err != nil {
+			return nil, err
+		}
+		g.Input = append(g.Input, vi)
+		out[t.GetName()] = v
+	}
+	g.Initializer = kept
+	return out, nil
+}

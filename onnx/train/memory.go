@@ -1,13 +1,11 @@
 package train
 
 import (
-	"encoding/binary"
 	"fmt"
 	"os"
 	"sort"
 	"strconv"
 	"strings"
-	"unsafe"
 
 	"github.com/tagpr/tagpr/onnx/ir"
 	"github.com/tagpr/tagpr/onnx/onnxpb"
@@ -95,7 +93,7 @@ func EstimateMemory(tg *TrainingGraph) MemoryEstimate {
 		e.Optimizer += 2 * n
 	}
 	for _, f := range tg.Frozen {
-		e.Weights += initBytes(tg.Initial[f]) // the trainer reads the graph's copy (frozenData)
+		e.Weights += initBytes(tg.Initial[f]) // the trainer reads the graph's copy (ir.Float32View)
 	}
 	g := tg.Model.Graph
 	for _, t := range g.Initializer {
@@ -354,17 +352,4 @@ func (e MemoryEstimate) Fits(limit int64, k MemoryKnobs) error {
 		me.Hints = append(me.Hints, p.hint)
 	}
 	return me
-}
-
-// frozenData is a frozen weight's values for the trainer: a view of the
-// tensor's bytes when they are float32 in this machine's byte order and
-// aligned (frozen weights are only read, so one copy serves both), else a
-// copy.
-func frozenData(t *onnxpb.TensorProto) ([]float32, error) {
-	raw := t.GetRawData()
-	if t.GetDataType() == ir.Float && len(raw) >= 4 && int64(len(raw)) == 4*ir.NumElements(t.GetDims()) &&
-		uintptr(unsafe.Pointer(&raw[0]))%4 == 0 && binary.NativeEndian.Uint16([]byte{1, 0}) == 1 {
-		return unsafe.Slice((*float32)(unsafe.Pointer(&raw[0])), len(raw)/4), nil
-	}
-	return ir.Float32s(t)
 }

@@ -261,6 +261,10 @@ type PolicyTraining struct {
 	Shared SharedPrefix
 	Params []string // trainable weights (initializer names)
 	Keep   []string // forward outputs to keep (ClipFractionOutput, PolicyKLOutput, …)
+	// Recompute keeps only segment boundaries from the forward pass and
+	// recomputes each segment's activations in the backward pass (as
+	// LMTraining.Recompute): less memory for one more forward pass.
+	Recompute bool
 }
 
 // BuildSharedPrefixPolicy derives the GRPO-family training graph of a causal
@@ -284,7 +288,7 @@ func BuildSharedPrefixPolicy(m *onnxpb.ModelProto, o PolicyTraining) (*TrainingG
 	if err != nil {
 		return nil, err
 	}
-	return differentiate(sp, l, o.Params, o.Keep)
+	return differentiate(sp, l, o.Params, o.Keep, diffOptions{recompute: o.Recompute})
 }
 
 // SharedPrefixBatch is one step's shared-prefix batch: P prompts
@@ -400,6 +404,14 @@ func (b *SharedPrefixBatch) ValuesFor(g *onnxpb.GraphProto) (map[string]ort.Valu
 // shared-prefix batches (the reference model of an RL step): Logprobs
 // returns log π(completion token j | prompt, tokens < j), [P·G, Tc].
 func NewSharedPrefixScorer(m *onnxpb.ModelProto, s SharedPrefix, opts ort.Options) (*TokenScorer, error) {
+	return NewSharedPrefixScorerFed(m, s, opts, nil)
+}
+
+// NewSharedPrefixScorerFed is NewSharedPrefixScorer with the weights named
+// in fed (a Trainer's FrozenTensors: a LoRA run's base, its reference) fed
+// from those tensors instead of copied into the session: the weights are
+// held once. fed's tensors must outlive the scorer; it does not destroy them.
+func NewSharedPrefixScorerFed(m *onnxpb.ModelProto, s SharedPrefix, opts ort.Options, fed map[string]ort.Value) (*TokenScorer, error) {
 	sm, err := SharePrefix(m, s)
 	if err != nil {
 		return nil, err
@@ -411,5 +423,5 @@ func NewSharedPrefixScorer(m *onnxpb.ModelProto, s SharedPrefix, opts ort.Option
 	if err != nil {
 		return nil, err
 	}
-	return newScorer(sm, shapes, s.rows(), s.CompletionLen+1, opts)
+	return newScorer(sm, shapes, s.rows(), s.CompletionLen+1, opts, fed)
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"github.com/tagpr/tagpr/onnx/lm"
@@ -30,8 +31,14 @@ func TestSharedPrefixEqualsRows(t *testing.T) {
 		adv[r] = float32(rng.Float64()*2 - 1)
 	}
 	for _, arch := range []lm.Arch{lm.Llama, lm.GPT2} {
-		for _, o := range []PolicyLoss{{LossType: "grpo", Beta: 0.05}, {LossType: "grpo", Beta: 0.05, BiasCorrectionKL: true}, {LossType: "dapo"}, {LossType: "dr_grpo", MaxCompletionLength: 5}} {
-			t.Run(fmt.Sprintf("%s/%s", arch, o.LossType), func(t *testing.T) {
+		for _, c := range []struct {
+			o         PolicyLoss
+			recompute bool
+		}{{PolicyLoss{LossType: "grpo", Beta: 0.05}, false}, {PolicyLoss{LossType: "grpo", Beta: 0.05, BiasCorrectionKL: true}, false},
+			{PolicyLoss{LossType: "dapo"}, false}, {PolicyLoss{LossType: "dr_grpo", MaxCompletionLength: 5}, false},
+			{PolicyLoss{LossType: "dapo", Beta: 0.05}, true}} {
+			o := c.o
+			t.Run(fmt.Sprintf("%s/%s/recompute=%v", arch, o.LossType, c.recompute), func(t *testing.T) {
 				m, err := lm.Build(tinyConfig(arch, "float64"))
 				if err != nil {
 					t.Fatal(err)
@@ -85,9 +92,21 @@ func TestSharedPrefixEqualsRows(t *testing.T) {
 					copy(sb.RefLogprobs[r*6+1:], ref[r])
 				}
 				copy(sb.Advantages, adv)
-				stg, err := BuildSharedPrefixPolicy(m, PolicyTraining{Loss: o, Shared: s, Params: params, Keep: keep})
+				stg, err := BuildSharedPrefixPolicy(m, PolicyTraining{Loss: o, Shared: s, Params: params, Keep: keep, Recompute: c.recompute})
 				if err != nil {
 					t.Fatal(err)
+				}
+				if c.recompute {
+					recomputed := 0
+					for _, n := range stg.Model.Graph.Node {
+						if strings.HasPrefix(n.GetName(), recomputePrefix) {
+							recomputed++
+						}
+					}
+					if recomputed < 10 {
+						t.Fatalf("%d recomputed nodes", recomputed)
+					}
+					t.Logf("%d nodes recomputed", recomputed)
 				}
 				sf := map[string]feed{}
 				for _, vi := range stg.Model.Graph.Input {

@@ -104,13 +104,21 @@ func recomputeSegments(g *onnxpb.GraphProto, fwd []*onnxpb.NodeProto, owner map[
 	// chunked head (whose Scan already computed its gradients).
 	// Each segment's trigger: the first gradient the backward pass computes
 	// in it (at its last node that has one).
+	// (A gradient some rule named but the graph no longer produces — pruned
+	// as unread — cannot trigger anything.)
+	produced := map[string]bool{}
+	for _, n := range g.Node {
+		for _, o := range n.Output {
+			produced[o] = true
+		}
+	}
 	trigger := map[int]string{}
 	for i := len(fwd) - 1; i >= 0; i-- {
 		if _, ok := trigger[seg[i]]; ok {
 			continue
 		}
 		for _, gy := range gradOf[fwd[i]] {
-			if gy != "" {
+			if gy != "" && produced[gy] {
 				trigger[seg[i]] = gy
 				break
 			}

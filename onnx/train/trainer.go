@@ -125,7 +125,7 @@ func NewTrainer(tg *TrainingGraph, o TrainerOptions) (*Trainer, error) {
 	}
 	for _, name := range tg.Frozen {
 		init := tg.Initial[name]
-		data, err := frozenData(init)
+		data, err := ir.Float32View(init) // frozen weights are only read: one copy serves both
 		if err != nil || init.GetDataType() != ir.Float {
 			t.Close()
 			return nil, fmt.Errorf("new trainer: frozen weight %q must be float32 (%s): %v", name, init.GetDataType(), err)

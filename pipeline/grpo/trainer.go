@@ -10,6 +10,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/tagpr/tagpr/onnx/ir"
 	"github.com/tagpr/tagpr/onnx/lm"
 	"github.com/tagpr/tagpr/onnx/onnxpb"
 	"github.com/tagpr/tagpr/onnx/ort"
@@ -219,7 +220,7 @@ func (t *Trainer) open(model *onnxpb.ModelProto) error {
 	// reference model as in generation.
 	t.shared = train.SharedPrefix{Prompts: int64(cfg.PromptsPerStep), Generations: int64(cfg.NumGenerations),
 		PromptLen: int64(t.T - cfg.MaxCompletionLength), CompletionLen: int64(cfg.MaxCompletionLength)}
-	tg, err := train.BuildSharedPrefixPolicy(trained, train.PolicyTraining{Shared: t.shared, Params: params, Keep: keep,
+	tg, err := train.BuildSharedPrefixPolicy(trained, train.PolicyTraining{Shared: t.shared, Params: params, Keep: keep, Recompute: cfg.GradientCheckpointing,
 		Loss: train.PolicyLoss{Epsilon: cfg.Epsilon, EpsilonHigh: cfg.EpsilonHigh, Beta: cfg.Beta,
 			BiasCorrectionKL: cfg.BiasCorrectionKL(), LossType: cfg.LossType, MaxCompletionLength: cfg.MaxCompletionLength}})
 	if err != nil {
@@ -247,7 +248,11 @@ func (t *Trainer) open(model *onnxpb.ModelProto) error {
 	lo := o.Load
 	lo.Session = o.Session
 	var ws []lm.Weight
-	t.gen, ws, err = lm.OpenWithWeightInputs(proto.Clone(trained).(*onnxpb.ModelProto), "rl policy "+o.Name, genInputs, lo)
+	genModel := trained
+	if cfg.LoRA == nil {
+		genModel = proto.Clone(policy).(*onnxpb.ModelProto) // policy may be the caller's model
+	} // else trained is this run's own copy, built into tg already: generation takes it over
+	t.gen, ws, err = lm.OpenWithWeightInputs(genModel, "rl policy "+o.Name, genInputs, lo)
 	if err != nil {
 		return err
 	}
@@ -269,8 +274,13 @@ func (t *Trainer) open(model *onnxpb.ModelProto) error {
 		return err
 	}
 	if cfg.Beta > 0 {
-		// The policy without adapters: under LoRA the base is the reference.
-		if t.ref, err = train.NewSharedPrefixScorer(policy, t.shared, o.Session); err != nil {
+		// The policy without adapters: under LoRA the base is the reference,
+		// and on the host it reads the trainer's frozen base weights too.
+		var fed map[string]ort.Value
+		if t.referenceReadsFrozen() {
+			fed = t.tr.FrozenTensors()
+		}
+		if t.ref, err = train.NewSharedPrefixScorerFed(policy, t.shared, o.Session, fed); err != nil {
 			return fmt.Errorf("reference model: %w", err)
 		}
 	}
@@ -294,6 +304,13 @@ func sameInitializers(m *onnxpb.ModelProto, tg *train.TrainingGraph) []string {
 	return out
 }
 
+// referenceReadsFrozen: a LoRA run's reference model on the host reads the
+// trainer's frozen base weights instead of a copy of its own (on a device
+// it keeps its own there: feeding host tensors would copy them every step).
+func (t *Trainer) referenceReadsFrozen() bool {
+	return t.cfg.LoRA != nil && !t.opt.Load.DeviceResident && ort.DeviceFor(t.opt.Session).Provider != "cuda"
+}
+
 // checkMemory estimates the run's peak memory before any session opens:
 // the training steps' (train.EstimateMemory), the rollouts' KV cache and
 // decode buffers, the reference model's copy of the weights and its
@@ -310,6 +327,11 @@ func (t *Trainer) checkMemory(model, policy *onnxpb.ModelProto, tg *train.Traini
 	e.Generation = lm.GenerationMemory(policy, int64(t.B), int64(t.T), vocab)
 	if t.cfg.Beta > 0 {
 		e.Reference = held + e.Transient
+		if t.referenceReadsFrozen() {
+			for _, f := range tg.Frozen {
+				e.Reference -= int64(4 * ir.NumElements(tg.Initial[f].GetDims()))
+			}
+		}
 	}
 	t.memory = e
 	t.opt.Progress.Report(train.Progress{Task: t.opt.Name, Total: t.cfg.Steps, Note: "memory estimate: " + e.String()})
@@ -347,8 +369,12 @@ func (t *Trainer) Describe() string {
 	for i, r := range t.rewards {
 		terms[i] = fmt.Sprintf("%g·%s", t.weights[i], r.Name())
 	}
-	return fmt.Sprintf("R = %s; batch %d×%d (%d prompts × %d completions), %d steps",
-		strings.Join(terms, " + "), t.B, t.T, t.cfg.PromptsPerStep, t.cfg.NumGenerations, t.cfg.Steps)
+	what := ""
+	if l := t.cfg.LoRA; l != nil {
+		what = fmt.Sprintf("; LoRA adapters of rank %d on %d layers", l.Rank, len(t.adapters))
+	}
+	return fmt.Sprintf("R = %s; batch %d×%d (%d prompts × %d completions), %d steps%s",
+		strings.Join(terms, " + "), t.B, t.T, t.cfg.PromptsPerStep, t.cfg.NumGenerations, t.cfg.Steps, what)
 }
 
 // Train runs (or resumes) the run in cfg.OutputDir: checkpoints/ holds the
