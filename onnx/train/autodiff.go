@@ -332,7 +332,7 @@ func differentiate(sp *Specialized, loss string, params []string, keep []string,
 	}
 	prune(g, true)
 	if opt.recompute {
-		if err := recomputeSegments(g, fwd, owner, gradOf, needs, types, tg.Grads); err != nil {
+		if err := recomputeSegments(g, fwd, owner, gradOf, needs, types, tg.Grads, opt.streams); err != nil {
 			return nil, fmt.Errorf("differentiate: %w", err)
 		}
 		prune(g, true)

@@ -22,6 +22,11 @@ import (
 // diffOptions are differentiate's optional behaviours.
 type diffOptions struct {
 	recompute bool // recompute each segment's activations in the backward pass
+	// streams is how many weight-dependent values may cross a segment
+	// boundary (0: one, the residual stream). A shared-prefix graph carries
+	// two between layers — the prompts' hidden states and the completions'
+	// — and with one it had no boundary at all: everything recomputed at once.
+	streams int
 }
 
 // recomputePrefix starts the names of recomputed nodes and values.
@@ -45,7 +50,8 @@ const recomputePrefix = "recompute/"
 // once. Read by the next segment's gates, each weight gradient runs before
 // the backward pass moves on.
 func recomputeSegments(g *onnxpb.GraphProto, fwd []*onnxpb.NodeProto, owner map[*onnxpb.NodeProto]*onnxpb.NodeProto,
-	gradOf map[*onnxpb.NodeProto][]string, needs map[string]bool, types map[string]ValueType, paramGrads map[string]string) error {
+	gradOf map[*onnxpb.NodeProto][]string, needs map[string]bool, types map[string]ValueType, paramGrads map[string]string, streams int) error {
+	streams = max(streams, 1)
 	// The forward nodes still in the (pruned) graph, in order.
 	in := map[*onnxpb.NodeProto]bool{}
 	for _, n := range g.Node {
@@ -81,8 +87,8 @@ func recomputeSegments(g *onnxpb.GraphProto, fwd []*onnxpb.NodeProto, owner map[
 	for _, o := range g.Output {
 		graphOut[o.GetName()] = true
 	}
-	// Cuts: after node i, exactly one weight-dependent value produced so
-	// far is still read by later forward nodes.
+	// Cuts: after node i, at most streams weight-dependent values produced
+	// so far are still read by later forward nodes.
 	delta := make([]int, len(fwd)+1)
 	for v, p := range producer {
 		if l, ok := lastUse[v]; ok && needs[v] && l > p {
@@ -95,7 +101,7 @@ func recomputeSegments(g *onnxpb.GraphProto, fwd []*onnxpb.NodeProto, owner map[
 	for i := range fwd {
 		seg[i] = s
 		live += delta[i]
-		if live <= 1 {
+		if live <= streams {
 			s++
 		}
 	}
