@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -42,17 +43,6 @@ func TestRunWithLoRA(t *testing.T) {
 		}
 		return out
 	}
-	same := func(a, b []float32) bool {
-		if len(a) != len(b) {
-			return false
-		}
-		for i := range a {
-			if a[i] != b[i] {
-				return false
-			}
-		}
-		return true
-	}
 	// moved lists the weights of to that differ from from's.
 	moved := func(from, to map[string][]float32) []string {
 		var out []string
@@ -64,7 +54,7 @@ func TestRunWithLoRA(t *testing.T) {
 			if strings.Contains(name, "lora_") {
 				t.Fatalf("exported model holds adapter weight %s: adapters must be merged", name)
 			}
-			if !same(f, w) {
+			if !slices.Equal(f, w) {
 				out = append(out, name)
 			}
 		}

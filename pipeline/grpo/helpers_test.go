@@ -76,6 +76,15 @@ func trainTo(ctx context.Context, t testing.TB, cfg Config, prompts []Prompt, o 
 	return err
 }
 
+// meanReward is the mean of the steps' mean rewards.
+func meanReward(ls []StepLog) float64 {
+	s := 0.0
+	for _, l := range ls {
+		s += l.Reward.Mean
+	}
+	return s / float64(len(ls))
+}
+
 // sameWeights fails unless two runs ended with the same weights bit for bit.
 func sameWeights(t testing.TB, want, got *Result) {
 	t.Helper()

@@ -30,14 +30,7 @@ func TestLoRARaisesReward(t *testing.T) {
 	cfg := loraConfig(t.TempDir())
 	res := run(t, cfg, tinyPrompts(16), tinyOptions())
 	logs := res.Logs
-	mean := func(ls []StepLog) float64 {
-		s := 0.0
-		for _, l := range ls {
-			s += l.Reward.Mean
-		}
-		return s / float64(len(ls))
-	}
-	first, last := mean(logs[:5]), mean(logs[len(logs)-5:])
+	first, last := meanReward(logs[:5]), meanReward(logs[len(logs)-5:])
 	if last < 0.5 || last < first+0.3 {
 		t.Fatalf("LoRA: mean reward went %.3f → %.3f; want ≥ 0.5 and up by ≥ 0.3", first, last)
 	}

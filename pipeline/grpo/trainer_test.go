@@ -30,14 +30,7 @@ func TestRaisesVerifiableReward(t *testing.T) {
 	if len(logs) != 30 || len(steps) != 30 || steps[29].Step != 30 || steps[29].Total != 30 {
 		t.Fatalf("%d step logs, %d progress reports", len(logs), len(steps))
 	}
-	mean := func(ls []StepLog) float64 {
-		s := 0.0
-		for _, l := range ls {
-			s += l.Reward.Mean
-		}
-		return s / float64(len(ls))
-	}
-	first, last := mean(logs[:5]), mean(logs[len(logs)-5:])
+	first, last := meanReward(logs[:5]), meanReward(logs[len(logs)-5:])
 	var curve []string
 	for _, l := range logs {
 		curve = append(curve, fmt.Sprintf("%.2f", l.Reward.Mean))
