@@ -3,6 +3,7 @@ package pipeline
 import (
 	"fmt"
 	"math"
+	"strings"
 
 	"github.com/tagpr/tagpr/onnx/train"
 )
@@ -62,6 +63,17 @@ func (l LoRASettings) withAlpha() LoRASettings {
 		l.Alpha = t.Alpha
 	}
 	return l
+}
+
+// loraNote tells a report's reader that a stage trained adapters, and where
+// they are.
+func loraNote(stage string, l *train.LoRA, dir string) string {
+	targets := "every linear layer but the lm head"
+	if len(l.Targets) > 0 {
+		targets = strings.Join(l.Targets, ", ")
+	}
+	return fmt.Sprintf("%s trained LoRA adapters of rank %d (alpha %g) on %s, not every weight: its model is the merged one, the adapters are in %s/adapter/ (PEFT's format)",
+		stage, l.Rank, l.Alpha, targets, dir)
 }
 
 // dropUnsetLoRA removes a stage's LoRA keys from its settings stamp when it

@@ -99,9 +99,22 @@ func TestRunWithLoRA(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(cfg.Out, "rl", "exploratory", "adapter")); !os.IsNotExist(err) {
 		t.Errorf("the full stage left an adapter folder (%v)", err)
 	}
+	report, err := os.ReadFile(filepath.Join(cfg.Out, "report.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"sft trained LoRA adapters of rank 4 (alpha 8) on every linear layer but the lm head", "sft/adapter/",
+		"rl guided trained LoRA adapters of rank 2 (alpha 8) on q_proj, v_proj", "rl/guided/adapter/"} {
+		if !strings.Contains(string(report), want) {
+			t.Errorf("report.md does not say %q", want)
+		}
+	}
+	if strings.Contains(string(report), "rl exploratory trained LoRA") {
+		t.Error("report.md says the full stage trained LoRA adapters")
+	}
 	// Another rank is another run, refused for the finished stage.
 	cfg.Stages.SFT.Rank = 8
-	_, err := Run(ctx, cfg, RunOptions{Only: []string{StageSFT}})
+	_, err = Run(ctx, cfg, RunOptions{Only: []string{StageSFT}})
 	if err == nil || !strings.Contains(err.Error(), "stages.sft.lora_rank") {
 		t.Fatalf("sft with another lora_rank: %v", err)
 	}

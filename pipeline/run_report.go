@@ -214,6 +214,9 @@ func (r *runEnv) report() (*Report, error) {
 		var s StageSummary
 		if err := readJSON(r.dir(stage, summaryFile), &s); err == nil {
 			rep.Stages = append(rep.Stages, s)
+			if l := r.cfg.Stages.SFT.lora(0); stage == StageSFT && l != nil {
+				rep.Notes = append(rep.Notes, loraNote(StageSFT, l, "sft"))
+			}
 		} else if !os.IsNotExist(err) {
 			return nil, err
 		}
@@ -258,6 +261,9 @@ func (r *runEnv) report() (*Report, error) {
 		rep.Stages = append(rep.Stages, StageSummary{Name: "rl " + s.Stage, Steps: s.Steps, Seconds: s.Seconds, Final: s.final(), Machine: s.Machine, Tagpr: s.Tagpr,
 			ResumedAfter: s.ResumedAfter, Started: s.Started, Finished: s.Finished})
 		rep.Notes = append(rep.Notes, rlNote(s))
+		if l := st.lora(0); l != nil {
+			rep.Notes = append(rep.Notes, loraNote("rl "+st.Name, l, filepath.ToSlash(filepath.Join("rl", st.Name))))
+		}
 	}
 	if len(unfinished) > 0 {
 		rep.Notes = append(rep.Notes, "configured stages this report does not cover: "+strings.Join(unfinished, ", ")+
