@@ -13,7 +13,7 @@ import (
 )
 
 // TestRunWithLoRA: stages.sft.lora_rank and stages.rl[].lora_rank train
-// adapters only (SFT here with gradient checkpointing). Each LoRA stage exports the merged model (adapted weights
+// adapters only (here with gradient checkpointing). Each LoRA stage exports the merged model (adapted weights
 // moved, every other weight the stage's start bit for bit) and its adapters
 // in PEFT's format, and the next stage starts from the merged model; the
 // rank is part of the stage's stamp.
@@ -23,7 +23,7 @@ func TestRunWithLoRA(t *testing.T) {
 	cfg.Stages.SFT.LR = 3e-2
 	cfg.Stages.RL[0].LoRASettings = LoRASettings{Rank: 2, Alpha: 8, Targets: []string{"q_proj", "v_proj"}}
 	cfg.Stages.RL[0].LR = 3e-2
-	cfg.Stages.SFT.GradientCheckpointing = true
+	cfg.Stages.SFT.GradientCheckpointing, cfg.Stages.RL[0].GradientCheckpointing = true, true
 	cfg.Stages.Predict.Models = []string{ModelSFT, ModelRL}
 	ctx := context.Background()
 	if _, err := Run(ctx, cfg, RunOptions{}); err != nil {

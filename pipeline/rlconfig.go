@@ -129,6 +129,9 @@ type RLStage struct {
 	// LoRASettings train adapters instead of every weight (lora_rank > 0);
 	// the KL reference is then the stage's start, the adapters' base.
 	LoRASettings `mapstructure:",squash"`
+	// GradientCheckpointing recomputes activations in the backward pass
+	// (TRL's gradient_checkpointing): far less memory for long completions.
+	GradientCheckpointing bool `mapstructure:"gradient_checkpointing" json:"gradient_checkpointing,omitempty"`
 
 	LR              float64 `mapstructure:"lr" json:"lr"`
 	Warmup          int     `mapstructure:"warmup" json:"warmup"`
@@ -160,7 +163,8 @@ func (s RLStage) GRPO() grpo.Config {
 		NumIterations: s.NumIterations, MaskTruncatedCompletions: s.MaskTruncatedCompletions, UseBiasCorrectionKL: s.UseBiasCorrectionKL,
 		DynamicSamplingRounds: s.DynamicSamplingRounds,
 		Steps:                 s.Steps, PromptsPerStep: s.PromptsPerStep, LearningRate: s.LR, WarmupSteps: s.Warmup, WeightDecay: s.WeightDecay,
-		MaxGradNorm: s.Clip, SaveSteps: s.CheckpointEvery, Seed: s.Seed, LoRA: s.lora(s.Seed)}
+		MaxGradNorm: s.Clip, SaveSteps: s.CheckpointEvery, Seed: s.Seed, LoRA: s.lora(s.Seed),
+		GradientCheckpointing: s.GradientCheckpointing}
 }
 
 // Validate refuses settings that cannot train, naming the stage and knob.

@@ -442,6 +442,9 @@ func (r *runEnv) rlSettings(name string) map[string]any {
 			delete(s, key+".dynamic_sampling_rounds")
 		}
 		dropUnsetLoRA(s, key, st.LoRASettings)
+		if !st.GradientCheckpointing {
+			delete(s, key+".gradient_checkpointing")
+		}
 	}
 	if r.cfg.Runtime.HalfGeneration() { // float16 rollouts change the stage; float32 keeps older stamps valid
 		s["runtime.generation_dtype"] = "float16"

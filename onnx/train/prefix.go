@@ -288,7 +288,7 @@ func BuildSharedPrefixPolicy(m *onnxpb.ModelProto, o PolicyTraining) (*TrainingG
 	if err != nil {
 		return nil, err
 	}
-	return differentiate(sp, l, o.Params, o.Keep, diffOptions{recompute: o.Recompute, streams: 2})
+	return differentiate(sp, l, o.Params, o.Keep, diffOptions{recompute: o.Recompute, streams: 4})
 }
 
 // SharedPrefixBatch is one step's shared-prefix batch: P prompts

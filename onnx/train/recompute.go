@@ -19,13 +19,67 @@ import (
 // from the same inputs, so gradients are unchanged; the cost is one more
 // forward pass.
 
+// demandOrder reorders forward nodes so each runs when a later node first
+// needs it: a depth-first walk back from the last nodes, each node's inputs
+// last first. A shared-prefix graph lists the prompt pass of every layer
+// before the completion pass; in that order every layer's prompt keys and
+// values are live across the completion pass and the cut search found 5
+// segments for the 24 layers of a Qwen graph. Walked by demand (the
+// residual stream is a node's first input, so the last-first walk follows
+// the completion stream down and pulls each prompt layer in when the
+// completion layer above reads its keys and values), prompt and completion
+// layers interleave and a boundary carries the two streams and the prompt
+// layer's pending values (four: 116 segments on that graph).
+func demandOrder(fwd []*onnxpb.NodeProto) []*onnxpb.NodeProto {
+	producer := map[string]*onnxpb.NodeProto{}
+	for _, n := range fwd {
+		for _, o := range n.Output {
+			if o != "" {
+				producer[o] = n
+			}
+		}
+	}
+	seen := map[*onnxpb.NodeProto]bool{}
+	out := make([]*onnxpb.NodeProto, 0, len(fwd))
+	// Iterative, so a long graph cannot overflow the stack: each frame is a
+	// node and the index of the next input to visit.
+	type frame struct {
+		n    *onnxpb.NodeProto
+		ins  []string
+		next int
+	}
+	for i := len(fwd) - 1; i >= 0; i-- {
+		if seen[fwd[i]] {
+			continue
+		}
+		seen[fwd[i]] = true
+		stack := []frame{{n: fwd[i], ins: nodeInputs(fwd[i])}}
+		for len(stack) > 0 {
+			f := &stack[len(stack)-1]
+			if f.next == len(f.ins) {
+				out = append(out, f.n)
+				stack = stack[:len(stack)-1]
+				continue
+			}
+			p := producer[f.ins[len(f.ins)-1-f.next]] // last input first
+			f.next++
+			if p != nil && !seen[p] {
+				seen[p] = true
+				stack = append(stack, frame{n: p, ins: nodeInputs(p)})
+			}
+		}
+	}
+	return out
+}
+
 // diffOptions are differentiate's optional behaviours.
 type diffOptions struct {
 	recompute bool // recompute each segment's activations in the backward pass
 	// streams is how many weight-dependent values may cross a segment
 	// boundary (0: one, the residual stream). A shared-prefix graph carries
-	// two between layers — the prompts' hidden states and the completions'
-	// — and with one it had no boundary at all: everything recomputed at once.
+	// more between layers (demandOrder) and with one it had no boundary at
+	// all: everything recomputed at once. Above one, the forward nodes are
+	// put in demandOrder first.
 	streams int
 }
 
@@ -64,6 +118,9 @@ func recomputeSegments(g *onnxpb.GraphProto, fwd []*onnxpb.NodeProto, owner map[
 		}
 	}
 	fwd = kept
+	if streams > 1 {
+		fwd = demandOrder(fwd)
+	}
 	index := map[*onnxpb.NodeProto]int{}
 	producer := map[string]int{}
 	for i, n := range fwd {

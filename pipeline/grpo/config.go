@@ -71,6 +71,11 @@ type Config struct {
 	// policy the rollouts sample is base + adapters exactly (no merge), and
 	// the KL reference is the base. Result.Adapters says what to merge.
 	LoRA *train.LoRA `json:"lora,omitempty"`
+	// GradientCheckpointing recomputes activations in the backward pass
+	// instead of keeping them from the forward pass (TRL's, from
+	// transformers' TrainingArguments), segment by segment: far less memory
+	// for one more forward pass. Gradients are unchanged.
+	GradientCheckpointing bool `json:"gradient_checkpointing,omitempty"`
 	// RewardWeights weigh the rewards, in their order (nil: all 1). The
 	// reward of a completion is Σ weight·reward.
 	RewardWeights []float64 `json:"reward_weights,omitempty"`

@@ -172,3 +172,44 @@ func TestLoRAMemory(t *testing.T) {
 		}
 	}
 }
+
+// TestGradientCheckpointing: recomputing activations in the backward pass
+// leaves the run as it was (the same rollouts, log-probs and updates, up to
+// float32 rounding) with a smaller activations estimate.
+func TestGradientCheckpointing(t *testing.T) {
+	prompts := tinyPrompts(8)
+	cfg := loraConfig(t.TempDir())
+	cfg.Steps = 4
+	want := run(t, cfg, prompts, tinyOptions())
+	cfg.OutputDir, cfg.GradientCheckpointing = t.TempDir(), true
+	tr, err := New(tinyModel(t), []Reward{targetShare}, prompts, cfg, tinyOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	got, err := tr.Train(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, w := range want.Weights {
+		for i := range w {
+			if d := math.Abs(float64(got.Weights[name][i] - w[i])); d > 1e-4*math.Max(1, math.Abs(float64(w[i]))) {
+				t.Fatalf("%s[%d]: %v with gradient checkpointing, %v without", name, i, got.Weights[name][i], w[i])
+			}
+		}
+	}
+	for i := range want.Logs {
+		if got.Logs[i].Reward.Mean != want.Logs[i].Reward.Mean {
+			t.Fatalf("step %d: mean reward %v with gradient checkpointing, %v without: other rollouts", i+1, got.Logs[i].Reward.Mean, want.Logs[i].Reward.Mean)
+		}
+	}
+	cfg.GradientCheckpointing = false
+	plain, err := New(tinyModel(t), []Reward{targetShare}, prompts, cfg, tinyOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close()
+	if a, b := tr.Memory().Activations, plain.Memory().Activations; a >= b {
+		t.Errorf("activations estimated at %d B with gradient checkpointing, %d B without", a, b)
+	}
+}

@@ -220,7 +220,7 @@ func (t *Trainer) open(model *onnxpb.ModelProto) error {
 	// reference model as in generation.
 	t.shared = train.SharedPrefix{Prompts: int64(cfg.PromptsPerStep), Generations: int64(cfg.NumGenerations),
 		PromptLen: int64(t.T - cfg.MaxCompletionLength), CompletionLen: int64(cfg.MaxCompletionLength)}
-	tg, err := train.BuildSharedPrefixPolicy(trained, train.PolicyTraining{Shared: t.shared, Params: params, Keep: keep,
+	tg, err := train.BuildSharedPrefixPolicy(trained, train.PolicyTraining{Shared: t.shared, Params: params, Keep: keep, Recompute: cfg.GradientCheckpointing,
 		Loss: train.PolicyLoss{Epsilon: cfg.Epsilon, EpsilonHigh: cfg.EpsilonHigh, Beta: cfg.Beta,
 			BiasCorrectionKL: cfg.BiasCorrectionKL(), LossType: cfg.LossType, MaxCompletionLength: cfg.MaxCompletionLength}})
 	if err != nil {
