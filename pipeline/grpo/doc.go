@@ -28,6 +28,11 @@
 // softmax(logits/τ) a graph of its own (lm.WithTemperature), so sampling,
 // the reference and the trained log-probs agree.
 //
+// Config.LoRA trains low-rank adapters instead of every weight (TRL's
+// peft_config): the frozen base is held once, shared by training, rollouts and
+// the reference, and Result.Adapters says what to merge.
+// Config.GradientCheckpointing recomputes activations in the backward pass.
+//
 // Runs checkpoint, resume bit for bit and log a JSONL line per step (TRL's
 // metric names: reward, rewards/NAME/mean, kl, clip_ratio/region_mean…;
 // and each weighted reward's share and learning signal,
