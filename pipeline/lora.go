@@ -44,9 +44,10 @@ func (l LoRASettings) validate() error {
 	return nil
 }
 
-// lora is the engine's LoRA config, seeded (the adapters' A start random);
-// nil when the stage trains every weight.
-func (l LoRASettings) lora(seed uint64) *train.LoRA {
+// lora is the engine's LoRA config, seeded (the adapters' A start random),
+// its errors naming key's lora_targets; nil when the stage trains every
+// weight.
+func (l LoRASettings) lora(seed uint64, key string) *train.LoRA {
 	if l.Rank == 0 {
 		return nil
 	}
@@ -54,12 +55,12 @@ func (l LoRASettings) lora(seed uint64) *train.LoRA {
 	if alpha == 0 {
 		alpha = 2 * float64(l.Rank)
 	}
-	return &train.LoRA{Rank: l.Rank, Alpha: alpha, Targets: l.Targets, Seed: seed}
+	return &train.LoRA{Rank: l.Rank, Alpha: alpha, Targets: l.Targets, Seed: seed, TargetsKey: key + ".lora_targets"}
 }
 
 // withAlpha is l with the alpha a 0 stands for.
 func (l LoRASettings) withAlpha() LoRASettings {
-	if t := l.lora(0); t != nil {
+	if t := l.lora(0, ""); t != nil {
 		l.Alpha = t.Alpha
 	}
 	return l

@@ -163,7 +163,7 @@ func (s RLStage) GRPO() grpo.Config {
 		NumIterations: s.NumIterations, MaskTruncatedCompletions: s.MaskTruncatedCompletions, UseBiasCorrectionKL: s.UseBiasCorrectionKL,
 		DynamicSamplingRounds: s.DynamicSamplingRounds,
 		Steps:                 s.Steps, PromptsPerStep: s.PromptsPerStep, LearningRate: s.LR, WarmupSteps: s.Warmup, WeightDecay: s.WeightDecay,
-		MaxGradNorm: s.Clip, SaveSteps: s.CheckpointEvery, Seed: s.Seed, LoRA: s.lora(s.Seed),
+		MaxGradNorm: s.Clip, SaveSteps: s.CheckpointEvery, Seed: s.Seed, LoRA: s.lora(s.Seed, "stages.rl."+s.Name),
 		GradientCheckpointing: s.GradientCheckpointing}
 }
 

@@ -214,7 +214,7 @@ func (r *runEnv) report() (*Report, error) {
 		var s StageSummary
 		if err := readJSON(r.dir(stage, summaryFile), &s); err == nil {
 			rep.Stages = append(rep.Stages, s)
-			if l := r.cfg.Stages.SFT.lora(0); stage == StageSFT && l != nil {
+			if l := r.cfg.Stages.SFT.lora(0, ""); stage == StageSFT && l != nil {
 				rep.Notes = append(rep.Notes, loraNote(StageSFT, l, "sft"))
 			}
 		} else if !os.IsNotExist(err) {
@@ -261,7 +261,7 @@ func (r *runEnv) report() (*Report, error) {
 		rep.Stages = append(rep.Stages, StageSummary{Name: "rl " + s.Stage, Steps: s.Steps, Seconds: s.Seconds, Final: s.final(), Machine: s.Machine, Tagpr: s.Tagpr,
 			ResumedAfter: s.ResumedAfter, Started: s.Started, Finished: s.Finished})
 		rep.Notes = append(rep.Notes, rlNote(s))
-		if l := st.lora(0); l != nil {
+		if l := st.lora(0, ""); l != nil {
 			rep.Notes = append(rep.Notes, loraNote("rl "+st.Name, l, filepath.ToSlash(filepath.Join("rl", st.Name))))
 		}
 	}

@@ -159,7 +159,7 @@ func (r *runEnv) sft(ctx context.Context) error {
 		left = fmt.Sprintf(" (%d chains longer than seq_len left out)", tooLong)
 	}
 	what := "every weight"
-	if l := cfg.lora(cfg.Seed); l != nil {
+	if l := cfg.lora(cfg.Seed, ""); l != nil {
 		what = fmt.Sprintf("LoRA adapters of rank %d (alpha %g)", l.Rank, l.Alpha)
 	}
 	note(r.h, StageSFT, "%d steps of %d×%d tokens on %d tagged chains%s, training %s", cfg.Steps, cfg.Batch, cfg.SeqLen, len(seqs), left, what)

@@ -135,7 +135,7 @@ func TrainSFT(ctx context.Context, model *onnxpb.ModelProto, data []Sequence, pa
 	if cfg.ConsumeModel {
 		held = 0
 	}
-	lora := cfg.lora(cfg.Seed)
+	lora := cfg.lora(cfg.Seed, "stages.sft")
 	tg, adapters, err := train.BuildLMTraining(model, train.LMTraining{Batch: int64(cfg.Batch), SeqLen: int64(cfg.SeqLen), Packed: cfg.Packing,
 		Consume: cfg.ConsumeModel, LoRA: lora, FrozenAsInputs: lora != nil, Recompute: cfg.GradientCheckpointing})
 	if err != nil {
@@ -223,7 +223,7 @@ func (c SFTConfig) settings(model *onnxpb.ModelProto, ds *train.LMDataset, pad i
 		// resume keeps the setting.
 		s = s.Set("gradient_checkpointing", true)
 	}
-	if l := c.lora(c.Seed); l != nil {
+	if l := c.lora(c.Seed, ""); l != nil {
 		s = s.Set("lora_rank", l.Rank).Set("lora_alpha", l.Alpha).Set("lora_targets", l.Targets)
 	}
 	return s, nil

@@ -317,7 +317,7 @@ func BuildLMTraining(m *onnxpb.ModelProto, o LMTraining) (*TrainingGraph, []Adap
 	if o.LoRA != nil {
 		var err error
 		if selected, err = LoRATargets(m, o.LoRA.Targets); err != nil {
-			return nil, nil, fmt.Errorf("lora: %w", err)
+			return nil, nil, fmt.Errorf("lora: %w", o.LoRA.keyed(err))
 		}
 		if adapters, err = AddLoRA(m, *o.LoRA); err != nil {
 			return nil, nil, err

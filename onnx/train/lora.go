@@ -1,6 +1,7 @@
 package train
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -71,6 +72,19 @@ type LoRA struct {
 	// but the lm head.
 	Targets []string
 	Seed    uint64
+	// TargetsKey names the setting Targets came from in a *TargetsError
+	// (default --lora-targets, train lm's flag): a config key, say.
+	TargetsKey string `json:"-"`
+}
+
+// keyed makes a *TargetsError in err name c.TargetsKey; before any wrapping,
+// which formats the message once.
+func (c LoRA) keyed(err error) error {
+	var te *TargetsError
+	if c.TargetsKey != "" && errors.As(err, &te) {
+		te.Key = c.TargetsKey
+	}
+	return err
 }
 
 // Adapter is one injected low-rank pair: the layer computes
@@ -110,7 +124,7 @@ func AddLoRA(m *onnxpb.ModelProto, cfg LoRA) ([]Adapter, error) {
 	ls := findLinear(g)
 	chosen, _, err := ResolveLoRATargets(ls.modules, ls.others, ls.head, cfg.Targets)
 	if err != nil {
-		return nil, fmt.Errorf("lora: %w", err)
+		return nil, fmt.Errorf("lora: %w", cfg.keyed(err))
 	}
 	uses := ls.uses
 	target := map[string]bool{}

@@ -204,7 +204,7 @@ func loraMiss(p string, linear map[string]string, others, otherMods, mods []stri
 		head = "lm_head" // no linear layer gives the logits: the head reads the embedding
 	}
 	if matchesModule(p, head) && !slices.Contains(mods, head) {
-		return fmt.Errorf("--lora-targets %q: the lm head (%s) has no weight of its own (it is tied to the input embedding: one weight, which LoRA does not adapt); adapt linear layers such as %s", p, head, examples(mods, 4))
+		return &TargetsError{Pattern: p, Reason: fmt.Sprintf(": the lm head (%s) has no weight of its own (it is tied to the input embedding: one weight, which LoRA does not adapt); adapt linear layers such as %s", head, examples(mods, 4))}
 	}
 	var elsewhere, weights []string
 	hit := map[string]bool{}
@@ -226,11 +226,28 @@ func loraMiss(p string, linear map[string]string, others, otherMods, mods []stri
 	}
 	switch {
 	case len(weights) > 0:
-		return fmt.Errorf("--lora-targets %q matches the weights %s, not modules; name the linear layers themselves (e.g. %q)", p, examples(weights, 4), linear[weights[0]])
+		return &TargetsError{Pattern: p, Reason: fmt.Sprintf(" matches the weights %s, not modules; name the linear layers themselves (e.g. %q)", examples(weights, 4), linear[weights[0]])}
 	case len(elsewhere) > 0:
-		return fmt.Errorf("--lora-targets %q matches no linear layer, only %s; LoRA adapts linear layers such as %s", p, examples(elsewhere, 6), examples(mods, 4))
+		return &TargetsError{Pattern: p, Reason: fmt.Sprintf(" matches no linear layer, only %s; LoRA adapts linear layers such as %s", examples(elsewhere, 6), examples(mods, 4))}
 	}
-	return fmt.Errorf("--lora-targets %q matches nothing; linear layers are named like %s", p, examples(mods, 6))
+	return &TargetsError{Pattern: p, Reason: fmt.Sprintf(" matches nothing; linear layers are named like %s", examples(mods, 6))}
+}
+
+// TargetsError is a LoRA target pattern that selects no linear layer, and
+// what it matched instead. Key names the setting the pattern came from in
+// the message (default --lora-targets, train lm's flag): a caller with
+// another name for it (a config key) sets it.
+type TargetsError struct {
+	Key, Pattern string
+	Reason       string // from the quoted pattern on: ": …" or " matches …"
+}
+
+func (e *TargetsError) Error() string {
+	key := e.Key
+	if key == "" {
+		key = "--lora-targets"
+	}
+	return fmt.Sprintf("%s %q%s", key, e.Pattern, e.Reason)
 }
 
 func without(s []string, x string) []string {
