@@ -1,10 +1,13 @@
 package pipeline
 
 import (
+	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 
+	"github.com/tagpr/tagpr/onnx/lm"
 	"github.com/tagpr/tagpr/onnx/train"
 )
 
@@ -75,6 +78,50 @@ func loraNote(stage string, l *train.LoRA, dir string) string {
 	}
 	return fmt.Sprintf("%s trained LoRA adapters of rank %d (alpha %g) on %s, not every weight: its model is the merged one, the adapters are in %s/adapter/ (PEFT's format)",
 		stage, l.Rank, l.Alpha, targets, dir)
+}
+
+// checkLoRATargets resolves the lora_targets of every LoRA stage not yet
+// done on the policy before any stage runs: a pattern that selects no linear
+// layer failed only when its stage built its graph, after the chains (the
+// teacher's cost) and the stages before it. RL stages start from models
+// with the policy's module names, so the policy answers for them too.
+func (r *runEnv) checkLoRATargets() error {
+	type stage struct {
+		key  string
+		l    LoRASettings
+		done string // the stage's model: present when the stage is done
+	}
+	var todo []stage
+	if sft := r.cfg.Stages.SFT; !sft.Skip && sft.Rank > 0 && len(sft.Targets) > 0 {
+		todo = append(todo, stage{"stages.sft", sft.LoRASettings, r.dir("sft", "model.onnx")})
+	}
+	for _, st := range r.cfg.Stages.RL {
+		if st.Rank > 0 && len(st.Targets) > 0 {
+			todo = append(todo, stage{"stages.rl." + st.Name, st.LoRASettings, r.dir("rl", st.Name, "model.onnx")})
+		}
+	}
+	todo = slices.DeleteFunc(todo, func(s stage) bool { return exists(s.done) })
+	if len(todo) == 0 {
+		return nil
+	}
+	mp, err := lm.ResolveModelPath(r.base)
+	if err != nil {
+		return err
+	}
+	m, err := loadForTraining(mp) // module names as the stages see them (Hugging Face's)
+	if err != nil {
+		return err
+	}
+	for _, s := range todo {
+		if _, err := train.LoRATargets(m, s.l.Targets); err != nil {
+			var te *train.TargetsError
+			if errors.As(err, &te) {
+				te.Key = s.key + ".lora_targets"
+			}
+			return fmt.Errorf("%w (in %s)", err, mp)
+		}
+	}
+	return nil
 }
 
 // dropUnsetLoRA removes a stage's LoRA keys from its settings stamp when it

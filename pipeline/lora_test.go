@@ -139,14 +139,18 @@ func TestLoRASettingsValidate(t *testing.T) {
 	}
 }
 
-// A target pattern that selects no linear layer is refused naming the
-// config key it came from (train lm's messages name its flag).
+// A target pattern that selects no linear layer is refused when the run
+// starts, before the chains (the teacher's cost), naming the config key it
+// came from (train lm's messages name its flag).
 func TestLoRATargetsNameTheKey(t *testing.T) {
 	cfg := tinyRun(t.TempDir())
 	cfg.Stages.SFT.LoRASettings = LoRASettings{Rank: 4, Targets: []string{"qproj"}}
 	_, err := Run(context.Background(), cfg, RunOptions{})
 	if err == nil || !strings.Contains(err.Error(), `stages.sft.lora_targets "qproj" matches nothing; linear layers are named like`) {
 		t.Errorf("sft targets matching nothing: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(cfg.Out, "chains")); !os.IsNotExist(err) {
+		t.Errorf("the chains stage ran before the bad targets were refused (%v)", err)
 	}
 	cfg = tinyRun(t.TempDir())
 	cfg.Stages.RL[0].LoRASettings = LoRASettings{Rank: 4, Targets: []string{"embed_tokens"}}

@@ -561,6 +561,9 @@ func (r *runEnv) prepare(ctx context.Context) error {
 	if err := r.prepareBase(); err != nil {
 		return err
 	}
+	if err := r.checkLoRATargets(); err != nil {
+		return err
+	}
 	return r.checkPromptsFit(ctx)
 }
 
