@@ -1,7 +1,6 @@
 package pipeline
 
 import (
-	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -113,11 +112,7 @@ func (r *runEnv) checkLoRATargets() error {
 		return err
 	}
 	for _, s := range todo {
-		if _, err := train.LoRATargets(m, s.l.Targets); err != nil {
-			var te *train.TargetsError
-			if errors.As(err, &te) {
-				te.Key = s.key + ".lora_targets"
-			}
+		if _, err := s.l.lora(0, s.key).Select(m); err != nil {
 			return fmt.Errorf("%w (in %s)", err, mp)
 		}
 	}

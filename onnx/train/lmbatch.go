@@ -316,8 +316,8 @@ func BuildLMTraining(m *onnxpb.ModelProto, o LMTraining) (*TrainingGraph, []Adap
 	var selected []PatternMatch
 	if o.LoRA != nil {
 		var err error
-		if selected, err = LoRATargets(m, o.LoRA.Targets); err != nil {
-			return nil, nil, fmt.Errorf("lora: %w", o.LoRA.keyed(err))
+		if selected, err = o.LoRA.Select(m); err != nil {
+			return nil, nil, fmt.Errorf("lora: %w", err)
 		}
 		if adapters, err = AddLoRA(m, *o.LoRA); err != nil {
 			return nil, nil, err

@@ -248,12 +248,12 @@ func findLinear(g *onnxpb.GraphProto) linearLayers {
 	return ls
 }
 
-// LoRATargets reports what each target pattern selects in m (see
-// ResolveLoRATargets), or the error AddLoRA would give.
-func LoRATargets(m *onnxpb.ModelProto, patterns []string) ([]PatternMatch, error) {
+// Select reports what each of c's target patterns selects in m (see
+// ResolveLoRATargets), or the error AddLoRA would give, naming c.TargetsKey.
+func (c LoRA) Select(m *onnxpb.ModelProto) ([]PatternMatch, error) {
 	ls := findLinear(m.GetGraph())
-	_, matches, err := ResolveLoRATargets(ls.modules, ls.others, ls.head, patterns)
-	return matches, err
+	_, matches, err := ResolveLoRATargets(ls.modules, ls.others, ls.head, c.Targets)
+	return matches, c.keyed(err)
 }
 
 // adapterModule is a weight's module: its name without ".weight"; weights
