@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/tagpr/tagpr/onnx/onnxpb"
 )
@@ -387,4 +388,38 @@ func cloneType(t *onnxpb.TypeProto) *onnxpb.TypeProto {
 		return nil
 	}
 	return proto.Clone(t).(*onnxpb.TypeProto)
+}
+
+// CloneSharingInitializers returns a copy of m to edit that holds m's own
+// initializer tensors (the same pointers) instead of copies of them: nodes,
+// inputs, outputs and the initializer list are the copy's own, so adding,
+// removing or rewiring them leaves m as it was, but neither model's
+// initializers may be written (values, names or dims) while the other is in
+// use. A derived graph (a training or scoring graph of a 0.5B model) then
+// costs no second copy of the weights. m itself is only read.
+func CloneSharingInitializers(m *onnxpb.ModelProto) *onnxpb.ModelProto {
+	g := m.GetGraph()
+	if g == nil {
+		return Clone(m)
+	}
+	shell := &onnxpb.ModelProto{}
+	copyFieldsExcept(shell.ProtoReflect(), m.ProtoReflect(), "graph")
+	graph := &onnxpb.GraphProto{}
+	copyFieldsExcept(graph.ProtoReflect(), g.ProtoReflect(), "initializer")
+	shell.Graph = graph
+	out := Clone(shell) // the deep copy, with the initializers left out
+	out.Graph.Initializer = append([]*onnxpb.TensorProto(nil), g.Initializer...)
+	return out
+}
+
+// copyFieldsExcept sets dst's populated fields to src's values (aliasing
+// them: dst is a shell for a deep copy, never edited) but the one named.
+func copyFieldsExcept(dst, src protoreflect.Message, skip protoreflect.Name) {
+	src.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		if fd.Name() != skip {
+			dst.Set(fd, v)
+		}
+		return true
+	})
+	dst.SetUnknown(src.GetUnknown())
 }

@@ -538,3 +538,44 @@ func TestSubgraphIf(t *testing.T) {
 		t.Fatalf("parent Err: %v", g.Err())
 	}
 }
+
+func TestCloneSharingInitializers(t *testing.T) {
+	m := mlp(t, ir.Float)
+	m.DocString = "kept"
+	m.Graph.DocString = "kept too"
+	before, err := ir.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := ir.CloneSharingInitializers(m)
+	got, err := ir.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, before) {
+		t.Fatal("the clone does not serialize as the model")
+	}
+	if len(c.Graph.Initializer) == 0 || len(c.Graph.Initializer) != len(m.Graph.Initializer) {
+		t.Fatalf("%d initializers cloned of %d", len(c.Graph.Initializer), len(m.Graph.Initializer))
+	}
+	for i, init := range c.Graph.Initializer {
+		if init != m.Graph.Initializer[i] {
+			t.Fatalf("initializer %q was copied, not shared", init.GetName())
+		}
+	}
+	// Editing the clone's graph (nodes, inputs, the initializer list) leaves m as it was.
+	c.Graph.Node[0].Input[0] = "renamed"
+	c.Graph.Node = c.Graph.Node[1:]
+	c.Graph.Input[0].Name = "renamed"
+	c.Graph.Initializer = append(c.Graph.Initializer[:0], ir.Tensor("extra", []int64{1}, []float32{1}))
+	after, err := ir.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(after, before) {
+		t.Fatal("editing the clone changed the model")
+	}
+	if err := ir.Validate(m); err != nil {
+		t.Fatal(err)
+	}
+}

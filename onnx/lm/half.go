@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/tagpr/tagpr/onnx/ir"
 	"github.com/tagpr/tagpr/onnx/onnxpb"
@@ -110,9 +111,10 @@ func halfMatMuls(pm *onnxpb.ModelProto, inputs map[string]bool) (HalfStats, map[
 		if shared[name] {
 			h = g.Unique(name + ".float16")
 			gp.Initializer = append(gp.Initializer, &onnxpb.TensorProto{Name: h, DataType: ir.Float16, Dims: append([]int64(nil), t.GetDims()...), RawData: raw})
-		} else { // the float32 copy is needed by nothing else
-			t.DataType, t.RawData = ir.Float16, raw
-			t.FloatData, t.ExternalData, t.DataLocation = nil, nil, nil
+		} else { // the float32 copy is needed by nothing else in this graph
+			// A new tensor in its place, not t rewritten: t may be another
+			// model's too (ir.CloneSharingInitializers).
+			gp.Initializer[slices.Index(gp.Initializer, t)] = &onnxpb.TensorProto{Name: name, DataType: ir.Float16, Dims: append([]int64(nil), t.GetDims()...), RawData: raw}
 		}
 		halves[name] = h
 		st.WeightBytes += int64(len(raw))

@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"math"
 
-	"google.golang.org/protobuf/proto"
-
 	"github.com/tagpr/tagpr/onnx/ir"
 	"github.com/tagpr/tagpr/onnx/onnxpb"
 )
@@ -18,8 +16,9 @@ const (
 
 // WithTemperature returns m itself (τ = 1) or a copy whose logits output is
 // the model's logits times 1/τ: the policy softmax(logits/τ) as a model of
-// its own. Every session built from the copy — training, reference scoring,
-// generation — then works on the tempered policy, so a trainer's
+// its own (sharing m's weight tensors: write neither's). Every session built
+// from the copy — training, reference scoring, generation — then works on
+// the tempered policy, so a trainer's
 // log-probabilities and the sampler's agree without each applying τ. The
 // weights are untouched, so a model exported from the trained weights is
 // the plain one.
@@ -37,7 +36,7 @@ func WithTemperature(m *onnxpb.ModelProto, tau float64) (*onnxpb.ModelProto, err
 	if tau == 1 {
 		return m, nil
 	}
-	m = proto.Clone(m).(*onnxpb.ModelProto)
+	m = ir.CloneSharingInitializers(m) // nodes change, the weights do not: no copy of them
 	g := m.GetGraph()
 	found := false
 	for _, n := range g.GetNode() {

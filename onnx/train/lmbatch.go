@@ -404,7 +404,7 @@ func NewTokenScorer(m *onnxpb.ModelProto, B, T int64, opts ort.Options) (*TokenS
 
 // newTokenScorer is NewTokenScorer with the vocabulary chunking of NextTokenLoss.Chunk.
 func newTokenScorer(m *onnxpb.ModelProto, B, T int64, opts ort.Options, chunk int) (*TokenScorer, error) {
-	m = cloneModel(m)
+	m = ir.CloneSharingInitializers(m) // the session copies the weights it needs; m's are only read
 	if _, err := AddNextTokenLoss(m, NextTokenLoss{Chunk: chunk}); err != nil {
 		return nil, err
 	}

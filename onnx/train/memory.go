@@ -206,6 +206,26 @@ func ModelBytes(m *onnxpb.ModelProto) int64 {
 	return n
 }
 
+// SharedBytes is the raw bytes of m's initializers that tg holds too, the
+// same tensors rather than copies (a graph derived from m through
+// ir.CloneSharingInitializers): memory the two count once.
+func (tg *TrainingGraph) SharedBytes(m *onnxpb.ModelProto) int64 {
+	held := map[*onnxpb.TensorProto]bool{}
+	for _, t := range tg.Initial {
+		held[t] = true
+	}
+	for _, t := range tg.Model.GetGraph().GetInitializer() {
+		held[t] = true
+	}
+	var n int64
+	for _, t := range m.GetGraph().GetInitializer() {
+		if held[t] {
+			n += int64(len(t.GetRawData()))
+		}
+	}
+	return n
+}
+
 // MachineMemory is the memory this process may grow to: what the machine
 // has free now (MemAvailable, page cache it can drop included) plus what this
 // process already holds, within its cgroup's limit when one is set

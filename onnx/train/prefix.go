@@ -56,12 +56,13 @@ func (s SharedPrefix) validate() error {
 // SharePrefix returns the shared-prefix model of a causal LM in the Optimum
 // layout (m is not changed): its one output, "logits" [P·G, Tc+1, V], is the
 // model's output projection of the shared hidden states, and SharedIDs holds
-// the matching ids. Add a loss to it with IDs: SharedIDs.
+// the matching ids. Add a loss to it with IDs: SharedIDs. It holds m's own
+// weight tensors (ir.CloneSharingInitializers): write neither's weights.
 func SharePrefix(m *onnxpb.ModelProto, s SharedPrefix) (*onnxpb.ModelProto, error) {
 	if err := s.validate(); err != nil {
 		return nil, err
 	}
-	m = cloneModel(m)
+	m = ir.CloneSharingInitializers(m) // a derived graph of a 0.5B model costs no copy of its weights
 	g := m.GetGraph()
 	if g == nil {
 		return nil, fmt.Errorf("shared prefix: model has no graph")

@@ -1,6 +1,7 @@
 package grpo
 
 import (
+	"bytes"
 	"context"
 	"math"
 	"strings"
@@ -211,5 +212,47 @@ func TestGradientCheckpointing(t *testing.T) {
 	defer plain.Close()
 	if a, b := tr.Memory().Activations, plain.Memory().Activations; a >= b {
 		t.Errorf("activations estimated at %d B with gradient checkpointing, %d B without", a, b)
+	}
+}
+
+// TestRunSharesTheCallersWeights: the graphs a run derives (tempered policy,
+// adapters, training, generation and reference graphs) hold the caller's
+// weight tensors instead of copies — a LoRA run's estimate counts them once
+// — and training, float16 rollouts included, leaves the caller's model as
+// it was.
+func TestRunSharesTheCallersWeights(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		lora bool
+		half bool
+	}{{"full", false, false}, {"lora", true, false}, {"lora-half", true, true}} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := tinyConfig(t.TempDir())
+			if c.lora {
+				cfg = loraConfig(t.TempDir())
+			}
+			cfg.Steps, cfg.Temperature = 2, 0.7
+			o := tinyOptions()
+			o.Load.DeviceResident, o.Load.Half = c.half, c.half
+			m := tinyModel(t)
+			before := mustMarshal(t, m)
+			tr, err := New(m, []Reward{targetShare}, tinyPrompts(4), cfg, o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tr.Close()
+			weights := train.ModelBytes(m)
+			// Twice the model would be the frozen base counted twice (the
+			// adapters and their trainer copies are ~0.4 of this tiny model).
+			if c.lora && tr.Memory().Weights >= 2*weights {
+				t.Errorf("LoRA estimate's weights %d B for a %d B model: the frozen base is counted twice", tr.Memory().Weights, weights)
+			}
+			if _, err := tr.Train(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(mustMarshal(t, m), before) {
+				t.Fatal("the run changed the caller's model")
+			}
+		})
 	}
 }

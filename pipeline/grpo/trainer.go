@@ -8,8 +8,6 @@ import (
 	"slices"
 	"strings"
 
-	"google.golang.org/protobuf/proto"
-
 	"github.com/tagpr/tagpr/onnx/ir"
 	"github.com/tagpr/tagpr/onnx/lm"
 	"github.com/tagpr/tagpr/onnx/onnxpb"
@@ -206,7 +204,7 @@ func (t *Trainer) open(model *onnxpb.ModelProto) error {
 	params := lm.TrainableNames(model)
 	trained := policy // what trains and samples: the policy, with LoRA its adapters too
 	if cfg.LoRA != nil {
-		trained = proto.Clone(policy).(*onnxpb.ModelProto)
+		trained = ir.CloneSharingInitializers(policy) // AddLoRA adds weights, it changes none
 		if t.adapters, err = train.AddLoRA(trained, *cfg.LoRA); err != nil {
 			return err
 		}
@@ -250,7 +248,7 @@ func (t *Trainer) open(model *onnxpb.ModelProto) error {
 	var ws []lm.Weight
 	genModel := trained
 	if cfg.LoRA == nil {
-		genModel = proto.Clone(policy).(*onnxpb.ModelProto) // policy may be the caller's model
+		genModel = ir.CloneSharingInitializers(policy) // policy may be the caller's model: its graph stays as it is
 	} // else trained is this run's own copy, built into tg already: generation takes it over
 	t.gen, ws, err = lm.OpenWithWeightInputs(genModel, "rl policy "+o.Name, genInputs, lo)
 	if err != nil {
@@ -319,7 +317,7 @@ func (t *Trainer) referenceReadsFrozen() bool {
 func (t *Trainer) checkMemory(model, policy *onnxpb.ModelProto, tg *train.TrainingGraph) error {
 	e := train.EstimateMemory(tg)
 	held := train.ModelBytes(model)
-	e.Weights += held
+	e.Weights += held - tg.SharedBytes(model) // what tg derives from model holds its weights, not copies
 	vocab := 0
 	if c := t.opt.Load.Config; c != nil {
 		vocab = c.VocabSize
