@@ -45,6 +45,8 @@ type fusedHead struct {
 	Loss   string `json:"loss"`   // the loss the gradients are of
 	Hidden string `json:"hidden"` // the hidden states fed to the head
 	Weight string `json:"weight"` // W [D,V], or E [V,D] when Transposed
+	// Transposed: Weight is E [V,D] (tied embeddings).
+	Transposed bool `json:"transposed,omitempty"`
 	// GradHidden and GradWeight are the values holding ∂loss/∂hidden and
 	// ∂loss/∂weight ("" once dropped). GradWeight is the Scan's first
 	// output (its state) and GradHidden comes from its last.
@@ -360,7 +362,7 @@ func (b *lossBuilder) chunkedLogprobs(head lmHead, logits, ids string, chunk int
 
 	scanIn := []string{hChunks, targets}
 	var scanOut []string
-	info := fusedHead{Hidden: head.hidden, Weight: head.weight}
+	info := fusedHead{Hidden: head.hidden, Weight: head.weight, Transposed: head.transposed}
 	if withGrad {
 		// The accumulator starts as W·0: zeros ORT cannot fold into a
 		// constant of W's size at session creation, as it does Expand(0, shape).

@@ -194,6 +194,12 @@ func specialize(m *onnxpb.ModelProto, shapes map[string][]int64) (*Specialized, 
 			groups = append(groups, probe.Graph.Node[from:])
 		}
 	}
+	if probeSlim {
+		if probeNodes, err = slimFusedHeads(pe, probeNodes, zero, one); err != nil {
+			return nil, fmt.Errorf("specialize: %w", err)
+		}
+		probeNodes = slimWeightMatMuls(pe, probeNodes, probe.Graph.Input, zero, one, flat)
+	}
 	probe.Graph.Node = probeNodes
 	for i := len(groups) - 1; i >= 0; i-- {
 		probe.Graph.Node = append(probe.Graph.Node, groups[i]...)
@@ -214,8 +220,12 @@ func specialize(m *onnxpb.ModelProto, shapes map[string][]int64) (*Specialized, 
 	if err != nil {
 		return nil, fmt.Errorf("specialize: %w", err)
 	}
-	// A shape probe, not a stage: it runs wherever the process's runtime is.
-	sess, err := ort.NewSession(bytes, "specialization probe", ort.Declared().Options())
+	// A shape probe, not a stage: it runs wherever the process's runtime is,
+	// once, so without ORT's graph optimizations (they took 13 s of a 0.5B
+	// model's RL graph's 23 s and change no shape).
+	o := ort.Declared().Options()
+	o.OptLevel = "disable"
+	sess, err := ort.NewSession(bytes, "specialization probe", o)
 	if err != nil {
 		return nil, fmt.Errorf("specialize: %w", err)
 	}
@@ -452,4 +462,86 @@ func elemOf(v ort.Value) (ir.DataType, error) {
 		return ir.Undefined, fmt.Errorf("missing from the probe run")
 	}
 	return ir.Undefined, fmt.Errorf("unsupported element type %T", v)
+}
+
+// probeSlim: the probe computes the products with weights and the chunked
+// heads' vocabulary-wide work on slices that give the same shapes (a
+// switch for the test that compares it with the full probe).
+var probeSlim = true
+
+// slimFusedHeads gives each chunked head's Scan, in the probe, the
+// vocabulary's first entry only (its weight sliced to [D,1] or [1,D], its
+// targets all 0): the Scan's outputs (log-probs [K,C], hidden gradients
+// [K,C,D]) keep their shapes and types while each chunk's [C,V] logits,
+// softmax and logit gradient become [C,1]. Their values are computed from
+// the weights, so the probe reads only their shapes and types.
+func slimFusedHeads(pe *editor, nodes []*onnxpb.NodeProto, zero, one string) ([]*onnxpb.NodeProto, error) {
+	heads, err := fusedHeads(&onnxpb.GraphProto{Node: nodes})
+	if err != nil || len(heads) == 0 {
+		return nodes, err
+	}
+	out := make([]*onnxpb.NodeProto, 0, len(nodes)+3*len(heads))
+	for _, n := range nodes {
+		f, ok := heads[n]
+		if !ok {
+			out = append(out, n)
+			continue
+		}
+		n = proto.Clone(n).(*onnxpb.NodeProto) // the model's node, or probeWithoutHeadGrads' copy: either way not edited
+		body := ir.FindAttr(n, "body").GetG()
+		vocabAxis := one // W [D,V]
+		if f.Transposed {
+			vocabAxis = zero // E [V,D]
+		}
+		w := pe.fresh(pe.prefix + "slim_head_weight")
+		out = append(out, &onnxpb.NodeProto{Name: w, OpType: "Slice", Input: []string{f.Weight, zero, one, vocabAxis}, Output: []string{w}})
+		for _, bn := range body.GetNode() {
+			for i, in := range bn.Input {
+				if in == f.Weight {
+					bn.Input[i] = w
+				}
+			}
+		}
+		// Scan's inputs are its body's, in order (states first).
+		for i, in := range body.GetInput() {
+			if in.GetType().GetTensorType().GetElemType() == ir.Int64 && i < len(n.Input) {
+				t := pe.fresh(pe.prefix + "slim_head_targets")
+				out = append(out, &onnxpb.NodeProto{Name: t, OpType: "Sub", Input: []string{n.Input[i], n.Input[i]}, Output: []string{t}})
+				n.Input[i] = t
+			}
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// slimWeightMatMuls rewrites, for the probe, each MatMul by a weight fed
+// as zeros (a rank-2 graph input of the probe) as the MatMul of the input's
+// first column by the weight's first row: the same shape and type, and the
+// same values (x·0 = 0, unless x holds a NaN or Inf) at 1/K of the
+// arithmetic. The probe of a 0.5B model's training graph spends most of
+// its run in these products, whose values it never reads (a product with a
+// weight is never static). nodes are the model's own and stay unchanged.
+func slimWeightMatMuls(pe *editor, nodes []*onnxpb.NodeProto, inputs []*onnxpb.ValueInfoProto, zero, one, last string) []*onnxpb.NodeProto {
+	weights := map[string]bool{}
+	for _, vi := range inputs {
+		if _, dims, _, ok := ir.ShapeOf(vi); ok && len(dims) == 2 && dims[0] > 1 {
+			weights[vi.GetName()] = true
+		}
+	}
+	out := make([]*onnxpb.NodeProto, 0, len(nodes))
+	for _, n := range nodes {
+		if n.GetOpType() != "MatMul" || n.GetDomain() != "" || len(n.Input) != 2 || len(n.Output) != 1 || !weights[n.Input[1]] {
+			out = append(out, n)
+			continue
+		}
+		slice := func(x, axis string) string {
+			name := pe.fresh(pe.prefix + "slim")
+			out = append(out, &onnxpb.NodeProto{Name: name, OpType: "Slice", Input: []string{x, zero, one, axis}, Output: []string{name + ":0"}})
+			return name + ":0"
+		}
+		x, w := slice(n.Input[0], last), slice(n.Input[1], zero)
+		out = append(out, &onnxpb.NodeProto{Name: pe.fresh(pe.prefix + "slim"), OpType: "MatMul", Input: []string{x, w}, Output: []string{n.Output[0]}})
+	}
+	return out
 }
