@@ -88,3 +88,52 @@ func RewardKind(t *datasets.Task) rewardmodel.TaskKind {
 	}
 	return rewardmodel.Classification
 }
+
+// ProfileUse is how many of their retrieved profile items prompts held
+// after the budget cut: what the model saw of each user.
+type ProfileUse struct {
+	Prompts   int // prompts counted
+	Retrieved int // profile items retrieved, over all prompts (top_k each, or fewer when the profile is shorter)
+	Kept      int // of those, items the prompts held
+	Fewest    int // the fewest items a prompt held
+	Cut       int // prompts that dropped at least one item
+}
+
+// MeasureProfileUse encodes each example's prompt as the predict stage
+// does (tok's chat template, o's retrieval and budget) and counts the
+// profile items kept.
+func MeasureProfileUse(tok *tokenize.Tokenizer, t *datasets.Task, examples []*datasets.Example, tx rewardmodel.Taxonomy, o PromptOptions) (ProfileUse, error) {
+	parts := make([]tokenize.PromptParts, len(examples))
+	for i, ex := range examples {
+		parts[i] = Parts(t, ex, tx, o, false)
+	}
+	encs, err := tok.EncodePrompts(parts, tokenize.DefaultPromptLayout, o.MaxTokens)
+	if err != nil {
+		return ProfileUse{}, fmt.Errorf("profile items in %s prompts: %w", t.Name, err)
+	}
+	u := ProfileUse{Prompts: len(encs)}
+	for i, e := range encs {
+		u.Retrieved += len(parts[i].Profile)
+		u.Kept += e.ProfileKept
+		if i == 0 || e.ProfileKept < u.Fewest {
+			u.Fewest = e.ProfileKept
+		}
+		if e.ProfileKept < len(parts[i].Profile) {
+			u.Cut++
+		}
+	}
+	return u, nil
+}
+
+// Note says it in a sentence for a report, naming the budget's key.
+func (u ProfileUse) Note(budgetKey string, budget int) string {
+	if u.Prompts == 0 {
+		return ""
+	}
+	n := float64(u.Prompts)
+	s := fmt.Sprintf("prompts held %.1f of %.1f retrieved profile items on average", float64(u.Kept)/n, float64(u.Retrieved)/n)
+	if u.Cut == 0 {
+		return s + " (none dropped)"
+	}
+	return s + fmt.Sprintf("; %d of %d prompts dropped items to fit %s %d (the fewest held: %d)", u.Cut, u.Prompts, budgetKey, budget, u.Fewest)
+}

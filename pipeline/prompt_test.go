@@ -62,3 +62,60 @@ func TestPartsRetrieveAndTruncateOnlyProfile(t *testing.T) {
 		t.Fatal("unknown retrieval accepted")
 	}
 }
+
+// TestMeasureProfileUse counts what prompts kept of their profile against
+// each prompt encoded alone, and says it in the report's note.
+func TestMeasureProfileUse(t *testing.T) {
+	d := smallSynth(t)
+	set := d.Set(datasets.SynthTag, "dev")
+	tx := rewardmodel.DefaultTaxonomy()
+	var corpus []string
+	var exs []*datasets.Example
+	for i := range set.Examples {
+		corpus = append(corpus, set.Examples[i].Input, set.Examples[i].Chain)
+		exs = append(exs, &set.Examples[i])
+	}
+	tok, err := tokenize.Train(tokenize.TrainOptions{Corpus: corpus, VocabSize: 600, SpecialTokens: []string{"<|endoftext|>", "<|im_start|>", "<|im_end|>"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, err := MeasureProfileUse(tok, set.Task, exs, tx, PromptOptions{TopK: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if all.Prompts != len(exs) || all.Cut != 0 || all.Kept != all.Retrieved || all.Retrieved == 0 || !strings.HasSuffix(all.Note("k", 0), "(none dropped)") {
+		t.Fatalf("no budget: %+v, %q", all, all.Note("k", 0))
+	}
+	// A budget between the bare prompt and the full one cuts some items.
+	o := PromptOptions{TopK: 4}
+	full, err := tok.EncodePrompt(Parts(set.Task, exs[0], tx, o, false), tokenize.DefaultPromptLayout, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.MaxTokens = len(full.IDs) - 20
+	u, err := MeasureProfileUse(tok, set.Task, exs, tx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := ProfileUse{Prompts: len(exs), Fewest: 4}
+	for _, ex := range exs {
+		p := Parts(set.Task, ex, tx, o, false)
+		e, err := tok.EncodePrompt(p, tokenize.DefaultPromptLayout, o.MaxTokens)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want.Retrieved += len(p.Profile)
+		want.Kept += e.ProfileKept
+		want.Fewest = min(want.Fewest, e.ProfileKept)
+		if e.ProfileKept < len(p.Profile) {
+			want.Cut++
+		}
+	}
+	if u != want || u.Cut == 0 {
+		t.Fatalf("measured %+v, want %+v (with some prompts cut)", u, want)
+	}
+	note := u.Note("retrieval.max_prompt_tokens", o.MaxTokens)
+	if !strings.Contains(note, "retrieval.max_prompt_tokens") || !strings.Contains(note, "prompts dropped items") {
+		t.Fatalf("note %q", note)
+	}
+}

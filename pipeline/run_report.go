@@ -158,6 +158,12 @@ func (r *runEnv) eval() error {
 				return err
 			}
 			te.Predictions = scored
+			if n, err := r.profileNote(&td, exs, answered); err != nil {
+				return fmt.Errorf("eval: %w", err)
+			} else if n != "" {
+				te.Notes = append(te.Notes, n)
+				note(r.h, StageEval, "%s %s: %s", td.Task.Name, split, n)
+			}
 			if err := writeJSON(r.evalFile(td.Task.Name, split), te); err != nil {
 				return err
 			}
@@ -326,6 +332,26 @@ func (r *runEnv) report() (*Report, error) {
 		return nil, err
 	}
 	return rep, nil
+}
+
+// profileNote says how much of the retrieved profile the answered
+// examples' prompts held (the predict stage's prompts, encoded again), or
+// "" without a tokenizer.
+func (r *runEnv) profileNote(td *TaskData, exs []datasets.Example, answered map[string]bool) (string, error) {
+	if r.tok == nil {
+		return "", nil
+	}
+	var asked []*datasets.Example
+	for i := range exs {
+		if answered[exs[i].ID] {
+			asked = append(asked, &exs[i])
+		}
+	}
+	u, err := MeasureProfileUse(r.tok, td.Task, asked, r.tx, r.prompt)
+	if err != nil {
+		return "", err
+	}
+	return u.Note("retrieval.max_prompt_tokens", r.prompt.MaxTokens), nil
 }
 
 // checkScored refuses an eval file whose models' predictions have changed
