@@ -111,29 +111,36 @@ func MeasureProfileUse(tok *tokenize.Tokenizer, t *datasets.Task, examples []*da
 	if err != nil {
 		return ProfileUse{}, fmt.Errorf("profile items in %s prompts: %w", t.Name, err)
 	}
-	u := ProfileUse{Prompts: len(encs)}
+	var u ProfileUse
 	for i, e := range encs {
-		u.Retrieved += len(parts[i].Profile)
-		u.Kept += e.ProfileKept
-		if i == 0 || e.ProfileKept < u.Fewest {
-			u.Fewest = e.ProfileKept
-		}
-		if e.ProfileKept < len(parts[i].Profile) {
-			u.Cut++
-		}
+		u.Add(len(parts[i].Profile), e.ProfileKept)
 	}
 	return u, nil
 }
 
-// Note says it in a sentence for a report, naming the budget's key.
-func (u ProfileUse) Note(budgetKey string, budget int) string {
+// Add counts one prompt that held kept of its retrieved items.
+func (u *ProfileUse) Add(retrieved, kept int) {
+	if u.Prompts == 0 || kept < u.Fewest {
+		u.Fewest = kept
+	}
+	u.Prompts++
+	u.Retrieved += retrieved
+	u.Kept += kept
+	if kept < retrieved {
+		u.Cut++
+	}
+}
+
+// Note says it in a sentence for a report or a log: what the prompts are
+// ("prompts", "SFT sequences") and the key of their budget.
+func (u ProfileUse) Note(what, budgetKey string, budget int) string {
 	if u.Prompts == 0 {
 		return ""
 	}
 	n := float64(u.Prompts)
-	s := fmt.Sprintf("prompts held %.1f of %.1f retrieved profile items on average", float64(u.Kept)/n, float64(u.Retrieved)/n)
+	s := fmt.Sprintf("%s held %.1f of %.1f retrieved profile items on average", what, float64(u.Kept)/n, float64(u.Retrieved)/n)
 	if u.Cut == 0 {
 		return s + " (none dropped)"
 	}
-	return s + fmt.Sprintf("; %d of %d prompts dropped items to fit %s %d (the fewest held: %d)", u.Cut, u.Prompts, budgetKey, budget, u.Fewest)
+	return s + fmt.Sprintf("; %d of %d dropped items to fit %s %d (the fewest held: %d)", u.Cut, u.Prompts, budgetKey, budget, u.Fewest)
 }

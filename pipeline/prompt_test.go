@@ -83,8 +83,8 @@ func TestMeasureProfileUse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if all.Prompts != len(exs) || all.Cut != 0 || all.Kept != all.Retrieved || all.Retrieved == 0 || !strings.HasSuffix(all.Note("k", 0), "(none dropped)") {
-		t.Fatalf("no budget: %+v, %q", all, all.Note("k", 0))
+	if all.Prompts != len(exs) || all.Cut != 0 || all.Kept != all.Retrieved || all.Retrieved == 0 || !strings.HasSuffix(all.Note("prompts", "k", 0), "(none dropped)") {
+		t.Fatalf("no budget: %+v, %q", all, all.Note("prompts", "k", 0))
 	}
 	// A budget between the bare prompt and the full one cuts some items.
 	o := PromptOptions{TopK: 4}
@@ -114,8 +114,8 @@ func TestMeasureProfileUse(t *testing.T) {
 	if u != want || u.Cut == 0 {
 		t.Fatalf("measured %+v, want %+v (with some prompts cut)", u, want)
 	}
-	note := u.Note("retrieval.max_prompt_tokens", o.MaxTokens)
-	if !strings.Contains(note, "retrieval.max_prompt_tokens") || !strings.Contains(note, "prompts dropped items") {
+	note := u.Note("prompts", "retrieval.max_prompt_tokens", o.MaxTokens)
+	if !strings.HasPrefix(note, "prompts held ") || !strings.Contains(note, "dropped items to fit retrieval.max_prompt_tokens") {
 		t.Fatalf("note %q", note)
 	}
 }

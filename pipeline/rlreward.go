@@ -16,6 +16,9 @@ type RLPrompt struct {
 	Kind    rewardmodel.TaskKind
 	Gold    string
 	Profile []string // the user's profile item texts (what PRMU reads)
+	// ProfileKept is how many of them the prompt holds (the first ones,
+	// within the stage's max_prompt_length); not part of the stage's stamp.
+	ProfileKept int `json:"-"`
 }
 
 // PRMUScorer scores responses for users known by their profile texts; it

@@ -351,7 +351,7 @@ func (r *runEnv) profileNote(td *TaskData, exs []datasets.Example, answered map[
 	if err != nil {
 		return "", err
 	}
-	return u.Note("retrieval.max_prompt_tokens", r.prompt.MaxTokens), nil
+	return u.Note("prompts", "retrieval.max_prompt_tokens", r.prompt.MaxTokens), nil
 }
 
 // checkScored refuses an eval file whose models' predictions have changed

@@ -53,6 +53,7 @@ func (r *runEnv) rl(ctx context.Context, name string) error {
 			var out []RLPrompt
 			for _, td := range r.data.Tasks {
 				var task []RLPrompt
+				var use ProfileUse
 				exs := td.Splits["train"]
 				for i := range exs {
 					if !exs[i].HasOutput {
@@ -63,6 +64,10 @@ func (r *runEnv) rl(ctx context.Context, name string) error {
 						return nil, err
 					}
 					task = append(task, p)
+					use.Add(len(p.Profile), p.ProfileKept)
+				}
+				if n := use.Note(td.Task.Name+" prompts", "stages.rl."+st.Name+".max_prompt_length", o.MaxTokens); n != "" {
+					note(r.h, StageRL, "%s", n)
 				}
 				for range st.TaskWeights.Repeats(td.Task.Name) {
 					out = append(out, task...)
@@ -89,7 +94,7 @@ func EncodeRLPrompt(tok *tokenize.Tokenizer, task *datasets.Task, ex *datasets.E
 		}
 		return RLPrompt{}, fmt.Errorf("encode %s for RL: %w", ex.ID, err)
 	}
-	return RLPrompt{ID: ex.ID, IDs: enc.IDs, Kind: RewardKind(task), Gold: ex.Output, Profile: parts.Profile}, nil
+	return RLPrompt{ID: ex.ID, IDs: enc.IDs, Kind: RewardKind(task), Gold: ex.Output, Profile: parts.Profile, ProfileKept: enc.ProfileKept}, nil
 }
 
 func stageNames(st []RLStage) []string {

@@ -69,6 +69,13 @@ func (r *runEnv) sftSequences() (seqs []Sequence, tooLong int, err error) {
 			seqs = append(seqs, s)
 		}
 		task := seqs[first:]
+		var use ProfileUse
+		for _, s := range task {
+			use.Add(s.ProfileRetrieved, s.ProfileKept)
+		}
+		if n := use.Note(td.Task.Name+" SFT sequences", "stages.sft.seq_len", seqLen); n != "" {
+			note(r.h, StageSFT, "%s", n)
+		}
 		for k := 1; k < repeats; k++ {
 			seqs = append(seqs, task...)
 		}
@@ -93,7 +100,7 @@ func EncodeChainSFT(tok *tokenize.Tokenizer, task *datasets.Task, ex *datasets.E
 			break
 		}
 	}
-	return Sequence{IDs: enc.IDs, PromptLen: prompt}, nil
+	return Sequence{IDs: enc.IDs, PromptLen: prompt, ProfileKept: enc.ProfileKept, ProfileRetrieved: len(p.Profile)}, nil
 }
 
 // noKeptChain is SFT's error when the chains filter kept no chain of the

@@ -20,6 +20,9 @@ import (
 type Sequence struct {
 	IDs       []int64
 	PromptLen int // the first PromptLen tokens are context, not targets
+	// ProfileKept of ProfileRetrieved profile items are in the prompt
+	// (EncodeChainSFT: the rest were dropped to fit).
+	ProfileKept, ProfileRetrieved int
 }
 
 // SFTConfig sizes supervised fine-tuning.
