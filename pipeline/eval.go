@@ -72,7 +72,7 @@ func PredictExamples(ctx context.Context, p Policy, task *datasets.Task, split s
 		tokens += st.GeneratedTokens
 		for j, c := range comps {
 			ex := &examples[lo+j]
-			text, err := p.Tok.Decode(c.Tokens, true)
+			text, err := p.Tok.DecodeCompletion(c.Tokens)
 			if err != nil {
 				return nil, 0, fmt.Errorf("predict %s: decode %s: %w", task.Name, ex.ID, err)
 			}

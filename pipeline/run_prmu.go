@@ -117,7 +117,7 @@ func (r *runEnv) policySamplePairs(ctx context.Context, n int, seed uint64) ([]r
 			answers := make([][]string, len(prompts))
 			rewards := make([][]float64, len(prompts))
 			for _, c := range comps {
-				text, err := r.tok.Decode(c.Tokens, true)
+				text, err := r.tok.DecodeCompletion(c.Tokens)
 				if err != nil {
 					return nil, 0, err
 				}

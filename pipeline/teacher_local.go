@@ -73,7 +73,7 @@ func (t *LocalTeacher) Complete(ctx context.Context, prompts [][]datasets.Messag
 	}
 	out := make([]Completion, len(prompts))
 	for _, c := range comps {
-		text, err := t.Policy.Tok.Decode(c.Tokens, true)
+		text, err := t.Policy.Tok.DecodeCompletion(c.Tokens)
 		if err != nil {
 			return nil, fmt.Errorf("local teacher %s: decode completion %d: %w", t.Policy.Name, c.Prompt, err)
 		}

@@ -47,6 +47,11 @@ type ChatFormat struct {
 	// know the switch: Qwen3's closes an empty think block,
 	// "<think>\n\n</think>\n\n", so the model answers without reasoning.
 	NoThinking string
+	// Opens is the end of Generation that begins the assistant's own
+	// text (Qwen3 Thinking-2507: "<think>\n", so the model writes its
+	// reasoning straight away): DecodeCompletion puts it back before what
+	// the model generated, so a completion reads as the whole turn.
+	Opens string
 }
 
 // ChatOptions are the apply_chat_template arguments RenderChatWith takes.
@@ -84,6 +89,25 @@ var Qwen3Chat = ChatFormat{
 		return content
 	},
 }
+
+// Qwen3ThinkingChat is Qwen3 as its thinking-only checkpoints'
+// templates write it (Qwen3 Thinking-2507): the generation prompt opens the
+// think block, "<|im_start|>assistant\n<think>\n", and there is no
+// enable_thinking switch.
+var Qwen3ThinkingChat = func() ChatFormat {
+	f := Qwen3Chat
+	f.Name = "qwen3-thinking"
+	f.Opens = "<think>\n"
+	f.Generation = ChatML.Generation + f.Opens
+	f.NoThinking = ""
+	return f
+}()
+
+// opensThinkRE finds a generation prompt that opens the think block: the
+// assistant header and <think> in one string literal, a newline after each
+// (Jinja's \n escape or a real one). Qwen3's hybrid templates write <think>
+// only after enable_thinking, or after the message's role.
+var opensThinkRE = regexp.MustCompile(`<\|im_start\|>assistant(?:\\n|\n)<think>(?:\\n|\n)`)
 
 // ChatML is the default format (Qwen2/3 and most small models):
 // <|im_start|>role\ncontent<|im_end|>\n.
@@ -151,10 +175,10 @@ func llama31Chat(name string, date func() string) ChatFormat {
 // information separators U+001C-U+001F.
 func pythonSpace(r rune) bool { return unicode.IsSpace(r) || r >= 0x1c && r <= 0x1f }
 
-// ChatFormatByName returns a known format: chatml, qwen3, llama3,
-// llama3.1 or llama3.2.
+// ChatFormatByName returns a known format: chatml, qwen3, qwen3-thinking,
+// llama3, llama3.1 or llama3.2.
 func ChatFormatByName(name string) (ChatFormat, bool) {
-	for _, f := range []ChatFormat{ChatML, Qwen3Chat, Llama3Chat, Llama31Chat, llama32Chat} {
+	for _, f := range []ChatFormat{ChatML, Qwen3Chat, Qwen3ThinkingChat, Llama3Chat, Llama31Chat, llama32Chat} {
 		if f.Name == name {
 			return f, true
 		}
@@ -184,6 +208,8 @@ func (t *Tokenizer) ChatFormat() ChatFormat {
 		default:
 			return Llama31Chat
 		}
+	case strings.Contains(tpl, "<|im_start|>") && strings.Contains(tpl, "reasoning_content") && opensThinkRE.MatchString(tpl):
+		return Qwen3ThinkingChat
 	case strings.Contains(tpl, "<|im_start|>") && strings.Contains(tpl, "reasoning_content"):
 		f := Qwen3Chat
 		if !strings.Contains(tpl, "enable_thinking") {

@@ -511,3 +511,68 @@ func TestDecodeCutCharacterOneReplacement(t *testing.T) {
 		}
 	}
 }
+
+// TestQwen3ThinkingTemplate: a Qwen3 template whose generation prompt opens
+// the think block (Qwen3 Thinking-2507: the pinned Qwen3 template without
+// its enable_thinking switch and with '<|im_start|>assistant\n<think>\n')
+// renders that prompt, and a completion decodes as the whole turn, <think>
+// first. Qwen3's own template (the switch, no opener) stays qwen3.
+func TestQwen3ThinkingTemplate(t *testing.T) {
+	raw, err := os.ReadFile(pinnedPath(t, "qwen3-tokenizer"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pinned map[string]any
+	b, err := os.ReadFile(pinnedPath(t, "qwen3-tokenizer-config"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &pinned); err != nil {
+		t.Fatal(err)
+	}
+	hybrid := pinned["chat_template"].(string)
+	const gen = "{{- '<|im_start|>assistant\\n' }}\n    {%- if enable_thinking is defined and enable_thinking is false %}\n        {{- '<think>\\n\\n</think>\\n\\n' }}\n    {%- endif %}"
+	if !strings.Contains(hybrid, gen) {
+		t.Fatal("the pinned Qwen3 template's generation prompt is not the one this test rewrites")
+	}
+	thinking := strings.Replace(hybrid, gen, "{{- '<|im_start|>assistant\\n<think>\\n' }}", 1)
+	for _, c := range []struct{ tpl, want, prompt string }{
+		{hybrid, "qwen3", "<|im_start|>user\nQ<|im_end|>\n<|im_start|>assistant\n"},
+		{thinking, "qwen3-thinking", "<|im_start|>user\nQ<|im_end|>\n<|im_start|>assistant\n<think>\n"},
+	} {
+		pinned["chat_template"] = c.tpl
+		cfg, _ := json.Marshal(pinned)
+		tok, err := tokenize.Parse(raw, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := tok.ChatFormat().Name; got != c.want {
+			t.Fatalf("chat format %q, want %q", got, c.want)
+		}
+		text, _, err := tok.RenderChatWith([]tokenize.Message{{Role: "user", Content: "Q"}}, tokenize.ChatOptions{AddGenerationPrompt: true, DisableThinking: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.want == "qwen3" {
+			c.prompt += "<think>\n\n</think>\n\n" // the switch the thinking template does not have
+		}
+		if text != c.prompt {
+			t.Errorf("%s prompt %q, want %q", c.want, text, c.prompt)
+		}
+		const reply = "r</think>\n\n<answer>x</answer>"
+		got, err := tok.DecodeCompletion(tok.Encode(reply))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := reply
+		if c.want == "qwen3-thinking" {
+			want = "<think>\n" + reply
+		}
+		if got != want {
+			t.Errorf("%s completion %q, want %q", c.want, got, want)
+		}
+	}
+	if f, ok := tokenize.ChatFormatByName("qwen3-thinking"); !ok || f.Opens != "<think>\n" {
+		t.Errorf("qwen3-thinking by name: %v %q", ok, f.Opens)
+	}
+}

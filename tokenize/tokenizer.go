@@ -201,6 +201,18 @@ func mapSpan(spans []span, a, b, n, base int) [2]int {
 	return [2]int{base + int(spans[a].start), base + int(spans[b-1].end)}
 }
 
+// DecodeCompletion is the text of the assistant turn a generated completion
+// makes: the chat format's Opens (what the generation prompt already began
+// the turn with, e.g. Qwen3 Thinking-2507's "<think>\n") and ids decoded
+// without special tokens. Rewards, answers and reports read this.
+func (t *Tokenizer) DecodeCompletion(ids []int64) (string, error) {
+	s, err := t.Decode(ids, true)
+	if err != nil {
+		return "", err
+	}
+	return t.ChatFormat().Opens + s, nil
+}
+
 // Decode turns ids back into text; with skipSpecial, special added tokens
 // are left out. As in HF tokenizers, every token (added ones included) goes
 // through the decoder, and an id the vocabulary does not have is left out:
