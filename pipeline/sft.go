@@ -145,6 +145,7 @@ func TrainSFT(ctx context.Context, model *onnxpb.ModelProto, data []Sequence, pa
 		return nil, fmt.Errorf("sft: %w", err)
 	}
 	ds.Graph = tg
+	tg.ReleaseInitial = true // one trainer: its copy of the weights is the one kept
 	if err := checkSFTMemory(held, tg, cfg, progress); err != nil {
 		return nil, err
 	}

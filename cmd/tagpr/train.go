@@ -205,6 +205,7 @@ func runTrainLM(ctx context.Context, cmd *cobra.Command, o trainLMOptions) error
 		return fmt.Errorf("train lm %s: %w", modelPath, err)
 	}
 	m = nil // the export reloads it: one copy of the weights fewer while training
+	tg.ReleaseInitial = true
 	describeSelection(cmd.ErrOrStderr(), map[bool]string{true: "--lora-targets", false: "--trainable"}[o.LoRARank > 0], tg.Selected)
 	if err := checkTrainMemory(cmd, o, tg); err != nil {
 		return fmt.Errorf("train lm %s: %w", modelPath, err)

@@ -26,6 +26,12 @@ type TrainingGraph struct {
 	// Initial holds each weight's value as it was in the model (trainable
 	// and frozen).
 	Initial map[string]*onnxpb.TensorProto
+	// ReleaseInitial has NewTrainer take the trainable weights' values out
+	// of Initial once its Params hold copies of them, so the graph's are
+	// freed (4 B a parameter: 1.8 GiB of a 0.5B model) unless another model
+	// shares them; the graph then starts no second trainer. A stage that
+	// builds a graph for one run sets it.
+	ReleaseInitial bool
 	// Frozen weights are graph inputs too (see FreezeToInputs) but get no
 	// gradient.
 	Frozen []string

@@ -449,7 +449,10 @@ func newScorer(m *onnxpb.ModelProto, shapes map[string][]int64, B, T int64, opts
 	if err != nil {
 		return nil, fmt.Errorf("token scorer: %w", err)
 	}
-	return &TokenScorer{B: B, T: T, graph: g, sess: s, fed: inputs}, nil
+	// The batches' tensors are made for the graph's inputs: keep the graph
+	// without the initializers the session has copied (a model's worth of
+	// weights, or the caller's own tensors, held for nothing).
+	return &TokenScorer{B: B, T: T, graph: &onnxpb.GraphProto{Name: g.GetName(), Node: g.Node, Input: g.Input, Output: g.Output}, sess: s, fed: inputs}, nil
 }
 
 // Logprobs returns log π(token t+1 | ≤ t) for each row, [B,T-1] row-major.

@@ -87,8 +87,12 @@ func EstimateMemory(tg *TrainingGraph) MemoryEstimate {
 		if n == 0 && tg.Initial[p] != nil {
 			n = initBytes(tg.Initial[p])
 		}
-		// The trainer's slice and the graph's initial value.
-		e.Weights += 2 * n
+		// The trainer's slice, and the graph's initial value unless
+		// NewTrainer lets go of it.
+		e.Weights += n
+		if !tg.ReleaseInitial {
+			e.Weights += n
+		}
 		e.Gradients += n
 		e.Optimizer += 2 * n
 	}

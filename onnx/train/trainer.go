@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"regexp"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -70,7 +71,7 @@ type StepResult struct {
 }
 
 // NewTrainer opens a session on the training graph and takes the weights'
-// initial values from it.
+// initial values from it (with tg.ReleaseInitial, out of it).
 func NewTrainer(tg *TrainingGraph, o TrainerOptions) (*Trainer, error) {
 	if err := o.Validate(); err != nil {
 		return nil, fmt.Errorf("new trainer: %w", err)
@@ -159,6 +160,15 @@ func NewTrainer(tg *TrainingGraph, o TrainerOptions) (*Trainer, error) {
 		}
 		t.grads = append(t.grads, g)
 		t.gradT[tg.Grads[p.Name]] = gv
+	}
+	if tg.ReleaseInitial {
+		for _, p := range t.Params {
+			delete(tg.Initial, p.Name)
+		}
+		// Back to the system now: the first step's activations are ORT's
+		// (C) memory, which the Go heap's freed pages would not serve, so
+		// without this they stay resident through the step's peak.
+		debug.FreeOSMemory()
 	}
 	return t, nil
 }

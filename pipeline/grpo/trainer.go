@@ -224,6 +224,7 @@ func (t *Trainer) open(model *onnxpb.ModelProto) error {
 	if err != nil {
 		return err
 	}
+	tg.ReleaseInitial = true // one trainer: its copy of the weights is the one kept
 	genInputs := params
 	if cfg.LoRA != nil {
 		// The frozen base weights become inputs the generation session
