@@ -316,6 +316,7 @@ func rssChild(js string) (any, error) {
 		return nil, err
 	}
 	m = nil
+	tg.ReleaseInitial = true // as the stages and train lm build theirs
 	stage("built")
 	act := int64(0)
 	isOut := map[string]bool{}
