@@ -76,9 +76,11 @@ func (c OpenAIConfig) withDefaults() OpenAIConfig {
 type OpenAITeacher struct {
 	cfg      OpenAIConfig
 	endpoint string
-	shown    string // endpoint with a password in it masked: what names and errors show
-	key      string
-	client   *http.Client
+	shown    string // endpoint with a password in it masked: what errors show
+	// shownBase is the base URL so masked: what the name shows.
+	shownBase string
+	key       string
+	client    *http.Client
 	// completionTokens: the server refused max_tokens and asked for
 	// max_completion_tokens; every request after it sends that.
 	completionTokens atomic.Bool
@@ -96,7 +98,11 @@ func NewOpenAITeacher(cfg OpenAIConfig) (*OpenAITeacher, error) {
 	if cfg.Model == "" {
 		return nil, fmt.Errorf("openai teacher: no model named (set %s)", cfg.ModelKey)
 	}
-	t := &OpenAITeacher{cfg: cfg, endpoint: base + "/chat/completions", shown: RedactURL(base) + "/chat/completions", client: &http.Client{Timeout: cfg.Timeout}}
+	endpoint, err := endpointURL(base, "/chat/completions")
+	if err != nil {
+		return nil, fmt.Errorf("openai teacher: %s %q: %w", cfg.BaseURLKey, cfg.BaseURL, err)
+	}
+	t := &OpenAITeacher{cfg: cfg, endpoint: endpoint, shown: RedactURL(endpoint), shownBase: RedactURL(base), client: &http.Client{Timeout: cfg.Timeout}}
 	if cfg.APIKeyEnv != "" {
 		t.key = os.Getenv(cfg.APIKeyEnv)
 		if t.key == "" {
@@ -108,7 +114,26 @@ func NewOpenAITeacher(cfg OpenAIConfig) (*OpenAITeacher, error) {
 
 // Name is "openai:MODEL@BASEURL".
 func (t *OpenAITeacher) Name() string {
-	return "openai:" + t.cfg.Model + "@" + strings.TrimSuffix(t.shown, "/chat/completions")
+	return "openai:" + t.cfg.Model + "@" + t.shownBase
+}
+
+// endpointURL appends path (/chat/completions) to the base URL's path and
+// keeps its query (a gateway's or Azure's ?api-version=… goes after the
+// path, not before it).
+func endpointURL(base, path string) (string, error) {
+	u, err := url.Parse(base)
+	if err != nil {
+		return "", err
+	}
+	if u.Host == "" {
+		return "", fmt.Errorf("no host")
+	}
+	if u.Fragment != "" {
+		return "", fmt.Errorf("a #fragment is never sent to a server: remove it")
+	}
+	u.Path = strings.TrimRight(u.Path, "/") + path
+	u.RawPath = ""
+	return u.String(), nil
 }
 
 // Complete sends one request per prompt, at most Concurrency at a time. The
@@ -256,8 +281,9 @@ func (t *OpenAITeacher) notFoundHint(status int, raw []byte) string {
 	body := strings.ToLower(string(raw))
 	if strings.Contains(body, "model_not_found") || strings.Contains(body, "model") &&
 		(strings.Contains(body, "does not exist") || strings.Contains(body, "not found") || strings.Contains(body, "unknown")) {
-		return fmt.Sprintf(" (the server does not serve the model %s %q: set it to one the server lists at %s/models)",
-			t.cfg.ModelKey, t.cfg.Model, strings.TrimSuffix(t.shown, "/chat/completions"))
+		models, _ := endpointURL(t.shownBase, "/models")
+		return fmt.Sprintf(" (the server does not serve the model %s %q: set it to one the server lists at %s)",
+			t.cfg.ModelKey, t.cfg.Model, models)
 	}
 	if status == http.StatusNotFound {
 		return fmt.Sprintf(" (no chat-completions endpoint there: check %s %q, which usually ends in /v1)", t.cfg.BaseURLKey, RedactURL(t.cfg.BaseURL))

@@ -256,3 +256,28 @@ func TestOpenAITeacherSizeCap(t *testing.T) {
 		t.Fatalf("%d requests, want 1", hits.Load())
 	}
 }
+
+// A base URL with a query (a gateway's key, Azure's legacy api-version)
+// keeps it after the endpoint's path, not in front of it.
+func TestOpenAITeacherBaseURLQuery(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/openai/deployments/d/chat/completions" || r.URL.Query().Get("api-version") != "2024-10-21" {
+			t.Errorf("server: %s ? %s", r.URL.Path, r.URL.RawQuery)
+			http.Error(w, "not found", http.StatusNotFound)
+			return
+		}
+		chatReply(w, "ok")
+	}))
+	defer srv.Close()
+	tc, err := NewOpenAITeacher(OpenAIConfig{BaseURL: srv.URL + "/openai/deployments/d/?api-version=2024-10-21", Model: "d", Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := tc.Complete(context.Background(), onePrompt("hi"))
+	if err != nil || len(out) != 1 || out[0].Text != "ok" {
+		t.Fatalf("got %v, %v", out, err)
+	}
+	if _, err := NewOpenAITeacher(OpenAIConfig{BaseURL: srv.URL + "/v1#frag", Model: "d"}); err == nil || !strings.Contains(err.Error(), "fragment") {
+		t.Errorf("a base URL with a fragment: %v", err)
+	}
+}
