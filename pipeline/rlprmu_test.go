@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"fmt"
+	"math"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -36,8 +37,8 @@ func synthTagTrain(t *testing.T) (*datasets.SynthData, []rewardmodel.ExampleSet,
 // TestGuidedStageWithEachPRMUEncoder runs a tiny guided stage with a PRMU
 // on each text encoder: the bag of tokens, a frozen encoder and a
 // LoRA-tuned one. R_PRMU is logged, PRMU's part of the step time is logged,
-// and a step's answers reach PRMU in one call: at most one encoder run per
-// step, and a frozen encoder embeds each profile item once over the stage.
+// and a step's answers reach PRMU in one call: a frozen encoder embeds each
+// profile item and answer once over the stage, each in a run of its own.
 func TestGuidedStageWithEachPRMUEncoder(t *testing.T) {
 	mustORT(t)
 	ctx := context.Background()
@@ -117,8 +118,8 @@ func TestGuidedStageWithEachPRMUEncoder(t *testing.T) {
 				d := e.Stats()
 				runs, texts := d.Runs-before.Runs, d.Texts-before.Texts
 				msg += fmt.Sprintf("; encoder: %d runs, %d texts over %d steps (%d distinct profile items, %d labels)", runs, texts, st.Steps, len(items), len(labels))
-				if runs > st.Steps || texts > len(items)+len(labels) {
-					t.Fatalf("%s; want at most one run per step, each profile item and answer encoded at most once", msg)
+				if runs != texts || texts > len(items)+len(labels) {
+					t.Fatalf("%s; want each profile item and answer encoded at most once, each in a run of its own", msg)
 				}
 			}
 			t.Log(msg)
@@ -126,5 +127,109 @@ func TestGuidedStageWithEachPRMUEncoder(t *testing.T) {
 				t.Fatalf("summary: %s, times %+v", res.Summary.Scorer, res.Summary.Time)
 			}
 		})
+	}
+}
+
+// TestGuidedStageWithTextEncoderResumesBitForBit: a guided stage scored by a
+// frozen text encoder's PRMU, stopped after step 1 and resumed, ends with the
+// uninterrupted run's weights bit for bit. The resumed run's cache has lost
+// the texts step 1 encoded, so it encodes them again, with other texts: an
+// embedding that depended on its batch (padding) moved by ~1e-6 and the
+// weights with it.
+func TestGuidedStageWithTextEncoderResumesBitForBit(t *testing.T) {
+	mustORT(t)
+	ctx := context.Background()
+	data, sets, queriesPerUser := synthTagTrain(t)
+	set := data.Set(datasets.SynthTag, "train")
+	labels := set.Task.Labels
+	prompts := tinyRLPrompts(8)
+	for i := range prompts {
+		e := &set.Examples[i*queriesPerUser]
+		prompts[i].Kind, prompts[i].Gold = rewardmodel.Classification, e.Output
+		for _, idx := range datasets.TopKBM25(set.Task, e, 4) {
+			prompts[i].Profile = append(prompts[i].Profile, rewardmodel.ProfileItemText(set.Task, &e.Profile[idx]))
+		}
+	}
+	// Answers (what PRMU reads) the training pairs never had, of several
+	// lengths, so a batch of them is padded.
+	detok := func(ids []int64) (string, error) {
+		if len(ids) == 0 {
+			return "", nil
+		}
+		a := labels[int(ids[0])%len(labels)] + strings.Repeat(" surely and truly", 1+6*(int(ids[len(ids)-1])%4))
+		return fmt.Sprintf("<think>\n<infer_preference>the user likes %s</infer_preference>\n<conclude>%s</conclude>\n</think>\n<answer>%s</answer>", a, a, a), nil
+	}
+	quiet := RLPolicy{}.Session
+	quiet.IntraOpThreads = 1
+	r := rewardmodel.PRMURecipe{TopK: 4, Config: rewardmodel.PRMUConfig{Encoder: &rewardmodel.PRMUEncoder{Dir: encoderFixture, Tuning: rewardmodel.TuneFrozen}},
+		Train: rewardmodel.PRMUTrainOptions{Steps: 20, PairsPerStep: 8, Seed: 1, Session: quiet}}
+	p, _, _, err := rewardmodel.TrainPRMUOnSets(ctx, sets, nil, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prmuDir := filepath.Join(t.TempDir(), "prmu")
+	if err := p.Save(prmuDir); err != nil {
+		t.Fatal(err)
+	}
+	p.Close()
+	st := tinyRLStage()
+	st.Name, st.Reward, st.Weights, st.Rewards, st.Steps, st.PromptsPerStep, st.NumGenerations, st.CheckpointEvery = "guided", RewardGuided, rewardmodel.DefaultWeights(), nil, 3, 4, 4, 1
+	run := func(dir string, stopAfter int) *RLResult {
+		// A fresh load per process, as a rerun of the command makes.
+		p, err := rewardmodel.LoadPRMU(prmuDir, quiet)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer p.Close()
+		pol := tinyRLPolicy(t)
+		pol.Detokenize = detok
+		cctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		res, err := TrainRL(cctx, st, pol, prompts, TagPRRewards(rewardmodel.DefaultTaxonomy(), p), dir, func(pr train.Progress) {
+			if stopAfter > 0 && pr.Step == stopAfter && pr.Note == "" {
+				cancel()
+			}
+		})
+		if stopAfter > 0 {
+			if err != context.Canceled {
+				t.Fatalf("interrupted run: %v, want context.Canceled", err)
+			}
+			return nil
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	wholeDir := filepath.Join(t.TempDir(), "rl")
+	whole := run(wholeDir, 0)
+	dir := filepath.Join(t.TempDir(), "rl")
+	run(dir, 1)
+	resumed := run(dir, 0)
+	// The rewards first: R_PRMU of every step to the last bit.
+	logs := func(dir string) []RLStepLog {
+		l, err := train.ReadLog[RLStepLog](filepath.Join(dir, rlCheckpointDir, grpo.LogFile))
+		if err != nil || len(l) != st.Steps {
+			t.Fatalf("%s: %d step logs, %v", dir, len(l), err)
+		}
+		return l
+	}
+	wl, rl := logs(wholeDir), logs(dir)
+	for i := range wl {
+		w, r := wl[i].Rewards[RewardPRMU], rl[i].Rewards[RewardPRMU]
+		if math.Float64bits(w.Mean) != math.Float64bits(r.Mean) || math.Float64bits(w.Std) != math.Float64bits(r.Std) {
+			t.Fatalf("step %d: R_PRMU mean %v std %v resumed, %v %v uninterrupted", wl[i].Step, r.Mean, r.Std, w.Mean, w.Std)
+		}
+	}
+	if len(whole.Weights) == 0 || len(resumed.Weights) != len(whole.Weights) {
+		t.Fatalf("%d and %d weights", len(whole.Weights), len(resumed.Weights))
+	}
+	for name, w := range whole.Weights {
+		got := resumed.Weights[name]
+		for i := range w {
+			if math.Float32bits(got[i]) != math.Float32bits(w[i]) {
+				t.Fatalf("weight %s[%d]: resumed %v, uninterrupted %v", name, i, got[i], w[i])
+			}
+		}
 	}
 }

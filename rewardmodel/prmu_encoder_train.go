@@ -187,10 +187,10 @@ func newFrozenFeed(ctx context.Context, enc *TextEncoder, cache *EmbeddingCache,
 	}
 	f := &frozenFeed{}
 	var err error
-	if f.items, f.chosen, err = embedRows(ctx, enc, cache, cfg.MaxItems, profiles, chosen); err != nil {
+	if f.items, f.chosen, err = embedRows(ctx, enc, cache, cfg.MaxItems, profiles, chosen, encoderRunTexts); err != nil {
 		return nil, err
 	}
-	if _, f.rejected, err = embedRows(ctx, enc, cache, 0, profiles, rejected); err != nil {
+	if _, f.rejected, err = embedRows(ctx, enc, cache, 0, profiles, rejected, encoderRunTexts); err != nil {
 		return nil, err
 	}
 	K := 1

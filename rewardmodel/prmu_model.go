@@ -33,11 +33,17 @@ const (
 )
 
 // prmuScoreBatch bounds the rows of one scoring run; encoderRunTexts the
-// texts of one encoder run (a step's responses and any new profile items
-// go in one run up to it).
+// texts of one encoder run in training (a step's responses and any new
+// profile items go in one run up to it). Scoring encodes each new text in
+// a run of its own (scoreRunTexts): a text's embedding then depends on the
+// text alone, not on what else was encoded with it (a batch's padding moves
+// it by ~1e-6), so an RL stage resumed after an interruption, which encodes
+// again the texts its cache lost, gets the same rewards and ends with the
+// same weights bit for bit.
 const (
 	prmuScoreBatch  = 128
 	encoderRunTexts = 256
+	scoreRunTexts   = 1
 )
 
 // PRMU is a loaded reward model: its graph in an ORT session and its text
@@ -389,12 +395,12 @@ func (p *PRMU) runHead(in map[string]ort.Value, n int) ([]float64, error) {
 	return out, nil
 }
 
-// embedRows looks up (or encodes) the embedding of every text the rows
-// read: each profile's first maxItems items (a blank item is nil: no item)
-// and each response, texts trimmed. The responses go last, so new ones share
-// one encoder run (up to encoderRunTexts of them), with new items when they
-// fit.
-func embedRows(ctx context.Context, enc *TextEncoder, cache *EmbeddingCache, maxItems int, profiles [][]string, responses []string) (items [][][]float32, resp [][]float32, err error) {
+// embedRows looks up (or encodes, in runs of up to batch texts) the
+// embedding of every text the rows read: each profile's first maxItems
+// items (a blank item is nil: no item) and each response, texts trimmed.
+// The responses go last, so new ones share one encoder run (up to batch of
+// them), with new items when they fit.
+func embedRows(ctx context.Context, enc *TextEncoder, cache *EmbeddingCache, maxItems int, profiles [][]string, responses []string, batch int) (items [][][]float32, resp [][]float32, err error) {
 	var texts []string
 	for i := range responses {
 		for _, it := range profiles[i][:min(len(profiles[i]), maxItems)] {
@@ -407,7 +413,7 @@ func embedRows(ctx context.Context, enc *TextEncoder, cache *EmbeddingCache, max
 	for _, r := range responses {
 		texts = append(texts, strings.TrimSpace(r))
 	}
-	vecs, err := cache.Embed(ctx, enc, texts, encoderRunTexts)
+	vecs, err := cache.Embed(ctx, enc, texts, batch)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -428,7 +434,7 @@ func embedRows(ctx context.Context, enc *TextEncoder, cache *EmbeddingCache, max
 // scoreEmbedded scores through the text encoder: embeddings first (cached
 // or encoded), then the head in runs of up to prmuScoreBatch rows.
 func (p *PRMU) scoreEmbedded(ctx context.Context, profiles [][]string, responses []string) ([]float64, error) {
-	items, resp, err := embedRows(ctx, p.enc, p.cache, p.Config.MaxItems, profiles, responses)
+	items, resp, err := embedRows(ctx, p.enc, p.cache, p.Config.MaxItems, profiles, responses, scoreRunTexts)
 	if err != nil {
 		return nil, err
 	}

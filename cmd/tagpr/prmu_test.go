@@ -142,8 +142,8 @@ func TestPRMUWithEncoder(t *testing.T) {
 	if err := limited.Run(); err != nil || !strings.Contains(lout.String(), `response "words never cached before"`) || !strings.Contains(lerr.String(), "not saved") {
 		t.Fatalf("prmu score with an unwritable cache: %v\nstdout:\n%s\nstderr:\n%s\nwant the score, exit 0 and a warning that the embeddings were not saved", err, lout.String(), lerr.String())
 	}
-	if !strings.Contains(first, "encoder: 3 texts encoded in 1 runs") || !strings.Contains(second, "encoder: 0 texts encoded in 0 runs") {
-		t.Fatalf("first score run:\n%s\nsecond:\n%s\nwant the new texts encoded once, in one run, then nothing", first, second)
+	if !strings.Contains(first, "encoder: 3 texts encoded in 3 runs") || !strings.Contains(second, "encoder: 0 texts encoded in 0 runs") {
+		t.Fatalf("first score run:\n%s\nsecond:\n%s\nwant the new texts encoded once, each in a run of its own, then nothing", first, second)
 	}
 	if _, stderr, err := runTagpr(t, ".", nil, "prmu", "train", "--out", filepath.Join(dir, "x"), "--users", "60", "--steps", "1", "--encoder", enc, "--encoder-tuning", "full"); err == nil || !strings.Contains(stderr, "encoder.tuning") {
 		t.Fatalf("bad tuning: err %v, stderr %q", err, stderr)
