@@ -34,6 +34,22 @@ func synthTagTrain(t *testing.T) (*datasets.SynthData, []rewardmodel.ExampleSet,
 	return data, sets, sc.QueriesPerUser
 }
 
+// guidedPrompts are n tiny RL prompts, one per user of the synthetic
+// tagging task, each with its first example's gold and its 4 profile items
+// BM25 ranks first for it.
+func guidedPrompts(data *datasets.SynthData, queriesPerUser, n int) []RLPrompt {
+	set := data.Set(datasets.SynthTag, "train")
+	prompts := tinyRLPrompts(n)
+	for i := range prompts {
+		e := &set.Examples[i*queriesPerUser] // one example per user
+		prompts[i].Kind, prompts[i].Gold = rewardmodel.Classification, e.Output
+		for _, idx := range datasets.TopKBM25(set.Task, e, 4) {
+			prompts[i].Profile = append(prompts[i].Profile, rewardmodel.ProfileItemText(set.Task, &e.Profile[idx]))
+		}
+	}
+	return prompts
+}
+
 // TestGuidedStageWithEachPRMUEncoder runs a tiny guided stage with a PRMU
 // on each text encoder: the bag of tokens, a frozen encoder and a
 // LoRA-tuned one. R_PRMU is logged, PRMU's part of the step time is logged,
@@ -43,16 +59,11 @@ func TestGuidedStageWithEachPRMUEncoder(t *testing.T) {
 	mustORT(t)
 	ctx := context.Background()
 	data, sets, queriesPerUser := synthTagTrain(t)
-	set := data.Set(datasets.SynthTag, "train")
-	labels := set.Task.Labels
-	prompts := tinyRLPrompts(8)
+	labels := data.Set(datasets.SynthTag, "train").Task.Labels
+	prompts := guidedPrompts(data, queriesPerUser, 8)
 	items := map[string]bool{}
-	for i := range prompts {
-		e := &set.Examples[i*queriesPerUser] // one example per user
-		prompts[i].Kind, prompts[i].Gold = rewardmodel.Classification, e.Output
-		for _, idx := range datasets.TopKBM25(set.Task, e, 4) {
-			it := rewardmodel.ProfileItemText(set.Task, &e.Profile[idx])
-			prompts[i].Profile = append(prompts[i].Profile, it)
+	for _, p := range prompts {
+		for _, it := range p.Profile {
 			items[it] = true
 		}
 	}
@@ -140,16 +151,8 @@ func TestGuidedStageWithTextEncoderResumesBitForBit(t *testing.T) {
 	mustORT(t)
 	ctx := context.Background()
 	data, sets, queriesPerUser := synthTagTrain(t)
-	set := data.Set(datasets.SynthTag, "train")
-	labels := set.Task.Labels
-	prompts := tinyRLPrompts(8)
-	for i := range prompts {
-		e := &set.Examples[i*queriesPerUser]
-		prompts[i].Kind, prompts[i].Gold = rewardmodel.Classification, e.Output
-		for _, idx := range datasets.TopKBM25(set.Task, e, 4) {
-			prompts[i].Profile = append(prompts[i].Profile, rewardmodel.ProfileItemText(set.Task, &e.Profile[idx]))
-		}
-	}
+	labels := data.Set(datasets.SynthTag, "train").Task.Labels
+	prompts := guidedPrompts(data, queriesPerUser, 8)
 	// Answers (what PRMU reads) the training pairs never had, of several
 	// lengths, so a batch of them is padded.
 	detok := func(ids []int64) (string, error) {
