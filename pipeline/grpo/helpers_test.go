@@ -76,6 +76,28 @@ func trainTo(ctx context.Context, t testing.TB, cfg Config, prompts []Prompt, o 
 	return err
 }
 
+// interruptAfter trains until step n is done and stops there as Ctrl-C
+// does (the run must return context.Canceled): a resume test's first run.
+// o's own OnStep still hears every step.
+func interruptAfter(t testing.TB, n int, cfg Config, prompts []Prompt, o Options, rewards ...Reward) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	next := o.Callbacks.OnStep
+	o.Callbacks.OnStep = func(step int, s []Scored) error {
+		if step == n {
+			cancel()
+		}
+		if next != nil {
+			return next(step, s)
+		}
+		return nil
+	}
+	if err := trainTo(ctx, t, cfg, prompts, o, rewards...); err != context.Canceled {
+		t.Fatalf("run stopped after step %d: %v, want context.Canceled", n, err)
+	}
+}
+
 // meanReward is the mean of the steps' mean rewards.
 func meanReward(ls []StepLog) float64 {
 	s := 0.0

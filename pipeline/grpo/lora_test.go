@@ -2,7 +2,6 @@ package grpo
 
 import (
 	"bytes"
-	"context"
 	"math"
 	"strings"
 	"testing"
@@ -109,17 +108,7 @@ func TestLoRAResumeIsBitIdentical(t *testing.T) {
 	want := run(t, cfg, prompts, tinyOptions())
 
 	cfg.OutputDir = t.TempDir()
-	ctx, cancel := context.WithCancel(context.Background())
-	o := tinyOptions()
-	o.Callbacks.OnStep = func(step int, _ []Scored) error {
-		if step == 3 {
-			cancel()
-		}
-		return nil
-	}
-	if err := trainTo(ctx, t, cfg, prompts, o, targetShare); err != context.Canceled {
-		t.Fatalf("first run: %v, want context.Canceled", err)
-	}
+	interruptAfter(t, 3, cfg, prompts, tinyOptions(), targetShare)
 	got := run(t, cfg, prompts, tinyOptions())
 	if len(got.Weights) != len(want.Weights) {
 		t.Fatalf("%d weights resumed, %d uninterrupted", len(got.Weights), len(want.Weights))

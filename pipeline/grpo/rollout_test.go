@@ -89,17 +89,7 @@ func TestDynamicSamplingResumes(t *testing.T) {
 	trainOnce := func(ctx context.Context, cfg Config, o Options) error {
 		return trainTo(ctx, t, cfg, prompts, o, solvedPrompts)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	o := tinyOptions()
-	o.Callbacks.OnStep = func(step int, _ []Scored) error {
-		if step == 2 {
-			cancel()
-		}
-		return nil
-	}
-	if err := trainOnce(ctx, cfg, o); err != context.Canceled {
-		t.Fatalf("first run: %v, want context.Canceled", err)
-	}
+	interruptAfter(t, 2, cfg, prompts, tinyOptions(), solvedPrompts)
 	other := cfg
 	other.DynamicSamplingRounds = 1
 	if err := trainOnce(context.Background(), other, tinyOptions()); err == nil || !strings.Contains(err.Error(), "dynamic_sampling_rounds") {

@@ -240,20 +240,9 @@ func TestResumeIsBitIdentical(t *testing.T) {
 	trainOnce := func(ctx context.Context, rewards ...Reward) error {
 		return trainTo(ctx, t, cfg, prompts, o, rewards...)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	stopAfter3 := o.Callbacks.OnStep
-	o.Callbacks.OnStep = func(step int, s []Scored) error {
-		if step == 3 {
-			cancel() // Ctrl-C between steps 3 and 4
-		}
-		return stopAfter3(step, s)
-	}
-	if err := trainOnce(ctx, targetShare); err != context.Canceled {
-		t.Fatalf("first run: %v, want context.Canceled", err)
-	}
-	o.Callbacks.OnStep = stopAfter3
+	interruptAfter(t, 3, cfg, prompts, o, targetShare) // Ctrl-C between steps 3 and 4
 	// Resumed at step 4; cancelled while scoring step 5.
-	ctx, cancel = context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(context.Background())
 	if err := trainOnce(ctx, &cancelOnCall{Reward: targetShare, at: 2, cancel: cancel}); err != context.Canceled {
 		t.Fatalf("second run: %v, want context.Canceled", err)
 	}
