@@ -97,7 +97,7 @@ type Request struct {
 	StopStrings []string
 	Detokenize  func(ids []int64) string
 	// LogProbs reports each token's log-probability under the model (raw
-	// logits: temperature 1, no top-k/top-p), and TopLogProbs (0-20) the
+	// logits: temperature 1, no top-k/top-p, no penalties), and TopLogProbs (0-20) the
 	// most likely alternatives at each position.
 	LogProbs    bool
 	TopLogProbs int
@@ -137,6 +137,7 @@ type seqRow struct {
 	j    *job
 	comp Completion
 	rng  *rand.Rand
+	seen *seenTokens // for the penalties (nil: none apply)
 	// the pick of the last step
 	tok int
 	lp  float32
@@ -465,10 +466,17 @@ func (b *Batcher) join(ctx context.Context, jobs []*job) {
 	var fresh []*seqRow
 	var src []int // the prompt row in pre of each fresh row
 	for i, j := range jobs {
+		var ids []int32
+		if j.req.penaltiesOn() {
+			ids = promptIDs(j.req.Prompt)
+		}
 		for s := 0; s < j.req.N; s++ {
 			r := &seqRow{j: j, comp: Completion{Sample: s, Tokens: make([]int64, 0, min(j.req.MaxNewTokens, 256))}}
 			if !j.req.Greedy() {
 				r.rng = rowRNG(j.req.Seed, 0, s)
+			}
+			if ids != nil {
+				r.seen = &seenTokens{prompt: ids}
 			}
 			fresh = append(fresh, r)
 			src = append(src, i)
@@ -603,11 +611,11 @@ func (b *Batcher) pick(g *gen, rows []*seqRow, logits []float32) error {
 			return errNonFinite(b.m.label, i, len(r.comp.Tokens))
 		}
 		q := &r.j.req
-		if q.Greedy() {
-			r.tok = h.argmax(i, logits[i*V:(i+1)*V])
-		} else {
-			r.tok = b.picker.sample(h.probs[i*V:(i+1)*V], h.blockRow(i, V), h.rowSum(i, V), q.Sampling, r.rng)
+		inv := 1.0
+		if !q.Greedy() {
+			inv = float64(b.invT[i])
 		}
+		r.tok = b.picker.pickToken(h, i, logits[i*V:(i+1)*V], q.Sampling, inv, r.rng, r.seen)
 		r.lp, r.top = 0, nil
 		if q.LogProbs || q.TopLogProbs > 0 {
 			row := h.logp[i*V : (i+1)*V]
@@ -634,6 +642,9 @@ func (b *Batcher) accept(r *seqRow) bool {
 	}
 	c := &r.comp
 	c.Tokens = append(c.Tokens, int64(r.tok))
+	if r.seen != nil {
+		r.seen.add(r.tok)
+	}
 	if j.req.LogProbs {
 		c.LogProbs = append(c.LogProbs, r.lp)
 	}

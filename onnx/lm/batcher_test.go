@@ -48,6 +48,9 @@ func TestBatcherJoinsRunningBatch(t *testing.T) {
 				if i%3 == 1 {
 					reqs[i].Sampling, reqs[i].Seed, reqs[i].N = Sampling{Temperature: 0.8, TopP: 0.9}, uint64(i), 2
 				}
+				if i%4 == 3 { // penalties, greedy or sampled
+					reqs[i].RepetitionPenalty, reqs[i].FrequencyPenalty, reqs[i].PresencePenalty = 1.3, 0.4, 0.2
+				}
 			}
 			// The first request is admitted alone and waits for the model;
 			// the others queue meanwhile and join its running batch at the

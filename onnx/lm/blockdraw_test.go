@@ -182,7 +182,7 @@ func drawLogProbsStep(t *testing.T, m *Model, prompts [][]int64, q graphHeadReq,
 		for r := 0; r < B; r++ {
 			row := last[r*V : (r+1)*V]
 			for d := 0; d < 40; d++ {
-				rp.pickRow(r, h, last, V, s, rowRNG(7, r, d), true, p)
+				rp.setToken(r, p.pickToken(h, r, row, s, float64(q.inv), rowRNG(7, r, d), nil), h, row, true)
 				tok := rp.tok[r]
 				want := logSoftmaxAt(row, int64(tok))
 				rel := math.Abs(rp.lp[r]-want) / math.Abs(want)

@@ -59,7 +59,8 @@ type Completion struct {
 	Prompt, Sample int // which prompt, and which of its NumGenerations
 	Tokens         []int64
 	// LogProbs[i] is log softmax(logits)[Tokens[i]] of the raw model
-	// distribution (temperature 1, no top-k/top-p), nil with NoLogProbs.
+	// distribution (temperature 1, no top-k/top-p, no penalties), nil with
+	// NoLogProbs.
 	LogProbs []float32
 	Finish   FinishReason
 	Stop     string // the stop string matched, with FinishStop
@@ -132,6 +133,17 @@ func (m *Model) Generate(ctx context.Context, prompts [][]int64, o GenerateOptio
 			rngs[r] = rowRNG(o.Seed, p, s)
 		}
 	}
+	// seen is each row's tokens for the penalties (nil: none apply).
+	var seen []*seenTokens
+	if o.penaltiesOn() {
+		seen = make([]*seenTokens, B)
+		for p, pr := range prompts {
+			ids := promptIDs(pr)
+			for s := 0; s < G; s++ {
+				seen[p*G+s] = &seenTokens{prompt: ids}
+			}
+		}
+	}
 	for _, pr := range prompts {
 		st.PromptTokens += len(pr)
 	}
@@ -200,7 +212,7 @@ func (m *Model) Generate(ctx context.Context, prompts [][]int64, o GenerateOptio
 			// more than it saves.
 			par = 1
 		}
-		rp.pick(h, par, last, V, done, o.Sampling, rngs, !o.NoLogProbs)
+		rp.pick(h, par, last, V, done, o.Sampling, float64(hq.inv), rngs, seen, !o.NoLogProbs)
 		st.Pick += time.Since(t1)
 		for r := range row {
 			if done[r] {
@@ -211,6 +223,9 @@ func (m *Model) Generate(ctx context.Context, prompts [][]int64, o GenerateOptio
 			c.Tokens = append(c.Tokens, int64(tok))
 			if !o.NoLogProbs {
 				c.LogProbs = append(c.LogProbs, float32(lp))
+			}
+			if seen != nil {
+				seen[r].add(tok)
 			}
 			st.GeneratedTokens++
 			switch {
@@ -241,8 +256,14 @@ func (m *Model) Generate(ctx context.Context, prompts [][]int64, o GenerateOptio
 			}
 			for j, r := range keep {
 				row[j], rngs[j], done[j] = row[r], rngs[r], false
+				if seen != nil {
+					seen[j] = seen[r]
+				}
 			}
 			row, rngs, done = row[:active], rngs[:active], done[:active]
+			if seen != nil {
+				seen = seen[:active]
+			}
 			st.Compactions++
 		}
 		ids := g.ids(1)
@@ -279,35 +300,43 @@ func newRowPicker(B int) *rowPicker {
 }
 
 // pick fills tok and lp for the rows not done; last is the [B,V] logits the
-// head ran on.
-func (rp *rowPicker) pick(h *headOut, par int, last []float32, V int, done []bool, s Sampling, rngs []*rand.Rand, withLP bool) {
+// head ran on (at inverse temperature inv); seen (nil: no penalties) is
+// each row's tokens.
+func (rp *rowPicker) pick(h *headOut, par int, last []float32, V int, done []bool, s Sampling, inv float64, rngs []*rand.Rand, seen []*seenTokens, withLP bool) {
 	if len(rp.pickers) < par {
 		rp.pickers = make([]picker, par)
 	}
 	splitRows(len(done), par, func(k, lo, hi int) {
 		for r := lo; r < hi; r++ {
-			if !done[r] {
-				rp.pickRow(r, h, last, V, s, rngs[r], withLP, &rp.pickers[k])
+			if done[r] {
+				continue
 			}
+			var sr *seenTokens
+			if seen != nil {
+				sr = seen[r]
+			}
+			row := last[r*V : (r+1)*V]
+			rp.setToken(r, rp.pickers[k].pickToken(h, r, row, s, inv, rngs[r], sr), h, row, withLP)
 		}
 	})
 }
 
-func (rp *rowPicker) pickRow(r int, h *headOut, last []float32, V int, s Sampling, rng *rand.Rand, withLP bool, p *picker) {
-	var tok int
-	if s.Greedy() {
-		tok = h.argmax(r, last[r*V:(r+1)*V])
-	} else {
-		tok = p.sample(h.probs[r*V:(r+1)*V], h.blockRow(r, V), h.rowSum(r, V), s, rng)
-	}
+// setToken records row r's token and, withLP, its raw log-prob (row is
+// its logits).
+func (rp *rowPicker) setToken(r, tok int, h *headOut, row []float32, withLP bool) {
 	rp.tok[r] = tok
+	V := len(row)
 	switch {
 	case !withLP:
 	case h.kind.rawLogProbs():
 		rp.lp[r] = float64(h.logp[r*V+tok])
+	case h.probs[r*V+tok] == 0:
+		// Drawn where the head's float32 probability underflowed: only
+		// with penalties, which moved the mass there (sampleAdjusted).
+		rp.lp[r] = rawLogProb(row, tok)
 	default: // untempered sampling: probs is the model's distribution
-		// A drawn token has probs > 0 (the draws skip zeros), so this is
-		// finite; the row sum is the draw's.
+		// A drawn token has probs > 0 here, so this is finite; the row
+		// sum is the draw's.
 		rp.lp[r] = math.Log(float64(h.probs[r*V+tok]) / h.rowSum(r, V))
 	}
 }

@@ -8,8 +8,8 @@ import (
 )
 
 // Sampling chooses how the next token is picked from the logits, in the
-// order Hugging Face applies its processors: temperature, then top-k, then
-// top-p.
+// order Hugging Face and vLLM apply their processors: the penalties, then
+// temperature, then top-k, then top-p.
 type Sampling struct {
 	// Temperature <= 0 means greedy (argmax; ties go to the lowest id).
 	Temperature float64
@@ -18,6 +18,17 @@ type Sampling struct {
 	// TopP in (0,1) keeps the smallest set of most likely tokens whose
 	// probability reaches TopP (nucleus sampling); 0 or 1 turns it off.
 	TopP float64
+	// RepetitionPenalty is transformers' repetition_penalty (and vLLM's):
+	// the logit of every token in the prompt or generated so far is
+	// divided by it when positive and multiplied by it otherwise. 0 or 1
+	// turns it off. It applies to greedy decoding too.
+	RepetitionPenalty float64
+	// FrequencyPenalty and PresencePenalty are OpenAI's (as vLLM applies
+	// them, after the repetition penalty): a token generated n > 0 times so
+	// far (the prompt does not count) has n·FrequencyPenalty +
+	// PresencePenalty subtracted from its logit. 0 turns each off;
+	// negative values favour repeats.
+	FrequencyPenalty, PresencePenalty float64
 }
 
 // Greedy reports whether no randomness is involved.
@@ -47,6 +58,17 @@ func (s Sampling) validate() error {
 	if !(s.TopP >= 0 && s.TopP <= 1) {
 		return fmt.Errorf("top_p %v is outside [0, 1] (0 or 1 turns it off)", s.TopP)
 	}
+	if r := s.RepetitionPenalty; !(r >= 0) || math.IsInf(r, 0) {
+		return fmt.Errorf("repetition_penalty %v is not a finite number > 0 (1 or 0 turns it off)", r)
+	}
+	for _, p := range []struct {
+		name string
+		v    float64
+	}{{"frequency_penalty", s.FrequencyPenalty}, {"presence_penalty", s.PresencePenalty}} {
+		if math.IsNaN(p.v) || math.IsInf(p.v, 0) {
+			return fmt.Errorf("%s %v is not a finite number (0 turns it off)", p.name, p.v)
+		}
+	}
 	return nil
 }
 
@@ -66,6 +88,10 @@ type candidate struct {
 // picker holds scratch space reused across rows and steps.
 type picker struct {
 	cands []candidate
+	// a row's probabilities and block sums with the penalties applied
+	// (sampleAdjusted), and the tokens they change
+	probs, blocks []float32
+	mods          []adjusted
 }
 
 // sample draws a token from one row of probabilities (the decode head's
