@@ -121,6 +121,56 @@ func TestImportMatchesPyTorch(t *testing.T) {
 	}
 }
 
+// Greedy decoding with transformers' repetition_penalty on every fixture
+// checkpoint gives transformers' ids (penalty_reference.json, written by
+// scripts/fixtures/hf_penalty_reference.py, whose penalty changes every
+// model's plain greedy continuation).
+func TestImportedRepetitionPenaltyMatchesTransformers(t *testing.T) {
+	for _, name := range []string{"qwen2", "qwen3", "qwen3-tied", "mistral"} {
+		t.Run(name, func(t *testing.T) {
+			dir := filepath.Join(fixtures, name)
+			b, err := os.ReadFile(filepath.Join(dir, "penalty_reference.json"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var want struct {
+				Penalty      float64   `json:"repetition_penalty"`
+				MaxNewTokens int       `json:"max_new_tokens"`
+				NewIDs       [][]int64 `json:"new_ids"`
+				PlainNewIDs  [][]int64 `json:"plain_new_ids"`
+			}
+			if err := json.Unmarshal(b, &want); err != nil {
+				t.Fatal(err)
+			}
+			out := t.TempDir()
+			if _, err := Import(dir, out, ImportOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			m, err := lm.Load(out, lm.LoadOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close()
+			prompts := readReference(t, dir).prompts()
+			for _, c := range []struct {
+				penalty float64
+				want    [][]int64
+			}{{want.Penalty, want.NewIDs}, {1, want.PlainNewIDs}} {
+				o := lm.GenerateOptions{MaxNewTokens: want.MaxNewTokens, EOS: []int64{2}, Sampling: lm.Sampling{RepetitionPenalty: c.penalty}}
+				comps, _, err := m.Generate(context.Background(), prompts, o)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for r, comp := range comps {
+					if !slices.Equal(comp.Tokens, c.want[r]) {
+						t.Errorf("repetition_penalty %g row %d: greedy %v, transformers %v", c.penalty, r, comp.Tokens, c.want[r])
+					}
+				}
+			}
+		})
+	}
+}
+
 // External data: the weights streamed to model.onnx.data give the same model.
 func TestImportExternalData(t *testing.T) {
 	dir := filepath.Join(fixtures, "qwen3")
