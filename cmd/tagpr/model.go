@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -143,8 +144,10 @@ func modelGenerateCmd() *cobra.Command {
 			"chat_template_kwargs {\"enable_thinking\": false}). Each flag may repeat: one prompt each,\n" +
 			"numbered --ids first, then --prompt, then --chat.\n" +
 			"Prints each completion's text (token ids when there is no tokenizer); timings go to stderr.\n" +
-			"--temperature, --top-p and --top-k default to the model's generation_config.json (do_sample false: greedy),\n" +
-			"as `tagpr serve` does for requests; without them there, generation is greedy.\n\n" +
+			"--temperature, --top-p, --top-k and --repetition-penalty default to the model's generation_config.json\n" +
+			"(do_sample false: greedy; its repetition_penalty applies to greedy decoding too, as in transformers), as\n" +
+			"`tagpr serve` does for requests; without them there, generation is greedy and unpenalized.\n" +
+			"--frequency-penalty and --presence-penalty are OpenAI's (over the tokens generated so far, as vLLM applies them).\n\n" +
 			"--json prints {\"completions\": [{\"prompt\", \"sample\", \"text\", \"token_ids\", \"logprobs\" (natural log of\n" +
 			"each token's probability), \"finish_reason\" (eos | stop | length), \"stop\" (the stop string matched)}],\n" +
 			"\"stats\": {\"sequences\", \"prompt_tokens\", \"generated_tokens\", \"prefill_runs\", \"decode_steps\",\n" +
@@ -165,6 +168,12 @@ func modelGenerateCmd() *cobra.Command {
 				return fmt.Errorf("--num-generations %d: want ≥ 1", o.NumGenerations)
 			case o.MaxNewTokens < 1:
 				return fmt.Errorf("--max-new-tokens %d: want ≥ 1", o.MaxNewTokens)
+			case !(o.RepetitionPenalty > 0 && o.RepetitionPenalty <= math.MaxFloat64):
+				return fmt.Errorf("--repetition-penalty %v: want a finite number > 0 (1: off)", o.RepetitionPenalty)
+			case !(o.FrequencyPenalty >= -2 && o.FrequencyPenalty <= 2):
+				return fmt.Errorf("--frequency-penalty %v: want -2 to 2 (0: off)", o.FrequencyPenalty)
+			case !(o.PresencePenalty >= -2 && o.PresencePenalty <= 2):
+				return fmt.Errorf("--presence-penalty %v: want -2 to 2 (0: off)", o.PresencePenalty)
 			}
 			for i, s := range stops {
 				if s == "" {
@@ -243,6 +252,9 @@ func modelGenerateCmd() *cobra.Command {
 	f.Float64Var(&o.Temperature, "temperature", 0, "sampling temperature (0: greedy; left out: generation_config.json's, else 0)")
 	f.IntVar(&o.TopK, "top-k", 0, "keep the k most likely tokens (0: off; left out: generation_config.json's, else off)")
 	f.Float64Var(&o.TopP, "top-p", 0, "nucleus sampling mass (0 or 1: off; left out: generation_config.json's, else off)")
+	f.Float64Var(&o.RepetitionPenalty, "repetition-penalty", 1, "transformers' repetition_penalty over the prompt's and the generated tokens (1: off; left out: generation_config.json's, else off)")
+	f.Float64Var(&o.FrequencyPenalty, "frequency-penalty", 0, "subtract this times each generated token's count from its logit (-2 to 2, 0: off)")
+	f.Float64Var(&o.PresencePenalty, "presence-penalty", 0, "subtract this from the logit of each token generated so far (-2 to 2, 0: off)")
 	f.Uint64Var(&o.Seed, "seed", 0, "sampling seed")
 	f.BoolVar(&o.IgnoreEOS, "ignore-eos", false, "do not stop at EOS")
 	f.BoolVar(&asJSON, "json", false, "print JSON (snake_case keys; see above)")
@@ -280,7 +292,8 @@ func (g *generateModel) fitsMemory(prompts [][]int64, o lm.GenerateOptions) erro
 }
 
 // samplingDefaults fills the sampling flags left out from the model's
-// generation_config.json (do_sample, temperature, top_p, top_k), as
+// generation_config.json (do_sample, temperature, top_p, top_k,
+// repetition_penalty), as
 // `tagpr serve` does for requests, and says so on stderr; with none there,
 // generation stays greedy.
 func (g *generateModel) samplingDefaults(cmd *cobra.Command, o *lm.GenerateOptions) error {
@@ -307,6 +320,9 @@ func (g *generateModel) samplingDefaults(cmd *cobra.Command, o *lm.GenerateOptio
 	if !fl.Changed("top-k") {
 		o.TopK, used["top_k"] = d.TopK, d.FromFile["top_k"]
 	}
+	if !fl.Changed("repetition-penalty") && d.FromFile["repetition_penalty"] {
+		o.RepetitionPenalty, used["repetition_penalty"] = d.RepetitionPenalty, true
+	}
 	d.Sampling, d.FromFile = o.Sampling, used
 	if o.Greedy() && (fl.Changed("top-p") && o.TopP > 0 && o.TopP < 1 || fl.Changed("top-k") && o.TopK > 0) {
 		// As transformers warns when do_sample is false: the filters only
@@ -318,6 +334,8 @@ func (g *generateModel) samplingDefaults(cmd *cobra.Command, o *lm.GenerateOptio
 		fmt.Fprintf(cmd.ErrOrStderr(), "model generate: %s; give --temperature to sample\n", f)
 	case f != "" && o.Temperature > 0: // greedy by the flag: the file's top_p/top_k do nothing
 		fmt.Fprintf(cmd.ErrOrStderr(), "model generate: %s (the sampling flags left out; --temperature 0 for greedy)\n", f)
+	case used["repetition_penalty"]: // greedy by the flag, still penalized, as transformers does
+		fmt.Fprintf(cmd.ErrOrStderr(), "model generate: repetition_penalty %g from %s (--repetition-penalty 1 turns it off)\n", o.RepetitionPenalty, d.File)
 	}
 	return nil
 }

@@ -244,13 +244,15 @@ func TestServeSecondSignalExitsAtOnce(t *testing.T) {
 }
 
 // With the model's generation_config.json giving sampling defaults (Qwen3's,
-// plus a repetition_penalty tagpr does not implement), `model generate`
-// without the flags and a request without temperature/top_p/top_k sample
-// with them, both say so (the file's other key is warned about), and the
-// flags or the request's values win.
+// plus Qwen2.5's repetition_penalty and a min_p tagpr does not implement),
+// `model generate` without the flags and a request without
+// temperature/top_p/top_k/repetition_penalty sample with them, both say so
+// (the file's other key is warned about), and the flags or the request's
+// values win; greedy decoding keeps the file's repetition_penalty, as
+// transformers does.
 func TestServeAndGenerateTakeGenerationConfigDefaults(t *testing.T) {
 	dir := qwenModelDir(t)
-	gen := `{"bos_token_id": 151643, "eos_token_id": 151643, "do_sample": true, "temperature": 0.6, "top_p": 0.95, "top_k": 20, "repetition_penalty": 1.05}`
+	gen := `{"bos_token_id": 151643, "eos_token_id": 151643, "do_sample": true, "temperature": 0.6, "top_p": 0.95, "top_k": 20, "repetition_penalty": 1.05, "min_p": 0.05}`
 	if err := os.WriteFile(filepath.Join(dir, "generation_config.json"), []byte(gen), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -270,25 +272,30 @@ func TestServeAndGenerateTakeGenerationConfigDefaults(t *testing.T) {
 		return res.Completions[0].Text, stderr
 	}
 	sampled, stderr := generate()
-	if !strings.Contains(stderr, "temperature 0.6, top_p 0.95, top_k 20 from "+filepath.Join(dir, "generation_config.json")) {
+	if !strings.Contains(stderr, "temperature 0.6, top_p 0.95, top_k 20, repetition_penalty 1.05 from "+filepath.Join(dir, "generation_config.json")) {
 		t.Errorf("model generate does not say it samples with generation_config.json's values:\n%s", stderr)
 	}
-	if !strings.Contains(stderr, "warning: ") || !strings.Contains(stderr, "repetition_penalty=1.05") {
-		t.Errorf("model generate does not warn of repetition_penalty:\n%s", stderr)
+	if !strings.Contains(stderr, "warning: ") || !strings.Contains(stderr, "min_p=0.05") || strings.Contains(stderr, "repetition_penalty=") {
+		t.Errorf("model generate does not warn of min_p alone:\n%s", stderr)
 	}
-	if explicit, stderr := generate("--temperature", "0.6", "--top-p", "0.95", "--top-k", "20"); explicit != sampled || strings.Contains(stderr, "flags left out") {
+	if explicit, stderr := generate("--temperature", "0.6", "--top-p", "0.95", "--top-k", "20", "--repetition-penalty", "1.05"); explicit != sampled || strings.Contains(stderr, "flags left out") {
 		t.Errorf("left out: %q; the same values as flags: %q (stderr %s)", sampled, explicit, stderr)
 	}
 	greedy, stderr := generate("--temperature", "0")
-	if strings.Contains(stderr, "flags left out") {
-		t.Errorf("--temperature 0 (greedy) still says it takes the file's top_p/top_k:\n%s", stderr)
+	if strings.Contains(stderr, "flags left out") || !strings.Contains(stderr, "repetition_penalty 1.05 from ") {
+		t.Errorf("--temperature 0 (greedy) still says it takes the file's top_p/top_k, or not that it keeps its repetition_penalty:\n%s", stderr)
+	}
+	// The random model does not repeat itself, so 1.05 changes nothing here;
+	// a penalty below 1 (favouring the prompt's tokens) does.
+	if favoured, _ := generate("--temperature", "0", "--repetition-penalty", "0.5"); favoured == greedy {
+		t.Errorf("--repetition-penalty 0.5 gives the text of the file's repetition_penalty 1.05: %q", favoured)
 	}
 	if greedy == sampled {
 		t.Errorf("--temperature 0 gives the sampled text %q: the file's defaults were not used, or the flag did not win", greedy)
 	}
 
 	cmd, url, line, serr := startServeLine(t, "--model", dir, "--tokenizer", "qwen3-tokenizer")
-	if !strings.Contains(line, "temperature 0.6, top_p 0.95, top_k 20 from ") {
+	if !strings.Contains(line, "temperature 0.6, top_p 0.95, top_k 20, repetition_penalty 1.05 from ") {
 		t.Errorf("serve's startup line does not say the sampling defaults: %q", line)
 	}
 	body, _ := json.Marshal(map[string]any{"model": "qwen-tiny", "max_tokens": 12, "seed": 0,
@@ -307,8 +314,8 @@ func TestServeAndGenerateTakeGenerationConfigDefaults(t *testing.T) {
 		t.Errorf("serve, temperature 0: %d %+v; want the greedy %q", status, chat, greedy)
 	}
 	stopServe(t, cmd, serr)
-	if !strings.Contains(serr.String(), "repetition_penalty=1.05") {
-		t.Errorf("serve does not warn of repetition_penalty:\n%s", serr.String())
+	if !strings.Contains(serr.String(), "min_p=0.05") {
+		t.Errorf("serve does not warn of min_p:\n%s", serr.String())
 	}
 }
 

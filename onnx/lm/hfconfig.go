@@ -129,12 +129,15 @@ type GenerationConfig struct {
 	Temperature  *float64 `json:"temperature,omitempty"`
 	TopK         *int     `json:"top_k,omitempty"`
 	TopP         *float64 `json:"top_p,omitempty"`
+	// RepetitionPenalty applies with do_sample false too, as in
+	// transformers.
+	RepetitionPenalty *float64 `json:"repetition_penalty,omitempty"`
 
 	// Path is the file it was read from ("" when not read from a file).
 	Path string `json:"-"`
 	// Unimplemented are the file's keys that change how transformers picks
 	// tokens and that tagpr's sampler does not implement, set to other than
-	// their neutral value, as "key=value" (repetition_penalty=1.05), sorted.
+	// their neutral value, as "key=value" (min_p=0.05), sorted.
 	Unimplemented []string `json:"-"`
 }
 
@@ -142,7 +145,7 @@ type GenerationConfig struct {
 // applies while picking tokens that tagpr does not, with their neutral
 // values (null is neutral for each).
 var unimplementedSampling = map[string]any{
-	"repetition_penalty": 1.0, "encoder_repetition_penalty": 1.0, "min_p": 0.0, "typical_p": 1.0,
+	"encoder_repetition_penalty": 1.0, "min_p": 0.0, "typical_p": 1.0,
 	"epsilon_cutoff": 0.0, "eta_cutoff": 0.0, "no_repeat_ngram_size": 0.0, "encoder_no_repeat_ngram_size": 0.0,
 	"num_beams": 1.0, "penalty_alpha": 0.0, "diversity_penalty": 0.0, "min_length": 0.0, "min_new_tokens": 0.0,
 	"guidance_scale": 1.0, "bad_words_ids": nil, "suppress_tokens": nil, "begin_suppress_tokens": nil,

@@ -25,12 +25,15 @@ type samplingParams struct {
 	Seed          *int64         `json:"seed"`
 	IgnoreEOS     bool           `json:"ignore_eos"` // vLLM's extension (benchmarks)
 	User          string         `json:"user"`
+	// OpenAI's penalties, over the tokens generated so far, and vLLM's
+	// (transformers') repetition_penalty, over the prompt's too.
+	FrequencyPenalty  *float64 `json:"frequency_penalty"`
+	PresencePenalty   *float64 `json:"presence_penalty"`
+	RepetitionPenalty *float64 `json:"repetition_penalty"`
 
 	// Accepted only at their defaults.
-	FrequencyPenalty *float64          `json:"frequency_penalty"`
-	PresencePenalty  *float64          `json:"presence_penalty"`
-	LogitBias        map[string]any    `json:"logit_bias"`
-	Metadata         map[string]string `json:"metadata"`
+	LogitBias map[string]any    `json:"logit_bias"`
+	Metadata  map[string]string `json:"metadata"`
 }
 
 type streamOptions struct {

@@ -9,15 +9,17 @@ import (
 	"github.com/tagpr/tagpr/onnx/lm"
 )
 
-// SamplingDefaults are the temperature, top_p and top_k a request (or
-// `tagpr model generate` without the flags) samples with when it leaves
-// them out: the model's generation_config.json's, as transformers and vLLM
-// take them, else the caller's fallback. A request's own values win.
+// SamplingDefaults are the temperature, top_p, top_k and
+// repetition_penalty a request (or `tagpr model generate` without the
+// flags) samples with when it leaves them out: the model's
+// generation_config.json's, as transformers and vLLM take them, else the
+// caller's fallback. A request's own values win.
 type SamplingDefaults struct {
 	lm.Sampling
 	// File is the generation_config.json read ("" none); FromFile says
-	// which defaults it gave: "temperature", "top_p", "top_k", or
-	// "do_sample" (false: greedy, and the file's other values unused).
+	// which defaults it gave: "temperature", "top_p", "top_k",
+	// "repetition_penalty", or "do_sample" (false: greedy, and the file's
+	// temperature, top_p and top_k unused).
 	File     string
 	FromFile map[string]bool
 	// Ignored are the file's keys tagpr does not implement, set to other
@@ -29,8 +31,9 @@ type SamplingDefaults struct {
 // false is greedy (as in transformers, whatever else the file says);
 // otherwise each of temperature, top_p and top_k the file sets replaces
 // fallback's (a key it leaves out keeps fallback's: transformers would
-// take its own top_k 50 there, vLLM leaves it off, as tagpr does). An
-// out-of-range value is an error naming the file and key.
+// take its own top_k 50 there, vLLM leaves it off, as tagpr does).
+// repetition_penalty applies either way, greedy too, as transformers
+// applies it. An out-of-range value is an error naming the file and key.
 func ReadSamplingDefaults(gc *lm.GenerationConfig, fallback lm.Sampling) (SamplingDefaults, error) {
 	d := SamplingDefaults{Sampling: fallback, FromFile: map[string]bool{}}
 	if gc == nil {
@@ -48,6 +51,9 @@ func ReadSamplingDefaults(gc *lm.GenerationConfig, fallback lm.Sampling) (Sampli
 	}
 	if k := gc.TopK; k != nil && *k < 0 {
 		return d, bad("top_k", *k, "≥ 0 (0: off)")
+	}
+	if r := gc.RepetitionPenalty; r != nil && !(*r > 0 && !math.IsInf(*r, 0)) {
+		return d, bad("repetition_penalty", *r, "a finite number > 0 (1: off)")
 	}
 	switch {
 	case gc.DoSample != nil && !*gc.DoSample:
@@ -67,6 +73,10 @@ func ReadSamplingDefaults(gc *lm.GenerationConfig, fallback lm.Sampling) (Sampli
 			d.FromFile["top_k"] = true
 		}
 	}
+	if r := gc.RepetitionPenalty; r != nil && *r != 1 {
+		d.RepetitionPenalty = *r
+		d.FromFile["repetition_penalty"] = true
+	}
 	return d, nil
 }
 
@@ -81,7 +91,7 @@ func (d SamplingDefaults) String() string {
 		return parts[0]
 	}
 	var rest []string
-	for _, k := range []string{"temperature", "top_p", "top_k"} {
+	for _, k := range samplingKeys[:3] {
 		if !d.FromFile[k] {
 			rest = append(rest, k+" "+d.value(k))
 		}
@@ -95,20 +105,27 @@ func (d SamplingDefaults) String() string {
 // FileString is the part of String that came from generation_config.json
 // ("" none).
 func (d SamplingDefaults) FileString() string {
-	if d.FromFile["do_sample"] {
-		return "greedy (do_sample false in " + d.File + ")"
-	}
 	var file []string
-	for _, k := range []string{"temperature", "top_p", "top_k"} {
-		if d.FromFile[k] {
+	for _, k := range samplingKeys {
+		if d.FromFile[k] && !(d.FromFile["do_sample"] && k != "repetition_penalty") {
 			file = append(file, k+" "+d.value(k))
 		}
+	}
+	if d.FromFile["do_sample"] {
+		if len(file) > 0 {
+			return "greedy, " + file[0] + " (do_sample false in " + d.File + ")"
+		}
+		return "greedy (do_sample false in " + d.File + ")"
 	}
 	if len(file) == 0 {
 		return ""
 	}
 	return strings.Join(file, ", ") + " from " + d.File
 }
+
+// samplingKeys are the generation_config.json keys SamplingDefaults takes,
+// in the order String names them.
+var samplingKeys = []string{"temperature", "top_p", "top_k", "repetition_penalty"}
 
 func (d SamplingDefaults) value(key string) string {
 	switch key {
@@ -125,6 +142,8 @@ func (d SamplingDefaults) value(key string) string {
 		if d.TopK > 0 {
 			return strconv.Itoa(d.TopK)
 		}
+	case "repetition_penalty":
+		return strconv.FormatFloat(d.RepetitionPenalty, 'g', -1, 64)
 	}
 	return "off"
 }

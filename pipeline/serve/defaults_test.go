@@ -1,6 +1,7 @@
 package serve
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/tagpr/tagpr/onnx/lm"
 	"github.com/tagpr/tagpr/onnx/ort"
+	"github.com/tagpr/tagpr/tokenize"
 )
 
 // generation_config.json's do_sample/temperature/top_p/top_k become the
@@ -28,9 +30,15 @@ func TestSamplingDefaults(t *testing.T) {
 		// Qwen3's.
 		{`{"do_sample": true, "temperature": 0.6, "top_p": 0.95, "top_k": 20, "eos_token_id": [151645, 151643]}`,
 			lm.Sampling{Temperature: 0.6, TopP: 0.95, TopK: 20}, "temperature 0.6, top_p 0.95, top_k 20 from ", "", ""},
-		// Qwen2.5-Instruct's: repetition_penalty is not implemented.
+		// Qwen2.5-Instruct's, with its repetition_penalty.
 		{`{"do_sample": true, "temperature": 0.7, "top_p": 0.8, "top_k": 20, "repetition_penalty": 1.05, "min_p": 0, "suppress_tokens": []}`,
-			lm.Sampling{Temperature: 0.7, TopP: 0.8, TopK: 20}, "top_k 20 from ", "repetition_penalty=1.05", ""},
+			lm.Sampling{Temperature: 0.7, TopP: 0.8, TopK: 20, RepetitionPenalty: 1.05}, "top_k 20, repetition_penalty 1.05 from ", "", ""},
+		// A key tagpr does not implement is named.
+		{`{"do_sample": true, "temperature": 0.7, "min_p": 0.05}`,
+			lm.Sampling{Temperature: 0.7}, "temperature 0.7 from ", "min_p=0.05", ""},
+		// transformers applies repetition_penalty when greedy too.
+		{`{"do_sample": false, "repetition_penalty": 1.1}`,
+			lm.Sampling{RepetitionPenalty: 1.1}, "greedy, repetition_penalty 1.1 (do_sample false in ", "", ""},
 		// Llama-3-Instruct's: no top_k, which stays off.
 		{`{"do_sample": true, "temperature": 0.6, "top_p": 0.9}`,
 			lm.Sampling{Temperature: 0.6, TopP: 0.9}, "temperature 0.6, top_p 0.9 from ", "", ""},
@@ -39,6 +47,7 @@ func TestSamplingDefaults(t *testing.T) {
 		{`{"temperature": -1}`, openAI, "", "", "temperature is -1"},
 		{`{"top_p": 1.5}`, openAI, "", "", "top_p is 1.5"},
 		{`{"top_k": -3}`, openAI, "", "", "top_k is -3"},
+		{`{"repetition_penalty": 0}`, openAI, "", "", "repetition_penalty is 0"},
 	} {
 		var gc *lm.GenerationConfig
 		path := filepath.Join(t.TempDir(), "generation_config.json")
@@ -68,7 +77,7 @@ func TestSamplingDefaults(t *testing.T) {
 		if !strings.Contains(d.String(), c.says) {
 			t.Errorf("%s: says %q, want %q in it", c.file, d.String(), c.says)
 		}
-		if w := d.IgnoredWarning(); c.ignored == "" && w != "" || !strings.Contains(w, c.ignored) || strings.Contains(w, "min_p") {
+		if w := d.IgnoredWarning(); c.ignored == "" && w != "" || !strings.Contains(w, c.ignored) || strings.Contains(w, "min_p=0,") {
 			t.Errorf("%s: warning %q, want %q", c.file, w, c.ignored)
 		}
 	}
@@ -116,5 +125,64 @@ func TestServeTakesGenerationConfigDefaults(t *testing.T) {
 	}
 	if !differ {
 		t.Error("a request's top_k -1 (off) did not win over generation_config.json's top_k 1: three seeds gave the greedy answer")
+	}
+}
+
+// The penalties: generation_config.json's repetition_penalty is the
+// default of requests that leave it out (greedy here, as do_sample false
+// leaves it on in transformers); a request's repetition_penalty,
+// frequency_penalty and presence_penalty give what Generate gives with
+// them, and change the answer. (The random model does not repeat itself,
+// so the values here favour repeats: a penalty below 1, negative ones.)
+func TestServePenalties(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "penalized")
+	if _, err := lm.WriteModelDir(testConfig(fixTok), dir, false); err != nil { // randomDir's weights
+		t.Fatal(err)
+	}
+	gen := `{"bos_token_id": 151643, "eos_token_id": 151643, "do_sample": false, "repetition_penalty": 0.5}`
+	if err := os.WriteFile(filepath.Join(dir, "generation_config.json"), []byte(gen), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m, err := Open(dir, OpenOptions{Tokenizer: fixTok, Name: "random", Session: ort.Options{IntraOpThreads: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	ts := startServer(t, m, Options{})
+	if got := ts.SamplingDefaults().String(); !strings.Contains(got, "greedy, repetition_penalty 0.5 (do_sample false in ") {
+		t.Errorf("defaults say %q", got)
+	}
+	const user, n = "Name a colour.", 24
+	ids, _, err := m.EncodeChat([]tokenize.Message{{Role: "user", Content: user}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	generate := func(s lm.Sampling) string {
+		c, _, err := m.Generate(context.Background(), [][]int64{ids}, lm.GenerateOptions{MaxNewTokens: n, Sampling: s, NoLogProbs: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c[0].Text
+	}
+	plain := generate(lm.Sampling{})
+	chat := ts.base + "/v1/chat/completions"
+	for _, c := range []struct {
+		extra map[string]any
+		want  lm.Sampling
+	}{
+		{map[string]any{}, lm.Sampling{RepetitionPenalty: 0.5}},
+		{map[string]any{"repetition_penalty": 1}, lm.Sampling{}},
+		{map[string]any{"repetition_penalty": 1, "frequency_penalty": -2}, lm.Sampling{FrequencyPenalty: -2}},
+		{map[string]any{"repetition_penalty": 1, "presence_penalty": -2}, lm.Sampling{PresencePenalty: -2}},
+	} {
+		want := generate(c.want)
+		if c.want != (lm.Sampling{}) && want == plain {
+			t.Errorf("%+v: Generate's answer is the unpenalized one %q", c.want, plain)
+		}
+		c.extra["max_tokens"] = n
+		code, res := post(t, chat, chatBody(m, user, c.extra))
+		if got := str(field(res, "choices", 0, "message", "content")); code != 200 || got != want {
+			t.Errorf("%v: %d %q, want Generate's %q", c.extra, code, got, want)
+		}
 	}
 }

@@ -13,11 +13,12 @@
 //	GET  /metrics               Prometheus text: requests, tokens, queue, batch, latency histograms
 //
 // Requests take stream (server-sent events, one chunk per token), n,
-// temperature, top_p, top_k, max_tokens (max_completion_tokens), stop,
-// seed, logprobs/top_logprobs and ignore_eos; parameters it does not
-// implement are refused when set, never ignored. Temperature, top_p and
-// top_k left out default to the model's generation_config.json
-// (SamplingDefaults), else temperature 1. Chat answers that start
+// temperature, top_p, top_k, frequency_penalty, presence_penalty,
+// repetition_penalty, max_tokens (max_completion_tokens), stop, seed,
+// logprobs/top_logprobs and ignore_eos; parameters it does not implement
+// are refused when set, never ignored. Temperature, top_p, top_k and
+// repetition_penalty left out default to the model's
+// generation_config.json (SamplingDefaults), else temperature 1. Chat answers that start
 // with <think> (or whose template opened one) can put that part in
 // reasoning_content: per request with separate_reasoning, by default with
 // Options.Reasoning.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -507,10 +508,21 @@ func (s *Server) sampling(p *samplingParams, maxTokens *int, maxParam string) (l
 	for _, f := range []struct {
 		name string
 		v    *float64
-	}{{"frequency_penalty", p.FrequencyPenalty}, {"presence_penalty", p.PresencePenalty}} {
-		if f.v != nil && *f.v != 0 {
-			return r, badRequest(f.name, "%s is not supported by this server; leave it at 0", f.name)
+		to   *float64
+	}{{"frequency_penalty", p.FrequencyPenalty, &r.FrequencyPenalty}, {"presence_penalty", p.PresencePenalty, &r.PresencePenalty}} {
+		if f.v == nil {
+			continue
 		}
+		if !(*f.v >= -2 && *f.v <= 2) {
+			return r, badRequest(f.name, "%s is %v; want -2 to 2 (0: off)", f.name, *f.v)
+		}
+		*f.to = *f.v
+	}
+	if rp := p.RepetitionPenalty; rp != nil {
+		if !(*rp > 0 && *rp <= math.MaxFloat64) {
+			return r, badRequest("repetition_penalty", "repetition_penalty is %v; want a finite number > 0 (1: off)", *rp)
+		}
+		r.RepetitionPenalty = *rp
 	}
 	if len(p.LogitBias) > 0 {
 		return r, badRequest("logit_bias", "logit_bias is not supported by this server")

@@ -5,12 +5,15 @@ For Qwen2.5-, Qwen3- and Llama-3.1-shaped models (tiny, random weights, the real
 tokenizers from .cache/tokenizers, the families' generation_config.json with eos_token_id as a list) this
 script saves each checkpoint with save_pretrained, imports it with `tagpr model import-hf`, and compares:
 
-  1. greedy ids over --tokens new tokens for three uneven prompts in one left-padded batch
-     (`tagpr model generate --ids … --temperature 0` against `model.generate(do_sample=False)`),
+  1. greedy ids over --tokens new tokens for three uneven prompts, tagpr's in one left-padded batch, transformers'
+     each alone (`tagpr model generate --ids … --temperature 0` against `model.generate(do_sample=False)`), with the
+     family's generation_config.json as saved and again with repetition_penalty 1.3,
   2. a chat: `tagpr model generate --chat` (and --enable-thinking=false for Qwen3) against
      apply_chat_template(add_generation_prompt=True) + generate + decode(skip_special_tokens=True).
 
-repetition_penalty, which tagpr does not implement (it warns), is set to 1 on the transformers side.
+Both sides take the families' generation_config.json as saved, so Qwen2.5's repetition_penalty 1.05 applies to
+the greedy runs on both (transformers applies it with do_sample=False; `tagpr model generate` takes it as the default
+of --repetition-penalty). A second greedy run per family sets --repetition-penalty 1.3 against repetition_penalty=1.3.
 Greedy steps whose top-1/top-2 margin is under 1e-4 are reported, since float rounding may flip them.
 
     /work/venv-trl/bin/python scripts/hf/generate_parity.py [--tagpr bin/tagpr] [--tokens 80] [--keep DIR]
@@ -104,31 +107,33 @@ def main():
         tok.save_pretrained(hf_dir)
         tagpr(args, "model", "import-hf", hf_dir, "--out", onnx_dir, "--force")
 
-        # 1. Greedy ids, one left-padded batch of uneven prompts.
-        width = max(len(p) for p in prompts)
-        pad = gen.get("pad_token_id", 0)
-        ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts])
-        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
-        with torch.no_grad():
-            out = model.generate(input_ids=ids, attention_mask=mask, do_sample=False, repetition_penalty=1.0,
-                                 max_new_tokens=args.tokens, output_scores=True, return_dict_in_generate=True)
-        want = out.sequences[:, width:].tolist()
-        top2 = torch.stack(out.scores, 1).topk(2, -1).values
-        margin = (top2[..., 0] - top2[..., 1]).min(1).values.tolist()
-        got = json.loads(tagpr(args, "model", "generate", onnx_dir, "--ids", ";".join(",".join(map(str, p)) for p in prompts),
-                               "--max-new-tokens", str(args.tokens), "--temperature", "0", "--json"))["completions"]
-        for i, c in enumerate(got):
-            w = want[i][:len(c["token_ids"])]
-            ok = c["token_ids"] == w
-            bad += not ok
-            print(f"{name} greedy row {i} ({len(prompts[i])} prompt tokens): {len(c['token_ids'])} tokens {'equal' if ok else 'DIFFER'}"
-                  f" (min top-1/top-2 margin {margin[i]:.2g}{', near tie' if margin[i] < 1e-4 else ''})")
+        # 1. Greedy ids of uneven prompts, plain (the file's penalty) and with repetition_penalty 1.3.
+        for penalty in [None, 1.3]:
+            # tagpr runs the three prompts as one left-padded batch; transformers runs each alone, since its
+            # repetition_penalty also counts a padded row's pad tokens (tagpr's counts the prompt's own).
+            flags = [] if penalty is None else ["--repetition-penalty", str(penalty)]
+            batch = json.loads(tagpr(args, "model", "generate", onnx_dir, "--ids", ";".join(",".join(map(str, p)) for p in prompts),
+                                     "--max-new-tokens", str(args.tokens), "--temperature", "0", "--json", *flags))["completions"]
+            for i, p in enumerate(prompts):
+                kw = {} if penalty is None else {"repetition_penalty": penalty}
+                with torch.no_grad():
+                    out = model.generate(input_ids=torch.tensor([p]), do_sample=False, max_new_tokens=args.tokens,
+                                         output_scores=True, return_dict_in_generate=True, **kw)
+                want = out.sequences[0, len(p):].tolist()
+                top2 = torch.stack(out.scores, 1)[0].topk(2, -1).values
+                margin = float((top2[:, 0] - top2[:, 1]).min())
+                got = batch[i]
+                ok = got["token_ids"] == want[:len(got["token_ids"])]
+                bad += not ok
+                label = f"repetition_penalty {(model.generation_config.repetition_penalty or 1.0) if penalty is None else penalty}"
+                print(f"{name} greedy row {i} ({len(p)} prompt tokens, {label}): {len(got['token_ids'])} tokens {'equal' if ok else 'DIFFER'}"
+                      f" (min top-1/top-2 margin {margin:.2g}{', near tie' if margin < 1e-4 else ''})")
 
         # 2. A chat, rendered by the template, decoded without special tokens.
         for kw, flags in [({}, [])] + ([({"enable_thinking": False}, ["--enable-thinking=false"])] if name == "qwen3" else []):
             enc = tok.apply_chat_template(CHAT[:1] + CHAT[3:], add_generation_prompt=True, return_tensors="pt", return_dict=True, **kw)
             with torch.no_grad():
-                o = model.generate(**enc, do_sample=False, repetition_penalty=1.0, max_new_tokens=40)
+                o = model.generate(**enc, do_sample=False, max_new_tokens=40)
             want_text = tok.decode(o[0, enc["input_ids"].shape[1]:], skip_special_tokens=True)
             res = json.loads(tagpr(args, "model", "generate", onnx_dir, "--system", CHAT[0]["content"], "--chat", CHAT[3]["content"],
                                    "--max-new-tokens", "40", "--temperature", "0", "--json", *flags))

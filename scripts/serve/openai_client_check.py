@@ -134,6 +134,13 @@ def main():
             check(e.status_code == 400 and e.code == "context_length_exceeded",
                   f"max_tokens too large: HTTP {e.status_code} {e.code}")
 
+        # Negative values favour repeating the answer's tokens, so they change a random model's greedy answer.
+        pen = client.chat.completions.create(model=name, messages=msgs, temperature=0, max_tokens=16, frequency_penalty=-2,
+                                             presence_penalty=-2, extra_body={"repetition_penalty": 1.1})
+        got = pen.choices[0].message.content
+        check(got and got != c.message.content,
+              f"penalties (frequency/presence -2, repetition_penalty 1.1 in extra_body): {got!r}")
+
         r = client.chat.completions.create(model=name, messages=msgs, temperature=0, max_tokens=4,
                                            extra_body={"separate_reasoning": True})
         check(r.choices[0].message.content is not None, "separate_reasoning accepted (extra_body)")
