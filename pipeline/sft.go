@@ -65,6 +65,10 @@ type SFTConfig struct {
 	// (train.LMTraining.Consume): one copy of the weights fewer while
 	// training, for a caller that reloads the model to export it.
 	ConsumeModel bool `mapstructure:"-"`
+	// ExportBytes is what the caller writes beside the checkpoints after
+	// training (the trained model), counted in the disk check
+	// (train.Loop.ExportBytes).
+	ExportBytes int64 `mapstructure:"-"`
 }
 
 // Validate refuses sizes that cannot train.
@@ -160,7 +164,7 @@ func TrainSFT(ctx context.Context, model *onnxpb.ModelProto, data []Sequence, pa
 	res := &SFTResult{}
 	start := time.Now()
 	loop := &train.Loop{Trainer: tr, Data: ds, BatchSize: cfg.Batch, Steps: cfg.Steps, Dir: dir, Settings: settings,
-		CheckpointEvery: cfg.CheckpointEvery, Seed: cfg.Seed, Stage: "sft", Progress: func(p train.Progress) {
+		CheckpointEvery: cfg.CheckpointEvery, ExportBytes: cfg.ExportBytes, Seed: cfg.Seed, Stage: "sft", Progress: func(p train.Progress) {
 			if p.Metrics != nil {
 				res.FinalLoss = p.Metrics["loss"]
 			}

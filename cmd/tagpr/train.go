@@ -200,6 +200,7 @@ func runTrainLM(ctx context.Context, cmd *cobra.Command, o trainLMOptions) error
 		spec.LoRA = &train.LoRA{Rank: o.LoRARank, Alpha: alpha, Targets: o.LoRATargets, Seed: o.Seed}
 		spec.FrozenAsInputs = true // the frozen base stays in Go memory, out of the graph's protobuf
 	}
+	export := 2 * train.ModelBytes(m) // the export: model.onnx(.data) and model.safetensors
 	tg, adapters, err := train.BuildLMTraining(m, spec)
 	if err != nil {
 		return fmt.Errorf("train lm %s: %w", modelPath, err)
@@ -227,7 +228,7 @@ func runTrainLM(ctx context.Context, cmd *cobra.Command, o trainLMOptions) error
 			return fmt.Errorf("train lm: --fresh: %w", err)
 		}
 	}
-	weights, st, err := trainLMSteps(ctx, cmd, o, modelPath, tg, opts, settings, rows, promptLen, pad)
+	weights, st, err := trainLMSteps(ctx, cmd, o, modelPath, tg, opts, settings, rows, promptLen, pad, export)
 	if err != nil {
 		return err
 	}
@@ -408,9 +409,10 @@ func trainingRows(o trainLMOptions, modelDir string, hc *lm.HFConfig) ([][]int64
 
 // trainLMSteps runs train lm's steps on tg (resuming from OUT/checkpoint)
 // and returns the trained weights; the trainer and its sessions are closed
-// when it returns, so the export that follows has their memory.
+// when it returns, so the export that follows (export bytes, counted in the
+// loop's disk check) has their memory.
 func trainLMSteps(ctx context.Context, cmd *cobra.Command, o trainLMOptions, modelPath string, tg *train.TrainingGraph, opts train.TrainerOptions,
-	settings train.RunSettings, rows [][]int64, promptLen []int, pad int64) (map[string][]float32, train.RunState, error) {
+	settings train.RunSettings, rows [][]int64, promptLen []int, pad, export int64) (map[string][]float32, train.RunState, error) {
 	tr, err := train.NewTrainer(tg, opts)
 	if err != nil {
 		return nil, train.RunState{}, fmt.Errorf("train lm %s: %w", modelPath, err)
@@ -432,7 +434,7 @@ func trainLMSteps(ctx context.Context, cmd *cobra.Command, o trainLMOptions, mod
 	loop := &train.Loop{
 		Trainer: tr, Data: &train.LMDataset{Rows: rows, PromptLen: promptLen, SeqLen: o.SeqLen, Pad: pad, Graph: tg, Packed: o.Packing},
 		BatchSize: o.Batch, Accum: o.Accum, Steps: o.Steps, Dir: ckDir, CheckpointEvery: o.CheckpointEvery, Seed: o.Seed,
-		Settings: settings,
+		Settings: settings, ExportBytes: export,
 		Progress: func(p train.Progress) {
 			if p.Note != "" {
 				return

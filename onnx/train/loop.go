@@ -122,6 +122,10 @@ type Loop struct {
 	// CheckpointEvery is in steps; 0: only at the end (and on cancel).
 	CheckpointEvery int
 	Keep            int // checkpoints kept (default 2)
+	// ExportBytes is what the caller writes on Dir's filesystem after the
+	// run (the trained model), counted in the disk check before the first
+	// step (a *DiskError when the free space is short).
+	ExportBytes int64
 	// Seed and Stream seed the generator that shuffles the examples
 	// (PCG(Seed, Stream); Stream 0 → 0x7a9).
 	Seed, Stream uint64
@@ -195,6 +199,11 @@ func (l *Loop) Run(ctx context.Context) (RunState, error) {
 		}
 		if st, resumed, err = l.restore(pcg); err != nil {
 			return st, err
+		}
+		if st.Step < l.Steps {
+			if err := l.checkDisk(); err != nil {
+				return st, err
+			}
 		}
 	} else {
 		st = RunState{Stage: l.Stage}

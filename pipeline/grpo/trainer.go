@@ -49,6 +49,10 @@ type Options struct {
 	// caller's user sets (default: this Config's JSON names).
 	MemoryLimit int64
 	MemoryKnobs train.MemoryKnobs
+	// ExportBytes is what the caller writes beside the checkpoints after
+	// training (the trained model), counted in the disk check before the
+	// first step (train.Loop.ExportBytes).
+	ExportBytes int64
 }
 
 // Callbacks let a caller keep its own per-step outputs in step with the
@@ -389,7 +393,7 @@ func (t *Trainer) Train(ctx context.Context) (*Result, error) {
 	dir := filepath.Join(cfg.OutputDir, CheckpointDir)
 	o.Progress.Report(train.Progress{Task: o.Name, Total: cfg.Steps, Note: t.Describe()})
 	loop := &train.Loop{Trainer: t.tr, Device: t.dev.trainer(), Examples: len(t.prompts), BatchSize: cfg.PromptsPerStep, Steps: cfg.Steps,
-		Dir: dir, CheckpointEvery: cfg.SaveSteps, Seed: cfg.Seed, LogFile: LogFile,
+		Dir: dir, CheckpointEvery: cfg.SaveSteps, Seed: cfg.Seed, LogFile: LogFile, ExportBytes: o.ExportBytes,
 		UpdatesPerStep: cfg.NumIterations, Stage: o.Name, Settings: t.settings,
 		Progress: o.Progress,
 		Step:     t.step,
