@@ -25,9 +25,16 @@ func TestRunWithLoRA(t *testing.T) {
 	cfg.Stages.RL[0].LR = 3e-2
 	cfg.Stages.SFT.GradientCheckpointing, cfg.Stages.RL[0].GradientCheckpointing = true, true
 	cfg.Stages.Predict.Models = []string{ModelSFT, ModelRL}
+	cfg.Stages.KeepCheckpoints = true
 	ctx := context.Background()
 	if _, err := Run(ctx, cfg, RunOptions{}); err != nil {
 		t.Fatal(err)
+	}
+	// stages.keep_checkpoints: each training stage keeps its newest two.
+	for _, d := range []string{"sft", filepath.Join("rl", cfg.Stages.RL[0].Name)} {
+		if old, _ := filepath.Glob(filepath.Join(cfg.Out, d, "checkpoints", "step-*")); len(old) == 0 {
+			t.Errorf("%s: no checkpoints kept with stages.keep_checkpoints", d)
+		}
 	}
 	weights := func(dir string) map[string][]float32 {
 		t.Helper()

@@ -110,7 +110,8 @@ func TrainRL(ctx context.Context, st RLStage, pol RLPolicy, prompts []RLPrompt, 
 	t, err := grpo.New(pol.Model, sr.rewards, gp, cfg, grpo.Options{EOS: pol.EOS, Pad: pol.Pad, Detokenize: pol.Detokenize,
 		Load: pol.Load, Session: pol.Session, Name: st.Name, Progress: rlProgress(progress, st.Name), Settings: settings,
 		Callbacks:   grpo.Callbacks{OnStart: ro.start, OnStep: ro.add, OnSave: ro.flush},
-		MemoryLimit: limit, MemoryKnobs: rlMemoryKnobs(st)})
+		MemoryLimit: limit, MemoryKnobs: rlMemoryKnobs(st),
+		ExportBytes: 2 * train.ModelBytes(pol.Model)}) // model.onnx(.data) and model.safetensors
 	var me *train.MemoryError
 	if errors.As(err, &me) {
 		return nil, fmt.Errorf("rl stage %q: %w (runtime.max_memory_gb sets another limit; -1 skips the check)", st.Name, err)
@@ -245,6 +246,9 @@ type RLPipeline struct {
 	HalfRollouts bool
 	// MaxMemoryGB is every stage's RLPolicy.MaxMemoryGB.
 	MaxMemoryGB float64
+	// KeepCheckpoints keeps a stage's checkpoints once its model is
+	// written (stages.keep_checkpoints); otherwise they are deleted.
+	KeepCheckpoints bool
 }
 
 // Validate refuses empty, duplicate or path-unsafe stage names.
@@ -371,6 +375,11 @@ func (p *RLPipeline) runStage(ctx context.Context, st RLStage, from, dir string)
 	}
 	if _, err := hf.WriteTrained(filepath.Join(dir, "model.onnx"), start, res.Weights, res.Adapters, from); err != nil {
 		return RLSummary{}, err
+	}
+	if !p.KeepCheckpoints {
+		if err := train.RemoveCheckpoints(ckDir); err != nil {
+			return RLSummary{}, fmt.Errorf("rl stage %q: %w", st.Name, err)
+		}
 	}
 	return res.Summary, nil
 }

@@ -27,6 +27,17 @@ func TestFinishedStageSaysItIsDone(t *testing.T) {
 	if _, err := Run(ctx, cfg, RunOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	// A finished training stage's checkpoints are gone (stages.keep_checkpoints
+	// false); its step log stays, for the report.
+	for _, d := range []string{"sft", filepath.Join("rl", "guided"), filepath.Join("rl", "exploratory")} {
+		ck := filepath.Join(cfg.Out, d, "checkpoints")
+		if old, _ := filepath.Glob(filepath.Join(ck, "step-*")); len(old) != 0 {
+			t.Errorf("%s: checkpoints left after the stage finished: %v", d, old)
+		}
+		if logs, _ := filepath.Glob(filepath.Join(ck, "*_log.jsonl")); len(logs) != 1 {
+			t.Errorf("%s: step logs %v; want the stage's one", d, logs)
+		}
+	}
 	for _, c := range []struct{ stage, dir string }{
 		{StageChains, "chains"}, {StageSFT, "sft"}, {StagePRMU, "prmu"},
 		{StageRL + ":guided", filepath.Join("rl", "guided")}, {StageRL + ":exploratory", filepath.Join("rl", "exploratory")},

@@ -46,7 +46,8 @@ func (r *runEnv) rl(ctx context.Context, name string) error {
 	}
 	stages := r.rlStages(name)
 	p := &RLPipeline{Stages: stages, Start: start, Dir: r.dir("rl"), EOS: r.eos, Pad: r.pad, Session: r.sess, HalfRollouts: r.cfg.Runtime.HalfGeneration(), MaxMemoryGB: r.cfg.Runtime.MaxMemoryGB,
-		Detokenize: func(ids []int64) (string, error) { return r.tok.DecodeCompletion(ids) },
+		KeepCheckpoints: r.cfg.Stages.KeepCheckpoints,
+		Detokenize:      func(ids []int64) (string, error) { return r.tok.DecodeCompletion(ids) },
 		Prompts: func(st RLStage) ([]RLPrompt, error) {
 			o := r.prompt
 			o.MaxTokens = st.MaxPromptLength

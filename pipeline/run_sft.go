@@ -160,7 +160,8 @@ func (r *runEnv) sft(ctx context.Context) error {
 	cfg.Seed = r.cfg.stageSeed(cfg.Seed, seedSFT)
 	cfg.Session = r.sess
 	cfg.MaxMemoryGB = r.cfg.Runtime.MaxMemoryGB
-	cfg.ConsumeModel = true // reloaded for the export below
+	cfg.ConsumeModel = true                      // reloaded for the export below
+	cfg.ExportBytes = 2 * train.ModelBytes(base) // model.onnx(.data) and model.safetensors
 	left := ""
 	if tooLong > 0 {
 		left = fmt.Sprintf(" (%d chains longer than seq_len left out)", tooLong)
@@ -203,8 +204,13 @@ func (r *runEnv) sft(ctx context.Context) error {
 	if base, err = loadForTraining(mp); err != nil {
 		return err
 	}
-	_, err = hf.WriteTrained(model, base, res.Weights, res.Adapters, r.base)
-	return err
+	if _, err := hf.WriteTrained(model, base, res.Weights, res.Adapters, r.base); err != nil {
+		return err
+	}
+	if r.cfg.Stages.KeepCheckpoints {
+		return nil
+	}
+	return train.RemoveCheckpoints(ckDir)
 }
 
 // logSummary sums up a training log (train_log.jsonl): steps, time and the

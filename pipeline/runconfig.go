@@ -225,6 +225,12 @@ type TeacherConfig struct {
 
 // StagesConfig holds every stage's settings, in run order.
 type StagesConfig struct {
+	// KeepCheckpoints keeps a training stage's checkpoints (weights and
+	// AdamW moments, the newest two) once its model is written; by default
+	// they are deleted then, since nothing reads them (a finished stage is
+	// never resumed) and a full fine-tune's take three times the model.
+	KeepCheckpoints bool `mapstructure:"keep_checkpoints"`
+
 	Chains  ChainsStage  `mapstructure:"chains"`
 	SFT     SFTStage     `mapstructure:"sft"`
 	PRMU    PRMUStage    `mapstructure:"prmu"`
