@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -495,7 +496,9 @@ func TestReportNamesTheBuild(t *testing.T) {
 func TestResumedStageNamesEveryMachine(t *testing.T) {
 	dir := t.TempDir()
 	env := runtimeEnv(t)
-	if _, stderr, err := runTagpr(t, dir, env, "demo", "--fast-dev-run", "--dir", "d", "--threads", "1"); err != nil {
+	// The finished SFT keeps its checkpoints for rewindSFT.
+	keep := append(slices.Clone(env), "TAGPR_STAGES_KEEP_CHECKPOINTS=true")
+	if _, stderr, err := runTagpr(t, dir, keep, "demo", "--fast-dev-run", "--dir", "d", "--threads", "1"); err != nil {
 		t.Fatalf("demo --fast-dev-run: %v\n%s", err, stderr)
 	}
 	out := filepath.Join(dir, "d", "fast_dev_run")
@@ -600,9 +603,9 @@ func TestReportJSONHoldsTheEffectiveConfig(t *testing.T) {
 	}
 }
 
-// rewindSFT leaves the fast-dev-run in out as if its SFT had stopped after
-// step 1 of 2: the checkpoint of step 1 is the newest, and nothing after
-// SFT is done.
+// rewindSFT leaves the fast-dev-run in out (run with
+// stages.keep_checkpoints) as if its SFT had stopped after step 1 of 2: the
+// checkpoint of step 1 is the newest, and nothing after SFT is done.
 func rewindSFT(t *testing.T, out string) {
 	t.Helper()
 	for _, p := range []string{"sft/model.onnx", "sft/summary.json", "sft/checkpoints/step-00000002", "rl", "predictions", "eval"} {
@@ -622,7 +625,9 @@ func rewindSFT(t *testing.T, out string) {
 func TestResumedStageSaysSo(t *testing.T) {
 	dir := t.TempDir()
 	env := runtimeEnv(t)
-	if _, stderr, err := runTagpr(t, dir, env, "demo", "--fast-dev-run", "--dir", "d", "--threads", "1"); err != nil {
+	// The finished SFT keeps its checkpoints for rewindSFT.
+	keep := append(slices.Clone(env), "TAGPR_STAGES_KEEP_CHECKPOINTS=true")
+	if _, stderr, err := runTagpr(t, dir, keep, "demo", "--fast-dev-run", "--dir", "d", "--threads", "1"); err != nil {
 		t.Fatalf("demo --fast-dev-run: %v\n%s", err, stderr)
 	}
 	out := filepath.Join(dir, "d", "fast_dev_run")
