@@ -149,6 +149,19 @@ func Export(m *onnxpb.ModelProto, out string, o ExportOptions) (*Exported, error
 		inits[t.GetName()] = t
 	}
 	params := append([]lm.HFParam{}, names.Params...)
+	// A parameter whose initializer another one shares (Optimum stores
+	// tensors with equal values once: a fresh model's zero biases and unit
+	// norms) is its own tensor in transformers: left out, from_pretrained
+	// would initialize it anew. Only the lm head tied to the embedding is
+	// left to tie_word_embeddings.
+	for name, to := range names.Tied {
+		if name == "lm_head.weight" {
+			continue
+		}
+		p, _ := names.Param(to)
+		p.Name = name
+		params = append(params, p)
+	}
 	sort.Slice(params, func(i, j int) bool { return params[i].Name < params[j].Name })
 	var tensors []safetensors.Tensor
 	dtype := ""
@@ -228,7 +241,11 @@ func Export(m *onnxpb.ModelProto, out string, o ExportOptions) (*Exported, error
 	if err := safetensors.Write(filepath.Join(out, "model.safetensors"), tensors, map[string]string{"format": "pt"}); err != nil {
 		return nil, fmt.Errorf("export-hf: %w", err)
 	}
-	return &Exported{Dir: out, Tensors: len(tensors), Tied: names.Tied, Copied: copied, Removed: removed}, nil
+	var tiedHead map[string]string
+	if to, ok := names.Tied["lm_head.weight"]; ok {
+		tiedHead = map[string]string{"lm_head.weight": to}
+	}
+	return &Exported{Dir: out, Tensors: len(tensors), Tied: tiedHead, Copied: copied, Removed: removed}, nil
 }
 
 // CheckpointFiles lists what in dir makes it a checkpoint folder that an

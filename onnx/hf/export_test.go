@@ -1,6 +1,7 @@
 package hf
 
 import (
+	"context"
 	"encoding/json"
 	"math"
 	"os"
@@ -128,6 +129,74 @@ func TestExportOptimumFixtures(t *testing.T) {
 				t.Errorf("tie_word_embeddings %v", tie)
 			}
 		})
+	}
+}
+
+// An Optimum export stores tensors with equal values once (the Qwen2
+// fixture's zero v/k biases and unit norms share initializers): the export
+// still writes every parameter Qwen2ForCausalLM has under its own name, so
+// from_pretrained initializes none anew (it did for three before), and the
+// checkpoint imports back to a model with the same logits.
+func TestExportWritesSharedInitializersUnderEachName(t *testing.T) {
+	src := filepath.Join("..", "testdata", "pytorch", "qwen2-chat")
+	m, err := ir.Load(filepath.Join(src, "model.onnx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	names, err := lm.MapHFNames(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(names.Tied) == 0 {
+		t.Fatal("the fixture shares no initializer between parameters: the test needs one that does")
+	}
+	out := t.TempDir()
+	if _, err := Export(m, out, ExportOptions{From: src}); err != nil {
+		t.Fatal(err)
+	}
+	got := readAll(t, out)
+	want := []string{"lm_head.weight", "model.embed_tokens.weight", "model.norm.weight"}
+	for _, leaf := range []string{"input_layernorm.weight", "post_attention_layernorm.weight", "self_attn.q_proj.weight", "self_attn.q_proj.bias",
+		"self_attn.k_proj.weight", "self_attn.k_proj.bias", "self_attn.v_proj.weight", "self_attn.v_proj.bias", "self_attn.o_proj.weight",
+		"mlp.gate_proj.weight", "mlp.up_proj.weight", "mlp.down_proj.weight"} {
+		want = append(want, "model.layers.0."+leaf)
+	}
+	if len(got) != len(want) {
+		t.Errorf("%d tensors exported, Qwen2ForCausalLM (1 layer, untied) has %d", len(got), len(want))
+	}
+	for _, n := range want {
+		if _, ok := got[n]; !ok {
+			t.Errorf("%s is not in the checkpoint (tied in the ONNX graph: %v)", n, names.Tied)
+		}
+	}
+	for name, to := range names.Tied {
+		if a, b := got[name], got[to]; len(a) == 0 || len(a) != len(b) || a[0] != b[0] || a[len(a)-1] != b[len(b)-1] {
+			t.Errorf("%s does not hold %s's values", name, to)
+		}
+	}
+	back := t.TempDir()
+	if _, err := Import(out, back, ImportOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	logits := func(path string) []float32 {
+		lmm, err := lm.Load(path, lm.LoadOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer lmm.Close()
+		l, _, err := lmm.Forward(context.Background(), [][]int64{{1, 5, 9, 14, 3}}, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	a, b := logits(src), logits(back)
+	var worst float64
+	for i := range a {
+		worst = math.Max(worst, math.Abs(float64(a[i]-b[i])))
+	}
+	if worst > 1e-5 {
+		t.Errorf("the re-imported export's logits differ from the model's by %.3g", worst)
 	}
 }
 
