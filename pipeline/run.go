@@ -236,15 +236,14 @@ func (r *runEnv) checkPolicyFiles() error {
 		return nil
 	}
 	if c.Policy.Dir != "" {
-		if _, err := lm.ResolveModelPath(c.Policy.Dir); err != nil {
+		files, err := r.policyFiles()
+		if err != nil {
 			return fmt.Errorf("policy.dir: %w", err)
 		}
-		mp, _ := lm.ResolveModelPath(c.Policy.Dir)
-		if err := add("policy.dir", mp, true); err != nil {
-			return err
-		}
-		if err := add("policy.dir", filepath.Join(c.Policy.Dir, "config.json"), false); err != nil {
-			return err
+		for _, f := range files {
+			if err := add("policy.dir", f, false); err != nil {
+				return err
+			}
 		}
 	}
 	if tp := r.tokenizerPath(); tp != "" {
@@ -356,9 +355,10 @@ func (r *runEnv) policySettings() map[string]any {
 		s["tokenizer.sha256"] = r.fileHashes(tokenize.Files(tp)...)
 	}
 	if r.cfg.Policy.Dir != "" {
-		mp, _ := lm.ResolveModelPath(r.cfg.Policy.Dir)
-		s["policy.files"] = fileFacts(mp)
-		s["policy.sha256"] = r.fileHashes(lm.Files(mp)...)
+		if files, err := r.policyFiles(); err == nil && len(files) > 0 {
+			s["policy.files"] = fileFacts(files[0])
+			s["policy.sha256"] = r.fileHashes(files...)
+		}
 	}
 	if r.llama32Chat() { // its prompts' date is fixed (revision.llama32_date)
 		withRevision(s, revisionLlama32Date)

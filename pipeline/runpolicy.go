@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/google/renameio/v2"
 
@@ -137,7 +138,7 @@ var addedToken = regexp.MustCompile(`<\|[a-z_]+\|>|</?[a-z_]+>`)
 // prepareBase points at the exported policy, or builds the built-in one
 // (sized to the tokenizer) the first time.
 func (r *runEnv) prepareBase() error {
-	if r.cfg.Policy.Dir != "" {
+	if r.cfg.Policy.Dir != "" && !r.policyCheckpoint() {
 		r.base = r.cfg.Policy.Dir
 		return r.policyIDs()
 	}
@@ -145,6 +146,14 @@ func (r *runEnv) prepareBase() error {
 	model := filepath.Join(r.base, "model.onnx")
 	if err := r.checkStamp(r.base, "base", r.policySettings(), exists(model)); err != nil {
 		return err
+	}
+	if r.policyCheckpoint() {
+		if !exists(model) {
+			if err := r.importPolicy(); err != nil {
+				return err
+			}
+		}
+		return r.policyIDs()
 	}
 	eot, err := tokenID(r.tok, r.tok.ChatFormat().EndOfTurn)
 	if err != nil {
@@ -180,6 +189,77 @@ func (r *runEnv) prepareBase() error {
 		}
 	}
 	return r.policyIDs()
+}
+
+// policyCheckpoint reports whether policy.dir is a transformers
+// checkpoint (config.json and model.safetensors or its index, no
+// model.onnx): the run imports it into out/base first.
+func (r *runEnv) policyCheckpoint() bool {
+	d := r.cfg.Policy.Dir
+	if d == "" {
+		return false
+	}
+	if _, err := lm.ResolveModelPath(d); err == nil {
+		return false
+	}
+	return hf.IsCheckpoint(d)
+}
+
+// policyFiles are the files of policy.dir the run's stamps name (the
+// first one's size, every one's sha256): the ONNX model and its configs,
+// or the checkpoint's weights and configs.
+func (r *runEnv) policyFiles() ([]string, error) {
+	d := r.cfg.Policy.Dir
+	if !r.policyCheckpoint() {
+		mp, err := lm.ResolveModelPath(d)
+		if err != nil {
+			return nil, err
+		}
+		return lm.Files(mp), nil
+	}
+	ck, err := hf.OpenCheckpoint(d)
+	if err != nil {
+		return nil, err
+	}
+	defer ck.Close()
+	files := ck.Files()
+	for _, f := range []string{"config.json", "generation_config.json"} {
+		if p := filepath.Join(d, f); exists(p) {
+			files = append(files, p)
+		}
+	}
+	return files, nil
+}
+
+// importPolicy converts the checkpoint in policy.dir into out/base, as
+// `tagpr model import-hf` does: written in a side folder and renamed, so a
+// killed run never leaves half a model.
+func (r *runEnv) importPolicy() error {
+	src := r.cfg.Policy.Dir
+	tmp := r.base + ".tmp"
+	os.RemoveAll(tmp)
+	task := "import " + src + " (MiB)"
+	var last time.Time
+	res, err := hf.Import(src, tmp, hf.ImportOptions{Progress: func(done, total int64) {
+		// A line every few seconds, as `model import-hf` shows it.
+		if now := time.Now(); now.Sub(last) >= 3*time.Second || done == total {
+			last = now
+			r.h.Report(train.Progress{Task: task, Step: int((done + 1<<20 - 1) >> 20), Total: int((total + 1<<20 - 1) >> 20)})
+		}
+	}})
+	if err != nil {
+		os.RemoveAll(tmp)
+		return fmt.Errorf("policy.dir: %w", err)
+	}
+	note(r.h, "model", "imported the %s checkpoint %s into %s: %d layers, d_model %d, vocab %d, %d parameters", res.ModelType, src, r.base,
+		res.Config.Defaults().Layers, res.Config.Defaults().DModel, res.Config.Defaults().Vocab, res.Params)
+	if err := os.Rename(filepath.Join(r.base, train.SettingsFile), filepath.Join(tmp, train.SettingsFile)); err != nil {
+		return err
+	}
+	if err := os.Remove(r.base); err != nil {
+		return fmt.Errorf("base: %w", err)
+	}
+	return os.Rename(tmp, r.base)
 }
 
 // builtinFits refuses a built-in policy whose weights cannot be built in

@@ -774,3 +774,56 @@ func TestRunRefusesStagesOfAnEarlierModel(t *testing.T) {
 		t.Fatalf("predictions of an earlier SFT model: want a refusal naming predictions/sft, got %v:\n%s", err, stderr)
 	}
 }
+
+// policy.dir may be a transformers checkpoint (config.json and
+// model.safetensors, no model.onnx): the run imports it into OUT/base once,
+// and predicts what the ONNX model it was exported from predicts. Before,
+// the run stopped and asked for `tagpr model import-hf` first.
+func TestRunImportsAHuggingFaceCheckpoint(t *testing.T) {
+	dir := t.TempDir()
+	env := runtimeEnv(t)
+	policy, _ := filepath.Abs(policyFixture)
+	ckpt := filepath.Join(dir, "ckpt")
+	if _, stderr, err := runTagpr(t, dir, env, "model", "export-hf", policy, "--out", ckpt); err != nil {
+		t.Fatalf("export-hf: %v\n%s", err, stderr)
+	}
+	lamp, _ := filepath.Abs(lampDownload)
+	config := func(name, policy string) string {
+		return writeConfig(t, dir, name+".yaml", fmt.Sprintf(`out: %s
+runtime: {threads: 1}
+policy: {dir: %s}
+data: {lamp_dir: %s, tasks: [3]}
+retrieval: {max_prompt_tokens: 512} # the fixture policy has 1,024 positions
+stages:
+  chains: {skip: true}
+  sft: {skip: true}
+  prmu: {skip: true}
+  rl: []
+  predict: {models: [base], splits: [dev], batch: 4, max_new_tokens: 4}
+`, filepath.Join(dir, name), policy, lamp))
+	}
+	_, stderr, err := runTagpr(t, dir, env, "run", "-c", config("fromckpt", ckpt))
+	if err != nil {
+		t.Fatalf("run on a checkpoint: %v\n%s", err, stderr)
+	}
+	if !strings.Contains(stderr, "imported the qwen2 checkpoint "+ckpt) {
+		t.Errorf("the run does not say it imported the checkpoint:\n%s", stderr)
+	}
+	base := filepath.Join(dir, "fromckpt", "base")
+	if rec, err := os.ReadFile(filepath.Join(base, "tagpr_import.json")); err != nil || !strings.Contains(string(rec), ckpt) {
+		t.Errorf("%s/tagpr_import.json: %s, %v; want it to name %s", base, rec, err, ckpt)
+	}
+	if _, stderr, err := runTagpr(t, dir, env, "run", "-c", config("fromonnx", policy)); err != nil {
+		t.Fatalf("run on the ONNX model: %v\n%s", err, stderr)
+	}
+	preds := filepath.Join("predictions", "base", "LaMP_3_dev.parquet")
+	a, errA := os.ReadFile(filepath.Join(dir, "fromckpt", preds))
+	b, errB := os.ReadFile(filepath.Join(dir, "fromonnx", preds))
+	if errA != nil || errB != nil || !bytes.Equal(a, b) {
+		t.Errorf("predictions from the imported checkpoint differ from the ONNX model's (%v, %v)", errA, errB)
+	}
+	_, stderr, err = runTagpr(t, dir, env, "run", "-c", config("fromckpt", ckpt))
+	if err != nil || strings.Contains(stderr, "imported the") {
+		t.Errorf("the rerun: %v, or it imported again:\n%s", err, stderr)
+	}
+}

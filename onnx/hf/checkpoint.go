@@ -98,6 +98,34 @@ func OpenCheckpoint(dir string) (*Checkpoint, error) {
 	return c, nil
 }
 
+// Files are the paths of the weight files c maps (one model.safetensors,
+// or the index and its shards), sorted.
+func (c *Checkpoint) Files() []string {
+	var out []string
+	for name := range c.files {
+		out = append(out, filepath.Join(c.Dir, name))
+	}
+	if len(out) > 1 || len(out) == 1 && filepath.Base(out[0]) != "model.safetensors" {
+		out = append(out, filepath.Join(c.Dir, IndexFile))
+	}
+	sort.Strings(out)
+	return out
+}
+
+// IsCheckpoint reports whether dir holds a transformers checkpoint that
+// Import reads: config.json with model.safetensors or the index.
+func IsCheckpoint(dir string) bool {
+	if _, err := os.Stat(filepath.Join(dir, "config.json")); err != nil {
+		return false
+	}
+	for _, f := range []string{"model.safetensors", IndexFile} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err == nil {
+			return true
+		}
+	}
+	return false
+}
+
 func (c *Checkpoint) locate(name string) string {
 	if f, ok := c.where[name]; ok {
 		return "it is in " + f

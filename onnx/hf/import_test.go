@@ -420,3 +420,48 @@ func TestImportPrefersSingleFileAsTransformers(t *testing.T) {
 	// The untrained checkpoint's logits: model.safetensors was read.
 	checkAgainstPyTorch(t, out, readReference(t, filepath.Join(fixtures, "qwen3")))
 }
+
+// IsCheckpoint and Checkpoint.Files: the weight files Import reads, one
+// model.safetensors or the index with its shards; a folder with only an
+// ONNX model, or nothing, is no checkpoint.
+func TestCheckpointFiles(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		want []string
+	}{
+		{"qwen2", []string{"model.safetensors"}},
+		{"qwen3", nil}, // filled from the folder: the index and every shard
+	} {
+		dir := filepath.Join(fixtures, c.name)
+		if !IsCheckpoint(dir) {
+			t.Fatalf("%s is not a checkpoint", dir)
+		}
+		want := c.want
+		if want == nil {
+			shards, _ := filepath.Glob(filepath.Join(dir, "model-*.safetensors"))
+			for _, s := range shards {
+				want = append(want, filepath.Base(s))
+			}
+			want = append(want, IndexFile)
+			slices.Sort(want)
+			if len(shards) < 2 {
+				t.Fatalf("%s: %d shards; the test wants a sharded checkpoint", dir, len(shards))
+			}
+		}
+		ck, err := OpenCheckpoint(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, f := range ck.Files() {
+			got = append(got, filepath.Base(f))
+		}
+		ck.Close()
+		if !slices.Equal(got, want) {
+			t.Errorf("%s: files %v, want %v", c.name, got, want)
+		}
+	}
+	if IsCheckpoint(filepath.Join("..", "testdata", "pytorch", "qwen2-chat")) || IsCheckpoint(t.TempDir()) {
+		t.Error("an ONNX model's folder or an empty one taken for a checkpoint")
+	}
+}
