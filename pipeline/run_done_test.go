@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tagpr/tagpr/datasets"
 	"github.com/tagpr/tagpr/onnx/train"
 )
 
@@ -26,6 +27,23 @@ func TestFinishedStageSaysItIsDone(t *testing.T) {
 	ctx := context.Background()
 	if _, err := Run(ctx, cfg, RunOptions{}); err != nil {
 		t.Fatal(err)
+	}
+	// Each rule baseline's answers are kept, one row per scored example.
+	evals, _ := filepath.Glob(filepath.Join(cfg.Out, "eval", "*.json"))
+	if len(evals) == 0 {
+		t.Fatal("no eval files")
+	}
+	for _, f := range evals {
+		var te TaskEval
+		if err := readJSON(f, &te); err != nil {
+			t.Fatal(err)
+		}
+		for _, rule := range []string{BaselineBlind, BaselineProfile, BaselineTeacher} {
+			preds, err := datasets.ReadPredictions(filepath.Join(cfg.Out, "eval", "baselines", rule, strings.TrimSuffix(filepath.Base(f), ".json")+".parquet"), datasets.ReadOptions{})
+			if err != nil || len(preds) != te.Examples || preds[0].Model != rule || !preds[0].HasGold {
+				t.Errorf("%s's answers for %s: %d rows (%v), want the %d scored, named, with golds", rule, filepath.Base(f), len(preds), err, te.Examples)
+			}
+		}
 	}
 	// A finished training stage's checkpoints are gone (stages.keep_checkpoints
 	// false); its step log stays, for the report.

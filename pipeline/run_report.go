@@ -23,6 +23,13 @@ func (r *runEnv) evalFile(task, split string) string {
 	return r.dir("eval", task+"_"+split+".json")
 }
 
+// baselineFile holds a rule baseline's answers on the examples it was
+// scored on, in the predictions table's schema, so its scores can be
+// checked example by example as a model's can.
+func (r *runEnv) baselineFile(rule, task, split string) string {
+	return r.dir("eval", "baselines", rule, task+"_"+split+".parquet")
+}
+
 // evalModel is a predicted model under its report name (rl is reported
 // as the last stage's rl:NAME) with the model name its predictions are
 // filed under.
@@ -150,6 +157,11 @@ func (r *runEnv) eval() error {
 				rules, err := ruleBaselines(td.Task, td.Splits["train"], asked, split, r.cfg.Teacher.Kind == TeacherGold)
 				if err != nil {
 					return fmt.Errorf("eval %s: %w", td.Task.Name, err)
+				}
+				for _, rule := range rules {
+					if err := datasets.WriteRows(r.baselineFile(rule.Name, td.Task.Name, split), rule.Preds, datasets.CreatePredictions); err != nil {
+						return fmt.Errorf("eval %s: %w", td.Task.Name, err)
+					}
 				}
 				mps = append(mps, rules...)
 			}
