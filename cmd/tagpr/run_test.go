@@ -670,18 +670,7 @@ func TestRunRefusesInputEditedAtSameSize(t *testing.T) {
 	}
 	policy, _ := filepath.Abs(policyFixture)
 	out := filepath.Join(dir, "run")
-	cfg := writeConfig(t, dir, "c.yaml", fmt.Sprintf(`out: %s
-runtime: {threads: 1}
-policy: {dir: %s}
-data: {lamp_dir: %s, tasks: [3]}
-retrieval: {max_prompt_tokens: 512} # the fixture policy has 1,024 positions
-stages:
-  chains: {skip: true}
-  sft: {skip: true}
-  prmu: {skip: true}
-  rl: []
-  predict: {models: [base], splits: [dev], batch: 4, max_new_tokens: 4}
-`, out, policy, lamp))
+	cfg := predictBaseConfig(t, dir, "c.yaml", out, policy, lamp)
 	if _, stderr, err := runTagpr(t, dir, env, "run", "-c", cfg); err != nil {
 		t.Fatalf("run: %v\n%s", err, stderr)
 	}
@@ -726,6 +715,24 @@ stages:
 	if _, stderr, err := runTagpr(t, dir, env, "run", "-c", cfg); err != nil {
 		t.Fatalf("a run stamped without hashes no longer resumes: %v\n%s", err, stderr)
 	}
+}
+
+// predictBaseConfig writes dir/file: a run into out that only predicts
+// LaMP_3's dev split (from lamp) with the starting policy.
+func predictBaseConfig(t *testing.T, dir, file, out, policy, lamp string) string {
+	t.Helper()
+	return writeConfig(t, dir, file, fmt.Sprintf(`out: %s
+runtime: {threads: 1}
+policy: {dir: %s}
+data: {lamp_dir: %s, tasks: [3]}
+retrieval: {max_prompt_tokens: 512} # the fixture policy has 1,024 positions
+stages:
+  chains: {skip: true}
+  sft: {skip: true}
+  prmu: {skip: true}
+  rl: []
+  predict: {models: [base], splits: [dev], batch: 4, max_new_tokens: 4}
+`, out, policy, lamp))
 }
 
 // A finished stage made from a model that was made again since (SFT
@@ -789,18 +796,7 @@ func TestRunImportsAHuggingFaceCheckpoint(t *testing.T) {
 	}
 	lamp, _ := filepath.Abs(lampDownload)
 	config := func(name, policy string) string {
-		return writeConfig(t, dir, name+".yaml", fmt.Sprintf(`out: %s
-runtime: {threads: 1}
-policy: {dir: %s}
-data: {lamp_dir: %s, tasks: [3]}
-retrieval: {max_prompt_tokens: 512} # the fixture policy has 1,024 positions
-stages:
-  chains: {skip: true}
-  sft: {skip: true}
-  prmu: {skip: true}
-  rl: []
-  predict: {models: [base], splits: [dev], batch: 4, max_new_tokens: 4}
-`, filepath.Join(dir, name), policy, lamp))
+		return predictBaseConfig(t, dir, name+".yaml", filepath.Join(dir, name), policy, lamp)
 	}
 	_, stderr, err := runTagpr(t, dir, env, "run", "-c", config("fromckpt", ckpt))
 	if err != nil {

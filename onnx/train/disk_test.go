@@ -7,8 +7,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/tagpr/tagpr/onnx/lm"
 )
 
 // A loop whose checkpoints and export would not fit the free disk is
@@ -19,19 +17,7 @@ func TestLoopChecksDiskAndRemoveCheckpoints(t *testing.T) {
 	if free, ok := FreeDisk(t.TempDir()); !ok || free <= 0 {
 		t.Fatalf("FreeDisk of a temp folder: %d, %v", free, ok)
 	}
-	m, err := lm.Build(tinyConfig(lm.Llama, "float32"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tg, _, err := BuildLMTraining(m, LMTraining{Batch: 2, SeqLen: 9})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr, err := NewTrainer(tg, TrainerOptions{Schedule: Schedule{Peak: 1e-3, Total: 4}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tr.Close()
+	tr, tg := tinyLMTrainer(t, 4)
 	c := checkpointBytes(tr)
 	var weights int64
 	for _, p := range tr.Params {

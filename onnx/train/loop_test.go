@@ -52,7 +52,10 @@ func TestTrimLog(t *testing.T) {
 // TestLoopSaysWhereItStopped: an interrupted loop saves a checkpoint of its
 // last whole step and says which step and where, so the message on Ctrl-C
 // tells what a rerun resumes from.
-func TestLoopSaysWhereItStopped(t *testing.T) {
+// tinyLMTrainer is a trainer of the tiny Llama (batch 2 × 9 tokens) for a
+// run of steps; it closes with the test.
+func tinyLMTrainer(t *testing.T, steps int) (*Trainer, *TrainingGraph) {
+	t.Helper()
 	m, err := lm.Build(tinyConfig(lm.Llama, "float32"))
 	if err != nil {
 		t.Fatal(err)
@@ -61,11 +64,16 @@ func TestLoopSaysWhereItStopped(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr, err := NewTrainer(tg, TrainerOptions{Schedule: Schedule{Peak: 1e-3, Total: 10}})
+	tr, err := NewTrainer(tg, TrainerOptions{Schedule: Schedule{Peak: 1e-3, Total: steps}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer tr.Close()
+	t.Cleanup(tr.Close)
+	return tr, tg
+}
+
+func TestLoopSaysWhereItStopped(t *testing.T) {
+	tr, tg := tinyLMTrainer(t, 10)
 	dir := t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

@@ -83,15 +83,15 @@ func TestSamplingDefaults(t *testing.T) {
 	}
 }
 
-// A request that leaves temperature/top_p/top_k out samples with the
-// model's generation_config.json's (here top_k 1: the greedy answer,
-// whatever the seed); a request's own values win.
-func TestServeTakesGenerationConfigDefaults(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "topk1")
-	if _, err := lm.WriteModelDir(testConfig(fixTok), dir, false); err != nil { // randomDir's weights
+// modelWithGenerationConfig opens randomDir's model (its weights written
+// anew into a temp folder) with gen as its generation_config.json; the
+// model closes with the test.
+func modelWithGenerationConfig(t *testing.T, gen string) (*Model, string) {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "random")
+	if _, err := lm.WriteModelDir(testConfig(fixTok), dir, false); err != nil {
 		t.Fatal(err)
 	}
-	gen := `{"bos_token_id": 151643, "eos_token_id": 151643, "do_sample": true, "temperature": 0.6, "top_k": 1}`
 	if err := os.WriteFile(filepath.Join(dir, "generation_config.json"), []byte(gen), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +99,15 @@ func TestServeTakesGenerationConfigDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer m.Close()
+	t.Cleanup(func() { m.Close() })
+	return m, dir
+}
+
+// A request that leaves temperature/top_p/top_k out samples with the
+// model's generation_config.json's (here top_k 1: the greedy answer,
+// whatever the seed); a request's own values win.
+func TestServeTakesGenerationConfigDefaults(t *testing.T) {
+	m, dir := modelWithGenerationConfig(t, `{"bos_token_id": 151643, "eos_token_id": 151643, "do_sample": true, "temperature": 0.6, "top_k": 1}`)
 	ts := startServer(t, m, Options{})
 	if got := ts.SamplingDefaults().String(); !strings.Contains(got, "temperature 0.6, top_k 1 from "+filepath.Join(dir, "generation_config.json")) {
 		t.Errorf("defaults say %q", got)
@@ -135,19 +143,7 @@ func TestServeTakesGenerationConfigDefaults(t *testing.T) {
 // them, and change the answer. (The random model does not repeat itself,
 // so the values here favour repeats: a penalty below 1, negative ones.)
 func TestServePenalties(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "penalized")
-	if _, err := lm.WriteModelDir(testConfig(fixTok), dir, false); err != nil { // randomDir's weights
-		t.Fatal(err)
-	}
-	gen := `{"bos_token_id": 151643, "eos_token_id": 151643, "do_sample": false, "repetition_penalty": 0.5}`
-	if err := os.WriteFile(filepath.Join(dir, "generation_config.json"), []byte(gen), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	m, err := Open(dir, OpenOptions{Tokenizer: fixTok, Name: "random", Session: ort.Options{IntraOpThreads: 1}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	m, _ := modelWithGenerationConfig(t, `{"bos_token_id": 151643, "eos_token_id": 151643, "do_sample": false, "repetition_penalty": 0.5}`)
 	ts := startServer(t, m, Options{})
 	if got := ts.SamplingDefaults().String(); !strings.Contains(got, "greedy, repetition_penalty 0.5 (do_sample false in ") {
 		t.Errorf("defaults say %q", got)
