@@ -383,6 +383,11 @@ func Clone(m *onnxpb.ModelProto) *onnxpb.ModelProto {
 	return proto.Clone(m).(*onnxpb.ModelProto)
 }
 
+// CloneTensor returns a deep copy of t.
+func CloneTensor(t *onnxpb.TensorProto) *onnxpb.TensorProto {
+	return proto.Clone(t).(*onnxpb.TensorProto)
+}
+
 func cloneType(t *onnxpb.TypeProto) *onnxpb.TypeProto {
 	if t == nil {
 		return nil

@@ -50,10 +50,25 @@ type HFNames struct {
 	// again (the same values, or their transpose): one parameter stored
 	// twice. NameWeights folds them into one.
 	Copies []HFCopy
+	// Shared are the node inputs that read, as a parameter of their own
+	// (in Tied), an initializer another parameter claimed first: Optimum
+	// stores tensors with equal values once (a fresh model's zero biases,
+	// unit norms), where transformers has two parameters. NameWeights
+	// gives each its own copy. The lm head tied to the embedding is not
+	// among them.
+	Shared []HFSharedUse
 	// Unnamed lists float initializers used as weights (a MatMul's second
 	// input, a norm's gain…) by nodes whose names carry no module path, so
 	// no checkpoint name can be given to them.
 	Unnamed []string
+}
+
+// HFSharedUse is a node input that reads the initializer of the
+// parameter Of as the parameter Name.
+type HFSharedUse struct {
+	Name, Of string
+	Node     *onnxpb.NodeProto
+	Input    int
 }
 
 // HFCopy is an initializer holding the parameter Of again.
@@ -92,6 +107,10 @@ type claim struct {
 	init, name string
 	transposed bool
 	order      int
+	// the node input that reads the initializer: the claiming node's, or
+	// that of the last Identity between them (nil through a Transpose)
+	node  *onnxpb.NodeProto
+	input int
 }
 
 // MapHFNames names every weight of a causal LM by its Hugging Face
@@ -143,37 +162,38 @@ func mapHFNames(m *onnxpb.ModelProto, byValue bool) (*HFNames, error) {
 			producer[o] = n
 		}
 	}
-	// resolve follows Transposes (2-D swaps) and Identities back to an initializer.
-	resolve := func(v string) (string, bool, bool) {
-		flip := false
+	// resolve follows Transposes (2-D swaps) and Identities back to an
+	// initializer; last is the Identity or Transpose that reads it (nil:
+	// v is the initializer).
+	resolve := func(v string) (init string, flip bool, last *onnxpb.NodeProto, ok bool) {
 		for range 8 {
 			if _, ok := inits[v]; ok {
-				return v, flip, true
+				return v, flip, last, true
 			}
 			p := producer[v]
 			if p == nil || len(p.Input) == 0 {
-				return "", false, false
+				return "", false, nil, false
 			}
 			switch p.GetOpType() {
 			case "Identity":
 			case "Transpose":
 				if perm := ir.AttrIntsOf(p, "perm"); perm != nil && !(len(perm) == 2 && perm[0] == 1 && perm[1] == 0) {
-					return "", false, false
+					return "", false, nil, false
 				}
 				flip = !flip
 			default:
-				return "", false, false
+				return "", false, nil, false
 			}
-			v = p.Input[0]
+			v, last = p.Input[0], p
 		}
-		return "", false, false
+		return "", false, nil, false
 	}
 	var claims []claim
 	unnamed := map[string]bool{}
 	for order, n := range g.Node {
 		module := moduleOfNode(n.GetName())
 		for i, in := range n.Input {
-			init, flip, ok := resolve(in)
+			init, flip, last, ok := resolve(in)
 			if !ok {
 				continue
 			}
@@ -185,7 +205,15 @@ func mapHFNames(m *onnxpb.ModelProto, byValue bool) (*HFNames, error) {
 				unnamed[init] = true
 				continue
 			}
-			claims = append(claims, claim{init: init, name: module + "." + leaf, transposed: transposed != flip, order: order})
+			c := claim{init: init, name: module + "." + leaf, transposed: transposed != flip, order: order}
+			switch {
+			case flip: // a transposed use (a tied head) stays tied
+			case last == nil:
+				c.node, c.input = n, i
+			default: // through Identities (Optimum's deduplication): the last one reads init
+				c.node, c.input = last, 0
+			}
+			claims = append(claims, c)
 		}
 	}
 	out := &HFNames{Tied: map[string]string{}}
@@ -196,6 +224,9 @@ func mapHFNames(m *onnxpb.ModelProto, byValue bool) (*HFNames, error) {
 		if first, ok := byInit[c.init]; ok {
 			if first != c.name {
 				out.Tied[c.name] = first
+				if c.name != "lm_head.weight" && c.node != nil {
+					out.Shared = append(out.Shared, HFSharedUse{Name: c.name, Of: first, Node: c.node, Input: c.input})
+				}
 			}
 			continue
 		}
@@ -401,6 +432,81 @@ func nameWeights(m *onnxpb.ModelProto, byValue bool) (*HFNames, error) {
 	if err != nil {
 		return nil, err
 	}
+	g := m.Graph
+	if len(names.Shared) > 0 {
+		undo := untie(g, names)
+		if names, err = mapHFNames(m, byValue); err != nil {
+			undo()
+			return nil, err
+		}
+		named, err := renameWeights(m, names, byValue)
+		if err != nil {
+			undo()
+		}
+		return named, err
+	}
+	return renameWeights(m, names, byValue)
+}
+
+// untie gives each of names.Shared's parameters its own initializer, a
+// copy of the one it shared (PyTorch trains the two apart), and returns
+// what puts the graph back. Through Optimum's deduplication the parameter
+// was an Identity of the other's initializer: the copy takes the
+// Identity's output name and the Identity goes. A parameter that read the
+// shared initializer directly gets a copy named after it and its node
+// input reads that.
+func untie(g *onnxpb.GraphProto, names *HFNames) (undo func()) {
+	defined := map[string]bool{}
+	for _, v := range g.Input {
+		defined[v.GetName()] = true
+	}
+	inits := map[string]*onnxpb.TensorProto{}
+	for _, t := range g.Initializer {
+		inits[t.GetName()] = t
+		defined[t.GetName()] = true
+	}
+	for _, n := range g.Node {
+		for _, o := range n.Output {
+			defined[o] = true
+		}
+	}
+	n0, nodes := len(g.Initializer), slices.Clone(g.Node)
+	var rewired []HFSharedUse
+	dropped := map[*onnxpb.NodeProto]bool{}
+	for _, u := range names.Shared {
+		p, _ := names.Param(u.Of)
+		src := inits[p.Init]
+		if src == nil || dropped[u.Node] {
+			continue
+		}
+		cp := ir.CloneTensor(src)
+		if u.Node.GetOpType() == "Identity" {
+			cp.Name = u.Node.Output[0]
+			dropped[u.Node] = true
+		} else {
+			if defined[u.Name] {
+				continue // the name is taken: the two stay one weight
+			}
+			cp.Name = u.Name
+			defined[u.Name] = true
+			rewired = append(rewired, HFSharedUse{Name: p.Init, Node: u.Node, Input: u.Input})
+			u.Node.Input[u.Input] = u.Name
+		}
+		g.Initializer = append(g.Initializer, cp)
+	}
+	if len(dropped) > 0 {
+		g.Node = slices.DeleteFunc(slices.Clone(g.Node), func(n *onnxpb.NodeProto) bool { return dropped[n] })
+	}
+	return func() {
+		g.Initializer, g.Node = g.Initializer[:n0], nodes
+		for _, r := range rewired {
+			r.Node.Input[r.Input] = r.Name
+		}
+	}
+}
+
+// renameWeights is NameWeights' renaming, on names mapped from m.
+func renameWeights(m *onnxpb.ModelProto, names *HFNames, byValue bool) (*HFNames, error) {
 	g := m.Graph
 	rename := map[string]string{}
 	var prepend []*onnxpb.NodeProto

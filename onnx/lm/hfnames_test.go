@@ -1,6 +1,7 @@
 package lm
 
 import (
+	"context"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -143,6 +144,59 @@ func TestNameWeightsKeepsTheFunction(t *testing.T) {
 				t.Errorf("a second NameWeights: %v (%d params, first %d)", err, len(again.Params), len(names.Params))
 			}
 		})
+	}
+}
+
+// An Optimum export stores tensors with equal values once (the Qwen2 chat
+// fixture's zero k/v biases and unit norms): NameWeights gives each
+// parameter its own initializer, as transformers has them, so training
+// moves them apart as PyTorch would (before, they trained as one tensor,
+// with the sum of both gradients). The logits stay bit for bit.
+func TestNameWeightsUntiesSharedInitializers(t *testing.T) {
+	path := filepath.Join("..", "testdata", "pytorch", "qwen2-chat", "model.onnx")
+	m, err := ir.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, err := MapHFNames(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(before.Shared) == 0 {
+		t.Fatal("the fixture shares no initializer between parameters: the test needs one that does")
+	}
+	logits := func(m *onnxpb.ModelProto) []float32 {
+		b, err := ir.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lmm, err := LoadBytes(b, path, LoadOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer lmm.Close()
+		l, _, err := lmm.Forward(context.Background(), [][]int64{{1, 5, 9, 14, 3, 7}}, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	want := logits(m)
+	names, err := NameWeights(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(names.Tied) != 0 || len(names.Shared) != 0 {
+		t.Errorf("after NameWeights: tied %v, shared %v; want every parameter its own", names.Tied, names.Shared)
+	}
+	for _, u := range before.Shared {
+		p, ok := names.Param(u.Name)
+		if !ok || p.Init != u.Name {
+			t.Errorf("%s (shared with %s): %+v, %v; want its own initializer of that name", u.Name, u.Of, p, ok)
+		}
+	}
+	if got := logits(m); !slices.Equal(got, want) {
+		t.Error("the untied model's logits differ")
 	}
 }
 
