@@ -24,14 +24,7 @@ func ruleBaselines(task *datasets.Task, train, exs []datasets.Example, split str
 	if err != nil {
 		return nil, fmt.Errorf("%s baseline: %w", BaselineProfile, err)
 	}
-	rule := func(name string, answers []string) modelPredictions {
-		m := modelPredictions{Name: name, Baseline: true}
-		for i, e := range exs {
-			m.Preds = append(m.Preds, datasets.Prediction{ID: e.ID, Task: task.Name, Model: name, Prediction: answers[i], Gold: e.Output, HasGold: e.HasOutput})
-		}
-		return m
-	}
-	rules := []modelPredictions{rule(BaselineBlind, blind), rule(BaselineProfile, reading)}
+	rules := []modelPredictions{baselinePredictions(task, exs, BaselineBlind, blind), baselinePredictions(task, exs, BaselineProfile, reading)}
 	if teacher {
 		answers := make([]string, len(exs))
 		for i, e := range exs {
@@ -41,9 +34,36 @@ func ruleBaselines(task *datasets.Task, train, exs []datasets.Example, split str
 			}
 			answers[i] = answer
 		}
-		rules = append(rules, rule(BaselineTeacher, answers))
+		rules = append(rules, baselinePredictions(task, exs, BaselineTeacher, answers))
 	}
 	return rules, nil
+}
+
+// lampRuleBaselines are LaMP's reference rules on exactly the given
+// examples, those the task has: the training split's majority label or
+// mean rating (profile_blind) and a rule that reads the user's profile
+// (profile_reading: its majority label, its mean rating, or its most
+// similar item's title), as datasets.LaMPBlindBaseline and
+// LaMPProfileBaseline define them.
+func lampRuleBaselines(task *datasets.Task, train, exs []datasets.Example) []modelPredictions {
+	blind := datasets.LaMPBlindBaseline(task, train, exs)
+	var rules []modelPredictions
+	if blind != nil {
+		rules = append(rules, baselinePredictions(task, exs, BaselineBlind, blind))
+	}
+	if reading := datasets.LaMPProfileBaseline(task, exs, blind); reading != nil {
+		rules = append(rules, baselinePredictions(task, exs, BaselineProfile, reading))
+	}
+	return rules
+}
+
+// baselinePredictions are a rule's answers to exs as predictions.
+func baselinePredictions(task *datasets.Task, exs []datasets.Example, name string, answers []string) modelPredictions {
+	m := modelPredictions{Name: name, Baseline: true}
+	for i, e := range exs {
+		m.Preds = append(m.Preds, datasets.Prediction{ID: e.ID, Task: task.Name, Model: name, Prediction: answers[i], Gold: e.Output, HasGold: e.HasOutput})
+	}
+	return m
 }
 
 func formatMetrics(ms []Metric) string {

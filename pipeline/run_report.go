@@ -116,8 +116,9 @@ func (r *runEnv) evalSplits() []string {
 }
 
 // eval scores every predicted model on every split with golds, on the
-// examples all of them answered, and (on the synthetic benchmark) the rule
-// baselines on those same examples: eval/TASK_SPLIT.json (TaskEval).
+// examples all of them answered, and the rule baselines (the synthetic
+// benchmark's, or LaMP's) on those same examples: eval/TASK_SPLIT.json
+// (TaskEval).
 func (r *runEnv) eval() error {
 	models := r.evalModels()
 	for _, td := range r.data.Tasks {
@@ -147,24 +148,27 @@ func (r *runEnv) eval() error {
 				}
 				mps = append(mps, modelPredictions{Name: m.name, From: r.trainedFrom(m.name, evaluated), Preds: preds})
 			}
-			if r.data.Synth {
-				var asked []datasets.Example
-				for _, e := range exs {
-					if answered[e.ID] {
-						asked = append(asked, e)
-					}
+			var asked []datasets.Example
+			for _, e := range exs {
+				if answered[e.ID] {
+					asked = append(asked, e)
 				}
-				rules, err := ruleBaselines(td.Task, td.Splits["train"], asked, split, r.cfg.Teacher.Kind == TeacherGold)
-				if err != nil {
+			}
+			var rules []modelPredictions
+			if r.data.Synth {
+				var err error
+				if rules, err = ruleBaselines(td.Task, td.Splits["train"], asked, split, r.cfg.Teacher.Kind == TeacherGold); err != nil {
 					return fmt.Errorf("eval %s: %w", td.Task.Name, err)
 				}
-				for _, rule := range rules {
-					if err := datasets.WriteRows(r.baselineFile(rule.Name, td.Task.Name, split), rule.Preds, datasets.CreatePredictions); err != nil {
-						return fmt.Errorf("eval %s: %w", td.Task.Name, err)
-					}
-				}
-				mps = append(mps, rules...)
+			} else {
+				rules = lampRuleBaselines(td.Task, td.Splits["train"], asked)
 			}
+			for _, rule := range rules {
+				if err := datasets.WriteRows(r.baselineFile(rule.Name, td.Task.Name, split), rule.Preds, datasets.CreatePredictions); err != nil {
+					return fmt.Errorf("eval %s: %w", td.Task.Name, err)
+				}
+			}
+			mps = append(mps, rules...)
 			te, err := evaluateTask(td.Task, split, exs, mps, r.tx, r.evalOpts())
 			if err != nil {
 				return err
