@@ -64,7 +64,7 @@ func (t *seenTokens) penalize(dst []adjusted, row []float32, s Sampling) []adjus
 	dst = dst[:0]
 	rep := s.RepetitionPenalty != 0 && s.RepetitionPenalty != 1
 	repF, freq, pres := float32(s.RepetitionPenalty), float32(s.FrequencyPenalty), float32(s.PresencePenalty)
-	one := func(id int32, n int32, inPrompt bool) {
+	one := func(id, n int32) {
 		z := row[id]
 		if rep {
 			if z < 0 {
@@ -85,14 +85,14 @@ func (t *seenTokens) penalize(dst []adjusted, row []float32, s Sampling) []adjus
 		switch {
 		case j == len(t.gen) || i < len(t.prompt) && t.prompt[i] < t.gen[j]:
 			if rep {
-				one(t.prompt[i], 0, true)
+				one(t.prompt[i], 0)
 			}
 			i++
 		case i == len(t.prompt) || t.gen[j] < t.prompt[i]:
-			one(t.gen[j], t.count[j], false)
+			one(t.gen[j], t.count[j])
 			j++
 		default: // in both
-			one(t.gen[j], t.count[j], true)
+			one(t.gen[j], t.count[j])
 			i++
 			j++
 		}
