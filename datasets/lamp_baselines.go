@@ -2,6 +2,7 @@ package datasets
 
 import (
 	"math"
+	"slices"
 	"strconv"
 )
 
@@ -51,13 +52,15 @@ func LaMPBlindBaseline(t *Task, train, exs []Example) []string {
 }
 
 // LaMPProfileBaseline answers each of exs from its user's profile by a
-// rule: the label the user's profile holds most often (LaMP_2M's tags,
+// rule: the candidate reference whose title matches the user's papers
+// better (LaMP_1: the higher best BM25 score over the profile; [1] on a
+// tie), the label the user's profile holds most often (LaMP_2M's tags,
 // LaMP_2N's categories; ties go to the label listed first), the user's mean
 // profile rating, rounded (LaMP_3), or the title (LaMP_7: the text) of the
 // profile item BM25 ranks first for the input (LaMP_4 to LaMP_7: the
 // user's most similar earlier item). An example whose profile gives nothing
-// to go by takes blind's answer (LaMPBlindBaseline's, "" without one). It
-// returns nil for LaMP_1, whose answer needs the candidates' texts.
+// to go by takes blind's answer (LaMPBlindBaseline's, "" without one); nil
+// for a task without a rule.
 func LaMPProfileBaseline(t *Task, exs []Example, blind []string) []string {
 	fallback := func(i int) string {
 		if blind != nil {
@@ -67,6 +70,22 @@ func LaMPProfileBaseline(t *Task, exs []Example, blind []string) []string {
 	}
 	out := make([]string, len(exs))
 	switch {
+	case t.Name == "LaMP_1":
+		for i := range exs {
+			out[i] = fallback(i)
+			q := quoted(exs[i].Input) // the user's paper, then the two candidates
+			if len(q) < 3 || len(exs[i].Profile) == 0 {
+				continue
+			}
+			docs := make([]string, len(exs[i].Profile))
+			for k := range exs[i].Profile {
+				docs[k] = t.CorpusText(&exs[i].Profile[k])
+			}
+			out[i] = "[1]"
+			if slices.Max(BM25Scores(q[2], docs)) > slices.Max(BM25Scores(q[1], docs)) {
+				out[i] = "[2]"
+			}
+		}
 	case t.Kind == Classification && t.FieldIndex(labelField(t)) >= 0:
 		f := t.FieldIndex(labelField(t))
 		for i := range exs {

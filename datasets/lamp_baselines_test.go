@@ -75,11 +75,18 @@ func TestLaMPBaselines(t *testing.T) {
 	}
 
 	cite := mustTask(t, "1")
-	if got := LaMPBlindBaseline(cite, gold("[2]", "[2]", "[1]"), []Example{{}}); !slices.Equal(got, []string{"[2]"}) {
-		t.Errorf("LaMP_1 blind %v", got)
+	exs = []Example{
+		{Input: `For an author who has written the paper with the title "Graph kernels", which reference is related? Just answer with [1] or [2] without explanation. [1]: "Protein folding in water" [2]: "Fast graph kernels for molecules"`,
+			Profile: profileOf([]string{"Graph kernels for molecules", "we compare graphs"}, []string{"Kernels on trees", "tree kernels"},
+				[]string{"Deep nets", "a network"})},
+		{}, // no profile: the blind answer
 	}
-	if got := LaMPProfileBaseline(cite, []Example{{}}, nil); got != nil {
-		t.Errorf("LaMP_1 from the profile %v; want none", got)
+	blind = LaMPBlindBaseline(cite, gold("[2]", "[1]", "[1]"), exs)
+	if !slices.Equal(blind, []string{"[1]", "[1]"}) {
+		t.Errorf("LaMP_1 blind %v", blind)
+	}
+	if got := LaMPProfileBaseline(cite, exs, blind); !slices.Equal(got, []string{"[2]", "[1]"}) {
+		t.Errorf("LaMP_1 from the profile %v", got)
 	}
 	if got := LaMPBlindBaseline(tags, nil, []Example{{}}); got != nil {
 		t.Errorf("blind without training golds %v; want none", got)

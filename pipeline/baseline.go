@@ -42,9 +42,9 @@ func ruleBaselines(task *datasets.Task, train, exs []datasets.Example, split str
 // lampRuleBaselines are LaMP's reference rules on exactly the given
 // examples, those the task has: the training split's majority label or
 // mean rating (profile_blind) and a rule that reads the user's profile
-// (profile_reading: its majority label, its mean rating, or its most
-// similar item's title), as datasets.LaMPBlindBaseline and
-// LaMPProfileBaseline define them.
+// (profile_reading: the better-matching reference, its majority label,
+// its mean rating, or its most similar item's title), as
+// datasets.LaMPBlindBaseline and LaMPProfileBaseline define them.
 func lampRuleBaselines(task *datasets.Task, train, exs []datasets.Example) []modelPredictions {
 	blind := datasets.LaMPBlindBaseline(task, train, exs)
 	var rules []modelPredictions
