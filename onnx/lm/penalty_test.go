@@ -159,6 +159,27 @@ func (c penaltyCase) seen() *seenTokens {
 	return t
 }
 
+// A penalty that takes nearly all of a block's mass leaves that block's sum
+// as the difference of two close numbers: the head's float32 sum (off from
+// the exact one by its rounding, here 1e-6) less the token's probability.
+// The draw sums that block anew from its elements, so the rounding does not
+// become the block's weight.
+func TestPenaltiesCancelledBlockSum(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	const V = 4096 // blocks of 64
+	logits := make([]float32, V)
+	for i := range logits {
+		logits[i] = float32(rng.NormFloat64())
+	}
+	for i := 64; i < 128; i++ {
+		logits[i] = -20
+	}
+	logits[100] = 12
+	c := penaltyCase{logits: logits, gen: []int64{100}}
+	s := Sampling{Temperature: 1, PresencePenalty: 30}
+	checkDrawsWith(t, c, s, 3000, func(blocks []float32) { blocks[1] += 1e-6 })
+}
+
 // checkDraws draws n tokens through pickToken (from the head's outputs at
 // s's temperature) and checks each against the token the penalized
 // distribution's inverse CDF (wantDistribution, walked in the draw's order)
@@ -166,8 +187,18 @@ func (c penaltyCase) seen() *seenTokens {
 // rounding of a token boundary.
 func checkDraws(t *testing.T, c penaltyCase, s Sampling, n int) {
 	t.Helper()
+	checkDrawsWith(t, c, s, n, nil)
+}
+
+// checkDrawsWith is checkDraws with the head's block sums edited by edit
+// (nil: as computed).
+func checkDrawsWith(t *testing.T, c penaltyCase, s Sampling, n int, edit func(blocks []float32)) {
+	t.Helper()
 	inv := float32(1 / s.Temperature)
 	probs, blocks, _ := samplingHeadOf(c.logits, inv)
+	if edit != nil {
+		edit(blocks)
+	}
 	h := &headOut{kind: headKind{sample: true}, probs: probs}
 	if blocks != nil {
 		h.blocks = blocks
@@ -379,5 +410,42 @@ func BenchmarkPenalties(b *testing.B) {
 			b.ReportMetric(bestPen.Seconds()*1e3, "penalized_ms/step")
 			b.ReportMetric(bestPen.Seconds()/bestPlain.Seconds(), "x_penalized_vs_plain")
 		})
+	}
+}
+
+// argmaxLowered (the pruned scan for penalties that only lower logits)
+// gives the first position of the largest changed logit, as a scan of the
+// whole changed row does, on rows full of ties (small integer logits),
+// with the maximum changed, unchanged, or in a block of its own.
+func TestArgmaxLoweredMatchesFullScan(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	const V, blk = 4096, 64
+	for trial := range 2000 {
+		row := make([]float32, V)
+		for i := range row {
+			row[i] = float32(rng.IntN(6))
+		}
+		var mods []adjusted
+		for _, id := range rng.Perm(V)[:rng.IntN(400)] {
+			mods = append(mods, adjusted{int32(id), row[id] - float32(rng.IntN(3))})
+		}
+		slices.SortFunc(mods, func(a, b adjusted) int { return int(a.id - b.id) })
+		bm := make([]float32, V/blk)
+		for j := range bm {
+			bm[j] = slices.Max(row[j*blk : (j+1)*blk])
+		}
+		changed := slices.Clone(row)
+		for _, m := range mods {
+			changed[m.id] = m.z
+		}
+		want := 0
+		for i, v := range changed {
+			if v > changed[want] {
+				want = i
+			}
+		}
+		if got := argmaxLowered(bm, row, mods); got != want {
+			t.Fatalf("trial %d: %d, the first maximum of the changed row is %d", trial, got, want)
+		}
 	}
 }

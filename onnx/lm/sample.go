@@ -92,6 +92,9 @@ type picker struct {
 	// (sampleAdjusted), and the tokens they change
 	probs, blocks []float32
 	mods          []adjusted
+	// the adjusted block sums, the changed tokens' weights and one block's
+	// weights of a draw over blocks (drawOverBlocks)
+	sums, w, blockW []float64
 }
 
 // sample draws a token from one row of probabilities (the decode head's
