@@ -178,17 +178,24 @@ func (r *runEnv) prepareBase() error {
 		if _, err := hf.CopySideFiles(filepath.Dir(r.tok.Path()), tmp); err != nil {
 			return err
 		}
-		if err := os.Rename(filepath.Join(r.base, train.SettingsFile), filepath.Join(tmp, train.SettingsFile)); err != nil {
-			return err
-		}
-		if err := os.Remove(r.base); err != nil {
-			return fmt.Errorf("base: %w", err)
-		}
-		if err := os.Rename(tmp, r.base); err != nil {
+		if err := r.replaceBase(tmp); err != nil {
 			return err
 		}
 	}
 	return r.policyIDs()
+}
+
+// replaceBase puts the model written in the side folder tmp in the place
+// of out/base, which holds only the stage's stamp: the stamp moves into
+// tmp, then tmp is renamed.
+func (r *runEnv) replaceBase(tmp string) error {
+	if err := os.Rename(filepath.Join(r.base, train.SettingsFile), filepath.Join(tmp, train.SettingsFile)); err != nil {
+		return err
+	}
+	if err := os.Remove(r.base); err != nil {
+		return fmt.Errorf("base: %w", err)
+	}
+	return os.Rename(tmp, r.base)
 }
 
 // policyCheckpoint reports whether policy.dir is a transformers
@@ -253,13 +260,7 @@ func (r *runEnv) importPolicy() error {
 	}
 	note(r.h, "model", "imported the %s checkpoint %s into %s: %d layers, d_model %d, vocab %d, %d parameters", res.ModelType, src, r.base,
 		res.Config.Defaults().Layers, res.Config.Defaults().DModel, res.Config.Defaults().Vocab, res.Params)
-	if err := os.Rename(filepath.Join(r.base, train.SettingsFile), filepath.Join(tmp, train.SettingsFile)); err != nil {
-		return err
-	}
-	if err := os.Remove(r.base); err != nil {
-		return fmt.Errorf("base: %w", err)
-	}
-	return os.Rename(tmp, r.base)
+	return r.replaceBase(tmp)
 }
 
 // builtinFits refuses a built-in policy whose weights cannot be built in
