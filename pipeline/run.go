@@ -386,6 +386,11 @@ func (r *runEnv) chainsSettings() map[string]any {
 	}
 	if r.cfg.Teacher.Kind == TeacherLocal { // the one teacher that samples with the seed
 		r.runSeed(s, r.cfg.Teacher.Seed)
+		// By content, as the policy: another model exported into the same
+		// folder is another teacher.
+		if mp, err := lm.ResolveModelPath(r.cfg.Teacher.Dir); err == nil {
+			s["teacher.sha256"] = r.fileHashes(append(lm.Files(mp), filepath.Join(r.cfg.Teacher.Dir, "tokenizer.json"))...)
+		}
 	}
 	return withRevision(s, revisionRTag) // the filter reads R_tag's constraints
 }

@@ -421,4 +421,4 @@ func (r *runEnv) fileHashes(paths ...string) map[string]string {
 // hashKeys are the stamp keys fileHashes fills, which stamps recorded by
 // an older tagpr lack: such a stamp is checked without them (its stage
 // resumes as before).
-var hashKeys = []string{"data.sha256", "tokenizer.sha256", "policy.sha256", "stages.prmu.encoder.sha256"}
+var hashKeys = []string{"data.sha256", "tokenizer.sha256", "policy.sha256", "stages.prmu.encoder.sha256", "teacher.sha256"}

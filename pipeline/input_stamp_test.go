@@ -53,3 +53,40 @@ func TestRunRefusesChangedPRMUEncoder(t *testing.T) {
 		t.Fatalf("a run whose encoder folder holds another export: %v, want a refusal naming stages.prmu.encoder.files", err)
 	}
 }
+
+// TestRunRefusesChangedLocalTeacher: chains made by the local teacher in
+// teacher.dir are not reused once another model has been exported into that
+// folder at the same size (here: one weight byte changed); the rerun is
+// refused naming teacher.sha256. Before, the folder's path was all the
+// stamp held of the teacher.
+func TestRunRefusesChangedLocalTeacher(t *testing.T) {
+	dir := t.TempDir()
+	teacher := filepath.Join(dir, "teacher")
+	if err := os.CopyFS(teacher, os.DirFS(filepath.Join("..", "onnx", "testdata", "pytorch", "qwen2-chat"))); err != nil {
+		t.Fatal(err)
+	}
+	cfg := tinyRun(filepath.Join(dir, "run"))
+	cfg.Teacher = TeacherConfig{Kind: TeacherLocal, Dir: teacher, Temperature: 1, MaxTokens: 8, Labeller: cfg.Teacher.Labeller}
+	cfg.Stages.Chains.Samples = 1
+	ctx := context.Background()
+	only := RunOptions{Only: []string{StageChains}}
+	if _, err := Run(ctx, cfg, only); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Run(ctx, cfg, only); err != nil {
+		t.Fatalf("the same teacher: %v", err)
+	}
+	model := filepath.Join(teacher, "model.onnx")
+	b, err := os.ReadFile(model)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)-64] ^= 1 // a weight's low bit, near the end of the file
+	if err := os.WriteFile(model, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Run(ctx, cfg, only)
+	if err == nil || !strings.Contains(err.Error(), "teacher.sha256") {
+		t.Fatalf("a run whose teacher folder holds another model: %v, want a refusal naming teacher.sha256", err)
+	}
+}
