@@ -178,6 +178,7 @@ type runEnv struct {
 
 	flat   map[string]any    // the config, flattened
 	hashes map[string]string // input files' sha256 (fileHashes)
+	policy []string          // policyFiles, found once
 	prmu   *rewardmodel.PRMU
 	events *runEvents // TensorBoard files of the training stages
 

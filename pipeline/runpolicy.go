@@ -215,14 +215,19 @@ func (r *runEnv) policyCheckpoint() bool {
 // policyFiles are the files of policy.dir the run's stamps name (the
 // first one's size, every one's sha256): the ONNX model and its configs,
 // or the checkpoint's weights and configs.
+// Every stage's stamp asks for them: they are found once a run.
 func (r *runEnv) policyFiles() ([]string, error) {
+	if r.policy != nil {
+		return r.policy, nil
+	}
 	d := r.cfg.Policy.Dir
 	if !r.policyCheckpoint() {
 		mp, err := lm.ResolveModelPath(d)
 		if err != nil {
 			return nil, err
 		}
-		return lm.Files(mp), nil
+		r.policy = lm.Files(mp)
+		return r.policy, nil
 	}
 	ck, err := hf.OpenCheckpoint(d)
 	if err != nil {
@@ -235,6 +240,7 @@ func (r *runEnv) policyFiles() ([]string, error) {
 			files = append(files, p)
 		}
 	}
+	r.policy = files
 	return files, nil
 }
 
