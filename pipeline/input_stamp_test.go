@@ -4,9 +4,14 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
+	"github.com/tagpr/tagpr/datasets"
+	"github.com/tagpr/tagpr/onnx/hf"
+	"github.com/tagpr/tagpr/onnx/ir"
+	"github.com/tagpr/tagpr/onnx/train"
 	"github.com/tagpr/tagpr/rewardmodel"
 )
 
@@ -88,5 +93,89 @@ func TestRunRefusesChangedLocalTeacher(t *testing.T) {
 	_, err = Run(ctx, cfg, only)
 	if err == nil || !strings.Contains(err.Error(), "teacher.sha256") {
 		t.Fatalf("a run whose teacher folder holds another model: %v, want a refusal naming teacher.sha256", err)
+	}
+}
+
+// TestRunImportsTeacherCheckpoint: teacher.dir may be a transformers
+// checkpoint, as policy.dir may: the chains stage imports it into
+// out/teacher once and its chains are those of the ONNX model the
+// checkpoint was exported from; a changed checkpoint is refused by the
+// finished chains' stamp (teacher.sha256) and, once the chains are
+// removed, imported again. Before, the run asked for an ONNX folder.
+func TestRunImportsTeacherCheckpoint(t *testing.T) {
+	dir := t.TempDir()
+	onnxDir := filepath.Join("..", "onnx", "testdata", "pytorch", "qwen2-chat")
+	m, err := ir.Load(filepath.Join(onnxDir, "model.onnx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ckpt := filepath.Join(dir, "ckpt")
+	if _, err := hf.Export(m, ckpt, hf.ExportOptions{From: onnxDir}); err != nil {
+		t.Fatal(err)
+	}
+	run := func(out, teacher string) (map[string][]string, string) {
+		t.Helper()
+		cfg := tinyRun(filepath.Join(dir, out))
+		cfg.Teacher = TeacherConfig{Kind: TeacherLocal, Dir: teacher, Temperature: 1, MaxTokens: 8, Labeller: cfg.Teacher.Labeller}
+		cfg.Stages.Chains.Samples = 1
+		var log strings.Builder
+		notes := func(p train.Progress) {
+			if p.Note != "" {
+				log.WriteString(p.Note + "\n")
+			}
+		}
+		if _, err := Run(context.Background(), cfg, RunOptions{Only: []string{StageChains}, Progress: notes}); err != nil {
+			t.Fatalf("teacher %s: %v\n%s", teacher, err, log.String())
+		}
+		chains := map[string][]string{}
+		files, _ := filepath.Glob(filepath.Join(dir, out, "chains", "*.parquet"))
+		for _, f := range files {
+			rows, err := datasets.ReadChains(f, datasets.ReadOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range rows {
+				chains[filepath.Base(f)] = append(chains[filepath.Base(f)], r.Chain)
+			}
+		}
+		if len(chains) == 0 {
+			t.Fatalf("teacher %s: no chains written", teacher)
+		}
+		return chains, log.String()
+	}
+	fromCkpt, log := run("fromckpt", ckpt)
+	if !strings.Contains(log, "imported the qwen2 checkpoint "+ckpt) {
+		t.Errorf("the run does not say it imported the teacher checkpoint:\n%s", log)
+	}
+	fromONNX, _ := run("fromonnx", onnxDir)
+	if !reflect.DeepEqual(fromCkpt, fromONNX) {
+		t.Errorf("chains of the imported checkpoint differ from the ONNX teacher's:\n%v\n%v", fromCkpt, fromONNX)
+	}
+	if _, log := run("fromckpt", ckpt); strings.Contains(log, "imported the") {
+		t.Errorf("the rerun imported the teacher again:\n%s", log)
+	}
+
+	// Another checkpoint in the same folder: the finished chains refuse it.
+	cfg := tinyRun(filepath.Join(dir, "fromckpt"))
+	cfg.Teacher = TeacherConfig{Kind: TeacherLocal, Dir: ckpt, Temperature: 1, MaxTokens: 8, Labeller: cfg.Teacher.Labeller}
+	cfg.Stages.Chains.Samples = 1
+	weights := filepath.Join(ckpt, "model.safetensors")
+	b, err := os.ReadFile(weights)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)-64] ^= 1
+	if err := os.WriteFile(weights, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Run(context.Background(), cfg, RunOptions{Only: []string{StageChains}})
+	if err == nil || !strings.Contains(err.Error(), "teacher.sha256") {
+		t.Fatalf("finished chains of another checkpoint: %v, want a refusal naming teacher.sha256", err)
+	}
+	if err := os.RemoveAll(filepath.Join(dir, "fromckpt", "chains")); err != nil {
+		t.Fatal(err)
+	}
+	if _, log := run("fromckpt", ckpt); !strings.Contains(log, "importing it again") || !strings.Contains(log, "imported the qwen2 checkpoint") {
+		t.Errorf("a changed checkpoint was not imported again:\n%s", log)
 	}
 }

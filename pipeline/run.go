@@ -176,11 +176,12 @@ type runEnv struct {
 	eos  []int64
 	pad  int64
 
-	flat   map[string]any    // the config, flattened
-	hashes map[string]string // input files' sha256 (fileHashes)
-	policy []string          // policyFiles, found once
-	prmu   *rewardmodel.PRMU
-	events *runEvents // TensorBoard files of the training stages
+	flat    map[string]any    // the config, flattened
+	hashes  map[string]string // input files' sha256 (fileHashes)
+	policy  []string          // policyFiles, found once
+	teacher []string          // teacherFiles, found once
+	prmu    *rewardmodel.PRMU
+	events  *runEvents // TensorBoard files of the training stages
 
 	shard       datasets.Shard // predict's worker (run_shard.go)
 	mergeShards bool
@@ -266,11 +267,14 @@ func (r *runEnv) checkPolicyFiles() error {
 		}
 	}
 	if !c.Stages.Chains.Skip && c.Teacher.Kind == TeacherLocal {
-		if _, err := lm.ResolveModelPath(c.Teacher.Dir); err != nil {
+		files, err := r.teacherFiles()
+		if err != nil {
 			return fmt.Errorf("teacher.dir: %w", err)
 		}
-		if err := add("teacher.dir", filepath.Join(c.Teacher.Dir, "tokenizer.json"), true); err != nil {
-			return err
+		for _, f := range append(files, filepath.Join(c.Teacher.Dir, "tokenizer.json")) {
+			if err := add("teacher.dir", f, true); err != nil {
+				return err
+			}
 		}
 	}
 	for _, f := range files {
@@ -389,8 +393,8 @@ func (r *runEnv) chainsSettings() map[string]any {
 		r.runSeed(s, r.cfg.Teacher.Seed)
 		// By content, as the policy: another model exported into the same
 		// folder is another teacher.
-		if mp, err := lm.ResolveModelPath(r.cfg.Teacher.Dir); err == nil {
-			s["teacher.sha256"] = r.fileHashes(append(lm.Files(mp), filepath.Join(r.cfg.Teacher.Dir, "tokenizer.json"))...)
+		if files, err := r.teacherFiles(); err == nil {
+			s["teacher.sha256"] = r.fileHashes(append(files, filepath.Join(r.cfg.Teacher.Dir, "tokenizer.json"))...)
 		}
 	}
 	return withRevision(s, revisionRTag) // the filter reads R_tag's constraints

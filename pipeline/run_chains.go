@@ -173,12 +173,63 @@ func (r *runEnv) openTeacher() (Teacher, func(), error) {
 		if err != nil {
 			return nil, nil, fmt.Errorf("teacher.dir: %w", err)
 		}
-		lt, err := OpenLocalTeacher(t.Dir, tok, r.sess, lm.Sampling{Temperature: t.Temperature, TopK: t.TopK, TopP: t.TopP}, t.MaxTokens,
+		dir, err := r.teacherModel()
+		if err != nil {
+			return nil, nil, err
+		}
+		lt, err := OpenLocalTeacher(dir, tok, r.sess, lm.Sampling{Temperature: t.Temperature, TopK: t.TopK, TopP: t.TopP}, t.MaxTokens,
 			r.cfg.stageSeed(t.Seed, seedTeacher))
 		if err != nil {
 			return nil, nil, fmt.Errorf("teacher.dir: %w", err)
 		}
+		lt.Policy.Name = t.Dir // the checkpoint it was imported from, not out/teacher
 		return lt, func() { lt.Close() }, nil
 	}
 	return nil, nil, fmt.Errorf("teacher.kind %q has no endpoint", t.Kind)
+}
+
+// teacherFiles are teacher.dir's modelFiles, found once a run.
+func (r *runEnv) teacherFiles() ([]string, error) {
+	if r.teacher != nil {
+		return r.teacher, nil
+	}
+	files, err := modelFiles(r.cfg.Teacher.Dir)
+	if err != nil {
+		return nil, err
+	}
+	r.teacher = files
+	return files, nil
+}
+
+// teacherModel is the folder the local teacher loads: teacher.dir, or
+// out/teacher when teacher.dir is a transformers checkpoint, imported there
+// the first time and again once the checkpoint has changed (the import is
+// only a copy of it; the chains stage's own stamp names the teacher).
+func (r *runEnv) teacherModel() (string, error) {
+	src := r.cfg.Teacher.Dir
+	if !isCheckpoint(src) {
+		return src, nil
+	}
+	files, err := r.teacherFiles()
+	if err != nil {
+		return "", fmt.Errorf("teacher.dir: %w", err)
+	}
+	dir := r.dir("teacher")
+	model := filepath.Join(dir, "model.onnx")
+	settings := map[string]any{"teacher.sha256": r.fileHashes(files...)}
+	if _, err := checkStampOf(dir, "teacher", settings, exists(model)); err != nil {
+		note(r.h, "model", "%s holds an import of another checkpoint than %s's (%v): importing it again", dir, src, err)
+		if err := os.RemoveAll(dir); err != nil {
+			return "", fmt.Errorf("teacher: %w", err)
+		}
+		if _, err := checkStampOf(dir, "teacher", settings, false); err != nil {
+			return "", err
+		}
+	}
+	if !exists(model) {
+		if err := r.importCheckpoint("teacher.dir", src, dir); err != nil {
+			return "", err
+		}
+	}
+	return dir, nil
 }

@@ -713,7 +713,7 @@ func (t TeacherConfig) validate(c *RunConfig) []error {
 		}
 	case TeacherLocal:
 		if t.Dir == "" {
-			bad("teacher.dir", "required with teacher.kind local (a model folder with its tokenizer)")
+			bad("teacher.dir", "required with teacher.kind local (an ONNX model folder or a transformers checkpoint, with its tokenizer.json)")
 		}
 	default:
 		bad("teacher.kind", "%q: want gold, openai or local", t.Kind)

@@ -186,23 +186,26 @@ func (r *runEnv) prepareBase() error {
 }
 
 // replaceBase puts the model written in the side folder tmp in the place
-// of out/base, which holds only the stage's stamp: the stamp moves into
-// tmp, then tmp is renamed.
-func (r *runEnv) replaceBase(tmp string) error {
-	if err := os.Rename(filepath.Join(r.base, train.SettingsFile), filepath.Join(tmp, train.SettingsFile)); err != nil {
+// of out/base, which holds only the stage's stamp.
+func (r *runEnv) replaceBase(tmp string) error { return replaceStamped(r.base, tmp, "base") }
+
+// replaceStamped puts the model written in the side folder tmp in the
+// place of dir, which holds only its stamp: the stamp moves into tmp, then
+// tmp is renamed.
+func replaceStamped(dir, tmp, what string) error {
+	if err := os.Rename(filepath.Join(dir, train.SettingsFile), filepath.Join(tmp, train.SettingsFile)); err != nil {
 		return err
 	}
-	if err := os.Remove(r.base); err != nil {
-		return fmt.Errorf("base: %w", err)
+	if err := os.Remove(dir); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
 	}
-	return os.Rename(tmp, r.base)
+	return os.Rename(tmp, dir)
 }
 
-// policyCheckpoint reports whether policy.dir is a transformers
-// checkpoint (config.json and model.safetensors or its index, no
-// model.onnx): the run imports it into out/base first.
-func (r *runEnv) policyCheckpoint() bool {
-	d := r.cfg.Policy.Dir
+// isCheckpoint reports whether d is a transformers checkpoint (config.json
+// and model.safetensors or its index, no model.onnx): a run imports it
+// before it loads the model.
+func isCheckpoint(d string) bool {
 	if d == "" {
 		return false
 	}
@@ -212,22 +215,34 @@ func (r *runEnv) policyCheckpoint() bool {
 	return hf.IsCheckpoint(d)
 }
 
-// policyFiles are the files of policy.dir the run's stamps name (the
-// first one's size, every one's sha256): the ONNX model and its configs,
-// or the checkpoint's weights and configs.
-// Every stage's stamp asks for them: they are found once a run.
+// policyCheckpoint reports whether policy.dir is a transformers
+// checkpoint: the run imports it into out/base first.
+func (r *runEnv) policyCheckpoint() bool { return isCheckpoint(r.cfg.Policy.Dir) }
+
+// policyFiles are policy.dir's modelFiles, found once a run: every
+// stage's stamp asks for them.
 func (r *runEnv) policyFiles() ([]string, error) {
 	if r.policy != nil {
 		return r.policy, nil
 	}
-	d := r.cfg.Policy.Dir
-	if !r.policyCheckpoint() {
+	files, err := modelFiles(r.cfg.Policy.Dir)
+	if err != nil {
+		return nil, err
+	}
+	r.policy = files
+	return files, nil
+}
+
+// modelFiles are the files of a model folder the run's stamps name (the
+// first one's size, every one's sha256): the ONNX model and its configs,
+// or the checkpoint's weights and configs.
+func modelFiles(d string) ([]string, error) {
+	if !isCheckpoint(d) {
 		mp, err := lm.ResolveModelPath(d)
 		if err != nil {
 			return nil, err
 		}
-		r.policy = lm.Files(mp)
-		return r.policy, nil
+		return lm.Files(mp), nil
 	}
 	ck, err := hf.OpenCheckpoint(d)
 	if err != nil {
@@ -240,16 +255,20 @@ func (r *runEnv) policyFiles() ([]string, error) {
 			files = append(files, p)
 		}
 	}
-	r.policy = files
 	return files, nil
 }
 
 // importPolicy converts the checkpoint in policy.dir into out/base, as
-// `tagpr model import-hf` does: written in a side folder and renamed, so a
-// killed run never leaves half a model.
+// `tagpr model import-hf` does.
 func (r *runEnv) importPolicy() error {
-	src := r.cfg.Policy.Dir
-	tmp := r.base + ".tmp"
+	return r.importCheckpoint("policy.dir", r.cfg.Policy.Dir, r.base)
+}
+
+// importCheckpoint converts the checkpoint src (the config's key) into
+// dst, which holds only its stamp: written in a side folder and renamed,
+// so a killed run never leaves half a model.
+func (r *runEnv) importCheckpoint(key, src, dst string) error {
+	tmp := dst + ".tmp"
 	os.RemoveAll(tmp)
 	task := "import " + src + " (MiB)"
 	var last time.Time
@@ -262,11 +281,11 @@ func (r *runEnv) importPolicy() error {
 	}})
 	if err != nil {
 		os.RemoveAll(tmp)
-		return fmt.Errorf("policy.dir: %w", err)
+		return fmt.Errorf("%s: %w", key, err)
 	}
-	note(r.h, "model", "imported the %s checkpoint %s into %s: %d layers, d_model %d, vocab %d, %d parameters", res.ModelType, src, r.base,
+	note(r.h, "model", "imported the %s checkpoint %s into %s: %d layers, d_model %d, vocab %d, %d parameters", res.ModelType, src, dst,
 		res.Config.Defaults().Layers, res.Config.Defaults().DModel, res.Config.Defaults().Vocab, res.Params)
-	return r.replaceBase(tmp)
+	return replaceStamped(dst, tmp, key)
 }
 
 // builtinFits refuses a built-in policy whose weights cannot be built in
