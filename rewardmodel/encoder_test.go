@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tagpr/tagpr/onnx/hf"
 	"github.com/tagpr/tagpr/onnx/ir"
 	"github.com/tagpr/tagpr/onnx/ort"
 )
@@ -17,6 +18,10 @@ import (
 // encoderFixture is the tiny random BERT exported by Optimum
 // (scripts/rewardmodel/export_encoder.py).
 const encoderFixture = "testdata/encoder"
+
+// encoderCheckpoint holds encoderFixture's weights as a transformers
+// checkpoint (scripts/rewardmodel/encoder_checkpoint.py).
+const encoderCheckpoint = "testdata/encoder-hf"
 
 type encoderReference struct {
 	MaxLength int `json:"max_length"`
@@ -44,13 +49,29 @@ func readEncoderReference(t *testing.T) encoderReference {
 
 func loadFixtureEncoder(t *testing.T, o EncoderOptions) *TextEncoder {
 	t.Helper()
+	return loadEncoderAt(t, encoderFixture, o)
+}
+
+// importedEncoder imports encoderCheckpoint (the fixture encoder's weights
+// as a transformers checkpoint) into a temporary folder.
+func importedEncoder(t *testing.T) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "encoder")
+	if _, err := hf.ImportEncoder(encoderCheckpoint, dir); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func loadEncoderAt(t *testing.T, dir string, o EncoderOptions) *TextEncoder {
+	t.Helper()
 	if err := ort.Init(""); err != nil {
 		t.Fatalf("ONNX Runtime is needed (make setup): %v", err)
 	}
 	if o.Session.IntraOpThreads == 0 {
 		o.Session = quietSession
 	}
-	e, err := LoadTextEncoder(encoderFixture, o)
+	e, err := LoadTextEncoder(dir, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,11 +82,15 @@ func loadFixtureEncoder(t *testing.T, o EncoderOptions) *TextEncoder {
 // tagpr's tokens and pooled embeddings equal PyTorch's (HF tokenizer,
 // BertModel, sentence-transformers pooling) within 1e-5, for mean pooling
 // (the fixture's 1_Pooling config) and CLS, one by one and batched with
-// padding, truncation included.
+// padding, truncation included: the encoder as Optimum exported it, and
+// the same weights as a transformers checkpoint imported by
+// hf.ImportEncoder.
 func TestTextEncoderMatchesPyTorch(t *testing.T) {
 	ref := readEncoderReference(t)
-	for _, pooling := range []string{"", EncoderPoolCLS} {
-		e := loadFixtureEncoder(t, EncoderOptions{Pooling: pooling, MaxTokens: ref.MaxLength})
+	imported := importedEncoder(t)
+	for _, c := range []struct{ dir, pooling string }{{encoderFixture, ""}, {encoderFixture, EncoderPoolCLS}, {imported, ""}, {imported, EncoderPoolCLS}} {
+		pooling := c.pooling
+		e := loadEncoderAt(t, c.dir, EncoderOptions{Pooling: pooling, MaxTokens: ref.MaxLength})
 		if e.Dim != ref.Hidden || (pooling == "" && e.Pooling != EncoderPoolMean) {
 			t.Fatalf("encoder dim %d pooling %q, want %d and mean from 1_Pooling/config.json", e.Dim, e.Pooling, ref.Hidden)
 		}
@@ -94,9 +119,9 @@ func TestTextEncoderMatchesPyTorch(t *testing.T) {
 				worst = max(worst, math.Abs(float64(batched[i][j])-w), math.Abs(float64(alone[0][j])-w))
 			}
 		}
-		t.Logf("%s pooling: max |tagpr − PyTorch| = %.2g over %d texts", e.Pooling, worst, len(texts))
+		t.Logf("%s, %s pooling: max |tagpr − PyTorch| = %.2g over %d texts", c.dir, e.Pooling, worst, len(texts))
 		if worst > 1e-5 {
-			t.Fatalf("%s pooling: max difference from PyTorch %.3g > 1e-5", e.Pooling, worst)
+			t.Fatalf("%s, %s pooling: max difference from PyTorch %.3g > 1e-5", c.dir, e.Pooling, worst)
 		}
 		if st := e.Stats(); st.Runs != 1+len(texts) || st.Texts != 2*len(texts) {
 			t.Fatalf("stats %+v after one batch and %d single runs", st, len(texts))

@@ -20,15 +20,19 @@ func modelImportHFCmd() *cobra.Command {
 	var force bool
 	cmd := &cobra.Command{
 		Use:   "import-hf DIR --out OUT",
-		Short: "Turn a Hugging Face checkpoint (Llama, Mistral, Qwen2, Qwen3; safetensors) into an ONNX model, without Python",
+		Short: "Turn a Hugging Face checkpoint (Llama, Mistral, Qwen2, Qwen3; or a BERT-family text encoder; safetensors) into an ONNX model, without Python",
 		Long: `Reads DIR/config.json and the weights (model.safetensors, or the shards listed in
 model.safetensors.index.json; stored as F32, F16 or BF16) and writes OUT/model.onnx in the Optimum
 layout, built by tagpr's own graph builder, with config.json, generation_config.json and the tokenizer
 files (chat template included) copied beside it. The checkpoint is memory-mapped and converted one
 weight at a time (float32, projections transposed to ONNX's [in, out]); from 1 GiB of weights on they
 go to OUT/model.onnx.data. A model_type or config.json field tagpr cannot build the same way (scaled
-rotary positions, per-layer sliding windows, quantization…) is refused by name.`,
-		Example: "  tagpr model import-hf ~/models/Qwen2.5-0.5B-Instruct --out models/qwen2.5-0.5b",
+rotary positions, per-layer sliding windows, quantization…) is refused by name.
+
+A BERT-family checkpoint (model_type bert: BERT, MiniLM, BGE, E5; as BertModel or sentence-transformers
+saves it) becomes a text encoder instead, as optimum-cli export onnx --task feature-extraction writes one
+(output last_hidden_state), with its tokenizer and 1_Pooling/config.json: a PRMU encoder folder.`,
+		Example: "  tagpr model import-hf ~/models/Qwen2.5-0.5B-Instruct --out models/qwen2.5-0.5b\n  tagpr model import-hf ~/models/all-MiniLM-L6-v2 --out models/minilm",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if out == "" {
@@ -37,6 +41,15 @@ rotary positions, per-layer sliding windows, quantization…) is refused by name
 			target := filepath.Join(out, "model.onnx")
 			if _, err := os.Stat(target); err == nil && !force {
 				return fmt.Errorf("import-hf: %s exists; pass --force to overwrite it", target)
+			}
+			if hf.IsEncoder(args[0]) {
+				res, err := hf.ImportEncoder(args[0], out)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "wrote %s: %s text encoder, %d layers, hidden %d, %d parameters; copied %v (use the folder as prmu --encoder or stages.prmu.encoder.dir)\n",
+					res.Model, res.ModelType, res.Layers, res.Hidden, res.Params, res.Copied)
+				return nil
 			}
 			var bar *progress
 			res, err := hf.Import(args[0], out, hf.ImportOptions{ExternalData: external, Progress: func(done, total int64) {

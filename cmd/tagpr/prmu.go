@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tagpr/tagpr/datasets"
+	"github.com/tagpr/tagpr/onnx/hf"
 	"github.com/tagpr/tagpr/onnx/train"
 	"github.com/tagpr/tagpr/pipeline"
 	"github.com/tagpr/tagpr/rewardmodel"
@@ -200,6 +201,9 @@ func checkEncoderDir(command, dir string) error {
 		return fmt.Errorf("%s: --encoder: %w", command, err)
 	case !fi.IsDir():
 		return fmt.Errorf("%s: --encoder %s is not a folder (want an encoder exported with optimum-cli export onnx --task feature-extraction)", command, dir)
+	}
+	if _, err := os.Stat(filepath.Join(dir, rewardmodel.EncoderModelFile)); errors.Is(err, os.ErrNotExist) && hf.IsEncoder(dir) && hf.IsCheckpoint(dir) {
+		return fmt.Errorf("%s: --encoder %s is a transformers checkpoint: import it first with tagpr model import-hf %s --out ENCODER and pass --encoder ENCODER", command, dir, dir)
 	}
 	return nil
 }

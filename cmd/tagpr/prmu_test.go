@@ -324,3 +324,26 @@ func TestPRMUTrainRefusesARunFolderAsOut(t *testing.T) {
 		t.Errorf("prmu train wrote a model into the run folder")
 	}
 }
+
+// A BERT-family transformers checkpoint as --encoder is refused with the
+// command that imports it; `model import-hf` writes an encoder folder that
+// `prmu train --encoder` then uses.
+func TestPRMUEncoderFromCheckpoint(t *testing.T) {
+	dir := t.TempDir()
+	ckpt := filepath.Join("..", "..", "rewardmodel", "testdata", "encoder-hf")
+	_, stderr, err := runTagpr(t, ".", nil, "prmu", "train", "--out", filepath.Join(dir, "x"), "--users", "40", "--steps", "1", "--encoder", ckpt)
+	if err == nil || !strings.Contains(stderr, "tagpr model import-hf "+ckpt) {
+		t.Fatalf("prmu train --encoder CHECKPOINT: %v\n%s\nwant a refusal naming tagpr model import-hf", err, stderr)
+	}
+	enc := filepath.Join(dir, "enc")
+	out, stderr, err := runTagpr(t, ".", nil, "model", "import-hf", ckpt, "--out", enc)
+	if err != nil || !strings.Contains(out, "bert text encoder, 2 layers, hidden 32") {
+		t.Fatalf("import-hf of a BERT checkpoint: %v\n%s%s", err, out, stderr)
+	}
+	if _, stderr, err := runTagpr(t, ".", nil, "prmu", "train", "--out", filepath.Join(dir, "prmu"), "--users", "40", "--steps", "2", "--encoder", enc); err != nil {
+		t.Fatalf("prmu train on the imported encoder: %v\n%s", err, stderr)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "prmu", "encoder", "model.onnx")); err != nil {
+		t.Fatal(err)
+	}
+}

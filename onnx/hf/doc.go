@@ -1,5 +1,5 @@
 // Package hf moves causal LMs between Hugging Face checkpoints and tagpr's
-// ONNX models, with no Python.
+// ONNX models (and BERT-family text encoders, one way), with no Python.
 //
 // Import reads a transformers checkpoint folder — config.json and the
 // weights in safetensors (one file, or shards listed in
@@ -23,6 +23,11 @@
 // transformers' from_pretrained loads the folder. ExportAdapters writes a
 // LoRA run's adapters as PEFT does (adapter_model.safetensors,
 // adapter_config.json) for PeftModel.from_pretrained.
+//
+// ImportEncoder does the same for a BERT-family text encoder (BERT,
+// MiniLM, BGE, E5): the graph `optimum-cli export onnx --task
+// feature-extraction` writes, output last_hidden_state, with the tokenizer
+// and sentence-transformers' pooling config, a PRMU encoder folder as is.
 //
 // It imports onnx/lm, onnx/ir, onnx/onnxpb, onnx/safetensors and onnx/train
 // (for LoRA adapters) from tagpr.
