@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"math"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -177,5 +178,68 @@ func TestRunImportsTeacherCheckpoint(t *testing.T) {
 	}
 	if _, log := run("fromckpt", ckpt); !strings.Contains(log, "importing it again") || !strings.Contains(log, "imported the qwen2 checkpoint") {
 		t.Errorf("a changed checkpoint was not imported again:\n%s", log)
+	}
+}
+
+// TestRunImportsEncoderCheckpoint: stages.prmu.encoder.dir may be a
+// BERT-family transformers checkpoint: the PRMU stage imports it into
+// out/encoder once and trains (with LoRA on the imported graph) as on the
+// Optimum export of the same weights; a changed checkpoint is refused by
+// the finished PRMU's stamp. Before, the run asked for an ONNX folder.
+func TestRunImportsEncoderCheckpoint(t *testing.T) {
+	dir := t.TempDir()
+	ckpt := filepath.Join(dir, "ckpt")
+	if err := os.CopyFS(ckpt, os.DirFS(filepath.Join("..", "rewardmodel", "testdata", "encoder-hf"))); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	run := func(out, encoder string) (StageSummary, string) {
+		t.Helper()
+		cfg := tinyRun(filepath.Join(dir, out))
+		cfg.Stages.PRMU.Encoder = &PRMUEncoderConfig{Dir: encoder, Tuning: rewardmodel.TuneLoRA, LoRARank: 2, LoRASteps: 2}
+		var log strings.Builder
+		notes := func(p train.Progress) {
+			if p.Note != "" {
+				log.WriteString(p.Note + "\n")
+			}
+		}
+		if _, err := Run(ctx, cfg, RunOptions{Only: []string{StagePRMU}, Progress: notes}); err != nil {
+			t.Fatalf("encoder %s: %v\n%s", encoder, err, log.String())
+		}
+		var sum StageSummary
+		if err := readJSON(filepath.Join(dir, out, "prmu", summaryFile), &sum); err != nil {
+			t.Fatal(err)
+		}
+		return sum, log.String()
+	}
+	fromCkpt, log := run("fromckpt", ckpt)
+	if !strings.Contains(log, "imported the bert text encoder "+ckpt) {
+		t.Errorf("the run does not say it imported the encoder checkpoint:\n%s", log)
+	}
+	fromONNX, _ := run("fromonnx", encoderFixture)
+	for _, k := range []string{"loss", "dev_pair_accuracy"} {
+		a, b := fromCkpt.Final[k], fromONNX.Final[k]
+		t.Logf("%s: %v imported, %v Optimum export", k, a, b)
+		if math.IsNaN(a) || math.Abs(a-b) > 1e-4*max(1, math.Abs(b)) {
+			t.Errorf("%s: %v with the imported checkpoint, %v with the Optimum export of the same weights", k, a, b)
+		}
+	}
+	if _, log := run("fromckpt", ckpt); strings.Contains(log, "imported the") {
+		t.Errorf("the rerun imported the encoder again:\n%s", log)
+	}
+	weights := filepath.Join(ckpt, "model.safetensors")
+	b, err := os.ReadFile(weights)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)-64] ^= 1
+	if err := os.WriteFile(weights, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := tinyRun(filepath.Join(dir, "fromckpt"))
+	cfg.Stages.PRMU.Encoder = &PRMUEncoderConfig{Dir: ckpt, Tuning: rewardmodel.TuneLoRA, LoRARank: 2, LoRASteps: 2}
+	_, err = Run(ctx, cfg, RunOptions{Only: []string{StagePRMU}})
+	if err == nil || !strings.Contains(err.Error(), "stages.prmu.encoder.sha256") {
+		t.Fatalf("a finished PRMU whose encoder checkpoint changed: %v, want a refusal naming stages.prmu.encoder.sha256", err)
 	}
 }

@@ -180,6 +180,7 @@ type runEnv struct {
 	hashes  map[string]string // input files' sha256 (fileHashes)
 	policy  []string          // policyFiles, found once
 	teacher []string          // teacherFiles, found once
+	encoder []string          // encoderFiles, found once
 	prmu    *rewardmodel.PRMU
 	events  *runEvents // TensorBoard files of the training stages
 
@@ -262,7 +263,7 @@ func (r *runEnv) checkPolicyFiles() error {
 		}
 	}
 	if e := c.Stages.PRMU.Encoder; e != nil && !c.Stages.PRMU.Skip {
-		if _, err := lm.ResolveModelPath(e.Dir); err != nil {
+		if _, err := r.encoderFiles(); err != nil {
 			return fmt.Errorf("stages.prmu.encoder.dir: %w", err)
 		}
 	}
@@ -421,8 +422,9 @@ func (r *runEnv) prmuSettings() map[string]any {
 	if e := r.cfg.Stages.PRMU.Encoder; e != nil {
 		// The encoder's files, as policy.files: another export in the same
 		// folder is a changed setting, not the encoder the PRMU was trained with.
-		s["stages.prmu.encoder.files"] = fileFacts(rewardmodel.EncoderFiles(e.Dir)...)
-		s["stages.prmu.encoder.sha256"] = r.fileHashes(rewardmodel.EncoderFiles(e.Dir)...)
+		files, _ := r.encoderFiles()
+		s["stages.prmu.encoder.files"] = fileFacts(files...)
+		s["stages.prmu.encoder.sha256"] = r.fileHashes(files...)
 	}
 	if r.cfg.Stages.PRMU.PolicySamples > 0 {
 		merge(s, r.sftSettings())

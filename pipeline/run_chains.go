@@ -202,9 +202,7 @@ func (r *runEnv) teacherFiles() ([]string, error) {
 }
 
 // teacherModel is the folder the local teacher loads: teacher.dir, or
-// out/teacher when teacher.dir is a transformers checkpoint, imported there
-// the first time and again once the checkpoint has changed (the import is
-// only a copy of it; the chains stage's own stamp names the teacher).
+// out/teacher when teacher.dir is a transformers checkpoint.
 func (r *runEnv) teacherModel() (string, error) {
 	src := r.cfg.Teacher.Dir
 	if !isCheckpoint(src) {
@@ -214,22 +212,29 @@ func (r *runEnv) teacherModel() (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("teacher.dir: %w", err)
 	}
-	dir := r.dir("teacher")
-	model := filepath.Join(dir, "model.onnx")
-	settings := map[string]any{"teacher.sha256": r.fileHashes(files...)}
-	if _, err := checkStampOf(dir, "teacher", settings, exists(model)); err != nil {
-		note(r.h, "model", "%s holds an import of another checkpoint than %s's (%v): importing it again", dir, src, err)
-		if err := os.RemoveAll(dir); err != nil {
-			return "", fmt.Errorf("teacher: %w", err)
+	return r.importedCopy("teacher.dir", src, r.dir("teacher"), files)
+}
+
+// importedCopy is dst, where the checkpoint src (the config's key; its
+// files stamped) is imported the first time and again once it has changed:
+// the import is only a copy of it, and the stages' own stamps name the
+// checkpoint.
+func (r *runEnv) importedCopy(key, src, dst string, files []string) (string, error) {
+	model := filepath.Join(dst, "model.onnx")
+	settings := map[string]any{key + ".sha256": r.fileHashes(files...)}
+	if _, err := checkStampOf(dst, key, settings, exists(model)); err != nil {
+		note(r.h, "model", "%s holds an import of another checkpoint than %s's (%v): importing it again", dst, src, err)
+		if err := os.RemoveAll(dst); err != nil {
+			return "", fmt.Errorf("%s: %w", key, err)
 		}
-		if _, err := checkStampOf(dir, "teacher", settings, false); err != nil {
+		if _, err := checkStampOf(dst, key, settings, false); err != nil {
 			return "", err
 		}
 	}
 	if !exists(model) {
-		if err := r.importCheckpoint("teacher.dir", src, dir); err != nil {
+		if err := r.importCheckpoint(key, src, dst); err != nil {
 			return "", err
 		}
 	}
-	return dir, nil
+	return dst, nil
 }

@@ -55,11 +55,15 @@ func (r *runEnv) trainPRMU(ctx context.Context) error {
 			return err
 		}
 	}
+	enc, err := r.prmuEncoder()
+	if err != nil {
+		return err
+	}
 	note(r.h, StagePRMU, "training the reward model on the training users' pairs (%d from policy samples)", len(extra))
 	start := time.Now()
 	opts := r.prmuSession()
 	recipe := rewardmodel.PRMURecipe{TopK: r.cfg.Retrieval.TopK, Recency: r.cfg.Retrieval.Method == "recency", Vocab: p.Vocab, Extra: extra,
-		Config: rewardmodel.PRMUConfig{Embed: p.Embed, Hidden: p.Hidden, MaxItems: p.MaxItems, Pool: p.Pool, Seed: seed, Encoder: p.Encoder.encoder()},
+		Config: rewardmodel.PRMUConfig{Embed: p.Embed, Hidden: p.Hidden, MaxItems: p.MaxItems, Pool: p.Pool, Seed: seed, Encoder: enc},
 		Train:  rewardmodel.PRMUTrainOptions{Steps: p.Steps, PairsPerStep: p.PairsPerStep, LR: p.LR, Seed: seed, Session: opts}}
 	recipe.Train.Progress = r.h
 	model, res, accs, err := rewardmodel.TrainPRMUOnSets(ctx, trainSets, devSets, recipe)
@@ -161,4 +165,43 @@ func (r *runEnv) loadPRMU() (PRMUScorer, error) {
 		r.prmu = p
 	}
 	return r.prmu, nil
+}
+
+// encoderFiles are the files of stages.prmu.encoder.dir the PRMU stage's
+// stamp names, found once a run: rewardmodel.EncoderFiles, and for a
+// transformers checkpoint its weights and configs too.
+func (r *runEnv) encoderFiles() ([]string, error) {
+	if r.encoder != nil {
+		return r.encoder, nil
+	}
+	dir := r.cfg.Stages.PRMU.Encoder.Dir
+	files := rewardmodel.EncoderFiles(dir)
+	if isCheckpoint(dir) {
+		ck, err := modelFiles(dir)
+		if err != nil {
+			return nil, err
+		}
+		files = append(ck, files...)
+	} else if _, err := lm.ResolveModelPath(dir); err != nil {
+		return nil, fmt.Errorf("%w (or a BERT-family transformers checkpoint)", err)
+	}
+	r.encoder = files
+	return files, nil
+}
+
+// prmuEncoder is stages.prmu.encoder with its folder, or out/encoder when
+// that is a transformers checkpoint (imported there); nil without one.
+func (r *runEnv) prmuEncoder() (*rewardmodel.PRMUEncoder, error) {
+	enc := r.cfg.Stages.PRMU.Encoder.encoder()
+	if enc == nil || !isCheckpoint(enc.Dir) {
+		return enc, nil
+	}
+	files, err := r.encoderFiles()
+	if err != nil {
+		return nil, fmt.Errorf("stages.prmu.encoder.dir: %w", err)
+	}
+	if enc.Dir, err = r.importedCopy("stages.prmu.encoder.dir", enc.Dir, r.dir("encoder"), files); err != nil {
+		return nil, err
+	}
+	return enc, nil
 }

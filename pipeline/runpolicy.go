@@ -264,12 +264,22 @@ func (r *runEnv) importPolicy() error {
 	return r.importCheckpoint("policy.dir", r.cfg.Policy.Dir, r.base)
 }
 
-// importCheckpoint converts the checkpoint src (the config's key) into
-// dst, which holds only its stamp: written in a side folder and renamed,
-// so a killed run never leaves half a model.
+// importCheckpoint converts the checkpoint src (the config's key; a causal
+// LM, or a BERT-family text encoder) into dst, which holds only its stamp:
+// written in a side folder and renamed, so a killed run never leaves half a
+// model.
 func (r *runEnv) importCheckpoint(key, src, dst string) error {
 	tmp := dst + ".tmp"
 	os.RemoveAll(tmp)
+	if hf.IsEncoder(src) {
+		res, err := hf.ImportEncoder(src, tmp)
+		if err != nil {
+			os.RemoveAll(tmp)
+			return fmt.Errorf("%s: %w", key, err)
+		}
+		note(r.h, "model", "imported the %s text encoder %s into %s: %d layers, hidden %d, %d parameters", res.ModelType, src, dst, res.Layers, res.Hidden, res.Params)
+		return replaceStamped(dst, tmp, key)
+	}
 	task := "import " + src + " (MiB)"
 	var last time.Time
 	res, err := hf.Import(src, tmp, hf.ImportOptions{Progress: func(done, total int64) {
