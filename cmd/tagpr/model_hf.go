@@ -49,6 +49,12 @@ saves it) becomes a text encoder instead, as optimum-cli export onnx --task feat
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "wrote %s: %s text encoder, %d layers, hidden %d, %d parameters; copied %v (use the folder as prmu --encoder or stages.prmu.encoder.dir)\n",
 					res.Model, res.ModelType, res.Layers, res.Hidden, res.Params, res.Copied)
+				if !slices.Contains(res.Copied, "tokenizer.json") {
+					fmt.Fprintf(cmd.ErrOrStderr(), "note: %s has no tokenizer.json: a PRMU encoder needs the model's tokenizer.json (and tokenizer_config.json) in %s\n", args[0], out)
+				}
+				if !slices.Contains(res.Copied, "1_Pooling/config.json") {
+					fmt.Fprintf(cmd.ErrOrStderr(), "note: %s has no 1_Pooling/config.json: set the pooling (--encoder-pooling mean|cls, stages.prmu.encoder.pooling) or copy the sentence-transformers model's 1_Pooling/ into %s\n", args[0], out)
+				}
 				return nil
 			}
 			var bar *progress
