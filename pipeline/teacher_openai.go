@@ -80,6 +80,7 @@ type OpenAITeacher struct {
 	// shownBase is the base URL so masked: what the name shows.
 	shownBase string
 	key       string
+	azureKey  bool // send key as api-key (Azure's deployment endpoints)
 	client    *http.Client
 	// completionTokens: the server refused max_tokens and asked for
 	// max_completion_tokens; every request after it sends that.
@@ -103,6 +104,9 @@ func NewOpenAITeacher(cfg OpenAIConfig) (*OpenAITeacher, error) {
 		return nil, fmt.Errorf("openai teacher: %s %q: %w", cfg.BaseURLKey, cfg.BaseURL, err)
 	}
 	t := &OpenAITeacher{cfg: cfg, endpoint: endpoint, shown: RedactURL(endpoint), shownBase: RedactURL(base), client: &http.Client{Timeout: cfg.Timeout}}
+	// Azure OpenAI's deployment endpoints (…/openai/deployments/NAME?api-version=…)
+	// take a key in api-key, not as a bearer token (its /openai/v1 takes both).
+	t.azureKey = strings.Contains(endpoint, "/openai/deployments/")
 	if cfg.APIKeyEnv != "" {
 		t.key = os.Getenv(cfg.APIKeyEnv)
 		if t.key == "" {
@@ -388,7 +392,11 @@ func (t *OpenAITeacher) post(ctx context.Context, body []byte) (Completion, erro
 		return Completion{}, fmt.Errorf("teacher %s: %w", t.shown, err)
 	}
 	hreq.Header.Set("Content-Type", "application/json")
-	if t.key != "" {
+	switch {
+	case t.key == "":
+	case t.azureKey:
+		hreq.Header.Set("api-key", t.key)
+	default:
 		hreq.Header.Set("Authorization", "Bearer "+t.key)
 	}
 	resp, err := t.client.Do(hreq)

@@ -258,7 +258,8 @@ func TestOpenAITeacherSizeCap(t *testing.T) {
 }
 
 // A base URL with a query (a gateway's key, Azure's legacy api-version)
-// keeps it after the endpoint's path, not in front of it.
+// keeps it after the endpoint's path, not in front of it; Azure's
+// deployment endpoints get the key in the api-key header they read.
 func TestOpenAITeacherBaseURLQuery(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/openai/deployments/d/chat/completions" || r.URL.Query().Get("api-version") != "2024-10-21" {
@@ -266,10 +267,16 @@ func TestOpenAITeacherBaseURLQuery(t *testing.T) {
 			http.Error(w, "not found", http.StatusNotFound)
 			return
 		}
+		if r.Header.Get("api-key") != "azure-key" || r.Header.Get("Authorization") != "" {
+			t.Errorf("server: api-key %q, Authorization %q; want the key in api-key alone", r.Header.Get("api-key"), r.Header.Get("Authorization"))
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
 		chatReply(w, "ok")
 	}))
 	defer srv.Close()
-	tc, err := NewOpenAITeacher(OpenAIConfig{BaseURL: srv.URL + "/openai/deployments/d/?api-version=2024-10-21", Model: "d", Timeout: 5 * time.Second})
+	t.Setenv("TAGPR_TEST_AZURE_KEY", "azure-key")
+	tc, err := NewOpenAITeacher(OpenAIConfig{BaseURL: srv.URL + "/openai/deployments/d/?api-version=2024-10-21", Model: "d", APIKeyEnv: "TAGPR_TEST_AZURE_KEY", Timeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
