@@ -156,6 +156,24 @@ func TestRunImportsTeacherCheckpoint(t *testing.T) {
 		t.Errorf("the rerun imported the teacher again:\n%s", log)
 	}
 
+	// The policy's own checkpoint as the teacher is imported once, into out/base.
+	self := tinyRun(filepath.Join(dir, "self"))
+	self.Policy = PolicyConfig{Dir: ckpt}
+	self.Tokenizer.Train = nil
+	self.Teacher = TeacherConfig{Kind: TeacherLocal, Dir: ckpt, Temperature: 1, MaxTokens: 8, Labeller: self.Teacher.Labeller}
+	self.Stages.Chains.Samples = 1
+	var selfLog strings.Builder
+	if _, err := Run(context.Background(), self, RunOptions{Only: []string{StageChains}, Progress: func(p train.Progress) {
+		if p.Note != "" {
+			selfLog.WriteString(p.Note + "\n")
+		}
+	}}); err != nil {
+		t.Fatalf("the policy's checkpoint as the teacher: %v\n%s", err, selfLog.String())
+	}
+	if n := strings.Count(selfLog.String(), "imported the qwen2 checkpoint"); n != 1 || exists(filepath.Join(dir, "self", "teacher")) {
+		t.Errorf("the policy's checkpoint as the teacher: imported %d times, out/teacher made: %v\n%s", n, exists(filepath.Join(dir, "self", "teacher")), selfLog.String())
+	}
+
 	// Another checkpoint in the same folder: the finished chains refuse it.
 	cfg := tinyRun(filepath.Join(dir, "fromckpt"))
 	cfg.Teacher = TeacherConfig{Kind: TeacherLocal, Dir: ckpt, Temperature: 1, MaxTokens: 8, Labeller: cfg.Teacher.Labeller}

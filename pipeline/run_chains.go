@@ -202,11 +202,15 @@ func (r *runEnv) teacherFiles() ([]string, error) {
 }
 
 // teacherModel is the folder the local teacher loads: teacher.dir, or
-// out/teacher when teacher.dir is a transformers checkpoint.
+// out/teacher when teacher.dir is a transformers checkpoint (out/base when
+// it is policy.dir's).
 func (r *runEnv) teacherModel() (string, error) {
 	src := r.cfg.Teacher.Dir
 	if !isCheckpoint(src) {
 		return src, nil
+	}
+	if filepath.Clean(src) == filepath.Clean(r.cfg.Policy.Dir) && exists(filepath.Join(r.base, "model.onnx")) {
+		return r.base, nil // the policy's own checkpoint, imported once into out/base
 	}
 	files, err := r.teacherFiles()
 	if err != nil {
