@@ -286,7 +286,13 @@ func (r *runEnv) importCheckpoint(key, src, dst string) error {
 		// A line every few seconds, as `model import-hf` shows it.
 		if now := time.Now(); now.Sub(last) >= 3*time.Second || done == total {
 			last = now
-			r.h.Report(train.Progress{Task: task, Step: int((done + 1<<20 - 1) >> 20), Total: int((total + 1<<20 - 1) >> 20)})
+			// MiB rounded down until the end: a step rounded up to the
+			// total would read as done, and the last report as a new task.
+			mib, all := int(done>>20), int((total+1<<20-1)>>20)
+			if done == total {
+				mib = all
+			}
+			r.h.Report(train.Progress{Task: task, Step: mib, Total: all})
 		}
 	}})
 	if err != nil {
