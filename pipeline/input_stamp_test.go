@@ -82,16 +82,8 @@ func TestRunRefusesChangedLocalTeacher(t *testing.T) {
 	if _, err := Run(ctx, cfg, only); err != nil {
 		t.Fatalf("the same teacher: %v", err)
 	}
-	model := filepath.Join(teacher, "model.onnx")
-	b, err := os.ReadFile(model)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b[len(b)-64] ^= 1 // a weight's low bit, near the end of the file
-	if err := os.WriteFile(model, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	_, err = Run(ctx, cfg, only)
+	flipWeightBit(t, filepath.Join(teacher, "model.onnx"))
+	_, err := Run(ctx, cfg, only)
 	if err == nil || !strings.Contains(err.Error(), "teacher.sha256") {
 		t.Fatalf("a run whose teacher folder holds another model: %v, want a refusal naming teacher.sha256", err)
 	}
@@ -119,14 +111,9 @@ func TestRunImportsTeacherCheckpoint(t *testing.T) {
 		cfg := tinyRun(filepath.Join(dir, out))
 		cfg.Teacher = TeacherConfig{Kind: TeacherLocal, Dir: teacher, Temperature: 1, MaxTokens: 8, Labeller: cfg.Teacher.Labeller}
 		cfg.Stages.Chains.Samples = 1
-		var log strings.Builder
-		notes := func(p train.Progress) {
-			if p.Note != "" {
-				log.WriteString(p.Note + "\n")
-			}
-		}
-		if _, err := Run(context.Background(), cfg, RunOptions{Only: []string{StageChains}, Progress: notes}); err != nil {
-			t.Fatalf("teacher %s: %v\n%s", teacher, err, log.String())
+		log, err := runNotes(cfg, StageChains)
+		if err != nil {
+			t.Fatalf("teacher %s: %v\n%s", teacher, err, log)
 		}
 		chains := map[string][]string{}
 		files, _ := filepath.Glob(filepath.Join(dir, out, "chains", "*.parquet"))
@@ -142,7 +129,7 @@ func TestRunImportsTeacherCheckpoint(t *testing.T) {
 		if len(chains) == 0 {
 			t.Fatalf("teacher %s: no chains written", teacher)
 		}
-		return chains, log.String()
+		return chains, log
 	}
 	fromCkpt, log := run("fromckpt", ckpt)
 	if !strings.Contains(log, "imported the qwen2 checkpoint "+ckpt) {
@@ -162,31 +149,19 @@ func TestRunImportsTeacherCheckpoint(t *testing.T) {
 	self.Tokenizer.Train = nil
 	self.Teacher = TeacherConfig{Kind: TeacherLocal, Dir: ckpt, Temperature: 1, MaxTokens: 8, Labeller: self.Teacher.Labeller}
 	self.Stages.Chains.Samples = 1
-	var selfLog strings.Builder
-	if _, err := Run(context.Background(), self, RunOptions{Only: []string{StageChains}, Progress: func(p train.Progress) {
-		if p.Note != "" {
-			selfLog.WriteString(p.Note + "\n")
-		}
-	}}); err != nil {
-		t.Fatalf("the policy's checkpoint as the teacher: %v\n%s", err, selfLog.String())
+	selfLog, err := runNotes(self, StageChains)
+	if err != nil {
+		t.Fatalf("the policy's checkpoint as the teacher: %v\n%s", err, selfLog)
 	}
-	if n := strings.Count(selfLog.String(), "imported the qwen2 checkpoint"); n != 1 || exists(filepath.Join(dir, "self", "teacher")) {
-		t.Errorf("the policy's checkpoint as the teacher: imported %d times, out/teacher made: %v\n%s", n, exists(filepath.Join(dir, "self", "teacher")), selfLog.String())
+	if n := strings.Count(selfLog, "imported the qwen2 checkpoint"); n != 1 || exists(filepath.Join(dir, "self", "teacher")) {
+		t.Errorf("the policy's checkpoint as the teacher: imported %d times, out/teacher made: %v\n%s", n, exists(filepath.Join(dir, "self", "teacher")), selfLog)
 	}
 
 	// Another checkpoint in the same folder: the finished chains refuse it.
 	cfg := tinyRun(filepath.Join(dir, "fromckpt"))
 	cfg.Teacher = TeacherConfig{Kind: TeacherLocal, Dir: ckpt, Temperature: 1, MaxTokens: 8, Labeller: cfg.Teacher.Labeller}
 	cfg.Stages.Chains.Samples = 1
-	weights := filepath.Join(ckpt, "model.safetensors")
-	b, err := os.ReadFile(weights)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b[len(b)-64] ^= 1
-	if err := os.WriteFile(weights, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	flipWeightBit(t, filepath.Join(ckpt, "model.safetensors"))
 	_, err = Run(context.Background(), cfg, RunOptions{Only: []string{StageChains}})
 	if err == nil || !strings.Contains(err.Error(), "teacher.sha256") {
 		t.Fatalf("finished chains of another checkpoint: %v, want a refusal naming teacher.sha256", err)
@@ -215,20 +190,15 @@ func TestRunImportsEncoderCheckpoint(t *testing.T) {
 		t.Helper()
 		cfg := tinyRun(filepath.Join(dir, out))
 		cfg.Stages.PRMU.Encoder = &PRMUEncoderConfig{Dir: encoder, Tuning: rewardmodel.TuneLoRA, LoRARank: 2, LoRASteps: 2}
-		var log strings.Builder
-		notes := func(p train.Progress) {
-			if p.Note != "" {
-				log.WriteString(p.Note + "\n")
-			}
-		}
-		if _, err := Run(ctx, cfg, RunOptions{Only: []string{StagePRMU}, Progress: notes}); err != nil {
-			t.Fatalf("encoder %s: %v\n%s", encoder, err, log.String())
+		log, err := runNotes(cfg, StagePRMU)
+		if err != nil {
+			t.Fatalf("encoder %s: %v\n%s", encoder, err, log)
 		}
 		var sum StageSummary
 		if err := readJSON(filepath.Join(dir, out, "prmu", summaryFile), &sum); err != nil {
 			t.Fatal(err)
 		}
-		return sum, log.String()
+		return sum, log
 	}
 	fromCkpt, log := run("fromckpt", ckpt)
 	if !strings.Contains(log, "imported the bert text encoder "+ckpt) {
@@ -245,19 +215,36 @@ func TestRunImportsEncoderCheckpoint(t *testing.T) {
 	if _, log := run("fromckpt", ckpt); strings.Contains(log, "imported the") {
 		t.Errorf("the rerun imported the encoder again:\n%s", log)
 	}
-	weights := filepath.Join(ckpt, "model.safetensors")
-	b, err := os.ReadFile(weights)
+	flipWeightBit(t, filepath.Join(ckpt, "model.safetensors"))
+	cfg := tinyRun(filepath.Join(dir, "fromckpt"))
+	cfg.Stages.PRMU.Encoder = &PRMUEncoderConfig{Dir: ckpt, Tuning: rewardmodel.TuneLoRA, LoRARank: 2, LoRASteps: 2}
+	_, err := Run(ctx, cfg, RunOptions{Only: []string{StagePRMU}})
+	if err == nil || !strings.Contains(err.Error(), "stages.prmu.encoder.sha256") {
+		t.Fatalf("a finished PRMU whose encoder checkpoint changed: %v, want a refusal naming stages.prmu.encoder.sha256", err)
+	}
+}
+
+// flipWeightBit changes one weight's low bit near the end of the file: the
+// same size, another model.
+func flipWeightBit(t *testing.T, path string) {
+	t.Helper()
+	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	b[len(b)-64] ^= 1
-	if err := os.WriteFile(weights, b, 0o644); err != nil {
+	if err := os.WriteFile(path, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cfg := tinyRun(filepath.Join(dir, "fromckpt"))
-	cfg.Stages.PRMU.Encoder = &PRMUEncoderConfig{Dir: ckpt, Tuning: rewardmodel.TuneLoRA, LoRARank: 2, LoRASteps: 2}
-	_, err = Run(ctx, cfg, RunOptions{Only: []string{StagePRMU}})
-	if err == nil || !strings.Contains(err.Error(), "stages.prmu.encoder.sha256") {
-		t.Fatalf("a finished PRMU whose encoder checkpoint changed: %v, want a refusal naming stages.prmu.encoder.sha256", err)
-	}
+}
+
+// runNotes runs the stage of cfg and returns the notes it gave, a line each.
+func runNotes(cfg RunConfig, stage string) (string, error) {
+	var log strings.Builder
+	_, err := Run(context.Background(), cfg, RunOptions{Only: []string{stage}, Progress: func(p train.Progress) {
+		if p.Note != "" {
+			log.WriteString(p.Note + "\n")
+		}
+	}})
+	return log.String(), err
 }

@@ -78,21 +78,13 @@ type hfModelConfig struct {
 // readModelConfig reads dir/config.json and turns it into the builder's
 // Config, refusing by name every model_type and setting it cannot build.
 func readModelConfig(dir string) (lm.Config, []byte, error) {
-	path := filepath.Join(dir, "config.json")
-	raw, err := os.ReadFile(path)
+	var hc hfModelConfig
+	raw, keys, fail0, err := readConfigJSON(dir, &hc)
 	if err != nil {
-		return lm.Config{}, nil, fmt.Errorf("import %s: %w", dir, err)
+		return lm.Config{}, nil, err
 	}
 	fail := func(format string, a ...any) (lm.Config, []byte, error) {
-		return lm.Config{}, nil, fmt.Errorf("import: %s: "+format, append([]any{path}, a...)...)
-	}
-	var keys map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &keys); err != nil {
-		return fail("not a JSON object: %v", err)
-	}
-	var hc hfModelConfig
-	if err := json.Unmarshal(raw, &hc); err != nil {
-		return fail("%v", err)
+		return lm.Config{}, nil, fail0(format, a...)
 	}
 	if !contains(Families, hc.ModelType) {
 		return fail("model_type %q is not supported; tagpr imports %s", hc.ModelType, strings.Join(Families, ", "))
@@ -100,16 +92,7 @@ func readModelConfig(dir string) (lm.Config, []byte, error) {
 	if len(hc.Quantization) > 0 && string(hc.Quantization) != "null" {
 		return fail("quantization_config: quantized checkpoints are not supported")
 	}
-	var unknown []string
-	for k := range keys {
-		if v := strings.TrimSpace(string(keys[k])); harmlessWhenOff[k] && (v == "false" || v == "null") {
-			continue
-		}
-		if !harmlessKeys[k] {
-			unknown = append(unknown, k)
-		}
-	}
-	sort.Strings(unknown)
+	unknown := unknownKeys(keys, func(k, v string) bool { return harmlessKeys[k] || harmlessWhenOff[k] && (v == "false" || v == "null") })
 	if len(unknown) > 0 {
 		return fail("%s not supported: tagpr cannot tell whether the model computes the same without %s (known %s fields: the sizes, rotary and norm settings, biases, sliding windows)",
 			plural(unknown, "field"), them(unknown), hc.ModelType)
@@ -259,4 +242,53 @@ func them(s []string) string {
 		return "it"
 	}
 	return "them"
+}
+
+// readConfigJSON reads dir/config.json into v and returns its bytes, its
+// top-level entries and how to fail naming the file.
+func readConfigJSON(dir string, v any) ([]byte, map[string]json.RawMessage, func(format string, a ...any) error, error) {
+	path := filepath.Join(dir, "config.json")
+	fail := func(format string, a ...any) error {
+		return fmt.Errorf("import: %s: "+format, append([]any{path}, a...)...)
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("import %s: %w", dir, err)
+	}
+	var keys map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &keys); err != nil {
+		return nil, nil, nil, fail("not a JSON object: %v", err)
+	}
+	if err := json.Unmarshal(raw, v); err != nil {
+		return nil, nil, nil, fail("%v", err)
+	}
+	return raw, keys, fail, nil
+}
+
+// unknownKeys are the entries known does not accept, sorted.
+func unknownKeys(keys map[string]json.RawMessage, known func(k, v string) bool) []string {
+	var unknown []string
+	for k, v := range keys {
+		if !known(k, strings.TrimSpace(string(v))) {
+			unknown = append(unknown, k)
+		}
+	}
+	sort.Strings(unknown)
+	return unknown
+}
+
+// openFitting opens dir's checkpoint, refusing one whose tensors hold fewer
+// values than config.json implies (need; sizes names the fields), before a
+// builder lays out a graph from sizes off by orders of magnitude.
+func openFitting(dir string, need float64, sizes string) (*Checkpoint, error) {
+	ck, err := OpenCheckpoint(dir)
+	if err != nil {
+		return nil, err
+	}
+	if have := ck.Elements(); need > float64(have) {
+		ck.Close()
+		return nil, fmt.Errorf("import %s: config.json implies at least %.4g weights (%s) but the checkpoint's tensors hold %d values: config.json does not describe these weights (is it the checkpoint's own?)",
+			dir, need, sizes, have)
+	}
+	return ck, nil
 }

@@ -6,7 +6,6 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 
 	"github.com/google/renameio/v2"
@@ -62,21 +61,13 @@ type ImportedEncoder struct {
 // readBertConfig reads dir/config.json, refusing by name what the encoder
 // ImportEncoder builds would compute differently.
 func readBertConfig(dir string) (bertConfig, []byte, error) {
-	path := filepath.Join(dir, "config.json")
-	raw, err := os.ReadFile(path)
+	var c bertConfig
+	raw, keys, fail0, err := readConfigJSON(dir, &c)
 	if err != nil {
-		return bertConfig{}, nil, fmt.Errorf("import %s: %w", dir, err)
+		return bertConfig{}, nil, err
 	}
 	fail := func(format string, a ...any) (bertConfig, []byte, error) {
-		return bertConfig{}, nil, fmt.Errorf("import: %s: "+format, append([]any{path}, a...)...)
-	}
-	var keys map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &keys); err != nil {
-		return fail("not a JSON object: %v", err)
-	}
-	var c bertConfig
-	if err := json.Unmarshal(raw, &c); err != nil {
-		return fail("%v", err)
+		return bertConfig{}, nil, fail0(format, a...)
 	}
 	if !contains(EncoderFamilies, c.ModelType) {
 		return fail("model_type %q is not a text encoder tagpr imports (%s); export it with optimum-cli export onnx --task feature-extraction instead",
@@ -85,14 +76,7 @@ func readBertConfig(dir string) (bertConfig, []byte, error) {
 	if len(c.Quantization) > 0 && string(c.Quantization) != "null" {
 		return fail("quantization_config: quantized checkpoints are not supported")
 	}
-	var unknown []string
-	for k := range keys {
-		if !harmlessKeys[k] && !bertKeys[k] {
-			unknown = append(unknown, k)
-		}
-	}
-	sort.Strings(unknown)
-	if len(unknown) > 0 {
+	if unknown := unknownKeys(keys, func(k, _ string) bool { return harmlessKeys[k] || bertKeys[k] }); len(unknown) > 0 {
 		return fail("%s not supported: tagpr cannot tell whether the encoder computes the same without %s", plural(unknown, "field"), them(unknown))
 	}
 	switch {
@@ -148,15 +132,12 @@ func ImportEncoder(dir, out string) (*ImportedEncoder, error) {
 	if err != nil {
 		return nil, err
 	}
-	ck, err := OpenCheckpoint(dir)
+	ck, err := openFitting(dir, c.params(), fmt.Sprintf("vocab_size %d, hidden_size %d, num_hidden_layers %d, intermediate_size %d",
+		c.VocabSize, c.HiddenSize, c.NumHiddenLayers, c.IntermediateSize))
 	if err != nil {
 		return nil, err
 	}
 	defer ck.Close()
-	if need, have := c.params(), ck.Elements(); need > float64(have) {
-		return nil, fmt.Errorf("import %s: config.json implies %.4g weights (vocab_size %d, hidden_size %d, num_hidden_layers %d, intermediate_size %d) but the checkpoint's tensors hold %d values: config.json does not describe these weights (is it the checkpoint's own?)",
-			dir, need, c.VocabSize, c.HiddenSize, c.NumHiddenLayers, c.IntermediateSize, have)
-	}
 	if c.params()*4 >= 1<<31-(64<<20) {
 		return nil, fmt.Errorf("import %s: %.4g float32 weights do not fit in one ONNX file (2 GiB); tagpr imports encoders up to BERT-large's size", dir, c.params())
 	}

@@ -62,20 +62,17 @@ func Import(dir, out string, o ImportOptions) (*Imported, error) {
 	if err != nil {
 		return nil, err
 	}
-	ck, err := OpenCheckpoint(dir)
-	if err != nil {
-		return nil, err
-	}
-	defer ck.Close()
 	full := cfg.Defaults()
 	// Sizes the weights cannot hold are refused before the builder lays
 	// out a graph (and inputs per layer) from them: a config.json with
 	// num_hidden_layers or vocab_size off by orders of magnitude would
 	// otherwise exhaust memory before the first missing tensor is noticed.
-	if need, have := minWeights(full), ck.Elements(); need > float64(have) {
-		return nil, fmt.Errorf("import %s: config.json implies at least %.4g weights (vocab_size %d, hidden_size %d, num_hidden_layers %d, intermediate_size %d, num_attention_heads %d × head_dim %d) but the checkpoint's tensors hold %d values: config.json does not describe these weights (is it the checkpoint's own?)",
-			dir, need, full.Vocab, full.DModel, full.Layers, full.FFN, full.Heads, full.HeadDim, have)
+	ck, err := openFitting(dir, minWeights(full), fmt.Sprintf("vocab_size %d, hidden_size %d, num_hidden_layers %d, intermediate_size %d, num_attention_heads %d × head_dim %d",
+		full.Vocab, full.DModel, full.Layers, full.FFN, full.Heads, full.HeadDim))
+	if err != nil {
+		return nil, err
 	}
+	defer ck.Close()
 	res := &Imported{Model: filepath.Join(out, "model.onnx"), Config: cfg, Params: full.Params(), Stored: ck.Bytes()}
 	switch o.ExternalData {
 	case "", "auto":
