@@ -65,6 +65,25 @@ func loadFixture(t *testing.T, name string) *fixture {
 	return f
 }
 
+// loadExportFixture is a user's export (model.onnx alone in its folder)
+// with the batch in refDir/reference.json.
+func loadExportFixture(t *testing.T, name, refDir string) *fixture {
+	t.Helper()
+	m, err := ir.Load(filepath.Join(fixtureDir, name, "model.onnx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fixture{name: name, model: m}
+	b, err := os.ReadFile(filepath.Join(refDir, "reference.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &f.ref); err != nil {
+		t.Fatalf("%s/reference.json: %v", refDir, err)
+	}
+	return f
+}
+
 func flat(rows [][]int64) []int64 {
 	var out []int64
 	for _, r := range rows {

@@ -16,9 +16,20 @@ import (
 // (no by-value map), and GPT-2's tied wte — stored twice by the exporter —
 // is one weight whose gradient is torch's (the sum over both uses).
 func TestNamedFixtureGradientsMatchPyTorch(t *testing.T) {
-	for _, name := range []string{"gpt2", "llama"} {
+	for _, name := range []string{"gpt2", "llama", "qwen2-chat"} {
 		t.Run(name, func(t *testing.T) {
-			f := loadFixture(t, name)
+			var f *fixture
+			gradsDir := filepath.Join(fixtureDir, name)
+			if name == "qwen2-chat" {
+				// An Optimum export whose equal tensors (the three RMSNorm
+				// gains, k_proj's and v_proj's biases) are stored once:
+				// untied by name, each gets its own gradient, as in PyTorch
+				// (scripts/fixtures/qwen2_chat_grads.py).
+				gradsDir += "-grads"
+				f = loadExportFixture(t, name, gradsDir)
+			} else {
+				f = loadFixture(t, name)
+			}
 			names, err := lm.NameWeights(f.model)
 			if err != nil {
 				t.Fatal(err)
@@ -44,7 +55,7 @@ func TestNamedFixtureGradientsMatchPyTorch(t *testing.T) {
 			if _, _, err := tr.Compute(toValues(t, fs)); err != nil {
 				t.Fatal(err)
 			}
-			want, _, err := ReadSafetensors(filepath.Join(fixtureDir, name, "grads.safetensors"))
+			want, _, err := ReadSafetensors(filepath.Join(gradsDir, "grads.safetensors"))
 			if err != nil {
 				t.Fatal(err)
 			}
