@@ -215,6 +215,12 @@ func TestRunImportsEncoderCheckpoint(t *testing.T) {
 	if _, log := run("fromckpt", ckpt); strings.Contains(log, "imported the") {
 		t.Errorf("the rerun imported the encoder again:\n%s", log)
 	}
+	// A RoBERTa checkpoint (positions from a CumSum over the ids) trains
+	// with LoRA too.
+	roberta, _ := filepath.Abs(filepath.Join("..", "rewardmodel", "testdata", "encoder-roberta"))
+	if sum, log := run("roberta", roberta); !strings.Contains(log, "imported the roberta text encoder") || !(sum.Final["loss"] > 0) {
+		t.Errorf("a RoBERTa encoder checkpoint: loss %v\n%s", sum.Final["loss"], log)
+	}
 	flipWeightBit(t, filepath.Join(ckpt, "model.safetensors"))
 	cfg := tinyRun(filepath.Join(dir, "fromckpt"))
 	cfg.Stages.PRMU.Encoder = &PRMUEncoderConfig{Dir: ckpt, Tuning: rewardmodel.TuneLoRA, LoRARank: 2, LoRASteps: 2}

@@ -23,6 +23,11 @@ const encoderFixture = "testdata/encoder"
 // checkpoint (scripts/rewardmodel/encoder_checkpoint.py).
 const encoderCheckpoint = "testdata/encoder-hf"
 
+// robertaCheckpoint is a tiny random RoBERTa encoder as a transformers
+// checkpoint, with its PyTorch embeddings
+// (scripts/rewardmodel/roberta_checkpoint.py).
+const robertaCheckpoint = "testdata/encoder-roberta"
+
 type encoderReference struct {
 	MaxLength int `json:"max_length"`
 	Hidden    int `json:"hidden_size"`
@@ -34,9 +39,9 @@ type encoderReference struct {
 	} `json:"texts"`
 }
 
-func readEncoderReference(t *testing.T) encoderReference {
+func readEncoderReference(t *testing.T, dir string) encoderReference {
 	t.Helper()
-	raw, err := os.ReadFile(filepath.Join(encoderFixture, "reference.json"))
+	raw, err := os.ReadFile(filepath.Join(dir, "reference.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,12 +57,12 @@ func loadFixtureEncoder(t *testing.T, o EncoderOptions) *TextEncoder {
 	return loadEncoderAt(t, encoderFixture, o)
 }
 
-// importedEncoder imports encoderCheckpoint (the fixture encoder's weights
-// as a transformers checkpoint) into a temporary folder.
-func importedEncoder(t *testing.T) string {
+// importedEncoder imports the transformers checkpoint ckpt into a
+// temporary folder.
+func importedEncoder(t *testing.T, ckpt string) string {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "encoder")
-	if _, err := hf.ImportEncoder(encoderCheckpoint, dir); err != nil {
+	if _, err := hf.ImportEncoder(ckpt, dir); err != nil {
 		t.Fatal(err)
 	}
 	return dir
@@ -82,14 +87,18 @@ func loadEncoderAt(t *testing.T, dir string, o EncoderOptions) *TextEncoder {
 // tagpr's tokens and pooled embeddings equal PyTorch's (HF tokenizer,
 // BertModel, sentence-transformers pooling) within 1e-5, for mean pooling
 // (the fixture's 1_Pooling config) and CLS, one by one and batched with
-// padding, truncation included: the encoder as Optimum exported it, and
-// the same weights as a transformers checkpoint imported by
-// hf.ImportEncoder.
+// padding, truncation included: the encoder as Optimum exported it, the
+// same weights as a transformers checkpoint imported by hf.ImportEncoder,
+// and a RoBERTa checkpoint (byte-level BPE, positions counted from the
+// padding id) imported the same way.
 func TestTextEncoderMatchesPyTorch(t *testing.T) {
-	ref := readEncoderReference(t)
-	imported := importedEncoder(t)
-	for _, c := range []struct{ dir, pooling string }{{encoderFixture, ""}, {encoderFixture, EncoderPoolCLS}, {imported, ""}, {imported, EncoderPoolCLS}} {
-		pooling := c.pooling
+	bert, roberta := importedEncoder(t, encoderCheckpoint), importedEncoder(t, robertaCheckpoint)
+	for _, c := range []struct{ name, dir, ref, pooling string }{
+		{"Optimum BERT", encoderFixture, encoderFixture, ""}, {"Optimum BERT", encoderFixture, encoderFixture, EncoderPoolCLS},
+		{"imported BERT", bert, encoderFixture, ""}, {"imported BERT", bert, encoderFixture, EncoderPoolCLS},
+		{"imported RoBERTa", roberta, robertaCheckpoint, ""}, {"imported RoBERTa", roberta, robertaCheckpoint, EncoderPoolCLS},
+	} {
+		ref, pooling := readEncoderReference(t, c.ref), c.pooling
 		e := loadEncoderAt(t, c.dir, EncoderOptions{Pooling: pooling, MaxTokens: ref.MaxLength})
 		if e.Dim != ref.Hidden || (pooling == "" && e.Pooling != EncoderPoolMean) {
 			t.Fatalf("encoder dim %d pooling %q, want %d and mean from 1_Pooling/config.json", e.Dim, e.Pooling, ref.Hidden)
@@ -119,9 +128,9 @@ func TestTextEncoderMatchesPyTorch(t *testing.T) {
 				worst = max(worst, math.Abs(float64(batched[i][j])-w), math.Abs(float64(alone[0][j])-w))
 			}
 		}
-		t.Logf("%s, %s pooling: max |tagpr − PyTorch| = %.2g over %d texts", c.dir, e.Pooling, worst, len(texts))
+		t.Logf("%s, %s pooling: max |tagpr − PyTorch| = %.2g over %d texts", c.name, e.Pooling, worst, len(texts))
 		if worst > 1e-5 {
-			t.Fatalf("%s, %s pooling: max difference from PyTorch %.3g > 1e-5", c.dir, e.Pooling, worst)
+			t.Fatalf("%s, %s pooling: max difference from PyTorch %.3g > 1e-5", c.name, e.Pooling, worst)
 		}
 		if st := e.Stats(); st.Runs != 1+len(texts) || st.Texts != 2*len(texts) {
 			t.Fatalf("stats %+v after one batch and %d single runs", st, len(texts))

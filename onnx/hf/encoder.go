@@ -15,8 +15,9 @@ import (
 )
 
 // EncoderFamilies are the model_types ImportEncoder builds: BERT and the
-// sentence encoders on its architecture (MiniLM, BGE, E5, GTE-base…).
-var EncoderFamilies = []string{"bert"}
+// sentence encoders on its architecture (MiniLM, BGE, E5, GTE-base…), and
+// RoBERTa (the same layers; positions counted from the padding id).
+var EncoderFamilies = []string{"bert", "roberta"}
 
 // EncoderSideFiles are copied beside an imported encoder when the
 // checkpoint has them: its tokenizer, and sentence-transformers' pooling
@@ -41,6 +42,7 @@ type bertConfig struct {
 	MaxPositions      int             `json:"max_position_embeddings"`
 	TypeVocabSize     int             `json:"type_vocab_size"`
 	LayerNormEps      float64         `json:"layer_norm_eps"`
+	PadTokenID        *int64          `json:"pad_token_id"` // RoBERTa's padding_idx: positions start after it
 	PositionType      string          `json:"position_embedding_type"`
 	IsDecoder         bool            `json:"is_decoder"`
 	CrossAttention    bool            `json:"add_cross_attention"`
@@ -99,6 +101,15 @@ func readBertConfig(dir string) (bertConfig, []byte, error) {
 	if c.HiddenSize%c.NumAttentionHeads != 0 {
 		return fail("hidden_size %d is not a multiple of num_attention_heads %d", c.HiddenSize, c.NumAttentionHeads)
 	}
+	if c.ModelType == "roberta" {
+		if c.PadTokenID == nil {
+			one := int64(1) // RobertaConfig's default
+			c.PadTokenID = &one
+		}
+		if p := *c.PadTokenID; p < 0 || p >= int64(c.VocabSize) || p+2 > int64(c.MaxPositions) {
+			return fail("pad_token_id %d: RoBERTa numbers positions from it, so it must lie in the vocabulary (%d) with max_position_embeddings %d > pad_token_id + 1", p, c.VocabSize, c.MaxPositions)
+		}
+	}
 	if c.LayerNormEps == 0 {
 		c.LayerNormEps = 1e-12 // BertConfig's default
 	}
@@ -116,9 +127,10 @@ func (c bertConfig) params() float64 {
 	return emb + L*(4*d*d+4*d+2*d*f+f+d+4*d)
 }
 
-// ImportEncoder reads the BERT-family checkpoint in dir (config.json and
-// safetensors, as BertModel or a sentence-transformers model saves it; a
-// "bert." prefix, as BertForMaskedLM's, is read too) and writes
+// ImportEncoder reads the BERT-family or RoBERTa checkpoint in dir
+// (config.json and safetensors, as BertModel, RobertaModel or a
+// sentence-transformers model saves it; a "bert." or "roberta." prefix, as
+// the masked-LM classes', is read too) and writes
 // out/model.onnx as `optimum-cli export onnx --task feature-extraction`
 // would: inputs input_ids, attention_mask (and token_type_ids when the
 // model has token types), output last_hidden_state [batch, sequence,
@@ -142,8 +154,8 @@ func ImportEncoder(dir, out string) (*ImportedEncoder, error) {
 		return nil, fmt.Errorf("import %s: %.4g float32 weights do not fit in one ONNX file (2 GiB); tagpr imports encoders up to BERT-large's size", dir, c.params())
 	}
 	prefix := ""
-	if _, _, ok := ck.Lookup("bert.embeddings.word_embeddings.weight"); ok {
-		prefix = "bert."
+	if _, _, ok := ck.Lookup(c.ModelType + ".embeddings.word_embeddings.weight"); ok {
+		prefix = c.ModelType + "." // BertForMaskedLM's bert., RobertaForMaskedLM's roberta.
 	}
 	src := &checkpointSource{ck: ck, used: map[string]bool{}}
 	b := &bertBuilder{g: ir.NewGraph("bert_encoder"), c: c, src: src, prefix: prefix}
@@ -168,7 +180,8 @@ func ImportEncoder(dir, out string) (*ImportedEncoder, error) {
 		}
 		rest := strings.TrimPrefix(name, prefix)
 		switch {
-		case strings.HasPrefix(rest, "pooler."), strings.HasPrefix(name, "cls."), rest == "embeddings.position_ids":
+		case strings.HasPrefix(rest, "pooler."), strings.HasPrefix(name, "cls."), strings.HasPrefix(name, "lm_head."),
+			rest == "embeddings.position_ids", rest == "embeddings.token_type_ids":
 		default:
 			return nil, fmt.Errorf("import %s: the checkpoint's tensor %q has no place in a %s encoder with this config.json", dir, name, c.ModelType)
 		}
@@ -288,13 +301,7 @@ func (b *bertBuilder) build() string {
 		te := b.node("/embeddings/token_type_embeddings", "Gather", []string{b.weight("embeddings.token_type_embeddings.weight", int64(c.TypeVocabSize), d), types})
 		x = b.node("/embeddings", "Add", []string{x, te})
 	}
-	positions := make([]int64, c.MaxPositions)
-	for i := range positions {
-		positions[i] = int64(i)
-	}
-	posTable := g.Initializer("embeddings.position_ids", ir.Tensor("", []int64{1, int64(c.MaxPositions)}, positions))
-	seqLen := b.node("/embeddings", "Slice", []string{b.node("/embeddings", "Shape", []string{ids}), g.ConstInt64s("one", 1), g.ConstInt64s("two", 2)})
-	posIDs := b.node("/embeddings/position_ids", "Slice", []string{posTable, g.ConstInt64s("zero", 0), seqLen, g.ConstInt64s("one", 1)})
+	posIDs := b.positionIDs(ids)
 	pe := b.node("/embeddings/position_embeddings", "Gather", []string{b.weight("embeddings.position_embeddings.weight", int64(c.MaxPositions), d), posIDs})
 	x = b.layerNorm(b.node("/embeddings/positions", "Add", []string{x, pe}), "embeddings.LayerNorm")
 
@@ -330,6 +337,27 @@ func (b *bertBuilder) build() string {
 		x = b.layerNorm(b.node(path+"/output", "Add", []string{o, x}), layer+".output.LayerNorm")
 	}
 	return g.Node("Identity", []string{x}, []string{"last_hidden_state"})[0]
+}
+
+// positionIDs are BERT's positions 0..T-1 ([1,T]), or RoBERTa's: the
+// count of non-padding tokens up to each one, after padding_idx, and
+// padding_idx itself at padding ([B,T]), as transformers numbers them.
+func (b *bertBuilder) positionIDs(ids string) string {
+	g, c := b.g, b.c
+	if c.ModelType == "roberta" {
+		pad := g.Const("pad_id", ir.Vector("", *c.PadTokenID))
+		real := b.node("/embeddings/position_ids", "Cast", []string{b.node("/embeddings/position_ids", "Not",
+			[]string{b.node("/embeddings/position_ids", "Equal", []string{ids, pad})})}, ir.AttrInt("to", int64(ir.Int64)))
+		count := b.node("/embeddings/position_ids", "CumSum", []string{real, g.Const("seq_axis", ir.Scalar("", int64(1)))})
+		return b.node("/embeddings/position_ids", "Add", []string{b.node("/embeddings/position_ids", "Mul", []string{count, real}), pad})
+	}
+	positions := make([]int64, c.MaxPositions)
+	for i := range positions {
+		positions[i] = int64(i)
+	}
+	table := g.Initializer("embeddings.position_ids", ir.Tensor("", []int64{1, int64(c.MaxPositions)}, positions))
+	seqLen := b.node("/embeddings", "Slice", []string{b.node("/embeddings", "Shape", []string{ids}), g.ConstInt64s("one", 1), g.ConstInt64s("two", 2)})
+	return b.node("/embeddings/position_ids", "Slice", []string{table, g.ConstInt64s("zero", 0), seqLen, g.ConstInt64s("one", 1)})
 }
 
 // gelu is 0.5·x·(1 + erf(x/√2)), as torch's exact GELU.

@@ -91,8 +91,10 @@ def main():
     if diff > 1e-5:
         raise SystemExit(f"the checkpoint's embeddings differ from reference.json by {diff}")
 
-    if out.exists():
-        shutil.rmtree(out)
+    if out.exists():  # the folder's README.md is kept
+        for f in out.iterdir():
+            if f.name != "README.md":
+                shutil.rmtree(f) if f.is_dir() else f.unlink()
     model.save_pretrained(str(out), safe_serialization=True)
     for f in ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"]:
         shutil.copy(SRC / f, out / f)
