@@ -215,11 +215,14 @@ func TestRunImportsEncoderCheckpoint(t *testing.T) {
 	if _, log := run("fromckpt", ckpt); strings.Contains(log, "imported the") {
 		t.Errorf("the rerun imported the encoder again:\n%s", log)
 	}
-	// A RoBERTa checkpoint (positions from a CumSum over the ids) trains
-	// with LoRA too.
-	roberta, _ := filepath.Abs(filepath.Join("..", "rewardmodel", "testdata", "encoder-roberta"))
-	if sum, log := run("roberta", roberta); !strings.Contains(log, "imported the roberta text encoder") || !(sum.Final["loss"] > 0) {
-		t.Errorf("a RoBERTa encoder checkpoint: loss %v\n%s", sum.Final["loss"], log)
+	// RoBERTa (positions from a CumSum over the ids) and MPNet (a
+	// relative-position bias looked up per T×T) checkpoints train with
+	// LoRA too.
+	for _, kind := range []string{"roberta", "mpnet"} {
+		ck, _ := filepath.Abs(filepath.Join("..", "rewardmodel", "testdata", "encoder-"+kind))
+		if sum, log := run(kind, ck); !strings.Contains(log, "imported the "+kind+" text encoder") || !(sum.Final["loss"] > 0) {
+			t.Errorf("a %s encoder checkpoint: loss %v\n%s", kind, sum.Final["loss"], log)
+		}
 	}
 	flipWeightBit(t, filepath.Join(ckpt, "model.safetensors"))
 	cfg := tinyRun(filepath.Join(dir, "fromckpt"))

@@ -265,7 +265,7 @@ func (r *runEnv) importPolicy() error {
 }
 
 // importCheckpoint converts the checkpoint src (the config's key; a causal
-// LM, or a BERT or RoBERTa text encoder) into dst, which holds only its stamp:
+// LM, or a BERT, RoBERTa or MPNet text encoder) into dst, which holds only its stamp:
 // written in a side folder and renamed, so a killed run never leaves half a
 // model.
 func (r *runEnv) importCheckpoint(key, src, dst string) error {

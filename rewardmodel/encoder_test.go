@@ -28,6 +28,11 @@ const encoderCheckpoint = "testdata/encoder-hf"
 // (scripts/rewardmodel/roberta_checkpoint.py).
 const robertaCheckpoint = "testdata/encoder-roberta"
 
+// mpnetCheckpoint is a tiny random MPNet encoder (all-mpnet-base-v2's
+// architecture) as a transformers checkpoint, with its PyTorch embeddings
+// (scripts/rewardmodel/mpnet_checkpoint.py).
+const mpnetCheckpoint = "testdata/encoder-mpnet"
+
 type encoderReference struct {
 	MaxLength int `json:"max_length"`
 	Hidden    int `json:"hidden_size"`
@@ -90,13 +95,15 @@ func loadEncoderAt(t *testing.T, dir string, o EncoderOptions) *TextEncoder {
 // padding, truncation included: the encoder as Optimum exported it, the
 // same weights as a transformers checkpoint imported by hf.ImportEncoder,
 // and a RoBERTa checkpoint (byte-level BPE, positions counted from the
-// padding id) imported the same way.
+// padding id) and an MPNet one (a relative-position bias) imported the
+// same way.
 func TestTextEncoderMatchesPyTorch(t *testing.T) {
-	bert, roberta := importedEncoder(t, encoderCheckpoint), importedEncoder(t, robertaCheckpoint)
+	bert, roberta, mpnet := importedEncoder(t, encoderCheckpoint), importedEncoder(t, robertaCheckpoint), importedEncoder(t, mpnetCheckpoint)
 	for _, c := range []struct{ name, dir, ref, pooling string }{
 		{"Optimum BERT", encoderFixture, encoderFixture, ""}, {"Optimum BERT", encoderFixture, encoderFixture, EncoderPoolCLS},
 		{"imported BERT", bert, encoderFixture, ""}, {"imported BERT", bert, encoderFixture, EncoderPoolCLS},
 		{"imported RoBERTa", roberta, robertaCheckpoint, ""}, {"imported RoBERTa", roberta, robertaCheckpoint, EncoderPoolCLS},
+		{"imported MPNet", mpnet, mpnetCheckpoint, ""}, {"imported MPNet", mpnet, mpnetCheckpoint, EncoderPoolCLS},
 	} {
 		ref, pooling := readEncoderReference(t, c.ref), c.pooling
 		e := loadEncoderAt(t, c.dir, EncoderOptions{Pooling: pooling, MaxTokens: ref.MaxLength})

@@ -1,5 +1,6 @@
 // Package hf moves causal LMs between Hugging Face checkpoints and tagpr's
-// ONNX models (and BERT or RoBERTa text encoders, one way), with no Python.
+// ONNX models (and BERT, RoBERTa or MPNet text encoders, one way), with no
+// Python.
 //
 // Import reads a transformers checkpoint folder — config.json and the
 // weights in safetensors (one file, or shards listed in
@@ -25,7 +26,7 @@
 // adapter_config.json) for PeftModel.from_pretrained.
 //
 // ImportEncoder does the same for a BERT-family text encoder (BERT,
-// MiniLM, BGE, E5) or a RoBERTa one: the graph `optimum-cli export onnx --task
+// MiniLM, BGE, E5), a RoBERTa or an MPNet one (all-mpnet-base-v2): the graph `optimum-cli export onnx --task
 // feature-extraction` writes, output last_hidden_state, with the tokenizer
 // and sentence-transformers' pooling config, a PRMU encoder folder as is.
 //

@@ -16,8 +16,10 @@ import (
 
 // EncoderFamilies are the model_types ImportEncoder builds: BERT and the
 // sentence encoders on its architecture (MiniLM, BGE, E5, GTE-base…), and
-// RoBERTa (the same layers; positions counted from the padding id).
-var EncoderFamilies = []string{"bert", "roberta"}
+// RoBERTa (the same layers; positions counted from the padding id), and
+// MPNet (all-mpnet-base-v2: RoBERTa's positions, no token types, a
+// bucketed relative-position bias on every layer's attention scores).
+var EncoderFamilies = []string{"bert", "roberta", "mpnet"}
 
 // EncoderSideFiles are copied beside an imported encoder when the
 // checkpoint has them: its tokenizer, and sentence-transformers' pooling
@@ -28,7 +30,7 @@ var EncoderSideFiles = []string{"tokenizer.json", "tokenizer_config.json", "spec
 // bertKeys are the BERT config.json entries beyond harmlessKeys that leave
 // what the encoder computes to the fields ImportEncoder reads and checks.
 var bertKeys = setOf("type_vocab_size", "layer_norm_eps", "hidden_dropout_prob", "attention_probs_dropout_prob",
-	"classifier_dropout", "position_embedding_type", "gradient_checkpointing")
+	"classifier_dropout", "position_embedding_type", "gradient_checkpointing", "relative_attention_num_buckets")
 
 // bertConfig is the part of a BERT config.json ImportEncoder reads.
 type bertConfig struct {
@@ -43,6 +45,7 @@ type bertConfig struct {
 	TypeVocabSize     int             `json:"type_vocab_size"`
 	LayerNormEps      float64         `json:"layer_norm_eps"`
 	PadTokenID        *int64          `json:"pad_token_id"` // RoBERTa's padding_idx: positions start after it
+	RelativeBuckets   int             `json:"relative_attention_num_buckets"`
 	PositionType      string          `json:"position_embedding_type"`
 	IsDecoder         bool            `json:"is_decoder"`
 	CrossAttention    bool            `json:"add_cross_attention"`
@@ -101,6 +104,21 @@ func readBertConfig(dir string) (bertConfig, []byte, error) {
 	if c.HiddenSize%c.NumAttentionHeads != 0 {
 		return fail("hidden_size %d is not a multiple of num_attention_heads %d", c.HiddenSize, c.NumAttentionHeads)
 	}
+	if c.ModelType == "mpnet" {
+		// MPNetEmbeddings numbers positions from 1 whatever pad_token_id
+		// says, and the encoder buckets relative positions into 32.
+		one := int64(1)
+		c.PadTokenID, c.TypeVocabSize = &one, 0
+		if c.RelativeBuckets == 0 {
+			c.RelativeBuckets = mpnetBuckets
+		}
+		if c.RelativeBuckets != mpnetBuckets {
+			return fail("relative_attention_num_buckets %d: MPNetEncoder computes %d buckets whatever its table holds; a table of another size is not supported", c.RelativeBuckets, mpnetBuckets)
+		}
+		if c.MaxPositions < 3 || c.VocabSize < 2 {
+			return fail("max_position_embeddings %d, vocab_size %d: MPNet numbers positions from 2", c.MaxPositions, c.VocabSize)
+		}
+	}
 	if c.ModelType == "roberta" {
 		if c.PadTokenID == nil {
 			one := int64(1) // RobertaConfig's default
@@ -124,6 +142,9 @@ func readBertConfig(dir string) (bertConfig, []byte, error) {
 func (c bertConfig) params() float64 {
 	d, f, L := float64(c.HiddenSize), float64(c.IntermediateSize), float64(c.NumHiddenLayers)
 	emb := (float64(c.VocabSize)+float64(c.MaxPositions)+float64(c.TypeVocabSize))*d + 2*d
+	if c.ModelType == "mpnet" {
+		emb += float64(c.RelativeBuckets * c.NumAttentionHeads)
+	}
 	return emb + L*(4*d*d+4*d+2*d*f+f+d+4*d)
 }
 
@@ -155,7 +176,7 @@ func ImportEncoder(dir, out string) (*ImportedEncoder, error) {
 	}
 	prefix := ""
 	if _, _, ok := ck.Lookup(c.ModelType + ".embeddings.word_embeddings.weight"); ok {
-		prefix = c.ModelType + "." // BertForMaskedLM's bert., RobertaForMaskedLM's roberta.
+		prefix = c.ModelType + "." // BertForMaskedLM's bert., RobertaForMaskedLM's roberta., MPNetForMaskedLM's mpnet.
 	}
 	src := &checkpointSource{ck: ck, used: map[string]bool{}}
 	b := &bertBuilder{g: ir.NewGraph("bert_encoder"), c: c, src: src, prefix: prefix}
@@ -236,14 +257,13 @@ type bertBuilder struct {
 	err    error
 }
 
-// weight adds the checkpoint's tensor module+".weight" or ".bias" (by its
-// name without the "bert." prefix) as an initializer; a Linear's weight is
-// stored [in, out] for MatMul.
-func (b *bertBuilder) weight(name string, dims ...int64) string {
+// weight adds the checkpoint's tensor name (without the model's prefix)
+// as an initializer of dims; a Linear's weight (linear) is stored [in, out]
+// for MatMul, transposed from torch's [out, in].
+func (b *bertBuilder) weight(name string, linear bool, dims ...int64) string {
 	if b.err != nil {
 		return name
 	}
-	linear := len(dims) == 2 && strings.HasSuffix(name, ".weight") && !strings.HasPrefix(name, "embeddings.")
 	t, err := b.src.Weight(b.prefix+name, dims, linear)
 	if err != nil {
 		b.err = err
@@ -275,14 +295,14 @@ func (b *bertBuilder) node(path, op string, inputs []string, attrs ...ir.Attribu
 // slashes in the node names).
 func (b *bertBuilder) linear(x, module string, in, out int) string {
 	path := "/" + strings.ReplaceAll(module, ".", "/")
-	y := b.node(path, "MatMul", []string{x, b.weight(module+".weight", int64(in), int64(out))})
-	return b.node(path, "Add", []string{y, b.weight(module+".bias", int64(out))})
+	y := b.node(path, "MatMul", []string{x, b.weight(module+".weight", true, int64(in), int64(out))})
+	return b.node(path, "Add", []string{y, b.weight(module+".bias", false, int64(out))})
 }
 
 func (b *bertBuilder) layerNorm(x, module string) string {
 	d := int64(b.c.HiddenSize)
 	return b.node("/"+strings.ReplaceAll(module, ".", "/"), "LayerNormalization",
-		[]string{x, b.weight(module+".weight", d), b.weight(module+".bias", d)},
+		[]string{x, b.weight(module+".weight", false, d), b.weight(module+".bias", false, d)},
 		ir.AttrInt("axis", -1), ir.AttrFloat("epsilon", float32(b.c.LayerNormEps)))
 }
 
@@ -295,14 +315,14 @@ func (b *bertBuilder) build() string {
 	mask := g.Input("attention_mask", ir.Int64, "batch_size", "sequence_length")
 
 	// Embeddings: words + token types + positions 0..T-1, then LayerNorm.
-	x := b.node("/embeddings/word_embeddings", "Gather", []string{b.weight("embeddings.word_embeddings.weight", int64(c.VocabSize), d), ids})
+	x := b.node("/embeddings/word_embeddings", "Gather", []string{b.weight("embeddings.word_embeddings.weight", false, int64(c.VocabSize), d), ids})
 	if c.TypeVocabSize > 0 {
 		types := g.Input("token_type_ids", ir.Int64, "batch_size", "sequence_length")
-		te := b.node("/embeddings/token_type_embeddings", "Gather", []string{b.weight("embeddings.token_type_embeddings.weight", int64(c.TypeVocabSize), d), types})
+		te := b.node("/embeddings/token_type_embeddings", "Gather", []string{b.weight("embeddings.token_type_embeddings.weight", false, int64(c.TypeVocabSize), d), types})
 		x = b.node("/embeddings", "Add", []string{x, te})
 	}
 	posIDs := b.positionIDs(ids)
-	pe := b.node("/embeddings/position_embeddings", "Gather", []string{b.weight("embeddings.position_embeddings.weight", int64(c.MaxPositions), d), posIDs})
+	pe := b.node("/embeddings/position_embeddings", "Gather", []string{b.weight("embeddings.position_embeddings.weight", false, int64(c.MaxPositions), d), posIDs})
 	x = b.layerNorm(b.node("/embeddings/positions", "Add", []string{x, pe}), "embeddings.LayerNorm")
 
 	// The additive mask transformers builds: (1 - mask) · float32 min, [B,1,1,T].
@@ -311,26 +331,35 @@ func (b *bertBuilder) build() string {
 	m = b.node("/mask", "Sub", []string{g.Const("one_f", ir.Vector("", float32(1))), m})
 	bias := b.node("/mask", "Mul", []string{m, g.Const("min_f", ir.Vector("", float32(-math.MaxFloat32)))})
 
+	if c.ModelType == "mpnet" { // + the relative-position bias, [1,H,T,T]
+		bias = b.node("/encoder", "Add", []string{bias, b.relativeBias(ids)})
+	}
+
 	split := g.ConstInt64s("heads_shape", 0, 0, heads, dh)
 	merge := g.ConstInt64s("hidden_shape", 0, 0, d)
 	scale := g.Const("scale", ir.Vector("", float32(1/math.Sqrt(float64(dh)))))
 	for l := 0; l < c.NumHiddenLayers; l++ {
 		layer := fmt.Sprintf("encoder.layer.%d", l)
 		path := "/" + strings.ReplaceAll(layer, ".", "/")
-		self := layer + ".attention.self"
+		// BERT's attention.self.{query,key,value} and attention.output
+		// are MPNet's attention.attn.{q,k,v,o} and attention.
+		self, names, out, outNorm := layer+".attention.self", [3]string{"query", "key", "value"}, layer+".attention.output.dense", layer+".attention.output.LayerNorm"
+		if c.ModelType == "mpnet" {
+			self, names, out, outNorm = layer+".attention.attn", [3]string{"q", "k", "v"}, layer+".attention.attn.o", layer+".attention.LayerNorm"
+		}
+		ap := "/" + strings.ReplaceAll(self, ".", "/")
 		headsOf := func(name string, perm ...int64) string {
 			y := b.linear(x, self+"."+name, int(d), int(d))
-			p := path + "/attention/self/" + name
+			p := ap + "/" + name
 			return b.node(p, "Transpose", []string{b.node(p, "Reshape", []string{y, split})}, ir.AttrInts("perm", perm...))
 		}
-		q, k, v := headsOf("query", 0, 2, 1, 3), headsOf("key", 0, 2, 3, 1), headsOf("value", 0, 2, 1, 3)
-		ap := path + "/attention/self"
+		q, k, v := headsOf(names[0], 0, 2, 1, 3), headsOf(names[1], 0, 2, 3, 1), headsOf(names[2], 0, 2, 1, 3)
 		s := b.node(ap, "Mul", []string{b.node(ap+"/scores", "MatMul", []string{q, k}), scale})
 		p := b.node(ap, "Softmax", []string{b.node(ap, "Add", []string{s, bias})}, ir.AttrInt("axis", -1))
 		ctx := b.node(ap+"/context", "MatMul", []string{p, v})
 		ctx = b.node(ap+"/context", "Reshape", []string{b.node(ap+"/context", "Transpose", []string{ctx}, ir.AttrInts("perm", 0, 2, 1, 3)), merge})
-		a := b.linear(ctx, layer+".attention.output.dense", int(d), int(d))
-		x = b.layerNorm(b.node(path+"/attention/output", "Add", []string{a, x}), layer+".attention.output.LayerNorm")
+		a := b.linear(ctx, out, int(d), int(d))
+		x = b.layerNorm(b.node(path+"/attention/output", "Add", []string{a, x}), outNorm)
 		h := b.linear(x, layer+".intermediate.dense", int(d), c.IntermediateSize)
 		h = b.gelu(h, path+"/intermediate/intermediate_act_fn")
 		o := b.linear(h, layer+".output.dense", c.IntermediateSize, int(d))
@@ -344,7 +373,7 @@ func (b *bertBuilder) build() string {
 // padding_idx itself at padding ([B,T]), as transformers numbers them.
 func (b *bertBuilder) positionIDs(ids string) string {
 	g, c := b.g, b.c
-	if c.ModelType == "roberta" {
+	if c.ModelType == "roberta" || c.ModelType == "mpnet" {
 		pad := g.Const("pad_id", ir.Vector("", *c.PadTokenID))
 		real := b.node("/embeddings/position_ids", "Cast", []string{b.node("/embeddings/position_ids", "Not",
 			[]string{b.node("/embeddings/position_ids", "Equal", []string{ids, pad})})}, ir.AttrInt("to", int64(ir.Int64)))
@@ -358,6 +387,55 @@ func (b *bertBuilder) positionIDs(ids string) string {
 	table := g.Initializer("embeddings.position_ids", ir.Tensor("", []int64{1, int64(c.MaxPositions)}, positions))
 	seqLen := b.node("/embeddings", "Slice", []string{b.node("/embeddings", "Shape", []string{ids}), g.ConstInt64s("one", 1), g.ConstInt64s("two", 2)})
 	return b.node("/embeddings/position_ids", "Slice", []string{table, g.ConstInt64s("zero", 0), seqLen, g.ConstInt64s("one", 1)})
+}
+
+// mpnetBuckets and mpnetMaxDistance are MPNetEncoder's fixed bucketing
+// of relative positions.
+const (
+	mpnetBuckets     = 32
+	mpnetMaxDistance = 128
+)
+
+// relativeBias is MPNet's position bias [1,H,T,T]: the bucket of each
+// relative position k - q (a table over every q, k below
+// max_position_embeddings, sliced to T×T) looked up in
+// encoder.relative_attention_bias [buckets, H].
+func (b *bertBuilder) relativeBias(ids string) string {
+	g, c := b.g, b.c
+	P := c.MaxPositions
+	table := make([]int64, P*P)
+	for q := range P {
+		for k := range P {
+			table[q*P+k] = mpnetBucket(int64(k - q))
+		}
+	}
+	buckets := g.Initializer("encoder.relative_position_buckets", ir.Tensor("", []int64{int64(P), int64(P)}, table))
+	T := b.node("/encoder", "Slice", []string{b.node("/encoder", "Shape", []string{ids}), g.ConstInt64s("one", 1), g.ConstInt64s("two", 2)})
+	TT := b.node("/encoder", "Concat", []string{T, T}, ir.AttrInt("axis", 0))
+	rel := b.node("/encoder/relative_position", "Slice", []string{buckets, g.ConstInt64s("zeros", 0, 0), TT, g.ConstInt64s("axes", 0, 1)})
+	w := b.weight("encoder.relative_attention_bias.weight", false, int64(c.RelativeBuckets), int64(c.NumAttentionHeads))
+	values := b.node("/encoder/relative_attention_bias", "Gather", []string{w, rel}) // [T,T,H]
+	values = b.node("/encoder", "Transpose", []string{values}, ir.AttrInts("perm", 2, 0, 1))
+	return b.node("/encoder", "Unsqueeze", []string{values, g.ConstInt64s("zero", 0)})
+}
+
+// mpnetBucket is MPNetEncoder.relative_position_bucket for one relative
+// position, in float32 as torch computes it.
+func mpnetBucket(rel int64) int64 {
+	half := int64(mpnetBuckets / 2)
+	n := -rel
+	ret := int64(0)
+	if n < 0 {
+		ret += half
+		n = -n
+	}
+	maxExact := half / 2
+	if n < maxExact {
+		return ret + n
+	}
+	ratio := float32(n) / float32(maxExact)
+	large := maxExact + int64(float32(math.Log(float64(ratio)))/float32(math.Log(float64(mpnetMaxDistance)/float64(maxExact)))*float32(half-maxExact))
+	return ret + min(large, half-1)
 }
 
 // gelu is 0.5·x·(1 + erf(x/√2)), as torch's exact GELU.

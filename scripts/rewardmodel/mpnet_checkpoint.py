@@ -1,0 +1,121 @@
+#!/usr/bin/env python3
+"""Write rewardmodel/testdata/encoder-mpnet/: a tiny random MPNet text encoder as a transformers checkpoint.
+
+MPNet is all-mpnet-base-v2's architecture: RoBERTa-style positions (counted from padding index 1), no token
+types, and a bias per attention head looked up from each relative position's bucket (MPNetEncoder's
+relative_position_bucket: 32 buckets, max distance 128) and added to every layer's attention scores.
+
+What it writes:
+  model.safetensors, config.json  MPNetModel (2 layers, hidden 32, 4 heads, FFN 64, 66 positions), seed 20261217,
+                                  weights drawn with std 0.2, LayerNorm gains and biases redrawn, no pooler
+  tokenizer.json (+ tokenizer_config.json)
+                                  the encoder fixture's WordPiece vocabulary with MPNet's specials (<s> 0, <pad> 1,
+                                  </s> 2, <unk> 3, <mask> 4) in place of BERT's, BERT normalizer and pre-tokenizer,
+                                  <s> $A </s>, model_max_length 48, as all-mpnet-base-v2's tokenizer is built
+  1_Pooling/config.json           mean pooling
+  reference.json                  the encoder fixture's ten texts, their ids from the HF tokenizer and PyTorch's pooled
+                                  embeddings (mean, cls), in the encoder fixture's format; and relative_buckets:
+                                  torch's bucket of every relative position from -513 to 513 (all-mpnet-base-v2's
+                                  514 positions), which tagpr's table must equal
+
+Exact versions: torch 2.15.0, transformers 5.25.0, tokenizers 0.22. Nothing is downloaded.
+Running it twice gives identical files (the folder's README.md is kept).
+
+Usage: /work/venv-trl/bin/python scripts/rewardmodel/mpnet_checkpoint.py [--out rewardmodel/testdata/encoder-mpnet]
+"""
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import tokenizers
+import torch
+import transformers
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+from transformers import MPNetConfig, MPNetModel, PreTrainedTokenizerFast
+from transformers.models.mpnet.modeling_mpnet import MPNetEncoder
+
+SEED = 20261217
+MAX_LENGTH = 48
+SRC = Path("rewardmodel/testdata/encoder")
+SPECIALS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default="rewardmodel/testdata/encoder-mpnet")
+    out = Path(ap.parse_args().out)
+    ref_in = json.loads((SRC / "reference.json").read_text())
+    texts = [t["text"] for t in ref_in["texts"]]
+    words = [w for w in (SRC / "vocab.txt").read_text().split("\n") if w and not (w.startswith("[") and w.endswith("]"))]
+    vocab = {w: i for i, w in enumerate(SPECIALS + words)}
+
+    tok = Tokenizer(models.WordPiece(vocab, unk_token="<unk>", max_input_chars_per_word=100))
+    tok.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True, strip_accents=None, lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece(prefix="##")
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>",
+                                                       special_tokens=[("<s>", 0), ("</s>", 2)])
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
+                                   sep_token="</s>", cls_token="<s>", pad_token="<pad>", mask_token="<mask>",
+                                   model_max_length=MAX_LENGTH)
+    assert fast.pad_token_id == 1, fast.pad_token_id
+
+    torch.manual_seed(SEED)
+    cfg = MPNetConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                      intermediate_size=64, max_position_embeddings=MAX_LENGTH + 18, hidden_dropout_prob=0.0,
+                      attention_probs_dropout_prob=0.0, initializer_range=0.2, pad_token_id=1, bos_token_id=0,
+                      eos_token_id=2)
+    cfg._attn_implementation = "eager"
+    model = MPNetModel(cfg, add_pooling_layer=False).eval()
+    with torch.no_grad():  # LayerNorm gains and biases away from 1 and 0, and a strong position bias, so each shows
+        for n, p in model.named_parameters():
+            if "LayerNorm" in n:
+                p.copy_(torch.randn_like(p) * 0.3 + (1.0 if n.endswith("weight") else 0.0))
+            if "relative_attention_bias" in n:
+                p.copy_(torch.randn_like(p))
+
+    rows, worst_pad = [], 0.0
+    enc = fast(texts, truncation=True, max_length=MAX_LENGTH, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        batched = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).last_hidden_state
+        for i, text in enumerate(texts):
+            ids = fast(text, truncation=True, max_length=MAX_LENGTH)["input_ids"]
+            x = torch.tensor([ids])
+            h = model(input_ids=x, attention_mask=torch.ones_like(x)).last_hidden_state[0]
+            worst_pad = max(worst_pad, float((batched[i, :len(ids)] - h).abs().max()))
+            rows.append({"text": text, "ids": ids, "mean": [float(v) for v in h.mean(0)], "cls": [float(v) for v in h[0]]})
+    rel = torch.arange(-513, 514, dtype=torch.long)
+    buckets = MPNetEncoder.relative_position_bucket(rel).tolist()
+
+    if out.exists():  # the folder's README.md is kept
+        for f in out.iterdir():
+            if f.name != "README.md":
+                shutil.rmtree(f) if f.is_dir() else f.unlink()
+    model.save_pretrained(str(out), safe_serialization=True)
+    fast.save_pretrained(str(out))
+    (out / "1_Pooling").mkdir()
+    shutil.copy(SRC / "1_Pooling" / "config.json", out / "1_Pooling" / "config.json")
+    ref = {
+        "seed": SEED, "max_length": MAX_LENGTH, "hidden_size": cfg.hidden_size,
+        "pooling": "mean (masked sum / max(count, 1e-9)) and cls (position 0) of last_hidden_state",
+        "versions": {"torch": torch.__version__, "transformers": transformers.__version__, "tokenizers": tokenizers.__version__,
+                     "numpy": np.__version__},
+        "checks": {"padded_batch_vs_single": worst_pad},
+        "texts": rows,
+        "relative_buckets": {"from": -513, "buckets": buckets},
+    }
+    (out / "reference.json").write_text(json.dumps(ref, indent=1) + "\n")
+    print(f"wrote {out}: vocab {cfg.vocab_size}, padded vs single {worst_pad:.2e}")
+
+
+if __name__ == "__main__":
+    main()
