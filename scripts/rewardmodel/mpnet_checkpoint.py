@@ -24,37 +24,23 @@ Running it twice gives identical files (the folder's README.md is kept).
 Usage: /work/venv-trl/bin/python scripts/rewardmodel/mpnet_checkpoint.py [--out rewardmodel/testdata/encoder-mpnet]
 """
 
-import os
-
-os.environ["HF_HUB_OFFLINE"] = "1"
-os.environ["TRANSFORMERS_OFFLINE"] = "1"
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
 import argparse
-import json
-import shutil
-from pathlib import Path
 
-import numpy as np
-import tokenizers
+from encoder_fixture import MAX_LENGTH, SRC, redraw_norms, reference_rows, texts, write_fixture  # first: it keeps transformers offline
+
 import torch
-import transformers
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 from transformers import MPNetConfig, MPNetModel, PreTrainedTokenizerFast
 from transformers.models.mpnet.modeling_mpnet import MPNetEncoder
 
 SEED = 20261217
-MAX_LENGTH = 48
-SRC = Path("rewardmodel/testdata/encoder")
 SPECIALS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="rewardmodel/testdata/encoder-mpnet")
-    out = Path(ap.parse_args().out)
-    ref_in = json.loads((SRC / "reference.json").read_text())
-    texts = [t["text"] for t in ref_in["texts"]]
+    out = ap.parse_args().out
     words = [w for w in (SRC / "vocab.txt").read_text().split("\n") if w and not (w.startswith("[") and w.endswith("]"))]
     vocab = {w: i for i, w in enumerate(SPECIALS + words)}
 
@@ -76,45 +62,10 @@ def main():
                       eos_token_id=2)
     cfg._attn_implementation = "eager"
     model = MPNetModel(cfg, add_pooling_layer=False).eval()
-    with torch.no_grad():  # LayerNorm gains and biases away from 1 and 0, and a strong position bias, so each shows
-        for n, p in model.named_parameters():
-            if "LayerNorm" in n:
-                p.copy_(torch.randn_like(p) * 0.3 + (1.0 if n.endswith("weight") else 0.0))
-            if "relative_attention_bias" in n:
-                p.copy_(torch.randn_like(p))
-
-    rows, worst_pad = [], 0.0
-    enc = fast(texts, truncation=True, max_length=MAX_LENGTH, padding=True, return_tensors="pt")
-    with torch.no_grad():
-        batched = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).last_hidden_state
-        for i, text in enumerate(texts):
-            ids = fast(text, truncation=True, max_length=MAX_LENGTH)["input_ids"]
-            x = torch.tensor([ids])
-            h = model(input_ids=x, attention_mask=torch.ones_like(x)).last_hidden_state[0]
-            worst_pad = max(worst_pad, float((batched[i, :len(ids)] - h).abs().max()))
-            rows.append({"text": text, "ids": ids, "mean": [float(v) for v in h.mean(0)], "cls": [float(v) for v in h[0]]})
-    rel = torch.arange(-513, 514, dtype=torch.long)
-    buckets = MPNetEncoder.relative_position_bucket(rel).tolist()
-
-    if out.exists():  # the folder's README.md is kept
-        for f in out.iterdir():
-            if f.name != "README.md":
-                shutil.rmtree(f) if f.is_dir() else f.unlink()
-    model.save_pretrained(str(out), safe_serialization=True)
-    fast.save_pretrained(str(out))
-    (out / "1_Pooling").mkdir()
-    shutil.copy(SRC / "1_Pooling" / "config.json", out / "1_Pooling" / "config.json")
-    ref = {
-        "seed": SEED, "max_length": MAX_LENGTH, "hidden_size": cfg.hidden_size,
-        "pooling": "mean (masked sum / max(count, 1e-9)) and cls (position 0) of last_hidden_state",
-        "versions": {"torch": torch.__version__, "transformers": transformers.__version__, "tokenizers": tokenizers.__version__,
-                     "numpy": np.__version__},
-        "checks": {"padded_batch_vs_single": worst_pad},
-        "texts": rows,
-        "relative_buckets": {"from": -513, "buckets": buckets},
-    }
-    (out / "reference.json").write_text(json.dumps(ref, indent=1) + "\n")
-    print(f"wrote {out}: vocab {cfg.vocab_size}, padded vs single {worst_pad:.2e}")
+    redraw_norms(model, extra=["relative_attention_bias"])  # a strong position bias, so it shows
+    rows, worst = reference_rows(model, fast, texts())
+    buckets = MPNetEncoder.relative_position_bucket(torch.arange(-513, 514, dtype=torch.long)).tolist()
+    write_fixture(out, model, fast, SEED, rows, worst, extra={"relative_buckets": {"from": -513, "buckets": buckets}})
 
 
 if __name__ == "__main__":
