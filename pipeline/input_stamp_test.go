@@ -215,6 +215,23 @@ func TestRunImportsEncoderCheckpoint(t *testing.T) {
 	if _, log := run("fromckpt", ckpt); strings.Contains(log, "imported the") {
 		t.Errorf("the rerun imported the encoder again:\n%s", log)
 	}
+	// A causal LM's checkpoint as the encoder is refused, naming both.
+	qwen := filepath.Join(dir, "qwen")
+	m, err := ir.Load(filepath.Join("..", "onnx", "testdata", "pytorch", "qwen2-chat", "model.onnx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := hf.Export(m, qwen, hf.ExportOptions{From: filepath.Join("..", "onnx", "testdata", "pytorch", "qwen2-chat")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := runNotes(func() RunConfig {
+		c := tinyRun(filepath.Join(dir, "wrongkind"))
+		c.Stages.PRMU.Encoder = &PRMUEncoderConfig{Dir: qwen, Tuning: rewardmodel.TuneFrozen}
+		return c
+	}(), StagePRMU); err == nil || !strings.Contains(err.Error(), "holds a causal LM's checkpoint; stages.prmu.encoder.dir takes a text encoder") {
+		t.Errorf("a causal LM's checkpoint as the PRMU encoder: %v", err)
+	}
+
 	// RoBERTa (positions from a CumSum over the ids) and MPNet (a
 	// relative-position bias looked up per T×T) checkpoints train with
 	// LoRA too.
@@ -227,7 +244,7 @@ func TestRunImportsEncoderCheckpoint(t *testing.T) {
 	flipWeightBit(t, filepath.Join(ckpt, "model.safetensors"))
 	cfg := tinyRun(filepath.Join(dir, "fromckpt"))
 	cfg.Stages.PRMU.Encoder = &PRMUEncoderConfig{Dir: ckpt, Tuning: rewardmodel.TuneLoRA, LoRARank: 2, LoRASteps: 2}
-	_, err := Run(ctx, cfg, RunOptions{Only: []string{StagePRMU}})
+	_, err = Run(ctx, cfg, RunOptions{Only: []string{StagePRMU}})
 	if err == nil || !strings.Contains(err.Error(), "stages.prmu.encoder.sha256") {
 		t.Fatalf("a finished PRMU whose encoder checkpoint changed: %v, want a refusal naming stages.prmu.encoder.sha256", err)
 	}

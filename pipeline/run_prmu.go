@@ -167,6 +167,9 @@ func (r *runEnv) loadPRMU() (PRMUScorer, error) {
 	return r.prmu, nil
 }
 
+// encoderDirKey is the config key of the PRMU encoder's folder.
+const encoderDirKey = "stages.prmu.encoder.dir"
+
 // encoderFiles are the files of stages.prmu.encoder.dir the PRMU stage's
 // stamp names, found once a run: rewardmodel.EncoderFiles, and for a
 // transformers checkpoint its weights and configs too.
@@ -200,7 +203,7 @@ func (r *runEnv) prmuEncoder() (*rewardmodel.PRMUEncoder, error) {
 	if err != nil {
 		return nil, fmt.Errorf("stages.prmu.encoder.dir: %w", err)
 	}
-	if enc.Dir, err = r.importedCopy("stages.prmu.encoder.dir", enc.Dir, r.dir("encoder"), files); err != nil {
+	if enc.Dir, err = r.importedCopy(encoderDirKey, enc.Dir, r.dir("encoder"), files); err != nil {
 		return nil, err
 	}
 	return enc, nil

@@ -269,9 +269,17 @@ func (r *runEnv) importPolicy() error {
 // written in a side folder and renamed, so a killed run never leaves half a
 // model.
 func (r *runEnv) importCheckpoint(key, src, dst string) error {
+	wantEncoder := key == encoderDirKey
+	if isEncoder := hf.IsEncoder(src); isEncoder != wantEncoder {
+		what, want := "a causal LM's", "a text encoder (BERT, RoBERTa or MPNet)"
+		if isEncoder {
+			what, want = "a text encoder's", "a causal LM (Llama, Mistral, Qwen2, Qwen3)"
+		}
+		return fmt.Errorf("%s: %s holds %s checkpoint; %s takes %s", key, src, what, key, want)
+	}
 	tmp := dst + ".tmp"
 	os.RemoveAll(tmp)
-	if hf.IsEncoder(src) {
+	if wantEncoder {
 		res, err := hf.ImportEncoder(src, tmp)
 		if err != nil {
 			os.RemoveAll(tmp)
