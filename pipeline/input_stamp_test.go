@@ -94,7 +94,8 @@ func TestRunRefusesChangedLocalTeacher(t *testing.T) {
 // out/teacher once and its chains are those of the ONNX model the
 // checkpoint was exported from; a changed checkpoint is refused by the
 // finished chains' stamp (teacher.sha256) and, once the chains are
-// removed, imported again. Before, the run asked for an ONNX folder.
+// removed, imported again. The import is removed once the chains are made
+// unless stages.keep_checkpoints. Before, the run asked for an ONNX folder.
 func TestRunImportsTeacherCheckpoint(t *testing.T) {
 	dir := t.TempDir()
 	onnxDir := filepath.Join("..", "onnx", "testdata", "pytorch", "qwen2-chat")
@@ -106,11 +107,12 @@ func TestRunImportsTeacherCheckpoint(t *testing.T) {
 	if _, err := hf.Export(m, ckpt, hf.ExportOptions{From: onnxDir}); err != nil {
 		t.Fatal(err)
 	}
-	run := func(out, teacher string) (map[string][]string, string) {
+	run := func(out, teacher string, keep bool) (map[string][]string, string) {
 		t.Helper()
 		cfg := tinyRun(filepath.Join(dir, out))
 		cfg.Teacher = TeacherConfig{Kind: TeacherLocal, Dir: teacher, Temperature: 1, MaxTokens: 8, Labeller: cfg.Teacher.Labeller}
 		cfg.Stages.Chains.Samples = 1
+		cfg.Stages.KeepCheckpoints = keep
 		log, err := runNotes(cfg, StageChains)
 		if err != nil {
 			t.Fatalf("teacher %s: %v\n%s", teacher, err, log)
@@ -131,16 +133,23 @@ func TestRunImportsTeacherCheckpoint(t *testing.T) {
 		}
 		return chains, log
 	}
-	fromCkpt, log := run("fromckpt", ckpt)
+	fromCkpt, log := run("fromckpt", ckpt, false)
 	if !strings.Contains(log, "imported the qwen2 checkpoint "+ckpt) {
 		t.Errorf("the run does not say it imported the teacher checkpoint:\n%s", log)
 	}
-	fromONNX, _ := run("fromonnx", onnxDir)
+	// The import is a copy nothing reads once the chains are made.
+	if exists(filepath.Join(dir, "fromckpt", "teacher")) || !strings.Contains(log, "the teacher's import") {
+		t.Errorf("out/teacher is kept after the chains (stages.keep_checkpoints false):\n%s", log)
+	}
+	fromONNX, _ := run("fromonnx", onnxDir, false)
 	if !reflect.DeepEqual(fromCkpt, fromONNX) {
 		t.Errorf("chains of the imported checkpoint differ from the ONNX teacher's:\n%v\n%v", fromCkpt, fromONNX)
 	}
-	if _, log := run("fromckpt", ckpt); strings.Contains(log, "imported the") {
+	if _, log := run("fromckpt", ckpt, false); strings.Contains(log, "imported the") {
 		t.Errorf("the rerun imported the teacher again:\n%s", log)
+	}
+	if run("kept", ckpt, true); !exists(filepath.Join(dir, "kept", "teacher", "model.onnx")) {
+		t.Errorf("out/teacher removed with stages.keep_checkpoints true")
 	}
 
 	// The policy's own checkpoint as the teacher is imported once, into out/base.
@@ -166,10 +175,12 @@ func TestRunImportsTeacherCheckpoint(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "teacher.sha256") {
 		t.Fatalf("finished chains of another checkpoint: %v, want a refusal naming teacher.sha256", err)
 	}
-	if err := os.RemoveAll(filepath.Join(dir, "fromckpt", "chains")); err != nil {
+	// A kept import of the old checkpoint is replaced once the chains are
+	// removed.
+	if err := os.RemoveAll(filepath.Join(dir, "kept", "chains")); err != nil {
 		t.Fatal(err)
 	}
-	if _, log := run("fromckpt", ckpt); !strings.Contains(log, "importing it again") || !strings.Contains(log, "imported the qwen2 checkpoint") {
+	if _, log := run("kept", ckpt, true); !strings.Contains(log, "importing it again") || !strings.Contains(log, "imported the qwen2 checkpoint") {
 		t.Errorf("a changed checkpoint was not imported again:\n%s", log)
 	}
 }
@@ -203,6 +214,9 @@ func TestRunImportsEncoderCheckpoint(t *testing.T) {
 	fromCkpt, log := run("fromckpt", ckpt)
 	if !strings.Contains(log, "imported the bert text encoder "+ckpt) {
 		t.Errorf("the run does not say it imported the encoder checkpoint:\n%s", log)
+	}
+	if exists(filepath.Join(dir, "fromckpt", "encoder")) || !exists(filepath.Join(dir, "fromckpt", "prmu", "encoder", "model.onnx")) {
+		t.Errorf("after PRMU: out/encoder kept (%v) or prmu/encoder missing", exists(filepath.Join(dir, "fromckpt", "encoder")))
 	}
 	fromONNX, _ := run("fromonnx", encoderFixture)
 	for _, k := range []string{"loss", "dev_pair_accuracy"} {

@@ -14,6 +14,7 @@ import (
 	"github.com/tagpr/tagpr/datasets"
 	"github.com/tagpr/tagpr/internal/buildinfo"
 	"github.com/tagpr/tagpr/onnx/lm"
+	"github.com/tagpr/tagpr/onnx/train"
 	"github.com/tagpr/tagpr/rewardmodel"
 )
 
@@ -109,7 +110,35 @@ func (r *runEnv) chains(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return renameio.WriteFile(sumPath, append(b, '\n'), 0o644)
+	if err := renameio.WriteFile(sumPath, append(b, '\n'), 0o644); err != nil {
+		return err
+	}
+	return r.dropImport("teacher", StageChains)
+}
+
+// dropImport removes out/NAME, the float32 copy of a checkpoint (a
+// teacher's, the PRMU encoder's) once the stage that reads it has finished
+// (a 7B teacher's is 28 GiB), unless stages.keep_checkpoints: nothing else
+// reads it, and a rerun that redoes the stage imports it again.
+func (r *runEnv) dropImport(name, stage string) error {
+	dir := r.dir(name)
+	if r.cfg.Stages.KeepCheckpoints || !exists(dir) {
+		return nil
+	}
+	var size int64
+	filepath.WalkDir(dir, func(_ string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			if fi, err := d.Info(); err == nil {
+				size += fi.Size()
+			}
+		}
+		return nil
+	})
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	note(r.h, stage, "removed %s, the %s's import (%s), now that the stage is done (stages.keep_checkpoints: true keeps it)", dir, name, train.FormatBytes(size))
+	return nil
 }
 
 // goldChainRows records examples' own gold chains as chain rows, through

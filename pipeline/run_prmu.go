@@ -79,7 +79,10 @@ func (r *runEnv) trainPRMU(ctx context.Context) error {
 	if err := model.Save(dir); err != nil {
 		return err
 	}
-	return writeJSON(sumPath, StageSummary{Name: StagePRMU, Steps: len(res.Losses), Seconds: time.Since(start).Seconds(), Final: final, Machine: ort.Machine(opts), Tagpr: buildinfo.String()})
+	if err := writeJSON(sumPath, StageSummary{Name: StagePRMU, Steps: len(res.Losses), Seconds: time.Since(start).Seconds(), Final: final, Machine: ort.Machine(opts), Tagpr: buildinfo.String()}); err != nil {
+		return err
+	}
+	return r.dropImport("encoder", StagePRMU) // the saved PRMU holds its own copy of the encoder
 }
 
 // policySamplePairs samples n completions per training example from the SFT
