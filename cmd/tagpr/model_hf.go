@@ -43,6 +43,9 @@ all-mpnet-base-v2; as transformers or sentence-transformers saves it) becomes a 
 				return fmt.Errorf("import-hf: %s exists; pass --force to overwrite it", target)
 			}
 			if hf.IsEncoder(args[0]) {
+				if cmd.Flags().Changed("external-data") && external != "never" {
+					return fmt.Errorf("import-hf: --external-data %s: %s is a text encoder, whose weights (at most 2 GiB) go inside model.onnx", external, args[0])
+				}
 				res, err := hf.ImportEncoder(args[0], out)
 				if err != nil {
 					return err

@@ -336,6 +336,9 @@ func TestPRMUEncoderFromCheckpoint(t *testing.T) {
 		t.Fatalf("prmu train --encoder CHECKPOINT: %v\n%s\nwant a refusal naming tagpr model import-hf", err, stderr)
 	}
 	enc := filepath.Join(dir, "enc")
+	if _, stderr, err := runTagpr(t, ".", nil, "model", "import-hf", ckpt, "--out", enc, "--external-data", "always"); err == nil || !strings.Contains(stderr, "is a text encoder") {
+		t.Fatalf("import-hf --external-data always of an encoder: %v\n%s", err, stderr)
+	}
 	out, stderr, err := runTagpr(t, ".", nil, "model", "import-hf", ckpt, "--out", enc)
 	if err != nil || !strings.Contains(out, "bert text encoder, 2 layers, hidden 32") {
 		t.Fatalf("import-hf of a BERT checkpoint: %v\n%s%s", err, out, stderr)
