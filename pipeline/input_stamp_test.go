@@ -229,6 +229,16 @@ func TestRunImportsEncoderCheckpoint(t *testing.T) {
 	if _, log := run("fromckpt", ckpt); strings.Contains(log, "imported the") {
 		t.Errorf("the rerun imported the encoder again:\n%s", log)
 	}
+	// The LoRA phase past runtime.max_memory_gb is refused before any step,
+	// naming the config's keys.
+	small := tinyRun(filepath.Join(dir, "small"))
+	small.Stages.PRMU.Encoder = &PRMUEncoderConfig{Dir: ckpt, Tuning: rewardmodel.TuneLoRA, LoRARank: 2, LoRASteps: 2}
+	small.Runtime.MaxMemoryGB = 0.01
+	if _, err := runNotes(small, StagePRMU); err == nil || !strings.Contains(err.Error(), "stages.prmu.pairs_per_step") ||
+		!strings.Contains(err.Error(), "stages.prmu.encoder.tuning: frozen") {
+		t.Errorf("an encoder LoRA phase past runtime.max_memory_gb: %v", err)
+	}
+
 	// A causal LM's checkpoint as the encoder is refused, naming both.
 	qwen := filepath.Join(dir, "qwen")
 	m, err := ir.Load(filepath.Join("..", "onnx", "testdata", "pytorch", "qwen2-chat", "model.onnx"))

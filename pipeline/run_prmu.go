@@ -64,7 +64,9 @@ func (r *runEnv) trainPRMU(ctx context.Context) error {
 	opts := r.prmuSession()
 	recipe := rewardmodel.PRMURecipe{TopK: r.cfg.Retrieval.TopK, Recency: r.cfg.Retrieval.Method == "recency", Vocab: p.Vocab, Extra: extra,
 		Config: rewardmodel.PRMUConfig{Embed: p.Embed, Hidden: p.Hidden, MaxItems: p.MaxItems, Pool: p.Pool, Seed: seed, Encoder: enc},
-		Train:  rewardmodel.PRMUTrainOptions{Steps: p.Steps, PairsPerStep: p.PairsPerStep, LR: p.LR, Seed: seed, Session: opts}}
+		Train: rewardmodel.PRMUTrainOptions{Steps: p.Steps, PairsPerStep: p.PairsPerStep, LR: p.LR, Seed: seed, Session: opts,
+			MaxMemoryGB: r.cfg.Runtime.MaxMemoryGB, FrozenKnob: "stages.prmu.encoder.tuning: frozen",
+			MemoryKnobs: train.MemoryKnobs{Batch: "stages.prmu.pairs_per_step", SeqLen: "stages.prmu.encoder.max_tokens"}}}
 	recipe.Train.Progress = r.h
 	model, res, accs, err := rewardmodel.TrainPRMUOnSets(ctx, trainSets, devSets, recipe)
 	if err != nil {

@@ -112,6 +112,9 @@ func trainEncoderPRMU(ctx context.Context, cfg PRMUConfig, enc *TextEncoder, cac
 		return nil, err
 	}
 	defer lfeed.close()
+	if err := checkLoRAMemory(enc, lfeed, m, adapters, o); err != nil {
+		return nil, err
+	}
 	lo := o
 	lo.Steps, lo.Seed = cfg.Encoder.LoRASteps, o.Seed+1
 	if o.Dir != "" { // the LoRA phase is a run of its own

@@ -372,6 +372,12 @@ type PRMUTrainOptions struct {
 	// Progress hears of every step (Task "prmu"; Metrics loss and
 	// pair_accuracy, the training pairs').
 	Progress train.ProgressFunc
+	// MaxMemoryGB bounds an encoder LoRA phase's estimated peak, as
+	// train.MemoryLimit reads it (0: the memory free; negative: no check);
+	// MemoryKnobs name the settings a refusal asks to lower.
+	MaxMemoryGB float64
+	MemoryKnobs train.MemoryKnobs
+	FrozenKnob  string // how to train the encoder frozen instead, in the caller's terms
 }
 
 func (o PRMUTrainOptions) defaults() PRMUTrainOptions {

@@ -80,11 +80,18 @@ func prmuTrainCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			_, statErr := os.Stat(out)
+			made := errors.Is(statErr, os.ErrNotExist)
 			lk, err := train.LockRunDir(out) // one writer per output folder, from here to the saved model
 			if err != nil {
 				return fmt.Errorf("prmu train: %w", err)
 			}
-			defer lk.Unlock()
+			defer func() {
+				lk.Unlock()
+				if runErr != nil && made { // a folder this run made holds nothing worth keeping
+					os.RemoveAll(out)
+				}
+			}()
 			if enc.Dir != "" {
 				o.Config.Encoder = &enc
 				o.Config.Embed = 0 // the bag's: prmu.json records none
@@ -143,6 +150,10 @@ func encoderFlags(c *cobra.Command, enc *rewardmodel.PRMUEncoder, o *rewardmodel
 	f.IntVar(&enc.LoRARank, "lora-rank", 4, "with --encoder-tuning lora: rank of the encoder's LoRA adapters (≥ 1)")
 	f.IntVar(&enc.LoRASteps, "lora-steps", 100, "with --encoder-tuning lora: steps of joint encoder LoRA and head training after the --steps of the head alone (0: none, the encoder stays frozen)")
 	f.StringVar(&o.EmbeddingCache, "embedding-cache", "", "with --encoder: an embeddings file (.arrow) to reuse and extend across runs")
+	f.Float64Var(&o.Train.MaxMemoryGB, "max-memory-gb", 0, "with --encoder-tuning lora: refuse to start the LoRA phase when its estimated peak memory exceeds this many GiB (0: the memory free; -1: no check)")
+	flagSetsKey(f, "max-memory-gb", "runtime.max_memory_gb")
+	o.Train.MemoryKnobs = train.MemoryKnobs{Batch: "--pairs-per-step", SeqLen: "--encoder-max-tokens"}
+	o.Train.FrozenKnob = "--encoder-tuning frozen"
 }
 
 // checkEncoderFlags refuses flags that would be ignored (any encoder flag

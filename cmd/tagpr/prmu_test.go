@@ -327,7 +327,7 @@ func TestPRMUTrainRefusesARunFolderAsOut(t *testing.T) {
 
 // A BERT-family transformers checkpoint as --encoder is refused with the
 // command that imports it; `model import-hf` writes an encoder folder that
-// `prmu train --encoder` then uses.
+// `prmu train --encoder` then uses (its LoRA phase within --max-memory-gb).
 func TestPRMUEncoderFromCheckpoint(t *testing.T) {
 	dir := t.TempDir()
 	ckpt := filepath.Join("..", "..", "rewardmodel", "testdata", "encoder-hf")
@@ -342,6 +342,17 @@ func TestPRMUEncoderFromCheckpoint(t *testing.T) {
 	out, stderr, err := runTagpr(t, ".", nil, "model", "import-hf", ckpt, "--out", enc)
 	if err != nil || !strings.Contains(out, "bert text encoder, 2 layers, hidden 32") {
 		t.Fatalf("import-hf of a BERT checkpoint: %v\n%s%s", err, out, stderr)
+	}
+	// The encoder's LoRA phase says its memory estimate and refuses one past
+	// --max-memory-gb before any step, naming what to lower; nothing is written.
+	_, stderr, err = runTagpr(t, ".", nil, "prmu", "train", "--out", filepath.Join(dir, "big"), "--users", "40", "--steps", "2",
+		"--encoder", enc, "--encoder-tuning", "lora", "--lora-steps", "2", "--max-memory-gb", "0.01")
+	if err == nil || !strings.Contains(stderr, "encoder LoRA memory estimate") || !strings.Contains(stderr, "exceeds the 10 MiB") ||
+		!strings.Contains(stderr, "--pairs-per-step") || !strings.Contains(stderr, "--encoder-tuning frozen") {
+		t.Fatalf("prmu train with an encoder LoRA phase over --max-memory-gb: %v\n%s", err, stderr)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "big")); !os.IsNotExist(err) {
+		t.Errorf("a refused PRMU left %s behind", filepath.Join(dir, "big"))
 	}
 	if _, stderr, err := runTagpr(t, ".", nil, "prmu", "train", "--out", filepath.Join(dir, "prmu"), "--users", "40", "--steps", "2", "--encoder", enc); err != nil {
 		t.Fatalf("prmu train on the imported encoder: %v\n%s", err, stderr)
