@@ -148,18 +148,18 @@ func (c bertConfig) params() float64 {
 	return emb + L*(4*d*d+4*d+2*d*f+f+d+4*d)
 }
 
-// ImportEncoder reads the BERT-family or RoBERTa checkpoint in dir
-// (config.json and safetensors, as BertModel, RobertaModel or a
-// sentence-transformers model saves it; a "bert." or "roberta." prefix, as
-// the masked-LM classes', is read too) and writes
-// out/model.onnx as `optimum-cli export onnx --task feature-extraction`
-// would: inputs input_ids, attention_mask (and token_type_ids when the
-// model has token types), output last_hidden_state [batch, sequence,
-// hidden], computed as transformers' BertModel does (absolute positions,
-// erf GELU, post-LayerNorm). config.json, the tokenizer and
+// ImportEncoder reads the BERT-family, RoBERTa or MPNet checkpoint in dir
+// (config.json and safetensors, as transformers or sentence-transformers
+// saves it; the masked-LM classes' "bert.", "roberta." or "mpnet." prefix
+// is read too) and writes out/model.onnx as `optimum-cli export onnx
+// --task feature-extraction` would: inputs input_ids, attention_mask (and
+// token_type_ids when the model has token types), output
+// last_hidden_state [batch, sequence, hidden], computed as transformers'
+// model does (its positions, erf GELU, post-LayerNorm, MPNet's
+// relative-position bias). config.json, the tokenizer and
 // sentence-transformers' pooling config go beside it, so the folder is a
 // PRMU text encoder as is. Weights past 2 GiB (larger than BERT-large) are
-// refused.
+// refused; non-finite weights too, by name, as Import's.
 func ImportEncoder(dir, out string) (*ImportedEncoder, error) {
 	c, raw, err := readBertConfig(dir)
 	if err != nil {
