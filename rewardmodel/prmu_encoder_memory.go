@@ -53,7 +53,7 @@ func loraMemory(enc *TextEncoder, N, T int, adapterParams int64) (est train.Memo
 // past o.MaxMemoryGB's limit, naming what to lower, before any step: a base
 // encoder (all-mpnet-base-v2) at 32 pairs of 8 profile items and 128
 // tokens needs tens of GB.
-func checkLoRAMemory(enc *TextEncoder, f *loraFeed, m *onnxpb.ModelProto, adapters []train.Adapter, o PRMUTrainOptions) error {
+func checkLoRAMemory(enc *TextEncoder, f *loraFeed, m *onnxpb.ModelProto, adapters []train.Adapter, o PRMUTrainOptions) (train.MemoryEstimate, error) {
 	names := map[string]bool{}
 	for _, n := range train.AdapterParams(adapters) {
 		names[n] = true
@@ -66,12 +66,12 @@ func checkLoRAMemory(enc *TextEncoder, f *loraFeed, m *onnxpb.ModelProto, adapte
 	}
 	est, ok := loraMemory(enc, f.texts.N, f.texts.T, adapterParams)
 	if !ok {
-		return nil
+		return est, nil
 	}
 	o.Progress.Report(train.Progress{Task: "prmu", Note: fmt.Sprintf("encoder LoRA memory estimate (%d texts of %d tokens a step): %s", f.texts.N, f.texts.T, est)})
 	limit, check, err := train.MemoryLimit(o.MaxMemoryGB)
 	if err != nil || !check {
-		return err
+		return est, err
 	}
 	knobs, frozen := o.MemoryKnobs, o.FrozenKnob
 	if knobs.Batch == "" {
@@ -81,7 +81,7 @@ func checkLoRAMemory(enc *TextEncoder, f *loraFeed, m *onnxpb.ModelProto, adapte
 		frozen = "a frozen encoder"
 	}
 	if err := est.Fits(limit, knobs); err != nil {
-		return fmt.Errorf("prmu encoder LoRA: %w, or train with %s (its embeddings computed once, no activations kept)", err, frozen)
+		return est, fmt.Errorf("prmu encoder LoRA: %w, or train with %s (its embeddings computed once, no activations kept)", err, frozen)
 	}
-	return nil
+	return est, nil
 }

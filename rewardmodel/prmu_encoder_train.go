@@ -112,7 +112,7 @@ func trainEncoderPRMU(ctx context.Context, cfg PRMUConfig, enc *TextEncoder, cac
 		return nil, err
 	}
 	defer lfeed.close()
-	if err := checkLoRAMemory(enc, lfeed, m, adapters, o); err != nil {
+	if res.LoRAMemory, err = checkLoRAMemory(enc, lfeed, m, adapters, o); err != nil {
 		return nil, err
 	}
 	lo := o

@@ -399,6 +399,9 @@ type PRMUTrainResult struct {
 	Accuracies []float64 // training pair accuracy per step
 	Skipped    int       // steps without an update (non-finite gradient)
 	Duration   time.Duration
+	// LoRAMemory is an encoder LoRA phase's peak-memory estimate (zero
+	// without one, or without the encoder's config.json sizes).
+	LoRAMemory train.MemoryEstimate
 }
 
 // TrainPRMU builds a bag-of-tokens PRMU of cfg (Vocab defaults to the
