@@ -125,15 +125,7 @@ func (r *runEnv) dropImport(name, stage string) error {
 	if r.cfg.Stages.KeepCheckpoints || !exists(dir) {
 		return nil
 	}
-	var size int64
-	filepath.WalkDir(dir, func(_ string, d os.DirEntry, err error) error {
-		if err == nil && !d.IsDir() {
-			if fi, err := d.Info(); err == nil {
-				size += fi.Size()
-			}
-		}
-		return nil
-	})
+	size := train.DirBytes(dir)
 	if err := os.RemoveAll(dir); err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}

@@ -46,8 +46,8 @@ func checkpointBytes(t *Trainer) int64 {
 	return n
 }
 
-// dirBytes sums the sizes of the files under dir (0 when it is missing).
-func dirBytes(dir string) int64 {
+// DirBytes sums the sizes of the files under dir (0 when it is missing).
+func DirBytes(dir string) int64 {
 	var n int64
 	filepath.WalkDir(dir, func(_ string, d os.DirEntry, err error) error {
 		if err == nil && !d.IsDir() {
@@ -77,7 +77,7 @@ func (l *Loop) checkDisk() error {
 	var existing int64
 	if old, err := filepath.Glob(filepath.Join(l.Dir, "step-*")); err == nil {
 		for _, d := range old {
-			existing += dirBytes(d)
+			existing += DirBytes(d)
 		}
 	}
 	need := max(int64(keep+1)*c, int64(keep)*c+l.ExportBytes) - existing

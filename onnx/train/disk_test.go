@@ -55,7 +55,7 @@ func TestLoopChecksDiskAndRemoveCheckpoints(t *testing.T) {
 		t.Fatalf("with room: step %d, %v", st.Step, err)
 	}
 	// Resumed with two checkpoints on disk: the rest of the need.
-	onDisk := dirBytes(filepath.Join(dir, "step-00000001")) + dirBytes(filepath.Join(dir, "step-00000002"))
+	onDisk := DirBytes(filepath.Join(dir, "step-00000001")) + DirBytes(filepath.Join(dir, "step-00000002"))
 	if onDisk < 2*c {
 		t.Fatalf("two checkpoints take %d bytes on disk; want at least %d", onDisk, 2*c)
 	}
