@@ -27,25 +27,20 @@ type encoderShape struct {
 // float32 weights 15 times over (the scoring and training sessions, ORT's
 // pre-packed copies, the derivation's graphs) and per token and layer 9
 // values of width hidden, 4 of width intermediate and 4·heads·T of
-// attention scores and probabilities, in float32; the adapters with their gradients and
-// AdamW moments. ok is false without config.json's sizes.
+// attention scores and probabilities, in float32; the adapters with
+// their gradients and AdamW moments. ok is false without config.json's sizes.
 func loraMemory(enc *TextEncoder, N, T int, adapterParams int64) (est train.MemoryEstimate, ok bool) {
 	var s encoderShape
 	if json.Unmarshal(enc.files.hfConfig, &s) != nil || s.Layers <= 0 || s.Hidden <= 0 || s.Intermediate <= 0 || s.Heads <= 0 {
 		return est, false
 	}
-	var weights int64
-	for _, t := range enc.export.GetGraph().GetInitializer() {
-		if n := ir.NumElements(t.GetDims()); n > 0 {
-			weights += 4 * n
-		}
-	}
+	weights := train.ModelBytes(enc.export)
 	tokens := int64(N) * int64(T)
 	est.Weights = 15*weights + 4*adapterParams
 	est.Gradients = 4 * adapterParams
 	est.Optimizer = 8 * adapterParams
 	est.Activations = tokens * int64(s.Layers) * int64(9*s.Hidden+4*s.Intermediate+4*s.Heads*T) * 4
-	est.Runtime = 200 << 20
+	est.Runtime = train.RuntimeBaseline
 	return est, true
 }
 

@@ -40,8 +40,8 @@ type MemoryEstimate struct {
 	Reference int64
 }
 
-// runtimeBaseline is ORT's and Go's own resident memory with a session open.
-const runtimeBaseline = 200 << 20
+// RuntimeBaseline is ORT's and Go's own resident memory with a session open.
+const RuntimeBaseline = 200 << 20
 
 // Total is the estimated peak.
 func (e MemoryEstimate) Total() int64 {
@@ -154,7 +154,7 @@ func EstimateMemory(tg *TrainingGraph) MemoryEstimate {
 		}
 	}
 	e.Transient += 3*biggest + chunkedHeadBytes(g, tg.Types)
-	e.Runtime = runtimeBaseline
+	e.Runtime = RuntimeBaseline
 	return e
 }
 
