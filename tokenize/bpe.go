@@ -7,6 +7,7 @@ import (
 	"math"
 	"strings"
 	"sync"
+	"unicode/utf8"
 )
 
 // model turns one pre-token into ids. Implementations are safe for
@@ -33,16 +34,25 @@ type bpeJSON struct {
 	Merges                  json.RawMessage `json:"merges"`
 }
 
-// bpeModel is byte-level BPE over integer ids: a pair of ids maps to its
-// merge rank and the merged id, so encoding never builds token strings.
+// bpeModel is BPE over integer ids: a pair of ids maps to its merge rank and
+// the merged id, so encoding never builds token strings. It runs byte-level
+// (GPT-2's alphabet: every byte has a token) or character-level, as
+// sentencepiece's BPE models converted by transformers are (Llama 2,
+// Mistral): a word starts as its characters, and a character the vocabulary
+// lacks becomes its UTF-8 bytes' <0xNN> tokens (byte_fallback) or unk.
 type bpeModel struct {
 	vocab        map[string]int
 	mergeList    [][2]string
 	merges       map[uint64]uint64 // left<<32|right → rank<<32|merged
 	ignoreMerges bool
-	unk          int // -1 when the model has no unk token
+	unk          int  // -1 when the model has no unk token
+	fuseUnk      bool // consecutive unknown characters make one unk
+	byteFallback bool // unknown characters become <0xNN> byte tokens
+	charLevel    bool // symbols start as characters, not bytes
 
-	byteID   [256]int32       // the id of each single byte
+	byteID   [256]int32       // byte-level: the id of each single byte
+	charID   map[rune]int32   // character-level: the id of each one-character token
+	fallback [256]int32       // character-level: the id of <0xNN>, -1 when absent
 	rawVocab map[string]int32 // raw bytes of each token → id (for ignore_merges)
 	rawLen   []int32          // id → raw byte length (for offsets)
 	cache    wordCache
@@ -65,7 +75,7 @@ func parseBPE(raw json.RawMessage) (*bpeModel, error) {
 	if len(j.Vocab) == 0 {
 		return nil, fmt.Errorf("BPE: empty vocab")
 	}
-	m := &bpeModel{vocab: j.Vocab, ignoreMerges: j.IgnoreMerges, unk: -1}
+	m := &bpeModel{vocab: j.Vocab, ignoreMerges: j.IgnoreMerges, unk: -1, fuseUnk: j.FuseUnk, byteFallback: j.ByteFallback}
 	for tok, id := range j.Vocab {
 		if id < 0 || id >= maxVocab {
 			return nil, fmt.Errorf("BPE: vocab token %q has id %d out of range", tok, id)
@@ -160,6 +170,38 @@ func (m *bpeModel) initByteLevel() error {
 	return nil
 }
 
+// initCharLevel derives the views of the vocabulary used when symbols start
+// as characters: one-character tokens, the <0xNN> byte tokens, and each
+// token's byte length (its text is the normalized text it covers).
+func (m *bpeModel) initCharLevel() error {
+	m.charLevel = true
+	maxID := 0
+	for _, id := range m.vocab {
+		maxID = max(maxID, id)
+	}
+	m.rawLen = make([]int32, maxID+1)
+	m.rawVocab = make(map[string]int32, len(m.vocab))
+	m.charID = make(map[rune]int32)
+	for tok, id := range m.vocab {
+		m.rawLen[id] = int32(len(tok))
+		m.rawVocab[tok] = int32(id)
+		if r, size := utf8.DecodeRuneInString(tok); size == len(tok) && (r != utf8.RuneError || size > 1) {
+			m.charID[r] = int32(id)
+		}
+	}
+	for b := range m.fallback {
+		m.fallback[b] = -1
+		if !m.byteFallback {
+			continue
+		}
+		if id, ok := m.vocab[fmt.Sprintf("<0x%02X>", b)]; ok {
+			m.fallback[b] = int32(id)
+			m.rawLen[id] = 1
+		}
+	}
+	return nil
+}
+
 func (m *bpeModel) typeName() string           { return "BPE" }
 func (m *bpeModel) modelVocab() map[string]int { return m.vocab }
 
@@ -192,7 +234,7 @@ func (m *bpeModel) encodeWord(ids []int64, lens []int, piece string) ([]int64, [
 		ids = append(ids, int64(id))
 		if lens != nil {
 			if s < 0 {
-				lens = append(lens, 1)
+				lens = append(lens, int(-s)) // an unknown symbol holds its byte length
 			} else {
 				lens = append(lens, int(m.rawLen[s]))
 			}
@@ -214,14 +256,20 @@ func (m *bpeModel) lookup(a, b int32) (rank uint32, merged int32) {
 	return uint32(v >> 32), int32(uint32(v))
 }
 
-// merge applies merges to the bytes of word, lowest rank first and, among
+// merge applies merges to the symbols of word, lowest rank first and, among
 // equal ranks, leftmost first (the order of HF tokenizers and the JS port).
+// An unknown symbol is -(its byte length).
 func (m *bpeModel) merge(word string) []int32 {
-	n := len(word)
-	syms := make([]int32, n)
-	for i := 0; i < n; i++ {
-		syms[i] = m.byteID[word[i]]
+	var syms []int32
+	if m.charLevel {
+		syms = m.charSymbols(word)
+	} else {
+		syms = make([]int32, len(word))
+		for i := 0; i < len(word); i++ {
+			syms[i] = m.byteID[word[i]]
+		}
 	}
+	n := len(syms)
 	if n == 1 {
 		return syms
 	}
@@ -260,6 +308,47 @@ func (m *bpeModel) merge(word string) []int32 {
 		}
 	}
 	return syms
+}
+
+// charSymbols is the starting symbols of word for character-level BPE, as HF
+// tokenizers' BPE builds them: each character's token; else, with
+// byte_fallback, its bytes' <0xNN> tokens when the vocabulary has them all;
+// else unknown (-(byte length)), runs of which fuse with fuse_unk.
+func (m *bpeModel) charSymbols(word string) []int32 {
+	syms := make([]int32, 0, len(word))
+	prevUnk := false
+	for i, r := range word {
+		size := utf8.RuneLen(r)
+		if r == utf8.RuneError {
+			_, size = utf8.DecodeRuneInString(word[i:])
+		}
+		if id, ok := m.charID[r]; ok && word[i:i+size] == string(r) {
+			syms, prevUnk = append(syms, id), false
+			continue
+		}
+		if m.byteFallback && m.hasFallback(word[i:i+size]) {
+			for k := i; k < i+size; k++ {
+				syms = append(syms, m.fallback[word[k]])
+			}
+			prevUnk = false
+			continue
+		}
+		if prevUnk && m.fuseUnk {
+			syms[len(syms)-1] -= int32(size)
+			continue
+		}
+		syms, prevUnk = append(syms, -int32(size)), true
+	}
+	return syms
+}
+
+func (m *bpeModel) hasFallback(s string) bool {
+	for k := 0; k < len(s); k++ {
+		if m.fallback[s[k]] < 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // mergeCand is a possible merge of the symbol at pos with its right neighbour.

@@ -185,6 +185,14 @@ func parseDecoder(raw json.RawMessage) (decoder, error) {
 		return w, nil
 	case "Fuse":
 		return fuseDecoder{}, nil
+	case "ByteFallback":
+		return byteFallbackDecoder{}, nil
+	case "Metaspace":
+		m, err := parseMetaspace(raw)
+		if err != nil {
+			return nil, err
+		}
+		return metaspaceDecoder{m}, nil
 	case "Strip":
 		var j struct {
 			Content string `json:"content"`
@@ -214,6 +222,6 @@ func parseDecoder(raw json.RawMessage) (decoder, error) {
 		}
 		return sequenceDecoder(q), nil
 	default:
-		return nil, fmt.Errorf("unsupported decoder type %q (supported: ByteLevel, WordPiece, Fuse, Strip, Replace, Sequence)", typ)
+		return nil, fmt.Errorf("unsupported decoder type %q (supported: ByteLevel, ByteFallback, Metaspace, WordPiece, Fuse, Strip, Replace, Sequence)", typ)
 	}
 }

@@ -7,10 +7,16 @@
 //
 // Supported files: byte-level BPE (GPT-2, Llama-3, Qwen2/3 families; any
 // Split regex, through regexp2 when no hand-written scanner matches it, with
-// (?i) letters folded the way Hugging Face folds them: 's' matches 'ſ') and
-// WordPiece (BERT family). Anything else is refused at load with an error
-// naming the component ("pre_tokenizer: unsupported pre_tokenizer type
-// \"Metaspace\"").
+// (?i) letters folded the way Hugging Face folds them: 's' matches 'ſ'),
+// sentencepiece-style BPE as transformers converts it (Llama 2, Mistral,
+// TinyLlama: character-level merges, byte fallback to <0xNN> tokens, unk
+// fused; the legacy Prepend + Replace normalizer or a Metaspace
+// pre-tokenizer with any prepend_scheme, split or not; ByteFallback and
+// Metaspace decoders) and WordPiece (BERT family). Anything else is refused
+// at load with an error naming the component ("pre_tokenizer: unsupported
+// pre_tokenizer type \"UnicodeScripts\""; a sentencepiece Unigram model is
+// "model: unsupported model type \"Unigram\""), and a checkpoint with only
+// a tokenizer.model gets the command that writes its tokenizer.json.
 //
 //	tok, err := tokenize.Load("tokenizer.json") // reads tokenizer_config.json beside it
 //	ids := tok.Encode(text)                     // []int64 (ONNX's input_ids type); special tokens in text recognised, none added
@@ -30,7 +36,10 @@
 // Parity with the JS reference (@lenml/tokenizers, a port of transformers.js)
 // is checked on a 5.2 MB generated multilingual corpus for Qwen3, Llama-3,
 // GPT-4o, Claude, BERT and a tagpr-trained file (testdata/, recorded by
-// `go run ./tokenize/internal/record`); offsets are checked against HF
+// `go run ./tokenize/internal/record`), and with HF tokenizers for two
+// sentencepiece files (testdata/sentencepiece/, built by
+// scripts/tokenize/sentencepiece_fixture.py; recorded by
+// scripts/tokenize/hf_parity.py --record); offsets are checked against HF
 // tokenizers (scripts/tokenize/hf_offsets.py), and encodings, offsets and
 // decodings of adversarial texts too (scripts/tokenize/hf_edge.py).
 //

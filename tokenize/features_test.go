@@ -303,7 +303,9 @@ func TestBrokenFilesNameComponent(t *testing.T) {
 	}
 	cases := map[string]struct{ old, new, want string }{
 		"model type":    {`"type":"BPE"`, `"type":"Unigram"`, `model: unsupported model type "Unigram"`},
-		"pre_tokenizer": {`"type":"Split"`, `"type":"Metaspace"`, `pre_tokenizer: Sequence[0]: unsupported pre_tokenizer type "Metaspace"`},
+		"pre_tokenizer": {`"type":"Split"`, `"type":"UnicodeScripts"`, `pre_tokenizer: Sequence[0]: unsupported pre_tokenizer type "UnicodeScripts"`},
+		"metaspace":     {`"pretokenizers":[`, `"pretokenizers":[{"type":"Metaspace","replacement":"▁","prepend_scheme":"sometimes"},`, `pre_tokenizer: Sequence[0]: Metaspace: prepend_scheme "sometimes", want always, first or never`},
+		"metaspace 2nd": {`"pretokenizers":[`, `"pretokenizers":[{"type":"Digits"},{"type":"Metaspace","replacement":"▁"},`, `pre_tokenizer: Sequence[1]: a Metaspace after other pre_tokenizers is not supported`},
 		"normalizer":    {`"normalizer":{"type":"NFC"}`, `"normalizer":{"type":"Precompiled"}`, `normalizer: unsupported normalizer type "Precompiled"`},
 		"decoder":       {`"decoder":{"type":"ByteLevel"`, `"decoder":{"type":"CTC"`, `decoder: unsupported decoder type "CTC"`},
 		"regex":         {`"Regex":"(?i:`, `"Regex":"((?i:`, `pre_tokenizer: Sequence[0]: Split: regex`},

@@ -22,6 +22,12 @@ const tinyBPE = `{"added_tokens":[{"id":5,"content":"<s>","special":true}],
 "post_processor":{"type":"TemplateProcessing","single":[{"SpecialToken":{"id":"<s>"}},{"Sequence":{"id":"A"}}],"special_tokens":{"<s>":{"id":"<s>","ids":[5],"tokens":["<s>"]}}},
 "model":{"type":"BPE","vocab":{"a":0,"b":1,"ab":2,"Ġ":3,"Ġab":4},"merges":["a b","Ġ ab"]}}`
 
+const tinySentencepiece = `{"added_tokens":[{"id":0,"content":"<unk>","special":true},{"id":1,"content":"<s>","special":true}],
+"normalizer":{"type":"Sequence","normalizers":[{"type":"Prepend","prepend":"▁"},{"type":"Replace","pattern":{"String":" "},"content":"▁"}]},
+"pre_tokenizer":{"type":"Metaspace","replacement":"▁","prepend_scheme":"first","split":true},
+"decoder":{"type":"Sequence","decoders":[{"type":"Replace","pattern":{"String":"▁"},"content":" "},{"type":"ByteFallback"},{"type":"Fuse"},{"type":"Strip","content":" ","start":1,"stop":0}]},
+"model":{"type":"BPE","unk_token":"<unk>","fuse_unk":true,"byte_fallback":true,"vocab":{"<unk>":0,"<s>":1,"<0xC3>":2,"<0x9C>":3,"▁":4,"a":5,"b":6,"▁a":7,"▁ab":8},"merges":["▁ a","▁a b"]}}`
+
 // FuzzLoadTokenizer feeds mutated tokenizer.json files to the loader: it
 // must return a tokenizer or an error, never panic, and a tokenizer it
 // returns must encode and decode without panicking.
@@ -33,6 +39,7 @@ func FuzzLoadTokenizer(f *testing.F) {
 	f.Add(trained)
 	f.Add([]byte(tinyWordPiece))
 	f.Add([]byte(tinyBPE))
+	f.Add([]byte(tinySentencepiece))
 	f.Add([]byte(`{"model":{"type":"BPE","vocab":{},"merges":[]}}`))
 	f.Add([]byte(`{"model":{"type":"WordPiece","unk_token":"x","vocab":{"x":99999999}}}`))
 	f.Add([]byte(`{"normalizer":{"type":"Sequence","normalizers":[{"type":"Replace","pattern":{"Regex":"a*"},"content":"b"}]}}`))

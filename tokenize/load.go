@@ -3,7 +3,9 @@ package tokenize
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 )
@@ -45,9 +47,9 @@ const maxVocab = 1 << 24
 // beside it (where transformers' save_pretrained writes the template since
 // v4.47) takes priority over the config's chat_template, as in transformers.
 func Load(path string) (*Tokenizer, error) {
-	raw, err := os.ReadFile(path)
+	raw, err := readTokenizerJSON(path)
 	if err != nil {
-		return nil, fmt.Errorf("load tokenizer %s: %w", path, err)
+		return nil, err
 	}
 	var cfgRaw []byte
 	if b, err := os.ReadFile(configBeside(path)); err == nil {
@@ -62,6 +64,21 @@ func Load(path string) (*Tokenizer, error) {
 	}
 	t.path = path
 	return t, nil
+}
+
+// readTokenizerJSON reads path; when it is missing but a sentencepiece
+// tokenizer.model lies beside it (checkpoints that ship only the slow
+// tokenizer's file), the error says how to write the tokenizer.json.
+func readTokenizerJSON(path string) ([]byte, error) {
+	raw, err := os.ReadFile(path)
+	if err == nil {
+		return raw, nil
+	}
+	dir := filepath.Dir(path)
+	if _, serr := os.Stat(filepath.Join(dir, "tokenizer.model")); errors.Is(err, fs.ErrNotExist) && serr == nil {
+		return nil, fmt.Errorf("load tokenizer %s: %w; %s has a sentencepiece tokenizer.model, which tagpr does not read: write its tokenizer.json with transformers (python -c \"from transformers import AutoTokenizer; AutoTokenizer.from_pretrained('%s').save_pretrained('%s')\")", path, err, dir, dir, dir)
+	}
+	return nil, fmt.Errorf("load tokenizer %s: %w", path, err)
 }
 
 // chatTemplateBeside is the chat_template.jinja that Load reads with path.
@@ -90,9 +107,9 @@ func Files(path string) []string {
 // LoadWithConfig reads a tokenizer.json and the tokenizer_config.json at
 // configPath ("" for none), wherever it lies.
 func LoadWithConfig(path, configPath string) (*Tokenizer, error) {
-	raw, err := os.ReadFile(path)
+	raw, err := readTokenizerJSON(path)
 	if err != nil {
-		return nil, fmt.Errorf("load tokenizer %s: %w", path, err)
+		return nil, err
 	}
 	var cfgRaw []byte
 	if configPath != "" {
@@ -156,10 +173,11 @@ func (t *Tokenizer) checkPipeline() error {
 	byteLevel := t.pre != nil && t.pre.byteLevel()
 	switch m := t.model.(type) {
 	case *bpeModel:
+		init := m.initByteLevel
 		if !byteLevel {
-			return fmt.Errorf("model BPE without a ByteLevel pre_tokenizer (character-level BPE) is not supported")
+			init = m.initCharLevel // sentencepiece-style: characters, byte fallback
 		}
-		if err := m.initByteLevel(); err != nil {
+		if err := init(); err != nil {
 			return fmt.Errorf("model: %w", err)
 		}
 	case *wordPieceModel:
@@ -168,6 +186,7 @@ func (t *Tokenizer) checkPipeline() error {
 		}
 	}
 	t.byteLevel = byteLevel
+	t.rewriter = rewriterOf(t.pre)
 	return nil
 }
 

@@ -477,16 +477,24 @@ func parsePreTokenizer(raw json.RawMessage) (preTokenizer, error) {
 			return nil, fmt.Errorf("Punctuation: %w", err)
 		}
 		return splitPre{m: funcMatcher{in: isBertPunct, single: true}, behavior: b}, nil
+	case "Metaspace":
+		return parseMetaspace(raw)
 	case "Sequence":
 		q, err := parseSequence(raw, "pretokenizers", parsePreTokenizer)
 		if err != nil {
 			return nil, err
+		}
+		for i, p := range q {
+			if _, ok := p.(metaspacePre); ok && i > 0 {
+				// It would rewrite each piece the steps before it made.
+				return nil, fmt.Errorf("Sequence[%d]: a Metaspace after other pre_tokenizers is not supported (only first)", i)
+			}
 		}
 		if len(q) == 1 {
 			return q[0], nil
 		}
 		return sequencePre(q), nil
 	default:
-		return nil, fmt.Errorf("unsupported pre_tokenizer type %q (supported: ByteLevel, Split, BertPreTokenizer, Whitespace, WhitespaceSplit, Digits, Punctuation, Sequence)", typ)
+		return nil, fmt.Errorf("unsupported pre_tokenizer type %q (supported: ByteLevel, Metaspace, Split, BertPreTokenizer, Whitespace, WhitespaceSplit, Digits, Punctuation, Sequence)", typ)
 	}
 }

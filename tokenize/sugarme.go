@@ -25,21 +25,32 @@ import (
 type SugarmePipeline struct {
 	t  *Tokenizer
 	tk *sm.Tokenizer
+	// rest encodes the sections after the first when their text change
+	// differs (Metaspace's prepend_scheme "first"); else it is tk.
+	rest *sm.Tokenizer
 }
 
 // SugarmePipeline builds the sugarme pipeline for t.
 func (t *Tokenizer) SugarmePipeline() *SugarmePipeline {
-	tk := sm.NewTokenizer(sugarmeModel{t})
-	if t.normalizer != nil {
-		tk.WithNormalizer(sugarmeNormalizer{t.normalizer})
+	build := func(startsText bool) *sm.Tokenizer {
+		tk := sm.NewTokenizer(sugarmeModel{t})
+		if n := t.sectionNormalizer(startsText); n != nil {
+			tk.WithNormalizer(sugarmeNormalizer{n})
+		}
+		if t.pre != nil {
+			tk.WithPreTokenizer(sugarmePreTokenizer{t.pre})
+		}
+		if t.decoder != nil {
+			tk.WithDecoder(sugarmeDecoder{t.decoder})
+		}
+		return tk
 	}
-	if t.pre != nil {
-		tk.WithPreTokenizer(sugarmePreTokenizer{t.pre})
+	p := &SugarmePipeline{t: t, tk: build(true)}
+	p.rest = p.tk
+	if t.rewriter != nil {
+		p.rest = build(false)
 	}
-	if t.decoder != nil {
-		tk.WithDecoder(sugarmeDecoder{t.decoder})
-	}
-	return &SugarmePipeline{t: t, tk: tk}
+	return p
 }
 
 // Tokenizer is the underlying sugarme tokenizer.
@@ -53,7 +64,11 @@ func (p *SugarmePipeline) Encode(text string) ([]int64, error) {
 			ids = append(ids, int64(sec.added.ID))
 			continue
 		}
-		enc, err := p.tk.EncodeSingle(text[sec.start:sec.end], false)
+		tk := p.tk
+		if sec.start > 0 {
+			tk = p.rest
+		}
+		enc, err := tk.EncodeSingle(text[sec.start:sec.end], false)
 		if err != nil {
 			return nil, fmt.Errorf("sugarme encode: %w", err)
 		}

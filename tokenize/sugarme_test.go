@@ -9,7 +9,7 @@ import (
 // tagpr's normalizer, pre-tokenizer, model and decoder plugged in through
 // its interfaces) and checks the reference ids on part of the parity corpus.
 func TestSugarmePipeline(t *testing.T) {
-	for _, name := range []string{"qwen3", "llama3", "bert"} {
+	for _, name := range []string{"qwen3", "llama3", "bert", "sp-legacy", "sp-metaspace"} {
 		t.Run(name, func(t *testing.T) {
 			tok := pinnedTokenizer(t, name)
 			fx := readFixture(t, name)

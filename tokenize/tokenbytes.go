@@ -1,5 +1,7 @@
 package tokenize
 
+import "strings"
+
 // TokenBytes is the text one token stands for, as raw bytes. A byte-level
 // token can hold part of a UTF-8 character, which Decode shows as U+FFFD;
 // per-token reports (log-probs in an OpenAI-style response) need the bytes.
@@ -12,6 +14,15 @@ func (t *Tokenizer) TokenBytes(id int64) ([]byte, bool) {
 		if raw, ok := byteLevelDecode(tok); ok {
 			return []byte(raw), true
 		}
+	}
+	if m, ok := t.model.(*bpeModel); ok && m.charLevel && t.addedByID[int(id)] == nil {
+		// Sentencepiece-style: a <0xNN> token is its byte, and "▁" a space
+		// wherever the token stands (Decode's Strip would take the space
+		// of a token decoded alone).
+		if b, ok := fallbackByte(tok); ok && m.byteFallback {
+			return []byte{b}, true
+		}
+		return []byte(strings.ReplaceAll(tok, t.metaspace(), " ")), true
 	}
 	s, err := t.Decode([]int64{id}, false)
 	return []byte(s), err == nil
@@ -29,4 +40,14 @@ func byteLevel(d decoder) bool {
 		}
 	}
 	return false
+}
+
+// metaspace is the character sentencepiece-style tokenizers write for a
+// space: the Metaspace pre-tokenizer's replacement, else "▁" (Llama 2's
+// legacy files replace spaces with it in their normalizer).
+func (t *Tokenizer) metaspace() string {
+	if m, ok := t.rewriter.(metaspacePre); ok {
+		return m.replacement
+	}
+	return "\u2581"
 }

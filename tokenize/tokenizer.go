@@ -22,6 +22,7 @@ type Tokenizer struct {
 	post       *postProcessor
 	decoder    decoder
 	byteLevel  bool
+	rewriter   sectionRewriter // the pre-tokenizer's text change before splitting (Metaspace), or nil
 	config     *Config
 	chat       *ChatFormat // set by SetChatFormat; nil: what config declares
 
@@ -147,8 +148,8 @@ func (t *Tokenizer) encode(text string, withOffsets bool, ids []int64) ([]int64,
 		}
 		raw := text[sec.start:sec.end]
 		normed, spans := raw, []span(nil)
-		if t.normalizer != nil {
-			normed, spans = t.normalizer.normalize(raw, withOffsets)
+		if n := t.sectionNormalizer(sec.start == 0); n != nil {
+			normed, spans = n.normalize(raw, withOffsets)
 		}
 		if normed == "" {
 			continue

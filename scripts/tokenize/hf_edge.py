@@ -9,7 +9,10 @@ tagpr's Encode, EncodeFull (offsets, add_special_tokens) and Decode against it.
     python3 scripts/tokenize/hf_edge.py tokenize/testdata/edge_hf.json \\
         qwen3=.cache/tokenizers/qwen3/tokenizer.json llama3=.cache/tokenizers/llama3/tokenizer.json \\
         gpt4o=.cache/tokenizers/gpt4o/tokenizer.json claude=.cache/tokenizers/claude/tokenizer.json \
-        bert=/tmp/bert/bert-tokenizer.json
+        bert=/tmp/bert/bert-tokenizer.json sp-legacy=tokenize/testdata/sentencepiece/legacy/tokenizer.json \
+        sp-metaspace=tokenize/testdata/sentencepiece/metaspace/tokenizer.json \
+        sp-split=tokenize/testdata/sentencepiece/split/tokenizer.json \
+        sp-nofallback=tokenize/testdata/sentencepiece/nofallback/tokenizer.json
 
 with the BERT file from `go run ./tokenize/internal/record -bert-out /tmp/bert`.
 
@@ -39,6 +42,8 @@ TEXTS = [
     "\ufb01 \u2126 \u212b \u00bd \u2460", "\u01c5 \u01c8", "\u3000full\u3000width\uff21\uff42", "\u200b\u200c\u200d\ufeff",
     "\u0085\u2028\u2029\u00a0", "\x00\x01\x7f", "İstanbul ı", "ß ẞ",
     "a\u061db \u1e79\u061d m\u0b55 a\u1734b a\u166db a\u0890b \u0ece a\u2e55b", "x\U0002b820y x\U0002b920y \u4e00",
+    "▁x ▁▁y", "▁", "a▁", "<s>[INST] hi [/INST] ok</s><s>[INST] again [/INST]", " <s> a", "<s> <s>",
+    "<0x41><unk>x", "<0xZZ>", "  lead", "trail  ", "ἀⰀⴀ ༀႠ ꀀ𐀀 mixed",
     "supercalifragilisticexpialidocious" * 6, "🙂" * 20, "日" * 60,
 ]
 
