@@ -149,7 +149,7 @@ type PredictFileOptions struct {
 	Questions string // {split}_questions.json
 	Out       string // LaMP outputs JSON to write; the rows (completions, scores) go beside it as .parquet
 	Taxonomy  rewardmodel.Taxonomy
-	// ChatTemplate overrides the tokenizer's (chatml, qwen3, qwen3-thinking, llama3, llama3.1, llama3.2; "" or auto: its own).
+	// ChatTemplate overrides the tokenizer's (a tokenize.ChatFormatNames name; "" or auto: its own).
 	ChatTemplate string
 	Eval         EvalOptions // Prompt, Batch, MaxNewTokens; Examples 0 predicts every question
 	Session      ort.Options

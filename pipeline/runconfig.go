@@ -126,7 +126,9 @@ type TokenizerConfig struct {
 	// built-in policy), with ChatML's tokens and one token per tag.
 	Train *TokenizerTrain `mapstructure:"train"`
 	// ChatTemplate: auto (what tokenizer_config.json declares), chatml,
-	// qwen3, qwen3-thinking, llama3, llama3.1 or llama3.2.
+	// qwen3, qwen3-thinking, llama3, llama3.1, llama3.2, llama2,
+	// mistral-v0.1, mistral, mistral-v0.2, mistral-v0.3 or zephyr
+	// (tokenize.ChatFormatNames).
 	ChatTemplate string `mapstructure:"chat_template"`
 }
 

@@ -30,7 +30,7 @@ func chatFormatNamed(name string) (*tokenize.ChatFormat, error) {
 	}
 	f, ok := tokenize.ChatFormatByName(name)
 	if !ok {
-		return nil, fmt.Errorf("%q: want auto, chatml, qwen3, qwen3-thinking, llama3, llama3.1 or llama3.2", name)
+		return nil, fmt.Errorf("%q: want auto, %s", name, tokenize.ChatFormatNames)
 	}
 	return &f, nil
 }

@@ -24,6 +24,20 @@ type ChatFormat struct {
 	// Turn renders one message; it returns the text before the content, the
 	// content as the template writes it, and the text after it.
 	Turn func(role, content string) (before, body, after string)
+	// Check, when set, holds a chat to the rules of the template, which
+	// raises on a chat it was not written for (the [INST] templates: roles
+	// alternating user, assistant, …) or leaves a message out without a
+	// word: RenderChatWith returns its error rather than render what the
+	// model never saw. It is given the whole chat.
+	Check func(msgs []Message) error
+	// FoldSystem, when set, writes a leading system message into a user
+	// turn, for templates that have no system turn (Llama 2's
+	// "<<SYS>>\n…\n<</SYS>>\n\n" before the first user message, Mistral's
+	// "{system}\n\n{user}"): given the system message and the messages after
+	// it, it returns the index among those of the user turn that takes it
+	// and that turn's content with it (Turn renders it as that user's), or
+	// an error when the template would write the system message nowhere.
+	FoldSystem func(system string, rest []Message) (at int, content string, err error)
 	// Generation is appended for add_generation_prompt.
 	Generation string
 	// EndOfTurn is the token that closes an assistant turn; it is part of
@@ -175,10 +189,17 @@ func llama31Chat(name string, date func() string) ChatFormat {
 // information separators U+001C-U+001F.
 func pythonSpace(r rune) bool { return unicode.IsSpace(r) || r >= 0x1c && r <= 0x1f }
 
+// ChatFormatNames lists the formats ChatFormatByName knows, as error
+// messages give them.
+const ChatFormatNames = "chatml, qwen3, qwen3-thinking, llama3, llama3.1, llama3.2, llama2, mistral-v0.1, mistral, mistral-v0.2, mistral-v0.3 or zephyr"
+
 // ChatFormatByName returns a known format: chatml, qwen3, qwen3-thinking,
-// llama3, llama3.1 or llama3.2.
+// llama3, llama3.1, llama3.2, llama2, mistral-v0.1, mistral, mistral-v0.2,
+// mistral-v0.3 or zephyr (the last six with <s> and </s> as bos and eos, as
+// Llama 2's and Mistral's tokenizers have them).
 func ChatFormatByName(name string) (ChatFormat, bool) {
-	for _, f := range []ChatFormat{ChatML, Qwen3Chat, Qwen3ThinkingChat, Llama3Chat, Llama31Chat, llama32Chat} {
+	for _, f := range []ChatFormat{ChatML, Qwen3Chat, Qwen3ThinkingChat, Llama3Chat, Llama31Chat, llama32Chat,
+		Llama2Chat, MistralV01Chat, MistralChat, MistralV02Chat, MistralV03Chat, ZephyrChat} {
 		if f.Name == name {
 			return f, true
 		}
@@ -192,12 +213,18 @@ func (t *Tokenizer) SetChatFormat(f ChatFormat) { t.chat = &f }
 
 // ChatFormat returns the format set with SetChatFormat, else the one
 // declared by tokenizer_config.json when it is a known family, else ChatML
-// (with the template's default system prompt, if it writes one).
+// (with the template's default system prompt, if it writes one). The
+// templates of sentencepiece-tokenizer models (Llama 2, Mistral, Zephyr)
+// are recognised by their whole text (chat_sp.go) and rendered with the
+// tokenizer's bos and eos tokens.
 func (t *Tokenizer) ChatFormat() ChatFormat {
 	if t.chat != nil {
 		return *t.chat
 	}
 	tpl := t.config.ChatTemplate
+	if f, ok := spChatFormat(tpl, t.config.BOS, t.config.EOS); ok {
+		return f
+	}
 	switch {
 	case strings.Contains(tpl, "<|start_header_id|>") && strings.Contains(tpl, "<|eot_id|>"):
 		switch {
@@ -241,17 +268,19 @@ func chatMLDefaultSystem(tpl string) string {
 
 // ChatTemplateUnknown reports whether the tokenizer declares a chat
 // template (tokenizer_config.json or chat_template.jinja) of no family
-// tagpr renders (ChatML, Qwen3, Llama-3): Mistral's [INST], Gemma's
-// <start_of_turn>… RenderChat refuses such a tokenizer rather than render
-// ChatML the model may never have seen. False once SetChatFormat chose a
-// format.
+// tagpr renders (ChatML, Qwen3, Llama-3, Llama 3.1/3.2, and the templates
+// of Llama 2 chat, Mistral 7B Instruct v0.1-v0.3, Mixtral 8x7B Instruct and
+// Zephyr/TinyLlama, recognised by their text): Gemma's <start_of_turn>,
+// Phi's, an [INST] template of another text… RenderChat refuses such a
+// tokenizer rather than render ChatML the model may never have seen. False
+// once SetChatFormat chose a format.
 func (t *Tokenizer) ChatTemplateUnknown() bool {
 	tpl := t.config.ChatTemplate
 	return t.chat == nil && strings.TrimSpace(tpl) != "" && t.ChatFormat().Name == ChatML.Name && !strings.Contains(tpl, "<|im_start|>")
 }
 
 // RenderChat renders messages with the tokenizer's chat format; the spans
-// are the byte ranges of assistant content (plus its end-of-turn token).
+// are the byte ranges of assistant content (through its end-of-turn token).
 func (t *Tokenizer) RenderChat(msgs []Message, addGenerationPrompt bool) (string, [][2]int, error) {
 	return t.RenderChatWith(msgs, ChatOptions{AddGenerationPrompt: addGenerationPrompt})
 }
@@ -260,19 +289,39 @@ func (t *Tokenizer) RenderChat(msgs []Message, addGenerationPrompt bool) (string
 func (t *Tokenizer) RenderChatWith(msgs []Message, o ChatOptions) (string, [][2]int, error) {
 	f := t.ChatFormat()
 	if t.ChatTemplateUnknown() {
-		// Rendered as ChatML, a Mistral, Llama-2, Gemma or Phi template
-		// would give the model prompts it was never trained on, unsaid.
-		return "", nil, fmt.Errorf("chat: the tokenizer's chat template (tokenizer_config.json or chat_template.jinja) is none of the families tagpr renders (ChatML, Qwen3, Llama-3, Llama 3.1/3.2; it does not run Jinja): if the model was trained on one of them, set it with tokenizer.chat_template (chatml, qwen3, llama3, llama3.1 or llama3.2; TAGPR_TOKENIZER_CHAT_TEMPLATE), else give it a ChatML template")
+		// Rendered as ChatML, a Gemma or Phi template, or an [INST] one of
+		// another text, would give the model prompts it was never trained
+		// on, unsaid.
+		return "", nil, fmt.Errorf("chat: the tokenizer's chat template (tokenizer_config.json or chat_template.jinja) is none of the families tagpr renders (ChatML, Qwen3, Llama-3, Llama 3.1/3.2, and Llama 2's, Mistral 7B Instruct v0.1-v0.3's, Mixtral 8x7B's and Zephyr's templates as their models ship them; it does not run Jinja): if the model was trained on one of them, set it with tokenizer.chat_template (%s; TAGPR_TOKENIZER_CHAT_TEMPLATE), else give it a ChatML template", ChatFormatNames)
+	}
+	for i, m := range msgs {
+		switch m.Role {
+		case "system", "user", "assistant":
+		default:
+			return "", nil, fmt.Errorf("chat: message %d has role %q, want system, user or assistant", i, m.Role)
+		}
+	}
+	if f.Check != nil {
+		if err := f.Check(msgs); err != nil {
+			return "", nil, err
+		}
 	}
 	var sb strings.Builder
 	var spans [][2]int
 	sb.WriteString(f.BOS)
-	first := 0 // index of msgs[0] in the caller's messages
+	folded, foldedContent := -1, ""
+	if f.FoldSystem != nil && len(msgs) > 0 && msgs[0].Role == "system" {
+		at, content, err := f.FoldSystem(msgs[0].Content, msgs[1:])
+		if err != nil {
+			return "", nil, err
+		}
+		msgs, folded, foldedContent = msgs[1:], at, content
+	}
 	if f.SystemPreamble != nil {
 		system := ""
 		if len(msgs) > 0 && msgs[0].Role == "system" {
 			system = strings.TrimFunc(msgs[0].Content, pythonSpace)
-			msgs, first = msgs[1:], 1
+			msgs = msgs[1:]
 		}
 		before, _, after := f.Turn("system", "")
 		sb.WriteString(before + f.SystemPreamble() + system + after)
@@ -289,12 +338,10 @@ func (t *Tokenizer) RenderChatWith(msgs []Message, o ChatOptions) (string, [][2]
 		}
 	}
 	for i, m := range msgs {
-		switch m.Role {
-		case "system", "user", "assistant":
-		default:
-			return "", nil, fmt.Errorf("chat: message %d has role %q, want system, user or assistant", first+i, m.Role)
-		}
 		content := m.Content
+		if i == folded {
+			content = foldedContent
+		}
 		if m.Role == "assistant" && f.AssistantBody != nil {
 			content = f.AssistantBody(content, i > lastQuery, i == len(msgs)-1)
 		}
@@ -303,9 +350,11 @@ func (t *Tokenizer) RenderChatWith(msgs []Message, o ChatOptions) (string, [][2]
 		start := sb.Len()
 		sb.WriteString(body)
 		if m.Role == "assistant" {
+			// The span runs through the end-of-turn token, with what the
+			// template writes before it (Llama 2's " </s>").
 			end := sb.Len()
-			if strings.HasPrefix(after, f.EndOfTurn) {
-				end += len(f.EndOfTurn)
+			if k := strings.Index(after, f.EndOfTurn); f.EndOfTurn != "" && k >= 0 {
+				end += k + len(f.EndOfTurn)
 			}
 			spans = append(spans, [2]int{start, end})
 		}
@@ -348,7 +397,11 @@ func (t *Tokenizer) EncodeChatWith(msgs []Message, o ChatOptions) (ChatEncoding,
 		for k < len(spans) && spans[k][1] <= off[0] {
 			k++
 		}
-		if k < len(spans) && off[0] >= spans[k][0] && off[0] < spans[k][1] {
+		// A token is the assistant's when it holds any of its text, as
+		// transformers' assistant mask (char_to_token) has it: a
+		// sentencepiece token such as "▁The" begins at the space the
+		// template writes before the content.
+		if k < len(spans) && off[0] < spans[k][1] && (off[1] > spans[k][0] || off[0] >= spans[k][0]) {
 			mask[i] = true
 		}
 	}

@@ -2,8 +2,10 @@ package tokenize_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"testing"
 	"time"
 
@@ -22,20 +24,34 @@ import (
 // with the knowledge cutoff and the date, 3.2's today's. Each chat is
 // rendered with the generation prompt ("gen"), without ("nogen") and with
 // enable_thinking=False ("gen_nothink"), which only Qwen3's template reads.
+//
+// The templates of sentencepiece-tokenizer models (Llama 2 chat, Mistral 7B
+// Instruct v0.1, v0.2 and v0.3, Mixtral 8x7B Instruct, Zephyr, TinyLlama;
+// tokenize/chattemplates/, with <s> and </s> as bos and eos) must be
+// recognised as their format ("formats") and render transformers' text and
+// ids, with AssistantMask equal to transformers' return_assistant_tokens_mask
+// from the template with {% generation %} around each assistant content and
+// its </s>; where the template raises on a chat ("error": roles out of
+// turn, a system message it does not take) or leaves a message out
+// ("drops"), RenderChat must refuse it.
 func TestChatMatchesTransformers(t *testing.T) {
 	raw, err := os.ReadFile(filepath.Join("testdata", "chat_hf.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	type rendered struct {
-		Text string  `json:"text"`
-		IDs  []int64 `json:"ids"`
+		Text  string  `json:"text"`
+		IDs   []int64 `json:"ids"`
+		Mask  []bool  `json:"mask"`
+		Error string  `json:"error"`
+		Drops []int   `json:"drops"`
 	}
 	var fx struct {
 		Reference          string               `json:"reference"`
 		Chats              [][]tokenize.Message `json:"chats"`
 		Templates          map[string]string    `json:"templates"`
 		TemplateTokenizers map[string]string    `json:"template_tokenizers"`
+		Formats            map[string]string    `json:"formats"`
 		Llama32Date        string               `json:"llama32_date"`
 		Tokenizers         map[string][]map[string]rendered
 	}
@@ -49,6 +65,7 @@ func TestChatMatchesTransformers(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tokenize.SetChatNow(func() time.Time { return day })()
+	masks, refusals := 0, 0
 	for name, rows := range fx.Tokenizers {
 		var tok *tokenize.Tokenizer
 		if tpl, ok := fx.Templates[name]; ok {
@@ -60,16 +77,33 @@ func TestChatMatchesTransformers(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			cfg, _ := json.Marshal(map[string]string{"chat_template": tpl})
+			doc := map[string]string{"chat_template": tpl}
+			if _, ok := fx.Formats[name]; ok {
+				doc["bos_token"], doc["eos_token"] = "<s>", "</s>" // what the script renders them with
+			}
+			cfg, _ := json.Marshal(doc)
 			if tok, err = tokenize.Parse(tj, cfg); err != nil {
 				t.Fatal(err)
 			}
 		} else {
 			tok = pinnedTokenizer(t, name)
 		}
+		if want, ok := fx.Formats[name]; ok {
+			if got := tok.ChatFormat().Name; got != want || tok.ChatTemplateUnknown() {
+				t.Errorf("%s template: chat format %q (unknown %v), want %q", name, got, tok.ChatTemplateUnknown(), want)
+				continue
+			}
+		}
 		for i, msgs := range fx.Chats {
 			for key, want := range rows[i] {
 				e, err := tok.EncodeChatWith(msgs, tokenize.ChatOptions{AddGenerationPrompt: key != "nogen", DisableThinking: key == "gen_nothink"})
+				if want.Error != "" || len(want.Drops) > 0 {
+					refusals++
+					if err == nil {
+						t.Errorf("%s chat %d (%s): rendered %q; %s: %s", name, i, key, e.Text, fx.Reference, refusal(want.Error, want.Drops))
+					}
+					continue
+				}
 				if err != nil {
 					t.Errorf("%s chat %d (%s): %v", name, i, key, err)
 					continue
@@ -78,8 +112,26 @@ func TestChatMatchesTransformers(t *testing.T) {
 					t.Errorf("%s chat %d (%s):\n got %q\n%s %q", name, i, key, e.Text, fx.Reference, want.Text)
 				} else if !sameIDs(e.IDs, want.IDs) {
 					t.Errorf("%s chat %d (%s): ids %v, %s %v", name, i, key, e.IDs, fx.Reference, want.IDs)
+				} else if want.Mask != nil {
+					masks++
+					if !reflect.DeepEqual(e.AssistantMask, want.Mask) {
+						t.Errorf("%s chat %d (%s): assistant mask\n got %v\n%s %v\n(text %q)", name, i, key, e.AssistantMask, fx.Reference, want.Mask, e.Text)
+					}
 				}
 			}
 		}
 	}
+	// The fixture must hold masks and refusals to check (a re-recording
+	// without them would pass vacuously).
+	if masks < 100 || refusals < 50 {
+		t.Errorf("%d assistant masks and %d refusals checked; the fixture should have more", masks, refusals)
+	}
+}
+
+// refusal says why transformers' template does not render a chat.
+func refusal(err string, drops []int) string {
+	if err != "" {
+		return err
+	}
+	return fmt.Sprintf("the template leaves out messages %v", drops)
 }

@@ -24,7 +24,7 @@
 //	text, err := tok.Decode(ids, skipSpecial)
 //	all := tok.EncodeBatch(texts)               // all cores; DecodeBatch, EncodePrompts too
 //	stop := tok.StopTokens(model.DefaultEOS()...) // the one stop-token rule: the model's eos ids, the tokenizer's eos, end-of-turn
-//	chat, err := tok.EncodeChat(msgs, addGenerationPrompt) // ChatML, Qwen3 or Llama-3; ids + AssistantMask for SFT
+//	chat, err := tok.EncodeChat(msgs, addGenerationPrompt) // ChatML, Qwen3, Llama-3, Llama 2, Mistral [INST], Zephyr; ids + AssistantMask for SFT
 //	p, err := tok.EncodePrompt(parts, tokenize.DefaultPromptLayout, maxTokens) // drops profile items only
 //	batch, err := tok.Pad(seqs, masks, tokenize.PadOptions{Side: tokenize.PadLeft, PadID: -1})
 //	tagIDs, vocabSize := tok.RegisterTags(taxonomy) // resize the embedding to vocabSize

@@ -428,7 +428,7 @@ func TestChatTemplateJinjaBeside(t *testing.T) {
 }
 
 // TestChatTemplateUnknown: a declared template of no family tagpr renders
-// (Mistral's [INST]) is reported, since ChatFormat falls back to ChatML for
+// (an [INST] template of a text no released model ships) is reported, since ChatFormat falls back to ChatML for
 // it; none, ChatML, Qwen3 and Llama-3 templates, and a format set by hand,
 // are not.
 func TestChatTemplateUnknown(t *testing.T) {
@@ -471,7 +471,8 @@ func TestChatTemplateUnknown(t *testing.T) {
 	}
 }
 
-// A declared chat template of another family (Mistral's [INST] here) is not
+// A declared chat template of another family (an [INST] template of a text
+// no released model ships, here) is not
 // rendered as ChatML unsaid: RenderChat refuses it, naming the setting that
 // picks a format, and renders once one is set.
 func TestUnknownChatTemplateRefused(t *testing.T) {

@@ -405,7 +405,7 @@ func applyChatTemplate(tok *tokenize.Tokenizer) error {
 	}
 	f, ok := tokenize.ChatFormatByName(name)
 	if !ok {
-		return fmt.Errorf("tokenizer.chat_template %q: want auto, chatml, qwen3, qwen3-thinking, llama3, llama3.1 or llama3.2", name)
+		return fmt.Errorf("tokenizer.chat_template %q: want auto, %s", name, tokenize.ChatFormatNames)
 	}
 	tok.SetChatFormat(f)
 	return nil

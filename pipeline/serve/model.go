@@ -82,7 +82,7 @@ func (m *Model) ChatWarning() string {
 	if !m.Tok.ChatTemplateUnknown() {
 		return ""
 	}
-	return "the tokenizer's chat template (tokenizer_config.json or chat_template.jinja) is none that tagpr renders (ChatML, Qwen3, Llama-3): chat requests will be refused; if the model was trained on one of those, name it with tokenizer.chat_template (TAGPR_TOKENIZER_CHAT_TEMPLATE), else send prompts you rendered yourself as text completions"
+	return "the tokenizer's chat template (tokenizer_config.json or chat_template.jinja) is none that tagpr renders (ChatML, Qwen3, Llama-3, and Llama 2's, Mistral's and Zephyr's templates as their models ship them): chat requests will be refused; if the model was trained on one of those, name it with tokenizer.chat_template (TAGPR_TOKENIZER_CHAT_TEMPLATE), else send prompts you rendered yourself as text completions"
 }
 
 // Close releases the model's session.

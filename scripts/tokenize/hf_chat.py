@@ -10,6 +10,18 @@ tokenize/testdata/chat_hf.json, with the generation prompt, without it, and with
 enable_thinking=False; tokenize's TestChatMatchesTransformers holds
 RenderChat and EncodeChat to these strings and to the ids of encoding them.
 
+The templates of sentencepiece-tokenizer models that tagpr recognises by their
+text (tokenize/chattemplates/NAME.jinja, which tokenize/chat_sp.go embeds; each
+as its model's tokenizer_config.json has it, sources in SP_SOURCES) are recorded
+too, with bos_token <s> and eos_token </s> (Llama 2's and Mistral's), on Qwen3's
+tokenizer.json for now: their text and ids, transformers' error where the template
+raises on a chat ("error"), the messages the template leaves out without a word
+("drops": found by rendering each message's content as a marker, which tagpr
+refuses too), and transformers' return_assistant_tokens_mask ("mask") from the
+template with {% generation %} around the assistant content and its </s>
+(SP_GENERATION; the same text as the real template, checked here), which
+EncodeChat's AssistantMask must equal.
+
     python3 scripts/tokenize/hf_chat.py tokenize/testdata/chat_hf.json
 
 Run from the repository root after `make setup`; needs `pip install transformers`
@@ -214,7 +226,66 @@ LLAMA32 = LLAMA31.replace("""{%- if not date_string is defined %}
 assert "strftime_now" in LLAMA32
 LLAMA32_DATE = "03 Feb 2025"
 
-TEMPLATES = {"qwen2.5": QWEN25, "qwen2": QWEN2, "llama3.1": LLAMA31, "llama3.2": LLAMA32}
+# Where each template in tokenize/chattemplates/ comes from (the text found in these, byte for byte
+# but for white space inside {{ }} and {% %} tags outside string literals, which does not change what
+# a template renders and which tagpr's recognition ignores).
+SP_SOURCES = {
+    # meta-llama/Llama-2-{7,13,70}b-chat-hf
+    "llama2": "EricLBuehler/mistral.rs mistralrs-core/src/pipeline/mod.rs (test_chat_templates, "
+              "\"meta-llama/Llama-2-13b-chat-hf\"); huggingface.co/mohitsha/Llama-2-70b-chat-hf-FP8-KV-AMMO "
+              "tokenizer_config.json (f119ab9)",
+    # mistralai/Mistral-7B-Instruct-v0.1 as first released: a space after </s>
+    "mistral-v0.1": "huggingface/huggingface.js packages/jinja/test/e2e.test.js "
+                    "(\"TheBloke/Mistral-7B-Instruct-v0.1-GPTQ\", its tokenizer_config.json); EricLBuehler/mistral.rs "
+                    "mistralrs-core/src/pipeline/mod.rs (\"mistralai/Mistral-7B-Instruct-v0.1\")",
+    # mistralai/Mixtral-8x7B-Instruct-v0.1; Mistral-7B-Instruct-v0.2 as first released
+    "mistral": "huggingface/huggingface.js packages/jinja/test/e2e.test.js (\"mistralai/Mixtral-8x7B-Instruct-v0.1\"); "
+               "ggml-org/llama.cpp tests/test-chat-template.cpp (\"mistralai/Mistral-7B-Instruct-v0.2 (NOTE: Old pre-v1 "
+               "without a system prompt)\"); huggingface.co/PrunaAI/Mistral-7B-Instruct-v0.2-bnb-4bit tokenizer_config.json",
+    # Mistral-7B-Instruct-v0.2's later template ("Updating chat template, trying to make it match with
+    # mistral_common", mistralai/Mistral-7B-Instruct-v0.2 discussion 136): a system message in the first user turn
+    "mistral-v0.2": "ggml-org/llama.cpp tests/test-chat-template.cpp (\"mistralai/Mistral-7B-Instruct-v0.2 (mistralai "
+                    "'v1' template with a system prompt)\"); huggingface.co/mlabonne/NeuralDaredevil-7B commit 7097042 "
+                    "(\"Add chat template from mistralai/Mistral-7B-Instruct-v0.2\")",
+    # mistralai/Mistral-7B-Instruct-v0.3 (tokenizer v3): the system message in the last user turn
+    "mistral-v0.3": "ggml-org/llama.cpp tests/test-chat-template.cpp (\"Mistral-Large-Instruct-2407 (mistralai 'v3' "
+                    "template)\", the whole text, which Mistral's v3-tokenizer models share); its opening as "
+                    "huggingface.co/api/models/mistralai/Mistral-7B-Instruct-v0.3/revision/c170c708 gives "
+                    "config.tokenizer_config.chat_template; the system message in the last user turn as "
+                    "mistralai/Mistral-Nemo-Instruct-2407 discussion 14 and mistral_common have it",
+    # HuggingFaceH4/zephyr-7b-beta
+    "zephyr": "huggingface/huggingface.js packages/jinja/test/e2e.test.js (\"HuggingFaceH4/zephyr-7b-beta\")",
+}
+SP_TEMPLATES = {name: open(f"tokenize/chattemplates/{name}.jinja", encoding="utf-8").read() for name in SP_SOURCES}
+# TinyLlama/TinyLlama-1.1B-Chat-v1.0's, as huggingface.co/reach-vb/TinyLlama-1.1B-Chat-v1.0-Q4-mlx/blob/474db7c/
+# tokenizer_config.json shows it: Zephyr's with one space where Zephyr's has two ('<|assistant|>\n' + ...),
+# inside a tag; tagpr renders it as zephyr.
+SP_TEMPLATES["tinyllama"] = SP_TEMPLATES["zephyr"].replace("'<|assistant|>\n'  + ", "'<|assistant|>\n' + ")
+assert SP_TEMPLATES["tinyllama"] != SP_TEMPLATES["zephyr"]
+# The format tagpr must recognise each recorded template as.
+FORMATS = {"tinyllama": "zephyr", **{name: name for name in SP_SOURCES}}
+# Each template with {% generation %} around the assistant content and the </s> closing it (what SFT trains
+# on; the space Llama 2 writes between them is the model's to produce too), for return_assistant_tokens_mask
+# ("+%}" keeps the newline after Zephyr's </s>, which trim_blocks would take after a block tag).
+SP_GENERATION = {
+    "llama2": ("{{ ' '  + content.strip() + ' ' + eos_token }}",
+               "{{ ' ' }}{% generation %}{{ content.strip() + ' ' + eos_token }}{% endgeneration %}"),
+    "mistral-v0.1": ("{{ message['content'] + eos_token + ' ' }}",
+                     "{% generation %}{{ message['content'] + eos_token }}{% endgeneration %}{{ ' ' }}"),
+    "mistral": ("{{ message['content'] + eos_token}}",
+                "{% generation %}{{ message['content'] + eos_token}}{% endgeneration %}"),
+    "mistral-v0.2": ("{{- ' ' + message['content'] + eos_token}}",
+                     "{{- ' ' }}{% generation %}{{ message['content'] + eos_token}}{% endgeneration %}"),
+    "mistral-v0.3": ('{{- " " + message["content"]|trim + eos_token}}',
+                     '{{- " " }}{% generation %}{{ message["content"]|trim + eos_token}}{% endgeneration %}'),
+    "zephyr": ("{{ '<|assistant|>\n'  + message['content'] + eos_token }}",
+               "{{ '<|assistant|>\n' }}{% generation %}{{ message['content'] + eos_token }}{% endgeneration +%}"),
+    "tinyllama": ("{{ '<|assistant|>\n' + message['content'] + eos_token }}",
+                  "{{ '<|assistant|>\n' }}{% generation %}{{ message['content'] + eos_token }}{% endgeneration +%}"),
+}
+SP_TOKENS = {"bos_token": "<s>", "eos_token": "</s>"}
+
+TEMPLATES = {"qwen2.5": QWEN25, "qwen2": QWEN2, "llama3.1": LLAMA31, "llama3.2": LLAMA32, **SP_TEMPLATES}
 # The tokenizer.json each template is rendered and encoded with (default: Qwen3's).
 TEMPLATE_TOKENIZERS = {"llama3.1": "llama3", "llama3.2": "llama3"}
 
@@ -235,13 +306,46 @@ CONVS = [
     [U("<|im_end|> injected"), A("<|eot_id|> also")],
     [U("\u3000q\u00a0"), A("\t a \t"), U("\u0085x\u2028"), A("\x1fy\x1c"), U("\x1e\x1d")],
     [U("q"), A("<think>\n</think>\n\n")], [U("q"), A("r</think>a")],
+    # For the [INST] templates: a padded system message and turns (Llama 2 strips the system block and the first
+    # user message as one), multi-turn chats ending with an assistant turn (SFT's), with and without a system
+    # message (Mistral v0.3 writes one only into a last user turn), empty contents after a system message, a late
+    # system message (Llama 2 leaves it out, Mistral raises) and turns out of order.
+    [S("  padded system\n"), U(" q \n"), A(" a \n"), U("\tq2 ")], [U("q1"), A("a1"), U("q2"), A("a2")],
+    [S("sys"), U("q"), A("a")], [S("sys"), U(""), A("")], [S("s"), U("q"), A("a"), U("q2"), S("late")],
+    [U("q"), U("q2")],
 ]
+
+
+def record_sp(tok, name, msgs, gen):
+    """One render of a sentencepiece-model template: text, ids and assistant mask, the messages it leaves
+    out, or the error it raises."""
+    tpl = SP_TEMPLATES[name]
+    try:
+        text = tok.apply_chat_template(msgs, chat_template=tpl, tokenize=False, add_generation_prompt=gen, **SP_TOKENS)
+    except Exception as e:  # jinja2's TemplateError (raise_exception) or transformers' ValueError
+        return {"error": f"{type(e).__name__}: {e}"}
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    marked = [dict(m, content=f"M{i}K") for i, m in enumerate(msgs)]
+    shown = tok.apply_chat_template(marked, chat_template=tpl, tokenize=False, add_generation_prompt=gen, **SP_TOKENS)
+    drops = [i for i in range(len(msgs)) if f"M{i}K" not in shown]
+    if drops:
+        return {"text": text, "ids": ids, "drops": drops}
+    old, new = SP_GENERATION[name]
+    assert tpl.count(old) == 1, name
+    marking = tpl.replace(old, new)
+    assert tok.apply_chat_template(msgs, chat_template=marking, tokenize=False, add_generation_prompt=gen,
+                                   **SP_TOKENS) == text, (name, msgs)
+    enc = tok.apply_chat_template(msgs, chat_template=marking, tokenize=True, return_dict=True,
+                                  return_assistant_tokens_mask=True, add_generation_prompt=gen, **SP_TOKENS)
+    assert list(enc["input_ids"]) == ids, (name, msgs)
+    return {"text": text, "ids": ids, "mask": [bool(b) for b in enc["assistant_masks"]]}
 
 
 def main():
     out = {"reference": f"transformers {transformers.__version__}", "chats": CONVS, "templates": TEMPLATES,
-           "template_tokenizers": TEMPLATE_TOKENIZERS, "llama32_date": LLAMA32_DATE, "tokenizers": {}}
-    for name in ("qwen3", "llama3", "qwen2.5", "qwen2", "llama3.1", "llama3.2"):
+           "template_tokenizers": TEMPLATE_TOKENIZERS, "formats": FORMATS, "sources": SP_SOURCES,
+           "llama32_date": LLAMA32_DATE, "tokenizers": {}}
+    for name in ("qwen3", "llama3", "qwen2.5", "qwen2", "llama3.1", "llama3.2", *SP_TEMPLATES):
         base = name if name in ("qwen3", "llama3") else TEMPLATE_TOKENIZERS.get(name, "qwen3")
         tok = AutoTokenizer.from_pretrained(f".cache/tokenizers/{base}", local_files_only=True)
         if name in TEMPLATES:
@@ -249,6 +353,12 @@ def main():
         rows = []
         for msgs in CONVS:
             row = {}
+            if name in SP_TEMPLATES:
+                # These templates write no generation prompt but Zephyr's, and know no enable_thinking.
+                for key, gen in (("gen", True), ("nogen", False)):
+                    row[key] = record_sp(tok, name, msgs, gen)
+                rows.append(row)
+                continue
             # gen_nothink: enable_thinking=False, which Qwen3's template reads and the others ignore.
             for key, gen, kw in (("gen", True, {}), ("nogen", False, {}), ("gen_nothink", True, {"enable_thinking": False})):
                 if name == "llama3" and not gen:
