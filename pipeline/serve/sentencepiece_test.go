@@ -64,16 +64,8 @@ func TestSentencepieceModelServes(t *testing.T) {
 		t.Fatalf("chat format %q, want zephyr", f.Name)
 	}
 	text := "Grüße, 𝔘𝔫𝔦 世界! a  b"
-	ids := m.EncodeText(text)
-	var st textState
-	st.init(m, nil)
 	var got strings.Builder
-	for i, id := range ids {
-		f := lm.FinishReason("")
-		if i == len(ids)-1 {
-			f = lm.FinishLength
-		}
-		piece := st.add(id, f)
+	for _, piece := range streamPieces(m, m.EncodeText(text), nil, lm.FinishLength) {
 		if strings.ContainsRune(piece, '\uFFFD') {
 			t.Errorf("piece %q holds a broken character", piece)
 		}

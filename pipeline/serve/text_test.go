@@ -39,15 +39,8 @@ func TestTextStateStreamsWhatWholeShows(t *testing.T) {
 				}
 			}
 		}
-		var st textState
-		st.init(m, c.stops)
 		var got strings.Builder
-		for i, id := range toks {
-			f := lm.FinishReason("")
-			if i == len(toks)-1 {
-				f = c.finish
-			}
-			piece := st.add(id, f)
+		for _, piece := range streamPieces(m, toks, c.stops, c.finish) {
 			if strings.ContainsRune(piece, '\uFFFD') {
 				t.Errorf("stops %q: piece %q holds a broken character", c.stops, piece)
 			}
@@ -65,6 +58,22 @@ func TestTextStateStreamsWhatWholeShows(t *testing.T) {
 			t.Errorf("stops %q: completionText %q, want %q", c.stops, whole, c.want)
 		}
 	}
+}
+
+// streamPieces is the text a stream shows for each of toks, the last
+// finishing with finish.
+func streamPieces(m *Model, toks []int64, stops []string, finish lm.FinishReason) []string {
+	var st textState
+	st.init(m, stops)
+	out := make([]string, len(toks))
+	for i, id := range toks {
+		f := lm.FinishReason("")
+		if i == len(toks)-1 {
+			f = finish
+		}
+		out[i] = st.add(id, f)
+	}
+	return out
 }
 
 // The reasoning split gives the same result fed a byte at a time as whole.
