@@ -252,7 +252,7 @@ func (r *runEnv) checkPolicyFiles() error {
 	if tp := r.tokenizerPath(); tp != "" {
 		if err := add("tokenizer.path", tp, true); err != nil {
 			if c.Tokenizer.Path == "" {
-				return fmt.Errorf("policy.dir: %s has no tokenizer.json (set tokenizer.path): %w", c.Policy.Dir, err)
+				return fmt.Errorf("policy.dir: %s has no tokenizer.json (set tokenizer.path%s): %w", c.Policy.Dir, tokenize.SentencepieceHint(c.Policy.Dir), err)
 			}
 			return err
 		}

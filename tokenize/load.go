@@ -74,11 +74,20 @@ func readTokenizerJSON(path string) ([]byte, error) {
 	if err == nil {
 		return raw, nil
 	}
-	dir := filepath.Dir(path)
-	if _, serr := os.Stat(filepath.Join(dir, "tokenizer.model")); errors.Is(err, fs.ErrNotExist) && serr == nil {
-		return nil, fmt.Errorf("load tokenizer %s: %w; %s has a sentencepiece tokenizer.model, which tagpr does not read: write its tokenizer.json with transformers (python -c \"from transformers import AutoTokenizer; AutoTokenizer.from_pretrained('%s').save_pretrained('%s')\")", path, err, dir, dir, dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("load tokenizer %s: %w%s", path, err, SentencepieceHint(filepath.Dir(path)))
 	}
 	return nil, fmt.Errorf("load tokenizer %s: %w", path, err)
+}
+
+// SentencepieceHint is what to add to "dir has no tokenizer.json" when dir
+// holds a sentencepiece tokenizer.model instead (checkpoints that ship only
+// the slow tokenizer's file): how to write the tokenizer.json; else "".
+func SentencepieceHint(dir string) string {
+	if _, err := os.Stat(filepath.Join(dir, "tokenizer.model")); err != nil {
+		return ""
+	}
+	return fmt.Sprintf("; %s has a sentencepiece tokenizer.model, which tagpr does not read: write its tokenizer.json with transformers (python -c \"from transformers import AutoTokenizer; AutoTokenizer.from_pretrained('%s').save_pretrained('%s')\")", dir, dir, dir)
 }
 
 // chatTemplateBeside is the chat_template.jinja that Load reads with path.

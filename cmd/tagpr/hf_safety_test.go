@@ -207,4 +207,25 @@ func TestImportHFNotesMissingTokenizer(t *testing.T) {
 	if !strings.Contains(stderr, "has no tokenizer.json") || !strings.Contains(stderr, "tagpr serve") {
 		t.Errorf("no note on the missing tokenizer:\n%s", stderr)
 	}
+	// A checkpoint with sentencepiece's tokenizer.model only (Llama 2 and
+	// Mistral repositories that ship the slow tokenizer's file): the note
+	// says how to write the tokenizer.json.
+	sp := t.TempDir()
+	shards, _ := filepath.Glob(filepath.Join(src, "model*.safetensors*"))
+	for _, f := range append(shards, filepath.Join(src, "config.json")) {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(sp, filepath.Base(f)), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(sp, "tokenizer.model"), []byte("\x0a\x00"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, stderr, err = runTagpr(t, ".", nil, "model", "import-hf", sp, "--out", filepath.Join(t.TempDir(), "m"))
+	if err != nil || !strings.Contains(stderr, "tokenizer.model") || !strings.Contains(stderr, "save_pretrained") {
+		t.Errorf("import of a checkpoint with only tokenizer.model: %v; want a note with the conversion:\n%s", err, stderr)
+	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/tagpr/tagpr/onnx/hf"
 	"github.com/tagpr/tagpr/onnx/ir"
 	"github.com/tagpr/tagpr/onnx/lm"
+	"github.com/tagpr/tagpr/tokenize"
 )
 
 func modelImportHFCmd() *cobra.Command {
@@ -87,7 +88,7 @@ all-mpnet-base-v2; as transformers or sentence-transformers saves it) becomes a 
 				res.Params, float64(res.Stored)/1e6, float64(res.Written)/1e6, where, res.Copied)
 			if !slices.Contains(res.Copied, "tokenizer.json") {
 				fmt.Fprintf(cmd.ErrOrStderr(), "note: %s has no tokenizer.json: `tagpr model generate --chat/--prompt` and `tagpr serve` need one in %s "+
-					"(copy the model's tokenizer.json and tokenizer_config.json there, or pass --tokenizer); training on token ids and `generate --ids` work without\n", args[0], out)
+					"(copy the model's tokenizer.json and tokenizer_config.json there, or pass --tokenizer); training on token ids and `generate --ids` work without%s\n", args[0], out, tokenize.SentencepieceHint(args[0]))
 			}
 			return nil
 		},

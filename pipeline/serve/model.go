@@ -46,7 +46,7 @@ func Open(dir string, o OpenOptions) (*Model, error) {
 		}
 		path := filepath.Join(root, "tokenizer.json")
 		if _, err := os.Stat(path); err != nil {
-			return nil, fmt.Errorf("open model %s: no tokenizer.json in %s; put the model's tokenizer.json (and tokenizer_config.json, which holds the chat template) there or name one with --tokenizer", dir, root)
+			return nil, fmt.Errorf("open model %s: no tokenizer.json in %s; put the model's tokenizer.json (and tokenizer_config.json, which holds the chat template) there or name one with --tokenizer%s", dir, root, tokenize.SentencepieceHint(root))
 		}
 		var err error
 		if tok, err = tokenize.Load(path); err != nil {
