@@ -12,11 +12,12 @@
 // TinyLlama: character-level merges, byte fallback to <0xNN> tokens, unk
 // fused; the legacy Prepend + Replace normalizer or a Metaspace
 // pre-tokenizer with any prepend_scheme, split or not; ByteFallback and
-// Metaspace decoders) and WordPiece (BERT family). Anything else is refused
-// at load with an error naming the component ("pre_tokenizer: unsupported
-// pre_tokenizer type \"UnicodeScripts\""; a sentencepiece Unigram model is
-// "model: unsupported model type \"Unigram\""), and a checkpoint with only
-// a tokenizer.model gets the command that writes its tokenizer.json.
+// Metaspace decoders), sentencepiece Unigram (XLM-R, T5: Viterbi over piece
+// scores read as HF's serde_json reads them, the Precompiled normalizer's
+// charsmap) and WordPiece (BERT family). Anything else is refused at load
+// with an error naming the component ("pre_tokenizer: unsupported
+// pre_tokenizer type \"UnicodeScripts\""), and a checkpoint with only a
+// sentencepiece model file gets the command that writes its tokenizer.json.
 //
 //	tok, err := tokenize.Load("tokenizer.json") // reads tokenizer_config.json beside it
 //	ids := tok.Encode(text)                     // []int64 (ONNX's input_ids type); special tokens in text recognised, none added
@@ -41,7 +42,11 @@
 // scripts/tokenize/sentencepiece_fixture.py; recorded by
 // scripts/tokenize/hf_parity.py --record); offsets are checked against HF
 // tokenizers (scripts/tokenize/hf_offsets.py), and encodings, offsets and
-// decodings of adversarial texts too (scripts/tokenize/hf_edge.py).
+// decodings of adversarial texts too (scripts/tokenize/hf_edge.py). The
+// Precompiled normalizer (sentencepiece's nmt_nfkc rules, as in XLM-R, T5
+// and mBART files) runs as HF tokenizers runs it, grapheme by grapheme, its
+// odd offsets included; its output and offsets are checked against HF's
+// (scripts/tokenize/hf_normalizer.py).
 //
 // Known, deliberate differences from the JS reference, none of which occur
 // in the parity corpus: \s follows Unicode White_Space as Rust's regex does

@@ -302,11 +302,13 @@ func TestBrokenFilesNameComponent(t *testing.T) {
 		t.Fatal(err)
 	}
 	cases := map[string]struct{ old, new, want string }{
-		"model type":    {`"type":"BPE"`, `"type":"Unigram"`, `model: unsupported model type "Unigram"`},
+		"model type":    {`"type":"BPE"`, `"type":"WordLevel"`, `model: unsupported model type "WordLevel"`},
+		"unigram vocab": {`"type":"BPE"`, `"type":"Unigram"`, `model: Unigram: vocab must be [["piece", score], …]`},
 		"pre_tokenizer": {`"type":"Split"`, `"type":"UnicodeScripts"`, `pre_tokenizer: Sequence[0]: unsupported pre_tokenizer type "UnicodeScripts"`},
 		"metaspace":     {`"pretokenizers":[`, `"pretokenizers":[{"type":"Metaspace","replacement":"▁","prepend_scheme":"sometimes"},`, `pre_tokenizer: Sequence[0]: Metaspace: prepend_scheme "sometimes", want always, first or never`},
 		"metaspace 2nd": {`"pretokenizers":[`, `"pretokenizers":[{"type":"Digits"},{"type":"Metaspace","replacement":"▁"},`, `pre_tokenizer: Sequence[1]: a Metaspace after other pre_tokenizers is not supported`},
-		"normalizer":    {`"normalizer":{"type":"NFC"}`, `"normalizer":{"type":"Precompiled"}`, `normalizer: unsupported normalizer type "Precompiled"`},
+		"normalizer":    {`"normalizer":{"type":"NFC"}`, `"normalizer":{"type":"Nmt"}`, `normalizer: unsupported normalizer type "Nmt"`},
+		"charsmap":      {`"normalizer":{"type":"NFC"}`, `"normalizer":{"type":"Precompiled","precompiled_charsmap":""}`, `normalizer: Precompiled: precompiled_charsmap: 0 bytes`},
 		"decoder":       {`"decoder":{"type":"ByteLevel"`, `"decoder":{"type":"CTC"`, `decoder: unsupported decoder type "CTC"`},
 		"regex":         {`"Regex":"(?i:`, `"Regex":"((?i:`, `pre_tokenizer: Sequence[0]: Split: regex`},
 		"merge":         {`"merges":[[`, `"merges":[["nope","x"],[`, `model: BPE: merge 0 ("nope" "x") uses a token missing from vocab`},

@@ -43,6 +43,8 @@ func FuzzLoadTokenizer(f *testing.F) {
 	f.Add([]byte(`{"model":{"type":"BPE","vocab":{},"merges":[]}}`))
 	f.Add([]byte(`{"model":{"type":"WordPiece","unk_token":"x","vocab":{"x":99999999}}}`))
 	f.Add([]byte(`{"normalizer":{"type":"Sequence","normalizers":[{"type":"Replace","pattern":{"Regex":"a*"},"content":"b"}]}}`))
+	f.Add([]byte(`{"normalizer":{"type":"Sequence","normalizers":[` + precompiledComponent(tinyCharsmap(0)) +
+		`,{"type":"Strip","strip_left":false,"strip_right":true}]},"model":{"type":"BPE","vocab":{"a":0,"b":1,"ab":2},"merges":["a b"]}}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		tok, err := tokenize.Parse(data, data)
 		if err != nil {

@@ -67,7 +67,7 @@ func pinnedTokenizer(t testing.TB, name string) *tokenize.Tokenizer {
 		tok, err = tokenize.Parse(tj, corpus.BertTokenizerConfigJSON())
 	case "trained":
 		tok, err = tokenize.Load(filepath.Join("testdata", "trained", "tokenizer.json"))
-	case "sp-legacy", "sp-metaspace", "sp-split", "sp-nofallback":
+	case "sp-legacy", "sp-metaspace", "sp-split", "sp-nofallback", "sp-unigram":
 		// scripts/tokenize/sentencepiece_fixture.py: sentencepiece BPE as
 		// transformers converts Llama 2's and Mistral's.
 		tok, err = tokenize.Load(filepath.Join("testdata", "sentencepiece", strings.TrimPrefix(name, "sp-"), "tokenizer.json"))

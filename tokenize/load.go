@@ -81,13 +81,15 @@ func readTokenizerJSON(path string) ([]byte, error) {
 }
 
 // SentencepieceHint is what to add to "dir has no tokenizer.json" when dir
-// holds a sentencepiece tokenizer.model instead (checkpoints that ship only
+// holds a sentencepiece model file instead (checkpoints that ship only
 // the slow tokenizer's file): how to write the tokenizer.json; else "".
 func SentencepieceHint(dir string) string {
-	if _, err := os.Stat(filepath.Join(dir, "tokenizer.model")); err != nil {
-		return ""
+	for _, name := range []string{"tokenizer.model", "sentencepiece.bpe.model", "spiece.model"} { // Llama/Mistral, XLM-R, T5
+		if _, err := os.Stat(filepath.Join(dir, name)); err == nil {
+			return fmt.Sprintf("; %s has a sentencepiece %s, which tagpr does not read: write its tokenizer.json with transformers (python -c \"from transformers import AutoTokenizer; AutoTokenizer.from_pretrained('%s').save_pretrained('%s')\")", dir, name, dir, dir)
+		}
 	}
-	return fmt.Sprintf("; %s has a sentencepiece tokenizer.model, which tagpr does not read: write its tokenizer.json with transformers (python -c \"from transformers import AutoTokenizer; AutoTokenizer.from_pretrained('%s').save_pretrained('%s')\")", dir, dir, dir)
+	return ""
 }
 
 // chatTemplateBeside is the chat_template.jinja that Load reads with path.

@@ -334,7 +334,15 @@ func (r replaceNorm) normalize(s string, align bool) (string, []span) {
 	prev := 0
 	for _, m := range matches {
 		a.addIdentity(s, prev, m[0])
-		a.add(r.content, span{int32(m[0]), int32(m[1])})
+		// HF's NormalizedString.replace aligns the replacement with the
+		// last character it replaces ("  " → "▁" points at the second
+		// space), not with the whole match.
+		from := span{int32(m[0]), int32(m[1])}
+		if m[1] > m[0] {
+			_, size := utf8.DecodeLastRuneInString(s[m[0]:m[1]])
+			from.start = int32(m[1] - size)
+		}
+		a.add(r.content, from)
 		prev = m[1]
 	}
 	a.addIdentity(s, prev, len(s))
@@ -496,6 +504,21 @@ func parseNormalizer(raw json.RawMessage) (normalizer, error) {
 		b := bertNorm{cleanText: or(j.CleanText, true), chinese: or(j.Chinese, true), lowercase: or(j.Lowercase, true)}
 		b.stripAccents = or(j.StripAccents, b.lowercase)
 		return b, nil
+	case "Precompiled":
+		var j struct {
+			Charsmap *string `json:"precompiled_charsmap"`
+		}
+		if err := decodeComponent(raw, &j); err != nil {
+			return nil, fmt.Errorf("Precompiled: %w", err)
+		}
+		if j.Charsmap == nil {
+			return nil, fmt.Errorf("Precompiled: no precompiled_charsmap")
+		}
+		p, err := parsePrecompiled(*j.Charsmap)
+		if err != nil {
+			return nil, fmt.Errorf("Precompiled: %w", err)
+		}
+		return p, nil
 	case "Sequence":
 		q, err := parseSequence(raw, "normalizers", parseNormalizer)
 		if err != nil {
@@ -503,6 +526,6 @@ func parseNormalizer(raw json.RawMessage) (normalizer, error) {
 		}
 		return sequenceNorm(q), nil
 	default:
-		return nil, fmt.Errorf("unsupported normalizer type %q (supported: NFC, NFD, NFKC, NFKD, Lowercase, StripAccents, Strip, Prepend, Replace, BertNormalizer, Sequence)", typ)
+		return nil, fmt.Errorf("unsupported normalizer type %q (supported: NFC, NFD, NFKC, NFKD, Lowercase, StripAccents, Strip, Prepend, Replace, BertNormalizer, Precompiled, Sequence)", typ)
 	}
 }

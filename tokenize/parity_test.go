@@ -16,7 +16,7 @@ import (
 // trained by tagpr, and with HF tokenizers' ids for two sentencepiece files
 // (legacy and Metaspace). BPE tokenizers must also round-trip.
 func TestParity(t *testing.T) {
-	for _, name := range []string{"qwen3", "llama3", "gpt4o", "claude", "bert", "trained", "sp-legacy", "sp-metaspace"} {
+	for _, name := range []string{"qwen3", "llama3", "gpt4o", "claude", "bert", "trained", "sp-legacy", "sp-metaspace", "sp-unigram"} {
 		t.Run(name, func(t *testing.T) {
 			tok := pinnedTokenizer(t, name)
 			fx := readFixture(t, name)

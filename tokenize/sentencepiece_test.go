@@ -29,14 +29,14 @@ func TestLoadNamesSentencepieceModel(t *testing.T) {
 	}
 }
 
-// Sentencepiece-style files load as character-level BPE: the model's type,
+// Sentencepiece-style files load as character-level BPE (or Unigram, XLM-R's): the model's type,
 // the <s> the post-processor adds, and the unk that characters outside the
 // vocabulary become without byte fallback (one per run, fuse_unk).
 func TestSentencepieceShapes(t *testing.T) {
-	for _, name := range []string{"sp-legacy", "sp-metaspace", "sp-split", "sp-nofallback"} {
+	for _, name := range []string{"sp-legacy", "sp-metaspace", "sp-split", "sp-nofallback", "sp-unigram"} {
 		tok := pinnedTokenizer(t, name)
-		if tok.ModelType() != "BPE" {
-			t.Errorf("%s: model %s", name, tok.ModelType())
+		if want := map[bool]string{false: "BPE", true: "Unigram"}[name == "sp-unigram"]; tok.ModelType() != want {
+			t.Errorf("%s: model %s, want %s", name, tok.ModelType(), want)
 		}
 		bos, _ := tok.TokenID("<s>")
 		if e := tok.EncodeFull("hello", true); len(e.IDs) < 2 || e.IDs[0] != bos || !e.Special[0] {

@@ -15,11 +15,11 @@ func (t *Tokenizer) TokenBytes(id int64) ([]byte, bool) {
 			return []byte(raw), true
 		}
 	}
-	if m, ok := t.model.(*bpeModel); ok && m.charLevel && t.addedByID[int(id)] == nil {
+	if fallback, ok := t.sentencepiece(); ok && t.addedByID[int(id)] == nil {
 		// Sentencepiece-style: a <0xNN> token is its byte, and "▁" a space
 		// wherever the token stands (Decode's Strip would take the space
 		// of a token decoded alone).
-		if b, ok := fallbackByte(tok); ok && m.byteFallback {
+		if b, ok := fallbackByte(tok); ok && fallback {
 			return []byte{b}, true
 		}
 		return []byte(strings.ReplaceAll(tok, t.metaspace(), " ")), true
@@ -50,4 +50,16 @@ func (t *Tokenizer) metaspace() string {
 		return m.replacement
 	}
 	return "\u2581"
+}
+
+// sentencepiece reports whether the model is a sentencepiece one
+// (character-level BPE or Unigram) and whether it has byte fallback.
+func (t *Tokenizer) sentencepiece() (byteFallback, ok bool) {
+	switch m := t.model.(type) {
+	case *bpeModel:
+		return m.byteFallback, m.charLevel
+	case *unigramModel:
+		return m.byteFallback, true
+	}
+	return false, false
 }

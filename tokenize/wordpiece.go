@@ -136,9 +136,11 @@ func parseModel(raw json.RawMessage) (model, error) {
 		return parseBPE(raw)
 	case "WordPiece":
 		return parseWordPiece(raw)
+	case "Unigram":
+		return parseUnigram(raw)
 	case "":
 		return nil, fmt.Errorf("missing")
 	default:
-		return nil, fmt.Errorf("unsupported model type %q (supported: BPE, WordPiece)", typ)
+		return nil, fmt.Errorf("unsupported model type %q (supported: BPE, Unigram, WordPiece)", typ)
 	}
 }

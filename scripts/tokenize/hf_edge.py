@@ -12,7 +12,8 @@ tagpr's Encode, EncodeFull (offsets, add_special_tokens) and Decode against it.
         bert=/tmp/bert/bert-tokenizer.json sp-legacy=tokenize/testdata/sentencepiece/legacy/tokenizer.json \
         sp-metaspace=tokenize/testdata/sentencepiece/metaspace/tokenizer.json \
         sp-split=tokenize/testdata/sentencepiece/split/tokenizer.json \
-        sp-nofallback=tokenize/testdata/sentencepiece/nofallback/tokenizer.json
+        sp-nofallback=tokenize/testdata/sentencepiece/nofallback/tokenizer.json \
+        sp-unigram=tokenize/testdata/sentencepiece/unigram/tokenizer.json
 
 with the BERT file from `go run ./tokenize/internal/record -bert-out /tmp/bert`.
 

@@ -12,6 +12,8 @@ merges from transformers' generate_merges, ordered by the merged piece's score),
               pre_tokenizer; decoder Replace + ByteFallback + Fuse + Strip.
   metaspace/  legacy=False: a Metaspace pre_tokenizer (prepend_scheme "first", split false), no normalizer.
   nofallback/ legacy/ with byte_fallback false (unknown characters fuse into <unk>).
+  unigram/    a sentencepiece Unigram model converted as transformers' XLMRobertaConverter does (XLM-R's
+              shape: the Precompiled nmt_nfkc charsmap, a Metaspace pre_tokenizer, <s> … </s>).
   split/      the Metaspace pre_tokenizer as tokenizers < 0.19 wrote it (add_prefix_space true, which reads as
               prepend_scheme "always", and split true) with a Metaspace decoder.
 
@@ -75,6 +77,35 @@ def convert(model_file, legacy):
     return tok
 
 
+def train_unigram(tmp):
+    """A sentencepiece Unigram model set up as XLM-R's (nmt_nfkc normalisation: its precompiled charsmap)."""
+    prefix = os.path.join(tmp, "uni")
+    spm.SentencePieceTrainer.train(
+        input=os.path.join(tmp, "corpus.txt"), model_prefix=prefix, model_type="unigram", vocab_size=8000,
+        character_coverage=0.98, max_sentence_length=100000, minloglevel=2, num_threads=1,
+        unk_id=0, bos_id=1, eos_id=2, pad_id=-1)
+    return prefix + ".model"
+
+
+class XLMROriginal:
+    """What transformers' XLMRobertaConverter reads from a slow XLMRobertaTokenizer."""
+
+    def __init__(self, model_file):
+        self.vocab_file = model_file
+
+    def convert_tokens_to_ids(self, token):
+        return {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3}[token]
+
+
+def convert_unigram(model_file):
+    converters = importlib.import_module("transformers.convert_slow_tokenizer")
+    tok = converters.XLMRobertaConverter(XLMROriginal(model_file)).converted()
+    # XLM-R's hub file lists all five special tokens; <mask> takes the space before it.
+    tok.add_special_tokens([AddedToken("<pad>", normalized=False), AddedToken("<unk>", normalized=False),
+                            AddedToken("<mask>", lstrip=True, normalized=False)])
+    return tok
+
+
 CONFIG = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "add_bos_token": True,
           "add_eos_token": False, "model_max_length": 4096, "tokenizer_class": "LlamaTokenizer"}
 
@@ -96,6 +127,17 @@ def main():
             with open(os.path.join(d, "tokenizer_config.json"), "w") as f:
                 json.dump(cfg, f, indent=2)
                 f.write("\n")
+    with tempfile.TemporaryDirectory() as tmp:
+        train(corpus, tmp)
+        uni = convert_unigram(train_unigram(tmp))
+        d = os.path.join(out, "unigram")
+        os.makedirs(d, exist_ok=True)
+        uni.save(os.path.join(d, "tokenizer.json"))
+        with open(os.path.join(d, "tokenizer_config.json"), "w") as f:
+            json.dump({"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>",
+                       "cls_token": "<s>", "sep_token": "</s>", "mask_token": "<mask>", "model_max_length": 512,
+                       "tokenizer_class": "XLMRobertaTokenizer"}, f, indent=2)
+            f.write("\n")
     # nofallback/ is legacy/ without byte fallback: characters the vocabulary lacks become <unk>, runs of
     # them one <unk> (fuse_unk), as in sentencepiece BPE files converted without byte_fallback.
     j = json.load(open(os.path.join(out, "legacy", "tokenizer.json"), encoding="utf-8"))
