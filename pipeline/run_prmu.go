@@ -191,7 +191,7 @@ func (r *runEnv) encoderFiles() ([]string, error) {
 		}
 		files = append(ck, files...)
 	} else if _, err := lm.ResolveModelPath(dir); err != nil {
-		return nil, fmt.Errorf("%w (or a BERT, RoBERTa or MPNet transformers checkpoint)", err)
+		return nil, fmt.Errorf("%w (or a BERT, RoBERTa, XLM-RoBERTa or MPNet transformers checkpoint)", err)
 	}
 	r.encoder = files
 	return files, nil

@@ -500,7 +500,7 @@ func (c *RunConfig) Validate() error {
 			bad("stages.prmu.policy_samples", "samples come from the SFT model, and stages.sft.skip is true")
 		}
 		if p.Encoder != nil && p.Encoder.Dir == "" {
-			bad("stages.prmu.encoder.dir", "required with stages.prmu.encoder (an optimum-cli export onnx --task feature-extraction folder, or a BERT, RoBERTa or MPNet transformers checkpoint)")
+			bad("stages.prmu.encoder.dir", "required with stages.prmu.encoder (an optimum-cli export onnx --task feature-extraction folder, or a BERT, RoBERTa, XLM-RoBERTa or MPNet transformers checkpoint)")
 		}
 		// Settings the encoder's PRMU does not read are refused, not
 		// ignored (as prmu train's flags are).

@@ -265,13 +265,13 @@ func (r *runEnv) importPolicy() error {
 }
 
 // importCheckpoint converts the checkpoint src (the config's key; a causal
-// LM, or a BERT, RoBERTa or MPNet text encoder) into dst, which holds only its stamp:
+// LM, or a BERT, RoBERTa, XLM-RoBERTa or MPNet text encoder) into dst, which holds only its stamp:
 // written in a side folder and renamed, so a killed run never leaves half a
 // model.
 func (r *runEnv) importCheckpoint(key, src, dst string) error {
 	wantEncoder := key == encoderDirKey
 	if isEncoder := hf.IsEncoder(src); isEncoder != wantEncoder {
-		what, want := "a causal LM's", "a text encoder (BERT, RoBERTa or MPNet)"
+		what, want := "a causal LM's", "a text encoder (BERT, RoBERTa, XLM-RoBERTa or MPNet)"
 		if isEncoder {
 			what, want = "a text encoder's", "a causal LM (Llama, Mistral, Qwen2, Qwen3)"
 		}

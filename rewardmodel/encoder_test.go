@@ -28,6 +28,11 @@ const encoderCheckpoint = "testdata/encoder-hf"
 // (scripts/rewardmodel/roberta_checkpoint.py).
 const robertaCheckpoint = "testdata/encoder-roberta"
 
+// xlmrFixture is a tiny random XLM-RoBERTa encoder as a transformers
+// checkpoint, without its tokenizer.json (xlmrCheckpoint adds it), written
+// by scripts/rewardmodel/xlmr_checkpoint.py with PyTorch's embeddings.
+const xlmrFixture = "testdata/encoder-xlmr"
+
 // mpnetCheckpoint is a tiny random MPNet encoder (all-mpnet-base-v2's
 // architecture) as a transformers checkpoint, with its PyTorch embeddings
 // (scripts/rewardmodel/mpnet_checkpoint.py).
@@ -60,6 +65,25 @@ func readEncoderReference(t *testing.T, dir string) encoderReference {
 func loadFixtureEncoder(t *testing.T, o EncoderOptions) *TextEncoder {
 	t.Helper()
 	return loadEncoderAt(t, encoderFixture, o)
+}
+
+// xlmrCheckpoint assembles the XLM-RoBERTa fixture: the checkpoint in
+// testdata/encoder-xlmr and, beside it, the sentencepiece Unigram
+// tokenizer.json it was made with (kept once, in tokenize/testdata).
+func xlmrCheckpoint(t *testing.T) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "xlmr")
+	if err := os.CopyFS(dir, os.DirFS(xlmrFixture)); err != nil {
+		t.Fatal(err)
+	}
+	tj, err := os.ReadFile(filepath.Join("..", "tokenize", "testdata", "sentencepiece", "unigram", "tokenizer.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "tokenizer.json"), tj, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }
 
 // importedEncoder imports the transformers checkpoint ckpt into a
@@ -95,15 +119,18 @@ func loadEncoderAt(t *testing.T, dir string, o EncoderOptions) *TextEncoder {
 // padding, truncation included: the encoder as Optimum exported it, the
 // same weights as a transformers checkpoint imported by hf.ImportEncoder,
 // and a RoBERTa checkpoint (byte-level BPE, positions counted from the
-// padding id) and an MPNet one (a relative-position bias) imported the
-// same way.
+// padding id), an MPNet one (a relative-position bias) and an XLM-RoBERTa
+// one (a sentencepiece Unigram tokenizer with its Precompiled normalizer,
+// on multilingual texts too) imported the same way.
 func TestTextEncoderMatchesPyTorch(t *testing.T) {
 	bert, roberta, mpnet := importedEncoder(t, encoderCheckpoint), importedEncoder(t, robertaCheckpoint), importedEncoder(t, mpnetCheckpoint)
+	xlmr := importedEncoder(t, xlmrCheckpoint(t))
 	for _, c := range []struct{ name, dir, ref, pooling string }{
 		{"Optimum BERT", encoderFixture, encoderFixture, ""}, {"Optimum BERT", encoderFixture, encoderFixture, EncoderPoolCLS},
 		{"imported BERT", bert, encoderFixture, ""}, {"imported BERT", bert, encoderFixture, EncoderPoolCLS},
 		{"imported RoBERTa", roberta, robertaCheckpoint, ""}, {"imported RoBERTa", roberta, robertaCheckpoint, EncoderPoolCLS},
 		{"imported MPNet", mpnet, mpnetCheckpoint, ""}, {"imported MPNet", mpnet, mpnetCheckpoint, EncoderPoolCLS},
+		{"imported XLM-R", xlmr, xlmrFixture, ""}, {"imported XLM-R", xlmr, xlmrFixture, EncoderPoolCLS},
 	} {
 		ref, pooling := readEncoderReference(t, c.ref), c.pooling
 		e := loadEncoderAt(t, c.dir, EncoderOptions{Pooling: pooling, MaxTokens: ref.MaxLength})

@@ -10,7 +10,7 @@ import (
 )
 
 // encoderShape is what the LoRA phase's memory depends on, from the
-// encoder's config.json (BERT, RoBERTa and MPNet name it alike).
+// encoder's config.json (BERT, RoBERTa, XLM-RoBERTa and MPNet name it alike).
 type encoderShape struct {
 	Layers       int `json:"num_hidden_layers"`
 	Hidden       int `json:"hidden_size"`

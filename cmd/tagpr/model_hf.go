@@ -21,7 +21,7 @@ func modelImportHFCmd() *cobra.Command {
 	var force bool
 	cmd := &cobra.Command{
 		Use:   "import-hf DIR --out OUT",
-		Short: "Turn a Hugging Face checkpoint (Llama, Mistral, Qwen2, Qwen3; or a BERT, RoBERTa or MPNet text encoder; safetensors) into an ONNX model, without Python",
+		Short: "Turn a Hugging Face checkpoint (Llama, Mistral, Qwen2, Qwen3; or a BERT, RoBERTa, XLM-RoBERTa or MPNet text encoder; safetensors) into an ONNX model, without Python",
 		Long: `Reads DIR/config.json and the weights (model.safetensors, or the shards listed in
 model.safetensors.index.json; stored as F32, F16 or BF16) and writes OUT/model.onnx in the Optimum
 layout, built by tagpr's own graph builder, with config.json, generation_config.json and the tokenizer
@@ -30,8 +30,8 @@ weight at a time (float32, projections transposed to ONNX's [in, out]); from 1 G
 go to OUT/model.onnx.data. A model_type or config.json field tagpr cannot build the same way (scaled
 rotary positions, per-layer sliding windows, quantization…) is refused by name.
 
-A BERT, RoBERTa or MPNet checkpoint (model_type bert: BERT, MiniLM, BGE, E5; roberta; mpnet:
-all-mpnet-base-v2; as transformers or sentence-transformers saves it) becomes a text encoder instead, as optimum-cli export onnx --task feature-extraction writes one
+A BERT, RoBERTa, XLM-RoBERTa or MPNet checkpoint (model_type bert: BERT, MiniLM, BGE, E5; roberta; xlm-roberta:
+multilingual-e5, bge-m3, paraphrase-multilingual-*; mpnet: all-mpnet-base-v2; as transformers or sentence-transformers saves it) becomes a text encoder instead, as optimum-cli export onnx --task feature-extraction writes one
 (output last_hidden_state), with its tokenizer and 1_Pooling/config.json: a PRMU encoder folder.`,
 		Example: "  tagpr model import-hf ~/models/Qwen2.5-0.5B-Instruct --out models/qwen2.5-0.5b\n  tagpr model import-hf ~/models/all-mpnet-base-v2 --out models/mpnet",
 		Args:    cobra.ExactArgs(1),

@@ -1,5 +1,5 @@
 // Package hf moves causal LMs between Hugging Face checkpoints and tagpr's
-// ONNX models (and BERT, RoBERTa or MPNet text encoders, one way), with no
+// ONNX models (and BERT, RoBERTa, XLM-RoBERTa or MPNet text encoders, one way), with no
 // Python.
 //
 // Import reads a transformers checkpoint folder — config.json and the

@@ -16,10 +16,11 @@ import (
 
 // EncoderFamilies are the model_types ImportEncoder builds: BERT and the
 // sentence encoders on its architecture (MiniLM, BGE, E5, GTE-base…), and
-// RoBERTa (the same layers; positions counted from the padding id), and
-// MPNet (all-mpnet-base-v2: RoBERTa's positions, no token types, a
+// RoBERTa (the same layers; positions counted from the padding id) with
+// XLM-RoBERTa (RoBERTa's architecture over a sentencepiece vocabulary:
+// multilingual-e5, bge-m3, paraphrase-multilingual-*), and MPNet (all-mpnet-base-v2: RoBERTa's positions, no token types, a
 // bucketed relative-position bias on every layer's attention scores).
-var EncoderFamilies = []string{"bert", "roberta", "mpnet"}
+var EncoderFamilies = []string{"bert", "roberta", "xlm-roberta", "mpnet"}
 
 // EncoderSideFiles are copied beside an imported encoder when the
 // checkpoint has them: its tokenizer, and sentence-transformers' pooling
@@ -50,6 +51,15 @@ type bertConfig struct {
 	IsDecoder         bool            `json:"is_decoder"`
 	CrossAttention    bool            `json:"add_cross_attention"`
 	Quantization      json.RawMessage `json:"quantization_config"`
+}
+
+// arch is the architecture ImportEncoder builds for the model_type:
+// XLM-RoBERTa's is RoBERTa's.
+func (c bertConfig) arch() string {
+	if c.ModelType == "xlm-roberta" {
+		return "roberta"
+	}
+	return c.ModelType
 }
 
 // ImportedEncoder describes an encoder ImportEncoder wrote.
@@ -119,7 +129,7 @@ func readBertConfig(dir string) (bertConfig, []byte, error) {
 			return fail("max_position_embeddings %d, vocab_size %d: MPNet numbers positions from 2", c.MaxPositions, c.VocabSize)
 		}
 	}
-	if c.ModelType == "roberta" {
+	if c.arch() == "roberta" {
 		if c.PadTokenID == nil {
 			one := int64(1) // RobertaConfig's default
 			c.PadTokenID = &one
@@ -148,7 +158,7 @@ func (c bertConfig) params() float64 {
 	return emb + L*(4*d*d+4*d+2*d*f+f+d+4*d)
 }
 
-// ImportEncoder reads the BERT-family, RoBERTa or MPNet checkpoint in dir
+// ImportEncoder reads the BERT-family, RoBERTa, XLM-RoBERTa or MPNet checkpoint in dir
 // (config.json and safetensors, as transformers or sentence-transformers
 // saves it; the masked-LM classes' "bert.", "roberta." or "mpnet." prefix
 // is read too) and writes out/model.onnx as `optimum-cli export onnx
@@ -175,8 +185,9 @@ func ImportEncoder(dir, out string) (*ImportedEncoder, error) {
 		return nil, fmt.Errorf("import %s: %.4g float32 weights do not fit in one ONNX file (2 GiB); tagpr imports encoders up to BERT-large's size", dir, c.params())
 	}
 	prefix := ""
-	if _, _, ok := ck.Lookup(c.ModelType + ".embeddings.word_embeddings.weight"); ok {
-		prefix = c.ModelType + "." // BertForMaskedLM's bert., RobertaForMaskedLM's roberta., MPNetForMaskedLM's mpnet.
+	if _, _, ok := ck.Lookup(c.arch() + ".embeddings.word_embeddings.weight"); ok {
+		// BertForMaskedLM's bert., (XLM)RobertaForMaskedLM's roberta., MPNetForMaskedLM's mpnet.
+		prefix = c.arch() + "."
 	}
 	src := &checkpointSource{ck: ck, used: map[string]bool{}}
 	b := &bertBuilder{g: ir.NewGraph("bert_encoder"), c: c, src: src, prefix: prefix}
@@ -373,7 +384,7 @@ func (b *bertBuilder) build() string {
 // padding_idx itself at padding ([B,T]), as transformers numbers them.
 func (b *bertBuilder) positionIDs(ids string) string {
 	g, c := b.g, b.c
-	if c.ModelType == "roberta" || c.ModelType == "mpnet" {
+	if c.arch() == "roberta" || c.ModelType == "mpnet" {
 		pad := g.Const("pad_id", ir.Vector("", *c.PadTokenID))
 		real := b.node("/embeddings/position_ids", "Cast", []string{b.node("/embeddings/position_ids", "Not",
 			[]string{b.node("/embeddings/position_ids", "Equal", []string{ids, pad})})}, ir.AttrInt("to", int64(ir.Int64)))

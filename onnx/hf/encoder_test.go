@@ -97,7 +97,7 @@ func TestImportEncoderRefuses(t *testing.T) {
 		"tanh GELU":          {config: map[string]any{"hidden_act": "gelu_new"}, want: `hidden_act "gelu_new"`},
 		"relative positions": {config: map[string]any{"position_embedding_type": "relative_key"}, want: "position_embedding_type"},
 		"an unknown field":   {config: map[string]any{"use_rotary": true}, want: "use_rotary"},
-		"xlm-roberta":        {config: map[string]any{"model_type": "xlm-roberta"}, want: "optimum-cli export onnx --task feature-extraction"},
+		"another model_type": {config: map[string]any{"model_type": "deberta-v2"}, want: "optimum-cli export onnx --task feature-extraction"},
 		"a decoder":          {config: map[string]any{"is_decoder": true}, want: "is_decoder"},
 		"wrong sizes":        {config: map[string]any{"hidden_size": 64, "num_attention_heads": 4}, want: "config.json implies"},
 		"a missing weight": {rename: func(n string) string {
