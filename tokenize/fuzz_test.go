@@ -28,6 +28,11 @@ const tinySentencepiece = `{"added_tokens":[{"id":0,"content":"<unk>","special":
 "decoder":{"type":"Sequence","decoders":[{"type":"Replace","pattern":{"String":"▁"},"content":" "},{"type":"ByteFallback"},{"type":"Fuse"},{"type":"Strip","content":" ","start":1,"stop":0}]},
 "model":{"type":"BPE","unk_token":"<unk>","fuse_unk":true,"byte_fallback":true,"vocab":{"<unk>":0,"<s>":1,"<0xC3>":2,"<0x9C>":3,"▁":4,"a":5,"b":6,"▁a":7,"▁ab":8},"merges":["▁ a","▁a b"]}}`
 
+const tinyUnigram = `{"added_tokens":[{"id":0,"content":"<unk>","special":true}],
+"pre_tokenizer":{"type":"Metaspace","replacement":"▁","prepend_scheme":"always","split":true},
+"decoder":{"type":"Metaspace","replacement":"▁","prepend_scheme":"always","split":true},
+"model":{"type":"Unigram","unk_id":0,"byte_fallback":true,"vocab":[["<unk>",0],["▁",-1.5],["a",-2.25],["b",-3],["ab",-4.1],["▁ab",-4.5],["<0xC3>",-9],["<0x9C>",-9]]}}`
+
 // FuzzLoadTokenizer feeds mutated tokenizer.json files to the loader: it
 // must return a tokenizer or an error, never panic, and a tokenizer it
 // returns must encode and decode without panicking.
@@ -40,6 +45,7 @@ func FuzzLoadTokenizer(f *testing.F) {
 	f.Add([]byte(tinyWordPiece))
 	f.Add([]byte(tinyBPE))
 	f.Add([]byte(tinySentencepiece))
+	f.Add([]byte(tinyUnigram))
 	f.Add([]byte(`{"model":{"type":"BPE","vocab":{},"merges":[]}}`))
 	f.Add([]byte(`{"model":{"type":"WordPiece","unk_token":"x","vocab":{"x":99999999}}}`))
 	f.Add([]byte(`{"normalizer":{"type":"Sequence","normalizers":[{"type":"Replace","pattern":{"Regex":"a*"},"content":"b"}]}}`))
