@@ -110,6 +110,61 @@ func BenchmarkEncode(b *testing.B) {
 	}
 }
 
+// BenchmarkEncodeSentencepiece reports single-threaded encode MB/s for the
+// sentencepiece fixtures (Llama 2's legacy BPE shape and XLM-R's Unigram
+// with its Precompiled normalizer) against Hugging Face tokenizers (Rust,
+// through scripts/bench/hf_tokenize_peer.py with $TAGPR_ORT_PYTHON) on the
+// same documents in the same run.
+func BenchmarkEncodeSentencepiece(b *testing.B) {
+	docs := benchCorpus()
+	for _, name := range []string{"sp-legacy", "sp-unigram"} {
+		b.Run(name, func(b *testing.B) {
+			tok := pinnedTokenizer(b, name)
+			ref, err := hfPeerMBps(b, tok.Path(), docs)
+			var single float64
+			for i := 0; i < b.N; i++ {
+				single = goMBps(tok, docs, 3*time.Second)
+			}
+			b.ReportMetric(single, "MB/s")
+			if err != nil {
+				fmt.Printf("note: no HF tokenizers peer for %s (%v); set TAGPR_ORT_PYTHON to a Python with tokenizers\n", name, err)
+				return
+			}
+			b.ReportMetric(ref, "MB/s_hf")
+			b.ReportMetric(single/ref, "x_vs_hf")
+		})
+	}
+}
+
+// hfPeerMBps runs scripts/bench/hf_tokenize_peer.py on docs.
+func hfPeerMBps(b *testing.B, tokenizerPath string, docs []string) (float64, error) {
+	b.Helper()
+	python := os.Getenv("TAGPR_ORT_PYTHON")
+	if python == "" {
+		python = "python3"
+	}
+	cp := filepath.Join(b.TempDir(), "corpus.json")
+	raw, err := json.Marshal(map[string]any{"docs": docs})
+	if err != nil {
+		return 0, err
+	}
+	if err := os.WriteFile(cp, raw, 0o644); err != nil {
+		return 0, err
+	}
+	out, err := exec.Command(python, filepath.Join("..", "scripts", "bench", "hf_tokenize_peer.py"),
+		"--tokenizer", tokenizerPath, "--corpus", cp, "--min-seconds", "3").Output()
+	if err != nil {
+		return 0, err
+	}
+	var r struct {
+		MBps float64 `json:"mb_per_s"`
+	}
+	if err := json.Unmarshal(out, &r); err != nil || r.MBps <= 0 {
+		return 0, fmt.Errorf("peer output %q: %v", out, err)
+	}
+	return r.MBps, nil
+}
+
 // sugarmeMBps measures the same components inside sugarme/tokenizer's
 // pipeline (SugarmePipeline), single-threaded.
 func sugarmeMBps(b *testing.B, tok *tokenize.Tokenizer, docs []string, minDur time.Duration) float64 {
