@@ -65,9 +65,9 @@ func TestTokenizerCommands(t *testing.T) {
 	}
 
 	broken := filepath.Join(dir, "broken.json")
-	os.WriteFile(broken, []byte(`{"model":{"type":"Unigram","vocab":[]}}`), 0o644)
+	os.WriteFile(broken, []byte(`{"model":{"type":"WordLevel","vocab":{}}}`), 0o644)
 	_, stderr, err = runTagpr(t, dir, nil, "tokenizer", "encode", "--tokenizer", broken, "x")
-	if err == nil || !strings.Contains(stderr, `unsupported model type "Unigram"`) || !strings.Contains(stderr, broken) {
+	if err == nil || !strings.Contains(stderr, `unsupported model type "WordLevel"`) || !strings.Contains(stderr, broken) {
 		t.Errorf("broken tokenizer: %v, stderr %q", err, stderr)
 	}
 }
