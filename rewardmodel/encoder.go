@@ -25,7 +25,7 @@ import (
 // `optimum-cli export onnx --task feature-extraction` writes it (a BERT-,
 // MiniLM- or BGE-class model: inputs input_ids, attention_mask and optionally
 // token_type_ids, output last_hidden_state [N,T,D]), with its tokenizer.json
-// (WordPiece or BPE) and a pooling: the mean of last_hidden_state over the
+// (WordPiece, BPE or sentencepiece Unigram) and a pooling: the mean of last_hidden_state over the
 // attention mask, or the first ([CLS]) position. Pooling is appended to the
 // exported graph, so one ORT run maps a batch of texts to their embeddings.
 type TextEncoder struct {
