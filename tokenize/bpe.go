@@ -319,10 +319,12 @@ func (m *bpeModel) charSymbols(word string) []int32 {
 	prevUnk := false
 	for i, r := range word {
 		size := utf8.RuneLen(r)
+		invalid := false // a byte that is not UTF-8 decodes as U+FFFD but is not that character
 		if r == utf8.RuneError {
 			_, size = utf8.DecodeRuneInString(word[i:])
+			invalid = size == 1
 		}
-		if id, ok := m.charID[r]; ok && word[i:i+size] == string(r) {
+		if id, ok := m.charID[r]; ok && !invalid {
 			syms, prevUnk = append(syms, id), false
 			continue
 		}
