@@ -1,5 +1,6 @@
-"""What roberta_checkpoint.py and mpnet_checkpoint.py share: the encoder fixture's texts, PyTorch's pooled
-embeddings of them in testdata/encoder/reference.json's format, and writing a checkpoint fixture folder.
+"""What roberta_checkpoint.py, mpnet_checkpoint.py and xlmr_checkpoint.py share: the tiny encoders' sizes and
+RoBERTa-style special tokens, the encoder fixture's texts, PyTorch's pooled embeddings of them in
+testdata/encoder/reference.json's format, and writing a checkpoint fixture folder.
 
 Not run by itself: `python scripts/rewardmodel/roberta_checkpoint.py` imports it from this folder.
 """
@@ -21,6 +22,22 @@ import transformers
 
 MAX_LENGTH = 48
 SRC = Path("rewardmodel/testdata/encoder")
+
+
+# The tiny encoders' sizes (2 layers, hidden 32, 4 heads, FFN 64, 66 positions, no dropout, weights drawn with std
+# 0.2) and RoBERTa-style ids for <s>, <pad>, </s>.
+TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+            max_position_embeddings=MAX_LENGTH + 18, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+            initializer_range=0.2, pad_token_id=1, bos_token_id=0, eos_token_id=2)
+
+
+def roberta_style_fast(**source):
+    """A PreTrainedTokenizerFast (from tokenizer_object= or tokenizer_file=) with <s> </s> <unk> <pad> <mask> as
+    RoBERTa names them, pad id 1, model_max_length MAX_LENGTH."""
+    fast = transformers.PreTrainedTokenizerFast(**source, bos_token="<s>", eos_token="</s>", unk_token="<unk>", sep_token="</s>",
+                                   cls_token="<s>", pad_token="<pad>", mask_token="<mask>", model_max_length=MAX_LENGTH)
+    assert fast.pad_token_id == 1, fast.pad_token_id
+    return fast
 
 
 def texts():

@@ -26,11 +26,11 @@ Usage: /work/venv-trl/bin/python scripts/rewardmodel/mpnet_checkpoint.py [--out 
 
 import argparse
 
-from encoder_fixture import MAX_LENGTH, SRC, redraw_norms, reference_rows, texts, write_fixture  # first: it keeps transformers offline
+from encoder_fixture import SRC, TINY, redraw_norms, reference_rows, roberta_style_fast, texts, write_fixture  # first: it keeps transformers offline
 
 import torch
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
-from transformers import MPNetConfig, MPNetModel, PreTrainedTokenizerFast
+from transformers import MPNetConfig, MPNetModel
 from transformers.models.mpnet.modeling_mpnet import MPNetEncoder
 
 SEED = 20261217
@@ -50,16 +50,10 @@ def main():
     tok.decoder = decoders.WordPiece(prefix="##")
     tok.post_processor = processors.TemplateProcessing(single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>",
                                                        special_tokens=[("<s>", 0), ("</s>", 2)])
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
-                                   sep_token="</s>", cls_token="<s>", pad_token="<pad>", mask_token="<mask>",
-                                   model_max_length=MAX_LENGTH)
-    assert fast.pad_token_id == 1, fast.pad_token_id
+    fast = roberta_style_fast(tokenizer_object=tok)
 
     torch.manual_seed(SEED)
-    cfg = MPNetConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                      intermediate_size=64, max_position_embeddings=MAX_LENGTH + 18, hidden_dropout_prob=0.0,
-                      attention_probs_dropout_prob=0.0, initializer_range=0.2, pad_token_id=1, bos_token_id=0,
-                      eos_token_id=2)
+    cfg = MPNetConfig(vocab_size=len(vocab), **TINY)
     cfg._attn_implementation = "eager"
     model = MPNetModel(cfg, add_pooling_layer=False).eval()
     redraw_norms(model, extra=["relative_attention_bias"])  # a strong position bias, so it shows

@@ -22,11 +22,11 @@ Usage: /work/venv-trl/bin/python scripts/rewardmodel/roberta_checkpoint.py [--ou
 
 import argparse
 
-from encoder_fixture import MAX_LENGTH, SRC, redraw_norms, reference_rows, texts, write_fixture  # first: it keeps transformers offline
+from encoder_fixture import SRC, TINY, redraw_norms, reference_rows, roberta_style_fast, texts, write_fixture  # first: it keeps transformers offline
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-from transformers import PreTrainedTokenizerFast, RobertaConfig, RobertaModel
+from transformers import RobertaConfig, RobertaModel
 
 SEED = 20261216
 SPECIALS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
@@ -44,16 +44,10 @@ def main():
     tok.train_from_iterator(texts() + [" ".join(vocab_words)], trainers.BpeTrainer(
         vocab_size=400, special_tokens=SPECIALS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False))
     tok.post_processor = processors.RobertaProcessing(("</s>", tok.token_to_id("</s>")), ("<s>", tok.token_to_id("<s>")))
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
-                                   sep_token="</s>", cls_token="<s>", pad_token="<pad>", mask_token="<mask>",
-                                   model_max_length=MAX_LENGTH)
-    assert fast.pad_token_id == 1, fast.pad_token_id
+    fast = roberta_style_fast(tokenizer_object=tok)
 
     torch.manual_seed(SEED)
-    cfg = RobertaConfig(vocab_size=tok.get_vocab_size(), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                        intermediate_size=64, max_position_embeddings=MAX_LENGTH + 18, type_vocab_size=1,
-                        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, initializer_range=0.2,
-                        pad_token_id=1, bos_token_id=0, eos_token_id=2)
+    cfg = RobertaConfig(vocab_size=tok.get_vocab_size(), type_vocab_size=1, **TINY)
     cfg._attn_implementation = "eager"
     model = RobertaModel(cfg, add_pooling_layer=False).eval()
     redraw_norms(model)

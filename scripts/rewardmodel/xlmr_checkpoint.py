@@ -25,10 +25,10 @@ Usage: /work/venv-trl/bin/python scripts/rewardmodel/xlmr_checkpoint.py [--out r
 import argparse
 from pathlib import Path
 
-from encoder_fixture import MAX_LENGTH, redraw_norms, reference_rows, texts, write_fixture  # first: it keeps transformers offline
+from encoder_fixture import TINY, redraw_norms, reference_rows, roberta_style_fast, texts, write_fixture  # first: it keeps transformers offline
 
 import torch
-from transformers import PreTrainedTokenizerFast, XLMRobertaConfig, XLMRobertaModel
+from transformers import XLMRobertaConfig, XLMRobertaModel
 
 SEED = 20261208
 TOKENIZER = "tokenize/testdata/sentencepiece/unigram/tokenizer.json"
@@ -46,16 +46,10 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="rewardmodel/testdata/encoder-xlmr")
     out = ap.parse_args().out
-    fast = PreTrainedTokenizerFast(tokenizer_file=TOKENIZER, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
-                                   sep_token="</s>", cls_token="<s>", pad_token="<pad>", mask_token="<mask>",
-                                   model_max_length=MAX_LENGTH)
-    assert fast.pad_token_id == 1, fast.pad_token_id
+    fast = roberta_style_fast(tokenizer_file=TOKENIZER)
 
     torch.manual_seed(SEED)
-    cfg = XLMRobertaConfig(vocab_size=len(fast), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                           intermediate_size=64, max_position_embeddings=MAX_LENGTH + 18, type_vocab_size=1,
-                           hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, initializer_range=0.2,
-                           pad_token_id=1, bos_token_id=0, eos_token_id=2)
+    cfg = XLMRobertaConfig(vocab_size=len(fast), type_vocab_size=1, **TINY)
     cfg._attn_implementation = "eager"
     model = XLMRobertaModel(cfg, add_pooling_layer=False).eval()
     redraw_norms(model)
